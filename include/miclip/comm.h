@@ -1,0 +1,59 @@
+/* comm.h - the MPI context, collective error agreement, sharding and stop signals.
+ *
+ * The mc_comm struct is created once in main and passed explicitly to every stage. miclip runs
+ * the same under one process (MPI singleton), mpirun and srun.
+ *
+ * Error protocol (docs/errors.md): a failure every rank can reach is agreed on with
+ * mc_comm_agree at a stage boundary: every rank passes its local status, all get the status and
+ * message of the lowest failing rank, rank 0 prints it once, every rank exits non-zero. A failure
+ * one rank meets in the middle of collective work that the others cannot skip ends the job with
+ * mc_comm_abort (message prefixed with the rank, then MPI_Abort), so no rank is left blocked.
+ */
+#ifndef MICLIP_COMM_H
+#define MICLIP_COMM_H
+
+#include <mpi.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "miclip/status.h"
+
+typedef struct {
+    MPI_Comm comm;  /* MPI_COMM_WORLD unless a sub-communicator was made */
+    int rank, size;
+    int node_rank, node_size; /* position among the ranks sharing this node */
+    bool initialized_mpi;     /* true when mc_comm_init called MPI_Init (and finalize must close) */
+} mc_comm;
+
+/* Initialises MPI (if not yet), fills c, tells the logger the rank, installs the panic handler. */
+mc_status mc_comm_init(int *argc, char ***argv, mc_comm *c, mc_error *err);
+void mc_comm_finalize(mc_comm *c);
+
+/* Collective. Every rank passes its local status and error record; returns the status of the
+ * lowest failing rank (MC_OK if none failed), and copies that rank's message into err on
+ * every rank. */
+mc_status mc_comm_agree(const mc_comm *c, mc_status local, mc_error *err);
+
+/* Ends every rank now: prints "rank R: message" and calls MPI_Abort with the exit code. */
+_Noreturn void mc_comm_abort(const mc_comm *c, int exit_code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Broadcasts a NUL-terminated string from root. On non-root ranks *s is replaced by a newly
+ * malloc'd copy (the old pointer is freed). Collective. */
+mc_status mc_comm_bcast_string(const mc_comm *c, int root, char **s, mc_error *err);
+
+/* The contiguous block [begin, end) of n items that rank r of size owns: items are split as
+ * evenly as possible, lower ranks taking one extra. Depends only on (n, r, size). */
+void mc_shard_range(int64_t n, int r, int size, int64_t *begin, int64_t *end);
+
+/* --- Stop signals (SIGUSR1 from Slurm's --signal=B:USR1@N, SIGTERM from srun/scancel) ---- */
+
+/* Installs handlers that only set a flag. Safe to call more than once. */
+void mc_signals_install(void);
+/* The local flag: the signal number received, or 0. */
+int mc_stop_signal(void);
+/* Collective: true on every rank when any rank has received a stop signal. Call it between
+ * units of work; finish the unit, flush, then return MC_ERR_INTERRUPTED. */
+bool mc_comm_stop_requested(const mc_comm *c);
+
+#endif

@@ -1,0 +1,24 @@
+/* fsutil.h - file helpers: atomic writes (temporary name, fsync, rename), mkdir -p, reading a
+ * whole file with a size cap. Every output that is not an HDF5 store is written through
+ * mc_write_file_atomic so a killed run never leaves a half-written file under its final name. */
+#ifndef MICLIP_FSUTIL_H
+#define MICLIP_FSUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "miclip/status.h"
+
+/* Creates dir and its parents (mode 0755); existing directories are fine. */
+mc_status mc_mkdir_p(const char *dir, mc_error *err);
+/* Writes n bytes to path via "path.tmp.<pid>", fsync, rename. */
+mc_status mc_write_file_atomic(const char *path, const void *data, size_t n, mc_error *err);
+/* Reads a whole file into a malloc'd, NUL-terminated buffer (the caller frees *out). Files
+ * larger than max_bytes are refused with an error naming the file and both sizes. */
+mc_status mc_read_file(const char *path, size_t max_bytes, char **out, size_t *len, mc_error *err);
+bool mc_file_exists(const char *path);
+bool mc_dir_exists(const char *path);
+/* Joins dir and name with one '/' into buf; false on truncation. */
+bool mc_path_join(char *buf, size_t cap, const char *dir, const char *name);
+
+#endif

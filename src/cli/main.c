@@ -1,0 +1,158 @@
+/* main.c - the miclip command line: global options, MPI start-up, dispatch to a subcommand.
+ *
+ *   miclip [--quiet|--verbose] [--threads N] COMMAND [ARGS...]
+ *
+ * Every rank parses the same argv and so reaches the same decision without communication. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "miclip/log.h"
+#include "miclip/miclip.h"
+
+typedef struct {
+    const char *name;
+    mc_cmd_fn fn;
+    const char *args;
+    const char *summary;
+} command_entry;
+
+static const command_entry commands[] = {
+#define MC_COMMAND(name, fn, args, summary) {name, fn, args, summary},
+#include "commands.def"
+#undef MC_COMMAND
+};
+static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
+
+static void print_help(FILE *out) {
+    fprintf(out,
+            "miclip %s - interpret vision-model neurons and SAE features by aligning them with "
+            "CLIP (MiCLIP)\n\n"
+            "usage: miclip [--quiet|--verbose] [--threads N] COMMAND [ARGS...]\n"
+            "       mpirun -n R miclip COMMAND ...    srun --mpi=pmix miclip COMMAND ...\n\n"
+            "commands:\n",
+            MICLIP_VERSION_STRING);
+    for (int i = 0; i < n_commands; i++) {
+        char head[64];
+        snprintf(head, sizeof head, "%s %s", commands[i].name, commands[i].args);
+        fprintf(out, "  %-34s %s\n", head, commands[i].summary);
+    }
+    fprintf(out,
+            "\nglobal options:\n"
+            "  --quiet        warnings and errors only; no progress bars\n"
+            "  --verbose      debug messages (or MICLIP_LOG=debug)\n"
+            "  --threads N    BLAS/compute threads per rank (default: MICLIP_THREADS or 1)\n"
+            "  --version      print the version\n"
+            "  -h, --help     this help; 'miclip COMMAND --help' for a command's own\n\n"
+            "exit codes: 0 success, 1 error, 2 usage error, 75 interrupted by SIGUSR1/SIGTERM "
+            "after a checkpoint (rerun to resume)\n"
+            "docs: docs/README.md in the source tree\n");
+}
+
+int mc_cli_finish(const mc_comm *c, mc_status s, mc_error *err) {
+    mc_status agreed = mc_comm_agree(c, s, err);
+    if (agreed == MC_OK) return MC_EXIT_OK;
+    if (c->rank == 0) {
+        if (agreed == MC_ERR_INTERRUPTED) mc_warn("%s", err->msg);
+        else mc_log_error_record(err);
+    }
+    return mc_status_exit_code(agreed);
+}
+
+bool mc_cli_wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--")) return false;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return true;
+    }
+    return false;
+}
+
+int mc_cli_usage_error(const mc_comm *c, const char *cmd, const char *fmt, ...) {
+    if (c->rank == 0) {
+        char msg[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "miclip %s: %s\ntry 'miclip %s --help'\n", cmd, msg, cmd);
+    }
+    return MC_EXIT_USAGE;
+}
+
+bool mc_cli_parse_int(const char *s, long long lo, long long hi, long long *out) {
+    if (!s || !*s) return false;
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (*end != '\0' || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static int suggest_and_fail(const mc_comm *c, const char *name) {
+    if (c->rank == 0) {
+        fprintf(stderr, "miclip: unknown command '%s'", name);
+        for (int i = 0; i < n_commands; i++)
+            if (!strncmp(commands[i].name, name, 2)) {
+                fprintf(stderr, " (did you mean '%s'?)", commands[i].name);
+                break;
+            }
+        fprintf(stderr, "\ntry 'miclip --help'\n");
+    }
+    return MC_EXIT_USAGE;
+}
+
+int main(int argc, char **argv) {
+    mc_comm comm;
+    mc_error err = {0};
+    if (mc_comm_init(&argc, &argv, &comm, &err) != MC_OK) {
+        fprintf(stderr, "miclip: %s\n", err.msg);
+        return MC_EXIT_FAILURE;
+    }
+    int i = 1, rc = MC_EXIT_OK;
+    long long threads = 0;
+    const char *env_threads = getenv("MICLIP_THREADS");
+    if (env_threads && !mc_cli_parse_int(env_threads, 1, 4096, &threads)) threads = 0;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) mc_log_set_quiet(true);
+        else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) mc_log_set_level(MC_LOG_DEBUG);
+        else if (!strcmp(a, "--threads") && i + 1 < argc) {
+            if (!mc_cli_parse_int(argv[++i], 1, 4096, &threads)) {
+                rc = mc_cli_usage_error(&comm, "", "--threads takes a whole number from 1 to 4096");
+                goto done;
+            }
+        } else if (!strcmp(a, "--version")) {
+            if (comm.rank == 0) printf("miclip %s\n", MICLIP_VERSION_STRING);
+            goto done;
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            if (comm.rank == 0) print_help(stdout);
+            goto done;
+        } else {
+            if (comm.rank == 0) fprintf(stderr, "miclip: unknown option '%s'\ntry 'miclip --help'\n", a);
+            rc = MC_EXIT_USAGE;
+            goto done;
+        }
+    }
+    if (i >= argc) {
+        if (comm.rank == 0) print_help(stderr);
+        rc = MC_EXIT_USAGE;
+        goto done;
+    }
+    mc_set_threads(threads > 0 ? (int)threads : 1);
+    {
+        const command_entry *cmd = NULL;
+        for (int k = 0; k < n_commands; k++)
+            if (!strcmp(commands[k].name, argv[i])) cmd = &commands[k];
+        if (!cmd) {
+            rc = suggest_and_fail(&comm, argv[i]);
+            goto done;
+        }
+        mc_signals_install();
+        rc = cmd->fn(&comm, argc - i, argv + i);
+    }
+done:
+    mc_comm_finalize(&comm);
+    return rc;
+}
