@@ -32,5 +32,18 @@ mc_status mc_json_get_bool(const json_t *obj, const char *key, bool required, bo
 /* The string is borrowed from obj (valid while obj lives); dflt may be NULL. */
 mc_status mc_json_get_str(const json_t *obj, const char *key, bool required, const char *dflt,
                           const char **out, const char *file, mc_error *err);
+/* A nested object or array, borrowed from obj; *out = NULL when absent and not required. */
+mc_status mc_json_get_obj(const json_t *obj, const char *key, bool required, json_t **out,
+                          const char *file, mc_error *err);
+mc_status mc_json_get_array(const json_t *obj, const char *key, bool required, json_t **out,
+                            const char *file, mc_error *err);
+/* An array of integers into out[0..n), which must have exactly n entries (n == -1: any length
+ * up to cap, returned in *n_out). */
+mc_status mc_json_get_int_array(const json_t *obj, const char *key, int64_t *out, int n, int cap,
+                                int *n_out, const char *file, mc_error *err);
+
+/* Notes: a JSON null counts as absent (Hugging Face writes null for "use the default"). An
+ * integer is accepted where a number is asked for; a number with a fraction is never accepted
+ * as an integer. */
 
 #endif

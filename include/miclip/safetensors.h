@@ -57,10 +57,16 @@ const mc_st_tensor *mc_st_at(const mc_st_file *f, int i);
 const mc_st_tensor *mc_st_find(const mc_st_file *f, const char *name);
 /* Metadata value by key, or NULL. */
 const char *mc_st_metadata(const mc_st_file *f, const char *key);
+/* Number of metadata entries, and the i-th (key and value owned by the file). */
+int mc_st_metadata_count(const mc_st_file *f);
+void mc_st_metadata_at(const mc_st_file *f, int i, const char **key, const char **value);
+/* Sum of numel over all tensors (the parameter count), and the JSON header length N. */
+size_t mc_st_total_numel(const mc_st_file *f);
+size_t mc_st_header_bytes(const mc_st_file *f);
 
 /* Finds name and checks its shape against expect[0..ndim) (an entry of -1 matches any size).
- * Missing tensor, wrong rank or wrong size: MC_ERR_SHAPE naming file, tensor, expected and
- * found shapes. */
+ * expect may be NULL (rank checked only). Missing tensor, wrong rank or wrong size:
+ * MC_ERR_SHAPE naming file, tensor, expected and found shapes. */
 mc_status mc_st_get(const mc_st_file *f, const char *name, int ndim, const int64_t *expect,
                     const mc_st_tensor **out, mc_error *err);
 /* mc_st_get, then converts the tensor (F32/F16/BF16/F64) to float32 into dst[numel]. */
