@@ -1,0 +1,95 @@
+/* world.h - the tiny world: a procedurally generated, labelled image world with known ground
+ * truth (design.md, "The tiny world"; docs/world.md).
+ *
+ * Each image is 64x64 RGB: one coloured shape on a textured background. The class is
+ * "<colour> <shape>" (6 colours x 6 shapes = 36 classes); the background texture (6 kinds) is the
+ * unseen concept set, the analogue of DTD for CLIP zero-shot. Position, scale, rotation, tint,
+ * texture colours, texture geometry and pixel noise vary per image.
+ *
+ * Determinism: every image is a pure function of (seed, split, index). Its parameters come from a
+ * counter-based generator keyed by that triple (mc_world_sample_at), and rendering uses no other
+ * randomness, so the work can be split over ranks by index and the bytes do not change with the
+ * rank count.
+ *
+ * Layout written by mc_world_make (ImageFolder):
+ *   DIR/train/<colour>_<shape>/NNNNN.png    per_class images per class
+ *   DIR/val/<colour>_<shape>/NNNNN.png      val_per_class images per class
+ *   DIR/unseen/<texture>/NNNNN.png          unseen_per_class images per texture (random class)
+ *   DIR/<split>/attributes.jsonl            one JSON object per image, in index order
+ *   DIR/classes.txt, textures.txt, colours.txt, shapes.txt, concepts.txt, world.json
+ * Class index = line of classes.txt = sorted order of the folder names (torchvision ImageFolder's
+ * order), so labels agree with id2label of the world's models.
+ */
+#ifndef MICLIP_WORLD_H
+#define MICLIP_WORLD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "miclip/comm.h"
+#include "miclip/status.h"
+
+#define MC_WORLD_SIZE 64 /* image width and height in pixels */
+#define MC_WORLD_NUM_COLOURS 6
+#define MC_WORLD_NUM_SHAPES 6
+#define MC_WORLD_NUM_TEXTURES 6
+#define MC_WORLD_NUM_CLASSES (MC_WORLD_NUM_COLOURS * MC_WORLD_NUM_SHAPES)
+#define MC_WORLD_MAX_PER_CLASS 1000000
+
+typedef enum { MC_WORLD_TRAIN = 0, MC_WORLD_VAL = 1, MC_WORLD_UNSEEN = 2, MC_WORLD_NUM_SPLITS } mc_world_split;
+
+typedef struct {
+    uint64_t seed;
+    int64_t per_class;        /* train images per class */
+    int64_t val_per_class;    /* val images per class */
+    int64_t unseen_per_class; /* unseen images per texture */
+} mc_world_params;
+
+/* Everything that determines one image (and its attributes). Plain data. */
+typedef struct {
+    int split;               /* mc_world_split */
+    int64_t index;           /* index within the split */
+    int64_t k;               /* index within its folder (the file number) */
+    int cls, colour, shape, texture;
+    double x, y;             /* shape centre in pixels (0,0 = top-left corner of the image) */
+    double scale;            /* circumradius of the shape in pixels */
+    double rotation;         /* degrees, counter-clockwise as seen on screen */
+    double fg[3];            /* shape colour, RGB in [0,1] */
+    double bg[3], bg2[3];    /* the texture's two colours */
+    double tex_period;       /* pixels (stripes, checks, dots, waves) */
+    double tex_angle;        /* degrees */
+    double tex_phase[2];     /* offsets in pixels */
+    double tex_aux;          /* dot radius / period, wave amplitude in px, noise cell in px */
+    double noise;            /* standard deviation of the additive pixel noise, in [0,1] units */
+    uint64_t noise_key;      /* key of the per-pixel noise */
+} mc_world_sample;
+
+/* Names (static strings; index out of range gives NULL). */
+const char *mc_world_colour_name(int i);
+const char *mc_world_shape_name(int i);
+const char *mc_world_texture_name(int i);
+const char *mc_world_split_name(int split);
+/* "<colour> <shape>" and its folder name "<colour>_<shape>" for class c into buf. */
+void mc_world_class_name(int c, char *buf, size_t cap);
+void mc_world_class_dir(int c, char *buf, size_t cap);
+
+/* Checks the counts (each in 0..MC_WORLD_MAX_PER_CLASS, train >= 1). */
+mc_status mc_world_params_check(const mc_world_params *p, mc_error *err);
+/* Number of images in a split. */
+int64_t mc_world_split_count(const mc_world_params *p, int split);
+/* The parameters of image `index` of `split` (0 <= index < mc_world_split_count). */
+void mc_world_sample_at(const mc_world_params *p, int split, int64_t index, mc_world_sample *s);
+/* Renders s into rgb (MC_WORLD_SIZE*MC_WORLD_SIZE*3 bytes, HWC). */
+void mc_world_render(const mc_world_sample *s, uint8_t *rgb);
+/* Relative path "train/red_circle/00012.png" into buf; false if it does not fit. */
+int mc_world_sample_path(const mc_world_sample *s, char *buf, size_t cap);
+/* One JSON object (no newline) with the sample's attributes into buf; false if it does not fit. */
+int mc_world_sample_json(const mc_world_sample *s, char *buf, size_t cap);
+
+/* Collective: writes the whole world under out_dir (layout above). Images are rendered by index
+ * shard on every rank; rank 0 writes the lists and attributes. Same params, same bytes, for any
+ * rank count. */
+mc_status mc_world_make(const mc_comm *c, const char *out_dir, const mc_world_params *p,
+                        mc_error *err);
+
+#endif

@@ -1,0 +1,482 @@
+/* world.c - the tiny world: parameters per image, rendering, and the ImageFolder writer.
+ * See include/miclip/world.h for the layout and the determinism contract. */
+#include "miclip/world.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "miclip/checked.h"
+#include "miclip/fsutil.h"
+#include "miclip/image_write.h"
+#include "miclip/log.h"
+
+#define PI 3.14159265358979323846
+#define SUPERSAMPLE 4 /* 4x4 samples per pixel: anti-aliased edges */
+
+/* Sorted alphabetically, so that "<colour>_<shape>" folder names sort colour-major: the class
+ * index c = colour*6 + shape is then ImageFolder's index. */
+static const char *const colour_names[MC_WORLD_NUM_COLOURS] = {"blue",   "green", "orange",
+                                                               "purple", "red",   "yellow"};
+static const double colour_rgb[MC_WORLD_NUM_COLOURS][3] = {
+    {0.15, 0.30, 0.92}, {0.12, 0.68, 0.18}, {0.98, 0.52, 0.06},
+    {0.58, 0.16, 0.76}, {0.88, 0.10, 0.10}, {0.96, 0.88, 0.12}};
+static const char *const shape_names[MC_WORLD_NUM_SHAPES] = {"circle", "cross", "ring",
+                                                             "square", "star",  "triangle"};
+static const char *const texture_names[MC_WORLD_NUM_TEXTURES] = {"checkered", "dotted", "noisy",
+                                                                 "plain",     "striped", "wavy"};
+enum { T_CHECKERED, T_DOTTED, T_NOISY, T_PLAIN, T_STRIPED, T_WAVY };
+enum { S_CIRCLE, S_CROSS, S_RING, S_SQUARE, S_STAR, S_TRIANGLE };
+static const char *const split_names[MC_WORLD_NUM_SPLITS] = {"train", "val", "unseen"};
+
+const char *mc_world_colour_name(int i) {
+    return i >= 0 && i < MC_WORLD_NUM_COLOURS ? colour_names[i] : NULL;
+}
+const char *mc_world_shape_name(int i) {
+    return i >= 0 && i < MC_WORLD_NUM_SHAPES ? shape_names[i] : NULL;
+}
+const char *mc_world_texture_name(int i) {
+    return i >= 0 && i < MC_WORLD_NUM_TEXTURES ? texture_names[i] : NULL;
+}
+const char *mc_world_split_name(int split) {
+    return split >= 0 && split < MC_WORLD_NUM_SPLITS ? split_names[split] : NULL;
+}
+void mc_world_class_name(int c, char *buf, size_t cap) {
+    MC_ASSERT(c >= 0 && c < MC_WORLD_NUM_CLASSES);
+    snprintf(buf, cap, "%s %s", colour_names[c / MC_WORLD_NUM_SHAPES],
+             shape_names[c % MC_WORLD_NUM_SHAPES]);
+}
+void mc_world_class_dir(int c, char *buf, size_t cap) {
+    MC_ASSERT(c >= 0 && c < MC_WORLD_NUM_CLASSES);
+    snprintf(buf, cap, "%s_%s", colour_names[c / MC_WORLD_NUM_SHAPES],
+             shape_names[c % MC_WORLD_NUM_SHAPES]);
+}
+
+/* ---- counter-based randomness ------------------------------------------------------------ */
+
+/* splitmix64's finaliser: a bijective mix of 64 bits. */
+static uint64_t mix64(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* A stream keyed by (seed, split, index): the n-th draw is mix64(key + n*golden), so an image's
+ * numbers never depend on which other images were made, or where. */
+typedef struct {
+    uint64_t key, n;
+} rng;
+
+static rng rng_for(uint64_t seed, int split, int64_t index) {
+    uint64_t k = mix64(seed) ^ mix64(0x5851f42d4c957f2dull * (uint64_t)(split + 1));
+    k = mix64(k ^ mix64((uint64_t)index + 0x2545f4914f6cdd1dull));
+    return (rng){k, 0};
+}
+static uint64_t rng_u64(rng *r) { return mix64(r->key + 0x9e3779b97f4a7c15ull * ++r->n); }
+static double rng_unit(rng *r) { return (double)(rng_u64(r) >> 11) * 0x1.0p-53; } /* [0,1) */
+static double rng_range(rng *r, double lo, double hi) { return lo + (hi - lo) * rng_unit(r); }
+static int rng_int(rng *r, int n) { return (int)(rng_u64(r) % (uint64_t)n); }
+
+/* ---- parameters -------------------------------------------------------------------------- */
+
+mc_status mc_world_params_check(const mc_world_params *p, mc_error *err) {
+    if (p->per_class < 1 || p->per_class > MC_WORLD_MAX_PER_CLASS)
+        return MC_FAIL(err, MC_ERR_ARG, "world: --per-class must be 1..%d, got %lld",
+                       MC_WORLD_MAX_PER_CLASS, (long long)p->per_class);
+    if (p->val_per_class < 0 || p->val_per_class > MC_WORLD_MAX_PER_CLASS)
+        return MC_FAIL(err, MC_ERR_ARG, "world: --val-per-class must be 0..%d, got %lld",
+                       MC_WORLD_MAX_PER_CLASS, (long long)p->val_per_class);
+    if (p->unseen_per_class < 0 || p->unseen_per_class > MC_WORLD_MAX_PER_CLASS)
+        return MC_FAIL(err, MC_ERR_ARG, "world: --unseen-per-class must be 0..%d, got %lld",
+                       MC_WORLD_MAX_PER_CLASS, (long long)p->unseen_per_class);
+    return MC_OK;
+}
+
+int64_t mc_world_split_count(const mc_world_params *p, int split) {
+    switch (split) {
+    case MC_WORLD_TRAIN: return p->per_class * MC_WORLD_NUM_CLASSES;
+    case MC_WORLD_VAL: return p->val_per_class * MC_WORLD_NUM_CLASSES;
+    case MC_WORLD_UNSEEN: return p->unseen_per_class * MC_WORLD_NUM_TEXTURES;
+    default: return 0;
+    }
+}
+
+static double clamp01(double v) { return v < 0 ? 0 : v > 1 ? 1 : v; }
+
+void mc_world_sample_at(const mc_world_params *p, int split, int64_t index, mc_world_sample *s) {
+    MC_ASSERT(split >= 0 && split < MC_WORLD_NUM_SPLITS);
+    MC_ASSERT(index >= 0 && index < mc_world_split_count(p, split));
+    memset(s, 0, sizeof *s);
+    rng r = rng_for(p->seed, split, index);
+    s->split = split;
+    s->index = index;
+    if (split == MC_WORLD_UNSEEN) {
+        /* Grouped by texture; the class is drawn uniformly. */
+        s->texture = (int)(index / p->unseen_per_class);
+        s->k = index % p->unseen_per_class;
+        s->cls = rng_int(&r, MC_WORLD_NUM_CLASSES);
+    } else {
+        int64_t per = split == MC_WORLD_TRAIN ? p->per_class : p->val_per_class;
+        s->cls = (int)(index / per);
+        s->k = index % per;
+        s->texture = rng_int(&r, MC_WORLD_NUM_TEXTURES);
+    }
+    s->colour = s->cls / MC_WORLD_NUM_SHAPES;
+    s->shape = s->cls % MC_WORLD_NUM_SHAPES;
+
+    /* Geometry: the whole shape stays inside the image with a 1-pixel margin. */
+    s->scale = rng_range(&r, 9.0, 20.0);
+    s->x = rng_range(&r, s->scale + 1.0, MC_WORLD_SIZE - s->scale - 1.0);
+    s->y = rng_range(&r, s->scale + 1.0, MC_WORLD_SIZE - s->scale - 1.0);
+    s->rotation = rng_range(&r, 0.0, 360.0);
+
+    /* Shape colour: the class hue with a per-channel tint and a brightness change. */
+    double bright = rng_range(&r, 0.85, 1.10);
+    for (int ch = 0; ch < 3; ch++)
+        s->fg[ch] = clamp01(colour_rgb[s->colour][ch] * bright + rng_range(&r, -0.07, 0.07));
+
+    /* Background: two low-saturation colours (so the shape's colour stands out), with a
+     * contrast that keeps the pattern visible. */
+    double g = rng_range(&r, 0.30, 0.80);
+    double contrast = rng_range(&r, 0.18, 0.35) * (g > 0.55 ? -1.0 : 1.0);
+    for (int ch = 0; ch < 3; ch++) {
+        s->bg[ch] = clamp01(g + rng_range(&r, -0.06, 0.06));
+        s->bg2[ch] = clamp01(s->bg[ch] + contrast + rng_range(&r, -0.04, 0.04));
+    }
+    s->tex_period = rng_range(&r, 6.0, 12.0);
+    s->tex_angle = rng_range(&r, 0.0, 180.0);
+    s->tex_phase[0] = rng_range(&r, 0.0, s->tex_period);
+    s->tex_phase[1] = rng_range(&r, 0.0, s->tex_period);
+    switch (s->texture) {
+    case T_DOTTED: s->tex_aux = rng_range(&r, 0.20, 0.32); break;  /* dot radius / period */
+    case T_WAVY: s->tex_aux = rng_range(&r, 1.5, 3.0); break;      /* amplitude, px */
+    case T_NOISY: s->tex_aux = (double)(1 + rng_int(&r, 2)); break; /* cell size, px */
+    default: s->tex_aux = 0.0; break;
+    }
+    s->noise = rng_range(&r, 0.0, 0.03);
+    s->noise_key = rng_u64(&r);
+}
+
+/* ---- rendering --------------------------------------------------------------------------- */
+
+/* Background mix factor in [0,1] between bg (0) and bg2 (1) at pixel coordinates (px, py). */
+static double texture_at(const mc_world_sample *s, double px, double py, double ca, double sa) {
+    double u = px * ca + py * sa + s->tex_phase[0];
+    double v = -px * sa + py * ca + s->tex_phase[1];
+    double P = s->tex_period;
+    switch (s->texture) {
+    case T_PLAIN: return 0.0;
+    case T_STRIPED: return u / P - floor(u / P) < 0.5 ? 1.0 : 0.0;
+    case T_CHECKERED: {
+        long iu = (long)floor(u / P), iv = (long)floor(v / P);
+        return ((iu + iv) & 1) ? 1.0 : 0.0;
+    }
+    case T_DOTTED: {
+        double du = u / P - floor(u / P) - 0.5, dv = v / P - floor(v / P) - 0.5;
+        return du * du + dv * dv < s->tex_aux * s->tex_aux ? 1.0 : 0.0;
+    }
+    case T_WAVY: {
+        double w = u + s->tex_aux * sin(2.0 * PI * v / (2.0 * P));
+        return w / P - floor(w / P) < 0.5 ? 1.0 : 0.0;
+    }
+    case T_NOISY: {
+        /* Constant per cell of tex_aux pixels (unrotated), uniform blend factor. */
+        int cell = (int)s->tex_aux;
+        uint64_t cx = (uint64_t)(px / cell), cy = (uint64_t)(py / cell);
+        uint64_t h = mix64(s->noise_key ^ mix64(cy * 1024u + cx + 0x7f4a7c15ull));
+        return (double)(h >> 11) * 0x1.0p-53;
+    }
+    default: MC_PANIC("bad texture %d", s->texture);
+    }
+}
+
+/* Star outline: 10 vertices alternating radius 1 and 0.42, first point straight up. */
+static int inside_star(double x, double y) {
+    double vx[10], vy[10];
+    for (int i = 0; i < 10; i++) {
+        double a = PI / 2 + i * PI / 5, rad = (i & 1) ? 0.42 : 1.0;
+        vx[i] = rad * cos(a);
+        vy[i] = rad * sin(a);
+    }
+    int in = 0;
+    for (int i = 0, j = 9; i < 10; j = i++) {
+        if ((vy[i] > y) != (vy[j] > y) &&
+            x < (vx[j] - vx[i]) * (y - vy[i]) / (vy[j] - vy[i]) + vx[i])
+            in = !in;
+    }
+    return in;
+}
+
+/* Is the unit-radius local point (x, y) (y up) inside the shape? */
+static int inside_shape(int shape, double x, double y) {
+    double r2 = x * x + y * y;
+    switch (shape) {
+    case S_CIRCLE: return r2 < 0.85 * 0.85;
+    case S_RING: return r2 < 0.95 * 0.95 && r2 > 0.55 * 0.55;
+    case S_SQUARE: return fabs(x) < 0.70 && fabs(y) < 0.70;
+    case S_CROSS:
+        return (fabs(x) < 0.28 && fabs(y) < 0.90) || (fabs(y) < 0.28 && fabs(x) < 0.90);
+    case S_TRIANGLE: {
+        /* Equilateral, circumradius 1, apex up: three half-planes at inradius 0.5. */
+        static const double nx[3] = {0.0, 0.86602540378443865, -0.86602540378443865};
+        static const double ny[3] = {-1.0, 0.5, 0.5};
+        for (int i = 0; i < 3; i++)
+            if (x * nx[i] + y * ny[i] > 0.5) return 0;
+        return 1;
+    }
+    case S_STAR: return r2 < 1.0 && inside_star(x, y);
+    default: MC_PANIC("bad shape %d", shape);
+    }
+}
+
+void mc_world_render(const mc_world_sample *s, uint8_t *rgb) {
+    const int N = MC_WORLD_SIZE;
+    double ta = s->tex_angle * PI / 180.0, ca = cos(ta), sa = sin(ta);
+    double ra = s->rotation * PI / 180.0, cr = cos(ra), sr = sin(ra);
+    double inv = 1.0 / s->scale;
+    for (int py = 0; py < N; py++) {
+        for (int px = 0; px < N; px++) {
+            double acc[3] = {0, 0, 0};
+            for (int sy = 0; sy < SUPERSAMPLE; sy++) {
+                for (int sx = 0; sx < SUPERSAMPLE; sx++) {
+                    double fx = px + (sx + 0.5) / SUPERSAMPLE, fy = py + (sy + 0.5) / SUPERSAMPLE;
+                    /* Local shape coordinates: y up, rotated by -rotation. */
+                    double dx = (fx - s->x) * inv, dy = (s->y - fy) * inv;
+                    double lx = dx * cr + dy * sr, ly = -dx * sr + dy * cr;
+                    const double *col;
+                    double mixed[3];
+                    if (dx * dx + dy * dy < 1.0 && inside_shape(s->shape, lx, ly)) {
+                        col = s->fg;
+                    } else {
+                        double t = texture_at(s, fx, fy, ca, sa);
+                        for (int ch = 0; ch < 3; ch++)
+                            mixed[ch] = s->bg[ch] + t * (s->bg2[ch] - s->bg[ch]);
+                        col = mixed;
+                    }
+                    for (int ch = 0; ch < 3; ch++) acc[ch] += col[ch];
+                }
+            }
+            for (int ch = 0; ch < 3; ch++) {
+                double v = acc[ch] / (SUPERSAMPLE * SUPERSAMPLE);
+                /* Additive Gaussian noise, Box-Muller on two counter-keyed uniforms. */
+                uint64_t h = mix64(s->noise_key + 0x632be59bd9b4e019ull *
+                                                      (uint64_t)((py * N + px) * 3 + ch + 1));
+                double u1 = ((double)(h >> 11) + 0.5) * 0x1.0p-53;
+                double u2 = (double)(mix64(h) >> 11) * 0x1.0p-53;
+                v += s->noise * sqrt(-2.0 * log(u1)) * cos(2.0 * PI * u2);
+                rgb[(py * N + px) * 3 + ch] = (uint8_t)floor(clamp01(v) * 255.0 + 0.5);
+            }
+        }
+    }
+}
+
+/* ---- files ------------------------------------------------------------------------------- */
+
+int mc_world_sample_path(const mc_world_sample *s, char *buf, size_t cap) {
+    char dir[64];
+    if (s->split == MC_WORLD_UNSEEN) mc_strlcpy(dir, texture_names[s->texture], sizeof dir);
+    else mc_world_class_dir(s->cls, dir, sizeof dir);
+    return mc_snprintf(buf, cap, "%s/%s/%05lld.png", split_names[s->split], dir,
+                       (long long)s->k);
+}
+
+int mc_world_sample_json(const mc_world_sample *s, char *buf, size_t cap) {
+    char path[256], name[64];
+    if (!mc_world_sample_path(s, path, sizeof path)) return 0;
+    mc_world_class_name(s->cls, name, sizeof name);
+    double r = s->scale;
+    /* The shape lies inside the circle of radius `scale` around (x, y): bbox is that square,
+     * clipped to the image (it never needs clipping: the centre keeps a 1-pixel margin). */
+    return mc_snprintf(
+        buf, cap,
+        "{\"path\":\"%s\",\"split\":\"%s\",\"index\":%lld,\"label\":%d,\"class\":\"%s\","
+        "\"colour\":\"%s\",\"shape\":\"%s\",\"texture\":\"%s\",\"x\":%.4f,\"y\":%.4f,"
+        "\"scale\":%.4f,\"rotation\":%.4f,\"bbox\":[%.4f,%.4f,%.4f,%.4f],"
+        "\"fg\":[%.4f,%.4f,%.4f],\"bg\":[%.4f,%.4f,%.4f],\"bg2\":[%.4f,%.4f,%.4f],"
+        "\"texture_period\":%.4f,\"texture_angle\":%.4f,\"texture_aux\":%.4f,\"noise\":%.5f}",
+        path, split_names[s->split], (long long)s->index, s->cls, name,
+        colour_names[s->colour], shape_names[s->shape], texture_names[s->texture], s->x, s->y,
+        s->scale, s->rotation, s->x - r, s->y - r, s->x + r, s->y + r, s->fg[0], s->fg[1],
+        s->fg[2], s->bg[0], s->bg[1], s->bg[2], s->bg2[0], s->bg2[1], s->bg2[2], s->tex_period,
+        s->tex_angle, s->tex_aux, s->noise);
+}
+
+/* A growing text buffer for the list files and attributes. */
+typedef struct {
+    char *data;
+    size_t len, cap;
+} text_buf;
+
+static mc_status text_append(text_buf *b, const char *s, mc_error *err) {
+    size_t n = strlen(s), need;
+    if (!mc_size_add(b->len, n + 1, &need)) return MC_FAIL(err, MC_ERR_NOMEM, "world: text too large");
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < need) cap *= 2;
+        char *p = realloc(b->data, cap);
+        if (!p) return MC_FAIL(err, MC_ERR_NOMEM, "world: out of memory for %zu bytes", cap);
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n + 1);
+    b->len += n;
+    return MC_OK;
+}
+
+static mc_status write_text(const char *dir, const char *name, const text_buf *b, mc_error *err) {
+    char path[4096];
+    if (!mc_path_join(path, sizeof path, dir, name))
+        return MC_FAIL(err, MC_ERR_ARG, "world: output path too long: %s/%s", dir, name);
+    return mc_write_file_atomic(path, b->len ? b->data : "", b->len, err);
+}
+
+/* Words that name nothing in the world: the concept set's negatives. */
+static const char *const distractors[] = {
+    "dog",   "cat",   "car",    "tree",   "house",  "bird",   "flower", "water",  "music",
+    "book",  "chair", "cloud",  "mountain", "metal", "wood",  "glass",  "smooth", "shiny",
+    "fuzzy", "face",  "number", "letter", "pink",  "brown", "black",  "white",  "hexagon",
+    "arrow", "heart", "spiral"};
+
+static mc_status write_lists(const char *out, const mc_world_params *p, mc_error *err) {
+    text_buf b = {0};
+    mc_status s = MC_OK;
+    char line[256], name[64];
+#define APPEND(str) do { if ((s = text_append(&b, (str), err)) != MC_OK) goto done; } while (0)
+#define FLUSH(fname) do { if ((s = write_text(out, (fname), &b, err)) != MC_OK) goto done; b.len = 0; } while (0)
+    for (int c = 0; c < MC_WORLD_NUM_CLASSES; c++) {
+        mc_world_class_name(c, name, sizeof name);
+        snprintf(line, sizeof line, "%s\n", name);
+        APPEND(line);
+    }
+    FLUSH("classes.txt");
+    for (int t = 0; t < MC_WORLD_NUM_TEXTURES; t++) {
+        snprintf(line, sizeof line, "%s\n", texture_names[t]);
+        APPEND(line);
+    }
+    FLUSH("textures.txt");
+    for (int i = 0; i < MC_WORLD_NUM_COLOURS; i++) {
+        snprintf(line, sizeof line, "%s\n", colour_names[i]);
+        APPEND(line);
+    }
+    FLUSH("colours.txt");
+    for (int i = 0; i < MC_WORLD_NUM_SHAPES; i++) {
+        snprintf(line, sizeof line, "%s\n", shape_names[i]);
+        APPEND(line);
+    }
+    FLUSH("shapes.txt");
+    /* concepts.txt: colours, shapes, textures, "<colour> <shape>" phrases, "<texture>
+     * background" phrases, then distractors. */
+    for (int i = 0; i < MC_WORLD_NUM_COLOURS; i++) {
+        snprintf(line, sizeof line, "%s\n", colour_names[i]);
+        APPEND(line);
+    }
+    for (int i = 0; i < MC_WORLD_NUM_SHAPES; i++) {
+        snprintf(line, sizeof line, "%s\n", shape_names[i]);
+        APPEND(line);
+    }
+    for (int i = 0; i < MC_WORLD_NUM_TEXTURES; i++) {
+        snprintf(line, sizeof line, "%s\n", texture_names[i]);
+        APPEND(line);
+    }
+    for (int c = 0; c < MC_WORLD_NUM_CLASSES; c++) {
+        mc_world_class_name(c, name, sizeof name);
+        snprintf(line, sizeof line, "%s\n", name);
+        APPEND(line);
+    }
+    for (int i = 0; i < MC_WORLD_NUM_TEXTURES; i++) {
+        snprintf(line, sizeof line, "%s background\n", texture_names[i]);
+        APPEND(line);
+    }
+    for (size_t i = 0; i < sizeof distractors / sizeof distractors[0]; i++) {
+        snprintf(line, sizeof line, "%s\n", distractors[i]);
+        APPEND(line);
+    }
+    FLUSH("concepts.txt");
+    snprintf(line, sizeof line,
+             "{\"generator\":\"miclip world make\",\"version\":1,\"seed\":%llu,\"size\":%d,"
+             "\"per_class\":%lld,\"val_per_class\":%lld,\"unseen_per_class\":%lld,"
+             "\"classes\":%d,\"textures\":%d}\n",
+             (unsigned long long)p->seed, MC_WORLD_SIZE, (long long)p->per_class,
+             (long long)p->val_per_class, (long long)p->unseen_per_class, MC_WORLD_NUM_CLASSES,
+             MC_WORLD_NUM_TEXTURES);
+    APPEND(line);
+    FLUSH("world.json");
+    /* attributes.jsonl per split, in index order. */
+    for (int split = 0; split < MC_WORLD_NUM_SPLITS; split++) {
+        int64_t n = mc_world_split_count(p, split);
+        char js[1024], fname[128];
+        for (int64_t i = 0; i < n; i++) {
+            mc_world_sample smp;
+            mc_world_sample_at(p, split, i, &smp);
+            MC_ASSERT(mc_world_sample_json(&smp, js, sizeof js - 1));
+            strcat(js, "\n");
+            APPEND(js);
+        }
+        snprintf(fname, sizeof fname, "%s/attributes.jsonl", split_names[split]);
+        FLUSH(fname);
+    }
+#undef APPEND
+#undef FLUSH
+done:
+    free(b.data);
+    return s;
+}
+
+static mc_status make_dirs(const char *out, const mc_world_params *p, mc_error *err) {
+    char path[4096], dir[64];
+    for (int split = 0; split < MC_WORLD_NUM_SPLITS; split++) {
+        if (mc_world_split_count(p, split) == 0) continue;
+        int n = split == MC_WORLD_UNSEEN ? MC_WORLD_NUM_TEXTURES : MC_WORLD_NUM_CLASSES;
+        for (int i = 0; i < n; i++) {
+            if (split == MC_WORLD_UNSEEN) mc_strlcpy(dir, texture_names[i], sizeof dir);
+            else mc_world_class_dir(i, dir, sizeof dir);
+            if (!mc_snprintf(path, sizeof path, "%s/%s/%s", out, split_names[split], dir))
+                return MC_FAIL(err, MC_ERR_ARG, "world: output path too long: %s", out);
+            MC_TRY(mc_mkdir_p(path, err));
+        }
+    }
+    return MC_OK;
+}
+
+mc_status mc_world_make(const mc_comm *c, const char *out_dir, const mc_world_params *p,
+                        mc_error *err) {
+    mc_status s = mc_world_params_check(p, err);
+    /* Every rank makes the folders (mkdir -p is idempotent), so no rank writes before its
+     * folder exists whatever the order. */
+    if (s == MC_OK) s = make_dirs(out_dir, p, err);
+    s = mc_comm_agree(c, s, err);
+    if (s != MC_OK) return s;
+
+    int64_t counts[MC_WORLD_NUM_SPLITS], total = 0;
+    for (int i = 0; i < MC_WORLD_NUM_SPLITS; i++) total += counts[i] = mc_world_split_count(p, i);
+    int64_t begin, end;
+    mc_shard_range(total, c->rank, c->size, &begin, &end);
+    uint8_t rgb[MC_WORLD_SIZE * MC_WORLD_SIZE * 3];
+    char rel[256], path[4096];
+    mc_progress bar;
+    mc_progress_start(&bar, "world", end - begin, "img");
+    for (int64_t g = begin; g < end && s == MC_OK; g++) {
+        int split = 0;
+        int64_t i = g;
+        while (i >= counts[split]) i -= counts[split++];
+        mc_world_sample smp;
+        mc_world_sample_at(p, split, i, &smp);
+        mc_world_render(&smp, rgb);
+        if (!mc_world_sample_path(&smp, rel, sizeof rel) ||
+            !mc_path_join(path, sizeof path, out_dir, rel)) {
+            s = MC_FAIL(err, MC_ERR_ARG, "world: output path too long: %s", out_dir);
+            break;
+        }
+        s = mc_image_write_png(path, rgb, MC_WORLD_SIZE, MC_WORLD_SIZE, 3, err);
+        if (((g - begin) & 63) == 0) mc_progress_update(&bar, g - begin);
+    }
+    mc_progress_finish(&bar);
+    if (s == MC_OK && c->rank == 0) s = write_lists(out_dir, p, err);
+    s = mc_comm_agree(c, s, err);
+    if (s == MC_OK)
+        mc_info0("world: wrote %lld train, %lld val, %lld unseen images to %s",
+                 (long long)counts[0], (long long)counts[1], (long long)counts[2], out_dir);
+    return s;
+}
