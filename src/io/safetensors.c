@@ -90,6 +90,16 @@ static mc_status parse_metadata(mc_st_file *f, json_t *meta, mc_error *err) {
     return MC_OK;
 }
 
+/* dtypes of the safetensors format that mc_dtype does not cover (unsigned wide integers, 8-bit
+ * and smaller floats): a file using them is valid but unsupported, not malformed. */
+static bool is_spec_dtype(const char *s) {
+    static const char *const others[] = {"U16", "U32", "U64", "F8_E4M3", "F8_E5M2", "F8_E8M0",
+                                         "F6_E2M3", "F6_E3M2", "F4", "C64"};
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
+        if (!strcmp(s, others[i])) return true;
+    return false;
+}
+
 /* Validates one tensor entry and fills t (name borrowed from the JSON; copied later). */
 static mc_status parse_entry(const mc_st_file *f, const char *name, json_t *info,
                              uint64_t data_len, mc_st_tensor *t, span *s, mc_error *err) {
@@ -110,6 +120,11 @@ static mc_status parse_entry(const mc_st_file *f, const char *name, json_t *info
     if (!jd || !js || !jo)
         return MC_FAIL(err, MC_ERR_FORMAT, "%s: tensor '%s': missing field '%s'", p, name,
                        !jd ? "dtype" : !js ? "shape" : "data_offsets");
+    if (json_is_string(jd) && !mc_dtype_parse(json_string_value(jd), &t->dtype) &&
+        is_spec_dtype(json_string_value(jd)))
+        return MC_FAIL(err, MC_ERR_UNSUPPORTED,
+                       "%s: tensor '%s': dtype '%s' is valid safetensors but miclip reads only "
+                       "F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL", p, name, json_string_value(jd));
     if (!json_is_string(jd) || !mc_dtype_parse(json_string_value(jd), &t->dtype))
         return MC_FAIL(err, MC_ERR_FORMAT,
                        "%s: tensor '%s': unknown dtype %s%s%s (known: F64 F32 F16 BF16 I64 I32 "
@@ -188,9 +203,19 @@ static mc_status parse_file(mc_st_file *f, mc_error *err) {
 
     json_error_t jerr;
     json_t *root = json_loadb((const char *)f->base + 8, (size_t)n, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root)
-        return MC_FAIL(err, MC_ERR_FORMAT, "%s: header JSON invalid at column %d: %s", p,
-                       jerr.column, jerr.text);
+    if (!root) {
+        /* jansson does not name a duplicate key: show the text just before the error */
+        char near[48];
+        size_t end = jerr.position > 0 && (size_t)jerr.position <= n ? (size_t)jerr.position : 0;
+        size_t begin = end > sizeof near - 1 ? end - (sizeof near - 1) : 0, k = 0;
+        for (size_t i = begin; i < end; i++) {
+            unsigned char ch = f->base[8 + i];
+            near[k++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+        }
+        near[k] = '\0';
+        return MC_FAIL(err, MC_ERR_FORMAT, "%s: header JSON invalid at byte %d: %s (after '%s')",
+                       p, jerr.position, jerr.text, near);
+    }
     mc_status st = MC_OK;
     span *spans = NULL;
     if (!json_is_object(root)) {
