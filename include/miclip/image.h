@@ -81,8 +81,8 @@ mc_status mc_image_resize(const mc_image *src, int out_w, int out_h, mc_resample
 /* ------------------------------------------------------------------------------------------ */
 /* A parsed preprocessor_config.json. Plain data: fill it by hand in tests if you like. */
 typedef enum {
-    MC_PREPROC_VIT = 0,  /* ViTImageProcessor: resize (height/width or shortest_edge), no crop
-                            unless do_center_crop is given */
+    MC_PREPROC_VIT = 0,  /* ViTImageProcessor: resize to height x width, no crop (crop keys are
+                            ignored, as the processor ignores them) */
     MC_PREPROC_CLIP,     /* CLIPImageProcessor: shortest-edge resize, center crop */
     MC_PREPROC_CONVNEXT  /* ConvNextImageProcessor: shortest_edge + crop_pct (ResNet uses it) */
 } mc_preproc_kind;
