@@ -1,0 +1,494 @@
+/* encoder.c - the neuron encoder E_n (linear, no bias) trained with CLIP's symmetric InfoNCE
+ * against the prompted text embedding of the predicted label (L_out) and the CLIP image
+ * embedding of the input (L_in), data-parallel and exactly rank-count invariant.
+ *
+ * Per branch, with u_i = normalize(W a_i), targets t normalised, s the logit scale:
+ *   L_ij = s u_i . t_j,  loss = 1/(2B) [ sum_i CE(row i, target i) + sum_j CE(col j, target j) ]
+ * which is CLIP's (cross_entropy(logits, arange) + cross_entropy(logits.T, arange)) / 2.
+ * Samples that share a label have identical out-targets: as in CLIP the target is still the
+ * diagonal (no multi-positive), the duplicate columns simply appear in the softmax. We compute
+ * that exactly but cheaply: the B x B logits of the out branch have only C_b distinct columns
+ * (C_b = number of distinct labels in the batch), so rows work on the B x C_b matrix with column
+ * multiplicities cnt_c: row lse_i = log sum_c cnt_c exp(L_ic), column lse for a column of label
+ * c = log sum_i exp(L_ic), and the gradient folds the duplicate columns together:
+ *   H_ic = [cnt_c exp(L_ic - lseR_i) + cnt_c exp(L_ic - lseC_c) - 2 [c_i = c]] / (2B),
+ *   dU = s H T,  dlog s = sum_ic H_ic L_ic.
+ * The in branch is the same with C_b = B and cnt = 1. */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "train_internal.h"
+
+#define NORM_EPS 1e-12 /* F.normalize's default clamp */
+
+struct mc_encoder {
+    mc_align_config cfg;
+    float *params;    /* [d*n] W, then the log logit scale */
+    float *grad;      /* same layout */
+    mc_adam adam;
+    float *class_emb; /* [n_classes x d], normalised */
+    /* workspace, sized for cap_batch rows */
+    int64_t cap_batch;
+    float *z, *u, *du, *inv_r, *tmp, *tgt, *cos_all, *h;
+    float *img_all;
+    int32_t *label_all, *col_of, *cnt, *cls_of_col, *cls_seen;
+    double *lse_r, *lse_c;
+    int64_t *order; /* sample order of the current epoch */
+    int order_epoch;
+    int64_t order_n;
+};
+
+const char *mc_align_variant_name(mc_align_variant v)
+{
+    switch (v) {
+    case MC_ALIGN_IN_OUT: return "in+out";
+    case MC_ALIGN_IN: return "in";
+    case MC_ALIGN_OUT: return "out";
+    }
+    return "?";
+}
+
+bool mc_align_variant_parse(const char *s, mc_align_variant *out)
+{
+    if (!strcmp(s, "in+out") || !strcmp(s, "miclip")) *out = MC_ALIGN_IN_OUT;
+    else if (!strcmp(s, "in")) *out = MC_ALIGN_IN;
+    else if (!strcmp(s, "out")) *out = MC_ALIGN_OUT;
+    else return false;
+    return true;
+}
+
+mc_align_config mc_align_defaults(void)
+{
+    mc_align_config c = {0};
+    c.variant = MC_ALIGN_IN_OUT;
+    c.learn_scale = true;
+    c.logit_scale = 1.0 / 0.07;
+    c.adam = mc_adam_defaults();
+    c.adam.lr = 1e-4;
+    c.batch_size = 1024;
+    c.epochs = 1;
+    c.seed = 0;
+    c.chunk_rows = 64;
+    c.shuffle_block = 1;
+    return c;
+}
+
+static bool uses_in(const mc_align_config *c) { return c->variant != MC_ALIGN_OUT; }
+static bool uses_out(const mc_align_config *c) { return c->variant != MC_ALIGN_IN; }
+
+static void free_work(mc_encoder *e)
+{
+    float **f[] = {&e->z, &e->u, &e->du, &e->inv_r, &e->tmp, &e->tgt, &e->cos_all, &e->h, &e->img_all};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        free(*f[i]);
+        *f[i] = NULL;
+    }
+    int32_t **g[] = {&e->label_all, &e->col_of, &e->cnt, &e->cls_of_col};
+    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
+        free(*g[i]);
+        *g[i] = NULL;
+    }
+    free(e->lse_r);
+    free(e->lse_c);
+    e->lse_r = e->lse_c = NULL;
+    e->cap_batch = 0;
+}
+
+void mc_encoder_free(mc_encoder **pe)
+{
+    if (!pe || !*pe) return;
+    mc_encoder *e = *pe;
+    free_work(e);
+    free(e->params);
+    free(e->grad);
+    free(e->class_emb);
+    free(e->cls_seen);
+    free(e->order);
+    mc_adam_free(&e->adam);
+    free(e);
+    *pe = NULL;
+}
+
+/* Normalises rows x d in place (F.normalize, norm in double). inv_r may be NULL. */
+static void normalize_rows(float *x, int64_t rows, int64_t d, float *inv_r)
+{
+    for (int64_t i = 0; i < rows; i++) {
+        float *r = x + i * d;
+        double ss = 0;
+        for (int64_t k = 0; k < d; k++) ss += (double)r[k] * r[k];
+        double nrm = sqrt(ss);
+        double inv = 1.0 / (nrm > NORM_EPS ? nrm : NORM_EPS);
+        for (int64_t k = 0; k < d; k++) r[k] = (float)(r[k] * inv);
+        if (inv_r) inv_r[i] = (float)inv;
+    }
+}
+
+mc_status mc_encoder_create(const mc_align_config *cfg, const float *class_emb, mc_encoder **out,
+                            mc_error *err)
+{
+    *out = NULL;
+    if (cfg->n < 1 || cfg->d < 1 || cfg->batch_size < 1 || cfg->chunk_rows < 1 || cfg->epochs < 0)
+        return MC_FAIL(err, MC_ERR_CONFIG,
+                       "align: need n, d, batch_size, chunk_rows >= 1 and epochs >= 0 (got n %lld, "
+                       "d %lld, batch %lld, chunk %lld, epochs %d)",
+                       (long long)cfg->n, (long long)cfg->d, (long long)cfg->batch_size,
+                       (long long)cfg->chunk_rows, cfg->epochs);
+    if (cfg->variant != MC_ALIGN_IN_OUT && cfg->variant != MC_ALIGN_IN && cfg->variant != MC_ALIGN_OUT)
+        return MC_FAIL(err, MC_ERR_CONFIG, "align: unknown variant %d", (int)cfg->variant);
+    if (!(cfg->logit_scale > 0) || !isfinite(cfg->logit_scale))
+        return MC_FAIL(err, MC_ERR_CONFIG, "align: logit scale must be positive (got %g)",
+                       cfg->logit_scale);
+    if (uses_out(cfg) && (cfg->n_classes < 1 || !class_emb))
+        return MC_FAIL(err, MC_ERR_CONFIG,
+                       "align: variant '%s' needs the class text embeddings (n_classes >= 1)",
+                       mc_align_variant_name(cfg->variant));
+    size_t dn;
+    if (!mc_size_mul((size_t)cfg->d, (size_t)cfg->n, &dn) || dn + 1 < dn)
+        return MC_FAIL(err, MC_ERR_NOMEM, "align: W of %lld x %lld is too large",
+                       (long long)cfg->d, (long long)cfg->n);
+    mc_encoder *e = calloc(1, sizeof *e);
+    if (!e) return MC_FAIL(err, MC_ERR_NOMEM, "align: out of memory");
+    e->cfg = *cfg;
+    e->order_epoch = -1;
+    e->params = mc_train_falloc(dn + 1);
+    e->grad = mc_train_falloc(dn + 1);
+    if (!e->params || !e->grad) goto nomem;
+    if (uses_out(cfg)) {
+        size_t cd;
+        if (!mc_size_mul((size_t)cfg->n_classes, (size_t)cfg->d, &cd)) goto nomem;
+        e->class_emb = mc_train_falloc(cd);
+        e->cls_seen = mc_alloc_array((size_t)cfg->n_classes, sizeof(int32_t));
+        if (!e->class_emb || !e->cls_seen) goto nomem;
+        memcpy(e->class_emb, class_emb, cd * sizeof(float));
+        for (size_t i = 0; i < cd; i++)
+            if (!isfinite(e->class_emb[i])) {
+                mc_encoder_free(&e);
+                return MC_FAIL(err, MC_ERR_NUMERIC, "align: class embedding %zu has a non-finite value",
+                               i / (size_t)cfg->d);
+            }
+        normalize_rows(e->class_emb, cfg->n_classes, cfg->d, NULL);
+        for (int64_t c = 0; c < cfg->n_classes; c++) e->cls_seen[c] = -1;
+    }
+    /* torch.nn.Linear(n, d, bias=False): kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(n), 1/sqrt(n)). */
+    double bound = 1.0 / sqrt((double)cfg->n);
+    for (size_t i = 0; i < dn; i++)
+        e->params[i] = (float)((2.0 * mc_rng_uniform(cfg->seed, MC_RNG_STREAM_INIT, i) - 1.0) * bound);
+    e->params[dn] = (float)log(cfg->logit_scale);
+    memset(e->grad, 0, (dn + 1) * sizeof(float));
+    mc_status st = mc_adam_init(&e->adam, dn + 1, &cfg->adam, err);
+    if (st != MC_OK) {
+        mc_encoder_free(&e);
+        return st;
+    }
+    *out = e;
+    return MC_OK;
+nomem:
+    mc_encoder_free(&e);
+    return MC_FAIL(err, MC_ERR_NOMEM, "align: out of memory for W (%lld x %lld)", (long long)cfg->d,
+                   (long long)cfg->n);
+}
+
+float *mc_encoder_weight(mc_encoder *e) { return e->params; }
+float *mc_encoder_weight_grad(mc_encoder *e) { return e->grad; }
+float mc_encoder_log_scale(const mc_encoder *e) { return e->params[e->cfg.d * e->cfg.n]; }
+void mc_encoder_set_log_scale(mc_encoder *e, float v) { e->params[e->cfg.d * e->cfg.n] = v; }
+float mc_encoder_log_scale_grad(const mc_encoder *e) { return e->grad[e->cfg.d * e->cfg.n]; }
+mc_adam *mc_encoder_adam(mc_encoder *e) { return &e->adam; }
+const mc_align_config *mc_encoder_config(const mc_encoder *e) { return &e->cfg; }
+
+void mc_encoder_embed(const mc_encoder *e, const float *acts, int64_t rows, float *out)
+{
+    if (rows <= 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)e->cfg.d, (int)e->cfg.n,
+                1.0f, acts, (int)e->cfg.n, e->params, (int)e->cfg.n, 0.0f, out, (int)e->cfg.d);
+}
+
+static mc_status ensure_work(mc_encoder *e, int64_t batch, mc_error *err)
+{
+    if (batch <= e->cap_batch) return MC_OK;
+    free_work(e);
+    const int64_t d = e->cfg.d;
+    int64_t cmax = batch; /* distinct targets per branch never exceed the batch */
+    size_t bd, bc;
+    if (!mc_size_mul((size_t)batch, (size_t)d, &bd) || !mc_size_mul((size_t)batch, (size_t)cmax, &bc))
+        return MC_FAIL(err, MC_ERR_NOMEM, "align: batch %lld too large", (long long)batch);
+    e->z = mc_train_falloc(bd);
+    e->u = mc_train_falloc(bd);
+    e->du = mc_train_falloc(bd);
+    e->inv_r = mc_train_falloc((size_t)batch);
+    e->tgt = mc_train_falloc(bd);
+    e->img_all = mc_train_falloc(bd);
+    e->cos_all = mc_train_falloc(bc);
+    e->h = mc_train_falloc(bc);
+    e->label_all = mc_alloc_array((size_t)batch, sizeof(int32_t));
+    e->col_of = mc_alloc_array((size_t)batch, sizeof(int32_t));
+    e->cnt = mc_alloc_array((size_t)batch, sizeof(int32_t));
+    e->cls_of_col = mc_alloc_array((size_t)batch, sizeof(int32_t));
+    e->lse_r = mc_alloc_array((size_t)batch, sizeof(double));
+    e->lse_c = mc_alloc_array((size_t)batch, sizeof(double));
+    e->tmp = mc_train_falloc((size_t)(d * e->cfg.n));
+    if (!e->z || !e->u || !e->du || !e->inv_r || !e->tgt || !e->img_all || !e->cos_all || !e->h ||
+        !e->label_all || !e->col_of || !e->cnt || !e->cls_of_col || !e->lse_r || !e->lse_c || !e->tmp) {
+        free_work(e);
+        return MC_FAIL(err, MC_ERR_NOMEM, "align: out of memory for a batch of %lld", (long long)batch);
+    }
+    e->cap_batch = batch;
+    return MC_OK;
+}
+
+/* One contrastive branch over targets tgt[nc x d] (normalised), col_of[B], cnt[nc]. Adds s*H T
+ * to du for the local rows, returns the branch loss and adds dloss/dlog s to *dlogs. */
+static mc_status branch(const mc_comm *c, mc_encoder *e, int64_t B, int64_t c0, int64_t c1,
+                        int64_t r0, int64_t nc, const float *tgt, const int32_t *col_of,
+                        const int32_t *cnt, bool first, double *loss, double *dlogs, mc_error *err)
+{
+    const int64_t d = e->cfg.d, C = e->cfg.chunk_rows;
+    const float s = expf(mc_encoder_log_scale(e));
+    float *cos_all = e->cos_all; /* B x nc */
+    /* cos rows of the local chunks: u_chunk [len x d] . tgt^T -> [len x nc]. */
+    for (int64_t ch = c0; ch < c1; ch++) {
+        int64_t a = ch * C, len = (a + C < B ? C : B - a);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)len, (int)nc, (int)d, 1.0f,
+                    e->u + (a - r0) * d, (int)d, tgt, (int)d, 0.0f, cos_all + a * nc, (int)nc);
+    }
+    int64_t rr0, rr1, cc0, cc1;
+    mc_train_chunk_share(B, C, c->rank, c->size, &cc0, &cc1, &rr0, &rr1);
+    MC_TRY(mc_train_gather_rows(c, B, C, cos_all + rr0 * nc, cos_all, (size_t)nc * sizeof(float), err));
+
+    /* Replicated over the whole batch, in row order: logits, both log-sum-exps, the loss. */
+    double *lse_r = e->lse_r, *lse_c = e->lse_c;
+    for (int64_t j = 0; j < nc; j++) lse_c[j] = -INFINITY;
+    for (int64_t i = 0; i < B; i++) {
+        const float *row = cos_all + i * nc;
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < nc; j++) {
+            double l = (double)(s * row[j]);
+            if (l > mx) mx = l;
+            if (l > lse_c[j]) lse_c[j] = l; /* running column max (first pass) */
+        }
+        double se = 0;
+        for (int64_t j = 0; j < nc; j++) se += cnt[j] * exp((double)(s * row[j]) - mx);
+        lse_r[i] = mx + log(se);
+    }
+    {
+        /* Column sums against the column maxima, then the log. */
+        double *colsum = calloc((size_t)nc, sizeof(double));
+        if (!colsum) return MC_FAIL(err, MC_ERR_NOMEM, "align: out of memory");
+        for (int64_t i = 0; i < B; i++) {
+            const float *row = cos_all + i * nc;
+            for (int64_t j = 0; j < nc; j++) colsum[j] += exp((double)(s * row[j]) - lse_c[j]);
+        }
+        for (int64_t j = 0; j < nc; j++) lse_c[j] = lse_c[j] + log(colsum[j]);
+        free(colsum);
+    }
+    double l_sum = 0, ds = 0;
+    const double inv2b = 1.0 / (2.0 * (double)B);
+    for (int64_t i = 0; i < B; i++) {
+        const float *row = cos_all + i * nc;
+        int32_t ci = col_of[i];
+        double lii = (double)(s * row[ci]);
+        l_sum += (lse_r[i] - lii) + (lse_c[ci] - lii);
+        float *h = e->h + i * nc;
+        for (int64_t j = 0; j < nc; j++) {
+            double l = (double)(s * row[j]);
+            double g = cnt[j] * (exp(l - lse_r[i]) + exp(l - lse_c[j]));
+            if (j == ci) g -= 2.0;
+            g *= inv2b;
+            ds += g * l;
+            h[j] = (float)(g * s); /* dloss/dcos */
+        }
+    }
+    *loss += l_sum * inv2b;
+    *dlogs += ds;
+    /* du (local rows) += (s H) tgt, per chunk. */
+    for (int64_t ch = c0; ch < c1; ch++) {
+        int64_t a = ch * C, len = (a + C < B ? C : B - a);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)len, (int)d, (int)nc, 1.0f,
+                    e->h + a * nc, (int)nc, tgt, (int)d, first ? 0.0f : 1.0f, e->du + (a - r0) * d,
+                    (int)d);
+    }
+    return MC_OK;
+}
+
+mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const float *acts,
+                               const float *img, const int32_t *label, mc_align_stats *st,
+                               mc_error *err)
+{
+    const mc_align_config *cfg = &e->cfg;
+    const int64_t n = cfg->n, d = cfg->d, C = cfg->chunk_rows;
+    if (B < 1) return MC_FAIL(err, MC_ERR_ARG, "align: empty batch");
+    MC_TRY(ensure_work(e, B, err));
+    int64_t c0, c1, r0, r1;
+    mc_train_chunk_share(B, C, c->rank, c->size, &c0, &c1, &r0, &r1);
+    const int64_t rows = r1 - r0;
+
+    /* z = a W^T per chunk, u = normalize(z). */
+    for (int64_t ch = c0; ch < c1; ch++) {
+        int64_t a = ch * C, len = (a + C < B ? C : B - a);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)len, (int)d, (int)n, 1.0f,
+                    acts + (a - r0) * n, (int)n, e->params, (int)n, 0.0f, e->z + (a - r0) * d, (int)d);
+    }
+    memcpy(e->u, e->z, (size_t)(rows * d) * sizeof(float));
+    normalize_rows(e->u, rows, d, e->inv_r);
+
+    double loss_in = 0, loss_out = 0, dlogs = 0;
+    bool first = true;
+    if (uses_out(cfg)) {
+        /* Gather labels; columns = distinct labels in first-appearance order. */
+        MC_TRY(mc_train_gather_rows(c, B, C, label, e->label_all, sizeof(int32_t), err));
+        int64_t nc = 0;
+        mc_status bad = MC_OK;
+        for (int64_t i = 0; i < B; i++) {
+            int32_t y = e->label_all[i];
+            if (y < 0 || y >= cfg->n_classes) {
+                bad = MC_FAIL(err, MC_ERR_FORMAT, "align: sample %lld of the batch has label %d, "
+                              "outside [0, %lld)", (long long)i, (int)y, (long long)cfg->n_classes);
+                break;
+            }
+            if (e->cls_seen[y] < 0) {
+                e->cls_seen[y] = (int32_t)nc;
+                e->cls_of_col[nc] = y;
+                e->cnt[nc] = 0;
+                memcpy(e->tgt + nc * d, e->class_emb + (int64_t)y * d, (size_t)d * sizeof(float));
+                nc++;
+            }
+            e->col_of[i] = e->cls_seen[y];
+            e->cnt[e->col_of[i]]++;
+        }
+        for (int64_t j = 0; j < nc; j++) e->cls_seen[e->cls_of_col[j]] = -1;
+        if (bad != MC_OK) return bad; /* every rank saw the same gathered labels */
+        MC_TRY(branch(c, e, B, c0, c1, r0, nc, e->tgt, e->col_of, e->cnt, first, &loss_out, &dlogs, err));
+        first = false;
+    }
+    if (uses_in(cfg)) {
+        float *mine = e->img_all + r0 * d;
+        memcpy(mine, img, (size_t)(rows * d) * sizeof(float));
+        normalize_rows(mine, rows, d, NULL);
+        MC_TRY(mc_train_gather_rows(c, B, C, mine, e->img_all, (size_t)d * sizeof(float), err));
+        for (int64_t i = 0; i < B; i++) {
+            e->col_of[i] = (int32_t)i;
+            e->cnt[i] = 1;
+        }
+        MC_TRY(branch(c, e, B, c0, c1, r0, B, e->img_all, e->col_of, e->cnt, first, &loss_in, &dlogs, err));
+    }
+
+    /* dz = (du - (du.u) u) / max(|z|, eps); when clamped the norm has no gradient. */
+    for (int64_t i = 0; i < rows; i++) {
+        float *du = e->du + i * d;
+        const float *u = e->u + i * d;
+        double dot = 0;
+        for (int64_t k = 0; k < d; k++) dot += (double)du[k] * u[k];
+        float inv = e->inv_r[i];
+        bool clamped = inv >= (float)(1.0 / NORM_EPS);
+        for (int64_t k = 0; k < d; k++)
+            du[k] = clamped ? du[k] * inv : (float)((du[k] - dot * u[k]) * inv);
+    }
+
+    /* dW = sum over chunks of dz_c^T a_c, left fold in global chunk order (chain over ranks). */
+    const size_t dn = (size_t)(d * n);
+    float *gW = e->grad;
+    float *parts = NULL;
+    int64_t nloc = c1 - c0;
+    if (c->rank > 0 && nloc > 0) {
+        size_t np;
+        if (!mc_size_mul(dn, (size_t)nloc, &np) || !(parts = mc_train_falloc(np)))
+            return MC_FAIL(err, MC_ERR_NOMEM, "align: out of memory for gradient partials");
+    }
+    for (int64_t ch = c0; ch < c1; ch++) {
+        int64_t a = ch * C, len = (a + C < B ? C : B - a);
+        float *dst = parts ? parts + (size_t)(ch - c0) * dn : (ch == 0 ? gW : e->tmp);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)n, (int)len, 1.0f,
+                    e->du + (a - r0) * d, (int)d, acts + (a - r0) * n, (int)n, 0.0f, dst, (int)n);
+        if (!parts && ch > 0)
+            for (size_t i = 0; i < dn; i++) gW[i] += e->tmp[i];
+    }
+    mc_status s = mc_train_chain_begin(c, gW, dn, err);
+    if (s == MC_OK && parts)
+        for (int64_t k = 0; k < nloc; k++) {
+            const float *p = parts + (size_t)k * dn;
+            for (size_t i = 0; i < dn; i++) gW[i] += p[i];
+        }
+    free(parts);
+    if (s == MC_OK) s = mc_train_chain_end(c, gW, dn, err);
+    if (s != MC_OK) return s;
+    gW[dn] = cfg->learn_scale ? (float)dlogs : 0.0f;
+
+    double total = loss_in + loss_out;
+    if (st) {
+        st->loss = (float)total;
+        st->loss_in = (float)loss_in;
+        st->loss_out = (float)loss_out;
+        st->logit_scale = expf(mc_encoder_log_scale(e));
+    }
+    if (!isfinite(total)) return MC_FAIL(err, MC_ERR_NUMERIC, "align: the loss is not finite (%g)", total);
+    return MC_OK;
+}
+
+void mc_encoder_apply(mc_encoder *e)
+{
+    const size_t dn = (size_t)(e->cfg.d * e->cfg.n);
+    mc_adam_tick(&e->adam);
+    mc_adam_update_slice(&e->adam, 0, dn, e->params, e->grad);
+    if (e->cfg.learn_scale) {
+        mc_adam_update_slice(&e->adam, dn, 1, e->params + dn, e->grad + dn);
+        /* CLIP clamps the logit scale at 100: log scale in [0, log 100]. */
+        float lmax = (float)log(100.0);
+        if (e->params[dn] > lmax) e->params[dn] = lmax;
+        if (e->params[dn] < 0.0f) e->params[dn] = 0.0f;
+    }
+}
+
+mc_status mc_encoder_train(const mc_comm *c, mc_encoder *e, int64_t n_samples,
+                           mc_align_fetch_fn fetch, void *user, mc_train_pos *pos,
+                           mc_train_curve *curve, mc_train_step_hook hook, void *hook_user,
+                           mc_error *err)
+{
+    const mc_align_config *cfg = &e->cfg;
+    if (n_samples < 1) return MC_FAIL(err, MC_ERR_ARG, "align: no training samples");
+    const int64_t B = n_samples < cfg->batch_size ? n_samples : cfg->batch_size;
+    const int64_t steps = n_samples / B;
+    int64_t c0, c1, r0, r1;
+    mc_train_chunk_share(B, cfg->chunk_rows, c->rank, c->size, &c0, &c1, &r0, &r1);
+    const int64_t rows = r1 - r0;
+    float *acts = mc_train_falloc((size_t)(rows * cfg->n));
+    float *img = mc_train_falloc((size_t)(rows * cfg->d));
+    int32_t *lab = mc_alloc_array((size_t)(rows ? rows : 1), sizeof(int32_t));
+    if (!e->order || e->order_n != n_samples) {
+        free(e->order);
+        e->order = mc_alloc_array((size_t)n_samples, sizeof(int64_t));
+        e->order_epoch = -1;
+        e->order_n = n_samples;
+    }
+    mc_status s = MC_OK;
+    if (!acts || !img || !lab || !e->order) s = MC_FAIL(err, MC_ERR_NOMEM, "align: out of memory");
+    while (s == MC_OK && pos->epoch < cfg->epochs) {
+        if (e->order_epoch != pos->epoch) {
+            mc_train_epoch_order(cfg->seed, pos->epoch, n_samples, cfg->shuffle_block, e->order);
+            e->order_epoch = pos->epoch;
+        }
+        for (; s == MC_OK && pos->batch_in_epoch < steps; ) {
+            const int64_t *idx = e->order + pos->batch_in_epoch * B + r0;
+            mc_status fs = rows > 0 ? fetch(user, idx, rows, acts, img, lab, err) : MC_OK;
+            /* A failed read on one rank must not leave the others in a collective. */
+            s = mc_comm_agree(c, fs, err);
+            if (s != MC_OK) break;
+            mc_align_stats st;
+            s = mc_encoder_loss_grad(c, e, B, acts, img, lab, &st, err);
+            if (s != MC_OK) break;
+            mc_encoder_apply(e);
+            pos->batch_in_epoch++;
+            pos->global_step++;
+            if (curve) s = mc_train_curve_push(curve, st.loss, st.loss_out, st.loss_in, st.logit_scale, err);
+            if (s == MC_OK && hook) s = hook(hook_user, pos, err);
+        }
+        if (s == MC_OK) {
+            pos->epoch++;
+            pos->batch_in_epoch = 0;
+        }
+    }
+    free(acts);
+    free(img);
+    free(lab);
+    return s;
+}
