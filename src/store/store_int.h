@@ -1,0 +1,53 @@
+/* store_int.h - internals shared by the files of src/store/ (not a public header).
+ *
+ * The store handle, HDF5 error capture, dtype <-> HDF5 type mapping, path normalisation and
+ * the sidecar lock. See include/miclip/store.h for the public contract. */
+#ifndef MICLIP_STORE_INT_H
+#define MICLIP_STORE_INT_H
+
+#include <hdf5.h>
+
+#include "miclip/store.h"
+
+#define MC_STORE_NAME_MAX 1024
+#define MC_STORE_ATTR_STR_MAX ((size_t)1 << 20) /* cap on string attributes read from a file */
+
+struct mc_store {
+    mc_comm comm;     /* copy of the caller's context; comm.comm is the communicator used */
+    char *path;       /* owned */
+    hid_t file;       /* H5I_INVALID_HID when not open */
+    bool writable;
+    int lock_fd;      /* rank 0 of a writer: the flock'd "<path>.lock"; -1 otherwise */
+    size_t io_limit;  /* bytes per rank per H5Dread/H5Dwrite call */
+};
+
+/* Records an error whose message ends with the HDF5 error stack (innermost entries first),
+ * then clears the stack. Use right after the failing HDF5 call. */
+mc_status mc_store_h5fail_at(mc_error *err, mc_status code, const char *file, int line,
+                             const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+#define MC_H5FAIL(err, ...) mc_store_h5fail_at((err), MC_ERR_HDF5, __FILE__, __LINE__, __VA_ARGS__)
+
+/* Turns off HDF5's automatic printing of error stacks (idempotent; the library's setting). */
+void mc_store_h5_quiet(void);
+
+/* A new HDF5 type for dtype (the caller H5Tcloses it), little-endian file layout; F16 is the
+ * IEEE binary16 layout. Returns H5I_INVALID_HID for dtypes a store cannot hold. */
+hid_t mc_store_h5type(mc_dtype t);
+bool mc_store_dtype_supported(mc_dtype t);
+/* Maps a dataset's HDF5 type back to a dtype; false for types miclip does not write. */
+bool mc_store_dtype_from_h5(hid_t type, mc_dtype *out);
+
+/* Writes "/name" (leading slash added when missing) into buf[MC_STORE_NAME_MAX + 2]; an empty
+ * name or "/" gives "/". False (and an error) when too long. */
+mc_status mc_store_norm_name(const mc_store *s, const char *name, char *buf, mc_error *err);
+
+/* Collective error agreement on the store's communicator. */
+mc_status mc_store_agree(const mc_store *s, mc_status local, mc_error *err);
+
+/* The sidecar lock "<store_path>.lock": flock(LOCK_EX | LOCK_NB), holder line written into it.
+ * MC_ERR_LOCKED (message naming the holder) when another open file description holds it. */
+mc_status mc_store_lock_acquire(const char *store_path, int *fd, mc_error *err);
+/* Removes the lock file and releases the lock; fd is set to -1. No-op for fd < 0. */
+void mc_store_lock_release(const char *store_path, int *fd);
+
+#endif
