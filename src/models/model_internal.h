@@ -1,0 +1,103 @@
+/* model_internal.h - what the family files (vit.c, resnet.c) share with model.c: the model
+ * struct, the weight table that loads and validates tensors by name and shape, and the run
+ * context that applies hooks. Not a public header. */
+#ifndef MICLIP_MODELS_INTERNAL_H
+#define MICLIP_MODELS_INTERNAL_H
+
+#include <jansson.h>
+
+#include "miclip/model.h"
+#include "miclip/safetensors.h"
+
+#define MC_NAME_MAX 192
+
+typedef struct mc_run mc_run;
+
+typedef struct {
+    /* Reads the config, declares the weights (wt_add) and the layers (model_add_layer). */
+    mc_status (*load)(mc_model *m, const json_t *cfg, const char *cfg_label, const mc_st_file *st,
+                      mc_error *err);
+    /* Called once the weights are in memory (BatchNorm folding, qkv fusion). */
+    mc_status (*finish)(mc_model *m, mc_error *err);
+    size_t (*arena_floats)(const mc_model *m, int64_t B, int64_t H, int64_t W);
+    mc_status (*forward)(mc_model *m, mc_run *r, const float *pixels, int64_t B, int64_t H,
+                         int64_t W, float *output, mc_error *err);
+    void (*free_impl)(void *impl);
+} mc_family_ops;
+
+/* One expected tensor: HF name, shape, and where its float32 copy goes. */
+typedef struct {
+    char name[MC_NAME_MAX];
+    int ndim;
+    int64_t shape[4];
+    float **slot;
+} mc_wentry;
+
+struct mc_model {
+    mc_family family;
+    const mc_family_ops *ops;
+    char arch[128];
+    char prefix[32];       /* base-model prefix found in the file ("vit.", "resnet." or "") */
+    int64_t n_params;
+    int in_c, in_h, in_w;
+    bool any_size;         /* ResNet: any input size */
+    int64_t out_dim;
+    const char *out_name;
+    char **labels;         /* [n_labels] or NULL */
+    int64_t n_labels;
+    int tf_layers, tf_tokens, tf_width, tf_heads;
+
+    mc_layer_info *layers;
+    int n_layers, cap_layers;
+
+    mc_wentry *w;          /* the weight table */
+    int n_w, cap_w;
+    float *weights;        /* one block for all of them */
+
+    float *arena;
+    size_t arena_floats;
+    int64_t plan_B, plan_H, plan_W;
+
+    void *impl;            /* family-specific */
+};
+
+/* Declares an expected tensor named printf(fmt, ...) (the prefix is prepended by the loader
+ * when the file uses one). shape has ndim entries. */
+mc_status mc_wt_add(mc_model *m, float **slot, int ndim, const int64_t *shape, mc_error *err,
+                    const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* Appends a layer (name copied). Returns its index, or -1 on allocation failure. */
+int mc_model_add_layer(mc_model *m, const char *name, int ndim, const int64_t *shape,
+                       bool has_attention, bool can_start);
+
+/* Config helpers: label the messages with the config file name. */
+mc_status mc_cfg_act(const json_t *cfg, const char *key, const char *dflt, mc_act *out,
+                     const char *file, mc_error *err);
+
+/* ---- run context ------------------------------------------------------------------------- */
+struct mc_run {
+    mc_model *m;
+    const mc_forward_opts *o;
+    int64_t B;
+    int start;        /* layer index of opts.start_at, or -1 */
+    int deepest;      /* largest hooked layer index, or -1 */
+    bool need_output;
+    bool stopped;
+    unsigned char *hooked; /* [n_layers]: 1 = READ/WRITE hooks, 2 = ATTN hooks (bit flags) */
+};
+
+/* Runs the READ/WRITE hooks of layer i on data [B, shape...]. Returns false when the forward
+ * must stop (a callback said so, or nothing after i is needed); r->stopped is then set. */
+bool mc_run_point(mc_run *r, int i, float *data);
+/* True if layer i has ATTN hooks (so the block should record probabilities). */
+static inline bool mc_run_wants_attn(const mc_run *r, int i) { return r->hooked[i] & 2; }
+/* True if layer i has READ/WRITE hooks. */
+static inline bool mc_run_wants(const mc_run *r, int i) { return r->hooked[i] & 1; }
+/* Runs the ATTN hooks of layer i on probs [B, H, T, T]. Same return rule as mc_run_point
+ * except that it never stops for "nothing needed" (the block output is still to come). */
+bool mc_run_attn(mc_run *r, int i, float *probs, int64_t H, int64_t T);
+
+extern const mc_family_ops mc_vit_ops;
+extern const mc_family_ops mc_clip_vision_ops;
+extern const mc_family_ops mc_resnet_ops;
+
+#endif
