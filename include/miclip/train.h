@@ -273,4 +273,39 @@ mc_status mc_sae_train(const mc_comm *c, mc_sae *s, int64_t n_samples, mc_sae_fe
                        void *user, mc_train_pos *pos, mc_train_curve *curve,
                        mc_train_step_hook hook, void *hook_user, mc_error *err);
 
+/* --- checkpoints ----------------------------------------------------------------------------
+ * One safetensors file per model holding everything a resume needs (docs/training.md):
+ *   E_n: "W" [d, n] F32, "log_logit_scale" [] F32, "adam.m", "adam.v" [d*n + 1] F32
+ *   SAE: "W_enc" [m, n], "b_enc" [m], "W_dec_T" [m, n] (row j = column j of W_dec, unit norm),
+ *        "b_pre" [n] F32, "since_fire" [m] I64, "adam.m", "adam.v" [2mn + m + n] F32
+ * and metadata (strings): "miclip.kind" ("encoder" | "sae"), "miclip.checkpoint_version" ("1"),
+ * "config_hash" (the caller's), "epoch", "batch_in_epoch", "global_step", "adam_step", "seed",
+ * the sizes, and for E_n "variant" and "learn_scale". The order of the data is a pure function
+ * of (seed, epoch), so the position is the whole data state.
+ * Save is local (call it on one rank; the file is written to a temporary name and renamed).
+ * Load is local too (every rank loads the same file); it refuses a file whose kind, sizes or
+ * config hash differ from the model's, naming the file and the field. */
+mc_status mc_encoder_save(const mc_encoder *e, const mc_train_pos *pos, const char *config_hash,
+                          const char *path, mc_error *err);
+mc_status mc_encoder_load(mc_encoder *e, mc_train_pos *pos, const char *config_hash,
+                          const char *path, mc_error *err);
+mc_status mc_sae_save(const mc_sae *s, const mc_train_pos *pos, const char *config_hash,
+                      const char *path, mc_error *err);
+mc_status mc_sae_load(mc_sae *s, mc_train_pos *pos, const char *config_hash, const char *path,
+                      mc_error *err);
+
+/* A ready step hook for the training loops: checkpoints (rank 0 writes, then the status is
+ * agreed collectively) every `every` steps (0: never), and when a stop signal reached any rank
+ * (comm.h) checkpoints and returns MC_ERR_INTERRUPTED. Exactly one of enc and sae is set. The
+ * final checkpoint at the end of training is the caller's (one more save). */
+typedef struct {
+    const mc_comm *comm;
+    mc_encoder *enc;
+    mc_sae *sae;
+    const char *path;        /* borrowed */
+    const char *config_hash; /* borrowed */
+    int64_t every;
+} mc_checkpoint_hook;
+mc_status mc_checkpoint_hook_fn(void *user, const mc_train_pos *pos, mc_error *err);
+
 #endif
