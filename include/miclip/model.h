@@ -53,6 +53,7 @@
 
 #include "miclip/nn.h"
 #include "miclip/status.h"
+#include "miclip/tensor.h"
 
 typedef enum {
     MC_FAMILY_VIT = 0,
@@ -133,8 +134,13 @@ const mc_layer_info *mc_model_layer(const mc_model *m, int i);
 /* Resolves a name or alias to its index; MC_ERR_ARG listing a few valid names otherwise. */
 mc_status mc_model_find_layer(const mc_model *m, const char *name, int *index, mc_error *err);
 
-/* Bytes of the activation arena for a batch of B images (for `miclip plan`). */
+/* Bytes of the activation arena for a batch of B images at the default input size (for
+ * `miclip plan`). */
 size_t mc_model_arena_bytes(const mc_model *m, int64_t B);
+/* Plans (allocates) the arena for batches up to B images of H x W, and sets the layer shapes
+ * for that input size (ResNet maps depend on it). mc_model_forward plans by itself when a batch
+ * does not fit; call this first to get the layer shapes, or to fail early on memory. */
+mc_status mc_model_plan(mc_model *m, int64_t B, int64_t H, int64_t W, mc_error *err);
 
 /* Runs a batch: pixels [B, C, H, W] (H, W from mc_model_input_size for transformers; any for
  * ResNet), output [B, output_dim] or NULL. opts may be NULL. *stopped (may be NULL) tells
@@ -142,6 +148,18 @@ size_t mc_model_arena_bytes(const mc_model *m, int64_t B);
 mc_status mc_model_forward(mc_model *m, const float *pixels, int64_t B, int64_t H, int64_t W,
                            const mc_forward_opts *opts, float *output, bool *stopped,
                            mc_error *err);
+
+/* Writes a random-weight Hugging Face folder (config.json, preprocessor_config.json,
+ * model.safetensors) for arch: "vit-b16", "resnet50", "clip-b16" (full size: the layouts of
+ * google/vit-base-patch16-224, microsoft/resnet-50, openai/clip-vit-base-patch16, CLIP with
+ * its text tower too) or "vit-tiny", "resnet-tiny", "clip-tiny" (small, for tests). Weights are
+ * a deterministic function of seed: uniform with variance 1/fan_in for matrices and
+ * convolutions, LayerNorm/BatchNorm scales near 1 and shifts/statistics non-trivial. dtype is
+ * MC_DTYPE_F32, F16 or BF16. out_dir is created if missing. */
+mc_status mc_model_write_random(const char *arch, uint64_t seed, mc_dtype dtype,
+                                const char *out_dir, mc_error *err);
+/* The arch names mc_model_write_random accepts, comma-separated. */
+const char *mc_model_random_archs(void);
 
 /* Pooling of a hooked tensor into [B, dim] rows (for capture callbacks). */
 typedef enum {

@@ -191,6 +191,23 @@ static mc_status detect_family(const json_t *cfg, const char *file, mc_model *m,
                    file, arch ? arch : "(none)", mt ? mt : "(none)");
 }
 
+mc_status mc_model_declare(const char *cfg_path, mc_model **out, mc_error *err) {
+    *out = NULL;
+    mc_model *m = calloc(1, sizeof *m);
+    if (!m) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    json_t *cfg = NULL;
+    mc_status s = mc_json_load(cfg_path, false, &cfg, err);
+    if (s == MC_OK) s = detect_family(cfg, cfg_path, m, err);
+    if (s == MC_OK) s = m->ops->load(m, cfg, cfg_path, NULL, err);
+    json_decref(cfg);
+    if (s != MC_OK) {
+        mc_model_free(&m);
+        return s;
+    }
+    *out = m;
+    return MC_OK;
+}
+
 mc_status mc_model_create(const char *dir, mc_model **out, mc_error *err) {
     *out = NULL;
     char cfg_path[4096], st_path[4096];
@@ -298,6 +315,22 @@ size_t mc_model_arena_bytes(const mc_model *m, int64_t B) {
     return m->ops->arena_floats(m, B, m->in_h, m->in_w) * sizeof(float);
 }
 
+mc_status mc_model_plan(mc_model *m, int64_t B, int64_t H, int64_t W, mc_error *err) {
+    if (B < 1 || B > 1 << 20 || H < 1 || W < 1 || H > 4096 || W > 4096)
+        return MC_FAIL(err, MC_ERR_ARG, "cannot plan a batch of %lld images of %lldx%lld",
+                       (long long)B, (long long)H, (long long)W);
+    if (B <= m->plan_B && H == m->plan_H && W == m->plan_W) return MC_OK;
+    size_t n = m->ops->arena_floats(m, B, H, W);
+    free(m->arena);
+    m->arena = mc_alloc_array(n, sizeof(float));
+    m->arena_floats = m->arena ? n : 0;
+    m->plan_B = m->arena ? B : 0, m->plan_H = H, m->plan_W = W;
+    if (!m->arena)
+        return MC_FAIL(err, MC_ERR_NOMEM, "cannot allocate the %zu-byte activation arena for a "
+                       "batch of %lld", n * sizeof(float), (long long)B);
+    return MC_OK;
+}
+
 /* ---- forward ----------------------------------------------------------------------------- */
 
 bool mc_run_point(mc_run *r, int i, float *data) {
@@ -396,16 +429,7 @@ mc_status mc_model_forward(mc_model *m, const float *pixels, int64_t B, int64_t 
     if (s == MC_OK && !output && r.deepest < 0)
         s = MC_FAIL(err, MC_ERR_ARG, "forward with neither an output buffer nor a hook does nothing");
     /* Plan the arena: once per batch size (and input size), kept for smaller batches. */
-    if (s == MC_OK && (B > m->plan_B || H != m->plan_H || W != m->plan_W)) {
-        size_t n = m->ops->arena_floats(m, B, H, W);
-        free(m->arena);
-        m->arena = mc_alloc_array(n, sizeof(float));
-        m->arena_floats = m->arena ? n : 0;
-        m->plan_B = m->arena ? B : 0, m->plan_H = H, m->plan_W = W;
-        if (!m->arena)
-            s = MC_FAIL(err, MC_ERR_NOMEM, "cannot allocate the %zu-byte activation arena for a "
-                        "batch of %lld", n * sizeof(float), (long long)B);
-    }
+    if (s == MC_OK && (B > m->plan_B || H != m->plan_H || W != m->plan_W)) s = mc_model_plan(m, B, H, W, err);
     if (s == MC_OK) s = m->ops->forward(m, &r, pixels, B, H, W, output, err);
     if (stopped) *stopped = r.stopped;
     free(r.hooked);

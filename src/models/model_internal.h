@@ -69,6 +69,10 @@ mc_status mc_wt_add(mc_model *m, float **slot, int ndim, const int64_t *shape, m
 int mc_model_add_layer(mc_model *m, const char *name, int ndim, const int64_t *shape,
                        bool has_attention, bool can_start);
 
+/* Reads config.json and declares the weight table and layers without loading any weights
+ * (the random-model writer walks m->w). The model cannot run. */
+mc_status mc_model_declare(const char *cfg_path, mc_model **out, mc_error *err);
+
 /* Config helpers: label the messages with the config file name. */
 mc_status mc_cfg_act(const json_t *cfg, const char *key, const char *dflt, mc_act *out,
                      const char *file, mc_error *err);

@@ -120,7 +120,7 @@ static mc_status resnet_load(mc_model *m, const json_t *cfg, const char *f, cons
                            "range", f, s, (long long)r->hs[s], (long long)r->depth[s]);
     MC_TRY(mc_model_load_labels(m, cfg, f, err));
     r->n_out = m->n_labels;
-    const char *p = mc_st_find(st, "resnet.embedder.embedder.convolution.weight") ? "resnet." : "";
+    const char *p = (!st || mc_st_find(st, "resnet.embedder.embedder.convolution.weight")) ? "resnet." : "";
     mc_strlcpy(m->prefix, p, sizeof m->prefix);
 
     char path[MC_NAME_MAX], name[MC_NAME_MAX];

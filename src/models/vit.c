@@ -129,7 +129,7 @@ static mc_status vit_load(mc_model *m, const json_t *cfg, const char *f, const m
     MC_TRY(mc_model_load_labels(m, cfg, f, err));
     v->n_out = m->n_labels;
     /* transformers strips or adds the base-model prefix itself; accept both layouts. */
-    const char *p = mc_st_find(st, "vit.embeddings.cls_token") ? "vit." : "";
+    const char *p = (!st || mc_st_find(st, "vit.embeddings.cls_token")) ? "vit." : "";
     mc_strlcpy(m->prefix, p, sizeof m->prefix);
     const int64_t D = v->D;
     const int64_t cls[3] = {1, 1, D}, pos[3] = {1, v->T, D}, pw[4] = {D, v->C, v->P, v->P};

@@ -1,0 +1,183 @@
+/* test_models.c - model-level unit tests on tiny random folders written by
+ * mc_model_write_random (no PyTorch): every family loads, a batch equals its images run one by
+ * one, hooks see the documented shapes, a false return and a NULL output stop the forward, the
+ * prefix path equals the full forward, and malformed folders fail with the tensor named. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "miclip/fsutil.h"
+#include "miclip/model.h"
+#include "miclip/safetensors.h"
+#include "test_util.h"
+
+static float *rnd(size_t n, unsigned seed) {
+    float *p = malloc(n * sizeof(float));
+    srand(seed);
+    for (size_t i = 0; i < n; i++) p[i] = (float)rand() / RAND_MAX * 2.0f - 1.0f;
+    return p;
+}
+
+static double max_rel(const float *a, const float *b, size_t n) {
+    double e = 0, m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (d > e || isnan(d)) e = d;
+        if (fabs(b[i]) > m) m = fabs(b[i]);
+    }
+    return e / (m > 0 ? m : 1);
+}
+
+typedef struct {
+    int calls;
+    int last_layer;
+    float *copy;
+    size_t n;
+    bool ret;
+} probe;
+
+static bool probe_hook(const mc_hook_view *v, void *user) {
+    probe *p = user;
+    p->calls++;
+    p->last_layer = v->layer;
+    size_t n = 1;
+    for (int d = 0; d < v->ndim; d++) n *= (size_t)v->shape[d];
+    free(p->copy);
+    p->copy = malloc(n * sizeof(float));
+    memcpy(p->copy, v->data, n * sizeof(float));
+    p->n = n;
+    return p->ret;
+}
+
+static void test_family(const char *arch, const char *mid_layer) {
+    char dir[256];
+    snprintf(dir, sizeof dir, "models_%s", arch);
+    mc_error err = {0};
+    CHECK(mc_model_write_random(arch, 7, MC_DTYPE_F32, dir, &err) == MC_OK);
+    mc_model *m = NULL;
+    CHECK_MSG(mc_model_create(dir, &m, &err) == MC_OK, "%s", err.msg);
+    if (!m) return;
+    int C, H, W;
+    mc_model_input_size(m, &C, &H, &W);
+    const int64_t B = 3, K = mc_model_output_dim(m), n_px = (int64_t)C * H * W;
+    float *px = rnd((size_t)(B * n_px), 11);
+    float *out = malloc((size_t)(B * K) * sizeof(float)), *one = malloc((size_t)K * sizeof(float));
+    CHECK(mc_model_forward(m, px, B, H, W, NULL, out, NULL, &err) == MC_OK);
+    double worst = 0;
+    for (int64_t b = 0; b < B; b++) {
+        CHECK(mc_model_forward(m, px + b * n_px, 1, H, W, NULL, one, NULL, &err) == MC_OK);
+        double e = max_rel(one, out + b * K, (size_t)K);
+        worst = e > worst ? e : worst;
+    }
+    printf("%-12s params %lld, layers %d, batch vs single %.2e\n", arch,
+           (long long)mc_model_param_count(m), mc_model_layer_count(m), worst);
+    CHECK(worst < 1e-5);
+
+    /* read hook on the mid layer; output NULL stops right after it */
+    int idx;
+    CHECK(mc_model_find_layer(m, mid_layer, &idx, &err) == MC_OK);
+    const mc_layer_info *li = mc_model_layer(m, idx);
+    probe p = {.ret = true};
+    mc_hook hk = {mid_layer, MC_HOOK_READ, probe_hook, &p};
+    mc_forward_opts o = {.hooks = &hk, .n_hooks = 1};
+    bool stopped = false;
+    CHECK(mc_model_forward(m, px, B, H, W, &o, NULL, &stopped, &err) == MC_OK);
+    CHECK(stopped && p.calls == 1 && p.last_layer == idx);
+    size_t per = 1;
+    for (int d = 0; d < li->ndim; d++) per *= (size_t)li->shape[d];
+    CHECK(p.n == (size_t)B * per);
+    float *state = p.copy;
+    p.copy = NULL;
+    /* a false return stops even with an output buffer */
+    p.ret = false;
+    p.calls = 0;
+    CHECK(mc_model_forward(m, px, B, H, W, &o, out, &stopped, &err) == MC_OK && stopped && p.calls == 1);
+    /* prefix: start from the captured state == full forward */
+    float *out2 = malloc((size_t)(B * K) * sizeof(float));
+    mc_forward_opts po = {.start_at = mid_layer, .start_state = state};
+    CHECK(mc_model_forward(m, px, B, H, W, NULL, out, NULL, &err) == MC_OK);
+    CHECK_MSG(mc_model_forward(m, NULL, B, H, W, &po, out2, &stopped, &err) == MC_OK, "%s", err.msg);
+    CHECK(!stopped);
+    CHECK_MSG(max_rel(out2, out, (size_t)(B * K)) < 1e-6, "%s prefix %.3g", arch, max_rel(out2, out, (size_t)(B * K)));
+    /* a hook before start_at is refused; unknown layer names are refused */
+    mc_hook early = {mc_model_layer(m, 0)->name, MC_HOOK_READ, probe_hook, &p};
+    po.hooks = &early, po.n_hooks = 1;
+    CHECK(mc_model_forward(m, NULL, B, H, W, &po, out2, NULL, &err) == MC_ERR_ARG);
+    mc_hook bad = {"no.such.layer", MC_HOOK_READ, probe_hook, &p};
+    o.hooks = &bad;
+    CHECK(mc_model_forward(m, px, B, H, W, &o, out, NULL, &err) == MC_ERR_ARG);
+    CHECK(strstr(err.msg, "no.such.layer") != NULL);
+    free(p.copy);
+    free(state), free(out2), free(px), free(out), free(one);
+    mc_model_free(&m);
+    CHECK(m == NULL);
+}
+
+/* Rewrites a BF16 folder's model.safetensors with one tensor dropped, one unknown tensor added,
+ * one tensor reshaped, or a tolerated extra buffer added. */
+static void test_bad_folder(void) {
+    mc_error err = {0};
+    CHECK(mc_model_write_random("vit-tiny", 1, MC_DTYPE_BF16, "models_bad", &err) == MC_OK);
+    mc_model *m = NULL;
+    CHECK_MSG(mc_model_create("models_bad", &m, &err) == MC_OK, "bf16 load: %s", err.msg);
+    mc_model_free(&m);
+    mc_st_file *f = NULL;
+    CHECK(mc_st_open("models_bad/model.safetensors", &f, &err) == MC_OK);
+    if (!f) return;
+    const char *victim = "vit.encoder.layer.1.output.dense.bias";
+    for (int mode = 0; mode < 4; mode++) {
+        mc_st_writer *w = NULL;
+        mc_st_writer_create(&w, &err);
+        for (int i = 0; i < mc_st_count(f); i++) {
+            const mc_st_tensor *t = mc_st_at(f, i);
+            const bool is_v = strcmp(t->name, victim) == 0;
+            if (is_v && mode == 0) continue;                       /* missing */
+            const char *name = t->name;
+            int64_t shape[8];
+            memcpy(shape, t->shape, sizeof shape);
+            int nd = t->ndim;
+            if (is_v && mode == 2) shape[0] = shape[0] / 2;         /* wrong shape */
+            mc_st_writer_add(w, name, t->dtype, nd, shape, t->data, &err);
+        }
+        if (mode == 1) { /* an unknown tensor */
+            int64_t s1[1] = {4};
+            float z[4] = {0};
+            mc_st_writer_add(w, "vit.encoder.layer.1.output.dense.extra", MC_DTYPE_F32, 1, s1, z, &err);
+        }
+        if (mode == 3) { /* tolerated extras */
+            int64_t s1[2] = {1, 17};
+            int64_t ids[17] = {0};
+            mc_st_writer_add(w, "vit.embeddings.position_ids", MC_DTYPE_I64, 2, s1, ids, &err);
+        }
+        CHECK(mc_mkdir_p("models_bad2", &err) == MC_OK);
+        CHECK(mc_st_writer_save(w, "models_bad2/model.safetensors", &err) == MC_OK);
+        mc_st_writer_free(&w);
+        char *cfg;
+        size_t len;
+        CHECK(mc_read_file("models_bad/config.json", 1 << 20, &cfg, &len, &err) == MC_OK);
+        CHECK(mc_write_file_atomic("models_bad2/config.json", cfg, len, &err) == MC_OK);
+        free(cfg);
+        mc_error e = {0};
+        mc_status s = mc_model_create("models_bad2", &m, &e);
+        if (mode == 3) {
+            CHECK_MSG(s == MC_OK, "extras not tolerated: %s", e.msg);
+        } else {
+            printf("  bad folder %d: %s\n", mode, e.msg);
+            CHECK(s != MC_OK);
+            CHECK(strstr(e.msg, mode == 1 ? "output.dense.extra" : victim) != NULL);
+        }
+        mc_model_free(&m);
+    }
+    mc_st_close(&f);
+}
+
+int main(void) {
+    test_family("vit-tiny", "1");
+    test_family("clip-tiny", "1");
+    test_family("resnet-tiny", "stages.0.layers.0");
+    test_family("resnet-tiny", "stages.1");
+    test_family("resnet-tiny", "embedder");
+    test_bad_folder();
+    return TEST_SUMMARY();
+}
