@@ -55,8 +55,8 @@ typedef enum {
 } mc_dataset_kind; /* none imagefolder imagenet dtd filelist world */
 
 typedef enum {
-    MC_POOL_AUTO, MC_POOL_CLS, MC_POOL_MEAN, MC_POOL_SPATIAL_MEAN, MC_POOL_ALL
-} mc_pool; /* auto cls mean spatial_mean all */
+    MC_CFG_POOL_AUTO, MC_CFG_POOL_CLS, MC_CFG_POOL_MEAN, MC_CFG_POOL_SPATIAL_MEAN, MC_CFG_POOL_ALL
+} mc_cfg_pool; /* auto cls mean spatial_mean all (model.h has the tensor-level mc_pool) */
 
 typedef enum { MC_STORE_F32, MC_STORE_F16 } mc_store_dtype;    /* f32 f16 */
 typedef enum { MC_BAD_IMAGE_FAIL, MC_BAD_IMAGE_SKIP } mc_bad_image; /* fail skip */
@@ -117,7 +117,7 @@ typedef struct {
 
     struct {
         mc_str_list layers; /* hook names: "10", "logits", "stages.3.layers.1.shortcut" */
-        int pool;           /* mc_pool */
+        int pool;           /* mc_cfg_pool */
         int64_t batch_size;
         int dtype;          /* mc_store_dtype */
         int on_bad_image;   /* mc_bad_image */

@@ -671,10 +671,7 @@ static mc_status cross_checks(ctx *C, const mc_ynode *root) {
     if (cfg->sae.k > cfg->sae.features)
         return fail(C, node_at(root, "sae.k"), "sae.k", "%lld is larger than sae.features (%lld)",
                     (long long)cfg->sae.k, (long long)cfg->sae.features);
-    if (cfg->sae.aux_k > cfg->sae.features)
-        return fail(C, node_at(root, "sae.aux_k"), "sae.aux_k", "%lld is larger than sae.features (%lld)",
-                    (long long)cfg->sae.aux_k, (long long)cfg->sae.features);
-    if (cfg->sae.input == MC_SAE_INPUT_ALL && cfg->extract.pool != MC_POOL_ALL)
+    if (cfg->sae.input == MC_SAE_INPUT_ALL && cfg->extract.pool != MC_CFG_POOL_ALL)
         return fail(C, node_at(root, "sae.input"), "sae.input", "'all' needs extract.pool: all (every "
                     "token/position stored)");
 

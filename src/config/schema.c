@@ -151,7 +151,7 @@ const mc_schema_entry mc_schema[] = {
     INT("sae.epochs", "1", 1, 100000, sae.epochs, "Passes over the training activations."),
     INT("sae.steps", "0", 0, INT64_C(1000000000000), sae.steps,
         "Stop after this many steps; 0 runs `sae.epochs` full epochs."),
-    INT("sae.aux_k", "256", 0, 65536, sae.aux_k, "Dead latents used by the AuxK loss; 0 disables it."),
+    INT("sae.aux_k", "256", 0, 65536, sae.aux_k, "Dead latents used by the AuxK loss (at most the number of dead ones); 0 disables it."),
     FLT("sae.aux_coef", "0.03125", 0, 0.0, 100.0, sae.aux_coef,
         "Weight of the AuxK loss (1/32), applied to the residual normalised by its variance."),
     INT("sae.dead_after", "10000000", 1, INT64_C(1000000000000), sae.dead_after,

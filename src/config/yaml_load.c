@@ -71,6 +71,7 @@ static bool node_push(mc_ynode *parent, mc_ynode *key, mc_ynode *child) {
 typedef struct {
     mc_ynode *node;
     mc_ynode *pending_key; /* mappings: the key read, waiting for its value */
+    char path[256];        /* display path of this container ("sae", "concepts[1]") */
 } frame;
 
 typedef struct {
@@ -120,8 +121,9 @@ static mc_status place(loader *L, mc_ynode *n, yaml_mark_t mark) {
             if (k->len == n->len && !memcmp(k->str, n->str, n->len)) {
                 char detail[160];
                 snprintf(detail, sizeof detail, " (first given at line %d, column %d)", k->line, k->col);
-                mc_status s = MC_FAIL(L->err, MC_ERR_CONFIG, "%s:%d:%d: key '%.200s': duplicate key%s",
-                                      L->source, n->line, n->col, n->str, detail);
+                const char *p = f->path;
+                mc_status s = MC_FAIL(L->err, MC_ERR_CONFIG, "%s:%d:%d: key '%s%s%.200s': duplicate key%s",
+                                      L->source, n->line, n->col, p, *p ? "." : "", n->str, detail);
                 mc_ynode_free(&n);
                 return s;
             }
@@ -175,9 +177,22 @@ static mc_status handle(loader *L, const yaml_event_t *ev) {
             mc_ynode_free(&n);
             return fail_at(L, ev->start_mark, "YAML nesting is deeper than 64 levels", NULL);
         }
+        /* The container's display path, for duplicate-key messages: taken before place()
+         * consumes the pending key. */
+        frame *nf = &L->stack[L->depth];
+        char path[sizeof nf->path] = "";
+        if (L->depth > 0) {
+            const frame *pf = &L->stack[L->depth - 1];
+            if (pf->node->kind == MC_Y_SEQ)
+                snprintf(path, sizeof path, "%.200s[%d]", pf->path, pf->node->n);
+            else if (pf->pending_key)
+                snprintf(path, sizeof path, "%.120s%s%.120s", pf->path, *pf->path ? "." : "",
+                         pf->pending_key->str);
+        }
+        memcpy(nf->path, path, sizeof path);
         MC_TRY(place(L, n, ev->start_mark));
-        L->stack[L->depth].node = n; /* owned by the tree now */
-        L->stack[L->depth].pending_key = NULL;
+        nf->node = n; /* owned by the tree now */
+        nf->pending_key = NULL;
         L->depth++;
         return MC_OK;
     }
