@@ -8,6 +8,7 @@ set -u
 mpiexec=$1; prog=$2
 py=${MICLIP_PYTHON:-/usr/bin/python3}; ref=$MICLIP_SOURCE_DIR/tests/store/store_ref.py
 fail=0; pass=0
+export MC_EXPECT_VERSION=$("$mpiexec" -n 1 "$prog" version 2>/dev/null | head -1)
 ok() { pass=$((pass+1)); }
 bad() { echo "FAIL: $*"; fail=$((fail+1)); }
 dir=ranks_work; rm -rf $dir; mkdir -p $dir

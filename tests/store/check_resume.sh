@@ -11,6 +11,7 @@ set -u
 mpiexec=$1; prog=$2
 py=${MICLIP_PYTHON:-/usr/bin/python3}; ref=$MICLIP_SOURCE_DIR/tests/store/store_ref.py
 fail=0; pass=0
+export MC_EXPECT_VERSION=$("$mpiexec" -n 1 "$prog" version 2>/dev/null | head -1)
 ok() { pass=$((pass+1)); }
 bad() { echo "FAIL: $*"; fail=$((fail+1)); }
 run() { timeout 60 "$mpiexec" --oversubscribe -n 2 "$prog" "$@" 2>&1; }
@@ -34,6 +35,23 @@ for spec in "-1 nometa 0" "4 data 4" "4 mark 6"; do
   grep -q "computed: $((U-want)) units" <<<"$out" && ok || bad "$phase: resume should compute $((U-want)): $out"
   out=$("$py" "$ref" compare $dir/ref.h5 $s 2>&1) && ok || bad "$phase: resumed store differs: $out"
 done
+
+# SIGKILL from outside, on every rank at once, at whatever point the run has reached after it
+# reported its third step (units 0-5 marked; the kill lands between rows and marks).
+s=$dir/external.h5
+timeout 60 "$mpiexec" --oversubscribe -n 2 "$prog" units $s 20 $R -2 external > $dir/ext.log 2>&1 &
+job=$!
+for i in $(seq 1 300); do grep -q "marked step 2" $dir/ext.log && break; sleep 0.05; done
+pids=$(awk '$1 == "pid" {print $3}' $dir/ext.log)
+[ "$(wc -w <<<"$pids")" -eq 2 ] && ok || bad "external: no rank pids: $(cat $dir/ext.log)"
+kill -9 $pids 2>/dev/null
+wait $job; rc=$?
+[ $rc -ne 0 ] && ok || bad "external: the killed run exited 0: $(cat $dir/ext.log)"
+out=$(run units $dir/ref20.h5 20 $R) || bad "external: reference run: $out"
+out=$(run units $s 20 $R); rc=$?
+n=$(sed -n 's/^already done: \([0-9]*\) of 20 units$/\1/p' <<<"$out")
+[ $rc -eq 0 ] && [ -n "$n" ] && [ "$n" -ge 6 ] && [ "$n" -lt 20 ] && ok || bad "external: resume: rc $rc, done '$n': $out"
+out=$("$py" "$ref" compare $dir/ref20.h5 $s 2>&1) && ok || bad "external: resumed store differs: $out"
 
 sum0=$(md5sum < $dir/data.h5)
 out=$(run units $dir/data.h5 $U $R); rc=$?

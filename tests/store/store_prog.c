@@ -10,6 +10,7 @@
  *                                       creating the datasets, before any flush
  *   store_prog hold PATH READY          opens PATH read-write, writes READY.<rank> (its pid),
  *                                       then sleeps until killed
+ *   store_prog version                  prints MICLIP_VERSION_STRING (what provenance must hold)
  *   store_prog expect PATH read|write CODE [TEXT]
  *                                       opens PATH; exit 0 iff the status name is CODE (and
  *                                       the message contains TEXT)
@@ -24,6 +25,7 @@
 
 #include "miclip/comm.h"
 #include "miclip/fsutil.h"
+#include "miclip/miclip.h"
 #include "miclip/store.h"
 #include "miclip/tensor.h"
 #include "test_util.h"
@@ -191,6 +193,13 @@ static int cmd_units(const mc_comm *c, const char *out, int64_t n_units, int64_t
     int64_t *pending = malloc((size_t)n_units * sizeof *pending), n_pending = 0;
     for (int64_t u = 0; u < n_units; u++)
         if (!done[u]) pending[n_pending++] = u;
+    /* "external": the script SIGKILLs every rank from outside once a step is reported; the
+     * pauses put the kill at an unknown point between writing rows and marking them. */
+    bool external = !strcmp(phase, "external");
+    if (external) {
+        printf("pid %d %ld\n", c->rank, (long)getpid());
+        fflush(stdout);
+    }
     /* Step k: rank r computes pending unit k*size + r, writing that unit's rows. */
     int64_t computed = 0;
     for (int64_t k = 0; k * c->size < n_pending; k++) {
@@ -199,8 +208,14 @@ static int cmd_units(const mc_comm *c, const char *out, int64_t n_units, int64_t
         int64_t b = u >= 0 ? u * rows_per_unit : 0, e = u >= 0 ? b + rows_per_unit : 0;
         die(c, write_sample_rows(s, b, e, &err), &err);
         if (u == kill_unit && !strcmp(phase, "data")) raise(SIGKILL);
+        if (external) usleep(40000);
         die(c, mc_store_units_mark(s, "extract", &u, u >= 0 ? 1 : 0, &err), &err);
         computed += u >= 0;
+        if (external && c->rank == 0) {
+            printf("marked step %lld\n", (long long)k);
+            fflush(stdout);
+        }
+        if (external) usleep(40000);
         /* the killing rank waits until every rank's marks of this step are durable */
         int64_t killer = u == kill_unit && !strcmp(phase, "mark");
         if (killer) raise(SIGKILL);
@@ -462,7 +477,10 @@ int main(int argc, char **argv) {
     }
     int rc = 2;
     const char *m = argc > 1 ? argv[1] : "";
-    if (!strcmp(m, "api") && argc == 3) rc = cmd_api(&c, argv[2]);
+    if (!strcmp(m, "version")) {
+        if (c.rank == 0) printf("%s\n", MICLIP_VERSION_STRING);
+        rc = 0;
+    } else if (!strcmp(m, "api") && argc == 3) rc = cmd_api(&c, argv[2]);
     else if (!strcmp(m, "write") && argc == 5) rc = cmd_write(&c, argv[2], atoll(argv[3]), atoll(argv[4]));
     else if (!strcmp(m, "units") && (argc == 5 || argc == 7))
         rc = cmd_units(&c, argv[2], atoll(argv[3]), atoll(argv[4]), argc == 7 ? atoll(argv[5]) : -2,
