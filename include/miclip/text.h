@@ -74,6 +74,7 @@ int32_t mc_clip_tok_vocab_size(const mc_clip_tok *t);
 int32_t mc_clip_tok_bos(const mc_clip_tok *t); /* <|startoftext|> (49406 in OpenAI's vocab) */
 int32_t mc_clip_tok_eos(const mc_clip_tok *t); /* <|endoftext|> (49407) */
 int mc_clip_tok_context(const mc_clip_tok *t);
+mc_clip_clean mc_clip_tok_clean(const mc_clip_tok *t);
 
 /* Content ids of text (no start/end tokens, no truncation): *ids is malloc'd (caller frees),
  * *n its length. */
@@ -147,7 +148,7 @@ mc_text_family mc_text_encoder_family(const mc_text_encoder *e);
 int mc_text_encoder_dim(const mc_text_encoder *e);     /* output width */
 int mc_text_encoder_context(const mc_text_encoder *e); /* CLIP 77, MPNet max_length */
 /* SHA-256 hex of config.json, model.safetensors and the tokenizer files (the cache key). */
-const char *mc_text_encoder_hash(const mc_text_encoder *e);
+const char *mc_text_encoder_hash(mc_text_encoder *e); /* NULL if a file cannot be read */
 mc_clip_tok *mc_text_encoder_clip_tok(mc_text_encoder *e);  /* NULL for MPNet; borrowed */
 mc_wordpiece *mc_text_encoder_wordpiece(mc_text_encoder *e); /* NULL for CLIP; borrowed */
 

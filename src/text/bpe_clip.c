@@ -323,6 +323,7 @@ int32_t mc_clip_tok_vocab_size(const mc_clip_tok *t) { return t->vocab_size; }
 int32_t mc_clip_tok_bos(const mc_clip_tok *t) { return t->bos; }
 int32_t mc_clip_tok_eos(const mc_clip_tok *t) { return t->eos; }
 int mc_clip_tok_context(const mc_clip_tok *t) { return t->opts.context; }
+mc_clip_clean mc_clip_tok_clean(const mc_clip_tok *t) { return t->opts.clean; }
 
 /* ---- clean-up -------------------------------------------------------------------------- */
 

@@ -4,6 +4,7 @@
  *   text_tool clip DIR MODE UTF8   -> "<content ids>|<encoded 77 ids>" or "ERR <status>"
  *   text_tool wp DIR               -> "<ids>" or "ERR <status>"
  *   text_tool clip-decode DIR      -> stdin lines of ids; prints the hex of the decoded text
+ *   text_tool embed DIR [TEMPLATE] -> per text "I <ids>" and "E <embedding>" (%.9g) lines
  * MODE: openai | hf_slow | hf_fast; UTF8: replace | reject. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,47 @@ int main(int argc, char **argv) {
             free(ids);
         }
         mc_clip_tok_free(&t);
+        return 0;
+    }
+    if (strcmp(argv[1], "embed") == 0) {
+        mc_text_encoder *e = NULL;
+        if (mc_text_encoder_load(argv[2], NULL, &e, &err) != MC_OK) {
+            fprintf(stderr, "%s\n", err.msg);
+            return 1;
+        }
+        size_t n = 0, cap = 16;
+        char **texts = malloc(cap * sizeof *texts);
+        while (fgets(line, sizeof line, stdin)) {
+            size_t len = unhex(line, text);
+            text[len] = '\0';
+            if (n == cap) texts = realloc(texts, (cap *= 2) * sizeof *texts);
+            char *filled = NULL;
+            if (mc_text_apply_template(argc > 3 ? argv[3] : NULL, text, &filled, &err) != MC_OK) {
+                fprintf(stderr, "%s\n", err.msg);
+                return 1;
+            }
+            texts[n++] = filled;
+        }
+        int ctx = mc_text_encoder_context(e), dim = mc_text_encoder_dim(e);
+        int32_t *ids = malloc(n * (size_t)ctx * sizeof *ids);
+        float *emb = malloc(n * (size_t)dim * sizeof *emb);
+        if (mc_text_encoder_tokenize(e, (const char *const *)texts, n, ids, NULL, &err) != MC_OK ||
+            mc_text_embed(e, (const char *const *)texts, n, NULL, false, emb, &err) != MC_OK) {
+            fprintf(stderr, "%s\n", err.msg);
+            return 1;
+        }
+        for (size_t i = 0; i < n; i++) {
+            printf("I");
+            for (int k = 0; k < ctx; k++) printf(" %d", ids[i * (size_t)ctx + (size_t)k]);
+            printf("\nE");
+            for (int k = 0; k < dim; k++) printf(" %.9g", emb[i * (size_t)dim + (size_t)k]);
+            printf("\n");
+            free(texts[i]);
+        }
+        free(texts);
+        free(ids);
+        free(emb);
+        mc_text_encoder_free(&e);
         return 0;
     }
     if (strcmp(argv[1], "wp") == 0) {
