@@ -1,0 +1,44 @@
+/* stages.h - the pipeline stages and the runner behind `miclip run`.
+ *
+ * Each stage is one function taking the MPI context, the resolved config and one task of the
+ * stage's sweep (config.h: mc_config_tasks), returning an mc_status that every rank agrees on.
+ * Stages are idempotent and resumable: outputs live in HDF5 stores (store.h) keyed by the hash
+ * of everything that produced them; a complete store is skipped, a partial one resumes from
+ * its completion records. A stop signal (SIGUSR1/SIGTERM) ends a stage after the unit of work in
+ * flight with MC_ERR_INTERRUPTED (exit code 75).
+ *
+ * Store names (docs/store.md): OUTPUT_DIR/extract/<dataset>-<key16>.h5, where dataset is
+ * train|eval|unseen and key16 the first 16 hex digits of the extraction key.
+ */
+#ifndef MICLIP_STAGES_H
+#define MICLIP_STAGES_H
+
+#include <stdbool.h>
+
+#include "miclip/comm.h"
+#include "miclip/config.h"
+#include "miclip/status.h"
+
+/* Which datasets a stage touches. */
+typedef enum { MC_SPLIT_TRAIN = 0, MC_SPLIT_EVAL, MC_SPLIT_UNSEEN, MC_SPLIT_COUNT } mc_split;
+const char *mc_split_name(mc_split s); /* "train", "eval", "unseen" */
+
+/* Collective. Extraction for one task (one seed): every configured dataset (train, and eval /
+ * unseen when the intervention stage needs them) is run through the target model and CLIP. */
+mc_status mc_stage_extract(const mc_comm *c, const mc_config *cfg, const mc_task *task,
+                           mc_error *err);
+
+/* Collective. The path of the extraction store of split for task's seed, computing the key
+ * (which lists and hashes the dataset and hashes the model files). */
+mc_status mc_extract_store_path(const mc_comm *c, const mc_config *cfg, mc_split split,
+                                int64_t seed, char *path, size_t cap, mc_error *err);
+
+/* True when the stage has an implementation in this build. */
+bool mc_stage_implemented(int stage);
+
+/* Collective. Runs cfg's stages in pipeline order. only_stage >= 0 restricts to that stage;
+ * only_task >= 0 to that task index within each stage run (a Slurm array task). */
+mc_status mc_run(const mc_comm *c, const mc_config *cfg, int only_stage, int only_task,
+                 mc_error *err);
+
+#endif

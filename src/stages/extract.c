@@ -1,0 +1,543 @@
+/* extract.c - the first stage: images -> target-model activations, predictions, CLIP image
+ * embeddings and prompted class text embeddings, in one parallel HDF5 store per dataset.
+ *
+ * Work is cut into units of extract.batch_size consecutive images (the last may be shorter).
+ * Units are the same whatever the rank count, so every image is always computed in the same
+ * batch and the store is bitwise identical at 1, 2 or 4 ranks. Pending units (those without a
+ * completion record) are dealt round-robin: in round r, rank k takes pending unit r*size + k.
+ * Each round ends with a collective error agreement, collective row writes and the store's
+ * flush-mark-flush protocol (store.h), then a collective check for stop signals.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "miclip/checked.h"
+#include "miclip/dataset.h"
+#include "miclip/fsutil.h"
+#include "miclip/image.h"
+#include "miclip/log.h"
+#include "miclip/miclip.h"
+#include "miclip/model.h"
+#include "miclip/text.h"
+#include "stages_internal.h"
+
+#define EXTRACT_KEY_VERSION "miclip-extract/1"
+
+/* What one split's extraction reads and where it writes. */
+typedef struct {
+    mc_split split;
+    const mc_dataset_cfg *dcfg;
+    mc_dataset ds;
+    char key[MC_SHA256_HEX_LEN + 1];
+    char path[4096];
+} extract_plan;
+
+/* One hooked layer being captured. */
+typedef struct {
+    const char *name;   /* as configured */
+    mc_pool pool;
+    int ndim;           /* per image, in the store (1 when pooled) */
+    int64_t shape[4];   /* per image */
+    int64_t per;        /* floats per image */
+    float *buf;         /* [batch, per] */
+} capture;
+
+static bool capture_fn(const mc_hook_view *v, void *user) {
+    capture *cap = user;
+    mc_pool_apply(v, cap->pool, cap->buf);
+    return true;
+}
+
+static const mc_dataset_cfg *split_cfg(const mc_config *cfg, mc_split s) {
+    switch (s) {
+    case MC_SPLIT_TRAIN: return &cfg->datasets.train;
+    case MC_SPLIT_EVAL: return &cfg->datasets.eval;
+    default: return &cfg->datasets.unseen;
+    }
+}
+
+/* id2label of the target model (borrowed from the model). */
+static const char **target_labels(mc_model *m, int *n) {
+    int64_t dim = mc_model_output_dim(m);
+    if (!mc_model_label(m, 0)) {
+        *n = 0;
+        return NULL;
+    }
+    const char **v = calloc((size_t)dim, sizeof *v);
+    if (!v) return NULL;
+    for (int64_t i = 0; i < dim; i++) v[i] = mc_model_label(m, i);
+    *n = (int)dim;
+    return v;
+}
+
+/* Lists and samples the split's dataset, and computes its store key and path. */
+static mc_status plan_split(const mc_comm *c, const mc_config *cfg, mc_split split, int64_t seed,
+                            const char *const *labels, int n_labels, const char *target_hash,
+                            const char *clip_hash, extract_plan *p, mc_error *err) {
+    memset(p, 0, sizeof *p);
+    p->split = split;
+    p->dcfg = split_cfg(cfg, split);
+    MC_TRY(mc_dataset_load(c, p->dcfg, labels, n_labels, &p->ds, err));
+    mc_status s = mc_dataset_sample(&p->ds, p->dcfg->n_samples, (uint64_t)seed, err);
+    s = mc_comm_agree(c, s, err);
+    if (s != MC_OK) return s;
+    char ds_hash[MC_SHA256_HEX_LEN + 1];
+    mc_dataset_hash(&p->ds, ds_hash);
+    /* The key: everything that determines the store's contents. */
+    mc_sha256 h;
+    mc_sha256_init(&h);
+    char line[8192];
+    snprintf(line, sizeof line, "%s\ncode=%s\ntarget=%s\nclip=%s\ndataset=%s\nseed=%lld\npool=%s\n"
+             "dtype=%d\nbad=%d\nprompt=%s\n", EXTRACT_KEY_VERSION, MICLIP_VERSION_STRING,
+             target_hash, clip_hash, ds_hash, (long long)seed, mc_pool_name(cfg->extract.pool),
+             cfg->extract.dtype, cfg->extract.on_bad_image, cfg->align.prompt);
+    mc_sha256_update(&h, line, strlen(line));
+    for (int i = 0; i < cfg->extract.layers.n; i++)
+        mc_sha256_update(&h, cfg->extract.layers.v[i], strlen(cfg->extract.layers.v[i]) + 1);
+    uint8_t d[MC_SHA256_BYTES];
+    mc_sha256_final(&h, d);
+    mc_hex_encode(d, MC_SHA256_BYTES, p->key);
+    p->key[MC_SHA256_HEX_LEN] = '\0';
+    if (!mc_snprintf(p->path, sizeof p->path, "%s/extract/%s-s%lld-%.16s.h5", cfg->output_dir,
+                     mc_split_name(split), (long long)seed, p->key))
+        return MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
+    return MC_OK;
+}
+
+/* The model-level pool for the configured one on a layer of this shape. */
+static mc_status choose_pool(const mc_config *cfg, const mc_layer_info *li, mc_pool *pool,
+                             mc_error *err) {
+    bool map = li->ndim == 3, seq = li->ndim == 2;
+    switch (cfg->extract.pool) {
+    case MC_CFG_POOL_ALL: *pool = MC_POOL_ALL; return MC_OK;
+    case MC_CFG_POOL_AUTO: *pool = (map || seq) ? (map ? MC_POOL_MEAN : MC_POOL_CLS) : MC_POOL_ALL; return MC_OK;
+    case MC_CFG_POOL_CLS:
+        if (map) return MC_FAIL(err, MC_ERR_CONFIG, "extract.pool: cls does not apply to layer '%s' (a feature map; use spatial_mean)", li->name);
+        *pool = MC_POOL_CLS;
+        return MC_OK;
+    case MC_CFG_POOL_SPATIAL_MEAN:
+        if (seq) return MC_FAIL(err, MC_ERR_CONFIG, "extract.pool: spatial_mean does not apply to layer '%s' (a token sequence; use cls or mean)", li->name);
+        *pool = MC_POOL_MEAN;
+        return MC_OK;
+    default: *pool = MC_POOL_MEAN; return MC_OK;
+    }
+}
+
+/* Everything loaded once per task. */
+typedef struct {
+    mc_model *target, *clip; /* clip == target when the target is the CLIP model itself */
+    mc_preproc pp_target, pp_clip;
+    int th, tw, ch, cw;      /* input sizes after preprocessing */
+    mc_text_encoder *text;
+    int n_cap;
+    capture *caps;
+    mc_hook *hooks;
+    int64_t out_dim, clip_dim;
+    char target_hash[MC_SHA256_HEX_LEN + 1], clip_hash[MC_SHA256_HEX_LEN + 1];
+} extractor;
+
+static void extractor_free(extractor *x) {
+    if (x->clip != x->target) mc_model_free(&x->clip);
+    mc_model_free(&x->target);
+    mc_text_encoder_free(&x->text);
+    for (int i = 0; i < x->n_cap; i++) free(x->caps[i].buf);
+    free(x->caps);
+    free(x->hooks);
+    memset(x, 0, sizeof *x);
+}
+
+static mc_status extractor_init(const mc_comm *c, const mc_config *cfg, extractor *x, mc_error *err) {
+    memset(x, 0, sizeof *x);
+    mc_status s = mc_model_create(cfg->models.target, &x->target, err);
+    bool same = strcmp(cfg->models.target, cfg->models.clip) == 0;
+    if (s == MC_OK) {
+        if (same) {
+            x->clip = x->target;
+            if (mc_model_family(x->target) != MC_FAMILY_CLIP_VISION)
+                s = MC_FAIL(err, MC_ERR_CONFIG, "models.clip (%s) is not a CLIP model", cfg->models.clip);
+        } else {
+            s = mc_model_create(cfg->models.clip, &x->clip, err);
+            if (s == MC_OK && mc_model_family(x->clip) != MC_FAMILY_CLIP_VISION)
+                s = MC_FAIL(err, MC_ERR_CONFIG, "models.clip (%s) is a %s model, not CLIP", cfg->models.clip,
+                            mc_family_name(mc_model_family(x->clip)));
+        }
+    }
+    if (s == MC_OK) s = mc_preproc_load(cfg->models.target, &x->pp_target, err);
+    if (s == MC_OK) s = mc_preproc_load(cfg->models.clip, &x->pp_clip, err);
+    if (s == MC_OK && !mc_preproc_fixed_size(&x->pp_target, &x->th, &x->tw))
+        s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s/preprocessor_config.json: the output size depends on the image (no crop); batching needs a fixed size", cfg->models.target);
+    if (s == MC_OK && !mc_preproc_fixed_size(&x->pp_clip, &x->ch, &x->cw))
+        s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s/preprocessor_config.json: the output size depends on the image (no crop)", cfg->models.clip);
+    if (s == MC_OK) s = mc_text_encoder_load(cfg->models.clip, NULL, &x->text, err);
+    /* Every rank loaded the same files: a failure anywhere is a failure everywhere. */
+    s = mc_comm_agree(c, s, err);
+    if (s != MC_OK) return s;
+
+    x->out_dim = mc_model_output_dim(x->target);
+    x->clip_dim = mc_model_output_dim(x->clip);
+    x->n_cap = cfg->extract.layers.n;
+    x->caps = calloc((size_t)x->n_cap, sizeof *x->caps);
+    x->hooks = calloc((size_t)x->n_cap, sizeof *x->hooks);
+    if (!x->caps || !x->hooks) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    for (int i = 0; s == MC_OK && i < x->n_cap; i++) {
+        capture *cp = &x->caps[i];
+        cp->name = cfg->extract.layers.v[i];
+        int idx;
+        s = mc_model_find_layer(x->target, cp->name, &idx, err);
+        if (s != MC_OK) {
+            mc_error_prefix(err, "extract.layers: %s", cfg->models.target);
+            break;
+        }
+        const mc_layer_info *li = mc_model_layer(x->target, idx);
+        s = choose_pool(cfg, li, &cp->pool, err);
+        if (s != MC_OK) break;
+        if (cp->pool == MC_POOL_ALL || li->ndim == 1) {
+            cp->ndim = li->ndim;
+            cp->per = 1;
+            for (int d = 0; d < li->ndim; d++) cp->shape[d] = li->shape[d], cp->per *= li->shape[d];
+        } else {
+            cp->ndim = 1;
+            cp->per = li->ndim == 2 ? li->shape[1] : li->shape[0]; /* [T, D] -> D; [C, H, W] -> C */
+            cp->shape[0] = cp->per;
+        }
+        cp->buf = mc_alloc_array((size_t)cfg->extract.batch_size, (size_t)cp->per * sizeof(float));
+        if (!cp->buf) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for layer %s", cp->name);
+        x->hooks[i] = (mc_hook){.name = cp->name, .mode = MC_HOOK_READ, .fn = capture_fn, .user = cp};
+    }
+    if (s == MC_OK) s = mc_model_dir_hash(c, cfg->models.target, x->target_hash, err);
+    else (void)mc_comm_agree(c, s, err);
+    if (s == MC_OK) s = same ? (mc_strlcpy(x->clip_hash, x->target_hash, sizeof x->clip_hash), MC_OK)
+                             : mc_model_dir_hash(c, cfg->models.clip, x->clip_hash, err);
+    return s;
+}
+
+/* Names of the per-image datasets. */
+static void acts_name(const char *layer, char *buf, size_t cap) { snprintf(buf, cap, "acts/%s", layer); }
+
+static mc_status create_layout(const mc_comm *c, mc_store *st, const mc_config *cfg,
+                               const extractor *x, const extract_plan *p, int64_t seed,
+                               int64_t n_units, float *class_emb, mc_error *err) {
+    int64_t N = p->ds.n, C = p->ds.n_classes;
+    bool root = c->rank == 0; /* whole-dataset facts: rank 0 writes, the others join empty */
+    mc_dtype act_dtype = cfg->extract.dtype == MC_STORE_F16 ? MC_DTYPE_F16 : MC_DTYPE_F32;
+    int64_t chunk = cfg->extract.batch_size;
+    int64_t sh[5];
+    sh[0] = N;
+    MC_TRY(mc_store_create_dataset(st, "images/labels", MC_DTYPE_I32, 1, sh, 0, err));
+    MC_TRY(mc_store_create_dataset(st, "images/valid", MC_DTYPE_U8, 1, sh, 0, err));
+    MC_TRY(mc_store_create_dataset(st, "target/predictions", MC_DTYPE_I32, 1, sh, 0, err));
+    sh[1] = x->out_dim;
+    MC_TRY(mc_store_create_dataset(st, "target/output", MC_DTYPE_F32, 2, sh, chunk, err));
+    sh[1] = x->clip_dim;
+    MC_TRY(mc_store_create_dataset(st, "clip/image_embeds", MC_DTYPE_F32, 2, sh, chunk, err));
+    for (int i = 0; i < x->n_cap; i++) {
+        const capture *cp = &x->caps[i];
+        for (int d = 0; d < cp->ndim; d++) sh[1 + d] = cp->shape[d];
+        char name[512];
+        acts_name(cp->name, name, sizeof name);
+        MC_TRY(mc_store_create_dataset(st, name, act_dtype, 1 + cp->ndim, sh, chunk, err));
+        MC_TRY(mc_store_set_attr_str(st, name, "pool", cp->pool == MC_POOL_ALL ? "all" : cp->pool == MC_POOL_CLS ? "cls" : "mean", err));
+    }
+    /* Whole-dataset facts, written once (rank 0's rows; every rank holds the same). */
+    MC_TRY(mc_store_write_strings(st, "images/paths", (const char *const *)p->ds.paths, N, true, err));
+    MC_TRY(mc_store_write_strings(st, "classes/names", (const char *const *)p->ds.class_names, C, true, err));
+    sh[0] = C;
+    sh[1] = x->clip_dim;
+    MC_TRY(mc_store_create_dataset(st, "text/class_embeds", MC_DTYPE_F32, 2, sh, 0, err));
+    MC_TRY(mc_store_write_rows(st, "text/class_embeds", MC_DTYPE_F32, 0, root ? C : 0, class_emb, err));
+    MC_TRY(mc_store_set_attr_str(st, "text/class_embeds", "prompt", cfg->align.prompt, err));
+    MC_TRY(mc_store_write_rows(st, "images/labels", MC_DTYPE_I32, 0, root ? N : 0, p->ds.labels, err));
+    mc_store_provenance prov = {.stage = "extract", .config_hash = cfg->hash,
+                                .model = x->target_hash, .dataset = p->ds.root,
+                                .seed = seed, .has_seed = true};
+    MC_TRY(mc_store_write_provenance(st, "/", &prov, err));
+    MC_TRY(mc_store_set_attr_str(st, "/", "extract_key", p->key, err));
+    MC_TRY(mc_store_set_attr_str(st, "/", "target_model", cfg->models.target, err));
+    MC_TRY(mc_store_set_attr_str(st, "/", "clip_model", cfg->models.clip, err));
+    MC_TRY(mc_store_set_attr_str(st, "/", "clip_hash", x->clip_hash, err));
+    MC_TRY(mc_store_set_attr_str(st, "/", "split", mc_split_name(p->split), err));
+    MC_TRY(mc_store_set_attr_str(st, "/", "config", cfg->canonical, err));
+    MC_TRY(mc_store_set_attr_i64(st, "/", "batch_size", cfg->extract.batch_size, err));
+    MC_TRY(mc_store_units_init(st, "/", n_units, err));
+    return MC_OK;
+}
+
+/* Computes one unit's rows [b, e) into the extractor's buffers. Bad images (skip mode) give a
+ * zero row and valid = 0. Returns the first error (fail mode) naming the file. */
+static mc_status compute_unit(const mc_config *cfg, extractor *x, const extract_plan *p, int64_t b,
+                              int64_t e, float *pix_t, float *pix_c, float *out, float *clip_emb,
+                              int32_t *pred, uint8_t *valid, const float *class_emb,
+                              int64_t *n_bad, mc_error *err) {
+    int64_t B = e - b;
+    size_t per_t = (size_t)3 * x->th * x->tw, per_c = (size_t)3 * x->ch * x->cw;
+    bool same = x->clip == x->target;
+    for (int64_t i = 0; i < B; i++) {
+        mc_image img = {0};
+        mc_error ie = {0};
+        mc_status s = mc_image_load(p->ds.paths[b + i], NULL, &img, &ie);
+        if (s == MC_OK) s = mc_preprocess(&x->pp_target, &img, pix_t + i * per_t, NULL, &ie);
+        if (s == MC_OK && !same) s = mc_preprocess(&x->pp_clip, &img, pix_c + i * per_c, NULL, &ie);
+        mc_image_free(&img);
+        valid[i] = s == MC_OK;
+        if (s != MC_OK) {
+            if (cfg->extract.on_bad_image == MC_BAD_IMAGE_FAIL) {
+                *err = ie;
+                mc_error_prefix(err, "image %lld of %s (extract.on_bad_image: fail)", (long long)(b + i), mc_split_name(p->split));
+                return s;
+            }
+            mc_warn("skipping bad image %s: %s", p->ds.paths[b + i], ie.msg);
+            (*n_bad)++;
+            memset(pix_t + i * per_t, 0, per_t * sizeof(float));
+            if (!same) memset(pix_c + i * per_c, 0, per_c * sizeof(float));
+        }
+    }
+    mc_forward_opts opts = {.hooks = x->hooks, .n_hooks = x->n_cap};
+    MC_TRY(mc_model_forward(x->target, pix_t, B, x->th, x->tw, &opts, out, NULL, err));
+    if (same) memcpy(clip_emb, out, (size_t)B * (size_t)x->clip_dim * sizeof(float));
+    else MC_TRY(mc_model_forward(x->clip, pix_c, B, x->ch, x->cw, NULL, clip_emb, NULL, err));
+    if (same) {
+        mc_zeroshot_classify(class_emb, p->ds.n_classes, out, B, x->out_dim, pred, NULL);
+    } else {
+        for (int64_t i = 0; i < B; i++) {
+            const float *row = out + i * x->out_dim;
+            int32_t best = 0;
+            for (int64_t k = 1; k < x->out_dim; k++)
+                if (row[k] > row[best]) best = (int32_t)k; /* first index of the max, as torch */
+            pred[i] = best;
+        }
+    }
+    /* Zero the rows of bad images everywhere, and refuse non-finite activations. */
+    for (int64_t i = 0; i < B; i++) {
+        for (int k = 0; k < x->n_cap; k++) {
+            float *r = x->caps[k].buf + i * x->caps[k].per;
+            if (!valid[i]) {
+                memset(r, 0, (size_t)x->caps[k].per * sizeof(float));
+                continue;
+            }
+            for (int64_t j = 0; j < x->caps[k].per; j++)
+                if (!isfinite(r[j]))
+                    return MC_FAIL(err, MC_ERR_NUMERIC, "non-finite activation at layer '%s' for image %s",
+                                   x->caps[k].name, p->ds.paths[b + i]);
+        }
+        if (!valid[i]) {
+            memset(out + i * x->out_dim, 0, (size_t)x->out_dim * sizeof(float));
+            memset(clip_emb + i * x->clip_dim, 0, (size_t)x->clip_dim * sizeof(float));
+            pred[i] = -1;
+        }
+    }
+    return MC_OK;
+}
+
+static mc_status write_unit(mc_store *st, const mc_config *cfg, extractor *x, int64_t b, int64_t e,
+                            const float *out, const float *clip_emb, const int32_t *pred,
+                            const uint8_t *valid, uint16_t *half, mc_error *err) {
+    MC_TRY(mc_store_write_rows(st, "target/output", MC_DTYPE_F32, b, e, out, err));
+    MC_TRY(mc_store_write_rows(st, "target/predictions", MC_DTYPE_I32, b, e, pred, err));
+    MC_TRY(mc_store_write_rows(st, "images/valid", MC_DTYPE_U8, b, e, valid, err));
+    MC_TRY(mc_store_write_rows(st, "clip/image_embeds", MC_DTYPE_F32, b, e, clip_emb, err));
+    for (int k = 0; k < x->n_cap; k++) {
+        char name[512];
+        acts_name(x->caps[k].name, name, sizeof name);
+        if (cfg->extract.dtype == MC_STORE_F16) {
+            size_t n = (size_t)(e - b) * (size_t)x->caps[k].per;
+            for (size_t j = 0; j < n; j++) half[j] = mc_f32_to_f16(x->caps[k].buf[j]);
+            MC_TRY(mc_store_write_rows(st, name, MC_DTYPE_F16, b, e, half, err));
+        } else {
+            MC_TRY(mc_store_write_rows(st, name, MC_DTYPE_F32, b, e, x->caps[k].buf, err));
+        }
+    }
+    return MC_OK;
+}
+
+/* Runs (or resumes, or skips) one split. */
+static mc_status extract_split(const mc_comm *c, const mc_config *cfg, extractor *x,
+                               extract_plan *p, int64_t seed, mc_error *err) {
+    const int64_t bs = cfg->extract.batch_size, N = p->ds.n;
+    const int64_t n_units = (N + bs - 1) / bs;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/extract", cfg->output_dir);
+    mc_status s = c->rank == 0 ? mc_mkdir_p(dir, err) : MC_OK;
+    MC_TRY(mc_comm_agree(c, s, err));
+
+    /* A complete store is left untouched (a requeued finished job exits at once). */
+    if (mc_file_exists(p->path)) {
+        mc_store *ro = NULL;
+        s = mc_store_open(c, p->path, MC_STORE_READ, &ro, err);
+        bool done = s == MC_OK && mc_store_is_complete(ro, "/");
+        if (ro) mc_store_close(&ro, NULL);
+        if (s != MC_OK) return s;
+        if (done) {
+            mc_info0("extract %s: complete, skipping (%s)", mc_split_name(p->split), p->path);
+            return MC_OK;
+        }
+    }
+
+    /* Class text embeddings: every rank computes them (cheap; a CLIP target needs them). */
+    float *class_emb = mc_alloc_array((size_t)p->ds.n_classes, (size_t)x->clip_dim * sizeof(float));
+    s = class_emb ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    if (s == MC_OK)
+        s = mc_text_embed(x->text, (const char *const *)p->ds.class_names, (size_t)p->ds.n_classes,
+                          cfg->align.prompt, false, class_emb, err);
+    s = mc_comm_agree(c, s, err);
+    if (s != MC_OK) {
+        free(class_emb);
+        return s;
+    }
+    if (x->clip == x->target && x->out_dim != x->clip_dim) {
+        free(class_emb);
+        return MC_FAIL(err, MC_ERR_INTERNAL, "CLIP output width mismatch");
+    }
+
+    mc_store *st = NULL;
+    bool created = false;
+    s = mc_store_open_or_create(c, p->path, &st, &created, err);
+    if (s != MC_OK) {
+        free(class_emb);
+        return s;
+    }
+    if (created) s = create_layout(c, st, cfg, x, p, seed, n_units, class_emb, err);
+    else s = mc_store_units_init(st, "/", n_units, err); /* checks the unit count */
+    s = mc_comm_agree(c, s, err);
+
+    uint8_t *done = calloc((size_t)n_units, 1);
+    int64_t *pending = mc_alloc_array((size_t)n_units, sizeof *pending);
+    size_t per_t = (size_t)3 * x->th * x->tw, per_c = (size_t)3 * x->ch * x->cw;
+    size_t max_per = 1;
+    for (int k = 0; k < x->n_cap; k++) max_per = (size_t)x->caps[k].per > max_per ? (size_t)x->caps[k].per : max_per;
+    float *pix_t = mc_alloc_array((size_t)bs, per_t * sizeof(float));
+    float *pix_c = mc_alloc_array((size_t)bs, per_c * sizeof(float));
+    float *out = mc_alloc_array((size_t)bs, (size_t)x->out_dim * sizeof(float));
+    float *clip_emb = mc_alloc_array((size_t)bs, (size_t)x->clip_dim * sizeof(float));
+    int32_t *pred = mc_alloc_array((size_t)bs, sizeof *pred);
+    uint8_t *valid = mc_alloc_array((size_t)bs, 1);
+    uint16_t *half = cfg->extract.dtype == MC_STORE_F16 ? mc_alloc_array((size_t)bs, max_per * 2) : NULL;
+    if (s == MC_OK && (!done || !pending || !pix_t || !pix_c || !out || !clip_emb || !pred || !valid ||
+                       (cfg->extract.dtype == MC_STORE_F16 && !half)))
+        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for a batch of %lld images", (long long)bs);
+    s = mc_comm_agree(c, s, err);
+
+    int64_t n_done = 0, n_pending = 0;
+    if (s == MC_OK) s = mc_store_units_read(st, "/", n_units, done, &n_done, err);
+    for (int64_t u = 0; s == MC_OK && u < n_units; u++)
+        if (!done[u]) pending[n_pending++] = u;
+    if (s == MC_OK && n_done > 0)
+        mc_info0("extract %s: resuming, %lld of %lld batches already done", mc_split_name(p->split),
+                 (long long)n_done, (long long)n_units);
+
+    int64_t n_bad = 0;
+    mc_progress prog;
+    mc_progress_start(&prog, "extract", n_pending * bs < N ? n_pending * bs : N, "img");
+    int64_t rounds = (n_pending + c->size - 1) / c->size;
+    for (int64_t r = 0; s == MC_OK && r < rounds; r++) {
+        int64_t slot = r * c->size + c->rank;
+        int64_t b = 0, e = 0, unit = -1;
+        mc_status ls = MC_OK;
+        if (slot < n_pending) {
+            unit = pending[slot];
+            b = unit * bs;
+            e = b + bs < N ? b + bs : N;
+            ls = compute_unit(cfg, x, p, b, e, pix_t, pix_c, out, clip_emb, pred, valid, class_emb, &n_bad, err);
+        }
+        s = mc_comm_agree(c, ls, err);
+        if (s != MC_OK) break;
+        s = write_unit(st, cfg, x, b, e, out, clip_emb, pred, valid, half, err);
+        if (s == MC_OK) s = mc_store_units_mark(st, "/", &unit, unit >= 0 ? 1 : 0, err);
+        int64_t upto = (r + 1) * c->size * bs;
+        mc_progress_update(&prog, upto < prog.total ? upto : prog.total);
+        if (s == MC_OK && mc_comm_stop_requested(c)) {
+            s = MC_FAIL(err, MC_ERR_INTERRUPTED,
+                        "extract %s: stopped by signal after %lld of %lld pending batches; the store is "
+                        "consistent, rerun to resume (%s)", mc_split_name(p->split),
+                        (long long)((r + 1) * c->size < n_pending ? (r + 1) * c->size : n_pending),
+                        (long long)n_pending, p->path);
+        }
+    }
+    mc_progress_finish(&prog);
+    if (s == MC_OK) {
+        long long total_bad = 0, mine = (long long)n_bad;
+        MPI_Allreduce(&mine, &total_bad, 1, MPI_LONG_LONG, MPI_SUM, c->comm);
+        /* Bad images of earlier (interrupted) runs are counted from the valid flags. */
+        uint8_t *v = mc_alloc_array((size_t)N, 1);
+        int64_t invalid = 0;
+        s = v ? mc_store_read_rows(st, "images/valid", MC_DTYPE_U8, 0, c->rank == 0 ? N : 0, v, err)
+              : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        if (s == MC_OK && c->rank == 0)
+            for (int64_t i = 0; i < N; i++) invalid += v[i] == 0;
+        free(v);
+        if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", "n_bad_images", invalid, err);
+        if (s == MC_OK) s = mc_store_set_complete(st, "/", err);
+        if (s == MC_OK)
+            mc_info0("extract %s: %lld images, %d layers -> %s%s", mc_split_name(p->split), (long long)N,
+                     x->n_cap, p->path, invalid ? " (some images skipped: see n_bad_images)" : "");
+        (void)total_bad;
+    }
+    mc_error close_err = {0};
+    mc_status cs = mc_store_close(&st, &close_err);
+    if (s == MC_OK && cs != MC_OK) {
+        *err = close_err;
+        s = cs;
+    }
+    free(class_emb);
+    free(done);
+    free(pending);
+    free(pix_t);
+    free(pix_c);
+    free(out);
+    free(clip_emb);
+    free(pred);
+    free(valid);
+    free(half);
+    return s;
+}
+
+/* The splits this configuration extracts: train always; eval and unseen when the intervention
+ * stage will use them. */
+static bool split_wanted(const mc_config *cfg, mc_split s) {
+    if (split_cfg(cfg, s)->kind == MC_DS_NONE) return false;
+    if (s == MC_SPLIT_TRAIN) return true;
+    if (!mc_config_has_stage(cfg, MC_STAGE_INTERVENE)) return false;
+    for (int i = 0; i < cfg->intervene.datasets.n; i++)
+        if ((cfg->intervene.datasets.v[i] == MC_EVAL_SET_EVAL && s == MC_SPLIT_EVAL) ||
+            (cfg->intervene.datasets.v[i] == MC_EVAL_SET_UNSEEN && s == MC_SPLIT_UNSEEN))
+            return true;
+    return false;
+}
+
+mc_status mc_stage_extract(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err) {
+    extractor x;
+    mc_status s = extractor_init(c, cfg, &x, err);
+    int n_labels = 0;
+    const char **labels = s == MC_OK ? target_labels(x.target, &n_labels) : NULL;
+    for (int sp = 0; s == MC_OK && sp < MC_SPLIT_COUNT; sp++) {
+        if (!split_wanted(cfg, (mc_split)sp)) continue;
+        extract_plan p;
+        s = plan_split(c, cfg, (mc_split)sp, task->seed, labels, n_labels, x.target_hash, x.clip_hash, &p, err);
+        if (s == MC_OK) s = extract_split(c, cfg, &x, &p, task->seed, err);
+        mc_dataset_free(&p.ds);
+    }
+    free(labels);
+    extractor_free(&x);
+    return s;
+}
+
+mc_status mc_extract_store_path(const mc_comm *c, const mc_config *cfg, mc_split split, int64_t seed,
+                                char *path, size_t cap, mc_error *err) {
+    char th[MC_SHA256_HEX_LEN + 1], chh[MC_SHA256_HEX_LEN + 1];
+    MC_TRY(mc_model_dir_hash(c, cfg->models.target, th, err));
+    MC_TRY(mc_model_dir_hash(c, cfg->models.clip, chh, err));
+    mc_model *m = NULL;
+    mc_status s = mc_model_create(cfg->models.target, &m, err);
+    s = mc_comm_agree(c, s, err);
+    if (s != MC_OK) return s;
+    int n_labels = 0;
+    const char **labels = target_labels(m, &n_labels);
+    extract_plan p;
+    s = plan_split(c, cfg, split, seed, labels, n_labels, th, chh, &p, err);
+    if (s == MC_OK && !mc_strlcpy(path, p.path, cap)) s = MC_FAIL(err, MC_ERR_ARG, "path too long");
+    mc_dataset_free(&p.ds);
+    free(labels);
+    mc_model_free(&m);
+    return s;
+}
