@@ -22,7 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "miclip/comm.h"
 #include "miclip/status.h"
+#include "miclip/store.h"
 
 typedef enum {
     MC_UTF8_REPLACE = 0, /* maximal ill-formed subpart -> U+FFFD (Python "replace") */
@@ -183,6 +185,26 @@ mc_status mc_text_apply_template(const char *tmpl, const char *text, char **out,
  * [n_img * n_classes] receives the cosines. */
 void mc_zeroshot_classify(const float *class_emb, int64_t n_classes, const float *img_emb,
                           int64_t n_img, int64_t dim, int32_t *pred, float *scores);
+
+/* ---- embedding cache ----------------------------------------------------------------------
+ * Concept sets of tens of thousands of strings are embedded once per (model, template, text)
+ * and kept in an HDF5 store (store.h) under
+ *   /text_cache/<key>/                  key = SHA-256 of (model hash, template, output width);
+ *                                       attributes model_hash, template, dim, n_parts
+ *   /text_cache/<key>/part_<k>/sha256   U8  [m, 32]  SHA-256 of each text (before the template)
+ *   /text_cache/<key>/part_<k>/embeds   F32 [m, dim] the encoder's output (mc_text_embed with
+ *                                       normalize = false)
+ * Each call that meets new texts appends one part. The model hash is mc_text_encoder_hash
+ * (config, weights and tokenizer files, and the CLIP clean-up mode), so a changed file never
+ * reuses old rows.
+ *
+ * Collective over the store's communicator: every rank passes the same texts and gets every
+ * embedding in out[n * dim]. The missing texts are split over the ranks, embedded, gathered
+ * and written collectively. *n_computed (may be NULL) receives how many were missing.
+ * The store must be open for writing (mc_store_open_or_create). */
+mc_status mc_text_embed_cached(const mc_comm *c, mc_store *store, mc_text_encoder *e,
+                               const char *const *texts, size_t n, const char *tmpl, float *out,
+                               size_t *n_computed, mc_error *err);
 
 /* L2-normalises rows in place: x / max(||x||, 1e-12) (torch F.normalize). */
 void mc_l2_normalize_rows(float *x, int64_t rows, int64_t dim);
