@@ -74,8 +74,52 @@ static const char *stb_reason(char *buf, size_t cap) {
     return buf;
 }
 
+/* stb v2.27 computes NULL + 0 (undefined behaviour) when the first IDAT chunk is empty, which
+ * is legal PNG. Returns a malloc'ed copy without empty IDAT chunks when there is one, else NULL
+ * (also on allocation failure, when the caller decodes the original). */
+static uint8_t *drop_empty_idat(const uint8_t *buf, size_t len, size_t *out_len) {
+    bool any = false;
+    for (size_t off = 8; off + 12 <= len;) {
+        uint32_t n = be32(buf + off);
+        if (n > len - off - 12) break;
+        if (n == 0 && memcmp(buf + off + 4, "IDAT", 4) == 0) any = true;
+        if (memcmp(buf + off + 4, "IEND", 4) == 0) break;
+        off += 12 + (size_t)n;
+    }
+    if (!any) return NULL;
+    uint8_t *c = malloc(len);
+    if (!c) return NULL;
+    memcpy(c, buf, 8);
+    size_t off = 8, o = 8;
+    while (off + 12 <= len) {
+        uint32_t n = be32(buf + off);
+        if (n > len - off - 12) break;
+        if (!(n == 0 && memcmp(buf + off + 4, "IDAT", 4) == 0)) {
+            memcpy(c + o, buf + off, 12 + (size_t)n);
+            o += 12 + (size_t)n;
+        }
+        off += 12 + (size_t)n;
+    }
+    memcpy(c + o, buf + off, len - off); /* any tail as it was */
+    *out_len = o + (len - off);
+    return c;
+}
+
+static mc_status png_decode_impl(const uint8_t *buf, size_t len, const char *label,
+                                 const mc_image_caps *caps, mc_image *img, mc_error *err);
+
 mc_status mc_png_decode(const uint8_t *buf, size_t len, const char *label,
                         const mc_image_caps *caps, mc_image *img, mc_error *err) {
+    size_t clen = 0;
+    uint8_t *copy = len >= 8 ? drop_empty_idat(buf, len, &clen) : NULL;
+    mc_status st = copy ? png_decode_impl(copy, clen, label, caps, img, err)
+                        : png_decode_impl(buf, len, label, caps, img, err);
+    free(copy);
+    return st;
+}
+
+static mc_status png_decode_impl(const uint8_t *buf, size_t len, const char *label,
+                                 const mc_image_caps *caps, mc_image *img, mc_error *err) {
     memset(img, 0, sizeof *img);
     /* signature (8) + IHDR length (4) + type (4) + 13 bytes of IHDR data */
     if (len < 33) return MC_FAIL(err, MC_ERR_FORMAT, "%s: PNG file is truncated (%zu bytes)", label, len);

@@ -18,6 +18,9 @@
 #include "miclip/json.h"
 
 #define MC_PREPROC_MAX_SIDE 65536 /* a sanity cap for sizes read from a config */
+/* A shortest-edge resize of an extreme aspect ratio (1 x 40000 -> 224 x 8960000) would make a
+ * huge intermediate image; such inputs are refused rather than allowed to exhaust memory. */
+#define MC_PREPROC_MAX_RESIZED_PIXELS (1ull << 25)
 
 void mc_preproc_defaults(mc_preproc_kind kind, mc_preproc *p) {
     memset(p, 0, sizeof *p);
@@ -297,7 +300,9 @@ mc_status mc_preproc_load(const char *model_dir, mc_preproc *p, mc_error *err) {
  * short side -> s, long side -> int(s * long / short), the quotient correctly rounded. */
 static void short_edge_size(int in_w, int in_h, int s, int *rh, int *rw) {
     int sh = in_w <= in_h ? in_w : in_h, lo = in_w <= in_h ? in_h : in_w;
-    int nl = (int)((double)((int64_t)s * lo) / (double)sh);
+    double q = (double)((int64_t)s * lo) / (double)sh;
+    /* a long side past 2^30 cannot pass the resized-pixel cap; keep the cast defined */
+    int nl = q < (double)(1 << 30) ? (int)q : (1 << 30);
     if (in_w <= in_h) {
         *rw = s;
         *rh = nl;
@@ -330,10 +335,11 @@ static mc_status plan(const mc_preproc *p, int in_w, int in_h, int *rh, int *rw,
             *rh = p->size_h;
             *rw = p->size_w;
         }
-        if (*rh <= 0 || *rw <= 0 || *rh > (1 << 24) || *rw > (1 << 24))
+        if (*rh <= 0 || *rw <= 0 || (uint64_t)*rh * (uint64_t)*rw > MC_PREPROC_MAX_RESIZED_PIXELS)
             return MC_FAIL(err, MC_ERR_UNSUPPORTED,
-                           "preprocess: a %dx%d image would be resized to %dx%d", in_w, in_h, *rw,
-                           *rh);
+                           "preprocess: a %dx%d image would be resized to %dx%d (more than %llu "
+                           "pixels: extreme aspect ratio)",
+                           in_w, in_h, *rw, *rh, (unsigned long long)MC_PREPROC_MAX_RESIZED_PIXELS);
     }
     *oh = *rh;
     *ow = *rw;

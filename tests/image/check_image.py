@@ -432,10 +432,16 @@ def main():
 
     def limit():
         resource.setrlimit(resource.RLIMIT_AS, (200 << 20, 200 << 20))
-    r = subprocess.run([tool, "decode", bad["huge_dims.png"], out, str(10 ** 11)], capture_output=True,
-                       text=True, preexec_fn=limit)
-    print("huge dims with the cap raised to 1e11 pixels under a 200 MB address-space limit:", r.stdout.strip())
-    check(r.returncode == 3 and "ERROR" in r.stdout, "huge PNG with a raised cap must still fail cleanly")
+    def limited(path, cap):
+        return subprocess.run([tool, "decode", path, out, str(cap)], capture_output=True, text=True,
+                              preexec_fn=limit)
+    if limited(files["rgb_1x1.png"], 0).returncode != 0:
+        print("address-space limit check skipped (sanitizer build reserves more than 200 MB)")
+    else:
+        r = limited(bad["huge_dims.png"], 10 ** 11)
+        print("huge dims with the cap raised to 1e11 pixels under a 200 MB address-space limit:",
+              r.stdout.strip())
+        check(r.returncode == 3 and "ERROR" in r.stdout, "huge PNG with a raised cap must still fail cleanly")
 
     print(f"{len(FAILS)} failures")
     return 1 if FAILS else 0
