@@ -20,7 +20,6 @@ import os
 import struct
 import subprocess
 import sys
-import time
 import zlib
 
 import numpy as np
@@ -282,6 +281,10 @@ def main():
     tool = os.path.abspath(sys.argv[1])
     work = os.path.abspath("image_work")
     files = make_inputs(work)
+    ycck = os.path.join(work, "ycck.jpg")
+    rc, so, se = run(tool, "ycck", ycck)
+    check(rc == 0, f"writing the YCCK JPEG: {so} {se}")
+    files["ycck.jpg"] = ycck
     out = os.path.join(work, "out.bin")
 
     # 1. decoding
@@ -394,12 +397,12 @@ def main():
         for i, p in enumerate(batch):
             check(np.array_equal(got[i], hf_preprocess(configs["clip_hub"], load_rgb(p))[1]),
                   f"batch item {i} differs")
-    n = 40
-    t0 = time.perf_counter()
-    rc, so, se = run(tool, "batch", cpath, out, *([files["china.jpg"]] * n))
-    t1 = time.perf_counter()
-    print(f"speed: decode + CLIP preprocess of china.jpg (640x427): {(t1 - t0) / n * 1e3:.2f} ms/image "
-          f"(including one process start)")
+    for cname in ("clip_hub", "vit_hub", "resnet_hub"):
+        rc, so, se = run(tool, "bench", files["china.jpg"], os.path.join(work, cname + ".json"), 20)
+        check(rc == 0, f"bench: {so} {se}")
+        if rc == 0:
+            td, tp = map(float, so.split())
+            print(f"speed ({cname}): china.jpg 640x427 decode {td:.2f} ms, preprocess {tp:.2f} ms")
 
     # 5. hostile inputs
     bad = make_hostile(work, files)

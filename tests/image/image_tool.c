@@ -6,10 +6,16 @@
  *   image_tool preproc CONFIG.json IMG OUT.f32 OUT.u8  -> float32 CHW and the uint8 crop
  *                                                 (HWC); prints "H W"
  *   image_tool batch CONFIG.json OUT.f32 IMG...  -> mc_preprocess_files; prints "N H W"
+ *   image_tool ycck OUT.jpg                      -> writes a 4-component YCCK JPEG (Adobe marker,
+ *                                                 transform 2), which Pillow cannot write
+ *   image_tool bench IMG CONFIG.json N           -> times decode and preprocess in-process
  * On failure it prints "ERROR <status name>: <message>" on stdout and exits 3. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+/* after stdio.h, as jpeglib.h requires */
+#include <jpeglib.h>
 
 #include "miclip/image.h"
 
@@ -28,7 +34,70 @@ static int write_all(const char *path, const void *p, size_t n) {
     return fclose(f) != 0;
 }
 
+static int write_ycck(const char *path) {
+    enum { W = 45, H = 37 };
+    static uint8_t px[W * H * 4];
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+            for (int c = 0; c < 4; c++)
+                px[(y * W + x) * 4 + c] = (uint8_t)((x * (7 + c) + y * (3 + 2 * c) + c * 61) & 0xff);
+    FILE *f = fopen(path, "wb");
+    if (!f) return 1;
+    struct jpeg_compress_struct ci;
+    struct jpeg_error_mgr je;
+    ci.err = jpeg_std_error(&je);
+    jpeg_create_compress(&ci);
+    jpeg_stdio_dest(&ci, f);
+    ci.image_width = W;
+    ci.image_height = H;
+    ci.input_components = 4;
+    ci.in_color_space = JCS_CMYK;
+    jpeg_set_defaults(&ci);
+    jpeg_set_colorspace(&ci, JCS_YCCK); /* writes the Adobe marker with transform 2 */
+    jpeg_set_quality(&ci, 90, TRUE);
+    jpeg_start_compress(&ci, TRUE);
+    while (ci.next_scanline < H) {
+        JSAMPROW r = px + ci.next_scanline * W * 4;
+        jpeg_write_scanlines(&ci, &r, 1);
+    }
+    jpeg_finish_compress(&ci);
+    jpeg_destroy_compress(&ci);
+    return fclose(f) != 0;
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static int bench(const char *img_path, const char *cfg, int n) {
+    mc_error e = {0};
+    mc_preproc p;
+    mc_image img = {0};
+    if (mc_preproc_load_file(cfg, &p, &e) != MC_OK) return fail(&e);
+    double t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        mc_image_free(&img);
+        if (mc_image_load(img_path, NULL, &img, &e) != MC_OK) return fail(&e);
+    }
+    double t1 = now_s();
+    int h = 0, w = 0;
+    if (mc_preproc_output_size(&p, img.w, img.h, &h, &w, &e) != MC_OK) return fail(&e);
+    float *out = malloc((size_t)3 * h * w * sizeof(float));
+    if (!out) return 1;
+    for (int i = 0; i < n; i++)
+        if (mc_preprocess(&p, &img, out, NULL, &e) != MC_OK) return fail(&e);
+    double t2 = now_s();
+    printf("%.3f %.3f\n", (t1 - t0) / n * 1e3, (t2 - t1) / n * 1e3);
+    free(out);
+    mc_image_free(&img);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "ycck")) return write_ycck(argv[2]);
+    if (argc == 5 && !strcmp(argv[1], "bench")) return bench(argv[2], argv[3], atoi(argv[4]));
     mc_error e = {0};
     if (argc >= 4 && !strcmp(argv[1], "decode")) {
         mc_image_caps caps = {0};
