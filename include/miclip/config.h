@@ -202,6 +202,9 @@ const char *mc_unit_kind_name(int v);
 const char *mc_dataset_kind_name(int v);
 const char *mc_pool_name(int v);
 
+/* The stage named name ("align"), or -1. */
+int mc_stage_from_name(const char *name);
+
 /* True when stage s is listed in cfg->stages. */
 bool mc_config_has_stage(const mc_config *cfg, mc_stage s);
 
@@ -239,6 +242,13 @@ mc_status mc_config_tasks(const mc_config *cfg, mc_stage stage, mc_task **tasks,
 /* All stages in pipeline order, concatenated (index stays per stage). */
 mc_status mc_config_all_tasks(const mc_config *cfg, mc_task **tasks, int *n, mc_error *err);
 void mc_tasks_free(mc_task **tasks);
+
+/* Task `index` of one stage, copied to *out (its layer still borrows from cfg). index_text is
+ * the index as text, e.g. getenv("SLURM_ARRAY_TASK_ID"); NULL or "" selects task 0 when the
+ * stage has exactly one task and is an MC_ERR_ARG otherwise. A malformed or out-of-range index
+ * is MC_ERR_ARG naming the stage and its task count. */
+mc_status mc_config_task_select(const mc_config *cfg, mc_stage stage, const char *index_text, mc_task *out,
+                                mc_error *err);
 
 /* --- documentation -------------------------------------------------------------------------- */
 

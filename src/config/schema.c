@@ -246,6 +246,12 @@ const char *mc_schema_leaf(const char *key) {
     return dot ? dot + 1 : key;
 }
 
+int mc_stage_from_name(const char *name) {
+    for (int i = 0; i < MC_STAGE_COUNT; i++)
+        if (name && !strcmp(stage_names[i], name)) return i;
+    return -1;
+}
+
 bool mc_schema_is_child(const mc_schema_entry *e, const char *section) {
     const char *leaf = mc_schema_leaf(e->key);
     size_t plen = (size_t)(leaf - e->key); /* includes the '.' when there is a parent */

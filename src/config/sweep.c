@@ -188,3 +188,26 @@ void mc_tasks_free(mc_task **tasks) {
     free(*tasks);
     *tasks = NULL;
 }
+
+mc_status mc_config_task_select(const mc_config *cfg, mc_stage stage, const char *index_text, mc_task *out,
+                                mc_error *err) {
+    mc_task *all = NULL;
+    int n = 0;
+    MC_TRY(mc_config_tasks(cfg, stage, &all, &n, err));
+    mc_status s = MC_OK;
+    long long idx = 0;
+    if (!index_text || !*index_text) {
+        if (n != 1)
+            s = MC_FAIL(err, MC_ERR_ARG, "stage %s has %d tasks: choose one with SLURM_ARRAY_TASK_ID "
+                        "(0..%d; `miclip config --tasks` lists them)", mc_stage_name(stage), n, n - 1);
+    } else {
+        char *end = NULL;
+        idx = strtoll(index_text, &end, 10);
+        if (*end || end == index_text || idx < 0 || idx >= n)
+            s = MC_FAIL(err, MC_ERR_ARG, "task index '%.40s' is not one of the %d tasks of stage %s (0..%d)",
+                        index_text, n, mc_stage_name(stage), n - 1);
+    }
+    if (s == MC_OK) *out = all[idx];
+    free(all);
+    return s;
+}

@@ -388,7 +388,24 @@ static void test_sweep(void) {
     for (int i = 0; i < n && i < n2; i++) CHECK(!strcmp(t[i].id, t2[i].id));
     mc_tasks_free(&t);
     mc_tasks_free(&t2);
+
+    /* Selecting one task, as a Slurm array job does. */
+    mc_task one;
+    CHECK(mc_config_task_select(c, MC_STAGE_ALIGN, "5", &one, &err) == MC_OK);
+    CHECK(one.index == 5 && !strcmp(one.id, "align-s1-l3-inout"));
+    CHECK(mc_config_task_select(c, MC_STAGE_ALIGN, "8", &one, &err) == MC_ERR_ARG);
+    CHECK_MSG(strstr(err.msg, "not one of the 8 tasks of stage align") != NULL, "%s", err.msg);
+    CHECK(mc_config_task_select(c, MC_STAGE_ALIGN, "x1", &one, &err) == MC_ERR_ARG);
+    CHECK(mc_config_task_select(c, MC_STAGE_ALIGN, "-1", &one, &err) == MC_ERR_ARG);
+    CHECK(mc_config_task_select(c, MC_STAGE_ALIGN, NULL, &one, &err) == MC_ERR_ARG);
+    CHECK(mc_config_task_select(c, MC_STAGE_REPORT, NULL, &one, &err) == MC_OK && !strcmp(one.id, "report"));
     mc_config_free(&c);
+    c = parse_ok("name: s\nmodels: {target: a, clip: b}\ndatasets: {train: {kind: world, root: d}}\n"
+                 "extract: {layers: [x]}\nstages: [extract, align]\n");
+    if (c) {
+        CHECK(mc_config_task_select(c, MC_STAGE_ALIGN, "", &one, &err) == MC_OK && !strcmp(one.id, "align-s0-lx-inout"));
+        mc_config_free(&c);
+    }
 
     /* A stage that is not run has no tasks. */
     c = parse_ok("name: s\nmodels: {target: a, clip: b}\ndatasets: {train: {kind: world, root: d}}\n"
@@ -409,6 +426,8 @@ static void test_names(void) {
     CHECK(!strcmp(mc_mode_name(MC_MODE_ADD), "add"));
     CHECK(!strcmp(mc_unit_kind_name(MC_UNIT_SAE), "sae"));
     CHECK(!strcmp(mc_stage_name(99), "?"));
+    for (int i = 0; i < MC_STAGE_COUNT; i++) CHECK(mc_stage_from_name(mc_stage_name(i)) == i);
+    CHECK(mc_stage_from_name("nope") == -1 && mc_stage_from_name(NULL) == -1);
 }
 
 int main(int argc, char **argv) {
