@@ -21,6 +21,9 @@
 #include "train_internal.h"
 
 #define NORM_EPS 1e-12 /* F.normalize's default clamp */
+/* Up to this logit scale exp(logit) cannot overflow or underflow a double (e^300 ~ 1e130, and
+ * a batch row sums at most ~1e6 of them), so the softmaxes need no max subtraction. */
+#define FAST_EXP_MAX_SCALE 300.0f
 
 struct mc_encoder {
     mc_align_config cfg;
@@ -31,6 +34,7 @@ struct mc_encoder {
     /* workspace, sized for cap_batch rows */
     int64_t cap_batch;
     float *z, *u, *du, *inv_r, *tmp, *tgt, *cos_all, *h;
+    double *expl; /* B x B: exp of the logits */
     float *img_all;
     int32_t *label_all, *col_of, *cnt, *cls_of_col, *cls_seen;
     double *lse_r, *lse_c;
@@ -91,7 +95,9 @@ static void free_work(mc_encoder *e)
     }
     free(e->lse_r);
     free(e->lse_c);
+    free(e->expl);
     e->lse_r = e->lse_c = NULL;
+    e->expl = NULL;
     e->cap_batch = 0;
 }
 
@@ -227,9 +233,10 @@ static mc_status ensure_work(mc_encoder *e, int64_t batch, mc_error *err)
     e->cls_of_col = mc_alloc_array((size_t)batch, sizeof(int32_t));
     e->lse_r = mc_alloc_array((size_t)batch, sizeof(double));
     e->lse_c = mc_alloc_array((size_t)batch, sizeof(double));
+    e->expl = mc_alloc_array(bc, sizeof(double));
     e->tmp = mc_train_falloc((size_t)(d * e->cfg.n));
     if (!e->z || !e->u || !e->du || !e->inv_r || !e->tgt || !e->img_all || !e->cos_all || !e->h ||
-        !e->label_all || !e->col_of || !e->cnt || !e->cls_of_col || !e->lse_r || !e->lse_c || !e->tmp) {
+        !e->label_all || !e->col_of || !e->cnt || !e->cls_of_col || !e->lse_r || !e->lse_c || !e->tmp || !e->expl) {
         free_work(e);
         return MC_FAIL(err, MC_ERR_NOMEM, "align: out of memory for a batch of %lld", (long long)batch);
     }
@@ -258,45 +265,75 @@ static mc_status branch(const mc_comm *c, mc_encoder *e, int64_t B, int64_t c0, 
 
     /* Replicated over the whole batch, in row order: logits, both log-sum-exps, the loss. */
     double *lse_r = e->lse_r, *lse_c = e->lse_c;
-    for (int64_t j = 0; j < nc; j++) lse_c[j] = -INFINITY;
-    for (int64_t i = 0; i < B; i++) {
-        const float *row = cos_all + i * nc;
-        double mx = -INFINITY;
-        for (int64_t j = 0; j < nc; j++) {
-            double l = (double)(s * row[j]);
-            if (l > mx) mx = l;
-            if (l > lse_c[j]) lse_c[j] = l; /* running column max (first pass) */
+    double l_sum = 0, ds = 0;
+    const double inv2b = 1.0 / (2.0 * (double)B);
+    if (s <= FAST_EXP_MAX_SCALE) {
+        /* |logit| <= s <= 300: exp(logit) is finite and normal in double, so one exp per
+         * entry serves both softmaxes without max subtraction. */
+        double *x = e->expl, *colsum = lse_c;
+        for (int64_t j = 0; j < nc; j++) colsum[j] = 0;
+        for (int64_t i = 0; i < B; i++) {
+            const float *row = cos_all + i * nc;
+            double *xr = x + i * nc, rs = 0;
+            for (int64_t j = 0; j < nc; j++) {
+                xr[j] = exp((double)(s * row[j]));
+                rs += cnt[j] * xr[j];
+                colsum[j] += xr[j];
+            }
+            lse_r[i] = 1.0 / rs; /* reciprocal row sum */
         }
-        double se = 0;
-        for (int64_t j = 0; j < nc; j++) se += cnt[j] * exp((double)(s * row[j]) - mx);
-        lse_r[i] = mx + log(se);
-    }
-    {
-        /* Column sums against the column maxima, then the log. */
-        double *colsum = calloc((size_t)nc, sizeof(double));
-        if (!colsum) return MC_FAIL(err, MC_ERR_NOMEM, "align: out of memory");
+        for (int64_t j = 0; j < nc; j++) colsum[j] = 1.0 / colsum[j];
+        for (int64_t i = 0; i < B; i++) {
+            const float *row = cos_all + i * nc;
+            const double *xr = x + i * nc;
+            int32_t ci = col_of[i];
+            /* -log softmax_row(ii) - log softmax_col(ii) */
+            l_sum += -log(xr[ci] * lse_r[i]) - log(xr[ci] * colsum[ci]);
+            float *h = e->h + i * nc;
+            for (int64_t j = 0; j < nc; j++) {
+                double g = cnt[j] * xr[j] * (lse_r[i] + colsum[j]);
+                if (j == ci) g -= 2.0;
+                g *= inv2b;
+                ds += g * (double)(s * row[j]);
+                h[j] = (float)(g * s); /* dloss/dcos */
+            }
+        }
+    } else {
+        /* Large fixed scales: the max-subtracted (stable) form. */
+        for (int64_t j = 0; j < nc; j++) lse_c[j] = -INFINITY;
+        for (int64_t i = 0; i < B; i++) {
+            const float *row = cos_all + i * nc;
+            double mx = -INFINITY;
+            for (int64_t j = 0; j < nc; j++) {
+                double l = (double)(s * row[j]);
+                if (l > mx) mx = l;
+                if (l > lse_c[j]) lse_c[j] = l; /* running column max (first pass) */
+            }
+            double se = 0;
+            for (int64_t j = 0; j < nc; j++) se += cnt[j] * exp((double)(s * row[j]) - mx);
+            lse_r[i] = mx + log(se);
+        }
+        double *colsum = e->expl;
+        for (int64_t j = 0; j < nc; j++) colsum[j] = 0;
         for (int64_t i = 0; i < B; i++) {
             const float *row = cos_all + i * nc;
             for (int64_t j = 0; j < nc; j++) colsum[j] += exp((double)(s * row[j]) - lse_c[j]);
         }
         for (int64_t j = 0; j < nc; j++) lse_c[j] = lse_c[j] + log(colsum[j]);
-        free(colsum);
-    }
-    double l_sum = 0, ds = 0;
-    const double inv2b = 1.0 / (2.0 * (double)B);
-    for (int64_t i = 0; i < B; i++) {
-        const float *row = cos_all + i * nc;
-        int32_t ci = col_of[i];
-        double lii = (double)(s * row[ci]);
-        l_sum += (lse_r[i] - lii) + (lse_c[ci] - lii);
-        float *h = e->h + i * nc;
-        for (int64_t j = 0; j < nc; j++) {
-            double l = (double)(s * row[j]);
-            double g = cnt[j] * (exp(l - lse_r[i]) + exp(l - lse_c[j]));
-            if (j == ci) g -= 2.0;
-            g *= inv2b;
-            ds += g * l;
-            h[j] = (float)(g * s); /* dloss/dcos */
+        for (int64_t i = 0; i < B; i++) {
+            const float *row = cos_all + i * nc;
+            int32_t ci = col_of[i];
+            double lii = (double)(s * row[ci]);
+            l_sum += (lse_r[i] - lii) + (lse_c[ci] - lii);
+            float *h = e->h + i * nc;
+            for (int64_t j = 0; j < nc; j++) {
+                double l = (double)(s * row[j]);
+                double g = cnt[j] * (exp(l - lse_r[i]) + exp(l - lse_c[j]));
+                if (j == ci) g -= 2.0;
+                g *= inv2b;
+                ds += g * l;
+                h[j] = (float)(g * s); /* dloss/dcos */
+            }
         }
     }
     *loss += l_sum * inv2b;

@@ -31,7 +31,11 @@ struct mc_sae {
     int64_t *since_fire; /* samples since each latent last fired */
     /* workspace */
     int64_t cap_batch;
-    float *a_all, *e_all, *xloc, *pre, *val_all, *aval_all, *ehat;
+    float *a_all, *e_all, *xloc, *pre, *val_all, *aval_all;
+    float *x_all, *r_aux, *dot_main, *dot_aux, *ent_f, *ent_g;
+    int32_t *ent_row;
+    uint8_t *ent_aux;
+    int64_t *lat_start;
     int32_t *idx_all, *aidx_all, *dead_list;
     int64_t *last_fire;
     int64_t *order;
@@ -59,14 +63,20 @@ mc_sae_config mc_sae_defaults(void)
 
 static void free_work(mc_sae *s)
 {
-    float **f[] = {&s->a_all, &s->e_all, &s->xloc, &s->pre, &s->val_all, &s->aval_all, &s->ehat};
+    float **f[] = {&s->a_all, &s->e_all, &s->xloc, &s->pre, &s->val_all, &s->aval_all,
+                   &s->x_all, &s->r_aux, &s->dot_main, &s->dot_aux, &s->ent_f, &s->ent_g};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         free(*f[i]);
         *f[i] = NULL;
     }
     free(s->idx_all);
     free(s->aidx_all);
-    s->idx_all = s->aidx_all = NULL;
+    free(s->ent_row);
+    free(s->ent_aux);
+    free(s->lat_start);
+    s->idx_all = s->aidx_all = s->ent_row = NULL;
+    s->ent_aux = NULL;
+    s->lat_start = NULL;
     s->cap_batch = 0;
 }
 
@@ -225,11 +235,20 @@ static mc_status ensure_work(mc_sae *s, int64_t B, mc_error *err)
     s->pre = mc_train_falloc(cm);
     s->val_all = mc_train_falloc(bk);
     s->aval_all = mc_train_falloc(bka);
-    s->ehat = mc_train_falloc((size_t)c->n);
     s->idx_all = mc_alloc_array(bk, sizeof(int32_t));
     s->aidx_all = mc_alloc_array(bka, sizeof(int32_t));
-    if (!s->a_all || !s->e_all || !s->xloc || !s->pre || !s->val_all || !s->aval_all || !s->ehat ||
-        !s->idx_all || !s->aidx_all) {
+    s->x_all = mc_train_falloc(bn);
+    s->r_aux = mc_train_falloc(bn);
+    s->dot_main = mc_train_falloc(bk);
+    s->dot_aux = mc_train_falloc(bka);
+    s->ent_f = mc_train_falloc(bk + bka);
+    s->ent_g = mc_train_falloc(bk + bka);
+    s->ent_row = mc_alloc_array(bk + bka, sizeof(int32_t));
+    s->ent_aux = mc_alloc_array(bk + bka, sizeof(uint8_t));
+    s->lat_start = mc_alloc_array((size_t)c->m + 1, sizeof(int64_t));
+    if (!s->a_all || !s->e_all || !s->xloc || !s->pre || !s->val_all || !s->aval_all ||
+        !s->idx_all || !s->aidx_all || !s->x_all || !s->r_aux || !s->dot_main || !s->dot_aux ||
+        !s->ent_f || !s->ent_g || !s->ent_row || !s->ent_aux || !s->lat_start) {
         free_work(s);
         return MC_FAIL(err, MC_ERR_NOMEM, "sae: out of memory for a batch of %lld", (long long)B);
     }
@@ -397,27 +416,33 @@ static mc_status sae_pass(const mc_comm *c, mc_sae *s, int64_t B, const float *a
         const float *ar = s->a_all + r * n;
         for (int64_t i = 0; i < n; i++) tv += (ar[i] - mean[i]) * (ar[i] - mean[i]);
     }
-    /* Decode: a_hat = b_pre + sum f_j d_j; e = a - a_hat. */
+    const double tv_den = tv > 0 ? tv : DBL_MIN;
+    /* Decode: a_hat = b_pre + sum f_j d_j; e = a - a_hat; and, while the sample's k atoms are
+     * still in cache, the dots e . d_j that the encoder gradient needs. */
     for (int64_t r = 0; r < B; r++) {
         float *er = s->e_all + r * n;
         const float *ar = s->a_all + r * n;
+        const int32_t *ix = s->idx_all + r * k;
+        const float *vx = s->val_all + r * k;
         memcpy(er, s->b_pre, (size_t)n * sizeof(float));
         for (int t = 0; t < k; t++) {
-            float f = s->val_all[r * k + t];
-            if (f <= 0) continue;
+            if (vx[t] <= 0) continue;
             l0 += 1;
-            cblas_saxpy((int)n, f, s->w_dec + (int64_t)s->idx_all[r * k + t] * n, 1, er, 1);
+            cblas_saxpy((int)n, vx[t], s->w_dec + (int64_t)ix[t] * n, 1, er, 1);
         }
         for (int64_t i = 0; i < n; i++) {
             er[i] = ar[i] - er[i];
             sse += (double)er[i] * er[i];
         }
+        float *gd = s->dot_main + r * k;
+        for (int t = 0; t < k; t++)
+            gd[t] = vx[t] > 0 ? cblas_sdot((int)n, er, 1, s->w_dec + (int64_t)ix[t] * n, 1) : 0.0f;
     }
-    const double tv_den = tv > 0 ? tv : DBL_MIN;
     double fvu = sse / tv_den;
     double auxk = 0, tve_den = 1;
     if (kaux > 0) {
-        /* AuxK: reconstruct the residual from the dead latents (no b_pre: e has none). */
+        /* AuxK: reconstruct the residual from the dead latents (no b_pre: e has none).
+         * r = e_hat - e is kept for the gradient, with its dots r . d_j. */
         memset(mean, 0, (size_t)n * sizeof(double));
         for (int64_t r = 0; r < B; r++)
             for (int64_t i = 0; i < n; i++) mean[i] += s->e_all[r * n + i];
@@ -425,78 +450,97 @@ static mc_status sae_pass(const mc_comm *c, mc_sae *s, int64_t B, const float *a
         double tve = 0, num = 0;
         for (int64_t r = 0; r < B; r++) {
             const float *er = s->e_all + r * n;
-            memset(s->ehat, 0, (size_t)n * sizeof(float));
-            for (int t = 0; t < kaux; t++) {
-                float z = s->aval_all[r * kaux + t];
-                if (z > 0) cblas_saxpy((int)n, z, s->w_dec + (int64_t)s->aidx_all[r * kaux + t] * n, 1, s->ehat, 1);
-            }
+            float *rr = s->r_aux + r * n;
+            const int32_t *ia = s->aidx_all + r * kaux;
+            const float *va = s->aval_all + r * kaux;
+            memset(rr, 0, (size_t)n * sizeof(float));
+            for (int t = 0; t < kaux; t++)
+                if (va[t] > 0) cblas_saxpy((int)n, va[t], s->w_dec + (int64_t)ia[t] * n, 1, rr, 1);
             for (int64_t i = 0; i < n; i++) {
                 tve += (er[i] - mean[i]) * (er[i] - mean[i]);
-                double q = (double)er[i] - s->ehat[i];
-                num += q * q;
+                rr[i] = rr[i] - er[i];
+                num += (double)rr[i] * rr[i];
             }
+            float *ga = s->dot_aux + r * kaux;
+            for (int t = 0; t < kaux; t++)
+                ga[t] = va[t] > 0 ? cblas_sdot((int)n, rr, 1, s->w_dec + (int64_t)ia[t] * n, 1) : 0.0f;
         }
         tve_den = tve > 0 ? tve : DBL_MIN;
         auxk = num / tve_den;
     }
-    free(mean);
 
     if (mode & DO_GRAD) {
-        memset(s->grad, 0, s->np * sizeof(float));
-        float *delta = mc_train_falloc((size_t)n), *x = mc_train_falloc((size_t)n);
-        if (!delta || !x) {
-            free(delta);
-            free(x);
-            return MC_FAIL(err, MC_ERR_NOMEM, "sae: out of memory");
-        }
+        /* dL/da_hat_s = dmain e_s (main) and dL/de_hat_s = daux r_s (AuxK). Per active pair
+         * (s, j) with code value f: grad of the code g = delta_s . d_j; then
+         *   dW_dec[j] += f delta_s,  dW_enc[j] += g x_s,  db_enc[j] += g,
+         *   db_pre += sum_s delta_s(main) - W_enc^T db_enc.
+         * The pairs are visited latent by latent (a counting sort, stable in sample order), so
+         * each gradient row stays in cache while it accumulates. */
         const float dmain = (float)(-2.0 / tv_den);
         const float daux = (float)(2.0 * cfg->aux_coef / tve_den);
+        memset(s->grad, 0, s->np * sizeof(float));
+        int64_t *start = s->lat_start; /* m + 1 */
+        memset(start, 0, (size_t)(m + 1) * sizeof(int64_t));
         for (int64_t r = 0; r < B; r++) {
-            const float *er = s->e_all + r * n;
-            const float *ar = s->a_all + r * n;
-            for (int64_t i = 0; i < n; i++) x[i] = ar[i] - s->b_pre[i];
-            /* main: dL/da_hat = -2 e / TV; b_pre gets it directly. */
-            for (int64_t i = 0; i < n; i++) {
-                delta[i] = dmain * er[i];
-                s->g_bpre[i] += delta[i];
+            for (int t = 0; t < k; t++)
+                if (s->val_all[r * k + t] > 0) start[s->idx_all[r * k + t] + 1]++;
+            for (int t = 0; t < kaux; t++)
+                if (s->aval_all[r * kaux + t] > 0) start[s->aidx_all[r * kaux + t] + 1]++;
+        }
+        for (int64_t j = 0; j < m; j++) start[j + 1] += start[j];
+        int64_t *fill = s->last_fire; /* reused as the fill cursor */
+        for (int64_t j = 0; j < m; j++) fill[j] = start[j];
+        for (int64_t r = 0; r < B; r++) {
+            for (int t = 0; t < k; t++) {
+                float f = s->val_all[r * k + t];
+                if (f <= 0) continue;
+                int64_t q = fill[s->idx_all[r * k + t]]++;
+                s->ent_row[q] = (int32_t)r;
+                s->ent_aux[q] = 0;
+                s->ent_f[q] = f * dmain;
+                s->ent_g[q] = dmain * s->dot_main[r * k + t];
             }
-            for (int pass = 0; pass < 2; pass++) {
-                int kk = pass == 0 ? k : kaux;
-                const int32_t *ix = pass == 0 ? s->idx_all + r * k : s->aidx_all + r * kaux;
-                const float *vx = pass == 0 ? s->val_all + r * k : s->aval_all + r * kaux;
-                if (pass == 1) {
-                    if (kaux == 0) break;
-                    /* aux: dL/de_hat = coef * 2 (e_hat - e) / TV_e. */
-                    memset(s->ehat, 0, (size_t)n * sizeof(float));
-                    for (int t = 0; t < kaux; t++)
-                        if (vx[t] > 0) cblas_saxpy((int)n, vx[t], s->w_dec + (int64_t)ix[t] * n, 1, s->ehat, 1);
-                    for (int64_t i = 0; i < n; i++) delta[i] = daux * (s->ehat[i] - er[i]);
-                }
-                for (int t = 0; t < kk; t++) {
-                    float f = vx[t];
-                    if (f <= 0) continue; /* ReLU: no gradient */
-                    int64_t j = ix[t];
-                    float *dj = s->w_dec + j * n;
-                    float g = cblas_sdot((int)n, delta, 1, dj, 1);
-                    cblas_saxpy((int)n, f, delta, 1, s->g_dec + j * n, 1);
-                    cblas_saxpy((int)n, g, x, 1, s->g_enc + j * n, 1);
-                    s->g_benc[j] += g;
-                    cblas_saxpy((int)n, -g, s->w_enc + j * n, 1, s->g_bpre, 1);
-                }
+            for (int t = 0; t < kaux; t++) {
+                float z = s->aval_all[r * kaux + t];
+                if (z <= 0) continue;
+                int64_t q = fill[s->aidx_all[r * kaux + t]]++;
+                s->ent_row[q] = (int32_t)r;
+                s->ent_aux[q] = 1;
+                s->ent_f[q] = z * daux;
+                s->ent_g[q] = daux * s->dot_aux[r * kaux + t];
             }
         }
-        free(delta);
-        free(x);
-        /* Keep atoms unit-norm: drop the gradient component along each atom. */
+        /* x = a - b_pre for the whole batch (the same float values as the local encoder input). */
+        for (int64_t r = 0; r < B; r++)
+            for (int64_t i = 0; i < n; i++) s->x_all[r * n + i] = s->a_all[r * n + i] - s->b_pre[i];
         for (int64_t j = 0; j < m; j++) {
-            float *gj = s->g_dec + j * n;
+            if (start[j] == start[j + 1]) continue;
+            float *gdj = s->g_dec + j * n, *gej = s->g_enc + j * n;
+            float gb = 0;
+            for (int64_t q = start[j]; q < start[j + 1]; q++) {
+                int64_t r = s->ent_row[q];
+                const float *vec = s->ent_aux[q] ? s->r_aux + r * n : s->e_all + r * n;
+                cblas_saxpy((int)n, s->ent_f[q], vec, 1, gdj, 1);
+                cblas_saxpy((int)n, s->ent_g[q], s->x_all + r * n, 1, gej, 1);
+                gb += s->ent_g[q];
+            }
+            s->g_benc[j] = gb;
+            /* Keep atoms unit-norm: drop the gradient component along the atom. */
             const float *dj = s->w_dec + j * n;
             double dot = 0;
-            for (int64_t i = 0; i < n; i++) dot += (double)gj[i] * dj[i];
-            if (dot == 0) continue;
-            for (int64_t i = 0; i < n; i++) gj[i] = (float)(gj[i] - dot * dj[i]);
+            for (int64_t i = 0; i < n; i++) dot += (double)gdj[i] * dj[i];
+            for (int64_t i = 0; i < n; i++) gdj[i] = (float)(gdj[i] - dot * dj[i]);
         }
+        /* b_pre: direct path dmain * sum_s e_s, encoder path -W_enc^T db_enc. */
+        for (int64_t i = 0; i < n; i++) {
+            double acc = 0;
+            for (int64_t r = 0; r < B; r++) acc += s->e_all[r * n + i];
+            s->g_bpre[i] = (float)(dmain * acc);
+        }
+        cblas_sgemv(CblasRowMajor, CblasTrans, (int)m, (int)n, -1.0f, s->w_enc, (int)n, s->g_benc, 1,
+                    1.0f, s->g_bpre, 1);
     }
+    free(mean);
     if (mode & DO_STATS) {
         for (int64_t j = 0; j < m; j++) s->last_fire[j] = -1;
         for (int64_t r = 0; r < B; r++)

@@ -1,0 +1,23 @@
+#!/bin/sh
+# bench/train.sh - training throughput of miclip's E_n and top-k SAE beside PyTorch, on the
+# same machine and the same number of threads (docs/performance.md records the figures).
+#
+#   bench/train.sh [BUILD_DIR] [THREADS] [EN_STEPS] [SAE_STEPS]
+#
+# BUILD_DIR defaults to ./build (it needs the bench_train target:
+#   cmake --build BUILD_DIR --target bench_train). PyTorch is Debian's (/usr/bin/python3).
+# Each side runs one warm-up step, then the timed steps; run it on an idle machine.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-build}
+threads=${2:-1}
+en_steps=${3:-10}
+sae_steps=${4:-3}
+exe="$build/tests/train/bench_train"
+[ -x "$exe" ] || { echo "bench/train.sh: $exe not found; build the bench_train target" >&2; exit 2; }
+export OPENBLAS_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads"
+echo "threads: $threads   machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+"$exe" en "$en_steps"
+/usr/bin/python3 "$here/train_torch.py" en "$en_steps" "$threads"
+"$exe" sae "$sae_steps"
+/usr/bin/python3 "$here/train_torch.py" sae "$sae_steps" "$threads"
