@@ -66,6 +66,21 @@ def png_bytes(w, h, ctype, depth, raw_rows, plte=None, trns=None):
     return out + png_chunk(b"IEND", b"")
 
 
+def png_adam7_rgb(a):
+    """An 8-bit RGB PNG with Adam7 interlacing (Pillow cannot write one)."""
+    h, w = a.shape[:2]
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+    data = b""
+    for x0, y0, dx, dy in passes:
+        sub = a[y0::dy, x0::dx]
+        if sub.shape[0] == 0 or sub.shape[1] == 0:
+            continue
+        data += b"".join(b"\x00" + r.tobytes() for r in sub)
+    out = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 1))
+    out += png_chunk(b"IDAT", zlib.compress(data))
+    return out + png_chunk(b"IEND", b"")
+
+
 def pack_bits(vals, depth):
     """Packs a row of small ints MSB-first at depth 1/2/4."""
     per = 8 // depth
@@ -134,6 +149,8 @@ def make_inputs(d):
         p = RNG.integers(0, 1 << depth, (h, w), dtype=np.uint8)
         plte = RNG.integers(0, 256, 3 * (1 << depth), dtype=np.uint8).tobytes()
         raw(f"pal{depth}.png", png_bytes(w, h, 3, depth, [pack_bits(r, depth) for r in p], plte=plte))
+    raw("adam7.png", png_adam7_rgb(photo_like(37, 29, 8)))
+    raw("adam7_tiny.png", png_adam7_rgb(photo_like(3, 2, 9)))
     # real photographs shipped with scikit-learn
     import sklearn.datasets
     imgdir = os.path.join(os.path.dirname(sklearn.datasets.__file__), "images")
@@ -285,6 +302,10 @@ def main():
     rc, so, se = run(tool, "ycck", ycck)
     check(rc == 0, f"writing the YCCK JPEG: {so} {se}")
     files["ycck.jpg"] = ycck
+    plain = os.path.join(work, "cmyk_noadobe.jpg")
+    rc, so, se = run(tool, "cmyk-noadobe", plain)
+    check(rc == 0, f"writing the plain CMYK JPEG: {so} {se}")
+    files["cmyk_noadobe.jpg"] = plain
     out = os.path.join(work, "out.bin")
 
     # 1. decoding

@@ -8,8 +8,10 @@
  *   image_tool batch CONFIG.json OUT.f32 IMG...  -> mc_preprocess_files; prints "N H W"
  *   image_tool ycck OUT.jpg                      -> writes a 4-component YCCK JPEG (Adobe marker,
  *                                                 transform 2), which Pillow cannot write
+ *   image_tool cmyk-noadobe OUT.jpg              -> a plain CMYK JPEG without the Adobe marker
  *   image_tool bench IMG CONFIG.json N           -> times decode and preprocess in-process
  * On failure it prints "ERROR <status name>: <message>" on stdout and exits 3. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +36,7 @@ static int write_all(const char *path, const void *p, size_t n) {
     return fclose(f) != 0;
 }
 
-static int write_ycck(const char *path) {
+static int write_cmyk(const char *path, bool ycck, bool adobe) {
     enum { W = 45, H = 37 };
     static uint8_t px[W * H * 4];
     for (int y = 0; y < H; y++)
@@ -53,7 +55,8 @@ static int write_ycck(const char *path) {
     ci.input_components = 4;
     ci.in_color_space = JCS_CMYK;
     jpeg_set_defaults(&ci);
-    jpeg_set_colorspace(&ci, JCS_YCCK); /* writes the Adobe marker with transform 2 */
+    jpeg_set_colorspace(&ci, ycck ? JCS_YCCK : JCS_CMYK); /* Adobe marker, transform 2 or 0 */
+    ci.write_Adobe_marker = adobe ? TRUE : FALSE;
     jpeg_set_quality(&ci, 90, TRUE);
     jpeg_start_compress(&ci, TRUE);
     while (ci.next_scanline < H) {
@@ -96,7 +99,8 @@ static int bench(const char *img_path, const char *cfg, int n) {
 }
 
 int main(int argc, char **argv) {
-    if (argc == 3 && !strcmp(argv[1], "ycck")) return write_ycck(argv[2]);
+    if (argc == 3 && !strcmp(argv[1], "ycck")) return write_cmyk(argv[2], true, true);
+    if (argc == 3 && !strcmp(argv[1], "cmyk-noadobe")) return write_cmyk(argv[2], false, false);
     if (argc == 5 && !strcmp(argv[1], "bench")) return bench(argv[2], argv[3], atoi(argv[4]));
     mc_error e = {0};
     if (argc >= 4 && !strcmp(argv[1], "decode")) {
