@@ -173,6 +173,7 @@ for template in [None, "a photo of a {}."]:
     with torch.no_grad():
         want = clip_text_forward(torch.tensor(want_ids, dtype=torch.long)).double().numpy()
     compare("clip text_embeds (template %r)" % template, got, want)
+    clip_want = (want_ids, want)
     # the pooled token is the first end token: the C side runs only up to it, the reference
     # pads with 0 to 77; also check one long (truncated) row really ends with 49407
     assert want_ids[TEXTS.index("a " * 200)][-1] == 49407
@@ -293,5 +294,55 @@ att = torch.tensor([[1] * len(w) + [0] * (Tm - len(w)) for w in want_ids])
 with torch.no_grad():
     want = mpnet_forward(pad_ids, att).double().numpy()
 compare("mpnet sentence_embeds (batch padded to %d)" % Tm, got, want)
+mp_want = want
+
+# ---------------------------------------------------------------------------------------------
+# The command-line contract: miclip tokenize / embed-text (1 and 2 ranks, with the cache)
+# ---------------------------------------------------------------------------------------------
+import h5py  # noqa: E402
+
+miclip = os.environ.get("MICLIP")
+if miclip:
+    env = dict(os.environ)
+    out = subprocess.run([miclip, "tokenize", clip_dir] + TEXTS[:6], capture_output=True, text=True, env=env)
+    want_lines = [" ".join(str(i) for i in ref.encode(t) if i != 0) for t in TEXTS[:6]]
+    if out.returncode != 0 or out.stdout.splitlines() != want_lines:
+        failures += 1
+        print("miclip tokenize: output differs\n%s\n%s" % (out.stdout, out.stderr))
+    tj = os.path.join(work, "texts.json")
+    with open(tj, "w") as f:
+        json.dump(TEXTS, f)
+    mpiexec = os.environ.get("MICLIP_MPIEXEC", "mpiexec")
+    cache = os.path.join(work, "cache.h5")
+    if os.path.exists(cache):
+        os.remove(cache)
+    runs = [([], "e1.h5"), ([mpiexec, "--oversubscribe", "-n", "2"], "e2.h5"),
+            ([mpiexec, "--oversubscribe", "-n", "2"], "e3.h5")]
+    for k, (pre, name) in enumerate(runs):
+        extra = ["--cache", cache] if k > 0 else []
+        o = os.path.join(work, name)
+        r = subprocess.run(pre + [miclip, "embed-text", clip_dir, "--texts", tj, "--template", "a photo of a {}.",
+                                  "--out", o] + extra, capture_output=True, text=True, env=env)
+        if r.returncode != 0:
+            failures += 1
+            print("embed-text failed: %s" % r.stderr)
+            continue
+        if k == 2 and "0 of %d texts computed" % len(TEXTS) not in r.stderr:
+            failures += 1
+            print("embed-text: the second cached run recomputed texts: %s" % r.stderr)
+        with h5py.File(o, "r") as f:
+            ids_ok = f["input_ids"].dtype == np.int32 and f["input_ids"][:].tolist() == clip_want[0]
+            if not ids_ok:
+                failures += 1
+                print("embed-text /input_ids differ from the reference tokenizer (%s)" % name)
+            compare("embed-text /text_embeds (%s)" % name, f["text_embeds"][:].astype(np.float64), clip_want[1])
+    o = os.path.join(work, "m1.h5")
+    r = subprocess.run([miclip, "embed-text", mp_dir, "--texts", tj, "--out", o], capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        failures += 1
+        print("embed-text (MPNet) failed: %s" % r.stderr)
+    else:
+        with h5py.File(o, "r") as f:
+            compare("embed-text /sentence_embeds", f["sentence_embeds"][:].astype(np.float64), mp_want[:len(TEXTS)])
 print("FAILURES: %d" % failures)
 sys.exit(1 if failures else 0)
