@@ -105,6 +105,11 @@ typedef struct {
 /* Fills *p with a processor's defaults (the values its __init__ uses for missing keys). */
 void mc_preproc_defaults(mc_preproc_kind kind, mc_preproc *p);
 
+/* Writes a canonical one-line description of every field into buf (for provenance and cache
+ * keys: two configs that preprocess identically describe identically). Returns false if cap
+ * is too small. */
+bool mc_preproc_describe(const mc_preproc *p, char *buf, size_t cap);
+
 /* Parses model_dir/preprocessor_config.json. The processor class comes from
  * image_processor_type (or feature_extractor_type); unknown classes are MC_ERR_UNSUPPORTED. */
 mc_status mc_preproc_load(const char *model_dir, mc_preproc *p, mc_error *err);

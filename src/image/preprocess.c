@@ -294,6 +294,27 @@ mc_status mc_preproc_load(const char *model_dir, mc_preproc *p, mc_error *err) {
     return st;
 }
 
+bool mc_preproc_describe(const mc_preproc *p, char *buf, size_t cap) {
+    static const char *kinds[] = {"vit", "clip", "convnext"};
+    /* fields that a processor ignores are printed as their neutral values, so the text depends
+     * only on what changes the output */
+    bool crop = p->kind == MC_PREPROC_CLIP && p->do_center_crop;
+    bool pct = p->kind == MC_PREPROC_CONVNEXT;
+    int n = snprintf(buf, cap,
+                     "%s resize=%d size=%dx%d shortest_edge=%d resample=%d crop=%dx%d "
+                     "crop_pct=%.17g rescale=%.17g normalize=%d mean=%.9g,%.9g,%.9g "
+                     "std=%.9g,%.9g,%.9g",
+                     kinds[p->kind], p->do_resize, p->do_resize ? p->size_h : 0,
+                     p->do_resize ? p->size_w : 0, p->do_resize ? p->shortest_edge : 0,
+                     p->do_resize ? (int)p->resample : -1, crop ? p->crop_h : 0,
+                     crop ? p->crop_w : 0, pct ? p->crop_pct : 0.0,
+                     p->do_rescale ? p->rescale_factor : 1.0, p->do_normalize,
+                     p->do_normalize ? p->mean[0] : 0.0, p->do_normalize ? p->mean[1] : 0.0,
+                     p->do_normalize ? p->mean[2] : 0.0, p->do_normalize ? p->std[0] : 1.0,
+                     p->do_normalize ? p->std[1] : 1.0, p->do_normalize ? p->std[2] : 1.0);
+    return n >= 0 && (size_t)n < cap;
+}
+
 /* ---- sizes ----------------------------------------------------------------------------- */
 
 /* transformers get_resize_output_image_size(default_to_square=False) == torchvision's rule:

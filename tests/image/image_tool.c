@@ -133,6 +133,9 @@ int main(int argc, char **argv) {
         if (mc_image_load(argv[3], NULL, &img, &e) != MC_OK) return fail(&e);
         int h = 0, w = 0;
         if (mc_preproc_output_size(&p, img.w, img.h, &h, &w, &e) != MC_OK) return fail(&e);
+        char desc[512];
+        if (!mc_preproc_describe(&p, desc, sizeof desc)) return 1;
+        fprintf(stderr, "%s\n", desc);
         size_t n = (size_t)3 * h * w;
         float *out = malloc(n * sizeof(float));
         uint8_t *u8 = malloc(n);
