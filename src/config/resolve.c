@@ -37,9 +37,14 @@ static mc_status failv(ctx *C, const mc_ynode *at, const char *key, const char *
     char msg[MC_ERROR_MSG_MAX];
     vsnprintf(msg, sizeof msg, fmt, ap);
     int line = at ? at->line : 1, col = at ? at->col : 1;
-    if (key && *key)
-        return MC_FAIL(C->err, MC_ERR_CONFIG, "%s:%d:%d: key '%s': %s", C->source, line, col, key, msg);
-    return MC_FAIL(C->err, MC_ERR_CONFIG, "%s:%d:%d: %s", C->source, line, col, msg);
+    mc_status s;
+    if (key && *key) s = MC_FAIL(C->err, MC_ERR_CONFIG, "%s:%d:%d: key '%s': %s", C->source, line, col, key, msg);
+    else s = MC_FAIL(C->err, MC_ERR_CONFIG, "%s:%d:%d: %s", C->source, line, col, msg);
+    /* Keys come from the file: keep control bytes (tabs, escapes) out of the one-line message. */
+    if (C->err)
+        for (char *p = C->err->msg; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+    return s;
 }
 
 static mc_status __attribute__((format(printf, 4, 5)))

@@ -175,6 +175,7 @@ static void test_errors(void) {
                  "t.yaml:8:14: key 'align.variants[0]': unknown value 'in+uot'", "did you mean 'in+out'?");
     expect_error(BASE "extract:\n", "t.yaml:7:1: key 'extract': duplicate key", "first given at line 6");
     expect_error(BASE "output_dir: \"a\\0b\"\n", "t.yaml:7:13: key 'output_dir': contains a NUL byte", NULL);
+    expect_error(BASE "\"a\\tb\\x1b\": 1\n", "t.yaml:7:1: key 'a?b?': unknown key", NULL);
     expect_error("name: \"bad name\"\n", "t.yaml:1:7: key 'name': 'bad name' is not a name", NULL);
     /* Out of range. */
     expect_error(BASE "sae:\n  k: 0\n", "t.yaml:8:6: key 'sae.k': 0 is out of range [1, 65536]", NULL);
