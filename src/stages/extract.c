@@ -187,7 +187,9 @@ static mc_status extractor_init(const mc_comm *c, const mc_config *cfg, extracto
         int idx;
         s = mc_model_find_layer(x->target, cp->name, &idx, err);
         if (s != MC_OK) {
-            mc_error_prefix(err, "extract.layers: %s", cfg->models.target);
+            /* A layer the model lacks is a config error (exit 1), not a usage error. */
+            mc_error_prefix(err, "%s: extract.layers: %s", cfg->source_path, cfg->models.target);
+            err->code = s = MC_ERR_CONFIG;
             break;
         }
         const mc_layer_info *li = mc_model_layer(x->target, idx);
