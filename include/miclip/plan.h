@@ -1,0 +1,158 @@
+/* plan.h - what an experiment will cost before it runs: work, core-hours, wall time, memory
+ * per rank and disk, per stage (`miclip plan`, and the --time/--mem of `miclip slurm`).
+ *
+ * Work is counted from the models' own sizes, read from each folder's config.json (the weights
+ * are not needed, so a plan can be made on a login node): one function per family counts the
+ * multiply-adds of a forward pass (ViT / CLIP vision: patch embedding, per block QKV, scores,
+ * attention x V, output projection and MLP, head; ResNet: every convolution of the stem and the
+ * bottleneck layers, and the classifier; CLIP text: the same blocks over the prompt tokens).
+ * Units: "GMAC" = 1e9 multiply-adds, the unit model cards call "GFLOP" (ViT-B/16: 17.6,
+ * ResNet-50: 4.1); time is computed with 2 floating-point operations per multiply-add.
+ * LayerNorm, softmax, activations and pooling are left out (under 1% for these models).
+ *
+ * Time comes from a throughput calibration measured on the machine that will run the work
+ * (`miclip plan --calibrate`: sgemm rate, memory bandwidth, image decode rate and a forward of
+ * the configured target model at a small batch), stored as a small JSON file:
+ *   {"format": "miclip-calibration/1", "host": ..., "created_utc": ..., "threads": T,
+ *    "sgemm_gflops": G, "mem_gbps": B, "decode_images_per_s": D,
+ *    "forward": {"model": DIR, "gmac_per_image": g, "batch": b, "images_per_s": r}}
+ * All rates are per rank at T threads; the plan scales them per core. Without a file the
+ * documented conservative defaults below are used, and the plan says so.
+ *
+ * Memory per rank: weights (parameters x 4 bytes, as loaded) + the activation arena for a batch
+ * + stage buffers + MC_PLAN_RUNTIME_BYTES for the MPI/HDF5/BLAS runtime. Disk: every store's
+ * datasets from the image counts, layer sizes and dtype, plus per-store overhead.
+ *
+ * Ownership: mc_plan is a plain struct filled by mc_plan_make; mc_plan_free releases nothing
+ * but is kept for symmetry (there are no pointers inside). Strings are copied in.
+ */
+#ifndef MICLIP_PLAN_H
+#define MICLIP_PLAN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "miclip/config.h"
+#include "miclip/status.h"
+
+/* Conservative defaults without a calibration file (one rank, one thread): far below what
+ * a current server core does, so an uncalibrated plan over-estimates time. */
+#define MC_PLAN_DEFAULT_SGEMM_GFLOPS 10.0  /* per core; AVX2 cores reach 50-100 */
+#define MC_PLAN_DEFAULT_MEM_GBPS 4.0       /* per core, streaming */
+#define MC_PLAN_DEFAULT_DECODE_IPS 40.0    /* ImageNet-size JPEG decode + resize, per core */
+#define MC_PLAN_DEFAULT_FORWARD_EFF 0.4    /* fraction of the sgemm rate a forward reaches */
+#define MC_PLAN_RUNTIME_BYTES (192.0 * 1024 * 1024) /* MPI + HDF5 + BLAS + code, per rank */
+#define MC_PLAN_STORE_OVERHEAD_BYTES (256.0 * 1024) /* HDF5 metadata, attributes, records */
+
+#define MC_PLAN_TEXT_MAX 1024
+
+typedef struct {
+    bool from_file;            /* false: the defaults above */
+    char path[MC_PLAN_TEXT_MAX]; /* the file read, or "" */
+    char host[256];
+    int threads;               /* threads per rank the rates were measured with */
+    double sgemm_gflops;       /* per rank at `threads` (2 flops per multiply-add) */
+    double mem_gbps;           /* per rank at `threads` */
+    double decode_ips;         /* images decoded + resized per second, per rank */
+    /* forward of a model (0 when not measured) */
+    char fwd_model[MC_PLAN_TEXT_MAX];
+    double fwd_gmac;           /* GMAC per image of that model */
+    double fwd_ips;            /* images per second per rank at `threads` */
+    int fwd_batch;
+} mc_calibration;
+
+/* Sizes of one model read from config.json (no weights). */
+typedef struct {
+    char dir[MC_PLAN_TEXT_MAX];
+    int family;        /* mc_hf_family: vit, resnet, clip */
+    int64_t params;    /* vision side (CLIP: vision tower + projection) */
+    int64_t text_params; /* CLIP text tower + projection, 0 otherwise */
+    double gmac;       /* per image, full forward to the output */
+    int64_t out_dim;   /* labels, or the projection size */
+    int image;         /* input size */
+    /* transformers */
+    int64_t L, T, D, H, I, patch;
+    /* CLIP text tower */
+    int64_t tL, tD, tI, tctx;
+    /* ResNet */
+    int64_t E, n_stages, hs[8], depth[8];
+    bool ds_first, ds_bneck;
+} mc_plan_model;
+
+/* One store (or a family of identical ones, count times). */
+typedef struct {
+    int stage;
+    char what[160];   /* e.g. "extract/train-s<seed>-*.h5" */
+    int count;
+    double bytes_each;
+} mc_plan_store;
+
+typedef struct {
+    int stage;          /* mc_stage */
+    bool implemented;   /* in this build */
+    int n_tasks;
+    double items;       /* per task: images (extract, intervene), steps (sae, align), ... */
+    char item_name[32];
+    double gmac_per_item;
+    double core_s_task; /* core-seconds of one task */
+    double wall_s_task; /* one task at ranks x threads */
+    double core_hours;  /* all tasks */
+    double mem_rank;    /* peak bytes per rank */
+    double disk;        /* bytes of all the stage's stores */
+    char note[256];
+} mc_plan_stage;
+
+#define MC_PLAN_MAX_STORES 32
+
+typedef struct {
+    int ranks, threads;
+    mc_calibration cal;
+    mc_plan_model target, clip;
+    bool clip_is_target;
+    int64_t n_train, n_eval, n_unseen; /* images per seed */
+    char images_note[256];
+    int n_stages;
+    mc_plan_stage st[MC_STAGE_COUNT];
+    int n_stores;
+    mc_plan_store stores[MC_PLAN_MAX_STORES];
+    double total_core_hours, total_disk, max_mem_rank;
+} mc_plan;
+
+/* Reads a model folder's config.json and counts its sizes. Errors name the file. */
+mc_status mc_plan_model_read(const char *dir, mc_plan_model *m, mc_error *err);
+
+/* Multiply-adds per image up to and including the named layer's output (the same names as
+ * model.h), and the elements per image stored for it under pool (MC_CFG_POOL_*). Returns
+ * MC_ERR_ARG for an unknown layer. */
+mc_status mc_plan_layer(const mc_plan_model *m, const char *layer, int pool, double *prefix_gmac,
+                        int64_t *elems, mc_error *err);
+
+/* Bytes of the activation arena of a batch of B images (estimated from the sizes). */
+double mc_plan_arena_bytes(const mc_plan_model *m, int64_t B);
+
+/* Calibration: defaults, file I/O, and the measurement (local, on the calling process). */
+void mc_calibration_defaults(mc_calibration *cal);
+mc_status mc_calibration_read(const char *path, mc_calibration *cal, mc_error *err);
+mc_status mc_calibration_write(const char *path, const mc_calibration *cal, mc_error *err);
+/* Measures with `threads` threads; model_dir (may be NULL) is forwarded at a small batch when
+ * its weights are present. Takes a few seconds. */
+mc_status mc_calibration_measure(int threads, const char *model_dir, mc_calibration *cal,
+                                 mc_error *err);
+/* The default file: $MICLIP_CALIBRATION, else ~/.cache/miclip/calibration.json. */
+void mc_calibration_default_path(char *buf, size_t cap);
+
+/* The plan of cfg at ranks x threads. target_dir / clip_dir override the config's model folders
+ * (NULL: the config's), for planning where only config.json copies are at hand. */
+mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_calibration *cal,
+                       const char *target_dir, const char *clip_dir, mc_plan *plan, mc_error *err);
+
+/* The readable table, and the same as JSON. */
+void mc_plan_print(FILE *f, const mc_config *cfg, const mc_plan *plan);
+void mc_plan_print_json(FILE *f, const mc_config *cfg, const mc_plan *plan);
+
+/* "1.2 GiB", "350 MiB" ... into buf; "12 h 03 min" for seconds. */
+void mc_plan_fmt_bytes(double bytes, char *buf, size_t cap);
+void mc_plan_fmt_time(double seconds, char *buf, size_t cap);
+
+#endif

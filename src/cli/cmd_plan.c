@@ -1,0 +1,107 @@
+/* cmd_plan.c - `miclip plan CONFIG`: what a config will cost, before anything runs (plan.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "miclip/config.h"
+#include "miclip/fsutil.h"
+#include "miclip/log.h"
+#include "miclip/plan.h"
+
+static void usage(void) {
+    printf("usage: miclip plan CONFIG [--ranks N] [--threads T] [--json]\n"
+           "                   [--calibration FILE] [--target DIR] [--clip DIR]\n"
+           "       miclip plan CONFIG --calibrate [--threads T] [--out FILE]\n\n"
+           "Prints per stage the work (images x GMAC/image, SAE and E_n steps, intervention\n"
+           "forwards), the wall time of one task at N ranks x T threads, core-hours, peak memory\n"
+           "per rank and the disk of every store. Sizes come from the models' config.json (the\n"
+           "weights are not needed); rates from a calibration file measured on the compute nodes.\n\n"
+           "options:\n"
+           "  --ranks N           MPI ranks per task (default 1)\n"
+           "  --threads T         threads per rank (default: the config's, else 1)\n"
+           "  --json              the plan as JSON instead of the table\n"
+           "  --calibration FILE  rates to use (default $MICLIP_CALIBRATION, else\n"
+           "                      ~/.cache/miclip/calibration.json; missing: conservative defaults)\n"
+           "  --target DIR, --clip DIR\n"
+           "                      read config.json from DIR instead of the config's model folder\n"
+           "  --calibrate         measure this machine (sgemm, memory, PNG decode + resize, and a\n"
+           "                      forward of the target model when its weights are here; a few\n"
+           "                      seconds) and write the calibration file (--out FILE, default as\n"
+           "                      above). Run it inside a job on a compute node.\n");
+}
+
+int mc_cmd_plan(const mc_comm *c, int argc, char **argv) {
+    const char *cmd = argv[0];
+    if (mc_cli_wants_help(argc, argv)) {
+        if (c->rank == 0) usage();
+        return 0;
+    }
+    const char *path = NULL, *cal_path = NULL, *out = NULL, *tdir = NULL, *cdir = NULL;
+    long long ranks = 1, threads = 0;
+    bool json = false, calibrate = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool val = i + 1 < argc;
+        if (!strcmp(a, "--ranks") && val) {
+            if (!mc_cli_parse_int(argv[++i], 1, 1 << 20, &ranks)) return mc_cli_usage_error(c, cmd, "--ranks takes 1..1048576");
+        } else if (!strcmp(a, "--threads") && val) {
+            if (!mc_cli_parse_int(argv[++i], 1, 4096, &threads)) return mc_cli_usage_error(c, cmd, "--threads takes 1..4096");
+        } else if (!strcmp(a, "--calibration") && val) {
+            cal_path = argv[++i];
+        } else if (!strcmp(a, "--out") && val) {
+            out = argv[++i];
+        } else if (!strcmp(a, "--target") && val) {
+            tdir = argv[++i];
+        } else if (!strcmp(a, "--clip") && val) {
+            cdir = argv[++i];
+        } else if (!strcmp(a, "--json")) {
+            json = true;
+        } else if (!strcmp(a, "--calibrate")) {
+            calibrate = true;
+        } else if (a[0] == '-') {
+            return mc_cli_usage_error(c, cmd, "unknown option '%s' (or a missing value)", a);
+        } else if (!path) {
+            path = a;
+        } else {
+            return mc_cli_usage_error(c, cmd, "one CONFIG only");
+        }
+    }
+    if (!path) return mc_cli_usage_error(c, cmd, "missing CONFIG");
+    if (out && !calibrate) return mc_cli_usage_error(c, cmd, "--out goes with --calibrate");
+    mc_error err = {0};
+    mc_config *cfg = NULL;
+    mc_status s = mc_config_load(c, path, &cfg, &err);
+    char def[MC_PLAN_TEXT_MAX];
+    mc_calibration_default_path(def, sizeof def);
+    if (s == MC_OK && calibrate) {
+        /* Rank 0 measures (one rank's rate is what the plan scales); the others wait. */
+        mc_calibration cal;
+        int th = threads > 0 ? (int)threads : (cfg->threads > 0 ? (int)cfg->threads : 1);
+        if (c->rank == 0) {
+            s = mc_calibration_measure(th, tdir ? tdir : cfg->models.target, &cal, &err);
+            if (s == MC_OK) s = mc_calibration_write(out ? out : def, &cal, &err);
+            if (s == MC_OK) {
+                printf("calibration of %s at %d thread(s) -> %s\n  sgemm %.1f GFLOP/s, memory %.1f GB/s, decode+resize %.0f images/s",
+                       cal.host, cal.threads, out ? out : def, cal.sgemm_gflops, cal.mem_gbps, cal.decode_ips);
+                if (cal.fwd_ips > 0) printf(", forward of %s: %.2f images/s (batch %d)", cal.fwd_model, cal.fwd_ips, cal.fwd_batch);
+                else printf(" (no forward: the target model's weights are not here)");
+                printf("\n");
+            }
+        }
+    } else if (s == MC_OK && c->rank == 0) {
+        mc_calibration cal;
+        mc_calibration_defaults(&cal);
+        const char *cp = cal_path ? cal_path : def;
+        if (cal_path || mc_file_exists(cp)) s = mc_calibration_read(cp, &cal, &err);
+        mc_plan plan;
+        if (s == MC_OK) s = mc_plan_make(cfg, (int)ranks, (int)threads, &cal, tdir, cdir, &plan, &err);
+        if (s == MC_OK) {
+            if (json) mc_plan_print_json(stdout, cfg, &plan);
+            else mc_plan_print(stdout, cfg, &plan);
+        }
+    }
+    int rc = mc_cli_finish(c, s, &err);
+    mc_config_free(&cfg);
+    return rc;
+}
