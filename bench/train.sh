@@ -6,7 +6,8 @@
 #
 # BUILD_DIR defaults to ./build (it needs the bench_train target:
 #   cmake --build BUILD_DIR --target bench_train). PyTorch is Debian's (/usr/bin/python3).
-# Each side runs one warm-up step, then the timed steps; run it on an idle machine.
+# Each side runs one warm-up step, then the timed steps, and prints wall-clock and process
+# CPU time per step; on a shared machine compare the CPU figures (one thread each).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-build}
@@ -16,8 +17,10 @@ sae_steps=${4:-3}
 exe="$build/tests/train/bench_train"
 [ -x "$exe" ] || { echo "bench/train.sh: $exe not found; build the bench_train target" >&2; exit 2; }
 export OPENBLAS_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads"
-echo "threads: $threads   machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
-"$exe" en "$en_steps"
-/usr/bin/python3 "$here/train_torch.py" en "$en_steps" "$threads"
+echo "threads: $threads   machine: $(getconf _NPROCESSORS_ONLN) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+for classes in 1000 20; do  # ImageNet-like, and a tiny-world-like label set
+  "$exe" en "$en_steps" 0 "$classes"
+  /usr/bin/python3 "$here/train_torch.py" en "$en_steps" "$threads" "$classes"
+done
 "$exe" sae "$sae_steps"
 /usr/bin/python3 "$here/train_torch.py" sae "$sae_steps" "$threads"

@@ -2,7 +2,7 @@
  * miclip's E_n and top-k SAE at the sizes of the issue, on random data held in memory:
  *   E_n: n = 768, d = 512, batch 1024, in+out, learnable scale, 1000 classes
  *   SAE: n = 768, m = 24576, k = 32, batch 4096 (no dead latents, so no AuxK work)
- * Usage: bench_train en|sae [timed steps [chunk_rows]] ; threads come from OPENBLAS_NUM_THREADS.
+ * Usage: bench_train en|sae [timed steps [chunk_rows [classes]]] (0 = default chunk); threads come from OPENBLAS_NUM_THREADS.
  * bench/train.sh runs it beside bench/train_torch.py. One rank (MPI singleton). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +12,8 @@
 #include "miclip/log.h"
 #include "miclip/train.h"
 
-static int64_t g_chunk = 0; /* 0: the library default */
+static int64_t g_chunk = 0;     /* 0: the library default */
+static int64_t g_classes = 1000; /* E_n: classes of the out targets */
 
 /* Process CPU time: on a shared machine the fairer clock for a one-thread comparison. */
 static double cpu_now(void)
@@ -32,7 +33,7 @@ static float *randn(size_t n, uint64_t stream)
 
 static double bench_en(const mc_comm *c, int steps)
 {
-    const int64_t n = 768, d = 512, B = 1024, ncls = 1000;
+    const int64_t n = 768, d = 512, B = 1024, ncls = g_classes;
     mc_align_config cfg = mc_align_defaults();
     cfg.n = n;
     cfg.d = d;
@@ -53,8 +54,8 @@ static double bench_en(const mc_comm *c, int steps)
         mc_encoder_apply(e);
     }
     double dt = mc_now() - t0, ct = cpu_now() - c0;
-    printf("miclip E_n  n=768 d=512 batch=1024: wall %.1f ms/step %.0f samples/s, cpu %.1f ms/step "
-           "%.0f samples/s (loss %.4f, chunk %lld)\n", 1e3 * dt / steps, (double)B * steps / dt,
+    printf("miclip E_n  n=768 d=512 batch=1024 classes=%lld: wall %.1f ms/step %.0f samples/s, cpu %.1f ms/step "
+           "%.0f samples/s (loss %.4f, chunk %lld)\n", (long long)ncls, 1e3 * dt / steps, (double)B * steps / dt,
            1e3 * ct / steps, (double)B * steps / ct, st.loss, (long long)cfg.chunk_rows);
     mc_encoder_free(&e);
     free(cls);
@@ -103,6 +104,7 @@ int main(int argc, char **argv)
     int steps = argc > 2 ? atoi(argv[2]) : 5;
     if (steps < 1) steps = 1;
     if (argc > 3) g_chunk = atoll(argv[3]);
+    if (argc > 4) g_classes = atoll(argv[4]);
     if (!strcmp(what, "en")) bench_en(&c, steps);
     else if (!strcmp(what, "sae")) bench_sae(&c, steps);
     else fprintf(stderr, "usage: bench_train en|sae [steps]\n");

@@ -5,7 +5,7 @@ E_n: nn.Linear(768, 512, bias=False), learnable logit scale, CLIP's symmetric cr
 for the out and in branches, Adam, the clamp. SAE: top-k with b_pre and b_enc, the decoder
 applied sparsely with F.embedding_bag (as EleutherAI's sparsify does on CPU) rather than a
 dense product, the FVU loss, the decoder-gradient projection, Adam, renormalisation.
-Usage: train_torch.py en|sae [timed steps] [threads]."""
+Usage: train_torch.py en|sae [timed steps] [threads] [classes (E_n)]."""
 import math
 import sys
 import time
@@ -14,14 +14,15 @@ import torch
 import torch.nn.functional as F
 
 what = sys.argv[1] if len(sys.argv) > 1 else "en"
-steps = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+steps = max(1, int(sys.argv[2])) if len(sys.argv) > 2 else 5
 threads = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+classes = int(sys.argv[4]) if len(sys.argv) > 4 else 1000
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 
 
 def bench_en():
-    n, d, B, C = 768, 512, 1024, 1000
+    n, d, B, C = 768, 512, 1024, classes
     lin = torch.nn.Linear(n, d, bias=False)
     logs = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
     opt = torch.optim.Adam([lin.weight, logs], lr=1e-4)
@@ -51,7 +52,7 @@ def bench_en():
     for _ in range(steps):
         loss = step()
     dt, ct = time.perf_counter() - t0, time.process_time() - c0
-    print(f"torch  E_n  n=768 d=512 batch=1024: wall {1e3 * dt / steps:.1f} ms/step {B * steps / dt:.0f} "
+    print(f"torch  E_n  n=768 d=512 batch=1024 classes={C}: wall {1e3 * dt / steps:.1f} ms/step {B * steps / dt:.0f} "
           f"samples/s, cpu {1e3 * ct / steps:.1f} ms/step {B * steps / ct:.0f} samples/s "
           f"(loss {loss:.4f}, threads {threads}, torch {torch.__version__})")
 

@@ -53,6 +53,11 @@ double mc_rng_normal(uint64_t seed, uint64_t stream, uint64_t index);
 /* Uniform integer in [0, bound) (bound > 0), unbiased (Lemire's multiply with rejection; a
  * rejected draw moves to the next counter of a sub-stream). */
 uint64_t mc_rng_below(uint64_t seed, uint64_t stream, uint64_t index, uint64_t bound);
+/* The training subset: n_pick distinct indices of 0..n_total-1 (the first n_pick of the
+ * permutation of stream MC_RNG_STREAM_SUBSET), sorted ascending into out[n_pick], so a store is
+ * read in order. n_pick <= n_total. scratch holds n_total int64 (caller-owned). */
+void mc_train_subset(uint64_t seed, int64_t n_total, int64_t n_pick, int64_t *scratch,
+                     int64_t *out);
 /* Fills perm[0..n) with a permutation of 0..n-1 (Fisher-Yates driven by mc_rng_below). */
 void mc_rng_permutation(uint64_t seed, uint64_t stream, int64_t n, int64_t *perm);
 /* The epoch's sample order: blocks of `block` consecutive samples (block >= 1; 1 = a full
@@ -115,7 +120,8 @@ typedef struct {
     int64_t batch_size;     /* 1024 (paper C.2) */
     int epochs;             /* 1 */
     uint64_t seed;          /* init, subset, order */
-    int64_t chunk_rows;     /* 64: unit of work of the rank-count-invariant scheme */
+    int64_t chunk_rows;     /* 128: unit of work of the rank-count-invariant scheme (at most
+                               batch / chunk_rows ranks have rows) */
     int64_t shuffle_block;  /* 1: full shuffle; larger keeps runs contiguous for the store */
 } mc_align_config;
 mc_align_config mc_align_defaults(void);

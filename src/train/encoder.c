@@ -34,8 +34,8 @@ struct mc_encoder {
     /* workspace, sized for cap_batch rows */
     int64_t cap_batch;
     float *z, *u, *du, *inv_r, *tmp, *tgt, *cos_all, *h;
-    double *expl; /* B x B: exp of the logits */
-    float *img_all;
+    double *expl;       /* B x 2B: exp of the logits */
+    double *wcol, *lrow; /* 2B: column multiplicities; one row of logits */
     int32_t *label_all, *col_of, *cnt, *cls_of_col, *cls_seen;
     double *lse_r, *lse_c;
     int64_t *order; /* sample order of the current epoch */
@@ -73,7 +73,7 @@ mc_align_config mc_align_defaults(void)
     c.batch_size = 1024;
     c.epochs = 1;
     c.seed = 0;
-    c.chunk_rows = 64;
+    c.chunk_rows = 128;
     c.shuffle_block = 1;
     return c;
 }
@@ -83,7 +83,7 @@ static bool uses_out(const mc_align_config *c) { return c->variant != MC_ALIGN_I
 
 static void free_work(mc_encoder *e)
 {
-    float **f[] = {&e->z, &e->u, &e->du, &e->inv_r, &e->tmp, &e->tgt, &e->cos_all, &e->h, &e->img_all};
+    float **f[] = {&e->z, &e->u, &e->du, &e->inv_r, &e->tmp, &e->tgt, &e->cos_all, &e->h};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         free(*f[i]);
         *f[i] = NULL;
@@ -96,6 +96,9 @@ static void free_work(mc_encoder *e)
     free(e->lse_r);
     free(e->lse_c);
     free(e->expl);
+    free(e->wcol);
+    free(e->lrow);
+    e->wcol = e->lrow = NULL;
     e->lse_r = e->lse_c = NULL;
     e->expl = NULL;
     e->cap_batch = 0;
@@ -215,7 +218,7 @@ static mc_status ensure_work(mc_encoder *e, int64_t batch, mc_error *err)
     if (batch <= e->cap_batch) return MC_OK;
     free_work(e);
     const int64_t d = e->cfg.d;
-    int64_t cmax = batch; /* distinct targets per branch never exceed the batch */
+    int64_t cmax = 2 * batch; /* columns: distinct labels (<= batch) and the batch's images */
     size_t bd, bc;
     if (!mc_size_mul((size_t)batch, (size_t)d, &bd) || !mc_size_mul((size_t)batch, (size_t)cmax, &bc))
         return MC_FAIL(err, MC_ERR_NOMEM, "align: batch %lld too large", (long long)batch);
@@ -223,8 +226,7 @@ static mc_status ensure_work(mc_encoder *e, int64_t batch, mc_error *err)
     e->u = mc_train_falloc(bd);
     e->du = mc_train_falloc(bd);
     e->inv_r = mc_train_falloc((size_t)batch);
-    e->tgt = mc_train_falloc(bd);
-    e->img_all = mc_train_falloc(bd);
+    e->tgt = mc_train_falloc(2 * bd);
     e->cos_all = mc_train_falloc(bc);
     e->h = mc_train_falloc(bc);
     e->label_all = mc_alloc_array((size_t)batch, sizeof(int32_t));
@@ -234,9 +236,11 @@ static mc_status ensure_work(mc_encoder *e, int64_t batch, mc_error *err)
     e->lse_r = mc_alloc_array((size_t)batch, sizeof(double));
     e->lse_c = mc_alloc_array((size_t)batch, sizeof(double));
     e->expl = mc_alloc_array(bc, sizeof(double));
+    e->wcol = mc_alloc_array((size_t)cmax, sizeof(double));
+    e->lrow = mc_alloc_array((size_t)cmax, sizeof(double));
     e->tmp = mc_train_falloc((size_t)(d * e->cfg.n));
-    if (!e->z || !e->u || !e->du || !e->inv_r || !e->tgt || !e->img_all || !e->cos_all || !e->h ||
-        !e->label_all || !e->col_of || !e->cnt || !e->cls_of_col || !e->lse_r || !e->lse_c || !e->tmp || !e->expl) {
+    if (!e->z || !e->u || !e->du || !e->inv_r || !e->tgt || !e->cos_all || !e->h ||
+        !e->label_all || !e->col_of || !e->cnt || !e->cls_of_col || !e->lse_r || !e->lse_c || !e->tmp || !e->expl || !e->wcol || !e->lrow) {
         free_work(e);
         return MC_FAIL(err, MC_ERR_NOMEM, "align: out of memory for a batch of %lld", (long long)batch);
     }
@@ -244,65 +248,108 @@ static mc_status ensure_work(mc_encoder *e, int64_t batch, mc_error *err)
     return MC_OK;
 }
 
-/* One contrastive branch over targets tgt[nc x d] (normalised), col_of[B], cnt[nc]. Adds s*H T
- * to du for the local rows, returns the branch loss and adds dloss/dlog s to *dlogs. */
-static mc_status branch(const mc_comm *c, mc_encoder *e, int64_t B, int64_t c0, int64_t c1,
-                        int64_t r0, int64_t nc, const float *tgt, const int32_t *col_of,
-                        const int32_t *cnt, bool first, double *loss, double *dlogs, mc_error *err)
+/* exp(x) for |x| <= 700 without a library call, so loops over it vectorise: x = k ln2 + r
+ * with |r| <= ln2/2, e^r by its degree-12 Taylor polynomial (truncation < 2e-16 relative),
+ * 2^k built in the exponent bits. Within 2 ulp of exp(). */
+static inline double exp_bounded(double x)
 {
-    const int64_t d = e->cfg.d, C = e->cfg.chunk_rows;
-    const float s = expf(mc_encoder_log_scale(e));
-    float *cos_all = e->cos_all; /* B x nc */
-    /* cos rows of the local chunks: u_chunk [len x d] . tgt^T -> [len x nc]. */
-    for (int64_t ch = c0; ch < c1; ch++) {
-        int64_t a = ch * C, len = (a + C < B ? C : B - a);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)len, (int)nc, (int)d, 1.0f,
-                    e->u + (a - r0) * d, (int)d, tgt, (int)d, 0.0f, cos_all + a * nc, (int)nc);
-    }
-    int64_t rr0, rr1, cc0, cc1;
-    mc_train_chunk_share(B, C, c->rank, c->size, &cc0, &cc1, &rr0, &rr1);
-    MC_TRY(mc_train_gather_rows(c, B, C, cos_all + rr0 * nc, cos_all, (size_t)nc * sizeof(float), err));
+    const double shift = 6755399441055744.0; /* 1.5 * 2^52: adding it rounds to an integer */
+    double kd = x * 1.4426950408889634 + shift;
+    uint64_t ki;
+    memcpy(&ki, &kd, sizeof ki); /* the low bits hold k */
+    kd -= shift;
+    double r = (x - kd * 6.93147180369123816490e-01) - kd * 1.90821492927058770002e-10;
+    double p = 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    uint64_t bits = (ki + 1023u) << 52;
+    double scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
 
-    /* Replicated over the whole batch, in row order: logits, both log-sum-exps, the loss. */
+/* sum a[j] b[j] with four partial sums (fixed order, vectorisable). */
+static double dot4(const double *a, const double *b, int64_t n)
+{
+    double p0 = 0, p1 = 0, p2 = 0, p3 = 0;
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        p0 += a[j] * b[j];
+        p1 += a[j + 1] * b[j + 1];
+        p2 += a[j + 2] * b[j + 2];
+        p3 += a[j + 3] * b[j + 3];
+    }
+    for (; j < n; j++) p0 += a[j] * b[j];
+    return (p0 + p1) + (p2 + p3);
+}
+
+/* The softmax part of one contrastive branch, replicated over the whole batch in row order.
+ * Its logits are s * cos[:, col0 : col0 + nc] (row stride ld); col_of[i] is the target column
+ * of row i and cnt[j] the multiplicity of column j (both NULL: the identity, cnt 1). Writes
+ * H (dloss/dcos) into e->h at the same place, adds the branch loss and dloss/dlog s. */
+static void softmax_part(mc_encoder *e, int64_t B, int64_t ld, int64_t col0, int64_t nc,
+                         const int32_t *col_of, const int32_t *cnt, float s, double *loss,
+                         double *dlogs)
+{
+    const float *cos_all = e->cos_all + col0;
+    float *hall = e->h + col0;
     double *lse_r = e->lse_r, *lse_c = e->lse_c;
     double l_sum = 0, ds = 0;
     const double inv2b = 1.0 / (2.0 * (double)B);
+#define CNT(j) (cnt ? (double)cnt[j] : 1.0)
+#define COL(i) (col_of ? col_of[i] : (int32_t)(i))
     if (s <= FAST_EXP_MAX_SCALE) {
         /* |logit| <= s <= 300: exp(logit) is finite and normal in double, so one exp per
-         * entry serves both softmaxes without max subtraction. */
-        double *x = e->expl, *colsum = lse_c;
-        for (int64_t j = 0; j < nc; j++) colsum[j] = 0;
+         * entry serves both softmaxes without max subtraction. The loops are split so that
+         * the element-wise ones vectorise; sums use four fixed partial accumulators. */
+        double *colsum = lse_c, *w = e->wcol;
+        for (int64_t j = 0; j < nc; j++) {
+            colsum[j] = 0;
+            w[j] = CNT(j);
+        }
         for (int64_t i = 0; i < B; i++) {
-            const float *row = cos_all + i * nc;
-            double *xr = x + i * nc, rs = 0;
-            for (int64_t j = 0; j < nc; j++) {
-                xr[j] = exp((double)(s * row[j]));
-                rs += cnt[j] * xr[j];
-                colsum[j] += xr[j];
-            }
-            lse_r[i] = 1.0 / rs; /* reciprocal row sum */
+            const float *row = cos_all + i * ld;
+            double *xr = e->expl + i * nc;
+            for (int64_t j = 0; j < nc; j++) xr[j] = exp_bounded((double)(s * row[j]));
+            for (int64_t j = 0; j < nc; j++) colsum[j] += xr[j];
+            lse_r[i] = 1.0 / dot4(w, xr, nc); /* reciprocal row sum */
         }
         for (int64_t j = 0; j < nc; j++) colsum[j] = 1.0 / colsum[j];
         for (int64_t i = 0; i < B; i++) {
-            const float *row = cos_all + i * nc;
-            const double *xr = x + i * nc;
-            int32_t ci = col_of[i];
-            /* -log softmax_row(ii) - log softmax_col(ii) */
+            const float *row = cos_all + i * ld;
+            double *xr = e->expl + i * nc;
+            const int32_t ci = COL(i);
+            /* -log softmax_row(i, c_i) - log softmax_col(i, c_i) */
             l_sum += -log(xr[ci] * lse_r[i]) - log(xr[ci] * colsum[ci]);
-            float *h = e->h + i * nc;
+            float *h = hall + i * ld;
+            const double ri = lse_r[i];
+            double *lr = e->lrow;
             for (int64_t j = 0; j < nc; j++) {
-                double g = cnt[j] * xr[j] * (lse_r[i] + colsum[j]);
-                if (j == ci) g -= 2.0;
-                g *= inv2b;
-                ds += g * (double)(s * row[j]);
+                double g = w[j] * xr[j] * (ri + colsum[j]) * inv2b; /* dloss/dlogit */
+                xr[j] = g;
+                lr[j] = (double)row[j];
                 h[j] = (float)(g * s); /* dloss/dcos */
             }
+            /* the target's -2/(2B) */
+            xr[ci] -= 2.0 * inv2b;
+            h[ci] = (float)(xr[ci] * s);
+            ds += s * dot4(xr, lr, nc); /* sum_j dloss/dlogit_ij * logit_ij */
         }
     } else {
         /* Large fixed scales: the max-subtracted (stable) form. */
         for (int64_t j = 0; j < nc; j++) lse_c[j] = -INFINITY;
         for (int64_t i = 0; i < B; i++) {
-            const float *row = cos_all + i * nc;
+            const float *row = cos_all + i * ld;
             double mx = -INFINITY;
             for (int64_t j = 0; j < nc; j++) {
                 double l = (double)(s * row[j]);
@@ -310,25 +357,25 @@ static mc_status branch(const mc_comm *c, mc_encoder *e, int64_t B, int64_t c0, 
                 if (l > lse_c[j]) lse_c[j] = l; /* running column max (first pass) */
             }
             double se = 0;
-            for (int64_t j = 0; j < nc; j++) se += cnt[j] * exp((double)(s * row[j]) - mx);
+            for (int64_t j = 0; j < nc; j++) se += CNT(j) * exp((double)(s * row[j]) - mx);
             lse_r[i] = mx + log(se);
         }
         double *colsum = e->expl;
         for (int64_t j = 0; j < nc; j++) colsum[j] = 0;
         for (int64_t i = 0; i < B; i++) {
-            const float *row = cos_all + i * nc;
+            const float *row = cos_all + i * ld;
             for (int64_t j = 0; j < nc; j++) colsum[j] += exp((double)(s * row[j]) - lse_c[j]);
         }
         for (int64_t j = 0; j < nc; j++) lse_c[j] = lse_c[j] + log(colsum[j]);
         for (int64_t i = 0; i < B; i++) {
-            const float *row = cos_all + i * nc;
-            int32_t ci = col_of[i];
+            const float *row = cos_all + i * ld;
+            const int32_t ci = COL(i);
             double lii = (double)(s * row[ci]);
             l_sum += (lse_r[i] - lii) + (lse_c[ci] - lii);
-            float *h = e->h + i * nc;
+            float *h = hall + i * ld;
             for (int64_t j = 0; j < nc; j++) {
                 double l = (double)(s * row[j]);
-                double g = cnt[j] * (exp(l - lse_r[i]) + exp(l - lse_c[j]));
+                double g = CNT(j) * (exp(l - lse_r[i]) + exp(l - lse_c[j]));
                 if (j == ci) g -= 2.0;
                 g *= inv2b;
                 ds += g * l;
@@ -336,16 +383,10 @@ static mc_status branch(const mc_comm *c, mc_encoder *e, int64_t B, int64_t c0, 
             }
         }
     }
+#undef CNT
+#undef COL
     *loss += l_sum * inv2b;
     *dlogs += ds;
-    /* du (local rows) += (s H) tgt, per chunk. */
-    for (int64_t ch = c0; ch < c1; ch++) {
-        int64_t a = ch * C, len = (a + C < B ? C : B - a);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)len, (int)d, (int)nc, 1.0f,
-                    e->h + a * nc, (int)nc, tgt, (int)d, first ? 0.0f : 1.0f, e->du + (a - r0) * d,
-                    (int)d);
-    }
-    return MC_OK;
 }
 
 mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const float *acts,
@@ -359,6 +400,7 @@ mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const
     int64_t c0, c1, r0, r1;
     mc_train_chunk_share(B, C, c->rank, c->size, &c0, &c1, &r0, &r1);
     const int64_t rows = r1 - r0;
+    const float scale = expf(mc_encoder_log_scale(e));
 
     /* z = a W^T per chunk, u = normalize(z). */
     for (int64_t ch = c0; ch < c1; ch++) {
@@ -369,12 +411,11 @@ mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const
     memcpy(e->u, e->z, (size_t)(rows * d) * sizeof(float));
     normalize_rows(e->u, rows, d, e->inv_r);
 
-    double loss_in = 0, loss_out = 0, dlogs = 0;
-    bool first = true;
+    /* The targets of both branches side by side in tgt: [distinct labels' text ; images]. */
+    int64_t nc_out = 0;
     if (uses_out(cfg)) {
         /* Gather labels; columns = distinct labels in first-appearance order. */
         MC_TRY(mc_train_gather_rows(c, B, C, label, e->label_all, sizeof(int32_t), err));
-        int64_t nc = 0;
         mc_status bad = MC_OK;
         for (int64_t i = 0; i < B; i++) {
             int32_t y = e->label_all[i];
@@ -384,30 +425,42 @@ mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const
                 break;
             }
             if (e->cls_seen[y] < 0) {
-                e->cls_seen[y] = (int32_t)nc;
-                e->cls_of_col[nc] = y;
-                e->cnt[nc] = 0;
-                memcpy(e->tgt + nc * d, e->class_emb + (int64_t)y * d, (size_t)d * sizeof(float));
-                nc++;
+                e->cls_seen[y] = (int32_t)nc_out;
+                e->cls_of_col[nc_out] = y;
+                e->cnt[nc_out] = 0;
+                memcpy(e->tgt + nc_out * d, e->class_emb + (int64_t)y * d, (size_t)d * sizeof(float));
+                nc_out++;
             }
             e->col_of[i] = e->cls_seen[y];
             e->cnt[e->col_of[i]]++;
         }
-        for (int64_t j = 0; j < nc; j++) e->cls_seen[e->cls_of_col[j]] = -1;
+        for (int64_t j = 0; j < nc_out; j++) e->cls_seen[e->cls_of_col[j]] = -1;
         if (bad != MC_OK) return bad; /* every rank saw the same gathered labels */
-        MC_TRY(branch(c, e, B, c0, c1, r0, nc, e->tgt, e->col_of, e->cnt, first, &loss_out, &dlogs, err));
-        first = false;
     }
+    const int64_t nc_in = uses_in(cfg) ? B : 0, ncols = nc_out + nc_in;
     if (uses_in(cfg)) {
-        float *mine = e->img_all + r0 * d;
+        float *all = e->tgt + nc_out * d, *mine = all + r0 * d;
         memcpy(mine, img, (size_t)(rows * d) * sizeof(float));
         normalize_rows(mine, rows, d, NULL);
-        MC_TRY(mc_train_gather_rows(c, B, C, mine, e->img_all, (size_t)d * sizeof(float), err));
-        for (int64_t i = 0; i < B; i++) {
-            e->col_of[i] = (int32_t)i;
-            e->cnt[i] = 1;
-        }
-        MC_TRY(branch(c, e, B, c0, c1, r0, B, e->img_all, e->col_of, e->cnt, first, &loss_in, &dlogs, err));
+        MC_TRY(mc_train_gather_rows(c, B, C, mine, all, (size_t)d * sizeof(float), err));
+    }
+    /* cos = u tgt^T for the local chunks (one product for both branches), then all rows. */
+    for (int64_t ch = c0; ch < c1; ch++) {
+        int64_t a = ch * C, len = (a + C < B ? C : B - a);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)len, (int)ncols, (int)d, 1.0f,
+                    e->u + (a - r0) * d, (int)d, e->tgt, (int)d, 0.0f, e->cos_all + a * ncols,
+                    (int)ncols);
+    }
+    MC_TRY(mc_train_gather_rows(c, B, C, e->cos_all + r0 * ncols, e->cos_all,
+                                (size_t)ncols * sizeof(float), err));
+    double loss_in = 0, loss_out = 0, dlogs = 0;
+    if (nc_out) softmax_part(e, B, ncols, 0, nc_out, e->col_of, e->cnt, scale, &loss_out, &dlogs);
+    if (nc_in) softmax_part(e, B, ncols, nc_out, nc_in, NULL, NULL, scale, &loss_in, &dlogs);
+    /* du = H tgt for the local chunks. */
+    for (int64_t ch = c0; ch < c1; ch++) {
+        int64_t a = ch * C, len = (a + C < B ? C : B - a);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)len, (int)d, (int)ncols, 1.0f,
+                    e->h + a * ncols, (int)ncols, e->tgt, (int)d, 0.0f, e->du + (a - r0) * d, (int)d);
     }
 
     /* dz = (du - (du.u) u) / max(|z|, eps); when clamped the norm has no gradient. */

@@ -3,6 +3,8 @@
  * results do not depend on how work is split over ranks. The mixer is the splitmix64
  * finaliser (Steele, Lea, Flood 2014), applied three times to chain the three keys. */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "miclip/train.h"
 
@@ -80,4 +82,18 @@ void mc_train_epoch_order(uint64_t seed, int epoch, int64_t n, int64_t block, in
         int64_t s0 = b * block, s1 = s0 + block < n ? s0 + block : n;
         for (int64_t s = s0; s < s1; s++) order[pos++] = s;
     }
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+void mc_train_subset(uint64_t seed, int64_t n_total, int64_t n_pick, int64_t *scratch,
+                     int64_t *out)
+{
+    mc_rng_permutation(seed, MC_RNG_STREAM_SUBSET, n_total, scratch);
+    memcpy(out, scratch, (size_t)n_pick * sizeof(int64_t));
+    qsort(out, (size_t)n_pick, sizeof(int64_t), cmp_i64);
 }

@@ -227,6 +227,12 @@ static void check_rng(void)
         for (int64_t i = 1; i < n; i++)
             if (order[i] % block != 0) CHECK(order[i] == order[i - 1] + 1); /* runs stay contiguous */
     }
+    /* A subset is sorted, distinct and in range. */
+    {
+        int64_t scratch[50], sub[20];
+        mc_train_subset(3, 50, 20, scratch, sub);
+        for (int i = 0; i < 20; i++) CHECK(sub[i] >= 0 && sub[i] < 50 && (i == 0 || sub[i] > sub[i - 1]));
+    }
     /* Chunk shares tile the batch in rank order. */
     for (int size = 1; size <= 5; size++) {
         int64_t next = 0;
