@@ -5,9 +5,10 @@
 #
 #   bench/text.sh [BUILD_DIR] [THREADS] [N_WORDS]
 #
-# miclip's figure is the `miclip embed-text` wall time minus the same command on one word
-# (loading the weights), so both sides count the forward passes; miclip's also includes its
-# tokenization, PyTorch's does not. CLIP uses the template "a photo of a {}." (CLIP-Dissect's
+# miclip's figure is the `miclip embed-text` wall (and CPU) time minus the same command on one
+# word (loading the weights), so both sides count the forward passes; miclip's also includes
+# its tokenization and the HDF5 write, PyTorch's does not. On a shared machine compare the CPU
+# seconds as well as the wall clock. CLIP uses the template "a photo of a {}." (CLIP-Dissect's
 # concept prompts are the bare words; the template is the design default), MPNet the words.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -38,21 +39,24 @@ while len(words) < n:
 json.dump(sorted(words), open(work + "/words.json", "w"))
 json.dump(["warmup"], open(work + "/one.json", "w"))
 PY
-now() { date +%s.%N; }
 for fam in clip mpnet; do
   tmpl=""
   [ "$fam" = clip ] && tmpl="a photo of a {}."
   set -- "$miclip" --quiet --threads "$threads" embed-text "$work/$fam" --texts "$work/one.json" --out "$work/one_$fam.h5"
   [ -n "$tmpl" ] && set -- "$@" --template "$tmpl"
-  t0=$(now); "$@"; t1=$(now)
+  /usr/bin/time -f "%e %U %S" -o "$work/t_one" "$@"
   set -- "$miclip" --quiet --threads "$threads" embed-text "$work/$fam" --texts "$work/words.json" --out "$work/words_$fam.h5"
   [ -n "$tmpl" ] && set -- "$@" --template "$tmpl"
-  t2=$(now); "$@"; t3=$(now)
-  /usr/bin/python3 - "$fam" "$t0" "$t1" "$t2" "$t3" "$nwords" <<'PY'
+  /usr/bin/time -f "%e %U %S" -o "$work/t_all" "$@"
+  /usr/bin/python3 - "$fam" "$work" "$nwords" "$threads" <<'PY'
 import sys
-fam, t0, t1, t2, t3, n = sys.argv[1], *map(float, sys.argv[2:6]), int(sys.argv[6])
-load = t1 - t0
-print("miclip  %-5s: %d concepts in %.2f s (load %.2f s): %.0f concepts/s" % (fam, n, t3 - t2 - load, load, n / (t3 - t2 - load)))
+fam, work, n, th = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+one = [float(x) for x in open(work + "/t_one").read().split()[-3:]]
+alln = [float(x) for x in open(work + "/t_all").read().split()[-3:]]
+wall = alln[0] - one[0]
+cpu = alln[1] + alln[2] - one[1] - one[2]
+print("miclip  %-5s threads %d: %d concepts in %.2f s wall (%.2f s CPU; load %.2f s excluded): %.0f concepts/s" %
+      (fam, th, n, wall, cpu, one[0], n / wall))
 PY
   # the same token ids for PyTorch
   /usr/bin/python3 - "$fam" "$work" "$src" <<'PY'
