@@ -42,8 +42,9 @@
 #define MC_PLAN_DEFAULT_MEM_GBPS 4.0       /* per core, streaming */
 #define MC_PLAN_DEFAULT_DECODE_IPS 40.0    /* ImageNet-size JPEG decode + resize, per core */
 #define MC_PLAN_DEFAULT_FORWARD_EFF 0.4    /* fraction of the sgemm rate a forward reaches */
-#define MC_PLAN_RUNTIME_BYTES (192.0 * 1024 * 1024) /* MPI + HDF5 + BLAS + code, per rank */
-#define MC_PLAN_STORE_OVERHEAD_BYTES (256.0 * 1024) /* HDF5 metadata, attributes, records */
+#define MC_PLAN_RUNTIME_BYTES (64.0 * 1024 * 1024) /* MPI + HDF5 + BLAS + code, per rank (a tiny
+                                                      * extraction peaks at ~31 MB RSS here) */
+#define MC_PLAN_STORE_OVERHEAD_BYTES (48.0 * 1024) /* HDF5 metadata, attributes, records */
 
 #define MC_PLAN_TEXT_MAX 1024
 
@@ -78,6 +79,11 @@ typedef struct {
     /* ResNet */
     int64_t E, n_stages, hs[8], depth[8];
     bool ds_first, ds_bneck;
+    /* From the loaded model when its weights are present (mc_plan_make): the model's own
+     * mc_model_param_count and mc_model_arena_bytes at extract.batch_size; else estimates. */
+    bool exact;
+    int64_t loaded_params;
+    double arena_bytes;
 } mc_plan_model;
 
 /* One store (or a family of identical ones, count times). */
@@ -142,7 +148,9 @@ mc_status mc_calibration_measure(int threads, const char *model_dir, mc_calibrat
 /* The default file: $MICLIP_CALIBRATION, else ~/.cache/miclip/calibration.json. */
 void mc_calibration_default_path(char *buf, size_t cap);
 
-/* The plan of cfg at ranks x threads. target_dir / clip_dir override the config's model folders
+/* The plan of cfg at ranks x threads. When a model folder holds model.safetensors, the model is
+ * loaded to take its parameter count and arena size from model.h (exact); otherwise they are
+ * estimated from config.json. target_dir / clip_dir override the config's model folders
  * (NULL: the config's), for planning where only config.json copies are at hand. */
 mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_calibration *cal,
                        const char *target_dir, const char *clip_dir, mc_plan *plan, mc_error *err);

@@ -618,6 +618,21 @@ static void add_store(mc_plan *p, int stage, const char *what, int count, double
     p->st[p->n_stages - 1].disk += bytes * count;
 }
 
+/* The model's own sizes (model.h) when its weights are here; the estimates otherwise. */
+static mc_status exact_sizes(mc_plan_model *m, int64_t B, mc_error *err) {
+    char w[MC_PLAN_TEXT_MAX + 32];
+    m->arena_bytes = mc_plan_arena_bytes(m, B);
+    m->loaded_params = m->params;
+    if (snprintf(w, sizeof w, "%s/model.safetensors", m->dir) >= (int)sizeof w || !mc_file_exists(w)) return MC_OK;
+    mc_model *mm = NULL;
+    MC_TRY(mc_model_create(m->dir, &mm, err));
+    m->exact = true;
+    m->arena_bytes = (double)mc_model_arena_bytes(mm, B);
+    m->loaded_params = mc_model_param_count(mm);
+    mc_model_free(&mm);
+    return MC_OK;
+}
+
 static int64_t ceil_div(int64_t a, int64_t b) { return b > 0 ? (a + b - 1) / b : 0; }
 
 mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_calibration *cal,
@@ -634,6 +649,9 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
     else MC_TRY(mc_plan_model_read(cd, &p->clip, err));
     if (p->clip.family != MC_HF_CLIP)
         return MC_FAIL(err, MC_ERR_CONFIG, "models.clip (%s) is not a CLIP model", cd);
+    MC_TRY(exact_sizes(&p->target, cfg->extract.batch_size, err));
+    if (p->clip_is_target) p->clip = p->target;
+    else MC_TRY(exact_sizes(&p->clip, cfg->extract.batch_size, err));
 
     const int64_t seeds = cfg->seeds.n;
     p->n_train = count_images(&cfg->datasets.train, "datasets.train", p->images_note, sizeof p->images_note);
@@ -651,8 +669,8 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
     const double gemm = per_core(cal->sgemm_gflops, cal) * 1e9; /* flop/s per core in sgemm */
     const double mem = per_core(cal->mem_gbps, cal) * 1e9;     /* bytes/s per core */
     const double dec = per_core(cal->decode_ips, cal);          /* images/s per core */
-    const double tgt_w = 4.0 * (double)p->target.params;
-    const double clip_w = p->clip_is_target ? 0 : 4.0 * (double)(p->clip.params);
+    const double tgt_w = 4.0 * (double)p->target.loaded_params;
+    const double clip_w = p->clip_is_target ? 0 : 4.0 * (double)(p->clip.loaded_params);
     const double text_w = 4.0 * (double)p->clip.text_params;
     const int64_t eb = cfg->extract.batch_size;
 
@@ -724,8 +742,7 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
             S->gmac_per_item = g;
             flop = 2e9 * g * (double)n + 2e9 * text_gmac * (double)n_classes * 3;
             core_s = flop / fwd + (double)n / dec * (p->clip_is_target ? 1.0 : 1.3);
-            mem_b += tgt_w + clip_w + text_w + mc_plan_arena_bytes(&p->target, eb) +
-                     (p->clip_is_target ? 0 : mc_plan_arena_bytes(&p->clip, eb)) +
+            mem_b += tgt_w + clip_w + text_w + p->target.arena_bytes + (p->clip_is_target ? 0 : p->clip.arena_bytes) +
                      (double)eb * (act_bytes / dt * 4 + 3.0 * 4 * (p->target.image * p->target.image + p->clip.image * p->clip.image));
             const mc_dataset_cfg *ds[3] = {&cfg->datasets.train, &cfg->datasets.eval, &cfg->datasets.unseen};
             const int64_t cnt[3] = {p->n_train, p->n_eval, p->n_unseen};
@@ -869,8 +886,12 @@ void mc_plan_print(FILE *f, const mc_config *cfg, const mc_plan *p) {
                 p->cal.sgemm_gflops, p->cal.mem_gbps, p->cal.decode_ips, 100 * MC_PLAN_DEFAULT_FORWARD_EFF);
     if (p->cal.fwd_ips > 0) fprintf(f, ", forward %.1f img/s of a %.2f GMAC model", p->cal.fwd_ips, p->cal.fwd_gmac);
     fprintf(f, "\n");
-    fprintf(f, "target: %s, %s, %.1f M parameters, %.2f GMAC/image (1 GMAC = 1e9 multiply-adds, the model cards' \"GFLOP\")\n",
-            p->target.dir, fam(p->target.family), p->target.params / 1e6, p->target.gmac);
+    char ab[64];
+    mc_plan_fmt_bytes(p->target.arena_bytes, ab, sizeof ab);
+    fprintf(f, "target: %s, %s, %.1f M parameters, %.2f GMAC/image (1 GMAC = 1e9 multiply-adds, the model cards' \"GFLOP\")\n"
+               "        arena %s at batch %lld (%s)\n",
+            p->target.dir, fam(p->target.family), p->target.params / 1e6, p->target.gmac, ab,
+            (long long)cfg->extract.batch_size, p->target.exact ? "the loaded model's own size" : "estimated from config.json; weights absent");
     if (!p->clip_is_target)
         fprintf(f, "clip:   %s, %.1f M vision + %.1f M text parameters, %.2f GMAC/image\n", p->clip.dir,
                 p->clip.params / 1e6, p->clip.text_params / 1e6, p->clip.gmac);
@@ -913,6 +934,10 @@ void mc_plan_print_json(FILE *f, const mc_config *cfg, const mc_plan *p) {
     json_object_set_new(m, "family", json_string(fam(p->target.family)));
     json_object_set_new(m, "params", json_integer(p->target.params));
     json_object_set_new(m, "gmac_per_image", json_real(p->target.gmac));
+    json_object_set_new(m, "sizes_from_weights", json_boolean(p->target.exact));
+    json_object_set_new(m, "loaded_params", json_integer(p->target.loaded_params));
+    json_object_set_new(m, "arena_bytes", json_real(p->target.arena_bytes));
+    json_object_set_new(m, "arena_bytes_estimate", json_real(mc_plan_arena_bytes(&p->target, cfg->extract.batch_size)));
     json_object_set_new(j, "target", m);
     m = json_object();
     json_object_set_new(m, "params", json_integer(p->clip.params));

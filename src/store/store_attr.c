@@ -206,6 +206,7 @@ mc_status mc_store_write_provenance(mc_store *s, const char *obj, const mc_store
         {"slurm_job_id", getenv("SLURM_JOB_ID")},
         {"slurm_array_job_id", getenv("SLURM_ARRAY_JOB_ID")},
         {"slurm_array_task_id", getenv("SLURM_ARRAY_TASK_ID")},
+        {"slurm_restart_count", getenv("SLURM_RESTART_COUNT")}, /* unset on a job's first run */
     };
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         int present = strs[i].value != NULL;

@@ -1,0 +1,321 @@
+/* cmd_slurm.c - `miclip slurm CONFIG --out DIR [...] [--submit]`: one sbatch script per stage.
+ *
+ * Each script is a job array over the stage's sweep (task i = SLURM_ARRAY_TASK_ID = task i of
+ * mc_config_tasks), with --time and --mem from the plan times a margin, and the preemption
+ * protocol docs/slurm.md describes: Slurm sends USR1 to the batch shell 120 s before the limit
+ * (--signal=B:USR1@120); the shell, which runs the launcher in the background, forwards it;
+ * miclip checkpoints and exits 75; the shell then requeues its own job, because Slurm does not
+ * requeue a job that ends by itself after the warning. A requeued task resumes from its
+ * store; a task whose store is complete exits 0 at once. Stages are chained at submission with
+ * --dependency=afterok:<previous array>, and --kill-on-invalid-dep=yes cancels the rest of the
+ * chain when a stage fails.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "miclip/checked.h"
+#include "miclip/config.h"
+#include "miclip/fsutil.h"
+#include "miclip/log.h"
+#include "miclip/plan.h"
+#include "miclip/stages.h"
+
+#define MIN_TIME_S 600.0   /* never ask for less than 10 minutes: start-up, queues, the signal lead */
+#define SIGNAL_LEAD_S 120  /* --signal=B:USR1@120 */
+
+typedef struct {
+    const char *out, *partition, *account, *launcher, *cal_path, *tdir, *cdir, *miclip, *after;
+    long long nodes, ntasks, cpus;
+    double time_margin, mem_margin;
+    bool submit;
+} slurm_opts;
+
+static void usage(void) {
+    printf("usage: miclip slurm CONFIG --out DIR [--partition P] [--account A] [--nodes N]\n"
+           "                    [--ntasks-per-node T] [--cpus-per-task C] [--time-margin F]\n"
+           "                    [--mem-margin F] [--launcher srun|mpirun] [--calibration FILE]\n"
+           "                    [--target DIR] [--clip DIR] [--miclip PATH] [--submit]\n\n"
+           "Writes DIR/NN-STAGE.sbatch for every stage of CONFIG (job arrays over the stage's tasks,\n"
+           "--time and --mem from 'miclip plan' times the margins, --signal=B:USR1@120, --requeue,\n"
+           "--open-mode=append, --kill-on-invalid-dep=yes, logs DIR/logs/STAGE-%%A_%%a.out) and\n"
+           "DIR/submit.sh, which submits them in order chained with --dependency=afterok.\n\n"
+           "options:\n"
+           "  --nodes N, --ntasks-per-node T, --cpus-per-task C\n"
+           "                      the allocation of one task: N*T MPI ranks of C threads (default 1, 1, 1)\n"
+           "  --time-margin F     --time = max(10 min, F x planned wall time + 2 min) (default 1.5)\n"
+           "  --mem-margin F      --mem = F x planned memory per rank x T (default 1.25)\n"
+           "  --launcher L        srun (srun --mpi=pmix, default) or mpirun (Open MPI inside the job)\n"
+           "  --calibration FILE, --target DIR, --clip DIR   as for 'miclip plan'\n"
+           "  --miclip PATH       the miclip binary the jobs run (default: this one; $MICLIP at run\n"
+           "                      time overrides it)\n"
+           "  --submit            submit the scripts with 'sbatch --parsable' and print the job ids\n"
+           "  --after JOBID       with --submit: the first stage also waits for JOBID (afterok)\n");
+}
+
+/* Slurm's [D-]HH:MM:SS, rounded up to whole minutes. */
+static void fmt_slurm_time(double s, char *buf, size_t cap) {
+    long long m = (long long)ceil(s / 60.0);
+    long long d = m / (24 * 60), h = (m / 60) % 24, mm = m % 60;
+    if (d > 0) snprintf(buf, cap, "%lld-%02lld:%02lld:00", d, h, mm);
+    else snprintf(buf, cap, "%02lld:%02lld:00", h, mm);
+}
+
+/* 'x' quoted for a POSIX shell. */
+static bool shq(const char *s, char *buf, size_t cap) {
+    size_t n = 0;
+    if (cap < 3) return false;
+    buf[n++] = '\'';
+    for (; *s; s++) {
+        if (*s == '\'') {
+            if (n + 4 >= cap) return false;
+            memcpy(buf + n, "'\\''", 4);
+            n += 4;
+        } else {
+            if (n + 1 >= cap) return false;
+            buf[n++] = *s;
+        }
+    }
+    if (n + 2 > cap) return false;
+    buf[n++] = '\'';
+    buf[n] = '\0';
+    return true;
+}
+
+static mc_status write_script(const mc_config *cfg, const char *cfg_abs, const slurm_opts *o,
+                              const mc_plan *plan, const mc_plan_stage *S, int idx, char *path,
+                              size_t cap, mc_error *err) {
+    const char *stage = mc_stage_name(S->stage);
+    if (!mc_snprintf(path, cap, "%s/%02d-%s.sbatch", o->out, idx + 1, stage))
+        return MC_FAIL(err, MC_ERR_ARG, "--out: path too long");
+    double wall = S->wall_s_task * o->time_margin + SIGNAL_LEAD_S;
+    if (wall < MIN_TIME_S) wall = MIN_TIME_S;
+    char tbuf[32], wbuf[64], mbuf[64];
+    fmt_slurm_time(wall, tbuf, sizeof tbuf);
+    long long mem_mib = (long long)ceil(S->mem_rank * o->mem_margin * (double)o->ntasks / 1048576.0);
+    mc_plan_fmt_time(S->wall_s_task, wbuf, sizeof wbuf);
+    mc_plan_fmt_bytes(S->mem_rank, mbuf, sizeof mbuf);
+    char q_miclip[4200], q_cfg[4200], logdir[4200];
+    if (!shq(o->miclip, q_miclip, sizeof q_miclip) || !shq(cfg_abs, q_cfg, sizeof q_cfg) ||
+        !mc_snprintf(logdir, sizeof logdir, "%s/logs", o->out))
+        return MC_FAIL(err, MC_ERR_ARG, "paths too long for the script");
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    fprintf(f, "#!/bin/bash\n"
+               "# Generated by `miclip slurm` - stage '%s' of experiment '%s' (config %.16s).\n"
+               "# %d task(s) = array indices 0-%d (task i is `miclip config CONFIG --tasks` entry i).\n"
+               "# Plan at %d rank(s) x %d thread(s): %.0f %s per task, %s per task, %s per rank%s.\n"
+               "# --time = max(10 min, %.2f x plan + %d s signal lead); --mem = %.2f x plan x %lld rank(s) per node.\n"
+               "# Preemption / time limit: Slurm sends USR1 %d s before the end; this shell forwards it to\n"
+               "# miclip, which checkpoints and exits 75; the shell then requeues the job (Slurm does not\n"
+               "# requeue a job that ends by itself). A requeued task resumes; a finished one exits 0 at once.\n",
+            stage, cfg->name, cfg->hash, S->n_tasks, S->n_tasks - 1, plan->ranks, plan->threads, S->items,
+            S->item_name, wbuf, mbuf, plan->cal.from_file ? "" : " (uncalibrated defaults)", o->time_margin,
+            SIGNAL_LEAD_S, o->mem_margin, o->ntasks, SIGNAL_LEAD_S);
+    fprintf(f, "#SBATCH --job-name=miclip-%s-%s\n", cfg->name, stage);
+    if (S->n_tasks > 1) fprintf(f, "#SBATCH --array=0-%d\n", S->n_tasks - 1);
+    else fprintf(f, "#SBATCH --array=0\n");
+    if (o->partition) fprintf(f, "#SBATCH --partition=%s\n", o->partition);
+    if (o->account) fprintf(f, "#SBATCH --account=%s\n", o->account);
+    fprintf(f, "#SBATCH --nodes=%lld\n#SBATCH --ntasks-per-node=%lld\n#SBATCH --cpus-per-task=%lld\n", o->nodes, o->ntasks, o->cpus);
+    fprintf(f, "#SBATCH --time=%s\n#SBATCH --mem=%lldM\n", tbuf, mem_mib);
+    fprintf(f, "#SBATCH --signal=B:USR1@%d\n#SBATCH --requeue\n#SBATCH --open-mode=append\n"
+               "#SBATCH --kill-on-invalid-dep=yes\n#SBATCH --output=%s/%s-%%A_%%a.out\n\n",
+            SIGNAL_LEAD_S, logdir, stage);
+    fprintf(f, "MICLIP=${MICLIP:-%s}\nCONFIG=%s\nSTAGE=%s\nTASK=${SLURM_ARRAY_TASK_ID:-0}\n"
+               "export MICLIP_THREADS=${SLURM_CPUS_PER_TASK:-1}\n"
+               "# Open MPI refuses to run as root without these (harmless otherwise).\n"
+               "[ \"$(id -u)\" = 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1\n\n",
+            q_miclip, q_cfg, stage);
+    fprintf(f, "echo \"[miclip-slurm] $(date -u +%%FT%%TZ) job ${SLURM_JOB_ID} array ${SLURM_ARRAY_JOB_ID:-none}_${TASK}"
+               " restart ${SLURM_RESTART_COUNT:-0} on $(hostname): $STAGE task $TASK\"\n"
+               "P=\n"
+               "GOT_TERM=0\n"
+               "forward() {  # forward a signal to the launcher running in the background\n"
+               "    echo \"[miclip-slurm] $(date -u +%%FT%%TZ) got SIG$1, forwarding to the launcher\"\n"
+               "    [ \"$1\" = TERM ] && GOT_TERM=1\n"
+               "    [ -n \"$P\" ] && kill -\"$1\" \"$P\" 2>/dev/null\n"
+               "}\n"
+               "trap 'forward USR1' USR1\n"
+               "trap 'forward TERM' TERM\n\n");
+    if (!strcmp(o->launcher, "mpirun"))
+        fprintf(f, "# mpirun takes its slots from the allocation and forwards USR1 to the ranks.\n"
+                   "mpirun -n \"$SLURM_NTASKS\" --bind-to none \"$MICLIP\" run \"$CONFIG\" --stage \"$STAGE\" --task \"$TASK\" &\n");
+    else
+        fprintf(f, "# srun --mpi=pmix: the only PMI Debian's Open MPI understands; srun forwards USR1.\n"
+                   "srun --mpi=pmix --cpus-per-task=\"${SLURM_CPUS_PER_TASK:-1}\" --kill-on-bad-exit=1 \\\n"
+                   "    \"$MICLIP\" run \"$CONFIG\" --stage \"$STAGE\" --task \"$TASK\" &\n");
+    fprintf(f, "P=$!\n"
+               "# A trap interrupts 'wait'; keep waiting until the launcher has really ended.\n"
+               "while :; do wait \"$P\"; kill -0 \"$P\" 2>/dev/null || break; done\n"
+               "wait \"$P\"; rc=$?\n"
+               "echo \"[miclip-slurm] $(date -u +%%FT%%TZ) miclip exited $rc\"\n"
+               "if [ \"$rc\" -eq 75 ] && [ \"$GOT_TERM\" = 0 ]; then\n"
+               "    # 75 = stopped on a signal after a checkpoint: run again later, resuming.\n"
+               "    echo \"[miclip-slurm] requeueing job ${SLURM_JOB_ID}\"\n"
+               "    scontrol requeue \"$SLURM_JOB_ID\" && exit 0\n"
+               "    echo \"[miclip-slurm] requeue failed; resubmit this script to resume\"\n"
+               "fi\n"
+               "exit \"$rc\"\n");
+    if (fclose(f) != 0 || !text) {
+        free(text);
+        return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    }
+    mc_status s = mc_write_file_atomic(path, text, len, err);
+    free(text);
+    return s;
+}
+
+/* Runs `sbatch --parsable [--dependency=afterok:DEP] FILE`, returning the job id. */
+static mc_status sbatch(const char *file, const char *dep, char *id, size_t cap, mc_error *err) {
+    char qf[4200], cmd[4400];
+    if (!shq(file, qf, sizeof qf)) return MC_FAIL(err, MC_ERR_ARG, "path too long: %s", file);
+    if (dep && dep[0]) snprintf(cmd, sizeof cmd, "sbatch --parsable --dependency=afterok:%s %s", dep, qf);
+    else snprintf(cmd, sizeof cmd, "sbatch --parsable %s", qf);
+    FILE *p = popen(cmd, "r");
+    if (!p) return MC_FAIL(err, MC_ERR_IO, "cannot run sbatch: %s", strerror(errno));
+    char line[256] = "";
+    if (!fgets(line, sizeof line, p)) line[0] = '\0';
+    int rc = pclose(p);
+    line[strcspn(line, ";\r\n")] = '\0'; /* "ID" or "ID;cluster" */
+    size_t n = strlen(line);
+    bool digits = n > 0;
+    for (size_t i = 0; i < n; i++) digits = digits && line[i] >= '0' && line[i] <= '9';
+    if (rc != 0 || !digits)
+        return MC_FAIL(err, MC_ERR_IO, "sbatch %s failed (status %d, output '%s'); is Slurm's SLURM_CONF set and the cluster up?",
+                       file, rc, line);
+    mc_strlcpy(id, line, cap);
+    return MC_OK;
+}
+
+static mc_status make_scripts(const mc_config *cfg, const char *cfg_path, const slurm_opts *opts,
+                              mc_error *err) {
+    /* The scripts name their log folder: make --out absolute, it may be submitted from anywhere. */
+    slurm_opts abs = *opts, *o = &abs;
+    char out_abs[4096];
+    MC_TRY(mc_mkdir_p(opts->out, err));
+    if (!realpath(opts->out, out_abs)) return MC_FAIL(err, MC_ERR_IO, "%s: %s", opts->out, strerror(errno));
+    abs.out = out_abs;
+    mc_calibration cal;
+    mc_calibration_defaults(&cal);
+    char def[MC_PLAN_TEXT_MAX];
+    mc_calibration_default_path(def, sizeof def);
+    const char *cp = o->cal_path ? o->cal_path : def;
+    if (o->cal_path || mc_file_exists(cp)) MC_TRY(mc_calibration_read(cp, &cal, err));
+    mc_plan plan;
+    MC_TRY(mc_plan_make(cfg, (int)(o->nodes * o->ntasks), (int)o->cpus, &cal, o->tdir, o->cdir, &plan, err));
+    char cfg_abs[4096];
+    if (!realpath(cfg_path, cfg_abs)) return MC_FAIL(err, MC_ERR_IO, "%s: %s", cfg_path, strerror(errno));
+    char logdir[4200];
+    if (!mc_snprintf(logdir, sizeof logdir, "%s/logs", o->out)) return MC_FAIL(err, MC_ERR_ARG, "--out: path too long");
+    MC_TRY(mc_mkdir_p(logdir, err));
+    char paths[MC_STAGE_COUNT][4200];
+    char *sub = NULL;
+    size_t sublen = 0;
+    FILE *sf = open_memstream(&sub, &sublen);
+    if (!sf) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    fprintf(sf, "#!/bin/bash\n# Generated by `miclip slurm`: submits the stages of '%s' in order, each held until the\n"
+                "# previous one has finished successfully (afterok). Prints 'STAGE JOBID' lines.\n"
+                "set -euo pipefail\ncd \"$(dirname \"$0\")\"\nprev=\n", cfg->name);
+    mc_status s = MC_OK;
+    char unimpl[256] = "";
+    for (int i = 0; s == MC_OK && i < plan.n_stages; i++) {
+        s = write_script(cfg, cfg_abs, o, &plan, &plan.st[i], i, paths[i], sizeof paths[i], err);
+        const char *base = strrchr(paths[i], '/');
+        base = base ? base + 1 : paths[i];
+        fprintf(sf, "j=$(sbatch --parsable ${prev:+--dependency=afterok:$prev} %s); prev=${j%%%%;*}; echo \"%s $prev\"\n",
+                base, mc_stage_name(plan.st[i].stage));
+        if (!plan.st[i].implemented) {
+            size_t u = strlen(unimpl);
+            snprintf(unimpl + u, sizeof unimpl - u, "%s%s", u ? ", " : "", mc_stage_name(plan.st[i].stage));
+        }
+        if (s == MC_OK) mc_info("wrote %s (%d task(s))", paths[i], plan.st[i].n_tasks);
+    }
+    fclose(sf);
+    if (s == MC_OK) {
+        char sp[4200];
+        if (!mc_snprintf(sp, sizeof sp, "%s/submit.sh", o->out)) s = MC_FAIL(err, MC_ERR_ARG, "--out: path too long");
+        if (s == MC_OK) s = mc_write_file_atomic(sp, sub, sublen, err);
+    }
+    free(sub);
+    if (s != MC_OK) return s;
+    if (unimpl[0]) mc_warn("stages not implemented in this build: %s (their jobs would fail)", unimpl);
+    if (!o->submit) return MC_OK;
+    if (unimpl[0])
+        return MC_FAIL(err, MC_ERR_UNSUPPORTED, "not submitting: stage(s) %s are not implemented in this build; "
+                       "remove them from 'stages' in %s", unimpl, cfg_path);
+    char prev[64] = "";
+    if (o->after) mc_strlcpy(prev, o->after, sizeof prev);
+    for (int i = 0; i < plan.n_stages; i++) {
+        char id[64];
+        MC_TRY(sbatch(paths[i], prev, id, sizeof id, err));
+        printf("%s %s\n", mc_stage_name(plan.st[i].stage), id);
+        fflush(stdout);
+        mc_strlcpy(prev, id, sizeof prev);
+    }
+    return MC_OK;
+}
+
+int mc_cmd_slurm(const mc_comm *c, int argc, char **argv) {
+    const char *cmd = argv[0];
+    if (mc_cli_wants_help(argc, argv)) {
+        if (c->rank == 0) usage();
+        return 0;
+    }
+    slurm_opts o = {.launcher = "srun", .nodes = 1, .ntasks = 1, .cpus = 1, .time_margin = 1.5, .mem_margin = 1.25};
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool val = i + 1 < argc;
+        if (!strcmp(a, "--out") && val) o.out = argv[++i];
+        else if (!strcmp(a, "--partition") && val) o.partition = argv[++i];
+        else if (!strcmp(a, "--account") && val) o.account = argv[++i];
+        else if (!strcmp(a, "--launcher") && val) {
+            o.launcher = argv[++i];
+            if (strcmp(o.launcher, "srun") && strcmp(o.launcher, "mpirun"))
+                return mc_cli_usage_error(c, cmd, "--launcher takes srun or mpirun");
+        } else if (!strcmp(a, "--calibration") && val) o.cal_path = argv[++i];
+        else if (!strcmp(a, "--target") && val) o.tdir = argv[++i];
+        else if (!strcmp(a, "--clip") && val) o.cdir = argv[++i];
+        else if (!strcmp(a, "--miclip") && val) o.miclip = argv[++i];
+        else if (!strcmp(a, "--nodes") && val) {
+            if (!mc_cli_parse_int(argv[++i], 1, 100000, &o.nodes)) return mc_cli_usage_error(c, cmd, "--nodes takes 1..100000");
+        } else if (!strcmp(a, "--ntasks-per-node") && val) {
+            if (!mc_cli_parse_int(argv[++i], 1, 4096, &o.ntasks)) return mc_cli_usage_error(c, cmd, "--ntasks-per-node takes 1..4096");
+        } else if (!strcmp(a, "--cpus-per-task") && val) {
+            if (!mc_cli_parse_int(argv[++i], 1, 4096, &o.cpus)) return mc_cli_usage_error(c, cmd, "--cpus-per-task takes 1..4096");
+        } else if ((!strcmp(a, "--time-margin") || !strcmp(a, "--mem-margin")) && val) {
+            char *end = NULL;
+            double v = strtod(argv[++i], &end);
+            if (!end || *end || !(v >= 1.0 && v <= 100.0))
+                return mc_cli_usage_error(c, cmd, "%s takes a number from 1 to 100", a);
+            if (a[2] == 't') o.time_margin = v;
+            else o.mem_margin = v;
+        } else if (!strcmp(a, "--submit")) o.submit = true;
+        else if (a[0] == '-') return mc_cli_usage_error(c, cmd, "unknown option '%s' (or a missing value)", a);
+        else if (!path) path = a;
+        else return mc_cli_usage_error(c, cmd, "one CONFIG only");
+    }
+    if (!path) return mc_cli_usage_error(c, cmd, "missing CONFIG");
+    if (o.after && !o.submit) return mc_cli_usage_error(c, cmd, "--after goes with --submit");
+    if (!o.out) return mc_cli_usage_error(c, cmd, "missing --out DIR");
+    char self[4096];
+    if (!o.miclip) {
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        self[n > 0 ? n : 0] = '\0';
+        o.miclip = n > 0 ? self : "miclip";
+    }
+    mc_error err = {0};
+    mc_config *cfg = NULL;
+    mc_status s = mc_config_load(c, path, &cfg, &err);
+    if (s == MC_OK && c->rank == 0) s = make_scripts(cfg, path, &o, &err);
+    int rc = mc_cli_finish(c, s, &err);
+    mc_config_free(&cfg);
+    return rc;
+}
