@@ -76,8 +76,8 @@ void mc_bias_act_channels(float *x, const float *b, int64_t B, int64_t C, int64_
  * entries are all -inf becomes all zeros rather than NaN). */
 void mc_softmax_rows(float *x, int64_t rows, int64_t n);
 
-/* y[n] += x[n] (residual add). */
-void mc_add_inplace(float *y, const float *x, size_t n);
+/* y[n] += x[n] (residual add); y and x must not overlap. */
+void mc_add_inplace(float *restrict y, const float *restrict x, size_t n);
 
 /* ---- attention ------------------------------------------------------------------------------- */
 

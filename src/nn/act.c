@@ -27,18 +27,32 @@ const char *mc_act_name(mc_act a) {
     }
 }
 
-static inline float gelu1(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
-static inline float quick_gelu1(float x) { return x / (1.0f + expf(-1.702f * x)); }
-static inline float relu1(float x) { return x > 0.0f ? x : 0.0f; }
+/* Vectorised erff/expf: glibc's libmvec (linked through libm.so) has SIMD versions of both,
+ * accurate to 1-2 ulp like the scalar ones (and like the Sleef functions PyTorch uses). GCC
+ * only calls them for functions it may treat as const; expf may set errno, so declare
+ * const aliases of the same symbols. target_clones builds AVX-512, AVX2 and SSE2 versions of
+ * each loop and picks one at load time. */
+float mc_vexpf(float) __asm__("expf") __attribute__((simd("notinbranch"), const, nothrow));
+float mc_verff(float) __asm__("erff") __attribute__((simd("notinbranch"), const, nothrow));
+#define MC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
-void mc_gelu(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = gelu1(x[i]);
+MC_CLONES void mc_gelu(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + mc_verff(x[i] * 0.70710678118654752f));
 }
-void mc_quick_gelu(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = quick_gelu1(x[i]);
+MC_CLONES void mc_quick_gelu(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + mc_vexpf(-1.702f * x[i]));
 }
-void mc_relu(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = relu1(x[i]);
+MC_CLONES void mc_relu(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+/* x[i] = exp(x[i] - m), vectorised; the caller sums (in order, so results do not depend on the
+ * vector width). */
+MC_CLONES static void exp_shift(float *restrict x, size_t n, float m) {
+    for (size_t i = 0; i < n; i++) x[i] = mc_vexpf(x[i] - m);
+}
+MC_CLONES static void add_bias(float *restrict x, const float *restrict b, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] += b[i];
 }
 
 void mc_act_apply(mc_act a, float *x, size_t n) {
@@ -54,8 +68,7 @@ void mc_act_apply(mc_act a, float *x, size_t n) {
 void mc_bias_act_rows(float *x, const float *b, int64_t rows, int64_t cols, mc_act a) {
     for (int64_t r = 0; r < rows; r++) {
         float *xr = x + r * cols;
-        if (b)
-            for (int64_t c = 0; c < cols; c++) xr[c] += b[c];
+        if (b) add_bias(xr, b, (size_t)cols);
         mc_act_apply(a, xr, (size_t)cols);
     }
 }
@@ -81,16 +94,14 @@ void mc_softmax_rows(float *x, int64_t rows, int64_t n) {
             for (int64_t i = 0; i < n; i++) xr[i] = 0.0f;
             continue;
         }
+        exp_shift(xr, (size_t)n, m);
         float s = 0.0f;
-        for (int64_t i = 0; i < n; i++) {
-            xr[i] = expf(xr[i] - m);
-            s += xr[i];
-        }
+        for (int64_t i = 0; i < n; i++) s += xr[i];
         const float inv = 1.0f / s;
         for (int64_t i = 0; i < n; i++) xr[i] *= inv;
     }
 }
 
-void mc_add_inplace(float *y, const float *x, size_t n) {
+MC_CLONES void mc_add_inplace(float *restrict y, const float *restrict x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
