@@ -78,6 +78,37 @@ static void test_acts(void) {
         CHECK_NEAR(qg[i], x / (1 + exp(-1.702 * x)), 1e-6);
         CHECK_NEAR(rl[i], x > 0 ? x : 0, 0);
     }
+    /* The vectorised (libmvec) paths over a wide range, against the double-precision formulas:
+     * the float formula itself carries |x|*eps of rounding, so allow 2 ulp of max(1, |x|). */
+    const size_t n = 200001;
+    float *x = malloc(n * 4), *gx = malloc(n * 4), *qx = malloc(n * 4), *sx = malloc(n * 4);
+    for (size_t i = 0; i < n; i++) x[i] = -12.0f + 24.0f * (float)i / (float)(n - 1);
+    memcpy(gx, x, n * 4), memcpy(qx, x, n * 4);
+    mc_gelu(gx, n);
+    mc_quick_gelu(qx, n);
+    double wg = 0, wq = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double xi = x[i], sc = fmax(1.0, fabs(xi)) * 1.1920929e-7;
+        wg = fmax(wg, fabs(gx[i] - 0.5 * xi * (1 + erf(xi / sqrt(2.0)))) / sc);
+        wq = fmax(wq, fabs(qx[i] - xi / (1 + exp(-1.702 * xi))) / sc);
+    }
+    printf("gelu / quick_gelu on [-12, 12]: worst error %.2f / %.2f ulp of max(1,|x|)\n", wg, wq);
+    CHECK(wg <= 2.0 && wq <= 2.0);
+    /* softmax rows of 197 against double */
+    for (size_t i = 0; i < 197 * 4; i++) sx[i] = x[(i * 7919) % n];
+    float ref[197];
+    double ws = 0;
+    for (int r = 0; r < 4; r++) {
+        double mx = -1e30, z = 0;
+        for (int j = 0; j < 197; j++) mx = fmax(mx, sx[r * 197 + j]);
+        for (int j = 0; j < 197; j++) z += exp(sx[r * 197 + j] - mx);
+        for (int j = 0; j < 197; j++) ref[j] = (float)(exp(sx[r * 197 + j] - mx) / z);
+        mc_softmax_rows(sx + r * 197, 1, 197);
+        ws = fmax(ws, rel_err(sx + r * 197, ref, 197));
+    }
+    printf("softmax rows: %.3g\n", ws);
+    CHECK(ws <= 1e-6);
+    free(x), free(gx), free(qx), free(sx);
     mc_act a;
     mc_error e = {0};
     CHECK(mc_act_parse("quick_gelu", &a, &e) == MC_OK && a == MC_ACT_QUICK_GELU);
