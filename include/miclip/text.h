@@ -168,7 +168,7 @@ mc_status mc_text_encoder_forward(mc_text_encoder *e, const int32_t *ids, const 
  * holds "{}" where the text goes (every "{}" is replaced; "{{" and "}}" are literal braces;
  * any other brace is MC_ERR_ARG, as Python's str.format). Output out[n * dim] as the
  * encoder gives it (CLIP unnormalised, MPNet normalised); normalize = true L2-normalises
- * each row. Batches internally; progress on rank 0 when show_progress. */
+ * each row. Batches of 256 texts; a progress bar on rank 0 (a TTY) above 2000 texts. */
 mc_status mc_text_embed(mc_text_encoder *e, const char *const *texts, size_t n, const char *tmpl,
                         bool normalize, float *out, mc_error *err);
 /* CLIP's ImageNet prompt ensembling: for each text, embed it under every template,
