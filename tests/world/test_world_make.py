@@ -83,6 +83,11 @@ def main():
                        and not w.endswith(" background")]
         check(len(distractors) >= 10 and len(set(concepts)) == len(concepts),
               f"concepts.txt: {len(distractors)} distractor words, no duplicates")
+        src = os.environ.get("MICLIP_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+        for f in ("concepts.txt", "textures.txt"):
+            committed = os.path.join(src, "experiments", "world", f)
+            check(lines(committed) == lines(os.path.join(a, f)),
+                  f"experiments/world/{f} (the configs' concept set) equals what the generator writes")
         world = json.load(open(os.path.join(a, "world.json")))
         check(world["seed"] == 7 and world["per_class"] == 3 and world["unseen_per_class"] == 4, "world.json")
 
