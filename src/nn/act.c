@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "miclip/nn.h"
+#include "parallel.h"
 
 mc_status mc_act_parse(const char *name, mc_act *out, mc_error *err) {
     if (!name) return MC_FAIL(err, MC_ERR_ARG, "activation name missing");
@@ -32,8 +33,13 @@ const char *mc_act_name(mc_act a) {
  * only calls them for functions it may treat as const; expf may set errno, so declare
  * const aliases of the same symbols. target_clones builds AVX-512, AVX2 and SSE2 versions of
  * each loop and picks one at load time. */
+#if defined(__clang__) /* clang has no simd attribute: plain const aliases (scalar calls) */
+float mc_vexpf(float) __asm__("expf") __attribute__((const, nothrow));
+float mc_verff(float) __asm__("erff") __attribute__((const, nothrow));
+#else
 float mc_vexpf(float) __asm__("expf") __attribute__((simd("notinbranch"), const, nothrow));
 float mc_verff(float) __asm__("erff") __attribute__((simd("notinbranch"), const, nothrow));
+#endif
 #define MC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
 MC_CLONES void mc_gelu(float *x, size_t n) {
@@ -65,28 +71,61 @@ void mc_act_apply(mc_act a, float *x, size_t n) {
     }
 }
 
+typedef struct {
+    float *x;
+    const float *b;
+    int64_t cols;
+    mc_act a;
+} bias_act_job;
+
+static void bias_act_part(int64_t r0, int64_t r1, void *p) {
+    const bias_act_job *j = p;
+    for (int64_t r = r0; r < r1; r++) {
+        float *xr = j->x + r * j->cols;
+        if (j->b) add_bias(xr, j->b, (size_t)j->cols);
+        mc_act_apply(j->a, xr, (size_t)j->cols);
+    }
+}
+
 void mc_bias_act_rows(float *x, const float *b, int64_t rows, int64_t cols, mc_act a) {
-    for (int64_t r = 0; r < rows; r++) {
-        float *xr = x + r * cols;
-        if (b) add_bias(xr, b, (size_t)cols);
-        mc_act_apply(a, xr, (size_t)cols);
+    bias_act_job j = {x, b, cols, a};
+    mc_parallel_rows(rows, a == MC_ACT_GELU || a == MC_ACT_QUICK_GELU ? 4 * cols : cols, bias_act_part, &j);
+}
+
+typedef struct {
+    float *x;
+    const float *b;
+    int64_t C, S;
+    mc_act a;
+} chan_job;
+
+static void chan_part(int64_t r0, int64_t r1, void *p) {
+    const chan_job *j = p;
+    for (int64_t i = r0; i < r1; i++) {
+        float *xc = j->x + i * j->S;
+        if (j->b) {
+            const float bc = j->b[i % j->C];
+            for (int64_t s = 0; s < j->S; s++) xc[s] += bc;
+        }
+        mc_act_apply(j->a, xc, (size_t)j->S);
     }
 }
 
 void mc_bias_act_channels(float *x, const float *b, int64_t B, int64_t C, int64_t S, mc_act a) {
-    for (int64_t i = 0; i < B * C; i++) {
-        float *xc = x + i * S;
-        if (b) {
-            const float bc = b[i % C];
-            for (int64_t s = 0; s < S; s++) xc[s] += bc;
-        }
-        mc_act_apply(a, xc, (size_t)S);
-    }
+    chan_job j = {x, b, C, S, a};
+    mc_parallel_rows(B * C, S, chan_part, &j);
 }
 
-void mc_softmax_rows(float *x, int64_t rows, int64_t n) {
-    for (int64_t r = 0; r < rows; r++) {
-        float *xr = x + r * n;
+typedef struct {
+    float *x;
+    int64_t n;
+} softmax_job;
+
+static void softmax_part(int64_t r0, int64_t r1, void *p) {
+    const softmax_job *j = p;
+    const int64_t n = j->n;
+    for (int64_t r = r0; r < r1; r++) {
+        float *xr = j->x + r * n;
         float m = -INFINITY;
         for (int64_t i = 0; i < n; i++)
             if (xr[i] > m) m = xr[i];
@@ -100,6 +139,11 @@ void mc_softmax_rows(float *x, int64_t rows, int64_t n) {
         const float inv = 1.0f / s;
         for (int64_t i = 0; i < n; i++) xr[i] *= inv;
     }
+}
+
+void mc_softmax_rows(float *x, int64_t rows, int64_t n) {
+    softmax_job j = {x, n};
+    mc_parallel_rows(rows, 4 * n, softmax_part, &j);
 }
 
 MC_CLONES void mc_add_inplace(float *restrict y, const float *restrict x, size_t n) {

@@ -2,10 +2,22 @@
 #include <math.h>
 
 #include "miclip/nn.h"
+#include "parallel.h"
 
-void mc_layernorm(const float *x, const float *gamma, const float *beta, float *y, int64_t rows,
-                  int64_t dim, float eps) {
-    for (int64_t r = 0; r < rows; r++) {
+typedef struct {
+    const float *x, *gamma, *beta;
+    float *y;
+    int64_t dim;
+    float eps;
+} ln_job;
+
+static void ln_part(int64_t r0, int64_t r1, void *p) {
+    const ln_job *j = p;
+    const float *x = j->x, *gamma = j->gamma, *beta = j->beta;
+    float *y = j->y;
+    const int64_t dim = j->dim;
+    const float eps = j->eps;
+    for (int64_t r = r0; r < r1; r++) {
         const float *xr = x + r * dim;
         float *yr = y + r * dim;
         /* Two passes in double: the mean first, then the centred sum of squares, so the
@@ -28,4 +40,10 @@ void mc_layernorm(const float *x, const float *gamma, const float *beta, float *
             yr[i] = v;
         }
     }
+}
+
+void mc_layernorm(const float *x, const float *gamma, const float *beta, float *y, int64_t rows,
+                  int64_t dim, float eps) {
+    ln_job j = {x, gamma, beta, y, dim, eps};
+    mc_parallel_rows(rows, 3 * dim, ln_part, &j);
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "miclip/miclip.h"
 #include "miclip/nn.h"
 #include "naive.h"
 #include "test_util.h"
@@ -235,7 +236,30 @@ static void test_pools(void) {
     free(x), free(y), free(a);
 }
 
+/* The element-wise kernels split rows over threads; results must not depend on the count. */
+static void test_threads(void) {
+    const int64_t R = 600, D = 768;
+    float *x = rnd(R * D, 3), *g = rnd(D, 1), *b = rnd(D, 1);
+    float *y1 = malloc(R * D * 4), *y2 = malloc(R * D * 4);
+    bool same = true;
+    for (int k = 0; k < 3; k++) {
+        for (int t = 1; t <= 2; t++) {
+            mc_set_threads(t);
+            float *y = t == 1 ? y1 : y2;
+            memcpy(y, x, R * D * 4);
+            if (k == 0) mc_layernorm(x, g, b, y, R, D, 1e-5f);
+            if (k == 1) mc_bias_act_rows(y, b, R, D, MC_ACT_GELU);
+            if (k == 2) mc_softmax_rows(y, R, D);
+        }
+        same = same && memcmp(y1, y2, R * D * 4) == 0;
+    }
+    mc_set_threads(1);
+    CHECK_MSG(same, "1 and 2 threads differ");
+    free(x), free(g), free(b), free(y1), free(y2);
+}
+
 int main(void) {
+    test_threads();
     test_linear();
     test_layernorm();
     test_acts();
