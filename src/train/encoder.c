@@ -396,10 +396,26 @@ mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const
     const mc_align_config *cfg = &e->cfg;
     const int64_t n = cfg->n, d = cfg->d, C = cfg->chunk_rows;
     if (B < 1) return MC_FAIL(err, MC_ERR_ARG, "align: empty batch");
-    MC_TRY(ensure_work(e, B, err));
     int64_t c0, c1, r0, r1;
     mc_train_chunk_share(B, C, c->rank, c->size, &c0, &c1, &r0, &r1);
     const int64_t rows = r1 - r0;
+    /* Buffers first, and agreed on, so no rank is left alone in a collective. Ranks after the
+     * first keep their chunks' weight-gradient partials until the running sum arrives. */
+    const size_t dn = (size_t)(d * n);
+    const int64_t nloc = c1 - c0;
+    float *parts = NULL;
+    mc_status ws = ensure_work(e, B, err);
+    if (ws == MC_OK && c->rank > 0 && nloc > 0) {
+        size_t np;
+        if (!mc_size_mul(dn, (size_t)nloc, &np) || !(parts = mc_train_falloc(np)))
+            ws = MC_FAIL(err, MC_ERR_NOMEM, "align: out of memory for gradient partials");
+    }
+    ws = mc_comm_agree(c, ws, err);
+    if (ws != MC_OK) {
+        free(parts);
+        return ws;
+    }
+    mc_status s = MC_OK;
     const float scale = expf(mc_encoder_log_scale(e));
 
     /* z = a W^T per chunk, u = normalize(z). */
@@ -415,7 +431,8 @@ mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const
     int64_t nc_out = 0;
     if (uses_out(cfg)) {
         /* Gather labels; columns = distinct labels in first-appearance order. */
-        MC_TRY(mc_train_gather_rows(c, B, C, label, e->label_all, sizeof(int32_t), err));
+        if ((s = mc_train_gather_rows(c, B, C, label, e->label_all, sizeof(int32_t), err)) != MC_OK)
+            goto done;
         mc_status bad = MC_OK;
         for (int64_t i = 0; i < B; i++) {
             int32_t y = e->label_all[i];
@@ -435,14 +452,15 @@ mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const
             e->cnt[e->col_of[i]]++;
         }
         for (int64_t j = 0; j < nc_out; j++) e->cls_seen[e->cls_of_col[j]] = -1;
-        if (bad != MC_OK) return bad; /* every rank saw the same gathered labels */
+        if ((s = bad) != MC_OK) goto done; /* every rank saw the same gathered labels */
     }
     const int64_t nc_in = uses_in(cfg) ? B : 0, ncols = nc_out + nc_in;
     if (uses_in(cfg)) {
         float *all = e->tgt + nc_out * d, *mine = all + r0 * d;
         memcpy(mine, img, (size_t)(rows * d) * sizeof(float));
         normalize_rows(mine, rows, d, NULL);
-        MC_TRY(mc_train_gather_rows(c, B, C, mine, all, (size_t)d * sizeof(float), err));
+        if ((s = mc_train_gather_rows(c, B, C, mine, all, (size_t)d * sizeof(float), err)) != MC_OK)
+            goto done;
     }
     /* cos = u tgt^T for the local chunks (one product for both branches), then all rows. */
     for (int64_t ch = c0; ch < c1; ch++) {
@@ -451,8 +469,9 @@ mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const
                     e->u + (a - r0) * d, (int)d, e->tgt, (int)d, 0.0f, e->cos_all + a * ncols,
                     (int)ncols);
     }
-    MC_TRY(mc_train_gather_rows(c, B, C, e->cos_all + r0 * ncols, e->cos_all,
-                                (size_t)ncols * sizeof(float), err));
+    s = mc_train_gather_rows(c, B, C, e->cos_all + r0 * ncols, e->cos_all,
+                             (size_t)ncols * sizeof(float), err);
+    if (s != MC_OK) goto done;
     double loss_in = 0, loss_out = 0, dlogs = 0;
     if (nc_out) softmax_part(e, B, ncols, 0, nc_out, e->col_of, e->cnt, scale, &loss_out, &dlogs);
     if (nc_in) softmax_part(e, B, ncols, nc_out, nc_in, NULL, NULL, scale, &loss_in, &dlogs);
@@ -476,15 +495,7 @@ mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const
     }
 
     /* dW = sum over chunks of dz_c^T a_c, left fold in global chunk order (chain over ranks). */
-    const size_t dn = (size_t)(d * n);
     float *gW = e->grad;
-    float *parts = NULL;
-    int64_t nloc = c1 - c0;
-    if (c->rank > 0 && nloc > 0) {
-        size_t np;
-        if (!mc_size_mul(dn, (size_t)nloc, &np) || !(parts = mc_train_falloc(np)))
-            return MC_FAIL(err, MC_ERR_NOMEM, "align: out of memory for gradient partials");
-    }
     for (int64_t ch = c0; ch < c1; ch++) {
         int64_t a = ch * C, len = (a + C < B ? C : B - a);
         float *dst = parts ? parts + (size_t)(ch - c0) * dn : (ch == 0 ? gW : e->tmp);
@@ -493,15 +504,14 @@ mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const
         if (!parts && ch > 0)
             for (size_t i = 0; i < dn; i++) gW[i] += e->tmp[i];
     }
-    mc_status s = mc_train_chain_begin(c, gW, dn, err);
+    s = mc_train_chain_begin(c, gW, dn, err);
     if (s == MC_OK && parts)
         for (int64_t k = 0; k < nloc; k++) {
             const float *p = parts + (size_t)k * dn;
             for (size_t i = 0; i < dn; i++) gW[i] += p[i];
         }
-    free(parts);
     if (s == MC_OK) s = mc_train_chain_end(c, gW, dn, err);
-    if (s != MC_OK) return s;
+    if (s != MC_OK) goto done;
     gW[dn] = cfg->learn_scale ? (float)dlogs : 0.0f;
 
     double total = loss_in + loss_out;
@@ -511,8 +521,10 @@ mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const
         st->loss_out = (float)loss_out;
         st->logit_scale = expf(mc_encoder_log_scale(e));
     }
-    if (!isfinite(total)) return MC_FAIL(err, MC_ERR_NUMERIC, "align: the loss is not finite (%g)", total);
-    return MC_OK;
+    if (!isfinite(total)) s = MC_FAIL(err, MC_ERR_NUMERIC, "align: the loss is not finite (%g)", total);
+done:
+    free(parts);
+    return s;
 }
 
 void mc_encoder_apply(mc_encoder *e)
@@ -552,6 +564,7 @@ mc_status mc_encoder_train(const mc_comm *c, mc_encoder *e, int64_t n_samples,
     }
     mc_status s = MC_OK;
     if (!acts || !img || !lab || !e->order) s = MC_FAIL(err, MC_ERR_NOMEM, "align: out of memory");
+    s = mc_comm_agree(c, s, err);
     while (s == MC_OK && pos->epoch < cfg->epochs) {
         if (e->order_epoch != pos->epoch) {
             mc_train_epoch_order(cfg->seed, pos->epoch, n_samples, cfg->shuffle_block, e->order);

@@ -36,6 +36,7 @@ struct mc_sae {
     int32_t *ent_row;
     uint8_t *ent_aux;
     int64_t *lat_start;
+    double *mean;
     int32_t *idx_all, *aidx_all, *dead_list;
     int64_t *last_fire;
     int64_t *order;
@@ -74,6 +75,8 @@ static void free_work(mc_sae *s)
     free(s->ent_row);
     free(s->ent_aux);
     free(s->lat_start);
+    free(s->mean);
+    s->mean = NULL;
     s->idx_all = s->aidx_all = s->ent_row = NULL;
     s->ent_aux = NULL;
     s->lat_start = NULL;
@@ -246,9 +249,10 @@ static mc_status ensure_work(mc_sae *s, int64_t B, mc_error *err)
     s->ent_row = mc_alloc_array(bk + bka, sizeof(int32_t));
     s->ent_aux = mc_alloc_array(bk + bka, sizeof(uint8_t));
     s->lat_start = mc_alloc_array((size_t)c->m + 1, sizeof(int64_t));
+    s->mean = mc_alloc_array((size_t)c->n, sizeof(double));
     if (!s->a_all || !s->e_all || !s->xloc || !s->pre || !s->val_all || !s->aval_all ||
         !s->idx_all || !s->aidx_all || !s->x_all || !s->r_aux || !s->dot_main || !s->dot_aux ||
-        !s->ent_f || !s->ent_g || !s->ent_row || !s->ent_aux || !s->lat_start) {
+        !s->ent_f || !s->ent_g || !s->ent_row || !s->ent_aux || !s->lat_start || !s->mean) {
         free_work(s);
         return MC_FAIL(err, MC_ERR_NOMEM, "sae: out of memory for a batch of %lld", (long long)B);
     }
@@ -326,13 +330,18 @@ static void topk_row(const float *row, const int32_t *cand, int64_t ncand, int k
     }
 }
 
-void mc_sae_encode(const mc_sae *s, const float *acts, int64_t rows, int32_t *idx, float *val)
+mc_status mc_sae_encode(const mc_sae *s, const float *acts, int64_t rows, int32_t *idx, float *val,
+                        mc_error *err)
 {
     const int64_t n = s->cfg.n, m = s->cfg.m, C = s->cfg.chunk_rows;
     const int k = s->cfg.k;
     float *x = mc_train_falloc((size_t)(C * n));
     float *pre = mc_train_falloc((size_t)(C * m));
-    MC_ASSERT(x && pre);
+    if (!x || !pre) {
+        free(x);
+        free(pre);
+        return MC_FAIL(err, MC_ERR_NOMEM, "sae: out of memory encoding %lld rows", (long long)rows);
+    }
     for (int64_t a = 0; a < rows; a += C) {
         int64_t len = a + C < rows ? C : rows - a;
         for (int64_t r = 0; r < len; r++)
@@ -348,6 +357,7 @@ void mc_sae_encode(const mc_sae *s, const float *acts, int64_t rows, int32_t *id
     }
     free(x);
     free(pre);
+    return MC_OK;
 }
 
 enum { DO_GRAD = 1, DO_STATS = 2 };
@@ -359,7 +369,8 @@ static mc_status sae_pass(const mc_comm *c, mc_sae *s, int64_t B, const float *a
     const int64_t n = cfg->n, m = cfg->m, C = cfg->chunk_rows;
     const int k = cfg->k;
     if (B < 1) return MC_FAIL(err, MC_ERR_ARG, "sae: empty batch");
-    MC_TRY(ensure_work(s, B, err));
+    /* Buffers agreed on before any collective, so no rank is left alone in one. */
+    MC_TRY(mc_comm_agree(c, ensure_work(s, B, err), err));
     int64_t c0, c1, r0, r1;
     mc_train_chunk_share(B, C, c->rank, c->size, &c0, &c1, &r0, &r1);
 
@@ -406,8 +417,8 @@ static mc_status sae_pass(const mc_comm *c, mc_sae *s, int64_t B, const float *a
     }
 
     /* From here on: every rank, whole batch, global row order. */
-    double *mean = calloc((size_t)n, sizeof(double));
-    if (!mean) return MC_FAIL(err, MC_ERR_NOMEM, "sae: out of memory");
+    double *mean = s->mean;
+    memset(mean, 0, (size_t)n * sizeof(double));
     for (int64_t r = 0; r < B; r++)
         for (int64_t i = 0; i < n; i++) mean[i] += s->a_all[r * n + i];
     for (int64_t i = 0; i < n; i++) mean[i] /= (double)B;
@@ -540,7 +551,6 @@ static mc_status sae_pass(const mc_comm *c, mc_sae *s, int64_t B, const float *a
         cblas_sgemv(CblasRowMajor, CblasTrans, (int)m, (int)n, -1.0f, s->w_enc, (int)n, s->g_benc, 1,
                     1.0f, s->g_bpre, 1);
     }
-    free(mean);
     if (mode & DO_STATS) {
         for (int64_t j = 0; j < m; j++) s->last_fire[j] = -1;
         for (int64_t r = 0; r < B; r++)
@@ -592,9 +602,9 @@ mc_status mc_sae_train(const mc_comm *c, mc_sae *s, int64_t n_samples, mc_sae_fe
         s->order = mc_alloc_array((size_t)n_samples, sizeof(int64_t));
         s->order_epoch = -1;
         s->order_n = n_samples;
-        if (!s->order) return MC_FAIL(err, MC_ERR_NOMEM, "sae: out of memory");
     }
-    mc_status st = MC_OK;
+    mc_status st = s->order ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "sae: out of memory");
+    MC_TRY(mc_comm_agree(c, st, err));
     if (pos->global_step == 0 && pos->epoch == 0 && pos->batch_in_epoch == 0) {
         /* b_pre: geometric median of the first median_samples of epoch 0's order. */
         int64_t nm = cfg->median_samples < n_samples ? cfg->median_samples : n_samples;
@@ -604,13 +614,13 @@ mc_status mc_sae_train(const mc_comm *c, mc_sae *s, int64_t n_samples, mc_sae_fe
         int64_t c0, c1, r0, r1;
         mc_train_chunk_share(nm, cfg->chunk_rows, c->rank, c->size, &c0, &c1, &r0, &r1);
         float *xs = mc_train_falloc((size_t)(nm * cfg->n));
-        if (!xs) return MC_FAIL(err, MC_ERR_NOMEM, "sae: out of memory for the median sample");
-        mc_status fs = r1 > r0 ? fetch(user, s->order + r0, r1 - r0, xs + r0 * cfg->n, err) : MC_OK;
+        mc_status fs = !xs ? MC_FAIL(err, MC_ERR_NOMEM, "sae: out of memory for the median sample")
+                     : r1 > r0 ? fetch(user, s->order + r0, r1 - r0, xs + r0 * cfg->n, err) : MC_OK;
         st = mc_comm_agree(c, fs, err);
         if (st == MC_OK)
             st = mc_train_gather_rows(c, nm, cfg->chunk_rows, xs + r0 * cfg->n, xs,
                                       (size_t)cfg->n * sizeof(float), err);
-        if (st == MC_OK) st = mc_sae_init_bpre(s, xs, nm, err);
+        if (st == MC_OK) st = mc_comm_agree(c, mc_sae_init_bpre(s, xs, nm, err), err);
         free(xs);
         if (st != MC_OK) return st;
     }
@@ -618,7 +628,7 @@ mc_status mc_sae_train(const mc_comm *c, mc_sae *s, int64_t n_samples, mc_sae_fe
     mc_train_chunk_share(B, cfg->chunk_rows, c->rank, c->size, &c0, &c1, &r0, &r1);
     const int64_t rows = r1 - r0;
     float *acts = mc_train_falloc((size_t)(rows * cfg->n));
-    if (!acts) return MC_FAIL(err, MC_ERR_NOMEM, "sae: out of memory");
+    st = mc_comm_agree(c, acts ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "sae: out of memory"), err);
     while (st == MC_OK && pos->epoch < cfg->epochs) {
         if (s->order_epoch != pos->epoch) {
             mc_train_epoch_order(cfg->seed, pos->epoch, n_samples, cfg->shuffle_block, s->order);

@@ -40,6 +40,48 @@ static mc_status fetch_sae(void *user, const int64_t *idx, int64_t rows, float *
     return MC_OK;
 }
 
+/* A store read that fails on the last rank at its 3rd call; a label out of range. */
+typedef struct {
+    int calls, fail_rank, rank;
+    bool bad_label;
+} faulty;
+static mc_status fetch_faulty(void *user, const int64_t *idx, int64_t rows, float *acts, float *img,
+                              int32_t *label, mc_error *err)
+{
+    faulty *f = user;
+    fetch_align(NULL, idx, rows, acts, img, label, err);
+    if (f->bad_label) label[0] = N_CLS + 3;
+    if (f->rank == f->fail_rank && ++f->calls == 3)
+        return MC_FAIL(err, MC_ERR_IO, "store.h5: read of activations failed (simulated)");
+    return MC_OK;
+}
+
+/* Both failures end training on every rank with the same status, and nobody hangs. */
+static void check_errors(const mc_comm *c)
+{
+    float cls[N_CLS * D_EMB] = {0};
+    cls[0] = 1;
+    mc_align_config cfg = mc_align_defaults();
+    cfg.n = N_ACT;
+    cfg.d = D_EMB;
+    cfg.n_classes = N_CLS;
+    cfg.batch_size = 32;
+    cfg.chunk_rows = 8;
+    for (int mode = 0; mode < 2; mode++) {
+        mc_encoder *e = NULL;
+        mc_error err = {0};
+        MC_ASSERT(mc_encoder_create(&cfg, cls, &e, &err) == MC_OK);
+        faulty f = {0, mode == 0 ? c->size - 1 : -1, c->rank, mode == 1};
+        mc_train_pos pos = {0};
+        mc_status st = mc_encoder_train(c, e, 300, fetch_faulty, &f, &pos, NULL, NULL, NULL, &err);
+        CHECK_MSG(st == (mode == 0 ? MC_ERR_IO : MC_ERR_FORMAT), "rank %d: status %d (%s)", c->rank,
+                  (int)st, err.msg);
+        if (mode == 0) CHECK(pos.global_step == 2 && strstr(err.msg, "simulated") != NULL);
+        else CHECK(strstr(err.msg, "label") != NULL);
+        mc_encoder_free(&e);
+    }
+}
+
 typedef struct {
     float *params;
     size_t np;
@@ -183,6 +225,7 @@ int main(int argc, char **argv)
         free_result(&d);
         free_result(&s);
     }
+    check_errors(&world);
     int fails = mc_test_failures, total = 0;
     MPI_Allreduce(&fails, &total, 1, MPI_INT, MPI_SUM, world.comm);
     if (world.rank == 0) printf("ranks %d: ", world.size);
