@@ -293,9 +293,21 @@ const mc_layer_info *mc_model_layer(const mc_model *m, int i) {
 
 mc_status mc_model_find_layer(const mc_model *m, const char *name, int *index, mc_error *err) {
     const char *n = name;
+    char buf[MC_NAME_MAX];
     if (m->family == MC_FAMILY_RESNET) {
+        /* HF module paths: an optional "resnet." / "resnet.encoder." prefix; modules whose
+         * output is another listed tensor are aliases of it */
         if (strncmp(n, "resnet.encoder.", 15) == 0) n += 15;
         else if (strncmp(n, "resnet.", 7) == 0) n += 7;
+        const size_t len = strlen(n);
+        if (strcmp(n, "embedder.pooler") == 0) n = "embedder";
+        else if (strcmp(n, "encoder") == 0 && m->n_layers >= 3) n = m->layers[m->n_layers - 3].name;
+        else if (len > 11 && len < sizeof buf && strcmp(n + len - 11, ".activation") == 0 &&
+                 strncmp(n, "stages.", 7) == 0) {
+            memcpy(buf, n, len - 11); /* stages.S.layers.L.activation: the layer's output */
+            buf[len - 11] = '\0';
+            n = buf;
+        }
     } else if (strcmp(n, "0") == 0) {
         n = "embeddings";
     }

@@ -116,6 +116,28 @@ static void test_family(const char *arch, const char *mid_layer) {
 
 /* Rewrites a BF16 folder's model.safetensors with one tensor dropped, one unknown tensor added,
  * one tensor reshaped, or a tolerated extra buffer added. */
+/* HF module paths that are aliases of listed ResNet tensors. */
+static void test_resnet_aliases(void) {
+    mc_error err = {0};
+    mc_model *m = NULL;
+    CHECK(mc_model_create("models_resnet-tiny", &m, &err) == MC_OK);
+    if (!m) return;
+    static const char *const pairs[][2] = {
+        {"resnet.encoder.stages.1.layers.0", "stages.1.layers.0"},
+        {"resnet.embedder", "embedder"},
+        {"embedder.pooler", "embedder"},
+        {"encoder", "stages.1"},
+        {"stages.0.layers.0.activation", "stages.0.layers.0"},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
+        int a = -1, b = -2;
+        mc_model_find_layer(m, pairs[i][0], &a, &err);
+        mc_model_find_layer(m, pairs[i][1], &b, &err);
+        CHECK_MSG(a == b, "%s -> %d, %s -> %d", pairs[i][0], a, pairs[i][1], b);
+    }
+    mc_model_free(&m);
+}
+
 static void test_bad_folder(void) {
     mc_error err = {0};
     CHECK(mc_model_write_random("vit-tiny", 1, MC_DTYPE_BF16, "models_bad", &err) == MC_OK);
@@ -178,6 +200,7 @@ int main(void) {
     test_family("resnet-tiny", "stages.0.layers.0");
     test_family("resnet-tiny", "stages.1");
     test_family("resnet-tiny", "embedder");
+    test_resnet_aliases();
     test_bad_folder();
     return TEST_SUMMARY();
 }
