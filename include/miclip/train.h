@@ -271,9 +271,9 @@ void mc_sae_apply(mc_sae *s);
 mc_status mc_sae_eval(const mc_comm *c, mc_sae *s, int64_t batch, const float *acts,
                       mc_sae_stats *st, mc_error *err);
 /* Encodes rows x n into the top-k codes: idx[rows x k] (int32, best first) and val[rows x k]
- * (after the ReLU). Local, no MPI. */
-mc_status mc_sae_encode(const mc_sae *s, const float *acts, int64_t rows, int32_t *idx, float *val,
-                        mc_error *err);
+ * (after the ReLU). Local, no MPI, no allocation (it uses buffers made by mc_sae_create, so one
+ * SAE must not encode from two threads at once). */
+void mc_sae_encode(mc_sae *s, const float *acts, int64_t rows, int32_t *idx, float *val);
 
 /* Trains as mc_encoder_train does; b_pre is initialised first (when pos->global_step == 0) from
  * the first median_samples samples of epoch 0's order. Curve: loss, fvu, auxk, dead fraction. */

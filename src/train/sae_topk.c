@@ -37,6 +37,7 @@ struct mc_sae {
     uint8_t *ent_aux;
     int64_t *lat_start;
     double *mean;
+    float *enc_x, *enc_pre; /* mc_sae_encode's chunk buffers */
     int32_t *idx_all, *aidx_all, *dead_list;
     int64_t *last_fire;
     int64_t *order;
@@ -94,6 +95,8 @@ void mc_sae_free(mc_sae **ps)
     free(s->dead_list);
     free(s->last_fire);
     free(s->order);
+    free(s->enc_x);
+    free(s->enc_pre);
     mc_adam_free(&s->adam);
     free(s);
     *ps = NULL;
@@ -137,7 +140,14 @@ mc_status mc_sae_create(const mc_sae_config *cfg, mc_sae **out, mc_error *err)
     s->since_fire = mc_calloc_array((size_t)cfg->m, sizeof(int64_t));
     s->dead_list = mc_alloc_array((size_t)cfg->m, sizeof(int32_t));
     s->last_fire = mc_alloc_array((size_t)cfg->m, sizeof(int64_t));
-    if (!s->params || !s->grad || !s->since_fire || !s->dead_list || !s->last_fire) {
+    size_t cn, cm;
+    if (mc_size_mul((size_t)cfg->chunk_rows, (size_t)cfg->n, &cn) &&
+        mc_size_mul((size_t)cfg->chunk_rows, (size_t)cfg->m, &cm)) {
+        s->enc_x = mc_train_falloc(cn);
+        s->enc_pre = mc_train_falloc(cm);
+    }
+    if (!s->params || !s->grad || !s->since_fire || !s->dead_list || !s->last_fire || !s->enc_x ||
+        !s->enc_pre) {
         mc_sae_free(&s);
         return MC_FAIL(err, MC_ERR_NOMEM, "sae: out of memory for %zu parameters", np);
     }
@@ -330,18 +340,11 @@ static void topk_row(const float *row, const int32_t *cand, int64_t ncand, int k
     }
 }
 
-mc_status mc_sae_encode(const mc_sae *s, const float *acts, int64_t rows, int32_t *idx, float *val,
-                        mc_error *err)
+void mc_sae_encode(mc_sae *s, const float *acts, int64_t rows, int32_t *idx, float *val)
 {
     const int64_t n = s->cfg.n, m = s->cfg.m, C = s->cfg.chunk_rows;
     const int k = s->cfg.k;
-    float *x = mc_train_falloc((size_t)(C * n));
-    float *pre = mc_train_falloc((size_t)(C * m));
-    if (!x || !pre) {
-        free(x);
-        free(pre);
-        return MC_FAIL(err, MC_ERR_NOMEM, "sae: out of memory encoding %lld rows", (long long)rows);
-    }
+    float *x = s->enc_x, *pre = s->enc_pre; /* allocated by mc_sae_create */
     for (int64_t a = 0; a < rows; a += C) {
         int64_t len = a + C < rows ? C : rows - a;
         for (int64_t r = 0; r < len; r++)
@@ -355,9 +358,6 @@ mc_status mc_sae_encode(const mc_sae *s, const float *acts, int64_t rows, int32_
             for (int t = 0; t < k; t++) val[(a + r) * k + t] = fmaxf(val[(a + r) * k + t], 0.0f);
         }
     }
-    free(x);
-    free(pre);
-    return MC_OK;
 }
 
 enum { DO_GRAD = 1, DO_STATS = 2 };
