@@ -6,7 +6,7 @@ same float32 values. Tolerance: 1e-5 relative, measured as max|c - ref| / max|re
 (scalars: |c - ref| / max(|ref|, 1e-3)); the C code computes in float32 with float64
 reductions, so 1e-5 leaves ~10x margin over its rounding at these sizes.
 Cases: E_n + InfoNCE for in+out, in, out, each with a learnable and a fixed logit scale, with
-repeated labels; the top-k SAE with and without AuxK; Adam's first steps vs torch.optim.Adam.
+repeated labels, plus fixed scales 1 (Algorithm 1) and 350 (the max-subtracted path); the top-k SAE with and without AuxK; Adam's first steps vs torch.optim.Adam.
 Exit code = number of failed comparisons."""
 import os
 import subprocess
@@ -57,10 +57,10 @@ def clip_loss(u, t):
     return (F.cross_entropy(logits_scaled, lab) + F.cross_entropy(logits_scaled.T, lab)) / 2
 
 
-def align_case(variant, learn):
+def align_case(variant, learn, scale=1 / 0.07):
     n, d, C, B = 12, 6, 5, 20
     W = f32((d, n), 1 / np.sqrt(n))
-    logs = np.float32(np.log(1 / 0.07))
+    logs = np.float32(np.log(scale))
     labels = rng.integers(0, C, B).astype(np.float32)  # repeats: 20 samples, 5 classes
     acts, img, cls = f32((B, n)), f32((B, d)), f32((C, d))
     out = run(["align", variant, int(learn), n, d, C, B], [W, [logs], labels, acts, img, cls], 4 + d * n)
@@ -74,7 +74,7 @@ def align_case(variant, learn):
     l_in = clip_loss(s * u, t_in) if variant != "out" else torch.zeros((), dtype=torch.float64)
     loss = l_out + l_in
     loss.backward()
-    tag = f"align {variant} {'learn' if learn else 'fixed'}"
+    tag = f"align {variant} {'learn' if learn else 'fixed'}" + (f" s={scale:g}" if scale != 1 / 0.07 else "")
     compare(tag + " loss", out[0], loss.item())
     compare(tag + " loss_out", out[1], l_out.item())
     compare(tag + " loss_in", out[2], l_in.item())
@@ -148,6 +148,8 @@ def adam_case(wd):
 for variant in ("in+out", "in", "out"):
     for learn in (True, False):
         align_case(variant, learn)
+align_case("in+out", False, 1.0)    # Algorithm 1 literally: temperature 1
+align_case("in+out", False, 350.0)  # beyond 300: the max-subtracted softmax path
 sae_case(False)
 sae_case(True)
 adam_case(0.0)
