@@ -13,7 +13,8 @@
  * c = log sum_i exp(L_ic), and the gradient folds the duplicate columns together:
  *   H_ic = [cnt_c exp(L_ic - lseR_i) + cnt_c exp(L_ic - lseC_c) - 2 [c_i = c]] / (2B),
  *   dU = s H T,  dlog s = sum_ic H_ic L_ic.
- * The in branch is the same with C_b = B and cnt = 1. */
+ * The in branch is the same with C_b = B and cnt = 1. Both branches share one target table
+ * T = [distinct label texts ; images], so the cosines and dU are one product each. */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
