@@ -427,6 +427,10 @@ done:
 static mc_status make_dirs(const char *out, const mc_world_params *p, mc_error *err) {
     char path[4096], dir[64];
     for (int split = 0; split < MC_WORLD_NUM_SPLITS; split++) {
+        /* An empty split still gets its folder and an empty attributes.jsonl. */
+        if (!mc_path_join(path, sizeof path, out, split_names[split]))
+            return MC_FAIL(err, MC_ERR_ARG, "world: output path too long: %s", out);
+        MC_TRY(mc_mkdir_p(path, err));
         if (mc_world_split_count(p, split) == 0) continue;
         int n = split == MC_WORLD_UNSEEN ? MC_WORLD_NUM_TEXTURES : MC_WORLD_NUM_CLASSES;
         for (int i = 0; i < n; i++) {

@@ -125,6 +125,13 @@ def main():
         written = {p for p in ta if p.endswith(".png")}
         check(written == listed, f"files written == files listed ({len(written)} vs {len(listed)})")
 
+        # Empty val and unseen splits: folders with empty attribute files.
+        z = os.path.join(tmp, "z")
+        r = make(z, 1, 0, ["--per-class", "1", "--val-per-class", "0", "--unseen-per-class", "0"])
+        check(r.returncode == 0 and os.path.getsize(os.path.join(z, "val", "attributes.jsonl")) == 0
+              and os.path.getsize(os.path.join(z, "unseen", "attributes.jsonl")) == 0,
+              f"empty val/unseen splits: exit {r.returncode}, empty attributes.jsonl {r.stderr.strip()[:200]}")
+
         # Usage errors exit 2 without writing anything.
         e = os.path.join(tmp, "e")
         for extra in (["--per-class", "0"], ["--per-class", "x"], ["--bogus", "1"]):
