@@ -81,6 +81,13 @@ int64_t mc_world_split_count(const mc_world_params *p, int split);
 void mc_world_sample_at(const mc_world_params *p, int split, int64_t index, mc_world_sample *s);
 /* Renders s into rgb (MC_WORLD_SIZE*MC_WORLD_SIZE*3 bytes, HWC). */
 void mc_world_render(const mc_world_sample *s, uint8_t *rgb);
+/* The shape's ground-truth mask: per pixel, the fraction of its 4x4 render samples the shape
+ * covers, as 0..255 (255 = fully inside; the same geometry as mc_world_render). mask holds
+ * MC_WORLD_SIZE*MC_WORLD_SIZE bytes. */
+void mc_world_render_mask(const mc_world_sample *s, uint8_t *mask);
+/* Reads DIR/world.json (written by mc_world_make) into *p, so that the attributes of any image
+ * of that world follow from mc_world_sample_at without parsing attributes.jsonl. */
+mc_status mc_world_load_params(const char *dir, mc_world_params *p, mc_error *err);
 /* Relative path "train/red_circle/00012.png" into buf; false if it does not fit. */
 int mc_world_sample_path(const mc_world_sample *s, char *buf, size_t cap);
 /* One JSON object (no newline) with the sample's attributes into buf; false if it does not fit. */

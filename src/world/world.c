@@ -231,26 +231,41 @@ static int inside_shape(int shape, double x, double y) {
     }
 }
 
+/* Per-image constants of the render. */
+typedef struct {
+    double ca, sa; /* texture rotation */
+    double cr, sr; /* shape rotation */
+    double inv;    /* 1 / scale */
+} render_frame;
+
+static render_frame frame_of(const mc_world_sample *s) {
+    double ta = s->tex_angle * PI / 180.0, ra = s->rotation * PI / 180.0;
+    return (render_frame){cos(ta), sin(ta), cos(ra), sin(ra), 1.0 / s->scale};
+}
+
+/* Does the shape cover the image point (fx, fy) (pixel coordinates, y down)? */
+static int covers(const mc_world_sample *s, const render_frame *f, double fx, double fy) {
+    /* Local shape coordinates: y up, rotated by -rotation. */
+    double dx = (fx - s->x) * f->inv, dy = (s->y - fy) * f->inv;
+    double lx = dx * f->cr + dy * f->sr, ly = -dx * f->sr + dy * f->cr;
+    return dx * dx + dy * dy < 1.0 && inside_shape(s->shape, lx, ly);
+}
+
 void mc_world_render(const mc_world_sample *s, uint8_t *rgb) {
     const int N = MC_WORLD_SIZE;
-    double ta = s->tex_angle * PI / 180.0, ca = cos(ta), sa = sin(ta);
-    double ra = s->rotation * PI / 180.0, cr = cos(ra), sr = sin(ra);
-    double inv = 1.0 / s->scale;
+    render_frame f = frame_of(s);
     for (int py = 0; py < N; py++) {
         for (int px = 0; px < N; px++) {
             double acc[3] = {0, 0, 0};
             for (int sy = 0; sy < SUPERSAMPLE; sy++) {
                 for (int sx = 0; sx < SUPERSAMPLE; sx++) {
                     double fx = px + (sx + 0.5) / SUPERSAMPLE, fy = py + (sy + 0.5) / SUPERSAMPLE;
-                    /* Local shape coordinates: y up, rotated by -rotation. */
-                    double dx = (fx - s->x) * inv, dy = (s->y - fy) * inv;
-                    double lx = dx * cr + dy * sr, ly = -dx * sr + dy * cr;
                     const double *col;
                     double mixed[3];
-                    if (dx * dx + dy * dy < 1.0 && inside_shape(s->shape, lx, ly)) {
+                    if (covers(s, &f, fx, fy)) {
                         col = s->fg;
                     } else {
-                        double t = texture_at(s, fx, fy, ca, sa);
+                        double t = texture_at(s, fx, fy, f.ca, f.sa);
                         for (int ch = 0; ch < 3; ch++)
                             mixed[ch] = s->bg[ch] + t * (s->bg2[ch] - s->bg[ch]);
                         col = mixed;
@@ -268,6 +283,20 @@ void mc_world_render(const mc_world_sample *s, uint8_t *rgb) {
                 v += s->noise * sqrt(-2.0 * log(u1)) * cos(2.0 * PI * u2);
                 rgb[(py * N + px) * 3 + ch] = (uint8_t)floor(clamp01(v) * 255.0 + 0.5);
             }
+        }
+    }
+}
+
+void mc_world_render_mask(const mc_world_sample *s, uint8_t *mask) {
+    const int N = MC_WORLD_SIZE, S2 = SUPERSAMPLE * SUPERSAMPLE;
+    render_frame f = frame_of(s);
+    for (int py = 0; py < N; py++) {
+        for (int px = 0; px < N; px++) {
+            int n = 0;
+            for (int sy = 0; sy < SUPERSAMPLE; sy++)
+                for (int sx = 0; sx < SUPERSAMPLE; sx++)
+                    n += covers(s, &f, px + (sx + 0.5) / SUPERSAMPLE, py + (sy + 0.5) / SUPERSAMPLE);
+            mask[py * N + px] = (uint8_t)((n * 255 + S2 / 2) / S2);
         }
     }
 }

@@ -1,10 +1,11 @@
 /* test_world.c - unit tests of the tiny world generator (include/miclip/world.h) and the PNG
- * writer: names and class order, determinism, parameter ranges, and rendered geometry checked
- * against areas computed from first principles. */
+ * writer: names and class order, determinism, parameter ranges, rendered geometry and masks
+ * checked against areas computed from first principles, world.json read back. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "miclip/fsutil.h"
 #include "miclip/image_write.h"
 #include "miclip/world.h"
 #include "test_util.h"
@@ -110,6 +111,21 @@ static void check_area(int shape, double k, double perim_k) {
         any += rgb[3 * i] > 128; /* background red is 128 (0.5 -> 127.5 rounds to 128) */
     }
     double area = k * s.scale * s.scale, band = perim_k * s.scale;
+    /* The mask: its sum is the covered area (anti-aliased edges count their fraction), it is
+     * 255 exactly where the pixel is pure shape colour and 0 where it is pure background. */
+    static uint8_t mask[N * N];
+    mc_world_render_mask(&s, mask);
+    double msum = 0;
+    int mask_ok = 1;
+    for (int i = 0; i < N * N; i++) {
+        msum += mask[i] / 255.0;
+        int pure_fg = rgb[3 * i] == 255 && rgb[3 * i + 1] == 0;
+        int pure_bg = rgb[3 * i] == 128 && rgb[3 * i + 1] == 128;
+        mask_ok &= (mask[i] == 255) == pure_fg && (mask[i] == 0) == pure_bg;
+    }
+    CHECK_MSG(mask_ok, "shape %d: mask disagrees with the rendered pixels", shape);
+    CHECK_MSG(fabs(msum - area) <= 0.02 * area + 2, "shape %d: mask area %.1f, formula %.1f", shape,
+              msum, area);
     CHECK_MSG(full <= area + 1 && full >= area - band, "shape %d: %d full pixels, area %.1f",
               shape, full, area);
     CHECK_MSG(any >= area - 1 && any <= area + band, "shape %d: %d touched pixels, area %.1f", shape,
@@ -166,10 +182,44 @@ static void test_png(void) {
     CHECK(mc_image_write_png("/nonexistent-dir/x.png", px, 5, 3, 3, &e) != MC_OK);
 }
 
+static void test_load_params(void) {
+    const char *dir = "world_params_test";
+    char path[256];
+    mc_error e = {0};
+    CHECK(mc_mkdir_p(dir, &e) == MC_OK);
+    snprintf(path, sizeof path, "%s/world.json", dir);
+    const char *good = "{\"generator\":\"miclip world make\",\"version\":1,\"seed\":42,\"size\":64,"
+                       "\"per_class\":7,\"val_per_class\":3,\"unseen_per_class\":0,"
+                       "\"classes\":36,\"textures\":6}";
+    CHECK(mc_write_file_atomic(path, good, strlen(good), &e) == MC_OK);
+    mc_world_params p = {0};
+    CHECK(mc_world_load_params(dir, &p, &e) == MC_OK);
+    CHECK(p.seed == 42 && p.per_class == 7 && p.val_per_class == 3 && p.unseen_per_class == 0);
+    const char *bad[] = {
+        "{\"generator\":\"other\",\"version\":1,\"seed\":1,\"size\":64,\"per_class\":1,"
+        "\"val_per_class\":0,\"unseen_per_class\":0}",
+        "{\"generator\":\"miclip world make\",\"version\":1,\"seed\":1,\"size\":64,"
+        "\"per_class\":0,\"val_per_class\":0,\"unseen_per_class\":0}",
+        "{\"generator\":\"miclip world make\",\"version\":1,\"size\":64,\"per_class\":1,"
+        "\"val_per_class\":0,\"unseen_per_class\":0}",
+        "{\"generator\":\"miclip world make\",\"version\":1,\"seed\":\"1\",\"size\":64,"
+        "\"per_class\":1,\"val_per_class\":0,\"unseen_per_class\":0}",
+        "[1,2"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(mc_write_file_atomic(path, bad[i], strlen(bad[i]), &e) == MC_OK);
+        mc_error be = {0};
+        CHECK_MSG(mc_world_load_params(dir, &p, &be) != MC_OK && strstr(be.msg, "world.json"),
+                  "bad world.json %zu accepted or message without the file: %s", i, be.msg);
+    }
+    mc_error ne = {0};
+    CHECK(mc_world_load_params("no-such-world-dir", &p, &ne) != MC_OK);
+}
+
 int main(void) {
     test_names();
     test_params();
     test_render();
     test_png();
+    test_load_params();
     return TEST_SUMMARY();
 }
