@@ -180,6 +180,17 @@ for template in ([] if BUILD_ONLY else [None, "a photo of a {}."]):
     # pads with 0 to 77; also check one long (truncated) row really ends with 49407
     assert want_ids[TEXTS.index("a " * 200)][-1] == 49407
 
+# CLIP's prompt ensembling: normalise each template's embedding, average, normalise
+ENSEMBLE = ["a photo of a {}.", "a {}.", "itap of the {}."]
+ens_want = None
+if not BUILD_ONLY:
+    acc = 0
+    for template in ENSEMBLE:
+        ids_t = torch.tensor([ref.encode(template.replace("{}", t)) for t in TEXTS], dtype=torch.long)
+        with torch.no_grad():
+            acc = acc + torch.nn.functional.normalize(clip_text_forward(ids_t), dim=1)
+    ens_want = torch.nn.functional.normalize(acc / len(ENSEMBLE), dim=1).double().numpy()
+
 # ---------------------------------------------------------------------------------------------
 # MPNet (all-mpnet-base-v2 layout): 30527 ids, 768, 12 layers, 12 heads, 514 positions
 # ---------------------------------------------------------------------------------------------
@@ -322,8 +333,11 @@ if miclip:
         os.remove(cache)
     runs = [([], "e1.h5"), ([mpiexec, "--oversubscribe", "-n", "2"], "e2.h5"),
             ([mpiexec, "--oversubscribe", "-n", "2"], "e3.h5")]
+    tpj = os.path.join(work, "templates.json")
+    with open(tpj, "w") as f:
+        json.dump(ENSEMBLE, f)
     for k, (pre, name) in enumerate(runs):
-        extra = ["--cache", cache] if k > 0 else []
+        extra = ["--cache", cache] if k > 0 else ["--templates", tpj]
         o = os.path.join(work, name)
         r = subprocess.run(pre + [miclip, "embed-text", clip_dir, "--texts", tj, "--template", "a photo of a {}.",
                                   "--out", o] + extra, capture_output=True, text=True, env=env)
@@ -340,6 +354,11 @@ if miclip:
                 failures += 1
                 print("embed-text /input_ids differ from the reference tokenizer (%s)" % name)
             compare("embed-text /text_embeds (%s)" % name, f["text_embeds"][:].astype(np.float64), clip_want[1])
+            if name == "e1.h5" and "ensemble_embeds" not in f:
+                failures += 1
+                print("embed-text --templates wrote no /ensemble_embeds")
+            if "ensemble_embeds" in f:
+                compare("embed-text /ensemble_embeds (%s)" % name, f["ensemble_embeds"][:].astype(np.float64), ens_want)
     o = os.path.join(work, "m1.h5")
     r = subprocess.run([miclip, "embed-text", mp_dir, "--texts", tj, "--out", o], capture_output=True, text=True, env=env)
     if r.returncode != 0:

@@ -2,6 +2,7 @@
  * with every expected id derived by hand in the comments (the rules: specs/hf-models.md 4 and
  * 6.4), plus properties: empty text, truncation keeping the end token, the merge-round order,
  * invalid UTF-8 under both policies, very long input. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,11 +187,41 @@ static void test_wordpiece(void) {
     CHECK(t == NULL);
 }
 
+/* Templates, normalisation and the zero-shot argmax (first index on ties), by hand. */
+static void test_api(void) {
+    mc_error err = {0};
+    char *s = NULL;
+    CHECK(mc_text_apply_template("a photo of a {}.", "cat", &s, &err) == MC_OK && strcmp(s, "a photo of a cat.") == 0);
+    free(s);
+    CHECK(mc_text_apply_template("{} and {} {{x}}", "dog", &s, &err) == MC_OK && strcmp(s, "dog and dog {x}") == 0);
+    free(s);
+    CHECK(mc_text_apply_template("no hole", "x", &s, &err) == MC_ERR_ARG && s == NULL);
+    CHECK(mc_text_apply_template("bad {0}", "x", &s, &err) == MC_ERR_ARG);
+    CHECK(mc_text_apply_template(NULL, "as is", &s, &err) == MC_OK && strcmp(s, "as is") == 0);
+    free(s);
+    float v[4] = {3, 4, 0, 0};
+    mc_l2_normalize_rows(v, 2, 2); /* (0.6, 0.8) and the zero row stays zero (norm clamped) */
+    CHECK_NEAR(v[0], 0.6, 1e-7);
+    CHECK_NEAR(v[1], 0.8, 1e-7);
+    CHECK(v[2] == 0 && v[3] == 0);
+    /* classes: e0, e1, e0 again (a tie with class 0), and 2*e1 (same cosine as class 1) */
+    const float cls[8] = {1, 0, 0, 1, 1, 0, 0, 2};
+    const float img[6] = {5, 1, 1, 5, -1, 0};
+    int32_t pred[3];
+    float sc[12];
+    mc_zeroshot_classify(cls, 4, img, 3, 2, pred, sc);
+    CHECK(pred[0] == 0 && pred[1] == 1); /* first index among equal cosines */
+    CHECK(pred[2] == 1);                 /* (-1, 0): cos 0 with classes 1 and 3, -1 with 0 and 2 */
+    CHECK_NEAR(sc[0], 5 / sqrt(26.0), 1e-6);
+    CHECK_NEAR(sc[3], 1 / sqrt(26.0), 1e-6);
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/miclip_test_tok_%d", (int)getpid());
     mc_error err = {0};
     mc_mkdir_p(dir, &err);
     test_clip();
     test_wordpiece();
+    test_api();
     return TEST_SUMMARY();
 }
