@@ -2,7 +2,8 @@
  * builds and runs it; not a test).
  *   vision_bench peak THREADS            sgemm GFLOP/s on ViT-B/16-shaped products
  *   vision_bench model DIR BATCH THREADS SECONDS
- *                                        images/s of mc_model_forward on random pixels */
+ *                                        images/s of mc_model_forward on random pixels, and
+ *                                        the sgemm peak measured just before and after */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,21 +26,26 @@ static float *rnd(size_t n) {
 }
 
 /* Peak: the MLP product of ViT-B/16 at batch 32 ([6304, 768] x [768, 3072]^T), the largest and
- * most sgemm-friendly shape the model has: the best the library does on this machine. */
-static int peak(int threads) {
-    mc_set_threads(threads);
+ * most sgemm-friendly shape the model has: the best the library does on this machine. Returns
+ * the best GFLOP/s (2 FLOP per multiply-add) of `reps` runs. */
+static double peak_gflops(int reps) {
     const int64_t M = 6304, K = 768, N = 3072;
     float *a = rnd((size_t)(M * K)), *b = rnd((size_t)(N * K)), *c = rnd((size_t)(M * N));
     mc_linear(a, b, NULL, c, M, K, N, false); /* warm up */
     double best = 0;
-    for (int r = 0; r < 5; r++) {
+    for (int r = 0; r < reps; r++) {
         double t0 = now();
         mc_linear(a, b, NULL, c, M, K, N, false);
         double g = 2.0 * (double)M * (double)N * (double)K / (now() - t0) / 1e9;
         if (g > best) best = g;
     }
-    printf("sgemm_peak_gflops %.1f threads %d\n", best, threads);
     free(a), free(b), free(c);
+    return best;
+}
+
+static int peak(int threads) {
+    mc_set_threads(threads);
+    printf("sgemm_peak_gflops %.1f threads %d\n", peak_gflops(5), threads);
     return 0;
 }
 
@@ -59,6 +65,9 @@ static int model(const char *dir, int batch, int threads, double seconds) {
         fprintf(stderr, "error: %s\n", err.msg);
         return 1;
     }
+    /* The machine may be shared: measure the sgemm peak right before and after the model, so
+     * the fraction of peak compares numbers taken under the same load. */
+    const double p0 = peak_gflops(3);
     int iters = 0;
     double t0 = now(), t;
     do {
@@ -66,7 +75,9 @@ static int model(const char *dir, int batch, int threads, double seconds) {
         iters++;
         t = now() - t0;
     } while (t < seconds);
-    printf("images_per_s %.3f batch %d threads %d iters %d\n", iters * batch / t, batch, threads, iters);
+    const double p1 = peak_gflops(3);
+    printf("images_per_s %.3f batch %d threads %d iters %d peak_gflops %.1f\n", iters * batch / t, batch,
+           threads, iters, 0.5 * (p0 + p1));
     free(px), free(out);
     mc_model_free(&m);
     return 0;
