@@ -13,6 +13,8 @@
 # Each measurement runs for SECONDS (default 20) after a warm-up forward; miclip and PyTorch
 # alternate REPEATS times (default 2) and the best of each is kept, which damps the noise of a
 # shared machine. Random full-size folders are written once to BUILD_DIR/bench_models.
+# Also printed: CPU seconds per image (process time, all threads) for both; at 1 thread that is
+# what a run on an idle core takes, which makes the comparison robust to a loaded machine.
 # Run it on an idle machine; docs/performance.md records the figures.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,13 +33,16 @@ echo "machine: $(nproc) cores,$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f
 best() { # best images/s over the lines on stdin
   awk '{ if ($2 > b) b = $2 } END { printf "%.3f", b }'
 }
+bestcpu() { # lowest CPU seconds per image (process time of all threads) over the lines on stdin
+  awk '{ if (b == "" || $12 < b) b = $12 } END { printf "%.4f", b }'
+}
 bestpeak() { # the sgemm peak measured around the best miclip run
   awk '{ if ($2 > b) { b = $2; p = $10 } } END { printf "%.1f", p }'
 }
 
 for t in 1 2; do
   echo "threads $t:"
-  printf "%-10s %5s %7s %12s %12s %7s %12s %8s\n" model batch threads "miclip im/s" "torch im/s" ratio "sgemm peak" "of peak"
+  printf "%-9s %5s %7s %11s %11s %6s %10s %7s %13s %13s %6s\n" model batch threads "miclip im/s" "torch im/s" ratio "sgemm GF/s" "of peak" "miclip cpu/im" "torch cpu/im" ratio
   for spec in "vit-b16 vit 35.13" "resnet50 resnet 8.18" "clip-b16 clip 35.11"; do
     set -- $spec
     for b in 1 32; do
@@ -53,8 +58,10 @@ for t in 1 2; do
       cb=$(printf "%s" "$c" | best)
       pk=$(printf "%s" "$c" | bestpeak)
       pb=$(printf "%s" "$p" | best)
-      awk -v m="$1" -v b="$b" -v t="$t" -v c="$cb" -v p="$pb" -v g="$3" -v pk="$pk" 'BEGIN {
-        printf "%-10s %5d %7d %12.3f %12.3f %6.2fx %12.1f %7.0f%%\n", m, b, t, c, p, c / p, pk, 100 * c * g / pk }'
+      cc=$(printf "%s" "$c" | bestcpu)
+      pc=$(printf "%s" "$p" | bestcpu)
+      awk -v m="$1" -v b="$b" -v t="$t" -v c="$cb" -v p="$pb" -v g="$3" -v pk="$pk" -v cc="$cc" -v pc="$pc" 'BEGIN {
+        printf "%-9s %5d %7d %11.3f %11.3f %5.2fx %10.1f %6.0f%% %12.3fs %12.3fs %5.2fx\n", m, b, t, c, p, c / p, pk, 100 * c * g / pk, cc, pc, pc / cc }'
     done
   done
 done

@@ -69,15 +69,17 @@ static int model(const char *dir, int batch, int threads, double seconds) {
      * the fraction of peak compares numbers taken under the same load. */
     const double p0 = peak_gflops(3);
     int iters = 0;
+    const double c0 = (double)clock() / CLOCKS_PER_SEC;
     double t0 = now(), t;
     do {
         mc_model_forward(m, px, batch, H, W, NULL, out, NULL, &err);
         iters++;
         t = now() - t0;
     } while (t < seconds);
+    const double cpu = (double)clock() / CLOCKS_PER_SEC - c0; /* all threads of the process */
     const double p1 = peak_gflops(3);
-    printf("images_per_s %.3f batch %d threads %d iters %d peak_gflops %.1f\n", iters * batch / t, batch,
-           threads, iters, 0.5 * (p0 + p1));
+    printf("images_per_s %.3f batch %d threads %d iters %d peak_gflops %.1f cpu_s_per_image %.4f\n",
+           iters * batch / t, batch, threads, iters, 0.5 * (p0 + p1), cpu / (iters * batch));
     free(px), free(out);
     mc_model_free(&m);
     return 0;

@@ -54,11 +54,13 @@ model = {"vit": lambda: torchvision.models.vit_b_16(), "resnet": lambda: torchvi
          "clip": lambda: ClipVision()}[arch]().eval()
 x = torch.randn(batch, 3, 224, 224)
 model(x)  # warm-up
-n, t0 = 0, time.perf_counter()
+n, t0, c0 = 0, time.perf_counter(), time.process_time()
 while True:
     model(x)
     n += 1
     t = time.perf_counter() - t0
     if t >= seconds:
         break
-print("images_per_s %.3f batch %d threads %d iters %d" % (n * batch / t, batch, threads, n))
+cpu = time.process_time() - c0  # all threads of the process
+print("images_per_s %.3f batch %d threads %d iters %d peak_gflops - cpu_s_per_image %.4f" % (
+    n * batch / t, batch, threads, n, cpu / (n * batch)))
