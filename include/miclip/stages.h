@@ -14,6 +14,8 @@
 #define MICLIP_STAGES_H
 
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "miclip/comm.h"
 #include "miclip/config.h"
@@ -32,6 +34,34 @@ mc_status mc_stage_extract(const mc_comm *c, const mc_config *cfg, const mc_task
  * (which lists and hashes the dataset and hashes the model files). */
 mc_status mc_extract_store_path(const mc_comm *c, const mc_config *cfg, mc_split split,
                                 int64_t seed, char *path, size_t cap, mc_error *err);
+
+/* Collective. The method stages (docs/stages.md): the top-k SAE of task's seed on sae.layer; the
+ * neuron encoder E_n of (seed, layer, variant); top-tau units per concept (localize) and
+ * top-tau concepts per unit (describe, which also writes OUTPUT_DIR/report/descriptions.md). */
+mc_status mc_stage_sae(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err);
+mc_status mc_stage_align(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err);
+mc_status mc_stage_localize(const mc_comm *c, const mc_config *cfg, const mc_task *task,
+                            mc_error *err);
+mc_status mc_stage_describe(const mc_comm *c, const mc_config *cfg, const mc_task *task,
+                            mc_error *err);
+
+/* Interactive queries on trained encoders. Fields left at their mc_query_defaults value take
+ * the config's: the first seed, the first variant, neurons, extract.layers[0] (sae.layer for
+ * SAE features), localize.tau / describe.tau. */
+typedef struct {
+    int64_t seed;      /* -1: default */
+    const char *layer; /* NULL: default (borrowed) */
+    int variant;       /* mc_variant, -1: default */
+    int units;         /* mc_unit_kind, -1: default */
+    int64_t tau;       /* 0: default */
+} mc_query;
+void mc_query_defaults(mc_query *q);
+/* Collective. Top-tau units for each text (embedded with align.prompt); rank 0 prints to out. */
+mc_status mc_query_localize(const mc_comm *c, const mc_config *cfg, const char *const *texts, int n,
+                            const mc_query *q, FILE *out, mc_error *err);
+/* Collective. Top-tau concepts of each describe.concepts set for each unit; rank 0 prints. */
+mc_status mc_query_describe(const mc_comm *c, const mc_config *cfg, const int64_t *units, int n,
+                            const mc_query *q, FILE *out, mc_error *err);
 
 /* True when the stage has an implementation in this build. */
 bool mc_stage_implemented(int stage);

@@ -31,6 +31,9 @@ bool mc_cli_wants_help(int argc, char **argv);
 int mc_cli_usage_error(const mc_comm *c, const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* cmd_run.c: runs one stage of CONFIG as `miclip <stage> CONFIG [--task I]` does. */
+int mc_cli_run_stage(const mc_comm *c, int argc, char **argv, int stage);
+
 /* Parses a non-negative integer option value; false (and a usage message) if malformed. */
 bool mc_cli_parse_int(const char *s, long long lo, long long hi, long long *out);
 

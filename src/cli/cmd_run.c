@@ -72,3 +72,9 @@ int mc_cmd_run(const mc_comm *c, int argc, char **argv) { return run_command(c, 
 int mc_cmd_extract(const mc_comm *c, int argc, char **argv) {
     return run_command(c, argc, argv, MC_STAGE_EXTRACT);
 }
+int mc_cmd_sae(const mc_comm *c, int argc, char **argv) { return run_command(c, argc, argv, MC_STAGE_SAE); }
+int mc_cmd_align(const mc_comm *c, int argc, char **argv) { return run_command(c, argc, argv, MC_STAGE_ALIGN); }
+/* For cmd_query.c: localize/describe without a query run their stage. */
+int mc_cli_run_stage(const mc_comm *c, int argc, char **argv, int stage) {
+    return run_command(c, argc, argv, stage);
+}

@@ -12,6 +12,10 @@ typedef mc_status (*stage_fn)(const mc_comm *c, const mc_config *cfg, const mc_t
 /* The implemented stages. A stage missing here is refused up front, before any work. */
 static const stage_fn stage_table[MC_STAGE_COUNT] = {
     [MC_STAGE_EXTRACT] = mc_stage_extract,
+    [MC_STAGE_SAE] = mc_stage_sae,
+    [MC_STAGE_ALIGN] = mc_stage_align,
+    [MC_STAGE_LOCALIZE] = mc_stage_localize,
+    [MC_STAGE_DESCRIBE] = mc_stage_describe,
 };
 
 bool mc_stage_implemented(int stage) {

@@ -1,0 +1,292 @@
+/* describe.c - the `describe` stage (top-tau concepts per unit, Eq. 4), the Markdown report
+ * of the descriptions, and the interactive `miclip describe CONFIG --unit I` query.
+ *
+ * Unit rows are shared over ranks in fixed blocks (localize.c); each rank writes its rows of
+ * the store, rank 0 gathers them for the CSV tables and the report. On the `logits` layer a
+ * neuron's own class is known (unit i = class i of the target's id2label), so the report gives
+ * the description accuracy of paper Table 1: the fraction of logit neurons whose top concept
+ * is their own class. Output: OUTPUT_DIR/describe/<task>-<key16>.h5,
+ * OUTPUT_DIR/tables/<task>-<set>-<units>.csv, OUTPUT_DIR/report/descriptions.md.
+ */
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "method_internal.h"
+#include "miclip/checked.h"
+#include "miclip/fsutil.h"
+#include "miclip/log.h"
+#include "miclip/miclip.h"
+#include "stages_internal.h"
+
+#define REPORT_MAX_UNITS 64        /* units listed per table in the report */
+#define KEEP_SIM_MAX (1ll << 24)   /* the full similarity matrix is stored up to this size */
+
+/* Index of text in the concept set (case-insensitive), or -1. */
+static int64_t concept_index(const mc_concepts *cs, const char *text) {
+    for (int64_t j = 0; j < cs->n; j++)
+        if (!strcasecmp(cs->texts[j], text)) return j;
+    return -1;
+}
+
+/* The report section of one (set, kind) on rank 0. Returns the description accuracy (NAN when
+ * no unit has a known own class). */
+static double report_table(mc_buf *b, const mc_task *task, const mc_method_task *mt, const mc_concepts *cs,
+                           const mc_unit_set *u, const mc_scored *all, int64_t tau) {
+    const bool logits = !strcmp(task->layer, "logits") && u->kind == MC_UNIT_NEURON &&
+                        u->n_units == mt->td.n_classes;
+    int64_t known = 0, hits = 0;
+    if (logits)
+        for (int64_t i = 0; i < u->n_units; i++) {
+            int64_t own = concept_index(cs, mt->td.class_names[i]);
+            if (own < 0) continue;
+            known++;
+            hits += all[i * tau].index == own;
+        }
+    double acc = known ? (double)hits / (double)known : NAN;
+    mc_buf_printf(b, "\n### %s, concept set `%s` (%lld concepts)\n\n",
+                  u->kind == MC_UNIT_SAE ? "SAE features" : "neurons", cs->name, (long long)cs->n);
+    if (logits && known)
+        mc_buf_printf(b, "Description accuracy (top concept = the neuron's own class): %lld / %lld = %.1f%%\n\n",
+                      (long long)hits, (long long)known, 100.0 * acc);
+    int64_t shown = u->n_units < REPORT_MAX_UNITS ? u->n_units : REPORT_MAX_UNITS;
+    mc_buf_printf(b, "| unit |%s top concepts (cosine) |\n|---|%s---|\n", logits ? " own class | top is own |" : "",
+                  logits ? "---|---|" : "");
+    for (int64_t i = 0; i < shown; i++) {
+        mc_buf_printf(b, "| %lld |", (long long)i);
+        if (logits) {
+            int64_t own = concept_index(cs, mt->td.class_names[i]);
+            mc_buf_printf(b, " %s | %s |", mt->td.class_names[i],
+                          own < 0 ? "n/a" : all[i * tau].index == own ? "yes" : "no");
+        }
+        for (int64_t q = 0; q < tau; q++)
+            mc_buf_printf(b, "%s %s (%.3f)", q ? "," : "", cs->texts[all[i * tau + q].index], all[i * tau + q].score);
+        mc_buf_printf(b, " |\n");
+    }
+    if (shown < u->n_units)
+        mc_buf_printf(b, "\n(first %lld of %lld units; all of them in tables/%s-%s-%s.csv)\n", (long long)shown,
+                      (long long)u->n_units, task->id, cs->name, mc_unit_kind_name(u->kind));
+    return acc;
+}
+
+static mc_status describe_one(const mc_comm *c, const mc_task *task, mc_method_task *mt, mc_store *st,
+                              const mc_concepts *cs, const mc_unit_set *u, mc_buf *report, mc_error *err) {
+    const int64_t tau = mt->tau < cs->n ? mt->tau : cs->n, U = u->n_units;
+    const bool keep = U * cs->n <= KEEP_SIM_MAX;
+    mc_sim_result r;
+    MC_TRY(mc_similarity(c, u, &mt->w, cs->emb, cs->n, 0, tau, keep, &r, err));
+    const char *kind = mc_unit_kind_name(u->kind);
+    char g[512], name[600];
+    mc_snprintf(g, sizeof g, "%s/%s", cs->name, kind);
+    const int64_t rows = r.u1 - r.u0;
+    int32_t *idx = mc_alloc_array((size_t)(rows * tau + 1), sizeof(int32_t));
+    float *sc = mc_alloc_array((size_t)(rows * tau + 1), sizeof(float));
+    mc_status s = mc_comm_agree(c, idx && sc ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
+    for (int64_t i = 0; s == MC_OK && i < rows * tau; i++) idx[i] = r.desc[i].index, sc[i] = r.desc[i].score;
+    int64_t sh[2] = {U, tau};
+    mc_snprintf(name, sizeof name, "%s/top_concepts", g);
+    if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_I32, 2, sh, 0, err);
+    if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_I32, r.u0, r.u1, idx, err);
+    mc_snprintf(name, sizeof name, "%s/top_scores", g);
+    if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_F32, 2, sh, 0, err);
+    if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_F32, r.u0, r.u1, sc, err);
+    if (keep) {
+        int64_t sh2[2] = {U, cs->n};
+        mc_snprintf(name, sizeof name, "%s/sim", g);
+        if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_F32, 2, sh2, 0, err);
+        if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_F32, r.u0, r.u1, r.sim, err);
+    }
+    if (s == MC_OK) s = mc_store_set_attr_i64(st, g, "n_units", U, err);
+    if (s == MC_OK) s = mc_store_set_attr_i64(st, g, "tau", tau, err);
+    if (s == MC_OK && u->kind == MC_UNIT_SAE) s = mc_store_set_attr_str(st, g, "sae_store", u->sae_path, err);
+    mc_scored *all = NULL;
+    if (s == MC_OK) s = mc_sim_gather_desc(c, &r, &all, err);
+    double acc = NAN;
+    mc_status ws = MC_OK;
+    if (s == MC_OK && c->rank == 0) {
+        mc_buf b = {0};
+        mc_buf_printf(&b, "%s,rank,concept_index,concept,score\n", kind);
+        for (int64_t i = 0; i < U; i++)
+            for (int64_t q = 0; q < tau; q++) {
+                const mc_scored *e = &all[i * tau + q];
+                mc_buf_printf(&b, "%lld,%lld,%d,", (long long)i, (long long)q + 1, e->index);
+                mc_buf_csv(&b, cs->texts[e->index]);
+                mc_buf_printf(&b, ",%.6f\n", e->score);
+            }
+        char path[MC_PATH_CAP];
+        mc_snprintf(path, sizeof path, "%s/%s-%s-%s.csv", mt->tables, task->id, cs->name, kind);
+        ws = b.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : mc_write_text_file(path, b.p, b.n, err);
+        mc_buf_free(&b);
+        acc = report_table(report, task, mt, cs, u, all, tau);
+    }
+    free(all);
+    if (s == MC_OK) s = mc_comm_agree(c, ws, err);
+    /* Attribute values are rank 0's: every rank learns whether there is one, then all set it. */
+    int has_acc = !isnan(acc);
+    MPI_Bcast(&has_acc, 1, MPI_INT, 0, c->comm);
+    if (s == MC_OK && has_acc) s = mc_store_set_attr_f64(st, g, "description_accuracy", acc, err);
+    free(idx), free(sc);
+    mc_sim_result_free(&r);
+    return s;
+}
+
+/* OUTPUT_DIR/report/descriptions.md: the fragments of every describe task of the config, in
+ * sweep order (rank 0; rewritten only when its text changes). */
+static mc_status rebuild_report(const mc_config *cfg, mc_error *err) {
+    mc_task *tasks = NULL;
+    int n = 0;
+    MC_TRY(mc_config_tasks(cfg, MC_STAGE_DESCRIBE, &tasks, &n, err));
+    mc_buf b = {0};
+    mc_buf_printf(&b, "# Descriptions: %s\n\nTop concepts per unit (cosine of the unit's E_n embedding with the "
+                  "concept's CLIP text embedding, prompt \"%s\"), per seed, layer and E_n variant. Written by the "
+                  "describe stage; the full lists are in tables/.\n", cfg->name, cfg->align.prompt);
+    int found = 0;
+    mc_status s = MC_OK;
+    for (int t = 0; t < n && s == MC_OK; t++) {
+        char path[MC_PATH_CAP];
+        mc_snprintf(path, sizeof path, "%s/report/descriptions/%s.md", cfg->output_dir, tasks[t].id);
+        if (!mc_file_exists(path)) continue;
+        char *text = NULL;
+        size_t len = 0;
+        s = mc_read_file(path, 64u << 20, &text, &len, err);
+        if (s == MC_OK) mc_buf_printf(&b, "\n%s", text), found++;
+        free(text);
+    }
+    mc_tasks_free(&tasks);
+    if (s == MC_OK && b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    if (s == MC_OK && found) {
+        char path[MC_PATH_CAP];
+        mc_snprintf(path, sizeof path, "%s/report/descriptions.md", cfg->output_dir);
+        char *old = NULL;
+        size_t olen = 0;
+        bool same = mc_file_exists(path) && mc_read_file(path, 256u << 20, &old, &olen, NULL) == MC_OK &&
+                    olen == b.n && !memcmp(old, b.p, b.n);
+        free(old);
+        if (!same) s = mc_write_text_file(path, b.p, b.n, err);
+    }
+    mc_buf_free(&b);
+    return s;
+}
+
+mc_status mc_stage_describe(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err) {
+    mc_method_task mt;
+    MC_TRY(mc_method_task_open(c, cfg, task, MC_STAGE_DESCRIBE, &mt, err));
+    bool complete = false;
+    mc_status s = mc_store_peek_complete(c, mt.store, &complete, err);
+    if (s != MC_OK || complete) {
+        if (complete) mc_info0("describe %s: complete, skipping (%s)", task->id, mt.store);
+        mc_method_task_close(&mt);
+        return s;
+    }
+    char dir[MC_PATH_CAP];
+    mc_snprintf(dir, sizeof dir, "%s/describe", cfg->output_dir);
+    s = mc_comm_agree(c, c->rank == 0 ? mc_mkdir_p(dir, err) : MC_OK, err);
+    mc_store *st = NULL;
+    if (s == MC_OK) s = mc_store_fresh(c, mt.store, &st, err);
+    mc_buf report = {0};
+    /* Paths relative to the output folder, so the report does not depend on where it lives. */
+    size_t od = strlen(cfg->output_dir);
+    const char *rel = strncmp(mt.w.path, cfg->output_dir, od) == 0 && mt.w.path[od] == '/' ? mt.w.path + od + 1 : mt.w.path;
+    mc_buf_printf(&report, "## seed %lld, layer `%s`, variant %s\n\nE_n: %s\n", (long long)task->seed, task->layer,
+                  mc_variant_name(task->variant), rel);
+    for (int i = 0; s == MC_OK && i < mt.n_sets; i++) {
+        char g[300];
+        mc_snprintf(g, sizeof g, "%s/concepts", mt.sets[i].name);
+        s = mc_store_write_strings(st, g, (const char *const *)mt.sets[i].texts, mt.sets[i].n, true, err);
+        for (int k = 0; s == MC_OK && k < mt.n_kinds; k++)
+            s = describe_one(c, task, &mt, st, &mt.sets[i], &mt.kinds[k], &report, err);
+    }
+    /* The report fragment, then the whole report, before the store is marked complete. */
+    if (s == MC_OK) {
+        mc_status ws = MC_OK;
+        if (c->rank == 0) {
+            char path[MC_PATH_CAP];
+            mc_snprintf(path, sizeof path, "%s/report/descriptions/%s.md", cfg->output_dir, task->id);
+            ws = report.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : mc_write_text_file(path, report.p, report.n, err);
+            if (ws == MC_OK) ws = rebuild_report(cfg, err);
+        }
+        s = mc_comm_agree(c, ws, err);
+    }
+    mc_buf_free(&report);
+    mc_store_provenance prov = {.stage = "describe", .config_hash = cfg->hash, .model = mt.w.key,
+                                .dataset = mt.td.path, .seed = task->seed, .has_seed = true};
+    if (s == MC_OK) s = mc_store_write_provenance(st, "/", &prov, err);
+    if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "describe_key", mt.key, err);
+    if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "align_store", mt.w.path, err);
+    if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "layer", task->layer, err);
+    if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "variant", mc_variant_name(task->variant), err);
+    if (s == MC_OK) s = mc_store_set_complete(st, "/", err);
+    if (st) {
+        mc_error ce = {0};
+        mc_status cs = mc_store_close(&st, &ce);
+        if (s == MC_OK && cs != MC_OK) *err = ce, s = cs;
+    }
+    if (s == MC_OK) mc_info0("describe %s: %d concept set(s) x %d unit kind(s) -> %s", task->id, mt.n_sets, mt.n_kinds, mt.store);
+    mc_method_task_close(&mt);
+    return s;
+}
+
+mc_status mc_query_describe(const mc_comm *c, const mc_config *cfg, const int64_t *units, int n,
+                            const mc_query *q, FILE *out, mc_error *err) {
+    mc_query r;
+    mc_train_data td;
+    mc_encoder_weights w;
+    mc_unit_set u;
+    MC_TRY(mc_query_open(c, cfg, q, &r, &td, &w, &u, err));
+    mc_status s = MC_OK;
+    for (int i = 0; i < n && s == MC_OK; i++)
+        if (units[i] < 0 || units[i] >= u.n_units)
+            s = MC_FAIL(err, MC_ERR_ARG, "unit %lld out of range: layer '%s' has %lld %s", (long long)units[i], r.layer,
+                        (long long)u.n_units, r.units == MC_UNIT_SAE ? "SAE features" : "neurons");
+    mc_concepts *sets = NULL;
+    int n_sets = 0;
+    if (s == MC_OK) s = mc_concepts_load(c, cfg, &td, &cfg->describe.concepts, &sets, &n_sets, err);
+    float *blk = mc_alloc_array(MC_UNIT_BLOCK, (size_t)w.d * sizeof(float));
+    if (s == MC_OK && !blk) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    s = mc_comm_agree(c, s, err);
+    for (int i = 0; i < n && s == MC_OK; i++) {
+        /* The unit's embedding as its block computes it (the same numbers as the stages). */
+        int64_t b0 = units[i] / MC_UNIT_BLOCK * MC_UNIT_BLOCK;
+        int64_t b1 = b0 + MC_UNIT_BLOCK < u.n_units ? b0 + MC_UNIT_BLOCK : u.n_units;
+        s = mc_unit_embed(c, &u, &w, b0, b1, blk, err);
+        const float *e = blk + (units[i] - b0) * w.d;
+        for (int k = 0; s == MC_OK && k < n_sets; k++) {
+            const mc_concepts *cs = &sets[k];
+            int64_t tau = r.tau > 0 ? r.tau : cfg->describe.tau;
+            if (tau > cs->n) tau = cs->n;
+            mc_scored *top = mc_alloc_array((size_t)tau, sizeof *top);
+            float *cn = mc_alloc_array((size_t)cs->dim, sizeof(float));
+            if (!top || !cn) {
+                free(top), free(cn);
+                s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+                break;
+            }
+            int64_t cnt = 0;
+            for (int64_t j = 0; j < cs->n; j++) {
+                memcpy(cn, cs->emb + j * cs->dim, (size_t)cs->dim * sizeof(float));
+                mc_normalize_rows_f(cn, 1, cs->dim);
+                float dot = 0;
+                for (int64_t t = 0; t < cs->dim; t++) dot += e[t] * cn[t];
+                mc_top_insert(top, &cnt, tau, dot, (int32_t)j);
+            }
+            if (c->rank == 0) {
+                fprintf(out, "%s %lld of layer %s (seed %lld, variant %s): top %lld concepts of set '%s'\n",
+                        r.units == MC_UNIT_SAE ? "SAE feature" : "neuron", (long long)units[i], r.layer, (long long)r.seed,
+                        mc_variant_name(r.variant), (long long)tau, cs->name);
+                fprintf(out, "  rank  cosine    concept\n");
+                for (int64_t q2 = 0; q2 < tau; q2++)
+                    fprintf(out, "  %4lld  %.6f  %s\n", (long long)q2 + 1, top[q2].score, cs->texts[top[q2].index]);
+                fflush(out);
+            }
+            free(top), free(cn);
+        }
+    }
+    free(blk);
+    mc_concepts_free(&sets, n_sets);
+    mc_encoder_weights_free(&w);
+    mc_train_data_close(&td);
+    return s;
+}
