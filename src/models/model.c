@@ -310,6 +310,10 @@ mc_status mc_model_find_layer(const mc_model *m, const char *name, int *index, m
         }
     } else if (strcmp(n, "0") == 0) {
         n = "embeddings";
+    } else if (strcmp(n, "last_hidden_state") == 0) { /* HF output names */
+        n = m->family == MC_FAMILY_VIT ? "layernorm" : m->layers[m->n_layers - 3].name;
+    } else if (strcmp(n, "pooler_output") == 0 && m->family == MC_FAMILY_CLIP_VISION) {
+        n = "post_layernorm";
     }
     for (int i = 0; i < m->n_layers; i++)
         if (strcmp(m->layers[i].name, n) == 0) {

@@ -175,7 +175,12 @@ static mc_status resnet_load(mc_model *m, const json_t *cfg, const char *f, cons
     const int64_t Cf = r->hs[n1 - 1];
     r->idx_pool = add_layer(m, "pooler", Cf, false);
     r->idx_logits = mc_model_add_layer(m, "logits", 1, &r->n_out, false, false);
-    if (r->idx_pool < 0 || r->idx_logits < 0) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    bool ok = r->idx_stem >= 0 && r->idx_emb >= 0 && r->idx_pool >= 0 && r->idx_logits >= 0;
+    for (int k = 0; k < r->n_lay; k++) {
+        const bneck *L = &r->lay[k];
+        ok = ok && L->idx_sc >= 0 && L->idx_a >= 0 && L->idx_b >= 0 && L->idx_c >= 0 && L->idx_out >= 0;
+    }
+    if (!ok) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory listing the layers");
     const int64_t fw[2] = {r->n_out, Cf};
     MC_TRY(mc_wt_add(m, &r->fc_w, 2, fw, err, "classifier.1.weight"));
     MC_TRY(mc_wt_add(m, &r->fc_b, 1, &r->n_out, err, "classifier.1.bias"));

@@ -15,7 +15,7 @@
 static float *rnd(size_t n, unsigned seed) {
     float *p = malloc(n * sizeof(float));
     srand(seed);
-    for (size_t i = 0; i < n; i++) p[i] = (float)rand() / RAND_MAX * 2.0f - 1.0f;
+    for (size_t i = 0; i < n; i++) p[i] = (float)rand() / (float)RAND_MAX * 2.0f - 1.0f;
     return p;
 }
 
@@ -201,6 +201,21 @@ int main(void) {
     test_family("resnet-tiny", "stages.1");
     test_family("resnet-tiny", "embedder");
     test_resnet_aliases();
+    {
+        mc_error err = {0};
+        mc_model *m = NULL;
+        int a = -1, b = -2;
+        CHECK(mc_model_create("models_clip-tiny", &m, &err) == MC_OK);
+        if (m) {
+            mc_model_find_layer(m, "last_hidden_state", &a, &err);
+            mc_model_find_layer(m, "2", &b, &err);
+            CHECK(a == b);
+            mc_model_find_layer(m, "pooler_output", &a, &err);
+            mc_model_find_layer(m, "post_layernorm", &b, &err);
+            CHECK(a == b);
+        }
+        mc_model_free(&m);
+    }
     test_bad_folder();
     return TEST_SUMMARY();
 }
