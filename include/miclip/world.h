@@ -17,6 +17,7 @@
  *   DIR/unseen/<texture>/NNNNN.png          unseen_per_class images per texture (random class)
  *   DIR/<split>/attributes.jsonl            one JSON object per image, in index order
  *   DIR/classes.txt, textures.txt, colours.txt, shapes.txt, concepts.txt, world.json
+ *   DIR/masks/<split>/<folder>/NNNNN.png    with params.masks: the shape's coverage, 8-bit grey
  * Class index = line of classes.txt = sorted order of the folder names (torchvision ImageFolder's
  * order), so labels agree with id2label of the world's models.
  */
@@ -43,6 +44,8 @@ typedef struct {
     int64_t per_class;        /* train images per class */
     int64_t val_per_class;    /* val images per class */
     int64_t unseen_per_class; /* unseen images per texture */
+    int masks;                /* also write DIR/masks/<split>/<folder>/NNNNN.png (output only:
+                                 does not change any image) */
 } mc_world_params;
 
 /* Everything that determines one image (and its attributes). Plain data. */

@@ -7,7 +7,7 @@
 
 static void usage(void) {
     printf("usage: miclip world make --out DIR --seed S [--per-class N] [--val-per-class N]\n"
-           "                         [--unseen-per-class N]\n\n"
+           "                         [--unseen-per-class N] [--masks]\n\n"
            "Writes the tiny world: 64x64 PNG images of one coloured shape on a textured\n"
            "background, as ImageFolder splits DIR/train/<colour>_<shape>/, DIR/val/...,\n"
            "DIR/unseen/<texture>/, with attributes.jsonl per split and classes.txt,\n"
@@ -18,7 +18,9 @@ static void usage(void) {
            "  --seed S               seed (0 .. 2^63-1)\n"
            "  --per-class N          train images per class (default 100)\n"
            "  --val-per-class N      val images per class (default 20)\n"
-           "  --unseen-per-class N   unseen images per texture (default 20)\n");
+           "  --unseen-per-class N   unseen images per texture (default 20)\n"
+           "  --masks                also write the shapes' ground-truth masks as 8-bit grey\n"
+           "                         PNGs (255 = covered) under DIR/masks/<split>/...\n");
 }
 
 int mc_cmd_world(const mc_comm *c, int argc, char **argv) {
@@ -33,6 +35,10 @@ int mc_cmd_world(const mc_comm *c, int argc, char **argv) {
     int have_seed = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
+        if (!strcmp(a, "--masks")) {
+            p.masks = 1;
+            continue;
+        }
         if (i + 1 >= argc)
             return mc_cli_usage_error(c, "world", "option '%s' needs a value or is unknown", a);
         const char *v = argv[++i];

@@ -468,6 +468,10 @@ static mc_status make_dirs(const char *out, const mc_world_params *p, mc_error *
             if (!mc_snprintf(path, sizeof path, "%s/%s/%s", out, split_names[split], dir))
                 return MC_FAIL(err, MC_ERR_ARG, "world: output path too long: %s", out);
             MC_TRY(mc_mkdir_p(path, err));
+            if (!p->masks) continue;
+            if (!mc_snprintf(path, sizeof path, "%s/masks/%s/%s", out, split_names[split], dir))
+                return MC_FAIL(err, MC_ERR_ARG, "world: output path too long: %s", out);
+            MC_TRY(mc_mkdir_p(path, err));
         }
     }
     return MC_OK;
@@ -486,7 +490,7 @@ mc_status mc_world_make(const mc_comm *c, const char *out_dir, const mc_world_pa
     for (int i = 0; i < MC_WORLD_NUM_SPLITS; i++) total += counts[i] = mc_world_split_count(p, i);
     int64_t begin, end;
     mc_shard_range(total, c->rank, c->size, &begin, &end);
-    uint8_t rgb[MC_WORLD_SIZE * MC_WORLD_SIZE * 3];
+    uint8_t rgb[MC_WORLD_SIZE * MC_WORLD_SIZE * 3], mask[MC_WORLD_SIZE * MC_WORLD_SIZE];
     char rel[256], path[4096];
     mc_progress bar;
     mc_progress_start(&bar, "world", end - begin, "img");
@@ -503,6 +507,14 @@ mc_status mc_world_make(const mc_comm *c, const char *out_dir, const mc_world_pa
             break;
         }
         s = mc_image_write_png(path, rgb, MC_WORLD_SIZE, MC_WORLD_SIZE, 3, err);
+        if (s == MC_OK && p->masks) {
+            mc_world_render_mask(&smp, mask);
+            if (!mc_snprintf(path, sizeof path, "%s/masks/%s", out_dir, rel)) {
+                s = MC_FAIL(err, MC_ERR_ARG, "world: output path too long: %s", out_dir);
+                break;
+            }
+            s = mc_image_write_png(path, mask, MC_WORLD_SIZE, MC_WORLD_SIZE, 1, err);
+        }
         if (((g - begin) & 63) == 0) mc_progress_update(&bar, g - begin);
     }
     mc_progress_finish(&bar);

@@ -55,12 +55,16 @@ def lines(path):
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         a, b, c, d = (os.path.join(tmp, x) for x in "abcd")
-        for out, ranks in ((a, 0), (b, 0), (c, 2)):
-            r = make(out, 7, ranks)
+        for out, ranks, extra in ((a, 0, ARGS), (b, 0, ARGS), (c, 2, ARGS + ["--masks"])):
+            r = make(out, 7, ranks, extra)
             check(r.returncode == 0, f"world make ({ranks or 1} rank) exits 0 {r.stderr.strip()[:300]}")
         ta, tb, tc = tree(a), tree(b), tree(c)
         check(len(ta) > 0 and ta == tb, f"two runs, same seed: {len(ta)} files byte-identical")
-        check(ta == tc, "1 rank and 2 ranks: byte-identical")
+        tc_masks = {p: h for p, h in tc.items() if p.startswith("masks/")}
+        tc = {p: h for p, h in tc.items() if not p.startswith("masks/")}
+        check(ta == tc, "1 rank and 2 ranks (with --masks): byte-identical")
+        check(set(tc_masks) == {"masks/" + p for p in ta if p.endswith(".png")},
+              f"--masks: one mask per image ({len(tc_masks)})")
         make(d, 8)
         td = tree(d)
         pngs = [p for p in ta if p.endswith(".png")]
@@ -98,7 +102,7 @@ def main():
             recs = [json.loads(l) for l in open(os.path.join(a, split, "attributes.jsonl"))]
             check(len(recs) == n, f"{split}: {len(recs)} attribute lines, expected {n}")
             check([r["index"] for r in recs] == list(range(n)), f"{split}: indices 0..{n - 1} in order")
-            bad_label, bad_path, bad_px, bad_geom = 0, 0, 0, 0
+            bad_label, bad_path, bad_px, bad_geom, bad_mask = 0, 0, 0, 0, 0
             for r in recs:
                 listed.add(r["path"])
                 folder = r["path"].split("/")[1]
@@ -118,10 +122,26 @@ def main():
                 if r["shape"] != "ring":
                     got = px[int(r["y"]), int(r["x"])].astype(float) / 255
                     bad_px += np.abs(got - np.array(r["fg"])).max() > 4 * r["noise"] + 1 / 255 + 1e-6
+                # The mask: covered at the centre exactly when the shape is not a ring, empty
+                # outside the bbox, and fully covered pixels have the shape's colour on average.
+                with Image.open(os.path.join(c, "masks", r["path"])) as mi:
+                    m = np.asarray(mi)
+                    bad_mask += mi.size != (64, 64) or mi.mode != "L"
+                bad_mask += (m[int(r["y"]), int(r["x"])] == 255) != (r["shape"] != "ring")
+                yy, xx = np.nonzero(m)
+                bad_mask += not (xx.min() >= int(x0) and xx.max() <= x1 and yy.min() >= int(y0) and yy.max() <= y1)
+                # Their median is the colour: the noise is symmetric and the clamp to [0, 1] and
+                # the rounding are monotone, so they keep the median (a mean would be biased).
+                full = px[m == 255].astype(float) / 255
+                # Bound: rounding plus 4 standard errors of a sample median (1.2533 sigma / sqrt(n)).
+                tol = 1 / 255 + 4 * 1.2533 * r["noise"] / np.sqrt(max(len(full), 1)) + 1e-6
+                bad_mask += len(full) > 0 and np.abs(np.median(full, 0) - np.array(r["fg"])).max() > tol
             check(bad_label == 0, f"{split}: labels, classes and textures consistent ({bad_label} bad)")
             check(bad_path == 0, f"{split}: every path exists in its class/texture folder ({bad_path} bad)")
             check(bad_geom == 0, f"{split}: bbox inside the image around (x, y) ({bad_geom} bad)")
             check(bad_px == 0, f"{split}: 64x64 RGB, shape colour at the shape centre ({bad_px} bad)")
+            check(bad_mask == 0, f"{split}: masks cover the centre (not rings), stay in the bbox, "
+                  f"full pixels have the shape colour ({bad_mask} bad)")
         written = {p for p in ta if p.endswith(".png")}
         check(written == listed, f"files written == files listed ({len(written)} vs {len(listed)})")
 
