@@ -30,6 +30,13 @@ typedef struct {
                           * key j of every sequence (MPNet's relative bias depends on i-j only,
                           * so the top-left block of the longest length serves all) */
     int64_t bias_T;      /* >= every len when bias is set */
+    /* Shared prefix (causal only): when prefix_len > 0, positions [0, prefix_len) of every
+     * sequence are the rows [prefix_off, prefix_off + prefix_len), shared by all sequences (a
+     * common prompt prefix: under the causal mask its hidden states are the same in every
+     * sequence), and positions [prefix_len, len[s]) are the rows off[s] + (position -
+     * prefix_len). Only those own positions are queried and written; attend the prefix itself
+     * with a separate call. */
+    int64_t prefix_len, prefix_off;
 } mc_attn_packed_desc;
 
 /* Workspace floats for mc_attention_packed: max_len * max_len. */

@@ -43,19 +43,26 @@ static int64_t mpnet_bucket(int64_t d, int64_t num_buckets) {
     return ret + (v < half - 1 ? v : half - 1);
 }
 
-/* One chunk: rows [0, n) already validated; seq lengths in e->len, offsets e->off, T total. */
+/* One chunk: rows [0, n) already validated; sequence lengths in e->len, the first row of each
+ * sequence's own tokens in e->off, T rows in all. CLIP: the first P positions, the same ids in
+ * every row, are the shared rows [0, P) (under the causal mask their hidden states are the same
+ * in every sequence, so they are computed once); each sequence's rows hold positions P..len-1. */
 static void forward_chunk(mc_text_encoder *e, const int32_t *ids, int64_t ctx, size_t n, int64_t T, int64_t maxL,
-                          float *out) {
+                          int64_t P, float *out) {
     const int64_t D = e->D, I = e->I, H = e->H, hd = D / H;
     float *x = e->arena, *h = x + T * D, *qkv = h + T * D, *att = qkv + T * 3 * D, *mlp = att + T * D,
           *work = mlp + T * I, *bias = work + maxL * maxL;
     const bool clip = e->family == MC_TEXT_CLIP;
     /* embeddings */
+    for (int64_t t = 0; t < P; t++) { /* the shared prefix (CLIP only) */
+        const float *te = e->tok_emb + (int64_t)ids[t] * D, *pe = e->pos_emb + t * D;
+        for (int64_t c = 0; c < D; c++) x[t * D + c] = te[c] + pe[c];
+    }
     for (size_t b = 0; b < n; b++) {
         const int32_t *row = ids + (int64_t)b * ctx;
         int64_t cnt = 0;
-        for (int64_t t = 0; t < e->len[b]; t++) {
-            float *xr = x + (e->off[b] + t) * D;
+        for (int64_t t = P; t < e->len[b]; t++) {
+            float *xr = x + (e->off[b] + t - P) * D;
             const float *te = e->tok_emb + (int64_t)row[t] * D;
             int64_t pos;
             if (clip) {
@@ -80,13 +87,17 @@ static void forward_chunk(mc_text_encoder *e, const int32_t *ids, int64_t ctx, s
     }
     mc_attn_packed_desc ad = {.n_seq = (int64_t)n, .off = e->off, .len = e->len, .H = H, .head_dim = hd,
                               .ld_qkv = 3 * D, .scale = 1.0f / sqrtf((float)hd), .causal = clip,
-                              .bias = clip ? NULL : bias, .bias_T = maxL};
+                              .bias = clip ? NULL : bias, .bias_T = maxL, .prefix_len = P, .prefix_off = 0};
+    const int64_t zero = 0;
+    const mc_attn_packed_desc pd = {.n_seq = 1, .off = &zero, .len = &P, .H = H, .head_dim = hd, .ld_qkv = 3 * D,
+                                    .scale = ad.scale, .causal = true};
     for (int64_t l = 0; l < e->L; l++) {
         const text_layer *y = &e->layers[l];
         if (clip) {
             /* pre-norm: x = x + out_proj(attn(LN1(x))); x = x + fc2(quick_gelu(fc1(LN2(x)))) */
             mc_layernorm(x, y->ln1_w, y->ln1_b, h, T, D, e->eps);
             mc_linear(h, y->qkv_w, y->qkv_b, qkv, T, D, 3 * D, false);         /* [T, 3D] */
+            if (P) mc_attention_packed(&pd, qkv, qkv + D, qkv + 2 * D, att, work); /* the prefix */
             mc_attention_packed(&ad, qkv, qkv + D, qkv + 2 * D, att, work);   /* [T, D] causal */
             mc_linear(att, y->o_w, y->o_b, x, T, D, D, true);                 /* x += o(att) */
             mc_layernorm(x, y->ln2_w, y->ln2_b, h, T, D, e->eps);
@@ -109,7 +120,7 @@ static void forward_chunk(mc_text_encoder *e, const int32_t *ids, int64_t ctx, s
         /* final_layer_norm at the end token of each sequence (its last packed row), then the
          * projection without bias */
         for (size_t b = 0; b < n; b++)
-            memcpy(h + (int64_t)b * D, x + (e->off[b] + e->len[b] - 1) * D, (size_t)D * sizeof(float));
+            memcpy(h + (int64_t)b * D, x + (e->off[b] + e->len[b] - P - 1) * D, (size_t)D * sizeof(float));
         mc_layernorm(h, e->final_ln_w, e->final_ln_b, h, (int64_t)n, D, e->eps);
         mc_linear(h, e->proj_w, NULL, out, (int64_t)n, D, e->proj, false);
     } else {
@@ -164,11 +175,29 @@ mc_status mc_text_encoder_forward(mc_text_encoder *e, const int32_t *ids, const 
             if (L > maxL) maxL = L;
             b1++;
         }
+        /* CLIP: the positions every row of the chunk shares (a prompt template's prefix, at least
+         * the start token), leaving each row one position of its own */
+        int64_t P = 0;
+        if (e->family == MC_TEXT_CLIP && b1 - b0 > 1) {
+            int64_t minL = INT64_MAX;
+            for (size_t b = 0; b < b1 - b0; b++) minL = e->len[b] < minL ? e->len[b] : minL;
+            const int32_t *r0 = ids + (int64_t)b0 * ctx;
+            for (P = 0; P < minL - 1; P++) {
+                bool same = true;
+                for (size_t b = 1; same && b < b1 - b0; b++) same = ids[(int64_t)(b0 + b) * ctx + P] == r0[P];
+                if (!same) break;
+            }
+        }
+        T = P;
+        for (size_t b = 0; b < b1 - b0; b++) {
+            e->off[b] = T;
+            T += e->len[b] - P;
+        }
         const int64_t D = e->D;
         size_t need = (size_t)T * (size_t)(6 * D + e->I) + (size_t)(maxL * maxL) * (size_t)(1 + e->H) +
                       (size_t)(b1 - b0) * (size_t)D;
         MC_TRY(arena_reserve(e, need, b1 - b0, err));
-        forward_chunk(e, ids + (int64_t)b0 * ctx, ctx, b1 - b0, T, maxL, out + (int64_t)b0 * dim);
+        forward_chunk(e, ids + (int64_t)b0 * ctx, ctx, b1 - b0, T, maxL, P, out + (int64_t)b0 * dim);
         b0 = b1;
     }
     return MC_OK;
