@@ -11,6 +11,8 @@
  * chain when a stage fails.
  */
 #include <errno.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,7 +133,9 @@ static mc_status write_script(const mc_config *cfg, const char *cfg_abs, const s
     fprintf(f, "MICLIP=${MICLIP:-%s}\nCONFIG=%s\nSTAGE=%s\nTASK=${SLURM_ARRAY_TASK_ID:-0}\n"
                "export MICLIP_THREADS=${SLURM_CPUS_PER_TASK:-1}\n"
                "# Open MPI refuses to run as root without these (harmless otherwise).\n"
-               "[ \"$(id -u)\" = 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1\n\n",
+               "[ \"$(id -u)\" = 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1\n"
+               "# Variables an MPI launcher set in the submitting process break this job's launcher.\n"
+               "unset $(compgen -e | grep -E '^(PMIX_|ORTE_|OMPI_MCA_(ess|orte_|pmix)|OMPI_COMM_WORLD_|OMPI_ARGV|OMPI_COMMAND)')\n\n",
             q_miclip, q_cfg, stage);
     fprintf(f, "echo \"[miclip-slurm] $(date -u +%%FT%%TZ) job ${SLURM_JOB_ID} array ${SLURM_ARRAY_JOB_ID:-none}_${TASK}"
                " restart ${SLURM_RESTART_COUNT:-0} on $(hostname): $STAGE task $TASK\"\n"
@@ -172,24 +176,85 @@ static mc_status write_script(const mc_config *cfg, const char *cfg_abs, const s
     return s;
 }
 
-/* Runs `sbatch --parsable [--dependency=afterok:DEP] FILE`, returning the job id. */
+/* True for a variable an MPI launcher or MPI_Init sets in this process (not the user): Open
+ * MPI's singleton MPI_Init adds PMIX_ and OMPI_MCA_ess, orte_ and pmix variables, OMPI_ARGV ... to the
+ * environment, and sbatch exports the environment into the job, where the stale values make
+ * mpirun exit 1 and concurrent srun-launched array tasks share one set of Open MPI
+ * shared-memory segments (a segfault in the vader BTL). Measured here; docs/slurm.md. */
+static bool launcher_var(const char *kv) {
+    static const char *const prefixes[] = {
+        "PMIX_", "PMI_", "ORTE_", "OPAL_", "OMPI_MCA_ess", "OMPI_MCA_orte_", "OMPI_MCA_pmix",
+        "OMPI_MCA_initial_wdir", "OMPI_MCA_shmem_RUNTIME_QUERY", "OMPI_APP_CTX_", "OMPI_ARGV=",
+        "OMPI_COMMAND=", "OMPI_COMM_WORLD_", "OMPI_UNIVERSE_SIZE=", "OMPI_FIRST_RANKS=",
+        "OMPI_NUM_APP_CTX=", "OMPI_FILE_LOCATION=", "HFI_NO_BACKTRACE=", "IPATH_NO_BACKTRACE="};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (!strncmp(kv, prefixes[i], strlen(prefixes[i]))) return true;
+    return false;
+}
+
+/* The environment for sbatch: this process's, less the launcher's variables. The array is
+ * malloc'd (the strings are borrowed from environ). */
+static char **clean_env(void) {
+    extern char **environ;
+    size_t n = 0;
+    while (environ[n]) n++;
+    char **env = calloc(n + 1, sizeof *env);
+    if (!env) return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!launcher_var(environ[i])) env[k++] = environ[i];
+    env[k] = NULL;
+    return env;
+}
+
+/* Runs `sbatch --parsable [--dependency=afterok:DEP] FILE` with the start-up environment,
+ * returning the job id. */
 static mc_status sbatch(const char *file, const char *dep, char *id, size_t cap, mc_error *err) {
-    char qf[4200], cmd[4400];
-    if (!shq(file, qf, sizeof qf)) return MC_FAIL(err, MC_ERR_ARG, "path too long: %s", file);
-    if (dep && dep[0]) snprintf(cmd, sizeof cmd, "sbatch --parsable --dependency=afterok:%s %s", dep, qf);
-    else snprintf(cmd, sizeof cmd, "sbatch --parsable %s", qf);
-    FILE *p = popen(cmd, "r");
-    if (!p) return MC_FAIL(err, MC_ERR_IO, "cannot run sbatch: %s", strerror(errno));
+    extern char **environ;
+    char depopt[128];
+    const char *argv[5];
+    int a = 0;
+    argv[a++] = "sbatch";
+    argv[a++] = "--parsable";
+    if (dep && dep[0]) {
+        snprintf(depopt, sizeof depopt, "--dependency=afterok:%s", dep);
+        argv[a++] = depopt;
+    }
+    argv[a++] = file;
+    argv[a] = NULL;
+    int fd[2];
+    if (pipe(fd) != 0) return MC_FAIL(err, MC_ERR_IO, "pipe: %s", strerror(errno));
+    char **env = clean_env();
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fd[1], 1);
+    posix_spawn_file_actions_addclose(&fa, fd[0]);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, "sbatch", &fa, NULL, (char *const *)argv, env ? env : environ);
+    posix_spawn_file_actions_destroy(&fa);
+    free(env);
+    close(fd[1]);
+    if (rc != 0) {
+        close(fd[0]);
+        return MC_FAIL(err, MC_ERR_IO, "cannot run sbatch: %s (is Slurm installed and on PATH?)", strerror(rc));
+    }
     char line[256] = "";
-    if (!fgets(line, sizeof line, p)) line[0] = '\0';
-    int rc = pclose(p);
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof line - 1 && (r = read(fd[0], line + got, sizeof line - 1 - got)) > 0) got += (size_t)r;
+    line[got] = '\0';
+    char sink[256];
+    while (read(fd[0], sink, sizeof sink) > 0) {}
+    close(fd[0]);
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
     line[strcspn(line, ";\r\n")] = '\0'; /* "ID" or "ID;cluster" */
     size_t n = strlen(line);
     bool digits = n > 0;
     for (size_t i = 0; i < n; i++) digits = digits && line[i] >= '0' && line[i] <= '9';
-    if (rc != 0 || !digits)
-        return MC_FAIL(err, MC_ERR_IO, "sbatch %s failed (status %d, output '%s'); is Slurm's SLURM_CONF set and the cluster up?",
-                       file, rc, line);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || !digits)
+        return MC_FAIL(err, MC_ERR_IO, "sbatch %s failed (exit %d, output '%s'); is SLURM_CONF set and the cluster up?",
+                       file, WIFEXITED(st) ? WEXITSTATUS(st) : -1, line);
     mc_strlcpy(id, line, cap);
     return MC_OK;
 }
@@ -297,6 +362,10 @@ int mc_cmd_slurm(const mc_comm *c, int argc, char **argv) {
                 return mc_cli_usage_error(c, cmd, "%s takes a number from 1 to 100", a);
             if (a[2] == 't') o.time_margin = v;
             else o.mem_margin = v;
+        } else if (!strcmp(a, "--after") && val) {
+            o.after = argv[++i];
+            if (!*o.after || strspn(o.after, "0123456789_") != strlen(o.after))
+                return mc_cli_usage_error(c, cmd, "--after takes a job id");
         } else if (!strcmp(a, "--submit")) o.submit = true;
         else if (a[0] == '-') return mc_cli_usage_error(c, cmd, "unknown option '%s' (or a missing value)", a);
         else if (!path) path = a;

@@ -1,0 +1,95 @@
+#!/usr/bin/python3
+"""`miclip plan` memory and disk figures against what a small real run does (labels unit, mpi).
+
+On a generated tiny world with the committed tiny models (random tiny ones when those are not
+there), two small extractions run under `mpirun -n 2`: pooled f32 activations of three layers,
+and every token of one layer in f16. For each:
+  - disk: the plan's extraction-store size is within 10% + 32 KiB of the store written;
+  - memory: the plan's peak per rank is at least the measured peak RSS of every rank
+    (/usr/bin/time) and at most that plus 128 MiB (the plan's fixed runtime allowance is 64 MiB);
+  - the activation arena estimated from config.json is within a factor 2 of the loaded model's
+    own mc_model_arena_bytes, and the parameter count equals mc_model_param_count.
+Prints 'N passed, N failed'; exit 0 only when all pass."""
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.environ.get("MICLIP_SOURCE_DIR", os.path.dirname(os.path.dirname(HERE)))
+MICLIP = os.environ.get("MICLIP", "miclip")
+MPIEXEC = os.environ.get("MICLIP_MPIEXEC", "mpiexec")
+PASS = FAIL = 0
+
+
+def check(cond, what):
+    global PASS, FAIL
+    PASS += bool(cond)
+    FAIL += not cond
+    print(("PASS: " if cond else "FAIL: ") + what)
+
+
+def models(tmp):
+    vit, clip = os.path.join(SRC, "experiments/world/vit"), os.path.join(SRC, "experiments/world/clip")
+    if os.path.exists(os.path.join(vit, "model.safetensors")) and os.path.exists(os.path.join(clip, "vocab.json")):
+        return vit, clip
+    sys.path.insert(0, os.path.join(SRC, "tests", "stages"))
+    import fixture
+    _, vit, clip = fixture.make(os.path.join(tmp, "fx"), 2)
+    return vit, clip
+
+
+def one(tmp, world, vit, clip, tag, extract):
+    out = os.path.join(tmp, "out-" + tag)
+    cfg = os.path.join(tmp, tag + ".yaml")
+    with open(cfg, "w") as f:
+        f.write("name: %s\noutput_dir: %s\nseeds: [0]\nmodels: {target: %s, clip: %s}\n"
+                "datasets:\n  train: {kind: world, root: %s, split: train}\n"
+                "extract: %s\nstages: [extract]\n" % (tag, out, vit, clip, world, extract))
+    r = subprocess.run([MICLIP, "--quiet", "plan", cfg, "--ranks", "2", "--json"], capture_output=True, text=True)
+    check(r.returncode == 0, "%s: plan runs" % tag)
+    if r.returncode:
+        print(r.stderr)
+        return
+    p = json.loads(r.stdout)
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    r = subprocess.run([MPIEXEC, "--oversubscribe", "-n", "2", "/usr/bin/time", "-f", "maxrss_kb %M",
+                        MICLIP, "--quiet", "run", cfg], capture_output=True, text=True, env=env)
+    check(r.returncode == 0, "%s: the run finishes" % tag)
+    if r.returncode:
+        print(r.stdout[-2000:], r.stderr[-2000:])
+        return
+    rss = [int(x) * 1024 for x in re.findall(r"maxrss_kb (\d+)", r.stderr)]
+    stores = glob.glob(os.path.join(out, "extract", "*.h5"))
+    real = sum(os.path.getsize(s) for s in stores)
+    st = [s for s in p["stages"] if s["stage"] == "extract"][0]
+    disk, mem = st["disk_bytes"], st["mem_bytes_per_rank"]
+    check(len(stores) == 1 and abs(disk - real) <= 0.10 * real + 32768,
+          "%s: planned store %.0f B vs written %d B (10%% + 32 KiB)" % (tag, disk, real))
+    check(len(rss) == 2 and all(mem >= x for x in rss) and all(mem <= x + (128 << 20) for x in rss),
+          "%s: planned %.1f MiB per rank vs measured peak RSS %s MiB" % (
+              tag, mem / 2**20, ["%.1f" % (x / 2**20) for x in rss]))
+    t = p["target"]
+    check(t["sizes_from_weights"] and 0.5 <= t["arena_bytes_estimate"] / t["arena_bytes"] <= 2.0,
+          "%s: arena estimate %.0f B vs the model's own %.0f B (factor 2)" % (tag, t["arena_bytes_estimate"], t["arena_bytes"]))
+    check(t["params"] == t["loaded_params"],
+          "%s: parameters from config.json %d == mc_model_param_count %d" % (tag, t["params"], t["loaded_params"]))
+
+
+def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        vit, clip = models(tmp)
+        world = os.path.join(tmp, "world")
+        subprocess.run([MICLIP, "--quiet", "world", "make", "--out", world, "--seed", "3", "--per-class", "2",
+                        "--val-per-class", "1", "--unseen-per-class", "1"], check=True)
+        one(tmp, world, vit, clip, "pooled", '{layers: ["1", "2", logits], batch_size: 8}')
+        one(tmp, world, vit, clip, "tokens", '{layers: ["2"], pool: all, dtype: f16, batch_size: 8}')
+
+
+if __name__ == "__main__":
+    main()
+    print("%d passed, %d failed" % (PASS, FAIL))
+    sys.exit(1 if FAIL else 0)
