@@ -459,10 +459,10 @@ static void decode_once(void *u) {
     mc_image_free(&img);
     mc_image_free(&out);
 }
-typedef struct { mc_model *m; float *pix; int64_t B; int h, w; mc_status s; mc_error err; } fwd_job;
+typedef struct { mc_model *m; float *pix, *out; int64_t B; int h, w; mc_status s; mc_error err; } fwd_job;
 static void forward_once(void *u) {
     fwd_job *f = u;
-    if (f->s == MC_OK) f->s = mc_model_forward(f->m, f->pix, f->B, f->h, f->w, NULL, NULL, NULL, &f->err);
+    if (f->s == MC_OK) f->s = mc_model_forward(f->m, f->pix, f->B, f->h, f->w, NULL, f->out, NULL, &f->err);
 }
 
 mc_status mc_calibration_measure(int threads, const char *model_dir, mc_calibration *cal, mc_error *err) {
@@ -525,7 +525,8 @@ mc_status mc_calibration_measure(int threads, const char *model_dir, mc_calibrat
         mc_model_input_size(f.m, &ch, &f.h, &f.w);
         size_t n = (size_t)f.B * (size_t)ch * (size_t)f.h * (size_t)f.w;
         f.pix = malloc(n * sizeof(float));
-        if (!f.pix) s = MC_FAIL(err, MC_ERR_NOMEM, "calibration: out of memory");
+        f.out = malloc((size_t)f.B * (size_t)mc_model_output_dim(f.m) * sizeof(float));
+        if (!f.pix || !f.out) s = MC_FAIL(err, MC_ERR_NOMEM, "calibration: out of memory");
         for (size_t i = 0; s == MC_OK && i < n; i++) f.pix[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
         if (s == MC_OK) {
             double r = rate_of(forward_once, &f, 2.0);
@@ -537,6 +538,7 @@ mc_status mc_calibration_measure(int threads, const char *model_dir, mc_calibrat
             mc_strlcpy(cal->fwd_model, model_dir, sizeof cal->fwd_model);
         }
         free(f.pix);
+        free(f.out);
         mc_model_free(&f.m);
         if (s != MC_OK) return s;
     }

@@ -9,6 +9,8 @@ and every token of one layer in f16. For each:
     (/usr/bin/time) and at most that plus 128 MiB (the plan's fixed runtime allowance is 64 MiB);
   - the activation arena estimated from config.json is within a factor 2 of the loaded model's
     own mc_model_arena_bytes, and the parameter count equals mc_model_param_count.
+And `miclip plan --calibrate` writes the documented file, which plan then reads; a plan
+without one says it uses the defaults; a malformed file is refused with its name.
 Prints 'N passed, N failed'; exit 0 only when all pass."""
 import glob
 import json
@@ -56,13 +58,18 @@ def one(tmp, world, vit, clip, tag, extract):
         return
     p = json.loads(r.stdout)
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    r = subprocess.run([MPIEXEC, "--oversubscribe", "-n", "2", "/usr/bin/time", "-f", "maxrss_kb %M",
+    rss_base = os.path.join(tmp, "rss-" + tag)  # one file per rank: rss-TAG.<rank>
+    r = subprocess.run([MPIEXEC, "--oversubscribe", "-n", "2", "sh", "-c",
+                        '/usr/bin/time -f "maxrss_kb %M" -o "$0.$OMPI_COMM_WORLD_RANK" "$@"', rss_base,
                         MICLIP, "--quiet", "run", cfg], capture_output=True, text=True, env=env)
     check(r.returncode == 0, "%s: the run finishes" % tag)
     if r.returncode:
         print(r.stdout[-2000:], r.stderr[-2000:])
         return
-    rss = [int(x) * 1024 for x in re.findall(r"maxrss_kb (\d+)", r.stderr)]
+    rss = []
+    for k in (0, 1):
+        with open("%s.%d" % (rss_base, k)) as f:
+            rss += [int(x) * 1024 for x in re.findall(r"maxrss_kb (\d+)", f.read())]
     stores = glob.glob(os.path.join(out, "extract", "*.h5"))
     real = sum(os.path.getsize(s) for s in stores)
     st = [s for s in p["stages"] if s["stage"] == "extract"][0]
@@ -79,6 +86,31 @@ def one(tmp, world, vit, clip, tag, extract):
           "%s: parameters from config.json %d == mc_model_param_count %d" % (tag, t["params"], t["loaded_params"]))
 
 
+def calibration(tmp, world, vit, clip):
+    """--calibrate writes the documented JSON, plan reads it, a bad file is refused by name."""
+    cfg = os.path.join(tmp, "cal.yaml")
+    with open(cfg, "w") as f:
+        f.write("name: cal\nmodels: {target: %s, clip: %s}\n"
+                "datasets:\n  train: {kind: world, root: %s, split: train}\n"
+                "extract: {layers: [\"1\"]}\nstages: [extract]\n" % (vit, clip, world))
+    path = os.path.join(tmp, "calib", "c.json")
+    r = subprocess.run([MICLIP, "--quiet", "plan", cfg, "--calibrate", "--out", path], capture_output=True, text=True)
+    ok = r.returncode == 0 and os.path.exists(path)
+    c = json.load(open(path)) if ok else {}
+    check(ok and c.get("format") == "miclip-calibration/1" and c["sgemm_gflops"] > 0 and c["mem_gbps"] > 0
+          and c["decode_images_per_s"] > 0 and c["forward"]["images_per_s"] > 0 and c["forward"]["model"] == vit,
+          "--calibrate writes sgemm, memory, decode and a forward of the target (%s)" % r.stdout.strip())
+    r = subprocess.run([MICLIP, "--quiet", "plan", cfg, "--calibration", path, "--json"], capture_output=True, text=True)
+    check(r.returncode == 0 and json.loads(r.stdout)["calibration"] == path, "plan --calibration uses the file")
+    r = subprocess.run([MICLIP, "--quiet", "plan", cfg], capture_output=True, text=True,
+                       env=dict(os.environ, MICLIP_CALIBRATION=os.path.join(tmp, "none.json")))
+    check(r.returncode == 0 and "conservative defaults" in r.stdout, "without a file the plan says it uses defaults")
+    with open(path, "w") as f:
+        f.write('{"format": "miclip-calibration/1", "threads": 1, "sgemm_gflops": -1, "mem_gbps": 1, "decode_images_per_s": 1}')
+    r = subprocess.run([MICLIP, "--quiet", "plan", cfg, "--calibration", path], capture_output=True, text=True)
+    check(r.returncode != 0 and path in r.stderr, "a bad calibration file is refused, naming it (%s)" % r.stderr.strip())
+
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         vit, clip = models(tmp)
@@ -87,6 +119,7 @@ def main():
                         "--val-per-class", "1", "--unseen-per-class", "1"], check=True)
         one(tmp, world, vit, clip, "pooled", '{layers: ["1", "2", logits], batch_size: 8}')
         one(tmp, world, vit, clip, "tokens", '{layers: ["2"], pool: all, dtype: f16, batch_size: 8}')
+        calibration(tmp, world, vit, clip)
 
 
 if __name__ == "__main__":
