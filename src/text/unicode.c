@@ -75,9 +75,13 @@ mc_status mc_utf8_decode(const char *text, size_t len, mc_utf8_policy policy, mc
             i = j;
             continue;
         }
-        if (policy == MC_UTF8_REJECT)
-            return MC_FAIL(err, MC_ERR_FORMAT, "text is not valid UTF-8: ill-formed byte 0x%02X at offset %zu",
-                           s[j < len ? (need > 0 ? j : i) : i], need > 0 ? j : i);
+        if (policy == MC_UTF8_REJECT) {
+            if (need > 0 && j >= len)
+                return MC_FAIL(err, MC_ERR_FORMAT, "text is not valid UTF-8: the sequence at byte offset %zu is cut off "
+                               "by the end of the text", i);
+            size_t at = need > 0 ? j : i;
+            return MC_FAIL(err, MC_ERR_FORMAT, "text is not valid UTF-8: ill-formed byte 0x%02X at offset %zu", s[at], at);
+        }
         /* One U+FFFD for the maximal subpart: the lead byte plus the valid continuation bytes
          * seen so far (at least one byte). */
         out->cp[out->n++] = 0xFFFD;
