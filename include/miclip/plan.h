@@ -117,7 +117,7 @@ typedef struct {
     mc_plan_model target, clip;
     bool clip_is_target;
     int64_t n_train, n_eval, n_unseen; /* images per seed */
-    char images_note[256];
+    char images_note[1024];
     int n_stages;
     mc_plan_stage st[MC_STAGE_COUNT];
     int n_stores;

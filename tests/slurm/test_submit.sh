@@ -2,8 +2,9 @@
 # test_submit.sh PART: the scripts `miclip slurm` generates, run through a real private Slurm
 # cluster (slurm_cluster.sh), on a tiny generated world with the committed tiny models.
 #
-#   submit  `miclip slurm --submit` (srun --mpi=pmix launcher) of a two-seed extraction: the array
-#           runs both seeds, and the stores equal a direct `mpirun -n 2 miclip run` bitwise; the
+#   submit  `miclip slurm --submit` (srun --mpi=pmix launcher) of the main job
+#           experiments/world.yaml (on a smaller world: 48 training images): the array runs
+#           every seed, and the stores equal a direct `mpirun -n 2 miclip run` bitwise; the
 #           stores record the Slurm job ids
 #   deps    (mpirun launcher) the stage submitted --after a running job pends with
 #           Reason=Dependency and starts only after it ended; --after a failing job is cancelled
@@ -71,19 +72,34 @@ wait_log() {   # wait_log FILE REGEX SECONDS
 
 case $part in
 submit)
-    write_cfg "$W/a.yaml" "$W/out-slurm" "[0, 1]" 4
-    write_cfg "$W/ref.yaml" "$W/out-direct" "[0, 1]" 4
+    # The main job, experiments/world.yaml, on a smaller world: its own stages, seeds, layers and
+    # models; only the image folder, the sample count and the output folder change.
+    world_cfg() {
+        sed -e "s#^output_dir:.*#output_dir: $1#" -e "s#\.\./results/world-data#$W/world#g" \
+            -e "s#n_samples: [0-9]*#n_samples: 48#" -e "s#: world/#: $SRC/experiments/world/#g" \
+            "$SRC/experiments/world.yaml" >"$2"
+    }
+    world_cfg "$W/out-slurm" "$W/a.yaml"
+    world_cfg "$W/out-direct" "$W/ref.yaml"
+    if [ ! -f "$SRC/experiments/world.yaml" ] || ! "$MICLIP" --quiet config "$W/a.yaml" >/dev/null; then
+        bad "experiments/world.yaml missing or invalid after the substitutions; using a small config"
+        write_cfg "$W/a.yaml" "$W/out-slurm" "[0, 1]" 4
+        write_cfg "$W/ref.yaml" "$W/out-direct" "[0, 1]" 4
+    fi
+    nseeds=$("$MICLIP" --quiet config "$W/a.yaml" --tasks | grep -c '^extract ')
     out=$("$MICLIP" slurm "$W/a.yaml" --out "$W/scripts" --ntasks-per-node 2 --submit 2>"$W/slurm.err")
     A=$(awk '$1 == "extract" {print $2}' <<<"$out")
     check "miclip slurm --submit printed the extract job id ('$out')" test -n "$A"
     check "script has the array, signal, requeue, append and dependency-kill lines" \
-        bash -c "grep -q '^#SBATCH --array=0-1' '$W/scripts/01-extract.sbatch' && grep -q '^#SBATCH --signal=B:USR1@120' '$W/scripts/01-extract.sbatch' && grep -q '^#SBATCH --requeue' '$W/scripts/01-extract.sbatch' && grep -q '^#SBATCH --open-mode=append' '$W/scripts/01-extract.sbatch' && grep -q '^#SBATCH --kill-on-invalid-dep=yes' '$W/scripts/01-extract.sbatch' && grep -q 'srun --mpi=pmix' '$W/scripts/01-extract.sbatch'"
+        bash -c "grep -q '^#SBATCH --array=0-$((nseeds - 1))' '$W/scripts/01-extract.sbatch' && grep -q '^#SBATCH --signal=B:USR1@120' '$W/scripts/01-extract.sbatch' && grep -q '^#SBATCH --requeue' '$W/scripts/01-extract.sbatch' && grep -q '^#SBATCH --open-mode=append' '$W/scripts/01-extract.sbatch' && grep -q '^#SBATCH --kill-on-invalid-dep=yes' '$W/scripts/01-extract.sbatch' && grep -q 'srun --mpi=pmix' '$W/scripts/01-extract.sbatch'"
+    last=$(tail -n 1 <<<"$out" | awk '{print $2}')   # the chain's last stage
     slurm_wait_gone "$A" 240
+    [ -n "$last" ] && slurm_wait_gone "$last" 300
     st=$(tasks_state "$A")
-    check "both array tasks COMPLETED ($st)" test "$st" = "2 JobState=COMPLETED;"
-    check "task logs 0 and 1 each end with 'miclip exited 0'" \
-        bash -c "grep -q 'miclip exited 0' '$W/scripts/logs/extract-${A}_0.out' && grep -q 'miclip exited 0' '$W/scripts/logs/extract-${A}_1.out'"
-    check "array over two seeds: one store per seed" test "$(ls "$W/out-slurm/extract/"*.h5 2>/dev/null | wc -l)" -eq 2
+    check "all $nseeds array tasks (one per seed) COMPLETED ($st)" test "$st" = "$nseeds JobState=COMPLETED;"
+    check "every task log ends with 'miclip exited 0'" \
+        test "$(grep -l 'miclip exited 0' "$W/scripts/logs/extract-${A}_"*.out 2>/dev/null | wc -l)" -eq "$nseeds"
+    check "array over $nseeds seeds: one store per seed" test "$(ls "$W/out-slurm/extract/"*.h5 2>/dev/null | wc -l)" -eq "$nseeds"
     direct "$W/ref.yaml" || bad "direct mpirun run: $(tail -3 "$W/direct.log")"
     check "stores of the Slurm array equal a direct mpirun -n 2 run (bitwise) and carry slurm_job_id" \
         "$PY" "$here/compare_stores.py" "$W/out-slurm" "$W/out-direct" --slurm
