@@ -230,7 +230,7 @@ static mc_status encode_segment(mc_wordpiece *t, const uint32_t *seg, size_t n, 
         if (!mc_uc_lower(a->cp, a->n, false, b)) return MC_FAIL(err, MC_ERR_NOMEM, "tokenizer: out of memory");
     } else {
         if (!mc_cpbuf_reserve(b, a->n)) return MC_FAIL(err, MC_ERR_NOMEM, "tokenizer: out of memory");
-        memcpy(b->cp, a->cp, a->n * sizeof *a->cp);
+        if (a->n) memcpy(b->cp, a->cp, a->n * sizeof *a->cp);
         b->n = a->n;
     }
     size_t i = 0;
@@ -284,7 +284,7 @@ mc_status mc_wp_encode(mc_wordpiece *t, const char *text, size_t len, int32_t *i
         i += hit_len;
         seg = i;
     }
-    if (n < room) MC_TRY(encode_segment(t, cp + seg, e - seg, ids, room, &n, err));
+    if (n < room && e > seg) MC_TRY(encode_segment(t, cp + seg, e - seg, ids, room, &n, err));
     ids[n++] = t->special[WP_SEP];
     *n_out = n;
     return MC_OK;
