@@ -403,9 +403,9 @@ const char *mc_text_encoder_hash(mc_text_encoder *e) {
         mc_sha256_update(&h, files[i], strlen(files[i]) + 1);
         mc_sha256_update(&h, hex, MC_SHA256_HEX_LEN);
     }
-    /* the clean-up mode changes the ids, so it is part of the identity */
-    char mode[32];
-    mc_snprintf(mode, sizeof mode, "clean=%d", e->clip ? (int)mc_clip_tok_clean(e->clip) : -1);
+    /* the clean-up mode and the context change the ids, so they are part of the identity */
+    char mode[64];
+    mc_snprintf(mode, sizeof mode, "clean=%d ctx=%d", e->clip ? (int)mc_clip_tok_clean(e->clip) : -1, e->ctx);
     mc_sha256_update(&h, mode, strlen(mode));
     uint8_t d[MC_SHA256_BYTES];
     mc_sha256_final(&h, d);
