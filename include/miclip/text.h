@@ -195,8 +195,8 @@ void mc_zeroshot_classify(const float *class_emb, int64_t n_classes, const float
  *   /text_cache/<key>/part_<k>/embeds   F32 [m, dim] the encoder's output (mc_text_embed with
  *                                       normalize = false)
  * Each call that meets new texts appends one part. The model hash is mc_text_encoder_hash
- * (config, weights and tokenizer files, the CLIP clean-up mode and the context length), so a changed file never
- * reuses old rows.
+ * (config, weights and tokenizer files, the CLIP clean-up mode and the context length), so a
+ * changed file never reuses old rows.
  *
  * Collective over the store's communicator: every rank passes the same texts and gets every
  * embedding in out[n * dim]. The missing texts are split over the ranks, embedded, gathered
