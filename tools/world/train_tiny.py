@@ -1,28 +1,32 @@
 #!/usr/bin/python3
 """Train the tiny world's models (a ViT, a ResNet and a CLIP) and write them as Hugging Face folders.
 
-Run with Debian's Python (torch 1.13, CPU), after making the world with miclip:
+The committed models (experiments/world/, docs/world.md) were made in two steps:
 
-    miclip world make --out /tmp/world --seed 1 --per-class 300 --val-per-class 50 \
-        --unseen-per-class 50
-    /usr/bin/python3 tools/world/train_tiny.py --world /tmp/world --out experiments/world
+    miclip world make --out W --seed 1 --per-class 500 --val-per-class 50 --unseen-per-class 50
+    python3 tools/world/train_tiny.py --world W --out experiments/world --device cuda --seed 0
+        (on a GPU machine: tools/world/gpu_train.sh; --device cpu, the default, works with
+         Debian's torch 1.13 too, in a few hours on 2 cores)
+    /usr/bin/python3 tools/world/train_tiny.py --world W --out experiments/world --reference-only
+        (here, with Debian's PyTorch: measures the accuracies, writes the references)
 
-What it writes, per model, under OUT/{vit,resnet,clip}/ (the layouts of
+What training writes, per model, under OUT/{vit,resnet,clip}/ (the layouts of
 google/vit-base-patch16-224, microsoft/resnet-50 and openai/clip-vit-base-patch16; see
 /work/shared/specs/hf-models.md sections 0-4):
   config.json, preprocessor_config.json, model.safetensors (written by hand: u64 header length,
   JSON header, raw little-endian F32/I64 data), and for CLIP vocab.json, merges.txt,
   tokenizer_config.json, special_tokens_map.json (a byte-level BPE built from the world's words).
-Plus OUT/reference/{vit,resnet,clip}.json: the PyTorch outputs on a fixed set of validation
-images (the first REF_PER_CLASS of each class), which tests/world compares with the C forward.
-And OUT/results.json: accuracies, seeds, times, the command line.
+--reference-only writes OUT/reference/{vit,resnet,clip}.json: the PyTorch outputs on a fixed set
+of validation images (the first REF_PER_CLASS of each class), which tests/world compares with
+miclip's C forward. Both write OUT/results.json: accuracies, seeds, times, the command line.
 
 Reproducibility: every random number comes from torch generators seeded from --seed, the thread
 count is fixed (--threads, default 2) and deterministic algorithms are requested, so the same
-world, seed and machine give the same weights.
+world, seed and machine give the same weights (checked bit for bit on the GPU machine).
 
 Models are implemented here directly with Hugging Face parameter names, so the state dict is
-saved as it is; nothing needs renaming.
+saved as it is; nothing needs renaming. tests/world/test_world_models.py imports this file
+(load_model, pixel_values, Tokenizer) as the PyTorch reference.
 """
 import argparse
 import json
@@ -80,8 +84,8 @@ def read_lines(path):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention; names follow HF ViT (query/key/value + output.dense) or HF CLIP
-    (q_proj/k_proj/v_proj/out_proj), chosen by `style`."""
+    """The multi-head attention core shared by the ViT and CLIP layers (no parameters: each
+    layer owns its projections under its Hugging Face names)."""
 
     def __init__(self, d, heads):
         super().__init__()
