@@ -296,7 +296,7 @@ def mpnet_forward(ids, att):
 
 
 wref = R.WordPieceRef(mp_dir, max_length=384)
-mp_texts = TEXTS + ["word " * 500, "the <mask> sat on <s> mat"]
+mp_texts = TEXTS + ["word " * 500, "the <mask> sat on <s> mat", "a <pad> in the text gets position id 1"]
 want_ids = [wref.encode(t) for t in mp_texts]
 got_ids, got = run_tool(mp_dir, mp_texts)
 got_trim = [[x for x in r[:len(w)]] for r, w in zip(got_ids, want_ids)]
