@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""`miclip world make`: same seed, same bytes (two runs; 1 rank vs 2 ranks), another seed other
+"""`miclip world make`: same seed, same bytes (two runs; 1 rank vs 2 and 4 ranks), another seed other
 images; attributes.jsonl consistent with the files written and with the pixels (checked with PIL);
 class, texture and concept lists complete; usage errors.
 
@@ -54,11 +54,12 @@ def lines(path):
 
 def main():
     with tempfile.TemporaryDirectory() as tmp:
-        a, b, c, d = (os.path.join(tmp, x) for x in "abcd")
-        for out, ranks, extra in ((a, 0, ARGS), (b, 0, ARGS), (c, 2, ARGS + ["--masks"])):
+        a, b, c, d, f = (os.path.join(tmp, x) for x in "abcdf")
+        for out, ranks, extra in ((a, 0, ARGS), (b, 0, ARGS), (c, 2, ARGS + ["--masks"]), (f, 4, ARGS)):
             r = make(out, 7, ranks, extra)
             check(r.returncode == 0, f"world make ({ranks or 1} rank) exits 0 {r.stderr.strip()[:300]}")
-        ta, tb, tc = tree(a), tree(b), tree(c)
+        ta, tb, tc, tf = tree(a), tree(b), tree(c), tree(f)
+        check(ta == tf, "1 rank and 4 ranks: byte-identical")
         check(len(ta) > 0 and ta == tb, f"two runs, same seed: {len(ta)} files byte-identical")
         tc_masks = {p: h for p, h in tc.items() if p.startswith("masks/")}
         tc = {p: h for p, h in tc.items() if not p.startswith("masks/")}
