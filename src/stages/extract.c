@@ -125,6 +125,11 @@ static mc_status choose_pool(const mc_config *cfg, const mc_layer_info *li, mc_p
     }
 }
 
+/* Seconds spent per phase on this rank (reported at the end; bench/extract.sh reads them). */
+typedef struct {
+    double decode, forward, io;
+} phase_times;
+
 /* Everything loaded once per task. */
 typedef struct {
     mc_model *target, *clip; /* clip == target when the target is the CLIP model itself */
@@ -136,6 +141,7 @@ typedef struct {
     mc_hook *hooks;
     int64_t out_dim, clip_dim;
     char target_hash[MC_SHA256_HEX_LEN + 1], clip_hash[MC_SHA256_HEX_LEN + 1];
+    phase_times t;
 } extractor;
 
 static void extractor_free(extractor *x) {
@@ -275,6 +281,7 @@ static mc_status compute_unit(const mc_config *cfg, extractor *x, const extract_
     int64_t B = e - b;
     size_t per_t = (size_t)3 * x->th * x->tw, per_c = (size_t)3 * x->ch * x->cw;
     bool same = x->clip == x->target;
+    double t0 = mc_now();
     for (int64_t i = 0; i < B; i++) {
         mc_image img = {0};
         mc_error ie = {0};
@@ -295,10 +302,13 @@ static mc_status compute_unit(const mc_config *cfg, extractor *x, const extract_
             if (!same) memset(pix_c + i * per_c, 0, per_c * sizeof(float));
         }
     }
+    double t1 = mc_now();
+    x->t.decode += t1 - t0;
     mc_forward_opts opts = {.hooks = x->hooks, .n_hooks = x->n_cap};
     MC_TRY(mc_model_forward(x->target, pix_t, B, x->th, x->tw, &opts, out, NULL, err));
     if (same) memcpy(clip_emb, out, (size_t)B * (size_t)x->clip_dim * sizeof(float));
     else MC_TRY(mc_model_forward(x->clip, pix_c, B, x->ch, x->cw, NULL, clip_emb, NULL, err));
+    x->t.forward += mc_now() - t1;
     if (same) {
         mc_zeroshot_classify(class_emb, p->ds.n_classes, out, B, x->out_dim, pred, NULL);
     } else {
@@ -358,6 +368,7 @@ static mc_status extract_split(const mc_comm *c, const mc_config *cfg, extractor
                                extract_plan *p, int64_t seed, mc_error *err) {
     const int64_t bs = cfg->extract.batch_size, N = p->ds.n;
     const int64_t n_units = (N + bs - 1) / bs;
+    x->t = (phase_times){0};
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/extract", cfg->output_dir);
     mc_status s = c->rank == 0 ? mc_mkdir_p(dir, err) : MC_OK;
@@ -444,8 +455,10 @@ static mc_status extract_split(const mc_comm *c, const mc_config *cfg, extractor
         }
         s = mc_comm_agree(c, ls, err);
         if (s != MC_OK) break;
+        double tw = mc_now();
         s = write_unit(st, cfg, x, b, e, out, clip_emb, pred, valid, half, err);
         if (s == MC_OK) s = mc_store_units_mark(st, "/", &unit, unit >= 0 ? 1 : 0, err);
+        x->t.io += mc_now() - tw;
         int64_t upto = (r + 1) * c->size * bs;
         mc_progress_update(&prog, upto < prog.total ? upto : prog.total);
         if (s == MC_OK && mc_comm_stop_requested(c)) {
@@ -473,6 +486,14 @@ static mc_status extract_split(const mc_comm *c, const mc_config *cfg, extractor
         if (s == MC_OK)
             mc_info0("extract %s: %lld images, %d layers -> %s%s", mc_split_name(p->split), (long long)N,
                      x->n_cap, p->path, invalid ? " (some images skipped: see n_bad_images)" : "");
+        /* Where the time went, summed over ranks (wall seconds per phase). */
+        double spent[3] = {x->t.decode, x->t.forward, x->t.io}, sum[3];
+        MPI_Reduce(spent, sum, 3, MPI_DOUBLE, MPI_SUM, 0, c->comm);
+        double all = sum[0] + sum[1] + sum[2];
+        if (all > 0)
+            mc_info0("extract %s: time per rank: decode+preprocess %.1f%%, forward %.1f%%, write+flush %.1f%% "
+                     "(%.2f s total over %d rank(s))", mc_split_name(p->split), 100 * sum[0] / all,
+                     100 * sum[1] / all, 100 * sum[2] / all, all, c->size);
         (void)total_bad;
     }
     mc_error close_err = {0};

@@ -674,7 +674,7 @@ static mc_status xfer(mc_store *s, const char *name, mc_dtype dtype, const xfer_
                 h = H5Sselect_none(fspace);
                 if (h >= 0) h = H5Sselect_none(ms);
             }
-            char *buf = (char *)data + (size_t)off * row_bytes;
+            char *buf = data ? (char *)data + (size_t)off * row_bytes : NULL; /* NULL: no rows here */
             if (h >= 0)
                 h = rq->write ? H5Dwrite(d, mt, ms, fspace, dxpl, n > 0 ? buf : NULL)
                               : H5Dread(d, mt, ms, fspace, dxpl, n > 0 ? buf : NULL);

@@ -154,7 +154,8 @@ def test_resume(tmp, fx, ref):
         r = subprocess.run([fixture.MPIEXEC, "--oversubscribe", "-n", "2", fixture.MICLIP, "run", cfg],
                            capture_output=True, text=True)
         if r.returncode != 0:
-            check(False, "resume after SIGKILL at %.1f s exits 0: %s" % (delay, r.stderr[-400:]))
+            lines = [l for l in r.stderr.splitlines() if "error" in l] or r.stderr.splitlines()[-3:]
+            check(False, "resume after SIGKILL at %.1f s exits 0: %s" % (delay, " | ".join(lines)))
             return
         if "resuming" in r.stderr:
             mid = True
