@@ -890,6 +890,8 @@ def main():
             save_safetensors(os.path.join(d, "model.safetensors"), state_dict_for_export(model))
         model.eval()
         xv = pixel_values(xva, mean, std).to(dev)
+        # The full validation split's top-1 decisions ("val_pred", in attributes.jsonl order) and
+        # the outputs themselves on the reference subset ("images").
         rec = {"model": name, "images": [rva[i]["path"] for i in ref_idx],
                "labels": [rva[i]["label"] for i in ref_idx], "world": world_info,
                "torch": torch.__version__, "device": args.device}
@@ -910,6 +912,7 @@ def main():
                 ct = model.text_embeds(tok.batch([CLASS_PROMPT.format(c) for c in classes], CONTEXT).to(dev))
                 tt = model.text_embeds(tok.batch([TEXTURE_PROMPT.format(t) for t in textures], CONTEXT).to(dev))
             rec.update({"image_embeds": r8(ie[ref_idx].cpu()), "pred": sims[ref_idx].argmax(1).tolist(),
+                        "val_pred": sims.argmax(1).tolist(),
                         "class_prompts": [CLASS_PROMPT.format(c) for c in classes],
                         "class_input_ids": [[tok.sot] + tok.encode(CLASS_PROMPT.format(c)) + [tok.eot] for c in classes],
                         "class_text_embeds": r8(ct.cpu()),
@@ -924,7 +927,8 @@ def main():
             logits = predict(model, xv).cpu()
             acc = (logits.argmax(1) == yva).float().mean().item()
             log(f"{name} val top-1 {acc:.4f}")
-            rec.update({"logits": r8(logits[ref_idx]), "pred": logits[ref_idx].argmax(1).tolist()})
+            rec.update({"logits": r8(logits[ref_idx]), "pred": logits[ref_idx].argmax(1).tolist(),
+                        "val_pred": logits.argmax(1).tolist()})
             res["val_top1"] = acc
         if args.reference_only:
             write_json(os.path.join(args.out, "reference", name + ".json"), rec)
