@@ -53,6 +53,7 @@ def rel_err(a, b):
 
 
 def test_torch(world, refs):
+    sys.dont_write_bytecode = True  # no __pycache__ in the source tree
     sys.path.insert(0, os.path.join(SRC, "tools", "world"))
     import torch
     import train_tiny as T
