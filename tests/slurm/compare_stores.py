@@ -1,11 +1,12 @@
 #!/usr/bin/python3
-"""compare_stores.py DIR_A DIR_B [--slurm]: the extraction stores under DIR_A/extract and
-DIR_B/extract are the same files (matched by name: split, seed and extraction key), every
-dataset is bitwise equal (activations included) and the content attributes agree. Run-specific
-provenance (host, time, Slurm ids, rank count, the canonical config with its output_dir) may
-differ. With --slurm, every store in DIR_A must also carry the slurm_job_id provenance
-attribute. Prints one line per store; exit 0 only when all agree."""
-import glob
+"""compare_stores.py DIR_A DIR_B [--slurm]: two experiment output folders hold the same results.
+
+Every HDF5 store (*.h5, matched by relative path: stage, task and key are in the names) has the
+same datasets, each bitwise equal (activations, weights, curves), and the same content
+attributes; the tables and reports (*.csv, *.md) are byte-equal. Run-specific provenance (host,
+time, Slurm ids, rank count, the canonical config with its output_dir) may differ. With --slurm,
+every store in DIR_A must also carry the slurm_job_id provenance attribute. Prints one line per
+file; exit 0 only when all agree."""
 import os
 import sys
 
@@ -36,18 +37,30 @@ def same(a, b):
     return None
 
 
+def files(d):
+    out = []
+    for root, _, names in os.walk(d):
+        for n in names:
+            if n.endswith((".h5", ".csv", ".md")):
+                out.append(os.path.relpath(os.path.join(root, n), d))
+    return sorted(out)
+
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     slurm = "--slurm" in sys.argv
-    a, b = (sorted(os.path.basename(p) for p in glob.glob(os.path.join(d, "extract", "*.h5"))) for d in args)
+    a, b = (files(d) for d in args)
     if not a or a != b:
-        print("store names differ: %s vs %s" % (a, b))
+        print("file lists differ: %s vs %s" % (a, b))
         return 1
     bad = 0
     for name in a:
-        pa, pb = (os.path.join(d, "extract", name) for d in args)
-        why = same(pa, pb)
-        if why is None and slurm:
+        pa, pb = (os.path.join(d, name) for d in args)
+        if not name.endswith(".h5"):
+            why = None if open(pa, "rb").read() == open(pb, "rb").read() else "contents differ"
+        else:
+            why = same(pa, pb)
+        if why is None and slurm and name.endswith(".h5"):
             with h5py.File(pa, "r") as f:
                 if "slurm_job_id" not in f.attrs:
                     why = "no slurm_job_id provenance attribute"

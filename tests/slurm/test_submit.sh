@@ -9,6 +9,10 @@
 #   deps    (mpirun launcher) the stage submitted --after a running job pends with
 #           Reason=Dependency and starts only after it ended; --after a failing job is cancelled
 #           (--kill-on-invalid-dep=yes) and writes nothing
+#   chain   every stage this build implements of extract, sae, align, localize, describe, chained
+#           with afterok by `miclip slurm --submit`: each stage pends with Reason=Dependency and
+#           starts after the previous array ended; all outputs equal a direct run's; a failing
+#           first stage cancels the rest
 #   signal  `scancel --signal=USR1 --batch` to a running stage: miclip exits 75, the batch script
 #           requeues the job, the restarted run resumes and the final store equals an
 #           uninterrupted run's; requeueing the finished task again exits 0 at once and leaves
@@ -21,7 +25,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 MICLIP=${MICLIP:?set MICLIP to the miclip binary}
 SRC=${MICLIP_SOURCE_DIR:-$(cd "$here/../.." && pwd)}
 PY=${MICLIP_PYTHON:-/usr/bin/python3}
-part=${1:?usage: test_submit.sh submit|deps|signal}
+part=${1:?usage: test_submit.sh submit|deps|chain|signal}
 pass=0; fail=0
 ok() { pass=$((pass + 1)); echo "PASS: $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
@@ -127,6 +131,67 @@ deps)
     slurm_wait_gone "$B" 120
     check "after a failed prerequisite: $(slurm_job_field "$B" JobState) ($(slurm_job_field "$B" Reason)), nothing written" \
         bash -c "[ '$(slurm_job_field "$B" JobState)' = CANCELLED ] && [ ! -e '$W/out-never' ]"
+    ;;
+chain)
+    # Every implemented stage after extract, chained by `miclip slurm --submit`.
+    chain_cfg() {   # chain_cfg FILE OUTPUT_DIR TRAIN_ROOT STAGES
+        cat >"$1" <<EOF
+name: chaintest
+output_dir: $2
+seeds: [0, 1]
+models: {target: $VIT, clip: $CLIP}
+datasets:
+  train: {kind: world, root: $3, split: train}
+concepts:
+  - {name: classes, source: classes}
+extract: {layers: ["2", "3"], batch_size: 8}
+sae: {layer: "3", features: 64, k: 4, batch_size: 16, epochs: 2}
+align: {batch_size: 32, epochs: 1}
+stages: [$4]
+EOF
+    }
+    stages=""   # the stages of this build that the config above can run
+    for st in extract sae align localize describe; do
+        chain_cfg "$W/probe.yaml" "$W/probe" "$W/world" "$st"
+        "$MICLIP" --quiet plan "$W/probe.yaml" --json 2>/dev/null | grep -q '"implemented": true' &&
+            stages="${stages:+$stages, }$st"
+    done
+    chain_cfg "$W/c.yaml" "$W/out-chain" "$W/world" "$stages"
+    chain_cfg "$W/cref.yaml" "$W/out-chainref" "$W/world" "$stages"
+    out=$("$MICLIP" slurm "$W/c.yaml" --out "$W/sc" --ntasks-per-node 2 --submit 2>"$W/slurm.err")
+    mapfile -t ids < <(awk '{print $2}' <<<"$out")
+    mapfile -t names < <(awk '{print $1}' <<<"$out")
+    n=${#ids[@]}
+    check "chain of $n stages ($stages) submitted: $(tr '\n' ' ' <<<"$out")" test "$n" -ge 2
+    # The scheduler sets the reason at its next pass: poll while the first stage is still queued.
+    for ((i = 0; i < 100; i++)); do
+        r=$(slurm_job_field "${ids[1]}" Reason) q=$(squeue -h -j "${ids[0]}" 2>/dev/null | wc -l)
+        [ "$r" = Dependency ] && break
+        sleep 0.1
+    done
+    check "stage ${names[1]} held while ${names[0]} is queued ($q task(s)): $(slurm_job_field "${ids[1]}" JobState) $r" \
+        test "$r" = Dependency -a "$q" -gt 0
+    slurm_wait_gone "${ids[n - 1]}" 300
+    for ((k = 0; k < n; k++)); do
+        nt=$("$MICLIP" --quiet config "$W/c.yaml" --tasks | grep -c "^${names[k]} ")
+        st=$(tasks_state "${ids[k]}")
+        check "${names[k]}: all $nt task(s) COMPLETED ($st)" test "$st" = "$nt JobState=COMPLETED;"
+        if ((k > 0)); then
+            end=$(scontrol show job -o "${ids[k - 1]}" | grep -oE 'EndTime=[^ ]+' | cut -d= -f2 | sort | tail -n 1)
+            start=$(scontrol show job -o "${ids[k]}" | grep -oE 'StartTime=[^ ]+' | cut -d= -f2 | sort | head -n 1)
+            check "${names[k]} started ($start) after every ${names[k - 1]} task ended ($end)" bash -c "[[ ! '$start' < '$end' ]]"
+        fi
+    done
+    direct "$W/cref.yaml" || bad "direct mpirun run: $(tail -3 "$W/direct.log")"
+    check "every store, table and report of the chain equals a direct mpirun -n 2 run's" \
+        "$PY" "$here/compare_stores.py" "$W/out-chain" "$W/out-chainref" --slurm
+    # A failing first stage (its images are missing) cancels the rest of the chain.
+    chain_cfg "$W/bad.yaml" "$W/out-bad" "$W/no-such-world" "$stages"
+    out=$("$MICLIP" slurm "$W/bad.yaml" --out "$W/sb" --ntasks-per-node 2 --submit 2>>"$W/slurm.err")
+    mapfile -t ids < <(awk '{print $2}' <<<"$out")
+    slurm_wait_gone "${ids[${#ids[@]} - 1]}" 120
+    check "failed first stage ($(tasks_state "${ids[0]}")) cancels the next ($(slurm_job_field "${ids[1]}" JobState))" \
+        bash -c "[[ '$(tasks_state "${ids[0]}")' == *FAILED* ]] && [ '$(slurm_job_field "${ids[1]}" JobState)' = CANCELLED ]"
     ;;
 signal)
     write_cfg "$W/s.yaml" "$W/out-sig" "[0]" 1
