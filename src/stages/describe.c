@@ -22,7 +22,7 @@
 #include "miclip/miclip.h"
 #include "stages_internal.h"
 
-#define REPORT_MAX_UNITS 64        /* units listed per table in the report */
+#define REPORT_MAX_UNITS 16        /* units listed per table in the report (all logit neurons) */
 #define KEEP_SIM_MAX (1ll << 24)   /* the full similarity matrix is stored up to this size */
 
 /* Index of text in the concept set (case-insensitive), or -1. */
@@ -49,10 +49,14 @@ static double report_table(mc_buf *b, const mc_task *task, const mc_method_task 
     double acc = known ? (double)hits / (double)known : NAN;
     mc_buf_printf(b, "\n### %s, concept set `%s` (%lld concepts)\n\n",
                   u->kind == MC_UNIT_SAE ? "SAE features" : "neurons", cs->name, (long long)cs->n);
-    if (logits && known)
+    if (logits && known) {
         mc_buf_printf(b, "Description accuracy (top concept = the neuron's own class): %lld / %lld = %.1f%%\n\n",
                       (long long)hits, (long long)known, 100.0 * acc);
-    int64_t shown = u->n_units < REPORT_MAX_UNITS ? u->n_units : REPORT_MAX_UNITS;
+        /* Machine-readable for the summary table of the whole report (rebuild_report). */
+        mc_buf_printf(b, "<!-- accuracy\t%s\t%s\t%s\t%lld\t%.17g -->\n\n", task->layer,
+                      mc_variant_name(task->variant), cs->name, (long long)task->seed, acc);
+    }
+    int64_t shown = u->n_units < REPORT_MAX_UNITS || logits ? u->n_units : REPORT_MAX_UNITS;
     mc_buf_printf(b, "| unit |%s top concepts (cosine) |\n|---|%s---|\n", logits ? " own class | top is own |" : "",
                   logits ? "---|---|" : "");
     for (int64_t i = 0; i < shown; i++) {
@@ -145,6 +149,7 @@ static mc_status rebuild_report(const mc_config *cfg, mc_error *err) {
                   "describe stage; the full lists are in tables/.\n", cfg->name, cfg->align.prompt);
     int found = 0;
     mc_status s = MC_OK;
+    mc_buf body = {0}, acc = {0};
     for (int t = 0; t < n && s == MC_OK; t++) {
         char path[MC_PATH_CAP];
         mc_snprintf(path, sizeof path, "%s/report/descriptions/%s.md", cfg->output_dir, tasks[t].id);
@@ -152,10 +157,61 @@ static mc_status rebuild_report(const mc_config *cfg, mc_error *err) {
         char *text = NULL;
         size_t len = 0;
         s = mc_read_file(path, 64u << 20, &text, &len, err);
-        if (s == MC_OK) mc_buf_printf(&b, "\n%s", text), found++;
+        if (s == MC_OK) {
+            mc_buf_printf(&body, "\n%s", text), found++;
+            for (char *p = strstr(text, "<!-- accuracy\t"); p; p = strstr(p + 1, "<!-- accuracy\t")) {
+                char *e = strstr(p, " -->");
+                if (e) mc_buf_printf(&acc, "%.*s\n", (int)(e - p - 14), p + 14);
+            }
+        }
         free(text);
     }
     mc_tasks_free(&tasks);
+    /* Summary: description accuracy per (layer, variant, concept set), mean and sample std over
+     * seeds, in the order the rows first appear. */
+    if (s == MC_OK && acc.n) {
+        mc_buf_printf(&b, "\n## Description accuracy on `logits` (paper Table 1)\n\nFraction of logit neurons whose "
+                      "top concept is their own class.\n\n| layer | variant | concept set | seeds | mean | std |\n"
+                      "|---|---|---|---|---|---|\n");
+        /* Records "layer\tvariant\tset\tseed\tvalue", one per line. */
+        int n_rec = 0;
+        for (size_t i = 0; i < acc.n; i++) n_rec += acc.p[i] == '\n';
+        char **key = calloc((size_t)n_rec + 1, sizeof *key);
+        double *val = calloc((size_t)n_rec + 1, sizeof *val);
+        bool *used = calloc((size_t)n_rec + 1, sizeof *used);
+        int k = 0;
+        for (char *line = acc.p; key && val && used && line && *line && k < n_rec;) {
+            char *nl = strchr(line, '\n');
+            *nl = '\0';
+            char *last = strrchr(line, '\t'), *seed = NULL;
+            if (last) {
+                *last = '\0';
+                seed = strrchr(line, '\t');
+                if (seed) *seed = '\0'; /* key = layer\tvariant\tset */
+                key[k] = line;
+                val[k++] = atof(last + 1);
+            }
+            line = nl + 1;
+        }
+        for (int i = 0; key && val && used && i < k; i++) {
+            if (used[i]) continue;
+            double sum = 0, sum2 = 0;
+            int cnt = 0;
+            for (int j = i; j < k; j++)
+                if (!used[j] && !strcmp(key[i], key[j])) used[j] = true, sum += val[j], sum2 += val[j] * val[j], cnt++;
+            double mean = sum / cnt, var = cnt > 1 ? (sum2 - cnt * mean * mean) / (cnt - 1) : 0;
+            char *t1 = strchr(key[i], '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+            if (!t1 || !t2) continue;
+            mc_buf_printf(&b, "| %.*s | %.*s | %s | %d | %.1f%% | %.1f |\n", (int)(t1 - key[i]), key[i],
+                          (int)(t2 - t1 - 1), t1 + 1, t2 + 1, cnt, 100 * mean, 100 * sqrt(var > 0 ? var : 0));
+        }
+        if (!key || !val || !used) b.oom = true;
+        free(key), free(val), free(used);
+    }
+    if (body.p) mc_buf_printf(&b, "%s", body.p);
+    if (body.oom || acc.oom) b.oom = true;
+    mc_buf_free(&body);
+    mc_buf_free(&acc);
     if (s == MC_OK && b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     if (s == MC_OK && found) {
         char path[MC_PATH_CAP];
