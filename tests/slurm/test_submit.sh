@@ -17,6 +17,8 @@
 #           requeues the job, the restarted run resumes and the final store equals an
 #           uninterrupted run's; requeueing the finished task again exits 0 at once and leaves
 #           the store untouched
+#   train   the same for a training stage (SAE, mpirun launcher): USR1 mid-training -> exit 75,
+#           requeue, resume from the checkpoint -> the same SAE store as an uninterrupted run
 #
 # Prints PASS/FAIL lines and 'N passed, N failed'; exit 0 only when all pass.
 set -uo pipefail
@@ -25,7 +27,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 MICLIP=${MICLIP:?set MICLIP to the miclip binary}
 SRC=${MICLIP_SOURCE_DIR:-$(cd "$here/../.." && pwd)}
 PY=${MICLIP_PYTHON:-/usr/bin/python3}
-part=${1:?usage: test_submit.sh submit|deps|chain|signal}
+part=${1:?usage: test_submit.sh submit|deps|chain|signal|train}
 pass=0; fail=0
 ok() { pass=$((pass + 1)); echo "PASS: $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
@@ -222,6 +224,43 @@ signal)
     check "requeued finished task: exit 0, store untouched ($took)" \
         bash -c "[ \$(sed -n '/restart 2 /,\$p' '$log' | grep -c 'miclip exited 0') -eq 1 ] && [ '$(sha256sum "$W"/out-sig/extract/*.h5 | cut -c1-64)' = '$sum0' ]"
     echo "note: second requeue round trip took $(( $(date +%s) - t0 )) s (Slurm's cred_expire wait included)"
+    ;;
+train)
+    # The same through a training stage (SAE: weights, Adam state and data position are
+    # checkpointed), with the mpirun launcher forwarding USR1.
+    cat >"$W/t.yaml" <<EOF
+name: traintest
+output_dir: $W/out-train
+seeds: [0]
+models: {target: $VIT, clip: $CLIP}
+datasets:
+  train: {kind: world, root: $W/world, split: train}
+extract: {layers: ["3"], batch_size: 8}
+sae: {layer: "3", features: 64, k: 4, batch_size: 16, epochs: 1500, checkpoint_every: 200}
+stages: [extract, sae]
+EOF
+    sed "s#$W/out-train#$W/out-trainref#" "$W/t.yaml" >"$W/tref.yaml"
+    if ! "$MICLIP" --quiet plan "$W/t.yaml" --json | "$PY" -c 'import json, sys
+sys.exit(0 if any(s["stage"] == "sae" and s["implemented"] for s in json.load(sys.stdin)["stages"]) else 1)'; then
+        bad "the sae stage is not implemented in this build"
+    else
+        out=$("$MICLIP" slurm "$W/t.yaml" --out "$W/st" --launcher mpirun --ntasks-per-node 2 --submit 2>"$W/slurm.err")
+        S=$(awk '$1 == "sae" {print $2}' <<<"$out")
+        log=$W/st/logs/sae-${S}_0.out
+        check "extract + sae submitted ($(tr '\n' ' ' <<<"$out"))" test -n "$S"
+        wait_log "$log" 'stage sae: task' 180 || bad "the sae stage never started: $(cat "$log" 2>/dev/null)"
+        sleep 3
+        scancel --signal=USR1 --batch "${S}_0"
+        wait_log "$log" 'restart 1 ' 120
+        slurm_wait_gone "$S" 240
+        check "sae: USR1 through mpirun, exit 75 after a checkpoint, self-requeue" \
+            bash -c "grep -q 'got SIGUSR1' '$log' && grep -q 'miclip exited 75' '$log' && grep -q 'requeueing job' '$log'"
+        check "sae: restarted run finished: $(slurm_job_field "${S}_0" JobState), Restarts=$(slurm_job_field "${S}_0" Restarts)" \
+            bash -c "[ \$(grep -c 'miclip exited 0' '$log') -eq 1 ] && [ '$(slurm_job_field "${S}_0" JobState)' = COMPLETED ] && [ '$(slurm_job_field "${S}_0" Restarts)' = 1 ]"
+        direct "$W/tref.yaml" || bad "direct mpirun run: $(tail -3 "$W/direct.log")"
+        check "SAE store (weights, curves) after USR1 + requeue equals an uninterrupted run's" \
+            "$PY" "$here/compare_stores.py" "$W/out-train" "$W/out-trainref"
+    fi
     ;;
 *) bad "unknown part $part" ;;
 esac
