@@ -44,7 +44,9 @@
 #define MC_PLAN_DEFAULT_FORWARD_EFF 0.4    /* fraction of the sgemm rate a forward reaches */
 #define MC_PLAN_RUNTIME_BYTES (64.0 * 1024 * 1024) /* MPI + HDF5 + BLAS + code, per rank (a tiny
                                                       * extraction peaks at ~31 MB RSS here) */
-#define MC_PLAN_STORE_OVERHEAD_BYTES (48.0 * 1024) /* HDF5 metadata, attributes, records */
+#define MC_PLAN_STORE_OVERHEAD_BYTES (48.0 * 1024) /* HDF5 metadata, attributes, records of an
+                                                     * extraction store (~14 datasets) */
+#define MC_PLAN_SMALL_STORE_OVERHEAD_BYTES (16.0 * 1024) /* the same for a store of a few datasets */
 
 #define MC_PLAN_TEXT_MAX 1024
 
@@ -101,6 +103,7 @@ typedef struct {
     double items;       /* per task: images (extract, intervene), steps (sae, align), ... */
     char item_name[32];
     double gmac_per_item;
+    double tflop;       /* floating-point operations of one task, 1e12 (2 per multiply-add) */
     double core_s_task; /* core-seconds of one task */
     double wall_s_task; /* one task at ranks x threads */
     double core_hours;  /* all tasks */

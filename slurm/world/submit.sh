@@ -6,3 +6,7 @@ cd "$(dirname "$0")"
 mkdir -p '/path/to/miclip/slurm/world/logs'  # sbatch does not create the log folder
 prev=
 j=$(sbatch --parsable ${prev:+--dependency=afterok:$prev} 01-extract.sbatch); prev=${j%%;*}; echo "extract $prev"
+j=$(sbatch --parsable ${prev:+--dependency=afterok:$prev} 02-sae.sbatch); prev=${j%%;*}; echo "sae $prev"
+j=$(sbatch --parsable ${prev:+--dependency=afterok:$prev} 03-align.sbatch); prev=${j%%;*}; echo "align $prev"
+j=$(sbatch --parsable ${prev:+--dependency=afterok:$prev} 04-localize.sbatch); prev=${j%%;*}; echo "localize $prev"
+j=$(sbatch --parsable ${prev:+--dependency=afterok:$prev} 05-describe.sbatch); prev=${j%%;*}; echo "describe $prev"

@@ -765,12 +765,13 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
             int64_t rows = p->n_train * (cfg->sae.input == MC_SAE_INPUT_ALL ? p->target.T : 1);
             int64_t B = cfg->sae.batch_size, m = cfg->sae.features, k = cfg->sae.k, ka = cfg->sae.aux_k;
             int64_t train_rows = rows - (int64_t)((double)rows * cfg->sae.heldout);
-            int64_t steps = cfg->sae.steps > 0 ? cfg->sae.steps : cfg->sae.epochs * ceil_div(train_rows, B);
+            int64_t per_epoch = train_rows / B > 0 ? train_rows / B : 1; /* full batches only, as the stage does */
+            int64_t steps = cfg->sae.steps > 0 ? cfg->sae.steps : cfg->sae.epochs * per_epoch;
             double n = (double)sae_dim, np = 2.0 * (double)m * n + (double)m + n;
             S->items = (double)steps;
             mc_strlcpy(S->item_name, "steps", sizeof S->item_name);
             /* dense encoder (split over ranks) + sparse decode/backward (every rank) */
-            double enc = 2.0 * (double)B * (double)m * n /* forward + W_enc gradient is sparse: */;
+            double enc = 2.0 * (double)B * (double)m * n; /* encoder forward + the W_enc gradient */
             double sparse = 4.0 * (double)B * (double)(k + ka) * n;
             S->gmac_per_item = (enc + sparse) / 1e9;
             /* Adam reads/writes params, grads, m, v (16 bytes each way per parameter), every rank */
@@ -781,7 +782,10 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
             flop = 2.0 * (enc + sparse) * (double)steps;
             mem_b += np * 4.0 * 4 + (double)m * 8 + (double)B * (double)m * 4 + (double)rows * n * 4 / p->ranks +
                      (double)B * n * 8;
-            add_store(p, st, "sae/<seed>.h5 (weights, Adam state, curves)", (int)nt, np * 4.0 * 3 + MC_PLAN_STORE_OVERHEAD_BYTES);
+            /* the store keeps the weights and the curves; the checkpoint (weights + Adam state,
+             * 3x the weights) exists only while the task trains */
+            add_store(p, st, "sae/sae-s<seed>-l<layer>-<key>.h5 (weights, curves; +2x while training)", (int)nt,
+                      np * 4.0 + (double)steps * 16 + MC_PLAN_SMALL_STORE_OVERHEAD_BYTES);
             break;
         }
         case MC_STAGE_ALIGN: {
@@ -799,13 +803,20 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
             core_s = S->wall_s_task * cores;
             mem_b += (double)p->n_train * (d + e) * 4 / p->ranks + d * e * 4 * 4 + (double)B * (d + 2 * e) * 4 * 2 +
                      (double)B * (double)B * 4 * 2;
-            add_store(p, st, "align/<task>.h5 (E_n, Adam state, curves)", nt, d * e * 4 * 3 + MC_PLAN_STORE_OVERHEAD_BYTES);
+            add_store(p, st, "align/<task>-<key>.h5 (E_n, curves)", nt,
+                      d * e * 4 + (double)steps * 16 + MC_PLAN_SMALL_STORE_OVERHEAD_BYTES);
             break;
         }
         case MC_STAGE_LOCALIZE:
         case MC_STAGE_DESCRIBE:
         case MC_STAGE_BASELINES: {
-            double units = (double)align_dim + (double)cfg->sae.features, e = (double)proj;
+            /* the unit kinds this stage covers: neurons of the widest layer, SAE features */
+            const mc_enum_list *uk = st == MC_STAGE_DESCRIBE ? &cfg->describe.units : &cfg->localize.units;
+            double units = 0, e = (double)proj;
+            for (int u = 0; u < uk->n; u++)
+                units += uk->v[u] == MC_UNIT_SAE ? (double)cfg->sae.features : (double)align_dim;
+            if (st == MC_STAGE_BASELINES) units = (double)align_dim; /* baselines rank neurons */
+            if (units < 1) units = 1;
             double mac = units * (double)n_concepts * e;
             if (st == MC_STAGE_BASELINES) mac = units * (double)n_concepts * (double)p->n_train / 64.0 + units * e * 100;
             S->items = units;
@@ -816,7 +827,7 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
             mem_b += (units + (double)n_concepts) * e * 4 + units * (double)n_concepts * 4 / p->ranks;
             int64_t tau = st == MC_STAGE_DESCRIBE ? cfg->describe.tau : cfg->localize.tau;
             add_store(p, st, st == MC_STAGE_DESCRIBE ? "describe/<task>.h5" : st == MC_STAGE_LOCALIZE ? "localize/<task>.h5" : "baselines/<task>.h5",
-                      nt, (units + (double)n_concepts) * (double)tau * 8 + MC_PLAN_STORE_OVERHEAD_BYTES);
+                      nt, (units + (double)n_concepts) * (double)tau * 8 + MC_PLAN_SMALL_STORE_OVERHEAD_BYTES);
             break;
         }
         case MC_STAGE_INTERVENE: {
@@ -845,7 +856,7 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
             add_store(p, st, "tables/ and figures/", 1, 16.0 * 1024 * 1024);
             break;
         }
-        (void)flop;
+        S->tflop = flop / 1e12;
         S->core_s_task = core_s;
         if (S->wall_s_task <= 0) S->wall_s_task = core_s / cores;
         S->wall_s_task += 10.0; /* start-up: MPI, model load, store open */
@@ -951,9 +962,9 @@ void mc_plan_print_json(FILE *f, const mc_config *cfg, const mc_plan *p) {
     json_t *arr = json_array();
     for (int i = 0; i < p->n_stages; i++) {
         const mc_plan_stage *S = &p->st[i];
-        json_array_append_new(arr, json_pack("{sssbsisfsssfsfsfsfsfsf}", "stage", mc_stage_name(S->stage), "implemented",
+        json_array_append_new(arr, json_pack("{sssbsisfsssfsfsfsfsfsfsf}", "stage", mc_stage_name(S->stage), "implemented",
                                              S->implemented, "tasks", S->n_tasks, "items_per_task", S->items, "item",
-                                             S->item_name, "gmac_per_item", S->gmac_per_item, "core_seconds_per_task",
+                                             S->item_name, "gmac_per_item", S->gmac_per_item, "tflop_per_task", S->tflop, "core_seconds_per_task",
                                              S->core_s_task, "wall_seconds_per_task", S->wall_s_task, "core_hours",
                                              S->core_hours, "mem_bytes_per_rank", S->mem_rank, "disk_bytes", S->disk));
     }
