@@ -259,6 +259,8 @@ mc_status mc_acts_open_dataset(const mc_comm *c, mc_store *st, const char *name,
     double mb = (double)a->n_img * (double)a->per_img * 4.0 / (1024.0 * 1024.0);
     int fits = mb <= limit_mb, all = 0;
     MPI_Allreduce(&fits, &all, 1, MPI_INT, MPI_MIN, c->comm);
+    if (c->rank == 0)
+        mc_debug("%s: %.1f MiB, %s (MICLIP_PRELOAD_MB %.0f)", a->name, mb, all ? "preloaded" : "streamed", limit_mb);
     if (all) {
         a->cache = mc_alloc_array((size_t)a->n_img * (size_t)a->per_img, sizeof(float));
         s = a->cache ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory preloading %s (%.0f MiB)", a->name, mb);

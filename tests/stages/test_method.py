@@ -120,8 +120,11 @@ def test_chain(tmp, fx):
         cfg = os.path.join(tmp, "ranks%d.yaml" % n)
         write_config(cfg, *fx, out)
         t0 = time.time()
-        r = run(n, ["run", cfg])
-        check(r.returncode == 0, "the chain at %d rank(s) exits 0 in %.1f s (%s)" % (n, time.time() - t0, r.stderr.strip()[-400:]))
+        # At 2 ranks the activations are streamed from the store instead of preloaded.
+        env = dict(os.environ, MICLIP_PRELOAD_MB="0") if n == 2 else None
+        r = run(n, ["run", cfg], env=env)
+        check(r.returncode == 0, "the chain at %d rank(s)%s exits 0 in %.1f s (%s)" % (
+            n, " (streaming)" if env else "", time.time() - t0, r.stderr.strip()[-400:]))
         outs[n] = out
     for n in (2, 4):
         ok, why = same_outputs(outs[1], outs[n])
@@ -136,6 +139,28 @@ def test_chain(tmp, fx):
         check(any(re.match(r"miclip(\[\d+\])?: %s" % st, l) and "complete, skipping" in l for l in r.stderr.splitlines()),
               "the rerun skips the %s stage" % st)
     test_layout(outs[1], fx)
+    # Every token (extract.pool: all, sae.input: all): E_n on the CLS token, the SAE on all tokens;
+    # preloaded at 1 rank, streamed at 2 ranks, bitwise equal.
+    tok = {}
+    for n in (1, 2):
+        out = os.path.join(tmp, "tokens%d" % n)
+        cfg = os.path.join(tmp, "tokens%d.yaml" % n)
+        write_config(cfg, *fx, out, n=120, stages="[extract, sae, align]")
+        txt = (open(cfg).read().replace('["2", "logits"], batch_size: 16', '["2"], batch_size: 16, pool: all')
+               .replace('layer: "2",', 'layer: "2", input: all,').replace("variants: [in+out, out]", "variants: [in+out]"))
+        open(cfg, "w").write(txt)
+        env = dict(os.environ, MICLIP_PRELOAD_MB="0") if n == 2 else None
+        r = run(n, ["run", cfg], env=env)
+        check(r.returncode == 0, "token-level chain at %d rank(s) (%s)" % (n, r.stderr.strip()[-300:]))
+        tok[n] = out
+    ok, why = same_outputs(tok[1], tok[2])
+    check(ok, "token-level SAE and CLS E_n: preloaded 1-rank equals streamed 2-rank bitwise %s" % why)
+    s = one(tok[1], "sae")
+    if s:
+        with h5py.File(s, "r") as f, h5py.File(one(tok[1], "extract"), "r") as e:
+            T = e["acts/2"].shape[1]
+            check(int(f.attrs["n_train_samples"]) == int(f.attrs["n_train_images"]) * T and T > 1,
+                  "sae.input: all trains on every token (%d per image)" % T)
     return outs[1]
 
 
