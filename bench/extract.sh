@@ -9,7 +9,7 @@
 # Targets (issue 6): >= 90% efficiency from 1 to 2 ranks; write+flush under 5% of the time.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$here/build}
+build=$(cd "${1:-$here/build}" && pwd)
 n=${2:-32}
 miclip=$build/miclip
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,tcp
