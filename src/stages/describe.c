@@ -233,7 +233,12 @@ mc_status mc_stage_describe(const mc_comm *c, const mc_config *cfg, const mc_tas
     bool complete = false;
     mc_status s = mc_store_peek_complete(c, mt.store, &complete, err);
     if (s != MC_OK || complete) {
-        if (complete) mc_info0("describe %s: complete, skipping (%s)", task->id, mt.store);
+        if (complete) {
+            mc_info0("describe %s: complete, skipping (%s)", task->id, mt.store);
+            /* Parallel tasks may have rebuilt the report at the same moment and missed each
+             * other's part: a rerun completes it (and changes nothing when it is whole). */
+            s = mc_comm_agree(c, c->rank == 0 ? rebuild_report(cfg, err) : MC_OK, err);
+        }
         mc_method_task_close(&mt);
         return s;
     }
