@@ -479,6 +479,18 @@ mc_status mc_curve_load(mc_train_curve *curve, const char *path, int64_t keep, m
     return s;
 }
 
+mc_status mc_stage_resume_checkpoint(const mc_comm *c, const mc_run_paths *p, mc_encoder *enc, mc_sae *sae,
+                                     mc_train_pos *pos, mc_train_curve *curve, const char *what, mc_error *err) {
+    int exists = c->rank == 0 ? mc_file_exists(p->ckpt) : 0;
+    MPI_Bcast(&exists, 1, MPI_INT, 0, c->comm);
+    if (!exists) return MC_OK;
+    mc_status s = enc ? mc_encoder_load(enc, pos, p->key, p->ckpt, err) : mc_sae_load(sae, pos, p->key, p->ckpt, err);
+    if (s == MC_OK) s = mc_curve_load(curve, p->curve, pos->global_step, err);
+    MC_TRY(mc_comm_agree(c, s, err));
+    mc_info0("%s: resuming from the checkpoint at step %lld (%s)", what, (long long)pos->global_step, p->ckpt);
+    return MC_OK;
+}
+
 mc_status mc_stage_save(mc_stage_hook *h, const mc_train_pos *pos, mc_error *err) {
     mc_status s = MC_OK;
     if (h->comm->rank == 0) {

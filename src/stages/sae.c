@@ -252,24 +252,6 @@ static mc_status write_sae_store(const mc_comm *c, const mc_config *cfg, const m
     return s;
 }
 
-/* Loads the checkpoint (and its curve) when there is one. Collective. */
-static mc_status resume_from(const mc_comm *c, const mc_run_paths *p, mc_encoder *enc, mc_sae *sae,
-                             mc_train_pos *pos, mc_train_curve *curve, const char *what, mc_error *err) {
-    int exists = c->rank == 0 ? mc_file_exists(p->ckpt) : 0;
-    MPI_Bcast(&exists, 1, MPI_INT, 0, c->comm);
-    if (!exists) return MC_OK;
-    mc_status s = enc ? mc_encoder_load(enc, pos, p->key, p->ckpt, err) : mc_sae_load(sae, pos, p->key, p->ckpt, err);
-    if (s == MC_OK) s = mc_curve_load(curve, p->curve, pos->global_step, err);
-    MC_TRY(mc_comm_agree(c, s, err));
-    mc_info0("%s: resuming from the checkpoint at step %lld (%s)", what, (long long)pos->global_step, p->ckpt);
-    return MC_OK;
-}
-
-mc_status mc_stage_resume_checkpoint(const mc_comm *c, const mc_run_paths *p, mc_encoder *enc, mc_sae *sae,
-                                     mc_train_pos *pos, mc_train_curve *curve, const char *what, mc_error *err) {
-    return resume_from(c, p, enc, sae, pos, curve, what, err);
-}
-
 mc_status mc_stage_sae(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err) {
     mc_train_data td;
     MC_TRY(mc_train_data_open(c, cfg, task->seed, &td, err));
@@ -294,7 +276,7 @@ mc_status mc_stage_sae(const mc_comm *c, const mc_config *cfg, const mc_task *ta
     if (s == MC_OK) s = mc_comm_agree(c, mc_sae_create(&sc, &sae, err), err);
     mc_train_pos pos = {0};
     mc_train_curve curve = {0};
-    if (s == MC_OK) s = resume_from(c, &p, NULL, sae, &pos, &curve, "sae", err);
+    if (s == MC_OK) s = mc_stage_resume_checkpoint(c, &p, NULL, sae, &pos, &curve, "sae", err);
     sae_source src = {.a = &a, .imgs = train, .tokens = tokens};
     mc_stage_hook hook = {.comm = c, .sae = sae, .curve = &curve, .ckpt = p.ckpt, .curve_path = p.curve,
                           .key = p.key, .every = cfg->sae.checkpoint_every, .max_steps = cfg->sae.steps,
