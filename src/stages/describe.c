@@ -334,9 +334,11 @@ mc_status mc_query_describe(const mc_comm *c, const mc_config *cfg, const int64_
                 mc_top_insert(top, &cnt, tau, dot, (int32_t)j);
             }
             if (c->rank == 0) {
-                fprintf(out, "%s %lld of layer %s (seed %lld, variant %s): top %lld concepts of set '%s'\n",
-                        r.units == MC_UNIT_SAE ? "SAE feature" : "neuron", (long long)units[i], r.layer, (long long)r.seed,
-                        mc_variant_name(r.variant), (long long)tau, cs->name);
+                bool named = !strcmp(r.layer, "logits") && r.units == MC_UNIT_NEURON && u.n_units == td.n_classes;
+                fprintf(out, "%s %lld of layer %s%s%s%s (seed %lld, variant %s): top %lld concepts of set '%s'\n",
+                        r.units == MC_UNIT_SAE ? "SAE feature" : "neuron", (long long)units[i], r.layer,
+                        named ? ", class \"" : "", named ? td.class_names[units[i]] : "", named ? "\"" : "",
+                        (long long)r.seed, mc_variant_name(r.variant), (long long)tau, cs->name);
                 fprintf(out, "  rank  cosine    concept\n");
                 for (int64_t q2 = 0; q2 < tau; q2++)
                     fprintf(out, "  %4lld  %.6f  %s\n", (long long)q2 + 1, top[q2].score, cs->texts[top[q2].index]);

@@ -333,9 +333,14 @@ mc_status mc_query_localize(const mc_comm *c, const mc_config *cfg, const char *
             fprintf(out, "concept \"%s\" (prompt \"%s\"): top %lld %s%s of layer %s (seed %lld, variant %s, %lld units)\n",
                     texts[i], cfg->align.prompt, (long long)tau, r.units == MC_UNIT_SAE ? "SAE feature" : "neuron",
                     tau == 1 ? "" : "s", r.layer, (long long)r.seed, mc_variant_name(r.variant), (long long)u.n_units);
-            fprintf(out, "  rank  unit      cosine\n");
-            for (int64_t k = 0; k < tau; k++)
-                fprintf(out, "  %4lld  %-8d  %.6f\n", (long long)k + 1, res.loc[i * tau + k].index, res.loc[i * tau + k].score);
+            /* A logit neuron is a class of the target: name it. */
+            bool named = !strcmp(r.layer, "logits") && r.units == MC_UNIT_NEURON && u.n_units == td.n_classes;
+            fprintf(out, "  rank  unit      cosine%s\n", named ? "    class" : "");
+            for (int64_t k = 0; k < tau; k++) {
+                const mc_scored *e = &res.loc[i * tau + k];
+                fprintf(out, "  %4lld  %-8d  %.6f", (long long)k + 1, e->index, e->score);
+                fprintf(out, named ? "  %s\n" : "%s\n", named ? td.class_names[e->index] : "");
+            }
         }
         fflush(out);
     }
