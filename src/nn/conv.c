@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "miclip/nn.h"
+#include "parallel.h"
 
 int64_t mc_conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad) {
     MC_ASSERT(stride > 0);
@@ -21,39 +22,46 @@ size_t mc_conv2d_workspace(const mc_conv_desc *c, int64_t H, int64_t W) {
     return (size_t)(c->cin * c->kh * c->kw) * (size_t)(Ho * Wo);
 }
 
-/* col[(ci, ky, kx), (oy, ox)] = x[ci, oy*s - p + ky, ox*s - p + kx] (0 outside). */
-static void im2col(const mc_conv_desc *c, const float *x, int64_t H, int64_t W, int64_t Ho,
-                   int64_t Wo, float *col) {
-    const int64_t s = c->stride, p = c->pad;
-    for (int64_t ci = 0; ci < c->cin; ci++) {
-        const float *xc = x + ci * H * W;
+typedef struct {
+    const mc_conv_desc *c;
+    const float *x;
+    int64_t H, W, Ho, Wo;
+    float *col;
+} im2col_job;
+
+/* col[(ci, ky, kx), (oy, ox)] = x[ci, oy*s - p + ky, ox*s - p + kx] (0 outside), for input
+ * channels [c0, c1): each channel fills its own rows of col. */
+static void im2col_part(int64_t c0, int64_t c1, void *p) {
+    const im2col_job *j = p;
+    const mc_conv_desc *c = j->c;
+    const int64_t s = c->stride, pad = c->pad, H = j->H, W = j->W, Ho = j->Ho, Wo = j->Wo;
+    for (int64_t ci = c0; ci < c1; ci++) {
+        const float *xc = j->x + ci * H * W;
         for (int64_t ky = 0; ky < c->kh; ky++) {
             for (int64_t kx = 0; kx < c->kw; kx++) {
-                float *row = col + ((ci * c->kh + ky) * c->kw + kx) * Ho * Wo;
+                float *row = j->col + ((ci * c->kh + ky) * c->kw + kx) * Ho * Wo;
                 for (int64_t oy = 0; oy < Ho; oy++) {
-                    const int64_t iy = oy * s - p + ky;
+                    const int64_t iy = oy * s - pad + ky;
                     float *r = row + oy * Wo;
                     if (iy < 0 || iy >= H) {
                         memset(r, 0, (size_t)Wo * sizeof(float));
                         continue;
                     }
                     const float *xr = xc + iy * W;
-                    if (s == 1) {
-                        /* contiguous run: zero the padded ends, copy the middle */
-                        for (int64_t ox = 0; ox < Wo; ox++) {
-                            const int64_t ix = ox - p + kx;
-                            r[ox] = (ix >= 0 && ix < W) ? xr[ix] : 0.0f;
-                        }
-                    } else {
-                        for (int64_t ox = 0; ox < Wo; ox++) {
-                            const int64_t ix = ox * s - p + kx;
-                            r[ox] = (ix >= 0 && ix < W) ? xr[ix] : 0.0f;
-                        }
+                    for (int64_t ox = 0; ox < Wo; ox++) {
+                        const int64_t ix = ox * s - pad + kx;
+                        r[ox] = (ix >= 0 && ix < W) ? xr[ix] : 0.0f;
                     }
                 }
             }
         }
     }
+}
+
+static void im2col(const mc_conv_desc *c, const float *x, int64_t H, int64_t W, int64_t Ho,
+                   int64_t Wo, float *col) {
+    im2col_job j = {c, x, H, W, Ho, Wo, col};
+    mc_parallel_rows(c->cin, c->kh * c->kw * Ho * Wo, im2col_part, &j);
 }
 
 void mc_conv2d(const mc_conv_desc *c, const float *x, int64_t B, int64_t H, int64_t W,

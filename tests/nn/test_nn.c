@@ -253,8 +253,18 @@ static void test_threads(void) {
         }
         same = same && memcmp(y1, y2, R * D * 4) == 0;
     }
-    mc_set_threads(1);
     CHECK_MSG(same, "1 and 2 threads differ");
+    /* im2col is split over input channels at 2 threads: same result as the naive conv */
+    mc_set_threads(2);
+    mc_conv_desc c = {.cin = 64, .cout = 16, .kh = 3, .kw = 3, .stride = 2, .pad = 1};
+    float *w = rnd(16 * 64 * 9, 1), *cx = rnd(64 * 57 * 57, 1);
+    const int64_t Ho = mc_conv_out_size(57, 3, 2, 1), n = 16 * Ho * Ho;
+    float *cy = malloc(n * 4), *cr = malloc(n * 4), *work = malloc(mc_conv2d_workspace(&c, 57, 57) * 4);
+    mc_conv2d(&c, cx, 1, 57, 57, w, NULL, 0.0f, MC_ACT_NONE, cy, work);
+    naive_conv2d(cx, w, NULL, cr, 1, 64, 57, 57, 16, 3, 3, 2, 1);
+    CHECK_CLOSE("conv 3x3 s2 at 2 threads", cy, cr, n);
+    free(w), free(cx), free(cy), free(cr), free(work);
+    mc_set_threads(1);
     free(x), free(g), free(b), free(y1), free(y2);
 }
 
