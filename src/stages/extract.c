@@ -90,7 +90,7 @@ static mc_status plan_split(const mc_comm *c, const mc_config *cfg, mc_split spl
     mc_sha256_init(&h);
     char line[8192];
     snprintf(line, sizeof line, "%s\ncode=%s\ntarget=%s\nclip=%s\ndataset=%s\nseed=%lld\npool=%s\n"
-             "dtype=%d\nbad=%d\nprompt=%s\n", EXTRACT_KEY_VERSION, MICLIP_VERSION_STRING,
+             "dtype=%d\nbad=%d\nprompt=%s\n", EXTRACT_KEY_VERSION, MICLIP_CACHE_VERSION,
              target_hash, clip_hash, ds_hash, (long long)seed, mc_pool_name(cfg->extract.pool),
              cfg->extract.dtype, cfg->extract.on_bad_image, cfg->align.prompt);
     mc_sha256_update(&h, line, strlen(line));

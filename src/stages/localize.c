@@ -171,7 +171,7 @@ mc_status mc_method_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
     if (s == MC_OK) s = mc_concepts_load(c, cfg, &mt->td, names, &mt->sets, &mt->n_sets, err);
     if (s == MC_OK) {
         mc_buf b = {0};
-        mc_buf_printf(&b, "miclip-%s/1\ncode=%s\nalign=%s\ntau=%lld\n", mc_stage_name(stage), MICLIP_VERSION_STRING,
+        mc_buf_printf(&b, "miclip-%s/1\ncode=%s\nalign=%s\ntau=%lld\n", mc_stage_name(stage), MICLIP_CACHE_VERSION,
                       mt->w.key, (long long)mt->tau);
         for (int k = 0; k < mt->n_kinds; k++)
             mc_buf_printf(&b, "units=%s:%s\n", mc_unit_kind_name(mt->kinds[k].kind), mt->kinds[k].sae_key);

@@ -389,7 +389,7 @@ mc_status mc_sae_paths(const mc_config *cfg, const char *extract_key, int64_t se
              "batch=%lld\nepochs=%d\nsteps=%lld\naux_k=%d\naux_coef=%.17g\ndead_after=%lld\n"
              "init_samples=%lld\nmedian_iters=%d\nheldout=%.17g\nseed=%lld\nchunk=%lld\nshuffle=%lld\n"
              "adam=%.17g,%.17g,%.17g,%.17g\n",
-             MICLIP_VERSION_STRING, extract_key, cfg->sae.layer, cfg->sae.input, (long long)s.m, s.k,
+             MICLIP_CACHE_VERSION, extract_key, cfg->sae.layer, cfg->sae.input, (long long)s.m, s.k,
              s.adam.lr, (long long)s.batch_size, s.epochs, (long long)cfg->sae.steps, s.k_aux, s.aux_coef,
              (long long)s.dead_samples, (long long)s.median_samples, s.median_iters, cfg->sae.heldout,
              (long long)seed, (long long)s.chunk_rows, (long long)s.shuffle_block, s.adam.beta1,
@@ -425,7 +425,7 @@ mc_status mc_align_paths(const mc_config *cfg, const char *extract_key, int64_t 
              "miclip-align/1\ncode=%s\nextract=%s\nlayer=%s\nvariant=%s\nlr=%.17g\nbatch=%lld\nepochs=%d\n"
              "learn_scale=%d\nlogit_scale=%.17g\nseed=%lld\nchunk=%lld\nshuffle=%lld\n"
              "adam=%.17g,%.17g,%.17g,%.17g\n",
-             MICLIP_VERSION_STRING, extract_key, layer, mc_variant_name(variant), a.adam.lr,
+             MICLIP_CACHE_VERSION, extract_key, layer, mc_variant_name(variant), a.adam.lr,
              (long long)a.batch_size, a.epochs, (int)a.learn_scale, a.logit_scale, (long long)seed,
              (long long)a.chunk_rows, (long long)a.shuffle_block, a.adam.beta1, a.adam.beta2, a.adam.eps,
              a.adam.weight_decay);
