@@ -3,16 +3,15 @@
 # cluster (slurm_cluster.sh), on a tiny generated world with the committed tiny models.
 #
 #   submit  `miclip slurm --submit` (srun --mpi=pmix launcher) of the main job
-#           experiments/world.yaml (on a smaller world: 48 training images): the array runs
-#           every seed, and the stores equal a direct `mpirun -n 2 miclip run` bitwise; the
-#           stores record the Slurm job ids
+#           experiments/world.yaml (smaller world, two seeds, one training epoch): every stage is
+#           an array over its tasks (the seeds for extract), each stage pends with
+#           Reason=Dependency until the previous array ended, every task completes, and every
+#           store, table and report equals a direct `mpirun -n 2 miclip run` bitwise; the stores
+#           record the Slurm job ids
 #   deps    (mpirun launcher) the stage submitted --after a running job pends with
-#           Reason=Dependency and starts only after it ended; --after a failing job is cancelled
-#           (--kill-on-invalid-dep=yes) and writes nothing
-#   chain   every stage this build implements of extract, sae, align, localize, describe, chained
-#           with afterok by `miclip slurm --submit`: each stage pends with Reason=Dependency and
-#           starts after the previous array ended; all outputs equal a direct run's; a failing
-#           first stage cancels the rest
+#           Reason=Dependency and starts only after it ended; --after a failing job it is
+#           cancelled (--kill-on-invalid-dep=yes) and writes nothing; in a chain, a failing first
+#           stage cancels the next
 #   signal  `scancel --signal=USR1 --batch` to a running stage: miclip exits 75, the batch script
 #           requeues the job, the restarted run resumes and the final store equals an
 #           uninterrupted run's; requeueing the finished task again exits 0 at once and leaves
@@ -27,7 +26,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 MICLIP=${MICLIP:?set MICLIP to the miclip binary}
 SRC=${MICLIP_SOURCE_DIR:-$(cd "$here/../.." && pwd)}
 PY=${MICLIP_PYTHON:-/usr/bin/python3}
-part=${1:?usage: test_submit.sh submit|deps|chain|signal|train}
+part=${1:?usage: test_submit.sh submit|deps|signal|train}
 pass=0; fail=0
 ok() { pass=$((pass + 1)); echo "PASS: $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
@@ -78,11 +77,13 @@ wait_log() {   # wait_log FILE REGEX SECONDS
 
 case $part in
 submit)
-    # The main job, experiments/world.yaml, on a smaller world: its own stages, seeds, layers and
-    # models; only the image folder, the sample count and the output folder change.
+    # The main job, experiments/world.yaml, on a smaller world: its own stages, layers, models
+    # and settings, except the image folder, 48 training images, two seeds (an array over two
+    # seeds), one epoch of SAE and E_n training, and the output folder.
     world_cfg() {
         sed -e "s#^output_dir:.*#output_dir: $1#" -e "s#\.\./results/world-data#$W/world#g" \
             -e "s#n_samples: [0-9]*#n_samples: 48#" -e "s#: world/#: $SRC/experiments/world/#g" \
+            -e "s#^seeds:.*#seeds: [0, 1]#" -e "s#epochs: [0-9]*#epochs: 1#g" \
             "$SRC/experiments/world.yaml" >"$2"
     }
     world_cfg "$W/out-slurm" "$W/a.yaml"
@@ -92,22 +93,41 @@ submit)
         write_cfg "$W/a.yaml" "$W/out-slurm" "[0, 1]" 4
         write_cfg "$W/ref.yaml" "$W/out-direct" "[0, 1]" 4
     fi
-    nseeds=$("$MICLIP" --quiet config "$W/a.yaml" --tasks | grep -c '^extract ')
     out=$("$MICLIP" slurm "$W/a.yaml" --out "$W/scripts" --ntasks-per-node 2 --submit 2>"$W/slurm.err")
-    A=$(awk '$1 == "extract" {print $2}' <<<"$out")
-    check "miclip slurm --submit printed the extract job id ('$out')" test -n "$A"
+    mapfile -t ids < <(awk '{print $2}' <<<"$out")
+    mapfile -t names < <(awk '{print $1}' <<<"$out")
+    n=${#ids[@]}
+    A=${ids[0]:-}
+    check "miclip slurm --submit printed one job id per stage: $(tr '\n' ' ' <<<"$out")" \
+        bash -c "[ -n '$A' ] && [ '${names[0]:-}' = extract ] && [ $n -eq \$(ls '$W/scripts/'*.sbatch | wc -l) ]"
     check "script has the array, signal, requeue, append and dependency-kill lines" \
-        bash -c "grep -q '^#SBATCH --array=0-$((nseeds - 1))' '$W/scripts/01-extract.sbatch' && grep -q '^#SBATCH --signal=B:USR1@120' '$W/scripts/01-extract.sbatch' && grep -q '^#SBATCH --requeue' '$W/scripts/01-extract.sbatch' && grep -q '^#SBATCH --open-mode=append' '$W/scripts/01-extract.sbatch' && grep -q '^#SBATCH --kill-on-invalid-dep=yes' '$W/scripts/01-extract.sbatch' && grep -q 'srun --mpi=pmix' '$W/scripts/01-extract.sbatch'"
-    last=$(tail -n 1 <<<"$out" | awk '{print $2}')   # the chain's last stage
-    slurm_wait_gone "$A" 240
-    [ -n "$last" ] && slurm_wait_gone "$last" 300
-    st=$(tasks_state "$A")
-    check "all $nseeds array tasks (one per seed) COMPLETED ($st)" test "$st" = "$nseeds JobState=COMPLETED;"
+        bash -c "grep -q '^#SBATCH --array=0-1' '$W/scripts/01-extract.sbatch' && grep -q '^#SBATCH --signal=B:USR1@120' '$W/scripts/01-extract.sbatch' && grep -q '^#SBATCH --requeue' '$W/scripts/01-extract.sbatch' && grep -q '^#SBATCH --open-mode=append' '$W/scripts/01-extract.sbatch' && grep -q '^#SBATCH --kill-on-invalid-dep=yes' '$W/scripts/01-extract.sbatch' && grep -q 'srun --mpi=pmix' '$W/scripts/01-extract.sbatch'"
+    if ((n > 1)); then
+        # The scheduler sets the reason at its next pass: poll while the first stage is queued.
+        for ((i = 0; i < 100; i++)); do
+            r=$(slurm_job_field "${ids[1]}" Reason) q=$(squeue -h -j "$A" 2>/dev/null | wc -l)
+            [ "$r" = Dependency ] && break
+            sleep 0.1
+        done
+        check "stage ${names[1]} held while ${names[0]} is queued ($q task(s)): $(slurm_job_field "${ids[1]}" JobState) $r" \
+            test "$r" = Dependency -a "$q" -gt 0
+    fi
+    slurm_wait_gone "${ids[n - 1]}" 300
+    for ((k = 0; k < n; k++)); do
+        nt=$("$MICLIP" --quiet config "$W/a.yaml" --tasks | grep -c "^${names[k]} ")
+        st=$(tasks_state "${ids[k]}")
+        check "${names[k]}: all $nt array task(s) COMPLETED ($st)" test "$st" = "$nt JobState=COMPLETED;"
+        if ((k > 0)); then
+            end=$(scontrol show job -o "${ids[k - 1]}" | grep -oE 'EndTime=[^ ]+' | cut -d= -f2 | sort | tail -n 1)
+            start=$(scontrol show job -o "${ids[k]}" | grep -oE 'StartTime=[^ ]+' | cut -d= -f2 | sort | head -n 1)
+            check "${names[k]} started ($start) after every ${names[k - 1]} task ended ($end)" bash -c "[[ ! '$start' < '$end' ]]"
+        fi
+    done
     check "every task log ends with 'miclip exited 0'" \
-        test "$(grep -l 'miclip exited 0' "$W/scripts/logs/extract-${A}_"*.out 2>/dev/null | wc -l)" -eq "$nseeds"
-    check "array over $nseeds seeds: one store per seed" test "$(ls "$W/out-slurm/extract/"*.h5 2>/dev/null | wc -l)" -eq "$nseeds"
+        test "$(grep -L 'miclip exited 0' "$W/scripts/logs/"*.out 2>/dev/null | wc -l)" -eq 0
+    check "array over two seeds: one extraction store per seed" test "$(ls "$W/out-slurm/extract/"*.h5 2>/dev/null | wc -l)" -eq 2
     direct "$W/ref.yaml" || bad "direct mpirun run: $(tail -3 "$W/direct.log")"
-    check "stores of the Slurm array equal a direct mpirun -n 2 run (bitwise) and carry slurm_job_id" \
+    check "every store, table and report equals a direct mpirun -n 2 run's (bitwise) and carries slurm_job_id" \
         "$PY" "$here/compare_stores.py" "$W/out-slurm" "$W/out-direct" --slurm
     ;;
 deps)
@@ -133,67 +153,15 @@ deps)
     slurm_wait_gone "$B" 120
     check "after a failed prerequisite: $(slurm_job_field "$B" JobState) ($(slurm_job_field "$B" Reason)), nothing written" \
         bash -c "[ '$(slurm_job_field "$B" JobState)' = CANCELLED ] && [ ! -e '$W/out-never' ]"
-    ;;
-chain)
-    # Every implemented stage after extract, chained by `miclip slurm --submit`.
-    chain_cfg() {   # chain_cfg FILE OUTPUT_DIR TRAIN_ROOT STAGES
-        cat >"$1" <<EOF
-name: chaintest
-output_dir: $2
-seeds: [0, 1]
-models: {target: $VIT, clip: $CLIP}
-datasets:
-  train: {kind: world, root: $3, split: train}
-concepts:
-  - {name: classes, source: classes}
-extract: {layers: ["2", "3"], batch_size: 8}
-sae: {layer: "3", features: 64, k: 4, batch_size: 16, epochs: 2}
-align: {batch_size: 32, epochs: 1}
-stages: [$4]
-EOF
-    }
-    stages=""   # the stages of this build that the config above can run
-    for st in extract sae align localize describe; do
-        chain_cfg "$W/probe.yaml" "$W/probe" "$W/world" "$st"
-        "$MICLIP" --quiet plan "$W/probe.yaml" --json 2>/dev/null | grep -q '"implemented": true' &&
-            stages="${stages:+$stages, }$st"
-    done
-    chain_cfg "$W/c.yaml" "$W/out-chain" "$W/world" "$stages"
-    chain_cfg "$W/cref.yaml" "$W/out-chainref" "$W/world" "$stages"
-    out=$("$MICLIP" slurm "$W/c.yaml" --out "$W/sc" --ntasks-per-node 2 --submit 2>"$W/slurm.err")
+    # Inside a chain: a failing first stage (its images are missing) cancels the next one.
+    sed -e "s#$W/world#$W/no-such-world#" -e "s#$W/out-never#$W/out-bad#" -e "s#stages: .*#stages: [extract, sae]#" \
+        -e "s#^extract: .*#&\nsae: {layer: \"2\", features: 64, k: 4}#" "$W/f.yaml" >"$W/bad.yaml"
+    out=$("$MICLIP" slurm "$W/bad.yaml" --out "$W/sb" --launcher mpirun --ntasks-per-node 2 --submit 2>>"$W/slurm.err")
     mapfile -t ids < <(awk '{print $2}' <<<"$out")
-    mapfile -t names < <(awk '{print $1}' <<<"$out")
-    n=${#ids[@]}
-    check "chain of $n stages ($stages) submitted: $(tr '\n' ' ' <<<"$out")" test "$n" -ge 2
-    # The scheduler sets the reason at its next pass: poll while the first stage is still queued.
-    for ((i = 0; i < 100; i++)); do
-        r=$(slurm_job_field "${ids[1]}" Reason) q=$(squeue -h -j "${ids[0]}" 2>/dev/null | wc -l)
-        [ "$r" = Dependency ] && break
-        sleep 0.1
-    done
-    check "stage ${names[1]} held while ${names[0]} is queued ($q task(s)): $(slurm_job_field "${ids[1]}" JobState) $r" \
-        test "$r" = Dependency -a "$q" -gt 0
-    slurm_wait_gone "${ids[n - 1]}" 300
-    for ((k = 0; k < n; k++)); do
-        nt=$("$MICLIP" --quiet config "$W/c.yaml" --tasks | grep -c "^${names[k]} ")
-        st=$(tasks_state "${ids[k]}")
-        check "${names[k]}: all $nt task(s) COMPLETED ($st)" test "$st" = "$nt JobState=COMPLETED;"
-        if ((k > 0)); then
-            end=$(scontrol show job -o "${ids[k - 1]}" | grep -oE 'EndTime=[^ ]+' | cut -d= -f2 | sort | tail -n 1)
-            start=$(scontrol show job -o "${ids[k]}" | grep -oE 'StartTime=[^ ]+' | cut -d= -f2 | sort | head -n 1)
-            check "${names[k]} started ($start) after every ${names[k - 1]} task ended ($end)" bash -c "[[ ! '$start' < '$end' ]]"
-        fi
-    done
-    direct "$W/cref.yaml" || bad "direct mpirun run: $(tail -3 "$W/direct.log")"
-    check "every store, table and report of the chain equals a direct mpirun -n 2 run's" \
-        "$PY" "$here/compare_stores.py" "$W/out-chain" "$W/out-chainref" --slurm
-    # A failing first stage (its images are missing) cancels the rest of the chain.
-    chain_cfg "$W/bad.yaml" "$W/out-bad" "$W/no-such-world" "$stages"
-    out=$("$MICLIP" slurm "$W/bad.yaml" --out "$W/sb" --ntasks-per-node 2 --submit 2>>"$W/slurm.err")
-    mapfile -t ids < <(awk '{print $2}' <<<"$out")
-    slurm_wait_gone "${ids[${#ids[@]} - 1]}" 120
-    check "failed first stage ($(tasks_state "${ids[0]}")) cancels the next ($(slurm_job_field "${ids[1]}" JobState))" \
-        bash -c "[[ '$(tasks_state "${ids[0]}")' == *FAILED* ]] && [ '$(slurm_job_field "${ids[1]}" JobState)' = CANCELLED ]"
+    check "chain of two stages submitted ($(tr '\n' ' ' <<<"$out"))" test "${#ids[@]}" -eq 2
+    slurm_wait_gone "${ids[1]:-0}" 120
+    check "failed first stage ($(tasks_state "${ids[0]}")) cancels the next ($(slurm_job_field "${ids[1]:-0}" JobState))" \
+        bash -c "[[ '$(tasks_state "${ids[0]}")' == *FAILED* ]] && [ '$(slurm_job_field "${ids[1]:-0}" JobState)' = CANCELLED ]"
     ;;
 signal)
     write_cfg "$W/s.yaml" "$W/out-sig" "[0]" 1
