@@ -116,6 +116,39 @@ static void test_family(const char *arch, const char *mid_layer) {
 
 /* Rewrites a BF16 folder's model.safetensors with one tensor dropped, one unknown tensor added,
  * one tensor reshaped, or a tolerated extra buffer added. */
+/* F16 and BF16 folders load (converted once) and give the F32 folder's outputs up to the
+ * weights' rounding (F16 keeps 11 significant bits, BF16 8). */
+static void test_half_dtypes(void) {
+    mc_error err = {0};
+    const mc_dtype dts[2] = {MC_DTYPE_F16, MC_DTYPE_BF16};
+    const double tol[2] = {1e-2, 5e-2};
+    float *ref = NULL, *px = NULL;
+    int64_t K = 0;
+    for (int k = -1; k < 2; k++) {
+        const char *dir = k < 0 ? "models_half_f32" : k == 0 ? "models_half_f16" : "models_half_bf16";
+        CHECK(mc_model_write_random("clip-tiny", 9, k < 0 ? MC_DTYPE_F32 : dts[k], dir, &err) == MC_OK);
+        mc_model *m = NULL;
+        CHECK_MSG(mc_model_create(dir, &m, &err) == MC_OK, "%s: %s", dir, err.msg);
+        if (!m) return;
+        int C, H, W;
+        mc_model_input_size(m, &C, &H, &W);
+        K = mc_model_output_dim(m);
+        if (!px) px = rnd((size_t)(2 * C * H * W), 5);
+        float *out = malloc((size_t)(2 * K) * sizeof(float));
+        CHECK(mc_model_forward(m, px, 2, H, W, NULL, out, NULL, &err) == MC_OK);
+        if (k < 0) {
+            ref = out;
+        } else {
+            const double e = max_rel(out, ref, (size_t)(2 * K));
+            printf("clip-tiny %s weights: output differs from F32 by %.2e of max\n", k ? "BF16" : "F16", e);
+            CHECK(e < tol[k] && e > 0);
+            free(out);
+        }
+        mc_model_free(&m);
+    }
+    free(ref), free(px);
+}
+
 /* HF module paths that are aliases of listed ResNet tensors. */
 static void test_resnet_aliases(void) {
     mc_error err = {0};
@@ -200,6 +233,7 @@ int main(void) {
     test_family("resnet-tiny", "stages.0.layers.0");
     test_family("resnet-tiny", "stages.1");
     test_family("resnet-tiny", "embedder");
+    test_half_dtypes();
     test_resnet_aliases();
     {
         mc_error err = {0};
