@@ -48,10 +48,20 @@ static void im2col_part(int64_t c0, int64_t c1, void *p) {
                         continue;
                     }
                     const float *xr = xc + iy * W;
-                    for (int64_t ox = 0; ox < Wo; ox++) {
-                        const int64_t ix = ox * s - pad + kx;
-                        r[ox] = (ix >= 0 && ix < W) ? xr[ix] : 0.0f;
+                    /* valid outputs: 0 <= ox*s - pad + kx < W, i.e. ox in [lo, hi) */
+                    int64_t lo = pad - kx > 0 ? (pad - kx + s - 1) / s : 0;
+                    int64_t hi = W + pad - kx > 0 ? (W + pad - kx + s - 1) / s : 0;
+                    if (lo > Wo) lo = Wo;
+                    if (hi > Wo) hi = Wo;
+                    if (hi < lo) hi = lo;
+                    for (int64_t ox = 0; ox < lo; ox++) r[ox] = 0.0f;
+                    if (s == 1) {
+                        if (hi > lo) memcpy(r + lo, xr + lo - pad + kx, (size_t)(hi - lo) * sizeof(float));
+                    } else {
+                        const float *src = xr + lo * s - pad + kx;
+                        for (int64_t ox = lo; ox < hi; ox++, src += s) r[ox] = *src;
                     }
+                    for (int64_t ox = hi; ox < Wo; ox++) r[ox] = 0.0f;
                 }
             }
         }

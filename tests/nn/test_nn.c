@@ -282,6 +282,9 @@ int main(void) {
     test_conv(6, 7, 1, 1, 0, 5, 4, true);
     test_conv(6, 7, 1, 2, 0, 5, 4, false);
     test_conv(3, 4, 4, 4, 0, 16, 12, true); /* patch embedding */
+    test_conv(2, 3, 3, 2, 1, 2, 2, true);   /* input smaller than the kernel */
+    test_conv(3, 2, 7, 2, 3, 5, 3, false);
+    test_conv(2, 2, 3, 3, 2, 11, 7, true);  /* stride 3, pad 2 */
     test_bn_fold();
     test_pools();
     return TEST_SUMMARY();
