@@ -9,6 +9,7 @@
   test_extract.py bad        on_bad_image skip (counted, row flagged) and fail (path named, exit 1);
                              an unknown layer fails before any store is written
   test_extract.py layout     the documented layout, read with h5py (docs/extract.md)
+  test_extract.py clip       a CLIP target classifies zero-shot with the prompted class texts
 
 Prints 'N passed, N failed'; exit 0 only when all pass."""
 import glob
@@ -287,6 +288,39 @@ def test_layout(tmp, fx, ref):
             check(k in f.attrs, "provenance attribute %s" % k)
 
 
+def test_clip_target(tmp, fx):
+    """A CLIP folder as the target: it classifies zero-shot, the prediction being the class whose
+    prompted text embedding has the highest cosine with the image embedding (first on ties)."""
+    world, _vit, clip = fx
+    out = os.path.join(tmp, "out")
+    cfg = os.path.join(tmp, "c.yaml")
+    with open(cfg, "w") as f:
+        f.write(f"""name: t
+output_dir: {out}
+models: {{target: {clip}, clip: {clip}}}
+datasets:
+  train: {{kind: world, root: {world}, split: train, n_samples: 40}}
+extract: {{layers: ["1", "image_embeds"], batch_size: 8}}
+stages: [extract]
+""")
+    r = run(2, cfg)
+    check(r.returncode == 0, "extract with a CLIP target exits 0 (%s)" % r.stderr.strip()[-300:])
+    with h5py.File(store_of(out), "r") as f:
+        img = f["clip/image_embeds"][()].astype(np.float64)
+        check(np.array_equal(f["target/output"][()], f["clip/image_embeds"][()]),
+              "a CLIP target's output is its image embedding")
+        txt = f["text/class_embeds"][()].astype(np.float64)
+        sims = (img / np.linalg.norm(img, axis=1, keepdims=True)) @ (txt / np.linalg.norm(txt, axis=1, keepdims=True)).T
+        want = np.argmax(sims, axis=1)
+        got = f["target/predictions"][()]
+        # float32 cosines in C vs float64 here: only near-ties may differ
+        top2 = np.sort(sims, axis=1)[:, -2:]
+        clear = (top2[:, 1] - top2[:, 0]) > 1e-5
+        check(np.array_equal(got[clear], want[clear]) and clear.sum() > 0,
+              "zero-shot predictions equal numpy's argmax of cosines (%d clear cases)" % clear.sum())
+        check(np.array_equal(f["acts/image_embeds"][()], f["target/output"][()]), "the image_embeds hook equals the output")
+
+
 def main():
     what = sys.argv[1]
     tmp = os.path.abspath("extract_" + what)
@@ -307,6 +341,8 @@ def main():
         test_signal(tmp, fx)
     elif what == "bad":
         test_bad(tmp, fx)
+    elif what == "clip":
+        test_clip_target(tmp, fx)
     print("%d passed, %d failed" % (PASS, FAIL))
     return 1 if FAIL else 0
 
