@@ -35,9 +35,11 @@ static void print_help(FILE *out) {
             "commands:\n",
             MICLIP_VERSION_STRING);
     for (int i = 0; i < n_commands; i++) {
-        char head[64];
+        char head[256];
         snprintf(head, sizeof head, "%s %s", commands[i].name, commands[i].args);
-        fprintf(out, "  %-34s %s\n", head, commands[i].summary);
+        /* long usage lines get the summary on a line of its own, aligned */
+        if (strlen(head) <= 34) fprintf(out, "  %-34s %s\n", head, commands[i].summary);
+        else fprintf(out, "  %s\n  %-34s %s\n", head, "", commands[i].summary);
     }
     fprintf(out,
             "\nglobal options:\n"
