@@ -353,6 +353,24 @@ mc_status mc_store_units_mark(mc_store *s, const char *group, const int64_t *uni
 
 mc_status mc_store_set_complete(mc_store *s, const char *group, mc_error *err) {
     MC_TRY(mc_store_create_group(s, group, err));
+    /* The run that finished the work: after a Slurm requeue it differs from the run that
+     * created the store (whose ids the provenance holds). Values are rank 0's. */
+    time_t t = time(NULL);
+    struct tm tm;
+    char when[32] = "unknown";
+    if (gmtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    const struct {
+        const char *key, *value;
+    } fin[] = {
+        {"completed_utc", when},
+        {"completed_slurm_job_id", getenv("SLURM_JOB_ID")},
+        {"completed_slurm_restart_count", getenv("SLURM_RESTART_COUNT")},
+    };
+    for (size_t i = 0; i < sizeof fin / sizeof fin[0]; i++) {
+        int present = fin[i].value != NULL;
+        MPI_Bcast(&present, 1, MPI_INT, 0, s->comm.comm);
+        if (present) MC_TRY(mc_store_set_attr_str(s, group, fin[i].key, fin[i].value, err));
+    }
     MC_TRY(mc_store_set_attr_i64(s, group, MC_STORE_COMPLETE_ATTR, 1, err));
     return mc_store_flush(s, err);
 }

@@ -182,6 +182,8 @@ signal)
     direct "$W/sref.yaml" || bad "direct mpirun run: $(tail -3 "$W/direct.log")"
     check "store after USR1 + requeue equals an uninterrupted run's (bitwise)" \
         "$PY" "$here/compare_stores.py" "$W/out-sig" "$W/out-sigref" --slurm
+    check "the store records the requeued run that completed it (completed_slurm_restart_count = 1)" \
+        "$PY" -c "import glob, h5py, sys; f = h5py.File(glob.glob('$W/out-sig/extract/*.h5')[0], 'r'); sys.exit(0 if f.attrs.get('completed_slurm_restart_count') == '1' and f.attrs.get('completed_slurm_job_id') else 1)"
     # A finished task that runs again (requeue of a completed job) exits 0 at once.
     sum0=$(sha256sum "$W"/out-sig/extract/*.h5 | cut -c1-64)
     t0=$(date +%s)

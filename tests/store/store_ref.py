@@ -19,7 +19,8 @@ import h5py
 import numpy as np
 
 RUN_SPECIFIC = {"created_utc", "host", "mpi_ranks", "slurm_job_id", "slurm_array_job_id",
-                "slurm_array_task_id"}
+                "slurm_array_task_id", "slurm_restart_count", "completed_utc",
+                "completed_slurm_job_id", "completed_slurm_restart_count"}
 
 SPECS = [  # name, numpy dtype, shape (-1 = N rows), as in store_prog.c (index = ds number)
     ("extract/acts", np.float32, (-1, 3, 5)),
