@@ -13,9 +13,10 @@
                           interactive queries print the same units/concepts
   test_method.py planted  a store with planted activations (one neuron per class, image embedding
                           = class text + noise): align + describe name every neuron by its class
-  test_method.py world    the trained tiny models on a generated world: E_n trained on `logits`
-                          describes logit neurons by their own class (issue target 95%; measured
-                          91.7% with this configuration; the check is a floor of 85%)
+  test_method.py world    the trained tiny models on a generated world: E_n (`out`, batch 256,
+                          lr 0.1, 3 epochs) trained on `logits` describes at least 95% of the logit
+                          neurons by their own class for seeds 0, 1, 2 (the issue's target);
+                          `in+out` with the same schedule at least 90%
 
 Prints 'N passed, N failed'; exit 0 only when all pass."""
 import glob
@@ -398,33 +399,43 @@ def test_world(tmp):
     with open(cfg, "w") as f:
         f.write(f"""name: world-logits
 output_dir: {out}
-seeds: [0]
+seeds: [0, 1, 2]
 models: {{target: {vit}, clip: {clip}}}
 datasets:
   train: {{kind: world, root: {world}, split: train}}
 concepts:
   - {{name: classes, source: classes}}
 extract: {{layers: [logits], batch_size: 64}}
-align: {{batch_size: 64, epochs: 20, lr: 0.001}}
+align: {{batch_size: 256, epochs: 3, lr: 0.1, variants: [out, in+out]}}
 describe: {{tau: 3}}
 stages: [extract, align, describe]
 """)
     t0 = time.time()
     r = run(2, ["run", cfg])
     check(r.returncode == 0, "world chain runs (%.1f s) %s" % (time.time() - t0, r.stderr[-300:]))
-    d = one(out, "describe")
-    if not d:
-        check(False, "describe store exists")
-        return
-    with h5py.File(d, "r") as f:
-        acc = float(f["classes/neuron"].attrs.get("description_accuracy", -1))
-    print("description accuracy on logits: %.3f" % acc)
-    # The issue asks for >= 95%; this configuration measured 33/36 = 91.7% (docs/stages.md). The
-    # check is a regression floor far above chance (1/36), not the issue's target.
-    check(acc >= 0.85, "E_n on logits describes most logit neurons by their own class (%.1f%%; chance 2.8%%, "
-          "issue target 95%%)" % (100 * acc))
-    if acc < 0.95:
-        print("note: below the issue's 95% target")
+    # Why this schedule (docs/stages.md, "Measured on the tiny world"): E_n(e_i) is read off
+    # unit vectors the trained ViT never emits. Early in training the update is Hebbian
+    # (sum_i t_{pred_i} a_i^T; its columns name all 36 classes), so a few large Adam steps that
+    # swamp the random init describe the neurons best; trained to convergence the contrastive
+    # optimum leans on the logits' low-variance directions and the description drops to 60-80%.
+    # E_n is deterministic for a seed and rank count, so these three seeds are fixed numbers
+    # (measured 36/36/35 for `out`, 36/34/34 for `in+out`).
+    floors = {"out": 0.95, "inout": 0.90}
+    for v, floor in floors.items():
+        for seed in (0, 1, 2):
+            d = one(out, "describe", "describe-s%d-llogits-%s-*" % (seed, v))
+            if not d:
+                check(False, "describe store for seed %d, %s" % (seed, v))
+                continue
+            with h5py.File(d, "r") as f:
+                acc = float(f["classes/neuron"].attrs.get("description_accuracy", -1))
+                top = f["classes/neuron/top_concepts"][()][:, 0]
+            hits = int((top == np.arange(top.shape[0])).sum())
+            print("description accuracy on logits, seed %d, %s: %.3f (%d/%d)" % (seed, v, acc, hits, top.shape[0]))
+            check(abs(acc - hits / top.shape[0]) < 1e-9, "the stored accuracy is the fraction of neurons whose top "
+                  "concept is their own class (seed %d, %s)" % (seed, v))
+            check(acc >= floor, "E_n (%s, seed %d) on logits describes logit neurons by their own class: %.1f%% "
+                  "(floor %.0f%%; chance 2.8%%)" % (v, seed, 100 * acc, 100 * floor))
     rep = open(os.path.join(out, "report", "descriptions.md")).read()
     check("Description accuracy" in rep, "the report states the description accuracy")
 
