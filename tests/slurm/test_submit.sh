@@ -48,7 +48,7 @@ if [ ! -f "$VIT/model.safetensors" ] || [ ! -f "$CLIP/vocab.json" ]; then
     VIT=$W/fx/vit CLIP=$W/fx/clip
 fi
 PER_CLASS=2
-[ "$part" = signal ] && PER_CLASS=4   # ~150 images at batch 1: long enough to be interrupted
+[ "$part" = signal ] && PER_CLASS=16  # ~580 images at batch 1 (one flush per image): long enough to be interrupted even on an idle machine
 "$MICLIP" --quiet world make --out "$W/world" --seed 1 --per-class $PER_CLASS --val-per-class 1 \
     --unseen-per-class 1 || { bad "world make"; finish; exit 1; }
 
@@ -171,7 +171,7 @@ signal)
     log=$W/ss/logs/extract-${A}_0.out
     check "submitted ($A)" test -n "$A"
     wait_log "$log" 'stage extract: task' 120 || bad "the stage never started: $(cat "$log" 2>/dev/null)"
-    sleep 1.5
+    sleep 0.5
     scancel --signal=USR1 --batch "${A}_0"
     wait_log "$log" 'restart 1 ' 120
     slurm_wait_gone "$A" 240
