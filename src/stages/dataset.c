@@ -72,7 +72,7 @@ static mc_status list_dir(const char *dir, bool dirs_only, str_vec *out, mc_erro
         }
     }
     closedir(d);
-    if (s == MC_OK) qsort(out->v, (size_t)out->n, sizeof *out->v, cmp_str);
+    if (s == MC_OK && out->n > 1) qsort(out->v, (size_t)out->n, sizeof *out->v, cmp_str);
     return s;
 }
 

@@ -206,7 +206,7 @@ models: {target: $VIT, clip: $CLIP}
 datasets:
   train: {kind: world, root: $W/world, split: train}
 extract: {layers: ["3"], batch_size: 8}
-sae: {layer: "3", features: 64, k: 4, batch_size: 16, epochs: 1500, checkpoint_every: 200}
+sae: {layer: "3", features: 64, k: 4, batch_size: 16, epochs: 6000, checkpoint_every: 500}
 stages: [extract, sae]
 EOF
     sed "s#$W/out-train#$W/out-trainref#" "$W/t.yaml" >"$W/tref.yaml"
@@ -219,7 +219,7 @@ sys.exit(0 if any(s["stage"] == "sae" and s["implemented"] for s in json.load(sy
         log=$W/st/logs/sae-${S}_0.out
         check "extract + sae submitted ($(tr '\n' ' ' <<<"$out"))" test -n "$S"
         wait_log "$log" 'stage sae: task' 180 || bad "the sae stage never started: $(cat "$log" 2>/dev/null)"
-        sleep 3
+        sleep 1
         scancel --signal=USR1 --batch "${S}_0"
         wait_log "$log" 'restart 1 ' 120
         slurm_wait_gone "$S" 240

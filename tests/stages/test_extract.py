@@ -187,7 +187,13 @@ def test_signal(tmp, fx):
     write_config(cfg, *fx, out, batch=1, n=200)
     p = subprocess.Popen([fixture.MPIEXEC, "--oversubscribe", "-n", "2", fixture.MICLIP, "run", cfg],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
+    # Signal as soon as the store exists (its datasets are made before the first unit), so the
+    # signal lands mid-run even on an idle machine.
+    for _ in range(600):
+        if glob.glob(os.path.join(out, "extract", "*.h5")) or p.poll() is not None:
+            break
+        time.sleep(0.02)
+    time.sleep(0.2)
     t0 = time.time()
     p.send_signal(signal.SIGUSR1)  # mpirun forwards SIGUSR1 to the ranks
     try:
