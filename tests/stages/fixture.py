@@ -35,5 +35,20 @@ def make(root, per_class=12):
     return world, vit, clip
 
 
+# The tests' verdicts: each check prints PASS/FAIL; summary() prints the closing line ctest
+# reads and returns the exit code.
+_counts = {"pass": 0, "fail": 0}
+
+
+def check(cond, what):
+    _counts["pass" if cond else "fail"] += 1
+    print("PASS:" if cond else "FAIL:", what)
+
+
+def summary():
+    print("%d passed, %d failed" % (_counts["pass"], _counts["fail"]))
+    return 1 if _counts["fail"] else 0
+
+
 def mpirun(np, args, **kw):
     return subprocess.run([MPIEXEC, "--oversubscribe", "-n", str(np), MICLIP] + args, **kw)

@@ -27,17 +27,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fixture  # noqa: E402
 
-PASS = FAIL = 0
-
-
-def check(cond, what):
-    global PASS, FAIL
-    if cond:
-        PASS += 1
-        print("PASS:", what)
-    else:
-        FAIL += 1
-        print("FAIL:", what)
+from fixture import check  # noqa: E402
 
 
 def write_config(path, world, vit, clip, out, extra="", batch=4, n=60):
@@ -349,8 +339,7 @@ def main():
         test_bad(tmp, fx)
     elif what == "clip":
         test_clip_target(tmp, fx)
-    print("%d passed, %d failed" % (PASS, FAIL))
-    return 1 if FAIL else 0
+    return fixture.summary()
 
 
 if __name__ == "__main__":

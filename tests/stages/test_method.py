@@ -35,17 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fixture  # noqa: E402
 from test_extract import descendants, kill_all  # noqa: E402,F401
 
-PASS = FAIL = 0
-
-
-def check(cond, what):
-    global PASS, FAIL
-    if cond:
-        PASS += 1
-        print("PASS:", what)
-    else:
-        FAIL += 1
-        print("FAIL:", what)
+from fixture import check  # noqa: E402
 
 
 def write_config(path, world, vit, clip, out, n=300, stages="[extract, sae, align, localize, describe]",
@@ -512,8 +502,7 @@ def main():
             test_math(tmp, fx)
         elif what == "planted":
             test_planted(tmp, fx)
-    print("%d passed, %d failed" % (PASS, FAIL))
-    return 1 if FAIL else 0
+    return fixture.summary()
 
 
 if __name__ == "__main__":
