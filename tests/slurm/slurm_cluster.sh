@@ -15,7 +15,7 @@
 # this shell, so $! is their PID and they are stopped by PID, never by name.
 #
 # Env: SLURM_TEST_KEEP=1 keeps the directory; SLURM_TEST_PORT=N uses ports N and N+1
-# (default: derived from this shell's PID, so parallel test runs do not collide);
+# (default: a free pair below the ephemeral port range, probed at start);
 # SLURM_TEST_CPUS=N declares N CPUs on the node (default 4, oversubscribing the 2 cores, so
 # 4-rank jobs fit; correctness only, never timing).
 
@@ -40,6 +40,30 @@ slurm_stop_pid() {
     return 0
 }
 
+# A pair of free TCP ports (N, N+1) on 127.0.0.1, below the kernel's ephemeral range (32768+),
+# where the TCP connections of MPI jobs could otherwise take them; probed by binding both.
+slurm_free_ports() {
+    /usr/bin/python3 - "$$" <<'PY'
+import socket, sys
+base = 20000 + (int(sys.argv[1]) % 5000) * 2
+for k in range(2000):
+    p = 20000 + (base - 20000 + 2 * k) % 12000
+    socks = []
+    try:
+        for q in (p, p + 1):
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", q))
+        print(p)
+        break
+    except OSError:
+        pass
+    finally:
+        for s in socks:
+            s.close()
+PY
+}
+
 slurm_cluster_up() {
     local i host node port cpus
     for cmd in munged mungekey slurmctld slurmd sbatch; do
@@ -62,7 +86,7 @@ slurm_cluster_up() {
     done
 
     host=$(hostname -s)
-    port=${SLURM_TEST_PORT:-$((20000 + ($$ % 20000) * 2))}
+    port=${SLURM_TEST_PORT:-$(slurm_free_ports)}
     cpus=${SLURM_TEST_CPUS:-4}
     # The real topology line from slurmd -C, with the CPU count raised for oversubscription.
     node=$(slurmd -C | head -n 1 | sed -E "s/CPUs=[0-9]+/CPUs=$cpus/; s/ Boards=[0-9]+//; s/ SocketsPerBoard=[0-9]+//; s/ CoresPerSocket=[0-9]+//; s/ ThreadsPerCore=[0-9]+//")
