@@ -133,23 +133,29 @@ def test_resume(tmp, fx, ref):
     out = os.path.join(tmp, "resume")
     cfg = os.path.join(tmp, "resume.yaml")
     write_config(cfg, *fx, out, batch=1, n=200)
-    # The store needs one unit per image (every image of the fixture); kill every rank partway and resume, trying later
-    # kill times until a kill lands mid-run (a resume that finds 0 < k < 60 units done).
+    # One unit per image; kill every rank shortly after the store appears (its datasets are
+    # made before the first unit), trying longer delays until a kill lands mid-run: the rerun
+    # then finds 0 < k < n units done and says it is resuming.
     mid = False
-    for delay in (0.8, 1.2, 1.8, 2.5, 3.5):
+    for delay in (0.05, 0.15, 0.3, 0.6, 1.0, 1.6):
         shutil.rmtree(out, ignore_errors=True)
         p = subprocess.Popen([fixture.MPIEXEC, "--oversubscribe", "-n", "2", fixture.MICLIP, "run", cfg],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(1500):
+            if glob.glob(os.path.join(out, "extract", "*.h5")) or p.poll() is not None:
+                break
+            time.sleep(0.02)
         time.sleep(delay)
         kill_all(p)  # mpirun and both ranks at once
         r = subprocess.run([fixture.MPIEXEC, "--oversubscribe", "-n", "2", fixture.MICLIP, "run", cfg],
                            capture_output=True, text=True)
         if r.returncode != 0:
             lines = [l for l in r.stderr.splitlines() if "error" in l] or r.stderr.splitlines()[-3:]
-            check(False, "resume after SIGKILL at %.1f s exits 0: %s" % (delay, " | ".join(lines)))
+            check(False, "resume after SIGKILL at +%.2f s exits 0: %s" % (delay, " | ".join(lines)))
             return
         if "resuming" in r.stderr:
             mid = True
+            print("killed %.2f s after the store appeared: %s" % (delay, [l for l in r.stderr.splitlines() if "resuming" in l][0]))
             break
     check(mid, "a SIGKILL landed mid-run and the rerun resumed from completion records")
     st = store_of(out)
