@@ -272,20 +272,7 @@ mc_status mc_stage_describe(const mc_comm *c, const mc_config *cfg, const mc_tas
         s = mc_comm_agree(c, ws, err);
     }
     mc_buf_free(&report);
-    mc_store_provenance prov = {.stage = "describe", .config_hash = cfg->hash, .model = mt.w.key,
-                                .dataset = mt.td.path, .seed = task->seed, .has_seed = true};
-    if (s == MC_OK) s = mc_store_write_provenance(st, "/", &prov, err);
-    if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "describe_key", mt.key, err);
-    if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "align_store", mt.w.path, err);
-    if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "layer", task->layer, err);
-    if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "variant", mc_variant_name(task->variant), err);
-    if (s == MC_OK) s = mc_store_set_complete(st, "/", err);
-    if (st) {
-        mc_error ce = {0};
-        mc_status cs = mc_store_close(&st, &ce);
-        if (s == MC_OK && cs != MC_OK) *err = ce, s = cs;
-    }
-    if (s == MC_OK) mc_info0("describe %s: %d concept set(s) x %d unit kind(s) -> %s", task->id, mt.n_sets, mt.n_kinds, mt.store);
+    s = mc_method_task_finish(cfg, task, &mt, "describe", &st, s, err);
     mc_method_task_close(&mt);
     return s;
 }

@@ -858,3 +858,26 @@ void mc_top_insert(mc_scored *top, int64_t *n, int64_t cap, float score, int32_t
     }
     top[i] = x;
 }
+
+mc_status mc_method_task_finish(const mc_config *cfg, const mc_task *task, const mc_method_task *mt,
+                                const char *stage, mc_store **st, mc_status s, mc_error *err) {
+    mc_store_provenance prov = {.stage = stage, .config_hash = cfg->hash, .model = mt->w.key,
+                                .dataset = mt->td.path, .seed = task->seed, .has_seed = true};
+    char key_attr[64];
+    snprintf(key_attr, sizeof key_attr, "%s_key", stage);
+    if (s == MC_OK) s = mc_store_write_provenance(*st, "/", &prov, err);
+    if (s == MC_OK) s = mc_store_set_attr_str(*st, "/", key_attr, mt->key, err);
+    if (s == MC_OK) s = mc_store_set_attr_str(*st, "/", "align_store", mt->w.path, err);
+    if (s == MC_OK) s = mc_store_set_attr_str(*st, "/", "layer", task->layer, err);
+    if (s == MC_OK) s = mc_store_set_attr_str(*st, "/", "variant", mc_variant_name(task->variant), err);
+    if (s == MC_OK) s = mc_store_set_complete(*st, "/", err);
+    if (*st) {
+        mc_error ce = {0};
+        mc_status cs = mc_store_close(st, &ce);
+        if (s == MC_OK && cs != MC_OK) *err = ce, s = cs;
+    }
+    if (s == MC_OK)
+        mc_info0("%s %s: %d concept set(s) x %d unit kind(s) -> %s", stage, task->id, mt->n_sets,
+                 mt->n_kinds, mt->store);
+    return s;
+}

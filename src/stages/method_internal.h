@@ -266,6 +266,11 @@ typedef struct {
 mc_status mc_method_task_open(const mc_comm *c, const mc_config *cfg, const mc_task *task, int stage,
                               mc_method_task *mt, mc_error *err);
 void mc_method_task_close(mc_method_task *mt);
+/* Collective: the common end of localize and describe. When s is MC_OK, writes the provenance
+ * and the task attributes (<stage>_key, align_store, layer, variant), marks the store complete;
+ * always closes *st (keeping the first error) and logs the result. Returns the final status. */
+mc_status mc_method_task_finish(const mc_config *cfg, const mc_task *task, const mc_method_task *mt,
+                                const char *stage, mc_store **st, mc_status s, mc_error *err);
 
 /* Collective. Resolves q's defaults into *r and loads the train store, E_n and the unit set. */
 mc_status mc_query_open(const mc_comm *c, const mc_config *cfg, const mc_query *q, mc_query *r,
