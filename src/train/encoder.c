@@ -22,9 +22,6 @@
 #include "train_internal.h"
 
 #define NORM_EPS 1e-12 /* F.normalize's default clamp */
-/* Up to this logit scale exp(logit) cannot overflow or underflow a double (e^300 ~ 1e130, and
- * a batch row sums at most ~1e6 of them), so the softmaxes need no max subtraction. */
-#define FAST_EXP_MAX_SCALE 300.0f
 
 struct mc_encoder {
     mc_align_config cfg;
@@ -34,11 +31,12 @@ struct mc_encoder {
     float *class_emb; /* [n_classes x d], normalised */
     /* workspace, sized for cap_batch rows */
     int64_t cap_batch;
-    float *z, *u, *du, *inv_r, *tmp, *tgt, *cos_all, *h;
-    double *expl;       /* B x 2B: exp of the logits */
-    double *wcol, *lrow; /* 2B: column multiplicities; one row of logits */
+    float *u, *du, *inv_r, *tmp, *tgt, *cos_all, *h;
+    /* softmax of one branch (at most B columns): column multiplicities, row and column maxima
+     * of the cosines, reciprocal column sums */
+    float *wcol, *rmax, *cmax, *cinv;
+    double *rsum, *csum; /* row and column sums of the shifted exps */
     int32_t *label_all, *col_of, *cnt, *cls_of_col, *cls_seen;
-    double *lse_r, *lse_c;
     int64_t *order; /* sample order of the current epoch */
     int order_epoch;
     int64_t order_n;
@@ -84,7 +82,8 @@ static bool uses_out(const mc_align_config *c) { return c->variant != MC_ALIGN_I
 
 static void free_work(mc_encoder *e)
 {
-    float **f[] = {&e->z, &e->u, &e->du, &e->inv_r, &e->tmp, &e->tgt, &e->cos_all, &e->h};
+    float **f[] = {&e->u,    &e->du,   &e->inv_r, &e->tmp,  &e->tgt,  &e->cos_all,
+                   &e->h,    &e->wcol, &e->rmax,  &e->cmax, &e->cinv};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         free(*f[i]);
         *f[i] = NULL;
@@ -94,14 +93,9 @@ static void free_work(mc_encoder *e)
         free(*g[i]);
         *g[i] = NULL;
     }
-    free(e->lse_r);
-    free(e->lse_c);
-    free(e->expl);
-    free(e->wcol);
-    free(e->lrow);
-    e->wcol = e->lrow = NULL;
-    e->lse_r = e->lse_c = NULL;
-    e->expl = NULL;
+    free(e->rsum);
+    free(e->csum);
+    e->rsum = e->csum = NULL;
     e->cap_batch = 0;
 }
 
@@ -223,7 +217,6 @@ static mc_status ensure_work(mc_encoder *e, int64_t batch, mc_error *err)
     size_t bd, bc;
     if (!mc_size_mul((size_t)batch, (size_t)d, &bd) || !mc_size_mul((size_t)batch, (size_t)cmax, &bc))
         return MC_FAIL(err, MC_ERR_NOMEM, "align: batch %lld too large", (long long)batch);
-    e->z = mc_train_falloc(bd);
     e->u = mc_train_falloc(bd);
     e->du = mc_train_falloc(bd);
     e->inv_r = mc_train_falloc((size_t)batch);
@@ -234,14 +227,16 @@ static mc_status ensure_work(mc_encoder *e, int64_t batch, mc_error *err)
     e->col_of = mc_alloc_array((size_t)batch, sizeof(int32_t));
     e->cnt = mc_alloc_array((size_t)batch, sizeof(int32_t));
     e->cls_of_col = mc_alloc_array((size_t)batch, sizeof(int32_t));
-    e->lse_r = mc_alloc_array((size_t)batch, sizeof(double));
-    e->lse_c = mc_alloc_array((size_t)batch, sizeof(double));
-    e->expl = mc_alloc_array(bc, sizeof(double));
-    e->wcol = mc_alloc_array((size_t)cmax, sizeof(double));
-    e->lrow = mc_alloc_array((size_t)cmax, sizeof(double));
+    e->rsum = mc_alloc_array((size_t)batch, sizeof(double));
+    e->csum = mc_alloc_array((size_t)batch, sizeof(double));
+    e->wcol = mc_train_falloc((size_t)batch);
+    e->rmax = mc_train_falloc((size_t)batch);
+    e->cmax = mc_train_falloc((size_t)batch);
+    e->cinv = mc_train_falloc((size_t)batch);
     e->tmp = mc_train_falloc((size_t)(d * e->cfg.n));
-    if (!e->z || !e->u || !e->du || !e->inv_r || !e->tgt || !e->cos_all || !e->h ||
-        !e->label_all || !e->col_of || !e->cnt || !e->cls_of_col || !e->lse_r || !e->lse_c || !e->tmp || !e->expl || !e->wcol || !e->lrow) {
+    if (!e->u || !e->du || !e->inv_r || !e->tgt || !e->cos_all || !e->h || !e->label_all ||
+        !e->col_of || !e->cnt || !e->cls_of_col || !e->rsum || !e->csum || !e->wcol || !e->rmax ||
+        !e->cmax || !e->cinv || !e->tmp) {
         free_work(e);
         return MC_FAIL(err, MC_ERR_NOMEM, "align: out of memory for a batch of %lld", (long long)batch);
     }
@@ -249,145 +244,172 @@ static mc_status ensure_work(mc_encoder *e, int64_t batch, mc_error *err)
     return MC_OK;
 }
 
-/* exp(x) for |x| <= 700 without a library call, so loops over it vectorise: x = k ln2 + r
- * with |r| <= ln2/2, e^r by its degree-12 Taylor polynomial (truncation < 2e-16 relative),
- * 2^k built in the exponent bits. Within 2 ulp of exp(). */
-static inline double exp_bounded(double x)
+/* --- the two softmaxes of a branch ------------------------------------------------------------
+ * Rows and columns are shifted by their own maximum (as torch's cross_entropy does), so any
+ * logit scale works in float: exp(s (c - max)) lies in (0, 1]. The kernels run element-wise in
+ * float with exps from exp_nonpos, and every sum is taken in double over SM_LANES fixed partial
+ * sums, so a result depends neither on the vector width of the clone that runs (the C code has
+ * no contraction into FMA under -std=c17) nor on the rank count. */
+#if defined(__clang__) /* clang 14 emits no resolver for clones unused in their own file */
+#define SM_CLONES
+#else
+#define SM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+enum { SM_LANES = 16 };
+
+/* exp(x) for x <= 0 (NaN stays NaN), without a library call so that loops over it vectorise:
+ * x = k ln2 + r with |r| <= ln2/2 (Cody-Waite, k ln2_hi exact), e^r by its degree-7 Taylor
+ * polynomial (truncation 5e-9), 2^k built in the exponent bits. Within 1 ulp of exp() (checked
+ * over every float in [-75, 0]). Inputs below -75 give e^-75 = 3e-33 instead of a smaller
+ * number: next to the row or column maximum's 1 in a sum that is below float resolution, and
+ * it keeps every product of the kernels clear of subnormals (which are slow). */
+static inline float exp_nonpos(float x)
 {
-    const double shift = 6755399441055744.0; /* 1.5 * 2^52: adding it rounds to an integer */
-    double kd = x * 1.4426950408889634 + shift;
-    uint64_t ki;
-    memcpy(&ki, &kd, sizeof ki); /* the low bits hold k */
-    kd -= shift;
-    double r = (x - kd * 6.93147180369123816490e-01) - kd * 1.90821492927058770002e-10;
-    double p = 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
-    uint64_t bits = (ki + 1023u) << 52;
-    double scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    /* max(x, -75) as a bit select: GCC does not if-convert a float ?: under -ftrapping-math,
+     * and the loops would stay scalar. NaN compares false and stays NaN. */
+    const float lo = -75.0f;
+    uint32_t xb, lb, below = -(uint32_t)(x < lo);
+    memcpy(&xb, &x, sizeof xb);
+    memcpy(&lb, &lo, sizeof lb);
+    xb = (xb & ~below) | (lb & below);
+    memcpy(&x, &xb, sizeof x);
+    const float shift = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float t = x * 1.44269504088896341f + shift;
+    uint32_t tb;
+    memcpy(&tb, &t, sizeof tb); /* the low mantissa bits hold k */
+    float k = t - shift;
+    float r = (x - k * 0.693359375f) - k * -2.12194440e-4f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    uint32_t sb = (tb - 0x4B400000u + 127u) << 23; /* 2^k, k in [-109, 0] */
+    float sc;
+    memcpy(&sc, &sb, sizeof sc);
+    return p * sc;
 }
 
-/* sum a[j] b[j] with four partial sums (fixed order, vectorisable). */
-static double dot4(const double *a, const double *b, int64_t n)
+static double sum_lanes(double *acc)
 {
-    double p0 = 0, p1 = 0, p2 = 0, p3 = 0;
+    for (int w = SM_LANES / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+    return acc[0];
+}
+
+/* sum_j x[j] y[j] in double, in SM_LANES fixed partial sums. */
+SM_CLONES static double dot_f_d(const float *restrict x, const float *restrict y, int64_t n)
+{
+    double acc[SM_LANES] = {0};
     int64_t j = 0;
-    for (; j + 4 <= n; j += 4) {
-        p0 += a[j] * b[j];
-        p1 += a[j + 1] * b[j + 1];
-        p2 += a[j + 2] * b[j + 2];
-        p3 += a[j + 3] * b[j + 3];
+    for (; j + SM_LANES <= n; j += SM_LANES)
+        for (int l = 0; l < SM_LANES; l++) acc[l] += (double)x[j + l] * (double)y[j + l];
+    for (int l = 0; j + l < n; l++) acc[l] += (double)x[j + l] * (double)y[j + l];
+    return sum_lanes(acc);
+}
+
+/* sum_j x[j] in double, the same way. */
+SM_CLONES static double sum_f_d(const float *restrict x, int64_t n)
+{
+    double acc[SM_LANES] = {0};
+    int64_t j = 0;
+    for (; j + SM_LANES <= n; j += SM_LANES)
+        for (int l = 0; l < SM_LANES; l++) acc[l] += (double)x[j + l];
+    for (int l = 0; j + l < n; l++) acc[l] += (double)x[j + l];
+    return sum_lanes(acc);
+}
+
+/* Returns max_j c[j] and raises cmax[j] to c[j]. The row maximum is taken on integer keys that
+ * order like the floats (sign-magnitude to two's complement), because GCC vectorises an integer
+ * max reduction but not a float one; max is exact, so this changes no result. */
+SM_CLONES static float max_row(const float *restrict c, int64_t n, float *restrict cmax)
+{
+    int32_t best = INT32_MIN;
+    for (int64_t j = 0; j < n; j++) {
+        uint32_t u;
+        memcpy(&u, &c[j], sizeof u);
+        int32_t key = (int32_t)(u ^ ((u >> 31) * 0x7fffffffu));
+        best = key > best ? key : best;
+        cmax[j] = c[j] > cmax[j] ? c[j] : cmax[j];
     }
-    for (; j < n; j++) p0 += a[j] * b[j];
-    return (p0 + p1) + (p2 + p3);
+    uint32_t u = (uint32_t)best;
+    u ^= (u >> 31) * 0x7fffffffu;
+    float m;
+    memcpy(&m, &u, sizeof m);
+    return m;
+}
+
+/* One row's exps: h[j] = w[j] e^{s (c[j] - rmax)} (kept for grad_row, summed by the caller)
+ * and csum[j] += e^{s (c[j] - cmax[j])}. */
+SM_CLONES static void exp_row(const float *restrict c, int64_t n, float s, float rmax,
+                              const float *restrict cmax, const float *restrict w,
+                              float *restrict h, double *restrict csum)
+{
+    for (int64_t j = 0; j < n; j++) {
+        h[j] = w[j] * exp_nonpos(s * (c[j] - rmax));
+        csum[j] += (double)exp_nonpos(s * (c[j] - cmax[j]));
+    }
+}
+
+/* One row of 2B dloss/dlogit without the target's -2, from exp_row's h:
+ * w[j] (softmax_row + softmax_col). */
+SM_CLONES static void grad_row(const float *restrict c, int64_t n, float s, float rinv,
+                               const float *restrict cmax, const float *restrict cinv,
+                               const float *restrict w, float *restrict h)
+{
+    for (int64_t j = 0; j < n; j++)
+        h[j] = h[j] * rinv + w[j] * (exp_nonpos(s * (c[j] - cmax[j])) * cinv[j]);
+}
+
+SM_CLONES static void scale_row(float *restrict h, int64_t n, float f)
+{
+    for (int64_t j = 0; j < n; j++) h[j] *= f;
 }
 
 /* The softmax part of one contrastive branch, replicated over the whole batch in row order.
  * Its logits are s * cos[:, col0 : col0 + nc] (row stride ld); col_of[i] is the target column
  * of row i and cnt[j] the multiplicity of column j (both NULL: the identity, cnt 1). Writes
- * H (dloss/dcos) into e->h at the same place, adds the branch loss and dloss/dlog s. */
+ * H (dloss/dcos) into e->h at the same place, adds the branch loss and dloss/dlog s. Three
+ * passes over the cosines: maxima; exps and sums (the row exps stay in H); gradient. */
 static void softmax_part(mc_encoder *e, int64_t B, int64_t ld, int64_t col0, int64_t nc,
                          const int32_t *col_of, const int32_t *cnt, float s, double *loss,
                          double *dlogs)
 {
     const float *cos_all = e->cos_all + col0;
     float *hall = e->h + col0;
-    double *lse_r = e->lse_r, *lse_c = e->lse_c;
-    double l_sum = 0, ds = 0;
-    const double inv2b = 1.0 / (2.0 * (double)B);
-#define CNT(j) (cnt ? (double)cnt[j] : 1.0)
-#define COL(i) (col_of ? col_of[i] : (int32_t)(i))
-    if (s <= FAST_EXP_MAX_SCALE) {
-        /* |logit| <= s <= 300: exp(logit) is finite and normal in double, so one exp per
-         * entry serves both softmaxes without max subtraction. The loops are split so that
-         * the element-wise ones vectorise; sums use four fixed partial accumulators. */
-        double *colsum = lse_c, *w = e->wcol;
-        for (int64_t j = 0; j < nc; j++) {
-            colsum[j] = 0;
-            w[j] = CNT(j);
-        }
-        for (int64_t i = 0; i < B; i++) {
-            const float *row = cos_all + i * ld;
-            double *xr = e->expl + i * nc;
-            for (int64_t j = 0; j < nc; j++) xr[j] = exp_bounded((double)(s * row[j]));
-            for (int64_t j = 0; j < nc; j++) colsum[j] += xr[j];
-            lse_r[i] = 1.0 / dot4(w, xr, nc); /* reciprocal row sum */
-        }
-        for (int64_t j = 0; j < nc; j++) colsum[j] = 1.0 / colsum[j];
-        for (int64_t i = 0; i < B; i++) {
-            const float *row = cos_all + i * ld;
-            double *xr = e->expl + i * nc;
-            const int32_t ci = COL(i);
-            /* -log softmax_row(i, c_i) - log softmax_col(i, c_i) */
-            l_sum += -log(xr[ci] * lse_r[i]) - log(xr[ci] * colsum[ci]);
-            float *h = hall + i * ld;
-            const double ri = lse_r[i];
-            double *lr = e->lrow;
-            for (int64_t j = 0; j < nc; j++) {
-                double g = w[j] * xr[j] * (ri + colsum[j]) * inv2b; /* dloss/dlogit */
-                xr[j] = g;
-                lr[j] = (double)row[j];
-                h[j] = (float)(g * s); /* dloss/dcos */
-            }
-            /* the target's -2/(2B) */
-            xr[ci] -= 2.0 * inv2b;
-            h[ci] = (float)(xr[ci] * s);
-            ds += s * dot4(xr, lr, nc); /* sum_j dloss/dlogit_ij * logit_ij */
-        }
-    } else {
-        /* Large fixed scales: the max-subtracted (stable) form. */
-        for (int64_t j = 0; j < nc; j++) lse_c[j] = -INFINITY;
-        for (int64_t i = 0; i < B; i++) {
-            const float *row = cos_all + i * ld;
-            double mx = -INFINITY;
-            for (int64_t j = 0; j < nc; j++) {
-                double l = (double)(s * row[j]);
-                if (l > mx) mx = l;
-                if (l > lse_c[j]) lse_c[j] = l; /* running column max (first pass) */
-            }
-            double se = 0;
-            for (int64_t j = 0; j < nc; j++) se += CNT(j) * exp((double)(s * row[j]) - mx);
-            lse_r[i] = mx + log(se);
-        }
-        double *colsum = e->expl;
-        for (int64_t j = 0; j < nc; j++) colsum[j] = 0;
-        for (int64_t i = 0; i < B; i++) {
-            const float *row = cos_all + i * ld;
-            for (int64_t j = 0; j < nc; j++) colsum[j] += exp((double)(s * row[j]) - lse_c[j]);
-        }
-        for (int64_t j = 0; j < nc; j++) lse_c[j] = lse_c[j] + log(colsum[j]);
-        for (int64_t i = 0; i < B; i++) {
-            const float *row = cos_all + i * ld;
-            const int32_t ci = COL(i);
-            double lii = (double)(s * row[ci]);
-            l_sum += (lse_r[i] - lii) + (lse_c[ci] - lii);
-            float *h = hall + i * ld;
-            for (int64_t j = 0; j < nc; j++) {
-                double l = (double)(s * row[j]);
-                double g = CNT(j) * (exp(l - lse_r[i]) + exp(l - lse_c[j]));
-                if (j == ci) g -= 2.0;
-                g *= inv2b;
-                ds += g * l;
-                h[j] = (float)(g * s); /* dloss/dcos */
-            }
-        }
+    float *w = e->wcol, *rmax = e->rmax, *cmax = e->cmax, *cinv = e->cinv;
+    double *rsum = e->rsum, *csum = e->csum;
+    const double inv2b = 1.0 / (2.0 * (double)B), sd = (double)s;
+    for (int64_t j = 0; j < nc; j++) {
+        w[j] = cnt ? (float)cnt[j] : 1.0f;
+        cmax[j] = -INFINITY;
+        csum[j] = 0;
     }
-#undef CNT
-#undef COL
+    for (int64_t i = 0; i < B; i++) rmax[i] = max_row(cos_all + i * ld, nc, cmax);
+    for (int64_t i = 0; i < B; i++) {
+        exp_row(cos_all + i * ld, nc, s, rmax[i], cmax, w, hall + i * ld, csum);
+        rsum[i] = sum_f_d(hall + i * ld, nc);
+    }
+    for (int64_t j = 0; j < nc; j++) cinv[j] = (float)(1.0 / csum[j]);
+    double l_sum = 0, ds = 0;
+    const float hs = (float)(sd * inv2b);
+    for (int64_t i = 0; i < B; i++) {
+        const float *row = cos_all + i * ld;
+        float *h = hall + i * ld;
+        const int32_t ci = col_of ? col_of[i] : (int32_t)i;
+        /* -log softmax_row(i, c_i) - log softmax_col(i, c_i), from the shifted sums */
+        l_sum += log(rsum[i]) + sd * ((double)rmax[i] - (double)row[ci]) + log(csum[ci]) +
+                 sd * ((double)cmax[ci] - (double)row[ci]);
+        grad_row(row, nc, s, (float)(1.0 / rsum[i]), cmax, cinv, w, h);
+        h[ci] -= 2.0f;
+        ds += dot_f_d(h, row, nc); /* sum_j (2B dloss/dlogit_ij) cos_ij */
+        scale_row(h, nc, hs);      /* dloss/dcos = s dloss/dlogit */
+    }
     *loss += l_sum * inv2b;
-    *dlogs += ds;
+    *dlogs += ds * sd * inv2b;
 }
 
 mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const float *acts,
@@ -419,13 +441,12 @@ mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const
     mc_status s = MC_OK;
     const float scale = expf(mc_encoder_log_scale(e));
 
-    /* z = a W^T per chunk, u = normalize(z). */
+    /* z = a W^T per chunk, u = normalize(z) in place (1 / |z| kept for the backward). */
     for (int64_t ch = c0; ch < c1; ch++) {
         int64_t a = ch * C, len = (a + C < B ? C : B - a);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)len, (int)d, (int)n, 1.0f,
-                    acts + (a - r0) * n, (int)n, e->params, (int)n, 0.0f, e->z + (a - r0) * d, (int)d);
+                    acts + (a - r0) * n, (int)n, e->params, (int)n, 0.0f, e->u + (a - r0) * d, (int)d);
     }
-    memcpy(e->u, e->z, (size_t)(rows * d) * sizeof(float));
     normalize_rows(e->u, rows, d, e->inv_r);
 
     /* The targets of both branches side by side in tgt: [distinct labels' text ; images]. */
