@@ -40,6 +40,7 @@ struct mc_encoder {
     int64_t *order; /* sample order of the current epoch */
     int order_epoch;
     int64_t order_n;
+    int fold_by_beta; /* -1: not probed yet; 1: beta_fold_exact held (see there) */
 };
 
 const char *mc_align_variant_name(mc_align_variant v)
@@ -114,16 +115,68 @@ void mc_encoder_free(mc_encoder **pe)
     *pe = NULL;
 }
 
+/* --- vectorised row kernels ---------------------------------------------------------------------
+ * Each runs in an AVX-512, an AVX2+FMA or a baseline clone picked at load time. A result does
+ * not depend on which: element-wise code has no implicit FMA contraction (-std=c17), fmaf is
+ * exact in every clone, and every sum is taken in double over VEC_LANES fixed partial sums
+ * combined pairwise (a row's result does not depend on the rank count either). */
+#if defined(__clang__) /* clang 14 emits no resolver for clones unused in their own file */
+#define VEC_CLONES
+#else
+#define VEC_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+enum { VEC_LANES = 16 };
+
+static double sum_lanes(double *acc)
+{
+    for (int w = VEC_LANES / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+    return acc[0];
+}
+
+/* sum_j x[j] y[j] in double, in VEC_LANES fixed partial sums. */
+VEC_CLONES static double dot_f_d(const float *restrict x, const float *restrict y, int64_t n)
+{
+    double acc[VEC_LANES] = {0};
+    int64_t j = 0;
+    for (; j + VEC_LANES <= n; j += VEC_LANES)
+        for (int l = 0; l < VEC_LANES; l++) acc[l] += (double)x[j + l] * (double)y[j + l];
+    for (int l = 0; j + l < n; l++) acc[l] += (double)x[j + l] * (double)y[j + l];
+    return sum_lanes(acc);
+}
+
+/* sum_j x[j] in double, the same way. */
+VEC_CLONES static double sum_f_d(const float *restrict x, int64_t n)
+{
+    double acc[VEC_LANES] = {0};
+    int64_t j = 0;
+    for (; j + VEC_LANES <= n; j += VEC_LANES)
+        for (int l = 0; l < VEC_LANES; l++) acc[l] += (double)x[j + l];
+    for (int l = 0; j + l < n; l++) acc[l] += (double)x[j + l];
+    return sum_lanes(acc);
+}
+
+/* x[k] = (float)(x[k] * f), f in double. */
+VEC_CLONES static void scale_row_d(float *restrict x, int64_t n, double f)
+{
+    for (int64_t k = 0; k < n; k++) x[k] = (float)(x[k] * f);
+}
+
+/* The backward of normalize: du[k] = (du[k] - dot u[k]) inv, dot = du . u (in double). */
+VEC_CLONES static void dz_row(float *restrict du, const float *restrict u, int64_t n, double dot,
+                              float inv)
+{
+    for (int64_t k = 0; k < n; k++) du[k] = (float)((du[k] - dot * u[k]) * inv);
+}
+
 /* Normalises rows x d in place (F.normalize, norm in double). inv_r may be NULL. */
 static void normalize_rows(float *x, int64_t rows, int64_t d, float *inv_r)
 {
     for (int64_t i = 0; i < rows; i++) {
         float *r = x + i * d;
-        double ss = 0;
-        for (int64_t k = 0; k < d; k++) ss += (double)r[k] * r[k];
-        double nrm = sqrt(ss);
+        double nrm = sqrt(dot_f_d(r, r, d));
         double inv = 1.0 / (nrm > NORM_EPS ? nrm : NORM_EPS);
-        for (int64_t k = 0; k < d; k++) r[k] = (float)(r[k] * inv);
+        scale_row_d(r, d, inv);
         if (inv_r) inv_r[i] = (float)inv;
     }
 }
@@ -155,6 +208,7 @@ mc_status mc_encoder_create(const mc_align_config *cfg, const float *class_emb, 
     if (!e) return MC_FAIL(err, MC_ERR_NOMEM, "align: out of memory");
     e->cfg = *cfg;
     e->order_epoch = -1;
+    e->fold_by_beta = -1;
     e->params = mc_train_falloc(dn + 1);
     e->grad = mc_train_falloc(dn + 1);
     if (!e->params || !e->grad) goto nomem;
@@ -247,16 +301,7 @@ static mc_status ensure_work(mc_encoder *e, int64_t batch, mc_error *err)
 /* --- the two softmaxes of a branch ------------------------------------------------------------
  * Rows and columns are shifted by their own maximum (as torch's cross_entropy does), so any
  * logit scale works in float: exp(s (c - max)) lies in (0, 1]. The kernels run element-wise in
- * float with exps from exp_nonpos, and every sum is taken in double over SM_LANES fixed partial
- * sums, so a result depends neither on the vector width of the clone that runs (the C code has
- * no contraction into FMA under -std=c17) nor on the rank count. */
-#if defined(__clang__) /* clang 14 emits no resolver for clones unused in their own file */
-#define SM_CLONES
-#else
-#define SM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-enum { SM_LANES = 16 };
-
+ * float with exps from exp_nonpos and sum in double over VEC_LANES partial sums. */
 /* exp(x) for x <= 0 (NaN stays NaN), without a library call so that loops over it vectorise:
  * x = k ln2 + r with |r| <= ln2/2 (Cody-Waite, k ln2_hi exact), e^r by its degree-7 Taylor
  * polynomial (truncation 5e-9), 2^k built in the exponent bits. Within 1 ulp of exp() (checked
@@ -278,54 +323,25 @@ static inline float exp_nonpos(float x)
     uint32_t tb;
     memcpy(&tb, &t, sizeof tb); /* the low mantissa bits hold k */
     float k = t - shift;
-    float r = (x - k * 0.693359375f) - k * -2.12194440e-4f;
+    float r = fmaf(k, 2.12194440e-4f, fmaf(k, -0.693359375f, x));
     float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    p = fmaf(p, r, 1.0f / 720.0f);
+    p = fmaf(p, r, 1.0f / 120.0f);
+    p = fmaf(p, r, 1.0f / 24.0f);
+    p = fmaf(p, r, 1.0f / 6.0f);
+    p = fmaf(p, r, 0.5f);
+    p = fmaf(p, r, 1.0f);
+    p = fmaf(p, r, 1.0f);
     uint32_t sb = (tb - 0x4B400000u + 127u) << 23; /* 2^k, k in [-109, 0] */
     float sc;
     memcpy(&sc, &sb, sizeof sc);
     return p * sc;
 }
 
-static double sum_lanes(double *acc)
-{
-    for (int w = SM_LANES / 2; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
-    return acc[0];
-}
-
-/* sum_j x[j] y[j] in double, in SM_LANES fixed partial sums. */
-SM_CLONES static double dot_f_d(const float *restrict x, const float *restrict y, int64_t n)
-{
-    double acc[SM_LANES] = {0};
-    int64_t j = 0;
-    for (; j + SM_LANES <= n; j += SM_LANES)
-        for (int l = 0; l < SM_LANES; l++) acc[l] += (double)x[j + l] * (double)y[j + l];
-    for (int l = 0; j + l < n; l++) acc[l] += (double)x[j + l] * (double)y[j + l];
-    return sum_lanes(acc);
-}
-
-/* sum_j x[j] in double, the same way. */
-SM_CLONES static double sum_f_d(const float *restrict x, int64_t n)
-{
-    double acc[SM_LANES] = {0};
-    int64_t j = 0;
-    for (; j + SM_LANES <= n; j += SM_LANES)
-        for (int l = 0; l < SM_LANES; l++) acc[l] += (double)x[j + l];
-    for (int l = 0; j + l < n; l++) acc[l] += (double)x[j + l];
-    return sum_lanes(acc);
-}
-
 /* Returns max_j c[j] and raises cmax[j] to c[j]. The row maximum is taken on integer keys that
  * order like the floats (sign-magnitude to two's complement), because GCC vectorises an integer
  * max reduction but not a float one; max is exact, so this changes no result. */
-SM_CLONES static float max_row(const float *restrict c, int64_t n, float *restrict cmax)
+VEC_CLONES static float max_row(const float *restrict c, int64_t n, float *restrict cmax)
 {
     int32_t best = INT32_MIN;
     for (int64_t j = 0; j < n; j++) {
@@ -344,7 +360,7 @@ SM_CLONES static float max_row(const float *restrict c, int64_t n, float *restri
 
 /* One row's exps: h[j] = w[j] e^{s (c[j] - rmax)} (kept for grad_row, summed by the caller)
  * and csum[j] += e^{s (c[j] - cmax[j])}. */
-SM_CLONES static void exp_row(const float *restrict c, int64_t n, float s, float rmax,
+VEC_CLONES static void exp_row(const float *restrict c, int64_t n, float s, float rmax,
                               const float *restrict cmax, const float *restrict w,
                               float *restrict h, double *restrict csum)
 {
@@ -356,7 +372,7 @@ SM_CLONES static void exp_row(const float *restrict c, int64_t n, float s, float
 
 /* One row of 2B dloss/dlogit without the target's -2, from exp_row's h:
  * w[j] (softmax_row + softmax_col). */
-SM_CLONES static void grad_row(const float *restrict c, int64_t n, float s, float rinv,
+VEC_CLONES static void grad_row(const float *restrict c, int64_t n, float s, float rinv,
                                const float *restrict cmax, const float *restrict cinv,
                                const float *restrict w, float *restrict h)
 {
@@ -364,7 +380,7 @@ SM_CLONES static void grad_row(const float *restrict c, int64_t n, float s, floa
         h[j] = h[j] * rinv + w[j] * (exp_nonpos(s * (c[j] - cmax[j])) * cinv[j]);
 }
 
-SM_CLONES static void scale_row(float *restrict h, int64_t n, float f)
+VEC_CLONES static void scale_row(float *restrict h, int64_t n, float f)
 {
     for (int64_t j = 0; j < n; j++) h[j] *= f;
 }
@@ -410,6 +426,41 @@ static void softmax_part(mc_encoder *e, int64_t B, int64_t ld, int64_t col0, int
     }
     *loss += l_sum * inv2b;
     *dlogs += ds * sd * inv2b;
+}
+
+/* Whether a weight-gradient chunk can be folded into the running sum by the product itself
+ * (sgemm with beta 1) rather than by a product into tmp and a separate add, with the same bits:
+ * true when the BLAS adds its finished product to C with one rounding, i.e. it does not split
+ * the k = chunk_rows deep sum into blocks (OpenBLAS splits beyond its GEMM_Q, 320 floats with
+ * the kernels here). The ranks after the first always fold by a separate add, so only this
+ * keeps the result independent of the rank count; it is checked on the real shape (d x n) with
+ * random numbers, once, rather than assumed. */
+static bool beta_fold_exact(int64_t d, int64_t n, int64_t k)
+{
+    const size_t dn = (size_t)(d * n), na = (size_t)(k * d), nb = (size_t)(k * n);
+    float *a = mc_train_falloc(na), *b = mc_train_falloc(nb), *c1 = mc_train_falloc(dn),
+          *c2 = mc_train_falloc(dn), *t = mc_train_falloc(dn);
+    bool same = false;
+    if (a && b && c1 && c2 && t) {
+        float *fill[] = {a, b, c1};
+        size_t len[] = {na, nb, dn};
+        for (int f = 0; f < 3; f++)
+            for (size_t i = 0; i < len[f]; i++)
+                fill[f][i] = (float)(mc_rng_u64(7, 100 + (uint64_t)f, i) >> 40) * 0x1p-24f - 0.5f;
+        memcpy(c2, c1, dn * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)n, (int)k, 1.0f, a,
+                    (int)d, b, (int)n, 0.0f, t, (int)n);
+        for (size_t i = 0; i < dn; i++) c1[i] += t[i];
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)n, (int)k, 1.0f, a,
+                    (int)d, b, (int)n, 1.0f, c2, (int)n);
+        same = !memcmp(c1, c2, dn * sizeof(float));
+    }
+    free(a);
+    free(b);
+    free(c1);
+    free(c2);
+    free(t);
+    return same;
 }
 
 mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const float *acts,
@@ -508,22 +559,23 @@ mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const
     for (int64_t i = 0; i < rows; i++) {
         float *du = e->du + i * d;
         const float *u = e->u + i * d;
-        double dot = 0;
-        for (int64_t k = 0; k < d; k++) dot += (double)du[k] * u[k];
         float inv = e->inv_r[i];
         bool clamped = inv >= (float)(1.0 / NORM_EPS);
-        for (int64_t k = 0; k < d; k++)
-            du[k] = clamped ? du[k] * inv : (float)((du[k] - dot * u[k]) * inv);
+        dz_row(du, u, d, clamped ? 0.0 : dot_f_d(du, u, d), inv);
     }
 
-    /* dW = sum over chunks of dz_c^T a_c, left fold in global chunk order (chain over ranks). */
+    /* dW = sum over chunks of dz_c^T a_c, left fold in global chunk order (chain over ranks).
+     * The first rank folds its chunks as it goes, by the product itself where that is exact. */
     float *gW = e->grad;
+    if (!parts && nloc > 1 && e->fold_by_beta < 0) e->fold_by_beta = beta_fold_exact(d, n, C);
     for (int64_t ch = c0; ch < c1; ch++) {
         int64_t a = ch * C, len = (a + C < B ? C : B - a);
-        float *dst = parts ? parts + (size_t)(ch - c0) * dn : (ch == 0 ? gW : e->tmp);
+        const bool fold = !parts && ch > 0;
+        float *dst = parts ? parts + (size_t)(ch - c0) * dn : (fold && e->fold_by_beta != 1 ? e->tmp : gW);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)n, (int)len, 1.0f,
-                    e->du + (a - r0) * d, (int)d, acts + (a - r0) * n, (int)n, 0.0f, dst, (int)n);
-        if (!parts && ch > 0)
+                    e->du + (a - r0) * d, (int)d, acts + (a - r0) * n, (int)n,
+                    dst == gW && fold ? 1.0f : 0.0f, dst, (int)n);
+        if (dst == e->tmp)
             for (size_t i = 0; i < dn; i++) gW[i] += e->tmp[i];
     }
     s = mc_train_chain_begin(c, gW, dn, err);
