@@ -156,10 +156,10 @@ VEC_CLONES static double sum_f_d(const float *restrict x, int64_t n)
     return sum_lanes(acc);
 }
 
-/* x[k] = (float)(x[k] * f), f in double. */
-VEC_CLONES static void scale_row_d(float *restrict x, int64_t n, double f)
+/* y[k] = (float)(x[k] * f), f in double; y may be x. */
+VEC_CLONES static void scale_row_d(float *y, const float *x, int64_t n, double f)
 {
-    for (int64_t k = 0; k < n; k++) x[k] = (float)(x[k] * f);
+    for (int64_t k = 0; k < n; k++) y[k] = (float)(x[k] * f);
 }
 
 /* The backward of normalize: du[k] = (du[k] - dot u[k]) inv, dot = du . u (in double). */
@@ -169,16 +169,22 @@ VEC_CLONES static void dz_row(float *restrict du, const float *restrict u, int64
     for (int64_t k = 0; k < n; k++) du[k] = (float)((du[k] - dot * u[k]) * inv);
 }
 
-/* Normalises rows x d in place (F.normalize, norm in double). inv_r may be NULL. */
-static void normalize_rows(float *x, int64_t rows, int64_t d, float *inv_r)
+/* Normalises rows x d of x into y (F.normalize, norm in double); y may be x. inv_r receives
+ * 1 / max(|row|, eps) and may be NULL. */
+static void normalize_rows_to(float *y, const float *x, int64_t rows, int64_t d, float *inv_r)
 {
     for (int64_t i = 0; i < rows; i++) {
-        float *r = x + i * d;
+        const float *r = x + i * d;
         double nrm = sqrt(dot_f_d(r, r, d));
         double inv = 1.0 / (nrm > NORM_EPS ? nrm : NORM_EPS);
-        scale_row_d(r, d, inv);
+        scale_row_d(y + i * d, r, d, inv);
         if (inv_r) inv_r[i] = (float)inv;
     }
+}
+
+static void normalize_rows(float *x, int64_t rows, int64_t d, float *inv_r)
+{
+    normalize_rows_to(x, x, rows, d, inv_r);
 }
 
 mc_status mc_encoder_create(const mc_align_config *cfg, const float *class_emb, mc_encoder **out,
@@ -530,8 +536,7 @@ mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const
     const int64_t nc_in = uses_in(cfg) ? B : 0, ncols = nc_out + nc_in;
     if (uses_in(cfg)) {
         float *all = e->tgt + nc_out * d, *mine = all + r0 * d;
-        memcpy(mine, img, (size_t)(rows * d) * sizeof(float));
-        normalize_rows(mine, rows, d, NULL);
+        normalize_rows_to(mine, img, rows, d, NULL);
         if ((s = mc_train_gather_rows(c, B, C, mine, all, (size_t)d * sizeof(float), err)) != MC_OK)
             goto done;
     }
