@@ -120,7 +120,7 @@ void mc_encoder_free(mc_encoder **pe)
  * not depend on which: element-wise code has no implicit FMA contraction (-std=c17), fmaf is
  * exact in every clone, and every sum is taken in double over VEC_LANES fixed partial sums
  * combined pairwise (a row's result does not depend on the rank count either). */
-#if defined(__clang__) /* clang 14 emits no resolver for clones unused in their own file */
+#if defined(__clang__) || !defined(__x86_64__) /* one plain version (the sanitizer builds) */
 #define VEC_CLONES
 #else
 #define VEC_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
