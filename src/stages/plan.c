@@ -833,7 +833,8 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
         case MC_STAGE_INTERVENE: {
             int64_t n = p->n_eval + p->n_unseen;
             double suffix = p->target.gmac - int_prefix;
-            int units = cfg->intervene.units.n;
+            /* each image twice per unit kind: its own class's edit and the previous class's (specificity) */
+            int units = 2 * cfg->intervene.units.n;
             S->items = (double)n * units;
             mc_strlcpy(S->item_name, "forwards", sizeof S->item_name);
             S->gmac_per_item = suffix;

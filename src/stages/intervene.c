@@ -1,0 +1,1191 @@
+/* intervene.c - the `intervene` stage (paper Section 3.3, model steering): scale or shift the
+ * top-tau units of each class's concept at intervene.layer and measure the change of that
+ * class's accuracy (Delta-Acc) and of another class's (specificity).
+ *
+ * Prefix cache. For every dataset of intervene.datasets and seed, the target's state at
+ * intervene.layer (every token / position, float32, as a READ hook sees it) of each valid image
+ * is stored once in OUTPUT_DIR/intervene/prefix-<split>-s<seed>-l<layer>-<key16>.h5, rows sorted
+ * by (class, image index), with the clean logits and predictions computed by running the suffix
+ * from the stored state. Work units are fixed batches of at most intervene.batch_size images of
+ * one class, whatever the rank count, so every image is always computed in the same batch;
+ * units are dealt round-robin and marked done as extract does (resumable).
+ *
+ * A task (seed, method, mode, beta) edits, for each unit kind and dataset and each class c,
+ * class c's units on the images of class c (Delta-Acc) and of class (c+1) mod C (specificity),
+ * in the same per-class batches as the clean run, so beta 1 (scale) or 0 (add) reproduces the
+ * clean predictions bit for bit. Classes are dealt round-robin over ranks, one class per rank
+ * and round; each class's rows are written collectively and marked done. Output:
+ * OUTPUT_DIR/intervene/<task>-<key16>.h5, OUTPUT_DIR/tables/<task>-<dataset>-<units>.csv and
+ * OUTPUT_DIR/report/interventions.md (docs/intervene.md).
+ */
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "method_internal.h"
+#include "miclip/checked.h"
+#include "miclip/fsutil.h"
+#include "miclip/image.h"
+#include "miclip/log.h"
+#include "miclip/miclip.h"
+#include "miclip/model.h"
+#include "miclip/text.h"
+#include "intervene_internal.h"
+#include "stages_internal.h"
+
+#define PREFIX_KEY_VERSION "miclip-intervene-prefix/1"
+#define TASK_KEY_VERSION "miclip-intervene/1"
+
+/* ---- the target model, run from the prefix ------------------------------------------------ */
+
+typedef struct {
+    mc_model *m;
+    mc_preproc pp;
+    int th, tw;
+    const char *layer;       /* intervene.layer (borrowed) */
+    bool map;                /* [C, H, W] (ResNet) rather than [T, D] */
+    int64_t tokens, dim;     /* T and D, or H*W and C */
+    int64_t per;             /* floats per image of the state */
+    int ndim;                /* of the state, per image */
+    int64_t shape[3];
+    int64_t out_dim;
+    bool zeroshot;           /* a CLIP target: classes by cosine with their text embeddings */
+    char hash[MC_KEY_HEX];
+} runner;
+
+static void runner_free(runner *R) {
+    mc_model_free(&R->m);
+    memset(R, 0, sizeof *R);
+}
+
+static mc_status runner_init(const mc_comm *c, const mc_config *cfg, runner *R, mc_error *err) {
+    memset(R, 0, sizeof *R);
+    R->layer = cfg->intervene.layer;
+    mc_status s = mc_model_create(cfg->models.target, &R->m, err);
+    if (s == MC_OK) s = mc_preproc_load(cfg->models.target, &R->pp, err);
+    if (s == MC_OK && !mc_preproc_fixed_size(&R->pp, &R->th, &R->tw))
+        s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s/preprocessor_config.json: the output size depends on the image (no crop)",
+                    cfg->models.target);
+    if (s == MC_OK) s = mc_model_plan(R->m, cfg->intervene.batch_size, R->th, R->tw, err);
+    int idx = -1;
+    if (s == MC_OK && mc_model_find_layer(R->m, R->layer, &idx, err) != MC_OK) {
+        mc_error_prefix(err, "%s: intervene.layer: %s", cfg->source_path, cfg->models.target);
+        s = err->code = MC_ERR_CONFIG;
+    }
+    if (s == MC_OK) {
+        const mc_layer_info *li = mc_model_layer(R->m, idx);
+        if (!li->can_start || li->ndim < 2)
+            s = MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.layer: '%s' of %s is not a point a forward can start from "
+                        "(a transformer block \"0\"..\"L\" or a ResNet stage/layer)", cfg->source_path, R->layer,
+                        cfg->models.target);
+        else {
+            R->map = li->ndim == 3;
+            R->ndim = li->ndim;
+            R->per = 1;
+            for (int d = 0; d < li->ndim; d++) R->shape[d] = li->shape[d], R->per *= li->shape[d];
+            /* [T, D]: T tokens of width D; [C, H, W]: H*W positions of C channels. */
+            R->tokens = R->map ? li->shape[1] * li->shape[2] : li->shape[0];
+            R->dim = R->map ? li->shape[0] : li->shape[1];
+        }
+    }
+    if (s == MC_OK) {
+        R->out_dim = mc_model_output_dim(R->m);
+        R->zeroshot = mc_model_family(R->m) == MC_FAMILY_CLIP_VISION;
+        if (!R->zeroshot && !mc_model_label(R->m, 0))
+            s = MC_FAIL(err, MC_ERR_CONFIG, "%s: models.target %s has no id2label; intervene measures per-class "
+                        "accuracy", cfg->source_path, cfg->models.target);
+    }
+    s = mc_comm_agree(c, s, err);
+    if (s == MC_OK) s = mc_model_dir_hash(c, cfg->models.target, R->hash, err);
+    if (s != MC_OK) runner_free(R);
+    return s;
+}
+
+static int32_t argmax_row(const float *row, int64_t n) {
+    int32_t best = 0;
+    for (int64_t k = 1; k < n; k++)
+        if (row[k] > row[best]) best = (int32_t)k; /* first index of the max, as torch */
+    return best;
+}
+
+#define CLIP_LOGIT_SCALE 100.0 /* CLIP's trained logit scale: zero-shot probabilities */
+
+/* Predictions in the dataset's class space: a classifier's argmax mapped to the dataset class of
+ * that label (-1: a target class outside the dataset); a CLIP target classifies zero-shot. prob
+ * receives the probability of dataset class k (softmax of the logits, or of 100 x the cosines).
+ * scores: [B * C] scratch for a CLIP target. */
+static void predict(const runner *R, const int32_t *class_of_target, const float *class_emb, int64_t C, int64_t k,
+                    const float *out, int64_t B, int32_t *pred, float *prob, float *scores) {
+    if (R->zeroshot) mc_zeroshot_classify(class_emb, C, out, B, R->out_dim, pred, scores);
+    for (int64_t i = 0; i < B; i++) {
+        const float *row = R->zeroshot ? scores + i * C : out + i * R->out_dim;
+        const int64_t n = R->zeroshot ? C : R->out_dim;
+        const double scale = R->zeroshot ? CLIP_LOGIT_SCALE : 1.0;
+        int32_t best = argmax_row(row, n);
+        if (!R->zeroshot) pred[i] = class_of_target[best];
+        double sum = 0, mine = 0;
+        for (int64_t j = 0; j < n; j++) {
+            double e = exp(scale * ((double)row[j] - (double)row[best]));
+            sum += e;
+            if (R->zeroshot ? j == k : class_of_target[j] == k) mine += e;
+        }
+        prob[i] = (float)(mine / sum);
+    }
+}
+
+/* ---- the edit: a WRITE hook at intervene.layer ------------------------------------------- */
+
+typedef struct {
+    mc_sae *sae;           /* NULL for neurons */
+    const float *w_dec_t;  /* [m, n] (borrowed from sae) */
+    int64_t m;             /* SAE features */
+    int k;
+    char path[MC_PATH_CAP];
+    char key[MC_KEY_HEX];
+} sae_units;
+
+typedef struct {
+    const runner *R;
+    int kind;               /* mc_unit_kind */
+    int mode;               /* mc_mode */
+    float beta;
+    const int32_t *units;   /* [tau] */
+    int64_t tau;
+    int64_t t0, t1;         /* tokens edited */
+    sae_units *sae;
+    uint8_t *mask;          /* [m]: unit i is edited (SAE scale) */
+    float *rows;            /* [B * tokens, dim] gathered tokens (SAE) */
+    int32_t *idx;           /* [B * tokens, k] */
+    float *val;
+} edit_ctx;
+
+/* Element (b, t, i) of the state: token t's value of unit i. */
+static inline float *elem(const edit_ctx *e, float *data, int64_t b, int64_t t, int64_t i) {
+    const runner *R = e->R;
+    return R->map ? data + (b * R->dim + i) * R->tokens + t : data + (b * R->tokens + t) * R->dim + i;
+}
+
+static bool edit_fn(const mc_hook_view *v, void *user) {
+    edit_ctx *e = user;
+    const int64_t B = v->shape[0], D = e->R->dim, nt = e->t1 - e->t0;
+    if (e->kind == MC_UNIT_NEURON) {
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t t = e->t0; t < e->t1; t++)
+                for (int64_t q = 0; q < e->tau; q++) {
+                    float *x = elem(e, v->data, b, t, e->units[q]);
+                    *x = e->mode == MC_MODE_SCALE ? e->beta * *x : *x + e->beta;
+                }
+        return true;
+    }
+    /* SAE features: a += sum_i (beta - 1) f_i W_dec[:, i] (scale, f the top-k code of a) or
+     * a += beta W_dec[:, i] (add), so the reconstruction error stays in a. */
+    const int64_t rows = B * nt;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < nt; t++)
+            for (int64_t i = 0; i < D; i++) e->rows[(b * nt + t) * D + i] = *elem(e, v->data, b, e->t0 + t, i);
+    const int k = e->sae->k;
+    if (e->mode == MC_MODE_SCALE) mc_sae_encode(e->sae->sae, e->rows, rows, e->idx, e->val);
+    for (int64_t r = 0; r < rows; r++) {
+        float *a = e->rows + r * D;
+        if (e->mode == MC_MODE_SCALE) {
+            for (int j = 0; j < k; j++) {
+                int32_t f = e->idx[r * k + j];
+                if (!e->mask[f]) continue;
+                float coef = (e->beta - 1.0f) * e->val[r * k + j];
+                const float *atom = e->sae->w_dec_t + (int64_t)f * D;
+                for (int64_t i = 0; i < D; i++) a[i] += coef * atom[i];
+            }
+        } else {
+            for (int64_t q = 0; q < e->tau; q++) {
+                const float *atom = e->sae->w_dec_t + (int64_t)e->units[q] * D;
+                for (int64_t i = 0; i < D; i++) a[i] += e->beta * atom[i];
+            }
+        }
+    }
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < nt; t++)
+            for (int64_t i = 0; i < D; i++) *elem(e, v->data, b, e->t0 + t, i) = e->rows[(b * nt + t) * D + i];
+    return true;
+}
+
+/* A store whose layout was not finished (killed between its creation and the first flush of
+ * its completion records) is started afresh: LAYOUT_ATTR is written last. Collective. */
+#define LAYOUT_ATTR "layout_complete"
+static mc_status reopen_or_create(const mc_comm *c, const char *path, mc_store **st, bool *created, mc_error *err) {
+    MC_TRY(mc_store_open_or_create(c, path, st, created, err));
+    if (*created || mc_store_has_attr(*st, "/", LAYOUT_ATTR)) return MC_OK;
+    MC_TRY(mc_store_close(st, err));
+    *created = true;
+    return mc_store_fresh(c, path, st, err);
+}
+
+/* ---- the prefix cache of one dataset ----------------------------------------------------- */
+
+typedef struct {
+    mc_split split;
+    bool skip;              /* a classifier target without any of the dataset's classes */
+    char path[MC_PATH_CAP];
+    char key[MC_KEY_HEX];
+    int64_t C;              /* the dataset's classes */
+    char **class_names;     /* [C] */
+    int32_t *class_of_target; /* [out_dim]: dataset class of each target label, or -1 */
+    float *class_emb;       /* [C * out_dim]: prompted class text embeddings (CLIP target) */
+    int64_t n;              /* rows: valid images with a class, sorted by (class, index) */
+    int64_t *first;         /* [C + 1]: class c's rows are [first[c], first[c+1]) */
+    int32_t *labels;        /* [n] */
+    int32_t *clean_pred;    /* [n] */
+    float *clean_prob;      /* [n]: probability of the image's class */
+    mc_store *st;           /* open read-only once complete */
+} prefix_set;
+
+static void prefix_close(prefix_set *p) {
+    if (p->st) mc_store_close(&p->st, NULL);
+    mc_strings_free(&p->class_names, p->C);
+    free(p->class_of_target);
+    free(p->class_emb);
+    free(p->first);
+    free(p->labels);
+    free(p->clean_pred);
+    free(p->clean_prob);
+    memset(p, 0, sizeof *p);
+}
+
+/* One work unit: rows [b, e) of class c. */
+typedef struct {
+    int64_t c, b, e;
+} row_unit;
+
+/* The fixed batches: each class's rows cut in pieces of at most bs. */
+static row_unit *class_batches(const int64_t *first, int64_t C, int64_t bs, int64_t *n_out) {
+    int64_t n = 0;
+    for (int64_t c = 0; c < C; c++) n += (first[c + 1] - first[c] + bs - 1) / bs;
+    row_unit *u = mc_alloc_array((size_t)(n > 0 ? n : 1), sizeof *u);
+    if (!u) return NULL;
+    int64_t k = 0;
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t b = first[c]; b < first[c + 1]; b += bs)
+            u[k++] = (row_unit){c, b, b + bs < first[c + 1] ? b + bs : first[c + 1]};
+    *n_out = n;
+    return u;
+}
+
+static bool capture_fn(const mc_hook_view *v, void *user) {
+    memcpy(user, v->data, (size_t)(v->shape[0]) * (size_t)mc_pool_dim(v, MC_POOL_ALL) * sizeof(float));
+    return true;
+}
+
+/* Rows [b, e) of the prefix: images, state, clean logits and predictions. */
+static mc_status prefix_unit(runner *R, const prefix_set *p, char **paths, const int64_t *image, int64_t b,
+                             int64_t e, float *pix, float *state, float *logits, int32_t *pred, float *prob,
+                             float *scores, mc_error *err) {
+    const int64_t B = e - b;
+    const size_t per_px = (size_t)3 * (size_t)R->th * (size_t)R->tw;
+    for (int64_t i = 0; i < B; i++) {
+        mc_image img = {0};
+        mc_status s = mc_image_load(paths[image[b + i]], NULL, &img, err);
+        if (s == MC_OK) s = mc_preprocess(&R->pp, &img, pix + (size_t)i * per_px, NULL, err);
+        mc_image_free(&img);
+        if (s != MC_OK) {
+            mc_error_prefix(err, "intervene: image %lld (valid at extraction)", (long long)image[b + i]);
+            return s;
+        }
+    }
+    mc_hook cap = {.name = R->layer, .mode = MC_HOOK_READ, .fn = capture_fn, .user = state};
+    mc_forward_opts o1 = {.hooks = &cap, .n_hooks = 1};
+    MC_TRY(mc_model_forward(R->m, pix, B, R->th, R->tw, &o1, NULL, NULL, err));
+    for (int64_t j = 0; j < B * R->per; j++)
+        if (!isfinite(state[j]))
+            return MC_FAIL(err, MC_ERR_NUMERIC, "non-finite state at layer '%s' for image %s", R->layer,
+                           paths[image[b + j / R->per]]);
+    mc_forward_opts o2 = {.start_at = R->layer, .start_state = state};
+    MC_TRY(mc_model_forward(R->m, pix, B, R->th, R->tw, &o2, logits, NULL, err));
+    predict(R, p->class_of_target, p->class_emb, p->C, p->labels[b], logits, B, pred, prob, scores);
+    return MC_OK;
+}
+
+static mc_status prefix_build(const mc_comm *c, const mc_config *cfg, runner *R, prefix_set *p, char **paths,
+                              const int64_t *image, mc_error *err) {
+    const int64_t C = p->C, bs = cfg->intervene.batch_size;
+    int64_t n_units = 0;
+    row_unit *units = class_batches(p->first, C, bs, &n_units);
+    mc_status s = units ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    MC_TRY(mc_comm_agree(c, s, err));
+    mc_store *st = NULL;
+    bool created = false;
+    s = reopen_or_create(c, p->path, &st, &created, err);
+    if (s != MC_OK) {
+        free(units);
+        return s;
+    }
+    bool root = c->rank == 0;
+    const int64_t N = p->n;
+    if (created) {
+        int64_t sh[4] = {N, R->shape[0], R->shape[1], R->shape[2]};
+        s = mc_store_create_dataset(st, "state", MC_DTYPE_F32, 1 + R->ndim, sh, bs, err);
+        if (s == MC_OK) s = mc_store_set_attr_str(st, "state", "layer", R->layer, err);
+        if (s == MC_OK) s = mc_store_create_dataset(st, "labels", MC_DTYPE_I32, 1, sh, 0, err);
+        if (s == MC_OK) s = mc_store_write_rows(st, "labels", MC_DTYPE_I32, 0, root ? N : 0, p->labels, err);
+        if (s == MC_OK) s = mc_store_create_dataset(st, "image_index", MC_DTYPE_I64, 1, sh, 0, err);
+        if (s == MC_OK) s = mc_store_write_rows(st, "image_index", MC_DTYPE_I64, 0, root ? N : 0, image, err);
+        if (s == MC_OK) s = mc_store_create_dataset(st, "clean_pred", MC_DTYPE_I32, 1, sh, 0, err);
+        if (s == MC_OK) s = mc_store_create_dataset(st, "clean_prob", MC_DTYPE_F32, 1, sh, 0, err);
+        sh[1] = R->out_dim;
+        if (s == MC_OK) s = mc_store_create_dataset(st, "clean_logits", MC_DTYPE_F32, 2, sh, bs, err);
+        sh[0] = C;
+        if (s == MC_OK) s = mc_store_create_dataset(st, "clean_class_acc", MC_DTYPE_F64, 1, sh, 0, err);
+        sh[0] = C + 1;
+        if (s == MC_OK) s = mc_store_create_dataset(st, "class_first_row", MC_DTYPE_I64, 1, sh, 0, err);
+        if (s == MC_OK) s = mc_store_write_rows(st, "class_first_row", MC_DTYPE_I64, 0, root ? C + 1 : 0, p->first, err);
+        mc_store_provenance prov = {.stage = "intervene", .config_hash = cfg->hash, .model = R->hash,
+                                    .dataset = mc_split_name(p->split), .has_seed = false};
+        if (s == MC_OK) s = mc_store_write_provenance(st, "/", &prov, err);
+        if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "prefix_key", p->key, err);
+        if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "split", mc_split_name(p->split), err);
+        if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "layer", R->layer, err);
+        if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", "batch_size", bs, err);
+        if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", LAYOUT_ATTR, 1, err);
+    }
+    if (s == MC_OK) s = mc_store_units_init(st, "/", n_units > 0 ? n_units : 1, err);
+    s = mc_comm_agree(c, s, err);
+
+    uint8_t *done = calloc((size_t)(n_units > 0 ? n_units : 1), 1);
+    int64_t *pending = mc_alloc_array((size_t)(n_units > 0 ? n_units : 1), sizeof *pending);
+    float *pix = mc_alloc_array((size_t)bs, (size_t)3 * R->th * R->tw * sizeof(float));
+    float *state = mc_alloc_array((size_t)bs, (size_t)R->per * sizeof(float));
+    float *logits = mc_alloc_array((size_t)bs, (size_t)R->out_dim * sizeof(float));
+    int32_t *pred = mc_alloc_array((size_t)bs, sizeof *pred);
+    float *prob = mc_alloc_array((size_t)bs, sizeof *prob);
+    float *scores = mc_alloc_array((size_t)bs, (size_t)C * sizeof *scores);
+    if (s == MC_OK && (!done || !pending || !pix || !state || !logits || !pred || !prob || !scores))
+        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for a batch of %lld images", (long long)bs);
+    s = mc_comm_agree(c, s, err);
+    int64_t n_pending = 0, n_done = 0;
+    if (s == MC_OK) s = mc_store_units_read(st, "/", n_units > 0 ? n_units : 1, done, &n_done, err);
+    for (int64_t u = 0; s == MC_OK && u < n_units; u++)
+        if (!done[u]) pending[n_pending++] = u;
+    if (s == MC_OK && n_done > 0)
+        mc_info0("intervene: prefix of %s resuming, %lld of %lld batches done", mc_split_name(p->split),
+                 (long long)n_done, (long long)n_units);
+    mc_progress prog;
+    mc_progress_start(&prog, "prefix", n_pending, "batch");
+    int64_t rounds = (n_pending + c->size - 1) / c->size;
+    for (int64_t r = 0; s == MC_OK && r < rounds; r++) {
+        int64_t slot = r * c->size + c->rank, unit = -1, b = 0, e = 0;
+        mc_status ls = MC_OK;
+        if (slot < n_pending) {
+            unit = pending[slot];
+            b = units[unit].b, e = units[unit].e;
+            ls = prefix_unit(R, p, paths, image, b, e, pix, state, logits, pred, prob, scores, err);
+        }
+        s = mc_comm_agree(c, ls, err);
+        if (s == MC_OK) s = mc_store_write_rows(st, "state", MC_DTYPE_F32, b, e, state, err);
+        if (s == MC_OK) s = mc_store_write_rows(st, "clean_logits", MC_DTYPE_F32, b, e, logits, err);
+        if (s == MC_OK) s = mc_store_write_rows(st, "clean_pred", MC_DTYPE_I32, b, e, pred, err);
+        if (s == MC_OK) s = mc_store_write_rows(st, "clean_prob", MC_DTYPE_F32, b, e, prob, err);
+        if (s == MC_OK) s = mc_store_units_mark(st, "/", &unit, unit >= 0 ? 1 : 0, err);
+        mc_progress_update(&prog, (r + 1) * c->size < n_pending ? (r + 1) * c->size : n_pending);
+        if (s == MC_OK && mc_comm_stop_requested(c))
+            s = MC_FAIL(err, MC_ERR_INTERRUPTED, "intervene: prefix of %s stopped by signal; the store is consistent, "
+                        "rerun to resume (%s)", mc_split_name(p->split), p->path);
+    }
+    mc_progress_finish(&prog);
+    /* The clean per-class accuracy, from the stored predictions (rank 0 writes). */
+    int32_t *cp = mc_alloc_array((size_t)(N > 0 ? N : 1), sizeof *cp);
+    double *acc = mc_alloc_array((size_t)C, sizeof *acc);
+    if (s == MC_OK) s = mc_comm_agree(c, cp && acc ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
+    if (s == MC_OK) s = mc_store_read_rows(st, "clean_pred", MC_DTYPE_I32, 0, N, cp, err);
+    if (s == MC_OK) {
+        for (int64_t k = 0; k < C; k++) {
+            int64_t hit = 0, n = p->first[k + 1] - p->first[k];
+            for (int64_t i = p->first[k]; i < p->first[k + 1]; i++) hit += cp[i] == k;
+            acc[k] = n ? (double)hit / (double)n : NAN;
+        }
+        s = mc_store_write_rows(st, "clean_class_acc", MC_DTYPE_F64, 0, root ? C : 0, acc, err);
+    }
+    if (s == MC_OK) s = mc_store_set_complete(st, "/", err);
+    mc_error ce = {0};
+    mc_status cs = mc_store_close(&st, &ce);
+    if (s == MC_OK && cs != MC_OK) *err = ce, s = cs;
+    if (s == MC_OK) mc_info0("intervene: prefix of %s: %lld images at layer %s -> %s", mc_split_name(p->split),
+                             (long long)N, R->layer, p->path);
+    free(cp), free(acc), free(units), free(done), free(pending), free(pix), free(state), free(logits), free(pred);
+    free(prob), free(scores);
+    return s;
+}
+
+/* Finds the split's extraction store, lists its valid images by class, and builds (or resumes,
+ * or opens) the prefix cache. Collective. */
+static mc_status prefix_open(const mc_comm *c, const mc_config *cfg, runner *R, mc_split split, int64_t seed,
+                             prefix_set *p, mc_error *err) {
+    memset(p, 0, sizeof *p);
+    p->split = split;
+    char xpath[MC_PATH_CAP];
+    MC_TRY(mc_extract_store_path(c, cfg, split, seed, xpath, sizeof xpath, err));
+    bool complete = false;
+    MC_TRY(mc_store_peek_complete(c, xpath, &complete, err));
+    if (!complete)
+        return MC_FAIL(err, MC_ERR_ARG, "the %s images of seed %lld are not extracted (%s missing or incomplete); run "
+                       "the extract stage first (miclip extract CONFIG)", mc_split_name(split), (long long)seed, xpath);
+    mc_store *x = NULL;
+    MC_TRY(mc_store_open(c, xpath, MC_STORE_READ, &x, err));
+    char *xkey = NULL, **paths = NULL;
+    int64_t N = 0;
+    mc_store_dataset_info li;
+    mc_status s = mc_store_get_attr_str(x, "/", "extract_key", &xkey, err);
+    if (s == MC_OK) s = mc_store_read_strings(x, "images/paths", &paths, &N, err);
+    if (s == MC_OK) s = mc_store_read_strings(x, "classes/names", &p->class_names, &p->C, err);
+    if (s == MC_OK && p->C < 1) s = MC_FAIL(err, MC_ERR_FORMAT, "%s: no classes", xpath);
+    if (s == MC_OK) s = mc_store_dataset_info_get(x, "images/labels", &li, err);
+    if (s == MC_OK && (li.ndim != 1 || li.shape[0] != N))
+        s = MC_FAIL(err, MC_ERR_FORMAT, "%s: images/labels has %lld entries for %lld paths", xpath,
+                    (long long)li.shape[0], (long long)N);
+    int32_t *lab = s == MC_OK ? mc_alloc_array((size_t)(N > 0 ? N : 1), sizeof *lab) : NULL;
+    uint8_t *valid = s == MC_OK ? mc_alloc_array((size_t)(N > 0 ? N : 1), 1) : NULL;
+    int64_t *image = s == MC_OK ? mc_alloc_array((size_t)(N > 0 ? N : 1), sizeof *image) : NULL;
+    const int64_t C = p->C;
+    p->first = calloc((size_t)C + 1, sizeof *p->first);
+    p->labels = mc_alloc_array((size_t)(N > 0 ? N : 1), sizeof *p->labels);
+    p->class_of_target = mc_alloc_array((size_t)R->out_dim, sizeof *p->class_of_target);
+    if (R->zeroshot) p->class_emb = mc_alloc_array((size_t)C, (size_t)R->out_dim * sizeof(float));
+    if (s == MC_OK && (!lab || !valid || !image || !p->first || !p->labels || !p->class_of_target ||
+                       (R->zeroshot && !p->class_emb)))
+        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    s = mc_comm_agree(c, s, err);
+    if (s == MC_OK) s = mc_store_read_rows(x, "images/labels", MC_DTYPE_I32, 0, N, lab, err);
+    if (s == MC_OK) s = mc_store_read_rows(x, "images/valid", MC_DTYPE_U8, 0, N, valid, err);
+    if (s == MC_OK && R->zeroshot) {
+        mc_store_dataset_info ei;
+        s = mc_store_dataset_info_get(x, "text/class_embeds", &ei, err);
+        if (s == MC_OK && (ei.ndim != 2 || ei.shape[0] != C || ei.shape[1] != R->out_dim))
+            s = MC_FAIL(err, MC_ERR_FORMAT, "%s: text/class_embeds is not [%lld, %lld]", xpath, (long long)C,
+                        (long long)R->out_dim);
+        if (s == MC_OK) s = mc_store_read_rows(x, "text/class_embeds", MC_DTYPE_F32, 0, C, p->class_emb, err);
+    }
+    mc_store_close(&x, NULL);
+    /* A classifier's label j counts for dataset class k when their names agree. */
+    bool any = R->zeroshot;
+    bool *mapped = s == MC_OK ? calloc((size_t)C, sizeof *mapped) : NULL;
+    if (s == MC_OK && !mapped) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    for (int64_t j = 0; s == MC_OK && j < R->out_dim; j++) {
+        p->class_of_target[j] = -1;
+        for (int64_t k = 0; !R->zeroshot && k < C && p->class_of_target[j] < 0; k++)
+            if (!strcasecmp(mc_model_label(R->m, j), p->class_names[k])) p->class_of_target[j] = (int32_t)k, mapped[k] = any = true;
+    }
+    if (s == MC_OK && R->zeroshot)
+        for (int64_t k = 0; k < C; k++) mapped[k] = true;
+    if (s == MC_OK && !any) {
+        p->skip = true;
+        mc_info0("intervene: none of the %lld %s classes ('%s', ...) is a class of the target %s; %s skipped (a CLIP "
+                 "target classifies such classes zero-shot)", (long long)C, mc_split_name(split), p->class_names[0],
+                 cfg->models.target, mc_split_name(split));
+    }
+    if (s == MC_OK && !p->skip) {
+        /* Rows sorted by (class, index): every class is one contiguous block. */
+        int64_t n = 0;
+        for (int64_t k = 0; k < C; k++) {
+            p->first[k] = n;
+            for (int64_t i = 0; mapped[k] && i < N; i++)
+                if (valid[i] && lab[i] == k) image[n] = i, p->labels[n++] = (int32_t)k;
+        }
+        p->first[C] = p->n = n;
+        mc_buf b = {0};
+        mc_buf_printf(&b, "%s\ncode=%s\nextract=%s\ntarget=%s\nlayer=%s\nbatch=%lld\n", PREFIX_KEY_VERSION,
+                      MICLIP_CACHE_VERSION, xkey, R->hash, R->layer, (long long)cfg->intervene.batch_size);
+        char tag[256];
+        mc_layer_tag(R->layer, tag, sizeof tag);
+        if (b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        else mc_key_of(b.p, p->key);
+        mc_buf_free(&b);
+        if (s == MC_OK && !mc_snprintf(p->path, sizeof p->path, "%s/intervene/prefix-%s-s%lld-l%s-%.16s.h5",
+                                       cfg->output_dir, mc_split_name(split), (long long)seed, tag, p->key))
+            s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
+        if (s == MC_OK && n == 0)
+            s = MC_FAIL(err, MC_ERR_ARG, "%s: no valid %s image has one of the target's %lld classes as its label",
+                        xpath, mc_split_name(split), (long long)C);
+    }
+    free(mapped);
+    if (s != MC_OK || p->skip) {
+        free(xkey), free(lab), free(valid), free(image);
+        mc_strings_free(&paths, N);
+        if (s != MC_OK) prefix_close(p);
+        return s;
+    }
+    if (s == MC_OK) s = mc_store_peek_complete(c, p->path, &complete, err);
+    if (s == MC_OK && !complete) {
+        char dir[MC_PATH_CAP];
+        mc_snprintf(dir, sizeof dir, "%s/intervene", cfg->output_dir);
+        s = mc_comm_agree(c, c->rank == 0 ? mc_mkdir_p(dir, err) : MC_OK, err);
+        if (s == MC_OK) s = prefix_build(c, cfg, R, p, paths, image, err);
+    } else if (s == MC_OK) {
+        mc_info0("intervene: prefix of %s complete, reusing (%s)", mc_split_name(split), p->path);
+    }
+    if (s == MC_OK) s = mc_store_open(c, p->path, MC_STORE_READ, &p->st, err);
+    p->clean_pred = s == MC_OK ? mc_alloc_array((size_t)p->n, sizeof *p->clean_pred) : NULL;
+    p->clean_prob = s == MC_OK ? mc_alloc_array((size_t)p->n, sizeof *p->clean_prob) : NULL;
+    if (s == MC_OK && (!p->clean_pred || !p->clean_prob)) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    s = mc_comm_agree(c, s, err);
+    if (s == MC_OK) s = mc_store_read_rows(p->st, "clean_pred", MC_DTYPE_I32, 0, p->n, p->clean_pred, err);
+    if (s == MC_OK) s = mc_store_read_rows(p->st, "clean_prob", MC_DTYPE_F32, 0, p->n, p->clean_prob, err);
+    free(xkey), free(lab), free(valid), free(image);
+    mc_strings_free(&paths, N);
+    if (s != MC_OK) prefix_close(p);
+    return s;
+}
+
+/* ---- units per class --------------------------------------------------------------------- */
+
+static void sae_units_free(sae_units *u) {
+    mc_sae_free(&u->sae);
+    memset(u, 0, sizeof *u);
+}
+
+/* Loads the complete SAE of seed (the sae stage's store) for editing. Collective. */
+static mc_status sae_units_load(const mc_comm *c, const mc_config *cfg, const mc_train_data *td, int64_t seed,
+                                int64_t dim, sae_units *u, mc_error *err) {
+    memset(u, 0, sizeof *u);
+    mc_run_paths rp;
+    MC_TRY(mc_sae_paths(cfg, td->extract_key, seed, &rp, err));
+    bool complete = false;
+    MC_TRY(mc_store_peek_complete(c, rp.store, &complete, err));
+    if (!complete)
+        return MC_FAIL(err, MC_ERR_ARG, "intervene.units lists sae but the SAE of seed %lld is missing or incomplete "
+                       "(%s); run the sae stage first", (long long)seed, rp.store);
+    mc_strlcpy(u->path, rp.store, sizeof u->path);
+    mc_strlcpy(u->key, rp.key, sizeof u->key);
+    mc_sae_config sc = mc_sae_config_of(cfg, dim, seed);
+    mc_status s = mc_sae_create(&sc, &u->sae, err);
+    s = mc_comm_agree(c, s, err);
+    if (s != MC_OK) return s;
+    u->m = sc.m, u->k = sc.k;
+    mc_store *st = NULL;
+    s = mc_store_open(c, rp.store, MC_STORE_READ, &st, err);
+    const char *names[4] = {"W_enc", "b_enc", "W_dec_T", "b_pre"};
+    float *dst[4] = {mc_sae_w_enc(u->sae), mc_sae_b_enc(u->sae), mc_sae_w_dec_t(u->sae), mc_sae_b_pre(u->sae)};
+    const int64_t want[4][2] = {{sc.m, dim}, {sc.m, 0}, {sc.m, dim}, {dim, 0}};
+    for (int i = 0; s == MC_OK && i < 4; i++) {
+        mc_store_dataset_info di;
+        s = mc_store_dataset_info_get(st, names[i], &di, err);
+        if (s == MC_OK && (di.shape[0] != want[i][0] || di.ndim != (want[i][1] ? 2 : 1) ||
+                           (want[i][1] && di.shape[1] != want[i][1])))
+            s = MC_FAIL(err, MC_ERR_SHAPE, "%s: %s does not match the SAE of the config on a %lld-wide layer", rp.store,
+                        names[i], (long long)dim);
+        if (s == MC_OK) s = mc_store_read_rows(st, names[i], MC_DTYPE_F32, 0, want[i][0], dst[i], err);
+    }
+    if (st) mc_store_close(&st, NULL);
+    u->w_dec_t = mc_sae_w_dec_t(u->sae);
+    if (s != MC_OK) sae_units_free(u);
+    return s;
+}
+
+typedef struct {
+    int kind;
+    int64_t n_units;   /* neurons: the layer's width; SAE: features */
+    int32_t *units;    /* [C * tau] of one dataset */
+} kind_units;
+
+/* miclip: top units of each class's concept from the localize store of (seed, intervene.layer,
+ * the first align variant). A class's concept is its name, looked up in the `source: classes`
+ * set first, then in the other localized sets (unseen classes). Fills ku[d][k].units for the
+ * datasets not skipped. Collective. */
+static mc_status miclip_units(const mc_comm *c, const mc_config *cfg, int64_t seed, const prefix_set *ps, int nd,
+                              kind_units (*ku)[2], int nk, char *source_key, size_t key_cap, mc_error *err) {
+    const char *set = NULL;
+    for (int i = 0; i < cfg->concepts.n; i++)
+        if (cfg->concepts.v[i].source == MC_CONCEPTS_CLASSES && !set) set = cfg->concepts.v[i].name;
+    if (!set)
+        return MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.methods lists miclip, which needs a concept set with "
+                       "'source: classes' in 'concepts' (the class names are the concepts)", cfg->source_path);
+    mc_task *tasks = NULL;
+    int n = 0, found = -1;
+    MC_TRY(mc_config_tasks(cfg, MC_STAGE_LOCALIZE, &tasks, &n, err));
+    for (int t = 0; t < n; t++)
+        if (tasks[t].seed == seed && !strcmp(tasks[t].layer, cfg->intervene.layer) &&
+            tasks[t].variant == cfg->align.variants.v[0] && found < 0)
+            found = t;
+    mc_status s = MC_OK;
+    if (found < 0)
+        s = MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene (miclip) needs the localize output of seed %lld, layer '%s', "
+                    "variant %s; add localize to 'stages'", cfg->source_path, (long long)seed, cfg->intervene.layer,
+                    mc_variant_name(cfg->align.variants.v[0]));
+    mc_method_task mt;
+    memset(&mt, 0, sizeof mt);
+    if (s == MC_OK) s = mc_method_task_open(c, cfg, &tasks[found], MC_STAGE_LOCALIZE, &mt, err);
+    bool complete = false;
+    if (s == MC_OK) s = mc_store_peek_complete(c, mt.store, &complete, err);
+    if (s == MC_OK && !complete)
+        s = MC_FAIL(err, MC_ERR_ARG, "the localize output of task %s is missing (%s); run the localize stage first "
+                    "(miclip localize CONFIG)", tasks[found].id, mt.store);
+    mc_store *st = NULL;
+    if (s == MC_OK) s = mc_store_open(c, mt.store, MC_STORE_READ, &st, err);
+    /* The localized sets, `set` first. */
+    const int ns_max = cfg->concepts.n;
+    const char **sets = calloc((size_t)ns_max + 1, sizeof *sets);
+    char ***names = calloc((size_t)ns_max + 1, sizeof *names);
+    int64_t *n_names = calloc((size_t)ns_max + 1, sizeof *n_names);
+    int ns = 0;
+    if (s == MC_OK && (!sets || !names || !n_names)) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    if (s == MC_OK) sets[ns++] = set;
+    for (int i = 0; s == MC_OK && i < cfg->concepts.n; i++) {
+        char base[300];
+        mc_snprintf(base, sizeof base, "%s/concepts_offsets", cfg->concepts.v[i].name);
+        if (strcmp(cfg->concepts.v[i].name, set) && mc_store_exists(st, base)) sets[ns++] = cfg->concepts.v[i].name;
+    }
+    for (int i = 0; s == MC_OK && i < ns; i++) {
+        char base[300];
+        mc_snprintf(base, sizeof base, "%s/concepts", sets[i]);
+        s = mc_store_read_strings(st, base, &names[i], &n_names[i], err);
+    }
+    const int64_t tau = cfg->intervene.tau;
+    for (int k = 0; s == MC_OK && k < nk; k++) {
+        const char *kind = mc_unit_kind_name(ku[0][k].kind);
+        for (int d = 0; s == MC_OK && d < nd; d++) {
+            if (ps[d].skip) continue;
+            for (int64_t cl = 0; s == MC_OK && cl < ps[d].C; cl++) {
+                int si = -1;
+                int64_t j = -1;
+                for (int i = 0; i < ns && j < 0; i++)
+                    for (int64_t q = 0; q < n_names[i] && j < 0; q++)
+                        if (!strcasecmp(names[i][q], ps[d].class_names[cl])) j = q, si = i;
+                if (j < 0) {
+                    s = MC_FAIL(err, MC_ERR_ARG, "%s: %s class '%s' is a concept of no localized set (%s and the other "
+                                "sets of 'concepts'); add a concept set that names it", mt.store,
+                                mc_split_name(ps[d].split), ps[d].class_names[cl], set);
+                    break;
+                }
+                char name[400];
+                mc_snprintf(name, sizeof name, "%s/%s/top_units", sets[si], kind);
+                mc_store_dataset_info di;
+                if (!mc_store_exists(st, name)) {
+                    s = MC_FAIL(err, MC_ERR_ARG, "%s: no %s (the localize output lacks %s units of concept set '%s')",
+                                mt.store, name, kind, sets[si]);
+                    break;
+                }
+                s = mc_store_dataset_info_get(st, name, &di, err);
+                if (s == MC_OK && (di.ndim != 2 || di.shape[0] != n_names[si] || di.shape[1] < tau))
+                    s = MC_FAIL(err, MC_ERR_CONFIG, "%s: %s holds the top %lld units per concept; intervene.tau is "
+                                "%lld (raise localize.tau)", mt.store, name, (long long)(di.ndim == 2 ? di.shape[1] : 0),
+                                (long long)tau);
+                int64_t start[2] = {j, 0}, count[2] = {1, tau};
+                if (s == MC_OK)
+                    s = mc_store_read_slice(st, name, MC_DTYPE_I32, start, count, ku[d][k].units + cl * tau, false, err);
+            }
+            s = mc_comm_agree(c, s, err);
+        }
+    }
+    if (s == MC_OK && !mc_strlcpy(source_key, mt.key, key_cap)) s = MC_FAIL(err, MC_ERR_INTERNAL, "key too long");
+    if (st) mc_store_close(&st, NULL);
+    for (int i = 0; names && i < ns; i++) mc_strings_free(&names[i], n_names[i]);
+    free(sets), free(names), free(n_names);
+    mc_method_task_close(&mt);
+    mc_tasks_free(&tasks);
+    return s;
+}
+
+/* random: tau distinct units per class, drawn by a keyed RNG from (seed, class, unit kind). */
+static void random_units(int64_t seed, int64_t C, int kind, int64_t n_units, int64_t tau, int32_t *units) {
+    for (int64_t cl = 0; cl < C; cl++) {
+        uint64_t stream = 0x696e74657276656eull ^ ((uint64_t)kind << 40) ^ (uint64_t)cl;
+        int64_t got = 0;
+        for (uint64_t draw = 0; got < tau; draw++) {
+            int32_t u = (int32_t)mc_rng_below((uint64_t)seed, stream, draw, (uint64_t)n_units);
+            bool dup = false;
+            for (int64_t q = 0; q < got; q++) dup |= units[cl * tau + q] == u;
+            if (!dup) units[cl * tau + got++] = u;
+        }
+    }
+}
+
+/* ---- checks before any work -------------------------------------------------------------- */
+
+mc_status mc_intervene_check(const mc_config *cfg, mc_error *err) {
+    for (int i = 0; i < cfg->intervene.methods.n; i++) {
+        int m = cfg->intervene.methods.v[i];
+        if (m != MC_METHOD_MICLIP && m != MC_METHOD_RANDOM)
+            return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: intervene.methods: '%s' localizes units with the baselines "
+                           "stage, which is not built yet (use miclip or random)", cfg->source_path, mc_method_name(m));
+    }
+    for (int i = 0; i < cfg->intervene.units.n; i++)
+        if (cfg->intervene.units.v[i] == MC_UNIT_SAE &&
+            (!mc_config_has_stage(cfg, MC_STAGE_SAE) || strcmp(cfg->sae.layer, cfg->intervene.layer)))
+            return MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.units lists sae, but the SAE is trained on sae.layer '%s'%s "
+                           "and intervene.layer is '%s': they must be equal", cfg->source_path, cfg->sae.layer,
+                           mc_config_has_stage(cfg, MC_STAGE_SAE) ? "" : " (and the sae stage is not listed)",
+                           cfg->intervene.layer);
+    return MC_OK;
+}
+
+/* ---- one task ------------------------------------------------------------------------------ */
+
+/* Edited forwards of class cl's units over rows [b, e) of p (fixed per-class batches):
+ * predictions into pred[e - b], the first row's logits into first (may be NULL). */
+static mc_status edited_rows(const mc_config *cfg, runner *R, prefix_set *p, edit_ctx *ec, int64_t b, int64_t e,
+                             float *state, float *logits, float *scores, int32_t *pred, float *prob, float *first,
+                             mc_error *err) {
+    const int64_t bs = cfg->intervene.batch_size;
+    for (int64_t r = b; r < e; r += bs) {
+        int64_t re = r + bs < e ? r + bs : e, B = re - r;
+        int64_t start[4] = {r, 0, 0, 0}, count[4] = {B, R->shape[0], R->shape[1], R->shape[2]};
+        MC_TRY(mc_store_read_slice(p->st, "state", MC_DTYPE_F32, start, count, state, false, err));
+        mc_hook hk = {.name = R->layer, .mode = MC_HOOK_WRITE, .fn = edit_fn, .user = ec};
+        mc_forward_opts o = {.hooks = &hk, .n_hooks = 1, .start_at = R->layer, .start_state = state};
+        MC_TRY(mc_model_forward(R->m, NULL, B, R->th, R->tw, &o, logits, NULL, err));
+        predict(R, p->class_of_target, p->class_emb, p->C, p->labels[b], logits, B, pred + (r - b), prob + (r - b),
+                scores);
+        if (first && r == b) memcpy(first, logits, (size_t)R->out_dim * sizeof(float));
+    }
+    return MC_OK;
+}
+
+typedef struct {
+    double delta, spec, clean;  /* percentage points; clean accuracy in percent */
+    double dprob;               /* change of the class's mean probability, percentage points */
+    int64_t n_classes;          /* classes with images */
+} group_result;
+
+static const char *tokens_name(int t) { return t == MC_TOKENS_CLS ? "cls" : t == MC_TOKENS_PATCHES ? "patches" : "all"; }
+
+/* Metrics of one (dataset, kind) group from the stored predictions; rank 0 writes them, the CSV
+ * and the report lines. Collective. */
+static mc_status group_metrics(const mc_comm *c, const mc_config *cfg, const mc_task *task, const runner *R,
+                               prefix_set *p, mc_store *st, const char *g, const kind_units *ku, const char *tables,
+                               group_result *res, mc_error *err) {
+    const int64_t C = p->C, N = p->n, tau = cfg->intervene.tau;
+    int32_t *ep = mc_alloc_array((size_t)N, sizeof *ep), *xp = mc_alloc_array((size_t)N, sizeof *xp);
+    double *m = mc_alloc_array((size_t)C * 6, sizeof *m); /* acc_clean, acc_edit, other_clean, other_edit, prob_clean, prob_edit */
+    float *pp = mc_alloc_array((size_t)N, sizeof *pp);
+    int64_t *cnt = mc_alloc_array((size_t)C, sizeof *cnt);
+    mc_status s = mc_comm_agree(c, ep && xp && m && cnt && pp ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
+    char name[600];
+    mc_snprintf(name, sizeof name, "%s/edit_pred", g);
+    if (s == MC_OK) s = mc_store_read_rows(st, name, MC_DTYPE_I32, 0, N, ep, err);
+    mc_snprintf(name, sizeof name, "%s/cross_pred", g);
+    if (s == MC_OK) s = mc_store_read_rows(st, name, MC_DTYPE_I32, 0, N, xp, err);
+    mc_snprintf(name, sizeof name, "%s/edit_prob", g);
+    if (s == MC_OK) s = mc_store_read_rows(st, name, MC_DTYPE_F32, 0, N, pp, err);
+    double sd = 0, ss = 0, sc = 0, sp = 0;
+    int64_t nd = 0, ns = 0, hit_all = 0;
+    for (int64_t k = 0; s == MC_OK && k < C; k++) {
+        int64_t o = (k + 1) % C, n = p->first[k + 1] - p->first[k], no = p->first[o + 1] - p->first[o];
+        int64_t hc = 0, he = 0, oc = 0, oe = 0;
+        for (int64_t i = p->first[k]; i < p->first[k + 1]; i++) hc += p->clean_pred[i] == k, he += ep[i] == k;
+        for (int64_t i = p->first[o]; i < p->first[o + 1]; i++) oc += p->clean_pred[i] == o, oe += xp[i] == o;
+        double pc = 0, pe = 0;
+        for (int64_t i = p->first[k]; i < p->first[k + 1]; i++) pc += p->clean_prob[i], pe += pp[i];
+        m[4 * C + k] = n ? pc / (double)n : NAN;
+        m[5 * C + k] = n ? pe / (double)n : NAN;
+        if (n) sp += 100.0 * (m[5 * C + k] - m[4 * C + k]);
+        cnt[k] = n;
+        hit_all += hc;
+        m[k] = n ? (double)hc / (double)n : NAN;
+        m[C + k] = n ? (double)he / (double)n : NAN;
+        m[2 * C + k] = no ? (double)oc / (double)no : NAN;
+        m[3 * C + k] = no ? (double)oe / (double)no : NAN;
+        if (n) sd += 100.0 * (m[C + k] - m[k]), nd++;
+        if (no) ss += 100.0 * (m[3 * C + k] - m[2 * C + k]), ns++;
+    }
+    sc = N ? 100.0 * (double)hit_all / (double)N : NAN;
+    res->delta = nd ? sd / (double)nd : NAN;
+    res->spec = ns ? ss / (double)ns : NAN;
+    res->dprob = nd ? sp / (double)nd : NAN;
+    res->clean = sc;
+    res->n_classes = nd;
+    bool root = c->rank == 0;
+    const char *mn[6] = {"acc_clean", "acc_edit", "other_acc_clean", "other_acc_edit", "prob_clean", "prob_edit"};
+    for (int q = 0; s == MC_OK && q < 6; q++) {
+        mc_snprintf(name, sizeof name, "%s/%s", g, mn[q]);
+        s = mc_store_write_rows(st, name, MC_DTYPE_F64, 0, root ? C : 0, m + q * C, err);
+    }
+    mc_snprintf(name, sizeof name, "%s/n_images", g);
+    if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_I64, 0, root ? C : 0, cnt, err);
+    if (s == MC_OK) s = mc_store_set_attr_f64(st, g, "delta_acc", res->delta, err);
+    if (s == MC_OK) s = mc_store_set_attr_f64(st, g, "specificity", res->spec, err);
+    if (s == MC_OK) s = mc_store_set_attr_f64(st, g, "delta_prob", res->dprob, err);
+    if (s == MC_OK) s = mc_store_set_attr_f64(st, g, "clean_acc", res->clean, err);
+    if (s == MC_OK) s = mc_store_set_attr_i64(st, g, "n_units", ku->n_units, err);
+    if (s == MC_OK && root) {
+        mc_buf b = {0};
+        mc_buf_printf(&b, "class_index,class,n_images,acc_clean,acc_edit,delta_pp,other_class,other_acc_clean,"
+                      "other_acc_edit,other_delta_pp,prob_clean,prob_edit,units\n");
+        for (int64_t k = 0; k < C; k++) {
+            int64_t o = (k + 1) % C;
+            mc_buf_printf(&b, "%lld,", (long long)k);
+            mc_buf_csv(&b, p->class_names[k]);
+            mc_buf_printf(&b, ",%lld,%.6f,%.6f,%.4f,%lld,%.6f,%.6f,%.4f,", (long long)cnt[k], m[k], m[C + k],
+                          100.0 * (m[C + k] - m[k]), (long long)o, m[2 * C + k], m[3 * C + k],
+                          100.0 * (m[3 * C + k] - m[2 * C + k]));
+            mc_buf_printf(&b, "%.6f,%.6f,", m[4 * C + k], m[5 * C + k]);
+            for (int64_t q = 0; q < tau; q++) mc_buf_printf(&b, "%s%d", q ? ";" : "", ku->units[k * tau + q]);
+            mc_buf_printf(&b, "\n");
+        }
+        char path[MC_PATH_CAP];
+        mc_snprintf(path, sizeof path, "%s/%s-%s-%s.csv", tables, task->id, mc_split_name(p->split),
+                    mc_unit_kind_name(ku->kind));
+        s = b.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : mc_write_text_file(path, b.p, b.n, err);
+        mc_buf_free(&b);
+    }
+    s = mc_comm_agree(c, s, err);
+    free(ep), free(xp), free(m), free(cnt), free(pp);
+    return s;
+}
+
+/* Runs (or resumes) one (dataset, kind) group: class by class, round-robin over ranks. */
+static mc_status run_group(const mc_comm *c, const mc_config *cfg, const mc_task *task, runner *R, prefix_set *p,
+                           mc_store *st, const char *g, const kind_units *ku, sae_units *sae, mc_error *err) {
+    const int64_t C = p->C, tau = cfg->intervene.tau, bs = cfg->intervene.batch_size;
+    int64_t maxn = 1;
+    for (int64_t k = 0; k < C; k++)
+        if (p->first[k + 1] - p->first[k] > maxn) maxn = p->first[k + 1] - p->first[k];
+    edit_ctx ec = {.R = R, .kind = ku->kind, .mode = task->mode, .beta = (float)task->beta, .tau = tau, .sae = sae};
+    ec.t0 = 0, ec.t1 = R->tokens;
+    if (!R->map && cfg->intervene.tokens == MC_TOKENS_CLS) ec.t1 = 1;
+    if (!R->map && cfg->intervene.tokens == MC_TOKENS_PATCHES) ec.t0 = 1;
+    float *state = mc_alloc_array((size_t)bs, (size_t)R->per * sizeof(float));
+    float *logits = mc_alloc_array((size_t)bs, (size_t)R->out_dim * sizeof(float));
+    float *first = calloc((size_t)R->out_dim, sizeof(float));
+    int32_t *ep = mc_alloc_array((size_t)maxn, sizeof *ep), *xp = mc_alloc_array((size_t)maxn, sizeof *xp);
+    float *eprob = mc_alloc_array((size_t)maxn, sizeof *eprob), *xprob = mc_alloc_array((size_t)maxn, sizeof *xprob);
+    float *scores = mc_alloc_array((size_t)bs, (size_t)C * sizeof *scores);
+    uint8_t *done = calloc((size_t)C, 1);
+    int64_t *pending = mc_alloc_array((size_t)C, sizeof *pending);
+    bool need_sae = ku->kind == MC_UNIT_SAE;
+    if (need_sae) {
+        ec.mask = calloc((size_t)sae->m, 1);
+        ec.rows = mc_alloc_array((size_t)bs * (size_t)R->tokens, (size_t)R->dim * sizeof(float));
+        ec.idx = mc_alloc_array((size_t)bs * (size_t)R->tokens, (size_t)sae->k * sizeof(int32_t));
+        ec.val = mc_alloc_array((size_t)bs * (size_t)R->tokens, (size_t)sae->k * sizeof(float));
+    }
+    mc_status s = MC_OK;
+    if (!state || !logits || !first || !ep || !xp || !eprob || !xprob || !scores || !done || !pending ||
+        (need_sae && (!ec.mask || !ec.rows || !ec.idx || !ec.val)))
+        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for a batch of %lld images", (long long)bs);
+    s = mc_comm_agree(c, s, err);
+    int64_t n_pending = 0, n_done = 0;
+    if (s == MC_OK) s = mc_store_units_read(st, g, C, done, &n_done, err);
+    for (int64_t k = 0; s == MC_OK && k < C; k++)
+        if (!done[k]) pending[n_pending++] = k;
+    if (s == MC_OK && n_done > 0)
+        mc_info0("intervene %s %s: resuming, %lld of %lld classes done", task->id, g, (long long)n_done, (long long)C);
+    char label[700];
+    mc_snprintf(label, sizeof label, "intervene %s", g);
+    mc_progress prog;
+    mc_progress_start(&prog, label, n_pending, "class");
+    char n_ep[600], n_xp[600], n_fl[600], n_pp[600];
+    mc_snprintf(n_pp, sizeof n_pp, "%s/edit_prob", g);
+    mc_snprintf(n_ep, sizeof n_ep, "%s/edit_pred", g);
+    mc_snprintf(n_xp, sizeof n_xp, "%s/cross_pred", g);
+    mc_snprintf(n_fl, sizeof n_fl, "%s/first_logits", g);
+    int64_t rounds = (n_pending + c->size - 1) / c->size;
+    for (int64_t r = 0; s == MC_OK && r < rounds; r++) {
+        int64_t slot = r * c->size + c->rank, cl = -1, o = 0;
+        mc_status ls = MC_OK;
+        memset(first, 0, (size_t)R->out_dim * sizeof(float));
+        if (slot < n_pending) {
+            cl = pending[slot];
+            o = (cl + 1) % C;
+            ec.units = ku->units + cl * tau;
+            if (need_sae) {
+                memset(ec.mask, 0, (size_t)sae->m);
+                for (int64_t q = 0; q < tau; q++) ec.mask[ec.units[q]] = 1;
+            }
+            ls = edited_rows(cfg, R, p, &ec, p->first[cl], p->first[cl + 1], state, logits, scores, ep, eprob, first, err);
+            if (ls == MC_OK)
+                ls = edited_rows(cfg, R, p, &ec, p->first[o], p->first[o + 1], state, logits, scores, xp, xprob, NULL,
+                                 err);
+        }
+        s = mc_comm_agree(c, ls, err);
+        bool mine = cl >= 0;
+        if (s == MC_OK)
+            s = mc_store_write_rows(st, n_ep, MC_DTYPE_I32, mine ? p->first[cl] : 0, mine ? p->first[cl + 1] : 0, ep, err);
+        if (s == MC_OK)
+            s = mc_store_write_rows(st, n_pp, MC_DTYPE_F32, mine ? p->first[cl] : 0, mine ? p->first[cl + 1] : 0, eprob, err);
+        if (s == MC_OK)
+            s = mc_store_write_rows(st, n_xp, MC_DTYPE_I32, mine ? p->first[o] : 0, mine ? p->first[o + 1] : 0, xp, err);
+        if (s == MC_OK) s = mc_store_write_rows(st, n_fl, MC_DTYPE_F32, mine ? cl : 0, mine ? cl + 1 : 0, first, err);
+        if (s == MC_OK) s = mc_store_units_mark(st, g, &cl, mine ? 1 : 0, err);
+        mc_progress_update(&prog, (r + 1) * c->size < n_pending ? (r + 1) * c->size : n_pending);
+        if (s == MC_OK && mc_comm_stop_requested(c))
+            s = MC_FAIL(err, MC_ERR_INTERRUPTED, "intervene %s: stopped by signal; the store is consistent, rerun to "
+                        "resume (%s)", task->id, mc_store_path(st));
+    }
+    mc_progress_finish(&prog);
+    free(state), free(logits), free(first), free(ep), free(xp), free(eprob), free(xprob), free(scores), free(done);
+    free(pending);
+    free(ec.mask), free(ec.rows), free(ec.idx), free(ec.val);
+    return s;
+}
+
+/* OUTPUT_DIR/report/interventions.md from the per-task fragments (rank 0): mean and sample std
+ * over seeds per (method, mode, beta, units, dataset), then every task's table. */
+static mc_status rebuild_report(const mc_config *cfg, mc_error *err) {
+    mc_task *tasks = NULL;
+    int n = 0;
+    MC_TRY(mc_config_tasks(cfg, MC_STAGE_INTERVENE, &tasks, &n, err));
+    mc_buf body = {0}, rec = {0};
+    mc_status s = MC_OK;
+    for (int t = 0; t < n && s == MC_OK; t++) {
+        char path[MC_PATH_CAP];
+        mc_snprintf(path, sizeof path, "%s/report/interventions/%s.md", cfg->output_dir, tasks[t].id);
+        if (!mc_file_exists(path)) continue;
+        char *text = NULL;
+        size_t len = 0;
+        s = mc_read_file(path, 64u << 20, &text, &len, err);
+        if (s == MC_OK) {
+            mc_buf_printf(&body, "\n%s", text);
+            for (char *q = strstr(text, "<!-- delta\t"); q; q = strstr(q + 1, "<!-- delta\t")) {
+                char *e = strstr(q, " -->");
+                if (e) mc_buf_printf(&rec, "%.*s\n", (int)(e - q - 11), q + 11);
+            }
+        }
+        free(text);
+    }
+    mc_tasks_free(&tasks);
+    mc_buf b = {0};
+    mc_buf_printf(&b, "# Interventions: %s\n\nDelta-Acc: the accuracy on the images of class c with the top-%lld "
+                  "units of class c's concept edited at layer `%s`, minus the clean accuracy, averaged over classes "
+                  "(percentage points). Delta-P: the same for the mean probability of class c. Other class: "
+                  "Delta-Acc of the same edit on the images of class c+1. Mean ± sample std over seeds. Written by "
+                  "the intervene stage; per-class values in tables/.\n\n"
+                  "| method | mode | beta | units | dataset | seeds | Delta-Acc (pp) | Delta-P (pp) | other class (pp) | "
+                  "clean acc (%%) |\n|---|---|---|---|---|---|---|---|---|---|\n", cfg->name, (long long)cfg->intervene.tau, cfg->intervene.layer);
+    /* Records: key fields (5, tab-separated), seed, delta, spec, clean. */
+    int n_rec = 0;
+    for (size_t i = 0; i < rec.n; i++) n_rec += rec.p[i] == '\n';
+    char **key = calloc((size_t)n_rec + 1, sizeof *key);
+    double(*val)[4] = calloc((size_t)n_rec + 1, sizeof *val);
+    bool *used = calloc((size_t)n_rec + 1, sizeof *used);
+    int k = 0;
+    for (char *line = rec.p; s == MC_OK && key && val && used && line && *line && k < n_rec;) {
+        char *nl = strchr(line, '\n');
+        *nl = '\0';
+        char *f[10] = {0};
+        int nf = 0;
+        for (char *q = line; nf < 10; nf++) {
+            f[nf] = q;
+            char *tab = strchr(q, '\t');
+            if (!tab) { nf++; break; }
+            q = tab + 1;
+        }
+        if (nf == 10) {
+            for (int j = 1; j < 10; j++) f[j][-1] = '\0';
+            /* key: method\tmode\tbeta\tunits\tdataset (the seed field is cut off) */
+            for (int j = 1; j < 5; j++) f[j][-1] = '\t';
+            key[k] = line;
+            for (int q = 0; q < 4; q++) val[k][q] = atof(f[6 + q]);
+            k++;
+        }
+        line = nl + 1;
+    }
+    for (int i = 0; key && val && used && i < k; i++) {
+        if (used[i]) continue;
+        double sum[4] = {0}, sum2[4] = {0};
+        int cnt = 0;
+        for (int j = i; j < k; j++)
+            if (!used[j] && !strcmp(key[i], key[j])) {
+                used[j] = true, cnt++;
+                for (int q = 0; q < 4; q++) sum[q] += val[j][q], sum2[q] += val[j][q] * val[j][q];
+            }
+        mc_buf_printf(&b, "|");
+        for (char *q = key[i]; *q; q++) {
+            if (*q == '\t') mc_buf_printf(&b, " |");
+            else mc_buf_printf(&b, "%s%c", q == key[i] || q[-1] == '\t' ? " " : "", *q);
+        }
+        mc_buf_printf(&b, " | %d |", cnt);
+        for (int q = 0; q < 4; q++) {
+            double mean = sum[q] / cnt, var = cnt > 1 ? (sum2[q] - cnt * mean * mean) / (cnt - 1) : 0;
+            mc_buf_printf(&b, " %.2f ± %.2f |", mean, sqrt(var > 0 ? var : 0));
+        }
+        mc_buf_printf(&b, "\n");
+    }
+    if (!key || !val || !used) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    mc_buf_printf(&b, "\n## Per task\n%s", body.p ? body.p : "");
+    char path[MC_PATH_CAP];
+    mc_snprintf(path, sizeof path, "%s/report/interventions.md", cfg->output_dir);
+    if (s == MC_OK) s = b.oom || body.oom || rec.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory")
+                                                     : mc_write_text_file(path, b.p, b.n, err);
+    free(key), free(val), free(used);
+    mc_buf_free(&b), mc_buf_free(&body), mc_buf_free(&rec);
+    return s;
+}
+
+mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err) {
+    MC_TRY(mc_intervene_check(cfg, err));
+    runner R;
+    MC_TRY(runner_init(c, cfg, &R, err));
+    const int64_t tau = cfg->intervene.tau;
+    mc_train_data td;
+    memset(&td, 0, sizeof td);
+    mc_status s = mc_train_data_open(c, cfg, task->seed, &td, err);
+    const int nk = cfg->intervene.units.n, nd = cfg->intervene.datasets.n;
+    kind_units ku[2][2];
+    sae_units sae;
+    prefix_set ps[2];
+    memset(ku, 0, sizeof ku);
+    memset(&sae, 0, sizeof sae);
+    memset(ps, 0, sizeof ps);
+    for (int d = 0; s == MC_OK && d < nd; d++)
+        s = prefix_open(c, cfg, &R, cfg->intervene.datasets.v[d] == MC_EVAL_SET_EVAL ? MC_SPLIT_EVAL : MC_SPLIT_UNSEEN,
+                        task->seed, &ps[d], err);
+    char source[MC_KEY_HEX] = "random";
+    for (int k = 0; s == MC_OK && k < nk; k++) {
+        int kind = cfg->intervene.units.v[k];
+        if (kind == MC_UNIT_SAE) s = sae_units_load(c, cfg, &td, task->seed, R.dim, &sae, err);
+        int64_t nu = kind == MC_UNIT_SAE ? sae.m : R.dim;
+        if (s == MC_OK && tau > nu)
+            s = MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.tau (%lld) exceeds the %lld %s units of layer '%s'",
+                        cfg->source_path, (long long)tau, (long long)nu, mc_unit_kind_name(kind), R.layer);
+        for (int d = 0; s == MC_OK && d < nd; d++) {
+            ku[d][k].kind = kind, ku[d][k].n_units = nu;
+            ku[d][k].units = mc_alloc_array((size_t)((ps[d].C > 0 ? ps[d].C : 1) * tau), sizeof(int32_t));
+            if (!ku[d][k].units) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        }
+        s = mc_comm_agree(c, s, err);
+    }
+    if (s == MC_OK && task->method == MC_METHOD_MICLIP) {
+        s = miclip_units(c, cfg, task->seed, ps, nd, ku, nk, source, sizeof source, err);
+    } else if (s == MC_OK) {
+        for (int d = 0; d < nd; d++)
+            for (int k = 0; k < nk; k++)
+                if (!ps[d].skip) random_units(task->seed, ps[d].C, ku[d][k].kind, ku[d][k].n_units, tau, ku[d][k].units);
+    }
+    /* Unit indices read from a store index the edit's buffers: every one must be in range. */
+    for (int d = 0; s == MC_OK && d < nd; d++)
+        for (int k = 0; s == MC_OK && k < nk && !ps[d].skip; k++)
+            for (int64_t i = 0; i < ps[d].C * tau; i++)
+                if (ku[d][k].units[i] < 0 || ku[d][k].units[i] >= ku[d][k].n_units) {
+                    s = MC_FAIL(err, MC_ERR_FORMAT, "intervene %s: %s unit %d of class '%s' is out of range (%lld units; "
+                                "localize output of another layer or SAE?)", task->id, mc_unit_kind_name(ku[d][k].kind),
+                                ku[d][k].units[i], ps[d].class_names[i / tau], (long long)ku[d][k].n_units);
+                    break;
+                }
+    /* The task's key: every input of its results. */
+    char key[MC_KEY_HEX], store[MC_PATH_CAP], tables[MC_PATH_CAP];
+    if (s == MC_OK) {
+        mc_buf b = {0};
+        mc_buf_printf(&b, "%s\ncode=%s\nmethod=%s\nsource=%s\nmode=%s\nbeta=%.17g\ntokens=%s\ntau=%lld\nseed=%lld\n",
+                      TASK_KEY_VERSION, MICLIP_CACHE_VERSION, mc_method_name(task->method), source,
+                      mc_mode_name(task->mode), task->beta, tokens_name(cfg->intervene.tokens), (long long)tau,
+                      (long long)task->seed);
+        for (int k = 0; k < nk; k++)
+            mc_buf_printf(&b, "units=%s:%s\n", mc_unit_kind_name(ku[0][k].kind), ku[0][k].kind == MC_UNIT_SAE ? sae.key : "");
+        for (int d = 0; d < nd; d++) mc_buf_printf(&b, "prefix=%s:%s\n", mc_split_name(ps[d].split), ps[d].skip ? "skipped" : ps[d].key);
+        if (b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        else mc_key_of(b.p, key);
+        mc_buf_free(&b);
+        if (s == MC_OK && !(mc_snprintf(store, sizeof store, "%s/intervene/%s-%.16s.h5", cfg->output_dir, task->id, key) &&
+                            mc_snprintf(tables, sizeof tables, "%s/tables", cfg->output_dir)))
+            s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
+    }
+    bool complete = false;
+    if (s == MC_OK) s = mc_store_peek_complete(c, store, &complete, err);
+    if (s == MC_OK && complete) mc_info0("intervene %s: complete, skipping (%s)", task->id, store);
+    mc_store *st = NULL;
+    bool created = false;
+    if (s == MC_OK && !complete) s = reopen_or_create(c, store, &st, &created, err);
+    /* Layout: every group's datasets up front (the unit lists written once). */
+    for (int d = 0; s == MC_OK && !complete && d < nd; d++)
+        for (int k = 0; s == MC_OK && k < nk && !ps[d].skip; k++) {
+            const int64_t C = ps[d].C;
+            char g[300], name[600];
+            mc_snprintf(g, sizeof g, "%s/%s", mc_split_name(ps[d].split), mc_unit_kind_name(ku[d][k].kind));
+            if (created) {
+                int64_t sh[2] = {C, tau};
+                bool root = c->rank == 0;
+                mc_snprintf(name, sizeof name, "%s/units", g);
+                s = mc_store_create_dataset(st, name, MC_DTYPE_I32, 2, sh, 0, err);
+                if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_I32, 0, root ? C : 0, ku[d][k].units, err);
+                sh[0] = ps[d].n;
+                const char *pn[2] = {"edit_pred", "cross_pred"};
+                for (int q = 0; s == MC_OK && q < 2; q++) {
+                    mc_snprintf(name, sizeof name, "%s/%s", g, pn[q]);
+                    s = mc_store_create_dataset(st, name, MC_DTYPE_I32, 1, sh, 0, err);
+                }
+                mc_snprintf(name, sizeof name, "%s/edit_prob", g);
+                if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_F32, 1, sh, 0, err);
+                sh[0] = C, sh[1] = R.out_dim;
+                mc_snprintf(name, sizeof name, "%s/first_logits", g);
+                if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_F32, 2, sh, 0, err);
+                const char *mn[6] = {"acc_clean", "acc_edit", "other_acc_clean", "other_acc_edit", "prob_clean", "prob_edit"};
+                for (int q = 0; s == MC_OK && q < 6; q++) {
+                    mc_snprintf(name, sizeof name, "%s/%s", g, mn[q]);
+                    s = mc_store_create_dataset(st, name, MC_DTYPE_F64, 1, sh, 0, err);
+                }
+                mc_snprintf(name, sizeof name, "%s/n_images", g);
+                if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_I64, 1, sh, 0, err);
+                if (s == MC_OK) s = mc_store_set_attr_str(st, g, "prefix_store", ps[d].path, err);
+                if (s == MC_OK && ku[d][k].kind == MC_UNIT_SAE) s = mc_store_set_attr_str(st, g, "sae_store", sae.path, err);
+            }
+            if (s == MC_OK) s = mc_store_units_init(st, g, C, err);
+        }
+    if (s == MC_OK && created) {
+        mc_store_provenance prov = {.stage = "intervene", .config_hash = cfg->hash, .model = R.hash,
+                                    .seed = task->seed, .has_seed = true};
+        s = mc_store_write_provenance(st, "/", &prov, err);
+        if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", LAYOUT_ATTR, 1, err);
+        if (s == MC_OK) s = mc_store_flush(st, err);
+    }
+    group_result gr[2][2];
+    memset(gr, 0, sizeof gr);
+    for (int d = 0; s == MC_OK && !complete && d < nd; d++)
+        for (int k = 0; s == MC_OK && k < nk && !ps[d].skip; k++) {
+            char g[300];
+            mc_snprintf(g, sizeof g, "%s/%s", mc_split_name(ps[d].split), mc_unit_kind_name(ku[d][k].kind));
+            s = run_group(c, cfg, task, &R, &ps[d], st, g, &ku[d][k], &sae, err);
+            if (s == MC_OK) s = group_metrics(c, cfg, task, &R, &ps[d], st, g, &ku[d][k], tables, &gr[d][k], err);
+            if (s == MC_OK)
+                mc_info0("intervene %s %s: Delta-Acc %+.2f pp, Delta-P %+.2f pp, other class %+.2f pp (clean %.1f%%, "
+                         "%lld classes)", task->id, g, gr[d][k].delta, gr[d][k].dprob, gr[d][k].spec, gr[d][k].clean,
+                         (long long)gr[d][k].n_classes);
+        }
+    if (s == MC_OK && !complete) {
+        const struct { const char *k, *v; } sa[] = {
+            {"intervene_key", key}, {"method", mc_method_name(task->method)}, {"mode", mc_mode_name(task->mode)},
+            {"layer", R.layer}, {"tokens", tokens_name(cfg->intervene.tokens)}, {"units_source", source}};
+        for (size_t i = 0; s == MC_OK && i < sizeof sa / sizeof sa[0]; i++) s = mc_store_set_attr_str(st, "/", sa[i].k, sa[i].v, err);
+        if (s == MC_OK) s = mc_store_set_attr_f64(st, "/", "beta", task->beta, err);
+        if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", "tau", tau, err);
+        /* The task's report fragment, then the whole report (rank 0). */
+        mc_status ws = MC_OK;
+        if (s == MC_OK && c->rank == 0) {
+            mc_buf b = {0};
+            mc_buf_printf(&b, "### %s\n\n%s units, %s, beta %g, tokens %s, seed %lld.\n\n| units | dataset | classes | "
+                          "Delta-Acc (pp) | Delta-P (pp) | other class (pp) | clean acc (%%) |\n|---|---|---|---|---|---|---|\n", task->id,
+                          mc_method_name(task->method), mc_mode_name(task->mode), task->beta,
+                          tokens_name(cfg->intervene.tokens), (long long)task->seed);
+            for (int d = 0; d < nd; d++)
+                for (int k = 0; k < nk && !ps[d].skip; k++)
+                    mc_buf_printf(&b, "| %s | %s | %lld | %+.2f | %+.2f | %+.2f | %.1f |\n",
+                                  mc_unit_kind_name(ku[d][k].kind), mc_split_name(ps[d].split),
+                                  (long long)gr[d][k].n_classes, gr[d][k].delta, gr[d][k].dprob, gr[d][k].spec,
+                                  gr[d][k].clean);
+            for (int d = 0; d < nd; d++)
+                for (int k = 0; k < nk && !ps[d].skip; k++)
+                    mc_buf_printf(&b, "<!-- delta\t%s\t%s\t%g\t%s\t%s\t%lld\t%.17g\t%.17g\t%.17g\t%.17g -->\n",
+                                  mc_method_name(task->method), mc_mode_name(task->mode), task->beta,
+                                  mc_unit_kind_name(ku[d][k].kind), mc_split_name(ps[d].split), (long long)task->seed,
+                                  gr[d][k].delta, gr[d][k].dprob, gr[d][k].spec, gr[d][k].clean);
+            char path[MC_PATH_CAP];
+            mc_snprintf(path, sizeof path, "%s/report/interventions/%s.md", cfg->output_dir, task->id);
+            ws = b.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : mc_write_text_file(path, b.p, b.n, err);
+            mc_buf_free(&b);
+            if (ws == MC_OK) ws = rebuild_report(cfg, err);
+        }
+        if (s == MC_OK) s = mc_comm_agree(c, ws, err);
+        if (s == MC_OK) s = mc_store_set_complete(st, "/", err);
+    }
+    if (st) {
+        mc_error ce = {0};
+        mc_status cs = mc_store_close(&st, &ce);
+        if (s == MC_OK && cs != MC_OK) *err = ce, s = cs;
+    }
+    if (s == MC_OK && !complete) mc_info0("intervene %s: -> %s", task->id, store);
+    for (int d = 0; d < 2; d++) prefix_close(&ps[d]);
+    for (int d = 0; d < 2; d++)
+        for (int k = 0; k < 2; k++) free(ku[d][k].units);
+    sae_units_free(&sae);
+    mc_train_data_close(&td);
+    runner_free(&R);
+    return s;
+}
