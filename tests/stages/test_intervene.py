@@ -1,0 +1,373 @@
+#!/usr/bin/python3
+"""The intervene stage end to end, on a generated tiny world with the trained tiny ViT and CLIP
+(experiments/world/{vit,clip}): extract -> sae -> align -> localize -> intervene.
+
+  test_intervene.py ranks   methods miclip and random, neuron and SAE units, scale and add,
+                            betas 0, 1 and 2, eval and unseen (skipped: the ViT has no texture
+                            classes), batches of 3, at 1, 2 and 4 ranks: every store dataset, CSV
+                            table and the report bitwise equal; scale x1 and add +0 reproduce the
+                            clean predictions, probabilities and logits bit for bit (Delta-Acc 0)
+  test_intervene.py ref     the stored edited logits of the first image of every class against
+                            an independent numpy (float64) forward of block 4 + final LayerNorm +
+                            classifier from the stored prefix state, with the edit (neuron and
+                            SAE, scale and add, tokens: patches) done in numpy: within 1e-5
+                            relative; the prefix state and clean logits against the same
+  test_intervene.py causal  removal (scale, beta 0) at layer 3 of the top-5 units of class c found
+                            by miclip against 5 random units, seeds 0-2: neurons on the CLS token
+                            lower the class's probability more (Delta-P, measured -2.6 vs -1.8 pp;
+                            their Delta-Acc is printed, not asserted: docs/intervene.md); SAE
+                            features on every token drop the class's accuracy more (Delta-Acc,
+                            measured -3.9 vs -0.5 pp)
+  test_intervene.py resume  SIGKILL of mpirun and every rank during the stage (prefix or tasks),
+                            rerun at another rank count: outputs equal an uninterrupted run's
+  test_intervene.py bad     intervene.layer not in extract.layers, a missing localize output, SAE
+                            units off sae.layer, a baseline method: one error line, exit 1 on
+                            every rank
+Prints 'N passed, N failed'; exit 0 only when all pass."""
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import fixture  # noqa: E402
+from fixture import check  # noqa: E402
+from ref_vit_suffix import ViTSuffix  # noqa: E402
+from test_extract import kill_all  # noqa: E402
+from test_method import h5_datasets, same_outputs  # noqa: E402
+
+SRC = os.environ.get("MICLIP_SOURCE_DIR", os.path.dirname(os.path.dirname(HERE)))
+VIT = os.path.join(SRC, "experiments", "world", "vit")
+CLIP = os.path.join(SRC, "experiments", "world", "clip")
+
+
+def make_world(root, per_class, val):
+    if not os.path.exists(os.path.join(root, "classes.txt")):
+        subprocess.run([fixture.MICLIP, "--quiet", "world", "make", "--out", root, "--seed", "1", "--per-class",
+                        str(per_class), "--val-per-class", str(val), "--unseen-per-class", "2"], check=True)
+    return root
+
+
+def write_config(path, world, out, seeds="[0]", intervene="", stages="[extract, sae, align, localize, intervene]",
+                 layers='["3"]', sae_layer="3", sae="features: 96, k: 6, batch_size: 64, epochs: 2"):
+    with open(path, "w") as f:
+        f.write(f"""name: iv
+output_dir: {out}
+seeds: {seeds}
+models: {{target: {VIT}, clip: {CLIP}}}
+datasets:
+  train: {{kind: world, root: {world}, split: train}}
+  eval: {{kind: world, root: {world}, split: val}}
+  unseen: {{kind: world, root: {world}, split: unseen}}
+concepts:
+  - {{name: classes, source: classes}}
+  - {{name: textures, file: {world}/textures.txt}}
+extract: {{layers: {layers}, batch_size: 64}}
+sae: {{layer: "{sae_layer}", {sae}}}
+align: {{batch_size: 256, epochs: 3, lr: 0.15, variants: [in+out]}}
+localize: {{tau: 5}}
+intervene: {{layer: "3", tau: 5{intervene}}}
+stages: {stages}
+""")
+
+
+def run(np_, args, **kw):
+    return fixture.mpirun(np_, ["--quiet"] + args, capture_output=True, text=True, **kw)
+
+
+def one(out, pat):
+    f = sorted(glob.glob(os.path.join(out, "intervene", pat + ".h5")))
+    return f[0] if len(f) == 1 else None
+
+
+FULL = (", methods: [miclip, random], units: [neuron, sae], modes: [scale, add], betas: [0.0, 1.0, 2.0], "
+        "datasets: [eval, unseen], batch_size: 3")
+
+
+def test_ranks(tmp):
+    world = make_world(os.path.join(tmp, "world"), 20, 4)
+    outs = {}
+    for n in (1, 2, 4):
+        out = os.path.join(tmp, "ranks%d" % n)
+        cfg = os.path.join(tmp, "ranks%d.yaml" % n)
+        write_config(cfg, world, out, intervene=FULL)
+        t0 = time.time()
+        r = fixture.mpirun(n, ["run", cfg], capture_output=True, text=True) if n == 1 else run(n, ["run", cfg])
+        check(r.returncode == 0, "the chain with intervene at %d rank(s) exits 0 in %.1f s (%s)" % (
+            n, time.time() - t0, r.stderr.strip()[-400:]))
+        outs[n] = out
+        if n == 1:
+            check("unseen skipped" in r.stderr, "the unseen textures are no ViT classes: skipped with a message")
+    for n in (2, 4):
+        ok, why = same_outputs(outs[1], outs[n])
+        check(ok, "%d-rank outputs (prefix cache, task stores, CSV, report) equal the 1-rank outputs bitwise %s" % (n, why))
+    out = outs[1]
+    tasks = sorted(glob.glob(os.path.join(out, "intervene", "intervene-*.h5")))
+    check(len(tasks) == 12, "12 task stores (2 methods x 2 modes x 3 betas): %d" % len(tasks))
+    pre = one(out, "prefix-eval-*")
+    check(pre is not None and one(out, "prefix-unseen-*") is None, "one prefix cache (eval), none for unseen")
+    with h5py.File(pre, "r") as f:
+        clean_pred, clean_prob = f["clean_pred"][()], f["clean_prob"][()]
+        clean_logits, first, labels = f["clean_logits"][()], f["class_first_row"][()], f["labels"][()]
+        check(f["state"].shape == (labels.shape[0], 65, 64) and labels.shape[0] == 36 * 4,
+              "prefix state [144 images, 65 tokens, 64] %s" % (f["state"].shape,))
+        check(np.all(np.diff(labels) >= 0) and np.all(labels[first[:-1]] == np.arange(36)), "rows sorted by class")
+        acc = f["clean_class_acc"][()]
+        check(np.allclose(acc, [(clean_pred[first[c]:first[c + 1]] == c).mean() for c in range(36)]),
+              "clean per-class accuracy stored")
+    for name in ("scale-b1", "add-b0"):
+        for meth in ("miclip", "random"):
+            st = one(out, "intervene-s0-l3-%s-%s-*" % (meth, name))
+            if not st:
+                check(False, "store of %s %s" % (meth, name))
+                continue
+            with h5py.File(st, "r") as f:
+                for kind in ("neuron", "sae"):
+                    g = f["eval/" + kind]
+                    same = (np.array_equal(g["edit_pred"][()], clean_pred) and np.array_equal(g["cross_pred"][()], clean_pred)
+                            and np.array_equal(g["edit_prob"][()], clean_prob)
+                            and np.array_equal(g["first_logits"][()], clean_logits[first[:-1]]))
+                    check(same and g.attrs["delta_acc"] == 0 and g.attrs["delta_prob"] == 0 and g.attrs["specificity"] == 0,
+                          "%s %s %s: every edited prediction, probability and logit equals the clean one (Delta-Acc %g)"
+                          % (meth, name, kind, g.attrs["delta_acc"]))
+    with h5py.File(one(out, "intervene-s0-l3-random-scale-b2-*"), "r") as f:
+        u = f["eval/sae/units"][()]
+        check(u.shape == (36, 5) and all(len(set(r)) == 5 for r in u) and u.max() < 96, "random: 5 distinct SAE features per class")
+        check(f["eval/neuron/acc_edit"].shape == (36,) and "unseen" not in f, "per-class metrics; no unseen group")
+    with h5py.File(one(out, "intervene-s0-l3-miclip-scale-b2-*"), "r") as f, \
+            h5py.File(glob.glob(os.path.join(out, "localize", "*.h5"))[0], "r") as l:
+        check(np.array_equal(f["eval/neuron/units"][()], l["classes/neuron/top_units"][()][:, :5]),
+              "miclip units are the localize stage's top-5 units of each class's concept")
+    csv = os.path.join(out, "tables", "intervene-s0-l3-miclip-scale-b0-eval-sae.csv")
+    check(os.path.exists(csv) and len(open(csv).read().splitlines()) == 37, "CSV: a header and one line per class")
+    rep = os.path.join(out, "report", "interventions.md")
+    txt = open(rep).read() if os.path.exists(rep) else ""
+    check(txt.count("| miclip | scale | 0 | neuron | eval | 1 |") == 1 and "Delta-Acc" in txt, "report summary rows")
+    # A rerun of the complete stage changes nothing.
+    before = {p: os.stat(p).st_mtime_ns for p in glob.glob(os.path.join(out, "intervene", "*"))}
+    r = run(2, ["intervene", os.path.join(tmp, "ranks1.yaml")])
+    after = {p: os.stat(p).st_mtime_ns for p in glob.glob(os.path.join(out, "intervene", "*"))}
+    check(r.returncode == 0 and before == after, "rerun of the complete stage exits 0 and touches no store")
+
+
+def sae_encode(x, W_enc, b_enc, b_pre, k):
+    pre = (x - b_pre) @ W_enc.T + b_enc
+    idx = np.argsort(-pre, axis=-1, kind="stable")[..., :k]
+    val = np.maximum(np.take_along_axis(pre, idx, -1), 0)
+    return idx, val
+
+
+def test_ref(tmp):
+    world = make_world(os.path.join(tmp, "world"), 20, 4)
+    out = os.path.join(tmp, "out")
+    cfg = os.path.join(tmp, "ref.yaml")
+    write_config(cfg, world, out, intervene=", methods: [miclip, random], units: [neuron, sae], modes: [scale, add], "
+                 "betas: [0.0, 2.0], datasets: [eval], batch_size: 5, tokens: patches")
+    r = run(2, ["run", cfg])
+    check(r.returncode == 0, "chain for the reference (%s)" % r.stderr[-300:])
+    m = ViTSuffix(VIT)
+    pre = one(out, "prefix-eval-*")
+    with h5py.File(pre, "r") as f:
+        state, first = f["state"][()].astype(np.float64), f["class_first_row"][()]
+        clean = f["clean_logits"][()]
+    ref = m.logits(state[:12], 3)
+    err = np.abs(ref - clean[:12]).max() / np.abs(ref).max()
+    check(err < 1e-5, "clean logits from the stored prefix state equal numpy's (rel %.2e)" % err)
+    # The stored state is the model's own hidden state after block 3: numpy from the pixels would
+    # need the preprocessing; the prefix's consistency is checked through the clean logits above.
+    with h5py.File(glob.glob(os.path.join(out, "sae", "*.h5"))[0], "r") as f:
+        W_enc, b_enc = f["W_enc"][()].astype(np.float64), f["b_enc"][()].astype(np.float64)
+        W_dec_T, b_pre = f["W_dec_T"][()].astype(np.float64), f["b_pre"][()].astype(np.float64)
+        k = int(f.attrs.get("k", 6))
+    worst, n = 0.0, 0
+    for st in sorted(glob.glob(os.path.join(out, "intervene", "intervene-*.h5"))):
+        with h5py.File(st, "r") as f:
+            mode, beta = f.attrs["mode"], float(f.attrs["beta"])
+            for kind in ("neuron", "sae"):
+                units, got = f["eval/%s/units" % kind][()], f["eval/%s/first_logits" % kind][()]
+                for c in range(0, 36, 3):
+                    x = state[first[c]:first[c] + 1].copy()
+                    u = units[c]
+                    p = x[:, 1:]  # tokens: patches
+                    if kind == "neuron":
+                        if mode == "scale":
+                            p[..., u] *= beta
+                        else:
+                            p[..., u] += beta
+                    else:
+                        if mode == "scale":
+                            idx, val = sae_encode(p, W_enc, b_enc, b_pre, k)
+                            coef = np.where(np.isin(idx, u), (beta - 1) * val, 0)
+                            p += np.einsum("btk,btkd->btd", coef, W_dec_T[idx])
+                        else:
+                            p += beta * W_dec_T[u].sum(0)
+                    want = m.logits(x, 3)[0]
+                    e = np.abs(want - got[c]).max() / np.abs(want).max()
+                    worst, n = max(worst, e), n + 1
+    print("edited logits: %d comparisons, worst relative error %.2e" % (n, worst))
+    check(n == 8 * 2 * 12 and worst < 1e-5, "edited logits (neuron/SAE x scale/add x beta 0/2, patches) equal numpy's "
+          "within 1e-5 relative: %d cases, worst %.2e" % (n, worst))
+
+
+def causal_means(out, kind, what):
+    """Mean over seeds 0-2 of the stores' attribute `what` for miclip and random (scale, beta 0)."""
+    res = {}
+    for meth in ("miclip", "random"):
+        vals = []
+        for seed in (0, 1, 2):
+            st = one(out, "intervene-s%d-l3-%s-scale-b0-*" % (seed, meth))
+            if not st:
+                check(False, "store of seed %d %s" % (seed, meth))
+                continue
+            with h5py.File(st, "r") as f:
+                g = f["eval/" + kind]
+                vals.append(float(g.attrs[what]))
+                if what == "delta_prob":
+                    pc, pe = g["prob_clean"][()], g["prob_edit"][()]
+                    check(abs(100 * np.mean(pe - pc) - vals[-1]) < 1e-9, "Delta-P is the mean of the per-class changes")
+                else:
+                    ac, ae = g["acc_clean"][()], g["acc_edit"][()]
+                    check(abs(100 * np.mean(ae - ac) - vals[-1]) < 1e-9, "Delta-Acc is the mean of the per-class changes")
+        res[meth] = float(np.mean(vals)) if vals else 0.0
+        print("removal (scale 0) of %s's top-5 %s units: %s per seed %s, mean %.2f pp"
+              % (meth, kind, what, ["%.2f" % v for v in vals], res[meth]))
+    return res
+
+
+SAE_WORLD = "features: 256, k: 8, batch_size: 64, epochs: 20, dead_after: 20000"
+
+
+def test_causal(tmp):
+    world = make_world(os.path.join(tmp, "world"), 40, 10)
+    out = os.path.join(tmp, "cls")
+    cfg = os.path.join(tmp, "causal_cls.yaml")
+    write_config(cfg, world, out, seeds="[0, 1, 2]", sae=SAE_WORLD,
+                 intervene=", methods: [miclip, random], units: [neuron], modes: [scale], betas: [0.0], "
+                 "datasets: [eval], batch_size: 32, tokens: cls")
+    t0 = time.time()
+    r = run(2, ["run", cfg])
+    check(r.returncode == 0, "causal chain, seeds 0-2 (%.1f s) %s" % (time.time() - t0, r.stderr[-300:]))
+    # Neurons on the CLS token: the class's probability (Delta-Acc does not separate the methods
+    # at this size: measured -0.28 vs +0.28 pp, a few images either way; docs/intervene.md).
+    res = causal_means(out, "neuron", "delta_prob")
+    causal_means(out, "neuron", "delta_acc")
+    # Measured on this world: miclip -2.60 pp, random -1.77 pp (std over seeds 0.12 and 0.51).
+    check(res["miclip"] < res["random"] - 0.4 and res["miclip"] < -1.0,
+          "removing miclip's top-5 neurons of class c (CLS) lowers class c's probability more than 5 random neurons, "
+          "averaged over classes and seeds (margin 0.4 pp): %.2f vs %.2f pp" % (res["miclip"], res["random"]))
+    # SAE features on every token, from the same upstream stores: accuracy.
+    out2 = os.path.join(tmp, "all")
+    cfg2 = os.path.join(tmp, "causal_all.yaml")
+    write_config(cfg2, world, out2, seeds="[0, 1, 2]", sae=SAE_WORLD,
+                 intervene=", methods: [miclip, random], units: [sae], modes: [scale], betas: [0.0], "
+                 "datasets: [eval], batch_size: 32, tokens: all")
+    for d in ("extract", "sae", "align", "localize", "concepts"):
+        shutil.copytree(os.path.join(out, d), os.path.join(out2, d))
+    r = run(2, ["intervene", cfg2])
+    check(r.returncode == 0, "SAE interventions on every token %s" % r.stderr[-300:])
+    res = causal_means(out2, "sae", "delta_acc")
+    # Measured on this world: miclip -3.89 pp (seeds -3.06, -3.06, -5.56), random -0.46 pp.
+    check(res["miclip"] < res["random"] - 2.0,
+          "removing miclip's top-5 SAE features of class c drops class c's accuracy more than 5 random features, "
+          "averaged over classes and seeds (margin 2 pp): %.2f vs %.2f pp" % (res["miclip"], res["random"]))
+
+
+def test_resume(tmp):
+    world = make_world(os.path.join(tmp, "world"), 20, 4)
+    base = os.path.join(tmp, "base")
+    cfg = os.path.join(tmp, "resume.yaml")
+    write_config(cfg, world, base, intervene=", methods: [miclip, random], units: [neuron, sae], modes: [scale], "
+                 "betas: [0.0, 0.5, 1.5, 2.0, 3.0], datasets: [eval], batch_size: 1")
+    for st in ("extract", "sae", "align", "localize"):
+        r = run(2, [st, cfg])
+        check(r.returncode == 0, "%s for the resume test" % st)
+    ref = os.path.join(tmp, "ref")
+    cfg_ref = os.path.join(tmp, "resume_ref.yaml")
+    open(cfg_ref, "w").write(open(cfg).read().replace(base, ref))
+    shutil.copytree(base, ref)
+    t0 = time.time()
+    r = run(1, ["intervene", cfg_ref])
+    took = time.time() - t0
+    check(r.returncode == 0, "uninterrupted intervene (%.1f s)" % took)
+    mid = False
+    for frac in (0.5, 0.3, 0.7, 0.15, 0.85):
+        shutil.rmtree(os.path.join(base, "intervene"), ignore_errors=True)
+        shutil.rmtree(os.path.join(base, "report"), ignore_errors=True)
+        p = subprocess.Popen([fixture.MPIEXEC, "--oversubscribe", "-n", "2", fixture.MICLIP, "intervene", cfg],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Wait for the stage to start writing, then a fraction of its run time.
+        t1 = time.time()
+        while time.time() - t1 < 60 and not glob.glob(os.path.join(base, "intervene", "*.h5")):
+            time.sleep(0.05)
+        time.sleep(frac * took)
+        kill_all(p)
+        r = fixture.mpirun(4, ["intervene", cfg], capture_output=True, text=True)
+        if r.returncode != 0:
+            check(False, "intervene after SIGKILL exits 0: %s" % r.stderr[-400:])
+            return
+        # Resumed mid-stage: a partly done group or prefix, or some tasks complete and others run.
+        if "resuming" in r.stderr or ("complete, skipping" in r.stderr and ": -> " in r.stderr):
+            mid = True
+            print("resumed:", [l for l in r.stderr.splitlines() if "resuming" in l] or
+                  [l for l in r.stderr.splitlines() if "skipping" in l][-1:])
+            break
+    check(mid, "a SIGKILL landed mid-stage and the rerun (at 4 ranks) resumed")
+    ok, why = same_outputs(base, ref)
+    check(ok, "resumed outputs equal the uninterrupted run's bitwise %s" % why)
+
+
+def bad_run(np_, args):
+    """Runs every rank under sh to see each rank's exit code."""
+    cmd = "%s --quiet %s; echo rank-exit=$? >&2" % (fixture.MICLIP, " ".join(args))
+    return subprocess.run([fixture.MPIEXEC, "--oversubscribe", "-n", str(np_), "sh", "-c", cmd],
+                          capture_output=True, text=True)
+
+
+def one_error(r, want, what):
+    errs = [l for l in r.stderr.splitlines() if "error" in l]
+    codes = [l for l in r.stderr.splitlines() if l.startswith("rank-exit=")]
+    check(len(errs) == 1 and want in errs[0] and len(codes) == 2 and all(c != "rank-exit=0" for c in codes),
+          "%s: one error line naming '%s', non-zero exit on both ranks (%s; %s)" % (what, want, errs, codes))
+
+
+def test_bad(tmp):
+    world = make_world(os.path.join(tmp, "world"), 20, 4)
+    out = os.path.join(tmp, "out")
+    cfg = os.path.join(tmp, "bad_layer.yaml")
+    write_config(cfg, world, out, layers='["2"]', sae_layer="2")
+    one_error(bad_run(2, ["run", cfg]), "intervene.layer", "intervene.layer not in extract.layers")
+    cfg = os.path.join(tmp, "bad_sae.yaml")
+    write_config(cfg, world, out, layers='["2", "3"]', sae_layer="2", intervene=", units: [neuron, sae]")
+    one_error(bad_run(2, ["run", cfg]), "must be equal", "sae units with sae.layer != intervene.layer")
+    cfg = os.path.join(tmp, "bad_method.yaml")
+    write_config(cfg, world, out, intervene=", methods: [miclip, clip_dissect]")
+    open(cfg, "a").write("baselines: {methods: [clip_dissect]}\n")
+    one_error(bad_run(2, ["run", cfg]), "intervene.methods", "a baseline method without the baselines stage")
+    cfg = os.path.join(tmp, "no_localize.yaml")
+    write_config(cfg, world, out, intervene=", datasets: [eval]")
+    for st in ("extract", "sae", "align"):
+        r = run(2, [st, cfg])
+        check(r.returncode == 0, "%s for the missing-localize case" % st)
+    one_error(bad_run(2, ["intervene", cfg]), "localize output", "a missing localize output")
+
+
+def main():
+    what = sys.argv[1]
+    tmp = os.path.abspath("intervene_" + what)
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    if not (os.path.exists(os.path.join(VIT, "model.safetensors")) and os.path.exists(os.path.join(CLIP, "model.safetensors"))):
+        check(False, "the trained tiny models exist under experiments/world")
+        return fixture.summary()
+    {"ranks": test_ranks, "ref": test_ref, "causal": test_causal, "resume": test_resume, "bad": test_bad}[what](tmp)
+    return fixture.summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
