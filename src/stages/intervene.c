@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "method_internal.h"
 #include "miclip/checked.h"
@@ -223,6 +224,8 @@ static mc_status reopen_or_create(const mc_comm *c, const char *path, mc_store *
 }
 
 /* ---- the prefix cache of one dataset ----------------------------------------------------- */
+
+enum { PREFIX_WAIT_TRIES = 600 }; /* 2 s apart: a concurrent writer gets 20 minutes */
 
 typedef struct {
     mc_split split;
@@ -513,14 +516,27 @@ static mc_status prefix_open(const mc_comm *c, const mc_config *cfg, runner *R, 
         if (s != MC_OK) prefix_close(p);
         return s;
     }
-    if (s == MC_OK) s = mc_store_peek_complete(c, p->path, &complete, err);
-    if (s == MC_OK && !complete) {
+    /* Tasks of one seed share the prefix: under a Slurm array they run at once, and all but one
+     * find the store locked. They wait for the writer (its store is then complete) instead of
+     * failing; a writer that died leaves no lock, and the next attempt resumes its store. */
+    for (int attempt = 0; s == MC_OK; attempt++) {
+        s = mc_store_peek_complete(c, p->path, &complete, err);
+        if (s != MC_OK) break;
+        if (complete) {
+            mc_info0("intervene: prefix of %s complete, reusing (%s)", mc_split_name(split), p->path);
+            break;
+        }
         char dir[MC_PATH_CAP];
         mc_snprintf(dir, sizeof dir, "%s/intervene", cfg->output_dir);
         s = mc_comm_agree(c, c->rank == 0 ? mc_mkdir_p(dir, err) : MC_OK, err);
         if (s == MC_OK) s = prefix_build(c, cfg, R, p, paths, image, err);
-    } else if (s == MC_OK) {
-        mc_info0("intervene: prefix of %s complete, reusing (%s)", mc_split_name(split), p->path);
+        if (s == MC_ERR_LOCKED && attempt < PREFIX_WAIT_TRIES) {
+            if (attempt == 0) mc_info0("intervene: another run is writing %s; waiting", p->path);
+            sleep(2);
+            s = MC_OK;
+            continue;
+        }
+        break;
     }
     if (s == MC_OK) s = mc_store_open(c, p->path, MC_STORE_READ, &p->st, err);
     p->clean_pred = s == MC_OK ? mc_alloc_array((size_t)p->n, sizeof *p->clean_pred) : NULL;

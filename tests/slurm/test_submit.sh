@@ -125,7 +125,7 @@ submit)
     done
     check "every task log ends with 'miclip exited 0'" \
         test "$(grep -L 'miclip exited 0' "$W/scripts/logs/"*.out 2>/dev/null | wc -l)" -eq 0
-    check "array over two seeds: one extraction store per seed" test "$(ls "$W/out-slurm/extract/"*.h5 2>/dev/null | wc -l)" -eq 2
+    check "array over two seeds: one train extraction store per seed" test "$(ls "$W/out-slurm/extract/"train-*.h5 2>/dev/null | wc -l)" -eq 2
     direct "$W/ref.yaml" || bad "direct mpirun run: $(tail -3 "$W/direct.log")"
     check "every store, table and report equals a direct mpirun -n 2 run's (bitwise) and carries slurm_job_id" \
         "$PY" "$here/compare_stores.py" "$W/out-slurm" "$W/out-direct" --slurm
