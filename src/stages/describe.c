@@ -140,33 +140,13 @@ static mc_status describe_one(const mc_comm *c, const mc_task *task, mc_method_t
 /* OUTPUT_DIR/report/descriptions.md: the fragments of every describe task of the config, in
  * sweep order (rank 0; rewritten only when its text changes). */
 static mc_status rebuild_report(const mc_config *cfg, mc_error *err) {
-    mc_task *tasks = NULL;
-    int n = 0;
-    MC_TRY(mc_config_tasks(cfg, MC_STAGE_DESCRIBE, &tasks, &n, err));
     mc_buf b = {0};
     mc_buf_printf(&b, "# Descriptions: %s\n\nTop concepts per unit (cosine of the unit's E_n embedding with the "
                   "concept's CLIP text embedding, prompt \"%s\"), per seed, layer and E_n variant. Written by the "
                   "describe stage; the full lists are in tables/.\n", cfg->name, cfg->align.prompt);
     int found = 0;
-    mc_status s = MC_OK;
     mc_buf body = {0}, acc = {0};
-    for (int t = 0; t < n && s == MC_OK; t++) {
-        char path[MC_PATH_CAP];
-        mc_snprintf(path, sizeof path, "%s/report/descriptions/%s.md", cfg->output_dir, tasks[t].id);
-        if (!mc_file_exists(path)) continue;
-        char *text = NULL;
-        size_t len = 0;
-        s = mc_read_file(path, 64u << 20, &text, &len, err);
-        if (s == MC_OK) {
-            mc_buf_printf(&body, "\n%s", text), found++;
-            for (char *p = strstr(text, "<!-- accuracy\t"); p; p = strstr(p + 1, "<!-- accuracy\t")) {
-                char *e = strstr(p, " -->");
-                if (e) mc_buf_printf(&acc, "%.*s\n", (int)(e - p - 14), p + 14);
-            }
-        }
-        free(text);
-    }
-    mc_tasks_free(&tasks);
+    mc_status s = mc_report_gather(cfg, MC_STAGE_DESCRIBE, "descriptions", "accuracy", &body, &acc, &found, err);
     /* Summary: description accuracy per (layer, variant, concept set), mean and sample std over
      * seeds, in the order the rows first appear. */
     if (s == MC_OK && acc.n) {

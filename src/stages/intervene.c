@@ -936,28 +936,9 @@ static mc_status run_group(const mc_comm *c, const mc_config *cfg, const mc_task
 /* OUTPUT_DIR/report/interventions.md from the per-task fragments (rank 0): mean and sample std
  * over seeds per (method, mode, beta, units, dataset), then every task's table. */
 static mc_status rebuild_report(const mc_config *cfg, mc_error *err) {
-    mc_task *tasks = NULL;
-    int n = 0;
-    MC_TRY(mc_config_tasks(cfg, MC_STAGE_INTERVENE, &tasks, &n, err));
     mc_buf body = {0}, rec = {0};
-    mc_status s = MC_OK;
-    for (int t = 0; t < n && s == MC_OK; t++) {
-        char path[MC_PATH_CAP];
-        mc_snprintf(path, sizeof path, "%s/report/interventions/%s.md", cfg->output_dir, tasks[t].id);
-        if (!mc_file_exists(path)) continue;
-        char *text = NULL;
-        size_t len = 0;
-        s = mc_read_file(path, 64u << 20, &text, &len, err);
-        if (s == MC_OK) {
-            mc_buf_printf(&body, "\n%s", text);
-            for (char *q = strstr(text, "<!-- delta\t"); q; q = strstr(q + 1, "<!-- delta\t")) {
-                char *e = strstr(q, " -->");
-                if (e) mc_buf_printf(&rec, "%.*s\n", (int)(e - q - 11), q + 11);
-            }
-        }
-        free(text);
-    }
-    mc_tasks_free(&tasks);
+    int found = 0;
+    mc_status s = mc_report_gather(cfg, MC_STAGE_INTERVENE, "interventions", "delta", &body, &rec, &found, err);
     mc_buf b = {0};
     mc_buf_printf(&b, "# Interventions: %s\n\nDelta-Acc: the accuracy on the images of class c with the top-%lld "
                   "units of class c's concept edited at layer `%s`, minus the clean accuracy, averaged over classes "

@@ -219,6 +219,12 @@ void mc_buf_free(mc_buf *b);
 /* CSV field: quoted when it holds a comma, quote or newline. */
 void mc_buf_csv(mc_buf *b, const char *s);
 
+/* Local (rank 0). The report fragments OUTPUT_DIR/report/<dir>/<task>.md of every task of
+ * stage, in sweep order: appends each present fragment to body (after a blank line), each record
+ * "<!-- <tag>\tFIELDS -->" in them to records as "FIELDS\n", and counts the fragments found. */
+mc_status mc_report_gather(const mc_config *cfg, int stage, const char *dir, const char *tag, mc_buf *body,
+                           mc_buf *records, int *found, mc_error *err);
+
 /* Reads <base>_bytes / <base>_offsets of st (every rank reads all): *out[n] malloc'd strings. */
 mc_status mc_store_read_strings(mc_store *st, const char *base, char ***out, int64_t *n,
                                 mc_error *err);
