@@ -758,10 +758,16 @@ static void put_string(sbuf *b, const char *s) {
         else if (*p == '\n') sb_printf(b, "\\n");
         else if (*p == '\t') sb_printf(b, "\\t");
         else if (*p < 0x20 || *p == 0x7f) sb_printf(b, "\\x%02x", *p);
-        /* YAML forbids C1 controls (U+0080..U+009F but NEL) and U+FFFE/U+FFFF unescaped in a
-         * stream: escape them so the canonical text always parses back (the input was valid
-         * UTF-8, checked by libyaml, so the continuation bytes are there). */
-        else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f && p[1] != 0x85) sb_printf(b, "\\x%02x", *++p);
+        /* YAML forbids C1 controls (U+0080..U+009F) and U+FFFE/U+FFFF unescaped in a stream,
+         * and reads NEL (U+0085), LS (U+2028) and PS (U+2029) as line breaks, which a quoted
+         * scalar folds into a space: escape them all so the canonical text always parses back
+         * to the same string (the input was valid UTF-8, checked by libyaml, so the
+         * continuation bytes are there). */
+        else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) sb_printf(b, "\\x%02x", *++p);
+        else if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9)) {
+            sb_printf(b, "\\u%04X", 0x2000u | (p[2] - 0x80u));
+            p += 2;
+        }
         else if (p[0] == 0xef && p[1] == 0xbf && (p[2] == 0xbe || p[2] == 0xbf)) {
             sb_printf(b, "\\u%04X", 0xFF00u | (p[2] == 0xbe ? 0xFEu : 0xFFu));
             p += 2;

@@ -149,6 +149,25 @@ static void test_explicit_values(void) {
     mc_config_free(&c);
 }
 
+/* Strings holding characters YAML reads as line breaks (NEL, LS, PS, CR) or forbids unescaped
+ * (C0/C1 controls, U+FFFE) keep their exact bytes through the canonical text: a quoted scalar
+ * would fold a raw break into a space (a fuzzer found NEL doing that). */
+static void test_canonical_escapes(void) {
+    mc_config *c = parse_ok(BASE "align: {prompt: \"a\\Nb\\Lc\\Pd\\re\\x81f\\x01g\\uFFFEh {}\"}\n");
+    if (!c) return;
+    const char *want = "a\xc2\x85" "b\xe2\x80\xa8" "c\xe2\x80\xa9" "d\re\xc2\x81" "f\x01g\xef\xbf\xbe" "h {}";
+    CHECK_MSG(!strcmp(c->align.prompt, want), "prompt parsed as '%s'", c->align.prompt);
+    mc_error err = {0};
+    mc_config *again = NULL;
+    CHECK(mc_config_parse_text(c->canonical, strlen(c->canonical), "canon", "/", &again, &err) == MC_OK);
+    if (again) {
+        CHECK_MSG(!strcmp(again->align.prompt, want), "canonical prompt read back as '%s'", again->align.prompt);
+        CHECK(!strcmp(again->canonical, c->canonical));
+        mc_config_free(&again);
+    }
+    mc_config_free(&c);
+}
+
 static void test_errors(void) {
     /* Malformed YAML. */
     expect_error("name: [unclosed\n", "t.yaml:2:1: malformed YAML", NULL);
@@ -439,6 +458,7 @@ int main(int argc, char **argv) {
     }
     test_defaults();
     test_explicit_values();
+    test_canonical_escapes();
     test_errors();
     test_hash_stability();
     test_paths_from_file();
