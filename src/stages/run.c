@@ -4,7 +4,9 @@
 
 #include "miclip/log.h"
 #include "miclip/miclip.h"
+#include "baselines_internal.h"
 #include "intervene_internal.h"
+#include "report_internal.h"
 #include "stages_internal.h"
 
 typedef mc_status (*stage_fn)(const mc_comm *c, const mc_config *cfg, const mc_task *task,
@@ -17,7 +19,9 @@ static const stage_fn stage_table[MC_STAGE_COUNT] = {
     [MC_STAGE_ALIGN] = mc_stage_align,
     [MC_STAGE_LOCALIZE] = mc_stage_localize,
     [MC_STAGE_DESCRIBE] = mc_stage_describe,
+    [MC_STAGE_BASELINES] = mc_stage_baselines,
     [MC_STAGE_INTERVENE] = mc_stage_intervene,
+    [MC_STAGE_REPORT] = mc_stage_report,
 };
 
 bool mc_stage_implemented(int stage) {
@@ -49,8 +53,12 @@ mc_status mc_run(const mc_comm *c, const mc_config *cfg, int only_stage, int onl
                            "remove it from 'stages'", cfg->source_path, mc_stage_name(st), have);
         }
     }
+    if (mc_config_has_stage(cfg, MC_STAGE_BASELINES) && (only_stage < 0 || only_stage == MC_STAGE_BASELINES))
+        MC_TRY(mc_baselines_check(cfg, err));
     if (mc_config_has_stage(cfg, MC_STAGE_INTERVENE) && (only_stage < 0 || only_stage == MC_STAGE_INTERVENE))
         MC_TRY(mc_intervene_check(cfg, err));
+    if (mc_config_has_stage(cfg, MC_STAGE_REPORT) && (only_stage < 0 || only_stage == MC_STAGE_REPORT))
+        MC_TRY(mc_report_check(cfg, err));
     if (only_stage >= 0 && !mc_config_has_stage(cfg, (mc_stage)only_stage))
         return MC_FAIL(err, MC_ERR_ARG, "%s: stage '%s' is not in the config's 'stages'",
                        cfg->source_path, mc_stage_name(only_stage));

@@ -1,0 +1,840 @@
+/* baselines.c - the `baselines` stage (paper Appendix D.1): the comparison methods Act-Values
+ * and CLIP-Dissect, run on the same training-store activations E_n is trained on.
+ *
+ * Units are the layer's neurons (the per-image vectors of mc_acts_vectors: the row, the CLS
+ * token or the spatial mean) and, on sae.layer, the SAE's top-k codes of those vectors. Unit
+ * rows are shared over ranks in fixed blocks of MC_UNIT_BLOCK; every per-unit quantity is
+ * computed by the rank that owns the unit in a fixed order (images in index order), and the one
+ * cross-unit term (CLIP-Dissect's log p(concept)) is reduced from fixed per-block partials in
+ * block order, so the outputs are bitwise identical at any rank count.
+ *
+ *   act_values    score[u, c] = mean activation of u over the valid training images the target
+ *                 predicts as class c (-inf for a class it never predicts). Only the concept set
+ *                 of the class names (`source: classes`) is scored.
+ *   clip_dissect  soft-WPMI (Oikarinen & Weng 2023): P = softmax over concepts of a x the
+ *                 cosines of the images' CLIP embeddings with the prompted concept texts; for
+ *                 unit u, its top-K images by activation e_1..e_K with weights p_i falling
+ *                 linearly from p_start to p_end; score[u, d] = sum_i log(1 + p_i (P[e_i, d] - 1)
+ *                 + min_prob) - lambda log p(d), log p(d) = logmeanexp over units of the first
+ *                 term.
+ *
+ * Output: OUTPUT_DIR/baselines/<task>-<key16>.h5 with the localize layout under localize/ and
+ * the describe layout under describe/, the CSV tables, report/baselines/<task>.md fragments
+ * and report/baselines.md (docs/baselines.md).
+ */
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cblas.h>
+
+#include "baselines_internal.h"
+#include "method_internal.h"
+#include "miclip/checked.h"
+#include "miclip/fsutil.h"
+#include "miclip/log.h"
+#include "miclip/miclip.h"
+#include "stages_internal.h"
+
+#define KEY_VERSION "miclip-baselines/1"
+#define KEEP_SIM_MAX (1ll << 24) /* the full score matrix is stored up to this size (as describe) */
+#define IMG_CHUNK 256            /* images per activation pass */
+
+/* CLIP-Dissect's published defaults (similarity.soft_wpmi of the authors' code, used for all of
+ * the paper's results; docs/baselines.md). */
+#define CD_TOP_K 100
+#define CD_A 10.0
+#define CD_LAMBDA 1.0
+#define CD_MIN_PROB 1e-7
+#define CD_P_START 0.998
+#define CD_P_END 0.97
+
+static const mc_scored EMPTY = {-INFINITY, INT32_MAX};
+
+/* ---- one task: inputs and key ------------------------------------------------------------------ */
+
+typedef struct {
+    int kind;              /* mc_unit_kind */
+    int64_t n_units;
+    char sae_key[MC_KEY_HEX], sae_path[MC_PATH_CAP];
+    bool loc, desc;        /* listed in localize.units / describe.units */
+} bl_kind;
+
+typedef struct {
+    mc_train_data td;
+    mc_concepts *sets;
+    int n_sets;
+    bool *set_loc, *set_desc; /* [n_sets]: listed in localize.concepts / describe.concepts */
+    int n_kinds;
+    bl_kind kinds[2];
+    int64_t dim;              /* the layer's vector width */
+    char key[MC_KEY_HEX];
+    char store[MC_PATH_CAP];
+    char tables[MC_PATH_CAP];
+} bl_task;
+
+static void bl_task_close(bl_task *bt) {
+    mc_concepts_free(&bt->sets, bt->n_sets);
+    free(bt->set_loc);
+    free(bt->set_desc);
+    mc_train_data_close(&bt->td);
+    memset(bt, 0, sizeof *bt);
+}
+
+static bool list_has_str(const mc_str_list *l, const char *s) {
+    if (l->n == 0) return true; /* an empty list means every set */
+    for (int i = 0; i < l->n; i++)
+        if (!strcmp(l->v[i], s)) return true;
+    return false;
+}
+
+static bool list_has_enum(const mc_enum_list *l, int v) {
+    for (int i = 0; i < l->n; i++)
+        if (l->v[i] == v) return true;
+    return false;
+}
+
+/* Whether concept set `name` is the class names (`source: classes`, or the implicit set). */
+static bool is_class_set(const mc_config *cfg, const char *name) {
+    if (cfg->concepts.n == 0) return !strcmp(name, "classes");
+    for (int i = 0; i < cfg->concepts.n; i++)
+        if (!strcmp(cfg->concepts.v[i].name, name)) return cfg->concepts.v[i].source == MC_CONCEPTS_CLASSES;
+    return false;
+}
+
+/* Collective. Opens the train store, the unit kinds and the concept sets of task and computes
+ * the key and the output paths. */
+static mc_status bl_task_open(const mc_comm *c, const mc_config *cfg, const mc_task *task, bl_task *bt, mc_error *err) {
+    memset(bt, 0, sizeof *bt);
+    MC_TRY(mc_train_data_open(c, cfg, task->seed, &bt->td, err));
+    /* The layer's width, from the dataset's shape (no data read). */
+    char name[512];
+    mc_store_dataset_info di;
+    mc_status s = MC_OK;
+    if (!mc_snprintf(name, sizeof name, "acts/%s", task->layer))
+        s = MC_FAIL(err, MC_ERR_ARG, "layer name too long: %s", task->layer);
+    else if (!mc_store_exists(bt->td.st, name))
+        s = MC_FAIL(err, MC_ERR_ARG, "%s: no %s (is layer '%s' in extract.layers of the extract run?)", bt->td.path,
+                    name, task->layer);
+    if (s == MC_OK) s = mc_store_dataset_info_get(bt->td.st, name, &di, err);
+    if (s == MC_OK) bt->dim = di.ndim == 4 ? di.shape[1] : di.shape[di.ndim - 1];
+    s = mc_comm_agree(c, s, err);
+    /* Unit kinds: the union of localize.units and describe.units, neurons first. */
+    for (int kind = MC_UNIT_NEURON; s == MC_OK && kind <= MC_UNIT_SAE; kind++) {
+        bool loc = list_has_enum(&cfg->localize.units, kind), desc = list_has_enum(&cfg->describe.units, kind);
+        if (!loc && !desc) continue;
+        bl_kind *k = &bt->kinds[bt->n_kinds];
+        k->kind = kind, k->loc = loc, k->desc = desc;
+        if (kind == MC_UNIT_NEURON) {
+            k->n_units = bt->dim;
+            bt->n_kinds++;
+            continue;
+        }
+        if (!mc_sae_applies(cfg, task->layer)) {
+            mc_info0("baselines %s: no SAE on layer '%s' (sae.layer is '%s'%s); neurons only", task->id, task->layer,
+                     cfg->sae.layer, mc_config_has_stage(cfg, MC_STAGE_SAE) ? "" : ", sae stage not listed");
+            continue;
+        }
+        mc_run_paths p;
+        s = mc_sae_paths(cfg, bt->td.extract_key, task->seed, &p, err);
+        bool complete = false;
+        if (s == MC_OK) s = mc_store_peek_complete(c, p.store, &complete, err);
+        if (s == MC_OK && !complete)
+            s = MC_FAIL(err, MC_ERR_ARG, "no trained SAE for seed %lld on layer '%s' (%s); run the sae stage first",
+                        (long long)task->seed, cfg->sae.layer, p.store);
+        if (s == MC_OK) {
+            mc_strlcpy(k->sae_key, p.key, sizeof k->sae_key);
+            mc_strlcpy(k->sae_path, p.store, sizeof k->sae_path);
+            k->n_units = cfg->sae.features;
+            bt->n_kinds++;
+        }
+    }
+    /* Concept sets: localize.concepts then the describe.concepts not in it. */
+    mc_str_list names = {0};
+    char **v = calloc((size_t)(cfg->localize.concepts.n + cfg->describe.concepts.n) + 1, sizeof *v);
+    if (s == MC_OK && !v) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    if (s == MC_OK && cfg->localize.concepts.n > 0 && cfg->describe.concepts.n > 0) {
+        const mc_str_list *ls[2] = {&cfg->localize.concepts, &cfg->describe.concepts};
+        for (int l = 0; l < 2; l++)
+            for (int i = 0; i < ls[l]->n; i++) {
+                bool dup = false;
+                for (int j = 0; j < names.n; j++) dup |= !strcmp(v[j], ls[l]->v[i]);
+                if (!dup) v[names.n++] = ls[l]->v[i];
+            }
+        names.v = v;
+    }
+    if (s == MC_OK) s = mc_concepts_load(c, cfg, &bt->td, &names, &bt->sets, &bt->n_sets, err);
+    free(v);
+    if (s == MC_OK) {
+        bt->set_loc = calloc((size_t)bt->n_sets + 1, sizeof(bool));
+        bt->set_desc = calloc((size_t)bt->n_sets + 1, sizeof(bool));
+        if (!bt->set_loc || !bt->set_desc) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        for (int i = 0; s == MC_OK && i < bt->n_sets; i++) {
+            bt->set_loc[i] = list_has_str(&cfg->localize.concepts, bt->sets[i].name);
+            bt->set_desc[i] = list_has_str(&cfg->describe.concepts, bt->sets[i].name);
+        }
+    }
+    s = mc_comm_agree(c, s, err);
+    if (s == MC_OK) {
+        mc_buf b = {0};
+        mc_buf_printf(&b, "%s\ncode=%s\nmethod=%s\nextract=%s\nlayer=%s\nloc_tau=%lld\ndesc_tau=%lld\n", KEY_VERSION,
+                      MICLIP_CACHE_VERSION, mc_method_name(task->method), bt->td.extract_key, task->layer,
+                      (long long)cfg->localize.tau, (long long)cfg->describe.tau);
+        if (task->method == MC_METHOD_CLIP_DISSECT)
+            mc_buf_printf(&b, "soft_wpmi=%d:%.17g:%.17g:%.17g:%.17g:%.17g\n", CD_TOP_K, CD_A, CD_LAMBDA, CD_MIN_PROB,
+                          CD_P_START, CD_P_END);
+        for (int k = 0; k < bt->n_kinds; k++)
+            mc_buf_printf(&b, "units=%s:%s:%d%d\n", mc_unit_kind_name(bt->kinds[k].kind), bt->kinds[k].sae_key,
+                          bt->kinds[k].loc, bt->kinds[k].desc);
+        for (int k = 0; k < bt->n_sets; k++)
+            mc_buf_printf(&b, "set=%s:%s:%d%d\n", bt->sets[k].name, bt->sets[k].key, bt->set_loc[k], bt->set_desc[k]);
+        if (b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        else mc_key_of(b.p, bt->key);
+        mc_buf_free(&b);
+    }
+    if (s == MC_OK &&
+        !(mc_snprintf(bt->store, sizeof bt->store, "%s/baselines/%s-%.16s.h5", cfg->output_dir, task->id, bt->key) &&
+          mc_snprintf(bt->tables, sizeof bt->tables, "%s/tables", cfg->output_dir)))
+        s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
+    if (s != MC_OK) bl_task_close(bt);
+    return s;
+}
+
+/* ---- the SAE, for encoding the vectors ----------------------------------------------------------- */
+
+static mc_status sae_load(const mc_comm *c, const mc_config *cfg, const bl_kind *k, int64_t dim, int64_t seed,
+                          mc_sae **out, mc_error *err) {
+    *out = NULL;
+    mc_sae_config sc = mc_sae_config_of(cfg, dim, seed);
+    mc_sae *sae = NULL;
+    mc_status s = mc_comm_agree(c, mc_sae_create(&sc, &sae, err), err);
+    if (s != MC_OK) return s;
+    mc_store *st = NULL;
+    s = mc_store_open(c, k->sae_path, MC_STORE_READ, &st, err);
+    const char *names[4] = {"W_enc", "b_enc", "W_dec_T", "b_pre"};
+    float *dst[4] = {mc_sae_w_enc(sae), mc_sae_b_enc(sae), mc_sae_w_dec_t(sae), mc_sae_b_pre(sae)};
+    const int64_t want[4][2] = {{sc.m, dim}, {sc.m, 0}, {sc.m, dim}, {dim, 0}};
+    for (int i = 0; s == MC_OK && i < 4; i++) {
+        mc_store_dataset_info di;
+        s = mc_store_dataset_info_get(st, names[i], &di, err);
+        if (s == MC_OK && (di.shape[0] != want[i][0] || di.ndim != (want[i][1] ? 2 : 1) ||
+                           (want[i][1] && di.shape[1] != want[i][1])))
+            s = MC_FAIL(err, MC_ERR_SHAPE, "%s: %s does not match the SAE of the config on a %lld-wide layer", k->sae_path,
+                        names[i], (long long)dim);
+        if (s == MC_OK) s = mc_store_read_rows(st, names[i], MC_DTYPE_F32, 0, want[i][0], dst[i], err);
+    }
+    if (st) mc_store_close(&st, NULL);
+    s = mc_comm_agree(c, s, err);
+    if (s == MC_OK) *out = sae;
+    else mc_sae_free(&sae);
+    return s;
+}
+
+/* ---- activation statistics of this rank's units ------------------------------------------------ */
+
+typedef struct {
+    int64_t n_units, u0, u1, rows;
+    int64_t n_classes;
+    double *class_sum;  /* [rows * C]: activation summed over the images predicted as each class */
+    int64_t *class_n;   /* [C] */
+    int64_t top_k;      /* CLIP-Dissect's probe images per unit (0: not needed) */
+    mc_scored *top;     /* [rows * top_k]: (activation, image), best first */
+} unit_stats;
+
+static void unit_stats_free(unit_stats *us) {
+    free(us->class_sum);
+    free(us->class_n);
+    free(us->top);
+    memset(us, 0, sizeof *us);
+}
+
+/* The rows [u0, u1) a rank owns: whole blocks of MC_UNIT_BLOCK (as mc_similarity). */
+static void unit_rows(int64_t U, int rank, int size, int64_t *u0, int64_t *u1) {
+    int64_t nb = (U + MC_UNIT_BLOCK - 1) / MC_UNIT_BLOCK, b0, b1;
+    mc_shard_range(nb, rank, size, &b0, &b1);
+    *u0 = b0 * MC_UNIT_BLOCK < U ? b0 * MC_UNIT_BLOCK : U;
+    *u1 = b1 * MC_UNIT_BLOCK < U ? b1 * MC_UNIT_BLOCK : U;
+}
+
+/* Collective. One pass over the valid training images in index order: every rank reads every
+ * image's vector (and encodes it with the SAE) and accumulates its own units. */
+static mc_status unit_stats_compute(const mc_comm *c, const bl_task *bt, mc_acts *acts, const bl_kind *k, mc_sae *sae,
+                                    int64_t top_k, unit_stats *us, mc_error *err) {
+    memset(us, 0, sizeof *us);
+    const int64_t U = k->n_units, C = bt->td.n_classes, D = acts->dim;
+    us->n_units = U, us->n_classes = C, us->top_k = top_k;
+    unit_rows(U, c->rank, c->size, &us->u0, &us->u1);
+    const int64_t rows = us->rows = us->u1 - us->u0;
+    const int kk = sae ? mc_sae_get_config(sae)->k : 0;
+    us->class_sum = mc_calloc_array((size_t)(rows * C + 1), sizeof(double));
+    us->class_n = mc_calloc_array((size_t)C + 1, sizeof(int64_t));
+    if (top_k > 0) us->top = mc_alloc_array((size_t)(rows * top_k + 1), sizeof(mc_scored));
+    int64_t *cnt = mc_calloc_array((size_t)rows + 1, sizeof(int64_t));
+    int64_t *img = mc_alloc_array(IMG_CHUNK, sizeof(int64_t));
+    float *x = mc_alloc_array(IMG_CHUNK, (size_t)D * sizeof(float));
+    float *a = mc_alloc_array(IMG_CHUNK, (size_t)(rows + 1) * sizeof(float));
+    int32_t *idx = kk ? mc_alloc_array(IMG_CHUNK, (size_t)kk * sizeof(int32_t)) : NULL;
+    float *val = kk ? mc_alloc_array(IMG_CHUNK, (size_t)kk * sizeof(float)) : NULL;
+    mc_status s = MC_OK;
+    if (!us->class_sum || !us->class_n || (top_k > 0 && !us->top) || !cnt || !img || !x || !a || (kk && (!idx || !val)))
+        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for the statistics of %lld units", (long long)U);
+    s = mc_comm_agree(c, s, err);
+    for (int64_t i = 0; s == MC_OK && i < rows * top_k; i++) us->top[i] = EMPTY;
+    for (int64_t i0 = 0; s == MC_OK && i0 < bt->td.n_img;) {
+        int64_t n = 0;
+        for (; i0 < bt->td.n_img && n < IMG_CHUNK; i0++)
+            if (bt->td.valid[i0]) img[n++] = i0;
+        if (n == 0) break;
+        s = mc_acts_vectors(acts, img, n, x, err);
+        if (s != MC_OK) break;
+        if (sae) {
+            mc_sae_encode(sae, x, n, idx, val);
+            memset(a, 0, (size_t)(n * rows) * sizeof(float));
+            for (int64_t r = 0; r < n; r++)
+                for (int q = 0; q < kk; q++) {
+                    int64_t u = idx[r * kk + q];
+                    if (u >= us->u0 && u < us->u1) a[r * rows + (u - us->u0)] = val[r * kk + q];
+                }
+        } else {
+            for (int64_t r = 0; r < n; r++)
+                for (int64_t u = 0; u < rows; u++) a[r * rows + u] = x[r * D + us->u0 + u];
+        }
+        for (int64_t r = 0; r < n; r++) {
+            int32_t cl = bt->td.pred[img[r]];
+            bool in = cl >= 0 && cl < C;
+            if (in) us->class_n[cl]++;
+            for (int64_t u = 0; u < rows; u++) {
+                float v = a[r * rows + u];
+                if (in) us->class_sum[u * C + cl] += v;
+                if (top_k > 0) mc_top_insert(us->top + u * top_k, &cnt[u], top_k, v, (int32_t)img[r]);
+            }
+        }
+    }
+    free(cnt), free(img), free(x), free(a), free(idx), free(val);
+    s = mc_comm_agree(c, s, err);
+    if (s != MC_OK) unit_stats_free(us);
+    return s;
+}
+
+/* ---- scores of this rank's units for one concept set ------------------------------------------- */
+
+/* Index of the class named text (case-insensitive), or -1. */
+static int64_t class_index(const mc_train_data *td, const char *text) {
+    for (int64_t j = 0; j < td->n_classes; j++)
+        if (!strcasecmp(td->class_names[j], text)) return j;
+    return -1;
+}
+
+/* act_values: S[rows x Cn] = the mean activation of the class each concept names. */
+static mc_status act_values_scores(const bl_task *bt, const mc_concepts *cs, const unit_stats *us, float *S,
+                                   mc_error *err) {
+    const int64_t C = us->n_classes;
+    for (int64_t j = 0; j < cs->n; j++) {
+        int64_t cl = class_index(&bt->td, cs->texts[j]);
+        if (cl < 0)
+            return MC_FAIL(err, MC_ERR_FORMAT, "concept set '%s': '%s' is no class of the target (%s)", cs->name,
+                           cs->texts[j], bt->td.path);
+        for (int64_t u = 0; u < us->rows; u++)
+            S[u * cs->n + j] = us->class_n[cl] ? (float)(us->class_sum[u * C + cl] / (double)us->class_n[cl]) : -INFINITY;
+    }
+    return MC_OK;
+}
+
+/* MPI reduction helper: the block partials (max, sum of exp(x - max)) of log p(d | u) combined
+ * in block order. Collective. */
+static mc_status log_p_concept(const mc_comm *c, const unit_stats *us, const double *lpde, int64_t Cn, double *lpd,
+                               mc_error *err) {
+    const int64_t U = us->n_units, nb = (U + MC_UNIT_BLOCK - 1) / MC_UNIT_BLOCK;
+    const int64_t my_b0 = us->u0 / MC_UNIT_BLOCK, my_nb = (us->rows + MC_UNIT_BLOCK - 1) / MC_UNIT_BLOCK;
+    double *part = mc_alloc_array((size_t)(nb * Cn * 2 + 1), sizeof(double));
+    int *cnt = calloc((size_t)c->size, sizeof(int)), *dsp = calloc((size_t)c->size, sizeof(int));
+    mc_status s = part && cnt && dsp ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    if ((double)nb * (double)Cn * 2.0 > 2147483647.0) s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "too many units x concepts");
+    s = mc_comm_agree(c, s, err);
+    if (s == MC_OK) {
+        for (int64_t b = 0; b < my_nb; b++) {
+            int64_t r0 = b * MC_UNIT_BLOCK, r1 = r0 + MC_UNIT_BLOCK < us->rows ? r0 + MC_UNIT_BLOCK : us->rows;
+            double *m = part + (my_b0 + b) * Cn * 2, *z = m + Cn;
+            for (int64_t j = 0; j < Cn; j++) {
+                double mx = -INFINITY, sum = 0;
+                for (int64_t r = r0; r < r1; r++) mx = fmax(mx, lpde[r * Cn + j]);
+                for (int64_t r = r0; r < r1; r++) sum += exp(lpde[r * Cn + j] - mx);
+                m[j] = mx, z[j] = sum;
+            }
+        }
+        for (int q = 0; q < c->size; q++) {
+            int64_t a0, a1;
+            unit_rows(U, q, c->size, &a0, &a1);
+            int64_t qb0 = a0 / MC_UNIT_BLOCK, qnb = (a1 - a0 + MC_UNIT_BLOCK - 1) / MC_UNIT_BLOCK;
+            cnt[q] = (int)(qnb * Cn * 2), dsp[q] = (int)(qb0 * Cn * 2);
+        }
+        if (MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, part, cnt, dsp, MPI_DOUBLE, c->comm) != MPI_SUCCESS)
+            s = MC_FAIL(err, MC_ERR_MPI, "MPI_Allgatherv of the log p(concept) partials failed");
+    }
+    for (int64_t j = 0; s == MC_OK && j < Cn; j++) {
+        double mx = -INFINITY, sum = 0;
+        for (int64_t b = 0; b < nb; b++) mx = fmax(mx, part[b * Cn * 2 + j]);
+        for (int64_t b = 0; b < nb; b++) sum += part[b * Cn * 2 + Cn + j] * exp(part[b * Cn * 2 + j] - mx);
+        lpd[j] = mx + log(sum) - log((double)U);
+    }
+    free(part), free(cnt), free(dsp);
+    return s;
+}
+
+/* clip_dissect: soft-WPMI of this rank's units with the concepts of cs. Collective. */
+static mc_status clip_dissect_scores(const mc_comm *c, const mc_concepts *cs, mc_acts *emb, const unit_stats *us,
+                                     float *S, mc_error *err) {
+    const int64_t Cn = cs->n, P = emb->dim, K = us->top_k, rows = us->rows;
+    float *T = mc_alloc_array((size_t)Cn, (size_t)P * sizeof(float));
+    float *E = mc_alloc_array((size_t)K, (size_t)P * sizeof(float));
+    float *Q = mc_alloc_array((size_t)K, (size_t)Cn * sizeof(float));
+    double *lpde = mc_alloc_array((size_t)(rows * Cn + 1), sizeof(double));
+    double *lpd = mc_alloc_array((size_t)Cn, sizeof(double));
+    double *w = mc_alloc_array((size_t)K, sizeof(double));
+    int64_t *img = mc_alloc_array((size_t)K, sizeof(int64_t));
+    mc_status s = T && E && Q && lpde && lpd && w && img ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    if (s == MC_OK && cs->dim != P)
+        s = MC_FAIL(err, MC_ERR_SHAPE, "concept set '%s': text embeddings of width %lld, image embeddings %lld", cs->name,
+                    (long long)cs->dim, (long long)P);
+    s = mc_comm_agree(c, s, err);
+    if (s == MC_OK) {
+        memcpy(T, cs->emb, (size_t)(Cn * P) * sizeof(float));
+        mc_normalize_rows_f(T, Cn, P);
+        for (int64_t i = 0; i < K; i++) w[i] = CD_P_START - (double)i / (double)K * (CD_P_START - CD_P_END);
+    }
+    for (int64_t u = 0; s == MC_OK && u < rows; u++) {
+        const mc_scored *top = us->top + u * K;
+        for (int64_t i = 0; i < K; i++) img[i] = top[i].index;
+        s = mc_acts_vectors(emb, img, K, E, err);
+        if (s != MC_OK) break;
+        mc_normalize_rows_f(E, K, P);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)K, (int)Cn, (int)P, 1.0f, E, (int)P, T, (int)P, 0.0f,
+                    Q, (int)Cn);
+        double *l = lpde + u * Cn;
+        for (int64_t j = 0; j < Cn; j++) l[j] = 0;
+        for (int64_t i = 0; i < K; i++) {
+            const float *q = Q + i * Cn;
+            double mx = -INFINITY, z = 0;
+            for (int64_t j = 0; j < Cn; j++) mx = fmax(mx, CD_A * (double)q[j]);
+            for (int64_t j = 0; j < Cn; j++) z += exp(CD_A * (double)q[j] - mx);
+            for (int64_t j = 0; j < Cn; j++) {
+                double p = exp(CD_A * (double)q[j] - mx) / z;
+                l[j] += log(1.0 + w[i] * (p - 1.0) + CD_MIN_PROB);
+            }
+        }
+    }
+    s = mc_comm_agree(c, s, err);
+    if (s == MC_OK) s = log_p_concept(c, us, lpde, Cn, lpd, err);
+    for (int64_t u = 0; s == MC_OK && u < rows; u++)
+        for (int64_t j = 0; j < Cn; j++) S[u * Cn + j] = (float)(lpde[u * Cn + j] - CD_LAMBDA * lpd[j]);
+    free(T), free(E), free(Q), free(lpde), free(lpd), free(w), free(img);
+    return s;
+}
+
+/* ---- outputs -------------------------------------------------------------------------------------- */
+
+/* localize/<set>/<kind>: the top tau units of every concept, merged over ranks (every rank
+ * contributes its own units' candidates; the merge is exact in the (score, index) order). */
+static mc_status write_localize(const mc_comm *c, const mc_task *task, const bl_task *bt, mc_store *st,
+                                const mc_concepts *cs, const bl_kind *k, const unit_stats *us, const float *S,
+                                int64_t tau, mc_error *err) {
+    const int64_t Cn = cs->n;
+    const char *kind = mc_unit_kind_name(k->kind);
+    mc_scored *mine = mc_alloc_array((size_t)(Cn * tau), sizeof(mc_scored));
+    mc_scored *all = mc_alloc_array((size_t)c->size, (size_t)(Cn * tau) * sizeof(mc_scored));
+    int64_t *cnt = mc_calloc_array((size_t)Cn, sizeof(int64_t));
+    int32_t *idx = mc_alloc_array((size_t)(Cn * tau), sizeof(int32_t));
+    float *sc = mc_alloc_array((size_t)(Cn * tau), sizeof(float));
+    mc_status s = mine && all && cnt && idx && sc ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    if ((double)Cn * (double)tau * sizeof(mc_scored) > 2147483647.0) s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "too many concepts");
+    s = mc_comm_agree(c, s, err);
+    if (s == MC_OK) {
+        for (int64_t i = 0; i < Cn * tau; i++) mine[i] = EMPTY;
+        for (int64_t u = 0; u < us->rows; u++)
+            for (int64_t j = 0; j < Cn; j++)
+                mc_top_insert(mine + j * tau, &cnt[j], tau, S[u * Cn + j], (int32_t)(us->u0 + u));
+        int bytes = (int)(Cn * tau * (int64_t)sizeof(mc_scored));
+        if (MPI_Allgather(mine, bytes, MPI_BYTE, all, bytes, MPI_BYTE, c->comm) != MPI_SUCCESS)
+            s = MC_FAIL(err, MC_ERR_MPI, "MPI_Allgather of the top-unit lists failed");
+    }
+    for (int64_t j = 0; s == MC_OK && j < Cn; j++) {
+        int64_t n = 0;
+        mc_scored *top = mine + j * tau;
+        for (int q = 0; q < c->size; q++)
+            for (int64_t t = 0; t < tau; t++) {
+                const mc_scored *e = &all[(int64_t)q * Cn * tau + j * tau + t];
+                if (e->index != INT32_MAX) mc_top_insert(top, &n, tau, e->score, e->index);
+            }
+        for (int64_t t = 0; t < tau; t++) idx[j * tau + t] = top[t].index, sc[j * tau + t] = top[t].score;
+    }
+    char g[512], name[600];
+    mc_snprintf(g, sizeof g, "localize/%s/%s", cs->name, kind);
+    int64_t sh[2] = {Cn, tau};
+    const bool root = c->rank == 0;
+    mc_snprintf(name, sizeof name, "%s/top_units", g);
+    if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_I32, 2, sh, 0, err);
+    if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_I32, 0, root ? Cn : 0, idx, err);
+    mc_snprintf(name, sizeof name, "%s/top_scores", g);
+    if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_F32, 2, sh, 0, err);
+    if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_F32, 0, root ? Cn : 0, sc, err);
+    if (s == MC_OK) s = mc_store_set_attr_i64(st, g, "n_units", k->n_units, err);
+    if (s == MC_OK) s = mc_store_set_attr_i64(st, g, "tau", tau, err);
+    if (s == MC_OK && k->kind == MC_UNIT_SAE) s = mc_store_set_attr_str(st, g, "sae_store", k->sae_path, err);
+    if (s == MC_OK) {
+        mc_status ws = MC_OK;
+        if (root) {
+            mc_buf b = {0};
+            mc_buf_printf(&b, "concept_index,concept,rank,%s,score\n", kind);
+            for (int64_t j = 0; j < Cn; j++)
+                for (int64_t q = 0; q < tau; q++) {
+                    mc_buf_printf(&b, "%lld,", (long long)j);
+                    mc_buf_csv(&b, cs->texts[j]);
+                    mc_buf_printf(&b, ",%lld,%d,%.6f\n", (long long)q + 1, idx[j * tau + q], sc[j * tau + q]);
+                }
+            char path[MC_PATH_CAP];
+            mc_snprintf(path, sizeof path, "%s/%s-localize-%s-%s.csv", bt->tables, task->id, cs->name, kind);
+            ws = b.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : mc_write_text_file(path, b.p, b.n, err);
+            mc_buf_free(&b);
+        }
+        s = mc_comm_agree(c, ws, err);
+    }
+    free(mine), free(all), free(cnt), free(idx), free(sc);
+    return s;
+}
+
+/* The report section of one (set, kind) on rank 0 (as describe's). Returns the description
+ * accuracy on logit neurons (NAN when not applicable). */
+static double report_table(mc_buf *b, const mc_task *task, const bl_task *bt, const mc_concepts *cs,
+                           const bl_kind *k, const mc_scored *all, int64_t tau) {
+    const bool logits = !strcmp(task->layer, "logits") && k->kind == MC_UNIT_NEURON && k->n_units == bt->td.n_classes;
+    const char *score = task->method == MC_METHOD_ACT_VALUES ? "mean activation" : "soft-WPMI";
+    int64_t known = 0, hits = 0;
+    if (logits)
+        for (int64_t i = 0; i < k->n_units; i++) {
+            int64_t own = -1;
+            for (int64_t j = 0; j < cs->n && own < 0; j++)
+                if (!strcasecmp(cs->texts[j], bt->td.class_names[i])) own = j;
+            if (own < 0) continue;
+            known++;
+            hits += all[i * tau].index == own;
+        }
+    double acc = known ? (double)hits / (double)known : NAN;
+    mc_buf_printf(b, "\n### %s, concept set `%s` (%lld concepts)\n\n", k->kind == MC_UNIT_SAE ? "SAE features" : "neurons",
+                  cs->name, (long long)cs->n);
+    if (known) {
+        mc_buf_printf(b, "Description accuracy (top concept = the neuron's own class): %lld / %lld = %.1f%%\n\n",
+                      (long long)hits, (long long)known, 100.0 * acc);
+        /* The describe record's shape, the method in the variant's place (the report reads both). */
+        mc_buf_printf(b, "<!-- accuracy\t%s\t%s\t%s\t%lld\t%.17g -->\n\n", task->layer, mc_method_name(task->method),
+                      cs->name, (long long)task->seed, acc);
+    }
+    const int64_t max_shown = 16;
+    int64_t shown = k->n_units < max_shown || logits ? k->n_units : max_shown;
+    mc_buf_printf(b, "| unit | top concepts (%s) |\n|---|---|\n", score);
+    for (int64_t i = 0; i < shown; i++) {
+        mc_buf_printf(b, "| %lld |", (long long)i);
+        for (int64_t q = 0; q < tau; q++)
+            mc_buf_printf(b, "%s %s (%.3f)", q ? "," : "", cs->texts[all[i * tau + q].index], all[i * tau + q].score);
+        mc_buf_printf(b, " |\n");
+    }
+    if (shown < k->n_units)
+        mc_buf_printf(b, "\n(first %lld of %lld units; all of them in tables/%s-describe-%s-%s.csv)\n", (long long)shown,
+                      (long long)k->n_units, task->id, cs->name, mc_unit_kind_name(k->kind));
+    return acc;
+}
+
+/* describe/<set>/<kind>: the top tau concepts of every unit (this rank's rows), the scores, the
+ * CSV table and the report section (rank 0). */
+static mc_status write_describe(const mc_comm *c, const mc_task *task, const bl_task *bt, mc_store *st,
+                                const mc_concepts *cs, const bl_kind *k, const unit_stats *us, const float *S,
+                                int64_t tau, mc_buf *report, mc_error *err) {
+    const int64_t Cn = cs->n, U = k->n_units, rows = us->rows;
+    const bool keep = U * Cn <= KEEP_SIM_MAX;
+    const char *kind = mc_unit_kind_name(k->kind);
+    mc_sim_result r = {.n_units = U, .n_concepts = Cn, .u0 = us->u0, .u1 = us->u1, .tau_c = tau};
+    r.desc = mc_alloc_array((size_t)(rows * tau + 1), sizeof(mc_scored));
+    int32_t *idx = mc_alloc_array((size_t)(rows * tau + 1), sizeof(int32_t));
+    float *sc = mc_alloc_array((size_t)(rows * tau + 1), sizeof(float));
+    mc_status s = mc_comm_agree(c, r.desc && idx && sc ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
+    for (int64_t u = 0; s == MC_OK && u < rows; u++) {
+        int64_t n = 0;
+        for (int64_t j = 0; j < Cn; j++) mc_top_insert(r.desc + u * tau, &n, tau, S[u * Cn + j], (int32_t)j);
+        for (int64_t q = 0; q < tau; q++) idx[u * tau + q] = r.desc[u * tau + q].index, sc[u * tau + q] = r.desc[u * tau + q].score;
+    }
+    char g[512], name[600];
+    mc_snprintf(g, sizeof g, "describe/%s/%s", cs->name, kind);
+    int64_t sh[2] = {U, tau};
+    mc_snprintf(name, sizeof name, "%s/top_concepts", g);
+    if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_I32, 2, sh, 0, err);
+    if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_I32, us->u0, us->u1, idx, err);
+    mc_snprintf(name, sizeof name, "%s/top_scores", g);
+    if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_F32, 2, sh, 0, err);
+    if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_F32, us->u0, us->u1, sc, err);
+    if (keep) {
+        int64_t sh2[2] = {U, Cn};
+        mc_snprintf(name, sizeof name, "%s/sim", g);
+        if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_F32, 2, sh2, 0, err);
+        if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_F32, us->u0, us->u1, S, err);
+    }
+    if (s == MC_OK) s = mc_store_set_attr_i64(st, g, "n_units", U, err);
+    if (s == MC_OK) s = mc_store_set_attr_i64(st, g, "tau", tau, err);
+    if (s == MC_OK && k->kind == MC_UNIT_SAE) s = mc_store_set_attr_str(st, g, "sae_store", k->sae_path, err);
+    mc_scored *all = NULL;
+    if (s == MC_OK) s = mc_sim_gather_desc(c, &r, &all, err);
+    double acc = NAN;
+    mc_status ws = MC_OK;
+    if (s == MC_OK && c->rank == 0) {
+        mc_buf b = {0};
+        mc_buf_printf(&b, "%s,rank,concept_index,concept,score\n", kind);
+        for (int64_t i = 0; i < U; i++)
+            for (int64_t q = 0; q < tau; q++) {
+                const mc_scored *e = &all[i * tau + q];
+                mc_buf_printf(&b, "%lld,%lld,%d,", (long long)i, (long long)q + 1, e->index);
+                mc_buf_csv(&b, cs->texts[e->index]);
+                mc_buf_printf(&b, ",%.6f\n", e->score);
+            }
+        char path[MC_PATH_CAP];
+        mc_snprintf(path, sizeof path, "%s/%s-describe-%s-%s.csv", bt->tables, task->id, cs->name, kind);
+        ws = b.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : mc_write_text_file(path, b.p, b.n, err);
+        mc_buf_free(&b);
+        acc = report_table(report, task, bt, cs, k, all, tau);
+    }
+    free(all);
+    if (s == MC_OK) s = mc_comm_agree(c, ws, err);
+    int has_acc = !isnan(acc);
+    MPI_Bcast(&has_acc, 1, MPI_INT, 0, c->comm);
+    MPI_Bcast(&acc, 1, MPI_DOUBLE, 0, c->comm);
+    if (s == MC_OK && has_acc) s = mc_store_set_attr_f64(st, g, "description_accuracy", acc, err);
+    free(r.desc), free(idx), free(sc);
+    return s;
+}
+
+/* OUTPUT_DIR/report/baselines.md: every baselines task's fragment in sweep order, after a summary
+ * of the description accuracy on `logits` per (layer, method, set): mean and sample std over
+ * seeds. Rank 0; rewritten only when its text changes. */
+static mc_status rebuild_report(const mc_config *cfg, mc_error *err) {
+    mc_buf b = {0}, body = {0}, rec = {0};
+    mc_buf_printf(&b, "# Baselines: %s\n\nAct-Values and CLIP-Dissect on the training activations of each seed and "
+                  "layer (docs/baselines.md). Written by the baselines stage; the full lists are in tables/.\n", cfg->name);
+    int found = 0;
+    mc_status s = mc_report_gather(cfg, MC_STAGE_BASELINES, "baselines", "accuracy", &body, &rec, &found, err);
+    int n_rec = 0;
+    for (size_t i = 0; i < rec.n; i++) n_rec += rec.p[i] == '\n';
+    char **key = calloc((size_t)n_rec + 1, sizeof *key);
+    double *val = calloc((size_t)n_rec + 1, sizeof *val);
+    bool *used = calloc((size_t)n_rec + 1, sizeof *used);
+    if (!key || !val || !used) b.oom = true;
+    int k = 0;
+    /* Records "layer\tmethod\tset\tseed\tvalue": the key is the first three fields. */
+    for (char *line = rec.p; !b.oom && line && *line && k < n_rec;) {
+        char *nl = strchr(line, '\n');
+        *nl = '\0';
+        char *last = strrchr(line, '\t');
+        if (last) {
+            *last = '\0';
+            char *seed = strrchr(line, '\t');
+            if (seed) {
+                *seed = '\0';
+                key[k] = line;
+                val[k++] = atof(last + 1);
+            }
+        }
+        line = nl + 1;
+    }
+    if (s == MC_OK && k > 0) {
+        mc_buf_printf(&b, "\n## Description accuracy on `logits` (paper Table 1)\n\nFraction of logit neurons whose top "
+                      "concept is their own class.\n\n| layer | method | concept set | seeds | mean | std |\n"
+                      "|---|---|---|---|---|---|\n");
+        for (int i = 0; i < k; i++) {
+            if (used[i]) continue;
+            double sum = 0, sum2 = 0;
+            int cnt = 0;
+            for (int j = i; j < k; j++)
+                if (!used[j] && !strcmp(key[i], key[j])) used[j] = true, sum += val[j], sum2 += val[j] * val[j], cnt++;
+            double mean = sum / cnt, var = cnt > 1 ? (sum2 - cnt * mean * mean) / (cnt - 1) : 0;
+            char *t1 = strchr(key[i], '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+            if (!t1 || !t2) continue;
+            mc_buf_printf(&b, "| %.*s | %.*s | %s | %d | %.1f%% | %.1f |\n", (int)(t1 - key[i]), key[i], (int)(t2 - t1 - 1),
+                          t1 + 1, t2 + 1, cnt, 100 * mean, 100 * sqrt(var > 0 ? var : 0));
+        }
+    }
+    if (body.p) mc_buf_printf(&b, "%s", body.p);
+    if (body.oom || rec.oom) b.oom = true;
+    if (s == MC_OK && b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    if (s == MC_OK && found) {
+        char path[MC_PATH_CAP];
+        mc_snprintf(path, sizeof path, "%s/report/baselines.md", cfg->output_dir);
+        char *old = NULL;
+        size_t olen = 0;
+        bool same = mc_file_exists(path) && mc_read_file(path, 256u << 20, &old, &olen, NULL) == MC_OK && olen == b.n &&
+                    !memcmp(old, b.p, b.n);
+        free(old);
+        if (!same) s = mc_write_text_file(path, b.p, b.n, err);
+    }
+    free(key), free(val), free(used);
+    mc_buf_free(&b), mc_buf_free(&body), mc_buf_free(&rec);
+    return s;
+}
+
+/* ---- the stage ------------------------------------------------------------------------------------- */
+
+mc_status mc_baselines_check(const mc_config *cfg, mc_error *err) {
+    for (int i = 0; i < cfg->baselines.methods.n; i++) {
+        int m = cfg->baselines.methods.v[i];
+        if (m == MC_METHOD_NETDISSECT)
+            return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: baselines.methods: 'netdissect' is not built (it needs "
+                           "segmentation masks per concept); implemented: act_values, clip_dissect", cfg->source_path);
+        if (m == MC_METHOD_VINTERP)
+            return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: baselines.methods: 'vinterp' is not built (it needs an LMM's "
+                           "descriptions of each unit); implemented: act_values, clip_dissect", cfg->source_path);
+        if (m != MC_METHOD_ACT_VALUES && m != MC_METHOD_CLIP_DISSECT)
+            return MC_FAIL(err, MC_ERR_CONFIG, "%s: baselines.methods: '%s' is no baseline", cfg->source_path,
+                           mc_method_name(m));
+    }
+    return MC_OK;
+}
+
+mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err) {
+    MC_TRY(mc_baselines_check(cfg, err));
+    bl_task bt;
+    MC_TRY(bl_task_open(c, cfg, task, &bt, err));
+    bool complete = false;
+    mc_status s = mc_store_peek_complete(c, bt.store, &complete, err);
+    if (s != MC_OK || complete) {
+        if (complete) {
+            mc_info0("baselines %s: complete, skipping (%s)", task->id, bt.store);
+            s = mc_comm_agree(c, c->rank == 0 ? rebuild_report(cfg, err) : MC_OK, err);
+        }
+        bl_task_close(&bt);
+        return s;
+    }
+    const bool cd = task->method == MC_METHOD_CLIP_DISSECT;
+    int64_t n_valid = 0;
+    for (int64_t i = 0; i < bt.td.n_img; i++) n_valid += bt.td.valid[i] != 0;
+    if (n_valid == 0) s = MC_FAIL(err, MC_ERR_ARG, "%s: no valid training image", bt.td.path);
+    const int64_t top_k = cd ? (n_valid < CD_TOP_K ? n_valid : CD_TOP_K) : 0;
+    char dir[MC_PATH_CAP];
+    mc_snprintf(dir, sizeof dir, "%s/baselines", cfg->output_dir);
+    if (s == MC_OK) s = mc_comm_agree(c, c->rank == 0 ? mc_mkdir_p(dir, err) : MC_OK, err);
+    mc_acts acts, emb;
+    memset(&acts, 0, sizeof acts);
+    memset(&emb, 0, sizeof emb);
+    if (s == MC_OK) s = mc_acts_open(c, bt.td.st, task->layer, &acts, err);
+    if (s == MC_OK && cd) s = mc_acts_open_dataset(c, bt.td.st, "clip/image_embeds", &emb, err);
+    mc_store *st = NULL;
+    if (s == MC_OK) s = mc_store_fresh(c, bt.store, &st, err);
+    mc_buf report = {0};
+    mc_buf_printf(&report, "## seed %lld, layer `%s`, method %s\n\n%s\n", (long long)task->seed, task->layer,
+                  mc_method_name(task->method),
+                  cd ? "CLIP-Dissect soft-WPMI over each unit's top images of the training set (docs/baselines.md)."
+                     : "Act-Values: mean activation over the training images the target predicts as each class.");
+    /* The concept lists once, under both layouts (the readers of each find them). */
+    for (int i = 0; s == MC_OK && i < bt.n_sets; i++) {
+        if (!cd && !is_class_set(cfg, bt.sets[i].name)) continue;
+        for (int l = 0; s == MC_OK && l < 2; l++) {
+            if (!(l ? bt.set_desc[i] : bt.set_loc[i])) continue;
+            char g[300];
+            mc_snprintf(g, sizeof g, "%s/%s/concepts", l ? "describe" : "localize", bt.sets[i].name);
+            s = mc_store_write_strings(st, g, (const char *const *)bt.sets[i].texts, bt.sets[i].n, true, err);
+        }
+    }
+    if (s == MC_OK && !cd)
+        for (int i = 0; i < bt.n_sets; i++)
+            if (!is_class_set(cfg, bt.sets[i].name))
+                mc_info0("baselines %s: act_values scores classes only; concept set '%s' left out", task->id, bt.sets[i].name);
+    for (int ki = 0; s == MC_OK && ki < bt.n_kinds; ki++) {
+        const bl_kind *k = &bt.kinds[ki];
+        mc_sae *sae = NULL;
+        if (k->kind == MC_UNIT_SAE) s = sae_load(c, cfg, k, acts.dim, task->seed, &sae, err);
+        unit_stats us;
+        memset(&us, 0, sizeof us);
+        if (s == MC_OK) s = unit_stats_compute(c, &bt, &acts, k, sae, top_k, &us, err);
+        mc_sae_free(&sae);
+        for (int i = 0; s == MC_OK && i < bt.n_sets; i++) {
+            const mc_concepts *cs = &bt.sets[i];
+            if (!cd && !is_class_set(cfg, cs->name)) continue;
+            if (!(bt.set_loc[i] && k->loc) && !(bt.set_desc[i] && k->desc)) continue;
+            float *S = mc_alloc_array((size_t)(us.rows * cs->n + 1), sizeof(float));
+            s = mc_comm_agree(c, S ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
+            if (s == MC_OK) s = cd ? clip_dissect_scores(c, cs, &emb, &us, S, err)
+                                   : mc_comm_agree(c, act_values_scores(&bt, cs, &us, S, err), err);
+            if (s == MC_OK && bt.set_loc[i] && k->loc)
+                s = write_localize(c, task, &bt, st, cs, k, &us, S,
+                                   cfg->localize.tau < k->n_units ? cfg->localize.tau : k->n_units, err);
+            if (s == MC_OK && bt.set_desc[i] && k->desc)
+                s = write_describe(c, task, &bt, st, cs, k, &us, S, cfg->describe.tau < cs->n ? cfg->describe.tau : cs->n,
+                                   &report, err);
+            free(S);
+        }
+        unit_stats_free(&us);
+    }
+    /* The report fragment and the whole report, before the store is marked complete. */
+    if (s == MC_OK) {
+        mc_status ws = MC_OK;
+        if (c->rank == 0) {
+            char path[MC_PATH_CAP];
+            mc_snprintf(path, sizeof path, "%s/report/baselines/%s.md", cfg->output_dir, task->id);
+            ws = report.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : mc_write_text_file(path, report.p, report.n, err);
+            if (ws == MC_OK) ws = rebuild_report(cfg, err);
+        }
+        s = mc_comm_agree(c, ws, err);
+    }
+    mc_buf_free(&report);
+    mc_store_provenance prov = {.stage = "baselines", .config_hash = cfg->hash, .model = bt.td.extract_key,
+                                .dataset = bt.td.path, .seed = task->seed, .has_seed = true};
+    if (s == MC_OK) s = mc_store_write_provenance(st, "/", &prov, err);
+    const struct { const char *k, *v; } attrs[] = {
+        {"baselines_key", bt.key}, {"method", mc_method_name(task->method)}, {"layer", task->layer},
+        {"extract_store", bt.td.path}, {"class_of_image", "target prediction"}};
+    for (size_t i = 0; s == MC_OK && i < sizeof attrs / sizeof attrs[0]; i++)
+        s = mc_store_set_attr_str(st, "/", attrs[i].k, attrs[i].v, err);
+    if (s == MC_OK && cd) {
+        s = mc_store_set_attr_i64(st, "/", "clip_dissect_top_k", top_k, err);
+        const struct { const char *k; double v; } hp[] = {{"clip_dissect_a", CD_A}, {"clip_dissect_lambda", CD_LAMBDA},
+                                                          {"clip_dissect_min_prob", CD_MIN_PROB},
+                                                          {"clip_dissect_p_start", CD_P_START},
+                                                          {"clip_dissect_p_end", CD_P_END}};
+        for (size_t i = 0; s == MC_OK && i < sizeof hp / sizeof hp[0]; i++) s = mc_store_set_attr_f64(st, "/", hp[i].k, hp[i].v, err);
+    }
+    if (s == MC_OK) s = mc_store_set_complete(st, "/", err);
+    if (st) {
+        mc_error ce = {0};
+        mc_status cs = mc_store_close(&st, &ce);
+        if (s == MC_OK && cs != MC_OK) *err = ce, s = cs;
+    }
+    if (s == MC_OK) mc_info0("baselines %s: %d concept set(s) x %d unit kind(s) -> %s", task->id, bt.n_sets, bt.n_kinds, bt.store);
+    mc_acts_close(&emb);
+    mc_acts_close(&acts);
+    bl_task_close(&bt);
+    return s;
+}
+
+mc_status mc_baselines_store(const mc_comm *c, const mc_config *cfg, int64_t seed, const char *layer, int method,
+                             char *path, size_t path_cap, char *key, size_t key_cap, mc_error *err) {
+    mc_task *tasks = NULL;
+    int n = 0, found = -1;
+    MC_TRY(mc_config_tasks(cfg, MC_STAGE_BASELINES, &tasks, &n, err));
+    for (int t = 0; t < n && found < 0; t++)
+        if (tasks[t].seed == seed && !strcmp(tasks[t].layer, layer) && tasks[t].method == method) found = t;
+    mc_status s = MC_OK;
+    if (found < 0)
+        s = MC_FAIL(err, MC_ERR_CONFIG, "%s: %s needs the baselines output of seed %lld, layer '%s'; add baselines to "
+                    "'stages' and %s to baselines.methods", cfg->source_path, mc_method_name(method), (long long)seed,
+                    layer, mc_method_name(method));
+    bl_task bt;
+    memset(&bt, 0, sizeof bt);
+    if (s == MC_OK) s = bl_task_open(c, cfg, &tasks[found], &bt, err);
+    bool complete = false;
+    if (s == MC_OK) s = mc_store_peek_complete(c, bt.store, &complete, err);
+    if (s == MC_OK && !complete)
+        s = MC_FAIL(err, MC_ERR_ARG, "the baselines output of task %s is missing (%s); run the baselines stage first "
+                    "(miclip run CONFIG --stage baselines)", tasks[found].id, bt.store);
+    if (s == MC_OK && !(mc_strlcpy(path, bt.store, path_cap) && mc_strlcpy(key, bt.key, key_cap)))
+        s = MC_FAIL(err, MC_ERR_INTERNAL, "path too long");
+    if (found >= 0) bl_task_close(&bt);
+    mc_tasks_free(&tasks);
+    return s;
+}
