@@ -34,6 +34,7 @@
 #include "miclip/miclip.h"
 #include "miclip/model.h"
 #include "miclip/text.h"
+#include "baselines_internal.h"
 #include "intervene_internal.h"
 #include "stages_internal.h"
 
@@ -603,39 +604,50 @@ typedef struct {
 } kind_units;
 
 /* miclip: top units of each class's concept from the localize store of (seed, intervene.layer,
- * the first align variant). A class's concept is its name, looked up in the `source: classes`
- * set first, then in the other localized sets (unseen classes). Fills ku[d][k].units for the
- * datasets not skipped. Collective. */
-static mc_status miclip_units(const mc_comm *c, const mc_config *cfg, int64_t seed, const prefix_set *ps, int nd,
-                              kind_units (*ku)[2], int nk, char *source_key, size_t key_cap, mc_error *err) {
+ * the first align variant); act_values / clip_dissect: the same from the localize/ group of the
+ * baselines store of (seed, intervene.layer, method). A class's concept is its name, looked up in
+ * the `source: classes` set first, then in the other localized sets (unseen classes). Fills
+ * ku[d][k].units for the datasets not skipped. Collective. */
+static mc_status miclip_units(const mc_comm *c, const mc_config *cfg, int64_t seed, int method, const prefix_set *ps,
+                              int nd, kind_units (*ku)[2], int nk, char *source_key, size_t key_cap, mc_error *err) {
     const char *set = NULL;
     for (int i = 0; i < cfg->concepts.n; i++)
         if (cfg->concepts.v[i].source == MC_CONCEPTS_CLASSES && !set) set = cfg->concepts.v[i].name;
     if (!set)
-        return MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.methods lists miclip, which needs a concept set with "
-                       "'source: classes' in 'concepts' (the class names are the concepts)", cfg->source_path);
+        return MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.methods lists %s, which needs a concept set with "
+                       "'source: classes' in 'concepts' (the class names are the concepts)", cfg->source_path,
+                       mc_method_name(method));
+    const bool baseline = method != MC_METHOD_MICLIP;
+    const char *pre = baseline ? "localize/" : ""; /* the baselines store holds the localize layout under localize/ */
     mc_task *tasks = NULL;
     int n = 0, found = -1;
-    MC_TRY(mc_config_tasks(cfg, MC_STAGE_LOCALIZE, &tasks, &n, err));
+    mc_status s = MC_OK;
+    if (!baseline) s = mc_config_tasks(cfg, MC_STAGE_LOCALIZE, &tasks, &n, err);
+    if (s != MC_OK) return s;
     for (int t = 0; t < n; t++)
         if (tasks[t].seed == seed && !strcmp(tasks[t].layer, cfg->intervene.layer) &&
             tasks[t].variant == cfg->align.variants.v[0] && found < 0)
             found = t;
-    mc_status s = MC_OK;
-    if (found < 0)
+    if (!baseline && found < 0)
         s = MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene (miclip) needs the localize output of seed %lld, layer '%s', "
                     "variant %s; add localize to 'stages'", cfg->source_path, (long long)seed, cfg->intervene.layer,
                     mc_variant_name(cfg->align.variants.v[0]));
     mc_method_task mt;
     memset(&mt, 0, sizeof mt);
-    if (s == MC_OK) s = mc_method_task_open(c, cfg, &tasks[found], MC_STAGE_LOCALIZE, &mt, err);
-    bool complete = false;
-    if (s == MC_OK) s = mc_store_peek_complete(c, mt.store, &complete, err);
-    if (s == MC_OK && !complete)
-        s = MC_FAIL(err, MC_ERR_ARG, "the localize output of task %s is missing (%s); run the localize stage first "
-                    "(miclip localize CONFIG)", tasks[found].id, mt.store);
+    char store[MC_PATH_CAP], key[MC_KEY_HEX];
+    if (s == MC_OK && baseline)
+        s = mc_baselines_store(c, cfg, seed, cfg->intervene.layer, method, store, sizeof store, key, sizeof key, err);
+    if (s == MC_OK && !baseline) {
+        s = mc_method_task_open(c, cfg, &tasks[found], MC_STAGE_LOCALIZE, &mt, err);
+        bool complete = false;
+        if (s == MC_OK) s = mc_store_peek_complete(c, mt.store, &complete, err);
+        if (s == MC_OK && !complete)
+            s = MC_FAIL(err, MC_ERR_ARG, "the localize output of task %s is missing (%s); run the localize stage first "
+                        "(miclip localize CONFIG)", tasks[found].id, mt.store);
+        if (s == MC_OK) mc_strlcpy(store, mt.store, sizeof store), mc_strlcpy(key, mt.key, sizeof key);
+    }
     mc_store *st = NULL;
-    if (s == MC_OK) s = mc_store_open(c, mt.store, MC_STORE_READ, &st, err);
+    if (s == MC_OK) s = mc_store_open(c, store, MC_STORE_READ, &st, err);
     /* The localized sets, `set` first. */
     const int ns_max = cfg->concepts.n;
     const char **sets = calloc((size_t)ns_max + 1, sizeof *sets);
@@ -646,12 +658,12 @@ static mc_status miclip_units(const mc_comm *c, const mc_config *cfg, int64_t se
     if (s == MC_OK) sets[ns++] = set;
     for (int i = 0; s == MC_OK && i < cfg->concepts.n; i++) {
         char base[300];
-        mc_snprintf(base, sizeof base, "%s/concepts_offsets", cfg->concepts.v[i].name);
+        mc_snprintf(base, sizeof base, "%s%s/concepts_offsets", pre, cfg->concepts.v[i].name);
         if (strcmp(cfg->concepts.v[i].name, set) && mc_store_exists(st, base)) sets[ns++] = cfg->concepts.v[i].name;
     }
     for (int i = 0; s == MC_OK && i < ns; i++) {
         char base[300];
-        mc_snprintf(base, sizeof base, "%s/concepts", sets[i]);
+        mc_snprintf(base, sizeof base, "%s%s/concepts", pre, sets[i]);
         s = mc_store_read_strings(st, base, &names[i], &n_names[i], err);
     }
     const int64_t tau = cfg->intervene.tau;
@@ -667,22 +679,22 @@ static mc_status miclip_units(const mc_comm *c, const mc_config *cfg, int64_t se
                         if (!strcasecmp(names[i][q], ps[d].class_names[cl])) j = q, si = i;
                 if (j < 0) {
                     s = MC_FAIL(err, MC_ERR_ARG, "%s: %s class '%s' is a concept of no localized set (%s and the other "
-                                "sets of 'concepts'); add a concept set that names it", mt.store,
+                                "sets of 'concepts'); add a concept set that names it", store,
                                 mc_split_name(ps[d].split), ps[d].class_names[cl], set);
                     break;
                 }
                 char name[400];
-                mc_snprintf(name, sizeof name, "%s/%s/top_units", sets[si], kind);
+                mc_snprintf(name, sizeof name, "%s%s/%s/top_units", pre, sets[si], kind);
                 mc_store_dataset_info di;
                 if (!mc_store_exists(st, name)) {
                     s = MC_FAIL(err, MC_ERR_ARG, "%s: no %s (the localize output lacks %s units of concept set '%s')",
-                                mt.store, name, kind, sets[si]);
+                                store, name, kind, sets[si]);
                     break;
                 }
                 s = mc_store_dataset_info_get(st, name, &di, err);
                 if (s == MC_OK && (di.ndim != 2 || di.shape[0] != n_names[si] || di.shape[1] < tau))
                     s = MC_FAIL(err, MC_ERR_CONFIG, "%s: %s holds the top %lld units per concept; intervene.tau is "
-                                "%lld (raise localize.tau)", mt.store, name, (long long)(di.ndim == 2 ? di.shape[1] : 0),
+                                "%lld (raise localize.tau)", store, name, (long long)(di.ndim == 2 ? di.shape[1] : 0),
                                 (long long)tau);
                 int64_t start[2] = {j, 0}, count[2] = {1, tau};
                 if (s == MC_OK)
@@ -691,7 +703,7 @@ static mc_status miclip_units(const mc_comm *c, const mc_config *cfg, int64_t se
             s = mc_comm_agree(c, s, err);
         }
     }
-    if (s == MC_OK && !mc_strlcpy(source_key, mt.key, key_cap)) s = MC_FAIL(err, MC_ERR_INTERNAL, "key too long");
+    if (s == MC_OK && !mc_strlcpy(source_key, key, key_cap)) s = MC_FAIL(err, MC_ERR_INTERNAL, "key too long");
     if (st) mc_store_close(&st, NULL);
     for (int i = 0; names && i < ns; i++) mc_strings_free(&names[i], n_names[i]);
     free(sets), free(names), free(n_names);
@@ -719,9 +731,13 @@ static void random_units(int64_t seed, int64_t C, int kind, int64_t n_units, int
 mc_status mc_intervene_check(const mc_config *cfg, mc_error *err) {
     for (int i = 0; i < cfg->intervene.methods.n; i++) {
         int m = cfg->intervene.methods.v[i];
-        if (m != MC_METHOD_MICLIP && m != MC_METHOD_RANDOM)
-            return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: intervene.methods: '%s' localizes units with the baselines "
-                           "stage, which is not built yet (use miclip or random)", cfg->source_path, mc_method_name(m));
+        if (m == MC_METHOD_NETDISSECT || m == MC_METHOD_VINTERP)
+            return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: intervene.methods: '%s' localizes units with a baseline that "
+                           "is not built (use miclip, act_values, clip_dissect or random)", cfg->source_path,
+                           mc_method_name(m));
+        if ((m == MC_METHOD_ACT_VALUES || m == MC_METHOD_CLIP_DISSECT) && !mc_config_has_stage(cfg, MC_STAGE_BASELINES))
+            return MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.methods lists %s, which reads the baselines stage's output; "
+                           "add baselines to 'stages'", cfg->source_path, mc_method_name(m));
     }
     for (int i = 0; i < cfg->intervene.units.n; i++)
         if (cfg->intervene.units.v[i] == MC_UNIT_SAE &&
@@ -1040,8 +1056,8 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
         }
         s = mc_comm_agree(c, s, err);
     }
-    if (s == MC_OK && task->method == MC_METHOD_MICLIP) {
-        s = miclip_units(c, cfg, task->seed, ps, nd, ku, nk, source, sizeof source, err);
+    if (s == MC_OK && task->method != MC_METHOD_RANDOM) {
+        s = miclip_units(c, cfg, task->seed, task->method, ps, nd, ku, nk, source, sizeof source, err);
     } else if (s == MC_OK) {
         for (int d = 0; d < nd; d++)
             for (int k = 0; k < nk; k++)

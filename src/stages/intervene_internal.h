@@ -10,7 +10,8 @@
 mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err);
 
 /* Local. What intervene can refuse before any stage runs: methods other than miclip and random
- * (the baselines stage is not built yet), SAE units on a layer without the SAE. */
+ * (netdissect, vinterp; act_values / clip_dissect without the baselines stage), SAE units on a layer
+ * without the SAE. */
 mc_status mc_intervene_check(const mc_config *cfg, mc_error *err);
 
 #endif
