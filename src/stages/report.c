@@ -454,6 +454,7 @@ static void section_csv(mc_buf *b, const char *table, const section *s, const ce
             const cell_stats *c = &cs[m * s->n_cols + k];
             if (c->n == 0) continue;
             mc_buf_csv(b, table), mc_buf_printf(b, ",");
+            mc_buf_csv(b, s->title), mc_buf_printf(b, ",");
             mc_buf_csv(b, s->unit), mc_buf_printf(b, ",");
             mc_buf_csv(b, s->methods[m]), mc_buf_printf(b, ",");
             mc_buf_csv(b, s->cols[k].name);
@@ -497,7 +498,7 @@ static mc_status write_table(const mc_config *cfg, const table_spec *t, mc_buf *
     mc_status s = MC_OK;
     mc_buf_printf(&md, "## %s\n\n%s\n\n", t->title, t->intro);
     mc_buf_printf(&tex, "%% %s (miclip report stage, experiment %s)\n%% %s\n\n", t->title, cfg->name, t->intro);
-    mc_buf_printf(&csv, "table,unit,method,column,n,mean,std,reference,h1,pairs,t,df,p,significant,note\n");
+    mc_buf_printf(&csv, "table,section,unit,method,column,n,mean,std,reference,h1,pairs,t,df,p,significant,note\n");
     for (int i = 0; i < t->n_secs && s == MC_OK; i++) {
         cell_stats *cs = NULL;
         s = section_stats(&t->secs[i], &cs, err);

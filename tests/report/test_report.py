@@ -1,0 +1,431 @@
+#!/usr/bin/python3
+"""The report stage end to end.
+
+  test_report.py tables   synthetic describe, baselines and intervene fragments (4 seeds, miclip's
+                          three E_n variants, act_values, clip_dissect, random; scale and add
+                          edits; a zero-variance column, a column with one seed, an identity edit):
+                          `miclip run CONFIG --stage report` at 1, 2 and 4 ranks writes the same
+                          bytes; every CSV number equals numpy (mean, std ddof=1) and
+                          scipy.stats.ttest_rel(alternative=greater/less) recomputed from the
+                          records (1e-12 relative on means/std/t, 1e-9 on p); the n/a cases carry
+                          their footnote and no p; the md and tex cells are the CSV values
+                          formatted; figures: [] draws nothing
+  test_report.py bad      a malformed record, a missing fragment: one error line naming the file,
+                          non-zero exit at 1 and 2 ranks; report.figures tsne / figure_formats pdf:
+                          refused before any work (nothing written)
+  test_report.py figures  extract -> sae -> align on a generated tiny world with the trained tiny
+                          models (2 seeds), then the report's loss_curves and sae_curves: PNGs decode
+                          (PIL) at the size of the SVG, are not blank and show every seed's colour;
+                          the SVGs parse as XML with one polyline per seed; 1 and 2 ranks give the
+                          same bytes
+Prints 'N passed, N failed'; exit 0 only when all pass."""
+import csv
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import numpy as np
+from scipy import stats
+
+SRC = os.environ.get("MICLIP_SOURCE_DIR", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(SRC, "tests", "stages"))
+import fixture  # noqa: E402
+from fixture import check  # noqa: E402
+
+ALPHA = 0.05
+SEEDS = [0, 1, 2, 3]
+T1 = "Description accuracy on `logits`"
+
+
+def run(np_, args):
+    return fixture.mpirun(np_, ["--quiet"] + args, capture_output=True, text=True)
+
+
+def write_config(path, out, extra="", stages="[extract, sae, align, localize, describe, baselines, intervene, report]"):
+    with open(path, "w") as f:
+        f.write(f"""name: rep
+output_dir: {out}
+seeds: {SEEDS}
+models: {{target: /nonexistent/vit, clip: /nonexistent/clip}}
+datasets:
+  train: {{kind: world, root: /nonexistent/world, split: train}}
+  eval: {{kind: world, root: /nonexistent/world, split: val}}
+  unseen: {{kind: world, root: /nonexistent/world, split: unseen}}
+concepts:
+  - {{name: classes, source: classes}}
+  - {{name: world, file: /nonexistent/world/concepts.txt}}
+extract: {{layers: ["3", logits]}}
+align: {{variants: [in+out, in, out]}}
+baselines: {{methods: [act_values, clip_dissect]}}
+intervene: {{layer: "3", methods: [miclip, random, act_values], modes: [scale, add], betas: [0.0, 2.0],
+             datasets: [eval, unseen]}}
+stages: {stages}
+{extra}""")
+
+
+def task_ids(cfg):
+    r = subprocess.run([fixture.MICLIP, "config", cfg, "--tasks"], capture_output=True, text=True, check=True)
+    ids = {}
+    for line in r.stdout.splitlines():
+        f = line.split()
+        if len(f) == 3 and f[1].isdigit():
+            ids.setdefault(f[0], []).append(f[2])
+    return ids
+
+
+def make_records(cfg, out):
+    """Writes the fragments; returns the expected cells {(table, unit, method, column): {seed: v}}
+    and the directions {(table, column): +1/-1/0}."""
+    rng = np.random.default_rng(5)
+    ids = task_ids(cfg)
+    exp, dirs = {}, {}
+
+    def put(table, section, method, col, seed, v, d):
+        exp.setdefault((table, section, method, col), {})[seed] = v
+        dirs[(table, col)] = d
+
+    def frag(dir_, tid, lines):
+        p = os.path.join(out, "report", dir_, tid + ".md")
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "w") as f:
+            f.write("## %s\n\nsome text | with a table |\n\n" % tid + "".join(l + "\n\n" for l in lines))
+
+    # describe: seeds x layers ["3", logits] x variants, in the sweep's order.
+    zero = {0: 6 / 8, 1: 4 / 8, 2: 5 / 8, 3: 7 / 8}  # exact in binary: differences of 12.5 pp exactly
+    k = 0
+    for seed in SEEDS:
+        for layer in ["3", "logits"]:
+            for var in ["in+out", "in", "out"]:
+                tid = ids["describe"][k]
+                k += 1
+                lines = []
+                for cs in ["classes", "world"]:
+                    v = zero[seed] if (var == "in+out" and cs == "classes") else int(rng.integers(18, 37)) / 36
+                    lines.append("<!-- accuracy\t%s\t%s\t%s\t%d\t%.17g -->" % (layer, var, cs, seed, v))
+                    if layer == "logits":
+                        put("table1_descriptions", T1, "miclip (%s)" % var, cs, seed, 100 * v, +1)
+                frag("descriptions", tid, lines)
+    # baselines: seeds x layers x methods; act_values on classes is miclip's minus 1/8 (zero
+    # variance of the differences); clip_dissect has a `world` record for seed 0 only.
+    k = 0
+    for seed in SEEDS:
+        for layer in ["3", "logits"]:
+            for m in ["act_values", "clip_dissect"]:
+                tid = ids["baselines"][k]
+                k += 1
+                lines = []
+                for cs in ["classes", "world"]:
+                    if m == "clip_dissect" and cs == "world" and seed != 0:
+                        continue
+                    v = zero[seed] - 1 / 8 if (m == "act_values" and cs == "classes") else int(rng.integers(10, 37)) / 36
+                    lines.append("<!-- accuracy\t%s\t%s\t%s\t%d\t%.17g -->" % (layer, m, cs, seed, v))
+                    if layer == "logits":
+                        put("table1_descriptions", T1, m, cs, seed, 100 * v, +1)
+                frag("baselines", tid, lines)
+    # intervene: seeds x methods x modes x betas; units x datasets per task, unseen for seed 0 only.
+    k = 0
+    for seed in SEEDS:
+        for m in ["miclip", "random", "act_values"]:
+            for mode in ["scale", "add"]:
+                for beta in [0.0, 2.0]:
+                    tid = ids["intervene"][k]
+                    k += 1
+                    lines = []
+                    for ds in ["eval", "unseen"]:
+                        if ds == "unseen" and seed != 0:
+                            continue
+                        for units in ["neuron", "sae"]:
+                            dacc, dp, spec = rng.normal(-3 if m == "miclip" else -1, 2, 3)
+                            lines.append("<!-- delta\t%s\t%s\t%g\t%s\t%s\t%d\t%.17g\t%.17g\t%.17g\t%.17g -->" %
+                                         (m, mode, beta, units, ds, seed, dacc, dp, spec, 92.5))
+                            col = "%s, %s %g, %s" % (units, mode, beta, ds)
+                            d = (1 if beta > 0 else -1 if beta < 0 else 0) if mode == "add" else \
+                                (-1 if beta < 1 else 1 if beta > 1 else 0)
+                            put("table2_interventions", "Delta-Acc", m, col, seed, dacc, d)
+                            put("table2_interventions", "Delta-P", m, col, seed, dp, d)
+                    frag("interventions", tid, lines)
+    return exp, dirs
+
+
+def rel(a, b):
+    return abs(a - b) / max(abs(b), 1e-300)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def expected_row(exp, dirs, table, unit, method, col, ref):
+    vals = exp[(table, unit, method, col)]
+    x = np.array([vals[s] for s in sorted(vals)])
+    row = {"n": len(x), "mean": np.mean(x), "std": np.std(x, ddof=1) if len(x) > 1 else None}
+    if method == ref:
+        return row
+    rv = exp.get((table, unit, ref, col), {})
+    seeds = sorted(set(vals) & set(rv))
+    a = np.array([rv[s] for s in seeds])
+    b = np.array([vals[s] for s in seeds])
+    d = dirs[(table, col)]
+    row["pairs"] = len(seeds)
+    row["h1"] = {1: "greater", -1: "less", 0: "none"}[d]
+    if d == 0:
+        row["note"] = "no direction"
+    elif len(seeds) < 2:
+        row["note"] = "fewer than 2"
+    elif np.all(a - b == (a - b)[0]):
+        row["note"] = "zero variance"
+    else:
+        r = stats.ttest_rel(a, b, alternative="greater" if d > 0 else "less")
+        row["t"], row["p"] = float(r.statistic), float(r.pvalue)
+    return row
+
+
+def check_tables(out, exp, dirs):
+    tdir = os.path.join(out, "report", "tables")
+    rows = read_csv(os.path.join(tdir, "table1_descriptions.csv")) + read_csv(os.path.join(tdir, "table2_interventions.csv"))
+    seen = set()
+    bad = 0
+    notes = {"no direction": 0, "fewer than 2": 0, "zero variance": 0}
+    n_tests = 0
+    sections = {}
+    for r in rows:
+        table, unit = r["table"], r["section"]
+        key = (table, unit, r["method"], r["column"])
+        seen.add(key)
+        sections.setdefault((table, unit), []).append(r)
+        if key not in exp:
+            bad += 1
+            print("unexpected row", key)
+            continue
+        e = expected_row(exp, dirs, *key, "miclip (in+out)" if table == "table1_descriptions" else "miclip")
+        ok = int(r["n"]) == e["n"] and rel(float(r["mean"]), e["mean"]) <= 1e-12
+        ok = ok and (e["std"] is None and r["std"] == "" or e["std"] is not None and abs(float(r["std"]) - e["std"]) <= 1e-12 * max(1, e["std"]))
+        if "h1" in e:
+            ok = ok and r["h1"] == e["h1"] and int(r["pairs"]) == e["pairs"]
+            if "note" in e:
+                ok = ok and e["note"] in r["note"] and r["p"] == "" and r["t"] == "" and r["significant"] == ""
+                notes[e["note"]] += 1
+            else:
+                n_tests += 1
+                ok = ok and rel(float(r["t"]), e["t"]) <= 1e-12 and rel(float(r["p"]), e["p"]) <= 1e-9
+                ok = ok and r["significant"] == ("yes" if e["p"] < ALPHA else "no") and r["note"] == ""
+        else:
+            ok = ok and r["note"] == "reference"
+        if not ok:
+            bad += 1
+            print("mismatch", key, r, e)
+    check(bad == 0 and len(seen) == len(exp), "CSV: %d cells equal numpy/scipy recomputed from the records "
+          "(%d t-tests; %d expected cells)" % (len(seen), n_tests, len(exp)))
+    check(all(v > 0 for v in notes.values()), "CSV: every n/a reason occurs and has no p: %s" % notes)
+    check(any(r["significant"] == "yes" for r in rows) and any(r["significant"] == "no" for r in rows),
+          "CSV: both significant and non-significant tests occur")
+    # md and tex: each section's rows are the CSV values formatted.
+    for fmt in ["md", "tex"]:
+        text = {t: open(os.path.join(tdir, t + "." + fmt)).read() for t in ["table1_descriptions", "table2_interventions"]}
+        missing = 0
+        for (table, unit), rs in sections.items():
+            methods = list(dict.fromkeys(r["method"] for r in rs))
+            cols = list(dict.fromkeys(r["column"] for r in rs))
+            cell = {(r["method"], r["column"]): r for r in rs}
+            pm = " $\\pm$ " if fmt == "tex" else " ± "
+            for m in methods:
+                means, tests = [], []
+                for c in cols:
+                    r = cell.get((m, c))
+                    if r is None:
+                        means.append("--"), tests.append("--")
+                        continue
+                    means.append("%.2f%s%s" % (float(r["mean"]), pm, "%.2f" % float(r["std"]) if r["std"] else "n/a"))
+                    if r["note"] and r["note"] != "reference":
+                        letter = "a" if "fewer" in r["note"] else "b" if "zero" in r["note"] else "c"
+                        tests.append("n/a$^{%s}$" % letter if fmt == "tex" else "n/a (%s)" % letter)
+                    elif r["t"]:
+                        s = "t = %.3f, df = %.0f, p = %.3g" % (float(r["t"]), float(r["df"]), float(r["p"]))
+                        sig = r["significant"] == "yes"
+                        tests.append(("\\textbf{%s}" if fmt == "tex" else "**%s**") % s if sig else s)
+                name = m.replace("_", "\\_") if fmt == "tex" else m
+                lines = [(name, means)] + ([(name, tests)] if not (cell.get((m, cols[0])) or {}).get("note") == "reference" else [])
+                for nm, cells in lines:
+                    want = ("%s & %s \\\\" % (nm, " & ".join(cells))) if fmt == "tex" else ("| %s | %s |" % (nm, " | ".join(cells)))
+                    if want not in text[table]:
+                        missing += 1
+                        print("%s: not found: %s" % (fmt, want))
+        check(missing == 0, "%s: every mean ± std and t-test cell is the CSV value formatted" % fmt)
+    readme = open(os.path.join(out, "report", "README.md")).read()
+    check("Table 1" in readme and "Table 2" in readme and "(a) n/a" in readme and "## Figures" not in readme,
+          "README.md holds both tables and the footnotes, and no figures (figures: [])")
+
+
+def snapshot(out):
+    res = {}
+    for p in sorted(glob.glob(os.path.join(out, "report", "tables", "*")) + [os.path.join(out, "report", "README.md")]):
+        res[os.path.relpath(p, out)] = open(p, "rb").read()
+    return res
+
+
+def test_tables(tmp):
+    out = os.path.join(tmp, "out")
+    cfg = os.path.join(tmp, "rep.yaml")
+    write_config(cfg, out, "report: {figures: [], alpha: %g}\n" % ALPHA)
+    exp, dirs = make_records(cfg, out)
+    snaps = {}
+    for np_ in [1, 2, 4]:
+        shutil.rmtree(os.path.join(out, "report", "tables"), ignore_errors=True)
+        r = run(np_, ["run", cfg, "--stage", "report"])
+        check(r.returncode == 0, "report at %d rank(s) exits 0%s" % (np_, "" if r.returncode == 0 else ": " + r.stderr))
+        snaps[np_] = snapshot(out)
+    check(len(snaps[1]) == 7 and snaps[1] == snaps[2] == snaps[4],
+          "tables and README identical at 1, 2 and 4 ranks (%d files)" % len(snaps[1]))
+    r = run(1, ["run", cfg, "--stage", "report"])
+    check(r.returncode == 0 and snapshot(out) == snaps[1], "a rerun rewrites the same bytes")
+    check_tables(out, exp, dirs)
+    check(not os.path.exists(os.path.join(out, "report", "figures")), "figures: [] writes no figures")
+    # Only md: one format written.
+    write_config(cfg, out, "report: {figures: [], formats: [md]}\n")
+    shutil.rmtree(os.path.join(out, "report", "tables"))
+    r = run(1, ["run", cfg, "--stage", "report"])
+    got = sorted(os.listdir(os.path.join(out, "report", "tables")))
+    check(r.returncode == 0 and got == ["table1_descriptions.md", "table2_interventions.md"], "formats: [md] writes only md: %s" % got)
+    # No intervene in stages: Table 2 omitted with an info line.
+    write_config(cfg, out, "report: {figures: []}\n", stages="[describe, baselines, report]")
+    shutil.rmtree(os.path.join(out, "report", "tables"))
+    r = fixture.mpirun(1, ["run", cfg, "--stage", "report"], capture_output=True, text=True)
+    got = sorted(os.listdir(os.path.join(out, "report", "tables")))
+    check(r.returncode == 0 and "Table 2 omitted" in r.stderr + r.stdout and not any(g.startswith("table2") for g in got),
+          "intervene not in stages: Table 2 omitted with an info line")
+
+
+def bad_run(np_, args):
+    """Runs every rank under sh to see each rank's exit code; returns (error lines, exit codes)."""
+    cmd = "%s --quiet %s; echo rank-exit=$? >&2" % (fixture.MICLIP, " ".join(args))
+    r = subprocess.run([fixture.MPIEXEC, "--oversubscribe", "-n", str(np_), "sh", "-c", cmd],
+                       capture_output=True, text=True)
+    errs = [l for l in (r.stderr + r.stdout).splitlines() if "error" in l]
+    codes = [l for l in r.stderr.splitlines() if l.startswith("rank-exit=")]
+    return errs, codes
+
+
+def failed(errs, codes, np_, want):
+    return len(errs) == 1 and all(w in errs[0] for w in want) and len(codes) == np_ and \
+        all(c != "rank-exit=0" for c in codes)
+
+
+def test_bad(tmp):
+    out = os.path.join(tmp, "out")
+    cfg = os.path.join(tmp, "rep.yaml")
+    write_config(cfg, out, "report: {figures: []}\n")
+    make_records(cfg, out)
+    ids = task_ids(cfg)
+    frag = os.path.join(out, "report", "descriptions", ids["describe"][3] + ".md")  # seed 0, logits, in+out
+    text = open(frag).read()
+    # A malformed number, then a record cut off before its end.
+    for what, bad in [("a malformed accuracy", text.replace("\t0.75 -->", "\t0.7x5 -->")),
+                      ("a truncated record", text[:text.index("\tclasses\t") + 5])]:
+        check(bad != text, "corruption applied: " + what)
+        open(frag, "w").write(bad)
+        for np_ in [1, 2]:
+            errs, codes = bad_run(np_, ["run", cfg, "--stage", "report"])
+            check(failed(errs, codes, np_, [frag]),
+                  "%s at %d rank(s): one error line naming the file, non-zero exit on every rank: %s %s" %
+                  (what, np_, errs, codes))
+    open(frag, "w").write(text)
+    os.unlink(os.path.join(out, "report", "interventions", ids["intervene"][3] + ".md"))
+    for np_ in [1, 2]:
+        errs, codes = bad_run(np_, ["run", cfg, "--stage", "report"])
+        check(failed(errs, codes, np_, [ids["intervene"][3] + ".md", "intervene stage"]),
+              "a missing intervene fragment at %d rank(s): one error line naming the file and the stage, "
+              "non-zero exit on every rank: %s %s" % (np_, errs, codes))
+    # Refused figures / formats: before any work (a fresh output folder stays empty).
+    for extra, word in [("report: {figures: [loss_curves, tsne]}\n", "'tsne' is not implemented"),
+                        ("report: {figures: [attention_maps]}\n", "'attention_maps' is not implemented"),
+                        ("report: {figure_formats: [pdf, png]}\n", "'pdf' is not implemented")]:
+        out2 = os.path.join(tmp, "fresh")
+        shutil.rmtree(out2, ignore_errors=True)
+        write_config(cfg, out2, extra)
+        for args in (["run", cfg], ["run", cfg, "--stage", "report"]):
+            errs, codes = bad_run(2, args)
+            check(failed(errs, codes, 2, [word]) and not os.path.exists(out2),
+                  "%s refused up front (%s), nothing written: %s %s" % (word, " ".join(args[2:]) or "whole run", errs, codes))
+
+
+def test_figures(tmp):
+    from PIL import Image
+    world = os.path.join(tmp, "world")
+    if not os.path.exists(os.path.join(world, "classes.txt")):
+        subprocess.run([fixture.MICLIP, "--quiet", "world", "make", "--out", world, "--seed", "1", "--per-class", "8",
+                        "--val-per-class", "1", "--unseen-per-class", "1"], check=True)
+    vit, clip = (os.path.join(SRC, "experiments", "world", d) for d in ("vit", "clip"))
+    snaps = {}
+    for np_ in [1, 2]:
+        out = os.path.join(tmp, "out%d" % np_)
+        cfg = os.path.join(tmp, "fig%d.yaml" % np_)
+        with open(cfg, "w") as f:
+            f.write(f"""name: fig
+output_dir: {out}
+seeds: [0, 1]
+models: {{target: {vit}, clip: {clip}}}
+datasets:
+  train: {{kind: world, root: {world}, split: train}}
+concepts:
+  - {{name: classes, source: classes}}
+extract: {{layers: ["3"], batch_size: 64}}
+sae: {{layer: "3", features: 64, k: 4, batch_size: 32, epochs: 3}}
+align: {{batch_size: 64, epochs: 3, lr: 0.15, variants: [in+out, out]}}
+stages: [extract, sae, align, report]
+report: {{figures: [loss_curves, sae_curves], figure_formats: [png, svg]}}
+""")
+        r = run(np_, ["run", cfg])
+        check(r.returncode == 0, "extract/sae/align/report at %d rank(s) exits 0%s" % (np_, "" if r.returncode == 0 else ": " + r.stderr[-500:]))
+        figs = sorted(glob.glob(os.path.join(out, "report", "figures", "*")))
+        snaps[np_] = {os.path.basename(p): open(p, "rb").read() for p in figs}
+    names = sorted(snaps[1])
+    want = sorted(["loss_curves-l3-inout.png", "loss_curves-l3-inout.svg", "loss_curves-l3-out.png",
+                   "loss_curves-l3-out.svg", "sae_curves-l3.png", "sae_curves-l3.svg"])
+    check(names == want, "figure files: %s" % names)
+    check(snaps[1] == snaps[2], "figures identical at 1 and 2 ranks")
+    out = os.path.join(tmp, "out1")
+    for n in names:
+        p = os.path.join(out, "report", "figures", n)
+        if n.endswith(".svg"):
+            try:
+                root = ET.parse(p).getroot()
+                ok = True
+            except ET.ParseError as e:
+                ok, root = False, None
+                print(e)
+            ns = "{http://www.w3.org/2000/svg}"
+            polys = root.findall(".//%spolyline" % ns) if ok else []
+            texts = [t.text for t in root.findall(".//%stext" % ns)] if ok else []
+            panels = 2 if n.startswith("sae") else 1
+            check(ok and len(polys) == 2 * panels and "seed 0" in texts and "seed 1" in texts and "step" in texts,
+                  "%s parses as XML: %d polylines, legend and axis labels" % (n, len(polys)))
+            svg_w, svg_h = int(root.get("width")), int(root.get("height"))
+            im = Image.open(p[:-4] + ".png")
+            im.load()
+            a = np.asarray(im.convert("RGB")).astype(int)
+            colours = {tuple(c) for c in a.reshape(-1, 3)}
+            # The first two palette colours (seed 0, seed 1) and black text/axes on white.
+            ok = im.size == (svg_w, svg_h) and (31, 119, 180) in colours and (255, 127, 14) in colours
+            ok = ok and (0, 0, 0) in colours and (a == 255).all(axis=2).mean() > 0.5 and (a < 255).any(axis=2).mean() > 0.01
+            check(ok, "%s decodes (%dx%d, like the SVG), not blank, both seeds' colours drawn" % (n[:-4] + ".png", *im.size))
+    readme = open(os.path.join(out, "report", "README.md")).read()
+    check("## Figures" in readme and "figures/sae_curves-l3.png" in readme and "Table 1" not in readme,
+          "README lists the figures; no tables without describe/intervene")
+
+
+def main():
+    part = sys.argv[1]
+    tmp = os.path.join(os.getcwd(), "report_" + part)
+    if part != "figures":
+        shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp, exist_ok=True)
+    {"tables": test_tables, "bad": test_bad, "figures": test_figures}[part](tmp)
+    return fixture.summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
