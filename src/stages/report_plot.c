@@ -1,7 +1,7 @@
 /* report_plot.c - line plots for the report's figures (report_internal.h): one layout computed
  * once, drawn by two back ends. The SVG back end writes the primitives as SVG elements; the
  * raster back end draws them into an RGB buffer (lines by Bresenham, text with the 5x7 bitmap
- * font below, 1 pixel per font pixel; the title at 2x). Text widths are 6 px per character in
+ * font below, 1 pixel per font pixel; the title at 2x when it fits). Text widths are 6 px per character in
  * both (SVG uses a 10 px monospace font), so the layouts match. */
 #include <math.h>
 #include <stdarg.h>
@@ -290,7 +290,9 @@ void mc_plot_size(const mc_plot *p, int *w, int *h) {
 }
 
 static void draw(canvas *cv, const mc_plot *p) {
-    cv->text(cv, cv->w / 2.0, TITLE_H / 2.0, p->title, ANCHOR_MIDDLE, 2, false);
+    /* The title at 2x when it fits the width, else at 1x. */
+    const int scale = (int)strlen(p->title) * CHAR_W * 2 <= cv->w - 20 ? 2 : 1;
+    cv->text(cv, cv->w / 2.0, TITLE_H / 2.0, p->title, ANCHOR_MIDDLE, scale, false);
     for (int i = 0; i < p->n_panels && i < MC_PLOT_MAX_PANELS; i++) draw_panel(cv, &p->panels[i], (double)i * PANEL_W, TITLE_H);
 }
 

@@ -362,6 +362,7 @@ def test_figures(tmp):
     snaps = {}
     for np_ in [1, 2]:
         out = os.path.join(tmp, "out%d" % np_)
+        shutil.rmtree(out, ignore_errors=True)  # the world is kept between runs, the stages are not
         cfg = os.path.join(tmp, "fig%d.yaml" % np_)
         with open(cfg, "w") as f:
             f.write(f"""name: fig
