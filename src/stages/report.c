@@ -775,8 +775,9 @@ mc_status mc_stage_report(const mc_comm *c, const mc_config *cfg, const mc_task 
     (void)task;
     MC_TRY(mc_report_check(cfg, err));
     mc_buf readme = {0};
+    /* No paths and no config hash: the same results read the same wherever the output folder is. */
     mc_buf_printf(&readme, "# Report: %s\n\nWritten by the report stage from the records of the earlier stages "
-                  "(docs/report.md). Config %.16s. Seeds:", cfg->name, cfg->hash);
+                  "(docs/report.md). Seeds:", cfg->name);
     for (int i = 0; i < cfg->seeds.n; i++) mc_buf_printf(&readme, "%s %lld", i ? "," : "", (long long)cfg->seeds.v[i]);
     mc_buf_printf(&readme, ". Every cell is the mean ± the sample standard deviation (n - 1) over seeds; each "
                   "other method is compared with miclip by a one-tailed paired t-test over seeds (pairs by seed), "
