@@ -1,0 +1,432 @@
+#!/usr/bin/python3
+"""The baselines stage (Act-Values, CLIP-Dissect) end to end on a generated tiny world with the
+trained tiny ViT and CLIP (experiments/world/{vit,clip}): extract -> sae -> baselines.
+
+  test_baselines.py ranks      layers 3 and logits, neurons and a 520-feature SAE (3 unit blocks,
+                               so 2 and 4 ranks split the units), both methods, three concept
+                               sets, at 1, 2 (streamed activations) and 4 ranks: every store
+                               dataset, CSV table and report bitwise equal; a rerun is a no-op
+                               that says "complete, skipping"; the documented store layout
+  test_baselines.py ref        an independent numpy (float64) Act-Values and soft-WPMI from the
+                               stored activations, predictions, CLIP image embeddings, concept
+                               embeddings and SAE weights: the stored score matrices (describe/
+                               <set>/<kind>/sim) within 1e-5 relative (Act-Values) and 2e-5
+                               relative + 1e-4 absolute (soft-WPMI: a sum of 100 logs stored as
+                               float32); top-tau concept and unit tables equal numpy's where the
+                               numpy scores at the cut differ by more than the tolerance
+  test_baselines.py world      seeds 0 and 1 (900 of 1,080 images each), layer logits: the
+                               description accuracy of both methods is reported; Act-Values
+                               names at least 90% of the logit neurons by their own class (a
+                               logit is largest, on average, on the images predicted as its class
+                               unless the class is rarely predicted; measured 100%), CLIP-Dissect
+                               at least 60% (it depends on how well the tiny CLIP matches images
+                               to class names; measured 94-97%, the misses are similar shapes)
+  test_baselines.py intervene  intervene with act_values and clip_dissect (neurons and SAE
+                               features, beta 0, eval): each class's units are the baselines
+                               store's top units of the class's concept; records name the method
+  test_baselines.py bad        netdissect / vinterp in baselines.methods: one error line, exit 1 on
+                               every rank, before any work; a missing extract store and a missing
+                               SAE name the stage to run; intervene without the baselines output
+Prints 'N passed, N failed'; exit 0 only when all pass."""
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.environ.get("MICLIP_SOURCE_DIR", os.path.dirname(os.path.dirname(HERE)))
+sys.path.insert(0, os.path.join(SRC, "tests", "stages"))
+import fixture  # noqa: E402
+from fixture import check  # noqa: E402
+from test_method import file_states, h5_datasets, same_outputs  # noqa: E402
+
+VIT = os.path.join(SRC, "experiments", "world", "vit")
+CLIP = os.path.join(SRC, "experiments", "world", "clip")
+
+# CLIP-Dissect's published defaults (the authors' similarity.soft_wpmi), as the stage uses them.
+TOP_K, A, LAM, MIN_PROB, P_START, P_END = 100, 10.0, 1.0, 1e-7, 0.998, 0.97
+
+
+def make_world(root, per_class, val=1):
+    if not os.path.exists(os.path.join(root, "classes.txt")):
+        subprocess.run([fixture.MICLIP, "--quiet", "world", "make", "--out", root, "--seed", "1", "--per-class",
+                        str(per_class), "--val-per-class", str(val), "--unseen-per-class", "1"], check=True)
+    return root
+
+
+def write_config(path, world, out, stages="[extract, sae, baselines]", layers='["3", logits]', extra="",
+                 methods="[act_values, clip_dissect]", seeds="[0]", eval_set=False, sae_layer="3", train=""):
+    with open(path, "w") as f:
+        f.write(f"""name: bl
+output_dir: {out}
+seeds: {seeds}
+models: {{target: {VIT}, clip: {CLIP}}}
+datasets:
+  train: {{kind: world, root: {world}, split: train{train}}}
+{"  eval: {kind: world, root: %s, split: val}" % world if eval_set else ""}
+concepts:
+  - {{name: classes, source: classes}}
+  - {{name: world, file: {world}/concepts.txt}}
+  - {{name: textures, file: {world}/textures.txt}}
+extract: {{layers: {layers}, batch_size: 64}}
+sae: {{layer: "{sae_layer}", features: 520, k: 6, batch_size: 64, epochs: 2, init_samples: 256}}
+localize: {{tau: 5}}
+describe: {{tau: 4}}
+baselines: {{methods: {methods}}}
+stages: {stages}
+{extra}
+""")
+
+
+def run(np_, args, **kw):
+    return fixture.mpirun(np_, ["--quiet"] + args, capture_output=True, text=True, **kw)
+
+
+def bl_store(out, task):
+    f = sorted(glob.glob(os.path.join(out, "baselines", task + "-*.h5")))
+    return f[0] if len(f) == 1 else None
+
+
+def test_ranks(tmp):
+    world = make_world(os.path.join(tmp, "world"), 8)
+    outs = {}
+    for n in (1, 2, 4):
+        out = os.path.join(tmp, "ranks%d" % n)
+        cfg = os.path.join(tmp, "ranks%d.yaml" % n)
+        write_config(cfg, world, out)
+        env = dict(os.environ, MICLIP_PRELOAD_MB="0") if n == 2 else None
+        t0 = time.time()
+        r = run(n, ["run", cfg], env=env)
+        check(r.returncode == 0, "extract -> sae -> baselines at %d rank(s)%s exits 0 in %.1f s (%s)" % (
+            n, " (streamed)" if env else "", time.time() - t0, r.stderr.strip()[-400:]))
+        outs[n] = out
+    for n in (2, 4):
+        ok, why = same_outputs(outs[1], outs[n])
+        check(ok, "%d-rank outputs (baselines stores, CSV tables, reports) equal the 1-rank outputs bitwise %s" % (n, why))
+    out = outs[1]
+    stores = sorted(os.path.basename(p) for p in glob.glob(os.path.join(out, "baselines", "*.h5")))
+    check(len(stores) == 4, "4 baselines stores (2 layers x 2 methods): %s" % stores)
+    before = file_states(outs[2])
+    r = fixture.mpirun(2, ["run", os.path.join(tmp, "ranks2.yaml")], capture_output=True, text=True)
+    check(r.returncode == 0 and before == file_states(outs[2]), "a rerun exits 0 and touches no file")
+    check(sum(re.match(r"miclip(\[0\])?: baselines baselines-", l) is not None and "complete, skipping" in l
+              for l in r.stderr.splitlines()) == 4,
+          "the rerun skips the 4 baselines tasks")
+    # Layout (docs/baselines.md).
+    s = bl_store(out, "baselines-s0-l3-clip_dissect")
+    with h5py.File(s, "r") as f:
+        names = h5_datasets(f)
+        want = []
+        for g in ("localize", "describe"):
+            for cs in ("classes", "world", "textures"):
+                want += ["%s/%s/concepts_bytes" % (g, cs), "%s/%s/concepts_offsets" % (g, cs)]
+                for k in ("neuron", "sae"):
+                    if g == "localize":
+                        want += ["localize/%s/%s/top_units" % (cs, k), "localize/%s/%s/top_scores" % (cs, k)]
+                    else:
+                        want += ["describe/%s/%s/%s" % (cs, k, d) for d in ("top_concepts", "top_scores", "sim")]
+        check(sorted(want) == names, "clip_dissect store datasets as documented (%d)" % len(names))
+        check(f.attrs["method"] == "clip_dissect" and f.attrs["layer"] == "3" and f.attrs["complete"] == 1 and
+              int(f.attrs["clip_dissect_top_k"]) == 100 and f.attrs["stage"] == "baselines",
+              "root attributes: method, layer, complete, top_k, provenance")
+        check(f["localize/classes/sae/top_units"].shape == (36, 5) and f["describe/world/sae/sim"].shape[0] == 520 and
+              int(f["describe/classes/neuron"].attrs["n_units"]) == 64 and int(f["describe/classes/neuron"].attrs["tau"]) == 4,
+              "shapes: top_units [36, 5], 520 SAE features, 64 neurons, tau 4")
+        su = f["localize/classes/sae/top_units"][()]
+        check(len(set(su[:, 0].tolist())) > 1 and su.max() >= 256,
+              "SAE top units come from more than one unit block (max index %d)" % su.max())
+    s = bl_store(out, "baselines-s0-llogits-act_values")
+    with h5py.File(s, "r") as f:
+        names = h5_datasets(f)
+        check(all(n.split("/")[1] == "classes" for n in names) and "describe/classes/neuron/sim" in names,
+              "act_values writes only the class-name set (%d datasets)" % len(names))
+        check("description_accuracy" in f["describe/classes/neuron"].attrs, "logits: description accuracy attribute")
+    rep = open(os.path.join(out, "report", "baselines.md")).read()
+    check("| logits | act_values | classes | 1 |" in rep and "| logits | clip_dissect | classes | 1 |" in rep,
+          "report/baselines.md has the logit description accuracy of both methods")
+    frag = open(os.path.join(out, "report", "baselines", "baselines-s0-llogits-clip_dissect.md")).read()
+    check(re.search(r"<!-- accuracy\tlogits\tclip_dissect\tclasses\t0\t[0-9.e-]+ -->", frag) is not None,
+          "the record has describe's shape with the method in the variant's place")
+    csvs = sorted(os.path.basename(p) for p in glob.glob(os.path.join(out, "tables", "baselines-*.csv")))
+    check("baselines-s0-l3-clip_dissect-localize-world-sae.csv" in csvs and
+          "baselines-s0-l3-act_values-describe-classes-neuron.csv" in csvs and len(csvs) == 2 * 2 + 2 * 6 + 1 * 2 + 1 * 6,
+          "CSV tables per (task, layout, set, kind): %d" % len(csvs))
+
+
+# ---- numpy reference ------------------------------------------------------------------------------
+
+
+def concept_embeds(out, name):
+    p = sorted(glob.glob(os.path.join(out, "concepts", name + "-*.h5")))
+    with h5py.File(p[0], "r") as f:
+        return f["embeds"][()].astype(np.float64)
+
+
+def norm_rows(x):
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def sae_pre(sae_path, x):
+    """The SAE's pre-activations W_enc (x - b_pre) + b_enc of the vectors x, float64."""
+    with h5py.File(sae_path, "r") as f:
+        W, b, bp = f["W_enc"][()].astype(np.float64), f["b_enc"][()].astype(np.float64), f["b_pre"][()].astype(np.float64)
+    return (x - bp) @ W.T + b
+
+
+def act_values_ref(a, pred, valid, C):
+    """[U, C] mean activation over the valid images predicted as each class (-inf: none)."""
+    S = np.full((a.shape[1], C), -np.inf)
+    for c in range(C):
+        m = valid & (pred == c)
+        if m.any():
+            S[:, c] = a[m].mean(axis=0)
+    return S
+
+
+def soft_wpmi_ref(a, img_emb, txt_emb, valid):
+    """[U, Cn] soft-WPMI (Oikarinen & Weng 2023), float64."""
+    idx = np.nonzero(valid)[0]
+    a, E = a[idx], norm_rows(img_emb[idx])
+    T = norm_rows(txt_emb)
+    z = A * (E @ T.T)
+    P = np.exp(z - z.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    K = min(TOP_K, len(idx))
+    w = P_START - np.arange(K) / K * (P_START - P_END)
+    U = a.shape[1]
+    L = np.zeros((U, T.shape[0]))
+    for u in range(U):
+        order = np.lexsort((np.arange(len(idx)), -a[:, u]))[:K]  # activation descending, then image index
+        L[u] = np.log(1 + w[:, None] * (P[order] - 1) + MIN_PROB).sum(axis=0)
+    mx = L.max(axis=0)
+    lpd = mx + np.log(np.exp(L - mx).sum(axis=0)) - np.log(U)
+    return L - LAM * lpd
+
+
+def top_ok(ref, got_idx, tau, tol, skip_rows=(), skip_cols=()):
+    """Rows of ref (one per row of got_idx): the stored top-tau list must equal numpy's ranking
+    where numpy's scores at the cut (tau-th vs tau+1-th) and within the list differ by > tol.
+    Rows in skip_rows, and rows whose numpy top tau+1 hold a column of skip_cols, are left out."""
+    bad = checked = 0
+    for i in range(ref.shape[0]):
+        r = ref[i]
+        order = np.lexsort((np.arange(len(r)), -r))
+        s = r[order]
+        gaps = np.abs(np.diff(s[:tau + 1]))
+        if np.isneginf(s[:tau + 1]).any() or (gaps.size and gaps.min() <= tol):
+            continue
+        if i in skip_rows or set(order[:tau + 1].tolist()) & set(skip_cols):
+            continue
+        checked += 1
+        bad += not np.array_equal(order[:tau], got_idx[i])
+    return bad, checked
+
+
+def test_ref(tmp):
+    world = make_world(os.path.join(tmp, "world"), 8)
+    out = os.path.join(tmp, "out")
+    cfg = os.path.join(tmp, "ref.yaml")
+    write_config(cfg, world, out)
+    r = run(1, ["run", cfg])
+    check(r.returncode == 0, "extract -> sae -> baselines exits 0 (%s)" % r.stderr.strip()[-300:])
+    train = sorted(glob.glob(os.path.join(out, "extract", "train-*.h5")))[0]
+    sae = sorted(glob.glob(os.path.join(out, "sae", "*.h5")))[0]
+    with h5py.File(train, "r") as f:
+        pred, valid = f["target/predictions"][()], f["images/valid"][()].astype(bool)
+        img_emb = f["clip/image_embeds"][()].astype(np.float64)
+        acts = {l: f["acts/" + l][()].astype(np.float64) for l in ("3", "logits")}
+        C = f["text/class_embeds"].shape[0]
+    sets = {n: concept_embeds(out, n) for n in ("classes", "world", "textures")}
+    # SAE codes of the layer-3 vectors in float64; rows whose k-th and (k+1)-th pre-activations are
+    # within 2e-5 (float32 error of a 64-term dot product is ~1e-6) could select differently in
+    # float32; their classes are left out of the SAE Act-Values check.
+    pre = sae_pre(sae, acts["3"])
+    k = 6
+    part = -np.sort(-pre, axis=1)
+    margin = part[:, k - 1] - part[:, k]
+    top = np.argsort(-pre, axis=1, kind="stable")[:, :k]
+    codes = np.zeros_like(pre)
+    np.put_along_axis(codes, top, np.maximum(np.take_along_axis(pre, top, axis=1), 0), axis=1)
+    clear = (margin > 2e-5) | (part[:, k - 1] <= 0)  # both ReLU to 0: either selection gives 0
+    print("SAE rows with a clear top-k selection: %d of %d" % (clear.sum(), len(clear)))
+    # Classes with an image whose selection is ambiguous: their SAE scores are left out.
+    amb = sorted(set(pred[valid & ~clear].tolist()))
+    cases = [("3", "neuron", acts["3"], ()), ("logits", "neuron", acts["logits"], ()), ("3", "sae", codes, amb)]
+    for layer, kind, a, amb_cls in cases:
+        S = act_values_ref(a, pred, valid, C)
+        with h5py.File(bl_store(out, "baselines-s0-l%s-act_values" % layer), "r") as f:
+            got = f["describe/classes/%s/sim" % kind][()].astype(np.float64)
+            tc = f["describe/classes/%s/top_concepts" % kind][()]
+            tu = f["localize/classes/%s/top_units" % kind][()]
+        fin = np.isfinite(S)
+        scale = np.abs(S[fin]).max()
+        fin[:, list(amb_cls)] = False
+        err = np.abs(got[fin] - S[fin]).max() if fin.any() else 0
+        check(np.array_equal(np.isinf(got), np.isinf(S)) and err <= 1e-5 * scale,
+              "act_values %s/%s: scores equal numpy's class means (max error %.2e, scale %.2e, tol 1e-5 relative)"
+              % (layer, kind, err, scale))
+        tol = 1e-5 * scale
+        bad, n = top_ok(S, tc, tc.shape[1], tol, skip_cols=amb_cls)
+        check(bad == 0 and n > 0, "act_values %s/%s: top-4 classes per unit equal numpy's (%d units with clear margins)"
+              % (layer, kind, n))
+        bad, n = top_ok(S.T, tu, tu.shape[1], tol, skip_rows=amb_cls)
+        check(bad == 0 and n > 0, "act_values %s/%s: top-5 units per class equal numpy's (%d classes with clear margins)"
+              % (layer, kind, n))
+    # CLIP-Dissect: neurons of both layers and the SAE features. An image whose k-th and (k+1)-th
+    # SAE pre-activations are within float32 noise may select either feature in the stage: the
+    # reference takes, of the 2^a alternative code matrices (a <= 4 such images), the one closest
+    # to the stored scores (ties at 0 go by image index in both).
+    unclear = np.nonzero(~clear)[0]
+    variants = []
+    if len(unclear) <= 4:
+        for bits in range(2 ** len(unclear)):
+            cv = codes.copy()
+            for j, i in enumerate(unclear):
+                if bits >> j & 1:
+                    o = np.argsort(-pre[i], kind="stable")
+                    cv[i, o[k - 1]], cv[i, o[k]] = 0.0, max(pre[i, o[k]], 0.0)
+            variants.append(cv)
+    else:
+        print("SAE soft-WPMI check left out: %d images with an ambiguous top-k selection" % len(unclear))
+    cd = [("3", "neuron", [acts["3"]]), ("logits", "neuron", [acts["logits"]])] + ([("3", "sae", variants)] if variants else [])
+    for layer, kind, alts in cd:
+        with h5py.File(bl_store(out, "baselines-s0-l%s-clip_dissect" % layer), "r") as f:
+            for name, T in sets.items():
+                got = f["describe/%s/%s/sim" % (name, kind)][()].astype(np.float64)
+                refs = [soft_wpmi_ref(a, img_emb, T, valid) for a in alts]
+                S = min(refs, key=lambda r: np.abs(got - r).max())
+                err = np.abs(got - S)
+                ok = np.all(err <= 2e-5 * np.abs(S) + 1e-4)
+                check(ok, "clip_dissect %s/%s/%s: soft-WPMI equals numpy's (max error %.2e, |S| up to %.1f; tol 2e-5 rel + "
+                      "1e-4)" % (layer, kind, name, err.max(), np.abs(S).max()))
+                tc = f["describe/%s/%s/top_concepts" % (name, kind)][()]
+                tu = f["localize/%s/%s/top_units" % (name, kind)][()]
+                tol = 2e-5 * np.abs(S).max() + 1e-4
+                bad, n = top_ok(S, tc, tc.shape[1], 2 * tol)
+                check(bad == 0 and n > 0, "clip_dissect %s/%s/%s: top-%d concepts per unit equal numpy's (%d units with clear "
+                      "margins)" % (layer, kind, name, tc.shape[1], n))
+                bad, n = top_ok(S.T, tu, tu.shape[1], 2 * tol)
+                check(bad == 0 and n > 0, "clip_dissect %s/%s/%s: top-%d units per concept equal numpy's (%d concepts with "
+                      "clear margins)" % (layer, kind, name, tu.shape[1], n))
+
+
+def test_world(tmp):
+    world = make_world(os.path.join(tmp, "world"), 30)
+    out = os.path.join(tmp, "out")
+    cfg = os.path.join(tmp, "world.yaml")
+    write_config(cfg, world, out, stages="[extract, baselines]", layers="[logits]", seeds="[0, 1]", sae_layer="logits",
+                 train=", n_samples: 900")
+    t0 = time.time()
+    r = run(2, ["run", cfg])
+    check(r.returncode == 0, "extract -> baselines on 900 of 1,080 images, seeds 0 and 1 (%.1f s) %s" % (time.time() - t0, r.stderr[-300:]))
+    floors = {"act_values": 0.90, "clip_dissect": 0.60}
+    for m, floor in floors.items():
+        for seed in (0, 1):
+            s = bl_store(out, "baselines-s%d-llogits-%s" % (seed, m))
+            with h5py.File(s, "r") as f:
+                acc = float(f["describe/classes/neuron"].attrs["description_accuracy"])
+                with h5py.File(sorted(glob.glob(os.path.join(out, "extract", "train-s%d-*.h5" % seed)))[0], "r") as e:
+                    names = [n for n in e["classes/names_bytes"][()].tobytes().split(b"\0") if n]
+                tc = f["describe/classes/neuron/top_concepts"][()]
+                own = np.mean(tc[:, 0] == np.arange(tc.shape[0]))
+            print("%s seed %d: description accuracy on logits %.1f%%" % (m, seed, 100 * acc))
+            check(abs(own - acc) < 1e-12 and len(names) == 36,
+                  "%s seed %d: the stored accuracy is the fraction of neurons whose top class is their own" % (m, seed))
+            check(acc >= floor, "%s seed %d: description accuracy on logits %.1f%% >= %.0f%%" % (m, seed, 100 * acc, 100 * floor))
+    rep = open(os.path.join(out, "report", "baselines.md")).read()
+    check("| logits | act_values | classes | 2 |" in rep and "| logits | clip_dissect | classes | 2 |" in rep,
+          "report/baselines.md summarises both methods over the 2 seeds")
+
+
+def test_intervene(tmp):
+    world = make_world(os.path.join(tmp, "world"), 8, val=2)
+    out = os.path.join(tmp, "out")
+    cfg = os.path.join(tmp, "iv.yaml")
+    write_config(cfg, world, out, stages="[extract, sae, baselines, intervene]", layers='["3"]', eval_set=True,
+                 extra="intervene: {layer: \"3\", tau: 5, methods: [act_values, clip_dissect], units: [neuron, sae], "
+                       "modes: [scale], betas: [0.0], datasets: [eval], batch_size: 8}")
+    t0 = time.time()
+    r = run(2, ["run", cfg])
+    check(r.returncode == 0, "extract -> sae -> baselines -> intervene (act_values, clip_dissect) exits 0 in %.1f s (%s)"
+          % (time.time() - t0, r.stderr.strip()[-400:]))
+    for m in ("act_values", "clip_dissect"):
+        iv = sorted(glob.glob(os.path.join(out, "intervene", "intervene-s0-l3-%s-scale-b0-*.h5" % m)))
+        check(len(iv) == 1, "%s: one intervene task store" % m)
+        if not iv:
+            continue
+        with h5py.File(iv[0], "r") as f, h5py.File(bl_store(out, "baselines-s0-l3-" + m), "r") as b:
+            check(f.attrs["method"] == m and f.attrs["units_source"] == b.attrs["baselines_key"],
+                  "%s: the task names its method and the baselines store's key as its unit source" % m)
+            for k in ("neuron", "sae"):
+                check(np.array_equal(f["eval/%s/units" % k][()], b["localize/classes/%s/top_units" % k][()][:, :5]),
+                      "%s %s: class c's units are the baselines store's top 5 units of concept c" % (m, k))
+        frag = open(os.path.join(out, "report", "interventions", "intervene-s0-l3-%s-scale-b0.md" % m)).read()
+        recs = re.findall(r"<!-- delta\t%s\tscale\t0\t(neuron|sae)\teval\t0\t" % m, frag)
+        check(sorted(recs) == ["neuron", "sae"], "%s: intervene records name the method (%s)" % (m, recs))
+    rep = open(os.path.join(out, "report", "interventions.md")).read()
+    check("| act_values |" in rep and "| clip_dissect |" in rep, "report/interventions.md lists both methods")
+
+
+def bad_run(np_, args):
+    cmd = "%s --quiet %s; echo rank-exit=$? >&2" % (fixture.MICLIP, " ".join(args))
+    return subprocess.run([fixture.MPIEXEC, "--oversubscribe", "-n", str(np_), "sh", "-c", cmd],
+                          capture_output=True, text=True)
+
+
+def one_error(r, want, what):
+    errs = [l for l in r.stderr.splitlines() if "error" in l]
+    codes = [l for l in r.stderr.splitlines() if l.startswith("rank-exit=")]
+    check(len(errs) == 1 and all(w in errs[0] for w in want) and len(codes) == 2 and
+          all(c != "rank-exit=0" for c in codes),
+          "%s: one error line naming %s, non-zero exit on both ranks (%s; %s)" % (what, want, errs, codes))
+
+
+def test_bad(tmp):
+    world = make_world(os.path.join(tmp, "world"), 2, val=1)
+    out = os.path.join(tmp, "out")
+    for m, extra, why in (("netdissect", "baselines: {methods: [clip_dissect, netdissect], netdissect_masks: /nonexistent}",
+                           "segmentation masks"),
+                          ("vinterp", "baselines: {methods: [vinterp], vinterp_descriptions: /nonexistent}",
+                           "descriptions")):
+        cfg = os.path.join(tmp, "%s.yaml" % m)
+        write_config(cfg, world, out, methods="[act_values]")
+        txt = open(cfg).read().replace("baselines: {methods: [act_values]}", extra)
+        open(cfg, "w").write(txt)
+        one_error(bad_run(2, ["run", cfg]), ["baselines.methods", m, why, "not built"], "%s in baselines.methods" % m)
+        check(not os.path.exists(out), "%s: refused before any work (no output folder)" % m)
+    cfg = os.path.join(tmp, "stages.yaml")
+    write_config(cfg, world, out)
+    one_error(bad_run(2, ["run", cfg, "--stage", "baselines"]), ["extract stage", "training activations"],
+              "baselines before extract")
+    r = run(2, ["run", cfg, "--stage", "extract"])
+    check(r.returncode == 0, "extract alone exits 0")
+    one_error(bad_run(2, ["run", cfg, "--stage", "baselines"]), ["no trained SAE", "sae stage"], "baselines before sae")
+    cfg = os.path.join(tmp, "iv.yaml")
+    write_config(cfg, world, out, stages="[extract, baselines, intervene]", layers='["3"]', eval_set=True,
+                 extra="intervene: {layer: \"3\", tau: 5, methods: [clip_dissect], units: [neuron], datasets: [eval]}")
+    r = run(2, ["run", cfg, "--stage", "extract"])
+    check(r.returncode == 0, "extract (train, eval) for the intervene case exits 0")
+    one_error(bad_run(2, ["run", cfg, "--stage", "intervene"]), ["baselines output", "baselines stage"],
+              "intervene (clip_dissect) before baselines")
+
+
+def main():
+    what = sys.argv[1]
+    tmp = os.path.abspath("baselines_" + what)
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    if not (os.path.exists(os.path.join(VIT, "model.safetensors")) and os.path.exists(os.path.join(CLIP, "model.safetensors"))):
+        check(False, "the trained tiny models exist under experiments/world")
+        return fixture.summary()
+    {"ranks": test_ranks, "ref": test_ref, "world": test_world, "intervene": test_intervene, "bad": test_bad}[what](tmp)
+    return fixture.summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
