@@ -282,6 +282,8 @@ def test_tables(tmp):
           "tables and README identical at 1, 2 and 4 ranks (%d files)" % len(snaps[1]))
     r = run(1, ["run", cfg, "--stage", "report"])
     check(r.returncode == 0 and snapshot(out) == snaps[1], "a rerun rewrites the same bytes")
+    r = run(2, ["report", cfg])
+    check(r.returncode == 0 and snapshot(out) == snaps[1], "`miclip report CONFIG` writes the same bytes")
     check_tables(out, exp, dirs)
     check(not os.path.exists(os.path.join(out, "report", "figures")), "figures: [] writes no figures")
     # Only md: one format written.
