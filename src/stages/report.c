@@ -511,9 +511,11 @@ static mc_status write_table(const mc_config *cfg, const table_spec *t, mc_buf *
         free(cs);
     }
     notes_md(&md, notes_md_used);
+    /* Footnotes as text after the tabulars, so they print with the table. */
     for (int i = 0; i < 3; i++)
-        if (notes_tex_used[i]) mc_buf_printf(&tex, "%% $^{%c}$ n/a: %s.\n", 'a' + i, note_text((char)('a' + i)));
-    mc_buf_printf(&tex, "%% significance: \\textbf{} marks p < %g.\n", cfg->report.alpha);
+        if (notes_tex_used[i])
+            mc_buf_printf(&tex, "\\noindent $^{%c}$ n/a: %s.\\par\n", 'a' + i, note_text((char)('a' + i)));
+    mc_buf_printf(&tex, "\\noindent Bold: p $<$ %g (one-tailed paired t-test over seeds).\\par\n", cfg->report.alpha);
     if (md.oom || tex.oom || csv.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     for (int f = 0; f < cfg->report.formats.n && s == MC_OK; f++) {
         int fmt = cfg->report.formats.v[f];
