@@ -831,7 +831,7 @@ mc_status mc_baselines_store(const mc_comm *c, const mc_config *cfg, int64_t see
     if (s == MC_OK) s = mc_store_peek_complete(c, bt.store, &complete, err);
     if (s == MC_OK && !complete)
         s = MC_FAIL(err, MC_ERR_ARG, "the baselines output of task %s is missing (%s); run the baselines stage first "
-                    "(miclip run CONFIG --stage baselines)", tasks[found].id, bt.store);
+                    "(miclip baselines CONFIG)", tasks[found].id, bt.store);
     if (s == MC_OK && !(mc_strlcpy(path, bt.store, path_cap) && mc_strlcpy(key, bt.key, key_cap)))
         s = MC_FAIL(err, MC_ERR_INTERNAL, "path too long");
     if (found >= 0) bl_task_close(&bt);

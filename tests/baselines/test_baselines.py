@@ -406,7 +406,7 @@ def test_bad(tmp):
               "baselines before extract")
     r = run(2, ["run", cfg, "--stage", "extract"])
     check(r.returncode == 0, "extract alone exits 0")
-    one_error(bad_run(2, ["run", cfg, "--stage", "baselines"]), ["no trained SAE", "sae stage"], "baselines before sae")
+    one_error(bad_run(2, ["baselines", cfg]), ["no trained SAE", "sae stage"], "miclip baselines before sae")
     cfg = os.path.join(tmp, "iv.yaml")
     write_config(cfg, world, out, stages="[extract, baselines, intervene]", layers='["3"]', eval_set=True,
                  extra="intervene: {layer: \"3\", tau: 5, methods: [clip_dissect], units: [neuron], datasets: [eval]}")
