@@ -283,7 +283,8 @@ static mc_status unit_stats_compute(const mc_comm *c, const bl_task *bt, mc_acts
         s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for the statistics of %lld units", (long long)U);
     s = mc_comm_agree(c, s, err);
     for (int64_t i = 0; s == MC_OK && i < rows * top_k; i++) us->top[i] = EMPTY;
-    for (int64_t i0 = 0; s == MC_OK && i0 < bt->td.n_img;) {
+    /* A rank without units has nothing to accumulate (the pass has no collective inside). */
+    for (int64_t i0 = 0; s == MC_OK && rows > 0 && i0 < bt->td.n_img;) {
         int64_t n = 0;
         for (; i0 < bt->td.n_img && n < IMG_CHUNK; i0++)
             if (bt->td.valid[i0]) img[n++] = i0;
