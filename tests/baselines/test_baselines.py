@@ -6,7 +6,8 @@ trained tiny ViT and CLIP (experiments/world/{vit,clip}): extract -> sae -> base
                                so 2 and 4 ranks split the units), both methods, three concept
                                sets, at 1, 2 (streamed activations) and 4 ranks: every store
                                dataset, CSV table and report bitwise equal; a rerun is a no-op
-                               that says "complete, skipping"; the documented store layout
+                               that says "complete, skipping"; a store left incomplete is
+                               rebuilt; the documented store layout
   test_baselines.py ref        an independent numpy (float64) Act-Values and soft-WPMI from the
                                stored activations, predictions, CLIP image embeddings, concept
                                embeddings and SAE weights: the stored score matrices (describe/
@@ -118,6 +119,14 @@ def test_ranks(tmp):
     check(sum(re.match(r"miclip(\[0\])?: baselines baselines-", l) is not None and "complete, skipping" in l
               for l in r.stderr.splitlines()) == 4,
           "the rerun skips the 4 baselines tasks")
+    # A store left incomplete (a killed run: no `complete` mark, data half written) is redone.
+    s2 = bl_store(outs[2], "baselines-s0-l3-clip_dissect")
+    with h5py.File(s2, "a") as f:
+        del f.attrs["complete"]
+        f["describe/world/sae/sim"][:10] = 0
+    r = fixture.mpirun(2, ["run", os.path.join(tmp, "ranks2.yaml")], capture_output=True, text=True)
+    ok, why = same_outputs(outs[1], outs[2])
+    check(r.returncode == 0 and ok, "an incomplete store is rebuilt on the rerun and equals the 1-rank one %s" % why)
     # Layout (docs/baselines.md).
     s = bl_store(out, "baselines-s0-l3-clip_dissect")
     with h5py.File(s, "r") as f:
