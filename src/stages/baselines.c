@@ -557,59 +557,21 @@ static mc_status write_describe(const mc_comm *c, const mc_task *task, const bl_
     const char *kind = mc_unit_kind_name(k->kind);
     mc_sim_result r = {.n_units = U, .n_concepts = Cn, .u0 = us->u0, .u1 = us->u1, .tau_c = tau};
     r.desc = mc_alloc_array((size_t)(rows * tau + 1), sizeof(mc_scored));
-    int32_t *idx = mc_alloc_array((size_t)(rows * tau + 1), sizeof(int32_t));
-    float *sc = mc_alloc_array((size_t)(rows * tau + 1), sizeof(float));
-    mc_status s = mc_comm_agree(c, r.desc && idx && sc ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
+    mc_status s = mc_comm_agree(c, r.desc ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
     for (int64_t u = 0; s == MC_OK && u < rows; u++) {
         int64_t n = 0;
         for (int64_t j = 0; j < Cn; j++) mc_top_insert(r.desc + u * tau, &n, tau, S[u * Cn + j], (int32_t)j);
-        for (int64_t q = 0; q < tau; q++) idx[u * tau + q] = r.desc[u * tau + q].index, sc[u * tau + q] = r.desc[u * tau + q].score;
     }
-    char g[512], name[600];
+    char g[512], csv[MC_PATH_CAP];
     mc_snprintf(g, sizeof g, "describe/%s/%s", cs->name, kind);
-    int64_t sh[2] = {U, tau};
-    mc_snprintf(name, sizeof name, "%s/top_concepts", g);
-    if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_I32, 2, sh, 0, err);
-    if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_I32, us->u0, us->u1, idx, err);
-    mc_snprintf(name, sizeof name, "%s/top_scores", g);
-    if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_F32, 2, sh, 0, err);
-    if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_F32, us->u0, us->u1, sc, err);
-    if (keep) {
-        int64_t sh2[2] = {U, Cn};
-        mc_snprintf(name, sizeof name, "%s/sim", g);
-        if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_F32, 2, sh2, 0, err);
-        if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_F32, us->u0, us->u1, S, err);
-    }
-    if (s == MC_OK) s = mc_store_set_attr_i64(st, g, "n_units", U, err);
-    if (s == MC_OK) s = mc_store_set_attr_i64(st, g, "tau", tau, err);
-    if (s == MC_OK && k->kind == MC_UNIT_SAE) s = mc_store_set_attr_str(st, g, "sae_store", k->sae_path, err);
+    mc_snprintf(csv, sizeof csv, "%s/%s-describe-%s-%s.csv", bt->tables, task->id, cs->name, kind);
     mc_scored *all = NULL;
-    if (s == MC_OK) s = mc_sim_gather_desc(c, &r, &all, err);
+    if (s == MC_OK) s = mc_describe_write(c, st, g, &r, keep ? S : NULL, cs, k->kind, k->sae_path, csv, &all, err);
     double acc = NAN;
-    mc_status ws = MC_OK;
-    if (s == MC_OK && c->rank == 0) {
-        mc_buf b = {0};
-        mc_buf_printf(&b, "%s,rank,concept_index,concept,score\n", kind);
-        for (int64_t i = 0; i < U; i++)
-            for (int64_t q = 0; q < tau; q++) {
-                const mc_scored *e = &all[i * tau + q];
-                mc_buf_printf(&b, "%lld,%lld,%d,", (long long)i, (long long)q + 1, e->index);
-                mc_buf_csv(&b, cs->texts[e->index]);
-                mc_buf_printf(&b, ",%.6f\n", e->score);
-            }
-        char path[MC_PATH_CAP];
-        mc_snprintf(path, sizeof path, "%s/%s-describe-%s-%s.csv", bt->tables, task->id, cs->name, kind);
-        ws = b.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : mc_write_text_file(path, b.p, b.n, err);
-        mc_buf_free(&b);
-        acc = report_table(report, task, bt, cs, k, all, tau);
-    }
+    if (s == MC_OK && c->rank == 0) acc = report_table(report, task, bt, cs, k, all, tau);
     free(all);
-    if (s == MC_OK) s = mc_comm_agree(c, ws, err);
-    int has_acc = !isnan(acc);
-    MPI_Bcast(&has_acc, 1, MPI_INT, 0, c->comm);
-    MPI_Bcast(&acc, 1, MPI_DOUBLE, 0, c->comm);
-    if (s == MC_OK && has_acc) s = mc_store_set_attr_f64(st, g, "description_accuracy", acc, err);
-    free(r.desc), free(idx), free(sc);
+    if (s == MC_OK) s = mc_describe_set_accuracy(c, st, g, acc, err);
+    free(r.desc);
     return s;
 }
 

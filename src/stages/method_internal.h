@@ -255,6 +255,18 @@ void mc_sim_result_free(mc_sim_result *r);
 /* Collective: rank 0 receives every unit's desc rows, [n_units * tau_c] (*all NULL elsewhere). */
 mc_status mc_sim_gather_desc(const mc_comm *c, const mc_sim_result *r, mc_scored **all, mc_error *err);
 
+/* --- the describe layout (describe.c; also written by the baselines stage) ------------------- */
+/* Collective. Writes group g of st: top_concepts and top_scores [n_units, tau_c] from r's rows,
+ * sim [n_units, n_concepts] from this rank's rows when sim is not NULL, the attributes n_units,
+ * tau and (kind MC_UNIT_SAE) sae_store; gathers every unit's top concepts into *all (rank 0,
+ * caller frees; NULL elsewhere) and writes them as the CSV table csv_path (rank 0). */
+mc_status mc_describe_write(const mc_comm *c, mc_store *st, const char *g, const mc_sim_result *r, const float *sim,
+                            const mc_concepts *cs, int kind, const char *sae_path, const char *csv_path,
+                            mc_scored **all, mc_error *err);
+/* Collective. Sets g's description_accuracy to rank 0's acc, unless it is NaN (no unit has a
+ * known own class). */
+mc_status mc_describe_set_accuracy(const mc_comm *c, mc_store *st, const char *g, double acc, mc_error *err);
+
 /* One localize/describe task: the train store, E_n, the unit kinds and concept sets, the key. */
 typedef struct {
     mc_train_data td;
