@@ -573,26 +573,9 @@ static mc_status sae_units_load(const mc_comm *c, const mc_config *cfg, const mc
     mc_strlcpy(u->path, rp.store, sizeof u->path);
     mc_strlcpy(u->key, rp.key, sizeof u->key);
     mc_sae_config sc = mc_sae_config_of(cfg, dim, seed);
-    mc_status s = mc_sae_create(&sc, &u->sae, err);
-    s = mc_comm_agree(c, s, err);
-    if (s != MC_OK) return s;
     u->m = sc.m, u->k = sc.k;
-    mc_store *st = NULL;
-    s = mc_store_open(c, rp.store, MC_STORE_READ, &st, err);
-    const char *names[4] = {"W_enc", "b_enc", "W_dec_T", "b_pre"};
-    float *dst[4] = {mc_sae_w_enc(u->sae), mc_sae_b_enc(u->sae), mc_sae_w_dec_t(u->sae), mc_sae_b_pre(u->sae)};
-    const int64_t want[4][2] = {{sc.m, dim}, {sc.m, 0}, {sc.m, dim}, {dim, 0}};
-    for (int i = 0; s == MC_OK && i < 4; i++) {
-        mc_store_dataset_info di;
-        s = mc_store_dataset_info_get(st, names[i], &di, err);
-        if (s == MC_OK && (di.shape[0] != want[i][0] || di.ndim != (want[i][1] ? 2 : 1) ||
-                           (want[i][1] && di.shape[1] != want[i][1])))
-            s = MC_FAIL(err, MC_ERR_SHAPE, "%s: %s does not match the SAE of the config on a %lld-wide layer", rp.store,
-                        names[i], (long long)dim);
-        if (s == MC_OK) s = mc_store_read_rows(st, names[i], MC_DTYPE_F32, 0, want[i][0], dst[i], err);
-    }
-    if (st) mc_store_close(&st, NULL);
-    u->w_dec_t = mc_sae_w_dec_t(u->sae);
+    mc_status s = mc_sae_load_store(c, cfg, rp.store, dim, seed, &u->sae, err);
+    if (s == MC_OK) u->w_dec_t = mc_sae_w_dec_t(u->sae);
     if (s != MC_OK) sae_units_free(u);
     return s;
 }

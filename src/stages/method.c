@@ -911,3 +911,31 @@ mc_status mc_method_task_finish(const mc_config *cfg, const mc_task *task, const
                  mt->n_kinds, mt->store);
     return s;
 }
+
+mc_status mc_sae_load_store(const mc_comm *c, const mc_config *cfg, const char *path, int64_t dim, int64_t seed,
+                            mc_sae **out, mc_error *err) {
+    *out = NULL;
+    mc_sae_config sc = mc_sae_config_of(cfg, dim, seed);
+    mc_sae *sae = NULL;
+    mc_status s = mc_comm_agree(c, mc_sae_create(&sc, &sae, err), err);
+    if (s != MC_OK) return s;
+    mc_store *st = NULL;
+    s = mc_store_open(c, path, MC_STORE_READ, &st, err);
+    const char *names[4] = {"W_enc", "b_enc", "W_dec_T", "b_pre"};
+    float *dst[4] = {mc_sae_w_enc(sae), mc_sae_b_enc(sae), mc_sae_w_dec_t(sae), mc_sae_b_pre(sae)};
+    const int64_t want[4][2] = {{sc.m, dim}, {sc.m, 0}, {sc.m, dim}, {dim, 0}};
+    for (int i = 0; s == MC_OK && i < 4; i++) {
+        mc_store_dataset_info di;
+        s = mc_store_dataset_info_get(st, names[i], &di, err);
+        if (s == MC_OK && (di.shape[0] != want[i][0] || di.ndim != (want[i][1] ? 2 : 1) ||
+                           (want[i][1] && di.shape[1] != want[i][1])))
+            s = MC_FAIL(err, MC_ERR_SHAPE, "%s: %s does not match the SAE of the config on a %lld-wide layer", path,
+                        names[i], (long long)dim);
+        if (s == MC_OK) s = mc_store_read_rows(st, names[i], MC_DTYPE_F32, 0, want[i][0], dst[i], err);
+    }
+    if (st) mc_store_close(&st, NULL);
+    s = mc_comm_agree(c, s, err);
+    if (s == MC_OK) *out = sae;
+    else mc_sae_free(&sae);
+    return s;
+}

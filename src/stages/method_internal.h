@@ -98,6 +98,11 @@ mc_status mc_sae_paths(const mc_config *cfg, const char *extract_key, int64_t se
                        mc_run_paths *p, mc_error *err);
 /* The settings of the SAE (train.h) for cfg; n is the input width. */
 mc_sae_config mc_sae_config_of(const mc_config *cfg, int64_t n, int64_t seed);
+/* Collective. Creates the SAE of cfg for a dim-wide layer and seed and loads its weights from the
+ * sae stage's store at path (each dataset's shape checked; MC_ERR_SHAPE names the store and the
+ * dataset). *out is the caller's (mc_sae_free). */
+mc_status mc_sae_load_store(const mc_comm *c, const mc_config *cfg, const char *path, int64_t dim, int64_t seed,
+                            mc_sae **out, mc_error *err);
 /* E_n of (seed, layer, variant): key and paths under OUTPUT_DIR/align. */
 mc_status mc_align_paths(const mc_config *cfg, const char *extract_key, int64_t seed,
                          const char *layer, int variant, mc_run_paths *p, mc_error *err);
