@@ -441,37 +441,10 @@ static mc_status write_localize(const mc_comm *c, const mc_task *task, const bl_
             }
         for (int64_t t = 0; t < tau; t++) idx[j * tau + t] = top[t].index, sc[j * tau + t] = top[t].score;
     }
-    char g[512], name[600];
+    char g[512], csv[MC_PATH_CAP];
     mc_snprintf(g, sizeof g, "localize/%s/%s", cs->name, kind);
-    int64_t sh[2] = {Cn, tau};
-    const bool root = c->rank == 0;
-    mc_snprintf(name, sizeof name, "%s/top_units", g);
-    if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_I32, 2, sh, 0, err);
-    if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_I32, 0, root ? Cn : 0, idx, err);
-    mc_snprintf(name, sizeof name, "%s/top_scores", g);
-    if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_F32, 2, sh, 0, err);
-    if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_F32, 0, root ? Cn : 0, sc, err);
-    if (s == MC_OK) s = mc_store_set_attr_i64(st, g, "n_units", k->n_units, err);
-    if (s == MC_OK) s = mc_store_set_attr_i64(st, g, "tau", tau, err);
-    if (s == MC_OK && k->kind == MC_UNIT_SAE) s = mc_store_set_attr_str(st, g, "sae_store", k->sae_path, err);
-    if (s == MC_OK) {
-        mc_status ws = MC_OK;
-        if (root) {
-            mc_buf b = {0};
-            mc_buf_printf(&b, "concept_index,concept,rank,%s,score\n", kind);
-            for (int64_t j = 0; j < Cn; j++)
-                for (int64_t q = 0; q < tau; q++) {
-                    mc_buf_printf(&b, "%lld,", (long long)j);
-                    mc_buf_csv(&b, cs->texts[j]);
-                    mc_buf_printf(&b, ",%lld,%d,%.6f\n", (long long)q + 1, idx[j * tau + q], sc[j * tau + q]);
-                }
-            char path[MC_PATH_CAP];
-            mc_snprintf(path, sizeof path, "%s/%s-localize-%s-%s.csv", bt->tables, task->id, cs->name, kind);
-            ws = b.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : mc_write_text_file(path, b.p, b.n, err);
-            mc_buf_free(&b);
-        }
-        s = mc_comm_agree(c, ws, err);
-    }
+    mc_snprintf(csv, sizeof csv, "%s/%s-localize-%s-%s.csv", bt->tables, task->id, cs->name, kind);
+    if (s == MC_OK) s = mc_localize_write(c, st, g, cs, tau, idx, sc, k->n_units, k->kind, k->sae_path, csv, err);
     free(mine), free(all), free(cnt), free(idx), free(sc);
     return s;
 }

@@ -190,47 +190,56 @@ mc_status mc_method_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
 
 /* ---- the localize stage ----------------------------------------------------------------------- */
 
-static mc_status localize_one(const mc_comm *c, const mc_task *task, mc_method_task *mt, mc_store *st,
-                              const mc_concepts *cs, const mc_unit_set *u, mc_error *err) {
-    int64_t tau = mt->tau < u->n_units ? mt->tau : u->n_units;
-    mc_sim_result r;
-    MC_TRY(mc_similarity(c, u, &mt->w, cs->emb, cs->n, tau, 0, false, &r, err));
-    const char *kind = mc_unit_kind_name(u->kind);
-    char g[512], name[600];
-    mc_snprintf(g, sizeof g, "%s/%s", cs->name, kind);
-    int32_t *idx = mc_alloc_array((size_t)(cs->n * tau), sizeof(int32_t));
-    float *sc = mc_alloc_array((size_t)(cs->n * tau), sizeof(float));
-    mc_status s = mc_comm_agree(c, idx && sc ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
-    for (int64_t i = 0; s == MC_OK && i < cs->n * tau; i++) idx[i] = r.loc[i].index, sc[i] = r.loc[i].score;
+mc_status mc_localize_write(const mc_comm *c, mc_store *st, const char *g, const mc_concepts *cs, int64_t tau,
+                            const int32_t *idx, const float *sc, int64_t n_units, int kind, const char *sae_path,
+                            const char *csv_path, mc_error *err) {
+    const char *kind_name = mc_unit_kind_name(kind);
+    char name[600];
     int64_t sh[2] = {cs->n, tau};
-    bool root = c->rank == 0;
+    const bool root = c->rank == 0;
+    mc_status s = MC_OK;
     mc_snprintf(name, sizeof name, "%s/top_units", g);
     if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_I32, 2, sh, 0, err);
     if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_I32, 0, root ? cs->n : 0, idx, err);
     mc_snprintf(name, sizeof name, "%s/top_scores", g);
     if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_F32, 2, sh, 0, err);
     if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_F32, 0, root ? cs->n : 0, sc, err);
-    if (s == MC_OK) s = mc_store_set_attr_i64(st, g, "n_units", u->n_units, err);
+    if (s == MC_OK) s = mc_store_set_attr_i64(st, g, "n_units", n_units, err);
     if (s == MC_OK) s = mc_store_set_attr_i64(st, g, "tau", tau, err);
-    if (s == MC_OK && u->kind == MC_UNIT_SAE) s = mc_store_set_attr_str(st, g, "sae_store", u->sae_path, err);
+    if (s == MC_OK && kind == MC_UNIT_SAE) s = mc_store_set_attr_str(st, g, "sae_store", sae_path, err);
     if (s == MC_OK) {
         mc_status ws = MC_OK;
         if (root) {
             mc_buf b = {0};
-            mc_buf_printf(&b, "concept_index,concept,rank,%s,score\n", kind);
+            mc_buf_printf(&b, "concept_index,concept,rank,%s,score\n", kind_name);
             for (int64_t j = 0; j < cs->n; j++)
                 for (int64_t q = 0; q < tau; q++) {
                     mc_buf_printf(&b, "%lld,", (long long)j);
                     mc_buf_csv(&b, cs->texts[j]);
                     mc_buf_printf(&b, ",%lld,%d,%.6f\n", (long long)q + 1, idx[j * tau + q], sc[j * tau + q]);
                 }
-            char path[MC_PATH_CAP];
-            mc_snprintf(path, sizeof path, "%s/%s-%s-%s.csv", mt->tables, task->id, cs->name, kind);
-            ws = b.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : mc_write_text_file(path, b.p, b.n, err);
+            ws = b.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : mc_write_text_file(csv_path, b.p, b.n, err);
             mc_buf_free(&b);
         }
         s = mc_comm_agree(c, ws, err);
     }
+    return s;
+}
+
+static mc_status localize_one(const mc_comm *c, const mc_task *task, mc_method_task *mt, mc_store *st,
+                              const mc_concepts *cs, const mc_unit_set *u, mc_error *err) {
+    int64_t tau = mt->tau < u->n_units ? mt->tau : u->n_units;
+    mc_sim_result r;
+    MC_TRY(mc_similarity(c, u, &mt->w, cs->emb, cs->n, tau, 0, false, &r, err));
+    const char *kind = mc_unit_kind_name(u->kind);
+    char g[512], csv[MC_PATH_CAP];
+    mc_snprintf(g, sizeof g, "%s/%s", cs->name, kind);
+    mc_snprintf(csv, sizeof csv, "%s/%s-%s-%s.csv", mt->tables, task->id, cs->name, kind);
+    int32_t *idx = mc_alloc_array((size_t)(cs->n * tau), sizeof(int32_t));
+    float *sc = mc_alloc_array((size_t)(cs->n * tau), sizeof(float));
+    mc_status s = mc_comm_agree(c, idx && sc ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
+    for (int64_t i = 0; s == MC_OK && i < cs->n * tau; i++) idx[i] = r.loc[i].index, sc[i] = r.loc[i].score;
+    if (s == MC_OK) s = mc_localize_write(c, st, g, cs, tau, idx, sc, u->n_units, u->kind, u->sae_path, csv, err);
     free(idx), free(sc);
     mc_sim_result_free(&r);
     return s;

@@ -260,6 +260,14 @@ void mc_sim_result_free(mc_sim_result *r);
 /* Collective: rank 0 receives every unit's desc rows, [n_units * tau_c] (*all NULL elsewhere). */
 mc_status mc_sim_gather_desc(const mc_comm *c, const mc_sim_result *r, mc_scored **all, mc_error *err);
 
+/* --- the localize layout (localize.c; also written by the baselines stage) ------------------- */
+/* Collective. Writes group g of st from rank 0's idx/sc [cs->n, tau] (each concept's top units
+ * and scores): top_units, top_scores, the attributes n_units, tau and (kind MC_UNIT_SAE)
+ * sae_store, and the CSV table csv_path (rank 0). */
+mc_status mc_localize_write(const mc_comm *c, mc_store *st, const char *g, const mc_concepts *cs, int64_t tau,
+                            const int32_t *idx, const float *sc, int64_t n_units, int kind, const char *sae_path,
+                            const char *csv_path, mc_error *err);
+
 /* --- the describe layout (describe.c; also written by the baselines stage) ------------------- */
 /* Collective. Writes group g of st: top_concepts and top_scores [n_units, tau_c] from r's rows,
  * sim [n_units, n_concepts] from this rank's rows when sim is not NULL, the attributes n_units,
