@@ -196,6 +196,10 @@ void mc_config_free(mc_config **cfg);
 /* The YAML spelling of an enum value ("in+out", "spatial_mean"); "?" if out of range. */
 const char *mc_stage_name(int v);
 const char *mc_variant_name(int v);
+/* The spellings task ids and file names use: "in+out" -> "inout" (others as mc_variant_name);
+ * a layer name with every byte outside [A-Za-z0-9._-] replaced by '_'. */
+const char *mc_variant_tag(int v);
+void mc_layer_tag(const char *layer, char *out, size_t cap);
 const char *mc_method_name(int v);
 const char *mc_mode_name(int v);
 const char *mc_unit_kind_name(int v);

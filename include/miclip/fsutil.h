@@ -13,6 +13,8 @@
 mc_status mc_mkdir_p(const char *dir, mc_error *err);
 /* Writes n bytes to path via "path.tmp.<pid>", fsync, rename. */
 mc_status mc_write_file_atomic(const char *path, const void *data, size_t n, mc_error *err);
+/* Local. mc_write_file_atomic after creating path's directory (mc_mkdir_p). */
+mc_status mc_write_text_file(const char *path, const char *text, size_t n, mc_error *err);
 /* Reads a whole file into a malloc'd, NUL-terminated buffer (the caller frees *out). Files
  * larger than max_bytes are refused with an error naming the file and both sizes. */
 mc_status mc_read_file(const char *path, size_t max_bytes, char **out, size_t *len, mc_error *err);

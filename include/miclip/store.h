@@ -227,6 +227,23 @@ mc_status mc_store_set_complete(mc_store *s, const char *group, mc_error *err);
 /* Local. True if group exists and its "complete" attribute is 1. */
 bool mc_store_is_complete(mc_store *s, const char *group);
 
+/* --- string lists and whole-store helpers ---------------------------------------------- */
+
+/* Collective: writes n strings as <base>_bytes (U8, NUL-separated) and <base>_offsets
+ * (I64 [n+1]). Only rank 0's data is written when rank0_writes (every rank passes the same
+ * strings). */
+mc_status mc_store_write_strings(mc_store *st, const char *base, const char *const *strs, int64_t n,
+                                 bool rank0_writes, mc_error *err);
+/* Reads <base>_bytes / <base>_offsets of st (every rank reads all): *out[n] malloc'd strings. */
+mc_status mc_store_read_strings(mc_store *st, const char *base, char ***out, int64_t *n,
+                                mc_error *err);
+void mc_strings_free(char ***v, int64_t n);
+
+/* Opens path for writing as a fresh store: an existing incomplete one is replaced. */
+mc_status mc_store_fresh(const mc_comm *c, const char *path, mc_store **st, mc_error *err);
+/* Collective: true when path is a complete store (read-only peek). */
+mc_status mc_store_peek_complete(const mc_comm *c, const char *path, bool *complete, mc_error *err);
+
 /* --- inspection ------------------------------------------------------------------------ */
 
 /* Local. Prints every group and dataset (shape, dtype, chunking), their attributes, and the

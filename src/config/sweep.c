@@ -9,9 +9,9 @@
 #include "miclip/config.h"
 
 /* Short id spellings: filename- and job-name-safe. */
-static const char *variant_id(int v) { return v == MC_VARIANT_INOUT ? "inout" : mc_variant_name(v); }
+const char *mc_variant_tag(int v) { return v == MC_VARIANT_INOUT ? "inout" : mc_variant_name(v); }
 
-static void layer_id(const char *layer, char *out, size_t cap) {
+void mc_layer_tag(const char *layer, char *out, size_t cap) {
     size_t o = 0;
     for (const char *p = layer; *p && o + 1 < cap; p++) {
         char ch = *p;
@@ -57,11 +57,11 @@ static void set_id(mc_task *t) {
     if (t->stage == MC_STAGE_REPORT) return;
     o += (size_t)snprintf(t->id + o, sizeof t->id - o, "-s%lld", (long long)t->seed);
     if (t->layer && o < sizeof t->id) {
-        layer_id(t->layer, lid, sizeof lid);
+        mc_layer_tag(t->layer, lid, sizeof lid);
         o += (size_t)snprintf(t->id + o, sizeof t->id - o, "-l%s", lid);
     }
     if (t->variant >= 0 && o < sizeof t->id)
-        o += (size_t)snprintf(t->id + o, sizeof t->id - o, "-%s", variant_id(t->variant));
+        o += (size_t)snprintf(t->id + o, sizeof t->id - o, "-%s", mc_variant_tag(t->variant));
     if (t->method >= 0 && o < sizeof t->id)
         o += (size_t)snprintf(t->id + o, sizeof t->id - o, "-%s", mc_method_name(t->method));
     if (t->mode >= 0 && o < sizeof t->id) {

@@ -106,3 +106,14 @@ bool mc_path_join(char *buf, size_t cap, const char *dir, const char *name) {
     bool slash = n > 0 && dir[n - 1] == '/';
     return mc_snprintf(buf, cap, "%s%s%s", dir, slash ? "" : "/", name);
 }
+
+mc_status mc_write_text_file(const char *path, const char *text, size_t n, mc_error *err) {
+    char dir[4096];
+    if (!mc_strlcpy(dir, path, sizeof dir)) return MC_FAIL(err, MC_ERR_ARG, "path too long: %s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) {
+        *slash = '\0';
+        MC_TRY(mc_mkdir_p(dir, err));
+    }
+    return mc_write_file_atomic(path, text, n, err);
+}

@@ -15,7 +15,17 @@
 #include <string.h>
 #include <strings.h>
 
-#include "method_internal.h"
+#include "miclip/buf.h"
+#include "method/acts.h"
+#include "method/concepts.h"
+#include "method/extract_key.h"
+#include "method/keys.h"
+#include "method/method_task.h"
+#include "method/similarity.h"
+#include "method/train_data.h"
+#include "method/training.h"
+#include "method/unit_tables.h"
+#include "method/units.h"
 #include "miclip/checked.h"
 #include "miclip/fsutil.h"
 #include "miclip/log.h"
@@ -76,62 +86,6 @@ static double report_table(mc_buf *b, const mc_task *task, const mc_method_task 
     return acc;
 }
 
-mc_status mc_describe_write(const mc_comm *c, mc_store *st, const char *g, const mc_sim_result *r, const float *sim,
-                            const mc_concepts *cs, int kind, const char *sae_path, const char *csv_path,
-                            mc_scored **all, mc_error *err) {
-    *all = NULL;
-    const int64_t tau = r->tau_c, U = r->n_units, rows = r->u1 - r->u0;
-    const char *kind_name = mc_unit_kind_name(kind);
-    char name[600];
-    int32_t *idx = mc_alloc_array((size_t)(rows * tau + 1), sizeof(int32_t));
-    float *sc = mc_alloc_array((size_t)(rows * tau + 1), sizeof(float));
-    mc_status s = mc_comm_agree(c, idx && sc ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
-    for (int64_t i = 0; s == MC_OK && i < rows * tau; i++) idx[i] = r->desc[i].index, sc[i] = r->desc[i].score;
-    int64_t sh[2] = {U, tau};
-    mc_snprintf(name, sizeof name, "%s/top_concepts", g);
-    if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_I32, 2, sh, 0, err);
-    if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_I32, r->u0, r->u1, idx, err);
-    mc_snprintf(name, sizeof name, "%s/top_scores", g);
-    if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_F32, 2, sh, 0, err);
-    if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_F32, r->u0, r->u1, sc, err);
-    free(idx), free(sc);
-    if (sim) {
-        int64_t sh2[2] = {U, cs->n};
-        mc_snprintf(name, sizeof name, "%s/sim", g);
-        if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_F32, 2, sh2, 0, err);
-        if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_F32, r->u0, r->u1, sim, err);
-    }
-    if (s == MC_OK) s = mc_store_set_attr_i64(st, g, "n_units", U, err);
-    if (s == MC_OK) s = mc_store_set_attr_i64(st, g, "tau", tau, err);
-    if (s == MC_OK && kind == MC_UNIT_SAE) s = mc_store_set_attr_str(st, g, "sae_store", sae_path, err);
-    if (s == MC_OK) s = mc_sim_gather_desc(c, r, all, err);
-    mc_status ws = MC_OK;
-    if (s == MC_OK && c->rank == 0) {
-        mc_buf b = {0};
-        mc_buf_printf(&b, "%s,rank,concept_index,concept,score\n", kind_name);
-        for (int64_t i = 0; i < U; i++)
-            for (int64_t q = 0; q < tau; q++) {
-                const mc_scored *e = &(*all)[i * tau + q];
-                mc_buf_printf(&b, "%lld,%lld,%d,", (long long)i, (long long)q + 1, e->index);
-                mc_buf_csv(&b, cs->texts[e->index]);
-                mc_buf_printf(&b, ",%.6f\n", e->score);
-            }
-        ws = b.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : mc_write_text_file(csv_path, b.p, b.n, err);
-        mc_buf_free(&b);
-    }
-    s = mc_comm_agree(c, s == MC_OK ? ws : s, err); /* every rank returns the same status */
-    if (s != MC_OK) {
-        free(*all);
-        *all = NULL;
-    }
-    return s;
-}
-
-mc_status mc_describe_set_accuracy(const mc_comm *c, mc_store *st, const char *g, double acc, mc_error *err) {
-    /* Rank 0 computed it: every rank learns the value, then all set the attribute together. */
-    MPI_Bcast(&acc, 1, MPI_DOUBLE, 0, c->comm);
-    return isnan(acc) ? MC_OK : mc_store_set_attr_f64(st, g, "description_accuracy", acc, err);
-}
 
 static mc_status describe_one(const mc_comm *c, const mc_task *task, mc_method_task *mt, mc_store *st,
                               const mc_concepts *cs, const mc_unit_set *u, mc_buf *report, mc_error *err) {

@@ -21,18 +21,8 @@
 #include "miclip/miclip.h"
 #include "miclip/model.h"
 #include "miclip/text.h"
+#include "method/extract_key.h"
 #include "stages_internal.h"
-
-#define EXTRACT_KEY_VERSION "miclip-extract/1"
-
-/* What one split's extraction reads and where it writes. */
-typedef struct {
-    mc_split split;
-    const mc_dataset_cfg *dcfg;
-    mc_dataset ds;
-    char key[MC_SHA256_HEX_LEN + 1];
-    char path[4096];
-} extract_plan;
 
 /* One hooked layer being captured. */
 typedef struct {
@@ -48,62 +38,6 @@ static bool capture_fn(const mc_hook_view *v, void *user) {
     capture *cap = user;
     mc_pool_apply(v, cap->pool, cap->buf);
     return true;
-}
-
-static const mc_dataset_cfg *split_cfg(const mc_config *cfg, mc_split s) {
-    switch (s) {
-    case MC_SPLIT_TRAIN: return &cfg->datasets.train;
-    case MC_SPLIT_EVAL: return &cfg->datasets.eval;
-    default: return &cfg->datasets.unseen;
-    }
-}
-
-/* id2label of the target model (borrowed from the model). */
-static const char **target_labels(mc_model *m, int *n) {
-    int64_t dim = mc_model_output_dim(m);
-    if (!mc_model_label(m, 0)) {
-        *n = 0;
-        return NULL;
-    }
-    const char **v = calloc((size_t)dim, sizeof *v);
-    if (!v) return NULL;
-    for (int64_t i = 0; i < dim; i++) v[i] = mc_model_label(m, i);
-    *n = (int)dim;
-    return v;
-}
-
-/* Lists and samples the split's dataset, and computes its store key and path. */
-static mc_status plan_split(const mc_comm *c, const mc_config *cfg, mc_split split, int64_t seed,
-                            const char *const *labels, int n_labels, const char *target_hash,
-                            const char *clip_hash, extract_plan *p, mc_error *err) {
-    memset(p, 0, sizeof *p);
-    p->split = split;
-    p->dcfg = split_cfg(cfg, split);
-    MC_TRY(mc_dataset_load(c, p->dcfg, labels, n_labels, &p->ds, err));
-    mc_status s = mc_dataset_sample(&p->ds, p->dcfg->n_samples, (uint64_t)seed, err);
-    s = mc_comm_agree(c, s, err);
-    if (s != MC_OK) return s;
-    char ds_hash[MC_SHA256_HEX_LEN + 1];
-    mc_dataset_hash(&p->ds, ds_hash);
-    /* The key: everything that determines the store's contents. */
-    mc_sha256 h;
-    mc_sha256_init(&h);
-    char line[8192];
-    snprintf(line, sizeof line, "%s\ncode=%s\ntarget=%s\nclip=%s\ndataset=%s\nseed=%lld\npool=%s\n"
-             "dtype=%d\nbad=%d\nprompt=%s\n", EXTRACT_KEY_VERSION, MICLIP_CACHE_VERSION,
-             target_hash, clip_hash, ds_hash, (long long)seed, mc_pool_name(cfg->extract.pool),
-             cfg->extract.dtype, cfg->extract.on_bad_image, cfg->align.prompt);
-    mc_sha256_update(&h, line, strlen(line));
-    for (int i = 0; i < cfg->extract.layers.n; i++)
-        mc_sha256_update(&h, cfg->extract.layers.v[i], strlen(cfg->extract.layers.v[i]) + 1);
-    uint8_t d[MC_SHA256_BYTES];
-    mc_sha256_final(&h, d);
-    mc_hex_encode(d, MC_SHA256_BYTES, p->key);
-    p->key[MC_SHA256_HEX_LEN] = '\0';
-    if (!mc_snprintf(p->path, sizeof p->path, "%s/extract/%s-s%lld-%.16s.h5", cfg->output_dir,
-                     mc_split_name(split), (long long)seed, p->key))
-        return MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
-    return MC_OK;
 }
 
 /* The model-level pool for the configured one on a layer of this shape. */
@@ -225,7 +159,7 @@ static mc_status extractor_init(const mc_comm *c, const mc_config *cfg, extracto
 static void acts_name(const char *layer, char *buf, size_t cap) { snprintf(buf, cap, "acts/%s", layer); }
 
 static mc_status create_layout(const mc_comm *c, mc_store *st, const mc_config *cfg,
-                               const extractor *x, const extract_plan *p, int64_t seed,
+                               const extractor *x, const mc_extract_plan *p, int64_t seed,
                                int64_t n_units, float *class_emb, mc_error *err) {
     int64_t N = p->ds.n, C = p->ds.n_classes;
     bool root = c->rank == 0; /* whole-dataset facts: rank 0 writes, the others join empty */
@@ -274,7 +208,7 @@ static mc_status create_layout(const mc_comm *c, mc_store *st, const mc_config *
 
 /* Computes one unit's rows [b, e) into the extractor's buffers. Bad images (skip mode) give a
  * zero row and valid = 0. Returns the first error (fail mode) naming the file. */
-static mc_status compute_unit(const mc_config *cfg, extractor *x, const extract_plan *p, int64_t b,
+static mc_status compute_unit(const mc_config *cfg, extractor *x, const mc_extract_plan *p, int64_t b,
                               int64_t e, float *pix_t, float *pix_c, float *out, float *clip_emb,
                               int32_t *pred, uint8_t *valid, const float *class_emb,
                               int64_t *n_bad, mc_error *err) {
@@ -365,7 +299,7 @@ static mc_status write_unit(mc_store *st, const mc_config *cfg, extractor *x, in
 
 /* Runs (or resumes, or skips) one split. */
 static mc_status extract_split(const mc_comm *c, const mc_config *cfg, extractor *x,
-                               extract_plan *p, int64_t seed, mc_error *err) {
+                               mc_extract_plan *p, int64_t seed, mc_error *err) {
     const int64_t bs = cfg->extract.batch_size, N = p->ds.n;
     const int64_t n_units = (N + bs - 1) / bs;
     x->t = (phase_times){0};
@@ -518,7 +452,7 @@ static mc_status extract_split(const mc_comm *c, const mc_config *cfg, extractor
 /* The splits this configuration extracts: train always; eval and unseen when the intervention
  * stage will use them. */
 static bool split_wanted(const mc_config *cfg, mc_split s) {
-    if (split_cfg(cfg, s)->kind == MC_DS_NONE) return false;
+    if (mc_split_dataset_cfg(cfg, s)->kind == MC_DS_NONE) return false;
     if (s == MC_SPLIT_TRAIN) return true;
     if (!mc_config_has_stage(cfg, MC_STAGE_INTERVENE)) return false;
     for (int i = 0; i < cfg->intervene.datasets.n; i++)
@@ -532,11 +466,11 @@ mc_status mc_stage_extract(const mc_comm *c, const mc_config *cfg, const mc_task
     extractor x;
     mc_status s = extractor_init(c, cfg, &x, err);
     int n_labels = 0;
-    const char **labels = s == MC_OK ? target_labels(x.target, &n_labels) : NULL;
+    const char **labels = s == MC_OK ? mc_model_labels(x.target, &n_labels) : NULL;
     for (int sp = 0; s == MC_OK && sp < MC_SPLIT_COUNT; sp++) {
         if (!split_wanted(cfg, (mc_split)sp)) continue;
-        extract_plan p;
-        s = plan_split(c, cfg, (mc_split)sp, task->seed, labels, n_labels, x.target_hash, x.clip_hash, &p, err);
+        mc_extract_plan p;
+        s = mc_extract_plan_split(c, cfg, (mc_split)sp, task->seed, labels, n_labels, x.target_hash, x.clip_hash, &p, err);
         if (s == MC_OK) s = extract_split(c, cfg, &x, &p, task->seed, err);
         mc_dataset_free(&p.ds);
     }
@@ -545,22 +479,3 @@ mc_status mc_stage_extract(const mc_comm *c, const mc_config *cfg, const mc_task
     return s;
 }
 
-mc_status mc_extract_store_path(const mc_comm *c, const mc_config *cfg, mc_split split, int64_t seed,
-                                char *path, size_t cap, mc_error *err) {
-    char th[MC_SHA256_HEX_LEN + 1], chh[MC_SHA256_HEX_LEN + 1];
-    MC_TRY(mc_model_dir_hash(c, cfg->models.target, th, err));
-    MC_TRY(mc_model_dir_hash(c, cfg->models.clip, chh, err));
-    mc_model *m = NULL;
-    mc_status s = mc_model_create(cfg->models.target, &m, err);
-    s = mc_comm_agree(c, s, err);
-    if (s != MC_OK) return s;
-    int n_labels = 0;
-    const char **labels = target_labels(m, &n_labels);
-    extract_plan p;
-    s = plan_split(c, cfg, split, seed, labels, n_labels, th, chh, &p, err);
-    if (s == MC_OK && !mc_strlcpy(path, p.path, cap)) s = MC_FAIL(err, MC_ERR_ARG, "path too long");
-    mc_dataset_free(&p.ds);
-    free(labels);
-    mc_model_free(&m);
-    return s;
-}

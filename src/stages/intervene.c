@@ -26,7 +26,17 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "method_internal.h"
+#include "miclip/buf.h"
+#include "method/acts.h"
+#include "method/concepts.h"
+#include "method/extract_key.h"
+#include "method/keys.h"
+#include "method/method_task.h"
+#include "method/similarity.h"
+#include "method/train_data.h"
+#include "method/training.h"
+#include "method/unit_tables.h"
+#include "method/units.h"
 #include "miclip/checked.h"
 #include "miclip/fsutil.h"
 #include "miclip/image.h"

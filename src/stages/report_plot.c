@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "method_internal.h"
+#include "miclip/buf.h"
 #include "miclip/checked.h"
 #include "report_internal.h"
 

@@ -1,0 +1,114 @@
+/* method_task.c - one localize/describe task and the query inputs (method_task.h). */
+#include "method/method_task.h"
+
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "miclip/checked.h"
+#include "miclip/fsutil.h"
+#include "miclip/log.h"
+#include "miclip/miclip.h"
+#include "miclip/buf.h"
+#include "method/training.h"
+
+void mc_method_task_close(mc_method_task *mt) {
+    mc_concepts_free(&mt->sets, mt->n_sets);
+    mc_encoder_weights_free(&mt->w);
+    mc_train_data_close(&mt->td);
+    memset(mt, 0, sizeof *mt);
+}
+
+mc_status mc_method_task_open(const mc_comm *c, const mc_config *cfg, const mc_task *task, int stage,
+                              mc_method_task *mt, mc_error *err) {
+    memset(mt, 0, sizeof *mt);
+    const bool loc = stage == MC_STAGE_LOCALIZE;
+    const mc_enum_list *units = loc ? &cfg->localize.units : &cfg->describe.units;
+    const mc_str_list *names = loc ? &cfg->localize.concepts : &cfg->describe.concepts;
+    mt->tau = loc ? cfg->localize.tau : cfg->describe.tau;
+    MC_TRY(mc_train_data_open(c, cfg, task->seed, &mt->td, err));
+    mc_status s = mc_encoder_weights_load(c, cfg, &mt->td, task->seed, task->layer, task->variant, &mt->w, err);
+    for (int i = 0; s == MC_OK && i < units->n; i++) {
+        if (units->v[i] == MC_UNIT_SAE && !mc_sae_applies(cfg, task->layer)) {
+            mc_info0("%s %s: no SAE on layer '%s' (sae.layer is '%s'%s); neurons only", mc_stage_name(stage), task->id,
+                     task->layer, cfg->sae.layer, mc_config_has_stage(cfg, MC_STAGE_SAE) ? "" : ", sae stage not listed");
+            continue;
+        }
+        s = mc_unit_set_open(c, cfg, &mt->td, task->seed, &mt->w, units->v[i], &mt->kinds[mt->n_kinds], err);
+        if (s == MC_OK) mt->n_kinds++;
+    }
+    if (s == MC_OK) s = mc_concepts_load(c, cfg, &mt->td, names, &mt->sets, &mt->n_sets, err);
+    if (s == MC_OK) {
+        mc_buf b = {0};
+        mc_buf_printf(&b, "miclip-%s/1\ncode=%s\nalign=%s\ntau=%lld\n", mc_stage_name(stage), MICLIP_CACHE_VERSION,
+                      mt->w.key, (long long)mt->tau);
+        for (int k = 0; k < mt->n_kinds; k++)
+            mc_buf_printf(&b, "units=%s:%s\n", mc_unit_kind_name(mt->kinds[k].kind), mt->kinds[k].sae_key);
+        for (int k = 0; k < mt->n_sets; k++) mc_buf_printf(&b, "set=%s:%s\n", mt->sets[k].name, mt->sets[k].key);
+        if (b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        else mc_key_of(b.p, mt->key);
+        mc_buf_free(&b);
+    }
+    if (s == MC_OK &&
+        !(mc_snprintf(mt->store, sizeof mt->store, "%s/%s/%s-%.16s.h5", cfg->output_dir, mc_stage_name(stage), task->id, mt->key) &&
+          mc_snprintf(mt->tables, sizeof mt->tables, "%s/tables", cfg->output_dir)))
+        s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
+    if (s != MC_OK) mc_method_task_close(mt);
+    return s;
+}
+
+mc_status mc_method_task_finish(const mc_config *cfg, const mc_task *task, const mc_method_task *mt,
+                                const char *stage, mc_store **st, mc_status s, mc_error *err) {
+    mc_store_provenance prov = {.stage = stage, .config_hash = cfg->hash, .model = mt->w.key,
+                                .dataset = mt->td.path, .seed = task->seed, .has_seed = true};
+    char key_attr[64];
+    snprintf(key_attr, sizeof key_attr, "%s_key", stage);
+    if (s == MC_OK) s = mc_store_write_provenance(*st, "/", &prov, err);
+    if (s == MC_OK) s = mc_store_set_attr_str(*st, "/", key_attr, mt->key, err);
+    if (s == MC_OK) s = mc_store_set_attr_str(*st, "/", "align_store", mt->w.path, err);
+    if (s == MC_OK) s = mc_store_set_attr_str(*st, "/", "layer", task->layer, err);
+    if (s == MC_OK) s = mc_store_set_attr_str(*st, "/", "variant", mc_variant_name(task->variant), err);
+    if (s == MC_OK) s = mc_store_set_complete(*st, "/", err);
+    if (*st) {
+        mc_error ce = {0};
+        mc_status cs = mc_store_close(st, &ce);
+        if (s == MC_OK && cs != MC_OK) *err = ce, s = cs;
+    }
+    if (s == MC_OK)
+        mc_info0("%s %s: %d concept set(s) x %d unit kind(s) -> %s", stage, task->id, mt->n_sets,
+                 mt->n_kinds, mt->store);
+    return s;
+}
+
+void mc_query_defaults(mc_query *q) {
+    memset(q, 0, sizeof *q);
+    q->seed = -1;
+    q->variant = -1;
+    q->units = -1;
+}
+
+/* Resolves the query's defaults and loads E_n and the unit set. Collective. */
+mc_status mc_query_open(const mc_comm *c, const mc_config *cfg, const mc_query *q, mc_query *r,
+                        mc_train_data *td, mc_encoder_weights *w, mc_unit_set *u, mc_error *err) {
+    *r = *q;
+    if (r->seed < 0) r->seed = cfg->seeds.v[0];
+    if (r->units < 0) r->units = MC_UNIT_NEURON;
+    if (!r->layer) r->layer = r->units == MC_UNIT_SAE ? cfg->sae.layer : cfg->extract.layers.v[0];
+    if (r->variant < 0) r->variant = cfg->align.variants.v[0];
+    bool known = false;
+    for (int i = 0; i < cfg->extract.layers.n; i++) known |= !strcmp(cfg->extract.layers.v[i], r->layer);
+    if (!known) return MC_FAIL(err, MC_ERR_ARG, "layer '%s' is not in extract.layers", r->layer);
+    if (r->units == MC_UNIT_SAE && !mc_sae_applies(cfg, r->layer))
+        return MC_FAIL(err, MC_ERR_ARG, "no SAE on layer '%s' (sae.layer is '%s'%s)", r->layer, cfg->sae.layer,
+                       mc_config_has_stage(cfg, MC_STAGE_SAE) ? "" : " and the sae stage is not listed");
+    MC_TRY(mc_train_data_open(c, cfg, r->seed, td, err));
+    mc_status s = mc_encoder_weights_load(c, cfg, td, r->seed, r->layer, r->variant, w, err);
+    if (s == MC_OK) s = mc_unit_set_open(c, cfg, td, r->seed, w, r->units, u, err);
+    if (s != MC_OK) {
+        mc_encoder_weights_free(w);
+        mc_train_data_close(td);
+    }
+    return s;
+}

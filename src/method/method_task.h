@@ -1,0 +1,44 @@
+/* method_task.h - one localize or describe task (the train store, E_n, its unit sets and concept
+ * sets, the task's key), its common end (provenance, attributes, completion), and the inputs
+ * of the interactive queries.
+ */
+#ifndef MICLIP_METHOD_METHOD_TASK_H
+#define MICLIP_METHOD_METHOD_TASK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "method/concepts.h"
+#include "method/units.h"
+#include "miclip/stages.h"
+#include "miclip/store.h"
+
+/* One localize/describe task: the train store, E_n, the unit kinds and concept sets, the key. */
+typedef struct {
+    mc_train_data td;
+    mc_encoder_weights w;
+    mc_concepts *sets;
+    int n_sets;
+    int n_kinds;
+    mc_unit_set kinds[2];
+    int64_t tau;
+    char key[MC_KEY_HEX];
+    char store[MC_PATH_CAP];
+    char tables[MC_PATH_CAP]; /* OUTPUT_DIR/tables */
+} mc_method_task;
+/* Collective. stage is MC_STAGE_LOCALIZE or MC_STAGE_DESCRIBE. */
+mc_status mc_method_task_open(const mc_comm *c, const mc_config *cfg, const mc_task *task, int stage,
+                              mc_method_task *mt, mc_error *err);
+void mc_method_task_close(mc_method_task *mt);
+/* Collective: the common end of localize and describe. When s is MC_OK, writes the provenance
+ * and the task attributes (<stage>_key, align_store, layer, variant), marks the store complete;
+ * always closes *st (keeping the first error) and logs the result. Returns the final status. */
+mc_status mc_method_task_finish(const mc_config *cfg, const mc_task *task, const mc_method_task *mt,
+                                const char *stage, mc_store **st, mc_status s, mc_error *err);
+
+/* Collective. Resolves q's defaults into *r and loads the train store, E_n and the unit set. */
+mc_status mc_query_open(const mc_comm *c, const mc_config *cfg, const mc_query *q, mc_query *r,
+                        mc_train_data *td, mc_encoder_weights *w, mc_unit_set *u, mc_error *err);
+
+
+#endif
