@@ -241,6 +241,12 @@ void mc_strings_free(char ***v, int64_t n);
 
 /* Opens path for writing as a fresh store: an existing incomplete one is replaced. */
 mc_status mc_store_fresh(const mc_comm *c, const char *path, mc_store **st, mc_error *err);
+#define MC_STORE_LAYOUT_ATTR "layout_complete"
+/* Collective. Opens path for writing, creating it when absent (*created set). An existing store
+ * without the root attribute "layout_complete" (its writer was killed before it finished creating
+ * its datasets) is started afresh instead (*created set). The writer sets that attribute after
+ * creating its layout. */
+mc_status mc_store_reopen_or_fresh(const mc_comm *c, const char *path, mc_store **st, bool *created, mc_error *err);
 /* Collective: true when path is a complete store (read-only peek). */
 mc_status mc_store_peek_complete(const mc_comm *c, const char *path, bool *complete, mc_error *err);
 

@@ -31,6 +31,7 @@
 #include "method/concepts.h"
 #include "method/extract_key.h"
 #include "method/keys.h"
+#include "method/prefix_cache.h"
 #include "method/method_task.h"
 #include "method/similarity.h"
 #include "method/train_data.h"
@@ -48,105 +49,7 @@
 #include "intervene_internal.h"
 #include "stages_internal.h"
 
-#define PREFIX_KEY_VERSION "miclip-intervene-prefix/1"
 #define TASK_KEY_VERSION "miclip-intervene/1"
-
-/* ---- the target model, run from the prefix ------------------------------------------------ */
-
-typedef struct {
-    mc_model *m;
-    mc_preproc pp;
-    int th, tw;
-    const char *layer;       /* intervene.layer (borrowed) */
-    bool map;                /* [C, H, W] (ResNet) rather than [T, D] */
-    int64_t tokens, dim;     /* T and D, or H*W and C */
-    int64_t per;             /* floats per image of the state */
-    int ndim;                /* of the state, per image */
-    int64_t shape[3];
-    int64_t out_dim;
-    bool zeroshot;           /* a CLIP target: classes by cosine with their text embeddings */
-    char hash[MC_KEY_HEX];
-} runner;
-
-static void runner_free(runner *R) {
-    mc_model_free(&R->m);
-    memset(R, 0, sizeof *R);
-}
-
-static mc_status runner_init(const mc_comm *c, const mc_config *cfg, runner *R, mc_error *err) {
-    memset(R, 0, sizeof *R);
-    R->layer = cfg->intervene.layer;
-    mc_status s = mc_model_create(cfg->models.target, &R->m, err);
-    if (s == MC_OK) s = mc_preproc_load(cfg->models.target, &R->pp, err);
-    if (s == MC_OK && !mc_preproc_fixed_size(&R->pp, &R->th, &R->tw))
-        s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s/preprocessor_config.json: the output size depends on the image (no crop)",
-                    cfg->models.target);
-    if (s == MC_OK) s = mc_model_plan(R->m, cfg->intervene.batch_size, R->th, R->tw, err);
-    int idx = -1;
-    if (s == MC_OK && mc_model_find_layer(R->m, R->layer, &idx, err) != MC_OK) {
-        mc_error_prefix(err, "%s: intervene.layer: %s", cfg->source_path, cfg->models.target);
-        s = err->code = MC_ERR_CONFIG;
-    }
-    if (s == MC_OK) {
-        const mc_layer_info *li = mc_model_layer(R->m, idx);
-        if (!li->can_start || li->ndim < 2)
-            s = MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.layer: '%s' of %s is not a point a forward can start from "
-                        "(a transformer block \"0\"..\"L\" or a ResNet stage/layer)", cfg->source_path, R->layer,
-                        cfg->models.target);
-        else {
-            R->map = li->ndim == 3;
-            R->ndim = li->ndim;
-            R->per = 1;
-            for (int d = 0; d < li->ndim; d++) R->shape[d] = li->shape[d], R->per *= li->shape[d];
-            /* [T, D]: T tokens of width D; [C, H, W]: H*W positions of C channels. */
-            R->tokens = R->map ? li->shape[1] * li->shape[2] : li->shape[0];
-            R->dim = R->map ? li->shape[0] : li->shape[1];
-        }
-    }
-    if (s == MC_OK) {
-        R->out_dim = mc_model_output_dim(R->m);
-        R->zeroshot = mc_model_family(R->m) == MC_FAMILY_CLIP_VISION;
-        if (!R->zeroshot && !mc_model_label(R->m, 0))
-            s = MC_FAIL(err, MC_ERR_CONFIG, "%s: models.target %s has no id2label; intervene measures per-class "
-                        "accuracy", cfg->source_path, cfg->models.target);
-    }
-    s = mc_comm_agree(c, s, err);
-    if (s == MC_OK) s = mc_model_dir_hash(c, cfg->models.target, R->hash, err);
-    if (s != MC_OK) runner_free(R);
-    return s;
-}
-
-static int32_t argmax_row(const float *row, int64_t n) {
-    int32_t best = 0;
-    for (int64_t k = 1; k < n; k++)
-        if (row[k] > row[best]) best = (int32_t)k; /* first index of the max, as torch */
-    return best;
-}
-
-#define CLIP_LOGIT_SCALE 100.0 /* CLIP's trained logit scale: zero-shot probabilities */
-
-/* Predictions in the dataset's class space: a classifier's argmax mapped to the dataset class of
- * that label (-1: a target class outside the dataset); a CLIP target classifies zero-shot. prob
- * receives the probability of dataset class k (softmax of the logits, or of 100 x the cosines).
- * scores: [B * C] scratch for a CLIP target. */
-static void predict(const runner *R, const int32_t *class_of_target, const float *class_emb, int64_t C, int64_t k,
-                    const float *out, int64_t B, int32_t *pred, float *prob, float *scores) {
-    if (R->zeroshot) mc_zeroshot_classify(class_emb, C, out, B, R->out_dim, pred, scores);
-    for (int64_t i = 0; i < B; i++) {
-        const float *row = R->zeroshot ? scores + i * C : out + i * R->out_dim;
-        const int64_t n = R->zeroshot ? C : R->out_dim;
-        const double scale = R->zeroshot ? CLIP_LOGIT_SCALE : 1.0;
-        int32_t best = argmax_row(row, n);
-        if (!R->zeroshot) pred[i] = class_of_target[best];
-        double sum = 0, mine = 0;
-        for (int64_t j = 0; j < n; j++) {
-            double e = exp(scale * ((double)row[j] - (double)row[best]));
-            sum += e;
-            if (R->zeroshot ? j == k : class_of_target[j] == k) mine += e;
-        }
-        prob[i] = (float)(mine / sum);
-    }
-}
 
 /* ---- the edit: a WRITE hook at intervene.layer ------------------------------------------- */
 
@@ -160,7 +63,7 @@ typedef struct {
 } sae_units;
 
 typedef struct {
-    const runner *R;
+    const mc_runner *R;
     int kind;               /* mc_unit_kind */
     int mode;               /* mc_mode */
     float beta;
@@ -176,7 +79,7 @@ typedef struct {
 
 /* Element (b, t, i) of the state: token t's value of unit i. */
 static inline float *elem(const edit_ctx *e, float *data, int64_t b, int64_t t, int64_t i) {
-    const runner *R = e->R;
+    const mc_runner *R = e->R;
     return R->map ? data + (b * R->dim + i) * R->tokens + t : data + (b * R->tokens + t) * R->dim + i;
 }
 
@@ -223,344 +126,6 @@ static bool edit_fn(const mc_hook_view *v, void *user) {
     return true;
 }
 
-/* A store whose layout was not finished (killed between its creation and the first flush of
- * its completion records) is started afresh: LAYOUT_ATTR is written last. Collective. */
-#define LAYOUT_ATTR "layout_complete"
-static mc_status reopen_or_create(const mc_comm *c, const char *path, mc_store **st, bool *created, mc_error *err) {
-    MC_TRY(mc_store_open_or_create(c, path, st, created, err));
-    if (*created || mc_store_has_attr(*st, "/", LAYOUT_ATTR)) return MC_OK;
-    MC_TRY(mc_store_close(st, err));
-    *created = true;
-    return mc_store_fresh(c, path, st, err);
-}
-
-/* ---- the prefix cache of one dataset ----------------------------------------------------- */
-
-enum { PREFIX_WAIT_TRIES = 600 }; /* 2 s apart: a concurrent writer gets 20 minutes */
-
-typedef struct {
-    mc_split split;
-    bool skip;              /* a classifier target without any of the dataset's classes */
-    char path[MC_PATH_CAP];
-    char key[MC_KEY_HEX];
-    int64_t C;              /* the dataset's classes */
-    char **class_names;     /* [C] */
-    int32_t *class_of_target; /* [out_dim]: dataset class of each target label, or -1 */
-    float *class_emb;       /* [C * out_dim]: prompted class text embeddings (CLIP target) */
-    int64_t n;              /* rows: valid images with a class, sorted by (class, index) */
-    int64_t *first;         /* [C + 1]: class c's rows are [first[c], first[c+1]) */
-    int32_t *labels;        /* [n] */
-    int32_t *clean_pred;    /* [n] */
-    float *clean_prob;      /* [n]: probability of the image's class */
-    mc_store *st;           /* open read-only once complete */
-} prefix_set;
-
-static void prefix_close(prefix_set *p) {
-    if (p->st) mc_store_close(&p->st, NULL);
-    mc_strings_free(&p->class_names, p->C);
-    free(p->class_of_target);
-    free(p->class_emb);
-    free(p->first);
-    free(p->labels);
-    free(p->clean_pred);
-    free(p->clean_prob);
-    memset(p, 0, sizeof *p);
-}
-
-/* One work unit: rows [b, e) of class c. */
-typedef struct {
-    int64_t c, b, e;
-} row_unit;
-
-/* The fixed batches: each class's rows cut in pieces of at most bs. */
-static row_unit *class_batches(const int64_t *first, int64_t C, int64_t bs, int64_t *n_out) {
-    int64_t n = 0;
-    for (int64_t c = 0; c < C; c++) n += (first[c + 1] - first[c] + bs - 1) / bs;
-    row_unit *u = mc_alloc_array((size_t)(n > 0 ? n : 1), sizeof *u);
-    if (!u) return NULL;
-    int64_t k = 0;
-    for (int64_t c = 0; c < C; c++)
-        for (int64_t b = first[c]; b < first[c + 1]; b += bs)
-            u[k++] = (row_unit){c, b, b + bs < first[c + 1] ? b + bs : first[c + 1]};
-    *n_out = n;
-    return u;
-}
-
-static bool capture_fn(const mc_hook_view *v, void *user) {
-    memcpy(user, v->data, (size_t)(v->shape[0]) * (size_t)mc_pool_dim(v, MC_POOL_ALL) * sizeof(float));
-    return true;
-}
-
-/* Rows [b, e) of the prefix: images, state, clean logits and predictions. */
-static mc_status prefix_unit(runner *R, const prefix_set *p, char **paths, const int64_t *image, int64_t b,
-                             int64_t e, float *pix, float *state, float *logits, int32_t *pred, float *prob,
-                             float *scores, mc_error *err) {
-    const int64_t B = e - b;
-    const size_t per_px = (size_t)3 * (size_t)R->th * (size_t)R->tw;
-    for (int64_t i = 0; i < B; i++) {
-        mc_image img = {0};
-        mc_status s = mc_image_load(paths[image[b + i]], NULL, &img, err);
-        if (s == MC_OK) s = mc_preprocess(&R->pp, &img, pix + (size_t)i * per_px, NULL, err);
-        mc_image_free(&img);
-        if (s != MC_OK) {
-            mc_error_prefix(err, "intervene: image %lld (valid at extraction)", (long long)image[b + i]);
-            return s;
-        }
-    }
-    mc_hook cap = {.name = R->layer, .mode = MC_HOOK_READ, .fn = capture_fn, .user = state};
-    mc_forward_opts o1 = {.hooks = &cap, .n_hooks = 1};
-    MC_TRY(mc_model_forward(R->m, pix, B, R->th, R->tw, &o1, NULL, NULL, err));
-    for (int64_t j = 0; j < B * R->per; j++)
-        if (!isfinite(state[j]))
-            return MC_FAIL(err, MC_ERR_NUMERIC, "non-finite state at layer '%s' for image %s", R->layer,
-                           paths[image[b + j / R->per]]);
-    mc_forward_opts o2 = {.start_at = R->layer, .start_state = state};
-    MC_TRY(mc_model_forward(R->m, pix, B, R->th, R->tw, &o2, logits, NULL, err));
-    predict(R, p->class_of_target, p->class_emb, p->C, p->labels[b], logits, B, pred, prob, scores);
-    return MC_OK;
-}
-
-static mc_status prefix_build(const mc_comm *c, const mc_config *cfg, runner *R, prefix_set *p, char **paths,
-                              const int64_t *image, mc_error *err) {
-    const int64_t C = p->C, bs = cfg->intervene.batch_size;
-    int64_t n_units = 0;
-    row_unit *units = class_batches(p->first, C, bs, &n_units);
-    mc_status s = units ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-    MC_TRY(mc_comm_agree(c, s, err));
-    mc_store *st = NULL;
-    bool created = false;
-    s = reopen_or_create(c, p->path, &st, &created, err);
-    if (s != MC_OK) {
-        free(units);
-        return s;
-    }
-    bool root = c->rank == 0;
-    const int64_t N = p->n;
-    if (created) {
-        int64_t sh[4] = {N, R->shape[0], R->shape[1], R->shape[2]};
-        s = mc_store_create_dataset(st, "state", MC_DTYPE_F32, 1 + R->ndim, sh, bs, err);
-        if (s == MC_OK) s = mc_store_set_attr_str(st, "state", "layer", R->layer, err);
-        if (s == MC_OK) s = mc_store_create_dataset(st, "labels", MC_DTYPE_I32, 1, sh, 0, err);
-        if (s == MC_OK) s = mc_store_write_rows(st, "labels", MC_DTYPE_I32, 0, root ? N : 0, p->labels, err);
-        if (s == MC_OK) s = mc_store_create_dataset(st, "image_index", MC_DTYPE_I64, 1, sh, 0, err);
-        if (s == MC_OK) s = mc_store_write_rows(st, "image_index", MC_DTYPE_I64, 0, root ? N : 0, image, err);
-        if (s == MC_OK) s = mc_store_create_dataset(st, "clean_pred", MC_DTYPE_I32, 1, sh, 0, err);
-        if (s == MC_OK) s = mc_store_create_dataset(st, "clean_prob", MC_DTYPE_F32, 1, sh, 0, err);
-        sh[1] = R->out_dim;
-        if (s == MC_OK) s = mc_store_create_dataset(st, "clean_logits", MC_DTYPE_F32, 2, sh, bs, err);
-        sh[0] = C;
-        if (s == MC_OK) s = mc_store_create_dataset(st, "clean_class_acc", MC_DTYPE_F64, 1, sh, 0, err);
-        sh[0] = C + 1;
-        if (s == MC_OK) s = mc_store_create_dataset(st, "class_first_row", MC_DTYPE_I64, 1, sh, 0, err);
-        if (s == MC_OK) s = mc_store_write_rows(st, "class_first_row", MC_DTYPE_I64, 0, root ? C + 1 : 0, p->first, err);
-        mc_store_provenance prov = {.stage = "intervene", .config_hash = cfg->hash, .model = R->hash,
-                                    .dataset = mc_split_name(p->split), .has_seed = false};
-        if (s == MC_OK) s = mc_store_write_provenance(st, "/", &prov, err);
-        if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "prefix_key", p->key, err);
-        if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "split", mc_split_name(p->split), err);
-        if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "layer", R->layer, err);
-        if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", "batch_size", bs, err);
-        if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", LAYOUT_ATTR, 1, err);
-    }
-    if (s == MC_OK) s = mc_store_units_init(st, "/", n_units > 0 ? n_units : 1, err);
-    s = mc_comm_agree(c, s, err);
-
-    uint8_t *done = calloc((size_t)(n_units > 0 ? n_units : 1), 1);
-    int64_t *pending = mc_alloc_array((size_t)(n_units > 0 ? n_units : 1), sizeof *pending);
-    float *pix = mc_alloc_array((size_t)bs, (size_t)3 * R->th * R->tw * sizeof(float));
-    float *state = mc_alloc_array((size_t)bs, (size_t)R->per * sizeof(float));
-    float *logits = mc_alloc_array((size_t)bs, (size_t)R->out_dim * sizeof(float));
-    int32_t *pred = mc_alloc_array((size_t)bs, sizeof *pred);
-    float *prob = mc_alloc_array((size_t)bs, sizeof *prob);
-    float *scores = mc_alloc_array((size_t)bs, (size_t)C * sizeof *scores);
-    if (s == MC_OK && (!done || !pending || !pix || !state || !logits || !pred || !prob || !scores))
-        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for a batch of %lld images", (long long)bs);
-    s = mc_comm_agree(c, s, err);
-    int64_t n_pending = 0, n_done = 0;
-    if (s == MC_OK) s = mc_store_units_read(st, "/", n_units > 0 ? n_units : 1, done, &n_done, err);
-    for (int64_t u = 0; s == MC_OK && u < n_units; u++)
-        if (!done[u]) pending[n_pending++] = u;
-    if (s == MC_OK && n_done > 0)
-        mc_info0("intervene: prefix of %s resuming, %lld of %lld batches done", mc_split_name(p->split),
-                 (long long)n_done, (long long)n_units);
-    mc_progress prog;
-    mc_progress_start(&prog, "prefix", n_pending, "batch");
-    int64_t rounds = (n_pending + c->size - 1) / c->size;
-    for (int64_t r = 0; s == MC_OK && r < rounds; r++) {
-        int64_t slot = r * c->size + c->rank, unit = -1, b = 0, e = 0;
-        mc_status ls = MC_OK;
-        if (slot < n_pending) {
-            unit = pending[slot];
-            b = units[unit].b, e = units[unit].e;
-            ls = prefix_unit(R, p, paths, image, b, e, pix, state, logits, pred, prob, scores, err);
-        }
-        s = mc_comm_agree(c, ls, err);
-        if (s == MC_OK) s = mc_store_write_rows(st, "state", MC_DTYPE_F32, b, e, state, err);
-        if (s == MC_OK) s = mc_store_write_rows(st, "clean_logits", MC_DTYPE_F32, b, e, logits, err);
-        if (s == MC_OK) s = mc_store_write_rows(st, "clean_pred", MC_DTYPE_I32, b, e, pred, err);
-        if (s == MC_OK) s = mc_store_write_rows(st, "clean_prob", MC_DTYPE_F32, b, e, prob, err);
-        if (s == MC_OK) s = mc_store_units_mark(st, "/", &unit, unit >= 0 ? 1 : 0, err);
-        mc_progress_update(&prog, (r + 1) * c->size < n_pending ? (r + 1) * c->size : n_pending);
-        if (s == MC_OK && mc_comm_stop_requested(c))
-            s = MC_FAIL(err, MC_ERR_INTERRUPTED, "intervene: prefix of %s stopped by signal; the store is consistent, "
-                        "rerun to resume (%s)", mc_split_name(p->split), p->path);
-    }
-    mc_progress_finish(&prog);
-    /* The clean per-class accuracy, from the stored predictions (rank 0 writes). */
-    int32_t *cp = mc_alloc_array((size_t)(N > 0 ? N : 1), sizeof *cp);
-    double *acc = mc_alloc_array((size_t)C, sizeof *acc);
-    if (s == MC_OK) s = mc_comm_agree(c, cp && acc ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
-    if (s == MC_OK) s = mc_store_read_rows(st, "clean_pred", MC_DTYPE_I32, 0, N, cp, err);
-    if (s == MC_OK) {
-        for (int64_t k = 0; k < C; k++) {
-            int64_t hit = 0, n = p->first[k + 1] - p->first[k];
-            for (int64_t i = p->first[k]; i < p->first[k + 1]; i++) hit += cp[i] == k;
-            acc[k] = n ? (double)hit / (double)n : NAN;
-        }
-        s = mc_store_write_rows(st, "clean_class_acc", MC_DTYPE_F64, 0, root ? C : 0, acc, err);
-    }
-    if (s == MC_OK) s = mc_store_set_complete(st, "/", err);
-    mc_error ce = {0};
-    mc_status cs = mc_store_close(&st, &ce);
-    if (s == MC_OK && cs != MC_OK) *err = ce, s = cs;
-    if (s == MC_OK) mc_info0("intervene: prefix of %s: %lld images at layer %s -> %s", mc_split_name(p->split),
-                             (long long)N, R->layer, p->path);
-    free(cp), free(acc), free(units), free(done), free(pending), free(pix), free(state), free(logits), free(pred);
-    free(prob), free(scores);
-    return s;
-}
-
-/* Finds the split's extraction store, lists its valid images by class, and builds (or resumes,
- * or opens) the prefix cache. Collective. */
-static mc_status prefix_open(const mc_comm *c, const mc_config *cfg, runner *R, mc_split split, int64_t seed,
-                             prefix_set *p, mc_error *err) {
-    memset(p, 0, sizeof *p);
-    p->split = split;
-    char xpath[MC_PATH_CAP];
-    MC_TRY(mc_extract_store_path(c, cfg, split, seed, xpath, sizeof xpath, err));
-    bool complete = false;
-    MC_TRY(mc_store_peek_complete(c, xpath, &complete, err));
-    if (!complete)
-        return MC_FAIL(err, MC_ERR_ARG, "the %s images of seed %lld are not extracted (%s missing or incomplete); run "
-                       "the extract stage first (miclip extract CONFIG)", mc_split_name(split), (long long)seed, xpath);
-    mc_store *x = NULL;
-    MC_TRY(mc_store_open(c, xpath, MC_STORE_READ, &x, err));
-    char *xkey = NULL, **paths = NULL;
-    int64_t N = 0;
-    mc_store_dataset_info li;
-    mc_status s = mc_store_get_attr_str(x, "/", "extract_key", &xkey, err);
-    if (s == MC_OK) s = mc_store_read_strings(x, "images/paths", &paths, &N, err);
-    if (s == MC_OK) s = mc_store_read_strings(x, "classes/names", &p->class_names, &p->C, err);
-    if (s == MC_OK && p->C < 1) s = MC_FAIL(err, MC_ERR_FORMAT, "%s: no classes", xpath);
-    if (s == MC_OK) s = mc_store_dataset_info_get(x, "images/labels", &li, err);
-    if (s == MC_OK && (li.ndim != 1 || li.shape[0] != N))
-        s = MC_FAIL(err, MC_ERR_FORMAT, "%s: images/labels has %lld entries for %lld paths", xpath,
-                    (long long)li.shape[0], (long long)N);
-    int32_t *lab = s == MC_OK ? mc_alloc_array((size_t)(N > 0 ? N : 1), sizeof *lab) : NULL;
-    uint8_t *valid = s == MC_OK ? mc_alloc_array((size_t)(N > 0 ? N : 1), 1) : NULL;
-    int64_t *image = s == MC_OK ? mc_alloc_array((size_t)(N > 0 ? N : 1), sizeof *image) : NULL;
-    const int64_t C = p->C;
-    p->first = calloc((size_t)C + 1, sizeof *p->first);
-    p->labels = mc_alloc_array((size_t)(N > 0 ? N : 1), sizeof *p->labels);
-    p->class_of_target = mc_alloc_array((size_t)R->out_dim, sizeof *p->class_of_target);
-    if (R->zeroshot) p->class_emb = mc_alloc_array((size_t)C, (size_t)R->out_dim * sizeof(float));
-    if (s == MC_OK && (!lab || !valid || !image || !p->first || !p->labels || !p->class_of_target ||
-                       (R->zeroshot && !p->class_emb)))
-        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-    s = mc_comm_agree(c, s, err);
-    if (s == MC_OK) s = mc_store_read_rows(x, "images/labels", MC_DTYPE_I32, 0, N, lab, err);
-    if (s == MC_OK) s = mc_store_read_rows(x, "images/valid", MC_DTYPE_U8, 0, N, valid, err);
-    if (s == MC_OK && R->zeroshot) {
-        mc_store_dataset_info ei;
-        s = mc_store_dataset_info_get(x, "text/class_embeds", &ei, err);
-        if (s == MC_OK && (ei.ndim != 2 || ei.shape[0] != C || ei.shape[1] != R->out_dim))
-            s = MC_FAIL(err, MC_ERR_FORMAT, "%s: text/class_embeds is not [%lld, %lld]", xpath, (long long)C,
-                        (long long)R->out_dim);
-        if (s == MC_OK) s = mc_store_read_rows(x, "text/class_embeds", MC_DTYPE_F32, 0, C, p->class_emb, err);
-    }
-    mc_store_close(&x, NULL);
-    /* A classifier's label j counts for dataset class k when their names agree. */
-    bool any = R->zeroshot;
-    bool *mapped = s == MC_OK ? calloc((size_t)C, sizeof *mapped) : NULL;
-    if (s == MC_OK && !mapped) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-    for (int64_t j = 0; s == MC_OK && j < R->out_dim; j++) {
-        p->class_of_target[j] = -1;
-        for (int64_t k = 0; !R->zeroshot && k < C && p->class_of_target[j] < 0; k++)
-            if (!strcasecmp(mc_model_label(R->m, j), p->class_names[k])) p->class_of_target[j] = (int32_t)k, mapped[k] = any = true;
-    }
-    if (s == MC_OK && R->zeroshot)
-        for (int64_t k = 0; k < C; k++) mapped[k] = true;
-    if (s == MC_OK && !any) {
-        p->skip = true;
-        mc_info0("intervene: none of the %lld %s classes ('%s', ...) is a class of the target %s; %s skipped (a CLIP "
-                 "target classifies such classes zero-shot)", (long long)C, mc_split_name(split), p->class_names[0],
-                 cfg->models.target, mc_split_name(split));
-    }
-    if (s == MC_OK && !p->skip) {
-        /* Rows sorted by (class, index): every class is one contiguous block. */
-        int64_t n = 0;
-        for (int64_t k = 0; k < C; k++) {
-            p->first[k] = n;
-            for (int64_t i = 0; mapped[k] && i < N; i++)
-                if (valid[i] && lab[i] == k) image[n] = i, p->labels[n++] = (int32_t)k;
-        }
-        p->first[C] = p->n = n;
-        mc_buf b = {0};
-        mc_buf_printf(&b, "%s\ncode=%s\nextract=%s\ntarget=%s\nlayer=%s\nbatch=%lld\n", PREFIX_KEY_VERSION,
-                      MICLIP_CACHE_VERSION, xkey, R->hash, R->layer, (long long)cfg->intervene.batch_size);
-        char tag[256];
-        mc_layer_tag(R->layer, tag, sizeof tag);
-        if (b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-        else mc_key_of(b.p, p->key);
-        mc_buf_free(&b);
-        if (s == MC_OK && !mc_snprintf(p->path, sizeof p->path, "%s/intervene/prefix-%s-s%lld-l%s-%.16s.h5",
-                                       cfg->output_dir, mc_split_name(split), (long long)seed, tag, p->key))
-            s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
-        if (s == MC_OK && n == 0)
-            s = MC_FAIL(err, MC_ERR_ARG, "%s: no valid %s image has one of the target's %lld classes as its label",
-                        xpath, mc_split_name(split), (long long)C);
-    }
-    free(mapped);
-    if (s != MC_OK || p->skip) {
-        free(xkey), free(lab), free(valid), free(image);
-        mc_strings_free(&paths, N);
-        if (s != MC_OK) prefix_close(p);
-        return s;
-    }
-    /* Tasks of one seed share the prefix: under a Slurm array they run at once, and all but one
-     * find the store locked. They wait for the writer (its store is then complete) instead of
-     * failing; a writer that died leaves no lock, and the next attempt resumes its store. */
-    for (int attempt = 0; s == MC_OK; attempt++) {
-        s = mc_store_peek_complete(c, p->path, &complete, err);
-        if (s != MC_OK) break;
-        if (complete) {
-            mc_info0("intervene: prefix of %s complete, reusing (%s)", mc_split_name(split), p->path);
-            break;
-        }
-        char dir[MC_PATH_CAP];
-        mc_snprintf(dir, sizeof dir, "%s/intervene", cfg->output_dir);
-        s = mc_comm_agree(c, c->rank == 0 ? mc_mkdir_p(dir, err) : MC_OK, err);
-        if (s == MC_OK) s = prefix_build(c, cfg, R, p, paths, image, err);
-        if (s == MC_ERR_LOCKED && attempt < PREFIX_WAIT_TRIES) {
-            if (attempt == 0) mc_info0("intervene: another run is writing %s; waiting", p->path);
-            sleep(2);
-            s = MC_OK;
-            continue;
-        }
-        break;
-    }
-    if (s == MC_OK) s = mc_store_open(c, p->path, MC_STORE_READ, &p->st, err);
-    p->clean_pred = s == MC_OK ? mc_alloc_array((size_t)p->n, sizeof *p->clean_pred) : NULL;
-    p->clean_prob = s == MC_OK ? mc_alloc_array((size_t)p->n, sizeof *p->clean_prob) : NULL;
-    if (s == MC_OK && (!p->clean_pred || !p->clean_prob)) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-    s = mc_comm_agree(c, s, err);
-    if (s == MC_OK) s = mc_store_read_rows(p->st, "clean_pred", MC_DTYPE_I32, 0, p->n, p->clean_pred, err);
-    if (s == MC_OK) s = mc_store_read_rows(p->st, "clean_prob", MC_DTYPE_F32, 0, p->n, p->clean_prob, err);
-    free(xkey), free(lab), free(valid), free(image);
-    mc_strings_free(&paths, N);
-    if (s != MC_OK) prefix_close(p);
-    return s;
-}
 
 /* ---- units per class --------------------------------------------------------------------- */
 
@@ -601,7 +166,7 @@ typedef struct {
  * baselines store of (seed, intervene.layer, method). A class's concept is its name, looked up in
  * the `source: classes` set first, then in the other localized sets (unseen classes). Fills
  * ku[d][k].units for the datasets not skipped. Collective. */
-static mc_status miclip_units(const mc_comm *c, const mc_config *cfg, int64_t seed, int method, const prefix_set *ps,
+static mc_status miclip_units(const mc_comm *c, const mc_config *cfg, int64_t seed, int method, const mc_prefix_set *ps,
                               int nd, kind_units (*ku)[2], int nk, char *source_key, size_t key_cap, mc_error *err) {
     const char *set = NULL;
     for (int i = 0; i < cfg->concepts.n; i++)
@@ -746,7 +311,7 @@ mc_status mc_intervene_check(const mc_config *cfg, mc_error *err) {
 
 /* Edited forwards of class cl's units over rows [b, e) of p (fixed per-class batches):
  * predictions into pred[e - b], the first row's logits into first (may be NULL). */
-static mc_status edited_rows(const mc_config *cfg, runner *R, prefix_set *p, edit_ctx *ec, int64_t b, int64_t e,
+static mc_status edited_rows(const mc_config *cfg, mc_runner *R, mc_prefix_set *p, edit_ctx *ec, int64_t b, int64_t e,
                              float *state, float *logits, float *scores, int32_t *pred, float *prob, float *first,
                              mc_error *err) {
     const int64_t bs = cfg->intervene.batch_size;
@@ -757,7 +322,7 @@ static mc_status edited_rows(const mc_config *cfg, runner *R, prefix_set *p, edi
         mc_hook hk = {.name = R->layer, .mode = MC_HOOK_WRITE, .fn = edit_fn, .user = ec};
         mc_forward_opts o = {.hooks = &hk, .n_hooks = 1, .start_at = R->layer, .start_state = state};
         MC_TRY(mc_model_forward(R->m, NULL, B, R->th, R->tw, &o, logits, NULL, err));
-        predict(R, p->class_of_target, p->class_emb, p->C, p->labels[b], logits, B, pred + (r - b), prob + (r - b),
+        mc_runner_predict(R, p->class_of_target, p->class_emb, p->C, p->labels[b], logits, B, pred + (r - b), prob + (r - b),
                 scores);
         if (first && r == b) memcpy(first, logits, (size_t)R->out_dim * sizeof(float));
     }
@@ -774,8 +339,8 @@ static const char *tokens_name(int t) { return t == MC_TOKENS_CLS ? "cls" : t ==
 
 /* Metrics of one (dataset, kind) group from the stored predictions; rank 0 writes them, the CSV
  * and the report lines. Collective. */
-static mc_status group_metrics(const mc_comm *c, const mc_config *cfg, const mc_task *task, const runner *R,
-                               prefix_set *p, mc_store *st, const char *g, const kind_units *ku, const char *tables,
+static mc_status group_metrics(const mc_comm *c, const mc_config *cfg, const mc_task *task, const mc_runner *R,
+                               mc_prefix_set *p, mc_store *st, const char *g, const kind_units *ku, const char *tables,
                                group_result *res, mc_error *err) {
     const int64_t C = p->C, N = p->n, tau = cfg->intervene.tau;
     int32_t *ep = mc_alloc_array((size_t)N, sizeof *ep), *xp = mc_alloc_array((size_t)N, sizeof *xp);
@@ -857,7 +422,7 @@ static mc_status group_metrics(const mc_comm *c, const mc_config *cfg, const mc_
 }
 
 /* Runs (or resumes) one (dataset, kind) group: class by class, round-robin over ranks. */
-static mc_status run_group(const mc_comm *c, const mc_config *cfg, const mc_task *task, runner *R, prefix_set *p,
+static mc_status run_group(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_runner *R, mc_prefix_set *p,
                            mc_store *st, const char *g, const kind_units *ku, sae_units *sae, mc_error *err) {
     const int64_t C = p->C, tau = cfg->intervene.tau, bs = cfg->intervene.batch_size;
     int64_t maxn = 1;
@@ -1018,8 +583,8 @@ static mc_status rebuild_report(const mc_config *cfg, mc_error *err) {
 
 mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err) {
     MC_TRY(mc_intervene_check(cfg, err));
-    runner R;
-    MC_TRY(runner_init(c, cfg, &R, err));
+    mc_runner R;
+    MC_TRY(mc_runner_init(c, cfg, &R, err));
     const int64_t tau = cfg->intervene.tau;
     mc_train_data td;
     memset(&td, 0, sizeof td);
@@ -1027,12 +592,12 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
     const int nk = cfg->intervene.units.n, nd = cfg->intervene.datasets.n;
     kind_units ku[2][2];
     sae_units sae;
-    prefix_set ps[2];
+    mc_prefix_set ps[2];
     memset(ku, 0, sizeof ku);
     memset(&sae, 0, sizeof sae);
     memset(ps, 0, sizeof ps);
     for (int d = 0; s == MC_OK && d < nd; d++)
-        s = prefix_open(c, cfg, &R, cfg->intervene.datasets.v[d] == MC_EVAL_SET_EVAL ? MC_SPLIT_EVAL : MC_SPLIT_UNSEEN,
+        s = mc_prefix_open(c, cfg, &R, cfg->intervene.datasets.v[d] == MC_EVAL_SET_EVAL ? MC_SPLIT_EVAL : MC_SPLIT_UNSEEN,
                         task->seed, &ps[d], err);
     char source[MC_KEY_HEX] = "random";
     for (int k = 0; s == MC_OK && k < nk; k++) {
@@ -1089,7 +654,7 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
     if (s == MC_OK && complete) mc_info0("intervene %s: complete, skipping (%s)", task->id, store);
     mc_store *st = NULL;
     bool created = false;
-    if (s == MC_OK && !complete) s = reopen_or_create(c, store, &st, &created, err);
+    if (s == MC_OK && !complete) s = mc_store_reopen_or_fresh(c, store, &st, &created, err);
     /* Layout: every group's datasets up front (the unit lists written once). */
     for (int d = 0; s == MC_OK && !complete && d < nd; d++)
         for (int k = 0; s == MC_OK && k < nk && !ps[d].skip; k++) {
@@ -1129,7 +694,7 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
         mc_store_provenance prov = {.stage = "intervene", .config_hash = cfg->hash, .model = R.hash,
                                     .seed = task->seed, .has_seed = true};
         s = mc_store_write_provenance(st, "/", &prov, err);
-        if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", LAYOUT_ATTR, 1, err);
+        if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", MC_STORE_LAYOUT_ATTR, 1, err);
         if (s == MC_OK) s = mc_store_flush(st, err);
     }
     group_result gr[2][2];
@@ -1187,11 +752,11 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
         if (s == MC_OK && cs != MC_OK) *err = ce, s = cs;
     }
     if (s == MC_OK && !complete) mc_info0("intervene %s: -> %s", task->id, store);
-    for (int d = 0; d < 2; d++) prefix_close(&ps[d]);
+    for (int d = 0; d < 2; d++) mc_prefix_close(&ps[d]);
     for (int d = 0; d < 2; d++)
         for (int k = 0; k < 2; k++) free(ku[d][k].units);
     sae_units_free(&sae);
     mc_train_data_close(&td);
-    runner_free(&R);
+    mc_runner_free(&R);
     return s;
 }
