@@ -96,7 +96,7 @@ typedef struct {
     double bytes_each;
 } mc_plan_store;
 
-typedef struct {
+typedef struct mc_plan_stage {
     int stage;          /* mc_stage */
     bool implemented;   /* in this build */
     int n_tasks;
@@ -114,7 +114,7 @@ typedef struct {
 
 #define MC_PLAN_MAX_STORES 32
 
-typedef struct {
+typedef struct mc_plan {
     int ranks, threads;
     mc_calibration cal;
     mc_plan_model target, clip;
@@ -127,6 +127,37 @@ typedef struct {
     mc_plan_store stores[MC_PLAN_MAX_STORES];
     double total_core_hours, total_disk, max_mem_rank;
 } mc_plan;
+
+/* What every stage's cost model reads: the plan's models, image counts and calibration
+ * (mc_plan), and these sizes derived once from the config (mc_plan_make). Rates are per core. */
+typedef struct mc_plan_inputs {
+    int64_t seeds;
+    int64_t n_classes, n_concepts;
+    double text_gmac;            /* one prompt through the CLIP text tower */
+    double act_bytes;            /* one image's activations in the extraction store */
+    int dtype_bytes;             /* 2 (F16) or 4 */
+    int64_t sae_dim, align_dim;  /* sae.layer's width; the widest extracted vector */
+    int64_t int_T;               /* intervene.layer's state, floats per image */
+    double int_prefix;           /* GMAC up to intervene.layer */
+    int64_t proj;                /* CLIP embedding size */
+    double cores;                /* ranks x threads */
+    double fwd, gemm, mem, dec;  /* flop/s in forwards and in sgemm, bytes/s, images/s */
+    double tgt_w, clip_w, text_w; /* weight bytes of the target, the CLIP vision side, its text tower */
+    int64_t eb;                  /* extract.batch_size */
+} mc_plan_inputs;
+
+/* One stage's cost model (a stage registry entry, stages.h). It fills S's items, item_name and
+ * gmac_per_item (and wall_s_task when it knows better than core_s / cores), adds the flops of
+ * one task to *flop, its core-seconds to *core_s and its peak bytes per rank to *mem_b, and
+ * lists its stores with mc_plan_add_store. */
+typedef void (*mc_plan_cost_fn)(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p, mc_plan_stage *S,
+                                double *flop, double *core_s, double *mem_b);
+
+/* Lists count stores of bytes each for the stage being costed (the last of p->st). */
+void mc_plan_add_store(mc_plan *p, int stage, const char *what, int count, double bytes);
+/* The cost model of a stage that scores units against concepts (localize, describe, baselines). */
+void mc_plan_unit_table_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p, mc_plan_stage *S,
+                             double *flop, double *core_s, double *mem_b);
 
 /* Reads a model folder's config.json and counts its sizes. Errors name the file. */
 mc_status mc_plan_model_read(const char *dir, mc_plan_model *m, mc_error *err);

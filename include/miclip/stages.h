@@ -63,6 +63,26 @@ mc_status mc_query_localize(const mc_comm *c, const mc_config *cfg, const char *
 mc_status mc_query_describe(const mc_comm *c, const mc_config *cfg, const int64_t *units, int n,
                             const mc_query *q, FILE *out, mc_error *err);
 
+/* The stage registry: one entry per stage, defined in the stage's own file and listed in
+ * src/stages/registry.c. run, plan, slurm, the per-stage commands and the report read it. */
+struct mc_plan;
+struct mc_plan_stage;
+struct mc_plan_inputs;
+typedef struct {
+    mc_stage stage;
+    const char *summary; /* one line: what the stage computes */
+    const char *outputs; /* where it writes, under OUTPUT_DIR */
+    /* Pre-flight: everything that can be checked from the config before any work (NULL: none). */
+    mc_status (*check)(const mc_config *cfg, mc_error *err);
+    /* Collective. One task of the stage's sweep (mc_config_tasks). */
+    mc_status (*run)(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err);
+    /* The cost model behind `miclip plan` (plan.h: mc_plan_cost_fn). */
+    void (*cost)(const mc_config *cfg, const struct mc_plan_inputs *in, struct mc_plan *p,
+                 struct mc_plan_stage *S, double *flop, double *core_s, double *mem_b);
+} mc_stage_desc;
+
+/* The registry entry of stage, or NULL when this build has no implementation of it. */
+const mc_stage_desc *mc_stage_find(int stage);
 /* True when the stage has an implementation in this build. */
 bool mc_stage_implemented(int stage);
 

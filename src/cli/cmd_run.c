@@ -8,14 +8,23 @@
 #include "miclip/log.h"
 #include "miclip/stages.h"
 
-static void usage(const char *cmd, bool one_stage) {
-    if (one_stage)
+static void usage(const char *cmd, int stage) {
+    if (stage >= 0) {
+        const mc_stage_desc *d = mc_stage_find(stage);
         printf("usage: miclip %s CONFIG [--task I]\n\n"
-               "Runs the '%s' stage of the experiment CONFIG (every task of its sweep, or task I).\n", cmd, cmd);
-    else
+               "Runs the '%s' stage of the experiment CONFIG (every task of its sweep, or task I):\n"
+               "%s.\nWrites OUTPUT_DIR/%s.\n", cmd, cmd, d ? d->summary : "not implemented in this build",
+               d ? d->outputs : "-");
+    } else {
         printf("usage: miclip run CONFIG [--stage NAME] [--task I]\n\n"
                "Runs the experiment CONFIG: its stages in pipeline order, each over the tasks of its\n"
-               "sweep (seeds x layers x variants ...; 'miclip config CONFIG --tasks' lists them).\n");
+               "sweep (seeds x layers x variants ...; 'miclip config CONFIG --tasks' lists them).\n\n"
+               "stages:\n");
+        for (int s = 0; s < MC_STAGE_COUNT; s++) {
+            const mc_stage_desc *d = mc_stage_find(s);
+            printf("  %-10s %s\n", mc_stage_name(s), d ? d->summary : "(not implemented in this build)");
+        }
+    }
     printf("\noptions:\n"
            "%s"
            "  --task I       only task I of the stage's sweep (0-based; a Slurm array index).\n"
@@ -23,13 +32,13 @@ static void usage(const char *cmd, bool one_stage) {
            "                 inside a Slurm array job.\n\n"
            "Stages are idempotent: complete outputs are skipped, interrupted ones resume.\n"
            "SIGUSR1/SIGTERM stop after the unit of work in flight with exit code 75 (rerun to resume).\n",
-           one_stage ? "" : "  --stage NAME   only this stage (extract, sae, align, localize, describe, ...)\n");
+           stage >= 0 ? "" : "  --stage NAME   only this stage (one of the stages above)\n");
 }
 
 static int run_command(const mc_comm *c, int argc, char **argv, int fixed_stage) {
     const char *cmd = argv[0];
     if (mc_cli_wants_help(argc, argv)) {
-        if (c->rank == 0) usage(cmd, fixed_stage >= 0);
+        if (c->rank == 0) usage(cmd, fixed_stage);
         return 0;
     }
     const char *path = NULL;

@@ -29,6 +29,7 @@
 #include "miclip/checked.h"
 #include "miclip/fsutil.h"
 #include "miclip/log.h"
+#include "miclip/plan.h"
 #include "miclip/miclip.h"
 #include "stages_internal.h"
 
@@ -175,3 +176,36 @@ mc_status mc_stage_align(const mc_comm *c, const mc_config *cfg, const mc_task *
     mc_train_data_close(&td);
     return s;
 }
+
+/* ---- the registry entry ----------------------------------------------------------------------- */
+
+static int64_t ceil_div(int64_t a, int64_t b) { return b > 0 ? (a + b - 1) / b : 0; }
+
+static void align_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p, mc_plan_stage *S, double *flop,
+                       double *core_s, double *mem_b) {
+    int64_t B = cfg->align.batch_size;
+    int64_t steps = cfg->align.epochs * ceil_div(p->n_train, B);
+    double d = (double)in->align_dim, e = (double)in->proj;
+    S->items = (double)steps;
+    mc_strlcpy(S->item_name, "steps", sizeof S->item_name);
+    /* E_n forward + backward (3 B d e), InfoNCE logits for two targets (forward + backward) */
+    double mac = 3.0 * (double)B * d * e + 2.0 * 3.0 * (double)B * (double)B * e;
+    S->gmac_per_item = mac / 1e9;
+    *flop = 2.0 * mac * (double)steps;
+    double adam_s = d * e * 32.0 / (in->mem * p->threads);
+    S->wall_s_task = (double)steps * (2.0 * mac / (in->gemm * in->cores) + adam_s);
+    *core_s = S->wall_s_task * in->cores;
+    *mem_b += (double)p->n_train * (d + e) * 4 / p->ranks + d * e * 4 * 4 + (double)B * (d + 2 * e) * 4 * 2 +
+             (double)B * (double)B * 4 * 2;
+    mc_plan_add_store(p, S->stage, "align/<task>-<key>.h5 (E_n, curves)", S->n_tasks,
+              d * e * 4 + (double)steps * 16 + MC_PLAN_SMALL_STORE_OVERHEAD_BYTES);
+}
+
+const mc_stage_desc mc_align_stage = {
+    .stage = MC_STAGE_ALIGN,
+    .summary = "the neuron encoder E_n of (seed, layer, variant)",
+    .outputs = "align/align-s<seed>-l<layer>-<variant>-<key16>.h5 (+ checkpoint, curve)",
+    .check = NULL,
+    .run = mc_stage_align,
+    .cost = align_cost,
+};

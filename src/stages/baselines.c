@@ -29,6 +29,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "miclip/plan.h" /* before cblas.h, whose complex.h defines I (a field name in plan.h) */
 #include <cblas.h>
 
 #include "baselines_internal.h"
@@ -754,3 +755,14 @@ mc_status mc_baselines_store(const mc_comm *c, const mc_config *cfg, int64_t see
     mc_tasks_free(&tasks);
     return s;
 }
+
+/* ---- the registry entry ----------------------------------------------------------------------- */
+
+const mc_stage_desc mc_baselines_stage = {
+    .stage = MC_STAGE_BASELINES,
+    .summary = "Act-Values and CLIP-Dissect in the localize and describe layouts",
+    .outputs = "baselines/<task>-<key16>.h5, tables/, report/baselines.md",
+    .check = mc_baselines_check,
+    .run = mc_stage_baselines,
+    .cost = mc_plan_unit_table_cost,
+};

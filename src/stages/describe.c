@@ -29,6 +29,7 @@
 #include "miclip/checked.h"
 #include "miclip/fsutil.h"
 #include "miclip/log.h"
+#include "miclip/plan.h"
 #include "miclip/miclip.h"
 #include "stages_internal.h"
 
@@ -290,3 +291,14 @@ mc_status mc_query_describe(const mc_comm *c, const mc_config *cfg, const int64_
     mc_train_data_close(&td);
     return s;
 }
+
+/* ---- the registry entry ----------------------------------------------------------------------- */
+
+const mc_stage_desc mc_describe_stage = {
+    .stage = MC_STAGE_DESCRIBE,
+    .summary = "the top-tau concepts of each unit (Eq. 4)",
+    .outputs = "describe/<task>-<key16>.h5, tables/, report/descriptions.md",
+    .check = NULL,
+    .run = mc_stage_describe,
+    .cost = mc_plan_unit_table_cost,
+};

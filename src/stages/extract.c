@@ -18,6 +18,7 @@
 #include "miclip/fsutil.h"
 #include "miclip/image.h"
 #include "miclip/log.h"
+#include "miclip/plan.h"
 #include "miclip/miclip.h"
 #include "miclip/model.h"
 #include "miclip/text.h"
@@ -479,3 +480,39 @@ mc_status mc_stage_extract(const mc_comm *c, const mc_config *cfg, const mc_task
     return s;
 }
 
+/* ---- the registry entry ----------------------------------------------------------------------- */
+
+static void extract_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p, mc_plan_stage *S, double *flop,
+                         double *core_s, double *mem_b) {
+    int64_t n = p->n_train + p->n_eval + p->n_unseen;
+    double g = p->target.gmac + (p->clip_is_target ? 0 : p->clip.gmac);
+    S->items = (double)n;
+    mc_strlcpy(S->item_name, "images", sizeof S->item_name);
+    S->gmac_per_item = g;
+    *flop = 2e9 * g * (double)n + 2e9 * in->text_gmac * (double)in->n_classes * 3;
+    *core_s = *flop / in->fwd + (double)n / in->dec * (p->clip_is_target ? 1.0 : 1.3);
+    *mem_b += in->tgt_w + in->clip_w + in->text_w + p->target.arena_bytes + (p->clip_is_target ? 0 : p->clip.arena_bytes) +
+             (double)in->eb * (in->act_bytes / in->dtype_bytes * 4 + 3.0 * 4 * (p->target.image * p->target.image + p->clip.image * p->clip.image));
+    const mc_dataset_cfg *ds[3] = {&cfg->datasets.train, &cfg->datasets.eval, &cfg->datasets.unseen};
+    const int64_t cnt[3] = {p->n_train, p->n_eval, p->n_unseen};
+    const char *nm[3] = {"train", "eval", "unseen"};
+    for (int k = 0; k < 3; k++) {
+        if (cnt[k] <= 0) continue;
+        double per_img = in->act_bytes + 4.0 * (double)p->target.out_dim + 4.0 * (double)in->proj + 4 + 4 + 1 +
+                         (double)strlen(ds[k]->root) + 40 /* path string + offset */;
+        double bytes = (double)cnt[k] * per_img + (double)in->n_classes * (4.0 * in->proj + 24) +
+                       MC_PLAN_STORE_OVERHEAD_BYTES + (double)strlen(cfg->canonical);
+        char what[160];
+        snprintf(what, sizeof what, "extract/%s-s<seed>-<key>.h5 (%lld images)", nm[k], (long long)cnt[k]);
+        mc_plan_add_store(p, S->stage, what, (int)in->seeds, bytes);
+    }
+}
+
+const mc_stage_desc mc_extract_stage = {
+    .stage = MC_STAGE_EXTRACT,
+    .summary = "images -> target activations, predictions, CLIP image and class text embeddings",
+    .outputs = "extract/<split>-s<seed>-<key16>.h5",
+    .check = NULL,
+    .run = mc_stage_extract,
+    .cost = extract_cost,
+};

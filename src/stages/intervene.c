@@ -42,6 +42,7 @@
 #include "miclip/fsutil.h"
 #include "miclip/image.h"
 #include "miclip/log.h"
+#include "miclip/plan.h"
 #include "miclip/miclip.h"
 #include "miclip/model.h"
 #include "miclip/text.h"
@@ -760,3 +761,35 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
     mc_runner_free(&R);
     return s;
 }
+
+/* ---- the registry entry ----------------------------------------------------------------------- */
+
+static void intervene_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p, mc_plan_stage *S, double *flop,
+                           double *core_s, double *mem_b) {
+    int64_t n = p->n_eval + p->n_unseen;
+    double suffix = p->target.gmac - in->int_prefix;
+    /* each image twice per unit kind: its own class's edit and the previous class's (specificity) */
+    int units = 2 * cfg->intervene.units.n;
+    S->items = (double)n * units;
+    mc_strlcpy(S->item_name, "forwards", sizeof S->item_name);
+    S->gmac_per_item = suffix;
+    *flop = 2e9 * suffix * (double)n * units;
+    *core_s = *flop / in->fwd;
+    *mem_b += in->tgt_w + mc_plan_arena_bytes(&p->target, cfg->intervene.batch_size) +
+             (double)cfg->intervene.batch_size * (double)in->int_T * 4 + (double)cfg->sae.features * (double)in->sae_dim * 4;
+    /* the prefix cache: hidden states at the intervened layer, once per eval set */
+    mc_plan_add_store(p, S->stage, "intervene/prefix-<set>.h5 (cached hidden states)", 1,
+              (double)n * (double)in->int_T * 4 + MC_PLAN_STORE_OVERHEAD_BYTES);
+    mc_plan_add_store(p, S->stage, "intervene/<task>.h5 (per-class accuracy)", S->n_tasks, (double)in->n_classes * 16 + MC_PLAN_STORE_OVERHEAD_BYTES);
+    /* computing the prefix itself once */
+    *core_s += 2e9 * in->int_prefix * (double)n / in->fwd / (S->n_tasks > 0 ? S->n_tasks : 1);
+}
+
+const mc_stage_desc mc_intervene_stage = {
+    .stage = MC_STAGE_INTERVENE,
+    .summary = "Delta-Acc of scaling or shifting each class's top units, from a cached prefix",
+    .outputs = "intervene/prefix-*.h5, intervene/<task>-<key16>.h5, tables/, report/interventions.md",
+    .check = mc_intervene_check,
+    .run = mc_stage_intervene,
+    .cost = intervene_cost,
+};

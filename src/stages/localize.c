@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "miclip/plan.h" /* before cblas.h, whose complex.h defines I (a field name in plan.h) */
 #include <cblas.h>
 
 #include "miclip/buf.h"
@@ -129,3 +130,14 @@ mc_status mc_query_localize(const mc_comm *c, const mc_config *cfg, const char *
     mc_train_data_close(&td);
     return s;
 }
+
+/* ---- the registry entry ----------------------------------------------------------------------- */
+
+const mc_stage_desc mc_localize_stage = {
+    .stage = MC_STAGE_LOCALIZE,
+    .summary = "the top-tau units of each concept (Eq. 3)",
+    .outputs = "localize/<task>-<key16>.h5, tables/",
+    .check = NULL,
+    .run = mc_stage_localize,
+    .cost = mc_plan_unit_table_cost,
+};

@@ -610,7 +610,7 @@ static double forward_rate(const mc_calibration *cal) {
     return per_core(cal->sgemm_gflops, cal) * MC_PLAN_DEFAULT_FORWARD_EFF;
 }
 
-static void add_store(mc_plan *p, int stage, const char *what, int count, double bytes) {
+void mc_plan_add_store(mc_plan *p, int stage, const char *what, int count, double bytes) {
     if (p->n_stores >= MC_PLAN_MAX_STORES || count <= 0) return;
     mc_plan_store *s = &p->stores[p->n_stores++];
     s->stage = stage;
@@ -635,7 +635,27 @@ static mc_status exact_sizes(mc_plan_model *m, int64_t B, mc_error *err) {
     return MC_OK;
 }
 
-static int64_t ceil_div(int64_t a, int64_t b) { return b > 0 ? (a + b - 1) / b : 0; }
+void mc_plan_unit_table_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p, mc_plan_stage *S, double *flop,
+                             double *core_s, double *mem_b) {
+    /* the unit kinds this stage covers: neurons of the widest layer, SAE features */
+    const mc_enum_list *uk = S->stage == MC_STAGE_DESCRIBE ? &cfg->describe.units : &cfg->localize.units;
+    double units = 0, e = (double)in->proj;
+    for (int u = 0; u < uk->n; u++)
+        units += uk->v[u] == MC_UNIT_SAE ? (double)cfg->sae.features : (double)in->align_dim;
+    if (S->stage == MC_STAGE_BASELINES) units = (double)in->align_dim; /* baselines rank neurons */
+    if (units < 1) units = 1;
+    double mac = units * (double)in->n_concepts * e;
+    if (S->stage == MC_STAGE_BASELINES) mac = units * (double)in->n_concepts * (double)p->n_train / 64.0 + units * e * 100;
+    S->items = units;
+    mc_strlcpy(S->item_name, "units", sizeof S->item_name);
+    S->gmac_per_item = mac / units / 1e9;
+    *flop = 2.0 * mac;
+    *core_s = *flop / in->gemm;
+    *mem_b += (units + (double)in->n_concepts) * e * 4 + units * (double)in->n_concepts * 4 / p->ranks;
+    int64_t tau = S->stage == MC_STAGE_DESCRIBE ? cfg->describe.tau : cfg->localize.tau;
+    mc_plan_add_store(p, S->stage, S->stage == MC_STAGE_DESCRIBE ? "describe/<task>.h5" : S->stage == MC_STAGE_LOCALIZE ? "localize/<task>.h5" : "baselines/<task>.h5",
+              S->n_tasks, (units + (double)in->n_concepts) * (double)tau * 8 + MC_PLAN_SMALL_STORE_OVERHEAD_BYTES);
+}
 
 mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_calibration *cal,
                        const char *target_dir, const char *clip_dir, mc_plan *p, mc_error *err) {
@@ -723,6 +743,13 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
         int_T = el;
     }
     const int64_t proj = p->clip.out_dim;
+    const mc_plan_inputs in = {
+        .seeds = seeds, .n_classes = n_classes, .n_concepts = n_concepts, .text_gmac = text_gmac,
+        .act_bytes = act_bytes, .dtype_bytes = dt, .sae_dim = sae_dim, .align_dim = align_dim,
+        .int_T = int_T, .int_prefix = int_prefix, .proj = proj, .cores = cores, .fwd = fwd,
+        .gemm = gemm, .mem = mem, .dec = dec, .tgt_w = tgt_w, .clip_w = clip_w, .text_w = text_w,
+        .eb = eb,
+    };
 
     for (int i = 0; i < cfg->stages.n; i++) {
         int st = cfg->stages.v[i];
@@ -735,128 +762,8 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
         mc_tasks_free(&tasks);
         S->n_tasks = nt;
         double flop = 0, core_s = 0, mem_b = MC_PLAN_RUNTIME_BYTES;
-        switch (st) {
-        case MC_STAGE_EXTRACT: {
-            int64_t n = p->n_train + p->n_eval + p->n_unseen;
-            double g = p->target.gmac + (p->clip_is_target ? 0 : p->clip.gmac);
-            S->items = (double)n;
-            mc_strlcpy(S->item_name, "images", sizeof S->item_name);
-            S->gmac_per_item = g;
-            flop = 2e9 * g * (double)n + 2e9 * text_gmac * (double)n_classes * 3;
-            core_s = flop / fwd + (double)n / dec * (p->clip_is_target ? 1.0 : 1.3);
-            mem_b += tgt_w + clip_w + text_w + p->target.arena_bytes + (p->clip_is_target ? 0 : p->clip.arena_bytes) +
-                     (double)eb * (act_bytes / dt * 4 + 3.0 * 4 * (p->target.image * p->target.image + p->clip.image * p->clip.image));
-            const mc_dataset_cfg *ds[3] = {&cfg->datasets.train, &cfg->datasets.eval, &cfg->datasets.unseen};
-            const int64_t cnt[3] = {p->n_train, p->n_eval, p->n_unseen};
-            const char *nm[3] = {"train", "eval", "unseen"};
-            for (int k = 0; k < 3; k++) {
-                if (cnt[k] <= 0) continue;
-                double per_img = act_bytes + 4.0 * (double)p->target.out_dim + 4.0 * (double)proj + 4 + 4 + 1 +
-                                 (double)strlen(ds[k]->root) + 40 /* path string + offset */;
-                double bytes = (double)cnt[k] * per_img + (double)n_classes * (4.0 * proj + 24) +
-                               MC_PLAN_STORE_OVERHEAD_BYTES + (double)strlen(cfg->canonical);
-                char what[160];
-                snprintf(what, sizeof what, "extract/%s-s<seed>-<key>.h5 (%lld images)", nm[k], (long long)cnt[k]);
-                add_store(p, st, what, (int)seeds, bytes);
-            }
-            break;
-        }
-        case MC_STAGE_SAE: {
-            int64_t rows = p->n_train * (cfg->sae.input == MC_SAE_INPUT_ALL ? p->target.T : 1);
-            int64_t B = cfg->sae.batch_size, m = cfg->sae.features, k = cfg->sae.k, ka = cfg->sae.aux_k;
-            int64_t train_rows = rows - (int64_t)((double)rows * cfg->sae.heldout);
-            int64_t per_epoch = train_rows / B > 0 ? train_rows / B : 1; /* full batches only, as the stage does */
-            int64_t steps = cfg->sae.steps > 0 ? cfg->sae.steps : cfg->sae.epochs * per_epoch;
-            double n = (double)sae_dim, np = 2.0 * (double)m * n + (double)m + n;
-            S->items = (double)steps;
-            mc_strlcpy(S->item_name, "steps", sizeof S->item_name);
-            /* dense encoder (split over ranks) + sparse decode/backward (every rank) */
-            double enc = 2.0 * (double)B * (double)m * n; /* encoder forward + the W_enc gradient */
-            double sparse = 4.0 * (double)B * (double)(k + ka) * n;
-            S->gmac_per_item = (enc + sparse) / 1e9;
-            /* Adam reads/writes params, grads, m, v (16 bytes each way per parameter), every rank */
-            double adam_s = np * 32.0 / (mem * p->threads);
-            double wall_step = 2.0 * enc / (gemm * cores) + 2.0 * sparse / (gemm * p->threads) + adam_s;
-            S->wall_s_task = (double)steps * wall_step;
-            core_s = S->wall_s_task * cores;
-            flop = 2.0 * (enc + sparse) * (double)steps;
-            mem_b += np * 4.0 * 4 + (double)m * 8 + (double)B * (double)m * 4 + (double)rows * n * 4 / p->ranks +
-                     (double)B * n * 8;
-            /* the store keeps the weights and the curves; the checkpoint (weights + Adam state,
-             * 3x the weights) exists only while the task trains */
-            add_store(p, st, "sae/sae-s<seed>-l<layer>-<key>.h5 (weights, curves; +2x while training)", (int)nt,
-                      np * 4.0 + (double)steps * 16 + MC_PLAN_SMALL_STORE_OVERHEAD_BYTES);
-            break;
-        }
-        case MC_STAGE_ALIGN: {
-            int64_t B = cfg->align.batch_size;
-            int64_t steps = cfg->align.epochs * ceil_div(p->n_train, B);
-            double d = (double)align_dim, e = (double)proj;
-            S->items = (double)steps;
-            mc_strlcpy(S->item_name, "steps", sizeof S->item_name);
-            /* E_n forward + backward (3 B d e), InfoNCE logits for two targets (forward + backward) */
-            double mac = 3.0 * (double)B * d * e + 2.0 * 3.0 * (double)B * (double)B * e;
-            S->gmac_per_item = mac / 1e9;
-            flop = 2.0 * mac * (double)steps;
-            double adam_s = d * e * 32.0 / (mem * p->threads);
-            S->wall_s_task = (double)steps * (2.0 * mac / (gemm * cores) + adam_s);
-            core_s = S->wall_s_task * cores;
-            mem_b += (double)p->n_train * (d + e) * 4 / p->ranks + d * e * 4 * 4 + (double)B * (d + 2 * e) * 4 * 2 +
-                     (double)B * (double)B * 4 * 2;
-            add_store(p, st, "align/<task>-<key>.h5 (E_n, curves)", nt,
-                      d * e * 4 + (double)steps * 16 + MC_PLAN_SMALL_STORE_OVERHEAD_BYTES);
-            break;
-        }
-        case MC_STAGE_LOCALIZE:
-        case MC_STAGE_DESCRIBE:
-        case MC_STAGE_BASELINES: {
-            /* the unit kinds this stage covers: neurons of the widest layer, SAE features */
-            const mc_enum_list *uk = st == MC_STAGE_DESCRIBE ? &cfg->describe.units : &cfg->localize.units;
-            double units = 0, e = (double)proj;
-            for (int u = 0; u < uk->n; u++)
-                units += uk->v[u] == MC_UNIT_SAE ? (double)cfg->sae.features : (double)align_dim;
-            if (st == MC_STAGE_BASELINES) units = (double)align_dim; /* baselines rank neurons */
-            if (units < 1) units = 1;
-            double mac = units * (double)n_concepts * e;
-            if (st == MC_STAGE_BASELINES) mac = units * (double)n_concepts * (double)p->n_train / 64.0 + units * e * 100;
-            S->items = units;
-            mc_strlcpy(S->item_name, "units", sizeof S->item_name);
-            S->gmac_per_item = mac / units / 1e9;
-            flop = 2.0 * mac;
-            core_s = flop / gemm;
-            mem_b += (units + (double)n_concepts) * e * 4 + units * (double)n_concepts * 4 / p->ranks;
-            int64_t tau = st == MC_STAGE_DESCRIBE ? cfg->describe.tau : cfg->localize.tau;
-            add_store(p, st, st == MC_STAGE_DESCRIBE ? "describe/<task>.h5" : st == MC_STAGE_LOCALIZE ? "localize/<task>.h5" : "baselines/<task>.h5",
-                      nt, (units + (double)n_concepts) * (double)tau * 8 + MC_PLAN_SMALL_STORE_OVERHEAD_BYTES);
-            break;
-        }
-        case MC_STAGE_INTERVENE: {
-            int64_t n = p->n_eval + p->n_unseen;
-            double suffix = p->target.gmac - int_prefix;
-            /* each image twice per unit kind: its own class's edit and the previous class's (specificity) */
-            int units = 2 * cfg->intervene.units.n;
-            S->items = (double)n * units;
-            mc_strlcpy(S->item_name, "forwards", sizeof S->item_name);
-            S->gmac_per_item = suffix;
-            flop = 2e9 * suffix * (double)n * units;
-            core_s = flop / fwd;
-            mem_b += tgt_w + mc_plan_arena_bytes(&p->target, cfg->intervene.batch_size) +
-                     (double)cfg->intervene.batch_size * (double)int_T * 4 + (double)cfg->sae.features * (double)sae_dim * 4;
-            /* the prefix cache: hidden states at the intervened layer, once per eval set */
-            add_store(p, st, "intervene/prefix-<set>.h5 (cached hidden states)", 1,
-                      (double)n * (double)int_T * 4 + MC_PLAN_STORE_OVERHEAD_BYTES);
-            add_store(p, st, "intervene/<task>.h5 (per-class accuracy)", nt, (double)n_classes * 16 + MC_PLAN_STORE_OVERHEAD_BYTES);
-            /* computing the prefix itself once */
-            core_s += 2e9 * int_prefix * (double)n / fwd / (nt > 0 ? nt : 1);
-            break;
-        }
-        default: /* report */
-            S->items = 1;
-            mc_strlcpy(S->item_name, "report", sizeof S->item_name);
-            core_s = 60;
-            add_store(p, st, "tables/ and figures/", 1, 16.0 * 1024 * 1024);
-            break;
-        }
+        const mc_stage_desc *desc = mc_stage_find(st);
+        if (desc) desc->cost(cfg, &in, p, S, &flop, &core_s, &mem_b);
         S->tflop = flop / 1e12;
         S->core_s_task = core_s;
         if (S->wall_s_task <= 0) S->wall_s_task = core_s / cores;

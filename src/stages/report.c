@@ -31,6 +31,7 @@
 #include "miclip/fsutil.h"
 #include "miclip/image_write.h"
 #include "miclip/log.h"
+#include "miclip/plan.h"
 #include "report_internal.h"
 #include "stages_internal.h"
 
@@ -810,3 +811,22 @@ mc_status mc_stage_report(const mc_comm *c, const mc_config *cfg, const mc_task 
     mc_buf_free(&readme);
     return s;
 }
+
+/* ---- the registry entry ----------------------------------------------------------------------- */
+
+static void report_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p, mc_plan_stage *S, double *flop,
+                        double *core_s, double *mem_b) {
+    S->items = 1;
+    mc_strlcpy(S->item_name, "report", sizeof S->item_name);
+    *core_s = 60;
+    mc_plan_add_store(p, S->stage, "tables/ and figures/", 1, 16.0 * 1024 * 1024);
+}
+
+const mc_stage_desc mc_report_stage = {
+    .stage = MC_STAGE_REPORT,
+    .summary = "the paper's tables with mean, std and paired t-tests, and the figures",
+    .outputs = "report/README.md, report/tables/, report/figures/",
+    .check = mc_report_check,
+    .run = mc_stage_report,
+    .cost = report_cost,
+};

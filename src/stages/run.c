@@ -4,35 +4,13 @@
 
 #include "miclip/log.h"
 #include "miclip/miclip.h"
-#include "baselines_internal.h"
-#include "intervene_internal.h"
-#include "report_internal.h"
 #include "stages_internal.h"
-
-typedef mc_status (*stage_fn)(const mc_comm *c, const mc_config *cfg, const mc_task *task,
-                              mc_error *err);
-
-/* The implemented stages. A stage missing here is refused up front, before any work. */
-static const stage_fn stage_table[MC_STAGE_COUNT] = {
-    [MC_STAGE_EXTRACT] = mc_stage_extract,
-    [MC_STAGE_SAE] = mc_stage_sae,
-    [MC_STAGE_ALIGN] = mc_stage_align,
-    [MC_STAGE_LOCALIZE] = mc_stage_localize,
-    [MC_STAGE_DESCRIBE] = mc_stage_describe,
-    [MC_STAGE_BASELINES] = mc_stage_baselines,
-    [MC_STAGE_INTERVENE] = mc_stage_intervene,
-    [MC_STAGE_REPORT] = mc_stage_report,
-};
-
-bool mc_stage_implemented(int stage) {
-    return stage >= 0 && stage < MC_STAGE_COUNT && stage_table[stage] != NULL;
-}
 
 static void implemented_list(char *buf, size_t cap) {
     buf[0] = '\0';
     size_t used = 0;
     for (int s = 0; s < MC_STAGE_COUNT; s++)
-        if (stage_table[s]) {
+        if (mc_stage_implemented(s)) {
             int n = snprintf(buf + used, cap - used, "%s%s", used ? ", " : "", mc_stage_name(s));
             if (n < 0 || (size_t)n >= cap - used) break;
             used += (size_t)n;
@@ -53,12 +31,11 @@ mc_status mc_run(const mc_comm *c, const mc_config *cfg, int only_stage, int onl
                            "remove it from 'stages'", cfg->source_path, mc_stage_name(st), have);
         }
     }
-    if (mc_config_has_stage(cfg, MC_STAGE_BASELINES) && (only_stage < 0 || only_stage == MC_STAGE_BASELINES))
-        MC_TRY(mc_baselines_check(cfg, err));
-    if (mc_config_has_stage(cfg, MC_STAGE_INTERVENE) && (only_stage < 0 || only_stage == MC_STAGE_INTERVENE))
-        MC_TRY(mc_intervene_check(cfg, err));
-    if (mc_config_has_stage(cfg, MC_STAGE_REPORT) && (only_stage < 0 || only_stage == MC_STAGE_REPORT))
-        MC_TRY(mc_report_check(cfg, err));
+    /* Pre-flight: every listed stage's own checks, before any work. */
+    for (int i = 0; i < cfg->stages.n; i++) {
+        const mc_stage_desc *d = mc_stage_find(cfg->stages.v[i]);
+        if ((only_stage < 0 || (int)cfg->stages.v[i] == only_stage) && d->check) MC_TRY(d->check(cfg, err));
+    }
     if (only_stage >= 0 && !mc_config_has_stage(cfg, (mc_stage)only_stage))
         return MC_FAIL(err, MC_ERR_ARG, "%s: stage '%s' is not in the config's 'stages'",
                        cfg->source_path, mc_stage_name(only_stage));
@@ -80,7 +57,7 @@ mc_status mc_run(const mc_comm *c, const mc_config *cfg, int only_stage, int onl
             if (only_task >= 0 && t != only_task) continue;
             double t0 = mc_now();
             mc_info0("stage %s: task %d/%d %s", mc_stage_name(st), t + 1, n, tasks[t].id);
-            s = stage_table[st](c, cfg, &tasks[t], err);
+            s = mc_stage_find(st)->run(c, cfg, &tasks[t], err);
             if (s == MC_OK) mc_info0("stage %s: task %s done in %.1f s", mc_stage_name(st), tasks[t].id, mc_now() - t0);
         }
         mc_tasks_free(&tasks);

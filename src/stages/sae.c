@@ -29,6 +29,7 @@
 #include "miclip/checked.h"
 #include "miclip/fsutil.h"
 #include "miclip/log.h"
+#include "miclip/plan.h"
 #include "miclip/miclip.h"
 #include "stages_internal.h"
 
@@ -329,3 +330,42 @@ mc_status mc_stage_sae(const mc_comm *c, const mc_config *cfg, const mc_task *ta
     mc_train_data_close(&td);
     return s;
 }
+
+/* ---- the registry entry ----------------------------------------------------------------------- */
+
+static void sae_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p, mc_plan_stage *S, double *flop,
+                     double *core_s, double *mem_b) {
+    int64_t rows = p->n_train * (cfg->sae.input == MC_SAE_INPUT_ALL ? p->target.T : 1);
+    int64_t B = cfg->sae.batch_size, m = cfg->sae.features, k = cfg->sae.k, ka = cfg->sae.aux_k;
+    int64_t train_rows = rows - (int64_t)((double)rows * cfg->sae.heldout);
+    int64_t per_epoch = train_rows / B > 0 ? train_rows / B : 1; /* full batches only, as the stage does */
+    int64_t steps = cfg->sae.steps > 0 ? cfg->sae.steps : cfg->sae.epochs * per_epoch;
+    double n = (double)in->sae_dim, np = 2.0 * (double)m * n + (double)m + n;
+    S->items = (double)steps;
+    mc_strlcpy(S->item_name, "steps", sizeof S->item_name);
+    /* dense encoder (split over ranks) + sparse decode/backward (every rank) */
+    double enc = 2.0 * (double)B * (double)m * n; /* encoder forward + the W_enc gradient */
+    double sparse = 4.0 * (double)B * (double)(k + ka) * n;
+    S->gmac_per_item = (enc + sparse) / 1e9;
+    /* Adam reads/writes params, grads, m, v (16 bytes each way per parameter), every rank */
+    double adam_s = np * 32.0 / (in->mem * p->threads);
+    double wall_step = 2.0 * enc / (in->gemm * in->cores) + 2.0 * sparse / (in->gemm * p->threads) + adam_s;
+    S->wall_s_task = (double)steps * wall_step;
+    *core_s = S->wall_s_task * in->cores;
+    *flop = 2.0 * (enc + sparse) * (double)steps;
+    *mem_b += np * 4.0 * 4 + (double)m * 8 + (double)B * (double)m * 4 + (double)rows * n * 4 / p->ranks +
+             (double)B * n * 8;
+    /* the store keeps the weights and the curves; the checkpoint (weights + Adam state,
+     * 3x the weights) exists only while the task trains */
+    mc_plan_add_store(p, S->stage, "sae/sae-s<seed>-l<layer>-<key>.h5 (weights, curves; +2x while training)", (int)S->n_tasks,
+              np * 4.0 + (double)steps * 16 + MC_PLAN_SMALL_STORE_OVERHEAD_BYTES);
+}
+
+const mc_stage_desc mc_sae_stage = {
+    .stage = MC_STAGE_SAE,
+    .summary = "the top-k SAE of a seed on sae.layer",
+    .outputs = "sae/sae-s<seed>-l<layer>-<key16>.h5 (+ checkpoint, curve)",
+    .check = NULL,
+    .run = mc_stage_sae,
+    .cost = sae_cost,
+};
