@@ -10,7 +10,7 @@ packages=(
   # the stack
   openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools libscalapack-openmpi-dev
   libopenblas-dev libyaml-dev libjansson-dev libgsl-dev libutf8proc-dev
-  libjpeg62-turbo-dev libstb-dev
+  libjpeg62-turbo-dev libstb-dev libssl-dev
   # reference checks (run with /usr/bin/python3)
   python3 python3-numpy python3-torch python3-torchvision python3-scipy
   python3-h5py-mpi python3-sklearn python3-pil python3-yaml python3-regex

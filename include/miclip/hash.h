@@ -4,14 +4,16 @@
  * (config.h), and cached artifacts are keyed by the hashes of everything that produced them
  * (model files included), never by a name alone.
  *
- * Written from the standard (FIPS 180-4, sections 4.1.2, 4.2.2, 5.1.1, 5.3.3, 6.2); tested
- * against the NIST example vectors and Python's hashlib on random inputs (tests/config).
+ * The digest is libcrypto's (OpenSSL EVP); tested against the NIST example vectors and Python's
+ * hashlib on random inputs (tests/config).
  *
- * Ownership: mc_sha256 is a plain value (no heap); the caller owns every output buffer.
+ * Ownership: mc_sha256_init allocates the state and mc_sha256_final releases it, so every init
+ * is paired with one final; the caller owns every output buffer.
  */
 #ifndef MICLIP_HASH_H
 #define MICLIP_HASH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,16 +24,13 @@
 
 /* Incremental state. Initialise with mc_sha256_init, feed any number of updates, then final. */
 typedef struct {
-    uint32_t h[8];     /* chaining value */
-    uint64_t nbytes;   /* message length so far, in bytes */
-    uint8_t block[64]; /* pending partial block */
-    size_t nblock;     /* bytes pending in block (0..63) */
+    void *ctx; /* libcrypto's EVP_MD_CTX, from init to final */
 } mc_sha256;
 
 void mc_sha256_init(mc_sha256 *s);
 /* Feeds n bytes (data may be NULL when n == 0). */
 void mc_sha256_update(mc_sha256 *s, const void *data, size_t n);
-/* Pads, writes the 32-byte digest to out and leaves s unusable until the next init. */
+/* Writes the 32-byte digest to out and releases the state (s is unusable until the next init). */
 void mc_sha256_final(mc_sha256 *s, uint8_t out[MC_SHA256_BYTES]);
 
 /* One-shot digest of n bytes. */
@@ -47,5 +46,13 @@ void mc_hex_encode(const uint8_t *bytes, size_t n, char *out);
  * only the raw digest is wanted, and out may be NULL when only hex is. */
 mc_status mc_sha256_file(const char *path, uint8_t out[MC_SHA256_BYTES],
                          char hex[MC_SHA256_HEX_LEN + 1], mc_error *err);
+
+/* Like mc_sha256_file, but an unchanged file is read once: its digest is remembered under its
+ * absolute path and identity (device, inode, size, mtime and ctime to the nanosecond, so any
+ * write or replacement changes it) in $MICLIP_CACHE_DIR/file-hashes.tsv (else
+ * $XDG_CACHE_HOME/miclip/, else ~/.cache/miclip/; at most 4096 files, oldest dropped). A cache
+ * that cannot be read or written is ignored. *hashed (may be NULL) tells whether the bytes were
+ * read. Local. */
+mc_status mc_sha256_file_cached(const char *path, uint8_t out[MC_SHA256_BYTES], bool *hashed, mc_error *err);
 
 #endif

@@ -84,7 +84,9 @@ mc_status mc_model_dir_hash(const mc_comm *c, const char *dir, char hex[MC_SHA25
             mc_sha256_update(&h, files[i], strlen(files[i]) + 1);
             if (!mc_file_exists(path)) continue;
             uint8_t d[MC_SHA256_BYTES];
-            s = mc_sha256_file(path, d, NULL, err);
+            bool hashed = false;
+            s = mc_sha256_file_cached(path, d, &hashed, err);
+            if (s == MC_OK && hashed) mc_debug("hashed %s (not in the file-hash cache)", path);
             if (s == MC_OK) mc_sha256_update(&h, d, sizeof d);
         }
         uint8_t d[MC_SHA256_BYTES];
