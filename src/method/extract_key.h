@@ -13,7 +13,6 @@
 
 #include "method/keys.h"
 #include "miclip/dataset.h"
-#include "miclip/model.h"
 #include "miclip/stages.h"
 
 /* What one split's extraction reads and where it writes. */
@@ -27,16 +26,29 @@ typedef struct {
 
 /* The dataset settings of split (datasets.train / eval / unseen). */
 const mc_dataset_cfg *mc_split_dataset_cfg(const mc_config *cfg, mc_split s);
-/* id2label of a model (a malloc'd array of *n pointers borrowed from the model; NULL with *n = 0
- * when the model has no labels). */
-const char **mc_model_labels(mc_model *m, int *n);
+/* The target's class labels: config.json's id2label in id order (none without one). Owned. */
+typedef struct {
+    char **v;
+    int n;
+} mc_labels;
+/* Collective. Reads models.target/config.json only (no weights). */
+mc_status mc_target_labels(const mc_comm *c, const mc_config *cfg, mc_labels *l, mc_error *err);
+void mc_labels_free(mc_labels *l);
 /* Collective. Lists and samples the split's dataset for seed and computes its store key and path
  * from the model hashes (mc_model_dir_hash) and the target's labels. */
 mc_status mc_extract_plan_split(const mc_comm *c, const mc_config *cfg, mc_split split, int64_t seed,
                                 const char *const *labels, int n_labels, const char *target_hash,
                                 const char *clip_hash, mc_extract_plan *p, mc_error *err);
-/* Collective. The path of the extraction store of split for seed, computing the key (which lists
- * and hashes the dataset, hashes the model folders and reads the target's labels). */
+/* Collective (rank 0 writes). The run manifest of a complete extraction store:
+ * OUTPUT_DIR/extract/<split>-s<seed>.json with its recipe (what determines the store apart from
+ * the dataset folder's contents: model hashes, extraction settings, the dataset's settings), key,
+ * store path, model hashes, image count and class names. */
+mc_status mc_extract_manifest_write(const mc_comm *c, const mc_config *cfg, const mc_extract_plan *p, int64_t seed,
+                                    const char *target_hash, const char *clip_hash, mc_error *err);
+/* Collective. The path of the extraction store of split for seed. From the run manifest when its
+ * recipe matches the config and its store carries the recorded key (no dataset listing; the model
+ * hashes come from the file-hash cache); otherwise the key is computed (the dataset listed and
+ * sampled, the target's labels read from its config.json). */
 mc_status mc_extract_store_path(const mc_comm *c, const mc_config *cfg, mc_split split,
                                 int64_t seed, char *path, size_t cap, mc_error *err);
 

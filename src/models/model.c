@@ -8,6 +8,7 @@
 
 #include "miclip/checked.h"
 #include "miclip/json.h"
+#include "miclip/log.h"
 #include "model_internal.h"
 
 /* ---- declarations used by the families --------------------------------------------------- */
@@ -214,6 +215,7 @@ mc_status mc_model_create(const char *dir, mc_model **out, mc_error *err) {
     if (!mc_snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir) ||
         !mc_snprintf(st_path, sizeof st_path, "%s/model.safetensors", dir))
         return MC_FAIL(err, MC_ERR_ARG, "model folder path too long: %s", dir);
+    mc_debug("loading model %s", dir);
     mc_model *m = calloc(1, sizeof *m);
     if (!m) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     json_t *cfg = NULL;

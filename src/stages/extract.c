@@ -463,20 +463,61 @@ static bool split_wanted(const mc_config *cfg, mc_split s) {
     return false;
 }
 
-mc_status mc_stage_extract(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err) {
-    extractor x;
-    mc_status s = extractor_init(c, cfg, &x, err);
-    int n_labels = 0;
-    const char **labels = s == MC_OK ? mc_model_labels(x.target, &n_labels) : NULL;
+/* Collective. The plan of every wanted split (key and path from the model hashes, which the file-hash
+ * cache makes cheap, and the target's config.json). *all_complete tells whether each store is
+ * complete already. */
+static mc_status plan_splits(const mc_comm *c, const mc_config *cfg, int64_t seed, const mc_labels *labels,
+                             const char *th, const char *chh, mc_extract_plan *plans, bool *all_complete,
+                             mc_error *err) {
+    *all_complete = true;
+    mc_status s = MC_OK;
     for (int sp = 0; s == MC_OK && sp < MC_SPLIT_COUNT; sp++) {
         if (!split_wanted(cfg, (mc_split)sp)) continue;
-        mc_extract_plan p;
-        s = mc_extract_plan_split(c, cfg, (mc_split)sp, task->seed, labels, n_labels, x.target_hash, x.clip_hash, &p, err);
-        if (s == MC_OK) s = extract_split(c, cfg, &x, &p, task->seed, err);
-        mc_dataset_free(&p.ds);
+        s = mc_extract_plan_split(c, cfg, (mc_split)sp, seed, (const char *const *)labels->v, labels->n, th, chh,
+                                  &plans[sp], err);
+        bool complete = false;
+        if (s == MC_OK) s = mc_store_peek_complete(c, plans[sp].path, &complete, err);
+        *all_complete = *all_complete && complete;
     }
-    free(labels);
-    extractor_free(&x);
+    return s;
+}
+
+mc_status mc_stage_extract(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err) {
+    /* A rerun whose stores are all complete loads no model: the keys need only the model hashes and
+     * the target's labels. Any error here is met again, and reported as before, on the full path. */
+    char th[MC_SHA256_HEX_LEN + 1], chh[MC_SHA256_HEX_LEN + 1];
+    mc_labels labels = {0};
+    mc_extract_plan plans[MC_SPLIT_COUNT];
+    memset(plans, 0, sizeof plans);
+    bool all_complete = false;
+    mc_error quiet = {0};
+    mc_status s = mc_model_dir_hash(c, cfg->models.target, th, &quiet);
+    if (s == MC_OK) s = mc_model_dir_hash(c, cfg->models.clip, chh, &quiet);
+    if (s == MC_OK) s = mc_target_labels(c, cfg, &labels, &quiet);
+    if (s == MC_OK) s = plan_splits(c, cfg, task->seed, &labels, th, chh, plans, &all_complete, &quiet);
+    if (s != MC_OK || !all_complete) {
+        bool have_labels = labels.v || s == MC_OK;
+        extractor x;
+        s = extractor_init(c, cfg, &x, err);
+        if (s == MC_OK && !have_labels) s = mc_target_labels(c, cfg, &labels, err);
+        for (int sp = 0; s == MC_OK && sp < MC_SPLIT_COUNT; sp++) {
+            if (!split_wanted(cfg, (mc_split)sp)) continue;
+            if (!plans[sp].path[0]) mc_dataset_free(&plans[sp].ds);
+            if (!plans[sp].path[0])
+                s = mc_extract_plan_split(c, cfg, (mc_split)sp, task->seed, (const char *const *)labels.v, labels.n,
+                                          x.target_hash, x.clip_hash, &plans[sp], err);
+            if (s == MC_OK) s = extract_split(c, cfg, &x, &plans[sp], task->seed, err);
+        }
+        extractor_free(&x);
+    } else {
+        for (int sp = 0; sp < MC_SPLIT_COUNT; sp++)
+            if (plans[sp].path[0]) mc_info0("extract %s: complete, skipping (%s)", mc_split_name(sp), plans[sp].path);
+    }
+    /* The run manifest, so later stages find the stores without listing the datasets. */
+    for (int sp = 0; s == MC_OK && sp < MC_SPLIT_COUNT; sp++)
+        if (plans[sp].path[0]) s = mc_extract_manifest_write(c, cfg, &plans[sp], task->seed, th, chh, err);
+    for (int sp = 0; sp < MC_SPLIT_COUNT; sp++) mc_dataset_free(&plans[sp].ds);
+    mc_labels_free(&labels);
     return s;
 }
 

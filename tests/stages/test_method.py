@@ -122,12 +122,20 @@ def test_chain(tmp, fx):
     for n in (2, 4):
         ok, why = same_outputs(outs[1], outs[n])
         check(ok, "%d-rank outputs equal the 1-rank outputs bitwise %s" % (n, why))
-    # A rerun of the complete pipeline changes no file and says so.
+    # A rerun of the complete pipeline changes no file and says so; it reads no model file (their
+    # digests come from the file-hash cache, which the first run filled) and loads no model.
     cfg = os.path.join(tmp, "ranks2.yaml")
     before = file_states(outs[2])
-    r = fixture.mpirun(2, ["run", cfg], capture_output=True, text=True)
+    env = dict(os.environ, MICLIP_LOG="debug")
+    r = fixture.mpirun(2, ["run", cfg], capture_output=True, text=True, env=env)
     after = file_states(outs[2])
     check(r.returncode == 0 and before == after, "rerun of the complete chain exits 0 and touches no file")
+    hashed = [l for l in r.stderr.splitlines() if "hashed " in l]
+    check(not hashed, "the rerun hashes no model file (%s)" % (hashed[:1],))
+    loaded = [l for l in r.stderr.splitlines() if "loading model" in l]
+    check(not loaded, "the rerun loads no model (%s)" % (loaded[:1],))
+    check(sorted(os.listdir(os.path.join(outs[2], "extract"))).count("train-s0.json") == 1,
+          "extract writes the run manifest extract/train-s0.json")
     for st in ("sae", "align", "localize", "describe"):
         check(any(re.match(r"miclip(\[\d+\])?: %s" % st, l) and "complete, skipping" in l for l in r.stderr.splitlines()),
               "the rerun skips the %s stage" % st)
