@@ -6,6 +6,7 @@
  *            the folder; those of a live process, of another host, and names that are not
  *            miclip's temporaries are kept. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +17,12 @@
 #include "miclip/fsutil.h"
 #include "test_util.h"
 
-static char dir[1024];
+static char dir[PATH_MAX];
 
 static void path_of(char *buf, size_t cap, const char *name) { snprintf(buf, cap, "%s/%s", dir, name); }
 
 static void put(const char *name, const char *text) {
-    char p[2048];
+    char p[PATH_MAX + 64];
     path_of(p, sizeof p, name);
     FILE *f = fopen(p, "w");
     CHECK_MSG(f != NULL, "cannot create %s: %s", p, strerror(errno));
@@ -32,14 +33,14 @@ static void put(const char *name, const char *text) {
 }
 
 static bool has(const char *name) {
-    char p[2048];
+    char p[PATH_MAX + 64];
     struct stat st;
     path_of(p, sizeof p, name);
     return lstat(p, &st) == 0;
 }
 
 static char *slurp(const char *name) {
-    char p[2048], *out = NULL;
+    char p[PATH_MAX + 64], *out = NULL;
     mc_error err = {0};
     path_of(p, sizeof p, name);
     if (mc_read_file(p, 1 << 20, &out, NULL, &err) != MC_OK) return NULL;
@@ -58,7 +59,7 @@ static void host(char *buf, size_t cap) {
 
 static void test_symlink(void) {
     put("victim", "precious\n");
-    char victim[2048], target[2048], old_tmp[2100], link2[2048];
+    char victim[PATH_MAX + 64], target[PATH_MAX + 64], old_tmp[PATH_MAX + 128], link2[PATH_MAX + 64];
     path_of(victim, sizeof victim, "victim");
     path_of(target, sizeof target, "out.csv");
     snprintf(old_tmp, sizeof old_tmp, "%s.tmp.%ld", target, (long)getpid());
@@ -109,7 +110,7 @@ static void test_stale(void) {
     const char *keep[] = {live_self, live_parent, other_host, legacy, not_ours};
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) put(keep[i], "keep");
 
-    char target[2048];
+    char target[PATH_MAX + 64];
     path_of(target, sizeof target, "x.csv");
     mc_error err = {0};
     CHECK_MSG(mc_write_file_atomic(target, "x\n", 2, &err) == MC_OK, "%s", err.msg);
@@ -126,7 +127,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     snprintf(dir, sizeof dir, "%s", argv[2]);
-    char cmd[2100];
+    char cmd[PATH_MAX + 16];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) return 2;
     mc_error err = {0};
@@ -134,6 +135,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", err.msg);
         return 2;
     }
+    /* Absolute, so the planted links point at the victim and not at a dangling relative name. */
+    char abs[PATH_MAX];
+    if (!realpath(argv[2], abs)) return 2;
+    snprintf(dir, sizeof dir, "%s", abs);
     if (!strcmp(argv[1], "symlink")) test_symlink();
     else if (!strcmp(argv[1], "stale")) test_stale();
     else return 2;
