@@ -11,10 +11,22 @@
 
 /* Creates dir and its parents (mode 0755); existing directories are fine. */
 mc_status mc_mkdir_p(const char *dir, mc_error *err);
-/* Writes n bytes to path via "path.tmp.<pid>", fsync, rename. */
+/* Writes n bytes to path: a new temporary "<path>.tmp.<pid>.<8 random>.<host>" in path's folder,
+ * created with O_CREAT|O_EXCL|O_NOFOLLOW (a file or symlink planted there is never written
+ * through), fsync, rename over path. The first write into a folder also sweeps it
+ * (mc_fs_sweep_stale_once). */
 mc_status mc_write_file_atomic(const char *path, const void *data, size_t n, mc_error *err);
 /* Local. mc_write_file_atomic after creating path's directory (mc_mkdir_p). */
 mc_status mc_write_text_file(const char *path, const char *text, size_t n, mc_error *err);
+/* Length of the random part of a temporary's name. */
+#define MC_TMP_RANDOM_LEN 8
+/* Removes from dir the temporaries of mc_write_file_atomic left by dead processes: those whose
+ * name records this host and a pid that no longer exists (kill(pid, 0) fails with ESRCH). A
+ * live process's temporaries, this process's and other hosts' are kept. One readdir, best
+ * effort (nothing fails); returns how many were removed. */
+int mc_fs_sweep_stale(const char *dir);
+/* mc_fs_sweep_stale on the first call for a folder in this process; later calls do nothing. */
+int mc_fs_sweep_stale_once(const char *dir);
 /* Reads a whole file into a malloc'd, NUL-terminated buffer (the caller frees *out). Files
  * larger than max_bytes are refused with an error naming the file and both sizes. */
 mc_status mc_read_file(const char *path, size_t max_bytes, char **out, size_t *len, mc_error *err);

@@ -88,6 +88,63 @@ static bool shq(const char *s, char *buf, size_t cap) {
     return true;
 }
 
+/* Values that enter a generated script are checked against what Slurm and the script accept
+ * (docs/slurm.md): a newline in a '#SBATCH' value would end the directive and run the rest as a
+ * command, and sbatch stops reading directives at the first command. */
+#define NAME_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
+/* Partition and account names: Slurm's own names are letters, digits, '_', '-' and '.'; a
+ * partition may be a list separated by ','. */
+#define PARTITION_CHARS NAME_CHARS ","
+/* A path on a '#SBATCH' line: sbatch splits it at white space and treats quotes, '\' and '#'
+ * itself, and Slurm expands '%' in --output; everything else passes through unchanged. */
+#define SBATCH_PATH_BAD " \t\"'\\#%"
+
+/* The first character of v that may not enter a script, described in words into desc; false
+ * when v is fine. allowed: the only characters accepted (NULL: any printable); refused: more
+ * characters refused besides control characters. */
+static bool bad_char(const char *v, const char *allowed, const char *refused, char *desc, size_t cap) {
+    for (size_t i = 0; v[i]; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        bool bad = ch < 0x20 || ch == 0x7f || (allowed && !strchr(allowed, ch)) || (refused && strchr(refused, ch));
+        if (!bad) continue;
+        if (ch == '\n') snprintf(desc, cap, "a newline at offset %zu", i);
+        else if (ch == ' ') snprintf(desc, cap, "a space at offset %zu", i);
+        else if (ch < 0x20 || ch == 0x7f || ch >= 0x80) snprintf(desc, cap, "byte 0x%02x at offset %zu", ch, i);
+        else snprintf(desc, cap, "'%c' at offset %zu", ch, i);
+        return true;
+    }
+    return false;
+}
+
+/* Checks one option's value; the message names the option, the character and what is accepted. */
+static mc_status check_value(const char *opt, const char *v, const char *allowed, const char *refused,
+                             const char *accepted, mc_error *err) {
+    char desc[64], shown[128];
+    if (!*v) return MC_FAIL(err, MC_ERR_ARG, "%s: empty value (%s)", opt, accepted);
+    if (!bad_char(v, allowed, refused, desc, sizeof desc)) return MC_OK;
+    size_t n = 0; /* the value on one line: control characters shown as '?' */
+    for (; v[n] && n + 1 < sizeof shown; n++)
+        shown[n] = (unsigned char)v[n] < 0x20 || v[n] == 0x7f ? '?' : v[n];
+    shown[n] = '\0';
+    return MC_FAIL(err, MC_ERR_ARG, "%s '%s%s': %s is not accepted in a Slurm script (%s)", opt,
+                   shown, v[n] ? "..." : "", desc, accepted);
+}
+
+#define ACCEPT_NAME "letters, digits, '_', '-' and '.'"
+#define ACCEPT_PARTITION "letters, digits, '_', '-' and '.', several partitions separated by ','"
+#define ACCEPT_SBATCH_PATH "no control characters, spaces, quotes, '\\', '#' or '%'"
+#define ACCEPT_SHELL_PATH "no control characters; anything else is quoted"
+
+/* Every option value that enters a script, before anything is written. */
+static mc_status check_opts(const slurm_opts *o, const char *cfg_path, mc_error *err) {
+    if (o->partition) MC_TRY(check_value("--partition", o->partition, PARTITION_CHARS, NULL, ACCEPT_PARTITION, err));
+    if (o->account) MC_TRY(check_value("--account", o->account, NAME_CHARS, NULL, ACCEPT_NAME, err));
+    MC_TRY(check_value("--out", o->out, NULL, SBATCH_PATH_BAD, ACCEPT_SBATCH_PATH, err));
+    MC_TRY(check_value("--miclip", o->miclip, NULL, NULL, ACCEPT_SHELL_PATH, err));
+    MC_TRY(check_value("CONFIG", cfg_path, NULL, NULL, ACCEPT_SHELL_PATH, err));
+    return MC_OK;
+}
+
 static mc_status write_script(const mc_config *cfg, const char *cfg_abs, const slurm_opts *o,
                               const mc_plan *plan, const mc_plan_stage *S, int idx, char *path,
                               size_t cap, mc_error *err) {
@@ -277,6 +334,13 @@ static mc_status make_scripts(const mc_config *cfg, const char *cfg_path, const 
     MC_TRY(mc_plan_make(cfg, (int)(o->nodes * o->ntasks), (int)o->cpus, &cal, o->tdir, o->cdir, &plan, err));
     char cfg_abs[4096];
     if (!realpath(cfg_path, cfg_abs)) return MC_FAIL(err, MC_ERR_IO, "%s: %s", cfg_path, strerror(errno));
+    /* The absolute forms add the working folder, which the command-line check did not see. */
+    MC_TRY(check_value("--out (absolute)", o->out, NULL, SBATCH_PATH_BAD, ACCEPT_SBATCH_PATH, err));
+    MC_TRY(check_value("CONFIG (absolute)", cfg_abs, NULL, NULL, ACCEPT_SHELL_PATH, err));
+    if (check_value("the job name", cfg->name, NAME_CHARS, NULL, ACCEPT_NAME, err) != MC_OK) {
+        mc_error_prefix(err, "%s: key 'name'", cfg_path); /* unreachable: the config checks it too */
+        return err->code;
+    }
     char logdir[4200];
     if (!mc_snprintf(logdir, sizeof logdir, "%s/logs", o->out)) return MC_FAIL(err, MC_ERR_ARG, "--out: path too long");
     MC_TRY(mc_mkdir_p(logdir, err));
@@ -384,6 +448,7 @@ int mc_cmd_slurm(const mc_comm *c, int argc, char **argv) {
         o.miclip = n > 0 ? self : "miclip";
     }
     mc_error err = {0};
+    if (check_opts(&o, path, &err) != MC_OK) return mc_cli_usage_error(c, cmd, "%s", err.msg);
     mc_config *cfg = NULL;
     mc_status s = mc_config_load(c, path, &cfg, &err);
     if (s == MC_OK && c->rank == 0) s = make_scripts(cfg, path, &o, &err);

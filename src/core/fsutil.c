@@ -1,14 +1,20 @@
 #include "miclip/fsutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "miclip/checked.h"
+#include "miclip/log.h"
 
 mc_status mc_mkdir_p(const char *dir, mc_error *err) {
     char path[4096];
@@ -26,12 +32,139 @@ mc_status mc_mkdir_p(const char *dir, mc_error *err) {
     return MC_OK;
 }
 
+/* This host's name as it appears in temporary names: characters other than letters, digits,
+ * '.', '-' and '_' become '_' (a file name must not hold '/'). */
+static void host_tag(char *buf, size_t cap) {
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) != 0 || !host[0]) mc_strlcpy(host, "unknown", sizeof host);
+    host[sizeof host - 1] = '\0';
+    size_t n = 0;
+    for (const char *p = host; *p && n + 1 < cap && n < 64; p++) {
+        char ch = *p;
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                  ch == '.' || ch == '-' || ch == '_';
+        buf[n++] = ok ? ch : '_';
+    }
+    buf[n] = '\0';
+}
+
+/* n random letters and digits: from getrandom, else (no entropy yet) from the clock and a
+ * counter. Unpredictability is a bonus; O_EXCL is what makes the create safe. */
+static void random_tag(char *buf, size_t n) {
+    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    static _Atomic unsigned long counter;
+    unsigned char raw[32];
+    if (n > sizeof raw) n = sizeof raw;
+    if (getrandom(raw, n, GRND_NONBLOCK) != (ssize_t)n) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        unsigned long x = (unsigned long)ts.tv_nsec ^ ((unsigned long)ts.tv_sec << 20) ^ (counter++ * 2654435761UL);
+        for (size_t i = 0; i < n; i++) {
+            x = x * 6364136223846793005UL + 1442695040888963407UL;
+            raw[i] = (unsigned char)(x >> 33);
+        }
+    }
+    for (size_t i = 0; i < n; i++) buf[i] = alphabet[raw[i] % (sizeof alphabet - 1)];
+    buf[n] = '\0';
+}
+
+/* Splits path into its folder ("." when it has none) and base name. */
+static bool split_path(const char *path, char *dir, size_t dcap, const char **base) {
+    const char *slash = strrchr(path, '/');
+    *base = slash ? slash + 1 : path;
+    if (!slash) return mc_strlcpy(dir, ".", dcap);
+    size_t n = slash == path ? 1 : (size_t)(slash - path);
+    if (n + 1 > dcap) return false;
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+    return true;
+}
+
+/* If name is "<anything>.tmp.<pid>.<8 random>.<host>" with host this host's tag, the pid. */
+static bool parse_tmp_name(const char *name, const char *host, long *pid) {
+    for (const char *p = strstr(name, ".tmp."); p; p = strstr(p + 1, ".tmp.")) {
+        const char *q = p + 5;
+        char *end = NULL;
+        if (*q < '0' || *q > '9') continue;
+        errno = 0;
+        long v = strtol(q, &end, 10);
+        if (errno || v <= 0 || *end != '.') continue;
+        q = end + 1;
+        size_t r = 0;
+        while (r < MC_TMP_RANDOM_LEN && ((q[r] >= 'a' && q[r] <= 'z') || (q[r] >= 'A' && q[r] <= 'Z') ||
+                                         (q[r] >= '0' && q[r] <= '9')))
+            r++;
+        if (r != MC_TMP_RANDOM_LEN || q[r] != '.' || strcmp(q + r + 1, host) != 0) continue;
+        *pid = v;
+        return true;
+    }
+    return false;
+}
+
+int mc_fs_sweep_stale(const char *dir) {
+    char host[80];
+    host_tag(host, sizeof host);
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int removed = 0;
+    long self = (long)getpid();
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long pid = 0;
+        if (!parse_tmp_name(e->d_name, host, &pid) || pid == self) continue;
+        /* Only a pid that is gone: EPERM means alive (another user's process). */
+        if ((pid_t)pid != pid || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0) {
+            removed++;
+            mc_debug("removed %s/%s, a temporary of process %ld on this host, which is gone", dir,
+                     e->d_name, pid);
+        }
+    }
+    closedir(d);
+    return removed;
+}
+
+/* The folders this process has swept, by device and inode: each is swept once. */
+static pthread_mutex_t swept_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct { dev_t dev; ino_t ino; } swept[256];
+static size_t n_swept;
+
+int mc_fs_sweep_stale_once(const char *dir) {
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return 0;
+    pthread_mutex_lock(&swept_mu);
+    bool seen = n_swept == sizeof swept / sizeof swept[0]; /* table full: stop sweeping */
+    for (size_t i = 0; !seen && i < n_swept; i++) seen = swept[i].dev == st.st_dev && swept[i].ino == st.st_ino;
+    if (!seen) {
+        swept[n_swept].dev = st.st_dev;
+        swept[n_swept].ino = st.st_ino;
+        n_swept++;
+    }
+    pthread_mutex_unlock(&swept_mu);
+    return seen ? 0 : mc_fs_sweep_stale(dir);
+}
+
 mc_status mc_write_file_atomic(const char *path, const void *data, size_t n, mc_error *err) {
-    char tmp[4096];
-    if (!mc_snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()))
-        return MC_FAIL(err, MC_ERR_ARG, "path too long: %s", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return MC_FAIL(err, MC_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    char dir[4096], host[80], tmp[4096], rnd[MC_TMP_RANDOM_LEN + 1];
+    const char *base = NULL;
+    if (!split_path(path, dir, sizeof dir, &base) || !*base)
+        return MC_FAIL(err, MC_ERR_ARG, "not a file path: %s", path);
+    mc_fs_sweep_stale_once(dir);
+    host_tag(host, sizeof host);
+    /* A new file under a name nobody can guess: O_EXCL|O_NOFOLLOW never opens a file or symlink
+     * someone planted, so the run can only ever write the file it creates here. */
+    int fd = -1;
+    for (int attempt = 0; fd < 0 && attempt < 100; attempt++) {
+        random_tag(rnd, MC_TMP_RANDOM_LEN);
+        if (!mc_snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%s.%s", path, (long)getpid(), rnd, host))
+            return MC_FAIL(err, MC_ERR_ARG, "path too long: %s", path);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0 && errno != EEXIST)
+            return MC_FAIL(err, MC_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    }
+    if (fd < 0) return MC_FAIL(err, MC_ERR_IO, "cannot create a temporary file beside %s: %s", path, strerror(errno));
     const char *p = data;
     size_t left = n;
     while (left > 0) {

@@ -319,7 +319,9 @@ mc_status mc_store_create(const mc_comm *c, const char *path, int flags, mc_stor
         hid_t fapl = mpio_fapl(s);
         if (fapl < 0) st = MC_H5FAIL(err, "store '%s': cannot set up MPI-IO access", path);
         else {
-            s->file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+            /* EXCL: rank 0 removed any stale tmp under the lock, so a file there now was planted
+             * (a symlink to a victim, say) and must not be opened, let alone truncated. */
+            s->file = H5Fcreate(tmp, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
             if (s->file < 0) st = MC_H5FAIL(err, "store '%s': cannot create %s", path, tmp);
             H5Pclose(fapl);
         }

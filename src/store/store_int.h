@@ -45,8 +45,12 @@ mc_status mc_store_norm_name(const mc_store *s, const char *name, char *buf, mc_
 mc_status mc_store_agree(const mc_store *s, mc_status local, mc_error *err);
 
 /* The sidecar lock "<store_path>.lock": flock(LOCK_EX | LOCK_NB), holder line written into it.
+ * A symlink, hard link or non-regular file at that name is refused (MC_ERR_IO) untouched.
  * MC_ERR_LOCKED (message naming the holder) when another open file description holds it. */
 mc_status mc_store_lock_acquire(const char *store_path, int *fd, mc_error *err);
+/* Removes, in the store's folder, every miclip lock file nobody holds (a killed run's) and the
+ * temporaries of dead processes (mc_fs_sweep_stale_once). Best effort; acquire calls it. */
+void mc_store_lock_sweep(const char *store_path);
 /* Removes the lock file and releases the lock; fd is set to -1. No-op for fd < 0. */
 void mc_store_lock_release(const char *store_path, int *fd);
 
