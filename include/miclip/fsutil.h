@@ -14,7 +14,10 @@ mc_status mc_mkdir_p(const char *dir, mc_error *err);
 /* Writes n bytes to path via "path.tmp.<pid>", fsync, rename. */
 mc_status mc_write_file_atomic(const char *path, const void *data, size_t n, mc_error *err);
 /* Reads a whole file into a malloc'd, NUL-terminated buffer (the caller frees *out). Files
- * larger than max_bytes are refused with an error naming the file and both sizes. */
+ * larger than max_bytes are refused with an error naming the file and both sizes. A FIFO or
+ * pipe (`mkfifo`, `<(cmd)`) is read to its end; waiting for its writer is interrupted by a stop
+ * signal (comm.h), which returns MC_ERR_INTERRUPTED. Other non-regular files are refused
+ * without blocking. */
 mc_status mc_read_file(const char *path, size_t max_bytes, char **out, size_t *len, mc_error *err);
 bool mc_file_exists(const char *path);
 bool mc_dir_exists(const char *path);
