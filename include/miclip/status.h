@@ -26,7 +26,7 @@ typedef enum {
     MC_ERR_MPI,         /* the MPI library reported an error */
     MC_ERR_NUMERIC,     /* NaN or Inf where finite numbers are required */
     MC_ERR_LOCKED,      /* a store is being written by another run */
-    MC_ERR_INTERRUPTED, /* a stage stopped on SIGUSR1/SIGTERM after checkpointing */
+    MC_ERR_INTERRUPTED, /* a command stopped on SIGINT/SIGTERM/SIGUSR1 after checkpointing */
     MC_ERR_UNSUPPORTED, /* a valid input that miclip does not handle (and will not approximate) */
     MC_ERR_INTERNAL,    /* a bug in miclip */
     MC_STATUS_COUNT
@@ -47,7 +47,7 @@ enum {
     MC_EXIT_OK = 0,
     MC_EXIT_FAILURE = 1,     /* any error */
     MC_EXIT_USAGE = 2,       /* bad command line */
-    MC_EXIT_INTERRUPTED = 75 /* stopped by SIGUSR1/SIGTERM after a clean checkpoint: requeue me */
+    MC_EXIT_INTERRUPTED = 75 /* stopped by SIGINT/SIGTERM/SIGUSR1 after a clean checkpoint: requeue me */
 };
 
 /* Records an error in e (which may be NULL) and returns code. The message is printf-formatted.

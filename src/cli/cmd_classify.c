@@ -37,6 +37,11 @@ static mc_status classify(const char *dir, char **paths, int n, mc_error *err) {
         goto done;
     }
     for (int i = 0; i < n && st == MC_OK; i++) {
+        if (mc_stop_signal()) { /* rank 0 alone classifies; the others wait in mc_cli_finish */
+            st = mc_fail_stopped(err, 0, "classify: %d of %d images classified (printed above); "
+                                 "rerun for the rest", i, n);
+            break;
+        }
         const char *p = paths[i];
         st = mc_preprocess_files(&pp, &p, 1, NULL, px, err);
         if (st == MC_OK) st = mc_model_forward(m, px, 1, H, W, NULL, logits, NULL, err);

@@ -128,10 +128,22 @@ static mc_status run(const mc_comm *c, const char *dir, const char *texts_path, 
         s = mc_comm_agree(c, ls, err);
         if (s != MC_OK) goto done;
     }
+    /* Stop signals are polled between the phases (tokenize, embed, ensemble, write): the cache
+     * (--cache) keeps what was embedded, the output is written only when everything is. */
+    int sig = mc_comm_poll(c, false, NULL);
+    if (sig) {
+        s = mc_fail_stopped(err, sig, "embed-text: %s not written%s; rerun the command", out_path,
+                            cache_path ? " (the embeddings computed so far are in the cache)" : "");
+        goto done;
+    }
     if (tmpls) {
         ls = mc_text_embed_ensemble(e, (const char *const *)texts + b0, (size_t)m, (const char *const *)tmpls, nt, ens, err);
         s = mc_comm_agree(c, ls, err);
         if (s != MC_OK) goto done;
+    }
+    if ((sig = mc_comm_poll(c, false, NULL)) != 0) {
+        s = mc_fail_stopped(err, sig, "embed-text: %s not written; rerun the command", out_path);
+        goto done;
     }
     /* the output store */
     const char *name = clip ? "text_embeds" : "sentence_embeds";

@@ -121,6 +121,15 @@ static mc_status run(const mc_comm *c, const char *dir, char **imgs, int64_t N, 
     }
     mc_forward_opts o = {.hooks = hooks, .n_hooks = nl};
     for (int64_t r = 0; r < most && st == MC_OK; r++) {
+        /* A stop signal ends the run between batches (collectively). The file has no
+         * completion records, so the rerun recomputes it. */
+        int sig = mc_comm_poll(c, false, NULL);
+        if (sig) {
+            st = mc_fail_stopped(err, sig, "forward: %lld of %lld batches written; %s is incomplete, "
+                                 "rerun the command to write it", (long long)(r * c->size),
+                                 (long long)n_batches, out_path);
+            break;
+        }
         const int64_t q = q0 + r;
         const int64_t lo = q < q1 ? q * batch : 0;
         const int64_t hi = q < q1 ? (lo + batch < N ? lo + batch : N) : 0;

@@ -31,7 +31,8 @@ static void usage(const char *cmd, int stage) {
            "                 Default: every task, or $SLURM_ARRAY_TASK_ID when running one stage\n"
            "                 inside a Slurm array job.\n\n"
            "Stages are idempotent: complete outputs are skipped, interrupted ones resume.\n"
-           "SIGUSR1/SIGTERM stop after the unit of work in flight with exit code 75 (rerun to resume).\n",
+           "SIGINT/SIGTERM/SIGUSR1 stop after the unit of work in flight with exit code 75 (rerun to\n"
+           "resume); under mpirun send SIGUSR1 to mpirun (it exits 1 on SIGINT/SIGTERM; docs/errors.md).\n",
            stage >= 0 ? "" : "  --stage NAME   only this stage (one of the stages above)\n");
 }
 

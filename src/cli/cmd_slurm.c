@@ -198,13 +198,18 @@ static mc_status write_script(const mc_config *cfg, const char *cfg_abs, const s
                " restart ${SLURM_RESTART_COUNT:-0} on $(hostname): $STAGE task $TASK\"\n"
                "P=\n"
                "GOT_TERM=0\n"
-               "forward() {  # forward a signal to the launcher running in the background\n"
-               "    echo \"[miclip-slurm] $(date -u +%%FT%%TZ) got SIG$1, forwarding to the launcher\"\n"
-               "    [ \"$1\" = TERM ] && GOT_TERM=1\n"
-               "    [ -n \"$P\" ] && kill -\"$1\" \"$P\" 2>/dev/null\n"
+               "# Every stop signal reaches the launcher as USR1, the one both launchers forward to the\n"
+               "# ranks and let them act on: srun kills its tasks at once on TERM (exit 137) and needs two\n"
+               "# INTs within a second (then kills them); mpirun SIGKILLs the ranks ~1 s after forwarding\n"
+               "# TERM/INT and exits 1 (docs/errors.md). On USR1 miclip checkpoints and exits 75.\n"
+               "forward() {\n"
+               "    echo \"[miclip-slurm] $(date -u +%%FT%%TZ) got SIG$1, sending SIGUSR1 to the launcher\"\n"
+               "    [ \"$1\" != USR1 ] && GOT_TERM=1\n"
+               "    [ -n \"$P\" ] && kill -USR1 \"$P\" 2>/dev/null\n"
                "}\n"
                "trap 'forward USR1' USR1\n"
-               "trap 'forward TERM' TERM\n\n");
+               "trap 'forward TERM' TERM\n"
+               "trap 'forward INT' INT\n\n");
     if (!strcmp(o->launcher, "mpirun"))
         fprintf(f, "# mpirun takes its slots from the allocation and forwards USR1 to the ranks.\n"
                    "mpirun -n \"$SLURM_NTASKS\" --bind-to none \"$MICLIP\" run \"$CONFIG\" --stage \"$STAGE\" --task \"$TASK\" &\n");
@@ -217,8 +222,10 @@ static mc_status write_script(const mc_config *cfg, const char *cfg_abs, const s
                "while :; do wait \"$P\"; kill -0 \"$P\" 2>/dev/null || break; done\n"
                "wait \"$P\"; rc=$?\n"
                "echo \"[miclip-slurm] $(date -u +%%FT%%TZ) miclip exited $rc\"\n"
+               "# 75 = stopped on a signal after a checkpoint; srun and mpirun both pass the ranks' 75 through\n"
+               "# unchanged (measured). After USR1 (time limit, preemption warning) run again later, resuming;\n"
+               "# after TERM/INT (scancel, the hard limit) stay cancelled: the store resumes on a resubmit.\n"
                "if [ \"$rc\" -eq 75 ] && [ \"$GOT_TERM\" = 0 ]; then\n"
-               "    # 75 = stopped on a signal after a checkpoint: run again later, resuming.\n"
                "    echo \"[miclip-slurm] requeueing job ${SLURM_JOB_ID}\"\n"
                "    scontrol requeue \"$SLURM_JOB_ID\" && exit 0\n"
                "    echo \"[miclip-slurm] requeue failed; resubmit this script to resume\"\n"
@@ -298,10 +305,16 @@ static mc_status sbatch(const char *file, const char *dep, char *id, size_t cap,
     char line[256] = "";
     size_t got = 0;
     ssize_t r;
-    while (got < sizeof line - 1 && (r = read(fd[0], line + got, sizeof line - 1 - got)) > 0) got += (size_t)r;
+    /* Signal handlers have no SA_RESTART (comm.h): retry reads a signal interrupted. */
+    while (got < sizeof line - 1) {
+        r = read(fd[0], line + got, sizeof line - 1 - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
     line[got] = '\0';
     char sink[256];
-    while (read(fd[0], sink, sizeof sink) > 0) {}
+    while ((r = read(fd[0], sink, sizeof sink)) > 0 || (r < 0 && errno == EINTR)) {}
     close(fd[0]);
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}

@@ -48,8 +48,8 @@ static void print_help(FILE *out) {
             "  --threads N    BLAS/compute threads per rank (default: MICLIP_THREADS or 1)\n"
             "  --version      print the version\n"
             "  -h, --help     this help; 'miclip COMMAND --help' for a command's own\n\n"
-            "exit codes: 0 success, 1 error, 2 usage error, 75 interrupted by SIGUSR1/SIGTERM "
-            "after a checkpoint (rerun to resume)\n"
+            "exit codes: 0 success, 1 error, 2 usage error, 75 stopped by SIGINT/SIGTERM/SIGUSR1 "
+            "after a checkpoint (rerun to resume; under mpirun send SIGUSR1: docs/errors.md)\n"
             "docs: docs/README.md in the source tree\n");
 }
 
@@ -108,10 +108,14 @@ static int suggest_and_fail(const mc_comm *c, const char *name) {
 int main(int argc, char **argv) {
     mc_comm comm;
     mc_error err = {0};
+    /* Before anything can block: SIGINT, SIGTERM and SIGUSR1 only set the stop flag, for every
+     * command (comm.h, docs/errors.md), and again after MPI_Init in case it touched them. */
+    mc_signals_install();
     if (mc_comm_init(&argc, &argv, &comm, &err) != MC_OK) {
         fprintf(stderr, "miclip: %s\n", err.msg);
         return MC_EXIT_FAILURE;
     }
+    mc_signals_install();
     int i = 1, rc = MC_EXIT_OK;
     long long threads = 0;
     const char *env_threads = getenv("MICLIP_THREADS");
@@ -151,7 +155,6 @@ int main(int argc, char **argv) {
             rc = suggest_and_fail(&comm, argv[i]);
             goto done;
         }
-        mc_signals_install();
         rc = cmd->fn(&comm, argc - i, argv + i);
     }
 done:

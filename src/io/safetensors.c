@@ -340,7 +340,7 @@ mc_status mc_st_open_buffer(const void *buf, size_t len, const char *label, mc_s
 
 mc_status mc_st_open(const char *path, mc_st_file **out, mc_error *err) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC /* a FIFO must not block before fstat */);
     if (fd < 0) return MC_FAIL(err, MC_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {

@@ -208,7 +208,7 @@ static hid_t mpio_fapl(const mc_store *s) {
  * HDF5 signature (miclip writes no user block, so the superblock is at offset 0). */
 static mc_status check_signature(const char *path, mc_error *err) {
     static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC /* a FIFO must not block before fstat */);
     if (fd < 0) return MC_FAIL(err, MC_ERR_IO, "store '%s': cannot open: %s", path, strerror(errno));
     struct stat stt;
     unsigned char head[8];

@@ -494,31 +494,53 @@ mc_status mc_world_make(const mc_comm *c, const char *out_dir, const mc_world_pa
     char rel[256], path[4096];
     mc_progress bar;
     mc_progress_start(&bar, "world", end - begin, "img");
-    for (int64_t g = begin; g < end && s == MC_OK; g++) {
-        int split = 0;
-        int64_t i = g;
-        while (i >= counts[split]) i -= counts[split++];
-        mc_world_sample smp;
-        mc_world_sample_at(p, split, i, &smp);
-        mc_world_render(&smp, rgb);
-        if (!mc_world_sample_path(&smp, rel, sizeof rel) ||
-            !mc_path_join(path, sizeof path, out_dir, rel)) {
-            s = MC_FAIL(err, MC_ERR_ARG, "world: output path too long: %s", out_dir);
-            break;
-        }
-        s = mc_image_write_png(path, rgb, MC_WORLD_SIZE, MC_WORLD_SIZE, 3, err);
-        if (s == MC_OK && p->masks) {
-            mc_world_render_mask(&smp, mask);
-            if (!mc_snprintf(path, sizeof path, "%s/masks/%s", out_dir, rel)) {
+    /* Blocks of STOP_BLOCK images, the same number of blocks on every rank, each followed by a
+     * collective poll for a stop signal or a failed rank. Every image is written atomically and
+     * the same seed gives the same bytes, so a stopped run leaves only whole images and a rerun
+     * writes the same world; the lists (world.json last) are written only once all are done. */
+    enum { STOP_BLOCK = 32 };
+    const int64_t most = (total + c->size - 1) / c->size;
+    int stop = 0;
+    int64_t done = 0;
+    bool failed = false;
+    for (int64_t off = 0; off < most; off += STOP_BLOCK) {
+        for (int64_t g = begin + off; g < end && g < begin + off + STOP_BLOCK && s == MC_OK; g++) {
+            int split = 0;
+            int64_t i = g;
+            while (i >= counts[split]) i -= counts[split++];
+            mc_world_sample smp;
+            mc_world_sample_at(p, split, i, &smp);
+            mc_world_render(&smp, rgb);
+            if (!mc_world_sample_path(&smp, rel, sizeof rel) ||
+                !mc_path_join(path, sizeof path, out_dir, rel)) {
                 s = MC_FAIL(err, MC_ERR_ARG, "world: output path too long: %s", out_dir);
                 break;
             }
-            s = mc_image_write_png(path, mask, MC_WORLD_SIZE, MC_WORLD_SIZE, 1, err);
+            s = mc_image_write_png(path, rgb, MC_WORLD_SIZE, MC_WORLD_SIZE, 3, err);
+            if (s == MC_OK && p->masks) {
+                mc_world_render_mask(&smp, mask);
+                if (!mc_snprintf(path, sizeof path, "%s/masks/%s", out_dir, rel)) {
+                    s = MC_FAIL(err, MC_ERR_ARG, "world: output path too long: %s", out_dir);
+                    break;
+                }
+                s = mc_image_write_png(path, mask, MC_WORLD_SIZE, MC_WORLD_SIZE, 1, err);
+            }
+            if (((g - begin) & 63) == 0) mc_progress_update(&bar, g - begin);
         }
-        if (((g - begin) & 63) == 0) mc_progress_update(&bar, g - begin);
+        stop = mc_comm_poll(c, s != MC_OK, &failed);
+        if (failed) break;
+        done = off + STOP_BLOCK;
+        if (stop) break;
     }
     mc_progress_finish(&bar);
-    if (s == MC_OK && c->rank == 0) s = write_lists(out_dir, p, err);
+    if (s == MC_OK && stop) {
+        int64_t all = done * c->size < total ? done * c->size : total;
+        s = mc_fail_stopped(err, stop, "world: about %lld of %lld images written, the lists not yet; "
+                            "rerun the same command to finish (it writes the same bytes)",
+                            (long long)all, (long long)total);
+    }
+    mc_progress_finish(&bar);
+    if (s == MC_OK && !failed && c->rank == 0) s = write_lists(out_dir, p, err);
     s = mc_comm_agree(c, s, err);
     if (s == MC_OK)
         mc_info0("world: wrote %lld train, %lld val, %lld unseen images to %s",
