@@ -328,10 +328,6 @@ static mc_status compute_unit(const mc_config *cfg, extractor *x, const extract_
                 memset(r, 0, (size_t)x->caps[k].per * sizeof(float));
                 continue;
             }
-            for (int64_t j = 0; j < x->caps[k].per; j++)
-                if (!isfinite(r[j]))
-                    return MC_FAIL(err, MC_ERR_NUMERIC, "non-finite activation at layer '%s' for image %s",
-                                   x->caps[k].name, p->ds.paths[b + i]);
         }
         if (!valid[i]) {
             memset(out + i * x->out_dim, 0, (size_t)x->out_dim * sizeof(float));
@@ -339,7 +335,11 @@ static mc_status compute_unit(const mc_config *cfg, extractor *x, const extract_
             pred[i] = -1;
         }
     }
-    return MC_OK;
+    for (int k = 0; k < x->n_cap; k++) /* one vectorised scan per layer (tensor.h) */
+        MC_TRY(mc_check_finite_rows(x->caps[k].buf, (size_t)B, (size_t)x->caps[k].per, (const char *const *)p->ds.paths + b,
+                                    err, "non-finite activation at layer '%s'", x->caps[k].name));
+    return mc_check_finite_rows(out, (size_t)B, (size_t)x->out_dim, (const char *const *)p->ds.paths + b, err,
+                                "non-finite target model output");
 }
 
 static mc_status write_unit(mc_store *st, const mc_config *cfg, extractor *x, int64_t b, int64_t e,
