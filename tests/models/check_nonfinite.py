@@ -55,7 +55,7 @@ def run(args, ranks, expect_ok):
     shutil.rmtree(rcdir, True)
     os.makedirs(rcdir)
     if ranks:
-        wrap = 'r=${OMPI_COMM_WORLD_RANK:-x}; "$0" "$@"; c=$?; echo $c > %s/rank$r; exit $c' % rcdir
+        wrap = 'r=${OMPI_COMM_WORLD_RANK:-x}; "$0" "$@"; c=$?; echo $c > %s/rank$r; exit 0' % rcdir
         cmd = [mpiexec, "--oversubscribe", "-np", str(ranks), "sh", "-c", wrap, exe] + args
     else:
         cmd = [exe] + args
