@@ -266,6 +266,7 @@ static mc_status create_layout(const mc_comm *c, mc_store *st, const mc_config *
     MC_TRY(mc_store_set_attr_str(st, "/", "clip_model", cfg->models.clip, err));
     MC_TRY(mc_store_set_attr_str(st, "/", "clip_hash", x->clip_hash, err));
     MC_TRY(mc_store_set_attr_str(st, "/", "split", mc_split_name(p->split), err));
+    MC_TRY(mc_store_set_attr_i64(st, "/", "dataset_n_skipped", p->ds.skipped.n, err)); /* not images */
     MC_TRY(mc_store_set_attr_str(st, "/", "config", cfg->canonical, err));
     MC_TRY(mc_store_set_attr_i64(st, "/", "batch_size", cfg->extract.batch_size, err));
     MC_TRY(mc_store_units_init(st, "/", n_units, err));
