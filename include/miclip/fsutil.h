@@ -45,10 +45,12 @@ typedef enum {
 } mc_list_kind;
 
 /* Lists dir's entries into *names (malloc'd array of malloc'd names, *n of them), sorted by
- * byte order. "." and ".." are ignored; every other entry that is not listed is recorded in
- * skipped (may be NULL): hidden names (leading '.'), names want() refuses, and for
- * MC_LIST_DIRS anything that is not a folder. An entry that should be listed but cannot be
- * used is an error (MC_ERR_IO) naming it, never a silent drop:
+ * byte order. "." and ".." are ignored. Entries passed over are recorded in skipped (may be
+ * NULL): for MC_LIST_FILES hidden names (leading '.') and names want() refuses; for
+ * MC_LIST_DIRS hidden folders and non-folders whose name want() accepts (an image beside the
+ * class folders). Other non-folders beside folders (metadata files: README, attributes.jsonl,
+ * label files) are ignored. An entry that should be listed but cannot be used is an error
+ * (MC_ERR_IO) naming it, never a silent drop:
  *   - stat fails: it vanished while listing, or is a dangling symlink;
  *   - MC_LIST_FILES: it is not a regular file (a FIFO, device, socket or folder), or cannot be
  *     read (access(R_OK)). */

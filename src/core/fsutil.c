@@ -162,7 +162,7 @@ mc_status mc_list_dir(const char *dir, mc_list_kind kind, bool (*want)(const cha
             s = MC_FAIL(err, MC_ERR_ARG, "path too long in %s", dir);
             break;
         }
-        if (nm[0] == '.') {
+        if (kind == MC_LIST_FILES && nm[0] == '.') {
             mc_skip_log_add(skipped, path, "hidden");
             continue;
         }
@@ -177,8 +177,14 @@ mc_status mc_list_dir(const char *dir, mc_list_kind kind, bool (*want)(const cha
             break;
         }
         if (kind == MC_LIST_DIRS) {
+            /* files beside the folders are metadata (attributes.jsonl, README, label files),
+             * unless their name says image: then they were meant to be in a class folder */
             if (!S_ISDIR(st.st_mode)) {
-                mc_skip_log_add(skipped, path, "not a folder");
+                if (want && want(nm)) mc_skip_log_add(skipped, path, "an image outside the class folders");
+                continue;
+            }
+            if (nm[0] == '.') {
+                mc_skip_log_add(skipped, path, "hidden folder");
                 continue;
             }
         } else if (!S_ISREG(st.st_mode)) {

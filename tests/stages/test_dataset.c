@@ -67,7 +67,7 @@ static void test_imagefolder(void) {
     CHECK_MSG(ds.skipped.n == 2, "%lld", (long long)ds.skipped.n);
     char ex[2048];
     mc_skip_log_format(&ds.skipped, ex, sizeof ex);
-    CHECK_MSG(strstr(ex, "zebra_fish/notes.txt (not an image file name)") && strstr(ex, "train/.hidden (hidden)"), "%s", ex);
+    CHECK_MSG(strstr(ex, "zebra_fish/notes.txt (not an image file name)") && strstr(ex, "train/.hidden (hidden folder)"), "%s", ex);
     /* id2label covering the classes (any case): labels become id2label indices */
     const char *id2label[4] = {"Zebra Fish", "cat", "APPLE", "dog"};
     mc_dataset d2;
@@ -203,9 +203,18 @@ static void test_unusable(void) {
     char p[1024], q[1024];
     touch("un/cls/a.png");
     touch("un/cls/README.txt");
+    touch("un/attributes.jsonl"); /* metadata beside the class folders: not counted */
     mc_dataset_cfg c = cfg_of(MC_DS_IMAGEFOLDER, "un", NULL, NULL, NULL);
     CHECK(mc_dataset_list(&c, NULL, 0, &ds, &e) == MC_OK && ds.n == 1 && ds.skipped.n == 1);
     mc_dataset_free(&ds);
+    touch("un/stray.png"); /* an image beside the class folders: counted */
+    CHECK(mc_dataset_list(&c, NULL, 0, &ds, &e) == MC_OK && ds.n == 1 && ds.skipped.n == 2);
+    char ex[2048];
+    mc_skip_log_format(&ds.skipped, ex, sizeof ex);
+    CHECK_MSG(strstr(ex, "un/stray.png (an image outside the class folders)"), "%s", ex);
+    mc_dataset_free(&ds);
+    snprintf(p, sizeof p, "%s/un/stray.png", root);
+    unlink(p);
     /* a FIFO with an image name */
     snprintf(p, sizeof p, "%s/un/cls/pipe.png", root);
     CHECK(mkfifo(p, 0644) == 0);
