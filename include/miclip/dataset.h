@@ -19,6 +19,13 @@
  * Sampling: mc_dataset_sample keeps n images chosen by the seed (a permutation keyed by
  * (seed, subset stream)), in ascending index order so reads stay local.
  *
+ * Listing skips nothing silently (docs/extract.md, "What the listing skips"): an entry of a
+ * class folder whose name is not an image's (README.txt) or is hidden, a hidden folder or an
+ * image file beside the class folders is counted in skipped (other files there are metadata) (mc_dataset_load warns once on rank 0 with the count and the
+ * first names; extraction records the count as the store attribute dataset_n_skipped); an
+ * image name that cannot be used (vanished, dangling symlink, FIFO, device, socket, unreadable)
+ * is an error naming the file.
+ *
  * Under MPI, rank 0 lists the files and broadcasts the list (mc_dataset_load).
  * Ownership: every string belongs to the mc_dataset; free with mc_dataset_free.
  */
@@ -29,6 +36,7 @@
 
 #include "miclip/comm.h"
 #include "miclip/config.h"
+#include "miclip/fsutil.h"
 #include "miclip/status.h"
 
 typedef struct {
@@ -38,6 +46,9 @@ typedef struct {
     int n_classes;
     char **class_names;  /* [n_classes] human-readable ("red circle", "tench") */
     char *root;          /* the dataset root (identity) */
+    mc_skip_log skipped; /* folder entries passed over while listing (in class folders: not an
+                          * image by name, hidden; beside them: hidden folders, image files):
+                          * n on every rank, the examples on rank 0 (the lister) only */
 } mc_dataset;
 
 /* Collective. Lists the dataset described by cfg. id2label (may be NULL) is the target model's

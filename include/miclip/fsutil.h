@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "miclip/status.h"
 
@@ -37,5 +38,42 @@ bool mc_file_exists(const char *path);
 bool mc_dir_exists(const char *path);
 /* Joins dir and name with one '/' into buf; false on truncation. */
 bool mc_path_join(char *buf, size_t cap, const char *dir, const char *name);
+
+/* --- listing a folder with every skipped entry accounted for -------------------------------
+ * What a dataset lister needs: no entry of a folder disappears without a word. */
+
+#define MC_SKIP_EXAMPLES 5
+
+/* Entries a listing passed over, summed over calls: the count and the first few, each as
+ * "PATH (reason)". */
+typedef struct {
+    int64_t n;
+    char first[MC_SKIP_EXAMPLES][320];
+} mc_skip_log;
+
+/* Records one skipped entry. */
+void mc_skip_log_add(mc_skip_log *log, const char *path, const char *reason);
+/* "a (why), b (why), c (why) and 12 more" into buf. */
+void mc_skip_log_format(const mc_skip_log *log, char *buf, size_t cap);
+
+typedef enum {
+    MC_LIST_DIRS = 0, /* sub-folders (following symlinks) */
+    MC_LIST_FILES = 1 /* files whose name passes want() */
+} mc_list_kind;
+
+/* Lists dir's entries into *names (malloc'd array of malloc'd names, *n of them), sorted by
+ * byte order. "." and ".." are ignored. Entries passed over are recorded in skipped (may be
+ * NULL): for MC_LIST_FILES hidden names (leading '.') and names want() refuses; for
+ * MC_LIST_DIRS hidden folders and non-folders whose name want() accepts (an image beside the
+ * class folders). Other non-folders beside folders (metadata files: README, attributes.jsonl,
+ * label files) are ignored. An entry that should be listed but cannot be used is an error
+ * (MC_ERR_IO) naming it, never a silent drop:
+ *   - stat fails: it vanished while listing, or is a dangling symlink;
+ *   - MC_LIST_FILES: it is not a regular file (a FIFO, device, socket or folder), or cannot be
+ *     read (access(R_OK)). */
+mc_status mc_list_dir(const char *dir, mc_list_kind kind, bool (*want)(const char *name),
+                      mc_skip_log *skipped, char ***names, int64_t *n, mc_error *err);
+/* Frees what mc_list_dir returned. */
+void mc_list_free(char **names, int64_t n);
 
 #endif

@@ -72,6 +72,11 @@ mc_status mc_st_get(const mc_st_file *f, const char *name, int ndim, const int64
 /* mc_st_get, then converts the tensor (F32/F16/BF16/F64) to float32 into dst[numel]. */
 mc_status mc_st_read_f32(const mc_st_file *f, const char *name, int ndim, const int64_t *expect,
                          float *dst, mc_error *err);
+/* mc_st_read_f32, then refuses NaN and infinities (MC_ERR_NUMERIC): "PATH: tensor 'NAME': 1
+ * non-finite value (NaN at index 123)". What every model loader (vision and text) reads weights
+ * with; one vectorised pass over the converted copy (tensor.h, mc_check_finite). */
+mc_status mc_st_read_f32_finite(const mc_st_file *f, const char *name, int ndim,
+                                const int64_t *expect, float *dst, mc_error *err);
 
 /* --- writer ---------------------------------------------------------------------------------
  * Collects tensors (copying their data), then writes the file atomically (temporary name, then

@@ -62,6 +62,7 @@
 #define MC_STORE_ID_VALUE "miclip-store/1" /* MC_STORE_FORMAT "/" MC_STORE_VERSION */
 #define MC_STORE_DONE_NAME "_done"         /* completion records: "/<group>/_done" */
 #define MC_STORE_COMPLETE_ATTR "complete"  /* stage-complete attribute on a group */
+#define MC_STORE_SUM_ATTR "sha256"         /* per-dataset checksum, recorded at completion */
 
 typedef struct mc_store mc_store;
 
@@ -222,7 +223,8 @@ mc_status mc_store_units_read(mc_store *s, const char *group, int64_t n_units, u
 mc_status mc_store_units_mark(mc_store *s, const char *group, const int64_t *units, int64_t n,
                               mc_error *err);
 
-/* Collective. Sets group's "complete" attribute to 1 and flushes. */
+/* Collective. Records the checksum of every dataset under group (attribute "sha256", see
+ * "checksums" below), sets group's "complete" attribute to 1 and flushes. */
 mc_status mc_store_set_complete(mc_store *s, const char *group, mc_error *err);
 /* Local. True if group exists and its "complete" attribute is 1. */
 bool mc_store_is_complete(mc_store *s, const char *group);
@@ -249,6 +251,34 @@ mc_status mc_store_fresh(const mc_comm *c, const char *path, mc_store **st, mc_e
 mc_status mc_store_reopen_or_fresh(const mc_comm *c, const char *path, mc_store **st, bool *created, mc_error *err);
 /* Collective: true when path is a complete store (read-only peek). */
 mc_status mc_store_peek_complete(const mc_comm *c, const char *path, bool *complete, mc_error *err);
+
+/* --- checksums -------------------------------------------------------------------------
+ * mc_store_set_complete records on every dataset under the group the attribute "sha256": the
+ * SHA-256 (64 hex digits) of the dataset's elements in row-major order, little-endian, in the
+ * dataset's own dtype (h5py: hashlib.sha256(ds[()].astype(ds.dtype.newbyteorder("<"))
+ * .tobytes())). Rank k hashes datasets k, k + size, ... and every rank writes every attribute
+ * with the same value. From then on:
+ *   - a write into a dataset that carries a checksum is refused (MC_ERR_ARG): a completed
+ *     store is never written again;
+ *   - a read (mc_store_read_rows, mc_store_read_slice) whose selection on this rank is the
+ *     whole dataset hashes what it read (a widened read hashes a second, raw read) and fails
+ *     with MC_ERR_FORMAT naming the store and dataset when the bytes differ. Partial reads
+ *     (row blocks, slices) are not checked: mc_store_verify checks everything. */
+
+typedef struct {
+    int64_t n_datasets; /* in the store */
+    int64_t n_ok;       /* checksum recorded and matching */
+    int64_t n_bad;      /* mismatching, unreadable, or without a checksum in a complete group */
+    int64_t n_unsealed; /* in groups not (yet) complete: nothing to compare with */
+} mc_store_verify_result;
+
+/* Collective. Recomputes the checksum of every dataset of the store (rank k hashes datasets
+ * k, k + size, ...) and compares it with the recorded one. Rank 0 prints one line per finding
+ * to out: "STORE: dataset 'NAME': checksum mismatch (recorded sha256 X, computed Y)", "...:
+ * cannot be read: ...", "...: no checksum although its stage is complete". Findings are
+ * counted in *res, not returned as errors; the return value is for failures to do the check
+ * at all (out of memory, the file's structure unreadable). */
+mc_status mc_store_verify(mc_store *s, FILE *out, mc_store_verify_result *res, mc_error *err);
 
 /* --- inspection ------------------------------------------------------------------------ */
 

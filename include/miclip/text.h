@@ -31,6 +31,15 @@ typedef enum {
     MC_UTF8_REJECT = 1   /* MC_ERR_FORMAT with the byte offset */
 } mc_utf8_policy;
 
+/* ---- line-oriented text files (concept lists, label files) -------------------------------
+ * Checks that a text file's bytes are valid UTF-8 (Unicode Table 3-7: no overlong forms,
+ * surrogates or code points past U+10FFFF; utf8proc) and hold no NUL byte. path labels the
+ * message, which names the 1-based line and the 1-based byte within that line:
+ *   "concepts.txt:12: invalid UTF-8 at byte 7 (0xFF)"
+ *   "concepts.txt:3: NUL byte at byte 1"
+ * MC_ERR_FORMAT. A sequence cut off by a newline or by the end of the file is invalid. */
+mc_status mc_text_check_lines(const char *path, const char *text, size_t len, mc_error *err);
+
 /* ---- CLIP byte-level BPE ----------------------------------------------------------------
  * Text clean-up before the pre-tokenisation regex (ftfy is not available; see docs/text.md):
  *   OPENAI   (default): NFC (what ftfy.fix_text does to text without mojibake, curly quotes,

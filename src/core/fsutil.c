@@ -318,3 +318,116 @@ mc_status mc_write_text_file(const char *path, const char *text, size_t n, mc_er
     }
     return mc_write_file_atomic(path, text, n, err);
 }
+
+/* --- listing a folder -------------------------------------------------------------------- */
+
+void mc_skip_log_add(mc_skip_log *log, const char *path, const char *reason) {
+    if (!log) return;
+    if (log->n < MC_SKIP_EXAMPLES)
+        snprintf(log->first[log->n], sizeof log->first[0], "%.250s (%s)", path, reason);
+    log->n++;
+}
+
+void mc_skip_log_format(const mc_skip_log *log, char *buf, size_t cap) {
+    size_t used = 0;
+    if (cap) buf[0] = '\0';
+    int64_t k = log->n < MC_SKIP_EXAMPLES ? log->n : MC_SKIP_EXAMPLES;
+    for (int64_t i = 0; i < k && used < cap; i++) {
+        int w = snprintf(buf + used, cap - used, "%s%s", i ? ", " : "", log->first[i]);
+        if (w > 0) used += (size_t)w;
+    }
+    if (log->n > k && used < cap) snprintf(buf + used, cap - used, " and %lld more", (long long)(log->n - k));
+}
+
+static const char *file_kind(mode_t m) {
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    if (S_ISSOCK(m)) return "a socket";
+    if (S_ISDIR(m)) return "a folder";
+    return "not a regular file";
+}
+
+static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+void mc_list_free(char **names, int64_t n) {
+    for (int64_t i = 0; names && i < n; i++) free(names[i]);
+    free(names);
+}
+
+mc_status mc_list_dir(const char *dir, mc_list_kind kind, bool (*want)(const char *name),
+                      mc_skip_log *skipped, char ***names, int64_t *n, mc_error *err) {
+    *names = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) return MC_FAIL(err, MC_ERR_IO, "cannot read folder %s: %s", dir, strerror(errno));
+    char **v = NULL;
+    int64_t cnt = 0, cap = 0;
+    mc_status s = MC_OK;
+    struct dirent *e;
+    while (s == MC_OK && (e = readdir(d))) {
+        const char *nm = e->d_name;
+        if (!strcmp(nm, ".") || !strcmp(nm, "..")) continue;
+        char path[4096];
+        if (!mc_path_join(path, sizeof path, dir, nm)) {
+            s = MC_FAIL(err, MC_ERR_ARG, "path too long in %s", dir);
+            break;
+        }
+        if (kind == MC_LIST_FILES && nm[0] == '.') {
+            mc_skip_log_add(skipped, path, "hidden");
+            continue;
+        }
+        if (kind == MC_LIST_FILES && want && !want(nm)) {
+            mc_skip_log_add(skipped, path, "not an image file name");
+            continue;
+        }
+        struct stat st;
+        if (stat(path, &st) != 0) {
+            s = MC_FAIL(err, MC_ERR_IO, "%s: cannot stat: %s (a file that vanished while listing, or a dangling symlink)",
+                        path, strerror(errno));
+            break;
+        }
+        if (kind == MC_LIST_DIRS) {
+            /* files beside the folders are metadata (attributes.jsonl, README, label files),
+             * unless their name says image: then they were meant to be in a class folder */
+            if (!S_ISDIR(st.st_mode)) {
+                if (want && want(nm)) mc_skip_log_add(skipped, path, "an image outside the class folders");
+                continue;
+            }
+            if (nm[0] == '.') {
+                mc_skip_log_add(skipped, path, "hidden folder");
+                continue;
+            }
+        } else if (!S_ISREG(st.st_mode)) {
+            s = MC_FAIL(err, MC_ERR_IO, "%s: is %s, not an image file", path, file_kind(st.st_mode));
+            break;
+        } else if (access(path, R_OK) != 0) {
+            s = MC_FAIL(err, MC_ERR_IO, "%s: cannot be read: %s", path, strerror(errno));
+            break;
+        }
+        if (cnt == cap) {
+            int64_t nc = cap ? 2 * cap : 64;
+            char **nv = realloc(v, (size_t)nc * sizeof *nv);
+            if (!nv) {
+                s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory listing %s", dir);
+                break;
+            }
+            v = nv;
+            cap = nc;
+        }
+        if (!(v[cnt] = mc_strdup(nm))) {
+            s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory listing %s", dir);
+            break;
+        }
+        cnt++;
+    }
+    closedir(d);
+    if (s != MC_OK) {
+        mc_list_free(v, cnt);
+        return s;
+    }
+    if (cnt > 1) qsort(v, (size_t)cnt, sizeof *v, cmp_name);
+    *names = v;
+    *n = cnt;
+    return MC_OK;
+}

@@ -477,6 +477,13 @@ mc_status mc_st_read_f32(const mc_st_file *f, const char *name, int ndim, const 
     return st;
 }
 
+mc_status mc_st_read_f32_finite(const mc_st_file *f, const char *name, int ndim,
+                                const int64_t *expect, float *dst, mc_error *err) {
+    MC_TRY(mc_st_read_f32(f, name, ndim, expect, dst, err));
+    const mc_st_tensor *t = mc_st_find(f, name);
+    return mc_check_finite(dst, t ? t->numel : 0, err, "%s: tensor '%s'", f->path, name);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* writer */
 

@@ -30,6 +30,7 @@ static mc_status read_concept_file(const mc_comm *c, const char *path, mc_concep
     char *text = NULL;
     size_t len = 0;
     mc_status s = c->rank == 0 ? mc_read_file(path, 256u << 20, &text, &len, err) : MC_OK;
+    if (s == MC_OK && c->rank == 0 && (s = mc_text_check_lines(path, text, len, err)) != MC_OK) free(text);
     MC_TRY(mc_comm_agree(c, s, err));
     MC_TRY(mc_comm_bcast_string(c, 0, &text, err));
     int64_t cap = 1;

@@ -12,6 +12,8 @@
 #include "miclip/checked.h"
 #include "miclip/fsutil.h"
 #include "miclip/hash.h"
+#include "miclip/log.h"
+#include "miclip/text.h"
 #include "miclip/train.h"
 
 /* A growable list of strings (owned). */
@@ -50,29 +52,16 @@ static bool is_image_name(const char *name) {
     return !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png");
 }
 
-/* Entries of dir (sorted); dirs_only selects sub-folders, else image files. */
-static mc_status list_dir(const char *dir, bool dirs_only, str_vec *out, mc_error *err) {
-    DIR *d = opendir(dir);
-    if (!d) return MC_FAIL(err, MC_ERR_IO, "cannot read folder %s: %s", dir, strerror(errno));
-    struct dirent *e;
+/* Entries of dir (sorted); dirs_only selects sub-folders, else image files. Every other entry
+ * is counted in skipped; an image that cannot be used is an error (fsutil.h, mc_list_dir). */
+static mc_status list_dir(const char *dir, bool dirs_only, str_vec *out, mc_skip_log *skipped, mc_error *err) {
+    char **v = NULL;
+    int64_t n = 0;
+    MC_TRY(mc_list_dir(dir, dirs_only ? MC_LIST_DIRS : MC_LIST_FILES, is_image_name, skipped, &v, &n, err));
     mc_status s = MC_OK;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char path[4096];
-        if (!mc_path_join(path, sizeof path, dir, e->d_name)) {
-            s = MC_FAIL(err, MC_ERR_ARG, "path too long in %s", dir);
-            break;
-        }
-        struct stat st;
-        if (stat(path, &st) != 0) continue;
-        bool want = dirs_only ? S_ISDIR(st.st_mode) : (S_ISREG(st.st_mode) && is_image_name(e->d_name));
-        if (want && !vec_push(out, e->d_name)) {
-            s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory listing %s", dir);
-            break;
-        }
-    }
-    closedir(d);
-    if (s == MC_OK && out->n > 1) qsort(out->v, (size_t)out->n, sizeof *out->v, cmp_str);
+    for (int64_t i = 0; s == MC_OK && i < n; i++)
+        if (!vec_push(out, v[i])) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory listing %s", dir);
+    mc_list_free(v, n);
     return s;
 }
 
@@ -88,7 +77,8 @@ static mc_status read_tsv(const char *path, str_vec *keys, str_vec *vals, mc_err
     char *text = NULL;
     size_t len = 0;
     MC_TRY(mc_read_file(path, 256u << 20, &text, &len, err));
-    mc_status s = MC_OK;
+    mc_status s = mc_text_check_lines(path, text, len, err); /* names end up in stores and CSV */
+    if (s != MC_OK) text[0] = '\0';
     int64_t line_no = 0;
     for (char *line = text, *next; line && *line; line = next) {
         line_no++;
@@ -183,7 +173,7 @@ static mc_status list_class_folders(const char *dir, const mc_dataset_cfg *cfg,
     str_vec classes = {0}, names = {0}, map_keys = {0}, map_vals = {0};
     int32_t *map = NULL;
     int64_t cap = 0;
-    mc_status s = list_dir(dir, true, &classes, err);
+    mc_status s = list_dir(dir, true, &classes, &ds->skipped, err);
     if (s == MC_OK && classes.n == 0)
         s = MC_FAIL(err, MC_ERR_IO, "%s has no class folders (expected %s/<class>/<images>)", dir, dir);
     if (s == MC_OK && cfg->class_names && cfg->class_names[0])
@@ -207,7 +197,7 @@ static mc_status list_class_folders(const char *dir, const mc_dataset_cfg *cfg,
             break;
         }
         str_vec files = {0};
-        s = list_dir(cdir, false, &files, err);
+        s = list_dir(cdir, false, &files, &ds->skipped, err);
         for (int64_t f = 0; s == MC_OK && f < files.n; f++) {
             char path[4096];
             if (!mc_path_join(path, sizeof path, cdir, files.v[f]))
@@ -237,7 +227,7 @@ static mc_status list_from_labels(const char *root, const mc_dataset_cfg *cfg, b
         bool numbered = files.n > 0 && !strcmp(files.v[0], "0");
         if (numbered) {
             str_vec imgs = {0};
-            s = list_dir(root, false, &imgs, err);
+            s = list_dir(root, false, &imgs, &ds->skipped, err);
             if (s == MC_OK && imgs.n != files.n)
                 s = MC_FAIL(err, MC_ERR_FORMAT, "%s has %lld labels but %s has %lld images",
                             cfg->labels, (long long)files.n, root, (long long)imgs.n);
@@ -399,8 +389,17 @@ mc_status mc_dataset_load(const mc_comm *c, const mc_dataset_cfg *cfg, const cha
         free(text);
         return s;
     }
+    int64_t n_skipped = c->rank == 0 ? out->skipped.n : 0;
+    MPI_Bcast(&n_skipped, 1, MPI_INT64_T, 0, c->comm);
+    if (c->rank == 0 && n_skipped) { /* once, on the rank that listed */
+        char ex[2048];
+        mc_skip_log_format(&out->skipped, ex, sizeof ex);
+        mc_warn("dataset %s: skipped %lld folder entr%s that %s not images: %s", out->root, (long long)n_skipped,
+                n_skipped == 1 ? "y" : "ies", n_skipped == 1 ? "is" : "are", ex);
+    }
     s = mc_comm_bcast_string(c, 0, &text, err);
     if (s == MC_OK && c->rank != 0) s = deserialise(text, out, err);
+    out->skipped.n = n_skipped;
     free(text);
     s = mc_comm_agree(c, s, err);
     if (s != MC_OK) mc_dataset_free(out);

@@ -109,7 +109,7 @@ static mc_status load_weights(mc_model *m, const mc_st_file *st, mc_error *err) 
     for (int i = 0; i < m->n_w; i++) {
         const mc_wentry *e = &m->w[i];
         float *dst = m->weights + offs[i];
-        mc_status s = mc_st_read_f32(st, e->name, e->ndim, e->shape, dst, err);
+        mc_status s = mc_st_read_f32_finite(st, e->name, e->ndim, e->shape, dst, err);
         if (s != MC_OK) {
             free(offs);
             return s;

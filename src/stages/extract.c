@@ -201,6 +201,7 @@ static mc_status create_layout(const mc_comm *c, mc_store *st, const mc_config *
     MC_TRY(mc_store_set_attr_str(st, "/", "clip_model", cfg->models.clip, err));
     MC_TRY(mc_store_set_attr_str(st, "/", "clip_hash", x->clip_hash, err));
     MC_TRY(mc_store_set_attr_str(st, "/", "split", mc_split_name(p->split), err));
+    MC_TRY(mc_store_set_attr_i64(st, "/", "dataset_n_skipped", p->ds.skipped.n, err)); /* not images */
     MC_TRY(mc_store_set_attr_str(st, "/", "config", cfg->canonical, err));
     MC_TRY(mc_store_set_attr_i64(st, "/", "batch_size", cfg->extract.batch_size, err));
     MC_TRY(mc_store_units_init(st, "/", n_units, err));
@@ -263,10 +264,6 @@ static mc_status compute_unit(const mc_config *cfg, extractor *x, const mc_extra
                 memset(r, 0, (size_t)x->caps[k].per * sizeof(float));
                 continue;
             }
-            for (int64_t j = 0; j < x->caps[k].per; j++)
-                if (!isfinite(r[j]))
-                    return MC_FAIL(err, MC_ERR_NUMERIC, "non-finite activation at layer '%s' for image %s",
-                                   x->caps[k].name, p->ds.paths[b + i]);
         }
         if (!valid[i]) {
             memset(out + i * x->out_dim, 0, (size_t)x->out_dim * sizeof(float));
@@ -274,7 +271,11 @@ static mc_status compute_unit(const mc_config *cfg, extractor *x, const mc_extra
             pred[i] = -1;
         }
     }
-    return MC_OK;
+    for (int k = 0; k < x->n_cap; k++) /* one vectorised scan per layer (tensor.h) */
+        MC_TRY(mc_check_finite_rows(x->caps[k].buf, (size_t)B, (size_t)x->caps[k].per, (const char *const *)p->ds.paths + b,
+                                    err, "non-finite activation at layer '%s'", x->caps[k].name));
+    return mc_check_finite_rows(out, (size_t)B, (size_t)x->out_dim, (const char *const *)p->ds.paths + b, err,
+                                "non-finite target model output");
 }
 
 static mc_status write_unit(mc_store *st, const mc_config *cfg, extractor *x, int64_t b, int64_t e,

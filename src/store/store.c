@@ -579,6 +579,7 @@ mc_status mc_store_create_dataset(mc_store *s, const char *name, mc_dtype dtype,
 
 typedef struct {
     bool write, collective;
+    bool raw;                /* a read that skips the checksum verification */
     bool rows;               /* start/count come from [row_begin, row_end) and the full other dims */
     int64_t row_begin, row_end;
     const int64_t *start, *count;
@@ -602,6 +603,11 @@ static mc_status xfer(mc_store *s, const char *name, mc_dtype dtype, const xfer_
         st = MC_FAIL(err, MC_ERR_SHAPE, "store '%s': no dataset '%s' to %s", s->path, p, what);
     if (st == MC_OK && (d = open_dataset(s, p, err)) < 0) st = MC_ERR_HDF5;
     if (st == MC_OK) st = dataset_info(s, d, p, &info, err);
+    if (st == MC_OK && rq->write && mc_store_is_sealed(d))
+        st = MC_FAIL(err, MC_ERR_ARG,
+                     "store '%s': dataset '%s' belongs to a completed stage (its checksum '%s' is "
+                     "recorded); a completed store is not written again",
+                     s->path, p, MC_STORE_SUM_ATTR);
     if (st == MC_OK) {
         bool ok = mc_store_dtype_supported(dtype) &&
                   (rq->write ? dtype == info.dtype : read_widening_ok(info.dtype, dtype));
@@ -687,6 +693,11 @@ static mc_status xfer(mc_store *s, const char *name, mc_dtype dtype, const xfer_
             if (ms >= 0) H5Sclose(ms);
         }
     }
+    /* A read of the whole dataset is checked against the checksum recorded at completion. */
+    bool whole = !empty && info.ndim > 0;
+    for (int i = 0; whole && i < info.ndim; i++) whole = start[i] == 0 && count[i] == info.shape[i];
+    if (st == MC_OK && !rq->write && !rq->raw && whole)
+        st = mc_store_check_whole(s, d, p, &info, dtype, data, err);
     if (mt >= 0) H5Tclose(mt);
     if (fspace >= 0) H5Sclose(fspace);
     if (dxpl >= 0) H5Pclose(dxpl);
@@ -707,6 +718,13 @@ mc_status mc_store_read_rows(mc_store *s, const char *name, mc_dtype dtype, int6
     xfer_req rq = {.write = false, .collective = true, .rows = true, .row_begin = row_begin,
                    .row_end = row_end};
     return xfer(s, name, dtype, &rq, data, err);
+}
+
+mc_status mc_store_read_rows_raw(mc_store *s, const char *p, mc_dtype dtype, int64_t b, int64_t e,
+                                 void *data, mc_error *err) {
+    xfer_req rq = {.write = false, .collective = false, .raw = true, .rows = true, .row_begin = b,
+                   .row_end = e};
+    return xfer(s, p, dtype, &rq, data, err);
 }
 
 mc_status mc_store_write_slice(mc_store *s, const char *name, mc_dtype dtype,

@@ -353,6 +353,8 @@ mc_status mc_store_units_mark(mc_store *s, const char *group, const int64_t *uni
 
 mc_status mc_store_set_complete(mc_store *s, const char *group, mc_error *err) {
     MC_TRY(mc_store_create_group(s, group, err));
+    /* The checksum of every dataset under the group, before the mark that makes it final. */
+    MC_TRY(mc_store_seal(s, group, err));
     /* The run that finished the work: after a Slurm requeue it differs from the run that
      * created the store (whose ids the provenance holds). Values are rank 0's. */
     time_t t = time(NULL);

@@ -41,6 +41,28 @@ bool mc_store_dtype_from_h5(hid_t type, mc_dtype *out);
  * name or "/" gives "/". False (and an error) when too long. */
 mc_status mc_store_norm_name(const mc_store *s, const char *name, char *buf, mc_error *err);
 
+/* --- checksums (store_sum.c) ---------------------------------------------------------------
+ * Every dataset of a group marked complete carries MC_STORE_SUM_ATTR: the SHA-256 (hex) of its
+ * elements in row-major order, little-endian, in its own dtype (numpy's
+ * `hashlib.sha256(f[name][()].astype(f[name].dtype.newbyteorder("<")).tobytes())`). */
+
+/* Local. Reads rows [b, e) of dataset p (absolute name) independently, in dtype, with no
+ * checksum verification. */
+mc_status mc_store_read_rows_raw(mc_store *s, const char *p, mc_dtype dtype, int64_t b, int64_t e,
+                                 void *data, mc_error *err);
+/* Local. The SHA-256 hex of dataset p's bytes, read in rounds of at most 16 MiB. */
+mc_status mc_store_digest(mc_store *s, const char *p, char hex[65], mc_error *err);
+/* Collective. Flushes, then records the checksum of every dataset under group (rank k hashes
+ * datasets k, k + size, ...; the values are gathered and written by every rank). */
+mc_status mc_store_seal(mc_store *s, const char *group, mc_error *err);
+/* Local. After a read that covered the whole dataset p (open as d) into data (dtype): compares
+ * with the recorded checksum, if any. A widened read (dtype != the dataset's) hashes the raw
+ * bytes with a second, raw read. MC_ERR_FORMAT on a mismatch. */
+mc_status mc_store_check_whole(mc_store *s, hid_t d, const char *p, const mc_store_dataset_info *info,
+                               mc_dtype dtype, const void *data, mc_error *err);
+/* Local. True when dataset d carries a checksum (a write would make it stale). */
+bool mc_store_is_sealed(hid_t d);
+
 /* Collective error agreement on the store's communicator. */
 mc_status mc_store_agree(const mc_store *s, mc_status local, mc_error *err);
 

@@ -60,7 +60,7 @@ static mc_status load_weights(mc_text_encoder *e, const mc_st_file *st, const ch
             return MC_FAIL(err, MC_ERR_ARG, "tensor name too long: %s", w[i].name);
         size_t c;
         mc_size_prod(w[i].shape, w[i].ndim, &c);
-        MC_TRY(mc_st_read_f32(st, name, w[i].ndim, w[i].shape, p, err));
+        MC_TRY(mc_st_read_f32_finite(st, name, w[i].ndim, w[i].shape, p, err));
         /* the fused qkv slots point into the middle of a block: they carry dst */
         if (w[i].dst) memcpy(w[i].dst, p, c * sizeof(float));
         p += c;

@@ -90,6 +90,31 @@ mc_status mc_utf8_decode(const char *text, size_t len, mc_utf8_policy policy, mc
     return MC_OK;
 }
 
+mc_status mc_text_check_lines(const char *path, const char *text, size_t len, mc_error *err) {
+    const utf8proc_uint8_t *s = (const utf8proc_uint8_t *)text;
+    size_t line = 1, line_start = 0;
+    for (size_t i = 0; i < len;) {
+        if (s[i] == '\n') {
+            line++;
+            line_start = ++i;
+            continue;
+        }
+        if (s[i] == 0)
+            return MC_FAIL(err, MC_ERR_FORMAT, "%s:%zu: NUL byte at byte %zu", path, line, i - line_start + 1);
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t k = utf8proc_iterate(s + i, (utf8proc_ssize_t)(len - i), &cp);
+        if (k <= 0 || cp < 0)
+            return MC_FAIL(err, MC_ERR_FORMAT, "%s:%zu: invalid UTF-8 at byte %zu (0x%02X)", path, line,
+                           i - line_start + 1, s[i]);
+        i += (size_t)k;
+    }
+    return MC_OK;
+}
+
 int mc_utf8_encode(uint32_t c, char *buf) {
     unsigned char *b = (unsigned char *)buf;
     if (c < 0x80) { b[0] = (unsigned char)c; return 1; }

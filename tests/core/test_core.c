@@ -1,4 +1,6 @@
 /* Unit tests of src/core: checked arithmetic, bounded strings, dtype conversions, errors. */
+#include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -94,7 +96,48 @@ static void test_errors(void) {
     CHECK(MC_FAIL(NULL, MC_ERR_IO, "ignored") == MC_ERR_IO);
 }
 
+/* issue 16: the finiteness scan (count, first index, every block boundary) and its messages */
+static void test_finite(void) {
+    enum { N = 10000 };
+    static float x[N];
+    for (int i = 0; i < N; i++) x[i] = (float)i * 1e-3f - 3.0f;
+    x[17] = FLT_MAX; /* large but finite */
+    x[18] = -0.0f;
+    x[19] = 1e-45f; /* subnormal */
+    size_t first = 0;
+    CHECK(mc_count_nonfinite(x, N, &first) == 0 && first == N);
+    mc_error err = {0};
+    CHECK(mc_check_finite(x, N, &err, "t") == MC_OK);
+    const size_t at[] = {4095, 4096, 9999};
+    for (size_t k = 0; k < 3; k++) {
+        float keep = x[at[k]];
+        x[at[k]] = NAN;
+        CHECK(mc_count_nonfinite(x, N, &first) == 1 && first == at[k]);
+        x[at[k]] = keep;
+    }
+    x[123] = NAN;
+    x[5000] = INFINITY;
+    x[9000] = -INFINITY;
+    CHECK(mc_count_nonfinite(x, N, &first) == 3 && first == 123);
+    CHECK(mc_check_finite(x, N, &err, "w.safetensors: tensor '%s'", "a.weight") == MC_ERR_NUMERIC);
+    CHECK_MSG(strcmp(err.msg, "w.safetensors: tensor 'a.weight': 3 non-finite values (NaN at index 123)") == 0,
+              "%s", err.msg);
+    CHECK(mc_check_finite(x + 124, 1, &err, "t") == MC_OK);
+    CHECK(mc_check_finite(x + 5000, 1, &err, "t") == MC_ERR_NUMERIC && strstr(err.msg, "1 non-finite value (+Inf at index 0)"));
+    /* rows: 10 rows of 1000; rows 0, 5 and 9 hold one each */
+    const char *names[10] = {"a.png", "b.png", "c.png", "d.png", "e.png", "f.png", "g.png", "h.png", "i.png", "j.png"};
+    CHECK(mc_check_finite_rows(x, 10, 1000, names, &err, "layer '%s'", "L") == MC_ERR_NUMERIC);
+    CHECK_MSG(strcmp(err.msg, "layer 'L': non-finite values in 3 of 10 rows: a.png, f.png, j.png (first: NaN at row 0, "
+                              "element 123)") == 0, "%s", err.msg);
+    x[2500] = NAN;
+    CHECK(mc_check_finite_rows(x, 10, 1000, NULL, &err, "L") == MC_ERR_NUMERIC);
+    CHECK_MSG(strstr(err.msg, "in 4 of 10 rows: row 0, row 2, row 5 and 1 more") != NULL, "%s", err.msg);
+    CHECK(mc_check_finite_rows(x + 1000, 1, 1000, names, &err, "L") == MC_OK);
+    CHECK(mc_count_nonfinite(x, 0, &first) == 0 && first == 0);
+}
+
 int main(void) {
+    test_finite();
     test_checked();
     test_f16();
     test_bf16();

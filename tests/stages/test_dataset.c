@@ -63,6 +63,11 @@ static void test_imagefolder(void) {
     CHECK(!strcmp(base(ds.paths[0]), "x.jpeg") && ds.labels[0] == 0);
     CHECK(!strcmp(base(ds.paths[1]), "a.JPG") && ds.labels[1] == 1); /* byte order: 'a' < 'b' */
     CHECK(!strcmp(base(ds.paths[2]), "b.png") && ds.labels[2] == 1);
+    /* issue 16: nothing is dropped without a word: notes.txt and .hidden are counted */
+    CHECK_MSG(ds.skipped.n == 2, "%lld", (long long)ds.skipped.n);
+    char ex[2048];
+    mc_skip_log_format(&ds.skipped, ex, sizeof ex);
+    CHECK_MSG(strstr(ex, "zebra_fish/notes.txt (not an image file name)") && strstr(ex, "train/.hidden (hidden folder)"), "%s", ex);
     /* id2label covering the classes (any case): labels become id2label indices */
     const char *id2label[4] = {"Zebra Fish", "cat", "APPLE", "dog"};
     mc_dataset d2;
@@ -191,6 +196,67 @@ static void test_errors(void) {
     CHECK(mc_dataset_list(&c, NULL, 0, &ds, &e) == MC_ERR_CONFIG);
 }
 
+/* issue 16: an image name that cannot be used is an error naming it; bad label files too */
+static void test_unusable(void) {
+    mc_dataset ds;
+    mc_error e = {0};
+    char p[1024], q[1024];
+    touch("un/cls/a.png");
+    touch("un/cls/README.txt");
+    touch("un/attributes.jsonl"); /* metadata beside the class folders: not counted */
+    mc_dataset_cfg c = cfg_of(MC_DS_IMAGEFOLDER, "un", NULL, NULL, NULL);
+    CHECK(mc_dataset_list(&c, NULL, 0, &ds, &e) == MC_OK && ds.n == 1 && ds.skipped.n == 1);
+    mc_dataset_free(&ds);
+    touch("un/stray.png"); /* an image beside the class folders: counted */
+    CHECK(mc_dataset_list(&c, NULL, 0, &ds, &e) == MC_OK && ds.n == 1 && ds.skipped.n == 2);
+    char ex[2048];
+    mc_skip_log_format(&ds.skipped, ex, sizeof ex);
+    CHECK_MSG(strstr(ex, "un/stray.png (an image outside the class folders)"), "%s", ex);
+    mc_dataset_free(&ds);
+    snprintf(p, sizeof p, "%s/un/stray.png", root);
+    unlink(p);
+    /* a FIFO with an image name */
+    snprintf(p, sizeof p, "%s/un/cls/pipe.png", root);
+    CHECK(mkfifo(p, 0644) == 0);
+    CHECK(mc_dataset_list(&c, NULL, 0, &ds, &e) == MC_ERR_IO);
+    CHECK_MSG(strstr(e.msg, "un/cls/pipe.png: is a FIFO, not an image file"), "%s", e.msg);
+    unlink(p);
+    /* a device (through a symlink) */
+    snprintf(p, sizeof p, "%s/un/cls/dev.jpg", root);
+    CHECK(symlink("/dev/null", p) == 0);
+    CHECK(mc_dataset_list(&c, NULL, 0, &ds, &e) == MC_ERR_IO);
+    CHECK_MSG(strstr(e.msg, "un/cls/dev.jpg: is a character device"), "%s", e.msg);
+    unlink(p);
+    /* a file that vanished: a dangling symlink stands in for the race */
+    snprintf(p, sizeof p, "%s/un/cls/gone.png", root);
+    snprintf(q, sizeof q, "%s/un/cls/never-there.png", root);
+    CHECK(symlink(q, p) == 0);
+    CHECK(mc_dataset_list(&c, NULL, 0, &ds, &e) == MC_ERR_IO);
+    CHECK_MSG(strstr(e.msg, "un/cls/gone.png: cannot stat: No such file or directory"), "%s", e.msg);
+    unlink(p);
+    /* unreadable (root reads everything: only checked as another user) */
+    if (geteuid() != 0) {
+        snprintf(p, sizeof p, "%s/un/cls/a.png", root);
+        CHECK(chmod(p, 0) == 0);
+        CHECK(mc_dataset_list(&c, NULL, 0, &ds, &e) == MC_ERR_IO && strstr(e.msg, "a.png: cannot be read"));
+        CHECK(chmod(p, 0644) == 0);
+    }
+    CHECK(mc_dataset_list(&c, NULL, 0, &ds, &e) == MC_OK && ds.n == 1);
+    mc_dataset_free(&ds);
+    /* class-name files are checked as UTF-8 text without NUL bytes */
+    write_text("un/names_bad.tsv", "cls\tgood\ncls\tba\xff d\n");
+    c = cfg_of(MC_DS_IMAGEFOLDER, "un", NULL, NULL, "un/names_bad.tsv");
+    CHECK(mc_dataset_list(&c, NULL, 0, &ds, &e) == MC_ERR_FORMAT);
+    CHECK_MSG(strstr(e.msg, "names_bad.tsv:2: invalid UTF-8 at byte 7 (0xFF)"), "%s", e.msg);
+    snprintf(p, sizeof p, "%s/un/names_nul.tsv", root);
+    FILE *f = fopen(p, "wb");
+    CHECK(f && fwrite("cls\tok\n\ncls\tn\0l\n", 1, 16, f) == 16);
+    if (f) fclose(f);
+    c = cfg_of(MC_DS_IMAGEFOLDER, "un", NULL, NULL, "un/names_nul.tsv");
+    CHECK(mc_dataset_list(&c, NULL, 0, &ds, &e) == MC_ERR_FORMAT);
+    CHECK_MSG(strstr(e.msg, "names_nul.tsv:3: NUL byte at byte 6"), "%s", e.msg);
+}
+
 int main(void) {
     snprintf(root, sizeof root, "%s/dataset_test_%ld", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long)getpid());
     test_imagefolder();
@@ -198,6 +264,7 @@ int main(void) {
     test_dtd_filelist();
     test_sampling();
     test_errors();
+    test_unusable();
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);

@@ -10,6 +10,10 @@
  *                                       creating the datasets, before any flush
  *   store_prog hold PATH READY          opens PATH read-write, writes READY.<rank> (its pid),
  *                                       then sleeps until killed
+ *   store_prog read PATH NAME native|f64 [rank0]
+ *                                       reads dataset NAME whole on every rank (collective;
+ *                                       f64 widens), or on rank 0 alone (independent); exit 0
+ *                                       iff it succeeds (rank 0 prints the error)
  *   store_prog version                  prints MICLIP_VERSION_STRING (what provenance must hold)
  *   store_prog expect PATH read|write CODE [TEXT]
  *                                       opens PATH; exit 0 iff the status name is CODE (and
@@ -263,6 +267,35 @@ static int cmd_expect(const mc_comm *c, const char *path, const char *mode, cons
     return all ? 0 : 1;
 }
 
+/* --- read: a downstream reader of a whole dataset -------------------------------------------- */
+
+static int cmd_read(const mc_comm *c, const char *path, const char *name, const char *how, bool rank0) {
+    mc_error err = {0};
+    mc_store *s = NULL;
+    mc_status st = mc_store_open(c, path, MC_STORE_READ, &s, &err);
+    mc_store_dataset_info info = {0};
+    if (st == MC_OK) st = mc_store_dataset_info_get(s, name, &info, &err);
+    st = mc_comm_agree(c, st, &err);
+    void *buf = NULL;
+    if (st == MC_OK) {
+        mc_dtype dt = !strcmp(how, "f64") ? MC_DTYPE_F64 : info.dtype;
+        size_t n = 1;
+        for (int i = 0; i < info.ndim; i++) n *= (size_t)info.shape[i];
+        buf = malloc(n * mc_dtype_size(dt) + 1);
+        if (!rank0) {
+            st = mc_store_read_rows(s, name, dt, 0, info.shape[0], buf, &err);
+        } else {
+            int64_t start[MC_MAX_DIMS] = {0};
+            st = c->rank == 0 ? mc_store_read_slice(s, name, dt, start, info.shape, buf, false, &err) : MC_OK;
+            st = mc_comm_agree(c, st, &err);
+        }
+    }
+    if (c->rank == 0) printf("read %s %s: %s%s%s\n", path, name, mc_status_name(st), st ? ": " : "", st ? err.msg : "");
+    free(buf);
+    if (s) mc_store_close(&s, NULL);
+    return st == MC_OK ? 0 : 1;
+}
+
 /* --- api ------------------------------------------------------------------------------------ */
 
 static bool contains(const mc_error *e, const char *s) { return strstr(e->msg, s) != NULL; }
@@ -406,6 +439,12 @@ static int cmd_api(const mc_comm *c, const char *dir) {
     CHECK(!mc_store_is_complete(s, "stage"));
     CHECK(mc_store_set_complete(s, "stage", &err) == MC_OK);
     CHECK(mc_store_is_complete(s, "stage"));
+    /* issue 16: completion records a checksum on every dataset of the group, and seals it */
+    CHECK(mc_store_has_attr(s, "stage/_done", MC_STORE_SUM_ATTR));
+    CHECK(!mc_store_has_attr(s, "g1/g2/x", MC_STORE_SUM_ATTR));
+    st = mc_store_write_rows(s, "stage/_done", MC_DTYPE_U8, 0, 0, done, &err);
+    CHECK_MSG(st == MC_ERR_ARG && contains(&err, "completed stage"), "%s", err.msg);
+    CHECK(mc_store_units_read(s, "stage", 7, done, &nd, &err) == MC_OK); /* a whole, verified read */
     CHECK(mc_store_units_init(s, "/", 2, &err) == MC_OK && mc_store_exists(s, "/_done"));
     CHECK(mc_store_close(&s, &err) == MC_OK && s == NULL);
     CHECK(mc_store_close(&s, &err) == MC_OK); /* NULL is a no-op */
@@ -485,6 +524,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(m, "units") && (argc == 5 || argc == 7))
         rc = cmd_units(&c, argv[2], atoll(argv[3]), atoll(argv[4]), argc == 7 ? atoll(argv[5]) : -2,
                        argc == 7 ? argv[6] : "");
+    else if (!strcmp(m, "read") && (argc == 5 || argc == 6))
+        rc = cmd_read(&c, argv[2], argv[3], argv[4], argc == 6 && !strcmp(argv[5], "rank0"));
     else if (!strcmp(m, "hold") && argc == 4) rc = cmd_hold(&c, argv[2], argv[3]);
     else if (!strcmp(m, "expect") && (argc == 5 || argc == 6))
         rc = cmd_expect(&c, argv[2], argv[3], argv[4], argc == 6 ? argv[5] : NULL);

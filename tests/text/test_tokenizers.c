@@ -216,8 +216,30 @@ static void test_api(void) {
     CHECK_NEAR(sc[3], 1 / sqrt(26.0), 1e-6);
 }
 
+/* issue 16: text files (concept lists, label files) must be UTF-8 without NUL bytes */
+static void check_lines(const char *text, size_t len, mc_status want, const char *msg) {
+    mc_error e = {0};
+    mc_status st = mc_text_check_lines("c.txt", text, len, &e);
+    CHECK_MSG(st == want && (!msg || !strcmp(e.msg, msg)), "%s: got %d '%s', want '%s'", text, (int)st, e.msg,
+              msg ? msg : "");
+}
+
+static void test_check_lines(void) {
+    const char ok[] = "red circle\r\nna\xc3\xafve caf\xc3\xa9\n\xe2\x82\xac \xf0\x9f\x99\x82 \xf4\x8f\xbf\xbf\n\nlast";
+    check_lines(ok, sizeof ok - 1, MC_OK, NULL);
+    check_lines("", 0, MC_OK, NULL);
+    check_lines("a\nb\xff" "c\n", 6, MC_ERR_FORMAT, "c.txt:2: invalid UTF-8 at byte 2 (0xFF)");
+    check_lines("ab\xc0\x80", 4, MC_ERR_FORMAT, "c.txt:1: invalid UTF-8 at byte 3 (0xC0)");      /* overlong */
+    check_lines("x\n\xed\xa0\x80", 5, MC_ERR_FORMAT, "c.txt:2: invalid UTF-8 at byte 1 (0xED)"); /* surrogate */
+    check_lines("\xf4\x90\x80\x80", 4, MC_ERR_FORMAT, "c.txt:1: invalid UTF-8 at byte 1 (0xF4)"); /* > U+10FFFF */
+    check_lines("caf\xc3\nx", 6, MC_ERR_FORMAT, "c.txt:1: invalid UTF-8 at byte 4 (0xC3)");      /* cut by \n */
+    check_lines("caf\xc3", 4, MC_ERR_FORMAT, "c.txt:1: invalid UTF-8 at byte 4 (0xC3)");         /* cut by EOF */
+    check_lines("a\nb\nc\0d\n", 8, MC_ERR_FORMAT, "c.txt:3: NUL byte at byte 2");
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/miclip_test_tok_%d", (int)getpid());
+    test_check_lines();
     mc_error err = {0};
     mc_mkdir_p(dir, &err);
     test_clip();
