@@ -319,6 +319,16 @@ mc_status mc_write_text_file(const char *path, const char *text, size_t n, mc_er
     return mc_write_file_atomic(path, text, n, err);
 }
 
+mc_status mc_write_text_file_if_changed(const char *path, const char *text, size_t n, mc_error *err) {
+    char *old = NULL;
+    size_t old_len = 0;
+    mc_error ignored = {0};
+    bool same = mc_file_exists(path) && mc_read_file(path, n + 1, &old, &old_len, &ignored) == MC_OK &&
+                old_len == n && !memcmp(old, text, n);
+    free(old);
+    return same ? MC_OK : mc_write_text_file(path, text, n, err);
+}
+
 /* --- listing a folder -------------------------------------------------------------------- */
 
 void mc_skip_log_add(mc_skip_log *log, const char *path, const char *reason) {

@@ -141,16 +141,7 @@ mc_status mc_extract_manifest_write(const mc_comm *c, const mc_config *cfg, cons
         if (!text) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory writing the extraction manifest");
         else if (!manifest_path(cfg, p->split, seed, path, sizeof path))
             s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
-        else {
-            /* Unchanged manifests are not rewritten: a rerun of a complete job touches no file. */
-            char *old = NULL;
-            size_t old_len = 0;
-            mc_error ignored = {0};
-            bool same = mc_file_exists(path) && mc_read_file(path, 64u << 20, &old, &old_len, &ignored) == MC_OK &&
-                        old_len == strlen(text) && !memcmp(old, text, old_len);
-            free(old);
-            if (!same) s = mc_write_text_file(path, text, strlen(text), err);
-        }
+        else s = mc_write_text_file_if_changed(path, text, strlen(text), err); /* a rerun touches nothing */
         free(text);
         json_decref(m);
     }

@@ -40,6 +40,7 @@
 #include "method/keys.h"
 #include "method/method_task.h"
 #include "method/similarity.h"
+#include "method/task_index.h"
 #include "method/train_data.h"
 #include "method/training.h"
 #include "method/unit_tables.h"
@@ -482,9 +483,6 @@ static double report_table(mc_buf *b, const mc_task *task, const bl_task *bt, co
     if (known) {
         mc_buf_printf(b, "Description accuracy (top concept = the neuron's own class): %lld / %lld = %.1f%%\n\n",
                       (long long)hits, (long long)known, 100.0 * acc);
-        /* The describe record's shape, the method in the variant's place (the report reads both). */
-        mc_buf_printf(b, "<!-- accuracy\t%s\t%s\t%s\t%lld\t%.17g -->\n\n", task->layer, mc_method_name(task->method),
-                      cs->name, (long long)task->seed, acc);
     }
     const int64_t max_shown = 16;
     int64_t shown = k->n_units < max_shown || logits ? k->n_units : max_shown;
@@ -529,73 +527,6 @@ static mc_status write_describe(const mc_comm *c, const mc_task *task, const bl_
     return s;
 }
 
-/* OUTPUT_DIR/report/baselines.md: every baselines task's fragment in sweep order, after a summary
- * of the description accuracy on `logits` per (layer, method, set): mean and sample std over
- * seeds. Rank 0; rewritten only when its text changes. */
-static mc_status rebuild_report(const mc_config *cfg, mc_error *err) {
-    mc_buf b = {0}, body = {0}, rec = {0};
-    mc_buf_printf(&b, "# Baselines: %s\n\nAct-Values and CLIP-Dissect on the training activations of each seed and "
-                  "layer (docs/baselines.md). Written by the baselines stage; the full lists are in tables/.\n", cfg->name);
-    int found = 0;
-    mc_status s = mc_report_gather(cfg, MC_STAGE_BASELINES, "baselines", "accuracy", &body, &rec, &found, err);
-    int n_rec = 0;
-    for (size_t i = 0; i < rec.n; i++) n_rec += rec.p[i] == '\n';
-    char **key = calloc((size_t)n_rec + 1, sizeof *key);
-    double *val = calloc((size_t)n_rec + 1, sizeof *val);
-    bool *used = calloc((size_t)n_rec + 1, sizeof *used);
-    if (!key || !val || !used) b.oom = true;
-    int k = 0;
-    /* Records "layer\tmethod\tset\tseed\tvalue": the key is the first three fields. */
-    for (char *line = rec.p; !b.oom && line && *line && k < n_rec;) {
-        char *nl = strchr(line, '\n');
-        *nl = '\0';
-        char *last = strrchr(line, '\t');
-        if (last) {
-            *last = '\0';
-            char *seed = strrchr(line, '\t');
-            if (seed) {
-                *seed = '\0';
-                key[k] = line;
-                val[k++] = atof(last + 1);
-            }
-        }
-        line = nl + 1;
-    }
-    if (s == MC_OK && k > 0) {
-        mc_buf_printf(&b, "\n## Description accuracy on `logits` (paper Table 1)\n\nFraction of logit neurons whose top "
-                      "concept is their own class.\n\n| layer | method | concept set | seeds | mean | std |\n"
-                      "|---|---|---|---|---|---|\n");
-        for (int i = 0; i < k; i++) {
-            if (used[i]) continue;
-            double sum = 0, sum2 = 0;
-            int cnt = 0;
-            for (int j = i; j < k; j++)
-                if (!used[j] && !strcmp(key[i], key[j])) used[j] = true, sum += val[j], sum2 += val[j] * val[j], cnt++;
-            double mean = sum / cnt, var = cnt > 1 ? (sum2 - cnt * mean * mean) / (cnt - 1) : 0;
-            char *t1 = strchr(key[i], '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
-            if (!t1 || !t2) continue;
-            mc_buf_printf(&b, "| %.*s | %.*s | %s | %d | %.1f%% | %.1f |\n", (int)(t1 - key[i]), key[i], (int)(t2 - t1 - 1),
-                          t1 + 1, t2 + 1, cnt, 100 * mean, 100 * sqrt(var > 0 ? var : 0));
-        }
-    }
-    if (body.p) mc_buf_printf(&b, "%s", body.p);
-    if (body.oom || rec.oom) b.oom = true;
-    if (s == MC_OK && b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-    if (s == MC_OK && found) {
-        char path[MC_PATH_CAP];
-        mc_snprintf(path, sizeof path, "%s/report/baselines.md", cfg->output_dir);
-        char *old = NULL;
-        size_t olen = 0;
-        bool same = mc_file_exists(path) && mc_read_file(path, 256u << 20, &old, &olen, NULL) == MC_OK && olen == b.n &&
-                    !memcmp(old, b.p, b.n);
-        free(old);
-        if (!same) s = mc_write_text_file(path, b.p, b.n, err);
-    }
-    free(key), free(val), free(used);
-    mc_buf_free(&b), mc_buf_free(&body), mc_buf_free(&rec);
-    return s;
-}
-
 /* ---- the stage ------------------------------------------------------------------------------------- */
 
 mc_status mc_baselines_check(const mc_config *cfg, mc_error *err) {
@@ -623,7 +554,7 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
     if (s != MC_OK || complete) {
         if (complete) {
             mc_info0("baselines %s: complete, skipping (%s)", task->id, bt.store);
-            s = mc_comm_agree(c, c->rank == 0 ? rebuild_report(cfg, err) : MC_OK, err);
+            s = mc_task_index_write(c, cfg, MC_STAGE_BASELINES, task, bt.store, bt.key, err);
         }
         bl_task_close(&bt);
         return s;
@@ -688,14 +619,14 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
         }
         unit_stats_free(&us);
     }
-    /* The report fragment and the whole report, before the store is marked complete. */
+    /* The task's section of report/baselines.md (the report stage assembles the file), before the
+     * store is marked complete. */
     if (s == MC_OK) {
         mc_status ws = MC_OK;
         if (c->rank == 0) {
             char path[MC_PATH_CAP];
             mc_snprintf(path, sizeof path, "%s/report/baselines/%s.md", cfg->output_dir, task->id);
             ws = report.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : mc_write_text_file(path, report.p, report.n, err);
-            if (ws == MC_OK) ws = rebuild_report(cfg, err);
         }
         s = mc_comm_agree(c, ws, err);
     }
@@ -723,6 +654,7 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
         if (s == MC_OK && cs != MC_OK) *err = ce, s = cs;
     }
     if (s == MC_OK) mc_info0("baselines %s: %d concept set(s) x %d unit kind(s) -> %s", task->id, bt.n_sets, bt.n_kinds, bt.store);
+    if (s == MC_OK) s = mc_task_index_write(c, cfg, MC_STAGE_BASELINES, task, bt.store, bt.key, err);
     mc_acts_close(&emb);
     mc_acts_close(&acts);
     bl_task_close(&bt);

@@ -22,6 +22,7 @@
 #include "method/keys.h"
 #include "method/method_task.h"
 #include "method/similarity.h"
+#include "method/task_index.h"
 #include "method/train_data.h"
 #include "method/training.h"
 #include "method/unit_tables.h"
@@ -63,9 +64,6 @@ static double report_table(mc_buf *b, const mc_task *task, const mc_method_task 
     if (logits && known) {
         mc_buf_printf(b, "Description accuracy (top concept = the neuron's own class): %lld / %lld = %.1f%%\n\n",
                       (long long)hits, (long long)known, 100.0 * acc);
-        /* Machine-readable for the summary table of the whole report (rebuild_report). */
-        mc_buf_printf(b, "<!-- accuracy\t%s\t%s\t%s\t%lld\t%.17g -->\n\n", task->layer,
-                      mc_variant_name(task->variant), cs->name, (long long)task->seed, acc);
     }
     int64_t shown = u->n_units < REPORT_MAX_UNITS || logits ? u->n_units : REPORT_MAX_UNITS;
     mc_buf_printf(b, "| unit |%s top concepts (cosine) |\n|---|%s---|\n", logits ? " own class | top is own |" : "",
@@ -108,76 +106,6 @@ static mc_status describe_one(const mc_comm *c, const mc_task *task, mc_method_t
     return s;
 }
 
-/* OUTPUT_DIR/report/descriptions.md: the fragments of every describe task of the config, in
- * sweep order (rank 0; rewritten only when its text changes). */
-static mc_status rebuild_report(const mc_config *cfg, mc_error *err) {
-    mc_buf b = {0};
-    mc_buf_printf(&b, "# Descriptions: %s\n\nTop concepts per unit (cosine of the unit's E_n embedding with the "
-                  "concept's CLIP text embedding, prompt \"%s\"), per seed, layer and E_n variant. Written by the "
-                  "describe stage; the full lists are in tables/.\n", cfg->name, cfg->align.prompt);
-    int found = 0;
-    mc_buf body = {0}, acc = {0};
-    mc_status s = mc_report_gather(cfg, MC_STAGE_DESCRIBE, "descriptions", "accuracy", &body, &acc, &found, err);
-    /* Summary: description accuracy per (layer, variant, concept set), mean and sample std over
-     * seeds, in the order the rows first appear. */
-    if (s == MC_OK && acc.n) {
-        mc_buf_printf(&b, "\n## Description accuracy on `logits` (paper Table 1)\n\nFraction of logit neurons whose "
-                      "top concept is their own class.\n\n| layer | variant | concept set | seeds | mean | std |\n"
-                      "|---|---|---|---|---|---|\n");
-        /* Records "layer\tvariant\tset\tseed\tvalue", one per line. */
-        int n_rec = 0;
-        for (size_t i = 0; i < acc.n; i++) n_rec += acc.p[i] == '\n';
-        char **key = calloc((size_t)n_rec + 1, sizeof *key);
-        double *val = calloc((size_t)n_rec + 1, sizeof *val);
-        bool *used = calloc((size_t)n_rec + 1, sizeof *used);
-        int k = 0;
-        for (char *line = acc.p; key && val && used && line && *line && k < n_rec;) {
-            char *nl = strchr(line, '\n');
-            *nl = '\0';
-            char *last = strrchr(line, '\t'), *seed = NULL;
-            if (last) {
-                *last = '\0';
-                seed = strrchr(line, '\t');
-                if (seed) *seed = '\0'; /* key = layer\tvariant\tset */
-                key[k] = line;
-                val[k++] = atof(last + 1);
-            }
-            line = nl + 1;
-        }
-        for (int i = 0; key && val && used && i < k; i++) {
-            if (used[i]) continue;
-            double sum = 0, sum2 = 0;
-            int cnt = 0;
-            for (int j = i; j < k; j++)
-                if (!used[j] && !strcmp(key[i], key[j])) used[j] = true, sum += val[j], sum2 += val[j] * val[j], cnt++;
-            double mean = sum / cnt, var = cnt > 1 ? (sum2 - cnt * mean * mean) / (cnt - 1) : 0;
-            char *t1 = strchr(key[i], '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
-            if (!t1 || !t2) continue;
-            mc_buf_printf(&b, "| %.*s | %.*s | %s | %d | %.1f%% | %.1f |\n", (int)(t1 - key[i]), key[i],
-                          (int)(t2 - t1 - 1), t1 + 1, t2 + 1, cnt, 100 * mean, 100 * sqrt(var > 0 ? var : 0));
-        }
-        if (!key || !val || !used) b.oom = true;
-        free(key), free(val), free(used);
-    }
-    if (body.p) mc_buf_printf(&b, "%s", body.p);
-    if (body.oom || acc.oom) b.oom = true;
-    mc_buf_free(&body);
-    mc_buf_free(&acc);
-    if (s == MC_OK && b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-    if (s == MC_OK && found) {
-        char path[MC_PATH_CAP];
-        mc_snprintf(path, sizeof path, "%s/report/descriptions.md", cfg->output_dir);
-        char *old = NULL;
-        size_t olen = 0;
-        bool same = mc_file_exists(path) && mc_read_file(path, 256u << 20, &old, &olen, NULL) == MC_OK &&
-                    olen == b.n && !memcmp(old, b.p, b.n);
-        free(old);
-        if (!same) s = mc_write_text_file(path, b.p, b.n, err);
-    }
-    mc_buf_free(&b);
-    return s;
-}
-
 mc_status mc_stage_describe(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err) {
     mc_method_task mt;
     MC_TRY(mc_method_task_open(c, cfg, task, MC_STAGE_DESCRIBE, &mt, err));
@@ -186,9 +114,7 @@ mc_status mc_stage_describe(const mc_comm *c, const mc_config *cfg, const mc_tas
     if (s != MC_OK || complete) {
         if (complete) {
             mc_info0("describe %s: complete, skipping (%s)", task->id, mt.store);
-            /* Parallel tasks may have rebuilt the report at the same moment and missed each
-             * other's part: a rerun completes it (and changes nothing when it is whole). */
-            s = mc_comm_agree(c, c->rank == 0 ? rebuild_report(cfg, err) : MC_OK, err);
+            s = mc_task_index_write(c, cfg, MC_STAGE_DESCRIBE, task, mt.store, mt.key, err);
         }
         mc_method_task_close(&mt);
         return s;
@@ -211,19 +137,20 @@ mc_status mc_stage_describe(const mc_comm *c, const mc_config *cfg, const mc_tas
         for (int k = 0; s == MC_OK && k < mt.n_kinds; k++)
             s = describe_one(c, task, &mt, st, &mt.sets[i], &mt.kinds[k], &report, err);
     }
-    /* The report fragment, then the whole report, before the store is marked complete. */
+    /* The task's section of report/descriptions.md (the report stage assembles the file), before the
+     * store is marked complete. */
     if (s == MC_OK) {
         mc_status ws = MC_OK;
         if (c->rank == 0) {
             char path[MC_PATH_CAP];
             mc_snprintf(path, sizeof path, "%s/report/descriptions/%s.md", cfg->output_dir, task->id);
             ws = report.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : mc_write_text_file(path, report.p, report.n, err);
-            if (ws == MC_OK) ws = rebuild_report(cfg, err);
         }
         s = mc_comm_agree(c, ws, err);
     }
     mc_buf_free(&report);
     s = mc_method_task_finish(cfg, task, &mt, "describe", &st, s, err);
+    if (s == MC_OK) s = mc_task_index_write(c, cfg, MC_STAGE_DESCRIBE, task, mt.store, mt.key, err);
     mc_method_task_close(&mt);
     return s;
 }

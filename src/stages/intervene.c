@@ -32,6 +32,7 @@
 #include "method/extract_key.h"
 #include "method/keys.h"
 #include "method/prefix_cache.h"
+#include "method/task_index.h"
 #include "method/method_task.h"
 #include "method/similarity.h"
 #include "method/train_data.h"
@@ -508,80 +509,6 @@ static mc_status run_group(const mc_comm *c, const mc_config *cfg, const mc_task
     return s;
 }
 
-/* OUTPUT_DIR/report/interventions.md from the per-task fragments (rank 0): mean and sample std
- * over seeds per (method, mode, beta, units, dataset), then every task's table. */
-static mc_status rebuild_report(const mc_config *cfg, mc_error *err) {
-    mc_buf body = {0}, rec = {0};
-    int found = 0;
-    mc_status s = mc_report_gather(cfg, MC_STAGE_INTERVENE, "interventions", "delta", &body, &rec, &found, err);
-    mc_buf b = {0};
-    mc_buf_printf(&b, "# Interventions: %s\n\nDelta-Acc: the accuracy on the images of class c with the top-%lld "
-                  "units of class c's concept edited at layer `%s`, minus the clean accuracy, averaged over classes "
-                  "(percentage points). Delta-P: the same for the mean probability of class c. Other class: "
-                  "Delta-Acc of the same edit on the images of class c+1. Mean ± sample std over seeds. Written by "
-                  "the intervene stage; per-class values in tables/.\n\n"
-                  "| method | mode | beta | units | dataset | seeds | Delta-Acc (pp) | Delta-P (pp) | other class (pp) | "
-                  "clean acc (%%) |\n|---|---|---|---|---|---|---|---|---|---|\n", cfg->name, (long long)cfg->intervene.tau, cfg->intervene.layer);
-    /* Records: key fields (5, tab-separated), seed, delta, spec, clean. */
-    int n_rec = 0;
-    for (size_t i = 0; i < rec.n; i++) n_rec += rec.p[i] == '\n';
-    char **key = calloc((size_t)n_rec + 1, sizeof *key);
-    double(*val)[4] = calloc((size_t)n_rec + 1, sizeof *val);
-    bool *used = calloc((size_t)n_rec + 1, sizeof *used);
-    int k = 0;
-    for (char *line = rec.p; s == MC_OK && key && val && used && line && *line && k < n_rec;) {
-        char *nl = strchr(line, '\n');
-        *nl = '\0';
-        char *f[10] = {0};
-        int nf = 0;
-        for (char *q = line; nf < 10; nf++) {
-            f[nf] = q;
-            char *tab = strchr(q, '\t');
-            if (!tab) { nf++; break; }
-            q = tab + 1;
-        }
-        if (nf == 10) {
-            for (int j = 1; j < 10; j++) f[j][-1] = '\0';
-            /* key: method\tmode\tbeta\tunits\tdataset (the seed field is cut off) */
-            for (int j = 1; j < 5; j++) f[j][-1] = '\t';
-            key[k] = line;
-            for (int q = 0; q < 4; q++) val[k][q] = atof(f[6 + q]);
-            k++;
-        }
-        line = nl + 1;
-    }
-    for (int i = 0; key && val && used && i < k; i++) {
-        if (used[i]) continue;
-        double sum[4] = {0}, sum2[4] = {0};
-        int cnt = 0;
-        for (int j = i; j < k; j++)
-            if (!used[j] && !strcmp(key[i], key[j])) {
-                used[j] = true, cnt++;
-                for (int q = 0; q < 4; q++) sum[q] += val[j][q], sum2[q] += val[j][q] * val[j][q];
-            }
-        mc_buf_printf(&b, "|");
-        for (char *q = key[i]; *q; q++) {
-            if (*q == '\t') mc_buf_printf(&b, " |");
-            else mc_buf_printf(&b, "%s%c", q == key[i] || q[-1] == '\t' ? " " : "", *q);
-        }
-        mc_buf_printf(&b, " | %d |", cnt);
-        for (int q = 0; q < 4; q++) {
-            double mean = sum[q] / cnt, var = cnt > 1 ? (sum2[q] - cnt * mean * mean) / (cnt - 1) : 0;
-            mc_buf_printf(&b, " %.2f ± %.2f |", mean, sqrt(var > 0 ? var : 0));
-        }
-        mc_buf_printf(&b, "\n");
-    }
-    if (!key || !val || !used) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-    mc_buf_printf(&b, "\n## Per task\n%s", body.p ? body.p : "");
-    char path[MC_PATH_CAP];
-    mc_snprintf(path, sizeof path, "%s/report/interventions.md", cfg->output_dir);
-    if (s == MC_OK) s = b.oom || body.oom || rec.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory")
-                                                     : mc_write_text_file(path, b.p, b.n, err);
-    free(key), free(val), free(used);
-    mc_buf_free(&b), mc_buf_free(&body), mc_buf_free(&rec);
-    return s;
-}
-
 mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err) {
     MC_TRY(mc_intervene_check(cfg, err));
     mc_runner R;
@@ -718,7 +645,7 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
         for (size_t i = 0; s == MC_OK && i < sizeof sa / sizeof sa[0]; i++) s = mc_store_set_attr_str(st, "/", sa[i].k, sa[i].v, err);
         if (s == MC_OK) s = mc_store_set_attr_f64(st, "/", "beta", task->beta, err);
         if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", "tau", tau, err);
-        /* The task's report fragment, then the whole report (rank 0). */
+        /* The task's section of report/interventions.md (rank 0; the report stage assembles the file). */
         mc_status ws = MC_OK;
         if (s == MC_OK && c->rank == 0) {
             mc_buf b = {0};
@@ -732,17 +659,10 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
                                   mc_unit_kind_name(ku[d][k].kind), mc_split_name(ps[d].split),
                                   (long long)gr[d][k].n_classes, gr[d][k].delta, gr[d][k].dprob, gr[d][k].spec,
                                   gr[d][k].clean);
-            for (int d = 0; d < nd; d++)
-                for (int k = 0; k < nk && !ps[d].skip; k++)
-                    mc_buf_printf(&b, "<!-- delta\t%s\t%s\t%g\t%s\t%s\t%lld\t%.17g\t%.17g\t%.17g\t%.17g -->\n",
-                                  mc_method_name(task->method), mc_mode_name(task->mode), task->beta,
-                                  mc_unit_kind_name(ku[d][k].kind), mc_split_name(ps[d].split), (long long)task->seed,
-                                  gr[d][k].delta, gr[d][k].dprob, gr[d][k].spec, gr[d][k].clean);
             char path[MC_PATH_CAP];
             mc_snprintf(path, sizeof path, "%s/report/interventions/%s.md", cfg->output_dir, task->id);
             ws = b.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : mc_write_text_file(path, b.p, b.n, err);
             mc_buf_free(&b);
-            if (ws == MC_OK) ws = rebuild_report(cfg, err);
         }
         if (s == MC_OK) s = mc_comm_agree(c, ws, err);
         if (s == MC_OK) s = mc_store_set_complete(st, "/", err);
@@ -753,6 +673,7 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
         if (s == MC_OK && cs != MC_OK) *err = ce, s = cs;
     }
     if (s == MC_OK && !complete) mc_info0("intervene %s: -> %s", task->id, store);
+    if (s == MC_OK) s = mc_task_index_write(c, cfg, MC_STAGE_INTERVENE, task, store, key, err);
     for (int d = 0; d < 2; d++) mc_prefix_close(&ps[d]);
     for (int d = 0; d < 2; d++)
         for (int k = 0; k < 2; k++) free(ku[d][k].units);

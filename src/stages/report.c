@@ -18,6 +18,7 @@
 
 #include "miclip/buf.h"
 #include "method/acts.h"
+#include "method/task_index.h"
 #include "method/concepts.h"
 #include "method/extract_key.h"
 #include "method/keys.h"
@@ -192,112 +193,113 @@ static const char *rel_path(const mc_config *cfg, const char *path) {
     return !strncmp(path, cfg->output_dir, od) && path[od] == '/' ? path + od + 1 : path;
 }
 
-typedef mc_status (*record_fn)(void *user, char **f, int nf, const char *where, mc_error *err);
+/* ---- results from the stores ------------------------------------------------------------------ */
 
-/* Every task of stage must have written OUTPUT_DIR/report/<dir>/<task>.md; each "<!-- tag\t...
- * -->" record in it goes to fn as tab-separated fields (where = "file:line"). */
-static mc_status read_records(const mc_config *cfg, int stage, const char *dir, const char *tag, record_fn fn,
-                              void *user, int *n_records, mc_error *err) {
+/* One task's numbers for one row of a summary: the row's identity as tab-separated display fields
+ * (describe: layer, variant, set; baselines: layer, method, set; intervene: method, mode, beta,
+ * units, dataset), the seed and up to four values. */
+typedef struct {
+    char key[4 * NAME_CAP];
+    int64_t seed;
+    double v[4];
+} result;
+
+typedef struct {
+    result *v;
+    int n, cap;
+    int tasks; /* tasks read */
+} results;
+
+static void results_free(results *r) {
+    free(r->v);
+    memset(r, 0, sizeof *r);
+}
+
+static mc_status results_add(results *r, const char *key, int64_t seed, const double *v, int nv, mc_error *err) {
+    if (r->n == r->cap) {
+        int cap = r->cap ? 2 * r->cap : 64;
+        void *p = realloc(r->v, (size_t)cap * sizeof *r->v);
+        if (!p) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        r->v = p, r->cap = cap;
+    }
+    result *x = &r->v[r->n++];
+    memset(x, 0, sizeof *x);
+    mc_strlcpy(x->key, key, sizeof x->key);
+    x->seed = seed;
+    memcpy(x->v, v, (size_t)nv * sizeof *v);
+    return MC_OK;
+}
+
+/* The concept sets of the config in their order (the implicit "classes" set when it lists none). */
+static int concept_set_count(const mc_config *cfg) { return cfg->concepts.n > 0 ? cfg->concepts.n : 1; }
+static const char *concept_set_name(const mc_config *cfg, int i) {
+    return cfg->concepts.n > 0 ? cfg->concepts.v[i].name : "classes";
+}
+
+/* Collective. Reads the results of every task of stage from its store (found through the task
+ * index, its key checked), in sweep order. */
+static mc_status read_results(const mc_comm *c, const mc_config *cfg, int stage, results *out, mc_error *err) {
     mc_task *tasks = NULL;
     int n = 0;
     MC_TRY(mc_config_tasks(cfg, stage, &tasks, &n, err));
-    char open_tag[64];
-    mc_snprintf(open_tag, sizeof open_tag, "<!-- %s\t", tag);
-    const size_t skip = strlen(open_tag);
+    char key_attr[64];
+    mc_snprintf(key_attr, sizeof key_attr, "%s_key", mc_stage_name(stage));
     mc_status s = MC_OK;
-    *n_records = 0;
     for (int t = 0; t < n && s == MC_OK; t++) {
-        char path[MC_PATH_CAP];
-        mc_snprintf(path, sizeof path, "%s/report/%s/%s.md", cfg->output_dir, dir, tasks[t].id);
-        if (!mc_file_exists(path)) {
-            s = MC_FAIL(err, MC_ERR_ARG, "report: %s is missing: the %s stage has not finished task %s (run it first)",
-                        path, mc_stage_name(stage), tasks[t].id);
-            break;
-        }
-        char *text = NULL;
-        size_t len = 0;
-        s = mc_read_file(path, 64u << 20, &text, &len, err);
-        if (s == MC_OK && memchr(text, '\0', len))
-            s = MC_FAIL(err, MC_ERR_FORMAT, "%s: a NUL byte: not a report fragment", path);
-        int line = 1;
-        const char *prev = text;
-        for (char *q = s == MC_OK ? strstr(text, open_tag) : NULL; q && s == MC_OK; q = strstr(q, open_tag)) {
-            for (; prev < q; prev++) line += *prev == '\n';
-            char where[MC_PATH_CAP + 32];
-            mc_snprintf(where, sizeof where, "%s:%d", path, line);
-            char *nl = strchr(q, '\n'), *e = strstr(q, " -->");
-            if (!e || (nl && nl < e)) {
-                s = MC_FAIL(err, MC_ERR_FORMAT, "%s: unterminated '%s' record", where, tag);
-                break;
+        const mc_task *task = &tasks[t];
+        char path[MC_PATH_CAP], key[MC_KEY_HEX], *stored = NULL;
+        s = mc_comm_agree(c, mc_task_index_find(cfg, stage, task, path, sizeof path, key, err), err);
+        if (s != MC_OK) break;
+        bool complete = false;
+        s = mc_store_peek_complete(c, path, &complete, err);
+        if (s == MC_OK && !complete)
+            s = MC_FAIL(err, MC_ERR_ARG, "report: %s is missing or incomplete: rerun the %s stage (task %s)",
+                        rel_path(cfg, path), mc_stage_name(stage), task->id);
+        mc_store *st = NULL;
+        if (s == MC_OK) s = mc_store_open(c, path, MC_STORE_READ, &st, err);
+        if (s == MC_OK) s = mc_store_get_attr_str(st, "/", key_attr, &stored, err);
+        if (s == MC_OK && strcmp(stored, key))
+            s = MC_FAIL(err, MC_ERR_FORMAT, "report: %s carries %s %.16s, not the %.16s its task index records: "
+                        "rerun the %s stage", rel_path(cfg, path), key_attr, stored, key, mc_stage_name(stage));
+        free(stored);
+        if (stage == MC_STAGE_INTERVENE) {
+            /* Delta-Acc, Delta-P, other class, clean accuracy of each (dataset, unit kind) group. */
+            static const char *attrs[4] = {"delta_acc", "delta_prob", "specificity", "clean_acc"};
+            for (int d = 0; s == MC_OK && d < cfg->intervene.datasets.n; d++)
+                for (int k = 0; s == MC_OK && k < cfg->intervene.units.n; k++) {
+                    const char *split = cfg->intervene.datasets.v[d] == MC_EVAL_SET_EVAL ? "eval" : "unseen";
+                    const char *kind = mc_unit_kind_name(cfg->intervene.units.v[k]);
+                    char g[128], row[4 * NAME_CAP];
+                    mc_snprintf(g, sizeof g, "%s/%s", split, kind);
+                    if (!mc_store_exists(st, g)) continue; /* a dataset without any of the target's classes */
+                    double v[4];
+                    for (int q = 0; s == MC_OK && q < 4; q++) s = mc_store_get_attr_f64(st, g, attrs[q], &v[q], err);
+                    mc_snprintf(row, sizeof row, "%s\t%s\t%g\t%s\t%s", mc_method_name(task->method),
+                                mc_mode_name(task->mode), task->beta, kind, split);
+                    if (s == MC_OK) s = results_add(out, row, task->seed, v, 4, err);
+                }
+        } else {
+            /* The description accuracy of the logit neurons, per concept set. */
+            const char *method = stage == MC_STAGE_BASELINES ? mc_method_name(task->method) : mc_variant_name(task->variant);
+            for (int i = 0; s == MC_OK && i < concept_set_count(cfg); i++) {
+                char g[300], row[4 * NAME_CAP];
+                mc_snprintf(g, sizeof g, "%s%s/neuron", stage == MC_STAGE_BASELINES ? "describe/" : "",
+                            concept_set_name(cfg, i));
+                if (!mc_store_exists(st, g) || !mc_store_has_attr(st, g, "description_accuracy")) continue;
+                double v = 0;
+                s = mc_store_get_attr_f64(st, g, "description_accuracy", &v, err);
+                if (s == MC_OK && !(v >= 0 && v <= 1))
+                    s = MC_FAIL(err, MC_ERR_FORMAT, "%s: %s: description_accuracy %g is outside [0, 1]", path, g, v);
+                mc_snprintf(row, sizeof row, "%s\t%s\t%s", task->layer, method, concept_set_name(cfg, i));
+                if (s == MC_OK) s = results_add(out, row, task->seed, &v, 1, err);
             }
-            *e = '\0';
-            char *f[16];
-            int nf = 0;
-            for (char *p = q + skip; nf < 16;) {
-                f[nf++] = p;
-                char *tab = strchr(p, '\t');
-                if (!tab) break;
-                *tab = '\0', p = tab + 1;
-            }
-            s = fn(user, f, nf, where, err);
-            (*n_records)++;
-            q = e + 1;
         }
-        free(text);
+        if (st) mc_store_close(&st, NULL);
+        s = mc_comm_agree(c, s, err);
+        if (s == MC_OK) out->tasks++;
     }
     mc_tasks_free(&tasks);
     return s;
-}
-
-static mc_status parse_f64(const char *text, const char *field, const char *where, double *out, mc_error *err) {
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (end == text || *end || errno || !isfinite(v))
-        return MC_FAIL(err, MC_ERR_FORMAT, "%s: field '%s' is '%.40s', not a finite number", where, field, text);
-    *out = v;
-    return MC_OK;
-}
-
-static mc_status parse_seed(const char *text, const char *where, int64_t *out, mc_error *err) {
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(text, &end, 10);
-    if (end == text || *end || errno || v < 0)
-        return MC_FAIL(err, MC_ERR_FORMAT, "%s: field 'seed' is '%.40s', not a seed", where, text);
-    *out = v;
-    return MC_OK;
-}
-
-static bool is_variant(const char *s) {
-    for (int v = MC_VARIANT_INOUT; v <= MC_VARIANT_OUT; v++)
-        if (!strcmp(s, mc_variant_name(v))) return true;
-    return false;
-}
-
-/* Describe "accuracy" records: layer, variant, set, seed, accuracy (a fraction). A method-first
- * record (method, layer, variant, set, seed, accuracy) names a baseline; a variant field that is
- * not an E_n variant names the method too. Only the `logits` layer enters Table 1. */
-static mc_status accuracy_record(void *user, char **f, int nf, const char *where, mc_error *err) {
-    section *t1 = user;
-    const char *method = NULL, *layer, *variant, *set, *seed_s, *val_s;
-    if (nf == 5) layer = f[0], variant = f[1], set = f[2], seed_s = f[3], val_s = f[4];
-    else if (nf == 6) method = f[0], layer = f[1], variant = f[2], set = f[3], seed_s = f[4], val_s = f[5];
-    else return MC_FAIL(err, MC_ERR_FORMAT, "%s: 'accuracy' record has %d fields, expected 5 or 6", where, nf);
-    int64_t seed = 0;
-    double v = 0;
-    MC_TRY(parse_seed(seed_s, where, &seed, err));
-    MC_TRY(parse_f64(val_s, "accuracy", where, &v, err));
-    if (v < 0 || v > 1) return MC_FAIL(err, MC_ERR_FORMAT, "%s: accuracy %g is outside [0, 1]", where, v);
-    if (strcmp(layer, "logits")) return MC_OK;
-    char name[NAME_CAP];
-    if (method && strcmp(method, "miclip"))
-        mc_snprintf(name, sizeof name, "%s", method);
-    else if (is_variant(variant))
-        mc_snprintf(name, sizeof name, "miclip (%s)", variant);
-    else
-        mc_snprintf(name, sizeof name, "%s", variant);
-    return section_add(t1, name, set, +1, seed, 100.0 * v, where, err);
 }
 
 /* Which way miclip should move a Delta: removing/suppressing (scale beta < 1, add beta < 0) should
@@ -308,24 +310,148 @@ static int edit_direction(const char *mode, double beta) {
     return beta < 1 ? -1 : beta > 1 ? +1 : 0;
 }
 
-/* Intervene "delta" records: method, mode, beta, units, dataset, seed, Delta-Acc, Delta-P,
- * other class, clean acc. */
-static mc_status delta_record(void *user, char **f, int nf, const char *where, mc_error *err) {
-    section *t2 = user; /* [0]: Delta-Acc, [1]: Delta-P */
-    if (nf != 10) return MC_FAIL(err, MC_ERR_FORMAT, "%s: 'delta' record has %d fields, expected 10", where, nf);
-    double beta = 0, dacc = 0, dp = 0;
-    int64_t seed = 0;
-    MC_TRY(parse_f64(f[2], "beta", where, &beta, err));
-    MC_TRY(parse_seed(f[5], where, &seed, err));
-    MC_TRY(parse_f64(f[6], "Delta-Acc", where, &dacc, err));
-    MC_TRY(parse_f64(f[7], "Delta-P", where, &dp, err));
-    if (strcmp(f[1], "scale") && strcmp(f[1], "add"))
-        return MC_FAIL(err, MC_ERR_FORMAT, "%s: mode '%.40s' is neither scale nor add", where, f[1]);
-    char col[NAME_CAP];
-    mc_snprintf(col, sizeof col, "%s, %s %s, %s", f[3], f[1], f[2], f[4]);
-    const int dir = edit_direction(f[1], beta);
-    MC_TRY(section_add(&t2[0], f[0], col, dir, seed, dacc, where, err));
-    return section_add(&t2[1], f[0], col, dir, seed, dp, where, err);
+/* The key's tab-separated fields into f (the key is copied into buf first). */
+static int key_fields(const char *key, char *buf, size_t cap, char **f, int max) {
+    mc_strlcpy(buf, key, cap);
+    int nf = 0;
+    for (char *p = buf; nf < max;) {
+        f[nf++] = p;
+        char *tab = strchr(p, '\t');
+        if (!tab) break;
+        *tab = '\0', p = tab + 1;
+    }
+    return nf;
+}
+
+/* Table 1 rows: miclip's E_n variants ("miclip (in+out)") and the baselines, on `logits`. */
+static mc_status table1_add(section *t1, const results *r, bool baseline, mc_error *err) {
+    for (int i = 0; i < r->n; i++) {
+        char buf[sizeof r->v[i].key], *f[3], name[NAME_CAP], where[64];
+        if (key_fields(r->v[i].key, buf, sizeof buf, f, 3) != 3 || strcmp(f[0], "logits")) continue;
+        if (baseline) mc_snprintf(name, sizeof name, "%s", f[1]);
+        else mc_snprintf(name, sizeof name, "miclip (%s)", f[1]);
+        mc_snprintf(where, sizeof where, "%s results", baseline ? "baselines" : "describe");
+        MC_TRY(section_add(t1, name, f[2], +1, r->v[i].seed, 100.0 * r->v[i].v[0], where, err));
+    }
+    return MC_OK;
+}
+
+/* Table 2 columns: "units, mode beta, dataset"; Delta-Acc in t2[0], Delta-P in t2[1]. */
+static mc_status table2_add(section *t2, const results *r, mc_error *err) {
+    for (int i = 0; i < r->n; i++) {
+        char buf[sizeof r->v[i].key], *f[5], col[NAME_CAP];
+        if (key_fields(r->v[i].key, buf, sizeof buf, f, 5) != 5) continue;
+        mc_snprintf(col, sizeof col, "%s, %s %s, %s", f[3], f[1], f[2], f[4]);
+        const int dir = edit_direction(f[1], strtod(f[2], NULL));
+        MC_TRY(section_add(&t2[0], f[0], col, dir, r->v[i].seed, r->v[i].v[0], "intervene results", err));
+        MC_TRY(section_add(&t2[1], f[0], col, dir, r->v[i].seed, r->v[i].v[1], "intervene results", err));
+    }
+    return MC_OK;
+}
+
+/* ---- the stage summaries: report/descriptions.md, baselines.md, interventions.md ---------------- */
+
+/* One row per key in the order keys first appear: its fields, the number of seeds, and mean and
+ * sample std over seeds of each of nv values (accuracies: percentages to 0.1; deltas: "m ± s"). */
+static void summary_rows(mc_buf *b, const results *r, int nv, bool percent) {
+    bool *used = calloc((size_t)r->n + 1, sizeof *used);
+    double *x = calloc((size_t)r->n + 1, sizeof *x);
+    if (!used || !x) b->oom = true;
+    for (int i = 0; used && x && i < r->n; i++) {
+        if (used[i]) continue;
+        int cnt = 0;
+        for (int j = i; j < r->n; j++)
+            if (!used[j] && !strcmp(r->v[i].key, r->v[j].key)) used[j] = true, cnt++;
+        char buf[sizeof r->v[i].key], *f[8];
+        int nf = key_fields(r->v[i].key, buf, sizeof buf, f, 8);
+        for (int k = 0; k < nf; k++) mc_buf_printf(b, "| %s ", f[k]);
+        mc_buf_printf(b, "| %d |", cnt);
+        for (int q = 0; q < nv; q++) {
+            int m = 0;
+            for (int j = i; j < r->n; j++)
+                if (!strcmp(r->v[i].key, r->v[j].key)) x[m++] = r->v[j].v[q];
+            double mean = mc_stats_mean(x, m), sd = m > 1 ? mc_stats_sd(x, m) : 0;
+            if (percent) mc_buf_printf(b, " %.1f%% | %.1f |", 100 * mean, 100 * sd);
+            else mc_buf_printf(b, " %.2f ± %.2f |", mean, sd);
+        }
+        mc_buf_printf(b, "\n");
+    }
+    free(used), free(x);
+}
+
+/* Rank 0. Appends the task sections OUTPUT_DIR/report/<dir>/<task>.md of every task of stage to body
+ * (each after a blank line); a missing one is an error naming the stage to run. */
+static mc_status task_sections(const mc_config *cfg, int stage, const char *dir, mc_buf *body, mc_error *err) {
+    mc_task *tasks = NULL;
+    int n = 0;
+    MC_TRY(mc_config_tasks(cfg, stage, &tasks, &n, err));
+    mc_status s = MC_OK;
+    for (int t = 0; t < n && s == MC_OK; t++) {
+        char path[MC_PATH_CAP], *text = NULL;
+        size_t len = 0;
+        mc_snprintf(path, sizeof path, "%s/report/%s/%s.md", cfg->output_dir, dir, tasks[t].id);
+        if (!mc_file_exists(path))
+            s = MC_FAIL(err, MC_ERR_ARG, "report: %s is missing: the %s stage has not finished task %s (run it first)",
+                        path, mc_stage_name(stage), tasks[t].id);
+        else s = mc_read_file(path, 64u << 20, &text, &len, err);
+        if (s == MC_OK) mc_buf_printf(body, "\n%s", text);
+        free(text);
+    }
+    mc_tasks_free(&tasks);
+    return s;
+}
+
+static mc_status write_summary(const mc_config *cfg, const char *file, mc_buf *b, mc_error *err) {
+    if (b->oom) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    char path[MC_PATH_CAP];
+    mc_snprintf(path, sizeof path, "%s/report/%s", cfg->output_dir, file);
+    MC_TRY(mc_write_text_file_if_changed(path, b->p, b->n, err));
+    mc_info0("report: %s", file);
+    return MC_OK;
+}
+
+/* Rank 0. descriptions.md (describe) or baselines.md: the summary of the description accuracy on
+ * `logits`, then every task's section. */
+static mc_status description_summary(const mc_config *cfg, int stage, const results *r, mc_error *err) {
+    const bool bl = stage == MC_STAGE_BASELINES;
+    mc_buf b = {0};
+    if (bl)
+        mc_buf_printf(&b, "# Baselines: %s\n\nAct-Values and CLIP-Dissect on the training activations of each seed and "
+                      "layer (docs/baselines.md). Written by the baselines stage; the full lists are in tables/.\n",
+                      cfg->name);
+    else
+        mc_buf_printf(&b, "# Descriptions: %s\n\nTop concepts per unit (cosine of the unit's E_n embedding with the "
+                      "concept's CLIP text embedding, prompt \"%s\"), per seed, layer and E_n variant. Written by the "
+                      "describe stage; the full lists are in tables/.\n", cfg->name, cfg->align.prompt);
+    if (r->n)
+        mc_buf_printf(&b, "\n## Description accuracy on `logits` (paper Table 1)\n\nFraction of logit neurons whose "
+                      "top concept is their own class.\n\n| layer | %s | concept set | seeds | mean | std |\n"
+                      "|---|---|---|---|---|---|\n", bl ? "method" : "variant");
+    summary_rows(&b, r, 1, true);
+    mc_status s = task_sections(cfg, stage, bl ? "baselines" : "descriptions", &b, err);
+    if (s == MC_OK) s = write_summary(cfg, bl ? "baselines.md" : "descriptions.md", &b, err);
+    mc_buf_free(&b);
+    return s;
+}
+
+/* Rank 0. interventions.md: mean ± std over seeds per (method, mode, beta, units, dataset), then
+ * every task's section. */
+static mc_status intervention_summary(const mc_config *cfg, const results *r, mc_error *err) {
+    mc_buf b = {0};
+    mc_buf_printf(&b, "# Interventions: %s\n\nDelta-Acc: the accuracy on the images of class c with the top-%lld "
+                  "units of class c's concept edited at layer `%s`, minus the clean accuracy, averaged over classes "
+                  "(percentage points). Delta-P: the same for the mean probability of class c. Other class: "
+                  "Delta-Acc of the same edit on the images of class c+1. Mean ± sample std over seeds. Written by "
+                  "the intervene stage; per-class values in tables/.\n\n"
+                  "| method | mode | beta | units | dataset | seeds | Delta-Acc (pp) | Delta-P (pp) | other class (pp) | "
+                  "clean acc (%%) |\n|---|---|---|---|---|---|---|---|---|---|\n", cfg->name,
+                  (long long)cfg->intervene.tau, cfg->intervene.layer);
+    summary_rows(&b, r, 4, false);
+    mc_buf_printf(&b, "\n## Per task\n");
+    mc_status s = task_sections(cfg, MC_STAGE_INTERVENE, "interventions", &b, err);
+    if (s == MC_OK) s = write_summary(cfg, "interventions.md", &b, err);
+    mc_buf_free(&b);
+    return s;
 }
 
 /* ---- writing the tables ---------------------------------------------------------------------- */
@@ -534,7 +660,7 @@ static mc_status write_table(const mc_config *cfg, const table_spec *t, mc_buf *
         const char *ext = fmt == MC_FORMAT_MD ? "md" : fmt == MC_FORMAT_CSV ? "csv" : "tex";
         char path[MC_PATH_CAP];
         mc_snprintf(path, sizeof path, "%s/report/tables/%s.%s", cfg->output_dir, t->file, ext);
-        s = mc_write_text_file(path, b->p, b->n, err);
+        s = mc_write_text_file_if_changed(path, b->p, b->n, err);
     }
     if (s == MC_OK) {
         mc_buf_printf(readme, "\n%s\nFiles:", md.p);
@@ -551,7 +677,8 @@ static mc_status write_table(const mc_config *cfg, const table_spec *t, mc_buf *
 }
 
 /* The tables (rank 0). */
-static mc_status report_tables(const mc_config *cfg, mc_buf *readme, mc_error *err) {
+static mc_status report_tables(const mc_config *cfg, const results *desc, const results *bl, const results *inter,
+                               mc_buf *readme, mc_error *err) {
     section t1 = {.ref = REF_T1}, t2[2] = {{.ref = REF_T2}, {.ref = REF_T2}};
     mc_snprintf(t1.title, sizeof t1.title, "Description accuracy on `logits`");
     mc_snprintf(t1.unit, sizeof t1.unit, "%%");
@@ -559,12 +686,8 @@ static mc_status report_tables(const mc_config *cfg, mc_buf *readme, mc_error *e
     mc_snprintf(t2[0].unit, sizeof t2[0].unit, "pp");
     mc_snprintf(t2[1].title, sizeof t2[1].title, "Delta-P");
     mc_snprintf(t2[1].unit, sizeof t2[1].unit, "pp");
-    mc_status s = MC_OK;
-    int nr = 0;
-    if (mc_config_has_stage(cfg, MC_STAGE_DESCRIBE))
-        s = read_records(cfg, MC_STAGE_DESCRIBE, "descriptions", "accuracy", accuracy_record, &t1, &nr, err);
-    if (s == MC_OK && mc_config_has_stage(cfg, MC_STAGE_BASELINES) && mc_stage_implemented(MC_STAGE_BASELINES))
-        s = read_records(cfg, MC_STAGE_BASELINES, "baselines", "accuracy", accuracy_record, &t1, &nr, err);
+    mc_status s = table1_add(&t1, desc, false, err);
+    if (s == MC_OK) s = table1_add(&t1, bl, true, err);
     if (s == MC_OK && t1.n_recs) {
         section_order(&t1);
         table_spec ts = {
@@ -578,8 +701,7 @@ static mc_status report_tables(const mc_config *cfg, mc_buf *readme, mc_error *e
         mc_info0("report: no description-accuracy records on `logits` (describe %s): Table 1 omitted",
                  mc_config_has_stage(cfg, MC_STAGE_DESCRIBE) ? "wrote none" : "is not in 'stages'");
     }
-    if (s == MC_OK && mc_config_has_stage(cfg, MC_STAGE_INTERVENE))
-        s = read_records(cfg, MC_STAGE_INTERVENE, "interventions", "delta", delta_record, t2, &nr, err);
+    if (s == MC_OK) s = table2_add(t2, inter, err);
     if (s == MC_OK && t2[0].n_recs) {
         section_order(&t2[0]), section_order(&t2[1]);
         char intro[600];
@@ -795,15 +917,30 @@ mc_status mc_stage_report(const mc_comm *c, const mc_config *cfg, const mc_task 
     mc_buf_printf(&readme, ". Every cell is the mean ± the sample standard deviation (n - 1) over seeds; each "
                   "other method is compared with miclip by a one-tailed paired t-test over seeds (pairs by seed), "
                   "bold where p < %g.\n", cfg->report.alpha);
-    mc_status s = c->rank == 0 ? report_tables(cfg, &readme, err) : MC_OK;
+    /* Every number comes from the stores the stages wrote; their Markdown sections are only text. */
+    results desc = {0}, bl = {0}, inter = {0};
+    mc_status s = MC_OK;
+    if (mc_config_has_stage(cfg, MC_STAGE_DESCRIBE)) s = read_results(c, cfg, MC_STAGE_DESCRIBE, &desc, err);
+    if (s == MC_OK && mc_config_has_stage(cfg, MC_STAGE_BASELINES)) s = read_results(c, cfg, MC_STAGE_BASELINES, &bl, err);
+    if (s == MC_OK && mc_config_has_stage(cfg, MC_STAGE_INTERVENE))
+        s = read_results(c, cfg, MC_STAGE_INTERVENE, &inter, err);
+    if (s == MC_OK && c->rank == 0) {
+        if (mc_config_has_stage(cfg, MC_STAGE_DESCRIBE)) s = description_summary(cfg, MC_STAGE_DESCRIBE, &desc, err);
+        if (s == MC_OK && mc_config_has_stage(cfg, MC_STAGE_BASELINES))
+            s = description_summary(cfg, MC_STAGE_BASELINES, &bl, err);
+        if (s == MC_OK && mc_config_has_stage(cfg, MC_STAGE_INTERVENE)) s = intervention_summary(cfg, &inter, err);
+        if (s == MC_OK) s = report_tables(cfg, &desc, &bl, &inter, &readme, err);
+    }
     s = mc_comm_agree(c, s, err);
+    results_free(&desc), results_free(&bl), results_free(&inter);
     if (s == MC_OK) s = report_figures(c, cfg, c->rank == 0 ? &readme : NULL, err);
     if (s == MC_OK) {
         mc_status ws = MC_OK;
         if (c->rank == 0) {
             char path[MC_PATH_CAP];
             mc_snprintf(path, sizeof path, "%s/report/README.md", cfg->output_dir);
-            ws = readme.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : mc_write_text_file(path, readme.p, readme.n, err);
+            ws = readme.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory")
+                            : mc_write_text_file_if_changed(path, readme.p, readme.n, err);
             if (ws == MC_OK) mc_info0("report: -> %s", path);
         }
         s = mc_comm_agree(c, ws, err);

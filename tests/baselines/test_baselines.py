@@ -61,7 +61,7 @@ def make_world(root, per_class, val=1):
     return root
 
 
-def write_config(path, world, out, stages="[extract, sae, baselines]", layers='["3", logits]', extra="",
+def write_config(path, world, out, stages="[extract, sae, baselines, report]", layers='["3", logits]', extra="",
                  methods="[act_values, clip_dissect]", seeds="[0]", eval_set=False, sae_layer="3", train=""):
     with open(path, "w") as f:
         f.write(f"""name: bl
@@ -80,6 +80,7 @@ sae: {{layer: "{sae_layer}", features: 520, k: 6, batch_size: 64, epochs: 2, ini
 localize: {{tau: 5}}
 describe: {{tau: 4}}
 baselines: {{methods: {methods}}}
+report: {{figures: []}}
 stages: {stages}
 {extra}
 """)
@@ -160,8 +161,10 @@ def test_ranks(tmp):
     check("| logits | act_values | classes | 1 |" in rep and "| logits | clip_dissect | classes | 1 |" in rep,
           "report/baselines.md has the logit description accuracy of both methods")
     frag = open(os.path.join(out, "report", "baselines", "baselines-s0-llogits-clip_dissect.md")).read()
-    check(re.search(r"<!-- accuracy\tlogits\tclip_dissect\tclasses\t0\t[0-9.e-]+ -->", frag) is not None,
-          "the record has describe's shape with the method in the variant's place")
+    with h5py.File(glob.glob(os.path.join(out, "baselines", "baselines-s0-llogits-clip_dissect-*.h5"))[0], "r") as f:
+        acc = f["describe/classes/neuron"].attrs.get("description_accuracy")
+    check("<!--" not in frag and acc is not None and "| logits | clip_dissect | classes | 1 | %.1f%% |" % (100 * acc) in rep,
+          "the accuracy lives in the store (describe's group layout) and the report reads it there, not from the text")
     csvs = sorted(os.path.basename(p) for p in glob.glob(os.path.join(out, "tables", "baselines-*.csv")))
     check("baselines-s0-l3-clip_dissect-localize-world-sae.csv" in csvs and
           "baselines-s0-l3-act_values-describe-classes-neuron.csv" in csvs and len(csvs) == 2 * 2 + 2 * 6 + 1 * 2 + 1 * 6,
@@ -329,7 +332,7 @@ def test_world(tmp):
     world = make_world(os.path.join(tmp, "world"), 30)
     out = os.path.join(tmp, "out")
     cfg = os.path.join(tmp, "world.yaml")
-    write_config(cfg, world, out, stages="[extract, baselines]", layers="[logits]", seeds="[0, 1]", sae_layer="logits",
+    write_config(cfg, world, out, stages="[extract, baselines, report]", layers="[logits]", seeds="[0, 1]", sae_layer="logits",
                  train=", n_samples: 900")
     t0 = time.time()
     r = run(2, ["run", cfg])
@@ -357,7 +360,7 @@ def test_intervene(tmp):
     world = make_world(os.path.join(tmp, "world"), 8, val=2)
     out = os.path.join(tmp, "out")
     cfg = os.path.join(tmp, "iv.yaml")
-    write_config(cfg, world, out, stages="[extract, sae, baselines, intervene]", layers='["3"]', eval_set=True,
+    write_config(cfg, world, out, stages="[extract, sae, baselines, intervene, report]", layers='["3"]', eval_set=True,
                  extra="intervene: {layer: \"3\", tau: 5, methods: [act_values, clip_dissect], units: [neuron, sae], "
                        "modes: [scale], betas: [0.0], datasets: [eval], batch_size: 8}")
     t0 = time.time()

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The report stage end to end.
 
-  test_report.py tables   synthetic describe, baselines and intervene fragments (4 seeds, miclip's
+  test_report.py tables   synthetic describe, baselines and intervene results (stores with their task
+                          index entries and report sections; 4 seeds, miclip's
                           three E_n variants, act_values, clip_dissect, random; scale and add
                           edits; a zero-variance column, a column with one seed, an identity edit):
                           `miclip run CONFIG --stage report` at 1, 2 and 4 ranks writes the same
@@ -9,8 +10,10 @@
                           scipy.stats.ttest_rel(alternative=greater/less) recomputed from the
                           records (1e-12 relative on means/std/t, 1e-9 on p); the n/a cases carry
                           their footnote and no p; the md and tex cells are the CSV values
-                          formatted; figures: [] draws nothing
-  test_report.py bad      a malformed record, a missing fragment: one error line naming the file,
+                          formatted; figures: [] draws nothing; descriptions.md, baselines.md and
+                          interventions.md hold each task's section and no records
+  test_report.py bad      an accuracy outside [0, 1], a store whose key is not its index entry's, a
+                          missing task index entry or section: one error line naming the file,
                           non-zero exit at 1 and 2 ranks; report.figures tsne / figure_formats pdf:
                           refused before any work (nothing written)
   test_report.py figures  extract -> sae -> align on a generated tiny world with the trained tiny
@@ -27,6 +30,9 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
+import h5py
+import hashlib
+import json
 import numpy as np
 from scipy import stats
 
@@ -60,7 +66,7 @@ concepts:
 extract: {{layers: ["3", logits]}}
 align: {{variants: [in+out, in, out]}}
 baselines: {{methods: [act_values, clip_dissect]}}
-intervene: {{layer: "3", methods: [miclip, random, act_values], modes: [scale, add], betas: [0.0, 2.0],
+intervene: {{layer: "3", units: [neuron, sae], methods: [miclip, random, act_values], modes: [scale, add], betas: [0.0, 2.0],
              datasets: [eval, unseen]}}
 stages: {stages}
 {extra}""")
@@ -77,8 +83,10 @@ def task_ids(cfg):
 
 
 def make_records(cfg, out):
-    """Writes the fragments; returns the expected cells {(table, unit, method, column): {seed: v}}
-    and the directions {(table, column): +1/-1/0}."""
+    """Writes each task's results as the stages do: a complete store holding the numbers, its task
+    index entry (OUTPUT_DIR/<stage>/<task>.json) and its report section (text only). Returns the
+    expected cells {(table, unit, method, column): {seed: v}} and the directions
+    {(table, column): +1/-1/0}."""
     rng = np.random.default_rng(5)
     ids = task_ids(cfg)
     exp, dirs = {}, {}
@@ -87,11 +95,24 @@ def make_records(cfg, out):
         exp.setdefault((table, section, method, col), {})[seed] = v
         dirs[(table, col)] = d
 
-    def frag(dir_, tid, lines):
+    def frag(stage, dir_, tid, groups):
         p = os.path.join(out, "report", dir_, tid + ".md")
         os.makedirs(os.path.dirname(p), exist_ok=True)
         with open(p, "w") as f:
-            f.write("## %s\n\nsome text | with a table |\n\n" % tid + "".join(l + "\n\n" for l in lines))
+            f.write("## %s\n\nsome text | with a table |\n" % tid)
+        key = hashlib.sha256(tid.encode()).hexdigest()
+        path = os.path.join(out, stage, "%s-%s.h5" % (tid, key[:16]))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with h5py.File(path, "w") as f:
+            f.attrs["miclip_store"] = "miclip-store/1"
+            f.attrs["%s_key" % stage] = key
+            for g, attrs in groups:
+                grp = f.require_group(g)
+                for k, v in attrs.items():
+                    grp.attrs[k] = np.float64(v)
+            f.attrs["complete"] = np.int64(1)
+        with open(os.path.join(out, stage, tid + ".json"), "w") as f:
+            json.dump({"format": "miclip-task/1", "task": tid, "store": path, "key": key}, f)
 
     # describe: seeds x layers ["3", logits] x variants, in the sweep's order.
     zero = {0: 6 / 8, 1: 4 / 8, 2: 5 / 8, 3: 7 / 8}  # exact in binary: differences of 12.5 pp exactly
@@ -104,10 +125,10 @@ def make_records(cfg, out):
                 lines = []
                 for cs in ["classes", "world"]:
                     v = zero[seed] if (var == "in+out" and cs == "classes") else int(rng.integers(18, 37)) / 36
-                    lines.append("<!-- accuracy\t%s\t%s\t%s\t%d\t%.17g -->" % (layer, var, cs, seed, v))
+                    lines.append(("%s/neuron" % cs, {"description_accuracy": v}))
                     if layer == "logits":
                         put("table1_descriptions", T1, "miclip (%s)" % var, cs, seed, 100 * v, +1)
-                frag("descriptions", tid, lines)
+                frag("describe", "descriptions", tid, lines)
     # baselines: seeds x layers x methods; act_values on classes is miclip's minus 1/8 (zero
     # variance of the differences); clip_dissect has a `world` record for seed 0 only.
     k = 0
@@ -121,10 +142,10 @@ def make_records(cfg, out):
                     if m == "clip_dissect" and cs == "world" and seed != 0:
                         continue
                     v = zero[seed] - 1 / 8 if (m == "act_values" and cs == "classes") else int(rng.integers(10, 37)) / 36
-                    lines.append("<!-- accuracy\t%s\t%s\t%s\t%d\t%.17g -->" % (layer, m, cs, seed, v))
+                    lines.append(("describe/%s/neuron" % cs, {"description_accuracy": v}))
                     if layer == "logits":
                         put("table1_descriptions", T1, m, cs, seed, 100 * v, +1)
-                frag("baselines", tid, lines)
+                frag("baselines", "baselines", tid, lines)
     # intervene: seeds x methods x modes x betas; units x datasets per task, unseen for seed 0 only.
     k = 0
     for seed in SEEDS:
@@ -139,14 +160,14 @@ def make_records(cfg, out):
                             continue
                         for units in ["neuron", "sae"]:
                             dacc, dp, spec = rng.normal(-3 if m == "miclip" else -1, 2, 3)
-                            lines.append("<!-- delta\t%s\t%s\t%g\t%s\t%s\t%d\t%.17g\t%.17g\t%.17g\t%.17g -->" %
-                                         (m, mode, beta, units, ds, seed, dacc, dp, spec, 92.5))
+                            lines.append(("%s/%s" % (ds, units), {"delta_acc": dacc, "delta_prob": dp,
+                                                                   "specificity": spec, "clean_acc": 92.5}))
                             col = "%s, %s %g, %s" % (units, mode, beta, ds)
                             d = (1 if beta > 0 else -1 if beta < 0 else 0) if mode == "add" else \
                                 (-1 if beta < 1 else 1 if beta > 1 else 0)
                             put("table2_interventions", "Delta-Acc", m, col, seed, dacc, d)
                             put("table2_interventions", "Delta-P", m, col, seed, dp, d)
-                    frag("interventions", tid, lines)
+                    frag("intervene", "interventions", tid, lines)
     return exp, dirs
 
 
@@ -286,6 +307,13 @@ def test_tables(tmp):
     check(r.returncode == 0 and snapshot(out) == snaps[1], "`miclip report CONFIG` writes the same bytes")
     check_tables(out, exp, dirs)
     check(not os.path.exists(os.path.join(out, "report", "figures")), "figures: [] writes no figures")
+    # The stage summaries: every task's section, in sweep order, and no machine records.
+    ids = task_ids(cfg)
+    for stage, md in [("describe", "descriptions.md"), ("baselines", "baselines.md"), ("intervene", "interventions.md")]:
+        text = open(os.path.join(out, "report", md)).read()
+        at = [text.find("## %s\n" % t) for t in ids[stage]]
+        check(all(a >= 0 for a in at) and at == sorted(at) and "<!--" not in text,
+              "report/%s holds the %d sections of the %s tasks in sweep order and no records" % (md, len(at), stage))
     # Only md: one format written.
     write_config(cfg, out, "report: {figures: [], formats: [md]}\n")
     shutil.rmtree(os.path.join(out, "report", "tables"))
@@ -322,25 +350,37 @@ def test_bad(tmp):
     write_config(cfg, out, "report: {figures: []}\n")
     make_records(cfg, out)
     ids = task_ids(cfg)
-    frag = os.path.join(out, "report", "descriptions", ids["describe"][3] + ".md")  # seed 0, logits, in+out
-    text = open(frag).read()
-    # A malformed number, then a record cut off before its end.
-    for what, bad in [("a malformed accuracy", text.replace("\t0.75 -->", "\t0.7x5 -->")),
-                      ("a truncated record", text[:text.index("\tclasses\t") + 5])]:
-        check(bad != text, "corruption applied: " + what)
-        open(frag, "w").write(bad)
+    tid = ids["describe"][3]  # seed 0, logits, in+out
+    index = os.path.join(out, "describe", tid + ".json")
+    store = json.load(open(index))["store"]
+    name = os.path.basename(store)
+    # An accuracy outside [0, 1], then a store that is not the one its index entry records.
+    for what, attr, value in [("an accuracy outside [0, 1]", "classes/neuron", 1.5),
+                              ("a store whose key is not its index entry's", "/", "0" * 64)]:
+        with h5py.File(store, "r+") as f:
+            old = f[attr].attrs["description_accuracy" if attr != "/" else "describe_key"]
+            f[attr].attrs["description_accuracy" if attr != "/" else "describe_key"] = value
         for np_ in [1, 2]:
             errs, codes = bad_run(np_, ["run", cfg, "--stage", "report"])
-            check(failed(errs, codes, np_, [frag]),
-                  "%s at %d rank(s): one error line naming the file, non-zero exit on every rank: %s %s" %
+            check(failed(errs, codes, np_, [name]),
+                  "%s at %d rank(s): one error line naming the store, non-zero exit on every rank: %s %s" %
                   (what, np_, errs, codes))
-    open(frag, "w").write(text)
-    os.unlink(os.path.join(out, "report", "interventions", ids["intervene"][3] + ".md"))
-    for np_ in [1, 2]:
-        errs, codes = bad_run(np_, ["run", cfg, "--stage", "report"])
-        check(failed(errs, codes, np_, [ids["intervene"][3] + ".md", "intervene stage"]),
-              "a missing intervene fragment at %d rank(s): one error line naming the file and the stage, "
-              "non-zero exit on every rank: %s %s" % (np_, errs, codes))
+        with h5py.File(store, "r+") as f:
+            f[attr].attrs["description_accuracy" if attr != "/" else "describe_key"] = old
+    errs, codes = bad_run(1, ["run", cfg, "--stage", "report"])
+    check(not errs and codes == ["rank-exit=0"], "restored results: the report runs again %s" % errs)
+    # A task without its index entry, then without its report section.
+    for missing, shown in [(os.path.join(out, "intervene", ids["intervene"][3] + ".json"), ids["intervene"][3] + ".json"),
+                           (os.path.join(out, "report", "interventions", ids["intervene"][3] + ".md"),
+                            ids["intervene"][3] + ".md")]:
+        kept = open(missing, "rb").read()
+        os.unlink(missing)
+        for np_ in [1, 2]:
+            errs, codes = bad_run(np_, ["run", cfg, "--stage", "report"])
+            check(failed(errs, codes, np_, [shown, "intervene stage"]),
+                  "a missing %s at %d rank(s): one error line naming the file and the stage, non-zero exit on every "
+                  "rank: %s %s" % (shown, np_, errs, codes))
+        open(missing, "wb").write(kept)
     # Refused figures / formats: before any work (a fresh output folder stays empty).
     for extra, word in [("report: {figures: [loss_curves, tsne]}\n", "'tsne' is not implemented"),
                         ("report: {figures: [attention_maps]}\n", "'attention_maps' is not implemented"),

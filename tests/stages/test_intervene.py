@@ -54,7 +54,7 @@ def make_world(root, per_class, val):
     return root
 
 
-def write_config(path, world, out, seeds="[0]", intervene="", stages="[extract, sae, align, localize, intervene]",
+def write_config(path, world, out, seeds="[0]", intervene="", stages="[extract, sae, align, localize, intervene, report]",
                  layers='["3"]', sae_layer="3", sae="features: 96, k: 6, batch_size: 64, epochs: 2"):
     with open(path, "w") as f:
         f.write(f"""name: iv
@@ -73,6 +73,7 @@ sae: {{layer: "{sae_layer}", {sae}}}
 align: {{batch_size: 256, epochs: 3, lr: 0.15, variants: [in+out]}}
 localize: {{tau: 5}}
 intervene: {{layer: "3", tau: 5{intervene}}}
+report: {{figures: []}}
 stages: {stages}
 """)
 

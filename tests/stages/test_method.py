@@ -38,7 +38,7 @@ from test_extract import descendants, kill_all  # noqa: E402,F401
 from fixture import check  # noqa: E402
 
 
-def write_config(path, world, vit, clip, out, n=300, stages="[extract, sae, align, localize, describe]",
+def write_config(path, world, vit, clip, out, n=300, stages="[extract, sae, align, localize, describe, report]",
                  align="", sae=""):
     with open(path, "w") as f:
         f.write(f"""name: t
@@ -56,6 +56,7 @@ sae: {{layer: "2", features: 300, k: 8, batch_size: 64, epochs: 3, checkpoint_ev
 align: {{batch_size: 256, epochs: 5, checkpoint_every: 2, variants: [in+out, out]{align}}}
 localize: {{tau: 3}}
 describe: {{tau: 4}}
+report: {{figures: []}}
 stages: {stages}
 """)
 
@@ -409,7 +410,8 @@ concepts:
 extract: {{layers: [logits], batch_size: 64}}
 align: {{batch_size: 256, epochs: 3, lr: 0.15, variants: [out, in+out]}}
 describe: {{tau: 3}}
-stages: [extract, align, describe]
+report: {{figures: []}}
+stages: [extract, align, describe, report]
 """)
     t0 = time.time()
     r = run(2, ["run", cfg])
