@@ -20,6 +20,7 @@
                           issue's target); every single seed at least 88%
 Prints 'N passed, N failed'; exit 0 only when all pass."""
 import glob
+import hashlib
 import re
 import os
 import shutil
@@ -492,6 +493,10 @@ stages: [extract, align, describe]
         f["clip/image_embeds"][...] = (text[labels] + rng.normal(0, 0.2 * scale / np.sqrt(text.shape[1]),
                                                                    (N, text.shape[1]))).astype(np.float32)
         f["target/predictions"][...] = labels
+        # The store seals each dataset with its SHA-256 (docs/store.md): the planted ones get theirs.
+        for name in ("acts/2", "clip/image_embeds", "target/predictions"):
+            d = f[name]
+            d.attrs["sha256"] = hashlib.sha256(d[()].astype(d.dtype.newbyteorder("<")).tobytes()).hexdigest()
     r = run(2, ["run", cfg])
     check(r.returncode == 0, "align and describe on the planted store (%s)" % r.stderr[-300:])
     for v in ("inout", "out", "in"):
