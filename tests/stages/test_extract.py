@@ -279,7 +279,7 @@ def test_damaged(tmp, fx):
                   "miclip extract CONFIG" in msg, "one line names the store, the dataset and the rebuild command: %s" % msg)
     # Extraction itself rebuilds the damaged store (no longer complete) and ends identical.
     r = fixture.mpirun(2, ["extract", cfg], capture_output=True, text=True)
-    check(r.returncode == 0 and "rebuilding it from scratch" in r.stderr and "/acts/1" in r.stderr,
+    check(r.returncode == 0 and "rebuilding it from scratch" in r.stderr and "'/%s'" % name in r.stderr,
           "extract rebuilds the damaged store, saying why (rc %d: %s)" % (r.returncode, r.stderr[-300:]))
     ok, why = identical_store(ref, st)
     check(ok, "the rebuilt store is identical to the original %s" % why)
