@@ -63,6 +63,8 @@
 #define MC_STORE_DONE_NAME "_done"         /* completion records: "/<group>/_done" */
 #define MC_STORE_COMPLETE_ATTR "complete"  /* stage-complete attribute on a group */
 #define MC_STORE_SUM_ATTR "sha256"         /* per-dataset checksum, recorded at completion */
+#define MC_STORE_LAYOUT_ATTR "layout_complete"       /* on /: 1 once the layout is marked */
+#define MC_STORE_LAYOUT_LIST_ATTR "layout_datasets"  /* on /: the recorded datasets, one a line */
 
 typedef struct mc_store mc_store;
 
@@ -94,6 +96,38 @@ mc_status mc_store_open(const mc_comm *c, const char *path, mc_store_mode mode, 
  * tells which. The usual entry point of a resumable stage. */
 mc_status mc_store_open_or_create(const mc_comm *c, const char *path, mc_store **out,
                                   bool *created, mc_error *err);
+
+/* What a writer finds at a store path (mc_store_probe). */
+typedef enum {
+    MC_STORE_ABSENT = 0, /* no file */
+    MC_STORE_COMPLETE,   /* "complete" on / and the recorded layout intact */
+    MC_STORE_PARTIAL,    /* layout marked and intact, not complete: resume from the marks */
+    MC_STORE_REBUILD     /* unusable as it is, to be rebuilt from scratch: empty or no
+                          * superblock, HDF5 cannot open it, layout never marked (killed while
+                          * being created), or a dataset of its recorded layout is missing */
+} mc_store_state;
+
+/* Collective. Classifies path without taking the lock and without changing it. Files that are
+ * not stores (no HDF5 signature and not empty, no store-id, another format version) are still
+ * errors, as with mc_store_open: a rebuild never deletes a file miclip did not write. */
+mc_status mc_store_probe(const mc_comm *c, const char *path, mc_store_state *state, mc_error *err);
+
+/* Collective. The entry point of a resumable stage's writer: opens path read-write when its
+ * state is COMPLETE or PARTIAL (*created = false); creates it when ABSENT, and removes and
+ * recreates it (a warning says why) when REBUILD (*created = true). A stage that gets
+ * *created creates its whole layout, then calls mc_store_mark_layout before any unit; on a
+ * reopened store it may trust only units marked complete. Check completeness first
+ * (mc_store_probe) so a complete store is not even opened for writing. */
+mc_status mc_store_resume(const mc_comm *c, const char *path, mc_store **out, bool *created,
+                          mc_error *err);
+
+/* Collective. Records the layout: "layout_datasets" on / (every dataset now in the file, sorted,
+ * one a line), "layout_complete" = 1, then flushes. Call it once the up-front datasets (and the
+ * completion records) exist. mc_store_set_complete records the same manifest again. A store
+ * whose manifest names a dataset it does not hold is "damaged": mc_store_open refuses it
+ * (MC_ERR_FORMAT, naming the store, the dataset and the command that rebuilds it), and
+ * mc_store_resume rebuilds it. */
+mc_status mc_store_mark_layout(mc_store *s, mc_error *err);
 
 /* Collective. Flushes and closes the file, releases the lock, frees *s and sets it to NULL.
  * NULL or *s == NULL is a no-op. Returns the first error met while closing. */
@@ -224,7 +258,8 @@ mc_status mc_store_units_mark(mc_store *s, const char *group, const int64_t *uni
                               mc_error *err);
 
 /* Collective. Records the checksum of every dataset under group (attribute "sha256", see
- * "checksums" below), sets group's "complete" attribute to 1 and flushes. */
+ * "checksums" below) and the layout manifest (as mc_store_mark_layout), sets group's "complete"
+ * attribute to 1 and flushes. */
 mc_status mc_store_set_complete(mc_store *s, const char *group, mc_error *err);
 /* Local. True if group exists and its "complete" attribute is 1. */
 bool mc_store_is_complete(mc_store *s, const char *group);
@@ -243,12 +278,6 @@ void mc_strings_free(char ***v, int64_t n);
 
 /* Opens path for writing as a fresh store: an existing incomplete one is replaced. */
 mc_status mc_store_fresh(const mc_comm *c, const char *path, mc_store **st, mc_error *err);
-#define MC_STORE_LAYOUT_ATTR "layout_complete"
-/* Collective. Opens path for writing, creating it when absent (*created set). An existing store
- * without the root attribute "layout_complete" (its writer was killed before it finished creating
- * its datasets) is started afresh instead (*created set). The writer sets that attribute after
- * creating its layout. */
-mc_status mc_store_reopen_or_fresh(const mc_comm *c, const char *path, mc_store **st, bool *created, mc_error *err);
 /* Collective: true when path is a complete store (read-only peek). */
 mc_status mc_store_peek_complete(const mc_comm *c, const char *path, bool *complete, mc_error *err);
 

@@ -179,7 +179,7 @@ static mc_status prefix_build(const mc_comm *c, const mc_config *cfg, mc_runner 
     MC_TRY(mc_comm_agree(c, s, err));
     mc_store *st = NULL;
     bool created = false;
-    s = mc_store_reopen_or_fresh(c, p->path, &st, &created, err);
+    s = mc_store_resume(c, p->path, &st, &created, err);
     if (s != MC_OK) {
         free(units);
         return s;
@@ -210,9 +210,9 @@ static mc_status prefix_build(const mc_comm *c, const mc_config *cfg, mc_runner 
         if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "split", mc_split_name(p->split), err);
         if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "layer", R->layer, err);
         if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", "batch_size", bs, err);
-        if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", MC_STORE_LAYOUT_ATTR, 1, err);
     }
     if (s == MC_OK) s = mc_store_units_init(st, "/", n_units > 0 ? n_units : 1, err);
+    if (s == MC_OK && created) s = mc_store_mark_layout(st, err);
     s = mc_comm_agree(c, s, err);
 
     uint8_t *done = calloc((size_t)(n_units > 0 ? n_units : 1), 1);

@@ -205,7 +205,7 @@ static mc_status create_layout(const mc_comm *c, mc_store *st, const mc_config *
     MC_TRY(mc_store_set_attr_str(st, "/", "config", cfg->canonical, err));
     MC_TRY(mc_store_set_attr_i64(st, "/", "batch_size", cfg->extract.batch_size, err));
     MC_TRY(mc_store_units_init(st, "/", n_units, err));
-    return MC_OK;
+    return mc_store_mark_layout(st, err); /* from here on a killed run resumes from the marks */
 }
 
 /* Computes one unit's rows [b, e) into the extractor's buffers. Bad images (skip mode) give a
@@ -311,16 +311,11 @@ static mc_status extract_split(const mc_comm *c, const mc_config *cfg, extractor
     MC_TRY(mc_comm_agree(c, s, err));
 
     /* A complete store is left untouched (a requeued finished job exits at once). */
-    if (mc_file_exists(p->path)) {
-        mc_store *ro = NULL;
-        s = mc_store_open(c, p->path, MC_STORE_READ, &ro, err);
-        bool done = s == MC_OK && mc_store_is_complete(ro, "/");
-        if (ro) mc_store_close(&ro, NULL);
-        if (s != MC_OK) return s;
-        if (done) {
-            mc_info0("extract %s: complete, skipping (%s)", mc_split_name(p->split), p->path);
-            return MC_OK;
-        }
+    mc_store_state state;
+    MC_TRY(mc_store_probe(c, p->path, &state, err));
+    if (state == MC_STORE_COMPLETE) {
+        mc_info0("extract %s: complete, skipping (%s)", mc_split_name(p->split), p->path);
+        return MC_OK;
     }
 
     /* Class text embeddings: every rank computes them (cheap; a CLIP target needs them). */
@@ -341,7 +336,7 @@ static mc_status extract_split(const mc_comm *c, const mc_config *cfg, extractor
 
     mc_store *st = NULL;
     bool created = false;
-    s = mc_store_open_or_create(c, p->path, &st, &created, err);
+    s = mc_store_resume(c, p->path, &st, &created, err); /* rebuilds an unusable store */
     if (s != MC_OK) {
         free(class_emb);
         return s;

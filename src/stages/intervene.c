@@ -582,7 +582,7 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
     if (s == MC_OK && complete) mc_info0("intervene %s: complete, skipping (%s)", task->id, store);
     mc_store *st = NULL;
     bool created = false;
-    if (s == MC_OK && !complete) s = mc_store_reopen_or_fresh(c, store, &st, &created, err);
+    if (s == MC_OK && !complete) s = mc_store_resume(c, store, &st, &created, err);
     /* Layout: every group's datasets up front (the unit lists written once). */
     for (int d = 0; s == MC_OK && !complete && d < nd; d++)
         for (int k = 0; s == MC_OK && k < nk && !ps[d].skip; k++) {
@@ -622,8 +622,7 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
         mc_store_provenance prov = {.stage = "intervene", .config_hash = cfg->hash, .model = R.hash,
                                     .seed = task->seed, .has_seed = true};
         s = mc_store_write_provenance(st, "/", &prov, err);
-        if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", MC_STORE_LAYOUT_ATTR, 1, err);
-        if (s == MC_OK) s = mc_store_flush(st, err);
+        if (s == MC_OK) s = mc_store_mark_layout(st, err);
     }
     group_result gr[2][2];
     memset(gr, 0, sizeof gr);

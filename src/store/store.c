@@ -259,6 +259,12 @@ static mc_status open_and_check(mc_store *s, mc_error *err) {
     }
     free(id);
     st = mc_store_agree(s, st, err);
+    /* A store whose contents contradict its own layout record is refused (docs/store.md). */
+    if (st == MC_OK && !s->tolerant) {
+        char missing[MC_STORE_NAME_MAX + 64];
+        if (mc_store_layout_check(s, missing, sizeof missing) < 0) st = mc_store_damaged(s, missing, err);
+        st = mc_store_agree(s, st, err);
+    }
     if (st != MC_OK) {
         H5Fclose(s->file);
         s->file = H5I_INVALID_HID;
@@ -268,13 +274,14 @@ static mc_status open_and_check(mc_store *s, mc_error *err) {
 
 /* --- files ------------------------------------------------------------------------------- */
 
-mc_status mc_store_open(const mc_comm *c, const char *path, mc_store_mode mode, mc_store **out,
-                        mc_error *err) {
+static mc_status open_store(const mc_comm *c, const char *path, mc_store_mode mode, bool tolerant,
+                            mc_store **out, mc_error *err) {
     *out = NULL;
     mc_store_h5_quiet();
     mc_store *s = NULL;
     MC_TRY(store_alloc(c, path, &s, err));
     s->writable = mode == MC_STORE_WRITE;
+    s->tolerant = tolerant;
     mc_status st = MC_OK;
     if (c->rank == 0) {
         if (s->writable) st = mc_store_lock_acquire(path, &s->lock_fd, err);
@@ -287,7 +294,17 @@ mc_status mc_store_open(const mc_comm *c, const char *path, mc_store_mode mode, 
         return st;
     }
     *out = s;
+    if (s->writable) mc_store_hook(s, "open-write", "/");
     return MC_OK;
+}
+
+mc_status mc_store_open(const mc_comm *c, const char *path, mc_store_mode mode, mc_store **out,
+                        mc_error *err) {
+    return open_store(c, path, mode, false, out, err);
+}
+
+mc_status mc_store_open_tolerant(const mc_comm *c, const char *path, mc_store **out, mc_error *err) {
+    return open_store(c, path, MC_STORE_READ, true, out, err);
 }
 
 mc_status mc_store_create(const mc_comm *c, const char *path, int flags, mc_store **out,
@@ -334,6 +351,7 @@ mc_status mc_store_create(const mc_comm *c, const char *path, int flags, mc_stor
         s->file = H5I_INVALID_HID;
         if (st == MC_OK) st = cs;
         st = mc_store_agree(s, st, err);
+        if (st == MC_OK) mc_store_hook(s, "create-built", tmp); /* a kill here leaves only tmp */
     }
     if (st == MC_OK) {
         if (c->rank == 0 && rename(tmp, path) != 0)
@@ -347,6 +365,7 @@ mc_status mc_store_create(const mc_comm *c, const char *path, int flags, mc_stor
         return st;
     }
     *out = s;
+    mc_store_hook(s, "create", "/");
     return MC_OK;
 }
 
@@ -372,6 +391,7 @@ mc_status mc_store_close(mc_store **sp, mc_error *err) {
                        s->path);
     s->file = H5I_INVALID_HID;
     st = mc_store_agree(s, st, err);
+    if (st == MC_OK && s->writable) mc_store_hook(s, "close", "/");
     store_free(s);
     *sp = NULL;
     return st;
@@ -381,7 +401,9 @@ mc_status mc_store_flush(mc_store *s, mc_error *err) {
     mc_status st = MC_OK;
     if (s->writable && H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0)
         st = MC_H5FAIL(err, "store '%s': flush failed", s->path);
-    return mc_store_agree(s, st, err);
+    st = mc_store_agree(s, st, err);
+    if (st == MC_OK) mc_store_hook(s, "flush", "/");
+    return st;
 }
 
 /* --- groups and datasets ------------------------------------------------------------------- */
@@ -423,13 +445,17 @@ mc_status mc_store_create_group(mc_store *s, const char *name, mc_error *err) {
     if (st == MC_OK && !s->writable)
         st = MC_FAIL(err, MC_ERR_ARG, "store '%s': group '%s': store is open read-only", s->path, p);
     st = mc_store_agree(s, st, err);
-    if (st != MC_OK || mc_store_exists(s, p)) return st;
-    hid_t lcpl = lcpl_intermediate();
-    hid_t g = lcpl < 0 ? lcpl : H5Gcreate2(s->file, p, lcpl, H5P_DEFAULT, H5P_DEFAULT);
-    if (g < 0) st = MC_H5FAIL(err, "store '%s': cannot create group '%s'", s->path, p);
-    else H5Gclose(g);
-    if (lcpl >= 0) H5Pclose(lcpl);
-    return mc_store_agree(s, st, err);
+    if (st != MC_OK) return st;
+    if (!mc_store_exists(s, p)) {
+        hid_t lcpl = lcpl_intermediate();
+        hid_t g = lcpl < 0 ? lcpl : H5Gcreate2(s->file, p, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+        if (g < 0) st = MC_H5FAIL(err, "store '%s': cannot create group '%s'", s->path, p);
+        else H5Gclose(g);
+        if (lcpl >= 0) H5Pclose(lcpl);
+        st = mc_store_agree(s, st, err);
+    }
+    if (st == MC_OK) mc_store_hook(s, "create_group", p);
+    return st;
 }
 
 /* Reads the dtype and shape of an open dataset. */
@@ -547,7 +573,9 @@ mc_status mc_store_create_dataset(mc_store *s, const char *name, mc_dtype dtype,
                              s->path, p, mc_dtype_name(info.dtype), have, mc_dtype_name(dtype), shp);
             }
         }
-        return mc_store_agree(s, st, err);
+        st = mc_store_agree(s, st, err);
+        if (st == MC_OK) mc_store_hook(s, "create_dataset", p);
+        return st;
     }
 
     hsize_t dims[MC_MAX_DIMS], chunk[MC_MAX_DIMS];
@@ -572,7 +600,9 @@ mc_status mc_store_create_dataset(mc_store *s, const char *name, mc_dtype dtype,
     if (space >= 0) H5Sclose(space);
     if (dcpl >= 0) H5Pclose(dcpl);
     if (lcpl >= 0) H5Pclose(lcpl);
-    return mc_store_agree(s, st, err);
+    st = mc_store_agree(s, st, err);
+    if (st == MC_OK) mc_store_hook(s, "create_dataset", p);
+    return st;
 }
 
 /* --- data transfer ------------------------------------------------------------------------ */
@@ -703,6 +733,7 @@ static mc_status xfer(mc_store *s, const char *name, mc_dtype dtype, const xfer_
     if (dxpl >= 0) H5Pclose(dxpl);
     if (d >= 0) H5Dclose(d);
     if (rq->collective) st = mc_store_agree(s, st, err);
+    if (st == MC_OK && rq->write) mc_store_hook(s, rq->rows ? "write_rows" : "write_slice", p);
     return st;
 }
 

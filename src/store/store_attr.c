@@ -47,7 +47,13 @@ static mc_status attr_write(mc_store *s, const char *obj, const char *key, hid_t
     if (a >= 0) H5Aclose(a);
     if (sp >= 0) H5Sclose(sp);
     if (o >= 0) H5Oclose(o);
-    return mc_store_agree(s, st, err);
+    st = mc_store_agree(s, st, err);
+    if (st == MC_OK) {
+        char what[MC_STORE_NAME_MAX + 300];
+        snprintf(what, sizeof what, "%s@%s", p, key);
+        mc_store_hook(s, "set_attr", what);
+    }
+    return st;
 }
 
 mc_status mc_store_set_attr_str(mc_store *s, const char *obj, const char *key, const char *value,
@@ -266,7 +272,9 @@ mc_status mc_store_units_init(mc_store *s, const char *group, int64_t n_units, m
     st = mc_store_write_rows(s, dn, MC_DTYPE_U8, 0, s->comm.rank == 0 ? n_units : 0, zeros, err);
     free(zeros);
     MC_TRY(st);
-    return mc_store_flush(s, err);
+    MC_TRY(mc_store_flush(s, err));
+    mc_store_hook(s, "units_init", dn);
+    return MC_OK;
 }
 
 mc_status mc_store_units_read(mc_store *s, const char *group, int64_t n_units, uint8_t *done,
@@ -348,6 +356,7 @@ mc_status mc_store_units_mark(mc_store *s, const char *group, const int64_t *uni
     free(displs);
     free(all);
     free(done);
+    if (st == MC_OK) mc_store_hook(s, "units_mark", dn);
     return st;
 }
 
@@ -373,8 +382,13 @@ mc_status mc_store_set_complete(mc_store *s, const char *group, mc_error *err) {
         MPI_Bcast(&present, 1, MPI_INT, 0, s->comm.comm);
         if (present) MC_TRY(mc_store_set_attr_str(s, group, fin[i].key, fin[i].value, err));
     }
+    /* The manifest of what the complete store holds: a later open that finds one of these
+     * datasets missing reports the store as damaged instead of trusting "complete". */
+    MC_TRY(mc_store_record_layout(s, err));
     MC_TRY(mc_store_set_attr_i64(s, group, MC_STORE_COMPLETE_ATTR, 1, err));
-    return mc_store_flush(s, err);
+    MC_TRY(mc_store_flush(s, err));
+    mc_store_hook(s, "set_complete", group);
+    return MC_OK;
 }
 
 bool mc_store_is_complete(mc_store *s, const char *group) {

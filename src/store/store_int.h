@@ -19,6 +19,7 @@ struct mc_store {
     bool writable;
     int lock_fd;      /* rank 0 of a writer: the flock'd "<path>.lock"; -1 otherwise */
     size_t io_limit;  /* bytes per rank per H5Dread/H5Dwrite call */
+    bool tolerant;    /* opened by the resume probe: no layout check at open */
 };
 
 /* Records an error whose message ends with the HDF5 error stack (innermost entries first),
@@ -62,6 +63,21 @@ mc_status mc_store_check_whole(mc_store *s, hid_t d, const char *p, const mc_sto
                                mc_dtype dtype, const void *data, mc_error *err);
 /* Local. True when dataset d carries a checksum (a write would make it stale). */
 bool mc_store_is_sealed(hid_t d);
+
+/* The kill-point test hook (store_hook.c): counts one store call that touched the file and,
+ * under MICLIP_TEST_KILL_AT_STORE_CALL=N, raises SIGKILL after the Nth. Call it when a counted
+ * call succeeds, with the call's name and the object it touched. */
+void mc_store_hook(const mc_store *s, const char *what, const char *obj);
+
+/* Layout record (store_layout.c). record_layout writes "layout_datasets" and "layout_complete"
+ * on / (Collective, no flush). layout_check (Local): 0 without a record, 1 when every recorded
+ * dataset exists, -1 when one is missing (its name in missing[cap]). mc_store_damaged records
+ * the "damaged" error naming the store, the dataset and how to rebuild it (MC_ERR_FORMAT). */
+mc_status mc_store_record_layout(mc_store *s, mc_error *err);
+int mc_store_layout_check(mc_store *s, char *missing, size_t cap);
+mc_status mc_store_damaged(mc_store *s, const char *missing, mc_error *err);
+/* Collective. mc_store_open(MC_STORE_READ) without the layout check (for the resume probe). */
+mc_status mc_store_open_tolerant(const mc_comm *c, const char *path, mc_store **out, mc_error *err);
 
 /* Collective error agreement on the store's communicator. */
 mc_status mc_store_agree(const mc_store *s, mc_status local, mc_error *err);

@@ -1,5 +1,5 @@
 /* store_util.c - string lists in a store, and whole-store helpers: peek at completion, start
- * afresh, reopen-or-start-afresh (store.h). */
+ * afresh (store.h). */
 #include "miclip/store.h"
 
 #include <math.h>
@@ -105,14 +105,4 @@ mc_status mc_store_peek_complete(const mc_comm *c, const char *path, bool *compl
 
 mc_status mc_store_fresh(const mc_comm *c, const char *path, mc_store **st, mc_error *err) {
     return mc_store_create(c, path, MC_STORE_OVERWRITE, st, err);
-}
-
-/* A store whose layout was not finished (killed between its creation and the first flush of
- * its completion records) is started afresh: MC_STORE_LAYOUT_ATTR is written last. Collective. */
-mc_status mc_store_reopen_or_fresh(const mc_comm *c, const char *path, mc_store **st, bool *created, mc_error *err) {
-    MC_TRY(mc_store_open_or_create(c, path, st, created, err));
-    if (*created || mc_store_has_attr(*st, "/", MC_STORE_LAYOUT_ATTR)) return MC_OK;
-    MC_TRY(mc_store_close(st, err));
-    *created = true;
-    return mc_store_fresh(c, path, st, err);
 }

@@ -2,14 +2,17 @@
 """The extraction stage end to end (issue: distributed extraction into one parallel HDF5 store).
 
   test_extract.py ranks      1, 2 and 4 ranks give identical stores (every dataset bitwise)
-  test_extract.py resume     SIGKILL of every rank mid-run, rerun resumes, final store equals an
-                             uninterrupted run's; a rerun of a complete store changes nothing
+  test_extract.py resume     SIGKILL after each store call of a small run (the store's test hook,
+                             1 and 2 ranks): every rerun ends identical to an uninterrupted run;
+                             a rerun of a complete store changes nothing
   test_extract.py signal     SIGUSR1 to mpirun: exit 75 within 20 s, store consistent, rerun
                              finishes identical
   test_extract.py bad        on_bad_image skip (counted, row flagged) and fail (path named, exit 1);
                              an unknown layer fails before any store is written
   test_extract.py layout     the documented layout, read with h5py (docs/extract.md)
   test_extract.py clip       a CLIP target classifies zero-shot with the prompted class texts
+  test_extract.py damaged    a complete store missing a dataset: downstream exits 1 naming store,
+                             dataset and rebuild command; extract rebuilds it identical
 
 Prints 'N passed, N failed'; exit 0 only when all pass."""
 import glob
@@ -129,52 +132,166 @@ def sha(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
+# Attributes that say when, where and by how many ranks a store was written: the only ones a
+# resumed store may differ in from an uninterrupted run's.
+RUN_ATTRS = {"created_utc", "completed_utc", "host", "mpi_ranks", "slurm_job_id", "slurm_array_job_id",
+             "slurm_array_task_id", "slurm_restart_count", "completed_slurm_job_id",
+             "completed_slurm_restart_count"}
+
+
+def identical_store(a, b):
+    """Every dataset bitwise equal (dtype, shape, bytes) and every attribute of every object equal,
+    except the run-specific ones (RUN_ATTRS)."""
+    with h5py.File(a, "r") as x, h5py.File(b, "r") as y:
+        objs = {}
+        for f, k in ((x, 0), (y, 1)):
+            f.visititems(lambda n, o, k=k: objs.setdefault(n, [None, None]).__setitem__(k, o))
+        if any(v[0] is None or v[1] is None for v in objs.values()):
+            return False, "object lists differ: %s" % sorted(n for n, v in objs.items() if None in v)
+        for n, (u, v) in sorted(objs.items()) + [("/", (x, y))]:
+            if isinstance(u, h5py.Dataset):
+                du, dv = u[()], v[()]
+                if du.dtype != dv.dtype or du.shape != dv.shape or du.tobytes() != dv.tobytes():
+                    return False, "dataset %s differs" % n
+            ku, kv = set(u.attrs) - RUN_ATTRS, set(v.attrs) - RUN_ATTRS
+            if ku != kv:
+                return False, "attributes of %s differ: %s" % (n, sorted(ku ^ kv))
+            for k in ku:
+                if not np.array_equal(u.attrs[k], v.attrs[k]):
+                    return False, "attribute %s of %s differs" % (k, n)
+    return True, ""
+
+
+def store_calls(stderr, rank=0):
+    """The store calls a run made, from its MICLIP_TEST_STORE_TRACE lines (src/store/store_hook.c)."""
+    tag = "miclip[%d] store call " % rank
+    return [l[len(tag):] for l in stderr.splitlines() if l.startswith(tag)]
+
+
 def test_resume(tmp, fx, ref):
+    """Kill points chosen by progress, not by the clock: MICLIP_TEST_KILL_AT_STORE_CALL=N makes
+    every rank SIGKILL itself right after its Nth store call (docs/store.md). For each chosen N
+    of a small extraction at 1 and 2 ranks the killed run is rerun and the store
+    must end identical to an uninterrupted run's, whether the kill landed inside the store's
+    creation, between its creation and its layout mark (rebuilt), or between units (resumed).
+    Kill points: a spread subset by default, every call with MICLIP_TEST_EXHAUSTIVE=1."""
     out = os.path.join(tmp, "resume")
     cfg = os.path.join(tmp, "resume.yaml")
-    write_config(cfg, *fx, out, batch=1, n=200)
-    # One unit per image; kill every rank shortly after the store appears (its datasets are
-    # made before the first unit), trying longer delays until a kill lands mid-run: the rerun
-    # then finds 0 < k < n units done and says it is resuming.
-    mid = False
-    for delay in (0.05, 0.15, 0.3, 0.6, 1.0, 1.6):
+    write_config(cfg, *fx, out, batch=4, n=8)
+    txt = open(cfg).read().replace('["1", "2", "logits"]', '["1", "logits"]')
+    open(cfg, "w").write(txt)
+    env = dict(os.environ)
+    env.pop("MICLIP_TEST_KILL_AT_STORE_CALL", None)
+    for nranks in (1, 2):
+        # The uninterrupted reference, traced: how many store calls, and which.
         shutil.rmtree(out, ignore_errors=True)
-        p = subprocess.Popen([fixture.MPIEXEC, "--oversubscribe", "-n", "2", fixture.MICLIP, "run", cfg],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(1500):
-            if glob.glob(os.path.join(out, "extract", "*.h5")) or p.poll() is not None:
-                break
-            time.sleep(0.02)
-        time.sleep(delay)
-        kill_all(p)  # mpirun and both ranks at once
-        r = subprocess.run([fixture.MPIEXEC, "--oversubscribe", "-n", "2", fixture.MICLIP, "run", cfg],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            lines = [l for l in r.stderr.splitlines() if "error" in l] or r.stderr.splitlines()[-3:]
-            check(False, "resume after SIGKILL at +%.2f s exits 0: %s" % (delay, " | ".join(lines)))
+        r = fixture.mpirun(nranks, ["run", cfg], capture_output=True, text=True,
+                           env=dict(env, MICLIP_TEST_STORE_TRACE="1"))
+        check(r.returncode == 0, "uninterrupted run at %d rank(s) (%s)" % (nranks, r.stderr[-300:]))
+        calls = store_calls(r.stderr)
+        total = len(calls)
+        layout = [i + 1 for i, c in enumerate(calls) if c.split(":", 1)[1].startswith(" mark_layout")]
+        check(total > 20 and len(layout) == 1,
+              "%d rank(s): the trace shows %d store calls, the layout marked at call %s" % (nranks, total, layout))
+        if r.returncode != 0 or total < 1:
             return
-        if "resuming" in r.stderr:
-            mid = True
-            print("killed %.2f s after the store appeared: %s" % (delay, [l for l in r.stderr.splitlines() if "resuming" in l][0]))
-            break
-    check(mid, "a SIGKILL landed mid-run and the rerun resumed from completion records")
-    st = store_of(out)
-    # The reference was made with batch_size 4; the units differ, so compare with a fresh
-    # uninterrupted batch_size-1 run.
-    out2 = os.path.join(tmp, "resume_ref")
-    cfg2 = os.path.join(tmp, "resume_ref.yaml")
-    write_config(cfg2, *fx, out2, batch=1, n=200)
-    r = run(2, cfg2)
-    ok, why = same_store(st, store_of(out2))
-    check(ok, "resumed store equals an uninterrupted run's %s" % why)
+        ref_store = os.path.join(tmp, "ref-np%d.h5" % nranks)
+        shutil.copyfile(store_of(out), ref_store)
+        # Every call with MICLIP_TEST_EXHAUSTIVE=1; by default a spread subset: the creation
+        # (calls 1-3), the end of the layout window around the mark, every 3rd call (1 rank) or
+        # every 5th (2 ranks), and the last call.
+        m = layout[0] if layout else total // 2
+        if os.environ.get("MICLIP_TEST_EXHAUSTIVE") == "1":
+            points = list(range(1, total + 1))
+        else:
+            step = 3 if nranks == 1 else 5
+            points = sorted(({1, 2, 3, m - 3, m - 1, m, m + 1, total} | set(range(2, total + 1, step))) &
+                            set(range(1, total + 1)))
+        bad, rebuilt, resumed, created_fresh = [], 0, 0, 0
+        for n in points:
+            shutil.rmtree(out, ignore_errors=True)
+            k = fixture.mpirun(nranks, ["--quiet", "run", cfg], capture_output=True, text=True,
+                               env=dict(env, MICLIP_TEST_KILL_AT_STORE_CALL=str(n)))
+            if k.returncode == 0:
+                bad.append("N=%d: the run was not killed" % n)
+                continue
+            r = fixture.mpirun(nranks, ["run", cfg], capture_output=True, text=True, env=env)
+            if r.returncode != 0:
+                lines = [l for l in r.stderr.splitlines() if "error" in l] or r.stderr.splitlines()[-3:]
+                bad.append("N=%d (%s): rerun exit %d: %s" % (n, calls[n - 1], r.returncode, " | ".join(lines)[:300]))
+                continue
+            st = store_of(out)
+            ok, why = identical_store(ref_store, st) if st else (False, "no store")
+            if not ok:
+                bad.append("N=%d (%s): %s" % (n, calls[n - 1], why))
+            rebuilt += "rebuilding it from scratch" in r.stderr
+            resumed += "resuming" in r.stderr
+            created_fresh += n <= 2
+        for b in bad[:8]:
+            print("  " + b)
+        check(not bad, "%d rank(s): killed after each of %d chosen store calls (of %d), every rerun exits 0 with a "
+              "store identical to the uninterrupted run's (%d failed)" % (nranks, len(points), total, len(bad)))
+        check(rebuilt > 0 and resumed > 0,
+              "%d rank(s): some reruns rebuilt a store killed before its layout mark (%d), some resumed from "
+              "marked units (%d)" % (nranks, rebuilt, resumed))
+        # One past the last call: the hook never fires and the run completes.
+        shutil.rmtree(out, ignore_errors=True)
+        r = fixture.mpirun(nranks, ["--quiet", "run", cfg], capture_output=True, text=True,
+                           env=dict(env, MICLIP_TEST_KILL_AT_STORE_CALL=str(total + 1)))
+        check(r.returncode == 0, "%d rank(s): N = %d (past the last call) is not killed" % (nranks, total + 1))
     # A complete store is left untouched by a rerun, which exits 0 at once.
+    st = store_of(out)
     before = sha(st)
-    t0 = time.time()
     r = run(2, cfg)
     check(r.returncode == 0 and sha(st) == before, "rerun of a complete store exits 0 and changes nothing")
     r = fixture.mpirun(1, ["run", cfg], capture_output=True, text=True)
     check("complete, skipping" in r.stderr, "the rerun says the store is complete")
-    print("rerun took %.1f s" % (time.time() - t0))
+
+
+def test_damaged(tmp, fx):
+    """A complete store missing a dataset contradicts its own completion record. A downstream stage
+    that reads it exits 1 with one line naming the store, the missing dataset and the command that
+    rebuilds it; a rerun of extraction itself rebuilds it (it is no longer trusted as complete) and
+    ends with a store identical to the original; the downstream stage then runs."""
+    out = os.path.join(tmp, "out")
+    cfg = os.path.join(tmp, "c.yaml")
+    write_config(cfg, *fx, out, batch=4, n=8)
+    txt = open(cfg).read().replace('["1", "2", "logits"]', '["1"]')
+    txt = txt.replace("stages: [extract]", "stages: [extract, sae]\nsae: {layer: \"1\", features: 32, k: 4, batch_size: 8, epochs: 1, init_samples: 8}")
+    open(cfg, "w").write(txt)
+    r = run(1, cfg)
+    check(r.returncode == 0, "extract + sae run (%s)" % r.stderr[-300:])
+    st = store_of(out)
+    ref = os.path.join(tmp, "ref.h5")
+    shutil.copyfile(st, ref)
+    for name in ("target/predictions", "acts/1", "images/labels"):  # (sae never reads images/labels)
+        shutil.copyfile(ref, st)
+        shutil.rmtree(os.path.join(out, "sae"), ignore_errors=True)
+        with h5py.File(st, "r+") as f:
+            del f[name]
+        for np_ in (1, 2):
+            r = fixture.mpirun(np_, ["--quiet", "sae", cfg], capture_output=True, text=True)
+            errs = [l for l in r.stderr.splitlines() if "error" in l]
+            msg = errs[0] if errs else r.stderr[-300:]
+            check(r.returncode == 1, "sae on a complete extraction store without /%s exits 1 at %d rank(s) (rc %d: %s)"
+                  % (name, np_, r.returncode, msg))
+            check(len(errs) == 1 and st in msg and "'/%s'" % name in msg and "damaged" in msg and
+                  "miclip extract CONFIG" in msg, "one line names the store, the dataset and the rebuild command: %s" % msg)
+    # Extraction itself rebuilds the damaged store (no longer complete) and ends identical.
+    r = fixture.mpirun(2, ["extract", cfg], capture_output=True, text=True)
+    check(r.returncode == 0 and "rebuilding it from scratch" in r.stderr and "'/%s'" % name in r.stderr,
+          "extract rebuilds the damaged store, saying why (rc %d: %s)" % (r.returncode, r.stderr[-300:]))
+    ok, why = identical_store(ref, st)
+    check(ok, "the rebuilt store is identical to the original %s" % why)
+    r = fixture.mpirun(1, ["--quiet", "sae", cfg], capture_output=True, text=True)
+    check(r.returncode == 0, "sae then runs (%s)" % r.stderr[-300:])
+    # A store written before the layout record existed (no layout_datasets) is read as before.
+    with h5py.File(st, "r+") as f:
+        del f.attrs["layout_datasets"]
+        del f["target/predictions"]
+    r = fixture.mpirun(1, ["--quiet", "sae", cfg], capture_output=True, text=True)
+    check(r.returncode == 1 and "target/predictions" in r.stderr,
+          "without a layout record a missing dataset is still an error naming it, exit 1 (rc %d)" % r.returncode)
 
 
 def test_signal(tmp, fx):
@@ -345,6 +462,8 @@ def main():
         test_bad(tmp, fx)
     elif what == "clip":
         test_clip_target(tmp, fx)
+    elif what == "damaged":
+        test_damaged(tmp, fx)
     return fixture.summary()
 
 

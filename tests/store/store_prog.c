@@ -8,6 +8,10 @@
  *                                       raises SIGKILL: PHASE "data" after writing its rows,
  *                                       "mark" after the marks are durable, "nometa" after
  *                                       creating the datasets, before any flush
+ *   store_prog recover OUT U R          the same units through the resume protocol: probe,
+ *                                       mc_store_resume (rebuilds an unusable store), layout
+ *                                       created and marked only when created, "complete" on /;
+ *                                       kill points come from MICLIP_TEST_KILL_AT_STORE_CALL
  *   store_prog hold PATH READY          opens PATH read-write, writes READY.<rank> (its pid),
  *                                       then sleeps until killed
  *   store_prog read PATH NAME native|f64 [rank0]
@@ -230,6 +234,54 @@ static int cmd_units(const mc_comm *c, const char *out, int64_t n_units, int64_t
     die(c, mc_store_units_read(s, "extract", n_units, done, &n_done, &err), &err);
     CHECK(n_done == n_units);
     die(c, mc_store_set_complete(s, "extract", &err), &err);
+    die(c, mc_store_close(&s, &err), &err);
+    free(done);
+    free(pending);
+    return mc_test_failures ? 1 : 0;
+}
+
+/* --- recover: the resume protocol (probe, resume, mark_layout) ------------------------------ */
+
+static int cmd_recover(const mc_comm *c, const char *out, int64_t n_units, int64_t rows_per_unit) {
+    static const char *const names[] = {"absent", "complete", "partial", "rebuild"};
+    mc_error err = {0};
+    mc_store *s = NULL;
+    int64_t n = n_units * rows_per_unit;
+    mc_store_state state;
+    die(c, mc_store_probe(c, out, &state, &err), &err);
+    if (c->rank == 0) printf("state at start: %s\n", names[state]);
+    if (state == MC_STORE_COMPLETE) {
+        if (c->rank == 0) printf("stage complete, nothing to do\n");
+        return 0;
+    }
+    bool created = false;
+    die(c, mc_store_resume(c, out, &s, &created, &err), &err);
+    if (c->rank == 0) printf("%s\n", created ? "created" : "reopened");
+    if (created) {
+        die(c, create_all(s, n, &err), &err);
+        die(c, mc_store_units_init(s, "extract", n_units, &err), &err);
+        provenance(s, c, "/", "units");
+        die(c, write_fixed(s, c, &err), &err);
+        die(c, mc_store_mark_layout(s, &err), &err);
+    } else {
+        die(c, mc_store_units_init(s, "extract", n_units, &err), &err);
+    }
+    uint8_t *done = malloc((size_t)n_units);
+    int64_t *pending = malloc((size_t)n_units * sizeof *pending), n_done = 0, n_pending = 0;
+    die(c, mc_store_units_read(s, "extract", n_units, done, &n_done, &err), &err);
+    if (c->rank == 0) printf("already done: %lld of %lld units\n", (long long)n_done, (long long)n_units);
+    for (int64_t u = 0; u < n_units; u++)
+        if (!done[u]) pending[n_pending++] = u;
+    for (int64_t k = 0; k * c->size < n_pending; k++) {
+        int64_t idx = k * c->size + c->rank;
+        int64_t u = idx < n_pending ? pending[idx] : -1;
+        int64_t b = u >= 0 ? u * rows_per_unit : 0, e = u >= 0 ? b + rows_per_unit : 0;
+        die(c, write_sample_rows(s, b, e, &err), &err);
+        die(c, mc_store_units_mark(s, "extract", &u, u >= 0 ? 1 : 0, &err), &err);
+    }
+    die(c, mc_store_units_read(s, "extract", n_units, done, &n_done, &err), &err);
+    CHECK(n_done == n_units);
+    die(c, mc_store_set_complete(s, "/", &err), &err);
     die(c, mc_store_close(&s, &err), &err);
     free(done);
     free(pending);
@@ -526,6 +578,7 @@ int main(int argc, char **argv) {
                        argc == 7 ? argv[6] : "");
     else if (!strcmp(m, "read") && (argc == 5 || argc == 6))
         rc = cmd_read(&c, argv[2], argv[3], argv[4], argc == 6 && !strcmp(argv[5], "rank0"));
+    else if (!strcmp(m, "recover") && argc == 5) rc = cmd_recover(&c, argv[2], atoll(argv[3]), atoll(argv[4]));
     else if (!strcmp(m, "hold") && argc == 4) rc = cmd_hold(&c, argv[2], argv[3]);
     else if (!strcmp(m, "expect") && (argc == 5 || argc == 6))
         rc = cmd_expect(&c, argv[2], argv[3], argv[4], argc == 6 ? argv[5] : NULL);

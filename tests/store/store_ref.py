@@ -5,8 +5,9 @@
                                           and values (computed here in numpy from the same
                                           formulas as store_prog.c), the store-id and the
                                           provenance attributes
-  store_ref.py compare A B                datasets equal bitwise (dtype, shape, bytes), same
+  store_ref.py compare A B [B...]         datasets equal bitwise (dtype, shape, bytes), same
                                           objects, same attributes except the run-specific ones
+                                          (each B against A)
   store_ref.py foreign DIR                writes HDF5 files that miclip must refuse
 Exit code 0 only when every check passed.
 """
@@ -157,7 +158,11 @@ if __name__ == "__main__":
         units = int(sys.argv[5]) if len(sys.argv) > 5 and sys.argv[4] == "--units" else 0
         cmd_check(sys.argv[2], int(sys.argv[3]), units)
     elif mode == "compare":
-        cmd_compare(sys.argv[2], sys.argv[3])
+        for b in sys.argv[3:]:
+            before = failures
+            cmd_compare(sys.argv[2], b)
+            if failures > before:
+                print("FAIL: ^ in", b)
     elif mode == "foreign":
         cmd_foreign(sys.argv[2])
     else:
