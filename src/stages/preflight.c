@@ -120,17 +120,19 @@ static int needs_of(const mc_config *cfg, int only_stage, needs *n) {
 
 /* ---- files ------------------------------------------------------------------------------------ */
 
-/* A readable file (regular or FIFO); false with a problem naming key otherwise. */
-static bool check_file(pf *p, const char *key, const char *path, const char *what) {
+/* A readable file (regular or FIFO); false with a problem naming key otherwise. missing (may be
+ * NULL: "PATH: no such file") is what a missing file is called. */
+static bool check_file(pf *p, const char *key, const char *path, const char *missing) {
     p->n_checks++;
     struct stat sb;
     if (stat(path, &sb) != 0) {
-        if (errno == ENOENT) problem(p, "%s: %s: no %s", key, path, what);
+        if (errno == ENOENT && missing) problem(p, "%s: %s", key, missing);
+        else if (errno == ENOENT) problem(p, "%s: %s: no such file", key, path);
         else problem_code(p, MC_ERR_IO, "%s: %s: cannot stat: %s", key, path, strerror(errno));
         return false;
     }
     if (S_ISDIR(sb.st_mode)) {
-        problem(p, "%s: %s: is a folder, not %s", key, path, what);
+        problem(p, "%s: %s: is a folder, not a file", key, path);
         return false;
     }
     if (S_ISFIFO(sb.st_mode)) return true; /* read like a file (`<(cmd)`); opening it would block */
@@ -168,7 +170,7 @@ static bool check_folder(pf *p, const char *key, const char *path) {
  * (vision families) and the tokenizer files. Returns the parsed config (caller frees) or NULL. */
 static mc_hf_config *check_model(pf *p, const char *key, const char *dir) {
     if (!check_folder(p, key, dir)) return NULL;
-    char path[4096];
+    char path[4096], what[4200];
     mc_hf_config *hc = NULL;
     mc_error e = {0};
     if (!mc_path_join(path, sizeof path, dir, "config.json")) {
@@ -197,14 +199,17 @@ static mc_hf_config *check_model(pf *p, const char *key, const char *dir) {
                          "needs a fixed size", key, path);
     }
     if (hc->family == MC_HF_CLIP) {
-        if (mc_path_join(path, sizeof path, dir, "vocab.json") && check_file(p, key, path, "vocab.json (CLIP tokenizer)")) {
+        snprintf(what, sizeof what, "%s: no vocab.json (CLIP tokenizer)", dir);
+        if (mc_path_join(path, sizeof path, dir, "vocab.json") && check_file(p, key, path, what)) {
             json_t *o = NULL;
             if (mc_json_load(path, false, &o, &e) != MC_OK) problem_code(p, e.code, "%s: %s", key, e.msg);
             json_decref(o);
         }
-        if (mc_path_join(path, sizeof path, dir, "merges.txt")) check_file(p, key, path, "merges.txt (CLIP tokenizer)");
+        snprintf(what, sizeof what, "%s: no merges.txt (CLIP tokenizer)", dir);
+        if (mc_path_join(path, sizeof path, dir, "merges.txt")) check_file(p, key, path, what);
     } else if (hc->family == MC_HF_MPNET) {
-        if (mc_path_join(path, sizeof path, dir, "vocab.txt")) check_file(p, key, path, "vocab.txt (MPNet tokenizer)");
+        snprintf(what, sizeof what, "%s: no vocab.txt (MPNet tokenizer)", dir);
+        if (mc_path_join(path, sizeof path, dir, "vocab.txt")) check_file(p, key, path, what);
     }
     return hc;
 }
@@ -244,11 +249,11 @@ static void check_dataset(pf *p, const char *key, const mc_dataset_cfg *d, const
     }
     if (d->labels && d->labels[0]) {
         snprintf(k, sizeof k, "%s.labels", key);
-        ok = check_file(p, k, d->labels, "such file") && ok;
+        ok = check_file(p, k, d->labels, NULL) && ok;
     }
     if (d->class_names && d->class_names[0]) {
         snprintf(k, sizeof k, "%s.class_names", key);
-        ok = check_file(p, k, d->class_names, "such file") && ok;
+        ok = check_file(p, k, d->class_names, NULL) && ok;
     }
     if (!ok) return;
     /* the listing itself: class folders, images, unusable entries (as extraction lists it) */
@@ -283,7 +288,7 @@ static void check_concepts(pf *p, const mc_config *cfg, const needs *n) {
             problem(p, "%s: concept set '%s' (source: file) names no file", k, sc->name);
             continue;
         }
-        check_file(p, k, sc->file, "such file");
+        check_file(p, k, sc->file, NULL);
     }
 }
 
@@ -313,7 +318,7 @@ static bool check_output_access(pf *p, const char *out) {
             }
             return true;
         }
-        if (errno != ENOENT) {
+        if (errno != ENOENT && errno != ENOTDIR) { /* ENOTDIR: a file above it, found next */
             problem_code(p, MC_ERR_IO, "output_dir: %s: cannot stat %s: %s", out, dir, strerror(errno));
             return false;
         }
