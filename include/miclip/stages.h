@@ -86,6 +86,19 @@ const mc_stage_desc *mc_stage_find(int stage);
 /* True when the stage has an implementation in this build. */
 bool mc_stage_implemented(int stage);
 
+/* Collective. Pre-flight (issue 16, docs/preflight.md): rank 0 checks everything the stages of
+ * cfg that will run (only_stage >= 0: that one) need before any work: the stages' own config
+ * checks, model folders (config.json, model.safetensors' header, preprocessor and tokenizer
+ * files), layer names against the target's config.json, the datasets to be listed, the concept
+ * files, the output folder (created and probe-written when nothing else is wrong) and free disk
+ * space against `miclip plan`'s estimate. Every problem is listed on rank 0 (at most 20 lines);
+ * every rank returns the agreed error (the first problem, with the count of the others).
+ * *n_checks (may be NULL) gets the number of checks made, -1 when MICLIP_PREFLIGHT=off. */
+mc_status mc_preflight(const mc_comm *c, const mc_config *cfg, int only_stage, int *n_checks, mc_error *err);
+/* Collective. `miclip config FILE`'s pre-flight: rank 0 prints "pre-flight: ok (N checks)" on
+ * stdout, or the problems and the error; returns the exit code. */
+int mc_preflight_report(const mc_comm *c, const mc_config *cfg);
+
 /* Collective. Runs cfg's stages in pipeline order. only_stage >= 0 restricts to that stage;
  * only_task >= 0 to that task index within each stage run (a Slurm array task). */
 mc_status mc_run(const mc_comm *c, const mc_config *cfg, int only_stage, int only_task,

@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "miclip/config.h"
+#include "miclip/stages.h"
 
 static void usage(void) {
     printf("usage: miclip config CONFIG [--tasks] [--hash]\n"
@@ -61,6 +62,7 @@ int mc_cmd_config(const mc_comm *c, int argc, char **argv) {
                 printf("%s %d %s\n", mc_stage_name(list[i].stage), list[i].index, list[i].id);
         }
     }
+    if (rc == MC_EXIT_OK && !tasks && !hash_only) rc = mc_preflight_report(c, cfg); /* issue 16 */
     mc_tasks_free(&list);
     mc_config_free(&cfg);
     return rc;

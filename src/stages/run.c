@@ -31,6 +31,7 @@ mc_status mc_run(const mc_comm *c, const mc_config *cfg, int only_stage, int onl
                            "remove it from 'stages'", cfg->source_path, mc_stage_name(st), have);
         }
     }
+    MC_TRY(mc_preflight(c, cfg, only_stage, NULL, err)); /* issue 16: everything a run needs (preflight.c) */
     /* Pre-flight: every listed stage's own checks, before any work. */
     for (int i = 0; i < cfg->stages.n; i++) {
         const mc_stage_desc *d = mc_stage_find(cfg->stages.v[i]);
