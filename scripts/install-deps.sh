@@ -11,6 +11,8 @@ packages=(
   openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools libscalapack-openmpi-dev
   libopenblas-dev libyaml-dev libjansson-dev libgsl-dev libutf8proc-dev
   libjpeg62-turbo-dev libstb-dev libssl-dev
+  # figures (src/plot: cairo + pango, the DejaVu font; pdftotext for the tests)
+  libcairo2-dev libpango1.0-dev fonts-dejavu-core poppler-utils
   # reference checks (run with /usr/bin/python3)
   python3 python3-numpy python3-torch python3-torchvision python3-scipy
   python3-h5py-mpi python3-sklearn python3-pil python3-yaml python3-regex

@@ -768,36 +768,21 @@ static mc_status read_curve(const mc_comm *c, const mc_config *cfg, const char *
     return s;
 }
 
-/* Rank 0 writes p as figures/<stem>.<ext> in each figure format; the status is agreed. */
+/* Rank 0 writes p as figures/<stem>.<ext> in each figure format (mc_plot_write: PNG, SVG and PDF
+ * from one drawing, written atomically); the status is agreed. */
 static mc_status write_figure(const mc_comm *c, const mc_config *cfg, const mc_plot *p, const char *stem,
                               mc_buf *readme, mc_error *err) {
     mc_status s = MC_OK;
     if (c->rank == 0) {
         for (int f = 0; f < cfg->report.figure_formats.n && s == MC_OK; f++) {
-            int fmt = cfg->report.figure_formats.v[f];
+            const int fmt = cfg->report.figure_formats.v[f];
+            const char *ext = mc_plot_format_ext(fmt);
             char path[MC_PATH_CAP];
-            mc_snprintf(path, sizeof path, "%s/report/figures/%s.%s", cfg->output_dir, stem, fmt == MC_FIG_SVG ? "svg" : "png");
-            if (fmt == MC_FIG_SVG) {
-                char *svg = NULL;
-                size_t len = 0;
-                s = mc_plot_svg(p, &svg, &len, err);
-                if (s == MC_OK) s = mc_write_text_file(path, svg, len, err);
-                free(svg);
-            } else if (fmt == MC_FIG_PNG) {
-                uint8_t *rgb = NULL;
-                int w = 0, h = 0;
-                s = mc_plot_raster(p, &rgb, &w, &h, err);
-                char dir[MC_PATH_CAP];
-                mc_snprintf(dir, sizeof dir, "%s/report/figures", cfg->output_dir);
-                if (s == MC_OK) s = mc_mkdir_p(dir, err);
-                if (s == MC_OK) s = mc_image_write_png(path, rgb, w, h, 3, err);
-                free(rgb);
-            } else {
-                s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "report.figure_formats: 'pdf' is not implemented in this build");
-            }
-            if (s == MC_OK)
-                mc_buf_printf(readme, "%s[%s](figures/%s.%s)", f ? " " : "- ", fmt == MC_FIG_SVG ? "svg" : "png", stem,
-                              fmt == MC_FIG_SVG ? "svg" : "png");
+            if (!ext) s = MC_FAIL(err, MC_ERR_INTERNAL, "report.figure_formats: unknown format %d", fmt);
+            else if (!mc_snprintf(path, sizeof path, "%s/report/figures/%s.%s", cfg->output_dir, stem, ext))
+                s = MC_FAIL(err, MC_ERR_ARG, "report: figure path too long: %s/report/figures/%s.%s", cfg->output_dir, stem, ext);
+            else s = mc_plot_write(p, fmt, path, err);
+            if (s == MC_OK) mc_buf_printf(readme, "%s[%s](figures/%s.%s)", f ? " " : "- ", ext, stem, ext);
         }
         if (s == MC_OK) mc_buf_printf(readme, ": %s\n", p->title);
     }
@@ -898,11 +883,6 @@ mc_status mc_report_check(const mc_config *cfg, mc_error *err) {
                            "%s: report.figures: '%s' is not implemented in this build (implemented: loss_curves, "
                            "sae_curves)", cfg->source_path, f == MC_FIGURE_TSNE ? "tsne" : "attention_maps");
     }
-    for (int i = 0; i < cfg->report.figure_formats.n; i++)
-        if (cfg->report.figure_formats.v[i] == MC_FIG_PDF)
-            return MC_FAIL(err, MC_ERR_UNSUPPORTED,
-                           "%s: report.figure_formats: 'pdf' is not implemented in this build (implemented: png, svg)",
-                           cfg->source_path);
     return MC_OK;
 }
 

@@ -1,14 +1,10 @@
-/* report_internal.h - the statistics behind the report stage's tables (report_stats.c) and its
- * plot primitives (report_plot.c).
+/* report_internal.h - the statistics behind the report stage's tables (report_stats.c); the
+ * figures are drawn by src/plot (miclip/plot.h).
  *
  * Statistics: mean, sample standard deviation (n - 1) and the one-tailed paired t-test over seeds
  * (pairs (x_i, y_i), differences d_i = x_i - y_i, t = mean(d) / (sd(d) / sqrt(n)), df = n - 1, the
  * tail from GSL's Student t distribution). Pure functions on caller-owned arrays; no allocation.
- *
- * Plots: a figure is one or more panels of line series (x, y arrays borrowed from the caller)
- * with axes, ticks, a title and a legend. mc_plot_svg renders it as SVG text into a buffer;
- * mc_plot_png rasterises the same layout into an RGB image (a built-in 5x7 bitmap font for the
- * text) and encodes it as PNG. Both are deterministic: the same figure gives the same bytes.
+
  */
 #ifndef MICLIP_REPORT_INTERNAL_H
 #define MICLIP_REPORT_INTERNAL_H
@@ -19,13 +15,14 @@
 
 #include "miclip/comm.h"
 #include "miclip/config.h"
+#include "miclip/plot.h"
 #include "miclip/status.h"
 
 /* --- the stage ----------------------------------------------------------------------------------- */
 /* Collective. The report stage's one task: tables, figures and OUTPUT_DIR/report/README.md. */
 mc_status mc_stage_report(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err);
-/* Local. Refuses the figures and figure formats this build does not draw (tsne, attention_maps,
- * pdf) with one line; run.c calls it before any stage runs. */
+/* Local. Refuses the figures this build does not draw (tsne, attention_maps) with one line;
+ * run.c calls it before any stage runs. */
 mc_status mc_report_check(const mc_config *cfg, mc_error *err);
 
 /* --- statistics -------------------------------------------------------------------------------- */
@@ -55,34 +52,5 @@ typedef struct {
 /* One-tailed paired t-test of x against y (n pairs, x[i] pairs with y[i]). tail GREATER: H1
  * mean(x - y) > 0, p = Q_t(t; n - 1); LESS: H1 mean(x - y) < 0, p = P_t(t; n - 1). */
 mc_ttest mc_ttest_paired(const double *x, const double *y, int64_t n, mc_tail tail);
-
-/* --- plots -------------------------------------------------------------------------------------- */
-#define MC_PLOT_MAX_SERIES 16
-#define MC_PLOT_MAX_PANELS 2
-
-typedef struct {
-    char label[64];
-    const double *x, *y; /* borrowed, [n] */
-    int64_t n;
-} mc_plot_series;
-
-typedef struct {
-    char title[128], xlabel[64], ylabel[64];
-    int n_series;
-    mc_plot_series series[MC_PLOT_MAX_SERIES];
-} mc_plot_panel;
-
-typedef struct {
-    char title[160];
-    int n_panels;
-    mc_plot_panel panels[MC_PLOT_MAX_PANELS];
-} mc_plot;
-
-/* The size of the rendered figure in pixels (SVG user units are the same pixels). */
-void mc_plot_size(const mc_plot *p, int *w, int *h);
-/* SVG text of p into *out (malloc'd, caller frees), *len bytes. */
-mc_status mc_plot_svg(const mc_plot *p, char **out, size_t *len, mc_error *err);
-/* RGB pixels of p, w x h x 3 (malloc'd, caller frees). */
-mc_status mc_plot_raster(const mc_plot *p, uint8_t **rgb, int *w, int *h, mc_error *err);
 
 #endif

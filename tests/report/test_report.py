@@ -14,13 +14,14 @@
                           interventions.md hold each task's section and no records
   test_report.py bad      an accuracy outside [0, 1], a store whose key is not its index entry's, a
                           missing task index entry or section: one error line naming the file,
-                          non-zero exit at 1 and 2 ranks; report.figures tsne / figure_formats pdf:
+                          non-zero exit at 1 and 2 ranks; report.figures tsne / attention_maps:
                           refused before any work (nothing written)
   test_report.py figures  extract -> sae -> align on a generated tiny world with the trained tiny
-                          models (2 seeds), then the report's loss_curves and sae_curves: PNGs decode
-                          (PIL) at the size of the SVG, are not blank and show every seed's colour;
-                          the SVGs parse as XML with one polyline per seed; 1 and 2 ranks give the
-                          same bytes
+                          models (2 seeds), then the report's loss_curves and sae_curves in png,
+                          svg and pdf: PNGs decode (PIL) at twice the SVG's size, are not blank and
+                          show every seed's colour; the SVGs parse as XML with one data path per
+                          seed and panel and name the legend and axis labels; pdftotext finds the
+                          title in the PDFs; 1 and 2 ranks give the same bytes
 Prints 'N passed, N failed'; exit 0 only when all pass."""
 import csv
 import glob
@@ -383,8 +384,7 @@ def test_bad(tmp):
         open(missing, "wb").write(kept)
     # Refused figures / formats: before any work (a fresh output folder stays empty).
     for extra, word in [("report: {figures: [loss_curves, tsne]}\n", "'tsne' is not implemented"),
-                        ("report: {figures: [attention_maps]}\n", "'attention_maps' is not implemented"),
-                        ("report: {figure_formats: [pdf, png]}\n", "'pdf' is not implemented")]:
+                        ("report: {figures: [attention_maps]}\n", "'attention_maps' is not implemented")]:
         out2 = os.path.join(tmp, "fresh")
         shutil.rmtree(out2, ignore_errors=True)
         write_config(cfg, out2, extra)
@@ -419,20 +419,23 @@ extract: {{layers: ["3"], batch_size: 64}}
 sae: {{layer: "3", features: 64, k: 4, batch_size: 32, epochs: 3}}
 align: {{batch_size: 64, epochs: 3, lr: 0.15, variants: [in+out, out]}}
 stages: [extract, sae, align, report]
-report: {{figures: [loss_curves, sae_curves], figure_formats: [png, svg]}}
+report: {{figures: [loss_curves, sae_curves], figure_formats: [png, svg, pdf]}}
 """)
         r = run(np_, ["run", cfg])
         check(r.returncode == 0, "extract/sae/align/report at %d rank(s) exits 0%s" % (np_, "" if r.returncode == 0 else ": " + r.stderr[-500:]))
         figs = sorted(glob.glob(os.path.join(out, "report", "figures", "*")))
         snaps[np_] = {os.path.basename(p): open(p, "rb").read() for p in figs}
     names = sorted(snaps[1])
-    want = sorted(["loss_curves-l3-inout.png", "loss_curves-l3-inout.svg", "loss_curves-l3-out.png",
-                   "loss_curves-l3-out.svg", "sae_curves-l3.png", "sae_curves-l3.svg"])
+    want = sorted("%s.%s" % (stem, ext) for stem in ["loss_curves-l3-inout", "loss_curves-l3-out", "sae_curves-l3"]
+                  for ext in ["png", "svg", "pdf"])
     check(names == want, "figure files: %s" % names)
     check(snaps[1] == snaps[2], "figures identical at 1 and 2 ranks")
     out = os.path.join(tmp, "out1")
+    # The data lines are stroked 1.75 wide in the palette's colours (src/plot/plot.c).
+    seed_rgb = ["rgb(12.156863%,46.666667%,70.588235%)", "rgb(100%,49.803922%,5.490196%)"]
     for n in names:
         p = os.path.join(out, "report", "figures", n)
+        panels = 2 if n.startswith("sae") else 1
         if n.endswith(".svg"):
             try:
                 root = ET.parse(p).getroot()
@@ -441,20 +444,28 @@ report: {{figures: [loss_curves, sae_curves], figure_formats: [png, svg]}}
                 ok, root = False, None
                 print(e)
             ns = "{http://www.w3.org/2000/svg}"
-            polys = root.findall(".//%spolyline" % ns) if ok else []
-            texts = [t.text for t in root.findall(".//%stext" % ns)] if ok else []
-            panels = 2 if n.startswith("sae") else 1
-            check(ok and len(polys) == 2 * panels and "seed 0" in texts and "seed 1" in texts and "step" in texts,
-                  "%s parses as XML: %d polylines, legend and axis labels" % (n, len(polys)))
+            styles = [q.get("style", "") for q in root.iter(ns + "path")] if ok else []
+            lines = [sum(1 for st in styles if "stroke-width:1.75;" in st and c in st) for c in seed_rgb]
+            desc = root.find(ns + "desc") if ok else None
+            desc = desc.text.splitlines() if desc is not None and desc.text else []
+            check(ok and lines == [panels, panels] and "series: seed 0" in desc and "series: seed 1" in desc
+                  and "x: step" in desc, "%s parses as XML: data paths per seed %s, legend and axis labels" % (n, lines))
             svg_w, svg_h = int(root.get("width")), int(root.get("height"))
             im = Image.open(p[:-4] + ".png")
             im.load()
             a = np.asarray(im.convert("RGB")).astype(int)
             colours = {tuple(c) for c in a.reshape(-1, 3)}
-            # The first two palette colours (seed 0, seed 1) and black text/axes on white.
-            ok = im.size == (svg_w, svg_h) and (31, 119, 180) in colours and (255, 127, 14) in colours
-            ok = ok and (0, 0, 0) in colours and (a == 255).all(axis=2).mean() > 0.5 and (a < 255).any(axis=2).mean() > 0.01
-            check(ok, "%s decodes (%dx%d, like the SVG), not blank, both seeds' colours drawn" % (n[:-4] + ".png", *im.size))
+            # The first two palette colours (seed 0, seed 1; the legend's swatches are exact) and
+            # dark text and axes on white.
+            ok = im.size == (2 * svg_w, 2 * svg_h) and (31, 119, 180) in colours and (255, 127, 14) in colours
+            ok = ok and (a.max(axis=2) < 60).any() and (a == 255).all(axis=2).mean() > 0.5 and (a < 255).any(axis=2).mean() > 0.01
+            check(ok, "%s decodes (%dx%d, twice the SVG), not blank, both seeds' colours drawn" % (n[:-4] + ".png", *im.size))
+        elif n.endswith(".pdf"):
+            head = open(p, "rb").read(5)
+            text = subprocess.run(["pdftotext", "-enc", "UTF-8", p, "-"], capture_output=True, text=True).stdout
+            title = "SAE training: layer 3" if panels == 2 else "E_n training loss: layer 3"
+            check(head == b"%PDF-" and title in text and "seed 1" in text and "step" in text,
+                  "%s is a PDF whose text holds the title, legend and axis label" % n)
     readme = open(os.path.join(out, "report", "README.md")).read()
     check("## Figures" in readme and "figures/sae_curves-l3.png" in readme and "Table 1" not in readme,
           "README lists the figures; no tables without describe/intervene")
