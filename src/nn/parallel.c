@@ -1,9 +1,13 @@
-/* parallel.c - mc_parallel_rows: fork/join over at most mc_get_threads() threads. Thread
- * creation costs ~10-20 us, so only loops worth well over that are split. */
+/* parallel.c - mc_parallel_rows: fork/join over at most mc_get_threads() threads, run by a pool of
+ * workers that start on first use and then wait on a condition variable between calls. Creating
+ * threads per call cost ~50 us per call on a 2-core machine, as much as the work of a call near
+ * the split threshold (bench/parallel_bench.c, docs/performance.md); waking a waiting worker
+ * costs a few microseconds. The pool is the one piece of process state src/nn keeps. */
 #include "parallel.h"
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "miclip/miclip.h"
 
@@ -16,9 +20,32 @@ typedef struct {
     int64_t r0, r1;
 } par_job;
 
-static void *par_run(void *p) {
-    par_job *j = p;
-    j->fn(j->r0, j->r1, j->ctx);
+/* Worker i (1..started) runs jobs[i] of each generation while i <= active. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    int started, active, pending;
+    uint64_t gen;
+    par_job jobs[MC_PAR_MAX];
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+
+/* One caller at a time uses the pool; a concurrent caller runs its loop alone. */
+static pthread_mutex_t pool_owner = PTHREAD_MUTEX_INITIALIZER;
+
+static void *worker(void *arg) {
+    const int id = (int)(intptr_t)arg;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&pool.mu);
+    for (;;) {
+        while (pool.gen == seen) pthread_cond_wait(&pool.wake, &pool.mu);
+        seen = pool.gen;
+        if (id > pool.active) continue;
+        par_job j = pool.jobs[id];
+        pthread_mutex_unlock(&pool.mu);
+        j.fn(j.r0, j.r1, j.ctx);
+        pthread_mutex_lock(&pool.mu);
+        if (--pool.pending == 0) pthread_cond_signal(&pool.done);
+    }
     return NULL;
 }
 
@@ -27,19 +54,27 @@ void mc_parallel_rows(int64_t rows, int64_t cost_per_row, void (*fn)(int64_t, in
     int t = mc_get_threads();
     if (t > MC_PAR_MAX) t = MC_PAR_MAX;
     if (t > rows) t = (int)rows;
-    if (t <= 1 || rows * cost_per_row < MC_PAR_MIN_WORK) {
+    if (t <= 1 || rows * cost_per_row < MC_PAR_MIN_WORK || pthread_mutex_trylock(&pool_owner) != 0) {
         if (rows > 0) fn(0, rows, ctx);
         return;
     }
-    par_job jobs[MC_PAR_MAX];
-    pthread_t tid[MC_PAR_MAX];
-    bool started[MC_PAR_MAX] = {0};
-    for (int i = 0; i < t; i++)
-        jobs[i] = (par_job){fn, ctx, rows * i / t, rows * (i + 1) / t};
-    for (int i = 1; i < t; i++) started[i] = pthread_create(&tid[i], NULL, par_run, &jobs[i]) == 0;
-    par_run(&jobs[0]);
-    for (int i = 1; i < t; i++) {
-        if (started[i]) pthread_join(tid[i], NULL);
-        else par_run(&jobs[i]); /* could not start a thread: do its share here */
+    /* Workers are only ever added; one that cannot be started leaves its share to fewer threads. */
+    while (pool.started < t - 1) {
+        pthread_t tid;
+        if (pthread_create(&tid, NULL, worker, (void *)(intptr_t)(pool.started + 1)) != 0) break;
+        pthread_detach(tid);
+        pool.started++;
     }
+    if (t > pool.started + 1) t = pool.started + 1;
+    pthread_mutex_lock(&pool.mu);
+    for (int i = 0; i < t; i++) pool.jobs[i] = (par_job){fn, ctx, rows * i / t, rows * (i + 1) / t};
+    pool.active = pool.pending = t - 1;
+    pool.gen++;
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.mu);
+    fn(pool.jobs[0].r0, pool.jobs[0].r1, ctx);
+    pthread_mutex_lock(&pool.mu);
+    while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.mu);
+    pthread_mutex_unlock(&pool.mu);
+    pthread_mutex_unlock(&pool_owner);
 }
