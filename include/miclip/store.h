@@ -278,6 +278,9 @@ void mc_strings_free(char ***v, int64_t n);
 
 /* Opens path for writing as a fresh store: an existing incomplete one is replaced. */
 mc_status mc_store_fresh(const mc_comm *c, const char *path, mc_store **st, mc_error *err);
+/* Collective. The end of a writer: when s is MC_OK, marks "/" complete (mc_store_set_complete);
+ * always closes *st (NULL-safe). Returns s, or the first error that followed it. */
+mc_status mc_store_finish(mc_store **st, mc_status s, mc_error *err);
 /* Collective: true when path is a complete store (read-only peek). */
 mc_status mc_store_peek_complete(const mc_comm *c, const char *path, bool *complete, mc_error *err);
 

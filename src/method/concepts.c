@@ -118,10 +118,7 @@ static mc_status write_concept_store(const mc_comm *c, const mc_config *cfg, con
     if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "prompt", cfg->align.prompt, err);
     if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "clip_model", cfg->models.clip, err);
     if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "clip_hash", td->clip_hash, err);
-    if (s == MC_OK) s = mc_store_set_complete(st, "/", err);
-    mc_error ce = {0};
-    mc_status cs2 = mc_store_close(&st, &ce);
-    if (s == MC_OK && cs2 != MC_OK) *err = ce, s = cs2;
+    s = mc_store_finish(&st, s, err);
     return s;
 }
 

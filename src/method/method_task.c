@@ -70,12 +70,7 @@ mc_status mc_method_task_finish(const mc_config *cfg, const mc_task *task, const
     if (s == MC_OK) s = mc_store_set_attr_str(*st, "/", "align_store", mt->w.path, err);
     if (s == MC_OK) s = mc_store_set_attr_str(*st, "/", "layer", task->layer, err);
     if (s == MC_OK) s = mc_store_set_attr_str(*st, "/", "variant", mc_variant_name(task->variant), err);
-    if (s == MC_OK) s = mc_store_set_complete(*st, "/", err);
-    if (*st) {
-        mc_error ce = {0};
-        mc_status cs = mc_store_close(st, &ce);
-        if (s == MC_OK && cs != MC_OK) *err = ce, s = cs;
-    }
+    s = mc_store_finish(st, s, err);
     if (s == MC_OK)
         mc_info0("%s %s: %d concept set(s) x %d unit kind(s) -> %s", stage, task->id, mt->n_sets,
                  mt->n_kinds, mt->store);

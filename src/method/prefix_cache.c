@@ -269,10 +269,7 @@ static mc_status prefix_build(const mc_comm *c, const mc_config *cfg, mc_runner 
         }
         s = mc_store_write_rows(st, "clean_class_acc", MC_DTYPE_F64, 0, root ? C : 0, acc, err);
     }
-    if (s == MC_OK) s = mc_store_set_complete(st, "/", err);
-    mc_error ce = {0};
-    mc_status cs = mc_store_close(&st, &ce);
-    if (s == MC_OK && cs != MC_OK) *err = ce, s = cs;
+    s = mc_store_finish(&st, s, err);
     if (s == MC_OK) mc_info0("intervene: prefix of %s: %lld images at layer %s -> %s", mc_split_name(p->split),
                              (long long)N, R->layer, p->path);
     free(cp), free(acc), free(units), free(done), free(pending), free(pix), free(state), free(logits), free(pred);

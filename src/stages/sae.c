@@ -256,10 +256,7 @@ static mc_status write_sae_store(const mc_comm *c, const mc_config *cfg, const m
         {"final_loss", last >= 0 ? curve->loss[last] : NAN}, {"final_fvu", last >= 0 ? curve->loss_a[last] : NAN},
         {"final_auxk", last >= 0 ? curve->loss_b[last] : NAN}};
     for (size_t i = 0; s == MC_OK && i < sizeof fa / sizeof fa[0]; i++) s = mc_store_set_attr_f64(st, "/", fa[i].k, fa[i].v, err);
-    if (s == MC_OK) s = mc_store_set_complete(st, "/", err);
-    mc_error ce = {0};
-    mc_status cs = mc_store_close(&st, &ce);
-    if (s == MC_OK && cs != MC_OK) *err = ce, s = cs;
+    s = mc_store_finish(&st, s, err);
     return s;
 }
 

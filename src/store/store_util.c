@@ -106,3 +106,12 @@ mc_status mc_store_peek_complete(const mc_comm *c, const char *path, bool *compl
 mc_status mc_store_fresh(const mc_comm *c, const char *path, mc_store **st, mc_error *err) {
     return mc_store_create(c, path, MC_STORE_OVERWRITE, st, err);
 }
+
+mc_status mc_store_finish(mc_store **st, mc_status s, mc_error *err) {
+    if (s == MC_OK && *st) s = mc_store_set_complete(*st, "/", err);
+    if (!*st) return s;
+    mc_error ce = {0};
+    mc_status cs = mc_store_close(st, &ce);
+    if (s == MC_OK && cs != MC_OK) *err = ce, s = cs;
+    return s;
+}
