@@ -45,7 +45,8 @@ long mc_warn_once_count(const char *key);
 
 /* Task scope (the runner, run.c): while on, info messages are logged at debug level, so a
  * stage of many tasks prints its own one-line summary and not every task's lines; warnings and
- * errors and progress lines are unaffected. --verbose shows everything. */
+ * errors and progress lines are unaffected. --verbose shows everything; MICLIP_LOG_TASKS=1 keeps
+ * the tasks' info lines at info (the test suite's setting). */
 void mc_log_set_task_scope(bool on);
 
 /* Prints "miclip: error: <msg>" (with the source location at debug level). */

@@ -16,7 +16,11 @@ static struct {
     bool task_scope;
 } g_log = {0, 1, MC_LOG_INFO, false, false, false};
 
-void mc_log_set_task_scope(bool on) { g_log.task_scope = on; }
+/* MICLIP_LOG_TASKS=1 keeps every task's info lines at info (log.h). */
+void mc_log_set_task_scope(bool on) {
+    const char *v = getenv("MICLIP_LOG_TASKS");
+    g_log.task_scope = on && !(v && *v && strcmp(v, "0") != 0);
+}
 
 /* Info inside a task scope is debug (log.h). */
 static mc_log_level effective(mc_log_level level) {

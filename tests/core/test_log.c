@@ -60,6 +60,7 @@ static void scoped(void) {
 }
 
 int main(void) {
+    unsetenv("MICLIP_LOG_TASKS");
     setenv("MICLIP_PROGRESS", "lines", 1);
     setenv("MICLIP_PROGRESS_INTERVAL", "0", 1);
     const char *out = capture("test_log_progress.txt", progress_lines);
@@ -88,5 +89,9 @@ int main(void) {
     mc_log_set_level(MC_LOG_DEBUG);
     out = capture("test_log_scope_debug.txt", scoped);
     CHECK_MSG(count(out, "debug: an info line in the scope") == 1, "%s", out);
+    mc_log_set_level(MC_LOG_INFO);
+    setenv("MICLIP_LOG_TASKS", "1", 1); /* keeps the tasks' lines at info */
+    out = capture("test_log_scope_tasks.txt", scoped);
+    CHECK_MSG(count(out, "miclip: an info line in the scope") == 1, "%s", out);
     return TEST_SUMMARY();
 }

@@ -34,6 +34,7 @@ stages: [extract]
 def run(cfg, args=(), cal="/nonexistent", verbose=False):
     env = dict(os.environ, MICLIP_CALIBRATION=cal, MICLIP_PROGRESS="lines", MICLIP_PROGRESS_INTERVAL="0")
     env.pop("MICLIP_LOG", None)
+    env.pop("MICLIP_LOG_TASKS", None)  # the suite's environment keeps the tasks' lines; not here
     p = fixture.mpirun(2, (["--verbose"] if verbose else []) + ["run", cfg] + list(args),
                        env=env, capture_output=True, text=True)
     return p.returncode, p.stderr
