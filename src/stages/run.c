@@ -24,7 +24,6 @@ static bool run_estimate(const mc_config *cfg, int ranks, double *stage_s, char 
     /* One process runs every task: the plan's per-task start-up (a job's) is paid once. */
     for (int i = 0; i < plan.n_stages && i < cfg->stages.n; i++)
         stage_s[i] = (plan.st[i].wall_s_task - MC_PLAN_TASK_START_S) * plan.st[i].n_tasks;
-    stage_s[0] += MC_PLAN_TASK_START_S;
     return true;
 }
 
@@ -69,8 +68,11 @@ mc_status mc_run(const mc_comm *c, const mc_config *cfg, int only_stage, int onl
     double est[MC_STAGE_COUNT] = {0}, left = 0;
     char cal[MC_PLAN_TEXT_MAX] = "";
     bool have_est = c->rank == 0 && only_task < 0 && run_estimate(cfg, c->size, est, cal, sizeof cal);
-    for (int i = 0; i < cfg->stages.n; i++)
-        if (only_stage < 0 || (int)cfg->stages.v[i] == only_stage) left += est[i];
+    for (int i = 0, first = 1; have_est && i < cfg->stages.n; i++)
+        if (only_stage < 0 || (int)cfg->stages.v[i] == only_stage) {
+            if (first) est[i] += MC_PLAN_TASK_START_S, first = 0; /* once, with the first stage */
+            left += est[i];
+        }
     if (have_est) {
         char t[64];
         mc_plan_fmt_time(left, t, sizeof t);
