@@ -152,16 +152,14 @@ int main(int argc, char **argv) {
         goto done;
     }
     /* Threads: --threads > MICLIP_THREADS > the CPUs this rank may use (mc_threads_default);
-     * a config's 'threads' overrides them all for its run (run.c). Every rank takes the same
-     * branch (same argv, same environment under mpirun/srun), so the default's collectives
-     * match. */
-    if (threads > 0) {
-        mc_set_threads_from((int)threads, threads_from);
-    } else {
+     * a config's 'threads' overrides them all for its run (run.c). The default is computed on
+     * every rank, explicit or not, so its collectives match even if ranks' settings differ. */
+    {
         char why[200], src[256];
         int n = mc_threads_default(&comm, why, sizeof why);
         snprintf(src, sizeof src, "default: %s", why);
-        mc_set_threads_from(n, src);
+        if (threads > 0) mc_set_threads_from((int)threads, threads_from);
+        else mc_set_threads_from(n, src);
     }
     mc_debug("threads: %d per rank (%s)", mc_get_threads(), mc_threads_source());
     {
