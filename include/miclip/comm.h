@@ -14,6 +14,7 @@
 
 #include <mpi.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "miclip/status.h"
@@ -28,6 +29,14 @@ typedef struct {
 /* Initialises MPI (if not yet), fills c, tells the logger the rank, installs the panic handler. */
 mc_status mc_comm_init(int *argc, char ***argv, mc_comm *c, mc_error *err);
 void mc_comm_finalize(mc_comm *c);
+
+/* The default thread count of this rank: the CPUs its affinity mask allows (sched_getaffinity),
+ * divided among the ranks on the same node whose masks overlap it (MPI_COMM_TYPE_SHARED; ranks
+ * bound to their own cores share nothing), capped by SLURM_CPUS_PER_TASK and OMP_NUM_THREADS
+ * when set, at least 1, and then the minimum over all ranks, so every rank runs the same
+ * count. Collective over c (NULL: this process alone). WHY receives the reasoning in words.
+ * Precedence (main.c, run.c): the config's `threads` > --threads > MICLIP_THREADS > this. */
+int mc_threads_default(const mc_comm *c, char *why, size_t cap);
 
 /* Collective. Every rank passes its local status and error record; returns the status of the
  * lowest failing rank (MC_OK if none failed), and copies that rank's message into err on

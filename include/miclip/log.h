@@ -31,15 +31,38 @@ void mc_log0(mc_log_level level, const char *fmt, ...) __attribute__((format(pri
 #define mc_info0(...) mc_log0(MC_LOG_INFO, __VA_ARGS__)
 #define mc_warn0(...) mc_log0(MC_LOG_WARN, __VA_ARGS__)
 
+/* A warning that would repeat (per task, per dataset listing, ...) printed once per run: the
+ * first call with a given KEY prints like mc_warn (mc_warn0_once: on rank 0 only), later calls
+ * with the same KEY only count. mc_log_warn_summary (main, at exit) then prints, per key that
+ * repeated, "warning 'KEY' repeated N more time(s)". At most MC_WARN_ONCE_KEYS keys are
+ * tracked; further keys print every time. KEY is copied (up to 127 bytes). */
+#define MC_WARN_ONCE_KEYS 64
+void mc_warn_once(const char *key, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mc_warn0_once(const char *key, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mc_log_warn_summary(void);
+/* How many times KEY was warned so far on this rank (0: never); for tests. */
+long mc_warn_once_count(const char *key);
+
+/* Task scope (the runner, run.c): while on, info messages are logged at debug level, so a
+ * stage of many tasks prints its own one-line summary and not every task's lines; warnings and
+ * errors and progress lines are unaffected. --verbose shows everything; MICLIP_LOG_TASKS=1 keeps
+ * the tasks' info lines at info (the test suite's setting). */
+void mc_log_set_task_scope(bool on);
+
 /* Prints "miclip: error: <msg>" (with the source location at debug level). */
 void mc_log_error_record(const mc_error *e);
 
 /* Monotonic wall time in seconds. */
 double mc_now(void);
 
-/* A progress bar with rate and ETA, drawn on stderr by rank 0 only, and only when stderr is a
- * TTY and the logger is not quiet; otherwise updates are free no-ops, apart from an info line
- * at the end. Plain struct, caller-owned; no allocation. */
+/* Progress with rate and ETA, on stderr by rank 0 only, and not when the logger is quiet:
+ *  - a bar redrawn in place when stderr is a terminal;
+ *  - otherwise (mpirun's and srun's pipes, Slurm log files) one line every
+ *    MICLIP_PROGRESS_INTERVAL seconds (default 30; 0 = at every update, for tests; "off" or a
+ *    negative value: none), "LABEL: 120/2400 img (5%), 3.1 img/s, 00:39 elapsed, ETA 12:16";
+ *  - MICLIP_PROGRESS=bar|lines|off forces one of the three;
+ *  - and an info line at the end ("LABEL: N img in T s (R img/s)"), which a task scope demotes.
+ * Plain struct, caller-owned; no allocation. */
 typedef struct {
     char label[48];
     int64_t total;   /* units of work (images, steps); <= 0 means unknown */
@@ -47,6 +70,8 @@ typedef struct {
     double t_start;
     double t_last_draw;
     bool active;     /* drawing on a TTY */
+    bool lines;      /* printing a line every interval (not a TTY) */
+    double interval; /* seconds between lines */
     const char *unit; /* "img", "step", ... (borrowed string literal) */
 } mc_progress;
 

@@ -15,4 +15,11 @@
 void mc_set_threads(int n);
 int mc_get_threads(void);
 
+/* The same, remembering where the count came from ("--threads", "MICLIP_THREADS", "config",
+ * "default: ..."), which `miclip version` and --verbose print. */
+void mc_set_threads_from(int n, const char *source);
+const char *mc_threads_source(void);
+
+/* The default count: mc_threads_default in comm.h (it asks the other ranks). */
+
 #endif

@@ -48,6 +48,9 @@
                                                      * extraction store (~14 datasets) */
 #define MC_PLAN_SMALL_STORE_OVERHEAD_BYTES (16.0 * 1024) /* the same for a store of a few datasets */
 
+#define MC_PLAN_TASK_START_S 10.0 /* per task as its own job (MPI start, model load, store open);
+                                    * `miclip run` pays it once for all tasks (run.c) */
+
 #define MC_PLAN_TEXT_MAX 1024
 
 typedef struct {

@@ -10,3 +10,6 @@ j=$(sbatch --parsable ${prev:+--dependency=afterok:$prev} 02-sae.sbatch); prev=$
 j=$(sbatch --parsable ${prev:+--dependency=afterok:$prev} 03-align.sbatch); prev=${j%%;*}; echo "align $prev"
 j=$(sbatch --parsable ${prev:+--dependency=afterok:$prev} 04-localize.sbatch); prev=${j%%;*}; echo "localize $prev"
 j=$(sbatch --parsable ${prev:+--dependency=afterok:$prev} 05-describe.sbatch); prev=${j%%;*}; echo "describe $prev"
+j=$(sbatch --parsable ${prev:+--dependency=afterok:$prev} 06-baselines.sbatch); prev=${j%%;*}; echo "baselines $prev"
+j=$(sbatch --parsable ${prev:+--dependency=afterok:$prev} 07-intervene.sbatch); prev=${j%%;*}; echo "intervene $prev"
+j=$(sbatch --parsable ${prev:+--dependency=afterok:$prev} 08-report.sbatch); prev=${j%%;*}; echo "report $prev"

@@ -45,7 +45,10 @@ static void print_help(FILE *out) {
             "\nglobal options:\n"
             "  --quiet        warnings and errors only; no progress bars\n"
             "  --verbose      debug messages (or MICLIP_LOG=debug)\n"
-            "  --threads N    BLAS/compute threads per rank (default: MICLIP_THREADS or 1)\n"
+            "  --threads N    BLAS/compute threads per rank (default: MICLIP_THREADS, else the CPUs\n"
+            "                 this rank may use: its affinity mask shared among the node's ranks,\n"
+            "                 at most SLURM_CPUS_PER_TASK and OMP_NUM_THREADS; a config's\n"
+            "                 'threads' overrides all of these for its run)\n"
             "  --version      print the version\n"
             "  -h, --help     this help; 'miclip COMMAND --help' for a command's own\n\n"
             "exit codes: 0 success, 1 error, 2 usage error, 75 stopped by SIGINT/SIGTERM/SIGUSR1 "
@@ -118,6 +121,7 @@ int main(int argc, char **argv) {
     mc_signals_install();
     int i = 1, rc = MC_EXIT_OK;
     long long threads = 0;
+    const char *threads_from = "MICLIP_THREADS";
     const char *env_threads = getenv("MICLIP_THREADS");
     if (env_threads && !mc_cli_parse_int(env_threads, 1, 4096, &threads)) threads = 0;
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -129,6 +133,7 @@ int main(int argc, char **argv) {
                 rc = mc_cli_usage_error(&comm, "", "--threads takes a whole number from 1 to 4096");
                 goto done;
             }
+            threads_from = "--threads";
         } else if (!strcmp(a, "--version")) {
             if (comm.rank == 0) printf("miclip %s\n", MICLIP_VERSION_STRING);
             goto done;
@@ -146,7 +151,17 @@ int main(int argc, char **argv) {
         rc = MC_EXIT_USAGE;
         goto done;
     }
-    mc_set_threads(threads > 0 ? (int)threads : 1);
+    /* Threads: --threads > MICLIP_THREADS > the CPUs this rank may use (mc_threads_default);
+     * a config's 'threads' overrides them all for its run (run.c). The default is computed on
+     * every rank, explicit or not, so its collectives match even if ranks' settings differ. */
+    {
+        char why[200], src[256];
+        int n = mc_threads_default(&comm, why, sizeof why);
+        snprintf(src, sizeof src, "default: %s", why);
+        if (threads > 0) mc_set_threads_from((int)threads, threads_from);
+        else mc_set_threads_from(n, src);
+    }
+    mc_debug("threads: %d per rank (%s)", mc_get_threads(), mc_threads_source());
     {
         const command_entry *cmd = NULL;
         for (int k = 0; k < n_commands; k++)
@@ -158,6 +173,7 @@ int main(int argc, char **argv) {
         rc = cmd->fn(&comm, argc - i, argv + i);
     }
 done:
+    mc_log_warn_summary();
     mc_comm_finalize(&comm);
     return rc;
 }

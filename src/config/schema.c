@@ -85,7 +85,7 @@ const mc_schema_entry mc_schema[] = {
      .doc = "Random seeds; each one drives the training subset, E_n's initialisation and the batch "
             "order. Results are reported as mean ± std over them. Swept (see Sweeps)."},
     INT("threads", "0", 0, 4096, threads,
-        "Compute threads per rank; 0 uses `--threads` or MICLIP_THREADS (default 1)."),
+        "Compute threads per rank; overrides `--threads` and MICLIP_THREADS. 0: those, else the CPUs the rank may use (affinity mask shared among the node's ranks, at most SLURM_CPUS_PER_TASK and OMP_NUM_THREADS; docs/performance.md)."),
     ELIST("stages", "[extract, sae, align, localize, describe, baselines, intervene, report]",
           MC_F_NONEMPTY | MC_F_UNIQUE | MC_F_SORTED, stage_names, stages,
           "Stages `miclip run` executes, always in pipeline order (the list is sorted into it)."),

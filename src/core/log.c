@@ -13,7 +13,19 @@ static struct {
     mc_log_level level;
     bool quiet;
     bool env_checked;
-} g_log = {0, 1, MC_LOG_INFO, false, false};
+    bool task_scope;
+} g_log = {0, 1, MC_LOG_INFO, false, false, false};
+
+/* MICLIP_LOG_TASKS=1 keeps every task's info lines at info (log.h). */
+void mc_log_set_task_scope(bool on) {
+    const char *v = getenv("MICLIP_LOG_TASKS");
+    g_log.task_scope = on && !(v && *v && strcmp(v, "0") != 0);
+}
+
+/* Info inside a task scope is debug (log.h). */
+static mc_log_level effective(mc_log_level level) {
+    return level == MC_LOG_INFO && g_log.task_scope ? MC_LOG_DEBUG : level;
+}
 
 static void check_env(void) {
     if (g_log.env_checked) return;
@@ -59,6 +71,7 @@ static void vlog(mc_log_level level, const char *fmt, va_list ap) {
 
 void mc_log(mc_log_level level, const char *fmt, ...) {
     check_env();
+    level = effective(level);
     if (level > g_log.level) return;
     va_list ap;
     va_start(ap, fmt);
@@ -68,11 +81,72 @@ void mc_log(mc_log_level level, const char *fmt, ...) {
 
 void mc_log0(mc_log_level level, const char *fmt, ...) {
     check_env();
+    level = effective(level);
     if (g_log.rank != 0 || level > g_log.level) return;
     va_list ap;
     va_start(ap, fmt);
     vlog(level, fmt, ap);
     va_end(ap);
+}
+
+/* --- warnings printed once per run --------------------------------------------------------- */
+
+static struct {
+    char key[128];
+    long count;
+} g_once[MC_WARN_ONCE_KEYS];
+static int g_n_once;
+
+/* Counts KEY; true when this is its first occurrence (or the table is full). */
+static bool once_first(const char *key) {
+    for (int i = 0; i < g_n_once; i++)
+        if (!strncmp(g_once[i].key, key, sizeof g_once[i].key - 1)) return ++g_once[i].count == 1;
+    if (g_n_once == MC_WARN_ONCE_KEYS) return true;
+    snprintf(g_once[g_n_once].key, sizeof g_once[g_n_once].key, "%s", key);
+    g_once[g_n_once++].count = 1;
+    return true;
+}
+
+long mc_warn_once_count(const char *key) {
+    for (int i = 0; i < g_n_once; i++)
+        if (!strncmp(g_once[i].key, key, sizeof g_once[i].key - 1)) return g_once[i].count;
+    return 0;
+}
+
+void mc_warn_once(const char *key, const char *fmt, ...) {
+    check_env();
+    if (!once_first(key) || MC_LOG_WARN > g_log.level) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(MC_LOG_WARN, fmt, ap);
+    va_end(ap);
+}
+
+void mc_warn0_once(const char *key, const char *fmt, ...) {
+    check_env();
+    if (g_log.rank != 0) return;
+    if (!once_first(key) || MC_LOG_WARN > g_log.level) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(MC_LOG_WARN, fmt, ap);
+    va_end(ap);
+}
+
+static void log_plain(mc_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void log_plain(mc_log_level level, const char *fmt, ...) {
+    if (level > g_log.level) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(level, fmt, ap);
+    va_end(ap);
+}
+
+void mc_log_warn_summary(void) {
+    check_env();
+    for (int i = 0; i < g_n_once; i++)
+        if (g_once[i].count > 1)
+            log_plain(MC_LOG_WARN, "warning '%s' repeated %ld more time(s) (printed once above)",
+                      g_once[i].key, g_once[i].count - 1);
 }
 
 void mc_log_error_record(const mc_error *e) {
@@ -123,18 +197,64 @@ static void draw(mc_progress *p, bool final) {
     p->t_last_draw = now;
 }
 
+/* A progress line for logs that are not a terminal (log.h). */
+static void line(mc_progress *p) {
+    double now = mc_now();
+    double el = now - p->t_start;
+    double rate = el > 0 ? (double)p->done / el : 0;
+    char eta[32] = "--:--", elapsed[32];
+    format_duration(el, elapsed, sizeof elapsed);
+    if (p->total > 0 && rate > 0) format_duration((double)(p->total - p->done) / rate, eta, sizeof eta);
+    if (p->total > 0)
+        log_plain(MC_LOG_INFO, "%s: %lld/%lld %s (%.0f%%), %.1f %s/s, %s elapsed, ETA %s", p->label,
+                  (long long)p->done, (long long)p->total, p->unit,
+                  100.0 * (double)p->done / (double)p->total, rate, p->unit, elapsed, eta);
+    else
+        log_plain(MC_LOG_INFO, "%s: %lld %s, %.1f %s/s, %s elapsed", p->label, (long long)p->done,
+                  p->unit, rate, p->unit, elapsed);
+    p->t_last_draw = now;
+}
+
+/* MICLIP_PROGRESS_INTERVAL: seconds, default 30; 0 every update; "off" / negative: never. */
+static double progress_interval(void) {
+    const char *v = getenv("MICLIP_PROGRESS_INTERVAL");
+    if (!v || !*v) return 30.0;
+    if (!strcasecmp(v, "off") || !strcasecmp(v, "none")) return -1.0;
+    char *end = NULL;
+    double d = strtod(v, &end);
+    if (end == v || *end != '\0' || d != d) return 30.0;
+    return d;
+}
+
 void mc_progress_start(mc_progress *p, const char *label, int64_t total, const char *unit) {
+    check_env();
     memset(p, 0, sizeof *p);
     snprintf(p->label, sizeof p->label, "%s", label);
     p->total = total;
     p->unit = unit ? unit : "it";
     p->t_start = mc_now();
-    p->active = g_log.rank == 0 && !g_log.quiet && isatty(STDERR_FILENO);
-    if (p->active) draw(p, false);
+    p->t_last_draw = p->t_start;
+    if (g_log.rank != 0 || g_log.quiet || g_log.level < MC_LOG_INFO) return;
+    const char *mode = getenv("MICLIP_PROGRESS");
+    bool tty = isatty(STDERR_FILENO);
+    if (mode && !strcasecmp(mode, "off")) return;
+    if (mode && !strcasecmp(mode, "bar")) tty = true;
+    else if (mode && !strcasecmp(mode, "lines")) tty = false;
+    if (tty) {
+        p->active = true;
+        draw(p, false);
+        return;
+    }
+    p->interval = progress_interval();
+    p->lines = p->interval >= 0;
 }
 
 void mc_progress_update(mc_progress *p, int64_t done) {
     p->done = done;
+    if (p->lines) {
+        if (mc_now() - p->t_last_draw >= p->interval) line(p);
+        return;
+    }
     if (!p->active) return;
     if (mc_now() - p->t_last_draw < 0.1) return;
     draw(p, false);
@@ -146,6 +266,7 @@ void mc_progress_finish(mc_progress *p) {
         p->active = false;
         return;
     }
+    p->lines = false;
     double el = mc_now() - p->t_start;
     mc_log0(MC_LOG_INFO, "%s: %lld %s in %.1f s (%.1f %s/s)", p->label, (long long)p->done, p->unit,
             el, el > 0 ? (double)p->done / el : 0.0, p->unit);

@@ -394,7 +394,10 @@ mc_status mc_dataset_load(const mc_comm *c, const mc_dataset_cfg *cfg, const cha
     if (c->rank == 0 && n_skipped) { /* once, on the rank that listed */
         char ex[2048];
         mc_skip_log_format(&out->skipped, ex, sizeof ex);
-        mc_warn("dataset %s: skipped %lld folder entr%s that %s not images: %s", out->root, (long long)n_skipped,
+        /* every task lists its dataset again: once per run and folder, counted (log.h) */
+        char key[160];
+        snprintf(key, sizeof key, "dataset %s: skipped entries", out->root);
+        mc_warn_once(key, "dataset %s: skipped %lld folder entr%s that %s not images: %s", out->root, (long long)n_skipped,
                 n_skipped == 1 ? "y" : "ies", n_skipped == 1 ? "is" : "are", ex);
     }
     s = mc_comm_bcast_string(c, 0, &text, err);

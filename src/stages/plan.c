@@ -25,6 +25,7 @@
 #include "miclip/json.h"
 #include "miclip/plan.h"
 #include "miclip/stages.h"
+#include "miclip/world.h"
 
 #define TEXT_TOKENS 16 /* average prompt length in tokens ("a photo of a {}." + BOS/EOS) */
 
@@ -553,6 +554,12 @@ static int64_t known_size(const mc_dataset_cfg *d) {
         if (strstr(d->split, "train")) return 1281167;
     }
     if (d->kind == MC_DS_DTD) return 5640;
+    /* the tiny world as `miclip world make` writes it by default (100, 20, 20 per class) */
+    if (d->kind == MC_DS_WORLD && d->split) {
+        if (!strcmp(d->split, "train")) return 100 * MC_WORLD_NUM_CLASSES;
+        if (!strcmp(d->split, "val")) return 20 * MC_WORLD_NUM_CLASSES;
+        if (!strcmp(d->split, "unseen")) return 20 * MC_WORLD_NUM_TEXTURES;
+    }
     return 0;
 }
 
@@ -570,8 +577,9 @@ static int64_t count_images(const mc_dataset_cfg *d, const char *what, char *not
         full = known_size(d);
         if (full > 0 && d->n_samples == 0) {
             size_t u = strlen(note);
-            snprintf(note + u, cap - u, "%s%s: %s not found, using the published size %lld", u ? "; " : "",
-                     what, d->root, (long long)full);
+            snprintf(note + u, cap - u, "%s%s: %s not found, using the %s size %lld", u ? "; " : "",
+                     what, d->root, d->kind == MC_DS_WORLD ? "'miclip world make' default" : "published",
+                     (long long)full);
         }
     }
     if (d->n_samples > 0) return full > 0 && full < d->n_samples ? full : d->n_samples;
@@ -767,7 +775,7 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
         S->tflop = flop / 1e12;
         S->core_s_task = core_s;
         if (S->wall_s_task <= 0) S->wall_s_task = core_s / cores;
-        S->wall_s_task += 10.0; /* start-up: MPI, model load, store open */
+        S->wall_s_task += MC_PLAN_TASK_START_S; /* start-up: MPI, model load, store open */
         S->core_hours = S->wall_s_task * cores * nt / 3600.0;
         S->mem_rank = mem_b;
         p->total_core_hours += S->core_hours;

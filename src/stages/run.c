@@ -2,9 +2,30 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "miclip/fsutil.h"
 #include "miclip/log.h"
 #include "miclip/miclip.h"
+#include "miclip/plan.h"
 #include "stages_internal.h"
+
+/* The run-level estimate (rank 0): per-stage wall time of all tasks from `miclip plan`'s model
+ * and the calibration file, when there is one (the plan's defaults are too rough to print). */
+static bool run_estimate(const mc_config *cfg, int ranks, double *stage_s, char *cal_path, size_t cap) {
+    mc_calibration_default_path(cal_path, cap);
+    if (!mc_file_exists(cal_path)) return false;
+    mc_calibration cal;
+    mc_error e = {0};
+    static mc_plan plan; /* large; rank 0 only, once per run */
+    if (mc_calibration_read(cal_path, &cal, &e) != MC_OK ||
+        mc_plan_make(cfg, ranks, mc_get_threads(), &cal, NULL, NULL, &plan, &e) != MC_OK) {
+        mc_debug("run: no estimate: %s", e.msg);
+        return false;
+    }
+    /* One process runs every task: the plan's per-task start-up (a job's) is paid once. */
+    for (int i = 0; i < plan.n_stages && i < cfg->stages.n; i++)
+        stage_s[i] = (plan.st[i].wall_s_task - MC_PLAN_TASK_START_S) * plan.st[i].n_tasks;
+    return true;
+}
 
 static void implemented_list(char *buf, size_t cap) {
     buf[0] = '\0';
@@ -18,7 +39,7 @@ static void implemented_list(char *buf, size_t cap) {
 }
 
 mc_status mc_run(const mc_comm *c, const mc_config *cfg, int only_stage, int only_task, mc_error *err) {
-    if (cfg->threads > 0) mc_set_threads((int)cfg->threads);
+    if (cfg->threads > 0) mc_set_threads_from((int)cfg->threads, "the config's 'threads'");
     /* Refuse unimplemented stages before doing anything (every rank sees the same config). */
     for (int i = 0; i < cfg->stages.n; i++) {
         int st = cfg->stages.v[i];
@@ -42,9 +63,30 @@ mc_status mc_run(const mc_comm *c, const mc_config *cfg, int only_stage, int onl
                        cfg->source_path, mc_stage_name(only_stage));
     mc_info0("run %s: config %.16s, %d rank(s) x %d thread(s), output %s", cfg->name, cfg->hash,
              c->size, mc_get_threads(), cfg->output_dir);
+    int n_run = 0;
+    for (int i = 0; i < cfg->stages.n; i++)
+        if (only_stage < 0 || (int)cfg->stages.v[i] == only_stage) n_run++;
+    double est[MC_STAGE_COUNT] = {0}, left = 0;
+    char cal[MC_PLAN_TEXT_MAX] = "";
+    bool have_est = c->rank == 0 && only_task < 0 && run_estimate(cfg, c->size, est, cal, sizeof cal);
+    for (int i = 0, first = 1; have_est && i < cfg->stages.n; i++)
+        if (only_stage < 0 || (int)cfg->stages.v[i] == only_stage) {
+            if (first) est[i] += MC_PLAN_TASK_START_S, first = 0; /* once, with the first stage */
+            left += est[i];
+        }
+    if (have_est) {
+        char t[64];
+        mc_plan_fmt_time(left, t, sizeof t);
+        mc_info0("run: %d stage(s), estimated %s (calibration %s; complete stages take less)", n_run, t, cal);
+    } else if (only_task < 0) {
+        mc_info0("run: %d stage(s) (no run estimate: 'miclip plan CONFIG --calibrate' writes a calibration)", n_run);
+    }
+    const double t_run = mc_now();
+    int k = 0;
     for (int i = 0; i < cfg->stages.n; i++) {
         int st = cfg->stages.v[i];
         if (only_stage >= 0 && st != only_stage) continue;
+        k++;
         mc_task *tasks = NULL;
         int n = 0;
         MC_TRY(mc_config_tasks(cfg, (mc_stage)st, &tasks, &n, err));
@@ -53,6 +95,18 @@ mc_status mc_run(const mc_comm *c, const mc_config *cfg, int only_stage, int onl
             return MC_FAIL(err, MC_ERR_ARG, "stage '%s' has %d task(s); task %d does not exist",
                            mc_stage_name(st), n, only_task);
         }
+        int n_do = only_task >= 0 ? 1 : n;
+        if (have_est) {
+            char t[64];
+            mc_plan_fmt_time(left, t, sizeof t);
+            mc_info0("stage %d/%d %s: %d task(s) (run ETA %s)", k, n_run, mc_stage_name(st), n_do, t);
+        } else {
+            mc_info0("stage %d/%d %s: %d task(s)", k, n_run, mc_stage_name(st), n_do);
+        }
+        /* A stage of several tasks logs its tasks' info lines at debug level and one summary
+         * line here (log.h, task scope); one task (a Slurm array task) keeps them. */
+        mc_log_set_task_scope(n_do > 1);
+        const double t_stage = mc_now();
         mc_status s = MC_OK;
         for (int t = 0; t < n && s == MC_OK; t++) {
             if (only_task >= 0 && t != only_task) continue;
@@ -61,8 +115,13 @@ mc_status mc_run(const mc_comm *c, const mc_config *cfg, int only_stage, int onl
             s = mc_stage_find(st)->run(c, cfg, &tasks[t], err);
             if (s == MC_OK) mc_info0("stage %s: task %s done in %.1f s", mc_stage_name(st), tasks[t].id, mc_now() - t0);
         }
+        mc_log_set_task_scope(false);
         mc_tasks_free(&tasks);
         if (s != MC_OK) return s;
+        left -= est[i];
+        if (left < 0) left = 0;
+        if (n_do > 1) mc_info0("stage %d/%d %s: %d task(s) done in %.1f s (run %.1f s)", k, n_run,
+                               mc_stage_name(st), n_do, mc_now() - t_stage, mc_now() - t_run);
     }
     return MC_OK;
 }
