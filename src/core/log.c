@@ -173,13 +173,20 @@ static void format_duration(double s, char *buf, size_t cap) {
     else snprintf(buf, cap, "%02ld:%02ld", t / 60, t % 60);
 }
 
-static void draw(mc_progress *p, bool final) {
-    double now = mc_now();
+/* Rate, elapsed and ETA of p at now, for the bar and the log line alike. */
+static double progress_times(const mc_progress *p, double now, char elapsed[32], char eta[32]) {
     double el = now - p->t_start;
     double rate = el > 0 ? (double)p->done / el : 0;
-    char eta[32] = "--:--", elapsed[32];
-    format_duration(el, elapsed, sizeof elapsed);
-    if (p->total > 0 && rate > 0) format_duration((double)(p->total - p->done) / rate, eta, sizeof eta);
+    snprintf(eta, 32, "--:--");
+    format_duration(el, elapsed, 32);
+    if (p->total > 0 && rate > 0) format_duration((double)(p->total - p->done) / rate, eta, 32);
+    return rate;
+}
+
+static void draw(mc_progress *p, bool final) {
+    double now = mc_now();
+    char eta[32], elapsed[32];
+    double rate = progress_times(p, now, elapsed, eta);
     const int width = 30;
     char bar[64];
     int filled = p->total > 0 ? (int)((double)width * (double)p->done / (double)p->total) : 0;
@@ -200,11 +207,8 @@ static void draw(mc_progress *p, bool final) {
 /* A progress line for logs that are not a terminal (log.h). */
 static void line(mc_progress *p) {
     double now = mc_now();
-    double el = now - p->t_start;
-    double rate = el > 0 ? (double)p->done / el : 0;
-    char eta[32] = "--:--", elapsed[32];
-    format_duration(el, elapsed, sizeof elapsed);
-    if (p->total > 0 && rate > 0) format_duration((double)(p->total - p->done) / rate, eta, sizeof eta);
+    char eta[32], elapsed[32];
+    double rate = progress_times(p, now, elapsed, eta);
     if (p->total > 0)
         log_plain(MC_LOG_INFO, "%s: %lld/%lld %s (%.0f%%), %.1f %s/s, %s elapsed, ETA %s", p->label,
                   (long long)p->done, (long long)p->total, p->unit,
