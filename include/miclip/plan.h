@@ -185,12 +185,14 @@ mc_status mc_calibration_measure(int threads, const char *model_dir, mc_calibrat
 /* The default file: $MICLIP_CALIBRATION, else ~/.cache/miclip/calibration.json. */
 void mc_calibration_default_path(char *buf, size_t cap);
 
-/* The plan of cfg at ranks x threads. When a model folder holds model.safetensors, the model is
- * loaded to take its parameter count and arena size from model.h (exact); otherwise they are
- * estimated from config.json. target_dir / clip_dir override the config's model folders
+/* The plan of cfg at ranks x threads. With load_weights, when a model folder holds
+ * model.safetensors, the model is loaded to take its parameter count and arena size from model.h
+ * (exact; `miclip plan`, `miclip slurm`); otherwise they are estimated from config.json (the
+ * pre-flight's disk check and the run's estimate, which must not load a model). target_dir / clip_dir override the config's model folders
  * (NULL: the config's), for planning where only config.json copies are at hand. */
 mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_calibration *cal,
-                       const char *target_dir, const char *clip_dir, mc_plan *plan, mc_error *err);
+                       const char *target_dir, const char *clip_dir, bool load_weights, mc_plan *plan,
+                       mc_error *err);
 
 /* The readable table, and the same as JSON. */
 void mc_plan_print(FILE *f, const mc_config *cfg, const mc_plan *plan);

@@ -95,7 +95,7 @@ int mc_cmd_plan(const mc_comm *c, int argc, char **argv) {
         const char *cp = cal_path ? cal_path : def;
         if (cal_path || mc_file_exists(cp)) s = mc_calibration_read(cp, &cal, &err);
         mc_plan plan;
-        if (s == MC_OK) s = mc_plan_make(cfg, (int)ranks, (int)threads, &cal, tdir, cdir, &plan, &err);
+        if (s == MC_OK) s = mc_plan_make(cfg, (int)ranks, (int)threads, &cal, tdir, cdir, true, &plan, &err);
         if (s == MC_OK) {
             if (json) mc_plan_print_json(stdout, cfg, &plan);
             else mc_plan_print(stdout, cfg, &plan);

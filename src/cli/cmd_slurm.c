@@ -344,7 +344,7 @@ static mc_status make_scripts(const mc_config *cfg, const char *cfg_path, const 
     const char *cp = o->cal_path ? o->cal_path : def;
     if (o->cal_path || mc_file_exists(cp)) MC_TRY(mc_calibration_read(cp, &cal, err));
     mc_plan plan;
-    MC_TRY(mc_plan_make(cfg, (int)(o->nodes * o->ntasks), (int)o->cpus, &cal, o->tdir, o->cdir, &plan, err));
+    MC_TRY(mc_plan_make(cfg, (int)(o->nodes * o->ntasks), (int)o->cpus, &cal, o->tdir, o->cdir, true, &plan, err));
     char cfg_abs[4096];
     if (!realpath(cfg_path, cfg_abs)) return MC_FAIL(err, MC_ERR_IO, "%s: %s", cfg_path, strerror(errno));
     /* The absolute forms add the working folder, which the command-line check did not see. */

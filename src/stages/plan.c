@@ -666,7 +666,7 @@ void mc_plan_unit_table_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_
 }
 
 mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_calibration *cal,
-                       const char *target_dir, const char *clip_dir, mc_plan *p, mc_error *err) {
+                       const char *target_dir, const char *clip_dir, bool load_weights, mc_plan *p, mc_error *err) {
     memset(p, 0, sizeof *p);
     p->ranks = ranks > 0 ? ranks : 1;
     p->threads = threads > 0 ? threads : (cfg->threads > 0 ? (int)cfg->threads : 1);
@@ -679,9 +679,11 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
     else MC_TRY(mc_plan_model_read(cd, &p->clip, err));
     if (p->clip.family != MC_HF_CLIP)
         return MC_FAIL(err, MC_ERR_CONFIG, "models.clip (%s) is not a CLIP model", cd);
-    MC_TRY(exact_sizes(&p->target, cfg->extract.batch_size, err));
+    if (load_weights) MC_TRY(exact_sizes(&p->target, cfg->extract.batch_size, err));
+    else p->target.arena_bytes = mc_plan_arena_bytes(&p->target, cfg->extract.batch_size), p->target.loaded_params = p->target.params;
     if (p->clip_is_target) p->clip = p->target;
-    else MC_TRY(exact_sizes(&p->clip, cfg->extract.batch_size, err));
+    else if (load_weights) MC_TRY(exact_sizes(&p->clip, cfg->extract.batch_size, err));
+    else p->clip.arena_bytes = mc_plan_arena_bytes(&p->clip, cfg->extract.batch_size), p->clip.loaded_params = p->clip.params;
 
     const int64_t seeds = cfg->seeds.n;
     p->n_train = count_images(&cfg->datasets.train, "datasets.train", p->images_note, sizeof p->images_note);

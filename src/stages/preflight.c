@@ -374,7 +374,7 @@ static void check_disk(pf *p, const mc_comm *c, const mc_config *cfg, const need
         problem_code(p, MC_ERR_NOMEM, "out of memory");
         return;
     }
-    if (mc_plan_make(cfg, c->size, 0, &cal, NULL, NULL, plan, &e) != MC_OK) {
+    if (mc_plan_make(cfg, c->size, 0, &cal, NULL, NULL, false, plan, &e) != MC_OK) {
         mc_warn("pre-flight: the disk space needed cannot be estimated (%s); not checked", e.msg);
         free(plan);
         return;

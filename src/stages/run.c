@@ -17,7 +17,7 @@ static bool run_estimate(const mc_config *cfg, int ranks, double *stage_s, char 
     mc_error e = {0};
     static mc_plan plan; /* large; rank 0 only, once per run */
     if (mc_calibration_read(cal_path, &cal, &e) != MC_OK ||
-        mc_plan_make(cfg, ranks, mc_get_threads(), &cal, NULL, NULL, &plan, &e) != MC_OK) {
+        mc_plan_make(cfg, ranks, mc_get_threads(), &cal, NULL, NULL, false, &plan, &e) != MC_OK) {
         mc_debug("run: no estimate: %s", e.msg);
         return false;
     }

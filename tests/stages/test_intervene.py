@@ -39,7 +39,6 @@ sys.path.insert(0, HERE)
 import fixture  # noqa: E402
 from fixture import check  # noqa: E402
 from ref_vit_suffix import ViTSuffix  # noqa: E402
-from test_extract import kill_all  # noqa: E402
 from test_method import h5_datasets, same_outputs  # noqa: E402
 
 SRC = os.environ.get("MICLIP_SOURCE_DIR", os.path.dirname(os.path.dirname(HERE)))
@@ -292,22 +291,21 @@ def test_resume(tmp):
     cfg_ref = os.path.join(tmp, "resume_ref.yaml")
     open(cfg_ref, "w").write(open(cfg).read().replace(base, ref))
     shutil.copytree(base, ref)
-    t0 = time.time()
-    r = run(1, ["intervene", cfg_ref])
-    took = time.time() - t0
-    check(r.returncode == 0, "uninterrupted intervene (%.1f s)" % took)
+    # The store calls of an uninterrupted run at 2 ranks (rank 0's, MICLIP_TEST_STORE_TRACE): the
+    # kill points are chosen from the program's progress, never from the clock (src/store/store_hook.c).
+    r = fixture.mpirun(2, ["intervene", cfg_ref], capture_output=True, text=True,
+                       env=dict(os.environ, MICLIP_TEST_STORE_TRACE="1"))
+    total = sum(1 for l in r.stderr.splitlines() if l.startswith("miclip[0] store call "))
+    check(r.returncode == 0 and total > 10, "uninterrupted intervene (%d store calls on rank 0)" % total)
     mid = False
     for frac in (0.5, 0.3, 0.7, 0.15, 0.85):
         shutil.rmtree(os.path.join(base, "intervene"), ignore_errors=True)
         shutil.rmtree(os.path.join(base, "report"), ignore_errors=True)
-        p = subprocess.Popen([fixture.MPIEXEC, "--oversubscribe", "-n", "2", fixture.MICLIP, "intervene", cfg],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # Wait for the stage to start writing, then a fraction of its run time.
-        t1 = time.time()
-        while time.time() - t1 < 60 and not glob.glob(os.path.join(base, "intervene", "*.h5")):
-            time.sleep(0.05)
-        time.sleep(frac * took)
-        kill_all(p)
+        n = max(1, int(frac * total))
+        k = subprocess.run([fixture.MPIEXEC, "--oversubscribe", "-n", "2", fixture.MICLIP, "intervene", cfg],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env=dict(os.environ, MICLIP_TEST_KILL_AT_STORE_CALL=str(n)))
+        check(k.returncode != 0, "SIGKILL after store call %d of %d ends the run (exit %d)" % (n, total, k.returncode))
         r = fixture.mpirun(4, ["intervene", cfg], capture_output=True, text=True)
         if r.returncode != 0:
             check(False, "intervene after SIGKILL exits 0: %s" % r.stderr[-400:])
