@@ -214,6 +214,14 @@ void mc_zeroshot_classify(const float *class_emb, int64_t n_classes, const float
 mc_status mc_text_embed_cached(const mc_comm *c, mc_store *store, mc_text_encoder *e,
                                const char *const *texts, size_t n, const char *tmpl, float *out,
                                size_t *n_computed, mc_error *err);
+/* The same with one_by_one = true: each missing text is embedded in a forward of its own, so
+ * its floats depend only on (model, template, text), never on the batch it was computed in,
+ * the rank count or which texts an earlier run cached (the GEMMs round differently when their
+ * row count changes). Such rows are kept under their own key. For small sets whose numbers
+ * are printed to 17 digits (the report's CLIP and MPNet scores). */
+mc_status mc_text_embed_cached_ex(const mc_comm *c, mc_store *store, mc_text_encoder *e,
+                                  const char *const *texts, size_t n, const char *tmpl, bool one_by_one,
+                                  float *out, size_t *n_computed, mc_error *err);
 
 /* L2-normalises rows in place: x / max(||x||, 1e-12) (torch F.normalize). */
 void mc_l2_normalize_rows(float *x, int64_t rows, int64_t dim);

@@ -57,6 +57,8 @@ typedef struct {
 typedef struct {
     char title[200], unit[32];
     const char *ref; /* the reference method's row name */
+    int decimals;    /* of means and stds in md and tex; 0 means 2 */
+    char na_note;    /* not 0: no values can exist (e.g. no MPNet model); every cell is n/a with this note */
     int n_methods, n_cols, n_recs, cap_recs;
     char (*methods)[NAME_CAP];
     column *cols;
@@ -146,6 +148,8 @@ typedef struct {
 #define NOTE_FEW 'a'
 #define NOTE_ZERO 'b'
 #define NOTE_DIR 'c'
+#define NOTE_NO_MPNET 'd'
+#define N_NOTES 4
 
 static mc_status cell_compute(const section *s, int m, int k, cell_stats *cs, mc_error *err) {
     int cap = s->n_recs + 1;
@@ -474,15 +478,18 @@ static const char *note_text(char note) {
     switch (note) {
     case NOTE_FEW: return "fewer than 2 seeds have values for both this method and the reference: no test";
     case NOTE_ZERO: return "every seed's difference from the reference is the same: zero variance, t undefined";
+    case NOTE_NO_MPNET:
+        return "no MPNet model: `models.mpnet` is not set in the config (the tiny world has none), so no MPNet score";
     default: return "this edit leaves the units unchanged (scale 1 or add 0): no direction to test";
     }
 }
 
 /* A mean ± std cell (std "n/a" for one seed). */
-static void fmt_mean(char *out, size_t cap, const cell_stats *cs, bool tex) {
+static void fmt_mean(char *out, size_t cap, const cell_stats *cs, int decimals, bool tex) {
+    const int d = decimals > 0 ? decimals : 2;
     if (cs->n == 0) mc_snprintf(out, cap, "--");
-    else if (cs->n < 2) mc_snprintf(out, cap, "%.2f %s n/a", cs->mean, tex ? "$\\pm$" : "±");
-    else mc_snprintf(out, cap, "%.2f %s %.2f", cs->mean, tex ? "$\\pm$" : "±", cs->sd);
+    else if (cs->n < 2) mc_snprintf(out, cap, "%.*f %s n/a", d, cs->mean, tex ? "$\\pm$" : "±");
+    else mc_snprintf(out, cap, "%.*f %s %.*f", d, cs->mean, tex ? "$\\pm$" : "±", d, cs->sd);
 }
 
 static void fmt_test(char *out, size_t cap, const cell_stats *cs, double alpha, bool tex) {
@@ -522,10 +529,16 @@ static void section_md(mc_buf *b, const section *s, const cell_stats *cs, double
     for (int m = 0; m < s->n_methods; m++) {
         mc_buf_printf(b, "| "), md_escaped(b, s->methods[m]), mc_buf_printf(b, " |");
         for (int k = 0; k < s->n_cols; k++) {
-            fmt_mean(cell, sizeof cell, &cs[m * s->n_cols + k], false);
+            if (s->na_note) mc_snprintf(cell, sizeof cell, "n/a (%c)", s->na_note);
+            else fmt_mean(cell, sizeof cell, &cs[m * s->n_cols + k], s->decimals, false);
             mc_buf_printf(b, " %s |", cell);
         }
         mc_buf_printf(b, "\n");
+    }
+    if (s->na_note) {
+        used_notes[s->na_note - 'a'] = true;
+        mc_buf_printf(b, "\nNo t-tests (%c).\n", s->na_note);
+        return;
     }
     mc_buf_printf(b, "\nOne-tailed paired t-tests over seeds (pairs by seed), %s against each method; H1 (in each "
                   "column's header): %s's mean is higher or lower, whichever is better; t = mean(%s - method) / "
@@ -550,7 +563,8 @@ static void section_md(mc_buf *b, const section *s, const cell_stats *cs, double
 
 static void section_tex(mc_buf *b, const section *s, const cell_stats *cs, double alpha, bool *used_notes) {
     char cell[160];
-    for (int part = 0; part < 2; part++) {
+    if (s->na_note) used_notes[s->na_note - 'a'] = true;
+    for (int part = 0; part < (s->na_note ? 1 : 2); part++) {
         mc_buf_printf(b, "%% %s (%s), %s\n\\begin{tabular}{l", s->title, s->unit,
                       part ? "one-tailed paired t-tests against the reference" : "mean $\\pm$ sample std over seeds");
         for (int k = 0; k < s->n_cols; k++) mc_buf_printf(b, "c");
@@ -569,8 +583,10 @@ static void section_tex(mc_buf *b, const section *s, const cell_stats *cs, doubl
                 if (part) {
                     fmt_test(cell, sizeof cell, c, alpha, true);
                     if (c->note) used_notes[c->note - 'a'] = true;
+                } else if (s->na_note) {
+                    mc_snprintf(cell, sizeof cell, "n/a$^{%c}$", s->na_note);
                 } else {
-                    fmt_mean(cell, sizeof cell, c, true);
+                    fmt_mean(cell, sizeof cell, c, s->decimals, true);
                 }
                 mc_buf_printf(b, " & %s", cell);
             }
@@ -589,6 +605,19 @@ static void section_csv(mc_buf *b, const char *table, const section *s, const ce
     for (int m = 0; m < s->n_methods; m++)
         for (int k = 0; k < s->n_cols; k++) {
             const cell_stats *c = &cs[m * s->n_cols + k];
+            if (s->na_note) { /* no value can exist: one row saying why */
+                mc_buf_csv(b, table), mc_buf_printf(b, ",");
+                mc_buf_csv(b, s->title), mc_buf_printf(b, ",");
+                mc_buf_csv(b, s->unit), mc_buf_printf(b, ",");
+                mc_buf_csv(b, s->methods[m]), mc_buf_printf(b, ",");
+                mc_buf_csv(b, s->cols[k].name);
+                mc_buf_printf(b, ",0,,,");
+                mc_buf_csv(b, s->ref);
+                mc_buf_printf(b, ",,,,,,,");
+                mc_buf_csv(b, note_text(s->na_note));
+                mc_buf_printf(b, "\n");
+                continue;
+            }
             if (c->n == 0) continue;
             mc_buf_csv(b, table), mc_buf_printf(b, ",");
             mc_buf_csv(b, s->title), mc_buf_printf(b, ",");
@@ -613,7 +642,7 @@ static void section_csv(mc_buf *b, const char *table, const section *s, const ce
 
 static void notes_md(mc_buf *b, const bool *used) {
     bool any = false;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < N_NOTES; i++)
         if (used[i]) {
             mc_buf_printf(b, "%s(%c) n/a: %s.\n", any ? "" : "\n", 'a' + i, note_text((char)('a' + i)));
             any = true;
@@ -631,7 +660,7 @@ typedef struct {
 /* Writes the table in each of cfg's formats under tables/; appends its Markdown to readme. */
 static mc_status write_table(const mc_config *cfg, const table_spec *t, mc_buf *readme, mc_error *err) {
     mc_buf md = {0}, tex = {0}, csv = {0};
-    bool notes_md_used[3] = {0}, notes_tex_used[3] = {0};
+    bool notes_md_used[N_NOTES] = {0}, notes_tex_used[N_NOTES] = {0};
     mc_status s = MC_OK;
     mc_buf_printf(&md, "## %s\n\n%s\n\n", t->title, t->intro);
     mc_buf_printf(&tex, "%% %s (miclip report stage, experiment %s)\n%% %s\n\n", t->title, cfg->name, t->intro);
@@ -649,7 +678,7 @@ static mc_status write_table(const mc_config *cfg, const table_spec *t, mc_buf *
     }
     notes_md(&md, notes_md_used);
     /* Footnotes as text after the tabulars, so they print with the table. */
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < N_NOTES; i++)
         if (notes_tex_used[i])
             mc_buf_printf(&tex, "\\noindent $^{%c}$ n/a: %s.\\par\n", 'a' + i, note_text((char)('a' + i)));
     mc_buf_printf(&tex, "\\noindent Bold: p $<$ %g (one-tailed paired t-test over seeds).\\par\n", cfg->report.alpha);
@@ -677,9 +706,33 @@ static mc_status write_table(const mc_config *cfg, const table_spec *t, mc_buf *
 }
 
 /* The tables (rank 0). */
-static mc_status report_tables(const mc_config *cfg, const results *desc, const results *bl, const results *inter,
-                               mc_buf *readme, mc_error *err) {
+/* Table 1's CLIP and MPNet score sections (rows and columns as the accuracy's); without an MPNet
+ * model the MPNet section lists the CLIP section's cells as n/a (NOTE_NO_MPNET). */
+static mc_status table1_scores(section *t1c, section *t1m, const mc_report_scores *sc, mc_error *err) {
+    for (int i = 0; i < sc->n; i++) {
+        const mc_report_score *r = &sc->v[i];
+        MC_TRY(section_add(t1c, r->method, r->set, +1, r->seed, r->clip, "CLIP scores", err));
+        if (sc->have_mpnet) MC_TRY(section_add(t1m, r->method, r->set, +1, r->seed, r->mpnet, "MPNet scores", err));
+    }
+    if (sc->have_mpnet || !t1c->n_recs) return MC_OK;
+    t1m->methods = mc_alloc_array((size_t)t1c->n_methods, sizeof *t1m->methods);
+    t1m->cols = mc_alloc_array((size_t)t1c->n_cols, sizeof *t1m->cols);
+    if (!t1m->methods || !t1m->cols) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    memcpy(t1m->methods, t1c->methods, (size_t)t1c->n_methods * sizeof *t1m->methods);
+    memcpy(t1m->cols, t1c->cols, (size_t)t1c->n_cols * sizeof *t1m->cols);
+    t1m->n_methods = t1c->n_methods, t1m->n_cols = t1c->n_cols;
+    t1m->na_note = NOTE_NO_MPNET;
+    return MC_OK;
+}
+
+static mc_status report_tables(const mc_config *cfg, const results *desc, const results *bl,
+                               const mc_report_scores *scores, const results *inter, mc_buf *readme, mc_error *err) {
     section t1 = {.ref = REF_T1}, t2[2] = {{.ref = REF_T2}, {.ref = REF_T2}};
+    section t1s[2] = {{.ref = REF_T1, .decimals = 4}, {.ref = REF_T1, .decimals = 4}};
+    mc_snprintf(t1s[0].title, sizeof t1s[0].title, "CLIP score on `logits`");
+    mc_snprintf(t1s[1].title, sizeof t1s[1].title, "MPNet score on `logits`");
+    mc_snprintf(t1s[0].unit, sizeof t1s[0].unit, "cosine");
+    mc_snprintf(t1s[1].unit, sizeof t1s[1].unit, "cosine");
     mc_snprintf(t1.title, sizeof t1.title, "Description accuracy on `logits`");
     mc_snprintf(t1.unit, sizeof t1.unit, "%%");
     mc_snprintf(t2[0].title, sizeof t2[0].title, "Delta-Acc");
@@ -688,14 +741,30 @@ static mc_status report_tables(const mc_config *cfg, const results *desc, const 
     mc_snprintf(t2[1].unit, sizeof t2[1].unit, "pp");
     mc_status s = table1_add(&t1, desc, false, err);
     if (s == MC_OK) s = table1_add(&t1, bl, true, err);
-    if (s == MC_OK && t1.n_recs) {
-        section_order(&t1);
-        table_spec ts = {
-            .file = "table1_descriptions", .title = "Table 1: description accuracy on `logits`",
-            .intro = "Percentage of logit neurons whose top concept is their own class, per concept set (columns), "
-                     "for each method (rows; miclip's E_n variants and every baseline with records). Mean ± sample "
-                     "standard deviation (n - 1) over seeds.",
-            .secs = &t1, .n_secs = 1};
+    if (s == MC_OK) s = table1_scores(&t1s[0], &t1s[1], scores, err);
+    if (s == MC_OK && (t1.n_recs || t1s[0].n_recs)) {
+        section secs[3];
+        int n_secs = 0;
+        if (t1.n_recs) section_order(&t1), secs[n_secs++] = t1;
+        if (t1s[0].n_recs) {
+            section_order(&t1s[0]), section_order(&t1s[1]);
+            secs[n_secs++] = t1s[0];
+            if (t1s[1].n_recs || t1s[1].na_note) secs[n_secs++] = t1s[1];
+        }
+        char intro[1200];
+        mc_snprintf(intro, sizeof intro,
+                    "Percentage of logit neurons whose top concept is their own class, per concept set (columns), "
+                    "for each method (rows; miclip's E_n variants and every baseline with records).%s Mean ± sample "
+                    "standard deviation (n - 1) over seeds.",
+                    t1s[0].n_recs ? " CLIP score: the mean over the logit neurons of the cosine between the CLIP text "
+                                    "embeddings of the neuron's top description and of its own class name, both put "
+                                    "into the concept prompt (align.prompt). MPNet score: the same in the sentence "
+                                    "space of the MPNet model (models.mpnet; the texts alone, mean-pooled and "
+                                    "normalised)." : "");
+        table_spec ts = {.file = "table1_descriptions",
+                         .title = t1s[0].n_recs ? "Table 1: descriptions of the logit neurons (accuracy, CLIP score, "
+                                                  "MPNet score)" : "Table 1: description accuracy on `logits`",
+                         .intro = intro, .secs = secs, .n_secs = n_secs};
         s = write_table(cfg, &ts, readme, err);
     } else if (s == MC_OK) {
         mc_info0("report: no description-accuracy records on `logits` (describe %s): Table 1 omitted",
@@ -718,7 +787,7 @@ static mc_status report_tables(const mc_config *cfg, const results *desc, const 
         mc_info0("report: no intervention records (intervene %s): Table 2 omitted",
                  mc_config_has_stage(cfg, MC_STAGE_INTERVENE) ? "wrote none" : "is not in 'stages'");
     }
-    section_free(&t1), section_free(&t2[0]), section_free(&t2[1]);
+    section_free(&t1), section_free(&t2[0]), section_free(&t2[1]), section_free(&t1s[0]), section_free(&t1s[1]);
     return s;
 }
 
@@ -904,15 +973,19 @@ mc_status mc_stage_report(const mc_comm *c, const mc_config *cfg, const mc_task 
     if (s == MC_OK && mc_config_has_stage(cfg, MC_STAGE_BASELINES)) s = read_results(c, cfg, MC_STAGE_BASELINES, &bl, err);
     if (s == MC_OK && mc_config_has_stage(cfg, MC_STAGE_INTERVENE))
         s = read_results(c, cfg, MC_STAGE_INTERVENE, &inter, err);
+    /* Table 1's CLIP and MPNet scores from the describe layouts' top concepts (collective). */
+    mc_report_scores scores = {0};
+    if (s == MC_OK) s = mc_report_scores_compute(c, cfg, &scores, err);
     if (s == MC_OK && c->rank == 0) {
         if (mc_config_has_stage(cfg, MC_STAGE_DESCRIBE)) s = description_summary(cfg, MC_STAGE_DESCRIBE, &desc, err);
         if (s == MC_OK && mc_config_has_stage(cfg, MC_STAGE_BASELINES))
             s = description_summary(cfg, MC_STAGE_BASELINES, &bl, err);
         if (s == MC_OK && mc_config_has_stage(cfg, MC_STAGE_INTERVENE)) s = intervention_summary(cfg, &inter, err);
-        if (s == MC_OK) s = report_tables(cfg, &desc, &bl, &inter, &readme, err);
+        if (s == MC_OK) s = report_tables(cfg, &desc, &bl, &scores, &inter, &readme, err);
     }
     s = mc_comm_agree(c, s, err);
     results_free(&desc), results_free(&bl), results_free(&inter);
+    mc_report_scores_free(&scores);
     if (s == MC_OK) s = report_figures(c, cfg, c->rank == 0 ? &readme : NULL, err);
     if (s == MC_OK) {
         mc_status ws = MC_OK;

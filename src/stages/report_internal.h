@@ -25,6 +25,32 @@ mc_status mc_stage_report(const mc_comm *c, const mc_config *cfg, const mc_task 
  * run.c calls it before any stage runs. */
 mc_status mc_report_check(const mc_config *cfg, mc_error *err);
 
+/* --- the open-vocabulary scores of Table 1 (report_scores.c) ----------------------------------- */
+#define MC_REPORT_NAME_CAP 160
+
+/* One (task, concept set) on `logits`: the mean over its logit neurons of the cosine between the
+ * text embeddings of the neuron's top description and of its own class name. */
+typedef struct {
+    char method[MC_REPORT_NAME_CAP]; /* "miclip (in+out)", "clip_dissect", ... (Table 1's rows) */
+    char set[128];
+    int64_t seed, n_units;
+    double clip;  /* CLIP text space, both texts in align.prompt */
+    double mpnet; /* MPNet sentence space (the texts alone); NAN without models.mpnet */
+} mc_report_score;
+
+typedef struct {
+    mc_report_score *v;
+    int n;
+    bool have_mpnet; /* models.mpnet is set */
+} mc_report_scores;
+
+/* Collective. The scores of every describe and baselines task on `logits` (sweep order, sets in
+ * the config's order) whose describe layout has top_concepts; none (n = 0, no model loaded) when
+ * no layout has them. Embeddings are cached in OUTPUT_DIR/concepts/text_cache.h5, one text per
+ * forward, so every rank count gives the same numbers. */
+mc_status mc_report_scores_compute(const mc_comm *c, const mc_config *cfg, mc_report_scores *out, mc_error *err);
+void mc_report_scores_free(mc_report_scores *s);
+
 /* --- statistics -------------------------------------------------------------------------------- */
 /* Mean of x[0..n) (two-pass: sum, then a correction by the mean residual); NAN when n < 1. */
 double mc_stats_mean(const double *x, int64_t n);

@@ -10,6 +10,12 @@
 
 mc_status mc_text_embed_cached(const mc_comm *c, mc_store *st, mc_text_encoder *e, const char *const *texts,
                                size_t n, const char *tmpl, float *out, size_t *n_computed, mc_error *err) {
+    return mc_text_embed_cached_ex(c, st, e, texts, n, tmpl, false, out, n_computed, err);
+}
+
+mc_status mc_text_embed_cached_ex(const mc_comm *c, mc_store *st, mc_text_encoder *e, const char *const *texts,
+                                  size_t n, const char *tmpl, bool one_by_one, float *out, size_t *n_computed,
+                                  mc_error *err) {
     const int64_t dim = mc_text_encoder_dim(e);
     mc_status s = MC_OK;
     if (n_computed) *n_computed = 0;
@@ -20,7 +26,9 @@ mc_status mc_text_embed_cached(const mc_comm *c, mc_store *st, mc_text_encoder *
     char keysrc[256], key[MC_SHA256_HEX_LEN + 1], grp[128];
     mc_sha256 h;
     mc_sha256_init(&h);
-    mc_snprintf(keysrc, sizeof keysrc, "%s\n%lld\n", mh, (long long)dim);
+    /* Rows embedded one text per forward live under their own key (their floats never depend on
+     * a batch), so the two kinds never mix. */
+    mc_snprintf(keysrc, sizeof keysrc, "%s\n%lld\n%s", mh, (long long)dim, one_by_one ? "one-by-one\n" : "");
     mc_sha256_update(&h, keysrc, strlen(keysrc));
     if (tmpl) mc_sha256_update(&h, tmpl, strlen(tmpl) + 1); /* NULL and "" differ */
     uint8_t d[MC_SHA256_BYTES];
@@ -120,7 +128,10 @@ agree:
         if (!fresh || !mine || !counts || !displs || !miss_sha || n_miss * (size_t)dim > (size_t)INT32_MAX)
             ls = MC_FAIL(err, MC_ERR_NOMEM, "text cache: %zu new texts do not fit", n_miss);
         for (int64_t k = b0; ls == MC_OK && k < b1; k++) mine[k - b0] = texts[miss[k]];
-        if (ls == MC_OK)
+        if (ls == MC_OK && one_by_one)
+            for (int64_t k = 0; ls == MC_OK && k < b1 - b0; k++)
+                ls = mc_text_embed(e, mine + k, 1, tmpl, false, fresh + (b0 + k) * dim, err);
+        else if (ls == MC_OK)
             ls = mc_text_embed(e, mine, (size_t)(b1 - b0), tmpl, false, fresh + b0 * dim, err);
         free(mine);
         s = mc_comm_agree(c, ls, err);

@@ -471,13 +471,237 @@ report: {{figures: [loss_curves, sae_curves], figure_formats: [png, svg, pdf]}}
           "README lists the figures; no tables without describe/intervene")
 
 
+# ---- Table 1's CLIP and MPNet scores --------------------------------------------------------------
+
+def write_mpnet(d, words, seed=3):
+    """A random tiny MPNet in the all-mpnet-base-v2 layout (sentence-transformers folder); returns
+    its weights and sizes for the PyTorch reference."""
+    import struct
+    import torch
+    torch.manual_seed(seed)
+    D, I, L, H, MP = 32, 64, 2, 4, 66
+    toks = ["<s>", "<pad>", "</s>", "<unk>"] + ["[unused%d]" % i for i in range(100)] + ["[UNK]"]
+    for w in sorted(set(words)) + list("abcdefghijklmnopqrstuvwxyz0123456789.,") + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]:
+        if w not in toks:
+            toks.append(w)
+    toks.append("<mask>")
+    V = len(toks)
+    os.makedirs(os.path.join(d, "1_Pooling"), exist_ok=True)
+    open(os.path.join(d, "vocab.txt"), "w").write("\n".join(toks) + "\n")
+    json.dump({"architectures": ["MPNetForMaskedLM"], "model_type": "mpnet", "vocab_size": V, "hidden_size": D,
+               "num_hidden_layers": L, "num_attention_heads": H, "intermediate_size": I, "hidden_act": "gelu",
+               "max_position_embeddings": MP, "layer_norm_eps": 1e-5, "relative_attention_num_buckets": 32,
+               "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2}, open(os.path.join(d, "config.json"), "w"))
+    json.dump({"max_seq_length": 64, "do_lower_case": False}, open(os.path.join(d, "sentence_bert_config.json"), "w"))
+    json.dump({"do_lower_case": True, "model_max_length": 512, "strip_accents": None, "tokenize_chinese_chars": True},
+              open(os.path.join(d, "tokenizer_config.json"), "w"))
+    json.dump([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}],
+              open(os.path.join(d, "modules.json"), "w"))
+    json.dump({"word_embedding_dimension": D, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
+               "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False},
+              open(os.path.join(d, "1_Pooling", "config.json"), "w"))
+    r = lambda *sh, std=0.5: torch.randn(*sh) * std  # noqa: E731
+    M = {"embeddings.word_embeddings.weight": r(V, D), "embeddings.position_embeddings.weight": r(MP, D, std=0.1),
+         "embeddings.LayerNorm.weight": 1 + r(D, std=0.1), "embeddings.LayerNorm.bias": r(D, std=0.02),
+         "encoder.relative_attention_bias.weight": r(32, H)}
+    for i in range(L):
+        p = "encoder.layer.%d." % i
+        for n in "qkvo":
+            M[p + "attention.attn.%s.weight" % n] = r(D, D, std=D ** -0.5)
+            M[p + "attention.attn.%s.bias" % n] = r(D, std=0.02)
+        M[p + "attention.LayerNorm.weight"], M[p + "attention.LayerNorm.bias"] = 1 + r(D, std=0.1), r(D, std=0.02)
+        M[p + "intermediate.dense.weight"], M[p + "intermediate.dense.bias"] = r(I, D, std=D ** -0.5), r(I, std=0.02)
+        M[p + "output.dense.weight"], M[p + "output.dense.bias"] = r(D, I, std=I ** -0.5), r(D, std=0.02)
+        M[p + "output.LayerNorm.weight"], M[p + "output.LayerNorm.bias"] = 1 + r(D, std=0.1), r(D, std=0.02)
+    header, off, blobs = {}, 0, []
+    for name, t in M.items():
+        b = t.contiguous().numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        off += len(b)
+        blobs.append(b)
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(os.path.join(d, "model.safetensors"), "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+    return M, (D, L, H)
+
+
+def mpnet_ref(d, M, dims, texts):
+    """PyTorch all-mpnet-base-v2 forward (tests/text/test_text_models_ref.py, specs 6.3) of each
+    text alone, ids from the Python WordPiece reference: the normalised sentence embeddings."""
+    import math
+    import torch
+    sys.path.insert(0, os.path.join(SRC, "tests", "text"))
+    import ref_tokenizers as R
+    D, L, H = dims
+    wp = R.WordPieceRef(d, max_length=64)
+    ln = torch.nn.functional.layer_norm
+
+    def bucket(rel):
+        n = -rel
+        ret = (n < 0).long() * 16
+        n = n.abs()
+        large = 8 + (torch.log(n.float() / 8) / math.log(128 / 8) * 8).long()
+        return ret + torch.where(n < 8, n, torch.min(large, torch.full_like(large, 15)))
+
+    out = []
+    for t in texts:
+        ids = torch.tensor([wp.encode(t)])
+        T = ids.shape[1]
+        pos = torch.arange(2, T + 2)[None]
+        x = ln(M["embeddings.word_embeddings.weight"][ids] + M["embeddings.position_embeddings.weight"][pos], (D,),
+               M["embeddings.LayerNorm.weight"], M["embeddings.LayerNorm.bias"], 1e-5)
+        bias = M["encoder.relative_attention_bias.weight"][bucket(torch.arange(T)[None] - torch.arange(T)[:, None])]
+        bias = bias.permute(2, 0, 1)[None]
+        for i in range(L):
+            p = "encoder.layer.%d." % i
+            q, k, v = (x @ M[p + "attention.attn.%s.weight" % n].T + M[p + "attention.attn.%s.bias" % n] for n in "qkv")
+            q, k, v = (y.view(1, T, H, D // H).transpose(1, 2) for y in (q, k, v))
+            c = (torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(D // H) + bias, dim=-1) @ v).transpose(1, 2).reshape(1, T, D)
+            a = ln(c @ M[p + "attention.attn.o.weight"].T + M[p + "attention.attn.o.bias"] + x, (D,),
+                   M[p + "attention.LayerNorm.weight"], M[p + "attention.LayerNorm.bias"], 1e-5)
+            hh = torch.nn.functional.gelu(a @ M[p + "intermediate.dense.weight"].T + M[p + "intermediate.dense.bias"])
+            x = ln(hh @ M[p + "output.dense.weight"].T + M[p + "output.dense.bias"] + a, (D,),
+                   M[p + "output.LayerNorm.weight"], M[p + "output.LayerNorm.bias"], 1e-5)
+        out.append(torch.nn.functional.normalize(x.mean(1), dim=1)[0].double().numpy())
+    return np.array(out)
+
+
+def test_scores(tmp):
+    world = os.path.join(tmp, "world")
+    subprocess.run([fixture.MICLIP, "--quiet", "world", "make", "--out", world, "--seed", "1", "--per-class", "6",
+                    "--val-per-class", "1", "--unseen-per-class", "1"], check=True)
+    vit, clip = (os.path.join(SRC, "experiments", "world", d) for d in ("vit", "clip"))
+    classes = [v for _, v in sorted(json.load(open(os.path.join(vit, "config.json")))["id2label"].items(),
+                                    key=lambda kv: int(kv[0]))]
+    concepts = [l.strip() for l in open(os.path.join(world, "concepts.txt")) if l.strip() and not l.startswith("#")]
+    mp = os.path.join(tmp, "mpnet")
+    M, dims = write_mpnet(mp, [w for t in classes + concepts for w in t.lower().split()])
+    out = os.path.join(tmp, "out")
+
+    def config(path, mpnet):
+        with open(path, "w") as f:
+            f.write(f"""name: sc
+output_dir: {out}
+seeds: [0, 1, 2]
+models: {{target: {vit}, clip: {clip}{", mpnet: " + mp if mpnet else ""}}}
+datasets:
+  train: {{kind: world, root: {world}, split: train}}
+concepts:
+  - {{name: classes, source: classes}}
+  - {{name: world, file: {world}/concepts.txt}}
+extract: {{layers: [logits], batch_size: 64}}
+align: {{batch_size: 72, epochs: 2, lr: 0.15, variants: [in+out, out]}}
+baselines: {{methods: [act_values, clip_dissect]}}
+stages: [extract, align, describe, baselines, report]
+report: {{formats: [md, csv, tex], figures: []}}
+""")
+        return path
+
+    cfg = config(os.path.join(tmp, "sc.yaml"), True)
+    r = run(2, ["run", cfg])
+    check(r.returncode == 0, "extract/align/describe/baselines/report at 2 ranks exits 0%s" % ("" if r.returncode == 0 else ": " + r.stderr[-800:]))
+    cache = os.path.join(out, "concepts", "text_cache.h5")
+    tables = {}
+    for np_ in [1, 2, 4]:
+        if os.path.exists(cache):
+            os.remove(cache)
+        r = run(np_, ["run", cfg, "--stage", "report"])
+        check(r.returncode == 0, "report at %d rank(s) exits 0%s" % (np_, "" if r.returncode == 0 else ": " + r.stderr[-800:]))
+        tables[np_] = {e: open(os.path.join(out, "report", "tables", "table1_descriptions." + e), "rb").read()
+                       for e in ["md", "csv", "tex"]}
+    check(tables[1] == tables[2] == tables[4], "Table 1 (md, csv, tex) identical at 1, 2 and 4 ranks, cache rebuilt each time")
+    r = run(2, ["run", cfg, "--stage", "report"])
+    again = {e: open(os.path.join(out, "report", "tables", "table1_descriptions." + e), "rb").read() for e in ["md", "csv", "tex"]}
+    check(r.returncode == 0 and again == tables[1], "a rerun from the cache gives the same bytes")
+    rows = read_csv(os.path.join(out, "report", "tables", "table1_descriptions.csv"))
+
+    # The reference: each logits task's top description per neuron from its store, embedded by
+    # `miclip embed-text` (CLIP, the concept prompt) and by PyTorch (MPNet), cosines in numpy.
+    ids = task_ids(cfg)
+    items = []
+    for stage, pre in [("describe", ""), ("baselines", "describe/")]:
+        for tid in ids[stage]:
+            if "-llogits-" not in tid:
+                continue
+            idx = json.load(open(os.path.join(out, stage, tid + ".json")))
+            with h5py.File(idx["store"], "r") as f:
+                for cs in ["classes", "world"]:
+                    if pre + cs + "/neuron/top_concepts" not in f:
+                        continue  # Act-Values describes only the class set
+                    g = f[pre + cs]
+                    names = bytes(g["concepts_bytes"][()]).split(b"\0")
+                    top = g["neuron/top_concepts"][:, 0]
+                    desc = [names[j].decode() for j in top]
+                    seed = int(tid.split("-s")[1].split("-")[0])
+                    m = tid.split("-llogits-")[1]
+                    method = "miclip (%s)" % m.replace("inout", "in+out") if stage == "describe" else m
+                    items.append((method, cs, seed, desc))
+    texts = sorted(set(classes) | {t for it in items for t in it[3]})
+    tj = os.path.join(tmp, "texts.json")
+    json.dump(texts, open(tj, "w"))
+    eo = os.path.join(tmp, "clip_emb.h5")
+    subprocess.run([fixture.MICLIP, "--quiet", "embed-text", clip, "--texts", tj, "--template", "a photo of a {}.",
+                    "--out", eo], check=True)
+    with h5py.File(eo, "r") as f:
+        ec = f["text_embeds"][()].astype(np.float64)
+    ec /= np.linalg.norm(ec, axis=1, keepdims=True)
+    em = mpnet_ref(mp, M, dims, texts)
+    pos = {t: i for i, t in enumerate(texts)}
+    vals = {}
+    for method, cs, seed, desc in items:
+        a = [pos[t] for t in desc]
+        b = [pos[t] for t in classes]
+        vals.setdefault(("CLIP score on `logits`", method, cs), {})[seed] = float(np.mean(np.sum(ec[a] * ec[b], 1)))
+        vals.setdefault(("MPNet score on `logits`", method, cs), {})[seed] = float(np.mean(np.sum(em[a] * em[b], 1)))
+    bad = []
+    for (sec, method, cs), v in vals.items():
+        row = [x for x in rows if x["section"] == sec and x["method"] == method and x["column"] == cs]
+        x = np.array([v[s] for s in sorted(v)])
+        if len(row) != 1:
+            bad.append((sec, method, cs, "no row"))
+            continue
+        row = row[0]
+        ok = abs(float(row["mean"]) - x.mean()) <= 2e-5 and abs(float(row["std"]) - x.std(ddof=1)) <= 2e-5
+        if method != "miclip (in+out)":
+            ref = vals[(sec, "miclip (in+out)", cs)]
+            d = np.array([ref[s] for s in sorted(v)]) - x
+            if d.std(ddof=1) > 1e-4:
+                t = d.mean() / (d.std(ddof=1) / np.sqrt(len(d)))
+                p = stats.t.sf(t, len(d) - 1)
+                ok = ok and abs(float(row["t"]) - t) <= 1e-3 * max(1, abs(t)) and abs(float(row["p"]) - p) <= 1e-3
+        if not ok:
+            bad.append((sec, method, cs, row["mean"], x.mean(), row["std"], x.std(ddof=1), row["t"]))
+    n_rows = sum(1 for x in rows if x["section"] in ("CLIP score on `logits`", "MPNet score on `logits`"))
+    check(len(vals) == n_rows == 2 * 7 and not bad, "CLIP and MPNet scores (%d cells: mean, std, t, p) equal the numpy/PyTorch "
+          "recomputation: %s" % (len(vals), bad[:3]))
+    md = tables[1]["md"].decode()
+    check("CLIP score on `logits`" in md and "MPNet score on `logits`" in md and "0." in md, "md has both score sections")
+
+    # Without models.mpnet: the MPNet column is n/a with its reason.
+    cfg2 = config(os.path.join(tmp, "sc2.yaml"), False)
+    r = run(2, ["run", cfg2, "--stage", "report"])
+    check(r.returncode == 0, "report without models.mpnet exits 0%s" % ("" if r.returncode == 0 else ": " + r.stderr[-800:]))
+    md = open(os.path.join(out, "report", "tables", "table1_descriptions.md")).read()
+    tex = open(os.path.join(out, "report", "tables", "table1_descriptions.tex")).read()
+    rows2 = read_csv(os.path.join(out, "report", "tables", "table1_descriptions.csv"))
+    mp_rows = [x for x in rows2 if x["section"] == "MPNet score on `logits`"]
+    clip_same = [x for x in rows2 if x["section"] == "CLIP score on `logits`"] == \
+        [x for x in rows if x["section"] == "CLIP score on `logits`"]
+    check(len(mp_rows) == 8 and all(x["n"] == "0" and x["mean"] == "" and "models.mpnet" in x["note"] for x in mp_rows)
+          and "n/a (d)" in md and "(d) n/a: no MPNet model" in md and "n/a$^{d}$" in tex and clip_same,
+          "without models.mpnet: every MPNet cell n/a (d) with the reason, CLIP scores unchanged")
+
+
 def main():
     part = sys.argv[1]
     tmp = os.path.join(os.getcwd(), "report_" + part)
     if part != "figures":
         shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp, exist_ok=True)
-    {"tables": test_tables, "bad": test_bad, "figures": test_figures}[part](tmp)
+    {"tables": test_tables, "bad": test_bad, "figures": test_figures, "scores": test_scores}[part](tmp)
     return fixture.summary()
 
 
