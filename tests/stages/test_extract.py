@@ -473,6 +473,15 @@ def complete(path):
         return bool(f.attrs.get("complete"))
 
 
+def plan_counts(cfg):
+    import json
+    r = subprocess.run([fixture.MICLIP, "--quiet", "plan", cfg, "--json"], capture_output=True, text=True)
+    if r.returncode:
+        return None
+    p = json.loads(r.stdout)
+    return sum(s["count"] for s in p["stores"] if s["stage"] == "extract")
+
+
 def test_shared(tmp, fx):
     # Default (per-seed training samples): the two seeds' tasks at once, as a Slurm array would.
     out = os.path.join(tmp, "perseed")
@@ -493,6 +502,7 @@ def test_shared(tmp, fx):
     with h5py.File(manifest_store(out, "eval", 0), "r") as f:
         check("seed" not in f.attrs, "a whole-split store records no seed")
     perseed_train0 = manifest_store(out, "train", 0)
+    check(plan_counts(cfg) == 4, "miclip plan counts the 4 extraction stores (%s)" % plan_counts(cfg))
 
     # The opt-in: one training sample for every seed, at 1, 2 and 4 ranks.
     ref = None
@@ -505,6 +515,8 @@ def test_shared(tmp, fx):
         stores = sorted(glob.glob(os.path.join(out, "extract", "*.h5")))
         names = [os.path.basename(x).rsplit("-", 1)[0] for x in stores]
         check(names == ["eval", "train-s0", "unseen"], "shared sample at %d rank(s): 3 stores %s" % (n, names))
+        if n == 1:
+            check(plan_counts(cfg) == 3, "miclip plan counts the 3 extraction stores (%s)" % plan_counts(cfg))
         for split in ("train", "eval", "unseen"):
             check(manifest_store(out, split, 0) == manifest_store(out, split, 1),
                   "%d rank(s): both seeds' %s manifests name one store" % (n, split))
