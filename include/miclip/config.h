@@ -81,12 +81,16 @@ typedef enum {
 
 /* --- the typed experiment ------------------------------------------------------------------- */
 
+/* datasets.*.sample_seed: per_seed. */
+#define MC_SAMPLE_PER_SEED INT64_C(-1)
+
 /* One image dataset. kind MC_DS_NONE means "not used" (then every other field is empty). */
 typedef struct {
     int kind;          /* mc_dataset_kind */
     char *root;        /* absolute path ("" when kind is none) */
     char *split;       /* sub-folder / split name: world train|val|unseen, imagenet train|val */
     int64_t n_samples; /* images drawn per seed; 0 = all */
+    int64_t sample_seed; /* the seed of the draw: MC_SAMPLE_PER_SEED (each run seed its own), or a fixed one */
     char *labels;      /* absolute path of a label file, or "" */
     char *class_names; /* absolute path of a class-name mapping file, or "" */
 } mc_dataset_cfg;

@@ -103,12 +103,14 @@ typedef struct mc_plan_stage {
     int stage;          /* mc_stage */
     bool implemented;   /* in this build */
     int n_tasks;
-    double items;       /* per task: images (extract, intervene), steps (sae, align), ... */
+    double items;       /* per task (the longest where tasks differ): images (extract, intervene), steps, ... */
     char item_name[32];
     double gmac_per_item;
     double tflop;       /* floating-point operations of one task, 1e12 (2 per multiply-add) */
     double core_s_task; /* core-seconds of one task */
-    double wall_s_task; /* one task at ranks x threads */
+    double wall_s_task; /* one task at ranks x threads (the longest, where tasks differ: Slurm's --time) */
+    double core_s_all;  /* where tasks differ (extract: shared stores), the core-seconds of all tasks
+                         * together; 0: core_s_task x n_tasks */
     double core_hours;  /* all tasks */
     double mem_rank;    /* peak bytes per rank */
     double disk;        /* bytes of all the stage's stores */

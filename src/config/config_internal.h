@@ -40,7 +40,7 @@ bool mc_ynode_is_null(const mc_ynode *n);
 typedef enum {
     MC_T_SECTION,  /* a mapping of further keys */
     MC_T_SECLIST,  /* a sequence of mappings, each with the keys below it */
-    MC_T_INT, MC_T_FLOAT, MC_T_BOOL, MC_T_STRING, MC_T_PATH, MC_T_ENUM, MC_T_TEMP,
+    MC_T_INT, MC_T_FLOAT, MC_T_BOOL, MC_T_STRING, MC_T_PATH, MC_T_ENUM, MC_T_TEMP, MC_T_SAMPLE_SEED,
     MC_T_INT_LIST, MC_T_FLOAT_LIST, MC_T_STRING_LIST, MC_T_ENUM_LIST
 } mc_type;
 

@@ -103,7 +103,7 @@ static void cell(FILE *f, const char *s) {
 
 static void allowed(FILE *f, const mc_schema_entry *e) {
     bool any = false;
-    if (e->type == MC_T_INT || e->type == MC_T_INT_LIST) {
+    if (e->type == MC_T_INT || e->type == MC_T_INT_LIST || e->type == MC_T_SAMPLE_SEED) {
         fprintf(f, "%lld … %lld", (long long)e->imin, (long long)e->imax);
         any = true;
     } else if (e->type == MC_T_FLOAT || e->type == MC_T_FLOAT_LIST || e->type == MC_T_TEMP) {

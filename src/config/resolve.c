@@ -296,6 +296,23 @@ static mc_status conv_temp(ctx *C, const mc_schema_entry *e, const mc_ynode *n, 
     return MC_OK;
 }
 
+/* `per_seed` (MC_SAMPLE_PER_SEED) or an integer in [imin, imax]. */
+static mc_status conv_sample_seed(ctx *C, const mc_schema_entry *e, const mc_ynode *n, const char *key,
+                                  int64_t *out) {
+    MC_TRY(need_scalar(C, n, key, "'per_seed' or an integer"));
+    if (n->plain && !strcmp(n->str, "per_seed")) {
+        *out = MC_SAMPLE_PER_SEED;
+        return MC_OK;
+    }
+    char b[72];
+    const char *s = n->str;
+    bool ok = n->plain && *s;
+    for (size_t i = 0; ok && s[i]; i++)
+        if (s[i] < '0' || s[i] > '9') ok = false;
+    if (!ok) return fail(C, n, key, "expected 'per_seed' or a non-negative integer, found '%s'", shown(n, b));
+    return conv_int(C, e, n, key, out);
+}
+
 /* ---- lists ------------------------------------------------------------------------------ */
 
 static mc_status conv_list(ctx *C, const mc_schema_entry *e, const mc_ynode *n, const char *key,
@@ -422,6 +439,7 @@ static mc_status conv_value(ctx *C, const mc_schema_entry *e, const mc_ynode *n,
     case MC_T_PATH: return conv_path(C, e, n, key, f);
     case MC_T_ENUM: return conv_enum(C, e, n, key, f);
     case MC_T_TEMP: return conv_temp(C, e, n, key, f);
+    case MC_T_SAMPLE_SEED: return conv_sample_seed(C, e, n, key, f);
     default: return conv_list(C, e, n, key, f);
     }
 }
@@ -564,7 +582,8 @@ static mc_status set_str(ctx *C, char **dst, const char *src) {
 static mc_status check_dataset(ctx *C, const mc_ynode *root, const char *name, mc_dataset_cfg *d) {
     char key[64];
     if (d->kind == MC_DS_NONE) {
-        if (d->root[0] || d->split[0] || d->labels[0] || d->class_names[0] || d->n_samples) {
+        if (d->root[0] || d->split[0] || d->labels[0] || d->class_names[0] || d->n_samples ||
+            d->sample_seed != MC_SAMPLE_PER_SEED) {
             snprintf(key, sizeof key, "datasets.%s.kind", name);
             return fail(C, node_at(root, key), key, "is none (the default) but other keys of "
                         "datasets.%s are set: give the dataset's kind", name);
@@ -795,6 +814,12 @@ static void put_scalar(sbuf *b, const mc_schema_entry *e, const void *f) {
     case MC_T_STRING:
     case MC_T_PATH: put_string(b, *(char *const *)f); break;
     case MC_T_ENUM: sb_printf(b, "%s", e->names[*(const int *)f]); break;
+    case MC_T_SAMPLE_SEED: {
+        int64_t v = *(const int64_t *)f;
+        if (v == MC_SAMPLE_PER_SEED) sb_printf(b, "per_seed");
+        else sb_printf(b, "%lld", (long long)v);
+        break;
+    }
     case MC_T_TEMP: {
         const mc_temperature_cfg *t = f;
         if (t->learnable) sb_printf(b, "learnable");

@@ -66,8 +66,15 @@ const char *mc_pool_name(int v) { return enum_name(pool_names, 5, v); }
     STR("datasets." p ".split", "\"\"", 0, datasets.f.split,                                     \
         "Sub-folder of ROOT to read (e.g. `train`, `val`, `unseen`); empty reads ROOT itself."), \
     INT("datasets." p ".n_samples", "0", 0, BIG, datasets.f.n_samples,                           \
-        "Images drawn per seed, without replacement, deterministically from the seed; 0 takes "  \
-        "every image."),                                                                         \
+        "Images drawn without replacement, deterministically from `sample_seed`; 0 takes every " \
+        "image (the split then does not depend on the seed: one extraction serves every seed)."), \
+    {.key = "datasets." p ".sample_seed", .type = MC_T_SAMPLE_SEED, .def = "per_seed", .imin = 0,  \
+     .imax = BIG, .offset = OFF(datasets.f.sample_seed),                                        \
+     .doc = "Which seed draws the `n_samples` images: `per_seed` (the default, the paper's "     \
+            "protocol: each seed its own sample, so one extraction per seed) or a fixed seed "   \
+            "(e.g. 0: one sample shared by every seed, extracted once; the seeds then differ "   \
+            "only in initialisation and batch order, which changes results). Ignored when "      \
+            "`n_samples` is 0."},                                                                \
     PATH("datasets." p ".labels", "\"\"", 0, datasets.f.labels,                                  \
          "Label file (flat ImageNet val: `file<TAB>wnid` or one wnid per line in file order; "   \
          "`filelist`: the list itself); empty when the layout carries the labels."),             \
@@ -271,6 +278,7 @@ const char *mc_type_name(mc_type t) {
     case MC_T_PATH: return "path";
     case MC_T_ENUM: return "enum";
     case MC_T_TEMP: return "`learnable` or float";
+    case MC_T_SAMPLE_SEED: return "`per_seed` or int";
     case MC_T_INT_LIST: return "list of int";
     case MC_T_FLOAT_LIST: return "list of float";
     case MC_T_STRING_LIST: return "list of string";

@@ -13,7 +13,7 @@
 #include "miclip/miclip.h"
 #include "miclip/store.h"
 
-#define EXTRACT_KEY_VERSION "miclip-extract/1"
+#define EXTRACT_KEY_VERSION "miclip-extract/2" /* 2: the seed only where it draws the sample */
 
 const char *mc_split_name(mc_split s) {
     static const char *names[MC_SPLIT_COUNT] = {"train", "eval", "unseen"};
@@ -62,6 +62,11 @@ mc_status mc_target_labels(const mc_comm *c, const mc_config *cfg, mc_labels *l,
     return mc_comm_agree(c, read_labels(cfg->models.target, l, err), err);
 }
 
+int64_t mc_split_sample_seed(const mc_dataset_cfg *d, int64_t seed) {
+    if (d->n_samples <= 0) return -1;
+    return d->sample_seed == MC_SAMPLE_PER_SEED ? seed : d->sample_seed;
+}
+
 mc_status mc_extract_plan_split(const mc_comm *c, const mc_config *cfg, mc_split split, int64_t seed,
                             const char *const *labels, int n_labels, const char *target_hash,
                             const char *clip_hash, mc_extract_plan *p, mc_error *err) {
@@ -69,7 +74,12 @@ mc_status mc_extract_plan_split(const mc_comm *c, const mc_config *cfg, mc_split
     p->split = split;
     p->dcfg = mc_split_dataset_cfg(cfg, split);
     MC_TRY(mc_dataset_load(c, p->dcfg, labels, n_labels, &p->ds, err));
-    mc_status s = mc_dataset_sample(&p->ds, p->dcfg->n_samples, (uint64_t)seed, err);
+    /* The seed enters only where it draws a sample: n_samples set and below the listing's size.
+     * Otherwise the split is the whole listing, the same for every seed, and one store serves all. */
+    int64_t listed = p->ds.n;
+    p->sample_seed = mc_split_sample_seed(p->dcfg, seed);
+    if (p->dcfg->n_samples >= listed) p->sample_seed = -1;
+    mc_status s = p->sample_seed >= 0 ? mc_dataset_sample(&p->ds, p->dcfg->n_samples, (uint64_t)p->sample_seed, err) : MC_OK;
     s = mc_comm_agree(c, s, err);
     if (s != MC_OK) return s;
     char ds_hash[MC_SHA256_HEX_LEN + 1];
@@ -78,9 +88,9 @@ mc_status mc_extract_plan_split(const mc_comm *c, const mc_config *cfg, mc_split
     mc_sha256 h;
     mc_sha256_init(&h);
     char line[8192];
-    snprintf(line, sizeof line, "%s\ncode=%s\ntarget=%s\nclip=%s\ndataset=%s\nseed=%lld\npool=%s\n"
+    snprintf(line, sizeof line, "%s\ncode=%s\ntarget=%s\nclip=%s\ndataset=%s\nsample_seed=%lld\npool=%s\n"
              "dtype=%d\nbad=%d\nprompt=%s\n", EXTRACT_KEY_VERSION, MICLIP_CACHE_VERSION,
-             target_hash, clip_hash, ds_hash, (long long)seed, mc_pool_name(cfg->extract.pool),
+             target_hash, clip_hash, ds_hash, (long long)p->sample_seed, mc_pool_name(cfg->extract.pool),
              cfg->extract.dtype, cfg->extract.on_bad_image, cfg->align.prompt);
     mc_sha256_update(&h, line, strlen(line));
     for (int i = 0; i < cfg->extract.layers.n; i++)
@@ -89,8 +99,11 @@ mc_status mc_extract_plan_split(const mc_comm *c, const mc_config *cfg, mc_split
     mc_sha256_final(&h, d);
     mc_hex_encode(d, MC_SHA256_BYTES, p->key);
     p->key[MC_SHA256_HEX_LEN] = '\0';
-    if (!mc_snprintf(p->path, sizeof p->path, "%s/extract/%s-s%lld-%.16s.h5", cfg->output_dir,
-                     mc_split_name(split), (long long)seed, p->key))
+    /* <split>-<key16>.h5 for the whole split; <split>-s<sample seed>-<key16>.h5 for a sample. */
+    char tag[32] = "";
+    if (p->sample_seed >= 0) snprintf(tag, sizeof tag, "-s%lld", (long long)p->sample_seed);
+    if (!mc_snprintf(p->path, sizeof p->path, "%s/extract/%s%s-%.16s.h5", cfg->output_dir,
+                     mc_split_name(split), tag, p->key))
         return MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
     return MC_OK;
 }
@@ -104,8 +117,9 @@ static void recipe_of(const mc_config *cfg, mc_split split, int64_t seed, const 
                       const char *clip_hash, char hex[MC_KEY_HEX]) {
     const mc_dataset_cfg *d = mc_split_dataset_cfg(cfg, split);
     mc_buf b = {0};
-    mc_buf_printf(&b, "%s\ncode=%s\ntarget=%s\nclip=%s\nseed=%lld\npool=%s\ndtype=%d\nbad=%d\nprompt=%s\n",
-                  EXTRACT_KEY_VERSION, MICLIP_CACHE_VERSION, target_hash, clip_hash, (long long)seed,
+    mc_buf_printf(&b, "%s\ncode=%s\ntarget=%s\nclip=%s\nsample_seed=%lld\npool=%s\ndtype=%d\nbad=%d\nprompt=%s\n",
+                  EXTRACT_KEY_VERSION, MICLIP_CACHE_VERSION, target_hash, clip_hash,
+                  (long long)mc_split_sample_seed(d, seed),
                   mc_pool_name(cfg->extract.pool), cfg->extract.dtype, cfg->extract.on_bad_image, cfg->align.prompt);
     mc_buf_printf(&b, "dataset=%d\n%s\n%s\n%lld\n%s\n%s\n", d->kind, d->root, d->split, (long long)d->n_samples,
                   d->labels, d->class_names);

@@ -1,6 +1,7 @@
 /* extract_key.h - the identity of an extraction store: the dataset of a split (listed and
  * sampled), the key of everything that determines the store's contents, and its path
- * OUTPUT_DIR/extract/<split>-s<seed>-<key16>.h5 (docs/store.md).
+ * OUTPUT_DIR/extract/<split>-<key16>.h5, or <split>-s<sample seed>-<key16>.h5 for a sampled split
+ * (docs/extract.md). The run's seed enters only through the sample it draws.
  *
  * Ownership: mc_extract_plan_split fills a caller-owned plan whose dataset is released with
  * mc_dataset_free(&p->ds).
@@ -20,9 +21,14 @@ typedef struct {
     mc_split split;
     const mc_dataset_cfg *dcfg;
     mc_dataset ds;
+    int64_t sample_seed; /* the seed that drew the sample, or -1: the whole split (any seed's store) */
     char key[MC_SHA256_HEX_LEN + 1];
     char path[MC_PATH_CAP];
 } mc_extract_plan;
+
+/* The seed that draws the n_samples images of d for the run's seed (datasets.*.sample_seed), or
+ * -1 when d is not sampled (n_samples 0). Local. */
+int64_t mc_split_sample_seed(const mc_dataset_cfg *d, int64_t seed);
 
 /* The dataset settings of split (datasets.train / eval / unseen). */
 const mc_dataset_cfg *mc_split_dataset_cfg(const mc_config *cfg, mc_split s);
@@ -35,7 +41,9 @@ typedef struct {
 mc_status mc_target_labels(const mc_comm *c, const mc_config *cfg, mc_labels *l, mc_error *err);
 void mc_labels_free(mc_labels *l);
 /* Collective. Lists and samples the split's dataset for seed and computes its store key and path
- * from the model hashes (mc_model_dir_hash) and the target's labels. */
+ * from the model hashes (mc_model_dir_hash) and the target's labels. The seed enters the key and
+ * path only where it draws a sample (n_samples set and below the listing's size), as the sample
+ * seed (mc_split_sample_seed): runs of other seeds find the same store. */
 mc_status mc_extract_plan_split(const mc_comm *c, const mc_config *cfg, mc_split split, int64_t seed,
                                 const char *const *labels, int n_labels, const char *target_hash,
                                 const char *clip_hash, mc_extract_plan *p, mc_error *err);

@@ -192,9 +192,12 @@ static mc_status create_layout(const mc_comm *c, mc_store *st, const mc_config *
     MC_TRY(mc_store_write_rows(st, "text/class_embeds", MC_DTYPE_F32, 0, root ? C : 0, class_emb, err));
     MC_TRY(mc_store_set_attr_str(st, "text/class_embeds", "prompt", cfg->align.prompt, err));
     MC_TRY(mc_store_write_rows(st, "images/labels", MC_DTYPE_I32, 0, root ? N : 0, p->ds.labels, err));
+    /* The seed that drew the sample (none for a whole split): whichever task writes a shared store,
+     * it records the same. */
+    (void)seed;
     mc_store_provenance prov = {.stage = "extract", .config_hash = cfg->hash,
                                 .model = x->target_hash, .dataset = p->ds.root,
-                                .seed = seed, .has_seed = true};
+                                .seed = p->sample_seed, .has_seed = p->sample_seed >= 0};
     MC_TRY(mc_store_write_provenance(st, "/", &prov, err));
     MC_TRY(mc_store_set_attr_str(st, "/", "extract_key", p->key, err));
     MC_TRY(mc_store_set_attr_str(st, "/", "target_model", cfg->models.target, err));
@@ -337,6 +340,17 @@ static mc_status extract_split(const mc_comm *c, const mc_config *cfg, extractor
     mc_store *st = NULL;
     bool created = false;
     s = mc_store_resume(c, p->path, &st, &created, err); /* rebuilds an unusable store */
+    if (s == MC_ERR_LOCKED) {
+        /* A store shared by several seeds (a whole split, or a shared sample) that another task is
+         * writing: it is that task's. Under a Slurm array the next stage starts after every task
+         * of this one (afterok), so nothing reads it before its writer completes it; a reader that
+         * comes early finds it incomplete and says so. */
+        mc_info0("extract %s: another task is writing this store (%s); left to it", mc_split_name(p->split),
+                 err->msg);
+        free(class_emb);
+        *err = (mc_error){0};
+        return MC_OK;
+    }
     if (s != MC_OK) {
         free(class_emb);
         return s;
@@ -496,8 +510,21 @@ mc_status mc_stage_extract(const mc_comm *c, const mc_config *cfg, const mc_task
         extractor x;
         s = extractor_init(c, cfg, &x, err);
         if (s == MC_OK && !have_labels) s = mc_target_labels(c, cfg, &labels, err);
-        for (int sp = 0; s == MC_OK && sp < MC_SPLIT_COUNT; sp++) {
-            if (!split_wanted(cfg, (mc_split)sp)) continue;
+        /* Its own (per-seed sample) stores first, then the shared ones starting at this seed's place in
+         * `seeds`: tasks that run at once under a Slurm array start on different shared stores. */
+        int order[MC_SPLIT_COUNT], n_order = 0, first = 0;
+        for (int i = 0; i < cfg->seeds.n; i++)
+            if (cfg->seeds.v[i] == task->seed) first = i;
+        for (int pass = 0; pass < 2; pass++)
+            for (int k = 0; k < MC_SPLIT_COUNT; k++) {
+                int sp = pass ? (first + k) % MC_SPLIT_COUNT : k;
+                if (!split_wanted(cfg, (mc_split)sp)) continue;
+                bool own = mc_split_sample_seed(mc_split_dataset_cfg(cfg, (mc_split)sp), task->seed) >= 0 &&
+                           mc_split_dataset_cfg(cfg, (mc_split)sp)->sample_seed == MC_SAMPLE_PER_SEED;
+                if (own == (pass == 0)) order[n_order++] = sp;
+            }
+        for (int i = 0; s == MC_OK && i < n_order; i++) {
+            int sp = order[i];
             if (!plans[sp].path[0]) mc_dataset_free(&plans[sp].ds);
             if (!plans[sp].path[0])
                 s = mc_extract_plan_split(c, cfg, (mc_split)sp, task->seed, (const char *const *)labels.v, labels.n,
@@ -509,7 +536,9 @@ mc_status mc_stage_extract(const mc_comm *c, const mc_config *cfg, const mc_task
         for (int sp = 0; sp < MC_SPLIT_COUNT; sp++)
             if (plans[sp].path[0]) mc_info0("extract %s: complete, skipping (%s)", mc_split_name(sp), plans[sp].path);
     }
-    /* The run manifest, so later stages find the stores without listing the datasets. */
+    /* The run manifest, so later stages find the stores without listing the datasets: one per
+     * (split, seed), naming the store that seed uses (shared by several seeds where the contents do
+     * not depend on the seed). */
     for (int sp = 0; s == MC_OK && sp < MC_SPLIT_COUNT; sp++)
         if (plans[sp].path[0]) s = mc_extract_manifest_write(c, cfg, &plans[sp], task->seed, th, chh, err);
     for (int sp = 0; sp < MC_SPLIT_COUNT; sp++) mc_dataset_free(&plans[sp].ds);
@@ -519,20 +548,40 @@ mc_status mc_stage_extract(const mc_comm *c, const mc_config *cfg, const mc_task
 
 /* ---- the registry entry ----------------------------------------------------------------------- */
 
+/* Work done once: a store whose contents do not depend on the seed (a whole split, or a sample with
+ * a fixed datasets.*.sample_seed) is extracted by one task for every seed; a per-seed sample by
+ * each task. Tasks do not wait for a shared store another task writes, so the longest task does its
+ * own stores and the largest shared one (or its share of them all), and the core-hours count every
+ * image once. */
 static void extract_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p, mc_plan_stage *S, double *flop,
                          double *core_s, double *mem_b) {
-    int64_t n = p->n_train + p->n_eval + p->n_unseen;
-    double g = p->target.gmac + (p->clip_is_target ? 0 : p->clip.gmac);
-    S->items = (double)n;
-    mc_strlcpy(S->item_name, "images", sizeof S->item_name);
-    S->gmac_per_item = g;
-    *flop = 2e9 * g * (double)n + 2e9 * in->text_gmac * (double)in->n_classes * 3;
-    *core_s = *flop / in->fwd + (double)n / in->dec * (p->clip_is_target ? 1.0 : 1.3);
-    *mem_b += in->tgt_w + in->clip_w + in->text_w + p->target.arena_bytes + (p->clip_is_target ? 0 : p->clip.arena_bytes) +
-             (double)in->eb * (in->act_bytes / in->dtype_bytes * 4 + 3.0 * 4 * (p->target.image * p->target.image + p->clip.image * p->clip.image));
     const mc_dataset_cfg *ds[3] = {&cfg->datasets.train, &cfg->datasets.eval, &cfg->datasets.unseen};
     const int64_t cnt[3] = {p->n_train, p->n_eval, p->n_unseen};
     const char *nm[3] = {"train", "eval", "unseen"};
+    const double nt = in->seeds > 0 ? (double)in->seeds : 1;
+    double own = 0, shared = 0, largest = 0; /* images */
+    bool per_seed[3];
+    for (int k = 0; k < 3; k++) {
+        /* count_images gives n_samples when it is below the folder's size (or the size is unknown) */
+        per_seed[k] = cnt[k] > 0 && ds[k]->n_samples > 0 && cnt[k] == ds[k]->n_samples &&
+                      ds[k]->sample_seed == MC_SAMPLE_PER_SEED;
+        if (cnt[k] <= 0) continue;
+        if (per_seed[k]) own += (double)cnt[k];
+        else shared += (double)cnt[k], largest = (double)cnt[k] > largest ? (double)cnt[k] : largest;
+    }
+    const double longest = own + (largest > shared / nt ? largest : shared / nt), all = own * nt + shared;
+    double g = p->target.gmac + (p->clip_is_target ? 0 : p->clip.gmac);
+    S->items = longest;
+    mc_strlcpy(S->item_name, "images", sizeof S->item_name);
+    S->gmac_per_item = g;
+    const double text_flop = 2e9 * in->text_gmac * (double)in->n_classes * 3;
+    const double dec_s = (p->clip_is_target ? 1.0 : 1.3) / in->dec;
+    *flop = 2e9 * g * longest + text_flop;
+    *core_s = *flop / in->fwd + longest * dec_s;
+    S->wall_s_task = *core_s / in->cores;
+    S->core_s_all = (2e9 * g * all + text_flop * nt) / in->fwd + all * dec_s;
+    *mem_b += in->tgt_w + in->clip_w + in->text_w + p->target.arena_bytes + (p->clip_is_target ? 0 : p->clip.arena_bytes) +
+             (double)in->eb * (in->act_bytes / in->dtype_bytes * 4 + 3.0 * 4 * (p->target.image * p->target.image + p->clip.image * p->clip.image));
     for (int k = 0; k < 3; k++) {
         if (cnt[k] <= 0) continue;
         double per_img = in->act_bytes + 4.0 * (double)p->target.out_dim + 4.0 * (double)in->proj + 4 + 4 + 1 +
@@ -540,15 +589,23 @@ static void extract_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan
         double bytes = (double)cnt[k] * per_img + (double)in->n_classes * (4.0 * in->proj + 24) +
                        MC_PLAN_STORE_OVERHEAD_BYTES + (double)strlen(cfg->canonical);
         char what[160];
-        snprintf(what, sizeof what, "extract/%s-s<seed>-<key>.h5 (%lld images)", nm[k], (long long)cnt[k]);
-        mc_plan_add_store(p, S->stage, what, (int)in->seeds, bytes);
+        if (per_seed[k])
+            snprintf(what, sizeof what, "extract/%s-s<seed>-<key>.h5 (%lld images, one sample per seed)", nm[k],
+                     (long long)cnt[k]);
+        else if (ds[k]->n_samples > 0 && cnt[k] == ds[k]->n_samples)
+            snprintf(what, sizeof what, "extract/%s-s%lld-<key>.h5 (%lld images, one sample for every seed)", nm[k],
+                     (long long)ds[k]->sample_seed, (long long)cnt[k]);
+        else
+            snprintf(what, sizeof what, "extract/%s-<key>.h5 (%lld images, the whole split, for every seed)", nm[k],
+                     (long long)cnt[k]);
+        mc_plan_add_store(p, S->stage, what, per_seed[k] ? (int)in->seeds : 1, bytes);
     }
 }
 
 const mc_stage_desc mc_extract_stage = {
     .stage = MC_STAGE_EXTRACT,
     .summary = "images -> target activations, predictions, CLIP image and class text embeddings",
-    .outputs = "extract/<split>-s<seed>-<key16>.h5",
+    .outputs = "extract/<split>[-s<sample seed>]-<key16>.h5",
     .check = NULL,
     .run = mc_stage_extract,
     .cost = extract_cost,

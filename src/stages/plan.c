@@ -778,7 +778,8 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
         S->core_s_task = core_s;
         if (S->wall_s_task <= 0) S->wall_s_task = core_s / cores;
         S->wall_s_task += MC_PLAN_TASK_START_S; /* start-up: MPI, model load, store open */
-        S->core_hours = S->wall_s_task * cores * nt / 3600.0;
+        S->core_hours = S->core_s_all > 0 ? (S->core_s_all + MC_PLAN_TASK_START_S * cores * nt) / 3600.0 /* tasks differ */
+                                           : S->wall_s_task * cores * nt / 3600.0;
         S->mem_rank = mem_b;
         p->total_core_hours += S->core_hours;
         p->total_disk += S->disk;

@@ -13,6 +13,11 @@
   test_extract.py clip       a CLIP target classifies zero-shot with the prompted class texts
   test_extract.py damaged    a complete store missing a dataset: downstream exits 1 naming store,
                              dataset and rebuild command; extract rebuilds it identical
+  test_extract.py shared     work done once (issue 17): 2 seeds extract eval/unseen once (the
+                             two seeds' tasks run at once, one store each, both manifests name it),
+                             per-seed training samples by default, one shared training store with
+                             datasets.train.sample_seed: 0 (the same store as seed 0's own sample);
+                             the sae stage of both seeds finds it; 1/2/4 ranks give identical stores
 
 Prints 'N passed, N failed'; exit 0 only when all pass."""
 import glob
@@ -442,6 +447,100 @@ stages: [extract]
         check(np.array_equal(f["acts/image_embeds"][()], f["target/output"][()]), "the image_embeds hook equals the output")
 
 
+def write_shared_config(path, world, vit, clip, out, sample=""):
+    with open(path, "w") as f:
+        f.write(f"""name: t
+output_dir: {out}
+seeds: [0, 1]
+models: {{target: {vit}, clip: {clip}}}
+datasets:
+  train: {{kind: world, root: {world}, split: train, n_samples: 40{sample}}}
+  eval: {{kind: world, root: {world}, split: val}}
+  unseen: {{kind: world, root: {world}, split: unseen}}
+extract: {{layers: ["2", "logits"], batch_size: 4}}
+sae: {{layer: "2", features: 48, k: 4, batch_size: 32, epochs: 1}}
+intervene: {{layer: "2", tau: 2, datasets: [eval, unseen]}}
+stages: [extract, sae, intervene]
+""")
+
+
+def manifest_store(out, split, seed):
+    import json
+    with open(os.path.join(out, "extract", "%s-s%d.json" % (split, seed))) as f:
+        return json.load(f)["store"]
+
+
+def complete(path):
+    with h5py.File(path, "r") as f:
+        return bool(f.attrs.get("complete"))
+
+
+def plan_counts(cfg):
+    import json
+    r = subprocess.run([fixture.MICLIP, "--quiet", "plan", cfg, "--json"], capture_output=True, text=True)
+    if r.returncode:
+        return None
+    p = json.loads(r.stdout)
+    return sum(s["count"] for s in p["stores"] if s["stage"] == "extract")
+
+
+def test_shared(tmp, fx):
+    # Default (per-seed training samples): the two seeds' tasks at once, as a Slurm array would.
+    out = os.path.join(tmp, "perseed")
+    cfg = os.path.join(tmp, "perseed.yaml")
+    write_shared_config(cfg, *fx, out)
+    ps = [subprocess.Popen([fixture.MPIEXEC, "--oversubscribe", "-n", str(n), fixture.MICLIP, "--quiet", "extract",
+                            cfg, "--task", str(t)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+          for t, n in ((0, 1), (1, 2))]
+    res = [p.communicate() + (p.returncode,) for p in ps]
+    check(all(r[2] == 0 for r in res), "two seeds' extract tasks at once exit 0 (%s)" % [r[1][-300:] for r in res])
+    names = sorted(os.path.basename(x).rsplit("-", 1)[0] for x in glob.glob(os.path.join(out, "extract", "*.h5")))
+    check(names == ["eval", "train-s0", "train-s1", "unseen"],
+          "per-seed samples: 4 stores (one eval, one unseen, a train store per seed): %s" % names)
+    for split in ("eval", "unseen"):
+        a, b = manifest_store(out, split, 0), manifest_store(out, split, 1)
+        check(a == b and os.path.exists(a) and complete(a), "both seeds' %s manifests name one complete store" % split)
+    check(manifest_store(out, "train", 0) != manifest_store(out, "train", 1), "each seed its own training sample")
+    with h5py.File(manifest_store(out, "eval", 0), "r") as f:
+        check("seed" not in f.attrs, "a whole-split store records no seed")
+    perseed_train0 = manifest_store(out, "train", 0)
+    check(plan_counts(cfg) == 4, "miclip plan counts the 4 extraction stores (%s)" % plan_counts(cfg))
+
+    # The opt-in: one training sample for every seed, at 1, 2 and 4 ranks.
+    ref = None
+    for n in (1, 2, 4):
+        out = os.path.join(tmp, "shared%d" % n)
+        cfg = os.path.join(tmp, "shared%d.yaml" % n)
+        write_shared_config(cfg, *fx, out, ", sample_seed: 0")
+        r = fixture.mpirun(n, ["--quiet", "extract", cfg], capture_output=True, text=True)
+        check(r.returncode == 0, "shared sample: extract of both seeds at %d rank(s) exits 0 (%s)" % (n, r.stderr[-300:]))
+        stores = sorted(glob.glob(os.path.join(out, "extract", "*.h5")))
+        names = [os.path.basename(x).rsplit("-", 1)[0] for x in stores]
+        check(names == ["eval", "train-s0", "unseen"], "shared sample at %d rank(s): 3 stores %s" % (n, names))
+        if n == 1:
+            check(plan_counts(cfg) == 3, "miclip plan counts the 3 extraction stores (%s)" % plan_counts(cfg))
+        for split in ("train", "eval", "unseen"):
+            check(manifest_store(out, split, 0) == manifest_store(out, split, 1),
+                  "%d rank(s): both seeds' %s manifests name one store" % (n, split))
+        if n == 1:
+            ref = out
+            a, b = manifest_store(out, "train", 0), perseed_train0
+            with h5py.File(a, "r") as x, h5py.File(b, "r") as y:
+                check(x.attrs["extract_key"] == y.attrs["extract_key"] and os.path.basename(a) == os.path.basename(b),
+                      "the shared sample of sample_seed 0 is seed 0's own sample: same key and name")
+            # downstream: the sae stage of both seeds finds the shared store
+            r = fixture.mpirun(1, ["--quiet", "sae", cfg], capture_output=True, text=True)
+            check(r.returncode == 0, "the sae stage of both seeds runs on the shared store (%s)" % r.stderr[-400:])
+            saes = glob.glob(os.path.join(out, "sae", "*.h5"))
+            check(len(saes) == 2, "two SAE stores, one per seed (%d)" % len(saes))
+        else:
+            for split in ("train", "eval", "unseen"):
+                a, b = manifest_store(ref, split, 0), manifest_store(out, split, 0)
+                ok, why = same_store(a, b)
+                check(ok and os.path.basename(a) == os.path.basename(b),
+                      "%s store at %d ranks equals the 1-rank one %s" % (split, n, why))
+
+
 def main():
     what = sys.argv[1]
     tmp = os.path.abspath("extract_" + what)
@@ -466,6 +565,8 @@ def main():
         test_clip_target(tmp, fx)
     elif what == "damaged":
         test_damaged(tmp, fx)
+    elif what == "shared":
+        test_shared(tmp, fx)
     return fixture.summary()
 
 
