@@ -360,8 +360,10 @@ mc_status mc_prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *R, m
         if (b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
         else mc_key_of(b.p, p->key);
         mc_buf_free(&b);
-        if (s == MC_OK && !mc_snprintf(p->path, sizeof p->path, "%s/intervene/prefix-%s-s%lld-l%s-%.16s.h5",
-                                       cfg->output_dir, mc_split_name(split), (long long)seed, tag, p->key))
+        /* No seed in the name: the key (the extraction store's among others) says what the prefix
+         * holds, so seeds that share an extraction store share its prefix too. */
+        if (s == MC_OK && !mc_snprintf(p->path, sizeof p->path, "%s/intervene/prefix-%s-l%s-%.16s.h5",
+                                       cfg->output_dir, mc_split_name(split), tag, p->key))
             s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
         if (s == MC_OK && n == 0)
             s = MC_FAIL(err, MC_ERR_ARG, "%s: no valid %s image has one of the target's %lld classes as its label",

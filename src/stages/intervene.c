@@ -4,7 +4,7 @@
  *
  * Prefix cache. For every dataset of intervene.datasets and seed, the target's state at
  * intervene.layer (every token / position, float32, as a READ hook sees it) of each valid image
- * is stored once in OUTPUT_DIR/intervene/prefix-<split>-s<seed>-l<layer>-<key16>.h5, rows sorted
+ * is stored once in OUTPUT_DIR/intervene/prefix-<split>-l<layer>-<key16>.h5, rows sorted
  * by (class, image index), with the clean logits and predictions computed by running the suffix
  * from the stored state. Work units are fixed batches of at most intervene.batch_size images of
  * one class, whatever the rank count, so every image is always computed in the same batch;
