@@ -664,7 +664,9 @@ mc_status mc_baselines_check(const mc_config *cfg, mc_error *err) {
         int m = cfg->baselines.methods.v[i];
         if (m == MC_METHOD_NETDISSECT)
             return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: baselines.methods: 'netdissect' is not built (it needs "
-                           "segmentation masks per concept); implemented: act_values, clip_dissect", cfg->source_path);
+                           "segmentation masks per concept, <root>/<split>/masks/<image stem>/<concept>.png, and "
+                           "spatial activation maps, extract.pool: all; docs/baselines.md); implemented: act_values, "
+                           "clip_dissect", cfg->source_path);
         if (m == MC_METHOD_VINTERP)
             return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: baselines.methods: 'vinterp' is not built (it needs an LMM's "
                            "descriptions of each unit); implemented: act_values, clip_dissect", cfg->source_path);
