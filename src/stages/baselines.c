@@ -51,7 +51,8 @@
 #include "miclip/miclip.h"
 #include "stages_internal.h"
 
-#define KEY_VERSION "miclip-baselines/1"
+#define KEY_VERSION "miclip-baselines/2"
+#define BASELINE_PROMPT "{}" /* concept texts embedded bare (the CLIP-Dissect authors' code) */
 #define KEEP_SIM_MAX (1ll << 24) /* the full score matrix is stored up to this size (as describe) */
 #define IMG_CHUNK 256            /* images per activation pass */
 
@@ -178,7 +179,11 @@ static mc_status bl_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
             }
         names.v = v;
     }
-    if (s == MC_OK) s = mc_concepts_load(c, cfg, &bt->td, &names, &bt->sets, &bt->n_sets, err);
+    /* The concepts are embedded as the bare texts, as the CLIP-Dissect authors embed their concept
+     * sets (utils.save_activations tokenizes "{}".format(word)); Act-Values reads only the texts. */
+    mc_config bare = *cfg;
+    bare.align.prompt = (char *)BASELINE_PROMPT;
+    if (s == MC_OK) s = mc_concepts_load(c, &bare, &bt->td, &names, &bt->sets, &bt->n_sets, err);
     free(v);
     if (s == MC_OK) {
         bt->set_loc = calloc((size_t)bt->n_sets + 1, sizeof(bool));
@@ -196,8 +201,8 @@ static mc_status bl_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
                       MICLIP_CACHE_VERSION, mc_method_name(task->method), bt->td.extract_key, task->layer,
                       (long long)cfg->localize.tau, (long long)cfg->describe.tau);
         if (task->method == MC_METHOD_CLIP_DISSECT)
-            mc_buf_printf(&b, "soft_wpmi=%d:%.17g:%.17g:%.17g:%.17g:%.17g\n", CD_TOP_K, CD_A, CD_LAMBDA, CD_MIN_PROB,
-                          CD_P_START, CD_P_END);
+            mc_buf_printf(&b, "soft_wpmi=%d:%.17g:%.17g:%.17g:%.17g:%.17g\nties=expected\nprompt=%s\n", CD_TOP_K, CD_A,
+                          CD_LAMBDA, CD_MIN_PROB, CD_P_START, CD_P_END, BASELINE_PROMPT);
         for (int k = 0; k < bt->n_kinds; k++)
             mc_buf_printf(&b, "units=%s:%s:%d%d\n", mc_unit_kind_name(bt->kinds[k].kind), bt->kinds[k].sae_key,
                           bt->kinds[k].loc, bt->kinds[k].desc);
@@ -241,62 +246,107 @@ static void unit_rows(int64_t U, int rank, int size, int64_t *u0, int64_t *u1) {
     *u1 = b1 * MC_UNIT_BLOCK < U ? b1 * MC_UNIT_BLOCK : U;
 }
 
+/* One pass over the valid training images in index order, IMG_CHUNK at a time: the activations
+ * a[n * rows] of the units [u0, u0 + rows) on the chunk's images img[n] (every rank reads every
+ * image's vector and, for SAE units, encodes it). Both passes of CLIP-Dissect chunk the images
+ * alike, so a unit's activation on an image is the same float in each. */
+typedef struct {
+    const bl_task *bt;
+    mc_acts *acts;
+    mc_sae *sae;
+    int kk;
+    int64_t u0, rows, D, next;
+    int64_t *img;
+    float *x, *a, *val;
+    int32_t *idx;
+} act_pass;
+
+static void act_pass_close(act_pass *p) {
+    free(p->img), free(p->x), free(p->a), free(p->idx), free(p->val);
+    memset(p, 0, sizeof *p);
+}
+
+static mc_status act_pass_open(const bl_task *bt, mc_acts *acts, mc_sae *sae, int64_t u0, int64_t rows, act_pass *p,
+                               mc_error *err) {
+    memset(p, 0, sizeof *p);
+    p->bt = bt, p->acts = acts, p->sae = sae, p->u0 = u0, p->rows = rows, p->D = acts->dim;
+    p->kk = sae ? mc_sae_get_config(sae)->k : 0;
+    p->img = mc_alloc_array(IMG_CHUNK, sizeof(int64_t));
+    p->x = mc_alloc_array(IMG_CHUNK, (size_t)p->D * sizeof(float));
+    p->a = mc_alloc_array(IMG_CHUNK, (size_t)(rows + 1) * sizeof(float));
+    if (p->kk) {
+        p->idx = mc_alloc_array(IMG_CHUNK, (size_t)p->kk * sizeof(int32_t));
+        p->val = mc_alloc_array(IMG_CHUNK, (size_t)p->kk * sizeof(float));
+    }
+    if (!p->img || !p->x || !p->a || (p->kk && (!p->idx || !p->val))) {
+        act_pass_close(p);
+        return MC_FAIL(err, MC_ERR_NOMEM, "out of memory for an activation pass");
+    }
+    return MC_OK;
+}
+
+/* The next chunk: *n images (0 at the end). */
+static mc_status act_pass_next(act_pass *p, int64_t *n_out, mc_error *err) {
+    const mc_train_data *td = &p->bt->td;
+    const int64_t rows = p->rows, D = p->D;
+    int64_t n = 0;
+    for (; p->next < td->n_img && n < IMG_CHUNK; p->next++)
+        if (td->valid[p->next]) p->img[n++] = p->next;
+    *n_out = n;
+    if (n == 0) return MC_OK;
+    MC_TRY(mc_acts_vectors(p->acts, p->img, n, p->x, err));
+    if (p->sae) {
+        mc_sae_encode(p->sae, p->x, n, p->idx, p->val);
+        memset(p->a, 0, (size_t)(n * rows) * sizeof(float));
+        for (int64_t r = 0; r < n; r++)
+            for (int q = 0; q < p->kk; q++) {
+                int64_t u = p->idx[r * p->kk + q];
+                if (u >= p->u0 && u < p->u0 + rows) p->a[r * rows + (u - p->u0)] = p->val[r * p->kk + q];
+            }
+    } else {
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t u = 0; u < rows; u++) p->a[r * rows + u] = p->x[r * D + p->u0 + u];
+    }
+    return MC_OK;
+}
+
 /* Collective. One pass over the valid training images in index order: every rank reads every
  * image's vector (and encodes it with the SAE) and accumulates its own units. */
 static mc_status unit_stats_compute(const mc_comm *c, const bl_task *bt, mc_acts *acts, const bl_kind *k, mc_sae *sae,
                                     int64_t top_k, unit_stats *us, mc_error *err) {
     memset(us, 0, sizeof *us);
-    const int64_t U = k->n_units, C = bt->td.n_classes, D = acts->dim;
+    const int64_t U = k->n_units, C = bt->td.n_classes;
     us->n_units = U, us->n_classes = C, us->top_k = top_k;
     unit_rows(U, c->rank, c->size, &us->u0, &us->u1);
     const int64_t rows = us->rows = us->u1 - us->u0;
-    const int kk = sae ? mc_sae_get_config(sae)->k : 0;
     us->class_sum = mc_calloc_array((size_t)(rows * C + 1), sizeof(double));
     us->class_n = mc_calloc_array((size_t)C + 1, sizeof(int64_t));
     if (top_k > 0) us->top = mc_alloc_array((size_t)(rows * top_k + 1), sizeof(mc_scored));
     int64_t *cnt = mc_calloc_array((size_t)rows + 1, sizeof(int64_t));
-    int64_t *img = mc_alloc_array(IMG_CHUNK, sizeof(int64_t));
-    float *x = mc_alloc_array(IMG_CHUNK, (size_t)D * sizeof(float));
-    float *a = mc_alloc_array(IMG_CHUNK, (size_t)(rows + 1) * sizeof(float));
-    int32_t *idx = kk ? mc_alloc_array(IMG_CHUNK, (size_t)kk * sizeof(int32_t)) : NULL;
-    float *val = kk ? mc_alloc_array(IMG_CHUNK, (size_t)kk * sizeof(float)) : NULL;
     mc_status s = MC_OK;
-    if (!us->class_sum || !us->class_n || (top_k > 0 && !us->top) || !cnt || !img || !x || !a || (kk && (!idx || !val)))
+    if (!us->class_sum || !us->class_n || (top_k > 0 && !us->top) || !cnt)
         s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for the statistics of %lld units", (long long)U);
+    act_pass p;
+    memset(&p, 0, sizeof p);
+    if (s == MC_OK) s = act_pass_open(bt, acts, sae, us->u0, rows, &p, err);
     s = mc_comm_agree(c, s, err);
     for (int64_t i = 0; s == MC_OK && i < rows * top_k; i++) us->top[i] = EMPTY;
     /* A rank without units has nothing to accumulate (the pass has no collective inside). */
-    for (int64_t i0 = 0; s == MC_OK && rows > 0 && i0 < bt->td.n_img;) {
-        int64_t n = 0;
-        for (; i0 < bt->td.n_img && n < IMG_CHUNK; i0++)
-            if (bt->td.valid[i0]) img[n++] = i0;
-        if (n == 0) break;
-        s = mc_acts_vectors(acts, img, n, x, err);
-        if (s != MC_OK) break;
-        if (sae) {
-            mc_sae_encode(sae, x, n, idx, val);
-            memset(a, 0, (size_t)(n * rows) * sizeof(float));
-            for (int64_t r = 0; r < n; r++)
-                for (int q = 0; q < kk; q++) {
-                    int64_t u = idx[r * kk + q];
-                    if (u >= us->u0 && u < us->u1) a[r * rows + (u - us->u0)] = val[r * kk + q];
-                }
-        } else {
-            for (int64_t r = 0; r < n; r++)
-                for (int64_t u = 0; u < rows; u++) a[r * rows + u] = x[r * D + us->u0 + u];
-        }
-        for (int64_t r = 0; r < n; r++) {
-            int32_t cl = bt->td.pred[img[r]];
+    for (int64_t n = 1; s == MC_OK && rows > 0 && n > 0;) {
+        s = act_pass_next(&p, &n, err);
+        for (int64_t r = 0; s == MC_OK && r < n; r++) {
+            int32_t cl = bt->td.pred[p.img[r]];
             bool in = cl >= 0 && cl < C;
             if (in) us->class_n[cl]++;
             for (int64_t u = 0; u < rows; u++) {
-                float v = a[r * rows + u];
+                float v = p.a[r * rows + u];
                 if (in) us->class_sum[u * C + cl] += v;
-                if (top_k > 0) mc_top_insert(us->top + u * top_k, &cnt[u], top_k, v, (int32_t)img[r]);
+                if (top_k > 0) mc_top_insert(us->top + u * top_k, &cnt[u], top_k, v, (int32_t)p.img[r]);
             }
         }
     }
-    free(cnt), free(img), free(x), free(a), free(idx), free(val);
+    act_pass_close(&p);
+    free(cnt);
     s = mc_comm_agree(c, s, err);
     if (s != MC_OK) unit_stats_free(us);
     return s;
@@ -367,53 +417,133 @@ static mc_status log_p_concept(const mc_comm *c, const unit_stats *us, const dou
     return s;
 }
 
-/* clip_dissect: soft-WPMI of this rank's units with the concepts of cs. Collective. */
-static mc_status clip_dissect_scores(const mc_comm *c, const mc_concepts *cs, mc_acts *emb, const unit_stats *us,
-                                     float *S, mc_error *err) {
+/* The softmax over concepts of a x the cosines q[Cn] (float32, as the authors' code computes the
+ * cosines), in double: P[Cn]. */
+static void concept_softmax(const float *q, int64_t Cn, double *P) {
+    double mx = -INFINITY, z = 0;
+    for (int64_t j = 0; j < Cn; j++) mx = fmax(mx, CD_A * (double)q[j]);
+    for (int64_t j = 0; j < Cn; j++) z += P[j] = exp(CD_A * (double)q[j] - mx);
+    for (int64_t j = 0; j < Cn; j++) P[j] /= z;
+}
+
+/* The term of an image with concept probabilities P in probe slot i of weight wi. */
+static inline double slot_term(double wi, double p) { return log(1.0 + wi * (p - 1.0) + CD_MIN_PROB); }
+
+/* clip_dissect: soft-WPMI of this rank's units with the concepts of cs. Collective.
+ *
+ * The authors' soft_wpmi takes each unit's top_k images with torch.topk, which leaves the order
+ * of equal activations unspecified: a unit that fires on fewer than top_k images gets whichever
+ * non-firing images the sort leaves first (for a class-sorted store, the first classes). Here
+ * every group of equal activations that reaches into the top_k slots enters at its expected
+ * value over a uniformly random order of the probe images: slot i, held by a group G, adds the
+ * mean over x in G of log(1 + p_i (P[x, d] - 1) + min_prob). A unit without ties gets exactly the
+ * authors' sum; the result does not depend on the order of the store. The group at the cut (the
+ * value of the top_k-th image) can reach beyond the top list, so a second pass over the images
+ * sums its members' terms (the suffix sums R_x[a] = sum_{i >= a} of each member's slot terms,
+ * a = the group's first slot) and counts them. */
+static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const mc_concepts *cs, mc_acts *emb,
+                                     mc_acts *acts, mc_sae *sae, const unit_stats *us, float *S, mc_error *err) {
     const int64_t Cn = cs->n, P = emb->dim, K = us->top_k, rows = us->rows;
+    const int64_t NE = K > IMG_CHUNK ? K : IMG_CHUNK;
     float *T = mc_alloc_array((size_t)Cn, (size_t)P * sizeof(float));
-    float *E = mc_alloc_array((size_t)K, (size_t)P * sizeof(float));
-    float *Q = mc_alloc_array((size_t)K, (size_t)Cn * sizeof(float));
+    float *E = mc_alloc_array((size_t)NE, (size_t)P * sizeof(float));
+    float *Q = mc_alloc_array((size_t)NE, (size_t)Cn * sizeof(float));
+    double *Pr = mc_alloc_array((size_t)K, (size_t)Cn * sizeof(double));
+    double *R = mc_alloc_array((size_t)(K + 1), (size_t)Cn * sizeof(double));
+    double *g = mc_alloc_array((size_t)Cn, sizeof(double));
     double *lpde = mc_alloc_array((size_t)(rows * Cn + 1), sizeof(double));
+    double *cut = mc_calloc_array((size_t)(rows * Cn + 1), sizeof(double));
+    int64_t *cut_n = mc_calloc_array((size_t)rows + 1, sizeof(int64_t));
+    int64_t *cut_a = mc_alloc_array((size_t)rows + 1, sizeof(int64_t));
+    float *cut_v = mc_alloc_array((size_t)rows + 1, sizeof(float));
     double *lpd = mc_alloc_array((size_t)Cn, sizeof(double));
     double *w = mc_alloc_array((size_t)K, sizeof(double));
     int64_t *img = mc_alloc_array((size_t)K, sizeof(int64_t));
-    mc_status s = T && E && Q && lpde && lpd && w && img ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    mc_status s = T && E && Q && Pr && R && g && lpde && cut && cut_n && cut_a && cut_v && lpd && w && img
+                      ? MC_OK
+                      : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     if (s == MC_OK && cs->dim != P)
         s = MC_FAIL(err, MC_ERR_SHAPE, "concept set '%s': text embeddings of width %lld, image embeddings %lld", cs->name,
                     (long long)cs->dim, (long long)P);
+    act_pass ap;
+    memset(&ap, 0, sizeof ap);
+    if (s == MC_OK) s = act_pass_open(bt, acts, sae, us->u0, rows, &ap, err);
     s = mc_comm_agree(c, s, err);
     if (s == MC_OK) {
         memcpy(T, cs->emb, (size_t)(Cn * P) * sizeof(float));
         mc_normalize_rows_f(T, Cn, P);
         for (int64_t i = 0; i < K; i++) w[i] = CD_P_START - (double)i / (double)K * (CD_P_START - CD_P_END);
     }
+    /* Slots [0, cut_a): the groups of equal activations wholly inside the top list. */
     for (int64_t u = 0; s == MC_OK && u < rows; u++) {
         const mc_scored *top = us->top + u * K;
-        for (int64_t i = 0; i < K; i++) img[i] = top[i].index;
-        s = mc_acts_vectors(emb, img, K, E, err);
-        if (s != MC_OK) break;
-        mc_normalize_rows_f(E, K, P);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)K, (int)Cn, (int)P, 1.0f, E, (int)P, T, (int)P, 0.0f,
-                    Q, (int)Cn);
+        int64_t a = K - 1;
+        while (a > 0 && top[a - 1].score == top[K - 1].score) a--;
+        cut_a[u] = a, cut_v[u] = top[K - 1].score;
         double *l = lpde + u * Cn;
         for (int64_t j = 0; j < Cn; j++) l[j] = 0;
-        for (int64_t i = 0; i < K; i++) {
-            const float *q = Q + i * Cn;
-            double mx = -INFINITY, z = 0;
-            for (int64_t j = 0; j < Cn; j++) mx = fmax(mx, CD_A * (double)q[j]);
-            for (int64_t j = 0; j < Cn; j++) z += exp(CD_A * (double)q[j] - mx);
-            for (int64_t j = 0; j < Cn; j++) {
-                double p = exp(CD_A * (double)q[j] - mx) / z;
-                l[j] += log(1.0 + w[i] * (p - 1.0) + CD_MIN_PROB);
+        if (a == 0) continue;
+        for (int64_t i = 0; i < a; i++) img[i] = top[i].index;
+        s = mc_acts_vectors(emb, img, a, E, err);
+        if (s != MC_OK) break;
+        mc_normalize_rows_f(E, a, P);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)a, (int)Cn, (int)P, 1.0f, E, (int)P, T, (int)P, 0.0f,
+                    Q, (int)Cn);
+        for (int64_t i = 0; i < a; i++) concept_softmax(Q + i * Cn, Cn, Pr + i * Cn);
+        for (int64_t g0 = 0, g1; g0 < a; g0 = g1) {
+            for (g1 = g0 + 1; g1 < a && top[g1].score == top[g0].score;) g1++;
+            if (g1 == g0 + 1) { /* one image in its slot: the authors' term */
+                for (int64_t j = 0; j < Cn; j++) l[j] += slot_term(w[g0], Pr[g0 * Cn + j]);
+                continue;
+            }
+            for (int64_t j = 0; j < Cn; j++) g[j] = 0;
+            for (int64_t x = g0; x < g1; x++)
+                for (int64_t i = g0; i < g1; i++)
+                    for (int64_t j = 0; j < Cn; j++) g[j] += slot_term(w[i], Pr[x * Cn + j]);
+            for (int64_t j = 0; j < Cn; j++) l[j] += g[j] / (double)(g1 - g0);
+        }
+    }
+    s = mc_comm_agree(c, s, err);
+    /* Slots [cut_a, K): every image whose activation equals the cut value. */
+    for (int64_t n = 1; s == MC_OK && rows > 0 && n > 0;) {
+        s = act_pass_next(&ap, &n, err);
+        if (s != MC_OK || n == 0) break;
+        s = mc_acts_vectors(emb, ap.img, n, E, err);
+        if (s != MC_OK) break;
+        mc_normalize_rows_f(E, n, P);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)Cn, (int)P, 1.0f, E, (int)P, T, (int)P, 0.0f,
+                    Q, (int)Cn);
+        for (int64_t r = 0; r < n; r++) {
+            int64_t amin = K;
+            for (int64_t u = 0; u < rows; u++)
+                if (ap.a[r * rows + u] == cut_v[u] && cut_a[u] < amin) amin = cut_a[u];
+            if (amin == K) continue;
+            concept_softmax(Q + r * Cn, Cn, g);
+            for (int64_t j = 0; j < Cn; j++) R[K * Cn + j] = 0;
+            for (int64_t i = K - 1; i >= amin; i--)
+                for (int64_t j = 0; j < Cn; j++) R[i * Cn + j] = R[(i + 1) * Cn + j] + slot_term(w[i], g[j]);
+            for (int64_t u = 0; u < rows; u++) {
+                if (ap.a[r * rows + u] != cut_v[u]) continue;
+                cut_n[u]++;
+                for (int64_t j = 0; j < Cn; j++) cut[u * Cn + j] += R[cut_a[u] * Cn + j];
             }
         }
     }
+    for (int64_t u = 0; s == MC_OK && u < rows; u++) {
+        if (cut_n[u] < K - cut_a[u]) {
+            s = MC_FAIL(err, MC_ERR_INTERNAL, "clip_dissect: unit %lld: %lld images at the cut, %lld slots",
+                        (long long)(us->u0 + u), (long long)cut_n[u], (long long)(K - cut_a[u]));
+            break;
+        }
+        for (int64_t j = 0; j < Cn; j++) lpde[u * Cn + j] += cut[u * Cn + j] / (double)cut_n[u];
+    }
+    act_pass_close(&ap);
     s = mc_comm_agree(c, s, err);
     if (s == MC_OK) s = log_p_concept(c, us, lpde, Cn, lpd, err);
     for (int64_t u = 0; s == MC_OK && u < rows; u++)
         for (int64_t j = 0; j < Cn; j++) S[u * Cn + j] = (float)(lpde[u * Cn + j] - CD_LAMBDA * lpd[j]);
-    free(T), free(E), free(Q), free(lpde), free(lpd), free(w), free(img);
+    free(T), free(E), free(Q), free(Pr), free(R), free(g), free(lpde), free(cut), free(cut_n), free(cut_a), free(cut_v);
+    free(lpd), free(w), free(img);
     return s;
 }
 
@@ -534,7 +664,9 @@ mc_status mc_baselines_check(const mc_config *cfg, mc_error *err) {
         int m = cfg->baselines.methods.v[i];
         if (m == MC_METHOD_NETDISSECT)
             return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: baselines.methods: 'netdissect' is not built (it needs "
-                           "segmentation masks per concept); implemented: act_values, clip_dissect", cfg->source_path);
+                           "segmentation masks per concept, <root>/<split>/masks/<image stem>/<concept>.png, and "
+                           "spatial activation maps, extract.pool: all; docs/baselines.md); implemented: act_values, "
+                           "clip_dissect", cfg->source_path);
         if (m == MC_METHOD_VINTERP)
             return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: baselines.methods: 'vinterp' is not built (it needs an LMM's "
                            "descriptions of each unit); implemented: act_values, clip_dissect", cfg->source_path);
@@ -600,14 +732,13 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
         unit_stats us;
         memset(&us, 0, sizeof us);
         if (s == MC_OK) s = unit_stats_compute(c, &bt, &acts, k, sae, top_k, &us, err);
-        mc_sae_free(&sae);
         for (int i = 0; s == MC_OK && i < bt.n_sets; i++) {
             const mc_concepts *cs = &bt.sets[i];
             if (!cd && !is_class_set(cfg, cs->name)) continue;
             if (!(bt.set_loc[i] && k->loc) && !(bt.set_desc[i] && k->desc)) continue;
             float *S = mc_alloc_array((size_t)(us.rows * cs->n + 1), sizeof(float));
             s = mc_comm_agree(c, S ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
-            if (s == MC_OK) s = cd ? clip_dissect_scores(c, cs, &emb, &us, S, err)
+            if (s == MC_OK) s = cd ? clip_dissect_scores(c, &bt, cs, &emb, &acts, sae, &us, S, err)
                                    : mc_comm_agree(c, act_values_scores(&bt, cs, &us, S, err), err);
             if (s == MC_OK && bt.set_loc[i] && k->loc)
                 s = write_localize(c, task, &bt, st, cs, k, &us, S,
@@ -618,6 +749,7 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
             free(S);
         }
         unit_stats_free(&us);
+        mc_sae_free(&sae); /* CLIP-Dissect's second pass encodes again */
     }
     /* The task's section of report/baselines.md (the report stage assembles the file), before the
      * store is marked complete. */

@@ -32,6 +32,7 @@ Prints 'N passed, N failed'; exit 0 only when all pass."""
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -174,10 +175,13 @@ def test_ranks(tmp):
 # ---- numpy reference ------------------------------------------------------------------------------
 
 
-def concept_embeds(out, name):
-    p = sorted(glob.glob(os.path.join(out, "concepts", name + "-*.h5")))
-    with h5py.File(p[0], "r") as f:
-        return f["embeds"][()].astype(np.float64)
+def concept_embeds(out, name, prompt="{}"):
+    """The stored text embeddings of a concept set under prompt (the baselines embed bare texts)."""
+    for p in sorted(glob.glob(os.path.join(out, "concepts", name + "-*.h5"))):
+        with h5py.File(p, "r") as f:
+            if f.attrs["prompt"] == prompt:
+                return f["embeds"][()].astype(np.float64)
+    raise AssertionError("no concept store of set %s with prompt %r" % (name, prompt))
 
 
 def norm_rows(x):
@@ -201,24 +205,39 @@ def act_values_ref(a, pred, valid, C):
     return S
 
 
-def soft_wpmi_ref(a, img_emb, txt_emb, valid):
-    """[U, Cn] soft-WPMI (Oikarinen & Weng 2023), float64."""
-    idx = np.nonzero(valid)[0]
-    a, E = a[idx], norm_rows(img_emb[idx])
-    T = norm_rows(txt_emb)
-    z = A * (E @ T.T)
+def soft_wpmi_official(clip_feats, target_feats, top_k=TOP_K, a=A, lam=LAM, min_prob=MIN_PROB, p_start=P_START,
+                       p_end=P_END):
+    """The authors' similarity.soft_wpmi (github.com/Trustworthy-ML-Lab/CLIP-dissect), written in
+    numpy (float64) from its published behaviour: clip_feats [N, Cn] cosines of the probe images with
+    the concept texts, target_feats [N, U] activations; returns [U, Cn]. Its top_k images per unit
+    come from torch.topk, which orders equal activations arbitrarily; this reference takes every
+    group of equal activations reaching into the top_k slots at its expected value over a uniformly
+    random order (slot i adds the mean of its term over the group holding sorted position i), which
+    is the authors' sum wherever a unit has no ties."""
+    z = a * clip_feats
     P = np.exp(z - z.max(axis=1, keepdims=True))
-    P /= P.sum(axis=1, keepdims=True)
-    K = min(TOP_K, len(idx))
-    w = P_START - np.arange(K) / K * (P_START - P_END)
-    U = a.shape[1]
-    L = np.zeros((U, T.shape[0]))
+    P /= P.sum(axis=1, keepdims=True)  # softmax over concepts
+    N, U = target_feats.shape
+    p_in = p_start - np.arange(top_k) / top_k * (p_start - p_end)
+    L = np.zeros((U, P.shape[1]))
     for u in range(U):
-        order = np.lexsort((np.arange(len(idx)), -a[:, u]))[:K]  # activation descending, then image index
-        L[u] = np.log(1 + w[:, None] * (P[order] - 1) + MIN_PROB).sum(axis=0)
+        v = target_feats[:, u]
+        order = np.argsort(-v, kind="stable")[:top_k]  # any order of ties: only the groups matter
+        for val in np.unique(v[order]):
+            slots = np.nonzero(v[order] == val)[0]
+            grp = np.nonzero(v == val)[0]
+            L[u] += np.log(1 + p_in[slots, None, None] * (P[grp][None] - 1) + min_prob).mean(axis=1).sum(axis=0)
     mx = L.max(axis=0)
-    lpd = mx + np.log(np.exp(L - mx).sum(axis=0)) - np.log(U)
-    return L - LAM * lpd
+    prob_d = mx + np.log(np.exp(L - mx).sum(axis=0)) - np.log(U)  # logsumexp over units - log U
+    return L - lam * prob_d
+
+
+def soft_wpmi_ref(a, img_emb, txt_emb, valid):
+    """[U, Cn] soft-WPMI of the valid images: the authors' function on the cosines of the
+    normalised CLIP image and (bare) concept text embeddings, as their utils computes them."""
+    idx = np.nonzero(valid)[0]
+    clip_feats = norm_rows(img_emb[idx]) @ norm_rows(txt_emb).T
+    return soft_wpmi_official(clip_feats, a[idx], top_k=min(TOP_K, len(idx)))
 
 
 def top_ok(ref, got_idx, tau, tol, skip_rows=(), skip_cols=()):
@@ -306,6 +325,24 @@ def test_ref(tmp):
             variants.append(cv)
     else:
         print("SAE soft-WPMI check left out: %d images with an ambiguous top-k selection" % len(unclear))
+    # The reference is the authors' literal sum (torch.topk's images, slot weights) on units without
+    # ties; the SAE features firing on fewer than top_k images are the ones with a group at the cut.
+    idx = np.nonzero(valid)[0]
+    cf = norm_rows(img_emb[idx]) @ norm_rows(sets["world"]).T
+    a3 = acts["3"][idx]
+    z = A * cf
+    P = np.exp(z - z.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    w = P_START - np.arange(TOP_K) / TOP_K * (P_START - P_END)
+    lit = np.stack([np.log(1 + w[:, None] * (P[np.argsort(-a3[:, u])[:TOP_K]] - 1) + MIN_PROB).sum(axis=0)
+                    for u in range(a3.shape[1])])
+    mx = lit.max(axis=0)
+    lit = lit - LAM * (mx + np.log(np.exp(lit - mx).sum(axis=0)) - np.log(lit.shape[0]))
+    check(np.abs(lit - soft_wpmi_official(cf, a3)).max() < 1e-9,
+          "the numpy reference is the authors' literal soft_wpmi on units without ties (layer-3 neurons)")
+    few = int(((codes[valid] > 0).sum(axis=0) < TOP_K).sum())
+    print("SAE features firing on fewer than %d of %d images (a tie group at the cut): %d of %d"
+          % (TOP_K, valid.sum(), few, codes.shape[1]))
     cd = [("3", "neuron", [acts["3"]]), ("logits", "neuron", [acts["logits"]])] + ([("3", "sae", variants)] if variants else [])
     for layer, kind, alts in cd:
         with h5py.File(bl_store(out, "baselines-s0-l%s-clip_dissect" % layer), "r") as f:
