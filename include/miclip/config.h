@@ -140,7 +140,14 @@ typedef struct {
         char *prompt; /* contains "{}" exactly once */
     } align;
 
-    struct { int64_t tau; mc_str_list concepts; mc_enum_list units; } localize;
+    struct {
+        int64_t tau;
+        mc_str_list concepts;
+        mc_enum_list units;
+        int sae_unit;    /* 0 algorithm2, 1 atom */
+        int neuron_unit; /* 0 basis, 1 activation */
+        int sae_inputs;  /* 0 all, 1 class */
+    } localize;
     struct { int64_t tau; mc_str_list concepts; mc_enum_list units; } describe;
 
     struct {
