@@ -160,6 +160,8 @@ typedef struct {
         mc_enum_list units;    /* mc_unit_kind */
         mc_enum_list modes;    /* mc_mode */
         mc_f64_list betas;
+        int add_beta;          /* 0 value, 1 mu */
+        mc_f64_list add_betas; /* betas of the add mode; empty: betas */
         int tokens;            /* mc_tokens */
         char *layer;           /* one of extract.layers (resolved: never "") */
         int64_t tau;

@@ -25,6 +25,7 @@ static const char *const mode_names[] = {"scale", "add", NULL};
 static const char *const sae_unit_names[] = {"algorithm2", "atom", NULL};
 static const char *const neuron_unit_names[] = {"basis", "activation", NULL};
 static const char *const unit_inputs_names[] = {"all", "class", NULL};
+static const char *const add_beta_names[] = {"value", "mu", NULL};
 static const char *const tokens_names[] = {"all", "cls", "patches", NULL};
 static const char *const source_names[] = {"file", "classes", NULL};
 static const char *const eval_set_names[] = {"eval", "unseen", NULL};
@@ -227,6 +228,13 @@ const mc_schema_entry mc_schema[] = {
     {.key = "intervene.betas", .type = MC_T_FLOAT_LIST, .def = "[0.0, 2.0]",
      .flags = MC_F_NONEMPTY | MC_F_UNIQUE, .fmin = -1e6, .fmax = 1e6, .offset = OFF(intervene.betas),
      .doc = "Values of beta (paper: 0 = removal, 2 = enhancement). Swept."},
+    ENUM("intervene.add_beta", "value", add_beta_names, intervene.add_beta,
+         "What beta means in the `add` mode: `value` (a_i <- a_i + beta) or `mu` (a_i <- a_i + beta * mu_i, "
+         "mu_i the unit's mean value over the training images where it is > 0: its E_n input vector's "
+         "entry for a neuron, its SAE code for a feature; so betas -1 and 1 add -mu and +mu)."),
+    {.key = "intervene.add_betas", .type = MC_T_FLOAT_LIST, .def = "[]",
+     .flags = MC_F_UNIQUE, .fmin = -1e6, .fmax = 1e6, .offset = OFF(intervene.add_betas),
+     .doc = "Betas of the `add` mode; empty (the default) uses `intervene.betas`. Swept."},
     ENUM("intervene.tokens", "all", tokens_names, intervene.tokens,
          "Which tokens/positions are edited: `all`, the `cls` token, or the `patches`."),
     STR("intervene.layer", "\"\"", 0, intervene.layer,

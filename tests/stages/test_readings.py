@@ -10,6 +10,12 @@ world with the trained tiny ViT and CLIP (experiments/world/{vit,clip}).
                              numpy float64 recomputation from the stored E_n, SAE, activations and
                              labels (the SAE codes recomputed in numpy), rankings equal up to ties
                              within 1e-5
+  test_readings.py addmu     intervene in the add mode with intervene.add_beta: mu, betas -1 and +1,
+                             neurons and SAE features, at 1, 2 and 4 ranks: task stores bitwise
+                             equal; each class's units_mu within 1e-5 (relative) of numpy's mean of
+                             the unit's positive values over the valid training images (SAE codes
+                             re-encoded in numpy); +mu and -mu move the class's probability in
+                             opposite directions on average
 Prints 'N passed, N failed'; exit 0 only when all pass."""
 import glob
 import os
@@ -153,12 +159,57 @@ def test_readings(tmp):
                       "%d of %d rankings differ" % (reading, kind, cset, TOL, err, bad, len(names)))
 
 
+def test_addmu(tmp):
+    world = make_world(os.path.join(tmp, "world"), 10, 2)
+    iv = ", methods: [miclip], units: [neuron, sae], modes: [add], add_beta: mu, add_betas: [-1.0, 1.0]"
+    outs = {}
+    for n in (1, 2, 4):
+        out = os.path.join(tmp, "mu%d" % n)
+        cfg = os.path.join(tmp, "mu%d.yaml" % n)
+        write_config(cfg, world, out, intervene=iv, stages="[extract, sae, align, localize, intervene]")
+        r = fixture.mpirun(n, ["--quiet", "run", cfg], capture_output=True, text=True)
+        check(r.returncode == 0, "add mu: the chain at %d rank(s) exits 0 (%s)" % (n, r.stderr.strip()[-400:]))
+        outs[n] = out
+    for n in (2, 4):
+        ok, why = same_outputs_sub(outs[1], outs[n], "intervene")
+        check(ok, "add mu: %d-rank intervene stores equal the 1-rank ones bitwise %s" % (n, why))
+    stores = sorted(glob.glob(os.path.join(outs[1], "intervene", "intervene-*.h5")))
+    check(len(stores) == 2, "two tasks (beta -1, +1): %d" % len(stores))
+    dp = {}
+    for p in stores:
+        with h5py.File(p, "r") as f:
+            check(f.attrs["add_beta"] in (b"mu", "mu"), "%s: add_beta = mu recorded" % os.path.basename(p))
+            beta = float(f.attrs["beta"])
+            with h5py.File(f["eval/sae"].attrs["sae_store"], "r") as s:
+                loc = sorted(glob.glob(os.path.join(outs[1], "localize", "*.h5")))[0]
+                with h5py.File(loc, "r") as lf, h5py.File(lf.attrs["align_store"], "r") as a:
+                    train = a.attrs["extract_store"]
+                    train = train.decode() if isinstance(train, bytes) else str(train)
+                with h5py.File(train, "r") as t:
+                    valid = t["images/valid"][()].astype(bool)
+                    x = t["acts/3"][()][valid].astype(np.float32)
+                vals = {"neuron": x.astype(np.float64), "sae": sae_codes(x, s)}
+            for kind in ("neuron", "sae"):
+                v = vals[kind]
+                pos = np.where(v > 0, v, 0).sum(axis=0)
+                cnt = (v > 0).sum(axis=0)
+                mu = np.where(cnt > 0, pos / np.maximum(cnt, 1), 0)
+                units = f["eval/%s/units" % kind][()]
+                got = f["eval/%s/units_mu" % kind][()]
+                err = np.abs(got - mu[units]).max() / max(np.abs(mu[units]).max(), 1e-12)
+                check(err < 1e-5, "beta %+g, %s: units_mu within 1e-5 of numpy (relative %.2e)" % (beta, kind, err))
+                dp[(beta, kind)] = float(f["eval/%s" % kind].attrs["delta_prob"])
+    for kind in ("neuron", "sae"):
+        check(dp[(-1.0, kind)] < dp[(1.0, kind)], "%s: Delta-P with -mu (%+.2f pp) below +mu (%+.2f pp)" % (
+            kind, dp[(-1.0, kind)], dp[(1.0, kind)]))
+
+
 def main():
     part = sys.argv[1] if len(sys.argv) > 1 else "readings"
     tmp = os.path.abspath("readings_" + part)
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    {"readings": test_readings}[part](tmp)
+    {"readings": test_readings, "addmu": test_addmu}[part](tmp)
     return fixture.summary()
 
 
