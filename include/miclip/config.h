@@ -144,7 +144,14 @@ typedef struct {
         char *prompt; /* contains "{}" exactly once */
     } align;
 
-    struct { int64_t tau; mc_str_list concepts; mc_enum_list units; } localize;
+    struct {
+        int64_t tau;
+        mc_str_list concepts;
+        mc_enum_list units;
+        int sae_unit;    /* 0 algorithm2, 1 atom */
+        int neuron_unit; /* 0 basis, 1 activation */
+        int sae_inputs;  /* 0 all, 1 class */
+    } localize;
     struct { int64_t tau; mc_str_list concepts; mc_enum_list units; } describe;
 
     struct {
@@ -157,6 +164,8 @@ typedef struct {
         mc_enum_list units;    /* mc_unit_kind */
         mc_enum_list modes;    /* mc_mode */
         mc_f64_list betas;
+        int add_beta;          /* 0 value, 1 mu */
+        mc_f64_list add_betas; /* betas of the add mode; empty: betas */
         int tokens;            /* mc_tokens */
         char *layer;           /* one of extract.layers (resolved: never "") */
         int64_t tau;

@@ -22,6 +22,10 @@ static const char *const unit_names[] = {"neuron", "sae", NULL};
 static const char *const method_names[] = {"miclip", "act_values", "clip_dissect", "netdissect",
                                            "vinterp", "random", NULL};
 static const char *const mode_names[] = {"scale", "add", NULL};
+static const char *const sae_unit_names[] = {"algorithm2", "atom", NULL};
+static const char *const neuron_unit_names[] = {"basis", "activation", NULL};
+static const char *const unit_inputs_names[] = {"all", "class", NULL};
+static const char *const add_beta_names[] = {"value", "mu", NULL};
 static const char *const tokens_names[] = {"all", "cls", "patches", NULL};
 static const char *const source_names[] = {"file", "classes", NULL};
 static const char *const eval_set_names[] = {"eval", "unseen", NULL};
@@ -193,6 +197,16 @@ const mc_schema_entry mc_schema[] = {
           "Names of concept sets to localize; empty (the default) means all of `concepts`."),
     ELIST("localize.units", "[neuron, sae]", MC_F_NONEMPTY | MC_F_UNIQUE | MC_F_SORTED, unit_names,
           localize.units, "Unit kinds: neurons (columns of E_n) and SAE features (E_n of W_dec columns)."),
+    ENUM("localize.sae_unit", "algorithm2", sae_unit_names, localize.sae_unit,
+         "How an SAE feature i is embedded (localize and describe): `algorithm2` (the paper's Algorithm 2, "
+         "lines 5/14: the mean over the input set of E_n(W_dec (f(x) * e_i) + b_pre), f(x) the SAE code of "
+         "input x) or `atom` (Section 3.2's E_n(f_i) read as the bare decoder column E_n(W_dec[:, i]))."),
+    ENUM("localize.neuron_unit", "basis", neuron_unit_names, localize.neuron_unit,
+         "How neuron i is embedded: `basis` (Algorithm 2 line 7: E_n(e_i)) or `activation` (Section 3.2: "
+         "the mean over the input set of E_n(a_i(x) e_i), which keeps the sign of the mean activation)."),
+    ENUM("localize.sae_inputs", "all", unit_inputs_names, localize.sae_inputs,
+         "The input set of `algorithm2` and `activation`: `all` valid training images, or `class`: for a "
+         "concept that names a class, that class's own training images (labels); other concepts use all."),
 
     SEC("describe", "Top-tau concepts per unit (Equation 4)."),
     INT("describe.tau", "5", 1, 1000000, describe.tau, "Concepts kept per unit."),
@@ -221,6 +235,13 @@ const mc_schema_entry mc_schema[] = {
     {.key = "intervene.betas", .type = MC_T_FLOAT_LIST, .def = "[0.0, 2.0]",
      .flags = MC_F_NONEMPTY | MC_F_UNIQUE, .fmin = -1e6, .fmax = 1e6, .offset = OFF(intervene.betas),
      .doc = "Values of beta (paper: 0 = removal, 2 = enhancement). Swept."},
+    ENUM("intervene.add_beta", "value", add_beta_names, intervene.add_beta,
+         "What beta means in the `add` mode: `value` (a_i <- a_i + beta) or `mu` (a_i <- a_i + beta * mu_i, "
+         "mu_i the unit's mean value over the training images where it is > 0: its E_n input vector's "
+         "entry for a neuron, its SAE code for a feature; so betas -1 and 1 add -mu and +mu)."),
+    {.key = "intervene.add_betas", .type = MC_T_FLOAT_LIST, .def = "[]",
+     .flags = MC_F_UNIQUE, .fmin = -1e6, .fmax = 1e6, .offset = OFF(intervene.add_betas),
+     .doc = "Betas of the `add` mode; empty (the default) uses `intervene.betas`. Swept."},
     ENUM("intervene.tokens", "all", tokens_names, intervene.tokens,
          "Which tokens/positions are edited: `all`, the `cls` token, or the `patches`."),
     STR("intervene.layer", "\"\"", 0, intervene.layer,

@@ -15,6 +15,7 @@
 #include "method/training.h"
 
 void mc_method_task_close(mc_method_task *mt) {
+    for (int k = 0; k < mt->n_kinds; k++) mc_unit_set_free(&mt->kinds[k]);
     mc_concepts_free(&mt->sets, mt->n_sets);
     mc_encoder_weights_free(&mt->w);
     mc_train_data_close(&mt->td);
@@ -36,7 +37,7 @@ mc_status mc_method_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
                      task->layer, cfg->sae.layer, mc_config_has_stage(cfg, MC_STAGE_SAE) ? "" : ", sae stage not listed");
             continue;
         }
-        s = mc_unit_set_open(c, cfg, &mt->td, task->seed, &mt->w, units->v[i], &mt->kinds[mt->n_kinds], err);
+        s = mc_unit_set_open(c, cfg, &mt->td, task->seed, task->layer, &mt->w, units->v[i], &mt->kinds[mt->n_kinds], err);
         if (s == MC_OK) mt->n_kinds++;
     }
     if (s == MC_OK) s = mc_concepts_load(c, cfg, &mt->td, names, &mt->sets, &mt->n_sets, err);
@@ -44,8 +45,11 @@ mc_status mc_method_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
         mc_buf b = {0};
         mc_buf_printf(&b, "miclip-%s/1\ncode=%s\nalign=%s\ntau=%lld\n", mc_stage_name(stage), MICLIP_CACHE_VERSION,
                       mt->w.key, (long long)mt->tau);
-        for (int k = 0; k < mt->n_kinds; k++)
+        for (int k = 0; k < mt->n_kinds; k++) {
             mc_buf_printf(&b, "units=%s:%s\n", mc_unit_kind_name(mt->kinds[k].kind), mt->kinds[k].sae_key);
+            /* The reading changes every score (basis/atom keep the old key text). */
+            if (mt->kinds[k].reading != MC_READ_PLAIN) mc_buf_printf(&b, "reading=%s\n", mc_unit_reading_name(&mt->kinds[k]));
+        }
         for (int k = 0; k < mt->n_sets; k++) mc_buf_printf(&b, "set=%s:%s\n", mt->sets[k].name, mt->sets[k].key);
         if (b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
         else mc_key_of(b.p, mt->key);
@@ -100,7 +104,7 @@ mc_status mc_query_open(const mc_comm *c, const mc_config *cfg, const mc_query *
                        mc_config_has_stage(cfg, MC_STAGE_SAE) ? "" : " and the sae stage is not listed");
     MC_TRY(mc_train_data_open(c, cfg, r->seed, td, err));
     mc_status s = mc_encoder_weights_load(c, cfg, td, r->seed, r->layer, r->variant, w, err);
-    if (s == MC_OK) s = mc_unit_set_open(c, cfg, td, r->seed, w, r->units, u, err);
+    if (s == MC_OK) s = mc_unit_set_open(c, cfg, td, r->seed, r->layer, w, r->units, u, err);
     if (s != MC_OK) {
         mc_encoder_weights_free(w);
         mc_train_data_close(td);

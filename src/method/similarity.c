@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cblas.h>
 
@@ -50,9 +51,58 @@ static void merge_tops(void *in, void *inout, int *len, MPI_Datatype *dt) {
     free(t);
 }
 
+void mc_concept_classes(const mc_unit_set *u, const char *const *texts, int64_t n, int64_t *cls) {
+    for (int64_t j = 0; j < n; j++) {
+        cls[j] = -1;
+        if (u->reading != MC_READ_INPUTS || u->inputs != MC_INPUTS_CLASS || !texts || !u->g_class) continue;
+        for (int64_t k = 0; k < u->n_classes; k++)
+            if (!strcasecmp(u->class_names[k], texts[j])) {
+                cls[j] = k;
+                break;
+            }
+    }
+}
+
+void mc_unit_scores_block(const mc_unit_set *u, int64_t d, float *p, int64_t len, int64_t unit0, const float *cn,
+                          const int64_t *cls, int64_t Cn, float *S) {
+    if (u->reading == MC_READ_PLAIN) {
+        /* cos(p_i, c): normalised directions, one sgemm (the stage's numbers since 0.x). */
+        mc_normalize_rows_f(p, len, d);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)len, (int)Cn, (int)d, 1.0f, p, (int)d, cn, (int)d,
+                    0.0f, S, (int)Cn);
+        return;
+    }
+    /* The INPUTS reading: the unit's embedding for concept j is g p_i + q with g the unit's mean
+     * value over j's input set, so
+     *   cos = (g <p_i, c_j> + <q, c_j>) / max(sqrt(g^2 |p_i|^2 + 2 g <p_i, q> + |q|^2), 1e-12)
+     * (c_j unit length). <p_i, c_j> is one sgemm per block; the rest in double. */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)len, (int)Cn, (int)d, 1.0f, p, (int)d, cn, (int)d,
+                0.0f, S, (int)Cn);
+    const int64_t U = u->n_units;
+    double qq = 0;
+    for (int64_t k = 0; u->q && k < d; k++) qq += (double)u->q[k] * u->q[k];
+    for (int64_t i = 0; i < len; i++) {
+        const float *pi = p + i * d;
+        double pp = 0, pq = 0;
+        for (int64_t k = 0; k < d; k++) {
+            pp += (double)pi[k] * pi[k];
+            if (u->q) pq += (double)pi[k] * u->q[k];
+        }
+        for (int64_t j = 0; j < Cn; j++) {
+            double qc = 0;
+            for (int64_t k = 0; u->q && k < d; k++) qc += (double)u->q[k] * cn[j * d + k];
+            double g = cls[j] >= 0 ? u->g_class[cls[j] * U + unit0 + i] : u->g_all[unit0 + i];
+            if (isnan(g)) g = u->g_all[unit0 + i]; /* a class without training images */
+            double nrm = sqrt(fmax(g * g * pp + 2 * g * pq + qq, 0.0));
+            if (nrm < 1e-12) nrm = 1e-12;
+            S[i * Cn + j] = (float)((g * S[i * Cn + j] + qc) / nrm);
+        }
+    }
+}
+
 mc_status mc_similarity(const mc_comm *c, const mc_unit_set *u, const mc_encoder_weights *w,
-                        const float *concept_emb, int64_t n_concepts, int64_t tau_u, int64_t tau_c,
-                        bool keep_sim, mc_sim_result *r, mc_error *err) {
+                        const float *concept_emb, const char *const *concept_texts, int64_t n_concepts,
+                        int64_t tau_u, int64_t tau_c, bool keep_sim, mc_sim_result *r, mc_error *err) {
     memset(r, 0, sizeof *r);
     const int64_t U = u->n_units, Cn = n_concepts, d = w->d;
     int64_t nb = (U + MC_UNIT_BLOCK - 1) / MC_UNIT_BLOCK, b0, b1;
@@ -65,22 +115,23 @@ mc_status mc_similarity(const mc_comm *c, const mc_unit_set *u, const mc_encoder
     float *cn = mc_alloc_array((size_t)Cn, (size_t)d * sizeof(float));
     float *S = mc_alloc_array(MC_UNIT_BLOCK, (size_t)Cn * sizeof(float));
     int64_t *cnt = mc_calloc_array((size_t)Cn + 1, sizeof(int64_t));
+    int64_t *cls = mc_alloc_array((size_t)Cn + 1, sizeof(int64_t));
     if (tau_u > 0) r->loc = mc_alloc_array((size_t)Cn, (size_t)tau_u * sizeof(mc_scored));
     if (tau_c > 0) r->desc = mc_alloc_array((size_t)(rows > 0 ? rows : 1), (size_t)tau_c * sizeof(mc_scored));
     if (keep_sim) r->sim = mc_alloc_array((size_t)(rows > 0 ? rows : 1), (size_t)Cn * sizeof(float));
     mc_status s = MC_OK;
-    if (!emb || !cn || !S || !cnt || (tau_u > 0 && !r->loc) || (tau_c > 0 && !r->desc) || (keep_sim && !r->sim))
+    if (!emb || !cn || !S || !cnt || !cls || (tau_u > 0 && !r->loc) || (tau_c > 0 && !r->desc) || (keep_sim && !r->sim))
         s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for %lld units x %lld concepts", (long long)U, (long long)Cn);
     s = mc_comm_agree(c, s, err);
-    if (s == MC_OK) s = mc_unit_embed(c, u, w, r->u0, r->u1, emb, err);
+    if (s == MC_OK) s = mc_unit_embed(c, u, w, r->u0, r->u1, false, emb, err);
     if (s == MC_OK) {
         memcpy(cn, concept_emb, (size_t)(Cn * d) * sizeof(float));
         mc_normalize_rows_f(cn, Cn, d);
+        mc_concept_classes(u, concept_texts, Cn, cls);
         for (int64_t i = 0; tau_u > 0 && i < Cn * tau_u; i++) r->loc[i] = EMPTY;
         for (int64_t b = 0; b < rows; b += MC_UNIT_BLOCK) {
             int64_t len = rows - b < MC_UNIT_BLOCK ? rows - b : MC_UNIT_BLOCK;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)len, (int)Cn, (int)d, 1.0f, emb + b * d,
-                        (int)d, cn, (int)d, 0.0f, S, (int)Cn);
+            mc_unit_scores_block(u, d, emb + b * d, len, r->u0 + b, cn, cls, Cn, S);
             if (keep_sim) memcpy(r->sim + b * Cn, S, (size_t)(len * Cn) * sizeof(float));
             for (int64_t i = 0; i < len; i++) {
                 const float *row = S + i * Cn;
@@ -107,7 +158,7 @@ mc_status mc_similarity(const mc_comm *c, const mc_unit_set *u, const mc_encoder
             if (rc != MPI_SUCCESS) s = MC_FAIL(err, MC_ERR_MPI, "MPI_Allreduce of the top-unit lists failed");
         }
     }
-    free(emb), free(cn), free(S), free(cnt);
+    free(emb), free(cn), free(S), free(cnt), free(cls);
     if (s != MC_OK) mc_sim_result_free(r);
     return s;
 }

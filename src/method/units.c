@@ -13,7 +13,9 @@
 #include "miclip/fsutil.h"
 #include "miclip/log.h"
 #include "miclip/miclip.h"
+#include "method/acts.h"
 #include "method/training.h"
+#include "miclip/train.h"
 
 void mc_encoder_weights_free(mc_encoder_weights *w) {
     free(w->w);
@@ -53,13 +55,43 @@ mc_status mc_encoder_weights_load(const mc_comm *c, const mc_config *cfg, const 
     return s;
 }
 
+/* g_all (and g_class) of the INPUTS reading from the unit statistics of the training images. */
+static mc_status unit_set_means(const mc_comm *c, const mc_train_data *td, const char *layer, mc_sae *sae,
+                                mc_unit_set *u, mc_error *err) {
+    mc_unit_stats us;
+    MC_TRY(mc_unit_stats_compute(c, td, layer, sae, &us, err));
+    mc_status s = MC_OK;
+    const int64_t U = us.n_units, C = us.n_classes;
+    if (U != u->n_units)
+        s = MC_FAIL(err, MC_ERR_SHAPE, "layer '%s': %lld units in the activations, %lld expected", layer,
+                    (long long)U, (long long)u->n_units);
+    if (s == MC_OK) {
+        u->n_classes = C;
+        u->class_names = td->class_names;
+        u->g_all = mc_alloc_array((size_t)U, sizeof(double));
+        if (u->inputs == MC_INPUTS_CLASS) u->g_class = mc_alloc_array((size_t)(C * U + 1), sizeof(double));
+        if (!u->g_all || (u->inputs == MC_INPUTS_CLASS && !u->g_class)) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    }
+    for (int64_t i = 0; s == MC_OK && i < U; i++) u->g_all[i] = us.n_img ? us.sum[i] / (double)us.n_img : 0.0;
+    for (int64_t cl = 0; s == MC_OK && u->g_class && cl < C; cl++)
+        for (int64_t i = 0; i < U; i++)
+            u->g_class[cl * U + i] = us.class_n[cl] ? us.class_sum[cl * U + i] / (double)us.class_n[cl] : NAN;
+    mc_unit_stats_free(&us);
+    return mc_comm_agree(c, s, err);
+}
+
 mc_status mc_unit_set_open(const mc_comm *c, const mc_config *cfg, const mc_train_data *td, int64_t seed,
-                           const mc_encoder_weights *w, int kind, mc_unit_set *u, mc_error *err) {
+                           const char *layer, const mc_encoder_weights *w, int kind, mc_unit_set *u, mc_error *err) {
     memset(u, 0, sizeof *u);
     u->kind = kind;
+    u->reading = kind == MC_UNIT_NEURON ? (cfg->localize.neuron_unit == 1 ? MC_READ_INPUTS : MC_READ_PLAIN)
+                                        : (cfg->localize.sae_unit == 0 ? MC_READ_INPUTS : MC_READ_PLAIN);
+    u->inputs = cfg->localize.sae_inputs == 1 ? MC_INPUTS_CLASS : MC_INPUTS_ALL;
     if (kind == MC_UNIT_NEURON) {
         u->n_units = w->n;
-        return MC_OK;
+        mc_status s = MC_OK;
+        if (u->reading == MC_READ_INPUTS) s = unit_set_means(c, td, layer, NULL, u, err);
+        return s;
     }
     mc_run_paths p;
     MC_TRY(mc_sae_paths(cfg, td->extract_key, seed, &p, err));
@@ -79,6 +111,102 @@ mc_status mc_unit_set_open(const mc_comm *c, const mc_config *cfg, const mc_trai
     if (s == MC_OK) u->n_units = in.shape[0];
     s = mc_comm_agree(c, s, err);
     mc_store_close(&st, NULL);
+    if (s == MC_OK && u->reading == MC_READ_INPUTS) {
+        mc_sae *sae = NULL;
+        s = mc_sae_load_store(c, cfg, p.store, w->n, seed, &sae, err);
+        if (s == MC_OK) {
+            /* q = E_n(b_pre): the embedding every input's a_bar_i shares. */
+            const float *b = mc_sae_b_pre(sae);
+            u->q = mc_alloc_array((size_t)w->d, sizeof(float));
+            if (!u->q) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+            for (int64_t k = 0; s == MC_OK && k < w->d; k++) {
+                double acc = 0;
+                for (int64_t j = 0; j < w->n; j++) acc += (double)w->w[k * w->n + j] * b[j];
+                u->q[k] = (float)acc;
+            }
+            s = mc_comm_agree(c, s, err);
+        }
+        if (s == MC_OK) s = unit_set_means(c, td, layer, sae, u, err);
+        mc_sae_free(&sae);
+    }
+    if (s != MC_OK) mc_unit_set_free(u);
+    return s;
+}
+
+void mc_unit_set_free(mc_unit_set *u) {
+    free(u->g_all), free(u->g_class), free(u->q);
+    u->g_all = u->g_class = NULL;
+    u->q = NULL;
+}
+
+const char *mc_unit_reading_name(const mc_unit_set *u) {
+    if (u->reading == MC_READ_PLAIN) return u->kind == MC_UNIT_NEURON ? "basis" : "atom";
+    if (u->kind == MC_UNIT_NEURON) return u->inputs == MC_INPUTS_CLASS ? "activation (class)" : "activation (all)";
+    return u->inputs == MC_INPUTS_CLASS ? "algorithm2 (class)" : "algorithm2 (all)";
+}
+
+void mc_unit_stats_free(mc_unit_stats *us) {
+    free(us->sum), free(us->class_sum), free(us->class_n), free(us->fire_n), free(us->fire_sum);
+    memset(us, 0, sizeof *us);
+}
+
+#define STATS_CHUNK 256
+
+mc_status mc_unit_stats_compute(const mc_comm *c, const mc_train_data *td, const char *layer, struct mc_sae *sae,
+                                mc_unit_stats *us, mc_error *err) {
+    memset(us, 0, sizeof *us);
+    mc_acts a;
+    MC_TRY(mc_acts_open(c, td->st, layer, &a, err));
+    const int64_t N = td->n_img, C = td->n_classes, D = a.dim;
+    const int kk = sae ? (int)mc_sae_get_config(sae)->k : 0;
+    const int64_t U = sae ? mc_sae_get_config(sae)->m : D;
+    us->n_units = U, us->n_classes = C;
+    int32_t *labels = mc_alloc_array((size_t)(N > 0 ? N : 1), sizeof(int32_t));
+    us->sum = mc_calloc_array((size_t)U, sizeof(double));
+    us->class_sum = mc_calloc_array((size_t)(C * U + 1), sizeof(double));
+    us->class_n = mc_calloc_array((size_t)C + 1, sizeof(int64_t));
+    us->fire_n = mc_calloc_array((size_t)U, sizeof(int64_t));
+    us->fire_sum = mc_calloc_array((size_t)U, sizeof(double));
+    int64_t *img = mc_alloc_array(STATS_CHUNK, sizeof(int64_t));
+    float *x = mc_alloc_array(STATS_CHUNK, (size_t)D * sizeof(float));
+    int32_t *idx = kk ? mc_alloc_array(STATS_CHUNK, (size_t)kk * sizeof(int32_t)) : NULL;
+    float *val = kk ? mc_alloc_array(STATS_CHUNK, (size_t)kk * sizeof(float)) : NULL;
+    mc_status s = MC_OK;
+    if (!labels || !us->sum || !us->class_sum || !us->class_n || !us->fire_n || !us->fire_sum || !img || !x ||
+        (kk && (!idx || !val)))
+        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for the statistics of %lld units", (long long)U);
+    s = mc_comm_agree(c, s, err);
+    if (s == MC_OK) s = mc_store_read_rows(td->st, "images/labels", MC_DTYPE_I32, 0, N, labels, err);
+    s = mc_comm_agree(c, s, err);
+    /* Every rank sums every image in index order: the same doubles at any rank count. */
+    for (int64_t i0 = 0; s == MC_OK && i0 < N;) {
+        int64_t n = 0;
+        for (; i0 < N && n < STATS_CHUNK; i0++)
+            if (td->valid[i0]) img[n++] = i0;
+        if (n == 0) break;
+        s = mc_acts_vectors(&a, img, n, x, err);
+        if (s != MC_OK) break;
+        if (sae) mc_sae_encode(sae, x, n, idx, val);
+        for (int64_t r = 0; r < n; r++) {
+            int32_t cl = labels[img[r]];
+            bool in = cl >= 0 && cl < C;
+            if (in) us->class_n[cl]++;
+            us->n_img++;
+            int64_t cnt = sae ? kk : D;
+            for (int64_t q = 0; q < cnt; q++) {
+                int64_t unit = sae ? idx[r * kk + q] : q;
+                double v = sae ? val[r * kk + q] : x[r * D + q];
+                if (v == 0) continue;
+                us->sum[unit] += v;
+                if (in) us->class_sum[cl * U + unit] += v;
+                if (v > 0) us->fire_n[unit]++, us->fire_sum[unit] += v;
+            }
+        }
+    }
+    free(labels), free(img), free(x), free(idx), free(val);
+    mc_acts_close(&a);
+    s = mc_comm_agree(c, s, err);
+    if (s != MC_OK) mc_unit_stats_free(us);
     return s;
 }
 
@@ -94,12 +222,12 @@ void mc_normalize_rows_f(float *x, int64_t rows, int64_t d) {
 }
 
 mc_status mc_unit_embed(const mc_comm *c, const mc_unit_set *u, const mc_encoder_weights *w, int64_t u0,
-                        int64_t u1, float *out, mc_error *err) {
+                        int64_t u1, bool normalize, float *out, mc_error *err) {
     const int64_t n = w->n, d = w->d, rows = u1 - u0;
     if (u->kind == MC_UNIT_NEURON) {
         for (int64_t i = 0; i < rows; i++)
             for (int64_t k = 0; k < d; k++) out[i * d + k] = w->w[k * n + u0 + i];
-        mc_normalize_rows_f(out, rows, d);
+        if (normalize) mc_normalize_rows_f(out, rows, d);
         return MC_OK;
     }
     mc_store *st = NULL;
@@ -115,7 +243,7 @@ mc_status mc_unit_embed(const mc_comm *c, const mc_unit_set *u, const mc_encoder
                     (int)n, w->w, (int)n, 0.0f, out + b * d, (int)d);
     }
     free(dec);
-    if (s == MC_OK) mc_normalize_rows_f(out, rows, d);
+    if (s == MC_OK && normalize) mc_normalize_rows_f(out, rows, d);
     return s;
 }
 

@@ -91,13 +91,14 @@ static mc_status describe_one(const mc_comm *c, const mc_task *task, mc_method_t
     const int64_t tau = mt->tau < cs->n ? mt->tau : cs->n, U = u->n_units;
     const bool keep = U * cs->n <= KEEP_SIM_MAX;
     mc_sim_result r;
-    MC_TRY(mc_similarity(c, u, &mt->w, cs->emb, cs->n, 0, tau, keep, &r, err));
+    MC_TRY(mc_similarity(c, u, &mt->w, cs->emb, (const char *const *)cs->texts, cs->n, 0, tau, keep, &r, err));
     const char *kind = mc_unit_kind_name(u->kind);
     char g[512], csv[MC_PATH_CAP];
     mc_snprintf(g, sizeof g, "%s/%s", cs->name, kind);
     mc_snprintf(csv, sizeof csv, "%s/%s-%s-%s.csv", mt->tables, task->id, cs->name, kind);
     mc_scored *all = NULL;
     mc_status s = mc_describe_write(c, st, g, &r, keep ? r.sim : NULL, cs, u->kind, u->sae_path, csv, &all, err);
+    if (s == MC_OK) s = mc_store_set_attr_str(st, g, "reading", mc_unit_reading_name(u), err);
     double acc = NAN;
     if (s == MC_OK && c->rank == 0) acc = report_table(report, task, mt, cs, u, all, tau);
     free(all);
@@ -177,27 +178,31 @@ mc_status mc_query_describe(const mc_comm *c, const mc_config *cfg, const int64_
         /* The unit's embedding as its block computes it (the same numbers as the stages). */
         int64_t b0 = units[i] / MC_UNIT_BLOCK * MC_UNIT_BLOCK;
         int64_t b1 = b0 + MC_UNIT_BLOCK < u.n_units ? b0 + MC_UNIT_BLOCK : u.n_units;
-        s = mc_unit_embed(c, &u, &w, b0, b1, blk, err);
-        const float *e = blk + (units[i] - b0) * w.d;
+        s = mc_unit_embed(c, &u, &w, b0, b1, false, blk, err);
         for (int k = 0; s == MC_OK && k < n_sets; k++) {
             const mc_concepts *cs = &sets[k];
             int64_t tau = r.tau > 0 ? r.tau : cfg->describe.tau;
             if (tau > cs->n) tau = cs->n;
+            const int64_t len = b1 - b0, d = w.d;
             mc_scored *top = mc_alloc_array((size_t)tau, sizeof *top);
-            float *cn = mc_alloc_array((size_t)cs->dim, sizeof(float));
-            if (!top || !cn) {
-                free(top), free(cn);
+            float *cn = mc_alloc_array((size_t)cs->n, (size_t)d * sizeof(float));
+            float *p = mc_alloc_array((size_t)len, (size_t)d * sizeof(float));
+            float *S = mc_alloc_array((size_t)len, (size_t)cs->n * sizeof(float));
+            int64_t *cls = mc_alloc_array((size_t)cs->n, sizeof(int64_t));
+            if (!top || !cn || !p || !S || !cls) {
+                free(top), free(cn), free(p), free(S), free(cls);
                 s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
                 break;
             }
+            /* The unit's scores as its block computes them in the stage (the same numbers). */
+            memcpy(cn, cs->emb, (size_t)(cs->n * d) * sizeof(float));
+            mc_normalize_rows_f(cn, cs->n, d);
+            memcpy(p, blk, (size_t)(len * d) * sizeof(float));
+            mc_concept_classes(&u, (const char *const *)cs->texts, cs->n, cls);
+            mc_unit_scores_block(&u, d, p, len, b0, cn, cls, cs->n, S);
             int64_t cnt = 0;
-            for (int64_t j = 0; j < cs->n; j++) {
-                memcpy(cn, cs->emb + j * cs->dim, (size_t)cs->dim * sizeof(float));
-                mc_normalize_rows_f(cn, 1, cs->dim);
-                float dot = 0;
-                for (int64_t t = 0; t < cs->dim; t++) dot += e[t] * cn[t];
-                mc_top_insert(top, &cnt, tau, dot, (int32_t)j);
-            }
+            for (int64_t j = 0; j < cs->n; j++) mc_top_insert(top, &cnt, tau, S[(units[i] - b0) * cs->n + j], (int32_t)j);
+            free(p), free(S), free(cls);
             if (c->rank == 0) {
                 bool named = !strcmp(r.layer, "logits") && r.units == MC_UNIT_NEURON && u.n_units == td.n_classes;
                 fprintf(out, "%s %lld of layer %s%s%s%s (seed %lld, variant %s): top %lld concepts of set '%s'\n",
@@ -214,6 +219,7 @@ mc_status mc_query_describe(const mc_comm *c, const mc_config *cfg, const int64_
     }
     free(blk);
     mc_concepts_free(&sets, n_sets);
+    mc_unit_set_free(&u);
     mc_encoder_weights_free(&w);
     mc_train_data_close(&td);
     return s;

@@ -69,6 +69,7 @@ typedef struct {
     int kind;               /* mc_unit_kind */
     int mode;               /* mc_mode */
     float beta;
+    const float *mu;        /* add with intervene.add_beta mu: beta * mu[unit] is added; else NULL */
     const int32_t *units;   /* [tau] */
     int64_t tau;
     int64_t t0, t1;         /* tokens edited */
@@ -93,7 +94,8 @@ static bool edit_fn(const mc_hook_view *v, void *user) {
             for (int64_t t = e->t0; t < e->t1; t++)
                 for (int64_t q = 0; q < e->tau; q++) {
                     float *x = elem(e, v->data, b, t, e->units[q]);
-                    *x = e->mode == MC_MODE_SCALE ? e->beta * *x : *x + e->beta;
+                    *x = e->mode == MC_MODE_SCALE ? e->beta * *x
+                                                  : *x + (e->mu ? e->beta * e->mu[e->units[q]] : e->beta);
                 }
         return true;
     }
@@ -118,7 +120,8 @@ static bool edit_fn(const mc_hook_view *v, void *user) {
         } else {
             for (int64_t q = 0; q < e->tau; q++) {
                 const float *atom = e->sae->w_dec_t + (int64_t)e->units[q] * D;
-                for (int64_t i = 0; i < D; i++) a[i] += e->beta * atom[i];
+                const float add = e->mu ? e->beta * e->mu[e->units[q]] : e->beta;
+                for (int64_t i = 0; i < D; i++) a[i] += add * atom[i];
             }
         }
     }
@@ -161,6 +164,7 @@ typedef struct {
     int kind;
     int64_t n_units;   /* neurons: the layer's width; SAE: features */
     int32_t *units;    /* [C * tau] of one dataset */
+    float *mu;         /* [n_units] mean value where > 0 over the training images (add_beta mu), or NULL */
 } kind_units;
 
 /* miclip: top units of each class's concept from the localize store of (seed, intervene.layer,
@@ -430,7 +434,8 @@ static mc_status run_group(const mc_comm *c, const mc_config *cfg, const mc_task
     int64_t maxn = 1;
     for (int64_t k = 0; k < C; k++)
         if (p->first[k + 1] - p->first[k] > maxn) maxn = p->first[k + 1] - p->first[k];
-    edit_ctx ec = {.R = R, .kind = ku->kind, .mode = task->mode, .beta = (float)task->beta, .tau = tau, .sae = sae};
+    edit_ctx ec = {.R = R, .kind = ku->kind, .mode = task->mode, .beta = (float)task->beta, .tau = tau, .sae = sae,
+                   .mu = task->mode == MC_MODE_ADD ? ku->mu : NULL};
     ec.t0 = 0, ec.t1 = R->tokens;
     if (!R->map && cfg->intervene.tokens == MC_TOKENS_CLS) ec.t1 = 1;
     if (!R->map && cfg->intervene.tokens == MC_TOKENS_PATCHES) ec.t0 = 1;
@@ -549,6 +554,24 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
             for (int k = 0; k < nk; k++)
                 if (!ps[d].skip) random_units(task->seed, ps[d].C, ku[d][k].kind, ku[d][k].n_units, tau, ku[d][k].units);
     }
+    /* add_beta mu: mu_i = the unit's mean value over the valid training images where it is > 0
+     * (the E_n input vector's entry / the SAE code; mc_unit_stats_compute, image order). */
+    const bool use_mu = task->mode == MC_MODE_ADD && cfg->intervene.add_beta == 1;
+    for (int k = 0; s == MC_OK && use_mu && k < nk; k++) {
+        mc_unit_stats us;
+        s = mc_unit_stats_compute(c, &td, cfg->intervene.layer, ku[0][k].kind == MC_UNIT_SAE ? sae.sae : NULL, &us, err);
+        if (s == MC_OK && us.n_units != ku[0][k].n_units)
+            s = MC_FAIL(err, MC_ERR_SHAPE, "intervene %s: %lld units in the training activations, %lld expected",
+                        task->id, (long long)us.n_units, (long long)ku[0][k].n_units);
+        float *mu = s == MC_OK ? mc_alloc_array((size_t)us.n_units, sizeof(float)) : NULL;
+        if (s == MC_OK && !mu) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        for (int64_t i = 0; s == MC_OK && i < us.n_units; i++)
+            mu[i] = us.fire_n[i] ? (float)(us.fire_sum[i] / (double)us.fire_n[i]) : 0.0f;
+        for (int d = 0; s == MC_OK && d < nd; d++) ku[d][k].mu = mu; /* owned by ku[0][k] */
+        if (s != MC_OK) free(mu);
+        mc_unit_stats_free(&us);
+        s = mc_comm_agree(c, s, err);
+    }
     /* Unit indices read from a store index the edit's buffers: every one must be in range. */
     for (int d = 0; s == MC_OK && d < nd; d++)
         for (int k = 0; s == MC_OK && k < nk && !ps[d].skip; k++)
@@ -569,6 +592,7 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
                       (long long)task->seed);
         for (int k = 0; k < nk; k++)
             mc_buf_printf(&b, "units=%s:%s\n", mc_unit_kind_name(ku[0][k].kind), ku[0][k].kind == MC_UNIT_SAE ? sae.key : "");
+        if (use_mu) mc_buf_printf(&b, "add_beta=mu\n");
         for (int d = 0; d < nd; d++) mc_buf_printf(&b, "prefix=%s:%s\n", mc_split_name(ps[d].split), ps[d].skip ? "skipped" : ps[d].key);
         if (b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
         else mc_key_of(b.p, key);
@@ -615,6 +639,17 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
                 if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_I64, 1, sh, 0, err);
                 if (s == MC_OK) s = mc_store_set_attr_str(st, g, "prefix_store", ps[d].path, err);
                 if (s == MC_OK && ku[d][k].kind == MC_UNIT_SAE) s = mc_store_set_attr_str(st, g, "sae_store", sae.path, err);
+                if (s == MC_OK && ku[d][k].mu) {
+                    /* mu of each class's units, [C, tau] (add_beta mu) */
+                    float *mu = mc_alloc_array((size_t)(C * tau + 1), sizeof(float));
+                    if (!mu) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+                    for (int64_t i = 0; s == MC_OK && i < C * tau; i++) mu[i] = ku[d][k].mu[ku[d][k].units[i]];
+                    sh[0] = C, sh[1] = tau;
+                    mc_snprintf(name, sizeof name, "%s/units_mu", g);
+                    if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_F32, 2, sh, 0, err);
+                    if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_F32, 0, root ? C : 0, mu, err);
+                    free(mu);
+                }
             }
             if (s == MC_OK) s = mc_store_units_init(st, g, C, err);
         }
@@ -643,14 +678,15 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
             {"layer", R.layer}, {"tokens", tokens_name(cfg->intervene.tokens)}, {"units_source", source}};
         for (size_t i = 0; s == MC_OK && i < sizeof sa / sizeof sa[0]; i++) s = mc_store_set_attr_str(st, "/", sa[i].k, sa[i].v, err);
         if (s == MC_OK) s = mc_store_set_attr_f64(st, "/", "beta", task->beta, err);
+        if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "add_beta", use_mu ? "mu" : "value", err);
         if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", "tau", tau, err);
         /* The task's section of report/interventions.md (rank 0; the report stage assembles the file). */
         mc_status ws = MC_OK;
         if (s == MC_OK && c->rank == 0) {
             mc_buf b = {0};
-            mc_buf_printf(&b, "### %s\n\n%s units, %s, beta %g, tokens %s, seed %lld.\n\n| units | dataset | classes | "
+            mc_buf_printf(&b, "### %s\n\n%s units, %s, beta %g%s, tokens %s, seed %lld.\n\n| units | dataset | classes | "
                           "Delta-Acc (pp) | Delta-P (pp) | other class (pp) | clean acc (%%) |\n|---|---|---|---|---|---|---|\n", task->id,
-                          mc_method_name(task->method), mc_mode_name(task->mode), task->beta,
+                          mc_method_name(task->method), mc_mode_name(task->mode), task->beta, use_mu ? " x mu_i" : "",
                           tokens_name(cfg->intervene.tokens), (long long)task->seed);
             for (int d = 0; d < nd; d++)
                 for (int k = 0; k < nk && !ps[d].skip; k++)
@@ -676,6 +712,7 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
     for (int d = 0; d < 2; d++) mc_prefix_close(&ps[d]);
     for (int d = 0; d < 2; d++)
         for (int k = 0; k < 2; k++) free(ku[d][k].units);
+    for (int k = 0; k < 2; k++) free(ku[0][k].mu);
     sae_units_free(&sae);
     mc_train_data_close(&td);
     mc_runner_free(&R);

@@ -43,7 +43,7 @@ static mc_status localize_one(const mc_comm *c, const mc_task *task, mc_method_t
                               const mc_concepts *cs, const mc_unit_set *u, mc_error *err) {
     int64_t tau = mt->tau < u->n_units ? mt->tau : u->n_units;
     mc_sim_result r;
-    MC_TRY(mc_similarity(c, u, &mt->w, cs->emb, cs->n, tau, 0, false, &r, err));
+    MC_TRY(mc_similarity(c, u, &mt->w, cs->emb, (const char *const *)cs->texts, cs->n, tau, 0, false, &r, err));
     const char *kind = mc_unit_kind_name(u->kind);
     char g[512], csv[MC_PATH_CAP];
     mc_snprintf(g, sizeof g, "%s/%s", cs->name, kind);
@@ -53,6 +53,7 @@ static mc_status localize_one(const mc_comm *c, const mc_task *task, mc_method_t
     mc_status s = mc_comm_agree(c, idx && sc ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
     for (int64_t i = 0; s == MC_OK && i < cs->n * tau; i++) idx[i] = r.loc[i].index, sc[i] = r.loc[i].score;
     if (s == MC_OK) s = mc_localize_write(c, st, g, cs, tau, idx, sc, u->n_units, u->kind, u->sae_path, csv, err);
+    if (s == MC_OK) s = mc_store_set_attr_str(st, g, "reading", mc_unit_reading_name(u), err);
     free(idx), free(sc);
     mc_sim_result_free(&r);
     return s;
@@ -106,12 +107,13 @@ mc_status mc_query_localize(const mc_comm *c, const mc_config *cfg, const char *
     if (s == MC_OK) s = mc_text_embed(enc, texts, (size_t)n, cfg->align.prompt, false, emb, err);
     s = mc_comm_agree(c, s, err);
     mc_sim_result res = {0};
-    if (s == MC_OK) s = mc_similarity(c, &u, &w, emb, n, tau, 0, false, &res, err);
+    if (s == MC_OK) s = mc_similarity(c, &u, &w, emb, texts, n, tau, 0, false, &res, err);
     if (s == MC_OK && c->rank == 0) {
         for (int i = 0; i < n; i++) {
-            fprintf(out, "concept \"%s\" (prompt \"%s\"): top %lld %s%s of layer %s (seed %lld, variant %s, %lld units)\n",
-                    texts[i], cfg->align.prompt, (long long)tau, r.units == MC_UNIT_SAE ? "SAE feature" : "neuron",
-                    tau == 1 ? "" : "s", r.layer, (long long)r.seed, mc_variant_name(r.variant), (long long)u.n_units);
+            fprintf(out, "concept \"%s\" (prompt \"%s\"): top %lld %s%s of layer %s (seed %lld, variant %s, %lld units, "
+                    "reading %s)\n", texts[i], cfg->align.prompt, (long long)tau, r.units == MC_UNIT_SAE ? "SAE feature" : "neuron",
+                    tau == 1 ? "" : "s", r.layer, (long long)r.seed, mc_variant_name(r.variant), (long long)u.n_units,
+                    mc_unit_reading_name(&u));
             /* A logit neuron is a class of the target: name it. */
             bool named = !strcmp(r.layer, "logits") && r.units == MC_UNIT_NEURON && u.n_units == td.n_classes;
             fprintf(out, "  rank  unit      cosine%s\n", named ? "    class" : "");
@@ -126,6 +128,7 @@ mc_status mc_query_localize(const mc_comm *c, const mc_config *cfg, const char *
     mc_sim_result_free(&res);
     mc_text_encoder_free(&enc);
     free(emb);
+    mc_unit_set_free(&u);
     mc_encoder_weights_free(&w);
     mc_train_data_close(&td);
     return s;

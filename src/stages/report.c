@@ -773,13 +773,22 @@ static mc_status report_tables(const mc_config *cfg, const results *desc, const 
     if (s == MC_OK) s = table2_add(t2, inter, err);
     if (s == MC_OK && t2[0].n_recs) {
         section_order(&t2[0]), section_order(&t2[1]);
-        char intro[600];
+        char intro[1200];
+        /* Name how miclip embedded its units (docs/stages.md) and what an add beta means. */
+        const char *nr = cfg->localize.neuron_unit == 1 ? "activation" : "basis";
+        const char *sr = cfg->localize.sae_unit == 1 ? "atom" : "algorithm2";
+        const bool inp_n = cfg->localize.neuron_unit == 1, inp_s = cfg->localize.sae_unit == 0;
+        const char *in = cfg->localize.sae_inputs == 1 ? "class" : "all";
         mc_snprintf(intro, sizeof intro,
                     "Change of the accuracy (Delta-Acc) and of the mean probability of class c (Delta-P) on the "
                     "images of class c when the top-%lld units of class c are edited at layer `%s`, in percentage "
                     "points, per (unit kind, mode beta, dataset) column and method row. Mean ± sample standard "
-                    "deviation (n - 1) over seeds.",
-                    (long long)cfg->intervene.tau, cfg->intervene.layer);
+                    "deviation (n - 1) over seeds. MiCLIP's unit reading: neurons `%s`%s%s%s, SAE features `%s`%s%s%s "
+                    "(localize.neuron_unit / sae_unit / sae_inputs, docs/stages.md).%s",
+                    (long long)cfg->intervene.tau, cfg->intervene.layer, nr, inp_n ? " (inputs: " : "", inp_n ? in : "",
+                    inp_n ? ")" : "", sr, inp_s ? " (inputs: " : "", inp_s ? in : "", inp_s ? ")" : "",
+                    cfg->intervene.add_beta == 1 ? " Add columns: beta x mu_i, mu_i the unit's mean positive value "
+                                                   "over the training images." : "");
         table_spec ts = {.file = "table2_interventions", .title = "Table 2: interventions", .intro = intro,
                          .secs = t2, .n_secs = 2};
         s = write_table(cfg, &ts, readme, err);

@@ -55,7 +55,7 @@ extract: {{layers: ["2", "logits"], batch_size: 16}}
 sae: {{layer: "2", features: 300, k: 8, batch_size: 64, epochs: 3, checkpoint_every: 5, aux_k: 32,
        dead_after: 500, init_samples: 256{sae}}}
 align: {{batch_size: 256, epochs: 5, checkpoint_every: 2, variants: [in+out, out]{align}}}
-localize: {{tau: 3}}
+localize: {{tau: 3, sae_unit: atom}}   # the atom reading (numpy check below); test_readings.py checks algorithm2
 describe: {{tau: 4}}
 report: {{figures: []}}
 stages: {stages}

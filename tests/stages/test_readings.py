@@ -1,0 +1,217 @@
+#!/usr/bin/python3
+"""How a unit is embedded (localize.sae_unit, localize.neuron_unit, localize.sae_inputs) and the
+intervention protocol of Eq. 5 (add mode with beta * mu_i, the oracle row), on a generated tiny
+world with the trained tiny ViT and CLIP (experiments/world/{vit,clip}).
+
+  test_readings.py readings  extract -> sae -> align once; then localize with each reading
+                             (algorithm2 over all inputs + basis, atom + activation, algorithm2 and
+                             activation over the class's own images) at 1, 2 and 4 ranks: stores
+                             bitwise equal across ranks; every stored top score within 1e-5 of a
+                             numpy float64 recomputation from the stored E_n, SAE, activations and
+                             labels (the SAE codes recomputed in numpy), rankings equal up to ties
+                             within 1e-5
+  test_readings.py addmu     intervene in the add mode with intervene.add_beta: mu, betas -1 and +1,
+                             neurons and SAE features, at 1, 2 and 4 ranks: task stores bitwise
+                             equal; each class's units_mu within 1e-5 (relative) of numpy's mean of
+                             the unit's positive values over the valid training images (SAE codes
+                             re-encoded in numpy); +mu and -mu move the class's probability in
+                             opposite directions on average
+Prints 'N passed, N failed'; exit 0 only when all pass."""
+import glob
+import os
+import shutil
+import sys
+
+import h5py
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import fixture  # noqa: E402
+from fixture import check  # noqa: E402
+from test_intervene import VIT, CLIP, make_world, run  # noqa: E402
+from test_method import ranking_ok, same_outputs_sub, strings  # noqa: E402
+
+TOL = 1e-5
+
+
+def write_config(path, world, out, localize="", intervene="", stages="[extract, sae, align, localize]"):
+    with open(path, "w") as f:
+        f.write(f"""name: rd
+output_dir: {out}
+seeds: [0]
+models: {{target: {VIT}, clip: {CLIP}}}
+datasets:
+  train: {{kind: world, root: {world}, split: train}}
+  eval: {{kind: world, root: {world}, split: val}}
+concepts:
+  - {{name: classes, source: classes}}
+  - {{name: textures, file: {world}/textures.txt}}
+extract: {{layers: ["3"], batch_size: 64}}
+sae: {{layer: "3", features: 96, k: 6, batch_size: 64, epochs: 2}}
+align: {{batch_size: 256, epochs: 3, lr: 0.15, variants: [in+out]}}
+localize: {{tau: 5{localize}}}
+intervene: {{layer: "3", tau: 3, datasets: [eval], batch_size: 8{intervene}}}
+report: {{figures: []}}
+stages: {stages}
+""")
+
+
+def sae_codes(x, f):
+    """numpy top-k SAE codes [N, m] of x (float32 arithmetic as the C encoder, then ReLU)."""
+    W_enc, b_enc, b_pre = f["W_enc"][()], f["b_enc"][()], f["b_pre"][()]
+    k = int(f.attrs["k"])
+    pre = ((x - b_pre).astype(np.float64) @ W_enc.T.astype(np.float64) + b_enc).astype(np.float64)
+    idx = np.argsort(-pre, axis=1, kind="stable")[:, :k]
+    codes = np.zeros_like(pre)
+    rows = np.arange(pre.shape[0])[:, None]
+    codes[rows, idx] = np.maximum(pre[rows, idx], 0)
+    return codes
+
+
+def reference_scores(store, kind, cset, names, E):
+    """float64 numpy scores [units, concepts] of the reading recorded in the store's group."""
+    with h5py.File(store, "r") as f:
+        reading = f["%s/%s" % (cset, kind)].attrs["reading"]
+        reading = reading.decode() if isinstance(reading, bytes) else str(reading)
+        with h5py.File(f.attrs["align_store"], "r") as a:
+            W = a["W"][()].astype(np.float64)
+            train = a.attrs["extract_store"]
+            train = train.decode() if isinstance(train, bytes) else str(train)
+        sae_path = f["%s/%s" % (cset, kind)].attrs.get("sae_store", b"")
+        sae_path = sae_path.decode() if isinstance(sae_path, bytes) else str(sae_path)
+    C = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+    with h5py.File(train, "r") as t:
+        valid = t["images/valid"][()].astype(bool)
+        x = t["acts/3"][()][valid].astype(np.float32)
+        labels = t["images/labels"][()][valid]
+        classes = strings(t, "classes/names")
+    q = np.zeros(W.shape[0])
+    if kind == "sae":
+        with h5py.File(sae_path, "r") as s:
+            P = s["W_dec_T"][()].astype(np.float64) @ W.T
+            vals = sae_codes(x, s)
+            q = W @ s["b_pre"][()].astype(np.float64)
+    else:
+        P = W.T.copy()
+        vals = x.astype(np.float64)
+    if reading in ("basis", "atom"):
+        U = P / np.maximum(np.linalg.norm(P, axis=1, keepdims=True), 1e-12)
+        return reading, U @ C.T
+    g_all = vals.mean(axis=0)
+    S = np.zeros((P.shape[0], len(names)))
+    for j, name in enumerate(names):
+        g = g_all
+        if reading.endswith("(class)"):
+            hit = [i for i, cn in enumerate(classes) if cn.lower() == name.lower()]
+            if hit and np.any(labels == hit[0]):
+                g = vals[labels == hit[0]].mean(axis=0)
+        emb = g[:, None] * P + q[None, :]
+        S[:, j] = emb @ C[j] / np.maximum(np.linalg.norm(emb, axis=1), 1e-12)
+    return reading, S
+
+
+READINGS = [
+    ("", {"sae": "algorithm2 (all)", "neuron": "basis"}),
+    (", sae_unit: atom, neuron_unit: activation", {"sae": "atom", "neuron": "activation (all)"}),
+    (", sae_inputs: class, neuron_unit: activation", {"sae": "algorithm2 (class)", "neuron": "activation (class)"}),
+]
+
+
+def test_readings(tmp):
+    world = make_world(os.path.join(tmp, "world"), 10, 2)
+    base = os.path.join(tmp, "base")
+    cfg = os.path.join(tmp, "base.yaml")
+    write_config(cfg, world, base, stages="[extract, sae, align]")
+    r = run(2, ["run", cfg])
+    check(r.returncode == 0, "extract -> sae -> align exits 0 (%s)" % r.stderr.strip()[-400:])
+    concepts = {}
+    for i, (extra, want) in enumerate(READINGS):
+        outs = {}
+        for n in (1, 2, 4):
+            out = os.path.join(tmp, "r%d-%d" % (i, n))
+            shutil.copytree(base, out)
+            # The stores record absolute paths to their inputs: the copies still point at base's.
+            c = os.path.join(tmp, "r%d-%d.yaml" % (i, n))
+            write_config(c, world, out, localize=extra)
+            r = fixture.mpirun(n, ["--quiet", "localize", c], capture_output=True, text=True)
+            check(r.returncode == 0, "reading %s: localize at %d rank(s) exits 0 (%s)" % (want, n, r.stderr.strip()[-400:]))
+            outs[n] = out
+        for n in (2, 4):
+            ok, why = same_outputs_sub(outs[1], outs[n], "localize")
+            check(ok, "reading %s: %d-rank localize store equals the 1-rank one bitwise %s" % (want, n, why))
+        if not concepts:
+            for p in glob.glob(os.path.join(outs[1], "concepts", "*.h5")):
+                with h5py.File(p, "r") as f:
+                    concepts[f.attrs["set"]] = (strings(f, "names"), f["embeds"][()].astype(np.float64))
+        store = sorted(glob.glob(os.path.join(outs[1], "localize", "*.h5")))[0]
+        for kind in ("neuron", "sae"):
+            for cset in ("classes", "textures"):
+                names, E = concepts[cset]
+                reading, S = reference_scores(store, kind, cset, names, E)
+                check(reading == want[kind], "%s units: the group records the reading '%s' (%s)" % (kind, want[kind], reading))
+                with h5py.File(store, "r") as f:
+                    idx = f["%s/%s/top_units" % (cset, kind)][()]
+                    sc = f["%s/%s/top_scores" % (cset, kind)][()]
+                err = max(np.abs(sc[c] - S[idx[c], c]).max() for c in range(len(names)))
+                bad = sum(not ranking_ok(idx[c], sc[c], S[:, c], TOL) for c in range(len(names)))
+                check(err < TOL and bad == 0, "reading %s, %s, set %s: top scores within %.0e of numpy (%.2e), "
+                      "%d of %d rankings differ" % (reading, kind, cset, TOL, err, bad, len(names)))
+
+
+def test_addmu(tmp):
+    world = make_world(os.path.join(tmp, "world"), 10, 2)
+    iv = ", methods: [miclip], units: [neuron, sae], modes: [add], add_beta: mu, add_betas: [-1.0, 1.0]"
+    outs = {}
+    for n in (1, 2, 4):
+        out = os.path.join(tmp, "mu%d" % n)
+        cfg = os.path.join(tmp, "mu%d.yaml" % n)
+        write_config(cfg, world, out, intervene=iv, stages="[extract, sae, align, localize, intervene]")
+        r = fixture.mpirun(n, ["--quiet", "run", cfg], capture_output=True, text=True)
+        check(r.returncode == 0, "add mu: the chain at %d rank(s) exits 0 (%s)" % (n, r.stderr.strip()[-400:]))
+        outs[n] = out
+    for n in (2, 4):
+        ok, why = same_outputs_sub(outs[1], outs[n], "intervene")
+        check(ok, "add mu: %d-rank intervene stores equal the 1-rank ones bitwise %s" % (n, why))
+    stores = sorted(glob.glob(os.path.join(outs[1], "intervene", "intervene-*.h5")))
+    check(len(stores) == 2, "two tasks (beta -1, +1): %d" % len(stores))
+    dp = {}
+    for p in stores:
+        with h5py.File(p, "r") as f:
+            check(f.attrs["add_beta"] in (b"mu", "mu"), "%s: add_beta = mu recorded" % os.path.basename(p))
+            beta = float(f.attrs["beta"])
+            with h5py.File(f["eval/sae"].attrs["sae_store"], "r") as s:
+                loc = sorted(glob.glob(os.path.join(outs[1], "localize", "*.h5")))[0]
+                with h5py.File(loc, "r") as lf, h5py.File(lf.attrs["align_store"], "r") as a:
+                    train = a.attrs["extract_store"]
+                    train = train.decode() if isinstance(train, bytes) else str(train)
+                with h5py.File(train, "r") as t:
+                    valid = t["images/valid"][()].astype(bool)
+                    x = t["acts/3"][()][valid].astype(np.float32)
+                vals = {"neuron": x.astype(np.float64), "sae": sae_codes(x, s)}
+            for kind in ("neuron", "sae"):
+                v = vals[kind]
+                pos = np.where(v > 0, v, 0).sum(axis=0)
+                cnt = (v > 0).sum(axis=0)
+                mu = np.where(cnt > 0, pos / np.maximum(cnt, 1), 0)
+                units = f["eval/%s/units" % kind][()]
+                got = f["eval/%s/units_mu" % kind][()]
+                err = np.abs(got - mu[units]).max() / max(np.abs(mu[units]).max(), 1e-12)
+                check(err < 1e-5, "beta %+g, %s: units_mu within 1e-5 of numpy (relative %.2e)" % (beta, kind, err))
+                dp[(beta, kind)] = float(f["eval/%s" % kind].attrs["delta_prob"])
+    for kind in ("neuron", "sae"):
+        check(dp[(-1.0, kind)] < dp[(1.0, kind)], "%s: Delta-P with -mu (%+.2f pp) below +mu (%+.2f pp)" % (
+            kind, dp[(-1.0, kind)], dp[(1.0, kind)]))
+
+
+def main():
+    part = sys.argv[1] if len(sys.argv) > 1 else "readings"
+    tmp = os.path.abspath("readings_" + part)
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    {"readings": test_readings, "addmu": test_addmu}[part](tmp)
+    return fixture.summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
