@@ -1,14 +1,14 @@
-/* report.c - the `report` stage: the paper's tables from the records earlier stages wrote, with
- * mean ± sample std over seeds and one-tailed paired t-tests of miclip against every other method,
- * and the training-curve figures (docs/report.md).
+/* report.c - the `report` stage: the paper's tables from the results the earlier stages stored,
+ * with mean ± sample std over seeds and one-tailed paired t-tests of miclip against every other
+ * method, the stage summaries and the training-curve figures (docs/report.md).
  *
- * Inputs (read only): the describe fragments OUTPUT_DIR/report/descriptions/<task>.md ("accuracy"
- * records), the intervene fragments OUTPUT_DIR/report/interventions/<task>.md ("delta" records),
- * the baselines' describe-style fragments when that stage is listed, and the curves/ datasets of
- * the align and sae stores. Outputs: OUTPUT_DIR/report/tables/table{1,2}_*.{md,csv,tex},
- * OUTPUT_DIR/report/figures/<figure>.{svg,png} and OUTPUT_DIR/report/README.md. Rank 0 reads records and
- * writes every file; the store reads of the figures are collective. The same inputs give the same
- * bytes.
+ * Inputs (read only): each describe, baselines and intervene task's store, found through its
+ * task index entry OUTPUT_DIR/<stage>/<task>.json (src/method/task_index.h) and checked against
+ * its key; each task's text section OUTPUT_DIR/report/<descriptions|baselines|interventions>/
+ * <task>.md (copied, never parsed); the curves/ datasets of the align and sae stores. Outputs:
+ * OUTPUT_DIR/report/{descriptions,baselines,interventions}.md, tables/table{1,2}_*.{md,csv,tex},
+ * figures/<figure>.{png,svg,pdf} and README.md, each rewritten only when its bytes change. The
+ * store reads are collective; rank 0 writes every file. The same inputs give the same bytes.
  */
 #include <errno.h>
 #include <math.h>
@@ -30,7 +30,6 @@
 #include "method/units.h"
 #include "miclip/checked.h"
 #include "miclip/fsutil.h"
-#include "miclip/image_write.h"
 #include "miclip/log.h"
 #include "miclip/plan.h"
 #include "report_internal.h"
@@ -969,7 +968,7 @@ mc_status mc_stage_report(const mc_comm *c, const mc_config *cfg, const mc_task 
     MC_TRY(mc_report_check(cfg, err));
     mc_buf readme = {0};
     /* No paths and no config hash: the same results read the same wherever the output folder is. */
-    mc_buf_printf(&readme, "# Report: %s\n\nWritten by the report stage from the records of the earlier stages "
+    mc_buf_printf(&readme, "# Report: %s\n\nWritten by the report stage from the results the earlier stages stored "
                   "(docs/report.md). Seeds:", cfg->name);
     for (int i = 0; i < cfg->seeds.n; i++) mc_buf_printf(&readme, "%s %lld", i ? "," : "", (long long)cfg->seeds.v[i]);
     mc_buf_printf(&readme, ". Every cell is the mean ± the sample standard deviation (n - 1) over seeds; each "
