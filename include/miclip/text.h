@@ -223,6 +223,12 @@ mc_status mc_text_embed_cached_ex(const mc_comm *c, mc_store *store, mc_text_enc
                                   const char *const *texts, size_t n, const char *tmpl, bool one_by_one,
                                   float *out, size_t *n_computed, mc_error *err);
 
+/* Collective. How many of the n texts the cache store (open for reading or writing) lacks for
+ * (e, tmpl, one_by_one): 0 means mc_text_embed_cached_ex would write nothing, so a caller can open
+ * the store read-only and leave the file untouched. */
+mc_status mc_text_cache_missing(const mc_comm *c, mc_store *store, mc_text_encoder *e, const char *const *texts,
+                                size_t n, const char *tmpl, bool one_by_one, size_t *missing, mc_error *err);
+
 /* L2-normalises rows in place: x / max(||x||, 1e-12) (torch F.normalize). */
 void mc_l2_normalize_rows(float *x, int64_t rows, int64_t dim);
 

@@ -12,6 +12,7 @@
  * same bytes at any rank count and whatever an earlier run cached.
  */
 #include <math.h>
+#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,18 +143,34 @@ static double cosine(const float *a, const float *b, int64_t d) {
 }
 
 /* Collective. Embeds the n unique texts with the encoder in dir (template tmpl) through the cache
- * store; *emb [n * dim] malloc'd. */
-static mc_status embed_all(const mc_comm *c, mc_store *cache, const char *dir, const char *what, char **texts,
+ * store at cpath; *emb [n * dim] malloc'd. The store is opened for writing only when it lacks a
+ * text, so a rerun leaves the file untouched. */
+static mc_status embed_all(const mc_comm *c, const char *cpath, const char *dir, const char *what, char **texts,
                            int64_t n, const char *tmpl, float **emb, int64_t *dim, mc_error *err) {
     mc_text_encoder *enc = NULL;
     MC_TRY(mc_comm_agree(c, mc_text_encoder_load(dir, NULL, &enc, err), err));
     *dim = mc_text_encoder_dim(enc);
     *emb = mc_alloc_array((size_t)n, (size_t)*dim * sizeof(float));
     mc_status s = mc_comm_agree(c, *emb ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
-    size_t computed = 0;
+    int exists = c->rank == 0 ? mc_file_exists(cpath) : 0;
+    MPI_Bcast(&exists, 1, MPI_INT, 0, c->comm);
+    size_t missing = (size_t)n, computed = 0;
+    mc_store *cache = NULL;
+    if (s == MC_OK && exists) {
+        s = mc_store_open(c, cpath, MC_STORE_READ, &cache, err);
+        if (s == MC_OK)
+            s = mc_text_cache_missing(c, cache, enc, (const char *const *)texts, (size_t)n, tmpl, true, &missing, err);
+        if (s == MC_OK && missing > 0) s = mc_store_close(&cache, err);
+    }
+    if (s == MC_OK && missing > 0) s = mc_store_open_or_create(c, cpath, &cache, NULL, err);
     if (s == MC_OK)
         s = mc_text_embed_cached_ex(c, cache, enc, (const char *const *)texts, (size_t)n, tmpl, true, *emb, &computed,
                                     err);
+    if (cache) {
+        mc_error ce = {0};
+        mc_status cs = mc_store_close(&cache, &ce);
+        if (s == MC_OK && cs != MC_OK) *err = ce, s = cs;
+    }
     if (s == MC_OK)
         mc_info0("report: %s text embeddings of %lld texts (%zu computed, the rest cached)", what, (long long)n,
                  computed);
@@ -228,15 +245,8 @@ mc_status mc_report_scores_compute(const mc_comm *c, const mc_config *cfg, mc_re
         mc_snprintf(dir, sizeof dir, "%s/concepts", cfg->output_dir);
         mc_snprintf(cpath, sizeof cpath, "%s/text_cache.h5", dir);
         s = mc_comm_agree(c, c->rank == 0 ? mc_mkdir_p(dir, err) : MC_OK, err);
-        mc_store *cache = NULL;
-        if (s == MC_OK) s = mc_store_open_or_create(c, cpath, &cache, NULL, err);
-        if (s == MC_OK) s = embed_all(c, cache, cfg->models.clip, "CLIP", all, n_uniq, cfg->align.prompt, &e_clip, &d_clip, err);
-        if (s == MC_OK && mpnet) s = embed_all(c, cache, cfg->models.mpnet, "MPNet", all, n_uniq, NULL, &e_mp, &d_mp, err);
-        if (cache) {
-            mc_error ce = {0};
-            mc_status cs = mc_store_close(&cache, &ce);
-            if (s == MC_OK && cs != MC_OK) *err = ce, s = cs;
-        }
+        if (s == MC_OK) s = embed_all(c, cpath, cfg->models.clip, "CLIP", all, n_uniq, cfg->align.prompt, &e_clip, &d_clip, err);
+        if (s == MC_OK && mpnet) s = embed_all(c, cpath, cfg->models.mpnet, "MPNet", all, n_uniq, NULL, &e_mp, &d_mp, err);
     }
     /* The scores: mean over the neurons in unit order, in double, the same on every rank. */
     if (s == MC_OK) {

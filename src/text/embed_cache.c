@@ -13,17 +13,35 @@ mc_status mc_text_embed_cached(const mc_comm *c, mc_store *st, mc_text_encoder *
     return mc_text_embed_cached_ex(c, st, e, texts, n, tmpl, false, out, n_computed, err);
 }
 
-mc_status mc_text_embed_cached_ex(const mc_comm *c, mc_store *st, mc_text_encoder *e, const char *const *texts,
-                                  size_t n, const char *tmpl, bool one_by_one, float *out, size_t *n_computed,
-                                  mc_error *err) {
+/* What the cache holds for a list of texts: read by every rank, independently. */
+typedef struct {
+    char grp[128], mh[MC_SHA256_HEX_LEN + 1];
+    uint8_t *sha;     /* [n * 32] */
+    int64_t *src;     /* [n] >= 0: row in cached; -1 - k: k-th miss */
+    mc_strmap map;
+    float *cached;    /* [n_cached * dim] */
+    size_t n_cached, n_miss;
+    size_t *miss;     /* [n_miss] indices of the missing texts (each once) */
+    int64_t parts;
+} cache_view;
+
+static void view_free(cache_view *v) {
+    free(v->sha), free(v->src), free(v->cached), free(v->miss);
+    mc_strmap_free(&v->map);
+}
+
+/* Collective (agrees). Looks every text up in st's group for (e, tmpl, one_by_one). */
+static mc_status cache_lookup(const mc_comm *c, mc_store *st, mc_text_encoder *e, const char *const *texts, size_t n,
+                              const char *tmpl, bool one_by_one, cache_view *v, mc_error *err) {
     const int64_t dim = mc_text_encoder_dim(e);
+    memset(v, 0, sizeof *v);
+    mc_strmap_init(&v->map);
     mc_status s = MC_OK;
-    if (n_computed) *n_computed = 0;
-    /* the group key: model identity, template, width */
     const char *mh = mc_text_encoder_hash(e);
     if (!mh) s = MC_FAIL(err, MC_ERR_IO, "cannot hash the model files of the text encoder");
     MC_TRY(mc_comm_agree(c, s, err));
-    char keysrc[256], key[MC_SHA256_HEX_LEN + 1], grp[128];
+    mc_strlcpy(v->mh, mh, sizeof v->mh);
+    char keysrc[256], key[MC_SHA256_HEX_LEN + 1];
     mc_sha256 h;
     mc_sha256_init(&h);
     /* Rows embedded one text per forward live under their own key (their floats never depend on
@@ -34,25 +52,24 @@ mc_status mc_text_embed_cached_ex(const mc_comm *c, mc_store *st, mc_text_encode
     uint8_t d[MC_SHA256_BYTES];
     mc_sha256_final(&h, d);
     mc_hex_encode(d, MC_SHA256_BYTES, key);
-    mc_snprintf(grp, sizeof grp, "text_cache/%.32s", key);
+    mc_snprintf(v->grp, sizeof v->grp, "text_cache/%.32s", key);
 
-    uint8_t *sha = mc_alloc_array(n ? n : 1, MC_SHA256_BYTES);
-    int64_t *src = mc_alloc_array(n ? n : 1, sizeof *src); /* >= 0: row in cached; -1 - k: k-th miss */
-    mc_strmap map;
-    mc_strmap_init(&map);
-    float *cached = NULL, *fresh = NULL;
-    size_t n_cached = 0, n_miss = 0;
-    size_t *miss = NULL;
-    int *counts = NULL, *displs = NULL;
-    uint8_t *miss_sha = NULL;
+    v->sha = mc_alloc_array(n ? n : 1, MC_SHA256_BYTES);
+    v->src = mc_alloc_array(n ? n : 1, sizeof *v->src);
+    uint8_t *sha = v->sha;
+    int64_t *src = v->src;
     if (!sha || !src) {
         s = MC_FAIL(err, MC_ERR_NOMEM, "text cache: out of memory");
-        goto agree;
+        return mc_comm_agree(c, s, err);
     }
     for (size_t i = 0; i < n; i++) mc_sha256_bytes(texts[i], strlen(texts[i]), sha + i * MC_SHA256_BYTES);
 
     /* read every part of the group (every rank, independently) */
     int64_t parts = 0;
+    const char *grp = v->grp;
+    float *cached = NULL;
+    size_t n_cached = 0, n_miss = 0;
+    size_t *miss = NULL;
     if (mc_store_exists(st, grp) && mc_store_has_attr(st, grp, "n_parts"))
         s = mc_store_get_attr_i64(st, grp, "n_parts", &parts, err);
     for (int64_t p = 0; p < parts && s == MC_OK; p++) {
@@ -84,37 +101,65 @@ mc_status mc_text_embed_cached_ex(const mc_comm *c, mc_store *st, mc_text_encode
             break;
         }
         for (int64_t r = 0; r < m; r++)
-            if (!mc_strmap_put(&map, (const char *)hs + r * MC_SHA256_BYTES, MC_SHA256_BYTES, (int32_t)(n_cached + (size_t)r),
-                               NULL)) {
+            if (!mc_strmap_put(&v->map, (const char *)hs + r * MC_SHA256_BYTES, MC_SHA256_BYTES,
+                               (int32_t)(n_cached + (size_t)r), NULL)) {
                 s = MC_FAIL(err, MC_ERR_NOMEM, "text cache: out of memory");
                 break;
             }
         n_cached += (size_t)m;
         free(hs);
     }
-    if (s != MC_OK) goto agree;
+    if (s != MC_OK) goto done;
     /* hits and (de-duplicated) misses */
     miss = mc_alloc_array(n ? n : 1, sizeof *miss);
     if (!miss) {
         s = MC_FAIL(err, MC_ERR_NOMEM, "text cache: out of memory");
-        goto agree;
+        goto done;
     }
     for (size_t i = 0; i < n; i++) {
         int32_t row;
-        if (mc_strmap_get(&map, (const char *)sha + i * MC_SHA256_BYTES, MC_SHA256_BYTES, &row)) {
+        if (mc_strmap_get(&v->map, (const char *)sha + i * MC_SHA256_BYTES, MC_SHA256_BYTES, &row)) {
             src[i] = row; /* a cached row (>= 0) or an earlier miss of this call (< 0) */
             continue;
         }
         int32_t tag = -1 - (int32_t)n_miss;
-        if (!mc_strmap_put(&map, (const char *)sha + i * MC_SHA256_BYTES, MC_SHA256_BYTES, tag, NULL)) {
+        if (!mc_strmap_put(&v->map, (const char *)sha + i * MC_SHA256_BYTES, MC_SHA256_BYTES, tag, NULL)) {
             s = MC_FAIL(err, MC_ERR_NOMEM, "text cache: out of memory");
-            goto agree;
+            goto done;
         }
         src[i] = tag;
         miss[n_miss++] = i;
     }
-agree:
-    s = mc_comm_agree(c, s, err);
+done:
+    v->cached = cached, v->n_cached = n_cached, v->miss = miss, v->n_miss = n_miss, v->parts = parts;
+    return mc_comm_agree(c, s, err);
+}
+
+mc_status mc_text_cache_missing(const mc_comm *c, mc_store *st, mc_text_encoder *e, const char *const *texts, size_t n,
+                                const char *tmpl, bool one_by_one, size_t *missing, mc_error *err) {
+    cache_view v;
+    mc_status s = cache_lookup(c, st, e, texts, n, tmpl, one_by_one, &v, err);
+    *missing = v.n_miss;
+    view_free(&v);
+    return s;
+}
+
+mc_status mc_text_embed_cached_ex(const mc_comm *c, mc_store *st, mc_text_encoder *e, const char *const *texts,
+                                  size_t n, const char *tmpl, bool one_by_one, float *out, size_t *n_computed,
+                                  mc_error *err) {
+    const int64_t dim = mc_text_encoder_dim(e);
+    if (n_computed) *n_computed = 0;
+    cache_view v;
+    mc_status s = cache_lookup(c, st, e, texts, n, tmpl, one_by_one, &v, err);
+    const char *grp = v.grp, *mh = v.mh;
+    const uint8_t *sha = v.sha;
+    const int64_t *src = v.src;
+    const float *cached = v.cached;
+    const size_t *miss = v.miss, n_miss = v.n_miss;
+    const int64_t parts = v.parts;
+    float *fresh = NULL;
+    int *counts = NULL, *displs = NULL;
+    uint8_t *miss_sha = NULL;
     if (s == MC_OK && n_miss > 0) {
         /* embed this rank's share of the misses, then gather all of them on every rank */
         int64_t b0, b1;
@@ -168,19 +213,15 @@ agree:
     }
     if (s == MC_OK) {
         for (size_t i = 0; i < n; i++) {
-            const float *v = src[i] >= 0 ? cached + src[i] * dim : fresh + (-1 - src[i]) * dim;
-            memcpy(out + (int64_t)i * dim, v, (size_t)dim * sizeof *out);
+            const float *row = src[i] >= 0 ? cached + src[i] * dim : fresh + (-1 - src[i]) * dim;
+            memcpy(out + (int64_t)i * dim, row, (size_t)dim * sizeof *out);
         }
         if (n_computed) *n_computed = n_miss;
     }
-    free(sha);
-    free(src);
-    free(cached);
     free(fresh);
-    free(miss);
     free(counts);
     free(displs);
     free(miss_sha);
-    mc_strmap_free(&map);
+    view_free(&v);
     return s;
 }
