@@ -171,7 +171,8 @@ signal)
     log=$W/ss/logs/extract-${A}_0.out
     check "submitted ($A)" test -n "$A"
     wait_log "$log" 'stage extract: task' 120 || bad "the stage never started: $(cat "$log" 2>/dev/null)"
-    sleep 0.5
+    # The moment comes from the run's progress: its store exists (made before the first unit).
+    for ((i = 0; i < 1200; i++)); do compgen -G "$W/out-sig/extract/*.h5" >/dev/null && break; sleep 0.1; done
     scancel --signal=USR1 --batch "${A}_0"
     wait_log "$log" 'restart 1 ' 120
     slurm_wait_gone "$A" 240

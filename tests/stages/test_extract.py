@@ -313,7 +313,6 @@ def test_signal(tmp, fx):
         if glob.glob(os.path.join(out, "extract", "*.h5")) or p.poll() is not None:
             break
         time.sleep(0.02)
-    time.sleep(0.2)
     t0 = time.time()
     p.send_signal(signal.SIGUSR1)  # mpirun forwards SIGUSR1 to the ranks
     try:
