@@ -3,7 +3,8 @@
  * A subcommand is `int mc_cmd_NAME(const mc_comm *c, int argc, char **argv)`: argv[0] is the
  * subcommand name, the rest its arguments. It returns the process exit code, and must have
  * agreed on errors collectively before returning (mc_cli_finish does that and prints once).
- * Register it with one line in commands.def.
+ * Register it with one line in commands.def, and give it its option table mc_cmd_NAME_cli
+ * (below; docs/architecture.md, "The command line").
  */
 #ifndef MICLIP_CLI_H
 #define MICLIP_CLI_H
