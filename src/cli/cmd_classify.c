@@ -70,16 +70,35 @@ done:
     return st;
 }
 
+const mc_cli_cmd mc_cmd_classify_cli = {
+    .name = "classify",
+    .usage = "miclip classify MODEL_DIR IMAGE...",
+    .about = "Classifies each image (JPEG or PNG) with a ViT or ResNet folder: preprocessing\n"
+             "from preprocessor_config.json, then the top-5 labels of config.json's id2label\n"
+             "with softmax probabilities. Runs on rank 0 only.\n"};
+
 int mc_cmd_classify(const mc_comm *c, int argc, char **argv) {
-    if (mc_cli_wants_help(argc, argv) || argc < 3) {
-        if (c->rank == 0)
-            printf("usage: miclip classify MODEL_DIR IMAGE...\n\n"
-                   "Classifies each image (JPEG or PNG) with a ViT or ResNet folder: preprocessing\n"
-                   "from preprocessor_config.json, then the top-5 labels of config.json's id2label\n"
-                   "with softmax probabilities. Runs on rank 0 only.\n");
-        return argc < 3 && !mc_cli_wants_help(argc, argv) ? MC_EXIT_USAGE : 0;
+    mc_cli_parser p;
+    int rc = mc_cli_begin(&p, c, &mc_cmd_classify_cli, argc, argv);
+    if (rc >= 0) return rc;
+    char **args = calloc((size_t)argc, sizeof *args);
+    int n = 0;
+    if (!args) return MC_EXIT_FAILURE;
+    const char *v;
+    for (int id; (id = mc_cli_next(&p, &v)) != MC_CLI_END;) {
+        if (id == MC_CLI_ERROR) {
+            free(args);
+            return MC_EXIT_USAGE;
+        }
+        args[n++] = (char *)v;
+    }
+    if (n < 2) { /* as before: the help, exit 2 */
+        if (c->rank == 0) mc_cli_help(stdout, &mc_cmd_classify_cli);
+        free(args);
+        return MC_EXIT_USAGE;
     }
     mc_error err = {0};
-    mc_status st = c->rank == 0 ? classify(argv[1], argv + 2, argc - 2, &err) : MC_OK;
+    mc_status st = c->rank == 0 ? classify(args[0], args + 1, n - 1, &err) : MC_OK;
+    free(args);
     return mc_cli_finish(c, st, &err);
 }

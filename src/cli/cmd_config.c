@@ -7,32 +7,41 @@
 #include "miclip/config.h"
 #include "miclip/stages.h"
 
-static void usage(void) {
-    printf("usage: miclip config CONFIG [--tasks] [--hash]\n"
-           "       miclip config --schema-md\n\n"
-           "Validates CONFIG (every error is one line FILE:LINE:COL: key 'a.b': message) and prints\n"
-           "the resolved config (defaults filled, absolute paths, canonical order) followed by its\n"
-           "hash, the SHA-256 of that text.\n\n"
-           "  --tasks      also list the sweep: one line per task, STAGE INDEX ID, where INDEX is\n"
-           "               the stage's SLURM_ARRAY_TASK_ID\n"
-           "  --hash       print only the hash\n"
-           "  --schema-md  print the key reference (docs/config.md) generated from the schema\n");
-}
+enum { OPT_TASKS = 2, OPT_HASH, OPT_SCHEMA };
+
+static const mc_cli_opt opts[] = {
+    {"tasks", MC_CLI_FLAG, OPT_TASKS, NULL, "also list the sweep: one line per task, STAGE INDEX ID, where INDEX is\n"
+                                            "the stage's SLURM_ARRAY_TASK_ID"},
+    {"hash", MC_CLI_FLAG, OPT_HASH, NULL, "print only the hash"},
+    {"schema-md", MC_CLI_FLAG, OPT_SCHEMA, NULL, "print the key reference (docs/config.md) generated from the schema"},
+    {0}};
+
+const mc_cli_cmd mc_cmd_config_cli = {
+    .name = "config",
+    .usage = "miclip config CONFIG [--tasks] [--hash]\n"
+             "       miclip config --schema-md",
+    .about = "Validates CONFIG (every error is one line FILE:LINE:COL: key 'a.b': message) and prints\n"
+             "the resolved config (defaults filled, absolute paths, canonical order) followed by its\n"
+             "hash, the SHA-256 of that text.\n",
+    .opts = opts};
 
 int mc_cmd_config(const mc_comm *c, int argc, char **argv) {
-    if (mc_cli_wants_help(argc, argv)) {
-        if (c->rank == 0) usage();
-        return MC_EXIT_OK;
-    }
-    const char *path = NULL;
+    mc_cli_parser p;
+    int rc0 = mc_cli_begin(&p, c, &mc_cmd_config_cli, argc, argv);
+    if (rc0 >= 0) return rc0;
+    const char *path = NULL, *v;
     bool tasks = false, hash_only = false, schema = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--tasks")) tasks = true;
-        else if (!strcmp(argv[i], "--hash")) hash_only = true;
-        else if (!strcmp(argv[i], "--schema-md")) schema = true;
-        else if (argv[i][0] == '-' && argv[i][1]) return mc_cli_usage_error(c, "config", "unknown option '%s'", argv[i]);
-        else if (path) return mc_cli_usage_error(c, "config", "only one CONFIG file, got '%s' and '%s'", path, argv[i]);
-        else path = argv[i];
+    for (int id; (id = mc_cli_next(&p, &v)) != MC_CLI_END;) {
+        switch (id) {
+        case MC_CLI_ERROR: return MC_EXIT_USAGE;
+        case OPT_TASKS: tasks = true; break;
+        case OPT_HASH: hash_only = true; break;
+        case OPT_SCHEMA: schema = true; break;
+        case MC_CLI_ARG:
+            if (path) return mc_cli_usage_error(c, "config", "only one CONFIG file, got '%s' and '%s'", path, v);
+            path = v;
+            break;
+        }
     }
     if (schema) {
         if (path || tasks || hash_only)

@@ -20,21 +20,29 @@
 #include "miclip/store.h"
 #include "miclip/text.h"
 
-static void usage(void) {
-    printf("usage: miclip embed-text MODEL_DIR --texts FILE.json [--template T] [--templates FILE.json]\n"
-           "                          [--cache STORE.h5] --out FILE.h5\n\n"
-           "Embeds a JSON list of strings with a CLIP folder's text tower or an MPNet\n"
-           "sentence-transformers folder and writes an HDF5 store:\n"
-           "  CLIP:  /input_ids [N,77] (int32, zero-padded), /text_embeds [N,proj] before\n"
-           "         normalisation\n"
-           "  MPNet: /sentence_embeds [N,hidden], L2-normalised\n"
-           "  --template   a prompt with {} for the text, e.g. \"a photo of a {}.\"\n"
-           "  --templates  a JSON list of templates: also writes /ensemble_embeds, the\n"
-           "               normalised mean of the normalised per-template embeddings\n"
-           "  --cache      an HDF5 store that keeps embeddings per (model, template, text);\n"
-           "               only texts not in it are computed\n"
-           "Texts are split over MPI ranks; the output does not depend on the rank count.\n");
-}
+enum { OPT_TEXTS = 2, OPT_TEMPLATE, OPT_TEMPLATES, OPT_CACHE, OPT_OUT };
+
+static const mc_cli_opt opts[] = {
+    {"texts", MC_CLI_VALUE, OPT_TEXTS, "FILE.json", "a JSON list of the strings to embed (required)"},
+    {"template", MC_CLI_VALUE, OPT_TEMPLATE, "T", "a prompt with {} for the text, e.g. \"a photo of a {}.\""},
+    {"templates", MC_CLI_VALUE, OPT_TEMPLATES, "FILE.json", "a JSON list of templates: also writes /ensemble_embeds, the\n"
+                                                            "normalised mean of the normalised per-template embeddings"},
+    {"cache", MC_CLI_VALUE, OPT_CACHE, "STORE.h5", "an HDF5 store that keeps embeddings per (model, template, text);\n"
+                                                   "only texts not in it are computed"},
+    {"out", MC_CLI_VALUE, OPT_OUT, "FILE.h5", "the store to write (required)"},
+    {0}};
+
+const mc_cli_cmd mc_cmd_embed_text_cli = {
+    .name = "embed-text",
+    .usage = "miclip embed-text MODEL_DIR --texts FILE.json [--template T] [--templates FILE.json]\n"
+             "                          [--cache STORE.h5] --out FILE.h5",
+    .about = "Embeds a JSON list of strings with a CLIP folder's text tower or an MPNet\n"
+             "sentence-transformers folder and writes an HDF5 store:\n"
+             "  CLIP:  /input_ids [N,77] (int32, zero-padded), /text_embeds [N,proj] before\n"
+             "         normalisation\n"
+             "  MPNet: /sentence_embeds [N,hidden], L2-normalised\n",
+    .opts = opts,
+    .notes = "Texts are split over MPI ranks; the output does not depend on the rank count.\n"};
 
 static mc_status load_strings(const char *path, char ***out, size_t *n, mc_error *err) {
     json_t *j = NULL;
@@ -180,25 +188,22 @@ done:
 }
 
 int mc_cmd_embed_text(const mc_comm *c, int argc, char **argv) {
-    if (mc_cli_wants_help(argc, argv)) {
-        if (c->rank == 0) usage();
-        return 0;
-    }
-    const char *dir = NULL, *texts = NULL, *tmpl = NULL, *tmpls = NULL, *cache = NULL, *out = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **slot = !strcmp(a, "--texts") ? &texts : !strcmp(a, "--template") ? &tmpl
-                          : !strcmp(a, "--templates") ? &tmpls : !strcmp(a, "--cache") ? &cache
-                          : !strcmp(a, "--out") ? &out : NULL;
-        if (slot) {
-            if (i + 1 >= argc) return mc_cli_usage_error(c, "embed-text", "option %s needs a value", a);
-            *slot = argv[++i];
-        } else if (a[0] == '-' && a[1] == '-') {
-            return mc_cli_usage_error(c, "embed-text", "unknown option %s", a);
-        } else if (!dir) {
-            dir = a;
-        } else {
-            return mc_cli_usage_error(c, "embed-text", "unexpected argument '%s'", a);
+    mc_cli_parser p;
+    int rc = mc_cli_begin(&p, c, &mc_cmd_embed_text_cli, argc, argv);
+    if (rc >= 0) return rc;
+    const char *dir = NULL, *texts = NULL, *tmpl = NULL, *tmpls = NULL, *cache = NULL, *out = NULL, *v;
+    for (int id; (id = mc_cli_next(&p, &v)) != MC_CLI_END;) {
+        switch (id) {
+        case MC_CLI_ERROR: return MC_EXIT_USAGE;
+        case OPT_TEXTS: texts = v; break;
+        case OPT_TEMPLATE: tmpl = v; break;
+        case OPT_TEMPLATES: tmpls = v; break;
+        case OPT_CACHE: cache = v; break;
+        case OPT_OUT: out = v; break;
+        case MC_CLI_ARG:
+            if (dir) return mc_cli_usage_error(c, "embed-text", "unexpected argument '%s'", v);
+            dir = v;
+            break;
         }
     }
     if (!dir || !texts || !out) return mc_cli_usage_error(c, "embed-text", "need MODEL_DIR, --texts FILE.json and --out FILE.h5");

@@ -33,19 +33,25 @@ static bool capture_hook(const mc_hook_view *v, void *user) {
     return true;
 }
 
-static void usage(void) {
-    printf("usage: miclip forward MODEL_DIR IMAGE... [--layers NAME,...] [--batch N] --out FILE.h5\n\n"
-           "Runs a model folder (ViT, ResNet or CLIP) on images and writes an HDF5 store:\n"
-           "  /pixel_values   [N, 3, H, W]  after preprocessing (preprocessor_config.json)\n"
-           "  /output         [N, K]        logits; for a CLIP folder the image embeddings\n"
-           "                                before normalisation\n"
-           "  /layers/<name>  the hooked layers in natural layout: [N, tokens, dim] for\n"
-           "                  transformers, [N, C, H, W] for ResNet (names: `miclip info`)\n\n"
-           "  --layers  comma-separated layer names (docs/hooks.md)\n"
-           "  --batch   images per forward call (default 8)\n"
-           "  --out     the store to write (replaced if it exists)\n"
-           "Images are split over MPI ranks; the result does not depend on the rank count.\n");
-}
+enum { OPT_LAYERS = 2, OPT_BATCH, OPT_OUT };
+
+static const mc_cli_opt opts[] = {
+    {"layers", MC_CLI_VALUE, OPT_LAYERS, "NAME,...", "comma-separated layer names (docs/hooks.md)"},
+    {"batch", MC_CLI_VALUE, OPT_BATCH, "N", "images per forward call (default 8)"},
+    {"out", MC_CLI_VALUE, OPT_OUT, "FILE.h5", "the store to write (replaced if it exists; required)"},
+    {0}};
+
+const mc_cli_cmd mc_cmd_forward_cli = {
+    .name = "forward",
+    .usage = "miclip forward MODEL_DIR IMAGE... [--layers NAME,...] [--batch N] --out FILE.h5",
+    .about = "Runs a model folder (ViT, ResNet or CLIP) on images and writes an HDF5 store:\n"
+             "  /pixel_values   [N, 3, H, W]  after preprocessing (preprocessor_config.json)\n"
+             "  /output         [N, K]        logits; for a CLIP folder the image embeddings\n"
+             "                                before normalisation\n"
+             "  /layers/<name>  the hooked layers in natural layout: [N, tokens, dim] for\n"
+             "                  transformers, [N, C, H, W] for ResNet (names: `miclip info`)\n",
+    .opts = opts,
+    .notes = "Images are split over MPI ranks; the result does not depend on the rank count.\n"};
 
 static mc_status run(const mc_comm *c, const char *dir, char **imgs, int64_t N, char *layers_arg,
                      int64_t batch, const char *out_path, mc_error *err) {
@@ -159,38 +165,33 @@ static mc_status run(const mc_comm *c, const char *dir, char **imgs, int64_t N, 
 }
 
 int mc_cmd_forward(const mc_comm *c, int argc, char **argv) {
-    if (mc_cli_wants_help(argc, argv)) {
-        if (c->rank == 0) usage();
-        return 0;
-    }
-    const char *dir = NULL, *out = NULL;
+    mc_cli_parser p;
+    int rc = mc_cli_begin(&p, c, &mc_cmd_forward_cli, argc, argv);
+    if (rc >= 0) return rc;
+    const char *dir = NULL, *out = NULL, *v;
     char *layers = NULL;
     long long batch = 8;
     char **imgs = calloc((size_t)argc, sizeof *imgs);
     int n = 0;
     if (!imgs) return MC_EXIT_FAILURE;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--layers") || !strcmp(a, "--batch") || !strcmp(a, "--out")) {
-            if (i + 1 >= argc) {
-                free(imgs);
-                return mc_cli_usage_error(c, "forward", "option %s needs a value", a);
-            }
-            const char *v = argv[++i];
-            if (!strcmp(a, "--layers")) layers = (char *)v;
-            else if (!strcmp(a, "--out")) out = v;
-            else if (!mc_cli_parse_int(v, 1, 4096, &batch)) {
-                free(imgs);
-                return mc_cli_usage_error(c, "forward", "--batch must be 1..4096, got '%s'", v);
-            }
-        } else if (a[0] == '-' && a[1] == '-') {
-            free(imgs);
-            return mc_cli_usage_error(c, "forward", "unknown option %s", a);
-        } else if (!dir) {
-            dir = a;
-        } else {
-            imgs[n++] = argv[i];
+    for (int id; rc < 0 && (id = mc_cli_next(&p, &v)) != MC_CLI_END;) {
+        switch (id) {
+        case MC_CLI_ERROR: rc = MC_EXIT_USAGE; break;
+        case OPT_LAYERS: layers = (char *)v; break;
+        case OPT_OUT: out = v; break;
+        case OPT_BATCH:
+            if (!mc_cli_parse_int(v, 1, 4096, &batch))
+                rc = mc_cli_usage_error(c, "forward", "--batch must be 1..4096, got '%s'", v);
+            break;
+        case MC_CLI_ARG:
+            if (!dir) dir = v;
+            else imgs[n++] = (char *)v;
+            break;
         }
+    }
+    if (rc >= 0) {
+        free(imgs);
+        return rc;
     }
     if (!dir || n == 0 || !out) {
         free(imgs);

@@ -5,24 +5,36 @@
 #include "cli.h"
 #include "miclip/model.h"
 
+const mc_cli_cmd mc_cmd_info_cli = {
+    .name = "info",
+    .usage = "miclip info MODEL_DIR",
+    .about = "Loads a Hugging Face model folder (config.json + model.safetensors), checking\n"
+             "every tensor, and prints the architecture, parameter count, input and output,\n"
+             "and every layer name usable in configs (`layer:`) and hooks, with its\n"
+             "per-image shape (docs/hooks.md).\n"};
+
 int mc_cmd_info(const mc_comm *c, int argc, char **argv) {
-    if (mc_cli_wants_help(argc, argv) || argc != 2) {
-        if (c->rank == 0)
-            printf("usage: miclip info MODEL_DIR\n\n"
-                   "Loads a Hugging Face model folder (config.json + model.safetensors), checking\n"
-                   "every tensor, and prints the architecture, parameter count, input and output,\n"
-                   "and every layer name usable in configs (`layer:`) and hooks, with its\n"
-                   "per-image shape (docs/hooks.md).\n");
-        return argc != 2 && !mc_cli_wants_help(argc, argv) ? MC_EXIT_USAGE : 0;
+    mc_cli_parser p;
+    int rc = mc_cli_begin(&p, c, &mc_cmd_info_cli, argc, argv);
+    if (rc >= 0) return rc;
+    const char *dir = NULL, *v;
+    int n = 0;
+    for (int id; (id = mc_cli_next(&p, &v)) != MC_CLI_END;) {
+        if (id == MC_CLI_ERROR) return MC_EXIT_USAGE;
+        if (n++ == 0) dir = v;
+    }
+    if (n != 1) { /* as before: the help, exit 2 */
+        if (c->rank == 0) mc_cli_help(stdout, &mc_cmd_info_cli);
+        return MC_EXIT_USAGE;
     }
     mc_error err = {0};
     mc_model *m = NULL;
-    mc_status st = mc_model_create(argv[1], &m, &err);
+    mc_status st = mc_model_create(dir, &m, &err);
     if (st == MC_OK && c->rank == 0) {
         int ch, h, w, L, T, D, H;
         mc_model_input_size(m, &ch, &h, &w);
         mc_model_transformer_dims(m, &L, &T, &D, &H);
-        printf("model:        %s\n", argv[1]);
+        printf("model:        %s\n", dir);
         printf("architecture: %s (family %s)\n", mc_model_architecture(m),
                mc_family_name(mc_model_family(m)));
         printf("parameters:   %lld\n", (long long)mc_model_param_count(m));

@@ -10,16 +10,20 @@
 #include "miclip/hf.h"
 #include "miclip/safetensors.h"
 
-static void usage(void) {
-    printf("usage: miclip inspect [--summary] FILE.safetensors|MODEL_DIR\n\n"
-           "Validates a safetensors file (header bounds, JSON, dtypes, shapes, offsets tiling the\n"
-           "data section; see docs/formats.md) and lists its tensors (name, dtype, shape, bytes),\n"
-           "its metadata and the total parameter count. For a Hugging Face model folder it also\n"
-           "reads config.json (architecture, model_type, family, number of labels) and inspects\n"
-           "DIR/model.safetensors.\n\n"
-           "  --summary   totals only, no per-tensor lines\n\n"
-           "Exit status: 0 when valid, 1 with one error line naming the file and field.\n");
-}
+enum { OPT_SUMMARY = 2 };
+
+static const mc_cli_opt opts[] = {{"summary", MC_CLI_FLAG, OPT_SUMMARY, NULL, "totals only, no per-tensor lines"}, {0}};
+
+const mc_cli_cmd mc_cmd_inspect_cli = {
+    .name = "inspect",
+    .usage = "miclip inspect [--summary] FILE.safetensors|MODEL_DIR",
+    .about = "Validates a safetensors file (header bounds, JSON, dtypes, shapes, offsets tiling the\n"
+             "data section; see docs/formats.md) and lists its tensors (name, dtype, shape, bytes),\n"
+             "its metadata and the total parameter count. For a Hugging Face model folder it also\n"
+             "reads config.json (architecture, model_type, family, number of labels) and inspects\n"
+             "DIR/model.safetensors.\n",
+    .opts = opts,
+    .notes = "Exit status: 0 when valid, 1 with one error line naming the file and field.\n"};
 
 static void print_config(const mc_hf_config *cfg) {
     printf("config: %s\n", cfg->path);
@@ -107,20 +111,21 @@ static mc_status inspect(const mc_comm *c, const char *target, bool summary, mc_
 }
 
 int mc_cmd_inspect(const mc_comm *c, int argc, char **argv) {
-    if (mc_cli_wants_help(argc, argv)) {
-        if (c->rank == 0) usage();
-        return MC_EXIT_OK;
-    }
+    mc_cli_parser p;
+    int rc = mc_cli_begin(&p, c, &mc_cmd_inspect_cli, argc, argv);
+    if (rc >= 0) return rc;
     bool summary = false;
-    const char *target = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--summary")) summary = true;
-        else if (argv[i][0] == '-' && strcmp(argv[i], "-"))
-            return mc_cli_usage_error(c, "inspect", "unknown option '%s'", argv[i]);
-        else if (target)
-            return mc_cli_usage_error(c, "inspect", "one FILE or MODEL_DIR, got '%s' and '%s'",
-                                      target, argv[i]);
-        else target = argv[i];
+    const char *target = NULL, *v;
+    for (int id; (id = mc_cli_next(&p, &v)) != MC_CLI_END;) {
+        switch (id) {
+        case MC_CLI_ERROR: return MC_EXIT_USAGE;
+        case OPT_SUMMARY: summary = true; break;
+        case MC_CLI_ARG:
+            if (target)
+                return mc_cli_usage_error(c, "inspect", "one FILE or MODEL_DIR, got '%s' and '%s'", target, v);
+            target = v;
+            break;
+        }
     }
     if (!target) return mc_cli_usage_error(c, "inspect", "missing FILE.safetensors or MODEL_DIR");
     mc_error err = {0};

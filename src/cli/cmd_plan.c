@@ -9,62 +9,61 @@
 #include "miclip/log.h"
 #include "miclip/plan.h"
 
-static void usage(void) {
-    printf("usage: miclip plan CONFIG [--ranks N] [--threads T] [--json]\n"
-           "                   [--calibration FILE] [--target DIR] [--clip DIR]\n"
-           "       miclip plan CONFIG --calibrate [--threads T] [--out FILE]\n\n"
-           "Prints per stage the work (images x GMAC/image, SAE and E_n steps, intervention\n"
-           "forwards), the wall time of one task at N ranks x T threads, core-hours, peak memory\n"
-           "per rank and the disk of every store. Sizes come from the models' config.json (the\n"
-           "weights are not needed); rates from a calibration file measured on the compute nodes.\n\n"
-           "options:\n"
-           "  --ranks N           MPI ranks per task (default 1)\n"
-           "  --threads T         threads per rank (default: the config's, else 1)\n"
-           "  --json              the plan as JSON instead of the table\n"
-           "  --calibration FILE  rates to use (default $MICLIP_CALIBRATION, else\n"
-           "                      ~/.cache/miclip/calibration.json; missing: conservative defaults)\n"
-           "  --target DIR, --clip DIR\n"
-           "                      read config.json from DIR instead of the config's model folder\n"
-           "  --calibrate         measure this machine (sgemm, memory, PNG decode + resize, and a\n"
-           "                      forward of the target model when its weights are here; a few\n"
-           "                      seconds) and write the calibration file (--out FILE, default as\n"
-           "                      above). Run it inside a job on a compute node.\n");
-}
+enum { OPT_RANKS = 2, OPT_THREADS, OPT_JSON, OPT_CALIBRATION, OPT_TARGET, OPT_CLIP, OPT_CALIBRATE, OPT_OUT };
+
+static const mc_cli_opt opts[] = {
+    {"ranks", MC_CLI_VALUE, OPT_RANKS, "N", "MPI ranks per task (default 1)"},
+    {"threads", MC_CLI_VALUE, OPT_THREADS, "T", "threads per rank (default: the config's, else 1)"},
+    {"json", MC_CLI_FLAG, OPT_JSON, NULL, "the plan as JSON instead of the table"},
+    {"calibration", MC_CLI_VALUE, OPT_CALIBRATION, "FILE", "rates to use (default $MICLIP_CALIBRATION, else\n"
+                                                           "~/.cache/miclip/calibration.json; missing: conservative defaults)"},
+    {"target", MC_CLI_VALUE, OPT_TARGET, "DIR", "read the target model's config.json from DIR instead of the config's"},
+    {"clip", MC_CLI_VALUE, OPT_CLIP, "DIR", "read CLIP's config.json from DIR instead of the config's"},
+    {"calibrate", MC_CLI_FLAG, OPT_CALIBRATE, NULL, "measure this machine (sgemm, memory, PNG decode + resize, and a\n"
+                                                   "forward of the target model when its weights are here; a few\n"
+                                                   "seconds) and write the calibration file. Run it inside a job on\n"
+                                                   "a compute node."},
+    {"out", MC_CLI_VALUE, OPT_OUT, "FILE", "with --calibrate: where to write it (default as for --calibration)"},
+    {0}};
+
+const mc_cli_cmd mc_cmd_plan_cli = {
+    .name = "plan",
+    .usage = "miclip plan CONFIG [--ranks N] [--threads T] [--json]\n"
+             "                   [--calibration FILE] [--target DIR] [--clip DIR]\n"
+             "       miclip plan CONFIG --calibrate [--threads T] [--out FILE]",
+    .about = "Prints per stage the work (images x GMAC/image, SAE and E_n steps, intervention\n"
+             "forwards), the wall time of one task at N ranks x T threads, core-hours, peak memory\n"
+             "per rank and the disk of every store. Sizes come from the models' config.json (the\n"
+             "weights are not needed); rates from a calibration file measured on the compute nodes.\n",
+    .opts = opts};
 
 int mc_cmd_plan(const mc_comm *c, int argc, char **argv) {
     const char *cmd = argv[0];
-    if (mc_cli_wants_help(argc, argv)) {
-        if (c->rank == 0) usage();
-        return 0;
-    }
-    const char *path = NULL, *cal_path = NULL, *out = NULL, *tdir = NULL, *cdir = NULL;
+    mc_cli_parser p;
+    int rc0 = mc_cli_begin(&p, c, &mc_cmd_plan_cli, argc, argv);
+    if (rc0 >= 0) return rc0;
+    const char *path = NULL, *cal_path = NULL, *out = NULL, *tdir = NULL, *cdir = NULL, *v;
     long long ranks = 1, threads = 0;
     bool json = false, calibrate = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool val = i + 1 < argc;
-        if (!strcmp(a, "--ranks") && val) {
-            if (!mc_cli_parse_int(argv[++i], 1, 1 << 20, &ranks)) return mc_cli_usage_error(c, cmd, "--ranks takes 1..1048576");
-        } else if (!strcmp(a, "--threads") && val) {
-            if (!mc_cli_parse_int(argv[++i], 1, 4096, &threads)) return mc_cli_usage_error(c, cmd, "--threads takes 1..4096");
-        } else if (!strcmp(a, "--calibration") && val) {
-            cal_path = argv[++i];
-        } else if (!strcmp(a, "--out") && val) {
-            out = argv[++i];
-        } else if (!strcmp(a, "--target") && val) {
-            tdir = argv[++i];
-        } else if (!strcmp(a, "--clip") && val) {
-            cdir = argv[++i];
-        } else if (!strcmp(a, "--json")) {
-            json = true;
-        } else if (!strcmp(a, "--calibrate")) {
-            calibrate = true;
-        } else if (a[0] == '-') {
-            return mc_cli_usage_error(c, cmd, "unknown option '%s' (or a missing value)", a);
-        } else if (!path) {
-            path = a;
-        } else {
-            return mc_cli_usage_error(c, cmd, "one CONFIG only");
+    for (int id; (id = mc_cli_next(&p, &v)) != MC_CLI_END;) {
+        switch (id) {
+        case MC_CLI_ERROR: return MC_EXIT_USAGE;
+        case OPT_RANKS:
+            if (!mc_cli_parse_int(v, 1, 1 << 20, &ranks)) return mc_cli_usage_error(c, cmd, "--ranks takes 1..1048576");
+            break;
+        case OPT_THREADS:
+            if (!mc_cli_parse_int(v, 1, 4096, &threads)) return mc_cli_usage_error(c, cmd, "--threads takes 1..4096");
+            break;
+        case OPT_CALIBRATION: cal_path = v; break;
+        case OPT_OUT: out = v; break;
+        case OPT_TARGET: tdir = v; break;
+        case OPT_CLIP: cdir = v; break;
+        case OPT_JSON: json = true; break;
+        case OPT_CALIBRATE: calibrate = true; break;
+        case MC_CLI_ARG:
+            if (path) return mc_cli_usage_error(c, cmd, "one CONFIG only");
+            path = v;
+            break;
         }
     }
     if (!path) return mc_cli_usage_error(c, cmd, "missing CONFIG");

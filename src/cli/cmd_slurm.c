@@ -37,27 +37,41 @@ typedef struct {
     bool submit;
 } slurm_opts;
 
-static void usage(void) {
-    printf("usage: miclip slurm CONFIG --out DIR [--partition P] [--account A] [--nodes N]\n"
-           "                    [--ntasks-per-node T] [--cpus-per-task C] [--time-margin F]\n"
-           "                    [--mem-margin F] [--launcher srun|mpirun] [--calibration FILE]\n"
-           "                    [--target DIR] [--clip DIR] [--miclip PATH] [--submit]\n\n"
-           "Writes DIR/NN-STAGE.sbatch for every stage of CONFIG (job arrays over the stage's tasks,\n"
-           "--time and --mem from 'miclip plan' times the margins, --signal=B:USR1@120, --requeue,\n"
-           "--open-mode=append, --kill-on-invalid-dep=yes, logs DIR/logs/STAGE-%%A_%%a.out) and\n"
-           "DIR/submit.sh, which submits them in order chained with --dependency=afterok.\n\n"
-           "options:\n"
-           "  --nodes N, --ntasks-per-node T, --cpus-per-task C\n"
-           "                      the allocation of one task: N*T MPI ranks of C threads (default 1, 1, 1)\n"
-           "  --time-margin F     --time = max(10 min, F x planned wall time + 2 min) (default 1.5)\n"
-           "  --mem-margin F      --mem = F x planned memory per rank x T (default 1.25)\n"
-           "  --launcher L        srun (srun --mpi=pmix, default) or mpirun (Open MPI inside the job)\n"
-           "  --calibration FILE, --target DIR, --clip DIR   as for 'miclip plan'\n"
-           "  --miclip PATH       the miclip binary the jobs run (default: this one; $MICLIP at run\n"
-           "                      time overrides it)\n"
-           "  --submit            submit the scripts with 'sbatch --parsable' and print the job ids\n"
-           "  --after JOBID       with --submit: the first stage also waits for JOBID (afterok)\n");
-}
+enum {
+    OPT_OUT = 2, OPT_PARTITION, OPT_ACCOUNT, OPT_NODES, OPT_NTASKS, OPT_CPUS, OPT_TIME_MARGIN, OPT_MEM_MARGIN,
+    OPT_LAUNCHER, OPT_CALIBRATION, OPT_TARGET, OPT_CLIP, OPT_MICLIP, OPT_SUBMIT, OPT_AFTER
+};
+
+static const mc_cli_opt slurm_cli_opts[] = {
+    {"out", MC_CLI_VALUE, OPT_OUT, "DIR", "where the scripts go (required)"},
+    {"partition", MC_CLI_VALUE, OPT_PARTITION, "P", "#SBATCH --partition (default: the cluster's)"},
+    {"account", MC_CLI_VALUE, OPT_ACCOUNT, "A", "#SBATCH --account (default: the cluster's)"},
+    {"nodes", MC_CLI_VALUE, OPT_NODES, "N", "nodes per task (default 1); one task runs N*T MPI ranks of C threads"},
+    {"ntasks-per-node", MC_CLI_VALUE, OPT_NTASKS, "T", "MPI ranks per node (default 1)"},
+    {"cpus-per-task", MC_CLI_VALUE, OPT_CPUS, "C", "threads per rank (default 1)"},
+    {"time-margin", MC_CLI_VALUE, OPT_TIME_MARGIN, "F", "--time = max(10 min, F x planned wall time + 2 min) (default 1.5)"},
+    {"mem-margin", MC_CLI_VALUE, OPT_MEM_MARGIN, "F", "--mem = F x planned memory per rank x T (default 1.25)"},
+    {"launcher", MC_CLI_VALUE, OPT_LAUNCHER, "L", "srun (srun --mpi=pmix, default) or mpirun (Open MPI inside the job)"},
+    {"calibration", MC_CLI_VALUE, OPT_CALIBRATION, "FILE", "as for 'miclip plan'"},
+    {"target", MC_CLI_VALUE, OPT_TARGET, "DIR", "as for 'miclip plan'"},
+    {"clip", MC_CLI_VALUE, OPT_CLIP, "DIR", "as for 'miclip plan'"},
+    {"miclip", MC_CLI_VALUE, OPT_MICLIP, "PATH", "the miclip binary the jobs run (default: this one; $MICLIP at run\n"
+                                                 "time overrides it)"},
+    {"submit", MC_CLI_FLAG, OPT_SUBMIT, NULL, "submit the scripts with 'sbatch --parsable' and print the job ids"},
+    {"after", MC_CLI_VALUE, OPT_AFTER, "JOBID", "with --submit: the first stage also waits for JOBID (afterok)"},
+    {0}};
+
+const mc_cli_cmd mc_cmd_slurm_cli = {
+    .name = "slurm",
+    .usage = "miclip slurm CONFIG --out DIR [--partition P] [--account A] [--nodes N]\n"
+             "                    [--ntasks-per-node T] [--cpus-per-task C] [--time-margin F]\n"
+             "                    [--mem-margin F] [--launcher srun|mpirun] [--calibration FILE]\n"
+             "                    [--target DIR] [--clip DIR] [--miclip PATH] [--submit] [--after JOBID]",
+    .about = "Writes DIR/NN-STAGE.sbatch for every stage of CONFIG (job arrays over the stage's tasks,\n"
+             "--time and --mem from 'miclip plan' times the margins, --signal=B:USR1@120, --requeue,\n"
+             "--open-mode=append, --kill-on-invalid-dep=yes, logs DIR/logs/STAGE-%A_%a.out) and\n"
+             "DIR/submit.sh, which submits them in order chained with --dependency=afterok.\n",
+    .opts = slurm_cli_opts};
 
 /* Slurm's [D-]HH:MM:SS, rounded up to whole minutes. */
 static void fmt_slurm_time(double s, char *buf, size_t cap) {
@@ -409,47 +423,57 @@ static mc_status make_scripts(const mc_config *cfg, const char *cfg_path, const 
 
 int mc_cmd_slurm(const mc_comm *c, int argc, char **argv) {
     const char *cmd = argv[0];
-    if (mc_cli_wants_help(argc, argv)) {
-        if (c->rank == 0) usage();
-        return 0;
-    }
+    mc_cli_parser p;
+    int rc0 = mc_cli_begin(&p, c, &mc_cmd_slurm_cli, argc, argv);
+    if (rc0 >= 0) return rc0;
     slurm_opts o = {.launcher = "srun", .nodes = 1, .ntasks = 1, .cpus = 1, .time_margin = 1.5, .mem_margin = 1.25};
-    const char *path = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool val = i + 1 < argc;
-        if (!strcmp(a, "--out") && val) o.out = argv[++i];
-        else if (!strcmp(a, "--partition") && val) o.partition = argv[++i];
-        else if (!strcmp(a, "--account") && val) o.account = argv[++i];
-        else if (!strcmp(a, "--launcher") && val) {
-            o.launcher = argv[++i];
+    const char *path = NULL, *v;
+    for (int id; (id = mc_cli_next(&p, &v)) != MC_CLI_END;) {
+        switch (id) {
+        case MC_CLI_ERROR: return MC_EXIT_USAGE;
+        case OPT_OUT: o.out = v; break;
+        case OPT_PARTITION: o.partition = v; break;
+        case OPT_ACCOUNT: o.account = v; break;
+        case OPT_LAUNCHER:
+            o.launcher = v;
             if (strcmp(o.launcher, "srun") && strcmp(o.launcher, "mpirun"))
                 return mc_cli_usage_error(c, cmd, "--launcher takes srun or mpirun");
-        } else if (!strcmp(a, "--calibration") && val) o.cal_path = argv[++i];
-        else if (!strcmp(a, "--target") && val) o.tdir = argv[++i];
-        else if (!strcmp(a, "--clip") && val) o.cdir = argv[++i];
-        else if (!strcmp(a, "--miclip") && val) o.miclip = argv[++i];
-        else if (!strcmp(a, "--nodes") && val) {
-            if (!mc_cli_parse_int(argv[++i], 1, 100000, &o.nodes)) return mc_cli_usage_error(c, cmd, "--nodes takes 1..100000");
-        } else if (!strcmp(a, "--ntasks-per-node") && val) {
-            if (!mc_cli_parse_int(argv[++i], 1, 4096, &o.ntasks)) return mc_cli_usage_error(c, cmd, "--ntasks-per-node takes 1..4096");
-        } else if (!strcmp(a, "--cpus-per-task") && val) {
-            if (!mc_cli_parse_int(argv[++i], 1, 4096, &o.cpus)) return mc_cli_usage_error(c, cmd, "--cpus-per-task takes 1..4096");
-        } else if ((!strcmp(a, "--time-margin") || !strcmp(a, "--mem-margin")) && val) {
+            break;
+        case OPT_CALIBRATION: o.cal_path = v; break;
+        case OPT_TARGET: o.tdir = v; break;
+        case OPT_CLIP: o.cdir = v; break;
+        case OPT_MICLIP: o.miclip = v; break;
+        case OPT_NODES:
+            if (!mc_cli_parse_int(v, 1, 100000, &o.nodes)) return mc_cli_usage_error(c, cmd, "--nodes takes 1..100000");
+            break;
+        case OPT_NTASKS:
+            if (!mc_cli_parse_int(v, 1, 4096, &o.ntasks)) return mc_cli_usage_error(c, cmd, "--ntasks-per-node takes 1..4096");
+            break;
+        case OPT_CPUS:
+            if (!mc_cli_parse_int(v, 1, 4096, &o.cpus)) return mc_cli_usage_error(c, cmd, "--cpus-per-task takes 1..4096");
+            break;
+        case OPT_TIME_MARGIN:
+        case OPT_MEM_MARGIN: {
             char *end = NULL;
-            double v = strtod(argv[++i], &end);
-            if (!end || *end || !(v >= 1.0 && v <= 100.0))
-                return mc_cli_usage_error(c, cmd, "%s takes a number from 1 to 100", a);
-            if (a[2] == 't') o.time_margin = v;
-            else o.mem_margin = v;
-        } else if (!strcmp(a, "--after") && val) {
-            o.after = argv[++i];
+            double x = strtod(v, &end);
+            if (!end || *end || !(x >= 1.0 && x <= 100.0))
+                return mc_cli_usage_error(c, cmd, "%s takes a number from 1 to 100",
+                                          id == OPT_TIME_MARGIN ? "--time-margin" : "--mem-margin");
+            if (id == OPT_TIME_MARGIN) o.time_margin = x;
+            else o.mem_margin = x;
+            break;
+        }
+        case OPT_AFTER:
+            o.after = v;
             if (!*o.after || strspn(o.after, "0123456789_") != strlen(o.after))
                 return mc_cli_usage_error(c, cmd, "--after takes a job id");
-        } else if (!strcmp(a, "--submit")) o.submit = true;
-        else if (a[0] == '-') return mc_cli_usage_error(c, cmd, "unknown option '%s' (or a missing value)", a);
-        else if (!path) path = a;
-        else return mc_cli_usage_error(c, cmd, "one CONFIG only");
+            break;
+        case OPT_SUBMIT: o.submit = true; break;
+        case MC_CLI_ARG:
+            if (path) return mc_cli_usage_error(c, cmd, "one CONFIG only");
+            path = v;
+            break;
+        }
     }
     if (!path) return mc_cli_usage_error(c, cmd, "missing CONFIG");
     if (o.after && !o.submit) return mc_cli_usage_error(c, cmd, "--after goes with --submit");

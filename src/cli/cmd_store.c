@@ -3,25 +3,25 @@
  * compares it with the one recorded at completion. Both open read-only (no lock), collectively
  * on every rank; rank 0 prints. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "miclip/store.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: miclip store show STORE\n"
-            "       miclip store verify STORE...\n\n"
-            "Lists every group and dataset of a miclip HDF5 store (dtype, shape, chunking), their\n"
-            "attributes (provenance), the completion records ('units done: k/n') and the groups\n"
-            "marked complete. Refuses files miclip did not write. Takes no lock: a store being\n"
-            "written shows its state as of the writer's last flush.\n\n"
-            "verify recomputes the SHA-256 of every dataset (ranks share the datasets) and\n"
-            "compares it with the checksum recorded when its stage completed. Prints one line\n"
-            "per damaged dataset (mismatch, unreadable, or no checksum in a complete stage) and\n"
-            "exits 1 if there is any; otherwise one 'ok' line per store and exit 0. Datasets of\n"
-            "stages not yet complete have no checksum and are only counted.\n");
-}
+const mc_cli_cmd mc_cmd_store_cli = {
+    .name = "store",
+    .usage = "miclip store show STORE\n"
+             "       miclip store verify STORE...",
+    .about = "Lists every group and dataset of a miclip HDF5 store (dtype, shape, chunking), their\n"
+             "attributes (provenance), the completion records ('units done: k/n') and the groups\n"
+             "marked complete. Refuses files miclip did not write. Takes no lock: a store being\n"
+             "written shows its state as of the writer's last flush.\n\n"
+             "verify recomputes the SHA-256 of every dataset (ranks share the datasets) and\n"
+             "compares it with the checksum recorded when its stage completed. Prints one line\n"
+             "per damaged dataset (mismatch, unreadable, or no checksum in a complete stage) and\n"
+             "exits 1 if there is any; otherwise one 'ok' line per store and exit 0. Datasets of\n"
+             "stages not yet complete have no checksum and are only counted.\n"};
 
 static int verify(const mc_comm *c, int n, char **paths) {
     int64_t bad_stores = 0;
@@ -57,21 +57,33 @@ static int verify(const mc_comm *c, int n, char **paths) {
 }
 
 int mc_cmd_store(const mc_comm *c, int argc, char **argv) {
-    if (mc_cli_wants_help(argc, argv)) {
-        if (c->rank == 0) usage(stdout);
-        return MC_EXIT_OK;
+    mc_cli_parser p;
+    int rc = mc_cli_begin(&p, c, &mc_cmd_store_cli, argc, argv);
+    if (rc >= 0) return rc;
+    /* ACTION STORE...: no options, so the positionals are argv[1..] less a "--" */
+    char **args = calloc((size_t)argc, sizeof *args);
+    int n = 0;
+    if (!args) return MC_EXIT_FAILURE;
+    const char *v;
+    for (int id; rc < 0 && (id = mc_cli_next(&p, &v)) != MC_CLI_END;) {
+        if (id == MC_CLI_ERROR) rc = MC_EXIT_USAGE;
+        else args[n++] = (char *)v;
     }
-    if (argc < 2) return mc_cli_usage_error(c, "store", "missing action (show, verify)");
-    if (strcmp(argv[1], "verify") == 0) {
-        if (argc < 3) return mc_cli_usage_error(c, "store", "verify takes one or more STORE paths");
-        return verify(c, argc - 2, argv + 2);
+    if (rc < 0 && n < 1) rc = mc_cli_usage_error(c, "store", "missing action (show, verify)");
+    else if (rc < 0 && !strcmp(args[0], "verify")) {
+        rc = n < 2 ? mc_cli_usage_error(c, "store", "verify takes one or more STORE paths")
+                   : verify(c, n - 1, args + 1);
+    } else if (rc < 0 && strcmp(args[0], "show") != 0) {
+        rc = mc_cli_usage_error(c, "store", "unknown action '%s' (show, verify)", args[0]);
+    } else if (rc < 0 && n != 2) {
+        rc = mc_cli_usage_error(c, "store", "show takes exactly one STORE path");
     }
-    if (strcmp(argv[1], "show") != 0)
-        return mc_cli_usage_error(c, "store", "unknown action '%s' (show, verify)", argv[1]);
-    if (argc != 3) return mc_cli_usage_error(c, "store", "show takes exactly one STORE path");
+    const char *path = rc < 0 ? args[1] : NULL;
+    free(args);
+    if (rc >= 0) return rc;
     mc_error err = {0};
     mc_store *s = NULL;
-    mc_status st = mc_store_open(c, argv[2], MC_STORE_READ, &s, &err);
+    mc_status st = mc_store_open(c, path, MC_STORE_READ, &s, &err);
     if (st == MC_OK) {
         if (c->rank == 0) st = mc_store_print(s, stdout, &err);
         fflush(stdout);

@@ -9,17 +9,24 @@
 #include "miclip/fsutil.h"
 #include "miclip/text.h"
 
-static void usage(void) {
-    printf("usage: miclip tokenize MODEL_DIR [--clean openai|hf_slow|hf_fast] [--utf8 replace|reject] TEXT...\n\n"
-           "Prints the token ids of each TEXT on one line, start and end tokens included.\n"
-           "MODEL_DIR holds vocab.json + merges.txt (CLIP byte-level BPE, context 77, longer\n"
-           "texts truncated keeping the end token) or vocab.txt (MPNet WordPiece).\n"
-           "  --clean  CLIP clean-up: openai (default: NFC, html.unescape twice, whitespace,\n"
-           "           lowercase), hf_slow (Hugging Face's slow tokenizer without ftfy),\n"
-           "           hf_fast (CLIPTokenizerFast's normaliser). See docs/text.md.\n"
-           "  --utf8   invalid UTF-8: replace (default; U+FFFD per maximal ill-formed\n"
-           "           subpart, as Python) or reject (an error naming the byte offset).\n");
-}
+enum { OPT_CLEAN = 2, OPT_UTF8 };
+
+static const mc_cli_opt opts[] = {
+    {"clean", MC_CLI_VALUE, OPT_CLEAN, "MODE", "CLIP clean-up: openai (default: NFC, html.unescape twice, whitespace,\n"
+                                               "lowercase), hf_slow (Hugging Face's slow tokenizer without ftfy),\n"
+                                               "hf_fast (CLIPTokenizerFast's normaliser). See docs/text.md."},
+    {"utf8", MC_CLI_VALUE, OPT_UTF8, "MODE", "invalid UTF-8: replace (default; U+FFFD per maximal ill-formed\n"
+                                             "subpart, as Python) or reject (an error naming the byte offset)."},
+    {0}};
+
+const mc_cli_cmd mc_cmd_tokenize_cli = {
+    .name = "tokenize",
+    .usage = "miclip tokenize MODEL_DIR [--clean openai|hf_slow|hf_fast] [--utf8 replace|reject] TEXT...",
+    .about = "Prints the token ids of each TEXT on one line, start and end tokens included.\n"
+             "MODEL_DIR holds vocab.json + merges.txt (CLIP byte-level BPE, context 77, longer\n"
+             "texts truncated keeping the end token) or vocab.txt (MPNet WordPiece).\n",
+    .opts = opts,
+    .notes = "A TEXT that starts with '-' goes after \"--\": miclip tokenize DIR -- \"-5 degrees\".\n"};
 
 static mc_status run(const char *dir, mc_clip_tok_opts o, char **texts, int n, FILE *out, mc_error *err) {
     char p[4096];
@@ -67,37 +74,37 @@ static mc_status run(const char *dir, mc_clip_tok_opts o, char **texts, int n, F
 }
 
 int mc_cmd_tokenize(const mc_comm *c, int argc, char **argv) {
-    if (mc_cli_wants_help(argc, argv)) {
-        if (c->rank == 0) usage();
-        return 0;
-    }
+    mc_cli_parser p;
+    int rc = mc_cli_begin(&p, c, &mc_cmd_tokenize_cli, argc, argv);
+    if (rc >= 0) return rc;
     mc_clip_tok_opts o = {0};
-    const char *dir = NULL;
+    const char *dir = NULL, *v;
     char **texts = calloc((size_t)argc, sizeof *texts);
     int n = 0;
     if (!texts) return MC_EXIT_FAILURE;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--clean") || !strcmp(a, "--utf8")) {
-            if (i + 1 >= argc) {
-                free(texts);
-                return mc_cli_usage_error(c, "tokenize", "option %s needs a value", a);
-            }
-            const char *v = argv[++i];
-            if (!strcmp(a, "--clean") && !strcmp(v, "openai")) o.clean = MC_CLIP_CLEAN_OPENAI;
-            else if (!strcmp(a, "--clean") && !strcmp(v, "hf_slow")) o.clean = MC_CLIP_CLEAN_HF_SLOW;
-            else if (!strcmp(a, "--clean") && !strcmp(v, "hf_fast")) o.clean = MC_CLIP_CLEAN_HF_FAST;
-            else if (!strcmp(a, "--utf8") && !strcmp(v, "replace")) o.utf8 = MC_UTF8_REPLACE;
-            else if (!strcmp(a, "--utf8") && !strcmp(v, "reject")) o.utf8 = MC_UTF8_REJECT;
-            else {
-                free(texts);
-                return mc_cli_usage_error(c, "tokenize", "bad value '%s' for %s", v, a);
-            }
-        } else if (!dir) {
-            dir = a;
-        } else {
-            texts[n++] = argv[i];
+    for (int id; rc < 0 && (id = mc_cli_next(&p, &v)) != MC_CLI_END;) {
+        switch (id) {
+        case MC_CLI_ERROR: rc = MC_EXIT_USAGE; break;
+        case OPT_CLEAN:
+            if (!strcmp(v, "openai")) o.clean = MC_CLIP_CLEAN_OPENAI;
+            else if (!strcmp(v, "hf_slow")) o.clean = MC_CLIP_CLEAN_HF_SLOW;
+            else if (!strcmp(v, "hf_fast")) o.clean = MC_CLIP_CLEAN_HF_FAST;
+            else rc = mc_cli_usage_error(c, "tokenize", "bad value '%s' for --clean", v);
+            break;
+        case OPT_UTF8:
+            if (!strcmp(v, "replace")) o.utf8 = MC_UTF8_REPLACE;
+            else if (!strcmp(v, "reject")) o.utf8 = MC_UTF8_REJECT;
+            else rc = mc_cli_usage_error(c, "tokenize", "bad value '%s' for --utf8", v);
+            break;
+        case MC_CLI_ARG:
+            if (!dir) dir = v;
+            else texts[n++] = (char *)v;
+            break;
         }
+    }
+    if (rc >= 0) {
+        free(texts);
+        return rc;
     }
     if (!dir || n == 0) {
         free(texts);

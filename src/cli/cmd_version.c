@@ -3,11 +3,16 @@
 #include "cli.h"
 #include "miclip/miclip.h"
 
+const mc_cli_cmd mc_cmd_version_cli = {
+    .name = "version", .usage = "miclip version", .about = "Prints the version and build facts.\n"};
+
 int mc_cmd_version(const mc_comm *c, int argc, char **argv) {
-    if (mc_cli_wants_help(argc, argv)) {
-        if (c->rank == 0) printf("usage: miclip version\n\nPrints the version and build facts.\n");
-        return 0;
-    }
+    mc_cli_parser p;
+    int rc = mc_cli_begin(&p, c, &mc_cmd_version_cli, argc, argv);
+    if (rc >= 0) return rc;
+    const char *v;
+    for (int id; (id = mc_cli_next(&p, &v)) != MC_CLI_END;) /* arguments are ignored, as before */
+        if (id == MC_CLI_ERROR) return MC_EXIT_USAGE;
     if (c->rank == 0) {
         printf("miclip %s\n", MICLIP_VERSION_STRING);
         printf("built with: %s\n", MICLIP_BUILD_INFO);

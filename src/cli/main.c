@@ -3,7 +3,6 @@
  *   miclip [--quiet|--verbose] [--threads N] COMMAND [ARGS...]
  *
  * Every rank parses the same argv and so reaches the same decision without communication. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,20 +10,6 @@
 #include "cli.h"
 #include "miclip/log.h"
 #include "miclip/miclip.h"
-
-typedef struct {
-    const char *name;
-    mc_cmd_fn fn;
-    const char *args;
-    const char *summary;
-} command_entry;
-
-static const command_entry commands[] = {
-#define MC_COMMAND(name, fn, args, summary) {name, fn, args, summary},
-#include "commands.def"
-#undef MC_COMMAND
-};
-static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
 static void print_help(FILE *out) {
     fprintf(out,
@@ -34,12 +19,12 @@ static void print_help(FILE *out) {
             "       mpirun -n R miclip COMMAND ...    srun --mpi=pmix miclip COMMAND ...\n\n"
             "commands:\n",
             MICLIP_VERSION_STRING);
-    for (int i = 0; i < n_commands; i++) {
+    for (int i = 0; i < mc_cli_n_commands; i++) {
         char head[256];
-        snprintf(head, sizeof head, "%s %s", commands[i].name, commands[i].args);
+        snprintf(head, sizeof head, "%s %s", mc_cli_commands[i].name, mc_cli_commands[i].args);
         /* long usage lines get the summary on a line of its own, aligned */
-        if (strlen(head) <= 34) fprintf(out, "  %-34s %s\n", head, commands[i].summary);
-        else fprintf(out, "  %s\n  %-34s %s\n", head, "", commands[i].summary);
+        if (strlen(head) <= 34) fprintf(out, "  %-34s %s\n", head, mc_cli_commands[i].summary);
+        else fprintf(out, "  %s\n  %-34s %s\n", head, "", mc_cli_commands[i].summary);
     }
     fprintf(out,
             "\nglobal options:\n"
@@ -56,51 +41,12 @@ static void print_help(FILE *out) {
             "docs: docs/README.md in the source tree\n");
 }
 
-int mc_cli_finish(const mc_comm *c, mc_status s, mc_error *err) {
-    mc_status agreed = mc_comm_agree(c, s, err);
-    if (agreed == MC_OK) return MC_EXIT_OK;
-    if (c->rank == 0) {
-        if (agreed == MC_ERR_INTERRUPTED) mc_warn("%s", err->msg);
-        else mc_log_error_record(err);
-    }
-    return mc_status_exit_code(agreed);
-}
-
-bool mc_cli_wants_help(int argc, char **argv) {
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--")) return false;
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return true;
-    }
-    return false;
-}
-
-int mc_cli_usage_error(const mc_comm *c, const char *cmd, const char *fmt, ...) {
-    if (c->rank == 0) {
-        char msg[1024];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        fprintf(stderr, "miclip %s: %s\ntry 'miclip %s --help'\n", cmd, msg, cmd);
-    }
-    return MC_EXIT_USAGE;
-}
-
-bool mc_cli_parse_int(const char *s, long long lo, long long hi, long long *out) {
-    if (!s || !*s) return false;
-    char *end = NULL;
-    long long v = strtoll(s, &end, 10);
-    if (*end != '\0' || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
 static int suggest_and_fail(const mc_comm *c, const char *name) {
     if (c->rank == 0) {
         fprintf(stderr, "miclip: unknown command '%s'", name);
-        for (int i = 0; i < n_commands; i++)
-            if (!strncmp(commands[i].name, name, 2)) {
-                fprintf(stderr, " (did you mean '%s'?)", commands[i].name);
+        for (int i = 0; i < mc_cli_n_commands; i++)
+            if (!strncmp(mc_cli_commands[i].name, name, 2)) {
+                fprintf(stderr, " (did you mean '%s'?)", mc_cli_commands[i].name);
                 break;
             }
         fprintf(stderr, "\ntry 'miclip --help'\n");
@@ -163,9 +109,9 @@ int main(int argc, char **argv) {
     }
     mc_debug("threads: %d per rank (%s)", mc_get_threads(), mc_threads_source());
     {
-        const command_entry *cmd = NULL;
-        for (int k = 0; k < n_commands; k++)
-            if (!strcmp(commands[k].name, argv[i])) cmd = &commands[k];
+        const mc_cli_command *cmd = NULL;
+        for (int k = 0; k < mc_cli_n_commands; k++)
+            if (!strcmp(mc_cli_commands[k].name, argv[i])) cmd = &mc_cli_commands[k];
         if (!cmd) {
             rc = suggest_and_fail(&comm, argv[i]);
             goto done;
