@@ -714,9 +714,6 @@ static mc_status cross_checks(ctx *C, const mc_ynode *root) {
         if (m == MC_METHOD_MICLIP || m == MC_METHOD_RANDOM)
             return fail(C, node_at(root, p), k, "'%s' is not a baseline; expected one of "
                         "act_values|clip_dissect|netdissect|vinterp", mc_method_name(m));
-        if (m == MC_METHOD_NETDISSECT && !cfg->baselines.netdissect_masks[0])
-            return fail(C, node_at(root, "baselines"), "baselines.netdissect_masks",
-                        "missing required key (baselines.methods lists netdissect)");
         if (m == MC_METHOD_VINTERP && !cfg->baselines.vinterp_descriptions[0])
             return fail(C, node_at(root, "baselines"), "baselines.vinterp_descriptions",
                         "missing required key (baselines.methods lists vinterp)");

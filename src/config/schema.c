@@ -219,7 +219,7 @@ const mc_schema_entry mc_schema[] = {
     ELIST("baselines.methods", "[]", MC_F_UNIQUE, method_names, baselines.methods,
           "Any of `act_values`, `clip_dissect`, `netdissect`, `vinterp`. Swept."),
     PATH("baselines.netdissect_masks", "\"\"", 0, baselines.netdissect_masks,
-         "Pixel-level concept masks for Network Dissection (required by `netdissect`)."),
+         "Concept masks for `netdissect`, <folder>/<image stem>/<concept>.png; \"\": <root>/masks/<split> of the training dataset."),
     PATH("baselines.vinterp_descriptions", "\"\"", 0, baselines.vinterp_descriptions,
          "External LMM descriptions per unit for V-Interp (required by `vinterp`)."),
 

@@ -146,6 +146,10 @@ static mc_status bl_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
             bt->n_kinds++;
             continue;
         }
+        if (task->method == MC_METHOD_NETDISSECT) {
+            mc_info0("baselines %s: netdissect scores the layer's neurons only (no SAE features)", task->id);
+            continue;
+        }
         if (!mc_sae_applies(cfg, task->layer)) {
             mc_info0("baselines %s: no SAE on layer '%s' (sae.layer is '%s'%s); neurons only", task->id, task->layer,
                      cfg->sae.layer, mc_config_has_stage(cfg, MC_STAGE_SAE) ? "" : ", sae stage not listed");
@@ -203,6 +207,12 @@ static mc_status bl_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
         if (task->method == MC_METHOD_CLIP_DISSECT)
             mc_buf_printf(&b, "soft_wpmi=%d:%.17g:%.17g:%.17g:%.17g:%.17g\nties=expected\nprompt=%s\n", CD_TOP_K, CD_A,
                           CD_LAMBDA, CD_MIN_PROB, CD_P_START, CD_P_END, BASELINE_PROMPT);
+        if (task->method == MC_METHOD_NETDISSECT) {
+            char md[MC_PATH_CAP];
+            if (!mc_netdissect_masks_dir(cfg, md, sizeof md)) md[0] = 0;
+            mc_buf_printf(&b, "netdissect=quantile:%.17g:exact-linear:bilinear-align_corners-false\nmasks=%s\n",
+                          MC_NETDISSECT_QUANTILE, md);
+        }
         for (int k = 0; k < bt->n_kinds; k++)
             mc_buf_printf(&b, "units=%s:%s:%d%d\n", mc_unit_kind_name(bt->kinds[k].kind), bt->kinds[k].sae_key,
                           bt->kinds[k].loc, bt->kinds[k].desc);
@@ -596,7 +606,9 @@ static mc_status write_localize(const mc_comm *c, const mc_task *task, const bl_
 static double report_table(mc_buf *b, const mc_task *task, const bl_task *bt, const mc_concepts *cs,
                            const bl_kind *k, const mc_scored *all, int64_t tau) {
     const bool logits = !strcmp(task->layer, "logits") && k->kind == MC_UNIT_NEURON && k->n_units == bt->td.n_classes;
-    const char *score = task->method == MC_METHOD_ACT_VALUES ? "mean activation" : "soft-WPMI";
+    const char *score = task->method == MC_METHOD_ACT_VALUES ? "mean activation"
+                        : task->method == MC_METHOD_NETDISSECT ? "IoU"
+                                                                : "soft-WPMI";
     int64_t known = 0, hits = 0;
     if (logits)
         for (int64_t i = 0; i < k->n_units; i++) {
@@ -662,15 +674,11 @@ static mc_status write_describe(const mc_comm *c, const mc_task *task, const bl_
 mc_status mc_baselines_check(const mc_config *cfg, mc_error *err) {
     for (int i = 0; i < cfg->baselines.methods.n; i++) {
         int m = cfg->baselines.methods.v[i];
-        if (m == MC_METHOD_NETDISSECT)
-            return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: baselines.methods: 'netdissect' is not built (it needs "
-                           "segmentation masks per concept, <root>/<split>/masks/<image stem>/<concept>.png, and "
-                           "spatial activation maps, extract.pool: all; docs/baselines.md); implemented: act_values, "
-                           "clip_dissect", cfg->source_path);
+        if (m == MC_METHOD_NETDISSECT) MC_TRY(mc_netdissect_check(cfg, err));
         if (m == MC_METHOD_VINTERP)
             return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: baselines.methods: 'vinterp' is not built (it needs an LMM's "
-                           "descriptions of each unit); implemented: act_values, clip_dissect", cfg->source_path);
-        if (m != MC_METHOD_ACT_VALUES && m != MC_METHOD_CLIP_DISSECT)
+                           "descriptions of each unit); implemented: act_values, clip_dissect, netdissect", cfg->source_path);
+        if (m != MC_METHOD_ACT_VALUES && m != MC_METHOD_CLIP_DISSECT && m != MC_METHOD_NETDISSECT)
             return MC_FAIL(err, MC_ERR_CONFIG, "%s: baselines.methods: '%s' is no baseline", cfg->source_path,
                            mc_method_name(m));
     }
@@ -691,7 +699,8 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
         bl_task_close(&bt);
         return s;
     }
-    const bool cd = task->method == MC_METHOD_CLIP_DISSECT;
+    const bool cd = task->method == MC_METHOD_CLIP_DISSECT, nd = task->method == MC_METHOD_NETDISSECT;
+    const bool all_sets = cd || nd; /* act_values scores the class names only */
     int64_t n_valid = 0;
     for (int64_t i = 0; i < bt.td.n_img; i++) n_valid += bt.td.valid[i] != 0;
     if (n_valid == 0) s = MC_FAIL(err, MC_ERR_ARG, "%s: no valid training image", bt.td.path);
@@ -709,11 +718,13 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
     mc_buf report = {0};
     mc_buf_printf(&report, "## seed %lld, layer `%s`, method %s\n\n%s\n", (long long)task->seed, task->layer,
                   mc_method_name(task->method),
-                  cd ? "CLIP-Dissect soft-WPMI over each unit's top images of the training set (docs/baselines.md)."
-                     : "Act-Values: mean activation over the training images the target predicts as each class.");
+                  cd   ? "CLIP-Dissect soft-WPMI over each unit's top images of the training set (docs/baselines.md)."
+                  : nd ? "Network Dissection: IoU of each unit's map above its top-0.5% quantile, upsampled to the "
+                         "masks, with the concept masks of the training images (docs/baselines.md)."
+                       : "Act-Values: mean activation over the training images the target predicts as each class.");
     /* The concept lists once, under both layouts (the readers of each find them). */
     for (int i = 0; s == MC_OK && i < bt.n_sets; i++) {
-        if (!cd && !is_class_set(cfg, bt.sets[i].name)) continue;
+        if (!all_sets && !is_class_set(cfg, bt.sets[i].name)) continue;
         for (int l = 0; s == MC_OK && l < 2; l++) {
             if (!(l ? bt.set_desc[i] : bt.set_loc[i])) continue;
             char g[300];
@@ -721,7 +732,7 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
             s = mc_store_write_strings(st, g, (const char *const *)bt.sets[i].texts, bt.sets[i].n, true, err);
         }
     }
-    if (s == MC_OK && !cd)
+    if (s == MC_OK && !all_sets)
         for (int i = 0; i < bt.n_sets; i++)
             if (!is_class_set(cfg, bt.sets[i].name))
                 mc_info0("baselines %s: act_values scores classes only; concept set '%s' left out", task->id, bt.sets[i].name);
@@ -731,15 +742,32 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
         if (k->kind == MC_UNIT_SAE) s = mc_sae_load_store(c, cfg, k->sae_path, acts.dim, task->seed, &sae, err);
         unit_stats us;
         memset(&us, 0, sizeof us);
-        if (s == MC_OK) s = unit_stats_compute(c, &bt, &acts, k, sae, top_k, &us, err);
+        /* netdissect: every set's IoU in one pass over the maps and masks. */
+        float **ndS = NULL;
+        bool *use = NULL;
+        if (s == MC_OK && nd) {
+            us.n_units = k->n_units;
+            unit_rows(k->n_units, c->rank, c->size, &us.u0, &us.u1);
+            us.rows = us.u1 - us.u0;
+            ndS = calloc((size_t)bt.n_sets + 1, sizeof *ndS);
+            use = calloc((size_t)bt.n_sets + 1, sizeof *use);
+            s = mc_comm_agree(c, ndS && use ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
+            for (int i = 0; s == MC_OK && i < bt.n_sets; i++)
+                use[i] = (bt.set_loc[i] && k->loc) || (bt.set_desc[i] && k->desc);
+            if (s == MC_OK)
+                s = mc_netdissect_iou(c, cfg, &bt.td, &acts, us.u0, us.rows, bt.sets, bt.n_sets, use, ndS, err);
+        } else if (s == MC_OK) {
+            s = unit_stats_compute(c, &bt, &acts, k, sae, top_k, &us, err);
+        }
         for (int i = 0; s == MC_OK && i < bt.n_sets; i++) {
             const mc_concepts *cs = &bt.sets[i];
-            if (!cd && !is_class_set(cfg, cs->name)) continue;
+            if (!all_sets && !is_class_set(cfg, cs->name)) continue;
             if (!(bt.set_loc[i] && k->loc) && !(bt.set_desc[i] && k->desc)) continue;
-            float *S = mc_alloc_array((size_t)(us.rows * cs->n + 1), sizeof(float));
+            float *S = nd ? ndS[i] : mc_alloc_array((size_t)(us.rows * cs->n + 1), sizeof(float));
+            if (nd) ndS[i] = NULL;
             s = mc_comm_agree(c, S ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
-            if (s == MC_OK) s = cd ? clip_dissect_scores(c, &bt, cs, &emb, &acts, sae, &us, S, err)
-                                   : mc_comm_agree(c, act_values_scores(&bt, cs, &us, S, err), err);
+            if (s == MC_OK && !nd) s = cd ? clip_dissect_scores(c, &bt, cs, &emb, &acts, sae, &us, S, err)
+                                          : mc_comm_agree(c, act_values_scores(&bt, cs, &us, S, err), err);
             if (s == MC_OK && bt.set_loc[i] && k->loc)
                 s = write_localize(c, task, &bt, st, cs, k, &us, S,
                                    cfg->localize.tau < k->n_units ? cfg->localize.tau : k->n_units, err);
@@ -748,6 +776,8 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
                                    &report, err);
             free(S);
         }
+        for (int i = 0; ndS && i < bt.n_sets; i++) free(ndS[i]);
+        free(ndS), free(use);
         unit_stats_free(&us);
         mc_sae_free(&sae); /* CLIP-Dissect's second pass encodes again */
     }
@@ -778,6 +808,12 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
                                                           {"clip_dissect_p_start", CD_P_START},
                                                           {"clip_dissect_p_end", CD_P_END}};
         for (size_t i = 0; s == MC_OK && i < sizeof hp / sizeof hp[0]; i++) s = mc_store_set_attr_f64(st, "/", hp[i].k, hp[i].v, err);
+    }
+    if (s == MC_OK && nd) {
+        char md[MC_PATH_CAP];
+        if (!mc_netdissect_masks_dir(cfg, md, sizeof md)) md[0] = 0;
+        s = mc_store_set_attr_f64(st, "/", "netdissect_quantile", MC_NETDISSECT_QUANTILE, err);
+        if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "netdissect_masks", md, err);
     }
     if (s == MC_OK) s = mc_store_set_complete(st, "/", err);
     if (st) {
@@ -824,7 +860,7 @@ mc_status mc_baselines_store(const mc_comm *c, const mc_config *cfg, int64_t see
 
 const mc_stage_desc mc_baselines_stage = {
     .stage = MC_STAGE_BASELINES,
-    .summary = "Act-Values and CLIP-Dissect in the localize and describe layouts",
+    .summary = "Act-Values, CLIP-Dissect and Network Dissection in the localize and describe layouts",
     .outputs = "baselines/<task>-<key16>.h5, tables/, report/baselines.md",
     .check = mc_baselines_check,
     .run = mc_stage_baselines,

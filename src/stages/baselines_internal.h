@@ -4,12 +4,19 @@
 #ifndef MICLIP_BASELINES_INTERNAL_H
 #define MICLIP_BASELINES_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "miclip/comm.h"
 #include "miclip/config.h"
 #include "miclip/stages.h"
+#include "method/acts.h"
+#include "method/concepts.h"
+#include "method/train_data.h"
+
+/* NetDissect-Lite's settings.QUANTILE: a unit's threshold is its top-0.5% activation. */
+#define MC_NETDISSECT_QUANTILE 0.005
 
 /* Collective. One task (seed, layer, method) of the baselines stage. */
 mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err);
@@ -22,5 +29,19 @@ mc_status mc_baselines_check(const mc_config *cfg, mc_error *err);
  * config whose sweep lacks the task, or a store not complete, is an error naming the stage. */
 mc_status mc_baselines_store(const mc_comm *c, const mc_config *cfg, int64_t seed, const char *layer, int method,
                              char *path, size_t path_cap, char *key, size_t key_cap, mc_error *err);
+
+/* --- netdissect.c --- */
+/* Local. The concept-mask folder: baselines.netdissect_masks, else <root>/masks/<split> of the
+ * training dataset (<root>/masks without a split). False when the path is too long. */
+bool mc_netdissect_masks_dir(const mc_config *cfg, char *dir, size_t cap);
+/* Local. What netdissect refuses before any work: extract.pool other than all, a `logits` layer,
+ * a missing masks folder (one line naming the key or the folder). */
+mc_status mc_netdissect_check(const mc_config *cfg, mc_error *err);
+/* Collective. IoU of the neurons [u0, u0 + rows) of acts (this rank's) with every concept of the
+ * sets whose use[] is set: S[set] = malloc'd [rows * n_concepts] (NULL for sets not used; the
+ * caller frees). */
+mc_status mc_netdissect_iou(const mc_comm *c, const mc_config *cfg, const mc_train_data *td, mc_acts *acts,
+                            int64_t u0, int64_t rows, const mc_concepts *sets, int n_sets, const bool *use, float **S,
+                            mc_error *err);
 
 #endif

@@ -295,11 +295,17 @@ static void random_units(int64_t seed, int64_t C, int kind, int64_t n_units, int
 mc_status mc_intervene_check(const mc_config *cfg, mc_error *err) {
     for (int i = 0; i < cfg->intervene.methods.n; i++) {
         int m = cfg->intervene.methods.v[i];
-        if (m == MC_METHOD_NETDISSECT || m == MC_METHOD_VINTERP)
+        if (m == MC_METHOD_VINTERP)
             return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: intervene.methods: '%s' localizes units with a baseline that "
-                           "is not built (use miclip, act_values, clip_dissect or random)", cfg->source_path,
+                           "is not built (use miclip, act_values, clip_dissect, netdissect or random)", cfg->source_path,
                            mc_method_name(m));
-        if ((m == MC_METHOD_ACT_VALUES || m == MC_METHOD_CLIP_DISSECT) && !mc_config_has_stage(cfg, MC_STAGE_BASELINES))
+        if (m == MC_METHOD_NETDISSECT)
+            for (int k = 0; k < cfg->intervene.units.n; k++)
+                if (cfg->intervene.units.v[k] == MC_UNIT_SAE)
+                    return MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.methods lists netdissect, which localizes "
+                                   "neurons only: set intervene.units: [neuron]", cfg->source_path);
+        if ((m == MC_METHOD_ACT_VALUES || m == MC_METHOD_CLIP_DISSECT || m == MC_METHOD_NETDISSECT) &&
+            !mc_config_has_stage(cfg, MC_STAGE_BASELINES))
             return MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.methods lists %s, which reads the baselines stage's output; "
                            "add baselines to 'stages'", cfg->source_path, mc_method_name(m));
     }

@@ -477,6 +477,35 @@ static mc_status make_dirs(const char *out, const mc_world_params *p, mc_error *
     return MC_OK;
 }
 
+/* The concept masks of one image (Network Dissection's layout, docs/baselines.md):
+ * DIR/masks/<split>/<folder>/NNNNN/<concept>.png, binary 0/255, for the five concepts the image
+ * shows: its colour, its shape and "<colour> <shape>" on the shape's pixels, its texture and
+ * "<texture> background" on the rest. A pixel belongs to the shape when at least half of its 16
+ * render samples are inside (coverage >= 128). rel is the image's path under DIR. */
+static mc_status write_concept_masks(const char *out_dir, const char *rel, const mc_world_sample *smp,
+                                     const uint8_t *cover, mc_error *err) {
+    enum { NP = MC_WORLD_SIZE * MC_WORLD_SIZE };
+    uint8_t fg[NP], bg[NP];
+    for (int i = 0; i < NP; i++) fg[i] = cover[i] >= 128 ? 255 : 0, bg[i] = (uint8_t)(255 - fg[i]);
+    char dir[4096], path[4400], names[5][96];
+    size_t n = strlen(rel);
+    if (n < 4 || strcmp(rel + n - 4, ".png") ||
+        !mc_snprintf(dir, sizeof dir, "%s/masks/%.*s", out_dir, (int)(n - 4), rel))
+        return MC_FAIL(err, MC_ERR_ARG, "world: output path too long: %s", out_dir);
+    MC_TRY(mc_mkdir_p(dir, err));
+    snprintf(names[0], sizeof names[0], "%s", colour_names[smp->colour]);
+    snprintf(names[1], sizeof names[1], "%s", shape_names[smp->shape]);
+    mc_world_class_name(smp->cls, names[2], sizeof names[2]);
+    snprintf(names[3], sizeof names[3], "%s", texture_names[smp->texture]);
+    snprintf(names[4], sizeof names[4], "%s background", texture_names[smp->texture]);
+    for (int k = 0; k < 5; k++) {
+        if (!mc_snprintf(path, sizeof path, "%s/%s.png", dir, names[k]))
+            return MC_FAIL(err, MC_ERR_ARG, "world: output path too long: %s", out_dir);
+        MC_TRY(mc_image_write_png(path, k < 3 ? fg : bg, MC_WORLD_SIZE, MC_WORLD_SIZE, 1, err));
+    }
+    return MC_OK;
+}
+
 mc_status mc_world_make(const mc_comm *c, const char *out_dir, const mc_world_params *p,
                         mc_error *err) {
     mc_status s = mc_world_params_check(p, err);
@@ -524,6 +553,7 @@ mc_status mc_world_make(const mc_comm *c, const char *out_dir, const mc_world_pa
                     break;
                 }
                 s = mc_image_write_png(path, mask, MC_WORLD_SIZE, MC_WORLD_SIZE, 1, err);
+                if (s == MC_OK) s = write_concept_masks(out_dir, rel, &smp, mask, err);
             }
             if (((g - begin) & 63) == 0) mc_progress_update(&bar, g - begin);
         }

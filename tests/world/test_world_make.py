@@ -64,8 +64,12 @@ def main():
         tc_masks = {p: h for p, h in tc.items() if p.startswith("masks/")}
         tc = {p: h for p, h in tc.items() if not p.startswith("masks/")}
         check(ta == tc, "1 rank and 2 ranks (with --masks): byte-identical")
-        check(set(tc_masks) == {"masks/" + p for p in ta if p.endswith(".png")},
-              f"--masks: one mask per image ({len(tc_masks)})")
+        cover = {p for p in tc_masks if p.count("/") == 3}
+        check(cover == {"masks/" + p for p in ta if p.endswith(".png")},
+              f"--masks: one coverage mask per image ({len(cover)})")
+        concept = {p for p in tc_masks if p.count("/") == 4}
+        check(len(concept) == 5 * len(cover) and cover | concept == set(tc_masks),
+              f"--masks: five concept masks per image in masks/<split>/<folder>/NNNNN/ ({len(concept)})")
         make(d, 8)
         td = tree(d)
         pngs = [p for p in ta if p.endswith(".png")]
@@ -129,6 +133,14 @@ def main():
                     m = np.asarray(mi)
                     bad_mask += mi.size != (64, 64) or mi.mode != "L"
                 bad_mask += (m[int(r["y"]), int(r["x"])] == 255) != (r["shape"] != "ring")
+                # The concept masks (Network Dissection's layout): binary, the shape's pixels
+                # (coverage >= 128) for its colour, shape and class, the rest for its texture.
+                cdir = os.path.join(c, "masks", r["path"][:-4])
+                for name, fg in ((r["colour"], True), (r["shape"], True), (r["class"], True),
+                                 (r["texture"], False), (r["texture"] + " background", False)):
+                    with Image.open(os.path.join(cdir, name + ".png")) as ci:
+                        cm = np.asarray(ci)
+                    bad_mask += not np.array_equal(cm, np.where((m >= 128) == fg, 255, 0))
                 yy, xx = np.nonzero(m)
                 bad_mask += not (xx.min() >= int(x0) and xx.max() <= x1 and yy.min() >= int(y0) and yy.max() <= y1)
                 # Their median is the colour: the noise is symmetric and the clamp to [0, 1] and
