@@ -1056,6 +1056,26 @@ static void intervene_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_pl
     mc_plan_add_store(p, S->stage, "intervene/<task>.h5 (per-class accuracy)", S->n_tasks, (double)in->n_classes * 16 + MC_PLAN_STORE_OVERHEAD_BYTES);
     /* computing the prefix itself once */
     *core_s += 2e9 * in->int_prefix * (double)n / in->fwd / (S->n_tasks > 0 ? S->n_tasks : 1);
+    /* the oracle's ablation scores, once per dataset and unit kind (SAE: per seed): one suffix
+     * forward per (unit, image), an SAE feature only on the images where it fires (at most
+     * min(features, k x tokens) per image); intervene.oracle_candidates caps the units */
+    bool oracle = false;
+    for (int i = 0; i < cfg->intervene.methods.n; i++) oracle |= cfg->intervene.methods.v[i] == MC_METHOD_ORACLE;
+    if (oracle && in->sae_dim > 0) {
+        const double D = (double)in->sae_dim, T = (double)in->int_T / D, cap = (double)cfg->intervene.oracle_candidates;
+        double pairs = 0;
+        for (int k = 0; k < cfg->intervene.units.n; k++) {
+            double u = cfg->intervene.units.v[k] == MC_UNIT_SAE ? (double)cfg->sae.features : D;
+            if (cap > 0 && cap < u) u = cap;
+            if (cfg->intervene.units.v[k] == MC_UNIT_SAE) {
+                double fire = (double)cfg->sae.k * T;
+                pairs += (double)cfg->seeds.n * (u < fire ? u : fire);
+            } else {
+                pairs += u;
+            }
+        }
+        *core_s += 2e9 * suffix * (double)n * pairs / in->fwd / (S->n_tasks > 0 ? S->n_tasks : 1);
+    }
 }
 
 const mc_stage_desc mc_intervene_stage = {
