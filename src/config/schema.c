@@ -253,8 +253,8 @@ const mc_schema_entry mc_schema[] = {
           intervene.datasets, "Image sets whose per-class accuracy is measured: `eval`, `unseen`."),
     INT("intervene.batch_size", "32", 1, 65536, intervene.batch_size, "Images per forward pass."),
     INT("intervene.oracle_candidates", "0", 0, 100000000, intervene.oracle_candidates,
-        "The `oracle` measures single-unit removal only on each class's top-N units by mean activation on the "
-        "class's images (N >= intervene.tau); 0 (the default) measures every unit."),
+        "The `oracle` measures single-unit removal only on each class's top-N units by mean absolute activation "
+        "on the class's images (N >= intervene.tau); 0 (the default) measures every unit."),
 
     SEC("report", "Tables (mean ± std over seeds, one-tailed paired t-tests) and figures."),
     ELIST("report.formats", "[md, csv, tex]", MC_F_NONEMPTY | MC_F_UNIQUE | MC_F_SORTED, format_names,

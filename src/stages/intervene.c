@@ -563,7 +563,8 @@ static mc_status oracle_class(const mc_config *cfg, mc_runner *R, mc_prefix_set 
     if (n == 0) return MC_OK;
     int64_t start[4] = {f0, 0, 0, 0}, count[4] = {n, R->shape[0], R->shape[1], R->shape[2]};
     MC_TRY(mc_store_read_slice(p->st, "state", MC_DTYPE_F32, start, count, cstate, false, err));
-    /* Which units act on which image, and each unit's mean activation over the class's edited tokens. */
+    /* Which units act on which image, and each unit's mean absolute activation over the class's edited
+     * tokens (x0 removes |a|: a strongly negative neuron matters as much as a positive one). */
     if (ec->kind == MC_UNIT_SAE) {
         memset(active, 0, (size_t)(n_units * n));
         for (int64_t b = 0; b < n; b++)
@@ -581,9 +582,9 @@ static mc_status oracle_class(const mc_config *cfg, mc_runner *R, mc_prefix_set 
         memset(active, 1, (size_t)(n_units * n));
         for (int64_t b = 0; b < n; b++)
             for (int64_t t = ec->t0; t < ec->t1; t++)
-                for (int64_t i = 0; i < D; i++) act[i] += *elem(ec, cstate, b, t, i);
+                for (int64_t i = 0; i < D; i++) act[i] += fabs((double)*elem(ec, cstate, b, t, i));
     }
-    /* Candidates: every unit, or the top oracle_candidates by mean activation (ties: lower index). */
+    /* Candidates: every unit, or the top oracle_candidates by mean absolute activation (ties: lower index). */
     const int64_t N = cfg->intervene.oracle_candidates;
     for (int64_t u = 0; u < n_units; u++) order[u] = u;
     if (N > 0 && N < n_units) {

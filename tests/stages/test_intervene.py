@@ -358,6 +358,10 @@ def test_oracle(tmp):
         ok, why = same_outputs(outs[1], outs[n])
         check(ok, "%d-rank outputs (oracle scores, task stores, CSV, report) equal the 1-rank outputs bitwise %s" % (n, why))
     out = outs[1]
+    t2 = os.path.join(out, "report", "tables", "table2_interventions.md")
+    txt = open(t2).read() if os.path.exists(t2) else ""
+    check("Clean accuracy: eval" in txt and "Reference row `oracle`" in txt and "\n| oracle |" in txt
+          and "\n| random |" in txt, "Table 2: oracle and random rows, the clean accuracy and headroom in its intro")
     m = ViTSuffix(VIT)
     with h5py.File(one(out, "prefix-eval-*"), "r") as f:
         state, first = f["state"][()].astype(np.float64), f["class_first_row"][()]
