@@ -66,8 +66,8 @@ typedef enum { MC_UNIT_NEURON, MC_UNIT_SAE } mc_unit_kind;                   /* 
 
 typedef enum {
     MC_METHOD_MICLIP, MC_METHOD_ACT_VALUES, MC_METHOD_CLIP_DISSECT, MC_METHOD_NETDISSECT,
-    MC_METHOD_VINTERP, MC_METHOD_RANDOM
-} mc_method; /* miclip act_values clip_dissect netdissect vinterp random */
+    MC_METHOD_VINTERP, MC_METHOD_RANDOM, MC_METHOD_ORACLE
+} mc_method; /* miclip act_values clip_dissect netdissect vinterp random oracle */
 
 typedef enum { MC_MODE_SCALE, MC_MODE_ADD } mc_mode;                        /* scale add */
 typedef enum { MC_TOKENS_ALL, MC_TOKENS_CLS, MC_TOKENS_PATCHES } mc_tokens; /* all cls patches */
@@ -171,6 +171,7 @@ typedef struct {
         int64_t tau;
         mc_enum_list datasets; /* mc_eval_set */
         int64_t batch_size;
+        int64_t oracle_candidates; /* oracle: ablate only each class's top-N units by mean activation; 0 = all */
     } intervene;
 
     struct {

@@ -711,7 +711,7 @@ static mc_status cross_checks(ctx *C, const mc_ynode *root) {
         char k[64], p[64];
         snprintf(k, sizeof k, "baselines.methods[%d]", i);
         snprintf(p, sizeof p, "baselines.methods.%d", i);
-        if (m == MC_METHOD_MICLIP || m == MC_METHOD_RANDOM)
+        if (m == MC_METHOD_MICLIP || m == MC_METHOD_RANDOM || m == MC_METHOD_ORACLE)
             return fail(C, node_at(root, p), k, "'%s' is not a baseline; expected one of "
                         "act_values|clip_dissect|netdissect|vinterp", mc_method_name(m));
         if (m == MC_METHOD_VINTERP && !cfg->baselines.vinterp_descriptions[0])
@@ -720,7 +720,7 @@ static mc_status cross_checks(ctx *C, const mc_ynode *root) {
     }
     for (int i = 0; i < cfg->intervene.methods.n; i++) {
         int m = cfg->intervene.methods.v[i];
-        if (m != MC_METHOD_MICLIP && m != MC_METHOD_RANDOM && !has_enum(&cfg->baselines.methods, m)) {
+        if (m != MC_METHOD_MICLIP && m != MC_METHOD_RANDOM && m != MC_METHOD_ORACLE && !has_enum(&cfg->baselines.methods, m)) {
             char k[64], p[64];
             snprintf(k, sizeof k, "intervene.methods[%d]", i);
             snprintf(p, sizeof p, "intervene.methods.%d", i);

@@ -20,7 +20,7 @@ static const char *const sae_input_names[] = {"pooled", "all", NULL};
 static const char *const variant_names[] = {"in+out", "in", "out", NULL};
 static const char *const unit_names[] = {"neuron", "sae", NULL};
 static const char *const method_names[] = {"miclip", "act_values", "clip_dissect", "netdissect",
-                                           "vinterp", "random", NULL};
+                                           "vinterp", "random", "oracle", NULL};
 static const char *const mode_names[] = {"scale", "add", NULL};
 static const char *const sae_unit_names[] = {"algorithm2", "atom", NULL};
 static const char *const neuron_unit_names[] = {"basis", "activation", NULL};
@@ -38,7 +38,7 @@ static const char *enum_name(const char *const *names, int count, int v) {
 }
 const char *mc_stage_name(int v) { return enum_name(stage_names, MC_STAGE_COUNT, v); }
 const char *mc_variant_name(int v) { return enum_name(variant_names, 3, v); }
-const char *mc_method_name(int v) { return enum_name(method_names, 6, v); }
+const char *mc_method_name(int v) { return enum_name(method_names, 7, v); }
 const char *mc_mode_name(int v) { return enum_name(mode_names, 2, v); }
 const char *mc_unit_kind_name(int v) { return enum_name(unit_names, 2, v); }
 const char *mc_dataset_kind_name(int v) { return enum_name(ds_names, 6, v); }
@@ -226,7 +226,9 @@ const mc_schema_entry mc_schema[] = {
     SEC("intervene", "Scaling or adding on the top-tau units of each class's concept and "
                      "measuring the per-class accuracy change (Delta-Acc)."),
     ELIST("intervene.methods", "[miclip]", MC_F_NONEMPTY | MC_F_UNIQUE, method_names, intervene.methods,
-          "Whose localization picks the units: `miclip`, a baseline, or `random` units. Swept."),
+          "Whose localization picks the units: `miclip`, a baseline, `random` units, or the `oracle` (the tau "
+          "units whose single x0 removal lowers the class's mean probability most on the same images: a reference "
+          "row, docs/intervene.md). Swept."),
     ELIST("intervene.units", "[neuron]", MC_F_NONEMPTY | MC_F_UNIQUE | MC_F_SORTED, unit_names,
           intervene.units, "Intervene on neurons, SAE features, or both."),
     ELIST("intervene.modes", "[scale]", MC_F_NONEMPTY | MC_F_UNIQUE, mode_names, intervene.modes,
@@ -250,6 +252,9 @@ const mc_schema_entry mc_schema[] = {
     ELIST("intervene.datasets", "[eval]", MC_F_NONEMPTY | MC_F_UNIQUE | MC_F_SORTED, eval_set_names,
           intervene.datasets, "Image sets whose per-class accuracy is measured: `eval`, `unseen`."),
     INT("intervene.batch_size", "32", 1, 65536, intervene.batch_size, "Images per forward pass."),
+    INT("intervene.oracle_candidates", "0", 0, 100000000, intervene.oracle_candidates,
+        "The `oracle` measures single-unit removal only on each class's top-N units by mean absolute activation "
+        "on the class's images (N >= intervene.tau); 0 (the default) measures every unit."),
 
     SEC("report", "Tables (mean ± std over seeds, one-tailed paired t-tests) and figures."),
     ELIST("report.formats", "[md, csv, tex]", MC_F_NONEMPTY | MC_F_UNIQUE | MC_F_SORTED, format_names,

@@ -72,6 +72,7 @@ typedef struct {
     const float *mu;        /* add with intervene.add_beta mu: beta * mu[unit] is added; else NULL */
     const int32_t *units;   /* [tau] */
     int64_t tau;
+    const int32_t *row_unit; /* oracle: [B], batch row b scales its own single unit row_unit[b] (else NULL) */
     int64_t t0, t1;         /* tokens edited */
     sae_units *sae;
     uint8_t *mask;          /* [m]: unit i is edited (SAE scale) */
@@ -89,6 +90,14 @@ static inline float *elem(const edit_ctx *e, float *data, int64_t b, int64_t t, 
 static bool edit_fn(const mc_hook_view *v, void *user) {
     edit_ctx *e = user;
     const int64_t B = v->shape[0], D = e->R->dim, nt = e->t1 - e->t0;
+    if (e->kind == MC_UNIT_NEURON && e->row_unit) {
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t t = e->t0; t < e->t1; t++) {
+                float *x = elem(e, v->data, b, t, e->row_unit[b]);
+                *x = e->beta * *x;
+            }
+        return true;
+    }
     if (e->kind == MC_UNIT_NEURON) {
         for (int64_t b = 0; b < B; b++)
             for (int64_t t = e->t0; t < e->t1; t++)
@@ -112,7 +121,7 @@ static bool edit_fn(const mc_hook_view *v, void *user) {
         if (e->mode == MC_MODE_SCALE) {
             for (int j = 0; j < k; j++) {
                 int32_t f = e->idx[r * k + j];
-                if (!e->mask[f]) continue;
+                if (e->row_unit ? f != e->row_unit[r / nt] : !e->mask[f]) continue;
                 float coef = (e->beta - 1.0f) * e->val[r * k + j];
                 const float *atom = e->sae->w_dec_t + (int64_t)f * D;
                 for (int64_t i = 0; i < D; i++) a[i] += coef * atom[i];
@@ -297,13 +306,18 @@ mc_status mc_intervene_check(const mc_config *cfg, mc_error *err) {
         int m = cfg->intervene.methods.v[i];
         if (m == MC_METHOD_VINTERP)
             return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: intervene.methods: '%s' localizes units with a baseline that "
-                           "is not built (use miclip, act_values, clip_dissect, netdissect or random)", cfg->source_path,
-                           mc_method_name(m));
+                           "is not built (use miclip, act_values, clip_dissect, netdissect, random or oracle)",
+                           cfg->source_path, mc_method_name(m));
         if (m == MC_METHOD_NETDISSECT)
             for (int k = 0; k < cfg->intervene.units.n; k++)
                 if (cfg->intervene.units.v[k] == MC_UNIT_SAE)
                     return MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.methods lists netdissect, which localizes "
                                    "neurons only: set intervene.units: [neuron]", cfg->source_path);
+        if (m == MC_METHOD_ORACLE && cfg->intervene.oracle_candidates > 0 &&
+            cfg->intervene.oracle_candidates < cfg->intervene.tau)
+            return MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.oracle_candidates (%lld) is below intervene.tau (%lld): "
+                           "the oracle picks tau units among the candidates", cfg->source_path,
+                           (long long)cfg->intervene.oracle_candidates, (long long)cfg->intervene.tau);
         if ((m == MC_METHOD_ACT_VALUES || m == MC_METHOD_CLIP_DISSECT || m == MC_METHOD_NETDISSECT) &&
             !mc_config_has_stage(cfg, MC_STAGE_BASELINES))
             return MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.methods lists %s, which reads the baselines stage's output; "
@@ -520,6 +534,274 @@ static mc_status run_group(const mc_comm *c, const mc_config *cfg, const mc_task
     return s;
 }
 
+/* ---- oracle: each class's units ranked by their single removal, measured ------------------------ */
+
+/* The ablation scores of one (dataset, unit kind): drop[c * n_units + u] = the mean over class c's
+ * images of (clean probability of c - its probability with unit u alone scaled by 0), the same edit
+ * on the same tokens as the stage's removal; hit[] the same for the accuracy (fractions). A unit
+ * outside the class's candidates (intervene.oracle_candidates) scores NaN. */
+typedef struct {
+    char path[MC_PATH_CAP];
+    char key[MC_KEY_HEX];
+    int64_t C, n_units;
+    double *drop, *hit;  /* [C * n_units] */
+    int64_t *n_forward;  /* [C]: image-suffix forwards spent on the class */
+} oracle_scores;
+
+static void oracle_scores_free(oracle_scores *o) {
+    free(o->drop), free(o->hit), free(o->n_forward);
+    memset(o, 0, sizeof *o);
+}
+
+/* One class cl: the candidates' single-unit removals, (unit, image) pairs packed into batches of
+ * intervene.batch_size in (unit, row) order; an SAE feature is run only on the images where it is
+ * among the top-k code of an edited token (elsewhere the edit changes nothing: the clean
+ * probability counts). Fills drop/hit[n_units] and *nf. */
+static mc_status oracle_class(const mc_config *cfg, mc_runner *R, mc_prefix_set *p, edit_ctx *ec, int64_t cl,
+                              int64_t n_units, float *cstate, float *state, float *logits, float *scores, int32_t *pred,
+                              float *prob, int32_t *row_unit, int64_t *pair_row, uint8_t *active, double *act,
+                              int64_t *order, float *srows, int32_t *sidx, float *sval, double *drop, double *hit,
+                              int64_t *nf, mc_error *err) {
+    const int64_t f0 = p->first[cl], n = p->first[cl + 1] - f0, bs = cfg->intervene.batch_size;
+    const int64_t D = R->dim, nt = ec->t1 - ec->t0, per = R->per;
+    *nf = 0;
+    for (int64_t u = 0; u < n_units; u++) drop[u] = 0, hit[u] = 0, act[u] = 0;
+    if (n == 0) return MC_OK;
+    int64_t start[4] = {f0, 0, 0, 0}, count[4] = {n, R->shape[0], R->shape[1], R->shape[2]};
+    MC_TRY(mc_store_read_slice(p->st, "state", MC_DTYPE_F32, start, count, cstate, false, err));
+    /* Which units act on which image, and each unit's mean absolute activation over the class's edited
+     * tokens (x0 removes |a|: a strongly negative neuron matters as much as a positive one). */
+    if (ec->kind == MC_UNIT_SAE) {
+        memset(active, 0, (size_t)(n_units * n));
+        for (int64_t b = 0; b < n; b++)
+            for (int64_t t = 0; t < nt; t++)
+                for (int64_t i = 0; i < D; i++) srows[(b * nt + t) * D + i] = *elem(ec, cstate, b, ec->t0 + t, i);
+        mc_sae_encode(ec->sae->sae, srows, n * nt, sidx, sval);
+        const int k = ec->sae->k;
+        for (int64_t r = 0; r < n * nt; r++)
+            for (int j = 0; j < k; j++) {
+                int32_t f = sidx[r * k + j];
+                active[f * n + r / nt] = 1;
+                act[f] += sval[r * k + j];
+            }
+    } else {
+        memset(active, 1, (size_t)(n_units * n));
+        for (int64_t b = 0; b < n; b++)
+            for (int64_t t = ec->t0; t < ec->t1; t++)
+                for (int64_t i = 0; i < D; i++) act[i] += fabs((double)*elem(ec, cstate, b, t, i));
+    }
+    /* Candidates: every unit, or the top oracle_candidates by mean absolute activation (ties: lower index). */
+    const int64_t N = cfg->intervene.oracle_candidates;
+    for (int64_t u = 0; u < n_units; u++) order[u] = u;
+    if (N > 0 && N < n_units) {
+        for (int64_t a = 0; a < N; a++) { /* partial selection sort: N x n_units, cheap beside the forwards */
+            int64_t best = a;
+            for (int64_t q = a + 1; q < n_units; q++)
+                if (act[order[q]] > act[order[best]] || (act[order[q]] == act[order[best]] && order[q] < order[best]))
+                    best = q;
+            int64_t tmp = order[a];
+            order[a] = order[best], order[best] = tmp;
+        }
+        for (int64_t a = N; a < n_units; a++) drop[order[a]] = NAN, hit[order[a]] = NAN;
+        /* the candidates in unit order, so the pairs' order does not depend on N's ranking */
+        for (int64_t a = 1; a < N; a++)
+            for (int64_t q = a; q > 0 && order[q - 1] > order[q]; q--) {
+                int64_t tmp = order[q];
+                order[q] = order[q - 1], order[q - 1] = tmp;
+            }
+    }
+    const int64_t nc = N > 0 && N < n_units ? N : n_units;
+    /* The (unit, row) pairs in order, cut into batches. */
+    int64_t u_at = 0, i_at = 0;
+    for (;;) {
+        int64_t B = 0;
+        while (B < bs && u_at < nc) {
+            int64_t u = order[u_at];
+            if (active[u * n + i_at]) {
+                row_unit[B] = (int32_t)u, pair_row[B] = i_at;
+                memcpy(state + B * per, cstate + i_at * per, (size_t)per * sizeof(float));
+                B++;
+            }
+            if (++i_at == n) i_at = 0, u_at++;
+        }
+        if (B == 0) break;
+        ec->row_unit = row_unit;
+        mc_hook hk = {.name = R->layer, .mode = MC_HOOK_WRITE, .fn = edit_fn, .user = ec};
+        mc_forward_opts o = {.hooks = &hk, .n_hooks = 1, .start_at = R->layer, .start_state = state};
+        mc_status s = mc_model_forward(R->m, NULL, B, R->th, R->tw, &o, logits, NULL, err);
+        ec->row_unit = NULL;
+        if (s != MC_OK) return s;
+        mc_runner_predict(R, p->class_of_target, p->class_emb, p->C, cl, logits, B, pred, prob, scores);
+        for (int64_t b = 0; b < B; b++) {
+            int64_t row = f0 + pair_row[b];
+            drop[row_unit[b]] += (double)p->clean_prob[row] - (double)prob[b];
+            hit[row_unit[b]] += (double)(p->clean_pred[row] == cl) - (double)(pred[b] == cl);
+        }
+        *nf += B;
+    }
+    for (int64_t a = 0; a < nc; a++) drop[order[a]] /= (double)n, hit[order[a]] /= (double)n;
+    return MC_OK;
+}
+
+/* Builds (or resumes, or reads) the ablation scores of one (dataset, unit kind):
+ * OUTPUT_DIR/intervene/oracle-<split>-l<layer>-<kind>-<key16>.h5 (key: the prefix, the SAE, the
+ * tokens, the candidates), shared by every oracle task that shares them (neurons: every seed of a
+ * prefix). Classes are dealt round-robin over ranks and marked done; every rank ends with the whole
+ * matrices. Collective. */
+static mc_status oracle_scores_get(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_prefix_set *p, int kind,
+                                   int64_t n_units, sae_units *sae, oracle_scores *o, mc_error *err) {
+    memset(o, 0, sizeof *o);
+    const int64_t C = p->C, bs = cfg->intervene.batch_size;
+    o->C = C, o->n_units = n_units;
+    mc_buf kb = {0};
+    mc_buf_printf(&kb, "miclip-intervene-oracle/1\ncode=%s\nprefix=%s\nkind=%s\nsae=%s\ntokens=%s\nbatch_size=%lld\n"
+                  "candidates=%lld\nbeta=0\n", MICLIP_CACHE_VERSION, p->key, mc_unit_kind_name(kind),
+                  kind == MC_UNIT_SAE ? sae->key : "", tokens_name(cfg->intervene.tokens), (long long)bs,
+                  (long long)cfg->intervene.oracle_candidates);
+    mc_status s = kb.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : MC_OK;
+    if (s == MC_OK) mc_key_of(kb.p, o->key);
+    mc_buf_free(&kb);
+    if (s == MC_OK && !mc_snprintf(o->path, sizeof o->path, "%s/intervene/oracle-%s-l%s-%s-%.16s.h5", cfg->output_dir,
+                                   mc_split_name(p->split), R->layer, mc_unit_kind_name(kind), o->key))
+        s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
+    const size_t cu = (size_t)(C > 0 ? C : 1) * (size_t)n_units;
+    o->drop = mc_alloc_array(cu, sizeof(double));
+    o->hit = mc_alloc_array(cu, sizeof(double));
+    o->n_forward = calloc((size_t)(C > 0 ? C : 1), sizeof(int64_t));
+    if (s == MC_OK && (!o->drop || !o->hit || !o->n_forward)) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    MC_TRY(mc_comm_agree(c, s, err));
+    bool complete = false;
+    MC_TRY(mc_store_peek_complete(c, o->path, &complete, err));
+    mc_store *st = NULL;
+    bool created = false;
+    if (complete) s = mc_store_open(c, o->path, MC_STORE_READ, &st, err);
+    else s = mc_store_resume(c, o->path, &st, &created, err);
+    if (s == MC_OK && created) {
+        int64_t sh[2] = {C, n_units};
+        s = mc_store_create_dataset(st, "drop_prob", MC_DTYPE_F64, 2, sh, 0, err);
+        if (s == MC_OK) s = mc_store_create_dataset(st, "drop_acc", MC_DTYPE_F64, 2, sh, 0, err);
+        if (s == MC_OK) s = mc_store_create_dataset(st, "n_forward", MC_DTYPE_I64, 1, sh, 0, err);
+        mc_store_provenance prov = {.stage = "intervene", .config_hash = cfg->hash, .model = R->hash,
+                                    .dataset = mc_split_name(p->split), .has_seed = false};
+        if (s == MC_OK) s = mc_store_write_provenance(st, "/", &prov, err);
+        const struct { const char *k, *v; } sa[] = {
+            {"oracle_key", o->key}, {"prefix_store", p->path}, {"kind", mc_unit_kind_name(kind)},
+            {"sae_store", kind == MC_UNIT_SAE ? sae->path : ""}, {"layer", R->layer},
+            {"tokens", tokens_name(cfg->intervene.tokens)}, {"criterion", "drop_prob"}};
+        for (size_t i = 0; s == MC_OK && i < sizeof sa / sizeof sa[0]; i++) s = mc_store_set_attr_str(st, "/", sa[i].k, sa[i].v, err);
+        if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", "candidates", cfg->intervene.oracle_candidates, err);
+    }
+    if (s == MC_OK && !complete) s = mc_store_units_init(st, "/", C > 0 ? C : 1, err);
+    if (s == MC_OK && created) s = mc_store_mark_layout(st, err);
+    s = mc_comm_agree(c, s, err);
+    if (s == MC_OK && !complete) {
+        int64_t maxn = 1;
+        for (int64_t k = 0; k < C; k++)
+            if (p->first[k + 1] - p->first[k] > maxn) maxn = p->first[k + 1] - p->first[k];
+        edit_ctx ec = {.R = R, .kind = kind, .mode = MC_MODE_SCALE, .beta = 0.0f, .tau = 1, .sae = sae};
+        ec.t0 = 0, ec.t1 = R->tokens;
+        if (!R->map && cfg->intervene.tokens == MC_TOKENS_CLS) ec.t1 = 1;
+        if (!R->map && cfg->intervene.tokens == MC_TOKENS_PATCHES) ec.t0 = 1;
+        const bool need_sae = kind == MC_UNIT_SAE;
+        const int64_t nt = ec.t1 - ec.t0, k = need_sae ? sae->k : 1;
+        float *cstate = mc_alloc_array((size_t)maxn, (size_t)R->per * sizeof(float));
+        float *state = mc_alloc_array((size_t)bs, (size_t)R->per * sizeof(float));
+        float *logits = mc_alloc_array((size_t)bs, (size_t)R->out_dim * sizeof(float));
+        float *scores = mc_alloc_array((size_t)bs, (size_t)(C > 0 ? C : 1) * sizeof(float));
+        int32_t *pred = mc_alloc_array((size_t)bs, sizeof(int32_t)), *row_unit = mc_alloc_array((size_t)bs, sizeof(int32_t));
+        float *prob = mc_alloc_array((size_t)bs, sizeof(float));
+        int64_t *pair_row = mc_alloc_array((size_t)bs, sizeof(int64_t)), *order = mc_alloc_array((size_t)n_units, sizeof(int64_t));
+        uint8_t *active = mc_alloc_array((size_t)maxn, (size_t)n_units);
+        double *act = mc_alloc_array((size_t)n_units, sizeof(double));
+        double *drop = mc_alloc_array((size_t)n_units, sizeof(double)), *hit = mc_alloc_array((size_t)n_units, sizeof(double));
+        float *srows = need_sae ? mc_alloc_array((size_t)(maxn * nt), (size_t)R->dim * sizeof(float)) : NULL;
+        int32_t *sidx = need_sae ? mc_alloc_array((size_t)(maxn * nt), (size_t)k * sizeof(int32_t)) : NULL;
+        float *sval = need_sae ? mc_alloc_array((size_t)(maxn * nt), (size_t)k * sizeof(float)) : NULL;
+        if (need_sae) {
+            ec.rows = mc_alloc_array((size_t)bs * (size_t)R->tokens, (size_t)R->dim * sizeof(float));
+            ec.idx = mc_alloc_array((size_t)bs * (size_t)R->tokens, (size_t)sae->k * sizeof(int32_t));
+            ec.val = mc_alloc_array((size_t)bs * (size_t)R->tokens, (size_t)sae->k * sizeof(float));
+        }
+        uint8_t *done = calloc((size_t)(C > 0 ? C : 1), 1);
+        int64_t *pending = mc_alloc_array((size_t)(C > 0 ? C : 1), sizeof(int64_t));
+        if (!cstate || !state || !logits || !scores || !pred || !row_unit || !prob || !pair_row || !order || !active ||
+            !act || !drop || !hit || !done || !pending ||
+            (need_sae && (!srows || !sidx || !sval || !ec.rows || !ec.idx || !ec.val)))
+            s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for the oracle's ablations");
+        s = mc_comm_agree(c, s, err);
+        int64_t n_pending = 0, n_done = 0;
+        if (s == MC_OK) s = mc_store_units_read(st, "/", C > 0 ? C : 1, done, &n_done, err);
+        for (int64_t q = 0; s == MC_OK && q < C; q++)
+            if (!done[q]) pending[n_pending++] = q;
+        if (s == MC_OK && n_done > 0)
+            mc_info0("intervene oracle %s %s: resuming, %lld of %lld classes done", mc_split_name(p->split),
+                     mc_unit_kind_name(kind), (long long)n_done, (long long)C);
+        char label[200];
+        mc_snprintf(label, sizeof label, "oracle %s/%s", mc_split_name(p->split), mc_unit_kind_name(kind));
+        mc_progress prog;
+        mc_progress_start(&prog, label, n_pending, "class");
+        int64_t rounds = (n_pending + c->size - 1) / c->size;
+        for (int64_t r = 0; s == MC_OK && r < rounds; r++) {
+            int64_t slot = r * c->size + c->rank, cl = -1, nf = 0;
+            mc_status ls = MC_OK;
+            if (slot < n_pending) {
+                cl = pending[slot];
+                ls = oracle_class(cfg, R, p, &ec, cl, n_units, cstate, state, logits, scores, pred, prob, row_unit,
+                                  pair_row, active, act, order, srows, sidx, sval, drop, hit, &nf, err);
+            }
+            s = mc_comm_agree(c, ls, err);
+            bool mine = cl >= 0;
+            if (s == MC_OK) s = mc_store_write_rows(st, "drop_prob", MC_DTYPE_F64, mine ? cl : 0, mine ? cl + 1 : 0, drop, err);
+            if (s == MC_OK) s = mc_store_write_rows(st, "drop_acc", MC_DTYPE_F64, mine ? cl : 0, mine ? cl + 1 : 0, hit, err);
+            if (s == MC_OK) s = mc_store_write_rows(st, "n_forward", MC_DTYPE_I64, mine ? cl : 0, mine ? cl + 1 : 0, &nf, err);
+            if (s == MC_OK) s = mc_store_units_mark(st, "/", &cl, mine ? 1 : 0, err);
+            mc_progress_update(&prog, (r + 1) * c->size < n_pending ? (r + 1) * c->size : n_pending);
+            if (s == MC_OK && mc_comm_stop_requested(c))
+                s = MC_FAIL(err, MC_ERR_INTERRUPTED, "intervene oracle: stopped by signal; the store is consistent, "
+                            "rerun to resume (%s)", o->path);
+        }
+        mc_progress_finish(&prog);
+        free(cstate), free(state), free(logits), free(scores), free(pred), free(row_unit), free(prob), free(pair_row);
+        free(order), free(active), free(act), free(drop), free(hit), free(srows), free(sidx), free(sval), free(done);
+        free(pending), free(ec.rows), free(ec.idx), free(ec.val);
+    }
+    if (s == MC_OK) s = mc_store_read_rows(st, "drop_prob", MC_DTYPE_F64, 0, C, o->drop, err);
+    if (s == MC_OK) s = mc_store_read_rows(st, "drop_acc", MC_DTYPE_F64, 0, C, o->hit, err);
+    if (s == MC_OK) s = mc_store_read_rows(st, "n_forward", MC_DTYPE_I64, 0, C, o->n_forward, err);
+    s = mc_comm_agree(c, s, err);
+    if (!complete && st) {
+        s = mc_store_finish(&st, s, err);
+        if (s == MC_OK) {
+            int64_t tot = 0;
+            for (int64_t q = 0; q < C; q++) tot += o->n_forward[q];
+            mc_info0("intervene oracle %s %s: %lld single-unit removals x images (suffix forwards) -> %s",
+                     mc_split_name(p->split), mc_unit_kind_name(kind), (long long)tot, o->path);
+        }
+    } else if (st) {
+        mc_store_close(&st, NULL);
+    }
+    return s;
+}
+
+/* The oracle's units: for each class the tau units of largest drop (NaN: not a candidate, never
+ * chosen; ties: the lower unit index). */
+static void oracle_pick(const oracle_scores *o, int64_t tau, int32_t *units) {
+    for (int64_t cl = 0; cl < o->C; cl++) {
+        const double *d = o->drop + cl * o->n_units;
+        for (int64_t q = 0; q < tau; q++) {
+            int64_t best = -1;
+            for (int64_t u = 0; u < o->n_units; u++) {
+                if (isnan(d[u])) continue;
+                bool used = false;
+                for (int64_t j = 0; j < q; j++) used |= units[cl * tau + j] == u;
+                if (used) continue;
+                if (best < 0 || d[u] > d[best]) best = u;
+            }
+            units[cl * tau + q] = (int32_t)(best < 0 ? 0 : best);
+        }
+    }
+}
+
 mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err) {
     MC_TRY(mc_intervene_check(cfg, err));
     mc_runner R;
@@ -553,7 +835,22 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
         }
         s = mc_comm_agree(c, s, err);
     }
-    if (s == MC_OK && task->method != MC_METHOD_RANDOM) {
+    oracle_scores os[2][2];
+    memset(os, 0, sizeof os);
+    if (s == MC_OK && task->method == MC_METHOD_ORACLE) {
+        /* oracle: the tau units whose single x0 removal lowers the class's mean probability most,
+         * measured on the same images the task then evaluates (an in-sample reference). */
+        mc_buf b = {0};
+        for (int d = 0; s == MC_OK && d < nd; d++)
+            for (int k = 0; s == MC_OK && k < nk && !ps[d].skip; k++) {
+                s = oracle_scores_get(c, cfg, &R, &ps[d], ku[d][k].kind, ku[d][k].n_units, &sae, &os[d][k], err);
+                if (s == MC_OK) oracle_pick(&os[d][k], tau, ku[d][k].units);
+                mc_buf_printf(&b, "%s/%s:%s\n", mc_split_name(ps[d].split), mc_unit_kind_name(ku[d][k].kind), os[d][k].key);
+            }
+        if (s == MC_OK && b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        if (s == MC_OK) mc_key_of(b.p ? b.p : "", source);
+        mc_buf_free(&b);
+    } else if (s == MC_OK && task->method != MC_METHOD_RANDOM) {
         s = miclip_units(c, cfg, task->seed, task->method, ps, nd, ku, nk, source, sizeof source, err);
     } else if (s == MC_OK) {
         for (int d = 0; d < nd; d++)
@@ -645,6 +942,24 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
                 if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_I64, 1, sh, 0, err);
                 if (s == MC_OK) s = mc_store_set_attr_str(st, g, "prefix_store", ps[d].path, err);
                 if (s == MC_OK && ku[d][k].kind == MC_UNIT_SAE) s = mc_store_set_attr_str(st, g, "sae_store", sae.path, err);
+                if (s == MC_OK && os[d][k].drop) {
+                    /* the oracle's ablation scores of each class's units, [C, tau] (the whole matrix: oracle_store) */
+                    double *sc = mc_alloc_array((size_t)(2 * C * tau + 1), sizeof(double));
+                    if (!sc) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+                    for (int64_t i = 0; s == MC_OK && i < C * tau; i++) {
+                        sc[i] = os[d][k].drop[(i / tau) * os[d][k].n_units + ku[d][k].units[i]];
+                        sc[C * tau + i] = os[d][k].hit[(i / tau) * os[d][k].n_units + ku[d][k].units[i]];
+                    }
+                    sh[0] = C, sh[1] = tau;
+                    const char *on[2] = {"oracle_drop_prob", "oracle_drop_acc"};
+                    for (int q = 0; s == MC_OK && q < 2; q++) {
+                        mc_snprintf(name, sizeof name, "%s/%s", g, on[q]);
+                        s = mc_store_create_dataset(st, name, MC_DTYPE_F64, 2, sh, 0, err);
+                        if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_F64, 0, root ? C : 0, sc + q * C * tau, err);
+                    }
+                    if (s == MC_OK) s = mc_store_set_attr_str(st, g, "oracle_store", os[d][k].path, err);
+                    free(sc);
+                }
                 if (s == MC_OK && ku[d][k].mu) {
                     /* mu of each class's units, [C, tau] (add_beta mu) */
                     float *mu = mc_alloc_array((size_t)(C * tau + 1), sizeof(float));
@@ -719,6 +1034,8 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
     for (int d = 0; d < 2; d++)
         for (int k = 0; k < 2; k++) free(ku[d][k].units);
     for (int k = 0; k < 2; k++) free(ku[0][k].mu);
+    for (int d = 0; d < 2; d++)
+        for (int k = 0; k < 2; k++) oracle_scores_free(&os[d][k]);
     sae_units_free(&sae);
     mc_train_data_close(&td);
     mc_runner_free(&R);
@@ -746,6 +1063,26 @@ static void intervene_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_pl
     mc_plan_add_store(p, S->stage, "intervene/<task>.h5 (per-class accuracy)", S->n_tasks, (double)in->n_classes * 16 + MC_PLAN_STORE_OVERHEAD_BYTES);
     /* computing the prefix itself once */
     *core_s += 2e9 * in->int_prefix * (double)n / in->fwd / (S->n_tasks > 0 ? S->n_tasks : 1);
+    /* the oracle's ablation scores, once per dataset and unit kind (SAE: per seed): one suffix
+     * forward per (unit, image), an SAE feature only on the images where it fires (at most
+     * min(features, k x tokens) per image); intervene.oracle_candidates caps the units */
+    bool oracle = false;
+    for (int i = 0; i < cfg->intervene.methods.n; i++) oracle |= cfg->intervene.methods.v[i] == MC_METHOD_ORACLE;
+    if (oracle && in->sae_dim > 0) {
+        const double D = (double)in->sae_dim, T = (double)in->int_T / D, cap = (double)cfg->intervene.oracle_candidates;
+        double pairs = 0;
+        for (int k = 0; k < cfg->intervene.units.n; k++) {
+            double u = cfg->intervene.units.v[k] == MC_UNIT_SAE ? (double)cfg->sae.features : D;
+            if (cap > 0 && cap < u) u = cap;
+            if (cfg->intervene.units.v[k] == MC_UNIT_SAE) {
+                double fire = (double)cfg->sae.k * T;
+                pairs += (double)cfg->seeds.n * (u < fire ? u : fire);
+            } else {
+                pairs += u;
+            }
+        }
+        *core_s += 2e9 * suffix * (double)n * pairs / in->fwd / (S->n_tasks > 0 ? S->n_tasks : 1);
+    }
 }
 
 const mc_stage_desc mc_intervene_stage = {

@@ -352,6 +352,36 @@ static mc_status table2_add(section *t2, const results *r, mc_error *err) {
     return MC_OK;
 }
 
+/* Table 2's reference line: the clean accuracy of each dataset (the mean over the records, one
+ * prefix per dataset), the headroom it leaves removal and enhancement, and what the reference rows
+ * (random, oracle) are. */
+static void table2_reference(mc_buf *b, const mc_config *cfg, const results *r) {
+    const char *splits[2] = {"eval", "unseen"};
+    int shown = 0;
+    for (int d = 0; d < 2; d++) {
+        double sum = 0;
+        int n = 0;
+        for (int i = 0; i < r->n; i++) {
+            char buf[sizeof r->v[i].key], *f[5];
+            if (key_fields(r->v[i].key, buf, sizeof buf, f, 5) == 5 && !strcmp(f[4], splits[d]) && isfinite(r->v[i].v[3]))
+                sum += r->v[i].v[3], n++;
+        }
+        if (!n) continue;
+        const double acc = sum / n;
+        mc_buf_printf(b, "%s%s %.2f%% (removal can cost at most %.2f pp, enhancement gain at most %.2f pp)",
+                      shown++ ? "; " : " Clean accuracy: ", splits[d], acc, acc, 100.0 - acc);
+    }
+    if (shown) mc_buf_printf(b, ".");
+    bool rnd = false, orc = false;
+    for (int i = 0; i < cfg->intervene.methods.n; i++)
+        rnd |= cfg->intervene.methods.v[i] == MC_METHOD_RANDOM, orc |= cfg->intervene.methods.v[i] == MC_METHOD_ORACLE;
+    if (rnd) mc_buf_printf(b, " Reference row `random`: %lld random units per class.", (long long)cfg->intervene.tau);
+    if (orc)
+        mc_buf_printf(b, " Reference row `oracle`: the %lld units whose single x0 removal lowers class c's mean "
+                      "probability most, measured on the same images (an in-sample reference for removal, not a bound "
+                      "on removing a set; docs/intervene.md).", (long long)cfg->intervene.tau);
+}
+
 /* ---- the stage summaries: report/descriptions.md, baselines.md, interventions.md ---------------- */
 
 /* One row per key in the order keys first appear: its fields, the number of seeds, and mean and
@@ -772,7 +802,7 @@ static mc_status report_tables(const mc_config *cfg, const results *desc, const 
     if (s == MC_OK) s = table2_add(t2, inter, err);
     if (s == MC_OK && t2[0].n_recs) {
         section_order(&t2[0]), section_order(&t2[1]);
-        char intro[1200];
+        char intro[2000];
         /* Name how miclip embedded its units (docs/stages.md) and what an add beta means. */
         const char *nr = cfg->localize.neuron_unit == 1 ? "activation" : "basis";
         const char *sr = cfg->localize.sae_unit == 1 ? "atom" : "algorithm2";
@@ -788,6 +818,10 @@ static mc_status report_tables(const mc_config *cfg, const results *desc, const 
                     inp_n ? ")" : "", sr, inp_s ? " (inputs: " : "", inp_s ? in : "", inp_s ? ")" : "",
                     cfg->intervene.add_beta == 1 ? " Add columns: beta x mu_i, mu_i the unit's mean positive value "
                                                    "over the training images." : "");
+        mc_buf ref = {0};
+        table2_reference(&ref, cfg, inter);
+        if (!ref.oom && ref.p) mc_strlcpy(intro + strlen(intro), ref.p, sizeof intro - strlen(intro));
+        mc_buf_free(&ref);
         table_spec ts = {.file = "table2_interventions", .title = "Table 2: interventions", .intro = intro,
                          .secs = t2, .n_secs = 2};
         s = write_table(cfg, &ts, readme, err);

@@ -20,6 +20,12 @@
                             measured -3.9 vs -0.5 pp)
   test_intervene.py resume  SIGKILL of mpirun and every rank during the stage (prefix or tasks),
                             rerun at another rank count: outputs equal an uninterrupted run's
+  test_intervene.py oracle  methods oracle and random, neuron and SAE units, removal (scale 0),
+                            batches of 7 (pairs straddle units), at 1, 2 and 4 ranks: every output
+                            bitwise equal; the oracle's ablation scores of two classes against a
+                            numpy forward of the suffix with each single unit removed (within 1e-5);
+                            its units the top 5 of its scores; its Delta-Acc and Delta-P for removal
+                            at most random's (neurons and SAE features)
   test_intervene.py bad     intervene.layer not in extract.layers, a missing localize output, SAE
                             units off sae.layer, a baseline method: one error line, exit 1 on
                             every rank
@@ -328,6 +334,102 @@ def bad_run(np_, args):
                           capture_output=True, text=True)
 
 
+def top_units(drop, tau):
+    """The top-tau units of each row of drop (NaN never; ties: the lower index)."""
+    d = np.where(np.isnan(drop), -np.inf, drop)
+    return np.argsort(-d, axis=1, kind="stable")[:, :tau]
+
+
+def test_oracle(tmp):
+    world = make_world(os.path.join(tmp, "world"), 20, 4)
+    outs = {}
+    for n in (1, 2, 4):
+        out = os.path.join(tmp, "ranks%d" % n)
+        cfg = os.path.join(tmp, "oracle%d.yaml" % n)
+        write_config(cfg, world, out, stages="[extract, sae, intervene, report]",
+                     intervene=", methods: [oracle, random], units: [neuron, sae], modes: [scale], betas: [0.0], "
+                     "datasets: [eval], batch_size: 7")
+        t0 = time.time()
+        r = run(n, ["run", cfg])
+        check(r.returncode == 0, "oracle chain at %d rank(s) exits 0 in %.1f s (%s)" % (n, time.time() - t0,
+                                                                                        r.stderr.strip()[-400:]))
+        outs[n] = out
+    for n in (2, 4):
+        ok, why = same_outputs(outs[1], outs[n])
+        check(ok, "%d-rank outputs (oracle scores, task stores, CSV, report) equal the 1-rank outputs bitwise %s" % (n, why))
+    out = outs[1]
+    t2 = os.path.join(out, "report", "tables", "table2_interventions.md")
+    txt = open(t2).read() if os.path.exists(t2) else ""
+    check("Clean accuracy: eval" in txt and "Reference row `oracle`" in txt and "\n| oracle |" in txt
+          and "\n| random |" in txt, "Table 2: oracle and random rows, the clean accuracy and headroom in its intro")
+    m = ViTSuffix(VIT)
+    with h5py.File(one(out, "prefix-eval-*"), "r") as f:
+        state, first = f["state"][()].astype(np.float64), f["class_first_row"][()]
+        clean_prob, clean_pred = f["clean_prob"][()], f["clean_pred"][()]
+    with h5py.File(glob.glob(os.path.join(out, "sae", "*.h5"))[0], "r") as f:
+        W_enc, b_enc = f["W_enc"][()].astype(np.float64), f["b_enc"][()].astype(np.float64)
+        W_dec_T, b_pre = f["W_dec_T"][()].astype(np.float64), f["b_pre"][()].astype(np.float64)
+        k = int(f.attrs.get("k", 6))
+
+    def probs(x, c):
+        z = m.logits(x, 3)
+        z = np.exp(z - z.max(1, keepdims=True))
+        return z[:, c] / z.sum(1), np.argmax(z, 1)
+
+    st = one(out, "intervene-s0-l3-oracle-scale-b0-*")
+    rs = one(out, "intervene-s0-l3-random-scale-b0-*")
+    for kind, nu in (("neuron", 64), ("sae", 96)):
+        sc = one(out, "oracle-eval-l3-%s-*" % kind)
+        if not (sc and st and rs):
+            check(False, "oracle stores for %s" % kind)
+            continue
+        with h5py.File(sc, "r") as f:
+            drop, dacc, nf = f["drop_prob"][()], f["drop_acc"][()], f["n_forward"][()]
+        check(drop.shape == (36, nu) and not np.isnan(drop).any(), "%s ablation scores [36, %d], every unit measured" % (kind, nu))
+        worst, worst_acc, cases = 0.0, 0.0, 0
+        for c in (0, 23):
+            x = state[first[c]:first[c + 1]]
+            n = x.shape[0]
+            p0, y0 = probs(x, c)
+            check(np.abs(p0 - clean_prob[first[c]:first[c + 1]]).max() < 1e-5, "class %d: numpy clean probabilities" % c)
+            ref, ref_acc = np.zeros(nu), np.zeros(nu)
+            if kind == "neuron":
+                xs = np.repeat(x[None], nu, 0)  # [unit, image, T, D]
+                for u in range(nu):
+                    xs[u, :, :, u] = 0.0
+                pu, yu = probs(xs.reshape(nu * n, *x.shape[1:]), c)
+                ref = (p0[None] - pu.reshape(nu, n)).mean(1)
+                ref_acc = ((y0 == c)[None].astype(float) - (yu.reshape(nu, n) == c)).mean(1)
+            else:
+                idx, val = sae_encode(x, W_enc, b_enc, b_pre, k)  # [n, T, k]
+                pairs = [(u, i) for u in range(nu) for i in range(n) if (idx[i] == u).any()]
+                xs = np.stack([x[i] + np.einsum("tk,tkd->td", np.where(idx[i] == u, -val[i], 0), W_dec_T[idx[i]])
+                               for u, i in pairs])
+                pu, yu = probs(xs, c)
+                for (u, i), pv, yv in zip(pairs, pu, yu):
+                    ref[u] += (p0[i] - pv) / n
+                    ref_acc[u] += (float(y0[i] == c) - float(yv == c)) / n
+                check(nf[c] == len(pairs), "class %d: %d suffix forwards = the (feature, image) pairs where the feature "
+                      "fires (%d)" % (c, nf[c], len(pairs)))
+            worst = max(worst, np.abs(ref - drop[c]).max())
+            worst_acc = max(worst_acc, np.abs(ref_acc - dacc[c]).max())
+            cases += nu
+        print("oracle %s: %d unit scores, worst abs error %.2e (probability), %.2e (accuracy)" % (kind, cases, worst, worst_acc))
+        check(worst < 1e-5 and worst_acc < 1e-9, "%s ablation scores equal numpy's single-unit removals (worst %.2e, "
+              "accuracy %.2e)" % (kind, worst, worst_acc))
+        with h5py.File(st, "r") as f, h5py.File(rs, "r") as g:
+            units = f["eval/%s/units" % kind][()]
+            check(np.array_equal(units, top_units(drop, 5)), "%s oracle units are the top 5 of the ablation scores" % kind)
+            check(np.array_equal(f["eval/%s/oracle_drop_prob" % kind][()], np.take_along_axis(drop, units, 1)),
+                  "%s task store holds the chosen units' scores" % kind)
+            o, r_ = f["eval/" + kind].attrs, g["eval/" + kind].attrs
+            print("removal of 5 %s units: oracle Delta-Acc %+.2f Delta-P %+.2f, random %+.2f %+.2f pp"
+                  % (kind, o["delta_acc"], o["delta_prob"], r_["delta_acc"], r_["delta_prob"]))
+            check(o["delta_acc"] <= r_["delta_acc"] and o["delta_prob"] <= r_["delta_prob"],
+                  "%s: the oracle's removal costs at least random's (Delta-Acc %+.2f vs %+.2f pp)"
+                  % (kind, o["delta_acc"], r_["delta_acc"]))
+
+
 def one_error(r, want, what):
     errs = [l for l in r.stderr.splitlines() if "error" in l]
     codes = [l for l in r.stderr.splitlines() if l.startswith("rank-exit=")]
@@ -364,7 +466,8 @@ def main():
     if not (os.path.exists(os.path.join(VIT, "model.safetensors")) and os.path.exists(os.path.join(CLIP, "model.safetensors"))):
         check(False, "the trained tiny models exist under experiments/world")
         return fixture.summary()
-    {"ranks": test_ranks, "ref": test_ref, "causal": test_causal, "resume": test_resume, "bad": test_bad}[what](tmp)
+    {"ranks": test_ranks, "ref": test_ref, "causal": test_causal, "resume": test_resume, "bad": test_bad,
+     "oracle": test_oracle}[what](tmp)
     return fixture.summary()
 
 
