@@ -145,8 +145,8 @@ static double cosine(const float *a, const float *b, int64_t d) {
 /* Collective. Embeds the n unique texts with the encoder in dir (template tmpl) through the cache
  * store at cpath; *emb [n * dim] malloc'd. The store is opened for writing only when it lacks a
  * text, so a rerun leaves the file untouched. */
-static mc_status embed_all(const mc_comm *c, const char *cpath, const char *dir, const char *what, char **texts,
-                           int64_t n, const char *tmpl, float **emb, int64_t *dim, mc_error *err) {
+static mc_status embed_all(const mc_comm *c, const mc_config *cfg, const char *cpath, const char *dir, const char *what,
+                           char **texts, int64_t n, const char *tmpl, float **emb, int64_t *dim, mc_error *err) {
     mc_text_encoder *enc = NULL;
     MC_TRY(mc_comm_agree(c, mc_text_encoder_load(dir, NULL, &enc, err), err));
     *dim = mc_text_encoder_dim(enc);
@@ -162,7 +162,12 @@ static mc_status embed_all(const mc_comm *c, const char *cpath, const char *dir,
             s = mc_text_cache_missing(c, cache, enc, (const char *const *)texts, (size_t)n, tmpl, true, &missing, err);
         if (s == MC_OK && missing > 0) s = mc_store_close(&cache, err);
     }
-    if (s == MC_OK && missing > 0) s = mc_store_open_or_create(c, cpath, &cache, NULL, err);
+    bool created = false;
+    if (s == MC_OK && missing > 0) s = mc_store_open_or_create(c, cpath, &cache, &created, err);
+    if (s == MC_OK && created) { /* the run that started the cache, like every store's provenance */
+        mc_store_provenance prov = {.stage = "report", .config_hash = cfg->hash};
+        s = mc_store_write_provenance(cache, "/", &prov, err);
+    }
     if (s == MC_OK)
         s = mc_text_embed_cached_ex(c, cache, enc, (const char *const *)texts, (size_t)n, tmpl, true, *emb, &computed,
                                     err);
@@ -245,8 +250,8 @@ mc_status mc_report_scores_compute(const mc_comm *c, const mc_config *cfg, mc_re
         mc_snprintf(dir, sizeof dir, "%s/concepts", cfg->output_dir);
         mc_snprintf(cpath, sizeof cpath, "%s/text_cache.h5", dir);
         s = mc_comm_agree(c, c->rank == 0 ? mc_mkdir_p(dir, err) : MC_OK, err);
-        if (s == MC_OK) s = embed_all(c, cpath, cfg->models.clip, "CLIP", all, n_uniq, cfg->align.prompt, &e_clip, &d_clip, err);
-        if (s == MC_OK && mpnet) s = embed_all(c, cpath, cfg->models.mpnet, "MPNet", all, n_uniq, NULL, &e_mp, &d_mp, err);
+        if (s == MC_OK) s = embed_all(c, cfg, cpath, cfg->models.clip, "CLIP", all, n_uniq, cfg->align.prompt, &e_clip, &d_clip, err);
+        if (s == MC_OK && mpnet) s = embed_all(c, cfg, cpath, cfg->models.mpnet, "MPNet", all, n_uniq, NULL, &e_mp, &d_mp, err);
     }
     /* The scores: mean over the neurons in unit order, in double, the same on every rank. */
     if (s == MC_OK) {
