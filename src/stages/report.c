@@ -734,6 +734,54 @@ static mc_status write_table(const mc_config *cfg, const table_spec *t, mc_buf *
     return s;
 }
 
+/* The mean of (method m, column k) over seeds; NAN without values. */
+static double cell_mean(const section *s, int m, int k) {
+    double sum = 0;
+    int n = 0;
+    for (int i = 0; i < s->n_recs; i++)
+        if (s->recs[i].method == m && s->recs[i].col == k) sum += s->recs[i].v, n++;
+    return n ? sum / n : NAN;
+}
+
+/* "What the tables show": per column of a section, the method that does best in the column's
+ * direction (the reference rows random and oracle left out) against the section's reference
+ * method, in plain sentences, so a reader sees where miclip wins and where it does not. */
+static void section_verdict(mc_buf *b, const section *s, const char *what) {
+    const int r = name_index(s->methods, s->n_methods, s->ref);
+    if (r < 0 || s->n_cols == 0) return;
+    int wins = 0, cols = 0;
+    mc_buf others = {0};
+    for (int k = 0; k < s->n_cols; k++) {
+        const int dir = s->cols[k].dir;
+        if (dir == 0) continue;
+        int best = -1;
+        double bv = NAN;
+        for (int m = 0; m < s->n_methods; m++) {
+            if (!strcmp(s->methods[m], "random") || !strcmp(s->methods[m], "oracle")) continue;
+            double v = cell_mean(s, m, k);
+            if (isnan(v)) continue;
+            if (best < 0 || (dir > 0 ? v > bv : v < bv)) best = m, bv = v;
+        }
+        double rv = cell_mean(s, r, k);
+        if (best < 0 || isnan(rv)) continue;
+        cols++;
+        if (best == r || rv == bv) wins++;
+        else
+            mc_buf_printf(&others, "%s`%s`: %s %.*f, %s %.*f", others.n ? "; " : "", s->cols[k].name,
+                          s->methods[best], s->decimals ? s->decimals : 2, bv, s->ref, s->decimals ? s->decimals : 2,
+                          rv);
+    }
+    if (cols == 0) {
+        mc_buf_free(&others);
+        return;
+    }
+    mc_buf_printf(b, "- %s: %s is best in %d of %d column(s)", what, s->ref, wins, cols);
+    if (others.n) mc_buf_printf(b, "; another method is better in the others (%s)", others.p);
+    mc_buf_printf(b, ".\n");
+    if (others.oom) b->oom = true;
+    mc_buf_free(&others);
+}
+
 /* The tables (rank 0). */
 /* Table 1's CLIP and MPNet score sections (rows and columns as the accuracy's); without an MPNet
  * model the MPNet section lists the CLIP section's cells as n/a (NOTE_NO_MPNET). */
@@ -771,6 +819,20 @@ static mc_status report_tables(const mc_config *cfg, const results *desc, const 
     mc_status s = table1_add(&t1, desc, false, err);
     if (s == MC_OK) s = table1_add(&t1, bl, true, err);
     if (s == MC_OK) s = table1_scores(&t1s[0], &t1s[1], scores, err);
+    if (s == MC_OK) s = table2_add(t2, inter, err);
+    /* What the tables show, before them: where miclip is best and where it is not. */
+    if (s == MC_OK && (t1.n_recs || t2[0].n_recs)) {
+        mc_buf v = {0};
+        if (t1.n_recs) section_verdict(&v, &t1, "Table 1, description accuracy (%, higher is better)");
+        if (t1s[0].n_recs) section_verdict(&v, &t1s[0], "Table 1, CLIP score (cosine, higher is better)");
+        if (t2[0].n_recs)
+            section_verdict(&v, &t2[0], "Table 2, Delta-Acc (pp; removal: lower is better; enhancement: higher)");
+        if (v.n)
+            mc_buf_printf(readme, "\n## What the tables show\n\nComputed from the means below (the reference rows "
+                          "random and oracle are left out of \"best\"; significance is in the tables):\n\n%s", v.p);
+        if (v.oom) readme->oom = true;
+        mc_buf_free(&v);
+    }
     if (s == MC_OK && (t1.n_recs || t1s[0].n_recs)) {
         section secs[3];
         int n_secs = 0;
@@ -799,9 +861,8 @@ static mc_status report_tables(const mc_config *cfg, const results *desc, const 
         mc_info0("report: no description-accuracy records on `logits` (describe %s): Table 1 omitted",
                  mc_config_has_stage(cfg, MC_STAGE_DESCRIBE) ? "wrote none" : "is not in 'stages'");
     }
-    if (s == MC_OK) s = table2_add(t2, inter, err);
+    if (s == MC_OK && t2[0].n_recs) section_order(&t2[0]), section_order(&t2[1]);
     if (s == MC_OK && t2[0].n_recs) {
-        section_order(&t2[0]), section_order(&t2[1]);
         char intro[2000];
         /* Name how miclip embedded its units (docs/stages.md) and what an add beta means. */
         const char *nr = cfg->localize.neuron_unit == 1 ? "activation" : "basis";
