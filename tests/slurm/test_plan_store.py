@@ -77,9 +77,15 @@ def one(tmp, world, vit, clip, tag, extract):
     disk, mem = st["disk_bytes"], st["mem_bytes_per_rank"]
     check(len(stores) == 1 and abs(disk - real) <= 0.10 * real + 32768,
           "%s: planned store %.0f B vs written %d B (10%% + 32 KiB)" % (tag, disk, real))
-    check(len(rss) == 2 and all(mem >= x for x in rss) and all(mem <= x + (128 << 20) for x in rss),
-          "%s: planned %.1f MiB per rank vs measured peak RSS %s MiB" % (
-              tag, mem / 2**20, ["%.1f" % (x / 2**20) for x in rss]))
+    if os.environ.get("MICLIP_TEST_SANITIZED") == "1":
+        # ASan's shadow memory and quarantine inflate the RSS of the instrumented build: the plan
+        # models the plain build, whose test run checks this.
+        print("%s: memory comparison skipped under the sanitizer (measured %s MiB)" % (
+            tag, ["%.1f" % (x / 2**20) for x in rss]))
+    else:
+        check(len(rss) == 2 and all(mem >= x for x in rss) and all(mem <= x + (128 << 20) for x in rss),
+              "%s: planned %.1f MiB per rank vs measured peak RSS %s MiB" % (
+                  tag, mem / 2**20, ["%.1f" % (x / 2**20) for x in rss]))
     t = p["target"]
     check(t["sizes_from_weights"] and 0.5 <= t["arena_bytes_estimate"] / t["arena_bytes"] <= 2.0,
           "%s: arena estimate %.0f B vs the model's own %.0f B (factor 2)" % (tag, t["arena_bytes_estimate"], t["arena_bytes"]))
