@@ -648,6 +648,8 @@ static mc_status oracle_class(const mc_config *cfg, mc_runner *R, mc_prefix_set 
  * tokens, the candidates), shared by every oracle task that shares them (neurons: every seed of a
  * prefix). Classes are dealt round-robin over ranks and marked done; every rank ends with the whole
  * matrices. Collective. */
+enum { ORACLE_WAIT_TRIES = 600 }; /* 2 s apart: a concurrent writer gets 20 minutes */
+
 static mc_status oracle_scores_get(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_prefix_set *p, int kind,
                                    int64_t n_units, sae_units *sae, oracle_scores *o, mc_error *err) {
     memset(o, 0, sizeof *o);
@@ -670,12 +672,19 @@ static mc_status oracle_scores_get(const mc_comm *c, const mc_config *cfg, mc_ru
     o->n_forward = calloc((size_t)(C > 0 ? C : 1), sizeof(int64_t));
     if (s == MC_OK && (!o->drop || !o->hit || !o->n_forward)) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     MC_TRY(mc_comm_agree(c, s, err));
-    bool complete = false;
-    MC_TRY(mc_store_peek_complete(c, o->path, &complete, err));
+    bool complete = false, created = false;
     mc_store *st = NULL;
-    bool created = false;
-    if (complete) s = mc_store_open(c, o->path, MC_STORE_READ, &st, err);
-    else s = mc_store_resume(c, o->path, &st, &created, err);
+    /* The tasks of a Slurm array share this store: one writes it, the others wait for its writer
+     * (as for the prefix cache) instead of failing on its lock; a writer that died leaves no
+     * lock, and the next attempt resumes its store. */
+    for (int attempt = 0;; attempt++) {
+        MC_TRY(mc_store_peek_complete(c, o->path, &complete, err));
+        s = complete ? mc_store_open(c, o->path, MC_STORE_READ, &st, err)
+                     : mc_store_resume(c, o->path, &st, &created, err);
+        if (s != MC_ERR_LOCKED || attempt >= ORACLE_WAIT_TRIES) break;
+        if (attempt == 0) mc_info0("intervene: another run is writing %s; waiting", o->path);
+        sleep(2);
+    }
     if (s == MC_OK && created) {
         int64_t sh[2] = {C, n_units};
         s = mc_store_create_dataset(st, "drop_prob", MC_DTYPE_F64, 2, sh, 0, err);
