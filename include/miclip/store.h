@@ -281,7 +281,10 @@ mc_status mc_store_fresh(const mc_comm *c, const char *path, mc_store **st, mc_e
 /* Collective. The end of a writer: when s is MC_OK, marks "/" complete (mc_store_set_complete);
  * always closes *st (NULL-safe). Returns s, or the first error that followed it. */
 mc_status mc_store_finish(mc_store **st, mc_status s, mc_error *err);
-/* Collective: true when path is a complete store (read-only peek). */
+/* Collective: true when path is a complete store (read-only peek). While another run holds the
+ * store's writer lock (its file may be half-written) it waits for that writer, polling every
+ * 2 s, up to MICLIP_STORE_WAIT_S seconds (environment, default 1200), then MC_ERR_LOCKED;
+ * MC_ERR_INTERRUPTED on a stop signal. */
 mc_status mc_store_peek_complete(const mc_comm *c, const char *path, bool *complete, mc_error *err);
 
 /* --- checksums -------------------------------------------------------------------------

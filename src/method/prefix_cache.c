@@ -180,6 +180,12 @@ static mc_status prefix_build(const mc_comm *c, const mc_config *cfg, mc_runner 
     mc_store *st = NULL;
     bool created = false;
     s = mc_store_resume(c, p->path, &st, &created, err);
+    /* Another task finished it between our peek and our lock: leave a complete store as it is
+     * (the Slurm array's other tasks may be reading it). */
+    if (s == MC_OK && !created && mc_store_is_complete(st, "/")) {
+        free(units);
+        return mc_store_close(&st, err);
+    }
     if (s != MC_OK) {
         free(units);
         return s;

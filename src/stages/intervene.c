@@ -678,9 +678,17 @@ static mc_status oracle_scores_get(const mc_comm *c, const mc_config *cfg, mc_ru
      * (as for the prefix cache) instead of failing on its lock; a writer that died leaves no
      * lock, and the next attempt resumes its store. */
     for (int attempt = 0;; attempt++) {
-        MC_TRY(mc_store_peek_complete(c, o->path, &complete, err));
-        s = complete ? mc_store_open(c, o->path, MC_STORE_READ, &st, err)
-                     : mc_store_resume(c, o->path, &st, &created, err);
+        s = mc_store_peek_complete(c, o->path, &complete, err);
+        if (s == MC_OK)
+            s = complete ? mc_store_open(c, o->path, MC_STORE_READ, &st, err)
+                         : mc_store_resume(c, o->path, &st, &created, err);
+        /* The writer finished between the peek and the resume: read its store, never
+         * rewrite a complete one that other tasks may be reading. */
+        if (s == MC_OK && !complete && !created && mc_store_is_complete(st, "/")) {
+            s = mc_store_close(&st, err);
+            complete = true;
+            if (s == MC_OK) s = mc_store_open(c, o->path, MC_STORE_READ, &st, err);
+        }
         if (s != MC_ERR_LOCKED || attempt >= ORACLE_WAIT_TRIES) break;
         if (attempt == 0) mc_info0("intervene: another run is writing %s; waiting", o->path);
         sleep(2);

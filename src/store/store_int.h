@@ -89,6 +89,9 @@ mc_status mc_store_lock_acquire(const char *store_path, int *fd, mc_error *err);
 /* Removes, in the store's folder, every miclip lock file nobody holds (a killed run's) and the
  * temporaries of dead processes (mc_fs_sweep_stale_once). Best effort; acquire calls it. */
 void mc_store_lock_sweep(const char *store_path);
+/* True when another process holds "<store_path>.lock" now: a writer has the store open (a lock
+ * this process holds does not count). */
+bool mc_store_lock_busy(const char *store_path);
 /* Removes the lock file and releases the lock; fd is set to -1. No-op for fd < 0. */
 void mc_store_lock_release(const char *store_path, int *fd);
 

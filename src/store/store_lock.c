@@ -155,6 +155,25 @@ mc_status mc_store_lock_acquire(const char *store_path, int *out_fd, mc_error *e
                    store_path, lp);
 }
 
+bool mc_store_lock_busy(const char *store_path) {
+    char lp[4096];
+    if (!lock_path(store_path, lp, sizeof lp)) return false;
+    int fd = open(lp, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return false; /* no lock file: no writer (a writer makes it before the store) */
+    /* A shared lock for an instant: a writer taking its exclusive lock retries past it. */
+    bool busy = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    if (busy) { /* our own process's writer is not "another run": never wait for ourselves */
+        char holder[256], me[300], host[256] = "unknown";
+        read_holder(fd, holder, sizeof holder);
+        gethostname(host, sizeof host - 1);
+        host[sizeof host - 1] = '\0';
+        snprintf(me, sizeof me, "host %s pid %ld ", host, (long)getpid());
+        busy = strncmp(holder, me, strlen(me)) != 0;
+    }
+    close(fd);
+    return busy;
+}
+
 void mc_store_lock_release(const char *store_path, int *fd) {
     if (*fd < 0) return;
     char lp[4096];

@@ -7,9 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "miclip/checked.h"
+#include "miclip/comm.h"
 #include "miclip/fsutil.h"
+#include "miclip/log.h"
+#include "store_int.h"
 
 mc_status mc_store_write_strings(mc_store *st, const char *base, const char *const *strs, int64_t n,
                                  bool rank0_writes, mc_error *err) {
@@ -92,15 +96,48 @@ void mc_strings_free(char ***v, int64_t n) {
     *v = NULL;
 }
 
-mc_status mc_store_peek_complete(const mc_comm *c, const char *path, bool *complete, mc_error *err) {
+/* One look: MC_ERR_LOCKED when another run holds the writer lock before the open or after the
+ * close (its file may be half-flushed, and a writer that started during the read is caught). */
+static mc_status peek_once(const mc_comm *c, const char *path, bool *complete, mc_error *err) {
     *complete = false;
-    int exists = c->rank == 0 ? mc_file_exists(path) : 0;
-    MPI_Bcast(&exists, 1, MPI_INT, 0, c->comm);
-    if (!exists) return MC_OK;
+    int state[2] = {0, 0}; /* exists, busy */
+    if (c->rank == 0) state[0] = mc_file_exists(path), state[1] = mc_store_lock_busy(path);
+    MPI_Bcast(state, 2, MPI_INT, 0, c->comm);
+    if (state[1]) return MC_FAIL(err, MC_ERR_LOCKED, "store '%s' is being written by another run", path);
+    if (!state[0]) return MC_OK;
     mc_store *st = NULL;
     MC_TRY(mc_store_open(c, path, MC_STORE_READ, &st, err));
     *complete = mc_store_is_complete(st, "/");
-    return mc_store_close(&st, err);
+    MC_TRY(mc_store_close(&st, err));
+    int busy = c->rank == 0 ? mc_store_lock_busy(path) : 0;
+    MPI_Bcast(&busy, 1, MPI_INT, 0, c->comm);
+    if (busy) {
+        *complete = false;
+        return MC_FAIL(err, MC_ERR_LOCKED, "store '%s' is being written by another run", path);
+    }
+    return MC_OK;
+}
+
+/* Seconds a peek waits for another run's writer (MICLIP_STORE_WAIT_S, default 20 minutes). */
+static long store_wait_seconds(void) {
+    const char *e = getenv("MICLIP_STORE_WAIT_S");
+    char *end = NULL;
+    long v = e && *e ? strtol(e, &end, 10) : -1;
+    return v >= 0 && end && *end == '\0' ? v : 1200;
+}
+
+mc_status mc_store_peek_complete(const mc_comm *c, const char *path, bool *complete, mc_error *err) {
+    /* The tasks of a Slurm array share some stores (concept embeddings, the prefix cache, the
+     * oracle's scores): one writes, the others wait here and then find it complete. */
+    const long wait_s = store_wait_seconds();
+    for (long waited = 0;; waited += 2) {
+        mc_status s = peek_once(c, path, complete, err);
+        if (s != MC_ERR_LOCKED || waited >= wait_s) return s;
+        if (waited == 0) mc_info0("store %s is being written by another run; waiting for it", path);
+        if (mc_comm_stop_requested(c))
+            return MC_FAIL(err, MC_ERR_INTERRUPTED, "stopped by signal while waiting for %s", path);
+        sleep(2);
+    }
 }
 
 mc_status mc_store_fresh(const mc_comm *c, const char *path, mc_store **st, mc_error *err) {

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # check_lock.sh MPIEXEC STORE_PROG: the writer lock and refused files.
 # A 2-rank writer holds a store; a second 2-rank writer gets MC_ERR_LOCKED on every rank, with
-# the holder's pid in the message; a reader (miclip store show) still works; after the holder
-# is SIGKILLed the lock is free. Files miclip did not write are refused: a text file, an h5py
-# file without the store-id, another format, another version, an integer id.
+# the holder's pid in the message; a reader (miclip store show) still works; a completeness peek
+# waits for the writer (or reports the lock when told not to wait); after the holder is
+# SIGKILLed the lock is free and the waiting peek goes on. Files miclip did not write are
+# refused: a text file, an h5py file without the store-id, another format, another version, an
+# integer id.
 set -u
 mpiexec=$1; prog=$2
 py=${MICLIP_PYTHON:-/usr/bin/python3}; ref=$MICLIP_SOURCE_DIR/tests/store/store_ref.py
@@ -23,10 +25,19 @@ pid0=$(cat $dir/ready.0); pid1=$(cat $dir/ready.1)
 out=$(run "$prog" expect $s write locked "pid $pid0"); [ $? -eq 0 ] && ok || bad "second writer: $out"
 grep -q "being written by another run" <<<"$out" && ok || bad "lock message: $out"
 out=$(run "$prog" expect $s read ok) && ok || bad "a reader is blocked by the writer: $out"
+# a stage's completeness peek does not read a store another run is writing (its file may be
+# half-flushed: a Slurm array's tasks share prefix and oracle stores), it reports the lock
+out=$(MICLIP_STORE_WAIT_S=0 run "$prog" expect $s peek locked "being written by another run") && ok || bad "peek while written: $out"
+# ... and by default waits for that writer: released once the peek says it waits, it finds the store
+run "$prog" expect $s peek ok > $dir/peek.log 2>&1 &
+peeker=$!
+for i in $(seq 1 600); do grep -q "waiting for it" $dir/peek.log && break; sleep 0.1; done
+grep -q "waiting for it" $dir/peek.log && ok || bad "the peek did not say it waits: $(cat $dir/peek.log)"
 out=$(run "$MICLIP" store show $s); rc=$?
 [ $rc -eq 0 ] && ok || bad "store show while locked exited $rc: $out"
 kill -9 $pid0 $pid1 2>/dev/null
 wait $holder 2>/dev/null
+wait $peeker && ok || bad "the waiting peek failed after the writer died: $(cat $dir/peek.log)"
 out=$(run "$prog" expect $s write ok) && ok || bad "lock not free after SIGKILL: $out"
 
 printf 'not an hdf5 file\n' > $dir/text.h5

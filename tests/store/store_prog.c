@@ -307,7 +307,13 @@ static int cmd_expect(const mc_comm *c, const char *path, const char *mode, cons
                       const char *text) {
     mc_error err = {0};
     mc_store *s = NULL;
-    mc_status st = mc_store_open(c, path, !strcmp(mode, "write") ? MC_STORE_WRITE : MC_STORE_READ, &s, &err);
+    mc_status st;
+    if (!strcmp(mode, "peek")) { /* the skip-if-complete check of a stage */
+        bool complete = false;
+        st = mc_store_peek_complete(c, path, &complete, &err);
+    } else {
+        st = mc_store_open(c, path, !strcmp(mode, "write") ? MC_STORE_WRITE : MC_STORE_READ, &s, &err);
+    }
     bool ok = !strcmp(mc_status_name(st), code) && (!text || strstr(err.msg, text));
     /* every rank must have the same verdict and message */
     int mine = ok, all = 0;
