@@ -16,10 +16,12 @@
 #include "miclip/image.h"
 #include "miclip/log.h"
 #include "miclip/miclip.h"
+#include "miclip/safetensors.h"
 #include "miclip/text.h"
 #include "method/extract_key.h"
 
 #define PREFIX_KEY_VERSION "miclip-intervene-prefix/1"
+#define CLIP_LOGIT_SCALE 100.0 /* OpenAI CLIP's trained (clamped) scale: a folder without logit_scale */
 
 /* ---- the target model, run from the prefix ------------------------------------------------ */
 
@@ -27,6 +29,27 @@
 void mc_runner_free(mc_runner *R) {
     mc_model_free(&R->m);
     memset(R, 0, sizeof *R);
+}
+
+/* A CLIP target's zero-shot probabilities are softmax(scale x cosines) with the model's own
+ * trained scale, exp(logit_scale) as CLIPModel computes it (tiny world: 25.3; ViT-B/16: 100). */
+static mc_status clip_logit_scale(const char *dir, double *scale, mc_error *err) {
+    char path[MC_PATH_CAP];
+    if (!mc_snprintf(path, sizeof path, "%s/model.safetensors", dir))
+        return MC_FAIL(err, MC_ERR_ARG, "path too long: %s/model.safetensors", dir);
+    mc_st_file *f = NULL;
+    MC_TRY(mc_st_open(path, &f, err));
+    mc_status s = MC_OK;
+    *scale = CLIP_LOGIT_SCALE;
+    if (mc_st_find(f, "logit_scale")) {
+        float ls = 0;
+        s = mc_st_read_f32_finite(f, "logit_scale", 0, NULL, &ls, err);
+        if (s == MC_OK && !(ls > -20 && ls < 20))
+            s = MC_FAIL(err, MC_ERR_FORMAT, "%s: tensor 'logit_scale': %g is not a log scale", path, (double)ls);
+        if (s == MC_OK) *scale = exp((double)ls);
+    }
+    mc_st_close(&f);
+    return s;
 }
 
 mc_status mc_runner_init(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_error *err) {
@@ -62,6 +85,8 @@ mc_status mc_runner_init(const mc_comm *c, const mc_config *cfg, mc_runner *R, m
     if (s == MC_OK) {
         R->out_dim = mc_model_output_dim(R->m);
         R->zeroshot = mc_model_family(R->m) == MC_FAMILY_CLIP_VISION;
+        R->logit_scale = 1.0;
+        if (R->zeroshot) s = clip_logit_scale(cfg->models.target, &R->logit_scale, err);
         if (!R->zeroshot && !mc_model_label(R->m, 0))
             s = MC_FAIL(err, MC_ERR_CONFIG, "%s: models.target %s has no id2label; intervene measures per-class "
                         "accuracy", cfg->source_path, cfg->models.target);
@@ -79,7 +104,6 @@ static int32_t argmax_row(const float *row, int64_t n) {
     return best;
 }
 
-#define CLIP_LOGIT_SCALE 100.0 /* CLIP's trained logit scale: zero-shot probabilities */
 
 /* Predictions in the dataset's class space: a classifier's argmax mapped to the dataset class of
  * that label (-1: a target class outside the dataset); a CLIP target classifies zero-shot. prob
@@ -91,7 +115,7 @@ void mc_runner_predict(const mc_runner *R, const int32_t *class_of_target, const
     for (int64_t i = 0; i < B; i++) {
         const float *row = R->zeroshot ? scores + i * C : out + i * R->out_dim;
         const int64_t n = R->zeroshot ? C : R->out_dim;
-        const double scale = R->zeroshot ? CLIP_LOGIT_SCALE : 1.0;
+        const double scale = R->logit_scale;
         int32_t best = argmax_row(row, n);
         if (!R->zeroshot) pred[i] = class_of_target[best];
         double sum = 0, mine = 0;
@@ -361,6 +385,8 @@ mc_status mc_prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *R, m
         mc_buf b = {0};
         mc_buf_printf(&b, "%s\ncode=%s\nextract=%s\ntarget=%s\nlayer=%s\nbatch=%lld\n", PREFIX_KEY_VERSION,
                       MICLIP_CACHE_VERSION, xkey, R->hash, R->layer, (long long)cfg->intervene.batch_size);
+        /* A CLIP target's probabilities changed from a fixed 100 to the model's own scale. */
+        if (R->zeroshot) mc_buf_printf(&b, "logit_scale=%.17g\n", R->logit_scale);
         char tag[256];
         mc_layer_tag(R->layer, tag, sizeof tag);
         if (b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");

@@ -40,6 +40,7 @@ typedef struct {
     int64_t shape[3];
     int64_t out_dim;
     bool zeroshot;           /* a CLIP target: classes by cosine with their text embeddings */
+    double logit_scale;      /* CLIP target: exp(logit_scale) of its weights, else 100; 1 otherwise */
     char hash[MC_KEY_HEX];
 } mc_runner;
 
