@@ -339,11 +339,12 @@ static mc_status table1_add(section *t1, const results *r, bool baseline, mc_err
     return MC_OK;
 }
 
-/* Table 2 columns: "units, mode beta, dataset"; Delta-Acc in t2[0], Delta-P in t2[1]. */
+/* Table 2 columns: "units, mode beta, dataset"; Delta-Acc in t2[0], Delta-P in t2[1]. The unseen
+ * dataset's records go to Table 3 instead. */
 static mc_status table2_add(section *t2, const results *r, mc_error *err) {
     for (int i = 0; i < r->n; i++) {
         char buf[sizeof r->v[i].key], *f[5], col[NAME_CAP];
-        if (key_fields(r->v[i].key, buf, sizeof buf, f, 5) != 5) continue;
+        if (key_fields(r->v[i].key, buf, sizeof buf, f, 5) != 5 || !strcmp(f[4], "unseen")) continue;
         mc_snprintf(col, sizeof col, "%s, %s %s, %s", f[3], f[1], f[2], f[4]);
         const int dir = edit_direction(f[1], strtod(f[2], NULL));
         MC_TRY(section_add(&t2[0], f[0], col, dir, r->v[i].seed, r->v[i].v[0], "intervene results", err));
@@ -352,13 +353,34 @@ static mc_status table2_add(section *t2, const results *r, mc_error *err) {
     return MC_OK;
 }
 
+/* Table 3 (unseen concepts) in the paper's layout: sections (a) neurons and (b) SAE features, for
+ * Delta-Acc (t3[0], t3[1]) and Delta-P (t3[2], t3[3]); columns "Enhancement (scale x2)" before
+ * "Removal (scale x0)" as the paper prints them, then any other edit. Only the unseen dataset. */
+static mc_status table3_add(section *t3, const results *r, bool add_mu, mc_error *err) {
+    for (int pass = 0; pass < 3; pass++) /* enhancement, removal, identity edits */
+        for (int i = 0; i < r->n; i++) {
+            char buf[sizeof r->v[i].key], *f[5], col[NAME_CAP];
+            if (key_fields(r->v[i].key, buf, sizeof buf, f, 5) != 5 || strcmp(f[4], "unseen")) continue;
+            const double beta = strtod(f[2], NULL);
+            const int dir = edit_direction(f[1], beta);
+            if (dir != (pass == 0 ? +1 : pass == 1 ? -1 : 0)) continue;
+            const char *what = dir > 0 ? "Enhancement" : dir < 0 ? "Removal" : "Identity";
+            if (!strcmp(f[1], "add")) mc_snprintf(col, sizeof col, "%s (add %+g%s)", what, beta, add_mu ? " mu" : "");
+            else mc_snprintf(col, sizeof col, "%s (scale x%g)", what, beta);
+            const int sec = !strcmp(f[3], "sae") ? 1 : 0;
+            MC_TRY(section_add(&t3[sec], f[0], col, dir, r->v[i].seed, r->v[i].v[0], "intervene results", err));
+            MC_TRY(section_add(&t3[2 + sec], f[0], col, dir, r->v[i].seed, r->v[i].v[1], "intervene results", err));
+        }
+    return MC_OK;
+}
+
 /* Table 2's reference line: the clean accuracy of each dataset (the mean over the records, one
  * prefix per dataset), the headroom it leaves removal and enhancement, and what the reference rows
  * (random, oracle) are. */
-static void table2_reference(mc_buf *b, const mc_config *cfg, const results *r) {
+static void table2_reference(mc_buf *b, const mc_config *cfg, const results *r, bool unseen) {
     const char *splits[2] = {"eval", "unseen"};
     int shown = 0;
-    for (int d = 0; d < 2; d++) {
+    for (int d = unseen ? 1 : 0; d < (unseen ? 2 : 1); d++) {
         double sum = 0;
         int n = 0;
         for (int i = 0; i < r->n; i++) {
@@ -805,6 +827,14 @@ static mc_status table1_scores(section *t1c, section *t1m, const mc_report_score
 static mc_status report_tables(const mc_config *cfg, const results *desc, const results *bl,
                                const mc_report_scores *scores, const results *inter, mc_buf *readme, mc_error *err) {
     section t1 = {.ref = REF_T1}, t2[2] = {{.ref = REF_T2}, {.ref = REF_T2}};
+    section t3[4] = {{.ref = REF_T2}, {.ref = REF_T2}, {.ref = REF_T2}, {.ref = REF_T2}};
+    static const char *t3_titles[4] = {"(a) Intervention on neurons, Delta-Acc", "(b) Intervention on SAE features, "
+                                       "Delta-Acc", "(a) Intervention on neurons, Delta-P", "(b) Intervention on SAE "
+                                       "features, Delta-P"};
+    for (int i = 0; i < 4; i++) {
+        mc_snprintf(t3[i].title, sizeof t3[i].title, "%s", t3_titles[i]);
+        mc_snprintf(t3[i].unit, sizeof t3[i].unit, "pp");
+    }
     section t1s[2] = {{.ref = REF_T1, .decimals = 4}, {.ref = REF_T1, .decimals = 4}};
     mc_snprintf(t1s[0].title, sizeof t1s[0].title, "CLIP score on `logits`");
     mc_snprintf(t1s[1].title, sizeof t1s[1].title, "MPNet score on `logits`");
@@ -820,13 +850,16 @@ static mc_status report_tables(const mc_config *cfg, const results *desc, const 
     if (s == MC_OK) s = table1_add(&t1, bl, true, err);
     if (s == MC_OK) s = table1_scores(&t1s[0], &t1s[1], scores, err);
     if (s == MC_OK) s = table2_add(t2, inter, err);
+    if (s == MC_OK) s = table3_add(t3, inter, cfg->intervene.add_beta == 1, err);
     /* What the tables show, before them: where miclip is best and where it is not. */
-    if (s == MC_OK && (t1.n_recs || t2[0].n_recs)) {
+    if (s == MC_OK && (t1.n_recs || t2[0].n_recs || t3[0].n_recs || t3[1].n_recs)) {
         mc_buf v = {0};
         if (t1.n_recs) section_verdict(&v, &t1, "Table 1, description accuracy (%, higher is better)");
         if (t1s[0].n_recs) section_verdict(&v, &t1s[0], "Table 1, CLIP score (cosine, higher is better)");
         if (t2[0].n_recs)
             section_verdict(&v, &t2[0], "Table 2, Delta-Acc (pp; removal: lower is better; enhancement: higher)");
+        if (t3[0].n_recs) section_verdict(&v, &t3[0], "Table 3 (unseen), neurons, Delta-Acc (pp)");
+        if (t3[1].n_recs) section_verdict(&v, &t3[1], "Table 3 (unseen), SAE features, Delta-Acc (pp)");
         if (v.n)
             mc_buf_printf(readme, "\n## What the tables show\n\nComputed from the means below (the reference rows "
                           "random and oracle are left out of \"best\"; significance is in the tables):\n\n%s", v.p);
@@ -880,17 +913,45 @@ static mc_status report_tables(const mc_config *cfg, const results *desc, const 
                     cfg->intervene.add_beta == 1 ? " Add columns: beta x mu_i, mu_i the unit's mean positive value "
                                                    "over the training images." : "");
         mc_buf ref = {0};
-        table2_reference(&ref, cfg, inter);
+        table2_reference(&ref, cfg, inter, false);
         if (!ref.oom && ref.p) mc_strlcpy(intro + strlen(intro), ref.p, sizeof intro - strlen(intro));
         mc_buf_free(&ref);
         table_spec ts = {.file = "table2_interventions", .title = "Table 2: interventions", .intro = intro,
                          .secs = t2, .n_secs = 2};
         s = write_table(cfg, &ts, readme, err);
+    } else if (s == MC_OK && (t3[0].n_recs || t3[1].n_recs)) {
+        mc_info0("report: intervention records of the unseen dataset only: Table 2 omitted, Table 3 follows");
     } else if (s == MC_OK) {
         mc_info0("report: no intervention records (intervene %s): Table 2 omitted",
                  mc_config_has_stage(cfg, MC_STAGE_INTERVENE) ? "wrote none" : "is not in 'stages'");
     }
+    if (s == MC_OK && (t3[0].n_recs || t3[1].n_recs)) {
+        section secs[4];
+        int n_secs = 0;
+        for (int i = 0; i < 4; i++)
+            if (t3[i].n_recs) section_order(&t3[i]), secs[n_secs++] = t3[i];
+        char intro[2000];
+        mc_snprintf(intro, sizeof intro,
+                    "The paper's Table 3: interventions on concepts never seen in alignment (the `unseen` dataset's "
+                    "classes; E_n was trained on the `train` dataset only). For each unseen class c the top-%lld "
+                    "units of c's concept at layer `%s` are edited, and the change of the accuracy (Delta-Acc) and "
+                    "of the mean probability of class c (Delta-P) on the images of class c is measured, in "
+                    "percentage points; enhancement = scale x2, removal = scale x0 as the paper (other edits follow). "
+                    "A CLIP target classifies zero-shot: softmax of its logit scale times the cosines of the image "
+                    "embedding with the prompted class-name text embeddings (align.prompt). Mean ± sample standard "
+                    "deviation (n - 1) over seeds. Methods that localize only the class names (Act-Values) have no "
+                    "units for an unseen concept and no row (docs/intervene.md).",
+                    (long long)cfg->intervene.tau, cfg->intervene.layer);
+        mc_buf ref = {0};
+        table2_reference(&ref, cfg, inter, true);
+        if (!ref.oom && ref.p) mc_strlcpy(intro + strlen(intro), ref.p, sizeof intro - strlen(intro));
+        mc_buf_free(&ref);
+        table_spec ts = {.file = "table3_unseen", .title = "Table 3: interventions on unseen concepts",
+                         .intro = intro, .secs = secs, .n_secs = n_secs};
+        s = write_table(cfg, &ts, readme, err);
+    }
     section_free(&t1), section_free(&t2[0]), section_free(&t2[1]), section_free(&t1s[0]), section_free(&t1s[1]);
+    for (int i = 0; i < 4; i++) section_free(&t3[i]);
     return s;
 }
 
