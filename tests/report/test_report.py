@@ -163,9 +163,17 @@ def make_records(cfg, out):
                             dacc, dp, spec = rng.normal(-3 if m == "miclip" else -1, 2, 3)
                             lines.append(("%s/%s" % (ds, units), {"delta_acc": dacc, "delta_prob": dp,
                                                                    "specificity": spec, "clean_acc": 92.5}))
-                            col = "%s, %s %g, %s" % (units, mode, beta, ds)
                             d = (1 if beta > 0 else -1 if beta < 0 else 0) if mode == "add" else \
                                 (-1 if beta < 1 else 1 if beta > 1 else 0)
+                            if ds == "unseen":  # Table 3: the paper's layout, one section per unit kind
+                                what = {1: "Enhancement", -1: "Removal", 0: "Identity"}[d]
+                                col = "%s (%s)" % (what, "scale x%g" % beta if mode == "scale" else "add %+g" % beta)
+                                sec = "(a) Intervention on neurons" if units == "neuron" else \
+                                    "(b) Intervention on SAE features"
+                                put("table3_unseen", sec + ", Delta-Acc", m, col, seed, dacc, d)
+                                put("table3_unseen", sec + ", Delta-P", m, col, seed, dp, d)
+                                continue
+                            col = "%s, %s %g, %s" % (units, mode, beta, ds)
                             put("table2_interventions", "Delta-Acc", m, col, seed, dacc, d)
                             put("table2_interventions", "Delta-P", m, col, seed, dp, d)
                     frag("intervene", "interventions", tid, lines)
@@ -206,9 +214,12 @@ def expected_row(exp, dirs, table, unit, method, col, ref):
     return row
 
 
+TABLES = ["table1_descriptions", "table2_interventions", "table3_unseen"]
+
+
 def check_tables(out, exp, dirs):
     tdir = os.path.join(out, "report", "tables")
-    rows = read_csv(os.path.join(tdir, "table1_descriptions.csv")) + read_csv(os.path.join(tdir, "table2_interventions.csv"))
+    rows = [r for t in TABLES for r in read_csv(os.path.join(tdir, t + ".csv"))]
     seen = set()
     bad = 0
     notes = {"no direction": 0, "fewer than 2": 0, "zero variance": 0}
@@ -247,7 +258,7 @@ def check_tables(out, exp, dirs):
           "CSV: both significant and non-significant tests occur")
     # md and tex: each section's rows are the CSV values formatted.
     for fmt in ["md", "tex"]:
-        text = {t: open(os.path.join(tdir, t + "." + fmt)).read() for t in ["table1_descriptions", "table2_interventions"]}
+        text = {t: open(os.path.join(tdir, t + "." + fmt)).read() for t in TABLES}
         missing = 0
         for (table, unit), rs in sections.items():
             methods = list(dict.fromkeys(r["method"] for r in rs))
@@ -278,8 +289,9 @@ def check_tables(out, exp, dirs):
                         print("%s: not found: %s" % (fmt, want))
         check(missing == 0, "%s: every mean ± std and t-test cell is the CSV value formatted" % fmt)
     readme = open(os.path.join(out, "report", "README.md")).read()
-    check("Table 1" in readme and "Table 2" in readme and "(a) n/a" in readme and "## Figures" not in readme,
-          "README.md holds both tables and the footnotes, and no figures (figures: [])")
+    check("Table 1" in readme and "Table 2" in readme and "## Table 3: interventions on unseen concepts" in readme
+          and "(a) n/a" in readme and "## Figures" not in readme,
+          "README.md holds the three tables and the footnotes, and no figures (figures: [])")
 
 
 def snapshot(out):
@@ -300,7 +312,7 @@ def test_tables(tmp):
         r = run(np_, ["run", cfg, "--stage", "report"])
         check(r.returncode == 0, "report at %d rank(s) exits 0%s" % (np_, "" if r.returncode == 0 else ": " + r.stderr))
         snaps[np_] = snapshot(out)
-    check(len(snaps[1]) == 7 and snaps[1] == snaps[2] == snaps[4],
+    check(len(snaps[1]) == 10 and snaps[1] == snaps[2] == snaps[4],
           "tables and README identical at 1, 2 and 4 ranks (%d files)" % len(snaps[1]))
     r = run(1, ["run", cfg, "--stage", "report"])
     check(r.returncode == 0 and snapshot(out) == snaps[1], "a rerun rewrites the same bytes")
@@ -339,7 +351,8 @@ def test_tables(tmp):
     shutil.rmtree(os.path.join(out, "report", "tables"))
     r = run(1, ["run", cfg, "--stage", "report"])
     got = sorted(os.listdir(os.path.join(out, "report", "tables")))
-    check(r.returncode == 0 and got == ["table1_descriptions.md", "table2_interventions.md"], "formats: [md] writes only md: %s" % got)
+    check(r.returncode == 0 and got == ["table1_descriptions.md", "table2_interventions.md", "table3_unseen.md"],
+          "formats: [md] writes only md: %s" % got)
     # No intervene in stages: Table 2 omitted with an info line.
     write_config(cfg, out, "report: {figures: []}\n", stages="[describe, baselines, report]")
     shutil.rmtree(os.path.join(out, "report", "tables"))
