@@ -31,6 +31,7 @@
                             every rank
 Prints 'N passed, N failed'; exit 0 only when all pass."""
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -44,28 +45,31 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import fixture  # noqa: E402
 from fixture import check  # noqa: E402
+from ref_clip_resnet_suffix import ClipVisionSuffix, ResNetSuffix  # noqa: E402
 from ref_vit_suffix import ViTSuffix  # noqa: E402
 from test_method import h5_datasets, same_outputs  # noqa: E402
 
 SRC = os.environ.get("MICLIP_SOURCE_DIR", os.path.dirname(os.path.dirname(HERE)))
 VIT = os.path.join(SRC, "experiments", "world", "vit")
 CLIP = os.path.join(SRC, "experiments", "world", "clip")
+RESNET = os.path.join(SRC, "experiments", "world", "resnet")
 
 
-def make_world(root, per_class, val):
+def make_world(root, per_class, val, unseen=2):
     if not os.path.exists(os.path.join(root, "classes.txt")):
         subprocess.run([fixture.MICLIP, "--quiet", "world", "make", "--out", root, "--seed", "1", "--per-class",
-                        str(per_class), "--val-per-class", str(val), "--unseen-per-class", "2"], check=True)
+                        str(per_class), "--val-per-class", str(val), "--unseen-per-class", str(unseen)], check=True)
     return root
 
 
 def write_config(path, world, out, seeds="[0]", intervene="", stages="[extract, sae, align, localize, intervene, report]",
-                 layers='["3"]', sae_layer="3", sae="features: 96, k: 6, batch_size: 64, epochs: 2"):
+                 layers='["3"]', sae_layer="3", sae="features: 96, k: 6, batch_size: 64, epochs: 2", target=VIT,
+                 layer="3", extra="", align=""):
     with open(path, "w") as f:
         f.write(f"""name: iv
 output_dir: {out}
-seeds: {seeds}
-models: {{target: {VIT}, clip: {CLIP}}}
+seeds: {seeds}{extra}
+models: {{target: {target}, clip: {CLIP}}}
 datasets:
   train: {{kind: world, root: {world}, split: train}}
   eval: {{kind: world, root: {world}, split: val}}
@@ -75,9 +79,9 @@ concepts:
   - {{name: textures, file: {world}/textures.txt}}
 extract: {{layers: {layers}, batch_size: 64}}
 sae: {{layer: "{sae_layer}", {sae}}}
-align: {{batch_size: 256, epochs: 3, lr: 0.15, variants: [in+out]}}
+align: {{batch_size: 256, epochs: 3, lr: 0.15, variants: [in+out]{align}}}
 localize: {{tau: 5}}
-intervene: {{layer: "3", tau: 5{intervene}}}
+intervene: {{layer: "{layer}", tau: 5{intervene}}}
 report: {{figures: []}}
 stages: {stages}
 """)
@@ -219,6 +223,212 @@ def test_ref(tmp):
     print("edited logits: %d comparisons, worst relative error %.2e" % (n, worst))
     check(n == 8 * 2 * 12 and worst < 1e-5, "edited logits (neuron/SAE x scale/add x beta 0/2, patches) equal numpy's "
           "within 1e-5 relative: %d cases, worst %.2e" % (n, worst))
+
+
+def edit_rows(x, kind, mode, beta, u, sae):
+    """x [B, T, D] (float64, edited in place on every token): a neuron or SAE-feature edit in numpy."""
+    if kind == "neuron":
+        if mode == "scale":
+            x[..., u] *= beta
+        else:
+            x[..., u] += beta
+    elif mode == "scale":
+        W_enc, b_enc, W_dec_T, b_pre, k = sae
+        idx, val = sae_encode(x, W_enc, b_enc, b_pre, k)
+        coef = np.where(np.isin(idx, u), (beta - 1) * val, 0)
+        x += np.einsum("btk,btkd->btd", coef, W_dec_T[idx])
+    else:
+        x += beta * sae[2][u].sum(0)
+    return x
+
+
+def packed_strings(f, stem):
+    """A store's packed string list: STEM_bytes (NUL-terminated) cut at STEM_offsets."""
+    b, o = bytes(f[stem + "_bytes"][()]), f[stem + "_offsets"][()]
+    return [b[o[i]:o[i + 1]].rstrip(b"\0").decode() for i in range(len(o) - 1)]
+
+
+def read_sae(out):
+    with h5py.File(glob.glob(os.path.join(out, "sae", "*.h5"))[0], "r") as f:
+        return (f["W_enc"][()].astype(np.float64), f["b_enc"][()].astype(np.float64),
+                f["W_dec_T"][()].astype(np.float64), f["b_pre"][()].astype(np.float64), int(f.attrs["k"]))
+
+
+def ranks_identical(tmp, name, world, n_tasks, **cfg_kw):
+    """The chain at 1, 2 and 4 ranks: every output bitwise equal; returns the 1-rank output folder."""
+    outs = {}
+    for n in (1, 2, 4):
+        out = os.path.join(tmp, "%s%d" % (name, n))
+        cfg = os.path.join(tmp, "%s%d.yaml" % (name, n))
+        write_config(cfg, world, out, **cfg_kw)
+        t0 = time.time()
+        r = run(n, ["run", cfg])
+        check(r.returncode == 0, "%s: the chain at %d rank(s) exits 0 in %.1f s (%s)" % (
+            name, n, time.time() - t0, r.stderr.strip()[-400:]))
+        outs[n] = out
+    for n in (2, 4):
+        ok, why = same_outputs(outs[1], outs[n])
+        check(ok, "%s: %d-rank outputs (prefix, task stores, CSV, report) equal the 1-rank ones bitwise %s" % (name, n, why))
+    tasks = sorted(glob.glob(os.path.join(outs[1], "intervene", "intervene-*.h5")))
+    check(len(tasks) == n_tasks, "%s: %d task stores: %d" % (name, n_tasks, len(tasks)))
+    return outs[1], tasks
+
+
+def check_delta(name, g, labels, first, clean_pred, clean_prob, pred, prob):
+    """The stored per-class accuracies and Delta-Acc / Delta-P against the reference predictions."""
+    C = first.shape[0] - 1
+    acc_c = np.array([(clean_pred[first[c]:first[c + 1]] == c).mean() for c in range(C)])
+    acc_e = np.array([(pred[first[c]:first[c + 1]] == c).mean() for c in range(C)])
+    p_c = np.array([clean_prob[first[c]:first[c + 1]].mean() for c in range(C)])
+    p_e = np.array([prob[first[c]:first[c + 1]].mean() for c in range(C)])
+    d_acc, d_prob = 100 * (acc_e - acc_c).mean(), 100 * (p_e - p_c).mean()
+    ok = (np.array_equal(g["edit_pred"][()], pred) and np.allclose(g["acc_edit"][()], acc_e, rtol=0, atol=1e-12)
+          and np.allclose(g["acc_clean"][()], acc_c, rtol=0, atol=1e-12)
+          and abs(g.attrs["delta_acc"] - d_acc) < 1e-9)
+    check(ok, "%s: edited predictions, per-class accuracies and Delta-Acc equal the reference's (%.4f vs %.4f pp)"
+          % (name, g.attrs["delta_acc"], d_acc))
+    e = np.abs(g["edit_prob"][()] - prob).max()
+    check(e < 1e-5 and abs(g.attrs["delta_prob"] - d_prob) < 1e-3,
+          "%s: edited probabilities within 1e-5 (worst %.2e), Delta-P %.5f vs %.5f pp" % (name, e, g.attrs["delta_prob"], d_prob))
+    return d_acc
+
+
+def test_clip(tmp):
+    """A CLIP target: zero-shot on the unseen textures (never seen in alignment), E_n on train."""
+    world = make_world(os.path.join(tmp, "world"), 20, 2, unseen=6)
+    ref = json.load(open(os.path.join(SRC, "experiments", "world", "reference", "clip.json")))
+    # PyTorch's texture prompts are "a photo of a T texture.": the same prompt for the config.
+    tex = [p_[len("a photo of a "):-len(" texture.")] for p_ in ref["texture_prompts"]]
+    prompt = "a photo of a {} texture."
+    check(all(p_ == prompt.format(x) for p_, x in zip(ref["texture_prompts"], tex)), "reference prompts %s" % tex)
+    out, tasks = ranks_identical(
+        tmp, "clip", world, 8, target=CLIP, align=', prompt: "%s"' % prompt,
+        intervene=", methods: [miclip, random], units: [neuron, sae], modes: [scale, add], betas: [0.0, 2.0], "
+        "add_beta: mu, add_betas: [-1.0, 1.0], datasets: [unseen], batch_size: 5, tokens: all")
+    m = ClipVisionSuffix(CLIP)
+    pre = one(out, "prefix-unseen-*")
+    check(pre is not None and one(out, "prefix-eval-*") is None, "a prefix cache of the unseen set only")
+    with h5py.File(pre, "r") as f:
+        state, first, labels = f["state"][()].astype(np.float64), f["class_first_row"][()], f["labels"][()]
+        clean_emb, clean_pred, clean_prob = f["clean_logits"][()], f["clean_pred"][()], f["clean_prob"][()]
+    check(state.shape == (36, 65, 64) and np.array_equal(first, np.arange(0, 37, 6)),
+          "unseen prefix: 6 textures x 6 images, [65 tokens, 64] %s" % (state.shape,))
+    # The class text embeddings: PyTorch's (experiments/world/reference/clip.json, the same prompt),
+    # matched by name, never miclip's own text tower.
+    xs = [p for p in glob.glob(os.path.join(out, "extract", "*.h5"))
+          if h5py.File(p, "r")["text/class_embeds"].shape[0] == 6]
+    with h5py.File(xs[0], "r") as f:
+        names = packed_strings(f, "classes/names")
+        stored = f["text/class_embeds"][()]
+    text = np.array([ref["texture_text_embeds"][tex.index(n)] for n in names], np.float64)
+    e = np.abs(stored - text).max() / np.abs(text).max()
+    check(e < 1e-5, "the unseen classes' prompted text embeddings equal PyTorch's (rel %.2e): %s" % (e, names))
+    emb = m.image_embeds(state, 3)
+    pred, prob, cos = m.zero_shot(emb, text)
+    e = np.abs(emb - clean_emb).max() / np.abs(emb).max()
+    check(e < 1e-5 and np.array_equal(pred, clean_pred), "clean image embeddings (rel %.2e) and zero-shot predictions "
+          "from the prefix state equal numpy's (clean accuracy %.3f)" % (e, (pred == labels).mean()))
+    pc = prob[np.arange(len(labels)), labels]
+    check(np.abs(pc - clean_prob).max() < 1e-5, "clean probabilities: softmax(exp(logit_scale) = %.2f x cos)" % m.scale)
+    sae = read_sae(out)
+    with h5py.File(glob.glob(os.path.join(out, "localize", "*.h5"))[0], "r") as l:
+        top = l["textures/neuron/top_units"][()][:, :5], l["textures/sae/top_units"][()][:, :5]
+        lnames = packed_strings(l, "textures/concepts")
+    worst, n_cases, moved = 0.0, 0, 0
+    for st in tasks:
+        with h5py.File(st, "r") as f:
+            mode, beta, meth = f.attrs["mode"], float(f.attrs["beta"]), f.attrs["method"]
+            for ki, kind in enumerate(("neuron", "sae")):
+                g = f["unseen/" + kind]
+                units = g["units"][()]
+                if meth == "miclip":
+                    want = np.array([top[ki][lnames.index(c)] for c in names])
+                    check(np.array_equal(units, want), "miclip %s: the units of each texture are the localize "
+                          "store's top-5 of its concept in the `textures` set" % kind)
+                mult = beta
+                if mode == "add":
+                    mult = beta * g["units_mu"][()]  # add_beta: mu
+                epred, eprob = np.zeros_like(labels), np.zeros(len(labels))
+                for c in range(6):
+                    x = state[first[c]:first[c + 1]].copy()
+                    if mode == "add":
+                        for j, u in enumerate(units[c]):  # beta x mu_i per unit
+                            edit_rows(x, kind, "add", mult[c, j], np.array([u]), sae)
+                    else:
+                        edit_rows(x, kind, mode, beta, units[c], sae)
+                    em = m.image_embeds(x, 3)
+                    p, pr, _ = m.zero_shot(em, text)
+                    epred[first[c]:first[c + 1]] = p
+                    eprob[first[c]:first[c + 1]] = pr[:, c]
+                    got = g["first_logits"][()][c]
+                    worst = max(worst, np.abs(em[0] - got).max() / np.abs(em[0]).max())
+                    n_cases += 1
+                d = check_delta("%s %s %g %s" % (meth, mode, beta, kind), g, labels, first, clean_pred,
+                                clean_prob, epred, eprob)
+                moved += d != 0
+    check(n_cases == 8 * 2 * 6 and worst < 1e-5, "edited image embeddings of each texture's first image equal "
+          "numpy's: %d cases, worst relative error %.2e" % (n_cases, worst))
+    check(moved > 0, "some edit changes the zero-shot accuracy (%d of 16 task x kind)" % moved)
+    t3 = os.path.join(out, "report", "tables", "table3_unseen.csv")
+    txt = open(t3).read() if os.path.exists(t3) else ""
+    check("Removal (scale x0)" in txt and "Enhancement (scale x2)" in txt and "(b) Intervention on SAE features" in txt,
+          "the report writes Table 3 (unseen) with the paper's columns")
+
+
+def test_resnet(tmp):
+    """A ResNet target: edits on every position of a stage's map, against a PyTorch suffix."""
+    world = make_world(os.path.join(tmp, "world"), 20, 4)
+    out, tasks = ranks_identical(
+        tmp, "resnet", world, 4, target=RESNET, layers='["stages.2"]', sae_layer="stages.2", layer="stages.2",
+        sae="input: pooled, features: 96, k: 6, batch_size: 64, epochs: 2",
+        intervene=", methods: [miclip, random], units: [neuron, sae], modes: [scale], betas: [0.0, 2.0], "
+        "datasets: [eval], batch_size: 5")
+    m = ResNetSuffix(RESNET)
+    pre = one(out, "prefix-eval-*")
+    with h5py.File(pre, "r") as f:
+        state, first, labels = f["state"][()].astype(np.float64), f["class_first_row"][()], f["labels"][()]
+        clean_logits, clean_pred, clean_prob = f["clean_logits"][()], f["clean_pred"][()], f["clean_prob"][()]
+    check(state.shape == (144, 128, 4, 4), "prefix state: the [128, 4, 4] map of stages.2 (64x64 input) %s" % (state.shape,))
+    id2label = json.load(open(os.path.join(RESNET, "config.json")))["id2label"]
+    classes = [l.strip() for l in open(os.path.join(world, "classes.txt")) if l.strip()]
+    to_ds = np.array([classes.index(id2label[str(i)]) for i in range(len(id2label))])
+
+    def predict(lg, c_rows):
+        z = np.exp(lg - lg.max(-1, keepdims=True))
+        z /= z.sum(-1, keepdims=True)
+        return to_ds[lg.argmax(-1)], np.array([z[i, to_ds == c].sum() for i, c in enumerate(c_rows)])
+
+    lg = m.logits(state, 2)
+    e = np.abs(lg - clean_logits).max() / np.abs(lg).max()
+    p, pr = predict(lg, labels)
+    check(e < 1e-5 and np.array_equal(p, clean_pred) and np.abs(pr - clean_prob).max() < 1e-5,
+          "clean logits (rel %.2e), predictions and probabilities from the prefix map equal PyTorch's" % e)
+    sae = read_sae(out)
+    worst, n_cases = 0.0, 0
+    for st in tasks:
+        with h5py.File(st, "r") as f:
+            mode, beta, meth = f.attrs["mode"], float(f.attrs["beta"]), f.attrs["method"]
+            for kind in ("neuron", "sae"):
+                g = f["eval/" + kind]
+                units = g["units"][()]
+                epred, eprob = np.zeros_like(labels), np.zeros(len(labels))
+                for c in range(36):
+                    x = state[first[c]:first[c + 1]]
+                    B, Cc, H, W = x.shape
+                    tok = x.reshape(B, Cc, H * W).transpose(0, 2, 1).copy()  # every position a token
+                    edit_rows(tok, kind, mode, beta, units[c], sae)
+                    xe = tok.transpose(0, 2, 1).reshape(B, Cc, H, W)
+                    lg = m.logits(xe, 2)
+                    p, pr = predict(lg, labels[first[c]:first[c + 1]])
+                    epred[first[c]:first[c + 1]], eprob[first[c]:first[c + 1]] = p, pr
+                    if c % 3 == 0:
+                        got = g["first_logits"][()][c]
+                        worst = max(worst, np.abs(lg[0] - got).max() / np.abs(lg[0]).max())
+                        n_cases += 1
+                check_delta("%s %s %g %s" % (meth, mode, beta, kind), g, labels, first, clean_pred, clean_prob,
+                            epred, eprob)
+    check(n_cases == 4 * 2 * 12 and worst < 1e-5, "edited logits of every third class's first image equal PyTorch's: "
+          "%d cases, worst relative error %.2e" % (n_cases, worst))
 
 
 def causal_means(out, kind, what):
@@ -467,7 +677,7 @@ def main():
         check(False, "the trained tiny models exist under experiments/world")
         return fixture.summary()
     {"ranks": test_ranks, "ref": test_ref, "causal": test_causal, "resume": test_resume, "bad": test_bad,
-     "oracle": test_oracle}[what](tmp)
+     "oracle": test_oracle, "clip": test_clip, "resnet": test_resnet}[what](tmp)
     return fixture.summary()
 
 
