@@ -228,7 +228,8 @@ def test_good(tmp):
     if not os.path.exists(os.path.join(exp, "world")):
         os.symlink(WORLD_MODELS, os.path.join(exp, "world"))
     make_world(os.path.join(tmp, "results", "world-data"))
-    cfgs = sorted(glob.glob(os.path.join(SRC, "experiments", "examples", "*.yaml"))) + [os.path.join(SRC, "experiments", "world.yaml")]
+    cfgs = sorted(glob.glob(os.path.join(SRC, "experiments", "examples", "*.yaml"))) + \
+        [os.path.join(SRC, "experiments", n) for n in ("world.yaml", "world-clip.yaml")]
     check(len(cfgs) >= 4, "example configs found (%d)" % len(cfgs))
     for src in cfgs:
         dst = os.path.join(exp, os.path.relpath(src, os.path.join(SRC, "experiments")))
