@@ -104,7 +104,6 @@ static int32_t argmax_row(const float *row, int64_t n) {
     return best;
 }
 
-
 /* Predictions in the dataset's class space: a classifier's argmax mapped to the dataset class of
  * that label (-1: a target class outside the dataset); a CLIP target classifies zero-shot. prob
  * receives the probability of dataset class k (softmax of the logits, or of 100 x the cosines).
