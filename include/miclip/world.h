@@ -92,8 +92,8 @@ void mc_world_render(const mc_world_sample *s, uint8_t *rgb);
  * covers, as 0..255 (255 = fully inside; the same geometry as mc_world_render). mask holds
  * MC_WORLD_SIZE*MC_WORLD_SIZE bytes. */
 void mc_world_render_mask(const mc_world_sample *s, uint8_t *mask);
-/* Reads DIR/world.json (written by mc_world_write_lists) into *p, so that the attributes of any image
- * of that world follow from mc_world_sample_at without parsing attributes.jsonl. */
+/* Reads DIR/world.json (written by mc_world_write_lists) into *p, so that the attributes of any
+ * image of that world follow from mc_world_sample_at without parsing attributes.jsonl. */
 mc_status mc_world_load_params(const char *dir, mc_world_params *p, mc_error *err);
 /* Relative path "train/red_circle/00012.png" into buf; false if it does not fit. */
 int mc_world_sample_path(const mc_world_sample *s, char *buf, size_t cap);

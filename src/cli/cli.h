@@ -39,8 +39,8 @@ typedef int (*mc_cmd_fn)(const mc_comm *c, int argc, char **argv);
  *   }
  *
  * Options are long (--name VALUE or --name=VALUE), with a one-letter alias (-q) where the
- * command's alias list gives one; abbreviations are refused, so adding an option never changes what an
- * existing spelling means. Positionals and options mix in any order and come back in
+ * command's alias list gives one; abbreviations are refused, so adding an option never changes
+ * what an existing spelling means. Positionals and options mix in any order and come back in
  * command-line order; after "--" everything is positional. -h/--help anywhere before "--" prints
  * the help (mc_cli_begin). Every rank parses the same argv the same way, so every rank reaches
  * the same verdict; only rank 0 prints.

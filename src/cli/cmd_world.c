@@ -76,7 +76,8 @@ static mc_status world_make(const mc_comm *c, const char *out_dir, const mc_worl
     mc_progress_finish(&bar);
     if (s == MC_OK && stop) {
         int64_t all = done * c->size < total ? done * c->size : total;
-        s = mc_fail_stopped(err, stop, "world: about %lld of %lld images written, the lists not yet; "
+        s = mc_fail_stopped(err, stop,
+                            "world: about %lld of %lld images written, the lists not yet; "
                             "rerun the same command to finish (it writes the same bytes)",
                             (long long)all, (long long)total);
     }

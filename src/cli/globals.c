@@ -21,7 +21,8 @@ static const mc_cli_opt global_opts[] = {
     {"help", MC_CLI_FLAG, G_HELP, NULL, "this help; 'miclip COMMAND --help' for a command's own"},
     {0}};
 
-static const mc_cli_alias global_aliases[] = {{'q', "quiet"}, {'v', "verbose"}, {'h', "help"}, {0, NULL}};
+static const mc_cli_alias global_aliases[] = {
+    {'q', "quiet"}, {'v', "verbose"}, {'h', "help"}, {0, NULL}};
 
 /* The name "" makes usage errors read "miclip: ..." and "try 'miclip --help'". */
 const mc_cli_cmd mc_cli_globals_cli = {

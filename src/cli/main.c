@@ -2,7 +2,8 @@
  *
  *   miclip [--quiet|--verbose] [--threads N] COMMAND [ARGS...]
  *
- * The global options are one option table (globals.c, cli.h). Every rank parses the same argv and so reaches the same decision without communication. */
+ * The global options are one option table (globals.c, cli.h). Every rank parses the same argv
+ * and so reaches the same decision without communication. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

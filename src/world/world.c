@@ -533,7 +533,8 @@ mc_status mc_world_write_item(const char *out_dir, const mc_world_params *p, int
     char rel[256], path[4096];
     mc_world_sample smp;
     mc_world_generate(p, split, index, &smp, rgb, p->masks ? mask : NULL);
-    if (!mc_world_sample_path(&smp, rel, sizeof rel) || !mc_path_join(path, sizeof path, out_dir, rel))
+    if (!mc_world_sample_path(&smp, rel, sizeof rel) ||
+        !mc_path_join(path, sizeof path, out_dir, rel))
         return MC_FAIL(err, MC_ERR_ARG, "world: output path too long: %s", out_dir);
     MC_TRY(mc_image_write_png(path, rgb, MC_WORLD_SIZE, MC_WORLD_SIZE, 3, err));
     if (!p->masks) return MC_OK;

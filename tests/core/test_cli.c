@@ -230,10 +230,12 @@ static int globals_fn(const mc_comm *c, int argc, char **argv) {
 
 /* `miclip ARGS...` up to the command: exit 2 and, on rank 0, "miclip: ..." naming `what` and
  * the "try 'miclip --help'" line; nothing on the other ranks. */
-static void expect_global_error(const mc_comm *c, const char *const *args, int n, const char *what) {
+static void expect_global_error(const mc_comm *c, const char *const *args, int n,
+                                const char *what) {
     static char out[1 << 12], err[1 << 12];
     int rc = call(c, globals_fn, n, args, out, sizeof out, err, sizeof err);
-    CHECK_MSG(rc == MC_EXIT_USAGE, "rank %d: miclip %s: exit %d, want 2: %s", rank, args[1], rc, err);
+    CHECK_MSG(rc == MC_EXIT_USAGE, "rank %d: miclip %s: exit %d, want 2: %s", rank, args[1], rc,
+              err);
     if (rank == 0)
         CHECK_MSG(!strncmp(err, "miclip: ", 8) && strstr(err, what) && count_lines(err) == 2 &&
                       strstr(err, "\ntry 'miclip --help'\n"),
@@ -247,12 +249,14 @@ static void check_globals(const mc_comm *c) {
     /* every accepted spelling; the command ends the global options (its own --help stays its) */
     const char *a1[] = {"miclip", "-q", "--verbose", "--threads", "3", "run", "x", "--help", "-q"};
     int rc = call(c, globals_fn, 9, a1, out, sizeof out, err, sizeof err);
-    CHECK_MSG(rc == -1 && g_last.quiet && g_last.verbose && g_last.threads == 3 && g_last.command == 5,
+    CHECK_MSG(rc == -1 && g_last.quiet && g_last.verbose && g_last.threads == 3 &&
+                  g_last.command == 5,
               "globals a1: rc %d quiet %d verbose %d threads %lld command %d", rc, g_last.quiet,
               g_last.verbose, g_last.threads, g_last.command);
     const char *a2[] = {"miclip", "--quiet", "-v", "--threads=7", "version"};
     rc = call(c, globals_fn, 5, a2, out, sizeof out, err, sizeof err);
-    CHECK_MSG(rc == -1 && g_last.quiet && g_last.verbose && g_last.threads == 7 && g_last.command == 4,
+    CHECK_MSG(rc == -1 && g_last.quiet && g_last.verbose && g_last.threads == 7 &&
+                  g_last.command == 4,
               "globals a2: rc %d command %d threads %lld", rc, g_last.command, g_last.threads);
     const char *a3[] = {"miclip", "world", "--quiet"};
     rc = call(c, globals_fn, 3, a3, out, sizeof out, err, sizeof err);
