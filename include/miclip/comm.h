@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "miclip/signals.h"
 #include "miclip/status.h"
 
 typedef struct {
@@ -56,20 +57,10 @@ mc_status mc_comm_bcast_string(const mc_comm *c, int root, char **s, mc_error *e
 void mc_shard_range(int64_t n, int r, int size, int64_t *begin, int64_t *end);
 
 /* --- Stop signals ---------------------------------------------------------------------------
- * SIGINT (Ctrl-C), SIGTERM (kill, scancel, srun) and SIGUSR1 (Slurm's --signal=B:USR1@N) are
- * handled alike by every command: the handler only records the signal. Handlers are installed
- * without SA_RESTART, so a system call blocked on a pipe, FIFO or wait returns EINTR and its
- * caller checks mc_stop_signal. Long loops poll collectively between units of work, finish and
- * checkpoint the unit in flight, and return MC_ERR_INTERRUPTED (exit code 75, one message).
- * What each launcher does with the signals: docs/errors.md. */
+ * The local flag and its handlers are in signals.h (MPI-free); these are the collective polls.
+ * Long loops poll between units of work, finish and checkpoint the unit in flight, and return
+ * MC_ERR_INTERRUPTED (exit code 75, one message). */
 
-/* Installs the handlers (main does, once, before any command runs). Safe to call more than
- * once. */
-void mc_signals_install(void);
-/* The local flag: the first stop signal this process received, or 0. */
-int mc_stop_signal(void);
-/* "SIGINT", "SIGTERM", "SIGUSR1" ("a signal" for 0). */
-const char *mc_signal_name(int sig);
 /* Collective: true on every rank when any rank has received a stop signal. Call it between
  * units of work; finish the unit, flush, then return MC_ERR_INTERRUPTED. */
 bool mc_comm_stop_requested(const mc_comm *c);
@@ -77,9 +68,5 @@ bool mc_comm_stop_requested(const mc_comm *c);
  * received (0 if none) and sets *any_failed (may be NULL) when any rank passed local_failed.
  * One MPI_Allreduce of two ints; every rank must call it the same number of times. */
 int mc_comm_poll(const mc_comm *c, bool local_failed, bool *any_failed);
-/* Records MC_ERR_INTERRUPTED: "stopped by SIGTERM: <what>" (sig 0: this process's signal).
- * <what> should say what was kept and that a rerun resumes. */
-mc_status mc_fail_stopped(mc_error *err, int sig, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 #endif

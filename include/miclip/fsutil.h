@@ -34,7 +34,7 @@ int mc_fs_sweep_stale_once(const char *dir);
 /* Reads a whole file into a malloc'd, NUL-terminated buffer (the caller frees *out). Files
  * larger than max_bytes are refused with an error naming the file and both sizes. A FIFO or
  * pipe (`mkfifo`, `<(cmd)`) is read to its end; waiting for its writer is interrupted by a stop
- * signal (comm.h), which returns MC_ERR_INTERRUPTED. Other non-regular files are refused
+ * signal (signals.h), which returns MC_ERR_INTERRUPTED. Other non-regular files are refused
  * without blocking. */
 mc_status mc_read_file(const char *path, size_t max_bytes, char **out, size_t *len, mc_error *err);
 bool mc_file_exists(const char *path);

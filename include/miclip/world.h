@@ -11,7 +11,12 @@
  * randomness, so the work can be split over ranks by index and the bytes do not change with the
  * rank count.
  *
- * Layout written by mc_world_make (ImageFolder):
+ * No MPI here: the generator is pure functions of (params, split, index) plus writers of one
+ * image and of the lists. Who writes which image, and agreeing on errors and stop signals, is
+ * the caller's: `miclip world make` (src/cli/cmd_world.c) splits the images over MPI ranks;
+ * tools/world/world_gen.c, a standalone driver built with gcc alone, splits them over processes.
+ *
+ * Layout (ImageFolder):
  *   DIR/train/<colour>_<shape>/NNNNN.png    per_class images per class
  *   DIR/val/<colour>_<shape>/NNNNN.png      val_per_class images per class
  *   DIR/unseen/<texture>/NNNNN.png          unseen_per_class images per texture (random class)
@@ -27,7 +32,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "miclip/comm.h"
 #include "miclip/status.h"
 
 #define MC_WORLD_SIZE 64 /* image width and height in pixels */
@@ -88,18 +92,38 @@ void mc_world_render(const mc_world_sample *s, uint8_t *rgb);
  * covers, as 0..255 (255 = fully inside; the same geometry as mc_world_render). mask holds
  * MC_WORLD_SIZE*MC_WORLD_SIZE bytes. */
 void mc_world_render_mask(const mc_world_sample *s, uint8_t *mask);
-/* Reads DIR/world.json (written by mc_world_make) into *p, so that the attributes of any image
- * of that world follow from mc_world_sample_at without parsing attributes.jsonl. */
+/* Reads DIR/world.json (written by mc_world_write_lists) into *p, so that the attributes of any
+ * image of that world follow from mc_world_sample_at without parsing attributes.jsonl. */
 mc_status mc_world_load_params(const char *dir, mc_world_params *p, mc_error *err);
 /* Relative path "train/red_circle/00012.png" into buf; false if it does not fit. */
 int mc_world_sample_path(const mc_world_sample *s, char *buf, size_t cap);
 /* One JSON object (no newline) with the sample's attributes into buf; false if it does not fit. */
 int mc_world_sample_json(const mc_world_sample *s, char *buf, size_t cap);
 
-/* Collective: writes the whole world under out_dir (layout above). Images are rendered by index
- * shard on every rank; rank 0 writes the lists and attributes. Same params, same bytes, for any
- * rank count. */
-mc_status mc_world_make(const mc_comm *c, const char *out_dir, const mc_world_params *p,
-                        mc_error *err);
+/* --- writing a world (every function below is local: no MPI) ----------------------------
+ * A whole world is: mc_world_make_dirs; mc_world_write_item for every image g in
+ * [0, mc_world_total), in any order, split over any number of processes; then, once all are
+ * written, mc_world_write_lists (once). Every file is written atomically and its bytes depend only
+ * on the params, so a rerun after a stop writes the same world. */
+
+/* Creates DIR, every split folder and its class (or texture) folders, and with masks the
+ * DIR/masks/... folders. Idempotent (mkdir -p): every process may call it. */
+mc_status mc_world_make_dirs(const char *out_dir, const mc_world_params *p, mc_error *err);
+/* Number of images of all splits; they are numbered train, then val, then unseen. */
+int64_t mc_world_total(const mc_world_params *p);
+/* The split and the index within it of image g (0 <= g < mc_world_total). */
+void mc_world_locate(const mc_world_params *p, int64_t g, int *split, int64_t *index);
+/* Image `index` of `split`: its parameters and labels into *s, its pixels into rgb
+ * (MC_WORLD_SIZE^2 * 3 bytes, HWC) and, if mask is not NULL, its shape coverage into mask
+ * (MC_WORLD_SIZE^2 bytes). A pure function of (p->seed, split, index). */
+void mc_world_generate(const mc_world_params *p, int split, int64_t index, mc_world_sample *s,
+                       uint8_t *rgb, uint8_t *mask);
+/* Writes image `index` of `split` as DIR/<split>/<folder>/NNNNN.png and, with p->masks, its
+ * coverage mask and concept masks (docs/world.md); the folders must exist (mc_world_make_dirs). */
+mc_status mc_world_write_item(const char *out_dir, const mc_world_params *p, int split,
+                              int64_t index, mc_error *err);
+/* Writes classes.txt, textures.txt, colours.txt, shapes.txt, concepts.txt, world.json and every
+ * split's attributes.jsonl (in index order). Call it once, after the images. */
+mc_status mc_world_write_lists(const char *out_dir, const mc_world_params *p, mc_error *err);
 
 #endif

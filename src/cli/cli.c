@@ -42,7 +42,8 @@ int mc_cli_usage_error(const mc_comm *c, const char *cmd, const char *fmt, ...) 
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
-        fprintf(stderr, "miclip %s: %s\ntry 'miclip %s --help'\n", cmd, msg, cmd);
+        if (*cmd) fprintf(stderr, "miclip %s: %s\ntry 'miclip %s --help'\n", cmd, msg, cmd);
+        else fprintf(stderr, "miclip: %s\ntry 'miclip --help'\n", msg);
     }
     return MC_EXIT_USAGE;
 }
@@ -60,8 +61,18 @@ bool mc_cli_parse_int(const char *s, long long lo, long long hi, long long *out)
 
 #define HELP_COL_MAX 24 /* widest "--name ARG" that keeps its help on the same line */
 
-static int opt_head(const mc_cli_opt *o, char *buf, size_t cap) {
-    return snprintf(buf, cap, "--%s%s%s", o->name, o->arg_name ? " " : "", o->arg_name ? o->arg_name : "");
+/* The alias letter of option `name` in aliases, or 0. */
+static char alias_of(const mc_cli_alias *aliases, const char *name) {
+    for (const mc_cli_alias *a = aliases; a && a->letter; a++)
+        if (!strcmp(a->name, name)) return a->letter;
+    return 0;
+}
+
+static int opt_head(const mc_cli_opt *o, char letter, char *buf, size_t cap) {
+    char alias[8] = "";
+    if (letter) snprintf(alias, sizeof alias, "-%c, ", letter);
+    return snprintf(buf, cap, "%s--%s%s%s", alias, o->name, o->arg_name ? " " : "",
+                    o->arg_name ? o->arg_name : "");
 }
 
 /* "  HEAD  help line 1\n" then the help's further lines under the first. */
@@ -80,22 +91,26 @@ static void help_line(FILE *out, const char *head, int col, const char *help) {
     fputc('\n', out);
 }
 
+void mc_cli_help_options(FILE *out, const mc_cli_cmd *cmd, const char *help_help) {
+    int col = 10; /* "-h, --help" */
+    char head[256];
+    for (const mc_cli_opt *o = cmd->opts; o && o->name; o++) {
+        int n = opt_head(o, alias_of(cmd->aliases, o->name), head, sizeof head);
+        if (n > col && n <= HELP_COL_MAX) col = n;
+    }
+    for (const mc_cli_opt *o = cmd->opts; o && o->name; o++) {
+        opt_head(o, alias_of(cmd->aliases, o->name), head, sizeof head);
+        help_line(out, head, col, o->help);
+    }
+    if (help_help) help_line(out, "-h, --help", col, help_help);
+}
+
 void mc_cli_help(FILE *out, const mc_cli_cmd *cmd) {
     fprintf(out, "usage: %s\n", cmd->usage);
     if (cmd->about) fprintf(out, "\n%s", cmd->about);
     if (cmd->about_more) cmd->about_more(out, cmd);
-    int col = 10; /* "-h, --help" */
-    char head[256];
-    for (const mc_cli_opt *o = cmd->opts; o && o->name; o++) {
-        int n = opt_head(o, head, sizeof head);
-        if (n > col && n <= HELP_COL_MAX) col = n;
-    }
     fprintf(out, "\noptions:\n");
-    for (const mc_cli_opt *o = cmd->opts; o && o->name; o++) {
-        opt_head(o, head, sizeof head);
-        help_line(out, head, col, o->help);
-    }
-    help_line(out, "-h, --help", col, "this help");
+    mc_cli_help_options(out, cmd, "this help");
     if (cmd->notes) fprintf(out, "\n%s", cmd->notes);
 }
 
@@ -117,7 +132,7 @@ int mc_cli_begin(mc_cli_parser *p, const mc_comm *c, const mc_cli_cmd *cmd, int 
     memset(p, 0, sizeof *p);
     p->c = c;
     p->cmd = cmd;
-    if (mc_cli_wants_help(argc, argv)) {
+    if (!cmd->until_command && mc_cli_wants_help(argc, argv)) {
         if (c->rank == 0) mc_cli_help(stdout, cmd);
         return MC_EXIT_OK;
     }
@@ -129,10 +144,13 @@ int mc_cli_begin(mc_cli_parser *p, const mc_comm *c, const mc_cli_cmd *cmd, int 
         if (strcmp(argv[1], cmd->action) != 0)
             return mc_cli_usage_error(c, cmd->name, "unknown action '%s' (expected '%s')", argv[1], cmd->action);
         argc--, argv++; /* getopt skips argv[0]: the action takes the command name's place */
+        p->shift = 1;
     }
     p->argc = argc;
     p->argv = argv;
     int n = 0;
+    size_t ns = 2;
+    memcpy(p->shorts, "-:", 3);
     for (const mc_cli_opt *o = cmd->opts; o && o->name; o++) {
         if (n == MC_CLI_MAX_OPTS) {
             fprintf(stderr, "miclip %s: more than %d options in its table\n", cmd->name, MC_CLI_MAX_OPTS);
@@ -140,6 +158,12 @@ int mc_cli_begin(mc_cli_parser *p, const mc_comm *c, const mc_cli_cmd *cmd, int 
         }
         p->lopts[n] = (struct option){o->name, o->has_arg ? required_argument : no_argument, NULL, OPT_BASE + n};
         n++;
+        char letter = alias_of(cmd->aliases, o->name);
+        if (letter) { /* "q" or "t:" */
+            p->shorts[ns++] = letter;
+            if (o->has_arg) p->shorts[ns++] = ':';
+            p->shorts[ns] = '\0';
+        }
     }
     p->lopts[n] = (struct option){0};
     optind = 0; /* full re-initialisation of glibc's getopt (see above) */
@@ -158,10 +182,12 @@ int mc_cli_next(mc_cli_parser *p, const char **val) {
     const char *cmd = p->cmd->name;
     if (p->rest) {
         if (p->next >= p->argc) return MC_CLI_END;
+        p->arg_index = p->next + p->shift;
         *val = p->argv[p->next++];
+        if (p->cmd->until_command) p->next = p->argc; /* the command ends the global options */
         return MC_CLI_ARG;
     }
-    int r = getopt_long(p->argc, p->argv, "-:", p->lopts, NULL);
+    int r = getopt_long(p->argc, p->argv, p->shorts, p->lopts, NULL);
     char name[256];
     if (r == -1) { /* the end, or "--": what follows it is positional */
         p->rest = true;
@@ -170,6 +196,8 @@ int mc_cli_next(mc_cli_parser *p, const char **val) {
     }
     if (r == 1) {
         *val = optarg;
+        p->arg_index = optind - 1 + p->shift;
+        if (p->cmd->until_command) p->rest = true, p->next = p->argc; /* see above */
         return MC_CLI_ARG;
     }
     if (r == ':') { /* a value option at the end of argv */
@@ -185,6 +213,15 @@ int mc_cli_next(mc_cli_parser *p, const char **val) {
             mc_cli_usage_error(p->c, cmd, "unknown option '-%c'", optopt);
         else
             mc_cli_usage_error(p->c, cmd, "unknown option '%s'", name);
+        return MC_CLI_ERROR;
+    }
+    if (r < OPT_BASE) { /* a one-letter alias: getopt matched it exactly */
+        for (const mc_cli_opt *o = p->cmd->opts; o && o->name; o++)
+            if (alias_of(p->cmd->aliases, o->name) == r) {
+                *val = o->has_arg ? optarg : NULL;
+                return o->id;
+            }
+        mc_cli_usage_error(p->c, cmd, "unknown option '-%c'", r); /* not reached */
         return MC_CLI_ERROR;
     }
     const int k = r - OPT_BASE;

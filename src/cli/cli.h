@@ -38,11 +38,17 @@ typedef int (*mc_cmd_fn)(const mc_comm *c, int argc, char **argv);
  *       case OPT_TASK: v is the value ...
  *   }
  *
- * Options are long only (--name VALUE or --name=VALUE); abbreviations are refused, so adding
- * an option never changes what an existing spelling means. Positionals and options mix in any
- * order and come back in command-line order; after "--" everything is positional. -h/--help
- * anywhere before "--" prints the help (mc_cli_begin). Every rank parses the same argv the
- * same way, so every rank reaches the same verdict; only rank 0 prints. */
+ * Options are long (--name VALUE or --name=VALUE), with a one-letter alias (-q) where the
+ * command's alias list gives one; abbreviations are refused, so adding an option never changes
+ * what an existing spelling means. Positionals and options mix in any order and come back in
+ * command-line order; after "--" everything is positional. -h/--help anywhere before "--" prints
+ * the help (mc_cli_begin). Every rank parses the same argv the same way, so every rank reaches
+ * the same verdict; only rank 0 prints.
+ *
+ * miclip's own global options (src/cli/globals.c) are a table of the same kind with
+ * until_command set: they come before the command, parsing ends at the first positional (the
+ * command name), and -h/--help are entries of that table, not a scan of the whole argv (which
+ * would steal a command's own --help). */
 enum { MC_CLI_FLAG = 0, MC_CLI_VALUE = 1 };                 /* mc_cli_opt.has_arg */
 enum { MC_CLI_ERROR = -1, MC_CLI_END = 0, MC_CLI_ARG = 1 }; /* mc_cli_next; table ids are > 1 */
 #define MC_CLI_MAX_OPTS 32
@@ -55,6 +61,12 @@ typedef struct {
     const char *help;     /* one or more lines ('\n'-separated), aligned in the help */
 } mc_cli_opt;
 
+/* A one-letter alias of a table's option: {'q', "quiet"} accepts -q for --quiet. */
+typedef struct {
+    char letter; /* 0 ends the list */
+    const char *name;
+} mc_cli_alias;
+
 typedef struct mc_cli_cmd {
     const char *name;     /* as typed: "run", "embed-text" */
     const char *action;   /* the one sub-action that must come first ("make"), or NULL:
@@ -65,6 +77,10 @@ typedef struct mc_cli_cmd {
     const char *notes;    /* printed after the options, or NULL */
     void (*about_more)(FILE *out, const struct mc_cli_cmd *cmd); /* prints generated text
                                                      * after about (stage lists), or NULL */
+    bool until_command;   /* the global options (above): parsing ends at the first positional,
+                           * whose argv index mc_cli_parser.arg_index gives; no help scan */
+    const mc_cli_alias *aliases; /* one-letter aliases of options ("-q, --quiet" in the help),
+                                  * or NULL */
 } mc_cli_cmd;
 
 typedef struct {
@@ -72,14 +88,20 @@ typedef struct {
     const mc_cli_cmd *cmd;
     int argc;
     char **argv;
-    bool rest; /* after "--": argv[optind..] are positionals */
-    int next;  /* the next positional after "--" */
+    bool rest;     /* after "--": argv[optind..] are positionals */
+    int next;      /* the next positional after "--" */
+    int shift;     /* 1 when the sub-action was skipped: argv here is the caller's argv + 1 */
+    int arg_index; /* the caller's argv index of the positional mc_cli_next last returned */
     struct option lopts[MC_CLI_MAX_OPTS + 1];
+    char shorts[3 + 2 * MC_CLI_MAX_OPTS]; /* getopt's optstring: "-:" and the one-letter aliases */
 } mc_cli_parser;
 
 /* Prints the help of cmd to out: usage, about, "options:" from the table (with -h, --help),
  * notes. */
 void mc_cli_help(FILE *out, const mc_cli_cmd *cmd);
+/* Prints the lines of cmd's option table, aligned ("  -q, --quiet    help"), then "-h, --help"
+ * with help_help unless that is NULL. mc_cli_help's options section; main's "global options". */
+void mc_cli_help_options(FILE *out, const mc_cli_cmd *cmd, const char *help_help);
 
 /* Starts parsing argv[1..argc) (argv[0] is the command name) with cmd's table. Returns -1 to go
  * on with mc_cli_next, or the exit code to return at once: 0 after printing the help (-h or
@@ -118,10 +140,26 @@ int mc_cli_finish(const mc_comm *c, mc_status s, mc_error *err);
 /* True if argv holds -h or --help before a "--". */
 bool mc_cli_wants_help(int argc, char **argv);
 
-/* Prints a usage error on rank 0 ("miclip NAME: msg" + "try 'miclip NAME --help'") and returns
- * MC_EXIT_USAGE. Every rank sees the same argv, so every rank reaches the same verdict. */
+/* Prints a usage error on rank 0 ("miclip NAME: msg" + "try 'miclip NAME --help'"; NAME "" for
+ * the global options: "miclip: msg" + "try 'miclip --help'") and returns MC_EXIT_USAGE. Every
+ * rank sees the same argv, so every rank reaches the same verdict. */
 int mc_cli_usage_error(const mc_comm *c, const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* --- the global options (src/cli/globals.c) ---------------------------------------------- */
+typedef struct {
+    bool quiet, verbose; /* --quiet / -q, --verbose / -v */
+    long long threads;   /* --threads N, or 0: not given */
+    int command;         /* argv index of the command name */
+} mc_cli_globals;
+extern const mc_cli_cmd mc_cli_globals_cli;
+/* Parses miclip's global options from argv[1..] up to the command name into *g. Returns -1 to go
+ * on (g->command set), or the exit code to return at once: 0 after --help or --version (printed
+ * on rank 0), 2 after a usage error or with no command (the help on stderr). */
+int mc_cli_parse_globals(const mc_comm *c, int argc, char **argv, mc_cli_globals *g);
+/* miclip --help: the usage, the commands of commands.def, the global options' table, the exit
+ * codes. */
+void mc_cli_main_help(FILE *out);
 
 /* cmd_run.c: runs one stage of CONFIG as `miclip <stage> CONFIG [--task I]` does. */
 int mc_cli_run_stage(const mc_comm *c, int argc, char **argv, int stage);

@@ -319,7 +319,7 @@ static mc_status sbatch(const char *file, const char *dep, char *id, size_t cap,
     char line[256] = "";
     size_t got = 0;
     ssize_t r;
-    /* Signal handlers have no SA_RESTART (comm.h): retry reads a signal interrupted. */
+    /* Signal handlers have no SA_RESTART (signals.h): retry reads a signal interrupted. */
     while (got < sizeof line - 1) {
         r = read(fd[0], line + got, sizeof line - 1 - got);
         if (r < 0 && errno == EINTR) continue;

@@ -1,8 +1,11 @@
-/* cmd_world.c - `miclip world make`: writes the tiny world (include/miclip/world.h). */
+/* cmd_world.c - `miclip world make`: writes the tiny world (include/miclip/world.h). The
+ * generator is MPI-free; this command splits its images over the ranks and agrees on errors and
+ * stop signals. */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
+#include "miclip/log.h"
 #include "miclip/world.h"
 
 enum { OPT_OUT = 2, OPT_SEED, OPT_PER_CLASS, OPT_VAL_PER_CLASS, OPT_UNSEEN_PER_CLASS, OPT_MASKS };
@@ -29,6 +32,64 @@ const mc_cli_cmd mc_cmd_world_cli = {
              "The same seed gives the same bytes, for any number of MPI ranks (images are\n"
              "split over ranks by index).\n",
     .opts = opts};
+
+/* Collective: writes the whole world under out_dir. Images are rendered by index shard on every
+ * rank; rank 0 writes the lists and attributes. Same params, same bytes, for any rank count. */
+static mc_status world_make(const mc_comm *c, const char *out_dir, const mc_world_params *p,
+                            mc_error *err) {
+    mc_status s = mc_world_params_check(p, err);
+    /* Every rank makes the folders (mkdir -p is idempotent), so no rank writes before its
+     * folder exists whatever the order. */
+    if (s == MC_OK) s = mc_world_make_dirs(out_dir, p, err);
+    s = mc_comm_agree(c, s, err);
+    if (s != MC_OK) return s;
+
+    const int64_t total = mc_world_total(p);
+    int64_t begin, end;
+    mc_shard_range(total, c->rank, c->size, &begin, &end);
+    mc_progress bar;
+    mc_progress_start(&bar, "world", end - begin, "img");
+    /* Blocks of STOP_BLOCK images, the same number of blocks on every rank, each followed by a
+     * collective poll for a stop signal or a failed rank. Every image is written atomically and
+     * the same seed gives the same bytes, so a stopped run leaves only whole images and a rerun
+     * writes the same world; the lists are written only once all images are done. */
+    enum { STOP_BLOCK = 32 };
+    const int64_t most = (total + c->size - 1) / c->size;
+    int stop = 0;
+    int64_t done = 0, written = 0;
+    bool failed = false;
+    for (int64_t off = 0; off < most; off += STOP_BLOCK) {
+        for (int64_t g = begin + off; g < end && g < begin + off + STOP_BLOCK && s == MC_OK; g++) {
+            int split;
+            int64_t i;
+            mc_world_locate(p, g, &split, &i);
+            s = mc_world_write_item(out_dir, p, split, i, err);
+            if (s == MC_OK) written++;
+            if (((g - begin) & 63) == 0) mc_progress_update(&bar, g - begin);
+        }
+        stop = mc_comm_poll(c, s != MC_OK, &failed);
+        if (failed) break;
+        done = off + STOP_BLOCK;
+        if (stop) break;
+    }
+    mc_progress_update(&bar, written);
+    mc_progress_finish(&bar);
+    if (s == MC_OK && stop) {
+        int64_t all = done * c->size < total ? done * c->size : total;
+        s = mc_fail_stopped(err, stop,
+                            "world: about %lld of %lld images written, the lists not yet; "
+                            "rerun the same command to finish (it writes the same bytes)",
+                            (long long)all, (long long)total);
+    }
+    if (s == MC_OK && !failed && c->rank == 0) s = mc_world_write_lists(out_dir, p, err);
+    s = mc_comm_agree(c, s, err);
+    if (s == MC_OK)
+        mc_info0("world: wrote %lld train, %lld val, %lld unseen images to %s",
+                 (long long)mc_world_split_count(p, MC_WORLD_TRAIN),
+                 (long long)mc_world_split_count(p, MC_WORLD_VAL),
+                 (long long)mc_world_split_count(p, MC_WORLD_UNSEEN), out_dir);
+    return s;
+}
 
 int mc_cmd_world(const mc_comm *c, int argc, char **argv) {
     mc_cli_parser pr;
@@ -66,6 +127,6 @@ int mc_cmd_world(const mc_comm *c, int argc, char **argv) {
     if (!out) return mc_cli_usage_error(c, "world", "--out DIR is required");
     if (!have_seed) return mc_cli_usage_error(c, "world", "--seed S is required");
     mc_error err = {0};
-    mc_status s = mc_world_make(c, out, &p, &err);
+    mc_status s = world_make(c, out, &p, &err);
     return mc_cli_finish(c, s, &err);
 }

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "miclip/checked.h"
-#include "miclip/comm.h"
+#include "miclip/signals.h"
 #include "miclip/log.h"
 
 mc_status mc_mkdir_p(const char *dir, mc_error *err) {
@@ -194,7 +194,7 @@ mc_status mc_write_file_atomic(const char *path, const void *data, size_t n, mc_
 }
 
 /* A FIFO or pipe (a named pipe, `<(cmd)`): read to the end, waiting for the writer with
- * poll(2). The wait is interruptible: a stop signal (comm.h) ends it with MC_ERR_INTERRUPTED.
+ * poll(2). The wait is interruptible: a stop signal (signals.h) ends it with MC_ERR_INTERRUPTED.
  * The fd was opened O_NONBLOCK, so opening never blocked either. */
 static mc_status read_stream(int fd, const char *path, size_t max_bytes, char **out, size_t *len,
                              mc_error *err) {

@@ -1,6 +1,5 @@
 #include "miclip/comm.h"
 
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,53 +124,11 @@ void mc_shard_range(int64_t n, int r, int size, int64_t *begin, int64_t *end) {
     *end = *begin + base + (r < extra ? 1 : 0);
 }
 
-static volatile sig_atomic_t g_stop_signal = 0;
-
-static void on_stop_signal(int sig) {
-    /* Keep the first signal: it names the stop in the message. */
-    if (!g_stop_signal) g_stop_signal = sig;
-}
-
-void mc_signals_install(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    /* No SA_RESTART: a blocking read of a pipe or FIFO (or an open of one, or a wait) returns
-     * EINTR, so the code blocked there sees the flag instead of waiting for ever. */
-    sa.sa_flags = 0;
-    sigaction(SIGUSR1, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-}
-
-int mc_stop_signal(void) { return (int)g_stop_signal; }
-
-const char *mc_signal_name(int sig) {
-    switch (sig) {
-    case SIGINT: return "SIGINT";
-    case SIGTERM: return "SIGTERM";
-    case SIGUSR1: return "SIGUSR1";
-    case 0: return "a signal";
-    default: return "a stop signal";
-    }
-}
-
 bool mc_comm_stop_requested(const mc_comm *c) { return mc_comm_poll(c, false, NULL) != 0; }
 
 int mc_comm_poll(const mc_comm *c, bool local_failed, bool *any_failed) {
-    int mine[2] = {(int)g_stop_signal, local_failed ? 1 : 0}, all[2] = {0, 0};
+    int mine[2] = {mc_stop_signal(), local_failed ? 1 : 0}, all[2] = {0, 0};
     MPI_Allreduce(mine, all, 2, MPI_INT, MPI_MAX, c->comm);
     if (any_failed) *any_failed = all[1] != 0;
     return all[0];
-}
-
-mc_status mc_fail_stopped(mc_error *err, int sig, const char *fmt, ...) {
-    char what[MC_ERROR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    if (!sig) sig = (int)g_stop_signal;
-    return MC_FAIL(err, MC_ERR_INTERRUPTED, "stopped by %s: %s", mc_signal_name(sig), what);
 }

@@ -1,5 +1,6 @@
-/* world.c - the tiny world: parameters per image, rendering, and the ImageFolder writer.
- * See include/miclip/world.h for the layout and the determinism contract. */
+/* world.c - the tiny world: parameters per image, rendering, and the ImageFolder writers.
+ * See include/miclip/world.h for the layout and the determinism contract. No MPI: which process
+ * writes which image is the caller's (src/cli/cmd_world.c, tools/world/world_gen.c). */
 #include "miclip/world.h"
 
 #include <math.h>
@@ -10,7 +11,6 @@
 #include "miclip/checked.h"
 #include "miclip/fsutil.h"
 #include "miclip/image_write.h"
-#include "miclip/log.h"
 
 #define PI 3.14159265358979323846
 #define SUPERSAMPLE 4 /* 4x4 samples per pixel: anti-aliased edges */
@@ -368,7 +368,7 @@ static const char *const distractors[] = {
     "fuzzy", "face",  "number", "letter", "pink",  "brown", "black",  "white",  "hexagon",
     "arrow", "heart", "spiral"};
 
-static mc_status write_lists(const char *out, const mc_world_params *p, mc_error *err) {
+mc_status mc_world_write_lists(const char *out, const mc_world_params *p, mc_error *err) {
     text_buf b = {0};
     mc_status s = MC_OK;
     char line[256], name[64];
@@ -453,7 +453,7 @@ done:
     return s;
 }
 
-static mc_status make_dirs(const char *out, const mc_world_params *p, mc_error *err) {
+mc_status mc_world_make_dirs(const char *out, const mc_world_params *p, mc_error *err) {
     char path[4096], dir[64];
     for (int split = 0; split < MC_WORLD_NUM_SPLITS; split++) {
         /* An empty split still gets its folder and an empty attributes.jsonl. */
@@ -506,74 +506,40 @@ static mc_status write_concept_masks(const char *out_dir, const char *rel, const
     return MC_OK;
 }
 
-mc_status mc_world_make(const mc_comm *c, const char *out_dir, const mc_world_params *p,
-                        mc_error *err) {
-    mc_status s = mc_world_params_check(p, err);
-    /* Every rank makes the folders (mkdir -p is idempotent), so no rank writes before its
-     * folder exists whatever the order. */
-    if (s == MC_OK) s = make_dirs(out_dir, p, err);
-    s = mc_comm_agree(c, s, err);
-    if (s != MC_OK) return s;
+int64_t mc_world_total(const mc_world_params *p) {
+    int64_t total = 0;
+    for (int i = 0; i < MC_WORLD_NUM_SPLITS; i++) total += mc_world_split_count(p, i);
+    return total;
+}
 
-    int64_t counts[MC_WORLD_NUM_SPLITS], total = 0;
-    for (int i = 0; i < MC_WORLD_NUM_SPLITS; i++) total += counts[i] = mc_world_split_count(p, i);
-    int64_t begin, end;
-    mc_shard_range(total, c->rank, c->size, &begin, &end);
+void mc_world_locate(const mc_world_params *p, int64_t g, int *split, int64_t *index) {
+    MC_ASSERT(g >= 0 && g < mc_world_total(p));
+    int sp = 0;
+    while (g >= mc_world_split_count(p, sp)) g -= mc_world_split_count(p, sp++);
+    *split = sp;
+    *index = g;
+}
+
+void mc_world_generate(const mc_world_params *p, int split, int64_t index, mc_world_sample *s,
+                       uint8_t *rgb, uint8_t *mask) {
+    mc_world_sample_at(p, split, index, s);
+    mc_world_render(s, rgb);
+    if (mask) mc_world_render_mask(s, mask);
+}
+
+mc_status mc_world_write_item(const char *out_dir, const mc_world_params *p, int split,
+                              int64_t index, mc_error *err) {
     uint8_t rgb[MC_WORLD_SIZE * MC_WORLD_SIZE * 3], mask[MC_WORLD_SIZE * MC_WORLD_SIZE];
     char rel[256], path[4096];
-    mc_progress bar;
-    mc_progress_start(&bar, "world", end - begin, "img");
-    /* Blocks of STOP_BLOCK images, the same number of blocks on every rank, each followed by a
-     * collective poll for a stop signal or a failed rank. Every image is written atomically and
-     * the same seed gives the same bytes, so a stopped run leaves only whole images and a rerun
-     * writes the same world; the lists (world.json last) are written only once all are done. */
-    enum { STOP_BLOCK = 32 };
-    const int64_t most = (total + c->size - 1) / c->size;
-    int stop = 0;
-    int64_t done = 0;
-    bool failed = false;
-    for (int64_t off = 0; off < most; off += STOP_BLOCK) {
-        for (int64_t g = begin + off; g < end && g < begin + off + STOP_BLOCK && s == MC_OK; g++) {
-            int split = 0;
-            int64_t i = g;
-            while (i >= counts[split]) i -= counts[split++];
-            mc_world_sample smp;
-            mc_world_sample_at(p, split, i, &smp);
-            mc_world_render(&smp, rgb);
-            if (!mc_world_sample_path(&smp, rel, sizeof rel) ||
-                !mc_path_join(path, sizeof path, out_dir, rel)) {
-                s = MC_FAIL(err, MC_ERR_ARG, "world: output path too long: %s", out_dir);
-                break;
-            }
-            s = mc_image_write_png(path, rgb, MC_WORLD_SIZE, MC_WORLD_SIZE, 3, err);
-            if (s == MC_OK && p->masks) {
-                mc_world_render_mask(&smp, mask);
-                if (!mc_snprintf(path, sizeof path, "%s/masks/%s", out_dir, rel)) {
-                    s = MC_FAIL(err, MC_ERR_ARG, "world: output path too long: %s", out_dir);
-                    break;
-                }
-                s = mc_image_write_png(path, mask, MC_WORLD_SIZE, MC_WORLD_SIZE, 1, err);
-                if (s == MC_OK) s = write_concept_masks(out_dir, rel, &smp, mask, err);
-            }
-            if (((g - begin) & 63) == 0) mc_progress_update(&bar, g - begin);
-        }
-        stop = mc_comm_poll(c, s != MC_OK, &failed);
-        if (failed) break;
-        done = off + STOP_BLOCK;
-        if (stop) break;
-    }
-    mc_progress_finish(&bar);
-    if (s == MC_OK && stop) {
-        int64_t all = done * c->size < total ? done * c->size : total;
-        s = mc_fail_stopped(err, stop, "world: about %lld of %lld images written, the lists not yet; "
-                            "rerun the same command to finish (it writes the same bytes)",
-                            (long long)all, (long long)total);
-    }
-    mc_progress_finish(&bar);
-    if (s == MC_OK && !failed && c->rank == 0) s = write_lists(out_dir, p, err);
-    s = mc_comm_agree(c, s, err);
-    if (s == MC_OK)
-        mc_info0("world: wrote %lld train, %lld val, %lld unseen images to %s",
-                 (long long)counts[0], (long long)counts[1], (long long)counts[2], out_dir);
-    return s;
+    mc_world_sample smp;
+    mc_world_generate(p, split, index, &smp, rgb, p->masks ? mask : NULL);
+    if (!mc_world_sample_path(&smp, rel, sizeof rel) ||
+        !mc_path_join(path, sizeof path, out_dir, rel))
+        return MC_FAIL(err, MC_ERR_ARG, "world: output path too long: %s", out_dir);
+    MC_TRY(mc_image_write_png(path, rgb, MC_WORLD_SIZE, MC_WORLD_SIZE, 3, err));
+    if (!p->masks) return MC_OK;
+    if (!mc_snprintf(path, sizeof path, "%s/masks/%s", out_dir, rel))
+        return MC_FAIL(err, MC_ERR_ARG, "world: output path too long: %s", out_dir);
+    MC_TRY(mc_image_write_png(path, mask, MC_WORLD_SIZE, MC_WORLD_SIZE, 1, err));
+    return write_concept_masks(out_dir, rel, &smp, mask, err);
 }

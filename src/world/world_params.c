@@ -1,5 +1,5 @@
 /* world_params.c - reading a world's parameters back from DIR/world.json. Kept apart from
- * world.c so the generator itself builds without jansson (tools/world/nompi). */
+ * world.c so the generator itself builds without jansson (tools/world/world_gen.c). */
 #include <string.h>
 
 #include "miclip/fsutil.h"

@@ -4,7 +4,10 @@
  *     the same process (getopt's global state re-initialised) gives the same result;
  *   - for every command of commands.def: --help exits 0 and lists every option of its table
  *     (and -h, --help); an unknown option, a missing value, an abbreviation and a value given
- *     to a flag exit 2 with one message naming the option, printed by rank 0 only.
+ *     to a flag exit 2 with one message naming the option, printed by rank 0 only;
+ *   - miclip's global options (src/cli/globals.c): every spelling (-q/--quiet, -v/--verbose,
+ *     --threads N and =N), parsing ending at the command, --help listing the table, and the
+ *     same usage errors.
  * Run under mpiexec -n 1 and -n 2 (tests/core/CMakeLists.txt). */
 #include <stdlib.h>
 #include <string.h>
@@ -219,6 +222,96 @@ static void check_parser(const mc_comm *c) {
                   "generated help: %s", out);
 }
 
+/* --- miclip's global options (src/cli/globals.c) ----------------------------------------- */
+static mc_cli_globals g_last;
+static int globals_fn(const mc_comm *c, int argc, char **argv) {
+    return mc_cli_parse_globals(c, argc, argv, &g_last);
+}
+
+/* `miclip ARGS...` up to the command: exit 2 and, on rank 0, "miclip: ..." naming `what` and
+ * the "try 'miclip --help'" line; nothing on the other ranks. */
+static void expect_global_error(const mc_comm *c, const char *const *args, int n,
+                                const char *what) {
+    static char out[1 << 12], err[1 << 12];
+    int rc = call(c, globals_fn, n, args, out, sizeof out, err, sizeof err);
+    CHECK_MSG(rc == MC_EXIT_USAGE, "rank %d: miclip %s: exit %d, want 2: %s", rank, args[1], rc,
+              err);
+    if (rank == 0)
+        CHECK_MSG(!strncmp(err, "miclip: ", 8) && strstr(err, what) && count_lines(err) == 2 &&
+                      strstr(err, "\ntry 'miclip --help'\n"),
+                  "miclip %s: want one message naming %s: '%s'", args[1], what, err);
+    else
+        CHECK_MSG(!*err && !*out, "rank %d printed: %s%s", rank, out, err);
+}
+
+static void check_globals(const mc_comm *c) {
+    static char out[1 << 16], err[1 << 16];
+    /* every accepted spelling; the command ends the global options (its own --help stays its) */
+    const char *a1[] = {"miclip", "-q", "--verbose", "--threads", "3", "run", "x", "--help", "-q"};
+    int rc = call(c, globals_fn, 9, a1, out, sizeof out, err, sizeof err);
+    CHECK_MSG(rc == -1 && g_last.quiet && g_last.verbose && g_last.threads == 3 &&
+                  g_last.command == 5,
+              "globals a1: rc %d quiet %d verbose %d threads %lld command %d", rc, g_last.quiet,
+              g_last.verbose, g_last.threads, g_last.command);
+    const char *a2[] = {"miclip", "--quiet", "-v", "--threads=7", "version"};
+    rc = call(c, globals_fn, 5, a2, out, sizeof out, err, sizeof err);
+    CHECK_MSG(rc == -1 && g_last.quiet && g_last.verbose && g_last.threads == 7 &&
+                  g_last.command == 4,
+              "globals a2: rc %d command %d threads %lld", rc, g_last.command, g_last.threads);
+    const char *a3[] = {"miclip", "world", "--quiet"};
+    rc = call(c, globals_fn, 3, a3, out, sizeof out, err, sizeof err);
+    CHECK_MSG(rc == -1 && !g_last.quiet && !g_last.verbose && !g_last.threads && g_last.command == 1,
+              "globals a3: rc %d command %d", rc, g_last.command);
+    const char *a4[] = {"miclip", "--", "version"};
+    rc = call(c, globals_fn, 3, a4, out, sizeof out, err, sizeof err);
+    CHECK_MSG(rc == -1 && g_last.command == 2, "globals a4: rc %d command %d", rc, g_last.command);
+    /* --help and -h: the whole help, every option of the table with its alias, exit 0 */
+    for (int h = 0; h < 2; h++) {
+        const char *args[] = {"miclip", "--quiet", h ? "-h" : "--help", "run", "--bogus"};
+        rc = call(c, globals_fn, 5, args, out, sizeof out, err, sizeof err);
+        CHECK_MSG(rc == 0 && !*err, "miclip %s: exit %d: %s", args[2], rc, err);
+        if (rank == 0) {
+            const char *g = strstr(out, "\nglobal options:\n");
+            CHECK_MSG(!strncmp(out, "miclip ", 7) && strstr(out, "\nusage: miclip ") && g &&
+                          strstr(out, "\ncommands:\n") && strstr(g, "\n  -q, --quiet ") &&
+                          strstr(g, "\n  -v, --verbose ") && strstr(g, "\n  -h, --help "),
+                      "miclip %s: %s", args[2], out);
+            for (const mc_cli_opt *o = mc_cli_globals_cli.opts; g && o->name; o++)
+                CHECK_MSG(lists(g, o->name) && o->help && *o->help, "miclip --help: --%s", o->name);
+            for (int i = 0; i < mc_cli_n_commands; i++) {
+                char line[128];
+                snprintf(line, sizeof line, "\n  %s ", mc_cli_commands[i].name);
+                CHECK_MSG(strstr(out, line), "miclip --help does not list %s", mc_cli_commands[i].name);
+            }
+        } else {
+            CHECK_MSG(!*out, "rank %d printed the help", rank);
+        }
+    }
+    const char *a5[] = {"miclip", "--version", "--bogus"};
+    rc = call(c, globals_fn, 3, a5, out, sizeof out, err, sizeof err);
+    CHECK_MSG(rc == 0 && (rank != 0 || !strncmp(out, "miclip ", 7)), "--version: %d %s", rc, out);
+    /* no command: the help on stderr, exit 2 */
+    const char *a6[] = {"miclip", "-q"};
+    rc = call(c, globals_fn, 2, a6, out, sizeof out, err, sizeof err);
+    CHECK_MSG(rc == MC_EXIT_USAGE && !*out && (rank != 0 || strstr(err, "global options:")),
+              "no command: %d %s", rc, err);
+    /* usage errors, each naming the option */
+    const char *e1[] = {"miclip", "--bogus", "version"};
+    expect_global_error(c, e1, 3, "'--bogus'");
+    const char *e2[] = {"miclip", "--thr", "3", "version"}; /* abbreviation */
+    expect_global_error(c, e2, 4, "'--thr'");
+    const char *e3[] = {"miclip", "--threads"};
+    expect_global_error(c, e3, 2, "'--threads' needs a value");
+    const char *e4[] = {"miclip", "--quiet=1", "version"};
+    expect_global_error(c, e4, 3, "'--quiet' takes no value");
+    const char *e5[] = {"miclip", "-Z", "version"};
+    expect_global_error(c, e5, 3, "'-Z'");
+    const char *e6[] = {"miclip", "--threads", "0", "version"};
+    expect_global_error(c, e6, 4, "--threads takes a whole number from 1 to 4096");
+    const char *e7[] = {"miclip", "--threads=x", "version"};
+    expect_global_error(c, e7, 3, "--threads takes a whole number from 1 to 4096");
+}
+
 int main(int argc, char **argv) {
     mc_comm c;
     mc_error e = {0};
@@ -228,6 +321,7 @@ int main(int argc, char **argv) {
     }
     rank = c.rank;
     check_parser(&c);
+    check_globals(&c);
     for (int i = 0; i < mc_cli_n_commands; i++) check_command(&c, &mc_cli_commands[i]);
     fprintf(stderr, "rank %d: %d commands, ", rank, mc_cli_n_commands);
     mc_comm_finalize(&c);
