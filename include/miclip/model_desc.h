@@ -129,10 +129,10 @@ mc_desc_vit_arena mc_desc_vit_arena_layout(const mc_model_desc *d, int64_t B);
 void mc_desc_resnet_buffers(const mc_model_desc *d, int64_t H, int64_t W, size_t *act,
                             size_t *work);
 
-/* The text towers' packed forward (text.h): floats for `rows` tokens of `n_seq` sequences
- * packed back to back, the longest max_len tokens. For B sequences of T tokens this is
- * mc_model_desc_arena_floats(d, B, 0, 0). */
-size_t mc_desc_text_arena_floats(const mc_model_desc *d, int64_t rows, int64_t max_len,
+/* The text towers' packed forward (text.h) of width D, MLP width I and H heads: floats for
+ * `rows` tokens of `n_seq` sequences packed back to back, the longest max_len tokens. For B
+ * sequences of T tokens this is mc_model_desc_arena_floats(d, B, 0, 0). */
+size_t mc_desc_text_arena_floats(int64_t D, int64_t I, int64_t H, int64_t rows, int64_t max_len,
                                  int64_t n_seq);
 
 /* Multiply-adds of one pre- or post-norm transformer block over T tokens of width D with an MLP

@@ -625,12 +625,12 @@ int mc_model_desc_find_layer(const mc_model_desc *d, const char *name) {
 
 /* ---- arena ---------------------------------------------------------------------------------- */
 
-size_t mc_desc_text_arena_floats(const mc_model_desc *d, int64_t rows, int64_t max_len,
+size_t mc_desc_text_arena_floats(int64_t D, int64_t I, int64_t H, int64_t rows, int64_t max_len,
                                  int64_t n_seq) {
     /* x, LN, q|k|v, context (6 D per row), the MLP hidden (I per row), one sequence's scores and
      * relative bias (max_len^2 (1 + H)), and one pooled row per sequence */
-    return (size_t)rows * (size_t)(6 * d->D + d->I) + (size_t)(max_len * max_len) * (size_t)(1 + d->H) +
-           (size_t)n_seq * (size_t)d->D;
+    return (size_t)rows * (size_t)(6 * D + I) + (size_t)(max_len * max_len) * (size_t)(1 + H) +
+           (size_t)n_seq * (size_t)D;
 }
 
 typedef struct {
@@ -685,7 +685,7 @@ size_t mc_model_desc_arena_floats(const mc_model_desc *d, int64_t B, int64_t H, 
     }
     case MC_DESC_CLIP_TEXT:
     case MC_DESC_MPNET:
-        return mc_desc_text_arena_floats(d, B * d->T, d->T, B);
+        return mc_desc_text_arena_floats(d->D, d->I, d->H, B * d->T, d->T, B);
     default:
         return 0;
     }
