@@ -2,7 +2,8 @@
  *
  * Every number is derived from the config and the models' config.json sizes; the only measured
  * inputs are the calibration rates. Multiply-adds (MAC) are counted per layer from first
- * principles; time = 2 * MAC / (rate per core * cores).
+ * principles by the model description (model_desc.h), the one the loader uses; time =
+ * 2 * MAC / (rate per core * cores).
  */
 #include <ctype.h>
 #include <math.h>
