@@ -81,9 +81,6 @@ typedef struct {
     int64_t L, T, D, H, I, patch;
     /* CLIP text tower */
     int64_t tL, tD, tI, tctx;
-    /* ResNet */
-    int64_t E, n_stages, hs[8], depth[8];
-    bool ds_first, ds_bneck;
     /* From the loaded model when its weights are present (mc_plan_make): the model's own
      * mc_model_param_count and mc_model_arena_bytes at extract.batch_size; else estimates. */
     bool exact;

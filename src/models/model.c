@@ -40,8 +40,10 @@ mc_status mc_model_adopt_desc(mc_model *m, mc_error *err) {
     m->in_c = (int)d->C, m->in_h = (int)d->in_h, m->in_w = (int)d->in_w;
     m->out_dim = d->out_dim;
     m->out_name = d->out_name;
-    if (d->family != MC_DESC_RESNET)
-        m->tf_layers = (int)d->L, m->tf_tokens = (int)d->T, m->tf_width = (int)d->D, m->tf_heads = (int)d->H;
+    if (d->family != MC_DESC_RESNET) {
+        m->tf_layers = (int)d->L, m->tf_tokens = (int)d->T;
+        m->tf_width = (int)d->D, m->tf_heads = (int)d->H;
+    }
     return MC_OK;
 }
 
@@ -63,15 +65,6 @@ void mc_wt_bind(mc_model *m, float **slot, const char *fmt, ...) {
         }
     }
     MC_ASSERT(!"a family binds a tensor its description does not list");
-}
-
-mc_status mc_cfg_act(const json_t *cfg, const char *key, const char *dflt, mc_act *out,
-                     const char *file, mc_error *err) {
-    const char *s;
-    MC_TRY(mc_json_get_str(cfg, key, false, dflt, &s, file, err));
-    mc_status st = mc_act_parse(s, out, err);
-    if (st != MC_OK) mc_error_prefix(err, "%s: %s", file, key);
-    return st;
 }
 
 /* ---- create / free ---------------------------------------------------------------------- */
@@ -178,7 +171,8 @@ static mc_status detect_family(const json_t *cfg, const char *file, mc_model *m,
         const mc_family_ops *ops;
     } table[] = {
         {"ViTForImageClassification", "vit", MC_FAMILY_VIT, MC_DESC_VIT, &mc_vit_ops},
-        {"ResNetForImageClassification", "resnet", MC_FAMILY_RESNET, MC_DESC_RESNET, &mc_resnet_ops},
+        {"ResNetForImageClassification", "resnet", MC_FAMILY_RESNET, MC_DESC_RESNET,
+         &mc_resnet_ops},
         {"CLIPModel", "clip", MC_FAMILY_CLIP_VISION, MC_DESC_CLIP_VISION, &mc_clip_vision_ops},
         {"CLIPVisionModelWithProjection", "clip_vision_model", MC_FAMILY_CLIP_VISION,
          MC_DESC_CLIP_VISION, &mc_clip_vision_ops},

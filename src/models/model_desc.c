@@ -195,7 +195,8 @@ static mc_status build_vit(builder *b, const json_t *cfg, const char *f, mc_erro
     const int64_t D = d->D;
     tensor(b, true, 3, 1, 1, D, 0, "embeddings.cls_token");
     tensor(b, true, 3, 1, d->T, D, 0, "embeddings.position_embeddings");
-    tensor(b, true, 4, D, d->C, d->patch, d->patch, "embeddings.patch_embeddings.projection.weight");
+    tensor(b, true, 4, D, d->C, d->patch, d->patch,
+           "embeddings.patch_embeddings.projection.weight");
     T1(b, true, D, "embeddings.patch_embeddings.projection.bias");
     static const char *const nm[8] = {
         "layernorm_before", "attention.attention.query", "attention.attention.key",
@@ -238,11 +239,13 @@ static mc_status build_clip_vision(builder *b, const json_t *cfg, const char *f,
     MC_TRY(clip_sub(cfg, f, "vision_config", "vision_config_dict", &top, &vc, err));
     int64_t proj = 512;
     mc_status s = read_vision_dims(d, vc, f, 32, "quick_gelu", 1e-5, err);
-    if (s == MC_OK) s = mc_json_get_int(top ? vc : cfg, "projection_dim", false, 512, &proj, f, err);
+    if (s == MC_OK)
+        s = mc_json_get_int(top ? vc : cfg, "projection_dim", false, 512, &proj, f, err);
     json_decref(vc);
     MC_TRY(s);
     if (proj < 1 || proj > 65536)
-        return MC_FAIL(err, MC_ERR_FORMAT, "%s: projection_dim %lld out of range", f, (long long)proj);
+        return MC_FAIL(err, MC_ERR_FORMAT, "%s: projection_dim %lld out of range", f,
+                       (long long)proj);
     d->out_dim = proj;
     d->qkv_bias = true;
     d->base_prefix = "vision_model.";
@@ -263,7 +266,7 @@ static mc_status build_clip_vision(builder *b, const json_t *cfg, const char *f,
     return MC_OK;
 }
 
-/* ---- the text towers -------------------------------------------------------------------------- */
+/* ---- the text towers ------------------------------------------------------------------------ */
 
 static mc_status cfg_int(const json_t *o, const char *k, int64_t dflt, int64_t lo, int64_t hi,
                          int64_t *out, const char *file, mc_error *err) {
@@ -351,10 +354,11 @@ static mc_status build_mpnet(builder *b, const json_t *c, const char *f, mc_erro
         return MC_FAIL(err, MC_ERR_CONFIG, "%s: relative_attention_num_buckets %lld < 32 (the bias "
                        "always uses 32 buckets)", f, (long long)d->buckets);
     if (pad != 1)
-        return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: pad_token_id %lld: miclip's MPNet position ids "
-                       "assume padding_idx 1", f, (long long)pad);
+        return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: pad_token_id %lld: miclip's MPNet position "
+                       "ids assume padding_idx 1", f, (long long)pad);
     if (d->D % d->H)
-        return MC_FAIL(err, MC_ERR_CONFIG, "%s: hidden_size is not a multiple of num_attention_heads", f);
+        return MC_FAIL(err, MC_ERR_CONFIG,
+                       "%s: hidden_size is not a multiple of num_attention_heads", f);
     d->qkv_bias = true;
     d->out_dim = d->D;
     d->base_prefix = "mpnet.";
@@ -376,7 +380,7 @@ static mc_status build_mpnet(builder *b, const json_t *c, const char *f, mc_erro
     return MC_OK;
 }
 
-/* ---- ResNet ------------------------------------------------------------------------------------ */
+/* ---- ResNet ---------------------------------------------------------------------------------- */
 
 static double conv_mac(int64_t cin, int64_t cout, int64_t k, int64_t Ho, int64_t Wo) {
     return (double)cin * (double)cout * (double)(k * k) * (double)Ho * (double)Wo;
@@ -384,7 +388,8 @@ static double conv_mac(int64_t cin, int64_t cout, int64_t k, int64_t Ho, int64_t
 
 /* A ResNet conv as nn.h runs it: k x k, stride, padding k/2. */
 static mc_conv_desc rn_conv(int64_t cin, int64_t cout, int64_t k, int64_t stride) {
-    return (mc_conv_desc){.cin = cin, .cout = cout, .kh = k, .kw = k, .stride = stride, .pad = k / 2};
+    return (mc_conv_desc){.cin = cin, .cout = cout, .kh = k, .kw = k, .stride = stride,
+                          .pad = k / 2};
 }
 
 /* Walks the network for an H x W input in forward order (per bottleneck layer: shortcut, 1x1,
@@ -411,8 +416,10 @@ static void resnet_walk(const mc_model_desc *d, int64_t H, int64_t W, rn_visit v
             /* v1.5: the stride sits on the 3x3 unless downsample_in_bottleneck */
             const mc_conv_desc ca = rn_conv(cin, mid, 1, d->ds_bneck ? stride : 1);
             const mc_conv_desc cb = rn_conv(mid, mid, 3, d->ds_bneck ? 1 : stride);
-            const int64_t ha = mc_conv_out_size(h, 1, ca.stride, 0), wa = mc_conv_out_size(w, 1, ca.stride, 0);
-            const int64_t hb = mc_conv_out_size(ha, 3, cb.stride, 1), wb = mc_conv_out_size(wa, 3, cb.stride, 1);
+            const int64_t ha = mc_conv_out_size(h, 1, ca.stride, 0);
+            const int64_t wa = mc_conv_out_size(w, 1, ca.stride, 0);
+            const int64_t hb = mc_conv_out_size(ha, 3, cb.stride, 1);
+            const int64_t wb = mc_conv_out_size(wa, 3, cb.stride, 1);
             const bool has_sc = cin != out || stride != 1;
             if (has_sc) {
                 cv = rn_conv(cin, out, 1, stride);
@@ -472,7 +479,8 @@ static mc_status build_resnet(builder *b, const json_t *cfg, const char *f, mc_e
         return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: layer_type \"%s\" is not supported (only "
                        "\"bottleneck\", as ResNet-50)", f, lt);
     if (json_object_get(cfg, "hidden_sizes"))
-        MC_TRY(mc_json_get_int_array(cfg, "hidden_sizes", d->hs, -1, MC_DESC_MAX_STAGES, &n1, f, err));
+        MC_TRY(mc_json_get_int_array(cfg, "hidden_sizes", d->hs, -1, MC_DESC_MAX_STAGES, &n1, f,
+                                     err));
     else
         n1 = 4, d->hs[0] = 256, d->hs[1] = 512, d->hs[2] = 1024, d->hs[3] = 2048;
     if (json_object_get(cfg, "depths"))
@@ -480,11 +488,13 @@ static mc_status build_resnet(builder *b, const json_t *cfg, const char *f, mc_e
     else
         n2 = 4, d->depth[0] = 3, d->depth[1] = 4, d->depth[2] = 6, d->depth[3] = 3;
     if (n1 != n2 || n1 < 1)
-        return MC_FAIL(err, MC_ERR_FORMAT, "%s: hidden_sizes has %d entries but depths has %d", f, n1, n2);
+        return MC_FAIL(err, MC_ERR_FORMAT, "%s: hidden_sizes has %d entries but depths has %d", f,
+                       n1, n2);
     d->n_stages = n1;
     if (d->C < 1 || d->C > 64 || d->E < 1 || d->E > 65536)
-        return MC_FAIL(err, MC_ERR_FORMAT, "%s: num_channels %lld / embedding_size %lld out of range",
-                       f, (long long)d->C, (long long)d->E);
+        return MC_FAIL(err, MC_ERR_FORMAT,
+                       "%s: num_channels %lld / embedding_size %lld out of range", f,
+                       (long long)d->C, (long long)d->E);
     for (int s = 0; s < n1; s++)
         if (d->hs[s] < 4 || d->hs[s] > 65536 || d->depth[s] < 1 || d->depth[s] > 1000)
             return MC_FAIL(err, MC_ERR_FORMAT, "%s: stage %d: hidden size %lld / depth %lld out of "
@@ -540,7 +550,7 @@ static mc_status build_resnet(builder *b, const json_t *cfg, const char *f, mc_e
     return MC_OK;
 }
 
-/* ---- build / lookup ----------------------------------------------------------------------------- */
+/* ---- build / lookup -------------------------------------------------------------------------- */
 
 mc_status mc_model_desc_build(const json_t *cfg, const char *file, mc_desc_family fam,
                               mc_model_desc **out, mc_error *err) {
@@ -664,7 +674,8 @@ mc_desc_vit_arena mc_desc_vit_arena_layout(const mc_model_desc *d, int64_t B) {
     mc_attn_desc ad = {.B = B, .T = d->T, .H = d->H, .head_dim = d->D / d->H};
     p.work = o, o += mc_attention_workspace(&ad);
     p.probs = o, o += (size_t)(B * d->H) * (size_t)(d->T * d->T);
-    p.patches = o, o += (size_t)B * (size_t)(d->side * d->side) * (size_t)(d->C * d->patch * d->patch);
+    const size_t K = (size_t)(d->C * d->patch * d->patch); /* one unfolded patch */
+    p.patches = o, o += (size_t)B * (size_t)(d->side * d->side) * K;
     p.pooled = o, o += (size_t)B * D;
     p.out = o, o += (size_t)B * (size_t)d->out_dim;
     p.total = o;
@@ -681,7 +692,8 @@ size_t mc_model_desc_arena_floats(const mc_model_desc *d, int64_t B, int64_t H, 
          * features and the logits (resnet.c) */
         size_t act, work;
         mc_desc_resnet_buffers(d, H, W, &act, &work);
-        return 5 * (size_t)B * act + work + (size_t)B * ((size_t)d->hs[d->n_stages - 1] + (size_t)d->out_dim);
+        const size_t tail = (size_t)d->hs[d->n_stages - 1] + (size_t)d->out_dim;
+        return 5 * (size_t)B * act + work + (size_t)B * tail;
     }
     case MC_DESC_CLIP_TEXT:
     case MC_DESC_MPNET:

@@ -54,7 +54,7 @@ struct mc_model {
     int tf_layers, tf_tokens, tf_width, tf_heads;
 
     mc_layer_info *layers;
-    int n_layers, cap_layers;
+    int n_layers;
 
     mc_wentry *w;          /* the weight table (m->desc's tensors under the file's prefix) */
     int n_w, next_bind;
@@ -78,10 +78,6 @@ void mc_wt_bind(mc_model *m, float **slot, const char *fmt, ...) __attribute__((
 /* Reads config.json and declares the weight table and layers without loading any weights
  * (the random-model writer walks m->w). The model cannot run. */
 mc_status mc_model_declare(const char *cfg_path, mc_model **out, mc_error *err);
-
-/* Config helpers: label the messages with the config file name. */
-mc_status mc_cfg_act(const json_t *cfg, const char *key, const char *dflt, mc_act *out,
-                     const char *file, mc_error *err);
 
 /* ---- run context ------------------------------------------------------------------------- */
 struct mc_run {

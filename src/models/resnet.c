@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "miclip/checked.h"
-#include "miclip/json.h"
 #include "model_internal.h"
 
 mc_status mc_model_load_labels(mc_model *m, const json_t *cfg, const char *file, mc_error *err);

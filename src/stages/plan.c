@@ -70,8 +70,6 @@ mc_status mc_plan_model_read(const char *dir, mc_plan_model *m, mc_error *err) {
         m->out_dim = d->out_dim;
         m->image = (int)d->in_h;
         m->L = d->L, m->T = d->T, m->D = d->D, m->H = d->H, m->I = d->I, m->patch = d->patch;
-        m->E = d->E, m->n_stages = d->n_stages, m->ds_first = d->ds_first, m->ds_bneck = d->ds_bneck;
-        for (int i = 0; i < d->n_stages && i < 8; i++) m->hs[i] = d->hs[i], m->depth[i] = d->depth[i];
         if (t) m->tL = t->L, m->tD = t->D, m->tI = t->I, m->tctx = t->T, m->text_params = t->params;
     }
     mc_model_desc_free(&d);

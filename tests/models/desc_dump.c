@@ -37,8 +37,10 @@ int main(int argc, char **argv) {
     json_object_set_new(o, "family", json_string(mc_desc_family_name(d->family)));
     json_object_set_new(o, "params", json_integer(d->params));
     json_object_set_new(o, "mac", json_real(d->mac));
-    json_object_set_new(o, "arena_floats_b1", json_integer((json_int_t)mc_model_desc_arena_floats(d, 1, 224, 224)));
-    json_object_set_new(o, "arena_floats_b8", json_integer((json_int_t)mc_model_desc_arena_floats(d, 8, 224, 224)));
+    const json_int_t a1 = (json_int_t)mc_model_desc_arena_floats(d, 1, 224, 224);
+    const json_int_t a8 = (json_int_t)mc_model_desc_arena_floats(d, 8, 224, 224);
+    json_object_set_new(o, "arena_floats_b1", json_integer(a1));
+    json_object_set_new(o, "arena_floats_b8", json_integer(a8));
     for (int i = 0; i < d->n_layers; i++) {
         const mc_desc_layer *l = &d->layers[i];
         json_t *sh = json_array();
