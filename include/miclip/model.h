@@ -7,7 +7,8 @@
  *   clip_vision  the vision tower + visual_projection of a CLIPModel (or of a
  *                CLIPVisionModelWithProjection) folder (openai/clip-vit-base-patch16 layout)
  * Every hyper-parameter comes from config.json, with the config class's default for a missing
- * key (docs/models.md lists them). Weights come from model.safetensors (F32, F16 or BF16;
+ * key (docs/models.md lists them), through the weightless model description (model_desc.h),
+ * which also gives the expected tensors, the layer list and the arena. Weights come from model.safetensors (F32, F16 or BF16;
  * converted to F32 once at load). Every expected tensor must be present with its exact shape;
  * a tensor the family does not know is an error naming it (ignored: position_ids,
  * num_batches_tracked, pooler.*, and the text tower of a CLIPModel folder).

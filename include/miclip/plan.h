@@ -81,9 +81,6 @@ typedef struct {
     int64_t L, T, D, H, I, patch;
     /* CLIP text tower */
     int64_t tL, tD, tI, tctx;
-    /* ResNet */
-    int64_t E, n_stages, hs[8], depth[8];
-    bool ds_first, ds_bneck;
     /* From the loaded model when its weights are present (mc_plan_make): the model's own
      * mc_model_param_count and mc_model_arena_bytes at extract.batch_size; else estimates. */
     bool exact;
@@ -164,16 +161,18 @@ void mc_plan_add_store(mc_plan *p, int stage, const char *what, int count, doubl
 void mc_plan_unit_table_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p, mc_plan_stage *S,
                              double *flop, double *core_s, double *mem_b);
 
-/* Reads a model folder's config.json and counts its sizes. Errors name the file. */
+/* Reads a model folder's config.json and takes its sizes from the model description
+ * (model_desc.h; CLIP: both towers). Errors name the file. */
 mc_status mc_plan_model_read(const char *dir, mc_plan_model *m, mc_error *err);
 
-/* Multiply-adds per image up to and including the named layer's output (the same names as
- * model.h), and the elements per image stored for it under pool (MC_CFG_POOL_*). Returns
- * MC_ERR_ARG for an unknown layer. */
+/* Multiply-adds per image of a forward that stops after the named layer (the description's
+ * mac_cum; the same names and aliases as model.h), and the elements per image stored for it
+ * under pool (MC_CFG_POOL_*). Returns MC_ERR_ARG for an unknown layer. */
 mc_status mc_plan_layer(const mc_plan_model *m, const char *layer, int pool, double *prefix_gmac,
                         int64_t *elems, mc_error *err);
 
-/* Bytes of the activation arena of a batch of B images (estimated from the sizes). */
+/* Bytes of the activation arena of a batch of B images: the one the loader allocates, from the
+ * model description (model_desc.h) of config.json. */
 double mc_plan_arena_bytes(const mc_plan_model *m, int64_t B);
 
 /* Calibration: defaults, file I/O, and the measurement (local, on the calling process). */

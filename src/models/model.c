@@ -13,59 +13,58 @@
 
 /* ---- declarations used by the families --------------------------------------------------- */
 
-mc_status mc_wt_add(mc_model *m, float **slot, int ndim, const int64_t *shape, mc_error *err,
-                    const char *fmt, ...) {
-    if (m->n_w == m->cap_w) {
-        int cap = m->cap_w ? 2 * m->cap_w : 256;
-        mc_wentry *p = realloc(m->w, (size_t)cap * sizeof *p);
-        if (!p) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory declaring weights");
-        m->w = p, m->cap_w = cap;
+mc_status mc_model_adopt_desc(mc_model *m, mc_error *err) {
+    const mc_model_desc *d = m->desc;
+    m->w = calloc((size_t)d->n_tensors, sizeof *m->w);
+    m->layers = calloc((size_t)d->n_layers, sizeof *m->layers);
+    if (!m->w || !m->layers) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory declaring weights");
+    const size_t np = strlen(d->base_prefix);
+    for (int i = 0; i < d->n_tensors; i++) {
+        const mc_desc_tensor *t = &d->tensors[i];
+        mc_wentry *e = &m->w[i];
+        mc_strlcpy(e->name, t->base && m->strip_base ? t->name + np : t->name, sizeof e->name);
+        e->ndim = t->ndim;
+        memcpy(e->shape, t->shape, sizeof e->shape);
     }
-    mc_wentry *e = &m->w[m->n_w];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(e->name, sizeof e->name, fmt, ap);
-    va_end(ap);
-    MC_ASSERT(n > 0 && n < (int)sizeof e->name && ndim >= 0 && ndim <= 4);
-    e->ndim = ndim;
-    for (int i = 0; i < ndim; i++) {
-        if (shape[i] <= 0 || shape[i] > (int64_t)1 << 32)
-            return MC_FAIL(err, MC_ERR_FORMAT,
-                           "tensor %s: the config implies dimension %d = %lld, which is not a "
-                           "valid size", e->name, i, (long long)shape[i]);
-        e->shape[i] = shape[i];
+    m->n_w = d->n_tensors;
+    for (int i = 0; i < d->n_layers; i++) {
+        const mc_desc_layer *dl = &d->layers[i];
+        mc_layer_info *l = &m->layers[i];
+        if (!(l->name = mc_strdup(dl->name))) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        m->n_layers++;
+        l->ndim = dl->ndim;
+        memcpy(l->shape, dl->shape, sizeof l->shape);
+        l->has_attention = dl->has_attention;
+        l->can_start = dl->can_start;
     }
-    e->slot = slot;
-    m->n_w++;
+    m->in_c = (int)d->C, m->in_h = (int)d->in_h, m->in_w = (int)d->in_w;
+    m->out_dim = d->out_dim;
+    m->out_name = d->out_name;
+    if (d->family != MC_DESC_RESNET) {
+        m->tf_layers = (int)d->L, m->tf_tokens = (int)d->T;
+        m->tf_width = (int)d->D, m->tf_heads = (int)d->H;
+    }
     return MC_OK;
 }
 
-int mc_model_add_layer(mc_model *m, const char *name, int ndim, const int64_t *shape,
-                       bool has_attention, bool can_start) {
-    if (m->n_layers == m->cap_layers) {
-        int cap = m->cap_layers ? 2 * m->cap_layers : 64;
-        mc_layer_info *p = realloc(m->layers, (size_t)cap * sizeof *p);
-        if (!p) return -1;
-        m->layers = p, m->cap_layers = cap;
+void mc_wt_bind(mc_model *m, float **slot, const char *fmt, ...) {
+    char name[MC_NAME_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    MC_ASSERT(n > 0 && n < (int)sizeof name && m->n_w > 0);
+    /* families bind in table order, so the search starts where the last one matched */
+    for (int k = 0; k < m->n_w; k++) {
+        mc_wentry *e = &m->w[(m->next_bind + k) % m->n_w];
+        if (strcmp(e->name, name) == 0) {
+            MC_ASSERT(e->slot == NULL);
+            e->slot = slot;
+            m->next_bind = (m->next_bind + k + 1) % m->n_w;
+            return;
+        }
     }
-    mc_layer_info *l = &m->layers[m->n_layers];
-    memset(l, 0, sizeof *l);
-    l->name = mc_strdup(name);
-    if (!l->name) return -1;
-    l->ndim = ndim;
-    for (int i = 0; i < ndim; i++) l->shape[i] = shape[i];
-    l->has_attention = has_attention;
-    l->can_start = can_start;
-    return m->n_layers++;
-}
-
-mc_status mc_cfg_act(const json_t *cfg, const char *key, const char *dflt, mc_act *out,
-                     const char *file, mc_error *err) {
-    const char *s;
-    MC_TRY(mc_json_get_str(cfg, key, false, dflt, &s, file, err));
-    mc_status st = mc_act_parse(s, out, err);
-    if (st != MC_OK) mc_error_prefix(err, "%s: %s", file, key);
-    return st;
+    MC_ASSERT(!"a family binds a tensor its description does not list");
 }
 
 /* ---- create / free ---------------------------------------------------------------------- */
@@ -168,13 +167,15 @@ static mc_status detect_family(const json_t *cfg, const char *file, mc_model *m,
     static const struct {
         const char *arch, *model_type;
         mc_family f;
+        mc_desc_family df;
         const mc_family_ops *ops;
     } table[] = {
-        {"ViTForImageClassification", "vit", MC_FAMILY_VIT, &mc_vit_ops},
-        {"ResNetForImageClassification", "resnet", MC_FAMILY_RESNET, &mc_resnet_ops},
-        {"CLIPModel", "clip", MC_FAMILY_CLIP_VISION, &mc_clip_vision_ops},
+        {"ViTForImageClassification", "vit", MC_FAMILY_VIT, MC_DESC_VIT, &mc_vit_ops},
+        {"ResNetForImageClassification", "resnet", MC_FAMILY_RESNET, MC_DESC_RESNET,
+         &mc_resnet_ops},
+        {"CLIPModel", "clip", MC_FAMILY_CLIP_VISION, MC_DESC_CLIP_VISION, &mc_clip_vision_ops},
         {"CLIPVisionModelWithProjection", "clip_vision_model", MC_FAMILY_CLIP_VISION,
-         &mc_clip_vision_ops},
+         MC_DESC_CLIP_VISION, &mc_clip_vision_ops},
     };
     for (size_t i = 0; i < sizeof table / sizeof *table; i++) {
         if ((arch && strcmp(arch, table[i].arch) == 0) ||
@@ -182,7 +183,7 @@ static mc_status detect_family(const json_t *cfg, const char *file, mc_model *m,
             m->family = table[i].f;
             m->ops = table[i].ops;
             mc_strlcpy(m->arch, table[i].arch, sizeof m->arch);
-            return MC_OK;
+            return mc_model_desc_build(cfg, file, table[i].df, &m->desc, err);
         }
     }
     return MC_FAIL(err, MC_ERR_UNSUPPORTED,
@@ -190,6 +191,15 @@ static mc_status detect_family(const json_t *cfg, const char *file, mc_model *m,
                    "ViTForImageClassification, ResNetForImageClassification, CLIPModel, "
                    "CLIPVisionModelWithProjection",
                    file, arch ? arch : "(none)", mt ? mt : "(none)");
+}
+
+/* Every tensor of the description is used by the family's forward. */
+static mc_status check_bound(const mc_model *m, mc_error *err) {
+    for (int i = 0; i < m->n_w; i++)
+        if (!m->w[i].slot)
+            return MC_FAIL(err, MC_ERR_INTERNAL, "%s: tensor %s is described but never bound",
+                           m->arch, m->w[i].name);
+    return MC_OK;
 }
 
 mc_status mc_model_declare(const char *cfg_path, mc_model **out, mc_error *err) {
@@ -200,6 +210,7 @@ mc_status mc_model_declare(const char *cfg_path, mc_model **out, mc_error *err) 
     mc_status s = mc_json_load(cfg_path, false, &cfg, err);
     if (s == MC_OK) s = detect_family(cfg, cfg_path, m, err);
     if (s == MC_OK) s = m->ops->load(m, cfg, cfg_path, NULL, err);
+    if (s == MC_OK) s = check_bound(m, err);
     json_decref(cfg);
     if (s != MC_OK) {
         mc_model_free(&m);
@@ -224,6 +235,7 @@ mc_status mc_model_create(const char *dir, mc_model **out, mc_error *err) {
     if (s == MC_OK) s = detect_family(cfg, cfg_path, m, err);
     if (s == MC_OK) s = mc_st_open(st_path, &st, err);
     if (s == MC_OK) s = m->ops->load(m, cfg, cfg_path, st, err);
+    if (s == MC_OK) s = check_bound(m, err);
     if (s == MC_OK) s = load_weights(m, st, err);
     if (s == MC_OK && m->ops->finish) s = m->ops->finish(m, err);
     mc_st_close(&st);
@@ -248,6 +260,7 @@ void mc_model_free(mc_model **mp) {
     free(m->w);
     free(m->weights);
     free(m->arena);
+    mc_model_desc_free(&m->desc);
     free(m);
     *mp = NULL;
 }
@@ -294,34 +307,10 @@ const mc_layer_info *mc_model_layer(const mc_model *m, int i) {
 }
 
 mc_status mc_model_find_layer(const mc_model *m, const char *name, int *index, mc_error *err) {
-    const char *n = name;
-    char buf[MC_NAME_MAX];
-    if (m->family == MC_FAMILY_RESNET) {
-        /* HF module paths: an optional "resnet." / "resnet.encoder." prefix; modules whose
-         * output is another listed tensor are aliases of it */
-        if (strncmp(n, "resnet.encoder.", 15) == 0) n += 15;
-        else if (strncmp(n, "resnet.", 7) == 0) n += 7;
-        const size_t len = strlen(n);
-        if (strcmp(n, "embedder.pooler") == 0) n = "embedder";
-        else if (strcmp(n, "encoder") == 0 && m->n_layers >= 3) n = m->layers[m->n_layers - 3].name;
-        else if (len > 11 && len < sizeof buf && strcmp(n + len - 11, ".activation") == 0 &&
-                 strncmp(n, "stages.", 7) == 0) {
-            memcpy(buf, n, len - 11); /* stages.S.layers.L.activation: the layer's output */
-            buf[len - 11] = '\0';
-            n = buf;
-        }
-    } else if (strcmp(n, "0") == 0) {
-        n = "embeddings";
-    } else if (strcmp(n, "last_hidden_state") == 0) { /* HF output names */
-        n = m->family == MC_FAMILY_VIT ? "layernorm" : m->layers[m->n_layers - 3].name;
-    } else if (strcmp(n, "pooler_output") == 0 && m->family == MC_FAMILY_CLIP_VISION) {
-        n = "post_layernorm";
-    }
-    for (int i = 0; i < m->n_layers; i++)
-        if (strcmp(m->layers[i].name, n) == 0) {
-            *index = i;
-            return MC_OK;
-        }
+    /* the description resolves aliases; the model's layer list is the description's */
+    const int i = mc_model_desc_find_layer(m->desc, name);
+    *index = i;
+    if (i >= 0) return MC_OK;
     return MC_FAIL(err, MC_ERR_ARG,
                    "layer '%s' does not exist in this %s model (e.g. '%s', '%s', '%s'; "
                    "`miclip info MODEL_DIR` lists them all)",
@@ -330,7 +319,7 @@ mc_status mc_model_find_layer(const mc_model *m, const char *name, int *index, m
 }
 
 size_t mc_model_arena_bytes(const mc_model *m, int64_t B) {
-    return m->ops->arena_floats(m, B, m->in_h, m->in_w) * sizeof(float);
+    return mc_model_desc_arena_floats(m->desc, B, m->in_h, m->in_w) * sizeof(float);
 }
 
 mc_status mc_model_plan(mc_model *m, int64_t B, int64_t H, int64_t W, mc_error *err) {
@@ -338,7 +327,8 @@ mc_status mc_model_plan(mc_model *m, int64_t B, int64_t H, int64_t W, mc_error *
         return MC_FAIL(err, MC_ERR_ARG, "cannot plan a batch of %lld images of %lldx%lld",
                        (long long)B, (long long)H, (long long)W);
     if (B <= m->plan_B && H == m->plan_H && W == m->plan_W) return MC_OK;
-    size_t n = m->ops->arena_floats(m, B, H, W);
+    size_t n = mc_model_desc_arena_floats(m->desc, B, H, W);
+    if (m->ops->set_input) m->ops->set_input(m, H, W);
     free(m->arena);
     m->arena = mc_alloc_array(n, sizeof(float));
     m->arena_floats = m->arena ? n : 0;

@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "miclip/model.h"
+#include "miclip/model_desc.h"
 #include "miclip/safetensors.h"
 
 #define MC_NAME_MAX 192
@@ -14,12 +15,15 @@
 typedef struct mc_run mc_run;
 
 typedef struct {
-    /* Reads the config, declares the weights (wt_add) and the layers (model_add_layer). */
+    /* Picks the file's tensor prefix, takes the weight table and layers from m->desc
+     * (mc_model_adopt_desc) and binds each tensor to its slot (mc_wt_bind). */
     mc_status (*load)(mc_model *m, const json_t *cfg, const char *cfg_label, const mc_st_file *st,
                       mc_error *err);
     /* Called once the weights are in memory (BatchNorm folding, qkv fusion). */
     mc_status (*finish)(mc_model *m, mc_error *err);
-    size_t (*arena_floats)(const mc_model *m, int64_t B, int64_t H, int64_t W);
+    /* Sets the layer shapes for an H x W input (NULL: the input size is fixed). The arena is
+     * the description's (mc_model_desc_arena_floats). */
+    void (*set_input)(mc_model *m, int64_t H, int64_t W);
     mc_status (*forward)(mc_model *m, mc_run *r, const float *pixels, int64_t B, int64_t H,
                          int64_t W, float *output, mc_error *err);
     void (*free_impl)(void *impl);
@@ -35,9 +39,11 @@ typedef struct {
 
 struct mc_model {
     mc_family family;
+    mc_model_desc *desc;   /* from config.json: dims, layers, the weight table (owned) */
     const mc_family_ops *ops;
     char arch[128];
     char prefix[32];       /* base-model prefix found in the file ("vit.", "resnet." or "") */
+    bool strip_base;       /* the file leaves out desc->base_prefix (the family decides) */
     int64_t n_params;
     int in_c, in_h, in_w;
     bool any_size;         /* ResNet: any input size */
@@ -48,10 +54,10 @@ struct mc_model {
     int tf_layers, tf_tokens, tf_width, tf_heads;
 
     mc_layer_info *layers;
-    int n_layers, cap_layers;
+    int n_layers;
 
-    mc_wentry *w;          /* the weight table */
-    int n_w, cap_w;
+    mc_wentry *w;          /* the weight table (m->desc's tensors under the file's prefix) */
+    int n_w, next_bind;
     float *weights;        /* one block for all of them */
 
     float *arena;
@@ -61,21 +67,17 @@ struct mc_model {
     void *impl;            /* family-specific */
 };
 
-/* Declares an expected tensor named printf(fmt, ...) (the prefix is prepended by the loader
- * when the file uses one). shape has ndim entries. */
-mc_status mc_wt_add(mc_model *m, float **slot, int ndim, const int64_t *shape, mc_error *err,
-                    const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-/* Appends a layer (name copied). Returns its index, or -1 on allocation failure. */
-int mc_model_add_layer(mc_model *m, const char *name, int ndim, const int64_t *shape,
-                       bool has_attention, bool can_start);
+/* Copies m->desc's weight table (the base-model tensors under m->prefix, which the family set
+ * from the file) and layer list into the model, with the input and output facts. */
+mc_status mc_model_adopt_desc(mc_model *m, mc_error *err);
+/* Points slot at the expected tensor named printf(fmt, ...) once the weights are loaded. Every
+ * tensor of the table must be bound exactly once (checked after the family's load); a name the
+ * description does not list is a bug in the family's code (MC_ASSERT). */
+void mc_wt_bind(mc_model *m, float **slot, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Reads config.json and declares the weight table and layers without loading any weights
  * (the random-model writer walks m->w). The model cannot run. */
 mc_status mc_model_declare(const char *cfg_path, mc_model **out, mc_error *err);
-
-/* Config helpers: label the messages with the config file name. */
-mc_status mc_cfg_act(const json_t *cfg, const char *key, const char *dflt, mc_act *out,
-                     const char *file, mc_error *err);
 
 /* ---- run context ------------------------------------------------------------------------- */
 struct mc_run {

@@ -2,7 +2,8 @@
  *
  * Every number is derived from the config and the models' config.json sizes; the only measured
  * inputs are the calibration rates. Multiply-adds (MAC) are counted per layer from first
- * principles; time = 2 * MAC / (rate per core * cores).
+ * principles by the model description (model_desc.h), the one the loader uses; time =
+ * 2 * MAC / (rate per core * cores).
  */
 #include <ctype.h>
 #include <math.h>
@@ -21,6 +22,7 @@
 #include "miclip/log.h"
 #include "miclip/miclip.h"
 #include "miclip/model.h"
+#include "miclip/model_desc.h"
 #include "miclip/nn.h"
 #include "miclip/json.h"
 #include "miclip/plan.h"
@@ -31,91 +33,19 @@
 
 /* --- model sizes from config.json ----------------------------------------------------------- */
 
-/* MACs of one pre-/post-norm transformer block over T tokens of width D, MLP width I. */
-static double block_mac(double T, double D, double I) {
-    return 4.0 * T * D * D      /* Q, K, V and output projections */
-           + 2.0 * T * T * D    /* scores Q K^T and probabilities x V, all heads */
-           + 2.0 * T * D * I;   /* MLP fc1 and fc2 */
-}
+/* Every size, MAC and layer below comes from the model description (model_desc.h), the one the
+ * loader builds its weight table and layer list from. */
 
-/* Parameters of one block: 4 projections with bias, MLP with bias, two LayerNorms. */
-static double block_params(double D, double I) {
-    return 4.0 * (D * D + D) + (D * I + I) + (I * D + D) + 4.0 * D;
-}
-
-static mc_status read_tower(const json_t *o, const char *file, int64_t dD, int64_t dL, int64_t dH,
-                            int64_t dI, int64_t *D, int64_t *L, int64_t *H, int64_t *I,
-                            mc_error *err) {
-    MC_TRY(mc_json_get_int(o, "hidden_size", false, dD, D, file, err));
-    MC_TRY(mc_json_get_int(o, "num_hidden_layers", false, dL, L, file, err));
-    MC_TRY(mc_json_get_int(o, "num_attention_heads", false, dH, H, file, err));
-    MC_TRY(mc_json_get_int(o, "intermediate_size", false, dI, I, file, err));
-    if (*D < 1 || *D > 65536 || *L < 0 || *L > 1024 || *H < 1 || *I < 1 || *I > 1 << 20)
-        return MC_FAIL(err, MC_ERR_FORMAT, "%s: transformer sizes out of range (hidden_size %lld, layers %lld, heads %lld, intermediate %lld)",
-                       file, (long long)*D, (long long)*L, (long long)*H, (long long)*I);
-    return MC_OK;
-}
-
-/* ResNet walk: calls visit for every named point in forward order with its map shape and the
- * MACs so far. visit returns true to stop. */
-typedef bool (*resnet_visit)(void *u, const char *name, int64_t C, int64_t H, int64_t W, double mac);
-
-static double conv_mac(int64_t cin, int64_t cout, int64_t k, int64_t Ho, int64_t Wo) {
-    return (double)cin * (double)cout * (double)(k * k) * (double)Ho * (double)Wo;
-}
-static int64_t conv_out(int64_t H, int64_t k, int64_t s) { return (H + 2 * (k / 2) - k) / s + 1; }
-
-static double resnet_walk(const mc_plan_model *m, int64_t img, resnet_visit visit, void *u,
-                          double *params) {
-    double mac = 0, p = 0;
-    int64_t C = 3, H = img, W = img;
-    /* stem: conv 7x7 stride 2 (no bias) + BN, then max pool 3x3 stride 2 */
-    int64_t Ho = conv_out(H, 7, 2), Wo = conv_out(W, 7, 2);
-    mac += conv_mac(C, m->E, 7, Ho, Wo);
-    p += (double)C * m->E * 49 + 4.0 * m->E;
-    C = m->E, H = Ho, W = Wo;
-    if (visit && visit(u, "embedder.embedder", C, H, W, mac)) return mac;
-    H = conv_out(H, 3, 2), W = conv_out(W, 3, 2);
-    if (visit && visit(u, "embedder", C, H, W, mac)) return mac;
-    char name[96];
-    for (int s = 0; s < m->n_stages; s++) {
-        int64_t out = m->hs[s], red = out / 4;
-        for (int l = 0; l < m->depth[s]; l++) {
-            int64_t stride = (l == 0 && (s > 0 || m->ds_first)) ? 2 : 1;
-            int64_t s1 = m->ds_bneck ? stride : 1, s2 = m->ds_bneck ? 1 : stride;
-            int64_t H1 = conv_out(H, 1, s1), W1 = conv_out(W, 1, s1);
-            int64_t H2 = conv_out(H1, 3, s2), W2 = conv_out(W1, 3, s2);
-            mac += conv_mac(C, red, 1, H1, W1);
-            p += (double)C * red + 4.0 * red;
-            snprintf(name, sizeof name, "stages.%d.layers.%d.layer.0", s, l);
-            if (visit && visit(u, name, red, H1, W1, mac)) return mac;
-            mac += conv_mac(red, red, 3, H2, W2);
-            p += (double)red * red * 9 + 4.0 * red;
-            snprintf(name, sizeof name, "stages.%d.layers.%d.layer.1", s, l);
-            if (visit && visit(u, name, red, H2, W2, mac)) return mac;
-            mac += conv_mac(red, out, 1, H2, W2);
-            p += (double)red * out + 4.0 * out;
-            snprintf(name, sizeof name, "stages.%d.layers.%d.layer.2", s, l);
-            if (visit && visit(u, name, out, H2, W2, mac)) return mac;
-            if (C != out || stride != 1) {
-                mac += conv_mac(C, out, 1, H2, W2);
-                p += (double)C * out + 4.0 * out;
-            }
-            snprintf(name, sizeof name, "stages.%d.layers.%d.shortcut", s, l);
-            if (visit && visit(u, name, out, H2, W2, mac)) return mac;
-            C = out, H = H2, W = W2;
-            snprintf(name, sizeof name, "stages.%d.layers.%d", s, l);
-            if (visit && visit(u, name, C, H, W, mac)) return mac;
-        }
-        snprintf(name, sizeof name, "stages.%d", s);
-        if (visit && visit(u, name, C, H, W, mac)) return mac;
-    }
-    if (visit && visit(u, "pooler", C, 1, 1, mac)) return mac;
-    mac += (double)C * (double)m->out_dim;
-    p += (double)C * m->out_dim + m->out_dim;
-    if (visit && visit(u, "logits", m->out_dim, 0, 0, mac)) return mac;
-    if (params) *params = p;
-    return mac;
+/* The description of m's vision network (CLIP: its vision tower), read again from config.json:
+ * mc_plan_model is copied by value, so it keeps the numbers, not the description. */
+static mc_status vision_desc(const mc_plan_model *m, mc_model_desc **d, mc_error *err) {
+    mc_hf_config *hc = NULL;
+    MC_TRY(mc_hf_config_load(m->dir, &hc, err));
+    const mc_desc_family f = m->family == MC_HF_RESNET ? MC_DESC_RESNET
+                             : m->family == MC_HF_CLIP ? MC_DESC_CLIP_VISION : MC_DESC_VIT;
+    mc_status s = mc_model_desc_build(hc->root, hc->path, f, d, err);
+    mc_hf_config_free(&hc);
+    return s;
 }
 
 mc_status mc_plan_model_read(const char *dir, mc_plan_model *m, mc_error *err) {
@@ -123,198 +53,64 @@ mc_status mc_plan_model_read(const char *dir, mc_plan_model *m, mc_error *err) {
     mc_strlcpy(m->dir, dir, sizeof m->dir);
     mc_hf_config *hc = NULL;
     MC_TRY(mc_hf_config_load(dir, &hc, err));
-    mc_status s = MC_OK;
-    const char *f = hc->path;
-    const json_t *root = hc->root;
     m->family = hc->family;
-    switch (hc->family) {
-    case MC_HF_VIT: {
-        int64_t img, P, C;
-        if ((s = read_tower(root, f, 768, 12, 12, 3072, &m->D, &m->L, &m->H, &m->I, err)) ||
-            (s = mc_json_get_int(root, "image_size", false, 224, &img, f, err)) ||
-            (s = mc_json_get_int(root, "patch_size", false, 16, &P, f, err)) ||
-            (s = mc_json_get_int(root, "num_channels", false, 3, &C, f, err)))
-            break;
-        if (P < 1 || img < P || img > 8192 || C < 1 || C > 64) {
-            s = MC_FAIL(err, MC_ERR_FORMAT, "%s: image_size %lld / patch_size %lld / num_channels %lld out of range", f, (long long)img, (long long)P, (long long)C);
-            break;
-        }
-        m->image = (int)img, m->patch = P;
-        int64_t np = (img / P) * (img / P);
-        m->T = np + 1;
-        m->out_dim = hc->num_labels > 0 ? hc->num_labels : 2;
-        double D = (double)m->D;
-        m->gmac = ((double)np * D * (double)(C * P * P) + (double)m->L * block_mac((double)m->T, D, (double)m->I) +
-                   D * (double)m->out_dim) / 1e9;
-        m->params = (int64_t)((double)C * P * P * D + D /* patch conv */ + D /* cls */ + (double)m->T * D +
-                              (double)m->L * block_params(D, (double)m->I) + 2 * D /* final LN */ +
-                              D * (double)m->out_dim + (double)m->out_dim);
-        break;
+    if (hc->family != MC_HF_VIT && hc->family != MC_HF_CLIP && hc->family != MC_HF_RESNET) {
+        mc_status s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: a %s model is not a vision model miclip plans",
+                              hc->path, mc_hf_family_name(hc->family));
+        mc_hf_config_free(&hc);
+        return s;
     }
-    case MC_HF_CLIP: {
-        json_t *vc = NULL, *tc = NULL;
-        int64_t img, P, proj;
-        if ((s = mc_json_get_obj(root, "vision_config", false, &vc, f, err)) ||
-            (s = mc_json_get_obj(root, "text_config", false, &tc, f, err)) ||
-            (s = mc_json_get_int(root, "projection_dim", false, 512, &proj, f, err)))
-            break;
-        const json_t *vo = vc ? vc : root;
-        if ((s = read_tower(vo, f, 768, 12, 12, 3072, &m->D, &m->L, &m->H, &m->I, err)) ||
-            (s = mc_json_get_int(vo, "image_size", false, 224, &img, f, err)) ||
-            (s = mc_json_get_int(vo, "patch_size", false, 32, &P, f, err)))
-            break;
-        if (P < 1 || img < P || img > 8192 || proj < 1 || proj > 65536) {
-            s = MC_FAIL(err, MC_ERR_FORMAT, "%s: vision image_size %lld / patch_size %lld / projection_dim %lld out of range", f, (long long)img, (long long)P, (long long)proj);
-            break;
-        }
-        int64_t tH = 8, vocab = 49408;
-        if (tc) {
-            if ((s = read_tower(tc, f, 512, 12, 8, 2048, &m->tD, &m->tL, &tH, &m->tI, err)) ||
-                (s = mc_json_get_int(tc, "max_position_embeddings", false, 77, &m->tctx, f, err)) ||
-                (s = mc_json_get_int(tc, "vocab_size", false, 49408, &vocab, f, err)))
-                break;
-        } else {
-            m->tD = 512, m->tL = 12, m->tI = 2048, m->tctx = 77;
-        }
-        m->image = (int)img, m->patch = P;
-        int64_t np = (img / P) * (img / P);
-        m->T = np + 1;
-        m->out_dim = proj;
-        double D = (double)m->D;
-        m->gmac = ((double)np * D * 3.0 * (double)(P * P) + (double)m->L * block_mac((double)m->T, D, (double)m->I) +
-                   D * (double)proj) / 1e9;
-        m->params = (int64_t)(3.0 * P * P * D + D + (double)m->T * D + 2 * D /* pre LN */ +
-                              (double)m->L * block_params(D, (double)m->I) + 2 * D + D * (double)proj);
-        double tD = (double)m->tD;
-        m->text_params = (int64_t)((double)vocab * tD + (double)m->tctx * tD +
-                                   (double)m->tL * block_params(tD, (double)m->tI) + 2 * tD + tD * (double)proj);
-        break;
-    }
-    case MC_HF_RESNET: {
-        const char *lt = NULL;
-        int n1 = 0, n2 = 0;
-        if ((s = mc_json_get_int(root, "embedding_size", false, 64, &m->E, f, err)) ||
-            (s = mc_json_get_str(root, "layer_type", false, "bottleneck", &lt, f, err)) ||
-            (s = mc_json_get_bool(root, "downsample_in_first_stage", false, false, &m->ds_first, f, err)) ||
-            (s = mc_json_get_bool(root, "downsample_in_bottleneck", false, false, &m->ds_bneck, f, err)) ||
-            (s = mc_json_get_int_array(root, "hidden_sizes", m->hs, -1, 8, &n1, f, err)) ||
-            (s = mc_json_get_int_array(root, "depths", m->depth, -1, 8, &n2, f, err)))
-            break;
-        if (strcmp(lt, "bottleneck") != 0) {
-            s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: layer_type '%s': only bottleneck ResNets are planned", f, lt);
-            break;
-        }
-        if (n1 != n2 || n1 < 1) {
-            s = MC_FAIL(err, MC_ERR_FORMAT, "%s: hidden_sizes (%d) and depths (%d) differ in length", f, n1, n2);
-            break;
-        }
-        for (int i = 0; i < n1; i++)
-            if (m->hs[i] < 4 || m->hs[i] > 65536 || m->depth[i] < 1 || m->depth[i] > 1024) {
-                s = MC_FAIL(err, MC_ERR_FORMAT, "%s: stage %d size %lld / depth %lld out of range", f, i, (long long)m->hs[i], (long long)m->depth[i]);
-                break;
-            }
-        if (s) break;
-        m->n_stages = n1;
-        m->image = 224;
-        m->out_dim = hc->num_labels > 0 ? hc->num_labels : 2;
-        double p = 0;
-        m->gmac = resnet_walk(m, m->image, NULL, NULL, &p) / 1e9;
-        m->params = (int64_t)p;
-        break;
-    }
-    default:
-        s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: a %s model is not a vision model miclip plans", f,
-                    mc_hf_family_name(hc->family));
-    }
+    mc_model_desc *d = NULL, *t = NULL;
+    mc_status s = vision_desc(m, &d, err);
+    if (s == MC_OK && hc->family == MC_HF_CLIP) s = mc_model_desc_build(hc->root, hc->path, MC_DESC_CLIP_TEXT, &t, err);
     mc_hf_config_free(&hc);
+    if (s == MC_OK) {
+        m->params = d->params;
+        m->gmac = d->mac / 1e9;
+        m->out_dim = d->out_dim;
+        m->image = (int)d->in_h;
+        m->L = d->L, m->T = d->T, m->D = d->D, m->H = d->H, m->I = d->I, m->patch = d->patch;
+        if (t) m->tL = t->L, m->tD = t->D, m->tI = t->I, m->tctx = t->T, m->text_params = t->params;
+    }
+    mc_model_desc_free(&d);
+    mc_model_desc_free(&t);
     return s;
 }
 
-typedef struct {
-    const char *want;
-    bool found;
-    int64_t C, H, W;
-    double mac;
-} find_ctx;
-
-static bool find_visit(void *u, const char *name, int64_t C, int64_t H, int64_t W, double mac) {
-    find_ctx *f = u;
-    if (strcmp(name, f->want) != 0) return false;
-    f->found = true, f->C = C, f->H = H, f->W = W, f->mac = mac;
-    return true;
-}
-
+/* Elements per image stored for a [T, D] or [C, H, W] layer under pool: all of them, or one
+ * vector of D / C (a CLS token or a mean). */
 static int64_t pooled(int64_t C, int64_t rest, int pool) { return pool == MC_CFG_POOL_ALL ? C * rest : C; }
 
 mc_status mc_plan_layer(const mc_plan_model *m, const char *layer, int pool, double *prefix_gmac,
                         int64_t *elems, mc_error *err) {
-    if (m->family == MC_HF_RESNET) {
-        const char *n = layer;
-        if (!strncmp(n, "resnet.encoder.", 15)) n += 15;
-        else if (!strncmp(n, "resnet.", 7)) n += 7;
-        find_ctx f = {.want = n};
-        resnet_walk(m, m->image, find_visit, &f, NULL);
-        if (!f.found)
-            return MC_FAIL(err, MC_ERR_ARG, "%s: no layer '%s' in this ResNet (e.g. 'stages.3', 'stages.3.layers.1.shortcut', 'pooler', 'logits')", m->dir, layer);
-        *prefix_gmac = f.mac / 1e9;
-        *elems = f.H == 0 ? f.C : pooled(f.C, f.H * f.W, pool);
-        return MC_OK;
+    mc_model_desc *d = NULL;
+    MC_TRY(vision_desc(m, &d, err));
+    const int i = mc_model_desc_find_layer(d, layer);
+    mc_status s = MC_OK;
+    if (i < 0) {
+        s = m->family == MC_HF_RESNET
+                ? MC_FAIL(err, MC_ERR_ARG, "%s: no layer '%s' in this ResNet (e.g. 'stages.3', 'stages.3.layers.1.shortcut', 'pooler', 'logits')", m->dir, layer)
+                : MC_FAIL(err, MC_ERR_ARG, "%s: no layer '%s' (transformer layers: 0..%lld, %s)", m->dir, layer,
+                          (long long)m->L, m->family == MC_HF_VIT ? "layernorm, logits" : "post_layernorm, image_embeds");
+    } else {
+        const mc_desc_layer *l = &d->layers[i];
+        *prefix_gmac = l->mac_cum / 1e9;
+        *elems = l->ndim == 1   ? l->shape[0]
+                 : l->ndim == 2 ? pooled(l->shape[1], l->shape[0], pool)
+                                : pooled(l->shape[0], l->shape[1] * l->shape[2], pool);
     }
-    /* transformers */
-    double D = (double)m->D, patch = (double)(m->T - 1) * D * 3.0 * (double)(m->patch * m->patch);
-    char *end = NULL;
-    long k = -1;
-    if (!strcmp(layer, "embeddings")) k = 0;
-    else if (isdigit((unsigned char)layer[0])) {
-        k = strtol(layer, &end, 10);
-        if (*end || k > m->L) k = -2;
-    }
-    if (k >= 0) {
-        *prefix_gmac = (patch + (double)k * block_mac((double)m->T, D, (double)m->I)) / 1e9;
-        *elems = pooled(m->D, m->T, pool);
-        return MC_OK;
-    }
-    double full = (patch + (double)m->L * block_mac((double)m->T, D, (double)m->I)) / 1e9;
-    if (m->family == MC_HF_VIT && !strcmp(layer, "layernorm")) {
-        *prefix_gmac = full, *elems = pooled(m->D, m->T, pool);
-        return MC_OK;
-    }
-    if (m->family == MC_HF_CLIP && !strcmp(layer, "post_layernorm")) {
-        *prefix_gmac = full, *elems = m->D;
-        return MC_OK;
-    }
-    if ((m->family == MC_HF_VIT && !strcmp(layer, "logits")) ||
-        (m->family == MC_HF_CLIP && !strcmp(layer, "image_embeds"))) {
-        *prefix_gmac = m->gmac, *elems = m->out_dim;
-        return MC_OK;
-    }
-    return MC_FAIL(err, MC_ERR_ARG, "%s: no layer '%s' (transformer layers: 0..%lld, %s)", m->dir, layer,
-                   (long long)m->L, m->family == MC_HF_VIT ? "layernorm, logits" : "post_layernorm, image_embeds");
-}
-
-typedef struct {
-    double max_map, max_col;
-} arena_ctx;
-
-static bool arena_visit(void *u, const char *name, int64_t C, int64_t H, int64_t W, double mac) {
-    (void)name, (void)mac;
-    arena_ctx *a = u;
-    double e = (double)C * (double)(H ? H * W : 1);
-    if (e > a->max_map) a->max_map = e;
-    if (H && 9.0 * e > a->max_col) a->max_col = 9.0 * e; /* im2col of a 3x3 over this map */
-    return false;
+    mc_model_desc_free(&d);
+    return s;
 }
 
 double mc_plan_arena_bytes(const mc_plan_model *m, int64_t B) {
-    if (m->family == MC_HF_RESNET) {
-        arena_ctx a = {0};
-        resnet_walk(m, m->image, arena_visit, &a, NULL);
-        /* a few live maps (input, residual, bottleneck temporaries) + one im2col workspace */
-        return (double)B * (4.0 * a.max_map + a.max_col) * 4.0;
-    }
-    double T = (double)m->T, D = (double)m->D;
-    /* residual stream, normalised copy, q/k/v, context, MLP hidden, attention probabilities */
-    return (double)B * (7.0 * T * D + T * (double)m->I + (double)m->H * T * T) * 4.0;
+    mc_model_desc *d = NULL;
+    mc_error e = {0};
+    /* m was read from this config.json already; a failure here means it changed since */
+    if (vision_desc(m, &d, &e) != MC_OK) return 0;
+    const double bytes = (double)mc_model_desc_arena_floats(d, B, m->image, m->image) * sizeof(float);
+    mc_model_desc_free(&d);
+    return bytes;
 }
 
 /* --- calibration ---------------------------------------------------------------------------- */
@@ -726,7 +522,7 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
         }
         n_concepts += k;
     }
-    const double text_gmac = (double)p->clip.tL * block_mac(TEXT_TOKENS, (double)p->clip.tD, (double)p->clip.tI) / 1e9;
+    const double text_gmac = (double)p->clip.tL * mc_desc_block_mac(TEXT_TOKENS, (double)p->clip.tD, (double)p->clip.tI) / 1e9;
 
     /* per-layer sizes of the extraction store */
     double act_bytes = 0;

@@ -8,7 +8,8 @@
  *     reader, model.safetensors' header, preprocessor_config.json (vision models), the tokenizer
  *     (CLIP: vocab.json + merges.txt, MPNet: vocab.txt), and that models.clip is a CLIP model;
  *   - every layer name (extract.layers, sae.layer, intervene.layer) against the target model's
- *     config.json (plan.h: mc_plan_model_read, mc_plan_layer);
+ *     config.json (plan.h: mc_plan_model_read, mc_plan_layer: the model description's layers and
+ *     aliases, model_desc.h, the same the loader resolves);
  *   - every dataset that will be listed (extract's train set; eval / unseen when the intervene
  *     stage measures them): root, split folder, label and class-name files, then the listing
  *     itself (class folders, images);

@@ -16,6 +16,7 @@
 #include "miclip/hf.h"
 #include "miclip/json.h"
 #include "miclip/log.h"
+#include "miclip/model_desc.h"
 #include "miclip/nn.h"
 #include "miclip/nn_text.h"
 #include "miclip/safetensors.h"
@@ -33,15 +34,6 @@ typedef struct {
 
 
 /* ---- loading --------------------------------------------------------------------------- */
-
-static mc_status cfg_int(const json_t *o, const char *k, int64_t dflt, int64_t lo, int64_t hi, int64_t *out,
-                         const char *file, mc_error *err) {
-    MC_TRY(mc_json_get_int(o, k, false, dflt, out, file, err));
-    if (*out < lo || *out > hi)
-        return MC_FAIL(err, MC_ERR_CONFIG, "%s: %s = %lld is out of range [%lld, %lld]", file, k, (long long)*out,
-                       (long long)lo, (long long)hi);
-    return MC_OK;
-}
 
 static mc_status load_weights(mc_text_encoder *e, const mc_st_file *st, const char *prefix, wslot *w, size_t n,
                               mc_error *err) {
@@ -68,19 +60,45 @@ static mc_status load_weights(mc_text_encoder *e, const mc_st_file *st, const ch
     return MC_OK;
 }
 
-/* Declares one tensor whose storage is the next slice of the block (assigned in order). */
+/* The weight table: the description's tensors, in order; each one's storage is the next slice
+ * of the block (assigned in order). */
 typedef struct {
     wslot *w;
-    size_t n, cap;
-    char (*names)[160];
+    size_t n;
+    char (*names)[MC_DESC_TENSOR_NAME_MAX];
 } wlist;
 
-static bool wl_add(wlist *l, const char *name, int ndim, int64_t d0, int64_t d1) {
-    if (l->n == l->cap) return false;
-    mc_snprintf(l->names[l->n], sizeof l->names[0], "%s", name);
-    l->w[l->n] = (wslot){l->names[l->n], ndim, {d0, d1}, NULL};
-    l->n++;
-    return true;
+static void wl_free(wlist *l) {
+    free(l->w);
+    free(l->names);
+}
+
+/* Takes the sizes and the weight table from the description of config.json (model_desc.h), the
+ * base-model prefix (probe's first component) left out when the file has no tensor probe. */
+static mc_status take_desc(mc_text_encoder *e, const mc_hf_config *cfg, mc_desc_family fam,
+                           const mc_st_file *st, const char *probe, wlist *l, mc_error *err) {
+    mc_model_desc *d = NULL;
+    MC_TRY(mc_model_desc_build(cfg->root, cfg->path, fam, &d, err));
+    e->vocab = d->vocab, e->D = d->D, e->I = d->I, e->L = d->L, e->H = d->H, e->max_pos = d->T;
+    e->buckets = d->buckets, e->act = d->act, e->eps = (float)d->eps;
+    if (fam == MC_DESC_CLIP_TEXT) e->proj = d->out_dim;
+    const bool strip = !mc_st_find(st, probe);
+    const size_t np = strlen(d->base_prefix);
+    l->n = (size_t)d->n_tensors;
+    l->w = calloc(l->n, sizeof *l->w);
+    l->names = calloc(l->n, sizeof *l->names);
+    e->layers = calloc((size_t)e->L, sizeof *e->layers);
+    if (!l->w || !l->names || !e->layers) {
+        mc_model_desc_free(&d);
+        return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        const mc_desc_tensor *t = &d->tensors[i];
+        mc_strlcpy(l->names[i], t->base && strip ? t->name + np : t->name, sizeof l->names[i]);
+        l->w[i] = (wslot){l->names[i], t->ndim, {t->shape[0], t->shape[1]}, NULL};
+    }
+    mc_model_desc_free(&d);
+    return MC_OK;
 }
 
 /* Assigns each declared tensor's pointer from the block, in order. */
@@ -95,73 +113,14 @@ static float *wl_ptr(const mc_text_encoder *e, const wlist *l, size_t idx) {
 }
 
 static mc_status load_clip(mc_text_encoder *e, const mc_hf_config *cfg, const mc_st_file *st, mc_error *err) {
-    const char *file = cfg->path;
-    json_t *tc = json_object();
-    if (!tc) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-    json_t *a = json_object_get(cfg->root, "text_config"), *b = json_object_get(cfg->root, "text_config_dict");
-    if (a && json_is_object(a)) json_object_update(tc, a);
-    if (b && json_is_object(b)) json_object_update(tc, b); /* the legacy dict overrides (specs 3.1) */
-    mc_status s;
-    int64_t act_len = 0;
-    const char *act = NULL;
-    double eps = 1e-5;
-    if ((s = cfg_int(tc, "vocab_size", 49408, 1, INT32_MAX, &e->vocab, file, err)) ||
-        (s = cfg_int(tc, "hidden_size", 512, 1, 65536, &e->D, file, err)) ||
-        (s = cfg_int(tc, "intermediate_size", 2048, 1, 1 << 20, &e->I, file, err)) ||
-        (s = cfg_int(tc, "num_hidden_layers", 12, 1, 1024, &e->L, file, err)) ||
-        (s = cfg_int(tc, "num_attention_heads", 8, 1, 4096, &e->H, file, err)) ||
-        (s = cfg_int(tc, "max_position_embeddings", 77, 2, 1 << 20, &e->max_pos, file, err)) ||
-        (s = mc_json_get_str(tc, "hidden_act", false, "quick_gelu", &act, file, err)) ||
-        (s = mc_json_get_num(tc, "layer_norm_eps", false, 1e-5, &eps, file, err)) ||
-        (s = cfg_int(cfg->root, "projection_dim", 512, 1, 65536, &e->proj, file, err)) ||
-        (s = mc_act_parse(act, &e->act, err))) {
-        json_decref(tc);
+    wlist l = {0};
+    mc_status s = take_desc(e, cfg, MC_DESC_CLIP_TEXT, st, "text_model.embeddings.token_embedding.weight", &l, err);
+    if (s == MC_OK && !mc_st_find(st, "text_projection.weight"))
+        s = MC_FAIL(err, MC_ERR_SHAPE, "%s: tensor 'text_projection.weight' is missing; HINT: miclip needs the "
+                    "CLIPModel (or CLIPTextModelWithProjection) weights, not the bare text model", mc_st_path(st));
+    if (s != MC_OK) {
+        wl_free(&l);
         return s;
-    }
-    (void)act_len;
-    json_decref(tc);
-    e->eps = (float)eps;
-    if (e->D % e->H) return MC_FAIL(err, MC_ERR_CONFIG, "%s: hidden_size %lld is not a multiple of num_attention_heads %lld",
-                                    file, (long long)e->D, (long long)e->H);
-    const char *prefix = mc_st_find(st, "text_model.embeddings.token_embedding.weight") ? "text_model." : "";
-    if (!mc_st_find(st, "text_projection.weight"))
-        return MC_FAIL(err, MC_ERR_SHAPE, "%s: tensor 'text_projection.weight' is missing; HINT: miclip needs the "
-                       "CLIPModel (or CLIPTextModelWithProjection) weights, not the bare text model", mc_st_path(st));
-    size_t cap = 8 + 16 * (size_t)e->L;
-    wlist l = {calloc(cap, sizeof(wslot)), 0, cap, calloc(cap, 160)};
-    e->layers = calloc((size_t)e->L, sizeof *e->layers);
-    if (!l.w || !l.names || !e->layers) {
-        free(l.w);
-        free(l.names);
-        return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-    }
-    const int64_t D = e->D, I = e->I;
-    char n[160];
-    wl_add(&l, "embeddings.token_embedding.weight", 2, e->vocab, D);
-    wl_add(&l, "embeddings.position_embedding.weight", 2, e->max_pos, D);
-    for (int64_t i = 0; i < e->L; i++) {
-#define LW(suffix, nd, d0, d1)                                                           \
-    mc_snprintf(n, sizeof n, "encoder.layers.%lld.%s", (long long)i, suffix);           \
-    wl_add(&l, n, nd, d0, d1)
-        LW("layer_norm1.weight", 1, D, 0); LW("layer_norm1.bias", 1, D, 0);
-        LW("self_attn.q_proj.weight", 2, D, D); LW("self_attn.k_proj.weight", 2, D, D);
-        LW("self_attn.v_proj.weight", 2, D, D);
-        LW("self_attn.q_proj.bias", 1, D, 0); LW("self_attn.k_proj.bias", 1, D, 0); LW("self_attn.v_proj.bias", 1, D, 0);
-        LW("self_attn.out_proj.weight", 2, D, D); LW("self_attn.out_proj.bias", 1, D, 0);
-        LW("layer_norm2.weight", 1, D, 0); LW("layer_norm2.bias", 1, D, 0);
-        LW("mlp.fc1.weight", 2, I, D); LW("mlp.fc1.bias", 1, I, 0);
-        LW("mlp.fc2.weight", 2, D, I); LW("mlp.fc2.bias", 1, D, 0);
-#undef LW
-    }
-    wl_add(&l, "final_layer_norm.weight", 1, D, 0);
-    wl_add(&l, "final_layer_norm.bias", 1, D, 0);
-    size_t n_text = l.n;
-    wl_add(&l, "text_projection.weight", 2, e->proj, D);
-    /* names carry the text_model. prefix except the projection */
-    for (size_t i = 0; i < n_text; i++) {
-        char tmp[160];
-        mc_snprintf(tmp, sizeof tmp, "%s%s", prefix, l.names[i]);
-        memcpy(l.names[i], tmp, sizeof tmp);
     }
     s = load_weights(e, st, "", l.w, l.n, err);
     if (s == MC_OK) {
@@ -182,71 +141,17 @@ static mc_status load_clip(mc_text_encoder *e, const mc_hf_config *cfg, const mc
         e->final_ln_b = wl_ptr(e, &l, k++);
         e->proj_w = wl_ptr(e, &l, k++);
     }
-    free(l.w);
-    free(l.names);
+    wl_free(&l);
     return s;
 }
 
 static mc_status load_mpnet(mc_text_encoder *e, const mc_hf_config *cfg, const mc_st_file *st, mc_error *err) {
-    const char *file = cfg->path;
-    const json_t *c = cfg->root;
-    const char *act = NULL;
-    double eps = 1e-12;
-    int64_t pad = 1;
-    mc_status s;
-    if ((s = cfg_int(c, "vocab_size", 30527, 1, INT32_MAX, &e->vocab, file, err)) ||
-        (s = cfg_int(c, "hidden_size", 768, 1, 65536, &e->D, file, err)) ||
-        (s = cfg_int(c, "intermediate_size", 3072, 1, 1 << 20, &e->I, file, err)) ||
-        (s = cfg_int(c, "num_hidden_layers", 12, 1, 1024, &e->L, file, err)) ||
-        (s = cfg_int(c, "num_attention_heads", 12, 1, 4096, &e->H, file, err)) ||
-        (s = cfg_int(c, "max_position_embeddings", 512, 3, 1 << 20, &e->max_pos, file, err)) ||
-        (s = cfg_int(c, "relative_attention_num_buckets", 32, 2, 4096, &e->buckets, file, err)) ||
-        (s = cfg_int(c, "pad_token_id", 1, 0, INT32_MAX, &pad, file, err)) ||
-        (s = mc_json_get_str(c, "hidden_act", false, "gelu", &act, file, err)) ||
-        (s = mc_json_get_num(c, "layer_norm_eps", false, 1e-12, &eps, file, err)) || (s = mc_act_parse(act, &e->act, err)))
+    wlist l = {0};
+    mc_status s = take_desc(e, cfg, MC_DESC_MPNET, st, "mpnet.embeddings.word_embeddings.weight", &l, err);
+    if (s != MC_OK) {
+        wl_free(&l);
         return s;
-    if (e->buckets < 32)
-        return MC_FAIL(err, MC_ERR_CONFIG, "%s: relative_attention_num_buckets %lld < 32 (the bias always uses 32 buckets)",
-                       file, (long long)e->buckets);
-    if (pad != 1)
-        return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: pad_token_id %lld: miclip's MPNet position ids assume padding_idx 1",
-                       file, (long long)pad);
-    if (e->D % e->H) return MC_FAIL(err, MC_ERR_CONFIG, "%s: hidden_size is not a multiple of num_attention_heads", file);
-    e->eps = (float)eps;
-    const char *prefix = mc_st_find(st, "mpnet.embeddings.word_embeddings.weight") ? "mpnet." : "";
-    size_t cap = 8 + 16 * (size_t)e->L;
-    wlist l = {calloc(cap, sizeof(wslot)), 0, cap, calloc(cap, 160)};
-    e->layers = calloc((size_t)e->L, sizeof *e->layers);
-    if (!l.w || !l.names || !e->layers) {
-        free(l.w);
-        free(l.names);
-        return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     }
-    const int64_t D = e->D, I = e->I;
-    char n[160];
-#define AW(nm, nd, d0, d1)                                  \
-    mc_snprintf(n, sizeof n, "%s%s", prefix, nm);           \
-    wl_add(&l, n, nd, d0, d1)
-    AW("embeddings.word_embeddings.weight", 2, e->vocab, D);
-    AW("embeddings.position_embeddings.weight", 2, e->max_pos, D);
-    AW("embeddings.LayerNorm.weight", 1, D, 0);
-    AW("embeddings.LayerNorm.bias", 1, D, 0);
-    AW("encoder.relative_attention_bias.weight", 2, e->buckets, e->H);
-    for (int64_t i = 0; i < e->L; i++) {
-#define LW(suffix, nd, d0, d1)                                                                    \
-    mc_snprintf(n, sizeof n, "%sencoder.layer.%lld.%s", prefix, (long long)i, suffix);           \
-    wl_add(&l, n, nd, d0, d1)
-        LW("attention.LayerNorm.weight", 1, D, 0); LW("attention.LayerNorm.bias", 1, D, 0);
-        LW("attention.attn.q.weight", 2, D, D); LW("attention.attn.k.weight", 2, D, D);
-        LW("attention.attn.v.weight", 2, D, D);
-        LW("attention.attn.q.bias", 1, D, 0); LW("attention.attn.k.bias", 1, D, 0); LW("attention.attn.v.bias", 1, D, 0);
-        LW("attention.attn.o.weight", 2, D, D); LW("attention.attn.o.bias", 1, D, 0);
-        LW("output.LayerNorm.weight", 1, D, 0); LW("output.LayerNorm.bias", 1, D, 0);
-        LW("intermediate.dense.weight", 2, I, D); LW("intermediate.dense.bias", 1, I, 0);
-        LW("output.dense.weight", 2, D, I); LW("output.dense.bias", 1, D, 0);
-#undef LW
-    }
-#undef AW
     s = load_weights(e, st, "", l.w, l.n, err);
     if (s == MC_OK) {
         size_t k = 0;
@@ -266,8 +171,7 @@ static mc_status load_mpnet(mc_text_encoder *e, const mc_hf_config *cfg, const m
             y->fc2_w = wl_ptr(e, &l, k++); y->fc2_b = wl_ptr(e, &l, k++);
         }
     }
-    free(l.w);
-    free(l.names);
+    wl_free(&l);
     if (s != MC_OK) return s;
     /* sentence-transformers modules: mean pooling required; Normalize optional */
     char p[4096];

@@ -6,6 +6,7 @@
 
 #include "miclip/checked.h"
 #include "miclip/log.h"
+#include "miclip/model_desc.h"
 #include "miclip/nn.h"
 #include "miclip/nn_text.h"
 #include "text_internal.h"
@@ -194,8 +195,7 @@ mc_status mc_text_encoder_forward(mc_text_encoder *e, const int32_t *ids, const 
             T += e->len[b] - P;
         }
         const int64_t D = e->D;
-        size_t need = (size_t)T * (size_t)(6 * D + e->I) + (size_t)(maxL * maxL) * (size_t)(1 + e->H) +
-                      (size_t)(b1 - b0) * (size_t)D;
+        size_t need = mc_desc_text_arena_floats(D, e->I, e->H, T, maxL, (int64_t)(b1 - b0));
         MC_TRY(arena_reserve(e, need, b1 - b0, err));
         forward_chunk(e, ids + (int64_t)b0 * ctx, ctx, b1 - b0, T, maxL, P, out + (int64_t)b0 * dim);
         b0 = b1;
