@@ -1101,6 +1101,7 @@ mc_status mc_stage_report(const mc_comm *c, const mc_config *cfg, const mc_task 
         }
         s = mc_comm_agree(c, ws, err);
     }
+    if (s == MC_OK) s = mc_report_site(c, cfg, c->rank == 0 && !readme.oom ? readme.p : NULL, err);
     mc_buf_free(&readme);
     return s;
 }
