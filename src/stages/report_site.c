@@ -96,6 +96,7 @@ typedef struct {
     int64_t *image_index; /* [n] */
     int32_t *labels;      /* [n] */
     char prefix_path[MC_PATH_CAP], sae_path[MC_PATH_CAP];
+    char skip[MC_PATH_CAP + 200]; /* why there are no unit pages; "" when there are */
 } site;
 
 static void site_free(site *S) {
@@ -175,6 +176,12 @@ static mc_status read_edits(const mc_comm *c, site *S, mc_error *err) {
             char g[64], name[128];
             mc_snprintf(g, sizeof g, "eval/%s", mc_unit_kind_name(kind));
             if (!mc_store_exists(st, g)) continue;
+            mc_snprintf(name, sizeof name, "%s/units", g);
+            if (!mc_store_exists(st, name) || !mc_store_has_attr(st, g, "prefix_store")) {
+                /* Only the table's attributes (a store reduced to its summary): no unit pages. */
+                mc_snprintf(S->skip, sizeof S->skip, "%s has no per-class units in %s", base_name(path), g);
+                break;
+            }
             if (!S->prefix_path[0]) {
                 char *a = NULL;
                 s = mc_store_get_attr_str(st, g, "prefix_store", &a, err);
@@ -225,6 +232,7 @@ static mc_status read_edits(const mc_comm *c, site *S, mc_error *err) {
         }
         if (st) mc_store_close(&st, NULL);
         s = mc_comm_agree(c, s, err);
+        if (S->skip[0]) break;
     }
     mc_tasks_free(&tasks);
     return s;
@@ -416,9 +424,12 @@ static mc_status read_evidence(const mc_comm *c, site *S, mc_error *err) {
     const mc_config *cfg = S->cfg;
     bool complete = false;
     MC_TRY(mc_store_peek_complete(c, S->prefix_path, &complete, err));
-    if (!complete)
-        return MC_FAIL(err, MC_ERR_ARG, "report: site: the prefix cache %s is missing or incomplete: rerun the intervene "
-                       "stage", S->prefix_path);
+    if (!complete) {
+        /* Prefix caches are large and may have been deleted once the interventions were done. */
+        mc_snprintf(S->skip, sizeof S->skip, "the prefix cache %s is missing or incomplete (rerun the intervene "
+                    "stage to rebuild it)", S->prefix_path);
+        return MC_OK;
+    }
     mc_store *st = NULL;
     MC_TRY(mc_store_open(c, S->prefix_path, MC_STORE_READ, &st, err));
     mc_store_dataset_info info;
@@ -442,7 +453,9 @@ static mc_status read_evidence(const mc_comm *c, site *S, mc_error *err) {
     s = mc_comm_agree(c, s, err);
     mc_sae *sae = NULL;
     int64_t n_units[2] = {S->D, 0};
-    if (s == MC_OK && S->sae_path[0]) {
+    if (s == MC_OK && S->sae_path[0] && !mc_file_exists(S->sae_path))
+        mc_warn0("report: site: the SAE store %s is missing: no SAE feature pages", S->sae_path);
+    else if (s == MC_OK && S->sae_path[0]) {
         s = mc_sae_load_store(c, cfg, S->sae_path, S->D, S->seed, &sae, err);
         if (s == MC_OK) n_units[MC_UNIT_SAE] = mc_sae_get_config(sae)->m;
     }
@@ -957,13 +970,18 @@ mc_status mc_report_site(const mc_comm *c, const mc_config *cfg, const char *rea
     if (!units) mc_info0("report: site: no unit or class pages (the intervene stage, whose prefix cache holds the "
                          "activations they show, is not in 'stages')");
     if (units) s = read_edits(c, &S, err);
-    if (s == MC_OK && units && !S.prefix_path[0]) {
-        mc_info0("report: site: no intervene store has an eval group: no unit or class pages");
-    } else if (s == MC_OK && units) {
+    if (s == MC_OK && units && !S.skip[0] && !S.prefix_path[0])
+        mc_snprintf(S.skip, sizeof S.skip, "no intervene store has an eval group");
+    if (s == MC_OK && units && !S.skip[0]) s = read_evidence(c, &S, err);
+    if (s == MC_OK && units && !S.skip[0]) {
         if (mc_config_has_stage(cfg, MC_STAGE_DESCRIBE)) s = read_descs(c, &S, MC_STAGE_DESCRIBE, err);
         if (s == MC_OK && mc_config_has_stage(cfg, MC_STAGE_BASELINES)) s = read_descs(c, &S, MC_STAGE_BASELINES, err);
-        if (s == MC_OK) s = read_evidence(c, &S, err);
         if (s == MC_OK) s = read_dataset(c, &S, err);
+    }
+    if (s == MC_OK && S.skip[0]) {
+        mc_warn0("report: site: no unit or class pages: %s", S.skip);
+        for (int i = 0; i < S.n_units; i++) free(S.units[i].heat);
+        S.n_units = 0, S.C = 0;
     }
     int changed = 0;
     if (s == MC_OK && c->rank == 0) {
