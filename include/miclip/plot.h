@@ -98,8 +98,9 @@ typedef struct {
     float heat_max; /* the value drawn at full heat, shared by the tiles; <= 0: each tile's max.
                        Values <= 0 are drawn cold. */
 } mc_grid;
-/* The PNG's size in px. */
+/* The PNG's size in px, and the top-left pixel of tile i (its captions lie below the tile). */
 void mc_grid_size(const mc_grid *g, int *w, int *h);
+void mc_grid_tile_origin(const mc_grid *g, int i, int *x, int *y);
 /* Renders g as a PNG into *out (malloc'd, caller frees), *len bytes. */
 mc_status mc_grid_render_png(const mc_grid *g, uint8_t **out, size_t *len, mc_error *err);
 #endif

@@ -650,6 +650,12 @@ void mc_grid_size(const mc_grid *g, int *w, int *h) {
     *h = 2 * GRID_MARGIN + GRID_TITLE_H + (rows > 0 ? rows : 1) * (g->tile + GRID_CAPTION_H);
 }
 
+void mc_grid_tile_origin(const mc_grid *g, int i, int *x, int *y) {
+    const int cols = g->cols > 0 ? g->cols : 1;
+    *x = GRID_MARGIN + (i % cols) * (g->tile + GRID_GAP);
+    *y = GRID_MARGIN + GRID_TITLE_H + (i / cols) * (g->tile + GRID_CAPTION_H);
+}
+
 mc_status mc_grid_render_png(const mc_grid *g, uint8_t **out, size_t *len, mc_error *err) {
     *out = NULL, *len = 0;
     if (g->tile < 8 || g->tile > 1024 || g->n_tiles < 0 || g->n_tiles > 256)
@@ -660,7 +666,6 @@ mc_status mc_grid_render_png(const mc_grid *g, uint8_t **out, size_t *len, mc_er
     cairo_t *cr = cairo_create(surface);
     canvas cv = {.cr = cr};
     mc_status s = make_context(cr, &cv.pc, err);
-    const int cols = g->cols > 0 ? g->cols : 1;
     if (s == MC_OK) {
         cairo_set_source_rgb(cr, 1, 1, 1);
         cairo_paint(cr);
@@ -668,8 +673,9 @@ mc_status mc_grid_render_png(const mc_grid *g, uint8_t **out, size_t *len, mc_er
     }
     for (int i = 0; s == MC_OK && i < g->n_tiles; i++) {
         const mc_grid_tile *t = &g->tiles[i];
-        const double x = GRID_MARGIN + (i % cols) * (g->tile + GRID_GAP);
-        const double y = GRID_MARGIN + GRID_TITLE_H + (i / cols) * (g->tile + GRID_CAPTION_H);
+        int xi = 0, yi = 0;
+        mc_grid_tile_origin(g, i, &xi, &yi);
+        const double x = xi, y = yi;
         if (t->rgb && t->w > 0 && t->h > 0) {
             /* cairo's RGB24 is one native-endian uint32 per pixel (x, R, G, B). */
             cairo_surface_t *img = cairo_image_surface_create(CAIRO_FORMAT_RGB24, t->w, t->h);
