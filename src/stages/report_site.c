@@ -2,11 +2,11 @@
  * report/site/ (docs/report.md, "The results site").
  *
  * Which units: the units the report names, i.e. the units miclip edits for each class of the
- * eval dataset (the `units` of the first seed's intervene stores, layer intervene.layer), per
- * unit kind. For each: a grid of its top SITE_TOP eval images with its activation as a heat map
- * (ViT: per patch token; ResNet: the spatial map, upsampled), its top descriptions from the
- * describe store (first variant) and every baselines store of that seed and layer, and the
- * per-class effect of every edit that included it.
+ * eval dataset (the `units` of the first seed's intervene stores, layer intervene.layer) and the
+ * first 16 (those descriptions.md lists), per unit kind. For each: a grid of its top SITE_TOP
+ * eval images with its activation as a heat map (ViT: per patch token; ResNet: the spatial map,
+ * upsampled), its top descriptions from the describe store (first variant) and every baselines
+ * store of that seed and layer, and the per-class effect of every edit that included it.
  *
  * Where the numbers come from (nothing is recomputed with the model): the intervene prefix cache
  * of the eval dataset holds the layer's whole state per image ([n, T, D] or [n, C, H, W], what a
@@ -17,9 +17,10 @@
  * what the model saw). Cost: one pass over the prefix state and one SAE encoding of the pooled
  * rows, then SITE_TOP rows per unit.
  *
- * Collectivity: every rank reads the same stores (collective reads) and computes the same top
- * lists; rank 0 loads the images, draws the grids and writes every file, each only when its bytes
- * change. Statuses are agreed after each phase.
+ * Collectivity: every rank opens the stores and reads their small datasets (collective reads);
+ * rank 0 alone reads the prefix state (local reads), ranks the images, loads them, draws the
+ * grids and writes every file, each only when its bytes change. Statuses are agreed after each
+ * phase, so an error ends every rank.
  */
 #include <math.h>
 #include <stdio.h>
@@ -45,6 +46,7 @@
 #define SITE_COLS 4   /* grid columns */
 #define SITE_TILE 128 /* px per grid tile */
 #define SITE_CHUNK 64 /* prefix rows per read in the ranking pass */
+#define SITE_DESCRIBED 16 /* the units descriptions.md lists per layer (describe.c REPORT_MAX_UNITS) */
 
 /* One edit's effect per class: an intervene task's eval group of one unit kind. */
 typedef struct {
@@ -299,8 +301,9 @@ static int cmp_i32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* The reported units of each kind: the union over classes of miclip's units (of the first miclip
- * edit of that kind; without miclip, of the first edit), ascending. */
+/* The reported units of each kind, ascending: the union over classes of miclip's units (of the
+ * first miclip edit of that kind; without miclip, of the first edit) and the described units (the
+ * first SITE_DESCRIBED, which descriptions.md lists). */
 static mc_status pick_units(site *S, int64_t n_units_of_kind[2], mc_error *err) {
     for (int k = 0; k < S->cfg->intervene.units.n; k++) {
         const int kind = S->cfg->intervene.units.v[k];
@@ -310,12 +313,14 @@ static mc_status pick_units(site *S, int64_t n_units_of_kind[2], mc_error *err) 
         for (int i = 0; i < S->n_edits && !e; i++)
             if (S->edits[i].kind == kind) e = &S->edits[i];
         if (!e) continue;
-        int32_t *u = malloc((size_t)(e->C * e->tau) * sizeof *u);
+        const int64_t nu = e->C * e->tau + SITE_DESCRIBED;
+        int32_t *u = malloc((size_t)nu * sizeof *u);
         if (!u) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
         memcpy(u, e->units, (size_t)(e->C * e->tau) * sizeof *u);
-        qsort(u, (size_t)(e->C * e->tau), sizeof *u, cmp_i32);
+        for (int i = 0; i < SITE_DESCRIBED; i++) u[e->C * e->tau + i] = i;
+        qsort(u, (size_t)nu, sizeof *u, cmp_i32);
         int64_t m = 0;
-        for (int64_t i = 0; i < e->C * e->tau; i++)
+        for (int64_t i = 0; i < nu; i++)
             if (u[i] >= 0 && u[i] < n_units_of_kind[kind] && (m == 0 || u[m - 1] != u[i])) u[m++] = u[i];
         void *p = realloc(S->units, (size_t)(S->n_units + m + 1) * sizeof *S->units);
         if (!p) {
@@ -775,7 +780,7 @@ static mc_status write_unit(const site *S, const mc_preproc *pp, const unit_ev *
             break;
         }
     mc_buf_printf(&b, "%s.</p>\n<h2>Top images</h2>\n<p><img src=\"grids/%s.png\" alt=\"top images of %s\"></p>\n",
-                  shown ? "" : " none (another method's unit)", stem, stem);
+                  shown ? "" : " none (listed as a described unit)", stem, stem);
     mc_buf_printf(&b, "<p>The %d eval images where the unit's pooled activation is largest, as the target's "
                   "preprocessor crops them, with the unit's activation per %s drawn over each (one colour scale "
                   "for the grid; read from the intervene prefix cache).</p>\n",

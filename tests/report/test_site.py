@@ -82,9 +82,10 @@ def browse(exe, url, extra, tmp):
                         "--allow-file-access-from-files", "--enable-logging=stderr", "--v=0",
                         "--virtual-time-budget=5000"] + extra + [url],
                        capture_output=True, text=True, timeout=120)
-    errs = [l for l in r.stderr.splitlines() if "CONSOLE" in l and ("rror" in l or "Uncaught" in l or "image did not" in l)]
-    errs += [l for l in r.stderr.splitlines() if "Uncaught" in l or "Not allowed to load local resource" in l
-             or "ERR_FILE_NOT_FOUND" in l]
+    # The site's pages write nothing to the console unless something is wrong, so any console line
+    # counts (chromium logs them as "INFO:CONSOLE(line)] "message", source: ...").
+    errs = [l for l in r.stderr.splitlines() if ":CONSOLE" in l or "Uncaught" in l
+            or "Not allowed to load local resource" in l or "ERR_FILE_NOT_FOUND" in l]
     return r.returncode, r.stdout, errs, r.stderr
 
 
@@ -186,10 +187,11 @@ stages: [extract, sae, align, localize, describe, baselines, intervene, report]
     desc = h5py.File(dpath, "r")
     checked, mism, desc_bad, grid_bad = 0, [], [], []
     for kind in ("neuron", "sae"):
-        units = sorted(set(int(u) for u in inter["eval/%s/units" % kind][:].ravel()))
+        n_units = state.shape[2] if kind == "neuron" else W.shape[0]
+        units = sorted(set(int(u) for u in inter["eval/%s/units" % kind][:].ravel()) | set(range(min(16, n_units))))
         have = sorted(int(re.match(r"%s-(\d+)\.html" % kind, os.path.basename(p)).group(1))
                       for p in glob.glob(os.path.join(rep, "site", "%s-*.html" % kind)))
-        check(have == units, "%s pages: one per unit miclip edits for some class (%d)" % (kind, len(units)))
+        check(have == units, "%s pages: one per unit miclip edits for some class and per described unit (first 16) (%d)" % (kind, len(units)))
         for u in units:
             page = os.path.join(rep, "site", "%s-%d.html" % (kind, u))
             if page not in parsed:
@@ -242,6 +244,14 @@ stages: [extract, sae, align, localize, describe, baselines, intervene, report]
     exe = chromium()
     check(exe is not None, "chromium is installed (scripts/install-deps.sh)")
     if exe:
+        # A negative control: a page with a script error and an image that is not there is caught.
+        neg = os.path.join(tmp, "broken.html")
+        with open(neg, "w") as f:
+            f.write(open(index, encoding="utf-8").read().replace("</body>", '<img src="missing.png"><script>nope();'
+                                                                   '</script></body>'))
+        rc, dom, errs, _ = browse(exe, "file://" + neg, ["--dump-dom"], tmp)
+        check(any("nope" in e for e in errs) and any("missing.png" in e for e in errs),
+              "the console check catches a script error and an image that does not decode (control)")
         unit_page = os.path.join(rep, "site", "sae-%d.html" % int(inter["eval/sae/units"][0][0]))
         for p in [index, os.path.join(rep, "site", "class-0.html"), unit_page]:
             rc, dom, errs, log = browse(exe, "file://" + p, ["--dump-dom"], tmp)
