@@ -279,6 +279,22 @@ stages: [extract, sae, align, localize, describe, baselines, intervene, report]
             for name, p in shots.items():
                 if os.path.isfile(p):
                     shutil.copy(p, os.path.join(dest, name))
+
+    # A deleted prefix cache: one warning naming it, the index alone, the tables unchanged.
+    pre = glob.glob(os.path.join(out, "intervene", "prefix-*.h5"))
+    aside = os.path.join(tmp, "aside")
+    os.makedirs(aside, exist_ok=True)
+    tables = {p: open(p, "rb").read() for p in glob.glob(os.path.join(rep, "tables", "*"))}
+    for p in pre:
+        shutil.move(p, aside)
+    r = fixture.mpirun(2, ["run", cfg, "--stage", "report"], capture_output=True, text=True)
+    for p in glob.glob(os.path.join(aside, "*")):
+        shutil.move(p, os.path.join(out, "intervene"))
+    warn = [l for l in r.stderr.splitlines() if "warning" in l and "prefix cache" in l]
+    text = open(index, encoding="utf-8").read()
+    check(r.returncode == 0 and len(warn) == 1 and os.path.basename(pre[0]) in warn[0] and "site/class-" not in text
+          and all(open(p, "rb").read() == b for p, b in tables.items()),
+          "without the prefix cache: exit 0, one warning naming it, the index without unit pages, the same tables")
     return fixture.summary()
 
 
