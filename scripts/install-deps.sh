@@ -28,6 +28,8 @@ test_packages=(
   # reference checks (run with /usr/bin/python3)
   python3 python3-numpy python3-torch python3-torchvision python3-scipy
   python3-h5py-mpi python3-sklearn python3-pil python3-yaml python3-regex
+  # headless browser for the report site's test (report_site: console errors, screenshots)
+  chromium
   # local Slurm cluster for the Slurm tests
   slurmctld slurmd slurm-client munge
 )

@@ -19,6 +19,7 @@
 #ifndef MICLIP_PLOT_H
 #define MICLIP_PLOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -77,4 +78,29 @@ mc_status mc_plot_render(const mc_plot *p, int format, uint8_t **out, size_t *le
  * bytes go to a temporary beside it that is renamed over path). */
 mc_status mc_plot_write(const mc_plot *p, int format, const char *path, mc_error *err);
 
+/* ---- image grids ------------------------------------------------------------------------------
+ * A grid of images, each with an optional heat map drawn over it (a unit's activation per patch
+ * or per position), a caption of two lines under each tile and a title: the report's per-unit
+ * evidence. Drawn with cairo into an RGB PNG at 1 px per unit; the same grid gives the same
+ * bytes. */
+typedef struct {
+    const uint8_t *rgb; /* borrowed, w * h * 3 (R, G, B rows top to bottom); NULL: no image */
+    int w, h;
+    const float *heat;  /* borrowed, [hh, hw] row-major; NULL: no heat map */
+    int hw, hh;
+    bool smooth;        /* upsample the heat bilinearly (a ResNet map); else as blocks (ViT patches) */
+    char caption[96], caption2[96];
+} mc_grid_tile;
+typedef struct {
+    char title[200];
+    int n_tiles, cols, tile; /* tile: a tile's edge in px (8..1024); at most 256 tiles */
+    const mc_grid_tile *tiles;
+    float heat_max; /* the value drawn at full heat, shared by the tiles; <= 0: each tile's max.
+                       Values <= 0 are drawn cold. */
+} mc_grid;
+/* The PNG's size in px, and the top-left pixel of tile i (its captions lie below the tile). */
+void mc_grid_size(const mc_grid *g, int *w, int *h);
+void mc_grid_tile_origin(const mc_grid *g, int i, int *x, int *y);
+/* Renders g as a PNG into *out (malloc'd, caller frees), *len bytes. */
+mc_status mc_grid_render_png(const mc_grid *g, uint8_t **out, size_t *len, mc_error *err);
 #endif

@@ -602,3 +602,148 @@ mc_status mc_plot_write(const mc_plot *p, int format, const char *path, mc_error
     free(data);
     return s;
 }
+
+/* ---- image grids with heat maps (mc_grid_render_png) ----------------------------------------- */
+
+#define GRID_MARGIN 8
+#define GRID_GAP 6
+#define GRID_TITLE_H 26
+#define GRID_CAPTION_H 30
+#define SZ_GRID_TITLE 13.0
+#define SZ_CAPTION 10.0
+
+/* The heat colour of t in [0, 1]: dark blue -> red -> yellow, as premultiplied ARGB with alpha
+ * rising with t, so cold patches leave the image visible. */
+static uint32_t heat_argb(double t) {
+    t = t < 0 ? 0 : t > 1 ? 1 : t;
+    static const double stop[4][3] = {{0.05, 0.05, 0.45}, {0.75, 0.05, 0.15}, {1.0, 0.55, 0.0}, {1.0, 1.0, 0.3}};
+    const double f = t * 3;
+    const int i = f >= 3 ? 2 : (int)f;
+    const double u = f - i;
+    double c[3];
+    for (int k = 0; k < 3; k++) c[k] = stop[i][k] + u * (stop[i + 1][k] - stop[i][k]);
+    const double a = 0.15 + 0.6 * t;
+    uint32_t A = (uint32_t)lround(a * 255);
+    uint32_t R = (uint32_t)lround(c[0] * a * 255), G = (uint32_t)lround(c[1] * a * 255), B = (uint32_t)lround(c[2] * a * 255);
+    return A << 24 | R << 16 | G << 8 | B;
+}
+
+/* Paints src (an image surface of sw x sh pixels) scaled into the square (x, y, edge). */
+static void paint_scaled(cairo_t *cr, cairo_surface_t *src, int sw, int sh, double x, double y, double edge,
+                         cairo_filter_t filter) {
+    cairo_save(cr);
+    cairo_rectangle(cr, x, y, edge, edge);
+    cairo_clip(cr);
+    cairo_translate(cr, x, y);
+    cairo_scale(cr, edge / sw, edge / sh);
+    cairo_set_source_surface(cr, src, 0, 0);
+    cairo_pattern_t *pat = cairo_get_source(cr);
+    cairo_pattern_set_filter(pat, filter);
+    cairo_pattern_set_extend(pat, CAIRO_EXTEND_PAD);
+    cairo_paint(cr);
+    cairo_restore(cr);
+}
+
+void mc_grid_size(const mc_grid *g, int *w, int *h) {
+    const int cols = g->cols > 0 ? g->cols : 1, rows = (g->n_tiles + cols - 1) / cols;
+    *w = 2 * GRID_MARGIN + cols * g->tile + (cols - 1) * GRID_GAP;
+    *h = 2 * GRID_MARGIN + GRID_TITLE_H + (rows > 0 ? rows : 1) * (g->tile + GRID_CAPTION_H);
+}
+
+void mc_grid_tile_origin(const mc_grid *g, int i, int *x, int *y) {
+    const int cols = g->cols > 0 ? g->cols : 1;
+    *x = GRID_MARGIN + (i % cols) * (g->tile + GRID_GAP);
+    *y = GRID_MARGIN + GRID_TITLE_H + (i / cols) * (g->tile + GRID_CAPTION_H);
+}
+
+mc_status mc_grid_render_png(const mc_grid *g, uint8_t **out, size_t *len, mc_error *err) {
+    *out = NULL, *len = 0;
+    if (g->tile < 8 || g->tile > 1024 || g->n_tiles < 0 || g->n_tiles > 256)
+        return MC_FAIL(err, MC_ERR_ARG, "grid '%s': tile %d px or %d tiles out of range", g->title, g->tile, g->n_tiles);
+    int w = 0, h = 0;
+    mc_grid_size(g, &w, &h);
+    cairo_surface_t *surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
+    cairo_t *cr = cairo_create(surface);
+    canvas cv = {.cr = cr};
+    mc_status s = make_context(cr, &cv.pc, err);
+    if (s == MC_OK) {
+        cairo_set_source_rgb(cr, 1, 1, 1);
+        cairo_paint(cr);
+        text(&cv, GRID_MARGIN, GRID_MARGIN + GRID_TITLE_H / 2.0, g->title, SZ_GRID_TITLE, true, 0, V_MIDDLE, 0, false, INK);
+    }
+    for (int i = 0; s == MC_OK && i < g->n_tiles; i++) {
+        const mc_grid_tile *t = &g->tiles[i];
+        int xi = 0, yi = 0;
+        mc_grid_tile_origin(g, i, &xi, &yi);
+        const double x = xi, y = yi;
+        if (t->rgb && t->w > 0 && t->h > 0) {
+            /* cairo's RGB24 is one native-endian uint32 per pixel (x, R, G, B). */
+            cairo_surface_t *img = cairo_image_surface_create(CAIRO_FORMAT_RGB24, t->w, t->h);
+            cairo_surface_flush(img);
+            uint8_t *px = cairo_image_surface_get_data(img);
+            const int stride = cairo_image_surface_get_stride(img);
+            for (int yy = 0; px && yy < t->h; yy++)
+                for (int xx = 0; xx < t->w; xx++) {
+                    const uint8_t *p = t->rgb + ((size_t)yy * t->w + xx) * 3;
+                    ((uint32_t *)(px + (size_t)yy * stride))[xx] = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+                }
+            cairo_surface_mark_dirty(img);
+            paint_scaled(cr, img, t->w, t->h, x, y, g->tile, CAIRO_FILTER_GOOD);
+            cairo_surface_destroy(img);
+        }
+        if (t->heat && t->hw > 0 && t->hh > 0) {
+            float mx = g->heat_max;
+            if (!(mx > 0)) {
+                mx = 0;
+                for (int k = 0; k < t->hw * t->hh; k++) mx = t->heat[k] > mx ? t->heat[k] : mx;
+            }
+            cairo_surface_t *hs = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, t->hw, t->hh);
+            cairo_surface_flush(hs);
+            uint8_t *px = cairo_image_surface_get_data(hs);
+            const int stride = cairo_image_surface_get_stride(hs);
+            for (int yy = 0; px && yy < t->hh; yy++)
+                for (int xx = 0; xx < t->hw; xx++) {
+                    const float v = t->heat[(size_t)yy * t->hw + xx];
+                    ((uint32_t *)(px + (size_t)yy * stride))[xx] = heat_argb(mx > 0 && v > 0 ? v / mx : 0);
+                }
+            cairo_surface_mark_dirty(hs);
+            paint_scaled(cr, hs, t->hw, t->hh, x, y, g->tile, t->smooth ? CAIRO_FILTER_BILINEAR : CAIRO_FILTER_NEAREST);
+            cairo_surface_destroy(hs);
+        }
+        cairo_set_source_rgb(cr, FRAME[0], FRAME[1], FRAME[2]);
+        cairo_set_line_width(cr, 1);
+        cairo_rectangle(cr, x + 0.5, y + 0.5, g->tile - 1, g->tile - 1);
+        cairo_stroke(cr);
+        for (int l = 0; l < 2; l++) {
+            const char *cap = l ? t->caption2 : t->caption;
+            /* Captions are cut to the tile's width at a character boundary. */
+            char buf[sizeof t->caption];
+            mc_strlcpy(buf, cap, sizeof buf);
+            for (size_t n = strlen(buf); n > 0 && text_width(&cv, buf, SZ_CAPTION, false, false) > g->tile; n--) {
+                while (n > 0 && ((unsigned char)buf[n - 1] & 0xC0) == 0x80) n--;
+                if (n > 0) buf[n - 1] = '\0';
+            }
+            text(&cv, x, y + g->tile + 3 + l * 13, buf, SZ_CAPTION, false, 0, V_TOP, 0, false, INK);
+        }
+    }
+    if (cv.pc) g_object_unref(cv.pc);
+    cairo_status_t cs = cairo_status(cr);
+    cairo_destroy(cr);
+    cairo_surface_flush(surface);
+    if (s == MC_OK && cs != CAIRO_STATUS_SUCCESS)
+        s = MC_FAIL(err, cs == CAIRO_STATUS_NO_MEMORY ? MC_ERR_NOMEM : MC_ERR_INTERNAL, "grid '%s': cairo: %s", g->title,
+                    cairo_status_to_string(cs));
+    bytes b = {0};
+    if (s == MC_OK) {
+        cs = cairo_surface_write_to_png_stream(surface, bytes_write, &b);
+        if (cs != CAIRO_STATUS_SUCCESS) s = MC_FAIL(err, MC_ERR_INTERNAL, "grid '%s': PNG: %s", g->title, cairo_status_to_string(cs));
+        else if (b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory drawing grid '%s'", g->title);
+    }
+    cairo_surface_destroy(surface);
+    if (s != MC_OK) {
+        free(b.p);
+        return s;
+    }
+    *out = b.p, *len = b.n;
+    return MC_OK;
+}

@@ -1162,6 +1162,7 @@ mc_status mc_stage_report(const mc_comm *c, const mc_config *cfg, const mc_task 
         }
         s = mc_comm_agree(c, ws, err);
     }
+    if (s == MC_OK) s = mc_report_site(c, cfg, c->rank == 0 && !readme.oom ? readme.p : NULL, err);
     mc_buf_free(&readme);
     return s;
 }
@@ -1173,13 +1174,13 @@ static void report_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan 
     S->items = 1;
     mc_strlcpy(S->item_name, "report", sizeof S->item_name);
     *core_s = 60;
-    mc_plan_add_store(p, S->stage, "tables/ and figures/", 1, 16.0 * 1024 * 1024);
+    mc_plan_add_store(p, S->stage, "tables/, figures/, index.html and site/", 1, 16.0 * 1024 * 1024);
 }
 
 const mc_stage_desc mc_report_stage = {
     .stage = MC_STAGE_REPORT,
     .summary = "the paper's tables with mean, std and paired t-tests, and the figures",
-    .outputs = "report/README.md, report/tables/, report/figures/",
+    .outputs = "report/README.md, report/tables/, report/figures/, report/index.html, report/site/",
     .check = mc_report_check,
     .run = mc_stage_report,
     .cost = report_cost,

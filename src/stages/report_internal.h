@@ -25,6 +25,11 @@ mc_status mc_stage_report(const mc_comm *c, const mc_config *cfg, const mc_task 
  * run.c calls it before any stage runs. */
 mc_status mc_report_check(const mc_config *cfg, mc_error *err);
 
+/* Collective. The results site (report_site.c): OUTPUT_DIR/report/index.html (readme, rank 0's
+ * README.md text, rendered with links to a page per class and per reported unit) and
+ * report/site/ (those pages and each unit's image grid). Files are written only when changed. */
+mc_status mc_report_site(const mc_comm *c, const mc_config *cfg, const char *readme, mc_error *err);
+
 /* --- the open-vocabulary scores of Table 1 (report_scores.c) ----------------------------------- */
 #define MC_REPORT_NAME_CAP 160
 

@@ -171,5 +171,50 @@ int main(int argc, char **argv) {
     rc = run_cmd(cmd, out, sizeof out);
     CHECK_MSG(rc == 0 && strstr(out, p.title) && strstr(out, "seed 2") && strstr(out, "InfoNCE loss") &&
                   strstr(out, "AuxK on"), "pdftotext (rc %d): %s", rc, out);
+
+    /* Image grid (the report site's per-unit evidence): a grey image with a 2 x 2 heat map hot
+     * only in its top-left cell, beside the same image without a map. Expected colours from the
+     * documented map: full heat is (1, 1, 0.3) at alpha 0.75, zero heat (0.05, 0.05, 0.45) at
+     * alpha 0.15, composited over grey 128. */
+    uint8_t grey[16 * 16 * 3];
+    memset(grey, 128, sizeof grey);
+    const float heat[4] = {2.0f, 0, 0, -1.0f};
+    mc_grid_tile tiles[2] = {{.rgb = grey, .w = 16, .h = 16, .heat = heat, .hw = 2, .hh = 2},
+                             {.rgb = grey, .w = 16, .h = 16}};
+    mc_snprintf(tiles[0].caption, sizeof tiles[0].caption, "#1 hot corner");
+    mc_snprintf(tiles[1].caption2, sizeof tiles[1].caption2, "no map");
+    mc_grid g = {.n_tiles = 2, .cols = 2, .tile = 64, .tiles = tiles};
+    mc_snprintf(g.title, sizeof g.title, "unit 3: top 2 images");
+    uint8_t *ga = NULL, *gb = NULL;
+    size_t gna = 0, gnb = 0;
+    CHECK_MSG(mc_grid_render_png(&g, &ga, &gna, &err) == MC_OK, "%s", err.msg);
+    CHECK_MSG(mc_grid_render_png(&g, &gb, &gnb, &err) == MC_OK, "%s", err.msg);
+    CHECK_MSG(ga && gb && gna == gnb && !memcmp(ga, gb, gna), "grid: two renders give the same bytes");
+    mc_image gi = {0};
+    CHECK_MSG(ga && mc_image_decode(ga, gna, "grid", NULL, &gi, &err) == MC_OK, "%s", err.msg);
+    int gw = 0, gh = 0, x0 = 0, y0 = 0, x1 = 0, y1 = 0;
+    mc_grid_size(&g, &gw, &gh);
+    mc_grid_tile_origin(&g, 0, &x0, &y0);
+    mc_grid_tile_origin(&g, 1, &x1, &y1);
+    CHECK_MSG(gi.w == gw && gi.h == gh, "grid: %dx%d, expected %dx%d", gi.w, gi.h, gw, gh);
+    if (gi.data && gi.w == gw && gi.h == gh) {
+        const double hot[3] = {1 * 0.75 * 255 + 128 * 0.25, 1 * 0.75 * 255 + 128 * 0.25, 0.3 * 0.75 * 255 + 128 * 0.25};
+        const double cold[3] = {0.05 * 0.15 * 255 + 128 * 0.85, 0.05 * 0.15 * 255 + 128 * 0.85, 0.45 * 0.15 * 255 + 128 * 0.85};
+        /* Centres of the top-left (hot), top-right (0) and bottom-right (negative: cold) cells. */
+        CHECK_MSG(count_colour(&gi, x0 + 8, x0 + 24, y0 + 8, y0 + 24, (int)lround(hot[0]), (int)lround(hot[1]),
+                               (int)lround(hot[2]), 3) == 256, "grid: the hot cell has full heat");
+        CHECK_MSG(count_colour(&gi, x0 + 40, x0 + 56, y0 + 8, y0 + 24, (int)lround(cold[0]), (int)lround(cold[1]),
+                               (int)lround(cold[2]), 3) == 256, "grid: a zero cell is cold");
+        CHECK_MSG(count_colour(&gi, x0 + 40, x0 + 56, y0 + 40, y0 + 56, (int)lround(cold[0]), (int)lround(cold[1]),
+                               (int)lround(cold[2]), 3) == 256, "grid: a negative cell is cold");
+        CHECK_MSG(count_colour(&gi, x1 + 8, x1 + 56, y1 + 8, y1 + 56, 128, 128, 128, 1) == 48 * 48,
+                  "grid: a tile without a map shows the image alone");
+        CHECK_MSG(count_colour(&gi, x0, x0 + 64, y0 + 66, y0 + 90, 255, 255, 255, 0) < 64 * 24,
+                  "grid: the caption is drawn under the tile");
+    }
+    mc_image_free(&gi);
+    free(ga), free(gb);
+    g.tile = 4;
+    CHECK_MSG(mc_grid_render_png(&g, &ga, &gna, &err) == MC_ERR_ARG && strstr(err.msg, "tile"), "grid: tile 4 refused");
     return TEST_SUMMARY();
 }
