@@ -22,7 +22,7 @@ void mc_method_task_close(mc_method_task *mt) {
     memset(mt, 0, sizeof *mt);
 }
 
-mc_status mc_method_task_open(const mc_comm *c, const mc_config *cfg, const mc_task *task, int stage,
+mc_status mc_method_task_find(const mc_comm *c, const mc_config *cfg, const mc_task *task, int stage,
                               mc_method_task *mt, mc_error *err) {
     memset(mt, 0, sizeof *mt);
     const bool loc = stage == MC_STAGE_LOCALIZE;
@@ -30,17 +30,17 @@ mc_status mc_method_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
     const mc_str_list *names = loc ? &cfg->localize.concepts : &cfg->describe.concepts;
     mt->tau = loc ? cfg->localize.tau : cfg->describe.tau;
     MC_TRY(mc_train_data_open(c, cfg, task->seed, &mt->td, err));
-    mc_status s = mc_encoder_weights_load(c, cfg, &mt->td, task->seed, task->layer, task->variant, &mt->w, err);
+    mc_status s = mc_encoder_weights_find(c, cfg, &mt->td, task->seed, task->layer, task->variant, &mt->w, err);
     for (int i = 0; s == MC_OK && i < units->n; i++) {
         if (units->v[i] == MC_UNIT_SAE && !mc_sae_applies(cfg, task->layer)) {
             mc_info0("%s %s: no SAE on layer '%s' (sae.layer is '%s'%s); neurons only", mc_stage_name(stage), task->id,
                      task->layer, cfg->sae.layer, mc_config_has_stage(cfg, MC_STAGE_SAE) ? "" : ", sae stage not listed");
             continue;
         }
-        s = mc_unit_set_open(c, cfg, &mt->td, task->seed, task->layer, &mt->w, units->v[i], &mt->kinds[mt->n_kinds], err);
+        s = mc_unit_set_find(c, cfg, &mt->td, task->seed, units->v[i], &mt->kinds[mt->n_kinds], err);
         if (s == MC_OK) mt->n_kinds++;
     }
-    if (s == MC_OK) s = mc_concepts_load(c, cfg, &mt->td, names, &mt->sets, &mt->n_sets, err);
+    if (s == MC_OK) s = mc_concepts_open(c, cfg, &mt->td, names, &mt->sets, &mt->n_sets, err);
     if (s == MC_OK) {
         mc_buf b = {0};
         mc_buf_printf(&b, "miclip-%s/1\ncode=%s\nalign=%s\ntau=%lld\n", mc_stage_name(stage), MICLIP_CACHE_VERSION,
@@ -61,6 +61,22 @@ mc_status mc_method_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
         s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
     if (s != MC_OK) mc_method_task_close(mt);
     return s;
+}
+
+mc_status mc_method_task_load(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_method_task *mt,
+                              mc_error *err) {
+    mc_status s = mc_encoder_weights_read(c, &mt->w, err);
+    for (int k = 0; s == MC_OK && k < mt->n_kinds; k++)
+        s = mc_unit_set_open(c, cfg, &mt->td, task->seed, task->layer, &mt->w, mt->kinds[k].kind, &mt->kinds[k], err);
+    if (s == MC_OK) s = mc_concepts_embed(c, cfg, &mt->td, mt->sets, mt->n_sets, err);
+    if (s != MC_OK) mc_method_task_close(mt);
+    return s;
+}
+
+mc_status mc_method_task_open(const mc_comm *c, const mc_config *cfg, const mc_task *task, int stage,
+                              mc_method_task *mt, mc_error *err) {
+    MC_TRY(mc_method_task_find(c, cfg, task, stage, mt, err));
+    return mc_method_task_load(c, cfg, task, mt, err);
 }
 
 mc_status mc_method_task_finish(const mc_config *cfg, const mc_task *task, const mc_method_task *mt,

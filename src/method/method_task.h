@@ -29,6 +29,14 @@ typedef struct {
 /* Collective. stage is MC_STAGE_LOCALIZE or MC_STAGE_DESCRIBE. */
 mc_status mc_method_task_open(const mc_comm *c, const mc_config *cfg, const mc_task *task, int stage,
                               mc_method_task *mt, mc_error *err);
+/* Collective. The halves of mc_method_task_open: _find opens the train store and computes the key
+ * and store path from metadata alone (E_n's and the SAE's keys, the concept sets' texts), so a
+ * complete task is skipped without loading anything (issue 16); _load then reads E_n, computes
+ * the unit sets and reads the concept embeddings. Either closes *mt on failure. */
+mc_status mc_method_task_find(const mc_comm *c, const mc_config *cfg, const mc_task *task, int stage,
+                              mc_method_task *mt, mc_error *err);
+mc_status mc_method_task_load(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_method_task *mt,
+                              mc_error *err);
 void mc_method_task_close(mc_method_task *mt);
 /* Collective: the common end of localize and describe. When s is MC_OK, writes the provenance
  * and the task attributes (<stage>_key, align_store, layer, variant), marks the store complete;

@@ -109,7 +109,8 @@ static mc_status describe_one(const mc_comm *c, const mc_task *task, mc_method_t
 
 mc_status mc_stage_describe(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err) {
     mc_method_task mt;
-    MC_TRY(mc_method_task_open(c, cfg, task, MC_STAGE_DESCRIBE, &mt, err));
+    /* The key from metadata first: a complete task loads nothing (issue 16). */
+    MC_TRY(mc_method_task_find(c, cfg, task, MC_STAGE_DESCRIBE, &mt, err));
     bool complete = false;
     mc_status s = mc_store_peek_complete(c, mt.store, &complete, err);
     if (s != MC_OK || complete) {
@@ -120,6 +121,7 @@ mc_status mc_stage_describe(const mc_comm *c, const mc_config *cfg, const mc_tas
         mc_method_task_close(&mt);
         return s;
     }
+    MC_TRY(mc_method_task_load(c, cfg, task, &mt, err));
     char dir[MC_PATH_CAP];
     mc_snprintf(dir, sizeof dir, "%s/describe", cfg->output_dir);
     s = mc_comm_agree(c, c->rank == 0 ? mc_mkdir_p(dir, err) : MC_OK, err);
