@@ -852,6 +852,66 @@ static mc_status task_key(const mc_config *cfg, const mc_task *task, const char 
 
 static mc_split split_of(int eval_set) { return eval_set == MC_EVAL_SET_EVAL ? MC_SPLIT_EVAL : MC_SPLIT_UNSEEN; }
 
+/* What the keys of a seed's tasks share (issue 16): each dataset's prefix (key, skip) and the SAE's
+ * key, from metadata alone. */
+typedef struct {
+    int64_t seed;
+    mc_prefix_set ps[2];
+    char sae_key[MC_KEY_HEX];
+} seed_meta;
+
+static void seed_meta_close(seed_meta *m) {
+    for (int d = 0; d < 2; d++) mc_prefix_close(&m->ps[d]);
+    memset(m, 0, sizeof *m);
+}
+
+/* Collective. R from mc_runner_find (or mc_runner_init). */
+static mc_status seed_meta_open(const mc_comm *c, const mc_config *cfg, mc_runner *R, int64_t seed, seed_meta *m,
+                                mc_error *err) {
+    memset(m, 0, sizeof *m);
+    m->seed = seed;
+    mc_train_data td;
+    memset(&td, 0, sizeof td);
+    mc_status s = mc_train_data_open(c, cfg, seed, &td, err);
+    for (int d = 0; s == MC_OK && d < cfg->intervene.datasets.n; d++)
+        s = mc_prefix_find(c, cfg, R, split_of(cfg->intervene.datasets.v[d]), seed, &m->ps[d], err);
+    for (int k = 0; s == MC_OK && k < cfg->intervene.units.n; k++)
+        if (cfg->intervene.units.v[k] == MC_UNIT_SAE) {
+            mc_run_paths rp;
+            s = mc_sae_paths(cfg, td.extract_key, seed, &rp, err);
+            if (s == MC_OK) mc_strlcpy(m->sae_key, rp.key, sizeof m->sae_key);
+        }
+    mc_train_data_close(&td);
+    if (s != MC_OK) seed_meta_close(m);
+    return s;
+}
+
+/* The units' source key of task: the oracle scores' keys (from the prefix and SAE keys), "random",
+ * or the localize / baselines store's key (units_source). Collective. */
+static mc_status task_source(const mc_comm *c, const mc_config *cfg, const mc_task *task, const seed_meta *m,
+                             char source[MC_KEY_HEX], mc_error *err) {
+    const int nk = cfg->intervene.units.n, nd = cfg->intervene.datasets.n;
+    mc_strlcpy(source, "random", MC_KEY_HEX);
+    if (task->method == MC_METHOD_RANDOM) return MC_OK;
+    if (task->method != MC_METHOD_ORACLE) {
+        char path[MC_PATH_CAP];
+        return units_source(c, cfg, task->seed, task->method, path, sizeof path, source, err);
+    }
+    mc_buf b = {0};
+    mc_status s = MC_OK;
+    for (int d = 0; s == MC_OK && d < nd; d++)
+        for (int k = 0; s == MC_OK && k < nk && !m->ps[d].skip; k++) {
+            char ok[MC_KEY_HEX];
+            const int kind = cfg->intervene.units.v[k];
+            s = oracle_key(cfg, &m->ps[d], kind, m->sae_key, ok, err);
+            mc_buf_printf(&b, "%s/%s:%s\n", mc_split_name(m->ps[d].split), mc_unit_kind_name(kind), ok);
+        }
+    if (s == MC_OK && b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    if (s == MC_OK) mc_key_of(b.p ? b.p : "", source);
+    mc_buf_free(&b);
+    return s;
+}
+
 /* The task's key and store from metadata alone (issue 16): the target declared from its
  * config.json and its folder's hash (file-hash cache), the prefixes' keys, the SAE's key, the
  * units' source key (the localize or baselines store's, the oracle scores' keys). No weights,
@@ -861,39 +921,57 @@ static mc_status intervene_find(const mc_comm *c, const mc_config *cfg, const mc
                                 char *store, size_t cap, mc_error *err) {
     mc_runner R;
     MC_TRY(mc_runner_find(c, cfg, &R, err));
-    mc_train_data td;
-    memset(&td, 0, sizeof td);
-    mc_prefix_set ps[2];
-    memset(ps, 0, sizeof ps);
-    const int nk = cfg->intervene.units.n, nd = cfg->intervene.datasets.n;
-    mc_status s = mc_train_data_open(c, cfg, task->seed, &td, err);
-    for (int d = 0; s == MC_OK && d < nd; d++)
-        s = mc_prefix_find(c, cfg, &R, split_of(cfg->intervene.datasets.v[d]), task->seed, &ps[d], err);
-    char sae_key[MC_KEY_HEX] = "", source[MC_KEY_HEX] = "random", path[MC_PATH_CAP];
-    for (int k = 0; s == MC_OK && k < nk; k++)
-        if (cfg->intervene.units.v[k] == MC_UNIT_SAE) {
-            mc_run_paths rp;
-            s = mc_sae_paths(cfg, td.extract_key, task->seed, &rp, err);
-            if (s == MC_OK) mc_strlcpy(sae_key, rp.key, sizeof sae_key);
+    seed_meta m;
+    mc_status s = seed_meta_open(c, cfg, &R, task->seed, &m, err);
+    char source[MC_KEY_HEX];
+    if (s == MC_OK) s = task_source(c, cfg, task, &m, source, err);
+    if (s == MC_OK) s = task_key(cfg, task, source, m.sae_key, m.ps, key, store, cap, err);
+    seed_meta_close(&m);
+    mc_runner_free(&R);
+    return s;
+}
+
+/* The registry's `complete` (stages.h): every task's key with the target declared once, each
+ * seed's prefixes and SAE key once, and each (seed, method)'s source key once; a complete task's
+ * index entry is written as mc_stage_intervene writes it. Collective. */
+static mc_status intervene_complete(const mc_comm *c, const mc_config *cfg, const mc_task *tasks, int n, bool *done,
+                                    mc_error *err) {
+    MC_TRY(mc_intervene_check(cfg, err));
+    mc_runner R;
+    MC_TRY(mc_runner_find(c, cfg, &R, err));
+    seed_meta m;
+    memset(&m, 0, sizeof m);
+    bool have_seed = false;
+    enum { N_METHODS = 16 };
+    char src[N_METHODS][MC_KEY_HEX];
+    bool have_src[N_METHODS];
+    mc_status s = MC_OK;
+    for (int t = 0; t < n && s == MC_OK; t++) {
+        const mc_task *task = &tasks[t];
+        if (!have_seed || m.seed != task->seed) {
+            if (have_seed) seed_meta_close(&m);
+            have_seed = false;
+            s = seed_meta_open(c, cfg, &R, task->seed, &m, err);
+            if (s != MC_OK) break;
+            have_seed = true;
+            memset(have_src, 0, sizeof have_src);
         }
-    if (s == MC_OK && task->method == MC_METHOD_ORACLE) {
-        mc_buf b = {0};
-        for (int d = 0; s == MC_OK && d < nd; d++)
-            for (int k = 0; s == MC_OK && k < nk && !ps[d].skip; k++) {
-                char ok[MC_KEY_HEX];
-                const int kind = cfg->intervene.units.v[k];
-                s = oracle_key(cfg, &ps[d], kind, sae_key, ok, err);
-                mc_buf_printf(&b, "%s/%s:%s\n", mc_split_name(ps[d].split), mc_unit_kind_name(kind), ok);
-            }
-        if (s == MC_OK && b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-        if (s == MC_OK) mc_key_of(b.p ? b.p : "", source);
-        mc_buf_free(&b);
-    } else if (s == MC_OK && task->method != MC_METHOD_RANDOM) {
-        s = units_source(c, cfg, task->seed, task->method, path, sizeof path, source, err);
+        char source[MC_KEY_HEX], key[MC_KEY_HEX], store[MC_PATH_CAP];
+        const int mi = task->method;
+        if (mi >= 0 && mi < N_METHODS && have_src[mi]) {
+            mc_strlcpy(source, src[mi], sizeof source);
+        } else {
+            s = task_source(c, cfg, task, &m, source, err);
+            if (s == MC_OK && mi >= 0 && mi < N_METHODS) mc_strlcpy(src[mi], source, sizeof src[mi]), have_src[mi] = true;
+        }
+        if (s == MC_OK) s = task_key(cfg, task, source, m.sae_key, m.ps, key, store, sizeof store, err);
+        if (s == MC_OK) s = mc_store_peek_complete(c, store, &done[t], err);
+        if (s == MC_OK && done[t]) {
+            mc_info0("intervene %s: complete, skipping (%s)", task->id, store);
+            s = mc_task_index_write(c, cfg, MC_STAGE_INTERVENE, task, store, key, err);
+        }
     }
-    if (s == MC_OK) s = task_key(cfg, task, source, sae_key, ps, key, store, cap, err);
-    for (int d = 0; d < 2; d++) mc_prefix_close(&ps[d]);
-    mc_train_data_close(&td);
+    if (have_seed) seed_meta_close(&m);
     mc_runner_free(&R);
     return s;
 }
@@ -1184,5 +1262,6 @@ const mc_stage_desc mc_intervene_stage = {
     .outputs = "intervene/prefix-*.h5, intervene/<task>-<key16>.h5, tables/, report/interventions.md",
     .check = mc_intervene_check,
     .run = mc_stage_intervene,
+    .complete = intervene_complete,
     .cost = intervene_cost,
 };
