@@ -38,6 +38,11 @@ mc_status mc_method_task_find(const mc_comm *c, const mc_config *cfg, const mc_t
 mc_status mc_method_task_load(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_method_task *mt,
                               mc_error *err);
 void mc_method_task_close(mc_method_task *mt);
+/* Collective. The registry's `complete` of localize and describe (stages.h): the tasks' keys
+ * with each seed's train store and concept sets opened once; a complete describe task's index
+ * entry is written as the stage writes it. */
+mc_status mc_method_tasks_complete(const mc_comm *c, const mc_config *cfg, int stage, const mc_task *tasks, int n,
+                                   bool *done, mc_error *err);
 /* Collective: the common end of localize and describe. When s is MC_OK, writes the provenance
  * and the task attributes (<stage>_key, align_store, layer, variant), marks the store complete;
  * always closes *st (keeping the first error) and logs the result. Returns the final status. */

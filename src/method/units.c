@@ -91,8 +91,8 @@ static mc_status unit_set_means(const mc_comm *c, const mc_train_data *td, const
     return mc_comm_agree(c, s, err);
 }
 
-mc_status mc_unit_set_find(const mc_comm *c, const mc_config *cfg, const mc_train_data *td, int64_t seed, int kind,
-                           mc_unit_set *u, mc_error *err) {
+mc_status mc_unit_set_ident(const mc_config *cfg, const mc_train_data *td, int64_t seed, int kind, mc_unit_set *u,
+                            mc_error *err) {
     memset(u, 0, sizeof *u);
     u->kind = kind;
     u->reading = kind == MC_UNIT_NEURON ? (cfg->localize.neuron_unit == 1 ? MC_READ_INPUTS : MC_READ_PLAIN)
@@ -103,11 +103,18 @@ mc_status mc_unit_set_find(const mc_comm *c, const mc_config *cfg, const mc_trai
     MC_TRY(mc_sae_paths(cfg, td->extract_key, seed, &p, err));
     mc_strlcpy(u->sae_key, p.key, sizeof u->sae_key);
     mc_strlcpy(u->sae_path, p.store, sizeof u->sae_path);
+    return MC_OK;
+}
+
+mc_status mc_unit_set_find(const mc_comm *c, const mc_config *cfg, const mc_train_data *td, int64_t seed, int kind,
+                           mc_unit_set *u, mc_error *err) {
+    MC_TRY(mc_unit_set_ident(cfg, td, seed, kind, u, err));
+    if (kind == MC_UNIT_NEURON) return MC_OK;
     bool complete = false;
-    MC_TRY(mc_store_peek_complete(c, p.store, &complete, err));
+    MC_TRY(mc_store_peek_complete(c, u->sae_path, &complete, err));
     if (!complete)
         return MC_FAIL(err, MC_ERR_ARG, "no trained SAE for seed %lld on layer '%s' (%s); run the sae stage first",
-                       (long long)seed, cfg->sae.layer, p.store);
+                       (long long)seed, cfg->sae.layer, u->sae_path);
     return MC_OK;
 }
 

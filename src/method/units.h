@@ -89,6 +89,9 @@ void mc_unit_set_free(mc_unit_set *u);
  * key and path, checked complete; nothing is read. mc_unit_set_open starts with it. */
 mc_status mc_unit_set_find(const mc_comm *c, const mc_config *cfg, const mc_train_data *td, int64_t seed, int kind,
                            mc_unit_set *u, mc_error *err);
+/* Local. The same without checking the SAE store (the ids only). */
+mc_status mc_unit_set_ident(const mc_config *cfg, const mc_train_data *td, int64_t seed, int kind, mc_unit_set *u,
+                            mc_error *err);
 /* Collective. Describes the unit set of kind for (seed, layer) (SAE: finds its store). */
 /* layer: the units' layer (the train store's acts/<layer> give the INPUTS reading's means).
  * u is the caller's: mc_unit_set_free. */

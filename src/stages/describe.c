@@ -229,11 +229,18 @@ mc_status mc_query_describe(const mc_comm *c, const mc_config *cfg, const int64_
 
 /* ---- the registry entry ----------------------------------------------------------------------- */
 
+/* The complete tasks at once (stages.h: complete; method_task.h). */
+static mc_status describe_complete(const mc_comm *c, const mc_config *cfg, const mc_task *tasks, int n, bool *done,
+                                mc_error *err) {
+    return mc_method_tasks_complete(c, cfg, MC_STAGE_DESCRIBE, tasks, n, done, err);
+}
+
 const mc_stage_desc mc_describe_stage = {
     .stage = MC_STAGE_DESCRIBE,
     .summary = "the top-tau concepts of each unit (Eq. 4)",
     .outputs = "describe/<task>-<key16>.h5, tables/, report/descriptions.md",
     .check = NULL,
     .run = mc_stage_describe,
+    .complete = describe_complete,
     .cost = mc_plan_unit_table_cost,
 };

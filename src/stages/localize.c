@@ -138,11 +138,18 @@ mc_status mc_query_localize(const mc_comm *c, const mc_config *cfg, const char *
 
 /* ---- the registry entry ----------------------------------------------------------------------- */
 
+/* The complete tasks at once (stages.h: complete; method_task.h). */
+static mc_status localize_complete(const mc_comm *c, const mc_config *cfg, const mc_task *tasks, int n, bool *done,
+                                mc_error *err) {
+    return mc_method_tasks_complete(c, cfg, MC_STAGE_LOCALIZE, tasks, n, done, err);
+}
+
 const mc_stage_desc mc_localize_stage = {
     .stage = MC_STAGE_LOCALIZE,
     .summary = "the top-tau units of each concept (Eq. 3)",
     .outputs = "localize/<task>-<key16>.h5, tables/",
     .check = NULL,
     .run = mc_stage_localize,
+    .complete = localize_complete,
     .cost = mc_plan_unit_table_cost,
 };
