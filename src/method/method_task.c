@@ -80,12 +80,6 @@ mc_status mc_method_task_load(const mc_comm *c, const mc_config *cfg, const mc_t
     return s;
 }
 
-mc_status mc_method_task_open(const mc_comm *c, const mc_config *cfg, const mc_task *task, int stage,
-                              mc_method_task *mt, mc_error *err) {
-    MC_TRY(mc_method_task_find(c, cfg, task, stage, mt, err));
-    return mc_method_task_load(c, cfg, task, mt, err);
-}
-
 mc_status mc_method_task_finish(const mc_config *cfg, const mc_task *task, const mc_method_task *mt,
                                 const char *stage, mc_store **st, mc_status s, mc_error *err) {
     mc_store_provenance prov = {.stage = stage, .config_hash = cfg->hash, .model = mt->w.key,
