@@ -112,8 +112,10 @@ mc_status mc_run(const mc_comm *c, const mc_config *cfg, int only_stage, int onl
         /* The stage's complete tasks at once, when it can tell (stages.h: complete). */
         const mc_stage_desc *d = mc_stage_find(st);
         bool *done = d->complete && only_task < 0 ? calloc((size_t)n + 1, sizeof *done) : NULL;
-        if (d->complete && only_task < 0)
-            s = done ? d->complete(c, cfg, tasks, n, done, err) : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        if (d->complete && only_task < 0) {
+            s = mc_comm_agree(c, done ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
+            if (s == MC_OK) s = d->complete(c, cfg, tasks, n, done, err);
+        }
         for (int t = 0; t < n && s == MC_OK; t++) {
             if ((only_task >= 0 && t != only_task) || (done && done[t])) continue;
             double t0 = mc_now();
