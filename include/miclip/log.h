@@ -49,6 +49,12 @@ long mc_warn_once_count(const char *key);
  * the tasks' info lines at info (the test suite's setting). */
 void mc_log_set_task_scope(bool on);
 
+/* A test trace of heavy loads (issue 16: a rerun of a complete job loads nothing): when
+ * MICLIP_TEST_TRACE_LOADS is set (not "0"), prints "miclip[rank]: trace: <msg>" on every rank,
+ * whatever the level. Called where model weights are loaded and where a file's bytes are hashed
+ * (a file-hash cache miss). */
+void mc_trace_load(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Prints "miclip: error: <msg>" (with the source location at debug level). */
 void mc_log_error_record(const mc_error *e);
 

@@ -110,6 +110,9 @@ typedef struct {
 /* Loads model_dir (config.json + model.safetensors). Errors name the file and the key/tensor. */
 mc_status mc_model_create(const char *model_dir, mc_model **out, mc_error *err);
 void mc_model_free(mc_model **m); /* NULL-safe; sets *m = NULL */
+/* Reads model_dir's config.json alone and declares the model (family, labels, output width,
+ * layers) without loading any weights: what a task's key needs (issue 16). It cannot run. */
+mc_status mc_model_declare_dir(const char *model_dir, mc_model **out, mc_error *err);
 
 mc_family mc_model_family(const mc_model *m);
 const char *mc_family_name(mc_family f); /* "vit", "resnet", "clip_vision" */

@@ -75,7 +75,8 @@ const char *mc_plot_format_ext(int format);
 /* Renders p in format (mc_figure_format) into *out (malloc'd, caller frees), *len bytes. */
 mc_status mc_plot_render(const mc_plot *p, int format, uint8_t **out, size_t *len, mc_error *err);
 /* Renders p and writes it to path atomically (mc_write_text_file: path's folder is created, the
- * bytes go to a temporary beside it that is renamed over path). */
+ * bytes go to a temporary beside it that is renamed over path); a file that already holds these
+ * bytes is left untouched (mc_write_text_file_if_changed). */
 mc_status mc_plot_write(const mc_plot *p, int format, const char *path, mc_error *err);
 
 /* ---- image grids ------------------------------------------------------------------------------

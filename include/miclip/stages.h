@@ -76,6 +76,12 @@ typedef struct {
     mc_status (*check)(const mc_config *cfg, mc_error *err);
     /* Collective. One task of the stage's sweep (mc_config_tasks). */
     mc_status (*run)(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err);
+    /* Collective, optional (NULL: none). Which of the n tasks are complete already (done[t]),
+     * found from their keys with the metadata they share computed once (issue 16: a rerun of a
+     * complete job is fast); it handles them as run would (logs the skip, writes the task
+     * index). The runner then calls run only for the others. */
+    mc_status (*complete)(const mc_comm *c, const mc_config *cfg, const mc_task *tasks, int n,
+                          bool *done, mc_error *err);
     /* The cost model behind `miclip plan` (plan.h: mc_plan_cost_fn). */
     void (*cost)(const mc_config *cfg, const struct mc_plan_inputs *in, struct mc_plan *p,
                  struct mc_plan_stage *S, double *flop, double *core_s, double *mem_b);

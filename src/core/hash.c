@@ -126,8 +126,10 @@ mc_status mc_sha256_file_cached(const char *path, uint8_t out[MC_SHA256_BYTES], 
     char cpath[4096], ident[256], abs[PATH_MAX];
     /* Uncacheable (no cache folder, a path with a tab or newline): hash the bytes. */
     if (!cache_path(cpath, sizeof cpath) || !realpath(path, abs) || strpbrk(abs, "\t\n") ||
-        !file_identity(abs, ident, sizeof ident))
+        !file_identity(abs, ident, sizeof ident)) {
+        mc_trace_load("hash %s", path);
         return mc_sha256_file(path, out, NULL, err);
+    }
     char *text = NULL;
     size_t len = 0;
     mc_error ignored = {0};
@@ -148,6 +150,7 @@ mc_status mc_sha256_file_cached(const char *path, uint8_t out[MC_SHA256_BYTES], 
         line += ll;
     }
     char hex[MC_SHA256_HEX_LEN + 1];
+    mc_trace_load("hash %s", abs);
     mc_status s = mc_sha256_file(path, out, hex, err);
     if (s == MC_OK) {
         /* Keep the newest CACHE_MAX_LINES - 1 other lines, drop this path's stale ones, append. */

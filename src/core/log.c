@@ -38,6 +38,18 @@ static void check_env(void) {
     else if (!strcasecmp(v, "error")) g_log.level = MC_LOG_ERROR;
 }
 
+void mc_trace_load(const char *fmt, ...) {
+    const char *v = getenv("MICLIP_TEST_TRACE_LOADS");
+    if (!v || !*v || !strcmp(v, "0")) return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "miclip[%d]: trace: %s\n", g_log.rank, msg); /* one write per line */
+    fflush(stderr);
+}
+
 void mc_log_set_rank(int rank, int size) {
     g_log.rank = rank;
     g_log.size = size;

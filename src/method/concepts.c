@@ -136,14 +136,13 @@ static mc_status read_concept_store(const mc_comm *c, mc_concepts *cs, mc_error 
     return s;
 }
 
-mc_status mc_concepts_load(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
+mc_status mc_concepts_open(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
                            const mc_str_list *names, mc_concepts **sets, int *n_sets, mc_error *err) {
     *sets = NULL;
     *n_sets = 0;
     int n = names->n > 0 ? names->n : cfg->concepts.n > 0 ? cfg->concepts.n : 1;
     mc_concepts *v = calloc((size_t)n, sizeof *v);
     if (!v) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-    mc_text_encoder *enc = NULL;
     mc_status s = MC_OK;
     for (int i = 0; s == MC_OK && i < n; i++) {
         mc_concepts *cs = &v[i];
@@ -185,6 +184,23 @@ mc_status mc_concepts_load(const mc_comm *c, const mc_config *cfg, const mc_trai
             s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
             break;
         }
+    }
+    if (s != MC_OK) {
+        mc_concepts_free(&v, n);
+        return s;
+    }
+    *sets = v;
+    *n_sets = n;
+    return MC_OK;
+}
+
+mc_status mc_concepts_embed(const mc_comm *c, const mc_config *cfg, const mc_train_data *td, mc_concepts *sets,
+                            int n_sets, mc_error *err) {
+    mc_text_encoder *enc = NULL;
+    mc_status s = MC_OK;
+    for (int i = 0; s == MC_OK && i < n_sets; i++) {
+        mc_concepts *cs = &sets[i];
+        if (cs->emb) continue;
         cs->emb = mc_alloc_array((size_t)cs->n, (size_t)cs->dim * sizeof(float));
         s = mc_comm_agree(c, cs->emb ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory for %lld concept embeddings",
                                                         (long long)cs->n), err);
@@ -218,11 +234,13 @@ mc_status mc_concepts_load(const mc_comm *c, const mc_config *cfg, const mc_trai
         }
     }
     mc_text_encoder_free(&enc);
-    if (s != MC_OK) {
-        mc_concepts_free(&v, n);
-        return s;
-    }
-    *sets = v;
-    *n_sets = n;
-    return MC_OK;
+    return s;
+}
+
+mc_status mc_concepts_load(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
+                           const mc_str_list *names, mc_concepts **sets, int *n_sets, mc_error *err) {
+    MC_TRY(mc_concepts_open(c, cfg, td, names, sets, n_sets, err));
+    mc_status s = mc_concepts_embed(c, cfg, td, *sets, *n_sets, err);
+    if (s != MC_OK) mc_concepts_free(sets, *n_sets), *n_sets = 0;
+    return s;
 }

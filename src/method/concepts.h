@@ -30,6 +30,13 @@ typedef struct {
 mc_status mc_concepts_load(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
                            const mc_str_list *names, mc_concepts **sets, int *n_sets,
                            mc_error *err);
+/* Collective. The two halves of mc_concepts_load: _open reads the texts and computes each set's
+ * key and path (no embedding, no store opened: what a complete task's key needs); _embed then
+ * reads (or computes and stores) the embeddings of the sets whose emb is still NULL. */
+mc_status mc_concepts_open(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
+                           const mc_str_list *names, mc_concepts **sets, int *n_sets, mc_error *err);
+mc_status mc_concepts_embed(const mc_comm *c, const mc_config *cfg, const mc_train_data *td, mc_concepts *sets,
+                            int n_sets, mc_error *err);
 void mc_concepts_free(mc_concepts **sets, int n_sets);
 
 #endif

@@ -12,6 +12,7 @@
 #include "miclip/log.h"
 #include "miclip/miclip.h"
 #include "miclip/buf.h"
+#include "method/task_index.h"
 #include "method/training.h"
 
 void mc_method_task_close(mc_method_task *mt) {
@@ -22,7 +23,30 @@ void mc_method_task_close(mc_method_task *mt) {
     memset(mt, 0, sizeof *mt);
 }
 
-mc_status mc_method_task_open(const mc_comm *c, const mc_config *cfg, const mc_task *task, int stage,
+/* The task's key (from mt's tau, E_n key, unit kinds and concept sets' keys) and its store and
+ * tables paths. */
+static mc_status method_key(const mc_config *cfg, const mc_task *task, int stage, mc_method_task *mt, mc_error *err) {
+    mc_buf b = {0};
+    mc_buf_printf(&b, "miclip-%s/1\ncode=%s\nalign=%s\ntau=%lld\n", mc_stage_name(stage), MICLIP_CACHE_VERSION,
+                  mt->w.key, (long long)mt->tau);
+    for (int k = 0; k < mt->n_kinds; k++) {
+        mc_buf_printf(&b, "units=%s:%s\n", mc_unit_kind_name(mt->kinds[k].kind), mt->kinds[k].sae_key);
+        /* The reading changes every score (basis/atom keep the old key text). */
+        if (mt->kinds[k].reading != MC_READ_PLAIN) mc_buf_printf(&b, "reading=%s\n", mc_unit_reading_name(&mt->kinds[k]));
+    }
+    for (int k = 0; k < mt->n_sets; k++) mc_buf_printf(&b, "set=%s:%s\n", mt->sets[k].name, mt->sets[k].key);
+    mc_status s = b.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : MC_OK;
+    if (s == MC_OK) mc_key_of(b.p, mt->key);
+    mc_buf_free(&b);
+    if (s == MC_OK &&
+        !(mc_snprintf(mt->store, sizeof mt->store, "%s/%s/%s-%.16s.h5", cfg->output_dir, mc_stage_name(stage), task->id,
+                      mt->key) &&
+          mc_snprintf(mt->tables, sizeof mt->tables, "%s/tables", cfg->output_dir)))
+        s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
+    return s;
+}
+
+mc_status mc_method_task_find(const mc_comm *c, const mc_config *cfg, const mc_task *task, int stage,
                               mc_method_task *mt, mc_error *err) {
     memset(mt, 0, sizeof *mt);
     const bool loc = stage == MC_STAGE_LOCALIZE;
@@ -30,35 +54,28 @@ mc_status mc_method_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
     const mc_str_list *names = loc ? &cfg->localize.concepts : &cfg->describe.concepts;
     mt->tau = loc ? cfg->localize.tau : cfg->describe.tau;
     MC_TRY(mc_train_data_open(c, cfg, task->seed, &mt->td, err));
-    mc_status s = mc_encoder_weights_load(c, cfg, &mt->td, task->seed, task->layer, task->variant, &mt->w, err);
+    mc_status s = mc_encoder_weights_find(c, cfg, &mt->td, task->seed, task->layer, task->variant, &mt->w, err);
     for (int i = 0; s == MC_OK && i < units->n; i++) {
         if (units->v[i] == MC_UNIT_SAE && !mc_sae_applies(cfg, task->layer)) {
             mc_info0("%s %s: no SAE on layer '%s' (sae.layer is '%s'%s); neurons only", mc_stage_name(stage), task->id,
                      task->layer, cfg->sae.layer, mc_config_has_stage(cfg, MC_STAGE_SAE) ? "" : ", sae stage not listed");
             continue;
         }
-        s = mc_unit_set_open(c, cfg, &mt->td, task->seed, task->layer, &mt->w, units->v[i], &mt->kinds[mt->n_kinds], err);
+        s = mc_unit_set_find(c, cfg, &mt->td, task->seed, units->v[i], &mt->kinds[mt->n_kinds], err);
         if (s == MC_OK) mt->n_kinds++;
     }
-    if (s == MC_OK) s = mc_concepts_load(c, cfg, &mt->td, names, &mt->sets, &mt->n_sets, err);
-    if (s == MC_OK) {
-        mc_buf b = {0};
-        mc_buf_printf(&b, "miclip-%s/1\ncode=%s\nalign=%s\ntau=%lld\n", mc_stage_name(stage), MICLIP_CACHE_VERSION,
-                      mt->w.key, (long long)mt->tau);
-        for (int k = 0; k < mt->n_kinds; k++) {
-            mc_buf_printf(&b, "units=%s:%s\n", mc_unit_kind_name(mt->kinds[k].kind), mt->kinds[k].sae_key);
-            /* The reading changes every score (basis/atom keep the old key text). */
-            if (mt->kinds[k].reading != MC_READ_PLAIN) mc_buf_printf(&b, "reading=%s\n", mc_unit_reading_name(&mt->kinds[k]));
-        }
-        for (int k = 0; k < mt->n_sets; k++) mc_buf_printf(&b, "set=%s:%s\n", mt->sets[k].name, mt->sets[k].key);
-        if (b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-        else mc_key_of(b.p, mt->key);
-        mc_buf_free(&b);
-    }
-    if (s == MC_OK &&
-        !(mc_snprintf(mt->store, sizeof mt->store, "%s/%s/%s-%.16s.h5", cfg->output_dir, mc_stage_name(stage), task->id, mt->key) &&
-          mc_snprintf(mt->tables, sizeof mt->tables, "%s/tables", cfg->output_dir)))
-        s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
+    if (s == MC_OK) s = mc_concepts_open(c, cfg, &mt->td, names, &mt->sets, &mt->n_sets, err);
+    if (s == MC_OK) s = method_key(cfg, task, stage, mt, err);
+    if (s != MC_OK) mc_method_task_close(mt);
+    return s;
+}
+
+mc_status mc_method_task_load(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_method_task *mt,
+                              mc_error *err) {
+    mc_status s = mc_encoder_weights_read(c, &mt->w, err);
+    for (int k = 0; s == MC_OK && k < mt->n_kinds; k++)
+        s = mc_unit_set_open(c, cfg, &mt->td, task->seed, task->layer, &mt->w, mt->kinds[k].kind, &mt->kinds[k], err);
+    if (s == MC_OK) s = mc_concepts_embed(c, cfg, &mt->td, mt->sets, mt->n_sets, err);
     if (s != MC_OK) mc_method_task_close(mt);
     return s;
 }
@@ -109,5 +126,52 @@ mc_status mc_query_open(const mc_comm *c, const mc_config *cfg, const mc_query *
         mc_encoder_weights_free(w);
         mc_train_data_close(td);
     }
+    return s;
+}
+
+mc_status mc_method_tasks_complete(const mc_comm *c, const mc_config *cfg, int stage, const mc_task *tasks, int n,
+                                   bool *done, mc_error *err) {
+    const bool loc = stage == MC_STAGE_LOCALIZE;
+    const mc_enum_list *units = loc ? &cfg->localize.units : &cfg->describe.units;
+    const mc_str_list *names = loc ? &cfg->localize.concepts : &cfg->describe.concepts;
+    /* One seed's train store and concept sets serve all its tasks (sweep order: seeds outermost). */
+    mc_method_task seed_mt;
+    memset(&seed_mt, 0, sizeof seed_mt);
+    bool have_seed = false;
+    int64_t seed = 0;
+    mc_status s = MC_OK;
+    for (int t = 0; t < n && s == MC_OK; t++) {
+        const mc_task *task = &tasks[t];
+        if (!have_seed || seed != task->seed) {
+            if (have_seed) mc_method_task_close(&seed_mt);
+            have_seed = false;
+            s = mc_train_data_open(c, cfg, task->seed, &seed_mt.td, err);
+            if (s == MC_OK) s = mc_concepts_open(c, cfg, &seed_mt.td, names, &seed_mt.sets, &seed_mt.n_sets, err);
+            if (s != MC_OK) {
+                mc_method_task_close(&seed_mt);
+                break;
+            }
+            have_seed = true, seed = task->seed;
+        }
+        /* What mc_method_task_find computes, less the completeness checks of E_n and the SAE (a
+         * complete task store under this key was made from them). */
+        mc_method_task mt = seed_mt;
+        mt.tau = loc ? cfg->localize.tau : cfg->describe.tau;
+        mt.n_kinds = 0;
+        mc_run_paths rp;
+        s = mc_align_paths(cfg, seed_mt.td.extract_key, task->seed, task->layer, task->variant, &rp, err);
+        if (s == MC_OK) mc_strlcpy(mt.w.key, rp.key, sizeof mt.w.key);
+        for (int i = 0; s == MC_OK && i < units->n; i++) {
+            if (units->v[i] == MC_UNIT_SAE && !mc_sae_applies(cfg, task->layer)) continue;
+            s = mc_unit_set_ident(cfg, &seed_mt.td, task->seed, units->v[i], &mt.kinds[mt.n_kinds++], err);
+        }
+        if (s == MC_OK) s = method_key(cfg, task, stage, &mt, err);
+        if (s == MC_OK) s = mc_store_peek_complete(c, mt.store, &done[t], err);
+        if (s == MC_OK && done[t]) {
+            mc_info0("%s %s: complete, skipping (%s)", mc_stage_name(stage), task->id, mt.store);
+            if (!loc) s = mc_task_index_write(c, cfg, MC_STAGE_DESCRIBE, task, mt.store, mt.key, err);
+        }
+    }
+    if (have_seed) mc_method_task_close(&seed_mt);
     return s;
 }

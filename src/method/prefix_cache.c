@@ -52,6 +52,22 @@ static mc_status clip_logit_scale(const char *dir, double *scale, mc_error *err)
     return s;
 }
 
+mc_status mc_runner_find(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_error *err) {
+    memset(R, 0, sizeof *R);
+    R->layer = cfg->intervene.layer;
+    mc_status s = mc_model_declare_dir(cfg->models.target, &R->m, err); /* config.json alone */
+    if (s == MC_OK) {
+        R->out_dim = mc_model_output_dim(R->m);
+        R->zeroshot = mc_model_family(R->m) == MC_FAMILY_CLIP_VISION;
+        R->logit_scale = 1.0; /* in the prefix key: one scalar tensor read, not the weights */
+        if (R->zeroshot) s = clip_logit_scale(cfg->models.target, &R->logit_scale, err);
+    }
+    s = mc_comm_agree(c, s, err);
+    if (s == MC_OK) s = mc_model_dir_hash(c, cfg->models.target, R->hash, err);
+    if (s != MC_OK) mc_runner_free(R);
+    return s;
+}
+
 mc_status mc_runner_init(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_error *err) {
     memset(R, 0, sizeof *R);
     R->layer = cfg->intervene.layer;
@@ -308,8 +324,8 @@ static mc_status prefix_build(const mc_comm *c, const mc_config *cfg, mc_runner 
 
 /* Finds the split's extraction store, lists its valid images by class, and builds (or resumes,
  * or opens) the prefix cache. Collective. */
-mc_status mc_prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_split split, int64_t seed,
-                             mc_prefix_set *p, mc_error *err) {
+static mc_status prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_split split, int64_t seed,
+                             bool find_only, mc_prefix_set *p, mc_error *err) {
     memset(p, 0, sizeof *p);
     p->split = split;
     char xpath[MC_PATH_CAP];
@@ -401,7 +417,7 @@ mc_status mc_prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *R, m
                         xpath, mc_split_name(split), (long long)C);
     }
     free(mapped);
-    if (s != MC_OK || p->skip) {
+    if (s != MC_OK || p->skip || find_only) {
         free(xkey), free(lab), free(valid), free(image);
         mc_strings_free(&paths, N);
         if (s != MC_OK) mc_prefix_close(p);
@@ -440,4 +456,14 @@ mc_status mc_prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *R, m
     mc_strings_free(&paths, N);
     if (s != MC_OK) mc_prefix_close(p);
     return s;
+}
+
+mc_status mc_prefix_find(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_split split, int64_t seed,
+                         mc_prefix_set *p, mc_error *err) {
+    return prefix_open(c, cfg, R, split, seed, true, p, err);
+}
+
+mc_status mc_prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_split split, int64_t seed,
+                         mc_prefix_set *p, mc_error *err) {
+    return prefix_open(c, cfg, R, split, seed, false, p, err);
 }

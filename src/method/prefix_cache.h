@@ -46,6 +46,10 @@ typedef struct {
 
 /* Collective. Loads and plans models.target for intervene.layer. */
 mc_status mc_runner_init(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_error *err);
+/* Collective. What the keys need of the runner, without loading weights (issue 16): the target
+ * declared from its config.json (labels, out_dim, zeroshot), layer and hash; m cannot run and
+ * the state's shape is not set. mc_runner_free releases it. */
+mc_status mc_runner_find(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_error *err);
 void mc_runner_free(mc_runner *R);
 /* Predictions in the dataset's class space: a classifier's argmax mapped to the dataset class of
  * that label (-1: a target class outside the dataset); a CLIP target classifies zero-shot. prob
@@ -75,6 +79,10 @@ typedef struct {
 /* Collective. Finds the split's extraction store, lists its valid images by class, and builds (or
  * resumes, or opens) the prefix cache. */
 mc_status mc_prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_split split, int64_t seed,
+                         mc_prefix_set *p, mc_error *err);
+/* Collective. The same up to the cache's key and path (skip, C, class names, rows, key, path),
+ * without opening or building the cache: R may come from mc_runner_find. */
+mc_status mc_prefix_find(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_split split, int64_t seed,
                          mc_prefix_set *p, mc_error *err);
 void mc_prefix_close(mc_prefix_set *p);
 

@@ -22,7 +22,7 @@ void mc_encoder_weights_free(mc_encoder_weights *w) {
     memset(w, 0, sizeof *w);
 }
 
-mc_status mc_encoder_weights_load(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
+mc_status mc_encoder_weights_find(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
                                   int64_t seed, const char *layer, int variant, mc_encoder_weights *w,
                                   mc_error *err) {
     memset(w, 0, sizeof *w);
@@ -35,12 +35,16 @@ mc_status mc_encoder_weights_load(const mc_comm *c, const mc_config *cfg, const 
     if (!complete)
         return MC_FAIL(err, MC_ERR_ARG, "no trained E_n for seed %lld, layer '%s', variant %s (%s); run the "
                        "align stage first", (long long)seed, layer, mc_variant_name(variant), p.store);
+    return MC_OK;
+}
+
+mc_status mc_encoder_weights_read(const mc_comm *c, mc_encoder_weights *w, mc_error *err) {
     mc_store *st = NULL;
-    MC_TRY(mc_store_open(c, p.store, MC_STORE_READ, &st, err));
+    MC_TRY(mc_store_open(c, w->path, MC_STORE_READ, &st, err));
     mc_store_dataset_info in;
     double scale = 0;
     mc_status s = mc_store_dataset_info_get(st, "W", &in, err);
-    if (s == MC_OK && in.ndim != 2) s = MC_FAIL(err, MC_ERR_FORMAT, "%s: W is not a matrix", p.store);
+    if (s == MC_OK && in.ndim != 2) s = MC_FAIL(err, MC_ERR_FORMAT, "%s: W is not a matrix", w->path);
     if (s == MC_OK) s = mc_store_get_attr_f64(st, "/", "logit_scale", &scale, err);
     if (s == MC_OK) {
         w->d = in.shape[0];
@@ -53,6 +57,13 @@ mc_status mc_encoder_weights_load(const mc_comm *c, const mc_config *cfg, const 
     mc_store_close(&st, NULL);
     if (s != MC_OK) mc_encoder_weights_free(w);
     return s;
+}
+
+mc_status mc_encoder_weights_load(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
+                                  int64_t seed, const char *layer, int variant, mc_encoder_weights *w,
+                                  mc_error *err) {
+    MC_TRY(mc_encoder_weights_find(c, cfg, td, seed, layer, variant, w, err));
+    return mc_encoder_weights_read(c, w, err);
 }
 
 /* g_all (and g_class) of the INPUTS reading from the unit statistics of the training images. */
@@ -80,40 +91,55 @@ static mc_status unit_set_means(const mc_comm *c, const mc_train_data *td, const
     return mc_comm_agree(c, s, err);
 }
 
-mc_status mc_unit_set_open(const mc_comm *c, const mc_config *cfg, const mc_train_data *td, int64_t seed,
-                           const char *layer, const mc_encoder_weights *w, int kind, mc_unit_set *u, mc_error *err) {
+mc_status mc_unit_set_ident(const mc_config *cfg, const mc_train_data *td, int64_t seed, int kind, mc_unit_set *u,
+                            mc_error *err) {
     memset(u, 0, sizeof *u);
     u->kind = kind;
     u->reading = kind == MC_UNIT_NEURON ? (cfg->localize.neuron_unit == 1 ? MC_READ_INPUTS : MC_READ_PLAIN)
                                         : (cfg->localize.sae_unit == 0 ? MC_READ_INPUTS : MC_READ_PLAIN);
     u->inputs = cfg->localize.sae_inputs == 1 ? MC_INPUTS_CLASS : MC_INPUTS_ALL;
+    if (kind == MC_UNIT_NEURON) return MC_OK;
+    mc_run_paths p;
+    MC_TRY(mc_sae_paths(cfg, td->extract_key, seed, &p, err));
+    mc_strlcpy(u->sae_key, p.key, sizeof u->sae_key);
+    mc_strlcpy(u->sae_path, p.store, sizeof u->sae_path);
+    return MC_OK;
+}
+
+mc_status mc_unit_set_find(const mc_comm *c, const mc_config *cfg, const mc_train_data *td, int64_t seed, int kind,
+                           mc_unit_set *u, mc_error *err) {
+    MC_TRY(mc_unit_set_ident(cfg, td, seed, kind, u, err));
+    if (kind == MC_UNIT_NEURON) return MC_OK;
+    bool complete = false;
+    MC_TRY(mc_store_peek_complete(c, u->sae_path, &complete, err));
+    if (!complete)
+        return MC_FAIL(err, MC_ERR_ARG, "no trained SAE for seed %lld on layer '%s' (%s); run the sae stage first",
+                       (long long)seed, cfg->sae.layer, u->sae_path);
+    return MC_OK;
+}
+
+mc_status mc_unit_set_open(const mc_comm *c, const mc_config *cfg, const mc_train_data *td, int64_t seed,
+                           const char *layer, const mc_encoder_weights *w, int kind, mc_unit_set *u, mc_error *err) {
+    MC_TRY(mc_unit_set_find(c, cfg, td, seed, kind, u, err));
     if (kind == MC_UNIT_NEURON) {
         u->n_units = w->n;
         mc_status s = MC_OK;
         if (u->reading == MC_READ_INPUTS) s = unit_set_means(c, td, layer, NULL, u, err);
         return s;
     }
-    mc_run_paths p;
-    MC_TRY(mc_sae_paths(cfg, td->extract_key, seed, &p, err));
-    mc_strlcpy(u->sae_key, p.key, sizeof u->sae_key);
-    mc_strlcpy(u->sae_path, p.store, sizeof u->sae_path);
-    bool complete = false;
-    MC_TRY(mc_store_peek_complete(c, p.store, &complete, err));
-    if (!complete)
-        return MC_FAIL(err, MC_ERR_ARG, "no trained SAE for seed %lld on layer '%s' (%s); run the sae stage first",
-                       (long long)seed, cfg->sae.layer, p.store);
     mc_store *st = NULL;
-    MC_TRY(mc_store_open(c, p.store, MC_STORE_READ, &st, err));
+    MC_TRY(mc_store_open(c, u->sae_path, MC_STORE_READ, &st, err));
     mc_store_dataset_info in;
     mc_status s = mc_store_dataset_info_get(st, "W_dec_T", &in, err);
     if (s == MC_OK && (in.ndim != 2 || in.shape[1] != w->n))
-        s = MC_FAIL(err, MC_ERR_SHAPE, "%s: W_dec_T is not [m, %lld] (E_n's input width)", p.store, (long long)w->n);
+        s = MC_FAIL(err, MC_ERR_SHAPE, "%s: W_dec_T is not [m, %lld] (E_n's input width)", u->sae_path,
+                    (long long)w->n);
     if (s == MC_OK) u->n_units = in.shape[0];
     s = mc_comm_agree(c, s, err);
     mc_store_close(&st, NULL);
     if (s == MC_OK && u->reading == MC_READ_INPUTS) {
         mc_sae *sae = NULL;
-        s = mc_sae_load_store(c, cfg, p.store, w->n, seed, &sae, err);
+        s = mc_sae_load_store(c, cfg, u->sae_path, w->n, seed, &sae, err);
         if (s == MC_OK) {
             /* q = E_n(b_pre): the embedding every input's a_bar_i shares. */
             const float *b = mc_sae_b_pre(sae);

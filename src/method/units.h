@@ -26,6 +26,12 @@ typedef struct {
 mc_status mc_encoder_weights_load(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
                                   int64_t seed, const char *layer, int variant,
                                   mc_encoder_weights *w, mc_error *err);
+/* Collective. The halves of mc_encoder_weights_load: _find sets key and path and checks that the
+ * store is complete (what a task's key needs, nothing read); _read then reads W. */
+mc_status mc_encoder_weights_find(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
+                                  int64_t seed, const char *layer, int variant,
+                                  mc_encoder_weights *w, mc_error *err);
+mc_status mc_encoder_weights_read(const mc_comm *c, mc_encoder_weights *w, mc_error *err);
 void mc_encoder_weights_free(mc_encoder_weights *w);
 
 /* The unit embeddings of one kind, for the unit rows [u0, u1): neurons are the columns of W,
@@ -79,6 +85,13 @@ typedef struct {
  * "algorithm2 (class)", "activation (class)". */
 const char *mc_unit_reading_name(const mc_unit_set *u);
 void mc_unit_set_free(mc_unit_set *u);
+/* Collective. What a task's key needs of a unit set: kind, reading, inputs and (SAE) the store's
+ * key and path, checked complete; nothing is read. mc_unit_set_open starts with it. */
+mc_status mc_unit_set_find(const mc_comm *c, const mc_config *cfg, const mc_train_data *td, int64_t seed, int kind,
+                           mc_unit_set *u, mc_error *err);
+/* Local. The same without checking the SAE store (the ids only). */
+mc_status mc_unit_set_ident(const mc_config *cfg, const mc_train_data *td, int64_t seed, int kind, mc_unit_set *u,
+                            mc_error *err);
 /* Collective. Describes the unit set of kind for (seed, layer) (SAE: finds its store). */
 /* layer: the units' layer (the train store's acts/<layer> give the INPUTS reading's means).
  * u is the caller's: mc_unit_set_free. */

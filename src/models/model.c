@@ -220,6 +220,14 @@ mc_status mc_model_declare(const char *cfg_path, mc_model **out, mc_error *err) 
     return MC_OK;
 }
 
+mc_status mc_model_declare_dir(const char *dir, mc_model **out, mc_error *err) {
+    *out = NULL;
+    char cfg_path[4096];
+    if (!mc_snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir))
+        return MC_FAIL(err, MC_ERR_ARG, "model folder path too long: %s", dir);
+    return mc_model_declare(cfg_path, out, err);
+}
+
 mc_status mc_model_create(const char *dir, mc_model **out, mc_error *err) {
     *out = NULL;
     char cfg_path[4096], st_path[4096];
@@ -227,6 +235,7 @@ mc_status mc_model_create(const char *dir, mc_model **out, mc_error *err) {
         !mc_snprintf(st_path, sizeof st_path, "%s/model.safetensors", dir))
         return MC_FAIL(err, MC_ERR_ARG, "model folder path too long: %s", dir);
     mc_debug("loading model %s", dir);
+    mc_trace_load("load model %s", dir);
     mc_model *m = calloc(1, sizeof *m);
     if (!m) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     json_t *cfg = NULL;

@@ -3,7 +3,8 @@
  * One routine, draw(), lays out and paints a figure onto any cairo context in figure units; the
  * three formats differ only in the surface: an RGB image surface scaled by MC_PLOT_PNG_SCALE
  * (PNG), an SVG surface in user units, a PDF surface in points. Every surface writes to memory
- * through cairo's stream API; mc_plot_write hands the bytes to mc_write_text_file (atomic).
+ * through cairo's stream API; mc_plot_write hands the bytes to mc_write_text_file_if_changed
+ * (atomic; an unchanged figure is not rewritten, so a report drawn again touches no file).
  *
  * Text: pango with "DejaVu Sans" at absolute sizes, resolution 72, hinting off (outlines and
  * metrics), glyph positions unrounded, greyscale antialiasing: the layout does not depend on the
@@ -598,7 +599,7 @@ mc_status mc_plot_write(const mc_plot *p, int format, const char *path, mc_error
     uint8_t *data = NULL;
     size_t n = 0;
     MC_TRY(mc_plot_render(p, format, &data, &n, err));
-    mc_status s = mc_write_text_file(path, (const char *)data, n, err);
+    mc_status s = mc_write_text_file_if_changed(path, (const char *)data, n, err);
     free(data);
     return s;
 }

@@ -198,11 +198,38 @@ static void align_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *
               d * e * 4 + (double)steps * 16 + MC_PLAN_SMALL_STORE_OVERHEAD_BYTES);
 }
 
+/* The complete tasks at once (stages.h: complete): each seed's train store opened once for its
+ * extraction key, then one store peek per task (issue 16). */
+static mc_status align_complete(const mc_comm *c, const mc_config *cfg, const mc_task *tasks, int n, bool *done,
+                                mc_error *err) {
+    mc_train_data td;
+    memset(&td, 0, sizeof td);
+    bool have_seed = false;
+    int64_t seed = 0;
+    mc_status s = MC_OK;
+    for (int t = 0; t < n && s == MC_OK; t++) {
+        if (!have_seed || tasks[t].seed != seed) {
+            if (have_seed) mc_train_data_close(&td);
+            have_seed = false;
+            s = mc_train_data_open(c, cfg, tasks[t].seed, &td, err);
+            if (s != MC_OK) break;
+            have_seed = true, seed = tasks[t].seed;
+        }
+        mc_run_paths p;
+        s = mc_align_paths(cfg, td.extract_key, tasks[t].seed, tasks[t].layer, tasks[t].variant, &p, err);
+        if (s == MC_OK) s = mc_store_peek_complete(c, p.store, &done[t], err);
+        if (s == MC_OK && done[t]) mc_info0("align %s: complete, skipping (%s)", tasks[t].id, p.store);
+    }
+    if (have_seed) mc_train_data_close(&td);
+    return s;
+}
+
 const mc_stage_desc mc_align_stage = {
     .stage = MC_STAGE_ALIGN,
     .summary = "the neuron encoder E_n of (seed, layer, variant)",
     .outputs = "align/align-s<seed>-l<layer>-<variant>-<key16>.h5 (+ checkpoint, curve)",
     .check = NULL,
     .run = mc_stage_align,
+    .complete = align_complete,
     .cost = align_cost,
 };

@@ -187,7 +187,8 @@ static mc_status bl_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
      * sets (utils.save_activations tokenizes "{}".format(word)); Act-Values reads only the texts. */
     mc_config bare = *cfg;
     bare.align.prompt = (char *)BASELINE_PROMPT;
-    if (s == MC_OK) s = mc_concepts_load(c, &bare, &bt->td, &names, &bt->sets, &bt->n_sets, err);
+    /* texts and keys only: the embeddings are read once the task is known to be incomplete */
+    if (s == MC_OK) s = mc_concepts_open(c, &bare, &bt->td, &names, &bt->sets, &bt->n_sets, err);
     free(v);
     if (s == MC_OK) {
         bt->set_loc = calloc((size_t)bt->n_sets + 1, sizeof(bool));
@@ -696,6 +697,13 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
             mc_info0("baselines %s: complete, skipping (%s)", task->id, bt.store);
             s = mc_task_index_write(c, cfg, MC_STAGE_BASELINES, task, bt.store, bt.key, err);
         }
+        bl_task_close(&bt);
+        return s;
+    }
+    mc_config bare = *cfg; /* the bare texts' embeddings, as bl_task_open keyed them */
+    bare.align.prompt = (char *)BASELINE_PROMPT;
+    s = mc_concepts_embed(c, &bare, &bt.td, bt.sets, bt.n_sets, err);
+    if (s != MC_OK) {
         bl_task_close(&bt);
         return s;
     }

@@ -176,6 +176,40 @@ typedef struct {
     float *mu;         /* [n_units] mean value where > 0 over the training images (add_beta mu), or NULL */
 } kind_units;
 
+/* The store a method's units come from and its key (the task key's source): miclip's localize
+ * store of (seed, intervene.layer, the first align variant), or the baselines store of (seed,
+ * intervene.layer, method); it must be complete. Metadata only (issue 16). Collective. */
+static mc_status units_source(const mc_comm *c, const mc_config *cfg, int64_t seed, int method, char *store,
+                              size_t cap, char key[MC_KEY_HEX], mc_error *err) {
+    if (method != MC_METHOD_MICLIP)
+        return mc_baselines_store(c, cfg, seed, cfg->intervene.layer, method, store, cap, key, MC_KEY_HEX, err);
+    mc_task *tasks = NULL;
+    int n = 0, found = -1;
+    MC_TRY(mc_config_tasks(cfg, MC_STAGE_LOCALIZE, &tasks, &n, err));
+    for (int t = 0; t < n; t++)
+        if (tasks[t].seed == seed && !strcmp(tasks[t].layer, cfg->intervene.layer) &&
+            tasks[t].variant == cfg->align.variants.v[0] && found < 0)
+            found = t;
+    mc_status s = MC_OK;
+    if (found < 0)
+        s = MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene (miclip) needs the localize output of seed %lld, layer '%s', "
+                    "variant %s; add localize to 'stages'", cfg->source_path, (long long)seed, cfg->intervene.layer,
+                    mc_variant_name(cfg->align.variants.v[0]));
+    mc_method_task mt;
+    memset(&mt, 0, sizeof mt);
+    if (s == MC_OK) s = mc_method_task_find(c, cfg, &tasks[found], MC_STAGE_LOCALIZE, &mt, err); /* key, store */
+    bool complete = false;
+    if (s == MC_OK) s = mc_store_peek_complete(c, mt.store, &complete, err);
+    if (s == MC_OK && !complete)
+        s = MC_FAIL(err, MC_ERR_ARG, "the localize output of task %s is missing (%s); run the localize stage first "
+                    "(miclip localize CONFIG)", tasks[found].id, mt.store);
+    if (s == MC_OK && !(mc_strlcpy(store, mt.store, cap) && mc_strlcpy(key, mt.key, MC_KEY_HEX)))
+        s = MC_FAIL(err, MC_ERR_INTERNAL, "path too long");
+    mc_method_task_close(&mt);
+    mc_tasks_free(&tasks);
+    return s;
+}
+
 /* miclip: top units of each class's concept from the localize store of (seed, intervene.layer,
  * the first align variant); act_values / clip_dissect: the same from the localize/ group of the
  * baselines store of (seed, intervene.layer, method). A class's concept is its name, looked up in
@@ -192,33 +226,8 @@ static mc_status miclip_units(const mc_comm *c, const mc_config *cfg, int64_t se
                        mc_method_name(method));
     const bool baseline = method != MC_METHOD_MICLIP;
     const char *pre = baseline ? "localize/" : ""; /* the baselines store holds the localize layout under localize/ */
-    mc_task *tasks = NULL;
-    int n = 0, found = -1;
-    mc_status s = MC_OK;
-    if (!baseline) s = mc_config_tasks(cfg, MC_STAGE_LOCALIZE, &tasks, &n, err);
-    if (s != MC_OK) return s;
-    for (int t = 0; t < n; t++)
-        if (tasks[t].seed == seed && !strcmp(tasks[t].layer, cfg->intervene.layer) &&
-            tasks[t].variant == cfg->align.variants.v[0] && found < 0)
-            found = t;
-    if (!baseline && found < 0)
-        s = MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene (miclip) needs the localize output of seed %lld, layer '%s', "
-                    "variant %s; add localize to 'stages'", cfg->source_path, (long long)seed, cfg->intervene.layer,
-                    mc_variant_name(cfg->align.variants.v[0]));
-    mc_method_task mt;
-    memset(&mt, 0, sizeof mt);
     char store[MC_PATH_CAP], key[MC_KEY_HEX];
-    if (s == MC_OK && baseline)
-        s = mc_baselines_store(c, cfg, seed, cfg->intervene.layer, method, store, sizeof store, key, sizeof key, err);
-    if (s == MC_OK && !baseline) {
-        s = mc_method_task_open(c, cfg, &tasks[found], MC_STAGE_LOCALIZE, &mt, err);
-        bool complete = false;
-        if (s == MC_OK) s = mc_store_peek_complete(c, mt.store, &complete, err);
-        if (s == MC_OK && !complete)
-            s = MC_FAIL(err, MC_ERR_ARG, "the localize output of task %s is missing (%s); run the localize stage first "
-                        "(miclip localize CONFIG)", tasks[found].id, mt.store);
-        if (s == MC_OK) mc_strlcpy(store, mt.store, sizeof store), mc_strlcpy(key, mt.key, sizeof key);
-    }
+    mc_status s = units_source(c, cfg, seed, method, store, sizeof store, key, err);
     mc_store *st = NULL;
     if (s == MC_OK) s = mc_store_open(c, store, MC_STORE_READ, &st, err);
     /* The localized sets, `set` first. */
@@ -280,8 +289,6 @@ static mc_status miclip_units(const mc_comm *c, const mc_config *cfg, int64_t se
     if (st) mc_store_close(&st, NULL);
     for (int i = 0; names && i < ns; i++) mc_strings_free(&names[i], n_names[i]);
     free(sets), free(names), free(n_names);
-    mc_method_task_close(&mt);
-    mc_tasks_free(&tasks);
     return s;
 }
 
@@ -650,19 +657,26 @@ static mc_status oracle_class(const mc_config *cfg, mc_runner *R, mc_prefix_set 
  * matrices. Collective. */
 enum { ORACLE_WAIT_TRIES = 600 }; /* 2 s apart: a concurrent writer gets 20 minutes */
 
+/* The key of the ablation scores of (the prefix p, unit kind): every input of the scores. */
+static mc_status oracle_key(const mc_config *cfg, const mc_prefix_set *p, int kind, const char *sae_key,
+                            char key[MC_KEY_HEX], mc_error *err) {
+    mc_buf kb = {0};
+    mc_buf_printf(&kb, "miclip-intervene-oracle/1\ncode=%s\nprefix=%s\nkind=%s\nsae=%s\ntokens=%s\nbatch_size=%lld\n"
+                  "candidates=%lld\nbeta=0\n", MICLIP_CACHE_VERSION, p->key, mc_unit_kind_name(kind),
+                  kind == MC_UNIT_SAE ? sae_key : "", tokens_name(cfg->intervene.tokens),
+                  (long long)cfg->intervene.batch_size, (long long)cfg->intervene.oracle_candidates);
+    mc_status s = kb.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : MC_OK;
+    if (s == MC_OK) mc_key_of(kb.p, key);
+    mc_buf_free(&kb);
+    return s;
+}
+
 static mc_status oracle_scores_get(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_prefix_set *p, int kind,
                                    int64_t n_units, sae_units *sae, oracle_scores *o, mc_error *err) {
     memset(o, 0, sizeof *o);
     const int64_t C = p->C, bs = cfg->intervene.batch_size;
     o->C = C, o->n_units = n_units;
-    mc_buf kb = {0};
-    mc_buf_printf(&kb, "miclip-intervene-oracle/1\ncode=%s\nprefix=%s\nkind=%s\nsae=%s\ntokens=%s\nbatch_size=%lld\n"
-                  "candidates=%lld\nbeta=0\n", MICLIP_CACHE_VERSION, p->key, mc_unit_kind_name(kind),
-                  kind == MC_UNIT_SAE ? sae->key : "", tokens_name(cfg->intervene.tokens), (long long)bs,
-                  (long long)cfg->intervene.oracle_candidates);
-    mc_status s = kb.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : MC_OK;
-    if (s == MC_OK) mc_key_of(kb.p, o->key);
-    mc_buf_free(&kb);
+    mc_status s = oracle_key(cfg, p, kind, sae->key, o->key, err);
     if (s == MC_OK && !mc_snprintf(o->path, sizeof o->path, "%s/intervene/oracle-%s-l%s-%s-%.16s.h5", cfg->output_dir,
                                    mc_split_name(p->split), R->layer, mc_unit_kind_name(kind), o->key))
         s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
@@ -819,8 +833,168 @@ static void oracle_pick(const oracle_scores *o, int64_t tau, int32_t *units) {
     }
 }
 
+/* The key of task (TASK_KEY_VERSION's text) and its store's path: the method's units' source key,
+ * the SAE's key when intervene.units lists sae ("" otherwise), each dataset's prefix key. */
+static mc_status task_key(const mc_config *cfg, const mc_task *task, const char *source, const char *sae_key,
+                          const mc_prefix_set *ps, char key[MC_KEY_HEX], char *store, size_t cap, mc_error *err) {
+    const bool use_mu = task->mode == MC_MODE_ADD && cfg->intervene.add_beta == 1;
+    mc_buf b = {0};
+    mc_buf_printf(&b, "%s\ncode=%s\nmethod=%s\nsource=%s\nmode=%s\nbeta=%.17g\ntokens=%s\ntau=%lld\nseed=%lld\n",
+                  TASK_KEY_VERSION, MICLIP_CACHE_VERSION, mc_method_name(task->method), source,
+                  mc_mode_name(task->mode), task->beta, tokens_name(cfg->intervene.tokens),
+                  (long long)cfg->intervene.tau, (long long)task->seed);
+    for (int k = 0; k < cfg->intervene.units.n; k++) {
+        const int kind = cfg->intervene.units.v[k];
+        mc_buf_printf(&b, "units=%s:%s\n", mc_unit_kind_name(kind), kind == MC_UNIT_SAE ? sae_key : "");
+    }
+    if (use_mu) mc_buf_printf(&b, "add_beta=mu\n");
+    for (int d = 0; d < cfg->intervene.datasets.n; d++)
+        mc_buf_printf(&b, "prefix=%s:%s\n", mc_split_name(ps[d].split), ps[d].skip ? "skipped" : ps[d].key);
+    mc_status s = b.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : MC_OK;
+    if (s == MC_OK) mc_key_of(b.p, key);
+    mc_buf_free(&b);
+    if (s == MC_OK && !mc_snprintf(store, cap, "%s/intervene/%s-%.16s.h5", cfg->output_dir, task->id, key))
+        s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
+    return s;
+}
+
+static mc_split split_of(int eval_set) { return eval_set == MC_EVAL_SET_EVAL ? MC_SPLIT_EVAL : MC_SPLIT_UNSEEN; }
+
+/* What the keys of a seed's tasks share (issue 16): each dataset's prefix (key, skip) and the SAE's
+ * key, from metadata alone. */
+typedef struct {
+    int64_t seed;
+    mc_prefix_set ps[2];
+    char sae_key[MC_KEY_HEX];
+} seed_meta;
+
+static void seed_meta_close(seed_meta *m) {
+    for (int d = 0; d < 2; d++) mc_prefix_close(&m->ps[d]);
+    memset(m, 0, sizeof *m);
+}
+
+/* Collective. R from mc_runner_find (or mc_runner_init). */
+static mc_status seed_meta_open(const mc_comm *c, const mc_config *cfg, mc_runner *R, int64_t seed, seed_meta *m,
+                                mc_error *err) {
+    memset(m, 0, sizeof *m);
+    m->seed = seed;
+    mc_train_data td;
+    memset(&td, 0, sizeof td);
+    mc_status s = mc_train_data_open(c, cfg, seed, &td, err);
+    for (int d = 0; s == MC_OK && d < cfg->intervene.datasets.n; d++)
+        s = mc_prefix_find(c, cfg, R, split_of(cfg->intervene.datasets.v[d]), seed, &m->ps[d], err);
+    for (int k = 0; s == MC_OK && k < cfg->intervene.units.n; k++)
+        if (cfg->intervene.units.v[k] == MC_UNIT_SAE) {
+            mc_run_paths rp;
+            s = mc_sae_paths(cfg, td.extract_key, seed, &rp, err);
+            if (s == MC_OK) mc_strlcpy(m->sae_key, rp.key, sizeof m->sae_key);
+        }
+    mc_train_data_close(&td);
+    if (s != MC_OK) seed_meta_close(m);
+    return s;
+}
+
+/* The units' source key of task: the oracle scores' keys (from the prefix and SAE keys), "random",
+ * or the localize / baselines store's key (units_source). Collective. */
+static mc_status task_source(const mc_comm *c, const mc_config *cfg, const mc_task *task, const seed_meta *m,
+                             char source[MC_KEY_HEX], mc_error *err) {
+    const int nk = cfg->intervene.units.n, nd = cfg->intervene.datasets.n;
+    mc_strlcpy(source, "random", MC_KEY_HEX);
+    if (task->method == MC_METHOD_RANDOM) return MC_OK;
+    if (task->method != MC_METHOD_ORACLE) {
+        char path[MC_PATH_CAP];
+        return units_source(c, cfg, task->seed, task->method, path, sizeof path, source, err);
+    }
+    mc_buf b = {0};
+    mc_status s = MC_OK;
+    for (int d = 0; s == MC_OK && d < nd; d++)
+        for (int k = 0; s == MC_OK && k < nk && !m->ps[d].skip; k++) {
+            char ok[MC_KEY_HEX];
+            const int kind = cfg->intervene.units.v[k];
+            s = oracle_key(cfg, &m->ps[d], kind, m->sae_key, ok, err);
+            mc_buf_printf(&b, "%s/%s:%s\n", mc_split_name(m->ps[d].split), mc_unit_kind_name(kind), ok);
+        }
+    if (s == MC_OK && b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    if (s == MC_OK) mc_key_of(b.p ? b.p : "", source);
+    mc_buf_free(&b);
+    return s;
+}
+
+/* The task's key and store from metadata alone (issue 16): the target declared from its
+ * config.json and its folder's hash (file-hash cache), the prefixes' keys, the SAE's key, the
+ * units' source key (the localize or baselines store's, the oracle scores' keys). No weights,
+ * prefix cache, SAE or unit list is loaded, so a complete task is skipped at the cost of a few
+ * small reads. mc_stage_intervene checks that the inputs it loads give the same key. Collective. */
+static mc_status intervene_find(const mc_comm *c, const mc_config *cfg, const mc_task *task, char key[MC_KEY_HEX],
+                                char *store, size_t cap, mc_error *err) {
+    mc_runner R;
+    MC_TRY(mc_runner_find(c, cfg, &R, err));
+    seed_meta m;
+    mc_status s = seed_meta_open(c, cfg, &R, task->seed, &m, err);
+    char source[MC_KEY_HEX];
+    if (s == MC_OK) s = task_source(c, cfg, task, &m, source, err);
+    if (s == MC_OK) s = task_key(cfg, task, source, m.sae_key, m.ps, key, store, cap, err);
+    seed_meta_close(&m);
+    mc_runner_free(&R);
+    return s;
+}
+
+/* The registry's `complete` (stages.h): every task's key with the target declared once, each
+ * seed's prefixes and SAE key once, and each (seed, method)'s source key once; a complete task's
+ * index entry is written as mc_stage_intervene writes it. Collective. */
+static mc_status intervene_complete(const mc_comm *c, const mc_config *cfg, const mc_task *tasks, int n, bool *done,
+                                    mc_error *err) {
+    MC_TRY(mc_intervene_check(cfg, err));
+    mc_runner R;
+    MC_TRY(mc_runner_find(c, cfg, &R, err));
+    seed_meta m;
+    memset(&m, 0, sizeof m);
+    bool have_seed = false;
+    enum { N_METHODS = 16 };
+    char src[N_METHODS][MC_KEY_HEX];
+    bool have_src[N_METHODS];
+    mc_status s = MC_OK;
+    for (int t = 0; t < n && s == MC_OK; t++) {
+        const mc_task *task = &tasks[t];
+        if (!have_seed || m.seed != task->seed) {
+            if (have_seed) seed_meta_close(&m);
+            have_seed = false;
+            s = seed_meta_open(c, cfg, &R, task->seed, &m, err);
+            if (s != MC_OK) break;
+            have_seed = true;
+            memset(have_src, 0, sizeof have_src);
+        }
+        char source[MC_KEY_HEX], key[MC_KEY_HEX], store[MC_PATH_CAP];
+        const int mi = task->method;
+        if (mi >= 0 && mi < N_METHODS && have_src[mi]) {
+            mc_strlcpy(source, src[mi], sizeof source);
+        } else {
+            s = task_source(c, cfg, task, &m, source, err);
+            if (s == MC_OK && mi >= 0 && mi < N_METHODS) mc_strlcpy(src[mi], source, sizeof src[mi]), have_src[mi] = true;
+        }
+        if (s == MC_OK) s = task_key(cfg, task, source, m.sae_key, m.ps, key, store, sizeof store, err);
+        if (s == MC_OK) s = mc_store_peek_complete(c, store, &done[t], err);
+        if (s == MC_OK && done[t]) {
+            mc_info0("intervene %s: complete, skipping (%s)", task->id, store);
+            s = mc_task_index_write(c, cfg, MC_STAGE_INTERVENE, task, store, key, err);
+        }
+    }
+    if (have_seed) seed_meta_close(&m);
+    mc_runner_free(&R);
+    return s;
+}
+
 mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err) {
     MC_TRY(mc_intervene_check(cfg, err));
+    /* A complete task is found from its key before anything is loaded (issue 16). */
+    char found_key[MC_KEY_HEX], found_store[MC_PATH_CAP];
+    bool found_complete = false;
+    MC_TRY(intervene_find(c, cfg, task, found_key, found_store, sizeof found_store, err));
+    MC_TRY(mc_store_peek_complete(c, found_store, &found_complete, err));
+    if (found_complete) {
+        mc_info0("intervene %s: complete, skipping (%s)", task->id, found_store);
+        return mc_task_index_write(c, cfg, MC_STAGE_INTERVENE, task, found_store, found_key, err);
+    }
     mc_runner R;
     MC_TRY(mc_runner_init(c, cfg, &R, err));
     const int64_t tau = cfg->intervene.tau;
@@ -835,8 +1009,7 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
     memset(&sae, 0, sizeof sae);
     memset(ps, 0, sizeof ps);
     for (int d = 0; s == MC_OK && d < nd; d++)
-        s = mc_prefix_open(c, cfg, &R, cfg->intervene.datasets.v[d] == MC_EVAL_SET_EVAL ? MC_SPLIT_EVAL : MC_SPLIT_UNSEEN,
-                        task->seed, &ps[d], err);
+        s = mc_prefix_open(c, cfg, &R, split_of(cfg->intervene.datasets.v[d]), task->seed, &ps[d], err);
     char source[MC_KEY_HEX] = "random";
     for (int k = 0; s == MC_OK && k < nk; k++) {
         int kind = cfg->intervene.units.v[k];
@@ -902,25 +1075,14 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
                                 ku[d][k].units[i], ps[d].class_names[i / tau], (long long)ku[d][k].n_units);
                     break;
                 }
-    /* The task's key: every input of its results. */
+    /* The task's key: every input of its results (the same text intervene_find keyed). */
     char key[MC_KEY_HEX], store[MC_PATH_CAP], tables[MC_PATH_CAP];
-    if (s == MC_OK) {
-        mc_buf b = {0};
-        mc_buf_printf(&b, "%s\ncode=%s\nmethod=%s\nsource=%s\nmode=%s\nbeta=%.17g\ntokens=%s\ntau=%lld\nseed=%lld\n",
-                      TASK_KEY_VERSION, MICLIP_CACHE_VERSION, mc_method_name(task->method), source,
-                      mc_mode_name(task->mode), task->beta, tokens_name(cfg->intervene.tokens), (long long)tau,
-                      (long long)task->seed);
-        for (int k = 0; k < nk; k++)
-            mc_buf_printf(&b, "units=%s:%s\n", mc_unit_kind_name(ku[0][k].kind), ku[0][k].kind == MC_UNIT_SAE ? sae.key : "");
-        if (use_mu) mc_buf_printf(&b, "add_beta=mu\n");
-        for (int d = 0; d < nd; d++) mc_buf_printf(&b, "prefix=%s:%s\n", mc_split_name(ps[d].split), ps[d].skip ? "skipped" : ps[d].key);
-        if (b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-        else mc_key_of(b.p, key);
-        mc_buf_free(&b);
-        if (s == MC_OK && !(mc_snprintf(store, sizeof store, "%s/intervene/%s-%.16s.h5", cfg->output_dir, task->id, key) &&
-                            mc_snprintf(tables, sizeof tables, "%s/tables", cfg->output_dir)))
-            s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
-    }
+    if (s == MC_OK) s = task_key(cfg, task, source, sae.key, ps, key, store, sizeof store, err);
+    if (s == MC_OK && strcmp(key, found_key))
+        s = MC_FAIL(err, MC_ERR_INTERNAL, "intervene %s: the key from the loaded inputs (%.16s) is not the "
+                    "key from their metadata (%.16s)", task->id, key, found_key);
+    if (s == MC_OK && !mc_snprintf(tables, sizeof tables, "%s/tables", cfg->output_dir))
+        s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
     bool complete = false;
     if (s == MC_OK) s = mc_store_peek_complete(c, store, &complete, err);
     if (s == MC_OK && complete) mc_info0("intervene %s: complete, skipping (%s)", task->id, store);
@@ -1108,5 +1270,6 @@ const mc_stage_desc mc_intervene_stage = {
     .outputs = "intervene/prefix-*.h5, intervene/<task>-<key16>.h5, tables/, report/interventions.md",
     .check = mc_intervene_check,
     .run = mc_stage_intervene,
+    .complete = intervene_complete,
     .cost = intervene_cost,
 };

@@ -1,5 +1,6 @@
 /* run.c - the stage runner: stages in pipeline order, each over its sweep's tasks. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "miclip/fsutil.h"
@@ -108,14 +109,22 @@ mc_status mc_run(const mc_comm *c, const mc_config *cfg, int only_stage, int onl
         mc_log_set_task_scope(n_do > 1);
         const double t_stage = mc_now();
         mc_status s = MC_OK;
+        /* The stage's complete tasks at once, when it can tell (stages.h: complete). */
+        const mc_stage_desc *d = mc_stage_find(st);
+        bool *done = d->complete && only_task < 0 ? calloc((size_t)n + 1, sizeof *done) : NULL;
+        if (d->complete && only_task < 0) {
+            s = mc_comm_agree(c, done ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
+            if (s == MC_OK) s = d->complete(c, cfg, tasks, n, done, err);
+        }
         for (int t = 0; t < n && s == MC_OK; t++) {
-            if (only_task >= 0 && t != only_task) continue;
+            if ((only_task >= 0 && t != only_task) || (done && done[t])) continue;
             double t0 = mc_now();
             mc_info0("stage %s: task %d/%d %s", mc_stage_name(st), t + 1, n, tasks[t].id);
             s = mc_stage_find(st)->run(c, cfg, &tasks[t], err);
             if (s == MC_OK) mc_info0("stage %s: task %s done in %.1f s", mc_stage_name(st), tasks[t].id, mc_now() - t0);
         }
         mc_log_set_task_scope(false);
+        free(done);
         mc_tasks_free(&tasks);
         if (s != MC_OK) return s;
         left -= est[i];

@@ -215,6 +215,7 @@ mc_status mc_text_encoder_load(const char *dir, const mc_clip_tok_opts *clip_opt
     *out = NULL;
     mc_text_encoder *e = calloc(1, sizeof *e);
     if (!e) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    mc_trace_load("load text encoder %s", dir);
     mc_hf_config *cfg = NULL;
     mc_st_file *st = NULL;
     mc_status s;
@@ -294,6 +295,7 @@ mc_wordpiece *mc_text_encoder_wordpiece(mc_text_encoder *e) { return e->wp; }
 
 const char *mc_text_encoder_hash(mc_text_encoder *e) {
     if (e->hash[0]) return e->hash;
+    mc_trace_load("hash text encoder %s", e->dir);
     static const char *const files[] = {"config.json", "model.safetensors", "vocab.json", "merges.txt", "vocab.txt",
                                         "tokenizer_config.json", "sentence_bert_config.json", "modules.json",
                                         "1_Pooling/config.json"};

@@ -113,7 +113,7 @@ submit)
         check "stage ${names[1]} held while ${names[0]} is queued ($q task(s)): $(slurm_job_field "${ids[1]}" JobState) $r" \
             test "$r" = Dependency -a "$q" -gt 0
     fi
-    slurm_wait_gone "${ids[n - 1]}" 300
+    slurm_wait_gone "${ids[n - 1]}" 1350
     for ((k = 0; k < n; k++)); do
         nt=$("$MICLIP" --quiet config "$W/a.yaml" --tasks | grep -c "^${names[k]} ")
         st=$(tasks_state "${ids[k]}")
