@@ -1159,10 +1159,7 @@ static mc_status report_convergence(const mc_comm *c, const mc_config *cfg, mc_b
                 if (ls == MC_OK) {
                     mc_buf_printf(&csv, "%s,%s,%lld,%s", layer, mc_variant_name(variant), (long long)cfg->seeds.v[i],
                                   why ? why : "");
-                    for (int k = 0; k < CONV_N; k++) {
-                        mc_buf_printf(&csv, ",");
-                        if (!isnan(row[k])) num17(&csv, row[k]);
-                    }
+                    for (int k = 0; k < CONV_N; k++) num17(&csv, row[k]); /* ",value" or "," */
                     mc_buf_printf(&csv, "\n");
                 }
                 free(why);

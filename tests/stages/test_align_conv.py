@@ -14,8 +14,10 @@ a PyTorch recomputation on the same rows, on the stage tests' fixture (random ti
   - the retrieval accuracies (held-out and training rows) recomputed from the stored W, the
     activations, the class texts and the predictions (images whose top two classes are within
     1e-5 of a tie may count either way);
-  - 1, 2 and 4 ranks: every align store dataset and number bitwise equal.
+  - 1, 2 and 4 ranks: every align store dataset and number bitwise equal;
+  - the report's E_n convergence table (CSV) carries the stores' numbers.
 Prints 'N passed, N failed'; exit 0 only when all pass."""
+import csv
 import glob
 import os
 import shutil
@@ -155,7 +157,7 @@ def main():
     for n in (1, 2, 4):
         out = os.path.join(tmp, "ranks%d" % n)
         cfg = os.path.join(tmp, "ranks%d.yaml" % n)
-        write_config(cfg, *fx, out, n=300, stages="[extract, align]")
+        write_config(cfg, *fx, out, n=300, stages="[extract, align, report]")
         txt = open(cfg).read().replace('["2", "logits"]', '["2"]')
         a0 = txt.index("align: {")
         a1 = txt.index("\n", a0)
@@ -178,6 +180,18 @@ def main():
     for n in (2, 4):
         ok, why = same_align(outs[1], outs[n])
         check(ok, "%d-rank align stores equal the 1-rank ones bitwise (split, history, W) %s" % (n, why))
+    # The report's E_n convergence table: one CSV line per seed with the stores' numbers.
+    rows = list(csv.DictReader(open(os.path.join(outs[1], "report", "tables", "en_convergence.csv"))))
+    want = {}
+    for p in stores:
+        with h5py.File(p, "r") as f:
+            want[VARIANTS[os.path.basename(p).split("-")[3]]] = (
+                int(f.attrs["epochs_run"]), float(f.attrs["heldout_loss"]), float(f.attrs["train_retrieval"]))
+    got = {r["variant"]: (int(r["epochs_run"]), float(r["heldout_loss"]), float(r["train_retrieval"])) for r in rows}
+    check(got == want, "report/tables/en_convergence.csv holds the stores' numbers (%s)" % got)
+    md = open(os.path.join(outs[1], "report", "README.md")).read()
+    check("## E_n convergence" in md and "| 2 | in+out | 1 | 1 of 1 |" in md.replace("0 of 1", "1 of 1"),
+          "the report's README has the E_n convergence table")
     left = glob.glob(os.path.join(outs[1], "align", "*.safetensors"))
     check(not left, "checkpoint, curve and held-out state removed once complete %s" % left)
     return fixture.summary()
