@@ -61,6 +61,7 @@ typedef enum {
 typedef enum { MC_STORE_F32, MC_STORE_F16 } mc_store_dtype;    /* f32 f16 */
 typedef enum { MC_BAD_IMAGE_FAIL, MC_BAD_IMAGE_SKIP } mc_bad_image; /* fail skip */
 typedef enum { MC_SAE_INPUT_POOLED, MC_SAE_INPUT_ALL } mc_sae_input; /* pooled all */
+typedef enum { MC_ALIGN_STOP_CONVERGED, MC_ALIGN_STOP_EPOCHS } mc_align_stop; /* converged epochs */
 typedef enum { MC_VARIANT_INOUT, MC_VARIANT_IN, MC_VARIANT_OUT } mc_variant; /* in+out in out */
 typedef enum { MC_UNIT_NEURON, MC_UNIT_SAE } mc_unit_kind;                   /* neuron sae */
 
@@ -139,6 +140,9 @@ typedef struct {
         mc_enum_list variants; /* mc_variant */
         double lr;
         int64_t batch_size, epochs, checkpoint_every;
+        int stop;              /* mc_align_stop */
+        int64_t max_epochs, patience, eval_every; /* stop: converged (docs/stages.md) */
+        double heldout, min_delta;
         mc_temperature_cfg temperature;
         double init_temperature; /* start value of a learnable temperature (CLIP: 0.07) */
         char *prompt; /* contains "{}" exactly once */

@@ -200,6 +200,13 @@ mc_status mc_encoder_train(const mc_comm *c, mc_encoder *e, int64_t n_samples,
                            mc_train_curve *curve, mc_train_step_hook hook, void *hook_user,
                            mc_error *err);
 
+/* The same, up to epoch end_epoch instead of cfg->epochs (the align stage trains epoch by
+ * epoch and evaluates a held-out loss in between; the result is bitwise that of one call). */
+mc_status mc_encoder_train_to(const mc_comm *c, mc_encoder *e, int64_t n_samples,
+                              mc_align_fetch_fn fetch, void *user, mc_train_pos *pos,
+                              mc_train_curve *curve, mc_train_step_hook hook, void *hook_user,
+                              int end_epoch, mc_error *err);
+
 /* --- top-k sparse autoencoder --------------------------------------------------------------- */
 typedef struct {
     int64_t n;            /* input size */

@@ -18,6 +18,7 @@ static const char *const dtype_names[] = {"f32", "f16", NULL};
 static const char *const bad_image_names[] = {"fail", "skip", NULL};
 static const char *const sae_input_names[] = {"pooled", "all", NULL};
 static const char *const variant_names[] = {"in+out", "in", "out", NULL};
+static const char *const align_stop_names[] = {"converged", "epochs", NULL};
 static const char *const unit_names[] = {"neuron", "sae", NULL};
 static const char *const method_names[] = {"miclip", "act_values", "clip_dissect", "netdissect",
                                            "vinterp", "random", "oracle", NULL};
@@ -180,7 +181,30 @@ const mc_schema_entry mc_schema[] = {
     FLT("align.lr", "0.0001", MC_F_MIN_OPEN, 0.0, 1.0, align.lr, "Adam learning rate (paper: 1e-4)."),
     INT("align.batch_size", "1024", 2, 1048576, align.batch_size,
         "Global batch (paper: 1024), split over ranks; the loss equals the single-process one."),
-    INT("align.epochs", "1", 1, 100000, align.epochs, "Passes over the training set (paper: 1)."),
+    ENUM("align.stop", "converged", align_stop_names, align.stop,
+         "When E_n's training ends. `converged` (Algorithm 1: \"until theta_n converges\"): a "
+         "fraction `heldout` of the usable training images is held out, the alignment loss on "
+         "them is evaluated every `eval_every` epochs, training stops when it has not improved "
+         "by the relative `min_delta` for `patience` evaluations (or at `max_epochs`), and the "
+         "parameters of the best held-out loss are kept. `epochs`: exactly `epochs` passes over "
+         "all usable images, nothing held out (Appendix C.2: one pass over 100,000 images)."),
+    INT("align.epochs", "1", 1, 100000, align.epochs,
+        "Passes over the training set with `stop: epochs` (paper C.2: 1); unused otherwise."),
+    INT("align.max_epochs", "1000", 1, 1000000, align.max_epochs,
+        "`stop: converged`: cap on the passes over the training rows (the store says when it was "
+        "reached: `stop_reason` max_epochs)."),
+    FLT("align.heldout", "0.1", MC_F_MIN_OPEN, 0.0, 0.5, align.heldout,
+        "`stop: converged`: fraction of the usable training images held out (floor, at least 2), "
+        "drawn from the seed on its own random stream, so the split is the same at any rank "
+        "count. The paper states no split; 10% is a common choice."),
+    INT("align.eval_every", "1", 1, 1000000, align.eval_every,
+        "`stop: converged`: epochs between held-out evaluations."),
+    INT("align.patience", "10", 1, 1000000, align.patience,
+        "`stop: converged`: evaluations without improvement before stopping (the paper is "
+        "silent; 10 is PyTorch ReduceLROnPlateau's default)."),
+    FLT("align.min_delta", "0.0001", 0, 0.0, 0.5, align.min_delta,
+        "`stop: converged`: an evaluation improves when its held-out loss is below best x (1 - "
+        "min_delta) (the paper is silent; 1e-4 relative is ReduceLROnPlateau's default threshold)."),
     {.key = "align.temperature", .type = MC_T_TEMP, .def = "learnable", .fmin = 0.0, .fmax = 100.0,
      .offset = OFF(align.temperature),
      .doc = "`learnable` (CLIP's learned logit scale, starting at 1/`init_temperature`) or a fixed "

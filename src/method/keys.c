@@ -53,11 +53,13 @@ mc_status mc_align_paths(const mc_config *cfg, const char *extract_key, int64_t 
     snprintf(text, sizeof text,
              "miclip-align/1\ncode=%s\nextract=%s\nlayer=%s\nvariant=%s\nlr=%.17g\nbatch=%lld\nepochs=%d\n"
              "learn_scale=%d\nlogit_scale=%.17g\nseed=%lld\nchunk=%lld\nshuffle=%lld\n"
-             "adam=%.17g,%.17g,%.17g,%.17g\n",
+             "adam=%.17g,%.17g,%.17g,%.17g\nstop=%d\nheldout=%.17g\neval_every=%lld\npatience=%lld\n"
+             "min_delta=%.17g\n",
              MICLIP_CACHE_VERSION, extract_key, layer, mc_variant_name(variant), a.adam.lr,
              (long long)a.batch_size, a.epochs, (int)a.learn_scale, a.logit_scale, (long long)seed,
              (long long)a.chunk_rows, (long long)a.shuffle_block, a.adam.beta1, a.adam.beta2, a.adam.eps,
-             a.adam.weight_decay);
+             a.adam.weight_decay, cfg->align.stop, cfg->align.heldout, (long long)cfg->align.eval_every,
+             (long long)cfg->align.patience, cfg->align.min_delta);
     mc_layer_tag(layer, lt, sizeof lt);
     snprintf(tag, sizeof tag, "align-s%lld-l%s-%s", (long long)seed, lt, mc_variant_tag(variant));
     return make_paths(cfg, "align", tag, text, p, err);

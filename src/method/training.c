@@ -44,7 +44,8 @@ mc_align_config mc_align_config_of(const mc_config *cfg, int64_t n, int64_t d, i
     a.logit_scale = a.learn_scale ? 1.0 / cfg->align.init_temperature : 1.0 / cfg->align.temperature.value;
     a.adam.lr = cfg->align.lr;
     a.batch_size = cfg->align.batch_size;
-    a.epochs = (int)cfg->align.epochs;
+    /* stop: converged trains epoch by epoch up to max_epochs (align.c) */
+    a.epochs = (int)(cfg->align.stop == MC_ALIGN_STOP_EPOCHS ? cfg->align.epochs : cfg->align.max_epochs);
     a.seed = (uint64_t)seed;
     a.shuffle_block = 1;
     return a;
@@ -108,7 +109,8 @@ mc_status mc_stage_resume_checkpoint(const mc_comm *c, const mc_run_paths *p, mc
 mc_status mc_stage_save(mc_stage_hook *h, const mc_train_pos *pos, mc_error *err) {
     mc_status s = MC_OK;
     if (h->comm->rank == 0) {
-        s = mc_curve_save(h->curve, h->curve_path, err);
+        if (h->save_extra) s = h->save_extra(h->extra_user, err);
+        if (s == MC_OK) s = mc_curve_save(h->curve, h->curve_path, err);
         if (s == MC_OK)
             s = h->enc ? mc_encoder_save(h->enc, pos, h->key, h->ckpt, err)
                        : mc_sae_save(h->sae, pos, h->key, h->ckpt, err);

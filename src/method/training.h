@@ -45,6 +45,10 @@ typedef struct {
     int64_t every, max_steps;
     bool limit_hit;
     const char *what;       /* "sae", "align": messages */
+    /* Optional: more state to save with every checkpoint (rank 0, before the curve and the
+     * checkpoint, so it is never older than the checkpoint it goes with). */
+    mc_status (*save_extra)(void *user, mc_error *err);
+    void *extra_user;
 } mc_stage_hook;
 mc_status mc_stage_hook_fn(void *user, const mc_train_pos *pos, mc_error *err);
 /* Collective. Loads p's checkpoint into enc or sae (and its curve, cut to the checkpoint's

@@ -1234,6 +1234,165 @@ static mc_status inputs_record(const mc_comm *c, const mc_config *cfg, mc_error 
     return mc_comm_agree(c, s, err);
 }
 
+/* ---- E_n convergence ------------------------------------------------------------------------------ */
+
+enum { CONV_EPOCHS, CONV_BEST, CONV_HLOSS, CONV_HACC, CONV_TACC, CONV_N };
+
+static void mean_std(const double *v, int n, double *mean, double *sd) {
+    double m = 0, q = 0;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (!isnan(v[i])) m += v[i], k++;
+    m = k ? m / k : NAN;
+    for (int i = 0; i < n; i++)
+        if (!isnan(v[i])) q += (v[i] - m) * (v[i] - m);
+    *mean = m;
+    *sd = k > 1 ? sqrt(q / (k - 1)) : NAN;
+}
+
+static void conv_cell(mc_buf *b, const double *v, int n, int dec, bool pct) {
+    double m, sd;
+    mean_std(v, n, &m, &sd);
+    const double f = pct ? 100.0 : 1.0;
+    if (isnan(m)) mc_buf_printf(b, " n/a |");
+    else if (isnan(sd)) mc_buf_printf(b, " %.*f%s |", dec, m * f, pct ? "%" : "");
+    else mc_buf_printf(b, " %.*f ± %.*f%s |", dec, m * f, dec, sd * f, pct ? "%" : "");
+}
+
+/* Collective: per (layer, variant) how E_n's training ended (align stores' convergence record,
+ * docs/stages.md), mean ± std over seeds, into readme and tables/en_convergence.{md,csv}. */
+static mc_status report_convergence(const mc_comm *c, const mc_config *cfg, mc_buf *readme, mc_error *err) {
+    if (!mc_config_has_stage(cfg, MC_STAGE_ALIGN)) return MC_OK;
+    const int ns = cfg->seeds.n;
+    char (*ekey)[MC_KEY_HEX] = calloc((size_t)ns, sizeof *ekey);
+    double *v = mc_alloc_array((size_t)ns * CONV_N, sizeof(double));
+    int *conv = mc_alloc_array((size_t)ns, sizeof(int));
+    mc_status s = mc_comm_agree(c, ekey && v && conv ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
+    /* The table is an addition to the paper's: without the align results (a config whose
+     * earlier stages ran elsewhere) it is omitted with an info line, not an error. */
+    bool have = s == MC_OK;
+    for (int i = 0; i < ns && s == MC_OK && have; i++) {
+        mc_train_data td;
+        mc_error e2 = {0};
+        if (mc_train_data_open(c, cfg, cfg->seeds.v[i], &td, &e2) != MC_OK) {
+            mc_info0("report: E_n convergence omitted: %s", e2.msg);
+            have = false;
+            break;
+        }
+        mc_strlcpy(ekey[i], td.extract_key, MC_KEY_HEX), mc_train_data_close(&td);
+        for (int l = 0; have && l < cfg->extract.layers.n; l++)
+            for (int vi = 0; have && vi < cfg->align.variants.n; vi++) {
+                mc_run_paths rp;
+                bool complete = false;
+                s = mc_align_paths(cfg, ekey[i], cfg->seeds.v[i], cfg->extract.layers.v[l], cfg->align.variants.v[vi],
+                                   &rp, err);
+                if (s == MC_OK) s = mc_store_peek_complete(c, rp.store, &complete, err);
+                if (s == MC_OK && !complete) {
+                    mc_info0("report: E_n convergence omitted: %s is missing or incomplete", rel_path(cfg, rp.store));
+                    have = false;
+                }
+            }
+    }
+    if (s != MC_OK || !have) {
+        free(ekey);
+        free(v);
+        free(conv);
+        return s;
+    }
+    mc_buf md = {0}, csv = {0};
+    const bool rule = cfg->align.stop == MC_ALIGN_STOP_CONVERGED;
+    if (rule)
+        mc_buf_printf(&md, "## E_n convergence\n\nE_n trained until its held-out alignment loss converged "
+                      "(align.stop: converged, docs/stages.md): %g%% of the training images held out, evaluated every "
+                      "%lld epoch(s), stopped after %lld evaluations without a relative improvement of %g (at most %lld "
+                      "epochs); the parameters of the best held-out loss are kept. Retrieval: the fraction of images "
+                      "whose E_n embedding is nearest to the text of their own predicted class (of %s). Mean ± std "
+                      "over seeds.\n\n", 100.0 * cfg->align.heldout, (long long)cfg->align.eval_every,
+                      (long long)cfg->align.patience, cfg->align.min_delta, (long long)cfg->align.max_epochs,
+                      "the class texts");
+    else
+        mc_buf_printf(&md, "## E_n convergence\n\nE_n trained for a fixed %lld epoch(s) (align.stop: epochs): no "
+                      "held-out loss. Retrieval: the fraction of training images whose E_n embedding is nearest "
+                      "to the text of their own predicted class. Mean ± std over seeds.\n\n", (long long)cfg->align.epochs);
+    mc_buf_printf(&md, "| layer | variant | seeds | stopped by the rule | epochs run | best epoch | best held-out loss "
+                  "| held-out retrieval | training retrieval |\n|---|---|---|---|---|---|---|---|---|\n");
+    mc_buf_printf(&csv, "layer,variant,seed,stop_reason,epochs_run,best_epoch,heldout_loss,heldout_retrieval,"
+                  "train_retrieval\n");
+    for (int l = 0; s == MC_OK && l < cfg->extract.layers.n; l++)
+        for (int vi = 0; s == MC_OK && vi < cfg->align.variants.n; vi++) {
+            const char *layer = cfg->extract.layers.v[l];
+            const int variant = cfg->align.variants.v[vi];
+            int n_rule = 0;
+            for (int i = 0; i < ns && s == MC_OK; i++) {
+                mc_run_paths rp;
+                s = mc_align_paths(cfg, ekey[i], cfg->seeds.v[i], layer, variant, &rp, err);
+                mc_store *st = NULL;
+                if (s == MC_OK) s = mc_store_open(c, rp.store, MC_STORE_READ, &st, err);
+                char *why = NULL;
+                mc_status ls = s;
+                double *row = v + (size_t)i * CONV_N;
+                for (int k = 0; k < CONV_N; k++) row[k] = NAN;
+                if (ls == MC_OK) ls = mc_store_get_attr_f64(st, "/", "train_retrieval", &row[CONV_TACC], err);
+                if (ls == MC_OK && mc_store_has_attr(st, "/", "stop_reason"))
+                    ls = mc_store_get_attr_str(st, "/", "stop_reason", &why, err);
+                if (ls == MC_OK && mc_store_has_attr(st, "/", "heldout_loss")) {
+                    int64_t e = 0, be = 0;
+                    ls = mc_store_get_attr_i64(st, "/", "epochs_run", &e, err);
+                    if (ls == MC_OK) ls = mc_store_get_attr_i64(st, "/", "best_epoch", &be, err);
+                    if (ls == MC_OK) ls = mc_store_get_attr_f64(st, "/", "heldout_loss", &row[CONV_HLOSS], err);
+                    if (ls == MC_OK) ls = mc_store_get_attr_f64(st, "/", "heldout_retrieval", &row[CONV_HACC], err);
+                    row[CONV_EPOCHS] = (double)e, row[CONV_BEST] = (double)be;
+                }
+                conv[i] = why && !strcmp(why, "converged");
+                n_rule += conv[i];
+                if (ls == MC_OK) {
+                    mc_buf_printf(&csv, "%s,%s,%lld,%s", layer, mc_variant_name(variant), (long long)cfg->seeds.v[i],
+                                  why ? why : "");
+                    for (int k = 0; k < CONV_N; k++) num17(&csv, row[k]); /* ",value" or "," */
+                    mc_buf_printf(&csv, "\n");
+                }
+                free(why);
+                if (st) {
+                    mc_error ce = {0};
+                    mc_status cs = mc_store_close(&st, &ce);
+                    if (ls == MC_OK && cs != MC_OK) *err = ce, ls = cs;
+                }
+                s = mc_comm_agree(c, ls, err);
+            }
+            if (s != MC_OK) break;
+            mc_buf_printf(&md, "| %s | %s | %d |", layer, mc_variant_name(variant), ns);
+            if (rule) mc_buf_printf(&md, " %d of %d |", n_rule, ns);
+            else mc_buf_printf(&md, " n/a |");
+            double col[64];
+            for (int k = 0; k < CONV_N; k++) {
+                int n = 0;
+                for (int i = 0; i < ns && n < 64; i++) col[n++] = v[(size_t)i * CONV_N + k];
+                conv_cell(&md, col, n, k <= CONV_BEST ? 1 : k == CONV_HLOSS ? 4 : 1, k >= CONV_HACC);
+            }
+            mc_buf_printf(&md, "\n");
+        }
+    if (s == MC_OK && (md.oom || csv.oom)) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    mc_status ws = s;
+    if (ws == MC_OK && c->rank == 0) {
+        for (int f = 0; f < cfg->report.formats.n && ws == MC_OK; f++) {
+            const int fmt = cfg->report.formats.v[f];
+            if (fmt != MC_FORMAT_MD && fmt != MC_FORMAT_CSV) continue;
+            const mc_buf *b = fmt == MC_FORMAT_MD ? &md : &csv;
+            char path[MC_PATH_CAP];
+            mc_snprintf(path, sizeof path, "%s/report/tables/en_convergence.%s", cfg->output_dir,
+                        fmt == MC_FORMAT_MD ? "md" : "csv");
+            ws = mc_write_text_file_if_changed(path, b->p, b->n, err);
+        }
+        if (ws == MC_OK) mc_buf_printf(readme, "\n%s", md.p);
+    }
+    s = mc_comm_agree(c, ws, err);
+    mc_buf_free(&md), mc_buf_free(&csv);
+    free(ekey);
+    free(v);
+    free(conv);
+    return s;
+}
+
 /* ---- the stage ----------------------------------------------------------------------------------- */
 
 mc_status mc_report_check(const mc_config *cfg, mc_error *err) {
@@ -1286,6 +1445,7 @@ mc_status mc_stage_report(const mc_comm *c, const mc_config *cfg, const mc_task 
     s = mc_comm_agree(c, s, err);
     results_free(&desc), results_free(&bl), results_free(&inter);
     mc_report_scores_free(&scores);
+    if (s == MC_OK) s = report_convergence(c, cfg, &readme, err);
     if (s == MC_OK) s = report_figures(c, cfg, c->rank == 0 ? &readme : NULL, err);
     if (s == MC_OK) {
         mc_status ws = MC_OK;

@@ -625,6 +625,15 @@ mc_status mc_encoder_train(const mc_comm *c, mc_encoder *e, int64_t n_samples,
                            mc_train_curve *curve, mc_train_step_hook hook, void *hook_user,
                            mc_error *err)
 {
+    return mc_encoder_train_to(c, e, n_samples, fetch, user, pos, curve, hook, hook_user,
+                               e->cfg.epochs, err);
+}
+
+mc_status mc_encoder_train_to(const mc_comm *c, mc_encoder *e, int64_t n_samples,
+                              mc_align_fetch_fn fetch, void *user, mc_train_pos *pos,
+                              mc_train_curve *curve, mc_train_step_hook hook, void *hook_user,
+                              int end_epoch, mc_error *err)
+{
     const mc_align_config *cfg = &e->cfg;
     if (n_samples < 1) return MC_FAIL(err, MC_ERR_ARG, "align: no training samples");
     const int64_t B = n_samples < cfg->batch_size ? n_samples : cfg->batch_size;
@@ -644,7 +653,7 @@ mc_status mc_encoder_train(const mc_comm *c, mc_encoder *e, int64_t n_samples,
     mc_status s = MC_OK;
     if (!acts || !img || !lab || !e->order) s = MC_FAIL(err, MC_ERR_NOMEM, "align: out of memory");
     s = mc_comm_agree(c, s, err);
-    while (s == MC_OK && pos->epoch < cfg->epochs) {
+    while (s == MC_OK && pos->epoch < end_epoch) {
         if (e->order_epoch != pos->epoch) {
             mc_train_epoch_order(cfg->seed, pos->epoch, n_samples, cfg->shuffle_block, e->order);
             e->order_epoch = pos->epoch;

@@ -449,7 +449,7 @@ concepts:
   - {{name: classes, source: classes}}
 extract: {{layers: ["3"], batch_size: 64}}
 sae: {{layer: "3", features: 64, k: 4, batch_size: 32, epochs: 3}}
-align: {{batch_size: 64, epochs: 3, lr: 0.15, variants: [in+out, out]}}
+align: {{batch_size: 64, stop: epochs, epochs: 3, lr: 0.15, variants: [in+out, out]}}
 stages: [extract, sae, align, report]
 report: {{figures: [loss_curves, sae_curves], figure_formats: [png, svg, pdf]}}
 """)
@@ -625,7 +625,7 @@ concepts:
   - {{name: classes, source: classes}}
   - {{name: world, file: {world}/concepts.txt}}
 extract: {{layers: [logits], batch_size: 64}}
-align: {{batch_size: 72, epochs: 2, lr: 0.15, variants: [in+out, out]}}
+align: {{batch_size: 72, stop: epochs, epochs: 2, lr: 0.15, variants: [in+out, out]}}
 baselines: {{methods: [act_values, clip_dissect]}}
 stages: [extract, align, describe, baselines, report]
 report: {{formats: [md, csv, tex], figures: []}}

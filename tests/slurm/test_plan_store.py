@@ -102,7 +102,7 @@ def training_stores(tmp, world, vit, clip):
                 "datasets:\n  train: {kind: world, root: %s, split: train}\n"
                 "extract: {layers: [\"2\", \"3\"], batch_size: 8}\n"
                 "sae: {layer: \"3\", features: 256, k: 8, batch_size: 16, epochs: 3}\n"
-                "align: {batch_size: 32, epochs: 2}\nstages: [extract, sae, align]\n" % (out, vit, clip, world))
+                "align: {batch_size: 32, stop: epochs, epochs: 2}\nstages: [extract, sae, align]\n" % (out, vit, clip, world))
     r = subprocess.run([MICLIP, "--quiet", "plan", cfg, "--json"], capture_output=True, text=True)
     if r.returncode != 0:
         check(False, "train: plan runs (%s)" % r.stderr.strip())

@@ -79,7 +79,7 @@ concepts:
   - {{name: textures, file: {world}/textures.txt}}
 extract: {{layers: {layers}, batch_size: 64}}
 sae: {{layer: "{sae_layer}", {sae}}}
-align: {{batch_size: 256, epochs: 3, lr: 0.15, variants: [in+out]{align}}}
+align: {{batch_size: 256, stop: epochs, epochs: 3, lr: 0.15, variants: [in+out]{align}}}
 localize: {{tau: 5}}
 intervene: {{layer: "{layer}", tau: 5{intervene}}}
 report: {{figures: []}}

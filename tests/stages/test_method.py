@@ -54,7 +54,7 @@ concepts:
 extract: {{layers: ["2", "logits"], batch_size: 16}}
 sae: {{layer: "2", features: 300, k: 8, batch_size: 64, epochs: 3, checkpoint_every: 5, aux_k: 32,
        dead_after: 500, init_samples: 256{sae}}}
-align: {{batch_size: 256, epochs: 5, checkpoint_every: 2, variants: [in+out, out]{align}}}
+align: {{batch_size: 256, stop: epochs, epochs: 5, checkpoint_every: 2, variants: [in+out, out]{align}}}
 localize: {{tau: 3, sae_unit: atom}}   # the atom reading (numpy check below); test_readings.py checks algorithm2
 describe: {{tau: 4}}
 report: {{figures: []}}
@@ -216,7 +216,8 @@ def test_resume(tmp, fx):
     cfg = os.path.join(tmp, "resume.yaml")
     write_config(cfg, *fx, base, stages="[extract, align]")
     txt = (open(cfg).read().replace("variants: [in+out, out]", "variants: [in+out]").replace('["2", "logits"]', '["2"]')
-           .replace("epochs: 5, checkpoint_every: 2", "epochs: 1500, checkpoint_every: 7"))
+           .replace("stop: epochs, epochs: 5, checkpoint_every: 2",
+                    "stop: converged, max_epochs: 1500, patience: 1000000, eval_every: 3, checkpoint_every: 7"))
     open(cfg, "w").write(txt)
     r = run(2, ["extract", cfg])
     check(r.returncode == 0, "extract for the resume test")
@@ -227,7 +228,9 @@ def test_resume(tmp, fx):
     r = run(1, ["align", cfg_ref])
     check(r.returncode == 0, "uninterrupted align")
     # The moment comes from the program's progress: SIGKILL as soon as align has written its
-    # first checkpoint (every 7 steps of 1500 epochs), never after a wall-clock delay.
+    # first checkpoint (every 7 steps of 1500 epochs), never after a wall-clock delay. E_n runs
+    # under the convergence rule (never met: patience 1e6), so the held-out history and the best
+    # parameters saved beside each checkpoint are resumed too.
     mid = False
     for attempt in range(3):
         shutil.rmtree(os.path.join(base, "align"), ignore_errors=True)
@@ -416,7 +419,7 @@ datasets:
 concepts:
   - {{name: classes, source: classes}}
 extract: {{layers: [logits], batch_size: 64}}
-align: {{batch_size: 256, epochs: 3, lr: 0.15, variants: [out, in+out]}}
+align: {{batch_size: 256, stop: epochs, epochs: 3, lr: 0.15, variants: [out, in+out]}}
 describe: {{tau: 3}}
 report: {{figures: []}}
 stages: [extract, align, describe, report]
@@ -479,7 +482,7 @@ models: {{target: {vit}, clip: {clip}}}
 datasets:
   train: {{kind: world, root: {world}, split: train}}
 extract: {{layers: ["2"], batch_size: 32}}
-align: {{batch_size: 64, epochs: 30, lr: 0.001, variants: [in+out, out, in]}}
+align: {{batch_size: 64, stop: epochs, epochs: 30, lr: 0.001, variants: [in+out, out, in]}}
 describe: {{tau: 3, units: [neuron]}}
 stages: [extract, align, describe]
 """)

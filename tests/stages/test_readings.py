@@ -49,7 +49,7 @@ concepts:
   - {{name: textures, file: {world}/textures.txt}}
 extract: {{layers: ["3"], batch_size: 64}}
 sae: {{layer: "3", features: 96, k: 6, batch_size: 64, epochs: 2}}
-align: {{batch_size: 256, epochs: 3, lr: 0.15, variants: [in+out]}}
+align: {{batch_size: 256, stop: epochs, epochs: 3, lr: 0.15, variants: [in+out]}}
 localize: {{tau: 5{localize}}}
 intervene: {{layer: "3", tau: 3, datasets: [eval], batch_size: 8{intervene}}}
 report: {{figures: []}}
