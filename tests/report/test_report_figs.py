@@ -284,11 +284,164 @@ report: {{figures: [tsne], figure_formats: [png, svg, pdf]}}
           and "figures/tsne_sae-l3-input.csv" in readme, "README lists the figure and both CSVs")
 
 
+def svg_lines(root):
+    """[(stroke rgb 0..255, [(x, y) per vertex])] of the SVG's 1.75-wide stroked paths (the data
+    lines of src/plot/plot.c), in document order."""
+    out = []
+    for p in root.iter("{http://www.w3.org/2000/svg}path"):
+        st = p.get("style", "")
+        m = re.search(r"stroke:rgb\(([\d.]+)%,\s*([\d.]+)%,\s*([\d.]+)%\)", st)
+        if not m or "stroke-width:1.75;" not in st:
+            continue
+        rgb = tuple(int(round(float(v) * 2.55)) for v in m.groups())
+        pts = [(float(x), float(y)) for x, y in re.findall(r"[ML]\s*([-\d.e]+)\s+([-\d.e]+)", p.get("d", ""))]
+        out.append((rgb, pts))
+    return out
+
+
+def test_flawed(tmp):
+    from PIL import Image
+    world = os.path.join(tmp, "world")
+    if not os.path.exists(os.path.join(world, "classes.txt")):
+        # 3 validation images per class: 108 eval images, enough for the ~93% model to miss some.
+        subprocess.run([fixture.MICLIP, "--quiet", "world", "make", "--out", world, "--seed", "1", "--per-class", "8",
+                        "--val-per-class", "3", "--unseen-per-class", "1"], check=True)
+    vit, clip = (os.path.join(SRC, "experiments", "world", d) for d in ("vit", "clip"))
+    layers = ["2", "3", "logits"]
+    snaps = {}
+    for np_ in [1, 2]:
+        out = os.path.join(tmp, "out%d" % np_)
+        shutil.rmtree(out, ignore_errors=True)
+        cfg = os.path.join(tmp, "fr%d.yaml" % np_)
+        with open(cfg, "w") as f:
+            f.write(f"""name: figs
+output_dir: {out}
+seeds: [0]
+models: {{target: {vit}, clip: {clip}}}
+datasets:
+  train: {{kind: world, root: {world}, split: train}}
+  eval: {{kind: world, root: {world}, split: val}}
+concepts:
+  - {{name: classes, source: classes}}
+extract: {{layers: ["2", "3", logits], batch_size: 64}}
+sae: {{layer: "3", features: 64, k: 4, batch_size: 32, epochs: 3}}
+align: {{batch_size: 64, epochs: 3, lr: 0.15, variants: [in+out]}}
+stages: [extract, sae, align, report]
+report: {{figures: [flawed_reasoning], figure_formats: [png, svg, pdf]}}
+""")
+        r = run(np_, ["run", cfg])
+        check(r.returncode == 0, "extract/sae/align/report at %d rank(s) exits 0%s"
+              % (np_, "" if r.returncode == 0 else ": " + r.stderr[-800:]))
+        figs = sorted(glob.glob(os.path.join(out, "report", "figures", "*")))
+        snaps[np_] = {os.path.basename(p): open(p, "rb").read() for p in figs}
+    names = sorted(snaps[1])
+    check(names == ["flawed_reasoning.%s" % e for e in ("csv", "pdf", "png", "svg")], "figure files: %s" % names)
+    check(snaps[1] == snaps[2], "figure files identical at 1 and 2 ranks")
+    out = os.path.join(tmp, "out1")
+    figd = os.path.join(out, "report", "figures")
+    with open(os.path.join(figd, "flawed_reasoning.csv")) as f:
+        rows = list(csv.DictReader(f))
+
+    # numpy: the eval store, the concept set's text embeddings, E_n per layer.
+    with h5py.File(glob.glob(os.path.join(out, "extract", "eval-*.h5"))[0], "r") as e:
+        labels, pred = e["images/labels"][()], e["target/predictions"][()]
+        valid = e["images/valid"][()].astype(bool)
+        enames = strings(e, "classes/names")
+        acts = {l: e["acts/" + l][()].astype(np.float64) for l in layers}
+    with h5py.File(glob.glob(os.path.join(out, "concepts", "classes-*.h5"))[0], "r") as cst:
+        texts, T = strings(cst, "names"), cst["embeds"][()].astype(np.float64)
+    Ws = {}
+    for l in layers:
+        tag = l
+        with h5py.File(glob.glob(os.path.join(out, "align", "align-s0-l%s-inout-*.h5" % tag))[0], "r") as a:
+            Ws[l] = a["W"][()].astype(np.float64)
+    low = [t.lower() for t in texts]
+    pick = {}
+    for i in range(len(labels)):
+        if not valid[i] or not 0 <= pred[i] < len(texts) or enames[labels[i]].lower() not in low:
+            continue
+        t = low.index(enames[labels[i]].lower())
+        k = "correct" if t == pred[i] else "misclassified"
+        pick.setdefault(k, (i, t, int(pred[i])))
+    check(set(pick) == {"correct", "misclassified"}, "the eval set has a correct and a misclassified image: %s" % pick)
+
+    def cos(l, i, j):
+        z = Ws[l] @ acts[l][i]
+        return float(z @ T[j] / max(np.linalg.norm(z) * np.linalg.norm(T[j]), 1e-12))
+
+    i, t, _ = pick["correct"]
+    # The correct image's competitor: the other class closest at the last layer.
+    cl = [cos(layers[-1], i, j) if j != t else -np.inf for j in range(len(texts))]
+    pick["correct"] = (i, t, int(np.argmax(cl)))
+    want, got = [], []
+    for panel in ("correct", "misclassified"):
+        i, t, o = pick[panel]
+        for lab, j in (("ground_truth", t), ("closest_other" if panel == "correct" else "predicted", o)):
+            for li, l in enumerate(layers):
+                want.append((panel, str(i), str(li + 1), l, lab, texts[j], cos(l, i, j)))
+    got = [(r["panel"], r["image"], r["layer_index"], r["layer"], r["label"], r["class"], float(r["cosine"])) for r in rows]
+    same = len(got) == len(want) and all(g[:6] == w[:6] for g, w in zip(got, want))
+    err = max(abs(g[6] - w[6]) for g, w in zip(got, want)) if same else float("inf")
+    check(same and err <= 1e-5, "CSV rows: the first correct / misclassified eval image, their labels and every "
+          "layer's cosine equal numpy's (max |diff| %.2e <= 1e-5)" % err)
+
+    # What is drawn equals the CSV: two 1.75-wide lines per panel whose vertices are an affine image of
+    # (layer index, cosine); the marker where the competitor first exceeds the ground truth.
+    root = ET.parse(os.path.join(figd, "flawed_reasoning.svg")).getroot()
+    lines = svg_lines(root)
+    ok = len(lines) == 4 and all(len(p) == len(layers) for _, p in lines)
+    worst = float("inf")
+    if ok:
+        worst = 0.0
+        for pi in range(2):
+            data = [r for r in got if r[0] == ("correct", "misclassified")[pi]]
+            pts = np.array([p for _, pl in lines[2 * pi:2 * pi + 2] for p in pl])
+            val = np.array([(float(r[2]), r[6]) for r in data])
+            for ax in range(2):
+                A = np.stack([val[:, ax], np.ones(len(val))], axis=1)
+                coef, *_ = np.linalg.lstsq(A, pts[:, ax], rcond=None)
+                worst = max(worst, float(np.abs(A @ coef - pts[:, ax]).max()))
+    check(ok and worst < 0.01, "SVG: 2 lines per panel of %d vertices at the CSV's values (affine residual %.2e)"
+          % (len(layers), worst))
+    desc = root.find("{http://www.w3.org/2000/svg}desc")
+    desc = desc.text if desc is not None and desc.text else ""
+    markers = []
+    for panel in ("correct", "misclassified"):
+        d = [r for r in got if r[0] == panel]
+        gt = [r[6] for r in d if r[4] == "ground_truth"]
+        ot = [r[6] for r in d if r[4] != "ground_truth"]
+        over = [li for li in range(len(layers)) if ot[li] > gt[li]]
+        markers.append(over[0] + 1 if over else None)
+    # desc lists each panel's title and its markers ("marker: <label> at x = <layer index>").
+    mlines = [ln for ln in desc.splitlines() if ln.startswith("marker: ")]
+    want_m = ["marker: %s overtakes at x = %d" % ("other label" if k == 0 else "wrong label", m)
+              for k, m in enumerate(markers) if m is not None]
+    never = sum(m is None for m in markers)
+    check(mlines == want_m and desc.count("(never overtaken)") == never
+          and all(("series: ground truth: %s" % texts[pick[p][1]]) in desc for p in pick),
+          "SVG desc: the legend names the labels; markers %s exactly where the competitor first exceeds the ground "
+          "truth (layer index per panel: %s), '(never overtaken)' in the other panels' titles" % (mlines, markers))
+    svg_w, svg_h = int(float(root.get("width"))), int(float(root.get("height")))
+    im = Image.open(os.path.join(figd, "flawed_reasoning.png"))
+    im.load()
+    a = np.asarray(im.convert("RGB")).astype(int)
+    colours = {tuple(c) for c in a.reshape(-1, 3)}
+    check(im.size == (2 * svg_w, 2 * svg_h) and all(c in colours for c, _ in lines),
+          "PNG %dx%d (twice the SVG) shows both lines' colours" % im.size)
+    text = subprocess.run(["pdftotext", "-enc", "UTF-8", os.path.join(figd, "flawed_reasoning.pdf"), "-"],
+                          capture_output=True, text=True).stdout
+    check("Flawed reasoning" in text and "ground truth" in text and "predicted" in text,
+          "PDF text holds the title and the legend")
+    readme = open(os.path.join(out, "report", "README.md")).read()
+    check("figures/flawed_reasoning.png" in readme and "figures/flawed_reasoning.csv" in readme,
+          "README lists the figure and its CSV")
+
+
 def main():
     part = sys.argv[1]
     tmp = os.path.join(os.getcwd(), "report_figs_" + part)
     os.makedirs(tmp, exist_ok=True)
-    {"tsne": lambda t: test_tsne(t, sys.argv[2])}[part](tmp)
+    {"tsne": lambda t: test_tsne(t, sys.argv[2]), "flawed": test_flawed}[part](tmp)
     return fixture.summary()
 
 
