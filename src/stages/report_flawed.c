@@ -74,6 +74,7 @@ mc_status mc_report_flawed(const mc_comm *c, const mc_config *cfg, mc_buf *readm
     mc_str_list names = {.n = 1, .v = one};
     if (s == MC_OK) s = mc_concepts_load(c, cfg, &td, &names, &sets, &n_sets, err);
     const mc_concepts *cs = s == MC_OK && n_sets == 1 ? &sets[0] : NULL;
+    if (s == MC_OK && !cs) s = MC_FAIL(err, MC_ERR_INTERNAL, "report: flawed_reasoning: %d concept sets for '%s'", n_sets, set);
     /* The eval store (extracted when the intervene stage lists eval). */
     char epath[MC_PATH_CAP];
     if (s == MC_OK) s = mc_extract_store_path(c, cfg, MC_SPLIT_EVAL, seed, epath, sizeof epath, err);

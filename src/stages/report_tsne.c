@@ -39,9 +39,10 @@ static int class_colour(const char *name) {
     return -1;
 }
 
-/* Collective. Reads the localize store's class set: names [C] and top SAE units [C x tau]. */
-static mc_status read_localized(const mc_comm *c, const mc_config *cfg, const char *path, const char *set,
-                                char ***names, int64_t *C, int32_t **top, int64_t *tau, mc_error *err) {
+/* Collective. Reads the localize store's class set: names [C], top SAE units and their cosines
+ * [C x tau]. */
+static mc_status read_localized(const mc_comm *c, const char *path, const char *set, char ***names, int64_t *C,
+                                int32_t **top, float **score, int64_t *tau, mc_error *err) {
     mc_store *st = NULL;
     MC_TRY(mc_store_open(c, path, MC_STORE_READ, &st, err));
     char g[300], ds[320];
@@ -57,11 +58,13 @@ static mc_status read_localized(const mc_comm *c, const mc_config *cfg, const ch
     if (s == MC_OK) {
         *tau = info.shape[1];
         *top = mc_alloc_array((size_t)(*C * *tau), sizeof **top);
-        if (!*top) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        *score = mc_alloc_array((size_t)(*C * *tau), sizeof **score);
+        if (!*top || !*score) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     }
     s = mc_comm_agree(c, s, err);
     if (s == MC_OK) s = mc_store_read_rows(st, ds, MC_DTYPE_I32, 0, *C, *top, err);
-    (void)cfg;
+    mc_snprintf(ds, sizeof ds, "%s/sae/top_scores", set);
+    if (s == MC_OK) s = mc_store_read_rows(st, ds, MC_DTYPE_F32, 0, *C, *score, err);
     mc_store_close(&st, NULL);
     return s;
 }
@@ -100,7 +103,8 @@ mc_status mc_report_tsne(const mc_comm *c, const mc_config *cfg, mc_buf *readme,
     char **names = NULL;
     int64_t C = 0, tau = 0;
     int32_t *top = NULL;
-    if (s == MC_OK) s = read_localized(c, cfg, path, set, &names, &C, &top, &tau, err);
+    float *score = NULL;
+    if (s == MC_OK) s = read_localized(c, path, set, &names, &C, &top, &score, &tau, err);
 
     /* The unit embedding localize ranked by, for every SAE feature (every rank computes all). */
     mc_train_data td = {0};
@@ -118,14 +122,17 @@ mc_status mc_report_tsne(const mc_comm *c, const mc_config *cfg, mc_buf *readme,
     }
     if (s == MC_OK) s = mc_unit_embed(c, &u, &w, 0, U, false, p, err);
 
-    /* The points: each feature once, labelled by the first class (concept order, then rank) that
-     * localizes it. */
+    /* The points: each feature once (in order of first appearance, class by class then rank),
+     * labelled by the class whose list gives it the highest cosine (ties: the earlier class), not
+     * the first class listing it, which would favour the classes early in the class order. */
     int32_t *feat = NULL, *cls = NULL;
+    float *best = NULL;
     int64_t n = 0;
     if (s == MC_OK) {
         feat = mc_alloc_array((size_t)(C * tau), sizeof *feat);
         cls = mc_alloc_array((size_t)(C * tau), sizeof *cls);
-        if (!feat || !cls) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        best = mc_alloc_array((size_t)(C * tau), sizeof *best);
+        if (!feat || !cls || !best) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     }
     for (int64_t j = 0; s == MC_OK && j < C; j++)
         for (int64_t q = 0; s == MC_OK && q < tau; q++) {
@@ -134,9 +141,11 @@ mc_status mc_report_tsne(const mc_comm *c, const mc_config *cfg, mc_buf *readme,
                 s = MC_FAIL(err, MC_ERR_FORMAT, "%s: %s/sae/top_units holds unit %d of %lld", path, set, f, (long long)U);
                 break;
             }
-            bool seen = false;
-            for (int64_t k = 0; k < n && !seen; k++) seen = feat[k] == f;
-            if (!seen) feat[n] = f, cls[n] = (int32_t)j, n++;
+            const float sc = score[j * tau + q];
+            int64_t k = 0;
+            while (k < n && feat[k] != f) k++;
+            if (k == n) feat[n] = f, cls[n] = (int32_t)j, best[n] = sc, n++;
+            else if (sc > best[k]) cls[k] = (int32_t)j, best[k] = sc;
         }
     s = mc_comm_agree(c, s, err);
     const bool few = s == MC_OK && n < 4;
@@ -250,7 +259,7 @@ mc_status mc_report_tsne(const mc_comm *c, const mc_config *cfg, mc_buf *readme,
     }
     s = mc_comm_agree(c, s, err);
     free(x), free(y);
-    free(p), free(feat), free(cls), free(top);
+    free(p), free(feat), free(cls), free(best), free(top), free(score);
     if (names) mc_strings_free(&names, C);
     if (have_u) mc_unit_set_free(&u);
     if (have_w) mc_encoder_weights_free(&w);

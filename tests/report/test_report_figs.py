@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""The report's Figure 3 (tsne) on a generated tiny world with the trained tiny ViT and CLIP.
+"""The report's Figures 3 (tsne) and 5 (flawed_reasoning) on a generated tiny world with the
+trained tiny ViT and CLIP.
 
   test_report_figs.py tsne TSNE_RUN
       extract -> sae -> align -> localize -> report (figures: [tsne], png/svg/pdf) at 1 and 2
@@ -23,6 +24,16 @@
       colour, and the legend names every category; the PNG (twice the SVG's size)
       shows each dot's colour at its centre (or a later-drawn overlapping dot's); pdftotext finds
       the title and the legend in the PDF; README.md lists the files.
+  test_report_figs.py flawed
+      extract (train and eval) -> sae -> align -> report (figures: [flawed_reasoning]) at 1 and 2
+      ranks: the same bytes. numpy picks the first correct and first misclassified valid eval
+      image, recomputes cos(W a, t) per layer for the ground truth and the competitor (the
+      prediction; for the correct image the other class closest at the last layer) from the align
+      stores, the eval activations and the concept store: the CSV equals it (labels exactly,
+      cosines to 1e-5). The SVG's data lines are an affine image of the CSV's (layer index,
+      cosine); its desc lists a marker exactly at the first layer where the competitor exceeds
+      the ground truth, "(never overtaken)" in the other panels; PNG twice the SVG with the lines'
+      colours; pdftotext finds the title and legend; README lists the files.
 Prints 'N passed, N failed'; exit 0 only when all pass."""
 import csv
 import glob
@@ -154,24 +165,31 @@ report: {{figures: [tsne], figure_formats: [png, svg, pdf]}}
     with h5py.File(lpath, "r") as f:
         cnames = strings(f, "classes/concepts")
         top = f["classes/sae/top_units"][()]
+        tsc = f["classes/sae/top_scores"][()]
         reading = attr_str(f["classes/sae"].attrs["reading"])
         sae_path = attr_str(f["classes/sae"].attrs["sae_store"])
         with h5py.File(attr_str(f.attrs["align_store"]), "r") as a:
             W = a["W"][()].astype(np.float64)
             train = attr_str(a.attrs["extract_store"])
-    feats, first = [], []
+    feats, first, best = [], [], []
     for j in range(top.shape[0]):
         for q in range(top.shape[1]):
-            if int(top[j, q]) not in feats:
-                feats.append(int(top[j, q]))
+            u = int(top[j, q])
+            if u not in feats:
+                feats.append(u)
                 first.append(j)
+                best.append(tsc[j, q])
+            elif tsc[j, q] > best[feats.index(u)]:  # the class giving it the highest cosine (ties: earlier)
+                first[feats.index(u)] = j
+                best[feats.index(u)] = tsc[j, q]
     colours = open(os.path.join(world, "colours.txt")).read().split()
     cat = [cnames[j].split()[0] for j in first]
     order = sorted(range(len(feats)), key=lambda i: (colours.index(cat[i]), i))  # series by colour, then point order
     check([int(r["feature"]) for r in rows] == [feats[i] for i in order]
           and [r["class"] for r in rows] == [cnames[first[i]] for i in order]
           and [r["category"] for r in rows] == [cat[i] for i in order] and all(c in colours for c in cat),
-          "CSV: %d features, each once, with its first localizing class and that class's colour" % len(feats))
+          "CSV: %d features, each once, with the class giving it the highest cosine and that class's colour"
+          % len(feats))
     check(feat_in == feats and head == ["feature"] + ["e%d" % k for k in range(W.shape[0])],
           "input rows: the same features in localize order, one column per E_n dimension")
 
