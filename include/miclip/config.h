@@ -77,7 +77,8 @@ typedef enum { MC_EVAL_SET_EVAL, MC_EVAL_SET_UNSEEN } mc_eval_set;          /* e
 typedef enum { MC_FORMAT_MD, MC_FORMAT_CSV, MC_FORMAT_TEX } mc_table_format; /* md csv tex */
 typedef enum { MC_FIG_PNG, MC_FIG_SVG, MC_FIG_PDF } mc_figure_format;        /* png svg pdf */
 typedef enum {
-    MC_FIGURE_LOSS_CURVES, MC_FIGURE_SAE_CURVES, MC_FIGURE_TSNE, MC_FIGURE_ATTENTION_MAPS
+    MC_FIGURE_LOSS_CURVES, MC_FIGURE_SAE_CURVES, MC_FIGURE_TSNE, MC_FIGURE_ATTENTION_MAPS,
+    MC_FIGURE_FLAWED_REASONING
 } mc_figure; /* loss_curves sae_curves tsne attention_maps */
 
 /* --- the typed experiment ------------------------------------------------------------------- */

@@ -1,4 +1,4 @@
-/* plot.h - line-plot figures (the report's training curves) drawn with cairo and pango.
+/* plot.h - line-plot and scatter figures (the report's training curves, its t-SNE) drawn with cairo and pango.
  *
  * A figure is a title over one or more panels side by side; a panel holds line series (x, y
  * arrays borrowed from the caller), axes with ticks at "nice" values (1/2/5 x 10^k, or decades
@@ -36,7 +36,11 @@ typedef struct {
     char label[64];
     const double *x, *y; /* borrowed, [n]; a non-finite value breaks the line */
     int64_t n;
+    bool points; /* a scatter: each finite point a filled dot (radius MC_PLOT_DOT), no line */
+    bool own_rgb; /* draw in rgb (0..255) instead of the palette's colour s */
+    uint8_t rgb[3];
 } mc_plot_series;
+#define MC_PLOT_DOT 2.5
 
 /* A vertical line across a panel at data x, dashed grey, with a short label along it. */
 typedef struct {

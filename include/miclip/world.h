@@ -29,6 +29,7 @@
 #ifndef MICLIP_WORLD_H
 #define MICLIP_WORLD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,6 +77,8 @@ const char *mc_world_colour_name(int i);
 const char *mc_world_shape_name(int i);
 const char *mc_world_texture_name(int i);
 const char *mc_world_split_name(int split);
+/* The colour's base RGB in [0,1] (a shape's colour is this, tinted per image); false out of range. */
+bool mc_world_colour_rgb(int i, double rgb[3]);
 /* "<colour> <shape>" and its folder name "<colour>_<shape>" for class c into buf. */
 void mc_world_class_name(int c, char *buf, size_t cap);
 void mc_world_class_dir(int c, char *buf, size_t cap);

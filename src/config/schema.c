@@ -32,7 +32,8 @@ static const char *const source_names[] = {"file", "classes", NULL};
 static const char *const eval_set_names[] = {"eval", "unseen", NULL};
 static const char *const format_names[] = {"md", "csv", "tex", NULL};
 static const char *const fig_format_names[] = {"png", "svg", "pdf", NULL};
-static const char *const figure_names[] = {"loss_curves", "sae_curves", "tsne", "attention_maps", NULL};
+static const char *const figure_names[] = {"loss_curves", "sae_curves", "tsne", "attention_maps",
+                                           "flawed_reasoning", NULL};
 
 static const char *enum_name(const char *const *names, int count, int v) {
     return v >= 0 && v < count ? names[v] : "?";
@@ -284,7 +285,8 @@ const mc_schema_entry mc_schema[] = {
     ELIST("report.formats", "[md, csv, tex]", MC_F_NONEMPTY | MC_F_UNIQUE | MC_F_SORTED, format_names,
           report.formats, "Table formats."),
     ELIST("report.figures", "[loss_curves, sae_curves]", MC_F_UNIQUE | MC_F_SORTED, figure_names,
-          report.figures, "Figures to draw: `loss_curves`, `sae_curves`, `tsne`, `attention_maps`."),
+          report.figures, "Figures to draw: `loss_curves`, `sae_curves`, `tsne` (Figure 3), `attention_maps` "
+          "(not built yet), `flawed_reasoning` (Figure 5); docs/report.md."),
     ELIST("report.figure_formats", "[png, svg]", MC_F_NONEMPTY | MC_F_UNIQUE | MC_F_SORTED,
           fig_format_names, report.figure_formats, "Figure file formats."),
     FLT("report.alpha", "0.05", MC_F_MIN_OPEN, 0.0, 0.5, report.alpha,

@@ -240,6 +240,15 @@ static void line(cairo_t *cr, double x0, double y0, double x1, double y1) {
 }
 
 static void set_rgb255(cairo_t *cr, const double *c) { cairo_set_source_rgb(cr, c[0] / 255, c[1] / 255, c[2] / 255); }
+/* Series s's colour: its own, or the palette's. */
+static void set_series_rgb(cairo_t *cr, const mc_plot_series *se, int s) {
+    if (!se->own_rgb) {
+        set_rgb255(cr, palette[s % 10]);
+        return;
+    }
+    const double c[3] = {se->rgb[0], se->rgb[1], se->rgb[2]};
+    set_rgb255(cr, c);
+}
 
 /* How many data points of pn fall inside the box (figure units) under frame f. */
 static int64_t points_in(const mc_plot_panel *pn, const frame *f, double bx, double by, double bw, double bh) {
@@ -354,8 +363,20 @@ static void draw_panel(canvas *cv, const mc_plot_panel *pn, double ox, double oy
             pen = true, drawn++;
         }
         if (!drawn) continue;
-        set_rgb255(cr, palette[s % 10]);
-        cairo_stroke(cr);
+        set_series_rgb(cr, se, s);
+        if (!se->points) {
+            cairo_stroke(cr);
+            continue;
+        }
+        /* A scatter: the path above is dropped; one filled dot per finite point. */
+        cairo_new_path(cr);
+        for (int64_t i = 0; i < se->n; i++) {
+            const double px = map_x(&f, se->x[i]), py = map_y(&f, se->y[i]);
+            if (!isfinite(se->x[i]) || !isfinite(se->y[i]) || !isfinite(py)) continue;
+            cairo_new_sub_path(cr);
+            cairo_arc(cr, px, py, MC_PLOT_DOT, 0, 2 * M_PI);
+        }
+        cairo_fill(cr);
     }
     cairo_restore(cr);
 
@@ -388,8 +409,14 @@ static void draw_panel(canvas *cv, const mc_plot_panel *pn, double ox, double oy
         cairo_set_line_cap(cr, CAIRO_LINE_CAP_BUTT);
         for (int s = 0; s < pn->n_series; s++) {
             const double yy = ly + 4 + row * s + round(row / 2);
-            set_rgb255(cr, palette[s % 10]);
-            line(cr, lx + 8, yy, lx + 30, yy);
+            set_series_rgb(cr, &pn->series[s], s);
+            if (pn->series[s].points) {
+                cairo_new_path(cr); /* no line from the text's current point */
+                cairo_arc(cr, lx + 19, yy, MC_PLOT_DOT + 0.5, 0, 2 * M_PI);
+                cairo_fill(cr);
+            } else {
+                line(cr, lx + 8, yy, lx + 30, yy);
+            }
             text(cv, lx + 36, yy, pn->series[s].label, SZ_LEGEND, false, 0, V_MIDDLE, 0, false, INK);
         }
         cairo_set_line_width(cr, 1);

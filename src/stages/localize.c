@@ -24,6 +24,7 @@
 #include "method/keys.h"
 #include "method/method_task.h"
 #include "method/similarity.h"
+#include "method/task_index.h"
 #include "method/train_data.h"
 #include "method/training.h"
 #include "method/unit_tables.h"
@@ -66,7 +67,11 @@ mc_status mc_stage_localize(const mc_comm *c, const mc_config *cfg, const mc_tas
     bool complete = false;
     mc_status s = mc_store_peek_complete(c, mt.store, &complete, err);
     if (s != MC_OK || complete) {
-        if (complete) mc_info0("localize %s: complete, skipping (%s)", task->id, mt.store);
+        if (complete) {
+            mc_info0("localize %s: complete, skipping (%s)", task->id, mt.store);
+            /* The report's t-SNE finds the store through its task index entry. */
+            s = mc_task_index_write(c, cfg, MC_STAGE_LOCALIZE, task, mt.store, mt.key, err);
+        }
         mc_method_task_close(&mt);
         return s;
     }
@@ -84,6 +89,7 @@ mc_status mc_stage_localize(const mc_comm *c, const mc_config *cfg, const mc_tas
             s = localize_one(c, task, &mt, st, &mt.sets[i], &mt.kinds[k], err);
     }
     s = mc_method_task_finish(cfg, task, &mt, "localize", &st, s, err);
+    if (s == MC_OK) s = mc_task_index_write(c, cfg, MC_STAGE_LOCALIZE, task, mt.store, mt.key, err);
     mc_method_task_close(&mt);
     return s;
 }

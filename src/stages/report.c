@@ -1007,40 +1007,44 @@ static mc_status read_curve(const mc_comm *c, const mc_config *cfg, const char *
     return s;
 }
 
-/* Rank 0 writes p as figures/<stem>.<ext> in each figure format (mc_plot_write: PNG, SVG and PDF
- * from one drawing, written atomically); the status is agreed. */
+mc_status mc_report_write_figure_local(const mc_config *cfg, const mc_plot *p, const char *stem, mc_buf *readme,
+                                       mc_error *err) {
+    mc_status s = MC_OK;
+    for (int f = 0; f < cfg->report.figure_formats.n && s == MC_OK; f++) {
+        const int fmt = cfg->report.figure_formats.v[f];
+        const char *ext = mc_plot_format_ext(fmt);
+        char path[MC_PATH_CAP];
+        if (!ext) s = MC_FAIL(err, MC_ERR_INTERNAL, "report.figure_formats: unknown format %d", fmt);
+        else if (!mc_snprintf(path, sizeof path, "%s/report/figures/%s.%s", cfg->output_dir, stem, ext))
+            s = MC_FAIL(err, MC_ERR_ARG, "report: figure path too long: %s/report/figures/%s.%s", cfg->output_dir, stem, ext);
+        else s = mc_plot_write(p, fmt, path, err);
+        if (s == MC_OK) mc_buf_printf(readme, "%s[%s](figures/%s.%s)", f ? " " : "- ", ext, stem, ext);
+    }
+    if (s == MC_OK) mc_buf_printf(readme, ": %s\n", p->title);
+    return s;
+}
+
+/* Rank 0 writes p as figures/<stem>.<ext> in each figure format; the status is agreed. */
 static mc_status write_figure(const mc_comm *c, const mc_config *cfg, const mc_plot *p, const char *stem,
                               mc_buf *readme, mc_error *err) {
-    mc_status s = MC_OK;
-    if (c->rank == 0) {
-        for (int f = 0; f < cfg->report.figure_formats.n && s == MC_OK; f++) {
-            const int fmt = cfg->report.figure_formats.v[f];
-            const char *ext = mc_plot_format_ext(fmt);
-            char path[MC_PATH_CAP];
-            if (!ext) s = MC_FAIL(err, MC_ERR_INTERNAL, "report.figure_formats: unknown format %d", fmt);
-            else if (!mc_snprintf(path, sizeof path, "%s/report/figures/%s.%s", cfg->output_dir, stem, ext))
-                s = MC_FAIL(err, MC_ERR_ARG, "report: figure path too long: %s/report/figures/%s.%s", cfg->output_dir, stem, ext);
-            else s = mc_plot_write(p, fmt, path, err);
-            if (s == MC_OK) mc_buf_printf(readme, "%s[%s](figures/%s.%s)", f ? " " : "- ", ext, stem, ext);
-        }
-        if (s == MC_OK) mc_buf_printf(readme, ": %s\n", p->title);
-    }
-    return mc_comm_agree(c, s, err);
+    return mc_comm_agree(c, c->rank == 0 ? mc_report_write_figure_local(cfg, p, stem, readme, err) : MC_OK, err);
 }
 
 /* Collective: loss_curves (E_n loss per (layer, variant), one line per seed) and sae_curves (SAE
  * loss and FVU, one line per seed). */
 static mc_status report_figures(const mc_comm *c, const mc_config *cfg, mc_buf *readme, mc_error *err) {
-    bool want_loss = false, want_sae = false;
+    bool want_loss = false, want_sae = false, want_tsne = false, want_flawed = false;
     for (int i = 0; i < cfg->report.figures.n; i++) {
         want_loss |= cfg->report.figures.v[i] == MC_FIGURE_LOSS_CURVES;
         want_sae |= cfg->report.figures.v[i] == MC_FIGURE_SAE_CURVES;
+        want_tsne |= cfg->report.figures.v[i] == MC_FIGURE_TSNE;
+        want_flawed |= cfg->report.figures.v[i] == MC_FIGURE_FLAWED_REASONING;
     }
     if (want_loss && !mc_config_has_stage(cfg, MC_STAGE_ALIGN))
         mc_info0("report: loss_curves omitted: the align stage is not in 'stages'"), want_loss = false;
     if (want_sae && !mc_config_has_stage(cfg, MC_STAGE_SAE))
         mc_info0("report: sae_curves omitted: the sae stage is not in 'stages'"), want_sae = false;
-    if (!want_loss && !want_sae) return MC_OK;
+    if (!want_loss && !want_sae && !want_tsne && !want_flawed) return MC_OK;
     const int n_seeds = cfg->seeds.n < MC_PLOT_MAX_SERIES ? cfg->seeds.n : MC_PLOT_MAX_SERIES;
     if (cfg->seeds.n > n_seeds) mc_info0("report: figures show the first %d seeds", n_seeds);
     /* The extraction key of each seed names its align and SAE stores. */
@@ -1109,6 +1113,8 @@ static mc_status report_figures(const mc_comm *c, const mc_config *cfg, mc_buf *
     }
     series_free(&ss), series_free(&s2);
     free(ekey);
+    if (want_tsne && s == MC_OK) s = mc_report_tsne(c, cfg, readme, err);
+    if (want_flawed && s == MC_OK) s = mc_report_flawed(c, cfg, readme, err);
     return s;
 }
 
@@ -1398,10 +1404,10 @@ static mc_status report_convergence(const mc_comm *c, const mc_config *cfg, mc_b
 mc_status mc_report_check(const mc_config *cfg, mc_error *err) {
     for (int i = 0; i < cfg->report.figures.n; i++) {
         int f = cfg->report.figures.v[i];
-        if (f != MC_FIGURE_LOSS_CURVES && f != MC_FIGURE_SAE_CURVES)
+        if (f == MC_FIGURE_ATTENTION_MAPS)
             return MC_FAIL(err, MC_ERR_UNSUPPORTED,
-                           "%s: report.figures: '%s' is not implemented in this build (implemented: loss_curves, "
-                           "sae_curves)", cfg->source_path, f == MC_FIGURE_TSNE ? "tsne" : "attention_maps");
+                           "%s: report.figures: 'attention_maps' is not implemented in this build (implemented: "
+                           "loss_curves, sae_curves, tsne, flawed_reasoning)", cfg->source_path);
     }
     return MC_OK;
 }

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "miclip/buf.h"
 #include "miclip/comm.h"
 #include "miclip/config.h"
 #include "miclip/plot.h"
@@ -24,6 +25,20 @@ mc_status mc_stage_report(const mc_comm *c, const mc_config *cfg, const mc_task 
 /* Local. Refuses the figures this build does not draw (tsne, attention_maps) with one line;
  * run.c calls it before any stage runs. */
 mc_status mc_report_check(const mc_config *cfg, mc_error *err);
+
+/* Rank 0 only. Writes p as OUTPUT_DIR/report/figures/<stem>.<ext> in each report.figure_formats
+ * (mc_plot_write: atomic) and lists the files and the title as one README line. */
+mc_status mc_report_write_figure_local(const mc_config *cfg, const mc_plot *p, const char *stem, mc_buf *readme,
+                                       mc_error *err);
+/* Collective. Figure 3 (report_tsne.c): the SAE features localized for the classes, through E_n,
+ * t-SNE to 2-D, coloured by the tiny world's class colour; figures/tsne_sae-l<layer>.* and .csv.
+ * Omitted with an info line without the localize stage or a `classes` concept set. */
+mc_status mc_report_tsne(const mc_comm *c, const mc_config *cfg, mc_buf *readme, mc_error *err);
+/* Collective. Figure 5 (report_flawed.c): per extract.layers entry, cos(E_n a, text) of the first
+ * correct and the first misclassified eval image with its true and a competing label;
+ * figures/flawed_reasoning.* and .csv. Omitted with an info line without align, datasets.eval or
+ * a `classes` concept set. */
+mc_status mc_report_flawed(const mc_comm *c, const mc_config *cfg, mc_buf *readme, mc_error *err);
 
 /* Collective. The results site (report_site.c): OUTPUT_DIR/report/index.html (readme, rank 0's
  * README.md text, rendered with links to a page per class and per reported unit) and

@@ -33,6 +33,11 @@ static const char *const split_names[MC_WORLD_NUM_SPLITS] = {"train", "val", "un
 const char *mc_world_colour_name(int i) {
     return i >= 0 && i < MC_WORLD_NUM_COLOURS ? colour_names[i] : NULL;
 }
+bool mc_world_colour_rgb(int i, double rgb[3]) {
+    if (i < 0 || i >= MC_WORLD_NUM_COLOURS) return false;
+    for (int k = 0; k < 3; k++) rgb[k] = colour_rgb[i][k];
+    return true;
+}
 const char *mc_world_shape_name(int i) {
     return i >= 0 && i < MC_WORLD_NUM_SHAPES ? shape_names[i] : NULL;
 }

@@ -14,8 +14,8 @@
                           interventions.md hold each task's section and no records
   test_report.py bad      an accuracy outside [0, 1], a store whose key is not its index entry's, a
                           missing task index entry or section: one error line naming the file,
-                          non-zero exit at 1 and 2 ranks; report.figures tsne / attention_maps:
-                          refused before any work (nothing written)
+                          non-zero exit at 1 and 2 ranks; report.figures attention_maps (alone or
+                          beside loss_curves): refused before any work (nothing written)
   test_report.py figures  extract -> sae -> align on a generated tiny world with the trained tiny
                           models (2 seeds), then the report's loss_curves and sae_curves in png,
                           svg and pdf: PNGs decode (PIL) at twice the SVG's size, are not blank and
@@ -415,7 +415,7 @@ def test_bad(tmp):
                   "rank: %s %s" % (shown, np_, errs, codes))
         open(missing, "wb").write(kept)
     # Refused figures / formats: before any work (a fresh output folder stays empty).
-    for extra, word in [("report: {figures: [loss_curves, tsne]}\n", "'tsne' is not implemented"),
+    for extra, word in [("report: {figures: [loss_curves, attention_maps]}\n", "'attention_maps' is not implemented"),
                         ("report: {figures: [attention_maps]}\n", "'attention_maps' is not implemented")]:
         out2 = os.path.join(tmp, "fresh")
         shutil.rmtree(out2, ignore_errors=True)
