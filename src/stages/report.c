@@ -394,9 +394,16 @@ static void table2_reference(mc_buf *b, const mc_config *cfg, const results *r, 
                       shown++ ? "; " : " Clean accuracy: ", splits[d], acc, acc, 100.0 - acc);
     }
     if (shown) mc_buf_printf(b, ".");
-    bool rnd = false, orc = false;
+    bool rnd = false, orc = false, vi = false;
     for (int i = 0; i < cfg->intervene.methods.n; i++)
-        rnd |= cfg->intervene.methods.v[i] == MC_METHOD_RANDOM, orc |= cfg->intervene.methods.v[i] == MC_METHOD_ORACLE;
+        rnd |= cfg->intervene.methods.v[i] == MC_METHOD_RANDOM, orc |= cfg->intervene.methods.v[i] == MC_METHOD_ORACLE,
+            vi |= cfg->intervene.methods.v[i] == MC_METHOD_VINTERP;
+    if (vi)
+        mc_buf_printf(b, " Rows `vinterp`: V-Interp's units, ranked by the CLIP text cosine of their descriptions "
+                      "with the class, the descriptions by the %s `%s`.",
+                      cfg->baselines.vinterp_explainer[0] ? "explainer" : "descriptions file",
+                      cfg->baselines.vinterp_explainer[0] ? cfg->baselines.vinterp_explainer
+                                                          : cfg->baselines.vinterp_descriptions);
     if (rnd) mc_buf_printf(b, " Reference row `random`: %lld random units per class.", (long long)cfg->intervene.tau);
     if (orc)
         mc_buf_printf(b, " Reference row `oracle`: the %lld units whose single x0 removal lowers class c's mean "
