@@ -542,8 +542,9 @@ def test_vinterp(tmp):
             shutil.copytree(os.path.join(outs[1], "extract"), os.path.join(out, "extract"))
             shutil.copytree(os.path.join(outs[1], "sae"), os.path.join(out, "sae"))
         r = run(n, ["run", cfg] + (["--stage", "baselines"] if n > 1 else []))
-        check(r.returncode == 0, "extract -> sae -> baselines (vinterp, scripted explainer) -> intervene at %d rank(s) "
-              "exits 0 in %.1f s (%s)" % (n, time.time() - t0, r.stderr.strip()[-400:]))
+        check(r.returncode == 0, "%s at %d rank(s) exits 0 in %.1f s (%s)" % (
+            "extract -> sae -> baselines (vinterp with the scripted explainer, clip_dissect) -> intervene" if n == 1
+            else "baselines", n, time.time() - t0, r.stderr.strip()[-400:]))
         outs[n] = out
     for n in (2, 4):
         ok, why = same_outputs_baselines(outs[1], outs[n])
