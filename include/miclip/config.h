@@ -162,6 +162,8 @@ typedef struct {
     struct {
         mc_enum_list methods; /* mc_method, never miclip or random */
         char *netdissect_masks, *vinterp_descriptions; /* absolute paths or "" */
+        char *vinterp_explainer;                        /* a shell command or "" */
+        int64_t vinterp_timeout, vinterp_images;        /* seconds per unit; top images per unit */
     } baselines;
 
     struct {

@@ -714,9 +714,13 @@ static mc_status cross_checks(ctx *C, const mc_ynode *root) {
         if (m == MC_METHOD_MICLIP || m == MC_METHOD_RANDOM || m == MC_METHOD_ORACLE)
             return fail(C, node_at(root, p), k, "'%s' is not a baseline; expected one of "
                         "act_values|clip_dissect|netdissect|vinterp", mc_method_name(m));
-        if (m == MC_METHOD_VINTERP && !cfg->baselines.vinterp_descriptions[0])
-            return fail(C, node_at(root, "baselines"), "baselines.vinterp_descriptions",
-                        "missing required key (baselines.methods lists vinterp)");
+        if (m == MC_METHOD_VINTERP && !cfg->baselines.vinterp_descriptions[0] && !cfg->baselines.vinterp_explainer[0])
+            return fail(C, node_at(root, "baselines"), "baselines.vinterp.explainer",
+                        "missing required key (baselines.methods lists vinterp): set baselines.vinterp.explainer "
+                        "or baselines.vinterp.descriptions");
+        if (m == MC_METHOD_VINTERP && cfg->baselines.vinterp_descriptions[0] && cfg->baselines.vinterp_explainer[0])
+            return fail(C, node_at(root, "baselines.vinterp"), "baselines.vinterp",
+                        "set one of explainer and descriptions, not both");
     }
     for (int i = 0; i < cfg->intervene.methods.n; i++) {
         int m = cfg->intervene.methods.v[i];

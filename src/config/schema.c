@@ -245,8 +245,18 @@ const mc_schema_entry mc_schema[] = {
           "Any of `act_values`, `clip_dissect`, `netdissect`, `vinterp`. Swept."),
     PATH("baselines.netdissect_masks", "\"\"", 0, baselines.netdissect_masks,
          "Concept masks for `netdissect`, <folder>/<image stem>/<concept>.png; \"\": <root>/masks/<split> of the training dataset."),
-    PATH("baselines.vinterp_descriptions", "\"\"", 0, baselines.vinterp_descriptions,
-         "External LMM descriptions per unit for V-Interp (required by `vinterp`)."),
+    SEC("baselines.vinterp", "V-Interp: an explainer (the user's LMM) describes each unit's top-image grid; "
+                             "one of `explainer` and `descriptions` is required by `vinterp` (docs/baselines.md)."),
+    STR("baselines.vinterp.explainer", "\"\"", 0, baselines.vinterp_explainer,
+        "Shell command run once per unit as `COMMAND GRID.png MANIFEST.json` (on rank 0); the first line "
+        "of its stdout is the unit's description."),
+    PATH("baselines.vinterp.descriptions", "\"\"", 0, baselines.vinterp_descriptions,
+         "Instead of `explainer`: a JSON file {\"<kind>-<unit>\": \"text\"} (e.g. `neuron-3`, `sae-17`) "
+         "with every unit's description, produced elsewhere."),
+    INT("baselines.vinterp.timeout", "120", 1, 86400, baselines.vinterp_timeout,
+        "Seconds the explainer may take for one unit before the stage fails naming the unit."),
+    INT("baselines.vinterp.images", "9", 1, 64, baselines.vinterp_images,
+        "Top-activating training images per unit in its grid (3 per row)."),
 
     SEC("intervene", "Scaling or adding on the top-tau units of each class's concept and "
                      "measuring the per-class accuracy change (Delta-Acc)."),

@@ -52,6 +52,7 @@
 #include "stages_internal.h"
 
 #define KEY_VERSION "miclip-baselines/2"
+#define VI_KEY_VERSION "vinterp/1" /* V-Interp's part of the key (grid, explainer protocol) */
 #define BASELINE_PROMPT "{}" /* concept texts embedded bare (the CLIP-Dissect authors' code) */
 #define KEEP_SIM_MAX (1ll << 24) /* the full score matrix is stored up to this size (as describe) */
 #define IMG_CHUNK 256            /* images per activation pass */
@@ -186,7 +187,8 @@ static mc_status bl_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
     /* The concepts are embedded as the bare texts, as the CLIP-Dissect authors embed their concept
      * sets (utils.save_activations tokenizes "{}".format(word)); Act-Values reads only the texts. */
     mc_config bare = *cfg;
-    bare.align.prompt = (char *)BASELINE_PROMPT;
+    /* V-Interp compares its descriptions with the concepts as MiCLIP embeds them (align.prompt). */
+    if (task->method != MC_METHOD_VINTERP) bare.align.prompt = (char *)BASELINE_PROMPT;
     /* texts and keys only: the embeddings are read once the task is known to be incomplete */
     if (s == MC_OK) s = mc_concepts_open(c, &bare, &bt->td, &names, &bt->sets, &bt->n_sets, err);
     free(v);
@@ -214,6 +216,22 @@ static mc_status bl_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
             mc_buf_printf(&b, "netdissect=quantile:%.17g:exact-linear:bilinear-align_corners-false\nmasks=%s\n",
                           MC_NETDISSECT_QUANTILE, md);
         }
+        if (task->method == MC_METHOD_VINTERP) {
+            /* The explainer's command, or the descriptions file's contents: a new file or command
+             * gives a new store. */
+            char fh[MC_KEY_HEX] = "";
+            const char *df = cfg->baselines.vinterp_descriptions;
+            if (df[0]) {
+                char *txt = NULL;
+                size_t n = 0;
+                s = mc_read_file(df, 256u << 20, &txt, &n, err);
+                if (s == MC_OK) mc_key_of(txt, fh); /* NUL-terminated by mc_read_file */
+                free(txt);
+            }
+            mc_buf_printf(&b, "%s\nimages=%lld\nexplainer=%s\ndescriptions=%s:%s\nprompt=%s\n", VI_KEY_VERSION,
+                          (long long)cfg->baselines.vinterp_images, cfg->baselines.vinterp_explainer, df, fh,
+                          cfg->align.prompt);
+        }
         for (int k = 0; k < bt->n_kinds; k++)
             mc_buf_printf(&b, "units=%s:%s:%d%d\n", mc_unit_kind_name(bt->kinds[k].kind), bt->kinds[k].sae_key,
                           bt->kinds[k].loc, bt->kinds[k].desc);
@@ -223,6 +241,7 @@ static mc_status bl_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
         else mc_key_of(b.p, bt->key);
         mc_buf_free(&b);
     }
+    s = mc_comm_agree(c, s, err); /* the descriptions file is read by every rank */
     if (s == MC_OK &&
         !(mc_snprintf(bt->store, sizeof bt->store, "%s/baselines/%s-%.16s.h5", cfg->output_dir, task->id, bt->key) &&
           mc_snprintf(bt->tables, sizeof bt->tables, "%s/tables", cfg->output_dir)))
@@ -256,6 +275,8 @@ static void unit_rows(int64_t U, int rank, int size, int64_t *u0, int64_t *u1) {
     *u0 = b0 * MC_UNIT_BLOCK < U ? b0 * MC_UNIT_BLOCK : U;
     *u1 = b1 * MC_UNIT_BLOCK < U ? b1 * MC_UNIT_BLOCK : U;
 }
+
+void mc_baselines_unit_rows(int64_t U, int rank, int size, int64_t *u0, int64_t *u1) { unit_rows(U, rank, size, u0, u1); }
 
 /* One pass over the valid training images in index order, IMG_CHUNK at a time: the activations
  * a[n * rows] of the units [u0, u0 + rows) on the chunk's images img[n] (every rank reads every
@@ -609,6 +630,7 @@ static double report_table(mc_buf *b, const mc_task *task, const bl_task *bt, co
     const bool logits = !strcmp(task->layer, "logits") && k->kind == MC_UNIT_NEURON && k->n_units == bt->td.n_classes;
     const char *score = task->method == MC_METHOD_ACT_VALUES ? "mean activation"
                         : task->method == MC_METHOD_NETDISSECT ? "IoU"
+                        : task->method == MC_METHOD_VINTERP    ? "cosine with the unit's description"
                                                                 : "soft-WPMI";
     int64_t known = 0, hits = 0;
     if (logits)
@@ -676,10 +698,9 @@ mc_status mc_baselines_check(const mc_config *cfg, mc_error *err) {
     for (int i = 0; i < cfg->baselines.methods.n; i++) {
         int m = cfg->baselines.methods.v[i];
         if (m == MC_METHOD_NETDISSECT) MC_TRY(mc_netdissect_check(cfg, err));
-        if (m == MC_METHOD_VINTERP)
-            return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: baselines.methods: 'vinterp' is not built (it needs an LMM's "
-                           "descriptions of each unit); implemented: act_values, clip_dissect, netdissect", cfg->source_path);
-        if (m != MC_METHOD_ACT_VALUES && m != MC_METHOD_CLIP_DISSECT && m != MC_METHOD_NETDISSECT)
+        if (m == MC_METHOD_VINTERP) MC_TRY(mc_vinterp_check(cfg, err));
+        if (m != MC_METHOD_ACT_VALUES && m != MC_METHOD_CLIP_DISSECT && m != MC_METHOD_NETDISSECT &&
+            m != MC_METHOD_VINTERP)
             return MC_FAIL(err, MC_ERR_CONFIG, "%s: baselines.methods: '%s' is no baseline", cfg->source_path,
                            mc_method_name(m));
     }
@@ -700,19 +721,28 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
         bl_task_close(&bt);
         return s;
     }
-    mc_config bare = *cfg; /* the bare texts' embeddings, as bl_task_open keyed them */
-    bare.align.prompt = (char *)BASELINE_PROMPT;
+    mc_config bare = *cfg; /* the embeddings bl_task_open keyed: bare texts, V-Interp's prompted */
+    if (task->method != MC_METHOD_VINTERP) bare.align.prompt = (char *)BASELINE_PROMPT;
     s = mc_concepts_embed(c, &bare, &bt.td, bt.sets, bt.n_sets, err);
     if (s != MC_OK) {
         bl_task_close(&bt);
         return s;
     }
     const bool cd = task->method == MC_METHOD_CLIP_DISSECT, nd = task->method == MC_METHOD_NETDISSECT;
-    const bool all_sets = cd || nd; /* act_values scores the class names only */
+    const bool vi = task->method == MC_METHOD_VINTERP;
+    const bool all_sets = cd || nd || vi; /* act_values scores the class names only */
     int64_t n_valid = 0;
     for (int64_t i = 0; i < bt.td.n_img; i++) n_valid += bt.td.valid[i] != 0;
     if (n_valid == 0) s = MC_FAIL(err, MC_ERR_ARG, "%s: no valid training image", bt.td.path);
-    const int64_t top_k = cd ? (n_valid < CD_TOP_K ? n_valid : CD_TOP_K) : 0;
+    const int64_t want_k = cd ? CD_TOP_K : vi ? cfg->baselines.vinterp_images : 0;
+    const int64_t top_k = want_k < n_valid ? want_k : n_valid;
+    /* V-Interp's grids and manifests: beside the store, named like it. */
+    char vdir[MC_PATH_CAP];
+    mc_snprintf(vdir, sizeof vdir, "%.*s", (int)(strlen(bt.store) - 3), bt.store);
+    json_t *vindex = vi && c->rank == 0 ? json_array() : NULL, *vdescs = vi && c->rank == 0 ? json_object() : NULL;
+    const char *vsrc = cfg->baselines.vinterp_explainer[0] ? cfg->baselines.vinterp_explainer
+                                                           : cfg->baselines.vinterp_descriptions;
+    const char *vsrc_kind = cfg->baselines.vinterp_explainer[0] ? "explainer" : "descriptions file";
     char dir[MC_PATH_CAP];
     mc_snprintf(dir, sizeof dir, "%s/baselines", cfg->output_dir);
     if (s == MC_OK) s = mc_comm_agree(c, c->rank == 0 ? mc_mkdir_p(dir, err) : MC_OK, err);
@@ -727,9 +757,14 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
     mc_buf_printf(&report, "## seed %lld, layer `%s`, method %s\n\n%s\n", (long long)task->seed, task->layer,
                   mc_method_name(task->method),
                   cd   ? "CLIP-Dissect soft-WPMI over each unit's top images of the training set (docs/baselines.md)."
+                  : vi ? "V-Interp: each unit's description (from its top training images) scored against each "
+                         "concept by the cosine of their CLIP text embeddings (docs/baselines.md)."
                   : nd ? "Network Dissection: IoU of each unit's map above its top-0.5% quantile, upsampled to the "
                          "masks, with the concept masks of the training images (docs/baselines.md)."
                        : "Act-Values: mean activation over the training images the target predicts as each class.");
+    if (vi)
+        mc_buf_printf(&report, "\nDescriptions by the %s `%s`; grids and manifests in `%s/grids/` of the output "
+                      "folder.\n", vsrc_kind, vsrc, vdir + strlen(cfg->output_dir) + 1);
     /* The concept lists once, under both layouts (the readers of each find them). */
     for (int i = 0; s == MC_OK && i < bt.n_sets; i++) {
         if (!all_sets && !is_class_set(cfg, bt.sets[i].name)) continue;
@@ -767,6 +802,25 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
         } else if (s == MC_OK) {
             s = unit_stats_compute(c, &bt, &acts, k, sae, top_k, &us, err);
         }
+        char **vdesc = NULL;
+        float *vemb = NULL;
+        const int64_t vdim = bt.n_sets ? bt.sets[0].dim : 0;
+        if (s == MC_OK && vi)
+            s = mc_vinterp_describe(c, cfg, task, &bt.td, k->kind, k->n_units, us.u0, us.rows, us.top, top_k, vdir,
+                                    vindex, vdescs, &vdesc, &vemb, vdim, err);
+        if (s == MC_OK && vi) {
+            char g[300];
+            mc_snprintf(g, sizeof g, "vinterp/%s/descriptions", mc_unit_kind_name(k->kind));
+            s = mc_comm_agree(c, mc_store_write_strings(st, g, (const char *const *)vdesc, k->n_units, true, err), err);
+            mc_buf_printf(&report, "\n### %s: descriptions\n\n| unit | description |\n|---|---|\n",
+                          k->kind == MC_UNIT_SAE ? "SAE features" : "neurons");
+            const int64_t shown = k->n_units < 16 ? k->n_units : 16;
+            for (int64_t u = 0; u < shown; u++) mc_buf_printf(&report, "| %lld | %s |\n", (long long)u, vdesc[u]);
+            if (shown < k->n_units)
+                mc_buf_printf(&report, "\n(first %lld of %lld units; all of them in `vinterp/%s/descriptions` of the "
+                              "store and `%s/descriptions.json`)\n", (long long)shown, (long long)k->n_units,
+                              mc_unit_kind_name(k->kind), vdir + strlen(cfg->output_dir) + 1);
+        }
         for (int i = 0; s == MC_OK && i < bt.n_sets; i++) {
             const mc_concepts *cs = &bt.sets[i];
             if (!all_sets && !is_class_set(cfg, cs->name)) continue;
@@ -774,8 +828,9 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
             float *S = nd ? ndS[i] : mc_alloc_array((size_t)(us.rows * cs->n + 1), sizeof(float));
             if (nd) ndS[i] = NULL;
             s = mc_comm_agree(c, S ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
-            if (s == MC_OK && !nd) s = cd ? clip_dissect_scores(c, &bt, cs, &emb, &acts, sae, &us, S, err)
-                                          : mc_comm_agree(c, act_values_scores(&bt, cs, &us, S, err), err);
+            if (s == MC_OK && vi) mc_vinterp_scores(vemb, vdim, us.u0, us.rows, cs, S);
+            else if (s == MC_OK && !nd) s = cd ? clip_dissect_scores(c, &bt, cs, &emb, &acts, sae, &us, S, err)
+                                               : mc_comm_agree(c, act_values_scores(&bt, cs, &us, S, err), err);
             if (s == MC_OK && bt.set_loc[i] && k->loc)
                 s = write_localize(c, task, &bt, st, cs, k, &us, S,
                                    cfg->localize.tau < k->n_units ? cfg->localize.tau : k->n_units, err);
@@ -784,11 +839,37 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
                                    &report, err);
             free(S);
         }
+        mc_strings_free(&vdesc, k->n_units);
+        free(vemb);
         for (int i = 0; ndS && i < bt.n_sets; i++) free(ndS[i]);
         free(ndS), free(use);
         unit_stats_free(&us);
         mc_sae_free(&sae); /* CLIP-Dissect's second pass encodes again */
     }
+    /* V-Interp's index of every unit (grid, manifest, images, description) and the descriptions in
+     * the format baselines.vinterp.descriptions reads. */
+    if (s == MC_OK && vi) {
+        mc_status ws = MC_OK;
+        if (c->rank == 0) {
+            char path[MC_PATH_CAP];
+            json_t *m = json_pack("{s:s, s:s, s:s, s:i, s:O}", "method", "vinterp", vsrc_kind[0] == 'e' ? "explainer"
+                                  : "descriptions", vsrc, "layer", task->layer, "seed", (json_int_t)task->seed,
+                                  "units", vindex);
+            char *txt = m ? json_dumps(m, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
+            mc_snprintf(path, sizeof path, "%s/manifest.json", vdir);
+            ws = txt ? mc_write_text_file(path, txt, strlen(txt), err) : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+            free(txt);
+            json_decref(m);
+            txt = ws == MC_OK ? json_dumps(vdescs, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
+            mc_snprintf(path, sizeof path, "%s/descriptions.json", vdir);
+            if (ws == MC_OK)
+                ws = txt ? mc_write_text_file(path, txt, strlen(txt), err) : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+            free(txt);
+        }
+        s = mc_comm_agree(c, ws, err);
+    }
+    json_decref(vindex);
+    json_decref(vdescs);
     /* The task's section of report/baselines.md (the report stage assembles the file), before the
      * store is marked complete. */
     if (s == MC_OK) {
@@ -816,6 +897,13 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
                                                           {"clip_dissect_p_start", CD_P_START},
                                                           {"clip_dissect_p_end", CD_P_END}};
         for (size_t i = 0; s == MC_OK && i < sizeof hp / sizeof hp[0]; i++) s = mc_store_set_attr_f64(st, "/", hp[i].k, hp[i].v, err);
+    }
+    if (s == MC_OK && vi) {
+        s = mc_store_set_attr_str(st, "/", cfg->baselines.vinterp_explainer[0] ? "vinterp_explainer"
+                                                                               : "vinterp_descriptions", vsrc, err);
+        if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "vinterp_dir", vdir, err);
+        if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", "vinterp_images", top_k, err);
+        if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "vinterp_prompt", cfg->align.prompt, err);
     }
     if (s == MC_OK && nd) {
         char md[MC_PATH_CAP];

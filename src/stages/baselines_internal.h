@@ -8,12 +8,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "miclip/comm.h"
 #include "miclip/config.h"
 #include "miclip/stages.h"
 #include "method/acts.h"
 #include "method/concepts.h"
 #include "method/train_data.h"
+#include "method/units.h"
 
 /* NetDissect-Lite's settings.QUANTILE: a unit's threshold is its top-0.5% activation. */
 #define MC_NETDISSECT_QUANTILE 0.005
@@ -43,5 +46,26 @@ mc_status mc_netdissect_check(const mc_config *cfg, mc_error *err);
 mc_status mc_netdissect_iou(const mc_comm *c, const mc_config *cfg, const mc_train_data *td, mc_acts *acts,
                             int64_t u0, int64_t rows, const mc_concepts *sets, int n_sets, const bool *use, float **S,
                             mc_error *err);
+
+/* Local. The unit rows [u0, u1) rank `rank` of `size` owns: whole blocks of MC_UNIT_BLOCK. */
+void mc_baselines_unit_rows(int64_t U, int rank, int size, int64_t *u0, int64_t *u1);
+
+/* --- vinterp.c --- */
+/* Local. What vinterp refuses before any work: neither explainer nor descriptions, or a
+ * descriptions file that does not exist (one line naming the key). */
+mc_status mc_vinterp_check(const mc_config *cfg, mc_error *err);
+/* Collective. V-Interp's descriptions of the U units of one kind: top[rows * k] is this rank's
+ * units' top images (activation descending). Rank 0 writes dir/grids/<kind>-<u>.png and .json,
+ * runs baselines.vinterp.explainer once per unit (or reads baselines.vinterp.descriptions), adds
+ * each unit's entry to index (a JSON array) and descs (an object) and embeds the texts with the
+ * CLIP text tower (no prompt, L2-normalised). Every rank gets *desc [U] (mc_strings_free) and
+ * *emb [U * dim] (free). */
+mc_status mc_vinterp_describe(const mc_comm *c, const mc_config *cfg, const mc_task *task, const mc_train_data *td,
+                              int kind, int64_t U, int64_t u0, int64_t rows, const mc_scored *top, int64_t k,
+                              const char *dir, json_t *index, json_t *descs, char ***desc, float **emb,
+                              int64_t dim, mc_error *err);
+/* Local. S[rows x cs->n] = cosine of the description embeddings emb[(u0 + u) * dim] (unit rows)
+ * with the concept embeddings of cs. */
+void mc_vinterp_scores(const float *emb, int64_t dim, int64_t u0, int64_t rows, const mc_concepts *cs, float *S);
 
 #endif

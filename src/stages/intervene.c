@@ -311,10 +311,6 @@ static void random_units(int64_t seed, int64_t C, int kind, int64_t n_units, int
 mc_status mc_intervene_check(const mc_config *cfg, mc_error *err) {
     for (int i = 0; i < cfg->intervene.methods.n; i++) {
         int m = cfg->intervene.methods.v[i];
-        if (m == MC_METHOD_VINTERP)
-            return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: intervene.methods: '%s' localizes units with a baseline that "
-                           "is not built (use miclip, act_values, clip_dissect, netdissect, random or oracle)",
-                           cfg->source_path, mc_method_name(m));
         if (m == MC_METHOD_NETDISSECT)
             for (int k = 0; k < cfg->intervene.units.n; k++)
                 if (cfg->intervene.units.v[k] == MC_UNIT_SAE)
@@ -325,7 +321,8 @@ mc_status mc_intervene_check(const mc_config *cfg, mc_error *err) {
             return MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.oracle_candidates (%lld) is below intervene.tau (%lld): "
                            "the oracle picks tau units among the candidates", cfg->source_path,
                            (long long)cfg->intervene.oracle_candidates, (long long)cfg->intervene.tau);
-        if ((m == MC_METHOD_ACT_VALUES || m == MC_METHOD_CLIP_DISSECT || m == MC_METHOD_NETDISSECT) &&
+        if ((m == MC_METHOD_ACT_VALUES || m == MC_METHOD_CLIP_DISSECT || m == MC_METHOD_NETDISSECT ||
+             m == MC_METHOD_VINTERP) &&
             !mc_config_has_stage(cfg, MC_STAGE_BASELINES))
             return MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.methods lists %s, which reads the baselines stage's output; "
                            "add baselines to 'stages'", cfg->source_path, mc_method_name(m));

@@ -383,6 +383,15 @@ static mc_status table3_add(section *t3, const results *r, bool add_mu, mc_error
 /* Table 2's reference line: the clean accuracy of each dataset (the mean over the records, one
  * prefix per dataset), the headroom it leaves removal and enhancement, and what the reference rows
  * (random, oracle) are. */
+/* Where V-Interp rows appear: which explainer (or file) wrote the descriptions behind them. */
+static void vinterp_note(mc_buf *b, const mc_config *cfg) {
+    mc_buf_printf(b, " Rows `vinterp`: V-Interp's units, ranked by the CLIP text cosine of their descriptions with "
+                  "the class, the descriptions by the %s `%s`.",
+                  cfg->baselines.vinterp_explainer[0] ? "explainer" : "descriptions file",
+                  cfg->baselines.vinterp_explainer[0] ? cfg->baselines.vinterp_explainer
+                                                      : cfg->baselines.vinterp_descriptions);
+}
+
 static void table2_reference(mc_buf *b, const mc_config *cfg, const results *r, bool unseen) {
     const char *splits[2] = {"eval", "unseen"};
     int shown = 0;
@@ -400,9 +409,11 @@ static void table2_reference(mc_buf *b, const mc_config *cfg, const results *r, 
                       shown++ ? "; " : " Clean accuracy: ", splits[d], acc, acc, 100.0 - acc);
     }
     if (shown) mc_buf_printf(b, ".");
-    bool rnd = false, orc = false;
+    bool rnd = false, orc = false, vi = false;
     for (int i = 0; i < cfg->intervene.methods.n; i++)
-        rnd |= cfg->intervene.methods.v[i] == MC_METHOD_RANDOM, orc |= cfg->intervene.methods.v[i] == MC_METHOD_ORACLE;
+        rnd |= cfg->intervene.methods.v[i] == MC_METHOD_RANDOM, orc |= cfg->intervene.methods.v[i] == MC_METHOD_ORACLE,
+            vi |= cfg->intervene.methods.v[i] == MC_METHOD_VINTERP;
+    if (vi) vinterp_note(b, cfg);
     if (rnd) mc_buf_printf(b, " Reference row `random`: %lld random units per class.", (long long)cfg->intervene.tau);
     if (orc)
         mc_buf_printf(b, " Reference row `oracle`: the %lld units whose single x0 removal lowers class c's mean "
@@ -508,6 +519,12 @@ static mc_status intervention_summary(const mc_config *cfg, const results *r, mc
                   "clean acc (%%) |\n|---|---|---|---|---|---|---|---|---|---|\n", cfg->name,
                   (long long)cfg->intervene.tau, cfg->intervene.layer);
     summary_rows(&b, r, 4, false);
+    for (int i = 0; i < cfg->intervene.methods.n; i++)
+        if (cfg->intervene.methods.v[i] == MC_METHOD_VINTERP) {
+            mc_buf_printf(&b, "\n");
+            vinterp_note(&b, cfg);
+            mc_buf_printf(&b, "\n");
+        }
     mc_buf_printf(&b, "\n## Per task\n");
     mc_status s = task_sections(cfg, MC_STAGE_INTERVENE, "interventions", &b, err);
     if (s == MC_OK) s = write_summary(cfg, "interventions.md", &b, err);

@@ -25,9 +25,19 @@ trained tiny ViT and CLIP (experiments/world/{vit,clip}): extract -> sae -> base
   test_baselines.py intervene  intervene with act_values and clip_dissect (neurons and SAE
                                features, beta 0, eval): each class's units are the baselines
                                store's top units of the class's concept; records name the method
-  test_baselines.py bad        vinterp in baselines.methods: one error line, exit 1 on
-                               every rank, before any work; a missing extract store and a missing
-                               SAE name the stage to run; intervene without the baselines output
+  test_baselines.py bad        a missing extract store and a missing SAE name the stage to run;
+                               intervene without the baselines output (one error line, exit 1 on
+                               every rank)
+  test_baselines.py vinterp    V-Interp with the scripted explainer tests/baselines/
+                               vinterp_explainer.sh (the majority predicted class of a unit's top
+                               images) at 1, 2 and 4 ranks: outputs, grids and manifests equal;
+                               each neuron's manifest lists its numpy top-9 images; the stored
+                               descriptions are the explainer's first lines; the cosines and the
+                               unit and concept rankings equal numpy's from the descriptions' CLIP
+                               text embeddings; intervene edits V-Interp's units; the reports name
+                               the explainer; the same descriptions from a JSON file give the same
+                               store; failing explainers (non-zero exit, no output, timeout) and
+                               bad descriptions files give one error line on both ranks
 Prints 'N passed, N failed'; exit 0 only when all pass."""
 import glob
 import json
@@ -46,7 +56,7 @@ SRC = os.environ.get("MICLIP_SOURCE_DIR", os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(SRC, "tests", "stages"))
 import fixture  # noqa: E402
 from fixture import check  # noqa: E402
-from test_method import file_states, h5_datasets, same_outputs  # noqa: E402
+from test_method import file_states, h5_datasets, same_outputs, strings  # noqa: E402
 
 VIT = os.path.join(SRC, "experiments", "world", "vit")
 CLIP = os.path.join(SRC, "experiments", "world", "clip")
@@ -445,15 +455,7 @@ def one_error(r, want, what):
 def test_bad(tmp):
     world = make_world(os.path.join(tmp, "world"), 2, val=1)
     out = os.path.join(tmp, "out")
-    # netdissect is built: its refusals are tests/baselines/test_netdissect.py's `bad` part
-    for m, extra, why in (("vinterp", "baselines: {methods: [vinterp], vinterp_descriptions: /nonexistent}",
-                           "descriptions"),):
-        cfg = os.path.join(tmp, "%s.yaml" % m)
-        write_config(cfg, world, out, methods="[act_values]")
-        txt = open(cfg).read().replace("baselines: {methods: [act_values]}", extra)
-        open(cfg, "w").write(txt)
-        one_error(bad_run(2, ["run", cfg]), ["baselines.methods", m, why, "not built"], "%s in baselines.methods" % m)
-        check(not os.path.exists(out), "%s: refused before any work (no output folder)" % m)
+    # netdissect's and vinterp's refusals are test_netdissect.py's `bad` part and the `vinterp` part
     cfg = os.path.join(tmp, "stages.yaml")
     write_config(cfg, world, out)
     one_error(bad_run(2, ["run", cfg, "--stage", "baselines"]), ["extract stage", "training activations"],
@@ -470,6 +472,204 @@ def test_bad(tmp):
               "intervene (clip_dissect) before baselines")
 
 
+EXPLAINER = os.path.join(HERE, "vinterp_explainer.sh")
+VI_SAE = 260
+
+
+def majority(manifest):
+    """The scripted explainer's answer, recomputed: the most frequent predicted class of the
+    unit's top images, ties to the smallest in byte order."""
+    n = {}
+    for im in manifest["images"]:
+        n[im["prediction"]] = n.get(im["prediction"], 0) + 1
+    best = max(n.values())
+    return sorted((c for c, k in n.items() if k == best), key=lambda c: c.encode())[0]
+
+
+def tie_aware_order_ok(ref, groups, got_idx, tau, tol):
+    """ref [rows, U]: numpy's scores; groups[u]: the unit's description (equal texts give equal
+    embeddings, so exact ties, broken by unit index). The stored top-tau list must equal numpy's
+    (score descending, index ascending) ranking in every row where scores of different texts at
+    the top tau+1 differ by more than tol. Returns (bad, checked)."""
+    bad = checked = 0
+    for i in range(ref.shape[0]):
+        r = ref[i]
+        order = np.lexsort((np.arange(len(r)), -r))
+        near = any(groups[order[q]] != groups[order[q + 1]] and abs(r[order[q]] - r[order[q + 1]]) <= tol
+                   for q in range(min(tau, len(r) - 1)))
+        if near:
+            continue
+        checked += 1
+        bad += not np.array_equal(order[:tau], got_idx[i])
+    return bad, checked
+
+
+def vinterp_config(cfg, world, out, extra_bl="", stages="[extract, sae, baselines, intervene, report]"):
+    write_config(cfg, world, out, stages=stages, layers='["3"]', eval_set=True, methods="[vinterp, clip_dissect]",
+                 extra="intervene: {layer: \"3\", tau: 5, methods: [vinterp], units: [neuron, sae], "
+                       "modes: [scale], betas: [0.0], datasets: [eval], batch_size: 8}")
+    # 260 SAE features: two unit blocks (2 and 4 ranks split them), fewer explainer calls than 520
+    txt = open(cfg).read().replace("baselines: {methods: [vinterp, clip_dissect]}",
+                                   "baselines: {methods: [vinterp, clip_dissect], vinterp: {%s}}" % extra_bl)
+    txt = txt.replace("features: 520", "features: %d" % VI_SAE)
+    open(cfg, "w").write(txt)
+
+
+def same_outputs_baselines(a, b):
+    """same_outputs on the baselines stores, tables and report sections only."""
+    ta, tb = os.path.join(a, "_cmp"), os.path.join(b, "_cmp")
+    for src, dst in ((a, ta), (b, tb)):
+        shutil.rmtree(dst, ignore_errors=True)
+        os.makedirs(dst)
+        for sub in ("baselines", "tables", os.path.join("report", "baselines")):
+            if os.path.isdir(os.path.join(src, sub)):
+                shutil.copytree(os.path.join(src, sub), os.path.join(dst, sub),
+                                ignore=shutil.ignore_patterns("grids", "*.json", "intervene-*"))
+    r = same_outputs(ta, tb)
+    shutil.rmtree(ta), shutil.rmtree(tb)
+    return r
+
+
+def test_vinterp(tmp):
+    world = make_world(os.path.join(tmp, "world"), 8, val=2)
+    outs = {}
+    for n in (1, 2, 4):
+        out = os.path.join(tmp, "ranks%d" % n)
+        cfg = os.path.join(tmp, "ranks%d.yaml" % n)
+        vinterp_config(cfg, world, out, "explainer: \"%s\"" % EXPLAINER)
+        t0 = time.time()
+        if n > 1:  # the same extraction and SAE (checked bitwise by the `ranks` part); baselines on
+            shutil.copytree(os.path.join(outs[1], "extract"), os.path.join(out, "extract"))
+            shutil.copytree(os.path.join(outs[1], "sae"), os.path.join(out, "sae"))
+        r = run(n, ["run", cfg] + (["--stage", "baselines"] if n > 1 else []))
+        check(r.returncode == 0, "%s at %d rank(s) exits 0 in %.1f s (%s)" % (
+            "extract -> sae -> baselines (vinterp with the scripted explainer, clip_dissect) -> intervene" if n == 1
+            else "baselines", n, time.time() - t0, r.stderr.strip()[-400:]))
+        outs[n] = out
+    for n in (2, 4):
+        ok, why = same_outputs_baselines(outs[1], outs[n])
+        check(ok, "%d-rank baselines stores, tables and reports equal the 1-rank ones bitwise %s" % (n, why))
+        a = sorted(glob.glob(os.path.join(outs[1], "baselines", "*vinterp*", "**", "*.*"), recursive=True))
+        b = sorted(glob.glob(os.path.join(outs[n], "baselines", "*vinterp*", "**", "*.*"), recursive=True))
+        same = [os.path.relpath(x, outs[1]) for x in a] == [os.path.relpath(y, outs[n]) for y in b] and all(
+            open(x, "rb").read().replace(outs[1].encode(), b"OUT") == open(y, "rb").read().replace(outs[n].encode(), b"OUT")
+            for x, y in zip(a, b))
+        check(same and len(a) > 0, "%d ranks: the %d grid PNGs, manifests and descriptions equal the 1-rank ones" %
+              (n, len(a)))
+    out = outs[1]
+    st = bl_store(out, "baselines-s0-l3-vinterp")
+    train = sorted(glob.glob(os.path.join(out, "extract", "train-*.h5")))[0]
+    with h5py.File(train, "r") as f:
+        pred, valid = f["target/predictions"][()], f["images/valid"][()].astype(bool)
+        a3 = f["acts/3"][()].astype(np.float64)
+    with h5py.File(st, "r") as f:
+        attrs = dict(f.attrs)
+        descs = {k: [x for x in strings(f, "vinterp/%s/descriptions" % k)] for k in ("neuron", "sae")}
+        sim = {(k, cs): f["describe/%s/%s/sim" % (cs, k)][()].astype(np.float64)
+               for k in ("neuron", "sae") for cs in ("classes", "world")}
+        tu = {(k, cs): f["localize/%s/%s/top_units" % (cs, k)][()] for k in ("neuron", "sae") for cs in ("classes", "world")}
+        tc = {(k, cs): f["describe/%s/%s/top_concepts" % (cs, k)][()] for k in ("neuron", "sae") for cs in ("classes", "world")}
+        class_texts = strings(f, "localize/classes/concepts")
+    check(attrs.get("vinterp_explainer") == EXPLAINER and attrs.get("method") == "vinterp" and
+          attrs.get("vinterp_images") == 9, "the store names the explainer, the method and 9 images per unit")
+    vdir = attrs["vinterp_dir"]
+    # Grids and manifests: one per unit; the manifest's images are the unit's top 9 training
+    # images by activation (numpy, on the stored layer-3 vectors for neurons), and the description
+    # is the scripted explainer's answer recomputed from the manifest.
+    bad_top = bad_desc = bad_png = 0
+    av = np.where(valid)[0]
+    for k, U in (("neuron", a3.shape[1]), ("sae", VI_SAE)):
+        check(len(descs[k]) == U, "%s: %d descriptions stored" % (k, U))
+        for u in range(U):
+            m = json.load(open(os.path.join(vdir, "grids", "%s-%d.json" % (k, u))))
+            png = open(os.path.join(vdir, "grids", "%s-%d.png" % (k, u)), "rb").read(8)
+            bad_png += png != b"\x89PNG\r\n\x1a\n" or m["grid"] != os.path.join(vdir, "grids", "%s-%d.png" % (k, u))
+            bad_desc += majority(m) != descs[k][u]
+            if k == "neuron":
+                v = a3[av, u]
+                order = av[np.lexsort((av, -v))][:9]
+                got = [im["index"] for im in m["images"]]
+                acts = np.array([im["activation"] for im in m["images"]])
+                bad_top += not (got == order.tolist() and np.allclose(acts, a3[order, u], rtol=1e-6, atol=1e-6))
+    check(bad_png == 0, "every unit has a PNG grid and a manifest naming it")
+    check(bad_desc == 0, "every stored description is the explainer's first line (the majority class of the "
+          "manifest's images)")
+    check(bad_top == 0, "every neuron's manifest lists its top 9 training images and activations (numpy)")
+    idx = json.load(open(os.path.join(vdir, "manifest.json")))
+    dj = json.load(open(os.path.join(vdir, "descriptions.json")))
+    check(idx["explainer"] == EXPLAINER and len(idx["units"]) == a3.shape[1] + VI_SAE and
+          dj == {"%s-%d" % (k, u): descs[k][u] for k in descs for u in range(len(descs[k]))},
+          "manifest.json indexes every unit and names the explainer; descriptions.json holds every description")
+    # Scores and rankings from the CLIP text embeddings: the descriptions are class names, whose
+    # bare text embeddings the concept cache holds (clip_dissect embeds the bare texts); the
+    # concepts are embedded with align.prompt (the default "a photo of a {}.").
+    bare = norm_rows(concept_embeds(out, "classes", "{}"))
+    cls = {t: i for i, t in enumerate(class_texts)}
+    for k in ("neuron", "sae"):
+        D = norm_rows(np.stack([bare[cls[d]] for d in descs[k]]))
+        for cs in ("classes", "world"):
+            ref = D @ norm_rows(concept_embeds(out, cs, "a photo of a {}.")).T
+            err = np.abs(ref - sim[(k, cs)]).max()
+            check(err < 1e-5, "%s %s: stored cosines equal numpy's from the text embeddings (max err %.1e)" % (k, cs, err))
+            b1, n1 = tie_aware_order_ok(ref.T, descs[k], tu[(k, cs)], 5, 1e-5)
+            check(b1 == 0 and n1 > 0, "%s %s: top-5 units per concept equal numpy's ranking (%d of %d concepts differ)"
+                  % (k, cs, b1, n1))
+            b2, n2 = tie_aware_order_ok(ref, [0] * ref.shape[1], tc[(k, cs)], 4, 1e-5)
+            check(b2 == 0 and n2 > 0, "%s %s: top-4 concepts per unit equal numpy's (%d of %d differ)" % (k, cs, b2, n2))
+    # intervene edits V-Interp's units; the report names the explainer.
+    iv = sorted(glob.glob(os.path.join(out, "intervene", "intervene-s0-l3-vinterp-scale-b0-*.h5")))
+    check(len(iv) == 1, "intervene ran with method vinterp")
+    if iv:
+        with h5py.File(iv[0], "r") as f:
+            for k in ("neuron", "sae"):
+                check(np.array_equal(f["eval/%s/units" % k][()], tu[(k, "classes")][:, :5]),
+                      "intervene %s: class c's units are V-Interp's top 5 units of concept c" % k)
+    rep = open(os.path.join(out, "report", "baselines.md")).read()
+    check(EXPLAINER in rep, "report/baselines.md names the explainer")
+    irep = open(os.path.join(out, "report", "interventions.md")).read()
+    check("| vinterp |" in irep and EXPLAINER in irep, "report/interventions.md lists vinterp and names the explainer")
+    # The same descriptions from a JSON file: the same rankings (a new store: the key names the file).
+    djf = os.path.join(tmp, "descs.json")
+    json.dump(dj, open(djf, "w"))
+    out2 = os.path.join(tmp, "file")
+    cfg = os.path.join(tmp, "file.yaml")
+    vinterp_config(cfg, world, out2, "descriptions: %s" % djf)
+    shutil.copytree(os.path.join(out, "extract"), os.path.join(out2, "extract"))
+    shutil.copytree(os.path.join(out, "sae"), os.path.join(out2, "sae"))
+    r = run(2, ["run", cfg, "--stage", "baselines"])
+    check(r.returncode == 0, "baselines with baselines.vinterp.descriptions exits 0 (%s)" % r.stderr.strip()[-300:])
+    s2 = bl_store(out2, "baselines-s0-l3-vinterp")
+    if s2:
+        with h5py.File(s2, "r") as f, h5py.File(st, "r") as g:
+            same = all(np.array_equal(f[n][()], g[n][()]) for n in h5_datasets(g))
+            check(same and f.attrs["vinterp_descriptions"] == djf,
+                  "the descriptions file gives the same store datasets and the store names the file")
+        check(djf in open(os.path.join(out2, "report", "baselines", "baselines-s0-l3-vinterp.md")).read(),
+              "the report section names the descriptions file")
+    # Failing explainers: one error line naming the unit and the command, non-zero exit on both ranks.
+    for cmd, why in (("false", "exited with status 1"), ("true", "printed no description"),
+                     ("sleep 20; echo x", "took more than")):
+        out3 = os.path.join(tmp, "fail")
+        shutil.rmtree(out3, ignore_errors=True)
+        shutil.copytree(os.path.join(out, "extract"), os.path.join(out3, "extract"))
+        shutil.copytree(os.path.join(out, "sae"), os.path.join(out3, "sae"))
+        cfg = os.path.join(tmp, "fail.yaml")
+        vinterp_config(cfg, world, out3, "explainer: \"%s\", timeout: 1" % cmd)
+        t0 = time.time()
+        one_error(bad_run(2, ["run", cfg, "--stage", "baselines"]), ["V-Interp neuron-0", cmd, why],
+                  "explainer '%s'" % cmd)
+        check(time.time() - t0 < 15, "explainer '%s': the run ends promptly (%.1f s)" % (cmd, time.time() - t0))
+    bad = os.path.join(tmp, "bad.json")
+    json.dump({"neuron-0": "x"}, open(bad, "w"))
+    for extra, want in (("descriptions: %s" % bad, [bad, "neuron-1", "baselines.vinterp.descriptions"]),
+                        ("descriptions: /nonexistent.json", ["/nonexistent.json", "baselines.vinterp.descriptions"]),
+                        ("", ["baselines.vinterp.explainer", "missing"]),
+                        ("descriptions: %s, explainer: \"true\"" % bad, ["baselines.vinterp", "not both"])):
+        cfg = os.path.join(tmp, "fail.yaml")
+        vinterp_config(cfg, world, out3, extra)
+        one_error(bad_run(2, ["run", cfg, "--stage", "baselines"]), want, "vinterp with {%s}" % extra)
+
+
 def main():
     what = sys.argv[1]
     tmp = os.path.abspath("baselines_" + what)
@@ -478,7 +678,8 @@ def main():
     if not (os.path.exists(os.path.join(VIT, "model.safetensors")) and os.path.exists(os.path.join(CLIP, "model.safetensors"))):
         check(False, "the trained tiny models exist under experiments/world")
         return fixture.summary()
-    {"ranks": test_ranks, "ref": test_ref, "world": test_world, "intervene": test_intervene, "bad": test_bad}[what](tmp)
+    {"ranks": test_ranks, "ref": test_ref, "world": test_world, "intervene": test_intervene, "bad": test_bad,
+     "vinterp": test_vinterp}[what](tmp)
     return fixture.summary()
 
 
