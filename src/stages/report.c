@@ -1261,21 +1261,12 @@ static mc_status inputs_record(const mc_comm *c, const mc_config *cfg, mc_error 
 
 enum { CONV_EPOCHS, CONV_BEST, CONV_HLOSS, CONV_HACC, CONV_TACC, CONV_N };
 
-static void mean_std(const double *v, int n, double *mean, double *sd) {
-    double m = 0, q = 0;
-    int k = 0;
-    for (int i = 0; i < n; i++)
-        if (!isnan(v[i])) m += v[i], k++;
-    m = k ? m / k : NAN;
-    for (int i = 0; i < n; i++)
-        if (!isnan(v[i])) q += (v[i] - m) * (v[i] - m);
-    *mean = m;
-    *sd = k > 1 ? sqrt(q / (k - 1)) : NAN;
-}
-
 static void conv_cell(mc_buf *b, const double *v, int n, int dec, bool pct) {
-    double m, sd;
-    mean_std(v, n, &m, &sd);
+    double x[64]; /* the seeds that have the value (n/a rows are skipped) */
+    int k = 0;
+    for (int i = 0; i < n && k < 64; i++)
+        if (!isnan(v[i])) x[k++] = v[i];
+    const double m = mc_stats_mean(x, k), sd = mc_stats_sd(x, k);
     const double f = pct ? 100.0 : 1.0;
     if (isnan(m)) mc_buf_printf(b, " n/a |");
     else if (isnan(sd)) mc_buf_printf(b, " %.*f%s |", dec, m * f, pct ? "%" : "");
