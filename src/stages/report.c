@@ -452,16 +452,15 @@ static void table4_note(mc_buf *b, const mc_config *cfg, const section *t4) {
         for (int i = 0; i < cfg->intervene.modes.n; i++) scale |= cfg->intervene.modes.v[i] == MC_MODE_SCALE;
         for (int i = 0; i < cfg->intervene.betas.n; i++) b_ok |= cfg->intervene.betas.v[i] == beta;
         mc_buf_printf(b, " Column `%s` is empty (--): ", t4_cols[c]);
-        if (!ds && want_ds == MC_EVAL_SET_UNSEEN)
-            mc_buf_printf(b, "intervene.datasets lacks `unseen`, so this run has no unseen half (the paper's DTD "
-                          "half; experiments/world-clip.yaml runs it with the CLIP target and writes its own "
-                          "Table 4).");
-        else if (!ds)
-            mc_buf_printf(b, "intervene.datasets lacks `eval`, so this run has no seen half (experiments/world.yaml "
-                          "runs it).");
-        else if (!scale || !b_ok)
-            mc_buf_printf(b, "intervene.modes/betas has no scale x%g edit.", beta);
-        else mc_buf_printf(b, "no records (the dataset has none of the target's classes).");
+        if (ds && (!scale || !b_ok)) mc_buf_printf(b, "intervene.modes/betas has no scale x%g edit.", beta);
+        else if (want_ds == MC_EVAL_SET_UNSEEN)
+            mc_buf_printf(b, "this run has no unseen half (%s); the paper's DTD half needs a target that classifies "
+                          "the unseen classes, a CLIP target zero-shot, as experiments/world-clip.yaml, which writes "
+                          "its own Table 4.", ds ? "the `unseen` dataset has none of the target's classes"
+                                                 : "intervene.datasets lacks `unseen`");
+        else
+            mc_buf_printf(b, "this run has no seen half (%s); on the tiny world experiments/world.yaml runs it.",
+                          ds ? "the `eval` dataset has none of the target's classes" : "intervene.datasets lacks `eval`");
     }
 }
 
