@@ -439,28 +439,35 @@ static mc_status table4_add(section *t4, const mc_config *cfg, const results *r,
     return MC_OK;
 }
 
-/* Table 4's note: why a column has no value (the config does not run that edit or dataset). */
+/* Table 4's note: why a half (seen / unseen) or a column has no value (the config does not run
+ * that dataset or edit, or the target cannot classify the dataset's classes). */
 static void table4_note(mc_buf *b, const mc_config *cfg, const section *t4) {
-    for (int c = 0; c < 4; c++) {
-        bool any = false;
-        for (int i = 0; i < t4->n_recs; i++) any |= t4->recs[i].col == c;
-        if (any) continue;
-        const int want_ds = c < 2 ? MC_EVAL_SET_EVAL : MC_EVAL_SET_UNSEEN;
-        const double beta = c % 2 ? 0 : 2;
-        bool ds = false, scale = false, b_ok = false;
+    for (int h = 0; h < 2; h++) {
+        bool any[2] = {false, false};
+        for (int i = 0; i < t4->n_recs; i++)
+            if (t4->recs[i].col / 2 == h) any[t4->recs[i].col % 2] = true;
+        if (any[0] && any[1]) continue;
+        const int want_ds = h ? MC_EVAL_SET_UNSEEN : MC_EVAL_SET_EVAL;
+        bool ds = false, scale = false;
         for (int i = 0; i < cfg->intervene.datasets.n; i++) ds |= cfg->intervene.datasets.v[i] == want_ds;
         for (int i = 0; i < cfg->intervene.modes.n; i++) scale |= cfg->intervene.modes.v[i] == MC_MODE_SCALE;
-        for (int i = 0; i < cfg->intervene.betas.n; i++) b_ok |= cfg->intervene.betas.v[i] == beta;
-        mc_buf_printf(b, " Column `%s` is empty (--): ", t4_cols[c]);
-        if (ds && (!scale || !b_ok)) mc_buf_printf(b, "intervene.modes/betas has no scale x%g edit.", beta);
-        else if (want_ds == MC_EVAL_SET_UNSEEN)
-            mc_buf_printf(b, "this run has no unseen half (%s); the paper's DTD half needs a target that classifies "
-                          "the unseen classes, a CLIP target zero-shot, as experiments/world-clip.yaml, which writes "
-                          "its own Table 4.", ds ? "the `unseen` dataset has none of the target's classes"
-                                                 : "intervene.datasets lacks `unseen`");
+        if (any[0] || any[1]) { /* one edit is missing */
+            const int e = any[0] ? 1 : 0;
+            mc_buf_printf(b, " Column `%s` is empty (--): intervene.modes/betas has no scale x%d edit.",
+                          t4_cols[2 * h + e], e ? 0 : 2);
+            continue;
+        }
+        const char *why = !ds ? (h ? "intervene.datasets lacks `unseen`" : "intervene.datasets lacks `eval`")
+                          : !scale ? "intervene.modes lacks `scale`"
+                          : h ? "the `unseen` dataset has none of the target's classes"
+                              : "the `eval` dataset has none of the target's classes";
+        if (h)
+            mc_buf_printf(b, " The unseen columns are empty (--): %s, so this run has no unseen half (the paper's "
+                          "DTD half; a CLIP target classifies unseen classes zero-shot, as "
+                          "experiments/world-clip.yaml, which writes its own Table 4).", why);
         else
-            mc_buf_printf(b, "this run has no seen half (%s); on the tiny world experiments/world.yaml runs it.",
-                          ds ? "the `eval` dataset has none of the target's classes" : "intervene.datasets lacks `eval`");
+            mc_buf_printf(b, " The seen columns are empty (--): %s, so this run has no seen half (on the tiny world "
+                          "experiments/world.yaml runs it).", why);
     }
 }
 
