@@ -168,6 +168,7 @@ typedef struct {
 
     struct {
         mc_enum_list methods;  /* mc_method */
+        mc_enum_list variants; /* mc_variant: miclip's E_n variants (resolved: never empty) */
         mc_enum_list units;    /* mc_unit_kind */
         mc_enum_list modes;    /* mc_mode */
         mc_f64_list betas;
@@ -243,7 +244,7 @@ typedef struct {
     int index;         /* 0-based position within the stage's list: SLURM_ARRAY_TASK_ID */
     int64_t seed;
     const char *layer; /* borrowed from the config; NULL when the stage has no layer axis */
-    int variant;       /* mc_variant, or -1 */
+    int variant;       /* mc_variant, or -1 (intervene: -1 is the first of align.variants) */
     int method;        /* mc_method, or -1 */
     int mode;          /* mc_mode, or -1 */
     double beta;       /* intervene only */
@@ -258,7 +259,9 @@ typedef struct {
  *   localize   seeds x extract.layers x align.variants
  *   describe   seeds x extract.layers x align.variants
  *   baselines  seeds x extract.layers x baselines.methods
- *   intervene  seeds x intervene.methods x intervene.modes x intervene.betas (layer = intervene.layer)
+ *   intervene  seeds x intervene.methods (miclip: x intervene.variants) x intervene.modes x
+ *              intervene.betas (layer = intervene.layer; a miclip task of the first of
+ *              align.variants has variant -1, so its id and key are those without the axis)
  *   report     one task
  * A stage not in cfg->stages has no tasks. *tasks is malloc'd (free with mc_tasks_free); the
  * tasks borrow strings from cfg, which must outlive them. */

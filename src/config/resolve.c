@@ -732,6 +732,21 @@ static mc_status cross_checks(ctx *C, const mc_ynode *root) {
                         mc_method_name(m));
         }
     }
+    /* miclip's E_n variants: each one that align trains; none listed means the first. */
+    mc_enum_list *iv = &cfg->intervene.variants;
+    for (int i = 0; i < iv->n; i++)
+        if (!has_enum(&cfg->align.variants, iv->v[i])) {
+            char k[64], p[64];
+            snprintf(k, sizeof k, "intervene.variants[%d]", i);
+            snprintf(p, sizeof p, "intervene.variants.%d", i);
+            return fail(C, node_at(root, p), k, "'%s' is not in align.variants, so no E_n of it is trained",
+                        mc_variant_name(iv->v[i]));
+        }
+    if (iv->n == 0) {
+        int *v = realloc(iv->v, sizeof *v);
+        if (!v) return MC_FAIL(C->err, MC_ERR_NOMEM, "out of memory");
+        iv->v = v, iv->v[0] = cfg->align.variants.v[0], iv->n = 1;
+    }
     return MC_OK;
 }
 

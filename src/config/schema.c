@@ -264,6 +264,9 @@ const mc_schema_entry mc_schema[] = {
           "Whose localization picks the units: `miclip`, a baseline, `random` units, or the `oracle` (the tau "
           "units whose single x0 removal lowers the class's mean probability most on the same images: a reference "
           "row, docs/intervene.md). Swept."),
+    ELIST("intervene.variants", "[]", MC_F_UNIQUE, variant_names, intervene.variants,
+          "E_n variants (of `align.variants`) whose units miclip edits; empty (the default): the first of "
+          "`align.variants`. More than one fills the ablation (report Table 4). Swept (miclip only)."),
     ELIST("intervene.units", "[neuron]", MC_F_NONEMPTY | MC_F_UNIQUE | MC_F_SORTED, unit_names,
           intervene.units, "Intervene on neurons, SAE features, or both."),
     ELIST("intervene.modes", "[scale]", MC_F_NONEMPTY | MC_F_UNIQUE, mode_names, intervene.modes,

@@ -128,21 +128,30 @@ mc_status mc_config_tasks(const mc_config *cfg, mc_stage stage, mc_task **tasks,
                 }
             break;
         case MC_STAGE_INTERVENE:
-            for (int mi = 0; mi < cfg->intervene.methods.n && s == MC_OK; mi++)
-                for (int oi = 0; oi < cfg->intervene.modes.n && s == MC_OK; oi++) {
-                    /* The add mode has its own betas when intervene.add_betas is given. */
-                    const mc_f64_list *bl = cfg->intervene.modes.v[oi] == MC_MODE_ADD && cfg->intervene.add_betas.n > 0
-                                                ? &cfg->intervene.add_betas : &cfg->intervene.betas;
-                    for (int bi = 0; bi < bl->n && s == MC_OK; bi++) {
-                        mc_task k = base_task(stage, seed);
-                        k.layer = cfg->intervene.layer;
-                        k.method = cfg->intervene.methods.v[mi];
-                        k.mode = cfg->intervene.modes.v[oi];
-                        k.beta = bl->v[bi];
-                        set_id(&k);
-                        s = push(&t, k);
+            for (int mi = 0; mi < cfg->intervene.methods.n && s == MC_OK; mi++) {
+                const int method = cfg->intervene.methods.v[mi];
+                /* miclip sweeps its E_n variants; the first align variant keeps variant -1, so
+                 * its tasks keep the ids (and keys) they had before the axis. */
+                const int nv = method == MC_METHOD_MICLIP ? cfg->intervene.variants.n : 1;
+                for (int vi = 0; vi < nv && s == MC_OK; vi++)
+                    for (int oi = 0; oi < cfg->intervene.modes.n && s == MC_OK; oi++) {
+                        /* The add mode has its own betas when intervene.add_betas is given. */
+                        const mc_f64_list *bl = cfg->intervene.modes.v[oi] == MC_MODE_ADD &&
+                                                        cfg->intervene.add_betas.n > 0
+                                                    ? &cfg->intervene.add_betas : &cfg->intervene.betas;
+                        for (int bi = 0; bi < bl->n && s == MC_OK; bi++) {
+                            mc_task k = base_task(stage, seed);
+                            k.layer = cfg->intervene.layer;
+                            k.method = method;
+                            const int v = cfg->intervene.variants.v[vi];
+                            if (method == MC_METHOD_MICLIP && v != cfg->align.variants.v[0]) k.variant = v;
+                            k.mode = cfg->intervene.modes.v[oi];
+                            k.beta = bl->v[bi];
+                            set_id(&k);
+                            s = push(&t, k);
+                        }
                     }
-                }
+            }
             break;
         default: break;
         }

@@ -177,10 +177,10 @@ typedef struct {
 } kind_units;
 
 /* The store a method's units come from and its key (the task key's source): miclip's localize
- * store of (seed, intervene.layer, the first align variant), or the baselines store of (seed,
+ * store of (seed, intervene.layer, the task's E_n variant), or the baselines store of (seed,
  * intervene.layer, method); it must be complete. Metadata only (issue 16). Collective. */
-static mc_status units_source(const mc_comm *c, const mc_config *cfg, int64_t seed, int method, char *store,
-                              size_t cap, char key[MC_KEY_HEX], mc_error *err) {
+static mc_status units_source(const mc_comm *c, const mc_config *cfg, int64_t seed, int method, int variant,
+                              char *store, size_t cap, char key[MC_KEY_HEX], mc_error *err) {
     if (method != MC_METHOD_MICLIP)
         return mc_baselines_store(c, cfg, seed, cfg->intervene.layer, method, store, cap, key, MC_KEY_HEX, err);
     mc_task *tasks = NULL;
@@ -188,13 +188,13 @@ static mc_status units_source(const mc_comm *c, const mc_config *cfg, int64_t se
     MC_TRY(mc_config_tasks(cfg, MC_STAGE_LOCALIZE, &tasks, &n, err));
     for (int t = 0; t < n; t++)
         if (tasks[t].seed == seed && !strcmp(tasks[t].layer, cfg->intervene.layer) &&
-            tasks[t].variant == cfg->align.variants.v[0] && found < 0)
+            tasks[t].variant == variant && found < 0)
             found = t;
     mc_status s = MC_OK;
     if (found < 0)
         s = MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene (miclip) needs the localize output of seed %lld, layer '%s', "
                     "variant %s; add localize to 'stages'", cfg->source_path, (long long)seed, cfg->intervene.layer,
-                    mc_variant_name(cfg->align.variants.v[0]));
+                    mc_variant_name(variant));
     mc_method_task mt;
     memset(&mt, 0, sizeof mt);
     if (s == MC_OK) s = mc_method_task_find(c, cfg, &tasks[found], MC_STAGE_LOCALIZE, &mt, err); /* key, store */
@@ -211,11 +211,12 @@ static mc_status units_source(const mc_comm *c, const mc_config *cfg, int64_t se
 }
 
 /* miclip: top units of each class's concept from the localize store of (seed, intervene.layer,
- * the first align variant); act_values / clip_dissect: the same from the localize/ group of the
+ * variant: the task's E_n variant); act_values / clip_dissect: the same from the localize/ group of the
  * baselines store of (seed, intervene.layer, method). A class's concept is its name, looked up in
  * the `source: classes` set first, then in the other localized sets (unseen classes). Fills
  * ku[d][k].units for the datasets not skipped. Collective. */
-static mc_status miclip_units(const mc_comm *c, const mc_config *cfg, int64_t seed, int method, const mc_prefix_set *ps,
+static mc_status miclip_units(const mc_comm *c, const mc_config *cfg, int64_t seed, int method, int variant,
+                              const mc_prefix_set *ps,
                               int nd, kind_units (*ku)[2], int nk, char *source_key, size_t key_cap, mc_error *err) {
     const char *set = NULL;
     for (int i = 0; i < cfg->concepts.n; i++)
@@ -227,7 +228,7 @@ static mc_status miclip_units(const mc_comm *c, const mc_config *cfg, int64_t se
     const bool baseline = method != MC_METHOD_MICLIP;
     const char *pre = baseline ? "localize/" : ""; /* the baselines store holds the localize layout under localize/ */
     char store[MC_PATH_CAP], key[MC_KEY_HEX];
-    mc_status s = units_source(c, cfg, seed, method, store, sizeof store, key, err);
+    mc_status s = units_source(c, cfg, seed, method, variant, store, sizeof store, key, err);
     mc_store *st = NULL;
     if (s == MC_OK) s = mc_store_open(c, store, MC_STORE_READ, &st, err);
     /* The localized sets, `set` first. */
@@ -900,7 +901,8 @@ static mc_status task_source(const mc_comm *c, const mc_config *cfg, const mc_ta
     if (task->method == MC_METHOD_RANDOM) return MC_OK;
     if (task->method != MC_METHOD_ORACLE) {
         char path[MC_PATH_CAP];
-        return units_source(c, cfg, task->seed, task->method, path, sizeof path, source, err);
+        return units_source(c, cfg, task->seed, task->method,
+                            task->variant >= 0 ? task->variant : cfg->align.variants.v[0], path, sizeof path, source, err);
     }
     mc_buf b = {0};
     mc_status s = MC_OK;
@@ -1038,7 +1040,9 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
         if (s == MC_OK) mc_key_of(b.p ? b.p : "", source);
         mc_buf_free(&b);
     } else if (s == MC_OK && task->method != MC_METHOD_RANDOM) {
-        s = miclip_units(c, cfg, task->seed, task->method, ps, nd, ku, nk, source, sizeof source, err);
+        /* variant -1: the first align variant (the task id without the variant axis). */
+        const int variant = task->variant >= 0 ? task->variant : cfg->align.variants.v[0];
+        s = miclip_units(c, cfg, task->seed, task->method, variant, ps, nd, ku, nk, source, sizeof source, err);
     } else if (s == MC_OK) {
         for (int d = 0; d < nd; d++)
             for (int k = 0; k < nk; k++)
@@ -1177,13 +1181,19 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
         if (s == MC_OK) s = mc_store_set_attr_f64(st, "/", "beta", task->beta, err);
         if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "add_beta", use_mu ? "mu" : "value", err);
         if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", "tau", tau, err);
+        /* Only the other variants name theirs: the first variant's store stays as it was. */
+        if (s == MC_OK && task->variant >= 0) s = mc_store_set_attr_str(st, "/", "variant", mc_variant_name(task->variant), err);
         /* The task's section of report/interventions.md (rank 0; the report stage assembles the file). */
         mc_status ws = MC_OK;
         if (s == MC_OK && c->rank == 0) {
             mc_buf b = {0};
+            char who[64];
+            if (task->variant >= 0) mc_snprintf(who, sizeof who, "%s (E_n %s)", mc_method_name(task->method),
+                                                mc_variant_name(task->variant));
+            else mc_snprintf(who, sizeof who, "%s", mc_method_name(task->method));
             mc_buf_printf(&b, "### %s\n\n%s units, %s, beta %g%s, tokens %s, seed %lld.\n\n| units | dataset | classes | "
                           "Delta-Acc (pp) | Delta-P (pp) | other class (pp) | clean acc (%%) |\n|---|---|---|---|---|---|---|\n", task->id,
-                          mc_method_name(task->method), mc_mode_name(task->mode), task->beta, use_mu ? " x mu_i" : "",
+                          who, mc_mode_name(task->mode), task->beta, use_mu ? " x mu_i" : "",
                           tokens_name(cfg->intervene.tokens), (long long)task->seed);
             for (int d = 0; d < nd; d++)
                 for (int k = 0; k < nk && !ps[d].skip; k++)

@@ -6,7 +6,7 @@
  * task index entry OUTPUT_DIR/<stage>/<task>.json (src/method/task_index.h) and checked against
  * its key; each task's text section OUTPUT_DIR/report/<descriptions|baselines|interventions>/
  * <task>.md (copied, never parsed); the curves/ datasets of the align and sae stores. Outputs:
- * OUTPUT_DIR/report/{descriptions,baselines,interventions}.md, tables/table{1,2}_*.{md,csv,tex},
+ * OUTPUT_DIR/report/{descriptions,baselines,interventions}.md, tables/table{1,2,3,4}_*.{md,csv,tex},
  * figures/<figure>.{png,svg,pdf} and README.md, each rewritten only when its bytes change. The
  * store reads are collective; rank 0 writes every file. The same inputs give the same bytes.
  */
@@ -81,27 +81,38 @@ static int name_index(char (*v)[NAME_CAP], int n, const char *name) {
     return -1;
 }
 
+/* The row of method (*m), added last when new. */
+static mc_status section_row(section *s, const char *method, int *m, mc_error *err) {
+    *m = name_index(s->methods, s->n_methods, method);
+    if (*m >= 0) return MC_OK;
+    void *p = realloc(s->methods, (size_t)(s->n_methods + 1) * sizeof *s->methods);
+    if (!p) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    s->methods = p;
+    mc_strlcpy(s->methods[s->n_methods], method, NAME_CAP);
+    *m = s->n_methods++;
+    return MC_OK;
+}
+
+/* The column col (*k), added last with direction dir when new. */
+static mc_status section_col(section *s, const char *col, int dir, int *k, mc_error *err) {
+    *k = -1;
+    for (int i = 0; i < s->n_cols; i++)
+        if (!strcmp(s->cols[i].name, col)) *k = i;
+    if (*k >= 0) return MC_OK;
+    void *p = realloc(s->cols, (size_t)(s->n_cols + 1) * sizeof *s->cols);
+    if (!p) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    s->cols = p;
+    mc_strlcpy(s->cols[s->n_cols].name, col, NAME_CAP);
+    s->cols[s->n_cols].dir = dir;
+    *k = s->n_cols++;
+    return MC_OK;
+}
+
 static mc_status section_add(section *s, const char *method, const char *col, int dir, int64_t seed, double v,
                              const char *where, mc_error *err) {
-    int m = name_index(s->methods, s->n_methods, method);
-    if (m < 0) {
-        void *p = realloc(s->methods, (size_t)(s->n_methods + 1) * sizeof *s->methods);
-        if (!p) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-        s->methods = p;
-        mc_strlcpy(s->methods[s->n_methods], method, NAME_CAP);
-        m = s->n_methods++;
-    }
-    int k = -1;
-    for (int i = 0; i < s->n_cols; i++)
-        if (!strcmp(s->cols[i].name, col)) k = i;
-    if (k < 0) {
-        void *p = realloc(s->cols, (size_t)(s->n_cols + 1) * sizeof *s->cols);
-        if (!p) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-        s->cols = p;
-        mc_strlcpy(s->cols[s->n_cols].name, col, NAME_CAP);
-        s->cols[s->n_cols].dir = dir;
-        k = s->n_cols++;
-    }
+    int m = -1, k = -1;
+    MC_TRY(section_row(s, method, &m, err));
+    MC_TRY(section_col(s, col, dir, &k, err));
     for (int i = 0; i < s->n_recs; i++)
         if (s->recs[i].method == m && s->recs[i].col == k && s->recs[i].seed == seed)
             return MC_FAIL(err, MC_ERR_FORMAT, "%s: a second record for method '%s', column '%s', seed %lld", where,
@@ -283,8 +294,14 @@ static mc_status read_results(const mc_comm *c, const mc_config *cfg, int stage,
                     if (!mc_store_exists(st, g)) continue; /* a dataset without any of the target's classes */
                     double v[4];
                     for (int q = 0; s == MC_OK && q < 4; q++) s = mc_store_get_attr_f64(st, g, attrs[q], &v[q], err);
-                    mc_snprintf(row, sizeof row, "%s\t%s\t%g\t%s\t%s", mc_method_name(task->method),
-                                mc_mode_name(task->mode), task->beta, kind, split);
+                    /* miclip's other E_n variants (intervene.variants) are rows of their own. */
+                    char meth[NAME_CAP];
+                    if (task->variant >= 0)
+                        mc_snprintf(meth, sizeof meth, "%s (%s)", mc_method_name(task->method),
+                                    mc_variant_name(task->variant));
+                    else mc_snprintf(meth, sizeof meth, "%s", mc_method_name(task->method));
+                    mc_snprintf(row, sizeof row, "%s\t%s\t%g\t%s\t%s", meth, mc_mode_name(task->mode), task->beta,
+                                kind, split);
                     if (s == MC_OK) s = results_add(out, row, task->seed, v, 4, err);
                 }
         } else {
@@ -345,12 +362,16 @@ static mc_status table1_add(section *t1, const results *r, bool baseline, mc_err
     return MC_OK;
 }
 
+/* A record of one of miclip's other E_n variants ("miclip (in)"): Table 4 only. */
+static bool variant_row(const char *method) { return !strncmp(method, "miclip (", 8); }
+
 /* Table 2 columns: "units, mode beta, dataset"; Delta-Acc in t2[0], Delta-P in t2[1]. The unseen
  * dataset's records go to Table 3 instead. */
 static mc_status table2_add(section *t2, const results *r, mc_error *err) {
     for (int i = 0; i < r->n; i++) {
         char buf[sizeof r->v[i].key], *f[5], col[NAME_CAP];
-        if (key_fields(r->v[i].key, buf, sizeof buf, f, 5) != 5 || !strcmp(f[4], "unseen")) continue;
+        if (key_fields(r->v[i].key, buf, sizeof buf, f, 5) != 5 || !strcmp(f[4], "unseen") || variant_row(f[0]))
+            continue;
         mc_snprintf(col, sizeof col, "%s, %s %s, %s", f[3], f[1], f[2], f[4]);
         const int dir = edit_direction(f[1], strtod(f[2], NULL));
         MC_TRY(section_add(&t2[0], f[0], col, dir, r->v[i].seed, r->v[i].v[0], "intervene results", err));
@@ -366,7 +387,8 @@ static mc_status table3_add(section *t3, const results *r, bool add_mu, mc_error
     for (int pass = 0; pass < 3; pass++) /* enhancement, removal, identity edits */
         for (int i = 0; i < r->n; i++) {
             char buf[sizeof r->v[i].key], *f[5], col[NAME_CAP];
-            if (key_fields(r->v[i].key, buf, sizeof buf, f, 5) != 5 || strcmp(f[4], "unseen")) continue;
+            if (key_fields(r->v[i].key, buf, sizeof buf, f, 5) != 5 || strcmp(f[4], "unseen") || variant_row(f[0]))
+                continue;
             const double beta = strtod(f[2], NULL);
             const int dir = edit_direction(f[1], beta);
             if (dir != (pass == 0 ? +1 : pass == 1 ? -1 : 0)) continue;
@@ -378,6 +400,81 @@ static mc_status table3_add(section *t3, const results *r, bool add_mu, mc_error
             MC_TRY(section_add(&t3[2 + sec], f[0], col, dir, r->v[i].seed, r->v[i].v[1], "intervene results", err));
         }
     return MC_OK;
+}
+
+/* Table 4 (the ablation) in the paper's layout: rows miclip (in), (out), (in+out) (the paper's
+ * Input-Only, Output-Only, MiCLIP) of intervene.variants, one section per unit kind (t4[0]
+ * neurons, t4[1] SAE features); columns Delta-Acc of enhancement (scale x2) and removal (scale x0)
+ * on the seen (eval) and the unseen dataset, created even without records so the layout stays the
+ * paper's. A record "miclip" is the first align variant's. */
+#define T4_REF "miclip (in+out)"
+static const char *const t4_cols[4] = {"Seen: Enhancement (scale x2)", "Seen: Removal (scale x0)",
+                                       "Unseen: Enhancement (scale x2)", "Unseen: Removal (scale x0)"};
+
+static bool has_variant(const mc_enum_list *l, int v) {
+    for (int i = 0; i < l->n; i++)
+        if (l->v[i] == v) return true;
+    return false;
+}
+
+static mc_status table4_add(section *t4, const mc_config *cfg, const results *r, mc_error *err) {
+    static const int order[3] = {MC_VARIANT_IN, MC_VARIANT_OUT, MC_VARIANT_INOUT};
+    for (int sec = 0; sec < 2; sec++) {
+        int m = -1, k = -1;
+        for (int i = 0; i < 3; i++) {
+            if (!has_variant(&cfg->intervene.variants, order[i])) continue;
+            char name[NAME_CAP];
+            mc_snprintf(name, sizeof name, "miclip (%s)", mc_variant_name(order[i]));
+            MC_TRY(section_row(&t4[sec], name, &m, err));
+        }
+        for (int c = 0; c < 4; c++) MC_TRY(section_col(&t4[sec], t4_cols[c], c % 2 ? -1 : +1, &k, err));
+    }
+    for (int i = 0; i < r->n; i++) {
+        char buf[sizeof r->v[i].key], *f[5], name[NAME_CAP];
+        if (key_fields(r->v[i].key, buf, sizeof buf, f, 5) != 5 || strcmp(f[1], "scale")) continue;
+        if (!strcmp(f[0], "miclip")) mc_snprintf(name, sizeof name, "miclip (%s)", mc_variant_name(cfg->align.variants.v[0]));
+        else if (variant_row(f[0])) mc_snprintf(name, sizeof name, "%s", f[0]);
+        else continue;
+        const double beta = strtod(f[2], NULL);
+        if (beta != 2 && beta != 0) continue;
+        const int c = (!strcmp(f[4], "unseen") ? 2 : 0) + (beta == 0 ? 1 : 0);
+        const int sec = !strcmp(f[3], "sae") ? 1 : 0;
+        MC_TRY(section_add(&t4[sec], name, t4_cols[c], c % 2 ? -1 : +1, r->v[i].seed, r->v[i].v[0],
+                           "intervene results", err));
+    }
+    return MC_OK;
+}
+
+/* Table 4's note: why a half (seen / unseen) or a column has no value (the config does not run
+ * that dataset or edit, or the target cannot classify the dataset's classes). */
+static void table4_note(mc_buf *b, const mc_config *cfg, const section *t4) {
+    for (int h = 0; h < 2; h++) {
+        bool any[2] = {false, false};
+        for (int i = 0; i < t4->n_recs; i++)
+            if (t4->recs[i].col / 2 == h) any[t4->recs[i].col % 2] = true;
+        if (any[0] && any[1]) continue;
+        const int want_ds = h ? MC_EVAL_SET_UNSEEN : MC_EVAL_SET_EVAL;
+        bool ds = false, scale = false;
+        for (int i = 0; i < cfg->intervene.datasets.n; i++) ds |= cfg->intervene.datasets.v[i] == want_ds;
+        for (int i = 0; i < cfg->intervene.modes.n; i++) scale |= cfg->intervene.modes.v[i] == MC_MODE_SCALE;
+        if (any[0] || any[1]) { /* one edit is missing */
+            const int e = any[0] ? 1 : 0;
+            mc_buf_printf(b, " Column `%s` is empty (--): intervene.modes/betas has no scale x%d edit.",
+                          t4_cols[2 * h + e], e ? 0 : 2);
+            continue;
+        }
+        const char *why = !ds ? (h ? "intervene.datasets lacks `unseen`" : "intervene.datasets lacks `eval`")
+                          : !scale ? "intervene.modes lacks `scale`"
+                          : h ? "the `unseen` dataset has none of the target's classes"
+                              : "the `eval` dataset has none of the target's classes";
+        if (h)
+            mc_buf_printf(b, " The unseen columns are empty (--): %s, so this run has no unseen half (the paper's "
+                          "DTD half; a CLIP target classifies unseen classes zero-shot, as "
+                          "experiments/world-clip.yaml, which writes its own Table 4).", why);
+        else
+            mc_buf_printf(b, " The seen columns are empty (--): %s, so this run has no seen half (on the tiny world "
+                          "experiments/world.yaml runs it).", why);
+    }
 }
 
 /* Table 2's reference line: the clean accuracy of each dataset (the mean over the records, one
@@ -869,11 +966,19 @@ static mc_status report_tables(const mc_config *cfg, const results *desc, const 
     mc_snprintf(t2[0].unit, sizeof t2[0].unit, "pp");
     mc_snprintf(t2[1].title, sizeof t2[1].title, "Delta-P");
     mc_snprintf(t2[1].unit, sizeof t2[1].unit, "pp");
+    section t4[2] = {{.ref = T4_REF}, {.ref = T4_REF}};
+    mc_snprintf(t4[0].title, sizeof t4[0].title, "Neurons, Delta-Acc");
+    mc_snprintf(t4[1].title, sizeof t4[1].title, "SAE features, Delta-Acc");
+    mc_snprintf(t4[0].unit, sizeof t4[0].unit, "pp");
+    mc_snprintf(t4[1].unit, sizeof t4[1].unit, "pp");
     mc_status s = table1_add(&t1, desc, false, err);
     if (s == MC_OK) s = table1_add(&t1, bl, true, err);
     if (s == MC_OK) s = table1_scores(&t1s[0], &t1s[1], scores, err);
     if (s == MC_OK) s = table2_add(t2, inter, err);
     if (s == MC_OK) s = table3_add(t3, inter, cfg->intervene.add_beta == 1, err);
+    /* Table 4 compares E_n variants: only with more than one in intervene.variants. */
+    const bool t4_on = cfg->intervene.variants.n > 1 && inter->n > 0;
+    if (s == MC_OK && t4_on) s = table4_add(t4, cfg, inter, err);
     /* What the tables show, before them: where miclip is best and where it is not. */
     if (s == MC_OK && (t1.n_recs || t2[0].n_recs || t3[0].n_recs || t3[1].n_recs)) {
         mc_buf v = {0};
@@ -883,6 +988,8 @@ static mc_status report_tables(const mc_config *cfg, const results *desc, const 
             section_verdict(&v, &t2[0], "Table 2, Delta-Acc (pp; removal: lower is better; enhancement: higher)");
         if (t3[0].n_recs) section_verdict(&v, &t3[0], "Table 3 (unseen), neurons, Delta-Acc (pp)");
         if (t3[1].n_recs) section_verdict(&v, &t3[1], "Table 3 (unseen), SAE features, Delta-Acc (pp)");
+        if (t4[0].n_recs) section_verdict(&v, &t4[0], "Table 4 (ablation), neurons, Delta-Acc (pp)");
+        if (t4[1].n_recs) section_verdict(&v, &t4[1], "Table 4 (ablation), SAE features, Delta-Acc (pp)");
         if (v.n)
             mc_buf_printf(readme, "\n## What the tables show\n\nComputed from the means below (the reference rows "
                           "random and oracle are left out of \"best\"; significance is in the tables):\n\n%s", v.p);
@@ -973,8 +1080,34 @@ static mc_status report_tables(const mc_config *cfg, const results *desc, const 
                          .intro = intro, .secs = secs, .n_secs = n_secs};
         s = write_table(cfg, &ts, readme, err);
     }
+    if (s == MC_OK && t4_on && (t4[0].n_recs || t4[1].n_recs)) {
+        section secs[2];
+        int n_secs = 0;
+        for (int i = 0; i < 2; i++)
+            if (t4[i].n_recs) secs[n_secs++] = t4[i];
+        mc_buf intro = {0};
+        mc_buf_printf(&intro, "The paper's Table 4 (ablation of E_n's grounding): miclip with E_n trained on the input "
+                      "grounding only (`in`, the paper's Input-Only), the output grounding only (`out`, Output-Only) "
+                      "and both (`in+out`, the full MiCLIP), each localizing its own top-%lld units per class at layer "
+                      "`%s` (intervene.variants). Delta-Acc (pp) on the images of class c after enhancement (scale x2) "
+                      "and removal (scale x0) of class c's units, on the seen concepts (the `eval` dataset, Table 2's "
+                      "records) and the unseen ones (the `unseen` dataset, Table 3's). The paper's Delta-Acc columns "
+                      "only; Delta-P and the other edits are in interventions.md. Rows in the paper's order; the "
+                      "t-tests are of `%s` against each ablation. Mean ± sample standard deviation (n - 1) over seeds.",
+                      (long long)cfg->intervene.tau, cfg->intervene.layer, T4_REF);
+        table4_note(&intro, cfg, t4[0].n_recs ? &t4[0] : &t4[1]);
+        if (intro.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        table_spec ts = {.file = "table4_ablation", .title = "Table 4: ablation of the input and output grounding",
+                         .intro = intro.p, .secs = secs, .n_secs = n_secs};
+        if (s == MC_OK) s = write_table(cfg, &ts, readme, err);
+        mc_buf_free(&intro);
+    } else if (s == MC_OK && inter->n > 0) {
+        mc_info0("report: intervene.variants lists %s: Table 4 (ablation) omitted",
+                 cfg->intervene.variants.n > 1 ? "variants without records" : "one E_n variant");
+    }
     section_free(&t1), section_free(&t2[0]), section_free(&t2[1]), section_free(&t1s[0]), section_free(&t1s[1]);
     for (int i = 0; i < 4; i++) section_free(&t3[i]);
+    for (int i = 0; i < 2; i++) section_free(&t4[i]);
     return s;
 }
 

@@ -160,7 +160,9 @@ static mc_status open_task_store(const mc_comm *c, const mc_config *cfg, int sta
 
 /* ---- reading ----------------------------------------------------------------------------------- */
 
-/* Collective. Every intervene task of the first seed: the eval group of each unit kind. */
+/* Collective. Every intervene task of the first seed: the eval group of each unit kind. miclip's
+ * other E_n variants (intervene.variants) are left out: the site shows the first variant, as its
+ * describe column does. */
 static mc_status read_edits(const mc_comm *c, site *S, mc_error *err) {
     const mc_config *cfg = S->cfg;
     mc_task *tasks = NULL;
@@ -169,7 +171,7 @@ static mc_status read_edits(const mc_comm *c, site *S, mc_error *err) {
     mc_status s = MC_OK;
     for (int t = 0; t < n && s == MC_OK; t++) {
         const mc_task *task = &tasks[t];
-        if (task->seed != S->seed) continue;
+        if (task->seed != S->seed || task->variant >= 0) continue;
         char path[MC_PATH_CAP];
         mc_store *st = NULL;
         s = open_task_store(c, cfg, MC_STAGE_INTERVENE, task, path, &st, err);

@@ -221,6 +221,8 @@ static void test_errors(void) {
                  NULL);
     expect_error(BASE "intervene: {methods: [clip_dissect]}\n", "t.yaml:7:23: key 'intervene.methods[0]':",
                  "not in baselines.methods");
+    expect_error(BASE "align: {variants: [in+out]}\nintervene: {variants: [out]}\n",
+                 "t.yaml:8:24: key 'intervene.variants[0]': 'out' is not in align.variants", NULL);
     expect_error(BASE "baselines: {methods: [miclip]}\n", "t.yaml:7:23: key 'baselines.methods[0]':", "not a baseline");
     expect_error(BASE "intervene: {datasets: [unseen]}\n", "t.yaml:4:3: key 'datasets.unseen': missing required dataset",
                  NULL);
@@ -424,6 +426,28 @@ static void test_sweep(void) {
                  "extract: {layers: [x]}\nstages: [extract, align]\n");
     if (c) {
         CHECK(mc_config_task_select(c, MC_STAGE_ALIGN, "", &one, &err) == MC_OK && !strcmp(one.id, "align-s0-lx-inout"));
+        mc_config_free(&c);
+    }
+
+    /* miclip sweeps intervene.variants; the first align variant keeps the id without the axis
+     * (variant -1), so its results keep their files; empty means the first align variant. */
+    for (int def = 0; def < 2; def++) {
+        char text[600];
+        snprintf(text, sizeof text, BASE "align: {variants: [in, in+out]}\nstages: [intervene]\n"
+                    "intervene: {methods: [miclip, random], betas: [2.0], layer: \"10\"%s}\n",
+                    def ? "" : ", variants: [in+out, in]");
+        c = parse_ok(text);
+        if (!c) continue;
+        CHECK(c->intervene.variants.n == (def ? 1 : 2) && c->intervene.variants.v[0] == (def ? MC_VARIANT_IN : MC_VARIANT_INOUT));
+        CHECK(mc_config_tasks(c, MC_STAGE_INTERVENE, &t, &n, &err) == MC_OK);
+        const char *want_v[3] = {"intervene-s0-l10-inout-miclip-scale-b2", "intervene-s0-l10-miclip-scale-b2",
+                                 "intervene-s0-l10-random-scale-b2"};
+        CHECK_MSG(n == (def ? 2 : 3), "%d tasks", n);
+        for (int i = 0; i < n && n == (def ? 2 : 3); i++) {
+            CHECK_MSG(!strcmp(t[i].id, want_v[i + def]), "%s", t[i].id);
+            CHECK(t[i].variant == (!def && i == 0 ? MC_VARIANT_INOUT : -1));
+        }
+        mc_tasks_free(&t);
         mc_config_free(&c);
     }
 

@@ -8,7 +8,9 @@
                           `miclip run CONFIG --stage report` at 1, 2 and 4 ranks writes the same
                           bytes; every CSV number equals numpy (mean, std ddof=1) and
                           scipy.stats.ttest_rel(alternative=greater/less) recomputed from the
-                          records (1e-12 relative on means/std/t, 1e-9 on p); the n/a cases carry
+                          records (1e-12 relative on means/std/t, 1e-9 on p), Table 4 (the
+                          ablation: miclip's intervene.variants in, out, in+out on the seen and
+                          unseen datasets) in the paper's rows and columns; the n/a cases carry
                           their footnote and no p; the md and tex cells are the CSV values
                           formatted; figures: [] draws nothing; descriptions.md, baselines.md and
                           interventions.md hold each task's section and no records
@@ -51,7 +53,8 @@ def run(np_, args):
     return fixture.mpirun(np_, ["--quiet"] + args, capture_output=True, text=True)
 
 
-def write_config(path, out, extra="", stages="[extract, sae, align, localize, describe, baselines, intervene, report]"):
+def write_config(path, out, extra="", stages="[extract, sae, align, localize, describe, baselines, intervene, report]",
+                 variants="[in+out, in, out]"):
     with open(path, "w") as f:
         f.write(f"""name: rep
 output_dir: {out}
@@ -68,7 +71,7 @@ extract: {{layers: ["3", logits]}}
 align: {{variants: [in+out, in, out]}}
 baselines: {{methods: [act_values, clip_dissect]}}
 intervene: {{layer: "3", units: [neuron, sae], methods: [miclip, random, act_values], modes: [scale, add], betas: [0.0, 2.0],
-             datasets: [eval, unseen]}}
+             datasets: [eval, unseen], variants: {variants}}}
 stages: {stages}
 {extra}""")
 
@@ -147,17 +150,21 @@ def make_records(cfg, out):
                     if layer == "logits":
                         put("table1_descriptions", T1, m, cs, seed, 100 * v, +1)
                 frag("baselines", "baselines", tid, lines)
-    # intervene: seeds x methods x modes x betas; units x datasets per task, unseen for seed 0 only.
-    k = 0
+    # intervene: seeds x methods (miclip: x variants, in+out first) x modes x betas; units x
+    # datasets per task, unseen for seed 0 only (miclip: seeds 0-2, so Table 4 has unseen tests).
+    k, bad_ids = 0, []
     for seed in SEEDS:
-        for m in ["miclip", "random", "act_values"]:
+        for m, var in [("miclip", v) for v in ["in+out", "in", "out"]] + [("random", None), ("act_values", None)]:
             for mode in ["scale", "add"]:
                 for beta in [0.0, 2.0]:
                     tid = ids["intervene"][k]
                     k += 1
+                    if not (tid.endswith("-%s-%s-b%g" % (m, mode, beta)) and
+                            ("-%s-miclip-" % var in tid) == (var in ("in", "out"))):
+                        bad_ids.append(tid)
                     lines = []
                     for ds in ["eval", "unseen"]:
-                        if ds == "unseen" and seed != 0:
+                        if ds == "unseen" and seed != 0 and not (m == "miclip" and seed < 3):
                             continue
                         for units in ["neuron", "sae"]:
                             dacc, dp, spec = rng.normal(-3 if m == "miclip" else -1, 2, 3)
@@ -165,6 +172,13 @@ def make_records(cfg, out):
                                                                    "specificity": spec, "clean_acc": 92.5}))
                             d = (1 if beta > 0 else -1 if beta < 0 else 0) if mode == "add" else \
                                 (-1 if beta < 1 else 1 if beta > 1 else 0)
+                            if var is not None and mode == "scale":  # Table 4: the paper's Delta-Acc columns
+                                col = "%s: %s (scale x%g)" % ("Unseen" if ds == "unseen" else "Seen",
+                                                              "Enhancement" if beta == 2 else "Removal", beta)
+                                sec = "Neurons, Delta-Acc" if units == "neuron" else "SAE features, Delta-Acc"
+                                put("table4_ablation", sec, "miclip (%s)" % var, col, seed, dacc, d)
+                            if var in ("in", "out"):  # the other variants are in Table 4 only
+                                continue
                             if ds == "unseen":  # Table 3: the paper's layout, one section per unit kind
                                 what = {1: "Enhancement", -1: "Removal", 0: "Identity"}[d]
                                 col = "%s (%s)" % (what, "scale x%g" % beta if mode == "scale" else "add %+g" % beta)
@@ -177,6 +191,8 @@ def make_records(cfg, out):
                             put("table2_interventions", "Delta-Acc", m, col, seed, dacc, d)
                             put("table2_interventions", "Delta-P", m, col, seed, dp, d)
                     frag("intervene", "interventions", tid, lines)
+    check(not bad_ids and k == len(ids["intervene"]), "the %d intervene tasks are seeds x methods (miclip x variants, "
+          "in+out without the variant in its id) x modes x betas: %s" % (k, bad_ids[:3]))
     return exp, dirs
 
 
@@ -214,7 +230,8 @@ def expected_row(exp, dirs, table, unit, method, col, ref):
     return row
 
 
-TABLES = ["table1_descriptions", "table2_interventions", "table3_unseen"]
+TABLES = ["table1_descriptions", "table2_interventions", "table3_unseen", "table4_ablation"]
+REF = {"table1_descriptions": "miclip (in+out)", "table4_ablation": "miclip (in+out)"}
 
 
 def check_tables(out, exp, dirs):
@@ -234,7 +251,7 @@ def check_tables(out, exp, dirs):
             bad += 1
             print("unexpected row", key)
             continue
-        e = expected_row(exp, dirs, *key, "miclip (in+out)" if table == "table1_descriptions" else "miclip")
+        e = expected_row(exp, dirs, *key, REF.get(table, "miclip"))
         ok = int(r["n"]) == e["n"] and rel(float(r["mean"]), e["mean"]) <= 1e-12
         ok = ok and (e["std"] is None and r["std"] == "" or e["std"] is not None and abs(float(r["std"]) - e["std"]) <= 1e-12 * max(1, e["std"]))
         if "h1" in e:
@@ -290,8 +307,19 @@ def check_tables(out, exp, dirs):
         check(missing == 0, "%s: every mean ± std and t-test cell is the CSV value formatted" % fmt)
     readme = open(os.path.join(out, "report", "README.md")).read()
     check("Table 1" in readme and "Table 2" in readme and "## Table 3: interventions on unseen concepts" in readme
+          and "## Table 4: ablation of the input and output grounding" in readme
           and "(a) n/a" in readme and "## Figures" not in readme,
-          "README.md holds the three tables and the footnotes, and no figures (figures: [])")
+          "README.md holds the four tables and the footnotes, and no figures (figures: [])")
+    # Table 4 in the paper's layout: rows Input-Only, Output-Only, MiCLIP; columns enhancement then
+    # removal, seen then unseen; a t-test in every ablation cell (3 or 4 seeds).
+    t4 = [r for r in rows if r["table"] == "table4_ablation"]
+    order = list(dict.fromkeys(r["method"] for r in t4))
+    cols4 = list(dict.fromkeys(r["column"] for r in t4))
+    check(order == ["miclip (in)", "miclip (out)", "miclip (in+out)"] and
+          cols4 == ["Seen: Enhancement (scale x2)", "Seen: Removal (scale x0)", "Unseen: Enhancement (scale x2)",
+                    "Unseen: Removal (scale x0)"] and len(t4) == 2 * 3 * 4 and
+          all(r["p"] for r in t4 if r["method"] != "miclip (in+out)"),
+          "Table 4: the paper's rows %s and columns %s, %d cells, every ablation cell tested" % (order, cols4, len(t4)))
 
 
 def snapshot(out):
@@ -312,7 +340,7 @@ def test_tables(tmp):
         r = run(np_, ["run", cfg, "--stage", "report"])
         check(r.returncode == 0, "report at %d rank(s) exits 0%s" % (np_, "" if r.returncode == 0 else ": " + r.stderr))
         snaps[np_] = snapshot(out)
-    check(len(snaps[1]) == 10 and snaps[1] == snaps[2] == snaps[4],
+    check(len(snaps[1]) == 13 and snaps[1] == snaps[2] == snaps[4],
           "tables and README identical at 1, 2 and 4 ranks (%d files)" % len(snaps[1]))
     r = run(1, ["run", cfg, "--stage", "report"])
     check(r.returncode == 0 and snapshot(out) == snaps[1], "a rerun rewrites the same bytes")
@@ -351,8 +379,18 @@ def test_tables(tmp):
     shutil.rmtree(os.path.join(out, "report", "tables"))
     r = run(1, ["run", cfg, "--stage", "report"])
     got = sorted(os.listdir(os.path.join(out, "report", "tables")))
-    check(r.returncode == 0 and got == ["table1_descriptions.md", "table2_interventions.md", "table3_unseen.md"],
-          "formats: [md] writes only md: %s" % got)
+    check(r.returncode == 0 and got == ["table1_descriptions.md", "table2_interventions.md", "table3_unseen.md",
+                                        "table4_ablation.md"], "formats: [md] writes only md: %s" % got)
+    # One E_n variant in intervene.variants: no Table 4, with an info line; Tables 1-3 as before
+    # (the other variants' records never reach them).
+    before = {t: open(os.path.join(out, "report", "tables", t + ".md")).read() for t in TABLES[:3]}
+    write_config(cfg, out, "report: {figures: [], formats: [md]}\n", variants="[]")
+    shutil.rmtree(os.path.join(out, "report", "tables"))
+    r = fixture.mpirun(1, ["run", cfg, "--stage", "report"], capture_output=True, text=True)
+    got = sorted(os.listdir(os.path.join(out, "report", "tables")))
+    check(r.returncode == 0 and "Table 4 (ablation) omitted" in r.stderr + r.stdout and "table4_ablation.md" not in got
+          and all(open(os.path.join(out, "report", "tables", t + ".md")).read() == before[t] for t in TABLES[:3]),
+          "intervene.variants: [] (one variant): Table 4 omitted with an info line, Tables 1-3 unchanged")
     # No intervene in stages: Table 2 omitted with an info line.
     write_config(cfg, out, "report: {figures: []}\n", stages="[describe, baselines, report]")
     shutil.rmtree(os.path.join(out, "report", "tables"))

@@ -7,6 +7,9 @@
                             classes), batches of 3, at 1, 2 and 4 ranks: every store dataset, CSV
                             table and the report bitwise equal; scale x1 and add +0 reproduce the
                             clean predictions, probabilities and logits bit for bit (Delta-Acc 0)
+                            then intervene.variants [in+out, in]: one new task named by the
+                            variant, editing the `in` localize store's units, the first variant's
+                            stores untouched
   test_intervene.py ref     the stored edited logits of the first image of every class against
                             an independent numpy (float64) forward of block 4 + final LayerNorm +
                             classifier from the stored prefix state, with the edit (neuron and
@@ -164,6 +167,33 @@ def test_ranks(tmp):
     r = run(2, ["intervene", os.path.join(tmp, "ranks1.yaml")])
     after = {p: os.stat(p).st_mtime_ns for p in glob.glob(os.path.join(out, "intervene", "*"))}
     check(r.returncode == 0 and before == after, "rerun of the complete stage exits 0 and touches no store")
+    # A second E_n variant (intervene.variants): align and localize train `in`, intervene adds its
+    # task, named by the variant, with the units of that variant's localize store; every store of
+    # the first variant stays untouched (same ids, same keys).
+    cfg2 = os.path.join(tmp, "variants.yaml")
+    write_config(cfg2, world, out, intervene=", methods: [miclip], units: [neuron, sae], modes: [scale], "
+                 "betas: [2.0], datasets: [eval, unseen], batch_size: 3, variants: [in+out, in]")
+    with open(cfg2) as f:
+        text = f.read().replace("variants: [in+out]}", "variants: [in+out, in]}")
+    with open(cfg2, "w") as f:
+        f.write(text)
+    r = run(2, ["run", cfg2])
+    after2 = {p: os.stat(p).st_mtime_ns for p in glob.glob(os.path.join(out, "intervene", "*"))}
+    new = sorted(os.path.basename(p) for p in set(after2) - set(before))
+    check(r.returncode == 0 and all(after2[p] == before[p] for p in before) and len(new) == 2 and
+          new[0].startswith("intervene-s0-l3-in-miclip-scale-b2-") and new[1] == "intervene-s0-l3-in-miclip-scale-b2.json",
+          "intervene.variants [in+out, in]: one new task (%s), the first variant's stores untouched%s" %
+          (new, "" if r.returncode == 0 else ": " + r.stderr.strip()[-300:]))
+    loc = glob.glob(os.path.join(out, "localize", "localize-s0-l3-in-*.h5"))
+    st = one(out, "intervene-s0-l3-in-miclip-scale-b2-*")
+    if len(loc) == 1 and st:
+        with h5py.File(st, "r") as f, h5py.File(loc[0], "r") as l:
+            ok = all(np.array_equal(f["eval/%s/units" % k][()], l["classes/%s/top_units" % k][()][:, :5])
+                     for k in ("neuron", "sae"))
+            check(ok and f.attrs["variant"] == "in" and f.attrs["method"] == "miclip",
+                  "the `in` task edits the top-5 units of the `in` localize store (neurons, SAE) and records its variant")
+    else:
+        check(False, "the `in` localize store (%s) and intervene store (%s)" % (loc, st))
 
 
 def sae_encode(x, W_enc, b_enc, b_pre, k):
