@@ -23,6 +23,8 @@ run_packages=(
 test_packages=(
   # sanitizer + libFuzzer build
   clang-14 libclang-rt-14-dev
+  # the tree-wide C format check (style_format)
+  clang-format-14
   # h5dump etc. for store checks; pdftotext for the figure tests
   hdf5-tools poppler-utils
   # reference checks (run with /usr/bin/python3)
