@@ -25,7 +25,8 @@ int main(int argc, char **argv) {
     if (!x) return 1;
     for (int64_t rows = 4096; rows <= 65536; rows *= 4) {
         const int n = (int)(calls * 4096 / rows);
-        printf("mc_parallel_rows: %d calls of %lld elements of work\n", n, (long long)(rows * COLS));
+        printf("mc_parallel_rows: %d calls of %lld elements of work\n", n,
+               (long long)(rows * COLS));
         double base = 0;
         for (int t = 1; t <= 4; t *= 2) {
             mc_set_threads(t);
@@ -35,7 +36,9 @@ int main(int argc, char **argv) {
             double us = (mc_now() - t0) / n * 1e6;
             if (t == 1) base = us;
             printf("  %d thread(s): %8.2f us per call", t, us);
-            if (t > 1) printf(" (%.2fx the 1-thread call; overhead over the split work %.2f us)", us / base, us - base / t);
+            if (t > 1)
+                printf(" (%.2fx the 1-thread call; overhead over the split work %.2f us)",
+                       us / base, us - base / t);
             printf("\n");
         }
     }

@@ -16,27 +16,24 @@
 #include "miclip/log.h"
 #include "miclip/train.h"
 
-static int64_t g_chunk = 0;     /* 0: the library default */
+static int64_t g_chunk = 0;      /* 0: the library default */
 static int64_t g_classes = 1000; /* E_n: classes of the out targets */
 
 /* Process CPU time: on a shared machine the fairer clock for a one-thread comparison. */
-static double cpu_now(void)
-{
+static double cpu_now(void) {
     struct timespec t;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static float *randn(size_t n, uint64_t stream)
-{
+static float *randn(size_t n, uint64_t stream) {
     float *x = malloc(n * sizeof(float));
     MC_ASSERT(x);
     for (size_t i = 0; i < n; i++) x[i] = (float)mc_rng_normal(1, stream, i);
     return x;
 }
 
-static double bench_en(const mc_comm *c, int steps)
-{
+static double bench_en(const mc_comm *c, int steps) {
     const int64_t n = 768, d = 512, B = 1024, ncls = g_classes;
     mc_align_config cfg = mc_align_defaults();
     cfg.n = n;
@@ -44,9 +41,11 @@ static double bench_en(const mc_comm *c, int steps)
     cfg.n_classes = ncls;
     cfg.batch_size = B;
     if (g_chunk > 0) cfg.chunk_rows = g_chunk;
-    float *cls = randn((size_t)(ncls * d), 3), *a = randn((size_t)(B * n), 1), *img = randn((size_t)(B * d), 2);
+    float *cls = randn((size_t)(ncls * d), 3), *a = randn((size_t)(B * n), 1),
+          *img = randn((size_t)(B * d), 2);
     int32_t *lab = malloc(sizeof(int32_t) * B);
-    for (int64_t i = 0; i < B; i++) lab[i] = (int32_t)mc_rng_below(1, 4, (uint64_t)i, (uint64_t)ncls);
+    for (int64_t i = 0; i < B; i++)
+        lab[i] = (int32_t)mc_rng_below(1, 4, (uint64_t)i, (uint64_t)ncls);
     mc_encoder *e = NULL;
     mc_error err = {0};
     MC_ASSERT(mc_encoder_create(&cfg, cls, &e, &err) == MC_OK);
@@ -58,9 +57,11 @@ static double bench_en(const mc_comm *c, int steps)
         mc_encoder_apply(e);
     }
     double dt = mc_now() - t0, ct = cpu_now() - c0;
-    printf("miclip E_n  n=768 d=512 batch=1024 classes=%lld: wall %.1f ms/step %.0f samples/s, cpu %.1f ms/step "
-           "%.0f samples/s (loss %.4f, chunk %lld)\n", (long long)ncls, 1e3 * dt / steps, (double)B * steps / dt,
-           1e3 * ct / steps, (double)B * steps / ct, st.loss, (long long)cfg.chunk_rows);
+    printf("miclip E_n  n=768 d=512 batch=1024 classes=%lld: wall %.1f ms/step %.0f samples/s, cpu "
+           "%.1f ms/step "
+           "%.0f samples/s (loss %.4f, chunk %lld)\n",
+           (long long)ncls, 1e3 * dt / steps, (double)B * steps / dt, 1e3 * ct / steps,
+           (double)B * steps / ct, st.loss, (long long)cfg.chunk_rows);
     mc_encoder_free(&e);
     free(cls);
     free(a);
@@ -71,8 +72,7 @@ static double bench_en(const mc_comm *c, int steps)
 
 /* The E_n step's products alone, per chunk as the step runs them: z = a W^T, cos = u T^T with
  * T = [distinct labels' texts ; images], du = H T, dW = sum_c dz_c^T a_c. */
-static void bench_floor(int steps)
-{
+static void bench_floor(int steps) {
     const int64_t n = 768, d = 512, B = 1024, ncls = g_classes;
     const int64_t C = g_chunk > 0 ? g_chunk : mc_align_defaults().chunk_rows;
     char *seen = calloc((size_t)ncls, 1);
@@ -84,8 +84,9 @@ static void bench_floor(int steps)
     }
     free(seen);
     const int64_t nc = distinct + B;
-    float *a = randn((size_t)(B * n), 1), *W = randn((size_t)(d * n), 2), *u = randn((size_t)(B * d), 3),
-          *T = randn((size_t)(nc * d), 4), *cs = randn((size_t)(B * nc), 5), *du = randn((size_t)(B * d), 6),
+    float *a = randn((size_t)(B * n), 1), *W = randn((size_t)(d * n), 2),
+          *u = randn((size_t)(B * d), 3), *T = randn((size_t)(nc * d), 4),
+          *cs = randn((size_t)(B * nc), 5), *du = randn((size_t)(B * d), 6),
           *gW = randn((size_t)(d * n), 7);
     double t[4] = {0}, w0 = 0;
     for (int s = -1; s < steps; s++) {
@@ -93,14 +94,14 @@ static void bench_floor(int steps)
         double c0 = cpu_now(), c1, c2, c3, c4;
         for (int64_t r = 0; r < B; r += C) {
             int len = (int)(r + C < B ? C : B - r);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, (int)d, (int)n, 1.0f, a + r * n,
-                        (int)n, W, (int)n, 0.0f, u + r * d, (int)d);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, (int)d, (int)n, 1.0f,
+                        a + r * n, (int)n, W, (int)n, 0.0f, u + r * d, (int)d);
         }
         c1 = cpu_now();
         for (int64_t r = 0; r < B; r += C) {
             int len = (int)(r + C < B ? C : B - r);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, (int)nc, (int)d, 1.0f, u + r * d,
-                        (int)d, T, (int)d, 0.0f, cs + r * nc, (int)nc);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, (int)nc, (int)d, 1.0f,
+                        u + r * d, (int)d, T, (int)d, 0.0f, cs + r * nc, (int)nc);
         }
         c2 = cpu_now();
         for (int64_t r = 0; r < B; r += C) {
@@ -111,8 +112,8 @@ static void bench_floor(int steps)
         c3 = cpu_now();
         for (int64_t r = 0; r < B; r += C) {
             int len = (int)(r + C < B ? C : B - r);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)n, len, 1.0f, du + r * d,
-                        (int)d, a + r * n, (int)n, r ? 1.0f : 0.0f, gW, (int)n);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)n, len, 1.0f,
+                        du + r * d, (int)d, a + r * n, (int)n, r ? 1.0f : 0.0f, gW, (int)n);
         }
         c4 = cpu_now();
         if (s >= 0) {
@@ -132,15 +133,19 @@ static void bench_floor(int steps)
         tt += t[i];
         ft += fl[i];
     }
-    printf("floor products of one E_n step (classes %lld: %lld target columns, chunk %lld): %.2f GFLOP, "
-           "wall %.1f ms, cpu %.1f ms, %.1f GFLOP/s (cpu)\n", (long long)ncls, (long long)nc, (long long)C,
-           ft * 1e-9, 1e3 * wall / steps, 1e3 * tt / steps, ft / (tt / steps) * 1e-9);
+    printf("floor products of one E_n step (classes %lld: %lld target columns, chunk %lld): %.2f "
+           "GFLOP, "
+           "wall %.1f ms, cpu %.1f ms, %.1f GFLOP/s (cpu)\n",
+           (long long)ncls, (long long)nc, (long long)C, ft * 1e-9, 1e3 * wall / steps,
+           1e3 * tt / steps, ft / (tt / steps) * 1e-9);
     const int N = 2048;
-    float *A = randn((size_t)N * N, 8), *Bm = randn((size_t)N * N, 9), *Cm = randn((size_t)N * N, 10);
+    float *A = randn((size_t)N * N, 8), *Bm = randn((size_t)N * N, 9),
+          *Cm = randn((size_t)N * N, 10);
     double best = 1e30;
     for (int r = 0; r < 3; r++) {
         double c0 = mc_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, A, N, Bm, N, 0.0f, Cm, N);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, A, N, Bm, N, 0.0f, Cm,
+                    N);
         double dt = mc_now() - c0;
         if (dt < best) best = dt;
     }
@@ -157,8 +162,7 @@ static void bench_floor(int steps)
     free(gW);
 }
 
-static double bench_sae(const mc_comm *c, int steps)
-{
+static double bench_sae(const mc_comm *c, int steps) {
     const int64_t B = 4096;
     mc_sae_config cfg = mc_sae_defaults();
     cfg.n = 768;
@@ -180,15 +184,15 @@ static double bench_sae(const mc_comm *c, int steps)
     }
     double dt = mc_now() - t0, ct = cpu_now() - c0;
     printf("miclip SAE  768->24576 k=32 batch=4096: wall %.1f ms/step %.0f samples/s, cpu %.1f "
-           "ms/step %.0f samples/s (fvu %.4f, chunk %lld)\n", 1e3 * dt / steps, (double)B * steps / dt,
-           1e3 * ct / steps, (double)B * steps / ct, st.fvu, (long long)cfg.chunk_rows);
+           "ms/step %.0f samples/s (fvu %.4f, chunk %lld)\n",
+           1e3 * dt / steps, (double)B * steps / dt, 1e3 * ct / steps, (double)B * steps / ct,
+           st.fvu, (long long)cfg.chunk_rows);
     mc_sae_free(&s);
     free(a);
     return (double)B * steps / dt;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     mc_comm c;
     mc_error err = {0};
     if (mc_comm_init(&argc, &argv, &c, &err) != MC_OK) return 1;
@@ -197,10 +201,14 @@ int main(int argc, char **argv)
     if (steps < 1) steps = 1;
     if (argc > 3) g_chunk = atoll(argv[3]);
     if (argc > 4) g_classes = atoll(argv[4]);
-    if (!strcmp(what, "en")) bench_en(&c, steps);
-    else if (!strcmp(what, "sae")) bench_sae(&c, steps);
-    else if (!strcmp(what, "floor")) bench_floor(steps);
-    else fprintf(stderr, "usage: bench_train en|sae|floor [steps [chunk_rows [classes]]]\n");
+    if (!strcmp(what, "en"))
+        bench_en(&c, steps);
+    else if (!strcmp(what, "sae"))
+        bench_sae(&c, steps);
+    else if (!strcmp(what, "floor"))
+        bench_floor(steps);
+    else
+        fprintf(stderr, "usage: bench_train en|sae|floor [steps [chunk_rows [classes]]]\n");
     mc_comm_finalize(&c);
     return 0;
 }

@@ -21,7 +21,7 @@
 #include "miclip/status.h"
 
 typedef struct {
-    MPI_Comm comm;  /* MPI_COMM_WORLD unless a sub-communicator was made */
+    MPI_Comm comm; /* MPI_COMM_WORLD unless a sub-communicator was made */
     int rank, size;
     int node_rank, node_size; /* position among the ranks sharing this node */
     bool initialized_mpi;     /* true when mc_comm_init called MPI_Init (and finalize must close) */

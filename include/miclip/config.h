@@ -39,45 +39,81 @@
 #define MC_CONFIG_MAX_DEPTH 64         /* libyaml 0.2.5 itself has no nesting limit */
 
 /* --- value lists (n entries in v; v is NULL when n == 0) ----------------------------------- */
-typedef struct { int n; char **v; } mc_str_list;
-typedef struct { int n; int64_t *v; } mc_int_list;
-typedef struct { int n; double *v; } mc_f64_list;
-typedef struct { int n; int *v; } mc_enum_list; /* values of one of the enums below */
+typedef struct {
+    int n;
+    char **v;
+} mc_str_list;
+typedef struct {
+    int n;
+    int64_t *v;
+} mc_int_list;
+typedef struct {
+    int n;
+    double *v;
+} mc_f64_list;
+typedef struct {
+    int n;
+    int *v;
+} mc_enum_list; /* values of one of the enums below */
 
 /* --- enumerations: the numeric values are the positions of the names in the schema --------- */
 typedef enum {
-    MC_STAGE_EXTRACT, MC_STAGE_SAE, MC_STAGE_ALIGN, MC_STAGE_LOCALIZE, MC_STAGE_DESCRIBE,
-    MC_STAGE_BASELINES, MC_STAGE_INTERVENE, MC_STAGE_REPORT, MC_STAGE_COUNT
+    MC_STAGE_EXTRACT,
+    MC_STAGE_SAE,
+    MC_STAGE_ALIGN,
+    MC_STAGE_LOCALIZE,
+    MC_STAGE_DESCRIBE,
+    MC_STAGE_BASELINES,
+    MC_STAGE_INTERVENE,
+    MC_STAGE_REPORT,
+    MC_STAGE_COUNT
 } mc_stage; /* extract sae align localize describe baselines intervene report */
 
 typedef enum {
-    MC_DS_NONE, MC_DS_IMAGEFOLDER, MC_DS_IMAGENET, MC_DS_DTD, MC_DS_FILELIST, MC_DS_WORLD
+    MC_DS_NONE,
+    MC_DS_IMAGEFOLDER,
+    MC_DS_IMAGENET,
+    MC_DS_DTD,
+    MC_DS_FILELIST,
+    MC_DS_WORLD
 } mc_dataset_kind; /* none imagefolder imagenet dtd filelist world */
 
 typedef enum {
-    MC_CFG_POOL_AUTO, MC_CFG_POOL_CLS, MC_CFG_POOL_MEAN, MC_CFG_POOL_SPATIAL_MEAN, MC_CFG_POOL_ALL
+    MC_CFG_POOL_AUTO,
+    MC_CFG_POOL_CLS,
+    MC_CFG_POOL_MEAN,
+    MC_CFG_POOL_SPATIAL_MEAN,
+    MC_CFG_POOL_ALL
 } mc_cfg_pool; /* auto cls mean spatial_mean all (model.h has the tensor-level mc_pool) */
 
-typedef enum { MC_STORE_F32, MC_STORE_F16 } mc_store_dtype;    /* f32 f16 */
-typedef enum { MC_BAD_IMAGE_FAIL, MC_BAD_IMAGE_SKIP } mc_bad_image; /* fail skip */
-typedef enum { MC_SAE_INPUT_POOLED, MC_SAE_INPUT_ALL } mc_sae_input; /* pooled all */
+typedef enum { MC_STORE_F32, MC_STORE_F16 } mc_store_dtype;                   /* f32 f16 */
+typedef enum { MC_BAD_IMAGE_FAIL, MC_BAD_IMAGE_SKIP } mc_bad_image;           /* fail skip */
+typedef enum { MC_SAE_INPUT_POOLED, MC_SAE_INPUT_ALL } mc_sae_input;          /* pooled all */
 typedef enum { MC_ALIGN_STOP_CONVERGED, MC_ALIGN_STOP_EPOCHS } mc_align_stop; /* converged epochs */
-typedef enum { MC_VARIANT_INOUT, MC_VARIANT_IN, MC_VARIANT_OUT } mc_variant; /* in+out in out */
-typedef enum { MC_UNIT_NEURON, MC_UNIT_SAE } mc_unit_kind;                   /* neuron sae */
+typedef enum { MC_VARIANT_INOUT, MC_VARIANT_IN, MC_VARIANT_OUT } mc_variant;  /* in+out in out */
+typedef enum { MC_UNIT_NEURON, MC_UNIT_SAE } mc_unit_kind;                    /* neuron sae */
 
 typedef enum {
-    MC_METHOD_MICLIP, MC_METHOD_ACT_VALUES, MC_METHOD_CLIP_DISSECT, MC_METHOD_NETDISSECT,
-    MC_METHOD_VINTERP, MC_METHOD_RANDOM, MC_METHOD_ORACLE
+    MC_METHOD_MICLIP,
+    MC_METHOD_ACT_VALUES,
+    MC_METHOD_CLIP_DISSECT,
+    MC_METHOD_NETDISSECT,
+    MC_METHOD_VINTERP,
+    MC_METHOD_RANDOM,
+    MC_METHOD_ORACLE
 } mc_method; /* miclip act_values clip_dissect netdissect vinterp random oracle */
 
-typedef enum { MC_MODE_SCALE, MC_MODE_ADD } mc_mode;                        /* scale add */
-typedef enum { MC_TOKENS_ALL, MC_TOKENS_CLS, MC_TOKENS_PATCHES } mc_tokens; /* all cls patches */
-typedef enum { MC_CONCEPTS_FILE, MC_CONCEPTS_CLASSES } mc_concept_source;   /* file classes */
-typedef enum { MC_EVAL_SET_EVAL, MC_EVAL_SET_UNSEEN } mc_eval_set;          /* eval unseen */
+typedef enum { MC_MODE_SCALE, MC_MODE_ADD } mc_mode;                         /* scale add */
+typedef enum { MC_TOKENS_ALL, MC_TOKENS_CLS, MC_TOKENS_PATCHES } mc_tokens;  /* all cls patches */
+typedef enum { MC_CONCEPTS_FILE, MC_CONCEPTS_CLASSES } mc_concept_source;    /* file classes */
+typedef enum { MC_EVAL_SET_EVAL, MC_EVAL_SET_UNSEEN } mc_eval_set;           /* eval unseen */
 typedef enum { MC_FORMAT_MD, MC_FORMAT_CSV, MC_FORMAT_TEX } mc_table_format; /* md csv tex */
 typedef enum { MC_FIG_PNG, MC_FIG_SVG, MC_FIG_PDF } mc_figure_format;        /* png svg pdf */
 typedef enum {
-    MC_FIGURE_LOSS_CURVES, MC_FIGURE_SAE_CURVES, MC_FIGURE_TSNE, MC_FIGURE_ATTENTION_MAPS,
+    MC_FIGURE_LOSS_CURVES,
+    MC_FIGURE_SAE_CURVES,
+    MC_FIGURE_TSNE,
+    MC_FIGURE_ATTENTION_MAPS,
     MC_FIGURE_FLAWED_REASONING
 } mc_figure; /* loss_curves sae_curves tsne attention_maps */
 
@@ -92,16 +128,17 @@ typedef struct {
     char *root;        /* absolute path ("" when kind is none) */
     char *split;       /* sub-folder / split name: world train|val|unseen, imagenet train|val */
     int64_t n_samples; /* images drawn per seed; 0 = all */
-    int64_t sample_seed; /* the seed of the draw: MC_SAMPLE_PER_SEED (each run seed its own), or a fixed one */
+    int64_t
+        sample_seed; /* the seed of the draw: MC_SAMPLE_PER_SEED (each run seed its own), or a fixed one */
     char *labels;      /* absolute path of a label file, or "" */
     char *class_names; /* absolute path of a class-name mapping file, or "" */
 } mc_dataset_cfg;
 
 /* One concept set: the vocabulary for descriptions and localization. */
 typedef struct {
-    char *name;   /* identifier, referenced by localize.concepts / describe.concepts */
-    int source;   /* mc_concept_source */
-    char *file;   /* absolute path of the list (one concept per line), "" for classes */
+    char *name; /* identifier, referenced by localize.concepts / describe.concepts */
+    int source; /* mc_concept_source */
+    char *file; /* absolute path of the list (one concept per line), "" for classes */
 } mc_concept_set_cfg;
 
 typedef struct {
@@ -117,21 +154,28 @@ typedef struct {
     int64_t threads;     /* 0 = from --threads / MICLIP_THREADS */
     mc_enum_list stages; /* mc_stage, in pipeline order, unique */
 
-    struct { char *target, *clip, *mpnet; } models; /* absolute paths; mpnet may be "" */
-    struct { mc_dataset_cfg train, eval, unseen; } datasets;
-    struct { int n; mc_concept_set_cfg *v; } concepts;
+    struct {
+        char *target, *clip, *mpnet;
+    } models; /* absolute paths; mpnet may be "" */
+    struct {
+        mc_dataset_cfg train, eval, unseen;
+    } datasets;
+    struct {
+        int n;
+        mc_concept_set_cfg *v;
+    } concepts;
 
     struct {
         mc_str_list layers; /* hook names: "10", "logits", "stages.3.layers.1.shortcut" */
         int pool;           /* mc_cfg_pool */
         int64_t batch_size;
-        int dtype;          /* mc_store_dtype */
-        int on_bad_image;   /* mc_bad_image */
+        int dtype;        /* mc_store_dtype */
+        int on_bad_image; /* mc_bad_image */
     } extract;
 
     struct {
-        char *layer;   /* one of extract.layers (resolved: never "") */
-        int input;     /* mc_sae_input */
+        char *layer; /* one of extract.layers (resolved: never "") */
+        int input;   /* mc_sae_input */
         int64_t features, k, batch_size, epochs, steps, aux_k, dead_after, init_samples;
         int64_t checkpoint_every;
         double lr, aux_coef, heldout;
@@ -141,12 +185,12 @@ typedef struct {
         mc_enum_list variants; /* mc_variant */
         double lr;
         int64_t batch_size, epochs, checkpoint_every;
-        int stop;              /* mc_align_stop */
+        int stop;                                 /* mc_align_stop */
         int64_t max_epochs, patience, eval_every; /* stop: converged (docs/stages.md) */
         double heldout, min_delta;
         mc_temperature_cfg temperature;
         double init_temperature; /* start value of a learnable temperature (CLIP: 0.07) */
-        char *prompt; /* contains "{}" exactly once */
+        char *prompt;            /* contains "{}" exactly once */
     } align;
 
     struct {
@@ -157,13 +201,17 @@ typedef struct {
         int neuron_unit; /* 0 basis, 1 activation */
         int sae_inputs;  /* 0 all, 1 class */
     } localize;
-    struct { int64_t tau; mc_str_list concepts; mc_enum_list units; } describe;
+    struct {
+        int64_t tau;
+        mc_str_list concepts;
+        mc_enum_list units;
+    } describe;
 
     struct {
-        mc_enum_list methods; /* mc_method, never miclip or random */
+        mc_enum_list methods;                          /* mc_method, never miclip or random */
         char *netdissect_masks, *vinterp_descriptions; /* absolute paths or "" */
-        char *vinterp_explainer;                        /* a shell command or "" */
-        int64_t vinterp_timeout, vinterp_images;        /* seconds per unit; top images per unit */
+        char *vinterp_explainer;                       /* a shell command or "" */
+        int64_t vinterp_timeout, vinterp_images;       /* seconds per unit; top images per unit */
     } baselines;
 
     struct {
@@ -179,7 +227,8 @@ typedef struct {
         int64_t tau;
         mc_enum_list datasets; /* mc_eval_set */
         int64_t batch_size;
-        int64_t oracle_candidates; /* oracle: ablate only each class's top-N units by mean activation; 0 = all */
+        int64_t
+            oracle_candidates; /* oracle: ablate only each class's top-N units by mean activation; 0 = all */
     } intervene;
 
     struct {
@@ -190,8 +239,8 @@ typedef struct {
     } report;
 
     /* provenance, filled by the loader */
-    char *source_path; /* the file as given ("<text>" when parsed from memory) */
-    char *canonical;   /* the canonical resolved YAML text */
+    char *source_path;                /* the file as given ("<text>" when parsed from memory) */
+    char *canonical;                  /* the canonical resolved YAML text */
     char hash[MC_SHA256_HEX_LEN + 1]; /* SHA-256 of canonical, hex */
 } mc_config;
 
@@ -240,14 +289,14 @@ bool mc_config_has_stage(const mc_config *cfg, mc_stage s);
 
 /* One independent unit of a stage's sweep. Fields a stage does not sweep are -1 / NULL / 0. */
 typedef struct {
-    int stage;         /* mc_stage */
-    int index;         /* 0-based position within the stage's list: SLURM_ARRAY_TASK_ID */
+    int stage; /* mc_stage */
+    int index; /* 0-based position within the stage's list: SLURM_ARRAY_TASK_ID */
     int64_t seed;
-    const char *layer; /* borrowed from the config; NULL when the stage has no layer axis */
-    int variant;       /* mc_variant, or -1 (intervene: -1 is the first of align.variants) */
-    int method;        /* mc_method, or -1 */
-    int mode;          /* mc_mode, or -1 */
-    double beta;       /* intervene only */
+    const char *layer;       /* borrowed from the config; NULL when the stage has no layer axis */
+    int variant;             /* mc_variant, or -1 (intervene: -1 is the first of align.variants) */
+    int method;              /* mc_method, or -1 */
+    int mode;                /* mc_mode, or -1 */
+    double beta;             /* intervene only */
     char id[MC_TASK_ID_MAX]; /* e.g. "align-s0-l10-inout"; [A-Za-z0-9._+-] only */
 } mc_task;
 
@@ -275,8 +324,8 @@ void mc_tasks_free(mc_task **tasks);
  * the index as text, e.g. getenv("SLURM_ARRAY_TASK_ID"); NULL or "" selects task 0 when the
  * stage has exactly one task and is an MC_ERR_ARG otherwise. A malformed or out-of-range index
  * is MC_ERR_ARG naming the stage and its task count. */
-mc_status mc_config_task_select(const mc_config *cfg, mc_stage stage, const char *index_text, mc_task *out,
-                                mc_error *err);
+mc_status mc_config_task_select(const mc_config *cfg, mc_stage stage, const char *index_text,
+                                mc_task *out, mc_error *err);
 
 /* --- documentation -------------------------------------------------------------------------- */
 

@@ -40,9 +40,9 @@
 #include "miclip/status.h"
 
 typedef struct {
-    int64_t n;           /* images */
-    char **paths;        /* [n] absolute paths */
-    int32_t *labels;     /* [n] class index */
+    int64_t n;       /* images */
+    char **paths;    /* [n] absolute paths */
+    int32_t *labels; /* [n] class index */
     int n_classes;
     char **class_names;  /* [n_classes] human-readable ("red circle", "tench") */
     char *root;          /* the dataset root (identity) */

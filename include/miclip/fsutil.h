@@ -21,7 +21,8 @@ mc_status mc_write_file_atomic(const char *path, const void *data, size_t n, mc_
 mc_status mc_write_text_file(const char *path, const char *text, size_t n, mc_error *err);
 /* Local. mc_write_text_file unless path already holds exactly these bytes (then the file, and its
  * modification time, are left alone: a rerun that changes nothing touches no file). */
-mc_status mc_write_text_file_if_changed(const char *path, const char *text, size_t n, mc_error *err);
+mc_status mc_write_text_file_if_changed(const char *path, const char *text, size_t n,
+                                        mc_error *err);
 /* Length of the random part of a temporary's name. */
 #define MC_TMP_RANDOM_LEN 8
 /* Removes from dir the temporaries of mc_write_file_atomic left by dead processes: those whose

@@ -53,6 +53,7 @@ mc_status mc_sha256_file(const char *path, uint8_t out[MC_SHA256_BYTES],
  * $XDG_CACHE_HOME/miclip/, else ~/.cache/miclip/; at most 4096 files, oldest dropped). A cache
  * that cannot be read or written is ignored. *hashed (may be NULL) tells whether the bytes were
  * read. Local. */
-mc_status mc_sha256_file_cached(const char *path, uint8_t out[MC_SHA256_BYTES], bool *hashed, mc_error *err);
+mc_status mc_sha256_file_cached(const char *path, uint8_t out[MC_SHA256_BYTES], bool *hashed,
+                                mc_error *err);
 
 #endif

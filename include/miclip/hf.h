@@ -33,19 +33,25 @@
 
 #include "miclip/status.h"
 
-typedef enum { MC_HF_VIT = 0, MC_HF_RESNET, MC_HF_CLIP, MC_HF_MPNET, MC_HF_FAMILY_COUNT } mc_hf_family;
+typedef enum {
+    MC_HF_VIT = 0,
+    MC_HF_RESNET,
+    MC_HF_CLIP,
+    MC_HF_MPNET,
+    MC_HF_FAMILY_COUNT
+} mc_hf_family;
 
 #define MC_HF_CONFIG_MAX_BYTES (16u << 20) /* ImageNet configs with id2label are ~70 kB */
 
 typedef struct {
-    char *dir;            /* the model folder as given */
-    char *path;           /* DIR/config.json: use it as the `file` label of json.h getters */
+    char *dir;  /* the model folder as given */
+    char *path; /* DIR/config.json: use it as the `file` label of json.h getters */
     mc_hf_family family;
-    char *architecture;   /* architectures[0], or NULL if the config has none */
-    char *model_type;     /* or NULL if absent */
-    int64_t num_labels;   /* 0 when the config has no labels */
-    char **labels;        /* labels[0..num_labels): id2label in id order, or NULL */
-    json_t *root;         /* the whole parsed config.json (owned) */
+    char *architecture; /* architectures[0], or NULL if the config has none */
+    char *model_type;   /* or NULL if absent */
+    int64_t num_labels; /* 0 when the config has no labels */
+    char **labels;      /* labels[0..num_labels): id2label in id order, or NULL */
+    json_t *root;       /* the whole parsed config.json (owned) */
 } mc_hf_config;
 
 /* Reads and validates DIR/config.json. On success *out is a new config for mc_hf_config_free.

@@ -36,9 +36,9 @@ typedef struct {
 
 /* Limits checked before decoding. Zero fields mean "use the default". */
 typedef struct {
-    uint64_t max_pixels;    /* w*h cap; default MC_IMAGE_DEFAULT_MAX_PIXELS */
+    uint64_t max_pixels;     /* w*h cap; default MC_IMAGE_DEFAULT_MAX_PIXELS */
     uint64_t max_file_bytes; /* default MC_IMAGE_DEFAULT_MAX_FILE_BYTES */
-    int max_jpeg_scans;     /* progressive JPEG scan cap; default MC_IMAGE_DEFAULT_MAX_SCANS */
+    int max_jpeg_scans;      /* progressive JPEG scan cap; default MC_IMAGE_DEFAULT_MAX_SCANS */
 } mc_image_caps;
 
 #define MC_IMAGE_DEFAULT_MAX_PIXELS (100u * 1000u * 1000u)
@@ -81,25 +81,25 @@ mc_status mc_image_resize(const mc_image *src, int out_w, int out_h, mc_resample
 /* ------------------------------------------------------------------------------------------ */
 /* A parsed preprocessor_config.json. Plain data: fill it by hand in tests if you like. */
 typedef enum {
-    MC_PREPROC_VIT = 0,  /* ViTImageProcessor: resize to height x width, no crop (crop keys are
+    MC_PREPROC_VIT = 0, /* ViTImageProcessor: resize to height x width, no crop (crop keys are
                             ignored, as the processor ignores them) */
-    MC_PREPROC_CLIP,     /* CLIPImageProcessor: shortest-edge resize, center crop */
-    MC_PREPROC_CONVNEXT  /* ConvNextImageProcessor: shortest_edge + crop_pct (ResNet uses it) */
+    MC_PREPROC_CLIP,    /* CLIPImageProcessor: shortest-edge resize, center crop */
+    MC_PREPROC_CONVNEXT /* ConvNextImageProcessor: shortest_edge + crop_pct (ResNet uses it) */
 } mc_preproc_kind;
 
 typedef struct {
     mc_preproc_kind kind;
     bool do_resize;
-    int size_h, size_w;     /* when size is {"height","width"}; else 0 */
-    int shortest_edge;      /* when size is {"shortest_edge"}; else 0 */
+    int size_h, size_w; /* when size is {"height","width"}; else 0 */
+    int shortest_edge;  /* when size is {"shortest_edge"}; else 0 */
     mc_resample resample;
     bool do_center_crop;
     int crop_h, crop_w;
-    double crop_pct;        /* ConvNext only */
+    double crop_pct; /* ConvNext only */
     bool do_rescale;
     double rescale_factor;
     bool do_normalize;
-    float mean[3], std[3];  /* float32, as Hugging Face casts them */
+    float mean[3], std[3]; /* float32, as Hugging Face casts them */
 } mc_preproc;
 
 /* Fills *p with a processor's defaults (the values its __init__ uses for missing keys). */

@@ -18,8 +18,8 @@
 
 /* Loads path (must be a JSON object unless allow_any). Errors name the file, line, column. */
 mc_status mc_json_load(const char *path, bool allow_any, json_t **out, mc_error *err);
-mc_status mc_json_loadb(const char *buf, size_t len, const char *label, bool allow_any, json_t **out,
-                        mc_error *err);
+mc_status mc_json_loadb(const char *buf, size_t len, const char *label, bool allow_any,
+                        json_t **out, mc_error *err);
 
 /* Typed getters: `file` labels the messages ("config.json"). A missing key gives dflt when
  * required is false, and MC_ERR_FORMAT otherwise; a wrong type is always an error. */

@@ -71,13 +71,13 @@ double mc_now(void);
  * Plain struct, caller-owned; no allocation. */
 typedef struct {
     char label[48];
-    int64_t total;   /* units of work (images, steps); <= 0 means unknown */
+    int64_t total; /* units of work (images, steps); <= 0 means unknown */
     int64_t done;
     double t_start;
     double t_last_draw;
-    bool active;     /* drawing on a TTY */
-    bool lines;      /* printing a line every interval (not a TTY) */
-    double interval; /* seconds between lines */
+    bool active;      /* drawing on a TTY */
+    bool lines;       /* printing a line every interval (not a TTY) */
+    double interval;  /* seconds between lines */
     const char *unit; /* "img", "step", ... (borrowed string literal) */
 } mc_progress;
 

@@ -78,9 +78,9 @@ typedef struct {
 /* What a callback sees. data is the live tensor [batch, shape...] (or the attention
  * probabilities [batch, H, T, T] for ATTN hooks), valid only during the call. */
 typedef struct {
-    const char *name;   /* the layer's canonical name */
-    int layer;          /* index into the model's layer list */
-    int ndim;           /* including the batch dimension */
+    const char *name; /* the layer's canonical name */
+    int layer;        /* index into the model's layer list */
+    int ndim;         /* including the batch dimension */
     int64_t shape[5];
     float *data;
 } mc_hook_view;
@@ -115,7 +115,7 @@ void mc_model_free(mc_model **m); /* NULL-safe; sets *m = NULL */
 mc_status mc_model_declare_dir(const char *model_dir, mc_model **out, mc_error *err);
 
 mc_family mc_model_family(const mc_model *m);
-const char *mc_family_name(mc_family f); /* "vit", "resnet", "clip_vision" */
+const char *mc_family_name(mc_family f);              /* "vit", "resnet", "clip_vision" */
 const char *mc_model_architecture(const mc_model *m); /* config's architectures[0] */
 /* Parameters of the tensors this model loads (before BatchNorm folding; BN running stats
  * count as parameters, as in a state dict; for CLIP the vision tower and projection only). */
@@ -130,8 +130,7 @@ const char *mc_model_output_name(const mc_model *m);
 /* id2label entry i, or NULL when the config has none. */
 const char *mc_model_label(const mc_model *m, int64_t i);
 /* Transformer facts (0 for ResNet): blocks, tokens, width, heads. */
-void mc_model_transformer_dims(const mc_model *m, int *layers, int *tokens, int *width,
-                               int *heads);
+void mc_model_transformer_dims(const mc_model *m, int *layers, int *tokens, int *width, int *heads);
 
 int mc_model_layer_count(const mc_model *m);
 const mc_layer_info *mc_model_layer(const mc_model *m, int i);

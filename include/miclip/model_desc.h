@@ -60,7 +60,7 @@ typedef struct {
 
 typedef struct {
     char name[MC_DESC_TENSOR_NAME_MAX]; /* with the base-model prefix when base is true */
-    bool base;   /* carries base_prefix ("vit.", "resnet.", ...), which a file may leave out */
+    bool base; /* carries base_prefix ("vit.", "resnet.", ...), which a file may leave out */
     int ndim;
     int64_t shape[4];
 } mc_desc_tensor;
@@ -73,23 +73,23 @@ typedef struct {
     /* transformers: width, blocks, heads, MLP width, tokens (T = side^2 + 1 for images, the
      * context length for text), patch size and patches per side */
     int64_t D, L, H, I, T, patch, side;
-    int64_t vocab, buckets;  /* text: vocabulary; MPNet: relative attention buckets */
-    bool qkv_bias;           /* ViT: q, k, v carry biases */
-    double eps;              /* LayerNorm epsilon (transformers) */
-    mc_act act;              /* hidden_act */
+    int64_t vocab, buckets; /* text: vocabulary; MPNet: relative attention buckets */
+    bool qkv_bias;          /* ViT: q, k, v carry biases */
+    double eps;             /* LayerNorm epsilon (transformers) */
+    mc_act act;             /* hidden_act */
     /* ResNet: stem width, stages, downsampling placement */
     int64_t E, n_stages, hs[MC_DESC_MAX_STAGES], depth[MC_DESC_MAX_STAGES];
     bool ds_first, ds_bneck;
-    int64_t n_labels;        /* classifiers: id2label size, else num_labels (default 2) */
-    int64_t out_dim;         /* labels, the CLIP projection size, or D (MPNet) */
-    const char *out_name;    /* the last layer's name: "logits", "image_embeds", ... */
+    int64_t n_labels;     /* classifiers: id2label size, else num_labels (default 2) */
+    int64_t out_dim;      /* labels, the CLIP projection size, or D (MPNet) */
+    const char *out_name; /* the last layer's name: "logits", "image_embeds", ... */
 
     mc_desc_layer *layers;
     int n_layers;
     mc_desc_tensor *tensors;
     int n_tensors;
-    int64_t params;          /* elements of every tensor (BatchNorm statistics included) */
-    double mac;              /* a full forward per image / sequence (the last layer's mac_cum) */
+    int64_t params; /* elements of every tensor (BatchNorm statistics included) */
+    double mac;     /* a full forward per image / sequence (the last layer's mac_cum) */
 } mc_model_desc;
 
 /* Builds the description of family fam from a parsed config.json (file labels the messages).

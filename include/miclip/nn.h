@@ -92,18 +92,18 @@ void mc_add_inplace(float *restrict y, const float *restrict x, size_t n);
  * probs (optional) receives the probabilities [B, H, T, T] (hooks: attention maps). */
 typedef struct {
     int64_t B, T, H, head_dim;
-    int64_t ld_qkv;         /* row stride of q, k and v; 0 means H*head_dim */
-    float scale;            /* 0 means 1/sqrt(head_dim) */
-    const float *key_mask;  /* [B, T] or NULL */
-    const float *bias;      /* [H, T, T] or NULL */
+    int64_t ld_qkv;        /* row stride of q, k and v; 0 means H*head_dim */
+    float scale;           /* 0 means 1/sqrt(head_dim) */
+    const float *key_mask; /* [B, T] or NULL */
+    const float *bias;     /* [H, T, T] or NULL */
     bool causal;
-    float *probs;           /* [B, H, T, T] out, or NULL */
+    float *probs; /* [B, H, T, T] out, or NULL */
 } mc_attn_desc;
 
 /* Workspace floats mc_attention needs. */
 size_t mc_attention_workspace(const mc_attn_desc *d);
-void mc_attention(const mc_attn_desc *d, const float *q, const float *k, const float *v,
-                  float *out, float *work);
+void mc_attention(const mc_attn_desc *d, const float *q, const float *k, const float *v, float *out,
+                  float *work);
 
 /* ---- convolution and pooling (NCHW) ------------------------------------------------------------ */
 

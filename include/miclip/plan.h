@@ -38,45 +38,49 @@
 
 /* Conservative defaults without a calibration file (one rank, one thread): far below what
  * a current server core does, so an uncalibrated plan over-estimates time. */
-#define MC_PLAN_DEFAULT_SGEMM_GFLOPS 10.0  /* per core; AVX2 cores reach 50-100 */
-#define MC_PLAN_DEFAULT_MEM_GBPS 4.0       /* per core, streaming */
-#define MC_PLAN_DEFAULT_DECODE_IPS 40.0    /* ImageNet-size JPEG decode + resize, per core */
-#define MC_PLAN_DEFAULT_FORWARD_EFF 0.4    /* fraction of the sgemm rate a forward reaches */
-#define MC_PLAN_RUNTIME_BYTES (64.0 * 1024 * 1024) /* MPI + HDF5 + BLAS + code, per rank (a tiny
+#define MC_PLAN_DEFAULT_SGEMM_GFLOPS 10.0 /* per core; AVX2 cores reach 50-100 */
+#define MC_PLAN_DEFAULT_MEM_GBPS 4.0      /* per core, streaming */
+#define MC_PLAN_DEFAULT_DECODE_IPS 40.0   /* ImageNet-size JPEG decode + resize, per core */
+#define MC_PLAN_DEFAULT_FORWARD_EFF 0.4   /* fraction of the sgemm rate a forward reaches */
+#define MC_PLAN_RUNTIME_BYTES                                                                      \
+    (64.0 * 1024 * 1024) /* MPI + HDF5 + BLAS + code, per rank (a tiny
                                                       * extraction peaks at ~31 MB RSS here) */
-#define MC_PLAN_STORE_OVERHEAD_BYTES (48.0 * 1024) /* HDF5 metadata, attributes, records of an
+#define MC_PLAN_STORE_OVERHEAD_BYTES                                                               \
+    (48.0 * 1024) /* HDF5 metadata, attributes, records of an
                                                      * extraction store (~14 datasets) */
-#define MC_PLAN_SMALL_STORE_OVERHEAD_BYTES (16.0 * 1024) /* the same for a store of a few datasets */
+#define MC_PLAN_SMALL_STORE_OVERHEAD_BYTES                                                         \
+    (16.0 * 1024) /* the same for a store of a few datasets */
 
-#define MC_PLAN_TASK_START_S 10.0 /* per task as its own job (MPI start, model load, store open);
+#define MC_PLAN_TASK_START_S                                                                       \
+    10.0 /* per task as its own job (MPI start, model load, store open);
                                     * `miclip run` pays it once for all tasks (run.c) */
 
 #define MC_PLAN_TEXT_MAX 1024
 
 typedef struct {
-    bool from_file;            /* false: the defaults above */
+    bool from_file;              /* false: the defaults above */
     char path[MC_PLAN_TEXT_MAX]; /* the file read, or "" */
     char host[256];
-    int threads;               /* threads per rank the rates were measured with */
-    double sgemm_gflops;       /* per rank at `threads` (2 flops per multiply-add) */
-    double mem_gbps;           /* per rank at `threads` */
-    double decode_ips;         /* images decoded + resized per second, per rank */
+    int threads;         /* threads per rank the rates were measured with */
+    double sgemm_gflops; /* per rank at `threads` (2 flops per multiply-add) */
+    double mem_gbps;     /* per rank at `threads` */
+    double decode_ips;   /* images decoded + resized per second, per rank */
     /* forward of a model (0 when not measured) */
     char fwd_model[MC_PLAN_TEXT_MAX];
-    double fwd_gmac;           /* GMAC per image of that model */
-    double fwd_ips;            /* images per second per rank at `threads` */
+    double fwd_gmac; /* GMAC per image of that model */
+    double fwd_ips;  /* images per second per rank at `threads` */
     int fwd_batch;
 } mc_calibration;
 
 /* Sizes of one model read from config.json (no weights). */
 typedef struct {
     char dir[MC_PLAN_TEXT_MAX];
-    int family;        /* mc_hf_family: vit, resnet, clip */
-    int64_t params;    /* vision side (CLIP: vision tower + projection) */
+    int family;          /* mc_hf_family: vit, resnet, clip */
+    int64_t params;      /* vision side (CLIP: vision tower + projection) */
     int64_t text_params; /* CLIP text tower + projection, 0 otherwise */
-    double gmac;       /* per image, full forward to the output */
-    int64_t out_dim;   /* labels, or the projection size */
-    int image;         /* input size */
+    double gmac;         /* per image, full forward to the output */
+    int64_t out_dim;     /* labels, or the projection size */
+    int image;           /* input size */
     /* transformers */
     int64_t L, T, D, H, I, patch;
     /* CLIP text tower */
@@ -91,26 +95,28 @@ typedef struct {
 /* One store (or a family of identical ones, count times). */
 typedef struct {
     int stage;
-    char what[160];   /* e.g. "extract/train-s<seed>-*.h5" */
+    char what[160]; /* e.g. "extract/train-s<seed>-*.h5" */
     int count;
     double bytes_each;
 } mc_plan_store;
 
 typedef struct mc_plan_stage {
-    int stage;          /* mc_stage */
-    bool implemented;   /* in this build */
+    int stage;        /* mc_stage */
+    bool implemented; /* in this build */
     int n_tasks;
-    double items;       /* per task (the longest where tasks differ): images (extract, intervene), steps, ... */
+    double
+        items; /* per task (the longest where tasks differ): images (extract, intervene), steps, ... */
     char item_name[32];
     double gmac_per_item;
     double tflop;       /* floating-point operations of one task, 1e12 (2 per multiply-add) */
     double core_s_task; /* core-seconds of one task */
-    double wall_s_task; /* one task at ranks x threads (the longest, where tasks differ: Slurm's --time) */
-    double core_s_all;  /* where tasks differ (extract: shared stores), the core-seconds of all tasks
+    double
+        wall_s_task; /* one task at ranks x threads (the longest, where tasks differ: Slurm's --time) */
+    double core_s_all; /* where tasks differ (extract: shared stores), the core-seconds of all tasks
                          * together; 0: core_s_task x n_tasks */
-    double core_hours;  /* all tasks */
-    double mem_rank;    /* peak bytes per rank */
-    double disk;        /* bytes of all the stage's stores */
+    double core_hours; /* all tasks */
+    double mem_rank;   /* peak bytes per rank */
+    double disk;       /* bytes of all the stage's stores */
     char note[256];
 } mc_plan_stage;
 
@@ -135,31 +141,32 @@ typedef struct mc_plan {
 typedef struct mc_plan_inputs {
     int64_t seeds;
     int64_t n_classes, n_concepts;
-    double text_gmac;            /* one prompt through the CLIP text tower */
-    double act_bytes;            /* one image's activations in the extraction store */
-    int dtype_bytes;             /* 2 (F16) or 4 */
-    int64_t sae_dim, align_dim;  /* sae.layer's width; the widest extracted vector */
-    int64_t int_T;               /* intervene.layer's state, floats per image */
-    double int_prefix;           /* GMAC up to intervene.layer */
-    int64_t proj;                /* CLIP embedding size */
-    double cores;                /* ranks x threads */
-    double fwd, gemm, mem, dec;  /* flop/s in forwards and in sgemm, bytes/s, images/s */
-    double tgt_w, clip_w, text_w; /* weight bytes of the target, the CLIP vision side, its text tower */
-    int64_t eb;                  /* extract.batch_size */
+    double text_gmac;           /* one prompt through the CLIP text tower */
+    double act_bytes;           /* one image's activations in the extraction store */
+    int dtype_bytes;            /* 2 (F16) or 4 */
+    int64_t sae_dim, align_dim; /* sae.layer's width; the widest extracted vector */
+    int64_t int_T;              /* intervene.layer's state, floats per image */
+    double int_prefix;          /* GMAC up to intervene.layer */
+    int64_t proj;               /* CLIP embedding size */
+    double cores;               /* ranks x threads */
+    double fwd, gemm, mem, dec; /* flop/s in forwards and in sgemm, bytes/s, images/s */
+    double tgt_w, clip_w,
+        text_w; /* weight bytes of the target, the CLIP vision side, its text tower */
+    int64_t eb; /* extract.batch_size */
 } mc_plan_inputs;
 
 /* One stage's cost model (a stage registry entry, stages.h). It fills S's items, item_name and
  * gmac_per_item (and wall_s_task when it knows better than core_s / cores), adds the flops of
  * one task to *flop, its core-seconds to *core_s and its peak bytes per rank to *mem_b, and
  * lists its stores with mc_plan_add_store. */
-typedef void (*mc_plan_cost_fn)(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p, mc_plan_stage *S,
-                                double *flop, double *core_s, double *mem_b);
+typedef void (*mc_plan_cost_fn)(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p,
+                                mc_plan_stage *S, double *flop, double *core_s, double *mem_b);
 
 /* Lists count stores of bytes each for the stage being costed (the last of p->st). */
 void mc_plan_add_store(mc_plan *p, int stage, const char *what, int count, double bytes);
 /* The cost model of a stage that scores units against concepts (localize, describe, baselines). */
-void mc_plan_unit_table_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p, mc_plan_stage *S,
-                             double *flop, double *core_s, double *mem_b);
+void mc_plan_unit_table_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p,
+                             mc_plan_stage *S, double *flop, double *core_s, double *mem_b);
 
 /* Reads a model folder's config.json and takes its sizes from the model description
  * (model_desc.h; CLIP: both towers). Errors name the file. */
@@ -192,8 +199,8 @@ void mc_calibration_default_path(char *buf, size_t cap);
  * pre-flight's disk check and the run's estimate, which must not load a model). target_dir / clip_dir override the config's model folders
  * (NULL: the config's), for planning where only config.json copies are at hand. */
 mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_calibration *cal,
-                       const char *target_dir, const char *clip_dir, bool load_weights, mc_plan *plan,
-                       mc_error *err);
+                       const char *target_dir, const char *clip_dir, bool load_weights,
+                       mc_plan *plan, mc_error *err);
 
 /* The readable table, and the same as JSON. */
 void mc_plan_print(FILE *f, const mc_config *cfg, const mc_plan *plan);

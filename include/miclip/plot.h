@@ -36,7 +36,7 @@ typedef struct {
     char label[64];
     const double *x, *y; /* borrowed, [n]; a non-finite value breaks the line */
     int64_t n;
-    bool points; /* a scatter: each finite point a filled dot (radius MC_PLOT_DOT), no line */
+    bool points;  /* a scatter: each finite point a filled dot (radius MC_PLOT_DOT), no line */
     bool own_rgb; /* draw in rgb (0..255) instead of the palette's colour s */
     uint8_t rgb[3];
 } mc_plot_series;
@@ -49,7 +49,8 @@ typedef struct {
 } mc_plot_marker;
 
 typedef enum {
-    MC_PLOT_Y_AUTO = 0, /* log when every finite y > 0 and max/min >= MC_PLOT_LOG_RATIO, else linear */
+    MC_PLOT_Y_AUTO =
+        0, /* log when every finite y > 0 and max/min >= MC_PLOT_LOG_RATIO, else linear */
     MC_PLOT_Y_LINEAR,
     MC_PLOT_Y_LOG, /* values <= 0 are not drawn */
 } mc_plot_yscale;
@@ -91,9 +92,9 @@ mc_status mc_plot_write(const mc_plot *p, int format, const char *path, mc_error
 typedef struct {
     const uint8_t *rgb; /* borrowed, w * h * 3 (R, G, B rows top to bottom); NULL: no image */
     int w, h;
-    const float *heat;  /* borrowed, [hh, hw] row-major; NULL: no heat map */
+    const float *heat; /* borrowed, [hh, hw] row-major; NULL: no heat map */
     int hw, hh;
-    bool smooth;        /* upsample the heat bilinearly (a ResNet map); else as blocks (ViT patches) */
+    bool smooth; /* upsample the heat bilinearly (a ResNet map); else as blocks (ViT patches) */
     char caption[96], caption2[96];
 } mc_grid_tile;
 typedef struct {

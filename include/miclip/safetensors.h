@@ -30,13 +30,13 @@
 #define MC_ST_MAX_HEADER 100000000ull
 
 typedef struct {
-    const char *name;   /* owned by the file */
+    const char *name; /* owned by the file */
     mc_dtype dtype;
-    int ndim;           /* 0 for a scalar */
+    int ndim; /* 0 for a scalar */
     int64_t shape[MC_MAX_DIMS];
-    size_t numel;       /* product of shape (1 for a scalar) */
+    size_t numel; /* product of shape (1 for a scalar) */
     size_t nbytes;
-    const void *data;   /* into the mapping; may be unaligned: copy or convert, do not cast */
+    const void *data; /* into the mapping; may be unaligned: copy or convert, do not cast */
 } mc_st_tensor;
 
 typedef struct mc_st_file mc_st_file; /* opaque */

@@ -39,7 +39,8 @@ mc_status mc_extract_store_path(const mc_comm *c, const mc_config *cfg, mc_split
  * neuron encoder E_n of (seed, layer, variant); top-tau units per concept (localize) and
  * top-tau concepts per unit (describe, which also writes OUTPUT_DIR/report/descriptions.md). */
 mc_status mc_stage_sae(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err);
-mc_status mc_stage_align(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err);
+mc_status mc_stage_align(const mc_comm *c, const mc_config *cfg, const mc_task *task,
+                         mc_error *err);
 mc_status mc_stage_localize(const mc_comm *c, const mc_config *cfg, const mc_task *task,
                             mc_error *err);
 mc_status mc_stage_describe(const mc_comm *c, const mc_config *cfg, const mc_task *task,
@@ -100,7 +101,8 @@ bool mc_stage_implemented(int stage);
  * space against `miclip plan`'s estimate. Every problem is listed on rank 0 (at most 20 lines);
  * every rank returns the agreed error (the first problem, with the count of the others).
  * *n_checks (may be NULL) gets the number of checks made, -1 when MICLIP_PREFLIGHT=off. */
-mc_status mc_preflight(const mc_comm *c, const mc_config *cfg, int only_stage, int *n_checks, mc_error *err);
+mc_status mc_preflight(const mc_comm *c, const mc_config *cfg, int only_stage, int *n_checks,
+                       mc_error *err);
 /* Collective. `miclip config FILE`'s pre-flight: rank 0 prints "pre-flight: ok (N checks)" on
  * stdout, or the problems and the error; returns the exit code. */
 int mc_preflight_report(const mc_comm *c, const mc_config *cfg);

@@ -45,9 +45,10 @@ typedef struct {
 /* Process exit codes (documented in docs/errors.md). */
 enum {
     MC_EXIT_OK = 0,
-    MC_EXIT_FAILURE = 1,     /* any error */
-    MC_EXIT_USAGE = 2,       /* bad command line */
-    MC_EXIT_INTERRUPTED = 75 /* stopped by SIGINT/SIGTERM/SIGUSR1 after a clean checkpoint: requeue me */
+    MC_EXIT_FAILURE = 1, /* any error */
+    MC_EXIT_USAGE = 2,   /* bad command line */
+    MC_EXIT_INTERRUPTED =
+        75 /* stopped by SIGINT/SIGTERM/SIGUSR1 after a clean checkpoint: requeue me */
 };
 
 /* Records an error in e (which may be NULL) and returns code. The message is printf-formatted.
@@ -69,17 +70,17 @@ int mc_status_exit_code(mc_status s);
  * MPI is up, so no rank is left waiting). Never use it for input validation. */
 _Noreturn void mc_panic_at(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-#define MC_ASSERT(cond)                                                                    \
-    do {                                                                                   \
-        if (!(cond)) mc_panic_at(__FILE__, __LINE__, "assertion failed: %s", #cond);       \
+#define MC_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond)) mc_panic_at(__FILE__, __LINE__, "assertion failed: %s", #cond);               \
     } while (0)
 #define MC_PANIC(...) mc_panic_at(__FILE__, __LINE__, __VA_ARGS__)
 
 /* Propagate a failing status: MC_TRY(f(x, err)); */
-#define MC_TRY(expr)                                                                       \
-    do {                                                                                   \
-        mc_status mc_try_s_ = (expr);                                                      \
-        if (mc_try_s_ != MC_OK) return mc_try_s_;                                          \
+#define MC_TRY(expr)                                                                               \
+    do {                                                                                           \
+        mc_status mc_try_s_ = (expr);                                                              \
+        if (mc_try_s_ != MC_OK) return mc_try_s_;                                                  \
     } while (0)
 
 /* Hook used by mc_panic_at to abort all ranks; comm.c installs MPI_Abort here. */

@@ -59,18 +59,18 @@
 #define MC_STORE_ID_ATTR "miclip_store"
 #define MC_STORE_FORMAT "miclip-store"
 #define MC_STORE_VERSION 1
-#define MC_STORE_ID_VALUE "miclip-store/1" /* MC_STORE_FORMAT "/" MC_STORE_VERSION */
-#define MC_STORE_DONE_NAME "_done"         /* completion records: "/<group>/_done" */
-#define MC_STORE_COMPLETE_ATTR "complete"  /* stage-complete attribute on a group */
-#define MC_STORE_SUM_ATTR "sha256"         /* per-dataset checksum, recorded at completion */
-#define MC_STORE_LAYOUT_ATTR "layout_complete"       /* on /: 1 once the layout is marked */
-#define MC_STORE_LAYOUT_LIST_ATTR "layout_datasets"  /* on /: the recorded datasets, one a line */
+#define MC_STORE_ID_VALUE "miclip-store/1"     /* MC_STORE_FORMAT "/" MC_STORE_VERSION */
+#define MC_STORE_DONE_NAME "_done"             /* completion records: "/<group>/_done" */
+#define MC_STORE_COMPLETE_ATTR "complete"      /* stage-complete attribute on a group */
+#define MC_STORE_SUM_ATTR "sha256"             /* per-dataset checksum, recorded at completion */
+#define MC_STORE_LAYOUT_ATTR "layout_complete" /* on /: 1 once the layout is marked */
+#define MC_STORE_LAYOUT_LIST_ATTR "layout_datasets" /* on /: the recorded datasets, one a line */
 
 typedef struct mc_store mc_store;
 
 typedef enum {
-    MC_STORE_READ = 0,  /* read-only; no lock */
-    MC_STORE_WRITE = 1  /* read-write; takes the lock */
+    MC_STORE_READ = 0, /* read-only; no lock */
+    MC_STORE_WRITE = 1 /* read-write; takes the lock */
 } mc_store_mode;
 
 /* Flags for mc_store_create. */
@@ -94,8 +94,8 @@ mc_status mc_store_open(const mc_comm *c, const char *path, mc_store_mode mode, 
 
 /* Collective. Opens path read-write if it exists, else creates it. *created (may be NULL)
  * tells which. The usual entry point of a resumable stage. */
-mc_status mc_store_open_or_create(const mc_comm *c, const char *path, mc_store **out,
-                                  bool *created, mc_error *err);
+mc_status mc_store_open_or_create(const mc_comm *c, const char *path, mc_store **out, bool *created,
+                                  mc_error *err);
 
 /* What a writer finds at a store path (mc_store_probe). */
 typedef enum {
@@ -189,12 +189,11 @@ mc_status mc_store_read_rows(mc_store *s, const char *name, mc_dtype dtype, int6
 /* The hyperslab start[ndim], count[ndim] of dataset name. collective = true: every rank calls
  * it (per-rank start/count; count NULL or any count 0 means this rank transfers nothing).
  * collective = false: Local (one rank may call it alone; writes are still raw data only). */
-mc_status mc_store_write_slice(mc_store *s, const char *name, mc_dtype dtype,
-                               const int64_t *start, const int64_t *count, const void *data,
-                               bool collective, mc_error *err);
-mc_status mc_store_read_slice(mc_store *s, const char *name, mc_dtype dtype,
-                              const int64_t *start, const int64_t *count, void *data,
-                              bool collective, mc_error *err);
+mc_status mc_store_write_slice(mc_store *s, const char *name, mc_dtype dtype, const int64_t *start,
+                               const int64_t *count, const void *data, bool collective,
+                               mc_error *err);
+mc_status mc_store_read_slice(mc_store *s, const char *name, mc_dtype dtype, const int64_t *start,
+                              const int64_t *count, void *data, bool collective, mc_error *err);
 
 /* Local. Sets the per-rank, per-call I/O limit in bytes (>= 1; default 1 GiB). For tests and
  * for file systems that want smaller transfers; every rank must set the same value. */

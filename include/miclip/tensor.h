@@ -36,9 +36,9 @@ const char *mc_dtype_name(mc_dtype t);
 bool mc_dtype_parse(const char *name, mc_dtype *out);
 
 float mc_f16_to_f32(uint16_t h);
-uint16_t mc_f32_to_f16(float f);   /* round to nearest even, as numpy/torch */
+uint16_t mc_f32_to_f16(float f); /* round to nearest even, as numpy/torch */
 float mc_bf16_to_f32(uint16_t b);
-uint16_t mc_f32_to_bf16(float f);  /* round to nearest even, as torch */
+uint16_t mc_f32_to_bf16(float f); /* round to nearest even, as torch */
 
 /* Converts n elements of a floating dtype (F64/F32/F16/BF16) at src (any alignment) into dst.
  * Returns MC_ERR_UNSUPPORTED for integer dtypes. */
@@ -65,8 +65,9 @@ mc_status mc_check_finite(const float *x, size_t n, mc_error *err, const char *f
  * rows holding a non-finite value, by row_names[r] when row_names is not NULL (else "row r"),
  * the first three and a count of the rest: "<what>: non-finite values in 2 of 8 rows: a.png,
  * b.png (first: Inf at row 3, element 17)". */
-mc_status mc_check_finite_rows(const float *x, size_t rows, size_t per, const char *const *row_names,
-                               mc_error *err, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+mc_status mc_check_finite_rows(const float *x, size_t rows, size_t per,
+                               const char *const *row_names, mc_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 
 /* Formats a shape as "[2, 3, 4]" into buf. */
 void mc_shape_str(const int64_t *shape, int ndim, char *buf, size_t cap);

@@ -64,7 +64,7 @@ typedef enum {
 typedef struct {
     mc_clip_clean clean;
     mc_utf8_policy utf8;
-    int context;   /* total length with start and end tokens; 0 = 77 */
+    int context;      /* total length with start and end tokens; 0 = 77 */
     bool no_truncate; /* false (default): keep the first context-1 ids and end with
                        * <|endoftext|> (OpenAI truncate=True, HF truncation=True);
                        * true: a longer text is MC_ERR_ARG (OpenAI's default) */
@@ -112,9 +112,9 @@ mc_status mc_clip_tok_decode(const mc_clip_tok *t, const int32_t *ids, size_t n,
  * including both specials. */
 typedef struct {
     mc_utf8_policy utf8;
-    int max_length; /* 0 = sentence_bert_config.json max_seq_length, else tokenizer_config's
+    int max_length;    /* 0 = sentence_bert_config.json max_seq_length, else tokenizer_config's
                      * model_max_length, else 512 */
-    int lowercase;  /* -1 = tokenizer_config do_lower_case (default true), 0/1 force */
+    int lowercase;     /* -1 = tokenizer_config do_lower_case (default true), 0/1 force */
     int strip_accents; /* -1 = tokenizer_config strip_accents (null: follow lowercase) */
 } mc_wp_opts;
 
@@ -127,8 +127,8 @@ void mc_wp_free(mc_wordpiece **t);
 int mc_wp_max_length(const mc_wordpiece *t);
 int32_t mc_wp_vocab_size(const mc_wordpiece *t);
 /* Ids with specials, at most max_length, into ids[cap] (cap >= max_length); *n the count. */
-mc_status mc_wp_encode(mc_wordpiece *t, const char *text, size_t len, int32_t *ids, int cap,
-                       int *n, mc_error *err);
+mc_status mc_wp_encode(mc_wordpiece *t, const char *text, size_t len, int32_t *ids, int cap, int *n,
+                       mc_error *err);
 /* Word pieces joined with spaces ("##" kept), specials included; malloc'd. For tests. */
 mc_status mc_wp_decode(const mc_wordpiece *t, const int32_t *ids, size_t n, char **out,
                        mc_error *err);
@@ -159,8 +159,8 @@ mc_text_family mc_text_encoder_family(const mc_text_encoder *e);
 int mc_text_encoder_dim(const mc_text_encoder *e);     /* output width */
 int mc_text_encoder_context(const mc_text_encoder *e); /* CLIP 77, MPNet max_length */
 /* SHA-256 hex of config.json, model.safetensors and the tokenizer files (the cache key). */
-const char *mc_text_encoder_hash(mc_text_encoder *e); /* NULL if a file cannot be read */
-mc_clip_tok *mc_text_encoder_clip_tok(mc_text_encoder *e);  /* NULL for MPNet; borrowed */
+const char *mc_text_encoder_hash(mc_text_encoder *e);        /* NULL if a file cannot be read */
+mc_clip_tok *mc_text_encoder_clip_tok(mc_text_encoder *e);   /* NULL for MPNet; borrowed */
 mc_wordpiece *mc_text_encoder_wordpiece(mc_text_encoder *e); /* NULL for CLIP; borrowed */
 
 /* Tokenizes n texts into ids[n * context] (CLIP: zero-padded; MPNet: <pad>-padded) and
@@ -220,14 +220,15 @@ mc_status mc_text_embed_cached(const mc_comm *c, mc_store *store, mc_text_encode
  * row count changes). Such rows are kept under their own key. For small sets whose numbers
  * are printed to 17 digits (the report's CLIP and MPNet scores). */
 mc_status mc_text_embed_cached_ex(const mc_comm *c, mc_store *store, mc_text_encoder *e,
-                                  const char *const *texts, size_t n, const char *tmpl, bool one_by_one,
-                                  float *out, size_t *n_computed, mc_error *err);
+                                  const char *const *texts, size_t n, const char *tmpl,
+                                  bool one_by_one, float *out, size_t *n_computed, mc_error *err);
 
 /* Collective. How many of the n texts the cache store (open for reading or writing) lacks for
  * (e, tmpl, one_by_one): 0 means mc_text_embed_cached_ex would write nothing, so a caller can open
  * the store read-only and leave the file untouched. */
-mc_status mc_text_cache_missing(const mc_comm *c, mc_store *store, mc_text_encoder *e, const char *const *texts,
-                                size_t n, const char *tmpl, bool one_by_one, size_t *missing, mc_error *err);
+mc_status mc_text_cache_missing(const mc_comm *c, mc_store *store, mc_text_encoder *e,
+                                const char *const *texts, size_t n, const char *tmpl,
+                                bool one_by_one, size_t *missing, mc_error *err);
 
 /* L2-normalises rows in place: x / max(||x||, 1e-12) (torch F.normalize). */
 void mc_l2_normalize_rows(float *x, int64_t rows, int64_t dim);

@@ -109,20 +109,20 @@ const char *mc_align_variant_name(mc_align_variant v);
 bool mc_align_variant_parse(const char *s, mc_align_variant *out);
 
 typedef struct {
-    int64_t n;              /* activation size (input of E_n) */
-    int64_t d;              /* CLIP embedding size (output of E_n) */
-    int64_t n_classes;      /* rows of the class text-embedding table (L_out targets) */
+    int64_t n;         /* activation size (input of E_n) */
+    int64_t d;         /* CLIP embedding size (output of E_n) */
+    int64_t n_classes; /* rows of the class text-embedding table (L_out targets) */
     mc_align_variant variant;
-    bool learn_scale;       /* true: learnable log logit scale, clamped to [0, log 100] */
-    double logit_scale;     /* initial (learnable) or fixed logit scale: 1/0.07 by default;
+    bool learn_scale;      /* true: learnable log logit scale, clamped to [0, log 100] */
+    double logit_scale;    /* initial (learnable) or fixed logit scale: 1/0.07 by default;
                                Algorithm 1 literally is learn_scale=false, logit_scale=1 */
-    mc_adam_config adam;    /* lr 1e-4 (paper C.2) */
-    int64_t batch_size;     /* 1024 (paper C.2) */
-    int epochs;             /* 1 */
-    uint64_t seed;          /* init, subset, order */
-    int64_t chunk_rows;     /* 128: unit of work of the rank-count-invariant scheme (at most
+    mc_adam_config adam;   /* lr 1e-4 (paper C.2) */
+    int64_t batch_size;    /* 1024 (paper C.2) */
+    int epochs;            /* 1 */
+    uint64_t seed;         /* init, subset, order */
+    int64_t chunk_rows;    /* 128: unit of work of the rank-count-invariant scheme (at most
                                batch / chunk_rows ranks have rows) */
-    int64_t shuffle_block;  /* 1: full shuffle; larger keeps runs contiguous for the store */
+    int64_t shuffle_block; /* 1: full shuffle; larger keeps runs contiguous for the store */
 } mc_align_config;
 mc_align_config mc_align_defaults(void);
 
@@ -133,9 +133,9 @@ typedef mc_status (*mc_align_fetch_fn)(void *user, const int64_t *sample_idx, in
                                        float *acts, float *img, int32_t *label, mc_error *err);
 
 typedef struct {
-    float loss;      /* total (the training objective) */
-    float loss_out;  /* L_out (0 when not part of the variant) */
-    float loss_in;   /* L_in */
+    float loss;     /* total (the training objective) */
+    float loss_out; /* L_out (0 when not part of the variant) */
+    float loss_in;  /* L_in */
     float logit_scale;
 } mc_align_stats;
 
@@ -162,9 +162,9 @@ const mc_align_config *mc_encoder_config(const mc_encoder *e);
  * [r0, r1) given by mc_train_chunk_share (acts, img, label as in mc_align_fetch_fn).
  * Collective. On return every rank has the same loss and the same full gradient (W and the
  * log scale). No update is made. */
-mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t batch,
-                               const float *acts, const float *img, const int32_t *label,
-                               mc_align_stats *st, mc_error *err);
+mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t batch, const float *acts,
+                               const float *img, const int32_t *label, mc_align_stats *st,
+                               mc_error *err);
 /* Adam step on W and (if learnable) the log scale, then the clamp. Same on every rank. */
 void mc_encoder_apply(mc_encoder *e);
 /* Embeds rows x n activations into rows x d (not normalised): out = acts W^T. */
@@ -180,7 +180,8 @@ typedef struct {
 /* Per-step curve kept for the figures (owned arrays of length `count`). */
 typedef struct {
     int64_t count, cap;
-    float *loss, *loss_a, *loss_b, *extra; /* E_n: total, out, in, scale; SAE: loss, fvu, auxk, dead */
+    float *loss, *loss_a, *loss_b,
+        *extra; /* E_n: total, out, in, scale; SAE: loss, fvu, auxk, dead */
 } mc_train_curve;
 void mc_train_curve_free(mc_train_curve *c);
 mc_status mc_train_curve_push(mc_train_curve *c, float a, float b, float cc, float d,
@@ -219,7 +220,7 @@ typedef struct {
     int64_t batch_size;   /* 4096 */
     int epochs;           /* 1 */
     uint64_t seed;
-    int64_t chunk_rows;   /* 256 */
+    int64_t chunk_rows; /* 256 */
     int64_t shuffle_block;
     int64_t median_samples; /* rows used for the geometric-median b_pre init: 4096 */
     int median_iters;       /* Weiszfeld iterations: 100 (stops early on convergence) */

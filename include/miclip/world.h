@@ -42,7 +42,12 @@
 #define MC_WORLD_NUM_CLASSES (MC_WORLD_NUM_COLOURS * MC_WORLD_NUM_SHAPES)
 #define MC_WORLD_MAX_PER_CLASS 1000000
 
-typedef enum { MC_WORLD_TRAIN = 0, MC_WORLD_VAL = 1, MC_WORLD_UNSEEN = 2, MC_WORLD_NUM_SPLITS } mc_world_split;
+typedef enum {
+    MC_WORLD_TRAIN = 0,
+    MC_WORLD_VAL = 1,
+    MC_WORLD_UNSEEN = 2,
+    MC_WORLD_NUM_SPLITS
+} mc_world_split;
 
 typedef struct {
     uint64_t seed;
@@ -55,21 +60,21 @@ typedef struct {
 
 /* Everything that determines one image (and its attributes). Plain data. */
 typedef struct {
-    int split;               /* mc_world_split */
-    int64_t index;           /* index within the split */
-    int64_t k;               /* index within its folder (the file number) */
+    int split;     /* mc_world_split */
+    int64_t index; /* index within the split */
+    int64_t k;     /* index within its folder (the file number) */
     int cls, colour, shape, texture;
-    double x, y;             /* shape centre in pixels (0,0 = top-left corner of the image) */
-    double scale;            /* circumradius of the shape in pixels */
-    double rotation;         /* degrees, counter-clockwise as seen on screen */
-    double fg[3];            /* shape colour, RGB in [0,1] */
-    double bg[3], bg2[3];    /* the texture's two colours */
-    double tex_period;       /* pixels (stripes, checks, dots, waves) */
-    double tex_angle;        /* degrees */
-    double tex_phase[2];     /* offsets in pixels */
-    double tex_aux;          /* dot radius / period, wave amplitude in px, noise cell in px */
-    double noise;            /* standard deviation of the additive pixel noise, in [0,1] units */
-    uint64_t noise_key;      /* key of the per-pixel noise */
+    double x, y;          /* shape centre in pixels (0,0 = top-left corner of the image) */
+    double scale;         /* circumradius of the shape in pixels */
+    double rotation;      /* degrees, counter-clockwise as seen on screen */
+    double fg[3];         /* shape colour, RGB in [0,1] */
+    double bg[3], bg2[3]; /* the texture's two colours */
+    double tex_period;    /* pixels (stripes, checks, dots, waves) */
+    double tex_angle;     /* degrees */
+    double tex_phase[2];  /* offsets in pixels */
+    double tex_aux;       /* dot radius / period, wave amplitude in px, noise cell in px */
+    double noise;         /* standard deviation of the additive pixel noise, in [0,1] units */
+    uint64_t noise_key;   /* key of the per-pixel noise */
 } mc_world_sample;
 
 /* Names (static strings; index out of range gives NULL). */

@@ -21,8 +21,10 @@ int mc_cli_finish(const mc_comm *c, mc_status s, mc_error *err) {
     mc_status agreed = mc_comm_agree(c, s, err);
     if (agreed == MC_OK) return MC_EXIT_OK;
     if (c->rank == 0) {
-        if (agreed == MC_ERR_INTERRUPTED) mc_warn("%s", err->msg);
-        else mc_log_error_record(err);
+        if (agreed == MC_ERR_INTERRUPTED)
+            mc_warn("%s", err->msg);
+        else
+            mc_log_error_record(err);
     }
     return mc_status_exit_code(agreed);
 }
@@ -42,8 +44,10 @@ int mc_cli_usage_error(const mc_comm *c, const char *cmd, const char *fmt, ...) 
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
-        if (*cmd) fprintf(stderr, "miclip %s: %s\ntry 'miclip %s --help'\n", cmd, msg, cmd);
-        else fprintf(stderr, "miclip: %s\ntry 'miclip --help'\n", msg);
+        if (*cmd)
+            fprintf(stderr, "miclip %s: %s\ntry 'miclip %s --help'\n", cmd, msg, cmd);
+        else
+            fprintf(stderr, "miclip: %s\ntry 'miclip --help'\n", msg);
     }
     return MC_EXIT_USAGE;
 }
@@ -78,8 +82,10 @@ static int opt_head(const mc_cli_opt *o, char letter, char *buf, size_t cap) {
 /* "  HEAD  help line 1\n" then the help's further lines under the first. */
 static void help_line(FILE *out, const char *head, int col, const char *help) {
     int n = (int)strlen(head);
-    if (n > col) fprintf(out, "  %s\n  %-*s  ", head, col, "");
-    else fprintf(out, "  %-*s  ", col, head);
+    if (n > col)
+        fprintf(out, "  %s\n  %-*s  ", head, col, "");
+    else
+        fprintf(out, "  %-*s  ", col, head);
     for (const char *h = help ? help : ""; *h;) {
         const char *e = strchr(h, '\n');
         int len = e ? (int)(e - h) : (int)strlen(h);
@@ -142,7 +148,8 @@ int mc_cli_begin(mc_cli_parser *p, const mc_comm *c, const mc_cli_cmd *cmd, int 
             return MC_EXIT_USAGE;
         }
         if (strcmp(argv[1], cmd->action) != 0)
-            return mc_cli_usage_error(c, cmd->name, "unknown action '%s' (expected '%s')", argv[1], cmd->action);
+            return mc_cli_usage_error(c, cmd->name, "unknown action '%s' (expected '%s')", argv[1],
+                                      cmd->action);
         argc--, argv++; /* getopt skips argv[0]: the action takes the command name's place */
         p->shift = 1;
     }
@@ -153,10 +160,12 @@ int mc_cli_begin(mc_cli_parser *p, const mc_comm *c, const mc_cli_cmd *cmd, int 
     memcpy(p->shorts, "-:", 3);
     for (const mc_cli_opt *o = cmd->opts; o && o->name; o++) {
         if (n == MC_CLI_MAX_OPTS) {
-            fprintf(stderr, "miclip %s: more than %d options in its table\n", cmd->name, MC_CLI_MAX_OPTS);
+            fprintf(stderr, "miclip %s: more than %d options in its table\n", cmd->name,
+                    MC_CLI_MAX_OPTS);
             abort(); /* a programming error, caught by tests/core/test_cli.c */
         }
-        p->lopts[n] = (struct option){o->name, o->has_arg ? required_argument : no_argument, NULL, OPT_BASE + n};
+        p->lopts[n] = (struct option){o->name, o->has_arg ? required_argument : no_argument, NULL,
+                                      OPT_BASE + n};
         n++;
         char letter = alias_of(cmd->aliases, o->name);
         if (letter) { /* "q" or "t:" */
@@ -228,7 +237,8 @@ int mc_cli_next(mc_cli_parser *p, const char **val) {
     const mc_cli_opt *o = &p->cmd->opts[k];
     /* glibc accepts unambiguous abbreviations (--tas for --task): refuse them, so that the
      * accepted spellings are exactly the table's and a new option never changes an old one. */
-    const char *tok = o->has_arg && optarg == p->argv[optind - 1] ? p->argv[optind - 2] : p->argv[optind - 1];
+    const char *tok =
+        o->has_arg && optarg == p->argv[optind - 1] ? p->argv[optind - 2] : p->argv[optind - 1];
     typed_name(tok, name, sizeof name);
     if (strncmp(name, "--", 2) != 0 || strcmp(name + 2, o->name) != 0) {
         mc_cli_usage_error(p->c, cmd, "unknown option '%s'", name);

@@ -68,16 +68,16 @@ typedef struct {
 } mc_cli_alias;
 
 typedef struct mc_cli_cmd {
-    const char *name;     /* as typed: "run", "embed-text" */
-    const char *action;   /* the one sub-action that must come first ("make"), or NULL:
+    const char *name;       /* as typed: "run", "embed-text" */
+    const char *action;     /* the one sub-action that must come first ("make"), or NULL:
                            * mc_cli_begin checks it (missing: the help and exit 2) */
-    const char *usage;    /* after "usage: "; more lines indented by the command itself */
-    const char *about;    /* paragraphs after the usage, or NULL */
+    const char *usage;      /* after "usage: "; more lines indented by the command itself */
+    const char *about;      /* paragraphs after the usage, or NULL */
     const mc_cli_opt *opts; /* the option table (NULL: no options) */
-    const char *notes;    /* printed after the options, or NULL */
+    const char *notes;      /* printed after the options, or NULL */
     void (*about_more)(FILE *out, const struct mc_cli_cmd *cmd); /* prints generated text
                                                      * after about (stage lists), or NULL */
-    bool until_command;   /* the global options (above): parsing ends at the first positional,
+    bool until_command; /* the global options (above): parsing ends at the first positional,
                            * whose argv index mc_cli_parser.arg_index gives; no help scan */
     const mc_cli_alias *aliases; /* one-letter aliases of options ("-q, --quiet" in the help),
                                   * or NULL */

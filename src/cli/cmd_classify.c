@@ -19,15 +19,18 @@ static mc_status classify(const char *dir, char **paths, int n, mc_error *err) {
     float *px = NULL, *logits = NULL;
     const int64_t K = mc_model_output_dim(m);
     if (!mc_model_label(m, 0)) {
-        st = MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: %s has no id2label classifier (a CLIP folder "
-                     "classifies zero-shot through its text tower: use the extract/evaluate stages)",
-                     dir, mc_model_architecture(m));
+        st =
+            MC_FAIL(err, MC_ERR_UNSUPPORTED,
+                    "%s: %s has no id2label classifier (a CLIP folder "
+                    "classifies zero-shot through its text tower: use the extract/evaluate stages)",
+                    dir, mc_model_architecture(m));
         goto done;
     }
     mc_model_input_size(m, &C, &H, &W);
     if ((st = mc_preproc_load(dir, &pp, err)) != MC_OK) goto done;
     if (!mc_preproc_fixed_size(&pp, &H, &W)) {
-        st = MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: the preprocessor's output size depends on the image", dir);
+        st = MC_FAIL(err, MC_ERR_UNSUPPORTED,
+                     "%s: the preprocessor's output size depends on the image", dir);
         goto done;
     }
     px = mc_alloc_array((size_t)(3 * H * W), sizeof(float));
@@ -38,8 +41,10 @@ static mc_status classify(const char *dir, char **paths, int n, mc_error *err) {
     }
     for (int i = 0; i < n && st == MC_OK; i++) {
         if (mc_stop_signal()) { /* rank 0 alone classifies; the others wait in mc_cli_finish */
-            st = mc_fail_stopped(err, 0, "classify: %d of %d images classified (printed above); "
-                                 "rerun for the rest", i, n);
+            st = mc_fail_stopped(err, 0,
+                                 "classify: %d of %d images classified (printed above); "
+                                 "rerun for the rest",
+                                 i, n);
             break;
         }
         const char *p = paths[i];

@@ -10,19 +10,22 @@
 enum { OPT_TASKS = 2, OPT_HASH, OPT_SCHEMA };
 
 static const mc_cli_opt opts[] = {
-    {"tasks", MC_CLI_FLAG, OPT_TASKS, NULL, "also list the sweep: one line per task, STAGE INDEX ID, where INDEX is\n"
-                                            "the stage's SLURM_ARRAY_TASK_ID"},
+    {"tasks", MC_CLI_FLAG, OPT_TASKS, NULL,
+     "also list the sweep: one line per task, STAGE INDEX ID, where INDEX is\n"
+     "the stage's SLURM_ARRAY_TASK_ID"},
     {"hash", MC_CLI_FLAG, OPT_HASH, NULL, "print only the hash"},
-    {"schema-md", MC_CLI_FLAG, OPT_SCHEMA, NULL, "print the key reference (docs/config.md) generated from the schema"},
+    {"schema-md", MC_CLI_FLAG, OPT_SCHEMA, NULL,
+     "print the key reference (docs/config.md) generated from the schema"},
     {0}};
 
 const mc_cli_cmd mc_cmd_config_cli = {
     .name = "config",
     .usage = "miclip config CONFIG [--tasks] [--hash]\n"
              "       miclip config --schema-md",
-    .about = "Validates CONFIG (every error is one line FILE:LINE:COL: key 'a.b': message) and prints\n"
-             "the resolved config (defaults filled, absolute paths, canonical order) followed by its\n"
-             "hash, the SHA-256 of that text.\n",
+    .about =
+        "Validates CONFIG (every error is one line FILE:LINE:COL: key 'a.b': message) and prints\n"
+        "the resolved config (defaults filled, absolute paths, canonical order) followed by its\n"
+        "hash, the SHA-256 of that text.\n",
     .opts = opts};
 
 int mc_cmd_config(const mc_comm *c, int argc, char **argv) {
@@ -38,7 +41,9 @@ int mc_cmd_config(const mc_comm *c, int argc, char **argv) {
         case OPT_HASH: hash_only = true; break;
         case OPT_SCHEMA: schema = true; break;
         case MC_CLI_ARG:
-            if (path) return mc_cli_usage_error(c, "config", "only one CONFIG file, got '%s' and '%s'", path, v);
+            if (path)
+                return mc_cli_usage_error(c, "config", "only one CONFIG file, got '%s' and '%s'",
+                                          path, v);
             path = v;
             break;
         }

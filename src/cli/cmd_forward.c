@@ -22,9 +22,9 @@
 #define MAX_LAYERS 128
 
 typedef struct {
-    float *buf;      /* [batch, per] for the current batch */
-    int64_t per;     /* floats per image */
-    int index;       /* layer index */
+    float *buf;  /* [batch, per] for the current batch */
+    int64_t per; /* floats per image */
+    int index;   /* layer index */
 } capture;
 
 static bool capture_hook(const mc_hook_view *v, void *user) {
@@ -38,7 +38,8 @@ enum { OPT_LAYERS = 2, OPT_BATCH, OPT_OUT };
 static const mc_cli_opt opts[] = {
     {"layers", MC_CLI_VALUE, OPT_LAYERS, "NAME,...", "comma-separated layer names (docs/hooks.md)"},
     {"batch", MC_CLI_VALUE, OPT_BATCH, "N", "images per forward call (default 8)"},
-    {"out", MC_CLI_VALUE, OPT_OUT, "FILE.h5", "the store to write (replaced if it exists; required)"},
+    {"out", MC_CLI_VALUE, OPT_OUT, "FILE.h5",
+     "the store to write (replaced if it exists; required)"},
     {0}};
 
 const mc_cli_cmd mc_cmd_forward_cli = {
@@ -66,15 +67,18 @@ static mc_status run(const mc_comm *c, const char *dir, char **imgs, int64_t N, 
     int C, H, W;
     if (st == MC_OK) st = mc_preproc_load(dir, &pp, err);
     if (st == MC_OK && !mc_preproc_fixed_size(&pp, &H, &W))
-        st = MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: the preprocessor's output size depends on the "
-                     "image; a batch needs one size", dir);
+        st = MC_FAIL(err, MC_ERR_UNSUPPORTED,
+                     "%s: the preprocessor's output size depends on the "
+                     "image; a batch needs one size",
+                     dir);
     if (st == MC_OK) {
         mc_model_input_size(m, &C, NULL, NULL);
         st = mc_model_plan(m, batch, H, W, err); /* also fixes the layer shapes for H x W */
     }
     /* the layers to capture */
     memset(caps, 0, sizeof caps);
-    for (char *t = layers_arg ? strtok(layers_arg, ",") : NULL; st == MC_OK && t; t = strtok(NULL, ",")) {
+    for (char *t = layers_arg ? strtok(layers_arg, ",") : NULL; st == MC_OK && t;
+         t = strtok(NULL, ",")) {
         if (nl == MAX_LAYERS) {
             st = MC_FAIL(err, MC_ERR_ARG, "more than %d layers", MAX_LAYERS);
             break;
@@ -84,9 +88,11 @@ static mc_status run(const mc_comm *c, const char *dir, char **imgs, int64_t N, 
         const mc_layer_info *l = mc_model_layer(m, idx);
         int64_t per = 1;
         for (int d = 0; d < l->ndim; d++) per *= l->shape[d];
-        caps[nl] = (capture){.buf = mc_alloc_array((size_t)(batch * per), sizeof(float)), .per = per, .index = idx};
+        caps[nl] = (capture){
+            .buf = mc_alloc_array((size_t)(batch * per), sizeof(float)), .per = per, .index = idx};
         if (!caps[nl].buf) st = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for layer %s", t);
-        hooks[nl] = (mc_hook){.name = l->name, .mode = MC_HOOK_READ, .fn = capture_hook, .user = &caps[nl]};
+        hooks[nl] =
+            (mc_hook){.name = l->name, .mode = MC_HOOK_READ, .fn = capture_hook, .user = &caps[nl]};
         nl++;
     }
     const int64_t K = m ? mc_model_output_dim(m) : 0;
@@ -102,7 +108,8 @@ static mc_status run(const mc_comm *c, const char *dir, char **imgs, int64_t N, 
         const int64_t ps[4] = {N, 3, H, W}, os[2] = {N, K};
         st = mc_store_create_dataset(s, "pixel_values", MC_DTYPE_F32, 4, ps, 0, err);
         if (st == MC_OK) st = mc_store_create_dataset(s, "output", MC_DTYPE_F32, 2, os, 0, err);
-        if (st == MC_OK) st = mc_store_set_attr_str(s, "output", "name", mc_model_output_name(m), err);
+        if (st == MC_OK)
+            st = mc_store_set_attr_str(s, "output", "name", mc_model_output_name(m), err);
         for (int i = 0; i < nl && st == MC_OK; i++) {
             const mc_layer_info *l = mc_model_layer(m, caps[i].index);
             int64_t sh[4] = {N};
@@ -112,7 +119,8 @@ static mc_status run(const mc_comm *c, const char *dir, char **imgs, int64_t N, 
             st = mc_store_create_dataset(s, name, MC_DTYPE_F32, l->ndim + 1, sh, 0, err);
         }
         if (st == MC_OK) st = mc_store_set_attr_str(s, "/", "model", dir, err);
-        if (st == MC_OK) st = mc_store_set_attr_str(s, "/", "architecture", mc_model_architecture(m), err);
+        if (st == MC_OK)
+            st = mc_store_set_attr_str(s, "/", "architecture", mc_model_architecture(m), err);
     }
     /* Whole batches (at global multiples of --batch) are split over the ranks, so every image
      * is computed in the same batch whatever the rank count: the file is bitwise the same. Every
@@ -131,9 +139,10 @@ static mc_status run(const mc_comm *c, const char *dir, char **imgs, int64_t N, 
          * completion records, so the rerun recomputes it. */
         int sig = mc_comm_poll(c, false, NULL);
         if (sig) {
-            st = mc_fail_stopped(err, sig, "forward: %lld of %lld batches written; %s is incomplete, "
-                                 "rerun the command to write it", (long long)(r * c->size),
-                                 (long long)n_batches, out_path);
+            st = mc_fail_stopped(err, sig,
+                                 "forward: %lld of %lld batches written; %s is incomplete, "
+                                 "rerun the command to write it",
+                                 (long long)(r * c->size), (long long)n_batches, out_path);
             break;
         }
         const int64_t q = q0 + r;
@@ -141,7 +150,8 @@ static mc_status run(const mc_comm *c, const char *dir, char **imgs, int64_t N, 
         const int64_t hi = q < q1 ? (lo + batch < N ? lo + batch : N) : 0;
         mc_status ls = MC_OK;
         if (hi > lo) {
-            ls = mc_preprocess_files(&pp, (const char *const *)imgs + lo, (size_t)(hi - lo), NULL, px, err);
+            ls = mc_preprocess_files(&pp, (const char *const *)imgs + lo, (size_t)(hi - lo), NULL,
+                                     px, err);
             if (ls == MC_OK) ls = mc_model_forward(m, px, hi - lo, H, W, &o, out, NULL, err);
         }
         if ((st = mc_comm_agree(c, ls, err)) != MC_OK) break;
@@ -184,8 +194,10 @@ int mc_cmd_forward(const mc_comm *c, int argc, char **argv) {
                 rc = mc_cli_usage_error(c, "forward", "--batch must be 1..4096, got '%s'", v);
             break;
         case MC_CLI_ARG:
-            if (!dir) dir = v;
-            else imgs[n++] = (char *)v;
+            if (!dir)
+                dir = v;
+            else
+                imgs[n++] = (char *)v;
             break;
         }
     }
@@ -195,7 +207,8 @@ int mc_cmd_forward(const mc_comm *c, int argc, char **argv) {
     }
     if (!dir || n == 0 || !out) {
         free(imgs);
-        return mc_cli_usage_error(c, "forward", "need MODEL_DIR, at least one IMAGE and --out FILE.h5");
+        return mc_cli_usage_error(c, "forward",
+                                  "need MODEL_DIR, at least one IMAGE and --out FILE.h5");
     }
     mc_error err = {0};
     mc_status st = run(c, dir, imgs, n, layers, batch, out, &err);

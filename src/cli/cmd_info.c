@@ -40,15 +40,18 @@ int mc_cmd_info(const mc_comm *c, int argc, char **argv) {
         printf("parameters:   %lld\n", (long long)mc_model_param_count(m));
         printf("input:        [%d, %d, %d]%s\n", ch, h, w,
                mc_model_family(m) == MC_FAMILY_RESNET ? " (any size >= 32)" : "");
-        printf("output:       %s [%lld]\n", mc_model_output_name(m), (long long)mc_model_output_dim(m));
+        printf("output:       %s [%lld]\n", mc_model_output_name(m),
+               (long long)mc_model_output_dim(m));
         if (L > 0) printf("transformer:  %d blocks, %d tokens, width %d, %d heads\n", L, T, D, H);
         if (mc_model_label(m, 0))
-            printf("labels:       %lld (0: %s)\n", (long long)mc_model_output_dim(m), mc_model_label(m, 0));
+            printf("labels:       %lld (0: %s)\n", (long long)mc_model_output_dim(m),
+                   mc_model_label(m, 0));
         printf("layers (%d):\n", mc_model_layer_count(m));
         for (int i = 0; i < mc_model_layer_count(m); i++) {
             const mc_layer_info *l = mc_model_layer(m, i);
             printf("  %-32s [", l->name);
-            for (int d = 0; d < l->ndim; d++) printf("%s%lld", d ? ", " : "", (long long)l->shape[d]);
+            for (int d = 0; d < l->ndim; d++)
+                printf("%s%lld", d ? ", " : "", (long long)l->shape[d]);
             printf("]%s%s\n", l->has_attention ? "  attention" : "", l->can_start ? "  start" : "");
         }
     }

@@ -12,16 +12,18 @@
 
 enum { OPT_SUMMARY = 2 };
 
-static const mc_cli_opt opts[] = {{"summary", MC_CLI_FLAG, OPT_SUMMARY, NULL, "totals only, no per-tensor lines"}, {0}};
+static const mc_cli_opt opts[] = {
+    {"summary", MC_CLI_FLAG, OPT_SUMMARY, NULL, "totals only, no per-tensor lines"}, {0}};
 
 const mc_cli_cmd mc_cmd_inspect_cli = {
     .name = "inspect",
     .usage = "miclip inspect [--summary] FILE.safetensors|MODEL_DIR",
-    .about = "Validates a safetensors file (header bounds, JSON, dtypes, shapes, offsets tiling the\n"
-             "data section; see docs/formats.md) and lists its tensors (name, dtype, shape, bytes),\n"
-             "its metadata and the total parameter count. For a Hugging Face model folder it also\n"
-             "reads config.json (architecture, model_type, family, number of labels) and inspects\n"
-             "DIR/model.safetensors.\n",
+    .about =
+        "Validates a safetensors file (header bounds, JSON, dtypes, shapes, offsets tiling the\n"
+        "data section; see docs/formats.md) and lists its tensors (name, dtype, shape, bytes),\n"
+        "its metadata and the total parameter count. For a Hugging Face model folder it also\n"
+        "reads config.json (architecture, model_type, family, number of labels) and inspects\n"
+        "DIR/model.safetensors.\n",
     .opts = opts,
     .notes = "Exit status: 0 when valid, 1 with one error line naming the file and field.\n"};
 
@@ -84,15 +86,17 @@ static mc_status inspect(const mc_comm *c, const char *target, bool summary, mc_
             return MC_FAIL(err, MC_ERR_ARG, "path too long: %s", target);
         }
         if (!mc_file_exists(weights)) {
-            mc_status s = mc_file_exists(index)
-                ? MC_FAIL(err, MC_ERR_UNSUPPORTED,
-                          "%s: sharded checkpoints are not supported. HINT: re-save the model "
-                          "with save_pretrained(..., max_shard_size=\"100GB\") to get one "
-                          "model.safetensors", index)
-                : MC_FAIL(err, MC_ERR_IO,
-                          "%s not found. HINT: the folder must hold the weights as "
-                          "model.safetensors (save_pretrained(..., safe_serialization=True))",
-                          weights);
+            mc_status s =
+                mc_file_exists(index)
+                    ? MC_FAIL(err, MC_ERR_UNSUPPORTED,
+                              "%s: sharded checkpoints are not supported. HINT: re-save the model "
+                              "with save_pretrained(..., max_shard_size=\"100GB\") to get one "
+                              "model.safetensors",
+                              index)
+                    : MC_FAIL(err, MC_ERR_IO,
+                              "%s not found. HINT: the folder must hold the weights as "
+                              "model.safetensors (save_pretrained(..., safe_serialization=True))",
+                              weights);
             mc_hf_config_free(&cfg);
             return s;
         }
@@ -122,7 +126,8 @@ int mc_cmd_inspect(const mc_comm *c, int argc, char **argv) {
         case OPT_SUMMARY: summary = true; break;
         case MC_CLI_ARG:
             if (target)
-                return mc_cli_usage_error(c, "inspect", "one FILE or MODEL_DIR, got '%s' and '%s'", target, v);
+                return mc_cli_usage_error(c, "inspect", "one FILE or MODEL_DIR, got '%s' and '%s'",
+                                          target, v);
             target = v;
             break;
         }

@@ -12,17 +12,22 @@ enum { OPT_ARCH = 2, OPT_SEED, OPT_OUT, OPT_DTYPE };
 
 static const mc_cli_opt opts[] = {
     {"arch", MC_CLI_VALUE, OPT_ARCH, "ARCH", "one of the architectures above (required)"},
-    {"seed", MC_CLI_VALUE, OPT_SEED, "S", "the weights are a deterministic function of it (default 0)"},
-    {"out", MC_CLI_VALUE, OPT_OUT, "DIR", "the folder to write (created if missing; files replaced atomically)"},
-    {"dtype", MC_CLI_VALUE, OPT_DTYPE, "T", "storage type of the weights: f32 (default), f16 or bf16"},
+    {"seed", MC_CLI_VALUE, OPT_SEED, "S",
+     "the weights are a deterministic function of it (default 0)"},
+    {"out", MC_CLI_VALUE, OPT_OUT, "DIR",
+     "the folder to write (created if missing; files replaced atomically)"},
+    {"dtype", MC_CLI_VALUE, OPT_DTYPE, "T",
+     "storage type of the weights: f32 (default), f16 or bf16"},
     {0}};
 
 static void archs(FILE *out, const mc_cli_cmd *cmd) {
     (void)cmd;
-    fprintf(out, "\narchitectures: %s\n"
+    fprintf(out,
+            "\narchitectures: %s\n"
             "  (vit-b16: google/vit-base-patch16-224 layout; resnet50: microsoft/resnet-50;\n"
             "  clip-b16: openai/clip-vit-base-patch16 incl. the text tower; *-tiny: small\n"
-            "  versions for tests)\n", mc_model_random_archs());
+            "  versions for tests)\n",
+            mc_model_random_archs());
 }
 
 const mc_cli_cmd mc_cmd_model_cli = {
@@ -49,13 +54,19 @@ int mc_cmd_model(const mc_comm *c, int argc, char **argv) {
         case OPT_OUT: out = v; break;
         case OPT_SEED:
             if (!mc_cli_parse_int(v, 0, (1ll << 62), &seed))
-                return mc_cli_usage_error(c, "model", "--seed must be a non-negative integer, got '%s'", v);
+                return mc_cli_usage_error(c, "model",
+                                          "--seed must be a non-negative integer, got '%s'", v);
             break;
         case OPT_DTYPE:
-            if (!strcmp(v, "f32")) dt = MC_DTYPE_F32;
-            else if (!strcmp(v, "f16")) dt = MC_DTYPE_F16;
-            else if (!strcmp(v, "bf16")) dt = MC_DTYPE_BF16;
-            else return mc_cli_usage_error(c, "model", "--dtype must be f32, f16 or bf16, got '%s'", v);
+            if (!strcmp(v, "f32"))
+                dt = MC_DTYPE_F32;
+            else if (!strcmp(v, "f16"))
+                dt = MC_DTYPE_F16;
+            else if (!strcmp(v, "bf16"))
+                dt = MC_DTYPE_BF16;
+            else
+                return mc_cli_usage_error(c, "model", "--dtype must be f32, f16 or bf16, got '%s'",
+                                          v);
             break;
         }
     }

@@ -9,21 +9,35 @@
 #include "miclip/log.h"
 #include "miclip/plan.h"
 
-enum { OPT_RANKS = 2, OPT_THREADS, OPT_JSON, OPT_CALIBRATION, OPT_TARGET, OPT_CLIP, OPT_CALIBRATE, OPT_OUT };
+enum {
+    OPT_RANKS = 2,
+    OPT_THREADS,
+    OPT_JSON,
+    OPT_CALIBRATION,
+    OPT_TARGET,
+    OPT_CLIP,
+    OPT_CALIBRATE,
+    OPT_OUT
+};
 
 static const mc_cli_opt opts[] = {
     {"ranks", MC_CLI_VALUE, OPT_RANKS, "N", "MPI ranks per task (default 1)"},
     {"threads", MC_CLI_VALUE, OPT_THREADS, "T", "threads per rank (default: the config's, else 1)"},
     {"json", MC_CLI_FLAG, OPT_JSON, NULL, "the plan as JSON instead of the table"},
-    {"calibration", MC_CLI_VALUE, OPT_CALIBRATION, "FILE", "rates to use (default $MICLIP_CALIBRATION, else\n"
-                                                           "~/.cache/miclip/calibration.json; missing: conservative defaults)"},
-    {"target", MC_CLI_VALUE, OPT_TARGET, "DIR", "read the target model's config.json from DIR instead of the config's"},
-    {"clip", MC_CLI_VALUE, OPT_CLIP, "DIR", "read CLIP's config.json from DIR instead of the config's"},
-    {"calibrate", MC_CLI_FLAG, OPT_CALIBRATE, NULL, "measure this machine (sgemm, memory, PNG decode + resize, and a\n"
-                                                   "forward of the target model when its weights are here; a few\n"
-                                                   "seconds) and write the calibration file. Run it inside a job on\n"
-                                                   "a compute node."},
-    {"out", MC_CLI_VALUE, OPT_OUT, "FILE", "with --calibrate: where to write it (default as for --calibration)"},
+    {"calibration", MC_CLI_VALUE, OPT_CALIBRATION, "FILE",
+     "rates to use (default $MICLIP_CALIBRATION, else\n"
+     "~/.cache/miclip/calibration.json; missing: conservative defaults)"},
+    {"target", MC_CLI_VALUE, OPT_TARGET, "DIR",
+     "read the target model's config.json from DIR instead of the config's"},
+    {"clip", MC_CLI_VALUE, OPT_CLIP, "DIR",
+     "read CLIP's config.json from DIR instead of the config's"},
+    {"calibrate", MC_CLI_FLAG, OPT_CALIBRATE, NULL,
+     "measure this machine (sgemm, memory, PNG decode + resize, and a\n"
+     "forward of the target model when its weights are here; a few\n"
+     "seconds) and write the calibration file. Run it inside a job on\n"
+     "a compute node."},
+    {"out", MC_CLI_VALUE, OPT_OUT, "FILE",
+     "with --calibrate: where to write it (default as for --calibration)"},
     {0}};
 
 const mc_cli_cmd mc_cmd_plan_cli = {
@@ -31,10 +45,11 @@ const mc_cli_cmd mc_cmd_plan_cli = {
     .usage = "miclip plan CONFIG [--ranks N] [--threads T] [--json]\n"
              "                   [--calibration FILE] [--target DIR] [--clip DIR]\n"
              "       miclip plan CONFIG --calibrate [--threads T] [--out FILE]",
-    .about = "Prints per stage the work (images x GMAC/image, SAE and E_n steps, intervention\n"
-             "forwards), the wall time of one task at N ranks x T threads, core-hours, peak memory\n"
-             "per rank and the disk of every store. Sizes come from the models' config.json (the\n"
-             "weights are not needed); rates from a calibration file measured on the compute nodes.\n",
+    .about =
+        "Prints per stage the work (images x GMAC/image, SAE and E_n steps, intervention\n"
+        "forwards), the wall time of one task at N ranks x T threads, core-hours, peak memory\n"
+        "per rank and the disk of every store. Sizes come from the models' config.json (the\n"
+        "weights are not needed); rates from a calibration file measured on the compute nodes.\n",
     .opts = opts};
 
 int mc_cmd_plan(const mc_comm *c, int argc, char **argv) {
@@ -49,10 +64,12 @@ int mc_cmd_plan(const mc_comm *c, int argc, char **argv) {
         switch (id) {
         case MC_CLI_ERROR: return MC_EXIT_USAGE;
         case OPT_RANKS:
-            if (!mc_cli_parse_int(v, 1, 1 << 20, &ranks)) return mc_cli_usage_error(c, cmd, "--ranks takes 1..1048576");
+            if (!mc_cli_parse_int(v, 1, 1 << 20, &ranks))
+                return mc_cli_usage_error(c, cmd, "--ranks takes 1..1048576");
             break;
         case OPT_THREADS:
-            if (!mc_cli_parse_int(v, 1, 4096, &threads)) return mc_cli_usage_error(c, cmd, "--threads takes 1..4096");
+            if (!mc_cli_parse_int(v, 1, 4096, &threads))
+                return mc_cli_usage_error(c, cmd, "--threads takes 1..4096");
             break;
         case OPT_CALIBRATION: cal_path = v; break;
         case OPT_OUT: out = v; break;
@@ -81,10 +98,15 @@ int mc_cmd_plan(const mc_comm *c, int argc, char **argv) {
             s = mc_calibration_measure(th, tdir ? tdir : cfg->models.target, &cal, &err);
             if (s == MC_OK) s = mc_calibration_write(out ? out : def, &cal, &err);
             if (s == MC_OK) {
-                printf("calibration of %s at %d thread(s) -> %s\n  sgemm %.1f GFLOP/s, memory %.1f GB/s, decode+resize %.0f images/s",
-                       cal.host, cal.threads, out ? out : def, cal.sgemm_gflops, cal.mem_gbps, cal.decode_ips);
-                if (cal.fwd_ips > 0) printf(", forward of %s: %.2f images/s (batch %d)", cal.fwd_model, cal.fwd_ips, cal.fwd_batch);
-                else printf(" (no forward: the target model's weights are not here)");
+                printf("calibration of %s at %d thread(s) -> %s\n  sgemm %.1f GFLOP/s, memory %.1f "
+                       "GB/s, decode+resize %.0f images/s",
+                       cal.host, cal.threads, out ? out : def, cal.sgemm_gflops, cal.mem_gbps,
+                       cal.decode_ips);
+                if (cal.fwd_ips > 0)
+                    printf(", forward of %s: %.2f images/s (batch %d)", cal.fwd_model, cal.fwd_ips,
+                           cal.fwd_batch);
+                else
+                    printf(" (no forward: the target model's weights are not here)");
                 printf("\n");
             }
         }
@@ -94,10 +116,13 @@ int mc_cmd_plan(const mc_comm *c, int argc, char **argv) {
         const char *cp = cal_path ? cal_path : def;
         if (cal_path || mc_file_exists(cp)) s = mc_calibration_read(cp, &cal, &err);
         mc_plan plan;
-        if (s == MC_OK) s = mc_plan_make(cfg, (int)ranks, (int)threads, &cal, tdir, cdir, true, &plan, &err);
+        if (s == MC_OK)
+            s = mc_plan_make(cfg, (int)ranks, (int)threads, &cal, tdir, cdir, true, &plan, &err);
         if (s == MC_OK) {
-            if (json) mc_plan_print_json(stdout, cfg, &plan);
-            else mc_plan_print(stdout, cfg, &plan);
+            if (json)
+                mc_plan_print_json(stdout, cfg, &plan);
+            else
+                mc_plan_print(stdout, cfg, &plan);
         }
     }
     int rc = mc_cli_finish(c, s, &err);

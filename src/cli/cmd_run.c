@@ -11,10 +11,12 @@
 enum { OPT_TASK = 2, OPT_STAGE };
 
 #define TASK_OPT                                                                                   \
-    {"task", MC_CLI_VALUE, OPT_TASK, "I",                                                          \
-     "only task I of the stage's sweep (0-based; a Slurm array index).\n"                          \
-     "Default: every task, or $SLURM_ARRAY_TASK_ID when running one stage\n"                      \
-     "inside a Slurm array job."}
+    {                                                                                              \
+        "task", MC_CLI_VALUE, OPT_TASK, "I",                                                       \
+            "only task I of the stage's sweep (0-based; a Slurm array index).\n"                   \
+            "Default: every task, or $SLURM_ARRAY_TASK_ID when running one stage\n"                \
+            "inside a Slurm array job."                                                            \
+    }
 
 static const mc_cli_opt run_opts[] = {
     {"stage", MC_CLI_VALUE, OPT_STAGE, "NAME", "only this stage (one of the stages above)"},
@@ -25,7 +27,8 @@ static const mc_cli_opt stage_opts[] = {TASK_OPT, {0}};
 #define RUN_NOTES                                                                                  \
     "Stages are idempotent: complete outputs are skipped, interrupted ones resume.\n"              \
     "SIGINT/SIGTERM/SIGUSR1 stop after the unit of work in flight with exit code 75 (rerun to\n"   \
-    "resume); under mpirun send SIGUSR1 to mpirun (it exits 1 on SIGINT/SIGTERM; docs/errors.md).\n"
+    "resume); under mpirun send SIGUSR1 to mpirun (it exits 1 on SIGINT/SIGTERM; "                 \
+    "docs/errors.md).\n"
 
 static int stage_of(const char *name) {
     for (int s = 0; s < MC_STAGE_COUNT; s++)
@@ -38,30 +41,36 @@ static void run_stages(FILE *out, const mc_cli_cmd *cmd) {
     fprintf(out, "\nstages:\n");
     for (int s = 0; s < MC_STAGE_COUNT; s++) {
         const mc_stage_desc *d = mc_stage_find(s);
-        fprintf(out, "  %-10s %s\n", mc_stage_name(s), d ? d->summary : "(not implemented in this build)");
+        fprintf(out, "  %-10s %s\n", mc_stage_name(s),
+                d ? d->summary : "(not implemented in this build)");
     }
 }
 
 static void stage_about(FILE *out, const mc_cli_cmd *cmd) {
     const mc_stage_desc *d = mc_stage_find(stage_of(cmd->name));
-    fprintf(out, "\nRuns the '%s' stage of the experiment CONFIG (every task of its sweep, or task I):\n"
-            "%s.\nWrites OUTPUT_DIR/%s.\n", cmd->name, d ? d->summary : "not implemented in this build",
-            d ? d->outputs : "-");
+    fprintf(out,
+            "\nRuns the '%s' stage of the experiment CONFIG (every task of its sweep, or task I):\n"
+            "%s.\nWrites OUTPUT_DIR/%s.\n",
+            cmd->name, d ? d->summary : "not implemented in this build", d ? d->outputs : "-");
 }
 
 const mc_cli_cmd mc_cmd_run_cli = {
     .name = "run",
     .usage = "miclip run CONFIG [--stage NAME] [--task I]",
-    .about = "Runs the experiment CONFIG: its stages in pipeline order, each over the tasks of its\n"
-             "sweep (seeds x layers x variants ...; 'miclip config CONFIG --tasks' lists them).\n",
+    .about =
+        "Runs the experiment CONFIG: its stages in pipeline order, each over the tasks of its\n"
+        "sweep (seeds x layers x variants ...; 'miclip config CONFIG --tasks' lists them).\n",
     .about_more = run_stages,
     .opts = run_opts,
     .notes = RUN_NOTES};
 
 /* The stage commands share the --task table; localize/describe (cmd_query.c) add their query. */
 #define STAGE_CLI(var, cmdname)                                                                    \
-    const mc_cli_cmd var = {.name = cmdname, .usage = "miclip " cmdname " CONFIG [--task I]",     \
-                            .about_more = stage_about, .opts = stage_opts, .notes = RUN_NOTES};
+    const mc_cli_cmd var = {.name = cmdname,                                                       \
+                            .usage = "miclip " cmdname " CONFIG [--task I]",                       \
+                            .about_more = stage_about,                                             \
+                            .opts = stage_opts,                                                    \
+                            .notes = RUN_NOTES};
 STAGE_CLI(mc_cmd_extract_cli, "extract")
 STAGE_CLI(mc_cmd_sae_cli, "sae")
 STAGE_CLI(mc_cmd_align_cli, "align")
@@ -131,8 +140,12 @@ int mc_cmd_run(const mc_comm *c, int argc, char **argv) { return run_command(c, 
 int mc_cmd_extract(const mc_comm *c, int argc, char **argv) {
     return run_command(c, argc, argv, MC_STAGE_EXTRACT);
 }
-int mc_cmd_sae(const mc_comm *c, int argc, char **argv) { return run_command(c, argc, argv, MC_STAGE_SAE); }
-int mc_cmd_align(const mc_comm *c, int argc, char **argv) { return run_command(c, argc, argv, MC_STAGE_ALIGN); }
+int mc_cmd_sae(const mc_comm *c, int argc, char **argv) {
+    return run_command(c, argc, argv, MC_STAGE_SAE);
+}
+int mc_cmd_align(const mc_comm *c, int argc, char **argv) {
+    return run_command(c, argc, argv, MC_STAGE_ALIGN);
+}
 /* For cmd_query.c, cmd_intervene.c, ...: the stage commands. */
 int mc_cli_run_stage(const mc_comm *c, int argc, char **argv, int stage) {
     return run_command(c, argc, argv, stage);

@@ -13,15 +13,16 @@ const mc_cli_cmd mc_cmd_store_cli = {
     .name = "store",
     .usage = "miclip store show STORE\n"
              "       miclip store verify STORE...",
-    .about = "Lists every group and dataset of a miclip HDF5 store (dtype, shape, chunking), their\n"
-             "attributes (provenance), the completion records ('units done: k/n') and the groups\n"
-             "marked complete. Refuses files miclip did not write. Takes no lock: a store being\n"
-             "written shows its state as of the writer's last flush.\n\n"
-             "verify recomputes the SHA-256 of every dataset (ranks share the datasets) and\n"
-             "compares it with the checksum recorded when its stage completed. Prints one line\n"
-             "per damaged dataset (mismatch, unreadable, or no checksum in a complete stage) and\n"
-             "exits 1 if there is any; otherwise one 'ok' line per store and exit 0. Datasets of\n"
-             "stages not yet complete have no checksum and are only counted.\n"};
+    .about =
+        "Lists every group and dataset of a miclip HDF5 store (dtype, shape, chunking), their\n"
+        "attributes (provenance), the completion records ('units done: k/n') and the groups\n"
+        "marked complete. Refuses files miclip did not write. Takes no lock: a store being\n"
+        "written shows its state as of the writer's last flush.\n\n"
+        "verify recomputes the SHA-256 of every dataset (ranks share the datasets) and\n"
+        "compares it with the checksum recorded when its stage completed. Prints one line\n"
+        "per damaged dataset (mismatch, unreadable, or no checksum in a complete stage) and\n"
+        "exits 1 if there is any; otherwise one 'ok' line per store and exit 0. Datasets of\n"
+        "stages not yet complete have no checksum and are only counted.\n"};
 
 static int verify(const mc_comm *c, int n, char **paths) {
     int64_t bad_stores = 0;
@@ -44,14 +45,17 @@ static int verify(const mc_comm *c, int n, char **paths) {
             bad_stores++;
         } else if (c->rank == 0) {
             printf("%s: ok, %lld dataset(s) match their checksums", paths[i], (long long)r.n_ok);
-            if (r.n_unsealed) printf(" (%lld in stages not complete, without checksums)", (long long)r.n_unsealed);
+            if (r.n_unsealed)
+                printf(" (%lld in stages not complete, without checksums)",
+                       (long long)r.n_unsealed);
             printf("\n");
         }
         fflush(stdout);
     }
     mc_status st = MC_OK;
     if (bad_stores)
-        st = MC_FAIL(&err, MC_ERR_FORMAT, "store verify: %lld of %d store(s) damaged or unverifiable (see above)",
+        st = MC_FAIL(&err, MC_ERR_FORMAT,
+                     "store verify: %lld of %d store(s) damaged or unverifiable (see above)",
                      (long long)bad_stores, n);
     return mc_cli_finish(c, st, &err);
 }
@@ -66,10 +70,13 @@ int mc_cmd_store(const mc_comm *c, int argc, char **argv) {
     if (!args) return MC_EXIT_FAILURE;
     const char *v;
     for (int id; rc < 0 && (id = mc_cli_next(&p, &v)) != MC_CLI_END;) {
-        if (id == MC_CLI_ERROR) rc = MC_EXIT_USAGE;
-        else args[n++] = (char *)v;
+        if (id == MC_CLI_ERROR)
+            rc = MC_EXIT_USAGE;
+        else
+            args[n++] = (char *)v;
     }
-    if (rc < 0 && n < 1) rc = mc_cli_usage_error(c, "store", "missing action (show, verify)");
+    if (rc < 0 && n < 1)
+        rc = mc_cli_usage_error(c, "store", "missing action (show, verify)");
     else if (rc < 0 && !strcmp(args[0], "verify")) {
         rc = n < 2 ? mc_cli_usage_error(c, "store", "verify takes one or more STORE paths")
                    : verify(c, n - 1, args + 1);

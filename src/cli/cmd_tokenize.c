@@ -12,23 +12,28 @@
 enum { OPT_CLEAN = 2, OPT_UTF8 };
 
 static const mc_cli_opt opts[] = {
-    {"clean", MC_CLI_VALUE, OPT_CLEAN, "MODE", "CLIP clean-up: openai (default: NFC, html.unescape twice, whitespace,\n"
-                                               "lowercase), hf_slow (Hugging Face's slow tokenizer without ftfy),\n"
-                                               "hf_fast (CLIPTokenizerFast's normaliser). See docs/text.md."},
-    {"utf8", MC_CLI_VALUE, OPT_UTF8, "MODE", "invalid UTF-8: replace (default; U+FFFD per maximal ill-formed\n"
-                                             "subpart, as Python) or reject (an error naming the byte offset)."},
+    {"clean", MC_CLI_VALUE, OPT_CLEAN, "MODE",
+     "CLIP clean-up: openai (default: NFC, html.unescape twice, whitespace,\n"
+     "lowercase), hf_slow (Hugging Face's slow tokenizer without ftfy),\n"
+     "hf_fast (CLIPTokenizerFast's normaliser). See docs/text.md."},
+    {"utf8", MC_CLI_VALUE, OPT_UTF8, "MODE",
+     "invalid UTF-8: replace (default; U+FFFD per maximal ill-formed\n"
+     "subpart, as Python) or reject (an error naming the byte offset)."},
     {0}};
 
 const mc_cli_cmd mc_cmd_tokenize_cli = {
     .name = "tokenize",
-    .usage = "miclip tokenize MODEL_DIR [--clean openai|hf_slow|hf_fast] [--utf8 replace|reject] TEXT...",
+    .usage = "miclip tokenize MODEL_DIR [--clean openai|hf_slow|hf_fast] [--utf8 replace|reject] "
+             "TEXT...",
     .about = "Prints the token ids of each TEXT on one line, start and end tokens included.\n"
              "MODEL_DIR holds vocab.json + merges.txt (CLIP byte-level BPE, context 77, longer\n"
              "texts truncated keeping the end token) or vocab.txt (MPNet WordPiece).\n",
     .opts = opts,
-    .notes = "A TEXT that starts with '-' goes after \"--\": miclip tokenize DIR -- \"-5 degrees\".\n"};
+    .notes =
+        "A TEXT that starts with '-' goes after \"--\": miclip tokenize DIR -- \"-5 degrees\".\n"};
 
-static mc_status run(const char *dir, mc_clip_tok_opts o, char **texts, int n, FILE *out, mc_error *err) {
+static mc_status run(const char *dir, mc_clip_tok_opts o, char **texts, int n, FILE *out,
+                     mc_error *err) {
     char p[4096];
     mc_status s = MC_OK;
     if (mc_path_join(p, sizeof p, dir, "merges.txt") && mc_file_exists(p)) {
@@ -70,7 +75,8 @@ static mc_status run(const char *dir, mc_clip_tok_opts o, char **texts, int n, F
         mc_wp_free(&t);
         return s;
     }
-    return MC_FAIL(err, MC_ERR_IO, "%s: no tokenizer files (vocab.json + merges.txt, or vocab.txt)", dir);
+    return MC_FAIL(err, MC_ERR_IO, "%s: no tokenizer files (vocab.json + merges.txt, or vocab.txt)",
+                   dir);
 }
 
 int mc_cmd_tokenize(const mc_comm *c, int argc, char **argv) {
@@ -86,19 +92,28 @@ int mc_cmd_tokenize(const mc_comm *c, int argc, char **argv) {
         switch (id) {
         case MC_CLI_ERROR: rc = MC_EXIT_USAGE; break;
         case OPT_CLEAN:
-            if (!strcmp(v, "openai")) o.clean = MC_CLIP_CLEAN_OPENAI;
-            else if (!strcmp(v, "hf_slow")) o.clean = MC_CLIP_CLEAN_HF_SLOW;
-            else if (!strcmp(v, "hf_fast")) o.clean = MC_CLIP_CLEAN_HF_FAST;
-            else rc = mc_cli_usage_error(c, "tokenize", "bad value '%s' for --clean", v);
+            if (!strcmp(v, "openai"))
+                o.clean = MC_CLIP_CLEAN_OPENAI;
+            else if (!strcmp(v, "hf_slow"))
+                o.clean = MC_CLIP_CLEAN_HF_SLOW;
+            else if (!strcmp(v, "hf_fast"))
+                o.clean = MC_CLIP_CLEAN_HF_FAST;
+            else
+                rc = mc_cli_usage_error(c, "tokenize", "bad value '%s' for --clean", v);
             break;
         case OPT_UTF8:
-            if (!strcmp(v, "replace")) o.utf8 = MC_UTF8_REPLACE;
-            else if (!strcmp(v, "reject")) o.utf8 = MC_UTF8_REJECT;
-            else rc = mc_cli_usage_error(c, "tokenize", "bad value '%s' for --utf8", v);
+            if (!strcmp(v, "replace"))
+                o.utf8 = MC_UTF8_REPLACE;
+            else if (!strcmp(v, "reject"))
+                o.utf8 = MC_UTF8_REJECT;
+            else
+                rc = mc_cli_usage_error(c, "tokenize", "bad value '%s' for --utf8", v);
             break;
         case MC_CLI_ARG:
-            if (!dir) dir = v;
-            else texts[n++] = (char *)v;
+            if (!dir)
+                dir = v;
+            else
+                texts[n++] = (char *)v;
             break;
         }
     }

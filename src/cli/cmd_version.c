@@ -16,7 +16,8 @@ int mc_cmd_version(const mc_comm *c, int argc, char **argv) {
     if (c->rank == 0) {
         printf("miclip %s\n", MICLIP_VERSION_STRING);
         printf("built with: %s\n", MICLIP_BUILD_INFO);
-        printf("ranks: %d, threads per rank: %d (%s)\n", c->size, mc_get_threads(), mc_threads_source());
+        printf("ranks: %d, threads per rank: %d (%s)\n", c->size, mc_get_threads(),
+               mc_threads_source());
     }
     return 0;
 }

@@ -15,9 +15,11 @@ static const mc_cli_opt opts[] = {
     {"seed", MC_CLI_VALUE, OPT_SEED, "S", "seed (0 .. 2^63-1)"},
     {"per-class", MC_CLI_VALUE, OPT_PER_CLASS, "N", "train images per class (default 100)"},
     {"val-per-class", MC_CLI_VALUE, OPT_VAL_PER_CLASS, "N", "val images per class (default 20)"},
-    {"unseen-per-class", MC_CLI_VALUE, OPT_UNSEEN_PER_CLASS, "N", "unseen images per texture (default 20)"},
-    {"masks", MC_CLI_FLAG, OPT_MASKS, NULL, "also write the shapes' ground-truth masks as 8-bit grey\n"
-                                            "PNGs (255 = covered) under DIR/masks/<split>/..."},
+    {"unseen-per-class", MC_CLI_VALUE, OPT_UNSEEN_PER_CLASS, "N",
+     "unseen images per texture (default 20)"},
+    {"masks", MC_CLI_FLAG, OPT_MASKS, NULL,
+     "also write the shapes' ground-truth masks as 8-bit grey\n"
+     "PNGs (255 = covered) under DIR/masks/<split>/..."},
     {0}};
 
 const mc_cli_cmd mc_cmd_world_cli = {
@@ -112,15 +114,19 @@ int mc_cmd_world(const mc_comm *c, int argc, char **argv) {
             have_seed = 1;
             break;
         default: {
-            const char *a = id == OPT_PER_CLASS ? "--per-class" : id == OPT_VAL_PER_CLASS ? "--val-per-class"
-                                                                                          : "--unseen-per-class";
+            const char *a = id == OPT_PER_CLASS       ? "--per-class"
+                            : id == OPT_VAL_PER_CLASS ? "--val-per-class"
+                                                      : "--unseen-per-class";
             long long lo = id == OPT_PER_CLASS ? 1 : 0;
             if (!mc_cli_parse_int(v, lo, MC_WORLD_MAX_PER_CLASS, &n))
-                return mc_cli_usage_error(c, "world", "%s takes a whole number from %lld to %d", a, lo,
-                                          MC_WORLD_MAX_PER_CLASS);
-            if (id == OPT_PER_CLASS) p.per_class = n;
-            else if (id == OPT_VAL_PER_CLASS) p.val_per_class = n;
-            else p.unseen_per_class = n;
+                return mc_cli_usage_error(c, "world", "%s takes a whole number from %lld to %d", a,
+                                          lo, MC_WORLD_MAX_PER_CLASS);
+            if (id == OPT_PER_CLASS)
+                p.per_class = n;
+            else if (id == OPT_VAL_PER_CLASS)
+                p.val_per_class = n;
+            else
+                p.unseen_per_class = n;
         }
         }
     }

@@ -44,8 +44,10 @@ void mc_cli_main_help(FILE *out) {
         char head[256];
         snprintf(head, sizeof head, "%s %s", mc_cli_commands[i].name, mc_cli_commands[i].args);
         /* long usage lines get the summary on a line of its own, aligned */
-        if (strlen(head) <= 34) fprintf(out, "  %-34s %s\n", head, mc_cli_commands[i].summary);
-        else fprintf(out, "  %s\n  %-34s %s\n", head, "", mc_cli_commands[i].summary);
+        if (strlen(head) <= 34)
+            fprintf(out, "  %-34s %s\n", head, mc_cli_commands[i].summary);
+        else
+            fprintf(out, "  %s\n  %-34s %s\n", head, "", mc_cli_commands[i].summary);
     }
     fprintf(out, "\nglobal options:\n");
     mc_cli_help_options(out, &mc_cli_globals_cli, NULL);

@@ -57,8 +57,10 @@ int main(int argc, char **argv) {
         char why[200], src[256];
         int n = mc_threads_default(&comm, why, sizeof why);
         snprintf(src, sizeof src, "default: %s", why);
-        if (threads > 0) mc_set_threads_from((int)threads, threads_from);
-        else mc_set_threads_from(n, src);
+        if (threads > 0)
+            mc_set_threads_from((int)threads, threads_from);
+        else
+            mc_set_threads_from(n, src);
     }
     mc_debug("threads: %d per rank (%s)", mc_get_threads(), mc_threads_source());
     {

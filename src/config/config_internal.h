@@ -14,11 +14,11 @@ typedef enum { MC_Y_SCALAR, MC_Y_SEQ, MC_Y_MAP } mc_ykind;
 
 typedef struct mc_ynode {
     mc_ykind kind;
-    int line, col;          /* 1-based position of the node's first character */
-    bool plain;             /* scalar written without quotes or block style */
-    char *str;              /* scalar bytes, NUL-terminated (may contain NUL: see len) */
+    int line, col; /* 1-based position of the node's first character */
+    bool plain;    /* scalar written without quotes or block style */
+    char *str;     /* scalar bytes, NUL-terminated (may contain NUL: see len) */
     size_t len;
-    int n, cap;             /* items (sequence) or key/value pairs (mapping) */
+    int n, cap;              /* items (sequence) or key/value pairs (mapping) */
     struct mc_ynode **items; /* sequence items, or mapping values */
     struct mc_ynode **keys;  /* mapping keys (scalars), parallel to items */
 } mc_ynode;
@@ -38,10 +38,20 @@ bool mc_ynode_is_null(const mc_ynode *n);
 
 /* ---- schema ------------------------------------------------------------------------------- */
 typedef enum {
-    MC_T_SECTION,  /* a mapping of further keys */
-    MC_T_SECLIST,  /* a sequence of mappings, each with the keys below it */
-    MC_T_INT, MC_T_FLOAT, MC_T_BOOL, MC_T_STRING, MC_T_PATH, MC_T_ENUM, MC_T_TEMP, MC_T_SAMPLE_SEED,
-    MC_T_INT_LIST, MC_T_FLOAT_LIST, MC_T_STRING_LIST, MC_T_ENUM_LIST
+    MC_T_SECTION, /* a mapping of further keys */
+    MC_T_SECLIST, /* a sequence of mappings, each with the keys below it */
+    MC_T_INT,
+    MC_T_FLOAT,
+    MC_T_BOOL,
+    MC_T_STRING,
+    MC_T_PATH,
+    MC_T_ENUM,
+    MC_T_TEMP,
+    MC_T_SAMPLE_SEED,
+    MC_T_INT_LIST,
+    MC_T_FLOAT_LIST,
+    MC_T_STRING_LIST,
+    MC_T_ENUM_LIST
 } mc_type;
 
 enum {
@@ -55,9 +65,9 @@ enum {
 };
 
 typedef struct {
-    const char *key;   /* full dotted path; keys of list items use the list's path as prefix */
+    const char *key; /* full dotted path; keys of list items use the list's path as prefix */
     mc_type type;
-    const char *def;   /* default as YAML text; NULL for sections and required keys */
+    const char *def; /* default as YAML text; NULL for sections and required keys */
     unsigned flags;
     int64_t imin, imax;       /* MC_T_INT / MC_T_INT_LIST range (inclusive) */
     double fmin, fmax;        /* MC_T_FLOAT / MC_T_FLOAT_LIST range */

@@ -79,10 +79,12 @@ static const char *intro =
     "| sae | seeds (on `sae.layer`) |\n"
     "| align, localize, describe | seeds × `extract.layers` × `align.variants` |\n"
     "| baselines | seeds × `extract.layers` × `baselines.methods` |\n"
-    "| intervene | seeds × `intervene.methods` × `intervene.modes` × `intervene.betas` (on `intervene.layer`) |\n"
+    "| intervene | seeds × `intervene.methods` × `intervene.modes` × `intervene.betas` (on "
+    "`intervene.layer`) |\n"
     "| report | one task |\n"
     "\n"
-    "Task `i` of a stage (0-based) is Slurm array index `SLURM_ARRAY_TASK_ID = i`. Each task has a\n"
+    "Task `i` of a stage (0-based) is Slurm array index `SLURM_ARRAY_TASK_ID = i`. Each task has "
+    "a\n"
     "short id used in file and job names, e.g. `align-s0-l10-inout`,\n"
     "`intervene-s1-miclip-scale-b2`. The list depends only on the config, never on the rank\n"
     "count. `miclip config FILE --tasks` prints it. A stage not in `stages` has no tasks.\n"
@@ -114,20 +116,24 @@ static void allowed(FILE *f, const mc_schema_entry *e) {
         for (int i = 0; e->names[i]; i++) fprintf(f, "%s`%s`", i ? " \\| " : "", e->names[i]);
         any = true;
     }
-    if (e->flags & MC_F_IDENT) fprintf(f, "%sa name: `[A-Za-z0-9._-]+`", any ? "; " : ""), any = true;
-    if ((e->flags & MC_F_NONEMPTY) && e->type >= MC_T_INT_LIST) fprintf(f, "%snon-empty", any ? "; " : ""), any = true;
+    if (e->flags & MC_F_IDENT)
+        fprintf(f, "%sa name: `[A-Za-z0-9._-]+`", any ? "; " : ""), any = true;
+    if ((e->flags & MC_F_NONEMPTY) && e->type >= MC_T_INT_LIST)
+        fprintf(f, "%snon-empty", any ? "; " : ""), any = true;
     if (e->flags & MC_F_UNIQUE) fprintf(f, "%sno repeats", any ? "; " : ""), any = true;
     if (!any) fprintf(f, "—");
 }
 
 static void row(FILE *f, const mc_schema_entry *e, const char *shown_key) {
     fprintf(f, "| `%s` | %s | ", shown_key, mc_type_name(e->type));
-    if (e->flags & MC_F_REQUIRED) fprintf(f, "**required**");
+    if (e->flags & MC_F_REQUIRED)
+        fprintf(f, "**required**");
     else if (e->def) {
         fprintf(f, "`");
         cell(f, e->def);
         fprintf(f, "`");
-    } else fprintf(f, "—");
+    } else
+        fprintf(f, "—");
     fprintf(f, " | ");
     allowed(f, e);
     fprintf(f, " | ");

@@ -16,7 +16,10 @@
 #include "miclip/fsutil.h"
 
 /* Every list in mc_config starts with (int n; T *v): the generic code sees them this way. */
-typedef struct { int n; void *v; } gen_list;
+typedef struct {
+    int n;
+    void *v;
+} gen_list;
 _Static_assert(offsetof(mc_str_list, v) == offsetof(gen_list, v), "list layout");
 _Static_assert(offsetof(mc_int_list, v) == offsetof(gen_list, v), "list layout");
 _Static_assert(offsetof(mc_f64_list, v) == offsetof(gen_list, v), "list layout");
@@ -38,8 +41,11 @@ static mc_status failv(ctx *C, const mc_ynode *at, const char *key, const char *
     vsnprintf(msg, sizeof msg, fmt, ap);
     int line = at ? at->line : 1, col = at ? at->col : 1;
     mc_status s;
-    if (key && *key) s = MC_FAIL(C->err, MC_ERR_CONFIG, "%s:%d:%d: key '%s': %s", C->source, line, col, key, msg);
-    else s = MC_FAIL(C->err, MC_ERR_CONFIG, "%s:%d:%d: %s", C->source, line, col, msg);
+    if (key && *key)
+        s = MC_FAIL(C->err, MC_ERR_CONFIG, "%s:%d:%d: key '%s': %s", C->source, line, col, key,
+                    msg);
+    else
+        s = MC_FAIL(C->err, MC_ERR_CONFIG, "%s:%d:%d: %s", C->source, line, col, msg);
     /* Keys come from the file: keep control bytes (tabs, escapes) out of the one-line message. */
     if (C->err)
         for (char *p = C->err->msg; *p; p++)
@@ -96,7 +102,8 @@ static mc_status conv_int(ctx *C, const mc_schema_entry *e, const mc_ynode *n, c
     for (; ok && s[i]; i++)
         if (s[i] < '0' || s[i] > '9') ok = false;
     if (!ok && !n->plain)
-        return fail(C, n, key, "expected an integer, found the quoted string \"%s\" (drop the quotes)",
+        return fail(C, n, key,
+                    "expected an integer, found the quoted string \"%s\" (drop the quotes)",
                     shown(n, b));
     if (!ok) return fail(C, n, key, "expected an integer, found '%s'", shown(n, b));
     errno = 0;
@@ -126,8 +133,8 @@ static mc_status check_float_range(ctx *C, const mc_schema_entry *e, const mc_yn
                                    const char *key, double v) {
     bool low = (e->flags & MC_F_MIN_OPEN) ? v <= e->fmin : v < e->fmin;
     if (low || v > e->fmax)
-        return fail(C, n, key, "%.17g is out of range %s%g, %g]", v, (e->flags & MC_F_MIN_OPEN) ? "(" : "[",
-                    e->fmin, e->fmax);
+        return fail(C, n, key, "%.17g is out of range %s%g, %g]", v,
+                    (e->flags & MC_F_MIN_OPEN) ? "(" : "[", e->fmin, e->fmax);
     return MC_OK;
 }
 
@@ -137,9 +144,11 @@ static mc_status conv_float(ctx *C, const mc_schema_entry *e, const mc_ynode *n,
     char b[72];
     double v;
     if (!parse_double(n, &v) && !n->plain)
-        return fail(C, n, key, "expected a number, found the quoted string \"%s\" (drop the quotes)",
+        return fail(C, n, key,
+                    "expected a number, found the quoted string \"%s\" (drop the quotes)",
                     shown(n, b));
-    if (!parse_double(n, &v)) return fail(C, n, key, "expected a finite number, found '%s'", shown(n, b));
+    if (!parse_double(n, &v))
+        return fail(C, n, key, "expected a finite number, found '%s'", shown(n, b));
     MC_TRY(check_float_range(C, e, n, key, v));
     *out = v;
     return MC_OK;
@@ -165,14 +174,16 @@ static mc_status conv_string(ctx *C, const mc_schema_entry *e, const mc_ynode *n
     }
     if ((e->flags & MC_F_IDENT) && !is_ident(n->str)) {
         char b[72];
-        return fail(C, n, key, "'%s' is not a name: use letters, digits, '.', '_' and '-'", shown(n, b));
+        return fail(C, n, key, "'%s' is not a name: use letters, digits, '.', '_' and '-'",
+                    shown(n, b));
     }
     *out = mc_strdup(n->str);
     if (!*out) return MC_FAIL(C->err, MC_ERR_NOMEM, "out of memory");
     return MC_OK;
 }
 
-static const char *nearest(const char *word, const char *const *cands, int count, int stride_ignored) {
+static const char *nearest(const char *word, const char *const *cands, int count,
+                           int stride_ignored) {
     (void)stride_ignored;
     const char *best = NULL;
     int best_d = INT_MAX;
@@ -203,8 +214,8 @@ static mc_status conv_enum(ctx *C, const mc_schema_entry *e, const mc_ynode *n, 
     }
     const char *near = nearest(n->str, e->names, count, 0);
     if (near)
-        return fail(C, n, key, "unknown value '%s' (did you mean '%s'?); expected one of %s", shown(n, b),
-                    near, list);
+        return fail(C, n, key, "unknown value '%s' (did you mean '%s'?); expected one of %s",
+                    shown(n, b), near, list);
     return fail(C, n, key, "unknown value '%s'; expected one of %s", shown(n, b), list);
 }
 
@@ -214,7 +225,8 @@ static void normalize_path(char *p) {
     int ns = 0;
     char tmp[PATH_MAX];
     mc_strlcpy(tmp, p, sizeof tmp);
-    for (char *save = NULL, *tok = strtok_r(tmp, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
+    for (char *save = NULL, *tok = strtok_r(tmp, "/", &save); tok;
+         tok = strtok_r(NULL, "/", &save)) {
         if (!strcmp(tok, ".")) continue;
         if (!strcmp(tok, "..")) {
             if (ns > 0) ns--;
@@ -253,11 +265,15 @@ static mc_status conv_path(ctx *C, const mc_schema_entry *e, const mc_ynode *n, 
             if (!strncmp(p, "{name}", 6)) {
                 const char *nm = C->cfg->name ? C->cfg->name : "";
                 size_t l = strlen(nm);
-                if (o + l >= sizeof sub) ok = false;
-                else memcpy(sub + o, nm, l), o += l;
+                if (o + l >= sizeof sub)
+                    ok = false;
+                else
+                    memcpy(sub + o, nm, l), o += l;
                 p += 6;
-            } else if (o + 1 >= sizeof sub) ok = false;
-            else sub[o++] = *p++;
+            } else if (o + 1 >= sizeof sub)
+                ok = false;
+            else
+                sub[o++] = *p++;
         }
         sub[o] = '\0';
         if (!ok) {
@@ -288,7 +304,8 @@ static mc_status conv_temp(ctx *C, const mc_schema_entry *e, const mc_ynode *n, 
     double v;
     char b[72];
     if (!parse_double(n, &v))
-        return fail(C, n, key, "expected 'learnable' or a positive number, found '%s'", shown(n, b));
+        return fail(C, n, key, "expected 'learnable' or a positive number, found '%s'",
+                    shown(n, b));
     if (v <= e->fmin || v > e->fmax)
         return fail(C, n, key, "%.17g is out of range (%g, %g]", v, e->fmin, e->fmax);
     out->learnable = false;
@@ -297,8 +314,8 @@ static mc_status conv_temp(ctx *C, const mc_schema_entry *e, const mc_ynode *n, 
 }
 
 /* `per_seed` (MC_SAMPLE_PER_SEED) or an integer in [imin, imax]. */
-static mc_status conv_sample_seed(ctx *C, const mc_schema_entry *e, const mc_ynode *n, const char *key,
-                                  int64_t *out) {
+static mc_status conv_sample_seed(ctx *C, const mc_schema_entry *e, const mc_ynode *n,
+                                  const char *key, int64_t *out) {
     MC_TRY(need_scalar(C, n, key, "'per_seed' or an integer"));
     if (n->plain && !strcmp(n->str, "per_seed")) {
         *out = MC_SAMPLE_PER_SEED;
@@ -309,7 +326,9 @@ static mc_status conv_sample_seed(ctx *C, const mc_schema_entry *e, const mc_yno
     bool ok = n->plain && *s;
     for (size_t i = 0; ok && s[i]; i++)
         if (s[i] < '0' || s[i] > '9') ok = false;
-    if (!ok) return fail(C, n, key, "expected 'per_seed' or a non-negative integer, found '%s'", shown(n, b));
+    if (!ok)
+        return fail(C, n, key, "expected 'per_seed' or a non-negative integer, found '%s'",
+                    shown(n, b));
     return conv_int(C, e, n, key, out);
 }
 
@@ -324,7 +343,8 @@ static mc_status conv_list(ctx *C, const mc_schema_entry *e, const mc_ynode *n, 
                  : e->type == MC_T_FLOAT_LIST ? sizeof(double)
                  : e->type == MC_T_ENUM_LIST  ? sizeof(int)
                                               : sizeof(char *);
-    if ((e->flags & MC_F_NONEMPTY) && n->n == 0) return fail(C, n, key, "must list at least one value");
+    if ((e->flags & MC_F_NONEMPTY) && n->n == 0)
+        return fail(C, n, key, "must list at least one value");
     L->n = 0;
     L->v = n->n ? mc_calloc_array((size_t)n->n, esz) : NULL;
     if (n->n && !L->v) return MC_FAIL(C->err, MC_ERR_NOMEM, "out of memory");
@@ -346,10 +366,11 @@ static mc_status conv_list(ctx *C, const mc_schema_entry *e, const mc_ynode *n, 
         L->n = i + 1;
         if (e->flags & MC_F_UNIQUE) {
             for (int j = 0; j < i; j++) {
-                bool same = e->type == MC_T_INT_LIST     ? ((int64_t *)L->v)[j] == ((int64_t *)L->v)[i]
-                            : e->type == MC_T_FLOAT_LIST ? ((double *)L->v)[j] == ((double *)L->v)[i]
-                            : e->type == MC_T_ENUM_LIST  ? ((int *)L->v)[j] == ((int *)L->v)[i]
-                                                         : !strcmp(((char **)L->v)[j], ((char **)L->v)[i]);
+                bool same =
+                    e->type == MC_T_INT_LIST     ? ((int64_t *)L->v)[j] == ((int64_t *)L->v)[i]
+                    : e->type == MC_T_FLOAT_LIST ? ((double *)L->v)[j] == ((double *)L->v)[i]
+                    : e->type == MC_T_ENUM_LIST  ? ((int *)L->v)[j] == ((int *)L->v)[i]
+                                                 : !strcmp(((char **)L->v)[j], ((char **)L->v)[i]);
                 if (same) return fail(C, it, ikey, "repeats item %d of the list", j);
             }
         }
@@ -389,11 +410,13 @@ static void suggest_key(const char *section, const char *word, char *out, size_t
     }
     for (int i = 0; i < mc_schema_count; i++)
         if (!strcmp(mc_schema_leaf(mc_schema[i].key), word)) {
-            snprintf(out, cap, " (did you mean '%s'? it belongs in a different section)", mc_schema[i].key);
+            snprintf(out, cap, " (did you mean '%s'? it belongs in a different section)",
+                     mc_schema[i].key);
             return;
         }
     size_t o = (size_t)snprintf(out, cap, "; known keys here:");
-    for (int i = 0; i < nc && o < cap; i++) o += (size_t)snprintf(out + o, cap - o, " %s", cands[i]);
+    for (int i = 0; i < nc && o < cap; i++)
+        o += (size_t)snprintf(out + o, cap - o, " %s", cands[i]);
     (void)full;
 }
 
@@ -406,7 +429,8 @@ static mc_status conv_value(ctx *C, const mc_schema_entry *e, const mc_ynode *n,
     case MC_T_SECTION:
         if (n && !mc_ynode_is_null(n) && n->kind != MC_Y_MAP)
             return fail(C, n, key, "expected a mapping of keys, found %s", kind_word(n));
-        return conv_section(C, e->key, key, n && n->kind == MC_Y_MAP ? n : NULL, n ? n : where, base);
+        return conv_section(C, e->key, key, n && n->kind == MC_Y_MAP ? n : NULL, n ? n : where,
+                            base);
     case MC_T_SECLIST: {
         gen_list *L = f;
         if (!n || n->kind != MC_Y_SEQ)
@@ -430,9 +454,12 @@ static mc_status conv_value(ctx *C, const mc_schema_entry *e, const mc_ynode *n,
     case MC_T_BOOL: {
         MC_TRY(need_scalar(C, n, key, "true or false"));
         char b[72];
-        if (n->plain && !strcmp(n->str, "true")) *(bool *)f = true;
-        else if (n->plain && !strcmp(n->str, "false")) *(bool *)f = false;
-        else return fail(C, n, key, "expected true or false, found '%s'", shown(n, b));
+        if (n->plain && !strcmp(n->str, "true"))
+            *(bool *)f = true;
+        else if (n->plain && !strcmp(n->str, "false"))
+            *(bool *)f = false;
+        else
+            return fail(C, n, key, "expected true or false, found '%s'", shown(n, b));
         return MC_OK;
     }
     case MC_T_STRING: return conv_string(C, e, n, key, f);
@@ -506,14 +533,18 @@ static void free_section(const char *section, void *base) {
         case MC_T_SECTION: free_section(e->key, base); break;
         case MC_T_SECLIST: {
             gen_list *L = f;
-            for (int j = 0; j < L->n; j++) free_section(e->key, (char *)L->v + (size_t)j * e->elem_size);
+            for (int j = 0; j < L->n; j++)
+                free_section(e->key, (char *)L->v + (size_t)j * e->elem_size);
             free(L->v);
             L->v = NULL;
             L->n = 0;
             break;
         }
         case MC_T_STRING:
-        case MC_T_PATH: free(*(char **)f); *(char **)f = NULL; break;
+        case MC_T_PATH:
+            free(*(char **)f);
+            *(char **)f = NULL;
+            break;
         case MC_T_STRING_LIST: {
             mc_str_list *L = f;
             for (int j = 0; j < L->n; j++) free(L->v[j]);
@@ -553,7 +584,8 @@ static const mc_ynode *node_at(const mc_ynode *root, const char *path) {
     const mc_ynode *cur = root, *best = root;
     char buf[MC_KEY_MAX];
     mc_strlcpy(buf, path, sizeof buf);
-    for (char *save = NULL, *tok = strtok_r(buf, ".", &save); tok && cur; tok = strtok_r(NULL, ".", &save)) {
+    for (char *save = NULL, *tok = strtok_r(buf, ".", &save); tok && cur;
+         tok = strtok_r(NULL, ".", &save)) {
         if (cur->kind == MC_Y_SEQ) {
             long i = strtol(tok, NULL, 10);
             cur = i >= 0 && i < cur->n ? cur->items[i] : NULL;
@@ -585,24 +617,28 @@ static mc_status check_dataset(ctx *C, const mc_ynode *root, const char *name, m
         if (d->root[0] || d->split[0] || d->labels[0] || d->class_names[0] || d->n_samples ||
             d->sample_seed != MC_SAMPLE_PER_SEED) {
             snprintf(key, sizeof key, "datasets.%s.kind", name);
-            return fail(C, node_at(root, key), key, "is none (the default) but other keys of "
-                        "datasets.%s are set: give the dataset's kind", name);
+            return fail(C, node_at(root, key), key,
+                        "is none (the default) but other keys of "
+                        "datasets.%s are set: give the dataset's kind",
+                        name);
         }
         return MC_OK;
     }
     if (!d->root[0]) {
         snprintf(key, sizeof key, "datasets.%s.root", name);
-        return fail(C, node_at(root, key), key, "missing required key (datasets.%s.kind is %s)", name,
-                    mc_dataset_kind_name(d->kind));
+        return fail(C, node_at(root, key), key, "missing required key (datasets.%s.kind is %s)",
+                    name, mc_dataset_kind_name(d->kind));
     }
     if (d->kind == MC_DS_FILELIST && !d->labels[0]) {
         snprintf(key, sizeof key, "datasets.%s.labels", name);
-        return fail(C, node_at(root, key), key, "missing required key (kind filelist reads its list from it)");
+        return fail(C, node_at(root, key), key,
+                    "missing required key (kind filelist reads its list from it)");
     }
     return MC_OK;
 }
 
-static mc_status resolve_concept_refs(ctx *C, const mc_ynode *root, const char *key, mc_str_list *refs) {
+static mc_status resolve_concept_refs(ctx *C, const mc_ynode *root, const char *key,
+                                      mc_str_list *refs) {
     mc_config *cfg = C->cfg;
     if (refs->n == 0 && cfg->concepts.n > 0) {
         /* Empty means every concept set: written out, so the canonical text says what ran. */
@@ -617,12 +653,14 @@ static mc_status resolve_concept_refs(ctx *C, const mc_ynode *root, const char *
     }
     for (int i = 0; i < refs->n; i++) {
         bool found = false;
-        for (int j = 0; j < cfg->concepts.n; j++) found |= !strcmp(cfg->concepts.v[j].name, refs->v[i]);
+        for (int j = 0; j < cfg->concepts.n; j++)
+            found |= !strcmp(cfg->concepts.v[j].name, refs->v[i]);
         if (!found) {
             char k[MC_KEY_MAX], p[MC_KEY_MAX];
             snprintf(k, sizeof k, "%s[%d]", key, i);
             snprintf(p, sizeof p, "%s.%d", key, i);
-            return fail(C, node_at(root, p), k, "no concept set is named '%s' (see 'concepts')", refs->v[i]);
+            return fail(C, node_at(root, p), k, "no concept set is named '%s' (see 'concepts')",
+                        refs->v[i]);
         }
     }
     return MC_OK;
@@ -646,13 +684,16 @@ static mc_status cross_checks(ctx *C, const mc_ynode *root) {
     if (mc_config_has_stage(cfg, MC_STAGE_INTERVENE))
         for (int i = 0; i < cfg->intervene.datasets.n; i++) {
             int which = cfg->intervene.datasets.v[i];
-            const mc_dataset_cfg *d = which == MC_EVAL_SET_EVAL ? &cfg->datasets.eval : &cfg->datasets.unseen;
+            const mc_dataset_cfg *d =
+                which == MC_EVAL_SET_EVAL ? &cfg->datasets.eval : &cfg->datasets.unseen;
             const char *nm = which == MC_EVAL_SET_EVAL ? "eval" : "unseen";
             if (d->kind == MC_DS_NONE) {
                 char k[64];
                 snprintf(k, sizeof k, "datasets.%s", nm);
-                return fail(C, node_at(root, k), k, "missing required dataset (intervene.datasets lists "
-                            "'%s'; or drop intervene from 'stages')", nm);
+                return fail(C, node_at(root, k), k,
+                            "missing required dataset (intervene.datasets lists "
+                            "'%s'; or drop intervene from 'stages')",
+                            nm);
             }
         }
 
@@ -664,8 +705,8 @@ static mc_status cross_checks(ctx *C, const mc_ynode *root) {
             if (!strcmp(cfg->concepts.v[j].name, cs->name)) {
                 snprintf(k, sizeof k, "concepts[%d].name", i);
                 snprintf(p, sizeof p, "concepts.%d.name", i);
-                return fail(C, node_at(root, p), k, "concept set '%s' is defined twice (also concepts[%d])",
-                            cs->name, j);
+                return fail(C, node_at(root, p), k,
+                            "concept set '%s' is defined twice (also concepts[%d])", cs->name, j);
             }
         if (cs->source == MC_CONCEPTS_FILE && !cs->file[0]) {
             snprintf(k, sizeof k, "concepts[%d].file", i);
@@ -682,21 +723,24 @@ static mc_status cross_checks(ctx *C, const mc_ynode *root) {
     MC_TRY(resolve_concept_refs(C, root, "describe.concepts", &cfg->describe.concepts));
 
     /* Layers. */
-    if (!cfg->sae.layer[0]) MC_TRY(set_str(C, &cfg->sae.layer, cfg->extract.layers.v[0]));
+    if (!cfg->sae.layer[0])
+        MC_TRY(set_str(C, &cfg->sae.layer, cfg->extract.layers.v[0]));
     else if (str_index(&cfg->extract.layers, cfg->sae.layer) < 0)
         return fail(C, node_at(root, "sae.layer"), "sae.layer", "'%s' is not one of extract.layers",
                     cfg->sae.layer);
-    if (!cfg->intervene.layer[0]) MC_TRY(set_str(C, &cfg->intervene.layer, cfg->sae.layer));
+    if (!cfg->intervene.layer[0])
+        MC_TRY(set_str(C, &cfg->intervene.layer, cfg->sae.layer));
     else if (str_index(&cfg->extract.layers, cfg->intervene.layer) < 0)
-        return fail(C, node_at(root, "intervene.layer"), "intervene.layer", "'%s' is not one of extract.layers",
-                    cfg->intervene.layer);
+        return fail(C, node_at(root, "intervene.layer"), "intervene.layer",
+                    "'%s' is not one of extract.layers", cfg->intervene.layer);
 
     /* SAE. */
     if (cfg->sae.k > cfg->sae.features)
         return fail(C, node_at(root, "sae.k"), "sae.k", "%lld is larger than sae.features (%lld)",
                     (long long)cfg->sae.k, (long long)cfg->sae.features);
     if (cfg->sae.input == MC_SAE_INPUT_ALL && cfg->extract.pool != MC_CFG_POOL_ALL)
-        return fail(C, node_at(root, "sae.input"), "sae.input", "'all' needs extract.pool: all (every "
+        return fail(C, node_at(root, "sae.input"), "sae.input",
+                    "'all' needs extract.pool: all (every "
                     "token/position stored)");
 
     /* Align. */
@@ -712,23 +756,30 @@ static mc_status cross_checks(ctx *C, const mc_ynode *root) {
         snprintf(k, sizeof k, "baselines.methods[%d]", i);
         snprintf(p, sizeof p, "baselines.methods.%d", i);
         if (m == MC_METHOD_MICLIP || m == MC_METHOD_RANDOM || m == MC_METHOD_ORACLE)
-            return fail(C, node_at(root, p), k, "'%s' is not a baseline; expected one of "
-                        "act_values|clip_dissect|netdissect|vinterp", mc_method_name(m));
-        if (m == MC_METHOD_VINTERP && !cfg->baselines.vinterp_descriptions[0] && !cfg->baselines.vinterp_explainer[0])
+            return fail(C, node_at(root, p), k,
+                        "'%s' is not a baseline; expected one of "
+                        "act_values|clip_dissect|netdissect|vinterp",
+                        mc_method_name(m));
+        if (m == MC_METHOD_VINTERP && !cfg->baselines.vinterp_descriptions[0] &&
+            !cfg->baselines.vinterp_explainer[0])
             return fail(C, node_at(root, "baselines"), "baselines.vinterp.explainer",
-                        "missing required key (baselines.methods lists vinterp): set baselines.vinterp.explainer "
+                        "missing required key (baselines.methods lists vinterp): set "
+                        "baselines.vinterp.explainer "
                         "or baselines.vinterp.descriptions");
-        if (m == MC_METHOD_VINTERP && cfg->baselines.vinterp_descriptions[0] && cfg->baselines.vinterp_explainer[0])
+        if (m == MC_METHOD_VINTERP && cfg->baselines.vinterp_descriptions[0] &&
+            cfg->baselines.vinterp_explainer[0])
             return fail(C, node_at(root, "baselines.vinterp"), "baselines.vinterp",
                         "set one of explainer and descriptions, not both");
     }
     for (int i = 0; i < cfg->intervene.methods.n; i++) {
         int m = cfg->intervene.methods.v[i];
-        if (m != MC_METHOD_MICLIP && m != MC_METHOD_RANDOM && m != MC_METHOD_ORACLE && !has_enum(&cfg->baselines.methods, m)) {
+        if (m != MC_METHOD_MICLIP && m != MC_METHOD_RANDOM && m != MC_METHOD_ORACLE &&
+            !has_enum(&cfg->baselines.methods, m)) {
             char k[64], p[64];
             snprintf(k, sizeof k, "intervene.methods[%d]", i);
             snprintf(p, sizeof p, "intervene.methods.%d", i);
-            return fail(C, node_at(root, p), k, "'%s' is not in baselines.methods, so it localizes no units",
+            return fail(C, node_at(root, p), k,
+                        "'%s' is not in baselines.methods, so it localizes no units",
                         mc_method_name(m));
         }
     }
@@ -739,7 +790,8 @@ static mc_status cross_checks(ctx *C, const mc_ynode *root) {
             char k[64], p[64];
             snprintf(k, sizeof k, "intervene.variants[%d]", i);
             snprintf(p, sizeof p, "intervene.variants.%d", i);
-            return fail(C, node_at(root, p), k, "'%s' is not in align.variants, so no E_n of it is trained",
+            return fail(C, node_at(root, p), k,
+                        "'%s' is not in align.variants, so no E_n of it is trained",
                         mc_variant_name(iv->v[i]));
         }
     if (iv->n == 0) {
@@ -750,7 +802,9 @@ static mc_status cross_checks(ctx *C, const mc_ynode *root) {
     return MC_OK;
 }
 
-bool mc_config_has_stage(const mc_config *cfg, mc_stage s) { return has_enum(&cfg->stages, (int)s); }
+bool mc_config_has_stage(const mc_config *cfg, mc_stage s) {
+    return has_enum(&cfg->stages, (int)s);
+}
 
 /* ---- canonical text --------------------------------------------------------------------- */
 
@@ -789,24 +843,29 @@ static void __attribute__((format(printf, 2, 3))) sb_printf(sbuf *b, const char 
 static void put_string(sbuf *b, const char *s) {
     sb_printf(b, "\"");
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') sb_printf(b, "\\%c", *p);
-        else if (*p == '\n') sb_printf(b, "\\n");
-        else if (*p == '\t') sb_printf(b, "\\t");
-        else if (*p < 0x20 || *p == 0x7f) sb_printf(b, "\\x%02x", *p);
+        if (*p == '"' || *p == '\\')
+            sb_printf(b, "\\%c", *p);
+        else if (*p == '\n')
+            sb_printf(b, "\\n");
+        else if (*p == '\t')
+            sb_printf(b, "\\t");
+        else if (*p < 0x20 || *p == 0x7f)
+            sb_printf(b, "\\x%02x", *p);
         /* YAML forbids C1 controls (U+0080..U+009F) and U+FFFE/U+FFFF unescaped in a stream,
          * and reads NEL (U+0085), LS (U+2028) and PS (U+2029) as line breaks, which a quoted
          * scalar folds into a space: escape them all so the canonical text always parses back
          * to the same string (the input was valid UTF-8, checked by libyaml, so the
          * continuation bytes are there). */
-        else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) sb_printf(b, "\\x%02x", *++p);
+        else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+            sb_printf(b, "\\x%02x", *++p);
         else if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9)) {
             sb_printf(b, "\\u%04X", 0x2000u | (p[2] - 0x80u));
             p += 2;
-        }
-        else if (p[0] == 0xef && p[1] == 0xbf && (p[2] == 0xbe || p[2] == 0xbf)) {
+        } else if (p[0] == 0xef && p[1] == 0xbf && (p[2] == 0xbe || p[2] == 0xbf)) {
             sb_printf(b, "\\u%04X", 0xFF00u | (p[2] == 0xbe ? 0xFEu : 0xFFu));
             p += 2;
-        } else sb_printf(b, "%c", *p);
+        } else
+            sb_printf(b, "%c", *p);
     }
     sb_printf(b, "\"");
 }
@@ -832,14 +891,18 @@ static void put_scalar(sbuf *b, const mc_schema_entry *e, const void *f) {
     case MC_T_ENUM: sb_printf(b, "%s", e->names[*(const int *)f]); break;
     case MC_T_SAMPLE_SEED: {
         int64_t v = *(const int64_t *)f;
-        if (v == MC_SAMPLE_PER_SEED) sb_printf(b, "per_seed");
-        else sb_printf(b, "%lld", (long long)v);
+        if (v == MC_SAMPLE_PER_SEED)
+            sb_printf(b, "per_seed");
+        else
+            sb_printf(b, "%lld", (long long)v);
         break;
     }
     case MC_T_TEMP: {
         const mc_temperature_cfg *t = f;
-        if (t->learnable) sb_printf(b, "learnable");
-        else put_double(b, t->value);
+        if (t->learnable)
+            sb_printf(b, "learnable");
+        else
+            put_double(b, t->value);
         break;
     }
     default: {
@@ -847,25 +910,32 @@ static void put_scalar(sbuf *b, const mc_schema_entry *e, const void *f) {
         sb_printf(b, "[");
         for (int i = 0; i < L->n; i++) {
             if (i) sb_printf(b, ", ");
-            if (e->type == MC_T_INT_LIST) sb_printf(b, "%lld", (long long)((const int64_t *)L->v)[i]);
-            else if (e->type == MC_T_FLOAT_LIST) put_double(b, ((const double *)L->v)[i]);
-            else if (e->type == MC_T_ENUM_LIST) sb_printf(b, "%s", e->names[((const int *)L->v)[i]]);
-            else put_string(b, ((char *const *)L->v)[i]);
+            if (e->type == MC_T_INT_LIST)
+                sb_printf(b, "%lld", (long long)((const int64_t *)L->v)[i]);
+            else if (e->type == MC_T_FLOAT_LIST)
+                put_double(b, ((const double *)L->v)[i]);
+            else if (e->type == MC_T_ENUM_LIST)
+                sb_printf(b, "%s", e->names[((const int *)L->v)[i]]);
+            else
+                put_string(b, ((char *const *)L->v)[i]);
         }
         sb_printf(b, "]");
     }
     }
 }
 
-static void dump_section(sbuf *b, const char *section, const void *base, int indent, bool first_dash) {
+static void dump_section(sbuf *b, const char *section, const void *base, int indent,
+                         bool first_dash) {
     bool first = true;
     for (int i = 0; i < mc_schema_count; i++) {
         const mc_schema_entry *e = &mc_schema[i];
         if (!mc_schema_is_child(e, section)) continue;
         const void *f = (const char *)base + e->offset;
         int pad = indent;
-        if (first && first_dash) sb_printf(b, "%*s- ", indent - 2, "");
-        else sb_printf(b, "%*s", pad, "");
+        if (first && first_dash)
+            sb_printf(b, "%*s- ", indent - 2, "");
+        else
+            sb_printf(b, "%*s", pad, "");
         first = false;
         sb_printf(b, "%s:", mc_schema_leaf(e->key));
         if (e->type == MC_T_SECTION) {
@@ -873,10 +943,13 @@ static void dump_section(sbuf *b, const char *section, const void *base, int ind
             dump_section(b, e->key, base, indent + 2, false);
         } else if (e->type == MC_T_SECLIST) {
             const gen_list *L = f;
-            if (L->n == 0) sb_printf(b, " []\n");
-            else sb_printf(b, "\n");
+            if (L->n == 0)
+                sb_printf(b, " []\n");
+            else
+                sb_printf(b, "\n");
             for (int j = 0; j < L->n; j++)
-                dump_section(b, e->key, (const char *)L->v + (size_t)j * e->elem_size, indent + 4, true);
+                dump_section(b, e->key, (const char *)L->v + (size_t)j * e->elem_size, indent + 4,
+                             true);
         } else {
             sb_printf(b, " ");
             put_scalar(b, e, f);
@@ -905,22 +978,27 @@ mc_status mc_config_parse_text(const char *text, size_t len, const char *source,
     char cwd[PATH_MAX];
     if (!base_dir) {
         if (!getcwd(cwd, sizeof cwd))
-            return MC_FAIL(err, MC_ERR_IO, "cannot read the current directory: %s", strerror(errno));
+            return MC_FAIL(err, MC_ERR_IO, "cannot read the current directory: %s",
+                           strerror(errno));
         base_dir = cwd;
     }
     if (base_dir[0] != '/')
-        return MC_FAIL(err, MC_ERR_ARG, "%s: base directory '%s' is not absolute", source, base_dir);
+        return MC_FAIL(err, MC_ERR_ARG, "%s: base directory '%s' is not absolute", source,
+                       base_dir);
     mc_ynode *root = NULL;
     MC_TRY(mc_yaml_parse(text, len, source, &root, err));
     ctx C = {.source = source, .base_dir = base_dir, .err = err};
     mc_status s = MC_OK;
     if (!root) {
-        s = MC_FAIL(err, MC_ERR_CONFIG, "%s:1:1: the config is empty (it needs at least name, models "
-                    "and extract.layers)", source);
+        s = MC_FAIL(err, MC_ERR_CONFIG,
+                    "%s:1:1: the config is empty (it needs at least name, models "
+                    "and extract.layers)",
+                    source);
         goto done;
     }
     if (root->kind != MC_Y_MAP) {
-        s = fail(&C, root, NULL, "expected a mapping of keys at the top level, found %s", kind_word(root));
+        s = fail(&C, root, NULL, "expected a mapping of keys at the top level, found %s",
+                 kind_word(root));
         goto done;
     }
     C.cfg = calloc(1, sizeof *C.cfg);
@@ -950,15 +1028,18 @@ mc_status mc_config_parse_file(const char *path, mc_config **out, mc_error *err)
     if (s != MC_OK) {
         /* A too-large file is a config error with a location, like every other. */
         if (s == MC_ERR_FORMAT)
-            return MC_FAIL(err, MC_ERR_CONFIG, "%s:1:1: the config is larger than the limit of %u bytes "
-                           "(1 MiB)", path, (unsigned)MC_CONFIG_MAX_BYTES);
+            return MC_FAIL(err, MC_ERR_CONFIG,
+                           "%s:1:1: the config is larger than the limit of %u bytes "
+                           "(1 MiB)",
+                           path, (unsigned)MC_CONFIG_MAX_BYTES);
         return s;
     }
     char dir[PATH_MAX], abs[PATH_MAX];
     mc_strlcpy(dir, path, sizeof dir);
     if (!realpath(dirname(dir), abs)) {
         free(text);
-        return MC_FAIL(err, MC_ERR_IO, "%s: cannot resolve its directory: %s", path, strerror(errno));
+        return MC_FAIL(err, MC_ERR_IO, "%s: cannot resolve its directory: %s", path,
+                       strerror(errno));
     }
     s = mc_config_parse_text(text, len, path, abs, out, err);
     free(text);
@@ -981,7 +1062,8 @@ mc_status mc_config_load(const mc_comm *c, const char *path, mc_config **out, mc
         /* Every rank parses the same canonical text; it must reproduce itself exactly. */
         s = mc_config_parse_text(text, strlen(text), path, "/", &cfg, err);
         if (s == MC_OK && strcmp(cfg->canonical, text) != 0)
-            s = MC_FAIL(err, MC_ERR_INTERNAL, "%s: the canonical config does not reproduce itself", path);
+            s = MC_FAIL(err, MC_ERR_INTERNAL, "%s: the canonical config does not reproduce itself",
+                        path);
     }
     if (c->rank != 0) free(text);
     s = mc_comm_agree(c, s, err);

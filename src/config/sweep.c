@@ -15,8 +15,8 @@ void mc_layer_tag(const char *layer, char *out, size_t cap) {
     size_t o = 0;
     for (const char *p = layer; *p && o + 1 < cap; p++) {
         char ch = *p;
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                  ch == '.' || ch == '_' || ch == '-';
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
         out[o++] = ok ? ch : '_';
     }
     out[o] = '\0';
@@ -30,7 +30,8 @@ typedef struct {
 
 static mc_status push(tlist *t, mc_task task) {
     if (t->n == t->cap) {
-        if (t->cap > (1 << 24)) return MC_FAIL(t->err, MC_ERR_CONFIG, "the sweep has more than 16M tasks");
+        if (t->cap > (1 << 24))
+            return MC_FAIL(t->err, MC_ERR_CONFIG, "the sweep has more than 16M tasks");
         int cap = t->cap ? t->cap * 2 : 16;
         mc_task *v = realloc(t->v, (size_t)cap * sizeof *v);
         if (!v) return MC_FAIL(t->err, MC_ERR_NOMEM, "out of memory expanding the sweep");
@@ -77,10 +78,12 @@ static void set_id(mc_task *t) {
     }
 }
 
-mc_status mc_config_tasks(const mc_config *cfg, mc_stage stage, mc_task **tasks, int *n, mc_error *err) {
+mc_status mc_config_tasks(const mc_config *cfg, mc_stage stage, mc_task **tasks, int *n,
+                          mc_error *err) {
     *tasks = NULL;
     *n = 0;
-    if ((int)stage < 0 || stage >= MC_STAGE_COUNT) return MC_FAIL(err, MC_ERR_ARG, "unknown stage %d", (int)stage);
+    if ((int)stage < 0 || stage >= MC_STAGE_COUNT)
+        return MC_FAIL(err, MC_ERR_ARG, "unknown stage %d", (int)stage);
     if (!mc_config_has_stage(cfg, stage)) return MC_OK;
     tlist t = {.err = err};
     mc_status s = MC_OK;
@@ -138,13 +141,15 @@ mc_status mc_config_tasks(const mc_config *cfg, mc_stage stage, mc_task **tasks,
                         /* The add mode has its own betas when intervene.add_betas is given. */
                         const mc_f64_list *bl = cfg->intervene.modes.v[oi] == MC_MODE_ADD &&
                                                         cfg->intervene.add_betas.n > 0
-                                                    ? &cfg->intervene.add_betas : &cfg->intervene.betas;
+                                                    ? &cfg->intervene.add_betas
+                                                    : &cfg->intervene.betas;
                         for (int bi = 0; bi < bl->n && s == MC_OK; bi++) {
                             mc_task k = base_task(stage, seed);
                             k.layer = cfg->intervene.layer;
                             k.method = method;
                             const int v = cfg->intervene.variants.v[vi];
-                            if (method == MC_METHOD_MICLIP && v != cfg->align.variants.v[0]) k.variant = v;
+                            if (method == MC_METHOD_MICLIP && v != cfg->align.variants.v[0])
+                                k.variant = v;
                             k.mode = cfg->intervene.modes.v[oi];
                             k.beta = bl->v[bi];
                             set_id(&k);
@@ -176,9 +181,11 @@ mc_status mc_config_all_tasks(const mc_config *cfg, mc_task **tasks, int *n, mc_
         mc_status s = mc_config_tasks(cfg, (mc_stage)st, &part, &np, err);
         if (s == MC_OK && np > 0) {
             size_t bytes;
-            if (!mc_size_mul((size_t)(total + np), sizeof *all, &bytes)) s = MC_FAIL(err, MC_ERR_NOMEM, "sweep too large");
+            if (!mc_size_mul((size_t)(total + np), sizeof *all, &bytes))
+                s = MC_FAIL(err, MC_ERR_NOMEM, "sweep too large");
             mc_task *grown = s == MC_OK ? realloc(all, bytes) : NULL;
-            if (s == MC_OK && !grown) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory expanding the sweep");
+            if (s == MC_OK && !grown)
+                s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory expanding the sweep");
             if (s == MC_OK) {
                 all = grown;
                 memcpy(all + total, part, (size_t)np * sizeof *part);
@@ -202,8 +209,8 @@ void mc_tasks_free(mc_task **tasks) {
     *tasks = NULL;
 }
 
-mc_status mc_config_task_select(const mc_config *cfg, mc_stage stage, const char *index_text, mc_task *out,
-                                mc_error *err) {
+mc_status mc_config_task_select(const mc_config *cfg, mc_stage stage, const char *index_text,
+                                mc_task *out, mc_error *err) {
     mc_task *all = NULL;
     int n = 0;
     MC_TRY(mc_config_tasks(cfg, stage, &all, &n, err));
@@ -211,13 +218,16 @@ mc_status mc_config_task_select(const mc_config *cfg, mc_stage stage, const char
     long long idx = 0;
     if (!index_text || !*index_text) {
         if (n != 1)
-            s = MC_FAIL(err, MC_ERR_ARG, "stage %s has %d tasks: choose one with SLURM_ARRAY_TASK_ID "
-                        "(0..%d; `miclip config --tasks` lists them)", mc_stage_name(stage), n, n - 1);
+            s = MC_FAIL(err, MC_ERR_ARG,
+                        "stage %s has %d tasks: choose one with SLURM_ARRAY_TASK_ID "
+                        "(0..%d; `miclip config --tasks` lists them)",
+                        mc_stage_name(stage), n, n - 1);
     } else {
         char *end = NULL;
         idx = strtoll(index_text, &end, 10);
         if (*end || end == index_text || idx < 0 || idx >= n)
-            s = MC_FAIL(err, MC_ERR_ARG, "task index '%.40s' is not one of the %d tasks of stage %s (0..%d)",
+            s = MC_FAIL(err, MC_ERR_ARG,
+                        "task index '%.40s' is not one of the %d tasks of stage %s (0..%d)",
                         index_text, n, mc_stage_name(stage), n - 1);
     }
     if (s == MC_OK) *out = all[idx];

@@ -120,10 +120,12 @@ static mc_status place(loader *L, mc_ynode *n, yaml_mark_t mark) {
             const mc_ynode *k = f->node->keys[i];
             if (k->len == n->len && !memcmp(k->str, n->str, n->len)) {
                 char detail[160];
-                snprintf(detail, sizeof detail, " (first given at line %d, column %d)", k->line, k->col);
+                snprintf(detail, sizeof detail, " (first given at line %d, column %d)", k->line,
+                         k->col);
                 const char *p = f->path;
-                mc_status s = MC_FAIL(L->err, MC_ERR_CONFIG, "%s:%d:%d: key '%s%s%.200s': duplicate key%s",
-                                      L->source, n->line, n->col, p, *p ? "." : "", n->str, detail);
+                mc_status s =
+                    MC_FAIL(L->err, MC_ERR_CONFIG, "%s:%d:%d: key '%s%s%.200s': duplicate key%s",
+                            L->source, n->line, n->col, p, *p ? "." : "", n->str, detail);
                 mc_ynode_free(&n);
                 return s;
             }
@@ -148,14 +150,18 @@ static mc_status handle(loader *L, const yaml_event_t *ev) {
             return fail_at(L, ev->start_mark, "malformed YAML: only one document is allowed", NULL);
         return MC_OK;
     case YAML_ALIAS_EVENT:
-        return fail_at(L, ev->start_mark, "YAML aliases (*name) are not supported in configs", NULL);
+        return fail_at(L, ev->start_mark, "YAML aliases (*name) are not supported in configs",
+                       NULL);
     case YAML_SCALAR_EVENT:
     case YAML_SEQUENCE_START_EVENT:
     case YAML_MAPPING_START_EVENT: {
         const yaml_char_t *tag = ev->type == YAML_SCALAR_EVENT ? ev->data.scalar.tag
-                                 : ev->type == YAML_SEQUENCE_START_EVENT ? ev->data.sequence_start.tag
-                                                                         : ev->data.mapping_start.tag;
-        if (tag) return fail_at(L, ev->start_mark, "YAML tags (!tag) are not supported in configs", NULL);
+                                 : ev->type == YAML_SEQUENCE_START_EVENT
+                                     ? ev->data.sequence_start.tag
+                                     : ev->data.mapping_start.tag;
+        if (tag)
+            return fail_at(L, ev->start_mark, "YAML tags (!tag) are not supported in configs",
+                           NULL);
         mc_ykind kind = ev->type == YAML_SCALAR_EVENT           ? MC_Y_SCALAR
                         : ev->type == YAML_SEQUENCE_START_EVENT ? MC_Y_SEQ
                                                                 : MC_Y_MAP;
@@ -203,8 +209,7 @@ static mc_status handle(loader *L, const yaml_event_t *ev) {
         mc_ynode_free(&L->stack[L->depth - 1].pending_key);
         L->depth--;
         return MC_OK;
-    default:
-        return MC_OK;
+    default: return MC_OK;
     }
 }
 
@@ -230,8 +235,9 @@ mc_status mc_yaml_parse(const char *text, size_t len, const char *source, mc_yno
         yaml_event_t ev;
         if (!yaml_parser_parse(&parser, &ev)) {
             char detail[512];
-            snprintf(detail, sizeof detail, "%s%s%s", parser.problem ? parser.problem : "syntax error",
-                     parser.context ? " " : "", parser.context ? parser.context : "");
+            snprintf(detail, sizeof detail, "%s%s%s",
+                     parser.problem ? parser.problem : "syntax error", parser.context ? " " : "",
+                     parser.context ? parser.context : "");
             s = fail_at(L, parser.problem_mark, "malformed YAML: ", detail);
             break;
         }
@@ -241,8 +247,10 @@ mc_status mc_yaml_parse(const char *text, size_t len, const char *source, mc_yno
         if (s != MC_OK || end) break;
     }
     for (int i = 0; i < L->depth; i++) mc_ynode_free(&L->stack[i].pending_key);
-    if (s == MC_OK) *root = L->root;
-    else mc_ynode_free(&L->root);
+    if (s == MC_OK)
+        *root = L->root;
+    else
+        mc_ynode_free(&L->root);
     free(L);
     yaml_parser_delete(&parser);
     return s;

@@ -20,7 +20,8 @@
 
 mc_status mc_mkdir_p(const char *dir, mc_error *err) {
     char path[4096];
-    if (!mc_strlcpy(path, dir, sizeof path)) return MC_FAIL(err, MC_ERR_ARG, "path too long: %s", dir);
+    if (!mc_strlcpy(path, dir, sizeof path))
+        return MC_FAIL(err, MC_ERR_ARG, "path too long: %s", dir);
     size_t n = strlen(path);
     for (size_t i = 1; i <= n; i++) {
         if (path[i] != '/' && path[i] != '\0') continue;
@@ -30,7 +31,8 @@ mc_status mc_mkdir_p(const char *dir, mc_error *err) {
             return MC_FAIL(err, MC_ERR_IO, "cannot create directory %s: %s", path, strerror(errno));
         path[i] = saved;
     }
-    if (!mc_dir_exists(dir)) return MC_FAIL(err, MC_ERR_IO, "%s exists and is not a directory", dir);
+    if (!mc_dir_exists(dir))
+        return MC_FAIL(err, MC_ERR_IO, "%s exists and is not a directory", dir);
     return MC_OK;
 }
 
@@ -38,13 +40,14 @@ mc_status mc_mkdir_p(const char *dir, mc_error *err) {
  * '.', '-' and '_' become '_' (a file name must not hold '/'). */
 static void host_tag(char *buf, size_t cap) {
     char host[256] = "";
-    if (gethostname(host, sizeof host - 1) != 0 || !host[0]) mc_strlcpy(host, "unknown", sizeof host);
+    if (gethostname(host, sizeof host - 1) != 0 || !host[0])
+        mc_strlcpy(host, "unknown", sizeof host);
     host[sizeof host - 1] = '\0';
     size_t n = 0;
     for (const char *p = host; *p && n + 1 < cap && n < 64; p++) {
         char ch = *p;
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                  ch == '.' || ch == '-' || ch == '_';
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '_';
         buf[n++] = ok ? ch : '_';
     }
     buf[n] = '\0';
@@ -60,7 +63,8 @@ static void random_tag(char *buf, size_t n) {
     if (getrandom(raw, n, GRND_NONBLOCK) != (ssize_t)n) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        unsigned long x = (unsigned long)ts.tv_nsec ^ ((unsigned long)ts.tv_sec << 20) ^ (counter++ * 2654435761UL);
+        unsigned long x = (unsigned long)ts.tv_nsec ^ ((unsigned long)ts.tv_sec << 20) ^
+                          (counter++ * 2654435761UL);
         for (size_t i = 0; i < n; i++) {
             x = x * 6364136223846793005UL + 1442695040888963407UL;
             raw[i] = (unsigned char)(x >> 33);
@@ -93,8 +97,9 @@ static bool parse_tmp_name(const char *name, const char *host, long *pid) {
         if (errno || v <= 0 || *end != '.') continue;
         q = end + 1;
         size_t r = 0;
-        while (r < MC_TMP_RANDOM_LEN && ((q[r] >= 'a' && q[r] <= 'z') || (q[r] >= 'A' && q[r] <= 'Z') ||
-                                         (q[r] >= '0' && q[r] <= '9')))
+        while (r < MC_TMP_RANDOM_LEN &&
+               ((q[r] >= 'a' && q[r] <= 'z') || (q[r] >= 'A' && q[r] <= 'Z') ||
+                (q[r] >= '0' && q[r] <= '9')))
             r++;
         if (r != MC_TMP_RANDOM_LEN || q[r] != '.' || strcmp(q + r + 1, host) != 0) continue;
         *pid = v;
@@ -117,7 +122,8 @@ int mc_fs_sweep_stale(const char *dir) {
         /* Only a pid that is gone: EPERM means alive (another user's process). */
         if ((pid_t)pid != pid || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
         struct stat st;
-        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+            continue;
         if (unlinkat(dirfd(d), e->d_name, 0) == 0) {
             removed++;
             mc_debug("removed %s/%s, a temporary of process %ld on this host, which is gone", dir,
@@ -130,7 +136,10 @@ int mc_fs_sweep_stale(const char *dir) {
 
 /* The folders this process has swept, by device and inode: each is swept once. */
 static pthread_mutex_t swept_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct { dev_t dev; ino_t ino; } swept[256];
+static struct {
+    dev_t dev;
+    ino_t ino;
+} swept[256];
 static size_t n_swept;
 
 int mc_fs_sweep_stale_once(const char *dir) {
@@ -138,7 +147,8 @@ int mc_fs_sweep_stale_once(const char *dir) {
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return 0;
     pthread_mutex_lock(&swept_mu);
     bool seen = n_swept == sizeof swept / sizeof swept[0]; /* table full: stop sweeping */
-    for (size_t i = 0; !seen && i < n_swept; i++) seen = swept[i].dev == st.st_dev && swept[i].ino == st.st_ino;
+    for (size_t i = 0; !seen && i < n_swept; i++)
+        seen = swept[i].dev == st.st_dev && swept[i].ino == st.st_ino;
     if (!seen) {
         swept[n_swept].dev = st.st_dev;
         swept[n_swept].ino = st.st_ino;
@@ -166,7 +176,9 @@ mc_status mc_write_file_atomic(const char *path, const void *data, size_t n, mc_
         if (fd < 0 && errno != EEXIST)
             return MC_FAIL(err, MC_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
     }
-    if (fd < 0) return MC_FAIL(err, MC_ERR_IO, "cannot create a temporary file beside %s: %s", path, strerror(errno));
+    if (fd < 0)
+        return MC_FAIL(err, MC_ERR_IO, "cannot create a temporary file beside %s: %s", path,
+                       strerror(errno));
     const char *p = data;
     size_t left = n;
     while (left > 0) {
@@ -204,7 +216,8 @@ static mc_status read_stream(int fd, const char *path, size_t max_bytes, char **
     mc_status s = MC_OK;
     for (;;) {
         if (mc_stop_signal()) {
-            s = mc_fail_stopped(err, 0, "while waiting for %s (a pipe) to be written; nothing was done", path);
+            s = mc_fail_stopped(
+                err, 0, "while waiting for %s (a pipe) to be written; nothing was done", path);
             break;
         }
         struct pollfd pf = {.fd = fd, .events = POLLIN};
@@ -233,7 +246,8 @@ static mc_status read_stream(int fd, const char *path, size_t max_bytes, char **
         if (r == 0) break; /* the writer closed it */
         n += (size_t)r;
         if (n > max_bytes) {
-            s = MC_FAIL(err, MC_ERR_FORMAT, "%s is more than the %zu bytes allowed", path, max_bytes);
+            s = MC_FAIL(err, MC_ERR_FORMAT, "%s is more than the %zu bytes allowed", path,
+                        max_bytes);
             break;
         }
     }
@@ -310,7 +324,8 @@ bool mc_path_join(char *buf, size_t cap, const char *dir, const char *name) {
 
 mc_status mc_write_text_file(const char *path, const char *text, size_t n, mc_error *err) {
     char dir[4096];
-    if (!mc_strlcpy(dir, path, sizeof dir)) return MC_FAIL(err, MC_ERR_ARG, "path too long: %s", path);
+    if (!mc_strlcpy(dir, path, sizeof dir))
+        return MC_FAIL(err, MC_ERR_ARG, "path too long: %s", path);
     char *slash = strrchr(dir, '/');
     if (slash) {
         *slash = '\0';
@@ -319,12 +334,14 @@ mc_status mc_write_text_file(const char *path, const char *text, size_t n, mc_er
     return mc_write_file_atomic(path, text, n, err);
 }
 
-mc_status mc_write_text_file_if_changed(const char *path, const char *text, size_t n, mc_error *err) {
+mc_status mc_write_text_file_if_changed(const char *path, const char *text, size_t n,
+                                        mc_error *err) {
     char *old = NULL;
     size_t old_len = 0;
     mc_error ignored = {0};
-    bool same = mc_file_exists(path) && mc_read_file(path, n + 1, &old, &old_len, &ignored) == MC_OK &&
-                old_len == n && !memcmp(old, text, n);
+    bool same = mc_file_exists(path) &&
+                mc_read_file(path, n + 1, &old, &old_len, &ignored) == MC_OK && old_len == n &&
+                !memcmp(old, text, n);
     free(old);
     return same ? MC_OK : mc_write_text_file(path, text, n, err);
 }
@@ -346,7 +363,8 @@ void mc_skip_log_format(const mc_skip_log *log, char *buf, size_t cap) {
         int w = snprintf(buf + used, cap - used, "%s%s", i ? ", " : "", log->first[i]);
         if (w > 0) used += (size_t)w;
     }
-    if (log->n > k && used < cap) snprintf(buf + used, cap - used, " and %lld more", (long long)(log->n - k));
+    if (log->n > k && used < cap)
+        snprintf(buf + used, cap - used, " and %lld more", (long long)(log->n - k));
 }
 
 static const char *file_kind(mode_t m) {
@@ -358,7 +376,9 @@ static const char *file_kind(mode_t m) {
     return "not a regular file";
 }
 
-static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int cmp_name(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 void mc_list_free(char **names, int64_t n) {
     for (int64_t i = 0; names && i < n; i++) free(names[i]);
@@ -393,15 +413,18 @@ mc_status mc_list_dir(const char *dir, mc_list_kind kind, bool (*want)(const cha
         }
         struct stat st;
         if (stat(path, &st) != 0) {
-            s = MC_FAIL(err, MC_ERR_IO, "%s: cannot stat: %s (a file that vanished while listing, or a dangling symlink)",
-                        path, strerror(errno));
+            s = MC_FAIL(
+                err, MC_ERR_IO,
+                "%s: cannot stat: %s (a file that vanished while listing, or a dangling symlink)",
+                path, strerror(errno));
             break;
         }
         if (kind == MC_LIST_DIRS) {
             /* files beside the folders are metadata (attributes.jsonl, README, label files),
              * unless their name says image: then they were meant to be in a class folder */
             if (!S_ISDIR(st.st_mode)) {
-                if (want && want(nm)) mc_skip_log_add(skipped, path, "an image outside the class folders");
+                if (want && want(nm))
+                    mc_skip_log_add(skipped, path, "an image outside the class folders");
                 continue;
             }
             if (nm[0] == '.') {
@@ -409,7 +432,8 @@ mc_status mc_list_dir(const char *dir, mc_list_kind kind, bool (*want)(const cha
                 continue;
             }
         } else if (!S_ISREG(st.st_mode)) {
-            s = MC_FAIL(err, MC_ERR_IO, "%s: is %s, not an image file", path, file_kind(st.st_mode));
+            s = MC_FAIL(err, MC_ERR_IO, "%s: is %s, not an image file", path,
+                        file_kind(st.st_mode));
             break;
         } else if (access(path, R_OK) != 0) {
             s = MC_FAIL(err, MC_ERR_IO, "%s: cannot be read: %s", path, strerror(errno));

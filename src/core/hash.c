@@ -61,7 +61,8 @@ void mc_sha256_hex(const void *data, size_t n, char hex[MC_SHA256_HEX_LEN + 1]) 
 mc_status mc_sha256_file(const char *path, uint8_t out[MC_SHA256_BYTES],
                          char hex[MC_SHA256_HEX_LEN + 1], mc_error *err) {
     FILE *f = fopen(path, "rb");
-    if (!f) return MC_FAIL(err, MC_ERR_IO, "%s: cannot open for hashing: %s", path, strerror(errno));
+    if (!f)
+        return MC_FAIL(err, MC_ERR_IO, "%s: cannot open for hashing: %s", path, strerror(errno));
     enum { CHUNK = 1 << 20 };
     uint8_t *buf = malloc(CHUNK);
     if (!buf) {
@@ -76,7 +77,8 @@ mc_status mc_sha256_file(const char *path, uint8_t out[MC_SHA256_BYTES],
     int saved = errno;
     free(buf);
     fclose(f);
-    if (bad) return MC_FAIL(err, MC_ERR_IO, "%s: read error while hashing: %s", path, strerror(saved));
+    if (bad)
+        return MC_FAIL(err, MC_ERR_IO, "%s: read error while hashing: %s", path, strerror(saved));
     uint8_t d[MC_SHA256_BYTES];
     mc_sha256_final(&s, d);
     if (out) memcpy(out, d, sizeof d);
@@ -104,7 +106,8 @@ static bool hex_decode(const char *hex, size_t digits, uint8_t *out) {
 }
 
 static bool cache_path(char *buf, size_t cap) {
-    const char *dir = getenv("MICLIP_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    const char *dir = getenv("MICLIP_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"),
+               *home = getenv("HOME");
     if (dir && *dir) return mc_snprintf(buf, cap, "%s/file-hashes.tsv", dir);
     if (xdg && *xdg) return mc_snprintf(buf, cap, "%s/miclip/file-hashes.tsv", xdg);
     if (home && *home) return mc_snprintf(buf, cap, "%s/.cache/miclip/file-hashes.tsv", home);
@@ -116,12 +119,14 @@ static bool cache_path(char *buf, size_t cap) {
 static bool file_identity(const char *abs, char *buf, size_t cap) {
     struct stat st;
     if (stat(abs, &st) != 0 || !S_ISREG(st.st_mode)) return false;
-    return mc_snprintf(buf, cap, "%llu\t%llu\t%lld\t%lld.%09ld\t%lld.%09ld", (unsigned long long)st.st_dev,
-                       (unsigned long long)st.st_ino, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
-                       st.st_mtim.tv_nsec, (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+    return mc_snprintf(buf, cap, "%llu\t%llu\t%lld\t%lld.%09ld\t%lld.%09ld",
+                       (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+                       (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+                       (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
 }
 
-mc_status mc_sha256_file_cached(const char *path, uint8_t out[MC_SHA256_BYTES], bool *hashed, mc_error *err) {
+mc_status mc_sha256_file_cached(const char *path, uint8_t out[MC_SHA256_BYTES], bool *hashed,
+                                mc_error *err) {
     if (hashed) *hashed = true;
     char cpath[4096], ident[256], abs[PATH_MAX];
     /* Uncacheable (no cache folder, a path with a tab or newline): hash the bytes. */
@@ -133,7 +138,9 @@ mc_status mc_sha256_file_cached(const char *path, uint8_t out[MC_SHA256_BYTES], 
     char *text = NULL;
     size_t len = 0;
     mc_error ignored = {0};
-    if (mc_file_exists(cpath) && mc_read_file(cpath, CACHE_MAX_BYTES, &text, &len, &ignored) != MC_OK) text = NULL;
+    if (mc_file_exists(cpath) &&
+        mc_read_file(cpath, CACHE_MAX_BYTES, &text, &len, &ignored) != MC_OK)
+        text = NULL;
     /* A line: <hex digest>\t<identity (5 fields)>\t<absolute path>\n. */
     char tail[PATH_MAX + 300];
     mc_snprintf(tail, sizeof tail, "\t%s\t%s\n", ident, abs);

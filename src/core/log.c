@@ -32,10 +32,14 @@ static void check_env(void) {
     g_log.env_checked = true;
     const char *v = getenv("MICLIP_LOG");
     if (!v) return;
-    if (!strcasecmp(v, "debug")) g_log.level = MC_LOG_DEBUG;
-    else if (!strcasecmp(v, "info")) g_log.level = MC_LOG_INFO;
-    else if (!strcasecmp(v, "warn")) g_log.level = MC_LOG_WARN;
-    else if (!strcasecmp(v, "error")) g_log.level = MC_LOG_ERROR;
+    if (!strcasecmp(v, "debug"))
+        g_log.level = MC_LOG_DEBUG;
+    else if (!strcasecmp(v, "info"))
+        g_log.level = MC_LOG_INFO;
+    else if (!strcasecmp(v, "warn"))
+        g_log.level = MC_LOG_WARN;
+    else if (!strcasecmp(v, "error"))
+        g_log.level = MC_LOG_ERROR;
 }
 
 void mc_trace_load(const char *fmt, ...) {
@@ -72,8 +76,10 @@ static void vlog(mc_log_level level, const char *fmt, va_list ap) {
     static const char *tags[] = {"error: ", "warning: ", "", "debug: "};
     char line[2048];
     int n;
-    if (g_log.size > 1) n = snprintf(line, sizeof line, "miclip[%d]: %s", g_log.rank, tags[level]);
-    else n = snprintf(line, sizeof line, "miclip: %s", tags[level]);
+    if (g_log.size > 1)
+        n = snprintf(line, sizeof line, "miclip[%d]: %s", g_log.rank, tags[level]);
+    else
+        n = snprintf(line, sizeof line, "miclip: %s", tags[level]);
     if (n < 0 || (size_t)n >= sizeof line) n = 0;
     vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     /* One write per line so lines from different ranks do not interleave mid-line. */
@@ -144,7 +150,8 @@ void mc_warn0_once(const char *key, const char *fmt, ...) {
     va_end(ap);
 }
 
-static void log_plain(mc_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void log_plain(mc_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void log_plain(mc_log_level level, const char *fmt, ...) {
     if (level > g_log.level) return;
     va_list ap;
@@ -181,8 +188,10 @@ static void format_duration(double s, char *buf, size_t cap) {
         return;
     }
     long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-    else snprintf(buf, cap, "%02ld:%02ld", t / 60, t % 60);
+    if (t >= 3600)
+        snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+    else
+        snprintf(buf, cap, "%02ld:%02ld", t / 60, t % 60);
 }
 
 /* Rate, elapsed and ETA of p at now, for the bar and the log line alike. */
@@ -254,8 +263,10 @@ void mc_progress_start(mc_progress *p, const char *label, int64_t total, const c
     const char *mode = getenv("MICLIP_PROGRESS");
     bool tty = isatty(STDERR_FILENO);
     if (mode && !strcasecmp(mode, "off")) return;
-    if (mode && !strcasecmp(mode, "bar")) tty = true;
-    else if (mode && !strcasecmp(mode, "lines")) tty = false;
+    if (mode && !strcasecmp(mode, "bar"))
+        tty = true;
+    else if (mode && !strcasecmp(mode, "lines"))
+        tty = false;
     if (tty) {
         p->active = true;
         draw(p, false);

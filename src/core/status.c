@@ -9,7 +9,8 @@ static void (*abort_handler)(int code); /* set once by comm.c; NULL before MPI i
 
 void mc_set_abort_handler(void (*handler)(int code)) { abort_handler = handler; }
 
-mc_status mc_fail_at(mc_error *e, mc_status code, const char *file, int line, const char *fmt, ...) {
+mc_status mc_fail_at(mc_error *e, mc_status code, const char *file, int line, const char *fmt,
+                     ...) {
     if (!e) return code;
     e->code = code;
     e->src_file = file;

@@ -9,9 +9,9 @@ static const struct {
     const char *name;
     size_t size;
 } dtype_info[MC_DTYPE_COUNT] = {
-    [MC_DTYPE_F64] = {"F64", 8}, [MC_DTYPE_F32] = {"F32", 4},  [MC_DTYPE_F16] = {"F16", 2},
+    [MC_DTYPE_F64] = {"F64", 8},   [MC_DTYPE_F32] = {"F32", 4}, [MC_DTYPE_F16] = {"F16", 2},
     [MC_DTYPE_BF16] = {"BF16", 2}, [MC_DTYPE_I64] = {"I64", 8}, [MC_DTYPE_I32] = {"I32", 4},
-    [MC_DTYPE_I16] = {"I16", 2}, [MC_DTYPE_I8] = {"I8", 1},    [MC_DTYPE_U8] = {"U8", 1},
+    [MC_DTYPE_I16] = {"I16", 2},   [MC_DTYPE_I8] = {"I8", 1},   [MC_DTYPE_U8] = {"U8", 1},
     [MC_DTYPE_BOOL] = {"BOOL", 1},
 };
 
@@ -181,8 +181,8 @@ mc_status mc_check_finite(const float *x, size_t n, mc_error *err, const char *f
                    k == 1 ? "" : "s", nonfinite_kind(x[first]), first);
 }
 
-mc_status mc_check_finite_rows(const float *x, size_t rows, size_t per, const char *const *row_names,
-                               mc_error *err, const char *fmt, ...) {
+mc_status mc_check_finite_rows(const float *x, size_t rows, size_t per,
+                               const char *const *row_names, mc_error *err, const char *fmt, ...) {
     size_t first_row = 0, first_el = 0, bad_rows = 0;
     char names[640] = "";
     size_t used = 0;
@@ -191,8 +191,10 @@ mc_status mc_check_finite_rows(const float *x, size_t rows, size_t per, const ch
         if (!mc_count_nonfinite(x + r * per, per, &f)) continue;
         if (bad_rows == 0) first_row = r, first_el = f;
         if (bad_rows < 3 && used < sizeof names) {
-            int w = row_names ? snprintf(names + used, sizeof names - used, "%s%s", bad_rows ? ", " : "", row_names[r])
-                              : snprintf(names + used, sizeof names - used, "%srow %zu", bad_rows ? ", " : "", r);
+            int w = row_names ? snprintf(names + used, sizeof names - used, "%s%s",
+                                         bad_rows ? ", " : "", row_names[r])
+                              : snprintf(names + used, sizeof names - used, "%srow %zu",
+                                         bad_rows ? ", " : "", r);
             if (w > 0) used += (size_t)w;
         }
         bad_rows++;
@@ -205,7 +207,9 @@ mc_status mc_check_finite_rows(const float *x, size_t rows, size_t per, const ch
     va_end(ap);
     char more[48] = "";
     if (bad_rows > 3) snprintf(more, sizeof more, " and %zu more", bad_rows - 3);
-    return MC_FAIL(err, MC_ERR_NUMERIC, "%s: non-finite values in %zu of %zu row%s: %s%s (first: %s at row %zu, element %zu)",
-                   what, bad_rows, rows, rows == 1 ? "" : "s", names, more,
-                   nonfinite_kind(x[first_row * per + first_el]), first_row, first_el);
+    return MC_FAIL(
+        err, MC_ERR_NUMERIC,
+        "%s: non-finite values in %zu of %zu row%s: %s%s (first: %s at row %zu, element %zu)", what,
+        bad_rows, rows, rows == 1 ? "" : "s", names, more,
+        nonfinite_kind(x[first_row * per + first_el]), first_row, first_el);
 }

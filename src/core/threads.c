@@ -78,16 +78,19 @@ int mc_threads_default(const mc_comm *c, char *why, size_t cap) {
     }
     int n = cpus / sharers;
     if (n < 1) n = 1;
-    int used = snprintf(why, cap, "%d CPU(s) in the affinity mask shared by %d rank(s) of %d on this node",
-                        cpus, sharers, local);
+    int used =
+        snprintf(why, cap, "%d CPU(s) in the affinity mask shared by %d rank(s) of %d on this node",
+                 cpus, sharers, local);
     int slurm = env_count("SLURM_CPUS_PER_TASK"), omp = env_count("OMP_NUM_THREADS");
     if (slurm > 0 && slurm < n) {
         n = slurm;
-        if (used >= 0 && (size_t)used < cap) used += snprintf(why + used, cap - (size_t)used, ", SLURM_CPUS_PER_TASK=%d", slurm);
+        if (used >= 0 && (size_t)used < cap)
+            used += snprintf(why + used, cap - (size_t)used, ", SLURM_CPUS_PER_TASK=%d", slurm);
     }
     if (omp > 0 && omp < n) {
         n = omp;
-        if (used >= 0 && (size_t)used < cap) used += snprintf(why + used, cap - (size_t)used, ", OMP_NUM_THREADS=%d", omp);
+        if (used >= 0 && (size_t)used < cap)
+            used += snprintf(why + used, cap - (size_t)used, ", OMP_NUM_THREADS=%d", omp);
     }
     if (n > 4096) n = 4096;
     /* Every rank runs the same count, the fewest any rank may use: OpenBLAS's results are

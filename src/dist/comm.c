@@ -101,7 +101,8 @@ mc_status mc_comm_bcast_string(const mc_comm *c, int root, char **s, mc_error *e
         }
         return MC_OK;
     }
-    if (len > (long long)INT32_MAX - 1) return MC_FAIL(err, MC_ERR_ARG, "string too long to broadcast");
+    if (len > (long long)INT32_MAX - 1)
+        return MC_FAIL(err, MC_ERR_ARG, "string too long to broadcast");
     char *buf = c->rank == root ? *s : malloc((size_t)len + 1);
     /* All ranks must enter the Bcast even when one malloc failed, so agree first. */
     int ok = buf != NULL, all_ok = 0;

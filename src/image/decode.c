@@ -34,8 +34,8 @@ mc_image_caps mc_image_caps_resolve(const mc_image_caps *c) {
     return r;
 }
 
-mc_status mc_image_check_dims(uint64_t w, uint64_t h, const mc_image_caps *caps,
-                              const char *label, mc_error *err) {
+mc_status mc_image_check_dims(uint64_t w, uint64_t h, const mc_image_caps *caps, const char *label,
+                              mc_error *err) {
     if (w == 0 || h == 0)
         return MC_FAIL(err, MC_ERR_FORMAT, "%s: image has zero size (%llux%llu)", label,
                        (unsigned long long)w, (unsigned long long)h);
@@ -63,8 +63,7 @@ mc_status mc_image_alloc(int w, int h, mc_image *img, mc_error *err) {
         return MC_FAIL(err, MC_ERR_NOMEM, "image size %dx%d is invalid or too large", w, h);
     img->data = malloc(n ? n : 1);
     if (!img->data)
-        return MC_FAIL(err, MC_ERR_NOMEM, "cannot allocate a %dx%d RGB image (%zu bytes)", w, h,
-                       n);
+        return MC_FAIL(err, MC_ERR_NOMEM, "cannot allocate a %dx%d RGB image (%zu bytes)", w, h, n);
     img->w = w;
     img->h = h;
     return MC_OK;
@@ -166,16 +165,16 @@ typedef struct {
     mc_image img;
 } jpeg_state;
 
-static mc_status jpeg_decode_impl(jpeg_state *s, const uint8_t *buf, size_t len,
-                                  const char *label, const mc_image_caps *caps, mc_error *err) {
+static mc_status jpeg_decode_impl(jpeg_state *s, const uint8_t *buf, size_t len, const char *label,
+                                  const mc_image_caps *caps, mc_error *err) {
     s->ci.err = jpeg_std_error(&s->jerr.pub);
     s->jerr.pub.error_exit = jpeg_on_error;
     s->jerr.pub.emit_message = jpeg_on_message;
     s->jerr.pub.output_message = jpeg_on_output;
     if (setjmp(s->jerr.jump)) {
         if (s->prog.too_many)
-            return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: %s (mc_image_caps.max_jpeg_scans)",
-                           label, s->jerr.msg);
+            return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: %s (mc_image_caps.max_jpeg_scans)", label,
+                           s->jerr.msg);
         return MC_FAIL(err, MC_ERR_FORMAT, "%s: cannot decode JPEG: %s", label, s->jerr.msg);
     }
     jpeg_create_decompress(&s->ci);
@@ -249,9 +248,10 @@ mc_status mc_image_decode(const uint8_t *buf, size_t len, const char *label,
     mc_image_caps caps = mc_image_caps_resolve(caps_in);
     if (len == 0) return MC_FAIL(err, MC_ERR_FORMAT, "%s: file is empty", label);
     if (len > caps.max_file_bytes)
-        return MC_FAIL(err, MC_ERR_UNSUPPORTED,
-                       "%s: file is %zu bytes, above the cap of %llu (mc_image_caps.max_file_bytes)",
-                       label, len, (unsigned long long)caps.max_file_bytes);
+        return MC_FAIL(
+            err, MC_ERR_UNSUPPORTED,
+            "%s: file is %zu bytes, above the cap of %llu (mc_image_caps.max_file_bytes)", label,
+            len, (unsigned long long)caps.max_file_bytes);
     switch (mc_image_sniff(buf, len)) {
     case MC_IMAGE_FMT_JPEG: return jpeg_decode(buf, len, label, &caps, img, err);
     case MC_IMAGE_FMT_PNG: return mc_png_decode(buf, len, label, &caps, img, err);
@@ -270,12 +270,12 @@ mc_status mc_image_load(const char *path, const mc_image_caps *caps_in, mc_image
     struct stat st;
     if (stat(path, &st) != 0)
         return MC_FAIL(err, MC_ERR_IO, "%s: cannot open image: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return MC_FAIL(err, MC_ERR_IO, "%s: not a regular file", path);
+    if (!S_ISREG(st.st_mode)) return MC_FAIL(err, MC_ERR_IO, "%s: not a regular file", path);
     if ((uint64_t)st.st_size > caps.max_file_bytes)
-        return MC_FAIL(err, MC_ERR_UNSUPPORTED,
-                       "%s: file is %lld bytes, above the cap of %llu (mc_image_caps.max_file_bytes)",
-                       path, (long long)st.st_size, (unsigned long long)caps.max_file_bytes);
+        return MC_FAIL(
+            err, MC_ERR_UNSUPPORTED,
+            "%s: file is %lld bytes, above the cap of %llu (mc_image_caps.max_file_bytes)", path,
+            (long long)st.st_size, (unsigned long long)caps.max_file_bytes);
     char *buf = NULL;
     size_t len = 0;
     MC_TRY(mc_read_file(path, (size_t)caps.max_file_bytes, &buf, &len, err));

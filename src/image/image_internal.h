@@ -10,8 +10,8 @@
 /* caps with zero fields replaced by the defaults */
 mc_image_caps mc_image_caps_resolve(const mc_image_caps *c);
 /* MC_ERR_FORMAT for zero sizes, MC_ERR_UNSUPPORTED above the pixel cap; label names the file */
-mc_status mc_image_check_dims(uint64_t w, uint64_t h, const mc_image_caps *caps,
-                              const char *label, mc_error *err);
+mc_status mc_image_check_dims(uint64_t w, uint64_t h, const mc_image_caps *caps, const char *label,
+                              mc_error *err);
 /* Pillow's L->RGB and RGBA/RGBX->RGB over n pixels, source pixel stride in bytes */
 void mc_rgb_from_gray(uint8_t *dst, const uint8_t *src, int n, int stride);
 void mc_rgb_from_rgbx(uint8_t *dst, const uint8_t *src, int n, int stride);

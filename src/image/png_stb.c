@@ -68,8 +68,7 @@ static uint32_t be32(const uint8_t *p) {
 static const char *stb_reason(char *buf, size_t cap) {
     const char *r = stbi_failure_reason();
     size_t i = 0;
-    for (; r && r[i] && i + 1 < cap; i++)
-        buf[i] = (r[i] >= 0x20 && r[i] < 0x7f) ? r[i] : '?';
+    for (; r && r[i] && i + 1 < cap; i++) buf[i] = (r[i] >= 0x20 && r[i] < 0x7f) ? r[i] : '?';
     buf[i] = 0;
     return buf;
 }
@@ -122,7 +121,8 @@ static mc_status png_decode_impl(const uint8_t *buf, size_t len, const char *lab
                                  const mc_image_caps *caps, mc_image *img, mc_error *err) {
     memset(img, 0, sizeof *img);
     /* signature (8) + IHDR length (4) + type (4) + 13 bytes of IHDR data */
-    if (len < 33) return MC_FAIL(err, MC_ERR_FORMAT, "%s: PNG file is truncated (%zu bytes)", label, len);
+    if (len < 33)
+        return MC_FAIL(err, MC_ERR_FORMAT, "%s: PNG file is truncated (%zu bytes)", label, len);
     if (memcmp(buf + 12, "CgBI", 4) == 0)
         return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: Apple CgBI PNG is not a standard PNG", label);
     if (memcmp(buf + 12, "IHDR", 4) != 0 || be32(buf + 8) != 13)
@@ -150,7 +150,8 @@ static mc_status png_decode_impl(const uint8_t *buf, size_t len, const char *lab
     /* Largest legitimate block: the inflated data (<= 8 bytes per pixel plus filter bytes and
      * Adam7 overhead, doubled by stb's growth), or the concatenated IDAT (<= 2x file size). */
     size_t px = (size_t)w * (size_t)h, lim1, lim2;
-    if (!mc_size_mul(px, 20, &lim1) || !mc_size_add(lim1, (size_t)(w + h) * 64 + (1u << 20), &lim1) ||
+    if (!mc_size_mul(px, 20, &lim1) ||
+        !mc_size_add(lim1, (size_t)(w + h) * 64 + (1u << 20), &lim1) ||
         !mc_size_mul(len, 2, &lim2) || !mc_size_add(lim2, 1u << 20, &lim2))
         return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: PNG too large", label);
     png_alloc_limit = lim1 > lim2 ? lim1 : lim2;

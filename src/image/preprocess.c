@@ -180,10 +180,14 @@ static bool kind_from_class(const char *name, mc_preproc_kind *k) {
 
 /* AutoImageProcessor's fallback when the file names no class: the model type in config.json. */
 static bool kind_from_model_type(const char *mt, mc_preproc_kind *k) {
-    if (!strcmp(mt, "vit")) *k = MC_PREPROC_VIT;
-    else if (!strcmp(mt, "clip") || !strcmp(mt, "clip_vision_model")) *k = MC_PREPROC_CLIP;
-    else if (!strcmp(mt, "resnet") || !strcmp(mt, "convnext")) *k = MC_PREPROC_CONVNEXT;
-    else return false;
+    if (!strcmp(mt, "vit"))
+        *k = MC_PREPROC_VIT;
+    else if (!strcmp(mt, "clip") || !strcmp(mt, "clip_vision_model"))
+        *k = MC_PREPROC_CLIP;
+    else if (!strcmp(mt, "resnet") || !strcmp(mt, "convnext"))
+        *k = MC_PREPROC_CONVNEXT;
+    else
+        return false;
     return true;
 }
 
@@ -206,8 +210,7 @@ static mc_status parse(const json_t *o, const char *file, const char *model_dir,
         const char *mt = NULL;
         if (!model_dir || !mc_path_join(cpath, sizeof cpath, model_dir, "config.json"))
             return MC_FAIL(err, MC_ERR_FORMAT,
-                           "%s: names no image_processor_type and no config.json is at hand",
-                           file);
+                           "%s: names no image_processor_type and no config.json is at hand", file);
         MC_TRY(mc_json_load(cpath, false, &cfg, err));
         const json_t *v = get(cfg, "model_type");
         if (v && json_is_string(v)) mt = json_string_value(v);
@@ -300,18 +303,18 @@ bool mc_preproc_describe(const mc_preproc *p, char *buf, size_t cap) {
      * only on what changes the output */
     bool crop = p->kind == MC_PREPROC_CLIP && p->do_center_crop;
     bool pct = p->kind == MC_PREPROC_CONVNEXT;
-    int n = snprintf(buf, cap,
-                     "%s resize=%d size=%dx%d shortest_edge=%d resample=%d crop=%dx%d "
-                     "crop_pct=%.17g rescale=%.17g normalize=%d mean=%.9g,%.9g,%.9g "
-                     "std=%.9g,%.9g,%.9g",
-                     kinds[p->kind], p->do_resize, p->do_resize ? p->size_h : 0,
-                     p->do_resize ? p->size_w : 0, p->do_resize ? p->shortest_edge : 0,
-                     p->do_resize ? (int)p->resample : -1, crop ? p->crop_h : 0,
-                     crop ? p->crop_w : 0, pct ? p->crop_pct : 0.0,
-                     p->do_rescale ? p->rescale_factor : 1.0, p->do_normalize,
-                     p->do_normalize ? p->mean[0] : 0.0, p->do_normalize ? p->mean[1] : 0.0,
-                     p->do_normalize ? p->mean[2] : 0.0, p->do_normalize ? p->std[0] : 1.0,
-                     p->do_normalize ? p->std[1] : 1.0, p->do_normalize ? p->std[2] : 1.0);
+    int n =
+        snprintf(buf, cap,
+                 "%s resize=%d size=%dx%d shortest_edge=%d resample=%d crop=%dx%d "
+                 "crop_pct=%.17g rescale=%.17g normalize=%d mean=%.9g,%.9g,%.9g "
+                 "std=%.9g,%.9g,%.9g",
+                 kinds[p->kind], p->do_resize, p->do_resize ? p->size_h : 0,
+                 p->do_resize ? p->size_w : 0, p->do_resize ? p->shortest_edge : 0,
+                 p->do_resize ? (int)p->resample : -1, crop ? p->crop_h : 0, crop ? p->crop_w : 0,
+                 pct ? p->crop_pct : 0.0, p->do_rescale ? p->rescale_factor : 1.0, p->do_normalize,
+                 p->do_normalize ? p->mean[0] : 0.0, p->do_normalize ? p->mean[1] : 0.0,
+                 p->do_normalize ? p->mean[2] : 0.0, p->do_normalize ? p->std[0] : 1.0,
+                 p->do_normalize ? p->std[1] : 1.0, p->do_normalize ? p->std[2] : 1.0);
     return n >= 0 && (size_t)n < cap;
 }
 
@@ -334,8 +337,8 @@ static void short_edge_size(int in_w, int in_h, int s, int *rh, int *rw) {
 }
 
 /* resized size (rh, rw) and final size (oh, ow) */
-static mc_status plan(const mc_preproc *p, int in_w, int in_h, int *rh, int *rw, int *oh,
-                      int *ow, mc_error *err) {
+static mc_status plan(const mc_preproc *p, int in_w, int in_h, int *rh, int *rw, int *oh, int *ow,
+                      mc_error *err) {
     if (in_w <= 0 || in_h <= 0)
         return MC_FAIL(err, MC_ERR_ARG, "preprocess: empty image %dx%d", in_w, in_h);
     *rh = in_h;

@@ -241,8 +241,8 @@ mc_status mc_image_resize(const mc_image *src, int out_w, int out_h, mc_resample
     mc_status st = MC_OK;
     if ((need_h && !coeffs_make(src->w, out_w, &f, &ch)) ||
         (need_v && !coeffs_make(src->h, out_h, &f, &cv))) {
-        st = MC_FAIL(err, MC_ERR_NOMEM, "resize: out of memory for %dx%d -> %dx%d", src->w,
-                     src->h, out_w, out_h);
+        st = MC_FAIL(err, MC_ERR_NOMEM, "resize: out of memory for %dx%d -> %dx%d", src->w, src->h,
+                     out_w, out_h);
         goto done;
     }
     if (need_h && need_v) {

@@ -77,7 +77,8 @@ static mc_status read_labels(mc_hf_config *c, mc_error *err) {
     c->num_labels = n;
     if (n == 0) return MC_OK;
     c->labels = mc_calloc_array((size_t)n, sizeof(char *));
-    if (!c->labels) return MC_FAIL(err, MC_ERR_NOMEM, "%s: out of memory for %lld labels", file, (long long)n);
+    if (!c->labels)
+        return MC_FAIL(err, MC_ERR_NOMEM, "%s: out of memory for %lld labels", file, (long long)n);
     if (!id2label) {
         for (int64_t i = 0; i < n; i++) {
             char buf[32];
@@ -94,8 +95,8 @@ static mc_status read_labels(mc_hf_config *c, mc_error *err) {
         if (!parse_id(key, n, &id))
             return MC_FAIL(err, MC_ERR_FORMAT,
                            "%s: id2label key '%s' is not an id in 0..%lld (the keys must be "
-                           "exactly \"0\"..\"%lld\")", file, key, (long long)(n - 1),
-                           (long long)(n - 1));
+                           "exactly \"0\"..\"%lld\")",
+                           file, key, (long long)(n - 1), (long long)(n - 1));
         if (!json_is_string(val))
             return MC_FAIL(err, MC_ERR_FORMAT, "%s: id2label[\"%s\"] must be a string", file, key);
         /* n distinct keys all in [0, n): a repeat is impossible once JSON rejected duplicate
@@ -126,16 +127,18 @@ static mc_status detect_family(mc_hf_config *c, mc_error *err) {
         if (!c->architecture || st_folder) found = MC_HF_MPNET;
     }
     if (found < 0)
-        return MC_FAIL(err, MC_ERR_UNSUPPORTED,
-                       "%s: unsupported model: architectures[0] is %s%s%s, model_type is %s%s%s. %s",
-                       file, c->architecture ? "'" : "", c->architecture ? c->architecture : "absent",
-                       c->architecture ? "'" : "", c->model_type ? "'" : "",
-                       c->model_type ? c->model_type : "absent", c->model_type ? "'" : "", hint);
+        return MC_FAIL(
+            err, MC_ERR_UNSUPPORTED,
+            "%s: unsupported model: architectures[0] is %s%s%s, model_type is %s%s%s. %s", file,
+            c->architecture ? "'" : "", c->architecture ? c->architecture : "absent",
+            c->architecture ? "'" : "", c->model_type ? "'" : "",
+            c->model_type ? c->model_type : "absent", c->model_type ? "'" : "", hint);
     c->family = (mc_hf_family)found;
     if (c->model_type && strcmp(c->model_type, family_names[found]))
         return MC_FAIL(err, MC_ERR_FORMAT,
                        "%s: model_type '%s' contradicts architecture '%s' (expected model_type "
-                       "'%s')", file, c->model_type, c->architecture ? c->architecture : "?",
+                       "'%s')",
+                       file, c->model_type, c->architecture ? c->architecture : "?",
                        family_names[found]);
     return MC_OK;
 }
@@ -149,10 +152,11 @@ mc_status mc_hf_config_loadb(const char *buf, size_t len, const char *label, con
         return MC_FAIL(err, MC_ERR_NOMEM, "out of memory reading %s", label);
     }
     const char *path = c->path;
-    mc_status st = len > MC_HF_CONFIG_MAX_BYTES
-        ? MC_FAIL(err, MC_ERR_FORMAT, "%s: %zu bytes, more than the %u allowed for a config", path,
-                  len, MC_HF_CONFIG_MAX_BYTES)
-        : mc_json_loadb(buf, len, path, false, &c->root, err);
+    mc_status st =
+        len > MC_HF_CONFIG_MAX_BYTES
+            ? MC_FAIL(err, MC_ERR_FORMAT, "%s: %zu bytes, more than the %u allowed for a config",
+                      path, len, MC_HF_CONFIG_MAX_BYTES)
+            : mc_json_loadb(buf, len, path, false, &c->root, err);
     json_t *archs = NULL;
     if (st == MC_OK) st = mc_json_get_array(c->root, "architectures", false, &archs, path, err);
     if (st == MC_OK && archs) {
@@ -188,7 +192,8 @@ mc_status mc_hf_config_load(const char *dir, mc_hf_config **out, mc_error *err) 
     if (!mc_file_exists(path))
         return MC_FAIL(err, MC_ERR_IO,
                        "%s not found. HINT: a model folder holds config.json and "
-                       "model.safetensors, as saved by save_pretrained()", path);
+                       "model.safetensors, as saved by save_pretrained()",
+                       path);
     char *buf = NULL;
     size_t len = 0;
     MC_TRY(mc_read_file(path, MC_HF_CONFIG_MAX_BYTES, &buf, &len, err));

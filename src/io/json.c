@@ -6,8 +6,8 @@
 
 #include "miclip/fsutil.h"
 
-mc_status mc_json_loadb(const char *buf, size_t len, const char *label, bool allow_any, json_t **out,
-                        mc_error *err) {
+mc_status mc_json_loadb(const char *buf, size_t len, const char *label, bool allow_any,
+                        json_t **out, mc_error *err) {
     *out = NULL;
     if (len > MC_JSON_MAX_BYTES)
         return MC_FAIL(err, MC_ERR_FORMAT, "%s: %zu bytes of JSON, more than the %u allowed", label,

@@ -19,15 +19,15 @@
 #include "miclip/fsutil.h"
 
 struct mc_st_file {
-    char *path;                 /* label used in messages (the path for mc_st_open) */
-    void *map;                  /* mmap'd region, or NULL for a caller buffer */
+    char *path; /* label used in messages (the path for mc_st_open) */
+    void *map;  /* mmap'd region, or NULL for a caller buffer */
     size_t map_len;
-    const unsigned char *base;  /* start of the file bytes */
+    const unsigned char *base; /* start of the file bytes */
     size_t len;
-    size_t data_start;          /* 8 + header length */
+    size_t data_start; /* 8 + header length */
     int count;
-    mc_st_tensor *tensors;      /* in data-section order */
-    int *by_name;               /* indices into tensors, sorted by name (for bsearch) */
+    mc_st_tensor *tensors; /* in data-section order */
+    int *by_name;          /* indices into tensors, sorted by name (for bsearch) */
     int n_meta;
     char **meta_keys, **meta_vals;
 };
@@ -79,8 +79,8 @@ static mc_status parse_metadata(mc_st_file *f, json_t *meta, mc_error *err) {
     json_t *val;
     json_object_foreach(meta, key, val) {
         if (!json_is_string(val))
-            return MC_FAIL(err, MC_ERR_FORMAT,
-                           "%s: __metadata__ key '%s' must have a string value", f->path, key);
+            return MC_FAIL(err, MC_ERR_FORMAT, "%s: __metadata__ key '%s' must have a string value",
+                           f->path, key);
         f->meta_keys[f->n_meta] = mc_strdup(key);
         f->meta_vals[f->n_meta] = mc_strdup(json_string_value(val));
         f->n_meta++;
@@ -93,16 +93,16 @@ static mc_status parse_metadata(mc_st_file *f, json_t *meta, mc_error *err) {
 /* dtypes of the safetensors format that mc_dtype does not cover (unsigned wide integers, 8-bit
  * and smaller floats): a file using them is valid but unsupported, not malformed. */
 static bool is_spec_dtype(const char *s) {
-    static const char *const others[] = {"U16", "U32", "U64", "F8_E4M3", "F8_E5M2", "F8_E8M0",
-                                         "F6_E2M3", "F6_E3M2", "F4", "C64"};
+    static const char *const others[] = {"U16",     "U32",     "U64",     "F8_E4M3", "F8_E5M2",
+                                         "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4",      "C64"};
     for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
         if (!strcmp(s, others[i])) return true;
     return false;
 }
 
 /* Validates one tensor entry and fills t (name borrowed from the JSON; copied later). */
-static mc_status parse_entry(const mc_st_file *f, const char *name, json_t *info,
-                             uint64_t data_len, mc_st_tensor *t, span *s, mc_error *err) {
+static mc_status parse_entry(const mc_st_file *f, const char *name, json_t *info, uint64_t data_len,
+                             mc_st_tensor *t, span *s, mc_error *err) {
     const char *p = f->path;
     if (!json_is_object(info))
         return MC_FAIL(err, MC_ERR_FORMAT, "%s: tensor '%s': entry must be an object", p, name);
@@ -112,28 +112,33 @@ static mc_status parse_entry(const mc_st_file *f, const char *name, json_t *info
         if (strcmp(key, "dtype") && strcmp(key, "shape") && strcmp(key, "data_offsets"))
             return MC_FAIL(err, MC_ERR_FORMAT,
                            "%s: tensor '%s': unknown field '%s' (expected dtype, shape, "
-                           "data_offsets)", p, name, key);
+                           "data_offsets)",
+                           p, name, key);
     }
     json_t *jd = json_object_get(info, "dtype");
     json_t *js = json_object_get(info, "shape");
     json_t *jo = json_object_get(info, "data_offsets");
     if (!jd || !js || !jo)
         return MC_FAIL(err, MC_ERR_FORMAT, "%s: tensor '%s': missing field '%s'", p, name,
-                       !jd ? "dtype" : !js ? "shape" : "data_offsets");
+                       !jd   ? "dtype"
+                       : !js ? "shape"
+                             : "data_offsets");
     if (json_is_string(jd) && !mc_dtype_parse(json_string_value(jd), &t->dtype) &&
         is_spec_dtype(json_string_value(jd)))
         return MC_FAIL(err, MC_ERR_UNSUPPORTED,
                        "%s: tensor '%s': dtype '%s' is valid safetensors but miclip reads only "
-                       "F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL", p, name, json_string_value(jd));
+                       "F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL",
+                       p, name, json_string_value(jd));
     if (!json_is_string(jd) || !mc_dtype_parse(json_string_value(jd), &t->dtype))
         return MC_FAIL(err, MC_ERR_FORMAT,
                        "%s: tensor '%s': unknown dtype %s%s%s (known: F64 F32 F16 BF16 I64 I32 "
-                       "I16 I8 U8 BOOL)", p, name, json_is_string(jd) ? "'" : "",
+                       "I16 I8 U8 BOOL)",
+                       p, name, json_is_string(jd) ? "'" : "",
                        json_is_string(jd) ? json_string_value(jd) : "(not a string)",
                        json_is_string(jd) ? "'" : "");
     if (!json_is_array(js))
-        return MC_FAIL(err, MC_ERR_FORMAT, "%s: tensor '%s': shape must be a list of integers",
-                       p, name);
+        return MC_FAIL(err, MC_ERR_FORMAT, "%s: tensor '%s': shape must be a list of integers", p,
+                       name);
     size_t nd = json_array_size(js);
     if (nd > MC_MAX_DIMS)
         return MC_FAIL(err, MC_ERR_UNSUPPORTED,
@@ -159,7 +164,8 @@ static mc_status parse_entry(const mc_st_file *f, const char *name, json_t *info
         !json_u64(json_array_get(jo, 0), &s->begin) || !json_u64(json_array_get(jo, 1), &s->end))
         return MC_FAIL(err, MC_ERR_FORMAT,
                        "%s: tensor '%s': data_offsets must be [begin, end] of non-negative "
-                       "integers", p, name);
+                       "integers",
+                       p, name);
     if (s->begin > s->end)
         return MC_FAIL(err, MC_ERR_FORMAT,
                        "%s: tensor '%s': data_offsets [%llu, %llu] has begin > end", p, name,
@@ -167,14 +173,15 @@ static mc_status parse_entry(const mc_st_file *f, const char *name, json_t *info
     if (s->end > data_len)
         return MC_FAIL(err, MC_ERR_FORMAT,
                        "%s: tensor '%s': data_offsets end %llu is past the data section "
-                       "(%llu bytes)", p, name, (unsigned long long)s->end,
-                       (unsigned long long)data_len);
+                       "(%llu bytes)",
+                       p, name, (unsigned long long)s->end, (unsigned long long)data_len);
     if (s->end - s->begin != (uint64_t)t->nbytes) {
         char sh[256];
         mc_shape_str(t->shape, t->ndim, sh, sizeof sh);
         return MC_FAIL(err, MC_ERR_FORMAT,
                        "%s: tensor '%s': shape %s x %s is %zu bytes but data_offsets [%llu, %llu] "
-                       "span %llu", p, name, sh, mc_dtype_name(t->dtype), t->nbytes,
+                       "span %llu",
+                       p, name, sh, mc_dtype_name(t->dtype), t->nbytes,
                        (unsigned long long)s->begin, (unsigned long long)s->end,
                        (unsigned long long)(s->end - s->begin));
     }
@@ -193,11 +200,13 @@ static mc_status parse_file(mc_st_file *f, mc_error *err) {
     if (n > MC_ST_MAX_HEADER)
         return MC_FAIL(err, MC_ERR_FORMAT,
                        "%s: header length %llu exceeds the %llu-byte cap (not a safetensors "
-                       "file?)", p, (unsigned long long)n, MC_ST_MAX_HEADER);
+                       "file?)",
+                       p, (unsigned long long)n, MC_ST_MAX_HEADER);
     if (n > f->len - 8)
         return MC_FAIL(err, MC_ERR_FORMAT,
                        "%s: header length %llu is past the end of the file (%zu bytes; "
-                       "truncated?)", p, (unsigned long long)n, f->len);
+                       "truncated?)",
+                       p, (unsigned long long)n, f->len);
     f->data_start = 8 + (size_t)n;
     uint64_t data_len = f->len - f->data_start;
 
@@ -213,8 +222,8 @@ static mc_status parse_file(mc_st_file *f, mc_error *err) {
             near[k++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
         }
         near[k] = '\0';
-        return MC_FAIL(err, MC_ERR_FORMAT, "%s: header JSON invalid at byte %d: %s (after '%s')",
-                       p, jerr.position, jerr.text, near);
+        return MC_FAIL(err, MC_ERR_FORMAT, "%s: header JSON invalid at byte %d: %s (after '%s')", p,
+                       jerr.position, jerr.text, near);
     }
     mc_status st = MC_OK;
     span *spans = NULL;
@@ -267,14 +276,16 @@ static mc_status parse_file(mc_st_file *f, mc_error *err) {
         if (spans[i].begin < expect) {
             st = MC_FAIL(err, MC_ERR_FORMAT,
                          "%s: tensor '%s': data_offsets [%llu, %llu] overlap tensor '%s' (ends at "
-                         "%llu)", p, spans[i].name, (unsigned long long)spans[i].begin,
+                         "%llu)",
+                         p, spans[i].name, (unsigned long long)spans[i].begin,
                          (unsigned long long)spans[i].end, prev, (unsigned long long)expect);
             break;
         }
         if (spans[i].begin > expect) {
             st = MC_FAIL(err, MC_ERR_FORMAT,
                          "%s: tensor '%s': data_offsets begin %llu leaves a gap after offset %llu"
-                         "%s%s%s", p, spans[i].name, (unsigned long long)spans[i].begin,
+                         "%s%s%s",
+                         p, spans[i].name, (unsigned long long)spans[i].begin,
                          (unsigned long long)expect, prev ? " (end of tensor '" : "",
                          prev ? prev : "", prev ? "')" : "");
             break;
@@ -285,8 +296,9 @@ static mc_status parse_file(mc_st_file *f, mc_error *err) {
     if (st == MC_OK && expect != data_len)
         st = MC_FAIL(err, MC_ERR_FORMAT,
                      "%s: the tensors cover %llu of the %llu data bytes: %llu trailing bytes "
-                     "belong to no tensor", p, (unsigned long long)expect,
-                     (unsigned long long)data_len, (unsigned long long)(data_len - expect));
+                     "belong to no tensor",
+                     p, (unsigned long long)expect, (unsigned long long)data_len,
+                     (unsigned long long)(data_len - expect));
     for (size_t i = 0; st == MC_OK && i < nt; i++) {
         f->tensors[i] = tmp[spans[i].idx];
         f->tensors[i].data = f->base + f->data_start + spans[i].begin;
@@ -411,8 +423,10 @@ const mc_st_tensor *mc_st_find(const mc_st_file *f, const char *name) {
         const mc_st_tensor *t = &f->tensors[f->by_name[mid]];
         int c = strcmp(name, t->name);
         if (c == 0) return t;
-        if (c < 0) hi = mid - 1;
-        else lo = mid + 1;
+        if (c < 0)
+            hi = mid - 1;
+        else
+            lo = mid + 1;
     }
     return NULL;
 }
@@ -454,8 +468,8 @@ mc_status mc_st_get(const mc_st_file *f, const char *name, int ndim, const int64
     mc_shape_str(expect, ndim, want, sizeof want);
     const mc_st_tensor *t = mc_st_find(f, name);
     if (!t)
-        return MC_FAIL(err, MC_ERR_SHAPE, "%s: tensor '%s' (expected shape %s) is missing",
-                       f->path, name, want);
+        return MC_FAIL(err, MC_ERR_SHAPE, "%s: tensor '%s' (expected shape %s) is missing", f->path,
+                       name, want);
     bool ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++)
         if (expect[i] != -1 && expect[i] != t->shape[i]) ok = false;
@@ -591,14 +605,14 @@ static mc_status build_header(const mc_st_writer *w, char **out, mc_error *err) 
         for (int d = 0; shape && d < t->ndim; d++)
             if (json_array_append_new(shape, json_integer(t->shape[d])) != 0) ok = false;
         uint64_t end = off + t->nbytes; /* sum of sizes of buffers that exist: cannot overflow */
-        json_t *info = json_pack("{s:s, s:o, s:[I,I]}", "dtype", mc_dtype_name(t->dtype),
-                                 "shape", shape, "data_offsets", (json_int_t)off,
-                                 (json_int_t)end);
+        json_t *info = json_pack("{s:s, s:o, s:[I,I]}", "dtype", mc_dtype_name(t->dtype), "shape",
+                                 shape, "data_offsets", (json_int_t)off, (json_int_t)end);
         if (!shape || !info || json_object_set_new(root, t->name, info) != 0) {
             json_decref(root);
             return MC_FAIL(err, MC_ERR_ARG,
                            "safetensors writer: tensor name '%s' is not valid UTF-8 (or out of "
-                           "memory)", t->name);
+                           "memory)",
+                           t->name);
         }
         off = end;
     }
@@ -631,8 +645,8 @@ mc_status mc_st_writer_save(mc_st_writer *w, const char *path, mc_error *err) {
     }
     if (padded > MC_ST_MAX_HEADER) {
         free(hdr);
-        return MC_FAIL(err, MC_ERR_ARG, "%s: header of %zu bytes exceeds the safetensors cap",
-                       path, padded);
+        return MC_FAIL(err, MC_ERR_ARG, "%s: header of %zu bytes exceeds the safetensors cap", path,
+                       padded);
     }
     unsigned char *buf = malloc(total);
     if (!buf) {

@@ -20,15 +20,15 @@
 typedef enum { MC_ACTS_VEC, MC_ACTS_SEQ, MC_ACTS_MAP } mc_acts_layout;
 
 typedef struct {
-    mc_store *st;          /* borrowed */
-    char name[512];        /* "acts/<layer>" */
+    mc_store *st;   /* borrowed */
+    char name[512]; /* "acts/<layer>" */
     mc_acts_layout layout;
-    int ndim;              /* of the dataset */
-    int64_t shape[4];      /* of the dataset */
+    int ndim;                   /* of the dataset */
+    int64_t shape[4];           /* of the dataset */
     int64_t n_img, tokens, dim; /* tokens per image (1, T or H*W) and the row width */
-    int64_t per_img;       /* floats per image */
-    float *cache;          /* the whole dataset as F32 when it fit the preload limit */
-    float *img_buf;        /* one image, for map means and strided positions */
+    int64_t per_img;            /* floats per image */
+    float *cache;               /* the whole dataset as F32 when it fit the preload limit */
+    float *img_buf;             /* one image, for map means and strided positions */
 } mc_acts;
 
 /* Collective. Opens acts/<layer>. The whole dataset is read into memory when its F32 size is

@@ -26,11 +26,13 @@ void mc_concepts_free(mc_concepts **sets, int n_sets) {
 }
 
 /* The lines of a concept file (rank 0 reads, every rank parses the same bytes). */
-static mc_status read_concept_file(const mc_comm *c, const char *path, mc_concepts *cs, mc_error *err) {
+static mc_status read_concept_file(const mc_comm *c, const char *path, mc_concepts *cs,
+                                   mc_error *err) {
     char *text = NULL;
     size_t len = 0;
     mc_status s = c->rank == 0 ? mc_read_file(path, 256u << 20, &text, &len, err) : MC_OK;
-    if (s == MC_OK && c->rank == 0 && (s = mc_text_check_lines(path, text, len, err)) != MC_OK) free(text);
+    if (s == MC_OK && c->rank == 0 && (s = mc_text_check_lines(path, text, len, err)) != MC_OK)
+        free(text);
     MC_TRY(mc_comm_agree(c, s, err));
     MC_TRY(mc_comm_bcast_string(c, 0, &text, err));
     int64_t cap = 1;
@@ -71,18 +73,20 @@ static mc_status embed_concepts(const mc_comm *c, const mc_config *cfg, mc_text_
     MC_TRY(mc_comm_agree(c, s, err));
     int64_t P = cs->dim;
     if (mc_text_encoder_dim(*enc) != P)
-        return MC_FAIL(err, MC_ERR_SHAPE, "%s: text embeddings have width %d, the CLIP image embeddings %lld",
+        return MC_FAIL(err, MC_ERR_SHAPE,
+                       "%s: text embeddings have width %d, the CLIP image embeddings %lld",
                        cfg->models.clip, mc_text_encoder_dim(*enc), (long long)P);
     int64_t nb = (cs->n + TEXT_BLOCK - 1) / TEXT_BLOCK, b0, b1;
     mc_shard_range(nb, c->rank, c->size, &b0, &b1);
     for (int64_t b = b0; s == MC_OK && b < b1; b++) {
         int64_t i0 = b * TEXT_BLOCK, i1 = i0 + TEXT_BLOCK < cs->n ? i0 + TEXT_BLOCK : cs->n;
-        s = mc_text_embed(*enc, (const char *const *)cs->texts + i0, (size_t)(i1 - i0), cfg->align.prompt,
-                          false, cs->emb + i0 * P, err);
+        s = mc_text_embed(*enc, (const char *const *)cs->texts + i0, (size_t)(i1 - i0),
+                          cfg->align.prompt, false, cs->emb + i0 * P, err);
     }
     MC_TRY(mc_comm_agree(c, s, err));
     /* Every rank gets every row (floats counted per rank; sizes fit int for concept sets). */
-    int *counts = calloc((size_t)c->size, sizeof(int)), *displs = calloc((size_t)c->size, sizeof(int));
+    int *counts = calloc((size_t)c->size, sizeof(int)),
+        *displs = calloc((size_t)c->size, sizeof(int));
     if (!counts || !displs) {
         free(counts);
         free(displs);
@@ -96,10 +100,13 @@ static mc_status embed_concepts(const mc_comm *c, const mc_config *cfg, mc_text_
         counts[r] = (int)((i1 - i0) * P);
         displs[r] = (int)(i0 * P);
     }
-    int rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, cs->emb, counts, displs, MPI_FLOAT, c->comm);
+    int rc =
+        MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, cs->emb, counts, displs, MPI_FLOAT, c->comm);
     free(counts);
     free(displs);
-    return rc == MPI_SUCCESS ? MC_OK : MC_FAIL(err, MC_ERR_MPI, "MPI_Allgatherv of concept embeddings failed");
+    return rc == MPI_SUCCESS
+               ? MC_OK
+               : MC_FAIL(err, MC_ERR_MPI, "MPI_Allgatherv of concept embeddings failed");
 }
 
 static mc_status write_concept_store(const mc_comm *c, const mc_config *cfg, const mc_concepts *cs,
@@ -108,10 +115,13 @@ static mc_status write_concept_store(const mc_comm *c, const mc_config *cfg, con
     MC_TRY(mc_store_fresh(c, cs->path, &st, err));
     bool root = c->rank == 0;
     int64_t sh[2] = {cs->n, cs->dim};
-    mc_status s = mc_store_write_strings(st, "names", (const char *const *)cs->texts, cs->n, true, err);
+    mc_status s =
+        mc_store_write_strings(st, "names", (const char *const *)cs->texts, cs->n, true, err);
     if (s == MC_OK) s = mc_store_create_dataset(st, "embeds", MC_DTYPE_F32, 2, sh, 0, err);
-    if (s == MC_OK) s = mc_store_write_rows(st, "embeds", MC_DTYPE_F32, 0, root ? cs->n : 0, cs->emb, err);
-    mc_store_provenance prov = {.stage = "concepts", .config_hash = cfg->hash, .model = td->clip_hash};
+    if (s == MC_OK)
+        s = mc_store_write_rows(st, "embeds", MC_DTYPE_F32, 0, root ? cs->n : 0, cs->emb, err);
+    mc_store_provenance prov = {
+        .stage = "concepts", .config_hash = cfg->hash, .model = td->clip_hash};
     if (s == MC_OK) s = mc_store_write_provenance(st, "/", &prov, err);
     if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "concepts_key", cs->key, err);
     if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "set", cs->name, err);
@@ -128,7 +138,8 @@ static mc_status read_concept_store(const mc_comm *c, mc_concepts *cs, mc_error 
     mc_store_dataset_info in;
     mc_status s = mc_store_dataset_info_get(st, "embeds", &in, err);
     if (s == MC_OK && (in.ndim != 2 || in.shape[0] != cs->n || in.shape[1] != cs->dim))
-        s = MC_FAIL(err, MC_ERR_SHAPE, "%s: embeds is not [%lld, %lld]", cs->path, (long long)cs->n, (long long)cs->dim);
+        s = MC_FAIL(err, MC_ERR_SHAPE, "%s: embeds is not [%lld, %lld]", cs->path, (long long)cs->n,
+                    (long long)cs->dim);
     s = mc_comm_agree(c, s, err);
     if (s == MC_OK) s = mc_store_read_rows(st, "embeds", MC_DTYPE_F32, 0, cs->n, cs->emb, err);
     mc_error ce = {0};
@@ -137,7 +148,8 @@ static mc_status read_concept_store(const mc_comm *c, mc_concepts *cs, mc_error 
 }
 
 mc_status mc_concepts_open(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
-                           const mc_str_list *names, mc_concepts **sets, int *n_sets, mc_error *err) {
+                           const mc_str_list *names, mc_concepts **sets, int *n_sets,
+                           mc_error *err) {
     *sets = NULL;
     *n_sets = 0;
     int n = names->n > 0 ? names->n : cfg->concepts.n > 0 ? cfg->concepts.n : 1;
@@ -151,7 +163,8 @@ mc_status mc_concepts_open(const mc_comm *c, const mc_config *cfg, const mc_trai
             for (int j = 0; j < cfg->concepts.n; j++)
                 if (!strcmp(cfg->concepts.v[j].name, names->v[i])) sc = &cfg->concepts.v[j];
             if (!sc) {
-                s = MC_FAIL(err, MC_ERR_CONFIG, "concept set '%s' is not in 'concepts'", names->v[i]);
+                s = MC_FAIL(err, MC_ERR_CONFIG, "concept set '%s' is not in 'concepts'",
+                            names->v[i]);
                 break;
             }
         } else if (cfg->concepts.n > 0) {
@@ -163,7 +176,8 @@ mc_status mc_concepts_open(const mc_comm *c, const mc_config *cfg, const mc_trai
             cs->texts = calloc((size_t)td->n_classes + 1, sizeof(char *));
             if (!cs->texts) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
             for (int64_t k = 0; s == MC_OK && k < td->n_classes; k++, cs->n++)
-                if (!(cs->texts[k] = mc_strdup(td->class_names[k]))) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+                if (!(cs->texts[k] = mc_strdup(td->class_names[k])))
+                    s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
         } else {
             s = read_concept_file(c, sc->file, cs, err);
         }
@@ -173,14 +187,17 @@ mc_status mc_concepts_open(const mc_comm *c, const mc_config *cfg, const mc_trai
         mc_sha256 h;
         mc_sha256_init(&h);
         char head[4096];
-        snprintf(head, sizeof head, "miclip-concepts/1\nclip=%s\nprompt=%s\n", td->clip_hash, cfg->align.prompt);
+        snprintf(head, sizeof head, "miclip-concepts/1\nclip=%s\nprompt=%s\n", td->clip_hash,
+                 cfg->align.prompt);
         mc_sha256_update(&h, head, strlen(head));
-        for (int64_t k = 0; k < cs->n; k++) mc_sha256_update(&h, cs->texts[k], strlen(cs->texts[k]) + 1);
+        for (int64_t k = 0; k < cs->n; k++)
+            mc_sha256_update(&h, cs->texts[k], strlen(cs->texts[k]) + 1);
         uint8_t d[MC_SHA256_BYTES];
         mc_sha256_final(&h, d);
         mc_hex_encode(d, MC_SHA256_BYTES, cs->key);
         cs->key[MC_SHA256_HEX_LEN] = '\0';
-        if (!mc_snprintf(cs->path, sizeof cs->path, "%s/concepts/%s-%.16s.h5", cfg->output_dir, cs->name, cs->key)) {
+        if (!mc_snprintf(cs->path, sizeof cs->path, "%s/concepts/%s-%.16s.h5", cfg->output_dir,
+                         cs->name, cs->key)) {
             s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
             break;
         }
@@ -194,16 +211,20 @@ mc_status mc_concepts_open(const mc_comm *c, const mc_config *cfg, const mc_trai
     return MC_OK;
 }
 
-mc_status mc_concepts_embed(const mc_comm *c, const mc_config *cfg, const mc_train_data *td, mc_concepts *sets,
-                            int n_sets, mc_error *err) {
+mc_status mc_concepts_embed(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
+                            mc_concepts *sets, int n_sets, mc_error *err) {
     mc_text_encoder *enc = NULL;
     mc_status s = MC_OK;
     for (int i = 0; s == MC_OK && i < n_sets; i++) {
         mc_concepts *cs = &sets[i];
         if (cs->emb) continue;
         cs->emb = mc_alloc_array((size_t)cs->n, (size_t)cs->dim * sizeof(float));
-        s = mc_comm_agree(c, cs->emb ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory for %lld concept embeddings",
-                                                        (long long)cs->n), err);
+        s = mc_comm_agree(c,
+                          cs->emb ? MC_OK
+                                  : MC_FAIL(err, MC_ERR_NOMEM,
+                                            "out of memory for %lld concept embeddings",
+                                            (long long)cs->n),
+                          err);
         if (s != MC_OK) break;
         /* Stored already (perhaps by a parallel task)? Another task writing it holds its lock:
          * wait for it rather than embedding twice. */
@@ -238,7 +259,8 @@ mc_status mc_concepts_embed(const mc_comm *c, const mc_config *cfg, const mc_tra
 }
 
 mc_status mc_concepts_load(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
-                           const mc_str_list *names, mc_concepts **sets, int *n_sets, mc_error *err) {
+                           const mc_str_list *names, mc_concepts **sets, int *n_sets,
+                           mc_error *err) {
     MC_TRY(mc_concepts_open(c, cfg, td, names, sets, n_sets, err));
     mc_status s = mc_concepts_embed(c, cfg, td, *sets, *n_sets, err);
     if (s != MC_OK) mc_concepts_free(sets, *n_sets), *n_sets = 0;

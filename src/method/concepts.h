@@ -13,10 +13,10 @@
 #include "method/train_data.h"
 
 typedef struct {
-    char name[128];      /* the set's name */
+    char name[128]; /* the set's name */
     int64_t n;
-    char **texts;        /* [n] */
-    float *emb;          /* [n * dim] CLIP text embeddings of align.prompt filled with each text,
+    char **texts; /* [n] */
+    float *emb;   /* [n * dim] CLIP text embeddings of align.prompt filled with each text,
                             before normalisation */
     int64_t dim;
     char key[MC_KEY_HEX];
@@ -34,9 +34,10 @@ mc_status mc_concepts_load(const mc_comm *c, const mc_config *cfg, const mc_trai
  * key and path (no embedding, no store opened: what a complete task's key needs); _embed then
  * reads (or computes and stores) the embeddings of the sets whose emb is still NULL. */
 mc_status mc_concepts_open(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
-                           const mc_str_list *names, mc_concepts **sets, int *n_sets, mc_error *err);
-mc_status mc_concepts_embed(const mc_comm *c, const mc_config *cfg, const mc_train_data *td, mc_concepts *sets,
-                            int n_sets, mc_error *err);
+                           const mc_str_list *names, mc_concepts **sets, int *n_sets,
+                           mc_error *err);
+mc_status mc_concepts_embed(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
+                            mc_concepts *sets, int n_sets, mc_error *err);
 void mc_concepts_free(mc_concepts **sets, int n_sets);
 
 #endif

@@ -54,10 +54,12 @@ static bool is_image_name(const char *name) {
 
 /* Entries of dir (sorted); dirs_only selects sub-folders, else image files. Every other entry
  * is counted in skipped; an image that cannot be used is an error (fsutil.h, mc_list_dir). */
-static mc_status list_dir(const char *dir, bool dirs_only, str_vec *out, mc_skip_log *skipped, mc_error *err) {
+static mc_status list_dir(const char *dir, bool dirs_only, str_vec *out, mc_skip_log *skipped,
+                          mc_error *err) {
     char **v = NULL;
     int64_t n = 0;
-    MC_TRY(mc_list_dir(dir, dirs_only ? MC_LIST_DIRS : MC_LIST_FILES, is_image_name, skipped, &v, &n, err));
+    MC_TRY(mc_list_dir(dir, dirs_only ? MC_LIST_DIRS : MC_LIST_FILES, is_image_name, skipped, &v,
+                       &n, err));
     mc_status s = MC_OK;
     for (int64_t i = 0; s == MC_OK && i < n; i++)
         if (!vec_push(out, v[i])) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory listing %s", dir);
@@ -122,8 +124,10 @@ static mc_status label_space(const str_vec *keys, const str_vec *names, const ch
     bool covered = id2label && n_labels > 0 && keys->n > 0;
     for (int64_t i = 0; covered && i < keys->n; i++) {
         int l = find_label(id2label, n_labels, names->v[i]);
-        if (l < 0) covered = false;
-        else map[i] = l;
+        if (l < 0)
+            covered = false;
+        else
+            map[i] = l;
     }
     /* ImageNet: the sorted wnid folders are the standard class order, which is id2label's
      * order for every ImageNet-1k checkpoint; map by position when the counts agree. */
@@ -175,7 +179,8 @@ static mc_status list_class_folders(const char *dir, const mc_dataset_cfg *cfg,
     int64_t cap = 0;
     mc_status s = list_dir(dir, true, &classes, &ds->skipped, err);
     if (s == MC_OK && classes.n == 0)
-        s = MC_FAIL(err, MC_ERR_IO, "%s has no class folders (expected %s/<class>/<images>)", dir, dir);
+        s = MC_FAIL(err, MC_ERR_IO, "%s has no class folders (expected %s/<class>/<images>)", dir,
+                    dir);
     if (s == MC_OK && cfg->class_names && cfg->class_names[0])
         s = read_tsv(cfg->class_names, &map_keys, &map_vals, err);
     for (int64_t i = 0; s == MC_OK && i < classes.n; i++) {
@@ -202,7 +207,8 @@ static mc_status list_class_folders(const char *dir, const mc_dataset_cfg *cfg,
             char path[4096];
             if (!mc_path_join(path, sizeof path, cdir, files.v[f]))
                 s = MC_FAIL(err, MC_ERR_ARG, "path too long in %s", cdir);
-            else s = push_image(ds, &cap, path, map[i], err);
+            else
+                s = push_image(ds, &cap, path, map[i], err);
         }
         vec_free(&files);
     }
@@ -238,16 +244,19 @@ static mc_status list_from_labels(const char *root, const mc_dataset_cfg *cfg, b
             vec_free(&imgs);
         }
     }
-    if (s == MC_OK && files.n == 0) s = MC_FAIL(err, MC_ERR_FORMAT, "%s lists no images", cfg->labels);
+    if (s == MC_OK && files.n == 0)
+        s = MC_FAIL(err, MC_ERR_FORMAT, "%s lists no images", cfg->labels);
     /* the class keys: distinct labels, sorted */
     for (int64_t i = 0; s == MC_OK && i < labels.n; i++) {
         bool seen = false;
         for (int64_t k = 0; k < classes.n && !seen; k++) seen = !strcmp(classes.v[k], labels.v[i]);
-        if (!seen && !vec_push(&classes, labels.v[i])) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        if (!seen && !vec_push(&classes, labels.v[i]))
+            s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     }
     if (s == MC_OK) qsort(classes.v, (size_t)classes.n, sizeof *classes.v, cmp_str);
     str_vec mk = {0}, mv = {0};
-    if (s == MC_OK && cfg->class_names && cfg->class_names[0]) s = read_tsv(cfg->class_names, &mk, &mv, err);
+    if (s == MC_OK && cfg->class_names && cfg->class_names[0])
+        s = read_tsv(cfg->class_names, &mk, &mv, err);
     for (int64_t i = 0; s == MC_OK && i < classes.n; i++) {
         char name[1024];
         folder_to_name(classes.v[i], name, sizeof name);
@@ -268,7 +277,8 @@ static mc_status list_from_labels(const char *root, const mc_dataset_cfg *cfg, b
         int64_t c = 0;
         while (c < classes.n && strcmp(classes.v[c], labels.v[i])) c++;
         char path[4096], pair[4200];
-        if (files.v[i][0] == '/') mc_strlcpy(path, files.v[i], sizeof path);
+        if (files.v[i][0] == '/')
+            mc_strlcpy(path, files.v[i], sizeof path);
         else if (!mc_path_join(path, sizeof path, root, files.v[i])) {
             s = MC_FAIL(err, MC_ERR_ARG, "path too long: %s", files.v[i]);
             break;
@@ -317,14 +327,17 @@ mc_status mc_dataset_list(const mc_dataset_cfg *cfg, const char *const *id2label
     bool labelled = cfg->labels && cfg->labels[0];
     mc_status s;
     if (cfg->kind == MC_DS_FILELIST) {
-        if (!labelled) s = MC_FAIL(err, MC_ERR_CONFIG, "a filelist dataset needs 'labels' (the list)");
-        else s = list_from_labels(dir, cfg, false, id2label, n_labels, ds, err);
+        if (!labelled)
+            s = MC_FAIL(err, MC_ERR_CONFIG, "a filelist dataset needs 'labels' (the list)");
+        else
+            s = list_from_labels(dir, cfg, false, id2label, n_labels, ds, err);
     } else if (cfg->kind == MC_DS_IMAGENET && labelled) {
         s = list_from_labels(dir, cfg, true, id2label, n_labels, ds, err);
     } else {
         s = list_class_folders(dir, cfg, id2label, n_labels, ds, err);
     }
-    if (s == MC_OK && ds->n == 0) s = MC_FAIL(err, MC_ERR_IO, "no images (.jpg/.jpeg/.png) under %s", dir);
+    if (s == MC_OK && ds->n == 0)
+        s = MC_FAIL(err, MC_ERR_IO, "no images (.jpg/.jpeg/.png) under %s", dir);
     if (s != MC_OK) mc_dataset_free(ds);
     return s;
 }
@@ -337,7 +350,8 @@ static char *serialise(const mc_dataset *ds) {
     char *buf = malloc(cap);
     if (!buf) return NULL;
     size_t used = (size_t)snprintf(buf, cap, "%s\n%d\n", ds->root, ds->n_classes);
-    for (int i = 0; i < ds->n_classes; i++) used += (size_t)snprintf(buf + used, cap - used, "%s\n", ds->class_names[i]);
+    for (int i = 0; i < ds->n_classes; i++)
+        used += (size_t)snprintf(buf + used, cap - used, "%s\n", ds->class_names[i]);
     used += (size_t)snprintf(buf + used, cap - used, "%lld\n", (long long)ds->n);
     for (int64_t i = 0; i < ds->n; i++)
         used += (size_t)snprintf(buf + used, cap - used, "%d\t%s\n", ds->labels[i], ds->paths[i]);
@@ -361,7 +375,8 @@ static mc_status deserialise(char *text, mc_dataset *ds, mc_error *err) {
     ds->n = line ? atoll(line) : 0;
     ds->paths = calloc((size_t)ds->n + 1, sizeof *ds->paths);
     ds->labels = calloc((size_t)ds->n + 1, sizeof *ds->labels);
-    if (!ds->root || !ds->class_names || !ds->paths || !ds->labels) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    if (!ds->root || !ds->class_names || !ds->paths || !ds->labels)
+        return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     for (int64_t i = 0; i < ds->n; i++) {
         line = strtok_r(NULL, "\n", &save);
         char *tab = line ? strchr(line, '\t') : NULL;
@@ -397,8 +412,9 @@ mc_status mc_dataset_load(const mc_comm *c, const mc_dataset_cfg *cfg, const cha
         /* every task lists its dataset again: once per run and folder, counted (log.h) */
         char key[160];
         snprintf(key, sizeof key, "dataset %s: skipped entries", out->root);
-        mc_warn_once(key, "dataset %s: skipped %lld folder entr%s that %s not images: %s", out->root, (long long)n_skipped,
-                n_skipped == 1 ? "y" : "ies", n_skipped == 1 ? "is" : "are", ex);
+        mc_warn_once(key, "dataset %s: skipped %lld folder entr%s that %s not images: %s",
+                     out->root, (long long)n_skipped, n_skipped == 1 ? "y" : "ies",
+                     n_skipped == 1 ? "is" : "are", ex);
     }
     s = mc_comm_bcast_string(c, 0, &text, err);
     if (s == MC_OK && c->rank != 0) s = deserialise(text, out, err);
@@ -417,7 +433,8 @@ static int cmp_i64(const void *a, const void *b) {
 mc_status mc_dataset_sample(mc_dataset *ds, int64_t n, uint64_t seed, mc_error *err) {
     if (n <= 0 || n >= ds->n) return MC_OK;
     int64_t *perm = mc_alloc_array((size_t)ds->n, sizeof *perm);
-    if (!perm) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory sampling %lld images", (long long)n);
+    if (!perm)
+        return MC_FAIL(err, MC_ERR_NOMEM, "out of memory sampling %lld images", (long long)n);
     mc_rng_permutation(seed, MC_RNG_STREAM_SUBSET, ds->n, perm);
     qsort(perm, (size_t)n, sizeof *perm, cmp_i64);
     char *keep_mark = calloc((size_t)ds->n, 1);
@@ -445,7 +462,8 @@ mc_status mc_dataset_sample(mc_dataset *ds, int64_t n, uint64_t seed, mc_error *
 void mc_dataset_hash(const mc_dataset *ds, char hex[65]) {
     mc_sha256 h;
     mc_sha256_init(&h);
-    for (int i = 0; i < ds->n_classes; i++) mc_sha256_update(&h, ds->class_names[i], strlen(ds->class_names[i]) + 1);
+    for (int i = 0; i < ds->n_classes; i++)
+        mc_sha256_update(&h, ds->class_names[i], strlen(ds->class_names[i]) + 1);
     for (int64_t i = 0; i < ds->n; i++) {
         mc_sha256_update(&h, ds->paths[i], strlen(ds->paths[i]) + 1);
         mc_sha256_update(&h, &ds->labels[i], sizeof ds->labels[i]);

@@ -21,7 +21,8 @@ typedef struct {
     mc_split split;
     const mc_dataset_cfg *dcfg;
     mc_dataset ds;
-    int64_t sample_seed; /* the seed that drew the sample, or -1: the whole split (any seed's store) */
+    int64_t
+        sample_seed; /* the seed that drew the sample, or -1: the whole split (any seed's store) */
     char key[MC_SHA256_HEX_LEN + 1];
     char path[MC_PATH_CAP];
 } mc_extract_plan;
@@ -44,15 +45,17 @@ void mc_labels_free(mc_labels *l);
  * from the model hashes (mc_model_dir_hash) and the target's labels. The seed enters the key and
  * path only where it draws a sample (n_samples set and below the listing's size), as the sample
  * seed (mc_split_sample_seed): runs of other seeds find the same store. */
-mc_status mc_extract_plan_split(const mc_comm *c, const mc_config *cfg, mc_split split, int64_t seed,
-                                const char *const *labels, int n_labels, const char *target_hash,
-                                const char *clip_hash, mc_extract_plan *p, mc_error *err);
+mc_status mc_extract_plan_split(const mc_comm *c, const mc_config *cfg, mc_split split,
+                                int64_t seed, const char *const *labels, int n_labels,
+                                const char *target_hash, const char *clip_hash, mc_extract_plan *p,
+                                mc_error *err);
 /* Collective (rank 0 writes). The run manifest of a complete extraction store:
  * OUTPUT_DIR/extract/<split>-s<seed>.json with its recipe (what determines the store apart from
  * the dataset folder's contents: model hashes, extraction settings, the dataset's settings), key,
  * store path, model hashes, image count and class names. */
-mc_status mc_extract_manifest_write(const mc_comm *c, const mc_config *cfg, const mc_extract_plan *p, int64_t seed,
-                                    const char *target_hash, const char *clip_hash, mc_error *err);
+mc_status mc_extract_manifest_write(const mc_comm *c, const mc_config *cfg,
+                                    const mc_extract_plan *p, int64_t seed, const char *target_hash,
+                                    const char *clip_hash, mc_error *err);
 /* Collective. The path of the extraction store of split for seed. From the run manifest when its
  * recipe matches the config and its store carries the recorded key (no dataset listing; the model
  * hashes come from the file-hash cache); otherwise the key is computed (the dataset listed and

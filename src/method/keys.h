@@ -25,8 +25,8 @@ typedef struct {
     char tag[256];
 } mc_run_paths;
 /* The SAE of seed on sae.layer (under OUTPUT_DIR/sae). */
-mc_status mc_sae_paths(const mc_config *cfg, const char *extract_key, int64_t seed,
-                       mc_run_paths *p, mc_error *err);
+mc_status mc_sae_paths(const mc_config *cfg, const char *extract_key, int64_t seed, mc_run_paths *p,
+                       mc_error *err);
 /* E_n of (seed, layer, variant) (under OUTPUT_DIR/align). */
 mc_status mc_align_paths(const mc_config *cfg, const char *extract_key, int64_t seed,
                          const char *layer, int variant, mc_run_paths *p, mc_error *err);

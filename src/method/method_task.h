@@ -31,16 +31,16 @@ typedef struct {
  * the SAE's keys, the concept sets' texts), so a complete task is skipped without loading
  * anything (issue 16); _load then reads E_n, computes the unit sets and reads the concept
  * embeddings. Either closes *mt on failure. */
-mc_status mc_method_task_find(const mc_comm *c, const mc_config *cfg, const mc_task *task, int stage,
+mc_status mc_method_task_find(const mc_comm *c, const mc_config *cfg, const mc_task *task,
+                              int stage, mc_method_task *mt, mc_error *err);
+mc_status mc_method_task_load(const mc_comm *c, const mc_config *cfg, const mc_task *task,
                               mc_method_task *mt, mc_error *err);
-mc_status mc_method_task_load(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_method_task *mt,
-                              mc_error *err);
 void mc_method_task_close(mc_method_task *mt);
 /* Collective. The registry's `complete` of localize and describe (stages.h): the tasks' keys
  * with each seed's train store and concept sets opened once; a complete describe task's index
  * entry is written as the stage writes it. */
-mc_status mc_method_tasks_complete(const mc_comm *c, const mc_config *cfg, int stage, const mc_task *tasks, int n,
-                                   bool *done, mc_error *err);
+mc_status mc_method_tasks_complete(const mc_comm *c, const mc_config *cfg, int stage,
+                                   const mc_task *tasks, int n, bool *done, mc_error *err);
 /* Collective: the common end of localize and describe. When s is MC_OK, writes the provenance
  * and the task attributes (<stage>_key, align_store, layer, variant), marks the store complete;
  * always closes *st (keeping the first error) and logs the result. Returns the final status. */
@@ -50,6 +50,5 @@ mc_status mc_method_task_finish(const mc_config *cfg, const mc_task *task, const
 /* Collective. Resolves q's defaults into *r and loads the train store, E_n and the unit set. */
 mc_status mc_query_open(const mc_comm *c, const mc_config *cfg, const mc_query *q, mc_query *r,
                         mc_train_data *td, mc_encoder_weights *w, mc_unit_set *u, mc_error *err);
-
 
 #endif

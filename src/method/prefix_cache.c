@@ -21,10 +21,10 @@
 #include "method/extract_key.h"
 
 #define PREFIX_KEY_VERSION "miclip-intervene-prefix/1"
-#define CLIP_LOGIT_SCALE 100.0 /* OpenAI CLIP's trained (clamped) scale: a folder without logit_scale */
+#define CLIP_LOGIT_SCALE                                                                           \
+    100.0 /* OpenAI CLIP's trained (clamped) scale: a folder without logit_scale */
 
 /* ---- the target model, run from the prefix ------------------------------------------------ */
-
 
 void mc_runner_free(mc_runner *R) {
     mc_model_free(&R->m);
@@ -45,7 +45,8 @@ static mc_status clip_logit_scale(const char *dir, double *scale, mc_error *err)
         float ls = 0;
         s = mc_st_read_f32_finite(f, "logit_scale", 0, NULL, &ls, err);
         if (s == MC_OK && !(ls > -20 && ls < 20))
-            s = MC_FAIL(err, MC_ERR_FORMAT, "%s: tensor 'logit_scale': %g is not a log scale", path, (double)ls);
+            s = MC_FAIL(err, MC_ERR_FORMAT, "%s: tensor 'logit_scale': %g is not a log scale", path,
+                        (double)ls);
         if (s == MC_OK) *scale = exp((double)ls);
     }
     mc_st_close(&f);
@@ -74,7 +75,8 @@ mc_status mc_runner_init(const mc_comm *c, const mc_config *cfg, mc_runner *R, m
     mc_status s = mc_model_create(cfg->models.target, &R->m, err);
     if (s == MC_OK) s = mc_preproc_load(cfg->models.target, &R->pp, err);
     if (s == MC_OK && !mc_preproc_fixed_size(&R->pp, &R->th, &R->tw))
-        s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s/preprocessor_config.json: the output size depends on the image (no crop)",
+        s = MC_FAIL(err, MC_ERR_UNSUPPORTED,
+                    "%s/preprocessor_config.json: the output size depends on the image (no crop)",
                     cfg->models.target);
     if (s == MC_OK) s = mc_model_plan(R->m, cfg->intervene.batch_size, R->th, R->tw, err);
     int idx = -1;
@@ -85,9 +87,10 @@ mc_status mc_runner_init(const mc_comm *c, const mc_config *cfg, mc_runner *R, m
     if (s == MC_OK) {
         const mc_layer_info *li = mc_model_layer(R->m, idx);
         if (!li->can_start || li->ndim < 2)
-            s = MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.layer: '%s' of %s is not a point a forward can start from "
-                        "(a transformer block \"0\"..\"L\" or a ResNet stage/layer)", cfg->source_path, R->layer,
-                        cfg->models.target);
+            s = MC_FAIL(err, MC_ERR_CONFIG,
+                        "%s: intervene.layer: '%s' of %s is not a point a forward can start from "
+                        "(a transformer block \"0\"..\"L\" or a ResNet stage/layer)",
+                        cfg->source_path, R->layer, cfg->models.target);
         else {
             R->map = li->ndim == 3;
             R->ndim = li->ndim;
@@ -104,8 +107,10 @@ mc_status mc_runner_init(const mc_comm *c, const mc_config *cfg, mc_runner *R, m
         R->logit_scale = 1.0;
         if (R->zeroshot) s = clip_logit_scale(cfg->models.target, &R->logit_scale, err);
         if (!R->zeroshot && !mc_model_label(R->m, 0))
-            s = MC_FAIL(err, MC_ERR_CONFIG, "%s: models.target %s has no id2label; intervene measures per-class "
-                        "accuracy", cfg->source_path, cfg->models.target);
+            s = MC_FAIL(err, MC_ERR_CONFIG,
+                        "%s: models.target %s has no id2label; intervene measures per-class "
+                        "accuracy",
+                        cfg->source_path, cfg->models.target);
     }
     s = mc_comm_agree(c, s, err);
     if (s == MC_OK) s = mc_model_dir_hash(c, cfg->models.target, R->hash, err);
@@ -124,8 +129,9 @@ static int32_t argmax_row(const float *row, int64_t n) {
  * that label (-1: a target class outside the dataset); a CLIP target classifies zero-shot. prob
  * receives the probability of dataset class k (softmax of the logits, or of 100 x the cosines).
  * scores: [B * C] scratch for a CLIP target. */
-void mc_runner_predict(const mc_runner *R, const int32_t *class_of_target, const float *class_emb, int64_t C, int64_t k,
-                    const float *out, int64_t B, int32_t *pred, float *prob, float *scores) {
+void mc_runner_predict(const mc_runner *R, const int32_t *class_of_target, const float *class_emb,
+                       int64_t C, int64_t k, const float *out, int64_t B, int32_t *pred,
+                       float *prob, float *scores) {
     if (R->zeroshot) mc_zeroshot_classify(class_emb, C, out, B, R->out_dim, pred, scores);
     for (int64_t i = 0; i < B; i++) {
         const float *row = R->zeroshot ? scores + i * C : out + i * R->out_dim;
@@ -143,11 +149,9 @@ void mc_runner_predict(const mc_runner *R, const int32_t *class_of_target, const
     }
 }
 
-
 /* ---- the prefix cache of one dataset ----------------------------------------------------- */
 
 enum { PREFIX_WAIT_TRIES = 600 }; /* 2 s apart: a concurrent writer gets 20 minutes */
-
 
 void mc_prefix_close(mc_prefix_set *p) {
     if (p->st) mc_store_close(&p->st, NULL);
@@ -176,14 +180,16 @@ mc_row_unit *mc_class_batches(const int64_t *first, int64_t C, int64_t bs, int64
 }
 
 static bool capture_fn(const mc_hook_view *v, void *user) {
-    memcpy(user, v->data, (size_t)(v->shape[0]) * (size_t)mc_pool_dim(v, MC_POOL_ALL) * sizeof(float));
+    memcpy(user, v->data,
+           (size_t)(v->shape[0]) * (size_t)mc_pool_dim(v, MC_POOL_ALL) * sizeof(float));
     return true;
 }
 
 /* Rows [b, e) of the prefix: images, state, clean logits and predictions. */
-static mc_status prefix_unit(mc_runner *R, const mc_prefix_set *p, char **paths, const int64_t *image, int64_t b,
-                             int64_t e, float *pix, float *state, float *logits, int32_t *pred, float *prob,
-                             float *scores, mc_error *err) {
+static mc_status prefix_unit(mc_runner *R, const mc_prefix_set *p, char **paths,
+                             const int64_t *image, int64_t b, int64_t e, float *pix, float *state,
+                             float *logits, int32_t *pred, float *prob, float *scores,
+                             mc_error *err) {
     const int64_t B = e - b;
     const size_t per_px = (size_t)3 * (size_t)R->th * (size_t)R->tw;
     for (int64_t i = 0; i < B; i++) {
@@ -192,7 +198,8 @@ static mc_status prefix_unit(mc_runner *R, const mc_prefix_set *p, char **paths,
         if (s == MC_OK) s = mc_preprocess(&R->pp, &img, pix + (size_t)i * per_px, NULL, err);
         mc_image_free(&img);
         if (s != MC_OK) {
-            mc_error_prefix(err, "intervene: image %lld (valid at extraction)", (long long)image[b + i]);
+            mc_error_prefix(err, "intervene: image %lld (valid at extraction)",
+                            (long long)image[b + i]);
             return s;
         }
     }
@@ -201,16 +208,17 @@ static mc_status prefix_unit(mc_runner *R, const mc_prefix_set *p, char **paths,
     MC_TRY(mc_model_forward(R->m, pix, B, R->th, R->tw, &o1, NULL, NULL, err));
     for (int64_t j = 0; j < B * R->per; j++)
         if (!isfinite(state[j]))
-            return MC_FAIL(err, MC_ERR_NUMERIC, "non-finite state at layer '%s' for image %s", R->layer,
-                           paths[image[b + j / R->per]]);
+            return MC_FAIL(err, MC_ERR_NUMERIC, "non-finite state at layer '%s' for image %s",
+                           R->layer, paths[image[b + j / R->per]]);
     mc_forward_opts o2 = {.start_at = R->layer, .start_state = state};
     MC_TRY(mc_model_forward(R->m, pix, B, R->th, R->tw, &o2, logits, NULL, err));
-    mc_runner_predict(R, p->class_of_target, p->class_emb, p->C, p->labels[b], logits, B, pred, prob, scores);
+    mc_runner_predict(R, p->class_of_target, p->class_emb, p->C, p->labels[b], logits, B, pred,
+                      prob, scores);
     return MC_OK;
 }
 
-static mc_status prefix_build(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_prefix_set *p, char **paths,
-                              const int64_t *image, mc_error *err) {
+static mc_status prefix_build(const mc_comm *c, const mc_config *cfg, mc_runner *R,
+                              mc_prefix_set *p, char **paths, const int64_t *image, mc_error *err) {
     const int64_t C = p->C, bs = cfg->intervene.batch_size;
     int64_t n_units = 0;
     mc_row_unit *units = mc_class_batches(p->first, C, bs, &n_units);
@@ -236,20 +244,30 @@ static mc_status prefix_build(const mc_comm *c, const mc_config *cfg, mc_runner 
         s = mc_store_create_dataset(st, "state", MC_DTYPE_F32, 1 + R->ndim, sh, bs, err);
         if (s == MC_OK) s = mc_store_set_attr_str(st, "state", "layer", R->layer, err);
         if (s == MC_OK) s = mc_store_create_dataset(st, "labels", MC_DTYPE_I32, 1, sh, 0, err);
-        if (s == MC_OK) s = mc_store_write_rows(st, "labels", MC_DTYPE_I32, 0, root ? N : 0, p->labels, err);
+        if (s == MC_OK)
+            s = mc_store_write_rows(st, "labels", MC_DTYPE_I32, 0, root ? N : 0, p->labels, err);
         if (s == MC_OK) s = mc_store_create_dataset(st, "image_index", MC_DTYPE_I64, 1, sh, 0, err);
-        if (s == MC_OK) s = mc_store_write_rows(st, "image_index", MC_DTYPE_I64, 0, root ? N : 0, image, err);
+        if (s == MC_OK)
+            s = mc_store_write_rows(st, "image_index", MC_DTYPE_I64, 0, root ? N : 0, image, err);
         if (s == MC_OK) s = mc_store_create_dataset(st, "clean_pred", MC_DTYPE_I32, 1, sh, 0, err);
         if (s == MC_OK) s = mc_store_create_dataset(st, "clean_prob", MC_DTYPE_F32, 1, sh, 0, err);
         sh[1] = R->out_dim;
-        if (s == MC_OK) s = mc_store_create_dataset(st, "clean_logits", MC_DTYPE_F32, 2, sh, bs, err);
+        if (s == MC_OK)
+            s = mc_store_create_dataset(st, "clean_logits", MC_DTYPE_F32, 2, sh, bs, err);
         sh[0] = C;
-        if (s == MC_OK) s = mc_store_create_dataset(st, "clean_class_acc", MC_DTYPE_F64, 1, sh, 0, err);
+        if (s == MC_OK)
+            s = mc_store_create_dataset(st, "clean_class_acc", MC_DTYPE_F64, 1, sh, 0, err);
         sh[0] = C + 1;
-        if (s == MC_OK) s = mc_store_create_dataset(st, "class_first_row", MC_DTYPE_I64, 1, sh, 0, err);
-        if (s == MC_OK) s = mc_store_write_rows(st, "class_first_row", MC_DTYPE_I64, 0, root ? C + 1 : 0, p->first, err);
-        mc_store_provenance prov = {.stage = "intervene", .config_hash = cfg->hash, .model = R->hash,
-                                    .dataset = mc_split_name(p->split), .has_seed = false};
+        if (s == MC_OK)
+            s = mc_store_create_dataset(st, "class_first_row", MC_DTYPE_I64, 1, sh, 0, err);
+        if (s == MC_OK)
+            s = mc_store_write_rows(st, "class_first_row", MC_DTYPE_I64, 0, root ? C + 1 : 0,
+                                    p->first, err);
+        mc_store_provenance prov = {.stage = "intervene",
+                                    .config_hash = cfg->hash,
+                                    .model = R->hash,
+                                    .dataset = mc_split_name(p->split),
+                                    .has_seed = false};
         if (s == MC_OK) s = mc_store_write_provenance(st, "/", &prov, err);
         if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "prefix_key", p->key, err);
         if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "split", mc_split_name(p->split), err);
@@ -276,8 +294,8 @@ static mc_status prefix_build(const mc_comm *c, const mc_config *cfg, mc_runner 
     for (int64_t u = 0; s == MC_OK && u < n_units; u++)
         if (!done[u]) pending[n_pending++] = u;
     if (s == MC_OK && n_done > 0)
-        mc_info0("intervene: prefix of %s resuming, %lld of %lld batches done", mc_split_name(p->split),
-                 (long long)n_done, (long long)n_units);
+        mc_info0("intervene: prefix of %s resuming, %lld of %lld batches done",
+                 mc_split_name(p->split), (long long)n_done, (long long)n_units);
     mc_progress prog;
     mc_progress_start(&prog, "prefix", n_pending, "batch");
     int64_t rounds = (n_pending + c->size - 1) / c->size;
@@ -291,20 +309,24 @@ static mc_status prefix_build(const mc_comm *c, const mc_config *cfg, mc_runner 
         }
         s = mc_comm_agree(c, ls, err);
         if (s == MC_OK) s = mc_store_write_rows(st, "state", MC_DTYPE_F32, b, e, state, err);
-        if (s == MC_OK) s = mc_store_write_rows(st, "clean_logits", MC_DTYPE_F32, b, e, logits, err);
+        if (s == MC_OK)
+            s = mc_store_write_rows(st, "clean_logits", MC_DTYPE_F32, b, e, logits, err);
         if (s == MC_OK) s = mc_store_write_rows(st, "clean_pred", MC_DTYPE_I32, b, e, pred, err);
         if (s == MC_OK) s = mc_store_write_rows(st, "clean_prob", MC_DTYPE_F32, b, e, prob, err);
         if (s == MC_OK) s = mc_store_units_mark(st, "/", &unit, unit >= 0 ? 1 : 0, err);
         mc_progress_update(&prog, (r + 1) * c->size < n_pending ? (r + 1) * c->size : n_pending);
         if (s == MC_OK && mc_comm_stop_requested(c))
-            s = MC_FAIL(err, MC_ERR_INTERRUPTED, "intervene: prefix of %s stopped by signal; the store is consistent, "
-                        "rerun to resume (%s)", mc_split_name(p->split), p->path);
+            s = MC_FAIL(err, MC_ERR_INTERRUPTED,
+                        "intervene: prefix of %s stopped by signal; the store is consistent, "
+                        "rerun to resume (%s)",
+                        mc_split_name(p->split), p->path);
     }
     mc_progress_finish(&prog);
     /* The clean per-class accuracy, from the stored predictions (rank 0 writes). */
     int32_t *cp = mc_alloc_array((size_t)(N > 0 ? N : 1), sizeof *cp);
     double *acc = mc_alloc_array((size_t)C, sizeof *acc);
-    if (s == MC_OK) s = mc_comm_agree(c, cp && acc ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
+    if (s == MC_OK)
+        s = mc_comm_agree(c, cp && acc ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
     if (s == MC_OK) s = mc_store_read_rows(st, "clean_pred", MC_DTYPE_I32, 0, N, cp, err);
     if (s == MC_OK) {
         for (int64_t k = 0; k < C; k++) {
@@ -315,17 +337,19 @@ static mc_status prefix_build(const mc_comm *c, const mc_config *cfg, mc_runner 
         s = mc_store_write_rows(st, "clean_class_acc", MC_DTYPE_F64, 0, root ? C : 0, acc, err);
     }
     s = mc_store_finish(&st, s, err);
-    if (s == MC_OK) mc_info0("intervene: prefix of %s: %lld images at layer %s -> %s", mc_split_name(p->split),
-                             (long long)N, R->layer, p->path);
-    free(cp), free(acc), free(units), free(done), free(pending), free(pix), free(state), free(logits), free(pred);
+    if (s == MC_OK)
+        mc_info0("intervene: prefix of %s: %lld images at layer %s -> %s", mc_split_name(p->split),
+                 (long long)N, R->layer, p->path);
+    free(cp), free(acc), free(units), free(done), free(pending), free(pix), free(state),
+        free(logits), free(pred);
     free(prob), free(scores);
     return s;
 }
 
 /* Finds the split's extraction store, lists its valid images by class, and builds (or resumes,
  * or opens) the prefix cache. Collective. */
-static mc_status prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_split split, int64_t seed,
-                             bool find_only, mc_prefix_set *p, mc_error *err) {
+static mc_status prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_split split,
+                             int64_t seed, bool find_only, mc_prefix_set *p, mc_error *err) {
     memset(p, 0, sizeof *p);
     p->split = split;
     char xpath[MC_PATH_CAP];
@@ -333,8 +357,11 @@ static mc_status prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *
     bool complete = false;
     MC_TRY(mc_store_peek_complete(c, xpath, &complete, err));
     if (!complete)
-        return MC_FAIL(err, MC_ERR_ARG, "the %s images of seed %lld are not extracted (%s missing or incomplete); run "
-                       "the extract stage first (miclip extract CONFIG)", mc_split_name(split), (long long)seed, xpath);
+        return MC_FAIL(
+            err, MC_ERR_ARG,
+            "the %s images of seed %lld are not extracted (%s missing or incomplete); run "
+            "the extract stage first (miclip extract CONFIG)",
+            mc_split_name(split), (long long)seed, xpath);
     mc_store *x = NULL;
     MC_TRY(mc_store_open(c, xpath, MC_STORE_READ, &x, err));
     char *xkey = NULL, **paths = NULL;
@@ -366,9 +393,10 @@ static mc_status prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *
         mc_store_dataset_info ei;
         s = mc_store_dataset_info_get(x, "text/class_embeds", &ei, err);
         if (s == MC_OK && (ei.ndim != 2 || ei.shape[0] != C || ei.shape[1] != R->out_dim))
-            s = MC_FAIL(err, MC_ERR_FORMAT, "%s: text/class_embeds is not [%lld, %lld]", xpath, (long long)C,
-                        (long long)R->out_dim);
-        if (s == MC_OK) s = mc_store_read_rows(x, "text/class_embeds", MC_DTYPE_F32, 0, C, p->class_emb, err);
+            s = MC_FAIL(err, MC_ERR_FORMAT, "%s: text/class_embeds is not [%lld, %lld]", xpath,
+                        (long long)C, (long long)R->out_dim);
+        if (s == MC_OK)
+            s = mc_store_read_rows(x, "text/class_embeds", MC_DTYPE_F32, 0, C, p->class_emb, err);
     }
     mc_store_close(&x, NULL);
     /* A classifier's label j counts for dataset class k when their names agree. */
@@ -378,15 +406,18 @@ static mc_status prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *
     for (int64_t j = 0; s == MC_OK && j < R->out_dim; j++) {
         p->class_of_target[j] = -1;
         for (int64_t k = 0; !R->zeroshot && k < C && p->class_of_target[j] < 0; k++)
-            if (!strcasecmp(mc_model_label(R->m, j), p->class_names[k])) p->class_of_target[j] = (int32_t)k, mapped[k] = any = true;
+            if (!strcasecmp(mc_model_label(R->m, j), p->class_names[k]))
+                p->class_of_target[j] = (int32_t)k, mapped[k] = any = true;
     }
     if (s == MC_OK && R->zeroshot)
         for (int64_t k = 0; k < C; k++) mapped[k] = true;
     if (s == MC_OK && !any) {
         p->skip = true;
-        mc_info0("intervene: none of the %lld %s classes ('%s', ...) is a class of the target %s; %s skipped (a CLIP "
-                 "target classifies such classes zero-shot)", (long long)C, mc_split_name(split), p->class_names[0],
-                 cfg->models.target, mc_split_name(split));
+        mc_info0("intervene: none of the %lld %s classes ('%s', ...) is a class of the target %s; "
+                 "%s skipped (a CLIP "
+                 "target classifies such classes zero-shot)",
+                 (long long)C, mc_split_name(split), p->class_names[0], cfg->models.target,
+                 mc_split_name(split));
     }
     if (s == MC_OK && !p->skip) {
         /* Rows sorted by (class, index): every class is one contiguous block. */
@@ -398,22 +429,27 @@ static mc_status prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *
         }
         p->first[C] = p->n = n;
         mc_buf b = {0};
-        mc_buf_printf(&b, "%s\ncode=%s\nextract=%s\ntarget=%s\nlayer=%s\nbatch=%lld\n", PREFIX_KEY_VERSION,
-                      MICLIP_CACHE_VERSION, xkey, R->hash, R->layer, (long long)cfg->intervene.batch_size);
+        mc_buf_printf(&b, "%s\ncode=%s\nextract=%s\ntarget=%s\nlayer=%s\nbatch=%lld\n",
+                      PREFIX_KEY_VERSION, MICLIP_CACHE_VERSION, xkey, R->hash, R->layer,
+                      (long long)cfg->intervene.batch_size);
         /* A CLIP target's probabilities changed from a fixed 100 to the model's own scale. */
         if (R->zeroshot) mc_buf_printf(&b, "logit_scale=%.17g\n", R->logit_scale);
         char tag[256];
         mc_layer_tag(R->layer, tag, sizeof tag);
-        if (b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-        else mc_key_of(b.p, p->key);
+        if (b.oom)
+            s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        else
+            mc_key_of(b.p, p->key);
         mc_buf_free(&b);
         /* No seed in the name: the key (the extraction store's among others) says what the prefix
          * holds, so seeds that share an extraction store share its prefix too. */
-        if (s == MC_OK && !mc_snprintf(p->path, sizeof p->path, "%s/intervene/prefix-%s-l%s-%.16s.h5",
-                                       cfg->output_dir, mc_split_name(split), tag, p->key))
+        if (s == MC_OK &&
+            !mc_snprintf(p->path, sizeof p->path, "%s/intervene/prefix-%s-l%s-%.16s.h5",
+                         cfg->output_dir, mc_split_name(split), tag, p->key))
             s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
         if (s == MC_OK && n == 0)
-            s = MC_FAIL(err, MC_ERR_ARG, "%s: no valid %s image has one of the target's %lld classes as its label",
+            s = MC_FAIL(err, MC_ERR_ARG,
+                        "%s: no valid %s image has one of the target's %lld classes as its label",
                         xpath, mc_split_name(split), (long long)C);
     }
     free(mapped);
@@ -430,7 +466,8 @@ static mc_status prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *
         s = mc_store_peek_complete(c, p->path, &complete, err);
         if (s != MC_OK) break;
         if (complete) {
-            mc_info0("intervene: prefix of %s complete, reusing (%s)", mc_split_name(split), p->path);
+            mc_info0("intervene: prefix of %s complete, reusing (%s)", mc_split_name(split),
+                     p->path);
             break;
         }
         char dir[MC_PATH_CAP];
@@ -448,22 +485,25 @@ static mc_status prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *
     if (s == MC_OK) s = mc_store_open(c, p->path, MC_STORE_READ, &p->st, err);
     p->clean_pred = s == MC_OK ? mc_alloc_array((size_t)p->n, sizeof *p->clean_pred) : NULL;
     p->clean_prob = s == MC_OK ? mc_alloc_array((size_t)p->n, sizeof *p->clean_prob) : NULL;
-    if (s == MC_OK && (!p->clean_pred || !p->clean_prob)) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    if (s == MC_OK && (!p->clean_pred || !p->clean_prob))
+        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     s = mc_comm_agree(c, s, err);
-    if (s == MC_OK) s = mc_store_read_rows(p->st, "clean_pred", MC_DTYPE_I32, 0, p->n, p->clean_pred, err);
-    if (s == MC_OK) s = mc_store_read_rows(p->st, "clean_prob", MC_DTYPE_F32, 0, p->n, p->clean_prob, err);
+    if (s == MC_OK)
+        s = mc_store_read_rows(p->st, "clean_pred", MC_DTYPE_I32, 0, p->n, p->clean_pred, err);
+    if (s == MC_OK)
+        s = mc_store_read_rows(p->st, "clean_prob", MC_DTYPE_F32, 0, p->n, p->clean_prob, err);
     free(xkey), free(lab), free(valid), free(image);
     mc_strings_free(&paths, N);
     if (s != MC_OK) mc_prefix_close(p);
     return s;
 }
 
-mc_status mc_prefix_find(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_split split, int64_t seed,
-                         mc_prefix_set *p, mc_error *err) {
+mc_status mc_prefix_find(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_split split,
+                         int64_t seed, mc_prefix_set *p, mc_error *err) {
     return prefix_open(c, cfg, R, split, seed, true, p, err);
 }
 
-mc_status mc_prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_split split, int64_t seed,
-                         mc_prefix_set *p, mc_error *err) {
+mc_status mc_prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_split split,
+                         int64_t seed, mc_prefix_set *p, mc_error *err) {
     return prefix_open(c, cfg, R, split, seed, false, p, err);
 }

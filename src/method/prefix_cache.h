@@ -32,15 +32,15 @@ typedef struct {
     mc_model *m;
     mc_preproc pp;
     int th, tw;
-    const char *layer;       /* intervene.layer (borrowed) */
-    bool map;                /* [C, H, W] (ResNet) rather than [T, D] */
-    int64_t tokens, dim;     /* T and D, or H*W and C */
-    int64_t per;             /* floats per image of the state */
-    int ndim;                /* of the state, per image */
+    const char *layer;   /* intervene.layer (borrowed) */
+    bool map;            /* [C, H, W] (ResNet) rather than [T, D] */
+    int64_t tokens, dim; /* T and D, or H*W and C */
+    int64_t per;         /* floats per image of the state */
+    int ndim;            /* of the state, per image */
     int64_t shape[3];
     int64_t out_dim;
-    bool zeroshot;           /* a CLIP target: classes by cosine with their text embeddings */
-    double logit_scale;      /* CLIP target: exp(logit_scale) of its weights, else 100; 1 otherwise */
+    bool zeroshot;      /* a CLIP target: classes by cosine with their text embeddings */
+    double logit_scale; /* CLIP target: exp(logit_scale) of its weights, else 100; 1 otherwise */
     char hash[MC_KEY_HEX];
 } mc_runner;
 
@@ -55,35 +55,36 @@ void mc_runner_free(mc_runner *R);
  * that label (-1: a target class outside the dataset); a CLIP target classifies zero-shot. prob
  * receives the probability of dataset class k (softmax of the logits, or of 100 x the cosines).
  * scores: [B * C] scratch for a CLIP target. */
-void mc_runner_predict(const mc_runner *R, const int32_t *class_of_target, const float *class_emb, int64_t C,
-                       int64_t k, const float *out, int64_t B, int32_t *pred, float *prob, float *scores);
+void mc_runner_predict(const mc_runner *R, const int32_t *class_of_target, const float *class_emb,
+                       int64_t C, int64_t k, const float *out, int64_t B, int32_t *pred,
+                       float *prob, float *scores);
 
 /* The prefix cache of one dataset. */
 typedef struct {
     mc_split split;
-    bool skip;              /* a classifier target without any of the dataset's classes */
+    bool skip; /* a classifier target without any of the dataset's classes */
     char path[MC_PATH_CAP];
     char key[MC_KEY_HEX];
-    int64_t C;              /* the dataset's classes */
-    char **class_names;     /* [C] */
+    int64_t C;                /* the dataset's classes */
+    char **class_names;       /* [C] */
     int32_t *class_of_target; /* [out_dim]: dataset class of each target label, or -1 */
-    float *class_emb;       /* [C * out_dim]: prompted class text embeddings (CLIP target) */
-    int64_t n;              /* rows: valid images with a class, sorted by (class, index) */
-    int64_t *first;         /* [C + 1]: class c's rows are [first[c], first[c+1]) */
-    int32_t *labels;        /* [n] */
-    int32_t *clean_pred;    /* [n] */
-    float *clean_prob;      /* [n]: probability of the image's class */
-    mc_store *st;           /* open read-only once complete */
+    float *class_emb;         /* [C * out_dim]: prompted class text embeddings (CLIP target) */
+    int64_t n;                /* rows: valid images with a class, sorted by (class, index) */
+    int64_t *first;           /* [C + 1]: class c's rows are [first[c], first[c+1]) */
+    int32_t *labels;          /* [n] */
+    int32_t *clean_pred;      /* [n] */
+    float *clean_prob;        /* [n]: probability of the image's class */
+    mc_store *st;             /* open read-only once complete */
 } mc_prefix_set;
 
 /* Collective. Finds the split's extraction store, lists its valid images by class, and builds (or
  * resumes, or opens) the prefix cache. */
-mc_status mc_prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_split split, int64_t seed,
-                         mc_prefix_set *p, mc_error *err);
+mc_status mc_prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_split split,
+                         int64_t seed, mc_prefix_set *p, mc_error *err);
 /* Collective. The same up to the cache's key and path (skip, C, class names, rows, key, path),
  * without opening or building the cache: R may come from mc_runner_find. */
-mc_status mc_prefix_find(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_split split, int64_t seed,
-                         mc_prefix_set *p, mc_error *err);
+mc_status mc_prefix_find(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_split split,
+                         int64_t seed, mc_prefix_set *p, mc_error *err);
 void mc_prefix_close(mc_prefix_set *p);
 
 /* One work unit: rows [b, e) of class c. */

@@ -54,7 +54,8 @@ static void merge_tops(void *in, void *inout, int *len, MPI_Datatype *dt) {
 void mc_concept_classes(const mc_unit_set *u, const char *const *texts, int64_t n, int64_t *cls) {
     for (int64_t j = 0; j < n; j++) {
         cls[j] = -1;
-        if (u->reading != MC_READ_INPUTS || u->inputs != MC_INPUTS_CLASS || !texts || !u->g_class) continue;
+        if (u->reading != MC_READ_INPUTS || u->inputs != MC_INPUTS_CLASS || !texts || !u->g_class)
+            continue;
         for (int64_t k = 0; k < u->n_classes; k++)
             if (!strcasecmp(u->class_names[k], texts[j])) {
                 cls[j] = k;
@@ -63,21 +64,21 @@ void mc_concept_classes(const mc_unit_set *u, const char *const *texts, int64_t 
     }
 }
 
-void mc_unit_scores_block(const mc_unit_set *u, int64_t d, float *p, int64_t len, int64_t unit0, const float *cn,
-                          const int64_t *cls, int64_t Cn, float *S) {
+void mc_unit_scores_block(const mc_unit_set *u, int64_t d, float *p, int64_t len, int64_t unit0,
+                          const float *cn, const int64_t *cls, int64_t Cn, float *S) {
     if (u->reading == MC_READ_PLAIN) {
         /* cos(p_i, c): normalised directions, one sgemm (the stage's numbers since 0.x). */
         mc_normalize_rows_f(p, len, d);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)len, (int)Cn, (int)d, 1.0f, p, (int)d, cn, (int)d,
-                    0.0f, S, (int)Cn);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)len, (int)Cn, (int)d, 1.0f, p,
+                    (int)d, cn, (int)d, 0.0f, S, (int)Cn);
         return;
     }
     /* The INPUTS reading: the unit's embedding for concept j is g p_i + q with g the unit's mean
      * value over j's input set, so
      *   cos = (g <p_i, c_j> + <q, c_j>) / max(sqrt(g^2 |p_i|^2 + 2 g <p_i, q> + |q|^2), 1e-12)
      * (c_j unit length). <p_i, c_j> is one sgemm per block; the rest in double. */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)len, (int)Cn, (int)d, 1.0f, p, (int)d, cn, (int)d,
-                0.0f, S, (int)Cn);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)len, (int)Cn, (int)d, 1.0f, p, (int)d,
+                cn, (int)d, 0.0f, S, (int)Cn);
     const int64_t U = u->n_units;
     double qq = 0;
     for (int64_t k = 0; u->q && k < d; k++) qq += (double)u->q[k] * u->q[k];
@@ -101,8 +102,9 @@ void mc_unit_scores_block(const mc_unit_set *u, int64_t d, float *p, int64_t len
 }
 
 mc_status mc_similarity(const mc_comm *c, const mc_unit_set *u, const mc_encoder_weights *w,
-                        const float *concept_emb, const char *const *concept_texts, int64_t n_concepts,
-                        int64_t tau_u, int64_t tau_c, bool keep_sim, mc_sim_result *r, mc_error *err) {
+                        const float *concept_emb, const char *const *concept_texts,
+                        int64_t n_concepts, int64_t tau_u, int64_t tau_c, bool keep_sim,
+                        mc_sim_result *r, mc_error *err) {
     memset(r, 0, sizeof *r);
     const int64_t U = u->n_units, Cn = n_concepts, d = w->d;
     int64_t nb = (U + MC_UNIT_BLOCK - 1) / MC_UNIT_BLOCK, b0, b1;
@@ -117,11 +119,15 @@ mc_status mc_similarity(const mc_comm *c, const mc_unit_set *u, const mc_encoder
     int64_t *cnt = mc_calloc_array((size_t)Cn + 1, sizeof(int64_t));
     int64_t *cls = mc_alloc_array((size_t)Cn + 1, sizeof(int64_t));
     if (tau_u > 0) r->loc = mc_alloc_array((size_t)Cn, (size_t)tau_u * sizeof(mc_scored));
-    if (tau_c > 0) r->desc = mc_alloc_array((size_t)(rows > 0 ? rows : 1), (size_t)tau_c * sizeof(mc_scored));
-    if (keep_sim) r->sim = mc_alloc_array((size_t)(rows > 0 ? rows : 1), (size_t)Cn * sizeof(float));
+    if (tau_c > 0)
+        r->desc = mc_alloc_array((size_t)(rows > 0 ? rows : 1), (size_t)tau_c * sizeof(mc_scored));
+    if (keep_sim)
+        r->sim = mc_alloc_array((size_t)(rows > 0 ? rows : 1), (size_t)Cn * sizeof(float));
     mc_status s = MC_OK;
-    if (!emb || !cn || !S || !cnt || !cls || (tau_u > 0 && !r->loc) || (tau_c > 0 && !r->desc) || (keep_sim && !r->sim))
-        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for %lld units x %lld concepts", (long long)U, (long long)Cn);
+    if (!emb || !cn || !S || !cnt || !cls || (tau_u > 0 && !r->loc) || (tau_c > 0 && !r->desc) ||
+        (keep_sim && !r->sim))
+        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for %lld units x %lld concepts", (long long)U,
+                    (long long)Cn);
     s = mc_comm_agree(c, s, err);
     if (s == MC_OK) s = mc_unit_embed(c, u, w, r->u0, r->u1, false, emb, err);
     if (s == MC_OK) {
@@ -139,7 +145,8 @@ mc_status mc_similarity(const mc_comm *c, const mc_unit_set *u, const mc_encoder
                 if (tau_c > 0) {
                     mc_scored *top = r->desc + (b + i) * tau_c;
                     int64_t n = 0;
-                    for (int64_t j = 0; j < Cn; j++) mc_top_insert(top, &n, tau_c, row[j], (int32_t)j);
+                    for (int64_t j = 0; j < Cn; j++)
+                        mc_top_insert(top, &n, tau_c, row[j], (int32_t)j);
                 }
                 for (int64_t j = 0; tau_u > 0 && j < Cn; j++)
                     mc_top_insert(r->loc + j * tau_u, &cnt[j], tau_u, row[j], unit);
@@ -155,7 +162,8 @@ mc_status mc_similarity(const mc_comm *c, const mc_unit_set *u, const mc_encoder
             int rc = MPI_Allreduce(MPI_IN_PLACE, r->loc, (int)Cn, dt, op, c->comm);
             MPI_Op_free(&op);
             MPI_Type_free(&dt);
-            if (rc != MPI_SUCCESS) s = MC_FAIL(err, MC_ERR_MPI, "MPI_Allreduce of the top-unit lists failed");
+            if (rc != MPI_SUCCESS)
+                s = MC_FAIL(err, MC_ERR_MPI, "MPI_Allreduce of the top-unit lists failed");
         }
     }
     free(emb), free(cn), free(S), free(cnt), free(cls);
@@ -163,12 +171,15 @@ mc_status mc_similarity(const mc_comm *c, const mc_unit_set *u, const mc_encoder
     return s;
 }
 
-mc_status mc_sim_gather_desc(const mc_comm *c, const mc_sim_result *r, mc_scored **all, mc_error *err) {
+mc_status mc_sim_gather_desc(const mc_comm *c, const mc_sim_result *r, mc_scored **all,
+                             mc_error *err) {
     *all = NULL;
     int *cnt = calloc((size_t)c->size, sizeof(int)), *dsp = calloc((size_t)c->size, sizeof(int));
     mc_scored *buf = c->rank == 0 ? mc_alloc_array((size_t)(r->n_units > 0 ? r->n_units : 1),
-                                                   (size_t)r->tau_c * sizeof(mc_scored)) : NULL;
-    mc_status s = cnt && dsp && (c->rank != 0 || buf) ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+                                                   (size_t)r->tau_c * sizeof(mc_scored))
+                                  : NULL;
+    mc_status s =
+        cnt && dsp && (c->rank != 0 || buf) ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     s = mc_comm_agree(c, s, err);
     if (s == MC_OK) {
         int64_t nb = (r->n_units + MC_UNIT_BLOCK - 1) / MC_UNIT_BLOCK;
@@ -181,11 +192,14 @@ mc_status mc_sim_gather_desc(const mc_comm *c, const mc_sim_result *r, mc_scored
             dsp[q] = (int)(u0 * r->tau_c * (int64_t)sizeof(mc_scored));
         }
         int mine = (int)((r->u1 - r->u0) * r->tau_c * (int64_t)sizeof(mc_scored));
-        if (MPI_Gatherv(r->desc, mine, MPI_BYTE, buf, cnt, dsp, MPI_BYTE, 0, c->comm) != MPI_SUCCESS)
+        if (MPI_Gatherv(r->desc, mine, MPI_BYTE, buf, cnt, dsp, MPI_BYTE, 0, c->comm) !=
+            MPI_SUCCESS)
             s = MC_FAIL(err, MC_ERR_MPI, "MPI_Gatherv of descriptions failed");
     }
     free(cnt), free(dsp);
-    if (s == MC_OK) *all = buf;
-    else free(buf);
+    if (s == MC_OK)
+        *all = buf;
+    else
+        free(buf);
     return s;
 }

@@ -18,11 +18,12 @@
 
 /* Collective (rank 0 writes). Records that task of stage has its complete results in store, whose
  * root attribute <stage>_key is key. */
-mc_status mc_task_index_write(const mc_comm *c, const mc_config *cfg, int stage, const mc_task *task,
-                              const char *store, const char *key, mc_error *err);
+mc_status mc_task_index_write(const mc_comm *c, const mc_config *cfg, int stage,
+                              const mc_task *task, const char *store, const char *key,
+                              mc_error *err);
 /* Local. The store and key recorded for task; MC_ERR_ARG naming the stage to run when the task has
  * no entry, MC_ERR_FORMAT when the entry does not parse. */
-mc_status mc_task_index_find(const mc_config *cfg, int stage, const mc_task *task, char *store, size_t cap,
-                             char key[MC_KEY_HEX], mc_error *err);
+mc_status mc_task_index_find(const mc_config *cfg, int stage, const mc_task *task, char *store,
+                             size_t cap, char key[MC_KEY_HEX], mc_error *err);
 
 #endif

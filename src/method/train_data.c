@@ -28,8 +28,10 @@ mc_status mc_train_data_open(const mc_comm *c, const mc_config *cfg, int64_t see
     bool complete = false;
     MC_TRY(mc_store_peek_complete(c, td->path, &complete, err));
     if (!complete)
-        return MC_FAIL(err, MC_ERR_ARG, "the training activations of seed %lld are missing or incomplete "
-                       "(%s); run the extract stage first (miclip extract CONFIG)", (long long)seed, td->path);
+        return MC_FAIL(err, MC_ERR_ARG,
+                       "the training activations of seed %lld are missing or incomplete "
+                       "(%s); run the extract stage first (miclip extract CONFIG)",
+                       (long long)seed, td->path);
     MC_TRY(mc_store_open(c, td->path, MC_STORE_READ, &td->st, err));
     char *key = NULL, *clip = NULL;
     mc_store_dataset_info vi, ci;
@@ -38,7 +40,8 @@ mc_status mc_train_data_open(const mc_comm *c, const mc_config *cfg, int64_t see
     if (s == MC_OK) s = mc_store_dataset_info_get(td->st, "images/valid", &vi, err);
     if (s == MC_OK) s = mc_store_dataset_info_get(td->st, "text/class_embeds", &ci, err);
     if (s == MC_OK && (vi.ndim != 1 || ci.ndim != 2))
-        s = MC_FAIL(err, MC_ERR_FORMAT, "%s: unexpected images/valid or text/class_embeds shape", td->path);
+        s = MC_FAIL(err, MC_ERR_FORMAT, "%s: unexpected images/valid or text/class_embeds shape",
+                    td->path);
     if (s == MC_OK) {
         mc_strlcpy(td->extract_key, key, sizeof td->extract_key);
         mc_strlcpy(td->clip_hash, clip, sizeof td->clip_hash);
@@ -60,8 +63,11 @@ mc_status mc_train_data_open(const mc_comm *c, const mc_config *cfg, int64_t see
         if (!td->valid || !td->pred) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     }
     s = mc_comm_agree(c, s, err);
-    if (s == MC_OK) s = mc_store_read_rows(td->st, "images/valid", MC_DTYPE_U8, 0, td->n_img, td->valid, err);
-    if (s == MC_OK) s = mc_store_read_rows(td->st, "target/predictions", MC_DTYPE_I32, 0, td->n_img, td->pred, err);
+    if (s == MC_OK)
+        s = mc_store_read_rows(td->st, "images/valid", MC_DTYPE_U8, 0, td->n_img, td->valid, err);
+    if (s == MC_OK)
+        s = mc_store_read_rows(td->st, "target/predictions", MC_DTYPE_I32, 0, td->n_img, td->pred,
+                               err);
     if (s != MC_OK) {
         td->n_classes = nc;
         mc_train_data_close(td);

@@ -38,14 +38,17 @@ mc_align_config mc_align_config_of(const mc_config *cfg, int64_t n, int64_t d, i
     a.n = n;
     a.d = d;
     a.n_classes = n_classes;
-    a.variant = variant == MC_VARIANT_IN ? MC_ALIGN_IN : variant == MC_VARIANT_OUT ? MC_ALIGN_OUT
-                                                                                 : MC_ALIGN_IN_OUT;
+    a.variant = variant == MC_VARIANT_IN    ? MC_ALIGN_IN
+                : variant == MC_VARIANT_OUT ? MC_ALIGN_OUT
+                                            : MC_ALIGN_IN_OUT;
     a.learn_scale = cfg->align.temperature.learnable;
-    a.logit_scale = a.learn_scale ? 1.0 / cfg->align.init_temperature : 1.0 / cfg->align.temperature.value;
+    a.logit_scale =
+        a.learn_scale ? 1.0 / cfg->align.init_temperature : 1.0 / cfg->align.temperature.value;
     a.adam.lr = cfg->align.lr;
     a.batch_size = cfg->align.batch_size;
     /* stop: converged trains epoch by epoch up to max_epochs (align.c) */
-    a.epochs = (int)(cfg->align.stop == MC_ALIGN_STOP_EPOCHS ? cfg->align.epochs : cfg->align.max_epochs);
+    a.epochs =
+        (int)(cfg->align.stop == MC_ALIGN_STOP_EPOCHS ? cfg->align.epochs : cfg->align.max_epochs);
     a.seed = (uint64_t)seed;
     a.shuffle_block = 1;
     return a;
@@ -71,7 +74,8 @@ mc_status mc_curve_load(mc_train_curve *curve, const char *path, int64_t keep, m
     mc_train_curve_free(curve);
     if (!mc_file_exists(path)) {
         if (keep == 0) return MC_OK;
-        return MC_FAIL(err, MC_ERR_IO, "%s: missing (the checkpoint is at step %lld)", path, (long long)keep);
+        return MC_FAIL(err, MC_ERR_IO, "%s: missing (the checkpoint is at step %lld)", path,
+                       (long long)keep);
     }
     mc_st_file *f = NULL;
     MC_TRY(mc_st_open(path, &f, err));
@@ -79,13 +83,15 @@ mc_status mc_curve_load(mc_train_curve *curve, const char *path, int64_t keep, m
     long long count = cnt ? atoll(cnt) : -1;
     mc_status s = MC_OK;
     if (count < keep)
-        s = MC_FAIL(err, MC_ERR_FORMAT, "%s: %lld curve entries, the checkpoint needs %lld", path, count, (long long)keep);
+        s = MC_FAIL(err, MC_ERR_FORMAT, "%s: %lld curve entries, the checkpoint needs %lld", path,
+                    count, (long long)keep);
     float *v[4] = {0};
     const char *names[4] = {"loss", "a", "b", "c"};
     for (int i = 0; s == MC_OK && keep > 0 && i < 4; i++) {
         int64_t shape[1] = {count};
         v[i] = mc_alloc_array((size_t)count, sizeof(float));
-        s = v[i] ? mc_st_read_f32(f, names[i], 1, shape, v[i], err) : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        s = v[i] ? mc_st_read_f32(f, names[i], 1, shape, v[i], err)
+                 : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     }
     for (int64_t j = 0; s == MC_OK && j < keep; j++)
         s = mc_train_curve_push(curve, v[0][j], v[1][j], v[2][j], v[3][j], err);
@@ -94,15 +100,18 @@ mc_status mc_curve_load(mc_train_curve *curve, const char *path, int64_t keep, m
     return s;
 }
 
-mc_status mc_stage_resume_checkpoint(const mc_comm *c, const mc_run_paths *p, mc_encoder *enc, mc_sae *sae,
-                                     mc_train_pos *pos, mc_train_curve *curve, const char *what, mc_error *err) {
+mc_status mc_stage_resume_checkpoint(const mc_comm *c, const mc_run_paths *p, mc_encoder *enc,
+                                     mc_sae *sae, mc_train_pos *pos, mc_train_curve *curve,
+                                     const char *what, mc_error *err) {
     int exists = c->rank == 0 ? mc_file_exists(p->ckpt) : 0;
     MPI_Bcast(&exists, 1, MPI_INT, 0, c->comm);
     if (!exists) return MC_OK;
-    mc_status s = enc ? mc_encoder_load(enc, pos, p->key, p->ckpt, err) : mc_sae_load(sae, pos, p->key, p->ckpt, err);
+    mc_status s = enc ? mc_encoder_load(enc, pos, p->key, p->ckpt, err)
+                      : mc_sae_load(sae, pos, p->key, p->ckpt, err);
     if (s == MC_OK) s = mc_curve_load(curve, p->curve, pos->global_step, err);
     MC_TRY(mc_comm_agree(c, s, err));
-    mc_info0("%s: resuming from the checkpoint at step %lld (%s)", what, (long long)pos->global_step, p->ckpt);
+    mc_info0("%s: resuming from the checkpoint at step %lld (%s)", what,
+             (long long)pos->global_step, p->ckpt);
     return MC_OK;
 }
 
@@ -122,15 +131,18 @@ mc_status mc_stage_hook_fn(void *user, const mc_train_pos *pos, mc_error *err) {
     mc_stage_hook *h = user;
     if (h->max_steps > 0 && pos->global_step >= h->max_steps) {
         h->limit_hit = true;
-        return MC_FAIL(err, MC_ERR_INTERRUPTED, "%s: step limit %lld reached", h->what, (long long)h->max_steps);
+        return MC_FAIL(err, MC_ERR_INTERRUPTED, "%s: step limit %lld reached", h->what,
+                       (long long)h->max_steps);
     }
     bool stop = mc_comm_stop_requested(h->comm);
     bool due = h->every > 0 && pos->global_step % h->every == 0;
     if (!stop && !due) return MC_OK;
     MC_TRY(mc_stage_save(h, pos, err));
     if (stop)
-        return MC_FAIL(err, MC_ERR_INTERRUPTED, "%s: stopped by a signal after step %lld; checkpoint %s; "
-                       "rerun to resume", h->what, (long long)pos->global_step, h->ckpt);
+        return MC_FAIL(err, MC_ERR_INTERRUPTED,
+                       "%s: stopped by a signal after step %lld; checkpoint %s; "
+                       "rerun to resume",
+                       h->what, (long long)pos->global_step, h->ckpt);
     return MC_OK;
 }
 
@@ -138,8 +150,8 @@ bool mc_sae_applies(const mc_config *cfg, const char *layer) {
     return mc_config_has_stage(cfg, MC_STAGE_SAE) && !strcmp(cfg->sae.layer, layer);
 }
 
-mc_status mc_sae_load_store(const mc_comm *c, const mc_config *cfg, const char *path, int64_t dim, int64_t seed,
-                            mc_sae **out, mc_error *err) {
+mc_status mc_sae_load_store(const mc_comm *c, const mc_config *cfg, const char *path, int64_t dim,
+                            int64_t seed, mc_sae **out, mc_error *err) {
     *out = NULL;
     mc_sae_config sc = mc_sae_config_of(cfg, dim, seed);
     mc_sae *sae = NULL;
@@ -155,13 +167,17 @@ mc_status mc_sae_load_store(const mc_comm *c, const mc_config *cfg, const char *
         s = mc_store_dataset_info_get(st, names[i], &di, err);
         if (s == MC_OK && (di.shape[0] != want[i][0] || di.ndim != (want[i][1] ? 2 : 1) ||
                            (want[i][1] && di.shape[1] != want[i][1])))
-            s = MC_FAIL(err, MC_ERR_SHAPE, "%s: %s does not match the SAE of the config on a %lld-wide layer", path,
+            s = MC_FAIL(err, MC_ERR_SHAPE,
+                        "%s: %s does not match the SAE of the config on a %lld-wide layer", path,
                         names[i], (long long)dim);
-        if (s == MC_OK) s = mc_store_read_rows(st, names[i], MC_DTYPE_F32, 0, want[i][0], dst[i], err);
+        if (s == MC_OK)
+            s = mc_store_read_rows(st, names[i], MC_DTYPE_F32, 0, want[i][0], dst[i], err);
     }
     if (st) mc_store_close(&st, NULL);
     s = mc_comm_agree(c, s, err);
-    if (s == MC_OK) *out = sae;
-    else mc_sae_free(&sae);
+    if (s == MC_OK)
+        *out = sae;
+    else
+        mc_sae_free(&sae);
     return s;
 }

@@ -21,8 +21,8 @@ mc_align_config mc_align_config_of(const mc_config *cfg, int64_t n, int64_t d, i
 /* Collective. Creates the SAE of cfg for a dim-wide layer and seed and loads its weights from the
  * sae stage's store at path (each dataset's shape checked; MC_ERR_SHAPE names the store and the
  * dataset). *out is the caller's (mc_sae_free). */
-mc_status mc_sae_load_store(const mc_comm *c, const mc_config *cfg, const char *path, int64_t dim, int64_t seed,
-                            mc_sae **out, mc_error *err);
+mc_status mc_sae_load_store(const mc_comm *c, const mc_config *cfg, const char *path, int64_t dim,
+                            int64_t seed, mc_sae **out, mc_error *err);
 /* Whether SAE features exist for layer in this config (sae stage listed and sae.layer). */
 bool mc_sae_applies(const mc_config *cfg, const char *layer);
 
@@ -38,13 +38,13 @@ mc_status mc_curve_load(mc_train_curve *curve, const char *path, int64_t keep, m
  * MC_ERR_INTERRUPTED. When max_steps > 0, reaching it stops training with *limit_hit set. */
 typedef struct {
     const mc_comm *comm;
-    mc_encoder *enc;        /* exactly one of enc and sae */
+    mc_encoder *enc; /* exactly one of enc and sae */
     mc_sae *sae;
     const mc_train_curve *curve;
     const char *ckpt, *curve_path, *key; /* borrowed */
     int64_t every, max_steps;
     bool limit_hit;
-    const char *what;       /* "sae", "align": messages */
+    const char *what; /* "sae", "align": messages */
     /* Optional: more state to save with every checkpoint (rank 0, before the curve and the
      * checkpoint, so it is never older than the checkpoint it goes with). */
     mc_status (*save_extra)(void *user, mc_error *err);
@@ -58,6 +58,5 @@ mc_status mc_stage_resume_checkpoint(const mc_comm *c, const mc_run_paths *p, mc
                                      const char *what, mc_error *err);
 /* Collective. Saves checkpoint and curve now (rank 0), agreeing on the status. */
 mc_status mc_stage_save(mc_stage_hook *h, const mc_train_pos *pos, mc_error *err);
-
 
 #endif

@@ -15,12 +15,12 @@
 #include "miclip/train.h"
 #include "nn/parallel.h"
 
-#define TSNE_PERP_TOL 1e-5      /* sklearn's PERPLEXITY_TOLERANCE on the entropy (nats) */
-#define TSNE_PERP_STEPS 100     /* sklearn's n_steps of the binary search */
-#define TSNE_EPS_SUM 1e-8       /* sklearn's EPSILON_DBL: a row whose kernel underflows */
-#define TSNE_ITER_CHECK 50      /* sklearn's _N_ITER_CHECK */
+#define TSNE_PERP_TOL 1e-5  /* sklearn's PERPLEXITY_TOLERANCE on the entropy (nats) */
+#define TSNE_PERP_STEPS 100 /* sklearn's n_steps of the binary search */
+#define TSNE_EPS_SUM 1e-8   /* sklearn's EPSILON_DBL: a row whose kernel underflows */
+#define TSNE_ITER_CHECK 50  /* sklearn's _N_ITER_CHECK */
 #define TSNE_MIN_GAIN 0.01
-#define TSNE_MAX_DEPTH 48       /* tree cells below ~2^-48 of the box: points merged */
+#define TSNE_MAX_DEPTH 48             /* tree cells below ~2^-48 of the box: points merged */
 #define TSNE_RNG_STREAM 0x74736e65ull /* 'tsne': the random initialisation's stream */
 #define TSNE_PCA_KEY 0x70636131ull    /* fixed start of the PCA subspace iteration */
 
@@ -92,9 +92,9 @@ typedef struct {
     const float *x;
     int64_t n, d, k;
     double target;
-    double *P;          /* exact: [n * n] conditional rows */
-    int64_t *nbr;       /* Barnes-Hut: [n * k] neighbour ids */
-    double *pc;         /* Barnes-Hut: [n * k] conditional probabilities */
+    double *P;    /* exact: [n * n] conditional rows */
+    int64_t *nbr; /* Barnes-Hut: [n * k] neighbour ids */
+    double *pc;   /* Barnes-Hut: [n * k] conditional probabilities */
     atomic_int nomem;
 } aff_ctx;
 
@@ -143,7 +143,8 @@ static void knn_rows(int64_t r0, int64_t r1, void *vc) {
         for (int64_t i = r0; i < r1; i++) {
             int64_t m = 0;
             for (int64_t j = 0; j < n; j++)
-                if (j != i) all[m++] = (dist_idx){sqdist_f(c->x + i * c->d, c->x + j * c->d, c->d), j};
+                if (j != i)
+                    all[m++] = (dist_idx){sqdist_f(c->x + i * c->d, c->x + j * c->d, c->d), j};
             qsort(all, (size_t)m, sizeof *all, cmp_dist_idx);
             for (int64_t t = 0; t < k; t++) {
                 d2[t] = all[t].d2;
@@ -182,8 +183,9 @@ static mc_status sym_sparse(const int64_t *nbr, const double *pc, int64_t n, int
     int64_t *fill = mc_alloc_array((size_t)n, sizeof *fill);
     mc_status st = MC_OK;
     if (!cnt || !ent || !fill) {
-        st = MC_FAIL(err, MC_ERR_NOMEM, "t-SNE: cannot allocate the sparse affinities (%lld x %lld)",
-                     (long long)n, (long long)k);
+        st =
+            MC_FAIL(err, MC_ERR_NOMEM, "t-SNE: cannot allocate the sparse affinities (%lld x %lld)",
+                    (long long)n, (long long)k);
         goto done;
     }
     for (int64_t i = 0; i < n; i++) {
@@ -208,8 +210,10 @@ static mc_status sym_sparse(const int64_t *nbr, const double *pc, int64_t n, int
         qsort(ent + a, (size_t)(b - a), sizeof *ent, cmp_col_val);
         cnt[i] = w;
         for (int64_t e = a; e < b; e++) {
-            if (w > cnt[i] && ent[w - 1].j == ent[e].j) ent[w - 1].v += ent[e].v;
-            else ent[w++] = ent[e];
+            if (w > cnt[i] && ent[w - 1].j == ent[e].j)
+                ent[w - 1].v += ent[e].v;
+            else
+                ent[w++] = ent[e];
         }
     }
     cnt[n] = w;
@@ -245,8 +249,10 @@ static void jacobi_eigen(double *a, int r, double *ev, double *q) {
         double off = 0.0, diag = 0.0;
         for (int i = 0; i < r; i++)
             for (int j = 0; j < r; j++) {
-                if (i != j) off += a[i * r + j] * a[i * r + j];
-                else diag += a[i * r + j] * a[i * r + j];
+                if (i != j)
+                    off += a[i * r + j] * a[i * r + j];
+                else
+                    diag += a[i * r + j] * a[i * r + j];
             }
         if (off <= 1e-30 * diag || off == 0.0) break;
         for (int p = 0; p < r; p++)
@@ -279,7 +285,7 @@ static void jacobi_eigen(double *a, int r, double *ev, double *q) {
 typedef struct {
     const double *A; /* [m * L] */
     int64_t m, L;
-    double *S;       /* [m * m] */
+    double *S; /* [m * m] */
 } gram_ctx;
 
 static void gram_rows(int64_t r0, int64_t r1, void *vc) {
@@ -316,15 +322,16 @@ static void orthonormalise(double *V, int64_t m, int r, int round) {
                 break;
             }
             for (int64_t i = 0; i < m; i++)
-                V[i * r + c] = mc_rng_normal(TSNE_PCA_KEY, (uint64_t)(round * 64 + c * 4 + attempt + 1),
-                                             (uint64_t)i);
+                V[i * r + c] = mc_rng_normal(
+                    TSNE_PCA_KEY, (uint64_t)(round * 64 + c * 4 + attempt + 1), (uint64_t)i);
         }
     }
 }
 
 /* The first dims principal-component scores of x, u-based signs (sklearn 1.2's svd_flip: the
  * largest-magnitude score of each component is positive), scaled so the first has std 1e-4. */
-static mc_status pca_init(const float *x, int64_t n, int64_t d, int dims, double *y, mc_error *err) {
+static mc_status pca_init(const float *x, int64_t n, int64_t d, int dims, double *y,
+                          mc_error *err) {
     int64_t m = n < d ? n : d, L = n < d ? d : n;
     if (dims > m)
         return MC_FAIL(err, MC_ERR_ARG,
@@ -343,8 +350,9 @@ static mc_status pca_init(const float *x, int64_t n, int64_t d, int dims, double
     int *order = mc_alloc_array((size_t)r, sizeof *order);
     double *vr = mc_alloc_array(2 * (size_t)r, sizeof *vr), *wr = vr ? vr + r : NULL;
     if (!mean || !A || !S || !V || !W || !T || !Q || !ev || !order || !vr) {
-        st = MC_FAIL(err, MC_ERR_NOMEM, "t-SNE: cannot allocate the PCA initialisation (%lld x %lld)",
-                     (long long)m, (long long)L);
+        st = MC_FAIL(err, MC_ERR_NOMEM,
+                     "t-SNE: cannot allocate the PCA initialisation (%lld x %lld)", (long long)m,
+                     (long long)L);
         goto done;
     }
     for (int64_t i = 0; i < n; i++)
@@ -354,15 +362,18 @@ static mc_status pca_init(const float *x, int64_t n, int64_t d, int dims, double
     for (int64_t i = 0; i < n; i++)
         for (int64_t k = 0; k < d; k++) {
             double v = (double)x[i * d + k] - mean[k];
-            if (n < d) A[i * d + k] = v;
-            else A[k * n + i] = v;
+            if (n < d)
+                A[i * d + k] = v;
+            else
+                A[k * n + i] = v;
         }
     gram_ctx g = {A, m, L, S};
     mc_parallel_rows(m, m * L / 2 + 1, gram_rows, &g);
     /* Subspace iteration with Rayleigh-Ritz every 10 rounds, until the top dims Ritz pairs'
      * residuals are below 1e-10 of the largest eigenvalue. */
     for (int64_t i = 0; i < m; i++)
-        for (int c = 0; c < r; c++) V[i * r + c] = mc_rng_normal(TSNE_PCA_KEY, (uint64_t)c, (uint64_t)i);
+        for (int c = 0; c < r; c++)
+            V[i * r + c] = mc_rng_normal(TSNE_PCA_KEY, (uint64_t)c, (uint64_t)i);
     orthonormalise(V, m, r, 0);
     for (int round = 1; round <= 2000; round++) {
         for (int64_t i = 0; i < m; i++)
@@ -381,7 +392,8 @@ static mc_status pca_init(const float *x, int64_t n, int64_t d, int dims, double
                     T[a * r + b] = s;
                 }
             for (int a = 0; a < r; a++)
-                for (int b = a + 1; b < r; b++) T[a * r + b] = T[b * r + a] = 0.5 * (T[a * r + b] + T[b * r + a]);
+                for (int b = a + 1; b < r; b++)
+                    T[a * r + b] = T[b * r + a] = 0.5 * (T[a * r + b] + T[b * r + a]);
             jacobi_eigen(T, r, ev, Q);
             for (int a = 0; a < r; a++) order[a] = a;
             for (int a = 1; a < r; a++) /* insertion sort, descending, stable */
@@ -468,10 +480,10 @@ done:
 
 typedef struct {
     double lo[3], hi[3], com[3];
-    double w2;       /* squared largest side */
+    double w2; /* squared largest side */
     int64_t count;
-    int64_t child;   /* first of 2^dims consecutive children, -1 for a leaf */
-    int64_t head;    /* a leaf's points (linked through next) */
+    int64_t child; /* first of 2^dims consecutive children, -1 for a leaf */
+    int64_t head;  /* a leaf's points (linked through next) */
     int depth;
 } bh_cell;
 
@@ -531,7 +543,10 @@ static bool bh_build(bh_tree *t, const double *y, int64_t n) {
             if (y[i * dims + k] > hi[k]) hi[k] = y[i * dims + k];
         }
         /* sklearn's padding: every point strictly inside, for positive, negative and small. */
-        double a = hi[k] * (1.0 + 1e-3 * (hi[k] > 0 ? 1.0 : hi[k] < 0 ? -1.0 : 0.0)), b = hi[k] + 1e-3;
+        double a = hi[k] * (1.0 + 1e-3 * (hi[k] > 0   ? 1.0
+                                          : hi[k] < 0 ? -1.0
+                                                      : 0.0)),
+               b = hi[k] + 1e-3;
         hi[k] = a > b ? a : b;
     }
     if (bh_new_cells(t, 1) < 0) return false;
@@ -597,10 +612,10 @@ typedef struct {
     const double *y;
     int64_t n;
     int dims;
-    double dof, expo;   /* Student-t degrees of freedom and (dof + 1) / 2 */
-    double exag;        /* the P multiplier of this phase */
-    const double *P;    /* exact: [n * n] */
-    const csr *sp;      /* Barnes-Hut */
+    double dof, expo; /* Student-t degrees of freedom and (dof + 1) / 2 */
+    double exag;      /* the P multiplier of this phase */
+    const double *P;  /* exact: [n * n] */
+    const csr *sp;    /* Barnes-Hut */
     const bh_tree *tree;
     double theta2;
     double *attr, *rep; /* [n * dims] */
@@ -618,7 +633,8 @@ static void exact_grad_rows(int64_t r0, int64_t r1, void *vc) {
     int dims = c->dims;
     for (int64_t i = r0; i < r1; i++) {
         double at[3] = {0}, rp[3] = {0}, z = 0.0;
-        double *atv = dims <= 3 ? at : c->attr + i * dims, *rpv = dims <= 3 ? rp : c->rep + i * dims;
+        double *atv = dims <= 3 ? at : c->attr + i * dims,
+               *rpv = dims <= 3 ? rp : c->rep + i * dims;
         if (dims > 3)
             for (int k = 0; k < dims; k++) atv[k] = rpv[k] = 0.0;
         const double *yi = c->y + i * dims, *Pi = c->P + i * c->n;
@@ -760,37 +776,50 @@ static bool objective(grad_ctx *c, bh_tree *tree, double *grad, bool want_kl, do
 mc_status mc_tsne(const float *x, int64_t n, int64_t d, const mc_tsne_config *cfg, double *y,
                   double *kl, int *n_iter, mc_error *err) {
     if (!x || !y || !cfg) return MC_FAIL(err, MC_ERR_ARG, "t-SNE: x, y and cfg must not be NULL");
-    if (n < 2) return MC_FAIL(err, MC_ERR_ARG, "t-SNE needs at least 2 points, got %lld", (long long)n);
-    if (d < 1) return MC_FAIL(err, MC_ERR_ARG, "t-SNE needs at least 1 input dimension, got %lld", (long long)d);
+    if (n < 2)
+        return MC_FAIL(err, MC_ERR_ARG, "t-SNE needs at least 2 points, got %lld", (long long)n);
+    if (d < 1)
+        return MC_FAIL(err, MC_ERR_ARG, "t-SNE needs at least 1 input dimension, got %lld",
+                       (long long)d);
     if (cfg->dims < 1)
         return MC_FAIL(err, MC_ERR_ARG, "t-SNE: dims must be >= 1, got %d", cfg->dims);
     if (!(cfg->perplexity > 0.0) || !(cfg->perplexity < (double)n))
-        return MC_FAIL(err, MC_ERR_ARG, "t-SNE: perplexity must be > 0 and less than the number of points (%lld), got %g",
-                       (long long)n, cfg->perplexity);
+        return MC_FAIL(
+            err, MC_ERR_ARG,
+            "t-SNE: perplexity must be > 0 and less than the number of points (%lld), got %g",
+            (long long)n, cfg->perplexity);
     if (cfg->max_iter < 1 || cfg->exaggeration_iters < 0 || cfg->exaggeration_iters > cfg->max_iter)
-        return MC_FAIL(err, MC_ERR_ARG, "t-SNE: need max_iter >= 1 and 0 <= exaggeration_iters <= max_iter, got %d and %d",
-                       cfg->max_iter, cfg->exaggeration_iters);
+        return MC_FAIL(
+            err, MC_ERR_ARG,
+            "t-SNE: need max_iter >= 1 and 0 <= exaggeration_iters <= max_iter, got %d and %d",
+            cfg->max_iter, cfg->exaggeration_iters);
     if (!(cfg->early_exaggeration >= 1.0) || !isfinite(cfg->early_exaggeration))
-        return MC_FAIL(err, MC_ERR_ARG, "t-SNE: early_exaggeration must be finite and >= 1, got %g", cfg->early_exaggeration);
+        return MC_FAIL(err, MC_ERR_ARG, "t-SNE: early_exaggeration must be finite and >= 1, got %g",
+                       cfg->early_exaggeration);
     if (!isfinite(cfg->learning_rate))
         return MC_FAIL(err, MC_ERR_ARG, "t-SNE: learning_rate must be finite (<= 0 for auto)");
     if (cfg->n_iter_without_progress < 1 || !(cfg->min_grad_norm >= 0.0))
-        return MC_FAIL(err, MC_ERR_ARG, "t-SNE: need n_iter_without_progress >= 1 and min_grad_norm >= 0");
+        return MC_FAIL(err, MC_ERR_ARG,
+                       "t-SNE: need n_iter_without_progress >= 1 and min_grad_norm >= 0");
     if (cfg->init != MC_TSNE_INIT_PCA && cfg->init != MC_TSNE_INIT_RANDOM)
         return MC_FAIL(err, MC_ERR_ARG, "t-SNE: unknown init %d", (int)cfg->init);
     if (cfg->method != MC_TSNE_EXACT && cfg->method != MC_TSNE_BARNES_HUT)
         return MC_FAIL(err, MC_ERR_ARG, "t-SNE: unknown method %d", (int)cfg->method);
     if (cfg->method == MC_TSNE_BARNES_HUT && cfg->dims > 3)
-        return MC_FAIL(err, MC_ERR_ARG, "t-SNE: Barnes-Hut embeds in 1 to 3 dimensions, got %d; use the exact method",
-                       cfg->dims);
+        return MC_FAIL(
+            err, MC_ERR_ARG,
+            "t-SNE: Barnes-Hut embeds in 1 to 3 dimensions, got %d; use the exact method",
+            cfg->dims);
     if (cfg->method == MC_TSNE_BARNES_HUT && !(cfg->theta >= 0.0 && cfg->theta <= 1.0))
         return MC_FAIL(err, MC_ERR_ARG, "t-SNE: theta must be in [0, 1], got %g", cfg->theta);
     size_t nd, ny;
     if (!mc_size_mul((size_t)n, (size_t)d, &nd) || !mc_size_mul((size_t)n, (size_t)cfg->dims, &ny))
-        return MC_FAIL(err, MC_ERR_NOMEM, "t-SNE: %lld x %lld points overflow a size", (long long)n, (long long)d);
+        return MC_FAIL(err, MC_ERR_NOMEM, "t-SNE: %lld x %lld points overflow a size", (long long)n,
+                       (long long)d);
     for (size_t i = 0; i < nd; i++)
         if (!isfinite(x[i]))
-            return MC_FAIL(err, MC_ERR_NUMERIC, "t-SNE: input value of point %lld, dimension %lld is not finite",
+            return MC_FAIL(err, MC_ERR_NUMERIC,
+                           "t-SNE: input value of point %lld, dimension %lld is not finite",
                            (long long)(i / (size_t)d), (long long)(i % (size_t)d));
 
     int dims = cfg->dims;
@@ -809,7 +838,9 @@ mc_status mc_tsne(const float *x, int64_t n, int64_t d, const mc_tsne_config *cf
     if (exact) {
         size_t nn;
         if (!mc_size_mul((size_t)n, (size_t)n, &nn) || !(P = mc_alloc_array(nn, sizeof *P))) {
-            st = MC_FAIL(err, MC_ERR_NOMEM, "t-SNE (exact): cannot allocate P for %lld points (%lld x %lld doubles); use Barnes-Hut",
+            st = MC_FAIL(err, MC_ERR_NOMEM,
+                         "t-SNE (exact): cannot allocate P for %lld points (%lld x %lld doubles); "
+                         "use Barnes-Hut",
                          (long long)n, (long long)n, (long long)n);
             goto done;
         }
@@ -822,7 +853,8 @@ mc_status mc_tsne(const float *x, int64_t n, int64_t d, const mc_tsne_config *cf
         nbr = mc_alloc_array((size_t)n * (size_t)k, sizeof *nbr);
         pc = mc_alloc_array((size_t)n * (size_t)k, sizeof *pc);
         if (!nbr || !pc) {
-            st = MC_FAIL(err, MC_ERR_NOMEM, "t-SNE: cannot allocate the %lld nearest neighbours of %lld points",
+            st = MC_FAIL(err, MC_ERR_NOMEM,
+                         "t-SNE: cannot allocate the %lld nearest neighbours of %lld points",
                          (long long)k, (long long)n);
             goto done;
         }
@@ -831,7 +863,8 @@ mc_status mc_tsne(const float *x, int64_t n, int64_t d, const mc_tsne_config *cf
         mc_parallel_rows(n, n * (d + 12), knn_rows, &a);
     }
     if (atomic_load(&a.nomem)) {
-        st = MC_FAIL(err, MC_ERR_NOMEM, "t-SNE: cannot allocate a row buffer of %lld points", (long long)n);
+        st = MC_FAIL(err, MC_ERR_NOMEM, "t-SNE: cannot allocate a row buffer of %lld points",
+                     (long long)n);
         goto done;
     }
     if (exact) {
@@ -857,7 +890,8 @@ mc_status mc_tsne(const float *x, int64_t n, int64_t d, const mc_tsne_config *cf
         tree.next = mc_alloc_array((size_t)n, sizeof *tree.next);
         tree.leaf_of = mc_alloc_array((size_t)n, sizeof *tree.leaf_of);
         if (!tree.next || !tree.leaf_of) {
-            st = MC_FAIL(err, MC_ERR_NOMEM, "t-SNE: cannot allocate the tree of %lld points", (long long)n);
+            st = MC_FAIL(err, MC_ERR_NOMEM, "t-SNE: cannot allocate the tree of %lld points",
+                         (long long)n);
             goto done;
         }
     }
@@ -884,9 +918,18 @@ mc_status mc_tsne(const float *x, int64_t n, int64_t d, const mc_tsne_config *cf
     double lr = cfg->learning_rate;
     if (lr <= 0.0) lr = fmax((double)n / cfg->early_exaggeration / 4.0, 50.0);
     double dof = dims - 1 > 1 ? (double)(dims - 1) : 1.0;
-    grad_ctx g = {.y = y, .n = n, .dims = dims, .dof = dof, .expo = (dof + 1.0) / 2.0,
-                  .P = exact ? P : NULL, .sp = exact ? NULL : &sp, .theta2 = cfg->theta * cfg->theta,
-                  .attr = attr, .rep = rep, .rowz = rowz, .rowkl = rowkl};
+    grad_ctx g = {.y = y,
+                  .n = n,
+                  .dims = dims,
+                  .dof = dof,
+                  .expo = (dof + 1.0) / 2.0,
+                  .P = exact ? P : NULL,
+                  .sp = exact ? NULL : &sp,
+                  .theta2 = cfg->theta * cfg->theta,
+                  .attr = attr,
+                  .rep = rep,
+                  .rowz = rowz,
+                  .rowkl = rowkl};
 
     /* Two phases as sklearn: exaggerated at momentum 0.5, then plain at 0.8, each starting from
      * zero updates and unit gains; the second runs when the first stopped early or steps remain. */
@@ -914,8 +957,10 @@ mc_status mc_tsne(const float *x, int64_t n, int64_t d, const mc_tsne_config *cf
             error = e;
             double norm2 = 0.0;
             for (size_t k = 0; k < ny; k++) {
-                if (upd[k] * grad[k] < 0.0) gains[k] += 0.2;
-                else gains[k] *= 0.8;
+                if (upd[k] * grad[k] < 0.0)
+                    gains[k] += 0.2;
+                else
+                    gains[k] *= 0.8;
                 if (gains[k] < TSNE_MIN_GAIN) gains[k] = TSNE_MIN_GAIN;
                 grad[k] *= gains[k];
                 upd[k] = momentum * upd[k] - lr * grad[k];
@@ -938,7 +983,9 @@ mc_status mc_tsne(const float *x, int64_t n, int64_t d, const mc_tsne_config *cf
     }
     for (size_t k = 0; k < ny; k++)
         if (!isfinite(y[k])) {
-            st = MC_FAIL(err, MC_ERR_NUMERIC, "t-SNE: the embedding diverged (non-finite coordinate); lower the learning rate");
+            st = MC_FAIL(
+                err, MC_ERR_NUMERIC,
+                "t-SNE: the embedding diverged (non-finite coordinate); lower the learning rate");
             goto done;
         }
     if (kl) *kl = error;

@@ -28,18 +28,18 @@ typedef enum { MC_TSNE_EXACT = 0, MC_TSNE_BARNES_HUT = 1 } mc_tsne_method;
 typedef enum { MC_TSNE_INIT_PCA = 0, MC_TSNE_INIT_RANDOM = 1 } mc_tsne_init;
 
 typedef struct {
-    int dims;                  /* embedding dimensions (sklearn n_components); Barnes-Hut: 1..3 */
-    double perplexity;         /* > 0 and < n */
-    int max_iter;              /* total gradient steps, exaggeration phase included */
-    double early_exaggeration; /* >= 1; P is multiplied by it for the first exaggeration_iters */
-    int exaggeration_iters;    /* 0..max_iter (sklearn: 250) */
-    double learning_rate;      /* <= 0: 'auto' = max(n / early_exaggeration / 4, 50) */
+    int dims;                    /* embedding dimensions (sklearn n_components); Barnes-Hut: 1..3 */
+    double perplexity;           /* > 0 and < n */
+    int max_iter;                /* total gradient steps, exaggeration phase included */
+    double early_exaggeration;   /* >= 1; P is multiplied by it for the first exaggeration_iters */
+    int exaggeration_iters;      /* 0..max_iter (sklearn: 250) */
+    double learning_rate;        /* <= 0: 'auto' = max(n / early_exaggeration / 4, 50) */
     int n_iter_without_progress; /* stop after this many steps without a lower error (sklearn 300) */
-    double min_grad_norm;      /* stop when the gradient norm is at most this (sklearn 1e-7) */
+    double min_grad_norm;        /* stop when the gradient norm is at most this (sklearn 1e-7) */
     mc_tsne_init init;
-    uint64_t seed;             /* keys the random initialisation (unused by 'pca') */
+    uint64_t seed; /* keys the random initialisation (unused by 'pca') */
     mc_tsne_method method;
-    double theta;              /* Barnes-Hut angle, 0..1 (sklearn angle 0.5) */
+    double theta; /* Barnes-Hut angle, 0..1 (sklearn angle 0.5) */
 } mc_tsne_config;
 
 /* sklearn's defaults: dims 2, perplexity 30, max_iter 1000, exaggeration 12 for 250 steps,

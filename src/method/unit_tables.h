@@ -15,20 +15,21 @@
 /* Collective. Writes group g of st from rank 0's idx/sc [cs->n, tau] (each concept's top units
  * and scores): top_units, top_scores, the attributes n_units, tau and (kind MC_UNIT_SAE)
  * sae_store, and the CSV table csv_path (rank 0). */
-mc_status mc_localize_write(const mc_comm *c, mc_store *st, const char *g, const mc_concepts *cs, int64_t tau,
-                            const int32_t *idx, const float *sc, int64_t n_units, int kind, const char *sae_path,
-                            const char *csv_path, mc_error *err);
+mc_status mc_localize_write(const mc_comm *c, mc_store *st, const char *g, const mc_concepts *cs,
+                            int64_t tau, const int32_t *idx, const float *sc, int64_t n_units,
+                            int kind, const char *sae_path, const char *csv_path, mc_error *err);
 
 /* --- the describe layout ------------------- */
 /* Collective. Writes group g of st: top_concepts and top_scores [n_units, tau_c] from r's rows,
  * sim [n_units, n_concepts] from this rank's rows when sim is not NULL, the attributes n_units,
  * tau and (kind MC_UNIT_SAE) sae_store; gathers every unit's top concepts into *all (rank 0,
  * caller frees; NULL elsewhere) and writes them as the CSV table csv_path (rank 0). */
-mc_status mc_describe_write(const mc_comm *c, mc_store *st, const char *g, const mc_sim_result *r, const float *sim,
-                            const mc_concepts *cs, int kind, const char *sae_path, const char *csv_path,
-                            mc_scored **all, mc_error *err);
+mc_status mc_describe_write(const mc_comm *c, mc_store *st, const char *g, const mc_sim_result *r,
+                            const float *sim, const mc_concepts *cs, int kind, const char *sae_path,
+                            const char *csv_path, mc_scored **all, mc_error *err);
 /* Collective. Sets g's description_accuracy to rank 0's acc, unless it is NaN (no unit has a
  * known own class). */
-mc_status mc_describe_set_accuracy(const mc_comm *c, mc_store *st, const char *g, double acc, mc_error *err);
+mc_status mc_describe_set_accuracy(const mc_comm *c, mc_store *st, const char *g, double acc,
+                                   mc_error *err);
 
 #endif

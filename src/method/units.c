@@ -23,8 +23,8 @@ void mc_encoder_weights_free(mc_encoder_weights *w) {
 }
 
 mc_status mc_encoder_weights_find(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
-                                  int64_t seed, const char *layer, int variant, mc_encoder_weights *w,
-                                  mc_error *err) {
+                                  int64_t seed, const char *layer, int variant,
+                                  mc_encoder_weights *w, mc_error *err) {
     memset(w, 0, sizeof *w);
     mc_run_paths p;
     MC_TRY(mc_align_paths(cfg, td->extract_key, seed, layer, variant, &p, err));
@@ -33,8 +33,10 @@ mc_status mc_encoder_weights_find(const mc_comm *c, const mc_config *cfg, const 
     bool complete = false;
     MC_TRY(mc_store_peek_complete(c, p.store, &complete, err));
     if (!complete)
-        return MC_FAIL(err, MC_ERR_ARG, "no trained E_n for seed %lld, layer '%s', variant %s (%s); run the "
-                       "align stage first", (long long)seed, layer, mc_variant_name(variant), p.store);
+        return MC_FAIL(err, MC_ERR_ARG,
+                       "no trained E_n for seed %lld, layer '%s', variant %s (%s); run the "
+                       "align stage first",
+                       (long long)seed, layer, mc_variant_name(variant), p.store);
     return MC_OK;
 }
 
@@ -44,13 +46,15 @@ mc_status mc_encoder_weights_read(const mc_comm *c, mc_encoder_weights *w, mc_er
     mc_store_dataset_info in;
     double scale = 0;
     mc_status s = mc_store_dataset_info_get(st, "W", &in, err);
-    if (s == MC_OK && in.ndim != 2) s = MC_FAIL(err, MC_ERR_FORMAT, "%s: W is not a matrix", w->path);
+    if (s == MC_OK && in.ndim != 2)
+        s = MC_FAIL(err, MC_ERR_FORMAT, "%s: W is not a matrix", w->path);
     if (s == MC_OK) s = mc_store_get_attr_f64(st, "/", "logit_scale", &scale, err);
     if (s == MC_OK) {
         w->d = in.shape[0];
         w->n = in.shape[1];
         w->logit_scale = (float)scale;
-        if (!(w->w = mc_alloc_array((size_t)(w->d * w->n), sizeof(float)))) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        if (!(w->w = mc_alloc_array((size_t)(w->d * w->n), sizeof(float))))
+            s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     }
     s = mc_comm_agree(c, s, err);
     if (s == MC_OK) s = mc_store_read_rows(st, "W", MC_DTYPE_F32, 0, w->d, w->w, err);
@@ -60,43 +64,48 @@ mc_status mc_encoder_weights_read(const mc_comm *c, mc_encoder_weights *w, mc_er
 }
 
 mc_status mc_encoder_weights_load(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
-                                  int64_t seed, const char *layer, int variant, mc_encoder_weights *w,
-                                  mc_error *err) {
+                                  int64_t seed, const char *layer, int variant,
+                                  mc_encoder_weights *w, mc_error *err) {
     MC_TRY(mc_encoder_weights_find(c, cfg, td, seed, layer, variant, w, err));
     return mc_encoder_weights_read(c, w, err);
 }
 
 /* g_all (and g_class) of the INPUTS reading from the unit statistics of the training images. */
-static mc_status unit_set_means(const mc_comm *c, const mc_train_data *td, const char *layer, mc_sae *sae,
-                                mc_unit_set *u, mc_error *err) {
+static mc_status unit_set_means(const mc_comm *c, const mc_train_data *td, const char *layer,
+                                mc_sae *sae, mc_unit_set *u, mc_error *err) {
     mc_unit_stats us;
     MC_TRY(mc_unit_stats_compute(c, td, layer, sae, &us, err));
     mc_status s = MC_OK;
     const int64_t U = us.n_units, C = us.n_classes;
     if (U != u->n_units)
-        s = MC_FAIL(err, MC_ERR_SHAPE, "layer '%s': %lld units in the activations, %lld expected", layer,
-                    (long long)U, (long long)u->n_units);
+        s = MC_FAIL(err, MC_ERR_SHAPE, "layer '%s': %lld units in the activations, %lld expected",
+                    layer, (long long)U, (long long)u->n_units);
     if (s == MC_OK) {
         u->n_classes = C;
         u->class_names = td->class_names;
         u->g_all = mc_alloc_array((size_t)U, sizeof(double));
-        if (u->inputs == MC_INPUTS_CLASS) u->g_class = mc_alloc_array((size_t)(C * U + 1), sizeof(double));
-        if (!u->g_all || (u->inputs == MC_INPUTS_CLASS && !u->g_class)) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        if (u->inputs == MC_INPUTS_CLASS)
+            u->g_class = mc_alloc_array((size_t)(C * U + 1), sizeof(double));
+        if (!u->g_all || (u->inputs == MC_INPUTS_CLASS && !u->g_class))
+            s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     }
-    for (int64_t i = 0; s == MC_OK && i < U; i++) u->g_all[i] = us.n_img ? us.sum[i] / (double)us.n_img : 0.0;
+    for (int64_t i = 0; s == MC_OK && i < U; i++)
+        u->g_all[i] = us.n_img ? us.sum[i] / (double)us.n_img : 0.0;
     for (int64_t cl = 0; s == MC_OK && u->g_class && cl < C; cl++)
         for (int64_t i = 0; i < U; i++)
-            u->g_class[cl * U + i] = us.class_n[cl] ? us.class_sum[cl * U + i] / (double)us.class_n[cl] : NAN;
+            u->g_class[cl * U + i] =
+                us.class_n[cl] ? us.class_sum[cl * U + i] / (double)us.class_n[cl] : NAN;
     mc_unit_stats_free(&us);
     return mc_comm_agree(c, s, err);
 }
 
-mc_status mc_unit_set_ident(const mc_config *cfg, const mc_train_data *td, int64_t seed, int kind, mc_unit_set *u,
-                            mc_error *err) {
+mc_status mc_unit_set_ident(const mc_config *cfg, const mc_train_data *td, int64_t seed, int kind,
+                            mc_unit_set *u, mc_error *err) {
     memset(u, 0, sizeof *u);
     u->kind = kind;
-    u->reading = kind == MC_UNIT_NEURON ? (cfg->localize.neuron_unit == 1 ? MC_READ_INPUTS : MC_READ_PLAIN)
-                                        : (cfg->localize.sae_unit == 0 ? MC_READ_INPUTS : MC_READ_PLAIN);
+    u->reading = kind == MC_UNIT_NEURON
+                     ? (cfg->localize.neuron_unit == 1 ? MC_READ_INPUTS : MC_READ_PLAIN)
+                     : (cfg->localize.sae_unit == 0 ? MC_READ_INPUTS : MC_READ_PLAIN);
     u->inputs = cfg->localize.sae_inputs == 1 ? MC_INPUTS_CLASS : MC_INPUTS_ALL;
     if (kind == MC_UNIT_NEURON) return MC_OK;
     mc_run_paths p;
@@ -106,20 +115,22 @@ mc_status mc_unit_set_ident(const mc_config *cfg, const mc_train_data *td, int64
     return MC_OK;
 }
 
-mc_status mc_unit_set_find(const mc_comm *c, const mc_config *cfg, const mc_train_data *td, int64_t seed, int kind,
-                           mc_unit_set *u, mc_error *err) {
+mc_status mc_unit_set_find(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
+                           int64_t seed, int kind, mc_unit_set *u, mc_error *err) {
     MC_TRY(mc_unit_set_ident(cfg, td, seed, kind, u, err));
     if (kind == MC_UNIT_NEURON) return MC_OK;
     bool complete = false;
     MC_TRY(mc_store_peek_complete(c, u->sae_path, &complete, err));
     if (!complete)
-        return MC_FAIL(err, MC_ERR_ARG, "no trained SAE for seed %lld on layer '%s' (%s); run the sae stage first",
+        return MC_FAIL(err, MC_ERR_ARG,
+                       "no trained SAE for seed %lld on layer '%s' (%s); run the sae stage first",
                        (long long)seed, cfg->sae.layer, u->sae_path);
     return MC_OK;
 }
 
-mc_status mc_unit_set_open(const mc_comm *c, const mc_config *cfg, const mc_train_data *td, int64_t seed,
-                           const char *layer, const mc_encoder_weights *w, int kind, mc_unit_set *u, mc_error *err) {
+mc_status mc_unit_set_open(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
+                           int64_t seed, const char *layer, const mc_encoder_weights *w, int kind,
+                           mc_unit_set *u, mc_error *err) {
     MC_TRY(mc_unit_set_find(c, cfg, td, seed, kind, u, err));
     if (kind == MC_UNIT_NEURON) {
         u->n_units = w->n;
@@ -132,8 +143,8 @@ mc_status mc_unit_set_open(const mc_comm *c, const mc_config *cfg, const mc_trai
     mc_store_dataset_info in;
     mc_status s = mc_store_dataset_info_get(st, "W_dec_T", &in, err);
     if (s == MC_OK && (in.ndim != 2 || in.shape[1] != w->n))
-        s = MC_FAIL(err, MC_ERR_SHAPE, "%s: W_dec_T is not [m, %lld] (E_n's input width)", u->sae_path,
-                    (long long)w->n);
+        s = MC_FAIL(err, MC_ERR_SHAPE, "%s: W_dec_T is not [m, %lld] (E_n's input width)",
+                    u->sae_path, (long long)w->n);
     if (s == MC_OK) u->n_units = in.shape[0];
     s = mc_comm_agree(c, s, err);
     mc_store_close(&st, NULL);
@@ -167,7 +178,8 @@ void mc_unit_set_free(mc_unit_set *u) {
 
 const char *mc_unit_reading_name(const mc_unit_set *u) {
     if (u->reading == MC_READ_PLAIN) return u->kind == MC_UNIT_NEURON ? "basis" : "atom";
-    if (u->kind == MC_UNIT_NEURON) return u->inputs == MC_INPUTS_CLASS ? "activation (class)" : "activation (all)";
+    if (u->kind == MC_UNIT_NEURON)
+        return u->inputs == MC_INPUTS_CLASS ? "activation (class)" : "activation (all)";
     return u->inputs == MC_INPUTS_CLASS ? "algorithm2 (class)" : "algorithm2 (all)";
 }
 
@@ -178,8 +190,8 @@ void mc_unit_stats_free(mc_unit_stats *us) {
 
 #define STATS_CHUNK 256
 
-mc_status mc_unit_stats_compute(const mc_comm *c, const mc_train_data *td, const char *layer, struct mc_sae *sae,
-                                mc_unit_stats *us, mc_error *err) {
+mc_status mc_unit_stats_compute(const mc_comm *c, const mc_train_data *td, const char *layer,
+                                struct mc_sae *sae, mc_unit_stats *us, mc_error *err) {
     memset(us, 0, sizeof *us);
     mc_acts a;
     MC_TRY(mc_acts_open(c, td->st, layer, &a, err));
@@ -198,11 +210,13 @@ mc_status mc_unit_stats_compute(const mc_comm *c, const mc_train_data *td, const
     int32_t *idx = kk ? mc_alloc_array(STATS_CHUNK, (size_t)kk * sizeof(int32_t)) : NULL;
     float *val = kk ? mc_alloc_array(STATS_CHUNK, (size_t)kk * sizeof(float)) : NULL;
     mc_status s = MC_OK;
-    if (!labels || !us->sum || !us->class_sum || !us->class_n || !us->fire_n || !us->fire_sum || !img || !x ||
-        (kk && (!idx || !val)))
-        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for the statistics of %lld units", (long long)U);
+    if (!labels || !us->sum || !us->class_sum || !us->class_n || !us->fire_n || !us->fire_sum ||
+        !img || !x || (kk && (!idx || !val)))
+        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for the statistics of %lld units",
+                    (long long)U);
     s = mc_comm_agree(c, s, err);
-    if (s == MC_OK) s = mc_store_read_rows(td->st, "images/labels", MC_DTYPE_I32, 0, N, labels, err);
+    if (s == MC_OK)
+        s = mc_store_read_rows(td->st, "images/labels", MC_DTYPE_I32, 0, N, labels, err);
     s = mc_comm_agree(c, s, err);
     /* Every rank sums every image in index order: the same doubles at any rank count. */
     for (int64_t i0 = 0; s == MC_OK && i0 < N;) {
@@ -247,8 +261,8 @@ void mc_normalize_rows_f(float *x, int64_t rows, int64_t d) {
     }
 }
 
-mc_status mc_unit_embed(const mc_comm *c, const mc_unit_set *u, const mc_encoder_weights *w, int64_t u0,
-                        int64_t u1, bool normalize, float *out, mc_error *err) {
+mc_status mc_unit_embed(const mc_comm *c, const mc_unit_set *u, const mc_encoder_weights *w,
+                        int64_t u0, int64_t u1, bool normalize, float *out, mc_error *err) {
     const int64_t n = w->n, d = w->d, rows = u1 - u0;
     if (u->kind == MC_UNIT_NEURON) {
         for (int64_t i = 0; i < rows; i++)
@@ -265,8 +279,8 @@ mc_status mc_unit_embed(const mc_comm *c, const mc_unit_set *u, const mc_encoder
     /* E_n W_dec[:, i] for fixed blocks of units: the same product whatever the rank count. */
     for (int64_t b = 0; s == MC_OK && b < rows; b += MC_UNIT_BLOCK) {
         int64_t len = rows - b < MC_UNIT_BLOCK ? rows - b : MC_UNIT_BLOCK;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)len, (int)d, (int)n, 1.0f, dec + b * n,
-                    (int)n, w->w, (int)n, 0.0f, out + b * d, (int)d);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)len, (int)d, (int)n, 1.0f,
+                    dec + b * n, (int)n, w->w, (int)n, 0.0f, out + b * d, (int)d);
     }
     free(dec);
     if (s == MC_OK && normalize) mc_normalize_rows_f(out, rows, d);

@@ -17,7 +17,7 @@
 /* E_n of an align store: W [d x n] (unit i of the layer = column i). */
 typedef struct {
     int64_t n, d;
-    float *w;          /* [d * n] */
+    float *w; /* [d * n] */
     float logit_scale;
     char key[MC_KEY_HEX];
     char path[MC_PATH_CAP];
@@ -45,7 +45,7 @@ void mc_encoder_weights_free(mc_encoder_weights *w);
  * not among the k). Sums in double, image by image in index order. */
 typedef struct {
     int64_t n_units, n_classes, n_img; /* n_img: valid images summed */
-    double *sum;       /* [U] sum of the value */
+    double *sum;                       /* [U] sum of the value */
     double *class_sum; /* [C * U] row c: the sum over the images labelled c (images/labels) */
     int64_t *class_n;  /* [C] */
     int64_t *fire_n;   /* [U] images where the value is > 0 */
@@ -53,8 +53,8 @@ typedef struct {
 } mc_unit_stats;
 /* Collective. sae NULL: neurons of layer; else the SAE's codes of layer's vectors. */
 struct mc_sae;
-mc_status mc_unit_stats_compute(const mc_comm *c, const mc_train_data *td, const char *layer, struct mc_sae *sae,
-                                mc_unit_stats *us, mc_error *err);
+mc_status mc_unit_stats_compute(const mc_comm *c, const mc_train_data *td, const char *layer,
+                                struct mc_sae *sae, mc_unit_stats *us, mc_error *err);
 void mc_unit_stats_free(mc_unit_stats *us);
 
 /* How a unit is embedded (localize.neuron_unit / localize.sae_unit, docs/stages.md):
@@ -68,18 +68,18 @@ void mc_unit_stats_free(mc_unit_stats *us);
 enum { MC_READ_PLAIN = 0, MC_READ_INPUTS = 1 };
 enum { MC_INPUTS_ALL = 0, MC_INPUTS_CLASS = 1 };
 typedef struct {
-    int kind;            /* mc_unit_kind */
+    int kind; /* mc_unit_kind */
     int64_t n_units;
     char sae_key[MC_KEY_HEX]; /* "" for neurons */
     char sae_path[MC_PATH_CAP];
-    int reading;         /* MC_READ_* */
-    int inputs;          /* MC_INPUTS_* */
+    int reading; /* MC_READ_* */
+    int inputs;  /* MC_INPUTS_* */
     /* MC_READ_INPUTS only (owned; mc_unit_set_free): */
-    double *g_all;       /* [U] */
-    double *g_class;     /* [C * U] (inputs == class), NaN row for a class without images */
+    double *g_all;   /* [U] */
+    double *g_class; /* [C * U] (inputs == class), NaN row for a class without images */
     int64_t n_classes;
-    char **class_names;  /* [C] borrowed from the train data */
-    float *q;            /* [d] E_n(b_pre), or NULL (neurons) */
+    char **class_names; /* [C] borrowed from the train data */
+    float *q;           /* [d] E_n(b_pre), or NULL (neurons) */
 } mc_unit_set;
 /* The reading's name as tables print it: "basis", "activation", "atom", "algorithm2 (all)",
  * "algorithm2 (class)", "activation (class)". */
@@ -87,11 +87,11 @@ const char *mc_unit_reading_name(const mc_unit_set *u);
 void mc_unit_set_free(mc_unit_set *u);
 /* Collective. What a task's key needs of a unit set: kind, reading, inputs and (SAE) the store's
  * key and path, checked complete; nothing is read. mc_unit_set_open starts with it. */
-mc_status mc_unit_set_find(const mc_comm *c, const mc_config *cfg, const mc_train_data *td, int64_t seed, int kind,
-                           mc_unit_set *u, mc_error *err);
+mc_status mc_unit_set_find(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
+                           int64_t seed, int kind, mc_unit_set *u, mc_error *err);
 /* Local. The same without checking the SAE store (the ids only). */
-mc_status mc_unit_set_ident(const mc_config *cfg, const mc_train_data *td, int64_t seed, int kind, mc_unit_set *u,
-                            mc_error *err);
+mc_status mc_unit_set_ident(const mc_config *cfg, const mc_train_data *td, int64_t seed, int kind,
+                            mc_unit_set *u, mc_error *err);
 /* Collective. Describes the unit set of kind for (seed, layer) (SAE: finds its store). */
 /* layer: the units' layer (the train store's acts/<layer> give the INPUTS reading's means).
  * u is the caller's: mc_unit_set_free. */

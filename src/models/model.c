@@ -82,8 +82,8 @@ static bool tolerated(const mc_model *m, const char *name) {
         strncmp(name + strlen(m->prefix), "pooler.", 7) == 0)
         return true;
     if (m->family == MC_FAMILY_CLIP_VISION) /* the text side of a CLIPModel folder */
-        return strncmp(name, "text_model.", 11) == 0 || strcmp(name, "text_projection.weight") == 0 ||
-               strcmp(name, "logit_scale") == 0;
+        return strncmp(name, "text_model.", 11) == 0 ||
+               strcmp(name, "text_projection.weight") == 0 || strcmp(name, "logit_scale") == 0;
     return false;
 }
 
@@ -137,8 +137,10 @@ static mc_status load_labels(mc_model *m, const json_t *cfg, const char *file, m
     json_t *id2 = NULL;
     MC_TRY(mc_json_get_obj(cfg, "id2label", false, &id2, file, err));
     int64_t n = 2; /* PretrainedConfig's default num_labels */
-    if (id2) n = (int64_t)json_object_size(id2);
-    else MC_TRY(mc_json_get_int(cfg, "num_labels", false, 2, &n, file, err));
+    if (id2)
+        n = (int64_t)json_object_size(id2);
+    else
+        MC_TRY(mc_json_get_int(cfg, "num_labels", false, 2, &n, file, err));
     if (n < 1 || n > 1000000)
         return MC_FAIL(err, MC_ERR_FORMAT, "%s: %lld labels is out of range", file, (long long)n);
     m->n_labels = n;
@@ -343,8 +345,10 @@ mc_status mc_model_plan(mc_model *m, int64_t B, int64_t H, int64_t W, mc_error *
     m->arena_floats = m->arena ? n : 0;
     m->plan_B = m->arena ? B : 0, m->plan_H = H, m->plan_W = W;
     if (!m->arena)
-        return MC_FAIL(err, MC_ERR_NOMEM, "cannot allocate the %zu-byte activation arena for a "
-                       "batch of %lld", n * sizeof(float), (long long)B);
+        return MC_FAIL(err, MC_ERR_NOMEM,
+                       "cannot allocate the %zu-byte activation arena for a "
+                       "batch of %lld",
+                       n * sizeof(float), (long long)B);
     return MC_OK;
 }
 
@@ -359,8 +363,8 @@ bool mc_run_point(mc_run *r, int i, float *data) {
         for (int h = 0; h < r->o->n_hooks; h++) {
             const mc_hook *hk = &r->o->hooks[h];
             int idx;
-            if (hk->mode == MC_HOOK_ATTN || mc_model_find_layer(r->m, hk->name, &idx, NULL) != MC_OK ||
-                idx != i)
+            if (hk->mode == MC_HOOK_ATTN ||
+                mc_model_find_layer(r->m, hk->name, &idx, NULL) != MC_OK || idx != i)
                 continue;
             if (!hk->fn(&v, hk->user)) {
                 r->stopped = true;
@@ -399,7 +403,8 @@ mc_status mc_model_forward(mc_model *m, const float *pixels, int64_t B, int64_t 
     static const mc_forward_opts none = {0};
     const mc_forward_opts *o = opts ? opts : &none;
     if (stopped) *stopped = false;
-    if (B < 1 || B > 1 << 20) return MC_FAIL(err, MC_ERR_ARG, "batch size %lld out of range", (long long)B);
+    if (B < 1 || B > 1 << 20)
+        return MC_FAIL(err, MC_ERR_ARG, "batch size %lld out of range", (long long)B);
     if (m->any_size) {
         if (H < 32 || W < 32 || H > 4096 || W > 4096)
             return MC_FAIL(err, MC_ERR_ARG, "%s: input %lldx%lld out of range (32..4096)", m->arch,
@@ -424,8 +429,10 @@ mc_status mc_model_forward(mc_model *m, const float *pixels, int64_t B, int64_t 
         s = mc_model_find_layer(m, hk->name, &idx, err);
         if (s != MC_OK) break;
         if (hk->mode == MC_HOOK_ATTN && !m->layers[idx].has_attention) {
-            s = MC_FAIL(err, MC_ERR_ARG, "layer '%s' has no attention probabilities (use a block "
-                        "name \"1\"..\"%d\")", hk->name, m->tf_layers);
+            s = MC_FAIL(err, MC_ERR_ARG,
+                        "layer '%s' has no attention probabilities (use a block "
+                        "name \"1\"..\"%d\")",
+                        hk->name, m->tf_layers);
             break;
         }
         r.hooked[idx] |= hk->mode == MC_HOOK_ATTN ? 2 : 1;
@@ -434,7 +441,8 @@ mc_status mc_model_forward(mc_model *m, const float *pixels, int64_t B, int64_t 
     if (s == MC_OK && o->start_at) {
         s = mc_model_find_layer(m, o->start_at, &r.start, err);
         if (s == MC_OK && !m->layers[r.start].can_start)
-            s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "a forward cannot start at layer '%s'", o->start_at);
+            s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "a forward cannot start at layer '%s'",
+                        o->start_at);
         if (s == MC_OK && !o->start_state)
             s = MC_FAIL(err, MC_ERR_ARG, "start_at '%s' given without start_state", o->start_at);
         for (int i = 0; s == MC_OK && i < r.start; i++)
@@ -444,9 +452,11 @@ mc_status mc_model_forward(mc_model *m, const float *pixels, int64_t B, int64_t 
                             m->layers[i].name, o->start_at);
     }
     if (s == MC_OK && !output && r.deepest < 0)
-        s = MC_FAIL(err, MC_ERR_ARG, "forward with neither an output buffer nor a hook does nothing");
+        s = MC_FAIL(err, MC_ERR_ARG,
+                    "forward with neither an output buffer nor a hook does nothing");
     /* Plan the arena: once per batch size (and input size), kept for smaller batches. */
-    if (s == MC_OK && (B > m->plan_B || H != m->plan_H || W != m->plan_W)) s = mc_model_plan(m, B, H, W, err);
+    if (s == MC_OK && (B > m->plan_B || H != m->plan_H || W != m->plan_W))
+        s = mc_model_plan(m, B, H, W, err);
     if (s == MC_OK) s = m->ops->forward(m, &r, pixels, B, H, W, output, err);
     if (stopped) *stopped = r.stopped;
     free(r.hooked);
@@ -459,7 +469,7 @@ int64_t mc_pool_dim(const mc_hook_view *v, mc_pool p) {
     int64_t per = 1;
     for (int d = 1; d < v->ndim; d++) per *= v->shape[d];
     if (v->ndim == 2 || p == MC_POOL_ALL) return per;
-    if (v->ndim == 3) return v->shape[2];          /* [B, T, D] */
+    if (v->ndim == 3) return v->shape[2];                         /* [B, T, D] */
     if (v->ndim == 4) return p == MC_POOL_MEAN ? v->shape[1] : 0; /* [B, C, H, W]: no CLS */
     return 0;
 }
@@ -473,7 +483,8 @@ void mc_pool_apply(const mc_hook_view *v, mc_pool p, float *out) {
     } else if (v->ndim == 3) {
         const int64_t T = v->shape[1], D = v->shape[2];
         if (p == MC_POOL_CLS)
-            for (int64_t b = 0; b < B; b++) memcpy(out + b * D, v->data + b * T * D, (size_t)D * sizeof(float));
+            for (int64_t b = 0; b < B; b++)
+                memcpy(out + b * D, v->data + b * T * D, (size_t)D * sizeof(float));
         else
             mc_token_mean(v->data, B, T, D, T > 1 ? 1 : 0, out);
     } else {
@@ -483,9 +494,13 @@ void mc_pool_apply(const mc_hook_view *v, mc_pool p, float *out) {
 }
 
 mc_status mc_pool_parse(const char *s, mc_pool *out, mc_error *err) {
-    if (strcmp(s, "all") == 0) *out = MC_POOL_ALL;
-    else if (strcmp(s, "cls") == 0) *out = MC_POOL_CLS;
-    else if (strcmp(s, "mean") == 0) *out = MC_POOL_MEAN;
-    else return MC_FAIL(err, MC_ERR_ARG, "pool '%s' is not one of all, cls, mean", s);
+    if (strcmp(s, "all") == 0)
+        *out = MC_POOL_ALL;
+    else if (strcmp(s, "cls") == 0)
+        *out = MC_POOL_CLS;
+    else if (strcmp(s, "mean") == 0)
+        *out = MC_POOL_MEAN;
+    else
+        return MC_FAIL(err, MC_ERR_ARG, "pool '%s' is not one of all, cls, mean", s);
     return MC_OK;
 }

@@ -11,16 +11,16 @@
 #include "miclip/json.h"
 
 static const char *family_names[MC_DESC_FAMILY_COUNT] = {"vit", "resnet", "clip_vision",
-                                                        "clip_text", "mpnet"};
+                                                         "clip_text", "mpnet"};
 
 const char *mc_desc_family_name(mc_desc_family f) {
     return (unsigned)f < MC_DESC_FAMILY_COUNT ? family_names[f] : "?";
 }
 
 double mc_desc_block_mac(double T, double D, double I) {
-    return 4.0 * T * D * D      /* Q, K, V and output projections */
-           + 2.0 * T * T * D    /* scores Q K^T and probabilities x V, all heads */
-           + 2.0 * T * D * I;   /* MLP fc1 and fc2 */
+    return 4.0 * T * D * D    /* Q, K, V and output projections */
+           + 2.0 * T * T * D  /* scores Q K^T and probabilities x V, all heads */
+           + 2.0 * T * D * I; /* MLP fc1 and fc2 */
 }
 
 void mc_model_desc_free(mc_model_desc **dp) {
@@ -106,8 +106,10 @@ static mc_status read_n_labels(const json_t *cfg, const char *file, int64_t *n, 
     json_t *id2 = NULL;
     MC_TRY(mc_json_get_obj(cfg, "id2label", false, &id2, file, err));
     *n = 2;
-    if (id2) *n = (int64_t)json_object_size(id2);
-    else MC_TRY(mc_json_get_int(cfg, "num_labels", false, 2, n, file, err));
+    if (id2)
+        *n = (int64_t)json_object_size(id2);
+    else
+        MC_TRY(mc_json_get_int(cfg, "num_labels", false, 2, n, file, err));
     if (*n < 1 || *n > 1000000)
         return MC_FAIL(err, MC_ERR_FORMAT, "%s: %lld labels is out of range", file, (long long)*n);
     return MC_OK;
@@ -198,10 +200,10 @@ static mc_status build_vit(builder *b, const json_t *cfg, const char *f, mc_erro
     tensor(b, true, 4, D, d->C, d->patch, d->patch,
            "embeddings.patch_embeddings.projection.weight");
     T1(b, true, D, "embeddings.patch_embeddings.projection.bias");
-    static const char *const nm[8] = {
-        "layernorm_before", "attention.attention.query", "attention.attention.key",
-        "attention.attention.value", "attention.output.dense", "layernorm_after",
-        "intermediate.dense", "output.dense"};
+    static const char *const nm[8] = {"layernorm_before",        "attention.attention.query",
+                                      "attention.attention.key", "attention.attention.value",
+                                      "attention.output.dense",  "layernorm_after",
+                                      "intermediate.dense",      "output.dense"};
     for (int64_t l = 0; l < d->L; l++) block_tensors(b, true, "encoder.layer.", l, d->qkv_bias, nm);
     T1(b, true, D, "layernorm.weight");
     T1(b, true, D, "layernorm.bias");
@@ -255,9 +257,9 @@ static mc_status build_clip_vision(builder *b, const json_t *cfg, const char *f,
     T2(b, true, d->T, D, "embeddings.position_embedding.weight");
     T1(b, true, D, "pre_layrnorm.weight");
     T1(b, true, D, "pre_layrnorm.bias");
-    static const char *const nm[8] = {"layer_norm1", "self_attn.q_proj", "self_attn.k_proj",
-                                      "self_attn.v_proj", "self_attn.out_proj", "layer_norm2",
-                                      "mlp.fc1", "mlp.fc2"};
+    static const char *const nm[8] = {
+        "layer_norm1",        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+        "self_attn.out_proj", "layer_norm2",      "mlp.fc1",          "mlp.fc2"};
     for (int64_t l = 0; l < d->L; l++) block_tensors(b, true, "encoder.layers.", l, true, nm);
     T1(b, true, D, "post_layernorm.weight");
     T1(b, true, D, "post_layernorm.bias");
@@ -310,16 +312,18 @@ static mc_status build_clip_text(builder *b, const json_t *cfg, const char *f, m
     }
     json_decref(tc);
     if (d->D % d->H)
-        return MC_FAIL(err, MC_ERR_CONFIG, "%s: hidden_size %lld is not a multiple of "
-                       "num_attention_heads %lld", f, (long long)d->D, (long long)d->H);
+        return MC_FAIL(err, MC_ERR_CONFIG,
+                       "%s: hidden_size %lld is not a multiple of "
+                       "num_attention_heads %lld",
+                       f, (long long)d->D, (long long)d->H);
     d->qkv_bias = true;
     d->base_prefix = "text_model.";
     const int64_t D = d->D;
     T2(b, true, d->vocab, D, "embeddings.token_embedding.weight");
     T2(b, true, d->T, D, "embeddings.position_embedding.weight");
-    static const char *const nm[8] = {"layer_norm1", "self_attn.q_proj", "self_attn.k_proj",
-                                      "self_attn.v_proj", "self_attn.out_proj", "layer_norm2",
-                                      "mlp.fc1", "mlp.fc2"};
+    static const char *const nm[8] = {
+        "layer_norm1",        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+        "self_attn.out_proj", "layer_norm2",      "mlp.fc1",          "mlp.fc2"};
     for (int64_t l = 0; l < d->L; l++) block_tensors(b, true, "encoder.layers.", l, true, nm);
     T1(b, true, D, "final_layer_norm.weight");
     T1(b, true, D, "final_layer_norm.bias");
@@ -351,11 +355,15 @@ static mc_status build_mpnet(builder *b, const json_t *c, const char *f, mc_erro
         (s = mc_json_get_num(c, "layer_norm_eps", false, 1e-12, &d->eps, f, err)))
         return s;
     if (d->buckets < 32)
-        return MC_FAIL(err, MC_ERR_CONFIG, "%s: relative_attention_num_buckets %lld < 32 (the bias "
-                       "always uses 32 buckets)", f, (long long)d->buckets);
+        return MC_FAIL(err, MC_ERR_CONFIG,
+                       "%s: relative_attention_num_buckets %lld < 32 (the bias "
+                       "always uses 32 buckets)",
+                       f, (long long)d->buckets);
     if (pad != 1)
-        return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: pad_token_id %lld: miclip's MPNet position "
-                       "ids assume padding_idx 1", f, (long long)pad);
+        return MC_FAIL(err, MC_ERR_UNSUPPORTED,
+                       "%s: pad_token_id %lld: miclip's MPNet position "
+                       "ids assume padding_idx 1",
+                       f, (long long)pad);
     if (d->D % d->H)
         return MC_FAIL(err, MC_ERR_CONFIG,
                        "%s: hidden_size is not a multiple of num_attention_heads", f);
@@ -369,8 +377,8 @@ static mc_status build_mpnet(builder *b, const json_t *c, const char *f, mc_erro
     T1(b, true, D, "embeddings.LayerNorm.bias");
     T2(b, true, d->buckets, d->H, "encoder.relative_attention_bias.weight");
     static const char *const nm[8] = {"attention.LayerNorm", "attention.attn.q", "attention.attn.k",
-                                      "attention.attn.v", "attention.attn.o", "output.LayerNorm",
-                                      "intermediate.dense", "output.dense"};
+                                      "attention.attn.v",    "attention.attn.o", "output.LayerNorm",
+                                      "intermediate.dense",  "output.dense"};
     for (int64_t l = 0; l < d->L; l++) block_tensors(b, true, "encoder.layer.", l, true, nm);
     text_layers(b);
     /* mean pooling over the tokens (no MACs counted), then an optional L2 normalisation */
@@ -388,8 +396,8 @@ static double conv_mac(int64_t cin, int64_t cout, int64_t k, int64_t Ho, int64_t
 
 /* A ResNet conv as nn.h runs it: k x k, stride, padding k/2. */
 static mc_conv_desc rn_conv(int64_t cin, int64_t cout, int64_t k, int64_t stride) {
-    return (mc_conv_desc){.cin = cin, .cout = cout, .kh = k, .kw = k, .stride = stride,
-                          .pad = k / 2};
+    return (mc_conv_desc){
+        .cin = cin, .cout = cout, .kh = k, .kw = k, .stride = stride, .pad = k / 2};
 }
 
 /* Walks the network for an H x W input in forward order (per bottleneck layer: shortcut, 1x1,
@@ -476,11 +484,13 @@ static mc_status build_resnet(builder *b, const json_t *cfg, const char *f, mc_e
     MC_TRY(mc_json_get_bool(cfg, "downsample_in_first_stage", false, false, &d->ds_first, f, err));
     MC_TRY(mc_json_get_bool(cfg, "downsample_in_bottleneck", false, false, &d->ds_bneck, f, err));
     if (strcmp(lt, "bottleneck") != 0)
-        return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: layer_type \"%s\" is not supported (only "
-                       "\"bottleneck\", as ResNet-50)", f, lt);
+        return MC_FAIL(err, MC_ERR_UNSUPPORTED,
+                       "%s: layer_type \"%s\" is not supported (only "
+                       "\"bottleneck\", as ResNet-50)",
+                       f, lt);
     if (json_object_get(cfg, "hidden_sizes"))
-        MC_TRY(mc_json_get_int_array(cfg, "hidden_sizes", d->hs, -1, MC_DESC_MAX_STAGES, &n1, f,
-                                     err));
+        MC_TRY(
+            mc_json_get_int_array(cfg, "hidden_sizes", d->hs, -1, MC_DESC_MAX_STAGES, &n1, f, err));
     else
         n1 = 4, d->hs[0] = 256, d->hs[1] = 512, d->hs[2] = 1024, d->hs[3] = 2048;
     if (json_object_get(cfg, "depths"))
@@ -497,8 +507,10 @@ static mc_status build_resnet(builder *b, const json_t *cfg, const char *f, mc_e
                        (long long)d->C, (long long)d->E);
     for (int s = 0; s < n1; s++)
         if (d->hs[s] < 4 || d->hs[s] > 65536 || d->depth[s] < 1 || d->depth[s] > 1000)
-            return MC_FAIL(err, MC_ERR_FORMAT, "%s: stage %d: hidden size %lld / depth %lld out of "
-                           "range", f, s, (long long)d->hs[s], (long long)d->depth[s]);
+            return MC_FAIL(err, MC_ERR_FORMAT,
+                           "%s: stage %d: hidden size %lld / depth %lld out of "
+                           "range",
+                           f, s, (long long)d->hs[s], (long long)d->depth[s]);
     MC_TRY(read_n_labels(cfg, f, &d->n_labels, err));
     d->out_dim = d->n_labels;
     d->base_prefix = "resnet.";
@@ -577,9 +589,10 @@ mc_status mc_model_desc_build(const json_t *cfg, const char *file, mc_desc_famil
             for (int k = 0; k < d->tensors[i].ndim; k++) {
                 const int64_t v = d->tensors[i].shape[k];
                 if (v <= 0 || v > (int64_t)1 << 32 || n > INT64_MAX / v) {
-                    s = MC_FAIL(err, MC_ERR_FORMAT, "%s: tensor %s: the config implies dimension "
-                                "%d = %lld, which is not a valid size", file, d->tensors[i].name, k,
-                                (long long)v);
+                    s = MC_FAIL(err, MC_ERR_FORMAT,
+                                "%s: tensor %s: the config implies dimension "
+                                "%d = %lld, which is not a valid size",
+                                file, d->tensors[i].name, k, (long long)v);
                     break;
                 }
                 n *= v;
@@ -609,11 +622,15 @@ int mc_model_desc_find_layer(const mc_model_desc *d, const char *name) {
     if (d->family == MC_DESC_RESNET) {
         /* HF module paths: an optional "resnet." / "resnet.encoder." prefix; modules whose
          * output is another listed tensor are aliases of it */
-        if (strncmp(n, "resnet.encoder.", 15) == 0) n += 15;
-        else if (strncmp(n, "resnet.", 7) == 0) n += 7;
+        if (strncmp(n, "resnet.encoder.", 15) == 0)
+            n += 15;
+        else if (strncmp(n, "resnet.", 7) == 0)
+            n += 7;
         const size_t len = strlen(n);
-        if (strcmp(n, "embedder.pooler") == 0) n = "embedder";
-        else if (strcmp(n, "encoder") == 0 && d->n_layers >= 3) n = d->layers[d->n_layers - 3].name;
+        if (strcmp(n, "embedder.pooler") == 0)
+            n = "embedder";
+        else if (strcmp(n, "encoder") == 0 && d->n_layers >= 3)
+            n = d->layers[d->n_layers - 3].name;
         else if (len > 11 && len < sizeof buf && strcmp(n + len - 11, ".activation") == 0 &&
                  strncmp(n, "stages.", 7) == 0) {
             memcpy(buf, n, len - 11); /* stages.S.layers.L.activation: the layer's output */
@@ -623,10 +640,10 @@ int mc_model_desc_find_layer(const mc_model_desc *d, const char *name) {
     } else if (strcmp(n, "0") == 0) {
         n = "embeddings";
     } else if (strcmp(n, "last_hidden_state") == 0) { /* HF output names */
-        n = d->family == MC_DESC_VIT ? "layernorm"
-            : d->family == MC_DESC_CLIP_TEXT ? "final_layer_norm"
+        n = d->family == MC_DESC_VIT           ? "layernorm"
+            : d->family == MC_DESC_CLIP_TEXT   ? "final_layer_norm"
             : d->family == MC_DESC_CLIP_VISION ? d->layers[d->n_layers - 3].name
-            : d->layers[d->n_layers - 2].name;
+                                               : d->layers[d->n_layers - 2].name;
     } else if (strcmp(n, "pooler_output") == 0 && d->family == MC_DESC_CLIP_VISION) {
         n = "post_layernorm";
     }
@@ -685,8 +702,7 @@ mc_desc_vit_arena mc_desc_vit_arena_layout(const mc_model_desc *d, int64_t B) {
 size_t mc_model_desc_arena_floats(const mc_model_desc *d, int64_t B, int64_t H, int64_t W) {
     switch (d->family) {
     case MC_DESC_VIT:
-    case MC_DESC_CLIP_VISION:
-        return mc_desc_vit_arena_layout(d, B).total;
+    case MC_DESC_CLIP_VISION: return mc_desc_vit_arena_layout(d, B).total;
     case MC_DESC_RESNET: {
         /* five activation buffers of the largest per-image map, the im2col workspace, the pooled
          * features and the logits (resnet.c) */
@@ -696,9 +712,7 @@ size_t mc_model_desc_arena_floats(const mc_model_desc *d, int64_t B, int64_t H, 
         return 5 * (size_t)B * act + work + (size_t)B * tail;
     }
     case MC_DESC_CLIP_TEXT:
-    case MC_DESC_MPNET:
-        return mc_desc_text_arena_floats(d->D, d->I, d->H, B * d->T, d->T, B);
-    default:
-        return 0;
+    case MC_DESC_MPNET: return mc_desc_text_arena_floats(d->D, d->I, d->H, B * d->T, d->T, B);
+    default: return 0;
     }
 }

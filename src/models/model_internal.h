@@ -39,32 +39,32 @@ typedef struct {
 
 struct mc_model {
     mc_family family;
-    mc_model_desc *desc;   /* from config.json: dims, layers, the weight table (owned) */
+    mc_model_desc *desc; /* from config.json: dims, layers, the weight table (owned) */
     const mc_family_ops *ops;
     char arch[128];
-    char prefix[32];       /* base-model prefix found in the file ("vit.", "resnet." or "") */
-    bool strip_base;       /* the file leaves out desc->base_prefix (the family decides) */
+    char prefix[32]; /* base-model prefix found in the file ("vit.", "resnet." or "") */
+    bool strip_base; /* the file leaves out desc->base_prefix (the family decides) */
     int64_t n_params;
     int in_c, in_h, in_w;
-    bool any_size;         /* ResNet: any input size */
+    bool any_size; /* ResNet: any input size */
     int64_t out_dim;
     const char *out_name;
-    char **labels;         /* [n_labels] or NULL */
+    char **labels; /* [n_labels] or NULL */
     int64_t n_labels;
     int tf_layers, tf_tokens, tf_width, tf_heads;
 
     mc_layer_info *layers;
     int n_layers;
 
-    mc_wentry *w;          /* the weight table (m->desc's tensors under the file's prefix) */
+    mc_wentry *w; /* the weight table (m->desc's tensors under the file's prefix) */
     int n_w, next_bind;
-    float *weights;        /* one block for all of them */
+    float *weights; /* one block for all of them */
 
     float *arena;
     size_t arena_floats;
     int64_t plan_B, plan_H, plan_W;
 
-    void *impl;            /* family-specific */
+    void *impl; /* family-specific */
 };
 
 /* Copies m->desc's weight table (the base-model tensors under m->prefix, which the family set
@@ -73,7 +73,8 @@ mc_status mc_model_adopt_desc(mc_model *m, mc_error *err);
 /* Points slot at the expected tensor named printf(fmt, ...) once the weights are loaded. Every
  * tensor of the table must be bound exactly once (checked after the family's load); a name the
  * description does not list is a bug in the family's code (MC_ASSERT). */
-void mc_wt_bind(mc_model *m, float **slot, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void mc_wt_bind(mc_model *m, float **slot, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Reads config.json and declares the weight table and layers without loading any weights
  * (the random-model writer walks m->w). The model cannot run. */
@@ -84,8 +85,8 @@ struct mc_run {
     mc_model *m;
     const mc_forward_opts *o;
     int64_t B;
-    int start;        /* layer index of opts.start_at, or -1 */
-    int deepest;      /* largest hooked layer index, or -1 */
+    int start;   /* layer index of opts.start_at, or -1 */
+    int deepest; /* largest hooked layer index, or -1 */
     bool need_output;
     bool stopped;
     unsigned char *hooked; /* [n_layers]: 1 = READ/WRITE hooks, 2 = ATTN hooks (bit flags) */

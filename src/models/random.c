@@ -14,17 +14,17 @@
 
 typedef struct {
     const char *name, *family;
-    int64_t D, L, H, I, img, patch, labels;      /* transformers */
-    int64_t E, hs[4], depths[4], n_stages;         /* resnet */
-    int64_t proj, tD, tL, tH, tI, vocab, ctx;      /* clip */
+    int64_t D, L, H, I, img, patch, labels;   /* transformers */
+    int64_t E, hs[4], depths[4], n_stages;    /* resnet */
+    int64_t proj, tD, tL, tH, tI, vocab, ctx; /* clip */
 } arch_spec;
 
 static const arch_spec k_archs[] = {
     {"vit-b16", "vit", 768, 12, 12, 3072, 224, 16, 1000, 0, {0}, {0}, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"resnet50", "resnet", 0, 0, 0, 0, 224, 0, 1000, 64, {256, 512, 1024, 2048}, {3, 4, 6, 3}, 4,
-     0, 0, 0, 0, 0, 0, 0},
-    {"clip-b16", "clip", 768, 12, 12, 3072, 224, 16, 0, 0, {0}, {0}, 0, 512, 512, 12, 8, 2048,
-     49408, 77},
+    {"resnet50",   "resnet", 0, 0, 0, 0, 224, 0, 1000, 64, {256, 512, 1024, 2048},
+     {3, 4, 6, 3}, 4,        0, 0, 0, 0, 0,   0, 0},
+    {"clip-b16", "clip", 768, 12,  12,  3072, 224, 16,   0,     0,
+     {0},        {0},    0,   512, 512, 12,   8,   2048, 49408, 77},
     {"vit-tiny", "vit", 64, 2, 4, 128, 32, 8, 10, 0, {0}, {0}, 0, 0, 0, 0, 0, 0, 0, 0},
     {"resnet-tiny", "resnet", 0, 0, 0, 0, 64, 0, 10, 16, {32, 64}, {1, 2}, 2, 0, 0, 0, 0, 0, 0, 0},
     {"clip-tiny", "clip", 64, 2, 4, 128, 32, 8, 0, 0, {0}, {0}, 0, 32, 32, 2, 4, 64, 49408, 77},
@@ -45,9 +45,7 @@ static json_t *labels_json(int64_t n) {
     return o;
 }
 
-static json_t *floats3(double a, double b, double c) {
-    return json_pack("[f,f,f]", a, b, c);
-}
+static json_t *floats3(double a, double b, double c) { return json_pack("[f,f,f]", a, b, c); }
 
 static void build_configs(const arch_spec *a, json_t **cfg, json_t **pre) {
     if (strcmp(a->family, "vit") == 0) {
@@ -82,20 +80,18 @@ static void build_configs(const arch_spec *a, json_t **cfg, json_t **pre) {
         json_t *vc = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:f}", "hidden_size", (json_int_t)a->D,
                                "num_hidden_layers", (json_int_t)a->L, "num_attention_heads",
                                (json_int_t)a->H, "intermediate_size", (json_int_t)a->I,
-                               "image_size", (json_int_t)a->img, "patch_size",
-                               (json_int_t)a->patch, "hidden_act", "quick_gelu", "layer_norm_eps",
-                               1e-5);
+                               "image_size", (json_int_t)a->img, "patch_size", (json_int_t)a->patch,
+                               "hidden_act", "quick_gelu", "layer_norm_eps", 1e-5);
         json_t *tc = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:f,s:I,s:I,s:I}", "hidden_size",
                                (json_int_t)a->tD, "num_hidden_layers", (json_int_t)a->tL,
                                "num_attention_heads", (json_int_t)a->tH, "intermediate_size",
                                (json_int_t)a->tI, "vocab_size", (json_int_t)a->vocab,
                                "max_position_embeddings", (json_int_t)a->ctx, "hidden_act",
-                               "quick_gelu", "layer_norm_eps", 1e-5, "bos_token_id",
-                               (json_int_t)0, "eos_token_id", (json_int_t)2, "pad_token_id",
-                               (json_int_t)1);
-        *cfg = json_pack("{s:[s],s:s,s:I,s:f,s:o,s:o}", "architectures", "CLIPModel",
-                         "model_type", "clip", "projection_dim", (json_int_t)a->proj,
-                         "logit_scale_init_value", 2.6592, "vision_config", vc, "text_config", tc);
+                               "quick_gelu", "layer_norm_eps", 1e-5, "bos_token_id", (json_int_t)0,
+                               "eos_token_id", (json_int_t)2, "pad_token_id", (json_int_t)1);
+        *cfg = json_pack("{s:[s],s:s,s:I,s:f,s:o,s:o}", "architectures", "CLIPModel", "model_type",
+                         "clip", "projection_dim", (json_int_t)a->proj, "logit_scale_init_value",
+                         2.6592, "vision_config", vc, "text_config", tc);
         *pre = json_pack("{s:s,s:I,s:b,s:b,s:b,s:o,s:o,s:I,s:I}", "image_processor_type",
                          "CLIPImageProcessor", "crop_size", (json_int_t)a->img, "do_center_crop", 1,
                          "do_normalize", 1, "do_resize", 1, "image_mean",
@@ -145,7 +141,8 @@ static void fill(const char *name, int ndim, const int64_t *shape, float *x, siz
 static mc_status add_tensor(mc_st_writer *w, const char *name, int ndim, const int64_t *shape,
                             mc_dtype dtype, uint64_t seed, int index, mc_error *err) {
     size_t n;
-    if (!mc_size_prod(shape, ndim, &n)) return MC_FAIL(err, MC_ERR_NOMEM, "%s: size overflow", name);
+    if (!mc_size_prod(shape, ndim, &n))
+        return MC_FAIL(err, MC_ERR_NOMEM, "%s: size overflow", name);
     float *x = mc_alloc_array(n ? n : 1, sizeof(float));
     void *buf = dtype == MC_DTYPE_F32 ? NULL : mc_alloc_array(n ? n : 1, 2);
     if (!x || (dtype != MC_DTYPE_F32 && !buf)) {
@@ -171,10 +168,10 @@ static mc_status add_clip_text(mc_st_writer *w, const arch_spec *a, mc_dtype dt,
     const int64_t te[2] = {a->vocab, D}, pe[2] = {a->ctx, D}, dd[2] = {D, D}, d1[1] = {D},
                   id[2] = {I, D}, di[2] = {D, I}, i1[1] = {I}, tp[2] = {a->proj, D};
     char n[MC_NAME_MAX];
-#define T(NAME_FMT, ND, SH, ...)                                                          \
-    do {                                                                                  \
-        snprintf(n, sizeof n, NAME_FMT, __VA_ARGS__);                                     \
-        MC_TRY(add_tensor(w, n, ND, SH, dt, seed, (*idx)++, err));                        \
+#define T(NAME_FMT, ND, SH, ...)                                                                   \
+    do {                                                                                           \
+        snprintf(n, sizeof n, NAME_FMT, __VA_ARGS__);                                              \
+        MC_TRY(add_tensor(w, n, ND, SH, dt, seed, (*idx)++, err));                                 \
     } while (0)
     T("%s", 2, te, "text_model.embeddings.token_embedding.weight");
     T("%s", 2, pe, "text_model.embeddings.position_embedding.weight");
@@ -200,7 +197,8 @@ static mc_status add_clip_text(mc_st_writer *w, const arch_spec *a, mc_dtype dt,
     /* logit_scale: the trained value of OpenAI's models, ln 100 */
     float ls = logf(100.0f);
     uint16_t h = dt == MC_DTYPE_F16 ? mc_f32_to_f16(ls) : mc_f32_to_bf16(ls);
-    return mc_st_writer_add(w, "logit_scale", dt, 0, NULL, dt == MC_DTYPE_F32 ? (void *)&ls : (void *)&h, err);
+    return mc_st_writer_add(w, "logit_scale", dt, 0, NULL,
+                            dt == MC_DTYPE_F32 ? (void *)&ls : (void *)&h, err);
 }
 
 static mc_status write_json(const char *dir, const char *name, json_t *j, mc_error *err) {
@@ -222,7 +220,8 @@ mc_status mc_model_write_random(const char *arch, uint64_t seed, mc_dtype dtype,
     for (size_t i = 0; i < sizeof k_archs / sizeof *k_archs; i++)
         if (strcmp(k_archs[i].name, arch) == 0) a = &k_archs[i];
     if (!a)
-        return MC_FAIL(err, MC_ERR_ARG, "unknown --arch '%s' (one of: %s)", arch, mc_model_random_archs());
+        return MC_FAIL(err, MC_ERR_ARG, "unknown --arch '%s' (one of: %s)", arch,
+                       mc_model_random_archs());
     if (dtype != MC_DTYPE_F32 && dtype != MC_DTYPE_F16 && dtype != MC_DTYPE_BF16)
         return MC_FAIL(err, MC_ERR_ARG, "dtype must be F32, F16 or BF16");
     MC_TRY(mc_mkdir_p(out_dir, err));
@@ -246,7 +245,8 @@ mc_status mc_model_write_random(const char *arch, uint64_t seed, mc_dtype dtype,
     mc_st_writer *w = NULL;
     s = mc_st_writer_create(&w, err);
     int idx = 0;
-    if (s == MC_OK && strcmp(a->family, "clip") == 0) s = add_clip_text(w, a, dtype, seed, &idx, err);
+    if (s == MC_OK && strcmp(a->family, "clip") == 0)
+        s = add_clip_text(w, a, dtype, seed, &idx, err);
     for (int i = 0; s == MC_OK && i < m->n_w; i++)
         s = add_tensor(w, m->w[i].name, m->w[i].ndim, m->w[i].shape, dtype, seed, idx++, err);
     if (s == MC_OK) s = mc_st_writer_add_metadata(w, "format", "pt", err);

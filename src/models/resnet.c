@@ -16,8 +16,8 @@ mc_status mc_model_load_labels(mc_model *m, const json_t *cfg, const char *file,
 
 typedef struct {
     mc_conv_desc d;
-    float *w, *b;                  /* w is folded in place; b points into the bias block */
-    float *g, *beta, *mean, *var;  /* BN parameters as loaded */
+    float *w, *b;                 /* w is folded in place; b points into the bias block */
+    float *g, *beta, *mean, *var; /* BN parameters as loaded */
 } conv_bn;
 
 typedef struct {
@@ -35,7 +35,7 @@ typedef struct {
     int n_lay;
     int idx_stem, idx_emb, idx_pool, idx_logits;
     float *fc_w, *fc_b;
-    float *biases; /* folded biases of every conv */
+    float *biases;        /* folded biases of every conv */
     int64_t cur_h, cur_w; /* the input size the layer shapes describe */
 } resnet_impl;
 
@@ -48,7 +48,8 @@ static void resnet_free(void *p) {
 /* Binds one conv + BN's tensors under path; the conv's sizes are the description's. */
 static void bind_conv_bn(mc_model *m, conv_bn *cb, int64_t cin, int64_t cout, int64_t k,
                          int64_t stride, const char *path) {
-    cb->d = (mc_conv_desc){.cin = cin, .cout = cout, .kh = k, .kw = k, .stride = stride, .pad = k / 2};
+    cb->d =
+        (mc_conv_desc){.cin = cin, .cout = cout, .kh = k, .kw = k, .stride = stride, .pad = k / 2};
     mc_wt_bind(m, &cb->w, "%s.convolution.weight", path);
     mc_wt_bind(m, &cb->g, "%s.normalization.weight", path);
     mc_wt_bind(m, &cb->beta, "%s.normalization.bias", path);
@@ -85,7 +86,8 @@ static mc_status resnet_load(mc_model *m, const json_t *cfg, const char *f, cons
     for (int s = 0; s < d->n_stages; s++) r->hs[s] = d->hs[s], r->depth[s] = d->depth[s];
     MC_TRY(mc_model_load_labels(m, cfg, f, err));
     r->n_out = d->out_dim;
-    const char *p = (!st || mc_st_find(st, "resnet.embedder.embedder.convolution.weight")) ? "resnet." : "";
+    const char *p =
+        (!st || mc_st_find(st, "resnet.embedder.embedder.convolution.weight")) ? "resnet." : "";
     mc_strlcpy(m->prefix, p, sizeof m->prefix);
     m->strip_base = p[0] == '\0';
     MC_TRY(mc_model_adopt_desc(m, err));
@@ -215,7 +217,8 @@ static mc_status resnet_forward(mc_model *m, mc_run *run, const float *px, int64
         if (!mc_run_point(run, r->idx_emb, X)) return MC_OK;
     } else {
         const mc_layer_info *l = &Ls[start];
-        memcpy(X, run->o->start_state, (size_t)(B * l->shape[0] * l->shape[1] * l->shape[2]) * sizeof(float));
+        memcpy(X, run->o->start_state,
+               (size_t)(B * l->shape[0] * l->shape[1] * l->shape[2]) * sizeof(float));
         if (!mc_run_point(run, start, X)) return MC_OK;
     }
     h = Ls[r->idx_emb].shape[1], w = Ls[r->idx_emb].shape[2];
@@ -234,14 +237,15 @@ static mc_status resnet_forward(mc_model *m, mc_run *run, const float *px, int64
         else
             memcpy(Y, X, (size_t)(B * L->c.d.cout * h * w) * sizeof(float));
         if (!mc_run_point(run, L->idx_sc, Y)) return MC_OK;
-        mc_conv2d(&L->a.d, X, B, h, w, L->a.w, L->a.b, 0.0f, r->act, T1, work);          /* 1x1 */
+        mc_conv2d(&L->a.d, X, B, h, w, L->a.w, L->a.b, 0.0f, r->act, T1, work); /* 1x1 */
         if (!mc_run_point(run, L->idx_a, T1)) return MC_OK;
         mc_conv2d(&L->b.d, T1, B, HW(L->idx_a), L->b.w, L->b.b, 0.0f, r->act, T2, work); /* 3x3 */
         if (!mc_run_point(run, L->idx_b, T2)) return MC_OK;
         if (mc_run_wants(run, L->idx_c)) {
             mc_conv2d(&L->c.d, T2, B, HW(L->idx_b), L->c.w, L->c.b, 0.0f, MC_ACT_NONE, T1, work);
             if (!mc_run_point(run, L->idx_c, T1)) return MC_OK;
-            const size_t n = (size_t)(B * L->c.d.cout) * (size_t)(Ls[L->idx_c].shape[1] * Ls[L->idx_c].shape[2]);
+            const size_t n =
+                (size_t)(B * L->c.d.cout) * (size_t)(Ls[L->idx_c].shape[1] * Ls[L->idx_c].shape[2]);
             mc_add_inplace(Y, T1, n);
             mc_act_apply(r->act, Y, n);
         } else {

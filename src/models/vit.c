@@ -95,10 +95,10 @@ static mc_status vit_load(mc_model *m, const json_t *cfg, const char *f, const m
     mc_wt_bind(m, &v->patch_b, "%sembeddings.patch_embeddings.projection.bias", p);
     char enc[64];
     snprintf(enc, sizeof enc, "%sencoder.layer.", p);
-    static const char *const nm[8] = {
-        "layernorm_before", "attention.attention.query", "attention.attention.key",
-        "attention.attention.value", "attention.output.dense", "layernorm_after",
-        "intermediate.dense", "output.dense"};
+    static const char *const nm[8] = {"layernorm_before",        "attention.attention.query",
+                                      "attention.attention.key", "attention.attention.value",
+                                      "attention.output.dense",  "layernorm_after",
+                                      "intermediate.dense",      "output.dense"};
     bind_blocks(m, v, enc, nm);
     mc_wt_bind(m, &v->fin_w, "%slayernorm.weight", p);
     mc_wt_bind(m, &v->fin_b, "%slayernorm.bias", p);
@@ -121,9 +121,9 @@ static mc_status clip_load(mc_model *m, const json_t *cfg, const char *f, const 
     mc_wt_bind(m, &v->pos, "%sembeddings.position_embedding.weight", p);
     mc_wt_bind(m, &v->pre_w, "%spre_layrnorm.weight", p);
     mc_wt_bind(m, &v->pre_b, "%spre_layrnorm.bias", p);
-    static const char *const nm[8] = {"layer_norm1", "self_attn.q_proj", "self_attn.k_proj",
-                                      "self_attn.v_proj", "self_attn.out_proj", "layer_norm2",
-                                      "mlp.fc1", "mlp.fc2"};
+    static const char *const nm[8] = {
+        "layer_norm1",        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+        "self_attn.out_proj", "layer_norm2",      "mlp.fc1",          "mlp.fc2"};
     bind_blocks(m, v, "vision_model.encoder.layers.", nm);
     mc_wt_bind(m, &v->fin_w, "%spost_layernorm.weight", p);
     mc_wt_bind(m, &v->fin_b, "%spost_layernorm.bias", p);
@@ -187,18 +187,18 @@ static mc_status vit_forward(mc_model *m, mc_run *r, const float *px, int64_t B,
     for (int64_t l = first_block; l <= L; l++) {
         const tf_block *b = &v->blk[l - 1];
         /* h = x + out_proj(attn(LN1(x))) */
-        mc_layernorm(x, b->ln1_w, b->ln1_b, ln, N, D, v->eps);             /* [N, D] */
-        mc_linear(ln, b->wq, b->bq, qkv, N, D, 3 * D, false);             /* [N, 3D] = q|k|v */
+        mc_layernorm(x, b->ln1_w, b->ln1_b, ln, N, D, v->eps); /* [N, D] */
+        mc_linear(ln, b->wq, b->bq, qkv, N, D, 3 * D, false);  /* [N, 3D] = q|k|v */
         ad.probs = mc_run_wants_attn(r, (int)l) ? A + pl.probs : NULL;
-        mc_attention(&ad, qkv, qkv + D, qkv + 2 * D, ctx, A + pl.work);  /* [N, D] */
+        mc_attention(&ad, qkv, qkv + D, qkv + 2 * D, ctx, A + pl.work); /* [N, D] */
         if (ad.probs && !mc_run_attn(r, (int)l, ad.probs, v->H, T)) return MC_OK;
-        mc_linear(ctx, b->wo, b->bo, x, N, D, D, true);                    /* x += ctx Wo^T + bo */
+        mc_linear(ctx, b->wo, b->bo, x, N, D, D, true); /* x += ctx Wo^T + bo */
         /* x' = h + fc2(act(fc1(LN2(h)))) */
         mc_layernorm(x, b->ln2_w, b->ln2_b, ln, N, D, v->eps);
-        mc_linear(ln, b->w1, NULL, mlp, N, D, v->I, false);                /* [N, I] */
+        mc_linear(ln, b->w1, NULL, mlp, N, D, v->I, false); /* [N, I] */
         mc_bias_act_rows(mlp, b->b1, N, v->I, v->act);
-        mc_linear(mlp, b->w2, b->b2, x, N, v->I, D, true);                 /* x += ... */
-        if (!mc_run_point(r, (int)l, x)) return MC_OK;                     /* hidden_states[l] */
+        mc_linear(mlp, b->w2, b->b2, x, N, v->I, D, true); /* x += ... */
+        if (!mc_run_point(r, (int)l, x)) return MC_OK;     /* hidden_states[l] */
     }
 
     float *pooled = A + pl.pooled, *out = A + pl.out;

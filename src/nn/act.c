@@ -7,9 +7,12 @@
 
 mc_status mc_act_parse(const char *name, mc_act *out, mc_error *err) {
     if (!name) return MC_FAIL(err, MC_ERR_ARG, "activation name missing");
-    if (strcmp(name, "gelu") == 0) *out = MC_ACT_GELU;
-    else if (strcmp(name, "quick_gelu") == 0) *out = MC_ACT_QUICK_GELU;
-    else if (strcmp(name, "relu") == 0) *out = MC_ACT_RELU;
+    if (strcmp(name, "gelu") == 0)
+        *out = MC_ACT_GELU;
+    else if (strcmp(name, "quick_gelu") == 0)
+        *out = MC_ACT_QUICK_GELU;
+    else if (strcmp(name, "relu") == 0)
+        *out = MC_ACT_RELU;
     else
         return MC_FAIL(err, MC_ERR_UNSUPPORTED,
                        "activation \"%s\" is not supported (supported: gelu, quick_gelu, relu); "
@@ -47,7 +50,8 @@ float mc_verff(float) __asm__("erff") __attribute__((simd("notinbranch"), const,
 #endif
 
 MC_CLONES void mc_gelu(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + mc_verff(x[i] * 0.70710678118654752f));
+    for (size_t i = 0; i < n; i++)
+        x[i] = 0.5f * x[i] * (1.0f + mc_verff(x[i] * 0.70710678118654752f));
 }
 MC_CLONES void mc_quick_gelu(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + mc_vexpf(-1.702f * x[i]));
@@ -93,7 +97,8 @@ static void bias_act_part(int64_t r0, int64_t r1, void *p) {
 
 void mc_bias_act_rows(float *x, const float *b, int64_t rows, int64_t cols, mc_act a) {
     bias_act_job j = {x, b, cols, a};
-    mc_parallel_rows(rows, a == MC_ACT_GELU || a == MC_ACT_QUICK_GELU ? 4 * cols : cols, bias_act_part, &j);
+    mc_parallel_rows(rows, a == MC_ACT_GELU || a == MC_ACT_QUICK_GELU ? 4 * cols : cols,
+                     bias_act_part, &j);
 }
 
 typedef struct {

@@ -10,8 +10,8 @@ size_t mc_attention_workspace(const mc_attn_desc *d) {
     return (size_t)d->H * (size_t)d->T * (size_t)d->T;
 }
 
-void mc_attention(const mc_attn_desc *d, const float *q, const float *k, const float *v,
-                  float *out, float *work) {
+void mc_attention(const mc_attn_desc *d, const float *q, const float *k, const float *v, float *out,
+                  float *work) {
     const int64_t B = d->B, T = d->T, H = d->H, hd = d->head_dim, D = H * hd;
     const int64_t ld = d->ld_qkv ? d->ld_qkv : D;
     const float scale = d->scale != 0.0f ? d->scale : 1.0f / sqrtf((float)hd);
@@ -25,7 +25,8 @@ void mc_attention(const mc_attn_desc *d, const float *q, const float *k, const f
             float *S = work + h * T * T;
             if (d->bias) mc_add_inplace(S, d->bias + h * T * T, (size_t)(T * T));
             if (d->key_mask)
-                for (int64_t i = 0; i < T; i++) mc_add_inplace(S + i * T, d->key_mask + b * T, (size_t)T);
+                for (int64_t i = 0; i < T; i++)
+                    mc_add_inplace(S + i * T, d->key_mask + b * T, (size_t)T);
             if (d->causal)
                 for (int64_t i = 0; i < T; i++)
                     for (int64_t j = i + 1; j < T; j++) S[i * T + j] = -INFINITY;

@@ -56,7 +56,8 @@ static void im2col_part(int64_t c0, int64_t c1, void *p) {
                     if (hi < lo) hi = lo;
                     for (int64_t ox = 0; ox < lo; ox++) r[ox] = 0.0f;
                     if (s == 1) {
-                        if (hi > lo) memcpy(r + lo, xr + lo - pad + kx, (size_t)(hi - lo) * sizeof(float));
+                        if (hi > lo)
+                            memcpy(r + lo, xr + lo - pad + kx, (size_t)(hi - lo) * sizeof(float));
                     } else {
                         const float *src = xr + lo * s - pad + kx;
                         for (int64_t ox = lo; ox < hi; ox++, src += s) r[ox] = *src;

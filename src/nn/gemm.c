@@ -13,8 +13,8 @@ void mc_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
     MC_ASSERT(M < INT32_MAX && N < INT32_MAX && K < INT32_MAX && lda < INT32_MAX &&
               ldb < INT32_MAX && ldc < INT32_MAX);
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha, A, (int)lda,
-                B, (int)ldb, beta, C, (int)ldc);
+                trans_b ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha, A, (int)lda, B,
+                (int)ldb, beta, C, (int)ldc);
 }
 
 void mc_linear(const float *x, const float *W, const float *b, float *y, int64_t M, int64_t K,

@@ -27,7 +27,9 @@ static struct {
     int started, active, pending;
     uint64_t gen;
     par_job jobs[MC_PAR_MAX];
-} pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER,
+          .wake = PTHREAD_COND_INITIALIZER,
+          .done = PTHREAD_COND_INITIALIZER};
 
 /* One caller at a time uses the pool; a concurrent caller runs its loop alone. */
 static pthread_mutex_t pool_owner = PTHREAD_MUTEX_INITIALIZER;
@@ -54,7 +56,8 @@ void mc_parallel_rows(int64_t rows, int64_t cost_per_row, void (*fn)(int64_t, in
     int t = mc_get_threads();
     if (t > MC_PAR_MAX) t = MC_PAR_MAX;
     if (t > rows) t = (int)rows;
-    if (t <= 1 || rows * cost_per_row < MC_PAR_MIN_WORK || pthread_mutex_trylock(&pool_owner) != 0) {
+    if (t <= 1 || rows * cost_per_row < MC_PAR_MIN_WORK ||
+        pthread_mutex_trylock(&pool_owner) != 0) {
         if (rows > 0) fn(0, rows, ctx);
         return;
     }

@@ -9,7 +9,7 @@
 /* Calls fn(r0, r1, ctx) on disjoint ranges covering [0, rows); runs on the calling thread alone
  * when one thread is configured or when rows * cost_per_row is below a few tens of
  * microseconds of work. */
-void mc_parallel_rows(int64_t rows, int64_t cost_per_row, void (*fn)(int64_t r0, int64_t r1, void *ctx),
-                      void *ctx);
+void mc_parallel_rows(int64_t rows, int64_t cost_per_row,
+                      void (*fn)(int64_t r0, int64_t r1, void *ctx), void *ctx);
 
 #endif

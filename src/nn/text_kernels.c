@@ -22,8 +22,8 @@ static void softmax_row(float *s, int64_t n) {
     for (int64_t j = 0; j < n; j++) s[j] *= inv;
 }
 
-void mc_attention_packed(const mc_attn_packed_desc *d, const float *q, const float *k, const float *v,
-                         float *out, float *work) {
+void mc_attention_packed(const mc_attn_packed_desc *d, const float *q, const float *k,
+                         const float *v, float *out, float *work) {
     const int64_t H = d->H, hd = d->head_dim, D = H * hd, ld = d->ld_qkv ? d->ld_qkv : D;
     const int64_t P = d->prefix_len;
     MC_ASSERT(H > 0 && hd > 0 && ld >= D && P >= 0 && (P == 0 || (d->causal && !d->bias)));
@@ -32,9 +32,10 @@ void mc_attention_packed(const mc_attn_packed_desc *d, const float *q, const flo
         const int64_t L = d->len[s], o = d->off[s], Lq = L - P;
         MC_ASSERT(Lq >= 1 && (!d->bias || L <= d->bias_T));
         for (int64_t h = 0; h < H; h++) {
-            const float *qh = q + o * ld + h * hd;            /* query position P + i: row i */
+            const float *qh = q + o * ld + h * hd; /* query position P + i: row i */
             const float *ko = k + o * ld + h * hd, *vo = v + o * ld + h * hd;
-            const float *kp = k + d->prefix_off * ld + h * hd, *vp = v + d->prefix_off * ld + h * hd;
+            const float *kp = k + d->prefix_off * ld + h * hd,
+                        *vp = v + d->prefix_off * ld + h * hd;
             const float *bh = d->bias ? d->bias + h * d->bias_T * d->bias_T : NULL;
             float *oh = out + o * D + h * hd;
             float *S = work; /* [Lq, L]: query i (position P + i), key position j */

@@ -50,7 +50,7 @@
 
 /* Series colours: matplotlib's tab10, distinguishable and printable. */
 static const double palette[10][3] = {
-    {31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {214, 39, 40}, {148, 103, 189},
+    {31, 119, 180}, {255, 127, 14},  {44, 160, 44},   {214, 39, 40},  {148, 103, 189},
     {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207},
 };
 
@@ -80,14 +80,22 @@ static cairo_status_t bytes_write(void *closure, const unsigned char *data, unsi
     return CAIRO_STATUS_SUCCESS;
 }
 
-static void bytes_str(bytes *b, const char *s) { bytes_write(b, (const unsigned char *)s, (unsigned)strlen(s)); }
+static void bytes_str(bytes *b, const char *s) {
+    bytes_write(b, (const unsigned char *)s, (unsigned)strlen(s));
+}
 
 /* s with & < > " escaped for XML; bytes below 32 (not tab/newline) dropped. */
 static void bytes_xml(bytes *b, const char *s) {
     for (; *s; s++) {
-        const char *r = *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : *s == '"' ? "&quot;" : NULL;
-        if (r) bytes_str(b, r);
-        else if ((unsigned char)*s >= 32 || *s == '\n') bytes_write(b, (const unsigned char *)s, 1);
+        const char *r = *s == '&'   ? "&amp;"
+                        : *s == '<' ? "&lt;"
+                        : *s == '>' ? "&gt;"
+                        : *s == '"' ? "&quot;"
+                                    : NULL;
+        if (r)
+            bytes_str(b, r);
+        else if ((unsigned char)*s >= 32 || *s == '\n')
+            bytes_write(b, (const unsigned char *)s, 1);
     }
 }
 
@@ -130,8 +138,8 @@ static double text_width(canvas *cv, const char *s, double size, bool bold, bool
 /* Draws s at (x, y): halign 0 starts, 0.5 centres, 1 ends the text at x; valign puts the top
  * of the line box, the middle of the capitals and digits, or the baseline at y. angle rotates
  * about (x, y) (-pi/2 reads bottom to top). */
-static void text(canvas *cv, double x, double y, const char *s, double size, bool bold, double halign, valign va,
-                 double angle, bool markup, const double *rgb) {
+static void text(canvas *cv, double x, double y, const char *s, double size, bool bold,
+                 double halign, valign va, double angle, bool markup, const double *rgb) {
     if (!*s) return;
     cairo_t *cr = cv->cr;
     cairo_save(cr);
@@ -141,7 +149,8 @@ static void text(canvas *cv, double x, double y, const char *s, double size, boo
     PangoLayout *l = layout_of(cv, s, size, bold, markup);
     PangoRectangle log;
     pango_layout_get_extents(l, NULL, &log);
-    const double w = (double)log.width / PANGO_SCALE, base = (double)pango_layout_get_baseline(l) / PANGO_SCALE;
+    const double w = (double)log.width / PANGO_SCALE,
+                 base = (double)pango_layout_get_baseline(l) / PANGO_SCALE;
     const double dy = va == V_TOP ? 0 : va == V_BASELINE ? -base : -(base - 0.365 * size);
     cairo_move_to(cr, -halign * w - (double)log.x / PANGO_SCALE, dy);
     cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
@@ -181,17 +190,22 @@ static void log_label(char *out, size_t cap, int m, int e) {
     } else if (m == 1) {
         mc_snprintf(out, cap, "10<sup>%s%d</sup>", e < 0 ? "\xe2\x88\x92" : "", abs(e));
     } else {
-        mc_snprintf(out, cap, "%d\xc3\x97" "10<sup>%s%d</sup>", m, e < 0 ? "\xe2\x88\x92" : "", abs(e));
+        mc_snprintf(out, cap,
+                    "%d\xc3\x97"
+                    "10<sup>%s%d</sup>",
+                    m, e < 0 ? "\xe2\x88\x92" : "", abs(e));
     }
 }
 
 typedef struct {
-    double x0, x1, y0, y1;       /* the plot area */
+    double x0, x1, y0, y1;         /* the plot area */
     double xmin, xmax, ymin, ymax; /* data limits (y in log10 when log) */
     bool log;
 } frame;
 
-static double map_x(const frame *f, double x) { return f->x0 + (x - f->xmin) / (f->xmax - f->xmin) * (f->x1 - f->x0); }
+static double map_x(const frame *f, double x) {
+    return f->x0 + (x - f->xmin) / (f->xmax - f->xmin) * (f->x1 - f->x0);
+}
 static double map_y(const frame *f, double y) {
     double v = f->log ? (y > 0 ? log10(y) : NAN) : y;
     return f->y1 - (v - f->ymin) / (f->ymax - f->ymin) * (f->y1 - f->y0);
@@ -209,7 +223,8 @@ static int y_ticks(const frame *f, tick *t) {
     int n = 0;
     if (!f->log) {
         const double s = nice_step(f->ymax - f->ymin, 5);
-        for (double k = ceil(f->ymin / s - 1e-9); k * s <= f->ymax + s * 1e-9 && n < MAX_TICKS; k++) {
+        for (double k = ceil(f->ymin / s - 1e-9); k * s <= f->ymax + s * 1e-9 && n < MAX_TICKS;
+             k++) {
             t[n].v = k * s, t[n].minor = false;
             tick_label(t[n].lab, sizeof t[n].lab, k * s, s);
             n++;
@@ -224,8 +239,10 @@ static int y_ticks(const frame *f, tick *t) {
             if (lv < f->ymin - 1e-9 || lv > f->ymax + 1e-9) continue;
             bool major = m == 1 ? (e % every == 0) : (decades < 2.5 && (m == 2 || m == 5));
             t[n].v = pow(10.0, lv), t[n].minor = !major;
-            if (major) log_label(t[n].lab, sizeof t[n].lab, m, e);
-            else t[n].lab[0] = 0;
+            if (major)
+                log_label(t[n].lab, sizeof t[n].lab, m, e);
+            else
+                t[n].lab[0] = 0;
             n++;
         }
     return n;
@@ -239,7 +256,9 @@ static void line(cairo_t *cr, double x0, double y0, double x1, double y1) {
     cairo_stroke(cr);
 }
 
-static void set_rgb255(cairo_t *cr, const double *c) { cairo_set_source_rgb(cr, c[0] / 255, c[1] / 255, c[2] / 255); }
+static void set_rgb255(cairo_t *cr, const double *c) {
+    cairo_set_source_rgb(cr, c[0] / 255, c[1] / 255, c[2] / 255);
+}
 /* Series s's colour: its own, or the palette's. */
 static void set_series_rgb(cairo_t *cr, const mc_plot_series *se, int s) {
     if (!se->own_rgb) {
@@ -251,7 +270,8 @@ static void set_series_rgb(cairo_t *cr, const mc_plot_series *se, int s) {
 }
 
 /* How many data points of pn fall inside the box (figure units) under frame f. */
-static int64_t points_in(const mc_plot_panel *pn, const frame *f, double bx, double by, double bw, double bh) {
+static int64_t points_in(const mc_plot_panel *pn, const frame *f, double bx, double by, double bw,
+                         double bh) {
     int64_t k = 0;
     for (int s = 0; s < pn->n_series; s++)
         for (int64_t i = 0; i < pn->series[s].n; i++) {
@@ -271,13 +291,16 @@ static void draw_panel(canvas *cv, const mc_plot_panel *pn, double ox, double oy
             double x = pn->series[s].x[i], y = pn->series[s].y[i];
             if (!isfinite(x) || !isfinite(y)) continue;
             xmin = fmin(xmin, x), xmax = fmax(xmax, x), ymin = fmin(ymin, y), ymax = fmax(ymax, y);
-            if (y > 0) pmin = fmin(pmin, y);
-            else all_pos = false;
+            if (y > 0)
+                pmin = fmin(pmin, y);
+            else
+                all_pos = false;
         }
     frame f = {0};
     f.log = pn->yscale == MC_PLOT_Y_LOG ? isfinite(pmin)
-            : pn->yscale == MC_PLOT_Y_AUTO ? all_pos && isfinite(pmin) && ymax / pmin >= MC_PLOT_LOG_RATIO
-                                            : false;
+            : pn->yscale == MC_PLOT_Y_AUTO
+                ? all_pos && isfinite(pmin) && ymax / pmin >= MC_PLOT_LOG_RATIO
+                : false;
     if (!(xmin <= xmax)) xmin = 0, xmax = 1, ymin = 0, ymax = 1; /* no data: empty axes */
     if (f.log) ymin = log10(pmin), ymax = log10(ymax);
     if (xmax - xmin <= 0) xmin -= 0.5, xmax += 0.5;
@@ -296,7 +319,8 @@ static void draw_panel(canvas *cv, const mc_plot_panel *pn, double ox, double oy
         if (yt[i].lab[0]) wmax = fmax(wmax, text_width(cv, yt[i].lab, SZ_TICK, false, f.log));
     const double ylab_x = ox + 10;
     f.x0 = round(ylab_x + (pn->ylabel[0] ? SZ_LABEL * 1.25 + 8 : 0) + wmax + 6 + TICK);
-    f.x1 = ox + PANEL_W - M_RIGHT, f.y0 = oy + (pn->title[0] ? M_TOP : 10), f.y1 = oy + PANEL_H - M_BOTTOM;
+    f.x1 = ox + PANEL_W - M_RIGHT, f.y0 = oy + (pn->title[0] ? M_TOP : 10),
+    f.y1 = oy + PANEL_H - M_BOTTOM;
 
     /* Grid, ticks and labels. */
     cairo_set_line_width(cr, 1);
@@ -320,11 +344,15 @@ static void draw_panel(canvas *cv, const mc_plot_panel *pn, double ox, double oy
         }
         cairo_set_source_rgb(cr, FRAME[0], FRAME[1], FRAME[2]);
         line(cr, f.x0 - (yt[i].minor ? MINOR_TICK : TICK), py, f.x0, py);
-        if (yt[i].lab[0]) text(cv, f.x0 - TICK - 4, py, yt[i].lab, SZ_TICK, false, 1, V_MIDDLE, 0, f.log, INK);
+        if (yt[i].lab[0])
+            text(cv, f.x0 - TICK - 4, py, yt[i].lab, SZ_TICK, false, 1, V_MIDDLE, 0, f.log, INK);
     }
-    text(cv, (f.x0 + f.x1) / 2, f.y1 + TICK + 3 + SZ_TICK * 1.3 + 6, pn->xlabel, SZ_LABEL, false, 0.5, V_TOP, 0, false, INK);
-    text(cv, ylab_x, (f.y0 + f.y1) / 2, pn->ylabel, SZ_LABEL, false, 0.5, V_TOP, -M_PI / 2, false, INK);
-    text(cv, (f.x0 + f.x1) / 2, oy + M_TOP / 2.0 + 1, pn->title, SZ_PANEL, true, 0.5, V_MIDDLE, 0, false, INK);
+    text(cv, (f.x0 + f.x1) / 2, f.y1 + TICK + 3 + SZ_TICK * 1.3 + 6, pn->xlabel, SZ_LABEL, false,
+         0.5, V_TOP, 0, false, INK);
+    text(cv, ylab_x, (f.y0 + f.y1) / 2, pn->ylabel, SZ_LABEL, false, 0.5, V_TOP, -M_PI / 2, false,
+         INK);
+    text(cv, (f.x0 + f.x1) / 2, oy + M_TOP / 2.0 + 1, pn->title, SZ_PANEL, true, 0.5, V_MIDDLE, 0,
+         false, INK);
 
     /* Markers: dashed vertical lines with their labels reading upwards beside them. */
     for (int m = 0; m < pn->n_markers && m < MC_PLOT_MAX_MARKERS; m++) {
@@ -337,8 +365,8 @@ static void draw_panel(canvas *cv, const mc_plot_panel *pn, double ox, double oy
         cairo_set_source_rgb(cr, MARK[0], MARK[1], MARK[2]);
         line(cr, px, f.y0, px, f.y1);
         cairo_restore(cr);
-        text(cv, px + 3 + SZ_MARKER * 0.95, f.y1 - 6, pn->markers[m].label, SZ_MARKER, false, 0, V_BASELINE, -M_PI / 2,
-             false, MARK);
+        text(cv, px + 3 + SZ_MARKER * 0.95, f.y1 - 6, pn->markers[m].label, SZ_MARKER, false, 0,
+             V_BASELINE, -M_PI / 2, false, MARK);
     }
 
     /* The series, clipped to the plot area; a non-finite point breaks the line. */
@@ -358,8 +386,11 @@ static void draw_panel(canvas *cv, const mc_plot_panel *pn, double ox, double oy
                 pen = false;
                 continue;
             }
-            if (pen) cairo_line_to(cr, px, py);
-            else cairo_move_to(cr, px, py), cairo_line_to(cr, px, py); /* a lone point shows as a dot */
+            if (pen)
+                cairo_line_to(cr, px, py);
+            else
+                cairo_move_to(cr, px, py),
+                    cairo_line_to(cr, px, py); /* a lone point shows as a dot */
             pen = true, drawn++;
         }
         if (!drawn) continue;
@@ -389,8 +420,10 @@ static void draw_panel(canvas *cv, const mc_plot_panel *pn, double ox, double oy
     /* The legend, in the corner of the plot area that hides the fewest points. */
     if (pn->n_series > 0) {
         double wl = 0;
-        for (int s = 0; s < pn->n_series; s++) wl = fmax(wl, text_width(cv, pn->series[s].label, SZ_LEGEND, false, false));
-        const double row = round(SZ_LEGEND * 1.5), lw = round(8 + 22 + 6 + wl + 8), lh = row * pn->n_series + 8;
+        for (int s = 0; s < pn->n_series; s++)
+            wl = fmax(wl, text_width(cv, pn->series[s].label, SZ_LEGEND, false, false));
+        const double row = round(SZ_LEGEND * 1.5), lw = round(8 + 22 + 6 + wl + 8),
+                     lh = row * pn->n_series + 8;
         const double cx[4] = {f.x1 - 8 - lw, f.x0 + 8, f.x1 - 8 - lw, f.x0 + 8};
         const double cy[4] = {f.y0 + 8, f.y0 + 8, f.y1 - 8 - lh, f.y1 - 8 - lh};
         int best = 0;
@@ -417,14 +450,17 @@ static void draw_panel(canvas *cv, const mc_plot_panel *pn, double ox, double oy
             } else {
                 line(cr, lx + 8, yy, lx + 30, yy);
             }
-            text(cv, lx + 36, yy, pn->series[s].label, SZ_LEGEND, false, 0, V_MIDDLE, 0, false, INK);
+            text(cv, lx + 36, yy, pn->series[s].label, SZ_LEGEND, false, 0, V_MIDDLE, 0, false,
+                 INK);
         }
         cairo_set_line_width(cr, 1);
     }
 }
 
 void mc_plot_size(const mc_plot *p, int *w, int *h) {
-    *w = PANEL_W * (p->n_panels > 0 ? (p->n_panels < MC_PLOT_MAX_PANELS ? p->n_panels : MC_PLOT_MAX_PANELS) : 1);
+    *w = PANEL_W * (p->n_panels > 0
+                        ? (p->n_panels < MC_PLOT_MAX_PANELS ? p->n_panels : MC_PLOT_MAX_PANELS)
+                        : 1);
     *h = PANEL_H + TITLE_H;
 }
 
@@ -435,13 +471,17 @@ static void draw(canvas *cv, const mc_plot *p, int w, int h) {
     double size = SZ_TITLE;
     while (size > 8 && text_width(cv, p->title, size, true, false) > w - 20) size -= 0.5;
     text(cv, w / 2.0, TITLE_H / 2.0 + 2, p->title, size, true, 0.5, V_MIDDLE, 0, false, INK);
-    for (int i = 0; i < p->n_panels && i < MC_PLOT_MAX_PANELS; i++) draw_panel(cv, &p->panels[i], (double)i * PANEL_W, TITLE_H);
+    for (int i = 0; i < p->n_panels && i < MC_PLOT_MAX_PANELS; i++)
+        draw_panel(cv, &p->panels[i], (double)i * PANEL_W, TITLE_H);
 }
 
 /* ---- surfaces --------------------------------------------------------------------------------- */
 
 const char *mc_plot_format_ext(int format) {
-    return format == MC_FIG_PNG ? "png" : format == MC_FIG_SVG ? "svg" : format == MC_FIG_PDF ? "pdf" : NULL;
+    return format == MC_FIG_PNG   ? "png"
+           : format == MC_FIG_SVG ? "svg"
+           : format == MC_FIG_PDF ? "pdf"
+                                  : NULL;
 }
 
 /* The pango context for cr with the fixed font settings; fails when fontconfig has no DejaVu
@@ -474,17 +514,22 @@ static mc_status make_context(cairo_t *cr, PangoContext **out, mc_error *err) {
     if (strcasecmp(got, FONT_FAMILY) != 0) {
         g_object_unref(pc);
         if (!got[0])
-            return MC_FAIL(err, MC_ERR_UNSUPPORTED, "figures: fontconfig finds no font at all; the figures need '%s' "
-                           "(install the Debian package '%s')", FONT_FAMILY, FONT_PACKAGE);
-        return MC_FAIL(err, MC_ERR_UNSUPPORTED, "figures: fontconfig has no '%s' (it offers '%s' instead): install the "
-                       "Debian package '%s'", FONT_FAMILY, got, FONT_PACKAGE);
+            return MC_FAIL(err, MC_ERR_UNSUPPORTED,
+                           "figures: fontconfig finds no font at all; the figures need '%s' "
+                           "(install the Debian package '%s')",
+                           FONT_FAMILY, FONT_PACKAGE);
+        return MC_FAIL(err, MC_ERR_UNSUPPORTED,
+                       "figures: fontconfig has no '%s' (it offers '%s' instead): install the "
+                       "Debian package '%s'",
+                       FONT_FAMILY, got, FONT_PACKAGE);
     }
     *out = pc;
     return MC_OK;
 }
 
 /* Paints p on surface (w x h units after scale) and finishes it. */
-static mc_status paint(cairo_surface_t *surface, double scale, const mc_plot *p, int w, int h, mc_error *err) {
+static mc_status paint(cairo_surface_t *surface, double scale, const mc_plot *p, int w, int h,
+                       mc_error *err) {
     cairo_t *cr = cairo_create(surface);
     if (scale != 1) cairo_scale(cr, scale, scale);
     canvas cv = {.cr = cr};
@@ -497,8 +542,8 @@ static mc_status paint(cairo_surface_t *surface, double scale, const mc_plot *p,
     cairo_destroy(cr);
     cairo_surface_flush(surface);
     if (s == MC_OK && cs != CAIRO_STATUS_SUCCESS)
-        s = MC_FAIL(err, cs == CAIRO_STATUS_NO_MEMORY ? MC_ERR_NOMEM : MC_ERR_INTERNAL, "figure '%s': cairo: %s", p->title,
-                    cairo_status_to_string(cs));
+        s = MC_FAIL(err, cs == CAIRO_STATUS_NO_MEMORY ? MC_ERR_NOMEM : MC_ERR_INTERNAL,
+                    "figure '%s': cairo: %s", p->title, cairo_status_to_string(cs));
     return s;
 }
 
@@ -516,8 +561,10 @@ static void svg_renumber(bytes *out, const char *in, size_t n) {
         if (!q) break;
         size_t j = at + 7;
         long v = 0;
-        while (j < n && j - at < 17 && in[j] >= '0' && in[j] <= '9') v = v * 10 + (in[j] - '0'), j++;
-        const bool id = at > 0 && (in[at - 1] == '"' || in[at - 1] == '#') && j > at + 7 && j < n && in[j] == '"';
+        while (j < n && j - at < 17 && in[j] >= '0' && in[j] <= '9')
+            v = v * 10 + (in[j] - '0'), j++;
+        const bool id = at > 0 && (in[at - 1] == '"' || in[at - 1] == '#') && j > at + 7 && j < n &&
+                        in[j] == '"';
         int k = 0;
         while (id && k < n_seen && seen[k] != v) k++;
         if (!id || k == 64) {
@@ -540,7 +587,8 @@ static void svg_renumber(bytes *out, const char *in, size_t n) {
 static mc_status svg_finish(const mc_plot *p, const bytes *in, bytes *out, mc_error *err) {
     const char *svg = in->p ? strstr((const char *)in->p, "<svg") : NULL;
     const char *gt = svg ? strchr(svg, '>') : NULL;
-    if (!gt) return MC_FAIL(err, MC_ERR_INTERNAL, "figure '%s': cairo wrote no <svg> element", p->title);
+    if (!gt)
+        return MC_FAIL(err, MC_ERR_INTERNAL, "figure '%s': cairo wrote no <svg> element", p->title);
     const size_t head = (size_t)(gt + 1 - (const char *)in->p);
     bytes_write(out, in->p, (unsigned)head);
     bytes_str(out, "\n<title>");
@@ -573,14 +621,16 @@ static mc_status svg_finish(const mc_plot *p, const bytes *in, bytes *out, mc_er
 
 mc_status mc_plot_render(const mc_plot *p, int format, uint8_t **out, size_t *len, mc_error *err) {
     *out = NULL, *len = 0;
-    if (!mc_plot_format_ext(format)) return MC_FAIL(err, MC_ERR_ARG, "figure '%s': unknown format %d", p->title, format);
+    if (!mc_plot_format_ext(format))
+        return MC_FAIL(err, MC_ERR_ARG, "figure '%s': unknown format %d", p->title, format);
     int w = 0, h = 0;
     mc_plot_size(p, &w, &h);
     bytes b = {0};
     cairo_surface_t *surface = NULL;
     mc_status s = MC_OK;
     if (format == MC_FIG_PNG) {
-        surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w * MC_PLOT_PNG_SCALE, h * MC_PLOT_PNG_SCALE);
+        surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w * MC_PLOT_PNG_SCALE,
+                                             h * MC_PLOT_PNG_SCALE);
     } else if (format == MC_FIG_SVG) {
         surface = cairo_svg_surface_create_for_stream(bytes_write, &b, w, h);
         cairo_svg_surface_restrict_to_version(surface, CAIRO_SVG_VERSION_1_1);
@@ -594,18 +644,20 @@ mc_status mc_plot_render(const mc_plot *p, int format, uint8_t **out, size_t *le
     }
     cairo_status_t cs = cairo_surface_status(surface);
     if (cs != CAIRO_STATUS_SUCCESS)
-        s = MC_FAIL(err, cs == CAIRO_STATUS_NO_MEMORY ? MC_ERR_NOMEM : MC_ERR_INTERNAL, "figure '%s': cairo: %s", p->title,
-                    cairo_status_to_string(cs));
+        s = MC_FAIL(err, cs == CAIRO_STATUS_NO_MEMORY ? MC_ERR_NOMEM : MC_ERR_INTERNAL,
+                    "figure '%s': cairo: %s", p->title, cairo_status_to_string(cs));
     if (s == MC_OK) s = paint(surface, format == MC_FIG_PNG ? MC_PLOT_PNG_SCALE : 1, p, w, h, err);
     if (s == MC_OK && format == MC_FIG_PNG) {
         cs = cairo_surface_write_to_png_stream(surface, bytes_write, &b);
-        if (cs != CAIRO_STATUS_SUCCESS) s = MC_FAIL(err, MC_ERR_INTERNAL, "figure '%s': PNG: %s", p->title, cairo_status_to_string(cs));
+        if (cs != CAIRO_STATUS_SUCCESS)
+            s = MC_FAIL(err, MC_ERR_INTERNAL, "figure '%s': PNG: %s", p->title,
+                        cairo_status_to_string(cs));
     }
     cairo_surface_finish(surface); /* SVG and PDF write their documents here */
     cs = cairo_surface_status(surface);
     if (s == MC_OK && cs != CAIRO_STATUS_SUCCESS)
-        s = MC_FAIL(err, cs == CAIRO_STATUS_NO_MEMORY || b.oom ? MC_ERR_NOMEM : MC_ERR_INTERNAL, "figure '%s': cairo: %s",
-                    p->title, cairo_status_to_string(cs));
+        s = MC_FAIL(err, cs == CAIRO_STATUS_NO_MEMORY || b.oom ? MC_ERR_NOMEM : MC_ERR_INTERNAL,
+                    "figure '%s': cairo: %s", p->title, cairo_status_to_string(cs));
     cairo_surface_destroy(surface);
     if (s == MC_OK && b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory drawing '%s'", p->title);
     if (s == MC_OK && format == MC_FIG_SVG) {
@@ -644,7 +696,8 @@ mc_status mc_plot_write(const mc_plot *p, int format, const char *path, mc_error
  * rising with t, so cold patches leave the image visible. */
 static uint32_t heat_argb(double t) {
     t = t < 0 ? 0 : t > 1 ? 1 : t;
-    static const double stop[4][3] = {{0.05, 0.05, 0.45}, {0.75, 0.05, 0.15}, {1.0, 0.55, 0.0}, {1.0, 1.0, 0.3}};
+    static const double stop[4][3] = {
+        {0.05, 0.05, 0.45}, {0.75, 0.05, 0.15}, {1.0, 0.55, 0.0}, {1.0, 1.0, 0.3}};
     const double f = t * 3;
     const int i = f >= 3 ? 2 : (int)f;
     const double u = f - i;
@@ -652,13 +705,14 @@ static uint32_t heat_argb(double t) {
     for (int k = 0; k < 3; k++) c[k] = stop[i][k] + u * (stop[i + 1][k] - stop[i][k]);
     const double a = 0.15 + 0.6 * t;
     uint32_t A = (uint32_t)lround(a * 255);
-    uint32_t R = (uint32_t)lround(c[0] * a * 255), G = (uint32_t)lround(c[1] * a * 255), B = (uint32_t)lround(c[2] * a * 255);
+    uint32_t R = (uint32_t)lround(c[0] * a * 255), G = (uint32_t)lround(c[1] * a * 255),
+             B = (uint32_t)lround(c[2] * a * 255);
     return A << 24 | R << 16 | G << 8 | B;
 }
 
 /* Paints src (an image surface of sw x sh pixels) scaled into the square (x, y, edge). */
-static void paint_scaled(cairo_t *cr, cairo_surface_t *src, int sw, int sh, double x, double y, double edge,
-                         cairo_filter_t filter) {
+static void paint_scaled(cairo_t *cr, cairo_surface_t *src, int sw, int sh, double x, double y,
+                         double edge, cairo_filter_t filter) {
     cairo_save(cr);
     cairo_rectangle(cr, x, y, edge, edge);
     cairo_clip(cr);
@@ -687,7 +741,8 @@ void mc_grid_tile_origin(const mc_grid *g, int i, int *x, int *y) {
 mc_status mc_grid_render_png(const mc_grid *g, uint8_t **out, size_t *len, mc_error *err) {
     *out = NULL, *len = 0;
     if (g->tile < 8 || g->tile > 1024 || g->n_tiles < 0 || g->n_tiles > 256)
-        return MC_FAIL(err, MC_ERR_ARG, "grid '%s': tile %d px or %d tiles out of range", g->title, g->tile, g->n_tiles);
+        return MC_FAIL(err, MC_ERR_ARG, "grid '%s': tile %d px or %d tiles out of range", g->title,
+                       g->tile, g->n_tiles);
     int w = 0, h = 0;
     mc_grid_size(g, &w, &h);
     cairo_surface_t *surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
@@ -697,7 +752,8 @@ mc_status mc_grid_render_png(const mc_grid *g, uint8_t **out, size_t *len, mc_er
     if (s == MC_OK) {
         cairo_set_source_rgb(cr, 1, 1, 1);
         cairo_paint(cr);
-        text(&cv, GRID_MARGIN, GRID_MARGIN + GRID_TITLE_H / 2.0, g->title, SZ_GRID_TITLE, true, 0, V_MIDDLE, 0, false, INK);
+        text(&cv, GRID_MARGIN, GRID_MARGIN + GRID_TITLE_H / 2.0, g->title, SZ_GRID_TITLE, true, 0,
+             V_MIDDLE, 0, false, INK);
     }
     for (int i = 0; s == MC_OK && i < g->n_tiles; i++) {
         const mc_grid_tile *t = &g->tiles[i];
@@ -713,7 +769,8 @@ mc_status mc_grid_render_png(const mc_grid *g, uint8_t **out, size_t *len, mc_er
             for (int yy = 0; px && yy < t->h; yy++)
                 for (int xx = 0; xx < t->w; xx++) {
                     const uint8_t *p = t->rgb + ((size_t)yy * t->w + xx) * 3;
-                    ((uint32_t *)(px + (size_t)yy * stride))[xx] = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+                    ((uint32_t *)(px + (size_t)yy * stride))[xx] =
+                        (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
                 }
             cairo_surface_mark_dirty(img);
             paint_scaled(cr, img, t->w, t->h, x, y, g->tile, CAIRO_FILTER_GOOD);
@@ -732,10 +789,12 @@ mc_status mc_grid_render_png(const mc_grid *g, uint8_t **out, size_t *len, mc_er
             for (int yy = 0; px && yy < t->hh; yy++)
                 for (int xx = 0; xx < t->hw; xx++) {
                     const float v = t->heat[(size_t)yy * t->hw + xx];
-                    ((uint32_t *)(px + (size_t)yy * stride))[xx] = heat_argb(mx > 0 && v > 0 ? v / mx : 0);
+                    ((uint32_t *)(px + (size_t)yy * stride))[xx] =
+                        heat_argb(mx > 0 && v > 0 ? v / mx : 0);
                 }
             cairo_surface_mark_dirty(hs);
-            paint_scaled(cr, hs, t->hw, t->hh, x, y, g->tile, t->smooth ? CAIRO_FILTER_BILINEAR : CAIRO_FILTER_NEAREST);
+            paint_scaled(cr, hs, t->hw, t->hh, x, y, g->tile,
+                         t->smooth ? CAIRO_FILTER_BILINEAR : CAIRO_FILTER_NEAREST);
             cairo_surface_destroy(hs);
         }
         cairo_set_source_rgb(cr, FRAME[0], FRAME[1], FRAME[2]);
@@ -747,7 +806,8 @@ mc_status mc_grid_render_png(const mc_grid *g, uint8_t **out, size_t *len, mc_er
             /* Captions are cut to the tile's width at a character boundary. */
             char buf[sizeof t->caption];
             mc_strlcpy(buf, cap, sizeof buf);
-            for (size_t n = strlen(buf); n > 0 && text_width(&cv, buf, SZ_CAPTION, false, false) > g->tile; n--) {
+            for (size_t n = strlen(buf);
+                 n > 0 && text_width(&cv, buf, SZ_CAPTION, false, false) > g->tile; n--) {
                 while (n > 0 && ((unsigned char)buf[n - 1] & 0xC0) == 0x80) n--;
                 if (n > 0) buf[n - 1] = '\0';
             }
@@ -759,13 +819,16 @@ mc_status mc_grid_render_png(const mc_grid *g, uint8_t **out, size_t *len, mc_er
     cairo_destroy(cr);
     cairo_surface_flush(surface);
     if (s == MC_OK && cs != CAIRO_STATUS_SUCCESS)
-        s = MC_FAIL(err, cs == CAIRO_STATUS_NO_MEMORY ? MC_ERR_NOMEM : MC_ERR_INTERNAL, "grid '%s': cairo: %s", g->title,
-                    cairo_status_to_string(cs));
+        s = MC_FAIL(err, cs == CAIRO_STATUS_NO_MEMORY ? MC_ERR_NOMEM : MC_ERR_INTERNAL,
+                    "grid '%s': cairo: %s", g->title, cairo_status_to_string(cs));
     bytes b = {0};
     if (s == MC_OK) {
         cs = cairo_surface_write_to_png_stream(surface, bytes_write, &b);
-        if (cs != CAIRO_STATUS_SUCCESS) s = MC_FAIL(err, MC_ERR_INTERNAL, "grid '%s': PNG: %s", g->title, cairo_status_to_string(cs));
-        else if (b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory drawing grid '%s'", g->title);
+        if (cs != CAIRO_STATUS_SUCCESS)
+            s = MC_FAIL(err, MC_ERR_INTERNAL, "grid '%s': PNG: %s", g->title,
+                        cairo_status_to_string(cs));
+        else if (b.oom)
+            s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory drawing grid '%s'", g->title);
     }
     cairo_surface_destroy(surface);
     if (s != MC_OK) {

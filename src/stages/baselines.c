@@ -53,7 +53,7 @@
 
 #define KEY_VERSION "miclip-baselines/2"
 #define VI_KEY_VERSION "vinterp/1" /* V-Interp's part of the key (grid, explainer protocol) */
-#define BASELINE_PROMPT "{}" /* concept texts embedded bare (the CLIP-Dissect authors' code) */
+#define BASELINE_PROMPT "{}"     /* concept texts embedded bare (the CLIP-Dissect authors' code) */
 #define KEEP_SIM_MAX (1ll << 24) /* the full score matrix is stored up to this size (as describe) */
 #define IMG_CHUNK 256            /* images per activation pass */
 
@@ -71,10 +71,10 @@ static const mc_scored EMPTY = {-INFINITY, INT32_MAX};
 /* ---- one task: inputs and key ------------------------------------------------------------------ */
 
 typedef struct {
-    int kind;              /* mc_unit_kind */
+    int kind; /* mc_unit_kind */
     int64_t n_units;
     char sae_key[MC_KEY_HEX], sae_path[MC_PATH_CAP];
-    bool loc, desc;        /* listed in localize.units / describe.units */
+    bool loc, desc; /* listed in localize.units / describe.units */
 } bl_kind;
 
 typedef struct {
@@ -84,7 +84,7 @@ typedef struct {
     bool *set_loc, *set_desc; /* [n_sets]: listed in localize.concepts / describe.concepts */
     int n_kinds;
     bl_kind kinds[2];
-    int64_t dim;              /* the layer's vector width */
+    int64_t dim; /* the layer's vector width */
     char key[MC_KEY_HEX];
     char store[MC_PATH_CAP];
     char tables[MC_PATH_CAP];
@@ -115,13 +115,15 @@ static bool list_has_enum(const mc_enum_list *l, int v) {
 static bool is_class_set(const mc_config *cfg, const char *name) {
     if (cfg->concepts.n == 0) return !strcmp(name, "classes");
     for (int i = 0; i < cfg->concepts.n; i++)
-        if (!strcmp(cfg->concepts.v[i].name, name)) return cfg->concepts.v[i].source == MC_CONCEPTS_CLASSES;
+        if (!strcmp(cfg->concepts.v[i].name, name))
+            return cfg->concepts.v[i].source == MC_CONCEPTS_CLASSES;
     return false;
 }
 
 /* Collective. Opens the train store, the unit kinds and the concept sets of task and computes
  * the key and the output paths. */
-static mc_status bl_task_open(const mc_comm *c, const mc_config *cfg, const mc_task *task, bl_task *bt, mc_error *err) {
+static mc_status bl_task_open(const mc_comm *c, const mc_config *cfg, const mc_task *task,
+                              bl_task *bt, mc_error *err) {
     memset(bt, 0, sizeof *bt);
     MC_TRY(mc_train_data_open(c, cfg, task->seed, &bt->td, err));
     /* The layer's width, from the dataset's shape (no data read). */
@@ -131,14 +133,16 @@ static mc_status bl_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
     if (!mc_snprintf(name, sizeof name, "acts/%s", task->layer))
         s = MC_FAIL(err, MC_ERR_ARG, "layer name too long: %s", task->layer);
     else if (!mc_store_exists(bt->td.st, name))
-        s = MC_FAIL(err, MC_ERR_ARG, "%s: no %s (is layer '%s' in extract.layers of the extract run?)", bt->td.path,
+        s = MC_FAIL(err, MC_ERR_ARG,
+                    "%s: no %s (is layer '%s' in extract.layers of the extract run?)", bt->td.path,
                     name, task->layer);
     if (s == MC_OK) s = mc_store_dataset_info_get(bt->td.st, name, &di, err);
     if (s == MC_OK) bt->dim = di.ndim == 4 ? di.shape[1] : di.shape[di.ndim - 1];
     s = mc_comm_agree(c, s, err);
     /* Unit kinds: the union of localize.units and describe.units, neurons first. */
     for (int kind = MC_UNIT_NEURON; s == MC_OK && kind <= MC_UNIT_SAE; kind++) {
-        bool loc = list_has_enum(&cfg->localize.units, kind), desc = list_has_enum(&cfg->describe.units, kind);
+        bool loc = list_has_enum(&cfg->localize.units, kind),
+             desc = list_has_enum(&cfg->describe.units, kind);
         if (!loc && !desc) continue;
         bl_kind *k = &bt->kinds[bt->n_kinds];
         k->kind = kind, k->loc = loc, k->desc = desc;
@@ -148,12 +152,14 @@ static mc_status bl_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
             continue;
         }
         if (task->method == MC_METHOD_NETDISSECT) {
-            mc_info0("baselines %s: netdissect scores the layer's neurons only (no SAE features)", task->id);
+            mc_info0("baselines %s: netdissect scores the layer's neurons only (no SAE features)",
+                     task->id);
             continue;
         }
         if (!mc_sae_applies(cfg, task->layer)) {
-            mc_info0("baselines %s: no SAE on layer '%s' (sae.layer is '%s'%s); neurons only", task->id, task->layer,
-                     cfg->sae.layer, mc_config_has_stage(cfg, MC_STAGE_SAE) ? "" : ", sae stage not listed");
+            mc_info0("baselines %s: no SAE on layer '%s' (sae.layer is '%s'%s); neurons only",
+                     task->id, task->layer, cfg->sae.layer,
+                     mc_config_has_stage(cfg, MC_STAGE_SAE) ? "" : ", sae stage not listed");
             continue;
         }
         mc_run_paths p;
@@ -161,7 +167,8 @@ static mc_status bl_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
         bool complete = false;
         if (s == MC_OK) s = mc_store_peek_complete(c, p.store, &complete, err);
         if (s == MC_OK && !complete)
-            s = MC_FAIL(err, MC_ERR_ARG, "no trained SAE for seed %lld on layer '%s' (%s); run the sae stage first",
+            s = MC_FAIL(err, MC_ERR_ARG,
+                        "no trained SAE for seed %lld on layer '%s' (%s); run the sae stage first",
                         (long long)task->seed, cfg->sae.layer, p.store);
         if (s == MC_OK) {
             mc_strlcpy(k->sae_key, p.key, sizeof k->sae_key);
@@ -204,17 +211,21 @@ static mc_status bl_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
     s = mc_comm_agree(c, s, err);
     if (s == MC_OK) {
         mc_buf b = {0};
-        mc_buf_printf(&b, "%s\ncode=%s\nmethod=%s\nextract=%s\nlayer=%s\nloc_tau=%lld\ndesc_tau=%lld\n", KEY_VERSION,
-                      MICLIP_CACHE_VERSION, mc_method_name(task->method), bt->td.extract_key, task->layer,
-                      (long long)cfg->localize.tau, (long long)cfg->describe.tau);
+        mc_buf_printf(
+            &b, "%s\ncode=%s\nmethod=%s\nextract=%s\nlayer=%s\nloc_tau=%lld\ndesc_tau=%lld\n",
+            KEY_VERSION, MICLIP_CACHE_VERSION, mc_method_name(task->method), bt->td.extract_key,
+            task->layer, (long long)cfg->localize.tau, (long long)cfg->describe.tau);
         if (task->method == MC_METHOD_CLIP_DISSECT)
-            mc_buf_printf(&b, "soft_wpmi=%d:%.17g:%.17g:%.17g:%.17g:%.17g\nties=expected\nprompt=%s\n", CD_TOP_K, CD_A,
-                          CD_LAMBDA, CD_MIN_PROB, CD_P_START, CD_P_END, BASELINE_PROMPT);
+            mc_buf_printf(
+                &b, "soft_wpmi=%d:%.17g:%.17g:%.17g:%.17g:%.17g\nties=expected\nprompt=%s\n",
+                CD_TOP_K, CD_A, CD_LAMBDA, CD_MIN_PROB, CD_P_START, CD_P_END, BASELINE_PROMPT);
         if (task->method == MC_METHOD_NETDISSECT) {
             char md[MC_PATH_CAP];
             if (!mc_netdissect_masks_dir(cfg, md, sizeof md)) md[0] = 0;
-            mc_buf_printf(&b, "netdissect=quantile:%.17g:exact-linear:bilinear-align_corners-false\nmasks=%s\n",
-                          MC_NETDISSECT_QUANTILE, md);
+            mc_buf_printf(
+                &b,
+                "netdissect=quantile:%.17g:exact-linear:bilinear-align_corners-false\nmasks=%s\n",
+                MC_NETDISSECT_QUANTILE, md);
         }
         if (task->method == MC_METHOD_VINTERP) {
             /* The explainer's command, or the descriptions file's contents: a new file or command
@@ -228,23 +239,26 @@ static mc_status bl_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
                 if (s == MC_OK) mc_key_of(txt, fh); /* NUL-terminated by mc_read_file */
                 free(txt);
             }
-            mc_buf_printf(&b, "%s\nimages=%lld\nexplainer=%s\ndescriptions=%s:%s\nprompt=%s\n", VI_KEY_VERSION,
-                          (long long)cfg->baselines.vinterp_images, cfg->baselines.vinterp_explainer, df, fh,
-                          cfg->align.prompt);
+            mc_buf_printf(&b, "%s\nimages=%lld\nexplainer=%s\ndescriptions=%s:%s\nprompt=%s\n",
+                          VI_KEY_VERSION, (long long)cfg->baselines.vinterp_images,
+                          cfg->baselines.vinterp_explainer, df, fh, cfg->align.prompt);
         }
         for (int k = 0; k < bt->n_kinds; k++)
-            mc_buf_printf(&b, "units=%s:%s:%d%d\n", mc_unit_kind_name(bt->kinds[k].kind), bt->kinds[k].sae_key,
-                          bt->kinds[k].loc, bt->kinds[k].desc);
+            mc_buf_printf(&b, "units=%s:%s:%d%d\n", mc_unit_kind_name(bt->kinds[k].kind),
+                          bt->kinds[k].sae_key, bt->kinds[k].loc, bt->kinds[k].desc);
         for (int k = 0; k < bt->n_sets; k++)
-            mc_buf_printf(&b, "set=%s:%s:%d%d\n", bt->sets[k].name, bt->sets[k].key, bt->set_loc[k], bt->set_desc[k]);
-        if (b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-        else mc_key_of(b.p, bt->key);
+            mc_buf_printf(&b, "set=%s:%s:%d%d\n", bt->sets[k].name, bt->sets[k].key, bt->set_loc[k],
+                          bt->set_desc[k]);
+        if (b.oom)
+            s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        else
+            mc_key_of(b.p, bt->key);
         mc_buf_free(&b);
     }
     s = mc_comm_agree(c, s, err); /* the descriptions file is read by every rank */
-    if (s == MC_OK &&
-        !(mc_snprintf(bt->store, sizeof bt->store, "%s/baselines/%s-%.16s.h5", cfg->output_dir, task->id, bt->key) &&
-          mc_snprintf(bt->tables, sizeof bt->tables, "%s/tables", cfg->output_dir)))
+    if (s == MC_OK && !(mc_snprintf(bt->store, sizeof bt->store, "%s/baselines/%s-%.16s.h5",
+                                    cfg->output_dir, task->id, bt->key) &&
+                        mc_snprintf(bt->tables, sizeof bt->tables, "%s/tables", cfg->output_dir)))
         s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
     if (s != MC_OK) bl_task_close(bt);
     return s;
@@ -255,10 +269,10 @@ static mc_status bl_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
 typedef struct {
     int64_t n_units, u0, u1, rows;
     int64_t n_classes;
-    double *class_sum;  /* [rows * C]: activation summed over the images predicted as each class */
-    int64_t *class_n;   /* [C] */
-    int64_t top_k;      /* CLIP-Dissect's probe images per unit (0: not needed) */
-    mc_scored *top;     /* [rows * top_k]: (activation, image), best first */
+    double *class_sum; /* [rows * C]: activation summed over the images predicted as each class */
+    int64_t *class_n;  /* [C] */
+    int64_t top_k;     /* CLIP-Dissect's probe images per unit (0: not needed) */
+    mc_scored *top;    /* [rows * top_k]: (activation, image), best first */
 } unit_stats;
 
 static void unit_stats_free(unit_stats *us) {
@@ -276,7 +290,9 @@ static void unit_rows(int64_t U, int rank, int size, int64_t *u0, int64_t *u1) {
     *u1 = b1 * MC_UNIT_BLOCK < U ? b1 * MC_UNIT_BLOCK : U;
 }
 
-void mc_baselines_unit_rows(int64_t U, int rank, int size, int64_t *u0, int64_t *u1) { unit_rows(U, rank, size, u0, u1); }
+void mc_baselines_unit_rows(int64_t U, int rank, int size, int64_t *u0, int64_t *u1) {
+    unit_rows(U, rank, size, u0, u1);
+}
 
 /* One pass over the valid training images in index order, IMG_CHUNK at a time: the activations
  * a[n * rows] of the units [u0, u0 + rows) on the chunk's images img[n] (every rank reads every
@@ -298,8 +314,8 @@ static void act_pass_close(act_pass *p) {
     memset(p, 0, sizeof *p);
 }
 
-static mc_status act_pass_open(const bl_task *bt, mc_acts *acts, mc_sae *sae, int64_t u0, int64_t rows, act_pass *p,
-                               mc_error *err) {
+static mc_status act_pass_open(const bl_task *bt, mc_acts *acts, mc_sae *sae, int64_t u0,
+                               int64_t rows, act_pass *p, mc_error *err) {
     memset(p, 0, sizeof *p);
     p->bt = bt, p->acts = acts, p->sae = sae, p->u0 = u0, p->rows = rows, p->D = acts->dim;
     p->kk = sae ? mc_sae_get_config(sae)->k : 0;
@@ -333,7 +349,8 @@ static mc_status act_pass_next(act_pass *p, int64_t *n_out, mc_error *err) {
         for (int64_t r = 0; r < n; r++)
             for (int q = 0; q < p->kk; q++) {
                 int64_t u = p->idx[r * p->kk + q];
-                if (u >= p->u0 && u < p->u0 + rows) p->a[r * rows + (u - p->u0)] = p->val[r * p->kk + q];
+                if (u >= p->u0 && u < p->u0 + rows)
+                    p->a[r * rows + (u - p->u0)] = p->val[r * p->kk + q];
             }
     } else {
         for (int64_t r = 0; r < n; r++)
@@ -344,8 +361,9 @@ static mc_status act_pass_next(act_pass *p, int64_t *n_out, mc_error *err) {
 
 /* Collective. One pass over the valid training images in index order: every rank reads every
  * image's vector (and encodes it with the SAE) and accumulates its own units. */
-static mc_status unit_stats_compute(const mc_comm *c, const bl_task *bt, mc_acts *acts, const bl_kind *k, mc_sae *sae,
-                                    int64_t top_k, unit_stats *us, mc_error *err) {
+static mc_status unit_stats_compute(const mc_comm *c, const bl_task *bt, mc_acts *acts,
+                                    const bl_kind *k, mc_sae *sae, int64_t top_k, unit_stats *us,
+                                    mc_error *err) {
     memset(us, 0, sizeof *us);
     const int64_t U = k->n_units, C = bt->td.n_classes;
     us->n_units = U, us->n_classes = C, us->top_k = top_k;
@@ -357,7 +375,8 @@ static mc_status unit_stats_compute(const mc_comm *c, const bl_task *bt, mc_acts
     int64_t *cnt = mc_calloc_array((size_t)rows + 1, sizeof(int64_t));
     mc_status s = MC_OK;
     if (!us->class_sum || !us->class_n || (top_k > 0 && !us->top) || !cnt)
-        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for the statistics of %lld units", (long long)U);
+        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for the statistics of %lld units",
+                    (long long)U);
     act_pass p;
     memset(&p, 0, sizeof p);
     if (s == MC_OK) s = act_pass_open(bt, acts, sae, us->u0, rows, &p, err);
@@ -373,7 +392,8 @@ static mc_status unit_stats_compute(const mc_comm *c, const bl_task *bt, mc_acts
             for (int64_t u = 0; u < rows; u++) {
                 float v = p.a[r * rows + u];
                 if (in) us->class_sum[u * C + cl] += v;
-                if (top_k > 0) mc_top_insert(us->top + u * top_k, &cnt[u], top_k, v, (int32_t)p.img[r]);
+                if (top_k > 0)
+                    mc_top_insert(us->top + u * top_k, &cnt[u], top_k, v, (int32_t)p.img[r]);
             }
         }
     }
@@ -394,34 +414,40 @@ static int64_t class_index(const mc_train_data *td, const char *text) {
 }
 
 /* act_values: S[rows x Cn] = the mean activation of the class each concept names. */
-static mc_status act_values_scores(const bl_task *bt, const mc_concepts *cs, const unit_stats *us, float *S,
-                                   mc_error *err) {
+static mc_status act_values_scores(const bl_task *bt, const mc_concepts *cs, const unit_stats *us,
+                                   float *S, mc_error *err) {
     const int64_t C = us->n_classes;
     for (int64_t j = 0; j < cs->n; j++) {
         int64_t cl = class_index(&bt->td, cs->texts[j]);
         if (cl < 0)
-            return MC_FAIL(err, MC_ERR_FORMAT, "concept set '%s': '%s' is no class of the target (%s)", cs->name,
+            return MC_FAIL(err, MC_ERR_FORMAT,
+                           "concept set '%s': '%s' is no class of the target (%s)", cs->name,
                            cs->texts[j], bt->td.path);
         for (int64_t u = 0; u < us->rows; u++)
-            S[u * cs->n + j] = us->class_n[cl] ? (float)(us->class_sum[u * C + cl] / (double)us->class_n[cl]) : -INFINITY;
+            S[u * cs->n + j] = us->class_n[cl]
+                                   ? (float)(us->class_sum[u * C + cl] / (double)us->class_n[cl])
+                                   : -INFINITY;
     }
     return MC_OK;
 }
 
 /* MPI reduction helper: the block partials (max, sum of exp(x - max)) of log p(d | u) combined
  * in block order. Collective. */
-static mc_status log_p_concept(const mc_comm *c, const unit_stats *us, const double *lpde, int64_t Cn, double *lpd,
-                               mc_error *err) {
+static mc_status log_p_concept(const mc_comm *c, const unit_stats *us, const double *lpde,
+                               int64_t Cn, double *lpd, mc_error *err) {
     const int64_t U = us->n_units, nb = (U + MC_UNIT_BLOCK - 1) / MC_UNIT_BLOCK;
-    const int64_t my_b0 = us->u0 / MC_UNIT_BLOCK, my_nb = (us->rows + MC_UNIT_BLOCK - 1) / MC_UNIT_BLOCK;
+    const int64_t my_b0 = us->u0 / MC_UNIT_BLOCK,
+                  my_nb = (us->rows + MC_UNIT_BLOCK - 1) / MC_UNIT_BLOCK;
     double *part = mc_alloc_array((size_t)(nb * Cn * 2 + 1), sizeof(double));
     int *cnt = calloc((size_t)c->size, sizeof(int)), *dsp = calloc((size_t)c->size, sizeof(int));
     mc_status s = part && cnt && dsp ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-    if ((double)nb * (double)Cn * 2.0 > 2147483647.0) s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "too many units x concepts");
+    if ((double)nb * (double)Cn * 2.0 > 2147483647.0)
+        s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "too many units x concepts");
     s = mc_comm_agree(c, s, err);
     if (s == MC_OK) {
         for (int64_t b = 0; b < my_nb; b++) {
-            int64_t r0 = b * MC_UNIT_BLOCK, r1 = r0 + MC_UNIT_BLOCK < us->rows ? r0 + MC_UNIT_BLOCK : us->rows;
+            int64_t r0 = b * MC_UNIT_BLOCK,
+                    r1 = r0 + MC_UNIT_BLOCK < us->rows ? r0 + MC_UNIT_BLOCK : us->rows;
             double *m = part + (my_b0 + b) * Cn * 2, *z = m + Cn;
             for (int64_t j = 0; j < Cn; j++) {
                 double mx = -INFINITY, sum = 0;
@@ -436,13 +462,15 @@ static mc_status log_p_concept(const mc_comm *c, const unit_stats *us, const dou
             int64_t qb0 = a0 / MC_UNIT_BLOCK, qnb = (a1 - a0 + MC_UNIT_BLOCK - 1) / MC_UNIT_BLOCK;
             cnt[q] = (int)(qnb * Cn * 2), dsp[q] = (int)(qb0 * Cn * 2);
         }
-        if (MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, part, cnt, dsp, MPI_DOUBLE, c->comm) != MPI_SUCCESS)
+        if (MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, part, cnt, dsp, MPI_DOUBLE,
+                           c->comm) != MPI_SUCCESS)
             s = MC_FAIL(err, MC_ERR_MPI, "MPI_Allgatherv of the log p(concept) partials failed");
     }
     for (int64_t j = 0; s == MC_OK && j < Cn; j++) {
         double mx = -INFINITY, sum = 0;
         for (int64_t b = 0; b < nb; b++) mx = fmax(mx, part[b * Cn * 2 + j]);
-        for (int64_t b = 0; b < nb; b++) sum += part[b * Cn * 2 + Cn + j] * exp(part[b * Cn * 2 + j] - mx);
+        for (int64_t b = 0; b < nb; b++)
+            sum += part[b * Cn * 2 + Cn + j] * exp(part[b * Cn * 2 + j] - mx);
         lpd[j] = mx + log(sum) - log((double)U);
     }
     free(part), free(cnt), free(dsp);
@@ -459,7 +487,9 @@ static void concept_softmax(const float *q, int64_t Cn, double *P) {
 }
 
 /* The term of an image with concept probabilities P in probe slot i of weight wi. */
-static inline double slot_term(double wi, double p) { return log(1.0 + wi * (p - 1.0) + CD_MIN_PROB); }
+static inline double slot_term(double wi, double p) {
+    return log(1.0 + wi * (p - 1.0) + CD_MIN_PROB);
+}
 
 /* clip_dissect: soft-WPMI of this rank's units with the concepts of cs. Collective.
  *
@@ -473,8 +503,9 @@ static inline double slot_term(double wi, double p) { return log(1.0 + wi * (p -
  * value of the top_k-th image) can reach beyond the top list, so a second pass over the images
  * sums its members' terms (the suffix sums R_x[a] = sum_{i >= a} of each member's slot terms,
  * a = the group's first slot) and counts them. */
-static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const mc_concepts *cs, mc_acts *emb,
-                                     mc_acts *acts, mc_sae *sae, const unit_stats *us, float *S, mc_error *err) {
+static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const mc_concepts *cs,
+                                     mc_acts *emb, mc_acts *acts, mc_sae *sae, const unit_stats *us,
+                                     float *S, mc_error *err) {
     const int64_t Cn = cs->n, P = emb->dim, K = us->top_k, rows = us->rows;
     const int64_t NE = K > IMG_CHUNK ? K : IMG_CHUNK;
     float *T = mc_alloc_array((size_t)Cn, (size_t)P * sizeof(float));
@@ -491,12 +522,14 @@ static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const 
     double *lpd = mc_alloc_array((size_t)Cn, sizeof(double));
     double *w = mc_alloc_array((size_t)K, sizeof(double));
     int64_t *img = mc_alloc_array((size_t)K, sizeof(int64_t));
-    mc_status s = T && E && Q && Pr && R && g && lpde && cut && cut_n && cut_a && cut_v && lpd && w && img
-                      ? MC_OK
-                      : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    mc_status s =
+        T && E && Q && Pr && R && g && lpde && cut && cut_n && cut_a && cut_v && lpd && w && img
+            ? MC_OK
+            : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     if (s == MC_OK && cs->dim != P)
-        s = MC_FAIL(err, MC_ERR_SHAPE, "concept set '%s': text embeddings of width %lld, image embeddings %lld", cs->name,
-                    (long long)cs->dim, (long long)P);
+        s = MC_FAIL(err, MC_ERR_SHAPE,
+                    "concept set '%s': text embeddings of width %lld, image embeddings %lld",
+                    cs->name, (long long)cs->dim, (long long)P);
     act_pass ap;
     memset(&ap, 0, sizeof ap);
     if (s == MC_OK) s = act_pass_open(bt, acts, sae, us->u0, rows, &ap, err);
@@ -504,7 +537,8 @@ static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const 
     if (s == MC_OK) {
         memcpy(T, cs->emb, (size_t)(Cn * P) * sizeof(float));
         mc_normalize_rows_f(T, Cn, P);
-        for (int64_t i = 0; i < K; i++) w[i] = CD_P_START - (double)i / (double)K * (CD_P_START - CD_P_END);
+        for (int64_t i = 0; i < K; i++)
+            w[i] = CD_P_START - (double)i / (double)K * (CD_P_START - CD_P_END);
     }
     /* Slots [0, cut_a): the groups of equal activations wholly inside the top list. */
     for (int64_t u = 0; s == MC_OK && u < rows; u++) {
@@ -519,8 +553,8 @@ static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const 
         s = mc_acts_vectors(emb, img, a, E, err);
         if (s != MC_OK) break;
         mc_normalize_rows_f(E, a, P);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)a, (int)Cn, (int)P, 1.0f, E, (int)P, T, (int)P, 0.0f,
-                    Q, (int)Cn);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)a, (int)Cn, (int)P, 1.0f, E,
+                    (int)P, T, (int)P, 0.0f, Q, (int)Cn);
         for (int64_t i = 0; i < a; i++) concept_softmax(Q + i * Cn, Cn, Pr + i * Cn);
         for (int64_t g0 = 0, g1; g0 < a; g0 = g1) {
             for (g1 = g0 + 1; g1 < a && top[g1].score == top[g0].score;) g1++;
@@ -543,8 +577,8 @@ static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const 
         s = mc_acts_vectors(emb, ap.img, n, E, err);
         if (s != MC_OK) break;
         mc_normalize_rows_f(E, n, P);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)Cn, (int)P, 1.0f, E, (int)P, T, (int)P, 0.0f,
-                    Q, (int)Cn);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)Cn, (int)P, 1.0f, E,
+                    (int)P, T, (int)P, 0.0f, Q, (int)Cn);
         for (int64_t r = 0; r < n; r++) {
             int64_t amin = K;
             for (int64_t u = 0; u < rows; u++)
@@ -553,7 +587,8 @@ static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const 
             concept_softmax(Q + r * Cn, Cn, g);
             for (int64_t j = 0; j < Cn; j++) R[K * Cn + j] = 0;
             for (int64_t i = K - 1; i >= amin; i--)
-                for (int64_t j = 0; j < Cn; j++) R[i * Cn + j] = R[(i + 1) * Cn + j] + slot_term(w[i], g[j]);
+                for (int64_t j = 0; j < Cn; j++)
+                    R[i * Cn + j] = R[(i + 1) * Cn + j] + slot_term(w[i], g[j]);
             for (int64_t u = 0; u < rows; u++) {
                 if (ap.a[r * rows + u] != cut_v[u]) continue;
                 cut_n[u]++;
@@ -563,7 +598,8 @@ static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const 
     }
     for (int64_t u = 0; s == MC_OK && u < rows; u++) {
         if (cut_n[u] < K - cut_a[u]) {
-            s = MC_FAIL(err, MC_ERR_INTERNAL, "clip_dissect: unit %lld: %lld images at the cut, %lld slots",
+            s = MC_FAIL(err, MC_ERR_INTERNAL,
+                        "clip_dissect: unit %lld: %lld images at the cut, %lld slots",
                         (long long)(us->u0 + u), (long long)cut_n[u], (long long)(K - cut_a[u]));
             break;
         }
@@ -573,8 +609,10 @@ static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const 
     s = mc_comm_agree(c, s, err);
     if (s == MC_OK) s = log_p_concept(c, us, lpde, Cn, lpd, err);
     for (int64_t u = 0; s == MC_OK && u < rows; u++)
-        for (int64_t j = 0; j < Cn; j++) S[u * Cn + j] = (float)(lpde[u * Cn + j] - CD_LAMBDA * lpd[j]);
-    free(T), free(E), free(Q), free(Pr), free(R), free(g), free(lpde), free(cut), free(cut_n), free(cut_a), free(cut_v);
+        for (int64_t j = 0; j < Cn; j++)
+            S[u * Cn + j] = (float)(lpde[u * Cn + j] - CD_LAMBDA * lpd[j]);
+    free(T), free(E), free(Q), free(Pr), free(R), free(g), free(lpde), free(cut), free(cut_n),
+        free(cut_a), free(cut_v);
     free(lpd), free(w), free(img);
     return s;
 }
@@ -583,9 +621,9 @@ static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const 
 
 /* localize/<set>/<kind>: the top tau units of every concept, merged over ranks (every rank
  * contributes its own units' candidates; the merge is exact in the (score, index) order). */
-static mc_status write_localize(const mc_comm *c, const mc_task *task, const bl_task *bt, mc_store *st,
-                                const mc_concepts *cs, const bl_kind *k, const unit_stats *us, const float *S,
-                                int64_t tau, mc_error *err) {
+static mc_status write_localize(const mc_comm *c, const mc_task *task, const bl_task *bt,
+                                mc_store *st, const mc_concepts *cs, const bl_kind *k,
+                                const unit_stats *us, const float *S, int64_t tau, mc_error *err) {
     const int64_t Cn = cs->n;
     const char *kind = mc_unit_kind_name(k->kind);
     mc_scored *mine = mc_alloc_array((size_t)(Cn * tau), sizeof(mc_scored));
@@ -593,8 +631,10 @@ static mc_status write_localize(const mc_comm *c, const mc_task *task, const bl_
     int64_t *cnt = mc_calloc_array((size_t)Cn, sizeof(int64_t));
     int32_t *idx = mc_alloc_array((size_t)(Cn * tau), sizeof(int32_t));
     float *sc = mc_alloc_array((size_t)(Cn * tau), sizeof(float));
-    mc_status s = mine && all && cnt && idx && sc ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-    if ((double)Cn * (double)tau * sizeof(mc_scored) > 2147483647.0) s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "too many concepts");
+    mc_status s =
+        mine && all && cnt && idx && sc ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    if ((double)Cn * (double)tau * sizeof(mc_scored) > 2147483647.0)
+        s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "too many concepts");
     s = mc_comm_agree(c, s, err);
     if (s == MC_OK) {
         for (int64_t i = 0; i < Cn * tau; i++) mine[i] = EMPTY;
@@ -613,12 +653,15 @@ static mc_status write_localize(const mc_comm *c, const mc_task *task, const bl_
                 const mc_scored *e = &all[(int64_t)q * Cn * tau + j * tau + t];
                 if (e->index != INT32_MAX) mc_top_insert(top, &n, tau, e->score, e->index);
             }
-        for (int64_t t = 0; t < tau; t++) idx[j * tau + t] = top[t].index, sc[j * tau + t] = top[t].score;
+        for (int64_t t = 0; t < tau; t++)
+            idx[j * tau + t] = top[t].index, sc[j * tau + t] = top[t].score;
     }
     char g[512], csv[MC_PATH_CAP];
     mc_snprintf(g, sizeof g, "localize/%s/%s", cs->name, kind);
     mc_snprintf(csv, sizeof csv, "%s/%s-localize-%s-%s.csv", bt->tables, task->id, cs->name, kind);
-    if (s == MC_OK) s = mc_localize_write(c, st, g, cs, tau, idx, sc, k->n_units, k->kind, k->sae_path, csv, err);
+    if (s == MC_OK)
+        s = mc_localize_write(c, st, g, cs, tau, idx, sc, k->n_units, k->kind, k->sae_path, csv,
+                              err);
     free(mine), free(all), free(cnt), free(idx), free(sc);
     return s;
 }
@@ -627,11 +670,12 @@ static mc_status write_localize(const mc_comm *c, const mc_task *task, const bl_
  * accuracy on logit neurons (NAN when not applicable). */
 static double report_table(mc_buf *b, const mc_task *task, const bl_task *bt, const mc_concepts *cs,
                            const bl_kind *k, const mc_scored *all, int64_t tau) {
-    const bool logits = !strcmp(task->layer, "logits") && k->kind == MC_UNIT_NEURON && k->n_units == bt->td.n_classes;
-    const char *score = task->method == MC_METHOD_ACT_VALUES ? "mean activation"
+    const bool logits = !strcmp(task->layer, "logits") && k->kind == MC_UNIT_NEURON &&
+                        k->n_units == bt->td.n_classes;
+    const char *score = task->method == MC_METHOD_ACT_VALUES   ? "mean activation"
                         : task->method == MC_METHOD_NETDISSECT ? "IoU"
-                        : task->method == MC_METHOD_VINTERP    ? "cosine with the unit's description"
-                                                                : "soft-WPMI";
+                        : task->method == MC_METHOD_VINTERP ? "cosine with the unit's description"
+                                                            : "soft-WPMI";
     int64_t known = 0, hits = 0;
     if (logits)
         for (int64_t i = 0; i < k->n_units; i++) {
@@ -643,11 +687,13 @@ static double report_table(mc_buf *b, const mc_task *task, const bl_task *bt, co
             hits += all[i * tau].index == own;
         }
     double acc = known ? (double)hits / (double)known : NAN;
-    mc_buf_printf(b, "\n### %s, concept set `%s` (%lld concepts)\n\n", k->kind == MC_UNIT_SAE ? "SAE features" : "neurons",
-                  cs->name, (long long)cs->n);
+    mc_buf_printf(b, "\n### %s, concept set `%s` (%lld concepts)\n\n",
+                  k->kind == MC_UNIT_SAE ? "SAE features" : "neurons", cs->name, (long long)cs->n);
     if (known) {
-        mc_buf_printf(b, "Description accuracy (top concept = the neuron's own class): %lld / %lld = %.1f%%\n\n",
-                      (long long)hits, (long long)known, 100.0 * acc);
+        mc_buf_printf(
+            b,
+            "Description accuracy (top concept = the neuron's own class): %lld / %lld = %.1f%%\n\n",
+            (long long)hits, (long long)known, 100.0 * acc);
     }
     const int64_t max_shown = 16;
     int64_t shown = k->n_units < max_shown || logits ? k->n_units : max_shown;
@@ -655,35 +701,43 @@ static double report_table(mc_buf *b, const mc_task *task, const bl_task *bt, co
     for (int64_t i = 0; i < shown; i++) {
         mc_buf_printf(b, "| %lld |", (long long)i);
         for (int64_t q = 0; q < tau; q++)
-            mc_buf_printf(b, "%s %s (%.3f)", q ? "," : "", cs->texts[all[i * tau + q].index], all[i * tau + q].score);
+            mc_buf_printf(b, "%s %s (%.3f)", q ? "," : "", cs->texts[all[i * tau + q].index],
+                          all[i * tau + q].score);
         mc_buf_printf(b, " |\n");
     }
     if (shown < k->n_units)
-        mc_buf_printf(b, "\n(first %lld of %lld units; all of them in tables/%s-describe-%s-%s.csv)\n", (long long)shown,
-                      (long long)k->n_units, task->id, cs->name, mc_unit_kind_name(k->kind));
+        mc_buf_printf(b,
+                      "\n(first %lld of %lld units; all of them in tables/%s-describe-%s-%s.csv)\n",
+                      (long long)shown, (long long)k->n_units, task->id, cs->name,
+                      mc_unit_kind_name(k->kind));
     return acc;
 }
 
 /* describe/<set>/<kind>: the top tau concepts of every unit (this rank's rows), the scores, the
  * CSV table and the report section (rank 0). */
-static mc_status write_describe(const mc_comm *c, const mc_task *task, const bl_task *bt, mc_store *st,
-                                const mc_concepts *cs, const bl_kind *k, const unit_stats *us, const float *S,
-                                int64_t tau, mc_buf *report, mc_error *err) {
+static mc_status write_describe(const mc_comm *c, const mc_task *task, const bl_task *bt,
+                                mc_store *st, const mc_concepts *cs, const bl_kind *k,
+                                const unit_stats *us, const float *S, int64_t tau, mc_buf *report,
+                                mc_error *err) {
     const int64_t Cn = cs->n, U = k->n_units, rows = us->rows;
     const bool keep = U * Cn <= KEEP_SIM_MAX;
     const char *kind = mc_unit_kind_name(k->kind);
     mc_sim_result r = {.n_units = U, .n_concepts = Cn, .u0 = us->u0, .u1 = us->u1, .tau_c = tau};
     r.desc = mc_alloc_array((size_t)(rows * tau + 1), sizeof(mc_scored));
-    mc_status s = mc_comm_agree(c, r.desc ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
+    mc_status s =
+        mc_comm_agree(c, r.desc ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
     for (int64_t u = 0; s == MC_OK && u < rows; u++) {
         int64_t n = 0;
-        for (int64_t j = 0; j < Cn; j++) mc_top_insert(r.desc + u * tau, &n, tau, S[u * Cn + j], (int32_t)j);
+        for (int64_t j = 0; j < Cn; j++)
+            mc_top_insert(r.desc + u * tau, &n, tau, S[u * Cn + j], (int32_t)j);
     }
     char g[512], csv[MC_PATH_CAP];
     mc_snprintf(g, sizeof g, "describe/%s/%s", cs->name, kind);
     mc_snprintf(csv, sizeof csv, "%s/%s-describe-%s-%s.csv", bt->tables, task->id, cs->name, kind);
     mc_scored *all = NULL;
-    if (s == MC_OK) s = mc_describe_write(c, st, g, &r, keep ? S : NULL, cs, k->kind, k->sae_path, csv, &all, err);
+    if (s == MC_OK)
+        s = mc_describe_write(c, st, g, &r, keep ? S : NULL, cs, k->kind, k->sae_path, csv, &all,
+                              err);
     double acc = NAN;
     if (s == MC_OK && c->rank == 0) acc = report_table(report, task, bt, cs, k, all, tau);
     free(all);
@@ -701,13 +755,14 @@ mc_status mc_baselines_check(const mc_config *cfg, mc_error *err) {
         if (m == MC_METHOD_VINTERP) MC_TRY(mc_vinterp_check(cfg, err));
         if (m != MC_METHOD_ACT_VALUES && m != MC_METHOD_CLIP_DISSECT && m != MC_METHOD_NETDISSECT &&
             m != MC_METHOD_VINTERP)
-            return MC_FAIL(err, MC_ERR_CONFIG, "%s: baselines.methods: '%s' is no baseline", cfg->source_path,
-                           mc_method_name(m));
+            return MC_FAIL(err, MC_ERR_CONFIG, "%s: baselines.methods: '%s' is no baseline",
+                           cfg->source_path, mc_method_name(m));
     }
     return MC_OK;
 }
 
-mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err) {
+mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_task *task,
+                             mc_error *err) {
     MC_TRY(mc_baselines_check(cfg, err));
     bl_task bt;
     MC_TRY(bl_task_open(c, cfg, task, &bt, err));
@@ -728,7 +783,8 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
         bl_task_close(&bt);
         return s;
     }
-    const bool cd = task->method == MC_METHOD_CLIP_DISSECT, nd = task->method == MC_METHOD_NETDISSECT;
+    const bool cd = task->method == MC_METHOD_CLIP_DISSECT,
+               nd = task->method == MC_METHOD_NETDISSECT;
     const bool vi = task->method == MC_METHOD_VINTERP;
     const bool all_sets = cd || nd || vi; /* act_values scores the class names only */
     int64_t n_valid = 0;
@@ -739,7 +795,8 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
     /* V-Interp's grids and manifests: beside the store, named like it. */
     char vdir[MC_PATH_CAP];
     mc_snprintf(vdir, sizeof vdir, "%.*s", (int)(strlen(bt.store) - 3), bt.store);
-    json_t *vindex = vi && c->rank == 0 ? json_array() : NULL, *vdescs = vi && c->rank == 0 ? json_object() : NULL;
+    json_t *vindex = vi && c->rank == 0 ? json_array() : NULL,
+           *vdescs = vi && c->rank == 0 ? json_object() : NULL;
     const char *vsrc = cfg->baselines.vinterp_explainer[0] ? cfg->baselines.vinterp_explainer
                                                            : cfg->baselines.vinterp_descriptions;
     const char *vsrc_kind = cfg->baselines.vinterp_explainer[0] ? "explainer" : "descriptions file";
@@ -754,35 +811,46 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
     mc_store *st = NULL;
     if (s == MC_OK) s = mc_store_fresh(c, bt.store, &st, err);
     mc_buf report = {0};
-    mc_buf_printf(&report, "## seed %lld, layer `%s`, method %s\n\n%s\n", (long long)task->seed, task->layer,
-                  mc_method_name(task->method),
-                  cd   ? "CLIP-Dissect soft-WPMI over each unit's top images of the training set (docs/baselines.md)."
-                  : vi ? "V-Interp: each unit's description (from its top training images) scored against each "
+    mc_buf_printf(&report, "## seed %lld, layer `%s`, method %s\n\n%s\n", (long long)task->seed,
+                  task->layer, mc_method_name(task->method),
+                  cd   ? "CLIP-Dissect soft-WPMI over each unit's top images of the training set "
+                         "(docs/baselines.md)."
+                  : vi ? "V-Interp: each unit's description (from its top training images) scored "
+                         "against each "
                          "concept by the cosine of their CLIP text embeddings (docs/baselines.md)."
-                  : nd ? "Network Dissection: IoU of each unit's map above its top-0.5% quantile, upsampled to the "
+                  : nd ? "Network Dissection: IoU of each unit's map above its top-0.5% quantile, "
+                         "upsampled to the "
                          "masks, with the concept masks of the training images (docs/baselines.md)."
-                       : "Act-Values: mean activation over the training images the target predicts as each class.");
+                       : "Act-Values: mean activation over the training images the target predicts "
+                         "as each class.");
     if (vi)
-        mc_buf_printf(&report, "\nDescriptions by the %s `%s`; grids and manifests in `%s/grids/` of the output "
-                      "folder.\n", vsrc_kind, vsrc, vdir + strlen(cfg->output_dir) + 1);
+        mc_buf_printf(
+            &report,
+            "\nDescriptions by the %s `%s`; grids and manifests in `%s/grids/` of the output "
+            "folder.\n",
+            vsrc_kind, vsrc, vdir + strlen(cfg->output_dir) + 1);
     /* The concept lists once, under both layouts (the readers of each find them). */
     for (int i = 0; s == MC_OK && i < bt.n_sets; i++) {
         if (!all_sets && !is_class_set(cfg, bt.sets[i].name)) continue;
         for (int l = 0; s == MC_OK && l < 2; l++) {
             if (!(l ? bt.set_desc[i] : bt.set_loc[i])) continue;
             char g[300];
-            mc_snprintf(g, sizeof g, "%s/%s/concepts", l ? "describe" : "localize", bt.sets[i].name);
-            s = mc_store_write_strings(st, g, (const char *const *)bt.sets[i].texts, bt.sets[i].n, true, err);
+            mc_snprintf(g, sizeof g, "%s/%s/concepts", l ? "describe" : "localize",
+                        bt.sets[i].name);
+            s = mc_store_write_strings(st, g, (const char *const *)bt.sets[i].texts, bt.sets[i].n,
+                                       true, err);
         }
     }
     if (s == MC_OK && !all_sets)
         for (int i = 0; i < bt.n_sets; i++)
             if (!is_class_set(cfg, bt.sets[i].name))
-                mc_info0("baselines %s: act_values scores classes only; concept set '%s' left out", task->id, bt.sets[i].name);
+                mc_info0("baselines %s: act_values scores classes only; concept set '%s' left out",
+                         task->id, bt.sets[i].name);
     for (int ki = 0; s == MC_OK && ki < bt.n_kinds; ki++) {
         const bl_kind *k = &bt.kinds[ki];
         mc_sae *sae = NULL;
-        if (k->kind == MC_UNIT_SAE) s = mc_sae_load_store(c, cfg, k->sae_path, acts.dim, task->seed, &sae, err);
+        if (k->kind == MC_UNIT_SAE)
+            s = mc_sae_load_store(c, cfg, k->sae_path, acts.dim, task->seed, &sae, err);
         unit_stats us;
         memset(&us, 0, sizeof us);
         /* netdissect: every set's IoU in one pass over the maps and masks. */
@@ -794,11 +862,13 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
             us.rows = us.u1 - us.u0;
             ndS = calloc((size_t)bt.n_sets + 1, sizeof *ndS);
             use = calloc((size_t)bt.n_sets + 1, sizeof *use);
-            s = mc_comm_agree(c, ndS && use ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
+            s = mc_comm_agree(c, ndS && use ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"),
+                              err);
             for (int i = 0; s == MC_OK && i < bt.n_sets; i++)
                 use[i] = (bt.set_loc[i] && k->loc) || (bt.set_desc[i] && k->desc);
             if (s == MC_OK)
-                s = mc_netdissect_iou(c, cfg, &bt.td, &acts, us.u0, us.rows, bt.sets, bt.n_sets, use, ndS, err);
+                s = mc_netdissect_iou(c, cfg, &bt.td, &acts, us.u0, us.rows, bt.sets, bt.n_sets,
+                                      use, ndS, err);
         } else if (s == MC_OK) {
             s = unit_stats_compute(c, &bt, &acts, k, sae, top_k, &us, err);
         }
@@ -806,20 +876,26 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
         float *vemb = NULL;
         const int64_t vdim = bt.n_sets ? bt.sets[0].dim : 0;
         if (s == MC_OK && vi)
-            s = mc_vinterp_describe(c, cfg, task, &bt.td, k->kind, k->n_units, us.u0, us.rows, us.top, top_k, vdir,
-                                    vindex, vdescs, &vdesc, &vemb, vdim, err);
+            s = mc_vinterp_describe(c, cfg, task, &bt.td, k->kind, k->n_units, us.u0, us.rows,
+                                    us.top, top_k, vdir, vindex, vdescs, &vdesc, &vemb, vdim, err);
         if (s == MC_OK && vi) {
             char g[300];
             mc_snprintf(g, sizeof g, "vinterp/%s/descriptions", mc_unit_kind_name(k->kind));
-            s = mc_comm_agree(c, mc_store_write_strings(st, g, (const char *const *)vdesc, k->n_units, true, err), err);
+            s = mc_comm_agree(
+                c, mc_store_write_strings(st, g, (const char *const *)vdesc, k->n_units, true, err),
+                err);
             mc_buf_printf(&report, "\n### %s: descriptions\n\n| unit | description |\n|---|---|\n",
                           k->kind == MC_UNIT_SAE ? "SAE features" : "neurons");
             const int64_t shown = k->n_units < 16 ? k->n_units : 16;
-            for (int64_t u = 0; u < shown; u++) mc_buf_printf(&report, "| %lld | %s |\n", (long long)u, vdesc[u]);
+            for (int64_t u = 0; u < shown; u++)
+                mc_buf_printf(&report, "| %lld | %s |\n", (long long)u, vdesc[u]);
             if (shown < k->n_units)
-                mc_buf_printf(&report, "\n(first %lld of %lld units; all of them in `vinterp/%s/descriptions` of the "
-                              "store and `%s/descriptions.json`)\n", (long long)shown, (long long)k->n_units,
-                              mc_unit_kind_name(k->kind), vdir + strlen(cfg->output_dir) + 1);
+                mc_buf_printf(
+                    &report,
+                    "\n(first %lld of %lld units; all of them in `vinterp/%s/descriptions` of the "
+                    "store and `%s/descriptions.json`)\n",
+                    (long long)shown, (long long)k->n_units, mc_unit_kind_name(k->kind),
+                    vdir + strlen(cfg->output_dir) + 1);
         }
         for (int i = 0; s == MC_OK && i < bt.n_sets; i++) {
             const mc_concepts *cs = &bt.sets[i];
@@ -828,15 +904,19 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
             float *S = nd ? ndS[i] : mc_alloc_array((size_t)(us.rows * cs->n + 1), sizeof(float));
             if (nd) ndS[i] = NULL;
             s = mc_comm_agree(c, S ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
-            if (s == MC_OK && vi) mc_vinterp_scores(vemb, vdim, us.u0, us.rows, cs, S);
-            else if (s == MC_OK && !nd) s = cd ? clip_dissect_scores(c, &bt, cs, &emb, &acts, sae, &us, S, err)
-                                               : mc_comm_agree(c, act_values_scores(&bt, cs, &us, S, err), err);
+            if (s == MC_OK && vi)
+                mc_vinterp_scores(vemb, vdim, us.u0, us.rows, cs, S);
+            else if (s == MC_OK && !nd)
+                s = cd ? clip_dissect_scores(c, &bt, cs, &emb, &acts, sae, &us, S, err)
+                       : mc_comm_agree(c, act_values_scores(&bt, cs, &us, S, err), err);
             if (s == MC_OK && bt.set_loc[i] && k->loc)
                 s = write_localize(c, task, &bt, st, cs, k, &us, S,
-                                   cfg->localize.tau < k->n_units ? cfg->localize.tau : k->n_units, err);
+                                   cfg->localize.tau < k->n_units ? cfg->localize.tau : k->n_units,
+                                   err);
             if (s == MC_OK && bt.set_desc[i] && k->desc)
-                s = write_describe(c, task, &bt, st, cs, k, &us, S, cfg->describe.tau < cs->n ? cfg->describe.tau : cs->n,
-                                   &report, err);
+                s = write_describe(c, task, &bt, st, cs, k, &us, S,
+                                   cfg->describe.tau < cs->n ? cfg->describe.tau : cs->n, &report,
+                                   err);
             free(S);
         }
         mc_strings_free(&vdesc, k->n_units);
@@ -852,18 +932,20 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
         mc_status ws = MC_OK;
         if (c->rank == 0) {
             char path[MC_PATH_CAP];
-            json_t *m = json_pack("{s:s, s:s, s:s, s:i, s:O}", "method", "vinterp", vsrc_kind[0] == 'e' ? "explainer"
-                                  : "descriptions", vsrc, "layer", task->layer, "seed", (json_int_t)task->seed,
-                                  "units", vindex);
+            json_t *m = json_pack("{s:s, s:s, s:s, s:i, s:O}", "method", "vinterp",
+                                  vsrc_kind[0] == 'e' ? "explainer" : "descriptions", vsrc, "layer",
+                                  task->layer, "seed", (json_int_t)task->seed, "units", vindex);
             char *txt = m ? json_dumps(m, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
             mc_snprintf(path, sizeof path, "%s/manifest.json", vdir);
-            ws = txt ? mc_write_text_file(path, txt, strlen(txt), err) : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+            ws = txt ? mc_write_text_file(path, txt, strlen(txt), err)
+                     : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
             free(txt);
             json_decref(m);
             txt = ws == MC_OK ? json_dumps(vdescs, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
             mc_snprintf(path, sizeof path, "%s/descriptions.json", vdir);
             if (ws == MC_OK)
-                ws = txt ? mc_write_text_file(path, txt, strlen(txt), err) : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+                ws = txt ? mc_write_text_file(path, txt, strlen(txt), err)
+                         : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
             free(txt);
         }
         s = mc_comm_agree(c, ws, err);
@@ -877,33 +959,50 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
         if (c->rank == 0) {
             char path[MC_PATH_CAP];
             mc_snprintf(path, sizeof path, "%s/report/baselines/%s.md", cfg->output_dir, task->id);
-            ws = report.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : mc_write_text_file(path, report.p, report.n, err);
+            ws = report.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory")
+                            : mc_write_text_file(path, report.p, report.n, err);
         }
         s = mc_comm_agree(c, ws, err);
     }
     mc_buf_free(&report);
-    mc_store_provenance prov = {.stage = "baselines", .config_hash = cfg->hash, .model = bt.td.extract_key,
-                                .dataset = bt.td.path, .seed = task->seed, .has_seed = true};
+    mc_store_provenance prov = {.stage = "baselines",
+                                .config_hash = cfg->hash,
+                                .model = bt.td.extract_key,
+                                .dataset = bt.td.path,
+                                .seed = task->seed,
+                                .has_seed = true};
     if (s == MC_OK) s = mc_store_write_provenance(st, "/", &prov, err);
-    const struct { const char *k, *v; } attrs[] = {
-        {"baselines_key", bt.key}, {"method", mc_method_name(task->method)}, {"layer", task->layer},
-        {"extract_store", bt.td.path}, {"class_of_image", "target prediction"}};
+    const struct {
+        const char *k, *v;
+    } attrs[] = {{"baselines_key", bt.key},
+                 {"method", mc_method_name(task->method)},
+                 {"layer", task->layer},
+                 {"extract_store", bt.td.path},
+                 {"class_of_image", "target prediction"}};
     for (size_t i = 0; s == MC_OK && i < sizeof attrs / sizeof attrs[0]; i++)
         s = mc_store_set_attr_str(st, "/", attrs[i].k, attrs[i].v, err);
     if (s == MC_OK && cd) {
         s = mc_store_set_attr_i64(st, "/", "clip_dissect_top_k", top_k, err);
-        const struct { const char *k; double v; } hp[] = {{"clip_dissect_a", CD_A}, {"clip_dissect_lambda", CD_LAMBDA},
-                                                          {"clip_dissect_min_prob", CD_MIN_PROB},
-                                                          {"clip_dissect_p_start", CD_P_START},
-                                                          {"clip_dissect_p_end", CD_P_END}};
-        for (size_t i = 0; s == MC_OK && i < sizeof hp / sizeof hp[0]; i++) s = mc_store_set_attr_f64(st, "/", hp[i].k, hp[i].v, err);
+        const struct {
+            const char *k;
+            double v;
+        } hp[] = {{"clip_dissect_a", CD_A},
+                  {"clip_dissect_lambda", CD_LAMBDA},
+                  {"clip_dissect_min_prob", CD_MIN_PROB},
+                  {"clip_dissect_p_start", CD_P_START},
+                  {"clip_dissect_p_end", CD_P_END}};
+        for (size_t i = 0; s == MC_OK && i < sizeof hp / sizeof hp[0]; i++)
+            s = mc_store_set_attr_f64(st, "/", hp[i].k, hp[i].v, err);
     }
     if (s == MC_OK && vi) {
-        s = mc_store_set_attr_str(st, "/", cfg->baselines.vinterp_explainer[0] ? "vinterp_explainer"
-                                                                               : "vinterp_descriptions", vsrc, err);
+        s = mc_store_set_attr_str(st, "/",
+                                  cfg->baselines.vinterp_explainer[0] ? "vinterp_explainer"
+                                                                      : "vinterp_descriptions",
+                                  vsrc, err);
         if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "vinterp_dir", vdir, err);
         if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", "vinterp_images", top_k, err);
-        if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "vinterp_prompt", cfg->align.prompt, err);
+        if (s == MC_OK)
+            s = mc_store_set_attr_str(st, "/", "vinterp_prompt", cfg->align.prompt, err);
     }
     if (s == MC_OK && nd) {
         char md[MC_PATH_CAP];
@@ -917,34 +1016,44 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
         mc_status cs = mc_store_close(&st, &ce);
         if (s == MC_OK && cs != MC_OK) *err = ce, s = cs;
     }
-    if (s == MC_OK) mc_info0("baselines %s: %d concept set(s) x %d unit kind(s) -> %s", task->id, bt.n_sets, bt.n_kinds, bt.store);
-    if (s == MC_OK) s = mc_task_index_write(c, cfg, MC_STAGE_BASELINES, task, bt.store, bt.key, err);
+    if (s == MC_OK)
+        mc_info0("baselines %s: %d concept set(s) x %d unit kind(s) -> %s", task->id, bt.n_sets,
+                 bt.n_kinds, bt.store);
+    if (s == MC_OK)
+        s = mc_task_index_write(c, cfg, MC_STAGE_BASELINES, task, bt.store, bt.key, err);
     mc_acts_close(&emb);
     mc_acts_close(&acts);
     bl_task_close(&bt);
     return s;
 }
 
-mc_status mc_baselines_store(const mc_comm *c, const mc_config *cfg, int64_t seed, const char *layer, int method,
-                             char *path, size_t path_cap, char *key, size_t key_cap, mc_error *err) {
+mc_status mc_baselines_store(const mc_comm *c, const mc_config *cfg, int64_t seed,
+                             const char *layer, int method, char *path, size_t path_cap, char *key,
+                             size_t key_cap, mc_error *err) {
     mc_task *tasks = NULL;
     int n = 0, found = -1;
     MC_TRY(mc_config_tasks(cfg, MC_STAGE_BASELINES, &tasks, &n, err));
     for (int t = 0; t < n && found < 0; t++)
-        if (tasks[t].seed == seed && !strcmp(tasks[t].layer, layer) && tasks[t].method == method) found = t;
+        if (tasks[t].seed == seed && !strcmp(tasks[t].layer, layer) && tasks[t].method == method)
+            found = t;
     mc_status s = MC_OK;
     if (found < 0)
-        s = MC_FAIL(err, MC_ERR_CONFIG, "%s: %s needs the baselines output of seed %lld, layer '%s'; add baselines to "
-                    "'stages' and %s to baselines.methods", cfg->source_path, mc_method_name(method), (long long)seed,
-                    layer, mc_method_name(method));
+        s = MC_FAIL(err, MC_ERR_CONFIG,
+                    "%s: %s needs the baselines output of seed %lld, layer '%s'; add baselines to "
+                    "'stages' and %s to baselines.methods",
+                    cfg->source_path, mc_method_name(method), (long long)seed, layer,
+                    mc_method_name(method));
     bl_task bt;
     memset(&bt, 0, sizeof bt);
     if (s == MC_OK) s = bl_task_open(c, cfg, &tasks[found], &bt, err);
     bool complete = false;
     if (s == MC_OK) s = mc_store_peek_complete(c, bt.store, &complete, err);
     if (s == MC_OK && !complete)
-        s = MC_FAIL(err, MC_ERR_ARG, "the baselines output of task %s is missing (%s); run the baselines stage first "
-                    "(miclip baselines CONFIG)", tasks[found].id, bt.store);
+        s = MC_FAIL(
+            err, MC_ERR_ARG,
+            "the baselines output of task %s is missing (%s); run the baselines stage first "
+            "(miclip baselines CONFIG)",
+            tasks[found].id, bt.store);
     if (s == MC_OK && !(mc_strlcpy(path, bt.store, path_cap) && mc_strlcpy(key, bt.key, key_cap)))
         s = MC_FAIL(err, MC_ERR_INTERNAL, "path too long");
     if (found >= 0) bl_task_close(&bt);
@@ -956,7 +1065,8 @@ mc_status mc_baselines_store(const mc_comm *c, const mc_config *cfg, int64_t see
 
 const mc_stage_desc mc_baselines_stage = {
     .stage = MC_STAGE_BASELINES,
-    .summary = "Act-Values, CLIP-Dissect and Network Dissection in the localize and describe layouts",
+    .summary =
+        "Act-Values, CLIP-Dissect and Network Dissection in the localize and describe layouts",
     .outputs = "baselines/<task>-<key16>.h5, tables/, report/baselines.md",
     .check = mc_baselines_check,
     .run = mc_stage_baselines,

@@ -34,8 +34,8 @@
 #include "miclip/miclip.h"
 #include "stages_internal.h"
 
-#define REPORT_MAX_UNITS 16        /* units listed per table in the report (all logit neurons) */
-#define KEEP_SIM_MAX (1ll << 24)   /* the full similarity matrix is stored up to this size */
+#define REPORT_MAX_UNITS 16      /* units listed per table in the report (all logit neurons) */
+#define KEEP_SIM_MAX (1ll << 24) /* the full similarity matrix is stored up to this size */
 
 /* Index of text in the concept set (case-insensitive), or -1. */
 static int64_t concept_index(const mc_concepts *cs, const char *text) {
@@ -46,8 +46,9 @@ static int64_t concept_index(const mc_concepts *cs, const char *text) {
 
 /* The report section of one (set, kind) on rank 0. Returns the description accuracy (NAN when
  * no unit has a known own class). */
-static double report_table(mc_buf *b, const mc_task *task, const mc_method_task *mt, const mc_concepts *cs,
-                           const mc_unit_set *u, const mc_scored *all, int64_t tau) {
+static double report_table(mc_buf *b, const mc_task *task, const mc_method_task *mt,
+                           const mc_concepts *cs, const mc_unit_set *u, const mc_scored *all,
+                           int64_t tau) {
     const bool logits = !strcmp(task->layer, "logits") && u->kind == MC_UNIT_NEURON &&
                         u->n_units == mt->td.n_classes;
     int64_t known = 0, hits = 0;
@@ -62,42 +63,50 @@ static double report_table(mc_buf *b, const mc_task *task, const mc_method_task 
     mc_buf_printf(b, "\n### %s, concept set `%s` (%lld concepts)\n\n",
                   u->kind == MC_UNIT_SAE ? "SAE features" : "neurons", cs->name, (long long)cs->n);
     if (logits && known) {
-        mc_buf_printf(b, "Description accuracy (top concept = the neuron's own class): %lld / %lld = %.1f%%\n\n",
-                      (long long)hits, (long long)known, 100.0 * acc);
+        mc_buf_printf(
+            b,
+            "Description accuracy (top concept = the neuron's own class): %lld / %lld = %.1f%%\n\n",
+            (long long)hits, (long long)known, 100.0 * acc);
     }
     int64_t shown = u->n_units < REPORT_MAX_UNITS || logits ? u->n_units : REPORT_MAX_UNITS;
-    mc_buf_printf(b, "| unit |%s top concepts (cosine) |\n|---|%s---|\n", logits ? " own class | top is own |" : "",
-                  logits ? "---|---|" : "");
+    mc_buf_printf(b, "| unit |%s top concepts (cosine) |\n|---|%s---|\n",
+                  logits ? " own class | top is own |" : "", logits ? "---|---|" : "");
     for (int64_t i = 0; i < shown; i++) {
         mc_buf_printf(b, "| %lld |", (long long)i);
         if (logits) {
             int64_t own = concept_index(cs, mt->td.class_names[i]);
             mc_buf_printf(b, " %s | %s |", mt->td.class_names[i],
-                          own < 0 ? "n/a" : all[i * tau].index == own ? "yes" : "no");
+                          own < 0                     ? "n/a"
+                          : all[i * tau].index == own ? "yes"
+                                                      : "no");
         }
         for (int64_t q = 0; q < tau; q++)
-            mc_buf_printf(b, "%s %s (%.3f)", q ? "," : "", cs->texts[all[i * tau + q].index], all[i * tau + q].score);
+            mc_buf_printf(b, "%s %s (%.3f)", q ? "," : "", cs->texts[all[i * tau + q].index],
+                          all[i * tau + q].score);
         mc_buf_printf(b, " |\n");
     }
     if (shown < u->n_units)
-        mc_buf_printf(b, "\n(first %lld of %lld units; all of them in tables/%s-%s-%s.csv)\n", (long long)shown,
-                      (long long)u->n_units, task->id, cs->name, mc_unit_kind_name(u->kind));
+        mc_buf_printf(b, "\n(first %lld of %lld units; all of them in tables/%s-%s-%s.csv)\n",
+                      (long long)shown, (long long)u->n_units, task->id, cs->name,
+                      mc_unit_kind_name(u->kind));
     return acc;
 }
 
-
-static mc_status describe_one(const mc_comm *c, const mc_task *task, mc_method_task *mt, mc_store *st,
-                              const mc_concepts *cs, const mc_unit_set *u, mc_buf *report, mc_error *err) {
+static mc_status describe_one(const mc_comm *c, const mc_task *task, mc_method_task *mt,
+                              mc_store *st, const mc_concepts *cs, const mc_unit_set *u,
+                              mc_buf *report, mc_error *err) {
     const int64_t tau = mt->tau < cs->n ? mt->tau : cs->n, U = u->n_units;
     const bool keep = U * cs->n <= KEEP_SIM_MAX;
     mc_sim_result r;
-    MC_TRY(mc_similarity(c, u, &mt->w, cs->emb, (const char *const *)cs->texts, cs->n, 0, tau, keep, &r, err));
+    MC_TRY(mc_similarity(c, u, &mt->w, cs->emb, (const char *const *)cs->texts, cs->n, 0, tau, keep,
+                         &r, err));
     const char *kind = mc_unit_kind_name(u->kind);
     char g[512], csv[MC_PATH_CAP];
     mc_snprintf(g, sizeof g, "%s/%s", cs->name, kind);
     mc_snprintf(csv, sizeof csv, "%s/%s-%s-%s.csv", mt->tables, task->id, cs->name, kind);
     mc_scored *all = NULL;
-    mc_status s = mc_describe_write(c, st, g, &r, keep ? r.sim : NULL, cs, u->kind, u->sae_path, csv, &all, err);
+    mc_status s = mc_describe_write(c, st, g, &r, keep ? r.sim : NULL, cs, u->kind, u->sae_path,
+                                    csv, &all, err);
     if (s == MC_OK) s = mc_store_set_attr_str(st, g, "reading", mc_unit_reading_name(u), err);
     double acc = NAN;
     if (s == MC_OK && c->rank == 0) acc = report_table(report, task, mt, cs, u, all, tau);
@@ -107,7 +116,8 @@ static mc_status describe_one(const mc_comm *c, const mc_task *task, mc_method_t
     return s;
 }
 
-mc_status mc_stage_describe(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err) {
+mc_status mc_stage_describe(const mc_comm *c, const mc_config *cfg, const mc_task *task,
+                            mc_error *err) {
     mc_method_task mt;
     /* The key from metadata first: a complete task loads nothing (issue 16). */
     MC_TRY(mc_method_task_find(c, cfg, task, MC_STAGE_DESCRIBE, &mt, err));
@@ -130,13 +140,16 @@ mc_status mc_stage_describe(const mc_comm *c, const mc_config *cfg, const mc_tas
     mc_buf report = {0};
     /* Paths relative to the output folder, so the report does not depend on where it lives. */
     size_t od = strlen(cfg->output_dir);
-    const char *rel = strncmp(mt.w.path, cfg->output_dir, od) == 0 && mt.w.path[od] == '/' ? mt.w.path + od + 1 : mt.w.path;
-    mc_buf_printf(&report, "## seed %lld, layer `%s`, variant %s\n\nE_n: %s\n", (long long)task->seed, task->layer,
-                  mc_variant_name(task->variant), rel);
+    const char *rel = strncmp(mt.w.path, cfg->output_dir, od) == 0 && mt.w.path[od] == '/'
+                          ? mt.w.path + od + 1
+                          : mt.w.path;
+    mc_buf_printf(&report, "## seed %lld, layer `%s`, variant %s\n\nE_n: %s\n",
+                  (long long)task->seed, task->layer, mc_variant_name(task->variant), rel);
     for (int i = 0; s == MC_OK && i < mt.n_sets; i++) {
         char g[300];
         mc_snprintf(g, sizeof g, "%s/concepts", mt.sets[i].name);
-        s = mc_store_write_strings(st, g, (const char *const *)mt.sets[i].texts, mt.sets[i].n, true, err);
+        s = mc_store_write_strings(st, g, (const char *const *)mt.sets[i].texts, mt.sets[i].n, true,
+                                   err);
         for (int k = 0; s == MC_OK && k < mt.n_kinds; k++)
             s = describe_one(c, task, &mt, st, &mt.sets[i], &mt.kinds[k], &report, err);
     }
@@ -146,8 +159,10 @@ mc_status mc_stage_describe(const mc_comm *c, const mc_config *cfg, const mc_tas
         mc_status ws = MC_OK;
         if (c->rank == 0) {
             char path[MC_PATH_CAP];
-            mc_snprintf(path, sizeof path, "%s/report/descriptions/%s.md", cfg->output_dir, task->id);
-            ws = report.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : mc_write_text_file(path, report.p, report.n, err);
+            mc_snprintf(path, sizeof path, "%s/report/descriptions/%s.md", cfg->output_dir,
+                        task->id);
+            ws = report.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory")
+                            : mc_write_text_file(path, report.p, report.n, err);
         }
         s = mc_comm_agree(c, ws, err);
     }
@@ -168,8 +183,9 @@ mc_status mc_query_describe(const mc_comm *c, const mc_config *cfg, const int64_
     mc_status s = MC_OK;
     for (int i = 0; i < n && s == MC_OK; i++)
         if (units[i] < 0 || units[i] >= u.n_units)
-            s = MC_FAIL(err, MC_ERR_ARG, "unit %lld out of range: layer '%s' has %lld %s", (long long)units[i], r.layer,
-                        (long long)u.n_units, r.units == MC_UNIT_SAE ? "SAE features" : "neurons");
+            s = MC_FAIL(err, MC_ERR_ARG, "unit %lld out of range: layer '%s' has %lld %s",
+                        (long long)units[i], r.layer, (long long)u.n_units,
+                        r.units == MC_UNIT_SAE ? "SAE features" : "neurons");
     mc_concepts *sets = NULL;
     int n_sets = 0;
     if (s == MC_OK) s = mc_concepts_load(c, cfg, &td, &cfg->describe.concepts, &sets, &n_sets, err);
@@ -203,17 +219,23 @@ mc_status mc_query_describe(const mc_comm *c, const mc_config *cfg, const int64_
             mc_concept_classes(&u, (const char *const *)cs->texts, cs->n, cls);
             mc_unit_scores_block(&u, d, p, len, b0, cn, cls, cs->n, S);
             int64_t cnt = 0;
-            for (int64_t j = 0; j < cs->n; j++) mc_top_insert(top, &cnt, tau, S[(units[i] - b0) * cs->n + j], (int32_t)j);
+            for (int64_t j = 0; j < cs->n; j++)
+                mc_top_insert(top, &cnt, tau, S[(units[i] - b0) * cs->n + j], (int32_t)j);
             free(p), free(S), free(cls);
             if (c->rank == 0) {
-                bool named = !strcmp(r.layer, "logits") && r.units == MC_UNIT_NEURON && u.n_units == td.n_classes;
-                fprintf(out, "%s %lld of layer %s%s%s%s (seed %lld, variant %s): top %lld concepts of set '%s'\n",
-                        r.units == MC_UNIT_SAE ? "SAE feature" : "neuron", (long long)units[i], r.layer,
-                        named ? ", class \"" : "", named ? td.class_names[units[i]] : "", named ? "\"" : "",
-                        (long long)r.seed, mc_variant_name(r.variant), (long long)tau, cs->name);
+                bool named = !strcmp(r.layer, "logits") && r.units == MC_UNIT_NEURON &&
+                             u.n_units == td.n_classes;
+                fprintf(out,
+                        "%s %lld of layer %s%s%s%s (seed %lld, variant %s): top %lld concepts of "
+                        "set '%s'\n",
+                        r.units == MC_UNIT_SAE ? "SAE feature" : "neuron", (long long)units[i],
+                        r.layer, named ? ", class \"" : "", named ? td.class_names[units[i]] : "",
+                        named ? "\"" : "", (long long)r.seed, mc_variant_name(r.variant),
+                        (long long)tau, cs->name);
                 fprintf(out, "  rank  cosine    concept\n");
                 for (int64_t q2 = 0; q2 < tau; q2++)
-                    fprintf(out, "  %4lld  %.6f  %s\n", (long long)q2 + 1, top[q2].score, cs->texts[top[q2].index]);
+                    fprintf(out, "  %4lld  %.6f  %s\n", (long long)q2 + 1, top[q2].score,
+                            cs->texts[top[q2].index]);
                 fflush(out);
             }
             free(top), free(cn);
@@ -230,8 +252,8 @@ mc_status mc_query_describe(const mc_comm *c, const mc_config *cfg, const int64_
 /* ---- the registry entry ----------------------------------------------------------------------- */
 
 /* The complete tasks at once (stages.h: complete; method_task.h). */
-static mc_status describe_complete(const mc_comm *c, const mc_config *cfg, const mc_task *tasks, int n, bool *done,
-                                mc_error *err) {
+static mc_status describe_complete(const mc_comm *c, const mc_config *cfg, const mc_task *tasks,
+                                   int n, bool *done, mc_error *err) {
     return mc_method_tasks_complete(c, cfg, MC_STAGE_DESCRIBE, tasks, n, done, err);
 }
 

@@ -27,12 +27,12 @@
 
 /* One hooked layer being captured. */
 typedef struct {
-    const char *name;   /* as configured */
+    const char *name; /* as configured */
     mc_pool pool;
-    int ndim;           /* per image, in the store (1 when pooled) */
-    int64_t shape[4];   /* per image */
-    int64_t per;        /* floats per image */
-    float *buf;         /* [batch, per] */
+    int ndim;         /* per image, in the store (1 when pooled) */
+    int64_t shape[4]; /* per image */
+    int64_t per;      /* floats per image */
+    float *buf;       /* [batch, per] */
 } capture;
 
 static bool capture_fn(const mc_hook_view *v, void *user) {
@@ -47,13 +47,23 @@ static mc_status choose_pool(const mc_config *cfg, const mc_layer_info *li, mc_p
     bool map = li->ndim == 3, seq = li->ndim == 2;
     switch (cfg->extract.pool) {
     case MC_CFG_POOL_ALL: *pool = MC_POOL_ALL; return MC_OK;
-    case MC_CFG_POOL_AUTO: *pool = (map || seq) ? (map ? MC_POOL_MEAN : MC_POOL_CLS) : MC_POOL_ALL; return MC_OK;
+    case MC_CFG_POOL_AUTO:
+        *pool = (map || seq) ? (map ? MC_POOL_MEAN : MC_POOL_CLS) : MC_POOL_ALL;
+        return MC_OK;
     case MC_CFG_POOL_CLS:
-        if (map) return MC_FAIL(err, MC_ERR_CONFIG, "extract.pool: cls does not apply to layer '%s' (a feature map; use spatial_mean)", li->name);
+        if (map)
+            return MC_FAIL(
+                err, MC_ERR_CONFIG,
+                "extract.pool: cls does not apply to layer '%s' (a feature map; use spatial_mean)",
+                li->name);
         *pool = MC_POOL_CLS;
         return MC_OK;
     case MC_CFG_POOL_SPATIAL_MEAN:
-        if (seq) return MC_FAIL(err, MC_ERR_CONFIG, "extract.pool: spatial_mean does not apply to layer '%s' (a token sequence; use cls or mean)", li->name);
+        if (seq)
+            return MC_FAIL(err, MC_ERR_CONFIG,
+                           "extract.pool: spatial_mean does not apply to layer '%s' (a token "
+                           "sequence; use cls or mean)",
+                           li->name);
         *pool = MC_POOL_MEAN;
         return MC_OK;
     default: *pool = MC_POOL_MEAN; return MC_OK;
@@ -69,7 +79,7 @@ typedef struct {
 typedef struct {
     mc_model *target, *clip; /* clip == target when the target is the CLIP model itself */
     mc_preproc pp_target, pp_clip;
-    int th, tw, ch, cw;      /* input sizes after preprocessing */
+    int th, tw, ch, cw; /* input sizes after preprocessing */
     mc_text_encoder *text;
     int n_cap;
     capture *caps;
@@ -89,7 +99,8 @@ static void extractor_free(extractor *x) {
     memset(x, 0, sizeof *x);
 }
 
-static mc_status extractor_init(const mc_comm *c, const mc_config *cfg, extractor *x, mc_error *err) {
+static mc_status extractor_init(const mc_comm *c, const mc_config *cfg, extractor *x,
+                                mc_error *err) {
     memset(x, 0, sizeof *x);
     mc_status s = mc_model_create(cfg->models.target, &x->target, err);
     bool same = strcmp(cfg->models.target, cfg->models.clip) == 0;
@@ -97,20 +108,26 @@ static mc_status extractor_init(const mc_comm *c, const mc_config *cfg, extracto
         if (same) {
             x->clip = x->target;
             if (mc_model_family(x->target) != MC_FAMILY_CLIP_VISION)
-                s = MC_FAIL(err, MC_ERR_CONFIG, "models.clip (%s) is not a CLIP model", cfg->models.clip);
+                s = MC_FAIL(err, MC_ERR_CONFIG, "models.clip (%s) is not a CLIP model",
+                            cfg->models.clip);
         } else {
             s = mc_model_create(cfg->models.clip, &x->clip, err);
             if (s == MC_OK && mc_model_family(x->clip) != MC_FAMILY_CLIP_VISION)
-                s = MC_FAIL(err, MC_ERR_CONFIG, "models.clip (%s) is a %s model, not CLIP", cfg->models.clip,
-                            mc_family_name(mc_model_family(x->clip)));
+                s = MC_FAIL(err, MC_ERR_CONFIG, "models.clip (%s) is a %s model, not CLIP",
+                            cfg->models.clip, mc_family_name(mc_model_family(x->clip)));
         }
     }
     if (s == MC_OK) s = mc_preproc_load(cfg->models.target, &x->pp_target, err);
     if (s == MC_OK) s = mc_preproc_load(cfg->models.clip, &x->pp_clip, err);
     if (s == MC_OK && !mc_preproc_fixed_size(&x->pp_target, &x->th, &x->tw))
-        s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s/preprocessor_config.json: the output size depends on the image (no crop); batching needs a fixed size", cfg->models.target);
+        s = MC_FAIL(err, MC_ERR_UNSUPPORTED,
+                    "%s/preprocessor_config.json: the output size depends on the image (no crop); "
+                    "batching needs a fixed size",
+                    cfg->models.target);
     if (s == MC_OK && !mc_preproc_fixed_size(&x->pp_clip, &x->ch, &x->cw))
-        s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s/preprocessor_config.json: the output size depends on the image (no crop)", cfg->models.clip);
+        s = MC_FAIL(err, MC_ERR_UNSUPPORTED,
+                    "%s/preprocessor_config.json: the output size depends on the image (no crop)",
+                    cfg->models.clip);
     if (s == MC_OK) s = mc_text_encoder_load(cfg->models.clip, NULL, &x->text, err);
     /* Every rank loaded the same files: a failure anywhere is a failure everywhere. */
     s = mc_comm_agree(c, s, err);
@@ -147,17 +164,23 @@ static mc_status extractor_init(const mc_comm *c, const mc_config *cfg, extracto
         }
         cp->buf = mc_alloc_array((size_t)cfg->extract.batch_size, (size_t)cp->per * sizeof(float));
         if (!cp->buf) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for layer %s", cp->name);
-        x->hooks[i] = (mc_hook){.name = cp->name, .mode = MC_HOOK_READ, .fn = capture_fn, .user = cp};
+        x->hooks[i] =
+            (mc_hook){.name = cp->name, .mode = MC_HOOK_READ, .fn = capture_fn, .user = cp};
     }
-    if (s == MC_OK) s = mc_model_dir_hash(c, cfg->models.target, x->target_hash, err);
-    else (void)mc_comm_agree(c, s, err);
-    if (s == MC_OK) s = same ? (mc_strlcpy(x->clip_hash, x->target_hash, sizeof x->clip_hash), MC_OK)
-                             : mc_model_dir_hash(c, cfg->models.clip, x->clip_hash, err);
+    if (s == MC_OK)
+        s = mc_model_dir_hash(c, cfg->models.target, x->target_hash, err);
+    else
+        (void)mc_comm_agree(c, s, err);
+    if (s == MC_OK)
+        s = same ? (mc_strlcpy(x->clip_hash, x->target_hash, sizeof x->clip_hash), MC_OK)
+                 : mc_model_dir_hash(c, cfg->models.clip, x->clip_hash, err);
     return s;
 }
 
 /* Names of the per-image datasets. */
-static void acts_name(const char *layer, char *buf, size_t cap) { snprintf(buf, cap, "acts/%s", layer); }
+static void acts_name(const char *layer, char *buf, size_t cap) {
+    snprintf(buf, cap, "acts/%s", layer);
+}
 
 static mc_status create_layout(const mc_comm *c, mc_store *st, const mc_config *cfg,
                                const extractor *x, const mc_extract_plan *p, int64_t seed,
@@ -181,30 +204,42 @@ static mc_status create_layout(const mc_comm *c, mc_store *st, const mc_config *
         char name[512];
         acts_name(cp->name, name, sizeof name);
         MC_TRY(mc_store_create_dataset(st, name, act_dtype, 1 + cp->ndim, sh, chunk, err));
-        MC_TRY(mc_store_set_attr_str(st, name, "pool", cp->pool == MC_POOL_ALL ? "all" : cp->pool == MC_POOL_CLS ? "cls" : "mean", err));
+        MC_TRY(mc_store_set_attr_str(st, name, "pool",
+                                     cp->pool == MC_POOL_ALL   ? "all"
+                                     : cp->pool == MC_POOL_CLS ? "cls"
+                                                               : "mean",
+                                     err));
     }
     /* Whole-dataset facts, written once (rank 0's rows; every rank holds the same). */
-    MC_TRY(mc_store_write_strings(st, "images/paths", (const char *const *)p->ds.paths, N, true, err));
-    MC_TRY(mc_store_write_strings(st, "classes/names", (const char *const *)p->ds.class_names, C, true, err));
+    MC_TRY(
+        mc_store_write_strings(st, "images/paths", (const char *const *)p->ds.paths, N, true, err));
+    MC_TRY(mc_store_write_strings(st, "classes/names", (const char *const *)p->ds.class_names, C,
+                                  true, err));
     sh[0] = C;
     sh[1] = x->clip_dim;
     MC_TRY(mc_store_create_dataset(st, "text/class_embeds", MC_DTYPE_F32, 2, sh, 0, err));
-    MC_TRY(mc_store_write_rows(st, "text/class_embeds", MC_DTYPE_F32, 0, root ? C : 0, class_emb, err));
+    MC_TRY(mc_store_write_rows(st, "text/class_embeds", MC_DTYPE_F32, 0, root ? C : 0, class_emb,
+                               err));
     MC_TRY(mc_store_set_attr_str(st, "text/class_embeds", "prompt", cfg->align.prompt, err));
-    MC_TRY(mc_store_write_rows(st, "images/labels", MC_DTYPE_I32, 0, root ? N : 0, p->ds.labels, err));
+    MC_TRY(
+        mc_store_write_rows(st, "images/labels", MC_DTYPE_I32, 0, root ? N : 0, p->ds.labels, err));
     /* The seed that drew the sample (none for a whole split): whichever task writes a shared store,
      * it records the same. */
     (void)seed;
-    mc_store_provenance prov = {.stage = "extract", .config_hash = cfg->hash,
-                                .model = x->target_hash, .dataset = p->ds.root,
-                                .seed = p->sample_seed, .has_seed = p->sample_seed >= 0};
+    mc_store_provenance prov = {.stage = "extract",
+                                .config_hash = cfg->hash,
+                                .model = x->target_hash,
+                                .dataset = p->ds.root,
+                                .seed = p->sample_seed,
+                                .has_seed = p->sample_seed >= 0};
     MC_TRY(mc_store_write_provenance(st, "/", &prov, err));
     MC_TRY(mc_store_set_attr_str(st, "/", "extract_key", p->key, err));
     MC_TRY(mc_store_set_attr_str(st, "/", "target_model", cfg->models.target, err));
     MC_TRY(mc_store_set_attr_str(st, "/", "clip_model", cfg->models.clip, err));
     MC_TRY(mc_store_set_attr_str(st, "/", "clip_hash", x->clip_hash, err));
     MC_TRY(mc_store_set_attr_str(st, "/", "split", mc_split_name(p->split), err));
-    MC_TRY(mc_store_set_attr_i64(st, "/", "dataset_n_skipped", p->ds.skipped.n, err)); /* not images */
+    MC_TRY(
+        mc_store_set_attr_i64(st, "/", "dataset_n_skipped", p->ds.skipped.n, err)); /* not images */
     MC_TRY(mc_store_set_attr_str(st, "/", "config", cfg->canonical, err));
     MC_TRY(mc_store_set_attr_i64(st, "/", "batch_size", cfg->extract.batch_size, err));
     MC_TRY(mc_store_units_init(st, "/", n_units, err));
@@ -213,10 +248,10 @@ static mc_status create_layout(const mc_comm *c, mc_store *st, const mc_config *
 
 /* Computes one unit's rows [b, e) into the extractor's buffers. Bad images (skip mode) give a
  * zero row and valid = 0. Returns the first error (fail mode) naming the file. */
-static mc_status compute_unit(const mc_config *cfg, extractor *x, const mc_extract_plan *p, int64_t b,
-                              int64_t e, float *pix_t, float *pix_c, float *out, float *clip_emb,
-                              int32_t *pred, uint8_t *valid, const float *class_emb,
-                              int64_t *n_bad, mc_error *err) {
+static mc_status compute_unit(const mc_config *cfg, extractor *x, const mc_extract_plan *p,
+                              int64_t b, int64_t e, float *pix_t, float *pix_c, float *out,
+                              float *clip_emb, int32_t *pred, uint8_t *valid,
+                              const float *class_emb, int64_t *n_bad, mc_error *err) {
     int64_t B = e - b;
     size_t per_t = (size_t)3 * x->th * x->tw, per_c = (size_t)3 * x->ch * x->cw;
     bool same = x->clip == x->target;
@@ -232,7 +267,8 @@ static mc_status compute_unit(const mc_config *cfg, extractor *x, const mc_extra
         if (s != MC_OK) {
             if (cfg->extract.on_bad_image == MC_BAD_IMAGE_FAIL) {
                 *err = ie;
-                mc_error_prefix(err, "image %lld of %s (extract.on_bad_image: fail)", (long long)(b + i), mc_split_name(p->split));
+                mc_error_prefix(err, "image %lld of %s (extract.on_bad_image: fail)",
+                                (long long)(b + i), mc_split_name(p->split));
                 return s;
             }
             mc_warn("skipping bad image %s: %s", p->ds.paths[b + i], ie.msg);
@@ -245,8 +281,10 @@ static mc_status compute_unit(const mc_config *cfg, extractor *x, const mc_extra
     x->t.decode += t1 - t0;
     mc_forward_opts opts = {.hooks = x->hooks, .n_hooks = x->n_cap};
     MC_TRY(mc_model_forward(x->target, pix_t, B, x->th, x->tw, &opts, out, NULL, err));
-    if (same) memcpy(clip_emb, out, (size_t)B * (size_t)x->clip_dim * sizeof(float));
-    else MC_TRY(mc_model_forward(x->clip, pix_c, B, x->ch, x->cw, NULL, clip_emb, NULL, err));
+    if (same)
+        memcpy(clip_emb, out, (size_t)B * (size_t)x->clip_dim * sizeof(float));
+    else
+        MC_TRY(mc_model_forward(x->clip, pix_c, B, x->ch, x->cw, NULL, clip_emb, NULL, err));
     x->t.forward += mc_now() - t1;
     if (same) {
         mc_zeroshot_classify(class_emb, p->ds.n_classes, out, B, x->out_dim, pred, NULL);
@@ -275,9 +313,11 @@ static mc_status compute_unit(const mc_config *cfg, extractor *x, const mc_extra
         }
     }
     for (int k = 0; k < x->n_cap; k++) /* one vectorised scan per layer (tensor.h) */
-        MC_TRY(mc_check_finite_rows(x->caps[k].buf, (size_t)B, (size_t)x->caps[k].per, (const char *const *)p->ds.paths + b,
-                                    err, "non-finite activation at layer '%s'", x->caps[k].name));
-    return mc_check_finite_rows(out, (size_t)B, (size_t)x->out_dim, (const char *const *)p->ds.paths + b, err,
+        MC_TRY(mc_check_finite_rows(x->caps[k].buf, (size_t)B, (size_t)x->caps[k].per,
+                                    (const char *const *)p->ds.paths + b, err,
+                                    "non-finite activation at layer '%s'", x->caps[k].name));
+    return mc_check_finite_rows(out, (size_t)B, (size_t)x->out_dim,
+                                (const char *const *)p->ds.paths + b, err,
                                 "non-finite target model output");
 }
 
@@ -345,8 +385,8 @@ static mc_status extract_split(const mc_comm *c, const mc_config *cfg, extractor
          * writing: it is that task's. Under a Slurm array the next stage starts after every task
          * of this one (afterok), so nothing reads it before its writer completes it; a reader that
          * comes early finds it incomplete and says so. */
-        mc_info0("extract %s: another task is writing this store (%s); left to it", mc_split_name(p->split),
-                 err->msg);
+        mc_info0("extract %s: another task is writing this store (%s); left to it",
+                 mc_split_name(p->split), err->msg);
         free(class_emb);
         *err = (mc_error){0};
         return MC_OK;
@@ -355,24 +395,28 @@ static mc_status extract_split(const mc_comm *c, const mc_config *cfg, extractor
         free(class_emb);
         return s;
     }
-    if (created) s = create_layout(c, st, cfg, x, p, seed, n_units, class_emb, err);
-    else s = mc_store_units_init(st, "/", n_units, err); /* checks the unit count */
+    if (created)
+        s = create_layout(c, st, cfg, x, p, seed, n_units, class_emb, err);
+    else
+        s = mc_store_units_init(st, "/", n_units, err); /* checks the unit count */
     s = mc_comm_agree(c, s, err);
 
     uint8_t *done = calloc((size_t)n_units, 1);
     int64_t *pending = mc_alloc_array((size_t)n_units, sizeof *pending);
     size_t per_t = (size_t)3 * x->th * x->tw, per_c = (size_t)3 * x->ch * x->cw;
     size_t max_per = 1;
-    for (int k = 0; k < x->n_cap; k++) max_per = (size_t)x->caps[k].per > max_per ? (size_t)x->caps[k].per : max_per;
+    for (int k = 0; k < x->n_cap; k++)
+        max_per = (size_t)x->caps[k].per > max_per ? (size_t)x->caps[k].per : max_per;
     float *pix_t = mc_alloc_array((size_t)bs, per_t * sizeof(float));
     float *pix_c = mc_alloc_array((size_t)bs, per_c * sizeof(float));
     float *out = mc_alloc_array((size_t)bs, (size_t)x->out_dim * sizeof(float));
     float *clip_emb = mc_alloc_array((size_t)bs, (size_t)x->clip_dim * sizeof(float));
     int32_t *pred = mc_alloc_array((size_t)bs, sizeof *pred);
     uint8_t *valid = mc_alloc_array((size_t)bs, 1);
-    uint16_t *half = cfg->extract.dtype == MC_STORE_F16 ? mc_alloc_array((size_t)bs, max_per * 2) : NULL;
-    if (s == MC_OK && (!done || !pending || !pix_t || !pix_c || !out || !clip_emb || !pred || !valid ||
-                       (cfg->extract.dtype == MC_STORE_F16 && !half)))
+    uint16_t *half =
+        cfg->extract.dtype == MC_STORE_F16 ? mc_alloc_array((size_t)bs, max_per * 2) : NULL;
+    if (s == MC_OK && (!done || !pending || !pix_t || !pix_c || !out || !clip_emb || !pred ||
+                       !valid || (cfg->extract.dtype == MC_STORE_F16 && !half)))
         s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for a batch of %lld images", (long long)bs);
     s = mc_comm_agree(c, s, err);
 
@@ -396,7 +440,8 @@ static mc_status extract_split(const mc_comm *c, const mc_config *cfg, extractor
             unit = pending[slot];
             b = unit * bs;
             e = b + bs < N ? b + bs : N;
-            ls = compute_unit(cfg, x, p, b, e, pix_t, pix_c, out, clip_emb, pred, valid, class_emb, &n_bad, err);
+            ls = compute_unit(cfg, x, p, b, e, pix_t, pix_c, out, clip_emb, pred, valid, class_emb,
+                              &n_bad, err);
         }
         s = mc_comm_agree(c, ls, err);
         if (s != MC_OK) break;
@@ -407,11 +452,13 @@ static mc_status extract_split(const mc_comm *c, const mc_config *cfg, extractor
         int64_t upto = (r + 1) * c->size * bs;
         mc_progress_update(&prog, upto < prog.total ? upto : prog.total);
         if (s == MC_OK && mc_comm_stop_requested(c)) {
-            s = MC_FAIL(err, MC_ERR_INTERRUPTED,
-                        "extract %s: stopped by signal after %lld of %lld pending batches; the store is "
-                        "consistent, rerun to resume (%s)", mc_split_name(p->split),
-                        (long long)((r + 1) * c->size < n_pending ? (r + 1) * c->size : n_pending),
-                        (long long)n_pending, p->path);
+            s = MC_FAIL(
+                err, MC_ERR_INTERRUPTED,
+                "extract %s: stopped by signal after %lld of %lld pending batches; the store is "
+                "consistent, rerun to resume (%s)",
+                mc_split_name(p->split),
+                (long long)((r + 1) * c->size < n_pending ? (r + 1) * c->size : n_pending),
+                (long long)n_pending, p->path);
         }
     }
     mc_progress_finish(&prog);
@@ -429,16 +476,19 @@ static mc_status extract_split(const mc_comm *c, const mc_config *cfg, extractor
         if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", "n_bad_images", invalid, err);
         if (s == MC_OK) s = mc_store_set_complete(st, "/", err);
         if (s == MC_OK)
-            mc_info0("extract %s: %lld images, %d layers -> %s%s", mc_split_name(p->split), (long long)N,
-                     x->n_cap, p->path, invalid ? " (some images skipped: see n_bad_images)" : "");
+            mc_info0("extract %s: %lld images, %d layers -> %s%s", mc_split_name(p->split),
+                     (long long)N, x->n_cap, p->path,
+                     invalid ? " (some images skipped: see n_bad_images)" : "");
         /* Where the time went, summed over ranks (wall seconds per phase). */
         double spent[3] = {x->t.decode, x->t.forward, x->t.io}, sum[3];
         MPI_Reduce(spent, sum, 3, MPI_DOUBLE, MPI_SUM, 0, c->comm);
         double all = sum[0] + sum[1] + sum[2];
         if (all > 0)
-            mc_info0("extract %s: time per rank: decode+preprocess %.1f%%, forward %.1f%%, write+flush %.1f%% "
-                     "(%.2f s total over %d rank(s))", mc_split_name(p->split), 100 * sum[0] / all,
-                     100 * sum[1] / all, 100 * sum[2] / all, all, c->size);
+            mc_info0("extract %s: time per rank: decode+preprocess %.1f%%, forward %.1f%%, "
+                     "write+flush %.1f%% "
+                     "(%.2f s total over %d rank(s))",
+                     mc_split_name(p->split), 100 * sum[0] / all, 100 * sum[1] / all,
+                     100 * sum[2] / all, all, c->size);
         (void)total_bad;
     }
     mc_error close_err = {0};
@@ -480,15 +530,15 @@ static bool split_wanted(const mc_config *cfg, mc_split s) {
 /* Collective. The plan of every wanted split (key and path from the model hashes, which the file-hash
  * cache makes cheap, and the target's config.json). *all_complete tells whether each store is
  * complete already. */
-static mc_status plan_splits(const mc_comm *c, const mc_config *cfg, int64_t seed, const mc_labels *labels,
-                             const char *th, const char *chh, mc_extract_plan *plans, bool *all_complete,
-                             mc_error *err) {
+static mc_status plan_splits(const mc_comm *c, const mc_config *cfg, int64_t seed,
+                             const mc_labels *labels, const char *th, const char *chh,
+                             mc_extract_plan *plans, bool *all_complete, mc_error *err) {
     *all_complete = true;
     mc_status s = MC_OK;
     for (int sp = 0; s == MC_OK && sp < MC_SPLIT_COUNT; sp++) {
         if (!split_wanted(cfg, (mc_split)sp)) continue;
-        s = mc_extract_plan_split(c, cfg, (mc_split)sp, seed, (const char *const *)labels->v, labels->n, th, chh,
-                                  &plans[sp], err);
+        s = mc_extract_plan_split(c, cfg, (mc_split)sp, seed, (const char *const *)labels->v,
+                                  labels->n, th, chh, &plans[sp], err);
         bool complete = false;
         if (s == MC_OK) s = mc_store_peek_complete(c, plans[sp].path, &complete, err);
         *all_complete = *all_complete && complete;
@@ -496,7 +546,8 @@ static mc_status plan_splits(const mc_comm *c, const mc_config *cfg, int64_t see
     return s;
 }
 
-mc_status mc_stage_extract(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err) {
+mc_status mc_stage_extract(const mc_comm *c, const mc_config *cfg, const mc_task *task,
+                           mc_error *err) {
     /* A rerun whose stores are all complete loads no model: the keys need only the model hashes and
      * the target's labels. Any error here is met again, and reported as before, on the full path. */
     char th[MC_SHA256_HEX_LEN + 1], chh[MC_SHA256_HEX_LEN + 1];
@@ -508,7 +559,8 @@ mc_status mc_stage_extract(const mc_comm *c, const mc_config *cfg, const mc_task
     mc_status s = mc_model_dir_hash(c, cfg->models.target, th, &quiet);
     if (s == MC_OK) s = mc_model_dir_hash(c, cfg->models.clip, chh, &quiet);
     if (s == MC_OK) s = mc_target_labels(c, cfg, &labels, &quiet);
-    if (s == MC_OK) s = plan_splits(c, cfg, task->seed, &labels, th, chh, plans, &all_complete, &quiet);
+    if (s == MC_OK)
+        s = plan_splits(c, cfg, task->seed, &labels, th, chh, plans, &all_complete, &quiet);
     if (s != MC_OK || !all_complete) {
         bool have_labels = labels.v || s == MC_OK;
         extractor x;
@@ -523,28 +575,33 @@ mc_status mc_stage_extract(const mc_comm *c, const mc_config *cfg, const mc_task
             for (int k = 0; k < MC_SPLIT_COUNT; k++) {
                 int sp = pass ? (first + k) % MC_SPLIT_COUNT : k;
                 if (!split_wanted(cfg, (mc_split)sp)) continue;
-                bool own = mc_split_sample_seed(mc_split_dataset_cfg(cfg, (mc_split)sp), task->seed) >= 0 &&
-                           mc_split_dataset_cfg(cfg, (mc_split)sp)->sample_seed == MC_SAMPLE_PER_SEED;
+                bool own =
+                    mc_split_sample_seed(mc_split_dataset_cfg(cfg, (mc_split)sp), task->seed) >=
+                        0 &&
+                    mc_split_dataset_cfg(cfg, (mc_split)sp)->sample_seed == MC_SAMPLE_PER_SEED;
                 if (own == (pass == 0)) order[n_order++] = sp;
             }
         for (int i = 0; s == MC_OK && i < n_order; i++) {
             int sp = order[i];
             if (!plans[sp].path[0]) mc_dataset_free(&plans[sp].ds);
             if (!plans[sp].path[0])
-                s = mc_extract_plan_split(c, cfg, (mc_split)sp, task->seed, (const char *const *)labels.v, labels.n,
-                                          x.target_hash, x.clip_hash, &plans[sp], err);
+                s = mc_extract_plan_split(c, cfg, (mc_split)sp, task->seed,
+                                          (const char *const *)labels.v, labels.n, x.target_hash,
+                                          x.clip_hash, &plans[sp], err);
             if (s == MC_OK) s = extract_split(c, cfg, &x, &plans[sp], task->seed, err);
         }
         extractor_free(&x);
     } else {
         for (int sp = 0; sp < MC_SPLIT_COUNT; sp++)
-            if (plans[sp].path[0]) mc_info0("extract %s: complete, skipping (%s)", mc_split_name(sp), plans[sp].path);
+            if (plans[sp].path[0])
+                mc_info0("extract %s: complete, skipping (%s)", mc_split_name(sp), plans[sp].path);
     }
     /* The run manifest, so later stages find the stores without listing the datasets: one per
      * (split, seed), naming the store that seed uses (shared by several seeds where the contents do
      * not depend on the seed). */
     for (int sp = 0; s == MC_OK && sp < MC_SPLIT_COUNT; sp++)
-        if (plans[sp].path[0]) s = mc_extract_manifest_write(c, cfg, &plans[sp], task->seed, th, chh, err);
+        if (plans[sp].path[0])
+            s = mc_extract_manifest_write(c, cfg, &plans[sp], task->seed, th, chh, err);
     for (int sp = 0; sp < MC_SPLIT_COUNT; sp++) mc_dataset_free(&plans[sp].ds);
     mc_labels_free(&labels);
     return s;
@@ -557,9 +614,10 @@ mc_status mc_stage_extract(const mc_comm *c, const mc_config *cfg, const mc_task
  * each task. Tasks do not wait for a shared store another task writes, so the longest task does its
  * own stores and the largest shared one (or its share of them all), and the core-hours count every
  * image once. */
-static void extract_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p, mc_plan_stage *S, double *flop,
-                         double *core_s, double *mem_b) {
-    const mc_dataset_cfg *ds[3] = {&cfg->datasets.train, &cfg->datasets.eval, &cfg->datasets.unseen};
+static void extract_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p,
+                         mc_plan_stage *S, double *flop, double *core_s, double *mem_b) {
+    const mc_dataset_cfg *ds[3] = {&cfg->datasets.train, &cfg->datasets.eval,
+                                   &cfg->datasets.unseen};
     const int64_t cnt[3] = {p->n_train, p->n_eval, p->n_unseen};
     const char *nm[3] = {"train", "eval", "unseen"};
     const double nt = in->seeds > 0 ? (double)in->seeds : 1;
@@ -570,10 +628,13 @@ static void extract_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan
         per_seed[k] = cnt[k] > 0 && ds[k]->n_samples > 0 && cnt[k] == ds[k]->n_samples &&
                       ds[k]->sample_seed == MC_SAMPLE_PER_SEED;
         if (cnt[k] <= 0) continue;
-        if (per_seed[k]) own += (double)cnt[k];
-        else shared += (double)cnt[k], largest = (double)cnt[k] > largest ? (double)cnt[k] : largest;
+        if (per_seed[k])
+            own += (double)cnt[k];
+        else
+            shared += (double)cnt[k], largest = (double)cnt[k] > largest ? (double)cnt[k] : largest;
     }
-    const double longest = own + (largest > shared / nt ? largest : shared / nt), all = own * nt + shared;
+    const double longest = own + (largest > shared / nt ? largest : shared / nt),
+                 all = own * nt + shared;
     double g = p->target.gmac + (p->clip_is_target ? 0 : p->clip.gmac);
     S->items = longest;
     mc_strlcpy(S->item_name, "images", sizeof S->item_name);
@@ -584,23 +645,29 @@ static void extract_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan
     *core_s = *flop / in->fwd + longest * dec_s;
     S->wall_s_task = *core_s / in->cores;
     S->core_s_all = (2e9 * g * all + text_flop * nt) / in->fwd + all * dec_s;
-    *mem_b += in->tgt_w + in->clip_w + in->text_w + p->target.arena_bytes + (p->clip_is_target ? 0 : p->clip.arena_bytes) +
-             (double)in->eb * (in->act_bytes / in->dtype_bytes * 4 + 3.0 * 4 * (p->target.image * p->target.image + p->clip.image * p->clip.image));
+    *mem_b += in->tgt_w + in->clip_w + in->text_w + p->target.arena_bytes +
+              (p->clip_is_target ? 0 : p->clip.arena_bytes) +
+              (double)in->eb *
+                  (in->act_bytes / in->dtype_bytes * 4 +
+                   3.0 * 4 * (p->target.image * p->target.image + p->clip.image * p->clip.image));
     for (int k = 0; k < 3; k++) {
         if (cnt[k] <= 0) continue;
-        double per_img = in->act_bytes + 4.0 * (double)p->target.out_dim + 4.0 * (double)in->proj + 4 + 4 + 1 +
-                         (double)strlen(ds[k]->root) + 40 /* path string + offset */;
+        double per_img = in->act_bytes + 4.0 * (double)p->target.out_dim + 4.0 * (double)in->proj +
+                         4 + 4 + 1 + (double)strlen(ds[k]->root) + 40 /* path string + offset */;
         double bytes = (double)cnt[k] * per_img + (double)in->n_classes * (4.0 * in->proj + 24) +
                        MC_PLAN_STORE_OVERHEAD_BYTES + (double)strlen(cfg->canonical);
         char what[160];
         if (per_seed[k])
-            snprintf(what, sizeof what, "extract/%s-s<seed>-<key>.h5 (%lld images, one sample per seed)", nm[k],
+            snprintf(what, sizeof what,
+                     "extract/%s-s<seed>-<key>.h5 (%lld images, one sample per seed)", nm[k],
                      (long long)cnt[k]);
         else if (ds[k]->n_samples > 0 && cnt[k] == ds[k]->n_samples)
-            snprintf(what, sizeof what, "extract/%s-s%lld-<key>.h5 (%lld images, one sample for every seed)", nm[k],
+            snprintf(what, sizeof what,
+                     "extract/%s-s%lld-<key>.h5 (%lld images, one sample for every seed)", nm[k],
                      (long long)ds[k]->sample_seed, (long long)cnt[k]);
         else
-            snprintf(what, sizeof what, "extract/%s-<key>.h5 (%lld images, the whole split, for every seed)", nm[k],
+            snprintf(what, sizeof what,
+                     "extract/%s-<key>.h5 (%lld images, the whole split, for every seed)", nm[k],
                      (long long)cnt[k]);
         mc_plan_add_store(p, S->stage, what, per_seed[k] ? (int)in->seeds : 1, bytes);
     }

@@ -56,9 +56,9 @@
 /* ---- the edit: a WRITE hook at intervene.layer ------------------------------------------- */
 
 typedef struct {
-    mc_sae *sae;           /* NULL for neurons */
-    const float *w_dec_t;  /* [m, n] (borrowed from sae) */
-    int64_t m;             /* SAE features */
+    mc_sae *sae;          /* NULL for neurons */
+    const float *w_dec_t; /* [m, n] (borrowed from sae) */
+    int64_t m;            /* SAE features */
     int k;
     char path[MC_PATH_CAP];
     char key[MC_KEY_HEX];
@@ -66,25 +66,27 @@ typedef struct {
 
 typedef struct {
     const mc_runner *R;
-    int kind;               /* mc_unit_kind */
-    int mode;               /* mc_mode */
+    int kind; /* mc_unit_kind */
+    int mode; /* mc_mode */
     float beta;
-    const float *mu;        /* add with intervene.add_beta mu: beta * mu[unit] is added; else NULL */
-    const int32_t *units;   /* [tau] */
+    const float *mu;      /* add with intervene.add_beta mu: beta * mu[unit] is added; else NULL */
+    const int32_t *units; /* [tau] */
     int64_t tau;
-    const int32_t *row_unit; /* oracle: [B], batch row b scales its own single unit row_unit[b] (else NULL) */
-    int64_t t0, t1;         /* tokens edited */
+    const int32_t
+        *row_unit; /* oracle: [B], batch row b scales its own single unit row_unit[b] (else NULL) */
+    int64_t t0, t1; /* tokens edited */
     sae_units *sae;
-    uint8_t *mask;          /* [m]: unit i is edited (SAE scale) */
-    float *rows;            /* [B * tokens, dim] gathered tokens (SAE) */
-    int32_t *idx;           /* [B * tokens, k] */
+    uint8_t *mask; /* [m]: unit i is edited (SAE scale) */
+    float *rows;   /* [B * tokens, dim] gathered tokens (SAE) */
+    int32_t *idx;  /* [B * tokens, k] */
     float *val;
 } edit_ctx;
 
 /* Element (b, t, i) of the state: token t's value of unit i. */
 static inline float *elem(const edit_ctx *e, float *data, int64_t b, int64_t t, int64_t i) {
     const mc_runner *R = e->R;
-    return R->map ? data + (b * R->dim + i) * R->tokens + t : data + (b * R->tokens + t) * R->dim + i;
+    return R->map ? data + (b * R->dim + i) * R->tokens + t
+                  : data + (b * R->tokens + t) * R->dim + i;
 }
 
 static bool edit_fn(const mc_hook_view *v, void *user) {
@@ -103,8 +105,9 @@ static bool edit_fn(const mc_hook_view *v, void *user) {
             for (int64_t t = e->t0; t < e->t1; t++)
                 for (int64_t q = 0; q < e->tau; q++) {
                     float *x = elem(e, v->data, b, t, e->units[q]);
-                    *x = e->mode == MC_MODE_SCALE ? e->beta * *x
-                                                  : *x + (e->mu ? e->beta * e->mu[e->units[q]] : e->beta);
+                    *x = e->mode == MC_MODE_SCALE
+                             ? e->beta * *x
+                             : *x + (e->mu ? e->beta * e->mu[e->units[q]] : e->beta);
                 }
         return true;
     }
@@ -113,7 +116,8 @@ static bool edit_fn(const mc_hook_view *v, void *user) {
     const int64_t rows = B * nt;
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < nt; t++)
-            for (int64_t i = 0; i < D; i++) e->rows[(b * nt + t) * D + i] = *elem(e, v->data, b, e->t0 + t, i);
+            for (int64_t i = 0; i < D; i++)
+                e->rows[(b * nt + t) * D + i] = *elem(e, v->data, b, e->t0 + t, i);
     const int k = e->sae->k;
     if (e->mode == MC_MODE_SCALE) mc_sae_encode(e->sae->sae, e->rows, rows, e->idx, e->val);
     for (int64_t r = 0; r < rows; r++) {
@@ -136,10 +140,10 @@ static bool edit_fn(const mc_hook_view *v, void *user) {
     }
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < nt; t++)
-            for (int64_t i = 0; i < D; i++) *elem(e, v->data, b, e->t0 + t, i) = e->rows[(b * nt + t) * D + i];
+            for (int64_t i = 0; i < D; i++)
+                *elem(e, v->data, b, e->t0 + t, i) = e->rows[(b * nt + t) * D + i];
     return true;
 }
-
 
 /* ---- units per class --------------------------------------------------------------------- */
 
@@ -149,16 +153,19 @@ static void sae_units_free(sae_units *u) {
 }
 
 /* Loads the complete SAE of seed (the sae stage's store) for editing. Collective. */
-static mc_status sae_units_load(const mc_comm *c, const mc_config *cfg, const mc_train_data *td, int64_t seed,
-                                int64_t dim, sae_units *u, mc_error *err) {
+static mc_status sae_units_load(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
+                                int64_t seed, int64_t dim, sae_units *u, mc_error *err) {
     memset(u, 0, sizeof *u);
     mc_run_paths rp;
     MC_TRY(mc_sae_paths(cfg, td->extract_key, seed, &rp, err));
     bool complete = false;
     MC_TRY(mc_store_peek_complete(c, rp.store, &complete, err));
     if (!complete)
-        return MC_FAIL(err, MC_ERR_ARG, "intervene.units lists sae but the SAE of seed %lld is missing or incomplete "
-                       "(%s); run the sae stage first", (long long)seed, rp.store);
+        return MC_FAIL(
+            err, MC_ERR_ARG,
+            "intervene.units lists sae but the SAE of seed %lld is missing or incomplete "
+            "(%s); run the sae stage first",
+            (long long)seed, rp.store);
     mc_strlcpy(u->path, rp.store, sizeof u->path);
     mc_strlcpy(u->key, rp.key, sizeof u->key);
     mc_sae_config sc = mc_sae_config_of(cfg, dim, seed);
@@ -171,18 +178,20 @@ static mc_status sae_units_load(const mc_comm *c, const mc_config *cfg, const mc
 
 typedef struct {
     int kind;
-    int64_t n_units;   /* neurons: the layer's width; SAE: features */
-    int32_t *units;    /* [C * tau] of one dataset */
-    float *mu;         /* [n_units] mean value where > 0 over the training images (add_beta mu), or NULL */
+    int64_t n_units; /* neurons: the layer's width; SAE: features */
+    int32_t *units;  /* [C * tau] of one dataset */
+    float *mu; /* [n_units] mean value where > 0 over the training images (add_beta mu), or NULL */
 } kind_units;
 
 /* The store a method's units come from and its key (the task key's source): miclip's localize
  * store of (seed, intervene.layer, the task's E_n variant), or the baselines store of (seed,
  * intervene.layer, method); it must be complete. Metadata only (issue 16). Collective. */
-static mc_status units_source(const mc_comm *c, const mc_config *cfg, int64_t seed, int method, int variant,
-                              char *store, size_t cap, char key[MC_KEY_HEX], mc_error *err) {
+static mc_status units_source(const mc_comm *c, const mc_config *cfg, int64_t seed, int method,
+                              int variant, char *store, size_t cap, char key[MC_KEY_HEX],
+                              mc_error *err) {
     if (method != MC_METHOD_MICLIP)
-        return mc_baselines_store(c, cfg, seed, cfg->intervene.layer, method, store, cap, key, MC_KEY_HEX, err);
+        return mc_baselines_store(c, cfg, seed, cfg->intervene.layer, method, store, cap, key,
+                                  MC_KEY_HEX, err);
     mc_task *tasks = NULL;
     int n = 0, found = -1;
     MC_TRY(mc_config_tasks(cfg, MC_STAGE_LOCALIZE, &tasks, &n, err));
@@ -192,17 +201,23 @@ static mc_status units_source(const mc_comm *c, const mc_config *cfg, int64_t se
             found = t;
     mc_status s = MC_OK;
     if (found < 0)
-        s = MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene (miclip) needs the localize output of seed %lld, layer '%s', "
-                    "variant %s; add localize to 'stages'", cfg->source_path, (long long)seed, cfg->intervene.layer,
+        s = MC_FAIL(err, MC_ERR_CONFIG,
+                    "%s: intervene (miclip) needs the localize output of seed %lld, layer '%s', "
+                    "variant %s; add localize to 'stages'",
+                    cfg->source_path, (long long)seed, cfg->intervene.layer,
                     mc_variant_name(variant));
     mc_method_task mt;
     memset(&mt, 0, sizeof mt);
-    if (s == MC_OK) s = mc_method_task_find(c, cfg, &tasks[found], MC_STAGE_LOCALIZE, &mt, err); /* key, store */
+    if (s == MC_OK)
+        s = mc_method_task_find(c, cfg, &tasks[found], MC_STAGE_LOCALIZE, &mt,
+                                err); /* key, store */
     bool complete = false;
     if (s == MC_OK) s = mc_store_peek_complete(c, mt.store, &complete, err);
     if (s == MC_OK && !complete)
-        s = MC_FAIL(err, MC_ERR_ARG, "the localize output of task %s is missing (%s); run the localize stage first "
-                    "(miclip localize CONFIG)", tasks[found].id, mt.store);
+        s = MC_FAIL(err, MC_ERR_ARG,
+                    "the localize output of task %s is missing (%s); run the localize stage first "
+                    "(miclip localize CONFIG)",
+                    tasks[found].id, mt.store);
     if (s == MC_OK && !(mc_strlcpy(store, mt.store, cap) && mc_strlcpy(key, mt.key, MC_KEY_HEX)))
         s = MC_FAIL(err, MC_ERR_INTERNAL, "path too long");
     mc_method_task_close(&mt);
@@ -215,18 +230,21 @@ static mc_status units_source(const mc_comm *c, const mc_config *cfg, int64_t se
  * baselines store of (seed, intervene.layer, method). A class's concept is its name, looked up in
  * the `source: classes` set first, then in the other localized sets (unseen classes). Fills
  * ku[d][k].units for the datasets not skipped. Collective. */
-static mc_status miclip_units(const mc_comm *c, const mc_config *cfg, int64_t seed, int method, int variant,
-                              const mc_prefix_set *ps,
-                              int nd, kind_units (*ku)[2], int nk, char *source_key, size_t key_cap, mc_error *err) {
+static mc_status miclip_units(const mc_comm *c, const mc_config *cfg, int64_t seed, int method,
+                              int variant, const mc_prefix_set *ps, int nd, kind_units (*ku)[2],
+                              int nk, char *source_key, size_t key_cap, mc_error *err) {
     const char *set = NULL;
     for (int i = 0; i < cfg->concepts.n; i++)
         if (cfg->concepts.v[i].source == MC_CONCEPTS_CLASSES && !set) set = cfg->concepts.v[i].name;
     if (!set)
-        return MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.methods lists %s, which needs a concept set with "
-                       "'source: classes' in 'concepts' (the class names are the concepts)", cfg->source_path,
-                       mc_method_name(method));
+        return MC_FAIL(err, MC_ERR_CONFIG,
+                       "%s: intervene.methods lists %s, which needs a concept set with "
+                       "'source: classes' in 'concepts' (the class names are the concepts)",
+                       cfg->source_path, mc_method_name(method));
     const bool baseline = method != MC_METHOD_MICLIP;
-    const char *pre = baseline ? "localize/" : ""; /* the baselines store holds the localize layout under localize/ */
+    const char *pre = baseline
+                          ? "localize/"
+                          : ""; /* the baselines store holds the localize layout under localize/ */
     char store[MC_PATH_CAP], key[MC_KEY_HEX];
     mc_status s = units_source(c, cfg, seed, method, variant, store, sizeof store, key, err);
     mc_store *st = NULL;
@@ -237,12 +255,14 @@ static mc_status miclip_units(const mc_comm *c, const mc_config *cfg, int64_t se
     char ***names = calloc((size_t)ns_max + 1, sizeof *names);
     int64_t *n_names = calloc((size_t)ns_max + 1, sizeof *n_names);
     int ns = 0;
-    if (s == MC_OK && (!sets || !names || !n_names)) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    if (s == MC_OK && (!sets || !names || !n_names))
+        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     if (s == MC_OK) sets[ns++] = set;
     for (int i = 0; s == MC_OK && i < cfg->concepts.n; i++) {
         char base[300];
         mc_snprintf(base, sizeof base, "%s%s/concepts_offsets", pre, cfg->concepts.v[i].name);
-        if (strcmp(cfg->concepts.v[i].name, set) && mc_store_exists(st, base)) sets[ns++] = cfg->concepts.v[i].name;
+        if (strcmp(cfg->concepts.v[i].name, set) && mc_store_exists(st, base))
+            sets[ns++] = cfg->concepts.v[i].name;
     }
     for (int i = 0; s == MC_OK && i < ns; i++) {
         char base[300];
@@ -261,32 +281,40 @@ static mc_status miclip_units(const mc_comm *c, const mc_config *cfg, int64_t se
                     for (int64_t q = 0; q < n_names[i] && j < 0; q++)
                         if (!strcasecmp(names[i][q], ps[d].class_names[cl])) j = q, si = i;
                 if (j < 0) {
-                    s = MC_FAIL(err, MC_ERR_ARG, "%s: %s class '%s' is a concept of no localized set (%s and the other "
-                                "sets of 'concepts'); add a concept set that names it", store,
-                                mc_split_name(ps[d].split), ps[d].class_names[cl], set);
+                    s = MC_FAIL(
+                        err, MC_ERR_ARG,
+                        "%s: %s class '%s' is a concept of no localized set (%s and the other "
+                        "sets of 'concepts'); add a concept set that names it",
+                        store, mc_split_name(ps[d].split), ps[d].class_names[cl], set);
                     break;
                 }
                 char name[400];
                 mc_snprintf(name, sizeof name, "%s%s/%s/top_units", pre, sets[si], kind);
                 mc_store_dataset_info di;
                 if (!mc_store_exists(st, name)) {
-                    s = MC_FAIL(err, MC_ERR_ARG, "%s: no %s (the localize output lacks %s units of concept set '%s')",
-                                store, name, kind, sets[si]);
+                    s = MC_FAIL(
+                        err, MC_ERR_ARG,
+                        "%s: no %s (the localize output lacks %s units of concept set '%s')", store,
+                        name, kind, sets[si]);
                     break;
                 }
                 s = mc_store_dataset_info_get(st, name, &di, err);
                 if (s == MC_OK && (di.ndim != 2 || di.shape[0] != n_names[si] || di.shape[1] < tau))
-                    s = MC_FAIL(err, MC_ERR_CONFIG, "%s: %s holds the top %lld units per concept; intervene.tau is "
-                                "%lld (raise localize.tau)", store, name, (long long)(di.ndim == 2 ? di.shape[1] : 0),
+                    s = MC_FAIL(err, MC_ERR_CONFIG,
+                                "%s: %s holds the top %lld units per concept; intervene.tau is "
+                                "%lld (raise localize.tau)",
+                                store, name, (long long)(di.ndim == 2 ? di.shape[1] : 0),
                                 (long long)tau);
                 int64_t start[2] = {j, 0}, count[2] = {1, tau};
                 if (s == MC_OK)
-                    s = mc_store_read_slice(st, name, MC_DTYPE_I32, start, count, ku[d][k].units + cl * tau, false, err);
+                    s = mc_store_read_slice(st, name, MC_DTYPE_I32, start, count,
+                                            ku[d][k].units + cl * tau, false, err);
             }
             s = mc_comm_agree(c, s, err);
         }
     }
-    if (s == MC_OK && !mc_strlcpy(source_key, key, key_cap)) s = MC_FAIL(err, MC_ERR_INTERNAL, "key too long");
+    if (s == MC_OK && !mc_strlcpy(source_key, key, key_cap))
+        s = MC_FAIL(err, MC_ERR_INTERNAL, "key too long");
     if (st) mc_store_close(&st, NULL);
     for (int i = 0; names && i < ns; i++) mc_strings_free(&names[i], n_names[i]);
     free(sets), free(names), free(n_names);
@@ -294,7 +322,8 @@ static mc_status miclip_units(const mc_comm *c, const mc_config *cfg, int64_t se
 }
 
 /* random: tau distinct units per class, drawn by a keyed RNG from (seed, class, unit kind). */
-static void random_units(int64_t seed, int64_t C, int kind, int64_t n_units, int64_t tau, int32_t *units) {
+static void random_units(int64_t seed, int64_t C, int kind, int64_t n_units, int64_t tau,
+                         int32_t *units) {
     for (int64_t cl = 0; cl < C; cl++) {
         uint64_t stream = 0x696e74657276656eull ^ ((uint64_t)kind << 40) ^ (uint64_t)cl;
         int64_t got = 0;
@@ -315,26 +344,37 @@ mc_status mc_intervene_check(const mc_config *cfg, mc_error *err) {
         if (m == MC_METHOD_NETDISSECT)
             for (int k = 0; k < cfg->intervene.units.n; k++)
                 if (cfg->intervene.units.v[k] == MC_UNIT_SAE)
-                    return MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.methods lists netdissect, which localizes "
-                                   "neurons only: set intervene.units: [neuron]", cfg->source_path);
+                    return MC_FAIL(err, MC_ERR_CONFIG,
+                                   "%s: intervene.methods lists netdissect, which localizes "
+                                   "neurons only: set intervene.units: [neuron]",
+                                   cfg->source_path);
         if (m == MC_METHOD_ORACLE && cfg->intervene.oracle_candidates > 0 &&
             cfg->intervene.oracle_candidates < cfg->intervene.tau)
-            return MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.oracle_candidates (%lld) is below intervene.tau (%lld): "
-                           "the oracle picks tau units among the candidates", cfg->source_path,
-                           (long long)cfg->intervene.oracle_candidates, (long long)cfg->intervene.tau);
-        if ((m == MC_METHOD_ACT_VALUES || m == MC_METHOD_CLIP_DISSECT || m == MC_METHOD_NETDISSECT ||
-             m == MC_METHOD_VINTERP) &&
+            return MC_FAIL(err, MC_ERR_CONFIG,
+                           "%s: intervene.oracle_candidates (%lld) is below intervene.tau (%lld): "
+                           "the oracle picks tau units among the candidates",
+                           cfg->source_path, (long long)cfg->intervene.oracle_candidates,
+                           (long long)cfg->intervene.tau);
+        if ((m == MC_METHOD_ACT_VALUES || m == MC_METHOD_CLIP_DISSECT ||
+             m == MC_METHOD_NETDISSECT || m == MC_METHOD_VINTERP) &&
             !mc_config_has_stage(cfg, MC_STAGE_BASELINES))
-            return MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.methods lists %s, which reads the baselines stage's output; "
-                           "add baselines to 'stages'", cfg->source_path, mc_method_name(m));
+            return MC_FAIL(
+                err, MC_ERR_CONFIG,
+                "%s: intervene.methods lists %s, which reads the baselines stage's output; "
+                "add baselines to 'stages'",
+                cfg->source_path, mc_method_name(m));
     }
     for (int i = 0; i < cfg->intervene.units.n; i++)
         if (cfg->intervene.units.v[i] == MC_UNIT_SAE &&
-            (!mc_config_has_stage(cfg, MC_STAGE_SAE) || strcmp(cfg->sae.layer, cfg->intervene.layer)))
-            return MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.units lists sae, but the SAE is trained on sae.layer '%s'%s "
-                           "and intervene.layer is '%s': they must be equal", cfg->source_path, cfg->sae.layer,
-                           mc_config_has_stage(cfg, MC_STAGE_SAE) ? "" : " (and the sae stage is not listed)",
-                           cfg->intervene.layer);
+            (!mc_config_has_stage(cfg, MC_STAGE_SAE) ||
+             strcmp(cfg->sae.layer, cfg->intervene.layer)))
+            return MC_FAIL(
+                err, MC_ERR_CONFIG,
+                "%s: intervene.units lists sae, but the SAE is trained on sae.layer '%s'%s "
+                "and intervene.layer is '%s': they must be equal",
+                cfg->source_path, cfg->sae.layer,
+                mc_config_has_stage(cfg, MC_STAGE_SAE) ? "" : " (and the sae stage is not listed)",
+                cfg->intervene.layer);
     return MC_OK;
 }
 
@@ -342,43 +382,51 @@ mc_status mc_intervene_check(const mc_config *cfg, mc_error *err) {
 
 /* Edited forwards of class cl's units over rows [b, e) of p (fixed per-class batches):
  * predictions into pred[e - b], the first row's logits into first (may be NULL). */
-static mc_status edited_rows(const mc_config *cfg, mc_runner *R, mc_prefix_set *p, edit_ctx *ec, int64_t b, int64_t e,
-                             float *state, float *logits, float *scores, int32_t *pred, float *prob, float *first,
-                             mc_error *err) {
+static mc_status edited_rows(const mc_config *cfg, mc_runner *R, mc_prefix_set *p, edit_ctx *ec,
+                             int64_t b, int64_t e, float *state, float *logits, float *scores,
+                             int32_t *pred, float *prob, float *first, mc_error *err) {
     const int64_t bs = cfg->intervene.batch_size;
     for (int64_t r = b; r < e; r += bs) {
         int64_t re = r + bs < e ? r + bs : e, B = re - r;
         int64_t start[4] = {r, 0, 0, 0}, count[4] = {B, R->shape[0], R->shape[1], R->shape[2]};
         MC_TRY(mc_store_read_slice(p->st, "state", MC_DTYPE_F32, start, count, state, false, err));
         mc_hook hk = {.name = R->layer, .mode = MC_HOOK_WRITE, .fn = edit_fn, .user = ec};
-        mc_forward_opts o = {.hooks = &hk, .n_hooks = 1, .start_at = R->layer, .start_state = state};
+        mc_forward_opts o = {
+            .hooks = &hk, .n_hooks = 1, .start_at = R->layer, .start_state = state};
         MC_TRY(mc_model_forward(R->m, NULL, B, R->th, R->tw, &o, logits, NULL, err));
-        mc_runner_predict(R, p->class_of_target, p->class_emb, p->C, p->labels[b], logits, B, pred + (r - b), prob + (r - b),
-                scores);
+        mc_runner_predict(R, p->class_of_target, p->class_emb, p->C, p->labels[b], logits, B,
+                          pred + (r - b), prob + (r - b), scores);
         if (first && r == b) memcpy(first, logits, (size_t)R->out_dim * sizeof(float));
     }
     return MC_OK;
 }
 
 typedef struct {
-    double delta, spec, clean;  /* percentage points; clean accuracy in percent */
-    double dprob;               /* change of the class's mean probability, percentage points */
-    int64_t n_classes;          /* classes with images */
+    double delta, spec, clean; /* percentage points; clean accuracy in percent */
+    double dprob;              /* change of the class's mean probability, percentage points */
+    int64_t n_classes;         /* classes with images */
 } group_result;
 
-static const char *tokens_name(int t) { return t == MC_TOKENS_CLS ? "cls" : t == MC_TOKENS_PATCHES ? "patches" : "all"; }
+static const char *tokens_name(int t) {
+    return t == MC_TOKENS_CLS ? "cls" : t == MC_TOKENS_PATCHES ? "patches" : "all";
+}
 
 /* Metrics of one (dataset, kind) group from the stored predictions; rank 0 writes them, the CSV
  * and the report lines. Collective. */
-static mc_status group_metrics(const mc_comm *c, const mc_config *cfg, const mc_task *task, const mc_runner *R,
-                               mc_prefix_set *p, mc_store *st, const char *g, const kind_units *ku, const char *tables,
-                               group_result *res, mc_error *err) {
+static mc_status group_metrics(const mc_comm *c, const mc_config *cfg, const mc_task *task,
+                               const mc_runner *R, mc_prefix_set *p, mc_store *st, const char *g,
+                               const kind_units *ku, const char *tables, group_result *res,
+                               mc_error *err) {
     const int64_t C = p->C, N = p->n, tau = cfg->intervene.tau;
-    int32_t *ep = mc_alloc_array((size_t)N, sizeof *ep), *xp = mc_alloc_array((size_t)N, sizeof *xp);
-    double *m = mc_alloc_array((size_t)C * 6, sizeof *m); /* acc_clean, acc_edit, other_clean, other_edit, prob_clean, prob_edit */
+    int32_t *ep = mc_alloc_array((size_t)N, sizeof *ep),
+            *xp = mc_alloc_array((size_t)N, sizeof *xp);
+    double *m = mc_alloc_array(
+        (size_t)C * 6,
+        sizeof *m); /* acc_clean, acc_edit, other_clean, other_edit, prob_clean, prob_edit */
     float *pp = mc_alloc_array((size_t)N, sizeof *pp);
     int64_t *cnt = mc_alloc_array((size_t)C, sizeof *cnt);
-    mc_status s = mc_comm_agree(c, ep && xp && m && cnt && pp ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
+    mc_status s = mc_comm_agree(
+        c, ep && xp && m && cnt && pp ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
     char name[600];
     mc_snprintf(name, sizeof name, "%s/edit_pred", g);
     if (s == MC_OK) s = mc_store_read_rows(st, name, MC_DTYPE_I32, 0, N, ep, err);
@@ -389,10 +437,13 @@ static mc_status group_metrics(const mc_comm *c, const mc_config *cfg, const mc_
     double sd = 0, ss = 0, sc = 0, sp = 0;
     int64_t nd = 0, ns = 0, hit_all = 0;
     for (int64_t k = 0; s == MC_OK && k < C; k++) {
-        int64_t o = (k + 1) % C, n = p->first[k + 1] - p->first[k], no = p->first[o + 1] - p->first[o];
+        int64_t o = (k + 1) % C, n = p->first[k + 1] - p->first[k],
+                no = p->first[o + 1] - p->first[o];
         int64_t hc = 0, he = 0, oc = 0, oe = 0;
-        for (int64_t i = p->first[k]; i < p->first[k + 1]; i++) hc += p->clean_pred[i] == k, he += ep[i] == k;
-        for (int64_t i = p->first[o]; i < p->first[o + 1]; i++) oc += p->clean_pred[i] == o, oe += xp[i] == o;
+        for (int64_t i = p->first[k]; i < p->first[k + 1]; i++)
+            hc += p->clean_pred[i] == k, he += ep[i] == k;
+        for (int64_t i = p->first[o]; i < p->first[o + 1]; i++)
+            oc += p->clean_pred[i] == o, oe += xp[i] == o;
         double pc = 0, pe = 0;
         for (int64_t i = p->first[k]; i < p->first[k + 1]; i++) pc += p->clean_prob[i], pe += pp[i];
         m[4 * C + k] = n ? pc / (double)n : NAN;
@@ -414,7 +465,8 @@ static mc_status group_metrics(const mc_comm *c, const mc_config *cfg, const mc_
     res->clean = sc;
     res->n_classes = nd;
     bool root = c->rank == 0;
-    const char *mn[6] = {"acc_clean", "acc_edit", "other_acc_clean", "other_acc_edit", "prob_clean", "prob_edit"};
+    const char *mn[6] = {"acc_clean",      "acc_edit",   "other_acc_clean",
+                         "other_acc_edit", "prob_clean", "prob_edit"};
     for (int q = 0; s == MC_OK && q < 6; q++) {
         mc_snprintf(name, sizeof name, "%s/%s", g, mn[q]);
         s = mc_store_write_rows(st, name, MC_DTYPE_F64, 0, root ? C : 0, m + q * C, err);
@@ -428,23 +480,27 @@ static mc_status group_metrics(const mc_comm *c, const mc_config *cfg, const mc_
     if (s == MC_OK) s = mc_store_set_attr_i64(st, g, "n_units", ku->n_units, err);
     if (s == MC_OK && root) {
         mc_buf b = {0};
-        mc_buf_printf(&b, "class_index,class,n_images,acc_clean,acc_edit,delta_pp,other_class,other_acc_clean,"
-                      "other_acc_edit,other_delta_pp,prob_clean,prob_edit,units\n");
+        mc_buf_printf(
+            &b,
+            "class_index,class,n_images,acc_clean,acc_edit,delta_pp,other_class,other_acc_clean,"
+            "other_acc_edit,other_delta_pp,prob_clean,prob_edit,units\n");
         for (int64_t k = 0; k < C; k++) {
             int64_t o = (k + 1) % C;
             mc_buf_printf(&b, "%lld,", (long long)k);
             mc_buf_csv(&b, p->class_names[k]);
-            mc_buf_printf(&b, ",%lld,%.6f,%.6f,%.4f,%lld,%.6f,%.6f,%.4f,", (long long)cnt[k], m[k], m[C + k],
-                          100.0 * (m[C + k] - m[k]), (long long)o, m[2 * C + k], m[3 * C + k],
-                          100.0 * (m[3 * C + k] - m[2 * C + k]));
+            mc_buf_printf(&b, ",%lld,%.6f,%.6f,%.4f,%lld,%.6f,%.6f,%.4f,", (long long)cnt[k], m[k],
+                          m[C + k], 100.0 * (m[C + k] - m[k]), (long long)o, m[2 * C + k],
+                          m[3 * C + k], 100.0 * (m[3 * C + k] - m[2 * C + k]));
             mc_buf_printf(&b, "%.6f,%.6f,", m[4 * C + k], m[5 * C + k]);
-            for (int64_t q = 0; q < tau; q++) mc_buf_printf(&b, "%s%d", q ? ";" : "", ku->units[k * tau + q]);
+            for (int64_t q = 0; q < tau; q++)
+                mc_buf_printf(&b, "%s%d", q ? ";" : "", ku->units[k * tau + q]);
             mc_buf_printf(&b, "\n");
         }
         char path[MC_PATH_CAP];
         mc_snprintf(path, sizeof path, "%s/%s-%s-%s.csv", tables, task->id, mc_split_name(p->split),
                     mc_unit_kind_name(ku->kind));
-        s = b.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : mc_write_text_file(path, b.p, b.n, err);
+        s = b.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory")
+                  : mc_write_text_file(path, b.p, b.n, err);
         mc_buf_free(&b);
     }
     s = mc_comm_agree(c, s, err);
@@ -453,13 +509,19 @@ static mc_status group_metrics(const mc_comm *c, const mc_config *cfg, const mc_
 }
 
 /* Runs (or resumes) one (dataset, kind) group: class by class, round-robin over ranks. */
-static mc_status run_group(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_runner *R, mc_prefix_set *p,
-                           mc_store *st, const char *g, const kind_units *ku, sae_units *sae, mc_error *err) {
+static mc_status run_group(const mc_comm *c, const mc_config *cfg, const mc_task *task,
+                           mc_runner *R, mc_prefix_set *p, mc_store *st, const char *g,
+                           const kind_units *ku, sae_units *sae, mc_error *err) {
     const int64_t C = p->C, tau = cfg->intervene.tau, bs = cfg->intervene.batch_size;
     int64_t maxn = 1;
     for (int64_t k = 0; k < C; k++)
         if (p->first[k + 1] - p->first[k] > maxn) maxn = p->first[k + 1] - p->first[k];
-    edit_ctx ec = {.R = R, .kind = ku->kind, .mode = task->mode, .beta = (float)task->beta, .tau = tau, .sae = sae,
+    edit_ctx ec = {.R = R,
+                   .kind = ku->kind,
+                   .mode = task->mode,
+                   .beta = (float)task->beta,
+                   .tau = tau,
+                   .sae = sae,
                    .mu = task->mode == MC_MODE_ADD ? ku->mu : NULL};
     ec.t0 = 0, ec.t1 = R->tokens;
     if (!R->map && cfg->intervene.tokens == MC_TOKENS_CLS) ec.t1 = 1;
@@ -467,8 +529,10 @@ static mc_status run_group(const mc_comm *c, const mc_config *cfg, const mc_task
     float *state = mc_alloc_array((size_t)bs, (size_t)R->per * sizeof(float));
     float *logits = mc_alloc_array((size_t)bs, (size_t)R->out_dim * sizeof(float));
     float *first = calloc((size_t)R->out_dim, sizeof(float));
-    int32_t *ep = mc_alloc_array((size_t)maxn, sizeof *ep), *xp = mc_alloc_array((size_t)maxn, sizeof *xp);
-    float *eprob = mc_alloc_array((size_t)maxn, sizeof *eprob), *xprob = mc_alloc_array((size_t)maxn, sizeof *xprob);
+    int32_t *ep = mc_alloc_array((size_t)maxn, sizeof *ep),
+            *xp = mc_alloc_array((size_t)maxn, sizeof *xp);
+    float *eprob = mc_alloc_array((size_t)maxn, sizeof *eprob),
+          *xprob = mc_alloc_array((size_t)maxn, sizeof *xprob);
     float *scores = mc_alloc_array((size_t)bs, (size_t)C * sizeof *scores);
     uint8_t *done = calloc((size_t)C, 1);
     int64_t *pending = mc_alloc_array((size_t)C, sizeof *pending);
@@ -480,8 +544,8 @@ static mc_status run_group(const mc_comm *c, const mc_config *cfg, const mc_task
         ec.val = mc_alloc_array((size_t)bs * (size_t)R->tokens, (size_t)sae->k * sizeof(float));
     }
     mc_status s = MC_OK;
-    if (!state || !logits || !first || !ep || !xp || !eprob || !xprob || !scores || !done || !pending ||
-        (need_sae && (!ec.mask || !ec.rows || !ec.idx || !ec.val)))
+    if (!state || !logits || !first || !ep || !xp || !eprob || !xprob || !scores || !done ||
+        !pending || (need_sae && (!ec.mask || !ec.rows || !ec.idx || !ec.val)))
         s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for a batch of %lld images", (long long)bs);
     s = mc_comm_agree(c, s, err);
     int64_t n_pending = 0, n_done = 0;
@@ -489,7 +553,8 @@ static mc_status run_group(const mc_comm *c, const mc_config *cfg, const mc_task
     for (int64_t k = 0; s == MC_OK && k < C; k++)
         if (!done[k]) pending[n_pending++] = k;
     if (s == MC_OK && n_done > 0)
-        mc_info0("intervene %s %s: resuming, %lld of %lld classes done", task->id, g, (long long)n_done, (long long)C);
+        mc_info0("intervene %s %s: resuming, %lld of %lld classes done", task->id, g,
+                 (long long)n_done, (long long)C);
     char label[700];
     mc_snprintf(label, sizeof label, "intervene %s", g);
     mc_progress prog;
@@ -512,28 +577,37 @@ static mc_status run_group(const mc_comm *c, const mc_config *cfg, const mc_task
                 memset(ec.mask, 0, (size_t)sae->m);
                 for (int64_t q = 0; q < tau; q++) ec.mask[ec.units[q]] = 1;
             }
-            ls = edited_rows(cfg, R, p, &ec, p->first[cl], p->first[cl + 1], state, logits, scores, ep, eprob, first, err);
+            ls = edited_rows(cfg, R, p, &ec, p->first[cl], p->first[cl + 1], state, logits, scores,
+                             ep, eprob, first, err);
             if (ls == MC_OK)
-                ls = edited_rows(cfg, R, p, &ec, p->first[o], p->first[o + 1], state, logits, scores, xp, xprob, NULL,
-                                 err);
+                ls = edited_rows(cfg, R, p, &ec, p->first[o], p->first[o + 1], state, logits,
+                                 scores, xp, xprob, NULL, err);
         }
         s = mc_comm_agree(c, ls, err);
         bool mine = cl >= 0;
         if (s == MC_OK)
-            s = mc_store_write_rows(st, n_ep, MC_DTYPE_I32, mine ? p->first[cl] : 0, mine ? p->first[cl + 1] : 0, ep, err);
+            s = mc_store_write_rows(st, n_ep, MC_DTYPE_I32, mine ? p->first[cl] : 0,
+                                    mine ? p->first[cl + 1] : 0, ep, err);
         if (s == MC_OK)
-            s = mc_store_write_rows(st, n_pp, MC_DTYPE_F32, mine ? p->first[cl] : 0, mine ? p->first[cl + 1] : 0, eprob, err);
+            s = mc_store_write_rows(st, n_pp, MC_DTYPE_F32, mine ? p->first[cl] : 0,
+                                    mine ? p->first[cl + 1] : 0, eprob, err);
         if (s == MC_OK)
-            s = mc_store_write_rows(st, n_xp, MC_DTYPE_I32, mine ? p->first[o] : 0, mine ? p->first[o + 1] : 0, xp, err);
-        if (s == MC_OK) s = mc_store_write_rows(st, n_fl, MC_DTYPE_F32, mine ? cl : 0, mine ? cl + 1 : 0, first, err);
+            s = mc_store_write_rows(st, n_xp, MC_DTYPE_I32, mine ? p->first[o] : 0,
+                                    mine ? p->first[o + 1] : 0, xp, err);
+        if (s == MC_OK)
+            s = mc_store_write_rows(st, n_fl, MC_DTYPE_F32, mine ? cl : 0, mine ? cl + 1 : 0, first,
+                                    err);
         if (s == MC_OK) s = mc_store_units_mark(st, g, &cl, mine ? 1 : 0, err);
         mc_progress_update(&prog, (r + 1) * c->size < n_pending ? (r + 1) * c->size : n_pending);
         if (s == MC_OK && mc_comm_stop_requested(c))
-            s = MC_FAIL(err, MC_ERR_INTERRUPTED, "intervene %s: stopped by signal; the store is consistent, rerun to "
-                        "resume (%s)", task->id, mc_store_path(st));
+            s = MC_FAIL(err, MC_ERR_INTERRUPTED,
+                        "intervene %s: stopped by signal; the store is consistent, rerun to "
+                        "resume (%s)",
+                        task->id, mc_store_path(st));
     }
     mc_progress_finish(&prog);
-    free(state), free(logits), free(first), free(ep), free(xp), free(eprob), free(xprob), free(scores), free(done);
+    free(state), free(logits), free(first), free(ep), free(xp), free(eprob), free(xprob),
+        free(scores), free(done);
     free(pending);
     free(ec.mask), free(ec.rows), free(ec.idx), free(ec.val);
     return s;
@@ -549,8 +623,8 @@ typedef struct {
     char path[MC_PATH_CAP];
     char key[MC_KEY_HEX];
     int64_t C, n_units;
-    double *drop, *hit;  /* [C * n_units] */
-    int64_t *n_forward;  /* [C]: image-suffix forwards spent on the class */
+    double *drop, *hit; /* [C * n_units] */
+    int64_t *n_forward; /* [C]: image-suffix forwards spent on the class */
 } oracle_scores;
 
 static void oracle_scores_free(oracle_scores *o) {
@@ -562,11 +636,12 @@ static void oracle_scores_free(oracle_scores *o) {
  * intervene.batch_size in (unit, row) order; an SAE feature is run only on the images where it is
  * among the top-k code of an edited token (elsewhere the edit changes nothing: the clean
  * probability counts). Fills drop/hit[n_units] and *nf. */
-static mc_status oracle_class(const mc_config *cfg, mc_runner *R, mc_prefix_set *p, edit_ctx *ec, int64_t cl,
-                              int64_t n_units, float *cstate, float *state, float *logits, float *scores, int32_t *pred,
-                              float *prob, int32_t *row_unit, int64_t *pair_row, uint8_t *active, double *act,
-                              int64_t *order, float *srows, int32_t *sidx, float *sval, double *drop, double *hit,
-                              int64_t *nf, mc_error *err) {
+static mc_status oracle_class(const mc_config *cfg, mc_runner *R, mc_prefix_set *p, edit_ctx *ec,
+                              int64_t cl, int64_t n_units, float *cstate, float *state,
+                              float *logits, float *scores, int32_t *pred, float *prob,
+                              int32_t *row_unit, int64_t *pair_row, uint8_t *active, double *act,
+                              int64_t *order, float *srows, int32_t *sidx, float *sval,
+                              double *drop, double *hit, int64_t *nf, mc_error *err) {
     const int64_t f0 = p->first[cl], n = p->first[cl + 1] - f0, bs = cfg->intervene.batch_size;
     const int64_t D = R->dim, nt = ec->t1 - ec->t0, per = R->per;
     *nf = 0;
@@ -580,7 +655,8 @@ static mc_status oracle_class(const mc_config *cfg, mc_runner *R, mc_prefix_set 
         memset(active, 0, (size_t)(n_units * n));
         for (int64_t b = 0; b < n; b++)
             for (int64_t t = 0; t < nt; t++)
-                for (int64_t i = 0; i < D; i++) srows[(b * nt + t) * D + i] = *elem(ec, cstate, b, ec->t0 + t, i);
+                for (int64_t i = 0; i < D; i++)
+                    srows[(b * nt + t) * D + i] = *elem(ec, cstate, b, ec->t0 + t, i);
         mc_sae_encode(ec->sae->sae, srows, n * nt, sidx, sval);
         const int k = ec->sae->k;
         for (int64_t r = 0; r < n * nt; r++)
@@ -599,10 +675,12 @@ static mc_status oracle_class(const mc_config *cfg, mc_runner *R, mc_prefix_set 
     const int64_t N = cfg->intervene.oracle_candidates;
     for (int64_t u = 0; u < n_units; u++) order[u] = u;
     if (N > 0 && N < n_units) {
-        for (int64_t a = 0; a < N; a++) { /* partial selection sort: N x n_units, cheap beside the forwards */
+        for (int64_t a = 0; a < N;
+             a++) { /* partial selection sort: N x n_units, cheap beside the forwards */
             int64_t best = a;
             for (int64_t q = a + 1; q < n_units; q++)
-                if (act[order[q]] > act[order[best]] || (act[order[q]] == act[order[best]] && order[q] < order[best]))
+                if (act[order[q]] > act[order[best]] ||
+                    (act[order[q]] == act[order[best]] && order[q] < order[best]))
                     best = q;
             int64_t tmp = order[a];
             order[a] = order[best], order[best] = tmp;
@@ -632,11 +710,13 @@ static mc_status oracle_class(const mc_config *cfg, mc_runner *R, mc_prefix_set 
         if (B == 0) break;
         ec->row_unit = row_unit;
         mc_hook hk = {.name = R->layer, .mode = MC_HOOK_WRITE, .fn = edit_fn, .user = ec};
-        mc_forward_opts o = {.hooks = &hk, .n_hooks = 1, .start_at = R->layer, .start_state = state};
+        mc_forward_opts o = {
+            .hooks = &hk, .n_hooks = 1, .start_at = R->layer, .start_state = state};
         mc_status s = mc_model_forward(R->m, NULL, B, R->th, R->tw, &o, logits, NULL, err);
         ec->row_unit = NULL;
         if (s != MC_OK) return s;
-        mc_runner_predict(R, p->class_of_target, p->class_emb, p->C, cl, logits, B, pred, prob, scores);
+        mc_runner_predict(R, p->class_of_target, p->class_emb, p->C, cl, logits, B, pred, prob,
+                          scores);
         for (int64_t b = 0; b < B; b++) {
             int64_t row = f0 + pair_row[b];
             drop[row_unit[b]] += (double)p->clean_prob[row] - (double)prob[b];
@@ -656,33 +736,41 @@ static mc_status oracle_class(const mc_config *cfg, mc_runner *R, mc_prefix_set 
 enum { ORACLE_WAIT_TRIES = 600 }; /* 2 s apart: a concurrent writer gets 20 minutes */
 
 /* The key of the ablation scores of (the prefix p, unit kind): every input of the scores. */
-static mc_status oracle_key(const mc_config *cfg, const mc_prefix_set *p, int kind, const char *sae_key,
-                            char key[MC_KEY_HEX], mc_error *err) {
+static mc_status oracle_key(const mc_config *cfg, const mc_prefix_set *p, int kind,
+                            const char *sae_key, char key[MC_KEY_HEX], mc_error *err) {
     mc_buf kb = {0};
-    mc_buf_printf(&kb, "miclip-intervene-oracle/1\ncode=%s\nprefix=%s\nkind=%s\nsae=%s\ntokens=%s\nbatch_size=%lld\n"
-                  "candidates=%lld\nbeta=0\n", MICLIP_CACHE_VERSION, p->key, mc_unit_kind_name(kind),
+    mc_buf_printf(&kb,
+                  "miclip-intervene-oracle/"
+                  "1\ncode=%s\nprefix=%s\nkind=%s\nsae=%s\ntokens=%s\nbatch_size=%lld\n"
+                  "candidates=%lld\nbeta=0\n",
+                  MICLIP_CACHE_VERSION, p->key, mc_unit_kind_name(kind),
                   kind == MC_UNIT_SAE ? sae_key : "", tokens_name(cfg->intervene.tokens),
-                  (long long)cfg->intervene.batch_size, (long long)cfg->intervene.oracle_candidates);
+                  (long long)cfg->intervene.batch_size,
+                  (long long)cfg->intervene.oracle_candidates);
     mc_status s = kb.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : MC_OK;
     if (s == MC_OK) mc_key_of(kb.p, key);
     mc_buf_free(&kb);
     return s;
 }
 
-static mc_status oracle_scores_get(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_prefix_set *p, int kind,
-                                   int64_t n_units, sae_units *sae, oracle_scores *o, mc_error *err) {
+static mc_status oracle_scores_get(const mc_comm *c, const mc_config *cfg, mc_runner *R,
+                                   mc_prefix_set *p, int kind, int64_t n_units, sae_units *sae,
+                                   oracle_scores *o, mc_error *err) {
     memset(o, 0, sizeof *o);
     const int64_t C = p->C, bs = cfg->intervene.batch_size;
     o->C = C, o->n_units = n_units;
     mc_status s = oracle_key(cfg, p, kind, sae->key, o->key, err);
-    if (s == MC_OK && !mc_snprintf(o->path, sizeof o->path, "%s/intervene/oracle-%s-l%s-%s-%.16s.h5", cfg->output_dir,
-                                   mc_split_name(p->split), R->layer, mc_unit_kind_name(kind), o->key))
+    if (s == MC_OK &&
+        !mc_snprintf(o->path, sizeof o->path, "%s/intervene/oracle-%s-l%s-%s-%.16s.h5",
+                     cfg->output_dir, mc_split_name(p->split), R->layer, mc_unit_kind_name(kind),
+                     o->key))
         s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
     const size_t cu = (size_t)(C > 0 ? C : 1) * (size_t)n_units;
     o->drop = mc_alloc_array(cu, sizeof(double));
     o->hit = mc_alloc_array(cu, sizeof(double));
     o->n_forward = calloc((size_t)(C > 0 ? C : 1), sizeof(int64_t));
-    if (s == MC_OK && (!o->drop || !o->hit || !o->n_forward)) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    if (s == MC_OK && (!o->drop || !o->hit || !o->n_forward))
+        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     MC_TRY(mc_comm_agree(c, s, err));
     bool complete = false, created = false;
     mc_store *st = NULL;
@@ -710,15 +798,25 @@ static mc_status oracle_scores_get(const mc_comm *c, const mc_config *cfg, mc_ru
         s = mc_store_create_dataset(st, "drop_prob", MC_DTYPE_F64, 2, sh, 0, err);
         if (s == MC_OK) s = mc_store_create_dataset(st, "drop_acc", MC_DTYPE_F64, 2, sh, 0, err);
         if (s == MC_OK) s = mc_store_create_dataset(st, "n_forward", MC_DTYPE_I64, 1, sh, 0, err);
-        mc_store_provenance prov = {.stage = "intervene", .config_hash = cfg->hash, .model = R->hash,
-                                    .dataset = mc_split_name(p->split), .has_seed = false};
+        mc_store_provenance prov = {.stage = "intervene",
+                                    .config_hash = cfg->hash,
+                                    .model = R->hash,
+                                    .dataset = mc_split_name(p->split),
+                                    .has_seed = false};
         if (s == MC_OK) s = mc_store_write_provenance(st, "/", &prov, err);
-        const struct { const char *k, *v; } sa[] = {
-            {"oracle_key", o->key}, {"prefix_store", p->path}, {"kind", mc_unit_kind_name(kind)},
-            {"sae_store", kind == MC_UNIT_SAE ? sae->path : ""}, {"layer", R->layer},
-            {"tokens", tokens_name(cfg->intervene.tokens)}, {"criterion", "drop_prob"}};
-        for (size_t i = 0; s == MC_OK && i < sizeof sa / sizeof sa[0]; i++) s = mc_store_set_attr_str(st, "/", sa[i].k, sa[i].v, err);
-        if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", "candidates", cfg->intervene.oracle_candidates, err);
+        const struct {
+            const char *k, *v;
+        } sa[] = {{"oracle_key", o->key},
+                  {"prefix_store", p->path},
+                  {"kind", mc_unit_kind_name(kind)},
+                  {"sae_store", kind == MC_UNIT_SAE ? sae->path : ""},
+                  {"layer", R->layer},
+                  {"tokens", tokens_name(cfg->intervene.tokens)},
+                  {"criterion", "drop_prob"}};
+        for (size_t i = 0; s == MC_OK && i < sizeof sa / sizeof sa[0]; i++)
+            s = mc_store_set_attr_str(st, "/", sa[i].k, sa[i].v, err);
+        if (s == MC_OK)
+            s = mc_store_set_attr_i64(st, "/", "candidates", cfg->intervene.oracle_candidates, err);
     }
     if (s == MC_OK && !complete) s = mc_store_units_init(st, "/", C > 0 ? C : 1, err);
     if (s == MC_OK && created) s = mc_store_mark_layout(st, err);
@@ -727,7 +825,8 @@ static mc_status oracle_scores_get(const mc_comm *c, const mc_config *cfg, mc_ru
         int64_t maxn = 1;
         for (int64_t k = 0; k < C; k++)
             if (p->first[k + 1] - p->first[k] > maxn) maxn = p->first[k + 1] - p->first[k];
-        edit_ctx ec = {.R = R, .kind = kind, .mode = MC_MODE_SCALE, .beta = 0.0f, .tau = 1, .sae = sae};
+        edit_ctx ec = {
+            .R = R, .kind = kind, .mode = MC_MODE_SCALE, .beta = 0.0f, .tau = 1, .sae = sae};
         ec.t0 = 0, ec.t1 = R->tokens;
         if (!R->map && cfg->intervene.tokens == MC_TOKENS_CLS) ec.t1 = 1;
         if (!R->map && cfg->intervene.tokens == MC_TOKENS_PATCHES) ec.t0 = 1;
@@ -737,24 +836,32 @@ static mc_status oracle_scores_get(const mc_comm *c, const mc_config *cfg, mc_ru
         float *state = mc_alloc_array((size_t)bs, (size_t)R->per * sizeof(float));
         float *logits = mc_alloc_array((size_t)bs, (size_t)R->out_dim * sizeof(float));
         float *scores = mc_alloc_array((size_t)bs, (size_t)(C > 0 ? C : 1) * sizeof(float));
-        int32_t *pred = mc_alloc_array((size_t)bs, sizeof(int32_t)), *row_unit = mc_alloc_array((size_t)bs, sizeof(int32_t));
+        int32_t *pred = mc_alloc_array((size_t)bs, sizeof(int32_t)),
+                *row_unit = mc_alloc_array((size_t)bs, sizeof(int32_t));
         float *prob = mc_alloc_array((size_t)bs, sizeof(float));
-        int64_t *pair_row = mc_alloc_array((size_t)bs, sizeof(int64_t)), *order = mc_alloc_array((size_t)n_units, sizeof(int64_t));
+        int64_t *pair_row = mc_alloc_array((size_t)bs, sizeof(int64_t)),
+                *order = mc_alloc_array((size_t)n_units, sizeof(int64_t));
         uint8_t *active = mc_alloc_array((size_t)maxn, (size_t)n_units);
         double *act = mc_alloc_array((size_t)n_units, sizeof(double));
-        double *drop = mc_alloc_array((size_t)n_units, sizeof(double)), *hit = mc_alloc_array((size_t)n_units, sizeof(double));
-        float *srows = need_sae ? mc_alloc_array((size_t)(maxn * nt), (size_t)R->dim * sizeof(float)) : NULL;
-        int32_t *sidx = need_sae ? mc_alloc_array((size_t)(maxn * nt), (size_t)k * sizeof(int32_t)) : NULL;
-        float *sval = need_sae ? mc_alloc_array((size_t)(maxn * nt), (size_t)k * sizeof(float)) : NULL;
+        double *drop = mc_alloc_array((size_t)n_units, sizeof(double)),
+               *hit = mc_alloc_array((size_t)n_units, sizeof(double));
+        float *srows =
+            need_sae ? mc_alloc_array((size_t)(maxn * nt), (size_t)R->dim * sizeof(float)) : NULL;
+        int32_t *sidx =
+            need_sae ? mc_alloc_array((size_t)(maxn * nt), (size_t)k * sizeof(int32_t)) : NULL;
+        float *sval =
+            need_sae ? mc_alloc_array((size_t)(maxn * nt), (size_t)k * sizeof(float)) : NULL;
         if (need_sae) {
-            ec.rows = mc_alloc_array((size_t)bs * (size_t)R->tokens, (size_t)R->dim * sizeof(float));
-            ec.idx = mc_alloc_array((size_t)bs * (size_t)R->tokens, (size_t)sae->k * sizeof(int32_t));
+            ec.rows =
+                mc_alloc_array((size_t)bs * (size_t)R->tokens, (size_t)R->dim * sizeof(float));
+            ec.idx =
+                mc_alloc_array((size_t)bs * (size_t)R->tokens, (size_t)sae->k * sizeof(int32_t));
             ec.val = mc_alloc_array((size_t)bs * (size_t)R->tokens, (size_t)sae->k * sizeof(float));
         }
         uint8_t *done = calloc((size_t)(C > 0 ? C : 1), 1);
         int64_t *pending = mc_alloc_array((size_t)(C > 0 ? C : 1), sizeof(int64_t));
-        if (!cstate || !state || !logits || !scores || !pred || !row_unit || !prob || !pair_row || !order || !active ||
-            !act || !drop || !hit || !done || !pending ||
+        if (!cstate || !state || !logits || !scores || !pred || !row_unit || !prob || !pair_row ||
+            !order || !active || !act || !drop || !hit || !done || !pending ||
             (need_sae && (!srows || !sidx || !sval || !ec.rows || !ec.idx || !ec.val)))
             s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for the oracle's ablations");
         s = mc_comm_agree(c, s, err);
@@ -763,10 +870,12 @@ static mc_status oracle_scores_get(const mc_comm *c, const mc_config *cfg, mc_ru
         for (int64_t q = 0; s == MC_OK && q < C; q++)
             if (!done[q]) pending[n_pending++] = q;
         if (s == MC_OK && n_done > 0)
-            mc_info0("intervene oracle %s %s: resuming, %lld of %lld classes done", mc_split_name(p->split),
-                     mc_unit_kind_name(kind), (long long)n_done, (long long)C);
+            mc_info0("intervene oracle %s %s: resuming, %lld of %lld classes done",
+                     mc_split_name(p->split), mc_unit_kind_name(kind), (long long)n_done,
+                     (long long)C);
         char label[200];
-        mc_snprintf(label, sizeof label, "oracle %s/%s", mc_split_name(p->split), mc_unit_kind_name(kind));
+        mc_snprintf(label, sizeof label, "oracle %s/%s", mc_split_name(p->split),
+                    mc_unit_kind_name(kind));
         mc_progress prog;
         mc_progress_start(&prog, label, n_pending, "class");
         int64_t rounds = (n_pending + c->size - 1) / c->size;
@@ -775,23 +884,35 @@ static mc_status oracle_scores_get(const mc_comm *c, const mc_config *cfg, mc_ru
             mc_status ls = MC_OK;
             if (slot < n_pending) {
                 cl = pending[slot];
-                ls = oracle_class(cfg, R, p, &ec, cl, n_units, cstate, state, logits, scores, pred, prob, row_unit,
-                                  pair_row, active, act, order, srows, sidx, sval, drop, hit, &nf, err);
+                ls = oracle_class(cfg, R, p, &ec, cl, n_units, cstate, state, logits, scores, pred,
+                                  prob, row_unit, pair_row, active, act, order, srows, sidx, sval,
+                                  drop, hit, &nf, err);
             }
             s = mc_comm_agree(c, ls, err);
             bool mine = cl >= 0;
-            if (s == MC_OK) s = mc_store_write_rows(st, "drop_prob", MC_DTYPE_F64, mine ? cl : 0, mine ? cl + 1 : 0, drop, err);
-            if (s == MC_OK) s = mc_store_write_rows(st, "drop_acc", MC_DTYPE_F64, mine ? cl : 0, mine ? cl + 1 : 0, hit, err);
-            if (s == MC_OK) s = mc_store_write_rows(st, "n_forward", MC_DTYPE_I64, mine ? cl : 0, mine ? cl + 1 : 0, &nf, err);
+            if (s == MC_OK)
+                s = mc_store_write_rows(st, "drop_prob", MC_DTYPE_F64, mine ? cl : 0,
+                                        mine ? cl + 1 : 0, drop, err);
+            if (s == MC_OK)
+                s = mc_store_write_rows(st, "drop_acc", MC_DTYPE_F64, mine ? cl : 0,
+                                        mine ? cl + 1 : 0, hit, err);
+            if (s == MC_OK)
+                s = mc_store_write_rows(st, "n_forward", MC_DTYPE_I64, mine ? cl : 0,
+                                        mine ? cl + 1 : 0, &nf, err);
             if (s == MC_OK) s = mc_store_units_mark(st, "/", &cl, mine ? 1 : 0, err);
-            mc_progress_update(&prog, (r + 1) * c->size < n_pending ? (r + 1) * c->size : n_pending);
+            mc_progress_update(&prog,
+                               (r + 1) * c->size < n_pending ? (r + 1) * c->size : n_pending);
             if (s == MC_OK && mc_comm_stop_requested(c))
-                s = MC_FAIL(err, MC_ERR_INTERRUPTED, "intervene oracle: stopped by signal; the store is consistent, "
-                            "rerun to resume (%s)", o->path);
+                s = MC_FAIL(err, MC_ERR_INTERRUPTED,
+                            "intervene oracle: stopped by signal; the store is consistent, "
+                            "rerun to resume (%s)",
+                            o->path);
         }
         mc_progress_finish(&prog);
-        free(cstate), free(state), free(logits), free(scores), free(pred), free(row_unit), free(prob), free(pair_row);
-        free(order), free(active), free(act), free(drop), free(hit), free(srows), free(sidx), free(sval), free(done);
+        free(cstate), free(state), free(logits), free(scores), free(pred), free(row_unit),
+            free(prob), free(pair_row);
+        free(order), free(active), free(act), free(drop), free(hit), free(srows), free(sidx),
+            free(sval), free(done);
         free(pending), free(ec.rows), free(ec.idx), free(ec.val);
     }
     if (s == MC_OK) s = mc_store_read_rows(st, "drop_prob", MC_DTYPE_F64, 0, C, o->drop, err);
@@ -803,7 +924,8 @@ static mc_status oracle_scores_get(const mc_comm *c, const mc_config *cfg, mc_ru
         if (s == MC_OK) {
             int64_t tot = 0;
             for (int64_t q = 0; q < C; q++) tot += o->n_forward[q];
-            mc_info0("intervene oracle %s %s: %lld single-unit removals x images (suffix forwards) -> %s",
+            mc_info0("intervene oracle %s %s: %lld single-unit removals x images (suffix forwards) "
+                     "-> %s",
                      mc_split_name(p->split), mc_unit_kind_name(kind), (long long)tot, o->path);
         }
     } else if (st) {
@@ -833,30 +955,38 @@ static void oracle_pick(const oracle_scores *o, int64_t tau, int32_t *units) {
 
 /* The key of task (TASK_KEY_VERSION's text) and its store's path: the method's units' source key,
  * the SAE's key when intervene.units lists sae ("" otherwise), each dataset's prefix key. */
-static mc_status task_key(const mc_config *cfg, const mc_task *task, const char *source, const char *sae_key,
-                          const mc_prefix_set *ps, char key[MC_KEY_HEX], char *store, size_t cap, mc_error *err) {
+static mc_status task_key(const mc_config *cfg, const mc_task *task, const char *source,
+                          const char *sae_key, const mc_prefix_set *ps, char key[MC_KEY_HEX],
+                          char *store, size_t cap, mc_error *err) {
     const bool use_mu = task->mode == MC_MODE_ADD && cfg->intervene.add_beta == 1;
     mc_buf b = {0};
-    mc_buf_printf(&b, "%s\ncode=%s\nmethod=%s\nsource=%s\nmode=%s\nbeta=%.17g\ntokens=%s\ntau=%lld\nseed=%lld\n",
-                  TASK_KEY_VERSION, MICLIP_CACHE_VERSION, mc_method_name(task->method), source,
-                  mc_mode_name(task->mode), task->beta, tokens_name(cfg->intervene.tokens),
-                  (long long)cfg->intervene.tau, (long long)task->seed);
+    mc_buf_printf(
+        &b,
+        "%s\ncode=%s\nmethod=%s\nsource=%s\nmode=%s\nbeta=%.17g\ntokens=%s\ntau=%lld\nseed=%lld\n",
+        TASK_KEY_VERSION, MICLIP_CACHE_VERSION, mc_method_name(task->method), source,
+        mc_mode_name(task->mode), task->beta, tokens_name(cfg->intervene.tokens),
+        (long long)cfg->intervene.tau, (long long)task->seed);
     for (int k = 0; k < cfg->intervene.units.n; k++) {
         const int kind = cfg->intervene.units.v[k];
-        mc_buf_printf(&b, "units=%s:%s\n", mc_unit_kind_name(kind), kind == MC_UNIT_SAE ? sae_key : "");
+        mc_buf_printf(&b, "units=%s:%s\n", mc_unit_kind_name(kind),
+                      kind == MC_UNIT_SAE ? sae_key : "");
     }
     if (use_mu) mc_buf_printf(&b, "add_beta=mu\n");
     for (int d = 0; d < cfg->intervene.datasets.n; d++)
-        mc_buf_printf(&b, "prefix=%s:%s\n", mc_split_name(ps[d].split), ps[d].skip ? "skipped" : ps[d].key);
+        mc_buf_printf(&b, "prefix=%s:%s\n", mc_split_name(ps[d].split),
+                      ps[d].skip ? "skipped" : ps[d].key);
     mc_status s = b.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : MC_OK;
     if (s == MC_OK) mc_key_of(b.p, key);
     mc_buf_free(&b);
-    if (s == MC_OK && !mc_snprintf(store, cap, "%s/intervene/%s-%.16s.h5", cfg->output_dir, task->id, key))
+    if (s == MC_OK &&
+        !mc_snprintf(store, cap, "%s/intervene/%s-%.16s.h5", cfg->output_dir, task->id, key))
         s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
     return s;
 }
 
-static mc_split split_of(int eval_set) { return eval_set == MC_EVAL_SET_EVAL ? MC_SPLIT_EVAL : MC_SPLIT_UNSEEN; }
+static mc_split split_of(int eval_set) {
+    return eval_set == MC_EVAL_SET_EVAL ? MC_SPLIT_EVAL : MC_SPLIT_UNSEEN;
+}
 
 /* What the keys of a seed's tasks share (issue 16): each dataset's prefix (key, skip) and the SAE's
  * key, from metadata alone. */
@@ -872,8 +1002,8 @@ static void seed_meta_close(seed_meta *m) {
 }
 
 /* Collective. R from mc_runner_find (or mc_runner_init). */
-static mc_status seed_meta_open(const mc_comm *c, const mc_config *cfg, mc_runner *R, int64_t seed, seed_meta *m,
-                                mc_error *err) {
+static mc_status seed_meta_open(const mc_comm *c, const mc_config *cfg, mc_runner *R, int64_t seed,
+                                seed_meta *m, mc_error *err) {
     memset(m, 0, sizeof *m);
     m->seed = seed;
     mc_train_data td;
@@ -894,15 +1024,16 @@ static mc_status seed_meta_open(const mc_comm *c, const mc_config *cfg, mc_runne
 
 /* The units' source key of task: the oracle scores' keys (from the prefix and SAE keys), "random",
  * or the localize / baselines store's key (units_source). Collective. */
-static mc_status task_source(const mc_comm *c, const mc_config *cfg, const mc_task *task, const seed_meta *m,
-                             char source[MC_KEY_HEX], mc_error *err) {
+static mc_status task_source(const mc_comm *c, const mc_config *cfg, const mc_task *task,
+                             const seed_meta *m, char source[MC_KEY_HEX], mc_error *err) {
     const int nk = cfg->intervene.units.n, nd = cfg->intervene.datasets.n;
     mc_strlcpy(source, "random", MC_KEY_HEX);
     if (task->method == MC_METHOD_RANDOM) return MC_OK;
     if (task->method != MC_METHOD_ORACLE) {
         char path[MC_PATH_CAP];
         return units_source(c, cfg, task->seed, task->method,
-                            task->variant >= 0 ? task->variant : cfg->align.variants.v[0], path, sizeof path, source, err);
+                            task->variant >= 0 ? task->variant : cfg->align.variants.v[0], path,
+                            sizeof path, source, err);
     }
     mc_buf b = {0};
     mc_status s = MC_OK;
@@ -911,7 +1042,8 @@ static mc_status task_source(const mc_comm *c, const mc_config *cfg, const mc_ta
             char ok[MC_KEY_HEX];
             const int kind = cfg->intervene.units.v[k];
             s = oracle_key(cfg, &m->ps[d], kind, m->sae_key, ok, err);
-            mc_buf_printf(&b, "%s/%s:%s\n", mc_split_name(m->ps[d].split), mc_unit_kind_name(kind), ok);
+            mc_buf_printf(&b, "%s/%s:%s\n", mc_split_name(m->ps[d].split), mc_unit_kind_name(kind),
+                          ok);
         }
     if (s == MC_OK && b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     if (s == MC_OK) mc_key_of(b.p ? b.p : "", source);
@@ -924,8 +1056,8 @@ static mc_status task_source(const mc_comm *c, const mc_config *cfg, const mc_ta
  * units' source key (the localize or baselines store's, the oracle scores' keys). No weights,
  * prefix cache, SAE or unit list is loaded, so a complete task is skipped at the cost of a few
  * small reads. mc_stage_intervene checks that the inputs it loads give the same key. Collective. */
-static mc_status intervene_find(const mc_comm *c, const mc_config *cfg, const mc_task *task, char key[MC_KEY_HEX],
-                                char *store, size_t cap, mc_error *err) {
+static mc_status intervene_find(const mc_comm *c, const mc_config *cfg, const mc_task *task,
+                                char key[MC_KEY_HEX], char *store, size_t cap, mc_error *err) {
     mc_runner R;
     MC_TRY(mc_runner_find(c, cfg, &R, err));
     seed_meta m;
@@ -941,8 +1073,8 @@ static mc_status intervene_find(const mc_comm *c, const mc_config *cfg, const mc
 /* The registry's `complete` (stages.h): every task's key with the target declared once, each
  * seed's prefixes and SAE key once, and each (seed, method)'s source key once; a complete task's
  * index entry is written as mc_stage_intervene writes it. Collective. */
-static mc_status intervene_complete(const mc_comm *c, const mc_config *cfg, const mc_task *tasks, int n, bool *done,
-                                    mc_error *err) {
+static mc_status intervene_complete(const mc_comm *c, const mc_config *cfg, const mc_task *tasks,
+                                    int n, bool *done, mc_error *err) {
     MC_TRY(mc_intervene_check(cfg, err));
     mc_runner R;
     MC_TRY(mc_runner_find(c, cfg, &R, err));
@@ -969,9 +1101,11 @@ static mc_status intervene_complete(const mc_comm *c, const mc_config *cfg, cons
             mc_strlcpy(source, src[mi], sizeof source);
         } else {
             s = task_source(c, cfg, task, &m, source, err);
-            if (s == MC_OK && mi >= 0 && mi < N_METHODS) mc_strlcpy(src[mi], source, sizeof src[mi]), have_src[mi] = true;
+            if (s == MC_OK && mi >= 0 && mi < N_METHODS)
+                mc_strlcpy(src[mi], source, sizeof src[mi]), have_src[mi] = true;
         }
-        if (s == MC_OK) s = task_key(cfg, task, source, m.sae_key, m.ps, key, store, sizeof store, err);
+        if (s == MC_OK)
+            s = task_key(cfg, task, source, m.sae_key, m.ps, key, store, sizeof store, err);
         if (s == MC_OK) s = mc_store_peek_complete(c, store, &done[t], err);
         if (s == MC_OK && done[t]) {
             mc_info0("intervene %s: complete, skipping (%s)", task->id, store);
@@ -983,7 +1117,8 @@ static mc_status intervene_complete(const mc_comm *c, const mc_config *cfg, cons
     return s;
 }
 
-mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err) {
+mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_task *task,
+                             mc_error *err) {
     MC_TRY(mc_intervene_check(cfg, err));
     /* A complete task is found from its key before anything is loaded (issue 16). */
     char found_key[MC_KEY_HEX], found_store[MC_PATH_CAP];
@@ -1008,18 +1143,22 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
     memset(&sae, 0, sizeof sae);
     memset(ps, 0, sizeof ps);
     for (int d = 0; s == MC_OK && d < nd; d++)
-        s = mc_prefix_open(c, cfg, &R, split_of(cfg->intervene.datasets.v[d]), task->seed, &ps[d], err);
+        s = mc_prefix_open(c, cfg, &R, split_of(cfg->intervene.datasets.v[d]), task->seed, &ps[d],
+                           err);
     char source[MC_KEY_HEX] = "random";
     for (int k = 0; s == MC_OK && k < nk; k++) {
         int kind = cfg->intervene.units.v[k];
         if (kind == MC_UNIT_SAE) s = sae_units_load(c, cfg, &td, task->seed, R.dim, &sae, err);
         int64_t nu = kind == MC_UNIT_SAE ? sae.m : R.dim;
         if (s == MC_OK && tau > nu)
-            s = MC_FAIL(err, MC_ERR_CONFIG, "%s: intervene.tau (%lld) exceeds the %lld %s units of layer '%s'",
-                        cfg->source_path, (long long)tau, (long long)nu, mc_unit_kind_name(kind), R.layer);
+            s = MC_FAIL(err, MC_ERR_CONFIG,
+                        "%s: intervene.tau (%lld) exceeds the %lld %s units of layer '%s'",
+                        cfg->source_path, (long long)tau, (long long)nu, mc_unit_kind_name(kind),
+                        R.layer);
         for (int d = 0; s == MC_OK && d < nd; d++) {
             ku[d][k].kind = kind, ku[d][k].n_units = nu;
-            ku[d][k].units = mc_alloc_array((size_t)((ps[d].C > 0 ? ps[d].C : 1) * tau), sizeof(int32_t));
+            ku[d][k].units =
+                mc_alloc_array((size_t)((ps[d].C > 0 ? ps[d].C : 1) * tau), sizeof(int32_t));
             if (!ku[d][k].units) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
         }
         s = mc_comm_agree(c, s, err);
@@ -1032,9 +1171,11 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
         mc_buf b = {0};
         for (int d = 0; s == MC_OK && d < nd; d++)
             for (int k = 0; s == MC_OK && k < nk && !ps[d].skip; k++) {
-                s = oracle_scores_get(c, cfg, &R, &ps[d], ku[d][k].kind, ku[d][k].n_units, &sae, &os[d][k], err);
+                s = oracle_scores_get(c, cfg, &R, &ps[d], ku[d][k].kind, ku[d][k].n_units, &sae,
+                                      &os[d][k], err);
                 if (s == MC_OK) oracle_pick(&os[d][k], tau, ku[d][k].units);
-                mc_buf_printf(&b, "%s/%s:%s\n", mc_split_name(ps[d].split), mc_unit_kind_name(ku[d][k].kind), os[d][k].key);
+                mc_buf_printf(&b, "%s/%s:%s\n", mc_split_name(ps[d].split),
+                              mc_unit_kind_name(ku[d][k].kind), os[d][k].key);
             }
         if (s == MC_OK && b.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
         if (s == MC_OK) mc_key_of(b.p ? b.p : "", source);
@@ -1042,20 +1183,25 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
     } else if (s == MC_OK && task->method != MC_METHOD_RANDOM) {
         /* variant -1: the first align variant (the task id without the variant axis). */
         const int variant = task->variant >= 0 ? task->variant : cfg->align.variants.v[0];
-        s = miclip_units(c, cfg, task->seed, task->method, variant, ps, nd, ku, nk, source, sizeof source, err);
+        s = miclip_units(c, cfg, task->seed, task->method, variant, ps, nd, ku, nk, source,
+                         sizeof source, err);
     } else if (s == MC_OK) {
         for (int d = 0; d < nd; d++)
             for (int k = 0; k < nk; k++)
-                if (!ps[d].skip) random_units(task->seed, ps[d].C, ku[d][k].kind, ku[d][k].n_units, tau, ku[d][k].units);
+                if (!ps[d].skip)
+                    random_units(task->seed, ps[d].C, ku[d][k].kind, ku[d][k].n_units, tau,
+                                 ku[d][k].units);
     }
     /* add_beta mu: mu_i = the unit's mean value over the valid training images where it is > 0
      * (the E_n input vector's entry / the SAE code; mc_unit_stats_compute, image order). */
     const bool use_mu = task->mode == MC_MODE_ADD && cfg->intervene.add_beta == 1;
     for (int k = 0; s == MC_OK && use_mu && k < nk; k++) {
         mc_unit_stats us;
-        s = mc_unit_stats_compute(c, &td, cfg->intervene.layer, ku[0][k].kind == MC_UNIT_SAE ? sae.sae : NULL, &us, err);
+        s = mc_unit_stats_compute(c, &td, cfg->intervene.layer,
+                                  ku[0][k].kind == MC_UNIT_SAE ? sae.sae : NULL, &us, err);
         if (s == MC_OK && us.n_units != ku[0][k].n_units)
-            s = MC_FAIL(err, MC_ERR_SHAPE, "intervene %s: %lld units in the training activations, %lld expected",
+            s = MC_FAIL(err, MC_ERR_SHAPE,
+                        "intervene %s: %lld units in the training activations, %lld expected",
                         task->id, (long long)us.n_units, (long long)ku[0][k].n_units);
         float *mu = s == MC_OK ? mc_alloc_array((size_t)us.n_units, sizeof(float)) : NULL;
         if (s == MC_OK && !mu) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
@@ -1071,17 +1217,22 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
         for (int k = 0; s == MC_OK && k < nk && !ps[d].skip; k++)
             for (int64_t i = 0; i < ps[d].C * tau; i++)
                 if (ku[d][k].units[i] < 0 || ku[d][k].units[i] >= ku[d][k].n_units) {
-                    s = MC_FAIL(err, MC_ERR_FORMAT, "intervene %s: %s unit %d of class '%s' is out of range (%lld units; "
-                                "localize output of another layer or SAE?)", task->id, mc_unit_kind_name(ku[d][k].kind),
-                                ku[d][k].units[i], ps[d].class_names[i / tau], (long long)ku[d][k].n_units);
+                    s = MC_FAIL(
+                        err, MC_ERR_FORMAT,
+                        "intervene %s: %s unit %d of class '%s' is out of range (%lld units; "
+                        "localize output of another layer or SAE?)",
+                        task->id, mc_unit_kind_name(ku[d][k].kind), ku[d][k].units[i],
+                        ps[d].class_names[i / tau], (long long)ku[d][k].n_units);
                     break;
                 }
     /* The task's key: every input of its results (the same text intervene_find keyed). */
     char key[MC_KEY_HEX], store[MC_PATH_CAP], tables[MC_PATH_CAP];
     if (s == MC_OK) s = task_key(cfg, task, source, sae.key, ps, key, store, sizeof store, err);
     if (s == MC_OK && strcmp(key, found_key))
-        s = MC_FAIL(err, MC_ERR_INTERNAL, "intervene %s: the key from the loaded inputs (%.16s) is not the "
-                    "key from their metadata (%.16s)", task->id, key, found_key);
+        s = MC_FAIL(err, MC_ERR_INTERNAL,
+                    "intervene %s: the key from the loaded inputs (%.16s) is not the "
+                    "key from their metadata (%.16s)",
+                    task->id, key, found_key);
     if (s == MC_OK && !mc_snprintf(tables, sizeof tables, "%s/tables", cfg->output_dir))
         s = MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
     bool complete = false;
@@ -1095,13 +1246,16 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
         for (int k = 0; s == MC_OK && k < nk && !ps[d].skip; k++) {
             const int64_t C = ps[d].C;
             char g[300], name[600];
-            mc_snprintf(g, sizeof g, "%s/%s", mc_split_name(ps[d].split), mc_unit_kind_name(ku[d][k].kind));
+            mc_snprintf(g, sizeof g, "%s/%s", mc_split_name(ps[d].split),
+                        mc_unit_kind_name(ku[d][k].kind));
             if (created) {
                 int64_t sh[2] = {C, tau};
                 bool root = c->rank == 0;
                 mc_snprintf(name, sizeof name, "%s/units", g);
                 s = mc_store_create_dataset(st, name, MC_DTYPE_I32, 2, sh, 0, err);
-                if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_I32, 0, root ? C : 0, ku[d][k].units, err);
+                if (s == MC_OK)
+                    s = mc_store_write_rows(st, name, MC_DTYPE_I32, 0, root ? C : 0, ku[d][k].units,
+                                            err);
                 sh[0] = ps[d].n;
                 const char *pn[2] = {"edit_pred", "cross_pred"};
                 for (int q = 0; s == MC_OK && q < 2; q++) {
@@ -1113,7 +1267,8 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
                 sh[0] = C, sh[1] = R.out_dim;
                 mc_snprintf(name, sizeof name, "%s/first_logits", g);
                 if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_F32, 2, sh, 0, err);
-                const char *mn[6] = {"acc_clean", "acc_edit", "other_acc_clean", "other_acc_edit", "prob_clean", "prob_edit"};
+                const char *mn[6] = {"acc_clean",      "acc_edit",   "other_acc_clean",
+                                     "other_acc_edit", "prob_clean", "prob_edit"};
                 for (int q = 0; s == MC_OK && q < 6; q++) {
                     mc_snprintf(name, sizeof name, "%s/%s", g, mn[q]);
                     s = mc_store_create_dataset(st, name, MC_DTYPE_F64, 1, sh, 0, err);
@@ -1121,42 +1276,53 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
                 mc_snprintf(name, sizeof name, "%s/n_images", g);
                 if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_I64, 1, sh, 0, err);
                 if (s == MC_OK) s = mc_store_set_attr_str(st, g, "prefix_store", ps[d].path, err);
-                if (s == MC_OK && ku[d][k].kind == MC_UNIT_SAE) s = mc_store_set_attr_str(st, g, "sae_store", sae.path, err);
+                if (s == MC_OK && ku[d][k].kind == MC_UNIT_SAE)
+                    s = mc_store_set_attr_str(st, g, "sae_store", sae.path, err);
                 if (s == MC_OK && os[d][k].drop) {
                     /* the oracle's ablation scores of each class's units, [C, tau] (the whole matrix: oracle_store) */
                     double *sc = mc_alloc_array((size_t)(2 * C * tau + 1), sizeof(double));
                     if (!sc) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
                     for (int64_t i = 0; s == MC_OK && i < C * tau; i++) {
                         sc[i] = os[d][k].drop[(i / tau) * os[d][k].n_units + ku[d][k].units[i]];
-                        sc[C * tau + i] = os[d][k].hit[(i / tau) * os[d][k].n_units + ku[d][k].units[i]];
+                        sc[C * tau + i] =
+                            os[d][k].hit[(i / tau) * os[d][k].n_units + ku[d][k].units[i]];
                     }
                     sh[0] = C, sh[1] = tau;
                     const char *on[2] = {"oracle_drop_prob", "oracle_drop_acc"};
                     for (int q = 0; s == MC_OK && q < 2; q++) {
                         mc_snprintf(name, sizeof name, "%s/%s", g, on[q]);
                         s = mc_store_create_dataset(st, name, MC_DTYPE_F64, 2, sh, 0, err);
-                        if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_F64, 0, root ? C : 0, sc + q * C * tau, err);
+                        if (s == MC_OK)
+                            s = mc_store_write_rows(st, name, MC_DTYPE_F64, 0, root ? C : 0,
+                                                    sc + q * C * tau, err);
                     }
-                    if (s == MC_OK) s = mc_store_set_attr_str(st, g, "oracle_store", os[d][k].path, err);
+                    if (s == MC_OK)
+                        s = mc_store_set_attr_str(st, g, "oracle_store", os[d][k].path, err);
                     free(sc);
                 }
                 if (s == MC_OK && ku[d][k].mu) {
                     /* mu of each class's units, [C, tau] (add_beta mu) */
                     float *mu = mc_alloc_array((size_t)(C * tau + 1), sizeof(float));
                     if (!mu) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-                    for (int64_t i = 0; s == MC_OK && i < C * tau; i++) mu[i] = ku[d][k].mu[ku[d][k].units[i]];
+                    for (int64_t i = 0; s == MC_OK && i < C * tau; i++)
+                        mu[i] = ku[d][k].mu[ku[d][k].units[i]];
                     sh[0] = C, sh[1] = tau;
                     mc_snprintf(name, sizeof name, "%s/units_mu", g);
-                    if (s == MC_OK) s = mc_store_create_dataset(st, name, MC_DTYPE_F32, 2, sh, 0, err);
-                    if (s == MC_OK) s = mc_store_write_rows(st, name, MC_DTYPE_F32, 0, root ? C : 0, mu, err);
+                    if (s == MC_OK)
+                        s = mc_store_create_dataset(st, name, MC_DTYPE_F32, 2, sh, 0, err);
+                    if (s == MC_OK)
+                        s = mc_store_write_rows(st, name, MC_DTYPE_F32, 0, root ? C : 0, mu, err);
                     free(mu);
                 }
             }
             if (s == MC_OK) s = mc_store_units_init(st, g, C, err);
         }
     if (s == MC_OK && created) {
-        mc_store_provenance prov = {.stage = "intervene", .config_hash = cfg->hash, .model = R.hash,
-                                    .seed = task->seed, .has_seed = true};
+        mc_store_provenance prov = {.stage = "intervene",
+                                    .config_hash = cfg->hash,
+                                    .model = R.hash,
+                                    .seed = task->seed,
+                                    .has_seed = true};
         s = mc_store_write_provenance(st, "/", &prov, err);
         if (s == MC_OK) s = mc_store_mark_layout(st, err);
     }
@@ -1165,45 +1331,66 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
     for (int d = 0; s == MC_OK && !complete && d < nd; d++)
         for (int k = 0; s == MC_OK && k < nk && !ps[d].skip; k++) {
             char g[300];
-            mc_snprintf(g, sizeof g, "%s/%s", mc_split_name(ps[d].split), mc_unit_kind_name(ku[d][k].kind));
+            mc_snprintf(g, sizeof g, "%s/%s", mc_split_name(ps[d].split),
+                        mc_unit_kind_name(ku[d][k].kind));
             s = run_group(c, cfg, task, &R, &ps[d], st, g, &ku[d][k], &sae, err);
-            if (s == MC_OK) s = group_metrics(c, cfg, task, &R, &ps[d], st, g, &ku[d][k], tables, &gr[d][k], err);
             if (s == MC_OK)
-                mc_info0("intervene %s %s: Delta-Acc %+.2f pp, Delta-P %+.2f pp, other class %+.2f pp (clean %.1f%%, "
-                         "%lld classes)", task->id, g, gr[d][k].delta, gr[d][k].dprob, gr[d][k].spec, gr[d][k].clean,
+                s = group_metrics(c, cfg, task, &R, &ps[d], st, g, &ku[d][k], tables, &gr[d][k],
+                                  err);
+            if (s == MC_OK)
+                mc_info0("intervene %s %s: Delta-Acc %+.2f pp, Delta-P %+.2f pp, other class %+.2f "
+                         "pp (clean %.1f%%, "
+                         "%lld classes)",
+                         task->id, g, gr[d][k].delta, gr[d][k].dprob, gr[d][k].spec, gr[d][k].clean,
                          (long long)gr[d][k].n_classes);
         }
     if (s == MC_OK && !complete) {
-        const struct { const char *k, *v; } sa[] = {
-            {"intervene_key", key}, {"method", mc_method_name(task->method)}, {"mode", mc_mode_name(task->mode)},
-            {"layer", R.layer}, {"tokens", tokens_name(cfg->intervene.tokens)}, {"units_source", source}};
-        for (size_t i = 0; s == MC_OK && i < sizeof sa / sizeof sa[0]; i++) s = mc_store_set_attr_str(st, "/", sa[i].k, sa[i].v, err);
+        const struct {
+            const char *k, *v;
+        } sa[] = {{"intervene_key", key},
+                  {"method", mc_method_name(task->method)},
+                  {"mode", mc_mode_name(task->mode)},
+                  {"layer", R.layer},
+                  {"tokens", tokens_name(cfg->intervene.tokens)},
+                  {"units_source", source}};
+        for (size_t i = 0; s == MC_OK && i < sizeof sa / sizeof sa[0]; i++)
+            s = mc_store_set_attr_str(st, "/", sa[i].k, sa[i].v, err);
         if (s == MC_OK) s = mc_store_set_attr_f64(st, "/", "beta", task->beta, err);
-        if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "add_beta", use_mu ? "mu" : "value", err);
+        if (s == MC_OK)
+            s = mc_store_set_attr_str(st, "/", "add_beta", use_mu ? "mu" : "value", err);
         if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", "tau", tau, err);
         /* Only the other variants name theirs: the first variant's store stays as it was. */
-        if (s == MC_OK && task->variant >= 0) s = mc_store_set_attr_str(st, "/", "variant", mc_variant_name(task->variant), err);
+        if (s == MC_OK && task->variant >= 0)
+            s = mc_store_set_attr_str(st, "/", "variant", mc_variant_name(task->variant), err);
         /* The task's section of report/interventions.md (rank 0; the report stage assembles the file). */
         mc_status ws = MC_OK;
         if (s == MC_OK && c->rank == 0) {
             mc_buf b = {0};
             char who[64];
-            if (task->variant >= 0) mc_snprintf(who, sizeof who, "%s (E_n %s)", mc_method_name(task->method),
-                                                mc_variant_name(task->variant));
-            else mc_snprintf(who, sizeof who, "%s", mc_method_name(task->method));
-            mc_buf_printf(&b, "### %s\n\n%s units, %s, beta %g%s, tokens %s, seed %lld.\n\n| units | dataset | classes | "
-                          "Delta-Acc (pp) | Delta-P (pp) | other class (pp) | clean acc (%%) |\n|---|---|---|---|---|---|---|\n", task->id,
-                          who, mc_mode_name(task->mode), task->beta, use_mu ? " x mu_i" : "",
-                          tokens_name(cfg->intervene.tokens), (long long)task->seed);
+            if (task->variant >= 0)
+                mc_snprintf(who, sizeof who, "%s (E_n %s)", mc_method_name(task->method),
+                            mc_variant_name(task->variant));
+            else
+                mc_snprintf(who, sizeof who, "%s", mc_method_name(task->method));
+            mc_buf_printf(&b,
+                          "### %s\n\n%s units, %s, beta %g%s, tokens %s, seed %lld.\n\n| units | "
+                          "dataset | classes | "
+                          "Delta-Acc (pp) | Delta-P (pp) | other class (pp) | clean acc (%%) "
+                          "|\n|---|---|---|---|---|---|---|\n",
+                          task->id, who, mc_mode_name(task->mode), task->beta,
+                          use_mu ? " x mu_i" : "", tokens_name(cfg->intervene.tokens),
+                          (long long)task->seed);
             for (int d = 0; d < nd; d++)
                 for (int k = 0; k < nk && !ps[d].skip; k++)
                     mc_buf_printf(&b, "| %s | %s | %lld | %+.2f | %+.2f | %+.2f | %.1f |\n",
                                   mc_unit_kind_name(ku[d][k].kind), mc_split_name(ps[d].split),
-                                  (long long)gr[d][k].n_classes, gr[d][k].delta, gr[d][k].dprob, gr[d][k].spec,
-                                  gr[d][k].clean);
+                                  (long long)gr[d][k].n_classes, gr[d][k].delta, gr[d][k].dprob,
+                                  gr[d][k].spec, gr[d][k].clean);
             char path[MC_PATH_CAP];
-            mc_snprintf(path, sizeof path, "%s/report/interventions/%s.md", cfg->output_dir, task->id);
-            ws = b.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory") : mc_write_text_file(path, b.p, b.n, err);
+            mc_snprintf(path, sizeof path, "%s/report/interventions/%s.md", cfg->output_dir,
+                        task->id);
+            ws = b.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory")
+                       : mc_write_text_file(path, b.p, b.n, err);
             mc_buf_free(&b);
         }
         if (s == MC_OK) s = mc_comm_agree(c, ws, err);
@@ -1230,8 +1417,8 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
 
 /* ---- the registry entry ----------------------------------------------------------------------- */
 
-static void intervene_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p, mc_plan_stage *S, double *flop,
-                           double *core_s, double *mem_b) {
+static void intervene_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p,
+                           mc_plan_stage *S, double *flop, double *core_s, double *mem_b) {
     int64_t n = p->n_eval + p->n_unseen;
     double suffix = p->target.gmac - in->int_prefix;
     /* each image twice per unit kind: its own class's edit and the previous class's (specificity) */
@@ -1242,20 +1429,24 @@ static void intervene_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_pl
     *flop = 2e9 * suffix * (double)n * units;
     *core_s = *flop / in->fwd;
     *mem_b += in->tgt_w + mc_plan_arena_bytes(&p->target, cfg->intervene.batch_size) +
-             (double)cfg->intervene.batch_size * (double)in->int_T * 4 + (double)cfg->sae.features * (double)in->sae_dim * 4;
+              (double)cfg->intervene.batch_size * (double)in->int_T * 4 +
+              (double)cfg->sae.features * (double)in->sae_dim * 4;
     /* the prefix cache: hidden states at the intervened layer, once per eval set */
     mc_plan_add_store(p, S->stage, "intervene/prefix-<set>.h5 (cached hidden states)", 1,
-              (double)n * (double)in->int_T * 4 + MC_PLAN_STORE_OVERHEAD_BYTES);
-    mc_plan_add_store(p, S->stage, "intervene/<task>.h5 (per-class accuracy)", S->n_tasks, (double)in->n_classes * 16 + MC_PLAN_STORE_OVERHEAD_BYTES);
+                      (double)n * (double)in->int_T * 4 + MC_PLAN_STORE_OVERHEAD_BYTES);
+    mc_plan_add_store(p, S->stage, "intervene/<task>.h5 (per-class accuracy)", S->n_tasks,
+                      (double)in->n_classes * 16 + MC_PLAN_STORE_OVERHEAD_BYTES);
     /* computing the prefix itself once */
     *core_s += 2e9 * in->int_prefix * (double)n / in->fwd / (S->n_tasks > 0 ? S->n_tasks : 1);
     /* the oracle's ablation scores, once per dataset and unit kind (SAE: per seed): one suffix
      * forward per (unit, image), an SAE feature only on the images where it fires (at most
      * min(features, k x tokens) per image); intervene.oracle_candidates caps the units */
     bool oracle = false;
-    for (int i = 0; i < cfg->intervene.methods.n; i++) oracle |= cfg->intervene.methods.v[i] == MC_METHOD_ORACLE;
+    for (int i = 0; i < cfg->intervene.methods.n; i++)
+        oracle |= cfg->intervene.methods.v[i] == MC_METHOD_ORACLE;
     if (oracle && in->sae_dim > 0) {
-        const double D = (double)in->sae_dim, T = (double)in->int_T / D, cap = (double)cfg->intervene.oracle_candidates;
+        const double D = (double)in->sae_dim, T = (double)in->int_T / D,
+                     cap = (double)cfg->intervene.oracle_candidates;
         double pairs = 0;
         for (int k = 0; k < cfg->intervene.units.n; k++) {
             double u = cfg->intervene.units.v[k] == MC_UNIT_SAE ? (double)cfg->sae.features : D;
@@ -1274,7 +1465,8 @@ static void intervene_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_pl
 const mc_stage_desc mc_intervene_stage = {
     .stage = MC_STAGE_INTERVENE,
     .summary = "Delta-Acc of scaling or shifting each class's top units, from a cached prefix",
-    .outputs = "intervene/prefix-*.h5, intervene/<task>-<key16>.h5, tables/, report/interventions.md",
+    .outputs =
+        "intervene/prefix-*.h5, intervene/<task>-<key16>.h5, tables/, report/interventions.md",
     .check = mc_intervene_check,
     .run = mc_stage_intervene,
     .complete = intervene_complete,

@@ -36,31 +36,36 @@
 #include "miclip/text.h"
 #include "stages_internal.h"
 
-
 /* ---- the localize stage ----------------------------------------------------------------------- */
 
-
-static mc_status localize_one(const mc_comm *c, const mc_task *task, mc_method_task *mt, mc_store *st,
-                              const mc_concepts *cs, const mc_unit_set *u, mc_error *err) {
+static mc_status localize_one(const mc_comm *c, const mc_task *task, mc_method_task *mt,
+                              mc_store *st, const mc_concepts *cs, const mc_unit_set *u,
+                              mc_error *err) {
     int64_t tau = mt->tau < u->n_units ? mt->tau : u->n_units;
     mc_sim_result r;
-    MC_TRY(mc_similarity(c, u, &mt->w, cs->emb, (const char *const *)cs->texts, cs->n, tau, 0, false, &r, err));
+    MC_TRY(mc_similarity(c, u, &mt->w, cs->emb, (const char *const *)cs->texts, cs->n, tau, 0,
+                         false, &r, err));
     const char *kind = mc_unit_kind_name(u->kind);
     char g[512], csv[MC_PATH_CAP];
     mc_snprintf(g, sizeof g, "%s/%s", cs->name, kind);
     mc_snprintf(csv, sizeof csv, "%s/%s-%s-%s.csv", mt->tables, task->id, cs->name, kind);
     int32_t *idx = mc_alloc_array((size_t)(cs->n * tau), sizeof(int32_t));
     float *sc = mc_alloc_array((size_t)(cs->n * tau), sizeof(float));
-    mc_status s = mc_comm_agree(c, idx && sc ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
-    for (int64_t i = 0; s == MC_OK && i < cs->n * tau; i++) idx[i] = r.loc[i].index, sc[i] = r.loc[i].score;
-    if (s == MC_OK) s = mc_localize_write(c, st, g, cs, tau, idx, sc, u->n_units, u->kind, u->sae_path, csv, err);
+    mc_status s =
+        mc_comm_agree(c, idx && sc ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
+    for (int64_t i = 0; s == MC_OK && i < cs->n * tau; i++)
+        idx[i] = r.loc[i].index, sc[i] = r.loc[i].score;
+    if (s == MC_OK)
+        s = mc_localize_write(c, st, g, cs, tau, idx, sc, u->n_units, u->kind, u->sae_path, csv,
+                              err);
     if (s == MC_OK) s = mc_store_set_attr_str(st, g, "reading", mc_unit_reading_name(u), err);
     free(idx), free(sc);
     mc_sim_result_free(&r);
     return s;
 }
 
-mc_status mc_stage_localize(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err) {
+mc_status mc_stage_localize(const mc_comm *c, const mc_config *cfg, const mc_task *task,
+                            mc_error *err) {
     mc_method_task mt;
     /* The key from metadata first: a complete task loads nothing (issue 16). */
     MC_TRY(mc_method_task_find(c, cfg, task, MC_STAGE_LOCALIZE, &mt, err));
@@ -84,7 +89,8 @@ mc_status mc_stage_localize(const mc_comm *c, const mc_config *cfg, const mc_tas
     for (int i = 0; s == MC_OK && i < mt.n_sets; i++) {
         char g[300];
         mc_snprintf(g, sizeof g, "%s/concepts", mt.sets[i].name);
-        s = mc_store_write_strings(st, g, (const char *const *)mt.sets[i].texts, mt.sets[i].n, true, err);
+        s = mc_store_write_strings(st, g, (const char *const *)mt.sets[i].texts, mt.sets[i].n, true,
+                                   err);
         for (int k = 0; s == MC_OK && k < mt.n_kinds; k++)
             s = localize_one(c, task, &mt, st, &mt.sets[i], &mt.kinds[k], err);
     }
@@ -95,7 +101,6 @@ mc_status mc_stage_localize(const mc_comm *c, const mc_config *cfg, const mc_tas
 }
 
 /* ---- queries ------------------------------------------------------------------------------------- */
-
 
 mc_status mc_query_localize(const mc_comm *c, const mc_config *cfg, const char *const *texts, int n,
                             const mc_query *q, FILE *out, mc_error *err) {
@@ -108,7 +113,8 @@ mc_status mc_query_localize(const mc_comm *c, const mc_config *cfg, const char *
     if (tau > u.n_units) tau = u.n_units;
     mc_text_encoder *enc = NULL;
     float *emb = mc_alloc_array((size_t)n, (size_t)td.clip_dim * sizeof(float));
-    mc_status s = emb ? mc_text_encoder_load(cfg->models.clip, NULL, &enc, err) : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    mc_status s = emb ? mc_text_encoder_load(cfg->models.clip, NULL, &enc, err)
+                      : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     if (s == MC_OK && mc_text_encoder_dim(enc) != td.clip_dim)
         s = MC_FAIL(err, MC_ERR_SHAPE, "%s: text width %d, image embeddings %lld", cfg->models.clip,
                     mc_text_encoder_dim(enc), (long long)td.clip_dim);
@@ -118,12 +124,17 @@ mc_status mc_query_localize(const mc_comm *c, const mc_config *cfg, const char *
     if (s == MC_OK) s = mc_similarity(c, &u, &w, emb, texts, n, tau, 0, false, &res, err);
     if (s == MC_OK && c->rank == 0) {
         for (int i = 0; i < n; i++) {
-            fprintf(out, "concept \"%s\" (prompt \"%s\"): top %lld %s%s of layer %s (seed %lld, variant %s, %lld units, "
-                    "reading %s)\n", texts[i], cfg->align.prompt, (long long)tau, r.units == MC_UNIT_SAE ? "SAE feature" : "neuron",
-                    tau == 1 ? "" : "s", r.layer, (long long)r.seed, mc_variant_name(r.variant), (long long)u.n_units,
+            fprintf(out,
+                    "concept \"%s\" (prompt \"%s\"): top %lld %s%s of layer %s (seed %lld, variant "
+                    "%s, %lld units, "
+                    "reading %s)\n",
+                    texts[i], cfg->align.prompt, (long long)tau,
+                    r.units == MC_UNIT_SAE ? "SAE feature" : "neuron", tau == 1 ? "" : "s", r.layer,
+                    (long long)r.seed, mc_variant_name(r.variant), (long long)u.n_units,
                     mc_unit_reading_name(&u));
             /* A logit neuron is a class of the target: name it. */
-            bool named = !strcmp(r.layer, "logits") && r.units == MC_UNIT_NEURON && u.n_units == td.n_classes;
+            bool named = !strcmp(r.layer, "logits") && r.units == MC_UNIT_NEURON &&
+                         u.n_units == td.n_classes;
             fprintf(out, "  rank  unit      cosine%s\n", named ? "    class" : "");
             for (int64_t k = 0; k < tau; k++) {
                 const mc_scored *e = &res.loc[i * tau + k];
@@ -145,8 +156,8 @@ mc_status mc_query_localize(const mc_comm *c, const mc_config *cfg, const char *
 /* ---- the registry entry ----------------------------------------------------------------------- */
 
 /* The complete tasks at once (stages.h: complete; method_task.h). */
-static mc_status localize_complete(const mc_comm *c, const mc_config *cfg, const mc_task *tasks, int n, bool *done,
-                                mc_error *err) {
+static mc_status localize_complete(const mc_comm *c, const mc_config *cfg, const mc_task *tasks,
+                                   int n, bool *done, mc_error *err) {
     return mc_method_tasks_complete(c, cfg, MC_STAGE_LOCALIZE, tasks, n, done, err);
 }
 

@@ -48,19 +48,27 @@ bool mc_netdissect_masks_dir(const mc_config *cfg, char *dir, size_t cap) {
 
 mc_status mc_netdissect_check(const mc_config *cfg, mc_error *err) {
     if (cfg->extract.pool != MC_CFG_POOL_ALL)
-        return MC_FAIL(err, MC_ERR_CONFIG, "%s: baselines.methods lists netdissect, which needs spatial activation maps: "
-                       "set extract.pool: all (it is '%s')", cfg->source_path, mc_pool_name(cfg->extract.pool));
+        return MC_FAIL(
+            err, MC_ERR_CONFIG,
+            "%s: baselines.methods lists netdissect, which needs spatial activation maps: "
+            "set extract.pool: all (it is '%s')",
+            cfg->source_path, mc_pool_name(cfg->extract.pool));
     for (int i = 0; i < cfg->extract.layers.n; i++)
         if (!strcmp(cfg->extract.layers.v[i], "logits"))
-            return MC_FAIL(err, MC_ERR_CONFIG, "%s: baselines.methods lists netdissect, which needs a spatial layer; "
-                           "extract.layers lists 'logits' (no map): list token/feature-map layers only",
-                           cfg->source_path);
+            return MC_FAIL(
+                err, MC_ERR_CONFIG,
+                "%s: baselines.methods lists netdissect, which needs a spatial layer; "
+                "extract.layers lists 'logits' (no map): list token/feature-map layers only",
+                cfg->source_path);
     char dir[MC_PATH_CAP];
     if (!mc_netdissect_masks_dir(cfg, dir, sizeof dir))
         return MC_FAIL(err, MC_ERR_ARG, "%s: netdissect: masks path too long", cfg->source_path);
     if (!mc_dir_exists(dir))
-        return MC_FAIL(err, MC_ERR_ARG, "%s: netdissect needs concept masks and %s does not exist (make the world with "
-                       "`miclip world make ... --masks`, or set baselines.netdissect_masks)", cfg->source_path, dir);
+        return MC_FAIL(
+            err, MC_ERR_ARG,
+            "%s: netdissect needs concept masks and %s does not exist (make the world with "
+            "`miclip world make ... --masks`, or set baselines.netdissect_masks)",
+            cfg->source_path, dir);
     return MC_OK;
 }
 
@@ -83,9 +91,12 @@ static float select_kth(float *v, int64_t n, int64_t k) {
                 i++, j--;
             }
         }
-        if (k <= j) hi = j;
-        else if (k >= i) lo = i;
-        else return v[k];
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return v[k];
     }
     return v[k];
 }
@@ -137,9 +148,10 @@ static bool is_png(const char *name) {
 }
 
 /* The masks of one image: refs[*n_refs] into bits (one bitmap per matching file), its size. */
-static mc_status image_masks(const char *mdir, const char *img_path, const mc_concepts *sets, const bool *use,
-                             int n_sets, uint8_t **bits, size_t *bits_cap, mask_ref **refs, int64_t *refs_cap,
-                             int64_t *n_refs, int *H, int *W, mc_error *err) {
+static mc_status image_masks(const char *mdir, const char *img_path, const mc_concepts *sets,
+                             const bool *use, int n_sets, uint8_t **bits, size_t *bits_cap,
+                             mask_ref **refs, int64_t *refs_cap, int64_t *n_refs, int *H, int *W,
+                             mc_error *err) {
     *n_refs = 0, *H = 0, *W = 0;
     char **names = NULL;
     int64_t n = 0;
@@ -152,36 +164,44 @@ static mc_status image_masks(const char *mdir, const char *img_path, const mc_co
         for (int si = 0; si < n_sets; si++) {
             if (!use[si]) continue;
             for (int64_t j = 0; j < sets[si].n; j++) {
-                if (strlen(sets[si].texts[j]) != len || strncmp(sets[si].texts[j], names[f], len)) continue;
+                if (strlen(sets[si].texts[j]) != len || strncmp(sets[si].texts[j], names[f], len))
+                    continue;
                 if (*n_refs == *refs_cap) {
                     int64_t nc = *refs_cap ? *refs_cap * 2 : 16;
                     mask_ref *r = realloc(*refs, (size_t)nc * sizeof *r);
-                    if (!r) return mc_list_free(names, n), MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+                    if (!r)
+                        return mc_list_free(names, n), MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
                     *refs = r, *refs_cap = nc;
                 }
-                (*refs)[(*n_refs)++] = (mask_ref){si, j, (const uint8_t *)(uintptr_t)n_maps}; /* offset, fixed below */
+                (*refs)[(*n_refs)++] =
+                    (mask_ref){si, j, (const uint8_t *)(uintptr_t)n_maps}; /* offset, fixed below */
                 any = true;
             }
         }
         if (!any) continue;
         char path[MC_PATH_CAP];
         mc_image im = {0};
-        if (!mc_path_join(path, sizeof path, mdir, names[f])) s = MC_FAIL(err, MC_ERR_ARG, "path too long: %s", mdir);
+        if (!mc_path_join(path, sizeof path, mdir, names[f]))
+            s = MC_FAIL(err, MC_ERR_ARG, "path too long: %s", mdir);
         if (s == MC_OK) s = mc_image_load(path, NULL, &im, err);
         if (s == MC_OK && *H == 0) *H = im.h, *W = im.w;
         if (s == MC_OK && (im.h != *H || im.w != *W))
-            s = MC_FAIL(err, MC_ERR_FORMAT, "netdissect: %s is %dx%d, the image's other masks %dx%d", path, im.w, im.h,
+            s = MC_FAIL(err, MC_ERR_FORMAT,
+                        "netdissect: %s is %dx%d, the image's other masks %dx%d", path, im.w, im.h,
                         *W, *H);
         size_t np = (size_t)im.w * (size_t)im.h;
         if (s == MC_OK && (size_t)(n_maps + 1) * np > *bits_cap) {
             size_t nc = (size_t)(n_maps + 1) * np * 2;
             uint8_t *b = realloc(*bits, nc);
-            if (!b) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-            else *bits = b, *bits_cap = nc;
+            if (!b)
+                s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+            else
+                *bits = b, *bits_cap = nc;
         }
         if (s == MC_OK) {
             uint8_t *b = *bits + (size_t)n_maps * np;
-            for (size_t p = 0; p < np; p++) b[p] = (im.data[3 * p] | im.data[3 * p + 1] | im.data[3 * p + 2]) != 0;
+            for (size_t p = 0; p < np; p++)
+                b[p] = (im.data[3 * p] | im.data[3 * p + 1] | im.data[3 * p + 2]) != 0;
             n_maps++;
         }
         mc_image_free(&im);
@@ -189,7 +209,8 @@ static mc_status image_masks(const char *mdir, const char *img_path, const mc_co
     mc_list_free(names, n);
     if (s != MC_OK) return s;
     size_t np = (size_t)*H * (size_t)*W;
-    for (int64_t r = 0; r < *n_refs; r++) (*refs)[r].bits = *bits + (size_t)(uintptr_t)(*refs)[r].bits * np;
+    for (int64_t r = 0; r < *n_refs; r++)
+        (*refs)[r].bits = *bits + (size_t)(uintptr_t)(*refs)[r].bits * np;
     if (*H == 0) { /* no mask: every concept absent; the map still counts at the image's size */
         mc_image im = {0};
         MC_TRY(mc_image_load(img_path, NULL, &im, err));
@@ -199,9 +220,9 @@ static mc_status image_masks(const char *mdir, const char *img_path, const mc_co
     return MC_OK;
 }
 
-mc_status mc_netdissect_iou(const mc_comm *c, const mc_config *cfg, const mc_train_data *td, mc_acts *acts,
-                            int64_t u0, int64_t rows, const mc_concepts *sets, int n_sets, const bool *use, float **S,
-                            mc_error *err) {
+mc_status mc_netdissect_iou(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
+                            mc_acts *acts, int64_t u0, int64_t rows, const mc_concepts *sets,
+                            int n_sets, const bool *use, float **S, mc_error *err) {
     for (int si = 0; si < n_sets; si++) S[si] = NULL;
     int gh = 0, gw = 0;
     int64_t first = 0;
@@ -209,34 +230,42 @@ mc_status mc_netdissect_iou(const mc_comm *c, const mc_config *cfg, const mc_tra
     if (acts->layout == MC_ACTS_SEQ) {
         int64_t g = (int64_t)llround(sqrt((double)(acts->tokens - 1)));
         if (acts->tokens < 2 || g * g != acts->tokens - 1)
-            s = MC_FAIL(err, MC_ERR_SHAPE, "netdissect: %s has %lld tokens per image; expected a CLS token and a square "
-                        "grid of patch tokens", acts->name, (long long)acts->tokens);
+            s = MC_FAIL(
+                err, MC_ERR_SHAPE,
+                "netdissect: %s has %lld tokens per image; expected a CLS token and a square "
+                "grid of patch tokens",
+                acts->name, (long long)acts->tokens);
         gh = gw = (int)g, first = 1;
     } else if (acts->layout == MC_ACTS_MAP) {
         gh = (int)acts->shape[2], gw = (int)acts->shape[3];
     } else {
-        s = MC_FAIL(err, MC_ERR_CONFIG, "netdissect: %s is one vector per image (no spatial map); extract with "
-                    "extract.pool: all", acts->name);
+        s = MC_FAIL(err, MC_ERR_CONFIG,
+                    "netdissect: %s is one vector per image (no spatial map); extract with "
+                    "extract.pool: all",
+                    acts->name);
     }
     const int64_t P = (int64_t)gh * gw, D = acts->dim;
     int64_t NV = 0;
     for (int64_t i = 0; i < td->n_img; i++) NV += td->valid[i] != 0;
     char mroot[MC_PATH_CAP], droot[MC_PATH_CAP];
-    if (s == MC_OK && !(mc_netdissect_masks_dir(cfg, mroot, sizeof mroot) && train_dir(cfg, droot, sizeof droot)))
+    if (s == MC_OK &&
+        !(mc_netdissect_masks_dir(cfg, mroot, sizeof mroot) && train_dir(cfg, droot, sizeof droot)))
         s = MC_FAIL(err, MC_ERR_ARG, "netdissect: path too long");
     char **paths = NULL;
     int64_t n_paths = 0;
     if (s == MC_OK) s = mc_store_read_strings(td->st, "images/paths", &paths, &n_paths, err);
     if (s == MC_OK && n_paths != td->n_img)
-        s = MC_FAIL(err, MC_ERR_FORMAT, "%s: images/paths has %lld entries, %lld images", td->path, (long long)n_paths,
-                    (long long)td->n_img);
+        s = MC_FAIL(err, MC_ERR_FORMAT, "%s: images/paths has %lld entries, %lld images", td->path,
+                    (long long)n_paths, (long long)td->n_img);
     float *vals = s == MC_OK ? mc_alloc_array((size_t)(rows * NV * P + 1), sizeof(float)) : NULL;
     float *tok = mc_alloc_array((size_t)D + 1, sizeof(float));
     double *thr = mc_alloc_array((size_t)rows + 1, sizeof(double));
     int64_t *sum_m = mc_calloc_array((size_t)rows + 1, sizeof(int64_t));
-    int64_t **inter = calloc((size_t)n_sets + 1, sizeof *inter), **sum_l = calloc((size_t)n_sets + 1, sizeof *sum_l);
+    int64_t **inter = calloc((size_t)n_sets + 1, sizeof *inter),
+            **sum_l = calloc((size_t)n_sets + 1, sizeof *sum_l);
     if (s == MC_OK && (!vals || !tok || !thr || !sum_m || !inter || !sum_l))
-        s = MC_FAIL(err, MC_ERR_NOMEM, "netdissect: out of memory for %lld units x %lld images x %lld positions",
+        s = MC_FAIL(err, MC_ERR_NOMEM,
+                    "netdissect: out of memory for %lld units x %lld images x %lld positions",
                     (long long)rows, (long long)NV, (long long)P);
     for (int si = 0; s == MC_OK && si < n_sets; si++) {
         if (!use[si]) continue;
@@ -251,12 +280,14 @@ mc_status mc_netdissect_iou(const mc_comm *c, const mc_config *cfg, const mc_tra
         if (!td->valid[i]) continue;
         for (int64_t p = 0; s == MC_OK && p < P; p++) {
             s = mc_acts_token(acts, i, first + p, tok, err);
-            for (int64_t u = 0; s == MC_OK && u < rows; u++) vals[(u * NV + v) * P + p] = tok[u0 + u];
+            for (int64_t u = 0; s == MC_OK && u < rows; u++)
+                vals[(u * NV + v) * P + p] = tok[u0 + u];
         }
         v++;
     }
     /* Thresholds: the exact top-0.5% quantile of each unit (settings.QUANTILE = 0.005). */
-    float *scratch = s == MC_OK && rows > 0 ? mc_alloc_array((size_t)(NV * P + 1), sizeof(float)) : NULL;
+    float *scratch =
+        s == MC_OK && rows > 0 ? mc_alloc_array((size_t)(NV * P + 1), sizeof(float)) : NULL;
     if (s == MC_OK && rows > 0 && !scratch) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     for (int64_t u = 0; s == MC_OK && u < rows && NV > 0; u++) {
         memcpy(scratch, vals + u * NV * P, (size_t)(NV * P) * sizeof(float));
@@ -277,7 +308,8 @@ mc_status mc_netdissect_iou(const mc_comm *c, const mc_config *cfg, const mc_tra
         const char *path = paths[i];
         char stem[MC_PATH_CAP], mdir[MC_PATH_CAP];
         if (strncmp(path, droot, droot_n) || path[droot_n] != '/') {
-            s = MC_FAIL(err, MC_ERR_FORMAT, "netdissect: image %s is not under the training dataset's folder %s", path,
+            s = MC_FAIL(err, MC_ERR_FORMAT,
+                        "netdissect: image %s is not under the training dataset's folder %s", path,
                         droot);
             break;
         }
@@ -289,19 +321,23 @@ mc_status mc_netdissect_iou(const mc_comm *c, const mc_config *cfg, const mc_tra
             break;
         }
         int H, W;
-        s = image_masks(mdir, path, sets, use, n_sets, &bits, &bits_cap, &refs, &refs_cap, &n_refs, &H, &W, err);
+        s = image_masks(mdir, path, sets, use, n_sets, &bits, &bits_cap, &refs, &refs_cap, &n_refs,
+                        &H, &W, err);
         if (s != MC_OK) break;
         if (H != cur_h || W != cur_w) {
-            free(up), free(bin), free(ay.i0), free(ay.i1), free(ay.l0), free(ay.l1), free(ax.i0), free(ax.i1),
-                free(ax.l0), free(ax.l1);
+            free(up), free(bin), free(ay.i0), free(ay.i1), free(ay.l0), free(ay.l1), free(ax.i0),
+                free(ax.i1), free(ax.l0), free(ax.l1);
             up = mc_alloc_array((size_t)H * (size_t)W, sizeof(float));
             bin = mc_alloc_array((size_t)H * (size_t)W, 1);
-            ay = (axis_w){mc_alloc_array((size_t)H, sizeof(int)), mc_alloc_array((size_t)H, sizeof(int)),
-                          mc_alloc_array((size_t)H, sizeof(float)), mc_alloc_array((size_t)H, sizeof(float))};
-            ax = (axis_w){mc_alloc_array((size_t)W, sizeof(int)), mc_alloc_array((size_t)W, sizeof(int)),
-                          mc_alloc_array((size_t)W, sizeof(float)), mc_alloc_array((size_t)W, sizeof(float))};
+            ay = (axis_w){
+                mc_alloc_array((size_t)H, sizeof(int)), mc_alloc_array((size_t)H, sizeof(int)),
+                mc_alloc_array((size_t)H, sizeof(float)), mc_alloc_array((size_t)H, sizeof(float))};
+            ax = (axis_w){
+                mc_alloc_array((size_t)W, sizeof(int)), mc_alloc_array((size_t)W, sizeof(int)),
+                mc_alloc_array((size_t)W, sizeof(float)), mc_alloc_array((size_t)W, sizeof(float))};
             cur_h = H, cur_w = W;
-            if (!up || !bin || !ay.i0 || !ay.i1 || !ay.l0 || !ay.l1 || !ax.i0 || !ax.i1 || !ax.l0 || !ax.l1) {
+            if (!up || !bin || !ay.i0 || !ay.i1 || !ay.l0 || !ay.l1 || !ax.i0 || !ax.i1 || !ax.l0 ||
+                !ax.l1) {
                 s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
                 cur_h = cur_w = 0;
                 break;
@@ -349,8 +385,8 @@ mc_status mc_netdissect_iou(const mc_comm *c, const mc_config *cfg, const mc_tra
                 S[si][u * Cn + j] = den > 0 ? (float)((double)b / (double)den) : 0.0f;
             }
     }
-    free(up), free(bin), free(ay.i0), free(ay.i1), free(ay.l0), free(ay.l1), free(ax.i0), free(ax.i1), free(ax.l0),
-        free(ax.l1);
+    free(up), free(bin), free(ay.i0), free(ay.i1), free(ay.l0), free(ay.l1), free(ax.i0),
+        free(ax.i1), free(ax.l0), free(ax.l1);
     free(bits), free(refs), free(vals), free(tok), free(thr), free(sum_m);
     for (int si = 0; si < n_sets; si++) free(inter[si]), free(sum_l[si]);
     free(inter), free(sum_l);

@@ -42,7 +42,8 @@ static mc_status vision_desc(const mc_plan_model *m, mc_model_desc **d, mc_error
     mc_hf_config *hc = NULL;
     MC_TRY(mc_hf_config_load(m->dir, &hc, err));
     const mc_desc_family f = m->family == MC_HF_RESNET ? MC_DESC_RESNET
-                             : m->family == MC_HF_CLIP ? MC_DESC_CLIP_VISION : MC_DESC_VIT;
+                             : m->family == MC_HF_CLIP ? MC_DESC_CLIP_VISION
+                                                       : MC_DESC_VIT;
     mc_status s = mc_model_desc_build(hc->root, hc->path, f, d, err);
     mc_hf_config_free(&hc);
     return s;
@@ -55,14 +56,16 @@ mc_status mc_plan_model_read(const char *dir, mc_plan_model *m, mc_error *err) {
     MC_TRY(mc_hf_config_load(dir, &hc, err));
     m->family = hc->family;
     if (hc->family != MC_HF_VIT && hc->family != MC_HF_CLIP && hc->family != MC_HF_RESNET) {
-        mc_status s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: a %s model is not a vision model miclip plans",
-                              hc->path, mc_hf_family_name(hc->family));
+        mc_status s =
+            MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: a %s model is not a vision model miclip plans",
+                    hc->path, mc_hf_family_name(hc->family));
         mc_hf_config_free(&hc);
         return s;
     }
     mc_model_desc *d = NULL, *t = NULL;
     mc_status s = vision_desc(m, &d, err);
-    if (s == MC_OK && hc->family == MC_HF_CLIP) s = mc_model_desc_build(hc->root, hc->path, MC_DESC_CLIP_TEXT, &t, err);
+    if (s == MC_OK && hc->family == MC_HF_CLIP)
+        s = mc_model_desc_build(hc->root, hc->path, MC_DESC_CLIP_TEXT, &t, err);
     mc_hf_config_free(&hc);
     if (s == MC_OK) {
         m->params = d->params;
@@ -79,7 +82,9 @@ mc_status mc_plan_model_read(const char *dir, mc_plan_model *m, mc_error *err) {
 
 /* Elements per image stored for a [T, D] or [C, H, W] layer under pool: all of them, or one
  * vector of D / C (a CLS token or a mean). */
-static int64_t pooled(int64_t C, int64_t rest, int pool) { return pool == MC_CFG_POOL_ALL ? C * rest : C; }
+static int64_t pooled(int64_t C, int64_t rest, int pool) {
+    return pool == MC_CFG_POOL_ALL ? C * rest : C;
+}
 
 mc_status mc_plan_layer(const mc_plan_model *m, const char *layer, int pool, double *prefix_gmac,
                         int64_t *elems, mc_error *err) {
@@ -89,9 +94,14 @@ mc_status mc_plan_layer(const mc_plan_model *m, const char *layer, int pool, dou
     mc_status s = MC_OK;
     if (i < 0) {
         s = m->family == MC_HF_RESNET
-                ? MC_FAIL(err, MC_ERR_ARG, "%s: no layer '%s' in this ResNet (e.g. 'stages.3', 'stages.3.layers.1.shortcut', 'pooler', 'logits')", m->dir, layer)
-                : MC_FAIL(err, MC_ERR_ARG, "%s: no layer '%s' (transformer layers: 0..%lld, %s)", m->dir, layer,
-                          (long long)m->L, m->family == MC_HF_VIT ? "layernorm, logits" : "post_layernorm, image_embeds");
+                ? MC_FAIL(err, MC_ERR_ARG,
+                          "%s: no layer '%s' in this ResNet (e.g. 'stages.3', "
+                          "'stages.3.layers.1.shortcut', 'pooler', 'logits')",
+                          m->dir, layer)
+                : MC_FAIL(err, MC_ERR_ARG, "%s: no layer '%s' (transformer layers: 0..%lld, %s)",
+                          m->dir, layer, (long long)m->L,
+                          m->family == MC_HF_VIT ? "layernorm, logits"
+                                                 : "post_layernorm, image_embeds");
     } else {
         const mc_desc_layer *l = &d->layers[i];
         *prefix_gmac = l->mac_cum / 1e9;
@@ -108,7 +118,8 @@ double mc_plan_arena_bytes(const mc_plan_model *m, int64_t B) {
     mc_error e = {0};
     /* m was read from this config.json already; a failure here means it changed since */
     if (vision_desc(m, &d, &e) != MC_OK) return 0;
-    const double bytes = (double)mc_model_desc_arena_floats(d, B, m->image, m->image) * sizeof(float);
+    const double bytes =
+        (double)mc_model_desc_arena_floats(d, B, m->image, m->image) * sizeof(float);
     mc_model_desc_free(&d);
     return bytes;
 }
@@ -144,7 +155,8 @@ mc_status mc_calibration_read(const char *path, mc_calibration *cal, mc_error *e
     int64_t threads = 1;
     json_t *fw = NULL;
     mc_status s;
-    if ((s = mc_json_get_str(j, "format", true, NULL, &fmt, path, err)) == MC_OK && strcmp(fmt, CAL_FORMAT) != 0)
+    if ((s = mc_json_get_str(j, "format", true, NULL, &fmt, path, err)) == MC_OK &&
+        strcmp(fmt, CAL_FORMAT) != 0)
         s = MC_FAIL(err, MC_ERR_FORMAT, "%s: format '%s', expected '%s'", path, fmt, CAL_FORMAT);
     if (s == MC_OK &&
         !((s = mc_json_get_str(j, "host", false, "?", &host, path, err)) ||
@@ -153,8 +165,9 @@ mc_status mc_calibration_read(const char *path, mc_calibration *cal, mc_error *e
           (s = mc_json_get_num(j, "mem_gbps", true, 0, &cal->mem_gbps, path, err)) ||
           (s = mc_json_get_num(j, "decode_images_per_s", true, 0, &cal->decode_ips, path, err)) ||
           (s = mc_json_get_obj(j, "forward", false, &fw, path, err)))) {
-        if (threads < 1 || threads > 4096 || !(cal->sgemm_gflops > 0) || !(cal->mem_gbps > 0) || !(cal->decode_ips > 0) ||
-            !isfinite(cal->sgemm_gflops) || !isfinite(cal->mem_gbps) || !isfinite(cal->decode_ips))
+        if (threads < 1 || threads > 4096 || !(cal->sgemm_gflops > 0) || !(cal->mem_gbps > 0) ||
+            !(cal->decode_ips > 0) || !isfinite(cal->sgemm_gflops) || !isfinite(cal->mem_gbps) ||
+            !isfinite(cal->decode_ips))
             s = MC_FAIL(err, MC_ERR_FORMAT, "%s: rates must be positive and threads 1..4096", path);
     }
     if (s == MC_OK && fw) {
@@ -164,7 +177,8 @@ mc_status mc_calibration_read(const char *path, mc_calibration *cal, mc_error *e
               (s = mc_json_get_num(fw, "gmac_per_image", true, 0, &cal->fwd_gmac, path, err)) ||
               (s = mc_json_get_num(fw, "images_per_s", true, 0, &cal->fwd_ips, path, err)) ||
               (s = mc_json_get_int(fw, "batch", false, 1, &b, path, err)))) {
-            if (!(cal->fwd_gmac > 0) || !(cal->fwd_ips > 0) || !isfinite(cal->fwd_ips) || !isfinite(cal->fwd_gmac))
+            if (!(cal->fwd_gmac > 0) || !(cal->fwd_ips > 0) || !isfinite(cal->fwd_ips) ||
+                !isfinite(cal->fwd_gmac))
                 s = MC_FAIL(err, MC_ERR_FORMAT, "%s: forward rates must be positive", path);
             mc_strlcpy(cal->fwd_model, model, sizeof cal->fwd_model);
             cal->fwd_batch = (int)b;
@@ -236,33 +250,54 @@ static double rate_of(void (*fn)(void *), void *u, double min_s) {
     return (double)n / t;
 }
 
-typedef struct { int64_t n; float *a, *b, *c; } gemm_job;
+typedef struct {
+    int64_t n;
+    float *a, *b, *c;
+} gemm_job;
 static void gemm_once(void *u) {
     gemm_job *g = u;
     mc_sgemm(false, true, g->n, g->n, g->n, 1.0f, g->a, g->n, g->b, g->n, 0.0f, g->c, g->n);
 }
-typedef struct { size_t n; char *a, *b; } copy_job;
+typedef struct {
+    size_t n;
+    char *a, *b;
+} copy_job;
 static void copy_once(void *u) {
     copy_job *c = u;
     memcpy(c->b, c->a, c->n);
     c->a[c->n / 2]++; /* keep the copy from being elided */
 }
-typedef struct { const uint8_t *png; size_t len; mc_status s; mc_error err; } decode_job;
+typedef struct {
+    const uint8_t *png;
+    size_t len;
+    mc_status s;
+    mc_error err;
+} decode_job;
 static void decode_once(void *u) {
     decode_job *d = u;
     mc_image img = {0}, out = {0};
-    if (d->s == MC_OK) d->s = mc_image_decode(d->png, d->len, "calibration image", NULL, &img, &d->err);
+    if (d->s == MC_OK)
+        d->s = mc_image_decode(d->png, d->len, "calibration image", NULL, &img, &d->err);
     if (d->s == MC_OK) d->s = mc_image_resize(&img, 224, 224, MC_RESAMPLE_BICUBIC, &out, &d->err);
     mc_image_free(&img);
     mc_image_free(&out);
 }
-typedef struct { mc_model *m; float *pix, *out; int64_t B; int h, w; mc_status s; mc_error err; } fwd_job;
+typedef struct {
+    mc_model *m;
+    float *pix, *out;
+    int64_t B;
+    int h, w;
+    mc_status s;
+    mc_error err;
+} fwd_job;
 static void forward_once(void *u) {
     fwd_job *f = u;
-    if (f->s == MC_OK) f->s = mc_model_forward(f->m, f->pix, f->B, f->h, f->w, NULL, f->out, NULL, &f->err);
+    if (f->s == MC_OK)
+        f->s = mc_model_forward(f->m, f->pix, f->B, f->h, f->w, NULL, f->out, NULL, &f->err);
 }
 
-mc_status mc_calibration_measure(int threads, const char *model_dir, mc_calibration *cal, mc_error *err) {
+mc_status mc_calibration_measure(int threads, const char *model_dir, mc_calibration *cal,
+                                 mc_error *err) {
     mc_calibration_defaults(cal);
     if (threads < 1) threads = 1;
     mc_set_threads(threads);
@@ -276,7 +311,8 @@ mc_status mc_calibration_measure(int threads, const char *model_dir, mc_calibrat
         free(g.a), free(g.b), free(g.c);
         return MC_FAIL(err, MC_ERR_NOMEM, "calibration: out of memory");
     }
-    for (size_t i = 0; i < nn; i++) g.a[i] = (float)(i % 17) * 0.01f, g.b[i] = (float)(i % 13) * 0.02f;
+    for (size_t i = 0; i < nn; i++)
+        g.a[i] = (float)(i % 17) * 0.01f, g.b[i] = (float)(i % 13) * 0.02f;
     cal->sgemm_gflops = rate_of(gemm_once, &g, 1.0) * 2.0 * (double)g.n * g.n * g.n / 1e9;
     free(g.a), free(g.b), free(g.c);
     /* memory: 64 MiB copies, 2 bytes moved per byte copied */
@@ -297,7 +333,8 @@ mc_status mc_calibration_measure(int threads, const char *model_dir, mc_calibrat
     for (int y = 0; y < H; y++)
         for (int x = 0; x < W; x++)
             for (int k = 0; k < 3; k++)
-                px[((size_t)y * W + x) * 3 + k] = (uint8_t)((x * (k + 1) + y * 3 + ((x * 7919 + y * 104729 + k) % 23)) & 255);
+                px[((size_t)y * W + x) * 3 + k] =
+                    (uint8_t)((x * (k + 1) + y * 3 + ((x * 7919 + y * 104729 + k) % 23)) & 255);
     decode_job d = {0};
     uint8_t *png = NULL;
     mc_status s = mc_image_encode_png(px, W, H, 3, &png, &d.len, err);
@@ -312,7 +349,8 @@ mc_status mc_calibration_measure(int threads, const char *model_dir, mc_calibrat
     }
     /* a forward of the configured model, when its weights are here */
     char wpath[MC_PLAN_TEXT_MAX + 32];
-    if (model_dir && snprintf(wpath, sizeof wpath, "%s/model.safetensors", model_dir) < (int)sizeof wpath &&
+    if (model_dir &&
+        snprintf(wpath, sizeof wpath, "%s/model.safetensors", model_dir) < (int)sizeof wpath &&
         mc_file_exists(wpath)) {
         mc_plan_model pm;
         MC_TRY(mc_plan_model_read(model_dir, &pm, err));
@@ -324,7 +362,8 @@ mc_status mc_calibration_measure(int threads, const char *model_dir, mc_calibrat
         f.pix = malloc(n * sizeof(float));
         f.out = malloc((size_t)f.B * (size_t)mc_model_output_dim(f.m) * sizeof(float));
         if (!f.pix || !f.out) s = MC_FAIL(err, MC_ERR_NOMEM, "calibration: out of memory");
-        for (size_t i = 0; s == MC_OK && i < n; i++) f.pix[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+        for (size_t i = 0; s == MC_OK && i < n; i++)
+            f.pix[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
         if (s == MC_OK) {
             double r = rate_of(forward_once, &f, 2.0);
             s = f.s;
@@ -374,14 +413,16 @@ static int64_t count_images(const mc_dataset_cfg *d, const char *what, char *not
         if (full > 0 && d->n_samples == 0) {
             size_t u = strlen(note);
             snprintf(note + u, cap - u, "%s%s: %s not found, using the %s size %lld", u ? "; " : "",
-                     what, d->root, d->kind == MC_DS_WORLD ? "'miclip world make' default" : "published",
+                     what, d->root,
+                     d->kind == MC_DS_WORLD ? "'miclip world make' default" : "published",
                      (long long)full);
         }
     }
     if (d->n_samples > 0) return full > 0 && full < d->n_samples ? full : d->n_samples;
     if (full <= 0) {
         size_t u = strlen(note);
-        snprintf(note + u, cap - u, "%s%s: image count unknown (folder absent; set n_samples)", u ? "; " : "", what);
+        snprintf(note + u, cap - u, "%s%s: image count unknown (folder absent; set n_samples)",
+                 u ? "; " : "", what);
         return 0;
     }
     return full;
@@ -410,7 +451,8 @@ static double per_core(double rate_per_rank, const mc_calibration *cal) {
 
 /* GFLOP/s per core a model forward reaches. */
 static double forward_rate(const mc_calibration *cal) {
-    if (cal->fwd_ips > 0 && cal->fwd_gmac > 0) return per_core(2.0 * cal->fwd_ips * cal->fwd_gmac, cal);
+    if (cal->fwd_ips > 0 && cal->fwd_gmac > 0)
+        return per_core(2.0 * cal->fwd_ips * cal->fwd_gmac, cal);
     return per_core(cal->sgemm_gflops, cal) * MC_PLAN_DEFAULT_FORWARD_EFF;
 }
 
@@ -429,7 +471,9 @@ static mc_status exact_sizes(mc_plan_model *m, int64_t B, mc_error *err) {
     char w[MC_PLAN_TEXT_MAX + 32];
     m->arena_bytes = mc_plan_arena_bytes(m, B);
     m->loaded_params = m->params;
-    if (snprintf(w, sizeof w, "%s/model.safetensors", m->dir) >= (int)sizeof w || !mc_file_exists(w)) return MC_OK;
+    if (snprintf(w, sizeof w, "%s/model.safetensors", m->dir) >= (int)sizeof w ||
+        !mc_file_exists(w))
+        return MC_OK;
     mc_model *mm = NULL;
     MC_TRY(mc_model_create(m->dir, &mm, err));
     m->exact = true;
@@ -439,30 +483,39 @@ static mc_status exact_sizes(mc_plan_model *m, int64_t B, mc_error *err) {
     return MC_OK;
 }
 
-void mc_plan_unit_table_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p, mc_plan_stage *S, double *flop,
-                             double *core_s, double *mem_b) {
+void mc_plan_unit_table_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p,
+                             mc_plan_stage *S, double *flop, double *core_s, double *mem_b) {
     /* the unit kinds this stage covers: neurons of the widest layer, SAE features */
-    const mc_enum_list *uk = S->stage == MC_STAGE_DESCRIBE ? &cfg->describe.units : &cfg->localize.units;
+    const mc_enum_list *uk =
+        S->stage == MC_STAGE_DESCRIBE ? &cfg->describe.units : &cfg->localize.units;
     double units = 0, e = (double)in->proj;
     for (int u = 0; u < uk->n; u++)
         units += uk->v[u] == MC_UNIT_SAE ? (double)cfg->sae.features : (double)in->align_dim;
     if (S->stage == MC_STAGE_BASELINES) units = (double)in->align_dim; /* baselines rank neurons */
     if (units < 1) units = 1;
     double mac = units * (double)in->n_concepts * e;
-    if (S->stage == MC_STAGE_BASELINES) mac = units * (double)in->n_concepts * (double)p->n_train / 64.0 + units * e * 100;
+    if (S->stage == MC_STAGE_BASELINES)
+        mac = units * (double)in->n_concepts * (double)p->n_train / 64.0 + units * e * 100;
     S->items = units;
     mc_strlcpy(S->item_name, "units", sizeof S->item_name);
     S->gmac_per_item = mac / units / 1e9;
     *flop = 2.0 * mac;
     *core_s = *flop / in->gemm;
-    *mem_b += (units + (double)in->n_concepts) * e * 4 + units * (double)in->n_concepts * 4 / p->ranks;
+    *mem_b +=
+        (units + (double)in->n_concepts) * e * 4 + units * (double)in->n_concepts * 4 / p->ranks;
     int64_t tau = S->stage == MC_STAGE_DESCRIBE ? cfg->describe.tau : cfg->localize.tau;
-    mc_plan_add_store(p, S->stage, S->stage == MC_STAGE_DESCRIBE ? "describe/<task>.h5" : S->stage == MC_STAGE_LOCALIZE ? "localize/<task>.h5" : "baselines/<task>.h5",
-              S->n_tasks, (units + (double)in->n_concepts) * (double)tau * 8 + MC_PLAN_SMALL_STORE_OVERHEAD_BYTES);
+    mc_plan_add_store(p, S->stage,
+                      S->stage == MC_STAGE_DESCRIBE   ? "describe/<task>.h5"
+                      : S->stage == MC_STAGE_LOCALIZE ? "localize/<task>.h5"
+                                                      : "baselines/<task>.h5",
+                      S->n_tasks,
+                      (units + (double)in->n_concepts) * (double)tau * 8 +
+                          MC_PLAN_SMALL_STORE_OVERHEAD_BYTES);
 }
 
 mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_calibration *cal,
-                       const char *target_dir, const char *clip_dir, bool load_weights, mc_plan *p, mc_error *err) {
+                       const char *target_dir, const char *clip_dir, bool load_weights, mc_plan *p,
+                       mc_error *err) {
     memset(p, 0, sizeof *p);
     p->ranks = ranks > 0 ? ranks : 1;
     p->threads = threads > 0 ? threads : (cfg->threads > 0 ? (int)cfg->threads : 1);
@@ -471,18 +524,28 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
     const char *td = target_dir ? target_dir : cfg->models.target;
     const char *cd = clip_dir ? clip_dir : cfg->models.clip;
     p->clip_is_target = !strcmp(td, cd);
-    if (p->clip_is_target) p->clip = p->target;
-    else MC_TRY(mc_plan_model_read(cd, &p->clip, err));
+    if (p->clip_is_target)
+        p->clip = p->target;
+    else
+        MC_TRY(mc_plan_model_read(cd, &p->clip, err));
     if (p->clip.family != MC_HF_CLIP)
         return MC_FAIL(err, MC_ERR_CONFIG, "models.clip (%s) is not a CLIP model", cd);
-    if (load_weights) MC_TRY(exact_sizes(&p->target, cfg->extract.batch_size, err));
-    else p->target.arena_bytes = mc_plan_arena_bytes(&p->target, cfg->extract.batch_size), p->target.loaded_params = p->target.params;
-    if (p->clip_is_target) p->clip = p->target;
-    else if (load_weights) MC_TRY(exact_sizes(&p->clip, cfg->extract.batch_size, err));
-    else p->clip.arena_bytes = mc_plan_arena_bytes(&p->clip, cfg->extract.batch_size), p->clip.loaded_params = p->clip.params;
+    if (load_weights)
+        MC_TRY(exact_sizes(&p->target, cfg->extract.batch_size, err));
+    else
+        p->target.arena_bytes = mc_plan_arena_bytes(&p->target, cfg->extract.batch_size),
+        p->target.loaded_params = p->target.params;
+    if (p->clip_is_target)
+        p->clip = p->target;
+    else if (load_weights)
+        MC_TRY(exact_sizes(&p->clip, cfg->extract.batch_size, err));
+    else
+        p->clip.arena_bytes = mc_plan_arena_bytes(&p->clip, cfg->extract.batch_size),
+        p->clip.loaded_params = p->clip.params;
 
     const int64_t seeds = cfg->seeds.n;
-    p->n_train = count_images(&cfg->datasets.train, "datasets.train", p->images_note, sizeof p->images_note);
+    p->n_train =
+        count_images(&cfg->datasets.train, "datasets.train", p->images_note, sizeof p->images_note);
     bool inter = mc_config_has_stage(cfg, MC_STAGE_INTERVENE);
     bool want_eval = false, want_unseen = false;
     for (int i = 0; inter && i < cfg->intervene.datasets.n; i++) {
@@ -491,15 +554,20 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
     }
     /* The report's flawed_reasoning figure reads the eval images too (extract.c: split_wanted). */
     for (int i = 0; mc_config_has_stage(cfg, MC_STAGE_REPORT) && i < cfg->report.figures.n; i++)
-        if (cfg->report.figures.v[i] == MC_FIGURE_FLAWED_REASONING && cfg->datasets.eval.kind != MC_DS_NONE)
+        if (cfg->report.figures.v[i] == MC_FIGURE_FLAWED_REASONING &&
+            cfg->datasets.eval.kind != MC_DS_NONE)
             want_eval = true;
-    if (want_eval) p->n_eval = count_images(&cfg->datasets.eval, "datasets.eval", p->images_note, sizeof p->images_note);
-    if (want_unseen) p->n_unseen = count_images(&cfg->datasets.unseen, "datasets.unseen", p->images_note, sizeof p->images_note);
+    if (want_eval)
+        p->n_eval = count_images(&cfg->datasets.eval, "datasets.eval", p->images_note,
+                                 sizeof p->images_note);
+    if (want_unseen)
+        p->n_unseen = count_images(&cfg->datasets.unseen, "datasets.unseen", p->images_note,
+                                   sizeof p->images_note);
 
     const double cores = (double)p->ranks * p->threads;
-    const double fwd = forward_rate(cal) * 1e9;                /* flop/s per core in forwards */
+    const double fwd = forward_rate(cal) * 1e9;                 /* flop/s per core in forwards */
     const double gemm = per_core(cal->sgemm_gflops, cal) * 1e9; /* flop/s per core in sgemm */
-    const double mem = per_core(cal->mem_gbps, cal) * 1e9;     /* bytes/s per core */
+    const double mem = per_core(cal->mem_gbps, cal) * 1e9;      /* bytes/s per core */
     const double dec = per_core(cal->decode_ips, cal);          /* images/s per core */
     const double tgt_w = 4.0 * (double)p->target.loaded_params;
     const double clip_w = p->clip_is_target ? 0 : 4.0 * (double)(p->clip.loaded_params);
@@ -511,22 +579,28 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
     if (cfg->datasets.train.kind != MC_DS_NONE && mc_dir_exists(cfg->datasets.train.root)) {
         mc_dataset ds = {0};
         mc_error e = {0};
-        if (mc_dataset_list(&cfg->datasets.train, NULL, 0, &ds, &e) == MC_OK) n_classes = ds.n_classes;
+        if (mc_dataset_list(&cfg->datasets.train, NULL, 0, &ds, &e) == MC_OK)
+            n_classes = ds.n_classes;
         mc_dataset_free(&ds);
     }
     if (n_classes <= 0) n_classes = 1000;
     int64_t n_concepts = 0;
     for (int i = 0; i < cfg->concepts.n; i++) {
-        int64_t k = cfg->concepts.v[i].source == MC_CONCEPTS_CLASSES ? n_classes : count_lines(cfg->concepts.v[i].file);
+        int64_t k = cfg->concepts.v[i].source == MC_CONCEPTS_CLASSES
+                        ? n_classes
+                        : count_lines(cfg->concepts.v[i].file);
         if (k < 0) {
             k = 20000; /* absent here: the paper's largest set */
             size_t u = strlen(p->images_note);
-            snprintf(p->images_note + u, sizeof p->images_note - u, "%sconcepts %s: file absent, counted as 20000",
-                     u ? "; " : "", cfg->concepts.v[i].name);
+            snprintf(p->images_note + u, sizeof p->images_note - u,
+                     "%sconcepts %s: file absent, counted as 20000", u ? "; " : "",
+                     cfg->concepts.v[i].name);
         }
         n_concepts += k;
     }
-    const double text_gmac = (double)p->clip.tL * mc_desc_block_mac(TEXT_TOKENS, (double)p->clip.tD, (double)p->clip.tI) / 1e9;
+    const double text_gmac =
+        (double)p->clip.tL *
+        mc_desc_block_mac(TEXT_TOKENS, (double)p->clip.tD, (double)p->clip.tI) / 1e9;
 
     /* per-layer sizes of the extraction store */
     double act_bytes = 0;
@@ -536,7 +610,8 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
     for (int i = 0; i < cfg->extract.layers.n; i++) {
         double pre;
         int64_t el;
-        MC_TRY(mc_plan_layer(&p->target, cfg->extract.layers.v[i], cfg->extract.pool, &pre, &el, err));
+        MC_TRY(
+            mc_plan_layer(&p->target, cfg->extract.layers.v[i], cfg->extract.pool, &pre, &el, err));
         act_bytes += (double)el * dt;
         if (!strcmp(cfg->extract.layers.v[i], cfg->sae.layer)) sae_dim = el;
     }
@@ -544,20 +619,37 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
     for (int i = 0; i < cfg->extract.layers.n; i++) {
         double pre;
         int64_t el;
-        MC_TRY(mc_plan_layer(&p->target, cfg->extract.layers.v[i], cfg->extract.pool, &pre, &el, err));
+        MC_TRY(
+            mc_plan_layer(&p->target, cfg->extract.layers.v[i], cfg->extract.pool, &pre, &el, err));
         if (el > align_dim) align_dim = el;
     }
     if (inter) {
         int64_t el;
-        MC_TRY(mc_plan_layer(&p->target, cfg->intervene.layer, MC_CFG_POOL_ALL, &int_prefix, &el, err));
+        MC_TRY(mc_plan_layer(&p->target, cfg->intervene.layer, MC_CFG_POOL_ALL, &int_prefix, &el,
+                             err));
         int_T = el;
     }
     const int64_t proj = p->clip.out_dim;
     const mc_plan_inputs in = {
-        .seeds = seeds, .n_classes = n_classes, .n_concepts = n_concepts, .text_gmac = text_gmac,
-        .act_bytes = act_bytes, .dtype_bytes = dt, .sae_dim = sae_dim, .align_dim = align_dim,
-        .int_T = int_T, .int_prefix = int_prefix, .proj = proj, .cores = cores, .fwd = fwd,
-        .gemm = gemm, .mem = mem, .dec = dec, .tgt_w = tgt_w, .clip_w = clip_w, .text_w = text_w,
+        .seeds = seeds,
+        .n_classes = n_classes,
+        .n_concepts = n_concepts,
+        .text_gmac = text_gmac,
+        .act_bytes = act_bytes,
+        .dtype_bytes = dt,
+        .sae_dim = sae_dim,
+        .align_dim = align_dim,
+        .int_T = int_T,
+        .int_prefix = int_prefix,
+        .proj = proj,
+        .cores = cores,
+        .fwd = fwd,
+        .gemm = gemm,
+        .mem = mem,
+        .dec = dec,
+        .tgt_w = tgt_w,
+        .clip_w = clip_w,
+        .text_w = text_w,
         .eb = eb,
     };
 
@@ -578,8 +670,9 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
         S->core_s_task = core_s;
         if (S->wall_s_task <= 0) S->wall_s_task = core_s / cores;
         S->wall_s_task += MC_PLAN_TASK_START_S; /* start-up: MPI, model load, store open */
-        S->core_hours = S->core_s_all > 0 ? (S->core_s_all + MC_PLAN_TASK_START_S * cores * nt) / 3600.0 /* tasks differ */
-                                           : S->wall_s_task * cores * nt / 3600.0;
+        S->core_hours = S->core_s_all > 0 ? (S->core_s_all + MC_PLAN_TASK_START_S * cores * nt) /
+                                                3600.0 /* tasks differ */
+                                          : S->wall_s_task * cores * nt / 3600.0;
         S->mem_rank = mem_b;
         p->total_core_hours += S->core_hours;
         p->total_disk += S->disk;
@@ -599,39 +692,55 @@ void mc_plan_fmt_bytes(double b, char *buf, size_t cap) {
 }
 
 void mc_plan_fmt_time(double s, char *buf, size_t cap) {
-    if (s < 60) snprintf(buf, cap, "%.0f s", s);
-    else if (s < 3600) snprintf(buf, cap, "%.0f min %02.0f s", floor(s / 60), fmod(s, 60));
-    else snprintf(buf, cap, "%.0f h %02.0f min", floor(s / 3600), floor(fmod(s, 3600) / 60));
+    if (s < 60)
+        snprintf(buf, cap, "%.0f s", s);
+    else if (s < 3600)
+        snprintf(buf, cap, "%.0f min %02.0f s", floor(s / 60), fmod(s, 60));
+    else
+        snprintf(buf, cap, "%.0f h %02.0f min", floor(s / 3600), floor(fmod(s, 3600) / 60));
 }
 
 static const char *fam(int f) { return mc_hf_family_name((mc_hf_family)f); }
 
 void mc_plan_print(FILE *f, const mc_config *cfg, const mc_plan *p) {
     char a[64], b[64], c[64];
-    fprintf(f, "plan for %s (config %.16s) at %d rank(s) x %d thread(s)\n", cfg->name, cfg->hash, p->ranks, p->threads);
+    fprintf(f, "plan for %s (config %.16s) at %d rank(s) x %d thread(s)\n", cfg->name, cfg->hash,
+            p->ranks, p->threads);
     if (p->cal.from_file)
-        fprintf(f, "calibration: %s (host %s, %d thread(s)): sgemm %.1f GFLOP/s, memory %.1f GB/s, decode %.0f img/s",
-                p->cal.path, p->cal.host, p->cal.threads, p->cal.sgemm_gflops, p->cal.mem_gbps, p->cal.decode_ips);
+        fprintf(f,
+                "calibration: %s (host %s, %d thread(s)): sgemm %.1f GFLOP/s, memory %.1f GB/s, "
+                "decode %.0f img/s",
+                p->cal.path, p->cal.host, p->cal.threads, p->cal.sgemm_gflops, p->cal.mem_gbps,
+                p->cal.decode_ips);
     else
-        fprintf(f, "calibration: NONE - conservative defaults per core (sgemm %.0f GFLOP/s, memory %.0f GB/s, decode %.0f img/s,\n"
-                   "  forwards at %.0f%% of sgemm); run 'miclip plan CONFIG --calibrate' on a compute node for real numbers",
-                p->cal.sgemm_gflops, p->cal.mem_gbps, p->cal.decode_ips, 100 * MC_PLAN_DEFAULT_FORWARD_EFF);
-    if (p->cal.fwd_ips > 0) fprintf(f, ", forward %.1f img/s of a %.2f GMAC model", p->cal.fwd_ips, p->cal.fwd_gmac);
+        fprintf(f,
+                "calibration: NONE - conservative defaults per core (sgemm %.0f GFLOP/s, memory "
+                "%.0f GB/s, decode %.0f img/s,\n"
+                "  forwards at %.0f%% of sgemm); run 'miclip plan CONFIG --calibrate' on a compute "
+                "node for real numbers",
+                p->cal.sgemm_gflops, p->cal.mem_gbps, p->cal.decode_ips,
+                100 * MC_PLAN_DEFAULT_FORWARD_EFF);
+    if (p->cal.fwd_ips > 0)
+        fprintf(f, ", forward %.1f img/s of a %.2f GMAC model", p->cal.fwd_ips, p->cal.fwd_gmac);
     fprintf(f, "\n");
     char ab[64];
     mc_plan_fmt_bytes(p->target.arena_bytes, ab, sizeof ab);
-    fprintf(f, "target: %s, %s, %.1f M parameters, %.2f GMAC/image (1 GMAC = 1e9 multiply-adds, the model cards' \"GFLOP\")\n"
-               "        arena %s at batch %lld (%s)\n",
+    fprintf(f,
+            "target: %s, %s, %.1f M parameters, %.2f GMAC/image (1 GMAC = 1e9 multiply-adds, the "
+            "model cards' \"GFLOP\")\n"
+            "        arena %s at batch %lld (%s)\n",
             p->target.dir, fam(p->target.family), p->target.params / 1e6, p->target.gmac, ab,
-            (long long)cfg->extract.batch_size, p->target.exact ? "the loaded model's own size" : "estimated from config.json; weights absent");
+            (long long)cfg->extract.batch_size,
+            p->target.exact ? "the loaded model's own size"
+                            : "estimated from config.json; weights absent");
     if (!p->clip_is_target)
-        fprintf(f, "clip:   %s, %.1f M vision + %.1f M text parameters, %.2f GMAC/image\n", p->clip.dir,
-                p->clip.params / 1e6, p->clip.text_params / 1e6, p->clip.gmac);
-    fprintf(f, "images per seed: train %lld, eval %lld, unseen %lld; seeds %d\n", (long long)p->n_train,
-            (long long)p->n_eval, (long long)p->n_unseen, cfg->seeds.n);
+        fprintf(f, "clip:   %s, %.1f M vision + %.1f M text parameters, %.2f GMAC/image\n",
+                p->clip.dir, p->clip.params / 1e6, p->clip.text_params / 1e6, p->clip.gmac);
+    fprintf(f, "images per seed: train %lld, eval %lld, unseen %lld; seeds %d\n",
+            (long long)p->n_train, (long long)p->n_eval, (long long)p->n_unseen, cfg->seeds.n);
     if (p->images_note[0]) fprintf(f, "note: %s\n", p->images_note);
-    fprintf(f, "\n%-10s %6s %14s %12s %14s %12s %12s %12s\n", "stage", "tasks", "work/task", "GMAC/item",
-            "wall/task", "core-hours", "mem/rank", "disk");
+    fprintf(f, "\n%-10s %6s %14s %12s %14s %12s %12s %12s\n", "stage", "tasks", "work/task",
+            "GMAC/item", "wall/task", "core-hours", "mem/rank", "disk");
     for (int i = 0; i < p->n_stages; i++) {
         const mc_plan_stage *S = &p->st[i];
         char work[64];
@@ -639,19 +748,24 @@ void mc_plan_print(FILE *f, const mc_config *cfg, const mc_plan *p) {
         mc_plan_fmt_time(S->wall_s_task, a, sizeof a);
         mc_plan_fmt_bytes(S->mem_rank, b, sizeof b);
         mc_plan_fmt_bytes(S->disk, c, sizeof c);
-        fprintf(f, "%-10s %6d %14s %12.4g %14s %12.2f %12s %12s%s%s\n", mc_stage_name(S->stage), S->n_tasks, work,
-                S->gmac_per_item, a, S->core_hours, b, c, S->note[0] ? "  " : "", S->note);
+        fprintf(f, "%-10s %6d %14s %12.4g %14s %12.2f %12s %12s%s%s\n", mc_stage_name(S->stage),
+                S->n_tasks, work, S->gmac_per_item, a, S->core_hours, b, c, S->note[0] ? "  " : "",
+                S->note);
     }
     mc_plan_fmt_bytes(p->max_mem_rank, b, sizeof b);
     mc_plan_fmt_bytes(p->total_disk, c, sizeof c);
-    fprintf(f, "%-10s %6s %14s %12s %14s %12.2f %12s %12s\n", "total", "", "", "", "", p->total_core_hours, b, c);
+    fprintf(f, "%-10s %6s %14s %12s %14s %12.2f %12s %12s\n", "total", "", "", "", "",
+            p->total_core_hours, b, c);
     fprintf(f, "\nstores:\n");
     for (int i = 0; i < p->n_stores; i++) {
         mc_plan_fmt_bytes(p->stores[i].bytes_each, a, sizeof a);
-        fprintf(f, "  %-10s %3d x %-12s %s\n", mc_stage_name(p->stores[i].stage), p->stores[i].count, a, p->stores[i].what);
+        fprintf(f, "  %-10s %3d x %-12s %s\n", mc_stage_name(p->stores[i].stage),
+                p->stores[i].count, a, p->stores[i].what);
     }
-    fprintf(f, "\nmemory per rank = weights + activation arena + stage buffers + %.0f MiB runtime;\n"
-               "wall time assumes the tasks of a stage run as parallel array jobs, each with these ranks x threads.\n",
+    fprintf(f,
+            "\nmemory per rank = weights + activation arena + stage buffers + %.0f MiB runtime;\n"
+            "wall time assumes the tasks of a stage run as parallel array jobs, each with these "
+            "ranks x threads.\n",
             MC_PLAN_RUNTIME_BYTES / 1048576.0);
 }
 
@@ -669,30 +783,35 @@ void mc_plan_print_json(FILE *f, const mc_config *cfg, const mc_plan *p) {
     json_object_set_new(m, "sizes_from_weights", json_boolean(p->target.exact));
     json_object_set_new(m, "loaded_params", json_integer(p->target.loaded_params));
     json_object_set_new(m, "arena_bytes", json_real(p->target.arena_bytes));
-    json_object_set_new(m, "arena_bytes_estimate", json_real(mc_plan_arena_bytes(&p->target, cfg->extract.batch_size)));
+    json_object_set_new(m, "arena_bytes_estimate",
+                        json_real(mc_plan_arena_bytes(&p->target, cfg->extract.batch_size)));
     json_object_set_new(j, "target", m);
     m = json_object();
     json_object_set_new(m, "params", json_integer(p->clip.params));
     json_object_set_new(m, "text_params", json_integer(p->clip.text_params));
     json_object_set_new(m, "gmac_per_image", json_real(p->clip.gmac));
     json_object_set_new(j, "clip", m);
-    json_object_set_new(j, "images", json_pack("{sIsIsI}", "train", (json_int_t)p->n_train, "eval",
-                                               (json_int_t)p->n_eval, "unseen", (json_int_t)p->n_unseen));
+    json_object_set_new(j, "images",
+                        json_pack("{sIsIsI}", "train", (json_int_t)p->n_train, "eval",
+                                  (json_int_t)p->n_eval, "unseen", (json_int_t)p->n_unseen));
     json_t *arr = json_array();
     for (int i = 0; i < p->n_stages; i++) {
         const mc_plan_stage *S = &p->st[i];
-        json_array_append_new(arr, json_pack("{sssbsisfsssfsfsfsfsfsfsf}", "stage", mc_stage_name(S->stage), "implemented",
-                                             S->implemented, "tasks", S->n_tasks, "items_per_task", S->items, "item",
-                                             S->item_name, "gmac_per_item", S->gmac_per_item, "tflop_per_task", S->tflop, "core_seconds_per_task",
-                                             S->core_s_task, "wall_seconds_per_task", S->wall_s_task, "core_hours",
-                                             S->core_hours, "mem_bytes_per_rank", S->mem_rank, "disk_bytes", S->disk));
+        json_array_append_new(
+            arr, json_pack("{sssbsisfsssfsfsfsfsfsfsf}", "stage", mc_stage_name(S->stage),
+                           "implemented", S->implemented, "tasks", S->n_tasks, "items_per_task",
+                           S->items, "item", S->item_name, "gmac_per_item", S->gmac_per_item,
+                           "tflop_per_task", S->tflop, "core_seconds_per_task", S->core_s_task,
+                           "wall_seconds_per_task", S->wall_s_task, "core_hours", S->core_hours,
+                           "mem_bytes_per_rank", S->mem_rank, "disk_bytes", S->disk));
     }
     json_object_set_new(j, "stages", arr);
     arr = json_array();
     for (int i = 0; i < p->n_stores; i++)
-        json_array_append_new(arr, json_pack("{sssssisf}", "stage", mc_stage_name(p->stores[i].stage), "what",
-                                             p->stores[i].what, "count", p->stores[i].count, "bytes_each",
-                                             p->stores[i].bytes_each));
+        json_array_append_new(arr,
+                              json_pack("{sssssisf}", "stage", mc_stage_name(p->stores[i].stage),
+                                        "what", p->stores[i].what, "count", p->stores[i].count,
+                                        "bytes_each", p->stores[i].bytes_each));
     json_object_set_new(j, "stores", arr);
     json_object_set_new(j, "total_core_hours", json_real(p->total_core_hours));
     json_object_set_new(j, "total_disk_bytes", json_real(p->total_disk));

@@ -59,7 +59,8 @@ typedef struct {
 
 /* A problem: one line naming the config key. A leading "CONFIG: " (the stages' own checks say
  * where) is dropped, as the final message adds it back once. */
-static void problem_code(pf *p, mc_status code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void problem_code(pf *p, mc_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void problem_code(pf *p, mc_status code, const char *fmt, ...) {
     char line[PF_LINE];
     va_list ap;
@@ -100,11 +101,12 @@ static int needs_of(const mc_config *cfg, int only_stage, needs *n) {
     }
     const bool *s = n->stage;
     const bool inter_listed = mc_config_has_stage(cfg, MC_STAGE_INTERVENE);
-    n->models = s[MC_STAGE_EXTRACT] || s[MC_STAGE_SAE] || s[MC_STAGE_ALIGN] || s[MC_STAGE_LOCALIZE] ||
-                s[MC_STAGE_DESCRIBE] || s[MC_STAGE_BASELINES] || s[MC_STAGE_INTERVENE];
+    n->models = s[MC_STAGE_EXTRACT] || s[MC_STAGE_SAE] || s[MC_STAGE_ALIGN] ||
+                s[MC_STAGE_LOCALIZE] || s[MC_STAGE_DESCRIBE] || s[MC_STAGE_BASELINES] ||
+                s[MC_STAGE_INTERVENE];
     n->mpnet = s[MC_STAGE_DESCRIBE] && cfg->models.mpnet && cfg->models.mpnet[0];
-    n->extract_layers = s[MC_STAGE_EXTRACT] || s[MC_STAGE_ALIGN] || s[MC_STAGE_LOCALIZE] || s[MC_STAGE_DESCRIBE] ||
-                        s[MC_STAGE_BASELINES];
+    n->extract_layers = s[MC_STAGE_EXTRACT] || s[MC_STAGE_ALIGN] || s[MC_STAGE_LOCALIZE] ||
+                        s[MC_STAGE_DESCRIBE] || s[MC_STAGE_BASELINES];
     /* the config guarantees sae.layer and intervene.layer are extracted layers: checked on their
      * own only when extract.layers is not */
     n->sae_layer = s[MC_STAGE_SAE] && !n->extract_layers;
@@ -113,7 +115,8 @@ static int needs_of(const mc_config *cfg, int only_stage, needs *n) {
     /* extraction also extracts the intervention sets when the intervene stage is listed */
     n->eval = cfg->datasets.eval.kind != MC_DS_NONE && lists_eval_set(cfg, MC_EVAL_SET_EVAL) &&
               (s[MC_STAGE_INTERVENE] || (s[MC_STAGE_EXTRACT] && inter_listed));
-    n->unseen = cfg->datasets.unseen.kind != MC_DS_NONE && lists_eval_set(cfg, MC_EVAL_SET_UNSEEN) &&
+    n->unseen = cfg->datasets.unseen.kind != MC_DS_NONE &&
+                lists_eval_set(cfg, MC_EVAL_SET_UNSEEN) &&
                 (s[MC_STAGE_INTERVENE] || (s[MC_STAGE_EXTRACT] && inter_listed));
     n->concepts = s[MC_STAGE_LOCALIZE] || s[MC_STAGE_DESCRIBE] || s[MC_STAGE_BASELINES];
     return count;
@@ -127,9 +130,12 @@ static bool check_file(pf *p, const char *key, const char *path, const char *mis
     p->n_checks++;
     struct stat sb;
     if (stat(path, &sb) != 0) {
-        if (errno == ENOENT && missing) problem(p, "%s: %s", key, missing);
-        else if (errno == ENOENT) problem(p, "%s: %s: no such file", key, path);
-        else problem_code(p, MC_ERR_IO, "%s: %s: cannot stat: %s", key, path, strerror(errno));
+        if (errno == ENOENT && missing)
+            problem(p, "%s: %s", key, missing);
+        else if (errno == ENOENT)
+            problem(p, "%s: %s: no such file", key, path);
+        else
+            problem_code(p, MC_ERR_IO, "%s: %s: cannot stat: %s", key, path, strerror(errno));
         return false;
     }
     if (S_ISDIR(sb.st_mode)) {
@@ -154,8 +160,10 @@ static bool check_folder(pf *p, const char *key, const char *path) {
     p->n_checks++;
     struct stat sb;
     if (stat(path, &sb) != 0) {
-        if (errno == ENOENT) problem(p, "%s: %s: no such folder", key, path);
-        else problem_code(p, MC_ERR_IO, "%s: %s: cannot stat: %s", key, path, strerror(errno));
+        if (errno == ENOENT)
+            problem(p, "%s: %s: no such folder", key, path);
+        else
+            problem_code(p, MC_ERR_IO, "%s: %s: cannot stat: %s", key, path, strerror(errno));
         return false;
     }
     if (!S_ISDIR(sb.st_mode)) {
@@ -179,31 +187,41 @@ static mc_hf_config *check_model(pf *p, const char *key, const char *dir) {
         return NULL;
     }
     p->n_checks++;
-    if (!mc_file_exists(path)) problem(p, "%s: %s: no config.json", key, dir);
-    else if (mc_hf_config_load(dir, &hc, &e) != MC_OK) problem_code(p, e.code, "%s: %s", key, e.msg);
+    if (!mc_file_exists(path))
+        problem(p, "%s: %s: no config.json", key, dir);
+    else if (mc_hf_config_load(dir, &hc, &e) != MC_OK)
+        problem_code(p, e.code, "%s: %s", key, e.msg);
     if (mc_path_join(path, sizeof path, dir, "model.safetensors")) {
         p->n_checks++;
         mc_st_file *st = NULL;
-        if (!mc_file_exists(path)) problem(p, "%s: %s: no model.safetensors", key, dir);
-        else if (mc_st_open(path, &st, &e) != MC_OK) problem_code(p, e.code, "%s: %s", key, e.msg);
+        if (!mc_file_exists(path))
+            problem(p, "%s: %s: no model.safetensors", key, dir);
+        else if (mc_st_open(path, &st, &e) != MC_OK)
+            problem_code(p, e.code, "%s: %s", key, e.msg);
         mc_st_close(&st);
     }
     if (!hc) return NULL;
-    if (hc->family != MC_HF_MPNET && mc_path_join(path, sizeof path, dir, "preprocessor_config.json")) {
+    if (hc->family != MC_HF_MPNET &&
+        mc_path_join(path, sizeof path, dir, "preprocessor_config.json")) {
         p->n_checks++;
         mc_preproc pp;
         int h, w;
-        if (!mc_file_exists(path)) problem(p, "%s: %s: no preprocessor_config.json", key, dir);
-        else if (mc_preproc_load(dir, &pp, &e) != MC_OK) problem_code(p, e.code, "%s: %s", key, e.msg);
+        if (!mc_file_exists(path))
+            problem(p, "%s: %s: no preprocessor_config.json", key, dir);
+        else if (mc_preproc_load(dir, &pp, &e) != MC_OK)
+            problem_code(p, e.code, "%s: %s", key, e.msg);
         else if (!mc_preproc_fixed_size(&pp, &h, &w))
-            problem_code(p, MC_ERR_UNSUPPORTED, "%s: %s: the output size depends on the image (no crop); batching "
-                         "needs a fixed size", key, path);
+            problem_code(p, MC_ERR_UNSUPPORTED,
+                         "%s: %s: the output size depends on the image (no crop); batching "
+                         "needs a fixed size",
+                         key, path);
     }
     if (hc->family == MC_HF_CLIP) {
         snprintf(what, sizeof what, "%s: no vocab.json (CLIP tokenizer)", dir);
         if (mc_path_join(path, sizeof path, dir, "vocab.json") && check_file(p, key, path, what)) {
             json_t *o = NULL;
-            if (mc_json_load(path, false, &o, &e) != MC_OK) problem_code(p, e.code, "%s: %s", key, e.msg);
+            if (mc_json_load(path, false, &o, &e) != MC_OK)
+                problem_code(p, e.code, "%s: %s", key, e.msg);
             json_decref(o);
         }
         snprintf(what, sizeof what, "%s: no merges.txt (CLIP tokenizer)", dir);
@@ -217,32 +235,40 @@ static mc_hf_config *check_model(pf *p, const char *key, const char *dir) {
 
 /* ---- layers ------------------------------------------------------------------------------------ */
 
-static void check_layer(pf *p, const mc_plan_model *m, const char *key, const char *layer, int pool) {
+static void check_layer(pf *p, const mc_plan_model *m, const char *key, const char *layer,
+                        int pool) {
     p->n_checks++;
     double pre;
     int64_t el;
     mc_error e = {0};
     if (mc_plan_layer(m, layer, pool, &pre, &el, &e) == MC_OK) return;
     if (m->family == MC_HF_RESNET)
-        problem(p, "%s: '%s': not a layer of %s (it has e.g. stages.3, stages.3.layers.1.shortcut, pooler, logits; "
-                "`miclip info %s` lists them)", key, layer, m->dir, m->dir);
+        problem(p,
+                "%s: '%s': not a layer of %s (it has e.g. stages.3, stages.3.layers.1.shortcut, "
+                "pooler, logits; "
+                "`miclip info %s` lists them)",
+                key, layer, m->dir, m->dir);
     else
-        problem(p, "%s: '%s': not a layer of %s (it has 0..%lld, %s)", key, layer, m->dir, (long long)m->L,
+        problem(p, "%s: '%s': not a layer of %s (it has 0..%lld, %s)", key, layer, m->dir,
+                (long long)m->L,
                 m->family == MC_HF_CLIP ? "post_layernorm, image_embeds" : "layernorm, logits");
 }
 
 /* ---- datasets ---------------------------------------------------------------------------------- */
 
-static void check_dataset(pf *p, const char *key, const mc_dataset_cfg *d, const mc_hf_config *target) {
+static void check_dataset(pf *p, const char *key, const mc_dataset_cfg *d,
+                          const mc_hf_config *target) {
     char k[96], dir[4096];
     snprintf(k, sizeof k, "%s.root", key);
     if (!check_folder(p, k, d->root)) return;
     bool ok = true;
     if (d->kind == MC_DS_DTD) {
-        if (!mc_path_join(dir, sizeof dir, d->root, "images") || !check_folder(p, k, dir)) ok = false;
+        if (!mc_path_join(dir, sizeof dir, d->root, "images") || !check_folder(p, k, dir))
+            ok = false;
     } else if (d->split && d->split[0]) {
         snprintf(k, sizeof k, "%s.split", key);
-        if (!mc_path_join(dir, sizeof dir, d->root, d->split) || !check_folder(p, k, dir)) ok = false;
+        if (!mc_path_join(dir, sizeof dir, d->root, d->split) || !check_folder(p, k, dir))
+            ok = false;
     }
     if (d->kind == MC_DS_FILELIST && !(d->labels && d->labels[0])) {
         problem(p, "%s.labels: a filelist dataset needs its list", key);
@@ -263,7 +289,8 @@ static void check_dataset(pf *p, const char *key, const mc_dataset_cfg *d, const
     mc_error e = {0};
     const char *const *labels = target ? (const char *const *)target->labels : NULL;
     int n_labels = target && target->labels ? (int)target->num_labels : 0;
-    if (mc_dataset_list(d, labels, n_labels, &ds, &e) != MC_OK) problem_code(p, e.code, "%s: %s", key, e.msg);
+    if (mc_dataset_list(d, labels, n_labels, &ds, &e) != MC_OK)
+        problem_code(p, e.code, "%s: %s", key, e.msg);
     mc_dataset_free(&ds);
 }
 
@@ -280,7 +307,8 @@ static void check_concepts(pf *p, const mc_config *cfg, const needs *n) {
     for (int i = 0; i < cfg->concepts.n; i++) {
         const mc_concept_set_cfg *sc = &cfg->concepts.v[i];
         if (sc->source != MC_CONCEPTS_FILE) continue;
-        bool used = n->stage[MC_STAGE_BASELINES] || (n->stage[MC_STAGE_LOCALIZE] && named_in(&cfg->localize.concepts, sc->name)) ||
+        bool used = n->stage[MC_STAGE_BASELINES] ||
+                    (n->stage[MC_STAGE_LOCALIZE] && named_in(&cfg->localize.concepts, sc->name)) ||
                     (n->stage[MC_STAGE_DESCRIBE] && named_in(&cfg->describe.concepts, sc->name));
         if (!used) continue;
         char k[96];
@@ -312,21 +340,28 @@ static bool check_output_access(pf *p, const char *out) {
                 return false;
             }
             if (access(dir, W_OK | X_OK) != 0) {
-                if (!strcmp(dir, out)) problem_code(p, MC_ERR_IO, "output_dir: %s: not writable: %s", out, strerror(errno));
-                else problem_code(p, MC_ERR_IO, "output_dir: %s: cannot be created: %s is not writable (%s)", out, dir,
-                                  strerror(errno));
+                if (!strcmp(dir, out))
+                    problem_code(p, MC_ERR_IO, "output_dir: %s: not writable: %s", out,
+                                 strerror(errno));
+                else
+                    problem_code(p, MC_ERR_IO,
+                                 "output_dir: %s: cannot be created: %s is not writable (%s)", out,
+                                 dir, strerror(errno));
                 return false;
             }
             return true;
         }
         if (errno != ENOENT && errno != ENOTDIR) { /* ENOTDIR: a file above it, found next */
-            problem_code(p, MC_ERR_IO, "output_dir: %s: cannot stat %s: %s", out, dir, strerror(errno));
+            problem_code(p, MC_ERR_IO, "output_dir: %s: cannot stat %s: %s", out, dir,
+                         strerror(errno));
             return false;
         }
         char *slash = strrchr(dir, '/');
         if (!slash) return true; /* relative, nothing above exists: the current folder */
-        if (slash == dir) slash[1] = '\0';
-        else *slash = '\0';
+        if (slash == dir)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
     }
 }
 
@@ -349,7 +384,8 @@ static bool probe_output(pf *p, const char *out) {
         return false;
     }
     if (unlink(path) != 0) {
-        problem_code(p, MC_ERR_IO, "output_dir: %s: cannot remove the probe file %s: %s", out, path, strerror(errno));
+        problem_code(p, MC_ERR_IO, "output_dir: %s: cannot remove the probe file %s: %s", out, path,
+                     strerror(errno));
         return false;
     }
     return true;
@@ -389,11 +425,13 @@ static void check_disk(pf *p, const mc_comm *c, const mc_config *cfg, const need
     double have = g_du, todo = need > have ? need - have : 0;
     double free_b = -1;
     const char *fake = getenv("MICLIP_PREFLIGHT_FREE_BYTES"); /* tests: pretend this much is free */
-    if (fake && *fake) free_b = strtod(fake, NULL);
+    if (fake && *fake)
+        free_b = strtod(fake, NULL);
     else {
         struct statvfs sv;
         if (statvfs(cfg->output_dir, &sv) != 0) {
-            mc_warn("pre-flight: statvfs %s: %s; free space not checked", cfg->output_dir, strerror(errno));
+            mc_warn("pre-flight: statvfs %s: %s; free space not checked", cfg->output_dir,
+                    strerror(errno));
             return;
         }
         free_b = (double)sv.f_bavail * (double)sv.f_frsize;
@@ -404,14 +442,18 @@ static void check_disk(pf *p, const mc_comm *c, const mc_config *cfg, const need
     mc_plan_fmt_bytes(have, hb, sizeof hb);
     if (free_b < todo) {
         if (warn_only)
-            mc_warn("pre-flight: output_dir: %s: %s free, the run needs about %s (MICLIP_DISK_CHECK=warn)",
+            mc_warn("pre-flight: output_dir: %s: %s free, the run needs about %s "
+                    "(MICLIP_DISK_CHECK=warn)",
                     cfg->output_dir, fb, nb);
         else
-            problem_code(p, MC_ERR_IO, "output_dir: %s: %s free, the run needs about %s (`miclip plan`'s estimate, less "
-                         "the %s already there); free some space, or set MICLIP_DISK_CHECK=warn to go on",
-                         cfg->output_dir, fb, nb, hb);
+            problem_code(
+                p, MC_ERR_IO,
+                "output_dir: %s: %s free, the run needs about %s (`miclip plan`'s estimate, less "
+                "the %s already there); free some space, or set MICLIP_DISK_CHECK=warn to go on",
+                cfg->output_dir, fb, nb, hb);
     } else if (free_b < 1.2 * todo) {
-        mc_warn("pre-flight: output_dir: %s: only %s free, the run needs about %s (less than 20%% to spare)",
+        mc_warn("pre-flight: output_dir: %s: only %s free, the run needs about %s (less than 20%% "
+                "to spare)",
                 cfg->output_dir, fb, nb);
     }
 }
@@ -437,12 +479,14 @@ static void preflight_local(const mc_comm *c, const mc_config *cfg, const needs 
         if (!same) clip = check_model(p, "models.clip", cfg->models.clip);
         const mc_hf_config *cl = same ? target : clip;
         if (cl && cl->family != MC_HF_CLIP)
-            problem(p, "models.clip: %s is a %s model, not CLIP", cfg->models.clip, mc_hf_family_name(cl->family));
+            problem(p, "models.clip: %s is a %s model, not CLIP", cfg->models.clip,
+                    mc_hf_family_name(cl->family));
         mc_hf_config_free(&clip);
         if (n->mpnet) {
             mc_hf_config *mp = check_model(p, "models.mpnet", cfg->models.mpnet);
             if (mp && mp->family != MC_HF_MPNET)
-                problem(p, "models.mpnet: %s is a %s model, not MPNet", cfg->models.mpnet, mc_hf_family_name(mp->family));
+                problem(p, "models.mpnet: %s is a %s model, not MPNet", cfg->models.mpnet,
+                        mc_hf_family_name(mp->family));
             mc_hf_config_free(&mp);
         }
         models_ok = p->n_problems == before;
@@ -451,8 +495,10 @@ static void preflight_local(const mc_comm *c, const mc_config *cfg, const needs 
     if (target && (n->extract_layers || n->sae_layer || n->int_layer)) {
         mc_plan_model *m = calloc(1, sizeof *m);
         mc_error e = {0};
-        if (!m) problem_code(p, MC_ERR_NOMEM, "out of memory");
-        else if (mc_plan_model_read(cfg->models.target, m, &e) != MC_OK) problem_code(p, e.code, "models.target: %s", e.msg);
+        if (!m)
+            problem_code(p, MC_ERR_NOMEM, "out of memory");
+        else if (mc_plan_model_read(cfg->models.target, m, &e) != MC_OK)
+            problem_code(p, e.code, "models.target: %s", e.msg);
         else {
             char k[64];
             for (int i = 0; n->extract_layers && i < cfg->extract.layers.n; i++) {
@@ -460,7 +506,8 @@ static void preflight_local(const mc_comm *c, const mc_config *cfg, const needs 
                 check_layer(p, m, k, cfg->extract.layers.v[i], cfg->extract.pool);
             }
             if (n->sae_layer) check_layer(p, m, "sae.layer", cfg->sae.layer, cfg->extract.pool);
-            if (n->int_layer) check_layer(p, m, "intervene.layer", cfg->intervene.layer, MC_CFG_POOL_ALL);
+            if (n->int_layer)
+                check_layer(p, m, "intervene.layer", cfg->intervene.layer, MC_CFG_POOL_ALL);
         }
         free(m);
     }
@@ -470,12 +517,13 @@ static void preflight_local(const mc_comm *c, const mc_config *cfg, const needs 
     mc_hf_config_free(&target);
     if (n->concepts) check_concepts(p, cfg, n);
     /* the output folder last: created (and probed) only when nothing else is wrong */
-    if (check_output_access(p, cfg->output_dir) && p->n_problems == 0 && probe_output(p, cfg->output_dir) &&
-        n->models && models_ok)
+    if (check_output_access(p, cfg->output_dir) && p->n_problems == 0 &&
+        probe_output(p, cfg->output_dir) && n->models && models_ok)
         check_disk(p, c, cfg, n);
 }
 
-mc_status mc_preflight(const mc_comm *c, const mc_config *cfg, int only_stage, int *n_checks, mc_error *err) {
+mc_status mc_preflight(const mc_comm *c, const mc_config *cfg, int only_stage, int *n_checks,
+                       mc_error *err) {
     if (n_checks) *n_checks = 0;
     const char *env = getenv("MICLIP_PREFLIGHT");
     if (env && !strcasecmp(env, "off")) {
@@ -489,7 +537,8 @@ mc_status mc_preflight(const mc_comm *c, const mc_config *cfg, int only_stage, i
     int counts[2] = {0, 0};
     if (c->rank == 0) {
         pf *p = calloc(1, sizeof *p);
-        if (!p) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        if (!p)
+            s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
         else {
             p->cfg = cfg;
             double t0 = mc_now();
@@ -500,12 +549,14 @@ mc_status mc_preflight(const mc_comm *c, const mc_config *cfg, int only_stage, i
                 size_t cap = (size_t)MC_PREFLIGHT_SHOWN * (PF_LINE + 8) + 512, u = 0;
                 char *buf = malloc(cap);
                 if (buf) {
-                    u += (size_t)snprintf(buf + u, cap - u, "miclip: pre-flight of %s found %d problems:\n",
+                    u += (size_t)snprintf(buf + u, cap - u,
+                                          "miclip: pre-flight of %s found %d problems:\n",
                                           cfg->source_path, p->n_problems);
                     for (int i = 0; i < p->n_problems && i < MC_PREFLIGHT_SHOWN && u < cap; i++)
                         u += (size_t)snprintf(buf + u, cap - u, "  %s\n", p->lines[i]);
                     if (p->n_problems > MC_PREFLIGHT_SHOWN && u < cap)
-                        snprintf(buf + u, cap - u, "  ... and %d more\n", p->n_problems - MC_PREFLIGHT_SHOWN);
+                        snprintf(buf + u, cap - u, "  ... and %d more\n",
+                                 p->n_problems - MC_PREFLIGHT_SHOWN);
                     fputs(buf, stderr);
                     fflush(stderr);
                     free(buf);
@@ -514,8 +565,9 @@ mc_status mc_preflight(const mc_comm *c, const mc_config *cfg, int only_stage, i
             if (p->n_problems == 1)
                 s = MC_FAIL(err, p->first_code, "%s: %s", cfg->source_path, p->lines[0]);
             else if (p->n_problems > 1)
-                s = MC_FAIL(err, p->first_code, "%s: %s (and %d more pre-flight problem%s, listed above)",
-                            cfg->source_path, p->lines[0], p->n_problems - 1, p->n_problems > 2 ? "s" : "");
+                s = MC_FAIL(
+                    err, p->first_code, "%s: %s (and %d more pre-flight problem%s, listed above)",
+                    cfg->source_path, p->lines[0], p->n_problems - 1, p->n_problems > 2 ? "s" : "");
             else
                 mc_debug("pre-flight: %d checks passed in %.2f s", p->n_checks, mc_now() - t0);
             free(p);
@@ -536,8 +588,10 @@ int mc_preflight_report(const mc_comm *c, const mc_config *cfg) {
         return mc_status_exit_code(s);
     }
     if (c->rank == 0) {
-        if (n < 0) printf("pre-flight: skipped (MICLIP_PREFLIGHT=off)\n");
-        else printf("pre-flight: ok (%d checks)\n", n);
+        if (n < 0)
+            printf("pre-flight: skipped (MICLIP_PREFLIGHT=off)\n");
+        else
+            printf("pre-flight: ok (%d checks)\n", n);
         fflush(stdout);
     }
     return MC_EXIT_OK;

@@ -74,15 +74,20 @@ mc_status mc_report_flawed(const mc_comm *c, const mc_config *cfg, mc_buf *readm
     mc_str_list names = {.n = 1, .v = one};
     if (s == MC_OK) s = mc_concepts_load(c, cfg, &td, &names, &sets, &n_sets, err);
     const mc_concepts *cs = s == MC_OK && n_sets == 1 ? &sets[0] : NULL;
-    if (s == MC_OK && !cs) s = MC_FAIL(err, MC_ERR_INTERNAL, "report: flawed_reasoning: %d concept sets for '%s'", n_sets, set);
+    if (s == MC_OK && !cs)
+        s = MC_FAIL(err, MC_ERR_INTERNAL, "report: flawed_reasoning: %d concept sets for '%s'",
+                    n_sets, set);
     /* The eval store (extracted when the intervene stage lists eval). */
     char epath[MC_PATH_CAP];
-    if (s == MC_OK) s = mc_extract_store_path(c, cfg, MC_SPLIT_EVAL, seed, epath, sizeof epath, err);
+    if (s == MC_OK)
+        s = mc_extract_store_path(c, cfg, MC_SPLIT_EVAL, seed, epath, sizeof epath, err);
     bool complete = false;
     if (s == MC_OK) s = mc_store_peek_complete(c, epath, &complete, err);
     if (s == MC_OK && !complete)
-        s = MC_FAIL(err, MC_ERR_ARG, "report: flawed_reasoning: %s is missing or incomplete: run the extract stage "
-                    "first (it extracts the eval split for this figure)", epath);
+        s = MC_FAIL(err, MC_ERR_ARG,
+                    "report: flawed_reasoning: %s is missing or incomplete: run the extract stage "
+                    "first (it extracts the eval split for this figure)",
+                    epath);
     mc_store *st = NULL;
     if (s == MC_OK) s = mc_store_open(c, epath, MC_STORE_READ, &st, err);
     int64_t N = 0, C = 0;
@@ -97,7 +102,8 @@ mc_status mc_report_flawed(const mc_comm *c, const mc_config *cfg, mc_buf *readm
         lab = mc_alloc_array((size_t)N + 1, sizeof *lab);
         pred = mc_alloc_array((size_t)N + 1, sizeof *pred);
         valid = mc_alloc_array((size_t)N + 1, sizeof *valid);
-        s = mc_comm_agree(c, lab && pred && valid ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
+        s = mc_comm_agree(
+            c, lab && pred && valid ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
     }
     if (s == MC_OK) s = mc_store_read_rows(st, "images/labels", MC_DTYPE_I32, 0, N, lab, err);
     if (s == MC_OK) s = mc_store_read_rows(st, "target/predictions", MC_DTYPE_I32, 0, N, pred, err);
@@ -128,8 +134,10 @@ mc_status mc_report_flawed(const mc_comm *c, const mc_config *cfg, mc_buf *readm
         bool have_w = s == MC_OK, have_a = false;
         if (s == MC_OK) s = mc_acts_open(c, st, layer, &a, err), have_a = s == MC_OK;
         if (s == MC_OK && (a.dim != w.n || cs->dim != w.d))
-            s = MC_FAIL(err, MC_ERR_SHAPE, "report: flawed_reasoning: layer %s: E_n is %lld x %lld, activations %lld "
-                        "wide, text embeddings %lld", layer, (long long)w.d, (long long)w.n, (long long)a.dim,
+            s = MC_FAIL(err, MC_ERR_SHAPE,
+                        "report: flawed_reasoning: layer %s: E_n is %lld x %lld, activations %lld "
+                        "wide, text embeddings %lld",
+                        layer, (long long)w.d, (long long)w.n, (long long)a.dim,
                         (long long)cs->dim);
         float *v = s == MC_OK ? mc_alloc_array((size_t)a.dim, sizeof *v) : NULL;
         if (s == MC_OK && !v) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
@@ -139,7 +147,8 @@ mc_status mc_report_flawed(const mc_comm *c, const mc_config *cfg, mc_buf *readm
             if (s != MC_OK) break;
             cos_t[k][l] = en_cos(w.w, w.d, w.n, v, cs->emb + tru[k] * cs->dim);
             if (k == 1) cos_o[k][l] = en_cos(w.w, w.d, w.n, v, cs->emb + other[k] * cs->dim);
-            for (int64_t j = 0; k == 0 && j < cs->n; j++) cos_all[l * cs->n + j] = en_cos(w.w, w.d, w.n, v, cs->emb + j * cs->dim);
+            for (int64_t j = 0; k == 0 && j < cs->n; j++)
+                cos_all[l * cs->n + j] = en_cos(w.w, w.d, w.n, v, cs->emb + j * cs->dim);
         }
         free(v);
         s = mc_comm_agree(c, s, err);
@@ -149,23 +158,28 @@ mc_status mc_report_flawed(const mc_comm *c, const mc_config *cfg, mc_buf *readm
     if (s == MC_OK && img[0] >= 0) {
         other[0] = -1;
         for (int64_t j = 0; j < cs->n; j++)
-            if (j != tru[0] && (other[0] < 0 || cos_all[(L - 1) * cs->n + j] > cos_all[(L - 1) * cs->n + other[0]]))
+            if (j != tru[0] && (other[0] < 0 ||
+                                cos_all[(L - 1) * cs->n + j] > cos_all[(L - 1) * cs->n + other[0]]))
                 other[0] = j;
         for (int l = 0; l < L && other[0] >= 0; l++) cos_o[0][l] = cos_all[l * cs->n + other[0]];
     }
     if (s == MC_OK && (img[0] < 0 || img[1] < 0 || other[0] < 0))
-        mc_info0("report: flawed_reasoning: the eval images hold %s", img[1] < 0 ? "no misclassified image (its panel "
-                 "is empty)" : "no correctly classified image (its panel is empty)");
+        mc_info0("report: flawed_reasoning: the eval images hold %s",
+                 img[1] < 0 ? "no misclassified image (its panel "
+                              "is empty)"
+                            : "no correctly classified image (its panel is empty)");
 
     if (s == MC_OK && c->rank == 0) {
         mc_plot p = {.n_panels = 2};
-        mc_snprintf(p.title, sizeof p.title, "Flawed reasoning: E_n(activation) vs label text per layer (seed %lld, %s)",
+        mc_snprintf(p.title, sizeof p.title,
+                    "Flawed reasoning: E_n(activation) vs label text per layer (seed %lld, %s)",
                     (long long)seed, mc_variant_name(variant));
         double xs[FR_MAX_LAYERS];
         for (int l = 0; l < L; l++) xs[l] = l + 1;
         mc_buf csv = {0}, lay = {0};
         mc_buf_printf(&csv, "panel,image,layer_index,layer,label,class,cosine\n");
-        for (int l = 0; l < L; l++) mc_buf_printf(&lay, "%s%d = %s", l ? ", " : "", l + 1, cfg->extract.layers.v[l]);
+        for (int l = 0; l < L; l++)
+            mc_buf_printf(&lay, "%s%d = %s", l ? ", " : "", l + 1, cfg->extract.layers.v[l]);
         static const char *panel_name[2] = {"correct", "misclassified"};
         for (int k = 0; k < 2; k++) {
             mc_plot_panel *pn = &p.panels[k];
@@ -176,7 +190,8 @@ mc_status mc_report_flawed(const mc_comm *c, const mc_config *cfg, mc_buf *readm
                 mc_snprintf(pn->title, sizeof pn->title, "%s: no such eval image", panel_name[k]);
                 continue;
             }
-            mc_snprintf(pn->title, sizeof pn->title, "%s: eval image %lld", panel_name[k], (long long)img[k]);
+            mc_snprintf(pn->title, sizeof pn->title, "%s: eval image %lld", panel_name[k],
+                        (long long)img[k]);
             const char *lk[2] = {"ground truth", k == 0 ? "closest other" : "predicted"};
             const int64_t ci[2] = {tru[k], other[k]};
             const double *yv[2] = {cos_t[k], cos_o[k]};
@@ -187,7 +202,8 @@ mc_status mc_report_flawed(const mc_comm *c, const mc_config *cfg, mc_buf *readm
                 for (int l = 0; l < L; l++) {
                     mc_buf_printf(&csv, "%s,%lld,%d,", panel_name[k], (long long)img[k], l + 1);
                     mc_buf_csv(&csv, cfg->extract.layers.v[l]);
-                    mc_buf_printf(&csv, ",%s,", q ? (k ? "predicted" : "closest_other") : "ground_truth");
+                    mc_buf_printf(&csv, ",%s,",
+                                  q ? (k ? "predicted" : "closest_other") : "ground_truth");
                     mc_buf_csv(&csv, cs->texts[ci[q]]);
                     mc_buf_printf(&csv, ",%.17g\n", yv[q][l]);
                 }

@@ -21,15 +21,16 @@
 
 /* --- the stage ----------------------------------------------------------------------------------- */
 /* Collective. The report stage's one task: tables, figures and OUTPUT_DIR/report/README.md. */
-mc_status mc_stage_report(const mc_comm *c, const mc_config *cfg, const mc_task *task, mc_error *err);
+mc_status mc_stage_report(const mc_comm *c, const mc_config *cfg, const mc_task *task,
+                          mc_error *err);
 /* Local. Refuses the figures this build does not draw (tsne, attention_maps) with one line;
  * run.c calls it before any stage runs. */
 mc_status mc_report_check(const mc_config *cfg, mc_error *err);
 
 /* Rank 0 only. Writes p as OUTPUT_DIR/report/figures/<stem>.<ext> in each report.figure_formats
  * (mc_plot_write: atomic) and lists the files and the title as one README line. */
-mc_status mc_report_write_figure_local(const mc_config *cfg, const mc_plot *p, const char *stem, mc_buf *readme,
-                                       mc_error *err);
+mc_status mc_report_write_figure_local(const mc_config *cfg, const mc_plot *p, const char *stem,
+                                       mc_buf *readme, mc_error *err);
 /* Collective. Figure 3 (report_tsne.c): the SAE features localized for the classes, through E_n,
  * t-SNE to 2-D, coloured by the tiny world's class colour; figures/tsne_sae-l<layer>.* and .csv.
  * Omitted with an info line without the localize stage or a `classes` concept set. */
@@ -68,7 +69,8 @@ typedef struct {
  * the config's order) whose describe layout has top_concepts; none (n = 0, no model loaded) when
  * no layout has them. Embeddings are cached in OUTPUT_DIR/concepts/text_cache.h5, one text per
  * forward, so every rank count gives the same numbers. */
-mc_status mc_report_scores_compute(const mc_comm *c, const mc_config *cfg, mc_report_scores *out, mc_error *err);
+mc_status mc_report_scores_compute(const mc_comm *c, const mc_config *cfg, mc_report_scores *out,
+                                   mc_error *err);
 void mc_report_scores_free(mc_report_scores *s);
 
 /* --- statistics -------------------------------------------------------------------------------- */

@@ -23,7 +23,13 @@ double mc_stats_sd(const double *x, int64_t n) {
 }
 
 mc_ttest mc_ttest_paired(const double *x, const double *y, int64_t n, mc_tail tail) {
-    mc_ttest r = {.status = MC_TTEST_OK, .n = n, .mean_diff = NAN, .sd_diff = NAN, .t = NAN, .df = NAN, .p = NAN};
+    mc_ttest r = {.status = MC_TTEST_OK,
+                  .n = n,
+                  .mean_diff = NAN,
+                  .sd_diff = NAN,
+                  .t = NAN,
+                  .df = NAN,
+                  .p = NAN};
     if (n < 2) {
         r.status = MC_TTEST_FEW;
         if (n == 1) r.mean_diff = x[0] - y[0];

@@ -41,8 +41,9 @@ static int class_colour(const char *name) {
 
 /* Collective. Reads the localize store's class set: names [C], top SAE units and their cosines
  * [C x tau]. */
-static mc_status read_localized(const mc_comm *c, const char *path, const char *set, char ***names, int64_t *C,
-                                int32_t **top, float **score, int64_t *tau, mc_error *err) {
+static mc_status read_localized(const mc_comm *c, const char *path, const char *set, char ***names,
+                                int64_t *C, int32_t **top, float **score, int64_t *tau,
+                                mc_error *err) {
     mc_store *st = NULL;
     MC_TRY(mc_store_open(c, path, MC_STORE_READ, &st, err));
     char g[300], ds[320];
@@ -51,7 +52,8 @@ static mc_status read_localized(const mc_comm *c, const char *path, const char *
     mc_snprintf(ds, sizeof ds, "%s/sae/top_units", set);
     mc_store_dataset_info info;
     if (s == MC_OK && !mc_store_exists(st, ds))
-        s = MC_FAIL(err, MC_ERR_FORMAT, "%s: no dataset '%s' (localize.units must include sae)", path, ds);
+        s = MC_FAIL(err, MC_ERR_FORMAT, "%s: no dataset '%s' (localize.units must include sae)",
+                    path, ds);
     if (s == MC_OK) s = mc_store_dataset_info_get(st, ds, &info, err);
     if (s == MC_OK && (info.ndim != 2 || info.shape[0] != *C || info.shape[1] < 1))
         s = MC_FAIL(err, MC_ERR_SHAPE, "%s: '%s' is not [%lld x tau]", path, ds, (long long)*C);
@@ -88,17 +90,23 @@ mc_status mc_report_tsne(const mc_comm *c, const mc_config *cfg, mc_buf *readme,
     MC_TRY(mc_config_tasks(cfg, MC_STAGE_LOCALIZE, &tasks, &nt, err));
     const mc_task *task = NULL;
     for (int t = 0; t < nt && !task; t++)
-        if (tasks[t].seed == seed && !strcmp(tasks[t].layer, cfg->sae.layer) && tasks[t].variant == variant)
+        if (tasks[t].seed == seed && !strcmp(tasks[t].layer, cfg->sae.layer) &&
+            tasks[t].variant == variant)
             task = &tasks[t];
     char path[MC_PATH_CAP], key[MC_KEY_HEX];
     mc_status s = task ? MC_OK
-                       : MC_FAIL(err, MC_ERR_ARG, "report: tsne: localize has no task for seed %lld, layer %s "
-                                 "(sae.layer must be among extract.layers)", (long long)seed, cfg->sae.layer);
-    if (s == MC_OK) s = mc_comm_agree(c, mc_task_index_find(cfg, MC_STAGE_LOCALIZE, task, path, sizeof path, key, err), err);
+                       : MC_FAIL(err, MC_ERR_ARG,
+                                 "report: tsne: localize has no task for seed %lld, layer %s "
+                                 "(sae.layer must be among extract.layers)",
+                                 (long long)seed, cfg->sae.layer);
+    if (s == MC_OK)
+        s = mc_comm_agree(
+            c, mc_task_index_find(cfg, MC_STAGE_LOCALIZE, task, path, sizeof path, key, err), err);
     bool complete = false;
     if (s == MC_OK) s = mc_store_peek_complete(c, path, &complete, err);
     if (s == MC_OK && !complete)
-        s = MC_FAIL(err, MC_ERR_ARG, "report: %s is missing or incomplete: rerun the localize stage (task %s)", path,
+        s = MC_FAIL(err, MC_ERR_ARG,
+                    "report: %s is missing or incomplete: rerun the localize stage (task %s)", path,
                     task->id);
     char **names = NULL;
     int64_t C = 0, tau = 0;
@@ -112,8 +120,12 @@ mc_status mc_report_tsne(const mc_comm *c, const mc_config *cfg, mc_buf *readme,
     mc_unit_set u = {0};
     bool have_td = false, have_w = false, have_u = false;
     if (s == MC_OK) s = mc_train_data_open(c, cfg, seed, &td, err), have_td = s == MC_OK;
-    if (s == MC_OK) s = mc_encoder_weights_load(c, cfg, &td, seed, cfg->sae.layer, variant, &w, err), have_w = s == MC_OK;
-    if (s == MC_OK) s = mc_unit_set_open(c, cfg, &td, seed, cfg->sae.layer, &w, MC_UNIT_SAE, &u, err), have_u = s == MC_OK;
+    if (s == MC_OK)
+        s = mc_encoder_weights_load(c, cfg, &td, seed, cfg->sae.layer, variant, &w, err),
+        have_w = s == MC_OK;
+    if (s == MC_OK)
+        s = mc_unit_set_open(c, cfg, &td, seed, cfg->sae.layer, &w, MC_UNIT_SAE, &u, err),
+        have_u = s == MC_OK;
     const int64_t U = have_u ? u.n_units : 0, d = have_w ? w.d : 0;
     float *p = NULL;
     if (s == MC_OK) {
@@ -138,14 +150,17 @@ mc_status mc_report_tsne(const mc_comm *c, const mc_config *cfg, mc_buf *readme,
         for (int64_t q = 0; s == MC_OK && q < tau; q++) {
             int32_t f = top[j * tau + q];
             if (f < 0 || f >= U) {
-                s = MC_FAIL(err, MC_ERR_FORMAT, "%s: %s/sae/top_units holds unit %d of %lld", path, set, f, (long long)U);
+                s = MC_FAIL(err, MC_ERR_FORMAT, "%s: %s/sae/top_units holds unit %d of %lld", path,
+                            set, f, (long long)U);
                 break;
             }
             const float sc = score[j * tau + q];
             int64_t k = 0;
             while (k < n && feat[k] != f) k++;
-            if (k == n) feat[n] = f, cls[n] = (int32_t)j, best[n] = sc, n++;
-            else if (sc > best[k]) cls[k] = (int32_t)j, best[k] = sc;
+            if (k == n)
+                feat[n] = f, cls[n] = (int32_t)j, best[n] = sc, n++;
+            else if (sc > best[k])
+                cls[k] = (int32_t)j, best[k] = sc;
         }
     s = mc_comm_agree(c, s, err);
     const bool few = s == MC_OK && n < 4;
@@ -172,7 +187,8 @@ mc_status mc_report_tsne(const mc_comm *c, const mc_config *cfg, mc_buf *readme,
             if (isnan(g)) g = u.g_all[feat[i]];
         }
         for (int64_t k = 0; k < d; k++)
-            x[i * d + k] = (float)(g * pi[k] + (u.reading == MC_READ_INPUTS && u.q ? (double)u.q[k] : 0.0));
+            x[i * d + k] =
+                (float)(g * pi[k] + (u.reading == MC_READ_INPUTS && u.q ? (double)u.q[k] : 0.0));
     }
     if (s == MC_OK && !few) mc_normalize_rows_f(x, n, d);
     /* sklearn's defaults (exact gradient: n is small), seeded by the first seed; the perplexity
@@ -190,15 +206,18 @@ mc_status mc_report_tsne(const mc_comm *c, const mc_config *cfg, mc_buf *readme,
         mc_plot p2 = {.n_panels = 1};
         char tag[256];
         mc_layer_tag(cfg->sae.layer, tag, sizeof tag);
-        mc_snprintf(p2.title, sizeof p2.title, "t-SNE of the SAE features localized for the classes: layer %s, seed %lld",
+        mc_snprintf(p2.title, sizeof p2.title,
+                    "t-SNE of the SAE features localized for the classes: layer %s, seed %lld",
                     cfg->sae.layer, (long long)seed);
         mc_plot_panel *pn = &p2.panels[0];
-        mc_snprintf(pn->title, sizeof pn->title, "%lld features (top %lld per class), coloured by the class's colour",
+        mc_snprintf(pn->title, sizeof pn->title,
+                    "%lld features (top %lld per class), coloured by the class's colour",
                     (long long)n, (long long)tau);
         mc_snprintf(pn->xlabel, sizeof pn->xlabel, "t-SNE 1");
         mc_snprintf(pn->ylabel, sizeof pn->ylabel, "t-SNE 2");
         pn->yscale = MC_PLOT_Y_LINEAR;
-        double *sx = mc_alloc_array((size_t)n, sizeof *sx), *sy = mc_alloc_array((size_t)n, sizeof *sy);
+        double *sx = mc_alloc_array((size_t)n, sizeof *sx),
+               *sy = mc_alloc_array((size_t)n, sizeof *sy);
         int *cat = mc_alloc_array((size_t)n, sizeof *cat);
         mc_buf csv = {0};
         if (!sx || !sy || !cat) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
@@ -215,12 +234,14 @@ mc_status mc_report_tsne(const mc_comm *c, const mc_config *cfg, mc_buf *readme,
                     sx[off] = y[2 * i], sy[off] = y[2 * i + 1], off++;
                     mc_buf_printf(&csv, "%d,", feat[i]);
                     mc_buf_csv(&csv, names[cls[i]]);
-                    mc_buf_printf(&csv, ",%s,%.17g,%.17g\n", k < MC_WORLD_NUM_COLOURS ? mc_world_colour_name(k) : "other",
+                    mc_buf_printf(&csv, ",%s,%.17g,%.17g\n",
+                                  k < MC_WORLD_NUM_COLOURS ? mc_world_colour_name(k) : "other",
                                   y[2 * i], y[2 * i + 1]);
                 }
             if (off == n0) continue;
             mc_plot_series *se = &pn->series[pn->n_series++];
-            mc_snprintf(se->label, sizeof se->label, "%s", k < MC_WORLD_NUM_COLOURS ? mc_world_colour_name(k) : "other");
+            mc_snprintf(se->label, sizeof se->label, "%s",
+                        k < MC_WORLD_NUM_COLOURS ? mc_world_colour_name(k) : "other");
             se->x = sx + n0, se->y = sy + n0, se->n = off - n0, se->points = true;
             /* Each colour drawn in the world's own hue, a light one (yellow) darkened to luma 0.75
              * so it reads on white. */
@@ -235,8 +256,9 @@ mc_status mc_report_tsne(const mc_comm *c, const mc_config *cfg, mc_buf *readme,
         char stem[400], cpath[MC_PATH_CAP];
         mc_snprintf(stem, sizeof stem, "tsne_sae-l%s", tag);
         mc_snprintf(cpath, sizeof cpath, "%s/report/figures/%s.csv", cfg->output_dir, stem);
-        if (s == MC_OK && !few) s = csv.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory")
-                                    : mc_write_text_file_if_changed(cpath, csv.p, csv.n, err);
+        if (s == MC_OK && !few)
+            s = csv.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory")
+                        : mc_write_text_file_if_changed(cpath, csv.p, csv.n, err);
         /* The t-SNE's input rows, %.9g (float32 round-trips), so a reader can rerun the layout. */
         mc_buf in = {0};
         mc_buf_printf(&in, "feature");
@@ -248,12 +270,17 @@ mc_status mc_report_tsne(const mc_comm *c, const mc_config *cfg, mc_buf *readme,
             mc_buf_printf(&in, "\n");
         }
         mc_snprintf(cpath, sizeof cpath, "%s/report/figures/%s-input.csv", cfg->output_dir, stem);
-        if (s == MC_OK && !few) s = in.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory")
-                                           : mc_write_text_file_if_changed(cpath, in.p, in.n, err);
+        if (s == MC_OK && !few)
+            s = in.oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory")
+                       : mc_write_text_file_if_changed(cpath, in.p, in.n, err);
         mc_buf_free(&in);
         if (s == MC_OK && !few) s = mc_report_write_figure_local(cfg, &p2, stem, readme, err);
-        if (s == MC_OK && !few) mc_buf_printf(readme, "  (points: [csv](figures/%s.csv), input rows: [csv](figures/%s-input.csv); t-SNE exact, perplexity %g, KL %.4f "
-                                      "after %d steps)\n", stem, stem, tc.perplexity, kl, iters);
+        if (s == MC_OK && !few)
+            mc_buf_printf(readme,
+                          "  (points: [csv](figures/%s.csv), input rows: "
+                          "[csv](figures/%s-input.csv); t-SNE exact, perplexity %g, KL %.4f "
+                          "after %d steps)\n",
+                          stem, stem, tc.perplexity, kl, iters);
         mc_buf_free(&csv);
         free(sx), free(sy), free(cat);
     }

@@ -11,7 +11,8 @@
 
 /* The run-level estimate (rank 0): per-stage wall time of all tasks from `miclip plan`'s model
  * and the calibration file, when there is one (the plan's defaults are too rough to print). */
-static bool run_estimate(const mc_config *cfg, int ranks, double *stage_s, char *cal_path, size_t cap) {
+static bool run_estimate(const mc_config *cfg, int ranks, double *stage_s, char *cal_path,
+                         size_t cap) {
     mc_calibration_default_path(cal_path, cap);
     if (!mc_file_exists(cal_path)) return false;
     mc_calibration cal;
@@ -39,7 +40,8 @@ static void implemented_list(char *buf, size_t cap) {
         }
 }
 
-mc_status mc_run(const mc_comm *c, const mc_config *cfg, int only_stage, int only_task, mc_error *err) {
+mc_status mc_run(const mc_comm *c, const mc_config *cfg, int only_stage, int only_task,
+                 mc_error *err) {
     if (cfg->threads > 0) mc_set_threads_from((int)cfg->threads, "the config's 'threads'");
     /* Refuse unimplemented stages before doing anything (every rank sees the same config). */
     for (int i = 0; i < cfg->stages.n; i++) {
@@ -50,14 +52,17 @@ mc_status mc_run(const mc_comm *c, const mc_config *cfg, int only_stage, int onl
             implemented_list(have, sizeof have);
             return MC_FAIL(err, MC_ERR_UNSUPPORTED,
                            "%s: stage '%s' is not implemented in this build (implemented: %s); "
-                           "remove it from 'stages'", cfg->source_path, mc_stage_name(st), have);
+                           "remove it from 'stages'",
+                           cfg->source_path, mc_stage_name(st), have);
         }
     }
-    MC_TRY(mc_preflight(c, cfg, only_stage, NULL, err)); /* issue 16: everything a run needs (preflight.c) */
+    MC_TRY(mc_preflight(c, cfg, only_stage, NULL,
+                        err)); /* issue 16: everything a run needs (preflight.c) */
     /* Pre-flight: every listed stage's own checks, before any work. */
     for (int i = 0; i < cfg->stages.n; i++) {
         const mc_stage_desc *d = mc_stage_find(cfg->stages.v[i]);
-        if ((only_stage < 0 || (int)cfg->stages.v[i] == only_stage) && d->check) MC_TRY(d->check(cfg, err));
+        if ((only_stage < 0 || (int)cfg->stages.v[i] == only_stage) && d->check)
+            MC_TRY(d->check(cfg, err));
     }
     if (only_stage >= 0 && !mc_config_has_stage(cfg, (mc_stage)only_stage))
         return MC_FAIL(err, MC_ERR_ARG, "%s: stage '%s' is not in the config's 'stages'",
@@ -69,7 +74,8 @@ mc_status mc_run(const mc_comm *c, const mc_config *cfg, int only_stage, int onl
         if (only_stage < 0 || (int)cfg->stages.v[i] == only_stage) n_run++;
     double est[MC_STAGE_COUNT] = {0}, left = 0;
     char cal[MC_PLAN_TEXT_MAX] = "";
-    bool have_est = c->rank == 0 && only_task < 0 && run_estimate(cfg, c->size, est, cal, sizeof cal);
+    bool have_est =
+        c->rank == 0 && only_task < 0 && run_estimate(cfg, c->size, est, cal, sizeof cal);
     for (int i = 0, first = 1; have_est && i < cfg->stages.n; i++)
         if (only_stage < 0 || (int)cfg->stages.v[i] == only_stage) {
             if (first) est[i] += MC_PLAN_TASK_START_S, first = 0; /* once, with the first stage */
@@ -78,9 +84,12 @@ mc_status mc_run(const mc_comm *c, const mc_config *cfg, int only_stage, int onl
     if (have_est) {
         char t[64];
         mc_plan_fmt_time(left, t, sizeof t);
-        mc_info0("run: %d stage(s), estimated %s (calibration %s; complete stages take less)", n_run, t, cal);
+        mc_info0("run: %d stage(s), estimated %s (calibration %s; complete stages take less)",
+                 n_run, t, cal);
     } else if (only_task < 0) {
-        mc_info0("run: %d stage(s) (no run estimate: 'miclip plan CONFIG --calibrate' writes a calibration)", n_run);
+        mc_info0("run: %d stage(s) (no run estimate: 'miclip plan CONFIG --calibrate' writes a "
+                 "calibration)",
+                 n_run);
     }
     const double t_run = mc_now();
     int k = 0;
@@ -100,7 +109,8 @@ mc_status mc_run(const mc_comm *c, const mc_config *cfg, int only_stage, int onl
         if (have_est) {
             char t[64];
             mc_plan_fmt_time(left, t, sizeof t);
-            mc_info0("stage %d/%d %s: %d task(s) (run ETA %s)", k, n_run, mc_stage_name(st), n_do, t);
+            mc_info0("stage %d/%d %s: %d task(s) (run ETA %s)", k, n_run, mc_stage_name(st), n_do,
+                     t);
         } else {
             mc_info0("stage %d/%d %s: %d task(s)", k, n_run, mc_stage_name(st), n_do);
         }
@@ -121,7 +131,9 @@ mc_status mc_run(const mc_comm *c, const mc_config *cfg, int only_stage, int onl
             double t0 = mc_now();
             mc_info0("stage %s: task %d/%d %s", mc_stage_name(st), t + 1, n, tasks[t].id);
             s = mc_stage_find(st)->run(c, cfg, &tasks[t], err);
-            if (s == MC_OK) mc_info0("stage %s: task %s done in %.1f s", mc_stage_name(st), tasks[t].id, mc_now() - t0);
+            if (s == MC_OK)
+                mc_info0("stage %s: task %s done in %.1f s", mc_stage_name(st), tasks[t].id,
+                         mc_now() - t0);
         }
         mc_log_set_task_scope(false);
         free(done);
@@ -129,8 +141,9 @@ mc_status mc_run(const mc_comm *c, const mc_config *cfg, int only_stage, int onl
         if (s != MC_OK) return s;
         left -= est[i];
         if (left < 0) left = 0;
-        if (n_do > 1) mc_info0("stage %d/%d %s: %d task(s) done in %.1f s (run %.1f s)", k, n_run,
-                               mc_stage_name(st), n_do, mc_now() - t_stage, mc_now() - t_run);
+        if (n_do > 1)
+            mc_info0("stage %d/%d %s: %d task(s) done in %.1f s (run %.1f s)", k, n_run,
+                     mc_stage_name(st), n_do, mc_now() - t_stage, mc_now() - t_run);
     }
     return MC_OK;
 }

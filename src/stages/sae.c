@@ -34,8 +34,8 @@
 #include "stages_internal.h"
 
 #define HELDOUT_STREAM 0x48454c44u /* "HELD": the held-out draw, apart from train.h's streams */
-#define EVAL_BLOCK 256              /* rows per evaluation block (fixed: rank-count invariant) */
-#define EVAL_MAX_ROWS 65536         /* rows evaluated per split */
+#define EVAL_BLOCK 256             /* rows per evaluation block (fixed: rank-count invariant) */
+#define EVAL_MAX_ROWS 65536        /* rows evaluated per split */
 
 /* Sample j is token j % tokens of image imgs[j / tokens]. */
 typedef struct {
@@ -46,7 +46,8 @@ typedef struct {
     int64_t tmp_cap;
 } sae_source;
 
-static mc_status sae_fetch(void *user, const int64_t *idx, int64_t rows, float *out, mc_error *err) {
+static mc_status sae_fetch(void *user, const int64_t *idx, int64_t rows, float *out,
+                           mc_error *err) {
     sae_source *src = user;
     const int64_t D = src->a->dim;
     if (src->tokens == 1) {
@@ -60,7 +61,8 @@ static mc_status sae_fetch(void *user, const int64_t *idx, int64_t rows, float *
         return mc_acts_vectors(src->a, src->tmp, rows, out, err);
     }
     for (int64_t r = 0; r < rows; r++)
-        MC_TRY(mc_acts_token(src->a, src->imgs[idx[r] / src->tokens], idx[r] % src->tokens, out + r * D, err));
+        MC_TRY(mc_acts_token(src->a, src->imgs[idx[r] / src->tokens], idx[r] % src->tokens,
+                             out + r * D, err));
     return MC_OK;
 }
 
@@ -73,8 +75,8 @@ typedef struct {
  * (mean over these rows), L0 = mean count of non-zero codes, never_fired = fraction of latents
  * with no non-zero code on any row. Blocks of EVAL_BLOCK rows are shared over ranks; per-row
  * numbers are gathered and summed in row order, so the result does not depend on the ranks. */
-static mc_status sae_eval(const mc_comm *c, mc_sae *sae, sae_source *src, int64_t n_rows, eval_stats *out,
-                          mc_error *err) {
+static mc_status sae_eval(const mc_comm *c, mc_sae *sae, sae_source *src, int64_t n_rows,
+                          eval_stats *out, mc_error *err) {
     memset(out, 0, sizeof *out);
     out->rows = n_rows;
     if (n_rows <= 0) {
@@ -130,8 +132,10 @@ static mc_status sae_eval(const mc_comm *c, mc_sae *sae, sae_source *src, int64_
     }
     s = mc_comm_agree(c, s, err);
     if (s == MC_OK) {
-        int *cnt = calloc((size_t)c->size, sizeof(int)), *dsp = calloc((size_t)c->size, sizeof(int));
-        int *cnt2 = calloc((size_t)c->size, sizeof(int)), *dsp2 = calloc((size_t)c->size, sizeof(int));
+        int *cnt = calloc((size_t)c->size, sizeof(int)),
+            *dsp = calloc((size_t)c->size, sizeof(int));
+        int *cnt2 = calloc((size_t)c->size, sizeof(int)),
+            *dsp2 = calloc((size_t)c->size, sizeof(int));
         if (!cnt || !dsp || !cnt2 || !dsp2) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
         for (int r = 0; s == MC_OK && r < c->size; r++) {
             int64_t q0, q1;
@@ -141,16 +145,19 @@ static mc_status sae_eval(const mc_comm *c, mc_sae *sae, sae_source *src, int64_
             cnt[r] = (int)((s1 - s0) * 3), dsp[r] = (int)(s0 * 3);
             cnt2[r] = (int)((q1 - q0) * n), dsp2[r] = (int)(q0 * n);
         }
-        if (s == MC_OK &&
-            (MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DOUBLE, row3, cnt, dsp, MPI_DOUBLE, c->comm) != MPI_SUCCESS ||
-             MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DOUBLE, bsum, cnt2, dsp2, MPI_DOUBLE, c->comm) != MPI_SUCCESS ||
-             MPI_Allreduce(MPI_IN_PLACE, fired, (int)m, MPI_UNSIGNED_CHAR, MPI_MAX, c->comm) != MPI_SUCCESS))
+        if (s == MC_OK && (MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DOUBLE, row3, cnt, dsp, MPI_DOUBLE,
+                                          c->comm) != MPI_SUCCESS ||
+                           MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DOUBLE, bsum, cnt2, dsp2, MPI_DOUBLE,
+                                          c->comm) != MPI_SUCCESS ||
+                           MPI_Allreduce(MPI_IN_PLACE, fired, (int)m, MPI_UNSIGNED_CHAR, MPI_MAX,
+                                         c->comm) != MPI_SUCCESS))
             s = MC_FAIL(err, MC_ERR_MPI, "sae: gathering the evaluation failed");
         free(cnt), free(dsp), free(cnt2), free(dsp2);
     }
     if (s == MC_OK) {
         double sse = 0, sq = 0, l0 = 0, mean2 = 0;
-        for (int64_t r = 0; r < n_rows; r++) sse += row3[r * 3], sq += row3[r * 3 + 1], l0 += row3[r * 3 + 2];
+        for (int64_t r = 0; r < n_rows; r++)
+            sse += row3[r * 3], sq += row3[r * 3 + 1], l0 += row3[r * 3 + 2];
         for (int64_t j = 0; j < n; j++) {
             double t = 0;
             for (int64_t b = 0; b < nb; b++) t += bsum[b * n + j];
@@ -169,8 +176,9 @@ static mc_status sae_eval(const mc_comm *c, mc_sae *sae, sae_source *src, int64_
 }
 
 /* The valid images split into training and held-out lists (both ascending). */
-static mc_status split_images(const mc_train_data *td, double heldout, int64_t seed, int64_t **train,
-                              int64_t *n_train, int64_t **ho, int64_t *n_ho, mc_error *err) {
+static mc_status split_images(const mc_train_data *td, double heldout, int64_t seed,
+                              int64_t **train, int64_t *n_train, int64_t **ho, int64_t *n_ho,
+                              mc_error *err) {
     int64_t nv = 0;
     for (int64_t i = 0; i < td->n_img; i++) nv += td->valid[i] != 0;
     int64_t *valid = mc_alloc_array((size_t)nv + 1, sizeof(int64_t));
@@ -179,7 +187,8 @@ static mc_status split_images(const mc_train_data *td, double heldout, int64_t s
     *train = mc_alloc_array((size_t)nv + 1, sizeof(int64_t));
     *ho = mc_alloc_array((size_t)nv + 1, sizeof(int64_t));
     mc_status s = MC_OK;
-    if (!valid || !perm || !is_ho || !*train || !*ho) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    if (!valid || !perm || !is_ho || !*train || !*ho)
+        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     if (s == MC_OK) {
         nv = 0;
         for (int64_t i = 0; i < td->n_img; i++)
@@ -190,10 +199,13 @@ static mc_status split_images(const mc_train_data *td, double heldout, int64_t s
         for (int64_t j = 0; j < nh; j++) is_ho[perm[j]] = 1;
         *n_train = *n_ho = 0;
         for (int64_t j = 0; j < nv; j++) {
-            if (is_ho[j]) (*ho)[(*n_ho)++] = valid[j];
-            else (*train)[(*n_train)++] = valid[j];
+            if (is_ho[j])
+                (*ho)[(*n_ho)++] = valid[j];
+            else
+                (*train)[(*n_train)++] = valid[j];
         }
-        if (*n_train < 1) s = MC_FAIL(err, MC_ERR_ARG, "sae: no valid training images in %s", td->path);
+        if (*n_train < 1)
+            s = MC_FAIL(err, MC_ERR_ARG, "sae: no valid training images in %s", td->path);
     }
     free(valid), free(perm), free(is_ho);
     return s;
@@ -201,9 +213,10 @@ static mc_status split_images(const mc_train_data *td, double heldout, int64_t s
 
 static mc_status write_sae_store(const mc_comm *c, const mc_config *cfg, const mc_task *task,
                                  const mc_train_data *td, const mc_run_paths *p, mc_sae *sae,
-                                 const mc_train_curve *curve, const mc_train_pos *pos, const int64_t *ho,
-                                 int64_t n_ho, int64_t n_train, int64_t n_samples, const eval_stats *tr,
-                                 const eval_stats *he, mc_error *err) {
+                                 const mc_train_curve *curve, const mc_train_pos *pos,
+                                 const int64_t *ho, int64_t n_ho, int64_t n_train,
+                                 int64_t n_samples, const eval_stats *tr, const eval_stats *he,
+                                 mc_error *err) {
     const mc_sae_config *sc = mc_sae_get_config(sae);
     const int64_t m = sc->m, n = sc->n;
     bool root = c->rank == 0;
@@ -211,51 +224,89 @@ static mc_status write_sae_store(const mc_comm *c, const mc_config *cfg, const m
     MC_TRY(mc_store_fresh(c, p->store, &st, err));
     int64_t sh[2] = {m, n}, sh1[1];
     mc_status s = mc_store_create_dataset(st, "W_enc", MC_DTYPE_F32, 2, sh, 0, err);
-    if (s == MC_OK) s = mc_store_write_rows(st, "W_enc", MC_DTYPE_F32, 0, root ? m : 0, mc_sae_w_enc(sae), err);
+    if (s == MC_OK)
+        s = mc_store_write_rows(st, "W_enc", MC_DTYPE_F32, 0, root ? m : 0, mc_sae_w_enc(sae), err);
     if (s == MC_OK) s = mc_store_create_dataset(st, "W_dec_T", MC_DTYPE_F32, 2, sh, 0, err);
-    if (s == MC_OK) s = mc_store_write_rows(st, "W_dec_T", MC_DTYPE_F32, 0, root ? m : 0, mc_sae_w_dec_t(sae), err);
+    if (s == MC_OK)
+        s = mc_store_write_rows(st, "W_dec_T", MC_DTYPE_F32, 0, root ? m : 0, mc_sae_w_dec_t(sae),
+                                err);
     sh1[0] = m;
     if (s == MC_OK) s = mc_store_create_dataset(st, "b_enc", MC_DTYPE_F32, 1, sh1, 0, err);
-    if (s == MC_OK) s = mc_store_write_rows(st, "b_enc", MC_DTYPE_F32, 0, root ? m : 0, mc_sae_b_enc(sae), err);
+    if (s == MC_OK)
+        s = mc_store_write_rows(st, "b_enc", MC_DTYPE_F32, 0, root ? m : 0, mc_sae_b_enc(sae), err);
     if (s == MC_OK) s = mc_store_create_dataset(st, "since_fire", MC_DTYPE_I64, 1, sh1, 0, err);
-    if (s == MC_OK) s = mc_store_write_rows(st, "since_fire", MC_DTYPE_I64, 0, root ? m : 0, mc_sae_since_fire(sae), err);
+    if (s == MC_OK)
+        s = mc_store_write_rows(st, "since_fire", MC_DTYPE_I64, 0, root ? m : 0,
+                                mc_sae_since_fire(sae), err);
     sh1[0] = n;
     if (s == MC_OK) s = mc_store_create_dataset(st, "b_pre", MC_DTYPE_F32, 1, sh1, 0, err);
-    if (s == MC_OK) s = mc_store_write_rows(st, "b_pre", MC_DTYPE_F32, 0, root ? n : 0, mc_sae_b_pre(sae), err);
+    if (s == MC_OK)
+        s = mc_store_write_rows(st, "b_pre", MC_DTYPE_F32, 0, root ? n : 0, mc_sae_b_pre(sae), err);
     sh1[0] = n_ho;
     if (s == MC_OK) s = mc_store_create_dataset(st, "heldout/images", MC_DTYPE_I64, 1, sh1, 0, err);
-    if (s == MC_OK) s = mc_store_write_rows(st, "heldout/images", MC_DTYPE_I64, 0, root ? n_ho : 0, ho, err);
+    if (s == MC_OK)
+        s = mc_store_write_rows(st, "heldout/images", MC_DTYPE_I64, 0, root ? n_ho : 0, ho, err);
     const char *cn[4] = {"curves/loss", "curves/fvu", "curves/auxk", "curves/dead_frac"};
     const float *cv[4] = {curve->loss, curve->loss_a, curve->loss_b, curve->extra};
     sh1[0] = curve->count;
     for (int i = 0; s == MC_OK && i < 4; i++) {
         s = mc_store_create_dataset(st, cn[i], MC_DTYPE_F32, 1, sh1, 0, err);
-        if (s == MC_OK) s = mc_store_write_rows(st, cn[i], MC_DTYPE_F32, 0, root ? curve->count : 0, cv[i], err);
+        if (s == MC_OK)
+            s = mc_store_write_rows(st, cn[i], MC_DTYPE_F32, 0, root ? curve->count : 0, cv[i],
+                                    err);
     }
     int64_t dead = 0;
     const int64_t *since = mc_sae_since_fire(sae);
     for (int64_t j = 0; j < m; j++) dead += since[j] >= sc->dead_samples;
-    mc_store_provenance prov = {.stage = "sae", .config_hash = cfg->hash, .model = td->extract_key,
-                                .dataset = td->path, .seed = task->seed, .has_seed = true};
+    mc_store_provenance prov = {.stage = "sae",
+                                .config_hash = cfg->hash,
+                                .model = td->extract_key,
+                                .dataset = td->path,
+                                .seed = task->seed,
+                                .has_seed = true};
     if (s == MC_OK) s = mc_store_write_provenance(st, "/", &prov, err);
-    struct { const char *k; const char *v; } sa[] = {
-        {"sae_key", p->key}, {"extract_key", td->extract_key}, {"extract_store", td->path},
-        {"layer", cfg->sae.layer}, {"input", cfg->sae.input == MC_SAE_INPUT_ALL ? "all" : "pooled"},
-        {"config", cfg->canonical}};
-    for (size_t i = 0; s == MC_OK && i < sizeof sa / sizeof sa[0]; i++) s = mc_store_set_attr_str(st, "/", sa[i].k, sa[i].v, err);
-    struct { const char *k; int64_t v; } ia[] = {
-        {"n_train_images", n_train}, {"n_heldout_images", n_ho}, {"n_train_samples", n_samples},
-        {"steps", pos->global_step}, {"features", m}, {"k", sc->k}, {"n", n}, {"dead_latents", dead},
-        {"train_eval_rows", tr->rows}, {"heldout_eval_rows", he->rows}};
-    for (size_t i = 0; s == MC_OK && i < sizeof ia / sizeof ia[0]; i++) s = mc_store_set_attr_i64(st, "/", ia[i].k, ia[i].v, err);
+    struct {
+        const char *k;
+        const char *v;
+    } sa[] = {{"sae_key", p->key},
+              {"extract_key", td->extract_key},
+              {"extract_store", td->path},
+              {"layer", cfg->sae.layer},
+              {"input", cfg->sae.input == MC_SAE_INPUT_ALL ? "all" : "pooled"},
+              {"config", cfg->canonical}};
+    for (size_t i = 0; s == MC_OK && i < sizeof sa / sizeof sa[0]; i++)
+        s = mc_store_set_attr_str(st, "/", sa[i].k, sa[i].v, err);
+    struct {
+        const char *k;
+        int64_t v;
+    } ia[] = {{"n_train_images", n_train},
+              {"n_heldout_images", n_ho},
+              {"n_train_samples", n_samples},
+              {"steps", pos->global_step},
+              {"features", m},
+              {"k", sc->k},
+              {"n", n},
+              {"dead_latents", dead},
+              {"train_eval_rows", tr->rows},
+              {"heldout_eval_rows", he->rows}};
+    for (size_t i = 0; s == MC_OK && i < sizeof ia / sizeof ia[0]; i++)
+        s = mc_store_set_attr_i64(st, "/", ia[i].k, ia[i].v, err);
     int64_t last = curve->count - 1;
-    struct { const char *k; double v; } fa[] = {
-        {"train_fvu", tr->fvu}, {"train_l0", tr->l0}, {"train_never_fired_frac", tr->never_fired},
-        {"dead_frac", (double)dead / (double)m},
-        {"heldout_fvu", he->fvu}, {"heldout_l0", he->l0}, {"heldout_never_fired_frac", he->never_fired},
-        {"final_loss", last >= 0 ? curve->loss[last] : NAN}, {"final_fvu", last >= 0 ? curve->loss_a[last] : NAN},
-        {"final_auxk", last >= 0 ? curve->loss_b[last] : NAN}};
-    for (size_t i = 0; s == MC_OK && i < sizeof fa / sizeof fa[0]; i++) s = mc_store_set_attr_f64(st, "/", fa[i].k, fa[i].v, err);
+    struct {
+        const char *k;
+        double v;
+    } fa[] = {{"train_fvu", tr->fvu},
+              {"train_l0", tr->l0},
+              {"train_never_fired_frac", tr->never_fired},
+              {"dead_frac", (double)dead / (double)m},
+              {"heldout_fvu", he->fvu},
+              {"heldout_l0", he->l0},
+              {"heldout_never_fired_frac", he->never_fired},
+              {"final_loss", last >= 0 ? curve->loss[last] : NAN},
+              {"final_fvu", last >= 0 ? curve->loss_a[last] : NAN},
+              {"final_auxk", last >= 0 ? curve->loss_b[last] : NAN}};
+    for (size_t i = 0; s == MC_OK && i < sizeof fa / sizeof fa[0]; i++)
+        s = mc_store_set_attr_f64(st, "/", fa[i].k, fa[i].v, err);
     s = mc_store_finish(&st, s, err);
     return s;
 }
@@ -276,7 +327,10 @@ mc_status mc_stage_sae(const mc_comm *c, const mc_config *cfg, const mc_task *ta
     mc_acts a = {0};
     if (s == MC_OK) s = mc_acts_open(c, td.st, cfg->sae.layer, &a, err);
     int64_t *train = NULL, *ho = NULL, n_train = 0, n_ho = 0;
-    if (s == MC_OK) s = mc_comm_agree(c, split_images(&td, cfg->sae.heldout, task->seed, &train, &n_train, &ho, &n_ho, err), err);
+    if (s == MC_OK)
+        s = mc_comm_agree(
+            c, split_images(&td, cfg->sae.heldout, task->seed, &train, &n_train, &ho, &n_ho, err),
+            err);
     const int64_t tokens = cfg->sae.input == MC_SAE_INPUT_ALL ? a.tokens : 1;
     const int64_t n_samples = n_train * tokens;
     mc_sae *sae = NULL;
@@ -286,16 +340,24 @@ mc_status mc_stage_sae(const mc_comm *c, const mc_config *cfg, const mc_task *ta
     mc_train_curve curve = {0};
     if (s == MC_OK) s = mc_stage_resume_checkpoint(c, &p, NULL, sae, &pos, &curve, "sae", err);
     sae_source src = {.a = &a, .imgs = train, .tokens = tokens};
-    mc_stage_hook hook = {.comm = c, .sae = sae, .curve = &curve, .ckpt = p.ckpt, .curve_path = p.curve,
-                          .key = p.key, .every = cfg->sae.checkpoint_every, .max_steps = cfg->sae.steps,
+    mc_stage_hook hook = {.comm = c,
+                          .sae = sae,
+                          .curve = &curve,
+                          .ckpt = p.ckpt,
+                          .curve_path = p.curve,
+                          .key = p.key,
+                          .every = cfg->sae.checkpoint_every,
+                          .max_steps = cfg->sae.steps,
                           .what = "sae"};
     bool done = pos.epoch >= sc.epochs || (cfg->sae.steps > 0 && pos.global_step >= cfg->sae.steps);
     if (s == MC_OK && !done) {
-        mc_info0("sae: layer %s, %lld training samples (%lld images x %lld), %lld held-out images, %lld -> %lld, k %d",
-                 cfg->sae.layer, (long long)n_samples, (long long)n_train, (long long)tokens, (long long)n_ho,
-                 (long long)sc.n, (long long)sc.m, sc.k);
+        mc_info0("sae: layer %s, %lld training samples (%lld images x %lld), %lld held-out images, "
+                 "%lld -> %lld, k %d",
+                 cfg->sae.layer, (long long)n_samples, (long long)n_train, (long long)tokens,
+                 (long long)n_ho, (long long)sc.n, (long long)sc.m, sc.k);
         double t0 = mc_now();
-        s = mc_sae_train(c, sae, n_samples, sae_fetch, &src, &pos, &curve, mc_stage_hook_fn, &hook, err);
+        s = mc_sae_train(c, sae, n_samples, sae_fetch, &src, &pos, &curve, mc_stage_hook_fn, &hook,
+                         err);
         if (s == MC_ERR_INTERRUPTED && hook.limit_hit) s = MC_OK;
         if (s == MC_OK) s = mc_stage_save(&hook, &pos, err);
         if (s == MC_OK)
@@ -304,11 +366,14 @@ mc_status mc_stage_sae(const mc_comm *c, const mc_config *cfg, const mc_task *ta
     /* Metrics: the held-out images, and as many training rows. */
     eval_stats tr = {0}, he = {0};
     sae_source hsrc = {.a = &a, .imgs = ho, .tokens = tokens};
-    if (s == MC_OK) s = sae_eval(c, sae, &src, n_samples < EVAL_MAX_ROWS ? n_samples : EVAL_MAX_ROWS, &tr, err);
     if (s == MC_OK)
-        s = sae_eval(c, sae, &hsrc, n_ho * tokens < EVAL_MAX_ROWS ? n_ho * tokens : EVAL_MAX_ROWS, &he, err);
+        s = sae_eval(c, sae, &src, n_samples < EVAL_MAX_ROWS ? n_samples : EVAL_MAX_ROWS, &tr, err);
     if (s == MC_OK)
-        s = write_sae_store(c, cfg, task, &td, &p, sae, &curve, &pos, ho, n_ho, n_train, n_samples, &tr, &he, err);
+        s = sae_eval(c, sae, &hsrc, n_ho * tokens < EVAL_MAX_ROWS ? n_ho * tokens : EVAL_MAX_ROWS,
+                     &he, err);
+    if (s == MC_OK)
+        s = write_sae_store(c, cfg, task, &td, &p, sae, &curve, &pos, ho, n_ho, n_train, n_samples,
+                            &tr, &he, err);
     if (s == MC_OK) {
         mc_info0("sae: FVU %.4f (held-out %.4f), L0 %.1f, dead %.3f -> %s", tr.fvu, he.fvu, tr.l0,
                  curve.count ? curve.extra[curve.count - 1] : 0.0f, p.store);
@@ -330,12 +395,13 @@ mc_status mc_stage_sae(const mc_comm *c, const mc_config *cfg, const mc_task *ta
 
 /* ---- the registry entry ----------------------------------------------------------------------- */
 
-static void sae_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p, mc_plan_stage *S, double *flop,
-                     double *core_s, double *mem_b) {
+static void sae_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p, mc_plan_stage *S,
+                     double *flop, double *core_s, double *mem_b) {
     int64_t rows = p->n_train * (cfg->sae.input == MC_SAE_INPUT_ALL ? p->target.T : 1);
     int64_t B = cfg->sae.batch_size, m = cfg->sae.features, k = cfg->sae.k, ka = cfg->sae.aux_k;
     int64_t train_rows = rows - (int64_t)((double)rows * cfg->sae.heldout);
-    int64_t per_epoch = train_rows / B > 0 ? train_rows / B : 1; /* full batches only, as the stage does */
+    int64_t per_epoch =
+        train_rows / B > 0 ? train_rows / B : 1; /* full batches only, as the stage does */
     int64_t steps = cfg->sae.steps > 0 ? cfg->sae.steps : cfg->sae.epochs * per_epoch;
     double n = (double)in->sae_dim, np = 2.0 * (double)m * n + (double)m + n;
     S->items = (double)steps;
@@ -346,16 +412,18 @@ static void sae_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p,
     S->gmac_per_item = (enc + sparse) / 1e9;
     /* Adam reads/writes params, grads, m, v (16 bytes each way per parameter), every rank */
     double adam_s = np * 32.0 / (in->mem * p->threads);
-    double wall_step = 2.0 * enc / (in->gemm * in->cores) + 2.0 * sparse / (in->gemm * p->threads) + adam_s;
+    double wall_step =
+        2.0 * enc / (in->gemm * in->cores) + 2.0 * sparse / (in->gemm * p->threads) + adam_s;
     S->wall_s_task = (double)steps * wall_step;
     *core_s = S->wall_s_task * in->cores;
     *flop = 2.0 * (enc + sparse) * (double)steps;
-    *mem_b += np * 4.0 * 4 + (double)m * 8 + (double)B * (double)m * 4 + (double)rows * n * 4 / p->ranks +
-             (double)B * n * 8;
+    *mem_b += np * 4.0 * 4 + (double)m * 8 + (double)B * (double)m * 4 +
+              (double)rows * n * 4 / p->ranks + (double)B * n * 8;
     /* the store keeps the weights and the curves; the checkpoint (weights + Adam state,
      * 3x the weights) exists only while the task trains */
-    mc_plan_add_store(p, S->stage, "sae/sae-s<seed>-l<layer>-<key>.h5 (weights, curves; +2x while training)", (int)S->n_tasks,
-              np * 4.0 + (double)steps * 16 + MC_PLAN_SMALL_STORE_OVERHEAD_BYTES);
+    mc_plan_add_store(
+        p, S->stage, "sae/sae-s<seed>-l<layer>-<key>.h5 (weights, curves; +2x while training)",
+        (int)S->n_tasks, np * 4.0 + (double)steps * 16 + MC_PLAN_SMALL_STORE_OVERHEAD_BYTES);
 }
 
 const mc_stage_desc mc_sae_stage = {

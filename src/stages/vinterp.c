@@ -41,9 +41,11 @@ mc_status mc_vinterp_check(const mc_config *cfg, mc_error *err) {
     const char *f = cfg->baselines.vinterp_descriptions;
     struct stat sb;
     if (f[0] && (stat(f, &sb) != 0 || !S_ISREG(sb.st_mode)))
-        return MC_FAIL(err, MC_ERR_CONFIG, "%s: baselines.vinterp.descriptions: no such file: %s", cfg->source_path, f);
+        return MC_FAIL(err, MC_ERR_CONFIG, "%s: baselines.vinterp.descriptions: no such file: %s",
+                       cfg->source_path, f);
     if (!f[0] && !cfg->baselines.vinterp_explainer[0])
-        return MC_FAIL(err, MC_ERR_CONFIG, "%s: baselines.vinterp: set explainer or descriptions", cfg->source_path);
+        return MC_FAIL(err, MC_ERR_CONFIG, "%s: baselines.vinterp: set explainer or descriptions",
+                       cfg->source_path);
     return MC_OK;
 }
 
@@ -69,8 +71,8 @@ static double now_s(void) {
 /* Runs `sh -c 'CMD "$@"' sh GRID MANIFEST` with stdin from /dev/null and reads its stdout; the
  * child gets its own process group so a timeout kills whatever it started. *desc: the first
  * line. Errors name the unit and the command. */
-static mc_status run_explainer(const char *cmd, const char *grid, const char *manifest, int64_t timeout,
-                               const char *unit, char **desc, mc_error *err) {
+static mc_status run_explainer(const char *cmd, const char *grid, const char *manifest,
+                               int64_t timeout, const char *unit, char **desc, mc_error *err) {
     *desc = NULL;
     char *script = NULL;
     size_t sl = strlen(cmd) + 16;
@@ -118,7 +120,9 @@ static mc_status run_explainer(const char *cmd, const char *grid, const char *ma
         ssize_t got = read(fd[0], tmp, sizeof tmp);
         if (got < 0 && errno == EINTR) continue;
         if (got <= 0) break; /* EOF (or an error: treated as the end of the output) */
-        size_t keep = out && n < VI_OUT_MAX ? (VI_OUT_MAX - n < (size_t)got ? VI_OUT_MAX - n : (size_t)got) : 0;
+        size_t keep = out && n < VI_OUT_MAX
+                          ? (VI_OUT_MAX - n < (size_t)got ? VI_OUT_MAX - n : (size_t)got)
+                          : 0;
         if (keep) memcpy(out + n, tmp, keep), n += keep;
     }
     close(fd[0]);
@@ -127,29 +131,35 @@ static mc_status run_explainer(const char *cmd, const char *grid, const char *ma
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
     if (timed_out) {
         free(out);
-        return MC_FAIL(err, MC_ERR_IO, "V-Interp %s: the explainer '%s' took more than baselines.vinterp.timeout "
-                       "(%lld s) and was stopped", unit, cmd, (long long)timeout);
+        return MC_FAIL(err, MC_ERR_IO,
+                       "V-Interp %s: the explainer '%s' took more than baselines.vinterp.timeout "
+                       "(%lld s) and was stopped",
+                       unit, cmd, (long long)timeout);
     }
     if (!out) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         free(out);
         if (WIFSIGNALED(st))
-            return MC_FAIL(err, MC_ERR_IO, "V-Interp %s: the explainer '%s' was killed by signal %d", unit, cmd,
+            return MC_FAIL(err, MC_ERR_IO,
+                           "V-Interp %s: the explainer '%s' was killed by signal %d", unit, cmd,
                            WTERMSIG(st));
-        return MC_FAIL(err, MC_ERR_IO, "V-Interp %s: the explainer '%s' exited with status %d", unit, cmd,
-                       WEXITSTATUS(st));
+        return MC_FAIL(err, MC_ERR_IO, "V-Interp %s: the explainer '%s' exited with status %d",
+                       unit, cmd, WEXITSTATUS(st));
     }
     *desc = first_line(out, n);
     free(out);
     if (!*desc)
-        return MC_FAIL(err, MC_ERR_FORMAT, "V-Interp %s: the explainer '%s' printed no description (its first "
-                       "line of output is empty)", unit, cmd);
+        return MC_FAIL(err, MC_ERR_FORMAT,
+                       "V-Interp %s: the explainer '%s' printed no description (its first "
+                       "line of output is empty)",
+                       unit, cmd);
     return MC_OK;
 }
 
 /* Rank 0: the grid PNG of one unit's top images. */
-static mc_status write_grid(const char *path, const char *title, char *const *paths, int64_t n_paths,
-                            const mc_train_data *td, const mc_scored *top, int64_t k, mc_error *err) {
+static mc_status write_grid(const char *path, const char *title, char *const *paths,
+                            int64_t n_paths, const mc_train_data *td, const mc_scored *top,
+                            int64_t k, mc_error *err) {
     mc_grid_tile *tiles = mc_calloc_array((size_t)k, sizeof *tiles);
     mc_image *img = mc_calloc_array((size_t)k, sizeof *img);
     mc_status s = tiles && img ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
@@ -164,10 +174,12 @@ static mc_status write_grid(const char *path, const char *title, char *const *pa
         mc_grid_tile *t = &tiles[j];
         t->rgb = img[j].data, t->w = img[j].w, t->h = img[j].h;
         int32_t p = td->pred[im];
-        mc_snprintf(t->caption, sizeof t->caption, "#%d %s", im, p >= 0 && p < td->n_classes ? td->class_names[p] : "?");
+        mc_snprintf(t->caption, sizeof t->caption, "#%d %s", im,
+                    p >= 0 && p < td->n_classes ? td->class_names[p] : "?");
         mc_snprintf(t->caption2, sizeof t->caption2, "act %.4g", top[j].score);
     }
-    mc_grid g = {.n_tiles = (int)k, .cols = VI_COLS, .tile = VI_TILE, .tiles = tiles, .heat_max = 0};
+    mc_grid g = {
+        .n_tiles = (int)k, .cols = VI_COLS, .tile = VI_TILE, .tiles = tiles, .heat_max = 0};
     mc_strlcpy(g.title, title, sizeof g.title);
     uint8_t *png = NULL;
     size_t len = 0;
@@ -181,15 +193,17 @@ static mc_status write_grid(const char *path, const char *title, char *const *pa
 
 static mc_status json_write(const char *path, json_t *j, mc_error *err) {
     char *txt = j ? json_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
-    mc_status s = txt ? mc_write_text_file(path, txt, strlen(txt), err) : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    mc_status s = txt ? mc_write_text_file(path, txt, strlen(txt), err)
+                      : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     free(txt);
     return s;
 }
 
 /* Rank 0: grids, manifests and descriptions of every unit, in unit order. */
-static mc_status describe_all(const mc_config *cfg, const mc_task *task, const mc_train_data *td, int kind,
-                              int64_t U, const mc_scored *top, int64_t k, char *const *paths, int64_t n_paths,
-                              const char *dir, json_t *index, json_t *descs, char **out, mc_error *err) {
+static mc_status describe_all(const mc_config *cfg, const mc_task *task, const mc_train_data *td,
+                              int kind, int64_t U, const mc_scored *top, int64_t k,
+                              char *const *paths, int64_t n_paths, const char *dir, json_t *index,
+                              json_t *descs, char **out, mc_error *err) {
     const char *kn = mc_unit_kind_name(kind), *cmd = cfg->baselines.vinterp_explainer;
     json_t *file = NULL;
     mc_status s = MC_OK;
@@ -201,23 +215,25 @@ static mc_status describe_all(const mc_config *cfg, const mc_task *task, const m
     for (int64_t u = 0; s == MC_OK && u < U; u++) {
         char name[64], grid[MC_PATH_CAP], man[MC_PATH_CAP], title[200];
         snprintf(name, sizeof name, "%s-%lld", kn, (long long)u);
-        if (!mc_snprintf(grid, sizeof grid, "%s/%s.png", gdir, name) || !mc_snprintf(man, sizeof man, "%s/%s.json", gdir, name)) {
+        if (!mc_snprintf(grid, sizeof grid, "%s/%s.png", gdir, name) ||
+            !mc_snprintf(man, sizeof man, "%s/%s.json", gdir, name)) {
             s = MC_FAIL(err, MC_ERR_ARG, "path too long: %s", gdir);
             break;
         }
         snprintf(title, sizeof title, "%s %lld, layer %s, seed %lld: top %lld training images",
-                 kind == MC_UNIT_SAE ? "SAE feature" : "neuron", (long long)u, task->layer, (long long)task->seed,
-                 (long long)k);
+                 kind == MC_UNIT_SAE ? "SAE feature" : "neuron", (long long)u, task->layer,
+                 (long long)task->seed, (long long)k);
         const mc_scored *t = top + u * k;
         s = write_grid(grid, title, paths, n_paths, td, t, k, err);
         json_t *m = json_object(), *imgs = json_array();
         if (s == MC_OK && (!m || !imgs)) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
         for (int64_t j = 0; s == MC_OK && j < k; j++) {
             int32_t p = td->pred[t[j].index];
-            json_t *e = json_pack("{s:i, s:s, s:f, s:s}", "index", (json_int_t)t[j].index, "path", paths[t[j].index],
-                                  "activation", (double)t[j].score, "prediction",
+            json_t *e = json_pack("{s:i, s:s, s:f, s:s}", "index", (json_int_t)t[j].index, "path",
+                                  paths[t[j].index], "activation", (double)t[j].score, "prediction",
                                   p >= 0 && p < td->n_classes ? td->class_names[p] : "");
-            if (!e || json_array_append_new(imgs, e)) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+            if (!e || json_array_append_new(imgs, e))
+                s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
         }
         if (s == MC_OK) {
             json_object_set_new(m, "unit", json_integer(u));
@@ -235,14 +251,20 @@ static mc_status describe_all(const mc_config *cfg, const mc_task *task, const m
             const char *fp = cfg->baselines.vinterp_descriptions;
             json_t *v = json_object_get(file, name);
             if (!v)
-                s = MC_FAIL(err, MC_ERR_FORMAT, "%s: baselines.vinterp.descriptions: no description for '%s' (every "
-                            "unit of layer '%s' needs one)", fp, name, task->layer);
+                s = MC_FAIL(err, MC_ERR_FORMAT,
+                            "%s: baselines.vinterp.descriptions: no description for '%s' (every "
+                            "unit of layer '%s' needs one)",
+                            fp, name, task->layer);
             else if (!json_is_string(v))
-                s = MC_FAIL(err, MC_ERR_FORMAT, "%s: baselines.vinterp.descriptions: '%s' is not a string", fp, name);
+                s = MC_FAIL(err, MC_ERR_FORMAT,
+                            "%s: baselines.vinterp.descriptions: '%s' is not a string", fp, name);
             else if (strchr(json_string_value(v), '\n'))
-                s = MC_FAIL(err, MC_ERR_FORMAT, "%s: baselines.vinterp.descriptions: '%s' is more than one line", fp, name);
+                s = MC_FAIL(err, MC_ERR_FORMAT,
+                            "%s: baselines.vinterp.descriptions: '%s' is more than one line", fp,
+                            name);
             else if (!(out[u] = first_line(json_string_value(v), strlen(json_string_value(v)))))
-                s = MC_FAIL(err, MC_ERR_FORMAT, "%s: baselines.vinterp.descriptions: '%s' is empty", fp, name);
+                s = MC_FAIL(err, MC_ERR_FORMAT, "%s: baselines.vinterp.descriptions: '%s' is empty",
+                            fp, name);
         }
         if (s == MC_OK) {
             json_object_set_new(m, "manifest", json_string(man));
@@ -257,15 +279,17 @@ static mc_status describe_all(const mc_config *cfg, const mc_task *task, const m
     return s;
 }
 
-mc_status mc_vinterp_describe(const mc_comm *c, const mc_config *cfg, const mc_task *task, const mc_train_data *td,
-                              int kind, int64_t U, int64_t u0, int64_t rows, const mc_scored *top, int64_t k,
-                              const char *dir, json_t *index, json_t *descs, char ***desc_out, float **emb_out,
+mc_status mc_vinterp_describe(const mc_comm *c, const mc_config *cfg, const mc_task *task,
+                              const mc_train_data *td, int kind, int64_t U, int64_t u0,
+                              int64_t rows, const mc_scored *top, int64_t k, const char *dir,
+                              json_t *index, json_t *descs, char ***desc_out, float **emb_out,
                               int64_t dim, mc_error *err) {
     *desc_out = NULL, *emb_out = NULL;
     /* Every unit's top list on rank 0, in unit order. */
     mc_scored *all = c->rank == 0 ? mc_alloc_array((size_t)(U * k + 1), sizeof(mc_scored)) : NULL;
     int *cnt = calloc((size_t)c->size, sizeof(int)), *dsp = calloc((size_t)c->size, sizeof(int));
-    mc_status s = cnt && dsp && (c->rank || all) ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    mc_status s =
+        cnt && dsp && (c->rank || all) ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     if ((double)U * (double)k * sizeof(mc_scored) > 2147483647.0)
         s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "V-Interp: too many units x images");
     MC_TRY(mc_comm_agree(c, s, err));
@@ -278,29 +302,36 @@ mc_status mc_vinterp_describe(const mc_comm *c, const mc_config *cfg, const mc_t
         cnt[q] = (int)((a1 - a0) * k * (int64_t)sizeof(mc_scored)), dsp[q] = (int)off;
         off += cnt[q];
     }
-    int rc = MPI_Gatherv(top, (int)(rows * k * (int64_t)sizeof(mc_scored)), MPI_BYTE, all, cnt, dsp, MPI_BYTE, 0,
-                         c->comm);
+    int rc = MPI_Gatherv(top, (int)(rows * k * (int64_t)sizeof(mc_scored)), MPI_BYTE, all, cnt, dsp,
+                         MPI_BYTE, 0, c->comm);
     free(cnt), free(dsp);
-    s = rc == MPI_SUCCESS ? MC_OK : MC_FAIL(err, MC_ERR_MPI, "MPI_Gatherv of the V-Interp top images failed");
+    s = rc == MPI_SUCCESS
+            ? MC_OK
+            : MC_FAIL(err, MC_ERR_MPI, "MPI_Gatherv of the V-Interp top images failed");
     char **paths = NULL;
     int64_t n_paths = 0;
     if (s == MC_OK) s = mc_store_read_strings(td->st, "images/paths", &paths, &n_paths, err);
     s = mc_comm_agree(c, s, err);
     char **desc = mc_calloc_array((size_t)U + 1, sizeof(char *));
     float *emb = mc_alloc_array((size_t)(U * dim + 1), sizeof(float));
-    if (s == MC_OK && (!desc || !emb)) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for %lld descriptions", (long long)U);
+    if (s == MC_OK && (!desc || !emb))
+        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for %lld descriptions", (long long)U);
     mc_buf joined = {0};
     if (s == MC_OK && c->rank == 0) {
-        s = describe_all(cfg, task, td, kind, U, all, k, paths, n_paths, dir, index, descs, desc, err);
+        s = describe_all(cfg, task, td, kind, U, all, k, paths, n_paths, dir, index, descs, desc,
+                         err);
         mc_text_encoder *enc = NULL;
         if (s == MC_OK) s = mc_text_encoder_load(cfg->models.clip, NULL, &enc, err);
         if (s == MC_OK && mc_text_encoder_dim(enc) != dim)
-            s = MC_FAIL(err, MC_ERR_SHAPE, "%s: text embeddings have width %d, the concept embeddings %lld",
+            s = MC_FAIL(err, MC_ERR_SHAPE,
+                        "%s: text embeddings have width %d, the concept embeddings %lld",
                         cfg->models.clip, mc_text_encoder_dim(enc), (long long)dim);
         /* The descriptions are free text: embedded as they are (no prompt), L2-normalised. */
-        if (s == MC_OK) s = mc_text_embed(enc, (const char *const *)desc, (size_t)U, NULL, true, emb, err);
+        if (s == MC_OK)
+            s = mc_text_embed(enc, (const char *const *)desc, (size_t)U, NULL, true, emb, err);
         mc_text_encoder_free(&enc);
-        for (int64_t u = 0; s == MC_OK && u < U; u++) mc_buf_printf(&joined, "%s%s", u ? "\n" : "", desc[u]);
+        for (int64_t u = 0; s == MC_OK && u < U; u++)
+            mc_buf_printf(&joined, "%s%s", u ? "\n" : "", desc[u]);
         if (s == MC_OK && joined.oom) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     }
     mc_strings_free(&paths, n_paths);
@@ -320,8 +351,10 @@ mc_status mc_vinterp_describe(const mc_comm *c, const mc_config *cfg, const mc_t
             char *nl = strchr(p, '\n');
             size_t n = nl ? (size_t)(nl - p) : strlen(p);
             desc[u] = malloc(n + 1);
-            if (desc[u]) memcpy(desc[u], p, n), desc[u][n] = 0;
-            else s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+            if (desc[u])
+                memcpy(desc[u], p, n), desc[u][n] = 0;
+            else
+                s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
             p = nl ? nl + 1 : NULL;
         }
     }
@@ -336,7 +369,8 @@ mc_status mc_vinterp_describe(const mc_comm *c, const mc_config *cfg, const mc_t
     return MC_OK;
 }
 
-void mc_vinterp_scores(const float *emb, int64_t dim, int64_t u0, int64_t rows, const mc_concepts *cs, float *S) {
+void mc_vinterp_scores(const float *emb, int64_t dim, int64_t u0, int64_t rows,
+                       const mc_concepts *cs, float *S) {
     for (int64_t j = 0; j < cs->n; j++) {
         const float *e = cs->emb + j * cs->dim;
         double nn = 0;

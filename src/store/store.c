@@ -33,8 +33,8 @@ static herr_t collect_entry(unsigned n, const H5E_error2_t *e, void *ud) {
     char minor[128] = "";
     H5Eget_msg(e->min_num, NULL, minor, sizeof minor);
     int w = snprintf(t->buf + t->len, t->cap - t->len, "%s%s(): %s%s%s%s", t->count ? "; " : "",
-                     e->func_name ? e->func_name : "?", e->desc ? e->desc : "", minor[0] ? " (" : "",
-                     minor, minor[0] ? ")" : "");
+                     e->func_name ? e->func_name : "?", e->desc ? e->desc : "",
+                     minor[0] ? " (" : "", minor, minor[0] ? ")" : "");
     if (w > 0) t->len += (size_t)w < t->cap - t->len ? (size_t)w : t->cap - t->len - 1;
     t->count++;
     return 0;
@@ -64,11 +64,15 @@ void mc_store_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 bool mc_store_dtype_supported(mc_dtype t) {
     switch (t) {
-    case MC_DTYPE_F64: case MC_DTYPE_F32: case MC_DTYPE_F16: case MC_DTYPE_I64:
-    case MC_DTYPE_I32: case MC_DTYPE_I16: case MC_DTYPE_I8: case MC_DTYPE_U8:
-        return true;
-    default:
-        return false;
+    case MC_DTYPE_F64:
+    case MC_DTYPE_F32:
+    case MC_DTYPE_F16:
+    case MC_DTYPE_I64:
+    case MC_DTYPE_I32:
+    case MC_DTYPE_I16:
+    case MC_DTYPE_I8:
+    case MC_DTYPE_U8: return true;
+    default: return false;
     }
 }
 
@@ -101,25 +105,34 @@ bool mc_store_dtype_from_h5(hid_t type, mc_dtype *out) {
     H5T_class_t cls = H5Tget_class(type);
     size_t size = H5Tget_size(type);
     if (cls == H5T_FLOAT) {
-        if (size == 8) *out = MC_DTYPE_F64;
-        else if (size == 4) *out = MC_DTYPE_F32;
+        if (size == 8)
+            *out = MC_DTYPE_F64;
+        else if (size == 4)
+            *out = MC_DTYPE_F32;
         else if (size == 2) {
             size_t spos, epos, esize, mpos, msize;
             if (H5Tget_fields(type, &spos, &epos, &esize, &mpos, &msize) < 0 || esize != 5 ||
                 msize != 10 || H5Tget_ebias(type) != 15)
                 return false; /* a 16-bit float that is not IEEE half (e.g. bfloat16) */
             *out = MC_DTYPE_F16;
-        } else return false;
+        } else
+            return false;
         return true;
     }
     if (cls == H5T_INTEGER) {
         bool sign = H5Tget_sign(type) == H5T_SGN_2;
-        if (sign && size == 8) *out = MC_DTYPE_I64;
-        else if (sign && size == 4) *out = MC_DTYPE_I32;
-        else if (sign && size == 2) *out = MC_DTYPE_I16;
-        else if (sign && size == 1) *out = MC_DTYPE_I8;
-        else if (!sign && size == 1) *out = MC_DTYPE_U8;
-        else return false;
+        if (sign && size == 8)
+            *out = MC_DTYPE_I64;
+        else if (sign && size == 4)
+            *out = MC_DTYPE_I32;
+        else if (sign && size == 2)
+            *out = MC_DTYPE_I16;
+        else if (sign && size == 1)
+            *out = MC_DTYPE_I8;
+        else if (!sign && size == 1)
+            *out = MC_DTYPE_U8;
+        else
+            return false;
         return true;
     }
     return false;
@@ -145,7 +158,8 @@ mc_status mc_store_norm_name(const mc_store *s, const char *name, char *buf, mc_
     if (n > MC_STORE_NAME_MAX - 1)
         return MC_FAIL(err, MC_ERR_ARG, "store '%s': object name longer than %d bytes: %.64s...",
                        s->path, MC_STORE_NAME_MAX - 1, name);
-    if (name[0] == '/') memcpy(buf, name, n + 1);
+    if (name[0] == '/')
+        memcpy(buf, name, n + 1);
     else {
         buf[0] = '/';
         memcpy(buf + 1, name, n + 1);
@@ -175,7 +189,8 @@ static void store_free(mc_store *s) {
 static mc_status store_alloc(const mc_comm *c, const char *path, mc_store **out, mc_error *err) {
     mc_status st = MC_OK;
     mc_store *s = calloc(1, sizeof *s);
-    if (!path || !*path) st = MC_FAIL(err, MC_ERR_ARG, "store: empty path");
+    if (!path || !*path)
+        st = MC_FAIL(err, MC_ERR_ARG, "store: empty path");
     else if (!s || !(s->path = mc_strdup(path)))
         st = MC_FAIL(err, MC_ERR_NOMEM, "store '%s': out of memory", path);
     if (s) {
@@ -209,7 +224,8 @@ static hid_t mpio_fapl(const mc_store *s) {
 static mc_status check_signature(const char *path, mc_error *err) {
     static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC /* a FIFO must not block before fstat */);
-    if (fd < 0) return MC_FAIL(err, MC_ERR_IO, "store '%s': cannot open: %s", path, strerror(errno));
+    if (fd < 0)
+        return MC_FAIL(err, MC_ERR_IO, "store '%s': cannot open: %s", path, strerror(errno));
     struct stat stt;
     unsigned char head[8];
     mc_status st = MC_OK;
@@ -250,8 +266,9 @@ static mc_status open_and_check(mc_store *s, mc_error *err) {
                      s->path, MC_STORE_ID_ATTR);
     } else if ((st = mc_store_get_attr_str(s, "/", MC_STORE_ID_ATTR, &id, err)) == MC_OK) {
         if (strncmp(id, MC_STORE_FORMAT "/", strlen(MC_STORE_FORMAT "/")) != 0)
-            st = MC_FAIL(err, MC_ERR_FORMAT, "'%s' is not a miclip store ('%s' is '%.64s', want '%s')",
-                         s->path, MC_STORE_ID_ATTR, id, MC_STORE_ID_VALUE);
+            st = MC_FAIL(err, MC_ERR_FORMAT,
+                         "'%s' is not a miclip store ('%s' is '%.64s', want '%s')", s->path,
+                         MC_STORE_ID_ATTR, id, MC_STORE_ID_VALUE);
         else if (strcmp(id, MC_STORE_ID_VALUE) != 0)
             st = MC_FAIL(err, MC_ERR_UNSUPPORTED,
                          "store '%s' has format '%.64s'; this miclip reads '%s' only", s->path, id,
@@ -262,7 +279,8 @@ static mc_status open_and_check(mc_store *s, mc_error *err) {
     /* A store whose contents contradict its own layout record is refused (docs/store.md). */
     if (st == MC_OK && !s->tolerant) {
         char missing[MC_STORE_NAME_MAX + 64];
-        if (mc_store_layout_check(s, missing, sizeof missing) < 0) st = mc_store_damaged(s, missing, err);
+        if (mc_store_layout_check(s, missing, sizeof missing) < 0)
+            st = mc_store_damaged(s, missing, err);
         st = mc_store_agree(s, st, err);
     }
     if (st != MC_OK) {
@@ -303,7 +321,8 @@ mc_status mc_store_open(const mc_comm *c, const char *path, mc_store_mode mode, 
     return open_store(c, path, mode, false, out, err);
 }
 
-mc_status mc_store_open_tolerant(const mc_comm *c, const char *path, mc_store **out, mc_error *err) {
+mc_status mc_store_open_tolerant(const mc_comm *c, const char *path, mc_store **out,
+                                 mc_error *err) {
     return open_store(c, path, MC_STORE_READ, true, out, err);
 }
 
@@ -334,7 +353,8 @@ mc_status mc_store_create(const mc_comm *c, const char *path, int flags, mc_stor
      * superblock), then rename. A file at path is thus always openable. */
     if (st == MC_OK) {
         hid_t fapl = mpio_fapl(s);
-        if (fapl < 0) st = MC_H5FAIL(err, "store '%s': cannot set up MPI-IO access", path);
+        if (fapl < 0)
+            st = MC_H5FAIL(err, "store '%s': cannot set up MPI-IO access", path);
         else {
             /* EXCL: rank 0 removed any stale tmp under the lock, so a file there now was planted
              * (a symlink to a victim, say) and must not be opened, let alone truncated. */
@@ -346,8 +366,9 @@ mc_status mc_store_create(const mc_comm *c, const char *path, int flags, mc_stor
     }
     if (st == MC_OK) {
         st = mc_store_set_attr_str(s, "/", MC_STORE_ID_ATTR, MC_STORE_ID_VALUE, err);
-        mc_status cs = H5Fclose(s->file) < 0 ? MC_H5FAIL(err, "store '%s': cannot close %s", path, tmp)
-                                             : MC_OK;
+        mc_status cs = H5Fclose(s->file) < 0
+                           ? MC_H5FAIL(err, "store '%s': cannot close %s", path, tmp)
+                           : MC_OK;
         s->file = H5I_INVALID_HID;
         if (st == MC_OK) st = cs;
         st = mc_store_agree(s, st, err);
@@ -369,8 +390,8 @@ mc_status mc_store_create(const mc_comm *c, const char *path, int flags, mc_stor
     return MC_OK;
 }
 
-mc_status mc_store_open_or_create(const mc_comm *c, const char *path, mc_store **out,
-                                  bool *created, mc_error *err) {
+mc_status mc_store_open_or_create(const mc_comm *c, const char *path, mc_store **out, bool *created,
+                                  mc_error *err) {
     int exists = 0;
     if (c->rank == 0) {
         struct stat stt;
@@ -443,14 +464,17 @@ mc_status mc_store_create_group(mc_store *s, const char *name, mc_error *err) {
     char p[MC_STORE_NAME_MAX + 2];
     mc_status st = mc_store_norm_name(s, name, p, err);
     if (st == MC_OK && !s->writable)
-        st = MC_FAIL(err, MC_ERR_ARG, "store '%s': group '%s': store is open read-only", s->path, p);
+        st =
+            MC_FAIL(err, MC_ERR_ARG, "store '%s': group '%s': store is open read-only", s->path, p);
     st = mc_store_agree(s, st, err);
     if (st != MC_OK) return st;
     if (!mc_store_exists(s, p)) {
         hid_t lcpl = lcpl_intermediate();
         hid_t g = lcpl < 0 ? lcpl : H5Gcreate2(s->file, p, lcpl, H5P_DEFAULT, H5P_DEFAULT);
-        if (g < 0) st = MC_H5FAIL(err, "store '%s': cannot create group '%s'", s->path, p);
-        else H5Gclose(g);
+        if (g < 0)
+            st = MC_H5FAIL(err, "store '%s': cannot create group '%s'", s->path, p);
+        else
+            H5Gclose(g);
         if (lcpl >= 0) H5Pclose(lcpl);
         st = mc_store_agree(s, st, err);
     }
@@ -459,29 +483,32 @@ mc_status mc_store_create_group(mc_store *s, const char *name, mc_error *err) {
 }
 
 /* Reads the dtype and shape of an open dataset. */
-static mc_status dataset_info(const mc_store *s, hid_t d, const char *p, mc_store_dataset_info *info,
-                              mc_error *err) {
+static mc_status dataset_info(const mc_store *s, hid_t d, const char *p,
+                              mc_store_dataset_info *info, mc_error *err) {
     memset(info, 0, sizeof *info);
     hid_t t = H5Dget_type(d), sp = H5Dget_space(d);
     mc_status st = MC_OK;
-    if (t < 0 || sp < 0) st = MC_H5FAIL(err, "store '%s': dataset '%s': cannot read its type", s->path, p);
+    if (t < 0 || sp < 0)
+        st = MC_H5FAIL(err, "store '%s': dataset '%s': cannot read its type", s->path, p);
     else if (!mc_store_dtype_from_h5(t, &info->dtype))
-        st = MC_FAIL(err, MC_ERR_FORMAT, "store '%s': dataset '%s' has an element type miclip does not write",
-                     s->path, p);
+        st = MC_FAIL(err, MC_ERR_FORMAT,
+                     "store '%s': dataset '%s' has an element type miclip does not write", s->path,
+                     p);
     else {
         int nd = H5Sget_simple_extent_ndims(sp);
         hsize_t dims[MC_MAX_DIMS];
         if (nd < 1 || nd > MC_MAX_DIMS)
-            st = MC_FAIL(err, MC_ERR_FORMAT, "store '%s': dataset '%s' has %d dimensions (1..%d supported)",
-                         s->path, p, nd, MC_MAX_DIMS);
+            st = MC_FAIL(err, MC_ERR_FORMAT,
+                         "store '%s': dataset '%s' has %d dimensions (1..%d supported)", s->path, p,
+                         nd, MC_MAX_DIMS);
         else if (H5Sget_simple_extent_dims(sp, dims, NULL) < 0)
             st = MC_H5FAIL(err, "store '%s': dataset '%s': cannot read its shape", s->path, p);
         else {
             info->ndim = nd;
             for (int i = 0; i < nd; i++) {
                 if (dims[i] > (hsize_t)INT64_MAX)
-                    st = MC_FAIL(err, MC_ERR_FORMAT, "store '%s': dataset '%s': dimension %d too large",
-                                 s->path, p, i);
+                    st = MC_FAIL(err, MC_ERR_FORMAT,
+                                 "store '%s': dataset '%s': dimension %d too large", s->path, p, i);
                 info->shape[i] = (int64_t)dims[i];
             }
         }
@@ -538,7 +565,8 @@ mc_status mc_store_create_dataset(mc_store *s, const char *name, mc_dtype dtype,
 
     size_t esize = mc_store_dtype_supported(dtype) ? mc_dtype_size(dtype) : 0, total = 0, row = 0;
     if (!s->writable)
-        st = MC_FAIL(err, MC_ERR_ARG, "store '%s': dataset '%s': store is open read-only", s->path, p);
+        st = MC_FAIL(err, MC_ERR_ARG, "store '%s': dataset '%s': store is open read-only", s->path,
+                     p);
     else if (!esize)
         st = MC_FAIL(err, MC_ERR_UNSUPPORTED, "store '%s': dataset '%s': dtype %s cannot be stored",
                      s->path, p, (unsigned)dtype < MC_DTYPE_COUNT ? mc_dtype_name(dtype) : "?");
@@ -552,8 +580,9 @@ mc_status mc_store_create_dataset(mc_store *s, const char *name, mc_dtype dtype,
     else if (chunk_rows > 0) {
         size_t cb = 0; /* HDF5 chunks must stay under 4 GiB */
         if (!mc_size_mul(row ? row : esize, (size_t)chunk_rows, &cb) || cb >= ((size_t)1 << 32))
-            st = MC_FAIL(err, MC_ERR_ARG, "store '%s': dataset '%s': chunks of %lld rows exceed 4 GiB",
-                         s->path, p, (long long)chunk_rows);
+            st = MC_FAIL(err, MC_ERR_ARG,
+                         "store '%s': dataset '%s': chunks of %lld rows exceed 4 GiB", s->path, p,
+                         (long long)chunk_rows);
     }
     st = mc_store_agree(s, st, err);
     if (st != MC_OK) return st;
@@ -567,10 +596,11 @@ mc_status mc_store_create_dataset(mc_store *s, const char *name, mc_dtype dtype,
             if (!same) {
                 char have[160];
                 mc_shape_str(info.shape, info.ndim, have, sizeof have);
-                st = MC_FAIL(err, MC_ERR_SHAPE,
-                             "store '%s': dataset '%s' exists as %s %s, want %s %s (was the store "
-                             "made by a different config?)",
-                             s->path, p, mc_dtype_name(info.dtype), have, mc_dtype_name(dtype), shp);
+                st =
+                    MC_FAIL(err, MC_ERR_SHAPE,
+                            "store '%s': dataset '%s' exists as %s %s, want %s %s (was the store "
+                            "made by a different config?)",
+                            s->path, p, mc_dtype_name(info.dtype), have, mc_dtype_name(dtype), shp);
             }
         }
         st = mc_store_agree(s, st, err);
@@ -593,9 +623,11 @@ mc_status mc_store_create_dataset(mc_store *s, const char *name, mc_dtype dtype,
               H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) >= 0 &&
               (chunk_rows == 0 || H5Pset_chunk(dcpl, ndim, chunk) >= 0);
     hid_t d = ok ? H5Dcreate2(s->file, p, ft, space, lcpl, dcpl, H5P_DEFAULT) : H5I_INVALID_HID;
-    if (d < 0) st = MC_H5FAIL(err, "store '%s': cannot create dataset '%s' (%s %s)", s->path, p,
-                              mc_dtype_name(dtype), shp);
-    else H5Dclose(d);
+    if (d < 0)
+        st = MC_H5FAIL(err, "store '%s': cannot create dataset '%s' (%s %s)", s->path, p,
+                       mc_dtype_name(dtype), shp);
+    else
+        H5Dclose(d);
     if (ft >= 0) H5Tclose(ft);
     if (space >= 0) H5Sclose(space);
     if (dcpl >= 0) H5Pclose(dcpl);
@@ -609,14 +641,14 @@ mc_status mc_store_create_dataset(mc_store *s, const char *name, mc_dtype dtype,
 
 typedef struct {
     bool write, collective;
-    bool raw;                /* a read that skips the checksum verification */
-    bool rows;               /* start/count come from [row_begin, row_end) and the full other dims */
+    bool raw;  /* a read that skips the checksum verification */
+    bool rows; /* start/count come from [row_begin, row_end) and the full other dims */
     int64_t row_begin, row_end;
     const int64_t *start, *count;
 } xfer_req;
 
-static mc_status xfer(mc_store *s, const char *name, mc_dtype dtype, const xfer_req *rq,
-                      void *data, mc_error *err) {
+static mc_status xfer(mc_store *s, const char *name, mc_dtype dtype, const xfer_req *rq, void *data,
+                      mc_error *err) {
     char p[MC_STORE_NAME_MAX + 2];
     const char *what = rq->write ? "write" : "read";
     mc_status st = mc_store_norm_name(s, name, p, err);
@@ -628,7 +660,8 @@ static mc_status xfer(mc_store *s, const char *name, mc_dtype dtype, const xfer_
     size_t row_elems = 1, esize = 0;
 
     if (st == MC_OK && rq->write && !s->writable)
-        st = MC_FAIL(err, MC_ERR_ARG, "store '%s': dataset '%s': store is open read-only", s->path, p);
+        st = MC_FAIL(err, MC_ERR_ARG, "store '%s': dataset '%s': store is open read-only", s->path,
+                     p);
     if (st == MC_OK && !mc_store_exists(s, p))
         st = MC_FAIL(err, MC_ERR_SHAPE, "store '%s': no dataset '%s' to %s", s->path, p, what);
     if (st == MC_OK && (d = open_dataset(s, p, err)) < 0) st = MC_ERR_HDF5;
@@ -642,8 +675,9 @@ static mc_status xfer(mc_store *s, const char *name, mc_dtype dtype, const xfer_
         bool ok = mc_store_dtype_supported(dtype) &&
                   (rq->write ? dtype == info.dtype : read_widening_ok(info.dtype, dtype));
         if (!ok)
-            st = MC_FAIL(err, MC_ERR_SHAPE, "store '%s': dataset '%s' holds %s; cannot %s it %s a %s buffer",
-                         s->path, p, mc_dtype_name(info.dtype), what, rq->write ? "from" : "into",
+            st = MC_FAIL(err, MC_ERR_SHAPE,
+                         "store '%s': dataset '%s' holds %s; cannot %s it %s a %s buffer", s->path,
+                         p, mc_dtype_name(info.dtype), what, rq->write ? "from" : "into",
                          (unsigned)dtype < MC_DTYPE_COUNT ? mc_dtype_name(dtype) : "?");
     }
     if (st == MC_OK) {
@@ -671,7 +705,8 @@ static mc_status xfer(mc_store *s, const char *name, mc_dtype dtype, const xfer_
         }
         esize = mc_dtype_size(dtype);
         if (st == MC_OK && !mc_size_prod(count + 1, info.ndim - 1, &row_elems))
-            st = MC_FAIL(err, MC_ERR_SHAPE, "store '%s': dataset '%s': selection too large", s->path, p);
+            st = MC_FAIL(err, MC_ERR_SHAPE, "store '%s': dataset '%s': selection too large",
+                         s->path, p);
         if (st == MC_OK && !empty && !data)
             st = MC_FAIL(err, MC_ERR_ARG, "store '%s': dataset '%s': NULL buffer", s->path, p);
     }
@@ -679,7 +714,8 @@ static mc_status xfer(mc_store *s, const char *name, mc_dtype dtype, const xfer_
         mt = mc_store_h5type(dtype);
         fspace = H5Dget_space(d);
         if (mt < 0 || fspace < 0 || dxpl < 0 ||
-            H5Pset_dxpl_mpio(dxpl, rq->collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT) < 0)
+            H5Pset_dxpl_mpio(dxpl, rq->collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT) <
+                0)
             st = MC_H5FAIL(err, "store '%s': dataset '%s': cannot set up the %s", s->path, p, what);
     }
     if (rq->collective) st = mc_store_agree(s, st, err);
@@ -712,7 +748,8 @@ static mc_status xfer(mc_store *s, const char *name, mc_dtype dtype, const xfer_
                 h = H5Sselect_none(fspace);
                 if (h >= 0) h = H5Sselect_none(ms);
             }
-            char *buf = data ? (char *)data + (size_t)off * row_bytes : NULL; /* NULL: no rows here */
+            char *buf =
+                data ? (char *)data + (size_t)off * row_bytes : NULL; /* NULL: no rows here */
             if (h >= 0)
                 h = rq->write ? H5Dwrite(d, mt, ms, fspace, dxpl, n > 0 ? buf : NULL)
                               : H5Dread(d, mt, ms, fspace, dxpl, n > 0 ? buf : NULL);
@@ -739,35 +776,44 @@ static mc_status xfer(mc_store *s, const char *name, mc_dtype dtype, const xfer_
 
 mc_status mc_store_write_rows(mc_store *s, const char *name, mc_dtype dtype, int64_t row_begin,
                               int64_t row_end, const void *data, mc_error *err) {
-    xfer_req rq = {.write = true, .collective = true, .rows = true, .row_begin = row_begin,
+    xfer_req rq = {.write = true,
+                   .collective = true,
+                   .rows = true,
+                   .row_begin = row_begin,
                    .row_end = row_end};
     return xfer(s, name, dtype, &rq, (void *)data, err);
 }
 
 mc_status mc_store_read_rows(mc_store *s, const char *name, mc_dtype dtype, int64_t row_begin,
                              int64_t row_end, void *data, mc_error *err) {
-    xfer_req rq = {.write = false, .collective = true, .rows = true, .row_begin = row_begin,
+    xfer_req rq = {.write = false,
+                   .collective = true,
+                   .rows = true,
+                   .row_begin = row_begin,
                    .row_end = row_end};
     return xfer(s, name, dtype, &rq, data, err);
 }
 
 mc_status mc_store_read_rows_raw(mc_store *s, const char *p, mc_dtype dtype, int64_t b, int64_t e,
                                  void *data, mc_error *err) {
-    xfer_req rq = {.write = false, .collective = false, .raw = true, .rows = true, .row_begin = b,
+    xfer_req rq = {.write = false,
+                   .collective = false,
+                   .raw = true,
+                   .rows = true,
+                   .row_begin = b,
                    .row_end = e};
     return xfer(s, p, dtype, &rq, data, err);
 }
 
-mc_status mc_store_write_slice(mc_store *s, const char *name, mc_dtype dtype,
-                               const int64_t *start, const int64_t *count, const void *data,
-                               bool collective, mc_error *err) {
+mc_status mc_store_write_slice(mc_store *s, const char *name, mc_dtype dtype, const int64_t *start,
+                               const int64_t *count, const void *data, bool collective,
+                               mc_error *err) {
     xfer_req rq = {.write = true, .collective = collective, .start = start, .count = count};
     return xfer(s, name, dtype, &rq, (void *)data, err);
 }
 
-mc_status mc_store_read_slice(mc_store *s, const char *name, mc_dtype dtype,
-                              const int64_t *start, const int64_t *count, void *data,
-                              bool collective, mc_error *err) {
+mc_status mc_store_read_slice(mc_store *s, const char *name, mc_dtype dtype, const int64_t *start,
+                              const int64_t *count, void *data, bool collective, mc_error *err) {
     xfer_req rq = {.write = false, .collective = collective, .start = start, .count = count};
     return xfer(s, name, dtype, &rq, data, err);
 }

@@ -20,8 +20,8 @@ static hid_t vlen_utf8(void) {
 }
 
 /* Collective part shared by the setters: (re)creates scalar attribute key on obj. */
-static mc_status attr_write(mc_store *s, const char *obj, const char *key, hid_t ftype,
-                            hid_t mtype, const void *buf, mc_status pre, mc_error *err) {
+static mc_status attr_write(mc_store *s, const char *obj, const char *key, hid_t ftype, hid_t mtype,
+                            const void *buf, mc_status pre, mc_error *err) {
     char p[MC_STORE_NAME_MAX + 2];
     mc_status st = pre;
     if (st == MC_OK) st = mc_store_norm_name(s, obj, p, err);
@@ -31,7 +31,8 @@ static mc_status attr_write(mc_store *s, const char *obj, const char *key, hid_t
         st = MC_FAIL(err, MC_ERR_ARG, "store '%s': attribute '%s' on '%s': store is open read-only",
                      s->path, key, p);
     if (st == MC_OK && !mc_store_exists(s, p))
-        st = MC_FAIL(err, MC_ERR_ARG, "store '%s': attribute '%s': no object '%s'", s->path, key, p);
+        st =
+            MC_FAIL(err, MC_ERR_ARG, "store '%s': attribute '%s': no object '%s'", s->path, key, p);
     st = mc_store_agree(s, st, err);
     if (st != MC_OK) return st;
 
@@ -43,7 +44,8 @@ static mc_status attr_write(mc_store *s, const char *obj, const char *key, hid_t
     }
     if (ok) ok = (a = H5Acreate2(o, key, ftype, sp, H5P_DEFAULT, H5P_DEFAULT)) >= 0;
     if (ok) ok = H5Awrite(a, mtype, buf) >= 0;
-    if (!ok) st = MC_H5FAIL(err, "store '%s': cannot write attribute '%s' on '%s'", s->path, key, p);
+    if (!ok)
+        st = MC_H5FAIL(err, "store '%s': cannot write attribute '%s' on '%s'", s->path, key, p);
     if (a >= 0) H5Aclose(a);
     if (sp >= 0) H5Sclose(sp);
     if (o >= 0) H5Oclose(o);
@@ -85,7 +87,8 @@ mc_status mc_store_set_attr_f64(mc_store *s, const char *obj, const char *key, d
 
 bool mc_store_has_attr(mc_store *s, const char *obj, const char *key) {
     char p[MC_STORE_NAME_MAX + 2];
-    if (!key || mc_store_norm_name(s, obj, p, NULL) != MC_OK || !mc_store_exists(s, p)) return false;
+    if (!key || mc_store_norm_name(s, obj, p, NULL) != MC_OK || !mc_store_exists(s, p))
+        return false;
     htri_t e = H5Aexists_by_name(s->file, p, key, H5P_DEFAULT);
     H5Eclear2(H5E_DEFAULT);
     return e > 0;
@@ -102,18 +105,25 @@ static mc_status attr_open(mc_store *s, const char *obj, const char *key, H5T_cl
         return MC_FAIL(err, MC_ERR_FORMAT, "store '%s': '%s' has no attribute '%s'", s->path, p,
                        key ? key : "?");
     hid_t a = H5Aopen_by_name(s->file, p, key, H5P_DEFAULT, H5P_DEFAULT);
-    if (a < 0) return MC_H5FAIL(err, "store '%s': cannot open attribute '%s' on '%s'", s->path, key, p);
+    if (a < 0)
+        return MC_H5FAIL(err, "store '%s': cannot open attribute '%s' on '%s'", s->path, key, p);
     hid_t t = H5Aget_type(a), sp = H5Aget_space(a);
     mc_status st = MC_OK;
     H5T_class_t c = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
     hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
-    if (t < 0 || sp < 0) st = MC_H5FAIL(err, "store '%s': attribute '%s' on '%s': unreadable", s->path, key, p);
+    if (t < 0 || sp < 0)
+        st = MC_H5FAIL(err, "store '%s': attribute '%s' on '%s': unreadable", s->path, key, p);
     else if (c != cls && (alt < 0 || (int)c != alt))
-        st = MC_FAIL(err, MC_ERR_FORMAT, "store '%s': attribute '%s' on '%s' has the wrong type (%s expected)",
-                     s->path, key, p, cls == H5T_STRING ? "string" : cls == H5T_INTEGER ? "integer" : "number");
+        st = MC_FAIL(err, MC_ERR_FORMAT,
+                     "store '%s': attribute '%s' on '%s' has the wrong type (%s expected)", s->path,
+                     key, p,
+                     cls == H5T_STRING    ? "string"
+                     : cls == H5T_INTEGER ? "integer"
+                                          : "number");
     else if (n != 1)
-        st = MC_FAIL(err, MC_ERR_FORMAT, "store '%s': attribute '%s' on '%s' has %lld elements, want 1",
-                     s->path, key, p, (long long)n);
+        st = MC_FAIL(err, MC_ERR_FORMAT,
+                     "store '%s': attribute '%s' on '%s' has %lld elements, want 1", s->path, key,
+                     p, (long long)n);
     if (sp >= 0) H5Sclose(sp);
     if (st != MC_OK) {
         if (t >= 0) H5Tclose(t);
@@ -147,13 +157,15 @@ mc_status mc_store_get_attr_str(mc_store *s, const char *obj, const char *key, c
         size_t n = H5Tget_size(t);
         char *buf = n && n < MC_STORE_ATTR_STR_MAX ? malloc(n + 1) : NULL;
         if (!buf)
-            st = MC_FAIL(err, MC_ERR_FORMAT, "store '%s': attribute '%s' has size %zu", s->path, key, n);
+            st = MC_FAIL(err, MC_ERR_FORMAT, "store '%s': attribute '%s' has size %zu", s->path,
+                         key, n);
         else if (mt < 0 || H5Tset_size(mt, n) < 0 || H5Aread(a, mt, buf) < 0)
             st = MC_H5FAIL(err, "store '%s': cannot read attribute '%s'", s->path, key);
         if (st == MC_OK) {
             buf[n] = '\0';
             *out = buf;
-        } else free(buf);
+        } else
+            free(buf);
     }
     if (mt >= 0) H5Tclose(mt);
     H5Tclose(t);
@@ -228,7 +240,8 @@ mc_status mc_store_write_provenance(mc_store *s, const char *obj, const mc_store
 static mc_status done_name(const mc_store *s, const char *group, char *buf, mc_error *err) {
     char g[MC_STORE_NAME_MAX + 2];
     MC_TRY(mc_store_norm_name(s, group, g, err));
-    if (!mc_snprintf(buf, MC_STORE_NAME_MAX + 2, "%s%s" MC_STORE_DONE_NAME, g, strcmp(g, "/") ? "/" : ""))
+    if (!mc_snprintf(buf, MC_STORE_NAME_MAX + 2, "%s%s" MC_STORE_DONE_NAME, g,
+                     strcmp(g, "/") ? "/" : ""))
         return MC_FAIL(err, MC_ERR_ARG, "store '%s': group name too long: %s", s->path, g);
     return MC_OK;
 }
@@ -291,8 +304,8 @@ mc_status mc_store_units_read(mc_store *s, const char *group, int64_t n_units, u
     int64_t k = 0;
     for (int64_t i = 0; i < n_units; i++) {
         if (done[i] > 1)
-            st = MC_FAIL(err, MC_ERR_FORMAT, "store '%s': '%s'[%lld] = %u (0 or 1 expected)", s->path,
-                         dn, (long long)i, done[i]);
+            st = MC_FAIL(err, MC_ERR_FORMAT, "store '%s': '%s'[%lld] = %u (0 or 1 expected)",
+                         s->path, dn, (long long)i, done[i]);
         k += done[i] == 1;
     }
     if (n_done) *n_done = k;
@@ -310,8 +323,8 @@ mc_status mc_store_units_mark(mc_store *s, const char *group, const int64_t *uni
                      (long long)n);
     for (int64_t i = 0; st == MC_OK && i < n; i++)
         if (units[i] < 0 || units[i] >= n_units)
-            st = MC_FAIL(err, MC_ERR_ARG, "store '%s': '%s': unit %lld outside [0, %lld)", s->path, dn,
-                         (long long)units[i], (long long)n_units);
+            st = MC_FAIL(err, MC_ERR_ARG, "store '%s': '%s': unit %lld outside [0, %lld)", s->path,
+                         dn, (long long)units[i], (long long)n_units);
     MC_TRY(mc_store_agree(s, st, err));
 
     /* Gather every rank's units so the marks can be written as one block. */
@@ -330,8 +343,8 @@ mc_status mc_store_units_mark(mc_store *s, const char *group, const int64_t *uni
             sum += counts[r];
         }
         if (sum > INT32_MAX)
-            st = MC_FAIL(err, MC_ERR_ARG, "store '%s': '%s': %lld unit marks in one call", s->path, dn,
-                         (long long)sum);
+            st = MC_FAIL(err, MC_ERR_ARG, "store '%s': '%s': %lld unit marks in one call", s->path,
+                         dn, (long long)sum);
     }
     total = (int)sum;
     if (st == MC_OK && !(all = mc_alloc_array((size_t)total + 1, sizeof *all)))

@@ -36,8 +36,8 @@ void mc_store_hook(const mc_store *s, const char *what, const char *obj) {
     if (!kill_at && !trace) return;
     calls++;
     if (trace) {
-        fprintf(stderr, "miclip[%d] store call %lld: %s %s (%s)\n", s ? s->comm.rank : -1, calls, what,
-                obj && *obj ? obj : "-", s && s->path ? s->path : "?");
+        fprintf(stderr, "miclip[%d] store call %lld: %s %s (%s)\n", s ? s->comm.rank : -1, calls,
+                what, obj && *obj ? obj : "-", s && s->path ? s->path : "?");
         fflush(stderr);
     }
     if (kill_at && calls == kill_at) {

@@ -13,13 +13,13 @@
 #define MC_STORE_ATTR_STR_MAX ((size_t)1 << 20) /* cap on string attributes read from a file */
 
 struct mc_store {
-    mc_comm comm;     /* copy of the caller's context; comm.comm is the communicator used */
-    char *path;       /* owned */
-    hid_t file;       /* H5I_INVALID_HID when not open */
+    mc_comm comm; /* copy of the caller's context; comm.comm is the communicator used */
+    char *path;   /* owned */
+    hid_t file;   /* H5I_INVALID_HID when not open */
     bool writable;
-    int lock_fd;      /* rank 0 of a writer: the flock'd "<path>.lock"; -1 otherwise */
-    size_t io_limit;  /* bytes per rank per H5Dread/H5Dwrite call */
-    bool tolerant;    /* opened by the resume probe: no layout check at open */
+    int lock_fd;     /* rank 0 of a writer: the flock'd "<path>.lock"; -1 otherwise */
+    size_t io_limit; /* bytes per rank per H5Dread/H5Dwrite call */
+    bool tolerant;   /* opened by the resume probe: no layout check at open */
 };
 
 /* Records an error whose message ends with the HDF5 error stack (innermost entries first),
@@ -59,8 +59,9 @@ mc_status mc_store_seal(mc_store *s, const char *group, mc_error *err);
 /* Local. After a read that covered the whole dataset p (open as d) into data (dtype): compares
  * with the recorded checksum, if any. A widened read (dtype != the dataset's) hashes the raw
  * bytes with a second, raw read. MC_ERR_FORMAT on a mismatch. */
-mc_status mc_store_check_whole(mc_store *s, hid_t d, const char *p, const mc_store_dataset_info *info,
-                               mc_dtype dtype, const void *data, mc_error *err);
+mc_status mc_store_check_whole(mc_store *s, hid_t d, const char *p,
+                               const mc_store_dataset_info *info, mc_dtype dtype, const void *data,
+                               mc_error *err);
 /* Local. True when dataset d carries a checksum (a write would make it stale). */
 bool mc_store_is_sealed(hid_t d);
 

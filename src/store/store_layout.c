@@ -76,15 +76,18 @@ static mc_status list_datasets(mc_store *s, char **out, mc_error *err) {
     name_list l = {0};
     herr_t h = H5Lvisit(s->file, H5_INDEX_NAME, H5_ITER_INC, visit_link, &l);
     mc_status st = MC_OK;
-    if (l.oom) st = MC_FAIL(err, MC_ERR_NOMEM, "store '%s': out of memory listing datasets", s->path);
-    else if (h < 0) st = MC_H5FAIL(err, "store '%s': cannot list its datasets", s->path);
+    if (l.oom)
+        st = MC_FAIL(err, MC_ERR_NOMEM, "store '%s': out of memory listing datasets", s->path);
+    else if (h < 0)
+        st = MC_H5FAIL(err, "store '%s': cannot list its datasets", s->path);
     size_t total = 1;
     if (st == MC_OK) {
         qsort(l.names, l.n, sizeof *l.names, cmp_str);
         for (size_t i = 0; i < l.n; i++) total += strlen(l.names[i]) + 1;
         if (total > LAYOUT_LIST_MAX) total = LAYOUT_LIST_MAX;
         char *buf = malloc(total);
-        if (!buf) st = MC_FAIL(err, MC_ERR_NOMEM, "store '%s': out of memory listing datasets", s->path);
+        if (!buf)
+            st = MC_FAIL(err, MC_ERR_NOMEM, "store '%s': out of memory listing datasets", s->path);
         else {
             size_t len = 0;
             for (size_t i = 0; i < l.n; i++) {
@@ -107,7 +110,8 @@ mc_status mc_store_record_layout(mc_store *s, mc_error *err) {
     char *list = NULL;
     mc_status st = s->comm.rank == 0 ? list_datasets(s, &list, err) : MC_OK;
     st = mc_store_agree(s, st, err);
-    if (st == MC_OK) st = mc_store_set_attr_str(s, "/", MC_STORE_LAYOUT_LIST_ATTR, list ? list : "", err);
+    if (st == MC_OK)
+        st = mc_store_set_attr_str(s, "/", MC_STORE_LAYOUT_LIST_ATTR, list ? list : "", err);
     free(list);
     MC_TRY(st);
     return mc_store_set_attr_i64(s, "/", MC_STORE_LAYOUT_ATTR, 1, err);
@@ -125,7 +129,8 @@ int mc_store_layout_check(mc_store *s, char *missing, size_t cap) {
     if (!mc_store_has_attr(s, "/", MC_STORE_LAYOUT_LIST_ATTR)) return 0;
     char *list = NULL;
     if (mc_store_get_attr_str(s, "/", MC_STORE_LAYOUT_LIST_ATTR, &list, NULL) != MC_OK) {
-        if (missing && cap) snprintf(missing, cap, "(unreadable '%s' attribute)", MC_STORE_LAYOUT_LIST_ATTR);
+        if (missing && cap)
+            snprintf(missing, cap, "(unreadable '%s' attribute)", MC_STORE_LAYOUT_LIST_ATTR);
         return -1;
     }
     int verdict = 1;
@@ -145,15 +150,18 @@ int mc_store_layout_check(mc_store *s, char *missing, size_t cap) {
 mc_status mc_store_damaged(mc_store *s, const char *missing, mc_error *err) {
     char *stage = NULL;
     char how[300];
-    if (mc_store_has_attr(s, "/", "stage") && mc_store_get_attr_str(s, "/", "stage", &stage, NULL) == MC_OK &&
-        stage[0] && strlen(stage) < 64 && !strpbrk(stage, " \t\n`'"))
+    if (mc_store_has_attr(s, "/", "stage") &&
+        mc_store_get_attr_str(s, "/", "stage", &stage, NULL) == MC_OK && stage[0] &&
+        strlen(stage) < 64 && !strpbrk(stage, " \t\n`'"))
         snprintf(how, sizeof how, "`miclip %s CONFIG`", stage);
-    else snprintf(how, sizeof how, "the stage that wrote it");
+    else
+        snprintf(how, sizeof how, "the stage that wrote it");
     free(stage);
-    return MC_FAIL(err, MC_ERR_FORMAT,
-                   "store '%s' is damaged: its recorded layout has dataset '%s' but the file does not "
-                   "(deleted or lost); delete the store and rerun %s to rebuild it",
-                   s->path, missing, how);
+    return MC_FAIL(
+        err, MC_ERR_FORMAT,
+        "store '%s' is damaged: its recorded layout has dataset '%s' but the file does not "
+        "(deleted or lost); delete the store and rerun %s to rebuild it",
+        s->path, missing, how);
 }
 
 /* --- probe and resume ---------------------------------------------------------------------- */
@@ -168,7 +176,8 @@ static bool never_written(const char *path) {
     bool r = false;
     if (fstat(fd, &stt) == 0 && S_ISREG(stt.st_mode)) {
         ssize_t n = pread(fd, head, sizeof head, 0);
-        if (n < (ssize_t)sizeof head) r = n >= 0;
+        if (n < (ssize_t)sizeof head)
+            r = n >= 0;
         else {
             r = true;
             for (int i = 0; i < 8; i++) r = r && head[i] == 0;
@@ -192,7 +201,8 @@ static mc_status probe(const mc_comm *c, const char *path, mc_store_state *state
     if (!info[0]) return MC_OK;
     if (info[1]) {
         *state = MC_STORE_REBUILD;
-        snprintf(why, why_cap, "it is empty or has no HDF5 superblock (its writer died before the first flush)");
+        snprintf(why, why_cap,
+                 "it is empty or has no HDF5 superblock (its writer died before the first flush)");
         return MC_OK;
     }
     mc_store *s = NULL;
@@ -210,20 +220,28 @@ static mc_status probe(const mc_comm *c, const char *path, mc_store_state *state
     char missing[MC_STORE_NAME_MAX + 64];
     int v = 0; /* rank 0's verdict: the same file, so the same everywhere, but agreed anyway */
     int layout = mc_store_layout_check(s, missing, sizeof missing);
-    if (layout < 0) v = 3;
-    else if (mc_store_is_complete(s, "/")) v = 1;
-    else if (mc_store_has_attr(s, "/", MC_STORE_LAYOUT_ATTR)) v = 2;
-    else v = 4;
+    if (layout < 0)
+        v = 3;
+    else if (mc_store_is_complete(s, "/"))
+        v = 1;
+    else if (mc_store_has_attr(s, "/", MC_STORE_LAYOUT_ATTR))
+        v = 2;
+    else
+        v = 4;
     MPI_Bcast(&v, 1, MPI_INT, 0, c->comm);
     MPI_Bcast(missing, (int)sizeof missing, MPI_CHAR, 0, c->comm);
-    if (v == 1) *state = MC_STORE_COMPLETE;
-    else if (v == 2) *state = MC_STORE_PARTIAL;
+    if (v == 1)
+        *state = MC_STORE_COMPLETE;
+    else if (v == 2)
+        *state = MC_STORE_PARTIAL;
     else {
         *state = MC_STORE_REBUILD;
         if (v == 3)
-            snprintf(why, why_cap, "its recorded layout has dataset '%s' but the file does not", missing);
+            snprintf(why, why_cap, "its recorded layout has dataset '%s' but the file does not",
+                     missing);
         else
-            snprintf(why, why_cap, "its layout was never completed (a run was killed while creating it)");
+            snprintf(why, why_cap,
+                     "its layout was never completed (a run was killed while creating it)");
     }
     return mc_store_close(&s, err);
 }

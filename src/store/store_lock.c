@@ -56,9 +56,12 @@ static bool is_miclip_lock(int fd) {
 void mc_store_lock_sweep(const char *store_path) {
     char dir[4096];
     const char *slash = strrchr(store_path, '/');
-    if (!slash) mc_strlcpy(dir, ".", sizeof dir);
-    else if (slash == store_path) mc_strlcpy(dir, "/", sizeof dir);
-    else if (!mc_snprintf(dir, sizeof dir, "%.*s", (int)(slash - store_path), store_path)) return;
+    if (!slash)
+        mc_strlcpy(dir, ".", sizeof dir);
+    else if (slash == store_path)
+        mc_strlcpy(dir, "/", sizeof dir);
+    else if (!mc_snprintf(dir, sizeof dir, "%.*s", (int)(slash - store_path), store_path))
+        return;
     mc_fs_sweep_stale_once(dir); /* temporaries of dead processes */
     DIR *d = opendir(dir);
     if (!d) return;
@@ -76,7 +79,8 @@ void mc_store_lock_sweep(const char *store_path) {
             fstatat(dirfd(d), e->d_name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
             now.st_ino == locked.st_ino && now.st_dev == locked.st_dev &&
             unlinkat(dirfd(d), e->d_name, 0) == 0)
-            mc_debug("removed %s/%s, a lock file nobody holds (left by a killed run)", dir, e->d_name);
+            mc_debug("removed %s/%s, a lock file nobody holds (left by a killed run)", dir,
+                     e->d_name);
         close(fd);
     }
     closedir(d);
@@ -93,7 +97,8 @@ mc_status mc_store_lock_acquire(const char *store_path, int *out_fd, mc_error *e
         if (fd < 0 && errno == ELOOP)
             return MC_FAIL(err, MC_ERR_IO,
                            "store '%s': lock file %s is a symbolic link; refusing to follow it "
-                           "(remove it: miclip never makes one)", store_path, lp);
+                           "(remove it: miclip never makes one)",
+                           store_path, lp);
         if (fd < 0)
             return MC_FAIL(err, MC_ERR_IO, "store '%s': cannot create lock file %s: %s", store_path,
                            lp, strerror(errno));
@@ -103,7 +108,8 @@ mc_status mc_store_lock_acquire(const char *store_path, int *out_fd, mc_error *e
             close(fd);
             return MC_FAIL(err, MC_ERR_IO,
                            "store '%s': lock file %s is %s; refusing to write it (remove it: "
-                           "miclip only makes a plain file with one link)", store_path, lp,
+                           "miclip only makes a plain file with one link)",
+                           store_path, lp,
                            reg ? "hard-linked to another name" : "not a regular file");
         }
         int got = flock(fd, LOCK_EX | LOCK_NB);
@@ -141,7 +147,8 @@ mc_status mc_store_lock_acquire(const char *store_path, int *out_fd, mc_error *e
         time_t t = time(NULL);
         struct tm tm;
         if (gmtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        int n = snprintf(line, sizeof line, "host %s pid %ld since %s\n", host, (long)getpid(), when);
+        int n =
+            snprintf(line, sizeof line, "host %s pid %ld since %s\n", host, (long)getpid(), when);
         if (ftruncate(fd, 0) != 0 || n <= 0 || pwrite(fd, line, strlen(line), 0) < 0) {
             int e = errno;
             close(fd);

@@ -32,18 +32,24 @@ static herr_t print_attr(hid_t loc, const char *name, const H5A_info_t *ainfo, v
         char obj[MC_STORE_NAME_MAX + 2];
         ssize_t k = H5Iget_name(loc, obj, sizeof obj);
         char *v = NULL;
-        if (k > 0 && (size_t)k < sizeof obj && mc_store_get_attr_str(c->s, obj, name, &v, NULL) == MC_OK)
+        if (k > 0 && (size_t)k < sizeof obj &&
+            mc_store_get_attr_str(c->s, obj, name, &v, NULL) == MC_OK)
             fprintf(c->out, "\"%s\"\n", v);
-        else fprintf(c->out, "<string>\n");
+        else
+            fprintf(c->out, "<string>\n");
         free(v);
     } else if (cls == H5T_INTEGER) {
         int64_t v = 0;
-        if (H5Aread(a, H5T_NATIVE_INT64, &v) >= 0) fprintf(c->out, "%" PRId64 "\n", v);
-        else fprintf(c->out, "<integer>\n");
+        if (H5Aread(a, H5T_NATIVE_INT64, &v) >= 0)
+            fprintf(c->out, "%" PRId64 "\n", v);
+        else
+            fprintf(c->out, "<integer>\n");
     } else if (cls == H5T_FLOAT) {
         double v = 0;
-        if (H5Aread(a, H5T_NATIVE_DOUBLE, &v) >= 0) fprintf(c->out, "%.17g\n", v);
-        else fprintf(c->out, "<float>\n");
+        if (H5Aread(a, H5T_NATIVE_DOUBLE, &v) >= 0)
+            fprintf(c->out, "%.17g\n", v);
+        else
+            fprintf(c->out, "<float>\n");
     } else {
         fprintf(c->out, "<type class %d>\n", (int)cls);
     }
@@ -71,16 +77,20 @@ static herr_t visit(hid_t root, const char *rel, const H5O_info_t *info, void *u
     show_ctx *c = ud;
     (void)root;
     char p[MC_STORE_NAME_MAX + 2];
-    if (!strcmp(rel, ".")) mc_strlcpy(p, "/", sizeof p);
-    else if (mc_store_norm_name(c->s, rel, p, NULL) != MC_OK) return 0;
+    if (!strcmp(rel, "."))
+        mc_strlcpy(p, "/", sizeof p);
+    else if (mc_store_norm_name(c->s, rel, p, NULL) != MC_OK)
+        return 0;
     if (info->type == H5O_TYPE_GROUP) {
         fprintf(c->out, "%s%s (group)\n", p, strcmp(p, "/") ? "/" : "");
         print_attrs(c, p);
         char dn[MC_STORE_NAME_MAX + 2];
-        bool fits = mc_snprintf(dn, sizeof dn, "%s%s" MC_STORE_DONE_NAME, p, strcmp(p, "/") ? "/" : "");
+        bool fits =
+            mc_snprintf(dn, sizeof dn, "%s%s" MC_STORE_DONE_NAME, p, strcmp(p, "/") ? "/" : "");
         mc_store_dataset_info di;
-        if (fits && mc_store_exists(c->s, dn) && mc_store_dataset_info_get(c->s, dn, &di, NULL) == MC_OK &&
-            di.dtype == MC_DTYPE_U8 && di.ndim == 1 && di.shape[0] > 0) {
+        if (fits && mc_store_exists(c->s, dn) &&
+            mc_store_dataset_info_get(c->s, dn, &di, NULL) == MC_OK && di.dtype == MC_DTYPE_U8 &&
+            di.ndim == 1 && di.shape[0] > 0) {
             uint8_t *done = malloc((size_t)di.shape[0]);
             int64_t start = 0, k = 0, first_missing = -1;
             if (done && mc_store_read_slice(c->s, dn, MC_DTYPE_U8, &start, di.shape, done, false,
@@ -90,7 +100,8 @@ static herr_t visit(hid_t root, const char *rel, const H5O_info_t *info, void *u
                     if (done[i] != 1 && first_missing < 0) first_missing = i;
                 }
                 fprintf(c->out, "    units done: %" PRId64 "/%" PRId64, k, di.shape[0]);
-                if (first_missing >= 0) fprintf(c->out, " (first missing: %" PRId64 ")", first_missing);
+                if (first_missing >= 0)
+                    fprintf(c->out, " (first missing: %" PRId64 ")", first_missing);
                 fprintf(c->out, "\n");
             }
             free(done);
@@ -105,7 +116,8 @@ static herr_t visit(hid_t root, const char *rel, const H5O_info_t *info, void *u
             hid_t dcpl = d >= 0 ? H5Dget_create_plist(d) : H5I_INVALID_HID;
             hsize_t ch[MC_MAX_DIMS];
             char chunk[64] = "contiguous";
-            if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, MC_MAX_DIMS, ch) > 0)
+            if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED &&
+                H5Pget_chunk(dcpl, MC_MAX_DIMS, ch) > 0)
                 snprintf(chunk, sizeof chunk, "chunks of %llu rows", (unsigned long long)ch[0]);
             if (dcpl >= 0) H5Pclose(dcpl);
             if (d >= 0) H5Dclose(d);

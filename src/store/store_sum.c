@@ -18,11 +18,12 @@ bool mc_store_is_sealed(hid_t d) {
 }
 
 /* Bytes per row and rows of dataset p. */
-static mc_status row_geometry(mc_store *s, const char *p, mc_store_dataset_info *info, size_t *row_bytes,
-                              mc_error *err) {
+static mc_status row_geometry(mc_store *s, const char *p, mc_store_dataset_info *info,
+                              size_t *row_bytes, mc_error *err) {
     MC_TRY(mc_store_dataset_info_get(s, p, info, err));
     size_t re = 1;
-    if (!mc_size_prod(info->shape + 1, info->ndim - 1, &re) || !mc_size_mul(re, mc_dtype_size(info->dtype), row_bytes))
+    if (!mc_size_prod(info->shape + 1, info->ndim - 1, &re) ||
+        !mc_size_mul(re, mc_dtype_size(info->dtype), row_bytes))
         return MC_FAIL(err, MC_ERR_FORMAT, "store '%s': dataset '%s': rows too large", s->path, p);
     return MC_OK;
 }
@@ -37,7 +38,9 @@ mc_status mc_store_digest(mc_store *s, const char *p, char hex[65], mc_error *er
     size_t cap = 1;
     if (row_bytes && n > 0) cap = (size_t)(per < n ? per : n) * row_bytes;
     unsigned char *buf = malloc(cap ? cap : 1);
-    if (!buf) return MC_FAIL(err, MC_ERR_NOMEM, "store '%s': dataset '%s': out of memory for a checksum", s->path, p);
+    if (!buf)
+        return MC_FAIL(err, MC_ERR_NOMEM, "store '%s': dataset '%s': out of memory for a checksum",
+                       s->path, p);
     mc_sha256 h;
     mc_sha256_init(&h);
     mc_status st = MC_OK;
@@ -125,7 +128,8 @@ static mc_status digest_all(mc_store *s, const name_list *l, char (*hex)[65], mc
     size_t bytes = l->n * sizeof *hex;
     for (size_t off = 0; off < bytes; off += (size_t)1 << 30) {
         size_t k = bytes - off < ((size_t)1 << 30) ? bytes - off : ((size_t)1 << 30);
-        MPI_Allreduce(MPI_IN_PLACE, (unsigned char *)hex + off, (int)k, MPI_UNSIGNED_CHAR, MPI_BOR, s->comm.comm);
+        MPI_Allreduce(MPI_IN_PLACE, (unsigned char *)hex + off, (int)k, MPI_UNSIGNED_CHAR, MPI_BOR,
+                      s->comm.comm);
     }
     return MC_OK;
 }
@@ -138,7 +142,7 @@ mc_status mc_store_seal(mc_store *s, const char *group, mc_error *err) {
     name_list l;
     mc_status st = list_datasets(s, p, &l, err);
     MC_TRY(mc_store_agree(s, st, err));
-    char (*hex)[65] = mc_calloc_array(l.n ? l.n : 1, sizeof *hex);
+    char(*hex)[65] = mc_calloc_array(l.n ? l.n : 1, sizeof *hex);
     st = hex ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "store '%s': out of memory", s->path);
     st = mc_store_agree(s, st, err);
     if (st == MC_OK) st = digest_all(s, &l, hex, err);
@@ -151,8 +155,9 @@ mc_status mc_store_seal(mc_store *s, const char *group, mc_error *err) {
     return st;
 }
 
-mc_status mc_store_check_whole(mc_store *s, hid_t d, const char *p, const mc_store_dataset_info *info,
-                               mc_dtype dtype, const void *data, mc_error *err) {
+mc_status mc_store_check_whole(mc_store *s, hid_t d, const char *p,
+                               const mc_store_dataset_info *info, mc_dtype dtype, const void *data,
+                               mc_error *err) {
     if (!mc_store_is_sealed(d)) return MC_OK;
     char *want = NULL;
     MC_TRY(mc_store_get_attr_str(s, p, MC_STORE_SUM_ATTR, &want, err));
@@ -162,17 +167,19 @@ mc_status mc_store_check_whole(mc_store *s, hid_t d, const char *p, const mc_sto
         size_t n = 0;
         if (!mc_size_prod(info->shape, info->ndim, &n) || !mc_size_mul(n, mc_dtype_size(dtype), &n))
             st = MC_FAIL(err, MC_ERR_FORMAT, "store '%s': dataset '%s': too large", s->path, p);
-        else mc_sha256_hex(data, n, got);
+        else
+            mc_sha256_hex(data, n, got);
     } else { /* widened on the way in: hash the stored bytes */
         st = mc_store_digest(s, p, got, err);
     }
     if (st == MC_OK && strcmp(want, got) != 0)
-        st = MC_FAIL(err, MC_ERR_FORMAT,
-                     "store '%s': dataset '%s' does not match the checksum recorded when its stage "
-                     "completed (sha256 %.16s..., read %.16s...): the file was modified or damaged "
-                     "since; `miclip store verify %s` lists every damaged dataset; delete the store "
-                     "and rerun the stage that wrote it",
-                     s->path, p, want, got, s->path);
+        st =
+            MC_FAIL(err, MC_ERR_FORMAT,
+                    "store '%s': dataset '%s' does not match the checksum recorded when its stage "
+                    "completed (sha256 %.16s..., read %.16s...): the file was modified or damaged "
+                    "since; `miclip store verify %s` lists every damaged dataset; delete the store "
+                    "and rerun the stage that wrote it",
+                    s->path, p, want, got, s->path);
     free(want);
     return st;
 }
@@ -197,24 +204,28 @@ mc_status mc_store_verify(mc_store *s, FILE *out, mc_store_verify_result *res, m
     name_list l;
     mc_status st = list_datasets(s, "/", &l, err);
     MC_TRY(mc_store_agree(s, st, err));
-    char (*hex)[65] = mc_calloc_array(l.n ? l.n : 1, sizeof *hex);
+    char(*hex)[65] = mc_calloc_array(l.n ? l.n : 1, sizeof *hex);
     st = hex ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "store '%s': out of memory", s->path);
     st = mc_store_agree(s, st, err);
     /* A dataset that cannot be read is a finding, not a reason to stop: each rank records its
      * own failures as a message line in fails[i] (gathered like the digests). */
-    char (*fails)[256] = st == MC_OK ? mc_calloc_array(l.n ? l.n : 1, sizeof *fails) : NULL;
-    if (st == MC_OK && !fails) st = MC_FAIL(err, MC_ERR_NOMEM, "store '%s': out of memory", s->path);
+    char(*fails)[256] = st == MC_OK ? mc_calloc_array(l.n ? l.n : 1, sizeof *fails) : NULL;
+    if (st == MC_OK && !fails)
+        st = MC_FAIL(err, MC_ERR_NOMEM, "store '%s': out of memory", s->path);
     st = mc_store_agree(s, st, err);
     if (st == MC_OK) {
         for (size_t i = (size_t)s->comm.rank; i < l.n; i += (size_t)s->comm.size) {
             mc_error e = {0};
             if (mc_store_digest(s, l.names[i], hex[i], &e) != MC_OK) {
-                mc_strlcpy(fails[i], e.msg[0] ? e.msg : "unreadable", sizeof fails[i]); /* truncates */
+                mc_strlcpy(fails[i], e.msg[0] ? e.msg : "unreadable",
+                           sizeof fails[i]); /* truncates */
                 memset(hex[i], 0, sizeof hex[i]);
             }
         }
-        MPI_Allreduce(MPI_IN_PLACE, hex, (int)(l.n * sizeof *hex), MPI_UNSIGNED_CHAR, MPI_BOR, s->comm.comm);
-        MPI_Allreduce(MPI_IN_PLACE, fails, (int)(l.n * sizeof *fails), MPI_UNSIGNED_CHAR, MPI_BOR, s->comm.comm);
+        MPI_Allreduce(MPI_IN_PLACE, hex, (int)(l.n * sizeof *hex), MPI_UNSIGNED_CHAR, MPI_BOR,
+                      s->comm.comm);
+        MPI_Allreduce(MPI_IN_PLACE, fails, (int)(l.n * sizeof *fails), MPI_UNSIGNED_CHAR, MPI_BOR,
+                      s->comm.comm);
     }
     for (size_t i = 0; st == MC_OK && i < l.n; i++) {
         const char *p = l.names[i];
@@ -226,14 +237,18 @@ mc_status mc_store_verify(mc_store *s, FILE *out, mc_store_verify_result *res, m
         }
         hid_t d = H5Dopen2(s->file, p, H5P_DEFAULT);
         bool sealed = d >= 0 && mc_store_is_sealed(d);
-        if (d >= 0) H5Dclose(d);
-        else H5Eclear2(H5E_DEFAULT);
+        if (d >= 0)
+            H5Dclose(d);
+        else
+            H5Eclear2(H5E_DEFAULT);
         if (!sealed) {
             if (in_complete_group(s, p)) {
                 res->n_bad++;
                 if (rank0)
-                    fprintf(out, "%s: dataset '%s': no checksum although its stage is complete (written "
-                                 "by a miclip that recorded none, or the attribute was removed)\n", s->path, p);
+                    fprintf(out,
+                            "%s: dataset '%s': no checksum although its stage is complete (written "
+                            "by a miclip that recorded none, or the attribute was removed)\n",
+                            s->path, p);
             } else {
                 res->n_unsealed++;
             }
@@ -243,12 +258,14 @@ mc_status mc_store_verify(mc_store *s, FILE *out, mc_store_verify_result *res, m
         mc_error e = {0};
         if (mc_store_get_attr_str(s, p, MC_STORE_SUM_ATTR, &want, &e) != MC_OK) {
             res->n_bad++;
-            if (rank0) fprintf(out, "%s: dataset '%s': unreadable checksum: %s\n", s->path, p, e.msg);
+            if (rank0)
+                fprintf(out, "%s: dataset '%s': unreadable checksum: %s\n", s->path, p, e.msg);
         } else if (strcmp(want, hex[i]) != 0) {
             res->n_bad++;
             if (rank0)
-                fprintf(out, "%s: dataset '%s': checksum mismatch (recorded sha256 %s, computed %s)\n", s->path,
-                        p, want, hex[i]);
+                fprintf(out,
+                        "%s: dataset '%s': checksum mismatch (recorded sha256 %s, computed %s)\n",
+                        s->path, p, want, hex[i]);
         } else {
             res->n_ok++;
         }

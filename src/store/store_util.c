@@ -38,13 +38,15 @@ mc_status mc_store_write_strings(mc_store *st, const char *base, const char *con
         snprintf(name, sizeof name, "%s_bytes", base);
         s = mc_store_create_dataset(st, name, MC_DTYPE_U8, 1, &shape_b, 0, err);
         if (s == MC_OK)
-            s = mc_store_write_rows(st, name, MC_DTYPE_U8, 0, rank0_writes ? shape_b : 0, bytes, err);
+            s = mc_store_write_rows(st, name, MC_DTYPE_U8, 0, rank0_writes ? shape_b : 0, bytes,
+                                    err);
     }
     if (s == MC_OK) {
         snprintf(name, sizeof name, "%s_offsets", base);
         s = mc_store_create_dataset(st, name, MC_DTYPE_I64, 1, &shape_o, 0, err);
         if (s == MC_OK)
-            s = mc_store_write_rows(st, name, MC_DTYPE_I64, 0, rank0_writes ? shape_o : 0, offs, err);
+            s = mc_store_write_rows(st, name, MC_DTYPE_I64, 0, rank0_writes ? shape_o : 0, offs,
+                                    err);
     }
     free(bytes);
     free(offs);
@@ -67,13 +69,15 @@ mc_status mc_store_read_strings(mc_store *st, const char *base, char ***out, int
     char *bytes = mc_alloc_array((size_t)nb + 1, 1);
     int64_t *offs = mc_alloc_array((size_t)cnt + 1, sizeof *offs);
     char **v = calloc((size_t)cnt + 1, sizeof *v);
-    mc_status s = bytes && offs && v ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory reading %s", base);
+    mc_status s =
+        bytes && offs && v ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory reading %s", base);
     if (s == MC_OK) s = mc_store_read_rows(st, bn, MC_DTYPE_U8, 0, nb, bytes, err);
     if (s == MC_OK) s = mc_store_read_rows(st, on, MC_DTYPE_I64, 0, cnt + 1, offs, err);
     if (s == MC_OK) bytes[nb] = '\0';
     for (int64_t i = 0; s == MC_OK && i < cnt; i++) {
         if (offs[i] < 0 || offs[i] > nb || offs[i + 1] < offs[i] || offs[i + 1] > nb) {
-            s = MC_FAIL(err, MC_ERR_FORMAT, "%s: %s offset %lld out of range", mc_store_path(st), on, (long long)i);
+            s = MC_FAIL(err, MC_ERR_FORMAT, "%s: %s offset %lld out of range", mc_store_path(st),
+                        on, (long long)i);
             break;
         }
         if (!(v[i] = mc_strdup(bytes + offs[i]))) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
@@ -103,7 +107,8 @@ static mc_status peek_once(const mc_comm *c, const char *path, bool *complete, m
     int state[2] = {0, 0}; /* exists, busy */
     if (c->rank == 0) state[0] = mc_file_exists(path), state[1] = mc_store_lock_busy(path);
     MPI_Bcast(state, 2, MPI_INT, 0, c->comm);
-    if (state[1]) return MC_FAIL(err, MC_ERR_LOCKED, "store '%s' is being written by another run", path);
+    if (state[1])
+        return MC_FAIL(err, MC_ERR_LOCKED, "store '%s' is being written by another run", path);
     if (!state[0]) return MC_OK;
     mc_store *st = NULL;
     MC_TRY(mc_store_open(c, path, MC_STORE_READ, &st, err));
@@ -126,7 +131,8 @@ static long store_wait_seconds(void) {
     return v >= 0 && end && *end == '\0' ? v : 1200;
 }
 
-mc_status mc_store_peek_complete(const mc_comm *c, const char *path, bool *complete, mc_error *err) {
+mc_status mc_store_peek_complete(const mc_comm *c, const char *path, bool *complete,
+                                 mc_error *err) {
     /* The tasks of a Slurm array share some stores (concept embeddings, the prefix cache, the
      * oracle's scores): one writes, the others wait here and then find it complete. */
     const long wait_s = store_wait_seconds();

@@ -37,11 +37,11 @@ typedef struct {
 
 struct mc_clip_tok {
     mc_clip_tok_opts opts;
-    mc_strmap syms;   /* symbol string (bytes_to_unicode form, UTF-8) -> symbol index */
-    int32_t *sym_id;  /* symbol index -> vocab id, or -1 */
+    mc_strmap syms;  /* symbol string (bytes_to_unicode form, UTF-8) -> symbol index */
+    int32_t *sym_id; /* symbol index -> vocab id, or -1 */
     size_t n_syms, sym_cap;
     int32_t vocab_size;
-    int32_t *id_sym;  /* vocab id -> symbol index (-1 for gaps) */
+    int32_t *id_sym; /* vocab id -> symbol index (-1 for gaps) */
     pair_slot *pairs;
     size_t pair_cap, n_pairs;
     int32_t byte_sym[256], byte_sym_eow[256];
@@ -123,7 +123,8 @@ static const pair_slot *pair_get(const mc_clip_tok *t, int32_t a, int32_t b) {
 static void bytes_to_unicode(uint32_t *map) {
     int n = 0;
     for (int b = 0; b < 256; b++) {
-        bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+        bool printable =
+            (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
         map[b] = printable ? (uint32_t)b : (uint32_t)(256 + n++);
     }
 }
@@ -136,8 +137,10 @@ static mc_status load_vocab(mc_clip_tok *t, const char *path, mc_error *err) {
     const char *key;
     json_t *val;
     json_object_foreach(root, key, val) {
-        if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) > INT32_MAX - 1) {
-            s = MC_FAIL(err, MC_ERR_FORMAT, "%s: token \"%.40s\" has no valid id (a non-negative integer)", path, key);
+        if (!json_is_integer(val) || json_integer_value(val) < 0 ||
+            json_integer_value(val) > INT32_MAX - 1) {
+            s = MC_FAIL(err, MC_ERR_FORMAT,
+                        "%s: token \"%.40s\" has no valid id (a non-negative integer)", path, key);
             goto done;
         }
         int32_t sym;
@@ -167,15 +170,18 @@ static mc_status load_vocab(mc_clip_tok *t, const char *path, mc_error *err) {
             size_t l1, l2;
             const char *k1 = mc_strmap_key(&t->syms, (size_t)t->id_sym[id], &l1);
             const char *k2 = mc_strmap_key(&t->syms, i, &l2);
-            s = MC_FAIL(err, MC_ERR_FORMAT, "%s: id %d is used twice (\"%.*s\" and \"%.*s\")", path, id,
-                        (int)(l1 > 40 ? 40 : l1), k1, (int)(l2 > 40 ? 40 : l2), k2);
+            s = MC_FAIL(err, MC_ERR_FORMAT, "%s: id %d is used twice (\"%.*s\" and \"%.*s\")", path,
+                        id, (int)(l1 > 40 ? 40 : l1), k1, (int)(l2 > 40 ? 40 : l2), k2);
             goto done;
         }
         t->id_sym[id] = (int32_t)i;
     }
     if (!mc_strmap_get(&t->syms, "<|startoftext|>", 15, &t->bos) ||
         !mc_strmap_get(&t->syms, "<|endoftext|>", 13, &t->eos)) {
-        s = MC_FAIL(err, MC_ERR_FORMAT, "%s: \"<|startoftext|>\" or \"<|endoftext|>\" is missing; HINT: is this a CLIP vocab.json?", path);
+        s = MC_FAIL(err, MC_ERR_FORMAT,
+                    "%s: \"<|startoftext|>\" or \"<|endoftext|>\" is missing; HINT: is this a CLIP "
+                    "vocab.json?",
+                    path);
         goto done;
     }
     t->bos = t->sym_id[t->bos];
@@ -220,21 +226,27 @@ static mc_status load_merges(mc_clip_tok *t, const char *path, mc_error *err) {
                 i = j;
             }
             if (nf != 2) {
-                s = MC_FAIL(err, MC_ERR_FORMAT, "%s line %zu: expected two symbols separated by a space, found %d fields",
-                            path, line_no + 1, nf);
+                s = MC_FAIL(
+                    err, MC_ERR_FORMAT,
+                    "%s line %zu: expected two symbols separated by a space, found %d fields", path,
+                    line_no + 1, nf);
                 goto done;
             }
             if (fl[0] + fl[1] + 1 > cat_cap) {
                 cat_cap = (fl[0] + fl[1] + 1) * 2;
                 char *p = realloc(cat, cat_cap);
-                if (!p) { s = MC_FAIL(err, MC_ERR_NOMEM, "%s: out of memory", path); goto done; }
+                if (!p) {
+                    s = MC_FAIL(err, MC_ERR_NOMEM, "%s: out of memory", path);
+                    goto done;
+                }
                 cat = p;
             }
             memcpy(cat, f[0], fl[0]);
             memcpy(cat + fl[0], f[1], fl[1]);
             int32_t a, c, m;
             if (!sym_get_or_add(t, f[0], fl[0], &a) || !sym_get_or_add(t, f[1], fl[1], &c) ||
-                !sym_get_or_add(t, cat, fl[0] + fl[1], &m) || !pair_put(t, a, c, (int32_t)(line_no - 1), m)) {
+                !sym_get_or_add(t, cat, fl[0] + fl[1], &m) ||
+                !pair_put(t, a, c, (int32_t)(line_no - 1), m)) {
                 s = MC_FAIL(err, MC_ERR_NOMEM, "%s: out of memory", path);
                 goto done;
             }
@@ -242,7 +254,9 @@ static mc_status load_merges(mc_clip_tok *t, const char *path, mc_error *err) {
         line_no++;
         pos = end + 1;
     }
-    if (line_no == 0) s = MC_FAIL(err, MC_ERR_FORMAT, "%s: empty (expected a '#version' header line and merges)", path);
+    if (line_no == 0)
+        s = MC_FAIL(err, MC_ERR_FORMAT, "%s: empty (expected a '#version' header line and merges)",
+                    path);
 done:
     free(cat);
     free(buf);
@@ -257,9 +271,11 @@ mc_status mc_clip_tok_load_files(const char *vocab_json, const char *merges_txt,
     if (opts) t->opts = *opts;
     if (t->opts.context == 0) t->opts.context = 77;
     mc_status s = MC_OK;
-    if (t->opts.context < 2 || t->opts.context > 1 << 20 || (unsigned)t->opts.clean > MC_CLIP_CLEAN_HF_FAST ||
+    if (t->opts.context < 2 || t->opts.context > 1 << 20 ||
+        (unsigned)t->opts.clean > MC_CLIP_CLEAN_HF_FAST ||
         (unsigned)t->opts.utf8 > MC_UTF8_REJECT) {
-        s = MC_FAIL(err, MC_ERR_ARG, "CLIP tokenizer options: context %d (need 2..1048576), clean %d, utf8 %d",
+        s = MC_FAIL(err, MC_ERR_ARG,
+                    "CLIP tokenizer options: context %d (need 2..1048576), clean %d, utf8 %d",
                     t->opts.context, (int)t->opts.clean, (int)t->opts.utf8);
         goto fail;
     }
@@ -294,7 +310,8 @@ fail:
 mc_status mc_clip_tok_load(const char *dir, const mc_clip_tok_opts *opts, mc_clip_tok **out,
                            mc_error *err) {
     char v[4096], m[4096];
-    if (!mc_path_join(v, sizeof v, dir, "vocab.json") || !mc_path_join(m, sizeof m, dir, "merges.txt"))
+    if (!mc_path_join(v, sizeof v, dir, "vocab.json") ||
+        !mc_path_join(m, sizeof m, dir, "merges.txt"))
         return MC_FAIL(err, MC_ERR_ARG, "%s: path too long", dir);
     return mc_clip_tok_load_files(v, m, opts, out, err);
 }
@@ -334,7 +351,8 @@ static int entity_cmp(const void *k, const void *e) {
 }
 
 static const struct mc_html_entity *entity_find(const char *name) {
-    return bsearch(name, mc_html5, sizeof mc_html5 / sizeof mc_html5[0], sizeof mc_html5[0], entity_cmp);
+    return bsearch(name, mc_html5, sizeof mc_html5 / sizeof mc_html5[0], sizeof mc_html5[0],
+                   entity_cmp);
 }
 
 static bool is_ascii_digit(uint32_t c) { return c >= '0' && c <= '9'; }
@@ -376,7 +394,8 @@ static bool html_unescape(const uint32_t *in, size_t n, mc_cpbuf *out) {
             }
             i = end;
             bool done = false;
-            for (size_t k = 0; k < sizeof mc_html_invalid_charrefs / sizeof mc_html_invalid_charrefs[0]; k++) {
+            for (size_t k = 0;
+                 k < sizeof mc_html_invalid_charrefs / sizeof mc_html_invalid_charrefs[0]; k++) {
                 if (mc_html_invalid_charrefs[k][0] == num) {
                     if (!mc_cpbuf_push(out, mc_html_invalid_charrefs[k][1])) return false;
                     done = true;
@@ -388,15 +407,16 @@ static bool html_unescape(const uint32_t *in, size_t n, mc_cpbuf *out) {
                 if (!mc_cpbuf_push(out, 0xFFFD)) return false;
                 continue;
             }
-            for (size_t k = 0; k < sizeof mc_html_invalid_codepoints / sizeof mc_html_invalid_codepoints[0]; k++)
+            for (size_t k = 0;
+                 k < sizeof mc_html_invalid_codepoints / sizeof mc_html_invalid_codepoints[0]; k++)
                 if (mc_html_invalid_codepoints[k] == num) done = true;
             if (!done && !mc_cpbuf_push(out, (uint32_t)num)) return false;
             continue;
         }
         /* named: [^\t\n\f <&#;]{1,32};? */
         size_t k = j;
-        while (k < n && k - j < 32 && in[k] != '\t' && in[k] != '\n' && in[k] != '\f' && in[k] != ' ' &&
-               in[k] != '<' && in[k] != '&' && in[k] != '#' && in[k] != ';')
+        while (k < n && k - j < 32 && in[k] != '\t' && in[k] != '\n' && in[k] != '\f' &&
+               in[k] != ' ' && in[k] != '<' && in[k] != '&' && in[k] != '#' && in[k] != ';')
             k++;
         if (k == j) {
             if (!mc_cpbuf_push(out, c)) return false;
@@ -507,7 +527,8 @@ static mc_status clean_text(mc_clip_tok *t, mc_error *err) {
             if (c == 0 || c == 0xFFFD || (!ws && mc_uc_is_other(c))) continue;
             if (ws) c = ' ';
             if (mc_uc_is_cjk(c)) {
-                if (!mc_cpbuf_push(b, ' ') || !mc_cpbuf_push(b, c) || !mc_cpbuf_push(b, ' ')) goto nomem;
+                if (!mc_cpbuf_push(b, ' ') || !mc_cpbuf_push(b, c) || !mc_cpbuf_push(b, ' '))
+                    goto nomem;
             } else if (!mc_cpbuf_push(b, c)) {
                 goto nomem;
             }
@@ -534,7 +555,9 @@ nomem:
 
 /* ---- BPE ------------------------------------------------------------------------------- */
 
-static bool heap_less(heap_ent a, heap_ent b) { return a.rank < b.rank || (a.rank == b.rank && a.pos < b.pos); }
+static bool heap_less(heap_ent a, heap_ent b) {
+    return a.rank < b.rank || (a.rank == b.rank && a.pos < b.pos);
+}
 
 static void heap_push(heap_ent *h, size_t *n, heap_ent e) {
     size_t i = (*n)++;
@@ -553,8 +576,13 @@ static heap_ent heap_pop(heap_ent *h, size_t *n) {
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
         heap_ent best = last;
-        if (l < *n && heap_less(h[l], best)) { m = l; best = h[l]; }
-        if (r < *n && heap_less(h[r], best)) { m = r; }
+        if (l < *n && heap_less(h[l], best)) {
+            m = l;
+            best = h[l];
+        }
+        if (r < *n && heap_less(h[r], best)) {
+            m = r;
+        }
         if (m == i) break;
         h[i] = h[m];
         i = m;
@@ -588,7 +616,8 @@ static bool ws_reserve(mc_clip_tok *t, size_t n) {
 }
 
 /* BPE of one piece's bytes; appends vocab ids to ids (growable). */
-static bool bpe_piece(mc_clip_tok *t, const unsigned char *p, size_t n, int32_t **ids, size_t *nids, size_t *cap) {
+static bool bpe_piece(mc_clip_tok *t, const unsigned char *p, size_t n, int32_t **ids, size_t *nids,
+                      size_t *cap) {
     if (n == 0) return true;
     if (!ws_reserve(t, n)) return false;
     int32_t *sym = t->w_sym, *next = t->w_next, *prev = t->w_prev;
@@ -649,7 +678,8 @@ static bool bpe_piece(mc_clip_tok *t, const unsigned char *p, size_t n, int32_t 
 }
 
 /* BPE through the cache. */
-static bool bpe_cached(mc_clip_tok *t, const unsigned char *p, size_t n, int32_t **ids, size_t *nids, size_t *cap) {
+static bool bpe_cached(mc_clip_tok *t, const unsigned char *p, size_t n, int32_t **ids,
+                       size_t *nids, size_t *cap) {
     int32_t off;
     if (n <= MC_CLIP_CACHE_MAX_PIECE && mc_strmap_get(&t->cache, (const char *)p, n, &off)) {
         int32_t cnt = t->cache_ids[off];
@@ -711,8 +741,8 @@ static bool is_skipped(uint32_t c) { return mc_uc_is_white_space(c) || c == 0x34
 
 /* Runs the tokenizer on text, appending content ids; stops early once more than `limit`
  * ids exist (SIZE_MAX: no limit). */
-static mc_status tokenize_into(mc_clip_tok *t, const char *text, size_t len, size_t limit, int32_t **ids,
-                               size_t *nids, size_t *cap, mc_error *err) {
+static mc_status tokenize_into(mc_clip_tok *t, const char *text, size_t len, size_t limit,
+                               int32_t **ids, size_t *nids, size_t *cap, mc_error *err) {
     t->cp.n = 0;
     MC_TRY(mc_utf8_decode(text, len, t->opts.utf8, &t->cp, err));
     MC_TRY(clean_text(t, err));
@@ -743,7 +773,9 @@ static mc_status tokenize_into(mc_clip_tok *t, const char *text, size_t len, siz
             }
             if (j == i) { /* an apostrophe that starts a run of other characters */
                 j = i + 1;
-                while (j < n && !is_skipped(cp[j]) && !mc_uc_is_letter(cp[j]) && !mc_uc_is_number(cp[j])) j++;
+                while (j < n && !is_skipped(cp[j]) && !mc_uc_is_letter(cp[j]) &&
+                       !mc_uc_is_number(cp[j]))
+                    j++;
             }
         } else if (mc_uc_is_letter(c)) {
             j = i + 1;
@@ -755,13 +787,18 @@ static mc_status tokenize_into(mc_clip_tok *t, const char *text, size_t len, siz
             continue;
         } else {
             j = i + 1;
-            while (j < n && !is_skipped(cp[j]) && !mc_uc_is_letter(cp[j]) && !mc_uc_is_number(cp[j])) j++;
+            while (j < n && !is_skipped(cp[j]) && !mc_uc_is_letter(cp[j]) &&
+                   !mc_uc_is_number(cp[j]))
+                j++;
         }
         if (special >= 0) {
             if (*nids == *cap) {
                 size_t c2 = *cap ? *cap * 2 : 64;
                 int32_t *q = realloc(*ids, c2 * sizeof *q);
-                if (!q) { s = MC_FAIL(err, MC_ERR_NOMEM, "tokenizer: out of memory"); break; }
+                if (!q) {
+                    s = MC_FAIL(err, MC_ERR_NOMEM, "tokenizer: out of memory");
+                    break;
+                }
                 *ids = q;
                 *cap = c2;
             }
@@ -770,7 +807,10 @@ static mc_status tokenize_into(mc_clip_tok *t, const char *text, size_t len, siz
             size_t need = (j - i) * 4;
             if (need > bcap) {
                 unsigned char *q = realloc(bytes, need);
-                if (!q) { s = MC_FAIL(err, MC_ERR_NOMEM, "tokenizer: out of memory"); break; }
+                if (!q) {
+                    s = MC_FAIL(err, MC_ERR_NOMEM, "tokenizer: out of memory");
+                    break;
+                }
                 bytes = q;
                 bcap = need;
             }
@@ -787,8 +827,8 @@ static mc_status tokenize_into(mc_clip_tok *t, const char *text, size_t len, siz
     return s;
 }
 
-mc_status mc_clip_tok_tokenize(mc_clip_tok *t, const char *text, size_t len, int32_t **ids, size_t *n,
-                               mc_error *err) {
+mc_status mc_clip_tok_tokenize(mc_clip_tok *t, const char *text, size_t len, int32_t **ids,
+                               size_t *n, mc_error *err) {
     *ids = NULL;
     *n = 0;
     size_t cap = 0;
@@ -814,8 +854,10 @@ mc_status mc_clip_tok_encode(mc_clip_tok *t, const char *text, size_t len, int32
     }
     if (n > room && t->opts.no_truncate) {
         free(ids);
-        return MC_FAIL(err, MC_ERR_ARG, "text is longer than the context length %d (more than %zu tokens): \"%.60s%s\"",
-                       ctx, room, text, len > 60 ? "..." : "");
+        return MC_FAIL(
+            err, MC_ERR_ARG,
+            "text is longer than the context length %d (more than %zu tokens): \"%.60s%s\"", ctx,
+            room, text, len > 60 ? "..." : "");
     }
     size_t keep = n < room ? n : room;
     out[0] = t->bos;
@@ -827,7 +869,8 @@ mc_status mc_clip_tok_encode(mc_clip_tok *t, const char *text, size_t len, int32
     return MC_OK;
 }
 
-mc_status mc_clip_tok_decode(const mc_clip_tok *t, const int32_t *ids, size_t n, char **out, mc_error *err) {
+mc_status mc_clip_tok_decode(const mc_clip_tok *t, const int32_t *ids, size_t n, char **out,
+                             mc_error *err) {
     *out = NULL;
     size_t cap = 64, len = 0;
     unsigned char *raw = malloc(cap);
@@ -836,7 +879,8 @@ mc_status mc_clip_tok_decode(const mc_clip_tok *t, const int32_t *ids, size_t n,
     mc_status s = MC_OK;
     for (size_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= t->vocab_size || t->id_sym[ids[i]] < 0) {
-            s = MC_FAIL(err, MC_ERR_ARG, "decode: id %d is not in the vocabulary (0..%d)", ids[i], t->vocab_size - 1);
+            s = MC_FAIL(err, MC_ERR_ARG, "decode: id %d is not in the vocabulary (0..%d)", ids[i],
+                        t->vocab_size - 1);
             goto done;
         }
         size_t kl;
@@ -846,13 +890,18 @@ mc_status mc_clip_tok_decode(const mc_clip_tok *t, const int32_t *ids, size_t n,
         for (size_t q = 0; q < cps.n; q++) {
             uint32_t c = cps.cp[q];
             if (c >= 512 || t->char_byte[c] < 0) {
-                s = MC_FAIL(err, MC_ERR_FORMAT, "decode: token %d holds U+%04X, which is not a bytes_to_unicode character",
-                            ids[i], c);
+                s = MC_FAIL(
+                    err, MC_ERR_FORMAT,
+                    "decode: token %d holds U+%04X, which is not a bytes_to_unicode character",
+                    ids[i], c);
                 goto done;
             }
             if (len == cap) {
                 unsigned char *r2 = realloc(raw, cap * 2);
-                if (!r2) { s = MC_FAIL(err, MC_ERR_NOMEM, "decode: out of memory"); goto done; }
+                if (!r2) {
+                    s = MC_FAIL(err, MC_ERR_NOMEM, "decode: out of memory");
+                    goto done;
+                }
                 raw = r2;
                 cap *= 2;
             }
@@ -861,10 +910,12 @@ mc_status mc_clip_tok_decode(const mc_clip_tok *t, const int32_t *ids, size_t n,
     }
     /* bytes.decode("utf-8", "replace"), then .replace("</w>", " ") */
     cps.n = 0;
-    if ((s = mc_utf8_decode((const char *)raw, len, MC_UTF8_REPLACE, &cps, err)) != MC_OK) goto done;
+    if ((s = mc_utf8_decode((const char *)raw, len, MC_UTF8_REPLACE, &cps, err)) != MC_OK)
+        goto done;
     size_t w = 0;
     for (size_t i = 0; i < cps.n; i++) {
-        if (i + 3 < cps.n && cps.cp[i] == '<' && cps.cp[i + 1] == '/' && cps.cp[i + 2] == 'w' && cps.cp[i + 3] == '>') {
+        if (i + 3 < cps.n && cps.cp[i] == '<' && cps.cp[i + 1] == '/' && cps.cp[i + 2] == 'w' &&
+            cps.cp[i + 3] == '>') {
             cps.cp[w++] = ' ';
             i += 3;
         } else {

@@ -8,20 +8,21 @@
 #include "miclip/log.h"
 #include "text_internal.h"
 
-mc_status mc_text_embed_cached(const mc_comm *c, mc_store *st, mc_text_encoder *e, const char *const *texts,
-                               size_t n, const char *tmpl, float *out, size_t *n_computed, mc_error *err) {
+mc_status mc_text_embed_cached(const mc_comm *c, mc_store *st, mc_text_encoder *e,
+                               const char *const *texts, size_t n, const char *tmpl, float *out,
+                               size_t *n_computed, mc_error *err) {
     return mc_text_embed_cached_ex(c, st, e, texts, n, tmpl, false, out, n_computed, err);
 }
 
 /* What the cache holds for a list of texts: read by every rank, independently. */
 typedef struct {
     char grp[128], mh[MC_SHA256_HEX_LEN + 1];
-    uint8_t *sha;     /* [n * 32] */
-    int64_t *src;     /* [n] >= 0: row in cached; -1 - k: k-th miss */
+    uint8_t *sha; /* [n * 32] */
+    int64_t *src; /* [n] >= 0: row in cached; -1 - k: k-th miss */
     mc_strmap map;
-    float *cached;    /* [n_cached * dim] */
+    float *cached; /* [n_cached * dim] */
     size_t n_cached, n_miss;
-    size_t *miss;     /* [n_miss] indices of the missing texts (each once) */
+    size_t *miss; /* [n_miss] indices of the missing texts (each once) */
     int64_t parts;
 } cache_view;
 
@@ -31,8 +32,9 @@ static void view_free(cache_view *v) {
 }
 
 /* Collective (agrees). Looks every text up in st's group for (e, tmpl, one_by_one). */
-static mc_status cache_lookup(const mc_comm *c, mc_store *st, mc_text_encoder *e, const char *const *texts, size_t n,
-                              const char *tmpl, bool one_by_one, cache_view *v, mc_error *err) {
+static mc_status cache_lookup(const mc_comm *c, mc_store *st, mc_text_encoder *e,
+                              const char *const *texts, size_t n, const char *tmpl, bool one_by_one,
+                              cache_view *v, mc_error *err) {
     const int64_t dim = mc_text_encoder_dim(e);
     memset(v, 0, sizeof *v);
     mc_strmap_init(&v->map);
@@ -46,7 +48,8 @@ static mc_status cache_lookup(const mc_comm *c, mc_store *st, mc_text_encoder *e
     mc_sha256_init(&h);
     /* Rows embedded one text per forward live under their own key (their floats never depend on
      * a batch), so the two kinds never mix. */
-    mc_snprintf(keysrc, sizeof keysrc, "%s\n%lld\n%s", mh, (long long)dim, one_by_one ? "one-by-one\n" : "");
+    mc_snprintf(keysrc, sizeof keysrc, "%s\n%lld\n%s", mh, (long long)dim,
+                one_by_one ? "one-by-one\n" : "");
     mc_sha256_update(&h, keysrc, strlen(keysrc));
     if (tmpl) mc_sha256_update(&h, tmpl, strlen(tmpl) + 1); /* NULL and "" differ */
     uint8_t d[MC_SHA256_BYTES];
@@ -62,7 +65,8 @@ static mc_status cache_lookup(const mc_comm *c, mc_store *st, mc_text_encoder *e
         s = MC_FAIL(err, MC_ERR_NOMEM, "text cache: out of memory");
         return mc_comm_agree(c, s, err);
     }
-    for (size_t i = 0; i < n; i++) mc_sha256_bytes(texts[i], strlen(texts[i]), sha + i * MC_SHA256_BYTES);
+    for (size_t i = 0; i < n; i++)
+        mc_sha256_bytes(texts[i], strlen(texts[i]), sha + i * MC_SHA256_BYTES);
 
     /* read every part of the group (every rank, independently) */
     int64_t parts = 0;
@@ -81,8 +85,10 @@ static mc_status cache_lookup(const mc_comm *c, mc_store *st, mc_text_encoder *e
             (s = mc_store_dataset_info_get(st, ne, &ie, err)) != MC_OK)
             break;
         int64_t m = ih.shape[0];
-        if (ih.ndim != 2 || ih.shape[1] != MC_SHA256_BYTES || ie.ndim != 2 || ie.shape[0] != m || ie.shape[1] != dim) {
-            s = MC_FAIL(err, MC_ERR_FORMAT, "%s: cache part %lld has inconsistent shapes", mc_store_path(st), (long long)p);
+        if (ih.ndim != 2 || ih.shape[1] != MC_SHA256_BYTES || ie.ndim != 2 || ie.shape[0] != m ||
+            ie.shape[1] != dim) {
+            s = MC_FAIL(err, MC_ERR_FORMAT, "%s: cache part %lld has inconsistent shapes",
+                        mc_store_path(st), (long long)p);
             break;
         }
         uint8_t *hs = mc_alloc_array((size_t)m ? (size_t)m : 1, MC_SHA256_BYTES);
@@ -94,9 +100,10 @@ static mc_status cache_lookup(const mc_comm *c, mc_store *st, mc_text_encoder *e
         }
         cached = grow;
         const int64_t start[2] = {0, 0}, ch[2] = {m, MC_SHA256_BYTES}, ce[2] = {m, dim};
-        if (m > 0 && ((s = mc_store_read_slice(st, nh, MC_DTYPE_U8, start, ch, hs, false, err)) != MC_OK ||
-                      (s = mc_store_read_slice(st, ne, MC_DTYPE_F32, start, ce, cached + n_cached * (size_t)dim, false,
-                                               err)) != MC_OK)) {
+        if (m > 0 &&
+            ((s = mc_store_read_slice(st, nh, MC_DTYPE_U8, start, ch, hs, false, err)) != MC_OK ||
+             (s = mc_store_read_slice(st, ne, MC_DTYPE_F32, start, ce,
+                                      cached + n_cached * (size_t)dim, false, err)) != MC_OK)) {
             free(hs);
             break;
         }
@@ -118,12 +125,14 @@ static mc_status cache_lookup(const mc_comm *c, mc_store *st, mc_text_encoder *e
     }
     for (size_t i = 0; i < n; i++) {
         int32_t row;
-        if (mc_strmap_get(&v->map, (const char *)sha + i * MC_SHA256_BYTES, MC_SHA256_BYTES, &row)) {
+        if (mc_strmap_get(&v->map, (const char *)sha + i * MC_SHA256_BYTES, MC_SHA256_BYTES,
+                          &row)) {
             src[i] = row; /* a cached row (>= 0) or an earlier miss of this call (< 0) */
             continue;
         }
         int32_t tag = -1 - (int32_t)n_miss;
-        if (!mc_strmap_put(&v->map, (const char *)sha + i * MC_SHA256_BYTES, MC_SHA256_BYTES, tag, NULL)) {
+        if (!mc_strmap_put(&v->map, (const char *)sha + i * MC_SHA256_BYTES, MC_SHA256_BYTES, tag,
+                           NULL)) {
             s = MC_FAIL(err, MC_ERR_NOMEM, "text cache: out of memory");
             goto done;
         }
@@ -131,12 +140,14 @@ static mc_status cache_lookup(const mc_comm *c, mc_store *st, mc_text_encoder *e
         miss[n_miss++] = i;
     }
 done:
-    v->cached = cached, v->n_cached = n_cached, v->miss = miss, v->n_miss = n_miss, v->parts = parts;
+    v->cached = cached, v->n_cached = n_cached, v->miss = miss, v->n_miss = n_miss,
+    v->parts = parts;
     return mc_comm_agree(c, s, err);
 }
 
-mc_status mc_text_cache_missing(const mc_comm *c, mc_store *st, mc_text_encoder *e, const char *const *texts, size_t n,
-                                const char *tmpl, bool one_by_one, size_t *missing, mc_error *err) {
+mc_status mc_text_cache_missing(const mc_comm *c, mc_store *st, mc_text_encoder *e,
+                                const char *const *texts, size_t n, const char *tmpl,
+                                bool one_by_one, size_t *missing, mc_error *err) {
     cache_view v;
     mc_status s = cache_lookup(c, st, e, texts, n, tmpl, one_by_one, &v, err);
     *missing = v.n_miss;
@@ -144,9 +155,9 @@ mc_status mc_text_cache_missing(const mc_comm *c, mc_store *st, mc_text_encoder 
     return s;
 }
 
-mc_status mc_text_embed_cached_ex(const mc_comm *c, mc_store *st, mc_text_encoder *e, const char *const *texts,
-                                  size_t n, const char *tmpl, bool one_by_one, float *out, size_t *n_computed,
-                                  mc_error *err) {
+mc_status mc_text_embed_cached_ex(const mc_comm *c, mc_store *st, mc_text_encoder *e,
+                                  const char *const *texts, size_t n, const char *tmpl,
+                                  bool one_by_one, float *out, size_t *n_computed, mc_error *err) {
     const int64_t dim = mc_text_encoder_dim(e);
     if (n_computed) *n_computed = 0;
     cache_view v;
@@ -170,7 +181,8 @@ mc_status mc_text_embed_cached_ex(const mc_comm *c, mc_store *st, mc_text_encode
         displs = calloc((size_t)c->size, sizeof *displs);
         miss_sha = mc_alloc_array(n_miss, MC_SHA256_BYTES);
         mc_status ls = MC_OK;
-        if (!fresh || !mine || !counts || !displs || !miss_sha || n_miss * (size_t)dim > (size_t)INT32_MAX)
+        if (!fresh || !mine || !counts || !displs || !miss_sha ||
+            n_miss * (size_t)dim > (size_t)INT32_MAX)
             ls = MC_FAIL(err, MC_ERR_NOMEM, "text cache: %zu new texts do not fit", n_miss);
         for (int64_t k = b0; ls == MC_OK && k < b1; k++) mine[k - b0] = texts[miss[k]];
         if (ls == MC_OK && one_by_one)
@@ -187,26 +199,32 @@ mc_status mc_text_embed_cached_ex(const mc_comm *c, mc_store *st, mc_text_encode
                 counts[r] = (int)((b - a) * dim);
                 displs[r] = (int)(a * dim);
             }
-            if (MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, fresh, counts, displs, MPI_FLOAT, c->comm) != MPI_SUCCESS)
+            if (MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, fresh, counts, displs, MPI_FLOAT,
+                               c->comm) != MPI_SUCCESS)
                 s = MC_FAIL(err, MC_ERR_MPI, "text cache: MPI_Allgatherv failed");
         }
         /* append one part: created collectively, each rank writes its rows */
         if (s == MC_OK) {
             for (size_t k = 0; k < n_miss; k++)
-                memcpy(miss_sha + k * MC_SHA256_BYTES, sha + miss[k] * MC_SHA256_BYTES, MC_SHA256_BYTES);
+                memcpy(miss_sha + k * MC_SHA256_BYTES, sha + miss[k] * MC_SHA256_BYTES,
+                       MC_SHA256_BYTES);
             char nh[192], ne[192];
             mc_snprintf(nh, sizeof nh, "%s/part_%lld/sha256", grp, (long long)parts);
             mc_snprintf(ne, sizeof ne, "%s/part_%lld/embeds", grp, (long long)parts);
-            const int64_t sh[2] = {(int64_t)n_miss, MC_SHA256_BYTES}, se[2] = {(int64_t)n_miss, dim};
+            const int64_t sh[2] = {(int64_t)n_miss, MC_SHA256_BYTES},
+                          se[2] = {(int64_t)n_miss, dim};
             if ((s = mc_store_create_group(st, grp, err)) == MC_OK &&
                 (s = mc_store_create_dataset(st, nh, MC_DTYPE_U8, 2, sh, 0, err)) == MC_OK &&
                 (s = mc_store_create_dataset(st, ne, MC_DTYPE_F32, 2, se, 0, err)) == MC_OK &&
-                (s = mc_store_write_rows(st, nh, MC_DTYPE_U8, b0, b1, miss_sha + b0 * MC_SHA256_BYTES, err)) == MC_OK &&
-                (s = mc_store_write_rows(st, ne, MC_DTYPE_F32, b0, b1, fresh + b0 * dim, err)) == MC_OK &&
+                (s = mc_store_write_rows(st, nh, MC_DTYPE_U8, b0, b1,
+                                         miss_sha + b0 * MC_SHA256_BYTES, err)) == MC_OK &&
+                (s = mc_store_write_rows(st, ne, MC_DTYPE_F32, b0, b1, fresh + b0 * dim, err)) ==
+                    MC_OK &&
                 (s = mc_store_set_attr_str(st, grp, "model_hash", mh, err)) == MC_OK &&
                 (s = mc_store_set_attr_str(st, grp, "template", tmpl ? tmpl : "", err)) == MC_OK &&
                 (s = mc_store_set_attr_i64(st, grp, "dim", dim, err)) == MC_OK &&
-                (s = mc_store_flush(st, err)) == MC_OK) /* data first, then the count that exposes it */
+                (s = mc_store_flush(st, err)) ==
+                    MC_OK) /* data first, then the count that exposes it */
                 s = mc_store_set_attr_i64(st, grp, "n_parts", parts + 1, err);
             if (s == MC_OK) s = mc_store_flush(st, err);
         }

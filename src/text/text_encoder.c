@@ -23,8 +23,6 @@
 #include "text_internal.h"
 #include "text_encoder_int.h"
 
-
-
 typedef struct {
     const char *name;
     int ndim;
@@ -32,11 +30,10 @@ typedef struct {
     float *dst;
 } wslot;
 
-
 /* ---- loading --------------------------------------------------------------------------- */
 
-static mc_status load_weights(mc_text_encoder *e, const mc_st_file *st, const char *prefix, wslot *w, size_t n,
-                              mc_error *err) {
+static mc_status load_weights(mc_text_encoder *e, const mc_st_file *st, const char *prefix,
+                              wslot *w, size_t n, mc_error *err) {
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         size_t c;
@@ -44,7 +41,9 @@ static mc_status load_weights(mc_text_encoder *e, const mc_st_file *st, const ch
             return MC_FAIL(err, MC_ERR_NOMEM, "%s: weight sizes overflow", e->dir);
     }
     e->block = mc_alloc_array(total, sizeof(float));
-    if (!e->block) return MC_FAIL(err, MC_ERR_NOMEM, "%s: cannot allocate %zu floats of weights", e->dir, total);
+    if (!e->block)
+        return MC_FAIL(err, MC_ERR_NOMEM, "%s: cannot allocate %zu floats of weights", e->dir,
+                       total);
     float *p = e->block;
     for (size_t i = 0; i < n; i++) {
         char name[256];
@@ -112,12 +111,16 @@ static float *wl_ptr(const mc_text_encoder *e, const wlist *l, size_t idx) {
     return p;
 }
 
-static mc_status load_clip(mc_text_encoder *e, const mc_hf_config *cfg, const mc_st_file *st, mc_error *err) {
+static mc_status load_clip(mc_text_encoder *e, const mc_hf_config *cfg, const mc_st_file *st,
+                           mc_error *err) {
     wlist l = {0};
-    mc_status s = take_desc(e, cfg, MC_DESC_CLIP_TEXT, st, "text_model.embeddings.token_embedding.weight", &l, err);
+    mc_status s = take_desc(e, cfg, MC_DESC_CLIP_TEXT, st,
+                            "text_model.embeddings.token_embedding.weight", &l, err);
     if (s == MC_OK && !mc_st_find(st, "text_projection.weight"))
-        s = MC_FAIL(err, MC_ERR_SHAPE, "%s: tensor 'text_projection.weight' is missing; HINT: miclip needs the "
-                    "CLIPModel (or CLIPTextModelWithProjection) weights, not the bare text model", mc_st_path(st));
+        s = MC_FAIL(err, MC_ERR_SHAPE,
+                    "%s: tensor 'text_projection.weight' is missing; HINT: miclip needs the "
+                    "CLIPModel (or CLIPTextModelWithProjection) weights, not the bare text model",
+                    mc_st_path(st));
     if (s != MC_OK) {
         wl_free(&l);
         return s;
@@ -129,13 +132,20 @@ static mc_status load_clip(mc_text_encoder *e, const mc_hf_config *cfg, const mc
         e->pos_emb = wl_ptr(e, &l, k++);
         for (int64_t i = 0; i < e->L; i++) {
             text_layer *y = &e->layers[i];
-            y->ln1_w = wl_ptr(e, &l, k++); y->ln1_b = wl_ptr(e, &l, k++);
-            y->qkv_w = wl_ptr(e, &l, k); k += 3; /* q, k, v weights are adjacent: [3D, D] */
-            y->qkv_b = wl_ptr(e, &l, k); k += 3; /* and so are the biases: [3D] */
-            y->o_w = wl_ptr(e, &l, k++); y->o_b = wl_ptr(e, &l, k++);
-            y->ln2_w = wl_ptr(e, &l, k++); y->ln2_b = wl_ptr(e, &l, k++);
-            y->fc1_w = wl_ptr(e, &l, k++); y->fc1_b = wl_ptr(e, &l, k++);
-            y->fc2_w = wl_ptr(e, &l, k++); y->fc2_b = wl_ptr(e, &l, k++);
+            y->ln1_w = wl_ptr(e, &l, k++);
+            y->ln1_b = wl_ptr(e, &l, k++);
+            y->qkv_w = wl_ptr(e, &l, k);
+            k += 3; /* q, k, v weights are adjacent: [3D, D] */
+            y->qkv_b = wl_ptr(e, &l, k);
+            k += 3; /* and so are the biases: [3D] */
+            y->o_w = wl_ptr(e, &l, k++);
+            y->o_b = wl_ptr(e, &l, k++);
+            y->ln2_w = wl_ptr(e, &l, k++);
+            y->ln2_b = wl_ptr(e, &l, k++);
+            y->fc1_w = wl_ptr(e, &l, k++);
+            y->fc1_b = wl_ptr(e, &l, k++);
+            y->fc2_w = wl_ptr(e, &l, k++);
+            y->fc2_b = wl_ptr(e, &l, k++);
         }
         e->final_ln_w = wl_ptr(e, &l, k++);
         e->final_ln_b = wl_ptr(e, &l, k++);
@@ -145,9 +155,11 @@ static mc_status load_clip(mc_text_encoder *e, const mc_hf_config *cfg, const mc
     return s;
 }
 
-static mc_status load_mpnet(mc_text_encoder *e, const mc_hf_config *cfg, const mc_st_file *st, mc_error *err) {
+static mc_status load_mpnet(mc_text_encoder *e, const mc_hf_config *cfg, const mc_st_file *st,
+                            mc_error *err) {
     wlist l = {0};
-    mc_status s = take_desc(e, cfg, MC_DESC_MPNET, st, "mpnet.embeddings.word_embeddings.weight", &l, err);
+    mc_status s =
+        take_desc(e, cfg, MC_DESC_MPNET, st, "mpnet.embeddings.word_embeddings.weight", &l, err);
     if (s != MC_OK) {
         wl_free(&l);
         return s;
@@ -162,13 +174,20 @@ static mc_status load_mpnet(mc_text_encoder *e, const mc_hf_config *cfg, const m
         e->rel_bias = wl_ptr(e, &l, k++);
         for (int64_t i = 0; i < e->L; i++) {
             text_layer *y = &e->layers[i];
-            y->ln1_w = wl_ptr(e, &l, k++); y->ln1_b = wl_ptr(e, &l, k++);
-            y->qkv_w = wl_ptr(e, &l, k); k += 3;
-            y->qkv_b = wl_ptr(e, &l, k); k += 3;
-            y->o_w = wl_ptr(e, &l, k++); y->o_b = wl_ptr(e, &l, k++);
-            y->ln2_w = wl_ptr(e, &l, k++); y->ln2_b = wl_ptr(e, &l, k++);
-            y->fc1_w = wl_ptr(e, &l, k++); y->fc1_b = wl_ptr(e, &l, k++);
-            y->fc2_w = wl_ptr(e, &l, k++); y->fc2_b = wl_ptr(e, &l, k++);
+            y->ln1_w = wl_ptr(e, &l, k++);
+            y->ln1_b = wl_ptr(e, &l, k++);
+            y->qkv_w = wl_ptr(e, &l, k);
+            k += 3;
+            y->qkv_b = wl_ptr(e, &l, k);
+            k += 3;
+            y->o_w = wl_ptr(e, &l, k++);
+            y->o_b = wl_ptr(e, &l, k++);
+            y->ln2_w = wl_ptr(e, &l, k++);
+            y->ln2_b = wl_ptr(e, &l, k++);
+            y->fc1_w = wl_ptr(e, &l, k++);
+            y->fc1_b = wl_ptr(e, &l, k++);
+            y->fc2_w = wl_ptr(e, &l, k++);
+            y->fc2_b = wl_ptr(e, &l, k++);
         }
     }
     wl_free(&l);
@@ -194,9 +213,11 @@ static mc_status load_mpnet(mc_text_encoder *e, const mc_hf_config *cfg, const m
     if (mc_path_join(p, sizeof p, e->dir, "1_Pooling/config.json") && mc_file_exists(p)) {
         MC_TRY(mc_json_load(p, false, &j, err));
         bool mean = true, other = false;
-        const char *modes[] = {"pooling_mode_cls_token", "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens",
+        const char *modes[] = {"pooling_mode_cls_token", "pooling_mode_max_tokens",
+                               "pooling_mode_mean_sqrt_len_tokens",
                                "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"};
-        s = mc_json_get_bool(j, "pooling_mode_mean_tokens", false, true, &mean, "1_Pooling/config.json", err);
+        s = mc_json_get_bool(j, "pooling_mode_mean_tokens", false, true, &mean,
+                             "1_Pooling/config.json", err);
         for (size_t i = 0; s == MC_OK && i < 5; i++) {
             bool v = false;
             s = mc_json_get_bool(j, modes[i], false, false, &v, "1_Pooling/config.json", err);
@@ -205,13 +226,15 @@ static mc_status load_mpnet(mc_text_encoder *e, const mc_hf_config *cfg, const m
         json_decref(j);
         if (s != MC_OK) return s;
         if (!mean || other)
-            return MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: only mean pooling (pooling_mode_mean_tokens alone) is implemented", p);
+            return MC_FAIL(err, MC_ERR_UNSUPPORTED,
+                           "%s: only mean pooling (pooling_mode_mean_tokens alone) is implemented",
+                           p);
     }
     return MC_OK;
 }
 
-mc_status mc_text_encoder_load(const char *dir, const mc_clip_tok_opts *clip_opts, mc_text_encoder **out,
-                               mc_error *err) {
+mc_status mc_text_encoder_load(const char *dir, const mc_clip_tok_opts *clip_opts,
+                               mc_text_encoder **out, mc_error *err) {
     *out = NULL;
     mc_text_encoder *e = calloc(1, sizeof *e);
     if (!e) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
@@ -236,13 +259,14 @@ mc_status mc_text_encoder_load(const char *dir, const mc_clip_tok_opts *clip_opt
             goto fail;
         e->ctx = mc_clip_tok_context(e->clip);
         if (e->ctx > e->max_pos) {
-            s = MC_FAIL(err, MC_ERR_CONFIG, "%s: the tokenizer context %d exceeds max_position_embeddings %lld", dir,
+            s = MC_FAIL(err, MC_ERR_CONFIG,
+                        "%s: the tokenizer context %d exceeds max_position_embeddings %lld", dir,
                         e->ctx, (long long)e->max_pos);
             goto fail;
         }
         if (mc_clip_tok_vocab_size(e->clip) > e->vocab) {
-            s = MC_FAIL(err, MC_ERR_CONFIG, "%s: vocab.json has %d ids but the model only %lld", dir,
-                        mc_clip_tok_vocab_size(e->clip), (long long)e->vocab);
+            s = MC_FAIL(err, MC_ERR_CONFIG, "%s: vocab.json has %d ids but the model only %lld",
+                        dir, mc_clip_tok_vocab_size(e->clip), (long long)e->vocab);
             goto fail;
         }
     } else if (cfg->family == MC_HF_MPNET) {
@@ -253,13 +277,18 @@ mc_status mc_text_encoder_load(const char *dir, const mc_clip_tok_opts *clip_opt
             goto fail;
         e->ctx = mc_wp_max_length(e->wp);
         if (e->ctx > e->max_pos - 2) {
-            s = MC_FAIL(err, MC_ERR_CONFIG, "%s: the maximum length %d needs positions up to %d, but max_position_embeddings "
-                        "is %lld", dir, e->ctx, e->ctx + 1, (long long)e->max_pos);
+            s = MC_FAIL(
+                err, MC_ERR_CONFIG,
+                "%s: the maximum length %d needs positions up to %d, but max_position_embeddings "
+                "is %lld",
+                dir, e->ctx, e->ctx + 1, (long long)e->max_pos);
             goto fail;
         }
     } else {
-        s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "%s: a %s model has no text encoder; HINT: use a CLIPModel or an MPNet "
-                    "sentence-transformers folder", dir, mc_hf_family_name(cfg->family));
+        s = MC_FAIL(err, MC_ERR_UNSUPPORTED,
+                    "%s: a %s model has no text encoder; HINT: use a CLIPModel or an MPNet "
+                    "sentence-transformers folder",
+                    dir, mc_hf_family_name(cfg->family));
         goto fail;
     }
     mc_st_close(&st);
@@ -288,7 +317,9 @@ void mc_text_encoder_free(mc_text_encoder **ep) {
 }
 
 mc_text_family mc_text_encoder_family(const mc_text_encoder *e) { return e->family; }
-int mc_text_encoder_dim(const mc_text_encoder *e) { return (int)(e->family == MC_TEXT_CLIP ? e->proj : e->D); }
+int mc_text_encoder_dim(const mc_text_encoder *e) {
+    return (int)(e->family == MC_TEXT_CLIP ? e->proj : e->D);
+}
 int mc_text_encoder_context(const mc_text_encoder *e) { return e->ctx; }
 mc_clip_tok *mc_text_encoder_clip_tok(mc_text_encoder *e) { return e->clip; }
 mc_wordpiece *mc_text_encoder_wordpiece(mc_text_encoder *e) { return e->wp; }
@@ -296,8 +327,14 @@ mc_wordpiece *mc_text_encoder_wordpiece(mc_text_encoder *e) { return e->wp; }
 const char *mc_text_encoder_hash(mc_text_encoder *e) {
     if (e->hash[0]) return e->hash;
     mc_trace_load("hash text encoder %s", e->dir);
-    static const char *const files[] = {"config.json", "model.safetensors", "vocab.json", "merges.txt", "vocab.txt",
-                                        "tokenizer_config.json", "sentence_bert_config.json", "modules.json",
+    static const char *const files[] = {"config.json",
+                                        "model.safetensors",
+                                        "vocab.json",
+                                        "merges.txt",
+                                        "vocab.txt",
+                                        "tokenizer_config.json",
+                                        "sentence_bert_config.json",
+                                        "modules.json",
                                         "1_Pooling/config.json"};
     mc_sha256 h;
     mc_sha256_init(&h);
@@ -311,7 +348,8 @@ const char *mc_text_encoder_hash(mc_text_encoder *e) {
     }
     /* the clean-up mode and the context change the ids, so they are part of the identity */
     char mode[64];
-    mc_snprintf(mode, sizeof mode, "clean=%d ctx=%d", e->clip ? (int)mc_clip_tok_clean(e->clip) : -1, e->ctx);
+    mc_snprintf(mode, sizeof mode, "clean=%d ctx=%d",
+                e->clip ? (int)mc_clip_tok_clean(e->clip) : -1, e->ctx);
     mc_sha256_update(&h, mode, strlen(mode));
     uint8_t d[MC_SHA256_BYTES];
     mc_sha256_final(&h, d);

@@ -8,12 +8,12 @@
 #include "miclip/text.h"
 
 typedef struct {
-    float *ln1_w, *ln1_b;  /* CLIP: layer_norm1 (pre-norm); MPNet: attention.LayerNorm (post) */
-    float *qkv_w, *qkv_b;  /* q, k, v fused: [3D, D], [3D] */
+    float *ln1_w, *ln1_b; /* CLIP: layer_norm1 (pre-norm); MPNet: attention.LayerNorm (post) */
+    float *qkv_w, *qkv_b; /* q, k, v fused: [3D, D], [3D] */
     float *o_w, *o_b;
-    float *ln2_w, *ln2_b;  /* CLIP: layer_norm2; MPNet: output.LayerNorm */
-    float *fc1_w, *fc1_b;  /* [I, D] */
-    float *fc2_w, *fc2_b;  /* [D, I] */
+    float *ln2_w, *ln2_b; /* CLIP: layer_norm2; MPNet: output.LayerNorm */
+    float *fc1_w, *fc1_b; /* [I, D] */
+    float *fc2_w, *fc2_b; /* [D, I] */
 } text_layer;
 
 struct mc_text_encoder {

@@ -18,7 +18,9 @@
 static mc_status arena_reserve(mc_text_encoder *e, size_t floats, size_t nseq, mc_error *err) {
     if (floats > e->arena_floats) {
         float *p = realloc(e->arena, floats * sizeof(float));
-        if (!p) return MC_FAIL(err, MC_ERR_NOMEM, "text encoder: cannot allocate %zu floats of activations", floats);
+        if (!p)
+            return MC_FAIL(err, MC_ERR_NOMEM,
+                           "text encoder: cannot allocate %zu floats of activations", floats);
         e->arena = p;
         e->arena_floats = floats;
     }
@@ -39,8 +41,8 @@ static int64_t mpnet_bucket(int64_t d, int64_t num_buckets) {
     int64_t half = num_buckets / 2, ret = d < 0 ? half : 0;
     int64_t n = d < 0 ? -d : d, max_exact = half / 2;
     if (n < max_exact) return ret + n;
-    int64_t v = max_exact + (int64_t)(log((double)n / (double)max_exact) / log(128.0 / (double)max_exact) *
-                                      (double)(half - max_exact));
+    int64_t v = max_exact + (int64_t)(log((double)n / (double)max_exact) /
+                                      log(128.0 / (double)max_exact) * (double)(half - max_exact));
     return ret + (v < half - 1 ? v : half - 1);
 }
 
@@ -48,11 +50,11 @@ static int64_t mpnet_bucket(int64_t d, int64_t num_buckets) {
  * sequence's own tokens in e->off, T rows in all. CLIP: the first P positions, the same ids in
  * every row, are the shared rows [0, P) (under the causal mask their hidden states are the same
  * in every sequence, so they are computed once); each sequence's rows hold positions P..len-1. */
-static void forward_chunk(mc_text_encoder *e, const int32_t *ids, int64_t ctx, size_t n, int64_t T, int64_t maxL,
-                          int64_t P, float *out) {
+static void forward_chunk(mc_text_encoder *e, const int32_t *ids, int64_t ctx, size_t n, int64_t T,
+                          int64_t maxL, int64_t P, float *out) {
     const int64_t D = e->D, I = e->I, H = e->H, hd = D / H;
-    float *x = e->arena, *h = x + T * D, *qkv = h + T * D, *att = qkv + T * 3 * D, *mlp = att + T * D,
-          *work = mlp + T * I, *bias = work + maxL * maxL;
+    float *x = e->arena, *h = x + T * D, *qkv = h + T * D, *att = qkv + T * 3 * D,
+          *mlp = att + T * D, *work = mlp + T * I, *bias = work + maxL * maxL;
     const bool clip = e->family == MC_TEXT_CLIP;
     /* embeddings */
     for (int64_t t = 0; t < P; t++) { /* the shared prefix (CLIP only) */
@@ -83,32 +85,48 @@ static void forward_chunk(mc_text_encoder *e, const int32_t *ids, int64_t ctx, s
         for (int64_t i = 0; i < maxL; i++)
             for (int64_t j = 0; j < maxL; j++) {
                 int64_t bk = mpnet_bucket(i - j, 32);
-                for (int64_t hh = 0; hh < H; hh++) bias[(hh * maxL + i) * maxL + j] = e->rel_bias[bk * H + hh];
+                for (int64_t hh = 0; hh < H; hh++)
+                    bias[(hh * maxL + i) * maxL + j] = e->rel_bias[bk * H + hh];
             }
     }
-    mc_attn_packed_desc ad = {.n_seq = (int64_t)n, .off = e->off, .len = e->len, .H = H, .head_dim = hd,
-                              .ld_qkv = 3 * D, .scale = 1.0f / sqrtf((float)hd), .causal = clip,
-                              .bias = clip ? NULL : bias, .bias_T = maxL, .prefix_len = P, .prefix_off = 0};
+    mc_attn_packed_desc ad = {.n_seq = (int64_t)n,
+                              .off = e->off,
+                              .len = e->len,
+                              .H = H,
+                              .head_dim = hd,
+                              .ld_qkv = 3 * D,
+                              .scale = 1.0f / sqrtf((float)hd),
+                              .causal = clip,
+                              .bias = clip ? NULL : bias,
+                              .bias_T = maxL,
+                              .prefix_len = P,
+                              .prefix_off = 0};
     const int64_t zero = 0;
-    const mc_attn_packed_desc pd = {.n_seq = 1, .off = &zero, .len = &P, .H = H, .head_dim = hd, .ld_qkv = 3 * D,
-                                    .scale = ad.scale, .causal = true};
+    const mc_attn_packed_desc pd = {.n_seq = 1,
+                                    .off = &zero,
+                                    .len = &P,
+                                    .H = H,
+                                    .head_dim = hd,
+                                    .ld_qkv = 3 * D,
+                                    .scale = ad.scale,
+                                    .causal = true};
     for (int64_t l = 0; l < e->L; l++) {
         const text_layer *y = &e->layers[l];
         if (clip) {
             /* pre-norm: x = x + out_proj(attn(LN1(x))); x = x + fc2(quick_gelu(fc1(LN2(x)))) */
             mc_layernorm(x, y->ln1_w, y->ln1_b, h, T, D, e->eps);
-            mc_linear(h, y->qkv_w, y->qkv_b, qkv, T, D, 3 * D, false);         /* [T, 3D] */
+            mc_linear(h, y->qkv_w, y->qkv_b, qkv, T, D, 3 * D, false);             /* [T, 3D] */
             if (P) mc_attention_packed(&pd, qkv, qkv + D, qkv + 2 * D, att, work); /* the prefix */
-            mc_attention_packed(&ad, qkv, qkv + D, qkv + 2 * D, att, work);   /* [T, D] causal */
-            mc_linear(att, y->o_w, y->o_b, x, T, D, D, true);                 /* x += o(att) */
+            mc_attention_packed(&ad, qkv, qkv + D, qkv + 2 * D, att, work); /* [T, D] causal */
+            mc_linear(att, y->o_w, y->o_b, x, T, D, D, true);               /* x += o(att) */
             mc_layernorm(x, y->ln2_w, y->ln2_b, h, T, D, e->eps);
-            mc_linear(h, y->fc1_w, NULL, mlp, T, D, I, false);                /* [T, I] */
+            mc_linear(h, y->fc1_w, NULL, mlp, T, D, I, false); /* [T, I] */
             mc_bias_act_rows(mlp, y->fc1_b, T, I, e->act);
-            mc_linear(mlp, y->fc2_w, y->fc2_b, x, T, I, D, true);             /* x += fc2(.) */
+            mc_linear(mlp, y->fc2_w, y->fc2_b, x, T, I, D, true); /* x += fc2(.) */
         } else {
             /* post-norm: A = LN(o(attn(x)) + x); x' = LN(W2 gelu(W1 A + b1) + b2 + A) */
             mc_linear(x, y->qkv_w, y->qkv_b, qkv, T, D, 3 * D, false);
-            mc_attention_packed(&ad, qkv, qkv + D, qkv + 2 * D, att, work);   /* + relative bias */
+            mc_attention_packed(&ad, qkv, qkv + D, qkv + 2 * D, att, work); /* + relative bias */
             mc_linear(att, y->o_w, y->o_b, x, T, D, D, true);
             mc_layernorm(x, y->ln1_w, y->ln1_b, x, T, D, e->eps);
             mc_linear(x, y->fc1_w, NULL, mlp, T, D, I, false);
@@ -121,7 +139,8 @@ static void forward_chunk(mc_text_encoder *e, const int32_t *ids, int64_t ctx, s
         /* final_layer_norm at the end token of each sequence (its last packed row), then the
          * projection without bias */
         for (size_t b = 0; b < n; b++)
-            memcpy(h + (int64_t)b * D, x + (e->off[b] + e->len[b] - P - 1) * D, (size_t)D * sizeof(float));
+            memcpy(h + (int64_t)b * D, x + (e->off[b] + e->len[b] - P - 1) * D,
+                   (size_t)D * sizeof(float));
         mc_layernorm(h, e->final_ln_w, e->final_ln_b, h, (int64_t)n, D, e->eps);
         mc_linear(h, e->proj_w, NULL, out, (int64_t)n, D, e->proj, false);
     } else {
@@ -140,8 +159,8 @@ static void forward_chunk(mc_text_encoder *e, const int32_t *ids, int64_t ctx, s
     }
 }
 
-mc_status mc_text_encoder_forward(mc_text_encoder *e, const int32_t *ids, const int32_t *lens, size_t n, float *out,
-                                  mc_error *err) {
+mc_status mc_text_encoder_forward(mc_text_encoder *e, const int32_t *ids, const int32_t *lens,
+                                  size_t n, float *out, mc_error *err) {
     const int64_t ctx = e->ctx, dim = mc_text_encoder_dim(e);
     const int32_t eos = e->clip ? mc_clip_tok_eos(e->clip) : -1;
     size_t b0 = 0;
@@ -155,19 +174,28 @@ mc_status mc_text_encoder_forward(mc_text_encoder *e, const int32_t *ids, const 
             if (e->family == MC_TEXT_CLIP) {
                 L = -1;
                 for (int64_t t = 0; t < ctx; t++)
-                    if (row[t] == eos) { L = t + 1; break; }
+                    if (row[t] == eos) {
+                        L = t + 1;
+                        break;
+                    }
                 if (L < 0)
-                    return MC_FAIL(err, MC_ERR_ARG, "text row %zu has no end token <|endoftext|> (id %d): CLIP pools at "
-                                   "its first occurrence", b1, eos);
+                    return MC_FAIL(
+                        err, MC_ERR_ARG,
+                        "text row %zu has no end token <|endoftext|> (id %d): CLIP pools at "
+                        "its first occurrence",
+                        b1, eos);
             } else {
                 L = lens[b1];
-                if (L < 1 || L > ctx) return MC_FAIL(err, MC_ERR_ARG, "text row %zu: length %lld outside 1..%lld", b1,
-                                                     (long long)L, (long long)ctx);
+                if (L < 1 || L > ctx)
+                    return MC_FAIL(err, MC_ERR_ARG, "text row %zu: length %lld outside 1..%lld", b1,
+                                   (long long)L, (long long)ctx);
             }
             for (int64_t t = 0; t < L; t++)
                 if (row[t] < 0 || row[t] >= e->vocab)
-                    return MC_FAIL(err, MC_ERR_ARG, "text row %zu position %lld: id %d outside the vocabulary 0..%lld", b1,
-                                   (long long)t, row[t], (long long)e->vocab - 1);
+                    return MC_FAIL(
+                        err, MC_ERR_ARG,
+                        "text row %zu position %lld: id %d outside the vocabulary 0..%lld", b1,
+                        (long long)t, row[t], (long long)e->vocab - 1);
             if (b1 > b0 && T + L > MC_TEXT_CHUNK_TOKENS) break;
             if (b1 - b0 >= e->off_cap) MC_TRY(arena_reserve(e, 0, (b1 - b0 + 1) * 2, err));
             e->off[b1 - b0] = T;
@@ -185,7 +213,8 @@ mc_status mc_text_encoder_forward(mc_text_encoder *e, const int32_t *ids, const 
             const int32_t *r0 = ids + (int64_t)b0 * ctx;
             for (P = 0; P < minL - 1; P++) {
                 bool same = true;
-                for (size_t b = 1; same && b < b1 - b0; b++) same = ids[(int64_t)(b0 + b) * ctx + P] == r0[P];
+                for (size_t b = 1; same && b < b1 - b0; b++)
+                    same = ids[(int64_t)(b0 + b) * ctx + P] == r0[P];
                 if (!same) break;
             }
         }
@@ -197,14 +226,15 @@ mc_status mc_text_encoder_forward(mc_text_encoder *e, const int32_t *ids, const 
         const int64_t D = e->D;
         size_t need = mc_desc_text_arena_floats(D, e->I, e->H, T, maxL, (int64_t)(b1 - b0));
         MC_TRY(arena_reserve(e, need, b1 - b0, err));
-        forward_chunk(e, ids + (int64_t)b0 * ctx, ctx, b1 - b0, T, maxL, P, out + (int64_t)b0 * dim);
+        forward_chunk(e, ids + (int64_t)b0 * ctx, ctx, b1 - b0, T, maxL, P,
+                      out + (int64_t)b0 * dim);
         b0 = b1;
     }
     return MC_OK;
 }
 
-mc_status mc_text_encoder_tokenize(mc_text_encoder *e, const char *const *texts, size_t n, int32_t *ids,
-                                   int32_t *lens, mc_error *err) {
+mc_status mc_text_encoder_tokenize(mc_text_encoder *e, const char *const *texts, size_t n,
+                                   int32_t *ids, int32_t *lens, mc_error *err) {
     const int ctx = e->ctx;
     for (size_t i = 0; i < n; i++) {
         int32_t *row = ids + (int64_t)i * ctx;
@@ -245,15 +275,22 @@ mc_status mc_text_apply_template(const char *tmpl, const char *text, char **out,
     }
     size_t tl = strlen(tmpl), xl = strlen(text), holes = 0;
     for (size_t i = 0; i < tl; i++) {
-        if (tmpl[i] == '{' && i + 1 < tl && tmpl[i + 1] == '}') { holes++; i++; }
-        else if ((tmpl[i] == '{' || tmpl[i] == '}') && i + 1 < tl && tmpl[i + 1] == tmpl[i]) i++;
+        if (tmpl[i] == '{' && i + 1 < tl && tmpl[i + 1] == '}') {
+            holes++;
+            i++;
+        } else if ((tmpl[i] == '{' || tmpl[i] == '}') && i + 1 < tl && tmpl[i + 1] == tmpl[i])
+            i++;
         else if (tmpl[i] == '{' || tmpl[i] == '}')
-            return MC_FAIL(err, MC_ERR_ARG, "template \"%s\": a lone '%c' at offset %zu (use \"{}\" for the text, "
-                           "\"{{\" and \"}}\" for braces)", tmpl, tmpl[i], i);
+            return MC_FAIL(err, MC_ERR_ARG,
+                           "template \"%s\": a lone '%c' at offset %zu (use \"{}\" for the text, "
+                           "\"{{\" and \"}}\" for braces)",
+                           tmpl, tmpl[i], i);
     }
-    if (holes == 0) return MC_FAIL(err, MC_ERR_ARG, "template \"%s\" has no \"{}\" for the text", tmpl);
+    if (holes == 0)
+        return MC_FAIL(err, MC_ERR_ARG, "template \"%s\" has no \"{}\" for the text", tmpl);
     size_t cap;
-    if (!mc_size_mul(holes, xl, &cap) || !mc_size_add(cap, tl + 1, &cap)) return MC_FAIL(err, MC_ERR_NOMEM, "template too long");
+    if (!mc_size_mul(holes, xl, &cap) || !mc_size_add(cap, tl + 1, &cap))
+        return MC_FAIL(err, MC_ERR_NOMEM, "template too long");
     char *s = malloc(cap), *w = s;
     if (!s) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < tl; i++) {
@@ -274,9 +311,8 @@ mc_status mc_text_apply_template(const char *tmpl, const char *text, char **out,
 
 #define MC_EMBED_BATCH 256
 
-
-mc_status mc_text_embed(mc_text_encoder *e, const char *const *texts, size_t n, const char *tmpl, bool normalize,
-                        float *out, mc_error *err) {
+mc_status mc_text_embed(mc_text_encoder *e, const char *const *texts, size_t n, const char *tmpl,
+                        bool normalize, float *out, mc_error *err) {
     const int ctx = e->ctx, dim = mc_text_encoder_dim(e);
     int32_t *ids = mc_alloc_array((size_t)MC_EMBED_BATCH * (size_t)ctx, sizeof *ids);
     int32_t *lens = mc_alloc_array(MC_EMBED_BATCH, sizeof *lens);
@@ -293,13 +329,16 @@ mc_status mc_text_embed(mc_text_encoder *e, const char *const *texts, size_t n, 
         for (size_t i = 0; i < m; i++) {
             free(filled[i]);
             filled[i] = NULL;
-            if ((s = mc_text_apply_template(tmpl, texts[b0 + i], &filled[i], err)) != MC_OK) goto done;
+            if ((s = mc_text_apply_template(tmpl, texts[b0 + i], &filled[i], err)) != MC_OK)
+                goto done;
         }
-        if ((s = mc_text_encoder_tokenize(e, (const char *const *)filled, m, ids, lens, err)) != MC_OK) {
+        if ((s = mc_text_encoder_tokenize(e, (const char *const *)filled, m, ids, lens, err)) !=
+            MC_OK) {
             mc_error_prefix(err, "batch at %zu", b0);
             goto done;
         }
-        if ((s = mc_text_encoder_forward(e, ids, lens, m, out + (int64_t)b0 * dim, err)) != MC_OK) goto done;
+        if ((s = mc_text_encoder_forward(e, ids, lens, m, out + (int64_t)b0 * dim, err)) != MC_OK)
+            goto done;
         if (n > 2000) mc_progress_update(&pr, (int64_t)(b0 + m));
     }
     if (n > 2000) mc_progress_finish(&pr);
@@ -314,7 +353,8 @@ done:
 }
 
 mc_status mc_text_embed_ensemble(mc_text_encoder *e, const char *const *texts, size_t n,
-                                 const char *const *templates, size_t n_templates, float *out, mc_error *err) {
+                                 const char *const *templates, size_t n_templates, float *out,
+                                 mc_error *err) {
     if (n_templates == 0) return MC_FAIL(err, MC_ERR_ARG, "template ensemble: no templates");
     const int64_t dim = mc_text_encoder_dim(e);
     float *tmp = mc_alloc_array(n ? n * (size_t)dim : 1, sizeof *tmp);
@@ -333,8 +373,8 @@ mc_status mc_text_embed_ensemble(mc_text_encoder *e, const char *const *texts, s
     return s;
 }
 
-void mc_zeroshot_classify(const float *class_emb, int64_t n_classes, const float *img_emb, int64_t n_img,
-                          int64_t dim, int32_t *pred, float *scores) {
+void mc_zeroshot_classify(const float *class_emb, int64_t n_classes, const float *img_emb,
+                          int64_t n_img, int64_t dim, int32_t *pred, float *scores) {
     for (int64_t i = 0; i < n_img; i++) {
         const float *v = img_emb + i * dim;
         double vn = 0;

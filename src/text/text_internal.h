@@ -20,15 +20,15 @@
 
 /* ---- string -> int32 map ---- */
 typedef struct {
-    uint32_t *slots;   /* index+1 into entries, 0 = empty */
-    size_t cap;        /* power of two */
+    uint32_t *slots; /* index+1 into entries, 0 = empty */
+    size_t cap;      /* power of two */
     size_t count;
     struct mc_strmap_entry {
-        size_t off;    /* into pool */
+        size_t off; /* into pool */
         uint32_t len;
         uint32_t hash;
         int32_t value;
-    } *entries;
+    } * entries;
     size_t entries_cap;
     char *pool;
     size_t pool_len, pool_cap;

@@ -39,7 +39,8 @@ void mc_cpbuf_free(mc_cpbuf *b) {
 mc_status mc_utf8_decode(const char *text, size_t len, mc_utf8_policy policy, mc_cpbuf *out,
                          mc_error *err) {
     const unsigned char *s = (const unsigned char *)text;
-    if (!mc_cpbuf_reserve(out, len)) return MC_FAIL(err, MC_ERR_NOMEM, "text of %zu bytes: out of memory", len);
+    if (!mc_cpbuf_reserve(out, len))
+        return MC_FAIL(err, MC_ERR_NOMEM, "text of %zu bytes: out of memory", len);
     size_t i = 0;
     while (i < len) {
         unsigned b0 = s[i];
@@ -53,19 +54,45 @@ mc_status mc_utf8_decode(const char *text, size_t len, mc_utf8_policy policy, mc
         int need;
         unsigned lo = 0x80, hi = 0xBF;
         uint32_t c;
-        if (b0 >= 0xC2 && b0 <= 0xDF) { need = 1; c = b0 & 0x1F; }
-        else if (b0 == 0xE0) { need = 2; lo = 0xA0; c = b0 & 0x0F; }
-        else if (b0 >= 0xE1 && b0 <= 0xEC) { need = 2; c = b0 & 0x0F; }
-        else if (b0 == 0xED) { need = 2; hi = 0x9F; c = b0 & 0x0F; }
-        else if (b0 >= 0xEE && b0 <= 0xEF) { need = 2; c = b0 & 0x0F; }
-        else if (b0 == 0xF0) { need = 3; lo = 0x90; c = b0 & 0x07; }
-        else if (b0 >= 0xF1 && b0 <= 0xF3) { need = 3; c = b0 & 0x07; }
-        else if (b0 == 0xF4) { need = 3; hi = 0x8F; c = b0 & 0x07; }
-        else { need = -1; c = 0; }
+        if (b0 >= 0xC2 && b0 <= 0xDF) {
+            need = 1;
+            c = b0 & 0x1F;
+        } else if (b0 == 0xE0) {
+            need = 2;
+            lo = 0xA0;
+            c = b0 & 0x0F;
+        } else if (b0 >= 0xE1 && b0 <= 0xEC) {
+            need = 2;
+            c = b0 & 0x0F;
+        } else if (b0 == 0xED) {
+            need = 2;
+            hi = 0x9F;
+            c = b0 & 0x0F;
+        } else if (b0 >= 0xEE && b0 <= 0xEF) {
+            need = 2;
+            c = b0 & 0x0F;
+        } else if (b0 == 0xF0) {
+            need = 3;
+            lo = 0x90;
+            c = b0 & 0x07;
+        } else if (b0 >= 0xF1 && b0 <= 0xF3) {
+            need = 3;
+            c = b0 & 0x07;
+        } else if (b0 == 0xF4) {
+            need = 3;
+            hi = 0x8F;
+            c = b0 & 0x07;
+        } else {
+            need = -1;
+            c = 0;
+        }
         size_t j = i + 1;
         bool ok = need > 0;
         for (int k = 0; ok && k < need; k++, j++) {
-            if (j >= len || s[j] < lo || s[j] > hi) { ok = false; break; }
+            if (j >= len || s[j] < lo || s[j] > hi) {
+                ok = false;
+                break;
+            }
             c = (c << 6) | (s[j] & 0x3F);
             lo = 0x80;
             hi = 0xBF;
@@ -77,10 +104,15 @@ mc_status mc_utf8_decode(const char *text, size_t len, mc_utf8_policy policy, mc
         }
         if (policy == MC_UTF8_REJECT) {
             if (need > 0 && j >= len)
-                return MC_FAIL(err, MC_ERR_FORMAT, "text is not valid UTF-8: the sequence at byte offset %zu is cut off "
-                               "by the end of the text", i);
+                return MC_FAIL(
+                    err, MC_ERR_FORMAT,
+                    "text is not valid UTF-8: the sequence at byte offset %zu is cut off "
+                    "by the end of the text",
+                    i);
             size_t at = need > 0 ? j : i;
-            return MC_FAIL(err, MC_ERR_FORMAT, "text is not valid UTF-8: ill-formed byte 0x%02X at offset %zu", s[at], at);
+            return MC_FAIL(err, MC_ERR_FORMAT,
+                           "text is not valid UTF-8: ill-formed byte 0x%02X at offset %zu", s[at],
+                           at);
         }
         /* One U+FFFD for the maximal subpart: the lead byte plus the valid continuation bytes
          * seen so far (at least one byte). */
@@ -100,7 +132,8 @@ mc_status mc_text_check_lines(const char *path, const char *text, size_t len, mc
             continue;
         }
         if (s[i] == 0)
-            return MC_FAIL(err, MC_ERR_FORMAT, "%s:%zu: NUL byte at byte %zu", path, line, i - line_start + 1);
+            return MC_FAIL(err, MC_ERR_FORMAT, "%s:%zu: NUL byte at byte %zu", path, line,
+                           i - line_start + 1);
         if (s[i] < 0x80) {
             i++;
             continue;
@@ -108,8 +141,8 @@ mc_status mc_text_check_lines(const char *path, const char *text, size_t len, mc
         utf8proc_int32_t cp;
         utf8proc_ssize_t k = utf8proc_iterate(s + i, (utf8proc_ssize_t)(len - i), &cp);
         if (k <= 0 || cp < 0)
-            return MC_FAIL(err, MC_ERR_FORMAT, "%s:%zu: invalid UTF-8 at byte %zu (0x%02X)", path, line,
-                           i - line_start + 1, s[i]);
+            return MC_FAIL(err, MC_ERR_FORMAT, "%s:%zu: invalid UTF-8 at byte %zu (0x%02X)", path,
+                           line, i - line_start + 1, s[i]);
         i += (size_t)k;
     }
     return MC_OK;
@@ -117,8 +150,15 @@ mc_status mc_text_check_lines(const char *path, const char *text, size_t len, mc
 
 int mc_utf8_encode(uint32_t c, char *buf) {
     unsigned char *b = (unsigned char *)buf;
-    if (c < 0x80) { b[0] = (unsigned char)c; return 1; }
-    if (c < 0x800) { b[0] = (unsigned char)(0xC0 | (c >> 6)); b[1] = (unsigned char)(0x80 | (c & 0x3F)); return 2; }
+    if (c < 0x80) {
+        b[0] = (unsigned char)c;
+        return 1;
+    }
+    if (c < 0x800) {
+        b[0] = (unsigned char)(0xC0 | (c >> 6));
+        b[1] = (unsigned char)(0x80 | (c & 0x3F));
+        return 2;
+    }
     if (c < 0x10000) {
         b[0] = (unsigned char)(0xE0 | (c >> 12));
         b[1] = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
@@ -155,7 +195,8 @@ mc_status mc_unicode_normalize(mc_cpbuf *b, bool nfd, mc_error *err) {
     char *s = mc_utf8_encode_all(b->cp, b->n, &len);
     if (!s) return MC_FAIL(err, MC_ERR_NOMEM, "normalising %zu code points: out of memory", b->n);
     utf8proc_int32_t *buf = NULL;
-    utf8proc_ssize_t r = utf8proc_decompose((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len, NULL, 0, opt);
+    utf8proc_ssize_t r =
+        utf8proc_decompose((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len, NULL, 0, opt);
     if (r >= 0) {
         buf = mc_alloc_array((size_t)r + 1, sizeof *buf);
         if (!buf) {
@@ -168,7 +209,8 @@ mc_status mc_unicode_normalize(mc_cpbuf *b, bool nfd, mc_error *err) {
     if (r >= 0 && !nfd) r = utf8proc_normalize_utf32(buf, r, opt);
     if (r < 0) {
         free(buf);
-        return MC_FAIL(err, MC_ERR_INTERNAL, "utf8proc normalisation failed: %s", utf8proc_errmsg(r));
+        return MC_FAIL(err, MC_ERR_INTERNAL, "utf8proc normalisation failed: %s",
+                       utf8proc_errmsg(r));
     }
     b->n = 0;
     if (!mc_cpbuf_reserve(b, (size_t)r)) {
@@ -186,15 +228,20 @@ static utf8proc_category_t cat(uint32_t c) { return utf8proc_category((utf8proc_
 
 bool mc_uc_is_letter(uint32_t c) {
     switch (cat(c)) {
-    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
-    case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO: return true;
+    case UTF8PROC_CATEGORY_LU:
+    case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO: return true;
     default: return false;
     }
 }
 
 bool mc_uc_is_number(uint32_t c) {
     switch (cat(c)) {
-    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_NO: return true;
+    case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_NL:
+    case UTF8PROC_CATEGORY_NO: return true;
     default: return false;
     }
 }
@@ -204,8 +251,15 @@ bool mc_uc_is_white_space(uint32_t c) {
     if (c >= 0x09 && c <= 0x0D) return true;
     if (c >= 0x2000 && c <= 0x200A) return true;
     switch (c) {
-    case 0x20: case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029: case 0x202F:
-    case 0x205F: case 0x3000: return true;
+    case 0x20:
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
+    case 0x3000: return true;
     default: return false;
     }
 }
@@ -215,8 +269,11 @@ bool mc_uc_is_zs(uint32_t c) { return cat(c) == UTF8PROC_CATEGORY_ZS; }
 
 bool mc_uc_is_other(uint32_t c) {
     switch (cat(c)) {
-    case UTF8PROC_CATEGORY_CC: case UTF8PROC_CATEGORY_CF: case UTF8PROC_CATEGORY_CN:
-    case UTF8PROC_CATEGORY_CO: case UTF8PROC_CATEGORY_CS: return true;
+    case UTF8PROC_CATEGORY_CC:
+    case UTF8PROC_CATEGORY_CF:
+    case UTF8PROC_CATEGORY_CN:
+    case UTF8PROC_CATEGORY_CO:
+    case UTF8PROC_CATEGORY_CS: return true;
     default: return false;
     }
 }
@@ -228,8 +285,12 @@ bool mc_uc_is_cc_cf(uint32_t c) {
 
 bool mc_uc_is_punct(uint32_t c) {
     switch (cat(c)) {
-    case UTF8PROC_CATEGORY_PC: case UTF8PROC_CATEGORY_PD: case UTF8PROC_CATEGORY_PS:
-    case UTF8PROC_CATEGORY_PE: case UTF8PROC_CATEGORY_PI: case UTF8PROC_CATEGORY_PF:
+    case UTF8PROC_CATEGORY_PC:
+    case UTF8PROC_CATEGORY_PD:
+    case UTF8PROC_CATEGORY_PS:
+    case UTF8PROC_CATEGORY_PE:
+    case UTF8PROC_CATEGORY_PI:
+    case UTF8PROC_CATEGORY_PF:
     case UTF8PROC_CATEGORY_PO: return true;
     default: return false;
     }
@@ -247,22 +308,40 @@ bool mc_uc_is_cjk(uint32_t c) {
  * Other_Lowercase/Other_Uppercase characters such as circled letters and Roman numerals. */
 static bool is_cased(uint32_t c) {
     utf8proc_category_t k = cat(c);
-    if (k == UTF8PROC_CATEGORY_LU || k == UTF8PROC_CATEGORY_LL || k == UTF8PROC_CATEGORY_LT) return true;
+    if (k == UTF8PROC_CATEGORY_LU || k == UTF8PROC_CATEGORY_LL || k == UTF8PROC_CATEGORY_LT)
+        return true;
     return utf8proc_tolower((utf8proc_int32_t)c) != (utf8proc_int32_t)c ||
            utf8proc_toupper((utf8proc_int32_t)c) != (utf8proc_int32_t)c;
 }
 
 static bool is_case_ignorable(uint32_t c) {
     switch (cat(c)) {
-    case UTF8PROC_CATEGORY_MN: case UTF8PROC_CATEGORY_ME: case UTF8PROC_CATEGORY_CF:
-    case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_SK: return true;
+    case UTF8PROC_CATEGORY_MN:
+    case UTF8PROC_CATEGORY_ME:
+    case UTF8PROC_CATEGORY_CF:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_SK: return true;
     default: break;
     }
     /* Word_Break MidLetter, MidNumLet and Single_Quote. */
     switch (c) {
-    case 0x27: case 0x2E: case 0x3A: case 0xB7: case 0x387: case 0x55F: case 0x5F4:
-    case 0x2018: case 0x2019: case 0x2024: case 0x2027: case 0xFE13: case 0xFE52:
-    case 0xFE55: case 0xFF07: case 0xFF0E: case 0xFF1A: return true;
+    case 0x27:
+    case 0x2E:
+    case 0x3A:
+    case 0xB7:
+    case 0x387:
+    case 0x55F:
+    case 0x5F4:
+    case 0x2018:
+    case 0x2019:
+    case 0x2024:
+    case 0x2027:
+    case 0xFE13:
+    case 0xFE52:
+    case 0xFE55:
+    case 0xFF07:
+    case 0xFF0E:
+    case 0xFF1A: return true;
     default: return false;
     }
 }

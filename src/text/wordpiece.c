@@ -24,7 +24,7 @@ struct mc_wordpiece {
     int max_length;
     mc_utf8_policy utf8;
     mc_cpbuf cp, a, b;
-    char *w;      /* word buffer ("##" + UTF-8) */
+    char *w; /* word buffer ("##" + UTF-8) */
     size_t w_cap;
 };
 
@@ -46,7 +46,8 @@ int32_t mc_wp_vocab_size(const mc_wordpiece *t) { return t->n; }
 static mc_status read_json_opt(const char *dir, const char *name, json_t **out, mc_error *err) {
     char p[4096];
     *out = NULL;
-    if (!mc_path_join(p, sizeof p, dir, name)) return MC_FAIL(err, MC_ERR_ARG, "%s: path too long", dir);
+    if (!mc_path_join(p, sizeof p, dir, name))
+        return MC_FAIL(err, MC_ERR_ARG, "%s: path too long", dir);
     if (!mc_file_exists(p)) return MC_OK;
     return mc_json_load(p, false, out, err);
 }
@@ -56,7 +57,8 @@ mc_status mc_wp_load(const char *dir, const mc_wp_opts *opts, mc_wordpiece **out
     mc_wp_opts o = {.lowercase = -1, .strip_accents = -1};
     if (opts) o = *opts;
     char path[4096];
-    if (!mc_path_join(path, sizeof path, dir, "vocab.txt")) return MC_FAIL(err, MC_ERR_ARG, "%s: path too long", dir);
+    if (!mc_path_join(path, sizeof path, dir, "vocab.txt"))
+        return MC_FAIL(err, MC_ERR_ARG, "%s: path too long", dir);
     mc_wordpiece *t = calloc(1, sizeof *t);
     if (!t) return MC_FAIL(err, MC_ERR_NOMEM, "tokenizer: out of memory");
     mc_strmap_init(&t->vocab);
@@ -75,8 +77,8 @@ mc_status mc_wp_load(const char *dir, const mc_wp_opts *opts, mc_wordpiece **out
             goto fail;
         }
         if (existing) {
-            s = MC_FAIL(err, MC_ERR_FORMAT, "%s line %d: token \"%.*s\" appears twice", path, t->n + 1,
-                        (int)(e - pos > 40 ? 40 : e - pos), buf + pos);
+            s = MC_FAIL(err, MC_ERR_FORMAT, "%s line %d: token \"%.*s\" appears twice", path,
+                        t->n + 1, (int)(e - pos > 40 ? 40 : e - pos), buf + pos);
             goto fail;
         }
         if (t->n == INT32_MAX - 1) {
@@ -93,8 +95,10 @@ mc_status mc_wp_load(const char *dir, const mc_wp_opts *opts, mc_wordpiece **out
         for (size_t q = 0; q < t->special_len[k]; q++) t->special_cp[k][q] = (unsigned char)sp[q];
     }
     if (t->special[WP_S] < 0 || t->special[WP_SEP] < 0 || t->special[WP_UNK] < 0) {
-        s = MC_FAIL(err, MC_ERR_FORMAT, "%s: \"<s>\", \"</s>\" or \"[UNK]\" is missing; HINT: miclip reads MPNet's "
-                    "vocabulary (BERT uncased shifted by 4, with <s> <pad> </s> <unk> first)", path);
+        s = MC_FAIL(err, MC_ERR_FORMAT,
+                    "%s: \"<s>\", \"</s>\" or \"[UNK]\" is missing; HINT: miclip reads MPNet's "
+                    "vocabulary (BERT uncased shifted by 4, with <s> <pad> </s> <unk> first)",
+                    path);
         goto fail;
     }
     /* tokenizer_config.json and sentence_bert_config.json, both optional */
@@ -104,8 +108,10 @@ mc_status mc_wp_load(const char *dir, const mc_wp_opts *opts, mc_wordpiece **out
     int64_t mml = 512, msl = 0;
     int strip = -1;
     if (tc) {
-        if ((s = mc_json_get_bool(tc, "do_lower_case", false, true, &lower, "tokenizer_config.json", err)) != MC_OK ||
-            (s = mc_json_get_bool(tc, "tokenize_chinese_chars", false, true, &chinese, "tokenizer_config.json", err)) != MC_OK)
+        if ((s = mc_json_get_bool(tc, "do_lower_case", false, true, &lower, "tokenizer_config.json",
+                                  err)) != MC_OK ||
+            (s = mc_json_get_bool(tc, "tokenize_chinese_chars", false, true, &chinese,
+                                  "tokenizer_config.json", err)) != MC_OK)
             goto fail;
         json_t *sa = json_object_get(tc, "strip_accents");
         if (sa && json_is_boolean(sa)) strip = json_is_true(sa);
@@ -114,16 +120,20 @@ mc_status mc_wp_load(const char *dir, const mc_wp_opts *opts, mc_wordpiece **out
         if (m && json_is_integer(m) && json_integer_value(m) > 0 && json_integer_value(m) < 1000000)
             mml = json_integer_value(m);
     }
-    if (sb && (s = mc_json_get_int(sb, "max_seq_length", false, 0, &msl, "sentence_bert_config.json", err)) != MC_OK)
+    if (sb && (s = mc_json_get_int(sb, "max_seq_length", false, 0, &msl,
+                                   "sentence_bert_config.json", err)) != MC_OK)
         goto fail;
     t->lowercase = o.lowercase >= 0 ? o.lowercase != 0 : lower;
     if (o.strip_accents >= 0) strip = o.strip_accents;
     t->strip_accents = strip >= 0 ? strip != 0 : t->lowercase;
     t->chinese = chinese;
-    t->max_length = o.max_length > 0 ? o.max_length : msl > 0 ? (int)(msl < mml ? msl : mml) : (int)mml;
+    t->max_length = o.max_length > 0 ? o.max_length
+                    : msl > 0        ? (int)(msl < mml ? msl : mml)
+                                     : (int)mml;
     t->utf8 = o.utf8;
     if (t->max_length < 2 || t->max_length > 1000000) {
-        s = MC_FAIL(err, MC_ERR_CONFIG, "%s: maximum length %d is out of range (2..1000000)", dir, t->max_length);
+        s = MC_FAIL(err, MC_ERR_CONFIG, "%s: maximum length %d is out of range (2..1000000)", dir,
+                    t->max_length);
         goto fail;
     }
     free(buf);
@@ -140,8 +150,8 @@ fail:
 }
 
 static bool is_bert_punct(uint32_t c) {
-    return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126) ||
-           mc_uc_is_punct(c);
+    return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) ||
+           (c >= 123 && c <= 126) || mc_uc_is_punct(c);
 }
 
 static bool is_ws(uint32_t c) { return mc_uc_is_white_space(c); } /* \t\n\r are White_Space */
@@ -153,8 +163,8 @@ static bool push_id(int32_t *ids, int cap, int *n, int32_t id) {
 }
 
 /* WordPiece of word cp[n]; appends ids while fewer than `room` exist. */
-static mc_status wordpiece(mc_wordpiece *t, const uint32_t *cp, size_t n, int32_t *ids, int room, int *nid,
-                           mc_error *err) {
+static mc_status wordpiece(mc_wordpiece *t, const uint32_t *cp, size_t n, int32_t *ids, int room,
+                           int *nid, mc_error *err) {
     if (n > MC_WP_MAX_WORD) {
         push_id(ids, room, nid, t->special[WP_UNK]);
         return MC_OK;
@@ -171,7 +181,8 @@ static mc_status wordpiece(mc_wordpiece *t, const uint32_t *cp, size_t n, int32_
     t->w[0] = '#';
     t->w[1] = '#';
     off[0] = 2;
-    for (size_t i = 0; i < n; i++) off[i + 1] = off[i] + (size_t)mc_utf8_encode(cp[i], t->w + off[i]);
+    for (size_t i = 0; i < n; i++)
+        off[i + 1] = off[i] + (size_t)mc_utf8_encode(cp[i], t->w + off[i]);
     int32_t pieces[MC_WP_MAX_WORD];
     size_t np = 0, start = 0;
     while (start < n) {
@@ -204,8 +215,8 @@ static mc_status wordpiece(mc_wordpiece *t, const uint32_t *cp, size_t n, int32_
 }
 
 /* Normalises seg[n] (BertNormalizer) into t->b, then splits and word-pieces it. */
-static mc_status encode_segment(mc_wordpiece *t, const uint32_t *seg, size_t n, int32_t *ids, int room, int *nid,
-                                mc_error *err) {
+static mc_status encode_segment(mc_wordpiece *t, const uint32_t *seg, size_t n, int32_t *ids,
+                                int room, int *nid, mc_error *err) {
     mc_cpbuf *a = &t->a, *b = &t->b;
     a->n = 0;
     for (size_t i = 0; i < n; i++) {
@@ -227,9 +238,11 @@ static mc_status encode_segment(mc_wordpiece *t, const uint32_t *seg, size_t n, 
     }
     b->n = 0;
     if (t->lowercase) {
-        if (!mc_uc_lower(a->cp, a->n, false, b)) return MC_FAIL(err, MC_ERR_NOMEM, "tokenizer: out of memory");
+        if (!mc_uc_lower(a->cp, a->n, false, b))
+            return MC_FAIL(err, MC_ERR_NOMEM, "tokenizer: out of memory");
     } else {
-        if (!mc_cpbuf_reserve(b, a->n)) return MC_FAIL(err, MC_ERR_NOMEM, "tokenizer: out of memory");
+        if (!mc_cpbuf_reserve(b, a->n))
+            return MC_FAIL(err, MC_ERR_NOMEM, "tokenizer: out of memory");
         if (a->n) memcpy(b->cp, a->cp, a->n * sizeof *a->cp);
         b->n = a->n;
     }
@@ -251,9 +264,11 @@ static mc_status encode_segment(mc_wordpiece *t, const uint32_t *seg, size_t n, 
 
 static bool py_isspace(uint32_t c) { return mc_uc_is_white_space(c) || (c >= 0x1C && c <= 0x1F); }
 
-mc_status mc_wp_encode(mc_wordpiece *t, const char *text, size_t len, int32_t *ids, int cap, int *n_out,
-                       mc_error *err) {
-    if (cap < t->max_length) return MC_FAIL(err, MC_ERR_ARG, "mc_wp_encode: capacity %d < max length %d", cap, t->max_length);
+mc_status mc_wp_encode(mc_wordpiece *t, const char *text, size_t len, int32_t *ids, int cap,
+                       int *n_out, mc_error *err) {
+    if (cap < t->max_length)
+        return MC_FAIL(err, MC_ERR_ARG, "mc_wp_encode: capacity %d < max length %d", cap,
+                       t->max_length);
     t->cp.n = 0;
     MC_TRY(mc_utf8_decode(text, len, t->utf8, &t->cp, err));
     const uint32_t *cp = t->cp.cp;
@@ -290,11 +305,13 @@ mc_status mc_wp_encode(mc_wordpiece *t, const char *text, size_t len, int32_t *i
     return MC_OK;
 }
 
-mc_status mc_wp_decode(const mc_wordpiece *t, const int32_t *ids, size_t n, char **out, mc_error *err) {
+mc_status mc_wp_decode(const mc_wordpiece *t, const int32_t *ids, size_t n, char **out,
+                       mc_error *err) {
     /* id -> token by a scan of the map's entries (tests only) */
     size_t total = 1;
     for (size_t i = 0; i < n; i++) {
-        if (ids[i] < 0 || ids[i] >= t->n) return MC_FAIL(err, MC_ERR_ARG, "decode: id %d out of range", ids[i]);
+        if (ids[i] < 0 || ids[i] >= t->n)
+            return MC_FAIL(err, MC_ERR_ARG, "decode: id %d out of range", ids[i]);
         size_t kl;
         mc_strmap_key(&t->vocab, (size_t)ids[i], &kl);
         total += kl + 1;

@@ -25,8 +25,8 @@
 
 struct mc_encoder {
     mc_align_config cfg;
-    float *params;    /* [d*n] W, then the log logit scale */
-    float *grad;      /* same layout */
+    float *params; /* [d*n] W, then the log logit scale */
+    float *grad;   /* same layout */
     mc_adam adam;
     float *class_emb; /* [n_classes x d], normalised */
     /* workspace, sized for cap_batch rows */
@@ -43,8 +43,7 @@ struct mc_encoder {
     int fold_by_beta; /* -1: not probed yet; 1: beta_fold_exact held (see there) */
 };
 
-const char *mc_align_variant_name(mc_align_variant v)
-{
+const char *mc_align_variant_name(mc_align_variant v) {
     switch (v) {
     case MC_ALIGN_IN_OUT: return "in+out";
     case MC_ALIGN_IN: return "in";
@@ -53,17 +52,19 @@ const char *mc_align_variant_name(mc_align_variant v)
     return "?";
 }
 
-bool mc_align_variant_parse(const char *s, mc_align_variant *out)
-{
-    if (!strcmp(s, "in+out") || !strcmp(s, "miclip")) *out = MC_ALIGN_IN_OUT;
-    else if (!strcmp(s, "in")) *out = MC_ALIGN_IN;
-    else if (!strcmp(s, "out")) *out = MC_ALIGN_OUT;
-    else return false;
+bool mc_align_variant_parse(const char *s, mc_align_variant *out) {
+    if (!strcmp(s, "in+out") || !strcmp(s, "miclip"))
+        *out = MC_ALIGN_IN_OUT;
+    else if (!strcmp(s, "in"))
+        *out = MC_ALIGN_IN;
+    else if (!strcmp(s, "out"))
+        *out = MC_ALIGN_OUT;
+    else
+        return false;
     return true;
 }
 
-mc_align_config mc_align_defaults(void)
-{
+mc_align_config mc_align_defaults(void) {
     mc_align_config c = {0};
     c.variant = MC_ALIGN_IN_OUT;
     c.learn_scale = true;
@@ -81,10 +82,9 @@ mc_align_config mc_align_defaults(void)
 static bool uses_in(const mc_align_config *c) { return c->variant != MC_ALIGN_OUT; }
 static bool uses_out(const mc_align_config *c) { return c->variant != MC_ALIGN_IN; }
 
-static void free_work(mc_encoder *e)
-{
-    float **f[] = {&e->u,    &e->du,   &e->inv_r, &e->tmp,  &e->tgt,  &e->cos_all,
-                   &e->h,    &e->wcol, &e->rmax,  &e->cmax, &e->cinv};
+static void free_work(mc_encoder *e) {
+    float **f[] = {&e->u, &e->du,   &e->inv_r, &e->tmp,  &e->tgt, &e->cos_all,
+                   &e->h, &e->wcol, &e->rmax,  &e->cmax, &e->cinv};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         free(*f[i]);
         *f[i] = NULL;
@@ -100,8 +100,7 @@ static void free_work(mc_encoder *e)
     e->cap_batch = 0;
 }
 
-void mc_encoder_free(mc_encoder **pe)
-{
+void mc_encoder_free(mc_encoder **pe) {
     if (!pe || !*pe) return;
     mc_encoder *e = *pe;
     free_work(e);
@@ -127,16 +126,14 @@ void mc_encoder_free(mc_encoder **pe)
 #endif
 enum { VEC_LANES = 16 };
 
-static double sum_lanes(double *acc)
-{
+static double sum_lanes(double *acc) {
     for (int w = VEC_LANES / 2; w >= 1; w /= 2)
         for (int l = 0; l < w; l++) acc[l] += acc[l + w];
     return acc[0];
 }
 
 /* sum_j x[j] y[j] in double, in VEC_LANES fixed partial sums. */
-VEC_CLONES static double dot_f_d(const float *restrict x, const float *restrict y, int64_t n)
-{
+VEC_CLONES static double dot_f_d(const float *restrict x, const float *restrict y, int64_t n) {
     double acc[VEC_LANES] = {0};
     int64_t j = 0;
     for (; j + VEC_LANES <= n; j += VEC_LANES)
@@ -146,8 +143,7 @@ VEC_CLONES static double dot_f_d(const float *restrict x, const float *restrict 
 }
 
 /* sum_j x[j] in double, the same way. */
-VEC_CLONES static double sum_f_d(const float *restrict x, int64_t n)
-{
+VEC_CLONES static double sum_f_d(const float *restrict x, int64_t n) {
     double acc[VEC_LANES] = {0};
     int64_t j = 0;
     for (; j + VEC_LANES <= n; j += VEC_LANES)
@@ -157,22 +153,19 @@ VEC_CLONES static double sum_f_d(const float *restrict x, int64_t n)
 }
 
 /* y[k] = (float)(x[k] * f), f in double; y may be x. */
-VEC_CLONES static void scale_row_d(float *y, const float *x, int64_t n, double f)
-{
+VEC_CLONES static void scale_row_d(float *y, const float *x, int64_t n, double f) {
     for (int64_t k = 0; k < n; k++) y[k] = (float)(x[k] * f);
 }
 
 /* The backward of normalize: du[k] = (du[k] - dot u[k]) inv, dot = du . u (in double). */
 VEC_CLONES static void dz_row(float *restrict du, const float *restrict u, int64_t n, double dot,
-                              float inv)
-{
+                              float inv) {
     for (int64_t k = 0; k < n; k++) du[k] = (float)((du[k] - dot * u[k]) * inv);
 }
 
 /* Normalises rows x d of x into y (F.normalize, norm in double); y may be x. inv_r receives
  * 1 / max(|row|, eps) and may be NULL. */
-static void normalize_rows_to(float *y, const float *x, int64_t rows, int64_t d, float *inv_r)
-{
+static void normalize_rows_to(float *y, const float *x, int64_t rows, int64_t d, float *inv_r) {
     for (int64_t i = 0; i < rows; i++) {
         const float *r = x + i * d;
         double nrm = sqrt(dot_f_d(r, r, d));
@@ -182,14 +175,12 @@ static void normalize_rows_to(float *y, const float *x, int64_t rows, int64_t d,
     }
 }
 
-static void normalize_rows(float *x, int64_t rows, int64_t d, float *inv_r)
-{
+static void normalize_rows(float *x, int64_t rows, int64_t d, float *inv_r) {
     normalize_rows_to(x, x, rows, d, inv_r);
 }
 
 mc_status mc_encoder_create(const mc_align_config *cfg, const float *class_emb, mc_encoder **out,
-                            mc_error *err)
-{
+                            mc_error *err) {
     *out = NULL;
     if (cfg->n < 1 || cfg->d < 1 || cfg->batch_size < 1 || cfg->chunk_rows < 1 || cfg->epochs < 0)
         return MC_FAIL(err, MC_ERR_CONFIG,
@@ -197,7 +188,8 @@ mc_status mc_encoder_create(const mc_align_config *cfg, const float *class_emb, 
                        "d %lld, batch %lld, chunk %lld, epochs %d)",
                        (long long)cfg->n, (long long)cfg->d, (long long)cfg->batch_size,
                        (long long)cfg->chunk_rows, cfg->epochs);
-    if (cfg->variant != MC_ALIGN_IN_OUT && cfg->variant != MC_ALIGN_IN && cfg->variant != MC_ALIGN_OUT)
+    if (cfg->variant != MC_ALIGN_IN_OUT && cfg->variant != MC_ALIGN_IN &&
+        cfg->variant != MC_ALIGN_OUT)
         return MC_FAIL(err, MC_ERR_CONFIG, "align: unknown variant %d", (int)cfg->variant);
     if (!(cfg->logit_scale > 0) || !isfinite(cfg->logit_scale))
         return MC_FAIL(err, MC_ERR_CONFIG, "align: logit scale must be positive (got %g)",
@@ -208,8 +200,8 @@ mc_status mc_encoder_create(const mc_align_config *cfg, const float *class_emb, 
                        mc_align_variant_name(cfg->variant));
     size_t dn;
     if (!mc_size_mul((size_t)cfg->d, (size_t)cfg->n, &dn) || dn + 1 < dn)
-        return MC_FAIL(err, MC_ERR_NOMEM, "align: W of %lld x %lld is too large",
-                       (long long)cfg->d, (long long)cfg->n);
+        return MC_FAIL(err, MC_ERR_NOMEM, "align: W of %lld x %lld is too large", (long long)cfg->d,
+                       (long long)cfg->n);
     mc_encoder *e = calloc(1, sizeof *e);
     if (!e) return MC_FAIL(err, MC_ERR_NOMEM, "align: out of memory");
     e->cfg = *cfg;
@@ -228,7 +220,8 @@ mc_status mc_encoder_create(const mc_align_config *cfg, const float *class_emb, 
         for (size_t i = 0; i < cd; i++)
             if (!isfinite(e->class_emb[i])) {
                 mc_encoder_free(&e);
-                return MC_FAIL(err, MC_ERR_NUMERIC, "align: class embedding %zu has a non-finite value",
+                return MC_FAIL(err, MC_ERR_NUMERIC,
+                               "align: class embedding %zu has a non-finite value",
                                i / (size_t)cfg->d);
             }
         normalize_rows(e->class_emb, cfg->n_classes, cfg->d, NULL);
@@ -237,7 +230,8 @@ mc_status mc_encoder_create(const mc_align_config *cfg, const float *class_emb, 
     /* torch.nn.Linear(n, d, bias=False): kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(n), 1/sqrt(n)). */
     double bound = 1.0 / sqrt((double)cfg->n);
     for (size_t i = 0; i < dn; i++)
-        e->params[i] = (float)((2.0 * mc_rng_uniform(cfg->seed, MC_RNG_STREAM_INIT, i) - 1.0) * bound);
+        e->params[i] =
+            (float)((2.0 * mc_rng_uniform(cfg->seed, MC_RNG_STREAM_INIT, i) - 1.0) * bound);
     e->params[dn] = (float)log(cfg->logit_scale);
     memset(e->grad, 0, (dn + 1) * sizeof(float));
     mc_status st = mc_adam_init(&e->adam, dn + 1, &cfg->adam, err);
@@ -261,21 +255,20 @@ float mc_encoder_log_scale_grad(const mc_encoder *e) { return e->grad[e->cfg.d *
 mc_adam *mc_encoder_adam(mc_encoder *e) { return &e->adam; }
 const mc_align_config *mc_encoder_config(const mc_encoder *e) { return &e->cfg; }
 
-void mc_encoder_embed(const mc_encoder *e, const float *acts, int64_t rows, float *out)
-{
+void mc_encoder_embed(const mc_encoder *e, const float *acts, int64_t rows, float *out) {
     if (rows <= 0) return;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)e->cfg.d, (int)e->cfg.n,
                 1.0f, acts, (int)e->cfg.n, e->params, (int)e->cfg.n, 0.0f, out, (int)e->cfg.d);
 }
 
-static mc_status ensure_work(mc_encoder *e, int64_t batch, mc_error *err)
-{
+static mc_status ensure_work(mc_encoder *e, int64_t batch, mc_error *err) {
     if (batch <= e->cap_batch) return MC_OK;
     free_work(e);
     const int64_t d = e->cfg.d;
     int64_t cmax = 2 * batch; /* columns: distinct labels (<= batch) and the batch's images */
     size_t bd, bc;
-    if (!mc_size_mul((size_t)batch, (size_t)d, &bd) || !mc_size_mul((size_t)batch, (size_t)cmax, &bc))
+    if (!mc_size_mul((size_t)batch, (size_t)d, &bd) ||
+        !mc_size_mul((size_t)batch, (size_t)cmax, &bc))
         return MC_FAIL(err, MC_ERR_NOMEM, "align: batch %lld too large", (long long)batch);
     e->u = mc_train_falloc(bd);
     e->du = mc_train_falloc(bd);
@@ -298,7 +291,8 @@ static mc_status ensure_work(mc_encoder *e, int64_t batch, mc_error *err)
         !e->col_of || !e->cnt || !e->cls_of_col || !e->rsum || !e->csum || !e->wcol || !e->rmax ||
         !e->cmax || !e->cinv || !e->tmp) {
         free_work(e);
-        return MC_FAIL(err, MC_ERR_NOMEM, "align: out of memory for a batch of %lld", (long long)batch);
+        return MC_FAIL(err, MC_ERR_NOMEM, "align: out of memory for a batch of %lld",
+                       (long long)batch);
     }
     e->cap_batch = batch;
     return MC_OK;
@@ -314,8 +308,7 @@ static mc_status ensure_work(mc_encoder *e, int64_t batch, mc_error *err)
  * over every float in [-75, 0]). Inputs below -75 give e^-75 = 3e-33 instead of a smaller
  * number: next to the row or column maximum's 1 in a sum that is below float resolution, and
  * it keeps every product of the kernels clear of subnormals (which are slow). */
-static inline float exp_nonpos(float x)
-{
+static inline float exp_nonpos(float x) {
     /* max(x, -75) as a bit select: GCC does not if-convert a float ?: under -ftrapping-math,
      * and the loops would stay scalar. NaN compares false and stays NaN. */
     const float lo = -75.0f;
@@ -347,8 +340,7 @@ static inline float exp_nonpos(float x)
 /* Returns max_j c[j] and raises cmax[j] to c[j]. The row maximum is taken on integer keys that
  * order like the floats (sign-magnitude to two's complement), because GCC vectorises an integer
  * max reduction but not a float one; max is exact, so this changes no result. */
-VEC_CLONES static float max_row(const float *restrict c, int64_t n, float *restrict cmax)
-{
+VEC_CLONES static float max_row(const float *restrict c, int64_t n, float *restrict cmax) {
     int32_t best = INT32_MIN;
     for (int64_t j = 0; j < n; j++) {
         uint32_t u;
@@ -367,9 +359,8 @@ VEC_CLONES static float max_row(const float *restrict c, int64_t n, float *restr
 /* One row's exps: h[j] = w[j] e^{s (c[j] - rmax)} (kept for grad_row, summed by the caller)
  * and csum[j] += e^{s (c[j] - cmax[j])}. */
 VEC_CLONES static void exp_row(const float *restrict c, int64_t n, float s, float rmax,
-                              const float *restrict cmax, const float *restrict w,
-                              float *restrict h, double *restrict csum)
-{
+                               const float *restrict cmax, const float *restrict w,
+                               float *restrict h, double *restrict csum) {
     for (int64_t j = 0; j < n; j++) {
         h[j] = w[j] * exp_nonpos(s * (c[j] - rmax));
         csum[j] += (double)exp_nonpos(s * (c[j] - cmax[j]));
@@ -379,15 +370,13 @@ VEC_CLONES static void exp_row(const float *restrict c, int64_t n, float s, floa
 /* One row of 2B dloss/dlogit without the target's -2, from exp_row's h:
  * w[j] (softmax_row + softmax_col). */
 VEC_CLONES static void grad_row(const float *restrict c, int64_t n, float s, float rinv,
-                               const float *restrict cmax, const float *restrict cinv,
-                               const float *restrict w, float *restrict h)
-{
+                                const float *restrict cmax, const float *restrict cinv,
+                                const float *restrict w, float *restrict h) {
     for (int64_t j = 0; j < n; j++)
         h[j] = h[j] * rinv + w[j] * (exp_nonpos(s * (c[j] - cmax[j])) * cinv[j]);
 }
 
-VEC_CLONES static void scale_row(float *restrict h, int64_t n, float f)
-{
+VEC_CLONES static void scale_row(float *restrict h, int64_t n, float f) {
     for (int64_t j = 0; j < n; j++) h[j] *= f;
 }
 
@@ -398,8 +387,7 @@ VEC_CLONES static void scale_row(float *restrict h, int64_t n, float f)
  * passes over the cosines: maxima; exps and sums (the row exps stay in H); gradient. */
 static void softmax_part(mc_encoder *e, int64_t B, int64_t ld, int64_t col0, int64_t nc,
                          const int32_t *col_of, const int32_t *cnt, float s, double *loss,
-                         double *dlogs)
-{
+                         double *dlogs) {
     const float *cos_all = e->cos_all + col0;
     float *hall = e->h + col0;
     float *w = e->wcol, *rmax = e->rmax, *cmax = e->cmax, *cinv = e->cinv;
@@ -441,8 +429,7 @@ static void softmax_part(mc_encoder *e, int64_t B, int64_t ld, int64_t col0, int
  * the kernels here). The ranks after the first always fold by a separate add, so only this
  * keeps the result independent of the rank count; it is checked on the real shape (d x n) with
  * random numbers, once, rather than assumed. */
-static bool beta_fold_exact(int64_t d, int64_t n, int64_t k)
-{
+static bool beta_fold_exact(int64_t d, int64_t n, int64_t k) {
     const size_t dn = (size_t)(d * n), na = (size_t)(k * d), nb = (size_t)(k * n);
     float *a = mc_train_falloc(na), *b = mc_train_falloc(nb), *c1 = mc_train_falloc(dn),
           *c2 = mc_train_falloc(dn), *t = mc_train_falloc(dn);
@@ -471,8 +458,7 @@ static bool beta_fold_exact(int64_t d, int64_t n, int64_t k)
 
 mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const float *acts,
                                const float *img, const int32_t *label, mc_align_stats *st,
-                               mc_error *err)
-{
+                               mc_error *err) {
     const mc_align_config *cfg = &e->cfg;
     const int64_t n = cfg->n, d = cfg->d, C = cfg->chunk_rows;
     if (B < 1) return MC_FAIL(err, MC_ERR_ARG, "align: empty batch");
@@ -502,7 +488,8 @@ mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const
     for (int64_t ch = c0; ch < c1; ch++) {
         int64_t a = ch * C, len = (a + C < B ? C : B - a);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)len, (int)d, (int)n, 1.0f,
-                    acts + (a - r0) * n, (int)n, e->params, (int)n, 0.0f, e->u + (a - r0) * d, (int)d);
+                    acts + (a - r0) * n, (int)n, e->params, (int)n, 0.0f, e->u + (a - r0) * d,
+                    (int)d);
     }
     normalize_rows(e->u, rows, d, e->inv_r);
 
@@ -516,15 +503,18 @@ mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const
         for (int64_t i = 0; i < B; i++) {
             int32_t y = e->label_all[i];
             if (y < 0 || y >= cfg->n_classes) {
-                bad = MC_FAIL(err, MC_ERR_FORMAT, "align: sample %lld of the batch has label %d, "
-                              "outside [0, %lld)", (long long)i, (int)y, (long long)cfg->n_classes);
+                bad = MC_FAIL(err, MC_ERR_FORMAT,
+                              "align: sample %lld of the batch has label %d, "
+                              "outside [0, %lld)",
+                              (long long)i, (int)y, (long long)cfg->n_classes);
                 break;
             }
             if (e->cls_seen[y] < 0) {
                 e->cls_seen[y] = (int32_t)nc_out;
                 e->cls_of_col[nc_out] = y;
                 e->cnt[nc_out] = 0;
-                memcpy(e->tgt + nc_out * d, e->class_emb + (int64_t)y * d, (size_t)d * sizeof(float));
+                memcpy(e->tgt + nc_out * d, e->class_emb + (int64_t)y * d,
+                       (size_t)d * sizeof(float));
                 nc_out++;
             }
             e->col_of[i] = e->cls_seen[y];
@@ -557,7 +547,8 @@ mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const
     for (int64_t ch = c0; ch < c1; ch++) {
         int64_t a = ch * C, len = (a + C < B ? C : B - a);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)len, (int)d, (int)ncols, 1.0f,
-                    e->h + a * ncols, (int)ncols, e->tgt, (int)d, 0.0f, e->du + (a - r0) * d, (int)d);
+                    e->h + a * ncols, (int)ncols, e->tgt, (int)d, 0.0f, e->du + (a - r0) * d,
+                    (int)d);
     }
 
     /* dz = (du - (du.u) u) / max(|z|, eps); when clamped the norm has no gradient. */
@@ -576,7 +567,8 @@ mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const
     for (int64_t ch = c0; ch < c1; ch++) {
         int64_t a = ch * C, len = (a + C < B ? C : B - a);
         const bool fold = !parts && ch > 0;
-        float *dst = parts ? parts + (size_t)(ch - c0) * dn : (fold && e->fold_by_beta != 1 ? e->tmp : gW);
+        float *dst =
+            parts ? parts + (size_t)(ch - c0) * dn : (fold && e->fold_by_beta != 1 ? e->tmp : gW);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)n, (int)len, 1.0f,
                     e->du + (a - r0) * d, (int)d, acts + (a - r0) * n, (int)n,
                     dst == gW && fold ? 1.0f : 0.0f, dst, (int)n);
@@ -600,14 +592,14 @@ mc_status mc_encoder_loss_grad(const mc_comm *c, mc_encoder *e, int64_t B, const
         st->loss_out = (float)loss_out;
         st->logit_scale = expf(mc_encoder_log_scale(e));
     }
-    if (!isfinite(total)) s = MC_FAIL(err, MC_ERR_NUMERIC, "align: the loss is not finite (%g)", total);
+    if (!isfinite(total))
+        s = MC_FAIL(err, MC_ERR_NUMERIC, "align: the loss is not finite (%g)", total);
 done:
     free(parts);
     return s;
 }
 
-void mc_encoder_apply(mc_encoder *e)
-{
+void mc_encoder_apply(mc_encoder *e) {
     const size_t dn = (size_t)(e->cfg.d * e->cfg.n);
     mc_adam_tick(&e->adam);
     mc_adam_update_slice(&e->adam, 0, dn, e->params, e->grad);
@@ -623,8 +615,7 @@ void mc_encoder_apply(mc_encoder *e)
 mc_status mc_encoder_train(const mc_comm *c, mc_encoder *e, int64_t n_samples,
                            mc_align_fetch_fn fetch, void *user, mc_train_pos *pos,
                            mc_train_curve *curve, mc_train_step_hook hook, void *hook_user,
-                           mc_error *err)
-{
+                           mc_error *err) {
     return mc_encoder_train_to(c, e, n_samples, fetch, user, pos, curve, hook, hook_user,
                                e->cfg.epochs, err);
 }
@@ -632,8 +623,7 @@ mc_status mc_encoder_train(const mc_comm *c, mc_encoder *e, int64_t n_samples,
 mc_status mc_encoder_train_to(const mc_comm *c, mc_encoder *e, int64_t n_samples,
                               mc_align_fetch_fn fetch, void *user, mc_train_pos *pos,
                               mc_train_curve *curve, mc_train_step_hook hook, void *hook_user,
-                              int end_epoch, mc_error *err)
-{
+                              int end_epoch, mc_error *err) {
     const mc_align_config *cfg = &e->cfg;
     if (n_samples < 1) return MC_FAIL(err, MC_ERR_ARG, "align: no training samples");
     const int64_t B = n_samples < cfg->batch_size ? n_samples : cfg->batch_size;
@@ -658,7 +648,7 @@ mc_status mc_encoder_train_to(const mc_comm *c, mc_encoder *e, int64_t n_samples
             mc_train_epoch_order(cfg->seed, pos->epoch, n_samples, cfg->shuffle_block, e->order);
             e->order_epoch = pos->epoch;
         }
-        for (; s == MC_OK && pos->batch_in_epoch < steps; ) {
+        for (; s == MC_OK && pos->batch_in_epoch < steps;) {
             const int64_t *idx = e->order + pos->batch_in_epoch * B + r0;
             mc_status fs = rows > 0 ? fetch(user, idx, rows, acts, img, lab, err) : MC_OK;
             /* A failed read on one rank must not leave the others in a collective. */
@@ -670,7 +660,9 @@ mc_status mc_encoder_train_to(const mc_comm *c, mc_encoder *e, int64_t n_samples
             mc_encoder_apply(e);
             pos->batch_in_epoch++;
             pos->global_step++;
-            if (curve) s = mc_train_curve_push(curve, st.loss, st.loss_out, st.loss_in, st.logit_scale, err);
+            if (curve)
+                s = mc_train_curve_push(curve, st.loss, st.loss_out, st.loss_in, st.logit_scale,
+                                        err);
             if (s == MC_OK && hook) s = hook(hook_user, pos, err);
         }
         if (s == MC_OK) {

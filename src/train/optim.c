@@ -12,14 +12,12 @@
 #include "miclip/checked.h"
 #include "miclip/train.h"
 
-mc_adam_config mc_adam_defaults(void)
-{
-    return (mc_adam_config){.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
-                            .weight_decay = 0.0};
+mc_adam_config mc_adam_defaults(void) {
+    return (mc_adam_config){
+        .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.0};
 }
 
-mc_status mc_adam_init(mc_adam *a, size_t n, const mc_adam_config *cfg, mc_error *err)
-{
+mc_status mc_adam_init(mc_adam *a, size_t n, const mc_adam_config *cfg, mc_error *err) {
     memset(a, 0, sizeof *a);
     if (!(cfg->lr >= 0) || !(cfg->beta1 >= 0 && cfg->beta1 < 1) ||
         !(cfg->beta2 >= 0 && cfg->beta2 < 1) || !(cfg->eps >= 0) || !(cfg->weight_decay >= 0))
@@ -38,8 +36,7 @@ mc_status mc_adam_init(mc_adam *a, size_t n, const mc_adam_config *cfg, mc_error
     return MC_OK;
 }
 
-void mc_adam_free(mc_adam *a)
-{
+void mc_adam_free(mc_adam *a) {
     if (!a) return;
     free(a->m);
     free(a->v);
@@ -49,8 +46,7 @@ void mc_adam_free(mc_adam *a)
 void mc_adam_tick(mc_adam *a) { a->step++; }
 
 void mc_adam_update_slice(const mc_adam *a, size_t off, size_t count, float *param,
-                          const float *grad)
-{
+                          const float *grad) {
     const double t = (double)a->step;
     const double bc1 = 1.0 - pow(a->cfg.beta1, t);
     const double bc2 = 1.0 - pow(a->cfg.beta2, t);
@@ -70,15 +66,13 @@ void mc_adam_update_slice(const mc_adam *a, size_t off, size_t count, float *par
     }
 }
 
-void mc_adam_update(mc_adam *a, float *param, const float *grad)
-{
+void mc_adam_update(mc_adam *a, float *param, const float *grad) {
     mc_adam_tick(a);
     mc_adam_update_slice(a, 0, a->n, param, grad);
 }
 
 void mc_train_chunk_share(int64_t batch, int64_t chunk_rows, int rank, int size, int64_t *c0,
-                          int64_t *c1, int64_t *r0, int64_t *r1)
-{
+                          int64_t *c1, int64_t *r0, int64_t *r1) {
     int64_t nchunks = (batch + chunk_rows - 1) / chunk_rows;
     mc_shard_range(nchunks, rank, size, c0, c1);
     *r0 = *c0 * chunk_rows;
@@ -86,8 +80,7 @@ void mc_train_chunk_share(int64_t batch, int64_t chunk_rows, int rank, int size,
     if (*r0 > batch) *r0 = batch;
 }
 
-void mc_train_curve_free(mc_train_curve *c)
-{
+void mc_train_curve_free(mc_train_curve *c) {
     if (!c) return;
     free(c->loss);
     free(c->loss_a);
@@ -97,8 +90,7 @@ void mc_train_curve_free(mc_train_curve *c)
 }
 
 mc_status mc_train_curve_push(mc_train_curve *c, float a, float b, float cc, float d,
-                              mc_error *err)
-{
+                              mc_error *err) {
     if (c->count == c->cap) {
         int64_t cap = c->cap ? 2 * c->cap : 256;
         float **arrs[4] = {&c->loss, &c->loss_a, &c->loss_b, &c->extra};
@@ -107,8 +99,9 @@ mc_status mc_train_curve_push(mc_train_curve *c, float a, float b, float cc, flo
             if (!mc_size_mul((size_t)cap, sizeof(float), &bytes))
                 return MC_FAIL(err, MC_ERR_NOMEM, "loss curve: too many steps");
             float *p = realloc(*arrs[i], bytes);
-            if (!p) return MC_FAIL(err, MC_ERR_NOMEM, "loss curve: cannot grow to %lld steps",
-                                   (long long)cap);
+            if (!p)
+                return MC_FAIL(err, MC_ERR_NOMEM, "loss curve: cannot grow to %lld steps",
+                               (long long)cap);
             *arrs[i] = p;
         }
         c->cap = cap;

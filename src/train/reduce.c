@@ -7,8 +7,7 @@
 #include "train_internal.h"
 
 mc_status mc_train_gather_rows(const mc_comm *c, int64_t batch, int64_t chunk_rows,
-                               const void *local, void *all, size_t row_bytes, mc_error *err)
-{
+                               const void *local, void *all, size_t row_bytes, mc_error *err) {
     if (c->size == 1) {
         if (local != all) memmove(all, local, (size_t)batch * row_bytes);
         return MC_OK;
@@ -44,44 +43,45 @@ mc_status mc_train_gather_rows(const mc_comm *c, int64_t batch, int64_t chunk_ro
     }
     free(counts);
     free(displs);
-    if (rc != MPI_SUCCESS) return MC_FAIL(err, MC_ERR_MPI, "gather: MPI_Allgatherv failed (%d)", rc);
+    if (rc != MPI_SUCCESS)
+        return MC_FAIL(err, MC_ERR_MPI, "gather: MPI_Allgatherv failed (%d)", rc);
     return MC_OK;
 }
 
 /* Large float buffers go in pieces that fit an int count. */
 #define PIECE ((size_t)1 << 28)
 
-mc_status mc_train_chain_begin(const mc_comm *c, float *acc, size_t n, mc_error *err)
-{
+mc_status mc_train_chain_begin(const mc_comm *c, float *acc, size_t n, mc_error *err) {
     if (c->rank == 0) return MC_OK;
     for (size_t off = 0; off < n; off += PIECE) {
         int cnt = (int)(n - off < PIECE ? n - off : PIECE);
         int rc = MPI_Recv(acc + off, cnt, MPI_FLOAT, c->rank - 1, 71, c->comm, MPI_STATUS_IGNORE);
-        if (rc != MPI_SUCCESS) return MC_FAIL(err, MC_ERR_MPI, "chain sum: MPI_Recv failed (%d)", rc);
+        if (rc != MPI_SUCCESS)
+            return MC_FAIL(err, MC_ERR_MPI, "chain sum: MPI_Recv failed (%d)", rc);
     }
     return MC_OK;
 }
 
-mc_status mc_train_chain_end(const mc_comm *c, float *acc, size_t n, mc_error *err)
-{
+mc_status mc_train_chain_end(const mc_comm *c, float *acc, size_t n, mc_error *err) {
     if (c->size == 1) return MC_OK;
     for (size_t off = 0; off < n; off += PIECE) {
         int cnt = (int)(n - off < PIECE ? n - off : PIECE);
         int rc = MPI_SUCCESS;
         if (c->rank < c->size - 1)
             rc = MPI_Send(acc + off, cnt, MPI_FLOAT, c->rank + 1, 71, c->comm);
-        if (rc != MPI_SUCCESS) return MC_FAIL(err, MC_ERR_MPI, "chain sum: MPI_Send failed (%d)", rc);
+        if (rc != MPI_SUCCESS)
+            return MC_FAIL(err, MC_ERR_MPI, "chain sum: MPI_Send failed (%d)", rc);
     }
     for (size_t off = 0; off < n; off += PIECE) {
         int cnt = (int)(n - off < PIECE ? n - off : PIECE);
         int rc = MPI_Bcast(acc + off, cnt, MPI_FLOAT, c->size - 1, c->comm);
-        if (rc != MPI_SUCCESS) return MC_FAIL(err, MC_ERR_MPI, "chain sum: MPI_Bcast failed (%d)", rc);
+        if (rc != MPI_SUCCESS)
+            return MC_FAIL(err, MC_ERR_MPI, "chain sum: MPI_Bcast failed (%d)", rc);
     }
     return MC_OK;
 }
 
-mc_status mc_train_bcast_f32(const mc_comm *c, float *buf, size_t n, int root, mc_error *err)
-{
+mc_status mc_train_bcast_f32(const mc_comm *c, float *buf, size_t n, int root, mc_error *err) {
     if (c->size == 1) return MC_OK;
     for (size_t off = 0; off < n; off += PIECE) {
         int cnt = (int)(n - off < PIECE ? n - off : PIECE);

@@ -8,36 +8,31 @@
 
 #include "miclip/train.h"
 
-static uint64_t mix64(uint64_t z)
-{
+static uint64_t mix64(uint64_t z) {
     z += 0x9e3779b97f4a7c15ull;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
 
-uint64_t mc_rng_u64(uint64_t seed, uint64_t stream, uint64_t index)
-{
+uint64_t mc_rng_u64(uint64_t seed, uint64_t stream, uint64_t index) {
     uint64_t h = mix64(seed);
     h = mix64(h ^ (stream * 0xd1b54a32d192ed03ull));
     return mix64(h ^ (index * 0xaef17502108ef2d9ull));
 }
 
-double mc_rng_uniform(uint64_t seed, uint64_t stream, uint64_t index)
-{
+double mc_rng_uniform(uint64_t seed, uint64_t stream, uint64_t index) {
     return (double)(mc_rng_u64(seed, stream, index) >> 11) * 0x1.0p-53;
 }
 
-double mc_rng_normal(uint64_t seed, uint64_t stream, uint64_t index)
-{
+double mc_rng_normal(uint64_t seed, uint64_t stream, uint64_t index) {
     /* 1 - u is in (0, 1], so the log is finite. */
     double u1 = 1.0 - mc_rng_uniform(seed, stream, 2 * index);
     double u2 = mc_rng_uniform(seed, stream, 2 * index + 1);
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
-uint64_t mc_rng_below(uint64_t seed, uint64_t stream, uint64_t index, uint64_t bound)
-{
+uint64_t mc_rng_below(uint64_t seed, uint64_t stream, uint64_t index, uint64_t bound) {
     /* Lemire's nearly-divisionless method; a rejected draw retries on a sub-stream. */
     uint64_t x = mc_rng_u64(seed, stream, index);
     unsigned __int128 p = (unsigned __int128)x * bound;
@@ -55,8 +50,7 @@ uint64_t mc_rng_below(uint64_t seed, uint64_t stream, uint64_t index, uint64_t b
     return (uint64_t)(p >> 64);
 }
 
-void mc_rng_permutation(uint64_t seed, uint64_t stream, int64_t n, int64_t *perm)
-{
+void mc_rng_permutation(uint64_t seed, uint64_t stream, int64_t n, int64_t *perm) {
     for (int64_t i = 0; i < n; i++) perm[i] = i;
     /* Fisher-Yates from the top; the draw for position i is keyed by i. */
     for (int64_t i = n - 1; i > 0; i--) {
@@ -67,8 +61,7 @@ void mc_rng_permutation(uint64_t seed, uint64_t stream, int64_t n, int64_t *perm
     }
 }
 
-void mc_train_epoch_order(uint64_t seed, int epoch, int64_t n, int64_t block, int64_t *order)
-{
+void mc_train_epoch_order(uint64_t seed, int epoch, int64_t n, int64_t block, int64_t *order) {
     if (block < 1) block = 1;
     int64_t nb = (n + block - 1) / block;
     /* The permuted block ids live in the tail of order; expanding from the front never
@@ -84,15 +77,13 @@ void mc_train_epoch_order(uint64_t seed, int epoch, int64_t n, int64_t block, in
     }
 }
 
-static int cmp_i64(const void *a, const void *b)
-{
+static int cmp_i64(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x > y) - (x < y);
 }
 
 void mc_train_subset(uint64_t seed, int64_t n_total, int64_t n_pick, int64_t *scratch,
-                     int64_t *out)
-{
+                     int64_t *out) {
     mc_rng_permutation(seed, MC_RNG_STREAM_SUBSET, n_total, scratch);
     memcpy(out, scratch, (size_t)n_pick * sizeof(int64_t));
     qsort(out, (size_t)n_pick, sizeof(int64_t), cmp_i64);

@@ -23,7 +23,7 @@
 
 struct mc_sae {
     mc_sae_config cfg;
-    size_t np;           /* parameter count */
+    size_t np;            /* parameter count */
     float *params, *grad; /* [W_enc m*n][b_enc m][W_dec^T m*n][b_pre n] */
     float *w_enc, *b_enc, *w_dec, *b_pre;
     float *g_enc, *g_benc, *g_dec, *g_bpre;
@@ -45,8 +45,7 @@ struct mc_sae {
     int64_t order_n;
 };
 
-mc_sae_config mc_sae_defaults(void)
-{
+mc_sae_config mc_sae_defaults(void) {
     mc_sae_config c = {0};
     c.k = 32;
     c.k_aux = 256;
@@ -63,10 +62,9 @@ mc_sae_config mc_sae_defaults(void)
     return c;
 }
 
-static void free_work(mc_sae *s)
-{
-    float **f[] = {&s->a_all, &s->e_all, &s->xloc, &s->pre, &s->val_all, &s->aval_all,
-                   &s->x_all, &s->r_aux, &s->dot_main, &s->dot_aux, &s->ent_f, &s->ent_g};
+static void free_work(mc_sae *s) {
+    float **f[] = {&s->a_all, &s->e_all, &s->xloc,     &s->pre,     &s->val_all, &s->aval_all,
+                   &s->x_all, &s->r_aux, &s->dot_main, &s->dot_aux, &s->ent_f,   &s->ent_g};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         free(*f[i]);
         *f[i] = NULL;
@@ -84,8 +82,7 @@ static void free_work(mc_sae *s)
     s->cap_batch = 0;
 }
 
-void mc_sae_free(mc_sae **ps)
-{
+void mc_sae_free(mc_sae **ps) {
     if (!ps || !*ps) return;
     mc_sae *s = *ps;
     free_work(s);
@@ -102,8 +99,7 @@ void mc_sae_free(mc_sae **ps)
     *ps = NULL;
 }
 
-static void normalize_atoms(float *w, int64_t m, int64_t n)
-{
+static void normalize_atoms(float *w, int64_t m, int64_t n) {
     for (int64_t j = 0; j < m; j++) {
         float *r = w + j * n;
         double ss = 0;
@@ -114,8 +110,7 @@ static void normalize_atoms(float *w, int64_t m, int64_t n)
     }
 }
 
-mc_status mc_sae_create(const mc_sae_config *cfg, mc_sae **out, mc_error *err)
-{
+mc_status mc_sae_create(const mc_sae_config *cfg, mc_sae **out, mc_error *err) {
     *out = NULL;
     if (cfg->n < 1 || cfg->m < 1 || cfg->k < 1 || cfg->k > cfg->m || cfg->k_aux < 0 ||
         cfg->batch_size < 1 || cfg->chunk_rows < 1 || cfg->epochs < 0 || cfg->dead_samples < 1 ||
@@ -123,7 +118,8 @@ mc_status mc_sae_create(const mc_sae_config *cfg, mc_sae **out, mc_error *err)
         return MC_FAIL(err, MC_ERR_CONFIG,
                        "sae: need n, m >= 1, 1 <= k <= m, k_aux >= 0, aux_coef >= 0, batch_size, "
                        "chunk_rows, dead_samples >= 1 (got n %lld, m %lld, k %d, k_aux %d, "
-                       "batch %lld)", (long long)cfg->n, (long long)cfg->m, cfg->k, cfg->k_aux,
+                       "batch %lld)",
+                       (long long)cfg->n, (long long)cfg->m, cfg->k, cfg->k_aux,
                        (long long)cfg->batch_size);
     size_t mn, np;
     if (!mc_size_mul((size_t)cfg->m, (size_t)cfg->n, &mn) || !mc_size_mul(mn, 2, &np) ||
@@ -160,7 +156,8 @@ mc_status mc_sae_create(const mc_sae_config *cfg, mc_sae **out, mc_error *err)
     s->g_dec = s->g_benc + cfg->m;
     s->g_bpre = s->g_dec + mn;
     /* Random unit atoms; encoder = decoder^T. */
-    for (size_t i = 0; i < mn; i++) s->w_enc[i] = (float)mc_rng_normal(cfg->seed, MC_RNG_STREAM_INIT, i);
+    for (size_t i = 0; i < mn; i++)
+        s->w_enc[i] = (float)mc_rng_normal(cfg->seed, MC_RNG_STREAM_INIT, i);
     normalize_atoms(s->w_enc, cfg->m, cfg->n);
     memcpy(s->w_dec, s->w_enc, mn * sizeof(float));
     memset(s->b_enc, 0, (size_t)cfg->m * sizeof(float));
@@ -186,14 +183,12 @@ float *mc_sae_grad_w_dec_t(mc_sae *s) { return s->g_dec; }
 float *mc_sae_grad_b_pre(mc_sae *s) { return s->g_bpre; }
 int64_t *mc_sae_since_fire(mc_sae *s) { return s->since_fire; }
 mc_adam *mc_sae_adam(mc_sae *s) { return &s->adam; }
-float *mc_sae_params(mc_sae *s, size_t *count)
-{
+float *mc_sae_params(mc_sae *s, size_t *count) {
     *count = s->np;
     return s->params;
 }
 
-mc_status mc_sae_init_bpre(mc_sae *s, const float *x, int64_t rows, mc_error *err)
-{
+mc_status mc_sae_init_bpre(mc_sae *s, const float *x, int64_t rows, mc_error *err) {
     const int64_t n = s->cfg.n;
     if (rows < 1) return MC_FAIL(err, MC_ERR_ARG, "sae: geometric median of no samples");
     double *y = calloc((size_t)n, sizeof(double)), *ny = calloc((size_t)n, sizeof(double));
@@ -231,8 +226,7 @@ mc_status mc_sae_init_bpre(mc_sae *s, const float *x, int64_t rows, mc_error *er
     return MC_OK;
 }
 
-static mc_status ensure_work(mc_sae *s, int64_t B, mc_error *err)
-{
+static mc_status ensure_work(mc_sae *s, int64_t B, mc_error *err) {
     if (B <= s->cap_batch) return MC_OK;
     free_work(s);
     const mc_sae_config *c = &s->cfg;
@@ -271,16 +265,14 @@ static mc_status ensure_work(mc_sae *s, int64_t B, mc_error *err)
 }
 
 /* "a is better than b": larger value, ties to the smaller index (a total order). */
-static inline bool better(float va, int32_t ia, float vb, int32_t ib)
-{
+static inline bool better(float va, int32_t ia, float vb, int32_t ib) {
     return va > vb || (va == vb && ia < ib);
 }
 
 /* Top-kk of row[cand] (cand == NULL: all m) into idx/val sorted best first, using a min-heap
  * on "better" (root = the worst kept). ncand >= kk. */
 static void topk_row(const float *row, const int32_t *cand, int64_t ncand, int kk, int32_t *idx,
-                     float *val)
-{
+                     float *val) {
     int hn = 0;
     for (int64_t t = 0; t < ncand; t++) {
         int32_t j = cand ? cand[t] : (int32_t)t;
@@ -293,8 +285,14 @@ static void topk_row(const float *row, const int32_t *cand, int64_t ncand, int k
                 int l = 2 * p + 1, r = l + 1, w = p;
                 float wv = v;
                 int32_t wi = j;
-                if (l < hn && better(wv, wi, val[l], idx[l])) { w = l; wv = val[l]; wi = idx[l]; }
-                if (r < hn && better(wv, wi, val[r], idx[r])) { w = r; }
+                if (l < hn && better(wv, wi, val[l], idx[l])) {
+                    w = l;
+                    wv = val[l];
+                    wi = idx[l];
+                }
+                if (r < hn && better(wv, wi, val[r], idx[r])) {
+                    w = r;
+                }
                 if (w == p) break;
                 val[p] = val[w];
                 idx[p] = idx[w];
@@ -326,8 +324,14 @@ static void topk_row(const float *row, const int32_t *cand, int64_t ncand, int k
             int l = 2 * p + 1, r = l + 1, w = p;
             float wv = v;
             int32_t wi = j;
-            if (l < end && better(wv, wi, val[l], idx[l])) { w = l; wv = val[l]; wi = idx[l]; }
-            if (r < end && better(wv, wi, val[r], idx[r])) { w = r; }
+            if (l < end && better(wv, wi, val[l], idx[l])) {
+                w = l;
+                wv = val[l];
+                wi = idx[l];
+            }
+            if (r < end && better(wv, wi, val[r], idx[r])) {
+                w = r;
+            }
             if (w == p) break;
             val[p] = val[w];
             idx[p] = idx[w];
@@ -340,8 +344,7 @@ static void topk_row(const float *row, const int32_t *cand, int64_t ncand, int k
     }
 }
 
-void mc_sae_encode(mc_sae *s, const float *acts, int64_t rows, int32_t *idx, float *val)
-{
+void mc_sae_encode(mc_sae *s, const float *acts, int64_t rows, int32_t *idx, float *val) {
     const int64_t n = s->cfg.n, m = s->cfg.m, C = s->cfg.chunk_rows;
     const int k = s->cfg.k;
     float *x = s->enc_x, *pre = s->enc_pre; /* allocated by mc_sae_create */
@@ -363,8 +366,7 @@ void mc_sae_encode(mc_sae *s, const float *acts, int64_t rows, int32_t *idx, flo
 enum { DO_GRAD = 1, DO_STATS = 2 };
 
 static mc_status sae_pass(const mc_comm *c, mc_sae *s, int64_t B, const float *acts, int mode,
-                          mc_sae_stats *st, mc_error *err)
-{
+                          mc_sae_stats *st, mc_error *err) {
     const mc_sae_config *cfg = &s->cfg;
     const int64_t n = cfg->n, m = cfg->m, C = cfg->chunk_rows;
     const int k = cfg->k;
@@ -406,9 +408,12 @@ static mc_status sae_pass(const mc_comm *c, mc_sae *s, int64_t B, const float *a
     }
     /* Inputs and codes of the whole batch to every rank. */
     memcpy(s->a_all + r0 * n, acts, (size_t)((r1 - r0) * n) * sizeof(float));
-    MC_TRY(mc_train_gather_rows(c, B, C, s->a_all + r0 * n, s->a_all, (size_t)n * sizeof(float), err));
-    MC_TRY(mc_train_gather_rows(c, B, C, s->idx_all + r0 * k, s->idx_all, (size_t)k * sizeof(int32_t), err));
-    MC_TRY(mc_train_gather_rows(c, B, C, s->val_all + r0 * k, s->val_all, (size_t)k * sizeof(float), err));
+    MC_TRY(
+        mc_train_gather_rows(c, B, C, s->a_all + r0 * n, s->a_all, (size_t)n * sizeof(float), err));
+    MC_TRY(mc_train_gather_rows(c, B, C, s->idx_all + r0 * k, s->idx_all,
+                                (size_t)k * sizeof(int32_t), err));
+    MC_TRY(mc_train_gather_rows(c, B, C, s->val_all + r0 * k, s->val_all, (size_t)k * sizeof(float),
+                                err));
     if (kaux > 0) {
         MC_TRY(mc_train_gather_rows(c, B, C, s->aidx_all + r0 * kaux, s->aidx_all,
                                     (size_t)kaux * sizeof(int32_t), err));
@@ -474,7 +479,8 @@ static mc_status sae_pass(const mc_comm *c, mc_sae *s, int64_t B, const float *a
             }
             float *ga = s->dot_aux + r * kaux;
             for (int t = 0; t < kaux; t++)
-                ga[t] = va[t] > 0 ? cblas_sdot((int)n, rr, 1, s->w_dec + (int64_t)ia[t] * n, 1) : 0.0f;
+                ga[t] =
+                    va[t] > 0 ? cblas_sdot((int)n, rr, 1, s->w_dec + (int64_t)ia[t] * n, 1) : 0.0f;
         }
         tve_den = tve > 0 ? tve : DBL_MIN;
         auxk = num / tve_den;
@@ -548,8 +554,8 @@ static mc_status sae_pass(const mc_comm *c, mc_sae *s, int64_t B, const float *a
             for (int64_t r = 0; r < B; r++) acc += s->e_all[r * n + i];
             s->g_bpre[i] = (float)(dmain * acc);
         }
-        cblas_sgemv(CblasRowMajor, CblasTrans, (int)m, (int)n, -1.0f, s->w_enc, (int)n, s->g_benc, 1,
-                    1.0f, s->g_bpre, 1);
+        cblas_sgemv(CblasRowMajor, CblasTrans, (int)m, (int)n, -1.0f, s->w_enc, (int)n, s->g_benc,
+                    1, 1.0f, s->g_bpre, 1);
     }
     if (mode & DO_STATS) {
         for (int64_t j = 0; j < m; j++) s->last_fire[j] = -1;
@@ -557,7 +563,8 @@ static mc_status sae_pass(const mc_comm *c, mc_sae *s, int64_t B, const float *a
             for (int t = 0; t < k; t++)
                 if (s->val_all[r * k + t] > 0) s->last_fire[s->idx_all[r * k + t]] = r;
         for (int64_t j = 0; j < m; j++)
-            s->since_fire[j] = s->last_fire[j] >= 0 ? B - 1 - s->last_fire[j] : s->since_fire[j] + B;
+            s->since_fire[j] =
+                s->last_fire[j] >= 0 ? B - 1 - s->last_fire[j] : s->since_fire[j] + B;
     }
     double loss = fvu + cfg->aux_coef * auxk;
     if (st) {
@@ -567,32 +574,29 @@ static mc_status sae_pass(const mc_comm *c, mc_sae *s, int64_t B, const float *a
         st->l0 = (float)(l0 / (double)B);
         st->dead_frac = (float)((double)ndead / (double)m);
     }
-    if (!isfinite(loss)) return MC_FAIL(err, MC_ERR_NUMERIC, "sae: the loss is not finite (%g)", loss);
+    if (!isfinite(loss))
+        return MC_FAIL(err, MC_ERR_NUMERIC, "sae: the loss is not finite (%g)", loss);
     return MC_OK;
 }
 
 mc_status mc_sae_loss_grad(const mc_comm *c, mc_sae *s, int64_t batch, const float *acts,
-                           bool update_stats, mc_sae_stats *st, mc_error *err)
-{
+                           bool update_stats, mc_sae_stats *st, mc_error *err) {
     return sae_pass(c, s, batch, acts, DO_GRAD | (update_stats ? DO_STATS : 0), st, err);
 }
 
 mc_status mc_sae_eval(const mc_comm *c, mc_sae *s, int64_t batch, const float *acts,
-                      mc_sae_stats *st, mc_error *err)
-{
+                      mc_sae_stats *st, mc_error *err) {
     return sae_pass(c, s, batch, acts, 0, st, err);
 }
 
-void mc_sae_apply(mc_sae *s)
-{
+void mc_sae_apply(mc_sae *s) {
     mc_adam_update(&s->adam, s->params, s->grad);
     normalize_atoms(s->w_dec, s->cfg.m, s->cfg.n);
 }
 
 mc_status mc_sae_train(const mc_comm *c, mc_sae *s, int64_t n_samples, mc_sae_fetch_fn fetch,
                        void *user, mc_train_pos *pos, mc_train_curve *curve,
-                       mc_train_step_hook hook, void *hook_user, mc_error *err)
-{
+                       mc_train_step_hook hook, void *hook_user, mc_error *err) {
     const mc_sae_config *cfg = &s->cfg;
     if (n_samples < 1) return MC_FAIL(err, MC_ERR_ARG, "sae: no training samples");
     const int64_t B = n_samples < cfg->batch_size ? n_samples : cfg->batch_size;
@@ -615,7 +619,8 @@ mc_status mc_sae_train(const mc_comm *c, mc_sae *s, int64_t n_samples, mc_sae_fe
         mc_train_chunk_share(nm, cfg->chunk_rows, c->rank, c->size, &c0, &c1, &r0, &r1);
         float *xs = mc_train_falloc((size_t)(nm * cfg->n));
         mc_status fs = !xs ? MC_FAIL(err, MC_ERR_NOMEM, "sae: out of memory for the median sample")
-                     : r1 > r0 ? fetch(user, s->order + r0, r1 - r0, xs + r0 * cfg->n, err) : MC_OK;
+                       : r1 > r0 ? fetch(user, s->order + r0, r1 - r0, xs + r0 * cfg->n, err)
+                                 : MC_OK;
         st = mc_comm_agree(c, fs, err);
         if (st == MC_OK)
             st = mc_train_gather_rows(c, nm, cfg->chunk_rows, xs + r0 * cfg->n, xs,

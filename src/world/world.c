@@ -19,12 +19,12 @@
  * index c = colour*6 + shape is then ImageFolder's index. */
 static const char *const colour_names[MC_WORLD_NUM_COLOURS] = {"blue",   "green", "orange",
                                                                "purple", "red",   "yellow"};
-static const double colour_rgb[MC_WORLD_NUM_COLOURS][3] = {
-    {0.15, 0.30, 0.92}, {0.12, 0.68, 0.18}, {0.98, 0.52, 0.06},
-    {0.58, 0.16, 0.76}, {0.88, 0.10, 0.10}, {0.96, 0.88, 0.12}};
+static const double colour_rgb[MC_WORLD_NUM_COLOURS][3] = {{0.15, 0.30, 0.92}, {0.12, 0.68, 0.18},
+                                                           {0.98, 0.52, 0.06}, {0.58, 0.16, 0.76},
+                                                           {0.88, 0.10, 0.10}, {0.96, 0.88, 0.12}};
 static const char *const shape_names[MC_WORLD_NUM_SHAPES] = {"circle", "cross", "ring",
                                                              "square", "star",  "triangle"};
-static const char *const texture_names[MC_WORLD_NUM_TEXTURES] = {"checkered", "dotted", "noisy",
+static const char *const texture_names[MC_WORLD_NUM_TEXTURES] = {"checkered", "dotted",  "noisy",
                                                                  "plain",     "striped", "wavy"};
 enum { T_CHECKERED, T_DOTTED, T_NOISY, T_PLAIN, T_STRIPED, T_WAVY };
 enum { S_CIRCLE, S_CROSS, S_RING, S_SQUARE, S_STAR, S_TRIANGLE };
@@ -155,8 +155,8 @@ void mc_world_sample_at(const mc_world_params *p, int split, int64_t index, mc_w
     s->tex_phase[0] = rng_range(&r, 0.0, s->tex_period);
     s->tex_phase[1] = rng_range(&r, 0.0, s->tex_period);
     switch (s->texture) {
-    case T_DOTTED: s->tex_aux = rng_range(&r, 0.20, 0.32); break;  /* dot radius / period */
-    case T_WAVY: s->tex_aux = rng_range(&r, 1.5, 3.0); break;      /* amplitude, px */
+    case T_DOTTED: s->tex_aux = rng_range(&r, 0.20, 0.32); break;   /* dot radius / period */
+    case T_WAVY: s->tex_aux = rng_range(&r, 1.5, 3.0); break;       /* amplitude, px */
     case T_NOISY: s->tex_aux = (double)(1 + rng_int(&r, 2)); break; /* cell size, px */
     default: s->tex_aux = 0.0; break;
     }
@@ -221,8 +221,7 @@ static int inside_shape(int shape, double x, double y) {
     case S_CIRCLE: return r2 < 0.85 * 0.85;
     case S_RING: return r2 < 0.95 * 0.95 && r2 > 0.55 * 0.55;
     case S_SQUARE: return fabs(x) < 0.70 && fabs(y) < 0.70;
-    case S_CROSS:
-        return (fabs(x) < 0.28 && fabs(y) < 0.90) || (fabs(y) < 0.28 && fabs(x) < 0.90);
+    case S_CROSS: return (fabs(x) < 0.28 && fabs(y) < 0.90) || (fabs(y) < 0.28 && fabs(x) < 0.90);
     case S_TRIANGLE: {
         /* Equilateral, circumradius 1, apex up: three half-planes at inradius 0.5. */
         static const double nx[3] = {0.0, 0.86602540378443865, -0.86602540378443865};
@@ -281,8 +280,8 @@ void mc_world_render(const mc_world_sample *s, uint8_t *rgb) {
             for (int ch = 0; ch < 3; ch++) {
                 double v = acc[ch] / (SUPERSAMPLE * SUPERSAMPLE);
                 /* Additive Gaussian noise, Box-Muller on two counter-keyed uniforms. */
-                uint64_t h = mix64(s->noise_key + 0x632be59bd9b4e019ull *
-                                                      (uint64_t)((py * N + px) * 3 + ch + 1));
+                uint64_t h = mix64(s->noise_key +
+                                   0x632be59bd9b4e019ull * (uint64_t)((py * N + px) * 3 + ch + 1));
                 double u1 = ((double)(h >> 11) + 0.5) * 0x1.0p-53;
                 double u2 = (double)(mix64(h) >> 11) * 0x1.0p-53;
                 v += s->noise * sqrt(-2.0 * log(u1)) * cos(2.0 * PI * u2);
@@ -300,7 +299,8 @@ void mc_world_render_mask(const mc_world_sample *s, uint8_t *mask) {
             int n = 0;
             for (int sy = 0; sy < SUPERSAMPLE; sy++)
                 for (int sx = 0; sx < SUPERSAMPLE; sx++)
-                    n += covers(s, &f, px + (sx + 0.5) / SUPERSAMPLE, py + (sy + 0.5) / SUPERSAMPLE);
+                    n +=
+                        covers(s, &f, px + (sx + 0.5) / SUPERSAMPLE, py + (sy + 0.5) / SUPERSAMPLE);
             mask[py * N + px] = (uint8_t)((n * 255 + S2 / 2) / S2);
         }
     }
@@ -310,10 +310,11 @@ void mc_world_render_mask(const mc_world_sample *s, uint8_t *mask) {
 
 int mc_world_sample_path(const mc_world_sample *s, char *buf, size_t cap) {
     char dir[64];
-    if (s->split == MC_WORLD_UNSEEN) mc_strlcpy(dir, texture_names[s->texture], sizeof dir);
-    else mc_world_class_dir(s->cls, dir, sizeof dir);
-    return mc_snprintf(buf, cap, "%s/%s/%05lld.png", split_names[s->split], dir,
-                       (long long)s->k);
+    if (s->split == MC_WORLD_UNSEEN)
+        mc_strlcpy(dir, texture_names[s->texture], sizeof dir);
+    else
+        mc_world_class_dir(s->cls, dir, sizeof dir);
+    return mc_snprintf(buf, cap, "%s/%s/%05lld.png", split_names[s->split], dir, (long long)s->k);
 }
 
 int mc_world_sample_json(const mc_world_sample *s, char *buf, size_t cap) {
@@ -330,11 +331,11 @@ int mc_world_sample_json(const mc_world_sample *s, char *buf, size_t cap) {
         "\"scale\":%.4f,\"rotation\":%.4f,\"bbox\":[%.4f,%.4f,%.4f,%.4f],"
         "\"fg\":[%.4f,%.4f,%.4f],\"bg\":[%.4f,%.4f,%.4f],\"bg2\":[%.4f,%.4f,%.4f],"
         "\"texture_period\":%.4f,\"texture_angle\":%.4f,\"texture_aux\":%.4f,\"noise\":%.5f}",
-        path, split_names[s->split], (long long)s->index, s->cls, name,
-        colour_names[s->colour], shape_names[s->shape], texture_names[s->texture], s->x, s->y,
-        s->scale, s->rotation, s->x - r, s->y - r, s->x + r, s->y + r, s->fg[0], s->fg[1],
-        s->fg[2], s->bg[0], s->bg[1], s->bg[2], s->bg2[0], s->bg2[1], s->bg2[2], s->tex_period,
-        s->tex_angle, s->tex_aux, s->noise);
+        path, split_names[s->split], (long long)s->index, s->cls, name, colour_names[s->colour],
+        shape_names[s->shape], texture_names[s->texture], s->x, s->y, s->scale, s->rotation,
+        s->x - r, s->y - r, s->x + r, s->y + r, s->fg[0], s->fg[1], s->fg[2], s->bg[0], s->bg[1],
+        s->bg[2], s->bg2[0], s->bg2[1], s->bg2[2], s->tex_period, s->tex_angle, s->tex_aux,
+        s->noise);
 }
 
 /* A growing text buffer for the list files and attributes. */
@@ -345,7 +346,8 @@ typedef struct {
 
 static mc_status text_append(text_buf *b, const char *s, mc_error *err) {
     size_t n = strlen(s), need;
-    if (!mc_size_add(b->len, n + 1, &need)) return MC_FAIL(err, MC_ERR_NOMEM, "world: text too large");
+    if (!mc_size_add(b->len, n + 1, &need))
+        return MC_FAIL(err, MC_ERR_NOMEM, "world: text too large");
     if (need > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < need) cap *= 2;
@@ -368,17 +370,24 @@ static mc_status write_text(const char *dir, const char *name, const text_buf *b
 
 /* Words that name nothing in the world: the concept set's negatives. */
 static const char *const distractors[] = {
-    "dog",   "cat",   "car",    "tree",   "house",  "bird",   "flower", "water",  "music",
-    "book",  "chair", "cloud",  "mountain", "metal", "wood",  "glass",  "smooth", "shiny",
-    "fuzzy", "face",  "number", "letter", "pink",  "brown", "black",  "white",  "hexagon",
-    "arrow", "heart", "spiral"};
+    "dog",    "cat",   "car",     "tree",  "house",    "bird",   "flower", "water",
+    "music",  "book",  "chair",   "cloud", "mountain", "metal",  "wood",   "glass",
+    "smooth", "shiny", "fuzzy",   "face",  "number",   "letter", "pink",   "brown",
+    "black",  "white", "hexagon", "arrow", "heart",    "spiral"};
 
 mc_status mc_world_write_lists(const char *out, const mc_world_params *p, mc_error *err) {
     text_buf b = {0};
     mc_status s = MC_OK;
     char line[256], name[64];
-#define APPEND(str) do { if ((s = text_append(&b, (str), err)) != MC_OK) goto done; } while (0)
-#define FLUSH(fname) do { if ((s = write_text(out, (fname), &b, err)) != MC_OK) goto done; b.len = 0; } while (0)
+#define APPEND(str)                                                                                \
+    do {                                                                                           \
+        if ((s = text_append(&b, (str), err)) != MC_OK) goto done;                                 \
+    } while (0)
+#define FLUSH(fname)                                                                               \
+    do {                                                                                           \
+        if ((s = write_text(out, (fname), &b, err)) != MC_OK) goto done;                           \
+        b.len = 0;                                                                                 \
+    } while (0)
     for (int c = 0; c < MC_WORLD_NUM_CLASSES; c++) {
         mc_world_class_name(c, name, sizeof name);
         snprintf(line, sizeof line, "%s\n", name);
@@ -468,8 +477,10 @@ mc_status mc_world_make_dirs(const char *out, const mc_world_params *p, mc_error
         if (mc_world_split_count(p, split) == 0) continue;
         int n = split == MC_WORLD_UNSEEN ? MC_WORLD_NUM_TEXTURES : MC_WORLD_NUM_CLASSES;
         for (int i = 0; i < n; i++) {
-            if (split == MC_WORLD_UNSEEN) mc_strlcpy(dir, texture_names[i], sizeof dir);
-            else mc_world_class_dir(i, dir, sizeof dir);
+            if (split == MC_WORLD_UNSEEN)
+                mc_strlcpy(dir, texture_names[i], sizeof dir);
+            else
+                mc_world_class_dir(i, dir, sizeof dir);
             if (!mc_snprintf(path, sizeof path, "%s/%s/%s", out, split_names[split], dir))
                 return MC_FAIL(err, MC_ERR_ARG, "world: output path too long: %s", out);
             MC_TRY(mc_mkdir_p(path, err));
@@ -487,8 +498,9 @@ mc_status mc_world_make_dirs(const char *out, const mc_world_params *p, mc_error
  * shows: its colour, its shape and "<colour> <shape>" on the shape's pixels, its texture and
  * "<texture> background" on the rest. A pixel belongs to the shape when at least half of its 16
  * render samples are inside (coverage >= 128). rel is the image's path under DIR. */
-static mc_status write_concept_masks(const char *out_dir, const char *rel, const mc_world_sample *smp,
-                                     const uint8_t *cover, mc_error *err) {
+static mc_status write_concept_masks(const char *out_dir, const char *rel,
+                                     const mc_world_sample *smp, const uint8_t *cover,
+                                     mc_error *err) {
     enum { NP = MC_WORLD_SIZE * MC_WORLD_SIZE };
     uint8_t fg[NP], bg[NP];
     for (int i = 0; i < NP; i++) fg[i] = cover[i] >= 128 ? 255 : 0, bg[i] = (uint8_t)(255 - fg[i]);

@@ -21,17 +21,19 @@ mc_status mc_world_load_params(const char *dir, mc_world_params *p, mc_error *er
     if (st == MC_OK) st = mc_json_get_int(j, "per_class", true, 0, &per, path, err);
     if (st == MC_OK) st = mc_json_get_int(j, "val_per_class", true, 0, &val, path, err);
     if (st == MC_OK) st = mc_json_get_int(j, "unseen_per_class", true, 0, &unseen, path, err);
-    if (st == MC_OK && (strcmp(gen, "miclip world make") != 0 || version != 1 || size != MC_WORLD_SIZE))
+    if (st == MC_OK &&
+        (strcmp(gen, "miclip world make") != 0 || version != 1 || size != MC_WORLD_SIZE))
         st = MC_FAIL(err, MC_ERR_FORMAT,
                      "%s: not a world this miclip makes (generator '%s', version %lld, size %lld; "
                      "expected 'miclip world make', 1, %d)",
                      path, gen, (long long)version, (long long)size, MC_WORLD_SIZE);
     if (st == MC_OK && seed < 0)
-        st = MC_FAIL(err, MC_ERR_FORMAT, "%s: field 'seed' is negative (%lld)", path, (long long)seed);
+        st = MC_FAIL(err, MC_ERR_FORMAT, "%s: field 'seed' is negative (%lld)", path,
+                     (long long)seed);
     json_decref(j);
     if (st != MC_OK) return st;
-    *p = (mc_world_params){.seed = (uint64_t)seed, .per_class = per, .val_per_class = val,
-                           .unseen_per_class = unseen};
+    *p = (mc_world_params){
+        .seed = (uint64_t)seed, .per_class = per, .val_per_class = val, .unseen_per_class = unseen};
     st = mc_world_params_check(p, err);
     if (st != MC_OK) mc_error_prefix(err, "%s", path);
     return st;

@@ -10,14 +10,15 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     mc_config *cfg = NULL;
     mc_error err = {0};
-    if (mc_config_parse_text((const char *)data, size, "<fuzz>", "/fuzz/base", &cfg, &err) != MC_OK) {
+    if (mc_config_parse_text((const char *)data, size, "<fuzz>", "/fuzz/base", &cfg, &err) !=
+        MC_OK) {
         MC_ASSERT(cfg == NULL && err.code != MC_OK && err.msg[0]);
         return 0;
     }
     mc_config *again = NULL;
     mc_error err2 = {0};
-    MC_ASSERT(mc_config_parse_text(cfg->canonical, strlen(cfg->canonical), "<canon>", "/", &again, &err2) ==
-              MC_OK);
+    MC_ASSERT(mc_config_parse_text(cfg->canonical, strlen(cfg->canonical), "<canon>", "/", &again,
+                                   &err2) == MC_OK);
     MC_ASSERT(!strcmp(again->canonical, cfg->canonical));
     mc_task *tasks = NULL;
     int n = 0;

@@ -11,13 +11,13 @@
 #include "miclip/fsutil.h"
 #include "test_util.h"
 
-#define BASE                                                                                 \
-    "name: t\n"                                           /* 1 */                            \
-    "models: {target: m/target, clip: /abs/clip}\n"       /* 2 */                            \
-    "datasets:\n"                                         /* 3 */                            \
-    "  train: {kind: world, root: data, split: train}\n"  /* 4 */                            \
-    "  eval: {kind: world, root: data, split: val}\n"     /* 5 */                            \
-    "extract: {layers: [\"10\", logits]}\n"               /* 6 */
+#define BASE                                                                                       \
+    "name: t\n"                                          /* 1 */                                   \
+    "models: {target: m/target, clip: /abs/clip}\n"      /* 2 */                                   \
+    "datasets:\n"                                        /* 3 */                                   \
+    "  train: {kind: world, root: data, split: train}\n" /* 4 */                                   \
+    "  eval: {kind: world, root: data, split: val}\n"    /* 5 */                                   \
+    "extract: {layers: [\"10\", logits]}\n"              /* 6 */
 
 static mc_config *parse(const char *text, mc_error *err) {
     mc_config *cfg = NULL;
@@ -39,7 +39,8 @@ static void expect_error(const char *text, const char *prefix, const char *sub) 
     mc_config *cfg = parse(text, &err);
     CHECK_MSG(cfg == NULL, "expected an error starting '%s'", prefix);
     CHECK_MSG(err.code == MC_ERR_CONFIG, "code %d for '%s'", (int)err.code, err.msg);
-    CHECK_MSG(!strncmp(err.msg, prefix, strlen(prefix)), "\n  got:  %s\n  want: %s...", err.msg, prefix);
+    CHECK_MSG(!strncmp(err.msg, prefix, strlen(prefix)), "\n  got:  %s\n  want: %s...", err.msg,
+              prefix);
     CHECK_MSG(!sub || strstr(err.msg, sub), "\n  got:  %s\n  want it to contain: %s", err.msg, sub);
     CHECK_MSG(!strchr(err.msg, '\n'), "message is not one line: %s", err.msg);
     mc_config_free(&cfg);
@@ -81,7 +82,8 @@ static void test_defaults(void) {
           !strcmp(c->localize.concepts.v[0], "classes"));
     CHECK(c->localize.units.n == 2);
     CHECK(c->intervene.methods.n == 1 && c->intervene.methods.v[0] == MC_METHOD_MICLIP);
-    CHECK(c->intervene.betas.n == 2 && c->intervene.betas.v[0] == 0.0 && c->intervene.betas.v[1] == 2.0);
+    CHECK(c->intervene.betas.n == 2 && c->intervene.betas.v[0] == 0.0 &&
+          c->intervene.betas.v[1] == 2.0);
     CHECK(c->intervene.tokens == MC_TOKENS_ALL && !strcmp(c->intervene.layer, "10"));
     CHECK(c->report.formats.n == 3 && c->report.alpha == 0.05);
     CHECK(strlen(c->hash) == 64);
@@ -92,30 +94,32 @@ static void test_defaults(void) {
 }
 
 static void test_explicit_values(void) {
-    mc_config *c = parse_ok(
-        "name: t2\n"
-        "output_dir: \"{name}-out/./x/../y\"\n"
-        "seeds: [3, 1]\n"
-        "stages: [report, align, extract]\n"
-        "models: {target: m/target, clip: /abs/clip}\n"
-        "datasets:\n"
-        "  train: {kind: imagenet, root: data, split: train, n_samples: 100000}\n"
-        "  unseen: {kind: dtd, root: ../dtd//set/}\n"
-        "concepts:\n"
-        "  - name: words\n"
-        "    file: concepts/words.txt\n"
-        "  - {name: cls, source: classes}\n"
-        "extract: {layers: [\"10\", logits], pool: cls, dtype: f16, on_bad_image: skip}\n"
-        "sae: {layer: logits, k: 7, features: 100, lr: 5e-4}\n"
-        "align: {temperature: 1.0, variants: [out, in], prompt: 'itap of a {}'}\n"
-        "describe: {concepts: [cls], units: [sae, neuron]}\n"
-        "baselines: {methods: [clip_dissect]}\n"
-        "intervene: {methods: [clip_dissect, random], modes: [add], betas: [-1.5, 3], tokens: cls,\n"
-        "            datasets: [unseen]}\n");
+    mc_config *c =
+        parse_ok("name: t2\n"
+                 "output_dir: \"{name}-out/./x/../y\"\n"
+                 "seeds: [3, 1]\n"
+                 "stages: [report, align, extract]\n"
+                 "models: {target: m/target, clip: /abs/clip}\n"
+                 "datasets:\n"
+                 "  train: {kind: imagenet, root: data, split: train, n_samples: 100000}\n"
+                 "  unseen: {kind: dtd, root: ../dtd//set/}\n"
+                 "concepts:\n"
+                 "  - name: words\n"
+                 "    file: concepts/words.txt\n"
+                 "  - {name: cls, source: classes}\n"
+                 "extract: {layers: [\"10\", logits], pool: cls, dtype: f16, on_bad_image: skip}\n"
+                 "sae: {layer: logits, k: 7, features: 100, lr: 5e-4}\n"
+                 "align: {temperature: 1.0, variants: [out, in], prompt: 'itap of a {}'}\n"
+                 "describe: {concepts: [cls], units: [sae, neuron]}\n"
+                 "baselines: {methods: [clip_dissect]}\n"
+                 "intervene: {methods: [clip_dissect, random], modes: [add], betas: [-1.5, 3], "
+                 "tokens: cls,\n"
+                 "            datasets: [unseen]}\n");
     if (!c) return;
     CHECK(!strcmp(c->output_dir, "/base/dir/t2-out/y"));
     CHECK(c->seeds.n == 2 && c->seeds.v[0] == 3 && c->seeds.v[1] == 1); /* config order kept */
-    CHECK(c->stages.n == 3 && c->stages.v[0] == MC_STAGE_EXTRACT && c->stages.v[1] == MC_STAGE_ALIGN &&
+    CHECK(c->stages.n == 3 && c->stages.v[0] == MC_STAGE_EXTRACT &&
+          c->stages.v[1] == MC_STAGE_ALIGN &&
           c->stages.v[2] == MC_STAGE_REPORT); /* sorted into pipeline order */
     CHECK(c->datasets.train.n_samples == 100000 && c->datasets.train.kind == MC_DS_IMAGENET);
     CHECK(!strcmp(c->datasets.unseen.root, "/base/dtd/set"));
@@ -137,7 +141,8 @@ static void test_explicit_values(void) {
     /* The canonical text parses back to itself (and so to the same hash). */
     mc_error err = {0};
     mc_config *again = NULL;
-    CHECK(mc_config_parse_text(c->canonical, strlen(c->canonical), "canon", "/", &again, &err) == MC_OK);
+    CHECK(mc_config_parse_text(c->canonical, strlen(c->canonical), "canon", "/", &again, &err) ==
+          MC_OK);
     if (again) {
         CHECK(!strcmp(again->canonical, c->canonical));
         CHECK(!strcmp(again->hash, c->hash));
@@ -155,13 +160,20 @@ static void test_explicit_values(void) {
 static void test_canonical_escapes(void) {
     mc_config *c = parse_ok(BASE "align: {prompt: \"a\\Nb\\Lc\\Pd\\re\\x81f\\x01g\\uFFFEh {}\"}\n");
     if (!c) return;
-    const char *want = "a\xc2\x85" "b\xe2\x80\xa8" "c\xe2\x80\xa9" "d\re\xc2\x81" "f\x01g\xef\xbf\xbe" "h {}";
+    const char *want = "a\xc2\x85"
+                       "b\xe2\x80\xa8"
+                       "c\xe2\x80\xa9"
+                       "d\re\xc2\x81"
+                       "f\x01g\xef\xbf\xbe"
+                       "h {}";
     CHECK_MSG(!strcmp(c->align.prompt, want), "prompt parsed as '%s'", c->align.prompt);
     mc_error err = {0};
     mc_config *again = NULL;
-    CHECK(mc_config_parse_text(c->canonical, strlen(c->canonical), "canon", "/", &again, &err) == MC_OK);
+    CHECK(mc_config_parse_text(c->canonical, strlen(c->canonical), "canon", "/", &again, &err) ==
+          MC_OK);
     if (again) {
-        CHECK_MSG(!strcmp(again->align.prompt, want), "canonical prompt read back as '%s'", again->align.prompt);
+        CHECK_MSG(!strcmp(again->align.prompt, want), "canonical prompt read back as '%s'",
+                  again->align.prompt);
         CHECK(!strcmp(again->canonical, c->canonical));
         mc_config_free(&again);
     }
@@ -176,57 +188,75 @@ static void test_errors(void) {
     expect_error(BASE "sae:\n  featurs: 10\n", "t.yaml:8:3: key 'sae.featurs': unknown key",
                  "did you mean 'features'?");
     expect_error(BASE "k: 3\n", "t.yaml:7:1: key 'k': unknown key", "did you mean 'sae.k'?");
-    expect_error(BASE "zzzzzzzz: 3\n", "t.yaml:7:1: key 'zzzzzzzz': unknown key", "known keys here:");
-    expect_error(BASE "concepts:\n  - {name: a, fiel: x}\n", "t.yaml:8:15: key 'concepts[0].fiel': unknown key",
-                 "did you mean 'file'?");
+    expect_error(BASE "zzzzzzzz: 3\n", "t.yaml:7:1: key 'zzzzzzzz': unknown key",
+                 "known keys here:");
+    expect_error(BASE "concepts:\n  - {name: a, fiel: x}\n",
+                 "t.yaml:8:15: key 'concepts[0].fiel': unknown key", "did you mean 'file'?");
     /* Wrong type. */
     expect_error(BASE "sae:\n  k: many\n", "t.yaml:8:6: key 'sae.k': expected an integer", NULL);
-    expect_error(BASE "sae:\n  k: \"32\"\n", "t.yaml:8:6: key 'sae.k': expected an integer", "quoted");
+    expect_error(BASE "sae:\n  k: \"32\"\n", "t.yaml:8:6: key 'sae.k': expected an integer",
+                 "quoted");
     expect_error(BASE "sae:\n  k: 3.5\n", "t.yaml:8:6: key 'sae.k': expected an integer", NULL);
     expect_error(BASE "seeds: 3\n", "t.yaml:7:8: key 'seeds': expected a list", NULL);
     expect_error(BASE "sae: [1]\n", "t.yaml:7:6: key 'sae': expected a mapping", NULL);
-    expect_error(BASE "sae:\n  lr: fast\n", "t.yaml:8:7: key 'sae.lr': expected a finite number", NULL);
-    expect_error(BASE "sae:\n  lr: .inf\n", "t.yaml:8:7: key 'sae.lr': expected a finite number", NULL);
-    expect_error(BASE "align:\n  temperature: hot\n", "t.yaml:8:16: key 'align.temperature': expected 'learnable'",
+    expect_error(BASE "sae:\n  lr: fast\n", "t.yaml:8:7: key 'sae.lr': expected a finite number",
                  NULL);
+    expect_error(BASE "sae:\n  lr: .inf\n", "t.yaml:8:7: key 'sae.lr': expected a finite number",
+                 NULL);
+    expect_error(BASE "align:\n  temperature: hot\n",
+                 "t.yaml:8:16: key 'align.temperature': expected 'learnable'", NULL);
     expect_error(BASE "seeds:\n", "t.yaml:7:7: key 'seeds': expected a list", NULL);
     expect_error(BASE "align:\n  variants: [in+uot]\n",
-                 "t.yaml:8:14: key 'align.variants[0]': unknown value 'in+uot'", "did you mean 'in+out'?");
-    expect_error(BASE "extract:\n", "t.yaml:7:1: key 'extract': duplicate key", "first given at line 6");
-    expect_error(BASE "output_dir: \"a\\0b\"\n", "t.yaml:7:13: key 'output_dir': contains a NUL byte", NULL);
+                 "t.yaml:8:14: key 'align.variants[0]': unknown value 'in+uot'",
+                 "did you mean 'in+out'?");
+    expect_error(BASE "extract:\n", "t.yaml:7:1: key 'extract': duplicate key",
+                 "first given at line 6");
+    expect_error(BASE "output_dir: \"a\\0b\"\n",
+                 "t.yaml:7:13: key 'output_dir': contains a NUL byte", NULL);
     expect_error(BASE "\"a\\tb\\x1b\": 1\n", "t.yaml:7:1: key 'a?b?': unknown key", NULL);
     expect_error("name: \"bad name\"\n", "t.yaml:1:7: key 'name': 'bad name' is not a name", NULL);
     /* Out of range. */
-    expect_error(BASE "sae:\n  k: 0\n", "t.yaml:8:6: key 'sae.k': 0 is out of range [1, 65536]", NULL);
-    expect_error(BASE "sae:\n  lr: 0\n", "t.yaml:8:7: key 'sae.lr': 0 is out of range (0, 1]", NULL);
-    expect_error(BASE "seeds: [1, -2]\n", "t.yaml:7:12: key 'seeds[1]': -2 is out of range", NULL);
-    expect_error(BASE "threads: 99999999999999999999999\n", "t.yaml:7:10: key 'threads':", "out of range");
-    expect_error(BASE "align:\n  temperature: 0\n", "t.yaml:8:16: key 'align.temperature': 0 is out of range",
+    expect_error(BASE "sae:\n  k: 0\n", "t.yaml:8:6: key 'sae.k': 0 is out of range [1, 65536]",
                  NULL);
+    expect_error(BASE "sae:\n  lr: 0\n", "t.yaml:8:7: key 'sae.lr': 0 is out of range (0, 1]",
+                 NULL);
+    expect_error(BASE "seeds: [1, -2]\n", "t.yaml:7:12: key 'seeds[1]': -2 is out of range", NULL);
+    expect_error(BASE "threads: 99999999999999999999999\n",
+                 "t.yaml:7:10: key 'threads':", "out of range");
+    expect_error(BASE "align:\n  temperature: 0\n",
+                 "t.yaml:8:16: key 'align.temperature': 0 is out of range", NULL);
     expect_error(BASE "seeds: [1, 2, 1]\n", "t.yaml:7:15: key 'seeds[2]': repeats item 0", NULL);
     expect_error(BASE "seeds: []\n", "t.yaml:7:8: key 'seeds': must list at least one value", NULL);
     /* Missing required keys: blamed on the enclosing mapping. */
     expect_error("name: t\nmodels: {target: a}\nextract: {layers: [x]}\n",
                  "t.yaml:2:9: key 'models.clip': missing required key", NULL);
-    expect_error("models: {target: a, clip: b}\nextract: {layers: [x]}\n", "t.yaml:1:1: key 'name': missing required key",
-                 NULL);
-    expect_error(BASE "concepts:\n  - {file: x}\n", "t.yaml:8:5: key 'concepts[0].name': missing required key", NULL);
-    expect_error("name: t\nmodels: {target: a, clip: b}\nstages: [align]\n", "t.yaml:1:1: key 'extract.layers': missing required key", NULL);
+    expect_error("models: {target: a, clip: b}\nextract: {layers: [x]}\n",
+                 "t.yaml:1:1: key 'name': missing required key", NULL);
+    expect_error(BASE "concepts:\n  - {file: x}\n",
+                 "t.yaml:8:5: key 'concepts[0].name': missing required key", NULL);
+    expect_error("name: t\nmodels: {target: a, clip: b}\nstages: [align]\n",
+                 "t.yaml:1:1: key 'extract.layers': missing required key", NULL);
     /* Keys that contradict each other. */
-    expect_error(BASE "sae: {features: 16, k: 32}\n", "t.yaml:7:24: key 'sae.k': 32 is larger than sae.features", NULL);
-    expect_error(BASE "sae: {layer: \"11\"}\n", "t.yaml:7:14: key 'sae.layer': '11' is not one of extract.layers", NULL);
-    expect_error(BASE "align: {prompt: a photo}\n", "t.yaml:7:17: key 'align.prompt': must contain '{}'", NULL);
-    expect_error(BASE "concepts: [{name: a}]\n", "t.yaml:7:12: key 'concepts[0].file': missing required key", NULL);
-    expect_error(BASE "describe: {concepts: [nope]}\n", "t.yaml:7:23: key 'describe.concepts[0]': no concept set",
-                 NULL);
-    expect_error(BASE "intervene: {methods: [clip_dissect]}\n", "t.yaml:7:23: key 'intervene.methods[0]':",
-                 "not in baselines.methods");
+    expect_error(BASE "sae: {features: 16, k: 32}\n",
+                 "t.yaml:7:24: key 'sae.k': 32 is larger than sae.features", NULL);
+    expect_error(BASE "sae: {layer: \"11\"}\n",
+                 "t.yaml:7:14: key 'sae.layer': '11' is not one of extract.layers", NULL);
+    expect_error(BASE "align: {prompt: a photo}\n",
+                 "t.yaml:7:17: key 'align.prompt': must contain '{}'", NULL);
+    expect_error(BASE "concepts: [{name: a}]\n",
+                 "t.yaml:7:12: key 'concepts[0].file': missing required key", NULL);
+    expect_error(BASE "describe: {concepts: [nope]}\n",
+                 "t.yaml:7:23: key 'describe.concepts[0]': no concept set", NULL);
+    expect_error(BASE "intervene: {methods: [clip_dissect]}\n",
+                 "t.yaml:7:23: key 'intervene.methods[0]':", "not in baselines.methods");
     expect_error(BASE "align: {variants: [in+out]}\nintervene: {variants: [out]}\n",
                  "t.yaml:8:24: key 'intervene.variants[0]': 'out' is not in align.variants", NULL);
-    expect_error(BASE "baselines: {methods: [miclip]}\n", "t.yaml:7:23: key 'baselines.methods[0]':", "not a baseline");
-    expect_error(BASE "intervene: {datasets: [unseen]}\n", "t.yaml:4:3: key 'datasets.unseen': missing required dataset",
-                 NULL);
-    expect_error(BASE "sae: {input: all}\n", "t.yaml:7:14: key 'sae.input': 'all' needs extract.pool: all", NULL);
+    expect_error(BASE "baselines: {methods: [miclip]}\n",
+                 "t.yaml:7:23: key 'baselines.methods[0]':", "not a baseline");
+    expect_error(BASE "intervene: {datasets: [unseen]}\n",
+                 "t.yaml:4:3: key 'datasets.unseen': missing required dataset", NULL);
+    expect_error(BASE "sae: {input: all}\n",
+                 "t.yaml:7:14: key 'sae.input': 'all' needs extract.pool: all", NULL);
     /* Things the loader refuses. */
     expect_error(BASE "seeds: &s [1]\nthreads: *s\n", "t.yaml:8:10: YAML aliases", NULL);
     expect_error(BASE "threads: !!int 3\n", "t.yaml:7:10: YAML tags", NULL);
@@ -234,7 +264,8 @@ static void test_errors(void) {
     expect_error("", "t.yaml:1:1: the config is empty", NULL);
     expect_error("# only a comment\n", "t.yaml:1:1: the config is empty", NULL);
     expect_error("- a\n- b\n", "t.yaml:1:1: expected a mapping of keys at the top level", NULL);
-    expect_error(BASE "? [a, b]\n: 1\n", "t.yaml:7:3: malformed YAML: mapping keys must be scalars", NULL);
+    expect_error(BASE "? [a, b]\n: 1\n", "t.yaml:7:3: malformed YAML: mapping keys must be scalars",
+                 NULL);
 
     /* Nesting deeper than 64 (libyaml itself has no limit). */
     char deep[400];
@@ -264,7 +295,8 @@ static void test_errors(void) {
         /* The same through a file. */
         CHECK(mc_write_file_atomic("big.yaml", text, big, &err) == MC_OK);
         CHECK(mc_config_parse_file("big.yaml", &cfg, &err) == MC_ERR_CONFIG);
-        CHECK_MSG(!strncmp(err.msg, "big.yaml:1:1: the config is larger than the limit", 49), "%s", err.msg);
+        CHECK_MSG(!strncmp(err.msg, "big.yaml:1:1: the config is larger than the limit", 49), "%s",
+                  err.msg);
         free(text);
     }
     mc_error err = {0};
@@ -312,8 +344,10 @@ static void test_hash_stability(void) {
     CHECK(h4[0] && strcmp(h0, h4) != 0);
     /* Layer order is meaningful (it is the sweep order). */
     char h5[65];
-    hash_of("name: t\nmodels: {target: m/target, clip: /abs/clip}\ndatasets:\n  train: {kind: world, root: data, "
-            "split: train}\n  eval: {kind: world, root: data, split: val}\nextract: {layers: [logits, \"10\"]}\n"
+    hash_of("name: t\nmodels: {target: m/target, clip: /abs/clip}\ndatasets:\n  train: {kind: "
+            "world, root: data, "
+            "split: train}\n  eval: {kind: world, root: data, split: val}\nextract: {layers: "
+            "[logits, \"10\"]}\n"
             "sae: {layer: \"10\"}\n",
             h5);
     CHECK(h5[0] && strcmp(h0, h5) != 0);
@@ -341,18 +375,19 @@ static void test_paths_from_file(void) {
     const char *bad = BASE "sae: {k: -1}\n";
     CHECK(mc_write_file_atomic("cfgdir/bad.yaml", bad, strlen(bad), &err) == MC_OK);
     CHECK(mc_config_parse_file("cfgdir/bad.yaml", &c, &err) == MC_ERR_CONFIG);
-    CHECK_MSG(!strncmp(err.msg, "cfgdir/bad.yaml:7:10: key 'sae.k': -1 is out of range", 53), "%s", err.msg);
+    CHECK_MSG(!strncmp(err.msg, "cfgdir/bad.yaml:7:10: key 'sae.k': -1 is out of range", 53), "%s",
+              err.msg);
 }
 
 static void test_sweep(void) {
-    mc_config *c = parse_ok(
-        "name: s\nseeds: [5, 1]\n"
-        "models: {target: a, clip: b}\n"
-        "datasets:\n  train: {kind: world, root: d}\n  eval: {kind: world, root: d}\n"
-        "extract: {layers: [\"3\", stages.3.layers.1.shortcut]}\n"
-        "align: {variants: [in, in+out]}\n"
-        "baselines: {methods: [act_values]}\n"
-        "intervene: {methods: [miclip, random], modes: [add, scale], betas: [2, 0.5]}\n");
+    mc_config *c =
+        parse_ok("name: s\nseeds: [5, 1]\n"
+                 "models: {target: a, clip: b}\n"
+                 "datasets:\n  train: {kind: world, root: d}\n  eval: {kind: world, root: d}\n"
+                 "extract: {layers: [\"3\", stages.3.layers.1.shortcut]}\n"
+                 "align: {variants: [in, in+out]}\n"
+                 "baselines: {methods: [act_values]}\n"
+                 "intervene: {methods: [miclip, random], modes: [add, scale], betas: [2, 0.5]}\n");
     if (!c) return;
     mc_error err = {0};
     mc_task *t = NULL;
@@ -360,25 +395,35 @@ static void test_sweep(void) {
     CHECK(mc_config_tasks(c, MC_STAGE_ALIGN, &t, &n, &err) == MC_OK);
     CHECK(n == 8);
     /* seed outermost, then layer, then variant, each in config order */
-    const char *want[8] = {"align-s5-l3-in", "align-s5-l3-inout", "align-s5-lstages.3.layers.1.shortcut-in",
-                           "align-s5-lstages.3.layers.1.shortcut-inout", "align-s1-l3-in", "align-s1-l3-inout",
-                           "align-s1-lstages.3.layers.1.shortcut-in", "align-s1-lstages.3.layers.1.shortcut-inout"};
+    const char *want[8] = {"align-s5-l3-in",
+                           "align-s5-l3-inout",
+                           "align-s5-lstages.3.layers.1.shortcut-in",
+                           "align-s5-lstages.3.layers.1.shortcut-inout",
+                           "align-s1-l3-in",
+                           "align-s1-l3-inout",
+                           "align-s1-lstages.3.layers.1.shortcut-in",
+                           "align-s1-lstages.3.layers.1.shortcut-inout"};
     for (int i = 0; i < n && i < 8; i++) {
         CHECK(t[i].index == i && t[i].stage == MC_STAGE_ALIGN);
         CHECK_MSG(!strcmp(t[i].id, want[i]), "task %d: %s (want %s)", i, t[i].id, want[i]);
     }
-    if (n == 8) CHECK(t[4].seed == 1 && !strcmp(t[4].layer, "3") && t[4].variant == MC_VARIANT_IN && t[4].method == -1);
+    if (n == 8)
+        CHECK(t[4].seed == 1 && !strcmp(t[4].layer, "3") && t[4].variant == MC_VARIANT_IN &&
+              t[4].method == -1);
     mc_tasks_free(&t);
     CHECK(t == NULL);
 
     CHECK(mc_config_tasks(c, MC_STAGE_INTERVENE, &t, &n, &err) == MC_OK);
     CHECK(n == 2 * 2 * 2 * 2);
     const char *want_i[4] = {"intervene-s5-l3-miclip-add-b2", "intervene-s5-l3-miclip-add-b0.5",
-                             "intervene-s5-l3-miclip-scale-b2", "intervene-s5-l3-miclip-scale-b0.5"};
+                             "intervene-s5-l3-miclip-scale-b2",
+                             "intervene-s5-l3-miclip-scale-b0.5"};
     for (int i = 0; i < 4 && i < n; i++) CHECK_MSG(!strcmp(t[i].id, want_i[i]), "%s", t[i].id);
     if (n == 16) {
-        CHECK(t[4].method == MC_METHOD_RANDOM && t[4].mode == MC_MODE_ADD && t[4].beta == 2.0 && t[4].seed == 5);
-        CHECK(t[8].seed == 1 && t[15].index == 15 && t[15].beta == 0.5 && t[15].mode == MC_MODE_SCALE);
+        CHECK(t[4].method == MC_METHOD_RANDOM && t[4].mode == MC_MODE_ADD && t[4].beta == 2.0 &&
+              t[4].seed == 5);
+        CHECK(t[8].seed == 1 && t[15].index == 15 && t[15].beta == 0.5 &&
+              t[15].mode == MC_MODE_SCALE);
         /* ids are unique */
         for (int i = 0; i < n; i++)
             for (int j = 0; j < i; j++) CHECK(strcmp(t[i].id, t[j].id) != 0);
@@ -398,7 +443,8 @@ static void test_sweep(void) {
     /* All stages: 2 extract + 2 sae + 8 align + 8 localize + 8 describe + 4 baselines + 16 + 1. */
     CHECK(mc_config_all_tasks(c, &t, &n, &err) == MC_OK);
     CHECK_MSG(n == 49, "%d tasks", n);
-    for (int i = 1; i < n; i++) CHECK(t[i].stage > t[i - 1].stage || t[i].index == t[i - 1].index + 1);
+    for (int i = 1; i < n; i++)
+        CHECK(t[i].stage > t[i - 1].stage || t[i].index == t[i - 1].index + 1);
     mc_tasks_free(&t);
 
     /* The same config twice gives the same list (no hidden state). */
@@ -420,12 +466,15 @@ static void test_sweep(void) {
     CHECK(mc_config_task_select(c, MC_STAGE_ALIGN, "x1", &one, &err) == MC_ERR_ARG);
     CHECK(mc_config_task_select(c, MC_STAGE_ALIGN, "-1", &one, &err) == MC_ERR_ARG);
     CHECK(mc_config_task_select(c, MC_STAGE_ALIGN, NULL, &one, &err) == MC_ERR_ARG);
-    CHECK(mc_config_task_select(c, MC_STAGE_REPORT, NULL, &one, &err) == MC_OK && !strcmp(one.id, "report"));
+    CHECK(mc_config_task_select(c, MC_STAGE_REPORT, NULL, &one, &err) == MC_OK &&
+          !strcmp(one.id, "report"));
     mc_config_free(&c);
-    c = parse_ok("name: s\nmodels: {target: a, clip: b}\ndatasets: {train: {kind: world, root: d}}\n"
-                 "extract: {layers: [x]}\nstages: [extract, align]\n");
+    c = parse_ok(
+        "name: s\nmodels: {target: a, clip: b}\ndatasets: {train: {kind: world, root: d}}\n"
+        "extract: {layers: [x]}\nstages: [extract, align]\n");
     if (c) {
-        CHECK(mc_config_task_select(c, MC_STAGE_ALIGN, "", &one, &err) == MC_OK && !strcmp(one.id, "align-s0-lx-inout"));
+        CHECK(mc_config_task_select(c, MC_STAGE_ALIGN, "", &one, &err) == MC_OK &&
+              !strcmp(one.id, "align-s0-lx-inout"));
         mc_config_free(&c);
     }
 
@@ -433,14 +482,17 @@ static void test_sweep(void) {
      * (variant -1), so its results keep their files; empty means the first align variant. */
     for (int def = 0; def < 2; def++) {
         char text[600];
-        snprintf(text, sizeof text, BASE "align: {variants: [in, in+out]}\nstages: [intervene]\n"
-                    "intervene: {methods: [miclip, random], betas: [2.0], layer: \"10\"%s}\n",
-                    def ? "" : ", variants: [in+out, in]");
+        snprintf(text, sizeof text,
+                 BASE "align: {variants: [in, in+out]}\nstages: [intervene]\n"
+                      "intervene: {methods: [miclip, random], betas: [2.0], layer: \"10\"%s}\n",
+                 def ? "" : ", variants: [in+out, in]");
         c = parse_ok(text);
         if (!c) continue;
-        CHECK(c->intervene.variants.n == (def ? 1 : 2) && c->intervene.variants.v[0] == (def ? MC_VARIANT_IN : MC_VARIANT_INOUT));
+        CHECK(c->intervene.variants.n == (def ? 1 : 2) &&
+              c->intervene.variants.v[0] == (def ? MC_VARIANT_IN : MC_VARIANT_INOUT));
         CHECK(mc_config_tasks(c, MC_STAGE_INTERVENE, &t, &n, &err) == MC_OK);
-        const char *want_v[3] = {"intervene-s0-l10-inout-miclip-scale-b2", "intervene-s0-l10-miclip-scale-b2",
+        const char *want_v[3] = {"intervene-s0-l10-inout-miclip-scale-b2",
+                                 "intervene-s0-l10-miclip-scale-b2",
                                  "intervene-s0-l10-random-scale-b2"};
         CHECK_MSG(n == (def ? 2 : 3), "%d tasks", n);
         for (int i = 0; i < n && n == (def ? 2 : 3); i++) {
@@ -452,8 +504,9 @@ static void test_sweep(void) {
     }
 
     /* A stage that is not run has no tasks. */
-    c = parse_ok("name: s\nmodels: {target: a, clip: b}\ndatasets: {train: {kind: world, root: d}}\n"
-                 "extract: {layers: [x]}\nstages: [extract, align]\n");
+    c = parse_ok(
+        "name: s\nmodels: {target: a, clip: b}\ndatasets: {train: {kind: world, root: d}}\n"
+        "extract: {layers: [x]}\nstages: [extract, align]\n");
     if (c) {
         CHECK(mc_config_tasks(c, MC_STAGE_INTERVENE, &t, &n, &err) == MC_OK);
         CHECK(n == 0 && t == NULL);

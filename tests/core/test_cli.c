@@ -19,8 +19,8 @@
 static int rank = 0;
 
 /* Runs fn(argv) with stdout and stderr captured; returns its exit code. */
-static int call(const mc_comm *c, mc_cmd_fn fn, int argc, const char *const *args, char *out, size_t oc,
-                char *err, size_t ec) {
+static int call(const mc_comm *c, mc_cmd_fn fn, int argc, const char *const *args, char *out,
+                size_t oc, char *err, size_t ec) {
     char *argv[16];
     for (int i = 0; i < argc; i++) argv[i] = strdup(args[i]);
     argv[argc] = NULL;
@@ -50,17 +50,19 @@ static int count_lines(const char *s) {
 static bool lists(const char *text, const char *name) {
     size_t n = strlen(name);
     for (const char *p = text; (p = strstr(p, "--")); p += 2)
-        if (!strncmp(p + 2, name, n) && !(p[2 + n] == '-' || (p[2 + n] >= 'a' && p[2 + n] <= 'z'))) return true;
+        if (!strncmp(p + 2, name, n) && !(p[2 + n] == '-' || (p[2 + n] >= 'a' && p[2 + n] <= 'z')))
+            return true;
     return false;
 }
 
 /* The usage error of `cmd ARGS...`: exit 2, and on rank 0 one message naming `what` (plus the
  * "try" line), on the other ranks nothing. */
-static void expect_usage_error(const mc_comm *c, const mc_cli_command *k, const char *const *args, int n,
-                               const char *what) {
+static void expect_usage_error(const mc_comm *c, const mc_cli_command *k, const char *const *args,
+                               int n, const char *what) {
     static char out[1 << 16], err[1 << 16];
     int rc = call(c, k->fn, n, args, out, sizeof out, err, sizeof err);
-    CHECK_MSG(rc == MC_EXIT_USAGE, "rank %d: miclip %s ... %s: exit %d, want 2: %s", rank, k->name, what, rc, err);
+    CHECK_MSG(rc == MC_EXIT_USAGE, "rank %d: miclip %s ... %s: exit %d, want 2: %s", rank, k->name,
+              what, rc, err);
     if (rank == 0) {
         char head[128];
         snprintf(head, sizeof head, "miclip %s: ", k->name);
@@ -75,7 +77,8 @@ static void expect_usage_error(const mc_comm *c, const mc_cli_command *k, const 
 static void check_command(const mc_comm *c, const mc_cli_command *k) {
     static char out[1 << 16], err[1 << 16];
     const mc_cli_cmd *t = k->cli;
-    CHECK_MSG(t && !strcmp(t->name, k->name), "%s: its table names it '%s'", k->name, t ? t->name : "(none)");
+    CHECK_MSG(t && !strcmp(t->name, k->name), "%s: its table names it '%s'", k->name,
+              t ? t->name : "(none)");
     if (!t) return;
     /* --help and -h: exit 0, every option listed (rank 0), nothing printed elsewhere */
     for (int h = 0; h < 2; h++) {
@@ -83,14 +86,16 @@ static void check_command(const mc_comm *c, const mc_cli_command *k) {
         int rc = call(c, k->fn, 2, args, out, sizeof out, err, sizeof err);
         CHECK_MSG(rc == 0, "miclip %s %s: exit %d: %s", k->name, args[1], rc, err);
         if (rank == 0) {
-            CHECK_MSG(!strncmp(out, "usage: miclip ", 14) && strstr(out, "\noptions:\n") && strstr(out, "-h, --help"),
+            CHECK_MSG(!strncmp(out, "usage: miclip ", 14) && strstr(out, "\noptions:\n") &&
+                          strstr(out, "-h, --help"),
                       "miclip %s --help: %s", k->name, out);
             for (const mc_cli_opt *o = t->opts; o && o->name; o++) {
-                CHECK_MSG(lists(strstr(out, "\noptions:\n"), o->name), "miclip %s --help does not list --%s", k->name,
-                          o->name);
+                CHECK_MSG(lists(strstr(out, "\noptions:\n"), o->name),
+                          "miclip %s --help does not list --%s", k->name, o->name);
                 CHECK_MSG(o->help && *o->help, "miclip %s: --%s has no help", k->name, o->name);
-                CHECK_MSG(o->id > MC_CLI_ARG && !o->has_arg == !o->arg_name, "miclip %s: --%s: id %d, arg_name %s",
-                          k->name, o->name, o->id, o->arg_name ? o->arg_name : "NULL");
+                CHECK_MSG(o->id > MC_CLI_ARG && !o->has_arg == !o->arg_name,
+                          "miclip %s: --%s: id %d, arg_name %s", k->name, o->name, o->id,
+                          o->arg_name ? o->arg_name : "NULL");
             }
         } else {
             CHECK_MSG(!*out && !*err, "rank %d printed help", rank);
@@ -167,7 +172,8 @@ static void parse(const mc_comm *c, int argc, const char *const *args, char *buf
 static void check_parser(const mc_comm *c) {
     static char out[1 << 12], err[1 << 12];
     char got[512];
-    const char *a1[] = {"t", "x", "--val", "1", "y", "--flag", "--val=2", "--value", "", "--", "--val", "-h"};
+    const char *a1[] = {"t",       "x",       "--val", "1",  "y",     "--flag",
+                        "--val=2", "--value", "",      "--", "--val", "-h"};
     for (int round = 0; round < 2; round++) { /* twice: optind re-initialised */
         parse(c, 12, a1, got, sizeof got);
         CHECK_MSG(!strcmp(got, "1:x 2:1 1:y 3:- 2:2 4: 1:--val 1:-h"), "round %d: %s", round, got);
@@ -197,7 +203,9 @@ static void check_parser(const mc_comm *c) {
     err[n] = '\0';
     fclose(fe);
     if (rank == 0)
-        CHECK_MSG(strstr(err, "miclip t: unknown option '--va'") && strstr(err, "miclip t: unknown option '--fla'"), "%s", err);
+        CHECK_MSG(strstr(err, "miclip t: unknown option '--va'") &&
+                      strstr(err, "miclip t: unknown option '--fla'"),
+                  "%s", err);
     else
         CHECK_MSG(!*err, "rank %d: %s", rank, err);
     parse(c, 4, a4, got, sizeof got);
@@ -260,7 +268,8 @@ static void check_globals(const mc_comm *c) {
               "globals a2: rc %d command %d threads %lld", rc, g_last.command, g_last.threads);
     const char *a3[] = {"miclip", "world", "--quiet"};
     rc = call(c, globals_fn, 3, a3, out, sizeof out, err, sizeof err);
-    CHECK_MSG(rc == -1 && !g_last.quiet && !g_last.verbose && !g_last.threads && g_last.command == 1,
+    CHECK_MSG(rc == -1 && !g_last.quiet && !g_last.verbose && !g_last.threads &&
+                  g_last.command == 1,
               "globals a3: rc %d command %d", rc, g_last.command);
     const char *a4[] = {"miclip", "--", "version"};
     rc = call(c, globals_fn, 3, a4, out, sizeof out, err, sizeof err);
@@ -281,7 +290,8 @@ static void check_globals(const mc_comm *c) {
             for (int i = 0; i < mc_cli_n_commands; i++) {
                 char line[128];
                 snprintf(line, sizeof line, "\n  %s ", mc_cli_commands[i].name);
-                CHECK_MSG(strstr(out, line), "miclip --help does not list %s", mc_cli_commands[i].name);
+                CHECK_MSG(strstr(out, line), "miclip --help does not list %s",
+                          mc_cli_commands[i].name);
             }
         } else {
             CHECK_MSG(!*out, "rank %d printed the help", rank);

@@ -47,9 +47,9 @@ static void test_f16(void) {
     /* Rounding to nearest even: 1 + 2^-11 lies halfway between 1 and 1 + 2^-10: goes to 1. */
     CHECK(mc_f32_to_f16(1.0f + 0x1p-11f) == 0x3c00);
     CHECK(mc_f32_to_f16(1.0f + 3 * 0x1p-11f) == 0x3c02); /* halfway, odd below: rounds up */
-    CHECK(mc_f32_to_f16(65520.0f) == 0x7c00);           /* overflow to inf */
-    CHECK(mc_f32_to_f16(0x1p-25f) == 0x0000);           /* half of the smallest: even -> 0 */
-    CHECK(mc_f32_to_f16(0x1p-25f * 3) == 0x0002);       /* 1.5 * 2^-24 rounds to 2 * 2^-24 */
+    CHECK(mc_f32_to_f16(65520.0f) == 0x7c00);            /* overflow to inf */
+    CHECK(mc_f32_to_f16(0x1p-25f) == 0x0000);            /* half of the smallest: even -> 0 */
+    CHECK(mc_f32_to_f16(0x1p-25f * 3) == 0x0002);        /* 1.5 * 2^-24 rounds to 2 * 2^-24 */
 }
 
 static void test_bf16(void) {
@@ -120,18 +120,25 @@ static void test_finite(void) {
     x[9000] = -INFINITY;
     CHECK(mc_count_nonfinite(x, N, &first) == 3 && first == 123);
     CHECK(mc_check_finite(x, N, &err, "w.safetensors: tensor '%s'", "a.weight") == MC_ERR_NUMERIC);
-    CHECK_MSG(strcmp(err.msg, "w.safetensors: tensor 'a.weight': 3 non-finite values (NaN at index 123)") == 0,
+    CHECK_MSG(strcmp(err.msg,
+                     "w.safetensors: tensor 'a.weight': 3 non-finite values (NaN at index 123)") ==
+                  0,
               "%s", err.msg);
     CHECK(mc_check_finite(x + 124, 1, &err, "t") == MC_OK);
-    CHECK(mc_check_finite(x + 5000, 1, &err, "t") == MC_ERR_NUMERIC && strstr(err.msg, "1 non-finite value (+Inf at index 0)"));
+    CHECK(mc_check_finite(x + 5000, 1, &err, "t") == MC_ERR_NUMERIC &&
+          strstr(err.msg, "1 non-finite value (+Inf at index 0)"));
     /* rows: 10 rows of 1000; rows 0, 5 and 9 hold one each */
-    const char *names[10] = {"a.png", "b.png", "c.png", "d.png", "e.png", "f.png", "g.png", "h.png", "i.png", "j.png"};
+    const char *names[10] = {"a.png", "b.png", "c.png", "d.png", "e.png",
+                             "f.png", "g.png", "h.png", "i.png", "j.png"};
     CHECK(mc_check_finite_rows(x, 10, 1000, names, &err, "layer '%s'", "L") == MC_ERR_NUMERIC);
-    CHECK_MSG(strcmp(err.msg, "layer 'L': non-finite values in 3 of 10 rows: a.png, f.png, j.png (first: NaN at row 0, "
-                              "element 123)") == 0, "%s", err.msg);
+    CHECK_MSG(strcmp(err.msg, "layer 'L': non-finite values in 3 of 10 rows: a.png, f.png, j.png "
+                              "(first: NaN at row 0, "
+                              "element 123)") == 0,
+              "%s", err.msg);
     x[2500] = NAN;
     CHECK(mc_check_finite_rows(x, 10, 1000, NULL, &err, "L") == MC_ERR_NUMERIC);
-    CHECK_MSG(strstr(err.msg, "in 4 of 10 rows: row 0, row 2, row 5 and 1 more") != NULL, "%s", err.msg);
+    CHECK_MSG(strstr(err.msg, "in 4 of 10 rows: row 0, row 2, row 5 and 1 more") != NULL, "%s",
+              err.msg);
     CHECK(mc_check_finite_rows(x + 1000, 1, 1000, names, &err, "L") == MC_OK);
     CHECK(mc_count_nonfinite(x, 0, &first) == 0 && first == 0);
 }

@@ -19,7 +19,9 @@
 
 static char dir[PATH_MAX];
 
-static void path_of(char *buf, size_t cap, const char *name) { snprintf(buf, cap, "%s/%s", dir, name); }
+static void path_of(char *buf, size_t cap, const char *name) {
+    snprintf(buf, cap, "%s/%s", dir, name);
+}
 
 static void put(const char *name, const char *text) {
     char p[PATH_MAX + 64];
@@ -59,7 +61,8 @@ static void host(char *buf, size_t cap) {
 
 static void test_symlink(void) {
     put("victim", "precious\n");
-    char victim[PATH_MAX + 64], target[PATH_MAX + 64], old_tmp[PATH_MAX + 128], link2[PATH_MAX + 64];
+    char victim[PATH_MAX + 64], target[PATH_MAX + 64], old_tmp[PATH_MAX + 128],
+        link2[PATH_MAX + 64];
     path_of(victim, sizeof victim, "victim");
     path_of(target, sizeof target, "out.csv");
     snprintf(old_tmp, sizeof old_tmp, "%s.tmp.%ld", target, (long)getpid());
@@ -67,7 +70,8 @@ static void test_symlink(void) {
     mc_error err = {0};
     CHECK_MSG(mc_write_file_atomic(target, "new\n", 4, &err) == MC_OK, "%s", err.msg);
     char *v = slurp("victim"), *t = slurp("out.csv");
-    CHECK_MSG(v && !strcmp(v, "precious\n"), "the victim was written through the planted link: '%s'", v ? v : "(gone)");
+    CHECK_MSG(v && !strcmp(v, "precious\n"),
+              "the victim was written through the planted link: '%s'", v ? v : "(gone)");
     CHECK_MSG(t && !strcmp(t, "new\n"), "out.csv holds '%s'", t ? t : "(nothing)");
     struct stat st;
     CHECK_MSG(lstat(target, &st) == 0 && S_ISREG(st.st_mode), "out.csv is not a regular file");
@@ -79,7 +83,8 @@ static void test_symlink(void) {
     CHECK(symlink(victim, link2) == 0);
     CHECK_MSG(mc_write_file_atomic(link2, "two\n", 4, &err) == MC_OK, "%s", err.msg);
     v = slurp("victim");
-    CHECK_MSG(v && !strcmp(v, "precious\n"), "the victim was written through out2.csv: '%s'", v ? v : "(gone)");
+    CHECK_MSG(v && !strcmp(v, "precious\n"), "the victim was written through out2.csv: '%s'",
+              v ? v : "(gone)");
     CHECK_MSG(lstat(link2, &st) == 0 && S_ISREG(st.st_mode), "out2.csv is still a symlink");
     free(v);
 }
@@ -97,7 +102,8 @@ static void test_stale(void) {
     put(name, "stale");
     char dead_name[512];
     snprintf(dead_name, sizeof dead_name, "%s", name);
-    snprintf(name, sizeof name, "b.h5.tmp.%ld.zzzzzzzz.%s", dead, h); /* another target, same folder */
+    snprintf(name, sizeof name, "b.h5.tmp.%ld.zzzzzzzz.%s", dead,
+             h); /* another target, same folder */
     put(name, "stale");
     char dead_name2[512];
     snprintf(dead_name2, sizeof dead_name2, "%s", name);
@@ -105,7 +111,8 @@ static void test_stale(void) {
     snprintf(live_self, sizeof live_self, "c.csv.tmp.%ld.AbCd1234.%s", self, h);
     snprintf(live_parent, sizeof live_parent, "d.csv.tmp.%ld.AbCd1234.%s", parent, h);
     snprintf(other_host, sizeof other_host, "e.csv.tmp.%ld.AbCd1234.%s-elsewhere", dead, h);
-    snprintf(legacy, sizeof legacy, "f.csv.tmp.%ld", dead); /* no host recorded: cannot tell whose */
+    snprintf(legacy, sizeof legacy, "f.csv.tmp.%ld",
+             dead); /* no host recorded: cannot tell whose */
     snprintf(not_ours, sizeof not_ours, "notes.tmp.%ld.short.%s", dead, h);
     const char *keep[] = {live_self, live_parent, other_host, legacy, not_ours};
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) put(keep[i], "keep");
@@ -139,8 +146,11 @@ int main(int argc, char **argv) {
     char abs[PATH_MAX];
     if (!realpath(argv[2], abs)) return 2;
     snprintf(dir, sizeof dir, "%s", abs);
-    if (!strcmp(argv[1], "symlink")) test_symlink();
-    else if (!strcmp(argv[1], "stale")) test_stale();
-    else return 2;
+    if (!strcmp(argv[1], "symlink"))
+        test_symlink();
+    else if (!strcmp(argv[1], "stale"))
+        test_stale();
+    else
+        return 2;
     return TEST_SUMMARY();
 }

@@ -78,7 +78,8 @@ int main(void) {
     CHECK_MSG(count(out, "warning: no SAE on layer '0'") == 1, "%s", out);
     CHECK_MSG(count(out, "no SAE on layer '1'") == 0, "%s", out);
     CHECK_MSG(count(out, "warning 'no sae' repeated 4 more time(s)") == 1, "%s", out);
-    CHECK_MSG(count(out, "a different warning") == 1 && count(out, "'other' repeated") == 0, "%s", out);
+    CHECK_MSG(count(out, "a different warning") == 1 && count(out, "'other' repeated") == 0, "%s",
+              out);
     CHECK(mc_warn_once_count("no sae") == 5);
     CHECK(mc_warn_once_count("never") == 0);
 

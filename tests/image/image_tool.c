@@ -42,7 +42,8 @@ static int write_cmyk(const char *path, bool ycck, bool adobe) {
     for (int y = 0; y < H; y++)
         for (int x = 0; x < W; x++)
             for (int c = 0; c < 4; c++)
-                px[(y * W + x) * 4 + c] = (uint8_t)((x * (7 + c) + y * (3 + 2 * c) + c * 61) & 0xff);
+                px[(y * W + x) * 4 + c] =
+                    (uint8_t)((x * (7 + c) + y * (3 + 2 * c) + c * 61) & 0xff);
     FILE *f = fopen(path, "wb");
     if (!f) return 1;
     struct jpeg_compress_struct ci;

@@ -15,9 +15,9 @@
 
 #include "miclip/safetensors.h"
 
-static const float edge[] = {0.0f,    -0.0f,    1e-8f,  6e-5f,     65504.0f,      65519.0f, 65520.0f,
-                             1e5f,    3.0e38f,  -1.17549435e-38f, 0.333333343f, -2.5f,    1.00390625f,
-                             1.0009765625f, 7.0e-8f};
+static const float edge[] = {0.0f,         -0.0f,    1e-8f,       6e-5f,         65504.0f,
+                             65519.0f,     65520.0f, 1e5f,        3.0e38f,       -1.17549435e-38f,
+                             0.333333343f, -2.5f,    1.00390625f, 1.0009765625f, 7.0e-8f};
 #define N_EDGE (int)(sizeof edge / sizeof edge[0])
 
 static int dump(const char *path) {
@@ -71,12 +71,36 @@ static int write_file(const char *path) {
             switch ((mc_dtype)dt) {
             case MC_DTYPE_F64: memcpy(p, &v, 8); break;
             case MC_DTYPE_F32: memcpy(p, &fv, 4); break;
-            case MC_DTYPE_F16: { uint16_t h = mc_f32_to_f16(fv); memcpy(p, &h, 2); break; }
-            case MC_DTYPE_BF16: { uint16_t h = mc_f32_to_bf16(fv); memcpy(p, &h, 2); break; }
-            case MC_DTYPE_I64: { int64_t x = (int64_t)k * 123456789012LL; memcpy(p, &x, 8); break; }
-            case MC_DTYPE_I32: { int32_t x = k * 100000; memcpy(p, &x, 4); break; }
-            case MC_DTYPE_I16: { int16_t x = (int16_t)(k * 300); memcpy(p, &x, 2); break; }
-            case MC_DTYPE_I8: { int8_t x = (int8_t)k; memcpy(p, &x, 1); break; }
+            case MC_DTYPE_F16: {
+                uint16_t h = mc_f32_to_f16(fv);
+                memcpy(p, &h, 2);
+                break;
+            }
+            case MC_DTYPE_BF16: {
+                uint16_t h = mc_f32_to_bf16(fv);
+                memcpy(p, &h, 2);
+                break;
+            }
+            case MC_DTYPE_I64: {
+                int64_t x = (int64_t)k * 123456789012LL;
+                memcpy(p, &x, 8);
+                break;
+            }
+            case MC_DTYPE_I32: {
+                int32_t x = k * 100000;
+                memcpy(p, &x, 4);
+                break;
+            }
+            case MC_DTYPE_I16: {
+                int16_t x = (int16_t)(k * 300);
+                memcpy(p, &x, 2);
+                break;
+            }
+            case MC_DTYPE_I8: {
+                int8_t x = (int8_t)k;
+                memcpy(p, &x, 1);
+                break;
+            }
             case MC_DTYPE_U8: p[0] = (unsigned char)((37 * i) % 256); break;
             case MC_DTYPE_BOOL: p[0] = i % 3 == 0; break;
             default: break;

@@ -50,8 +50,8 @@ int main(int argc, char **argv) {
         mc_st_file *f = NULL;
         memset(&err, 0, sizeof err);
         mc_status got = mc_st_open(path, &f, &err);
-        CHECK_MSG(got == want, "%s: got %s (%s), want %s", fields[0], mc_status_name(got),
-                  err.msg, fields[1]);
+        CHECK_MSG(got == want, "%s: got %s (%s), want %s", fields[0], mc_status_name(got), err.msg,
+                  fields[1]);
         if (got != MC_OK) {
             CHECK_MSG(f == NULL, "%s: failed open left a file", fields[0]);
             CHECK_MSG(strstr(err.msg, path) != NULL, "%s: message does not name the file: %s",

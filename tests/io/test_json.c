@@ -109,7 +109,8 @@ static void test_hf(const char *tmpdir) {
     }
     /* unsupported: names the architecture and lists the supported ones */
     CHECK(hf("{\"architectures\": [\"BertModel\"], \"model_type\": \"bert\"}", &c, &err) ==
-          MC_ERR_UNSUPPORTED && !c);
+              MC_ERR_UNSUPPORTED &&
+          !c);
     CHECK(strstr(err.msg, "m/config.json") && strstr(err.msg, "BertModel") &&
           strstr(err.msg, "HINT") && strstr(err.msg, "CLIPModel"));
     CHECK(hf("{}", &c, &err) == MC_ERR_UNSUPPORTED);
@@ -124,7 +125,8 @@ static void test_hf(const char *tmpdir) {
     mc_hf_config_free(&c);
     /* labels: order by id, not by key order in the file */
     CHECK(hf("{\"architectures\": [\"ViTForImageClassification\"], \"id2label\": {\"1\": \"dog\", "
-             "\"0\": \"cat\", \"2\": \"eel\"}, \"num_labels\": 3}", &c, &err) == MC_OK);
+             "\"0\": \"cat\", \"2\": \"eel\"}, \"num_labels\": 3}",
+             &c, &err) == MC_OK);
     if (c) {
         CHECK(c->num_labels == 3 && !strcmp(c->labels[0], "cat") && !strcmp(c->labels[1], "dog") &&
               !strcmp(c->labels[2], "eel"));
@@ -132,18 +134,23 @@ static void test_hf(const char *tmpdir) {
         mc_hf_config_free(&c);
     }
     const char *bad_labels[] = {
-        "{\"architectures\": [\"ViTForImageClassification\"], \"id2label\": {\"0\": \"a\", \"2\": \"c\"}}",
-        "{\"architectures\": [\"ViTForImageClassification\"], \"id2label\": {\"0\": \"a\", \"01\": \"b\"}}",
-        "{\"architectures\": [\"ViTForImageClassification\"], \"id2label\": {\"0\": \"a\", \"-1\": \"b\"}}",
+        "{\"architectures\": [\"ViTForImageClassification\"], \"id2label\": {\"0\": \"a\", \"2\": "
+        "\"c\"}}",
+        "{\"architectures\": [\"ViTForImageClassification\"], \"id2label\": {\"0\": \"a\", \"01\": "
+        "\"b\"}}",
+        "{\"architectures\": [\"ViTForImageClassification\"], \"id2label\": {\"0\": \"a\", \"-1\": "
+        "\"b\"}}",
         "{\"architectures\": [\"ViTForImageClassification\"], \"id2label\": {\"0\": 5}}",
         "{\"architectures\": [\"ViTForImageClassification\"], \"id2label\": [\"a\"]}",
-        "{\"architectures\": [\"ViTForImageClassification\"], \"id2label\": {\"0\": \"a\"}, \"num_labels\": 2}",
+        "{\"architectures\": [\"ViTForImageClassification\"], \"id2label\": {\"0\": \"a\"}, "
+        "\"num_labels\": 2}",
         "{\"architectures\": [\"ViTForImageClassification\"], \"num_labels\": -1}",
     };
     for (size_t k = 0; k < sizeof bad_labels / sizeof bad_labels[0]; k++) {
-        CHECK_MSG(hf(bad_labels[k], &c, &err) == MC_ERR_FORMAT && !c, "accepted: %s", bad_labels[k]);
-        CHECK_MSG(strstr(err.msg, "m/config.json") && (strstr(err.msg, "id2label") ||
-                                                       strstr(err.msg, "num_labels")),
+        CHECK_MSG(hf(bad_labels[k], &c, &err) == MC_ERR_FORMAT && !c, "accepted: %s",
+                  bad_labels[k]);
+        CHECK_MSG(strstr(err.msg, "m/config.json") &&
+                      (strstr(err.msg, "id2label") || strstr(err.msg, "num_labels")),
                   "%s", err.msg);
     }
     /* num_labels without id2label gives Hugging Face's default names */
@@ -170,7 +177,8 @@ static void test_hf(const char *tmpdir) {
     CHECK(mc_hf_config_load(dir, &c, &err) == MC_OK && c && c->family == MC_HF_MPNET);
     if (c) {
         char w[700];
-        CHECK(mc_hf_file(c, "model.safetensors", w, sizeof w) && strstr(w, "st_model/model.safetensors"));
+        CHECK(mc_hf_file(c, "model.safetensors", w, sizeof w) &&
+              strstr(w, "st_model/model.safetensors"));
         CHECK(strstr(c->path, "st_model/config.json") != NULL);
         mc_hf_config_free(&c);
     }

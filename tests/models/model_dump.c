@@ -144,8 +144,8 @@ int main(int argc, char **argv) {
     }
     const int64_t B = shape[0], n_out = mc_model_output_dim(m);
     float *out = malloc((size_t)(B * n_out) * sizeof(float));
-    mc_forward_opts o = {.hooks = hooks, .n_hooks = nh, .start_at = start_at,
-                         .start_state = start_state};
+    mc_forward_opts o = {
+        .hooks = hooks, .n_hooks = nh, .start_at = start_at, .start_state = start_state};
     bool stopped;
     if (mc_model_forward(m, px, B, shape[2], shape[3], &o, out, &stopped, &err) != MC_OK) {
         fprintf(stderr, "error: %s\n", err.msg);

@@ -92,14 +92,17 @@ static void test_family(const char *arch, const char *mid_layer) {
     /* a false return stops even with an output buffer */
     p.ret = false;
     p.calls = 0;
-    CHECK(mc_model_forward(m, px, B, H, W, &o, out, &stopped, &err) == MC_OK && stopped && p.calls == 1);
+    CHECK(mc_model_forward(m, px, B, H, W, &o, out, &stopped, &err) == MC_OK && stopped &&
+          p.calls == 1);
     /* prefix: start from the captured state == full forward */
     float *out2 = malloc((size_t)(B * K) * sizeof(float));
     mc_forward_opts po = {.start_at = mid_layer, .start_state = state};
     CHECK(mc_model_forward(m, px, B, H, W, NULL, out, NULL, &err) == MC_OK);
-    CHECK_MSG(mc_model_forward(m, NULL, B, H, W, &po, out2, &stopped, &err) == MC_OK, "%s", err.msg);
+    CHECK_MSG(mc_model_forward(m, NULL, B, H, W, &po, out2, &stopped, &err) == MC_OK, "%s",
+              err.msg);
     CHECK(!stopped);
-    CHECK_MSG(max_rel(out2, out, (size_t)(B * K)) < 1e-6, "%s prefix %.3g", arch, max_rel(out2, out, (size_t)(B * K)));
+    CHECK_MSG(max_rel(out2, out, (size_t)(B * K)) < 1e-6, "%s prefix %.3g", arch,
+              max_rel(out2, out, (size_t)(B * K)));
     /* a hook before start_at is refused; unknown layer names are refused */
     mc_hook early = {mc_model_layer(m, 0)->name, MC_HOOK_READ, probe_hook, &p};
     po.hooks = &early, po.n_hooks = 1;
@@ -125,8 +128,11 @@ static void test_half_dtypes(void) {
     float *ref = NULL, *px = NULL;
     int64_t K = 0;
     for (int k = -1; k < 2; k++) {
-        const char *dir = k < 0 ? "models_half_f32" : k == 0 ? "models_half_f16" : "models_half_bf16";
-        CHECK(mc_model_write_random("clip-tiny", 9, k < 0 ? MC_DTYPE_F32 : dts[k], dir, &err) == MC_OK);
+        const char *dir = k < 0    ? "models_half_f32"
+                          : k == 0 ? "models_half_f16"
+                                   : "models_half_bf16";
+        CHECK(mc_model_write_random("clip-tiny", 9, k < 0 ? MC_DTYPE_F32 : dts[k], dir, &err) ==
+              MC_OK);
         mc_model *m = NULL;
         CHECK_MSG(mc_model_create(dir, &m, &err) == MC_OK, "%s: %s", dir, err.msg);
         if (!m) return;
@@ -140,7 +146,8 @@ static void test_half_dtypes(void) {
             ref = out;
         } else {
             const double e = max_rel(out, ref, (size_t)(2 * K));
-            printf("clip-tiny %s weights: output differs from F32 by %.2e of max\n", k ? "BF16" : "F16", e);
+            printf("clip-tiny %s weights: output differs from F32 by %.2e of max\n",
+                   k ? "BF16" : "F16", e);
             CHECK(e < tol[k] && e > 0);
             free(out);
         }
@@ -187,18 +194,19 @@ static void test_bad_folder(void) {
         for (int i = 0; i < mc_st_count(f); i++) {
             const mc_st_tensor *t = mc_st_at(f, i);
             const bool is_v = strcmp(t->name, victim) == 0;
-            if (is_v && mode == 0) continue;                       /* missing */
+            if (is_v && mode == 0) continue; /* missing */
             const char *name = t->name;
             int64_t shape[8];
             memcpy(shape, t->shape, sizeof shape);
             int nd = t->ndim;
-            if (is_v && mode == 2) shape[0] = shape[0] / 2;         /* wrong shape */
+            if (is_v && mode == 2) shape[0] = shape[0] / 2; /* wrong shape */
             mc_st_writer_add(w, name, t->dtype, nd, shape, t->data, &err);
         }
         if (mode == 1) { /* an unknown tensor */
             int64_t s1[1] = {4};
             float z[4] = {0};
-            mc_st_writer_add(w, "vit.encoder.layer.1.output.dense.extra", MC_DTYPE_F32, 1, s1, z, &err);
+            mc_st_writer_add(w, "vit.encoder.layer.1.output.dense.extra", MC_DTYPE_F32, 1, s1, z,
+                             &err);
         }
         if (mode == 3) { /* tolerated extras */
             int64_t s1[2] = {1, 17};

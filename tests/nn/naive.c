@@ -39,7 +39,8 @@ void naive_attention(const float *q, const float *k, const float *v, float *out,
                 for (int64_t j = 0; j < T; j++) {
                     double d = 0;
                     for (int64_t c = 0; c < hd; c++)
-                        d += (double)q[(b * T + i) * D + h * hd + c] * k[(b * T + j) * D + h * hd + c];
+                        d += (double)q[(b * T + i) * D + h * hd + c] *
+                             k[(b * T + j) * D + h * hd + c];
                     d /= sqrt((double)hd);
                     if (bias) d += bias[(h * T + i) * T + j];
                     if (key_mask) d += key_mask[b * T + j];
@@ -77,7 +78,8 @@ void naive_conv2d(const float *x, const float *w, const float *bias, float *y, i
                     for (int64_t c = 0; c < cin; c++)
                         for (int64_t ky = 0; ky < kh; ky++)
                             for (int64_t kx = 0; kx < kw; kx++) {
-                                const int64_t iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+                                const int64_t iy = oy * stride - pad + ky,
+                                              ix = ox * stride - pad + kx;
                                 if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
                                 s += (double)x[((b * cin + c) * H + iy) * W + ix] *
                                      w[((o * cin + c) * kh + ky) * kw + kx];

@@ -32,11 +32,11 @@ static double rel_err(const float *a, const float *ref, size_t n) {
     }
     return mx / (ma > 0 ? ma : 1);
 }
-#define CHECK_CLOSE(name, a, ref, n)                                                          \
-    do {                                                                                      \
-        double e_ = rel_err((a), (ref), (n));                                                 \
-        printf("%-28s max err / max|ref| = %.3g\n", name, e_);                               \
-        CHECK_MSG(e_ <= 1e-5, "%s: %.3g", name, e_);                                          \
+#define CHECK_CLOSE(name, a, ref, n)                                                               \
+    do {                                                                                           \
+        double e_ = rel_err((a), (ref), (n));                                                      \
+        printf("%-28s max err / max|ref| = %.3g\n", name, e_);                                     \
+        CHECK_MSG(e_ <= 1e-5, "%s: %.3g", name, e_);                                               \
     } while (0)
 
 static void test_linear(void) {
@@ -139,8 +139,14 @@ static void test_attention(bool mask, bool bias, bool causal, bool fused) {
     if (bias) bs = rnd(H * T * T, 1);
     float *out = calloc(B * T * D, 4), *ref = calloc(B * T * D, 4);
     float *pr = calloc(B * H * T * T, 4), *pref = calloc(B * H * T * T, 4);
-    mc_attn_desc d = {.B = B, .T = T, .H = H, .head_dim = hd, .key_mask = km, .bias = bs,
-                      .causal = causal, .probs = pr};
+    mc_attn_desc d = {.B = B,
+                      .T = T,
+                      .H = H,
+                      .head_dim = hd,
+                      .key_mask = km,
+                      .bias = bs,
+                      .causal = causal,
+                      .probs = pr};
     float *work = malloc(mc_attention_workspace(&d) * 4);
     if (fused) {
         d.ld_qkv = 3 * D;
@@ -191,12 +197,14 @@ static void test_bn_fold(void) {
     naive_conv2d(x, w, NULL, r, B, cin, H, W, cout, k, k, 1, 1);
     for (int64_t o = 0; o < cout; o++)
         for (int64_t i = 0; i < H * W; i++)
-            r[o * H * W + i] = (float)((r[o * H * W + i] - mu[o]) / sqrt(var[o] + 1e-5) * g[o] + be[o]);
+            r[o * H * W + i] =
+                (float)((r[o * H * W + i] - mu[o]) / sqrt(var[o] + 1e-5) * g[o] + be[o]);
     mc_bn_fold(w, fb, NULL, g, be, mu, var, 1e-5f, cout, cin * k * k);
     float *work = malloc(mc_conv2d_workspace(&c, H, W) * 4);
     mc_conv2d(&c, x, B, H, W, w, fb, 0.0f, MC_ACT_NONE, y, work);
     CHECK_CLOSE("conv + folded batchnorm", y, r, n);
-    free(x), free(w), free(g), free(be), free(mu), free(var), free(r), free(y), free(fb), free(work);
+    free(x), free(w), free(g), free(be), free(mu), free(var), free(r), free(y), free(fb),
+        free(work);
 }
 
 static void test_pools(void) {
@@ -259,7 +267,8 @@ static void test_threads(void) {
     mc_conv_desc c = {.cin = 64, .cout = 16, .kh = 3, .kw = 3, .stride = 2, .pad = 1};
     float *w = rnd(16 * 64 * 9, 1), *cx = rnd(64 * 57 * 57, 1);
     const int64_t Ho = mc_conv_out_size(57, 3, 2, 1), n = 16 * Ho * Ho;
-    float *cy = malloc(n * 4), *cr = malloc(n * 4), *work = malloc(mc_conv2d_workspace(&c, 57, 57) * 4);
+    float *cy = malloc(n * 4), *cr = malloc(n * 4),
+          *work = malloc(mc_conv2d_workspace(&c, 57, 57) * 4);
     mc_conv2d(&c, cx, 1, 57, 57, w, NULL, 0.0f, MC_ACT_NONE, cy, work);
     naive_conv2d(cx, w, NULL, cr, 1, 64, 57, 57, 16, 3, 3, 2, 1);
     CHECK_CLOSE("conv 3x3 s2 at 2 threads", cy, cr, n);
@@ -284,7 +293,7 @@ int main(void) {
     test_conv(3, 4, 4, 4, 0, 16, 12, true); /* patch embedding */
     test_conv(2, 3, 3, 2, 1, 2, 2, true);   /* input smaller than the kernel */
     test_conv(3, 2, 7, 2, 3, 5, 3, false);
-    test_conv(2, 2, 3, 3, 2, 11, 7, true);  /* stride 3, pad 2 */
+    test_conv(2, 2, 3, 3, 2, 11, 7, true); /* stride 3, pad 2 */
     test_bn_fold();
     test_pools();
     return TEST_SUMMARY();

@@ -28,10 +28,10 @@ static void make_plot(mc_plot *p) {
     memset(p, 0, sizeof *p);
     for (int i = 0; i < N; i++) {
         xs[i] = i + 1;
-        ya[i] = 2.0 - 1.5 * i / (N - 1.0);                 /* a falling line from 2 to 0.5 */
+        ya[i] = 2.0 - 1.5 * i / (N - 1.0); /* a falling line from 2 to 0.5 */
         yb[i] = 1.2 + 0.3 * sin(i / 20.0);
         yc[i] = i >= 100 && i < 120 ? NAN : 0.9 + 0.002 * i; /* a gap */
-        la[i] = 3.0 * exp(-i / 30.0) + 1e-3;              /* three decades: log scale */
+        la[i] = 3.0 * exp(-i / 30.0) + 1e-3;                 /* three decades: log scale */
         lb[i] = 2.0 * exp(-i / 45.0) + 2e-3;
     }
     mc_snprintf(p->title, sizeof p->title, "SAE training: layer 3 (gjpqy descenders)");
@@ -60,7 +60,8 @@ static void make_plot(mc_plot *p) {
 static const char *ext[3] = {"png", "svg", "pdf"};
 
 /* Pixels within tol of rgb in rows [y0, y1) and columns [x0, x1). */
-static long count_colour(const mc_image *im, int x0, int x1, int y0, int y1, int r, int g, int b, int tol) {
+static long count_colour(const mc_image *im, int x0, int x1, int y0, int y1, int r, int g, int b,
+                         int tol) {
     long k = 0;
     for (int y = y0; y < y1; y++)
         for (int x = x0; x < x1; x++) {
@@ -86,7 +87,8 @@ int main(int argc, char **argv) {
         uint8_t *buf = NULL;
         size_t len = 0;
         mc_status s = mc_plot_render(&p, MC_FIG_PNG, &buf, &len, &err);
-        CHECK_MSG(s == MC_ERR_UNSUPPORTED && strstr(err.msg, "fonts-dejavu-core") && strstr(err.msg, "DejaVu Sans"),
+        CHECK_MSG(s == MC_ERR_UNSUPPORTED && strstr(err.msg, "fonts-dejavu-core") &&
+                      strstr(err.msg, "DejaVu Sans"),
                   "no font: status %d, '%s'", s, err.msg);
         printf("without fonts: %s\n", err.msg);
         free(buf);
@@ -101,8 +103,8 @@ int main(int argc, char **argv) {
         size_t na = 0, nb = 0;
         CHECK_MSG(mc_plot_render(&p, f, &a, &na, &err) == MC_OK, "%s", err.msg);
         CHECK_MSG(mc_plot_render(&p, f, &b, &nb, &err) == MC_OK, "%s", err.msg);
-        CHECK_MSG(a && b && na == nb && na > 1000 && memcmp(a, b, na) == 0, "%s: two renders differ (%zu, %zu bytes)",
-                  ext[f], na, nb);
+        CHECK_MSG(a && b && na == nb && na > 1000 && memcmp(a, b, na) == 0,
+                  "%s: two renders differ (%zu, %zu bytes)", ext[f], na, nb);
         if (a && b && (na != nb || memcmp(a, b, na) != 0)) {
             FILE *fa = fopen("render1.out", "wb"), *fb = fopen("render2.out", "wb");
             if (fa) fwrite(a, 1, na, fa), fclose(fa);
@@ -130,22 +132,29 @@ int main(int argc, char **argv) {
     /* PNG: size, and the series' colours inside the plot areas. */
     mc_image im = {0};
     CHECK_MSG(mc_image_load(path[0], NULL, &im, &err) == MC_OK, "%s", err.msg);
-    CHECK_MSG(im.w == w * MC_PLOT_PNG_SCALE && im.h == h * MC_PLOT_PNG_SCALE, "PNG %dx%d, figure %dx%d", im.w, im.h, w, h);
+    CHECK_MSG(im.w == w * MC_PLOT_PNG_SCALE && im.h == h * MC_PLOT_PNG_SCALE,
+              "PNG %dx%d, figure %dx%d", im.w, im.h, w, h);
     if (im.data) {
         const int S = MC_PLOT_PNG_SCALE, half = im.w / 2;
         /* The plot area of a panel lies within 100..half-16 units across, 64..290 down. */
         long blue = count_colour(&im, 100 * S, half - 20 * S, 70 * S, 280 * S, 31, 119, 180, 6);
         long orange = count_colour(&im, 100 * S, half - 20 * S, 70 * S, 280 * S, 255, 127, 14, 6);
         long green = count_colour(&im, 100 * S, half - 20 * S, 70 * S, 280 * S, 44, 160, 44, 6);
-        long blue2 = count_colour(&im, half + 100 * S, im.w - 20 * S, 70 * S, 280 * S, 31, 119, 180, 6);
-        long orange2 = count_colour(&im, half + 100 * S, im.w - 20 * S, 70 * S, 280 * S, 255, 127, 14, 6);
-        long green2 = count_colour(&im, half + 100 * S, im.w - 20 * S, 70 * S, 280 * S, 44, 160, 44, 6);
-        CHECK_MSG(blue > 500 && orange > 500 && green > 300, "left panel: %ld %ld %ld series pixels", blue, orange, green);
-        CHECK_MSG(blue2 > 500 && orange2 > 500 && green2 == 0, "right panel: %ld %ld %ld series pixels", blue2, orange2, green2);
+        long blue2 =
+            count_colour(&im, half + 100 * S, im.w - 20 * S, 70 * S, 280 * S, 31, 119, 180, 6);
+        long orange2 =
+            count_colour(&im, half + 100 * S, im.w - 20 * S, 70 * S, 280 * S, 255, 127, 14, 6);
+        long green2 =
+            count_colour(&im, half + 100 * S, im.w - 20 * S, 70 * S, 280 * S, 44, 160, 44, 6);
+        CHECK_MSG(blue > 500 && orange > 500 && green > 300,
+                  "left panel: %ld %ld %ld series pixels", blue, orange, green);
+        CHECK_MSG(blue2 > 500 && orange2 > 500 && green2 == 0,
+                  "right panel: %ld %ld %ld series pixels", blue2, orange2, green2);
         long white = count_colour(&im, 0, im.w, 0, im.h, 255, 255, 255, 0);
         long dark = count_colour(&im, 0, im.w, 0, im.h, 26, 26, 26, 30);
         const long all = (long)im.w * im.h;
-        CHECK_MSG(white > all / 2 && white < all - all / 50 && dark > 2000, "white %ld, dark %ld of %ld", white, dark, all);
+        CHECK_MSG(white > all / 2 && white < all - all / 50 && dark > 2000,
+                  "white %ld, dark %ld of %ld", white, dark, all);
         /* The title band holds text, the corners nothing. */
         CHECK(count_colour(&im, 0, im.w, 0, 30 * S, 255, 255, 255, 0) < (long)im.w * 30 * S);
         CHECK(count_colour(&im, 0, 8 * S, 0, 8 * S, 255, 255, 255, 0) == 64L * S * S);
@@ -154,8 +163,8 @@ int main(int argc, char **argv) {
 
     /* SVG: XML, title, one data path per series (checked by Python's xml.etree). */
     const char *py = getenv("MICLIP_PYTHON"), *src = getenv("MICLIP_SOURCE_DIR");
-    mc_snprintf(cmd, sizeof cmd, "'%s' '%s/tests/plot/check_svg.py' '%s' '%s' 3,2 2>&1", py ? py : "/usr/bin/python3",
-                src ? src : "../..", path[1], p.title);
+    mc_snprintf(cmd, sizeof cmd, "'%s' '%s/tests/plot/check_svg.py' '%s' '%s' 3,2 2>&1",
+                py ? py : "/usr/bin/python3", src ? src : "../..", path[1], p.title);
     int rc = run_cmd(cmd, out, sizeof out);
     printf("%s", out);
     CHECK_MSG(rc == 0, "check_svg.py failed (%d)", rc);
@@ -169,8 +178,9 @@ int main(int argc, char **argv) {
     free(pdf);
     mc_snprintf(cmd, sizeof cmd, "pdftotext -enc UTF-8 '%s' - 2>&1", path[2]);
     rc = run_cmd(cmd, out, sizeof out);
-    CHECK_MSG(rc == 0 && strstr(out, p.title) && strstr(out, "seed 2") && strstr(out, "InfoNCE loss") &&
-                  strstr(out, "AuxK on"), "pdftotext (rc %d): %s", rc, out);
+    CHECK_MSG(rc == 0 && strstr(out, p.title) && strstr(out, "seed 2") &&
+                  strstr(out, "InfoNCE loss") && strstr(out, "AuxK on"),
+              "pdftotext (rc %d): %s", rc, out);
 
     /* Image grid (the report site's per-unit evidence): a grey image with a 2 x 2 heat map hot
      * only in its top-left cell, beside the same image without a map. Expected colours from the
@@ -189,7 +199,8 @@ int main(int argc, char **argv) {
     size_t gna = 0, gnb = 0;
     CHECK_MSG(mc_grid_render_png(&g, &ga, &gna, &err) == MC_OK, "%s", err.msg);
     CHECK_MSG(mc_grid_render_png(&g, &gb, &gnb, &err) == MC_OK, "%s", err.msg);
-    CHECK_MSG(ga && gb && gna == gnb && !memcmp(ga, gb, gna), "grid: two renders give the same bytes");
+    CHECK_MSG(ga && gb && gna == gnb && !memcmp(ga, gb, gna),
+              "grid: two renders give the same bytes");
     mc_image gi = {0};
     CHECK_MSG(ga && mc_image_decode(ga, gna, "grid", NULL, &gi, &err) == MC_OK, "%s", err.msg);
     int gw = 0, gh = 0, x0 = 0, y0 = 0, x1 = 0, y1 = 0;
@@ -198,15 +209,20 @@ int main(int argc, char **argv) {
     mc_grid_tile_origin(&g, 1, &x1, &y1);
     CHECK_MSG(gi.w == gw && gi.h == gh, "grid: %dx%d, expected %dx%d", gi.w, gi.h, gw, gh);
     if (gi.data && gi.w == gw && gi.h == gh) {
-        const double hot[3] = {1 * 0.75 * 255 + 128 * 0.25, 1 * 0.75 * 255 + 128 * 0.25, 0.3 * 0.75 * 255 + 128 * 0.25};
-        const double cold[3] = {0.05 * 0.15 * 255 + 128 * 0.85, 0.05 * 0.15 * 255 + 128 * 0.85, 0.45 * 0.15 * 255 + 128 * 0.85};
+        const double hot[3] = {1 * 0.75 * 255 + 128 * 0.25, 1 * 0.75 * 255 + 128 * 0.25,
+                               0.3 * 0.75 * 255 + 128 * 0.25};
+        const double cold[3] = {0.05 * 0.15 * 255 + 128 * 0.85, 0.05 * 0.15 * 255 + 128 * 0.85,
+                                0.45 * 0.15 * 255 + 128 * 0.85};
         /* Centres of the top-left (hot), top-right (0) and bottom-right (negative: cold) cells. */
-        CHECK_MSG(count_colour(&gi, x0 + 8, x0 + 24, y0 + 8, y0 + 24, (int)lround(hot[0]), (int)lround(hot[1]),
-                               (int)lround(hot[2]), 3) == 256, "grid: the hot cell has full heat");
-        CHECK_MSG(count_colour(&gi, x0 + 40, x0 + 56, y0 + 8, y0 + 24, (int)lround(cold[0]), (int)lround(cold[1]),
-                               (int)lround(cold[2]), 3) == 256, "grid: a zero cell is cold");
-        CHECK_MSG(count_colour(&gi, x0 + 40, x0 + 56, y0 + 40, y0 + 56, (int)lround(cold[0]), (int)lround(cold[1]),
-                               (int)lround(cold[2]), 3) == 256, "grid: a negative cell is cold");
+        CHECK_MSG(count_colour(&gi, x0 + 8, x0 + 24, y0 + 8, y0 + 24, (int)lround(hot[0]),
+                               (int)lround(hot[1]), (int)lround(hot[2]), 3) == 256,
+                  "grid: the hot cell has full heat");
+        CHECK_MSG(count_colour(&gi, x0 + 40, x0 + 56, y0 + 8, y0 + 24, (int)lround(cold[0]),
+                               (int)lround(cold[1]), (int)lround(cold[2]), 3) == 256,
+                  "grid: a zero cell is cold");
+        CHECK_MSG(count_colour(&gi, x0 + 40, x0 + 56, y0 + 40, y0 + 56, (int)lround(cold[0]),
+                               (int)lround(cold[1]), (int)lround(cold[2]), 3) == 256,
+                  "grid: a negative cell is cold");
         CHECK_MSG(count_colour(&gi, x1 + 8, x1 + 56, y1 + 8, y1 + 56, 128, 128, 128, 1) == 48 * 48,
                   "grid: a tile without a map shows the image alone");
         CHECK_MSG(count_colour(&gi, x0, x0 + 64, y0 + 66, y0 + 90, 255, 255, 255, 0) < 64 * 24,
@@ -215,6 +231,7 @@ int main(int argc, char **argv) {
     mc_image_free(&gi);
     free(ga), free(gb);
     g.tile = 4;
-    CHECK_MSG(mc_grid_render_png(&g, &ga, &gna, &err) == MC_ERR_ARG && strstr(err.msg, "tile"), "grid: tile 4 refused");
+    CHECK_MSG(mc_grid_render_png(&g, &ga, &gna, &err) == MC_ERR_ARG && strstr(err.msg, "tile"),
+              "grid: tile 4 refused");
     return TEST_SUMMARY();
 }

@@ -61,8 +61,10 @@ int main(void) {
     for (int rep = 0; rep < 200; rep++) {
         double x[12], y[12];
         const int n = 2 + rep % 10;
-        for (int i = 0; i < n; i++) x[i] = rand() / (double)RAND_MAX, y[i] = x[i] + (rand() / (double)RAND_MAX - 0.4);
-        mc_ttest g = mc_ttest_paired(x, y, n, MC_TAIL_GREATER), l = mc_ttest_paired(x, y, n, MC_TAIL_LESS);
+        for (int i = 0; i < n; i++)
+            x[i] = rand() / (double)RAND_MAX, y[i] = x[i] + (rand() / (double)RAND_MAX - 0.4);
+        mc_ttest g = mc_ttest_paired(x, y, n, MC_TAIL_GREATER),
+                 l = mc_ttest_paired(x, y, n, MC_TAIL_LESS);
         CHECK_NEAR(g.p, gsl_cdf_tdist_Q(g.t, g.df), 1e-12);
         CHECK_NEAR(l.p, gsl_cdf_tdist_P(l.t, l.df), 1e-12);
         CHECK_NEAR(g.p + l.p, 1.0, 1e-15);

@@ -14,9 +14,10 @@ int main(void) {
         if (!x || !y) return 2;
         for (long i = 0; i < n; i++)
             if (scanf("%lf %lf", &x[i], &y[i]) != 2) return 2;
-        mc_ttest g = mc_ttest_paired(x, y, n, MC_TAIL_GREATER), l = mc_ttest_paired(x, y, n, MC_TAIL_LESS);
-        printf("%.17g %.17g %.17g %.17g %.17g %.17g %.17g %d\n", mc_stats_mean(x, n), mc_stats_sd(x, n), g.mean_diff,
-               g.t, g.df, g.p, l.p, (int)g.status);
+        mc_ttest g = mc_ttest_paired(x, y, n, MC_TAIL_GREATER),
+                 l = mc_ttest_paired(x, y, n, MC_TAIL_LESS);
+        printf("%.17g %.17g %.17g %.17g %.17g %.17g %.17g %d\n", mc_stats_mean(x, n),
+               mc_stats_sd(x, n), g.mean_diff, g.t, g.df, g.p, l.p, (int)g.status);
         free(x), free(y);
     }
     return 0;

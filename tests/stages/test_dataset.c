@@ -40,8 +40,11 @@ static mc_dataset_cfg cfg_of(int kind, const char *rel_root, const char *split, 
     snprintf(r, sizeof r, "%s/%s", root, rel_root);
     snprintf(l, sizeof l, "%s/%s", root, labels ? labels : "");
     snprintf(n, sizeof n, "%s/%s", root, names ? names : "");
-    mc_dataset_cfg c = {.kind = kind, .root = r, .split = (char *)(split ? split : ""),
-                        .labels = labels ? l : (char *)"", .class_names = names ? n : (char *)""};
+    mc_dataset_cfg c = {.kind = kind,
+                        .root = r,
+                        .split = (char *)(split ? split : ""),
+                        .labels = labels ? l : (char *)"",
+                        .class_names = names ? n : (char *)""};
     return c;
 }
 
@@ -67,7 +70,9 @@ static void test_imagefolder(void) {
     CHECK_MSG(ds.skipped.n == 2, "%lld", (long long)ds.skipped.n);
     char ex[2048];
     mc_skip_log_format(&ds.skipped, ex, sizeof ex);
-    CHECK_MSG(strstr(ex, "zebra_fish/notes.txt (not an image file name)") && strstr(ex, "train/.hidden (hidden folder)"), "%s", ex);
+    CHECK_MSG(strstr(ex, "zebra_fish/notes.txt (not an image file name)") &&
+                  strstr(ex, "train/.hidden (hidden folder)"),
+              "%s", ex);
     /* id2label covering the classes (any case): labels become id2label indices */
     const char *id2label[4] = {"Zebra Fish", "cat", "APPLE", "dog"};
     mc_dataset d2;
@@ -98,18 +103,21 @@ static void test_imagenet(void) {
     mc_dataset_cfg c = cfg_of(MC_DS_IMAGENET, "in", "train", NULL, NULL);
     CHECK(mc_dataset_list(&c, id2label, 2, &ds, &e) == MC_OK);
     /* wnid folders map to id2label by position (the sorted wnid order is ImageNet's) */
-    CHECK(ds.n == 3 && ds.n_classes == 2 && ds.labels[0] == 0 && ds.labels[1] == 1 && ds.labels[2] == 1);
+    CHECK(ds.n == 3 && ds.n_classes == 2 && ds.labels[0] == 0 && ds.labels[1] == 1 &&
+          ds.labels[2] == 1);
     CHECK(!strcmp(ds.class_names[1], "goldfish, Carassius auratus"));
     CHECK(!strcmp(base(ds.paths[1]), "n01443537_2.JPEG"));
     mc_dataset_free(&ds);
     /* flat validation folder with file<TAB>wnid labels */
     touch("in/val/ILSVRC2012_val_00000002.JPEG");
     touch("in/val/ILSVRC2012_val_00000001.JPEG");
-    write_text("val_labels.tsv", "ILSVRC2012_val_00000002.JPEG\tn01440764\nILSVRC2012_val_00000001.JPEG\tn01443537\n");
+    write_text(
+        "val_labels.tsv",
+        "ILSVRC2012_val_00000002.JPEG\tn01440764\nILSVRC2012_val_00000001.JPEG\tn01443537\n");
     c = cfg_of(MC_DS_IMAGENET, "in", "val", "val_labels.tsv", NULL);
     CHECK(mc_dataset_list(&c, id2label, 2, &ds, &e) == MC_OK);
-    CHECK(ds.n == 2 && !strcmp(base(ds.paths[0]), "ILSVRC2012_val_00000001.JPEG") && ds.labels[0] == 1 &&
-          ds.labels[1] == 0);
+    CHECK(ds.n == 2 && !strcmp(base(ds.paths[0]), "ILSVRC2012_val_00000001.JPEG") &&
+          ds.labels[0] == 1 && ds.labels[1] == 0);
     mc_dataset_free(&ds);
     /* one wnid per line, in sorted file order */
     write_text("val_lines.txt", "n01443537\nn01440764\n");
@@ -126,7 +134,8 @@ static void test_imagenet(void) {
     write_text("names.tsv", "n01440764\ttench\nn01443537\tgoldfish\n");
     c = cfg_of(MC_DS_IMAGENET, "in", "train", NULL, "names.tsv");
     CHECK(mc_dataset_list(&c, NULL, 0, &ds, &e) == MC_OK);
-    CHECK(ds.n_classes == 2 && !strcmp(ds.class_names[0], "tench") && !strcmp(ds.class_names[1], "goldfish"));
+    CHECK(ds.n_classes == 2 && !strcmp(ds.class_names[0], "tench") &&
+          !strcmp(ds.class_names[1], "goldfish"));
     mc_dataset_free(&ds);
 }
 
@@ -144,8 +153,8 @@ static void test_dtd_filelist(void) {
     write_text("list.tsv", "imgs/two.png\tdog\nimgs/one.png\tcat\n");
     c = cfg_of(MC_DS_FILELIST, "fl", NULL, "list.tsv", NULL);
     CHECK(mc_dataset_list(&c, NULL, 0, &ds, &e) == MC_OK);
-    CHECK(ds.n == 2 && ds.n_classes == 2 && !strcmp(base(ds.paths[0]), "one.png") && ds.labels[0] == 0 &&
-          ds.labels[1] == 1);
+    CHECK(ds.n == 2 && ds.n_classes == 2 && !strcmp(base(ds.paths[0]), "one.png") &&
+          ds.labels[0] == 0 && ds.labels[1] == 1);
     mc_dataset_free(&ds);
 }
 
@@ -232,13 +241,15 @@ static void test_unusable(void) {
     snprintf(q, sizeof q, "%s/un/cls/never-there.png", root);
     CHECK(symlink(q, p) == 0);
     CHECK(mc_dataset_list(&c, NULL, 0, &ds, &e) == MC_ERR_IO);
-    CHECK_MSG(strstr(e.msg, "un/cls/gone.png: cannot stat: No such file or directory"), "%s", e.msg);
+    CHECK_MSG(strstr(e.msg, "un/cls/gone.png: cannot stat: No such file or directory"), "%s",
+              e.msg);
     unlink(p);
     /* unreadable (root reads everything: only checked as another user) */
     if (geteuid() != 0) {
         snprintf(p, sizeof p, "%s/un/cls/a.png", root);
         CHECK(chmod(p, 0) == 0);
-        CHECK(mc_dataset_list(&c, NULL, 0, &ds, &e) == MC_ERR_IO && strstr(e.msg, "a.png: cannot be read"));
+        CHECK(mc_dataset_list(&c, NULL, 0, &ds, &e) == MC_ERR_IO &&
+              strstr(e.msg, "a.png: cannot be read"));
         CHECK(chmod(p, 0644) == 0);
     }
     CHECK(mc_dataset_list(&c, NULL, 0, &ds, &e) == MC_OK && ds.n == 1);
@@ -258,7 +269,8 @@ static void test_unusable(void) {
 }
 
 int main(void) {
-    snprintf(root, sizeof root, "%s/dataset_test_%ld", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long)getpid());
+    snprintf(root, sizeof root, "%s/dataset_test_%ld", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (long)getpid());
     test_imagefolder();
     test_imagenet();
     test_dtd_filelist();

@@ -107,7 +107,9 @@ static mc_status create_all(mc_store *s, int64_t n, mc_error *err) {
     return MC_OK;
 }
 
-static int64_t rows_of(int k, int64_t n) { return g_specs[k].shape[0] < 0 ? n : g_specs[k].shape[0]; }
+static int64_t rows_of(int k, int64_t n) {
+    return g_specs[k].shape[0] < 0 ? n : g_specs[k].shape[0];
+}
 
 /* Writes rows [b, e) of every dataset whose first dimension is the sample axis. */
 static mc_status write_sample_rows(mc_store *s, int64_t b, int64_t e, mc_error *err) {
@@ -129,7 +131,8 @@ static mc_status write_fixed(mc_store *s, const mc_comm *c, mc_error *err) {
         if (g_specs[k].shape[0] < 0) continue;
         int64_t b, e;
         mc_shard_range(rows_of(k, 0), c->rank, c->size, &b, &e);
-        void *buf = malloc((size_t)((e - b) * row_elems(&g_specs[k])) * mc_dtype_size(g_specs[k].dtype) + 1);
+        void *buf = malloc(
+            (size_t)((e - b) * row_elems(&g_specs[k])) * mc_dtype_size(g_specs[k].dtype) + 1);
         fill_rows(k, b, e, buf);
         mc_status st = mc_store_write_rows(s, g_specs[k].name, g_specs[k].dtype, b, e, buf, err);
         free(buf);
@@ -140,8 +143,12 @@ static mc_status write_fixed(mc_store *s, const mc_comm *c, mc_error *err) {
 
 static void provenance(mc_store *s, const mc_comm *c, const char *obj, const char *stage) {
     mc_error err = {0};
-    mc_store_provenance p = {.stage = stage, .config_hash = "cfg-0123abcd", .model = "tiny-vit@sha256:feed",
-                             .dataset = "world/train@n", .seed = 17, .has_seed = true};
+    mc_store_provenance p = {.stage = stage,
+                             .config_hash = "cfg-0123abcd",
+                             .model = "tiny-vit@sha256:feed",
+                             .dataset = "world/train@n",
+                             .seed = 17,
+                             .has_seed = true};
     die(c, mc_store_write_provenance(s, obj, &p, &err), &err);
 }
 
@@ -197,7 +204,8 @@ static int cmd_units(const mc_comm *c, const char *out, int64_t n_units, int64_t
     uint8_t *done = malloc((size_t)n_units);
     int64_t n_done = 0;
     die(c, mc_store_units_read(s, "extract", n_units, done, &n_done, &err), &err);
-    if (c->rank == 0) printf("already done: %lld of %lld units\n", (long long)n_done, (long long)n_units);
+    if (c->rank == 0)
+        printf("already done: %lld of %lld units\n", (long long)n_done, (long long)n_units);
     int64_t *pending = malloc((size_t)n_units * sizeof *pending), n_pending = 0;
     for (int64_t u = 0; u < n_units; u++)
         if (!done[u]) pending[n_pending++] = u;
@@ -269,7 +277,8 @@ static int cmd_recover(const mc_comm *c, const char *out, int64_t n_units, int64
     uint8_t *done = malloc((size_t)n_units);
     int64_t *pending = malloc((size_t)n_units * sizeof *pending), n_done = 0, n_pending = 0;
     die(c, mc_store_units_read(s, "extract", n_units, done, &n_done, &err), &err);
-    if (c->rank == 0) printf("already done: %lld of %lld units\n", (long long)n_done, (long long)n_units);
+    if (c->rank == 0)
+        printf("already done: %lld of %lld units\n", (long long)n_done, (long long)n_units);
     for (int64_t u = 0; u < n_units; u++)
         if (!done[u]) pending[n_pending++] = u;
     for (int64_t k = 0; k * c->size < n_pending; k++) {
@@ -312,7 +321,8 @@ static int cmd_expect(const mc_comm *c, const char *path, const char *mode, cons
         bool complete = false;
         st = mc_store_peek_complete(c, path, &complete, &err);
     } else {
-        st = mc_store_open(c, path, !strcmp(mode, "write") ? MC_STORE_WRITE : MC_STORE_READ, &s, &err);
+        st = mc_store_open(c, path, !strcmp(mode, "write") ? MC_STORE_WRITE : MC_STORE_READ, &s,
+                           &err);
     }
     bool ok = !strcmp(mc_status_name(st), code) && (!text || strstr(err.msg, text));
     /* every rank must have the same verdict and message */
@@ -327,7 +337,8 @@ static int cmd_expect(const mc_comm *c, const char *path, const char *mode, cons
 
 /* --- read: a downstream reader of a whole dataset -------------------------------------------- */
 
-static int cmd_read(const mc_comm *c, const char *path, const char *name, const char *how, bool rank0) {
+static int cmd_read(const mc_comm *c, const char *path, const char *name, const char *how,
+                    bool rank0) {
     mc_error err = {0};
     mc_store *s = NULL;
     mc_status st = mc_store_open(c, path, MC_STORE_READ, &s, &err);
@@ -344,11 +355,15 @@ static int cmd_read(const mc_comm *c, const char *path, const char *name, const 
             st = mc_store_read_rows(s, name, dt, 0, info.shape[0], buf, &err);
         } else {
             int64_t start[MC_MAX_DIMS] = {0};
-            st = c->rank == 0 ? mc_store_read_slice(s, name, dt, start, info.shape, buf, false, &err) : MC_OK;
+            st = c->rank == 0
+                     ? mc_store_read_slice(s, name, dt, start, info.shape, buf, false, &err)
+                     : MC_OK;
             st = mc_comm_agree(c, st, &err);
         }
     }
-    if (c->rank == 0) printf("read %s %s: %s%s%s\n", path, name, mc_status_name(st), st ? ": " : "", st ? err.msg : "");
+    if (c->rank == 0)
+        printf("read %s %s: %s%s%s\n", path, name, mc_status_name(st), st ? ": " : "",
+               st ? err.msg : "");
     free(buf);
     if (s) mc_store_close(&s, NULL);
     return st == MC_OK ? 0 : 1;
@@ -384,15 +399,18 @@ static int cmd_api(const mc_comm *c, const char *dir) {
 
     int64_t sh[3] = {10, 3, 4};
     CHECK(mc_store_create_dataset(s, "g1/g2/x", MC_DTYPE_F32, 3, sh, 3, &err) == MC_OK);
-    CHECK(mc_store_create_dataset(s, "/g1/g2/x", MC_DTYPE_F32, 3, sh, 3, &err) == MC_OK); /* idempotent */
+    CHECK(mc_store_create_dataset(s, "/g1/g2/x", MC_DTYPE_F32, 3, sh, 3, &err) ==
+          MC_OK); /* idempotent */
     int64_t sh_other[3] = {11, 3, 4};
     st = mc_store_create_dataset(s, "g1/g2/x", MC_DTYPE_F32, 3, sh_other, 0, &err);
-    CHECK_MSG(st == MC_ERR_SHAPE && contains(&err, "/g1/g2/x") && contains(&err, path), "%s", err.msg);
+    CHECK_MSG(st == MC_ERR_SHAPE && contains(&err, "/g1/g2/x") && contains(&err, path), "%s",
+              err.msg);
     st = mc_store_create_dataset(s, "bf", MC_DTYPE_BF16, 1, sh, 0, &err);
     CHECK_MSG(st == MC_ERR_UNSUPPORTED && contains(&err, "/bf"), "%s", err.msg);
     st = mc_store_create_dataset(s, "neg", MC_DTYPE_F32, 1, (int64_t[]){-3}, 0, &err);
     CHECK_MSG(st == MC_ERR_ARG, "%s", err.msg);
-    CHECK(mc_store_exists(s, "g1") && mc_store_exists(s, "/g1/g2/x") && !mc_store_exists(s, "g1/nope/x"));
+    CHECK(mc_store_exists(s, "g1") && mc_store_exists(s, "/g1/g2/x") &&
+          !mc_store_exists(s, "g1/nope/x"));
 
     /* a small io limit splits transfers into many rounds; rows differ per rank */
     mc_store_set_io_limit(s, 3 * 12 * sizeof(float) + 5);
@@ -425,7 +443,8 @@ static int cmd_api(const mc_comm *c, const char *dir) {
     }
     /* errors name the store and the dataset, and every rank sees the same one */
     st = mc_store_write_rows(s, "g1/g2/x", MC_DTYPE_F32, 8, c->rank == 0 ? 11 : 8, buf, &err);
-    CHECK_MSG(st == MC_ERR_SHAPE && contains(&err, "/g1/g2/x") && contains(&err, path), "%s", err.msg);
+    CHECK_MSG(st == MC_ERR_SHAPE && contains(&err, "/g1/g2/x") && contains(&err, path), "%s",
+              err.msg);
     st = mc_store_write_rows(s, "g1/g2/x", MC_DTYPE_F64, 0, 0, buf, &err);
     CHECK_MSG(st == MC_ERR_SHAPE && contains(&err, "F32"), "%s", err.msg);
     st = mc_store_read_rows(s, "g1/g2/x", MC_DTYPE_F16, 0, 0, back, &err); /* narrowing */
@@ -435,7 +454,8 @@ static int cmd_api(const mc_comm *c, const char *dir) {
 
     /* F16 round trip and F16 -> F32 widening */
     CHECK(mc_store_create_dataset(s, "h", MC_DTYPE_F16, 1, (int64_t[]){4}, 0, &err) == MC_OK);
-    uint16_t h[4] = {mc_f32_to_f16(1.5f), mc_f32_to_f16(-2.25f), mc_f32_to_f16(65504.f), mc_f32_to_f16(1e-7f)};
+    uint16_t h[4] = {mc_f32_to_f16(1.5f), mc_f32_to_f16(-2.25f), mc_f32_to_f16(65504.f),
+                     mc_f32_to_f16(1e-7f)};
     CHECK(mc_store_write_rows(s, "h", MC_DTYPE_F16, 0, c->rank == 0 ? 4 : 0, h, &err) == MC_OK);
     float hf[4];
     CHECK(mc_store_read_rows(s, "h", MC_DTYPE_F32, 0, 4, hf, &err) == MC_OK);
@@ -460,7 +480,8 @@ static int cmd_api(const mc_comm *c, const char *dir) {
     CHECK(mc_store_get_attr_str(s, "/", "who", &sv, &err) == MC_OK && sv && !strcmp(sv, "rank0"));
     free(sv);
     sv = NULL;
-    CHECK(mc_store_get_attr_str(s, "/g1", "note", &sv, &err) == MC_OK && sv && !strcmp(sv, "ünïcode ok"));
+    CHECK(mc_store_get_attr_str(s, "/g1", "note", &sv, &err) == MC_OK && sv &&
+          !strcmp(sv, "ünïcode ok"));
     free(sv);
     int64_t iv = 0;
     double dv = 0;
@@ -470,7 +491,8 @@ static int cmd_api(const mc_comm *c, const char *dir) {
     st = mc_store_get_attr_i64(s, "g1/g2/x", "lr", &iv, &err);
     CHECK_MSG(st == MC_ERR_FORMAT && contains(&err, "lr"), "%s", err.msg);
     st = mc_store_get_attr_str(s, "g1", "absent", &sv, &err);
-    CHECK_MSG(st == MC_ERR_FORMAT && contains(&err, "absent") && contains(&err, "/g1"), "%s", err.msg);
+    CHECK_MSG(st == MC_ERR_FORMAT && contains(&err, "absent") && contains(&err, "/g1"), "%s",
+              err.msg);
     CHECK(mc_store_has_attr(s, "/", MC_STORE_ID_ATTR) && !mc_store_has_attr(s, "/zz", "who"));
 
     /* completion records */
@@ -502,7 +524,8 @@ static int cmd_api(const mc_comm *c, const char *dir) {
     CHECK(!mc_store_has_attr(s, "g1/g2/x", MC_STORE_SUM_ATTR));
     st = mc_store_write_rows(s, "stage/_done", MC_DTYPE_U8, 0, 0, done, &err);
     CHECK_MSG(st == MC_ERR_ARG && contains(&err, "completed stage"), "%s", err.msg);
-    CHECK(mc_store_units_read(s, "stage", 7, done, &nd, &err) == MC_OK); /* a whole, verified read */
+    CHECK(mc_store_units_read(s, "stage", 7, done, &nd, &err) ==
+          MC_OK); /* a whole, verified read */
     CHECK(mc_store_units_init(s, "/", 2, &err) == MC_OK && mc_store_exists(s, "/_done"));
     CHECK(mc_store_close(&s, &err) == MC_OK && s == NULL);
     CHECK(mc_store_close(&s, &err) == MC_OK); /* NULL is a no-op */
@@ -550,7 +573,8 @@ static int cmd_api(const mc_comm *c, const char *dir) {
     }
     MPI_Barrier(c->comm);
     st = mc_store_open(c, bad, MC_STORE_WRITE, &s, &err);
-    CHECK_MSG(st == MC_ERR_FORMAT && contains(&err, "not an HDF5 file") && contains(&err, bad), "%s", err.msg);
+    CHECK_MSG(st == MC_ERR_FORMAT && contains(&err, "not an HDF5 file") && contains(&err, bad),
+              "%s", err.msg);
     st = mc_store_open(c, trunc, MC_STORE_READ, &s, &err);
     CHECK_MSG(st != MC_OK && contains(&err, trunc), "%s", err.msg);
     if (c->rank == 0) printf("truncated store: %s: %s\n", mc_status_name(st), err.msg);
@@ -561,7 +585,8 @@ static int cmd_api(const mc_comm *c, const char *dir) {
     free(back);
     int fails = mc_test_failures, all_fails = 0;
     MPI_Allreduce(&fails, &all_fails, 1, MPI_INT, MPI_SUM, c->comm);
-    if (c->rank == 0) printf("api: %d checks on rank 0, %d failures over all ranks\n", mc_test_checks, all_fails);
+    if (c->rank == 0)
+        printf("api: %d checks on rank 0, %d failures over all ranks\n", mc_test_checks, all_fails);
     return all_fails ? 1 : 0;
 }
 
@@ -577,18 +602,23 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "version")) {
         if (c.rank == 0) printf("%s\n", MICLIP_VERSION_STRING);
         rc = 0;
-    } else if (!strcmp(m, "api") && argc == 3) rc = cmd_api(&c, argv[2]);
-    else if (!strcmp(m, "write") && argc == 5) rc = cmd_write(&c, argv[2], atoll(argv[3]), atoll(argv[4]));
+    } else if (!strcmp(m, "api") && argc == 3)
+        rc = cmd_api(&c, argv[2]);
+    else if (!strcmp(m, "write") && argc == 5)
+        rc = cmd_write(&c, argv[2], atoll(argv[3]), atoll(argv[4]));
     else if (!strcmp(m, "units") && (argc == 5 || argc == 7))
         rc = cmd_units(&c, argv[2], atoll(argv[3]), atoll(argv[4]), argc == 7 ? atoll(argv[5]) : -2,
                        argc == 7 ? argv[6] : "");
     else if (!strcmp(m, "read") && (argc == 5 || argc == 6))
         rc = cmd_read(&c, argv[2], argv[3], argv[4], argc == 6 && !strcmp(argv[5], "rank0"));
-    else if (!strcmp(m, "recover") && argc == 5) rc = cmd_recover(&c, argv[2], atoll(argv[3]), atoll(argv[4]));
-    else if (!strcmp(m, "hold") && argc == 4) rc = cmd_hold(&c, argv[2], argv[3]);
+    else if (!strcmp(m, "recover") && argc == 5)
+        rc = cmd_recover(&c, argv[2], atoll(argv[3]), atoll(argv[4]));
+    else if (!strcmp(m, "hold") && argc == 4)
+        rc = cmd_hold(&c, argv[2], argv[3]);
     else if (!strcmp(m, "expect") && (argc == 5 || argc == 6))
         rc = cmd_expect(&c, argv[2], argv[3], argv[4], argc == 6 ? argv[5] : NULL);
-    else if (c.rank == 0) fprintf(stderr, "store_prog: bad arguments (see the top of store_prog.c)\n");
+    else if (c.rank == 0)
+        fprintf(stderr, "store_prog: bad arguments (see the top of store_prog.c)\n");
     mc_comm_finalize(&c);
     return rc;
 }

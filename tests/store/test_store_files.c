@@ -25,7 +25,9 @@
 
 static char dir[PATH_MAX];
 
-static void path_of(char *buf, size_t cap, const char *name) { snprintf(buf, cap, "%s/%s", dir, name); }
+static void path_of(char *buf, size_t cap, const char *name) {
+    snprintf(buf, cap, "%s/%s", dir, name);
+}
 
 static void put(const char *name, const char *text) {
     char p[PATH_MAX + 64];
@@ -65,8 +67,8 @@ static void expect_refused(const mc_comm *c, const char *store, const char *what
     mc_error err = {0};
     mc_status st = mc_store_create(c, sp, 0, &s, &err);
     CHECK_MSG(st == MC_ERR_IO, "create with a %s lock: %s (%s)", what, mc_status_name(st), err.msg);
-    CHECK_MSG(strstr(err.msg, lp) && strstr(err.msg, what), "message does not name %s and '%s': %s", lp,
-              what, err.msg);
+    CHECK_MSG(strstr(err.msg, lp) && strstr(err.msg, what), "message does not name %s and '%s': %s",
+              lp, what, err.msg);
     CHECK_MSG(!has(store), "%s was created anyway", store);
     mc_store_close(&s, &err);
     CHECK(holds("victim", "precious\n"));
@@ -99,7 +101,8 @@ static void test_lock_symlink(const mc_comm *c) {
               mc_status_name(st), err.msg);
     mc_store_close(&s, &err);
     CHECK(holds("victim", "precious\n"));
-    CHECK_MSG(mc_store_open(c, sp, MC_STORE_READ, &s, &err) == MC_OK, "a reader takes no lock: %s", err.msg);
+    CHECK_MSG(mc_store_open(c, sp, MC_STORE_READ, &s, &err) == MC_OK, "a reader takes no lock: %s",
+              err.msg);
     mc_store_close(&s, &err);
 }
 
@@ -115,7 +118,7 @@ static void test_lock_stale(const mc_comm *c) {
     put("killed.h5.lock", line); /* left by a run killed while writing killed.h5 */
     put("killed.h5", "");
     put("orphan.h5.lock", line); /* its store is gone too */
-    put("held.h5.lock", line);  /* held below, as a live writer would */
+    put("held.h5.lock", line);   /* held below, as a live writer would */
     put("notes.lock", "not a miclip lock\n");
     snprintf(tmp_dead, sizeof tmp_dead, "table.csv.tmp.%ld.AbCd1234.%s", (long)child, host);
     put(tmp_dead, "partial");
@@ -160,12 +163,16 @@ int main(int argc, char **argv) {
         /* Absolute, so the planted links point at the victim, not at a dangling relative name. */
         if (system(cmd) == 0 && mc_mkdir_p(dir, &err) == MC_OK && realpath(argv[2], abs)) {
             snprintf(dir, sizeof dir, "%s", abs);
-            if (!strcmp(argv[1], "lock_symlink")) test_lock_symlink(&c);
-            else if (!strcmp(argv[1], "lock_stale")) test_lock_stale(&c);
-            else mc_test_failures++;
+            if (!strcmp(argv[1], "lock_symlink"))
+                test_lock_symlink(&c);
+            else if (!strcmp(argv[1], "lock_stale"))
+                test_lock_stale(&c);
+            else
+                mc_test_failures++;
             rc = TEST_SUMMARY();
         }
-    } else fprintf(stderr, "usage: mpiexec -n 1 test_store_files lock_symlink|lock_stale DIR\n");
+    } else
+        fprintf(stderr, "usage: mpiexec -n 1 test_store_files lock_symlink|lock_stale DIR\n");
     mc_comm_finalize(&c);
     return rc;
 }

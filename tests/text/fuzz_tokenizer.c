@@ -29,14 +29,16 @@ static void setup(void) {
     mc_error err = {0};
     mc_mkdir_p(dir, &err);
     put(dir, "vocab.json",
-        "{\"a\": 0, \"b\": 1, \"a</w>\": 2, \"b</w>\": 3, \"ab</w>\": 4, \"ab\": 5, \"<|startoftext|>\": 6,"
+        "{\"a\": 0, \"b\": 1, \"a</w>\": 2, \"b</w>\": 3, \"ab</w>\": 4, \"ab\": 5, "
+        "\"<|startoftext|>\": 6,"
         " \"<|endoftext|>\": 7, \"\\u00c3\": 8, \"'s</w>\": 9, \"1</w>\": 10}");
     put(dir, "merges.txt", "#version: 0.2\na b</w>\na b\n' s</w>\nab ab\n");
     put(dir, "vocab.txt", "<s>\n<pad>\n</s>\n<unk>\n[UNK]\na\n##b\nb\n,\n<mask>\n");
     put(dir, "sentence_bert_config.json", "{\"max_seq_length\": 16}");
     for (int m = 0; m < 3; m++)
         for (int u = 0; u < 2; u++) {
-            mc_clip_tok_opts o = {.clean = (mc_clip_clean)m, .utf8 = (mc_utf8_policy)u, .context = 77};
+            mc_clip_tok_opts o = {
+                .clean = (mc_clip_clean)m, .utf8 = (mc_utf8_policy)u, .context = 77};
             if (mc_clip_tok_load(dir, &o, &clip[m][u], &err) != MC_OK) abort();
         }
     if (mc_wp_load(dir, NULL, &wp, &err) != MC_OK) abort();
@@ -57,7 +59,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 if (s != MC_ERR_FORMAT) abort();
                 continue;
             }
-            if (n < 2 || n > 77 || ids[0] != mc_clip_tok_bos(t) || ids[n - 1] != mc_clip_tok_eos(t)) abort();
+            if (n < 2 || n > 77 || ids[0] != mc_clip_tok_bos(t) || ids[n - 1] != mc_clip_tok_eos(t))
+                abort();
             for (int i = 0; i < n; i++)
                 if (ids[i] < 0 || ids[i] >= mc_clip_tok_vocab_size(t)) abort();
             char *dec = NULL;

@@ -27,37 +27,39 @@ static void expect_tok(mc_clip_tok *t, const char *text, const int32_t *want, si
     int32_t *ids = NULL;
     size_t got = 0;
     mc_error err = {0};
-    CHECK_MSG(mc_clip_tok_tokenize(t, text, strlen(text), &ids, &got, &err) == MC_OK, "%s", err.msg);
+    CHECK_MSG(mc_clip_tok_tokenize(t, text, strlen(text), &ids, &got, &err) == MC_OK, "%s",
+              err.msg);
     bool same = got == n && (n == 0 || memcmp(ids, want, n * sizeof *ids) == 0);
-    CHECK_MSG(same, "\"%s\": got %zu ids (first %d), want %zu (first %d)", text, got, got ? ids[0] : -1, n,
-              n ? want[0] : -1);
+    CHECK_MSG(same, "\"%s\": got %zu ids (first %d), want %zu (first %d)", text, got,
+              got ? ids[0] : -1, n, n ? want[0] : -1);
     free(ids);
 }
 
-#define TOK(text, ...)                                                                 \
-    do {                                                                               \
-        const int32_t w_[] = {__VA_ARGS__};                                            \
-        expect_tok(t, text, w_, sizeof w_ / sizeof w_[0]);                             \
+#define TOK(text, ...)                                                                             \
+    do {                                                                                           \
+        const int32_t w_[] = {__VA_ARGS__};                                                        \
+        expect_tok(t, text, w_, sizeof w_ / sizeof w_[0]);                                         \
     } while (0)
 
 static void test_clip(void) {
     /* bytes_to_unicode maps printable ASCII to itself and 0xC3 0xA9 (e-acute) to "Ã©". */
-    put_file("vocab.json",
-          "{\"c\": 0, \"a\": 1, \"t\": 2, \"t</w>\": 3, \"a</w>\": 4, \"ca\": 5, \"cat</w>\": 6, \"at</w>\": 7,"
-          " \".</w>\": 8, \"s</w>\": 9, \"'s</w>\": 10, \"<|startoftext|>\": 11, \"<|endoftext|>\": 12,"
-          " \"'\": 13, \"1</w>\": 14, \"\u00c3\u00a9</w>\": 15, \"aa\": 16, \"x\": 17, \"y\": 18, \"z</w>\": 19,"
-          " \"xy\": 20, \"xyx\": 21, \"\u00c3\": 22, \"\u00a9</w>\": 23}");
-    put_file("merges.txt",
-          "#version: 0.2\n"
-          "a t</w>\n"      /* rank 0 */
-          "c a\n"          /* rank 1 */
-          "ca t</w>\n"     /* rank 2 */
-          "' s</w>\n"      /* rank 3 */
-          "\u00c3 \u00a9</w>\n" /* rank 4 */
-          "c at</w>\n"     /* rank 5 */
-          "a a\n"          /* rank 6 */
-          "xy x\n"         /* rank 7: lower than (x, y), which it can only follow */
-          "x y\n");        /* rank 8 */
+    put_file("vocab.json", "{\"c\": 0, \"a\": 1, \"t\": 2, \"t</w>\": 3, \"a</w>\": 4, \"ca\": 5, "
+                           "\"cat</w>\": 6, \"at</w>\": 7,"
+                           " \".</w>\": 8, \"s</w>\": 9, \"'s</w>\": 10, \"<|startoftext|>\": 11, "
+                           "\"<|endoftext|>\": 12,"
+                           " \"'\": 13, \"1</w>\": 14, \"\u00c3\u00a9</w>\": 15, \"aa\": 16, "
+                           "\"x\": 17, \"y\": 18, \"z</w>\": 19,"
+                           " \"xy\": 20, \"xyx\": 21, \"\u00c3\": 22, \"\u00a9</w>\": 23}");
+    put_file("merges.txt", "#version: 0.2\n"
+                           "a t</w>\n"           /* rank 0 */
+                           "c a\n"               /* rank 1 */
+                           "ca t</w>\n"          /* rank 2 */
+                           "' s</w>\n"           /* rank 3 */
+                           "\u00c3 \u00a9</w>\n" /* rank 4 */
+                           "c at</w>\n"          /* rank 5 */
+                           "a a\n"               /* rank 6 */
+                           "xy x\n"  /* rank 7: lower than (x, y), which it can only follow */
+                           "x y\n"); /* rank 8 */
     mc_error err = {0};
     mc_clip_tok *t = NULL;
     CHECK_MSG(mc_clip_tok_load(dir, NULL, &t, &err) == MC_OK, "%s", err.msg);
@@ -99,7 +101,8 @@ static void test_clip(void) {
     int n = 0;
     CHECK(mc_clip_tok_encode(t, "cat", 3, ids, &n, &err) == MC_OK);
     CHECK(n == 3 && ids[0] == 11 && ids[1] == 6 && ids[2] == 12 && ids[3] == 0 && ids[76] == 0);
-    CHECK(mc_clip_tok_encode(t, "", 0, ids, &n, &err) == MC_OK && n == 2 && ids[0] == 11 && ids[1] == 12);
+    CHECK(mc_clip_tok_encode(t, "", 0, ids, &n, &err) == MC_OK && n == 2 && ids[0] == 11 &&
+          ids[1] == 12);
     /* truncation keeps 75 content ids and ends with <|endoftext|> */
     char *big = malloc(200001);
     for (int i = 0; i < 100000; i++) memcpy(big + 2 * i, "a ", 2);
@@ -111,8 +114,8 @@ static void test_clip(void) {
     memset(big, 'a', 200000);
     int32_t *many = NULL;
     size_t nm = 0;
-    CHECK(mc_clip_tok_tokenize(t, big, 200000, &many, &nm, &err) == MC_OK && nm == 100001 && many[0] == 16 &&
-          many[99998] == 16 && many[99999] == 1 && many[100000] == 4);
+    CHECK(mc_clip_tok_tokenize(t, big, 200000, &many, &nm, &err) == MC_OK && nm == 100001 &&
+          many[0] == 16 && many[99998] == 16 && many[99999] == 1 && many[100000] == 4);
     free(many);
     free(big);
     /* invalid UTF-8: replaced by U+FFFD (bytes EF BF BD: no vocab entry -> 12 12 12 per piece
@@ -122,12 +125,15 @@ static void test_clip(void) {
     CHECK(t == NULL);
     mc_clip_tok_opts o = {.utf8 = MC_UTF8_REJECT, .context = 5};
     CHECK(mc_clip_tok_load(dir, &o, &t, &err) == MC_OK);
-    CHECK(mc_clip_tok_encode(t, "a\xff", 2, ids, &n, &err) == MC_ERR_FORMAT && strstr(err.msg, "offset 1"));
-    CHECK(mc_clip_tok_encode(t, "a a a a", 7, ids, &n, &err) == MC_OK && n == 5 && ids[3] == 4 && ids[4] == 12);
+    CHECK(mc_clip_tok_encode(t, "a\xff", 2, ids, &n, &err) == MC_ERR_FORMAT &&
+          strstr(err.msg, "offset 1"));
+    CHECK(mc_clip_tok_encode(t, "a a a a", 7, ids, &n, &err) == MC_OK && n == 5 && ids[3] == 4 &&
+          ids[4] == 12);
     /* decode: "</w>" becomes a space */
     const int32_t d[] = {11, 6, 9, 12};
     char *s = NULL;
-    CHECK(mc_clip_tok_decode(t, d, 4, &s, &err) == MC_OK && s && strcmp(s, "<|startoftext|>cat s <|endoftext|>") == 0);
+    CHECK(mc_clip_tok_decode(t, d, 4, &s, &err) == MC_OK && s &&
+          strcmp(s, "<|startoftext|>cat s <|endoftext|>") == 0);
     free(s);
     mc_clip_tok_free(&t);
     o.no_truncate = true;
@@ -147,18 +153,20 @@ static void expect_wp(mc_wordpiece *t, const char *text, const int32_t *want, in
     int got = 0;
     mc_error err = {0};
     CHECK_MSG(mc_wp_encode(t, text, strlen(text), ids, 64, &got, &err) == MC_OK, "%s", err.msg);
-    CHECK_MSG(got == n && memcmp(ids, want, (size_t)n * sizeof *ids) == 0, "\"%s\": got %d ids (second %d)", text, got,
-              got > 1 ? ids[1] : -1);
+    CHECK_MSG(got == n && memcmp(ids, want, (size_t)n * sizeof *ids) == 0,
+              "\"%s\": got %d ids (second %d)", text, got, got > 1 ? ids[1] : -1);
 }
-#define WP(text, ...)                                                                  \
-    do {                                                                               \
-        const int32_t w_[] = {__VA_ARGS__};                                            \
-        expect_wp(t, text, w_, (int)(sizeof w_ / sizeof w_[0]));                       \
+#define WP(text, ...)                                                                              \
+    do {                                                                                           \
+        const int32_t w_[] = {__VA_ARGS__};                                                        \
+        expect_wp(t, text, w_, (int)(sizeof w_ / sizeof w_[0]));                                   \
     } while (0)
 
 static void test_wordpiece(void) {
     /* id = line: <s>0 <pad>1 </s>2 <unk>3 [UNK]4 un5 ##aff6 ##able7 cafe8 ,9 東10 京11 ##s12 a13 <mask>14 */
-    put_file("vocab.txt", "<s>\n<pad>\n</s>\n<unk>\n[UNK]\nun\n##aff\n##able\ncafe\n,\n\xe6\x9d\xb1\n\xe4\xba\xac\n##s\na\n<mask>\n");
+    put_file("vocab.txt", "<s>\n<pad>\n</"
+                          "s>\n<unk>\n[UNK]\nun\n##aff\n##able\ncafe\n,"
+                          "\n\xe6\x9d\xb1\n\xe4\xba\xac\n##s\na\n<mask>\n");
     put_file("sentence_bert_config.json", "{\"max_seq_length\": 8}");
     mc_error err = {0};
     mc_wordpiece *t = NULL;
@@ -191,9 +199,11 @@ static void test_wordpiece(void) {
 static void test_api(void) {
     mc_error err = {0};
     char *s = NULL;
-    CHECK(mc_text_apply_template("a photo of a {}.", "cat", &s, &err) == MC_OK && strcmp(s, "a photo of a cat.") == 0);
+    CHECK(mc_text_apply_template("a photo of a {}.", "cat", &s, &err) == MC_OK &&
+          strcmp(s, "a photo of a cat.") == 0);
     free(s);
-    CHECK(mc_text_apply_template("{} and {} {{x}}", "dog", &s, &err) == MC_OK && strcmp(s, "dog and dog {x}") == 0);
+    CHECK(mc_text_apply_template("{} and {} {{x}}", "dog", &s, &err) == MC_OK &&
+          strcmp(s, "dog and dog {x}") == 0);
     free(s);
     CHECK(mc_text_apply_template("no hole", "x", &s, &err) == MC_ERR_ARG && s == NULL);
     CHECK(mc_text_apply_template("bad {0}", "x", &s, &err) == MC_ERR_ARG);
@@ -220,20 +230,28 @@ static void test_api(void) {
 static void check_lines(const char *text, size_t len, mc_status want, const char *msg) {
     mc_error e = {0};
     mc_status st = mc_text_check_lines("c.txt", text, len, &e);
-    CHECK_MSG(st == want && (!msg || !strcmp(e.msg, msg)), "%s: got %d '%s', want '%s'", text, (int)st, e.msg,
-              msg ? msg : "");
+    CHECK_MSG(st == want && (!msg || !strcmp(e.msg, msg)), "%s: got %d '%s', want '%s'", text,
+              (int)st, e.msg, msg ? msg : "");
 }
 
 static void test_check_lines(void) {
-    const char ok[] = "red circle\r\nna\xc3\xafve caf\xc3\xa9\n\xe2\x82\xac \xf0\x9f\x99\x82 \xf4\x8f\xbf\xbf\n\nlast";
+    const char ok[] = "red circle\r\nna\xc3\xafve caf\xc3\xa9\n\xe2\x82\xac \xf0\x9f\x99\x82 "
+                      "\xf4\x8f\xbf\xbf\n\nlast";
     check_lines(ok, sizeof ok - 1, MC_OK, NULL);
     check_lines("", 0, MC_OK, NULL);
-    check_lines("a\nb\xff" "c\n", 6, MC_ERR_FORMAT, "c.txt:2: invalid UTF-8 at byte 2 (0xFF)");
-    check_lines("ab\xc0\x80", 4, MC_ERR_FORMAT, "c.txt:1: invalid UTF-8 at byte 3 (0xC0)");      /* overlong */
-    check_lines("x\n\xed\xa0\x80", 5, MC_ERR_FORMAT, "c.txt:2: invalid UTF-8 at byte 1 (0xED)"); /* surrogate */
-    check_lines("\xf4\x90\x80\x80", 4, MC_ERR_FORMAT, "c.txt:1: invalid UTF-8 at byte 1 (0xF4)"); /* > U+10FFFF */
-    check_lines("caf\xc3\nx", 6, MC_ERR_FORMAT, "c.txt:1: invalid UTF-8 at byte 4 (0xC3)");      /* cut by \n */
-    check_lines("caf\xc3", 4, MC_ERR_FORMAT, "c.txt:1: invalid UTF-8 at byte 4 (0xC3)");         /* cut by EOF */
+    check_lines("a\nb\xff"
+                "c\n",
+                6, MC_ERR_FORMAT, "c.txt:2: invalid UTF-8 at byte 2 (0xFF)");
+    check_lines("ab\xc0\x80", 4, MC_ERR_FORMAT,
+                "c.txt:1: invalid UTF-8 at byte 3 (0xC0)"); /* overlong */
+    check_lines("x\n\xed\xa0\x80", 5, MC_ERR_FORMAT,
+                "c.txt:2: invalid UTF-8 at byte 1 (0xED)"); /* surrogate */
+    check_lines("\xf4\x90\x80\x80", 4, MC_ERR_FORMAT,
+                "c.txt:1: invalid UTF-8 at byte 1 (0xF4)"); /* > U+10FFFF */
+    check_lines("caf\xc3\nx", 6, MC_ERR_FORMAT,
+                "c.txt:1: invalid UTF-8 at byte 4 (0xC3)"); /* cut by \n */
+    check_lines("caf\xc3", 4, MC_ERR_FORMAT,
+                "c.txt:1: invalid UTF-8 at byte 4 (0xC3)"); /* cut by EOF */
     check_lines("a\nb\nc\0d\n", 8, MC_ERR_FORMAT, "c.txt:3: NUL byte at byte 2");
 }
 

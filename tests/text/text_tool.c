@@ -28,8 +28,10 @@ int main(int argc, char **argv) {
     mc_error err = {0};
     if (strcmp(argv[1], "clip") == 0 || strcmp(argv[1], "clip-decode") == 0) {
         mc_clip_tok_opts o = {0};
-        if (argc > 3) o.clean = strcmp(argv[3], "hf_slow") == 0 ? MC_CLIP_CLEAN_HF_SLOW
-                              : strcmp(argv[3], "hf_fast") == 0 ? MC_CLIP_CLEAN_HF_FAST : MC_CLIP_CLEAN_OPENAI;
+        if (argc > 3)
+            o.clean = strcmp(argv[3], "hf_slow") == 0   ? MC_CLIP_CLEAN_HF_SLOW
+                      : strcmp(argv[3], "hf_fast") == 0 ? MC_CLIP_CLEAN_HF_FAST
+                                                        : MC_CLIP_CLEAN_OPENAI;
         if (argc > 4 && strcmp(argv[4], "reject") == 0) o.utf8 = MC_UTF8_REJECT;
         mc_clip_tok *t = NULL;
         if (mc_clip_tok_load(argv[2], &o, &t, &err) != MC_OK) {
@@ -40,7 +42,8 @@ int main(int argc, char **argv) {
             if (strcmp(argv[1], "clip-decode") == 0) {
                 int32_t ids[4096];
                 size_t n = 0;
-                for (char *p = strtok(line, " \n"); p && n < 4096; p = strtok(NULL, " \n")) ids[n++] = atoi(p);
+                for (char *p = strtok(line, " \n"); p && n < 4096; p = strtok(NULL, " \n"))
+                    ids[n++] = atoi(p);
                 char *s = NULL;
                 if (mc_clip_tok_decode(t, ids, n, &s, &err) != MC_OK) {
                     printf("ERR %s\n", mc_status_name(err.code));

@@ -15,8 +15,7 @@
 enum { N = 32, ATOMS = 64, K_TRUE = 3 };
 static float atoms[ATOMS][N];
 
-static mc_status fetch(void *user, const int64_t *idx, int64_t rows, float *acts, mc_error *err)
-{
+static mc_status fetch(void *user, const int64_t *idx, int64_t rows, float *acts, mc_error *err) {
     (void)user;
     (void)err;
     for (int64_t r = 0; r < rows; r++) {
@@ -41,8 +40,7 @@ static mc_status fetch(void *user, const int64_t *idx, int64_t rows, float *acts
     return MC_OK;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     mc_comm c;
     mc_error err = {0};
     if (mc_comm_init(&argc, &argv, &c, &err) != MC_OK) return 1;

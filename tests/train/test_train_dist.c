@@ -15,23 +15,24 @@
 enum { N_ACT = 12, D_EMB = 6, N_CLS = 5 };
 
 static mc_status fetch_align(void *user, const int64_t *idx, int64_t rows, float *acts, float *img,
-                             int32_t *label, mc_error *err)
-{
+                             int32_t *label, mc_error *err) {
     (void)user;
     (void)err;
     for (int64_t r = 0; r < rows; r++) {
         uint64_t s = (uint64_t)idx[r];
         label[r] = (int32_t)(s % N_CLS);
         for (int k = 0; k < N_ACT; k++)
-            acts[r * N_ACT + k] = (float)mc_rng_normal(77, 1, s * N_ACT + k) + (k == label[r] ? 2.0f : 0.0f);
-        for (int k = 0; k < D_EMB; k++) img[r * D_EMB + k] = (float)mc_rng_normal(77, 2, s * D_EMB + k);
+            acts[r * N_ACT + k] =
+                (float)mc_rng_normal(77, 1, s * N_ACT + k) + (k == label[r] ? 2.0f : 0.0f);
+        for (int k = 0; k < D_EMB; k++)
+            img[r * D_EMB + k] = (float)mc_rng_normal(77, 2, s * D_EMB + k);
     }
     return MC_OK;
 }
 
 enum { SAE_N = 16 };
-static mc_status fetch_sae(void *user, const int64_t *idx, int64_t rows, float *acts, mc_error *err)
-{
+static mc_status fetch_sae(void *user, const int64_t *idx, int64_t rows, float *acts,
+                           mc_error *err) {
     (void)user;
     (void)err;
     for (int64_t r = 0; r < rows; r++)
@@ -46,8 +47,7 @@ typedef struct {
     bool bad_label;
 } faulty;
 static mc_status fetch_faulty(void *user, const int64_t *idx, int64_t rows, float *acts, float *img,
-                              int32_t *label, mc_error *err)
-{
+                              int32_t *label, mc_error *err) {
     faulty *f = user;
     fetch_align(NULL, idx, rows, acts, img, label, err);
     if (f->bad_label) label[0] = N_CLS + 3;
@@ -57,8 +57,7 @@ static mc_status fetch_faulty(void *user, const int64_t *idx, int64_t rows, floa
 }
 
 /* Both failures end training on every rank with the same status, and nobody hangs. */
-static void check_errors(const mc_comm *c)
-{
+static void check_errors(const mc_comm *c) {
     float cls[N_CLS * D_EMB] = {0};
     cls[0] = 1;
     mc_align_config cfg = mc_align_defaults();
@@ -76,8 +75,10 @@ static void check_errors(const mc_comm *c)
         mc_status st = mc_encoder_train(c, e, 300, fetch_faulty, &f, &pos, NULL, NULL, NULL, &err);
         CHECK_MSG(st == (mode == 0 ? MC_ERR_IO : MC_ERR_FORMAT), "rank %d: status %d (%s)", c->rank,
                   (int)st, err.msg);
-        if (mode == 0) CHECK(pos.global_step == 2 && strstr(err.msg, "simulated") != NULL);
-        else CHECK(strstr(err.msg, "label") != NULL);
+        if (mode == 0)
+            CHECK(pos.global_step == 2 && strstr(err.msg, "simulated") != NULL);
+        else
+            CHECK(strstr(err.msg, "label") != NULL);
         mc_encoder_free(&e);
     }
 }
@@ -89,23 +90,20 @@ typedef struct {
     mc_train_curve curve;
 } result;
 
-static void free_result(result *r)
-{
+static void free_result(result *r) {
     free(r->params);
     mc_train_curve_free(&r->curve);
     free(r->m);
     free(r->v);
 }
 
-static float *dup(const float *x, size_t n)
-{
+static float *dup(const float *x, size_t n) {
     float *y = malloc(n * sizeof(float));
     memcpy(y, x, n * sizeof(float));
     return y;
 }
 
-static result run_align(const mc_comm *c, mc_align_variant v, bool learn, int64_t batch)
-{
+static result run_align(const mc_comm *c, mc_align_variant v, bool learn, int64_t batch) {
     result res = {0};
     float cls[N_CLS * D_EMB];
     for (int i = 0; i < N_CLS * D_EMB; i++) cls[i] = (float)mc_rng_normal(77, 3, (uint64_t)i);
@@ -124,7 +122,8 @@ static result run_align(const mc_comm *c, mc_align_variant v, bool learn, int64_
     mc_error err = {0};
     MC_ASSERT(mc_encoder_create(&cfg, cls, &e, &err) == MC_OK);
     mc_train_pos pos = {0};
-    mc_status st = mc_encoder_train(c, e, 300, fetch_align, NULL, &pos, &res.curve, NULL, NULL, &err);
+    mc_status st =
+        mc_encoder_train(c, e, 300, fetch_align, NULL, &pos, &res.curve, NULL, NULL, &err);
     if (st != MC_OK) fprintf(stderr, "align: %s\n", err.msg);
     CHECK(st == MC_OK);
     CHECK(pos.epoch == 2 && pos.global_step == 2 * (300 / batch));
@@ -136,8 +135,7 @@ static result run_align(const mc_comm *c, mc_align_variant v, bool learn, int64_
     return res;
 }
 
-static result run_sae(const mc_comm *c)
-{
+static result run_sae(const mc_comm *c) {
     result res = {0};
     mc_sae_config cfg = mc_sae_defaults();
     cfg.n = SAE_N;
@@ -168,8 +166,7 @@ static result run_sae(const mc_comm *c)
     return res;
 }
 
-static void compare(const char *what, const mc_comm *world, result *dist, result *single)
-{
+static void compare(const char *what, const mc_comm *world, result *dist, result *single) {
     if (world->rank == 0) {
         CHECK_MSG(!memcmp(dist->params, single->params, dist->np * sizeof(float)),
                   "%s: parameters differ from the 1-rank run", what);
@@ -178,24 +175,27 @@ static void compare(const char *what, const mc_comm *world, result *dist, result
                   "%s: Adam moments differ from the 1-rank run", what);
         CHECK(dist->curve.count == single->curve.count);
         if (dist->curve.count == single->curve.count)
-            CHECK_MSG(!memcmp(dist->curve.loss, single->curve.loss, (size_t)dist->curve.count * 4) &&
-                          !memcmp(dist->curve.loss_a, single->curve.loss_a, (size_t)dist->curve.count * 4) &&
-                          !memcmp(dist->curve.loss_b, single->curve.loss_b, (size_t)dist->curve.count * 4),
-                      "%s: loss curves differ from the 1-rank run", what);
+            CHECK_MSG(
+                !memcmp(dist->curve.loss, single->curve.loss, (size_t)dist->curve.count * 4) &&
+                    !memcmp(dist->curve.loss_a, single->curve.loss_a,
+                            (size_t)dist->curve.count * 4) &&
+                    !memcmp(dist->curve.loss_b, single->curve.loss_b,
+                            (size_t)dist->curve.count * 4),
+                "%s: loss curves differ from the 1-rank run", what);
         printf("%s: %lld steps, first loss %.6f, last loss %.6f\n", what,
-               (long long)dist->curve.count, dist->curve.loss[0], dist->curve.loss[dist->curve.count - 1]);
+               (long long)dist->curve.count, dist->curve.loss[0],
+               dist->curve.loss[dist->curve.count - 1]);
         CHECK(dist->curve.loss[dist->curve.count - 1] < dist->curve.loss[0]); /* it trains */
     }
     /* Every rank holds rank 0's parameters. */
     float *r0 = dup(dist->params, dist->np);
     MPI_Bcast(r0, (int)dist->np, MPI_FLOAT, 0, world->comm);
-    CHECK_MSG(!memcmp(r0, dist->params, dist->np * sizeof(float)), "%s: rank %d differs from rank 0",
-              what, world->rank);
+    CHECK_MSG(!memcmp(r0, dist->params, dist->np * sizeof(float)),
+              "%s: rank %d differs from rank 0", what, world->rank);
     free(r0);
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     mc_comm world;
     mc_error err = {0};
     if (mc_comm_init(&argc, &argv, &world, &err) != MC_OK) return 1;
@@ -204,7 +204,12 @@ int main(int argc, char **argv)
     self.rank = 0;
     self.size = 1;
 
-    struct { mc_align_variant v; bool learn; int64_t batch; const char *name; } cases[] = {
+    struct {
+        mc_align_variant v;
+        bool learn;
+        int64_t batch;
+        const char *name;
+    } cases[] = {
         {MC_ALIGN_IN_OUT, true, 64, "E_n in+out learnable, batch 64"},
         {MC_ALIGN_OUT, false, 60, "E_n out fixed, batch 60"},
         {MC_ALIGN_IN, true, 30, "E_n in learnable, batch 30"},

@@ -27,16 +27,14 @@ typedef struct {
     int32_t *lab;
 } align_data;
 
-static float align_loss(mc_encoder *e, align_data *D)
-{
+static float align_loss(mc_encoder *e, align_data *D) {
     mc_error err = {0};
     mc_align_stats st;
     MC_ASSERT(mc_encoder_loss_grad(&C, e, D->B, D->acts, D->img, D->lab, &st, &err) == MC_OK);
     return st.loss;
 }
 
-static void check_align(mc_align_variant v, bool learn)
-{
+static void check_align(mc_align_variant v, bool learn) {
     align_data D = {.n = 9, .d = 5, .nc = 4, .B = 14};
     D.acts = malloc(sizeof(float) * D.B * D.n);
     D.img = malloc(sizeof(float) * D.B * D.d);
@@ -45,7 +43,8 @@ static void check_align(mc_align_variant v, bool learn)
     for (int64_t i = 0; i < D.B * D.n; i++) D.acts[i] = frand(i);
     for (int64_t i = 0; i < D.B * D.d; i++) D.img[i] = frand(1000 + i);
     for (int64_t i = 0; i < D.nc * D.d; i++) D.cls[i] = frand(2000 + i);
-    for (int64_t i = 0; i < D.B; i++) D.lab[i] = (int32_t)mc_rng_below(5, 5, (uint64_t)i, (uint64_t)D.nc);
+    for (int64_t i = 0; i < D.B; i++)
+        D.lab[i] = (int32_t)mc_rng_below(5, 5, (uint64_t)i, (uint64_t)D.nc);
     mc_align_config cfg = mc_align_defaults();
     cfg.n = D.n;
     cfg.d = D.d;
@@ -62,7 +61,8 @@ static void check_align(mc_align_variant v, bool learn)
     size_t np = (size_t)(D.d * D.n) + 1;
     float *p = mc_encoder_weight(e);
     (void)align_loss(e, &D);
-    float *g = malloc(sizeof(float) * np), *p0 = malloc(sizeof(float) * np), *dir = malloc(sizeof(float) * np);
+    float *g = malloc(sizeof(float) * np), *p0 = malloc(sizeof(float) * np),
+          *dir = malloc(sizeof(float) * np);
     memcpy(g, mc_encoder_weight_grad(e), sizeof(float) * np);
     memcpy(p0, p, sizeof(float) * np);
     const float h = 1e-3f;
@@ -97,8 +97,7 @@ static void check_align(mc_align_variant v, bool learn)
 }
 
 /* ---------------- SAE ---------------- */
-static void check_sae(bool aux)
-{
+static void check_sae(bool aux) {
     mc_sae_config cfg = mc_sae_defaults();
     cfg.n = 8;
     cfg.m = 40;
@@ -125,7 +124,8 @@ static void check_sae(bool aux)
     CHECK(mc_sae_loss_grad(&C, s, B, a, false, &st, &err) == MC_OK);
     CHECK(aux ? st.auxk > 0 : st.auxk == 0);
     CHECK(st.l0 > 0 && st.l0 <= cfg.k);
-    float *g = malloc(sizeof(float) * np), *p0 = malloc(sizeof(float) * np), *dir = malloc(sizeof(float) * np);
+    float *g = malloc(sizeof(float) * np), *p0 = malloc(sizeof(float) * np),
+          *dir = malloc(sizeof(float) * np);
     memcpy(g, mc_sae_grad_w_enc(s), sizeof(float) * np);
     memcpy(p0, p, sizeof(float) * np);
     const size_t mn = (size_t)(cfg.m * cfg.n);
@@ -142,14 +142,17 @@ static void check_sae(bool aux)
     for (int64_t j = 0; j < cfg.m; j++) nfree += free_lat[j];
     if (aux) CHECK(nfree >= 2);
     for (int group = 0; group < 5; group++) { /* 0: all; 1..4: W_enc, b_enc, W_dec, b_pre */
-        if (aux && (group == 4)) continue; /* b_pre moves e */
+        if (aux && (group == 4)) continue;    /* b_pre moves e */
         for (size_t i = 0; i < np; i++) {
             bool in = group == 0 || (i >= off[group - 1] && i < off[group]);
             if (aux) { /* only rows (or bias entries) of free latents */
                 int64_t j = -1;
-                if (i < off[1]) j = (int64_t)(i / (size_t)cfg.n);
-                else if (i < off[2]) j = (int64_t)(i - off[1]);
-                else if (i < off[3]) j = (int64_t)((i - off[2]) / (size_t)cfg.n);
+                if (i < off[1])
+                    j = (int64_t)(i / (size_t)cfg.n);
+                else if (i < off[2])
+                    j = (int64_t)(i - off[1]);
+                else if (i < off[3])
+                    j = (int64_t)((i - off[2]) / (size_t)cfg.n);
                 in = in && j >= 0 && free_lat[j];
             }
             dir[i] = in ? frand(20000 + i + 100000 * (uint64_t)group) : 0.0f;
@@ -186,7 +189,8 @@ static void check_sae(bool aux)
     mc_sae_apply(s);
     for (int64_t j = 0; j < cfg.m; j++) {
         double ss = 0;
-        for (int64_t i = 0; i < cfg.n; i++) ss += (double)p[off[2] + j * cfg.n + i] * p[off[2] + j * cfg.n + i];
+        for (int64_t i = 0; i < cfg.n; i++)
+            ss += (double)p[off[2] + j * cfg.n + i] * p[off[2] + j * cfg.n + i];
         CHECK_NEAR(sqrt(ss), 1.0, 1e-6);
     }
     int64_t fired = 0;
@@ -200,8 +204,7 @@ static void check_sae(bool aux)
     free(dir);
 }
 
-static void check_rng(void)
-{
+static void check_rng(void) {
     /* Pure function of the keys; distinct streams differ; permutations are permutations. */
     CHECK(mc_rng_u64(1, 2, 3) == mc_rng_u64(1, 2, 3));
     CHECK(mc_rng_u64(1, 2, 3) != mc_rng_u64(1, 3, 3));
@@ -225,13 +228,15 @@ static void check_rng(void)
         }
         for (int64_t i = 0; i < n; i++) CHECK(seen[i] == 1);
         for (int64_t i = 1; i < n; i++)
-            if (order[i] % block != 0) CHECK(order[i] == order[i - 1] + 1); /* runs stay contiguous */
+            if (order[i] % block != 0)
+                CHECK(order[i] == order[i - 1] + 1); /* runs stay contiguous */
     }
     /* A subset is sorted, distinct and in range. */
     {
         int64_t scratch[50], sub[20];
         mc_train_subset(3, 50, 20, scratch, sub);
-        for (int i = 0; i < 20; i++) CHECK(sub[i] >= 0 && sub[i] < 50 && (i == 0 || sub[i] > sub[i - 1]));
+        for (int i = 0; i < 20; i++)
+            CHECK(sub[i] >= 0 && sub[i] < 50 && (i == 0 || sub[i] > sub[i - 1]));
     }
     /* Chunk shares tile the batch in rank order. */
     for (int size = 1; size <= 5; size++) {
@@ -246,8 +251,7 @@ static void check_rng(void)
     }
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     mc_error err = {0};
     if (mc_comm_init(&argc, &argv, &C, &err) != MC_OK) return 1;
     check_rng();

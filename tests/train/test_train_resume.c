@@ -11,8 +11,7 @@
 enum { NA = 10, DE = 5, NC = 4, NS = 12 };
 
 static mc_status fetch_align(void *user, const int64_t *idx, int64_t rows, float *acts, float *img,
-                             int32_t *label, mc_error *err)
-{
+                             int32_t *label, mc_error *err) {
     (void)user;
     (void)err;
     for (int64_t r = 0; r < rows; r++) {
@@ -24,12 +23,13 @@ static mc_status fetch_align(void *user, const int64_t *idx, int64_t rows, float
     return MC_OK;
 }
 
-static mc_status fetch_sae(void *user, const int64_t *idx, int64_t rows, float *acts, mc_error *err)
-{
+static mc_status fetch_sae(void *user, const int64_t *idx, int64_t rows, float *acts,
+                           mc_error *err) {
     (void)user;
     (void)err;
     for (int64_t r = 0; r < rows; r++)
-        for (int k = 0; k < NS; k++) acts[r * NS + k] = (float)mc_rng_normal(32, 1, (uint64_t)idx[r] * NS + k);
+        for (int k = 0; k < NS; k++)
+            acts[r * NS + k] = (float)mc_rng_normal(32, 1, (uint64_t)idx[r] * NS + k);
     return MC_OK;
 }
 
@@ -38,8 +38,7 @@ typedef struct {
     mc_checkpoint_hook ck;
     int64_t die_at;
 } kill_hook;
-static mc_status hook(void *user, const mc_train_pos *pos, mc_error *err)
-{
+static mc_status hook(void *user, const mc_train_pos *pos, mc_error *err) {
     kill_hook *k = user;
     MC_TRY(mc_checkpoint_hook_fn(&k->ck, pos, err));
     if (pos->global_step == k->die_at) return MC_FAIL(err, MC_ERR_INTERRUPTED, "simulated kill");
@@ -48,8 +47,7 @@ static mc_status hook(void *user, const mc_train_pos *pos, mc_error *err)
 
 static float cls[NC * DE];
 
-static mc_encoder *new_enc(void)
-{
+static mc_encoder *new_enc(void) {
     mc_align_config cfg = mc_align_defaults();
     cfg.n = NA;
     cfg.d = DE;
@@ -65,8 +63,7 @@ static mc_encoder *new_enc(void)
     return e;
 }
 
-static mc_sae *new_sae(void)
-{
+static mc_sae *new_sae(void) {
     mc_sae_config cfg = mc_sae_defaults();
     cfg.n = NS;
     cfg.m = 96;
@@ -84,16 +81,16 @@ static mc_sae *new_sae(void)
     return s;
 }
 
-static bool same_curve_tail(const mc_train_curve *full, const mc_train_curve *part, int64_t from)
-{
+static bool same_curve_tail(const mc_train_curve *full, const mc_train_curve *part, int64_t from) {
     if (full->count != from + part->count) return false;
     size_t b = (size_t)part->count * sizeof(float);
-    return !memcmp(full->loss + from, part->loss, b) && !memcmp(full->loss_a + from, part->loss_a, b) &&
-           !memcmp(full->loss_b + from, part->loss_b, b) && !memcmp(full->extra + from, part->extra, b);
+    return !memcmp(full->loss + from, part->loss, b) &&
+           !memcmp(full->loss_a + from, part->loss_a, b) &&
+           !memcmp(full->loss_b + from, part->loss_b, b) &&
+           !memcmp(full->extra + from, part->extra, b);
 }
 
-static void test_encoder(const mc_comm *w, const mc_comm *self, const char *path)
-{
+static void test_encoder(const mc_comm *w, const mc_comm *self, const char *path) {
     mc_error err = {0};
     const int64_t N = 200; /* 4 steps per epoch, 12 in all */
     mc_encoder *a = new_enc();
@@ -104,7 +101,8 @@ static void test_encoder(const mc_comm *w, const mc_comm *self, const char *path
     mc_encoder *b = new_enc();
     mc_train_pos pb = {0};
     kill_hook kh = {{w, b, NULL, path, "hash-1", 5}, 5};
-    CHECK(mc_encoder_train(w, b, N, fetch_align, NULL, &pb, NULL, hook, &kh, &err) == MC_ERR_INTERRUPTED);
+    CHECK(mc_encoder_train(w, b, N, fetch_align, NULL, &pb, NULL, hook, &kh, &err) ==
+          MC_ERR_INTERRUPTED);
     mc_encoder_free(&b);
 
     mc_encoder *r = new_enc();
@@ -125,7 +123,8 @@ static void test_encoder(const mc_comm *w, const mc_comm *self, const char *path
         mc_encoder *s = new_enc();
         mc_train_pos ps = {0};
         CHECK(mc_encoder_load(s, &ps, "hash-1", path, &err) == MC_OK);
-        CHECK(mc_encoder_train(self, s, N, fetch_align, NULL, &ps, NULL, NULL, NULL, &err) == MC_OK);
+        CHECK(mc_encoder_train(self, s, N, fetch_align, NULL, &ps, NULL, NULL, NULL, &err) ==
+              MC_OK);
         CHECK_MSG(!memcmp(mc_encoder_weight(a), mc_encoder_weight(s), np * sizeof(float)),
                   "E_n: resumed on 1 rank differs");
         mc_encoder_free(&s);
@@ -143,8 +142,7 @@ static void test_encoder(const mc_comm *w, const mc_comm *self, const char *path
     mc_train_curve_free(&cr);
 }
 
-static void test_sae(const mc_comm *w, const mc_comm *self, const char *path)
-{
+static void test_sae(const mc_comm *w, const mc_comm *self, const char *path) {
     mc_error err = {0};
     const int64_t N = 160; /* 4 steps per epoch */
     mc_sae *a = new_sae();
@@ -171,8 +169,8 @@ static void test_sae(const mc_comm *w, const mc_comm *self, const char *path)
         CHECK(mc_sae_train(c, r, N, fetch_sae, NULL, &pr, &cr, NULL, NULL, &err) == MC_OK);
         size_t np, np2;
         float *pa_ = mc_sae_params(a, &np), *pr_ = mc_sae_params(r, &np2);
-        CHECK_MSG(np == np2 && !memcmp(pa_, pr_, np * sizeof(float)), "SAE: resumed weights differ (%s)",
-                  pass ? "1 rank" : "same ranks");
+        CHECK_MSG(np == np2 && !memcmp(pa_, pr_, np * sizeof(float)),
+                  "SAE: resumed weights differ (%s)", pass ? "1 rank" : "same ranks");
         CHECK(!memcmp(mc_sae_adam(a)->m, mc_sae_adam(r)->m, np * sizeof(float)));
         CHECK(!memcmp(mc_sae_since_fire(a), mc_sae_since_fire(r), 96 * sizeof(int64_t)));
         CHECK_MSG(same_curve_tail(&ca, &cr, 5), "SAE: resumed loss curve differs");
@@ -183,8 +181,7 @@ static void test_sae(const mc_comm *w, const mc_comm *self, const char *path)
     mc_train_curve_free(&ca);
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     mc_comm w;
     mc_error err = {0};
     if (mc_comm_init(&argc, &argv, &w, &err) != MC_OK) return 1;

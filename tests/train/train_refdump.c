@@ -16,8 +16,7 @@
 
 #include "miclip/train.h"
 
-static float *read_f32(const char *path, size_t n)
-{
+static float *read_f32(const char *path, size_t n) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     float *b = malloc(n * sizeof(float));
@@ -32,8 +31,7 @@ static float *read_f32(const char *path, size_t n)
     return b;
 }
 
-static int write_f64(FILE *f, const float *x, size_t n)
-{
+static int write_f64(FILE *f, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) {
         double v = x[i];
         if (fwrite(&v, sizeof v, 1, f) != 1) return 1;
@@ -41,8 +39,7 @@ static int write_f64(FILE *f, const float *x, size_t n)
     return 0;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     mc_comm c;
     mc_error e = {0};
     if (mc_comm_init(&argc, &argv, &c, &e) != MC_OK) return 1;
@@ -61,7 +58,8 @@ int main(int argc, char **argv)
         size_t tot = dn + 1 + (size_t)B * (1 + cfg.n + cfg.d) + (size_t)(cfg.n_classes * cfg.d);
         float *in = read_f32(argv[8], tot);
         if (!in) goto done;
-        float *lab_f = in + dn + 1, *acts = lab_f + B, *img = acts + B * cfg.n, *cls = img + B * cfg.d;
+        float *lab_f = in + dn + 1, *acts = lab_f + B, *img = acts + B * cfg.n,
+              *cls = img + B * cfg.d;
         int32_t *lab = malloc((size_t)B * sizeof(int32_t));
         for (int64_t i = 0; i < B; i++) lab[i] = (int32_t)lab_f[i];
         mc_encoder *enc = NULL;
@@ -96,7 +94,8 @@ int main(int argc, char **argv)
         float *in = read_f32(argv[7], np + (size_t)cfg.m + (size_t)(B * cfg.n));
         if (in) {
             memcpy(p, in, np * sizeof(float));
-            for (int64_t j = 0; j < cfg.m; j++) mc_sae_since_fire(s)[j] = in[np + j] > 0.5f ? 1000 : 0;
+            for (int64_t j = 0; j < cfg.m; j++)
+                mc_sae_since_fire(s)[j] = in[np + j] > 0.5f ? 1000 : 0;
             mc_sae_stats st;
             if (mc_sae_loss_grad(&c, s, B, in + np + cfg.m, false, &st, &e) == MC_OK) {
                 FILE *f = fopen(argv[8], "wb");
@@ -112,7 +111,8 @@ int main(int argc, char **argv)
     } else if (argc == 11 && !strcmp(argv[1], "adam")) {
         size_t n = (size_t)atoll(argv[2]);
         int steps = atoi(argv[3]);
-        mc_adam_config ac = {atof(argv[4]), atof(argv[5]), atof(argv[6]), atof(argv[7]), atof(argv[8])};
+        mc_adam_config ac = {atof(argv[4]), atof(argv[5]), atof(argv[6]), atof(argv[7]),
+                             atof(argv[8])};
         float *in = read_f32(argv[9], n * (size_t)(steps + 1));
         mc_adam a;
         if (in && mc_adam_init(&a, n, &ac, &e) == MC_OK) {

@@ -10,20 +10,19 @@
 #include "test_util.h"
 
 /* n points in d dims around c centres 10 apart on the axes, N(0, 1) noise keyed by seed. */
-static float *blobs(int64_t n, int64_t d, int c, uint64_t seed, int *label)
-{
+static float *blobs(int64_t n, int64_t d, int c, uint64_t seed, int *label) {
     float *x = malloc((size_t)(n * d) * sizeof *x);
     for (int64_t i = 0; i < n; i++) {
         label[i] = (int)(i % c);
         for (int64_t k = 0; k < d; k++)
-            x[i * d + k] = (float)((k == label[i] ? 10.0 : 0.0) + mc_rng_normal(seed, 0, (uint64_t)(i * d + k)));
+            x[i * d + k] = (float)((k == label[i] ? 10.0 : 0.0) +
+                                   mc_rng_normal(seed, 0, (uint64_t)(i * d + k)));
     }
     return x;
 }
 
 /* Fraction of points whose nearest embedded neighbour has the same label. */
-static double nn_accuracy(const double *y, int64_t n, int dims, const int *label)
-{
+static double nn_accuracy(const double *y, int64_t n, int dims, const int *label) {
     int64_t ok = 0;
     for (int64_t i = 0; i < n; i++) {
         double best = INFINITY;
@@ -31,7 +30,8 @@ static double nn_accuracy(const double *y, int64_t n, int dims, const int *label
         for (int64_t j = 0; j < n; j++) {
             if (j == i) continue;
             double s = 0;
-            for (int k = 0; k < dims; k++) s += (y[i * dims + k] - y[j * dims + k]) * (y[i * dims + k] - y[j * dims + k]);
+            for (int k = 0; k < dims; k++)
+                s += (y[i * dims + k] - y[j * dims + k]) * (y[i * dims + k] - y[j * dims + k]);
             if (s < best) best = s, arg = j;
         }
         ok += label[arg] == label[i];
@@ -39,8 +39,7 @@ static double nn_accuracy(const double *y, int64_t n, int dims, const int *label
     return (double)ok / (double)n;
 }
 
-static void test_validation(void)
-{
+static void test_validation(void) {
     float x[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
     double y[8];
     mc_tsne_config c = mc_tsne_defaults();
@@ -89,8 +88,7 @@ static void test_validation(void)
     }
 }
 
-static void test_clusters_and_threads(void)
-{
+static void test_clusters_and_threads(void) {
     int64_t n = 400, d = 12;
     int *label = malloc((size_t)n * sizeof *label);
     float *x = blobs(n, d, 4, 7, label);
@@ -109,12 +107,14 @@ static void test_clusters_and_threads(void)
             CHECK_MSG(mc_tsne(x, n, d, &c, y1, &kl1, &it1, &e) == MC_OK, "%s", e.msg);
             mc_set_threads(2);
             CHECK_MSG(mc_tsne(x, n, d, &c, y2, &kl2, &it2, &e) == MC_OK, "%s", e.msg);
-            CHECK_MSG(memcmp(y1, y2, (size_t)n * 2 * sizeof *y1) == 0 && memcmp(&kl1, &kl2, sizeof kl1) == 0,
+            CHECK_MSG(memcmp(y1, y2, (size_t)n * 2 * sizeof *y1) == 0 &&
+                          memcmp(&kl1, &kl2, sizeof kl1) == 0,
                       "method %d init %d: 1 and 2 threads differ", m, init);
             CHECK(it1 == it2 && it1 >= 300 && it1 <= 400);
             double acc = nn_accuracy(y1, n, 2, label);
             double t = mc_trustworthiness(x, y1, n, d, 2, 5);
-            CHECK_MSG(acc == 1.0 && t > 0.9, "method %d init %d: 1-NN accuracy %.3f, T(5) %.4f", m, init, acc, t);
+            CHECK_MSG(acc == 1.0 && t > 0.9, "method %d init %d: 1-NN accuracy %.3f, T(5) %.4f", m,
+                      init, acc, t);
             CHECK_MSG(kl1 > 0 && kl1 < 2.0, "method %d init %d: KL %.4f", m, init, kl1);
         }
     }
@@ -125,8 +125,7 @@ static void test_clusters_and_threads(void)
     free(y2);
 }
 
-static void test_trustworthiness(void)
-{
+static void test_trustworthiness(void) {
     /* An embedding that is the input itself keeps every neighbourhood: T = 1 exactly. */
     int64_t n = 50;
     float x[100];
@@ -150,8 +149,7 @@ static void test_trustworthiness(void)
     CHECK_NEAR(mc_trustworthiness(xl, yl, 4, 1, 1, 1), 0.375, 1e-15);
 }
 
-int main(void)
-{
+int main(void) {
     test_validation();
     test_trustworthiness();
     test_clusters_and_threads();

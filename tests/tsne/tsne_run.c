@@ -15,8 +15,7 @@
 #include "method/tsne.h"
 #include "miclip/miclip.h"
 
-static void *read_all(const char *path, size_t n, size_t size)
-{
+static void *read_all(const char *path, size_t n, size_t size) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         fprintf(stderr, "%s: cannot open\n", path);
@@ -34,8 +33,7 @@ static void *read_all(const char *path, size_t n, size_t size)
     return b;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc >= 8 && strcmp(argv[1], "trust") == 0) {
         int64_t n = atoll(argv[3]), d = atoll(argv[4]);
         int dims = atoi(argv[6]), k = atoi(argv[7]);
@@ -48,24 +46,36 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc < 6 || strcmp(argv[1], "embed") != 0) {
-        fprintf(stderr, "usage: tsne_run embed x.f32 N D y.f64 [options] | trust x.f32 N D y.f64 DIMS K\n");
+        fprintf(stderr,
+                "usage: tsne_run embed x.f32 N D y.f64 [options] | trust x.f32 N D y.f64 DIMS K\n");
         return 1;
     }
     int64_t n = atoll(argv[3]), d = atoll(argv[4]);
     mc_tsne_config cfg = mc_tsne_defaults();
     for (int i = 6; i + 1 < argc; i += 2) {
         const char *o = argv[i], *v = argv[i + 1];
-        if (!strcmp(o, "--method")) cfg.method = strcmp(v, "exact") == 0 ? MC_TSNE_EXACT : MC_TSNE_BARNES_HUT;
-        else if (!strcmp(o, "--dims")) cfg.dims = atoi(v);
-        else if (!strcmp(o, "--perplexity")) cfg.perplexity = atof(v);
-        else if (!strcmp(o, "--iters")) cfg.max_iter = atoi(v);
-        else if (!strcmp(o, "--exag-iters")) cfg.exaggeration_iters = atoi(v);
-        else if (!strcmp(o, "--exag")) cfg.early_exaggeration = atof(v);
-        else if (!strcmp(o, "--lr")) cfg.learning_rate = atof(v);
-        else if (!strcmp(o, "--init")) cfg.init = strcmp(v, "random") == 0 ? MC_TSNE_INIT_RANDOM : MC_TSNE_INIT_PCA;
-        else if (!strcmp(o, "--seed")) cfg.seed = strtoull(v, NULL, 10);
-        else if (!strcmp(o, "--theta")) cfg.theta = atof(v);
-        else if (!strcmp(o, "--threads")) mc_set_threads(atoi(v));
+        if (!strcmp(o, "--method"))
+            cfg.method = strcmp(v, "exact") == 0 ? MC_TSNE_EXACT : MC_TSNE_BARNES_HUT;
+        else if (!strcmp(o, "--dims"))
+            cfg.dims = atoi(v);
+        else if (!strcmp(o, "--perplexity"))
+            cfg.perplexity = atof(v);
+        else if (!strcmp(o, "--iters"))
+            cfg.max_iter = atoi(v);
+        else if (!strcmp(o, "--exag-iters"))
+            cfg.exaggeration_iters = atoi(v);
+        else if (!strcmp(o, "--exag"))
+            cfg.early_exaggeration = atof(v);
+        else if (!strcmp(o, "--lr"))
+            cfg.learning_rate = atof(v);
+        else if (!strcmp(o, "--init"))
+            cfg.init = strcmp(v, "random") == 0 ? MC_TSNE_INIT_RANDOM : MC_TSNE_INIT_PCA;
+        else if (!strcmp(o, "--seed"))
+            cfg.seed = strtoull(v, NULL, 10);
+        else if (!strcmp(o, "--theta"))
+            cfg.theta = atof(v);
+        else if (!strcmp(o, "--threads"))
+            mc_set_threads(atoi(v));
         else {
             fprintf(stderr, "unknown option %s\n", o);
             return 1;
@@ -90,7 +100,9 @@ int main(int argc, char **argv)
         return 1;
     }
     FILE *f = fopen(argv[5], "wb");
-    if (!f || fwrite(y, sizeof(double), (size_t)n * (size_t)cfg.dims, f) != (size_t)n * (size_t)cfg.dims ||
+    if (!f ||
+        fwrite(y, sizeof(double), (size_t)n * (size_t)cfg.dims, f) !=
+            (size_t)n * (size_t)cfg.dims ||
         fclose(f) != 0) {
         fprintf(stderr, "%s: cannot write\n", argv[5]);
         return 1;

@@ -97,7 +97,7 @@ static void check_area(int shape, double k, double perim_k) {
     mc_world_params p = {.seed = 11, .per_class = 1, .val_per_class = 0, .unseen_per_class = 0};
     mc_world_sample s;
     mc_world_sample_at(&p, MC_WORLD_TRAIN, shape, &s); /* class `shape` = blue <shape> */
-    s.texture = 3; /* plain */
+    s.texture = 3;                                     /* plain */
     s.noise = 0;
     s.scale = 18;
     s.x = s.y = 31.3;
@@ -126,10 +126,10 @@ static void check_area(int shape, double k, double perim_k) {
     CHECK_MSG(mask_ok, "shape %d: mask disagrees with the rendered pixels", shape);
     CHECK_MSG(fabs(msum - area) <= 0.02 * area + 2, "shape %d: mask area %.1f, formula %.1f", shape,
               msum, area);
-    CHECK_MSG(full <= area + 1 && full >= area - band, "shape %d: %d full pixels, area %.1f",
-              shape, full, area);
-    CHECK_MSG(any >= area - 1 && any <= area + band, "shape %d: %d touched pixels, area %.1f", shape,
-              any, area);
+    CHECK_MSG(full <= area + 1 && full >= area - band, "shape %d: %d full pixels, area %.1f", shape,
+              full, area);
+    CHECK_MSG(any >= area - 1 && any <= area + band, "shape %d: %d touched pixels, area %.1f",
+              shape, any, area);
 }
 
 static void test_render(void) {

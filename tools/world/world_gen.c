@@ -33,8 +33,8 @@ int main(int argc, char **argv) {
                         "[PART PARTS] [--masks]\n");
         return 2;
     }
-    static const char *const what[] = {NULL, NULL, "SEED", "PER_CLASS", "VAL_PER_CLASS",
-                                       "UNSEEN_PER_CLASS", "PART", "PARTS"};
+    static const char *const what[] = {
+        NULL, NULL, "SEED", "PER_CLASS", "VAL_PER_CLASS", "UNSEEN_PER_CLASS", "PART", "PARTS"};
     long long v[8] = {0, 0, 0, 0, 0, 0, 0, 1};
     for (int i = 2; i < n; i++) {
         long long hi = i == 2 ? 0x7fffffffffffffffLL : i < 6 ? MC_WORLD_MAX_PER_CLASS : 1 << 20;
@@ -50,8 +50,11 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *out = argv[1];
-    mc_world_params p = {.seed = (uint64_t)v[2], .per_class = v[3], .val_per_class = v[4],
-                         .unseen_per_class = v[5], .masks = masks};
+    mc_world_params p = {.seed = (uint64_t)v[2],
+                         .per_class = v[3],
+                         .val_per_class = v[4],
+                         .unseen_per_class = v[5],
+                         .masks = masks};
     mc_error err = {0};
     mc_status s = mc_world_params_check(&p, &err);
     if (s == MC_OK) s = mc_world_make_dirs(out, &p, &err);
