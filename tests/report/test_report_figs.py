@@ -15,9 +15,9 @@ trained tiny ViT and CLIP.
           rows with the same settings (exact, perplexity min(30, (n - 1) / 3), seed 0), so the
           figure's layout is mc_tsne's on that input;
         * sklearn's TSNE (exact, same perplexity, pca init, auto learning rate) on the same input
-          reaches a trustworthiness (k = 5, 10) within 0.02 of the C layout's: the tolerance of
+          reaches a trustworthiness (k = 5, 10) at most 0.02 above the C layout's: the tolerance of
           tests/tsne/ref_tsne.py (sklearn's own reruns move it by ~0.005; a broken gradient or P
-          costs > 0.05);
+          costs > 0.05), one-sided because a C layout better than sklearn's is no fault;
       and the drawn figure equals the CSV: the SVG has one filled path of dots per category, in a
       colour of its own showing the category's hue (blue mostly blue, ...), whose dot centres are
       an axis-wise affine image of the CSV points (residual < 0.01 units), a legend dot of the same
@@ -228,7 +228,11 @@ report: {{figures: [tsne], figure_formats: [png, svg, pdf]}}
     for k in (5, 10):
         t_sk = trustworthiness(x64, ysk.astype(np.float64), n_neighbors=k)
         t_c = trustworthiness(x64, Y, n_neighbors=k)
-        check(abs(t_sk - t_c) <= TOL_TRUST, "trustworthiness(k=%d): C layout %.4f, sklearn %.4f (|diff| <= %g)"
+        # One-sided: the C layout keeps neighbours at least as well as sklearn's, less the
+        # tolerance. On ~25 points the two optimisers can settle in different minima; a better
+        # layout than the reference's is no fault (the sanitizer build's rows, rounded a little
+        # differently, once gave C 0.798 against sklearn 0.763), a broken gradient or P is worse.
+        check(t_c >= t_sk - TOL_TRUST, "trustworthiness(k=%d): C layout %.4f, sklearn %.4f (C >= sklearn - %g)"
               % (k, t_c, t_sk, TOL_TRUST))
 
     # What is drawn equals the CSV.
