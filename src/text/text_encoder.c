@@ -111,6 +111,29 @@ static float *wl_ptr(const mc_text_encoder *e, const wlist *l, size_t idx) {
     return p;
 }
 
+/* Points each block's weights into the loaded list from entry k on, in the description's order
+ * (the same for the CLIP text tower and MPNet); returns the entry after the last block. */
+static size_t bind_layers(mc_text_encoder *e, const wlist *l, size_t k) {
+    for (int64_t i = 0; i < e->L; i++) {
+        text_layer *y = &e->layers[i];
+        y->ln1_w = wl_ptr(e, l, k++);
+        y->ln1_b = wl_ptr(e, l, k++);
+        y->qkv_w = wl_ptr(e, l, k);
+        k += 3; /* q, k, v weights are adjacent: [3D, D] */
+        y->qkv_b = wl_ptr(e, l, k);
+        k += 3; /* and so are the biases: [3D] */
+        y->o_w = wl_ptr(e, l, k++);
+        y->o_b = wl_ptr(e, l, k++);
+        y->ln2_w = wl_ptr(e, l, k++);
+        y->ln2_b = wl_ptr(e, l, k++);
+        y->fc1_w = wl_ptr(e, l, k++);
+        y->fc1_b = wl_ptr(e, l, k++);
+        y->fc2_w = wl_ptr(e, l, k++);
+        y->fc2_b = wl_ptr(e, l, k++);
+    }
+    return k;
+}
+
 static mc_status load_clip(mc_text_encoder *e, const mc_hf_config *cfg, const mc_st_file *st,
                            mc_error *err) {
     wlist l = {0};
@@ -130,23 +153,7 @@ static mc_status load_clip(mc_text_encoder *e, const mc_hf_config *cfg, const mc
         size_t k = 0;
         e->tok_emb = wl_ptr(e, &l, k++);
         e->pos_emb = wl_ptr(e, &l, k++);
-        for (int64_t i = 0; i < e->L; i++) {
-            text_layer *y = &e->layers[i];
-            y->ln1_w = wl_ptr(e, &l, k++);
-            y->ln1_b = wl_ptr(e, &l, k++);
-            y->qkv_w = wl_ptr(e, &l, k);
-            k += 3; /* q, k, v weights are adjacent: [3D, D] */
-            y->qkv_b = wl_ptr(e, &l, k);
-            k += 3; /* and so are the biases: [3D] */
-            y->o_w = wl_ptr(e, &l, k++);
-            y->o_b = wl_ptr(e, &l, k++);
-            y->ln2_w = wl_ptr(e, &l, k++);
-            y->ln2_b = wl_ptr(e, &l, k++);
-            y->fc1_w = wl_ptr(e, &l, k++);
-            y->fc1_b = wl_ptr(e, &l, k++);
-            y->fc2_w = wl_ptr(e, &l, k++);
-            y->fc2_b = wl_ptr(e, &l, k++);
-        }
+        k = bind_layers(e, &l, k);
         e->final_ln_w = wl_ptr(e, &l, k++);
         e->final_ln_b = wl_ptr(e, &l, k++);
         e->proj_w = wl_ptr(e, &l, k++);
@@ -172,23 +179,7 @@ static mc_status load_mpnet(mc_text_encoder *e, const mc_hf_config *cfg, const m
         e->emb_ln_w = wl_ptr(e, &l, k++);
         e->emb_ln_b = wl_ptr(e, &l, k++);
         e->rel_bias = wl_ptr(e, &l, k++);
-        for (int64_t i = 0; i < e->L; i++) {
-            text_layer *y = &e->layers[i];
-            y->ln1_w = wl_ptr(e, &l, k++);
-            y->ln1_b = wl_ptr(e, &l, k++);
-            y->qkv_w = wl_ptr(e, &l, k);
-            k += 3;
-            y->qkv_b = wl_ptr(e, &l, k);
-            k += 3;
-            y->o_w = wl_ptr(e, &l, k++);
-            y->o_b = wl_ptr(e, &l, k++);
-            y->ln2_w = wl_ptr(e, &l, k++);
-            y->ln2_b = wl_ptr(e, &l, k++);
-            y->fc1_w = wl_ptr(e, &l, k++);
-            y->fc1_b = wl_ptr(e, &l, k++);
-            y->fc2_w = wl_ptr(e, &l, k++);
-            y->fc2_b = wl_ptr(e, &l, k++);
-        }
+        k = bind_layers(e, &l, k);
     }
     wl_free(&l);
     if (s != MC_OK) return s;
