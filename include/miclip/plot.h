@@ -87,8 +87,8 @@ mc_status mc_plot_write(const mc_plot *p, int format, const char *path, mc_error
 /* ---- image grids ------------------------------------------------------------------------------
  * A grid of images, each with an optional heat map drawn over it (a unit's activation per patch
  * or per position), a caption of two lines under each tile and a title: the report's per-unit
- * evidence. Drawn with cairo into an RGB PNG at 1 px per unit; the same grid gives the same
- * bytes. */
+ * evidence and the attention maps. Drawn with cairo (PNG at 1 px per unit, SVG, PDF); the same
+ * grid gives the same bytes. */
 typedef struct {
     const uint8_t *rgb; /* borrowed, w * h * 3 (R, G, B rows top to bottom); NULL: no image */
     int w, h;
@@ -107,6 +107,10 @@ typedef struct {
 /* The PNG's size in px, and the top-left pixel of tile i (its captions lie below the tile). */
 void mc_grid_size(const mc_grid *g, int *w, int *h);
 void mc_grid_tile_origin(const mc_grid *g, int i, int *x, int *y);
-/* Renders g as a PNG into *out (malloc'd, caller frees), *len bytes. */
+/* Renders g in format (mc_figure_format) into *out (malloc'd, caller frees), *len bytes: a PNG at
+ * 1 px per unit, or an SVG / PDF of the same units from the same drawing calls (images and heat
+ * maps embedded at their own resolution). */
+mc_status mc_grid_render(const mc_grid *g, int format, uint8_t **out, size_t *len, mc_error *err);
+/* mc_grid_render(g, MC_FIG_PNG, ...). */
 mc_status mc_grid_render_png(const mc_grid *g, uint8_t **out, size_t *len, mc_error *err);
 #endif

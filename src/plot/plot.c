@@ -738,15 +738,8 @@ void mc_grid_tile_origin(const mc_grid *g, int i, int *x, int *y) {
     *y = GRID_MARGIN + GRID_TITLE_H + (i / cols) * (g->tile + GRID_CAPTION_H);
 }
 
-mc_status mc_grid_render_png(const mc_grid *g, uint8_t **out, size_t *len, mc_error *err) {
-    *out = NULL, *len = 0;
-    if (g->tile < 8 || g->tile > 1024 || g->n_tiles < 0 || g->n_tiles > 256)
-        return MC_FAIL(err, MC_ERR_ARG, "grid '%s': tile %d px or %d tiles out of range", g->title,
-                       g->tile, g->n_tiles);
-    int w = 0, h = 0;
-    mc_grid_size(g, &w, &h);
-    cairo_surface_t *surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
-    cairo_t *cr = cairo_create(surface);
+/* Draws g onto cr (w x h units): the same calls for every surface, so PNG, SVG and PDF agree. */
+static mc_status grid_paint(cairo_t *cr, const mc_grid *g, mc_error *err) {
     canvas cv = {.cr = cr};
     mc_status s = make_context(cr, &cv.pc, err);
     if (s == MC_OK) {
@@ -816,25 +809,69 @@ mc_status mc_grid_render_png(const mc_grid *g, uint8_t **out, size_t *len, mc_er
     }
     if (cv.pc) g_object_unref(cv.pc);
     cairo_status_t cs = cairo_status(cr);
-    cairo_destroy(cr);
-    cairo_surface_flush(surface);
     if (s == MC_OK && cs != CAIRO_STATUS_SUCCESS)
         s = MC_FAIL(err, cs == CAIRO_STATUS_NO_MEMORY ? MC_ERR_NOMEM : MC_ERR_INTERNAL,
                     "grid '%s': cairo: %s", g->title, cairo_status_to_string(cs));
+    return s;
+}
+
+mc_status mc_grid_render(const mc_grid *g, int format, uint8_t **out, size_t *len, mc_error *err) {
+    *out = NULL, *len = 0;
+    if (!mc_plot_format_ext(format))
+        return MC_FAIL(err, MC_ERR_ARG, "grid '%s': unknown format %d", g->title, format);
+    if (g->tile < 8 || g->tile > 1024 || g->n_tiles < 0 || g->n_tiles > 256)
+        return MC_FAIL(err, MC_ERR_ARG, "grid '%s': tile %d px or %d tiles out of range", g->title,
+                       g->tile, g->n_tiles);
+    int w = 0, h = 0;
+    mc_grid_size(g, &w, &h);
     bytes b = {0};
+    cairo_surface_t *surface = NULL;
+    if (format == MC_FIG_PNG) {
+        surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
+    } else if (format == MC_FIG_SVG) {
+        surface = cairo_svg_surface_create_for_stream(bytes_write, &b, w, h);
+        cairo_svg_surface_restrict_to_version(surface, CAIRO_SVG_VERSION_1_1);
+        cairo_svg_surface_set_document_unit(surface, CAIRO_SVG_UNIT_USER);
+    } else {
+        surface = cairo_pdf_surface_create_for_stream(bytes_write, &b, w, h);
+        cairo_pdf_surface_set_metadata(surface, CAIRO_PDF_METADATA_TITLE, g->title);
+        cairo_pdf_surface_set_metadata(surface, CAIRO_PDF_METADATA_CREATOR, "miclip");
+        cairo_pdf_surface_set_metadata(surface, CAIRO_PDF_METADATA_CREATE_DATE, PDF_DATE);
+        cairo_pdf_surface_set_metadata(surface, CAIRO_PDF_METADATA_MOD_DATE, PDF_DATE);
+    }
+    cairo_status_t cs = cairo_surface_status(surface);
+    mc_status s = cs == CAIRO_STATUS_SUCCESS
+                      ? MC_OK
+                      : MC_FAIL(err, cs == CAIRO_STATUS_NO_MEMORY ? MC_ERR_NOMEM : MC_ERR_INTERNAL,
+                                "grid '%s': cairo: %s", g->title, cairo_status_to_string(cs));
     if (s == MC_OK) {
+        cairo_t *cr = cairo_create(surface);
+        s = grid_paint(cr, g, err);
+        cairo_destroy(cr);
+    }
+    if (s == MC_OK && format == MC_FIG_PNG) {
+        cairo_surface_flush(surface);
         cs = cairo_surface_write_to_png_stream(surface, bytes_write, &b);
         if (cs != CAIRO_STATUS_SUCCESS)
             s = MC_FAIL(err, MC_ERR_INTERNAL, "grid '%s': PNG: %s", g->title,
                         cairo_status_to_string(cs));
-        else if (b.oom)
-            s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory drawing grid '%s'", g->title);
     }
+    cairo_surface_finish(surface); /* SVG and PDF write their documents here */
+    cs = cairo_surface_status(surface);
+    if (s == MC_OK && cs != CAIRO_STATUS_SUCCESS)
+        s = MC_FAIL(err, cs == CAIRO_STATUS_NO_MEMORY ? MC_ERR_NOMEM : MC_ERR_INTERNAL,
+                    "grid '%s': cairo: %s", g->title, cairo_status_to_string(cs));
     cairo_surface_destroy(surface);
+    if (s == MC_OK && b.oom)
+        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory drawing grid '%s'", g->title);
     if (s != MC_OK) {
         free(b.p);
         return s;
     }
     *out = b.p, *len = b.n;
     return MC_OK;
+}
+
+mc_status mc_grid_render_png(const mc_grid *g, uint8_t **out, size_t *len, mc_error *err) {
+    return mc_grid_render(g, MC_FIG_PNG, out, len, err);
 }
