@@ -236,6 +236,10 @@ typedef struct {
         mc_enum_list figures;        /* mc_figure */
         mc_enum_list figure_formats; /* mc_figure_format */
         double alpha;                /* one-tailed paired t-test level */
+        char *attention_class;       /* Figure 4's class; "" = the eval set's first class */
+        int64_t attention_images;    /* Figure 4's images (the class's first N eval images) and
+                                        Figure 6's (the feature's top N) */
+        char *attention_concept;     /* Figure 6's low-level concept ("green") */
     } report;
 
     /* provenance, filled by the loader */

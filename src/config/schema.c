@@ -380,11 +380,22 @@ const mc_schema_entry mc_schema[] = {
     ELIST("report.figures", "[loss_curves, sae_curves]", MC_F_UNIQUE | MC_F_SORTED, figure_names,
           report.figures,
           "Figures to draw: `loss_curves`, `sae_curves`, `tsne` (Figure 3), `attention_maps` "
-          "(not built yet), `flawed_reasoning` (Figure 5); docs/report.md."),
+          "(Figures 4 and 6), `flawed_reasoning` (Figure 5); docs/report.md."),
     ELIST("report.figure_formats", "[png, svg]", MC_F_NONEMPTY | MC_F_UNIQUE | MC_F_SORTED,
           fig_format_names, report.figure_formats, "Figure file formats."),
     FLT("report.alpha", "0.05", MC_F_MIN_OPEN, 0.0, 0.5, report.alpha,
         "Significance level of the one-tailed paired t-tests."),
+    STR("report.attention_class", "\"\"", 0, report.attention_class,
+        "Figure 4 (`attention_maps`): the class whose localized SAE features are kept; empty (the "
+        "default) means the first class of the `classes` concept set, the target's label order "
+        "(the paper's first ImageNet class, \"kit fox\")."),
+    INT("report.attention_images", "6", 1, 64, report.attention_images,
+        "`attention_maps`: images per figure: Figure 4's first N eval images of the class, "
+        "Figure 6's top N eval images of the feature (paper: 6)."),
+    STR("report.attention_concept", "\"green\"", 0, report.attention_concept,
+        "Figure 6 (`attention_maps`): the low-level concept; its feature is the SAE feature whose "
+        "top description (describe stage) is this concept, best score first (paper: green); "
+        "empty: no Figure 6."),
 };
 const int mc_schema_count = (int)(sizeof mc_schema / sizeof mc_schema[0]);
 

@@ -511,14 +511,16 @@ static mc_status extract_split(const mc_comm *c, const mc_config *cfg, extractor
 }
 
 /* The splits this configuration extracts: train always; eval and unseen when the intervention
- * stage will use them, eval also for the report's flawed_reasoning figure. */
+ * stage will use them, eval also for the report's flawed_reasoning and attention_maps figures. */
 static bool split_wanted(const mc_config *cfg, mc_split s) {
     if (mc_split_dataset_cfg(cfg, s)->kind == MC_DS_NONE) return false;
     if (s == MC_SPLIT_TRAIN) return true;
-    /* The report's flawed_reasoning figure reads the eval images' activations. */
+    /* The report's flawed_reasoning and attention_maps figures read the eval images' activations. */
     if (s == MC_SPLIT_EVAL && mc_config_has_stage(cfg, MC_STAGE_REPORT))
         for (int i = 0; i < cfg->report.figures.n; i++)
-            if (cfg->report.figures.v[i] == MC_FIGURE_FLAWED_REASONING) return true;
+            if (cfg->report.figures.v[i] == MC_FIGURE_FLAWED_REASONING ||
+                cfg->report.figures.v[i] == MC_FIGURE_ATTENTION_MAPS)
+                return true;
     if (!mc_config_has_stage(cfg, MC_STAGE_INTERVENE)) return false;
     for (int i = 0; i < cfg->intervene.datasets.n; i++)
         if ((cfg->intervene.datasets.v[i] == MC_EVAL_SET_EVAL && s == MC_SPLIT_EVAL) ||

@@ -552,9 +552,11 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
         if (cfg->intervene.datasets.v[i] == MC_EVAL_SET_EVAL) want_eval = true;
         if (cfg->intervene.datasets.v[i] == MC_EVAL_SET_UNSEEN) want_unseen = true;
     }
-    /* The report's flawed_reasoning figure reads the eval images too (extract.c: split_wanted). */
+    /* The report's flawed_reasoning and attention_maps figures read the eval images too (extract.c:
+     * split_wanted). */
     for (int i = 0; mc_config_has_stage(cfg, MC_STAGE_REPORT) && i < cfg->report.figures.n; i++)
-        if (cfg->report.figures.v[i] == MC_FIGURE_FLAWED_REASONING &&
+        if ((cfg->report.figures.v[i] == MC_FIGURE_FLAWED_REASONING ||
+             cfg->report.figures.v[i] == MC_FIGURE_ATTENTION_MAPS) &&
             cfg->datasets.eval.kind != MC_DS_NONE)
             want_eval = true;
     if (want_eval)

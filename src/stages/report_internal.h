@@ -23,8 +23,8 @@
 /* Collective. The report stage's one task: tables, figures and OUTPUT_DIR/report/README.md. */
 mc_status mc_stage_report(const mc_comm *c, const mc_config *cfg, const mc_task *task,
                           mc_error *err);
-/* Local. Refuses the figures this build does not draw (tsne, attention_maps) with one line;
- * run.c calls it before any stage runs. */
+/* Local. Refuses the figures this build does not draw with one line (none today); run.c calls it
+ * before any stage runs. */
 mc_status mc_report_check(const mc_config *cfg, mc_error *err);
 
 /* Rank 0 only. Writes p as OUTPUT_DIR/report/figures/<stem>.<ext> in each report.figure_formats
@@ -35,6 +35,18 @@ mc_status mc_report_write_figure_local(const mc_config *cfg, const mc_plot *p, c
  * t-SNE to 2-D, coloured by the tiny world's class colour; figures/tsne_sae-l<layer>.* and .csv.
  * Omitted with an info line without the localize stage or a `classes` concept set. */
 mc_status mc_report_tsne(const mc_comm *c, const mc_config *cfg, mc_buf *readme, mc_error *err);
+/* Collective (report_tsne.c). Reads a localize store's class set `set`: names [C], its top SAE
+ * units and their cosines [C x tau] (malloc'd, the caller's). */
+mc_status mc_report_read_localized(const mc_comm *c, const char *path, const char *set,
+                                   char ***names, int64_t *C, int32_t **top, float **score,
+                                   int64_t *tau, mc_error *err);
+/* Collective. Figures 4 and 6 (report_attention.c): the CLS-to-patch attention of the block after
+ * sae.layer when the patch tokens keep only chosen SAE features (paper D.2.2), for the first eval
+ * images of a class (its localized features) and the top eval images of the feature described by
+ * report.attention_concept; figures/attention_maps_{class,concept}.* and attention_maps.csv.
+ * Omitted with an info line when a needed stage, dataset or a transformer target is missing. */
+mc_status mc_report_attention(const mc_comm *c, const mc_config *cfg, mc_buf *readme,
+                              mc_error *err);
 /* Collective. Figure 5 (report_flawed.c): per extract.layers entry, cos(E_n a, text) of the first
  * correct and the first misclassified eval image with its true and a competing label;
  * figures/flawed_reasoning.* and .csv. Omitted with an info line without align, datasets.eval or

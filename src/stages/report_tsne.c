@@ -39,11 +39,9 @@ static int class_colour(const char *name) {
     return -1;
 }
 
-/* Collective. Reads the localize store's class set: names [C], top SAE units and their cosines
- * [C x tau]. */
-static mc_status read_localized(const mc_comm *c, const char *path, const char *set, char ***names,
-                                int64_t *C, int32_t **top, float **score, int64_t *tau,
-                                mc_error *err) {
+mc_status mc_report_read_localized(const mc_comm *c, const char *path, const char *set,
+                                   char ***names, int64_t *C, int32_t **top, float **score,
+                                   int64_t *tau, mc_error *err) {
     mc_store *st = NULL;
     MC_TRY(mc_store_open(c, path, MC_STORE_READ, &st, err));
     char g[300], ds[320];
@@ -112,7 +110,7 @@ mc_status mc_report_tsne(const mc_comm *c, const mc_config *cfg, mc_buf *readme,
     int64_t C = 0, tau = 0;
     int32_t *top = NULL;
     float *score = NULL;
-    if (s == MC_OK) s = read_localized(c, path, set, &names, &C, &top, &score, &tau, err);
+    if (s == MC_OK) s = mc_report_read_localized(c, path, set, &names, &C, &top, &score, &tau, err);
 
     /* The unit embedding localize ranked by, for every SAE feature (every rank computes all). */
     mc_train_data td = {0};

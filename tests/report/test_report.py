@@ -16,8 +16,7 @@
                           interventions.md hold each task's section and no records
   test_report.py bad      an accuracy outside [0, 1], a store whose key is not its index entry's, a
                           missing task index entry or section: one error line naming the file,
-                          non-zero exit at 1 and 2 ranks; report.figures attention_maps (alone or
-                          beside loss_curves): refused before any work (nothing written)
+                          non-zero exit at 1 and 2 ranks
   test_report.py figures  extract -> sae -> align on a generated tiny world with the trained tiny
                           models (2 seeds), then the report's loss_curves and sae_curves in png,
                           svg and pdf: PNGs decode (PIL) at twice the SVG's size, are not blank and
@@ -452,16 +451,6 @@ def test_bad(tmp):
                   "a missing %s at %d rank(s): one error line naming the file and the stage, non-zero exit on every "
                   "rank: %s %s" % (shown, np_, errs, codes))
         open(missing, "wb").write(kept)
-    # Refused figures / formats: before any work (a fresh output folder stays empty).
-    for extra, word in [("report: {figures: [loss_curves, attention_maps]}\n", "'attention_maps' is not implemented"),
-                        ("report: {figures: [attention_maps]}\n", "'attention_maps' is not implemented")]:
-        out2 = os.path.join(tmp, "fresh")
-        shutil.rmtree(out2, ignore_errors=True)
-        write_config(cfg, out2, extra)
-        for args in (["run", cfg], ["run", cfg, "--stage", "report"]):
-            errs, codes = bad_run(2, args)
-            check(failed(errs, codes, 2, [word]) and not os.path.exists(out2),
-                  "%s refused up front (%s), nothing written: %s %s" % (word, " ".join(args[2:]) or "whole run", errs, codes))
 
 
 def test_figures(tmp):

@@ -34,6 +34,24 @@ trained tiny ViT and CLIP.
       cosine); its desc lists a marker exactly at the first layer where the competitor exceeds
       the ground truth, "(never overtaken)" in the other panels; PNG twice the SVG with the lines'
       colours; pdftotext finds the title and legend; README lists the files.
+  test_report_figs.py attention
+      extract -> sae -> align -> localize -> describe -> report (figures: [attention_maps]) at 1 and
+      2 ranks: the same bytes. numpy (float64) recomputes every map from the stores and the model
+      folder: Figure 4's class is the localize set's first class, its features the class's
+      top_units, its images the first 6 valid eval images of that class; Figure 6's feature is the
+      SAE feature whose describe top-1 concept is report.attention_concept with the highest score
+      (the test picks a colour some feature has), its images its top 6 valid eval images by its
+      top-k code of acts/3. Per image: the ViT's embeddings and blocks 1..3 from the pixels
+      (rescale, normalise 0.5/0.5; 64x64 needs no resize), the patch tokens replaced by
+      b_pre + sum over the kept features of code x W_dec row, block 4's attention: each head's CLS
+      row over the patch keys renormalised to 1, the mean of the heads. The CSV equals it to 1e-6
+      absolute (maps average 1/64 ~ 0.016, so 1e-6 is float32's relative error through four blocks
+      with margin (observed ~2e-8); a wrong block, head average or kept set moves values by
+      > 1e-3). The drawing equals the CSV: the SVG embeds one 8x8 heat image per tile whose alpha
+      inverts (alpha = 0.15 + 0.6 t, 8-bit) to (map - min) / (max - min) within 0.004 (the 8-bit
+      step over 0.6 is 0.0065: half a step plus rounding); the PNG has the SVG's size; pdftotext
+      finds the title; a report.attention_class naming no class is one error line naming the file
+      and key with a non-zero exit at 2 ranks; README lists the files.
 Prints 'N passed, N failed'; exit 0 only when all pass."""
 import csv
 import glob
@@ -459,11 +477,228 @@ report: {{figures: [flawed_reasoning], figure_formats: [png, svg, pdf]}}
           "README lists the figure and its CSV")
 
 
+def vit_forward_maps(vit_dir, px, layer, sae, feats):
+    """numpy float64: pixels [3, 64, 64] -> the mean-of-heads CLS->patch attention of block layer+1
+    when the patch tokens at layer keep only feats (dict of SAE arrays)."""
+    import json
+    import math
+    sys.path.insert(0, os.path.join(SRC, "tests", "stages"))
+    from ref_vit_suffix import load_safetensors
+    cfg = json.load(open(os.path.join(vit_dir, "config.json")))
+    w = load_safetensors(os.path.join(vit_dir, "model.safetensors"))
+    H, eps, P = cfg["num_attention_heads"], cfg.get("layer_norm_eps", 1e-12), cfg["patch_size"]
+    pre = "vit." if "vit.embeddings.cls_token" in w else ""
+
+    def ln(x, p):
+        mu = x.mean(-1, keepdims=True)
+        var = ((x - mu) ** 2).mean(-1, keepdims=True)
+        return (x - mu) / np.sqrt(var + eps) * w[p + ".weight"] + w[p + ".bias"]
+
+    def lin(x, p):
+        return x @ w[p + ".weight"].T + w[p + ".bias"]
+
+    def attn_probs(x, i):
+        p = "%sencoder.layer.%d." % (pre, i)
+        T, D = x.shape
+        hd = D // H
+        h = ln(x, p + "layernorm_before")
+        q, k = (lin(h, p + "attention.attention." + n).reshape(T, H, hd).transpose(1, 0, 2) for n in ("query", "key"))
+        s_ = q @ k.transpose(0, 2, 1) / math.sqrt(hd)
+        s_ = np.exp(s_ - s_.max(-1, keepdims=True))
+        return s_ / s_.sum(-1, keepdims=True)
+
+    def block(x, i):
+        p = "%sencoder.layer.%d." % (pre, i)
+        T, D = x.shape
+        hd = D // H
+        pr = attn_probs(x, i)
+        h = ln(x, p + "layernorm_before")
+        v = lin(h, p + "attention.attention.value").reshape(T, H, hd).transpose(1, 0, 2)
+        a = (pr @ v).transpose(1, 0, 2).reshape(T, D)
+        x = x + lin(a, p + "attention.output.dense")
+        h = lin(ln(x, p + "layernorm_after"), p + "intermediate.dense")
+        erf = np.vectorize(math.erf)
+        h = 0.5 * h * (1.0 + erf(h / math.sqrt(2.0)))
+        return x + lin(h, p + "output.dense")
+
+    C, S = px.shape[0], px.shape[1] // P
+    Wp = w[pre + "embeddings.patch_embeddings.projection.weight"].reshape(-1, C * P * P)
+    pat = px.reshape(C, S, P, S, P).transpose(1, 3, 0, 2, 4).reshape(S * S, C * P * P)
+    x = np.concatenate([w[pre + "embeddings.cls_token"].reshape(1, -1),
+                        pat @ Wp.T + w[pre + "embeddings.patch_embeddings.projection.bias"]], 0)
+    x = x + w[pre + "embeddings.position_embeddings"].reshape(x.shape)
+    for i in range(layer):
+        x = block(x, i)
+    codes = sae_codes(x[1:], sae)
+    keep = np.zeros(codes.shape[1], bool)
+    keep[list(feats)] = True
+    x = x.copy()
+    x[1:] = sae["b_pre"][()].astype(np.float64) + (codes * keep) @ sae["W_dec_T"][()].astype(np.float64)
+    pr = attn_probs(x, layer)[:, 0, 1:]
+    pr = pr / pr.sum(-1, keepdims=True)
+    return pr.mean(0)
+
+
+def svg_heat_images(path):
+    """The small RGBA images cairo embedded in the SVG (base64 PNG), in document order."""
+    import base64
+    import io
+    from PIL import Image
+    txt = open(path).read()
+    out = []
+    for m in re.finditer(r"data:image/png;base64,([A-Za-z0-9+/=\s]+)", txt):
+        im = Image.open(io.BytesIO(base64.b64decode(re.sub(r"\s", "", m.group(1)))))
+        im.load()
+        out.append(im)
+    return out
+
+
+def test_attention(tmp):
+    from PIL import Image
+    world = os.path.join(tmp, "world")  # 6 eval images per class: Figure 4 shows a class's first 6
+    if not os.path.exists(os.path.join(world, "classes.txt")):
+        subprocess.run([fixture.MICLIP, "--quiet", "world", "make", "--out", world, "--seed", "1", "--per-class", "8",
+                        "--val-per-class", "6", "--unseen-per-class", "1"], check=True)
+    vit, clip = (os.path.join(SRC, "experiments", "world", d) for d in ("vit", "clip"))
+    colours = open(os.path.join(world, "colours.txt")).read().split()
+
+    def config(np_, concept):
+        out = os.path.join(tmp, "out%d" % np_)
+        cfg = os.path.join(tmp, "attn%d.yaml" % np_)
+        with open(cfg, "w") as f:
+            f.write(f"""name: figs
+output_dir: {out}
+seeds: [0]
+models: {{target: {vit}, clip: {clip}}}
+datasets:
+  train: {{kind: world, root: {world}, split: train}}
+  eval: {{kind: world, root: {world}, split: val}}
+concepts:
+  - {{name: classes, source: classes}}
+  - {{name: world, file: {world}/concepts.txt}}
+extract: {{layers: ["3"], batch_size: 64}}
+sae: {{layer: "3", features: 64, k: 4, batch_size: 32, epochs: 3}}
+align: {{batch_size: 64, epochs: 3, lr: 0.15, variants: [in+out]}}
+localize: {{tau: 5}}
+describe: {{tau: 3}}
+stages: [extract, sae, align, localize, describe, report]
+report: {{figures: [attention_maps], figure_formats: [png, svg, pdf], attention_concept: "{concept}"}}
+""")
+        return out, cfg
+
+    # First pass: the default concept ("green"), to learn which colours some feature is described by.
+    snaps = {}
+    out, cfg = config(1, "green")
+    shutil.rmtree(out, ignore_errors=True)
+    r = run(1, ["run", cfg])
+    check(r.returncode == 0, "the pipeline with attention_maps exits 0%s" % ("" if r.returncode == 0 else ": " + r.stderr[-800:]))
+    dpath = glob.glob(os.path.join(out, "describe", "describe-s0-l3-inout-*.h5"))
+    with h5py.File(dpath[0], "r") as d:
+        con = strings(d, "world/concepts")
+        tc, ts = d["world/sae/top_concepts"][()], d["world/sae/top_scores"][()]
+    described = [con[t] for t in tc[:, 0]]
+    have = [c for c in colours if c in described]
+    concept = "green" if "green" in have else (have[0] if have else None)
+    check(concept is not None, "some SAE feature's top description is a colour: %s" % have)
+    if concept is None:
+        return
+    for np_ in [1, 2]:
+        out, cfg = config(np_, concept)
+        if np_ == 2:
+            shutil.rmtree(out, ignore_errors=True)
+        r = run(np_, ["run", cfg])
+        check(r.returncode == 0, "report with attention_concept %s at %d rank(s) exits 0%s"
+              % (concept, np_, "" if r.returncode == 0 else ": " + r.stderr[-800:]))
+        figs = sorted(glob.glob(os.path.join(out, "report", "figures", "attention_maps*")))
+        snaps[np_] = {os.path.basename(p): open(p, "rb").read() for p in figs}
+    names = sorted(snaps[1])
+    want = sorted(["attention_maps.csv"] + ["attention_maps_%s.%s" % (f, e) for f in ("class", "concept")
+                                           for e in ("png", "svg", "pdf")])
+    check(names == want, "figure files: %s" % names)
+    check(snaps[1] == snaps[2], "figure files identical at 1 and 2 ranks")
+    out = os.path.join(tmp, "out1")
+    figd = os.path.join(out, "report", "figures")
+    rows = list(csv.DictReader(open(os.path.join(figd, "attention_maps.csv"))))
+
+    # numpy: which images and features.
+    with h5py.File(glob.glob(os.path.join(out, "extract", "eval-*.h5"))[0], "r") as e:
+        labels, valid = e["images/labels"][()], e["images/valid"][()].astype(bool)
+        enames, paths = strings(e, "classes/names"), strings(e, "images/paths")
+        acts = e["acts/3"][()].astype(np.float64)
+    with h5py.File(glob.glob(os.path.join(out, "localize", "localize-s0-l3-inout-*.h5"))[0], "r") as f:
+        cnames = strings(f, "classes/concepts")
+        top = f["classes/sae/top_units"][()]
+        sae_path = os.path.join(out, "sae", os.path.basename(attr_str(f["classes/sae"].attrs["sae_store"])))
+    sae = h5py.File(sae_path, "r")
+    cls = cnames[0]
+    f4 = [i for i in range(len(labels)) if valid[i] and enames[labels[i]].lower() == cls.lower()][:6]
+    cand = [u for u in range(tc.shape[0]) if con[tc[u, 0]] == concept]
+    feat6 = max(cand, key=lambda u: (ts[u, 0], -u))
+    z = sae_codes(acts, sae)[:, feat6]
+    order = sorted([i for i in range(len(labels)) if valid[i] and z[i] > 0], key=lambda i: (-z[i], i))[:6]
+    plan = [("class", f4, [int(u) for u in top[0]]), ("concept", order, [feat6])]
+    got = {}
+    for r_ in rows:
+        got.setdefault((r_["figure"], int(r_["image"])), []).append(float(r_["attention"]))
+    check([(k[0], k[1]) for k in got] == [(f, i) for f, imgs, _ in plan for i in imgs]
+          and all(r_["features"] == " ".join(map(str, dict((p[0], p[2]) for p in plan)[r_["figure"]])) for r_ in rows),
+          "CSV: Figure 4 = the first %d eval images of '%s' with its localized features %s; Figure 6 = feature %d "
+          "(top description '%s'), its top images %s" % (len(f4), cls, list(top[0]), feat6, concept, order))
+    worst, want_maps = 0.0, {}
+    for fig, imgs, feats in plan:
+        for i in imgs:
+            im = np.asarray(Image.open(paths[i]).convert("RGB"), np.float64) / 255.0
+            assert im.shape == (64, 64, 3), "world images are 64x64 (no resize): %s" % (im.shape,)
+            px = ((im - 0.5) / 0.5).transpose(2, 0, 1)
+            m = vit_forward_maps(vit, px, 3, sae, feats)
+            want_maps[(fig, i)] = m
+            g = np.array(got.get((fig, i), []))
+            worst = max(worst, float(np.abs(g - m).max()) if g.shape == m.shape else float("inf"))
+    check(worst <= 1e-6, "every map equals numpy's recomputation (block 4, CLS row over patches renormalised, "
+          "mean of heads; max |diff| %.2e <= 1e-6)" % worst)
+
+    # The drawing: each SVG embeds one 8x8 heat image per tile, alpha = 0.15 + 0.6 * map / max.
+    for fig, imgs, _ in plan:
+        svg = os.path.join(figd, "attention_maps_%s.svg" % fig)
+        heats = [h for h in svg_heat_images(svg) if h.size == (8, 8) and h.mode == "RGBA"]
+        ok, err_ = len(heats) == len(imgs), float("inf")
+        if ok:
+            err_ = 0.0
+            for h, i in zip(heats, imgs):
+                a = np.asarray(h, np.float64)[:, :, 3].reshape(-1) / 255.0
+                t = (a - 0.15) / 0.6
+                m = want_maps[(fig, i)]
+                m = m - m.min()  # drawn from the map's minimum (cold) to its maximum
+                err_ = max(err_, float(np.abs(t - m / m.max()).max()))
+        check(ok and err_ <= 0.004, "%s SVG: %d heat images decode to the maps over their max (max |diff| %.4f <= "
+              "0.004)" % (fig, len(heats), err_))
+        root = ET.parse(svg).getroot()
+        im = Image.open(os.path.join(figd, "attention_maps_%s.png" % fig))
+        check(im.size == (int(float(root.get("width"))), int(float(root.get("height")))),
+              "%s PNG has the SVG's size %s" % (fig, im.size))
+        text = subprocess.run(["pdftotext", "-enc", "UTF-8", os.path.join(figd, "attention_maps_%s.pdf" % fig), "-"],
+                              capture_output=True, text=True).stdout
+        check("CLS attention, block 4" in text, "%s PDF text holds the title" % fig)
+    # A class that is not one: one error line naming the file and the key, non-zero exit on every rank.
+    out, cfg = config(2, concept)
+    txt = open(cfg).read().replace('attention_concept:', 'attention_class: "no such class", attention_concept:')
+    open(cfg, "w").write(txt)
+    r = run(2, ["run", cfg, "--stage", "report"])
+    errs = [l for l in r.stderr.splitlines() if "error" in l.lower()]
+    check(r.returncode != 0 and len(errs) == 1 and "report.attention_class" in errs[0] and cfg in errs[0],
+          "report.attention_class naming no class: one error line naming the file and key, non-zero exit: %s" % errs)
+    out = os.path.join(tmp, "out1")
+    readme = open(os.path.join(out, "report", "README.md")).read()
+    check(all("figures/attention_maps_%s.png" % f in readme for f in ("class", "concept"))
+          and "figures/attention_maps.csv" in readme, "README lists both figures and the CSV")
+
+
 def main():
     part = sys.argv[1]
     tmp = os.path.join(os.getcwd(), "report_figs_" + part)
     os.makedirs(tmp, exist_ok=True)
-    {"tsne": lambda t: test_tsne(t, sys.argv[2]), "flawed": test_flawed}[part](tmp)
+    {"tsne": lambda t: test_tsne(t, sys.argv[2]), "flawed": test_flawed,
+     "attention": test_attention}[part](tmp)
     return fixture.summary()
 
 
