@@ -119,7 +119,7 @@ describe: {{tau: 3}}
 baselines: {{methods: [act_values, clip_dissect]}}
 intervene: {{layer: "3", units: [neuron, sae], methods: [miclip, random], modes: [scale], betas: [0.0],
              datasets: [eval], tau: 3}}
-report: {{figures: [sae_curves]}}
+report: {{figures: [sae_curves, attention_maps]}}
 stages: [extract, sae, align, localize, describe, baselines, intervene, report]
 """)
     r = fixture.mpirun(2, ["--quiet", "run", cfg], capture_output=True, text=True)
