@@ -262,16 +262,17 @@ static mc_status draw(const mc_config *cfg, const mc_preproc *pp, char **paths, 
         double mx = 0, lo = 1;
         for (int64_t p = 0; p < P; p++)
             mx = fmax(mx, f->map[(size_t)j * P + p]), lo = fmin(lo, f->map[(size_t)j * P + p]);
+        /* Short enough for a 128 px tile (captions are cut at its width). */
         if (f->score[j] > 0)
-            mc_snprintf(t->caption2, sizeof t->caption2, "code %.3g, attn %.3g..%.3g", f->score[j],
-                        lo, mx);
+            mc_snprintf(t->caption2, sizeof t->caption2, "code %.3g, max %.2g", f->score[j], mx);
         else
-            mc_snprintf(t->caption2, sizeof t->caption2, "attention %.3g .. %.3g", lo, mx);
+            mc_snprintf(t->caption2, sizeof t->caption2, "attn %.2g .. %.2g", lo, mx);
     }
     mc_buf fl = {0};
     for (int i = 0; i < f->n_feat; i++) mc_buf_printf(&fl, "%s%d", i ? "," : "", f->feat[i]);
     mc_grid gr = {.n_tiles = f->n, .cols = f->n < 6 ? f->n : 6, .tile = AM_TILE, .tiles = tiles};
-    mc_snprintf(gr.title, sizeof gr.title, "Fig. %s: CLS attention, block %d, keeping feature%s %s (%s)",
+    mc_snprintf(gr.title, sizeof gr.title,
+                "Fig. %s: CLS attention, block %d, keeping feature%s %s (%s)",
                 strcmp(f->stem, "class") ? "6" : "4", block, f->n_feat > 1 ? "s" : "",
                 fl.oom ? "" : fl.p, f->subject);
     for (int k = 0; s == MC_OK && k < cfg->report.figure_formats.n; k++) {
@@ -291,12 +292,13 @@ static mc_status draw(const mc_config *cfg, const mc_preproc *pp, char **paths, 
                           f->stem, ext);
     }
     if (s == MC_OK)
-        mc_buf_printf(readme,
-                      ": %s: the CLS-to-patch attention of block %d (mean of heads) when the patch "
-                      "tokens at layer %s keep only SAE feature%s %s (%s '%s'); each map drawn from "
-                      "its minimum to its maximum  (values: [csv](figures/attention_maps.csv))\n",
-                      gr.title, block, cfg->sae.layer, f->n_feat > 1 ? "s" : "", fl.oom ? "" : fl.p,
-                      f->what, f->subject);
+        mc_buf_printf(
+            readme,
+            ": %s: the CLS-to-patch attention of block %d (mean of heads) when the patch "
+            "tokens at layer %s keep only SAE feature%s %s (%s '%s'); each map drawn from "
+            "its minimum to its maximum  (values: [csv](figures/attention_maps.csv))\n",
+            gr.title, block, cfg->sae.layer, f->n_feat > 1 ? "s" : "", fl.oom ? "" : fl.p, f->what,
+            f->subject);
     mc_buf_free(&fl);
     for (int j = 0; j < AM_MAX_IMAGES; j++) free(pix[j]);
     free(heat);
@@ -419,8 +421,7 @@ mc_status mc_report_attention(const mc_comm *c, const mc_config *cfg, mc_buf *re
                         (long long)i, lab[i], (long long)C);
     /* Figure 4's images: the first N valid eval images of the class. */
     for (int64_t i = 0; s == MC_OK && i < NI && fig[0].n < N; i++)
-        if (valid[i] && !strcasecmp(cls_names[lab[i]], fig[0].subject))
-            fig[0].img[fig[0].n++] = i;
+        if (valid[i] && !strcasecmp(cls_names[lab[i]], fig[0].subject)) fig[0].img[fig[0].n++] = i;
     /* The SAE (every rank loads it: Figure 6 ranks the eval images by its code). */
     mc_train_data td = {0};
     bool have_td = false;
@@ -482,10 +483,10 @@ mc_status mc_report_attention(const mc_comm *c, const mc_config *cfg, mc_buf *re
                 continue;
             }
             s = run_maps(cfg, m, &pp, sae, paths, block, f, P, err);
-            if (s == MC_OK)
-                s = draw(cfg, &pp, paths, cls_names, lab, f, P, g, block, readme, err);
+            if (s == MC_OK) s = draw(cfg, &pp, paths, cls_names, lab, f, P, g, block, readme, err);
             mc_buf fl = {0};
-            for (int i = 0; i < f->n_feat; i++) mc_buf_printf(&fl, "%s%d", i ? " " : "", f->feat[i]);
+            for (int i = 0; i < f->n_feat; i++)
+                mc_buf_printf(&fl, "%s%d", i ? " " : "", f->feat[i]);
             for (int j = 0; s == MC_OK && j < f->n; j++)
                 for (int64_t p = 0; p < P; p++) {
                     mc_buf_printf(&csv, "%s,%lld,", f->stem, (long long)f->img[j]);
