@@ -35,8 +35,8 @@ trained tiny ViT and CLIP.
       the ground truth, "(never overtaken)" in the other panels; PNG twice the SVG with the lines'
       colours; pdftotext finds the title and legend; README lists the files.
   test_report_figs.py attention
-      extract -> sae -> align -> localize -> describe -> report (figures: [attention_maps]) at 1 and
-      2 ranks: the same bytes. numpy (float64) recomputes every map from the stores and the model
+      extract -> sae -> align -> localize -> describe -> report (figures: [attention_maps]) at 1, 2
+      and 4 ranks: the same bytes. numpy (float64) recomputes every map from the stores and the model
       folder: Figure 4's class is the localize set's first class, its features the class's
       top_units, its images the first 6 valid eval images of that class; Figure 6's feature is the
       SAE feature whose describe top-1 concept is report.attention_concept with the highest score
@@ -602,9 +602,9 @@ report: {{figures: [attention_maps], figure_formats: [png, svg, pdf], attention_
     check(concept is not None, "some SAE feature's top description is a colour: %s" % have)
     if concept is None:
         return
-    for np_ in [1, 2]:
+    for np_ in [1, 2, 4]:
         out, cfg = config(np_, concept)
-        if np_ == 2:
+        if np_ > 1:
             shutil.rmtree(out, ignore_errors=True)
         r = run(np_, ["run", cfg])
         check(r.returncode == 0, "report with attention_concept %s at %d rank(s) exits 0%s"
@@ -615,7 +615,7 @@ report: {{figures: [attention_maps], figure_formats: [png, svg, pdf], attention_
     want = sorted(["attention_maps.csv"] + ["attention_maps_%s.%s" % (f, e) for f in ("class", "concept")
                                            for e in ("png", "svg", "pdf")])
     check(names == want, "figure files: %s" % names)
-    check(snaps[1] == snaps[2], "figure files identical at 1 and 2 ranks")
+    check(snaps[1] == snaps[2] == snaps[4], "figure files identical at 1, 2 and 4 ranks")
     out = os.path.join(tmp, "out1")
     figd = os.path.join(out, "report", "figures")
     rows = list(csv.DictReader(open(os.path.join(figd, "attention_maps.csv"))))
