@@ -9,7 +9,8 @@
                             clean predictions, probabilities and logits bit for bit (Delta-Acc 0)
                             then intervene.variants [in+out, in]: one new task named by the
                             variant, editing the `in` localize store's units, the first variant's
-                            stores untouched
+                            stores untouched, and a rerun that finds both tasks complete in the
+                            stage's complete hook
   test_intervene.py ref     the stored edited logits of the first image of every class against
                             an independent numpy (float64) forward of block 4 + final LayerNorm +
                             classifier from the stored prefix state, with the edit (neuron and
@@ -194,6 +195,14 @@ def test_ranks(tmp):
                   "the `in` task edits the top-5 units of the `in` localize store (neurons, SAE) and records its variant")
     else:
         check(False, "the `in` localize store (%s) and intervene store (%s)" % (loc, st))
+    # A rerun finds every task complete in the stage's `complete` hook, the `in` variant's too (its
+    # source key is the `in` localize store's, not the first variant's): no task is run.
+    env = dict(os.environ, MICLIP_LOG_TASKS="1")
+    r = fixture.mpirun(2, ["intervene", cfg2], capture_output=True, text=True, env=env)
+    ran = [l for l in r.stderr.splitlines() if "stage intervene: task " in l]
+    check(r.returncode == 0 and not ran and r.stderr.count("complete, skipping") == 2,
+          "a rerun with intervene.variants finds both tasks complete before running any (%s)" %
+          (ran or r.stderr.strip()[-300:]))
 
 
 def sae_encode(x, W_enc, b_enc, b_pre, k):
