@@ -1437,8 +1437,9 @@ static void intervene_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_pl
               (double)cfg->intervene.batch_size * (double)in->int_T * 4 +
               (double)cfg->sae.features * (double)in->sae_dim * 4;
     /* the prefix cache: hidden states at the intervened layer, once per eval set */
+    const double state_b = cfg->intervene.cache_dtype == 1 ? 2 : 4; /* intervene.cache_dtype */
     mc_plan_add_store(p, S->stage, "intervene/prefix-<set>.h5 (cached hidden states)", 1,
-                      (double)n * (double)in->int_T * 4 + MC_PLAN_STORE_OVERHEAD_BYTES);
+                      (double)n * (double)in->int_T * state_b + MC_PLAN_STORE_OVERHEAD_BYTES);
     mc_plan_add_store(p, S->stage, "intervene/<task>.h5 (per-class accuracy)", S->n_tasks,
                       (double)in->n_classes * 16 + MC_PLAN_STORE_OVERHEAD_BYTES);
     /* computing the prefix itself once */
