@@ -227,6 +227,7 @@ typedef struct {
         int64_t tau;
         mc_enum_list datasets; /* mc_eval_set */
         int64_t batch_size;
+        int cache_dtype; /* 0 f32, 1 f16: the prefix cache's state (docs/intervene.md) */
         int64_t
             oracle_candidates; /* oracle: ablate only each class's top-N units by mean activation; 0 = all */
     } intervene;

@@ -369,6 +369,9 @@ const mc_schema_entry mc_schema[] = {
     ELIST("intervene.datasets", "[eval]", MC_F_NONEMPTY | MC_F_UNIQUE | MC_F_SORTED, eval_set_names,
           intervene.datasets, "Image sets whose per-class accuracy is measured: `eval`, `unseen`."),
     INT("intervene.batch_size", "32", 1, 65536, intervene.batch_size, "Images per forward pass."),
+    ENUM("intervene.cache_dtype", "f32", dtype_names, intervene.cache_dtype,
+         "Storage type of the prefix cache's state: `f16` halves its size; the clean and edited "
+         "runs both start from the rounded state (docs/intervene.md, \"Float16 cache\")."),
     INT("intervene.oracle_candidates", "0", 0, 100000000, intervene.oracle_candidates,
         "The `oracle` measures single-unit removal only on each class's top-N units by mean "
         "absolute activation "

@@ -17,6 +17,7 @@
 #include "miclip/log.h"
 #include "miclip/miclip.h"
 #include "miclip/safetensors.h"
+#include "miclip/tensor.h"
 #include "miclip/text.h"
 #include "method/extract_key.h"
 
@@ -185,11 +186,13 @@ static bool capture_fn(const mc_hook_view *v, void *user) {
     return true;
 }
 
-/* Rows [b, e) of the prefix: images, state, clean logits and predictions. */
+/* Rows [b, e) of the prefix: images, state, clean logits and predictions. half != NULL
+ * (intervene.cache_dtype f16): the state is rounded to float16 (stored in half) and the clean
+ * suffix runs from the rounded state, the one every edited run reads back. */
 static mc_status prefix_unit(mc_runner *R, const mc_prefix_set *p, char **paths,
                              const int64_t *image, int64_t b, int64_t e, float *pix, float *state,
-                             float *logits, int32_t *pred, float *prob, float *scores,
-                             mc_error *err) {
+                             uint16_t *half, float *logits, int32_t *pred, float *prob,
+                             float *scores, mc_error *err) {
     const int64_t B = e - b;
     const size_t per_px = (size_t)3 * (size_t)R->th * (size_t)R->tw;
     for (int64_t i = 0; i < B; i++) {
@@ -210,6 +213,16 @@ static mc_status prefix_unit(mc_runner *R, const mc_prefix_set *p, char **paths,
         if (!isfinite(state[j]))
             return MC_FAIL(err, MC_ERR_NUMERIC, "non-finite state at layer '%s' for image %s",
                            R->layer, paths[image[b + j / R->per]]);
+    for (int64_t j = 0; half && j < B * R->per; j++) {
+        const float x = state[j];
+        half[j] = mc_f32_to_f16(x);
+        state[j] = mc_f16_to_f32(half[j]);
+        if (!isfinite(state[j]))
+            return MC_FAIL(err, MC_ERR_NUMERIC,
+                           "state %g at layer '%s' for image %s is beyond float16's range; set "
+                           "intervene.cache_dtype: f32",
+                           (double)x, R->layer, paths[image[b + j / R->per]]);
+    }
     mc_forward_opts o2 = {.start_at = R->layer, .start_state = state};
     MC_TRY(mc_model_forward(R->m, pix, B, R->th, R->tw, &o2, logits, NULL, err));
     mc_runner_predict(R, p->class_of_target, p->class_emb, p->C, p->labels[b], logits, B, pred,
@@ -220,6 +233,7 @@ static mc_status prefix_unit(mc_runner *R, const mc_prefix_set *p, char **paths,
 static mc_status prefix_build(const mc_comm *c, const mc_config *cfg, mc_runner *R,
                               mc_prefix_set *p, char **paths, const int64_t *image, mc_error *err) {
     const int64_t C = p->C, bs = cfg->intervene.batch_size;
+    const bool f16 = cfg->intervene.cache_dtype == 1;
     int64_t n_units = 0;
     mc_row_unit *units = mc_class_batches(p->first, C, bs, &n_units);
     mc_status s = units ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
@@ -241,7 +255,8 @@ static mc_status prefix_build(const mc_comm *c, const mc_config *cfg, mc_runner 
     const int64_t N = p->n;
     if (created) {
         int64_t sh[4] = {N, R->shape[0], R->shape[1], R->shape[2]};
-        s = mc_store_create_dataset(st, "state", MC_DTYPE_F32, 1 + R->ndim, sh, bs, err);
+        s = mc_store_create_dataset(st, "state", f16 ? MC_DTYPE_F16 : MC_DTYPE_F32, 1 + R->ndim, sh,
+                                    bs, err);
         if (s == MC_OK) s = mc_store_set_attr_str(st, "state", "layer", R->layer, err);
         if (s == MC_OK) s = mc_store_create_dataset(st, "labels", MC_DTYPE_I32, 1, sh, 0, err);
         if (s == MC_OK)
@@ -282,11 +297,13 @@ static mc_status prefix_build(const mc_comm *c, const mc_config *cfg, mc_runner 
     int64_t *pending = mc_alloc_array((size_t)(n_units > 0 ? n_units : 1), sizeof *pending);
     float *pix = mc_alloc_array((size_t)bs, (size_t)3 * R->th * R->tw * sizeof(float));
     float *state = mc_alloc_array((size_t)bs, (size_t)R->per * sizeof(float));
+    uint16_t *half = f16 ? mc_alloc_array((size_t)bs, (size_t)R->per * sizeof(uint16_t)) : NULL;
     float *logits = mc_alloc_array((size_t)bs, (size_t)R->out_dim * sizeof(float));
     int32_t *pred = mc_alloc_array((size_t)bs, sizeof *pred);
     float *prob = mc_alloc_array((size_t)bs, sizeof *prob);
     float *scores = mc_alloc_array((size_t)bs, (size_t)C * sizeof *scores);
-    if (s == MC_OK && (!done || !pending || !pix || !state || !logits || !pred || !prob || !scores))
+    if (s == MC_OK && (!done || !pending || !pix || !state || !logits || !pred || !prob ||
+                       !scores || (f16 && !half)))
         s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for a batch of %lld images", (long long)bs);
     s = mc_comm_agree(c, s, err);
     int64_t n_pending = 0, n_done = 0;
@@ -305,10 +322,13 @@ static mc_status prefix_build(const mc_comm *c, const mc_config *cfg, mc_runner 
         if (slot < n_pending) {
             unit = pending[slot];
             b = units[unit].b, e = units[unit].e;
-            ls = prefix_unit(R, p, paths, image, b, e, pix, state, logits, pred, prob, scores, err);
+            ls = prefix_unit(R, p, paths, image, b, e, pix, state, half, logits, pred, prob, scores,
+                             err);
         }
         s = mc_comm_agree(c, ls, err);
-        if (s == MC_OK) s = mc_store_write_rows(st, "state", MC_DTYPE_F32, b, e, state, err);
+        if (s == MC_OK)
+            s = f16 ? mc_store_write_rows(st, "state", MC_DTYPE_F16, b, e, half, err)
+                    : mc_store_write_rows(st, "state", MC_DTYPE_F32, b, e, state, err);
         if (s == MC_OK)
             s = mc_store_write_rows(st, "clean_logits", MC_DTYPE_F32, b, e, logits, err);
         if (s == MC_OK) s = mc_store_write_rows(st, "clean_pred", MC_DTYPE_I32, b, e, pred, err);
@@ -340,7 +360,7 @@ static mc_status prefix_build(const mc_comm *c, const mc_config *cfg, mc_runner 
     if (s == MC_OK)
         mc_info0("intervene: prefix of %s: %lld images at layer %s -> %s", mc_split_name(p->split),
                  (long long)N, R->layer, p->path);
-    free(cp), free(acc), free(units), free(done), free(pending), free(pix), free(state),
+    free(cp), free(acc), free(units), free(done), free(pending), free(pix), free(state), free(half),
         free(logits), free(pred);
     free(prob), free(scores);
     return s;
@@ -434,6 +454,8 @@ static mc_status prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *
                       (long long)cfg->intervene.batch_size);
         /* A CLIP target's probabilities changed from a fixed 100 to the model's own scale. */
         if (R->zeroshot) mc_buf_printf(&b, "logit_scale=%.17g\n", R->logit_scale);
+        /* Only f16 names its dtype: the float32 caches keep the keys they had. */
+        if (cfg->intervene.cache_dtype == 1) mc_buf_printf(&b, "state_dtype=f16\n");
         char tag[256];
         mc_layer_tag(R->layer, tag, sizeof tag);
         if (b.oom)

@@ -3,7 +3,8 @@
  *
  * The runner is the target model planned for intervene.batch_size images, with the shape of its
  * state at intervene.layer. The prefix cache of one dataset and seed holds the target's state at
- * intervene.layer (every token / position, float32, as a READ hook sees it) of each valid image in
+ * intervene.layer (every token / position, float32 or float16 by intervene.cache_dtype, as a READ
+ * hook sees it) of each valid image in
  * OUTPUT_DIR/intervene/prefix-<split>-l<layer>-<key16>.h5 (shared by the seeds that share the
  * extraction store), rows sorted by (class, image
  * index), with the clean logits and predictions computed by running the suffix from the stored

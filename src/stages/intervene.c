@@ -1081,9 +1081,13 @@ static mc_status intervene_complete(const mc_comm *c, const mc_config *cfg, cons
     seed_meta m;
     memset(&m, 0, sizeof m);
     bool have_seed = false;
-    enum { N_METHODS = 16 };
-    char src[N_METHODS][MC_KEY_HEX];
-    bool have_src[N_METHODS];
+    /* The source key depends on the method and, for miclip, on the E_n variant (its localize
+     * store): cached per (method, variant), variant -1 (the first align variant) in slot 0. A
+     * cache keyed by the method alone gave the other variants' tasks the first variant's key, so
+     * they were never found complete here and each paid the whole intervene_find. */
+    enum { N_METHODS = 16, N_VARIANTS = 4 };
+    char src[N_METHODS][N_VARIANTS][MC_KEY_HEX];
+    bool have_src[N_METHODS][N_VARIANTS];
     mc_status s = MC_OK;
     for (int t = 0; t < n && s == MC_OK; t++) {
         const mc_task *task = &tasks[t];
@@ -1096,13 +1100,14 @@ static mc_status intervene_complete(const mc_comm *c, const mc_config *cfg, cons
             memset(have_src, 0, sizeof have_src);
         }
         char source[MC_KEY_HEX], key[MC_KEY_HEX], store[MC_PATH_CAP];
-        const int mi = task->method;
-        if (mi >= 0 && mi < N_METHODS && have_src[mi]) {
-            mc_strlcpy(source, src[mi], sizeof source);
+        const int mi = task->method, vi = task->variant + 1;
+        const bool cacheable = mi >= 0 && mi < N_METHODS && vi >= 0 && vi < N_VARIANTS;
+        if (cacheable && have_src[mi][vi]) {
+            mc_strlcpy(source, src[mi][vi], sizeof source);
         } else {
             s = task_source(c, cfg, task, &m, source, err);
-            if (s == MC_OK && mi >= 0 && mi < N_METHODS)
-                mc_strlcpy(src[mi], source, sizeof src[mi]), have_src[mi] = true;
+            if (s == MC_OK && cacheable)
+                mc_strlcpy(src[mi][vi], source, sizeof src[mi][vi]), have_src[mi][vi] = true;
         }
         if (s == MC_OK)
             s = task_key(cfg, task, source, m.sae_key, m.ps, key, store, sizeof store, err);
@@ -1432,8 +1437,9 @@ static void intervene_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_pl
               (double)cfg->intervene.batch_size * (double)in->int_T * 4 +
               (double)cfg->sae.features * (double)in->sae_dim * 4;
     /* the prefix cache: hidden states at the intervened layer, once per eval set */
+    const double state_b = cfg->intervene.cache_dtype == 1 ? 2 : 4; /* intervene.cache_dtype */
     mc_plan_add_store(p, S->stage, "intervene/prefix-<set>.h5 (cached hidden states)", 1,
-                      (double)n * (double)in->int_T * 4 + MC_PLAN_STORE_OVERHEAD_BYTES);
+                      (double)n * (double)in->int_T * state_b + MC_PLAN_STORE_OVERHEAD_BYTES);
     mc_plan_add_store(p, S->stage, "intervene/<task>.h5 (per-class accuracy)", S->n_tasks,
                       (double)in->n_classes * 16 + MC_PLAN_STORE_OVERHEAD_BYTES);
     /* computing the prefix itself once */

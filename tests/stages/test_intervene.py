@@ -9,7 +9,10 @@
                             clean predictions, probabilities and logits bit for bit (Delta-Acc 0)
                             then intervene.variants [in+out, in]: one new task named by the
                             variant, editing the `in` localize store's units, the first variant's
-                            stores untouched
+                            stores untouched, and a rerun that finds both tasks complete in the
+                            stage's complete hook; then intervene.cache_dtype f16: the state is
+                            numpy's float16 rounding of the f32 state, scale x1 reproduces the f16
+                            clean run exactly, 1 and 4 ranks bitwise equal
   test_intervene.py ref     the stored edited logits of the first image of every class against
                             an independent numpy (float64) forward of block 4 + final LayerNorm +
                             classifier from the stored prefix state, with the edit (neuron and
@@ -194,6 +197,46 @@ def test_ranks(tmp):
                   "the `in` task edits the top-5 units of the `in` localize store (neurons, SAE) and records its variant")
     else:
         check(False, "the `in` localize store (%s) and intervene store (%s)" % (loc, st))
+    # A rerun finds every task complete in the stage's `complete` hook, the `in` variant's too (its
+    # source key is the `in` localize store's, not the first variant's): no task is run.
+    env = dict(os.environ, MICLIP_LOG_TASKS="1")
+    r = fixture.mpirun(2, ["intervene", cfg2], capture_output=True, text=True, env=env)
+    ran = [l for l in r.stderr.splitlines() if "stage intervene: task " in l]
+    check(r.returncode == 0 and not ran and r.stderr.count("complete, skipping") == 2,
+          "a rerun with intervene.variants finds both tasks complete before running any (%s)" %
+          (ran or r.stderr.strip()[-300:]))
+    # intervene.cache_dtype: f16 (docs/intervene.md, "Float16 cache"): the state stored as IEEE half,
+    # numpy's rounding of the float32 state; the clean run starts from the rounded state, so scale
+    # x1 reproduces it exactly; 1 and 4 ranks bitwise equal. On copies of the 1-rank chain.
+    f16 = {}
+    for n in (1, 4):
+        o = os.path.join(tmp, "f16-%d" % n)
+        shutil.copytree(out, o)
+        cfg = os.path.join(tmp, "f16-%d.yaml" % n)
+        write_config(cfg, world, o, intervene=", methods: [random], units: [neuron, sae], modes: [scale], "
+                     "betas: [0.0, 1.0], datasets: [eval], batch_size: 3, cache_dtype: f16")
+        r = run(n, ["intervene", cfg])
+        check(r.returncode == 0, "cache_dtype f16 at %d rank(s) exits 0 (%s)" % (n, r.stderr.strip()[-300:]))
+        f16[n] = o
+    ok, why = same_outputs(f16[1], f16[4])
+    check(ok, "cache_dtype f16: 4-rank outputs equal the 1-rank outputs bitwise %s" % why)
+    pres = sorted(glob.glob(os.path.join(f16[1], "intervene", "prefix-eval-*.h5")))
+    half = [q for q in pres if h5py.File(q, "r")["state"].dtype == np.float16]
+    check(len(pres) == 2 and len(half) == 1, "an f16 prefix cache beside the f32 one (%s)" % pres)
+    if len(half) == 1:
+        with h5py.File(pre, "r") as f, h5py.File(half[0], "r") as h:
+            check(np.array_equal(h["state"][()], f["state"][()].astype(np.float16)),
+                  "the f16 state is numpy's float16 rounding of the f32 state, bitwise")
+            h_pred, h_prob, h_logits = h["clean_pred"][()], h["clean_prob"][()], h["clean_logits"][()]
+        same = []
+        for st in glob.glob(os.path.join(f16[1], "intervene", "intervene-s0-l3-random-scale-b1-*.h5")):
+            with h5py.File(st, "r") as f:
+                g = f["eval/neuron"], f["eval/sae"]
+                if g[0].attrs["prefix_store"] != half[0]:
+                    continue
+                same = [np.array_equal(x["edit_pred"][()], h_pred) and np.array_equal(x["edit_prob"][()], h_prob)
+                        and np.array_equal(x["first_logits"][()], h_logits[first[:-1]]) for x in g]
+        check(same == [True, True], "f16 scale x1 (neurons, SAE) reproduces the f16 clean run exactly %s" % same)
 
 
 def sae_encode(x, W_enc, b_enc, b_pre, k):
