@@ -926,22 +926,28 @@ static void num17(mc_buf *b, double v) {
         mc_buf_printf(b, ",%.17g", v);
 }
 
+/* A CSV row for a cell that has no value: n = 0, no numbers, the reason in `note`. */
+static void csv_na_row(mc_buf *b, const char *table, const section *s, const char *method, int k,
+                       char note) {
+    mc_buf_csv(b, table), mc_buf_printf(b, ",");
+    mc_buf_csv(b, s->title), mc_buf_printf(b, ",");
+    mc_buf_csv(b, s->unit), mc_buf_printf(b, ",");
+    mc_buf_csv(b, method), mc_buf_printf(b, ",");
+    mc_buf_csv(b, s->cols[k].name);
+    mc_buf_printf(b, ",0,,,");
+    mc_buf_csv(b, s->ref);
+    mc_buf_printf(b, ",,,,,,,");
+    mc_buf_csv(b, note_text(note));
+    mc_buf_printf(b, "\n");
+}
+
 static void section_csv(mc_buf *b, const char *table, const section *s, const cell_stats *cs,
                         double alpha) {
     for (int m = 0; m < s->n_methods; m++)
         for (int k = 0; k < s->n_cols; k++) {
             const cell_stats *c = &cs[m * s->n_cols + k];
             if (s->na_note) { /* no value can exist: one row saying why */
-                mc_buf_csv(b, table), mc_buf_printf(b, ",");
-                mc_buf_csv(b, s->title), mc_buf_printf(b, ",");
-                mc_buf_csv(b, s->unit), mc_buf_printf(b, ",");
-                mc_buf_csv(b, s->methods[m]), mc_buf_printf(b, ",");
-                mc_buf_csv(b, s->cols[k].name);
-                mc_buf_printf(b, ",0,,,");
-                mc_buf_csv(b, s->ref);
-                mc_buf_printf(b, ",,,,,,,");
-                mc_buf_csv(b, note_text(s->na_note));
-                mc_buf_printf(b, "\n");
+                csv_na_row(b, table, s, s->methods[m], k, s->na_note);
                 continue;
             }
             if (c->n == 0) continue;
@@ -965,18 +971,8 @@ static void section_csv(mc_buf *b, const char *table, const section *s, const ce
             mc_buf_printf(b, "\n");
         }
     for (int a = 0; a < s->n_absent; a++) /* not run: one row per column saying why */
-        for (int k = 0; k < s->n_cols; k++) {
-            mc_buf_csv(b, table), mc_buf_printf(b, ",");
-            mc_buf_csv(b, s->title), mc_buf_printf(b, ",");
-            mc_buf_csv(b, s->unit), mc_buf_printf(b, ",");
-            mc_buf_csv(b, s->absent[a].method), mc_buf_printf(b, ",");
-            mc_buf_csv(b, s->cols[k].name);
-            mc_buf_printf(b, ",0,,,");
-            mc_buf_csv(b, s->ref);
-            mc_buf_printf(b, ",,,,,,,");
-            mc_buf_csv(b, note_text(s->absent[a].note));
-            mc_buf_printf(b, "\n");
-        }
+        for (int k = 0; k < s->n_cols; k++)
+            csv_na_row(b, table, s, s->absent[a].method, k, s->absent[a].note);
 }
 
 static void notes_md(mc_buf *b, const bool *used) {
