@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # world.sh: the main job. Installs what building and running miclip needs (not the test
-# tools), builds miclip without its tests (in build-run/), generates the tiny world and runs
-# experiments/world.yaml on it with 2 MPI ranks, then experiments/world-clip.yaml (Table 3, the
-# tiny CLIP as the target), and prints the headline tables.
-# Outputs: results/world/ and results/world-clip/ (stores, tables, report); the images:
-# results/world-data/.
+# tools), builds miclip without its tests (in build-run/), generates the tiny world (with its
+# concept masks) and runs experiments/world.yaml on it with 2 MPI ranks, then
+# experiments/world-clip.yaml (Table 3, the tiny CLIP as the target) and
+# experiments/world-netdissect.yaml (Network Dissection's Table 2 rows), and prints the headline
+# tables.
+# Outputs: results/world/, results/world-clip/ and results/world-netdissect/ (stores, tables,
+# report); the images and masks: results/world-data/.
 # Rerunning is cheap: complete stages are skipped.
 #   RANKS=4 bash scripts/world.sh      # more ranks (oversubscribed is fine)
 #   MICLIP_LOG=debug bash scripts/world.sh   # every task's own lines too
@@ -19,10 +21,12 @@ bash scripts/build.sh "$here/build-run" -DMICLIP_TESTS=OFF
 miclip=build-run/miclip
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
-# The world's images (same seed, same bytes; skipped when already there).
-if [ ! -f results/world-data/world.json ]; then
+# The world's images and concept masks (same seed, same bytes; skipped when already there). The
+# masks are Network Dissection's (world-netdissect.yaml); they change no image, so a world made
+# without them is completed in place and world.yaml's stores stay valid.
+if [ ! -f results/world-data/world.json ] || [ ! -d results/world-data/masks/train ]; then
   mpiexec --oversubscribe -n "$ranks" "$miclip" world make --out results/world-data --seed 1 \
-      --per-class 100 --val-per-class 20 --unseen-per-class 20
+      --per-class 100 --val-per-class 20 --unseen-per-class 20 --masks
 fi
 echo "world.sh: config experiments/world.yaml, hash $("$miclip" config experiments/world.yaml --hash)"
 mpiexec --oversubscribe -n "$ranks" "$miclip" run experiments/world.yaml
@@ -31,10 +35,18 @@ t1=$(date +%s)
 # on the unseen textures (experiments/world-clip.yaml; docs/intervene.md).
 echo "world.sh: config experiments/world-clip.yaml, hash $("$miclip" config experiments/world-clip.yaml --hash)"
 mpiexec --oversubscribe -n "$ranks" "$miclip" run experiments/world-clip.yaml
-echo "world.sh: done in $(( $(date +%s) - t0 )) s (world-clip.yaml $(( $(date +%s) - t1 )) s); results in" \
-     "results/world/ and results/world-clip/, reports in results/world{,-clip}/report/README.md"
+t2=$(date +%s)
+# Network Dissection (Table 2's netdissect rows): every token of layer 3 and the concept masks,
+# which world.yaml's extraction (CLS token and logits) does not keep (docs/baselines.md).
+echo "world.sh: config experiments/world-netdissect.yaml, hash $("$miclip" config experiments/world-netdissect.yaml --hash)"
+mpiexec --oversubscribe -n "$ranks" "$miclip" run experiments/world-netdissect.yaml
+t3=$(date +%s)
+echo "world.sh: done in $(( t3 - t0 )) s (world-clip.yaml $(( t2 - t1 )) s," \
+     "world-netdissect.yaml $(( t3 - t2 )) s); results in results/world{,-clip,-netdissect}/," \
+     "reports in results/world{,-clip,-netdissect}/report/README.md"
 # The headline tables: every table of the reports' READMEs whose caption is not a t-test's.
-for readme in results/world/report/README.md results/world-clip/report/README.md; do
+for readme in results/world/report/README.md results/world-clip/report/README.md \
+              results/world-netdissect/report/README.md; do
   [ -f "$readme" ] || continue
   echo
   awk '/^## Figures/ { exit }

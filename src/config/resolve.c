@@ -783,6 +783,22 @@ static mc_status cross_checks(ctx *C, const mc_ynode *root) {
                         mc_method_name(m));
         }
     }
+    /* Interventions look each class up in the `source: classes` set (intervene.c, miclip_units):
+     * without one, every method but random and oracle would fail only when intervene runs, after
+     * the stages before it (no concepts at all means the implicit class set). */
+    if (mc_config_has_stage(cfg, MC_STAGE_INTERVENE) && cfg->concepts.n > 0) {
+        bool classes = false;
+        for (int i = 0; i < cfg->concepts.n; i++)
+            classes = classes || cfg->concepts.v[i].source == MC_CONCEPTS_CLASSES;
+        for (int i = 0; i < cfg->intervene.methods.n && !classes; i++) {
+            int m = cfg->intervene.methods.v[i];
+            if (m == MC_METHOD_RANDOM || m == MC_METHOD_ORACLE) continue;
+            return fail(C, node_at(root, "concepts"), "concepts",
+                        "no set with 'source: classes', which intervene.methods' '%s' needs (a "
+                        "class's units are those of its name in that set)",
+                        mc_method_name(m));
+        }
+    }
     /* miclip's E_n variants: each one that align trains; none listed means the first. */
     mc_enum_list *iv = &cfg->intervene.variants;
     for (int i = 0; i < iv->n; i++)

@@ -67,6 +67,13 @@ typedef struct {
         na_note; /* not 0: no values can exist (e.g. no MPNet model); every cell is n/a with this note */
     int n_methods, n_cols, n_recs, cap_recs;
     char (*methods)[NAME_CAP];
+    /* Rows of the paper's table that this config does not run, printed after the others with
+     * every cell n/a and the row's footnote (paper_absent_rows). */
+    int n_absent;
+    struct {
+        char method[NAME_CAP];
+        char note;
+    } absent[2];
     column *cols;
     cell_rec *recs;
 } section;
@@ -168,7 +175,9 @@ typedef struct {
 #define NOTE_ZERO 'b'
 #define NOTE_DIR 'c'
 #define NOTE_NO_MPNET 'd'
-#define N_NOTES 4
+#define NOTE_NO_VINTERP 'e'
+#define NOTE_NO_NETDISSECT 'f'
+#define N_NOTES 6
 
 static mc_status cell_compute(const section *s, int m, int k, cell_stats *cs, mc_error *err) {
     int cap = s->n_recs + 1;
@@ -745,6 +754,15 @@ static const char *note_text(char note) {
     case NOTE_NO_MPNET:
         return "no MPNet model: `models.mpnet` is not set in the config (the tiny world has none), "
                "so no MPNet score";
+    case NOTE_NO_VINTERP:
+        return "V-Interp is not run by this config: it needs an LMM explainer "
+               "(`baselines.vinterp.explainer`) or a descriptions JSON "
+               "(`baselines.vinterp.descriptions`) and none ships with miclip; list `vinterp` in "
+               "`baselines.methods` and `intervene.methods` with one of them (docs/baselines.md)";
+    case NOTE_NO_NETDISSECT:
+        return "Network Dissection is not run by this config: it needs every token of its layer "
+               "(`extract.pool: all`, no `logits` layer) and per-image concept masks; on the tiny "
+               "world experiments/world-netdissect.yaml runs it (docs/baselines.md)";
     default: return "this edit leaves the units unchanged (scale 1 or add 0): no direction to test";
     }
 }
@@ -790,6 +808,25 @@ static const char *h1_word(int dir) { return dir > 0 ? "higher" : dir < 0 ? "low
 
 static const char *dir_word(int dir) { return dir > 0 ? "greater" : dir < 0 ? "less" : "none"; }
 
+/* The rows of s->absent: the method, then n/a with its footnote letter in every column. */
+static void absent_md(mc_buf *b, const section *s, bool *used_notes) {
+    for (int a = 0; a < s->n_absent; a++) {
+        mc_buf_printf(b, "| "), md_escaped(b, s->absent[a].method), mc_buf_printf(b, " |");
+        for (int k = 0; k < s->n_cols; k++) mc_buf_printf(b, " n/a (%c) |", s->absent[a].note);
+        mc_buf_printf(b, "\n");
+        used_notes[s->absent[a].note - 'a'] = true;
+    }
+}
+
+static void absent_tex(mc_buf *b, const section *s, bool *used_notes) {
+    for (int a = 0; a < s->n_absent; a++) {
+        tex_escaped(b, s->absent[a].method);
+        for (int k = 0; k < s->n_cols; k++) mc_buf_printf(b, " & n/a$^{%c}$", s->absent[a].note);
+        mc_buf_printf(b, " \\\\\n");
+        used_notes[s->absent[a].note - 'a'] = true;
+    }
+}
+
 static void section_md(mc_buf *b, const section *s, const cell_stats *cs, double alpha,
                        bool *used_notes) {
     mc_buf_printf(b, "%s (%s; mean ± sample std over seeds, n - 1):\n\n| method |", s->title,
@@ -811,6 +848,7 @@ static void section_md(mc_buf *b, const section *s, const cell_stats *cs, double
         }
         mc_buf_printf(b, "\n");
     }
+    absent_md(b, s, used_notes);
     if (s->na_note) {
         used_notes[s->na_note - 'a'] = true;
         mc_buf_printf(b, "\nNo t-tests (%c).\n", s->na_note);
@@ -840,6 +878,7 @@ static void section_md(mc_buf *b, const section *s, const cell_stats *cs, double
         }
         mc_buf_printf(b, "\n");
     }
+    absent_md(b, s, used_notes);
 }
 
 static void section_tex(mc_buf *b, const section *s, const cell_stats *cs, double alpha,
@@ -875,6 +914,7 @@ static void section_tex(mc_buf *b, const section *s, const cell_stats *cs, doubl
             }
             mc_buf_printf(b, " \\\\\n");
         }
+        absent_tex(b, s, used_notes);
         mc_buf_printf(b, "\\hline\n\\end{tabular}\n\n");
     }
 }
@@ -886,22 +926,28 @@ static void num17(mc_buf *b, double v) {
         mc_buf_printf(b, ",%.17g", v);
 }
 
+/* A CSV row for a cell that has no value: n = 0, no numbers, the reason in `note`. */
+static void csv_na_row(mc_buf *b, const char *table, const section *s, const char *method, int k,
+                       char note) {
+    mc_buf_csv(b, table), mc_buf_printf(b, ",");
+    mc_buf_csv(b, s->title), mc_buf_printf(b, ",");
+    mc_buf_csv(b, s->unit), mc_buf_printf(b, ",");
+    mc_buf_csv(b, method), mc_buf_printf(b, ",");
+    mc_buf_csv(b, s->cols[k].name);
+    mc_buf_printf(b, ",0,,,");
+    mc_buf_csv(b, s->ref);
+    mc_buf_printf(b, ",,,,,,,");
+    mc_buf_csv(b, note_text(note));
+    mc_buf_printf(b, "\n");
+}
+
 static void section_csv(mc_buf *b, const char *table, const section *s, const cell_stats *cs,
                         double alpha) {
     for (int m = 0; m < s->n_methods; m++)
         for (int k = 0; k < s->n_cols; k++) {
             const cell_stats *c = &cs[m * s->n_cols + k];
             if (s->na_note) { /* no value can exist: one row saying why */
-                mc_buf_csv(b, table), mc_buf_printf(b, ",");
-                mc_buf_csv(b, s->title), mc_buf_printf(b, ",");
-                mc_buf_csv(b, s->unit), mc_buf_printf(b, ",");
-                mc_buf_csv(b, s->methods[m]), mc_buf_printf(b, ",");
-                mc_buf_csv(b, s->cols[k].name);
-                mc_buf_printf(b, ",0,,,");
-                mc_buf_csv(b, s->ref);
-                mc_buf_printf(b, ",,,,,,,");
-                mc_buf_csv(b, note_text(s->na_note));
-                mc_buf_printf(b, "\n");
+                csv_na_row(b, table, s, s->methods[m], k, s->na_note);
                 continue;
             }
             if (c->n == 0) continue;
@@ -924,6 +970,9 @@ static void section_csv(mc_buf *b, const char *table, const section *s, const ce
             if (c->note) mc_buf_csv(b, note_text(c->note));
             mc_buf_printf(b, "\n");
         }
+    for (int a = 0; a < s->n_absent; a++) /* not run: one row per column saying why */
+        for (int k = 0; k < s->n_cols; k++)
+            csv_na_row(b, table, s, s->absent[a].method, k, s->absent[a].note);
 }
 
 static void notes_md(mc_buf *b, const bool *used) {
@@ -1045,6 +1094,26 @@ static void section_verdict(mc_buf *b, const section *s, const char *what) {
     mc_buf_printf(b, ".\n");
     if (others.oom) b->oom = true;
     mc_buf_free(&others);
+}
+
+static bool intervenes(const mc_config *cfg, int method) {
+    for (int i = 0; i < cfg->intervene.methods.n; i++)
+        if (cfg->intervene.methods.v[i] == method) return true;
+    return false;
+}
+
+/* The paper's baseline rows of Tables 2 and 3 that this config does not run, each as a row of
+ * n/a saying why, so that the table has the paper's rows instead of silently leaving them out:
+ * Network Dissection (Table 2 only: the paper's Table 3 has no such row) and V-Interp. */
+static void paper_absent_rows(section *s, const mc_config *cfg, bool unseen) {
+    if (!unseen && !intervenes(cfg, MC_METHOD_NETDISSECT)) {
+        mc_strlcpy(s->absent[s->n_absent].method, "netdissect", NAME_CAP);
+        s->absent[s->n_absent++].note = NOTE_NO_NETDISSECT;
+    }
+    if (!intervenes(cfg, MC_METHOD_VINTERP)) {
+        mc_strlcpy(s->absent[s->n_absent].method, "vinterp", NAME_CAP);
+        s->absent[s->n_absent++].note = NOTE_NO_VINTERP;
+    }
 }
 
 /* The tables (rank 0). */
@@ -1175,7 +1244,10 @@ static mc_status report_tables(const mc_config *cfg, const results *desc, const 
             "report: no description-accuracy records on `logits` (describe %s): Table 1 omitted",
             mc_config_has_stage(cfg, MC_STAGE_DESCRIBE) ? "wrote none" : "is not in 'stages'");
     }
-    if (s == MC_OK && t2[0].n_recs) section_order(&t2[0]), section_order(&t2[1]);
+    if (s == MC_OK && t2[0].n_recs) {
+        section_order(&t2[0]), section_order(&t2[1]);
+        paper_absent_rows(&t2[0], cfg, false), paper_absent_rows(&t2[1], cfg, false);
+    }
     if (s == MC_OK && t2[0].n_recs) {
         char intro[2000];
         /* Name how miclip embedded its units (docs/stages.md) and what an add beta means. */
@@ -1223,7 +1295,10 @@ static mc_status report_tables(const mc_config *cfg, const results *desc, const 
         section secs[4];
         int n_secs = 0;
         for (int i = 0; i < 4; i++)
-            if (t3[i].n_recs) section_order(&t3[i]), secs[n_secs++] = t3[i];
+            if (t3[i].n_recs) {
+                section_order(&t3[i]), paper_absent_rows(&t3[i], cfg, true);
+                secs[n_secs++] = t3[i];
+            }
         char intro[2000];
         mc_snprintf(
             intro, sizeof intro,

@@ -2,7 +2,7 @@
 """Network Dissection (baselines method netdissect) on a generated tiny world with concept masks
 (`miclip world make --masks`) and the trained tiny ViT, layer 3 extracted with `pool: all`.
 
-  test_netdissect.py ref       extract -> baselines -> intervene at 1 and 2 ranks: outputs
+  test_netdissect.py ref       extract -> baselines -> intervene at 1, 2 and 4 ranks: outputs
                                bitwise equal; every stored IoU (describe/<set>/neuron/sim) equals
                                an independent numpy recomputation (np.quantile 0.995 over every
                                patch position of every image, torch bilinear upsampling with
@@ -113,7 +113,7 @@ def iou_ref(acts, valid, paths, droot, mroot, texts):
 def test_ref(tmp):
     world = make_world(os.path.join(tmp, "world"))
     outs = {}
-    for n in (1, 2):
+    for n in (1, 2, 4):
         out = os.path.join(tmp, "out%d" % n)
         cfg = os.path.join(tmp, "r%d.yaml" % n)
         write_config(cfg, world, out, stages="[extract, baselines, intervene, report]",
@@ -124,8 +124,9 @@ def test_ref(tmp):
         check(r.returncode == 0, "extract -> baselines (netdissect) -> intervene at %d rank(s) exits 0 in %.1f s (%s)"
               % (n, time.time() - t0, r.stderr.strip()[-400:]))
         outs[n] = out
-    ok, why = same_outputs(outs[1], outs[2])
-    check(ok, "2-rank outputs equal the 1-rank outputs bitwise %s" % why)
+    for n in (2, 4):
+        ok, why = same_outputs(outs[1], outs[n])
+        check(ok, "%d-rank outputs equal the 1-rank outputs bitwise %s" % (n, why))
     out = outs[1]
     with h5py.File(train_store(out), "r") as f:
         acts = f["acts/3"][()].astype(np.float32)

@@ -249,6 +249,16 @@ static void test_errors(void) {
                  "t.yaml:7:23: key 'describe.concepts[0]': no concept set", NULL);
     expect_error(BASE "intervene: {methods: [clip_dissect]}\n",
                  "t.yaml:7:23: key 'intervene.methods[0]':", "not in baselines.methods");
+    expect_error(BASE "concepts: [{name: w, file: w.txt}]\n",
+                 "t.yaml:7:11: key 'concepts': no set with 'source: classes'", "'miclip'");
+    /* ... which random units, or no intervene stage, do not need. */
+    mc_config *ok =
+        parse_ok(BASE "concepts: [{name: w, file: w.txt}]\nintervene: {methods: [random]}\n");
+    CHECK(ok != NULL);
+    mc_config_free(&ok);
+    ok = parse_ok(BASE "concepts: [{name: w, file: w.txt}]\nstages: [extract, align, localize]\n");
+    CHECK(ok != NULL);
+    mc_config_free(&ok);
     expect_error(BASE "align: {variants: [in+out]}\nintervene: {variants: [out]}\n",
                  "t.yaml:8:24: key 'intervene.variants[0]': 'out' is not in align.variants", NULL);
     expect_error(BASE "baselines: {methods: [miclip]}\n",
@@ -357,7 +367,8 @@ static void test_paths_from_file(void) {
     /* Relative paths resolve against the config file's directory, not the current one. */
     mc_error err = {0};
     CHECK(mc_mkdir_p("cfgdir/sub", &err) == MC_OK);
-    const char *text = BASE "concepts: [{name: w, file: ../words.txt}]\n";
+    const char *text =
+        BASE "concepts: [{name: w, file: ../words.txt}, {name: c, source: classes}]\n";
     CHECK(mc_write_file_atomic("cfgdir/sub/x.yaml", text, strlen(text), &err) == MC_OK);
     mc_config *c = NULL;
     CHECK_MSG(mc_config_parse_file("cfgdir/sub/x.yaml", &c, &err) == MC_OK, "%s", err.msg);

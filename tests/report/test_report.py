@@ -233,9 +233,58 @@ TABLES = ["table1_descriptions", "table2_interventions", "table3_unseen", "table
 REF = {"table1_descriptions": "miclip (in+out)", "table4_ablation": "miclip (in+out)"}
 
 
+# The paper's baseline rows a config does not run (intervene.methods here lists neither): every
+# cell n/a with its reason, Network Dissection in Table 2 only, V-Interp in Tables 2 and 3.
+ABSENT = {"netdissect": ("f", "Network Dissection is not run by this config"),
+          "vinterp": ("e", "V-Interp is not run by this config")}
+ABSENT_IN = {"table2_interventions": ["netdissect", "vinterp"], "table3_unseen": ["vinterp"]}
+
+
+def check_absent(tdir, rows):
+    """Checks the absent rows of every section (CSV, md, tex) and returns the other rows."""
+    absent = [r for r in rows if r["method"] in ABSENT]
+    bad = 0
+    sections = {}
+    for r in rows:
+        if r["method"] not in ABSENT:
+            sections.setdefault((r["table"], r["section"]), set()).add(r["column"])
+    want = {(t, sec, m, c) for (t, sec), cols in sections.items() for m in ABSENT_IN.get(t, [])
+            for c in cols}
+    got = {(r["table"], r["section"], r["method"], r["column"]) for r in absent}
+    for r in absent:
+        ok = (r["n"] == "0" and r["mean"] == r["std"] == r["t"] == r["p"] == r["significant"] == ""
+              and ABSENT[r["method"]][1] in r["note"])
+        if not ok:
+            bad += 1
+            print("absent row", r)
+    check(bad == 0 and got == want and len(absent) == len(want),
+          "CSV: the paper's rows this config does not run (%d cells: netdissect in Table 2, vinterp in "
+          "Tables 2 and 3) are n/a with their reason, and no other row is" % len(want))
+    for fmt in ["md", "tex"]:
+        missing = 0
+        for t, methods in ABSENT_IN.items():
+            text = open(os.path.join(tdir, t + "." + fmt)).read()
+            for (tt, sec), cols in sections.items():
+                if tt != t:
+                    continue
+                for m in methods:
+                    letter = ABSENT[m][0]
+                    cell = "n/a$^{%s}$" % letter if fmt == "tex" else "n/a (%s)" % letter
+                    line = (m + " & " + " & ".join([cell] * len(cols)) + " \\\\") if fmt == "tex" \
+                        else "| %s | %s |" % (m, " | ".join([cell] * len(cols)))
+                    note = ("$^{%s}$ n/a: %s" if fmt == "tex" else "(%s) n/a: %s") % (letter, ABSENT[m][1])
+                    # a row in the means and in the t-test table of the section, and the footnote
+                    if text.count(line) < 2 or note not in text:
+                        missing += 1
+                        print("%s %s: missing %s or its footnote" % (fmt, t, line))
+        check(missing == 0, "%s: the absent rows are printed (means and t-tests) with their footnotes" % fmt)
+    return [r for r in rows if r["method"] not in ABSENT]
+
+
 def check_tables(out, exp, dirs):
     tdir = os.path.join(out, "report", "tables")
     rows = [r for t in TABLES for r in read_csv(os.path.join(tdir, t + ".csv"))]
+    rows = check_absent(tdir, rows)
     seen = set()
     bad = 0
     notes = {"no direction": 0, "fewer than 2": 0, "zero variance": 0}
