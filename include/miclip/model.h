@@ -1,11 +1,19 @@
-/* model.h - vision models loaded from Hugging Face folders, run in float32 with named hooks.
+/* model.h - models loaded from Hugging Face folders, run in float32; the vision models with
+ * named hooks.
  *
- * Families (chosen from config.json's "architectures" / "model_type"):
+ * Vision families (mc_model_create chooses from config.json's "architectures" / "model_type"):
  *   vit          ViTForImageClassification (google/vit-base-patch16-224 layout)
  *   resnet       ResNetForImageClassification, bottleneck layers (microsoft/resnet-50 layout);
  *                BatchNorm is folded into the convolutions at load
  *   clip_vision  the vision tower + visual_projection of a CLIPModel (or of a
  *                CLIPVisionModelWithProjection) folder (openai/clip-vit-base-patch16 layout)
+ * Text families (mc_model_create_family; the text encoder of text.h wraps them with their
+ * tokenizers and is what callers use):
+ *   clip_text    the text tower + text_projection of a CLIPModel (or CLIPTextModelWithProjection)
+ *   mpnet        a sentence-transformers MPNet folder (the MPNetModel inside it)
+ * Every family loads through one path (the description's weight table, bound by name) and is
+ * freed by mc_model_free; vision models run with mc_model_forward, text models with
+ * mc_model_forward_tokens.
  * Every hyper-parameter comes from config.json, with the config class's default for a missing
  * key (docs/models.md lists them), through the weightless model description (model_desc.h),
  * which also gives the expected tensors, the layer list and the arena. Weights come from model.safetensors (F32, F16 or BF16;
@@ -60,6 +68,8 @@ typedef enum {
     MC_FAMILY_VIT = 0,
     MC_FAMILY_RESNET,
     MC_FAMILY_CLIP_VISION,
+    MC_FAMILY_CLIP_TEXT,
+    MC_FAMILY_MPNET,
     MC_FAMILY_COUNT
 } mc_family;
 
@@ -109,13 +119,18 @@ typedef struct {
 
 /* Loads model_dir (config.json + model.safetensors). Errors name the file and the key/tensor. */
 mc_status mc_model_create(const char *model_dir, mc_model **out, mc_error *err);
+/* Loads model_dir as family f, whatever its config names first (a CLIPModel folder holds two:
+ * MC_FAMILY_CLIP_VISION and MC_FAMILY_CLIP_TEXT). The text families' extra check: a CLIP text
+ * tower needs text_projection.weight. */
+mc_status mc_model_create_family(const char *model_dir, mc_family f, mc_model **out, mc_error *err);
 void mc_model_free(mc_model **m); /* NULL-safe; sets *m = NULL */
 /* Reads model_dir's config.json alone and declares the model (family, labels, output width,
  * layers) without loading any weights: what a task's key needs (issue 16). It cannot run. */
 mc_status mc_model_declare_dir(const char *model_dir, mc_model **out, mc_error *err);
 
 mc_family mc_model_family(const mc_model *m);
-const char *mc_family_name(mc_family f);              /* "vit", "resnet", "clip_vision" */
+/* "vit", "resnet", "clip_vision", "clip_text", "mpnet" */
+const char *mc_family_name(mc_family f);
 const char *mc_model_architecture(const mc_model *m); /* config's architectures[0] */
 /* Parameters of the tensors this model loads (before BatchNorm folding; BN running stats
  * count as parameters, as in a state dict; for CLIP the vision tower and projection only). */
@@ -125,11 +140,14 @@ int64_t mc_model_param_count(const mc_model *m);
 void mc_model_input_size(const mc_model *m, int *channels, int *height, int *width);
 /* Width of the output: number of labels, or the CLIP projection size. */
 int64_t mc_model_output_dim(const mc_model *m);
-/* "logits" or "image_embeds". */
+/* Text families: the vocabulary size (0 for the vision families). */
+int64_t mc_model_vocab_size(const mc_model *m);
+/* "logits", "image_embeds", "text_embeds" or "sentence_embedding". */
 const char *mc_model_output_name(const mc_model *m);
 /* id2label entry i, or NULL when the config has none. */
 const char *mc_model_label(const mc_model *m, int64_t i);
-/* Transformer facts (0 for ResNet): blocks, tokens, width, heads. */
+/* Transformer facts (0 for ResNet): blocks, tokens (text: max_position_embeddings), width,
+ * heads. */
 void mc_model_transformer_dims(const mc_model *m, int *layers, int *tokens, int *width, int *heads);
 
 int mc_model_layer_count(const mc_model *m);
@@ -151,6 +169,15 @@ mc_status mc_model_plan(mc_model *m, int64_t B, int64_t H, int64_t W, mc_error *
 mc_status mc_model_forward(mc_model *m, const float *pixels, int64_t B, int64_t H, int64_t W,
                            const mc_forward_opts *opts, float *output, bool *stopped,
                            mc_error *err);
+
+/* Runs n token rows of a text family: ids [n, ctx] (ids outside the vocabulary are an error
+ * naming the row). CLIP pools at each row's first eos id (a row without one is an error) and
+ * writes text_embeds; MPNet reads each row's length from lens and writes the mean of its
+ * tokens' last hidden states (sentence-transformers' Normalize is the caller's, text.h).
+ * output [n, mc_model_output_dim]. Rows are run in chunks of packed tokens; the activation
+ * arena grows to the largest chunk. An image model is an error. */
+mc_status mc_model_forward_tokens(mc_model *m, const int32_t *ids, const int32_t *lens, size_t n,
+                                  int64_t ctx, int32_t eos, float *output, mc_error *err);
 
 /* Writes a random-weight Hugging Face folder (config.json, preprocessor_config.json,
  * model.safetensors) for arch: "vit-b16", "resnet50", "clip-b16" (full size: the layouts of

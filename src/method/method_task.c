@@ -87,6 +87,33 @@ mc_status mc_method_task_load(const mc_comm *c, const mc_config *cfg, const mc_t
     return s;
 }
 
+mc_status mc_method_task_begin(const mc_comm *c, const mc_config *cfg, const mc_task *task,
+                               int stage, mc_method_task *mt, mc_store **st, bool *done,
+                               mc_error *err) {
+    const char *name = mc_stage_name(stage);
+    *st = NULL;
+    *done = true;
+    /* The key from metadata first: a complete task loads nothing (issue 16). */
+    MC_TRY(mc_method_task_find(c, cfg, task, stage, mt, err));
+    bool complete = false;
+    mc_status s = mc_store_peek_complete(c, mt->store, &complete, err);
+    if (s != MC_OK || complete) {
+        if (complete) {
+            mc_info0("%s %s: complete, skipping (%s)", name, task->id, mt->store);
+            s = mc_task_index_write(c, cfg, stage, task, mt->store, mt->key, err);
+        }
+        mc_method_task_close(mt);
+        return s;
+    }
+    MC_TRY(mc_method_task_load(c, cfg, task, mt, err));
+    *done = false;
+    char dir[MC_PATH_CAP];
+    mc_snprintf(dir, sizeof dir, "%s/%s", cfg->output_dir, name);
+    s = mc_comm_agree(c, c->rank == 0 ? mc_mkdir_p(dir, err) : MC_OK, err);
+    if (s == MC_OK) s = mc_store_fresh(c, mt->store, st, err);
+    return s;
+}
+
 mc_status mc_method_task_finish(const mc_config *cfg, const mc_task *task, const mc_method_task *mt,
                                 const char *stage, mc_store **st, mc_status s, mc_error *err) {
     mc_store_provenance prov = {.stage = stage,

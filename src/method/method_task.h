@@ -41,6 +41,14 @@ void mc_method_task_close(mc_method_task *mt);
  * entry is written as the stage writes it. */
 mc_status mc_method_tasks_complete(const mc_comm *c, const mc_config *cfg, int stage,
                                    const mc_task *tasks, int n, bool *done, mc_error *err);
+/* Collective: the common start of localize and describe. Finds the task (_find); a complete one
+ * only (re)writes its task index entry, which the report's t-SNE and the report find it by, and
+ * is closed: *done = true, as when _find or _load fails (*mt is then closed too). Otherwise the
+ * task is loaded, OUTPUT_DIR/<stage name> made and *st opened fresh; an error there is returned
+ * with *done = false and *mt open, for mc_method_task_finish to close and log. */
+mc_status mc_method_task_begin(const mc_comm *c, const mc_config *cfg, const mc_task *task,
+                               int stage, mc_method_task *mt, mc_store **st, bool *done,
+                               mc_error *err);
 /* Collective: the common end of localize and describe. When s is MC_OK, writes the provenance
  * and the task attributes (<stage>_key, align_store, layer, variant), marks the store complete;
  * always closes *st (keeping the first error) and logs the result. Returns the final status. */

@@ -1,5 +1,6 @@
-/* model.c - family dispatch from config.json, the weight table (load by name with shape checks,
- * unknown-tensor errors, F16/BF16 conversion), layer lookup, arena planning, hooks, pooling. */
+/* model.c - the one loader path of every family (vision and text): family dispatch from
+ * config.json, the weight table (load by name with shape checks, unknown-tensor errors,
+ * F16/BF16 conversion), layer lookup, arena planning, the forward entries, hooks, pooling. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -47,6 +48,11 @@ mc_status mc_model_adopt_desc(mc_model *m, mc_error *err) {
     return MC_OK;
 }
 
+void mc_model_pick_prefix(mc_model *m, const mc_st_file *st, const char *probe) {
+    m->strip_base = st && !mc_st_find(st, probe);
+    mc_strlcpy(m->prefix, m->strip_base ? "" : m->desc->base_prefix, sizeof m->prefix);
+}
+
 void mc_wt_bind(mc_model *m, float **slot, const char *fmt, ...) {
     char name[MC_NAME_MAX];
     va_list ap;
@@ -84,6 +90,9 @@ static bool tolerated(const mc_model *m, const char *name) {
     if (m->family == MC_FAMILY_CLIP_VISION) /* the text side of a CLIPModel folder */
         return strncmp(name, "text_model.", 11) == 0 ||
                strcmp(name, "text_projection.weight") == 0 || strcmp(name, "logit_scale") == 0;
+    if (m->family == MC_FAMILY_CLIP_TEXT) /* the vision side of a CLIPModel folder */
+        return strncmp(name, "vision_model.", 13) == 0 ||
+               strcmp(name, "visual_projection.weight") == 0 || strcmp(name, "logit_scale") == 0;
     return false;
 }
 
@@ -158,7 +167,30 @@ static mc_status load_labels(mc_model *m, const json_t *cfg, const char *file, m
     return MC_OK;
 }
 
-/* The family from config.json: architectures[0], else model_type. */
+/* What each family loads with: its description, its interface, its architecture name. */
+static const struct {
+    mc_desc_family df;
+    const mc_family_ops *ops;
+    const char *arch;
+} families[MC_FAMILY_COUNT] = {
+    [MC_FAMILY_VIT] = {MC_DESC_VIT, &mc_vit_ops, "ViTForImageClassification"},
+    [MC_FAMILY_RESNET] = {MC_DESC_RESNET, &mc_resnet_ops, "ResNetForImageClassification"},
+    [MC_FAMILY_CLIP_VISION] = {MC_DESC_CLIP_VISION, &mc_clip_vision_ops, "CLIPModel"},
+    [MC_FAMILY_CLIP_TEXT] = {MC_DESC_CLIP_TEXT, &mc_clip_text_ops, "CLIPTextModelWithProjection"},
+    [MC_FAMILY_MPNET] = {MC_DESC_MPNET, &mc_mpnet_ops, "MPNetModel"},
+};
+
+/* Sets family f (its interface and architecture name) and builds its description. */
+static mc_status set_family(mc_model *m, const json_t *cfg, const char *file, mc_family f,
+                            const char *arch, mc_error *err) {
+    m->family = f;
+    m->ops = families[f].ops;
+    mc_strlcpy(m->arch, arch ? arch : families[f].arch, sizeof m->arch);
+    return mc_model_desc_build(cfg, file, families[f].df, &m->desc, err);
+}
+
+/* The vision family from config.json: architectures[0], else model_type. (The text families
+ * are chosen by their caller, text.h, from the same folders.) */
 static mc_status detect_family(const json_t *cfg, const char *file, mc_model *m, mc_error *err) {
     const char *arch = NULL, *mt = NULL;
     json_t *archs = NULL;
@@ -169,24 +201,16 @@ static mc_status detect_family(const json_t *cfg, const char *file, mc_model *m,
     static const struct {
         const char *arch, *model_type;
         mc_family f;
-        mc_desc_family df;
-        const mc_family_ops *ops;
     } table[] = {
-        {"ViTForImageClassification", "vit", MC_FAMILY_VIT, MC_DESC_VIT, &mc_vit_ops},
-        {"ResNetForImageClassification", "resnet", MC_FAMILY_RESNET, MC_DESC_RESNET,
-         &mc_resnet_ops},
-        {"CLIPModel", "clip", MC_FAMILY_CLIP_VISION, MC_DESC_CLIP_VISION, &mc_clip_vision_ops},
-        {"CLIPVisionModelWithProjection", "clip_vision_model", MC_FAMILY_CLIP_VISION,
-         MC_DESC_CLIP_VISION, &mc_clip_vision_ops},
+        {"ViTForImageClassification", "vit", MC_FAMILY_VIT},
+        {"ResNetForImageClassification", "resnet", MC_FAMILY_RESNET},
+        {"CLIPModel", "clip", MC_FAMILY_CLIP_VISION},
+        {"CLIPVisionModelWithProjection", "clip_vision_model", MC_FAMILY_CLIP_VISION},
     };
     for (size_t i = 0; i < sizeof table / sizeof *table; i++) {
         if ((arch && strcmp(arch, table[i].arch) == 0) ||
-            (!arch && mt && strcmp(mt, table[i].model_type) == 0)) {
-            m->family = table[i].f;
-            m->ops = table[i].ops;
-            mc_strlcpy(m->arch, table[i].arch, sizeof m->arch);
-            return mc_model_desc_build(cfg, file, table[i].df, &m->desc, err);
-        }
+            (!arch && mt && strcmp(mt, table[i].model_type) == 0))
+            return set_family(m, cfg, file, table[i].f, table[i].arch, err);
     }
     return MC_FAIL(err, MC_ERR_UNSUPPORTED,
                    "%s: architecture '%s' (model_type '%s') is not supported; supported: "
@@ -204,15 +228,27 @@ static mc_status check_bound(const mc_model *m, mc_error *err) {
     return MC_OK;
 }
 
-mc_status mc_model_declare(const char *cfg_path, mc_model **out, mc_error *err) {
+/* The one loader path: config.json, the family (detected among the vision families when f is
+ * negative) and its description, the family's load (it binds the weight table), then, when
+ * st_path is given, the weights and the family's finish. Without st_path the model is only
+ * declared. */
+static mc_status load(const char *cfg_path, const char *st_path, int f, mc_model **out,
+                      mc_error *err) {
     *out = NULL;
     mc_model *m = calloc(1, sizeof *m);
     if (!m) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     json_t *cfg = NULL;
+    mc_st_file *st = NULL;
     mc_status s = mc_json_load(cfg_path, false, &cfg, err);
-    if (s == MC_OK) s = detect_family(cfg, cfg_path, m, err);
-    if (s == MC_OK) s = m->ops->load(m, cfg, cfg_path, NULL, err);
+    if (s == MC_OK)
+        s = f < 0 ? detect_family(cfg, cfg_path, m, err)
+                  : set_family(m, cfg, cfg_path, (mc_family)f, NULL, err);
+    if (s == MC_OK && st_path) s = mc_st_open(st_path, &st, err);
+    if (s == MC_OK) s = m->ops->load(m, cfg, cfg_path, st, err);
     if (s == MC_OK) s = check_bound(m, err);
+    if (s == MC_OK && st) s = load_weights(m, st, err);
+    if (s == MC_OK && st && m->ops->finish) s = m->ops->finish(m, err);
+    mc_st_close(&st);
     json_decref(cfg);
     if (s != MC_OK) {
         mc_model_free(&m);
@@ -220,6 +256,10 @@ mc_status mc_model_declare(const char *cfg_path, mc_model **out, mc_error *err) 
     }
     *out = m;
     return MC_OK;
+}
+
+mc_status mc_model_declare(const char *cfg_path, mc_model **out, mc_error *err) {
+    return load(cfg_path, NULL, -1, out, err);
 }
 
 mc_status mc_model_declare_dir(const char *dir, mc_model **out, mc_error *err) {
@@ -230,33 +270,29 @@ mc_status mc_model_declare_dir(const char *dir, mc_model **out, mc_error *err) {
     return mc_model_declare(cfg_path, out, err);
 }
 
-mc_status mc_model_create(const char *dir, mc_model **out, mc_error *err) {
+/* The folder's two files; f as in load(). */
+static mc_status create(const char *dir, int f, mc_model **out, mc_error *err) {
     *out = NULL;
     char cfg_path[4096], st_path[4096];
     if (!mc_snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir) ||
         !mc_snprintf(st_path, sizeof st_path, "%s/model.safetensors", dir))
         return MC_FAIL(err, MC_ERR_ARG, "model folder path too long: %s", dir);
     mc_debug("loading model %s", dir);
+    return load(cfg_path, st_path, f, out, err);
+}
+
+mc_status mc_model_create(const char *dir, mc_model **out, mc_error *err) {
     mc_trace_load("load model %s", dir);
-    mc_model *m = calloc(1, sizeof *m);
-    if (!m) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-    json_t *cfg = NULL;
-    mc_st_file *st = NULL;
-    mc_status s = mc_json_load(cfg_path, false, &cfg, err);
-    if (s == MC_OK) s = detect_family(cfg, cfg_path, m, err);
-    if (s == MC_OK) s = mc_st_open(st_path, &st, err);
-    if (s == MC_OK) s = m->ops->load(m, cfg, cfg_path, st, err);
-    if (s == MC_OK) s = check_bound(m, err);
-    if (s == MC_OK) s = load_weights(m, st, err);
-    if (s == MC_OK && m->ops->finish) s = m->ops->finish(m, err);
-    mc_st_close(&st);
-    json_decref(cfg);
-    if (s != MC_OK) {
-        mc_model_free(&m);
-        return s;
-    }
-    *out = m;
-    return MC_OK;
+    return create(dir, -1, out, err);
+}
+
+mc_status mc_model_create_family(const char *dir, mc_family f, mc_model **out, mc_error *err) {
+    *out = NULL;
+    if ((int)f < 0 || f >= MC_FAMILY_COUNT)
+        return MC_FAIL(err, MC_ERR_ARG, "%s: no model family %d", dir, (int)f);
+    /* the text encoders trace their loads as such (text.h) */
+    if (!families[f].ops->forward_tokens) mc_trace_load("load model %s", dir);
+    return create(dir, (int)f, out, err);
 }
 
 void mc_model_free(mc_model **mp) {
@@ -290,6 +326,8 @@ const char *mc_family_name(mc_family f) {
     case MC_FAMILY_VIT: return "vit";
     case MC_FAMILY_RESNET: return "resnet";
     case MC_FAMILY_CLIP_VISION: return "clip_vision";
+    case MC_FAMILY_CLIP_TEXT: return "clip_text";
+    case MC_FAMILY_MPNET: return "mpnet";
     default: return "?";
     }
 }
@@ -301,6 +339,7 @@ void mc_model_input_size(const mc_model *m, int *c, int *h, int *w) {
     if (w) *w = m->in_w;
 }
 int64_t mc_model_output_dim(const mc_model *m) { return m->out_dim; }
+int64_t mc_model_vocab_size(const mc_model *m) { return m->desc->vocab; }
 const char *mc_model_output_name(const mc_model *m) { return m->out_name; }
 const char *mc_model_label(const mc_model *m, int64_t i) {
     return (m->labels && i >= 0 && i < m->n_labels) ? m->labels[i] : NULL;
@@ -403,6 +442,9 @@ mc_status mc_model_forward(mc_model *m, const float *pixels, int64_t B, int64_t 
     static const mc_forward_opts none = {0};
     const mc_forward_opts *o = opts ? opts : &none;
     if (stopped) *stopped = false;
+    if (!m->ops->forward)
+        return MC_FAIL(err, MC_ERR_ARG, "%s: a %s model takes token ids, not images", m->arch,
+                       mc_family_name(m->family));
     if (B < 1 || B > 1 << 20)
         return MC_FAIL(err, MC_ERR_ARG, "batch size %lld out of range", (long long)B);
     if (m->any_size) {
@@ -461,6 +503,15 @@ mc_status mc_model_forward(mc_model *m, const float *pixels, int64_t B, int64_t 
     if (stopped) *stopped = r.stopped;
     free(r.hooked);
     return s;
+}
+
+mc_status mc_model_forward_tokens(mc_model *m, const int32_t *ids, const int32_t *lens, size_t n,
+                                  int64_t ctx, int32_t eos, float *output, mc_error *err) {
+    if (!m->ops->forward_tokens)
+        return MC_FAIL(err, MC_ERR_ARG, "%s: a %s model takes images, not token ids", m->arch,
+                       mc_family_name(m->family));
+    if (!m->weights) return MC_FAIL(err, MC_ERR_ARG, "%s: a declared model cannot run", m->arch);
+    return m->ops->forward_tokens(m, ids, lens, n, ctx, eos, output, err);
 }
 
 /* ---- pooling of hooked tensors ------------------------------------------------------------ */

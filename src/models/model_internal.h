@@ -1,6 +1,7 @@
-/* model_internal.h - what the family files (vit.c, resnet.c) share with model.c: the model
- * struct, the weight table that loads and validates tensors by name and shape, and the run
- * context that applies hooks. Not a public header. */
+/* model_internal.h - what the family files (vit.c, resnet.c, text_tower.c) share with model.c:
+ * the family interface, the model struct, the weight table that loads and validates tensors by
+ * name and shape, the transformer block's tensors, and the run context that applies hooks. Not
+ * a public header. */
 #ifndef MICLIP_MODELS_INTERNAL_H
 #define MICLIP_MODELS_INTERNAL_H
 
@@ -24,8 +25,12 @@ typedef struct {
     /* Sets the layer shapes for an H x W input (NULL: the input size is fixed). The arena is
      * the description's (mc_model_desc_arena_floats). */
     void (*set_input)(mc_model *m, int64_t H, int64_t W);
+    /* The forward entry: images for the vision families (the other NULL)... */
     mc_status (*forward)(mc_model *m, mc_run *r, const float *pixels, int64_t B, int64_t H,
                          int64_t W, float *output, mc_error *err);
+    /* ...token rows for the text families (mc_model_forward_tokens). */
+    mc_status (*forward_tokens)(mc_model *m, const int32_t *ids, const int32_t *lens, size_t n,
+                                int64_t ctx, int32_t eos, float *output, mc_error *err);
     void (*free_impl)(void *impl);
 } mc_family_ops;
 
@@ -70,11 +75,33 @@ struct mc_model {
 /* Copies m->desc's weight table (the base-model tensors under m->prefix, which the family set
  * from the file) and layer list into the model, with the input and output facts. */
 mc_status mc_model_adopt_desc(mc_model *m, mc_error *err);
+/* Sets m->prefix to the description's base-model prefix, or to "" when the file st leaves it
+ * out (it lacks probe, a tensor's full name; transformers saves either layout). Without a file
+ * (a declaration) the prefix is kept. */
+void mc_model_pick_prefix(mc_model *m, const mc_st_file *st, const char *probe);
 /* Points slot at the expected tensor named printf(fmt, ...) once the weights are loaded. Every
  * tensor of the table must be bound exactly once (checked after the family's load); a name the
  * description does not list is a bug in the family's code (MC_ASSERT). */
 void mc_wt_bind(mc_model *m, float **slot, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* A pre- or post-norm transformer block's tensors, as every transformer family (ViT, CLIP's
+ * two towers, MPNet) declares them: q, k and v adjacent, so wq is the fused [3D, D] weight and
+ * bq the fused [3D] bias (NULL without qkv biases). */
+typedef struct {
+    float *ln1_w, *ln1_b; /* pre-norm: before attention; MPNet: attention.LayerNorm (post) */
+    float *wq, *wk, *wv;
+    float *bq, *bk, *bv;
+    float *wo, *bo;
+    float *ln2_w, *ln2_b; /* pre-norm: before the MLP; MPNet: output.LayerNorm */
+    float *w1, *b1, *w2, *b2;
+} mc_tf_block;
+/* Binds the L blocks' tensors under "<enc><l>." (nm: ln1, q, k, v, out, ln2, fc1, fc2). */
+void mc_tf_bind_blocks(mc_model *m, mc_tf_block *blk, int64_t L, bool qkv_bias, const char *enc,
+                       const char *const nm[8]);
+/* Asserts, once the weights are in memory, that each block's q, k, v (and biases) are adjacent:
+ * the loader lays tensors out in the description's order. */
+void mc_tf_check_fused(const mc_tf_block *blk, int64_t L, int64_t D, bool qkv_bias);
 
 /* Reads config.json and declares the weight table and layers without loading any weights
  * (the random-model writer walks m->w). The model cannot run. */
@@ -106,5 +133,7 @@ bool mc_run_attn(mc_run *r, int i, float *probs, int64_t H, int64_t T);
 extern const mc_family_ops mc_vit_ops;
 extern const mc_family_ops mc_clip_vision_ops;
 extern const mc_family_ops mc_resnet_ops;
+extern const mc_family_ops mc_clip_text_ops;
+extern const mc_family_ops mc_mpnet_ops;
 
 #endif

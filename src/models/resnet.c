@@ -86,11 +86,9 @@ static mc_status resnet_load(mc_model *m, const json_t *cfg, const char *f, cons
     for (int s = 0; s < d->n_stages; s++) r->hs[s] = d->hs[s], r->depth[s] = d->depth[s];
     MC_TRY(mc_model_load_labels(m, cfg, f, err));
     r->n_out = d->out_dim;
-    const char *p =
-        (!st || mc_st_find(st, "resnet.embedder.embedder.convolution.weight")) ? "resnet." : "";
-    mc_strlcpy(m->prefix, p, sizeof m->prefix);
-    m->strip_base = p[0] == '\0';
+    mc_model_pick_prefix(m, st, "resnet.embedder.embedder.convolution.weight");
     MC_TRY(mc_model_adopt_desc(m, err));
+    const char *p = m->prefix;
 
     char path[MC_NAME_MAX], name[MC_NAME_MAX];
     snprintf(path, sizeof path, "%sembedder.embedder", p);
@@ -270,5 +268,8 @@ static mc_status resnet_forward(mc_model *m, mc_run *run, const float *px, int64
     return MC_OK;
 }
 
-const mc_family_ops mc_resnet_ops = {resnet_load, resnet_finish, resnet_set_input, resnet_forward,
-                                     resnet_free};
+const mc_family_ops mc_resnet_ops = {.load = resnet_load,
+                                     .finish = resnet_finish,
+                                     .set_input = resnet_set_input,
+                                     .forward = resnet_forward,
+                                     .free_impl = resnet_free};

@@ -13,15 +13,6 @@
 mc_status mc_model_load_labels(mc_model *m, const json_t *cfg, const char *file, mc_error *err);
 
 typedef struct {
-    float *ln1_w, *ln1_b;
-    float *wq, *wk, *wv; /* declared adjacently, so wq is the fused [3D, D] qkv weight */
-    float *bq, *bk, *bv; /* likewise the fused [3D] bias (NULL without qkv_bias) */
-    float *wo, *bo;
-    float *ln2_w, *ln2_b;
-    float *w1, *b1, *w2, *b2;
-} tf_block;
-
-typedef struct {
     bool clip;
     int64_t D, L, H, I, P, C, img, side, T, n_out;
     float eps;
@@ -31,7 +22,7 @@ typedef struct {
     float *pre_w, *pre_b;   /* CLIP: pre_layrnorm */
     float *fin_w, *fin_b;   /* ViT: layernorm (all tokens); CLIP: post_layernorm (CLS) */
     float *head_w, *head_b; /* ViT: classifier; CLIP: visual_projection (no bias) */
-    tf_block *blk;
+    mc_tf_block *blk;
 } vit_impl;
 
 static void vit_free(void *p) {
@@ -40,10 +31,10 @@ static void vit_free(void *p) {
     free(v);
 }
 
-/* Binds the block tensors under "<enc><l>." (nm: ln1, q, k, v, out, ln2, fc1, fc2). */
-static void bind_blocks(mc_model *m, vit_impl *v, const char *enc, const char *const nm[8]) {
-    for (int64_t l = 0; l < v->L; l++) {
-        tf_block *b = &v->blk[l];
+void mc_tf_bind_blocks(mc_model *m, mc_tf_block *blk, int64_t L, bool qkv_bias, const char *enc,
+                       const char *const nm[8]) {
+    for (int64_t l = 0; l < L; l++) {
+        mc_tf_block *b = &blk[l];
         const char *p = enc;
         const long long k = (long long)l;
         mc_wt_bind(m, &b->ln1_w, "%s%lld.%s.weight", p, k, nm[0]);
@@ -51,7 +42,7 @@ static void bind_blocks(mc_model *m, vit_impl *v, const char *enc, const char *c
         mc_wt_bind(m, &b->wq, "%s%lld.%s.weight", p, k, nm[1]);
         mc_wt_bind(m, &b->wk, "%s%lld.%s.weight", p, k, nm[2]);
         mc_wt_bind(m, &b->wv, "%s%lld.%s.weight", p, k, nm[3]);
-        if (v->qkv_bias) {
+        if (qkv_bias) {
             mc_wt_bind(m, &b->bq, "%s%lld.%s.bias", p, k, nm[1]);
             mc_wt_bind(m, &b->bk, "%s%lld.%s.bias", p, k, nm[2]);
             mc_wt_bind(m, &b->bv, "%s%lld.%s.bias", p, k, nm[3]);
@@ -64,6 +55,14 @@ static void bind_blocks(mc_model *m, vit_impl *v, const char *enc, const char *c
         mc_wt_bind(m, &b->b1, "%s%lld.%s.bias", p, k, nm[6]);
         mc_wt_bind(m, &b->w2, "%s%lld.%s.weight", p, k, nm[7]);
         mc_wt_bind(m, &b->b2, "%s%lld.%s.bias", p, k, nm[7]);
+    }
+}
+
+void mc_tf_check_fused(const mc_tf_block *blk, int64_t L, int64_t D, bool qkv_bias) {
+    for (int64_t l = 0; l < L; l++) {
+        const mc_tf_block *b = &blk[l];
+        MC_ASSERT(b->wk == b->wq + D * D && b->wv == b->wk + D * D);
+        MC_ASSERT(!qkv_bias || (b->bk == b->bq + D && b->bv == b->bk + D));
     }
 }
 
@@ -84,11 +83,9 @@ static mc_status vit_load(mc_model *m, const json_t *cfg, const char *f, const m
     if (!v) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     m->impl = v;
     MC_TRY(mc_model_load_labels(m, cfg, f, err));
-    /* transformers strips or adds the base-model prefix itself; accept both layouts. */
-    const char *p = (!st || mc_st_find(st, "vit.embeddings.cls_token")) ? "vit." : "";
-    mc_strlcpy(m->prefix, p, sizeof m->prefix);
-    m->strip_base = p[0] == '\0';
+    mc_model_pick_prefix(m, st, "vit.embeddings.cls_token");
     MC_TRY(take_dims(m, v, err));
+    const char *p = m->prefix;
     mc_wt_bind(m, &v->cls, "%sembeddings.cls_token", p);
     mc_wt_bind(m, &v->pos, "%sembeddings.position_embeddings", p);
     mc_wt_bind(m, &v->patch_w, "%sembeddings.patch_embeddings.projection.weight", p);
@@ -99,7 +96,7 @@ static mc_status vit_load(mc_model *m, const json_t *cfg, const char *f, const m
                                       "attention.attention.key", "attention.attention.value",
                                       "attention.output.dense",  "layernorm_after",
                                       "intermediate.dense",      "output.dense"};
-    bind_blocks(m, v, enc, nm);
+    mc_tf_bind_blocks(m, v->blk, v->L, v->qkv_bias, enc, nm);
     mc_wt_bind(m, &v->fin_w, "%slayernorm.weight", p);
     mc_wt_bind(m, &v->fin_b, "%slayernorm.bias", p);
     mc_wt_bind(m, &v->head_w, "classifier.weight");
@@ -124,7 +121,7 @@ static mc_status clip_load(mc_model *m, const json_t *cfg, const char *f, const 
     static const char *const nm[8] = {
         "layer_norm1",        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
         "self_attn.out_proj", "layer_norm2",      "mlp.fc1",          "mlp.fc2"};
-    bind_blocks(m, v, "vision_model.encoder.layers.", nm);
+    mc_tf_bind_blocks(m, v->blk, v->L, v->qkv_bias, "vision_model.encoder.layers.", nm);
     mc_wt_bind(m, &v->fin_w, "%spost_layernorm.weight", p);
     mc_wt_bind(m, &v->fin_b, "%spost_layernorm.bias", p);
     mc_wt_bind(m, &v->head_w, "visual_projection.weight");
@@ -133,13 +130,7 @@ static mc_status clip_load(mc_model *m, const json_t *cfg, const char *f, const 
 
 static mc_status vit_finish(mc_model *m, mc_error *err) {
     const vit_impl *v = m->impl;
-    const int64_t D = v->D;
-    /* The loader lays tensors out in declaration order, so q, k, v are one [3D, D] matrix. */
-    for (int64_t l = 0; l < v->L; l++) {
-        const tf_block *b = &v->blk[l];
-        MC_ASSERT(b->wk == b->wq + D * D && b->wv == b->wk + D * D);
-        MC_ASSERT(!v->qkv_bias || (b->bk == b->bq + D && b->bv == b->bk + D));
-    }
+    mc_tf_check_fused(v->blk, v->L, v->D, v->qkv_bias);
     (void)err;
     return MC_OK;
 }
@@ -185,7 +176,7 @@ static mc_status vit_forward(mc_model *m, mc_run *r, const float *px, int64_t B,
 
     mc_attn_desc ad = {.B = B, .T = T, .H = v->H, .head_dim = D / v->H, .ld_qkv = 3 * D};
     for (int64_t l = first_block; l <= L; l++) {
-        const tf_block *b = &v->blk[l - 1];
+        const mc_tf_block *b = &v->blk[l - 1];
         /* h = x + out_proj(attn(LN1(x))) */
         mc_layernorm(x, b->ln1_w, b->ln1_b, ln, N, D, v->eps); /* [N, D] */
         mc_linear(ln, b->wq, b->bq, qkv, N, D, 3 * D, false);  /* [N, 3D] = q|k|v */
@@ -232,5 +223,7 @@ static mc_status vit_forward(mc_model *m, mc_run *r, const float *px, int64_t B,
     return MC_OK;
 }
 
-const mc_family_ops mc_vit_ops = {vit_load, vit_finish, NULL, vit_forward, vit_free};
-const mc_family_ops mc_clip_vision_ops = {clip_load, vit_finish, NULL, vit_forward, vit_free};
+const mc_family_ops mc_vit_ops = {
+    .load = vit_load, .finish = vit_finish, .forward = vit_forward, .free_impl = vit_free};
+const mc_family_ops mc_clip_vision_ops = {
+    .load = clip_load, .finish = vit_finish, .forward = vit_forward, .free_impl = vit_free};

@@ -119,24 +119,10 @@ static mc_status describe_one(const mc_comm *c, const mc_task *task, mc_method_t
 mc_status mc_stage_describe(const mc_comm *c, const mc_config *cfg, const mc_task *task,
                             mc_error *err) {
     mc_method_task mt;
-    /* The key from metadata first: a complete task loads nothing (issue 16). */
-    MC_TRY(mc_method_task_find(c, cfg, task, MC_STAGE_DESCRIBE, &mt, err));
-    bool complete = false;
-    mc_status s = mc_store_peek_complete(c, mt.store, &complete, err);
-    if (s != MC_OK || complete) {
-        if (complete) {
-            mc_info0("describe %s: complete, skipping (%s)", task->id, mt.store);
-            s = mc_task_index_write(c, cfg, MC_STAGE_DESCRIBE, task, mt.store, mt.key, err);
-        }
-        mc_method_task_close(&mt);
-        return s;
-    }
-    MC_TRY(mc_method_task_load(c, cfg, task, &mt, err));
-    char dir[MC_PATH_CAP];
-    mc_snprintf(dir, sizeof dir, "%s/describe", cfg->output_dir);
-    s = mc_comm_agree(c, c->rank == 0 ? mc_mkdir_p(dir, err) : MC_OK, err);
     mc_store *st = NULL;
-    if (s == MC_OK) s = mc_store_fresh(c, mt.store, &st, err);
+    bool done;
+    mc_status s = mc_method_task_begin(c, cfg, task, MC_STAGE_DESCRIBE, &mt, &st, &done, err);
+    if (done) return s;
     mc_buf report = {0};
     /* Paths relative to the output folder, so the report does not depend on where it lives. */
     size_t od = strlen(cfg->output_dir);

@@ -86,9 +86,9 @@ mc_status mc_report_scores_compute(const mc_comm *c, const mc_config *cfg, mc_re
 void mc_report_scores_free(mc_report_scores *s);
 
 /* --- statistics -------------------------------------------------------------------------------- */
-/* Mean of x[0..n) (two-pass: sum, then a correction by the mean residual); NAN when n < 1. */
+/* Mean of x[0..n) (gsl_stats_mean: a long-double running mean); NAN when n < 1. */
 double mc_stats_mean(const double *x, int64_t n);
-/* Sample standard deviation sqrt(sum (x - mean)^2 / (n - 1)); NAN when n < 2. */
+/* Sample standard deviation sqrt(sum (x - mean)^2 / (n - 1)) (gsl_stats_sd); NAN when n < 2. */
 double mc_stats_sd(const double *x, int64_t n);
 
 /* Which tail the alternative hypothesis names: mean(x - y) > 0 or < 0. */

@@ -1,25 +1,20 @@
 /* report_stats.c - mean, sample std and the one-tailed paired t-test of the report tables
- * (report_internal.h). The t distribution's tails come from GSL. */
+ * (report_internal.h): the one statistics module, on GSL (gsl_stats_mean / gsl_stats_sd, whose
+ * long-double recurrences are as accurate as a compensated two-pass on the report's inputs:
+ * docs/report.md, "Statistics"), the t distribution's tails from GSL's incomplete beta. */
 #include <gsl/gsl_sf_gamma.h>
+#include <gsl/gsl_statistics_double.h>
 #include <math.h>
+#include <stdlib.h>
 
 #include "report_internal.h"
 
 double mc_stats_mean(const double *x, int64_t n) {
-    if (n < 1) return NAN;
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) s += x[i];
-    double m = s / (double)n, r = 0;
-    /* The mean of the residuals corrects the rounding of the first pass. */
-    for (int64_t i = 0; i < n; i++) r += x[i] - m;
-    return m + r / (double)n;
+    return n < 1 ? NAN : gsl_stats_mean(x, 1, (size_t)n);
 }
 
 double mc_stats_sd(const double *x, int64_t n) {
-    if (n < 2) return NAN;
-    double m = mc_stats_mean(x, n), ss = 0;
-    for (int64_t i = 0; i < n; i++) ss += (x[i] - m) * (x[i] - m);
-    return sqrt(ss / (double)(n - 1));
+    return n < 2 ? NAN : gsl_stats_sd(x, 1, (size_t)n);
 }
 
 mc_ttest mc_ttest_paired(const double *x, const double *y, int64_t n, mc_tail tail) {
@@ -35,22 +30,21 @@ mc_ttest mc_ttest_paired(const double *x, const double *y, int64_t n, mc_tail ta
         if (n == 1) r.mean_diff = x[0] - y[0];
         return r;
     }
-    /* Differences in two passes over the pairs (no buffer): mean, then squared deviations. */
-    double s = 0;
-    bool same = true;
-    const double d0 = x[0] - y[0];
-    for (int64_t i = 0; i < n; i++) {
-        double d = x[i] - y[i];
-        s += d;
-        same = same && d == d0;
+    /* The differences' mean and sd by the same routines as every cell's. */
+    double *d = malloc((size_t)n * sizeof *d);
+    if (!d) { /* the n/a of "too few": no test without memory for n doubles */
+        r.status = MC_TTEST_FEW;
+        return r;
     }
-    double m = s / (double)n, rr = 0;
-    for (int64_t i = 0; i < n; i++) rr += (x[i] - y[i]) - m;
-    m += rr / (double)n;
-    double ss = 0;
-    for (int64_t i = 0; i < n; i++) ss += ((x[i] - y[i]) - m) * ((x[i] - y[i]) - m);
+    bool same = true;
+    for (int64_t i = 0; i < n; i++) {
+        d[i] = x[i] - y[i];
+        same = same && d[i] == d[0];
+    }
+    const double m = mc_stats_mean(d, n);
     r.mean_diff = m;
-    r.sd_diff = sqrt(ss / (double)(n - 1));
+    r.sd_diff = mc_stats_sd(d, n);
+    free(d);
     /* Identical differences: the variance is zero in exact arithmetic whatever rounding left. */
     if (same || !(r.sd_diff > 0)) {
         r.status = MC_TTEST_ZERO_VAR;

@@ -1,12 +1,7 @@
-/* text_encoder.c - the CLIP text tower (+ text_projection) and the MPNet sentence encoder
- * (text.h; specs/hf-models.md 3.4 and 6.3).
- *
- * Both run on packed token rows: the real tokens of every sequence in the batch back to back,
- * [T_total, D]. Linear layers are one GEMM over all of them; attention runs per sequence
- * (nn_text.h). For CLIP only the tokens up to the first end token are run: the causal mask
- * makes the pooled output independent of what follows it, as the reference pads to 77.
- */
-#include <math.h>
+/* text_encoder.c - loading the text encoders (text.h): the CLIP text tower (+ text_projection)
+ * and the MPNet sentence encoder (specs/hf-models.md 3.4 and 6.3), each a model family of
+ * model.h (src/models/text_tower.c holds their weights and forward), with its tokenizer and, for
+ * MPNet, the sentence-transformers modules around it. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,174 +11,26 @@
 #include "miclip/hf.h"
 #include "miclip/json.h"
 #include "miclip/log.h"
-#include "miclip/model_desc.h"
-#include "miclip/nn.h"
-#include "miclip/nn_text.h"
-#include "miclip/safetensors.h"
+#include "miclip/model.h"
 #include "text_internal.h"
 #include "text_encoder_int.h"
 
-typedef struct {
-    const char *name;
-    int ndim;
-    int64_t shape[2];
-    float *dst;
-} wslot;
-
 /* ---- loading --------------------------------------------------------------------------- */
 
-static mc_status load_weights(mc_text_encoder *e, const mc_st_file *st, const char *prefix,
-                              wslot *w, size_t n, mc_error *err) {
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t c;
-        if (!mc_size_prod(w[i].shape, w[i].ndim, &c) || !mc_size_add(total, c, &total))
-            return MC_FAIL(err, MC_ERR_NOMEM, "%s: weight sizes overflow", e->dir);
-    }
-    e->block = mc_alloc_array(total, sizeof(float));
-    if (!e->block)
-        return MC_FAIL(err, MC_ERR_NOMEM, "%s: cannot allocate %zu floats of weights", e->dir,
-                       total);
-    float *p = e->block;
-    for (size_t i = 0; i < n; i++) {
-        char name[256];
-        if (!mc_snprintf(name, sizeof name, "%s%s", prefix, w[i].name))
-            return MC_FAIL(err, MC_ERR_ARG, "tensor name too long: %s", w[i].name);
-        size_t c;
-        mc_size_prod(w[i].shape, w[i].ndim, &c);
-        MC_TRY(mc_st_read_f32_finite(st, name, w[i].ndim, w[i].shape, p, err));
-        /* the fused qkv slots point into the middle of a block: they carry dst */
-        if (w[i].dst) memcpy(w[i].dst, p, c * sizeof(float));
-        p += c;
-    }
+/* The model of family f, and the sizes the tokenizer checks need. */
+static mc_status load_model(mc_text_encoder *e, mc_family f, mc_error *err) {
+    MC_TRY(mc_model_create_family(e->dir, f, &e->m, err));
+    e->vocab = mc_model_vocab_size(e->m);
+    e->dim = (int)mc_model_output_dim(e->m);
+    int tokens;
+    mc_model_transformer_dims(e->m, NULL, &tokens, NULL, NULL);
+    e->max_pos = tokens;
     return MC_OK;
 }
 
-/* The weight table: the description's tensors, in order; each one's storage is the next slice
- * of the block (assigned in order). */
-typedef struct {
-    wslot *w;
-    size_t n;
-    char (*names)[MC_DESC_TENSOR_NAME_MAX];
-} wlist;
-
-static void wl_free(wlist *l) {
-    free(l->w);
-    free(l->names);
-}
-
-/* Takes the sizes and the weight table from the description of config.json (model_desc.h), the
- * base-model prefix (probe's first component) left out when the file has no tensor probe. */
-static mc_status take_desc(mc_text_encoder *e, const mc_hf_config *cfg, mc_desc_family fam,
-                           const mc_st_file *st, const char *probe, wlist *l, mc_error *err) {
-    mc_model_desc *d = NULL;
-    MC_TRY(mc_model_desc_build(cfg->root, cfg->path, fam, &d, err));
-    e->vocab = d->vocab, e->D = d->D, e->I = d->I, e->L = d->L, e->H = d->H, e->max_pos = d->T;
-    e->buckets = d->buckets, e->act = d->act, e->eps = (float)d->eps;
-    if (fam == MC_DESC_CLIP_TEXT) e->proj = d->out_dim;
-    const bool strip = !mc_st_find(st, probe);
-    const size_t np = strlen(d->base_prefix);
-    l->n = (size_t)d->n_tensors;
-    l->w = calloc(l->n, sizeof *l->w);
-    l->names = calloc(l->n, sizeof *l->names);
-    e->layers = calloc((size_t)e->L, sizeof *e->layers);
-    if (!l->w || !l->names || !e->layers) {
-        mc_model_desc_free(&d);
-        return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-    }
-    for (size_t i = 0; i < l->n; i++) {
-        const mc_desc_tensor *t = &d->tensors[i];
-        mc_strlcpy(l->names[i], t->base && strip ? t->name + np : t->name, sizeof l->names[i]);
-        l->w[i] = (wslot){l->names[i], t->ndim, {t->shape[0], t->shape[1]}, NULL};
-    }
-    mc_model_desc_free(&d);
-    return MC_OK;
-}
-
-/* Assigns each declared tensor's pointer from the block, in order. */
-static float *wl_ptr(const mc_text_encoder *e, const wlist *l, size_t idx) {
-    float *p = e->block;
-    for (size_t i = 0; i < idx; i++) {
-        size_t c;
-        mc_size_prod(l->w[i].shape, l->w[i].ndim, &c);
-        p += c;
-    }
-    return p;
-}
-
-/* Points each block's weights into the loaded list from entry k on, in the description's order
- * (the same for the CLIP text tower and MPNet); returns the entry after the last block. */
-static size_t bind_layers(mc_text_encoder *e, const wlist *l, size_t k) {
-    for (int64_t i = 0; i < e->L; i++) {
-        text_layer *y = &e->layers[i];
-        y->ln1_w = wl_ptr(e, l, k++);
-        y->ln1_b = wl_ptr(e, l, k++);
-        y->qkv_w = wl_ptr(e, l, k);
-        k += 3; /* q, k, v weights are adjacent: [3D, D] */
-        y->qkv_b = wl_ptr(e, l, k);
-        k += 3; /* and so are the biases: [3D] */
-        y->o_w = wl_ptr(e, l, k++);
-        y->o_b = wl_ptr(e, l, k++);
-        y->ln2_w = wl_ptr(e, l, k++);
-        y->ln2_b = wl_ptr(e, l, k++);
-        y->fc1_w = wl_ptr(e, l, k++);
-        y->fc1_b = wl_ptr(e, l, k++);
-        y->fc2_w = wl_ptr(e, l, k++);
-        y->fc2_b = wl_ptr(e, l, k++);
-    }
-    return k;
-}
-
-static mc_status load_clip(mc_text_encoder *e, const mc_hf_config *cfg, const mc_st_file *st,
-                           mc_error *err) {
-    wlist l = {0};
-    mc_status s = take_desc(e, cfg, MC_DESC_CLIP_TEXT, st,
-                            "text_model.embeddings.token_embedding.weight", &l, err);
-    if (s == MC_OK && !mc_st_find(st, "text_projection.weight"))
-        s = MC_FAIL(err, MC_ERR_SHAPE,
-                    "%s: tensor 'text_projection.weight' is missing; HINT: miclip needs the "
-                    "CLIPModel (or CLIPTextModelWithProjection) weights, not the bare text model",
-                    mc_st_path(st));
-    if (s != MC_OK) {
-        wl_free(&l);
-        return s;
-    }
-    s = load_weights(e, st, "", l.w, l.n, err);
-    if (s == MC_OK) {
-        size_t k = 0;
-        e->tok_emb = wl_ptr(e, &l, k++);
-        e->pos_emb = wl_ptr(e, &l, k++);
-        k = bind_layers(e, &l, k);
-        e->final_ln_w = wl_ptr(e, &l, k++);
-        e->final_ln_b = wl_ptr(e, &l, k++);
-        e->proj_w = wl_ptr(e, &l, k++);
-    }
-    wl_free(&l);
-    return s;
-}
-
-static mc_status load_mpnet(mc_text_encoder *e, const mc_hf_config *cfg, const mc_st_file *st,
-                            mc_error *err) {
-    wlist l = {0};
-    mc_status s =
-        take_desc(e, cfg, MC_DESC_MPNET, st, "mpnet.embeddings.word_embeddings.weight", &l, err);
-    if (s != MC_OK) {
-        wl_free(&l);
-        return s;
-    }
-    s = load_weights(e, st, "", l.w, l.n, err);
-    if (s == MC_OK) {
-        size_t k = 0;
-        e->tok_emb = wl_ptr(e, &l, k++);
-        e->pos_emb = wl_ptr(e, &l, k++);
-        e->emb_ln_w = wl_ptr(e, &l, k++);
-        e->emb_ln_b = wl_ptr(e, &l, k++);
-        e->rel_bias = wl_ptr(e, &l, k++);
-        k = bind_layers(e, &l, k);
-    }
-    wl_free(&l);
-    if (s != MC_OK) return s;
-    /* sentence-transformers modules: mean pooling required; Normalize optional */
+/* The sentence-transformers modules around MPNet: mean pooling required; Normalize optional. */
+static mc_status load_mpnet_modules(mc_text_encoder *e, mc_error *err) {
+    mc_status s;
     char p[4096];
     e->normalize = true;
     json_t *j = NULL;
@@ -231,21 +78,15 @@ mc_status mc_text_encoder_load(const char *dir, const mc_clip_tok_opts *clip_opt
     if (!e) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     mc_trace_load("load text encoder %s", dir);
     mc_hf_config *cfg = NULL;
-    mc_st_file *st = NULL;
     mc_status s;
     if (!mc_strlcpy(e->dir, dir, sizeof e->dir)) {
         s = MC_FAIL(err, MC_ERR_ARG, "%s: path too long", dir);
         goto fail;
     }
     if ((s = mc_hf_config_load(dir, &cfg, err)) != MC_OK) goto fail;
-    char p[4096];
-    if (!mc_path_join(p, sizeof p, dir, "model.safetensors")) {
-        s = MC_FAIL(err, MC_ERR_ARG, "%s: path too long", dir);
-        goto fail;
-    }
     if (cfg->family == MC_HF_CLIP) {
         e->family = MC_TEXT_CLIP;
-        if ((s = mc_st_open(p, &st, err)) != MC_OK || (s = load_clip(e, cfg, st, err)) != MC_OK ||
+        if ((s = load_model(e, MC_FAMILY_CLIP_TEXT, err)) != MC_OK ||
             (s = mc_clip_tok_load(dir, clip_opts, &e->clip, err)) != MC_OK)
             goto fail;
         e->ctx = mc_clip_tok_context(e->clip);
@@ -262,8 +103,8 @@ mc_status mc_text_encoder_load(const char *dir, const mc_clip_tok_opts *clip_opt
         }
     } else if (cfg->family == MC_HF_MPNET) {
         e->family = MC_TEXT_MPNET;
-        e->proj = 0;
-        if ((s = mc_st_open(p, &st, err)) != MC_OK || (s = load_mpnet(e, cfg, st, err)) != MC_OK ||
+        if ((s = load_model(e, MC_FAMILY_MPNET, err)) != MC_OK ||
+            (s = load_mpnet_modules(e, err)) != MC_OK ||
             (s = mc_wp_load(dir, NULL, &e->wp, err)) != MC_OK)
             goto fail;
         e->ctx = mc_wp_max_length(e->wp);
@@ -282,12 +123,10 @@ mc_status mc_text_encoder_load(const char *dir, const mc_clip_tok_opts *clip_opt
                     dir, mc_hf_family_name(cfg->family));
         goto fail;
     }
-    mc_st_close(&st);
     mc_hf_config_free(&cfg);
     *out = e;
     return MC_OK;
 fail:
-    mc_st_close(&st);
     mc_hf_config_free(&cfg);
     mc_text_encoder_free(&e);
     return s;
@@ -296,11 +135,7 @@ fail:
 void mc_text_encoder_free(mc_text_encoder **ep) {
     if (!ep || !*ep) return;
     mc_text_encoder *e = *ep;
-    free(e->block);
-    free(e->layers);
-    free(e->arena);
-    free(e->off);
-    free(e->len);
+    mc_model_free(&e->m);
     mc_clip_tok_free(&e->clip);
     mc_wp_free(&e->wp);
     free(e);
@@ -308,9 +143,7 @@ void mc_text_encoder_free(mc_text_encoder **ep) {
 }
 
 mc_text_family mc_text_encoder_family(const mc_text_encoder *e) { return e->family; }
-int mc_text_encoder_dim(const mc_text_encoder *e) {
-    return (int)(e->family == MC_TEXT_CLIP ? e->proj : e->D);
-}
+int mc_text_encoder_dim(const mc_text_encoder *e) { return e->dim; }
 int mc_text_encoder_context(const mc_text_encoder *e) { return e->ctx; }
 mc_clip_tok *mc_text_encoder_clip_tok(mc_text_encoder *e) { return e->clip; }
 mc_wordpiece *mc_text_encoder_wordpiece(mc_text_encoder *e) { return e->wp; }

@@ -1,7 +1,8 @@
 /* test_models.c - model-level unit tests on tiny random folders written by
  * mc_model_write_random (no PyTorch): every family loads, a batch equals its images run one by
  * one, hooks see the documented shapes, a false return and a NULL output stop the forward, the
- * prefix path equals the full forward, and malformed folders fail with the tensor named. */
+ * prefix path equals the full forward, and malformed folders fail with the tensor named; the
+ * CLIP text tower of the same folder loads through the same path and runs on token rows. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,6 +236,78 @@ static void test_bad_folder(void) {
     mc_st_close(&f);
 }
 
+/* The text tower of a CLIPModel folder is a family of its own: it loads through the same path
+ * (tolerating the vision side, rejecting an unknown text tensor), runs token rows (a batch
+ * equals its rows run alone), and each forward entry refuses the other kind of model. */
+static void test_text_family(void) {
+    mc_error err = {0};
+    mc_model *t = NULL, *v = NULL;
+    CHECK_MSG(mc_model_create_family("models_clip-tiny", MC_FAMILY_CLIP_TEXT, &t, &err) == MC_OK,
+              "%s", err.msg);
+    CHECK(mc_model_create("models_clip-tiny", &v, &err) == MC_OK);
+    if (!t || !v) return;
+    CHECK(mc_model_family(t) == MC_FAMILY_CLIP_TEXT);
+    CHECK(strcmp(mc_family_name(mc_model_family(t)), "clip_text") == 0);
+    CHECK(strcmp(mc_model_output_name(t), "text_embeds") == 0);
+    /* both towers end in the shared embedding space */
+    CHECK(mc_model_output_dim(t) == mc_model_output_dim(v));
+    const int64_t V = mc_model_vocab_size(t), K = mc_model_output_dim(t), ctx = 8;
+    CHECK(V > 8 && mc_model_vocab_size(v) == 0);
+    const int32_t eos = (int32_t)(V - 1);
+    int32_t ids[3 * 8] = {0, 3,   5, eos, 0, 0, 0,   0, 0, 3, 7, 2,
+                          6, eos, 0, 0,   0, 4, eos, 0, 0, 0, 0, 0};
+    float all[3 * 64], one[64];
+    CHECK(K <= 64);
+    CHECK_MSG(mc_model_forward_tokens(t, ids, NULL, 3, ctx, eos, all, &err) == MC_OK, "%s",
+              err.msg);
+    for (int r = 0; r < 3; r++) {
+        CHECK(mc_model_forward_tokens(t, ids + r * ctx, NULL, 1, ctx, eos, one, &err) == MC_OK);
+        CHECK_MSG(max_rel(all + r * K, one, (size_t)K) < 1e-5, "row %d: %.2e", r,
+                  max_rel(all + r * K, one, (size_t)K));
+    }
+    mc_error e = {0};
+    int32_t bad[8] = {0, 3, 5, 6, 0, 0, 0, 0}; /* no end token */
+    CHECK(mc_model_forward_tokens(t, bad, NULL, 1, ctx, eos, one, &e) == MC_ERR_ARG &&
+          strstr(e.msg, "end token"));
+    bad[2] = (int32_t)V, bad[3] = eos; /* outside the vocabulary */
+    CHECK(mc_model_forward_tokens(t, bad, NULL, 1, ctx, eos, one, &e) == MC_ERR_ARG &&
+          strstr(e.msg, "vocabulary"));
+    float px[1];
+    CHECK(mc_model_forward(t, px, 1, 1, 1, NULL, one, NULL, &e) == MC_ERR_ARG &&
+          strstr(e.msg, "token ids"));
+    CHECK(mc_model_forward_tokens(v, ids, NULL, 1, ctx, eos, one, &e) == MC_ERR_ARG &&
+          strstr(e.msg, "takes images"));
+    mc_model_free(&t);
+    mc_model_free(&v);
+
+    /* an unknown text tensor is an error naming it, as for the vision families */
+    mc_st_file *f = NULL;
+    CHECK(mc_st_open("models_clip-tiny/model.safetensors", &f, &err) == MC_OK);
+    if (!f) return;
+    mc_st_writer *w = NULL;
+    mc_st_writer_create(&w, &err);
+    for (int i = 0; i < mc_st_count(f); i++) {
+        const mc_st_tensor *x = mc_st_at(f, i);
+        mc_st_writer_add(w, x->name, x->dtype, x->ndim, x->shape, x->data, &err);
+    }
+    int64_t s1[1] = {4};
+    float z[4] = {0};
+    mc_st_writer_add(w, "text_model.encoder.layers.0.extra", MC_DTYPE_F32, 1, s1, z, &err);
+    CHECK(mc_mkdir_p("models_text_bad", &err) == MC_OK);
+    CHECK(mc_st_writer_save(w, "models_text_bad/model.safetensors", &err) == MC_OK);
+    mc_st_writer_free(&w);
+    mc_st_close(&f);
+    char *cfg;
+    size_t len;
+    CHECK(mc_read_file("models_clip-tiny/config.json", 1 << 20, &cfg, &len, &err) == MC_OK);
+    CHECK(mc_write_file_atomic("models_text_bad/config.json", cfg, len, &err) == MC_OK);
+    free(cfg);
+    CHECK(mc_model_create_family("models_text_bad", MC_FAMILY_CLIP_TEXT, &t, &e) == MC_ERR_SHAPE);
+    printf("  unknown text tensor: %s\n", e.msg);
+    CHECK(strstr(e.msg, "text_model.encoder.layers.0.extra") != NULL);
+    mc_model_free(&t);
+}
+
 int main(void) {
     test_family("vit-tiny", "1");
     test_family("clip-tiny", "1");
@@ -259,5 +332,6 @@ int main(void) {
         mc_model_free(&m);
     }
     test_bad_folder();
+    test_text_family();
     return TEST_SUMMARY();
 }
