@@ -6,13 +6,17 @@
 #    --concepts lines each;
 # 2. writes a copy of experiments/paper/vit_b16_imagenet.yaml pointed at them: the paper's model
 #    shapes, layers, SAE width, methods and sweeps, with the rows scaled down (images, concepts,
-#    seeds) and two changes needed for a check: `align.stop: epochs` (the default `converged` is
-#    planned at its cap, max_epochs, an upper bound a measurement cannot match) and no
-#    `models.mpnet` (there is no random MPNet writer; the report skips that score);
+#    seeds) and three changes needed for a check: `align.stop: epochs` (the default `converged`
+#    is planned at its cap, max_epochs, an upper bound a measurement cannot match), no
+#    `models.mpnet` (there is no random MPNet writer; the report skips that score) and the
+#    ImageNet concept set as `source: classes` (intervene's miclip method needs one; the word
+#    file of the paper config stops the run at intervene);
 # 3. calibrates (`miclip plan CONFIG --calibrate`), plans that exact config with that calibration
-#    (`miclip plan --json`) and runs it (`miclip run`), back to back, so both see the same load;
+#    (`miclip plan --json`), runs it (`miclip run`) and calibrates again, back to back, so the
+#    run sits between two calibrations (on a shared machine the load moves: both are shown);
 # 4. prints, per stage, the plan's time for the stage inside one `miclip run` (run_seconds: all
-#    tasks in sequence, the job start-up once) against the measured one, and the load average.
+#    tasks in sequence, the job start-up once) from each calibration against the measured one,
+#    and the load average during the run.
 #
 # Options (defaults in brackets): --ranks R [1] --threads T [1] (the run is `mpiexec -n R`),
 # --seeds LIST ["0"] (e.g. "0, 1, 2" as the paper), --classes C [8] --train N [12] --val N [5]
@@ -123,13 +127,18 @@ mpiexec --oversubscribe -n "$ranks" "$miclip" --threads "$threads" run "$cfg" >"
 t1=$(date +%s)
 kill $sampler 2>/dev/null || true
 [ $rc = 0 ] || { tail -20 "$work/run.log" >&2; echo "plan_check.sh: the run failed (rc $rc)" >&2; exit $rc; }
+l2=$(load)
+"$miclip" --quiet plan "$cfg" --calibrate --threads "$threads" --out "$work/calibration-after.json"
+l3=$(load)
+"$miclip" --quiet plan "$cfg" --ranks "$ranks" --threads "$threads" \
+    --calibration "$work/calibration-after.json" --json >"$work/plan-after.json"
 
 # 4. the table
-$py - "$work" "$l0" "$l1" $((t1 - t0)) <<'PY'
+$py - "$work" "$l0 -> $l1" "$l2 -> $l3" $((t1 - t0)) <<'PY'
 import json, re, sys
-work, l0, l1, total = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+work, lb, la, total = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 plan = json.load(open(work + "/plan.json"))
-cal = json.load(open(work + "/calibration.json"))
+after = {s["stage"]: s for s in json.load(open(work + "/plan-after.json"))["stages"]}
 log = open(work + "/run.log").read()
 meas, tasks = {}, {}
 for m in re.finditer(r"stage \d+/\d+ (\w+): (\d+) task\(s\) done in ([\d.]+) s", log):
@@ -137,12 +146,14 @@ for m in re.finditer(r"stage \d+/\d+ (\w+): (\d+) task\(s\) done in ([\d.]+) s",
 for m in re.finditer(r"stage (\w+): task \S+ done in ([\d.]+) s", log):
     tasks.setdefault(m.group(1), []).append(float(m.group(2)))
 loads = [float(l.split()[1]) for l in open(work + "/load.log") if len(l.split()) > 1]
-fw = cal.get("forward", {})
-print("calibration (%s, load %s -> %s): sgemm %.1f GFLOP/s, memory %.1f GB/s, decode %.0f img/s, "
-      "forward %.2f img/s of a %.2f GMAC model, at %d thread(s)" % (
-          cal["created_utc"], l0, l1, cal["sgemm_gflops"], cal["mem_gbps"],
-          cal["decode_images_per_s"], fw.get("images_per_s", 0), fw.get("gmac_per_image", 0),
-          cal["threads"]))
+for name, f, l in (("before", "calibration.json", lb), ("after", "calibration-after.json", la)):
+    cal = json.load(open(work + "/" + f))
+    fw = cal.get("forward", {})
+    print("calibration %s the run (%s, load %s): sgemm %.1f GFLOP/s, memory %.1f GB/s, decode "
+          "%.0f img/s, forward %.2f img/s of a %.2f GMAC model, at %d thread(s)" % (
+              name, cal["created_utc"], l, cal["sgemm_gflops"], cal["mem_gbps"],
+              cal["decode_images_per_s"], fw.get("images_per_s", 0), fw.get("gmac_per_image", 0),
+              cal["threads"]))
 print("run: %d rank(s) x %d thread(s), %d s in all; images per seed train %d, eval %d, unseen %d"
       % (plan["ranks"], plan["threads"], total, plan["images"]["train"], plan["images"]["eval"],
          plan["images"]["unseen"]))
@@ -150,14 +161,16 @@ if loads:
     print("load average (1 min) during the run: min %.1f, mean %.1f, max %.1f (%d samples)"
           % (min(loads), sum(loads) / len(loads), max(loads), len(loads)))
 print()
-print("| stage | tasks | predicted | measured | measured / predicted |")
-print("|---|---|---|---|---|")
+print("| stage | tasks | predicted (before) | predicted (after) | measured | "
+      "measured / predicted (before, after) |")
+print("|---|---|---|---|---|---|")
+ratio = lambda a, b: "%.2f" % (a / b) if b > 0 else "-"
 for s in plan["stages"]:
-    name, pred = s["stage"], s["run_seconds"]
+    name, pb, pa = s["stage"], s["run_seconds"], after[s["stage"]]["run_seconds"]
     got = meas.get(name, sum(tasks.get(name, [])) if name in tasks else None)
     if got is None:
-        print("| %s | %d | %.1f s | (not run) | |" % (name, s["tasks"], pred))
+        print("| %s | %d | %.1f s | %.1f s | (not run) | |" % (name, s["tasks"], pb, pa))
         continue
-    print("| %s | %d | %.1f s | %.1f s | %.2f |" % (name, s["tasks"], pred, got,
-                                                    got / pred if pred > 0 else float("nan")))
+    print("| %s | %d | %.1f s | %.1f s | %.1f s | %s, %s |" % (name, s["tasks"], pb, pa, got,
+                                                             ratio(got, pb), ratio(got, pa)))
 PY
