@@ -115,6 +115,8 @@ typedef struct mc_plan_stage {
     double core_s_all; /* where tasks differ (extract: shared stores), the core-seconds of all tasks
                          * together; 0: core_s_task x n_tasks */
     double core_hours; /* all tasks */
+    double run_s;      /* the stage's wall time inside one `miclip run` at ranks x threads: all
+                        * tasks in sequence, the job's start-up not counted (run.c pays it once) */
     double mem_rank;   /* peak bytes per rank */
     double disk;       /* bytes of all the stage's stores */
     char note[256];
@@ -128,6 +130,8 @@ typedef struct mc_plan {
     mc_plan_model target, clip;
     bool clip_is_target;
     int64_t n_train, n_eval, n_unseen; /* images per seed */
+    int64_t n_classes, n_concepts;     /* class prompts per store; concepts over all sets */
+    int64_t n_intervened;              /* eval + unseen images intervene edits */
     char images_note[1024];
     int n_stages;
     mc_plan_stage st[MC_STAGE_COUNT];
@@ -146,6 +150,8 @@ typedef struct mc_plan_inputs {
     int dtype_bytes;            /* 2 (F16) or 4 */
     int64_t sae_dim, align_dim; /* sae.layer's width; the widest extracted vector */
     int64_t int_T;              /* intervene.layer's state, floats per image */
+    int64_t int_images;         /* eval + unseen images intervene edits: those of a class the
+                                 * target has (all, for a CLIP target); see mc_plan_make */
     double int_prefix;          /* GMAC up to intervene.layer */
     int64_t proj;               /* CLIP embedding size */
     double cores;               /* ranks x threads */

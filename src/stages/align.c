@@ -604,6 +604,7 @@ static void align_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *
     const bool conv = cfg->align.stop == MC_ALIGN_STOP_CONVERGED;
     int64_t steps = (conv ? cfg->align.max_epochs : cfg->align.epochs) * ceil_div(p->n_train, B);
     double d = (double)in->align_dim, e = (double)in->proj;
+    if (p->n_train > 0 && p->n_train < B) B = p->n_train; /* a step is at most the whole set */
     S->items = (double)steps;
     mc_strlcpy(S->item_name, "steps", sizeof S->item_name);
     /* E_n forward + backward (3 B d e), InfoNCE logits for two targets (forward + backward) */

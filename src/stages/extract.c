@@ -624,6 +624,7 @@ static void extract_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan
     const char *nm[3] = {"train", "eval", "unseen"};
     const double nt = in->seeds > 0 ? (double)in->seeds : 1;
     double own = 0, shared = 0, largest = 0; /* images */
+    int n_own = 0, n_shared = 0;             /* stores */
     bool per_seed[3];
     for (int k = 0; k < 3; k++) {
         /* count_images gives n_samples when it is below the folder's size (or the size is unknown) */
@@ -631,9 +632,10 @@ static void extract_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan
                       ds[k]->sample_seed == MC_SAMPLE_PER_SEED;
         if (cnt[k] <= 0) continue;
         if (per_seed[k])
-            own += (double)cnt[k];
+            own += (double)cnt[k], n_own++;
         else
-            shared += (double)cnt[k], largest = (double)cnt[k] > largest ? (double)cnt[k] : largest;
+            shared += (double)cnt[k], n_shared++,
+                largest = (double)cnt[k] > largest ? (double)cnt[k] : largest;
     }
     const double longest = own + (largest > shared / nt ? largest : shared / nt),
                  all = own * nt + shared;
@@ -641,12 +643,19 @@ static void extract_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan
     S->items = longest;
     mc_strlcpy(S->item_name, "images", sizeof S->item_name);
     S->gmac_per_item = g;
-    const double text_flop = 2e9 * in->text_gmac * (double)in->n_classes * 3;
+    /* Every store holds the class prompts' text embeddings, which every rank computes in full
+     * (extract.c: class_emb); the longest task writes its own stores and one shared store. */
+    const double text_flop = 2e9 * in->text_gmac * (double)in->n_classes;
+    const double sh_each = n_shared / nt, /* the stores as the images: own + largest or share */
+        st_longest = n_own + (n_shared > 0 && sh_each < 1 ? 1 : sh_each),
+                 st_all = n_own * nt + n_shared;
+    const double text_s = text_flop / (in->fwd * p->threads); /* wall, one store */
     const double dec_s = (p->clip_is_target ? 1.0 : 1.3) / in->dec;
-    *flop = 2e9 * g * longest + text_flop;
-    *core_s = *flop / in->fwd + longest * dec_s;
-    S->wall_s_task = *core_s / in->cores;
-    S->core_s_all = (2e9 * g * all + text_flop * nt) / in->fwd + all * dec_s;
+    *flop = 2e9 * g * longest + text_flop * st_longest;
+    S->wall_s_task =
+        (2e9 * g * longest / in->fwd + longest * dec_s) / in->cores + text_s * st_longest;
+    *core_s = S->wall_s_task * in->cores;
+    S->core_s_all = 2e9 * g * all / in->fwd + all * dec_s + text_s * st_all * in->cores;
     *mem_b += in->tgt_w + in->clip_w + in->text_w + p->target.arena_bytes +
               (p->clip_is_target ? 0 : p->clip.arena_bytes) +
               (double)in->eb *

@@ -1424,15 +1424,30 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
 
 static void intervene_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p,
                            mc_plan_stage *S, double *flop, double *core_s, double *mem_b) {
-    int64_t n = p->n_eval + p->n_unseen;
+    int64_t n = in->int_images; /* the images of classes the target has (plan.c) */
     double suffix = p->target.gmac - in->int_prefix;
     /* each image twice per unit kind: its own class's edit and the previous class's (specificity) */
     int units = 2 * cfg->intervene.units.n;
     S->items = (double)n * units;
     mc_strlcpy(S->item_name, "forwards", sizeof S->item_name);
-    S->gmac_per_item = suffix;
-    *flop = 2e9 * suffix * (double)n * units;
-    *core_s = *flop / in->fwd;
+    /* An SAE-feature edit in scale mode encodes every edited token of the state through the
+     * SAE first (edit_fn: mc_sae_encode, one [tokens x n] x [n x m] product per image) */
+    const double width = in->sae_dim > 0 ? (double)in->sae_dim : 1,
+                 all_toks = (double)in->int_T / width;
+    const double toks = cfg->intervene.tokens == MC_TOKENS_CLS       ? 1
+                        : cfg->intervene.tokens == MC_TOKENS_PATCHES ? all_toks - 1
+                                                                     : all_toks;
+    double sae_fwd = 0; /* SAE-kind forwards per task */
+    for (int k = 0; k < cfg->intervene.units.n; k++)
+        if (cfg->intervene.units.v[k] == MC_UNIT_SAE) sae_fwd = 2.0 * (double)n;
+    double scale = 0; /* the share of tasks in scale mode (a task has one mode) */
+    for (int i = 0; i < cfg->intervene.modes.n; i++)
+        scale += cfg->intervene.modes.v[i] == MC_MODE_SCALE ? 1.0 / cfg->intervene.modes.n : 0;
+    const double enc_gmac = scale * toks * (double)cfg->sae.features * width / 1e9;
+    S->gmac_per_item =
+        suffix + enc_gmac * sae_fwd / ((double)n * units > 0 ? (double)n * units : 1);
+    *flop = 2e9 * suffix * (double)n * units + 2e9 * enc_gmac * sae_fwd;
+    *core_s = 2e9 * suffix * (double)n * units / in->fwd + 2e9 * enc_gmac * sae_fwd / in->gemm;
     *mem_b += in->tgt_w + mc_plan_arena_bytes(&p->target, cfg->intervene.batch_size) +
               (double)cfg->intervene.batch_size * (double)in->int_T * 4 +
               (double)cfg->sae.features * (double)in->sae_dim * 4;
@@ -1442,8 +1457,10 @@ static void intervene_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_pl
                       (double)n * (double)in->int_T * state_b + MC_PLAN_STORE_OVERHEAD_BYTES);
     mc_plan_add_store(p, S->stage, "intervene/<task>.h5 (per-class accuracy)", S->n_tasks,
                       (double)in->n_classes * 16 + MC_PLAN_STORE_OVERHEAD_BYTES);
-    /* computing the prefix itself once */
-    *core_s += 2e9 * in->int_prefix * (double)n / in->fwd / (S->n_tasks > 0 ? S->n_tasks : 1);
+    /* computing the prefix itself once: decode, the forward to the layer and the clean suffix
+     * (prefix_cache.c: the clean predictions), i.e. one full forward per image */
+    *core_s += (2e9 * p->target.gmac * (double)n / in->fwd + (double)n / in->dec) /
+               (S->n_tasks > 0 ? S->n_tasks : 1);
     /* the oracle's ablation scores, once per dataset and unit kind (SAE: per seed): one suffix
      * forward per (unit, image), an SAE feature only on the images where it fires (at most
      * min(features, k x tokens) per image); intervene.oracle_candidates caps the units */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -443,6 +444,50 @@ static int64_t count_lines(const char *path) {
     return n;
 }
 
+/* Images of d (n of them, count_images) that intervene edits: a classifier target keeps the
+ * images of the classes whose names are its labels and skips a split with none (prefix_cache.c);
+ * a CLIP target classifies every class zero-shot. With the folder absent, a DTD split under a
+ * classifier counts as none (textures are not ImageNet-style labels); any other split as all. */
+static int64_t intervened_images(const mc_dataset_cfg *d, int64_t n, const mc_plan_model *target,
+                                 char *note, size_t cap) {
+    if (n <= 0 || target->family == MC_HF_CLIP) return n;
+    mc_hf_config *hc = NULL;
+    mc_error e = {0};
+    if (mc_hf_config_load(target->dir, &hc, &e) != MC_OK || hc->num_labels <= 0) {
+        mc_hf_config_free(&hc);
+        return n;
+    }
+    int64_t keep = n;
+    if (!mc_dir_exists(d->root)) {
+        if (d->kind == MC_DS_DTD) keep = 0;
+    } else {
+        mc_dataset ds = {0};
+        if (mc_dataset_list(d, (const char *const *)hc->labels, (int)hc->num_labels, &ds, &e) ==
+            MC_OK) {
+            int64_t hit = 0;
+            for (int64_t i = 0; i < ds.n; i++) {
+                const char *name = ds.class_names[ds.labels[i]];
+                for (int64_t j = 0; j < hc->num_labels; j++)
+                    if (hc->labels[j] && !strcasecmp(hc->labels[j], name)) {
+                        hit++;
+                        break;
+                    }
+            }
+            /* the listing's share, applied to n (n_samples or the whole split) */
+            keep = ds.n > 0 ? (int64_t)((double)n * (double)hit / (double)ds.n + 0.5) : n;
+        }
+        mc_dataset_free(&ds);
+    }
+    mc_hf_config_free(&hc);
+    if (keep == 0) {
+        size_t u = strlen(note);
+        snprintf(note + u, cap - u,
+                 "%sintervene: no %s class is a class of the target, the split is skipped",
+                 u ? "; " : "", mc_dataset_kind_name(d->kind));
+    }
+    return keep;
+}
+
 /* --- the plan ------------------------------------------------------------------------------- */
 
 static double per_core(double rate_per_rank, const mc_calibration *cal) {
@@ -501,6 +546,15 @@ void mc_plan_unit_table_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_
     S->gmac_per_item = mac / units / 1e9;
     *flop = 2.0 * mac;
     *core_s = *flop / in->gemm;
+    /* The concept sets' CLIP text embeddings, once for the run (method/concepts.c keeps them in
+     * a store the later tasks read): billed to the first stage of the three that runs. */
+    int first = -1;
+    for (int i = 0; i < cfg->stages.n && first < 0; i++)
+        if (cfg->stages.v[i] == MC_STAGE_LOCALIZE || cfg->stages.v[i] == MC_STAGE_DESCRIBE ||
+            cfg->stages.v[i] == MC_STAGE_BASELINES)
+            first = cfg->stages.v[i];
+    if (first == S->stage && S->n_tasks > 0)
+        *core_s += 2e9 * in->text_gmac * (double)in->n_concepts / in->fwd / S->n_tasks;
     *mem_b +=
         (units + (double)in->n_concepts) * e * 4 + units * (double)in->n_concepts * 4 / p->ranks;
     int64_t tau = S->stage == MC_STAGE_DESCRIBE ? cfg->describe.tau : cfg->localize.tau;
@@ -552,6 +606,7 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
         if (cfg->intervene.datasets.v[i] == MC_EVAL_SET_EVAL) want_eval = true;
         if (cfg->intervene.datasets.v[i] == MC_EVAL_SET_UNSEEN) want_unseen = true;
     }
+    const bool int_eval = want_eval, int_unseen = want_unseen; /* intervene's own splits */
     /* The report's flawed_reasoning and attention_maps figures read the eval images too (extract.c:
      * split_wanted). */
     for (int i = 0; mc_config_has_stage(cfg, MC_STAGE_REPORT) && i < cfg->report.figures.n; i++)
@@ -579,11 +634,18 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
     /* class and concept counts, for the text embeddings and the similarity tables */
     int64_t n_classes = p->target.family == MC_HF_CLIP ? 0 : p->target.out_dim;
     if (cfg->datasets.train.kind != MC_DS_NONE && mc_dir_exists(cfg->datasets.train.root)) {
+        /* listed against the target's id2label, as extraction lists it: ImageNet's wnid folders
+         * (or class_names) map onto all of the target's labels, and every label is a class
+         * prompt, not only the folders present */
+        mc_hf_config *hc = NULL;
         mc_dataset ds = {0};
         mc_error e = {0};
-        if (mc_dataset_list(&cfg->datasets.train, NULL, 0, &ds, &e) == MC_OK)
+        if (mc_hf_config_load(p->target.dir, &hc, &e) == MC_OK &&
+            mc_dataset_list(&cfg->datasets.train, (const char *const *)hc->labels,
+                            (int)hc->num_labels, &ds, &e) == MC_OK)
             n_classes = ds.n_classes;
         mc_dataset_free(&ds);
+        mc_hf_config_free(&hc);
     }
     if (n_classes <= 0) n_classes = 1000;
     int64_t n_concepts = 0;
@@ -632,6 +694,14 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
         int_T = el;
     }
     const int64_t proj = p->clip.out_dim;
+    p->n_classes = n_classes, p->n_concepts = n_concepts;
+    p->n_intervened =
+        (int_eval ? intervened_images(&cfg->datasets.eval, p->n_eval, &p->target, p->images_note,
+                                      sizeof p->images_note)
+                  : 0) +
+        (int_unseen ? intervened_images(&cfg->datasets.unseen, p->n_unseen, &p->target,
+                                        p->images_note, sizeof p->images_note)
+                    : 0);
     const mc_plan_inputs in = {
         .seeds = seeds,
         .n_classes = n_classes,
@@ -642,6 +712,7 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
         .sae_dim = sae_dim,
         .align_dim = align_dim,
         .int_T = int_T,
+        .int_images = p->n_intervened,
         .int_prefix = int_prefix,
         .proj = proj,
         .cores = cores,
@@ -675,6 +746,8 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
         S->core_hours = S->core_s_all > 0 ? (S->core_s_all + MC_PLAN_TASK_START_S * cores * nt) /
                                                 3600.0 /* tasks differ */
                                           : S->wall_s_task * cores * nt / 3600.0;
+        S->run_s = S->core_s_all > 0 ? S->core_s_all / cores
+                                     : (S->wall_s_task - MC_PLAN_TASK_START_S) * nt;
         S->mem_rank = mem_b;
         p->total_core_hours += S->core_hours;
         p->total_disk += S->disk;
@@ -796,16 +869,20 @@ void mc_plan_print_json(FILE *f, const mc_config *cfg, const mc_plan *p) {
     json_object_set_new(j, "images",
                         json_pack("{sIsIsI}", "train", (json_int_t)p->n_train, "eval",
                                   (json_int_t)p->n_eval, "unseen", (json_int_t)p->n_unseen));
+    json_object_set_new(j, "classes", json_integer(p->n_classes));
+    json_object_set_new(j, "concepts", json_integer(p->n_concepts));
+    json_object_set_new(j, "intervened_images", json_integer(p->n_intervened));
     json_t *arr = json_array();
     for (int i = 0; i < p->n_stages; i++) {
         const mc_plan_stage *S = &p->st[i];
         json_array_append_new(
-            arr, json_pack("{sssbsisfsssfsfsfsfsfsfsf}", "stage", mc_stage_name(S->stage),
+            arr, json_pack("{sssbsisfsssfsfsfsfsfsfsfsf}", "stage", mc_stage_name(S->stage),
                            "implemented", S->implemented, "tasks", S->n_tasks, "items_per_task",
                            S->items, "item", S->item_name, "gmac_per_item", S->gmac_per_item,
                            "tflop_per_task", S->tflop, "core_seconds_per_task", S->core_s_task,
-                           "wall_seconds_per_task", S->wall_s_task, "core_hours", S->core_hours,
-                           "mem_bytes_per_rank", S->mem_rank, "disk_bytes", S->disk));
+                           "wall_seconds_per_task", S->wall_s_task, "run_seconds", S->run_s,
+                           "core_hours", S->core_hours, "mem_bytes_per_rank", S->mem_rank,
+                           "disk_bytes", S->disk));
     }
     json_object_set_new(j, "stages", arr);
     arr = json_array();
