@@ -4,7 +4,7 @@
 # `miclip plan` reads the models' config.json from stand-ins: the committed copies of ViT-B/16's
 # and CLIP-B/16's (slurm/paper/models/) and a ResNet-50 config written here with
 # microsoft/resnet-50's published sizes (as tests/slurm/test_plan_flops.py). Also checks that the
-# README maps every config and that every config names its tables.
+# README maps every config and that every config names its tables or figures.
 set -u
 miclip=$1; src=$2
 dir=$src/experiments/paper
@@ -38,8 +38,8 @@ for f in "$dir"/*.yaml; do
   if ! grep -q "$name" "$dir/README.md"; then
     echo "FAIL $name: not in experiments/paper/README.md"; fail=$((fail+1)); continue
   fi
-  if ! grep -Eq '^#.*Table [1-4]' "$f"; then
-    echo "FAIL $name: its header names no table of the paper"; fail=$((fail+1)); continue
+  if ! grep -Eq '^#.*(Table [1-4]|Figure [3-6])' "$f"; then
+    echo "FAIL $name: its header names no table or figure of the paper"; fail=$((fail+1)); continue
   fi
   echo "ok $name ($tasks tasks; plan: $(grep '^total ' <<<"$plan" | tr -s ' '))"
 done
