@@ -1,7 +1,9 @@
 #!/bin/sh
 # bench/pblas.sh - per-rank peak memory (VmHWM) and time of the baselines' units x concepts
 # product C = A B at 1, 2 and 4 ranks, split 1-D over unit rows (today's layout: B whole on every
-# rank) and 2-D block-cyclic with ScaLAPACK's psgemm (include/miclip/pblas.h).
+# rank), 1-D over images (C whole on every rank, then summed into unit rows) and 2-D block-cyclic
+# with ScaLAPACK's psgemm (include/miclip/pblas.h). The 1-D image split at the default shape holds
+# ~2 x 1.9 GiB per rank: 4 ranks need ~10 GiB.
 #
 #   bench/pblas.sh [BUILD_DIR] [N] [U] [CN]
 #
@@ -25,7 +27,7 @@ mpiexec=${MPIEXEC:-mpiexec}
 echo "machine: $(getconf _NPROCESSORS_ONLN) cores,$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 out=$(mktemp)
-for mode in 1d 2d; do
+for mode in 1d 1d-img 2d; do
   for p in 1 2 4; do
     "$mpiexec" --oversubscribe -n "$p" "$exe" "$mode" "$u" "$n" "$cn" | tee -a "$out" | grep -v '^RESULT'
   done
@@ -36,14 +38,14 @@ echo "summary (U $u x N $n x CN $cn):"
 grep '^RESULT' "$out" | awk '
   { t[$2 "," $3] = $4; above[$2 "," $3] = $5; share[$2 "," $3] = $6 }
   END {
-    printf "%-4s %5s %9s %11s %14s %11s %10s\n", "mode", "ranks", "time (s)", "efficiency",
+    printf "%-6s %5s %9s %11s %14s %11s %10s\n", "mode", "ranks", "time (s)", "efficiency",
            "above start", "total/P", "mem ratio"
-    split("1d 2d", modes, " ")
-    for (m = 1; m <= 2; m++) for (p = 1; p <= 4; p *= 2) {
+    split("1d 1d-img 2d", modes, " ")
+    for (m = 1; m <= 3; m++) for (p = 1; p <= 4; p *= 2) {
       k = modes[m] "," p
       if (!(k in t)) continue
       eff = t[modes[m] ",1"] / (p * t[k])
-      printf "%-4s %5d %9.2f %10.0f%% %10.0f MiB %7.0f MiB %9.2fx\n", modes[m], p, t[k],
+      printf "%-6s %5d %9.2f %10.0f%% %10.0f MiB %7.0f MiB %9.2fx\n", modes[m], p, t[k],
              100 * eff, above[k], share[k], above[k] / share[k]
     }
     print "targets: mem ratio <= 1.2, efficiency 1 -> 2 ranks >= 80%"

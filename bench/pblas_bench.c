@@ -9,6 +9,9 @@
  * (units x embedding width, times width x concepts).
  *   1d  every rank owns whole 256-unit blocks of A's and C's rows (mc_shard_range, as the
  *       baselines stage) and makes and keeps all of B: B's memory and work do not fall with P.
+ *   1d-img  every rank owns a share of the images (A's columns, B's rows, made once in all),
+ *       computes its partial C for every unit and concept, and the partials are summed into
+ *       unit rows (MPI_Reduce_scatter): C's memory does not fall with P.
  *   2d  A, B and C in NB x NB blocks (default 64) over the near-square grid; each rank makes its
  *       own entries; mc_psgemm.
  * Rank 0 prints each rank's VmHWM (peak resident memory), its VmHWM at start (MPI, BLAS and
@@ -57,12 +60,12 @@ int main(int argc, char **argv) {
     mc_comm c;
     mc_error err = {0};
     if (mc_comm_init(&argc, &argv, &c, &err) != MC_OK) return 1;
-    if (argc < 5 || (strcmp(argv[1], "1d") && strcmp(argv[1], "2d"))) {
-        if (c.rank == 0) fprintf(stderr, "usage: bench_pblas 1d|2d U N CN [NB]\n");
+    if (argc < 5 || (strcmp(argv[1], "1d") && strcmp(argv[1], "1d-img") && strcmp(argv[1], "2d"))) {
+        if (c.rank == 0) fprintf(stderr, "usage: bench_pblas 1d|1d-img|2d U N CN [NB]\n");
         mc_comm_finalize(&c);
         return 2;
     }
-    const bool two_d = !strcmp(argv[1], "2d");
+    const bool two_d = !strcmp(argv[1], "2d"), by_img = !strcmp(argv[1], "1d-img");
     const int64_t U = atoll(argv[2]), N = atoll(argv[3]), CN = atoll(argv[4]);
     const int nb = argc > 5 ? atoi(argv[5]) : 64;
     mc_pgrid g;
@@ -88,6 +91,38 @@ int main(int argc, char **argv) {
                         b_entry(mc_pmat_grow(&B, &g, i), mc_pmat_gcol(&B, &g, j), CN);
             s = mc_psgemm(&c, &g, &A, &B, &C, &err);
         }
+    } else if (by_img) {
+        /* Images split: A's columns and B's rows of this rank's images, C summed over ranks. */
+        int64_t x0, x1, nblk = (U + UNIT_BLOCK - 1) / UNIT_BLOCK;
+        mc_shard_range(N, c.rank, c.size, &x0, &x1);
+        const int64_t n = x1 - x0;
+        int *cnt = mc_alloc_array((size_t)c.size, sizeof(int)), rows = 0;
+        for (int q = 0; cnt && q < c.size; q++) {
+            int64_t b0, b1;
+            mc_shard_range(nblk, q, c.size, &b0, &b1);
+            int64_t u0 = b0 * UNIT_BLOCK < U ? b0 * UNIT_BLOCK : U;
+            int64_t u1 = b1 * UNIT_BLOCK < U ? b1 * UNIT_BLOCK : U;
+            cnt[q] = (int)((u1 - u0) * CN);
+            if (q == c.rank) rows = (int)(u1 - u0);
+        }
+        a = mc_alloc_array((size_t)(U * n + 1), sizeof(float));
+        b = mc_alloc_array((size_t)(n * CN + 1), sizeof(float));
+        cc = mc_calloc_array((size_t)(U * CN), sizeof(float));
+        float *mine = mc_alloc_array((size_t)(rows * CN + 1), sizeof(float));
+        s = mc_comm_agree(
+            &c, cnt && a && b && cc && mine ? MC_OK : MC_FAIL(&err, MC_ERR_NOMEM, "out of memory"),
+            &err);
+        if (s == MC_OK) {
+            for (int64_t u = 0; u < U; u++)
+                for (int64_t x = 0; x < n; x++) a[u * n + x] = a_entry(u, x0 + x);
+            for (int64_t x = 0; x < n; x++)
+                for (int64_t d = 0; d < CN; d++) b[x * CN + d] = b_entry(x0 + x, d, CN);
+            if (n > 0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)U, (int)CN, (int)n,
+                            1.0f, a, (int)n, b, (int)CN, 0.0f, cc, (int)CN);
+            MPI_Reduce_scatter(cc, mine, cnt, MPI_FLOAT, MPI_SUM, c.comm);
+        }
+        free(cnt), free(mine);
     } else {
         int64_t nblk = (U + UNIT_BLOCK - 1) / UNIT_BLOCK, b0, b1;
         mc_shard_range(nblk, c.rank, c.size, &b0, &b1);

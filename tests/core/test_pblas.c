@@ -1,10 +1,11 @@
 /* test_pblas.c - mc_psgemm on a 2-D block-cyclic grid (pblas.h), driven by test_pblas.py.
  *
- *   mpiexec -n P test_pblas M K N NB OUT.bin
+ *   mpiexec -n P test_pblas M K N NB OUT.bin [mismatch]
  *
  * A (M x K) and B (K x N) are made from their global indices alone, so every rank count builds
  * the same matrices; C = A B. Rank 0 writes int64 M, K, N, then A, B and C row-major float32.
- * B's columns 3j and 3j + 1 are equal (entries of C that tie exactly in real arithmetic). */
+ * B's columns 3j and 3j + 1 are equal (entries of C that tie exactly in real arithmetic).
+ * `mismatch` gives B row blocks of 2 NB (A's column blocks are NB): mc_psgemm must refuse. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,8 +27,8 @@ int main(int argc, char **argv) {
     mc_comm c;
     mc_error err = {0};
     if (mc_comm_init(&argc, &argv, &c, &err) != MC_OK) return 1;
-    if (argc != 6) {
-        if (c.rank == 0) fprintf(stderr, "usage: test_pblas M K N NB OUT.bin\n");
+    if (argc != 6 && argc != 7) {
+        if (c.rank == 0) fprintf(stderr, "usage: test_pblas M K N NB OUT.bin [mismatch]\n");
         mc_comm_finalize(&c);
         return 2;
     }
@@ -38,7 +39,8 @@ int main(int argc, char **argv) {
     memset(&A, 0, sizeof A), memset(&B, 0, sizeof B), memset(&C, 0, sizeof C);
     mc_status s = mc_pgrid_open(&c, &g, &err);
     if (s == MC_OK) s = mc_pmat_alloc(&c, &g, M, K, nb, nb, &A, &err);
-    if (s == MC_OK) s = mc_pmat_alloc(&c, &g, K, N, nb, nb, &B, &err);
+    const int bmb = argc == 7 && !strcmp(argv[6], "mismatch") ? 2 * nb : nb;
+    if (s == MC_OK) s = mc_pmat_alloc(&c, &g, K, N, bmb, nb, &B, &err);
     if (s == MC_OK) s = mc_pmat_alloc(&c, &g, M, N, nb, nb, &C, &err);
     if (s == MC_OK) {
         for (int64_t j = 0; j < A.lc; j++)

@@ -14,7 +14,8 @@ blocks:
 - rankings: each row's top-5 columns (score descending, index ascending) are the same set at
   every rank count wherever the float64 gap at the cut exceeds 2 gamma_K (|A| |B|) (B's columns
   3j and 3j+1 are equal, so exact real ties exist and such rows are the ones left out);
-- a 0-row matrix: one error line, non-zero exit on every rank.
+- a 0-row matrix, and B's row blocks unlike A's column blocks: one error line, non-zero exit
+  on every rank.
 """
 import os
 import subprocess
@@ -40,9 +41,9 @@ def gen(seed, rows, cols):
     return ((z >> np.uint64(40)).astype(np.float64) / float(1 << 23) - 1.0).astype(np.float32)
 
 
-def run(p, m, k, n, nb, out):
+def run(p, m, k, n, nb, out, *extra):
     r = subprocess.run([MPIEXEC, "--oversubscribe", "-n", str(p), EXE, str(m), str(k), str(n),
-                        str(nb), out], capture_output=True, text=True, timeout=240)
+                        str(nb), out, *extra], capture_output=True, text=True, timeout=240)
     return r
 
 
@@ -108,6 +109,10 @@ def main():
         lines = [l for l in r.stderr.splitlines() if "out of ScaLAPACK's range" in l]
         assert r.returncode != 0 and len(lines) == 1, (r.returncode, r.stderr)
         print("  0-row matrix:", lines[0])
+        r = run(2, 40, 50, 60, 8, os.path.join(tmp, "bad.bin"), "mismatch")
+        lines = [l for l in r.stderr.splitlines() if "psgemm:" in l]
+        assert r.returncode != 0 and len(lines) == 1, (r.returncode, r.stderr)
+        print("  mismatched blocks:", lines[0])
     print("pblas: ok")
 
 
