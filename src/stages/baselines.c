@@ -294,39 +294,94 @@ void mc_baselines_unit_rows(int64_t U, int rank, int size, int64_t *u0, int64_t 
     unit_rows(U, rank, size, u0, u1);
 }
 
+/* The SAE codes of every valid training image, valid images in index order, k (index, value)
+ * pairs each. */
+typedef struct {
+    int64_t n;
+    int k;
+    int32_t *idx;
+    float *val;
+} sae_codes;
+
+static void sae_codes_free(sae_codes *sc) {
+    free(sc->idx), free(sc->val);
+    memset(sc, 0, sizeof *sc);
+}
+
+/* Collective. Encodes every valid training image once: the images are cut into the chunks of
+ * IMG_CHUNK an activation pass walks, chunk q is encoded by rank q mod P and broadcast. Each
+ * code is the float mc_sae_encode gives for the same chunk on any rank, so the activations are
+ * those of every rank encoding every image (the stage's first versions), at 1/P of the work and
+ * once per unit kind instead of once per pass. */
+static mc_status sae_codes_compute(const mc_comm *c, const bl_task *bt, mc_acts *acts, mc_sae *sae,
+                                   sae_codes *sc, mc_error *err) {
+    memset(sc, 0, sizeof *sc);
+    const mc_train_data *td = &bt->td;
+    const int k = mc_sae_get_config(sae)->k;
+    int64_t n = 0;
+    for (int64_t i = 0; i < td->n_img; i++) n += td->valid[i] != 0;
+    int64_t *img = mc_alloc_array((size_t)n + 1, sizeof(int64_t));
+    float *x = mc_alloc_array(IMG_CHUNK, (size_t)acts->dim * sizeof(float));
+    sc->n = n, sc->k = k;
+    sc->idx = mc_alloc_array((size_t)(n * k + 1), sizeof(int32_t));
+    sc->val = mc_alloc_array((size_t)(n * k + 1), sizeof(float));
+    mc_status s = img && x && sc->idx && sc->val
+                      ? MC_OK
+                      : MC_FAIL(err, MC_ERR_NOMEM, "out of memory for the SAE codes of %lld images",
+                                (long long)n);
+    if ((double)IMG_CHUNK * k > 2147483647.0)
+        s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "SAE k %d too large", k);
+    for (int64_t i = 0, j = 0; s == MC_OK && i < td->n_img; i++)
+        if (td->valid[i]) img[j++] = i;
+    const int64_t nchunk = (n + IMG_CHUNK - 1) / IMG_CHUNK;
+    for (int64_t q = c->rank; s == MC_OK && q < nchunk; q += c->size) {
+        int64_t r0 = q * IMG_CHUNK, len = n - r0 < IMG_CHUNK ? n - r0 : IMG_CHUNK;
+        s = mc_acts_vectors(acts, img + r0, len, x, err);
+        if (s == MC_OK) mc_sae_encode(sae, x, len, sc->idx + r0 * k, sc->val + r0 * k);
+    }
+    s = mc_comm_agree(c, s, err);
+    for (int64_t q = 0; s == MC_OK && q < nchunk; q++) {
+        int64_t r0 = q * IMG_CHUNK, len = n - r0 < IMG_CHUNK ? n - r0 : IMG_CHUNK;
+        int root = (int)(q % c->size);
+        if (MPI_Bcast(sc->idx + r0 * k, (int)(len * k), MPI_INT32_T, root, c->comm) !=
+                MPI_SUCCESS ||
+            MPI_Bcast(sc->val + r0 * k, (int)(len * k), MPI_FLOAT, root, c->comm) != MPI_SUCCESS)
+            s = MC_FAIL(err, MC_ERR_MPI, "MPI_Bcast of SAE codes failed");
+    }
+    free(img), free(x);
+    if (s != MC_OK) sae_codes_free(sc);
+    return s;
+}
+
 /* One pass over the valid training images in index order, IMG_CHUNK at a time: the activations
- * a[n * rows] of the units [u0, u0 + rows) on the chunk's images img[n] (every rank reads every
- * image's vector and, for SAE units, encodes it). Both passes of CLIP-Dissect chunk the images
- * alike, so a unit's activation on an image is the same float in each. */
+ * a[n * rows] of the units [u0, u0 + rows) on the chunk's images img[n] (neurons: every rank
+ * reads every image's vector; SAE units: the shared codes of sae_codes_compute). Both passes of
+ * CLIP-Dissect chunk the images alike, so a unit's activation on an image is the same float in
+ * each. */
 typedef struct {
     const bl_task *bt;
     mc_acts *acts;
-    mc_sae *sae;
+    const sae_codes *codes; /* SAE units: the codes of every valid image (NULL: neurons) */
     int kk;
-    int64_t u0, rows, D, next;
+    int64_t u0, rows, D, next, pos; /* pos: valid images passed so far */
     int64_t *img;
-    float *x, *a, *val;
-    int32_t *idx;
+    float *x, *a;
 } act_pass;
 
 static void act_pass_close(act_pass *p) {
-    free(p->img), free(p->x), free(p->a), free(p->idx), free(p->val);
+    free(p->img), free(p->x), free(p->a);
     memset(p, 0, sizeof *p);
 }
 
-static mc_status act_pass_open(const bl_task *bt, mc_acts *acts, mc_sae *sae, int64_t u0,
+static mc_status act_pass_open(const bl_task *bt, mc_acts *acts, const sae_codes *codes, int64_t u0,
                                int64_t rows, act_pass *p, mc_error *err) {
     memset(p, 0, sizeof *p);
-    p->bt = bt, p->acts = acts, p->sae = sae, p->u0 = u0, p->rows = rows, p->D = acts->dim;
-    p->kk = sae ? mc_sae_get_config(sae)->k : 0;
+    p->bt = bt, p->acts = acts, p->codes = codes, p->u0 = u0, p->rows = rows, p->D = acts->dim;
+    p->kk = codes ? codes->k : 0;
     p->img = mc_alloc_array(IMG_CHUNK, sizeof(int64_t));
-    p->x = mc_alloc_array(IMG_CHUNK, (size_t)p->D * sizeof(float));
+    p->x = codes ? NULL : mc_alloc_array(IMG_CHUNK, (size_t)p->D * sizeof(float));
     p->a = mc_alloc_array(IMG_CHUNK, (size_t)(rows + 1) * sizeof(float));
-    if (p->kk) {
-        p->idx = mc_alloc_array(IMG_CHUNK, (size_t)p->kk * sizeof(int32_t));
-        p->val = mc_alloc_array(IMG_CHUNK, (size_t)p->kk * sizeof(float));
-    }
-    if (!p->img || !p->x || !p->a || (p->kk && (!p->idx || !p->val))) {
+    if (!p->img || (!codes && !p->x) || !p->a) {
         act_pass_close(p);
         return MC_FAIL(err, MC_ERR_NOMEM, "out of memory for an activation pass");
     }
@@ -342,17 +397,19 @@ static mc_status act_pass_next(act_pass *p, int64_t *n_out, mc_error *err) {
         if (td->valid[p->next]) p->img[n++] = p->next;
     *n_out = n;
     if (n == 0) return MC_OK;
-    MC_TRY(mc_acts_vectors(p->acts, p->img, n, p->x, err));
-    if (p->sae) {
-        mc_sae_encode(p->sae, p->x, n, p->idx, p->val);
+    if (p->codes) {
+        const int32_t *idx = p->codes->idx + p->pos * p->kk;
+        const float *val = p->codes->val + p->pos * p->kk;
+        p->pos += n;
         memset(p->a, 0, (size_t)(n * rows) * sizeof(float));
         for (int64_t r = 0; r < n; r++)
             for (int q = 0; q < p->kk; q++) {
-                int64_t u = p->idx[r * p->kk + q];
+                int64_t u = idx[r * p->kk + q];
                 if (u >= p->u0 && u < p->u0 + rows)
-                    p->a[r * rows + (u - p->u0)] = p->val[r * p->kk + q];
+                    p->a[r * rows + (u - p->u0)] = val[r * p->kk + q];
             }
     } else {
+        MC_TRY(mc_acts_vectors(p->acts, p->img, n, p->x, err));
         for (int64_t r = 0; r < n; r++)
             for (int64_t u = 0; u < rows; u++) p->a[r * rows + u] = p->x[r * D + p->u0 + u];
     }
@@ -360,10 +417,10 @@ static mc_status act_pass_next(act_pass *p, int64_t *n_out, mc_error *err) {
 }
 
 /* Collective. One pass over the valid training images in index order: every rank reads every
- * image's vector (and encodes it with the SAE) and accumulates its own units. */
+ * image's vector (or its shared SAE code) and accumulates its own units. */
 static mc_status unit_stats_compute(const mc_comm *c, const bl_task *bt, mc_acts *acts,
-                                    const bl_kind *k, mc_sae *sae, int64_t top_k, unit_stats *us,
-                                    mc_error *err) {
+                                    const bl_kind *k, const sae_codes *codes, int64_t top_k,
+                                    unit_stats *us, mc_error *err) {
     memset(us, 0, sizeof *us);
     const int64_t U = k->n_units, C = bt->td.n_classes;
     us->n_units = U, us->n_classes = C, us->top_k = top_k;
@@ -379,7 +436,7 @@ static mc_status unit_stats_compute(const mc_comm *c, const bl_task *bt, mc_acts
                     (long long)U);
     act_pass p;
     memset(&p, 0, sizeof p);
-    if (s == MC_OK) s = act_pass_open(bt, acts, sae, us->u0, rows, &p, err);
+    if (s == MC_OK) s = act_pass_open(bt, acts, codes, us->u0, rows, &p, err);
     s = mc_comm_agree(c, s, err);
     for (int64_t i = 0; s == MC_OK && i < rows * top_k; i++) us->top[i] = EMPTY;
     /* A rank without units has nothing to accumulate (the pass has no collective inside). */
@@ -504,8 +561,8 @@ static inline double slot_term(double wi, double p) {
  * sums its members' terms (the suffix sums R_x[a] = sum_{i >= a} of each member's slot terms,
  * a = the group's first slot) and counts them. */
 static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const mc_concepts *cs,
-                                     mc_acts *emb, mc_acts *acts, mc_sae *sae, const unit_stats *us,
-                                     float *S, mc_error *err) {
+                                     mc_acts *emb, mc_acts *acts, const sae_codes *codes,
+                                     const unit_stats *us, float *S, mc_error *err) {
     const int64_t Cn = cs->n, P = emb->dim, K = us->top_k, rows = us->rows;
     const int64_t NE = K > IMG_CHUNK ? K : IMG_CHUNK;
     float *T = mc_alloc_array((size_t)Cn, (size_t)P * sizeof(float));
@@ -532,7 +589,7 @@ static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const 
                     cs->name, (long long)cs->dim, (long long)P);
     act_pass ap;
     memset(&ap, 0, sizeof ap);
-    if (s == MC_OK) s = act_pass_open(bt, acts, sae, us->u0, rows, &ap, err);
+    if (s == MC_OK) s = act_pass_open(bt, acts, codes, us->u0, rows, &ap, err);
     s = mc_comm_agree(c, s, err);
     if (s == MC_OK) {
         memcpy(T, cs->emb, (size_t)(Cn * P) * sizeof(float));
@@ -851,6 +908,13 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
         mc_sae *sae = NULL;
         if (k->kind == MC_UNIT_SAE)
             s = mc_sae_load_store(c, cfg, k->sae_path, acts.dim, task->seed, &sae, err);
+        /* SAE units: every valid image encoded once, shared over the ranks; the passes read the
+         * codes, and the weights are not needed after that. */
+        sae_codes codes;
+        memset(&codes, 0, sizeof codes);
+        const sae_codes *kc = sae ? &codes : NULL;
+        if (s == MC_OK && sae) s = sae_codes_compute(c, &bt, &acts, sae, &codes, err);
+        mc_sae_free(&sae);
         unit_stats us;
         memset(&us, 0, sizeof us);
         /* netdissect: every set's IoU in one pass over the maps and masks. */
@@ -870,7 +934,7 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
                 s = mc_netdissect_iou(c, cfg, &bt.td, &acts, us.u0, us.rows, bt.sets, bt.n_sets,
                                       use, ndS, err);
         } else if (s == MC_OK) {
-            s = unit_stats_compute(c, &bt, &acts, k, sae, top_k, &us, err);
+            s = unit_stats_compute(c, &bt, &acts, k, kc, top_k, &us, err);
         }
         char **vdesc = NULL;
         float *vemb = NULL;
@@ -907,7 +971,7 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
             if (s == MC_OK && vi)
                 mc_vinterp_scores(vemb, vdim, us.u0, us.rows, cs, S);
             else if (s == MC_OK && !nd)
-                s = cd ? clip_dissect_scores(c, &bt, cs, &emb, &acts, sae, &us, S, err)
+                s = cd ? clip_dissect_scores(c, &bt, cs, &emb, &acts, kc, &us, S, err)
                        : mc_comm_agree(c, act_values_scores(&bt, cs, &us, S, err), err);
             if (s == MC_OK && bt.set_loc[i] && k->loc)
                 s = write_localize(c, task, &bt, st, cs, k, &us, S,
@@ -924,7 +988,7 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
         for (int i = 0; ndS && i < bt.n_sets; i++) free(ndS[i]);
         free(ndS), free(use);
         unit_stats_free(&us);
-        mc_sae_free(&sae); /* CLIP-Dissect's second pass encodes again */
+        sae_codes_free(&codes);
     }
     /* V-Interp's index of every unit (grid, manifest, images, description) and the descriptions in
      * the format baselines.vinterp.descriptions reads. */
