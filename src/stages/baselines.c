@@ -84,7 +84,8 @@ typedef struct {
     bool *set_loc, *set_desc; /* [n_sets]: listed in localize.concepts / describe.concepts */
     int n_kinds;
     bl_kind kinds[2];
-    int64_t dim; /* the layer's vector width */
+    int64_t dim;     /* the layer's vector width */
+    bool sae_tokens; /* the SAE is token-level (sae.input: all): mc_sae_unit_values' mean */
     char key[MC_KEY_HEX];
     char store[MC_PATH_CAP];
     char tables[MC_PATH_CAP];
@@ -138,6 +139,7 @@ static mc_status bl_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
                     name, task->layer);
     if (s == MC_OK) s = mc_store_dataset_info_get(bt->td.st, name, &di, err);
     if (s == MC_OK) bt->dim = di.ndim == 4 ? di.shape[1] : di.shape[di.ndim - 1];
+    bt->sae_tokens = cfg->sae.input == MC_SAE_INPUT_ALL;
     s = mc_comm_agree(c, s, err);
     /* Unit kinds: the union of localize.units and describe.units, neurons first. */
     for (int kind = MC_UNIT_NEURON; s == MC_OK && kind <= MC_UNIT_SAE; kind++) {
@@ -302,15 +304,14 @@ typedef struct {
     const bl_task *bt;
     mc_acts *acts;
     mc_sae *sae;
-    int kk;
+    bool tokens; /* a token-level SAE (sae.input: all) */
     int64_t u0, rows, D, next;
     int64_t *img;
-    float *x, *a, *val;
-    int32_t *idx;
+    float *x, *a;
 } act_pass;
 
 static void act_pass_close(act_pass *p) {
-    free(p->img), free(p->x), free(p->a), free(p->idx), free(p->val);
+    free(p->img), free(p->x), free(p->a);
     memset(p, 0, sizeof *p);
 }
 
@@ -318,15 +319,13 @@ static mc_status act_pass_open(const bl_task *bt, mc_acts *acts, mc_sae *sae, in
                                int64_t rows, act_pass *p, mc_error *err) {
     memset(p, 0, sizeof *p);
     p->bt = bt, p->acts = acts, p->sae = sae, p->u0 = u0, p->rows = rows, p->D = acts->dim;
-    p->kk = sae ? mc_sae_get_config(sae)->k : 0;
+    p->tokens = sae && bt->sae_tokens;
+    /* x: a chunk's vectors, or every feature's values (m per image) for SAE units */
+    const int64_t w = sae ? mc_sae_get_config(sae)->m : p->D;
     p->img = mc_alloc_array(IMG_CHUNK, sizeof(int64_t));
-    p->x = mc_alloc_array(IMG_CHUNK, (size_t)p->D * sizeof(float));
+    p->x = mc_alloc_array(IMG_CHUNK, (size_t)w * sizeof(float));
     p->a = mc_alloc_array(IMG_CHUNK, (size_t)(rows + 1) * sizeof(float));
-    if (p->kk) {
-        p->idx = mc_alloc_array(IMG_CHUNK, (size_t)p->kk * sizeof(int32_t));
-        p->val = mc_alloc_array(IMG_CHUNK, (size_t)p->kk * sizeof(float));
-    }
-    if (!p->img || !p->x || !p->a || (p->kk && (!p->idx || !p->val))) {
+    if (!p->img || !p->x || !p->a) {
         act_pass_close(p);
         return MC_FAIL(err, MC_ERR_NOMEM, "out of memory for an activation pass");
     }
@@ -342,17 +341,14 @@ static mc_status act_pass_next(act_pass *p, int64_t *n_out, mc_error *err) {
         if (td->valid[p->next]) p->img[n++] = p->next;
     *n_out = n;
     if (n == 0) return MC_OK;
-    MC_TRY(mc_acts_vectors(p->acts, p->img, n, p->x, err));
     if (p->sae) {
-        mc_sae_encode(p->sae, p->x, n, p->idx, p->val);
-        memset(p->a, 0, (size_t)(n * rows) * sizeof(float));
+        /* Every feature's per-image value (a token SAE: the mean over the image's tokens). */
+        MC_TRY(mc_sae_unit_values(p->acts, p->sae, p->tokens, p->img, n, p->x, NULL, NULL, err));
+        const int64_t m = mc_sae_get_config(p->sae)->m;
         for (int64_t r = 0; r < n; r++)
-            for (int q = 0; q < p->kk; q++) {
-                int64_t u = p->idx[r * p->kk + q];
-                if (u >= p->u0 && u < p->u0 + rows)
-                    p->a[r * rows + (u - p->u0)] = p->val[r * p->kk + q];
-            }
+            memcpy(p->a + r * rows, p->x + r * m + p->u0, (size_t)rows * sizeof(float));
     } else {
+        MC_TRY(mc_acts_vectors(p->acts, p->img, n, p->x, err));
         for (int64_t r = 0; r < n; r++)
             for (int64_t u = 0; u < rows; u++) p->a[r * rows + u] = p->x[r * D + p->u0 + u];
     }
