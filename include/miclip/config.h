@@ -178,6 +178,7 @@ typedef struct {
         int input;   /* mc_sae_input */
         int64_t features, k, batch_size, epochs, steps, aux_k, dead_after, init_samples;
         int64_t checkpoint_every;
+        int64_t tokens_per_image; /* input all: 0 every token, else a seeded sample */
         double lr, aux_coef, heldout;
     } sae;
 

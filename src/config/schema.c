@@ -212,6 +212,11 @@ const mc_schema_entry mc_schema[] = {
         "Weight of the AuxK loss (1/32), applied to the residual normalised by its variance."),
     INT("sae.dead_after", "10000000", 1, INT64_C(1000000000000), sae.dead_after,
         "A latent that has not fired for this many inputs is dead."),
+    INT("sae.tokens_per_image", "0", 0, 1000000, sae.tokens_per_image,
+        "With `sae.input: all`: 0 trains on every token/position of every training image; N > 0 "
+        "on N distinct tokens per image (all when it has at most N), drawn once from the seed on "
+        "their own random stream (the same at any rank count): a documented cut of the SAE's "
+        "training cost, the held-out statistics still use every token."),
     INT("sae.init_samples", "4096", 1, 16777216, sae.init_samples,
         "Inputs used for the geometric-median initialisation of b_pre."),
     FLT("sae.heldout", "0.05", 0, 0.0, 0.5, sae.heldout,

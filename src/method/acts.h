@@ -19,7 +19,7 @@
 
 typedef enum { MC_ACTS_VEC, MC_ACTS_SEQ, MC_ACTS_MAP } mc_acts_layout;
 
-typedef struct {
+typedef struct mc_acts {
     mc_store *st;   /* borrowed */
     char name[512]; /* "acts/<layer>" */
     mc_acts_layout layout;

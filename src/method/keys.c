@@ -44,6 +44,12 @@ mc_status mc_sae_paths(const mc_config *cfg, const char *extract_key, int64_t se
         s.aux_coef, (long long)s.dead_samples, (long long)s.median_samples, s.median_iters,
         cfg->sae.heldout, (long long)seed, (long long)s.chunk_rows, (long long)s.shuffle_block,
         s.adam.beta1, s.adam.beta2, s.adam.eps, s.adam.weight_decay);
+    /* Only when set, so the stores of configs without it keep their keys. */
+    if (cfg->sae.input == MC_SAE_INPUT_ALL && cfg->sae.tokens_per_image > 0) {
+        size_t len = strlen(text);
+        snprintf(text + len, sizeof text - len, "tokens_per_image=%lld\n",
+                 (long long)cfg->sae.tokens_per_image);
+    }
     mc_layer_tag(cfg->sae.layer, lt, sizeof lt);
     snprintf(tag, sizeof tag, "sae-s%lld-l%s", (long long)seed, lt);
     return make_paths(cfg, "sae", tag, text, p, err);

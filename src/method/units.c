@@ -72,9 +72,9 @@ mc_status mc_encoder_weights_load(const mc_comm *c, const mc_config *cfg, const 
 
 /* g_all (and g_class) of the INPUTS reading from the unit statistics of the training images. */
 static mc_status unit_set_means(const mc_comm *c, const mc_train_data *td, const char *layer,
-                                mc_sae *sae, mc_unit_set *u, mc_error *err) {
+                                mc_sae *sae, bool tokens, mc_unit_set *u, mc_error *err) {
     mc_unit_stats us;
-    MC_TRY(mc_unit_stats_compute(c, td, layer, sae, &us, err));
+    MC_TRY(mc_unit_stats_compute(c, td, layer, sae, tokens, &us, err));
     mc_status s = MC_OK;
     const int64_t U = us.n_units, C = us.n_classes;
     if (U != u->n_units)
@@ -135,7 +135,7 @@ mc_status mc_unit_set_open(const mc_comm *c, const mc_config *cfg, const mc_trai
     if (kind == MC_UNIT_NEURON) {
         u->n_units = w->n;
         mc_status s = MC_OK;
-        if (u->reading == MC_READ_INPUTS) s = unit_set_means(c, td, layer, NULL, u, err);
+        if (u->reading == MC_READ_INPUTS) s = unit_set_means(c, td, layer, NULL, false, u, err);
         return s;
     }
     mc_store *st = NULL;
@@ -163,7 +163,8 @@ mc_status mc_unit_set_open(const mc_comm *c, const mc_config *cfg, const mc_trai
             }
             s = mc_comm_agree(c, s, err);
         }
-        if (s == MC_OK) s = unit_set_means(c, td, layer, sae, u, err);
+        if (s == MC_OK)
+            s = unit_set_means(c, td, layer, sae, cfg->sae.input == MC_SAE_INPUT_ALL, u, err);
         mc_sae_free(&sae);
     }
     if (s != MC_OK) mc_unit_set_free(u);
@@ -190,13 +191,53 @@ void mc_unit_stats_free(mc_unit_stats *us) {
 
 #define STATS_CHUNK 256
 
+mc_status mc_sae_unit_values(mc_acts *a, mc_sae *sae, bool tokens, const int64_t *img, int64_t n,
+                             float *out, int64_t *fire_n, double *fire_sum, mc_error *err) {
+    const int64_t D = a->dim, T = tokens ? a->tokens : 1, m = mc_sae_get_config(sae)->m;
+    const int kk = mc_sae_get_config(sae)->k;
+    const int64_t rows = n * T;
+    float *x = mc_alloc_array((size_t)(rows > 0 ? rows : 1), (size_t)D * sizeof(float));
+    int32_t *idx = mc_alloc_array((size_t)(rows > 0 ? rows : 1), (size_t)kk * sizeof(int32_t));
+    float *val = mc_alloc_array((size_t)(rows > 0 ? rows : 1), (size_t)kk * sizeof(float));
+    double *acc = tokens ? mc_alloc_array((size_t)m, sizeof(double)) : NULL;
+    mc_status s = MC_OK;
+    if (!x || !idx || !val || (tokens && !acc))
+        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for the SAE codes of %lld inputs",
+                    (long long)rows);
+    if (s == MC_OK && !tokens) s = mc_acts_vectors(a, img, n, x, err);
+    for (int64_t r = 0; s == MC_OK && tokens && r < n; r++)
+        for (int64_t t = 0; s == MC_OK && t < T; t++)
+            s = mc_acts_token(a, img[r], t, x + (r * T + t) * D, err);
+    if (s == MC_OK && rows > 0) mc_sae_encode(sae, x, rows, idx, val);
+    for (int64_t r = 0; s == MC_OK && r < n; r++) {
+        float *o = out + r * m;
+        if (tokens)
+            memset(acc, 0, (size_t)m * sizeof(double));
+        else
+            memset(o, 0, (size_t)m * sizeof(float));
+        for (int64_t t = 0; t < T; t++)
+            for (int q = 0; q < kk; q++) {
+                const int64_t j = (r * T + t) * kk + q;
+                const int32_t f = idx[j];
+                const float v = val[j];
+                if (tokens)
+                    acc[f] += v;
+                else
+                    o[f] = v;
+                if (v > 0 && fire_n) fire_n[f]++, fire_sum[f] += v;
+            }
+        for (int64_t f = 0; tokens && f < m; f++) o[f] = (float)(acc[f] / (double)T);
+    }
+    free(x), free(idx), free(val), free(acc);
+    return s;
+}
+
 mc_status mc_unit_stats_compute(const mc_comm *c, const mc_train_data *td, const char *layer,
-                                struct mc_sae *sae, mc_unit_stats *us, mc_error *err) {
+                                struct mc_sae *sae, bool tokens, mc_unit_stats *us, mc_error *err) {
     memset(us, 0, sizeof *us);
     mc_acts a;
     MC_TRY(mc_acts_open(c, td->st, layer, &a, err));
     const int64_t N = td->n_img, C = td->n_classes, D = a.dim;
-    const int kk = sae ? (int)mc_sae_get_config(sae)->k : 0;
     const int64_t U = sae ? mc_sae_get_config(sae)->m : D;
     us->n_units = U, us->n_classes = C;
     int32_t *labels = mc_alloc_array((size_t)(N > 0 ? N : 1), sizeof(int32_t));
@@ -206,44 +247,41 @@ mc_status mc_unit_stats_compute(const mc_comm *c, const mc_train_data *td, const
     us->fire_n = mc_calloc_array((size_t)U, sizeof(int64_t));
     us->fire_sum = mc_calloc_array((size_t)U, sizeof(double));
     int64_t *img = mc_alloc_array(STATS_CHUNK, sizeof(int64_t));
-    float *x = mc_alloc_array(STATS_CHUNK, (size_t)D * sizeof(float));
-    int32_t *idx = kk ? mc_alloc_array(STATS_CHUNK, (size_t)kk * sizeof(int32_t)) : NULL;
-    float *val = kk ? mc_alloc_array(STATS_CHUNK, (size_t)kk * sizeof(float)) : NULL;
+    float *x = mc_alloc_array(STATS_CHUNK, (size_t)(sae ? U : D) * sizeof(float));
     mc_status s = MC_OK;
     if (!labels || !us->sum || !us->class_sum || !us->class_n || !us->fire_n || !us->fire_sum ||
-        !img || !x || (kk && (!idx || !val)))
+        !img || !x)
         s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for the statistics of %lld units",
                     (long long)U);
     s = mc_comm_agree(c, s, err);
     if (s == MC_OK)
         s = mc_store_read_rows(td->st, "images/labels", MC_DTYPE_I32, 0, N, labels, err);
     s = mc_comm_agree(c, s, err);
-    /* Every rank sums every image in index order: the same doubles at any rank count. */
+    /* Every rank sums every image in index order: the same doubles at any rank count. An SAE
+     * feature's firing counts come from the codes themselves (per token for a token SAE). */
     for (int64_t i0 = 0; s == MC_OK && i0 < N;) {
         int64_t n = 0;
         for (; i0 < N && n < STATS_CHUNK; i0++)
             if (td->valid[i0]) img[n++] = i0;
         if (n == 0) break;
-        s = mc_acts_vectors(&a, img, n, x, err);
+        s = sae ? mc_sae_unit_values(&a, sae, tokens, img, n, x, us->fire_n, us->fire_sum, err)
+                : mc_acts_vectors(&a, img, n, x, err);
         if (s != MC_OK) break;
-        if (sae) mc_sae_encode(sae, x, n, idx, val);
         for (int64_t r = 0; r < n; r++) {
             int32_t cl = labels[img[r]];
             bool in = cl >= 0 && cl < C;
             if (in) us->class_n[cl]++;
             us->n_img++;
-            int64_t cnt = sae ? kk : D;
-            for (int64_t q = 0; q < cnt; q++) {
-                int64_t unit = sae ? idx[r * kk + q] : q;
-                double v = sae ? val[r * kk + q] : x[r * D + q];
+            for (int64_t unit = 0; unit < U; unit++) {
+                double v = x[r * U + unit];
                 if (v == 0) continue;
                 us->sum[unit] += v;
                 if (in) us->class_sum[cl * U + unit] += v;
-                if (v > 0) us->fire_n[unit]++, us->fire_sum[unit] += v;
+                if (!sae && v > 0) us->fire_n[unit]++, us->fire_sum[unit] += v;
             }
         }
     }
-    free(labels), free(img), free(x), free(idx), free(val);
+    free(labels), free(img), free(x);
     mc_acts_close(&a);
     s = mc_comm_agree(c, s, err);
     if (s != MC_OK) mc_unit_stats_free(us);

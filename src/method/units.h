@@ -51,10 +51,25 @@ typedef struct {
     int64_t *fire_n;   /* [U] images where the value is > 0 */
     double *fire_sum;  /* [U] sum of the value over them */
 } mc_unit_stats;
-/* Collective. sae NULL: neurons of layer; else the SAE's codes of layer's vectors. */
+/* Collective. sae NULL: neurons of layer; else the SAE's codes of layer's vectors, or (tokens,
+ * a token-level SAE: sae.input all) each image's value is the mean over its tokens of the
+ * tokens' codes (mc_sae_unit_values) and fire_n / fire_sum count the tokens where the code is
+ * > 0 (the edit adds mu to a token). */
 struct mc_sae;
 mc_status mc_unit_stats_compute(const mc_comm *c, const mc_train_data *td, const char *layer,
-                                struct mc_sae *sae, mc_unit_stats *us, mc_error *err);
+                                struct mc_sae *sae, bool tokens, mc_unit_stats *us, mc_error *err);
+/* Local. What one image "activates" an SAE feature, for the methods that need one value per
+ * image and unit (Algorithm 2's mean code, Act-Values, CLIP-Dissect, mu): out[n * m] (dense)
+ * for images img[0..n) of acts a. tokens false: the SAE code of the image's E_n input vector
+ * (mc_acts_vectors). tokens true (a token-level SAE): the mean over the image's a->tokens
+ * tokens of their codes, summed in double in token order (the spatial mean CLIP-Dissect's
+ * code takes of a conv map; docs/stages.md). fire_n / fire_sum ([m], optional, accumulated):
+ * the count and sum of the positive code values over every SAE input in order (the vector, or
+ * each token). */
+struct mc_acts;
+mc_status mc_sae_unit_values(struct mc_acts *a, struct mc_sae *sae, bool tokens, const int64_t *img,
+                             int64_t n, float *out, int64_t *fire_n, double *fire_sum,
+                             mc_error *err);
 void mc_unit_stats_free(mc_unit_stats *us);
 
 /* How a unit is embedded (localize.neuron_unit / localize.sae_unit, docs/stages.md):

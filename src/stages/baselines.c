@@ -84,7 +84,8 @@ typedef struct {
     bool *set_loc, *set_desc; /* [n_sets]: listed in localize.concepts / describe.concepts */
     int n_kinds;
     bl_kind kinds[2];
-    int64_t dim; /* the layer's vector width */
+    int64_t dim;     /* the layer's vector width */
+    bool sae_tokens; /* the SAE is token-level (sae.input: all): mc_sae_unit_values' mean */
     char key[MC_KEY_HEX];
     char store[MC_PATH_CAP];
     char tables[MC_PATH_CAP];
@@ -138,6 +139,7 @@ static mc_status bl_task_open(const mc_comm *c, const mc_config *cfg, const mc_t
                     name, task->layer);
     if (s == MC_OK) s = mc_store_dataset_info_get(bt->td.st, name, &di, err);
     if (s == MC_OK) bt->dim = di.ndim == 4 ? di.shape[1] : di.shape[di.ndim - 1];
+    bt->sae_tokens = cfg->sae.input == MC_SAE_INPUT_ALL;
     s = mc_comm_agree(c, s, err);
     /* Unit kinds: the union of localize.units and describe.units, neurons first. */
     for (int kind = MC_UNIT_NEURON; s == MC_OK && kind <= MC_UNIT_SAE; kind++) {
@@ -301,6 +303,8 @@ typedef struct {
     int k;
     int32_t *idx;
     float *val;
+    mc_sae *token_sae; /* a token-level SAE (sae.input: all): no shared codes; each pass takes
+                        * a feature's per-image value, the mean over tokens, chunk by chunk */
 } sae_codes;
 
 static void sae_codes_free(sae_codes *sc) {
@@ -316,6 +320,10 @@ static void sae_codes_free(sae_codes *sc) {
 static mc_status sae_codes_compute(const mc_comm *c, const bl_task *bt, mc_acts *acts, mc_sae *sae,
                                    sae_codes *sc, mc_error *err) {
     memset(sc, 0, sizeof *sc);
+    if (bt->sae_tokens) { /* k codes per token, not per image: nothing to share */
+        sc->token_sae = sae;
+        return MC_OK;
+    }
     const mc_train_data *td = &bt->td;
     const int k = mc_sae_get_config(sae)->k;
     int64_t n = 0;
@@ -378,10 +386,13 @@ static mc_status act_pass_open(const bl_task *bt, mc_acts *acts, const sae_codes
     memset(p, 0, sizeof *p);
     p->bt = bt, p->acts = acts, p->codes = codes, p->u0 = u0, p->rows = rows, p->D = acts->dim;
     p->kk = codes ? codes->k : 0;
+    /* x: a chunk's vectors (neurons), or every feature's values (m per image, a token SAE) */
+    const bool dense = !codes || codes->token_sae;
+    const int64_t w = codes && codes->token_sae ? mc_sae_get_config(codes->token_sae)->m : p->D;
     p->img = mc_alloc_array(IMG_CHUNK, sizeof(int64_t));
-    p->x = codes ? NULL : mc_alloc_array(IMG_CHUNK, (size_t)p->D * sizeof(float));
+    p->x = dense ? mc_alloc_array(IMG_CHUNK, (size_t)w * sizeof(float)) : NULL;
     p->a = mc_alloc_array(IMG_CHUNK, (size_t)(rows + 1) * sizeof(float));
-    if (!p->img || (!codes && !p->x) || !p->a) {
+    if (!p->img || (dense && !p->x) || !p->a) {
         act_pass_close(p);
         return MC_FAIL(err, MC_ERR_NOMEM, "out of memory for an activation pass");
     }
@@ -397,7 +408,14 @@ static mc_status act_pass_next(act_pass *p, int64_t *n_out, mc_error *err) {
         if (td->valid[p->next]) p->img[n++] = p->next;
     *n_out = n;
     if (n == 0) return MC_OK;
-    if (p->codes) {
+    if (p->codes && p->codes->token_sae) {
+        /* Every feature's per-image value: the mean of its codes over the image's tokens. */
+        mc_sae *sae = p->codes->token_sae;
+        MC_TRY(mc_sae_unit_values(p->acts, sae, true, p->img, n, p->x, NULL, NULL, err));
+        const int64_t m = mc_sae_get_config(sae)->m;
+        for (int64_t r = 0; r < n; r++)
+            memcpy(p->a + r * rows, p->x + r * m + p->u0, (size_t)rows * sizeof(float));
+    } else if (p->codes) {
         const int32_t *idx = p->codes->idx + p->pos * p->kk;
         const float *val = p->codes->val + p->pos * p->kk;
         p->pos += n;

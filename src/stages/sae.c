@@ -34,15 +34,18 @@
 #include "stages_internal.h"
 
 #define HELDOUT_STREAM 0x48454c44u /* "HELD": the held-out draw, apart from train.h's streams */
+#define TOKENS_STREAM 0x544f4b53u  /* "TOKS": sae.tokens_per_image's draw */
 #define EVAL_BLOCK 256             /* rows per evaluation block (fixed: rank-count invariant) */
 #define EVAL_MAX_ROWS 65536        /* rows evaluated per split */
 
-/* Sample j is token j % tokens of image imgs[j / tokens]. */
+/* Sample j is token j % tokens of image imgs[j / tokens], or tok[j] when tok is set (a sample
+ * of each image's tokens: sae.tokens_per_image). */
 typedef struct {
     mc_acts *a;
     const int64_t *imgs;
     int64_t tokens;
-    int64_t *tmp; /* image list for pooled reads */
+    const int64_t *tok; /* [n_imgs * tokens] or NULL */
+    int64_t *tmp;       /* image list for pooled reads */
     int64_t tmp_cap;
 } sae_source;
 
@@ -61,8 +64,8 @@ static mc_status sae_fetch(void *user, const int64_t *idx, int64_t rows, float *
         return mc_acts_vectors(src->a, src->tmp, rows, out, err);
     }
     for (int64_t r = 0; r < rows; r++)
-        MC_TRY(mc_acts_token(src->a, src->imgs[idx[r] / src->tokens], idx[r] % src->tokens,
-                             out + r * D, err));
+        MC_TRY(mc_acts_token(src->a, src->imgs[idx[r] / src->tokens],
+                             src->tok ? src->tok[idx[r]] : idx[r] % src->tokens, out + r * D, err));
     return MC_OK;
 }
 
@@ -331,15 +334,32 @@ mc_status mc_stage_sae(const mc_comm *c, const mc_config *cfg, const mc_task *ta
         s = mc_comm_agree(
             c, split_images(&td, cfg->sae.heldout, task->seed, &train, &n_train, &ho, &n_ho, err),
             err);
-    const int64_t tokens = cfg->sae.input == MC_SAE_INPUT_ALL ? a.tokens : 1;
+    const int64_t all_tokens = cfg->sae.input == MC_SAE_INPUT_ALL ? a.tokens : 1;
+    const int64_t per = cfg->sae.tokens_per_image;
+    const int64_t tokens = all_tokens > 1 && per > 0 && per < all_tokens ? per : all_tokens;
     const int64_t n_samples = n_train * tokens;
+    /* sae.tokens_per_image: training image r keeps the first `tokens` entries of a permutation of
+     * its token indices drawn from (seed, TOKENS_STREAM, its image index): fixed for the run. */
+    int64_t *tok = NULL;
+    if (s == MC_OK && tokens < all_tokens) {
+        tok = mc_alloc_array((size_t)n_samples, sizeof(int64_t));
+        int64_t *perm = mc_alloc_array((size_t)all_tokens, sizeof(int64_t));
+        if (!tok || !perm) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for the token sample");
+        for (int64_t r = 0; s == MC_OK && r < n_train; r++) {
+            mc_rng_permutation((uint64_t)task->seed, ((uint64_t)train[r] << 32) | TOKENS_STREAM,
+                               all_tokens, perm);
+            memcpy(tok + r * tokens, perm, (size_t)tokens * sizeof(int64_t));
+        }
+        free(perm);
+        s = mc_comm_agree(c, s, err);
+    }
     mc_sae *sae = NULL;
     mc_sae_config sc = mc_sae_config_of(cfg, a.dim, task->seed);
     if (s == MC_OK) s = mc_comm_agree(c, mc_sae_create(&sc, &sae, err), err);
     mc_train_pos pos = {0};
     mc_train_curve curve = {0};
     if (s == MC_OK) s = mc_stage_resume_checkpoint(c, &p, NULL, sae, &pos, &curve, "sae", err);
-    sae_source src = {.a = &a, .imgs = train, .tokens = tokens};
+    sae_source src = {.a = &a, .imgs = train, .tokens = tokens, .tok = tok};
     mc_stage_hook hook = {.comm = c,
                           .sae = sae,
                           .curve = &curve,
@@ -365,12 +385,13 @@ mc_status mc_stage_sae(const mc_comm *c, const mc_config *cfg, const mc_task *ta
     }
     /* Metrics: the held-out images, and as many training rows. */
     eval_stats tr = {0}, he = {0};
-    sae_source hsrc = {.a = &a, .imgs = ho, .tokens = tokens};
+    sae_source hsrc = {.a = &a, .imgs = ho, .tokens = all_tokens};
     if (s == MC_OK)
         s = sae_eval(c, sae, &src, n_samples < EVAL_MAX_ROWS ? n_samples : EVAL_MAX_ROWS, &tr, err);
     if (s == MC_OK)
-        s = sae_eval(c, sae, &hsrc, n_ho * tokens < EVAL_MAX_ROWS ? n_ho * tokens : EVAL_MAX_ROWS,
-                     &he, err);
+        s = sae_eval(c, sae, &hsrc,
+                     n_ho * all_tokens < EVAL_MAX_ROWS ? n_ho * all_tokens : EVAL_MAX_ROWS, &he,
+                     err);
     if (s == MC_OK)
         s = write_sae_store(c, cfg, task, &td, &p, sae, &curve, &pos, ho, n_ho, n_train, n_samples,
                             &tr, &he, err);
@@ -383,6 +404,7 @@ mc_status mc_stage_sae(const mc_comm *c, const mc_config *cfg, const mc_task *ta
         }
     }
     free(src.tmp);
+    free(tok);
     free(hsrc.tmp);
     mc_train_curve_free(&curve);
     mc_sae_free(&sae);
@@ -397,7 +419,10 @@ mc_status mc_stage_sae(const mc_comm *c, const mc_config *cfg, const mc_task *ta
 
 static void sae_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p, mc_plan_stage *S,
                      double *flop, double *core_s, double *mem_b) {
-    int64_t rows = p->n_train * (cfg->sae.input == MC_SAE_INPUT_ALL ? p->target.T : 1);
+    int64_t per = cfg->sae.input == MC_SAE_INPUT_ALL ? p->target.T : 1;
+    if (per > 1 && cfg->sae.tokens_per_image > 0 && cfg->sae.tokens_per_image < per)
+        per = cfg->sae.tokens_per_image;
+    int64_t rows = p->n_train * per;
     int64_t B = cfg->sae.batch_size, m = cfg->sae.features, k = cfg->sae.k, ka = cfg->sae.aux_k;
     int64_t train_rows = rows - (int64_t)((double)rows * cfg->sae.heldout);
     int64_t per_epoch =

@@ -16,6 +16,18 @@ world with the trained tiny ViT and CLIP (experiments/world/{vit,clip}).
                              the unit's positive values over the valid training images (SAE codes
                              re-encoded in numpy); +mu and -mu move the class's probability in
                              opposite directions on average
+  test_readings.py tokens    a token-level SAE (extract.pool: all, sae.input: all, tokens_per_image
+                             5): the SAE store's training rows are 5 tokens per training image;
+                             localize (algorithm2 over all inputs and over the class's own),
+                             baselines (Act-Values, CLIP-Dissect) and intervene (add with mu;
+                             miclip, act_values) at 1, 2 and 4 ranks: stores bitwise equal; against
+                             numpy, with a feature's per-image value the mean over the image's 65
+                             tokens of their codes: algorithm2's top scores and rankings, Act-Values'
+                             class means,
+                             CLIP-Dissect's soft-WPMI (the authors' function, reimplemented), and
+                             mu_i as the mean code over the training tokens where it is > 0.
+                             Features a near-tie in some token's top-k could select differently in
+                             float32 are left out (the count is printed)
 Prints 'N passed, N failed'; exit 0 only when all pass."""
 import glob
 import os
@@ -35,7 +47,8 @@ from test_method import ranking_ok, same_outputs_sub, strings  # noqa: E402
 TOL = 1e-5
 
 
-def write_config(path, world, out, localize="", intervene="", stages="[extract, sae, align, localize]"):
+def write_config(path, world, out, localize="", intervene="", stages="[extract, sae, align, localize]",
+                 extract="", sae="", baselines="[]"):
     with open(path, "w") as f:
         f.write(f"""name: rd
 output_dir: {out}
@@ -47,8 +60,9 @@ datasets:
 concepts:
   - {{name: classes, source: classes}}
   - {{name: textures, file: {world}/textures.txt}}
-extract: {{layers: ["3"], batch_size: 64}}
-sae: {{layer: "3", features: 96, k: 6, batch_size: 64, epochs: 2}}
+extract: {{layers: ["3"], batch_size: 64{extract}}}
+sae: {{layer: "3", features: 96, k: 6, batch_size: 64, epochs: 2{sae}}}
+baselines: {{methods: {baselines}}}
 align: {{batch_size: 256, stop: epochs, epochs: 3, lr: 0.15, variants: [in+out]}}
 localize: {{tau: 5{localize}}}
 intervene: {{layer: "3", tau: 3, datasets: [eval], batch_size: 8{intervene}}}
@@ -204,12 +218,164 @@ def test_addmu(tmp):
             kind, dp[(-1.0, kind)], dp[(1.0, kind)]))
 
 
+def token_codes(x, f, tol=2e-5):
+    """x [N, T, D] -> per-image values [N, m] (the mean over the T tokens of their numpy codes),
+    per-token codes [N*T, m], and the features a near-tie could swap: a token whose k-th and
+    (k+1)-th pre-activations are within tol (float32 error of a 64-term dot product is ~1e-6) and
+    whose k-th is > 0 may select either in the stage."""
+    N, T, D = x.shape
+    W_enc, b_enc, b_pre = f["W_enc"][()], f["b_enc"][()], f["b_pre"][()]
+    k = int(f.attrs["k"])
+    pre = (x.reshape(N * T, D).astype(np.float64) - b_pre) @ W_enc.T.astype(np.float64) + b_enc
+    order = np.argsort(-pre, axis=1, kind="stable")
+    rows = np.arange(N * T)[:, None]
+    codes = np.zeros_like(pre)
+    codes[rows, order[:, :k]] = np.maximum(pre[rows, order[:, :k]], 0)
+    kth, nxt = pre[rows[:, 0], order[:, k - 1]], pre[rows[:, 0], order[:, k]]
+    amb = (kth - nxt < tol) & (kth > 0)
+    feats = set(order[amb, k - 1].tolist()) | set(order[amb, k].tolist())
+    return codes.reshape(N, T, -1).mean(axis=1), codes, feats
+
+
+def test_tokens(tmp):
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "baselines"))
+    from test_baselines import act_values_ref, concept_embeds, soft_wpmi_ref  # noqa: E402
+    world = make_world(os.path.join(tmp, "world"), 5, 1)
+    ex, sae = ", pool: all", ", input: all, tokens_per_image: 5"
+    iv = ", methods: [miclip, act_values], units: [sae], modes: [add], add_beta: mu, add_betas: [1.0]"
+    base = os.path.join(tmp, "base")
+    cfg = os.path.join(tmp, "base.yaml")
+    write_config(cfg, world, base, stages="[extract, sae, align]", extract=ex, sae=sae)
+    r = run(2, ["run", cfg])
+    check(r.returncode == 0, "token SAE: extract -> sae -> align exits 0 (%s)" % r.stderr.strip()[-400:])
+    sae_path = sorted(glob.glob(os.path.join(base, "sae", "*.h5")))[0]
+    with h5py.File(sae_path, "r") as f:
+        inp = f.attrs["input"]
+        check(inp in (b"all", "all"), "the SAE store records input all (%s)" % inp)
+        ni, ns = int(f.attrs["n_train_images"]), int(f.attrs["n_train_samples"])
+        check(ns == 5 * ni and ni > 0, "training rows are 5 tokens per training image (%d rows, %d images)" % (ns, ni))
+    for extra, want in (("", "algorithm2 (all)"), (", sae_inputs: class", "algorithm2 (class)")):
+        outs = {}
+        for n in (1, 2, 4):
+            out = os.path.join(tmp, "t%s-%d" % (want[12:-1], n))
+            shutil.copytree(base, out)
+            c = os.path.join(tmp, "t%s-%d.yaml" % (want[12:-1], n))
+            # the class reading changes localize alone: baselines and intervene run once
+            full = want.endswith("(all)")
+            write_config(c, world, out, localize=extra, intervene=iv, extract=ex, sae=sae,
+                         baselines="[act_values, clip_dissect]",
+                         stages="[extract, sae, align, localize%s]" % (", baselines, intervene" if full else ""))
+            r = fixture.mpirun(n, ["--quiet", "run", c], capture_output=True, text=True)
+            check(r.returncode == 0, "token SAE, %s: localize, baselines, intervene at %d rank(s) exit 0 (%s)"
+                  % (want, n, r.stderr.strip()[-400:]))
+            outs[n] = out
+        for n in (2, 4):
+            for sub in ("localize", "baselines", "intervene") if want.endswith("(all)") else ("localize",):
+                ok, why = same_outputs_sub(outs[1], outs[n], sub)
+                check(ok, "token SAE, %s: %d-rank %s stores equal the 1-rank ones bitwise %s" % (want, n, sub, why))
+        out = outs[1]
+        loc = sorted(glob.glob(os.path.join(out, "localize", "*.h5")))[0]
+        with h5py.File(loc, "r") as lf, h5py.File(lf.attrs["align_store"], "r") as a:
+            W = a["W"][()].astype(np.float64)
+            train = a.attrs["extract_store"]
+            train = train.decode() if isinstance(train, bytes) else str(train)
+        with h5py.File(train, "r") as t:
+            valid = t["images/valid"][()].astype(bool)
+            xa = t["acts/3"][()].astype(np.float32)
+            labels, pred = t["images/labels"][()], t["target/predictions"][()]
+            img_emb = t["clip/image_embeds"][()].astype(np.float64)
+            classes = strings(t, "classes/names")
+            C = len(classes)
+        check(xa.ndim == 3 and xa.shape[1] == 65, "acts/3 holds every token [N, 65, 64]: %s" % (xa.shape,))
+        with h5py.File(sae_path, "r") as s:
+            vals_all, tok_codes, amb = token_codes(xa, s)
+            P = s["W_dec_T"][()].astype(np.float64) @ W.T
+            q = W @ s["b_pre"][()].astype(np.float64)
+        print("features a near-tie could swap (left out): %d of %d" % (len(amb), P.shape[0]))
+        keep = np.array([u not in amb for u in range(P.shape[0])])
+        vals = vals_all[valid]
+        lab = labels[valid]
+        # localize, algorithm2: g_i = the mean per-image value over the input set
+        cstores = {}
+        for p in glob.glob(os.path.join(out, "concepts", "*.h5")):
+            with h5py.File(p, "r") as f:
+                pr = f.attrs["prompt"]
+                pr = pr.decode() if isinstance(pr, bytes) else str(pr)
+                cstores[(f.attrs["set"].decode() if isinstance(f.attrs["set"], bytes) else str(f.attrs["set"]), pr)] = (
+                    strings(f, "names"), f["embeds"][()].astype(np.float64))
+        with h5py.File(loc, "r") as f:
+            for (cset, pr), (names, E) in cstores.items():
+                if "%s/sae/top_units" % cset not in f or pr == "{}":
+                    continue
+                Cn = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+                S = np.full((P.shape[0], len(names)), -np.inf)
+                for j, name in enumerate(names):
+                    g = vals.mean(axis=0)
+                    hit = [i for i, cn in enumerate(classes) if cn.lower() == name.lower()]
+                    if want.endswith("(class)") and hit and np.any(lab == hit[0]):
+                        g = vals[lab == hit[0]].mean(axis=0)
+                    emb = g[:, None] * P + q[None, :]
+                    S[:, j] = emb @ Cn[j] / np.maximum(np.linalg.norm(emb, axis=1), 1e-12)
+                idx, sc = f["%s/sae/top_units" % cset][()], f["%s/sae/top_scores" % cset][()]
+                rd = f["%s/sae" % cset].attrs["reading"]
+                check((rd.decode() if isinstance(rd, bytes) else str(rd)) == want, "%s: reading %s recorded" % (cset, want))
+                bad = checked = 0
+                for c in range(len(names)):
+                    top = np.lexsort((np.arange(P.shape[0]), -S[:, c]))[:idx.shape[1] + 1]
+                    if not keep[top].all() or not keep[idx[c]].all():
+                        continue
+                    checked += 1
+                    bad += not ranking_ok(idx[c], sc[c], S[:, c], TOL)
+                check(bad == 0 and checked > 0, "token SAE %s, %s: top units and scores equal numpy's (%d of %d concepts "
+                      "checked, %d differ)" % (want, cset, checked, len(names), bad))
+        if not want.endswith("(all)"):
+            continue
+        # baselines: Act-Values and CLIP-Dissect on the per-image values
+        A = act_values_ref(vals_all, pred, valid, C)
+        bl = sorted(glob.glob(os.path.join(out, "baselines", "baselines-s0-l3-act_values-*.h5")))[0]
+        with h5py.File(bl, "r") as f:
+            got = f["describe/classes/sae/sim"][()].astype(np.float64)
+        fin = np.isfinite(A) & keep[:, None]
+        scale = np.abs(A[np.isfinite(A)]).max()
+        err = np.abs(got[fin] - A[fin]).max()
+        check(np.array_equal(np.isinf(got), np.isinf(A)) and err <= 1e-5 * scale,
+              "token SAE: Act-Values scores equal numpy's class means of the token-mean codes (max error %.2e, "
+              "scale %.2e)" % (err, scale))
+        bl = sorted(glob.glob(os.path.join(out, "baselines", "baselines-s0-l3-clip_dissect-*.h5")))[0]
+        with h5py.File(bl, "r") as f:
+            for cset in ("classes", "textures"):
+                T = concept_embeds(out, cset)
+                S = soft_wpmi_ref(vals_all, img_emb, T, valid)
+                got = f["describe/%s/sae/sim" % cset][()].astype(np.float64)
+                err = np.abs(got - S)[keep]
+                check(np.all(err <= 2e-5 * np.abs(S[keep]) + 1e-4),
+                      "token SAE: CLIP-Dissect %s equals the authors' soft-WPMI on the token-mean codes (max "
+                      "error %.2e)" % (cset, err.max()))
+        # intervene add mu: the mean code over the training tokens where it is > 0
+        vt = tok_codes.reshape(xa.shape[0], xa.shape[1], -1)[valid].reshape(-1, P.shape[0])
+        cnt = (vt > 0).sum(axis=0)
+        mu = np.where(cnt > 0, np.where(vt > 0, vt, 0).sum(axis=0) / np.maximum(cnt, 1), 0)
+        n_mu = 0
+        for p in sorted(glob.glob(os.path.join(out, "intervene", "intervene-*.h5"))):
+            with h5py.File(p, "r") as f:
+                if "eval/sae/units_mu" not in f:
+                    continue
+                units = f["eval/sae/units"][()]
+                got = f["eval/sae/units_mu"][()]
+                ok = keep[units]
+                e = np.abs(got - mu[units])[ok].max() / max(np.abs(mu[units]).max(), 1e-12)
+                check(e < 1e-5, "token SAE %s: units_mu within 1e-5 of numpy's token mean (relative %.2e)"
+                      % (os.path.basename(p)[:40], e))
+                n_mu += 1
+        check(n_mu == 2, "two add-mu tasks (miclip, act_values) recorded mu: %d" % n_mu)
+
+
 def main():
     part = sys.argv[1] if len(sys.argv) > 1 else "readings"
     tmp = os.path.abspath("readings_" + part)
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    {"readings": test_readings, "addmu": test_addmu}[part](tmp)
+    {"readings": test_readings, "addmu": test_addmu, "tokens": test_tokens}[part](tmp)
     return fixture.summary()
 
 
