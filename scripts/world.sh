@@ -22,11 +22,14 @@ miclip=build-run/miclip
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 # The world's images and concept masks (same seed, same bytes; skipped when already there). The
-# masks are Network Dissection's (world-netdissect.yaml); they change no image, so a world made
-# without them is completed in place and world.yaml's stores stay valid.
-if [ ! -f results/world-data/world.json ] || [ ! -d results/world-data/masks/train ]; then
+# masks are Network Dissection's (world-netdissect.yaml) and the hard split is world.yaml's eval
+# set (docs/world.md, "The hard split"); neither changes another split's images, so a world made
+# without them is completed in place and the stores made from it stay valid.
+if [ ! -f results/world-data/world.json ] || [ ! -d results/world-data/masks/train ] ||
+   [ ! -f results/world-data/hard/attributes.jsonl ]; then
   mpiexec --oversubscribe -n "$ranks" "$miclip" world make --out results/world-data --seed 1 \
-      --per-class 100 --val-per-class 20 --unseen-per-class 20 --masks
+      --per-class 100 --val-per-class 20 --unseen-per-class 20 --masks \
+      --hard-per-class 20 --hard-fade 0.25 --hard-occlusion 0.03
 fi
 echo "world.sh: config experiments/world.yaml, hash $("$miclip" config experiments/world.yaml --hash)"
 mpiexec --oversubscribe -n "$ranks" "$miclip" run experiments/world.yaml

@@ -20,6 +20,7 @@
  *   DIR/train/<colour>_<shape>/NNNNN.png    per_class images per class
  *   DIR/val/<colour>_<shape>/NNNNN.png      val_per_class images per class
  *   DIR/unseen/<texture>/NNNNN.png          unseen_per_class images per texture (random class)
+ *   DIR/hard/<colour>_<shape>/NNNNN.png     hard_per_class images per class (only when > 0)
  *   DIR/<split>/attributes.jsonl            one JSON object per image, in index order
  *   DIR/classes.txt, textures.txt, colours.txt, shapes.txt, concepts.txt, world.json
  *   DIR/masks/<split>/<folder>/NNNNN.png    with params.masks: the shape's coverage, 8-bit grey
@@ -41,11 +42,13 @@
 #define MC_WORLD_NUM_TEXTURES 6
 #define MC_WORLD_NUM_CLASSES (MC_WORLD_NUM_COLOURS * MC_WORLD_NUM_SHAPES)
 #define MC_WORLD_MAX_PER_CLASS 1000000
+#define MC_WORLD_MAX_DISTRACTORS 8
 
 typedef enum {
     MC_WORLD_TRAIN = 0,
     MC_WORLD_VAL = 1,
     MC_WORLD_UNSEEN = 2,
+    MC_WORLD_HARD = 3, /* the val distribution made harder (mc_world_hard); absent unless asked */
     MC_WORLD_NUM_SPLITS
 } mc_world_split;
 
@@ -56,7 +59,20 @@ typedef struct {
     int64_t unseen_per_class; /* unseen images per texture */
     int masks;                /* also write DIR/masks/<split>/<folder>/NNNNN.png (output only:
                                  does not change any image) */
+    /* The hard split (docs/world.md, "The hard split"): hard_per_class images per class drawn as
+     * val's, then made harder by three knobs, each 0 = off. No other split depends on them. */
+    int64_t hard_per_class;
+    double hard_fade;      /* the shape's colour moves towards the background's by U(0, fade) */
+    double hard_occlusion; /* a grey bar of width U(0, occlusion) x the shape's diameter on top */
+    int hard_distractors;  /* up to this many (uniform) smaller shapes of another colour and
+                              shape, behind it */
 } mc_world_params;
+
+/* One distractor shape of a hard image: never the object's colour, never its shape. */
+typedef struct {
+    int colour, shape;
+    double x, y, scale, rotation, fg[3];
+} mc_world_distractor;
 
 /* Everything that determines one image (and its attributes). Plain data. */
 typedef struct {
@@ -75,6 +91,13 @@ typedef struct {
     double tex_aux;       /* dot radius / period, wave amplitude in px, noise cell in px */
     double noise;         /* standard deviation of the additive pixel noise, in [0,1] units */
     uint64_t noise_key;   /* key of the per-pixel noise */
+    /* hard split only (all zero elsewhere) */
+    double fade;                  /* fg = base + fade * (background mean - base) */
+    double occ_width;             /* occluding bar's width in pixels (0: none) */
+    double occ_angle, occ_offset; /* its direction (degrees) and signed distance from (x, y) */
+    double occ_rgb[3];            /* its grey */
+    int n_distractors;
+    mc_world_distractor distractors[MC_WORLD_MAX_DISTRACTORS];
 } mc_world_sample;
 
 /* Names (static strings; index out of range gives NULL). */
@@ -88,7 +111,7 @@ bool mc_world_colour_rgb(int i, double rgb[3]);
 void mc_world_class_name(int c, char *buf, size_t cap);
 void mc_world_class_dir(int c, char *buf, size_t cap);
 
-/* Checks the counts (each in 0..MC_WORLD_MAX_PER_CLASS, train >= 1). */
+/* Checks the counts (each in 0..MC_WORLD_MAX_PER_CLASS, train >= 1) and the hard knobs. */
 mc_status mc_world_params_check(const mc_world_params *p, mc_error *err);
 /* Number of images in a split. */
 int64_t mc_world_split_count(const mc_world_params *p, int split);
@@ -97,7 +120,8 @@ void mc_world_sample_at(const mc_world_params *p, int split, int64_t index, mc_w
 /* Renders s into rgb (MC_WORLD_SIZE*MC_WORLD_SIZE*3 bytes, HWC). */
 void mc_world_render(const mc_world_sample *s, uint8_t *rgb);
 /* The shape's ground-truth mask: per pixel, the fraction of its 4x4 render samples the shape
- * covers, as 0..255 (255 = fully inside; the same geometry as mc_world_render). mask holds
+ * covers and shows (a hard image's occluding bar hides what it covers; distractors lie behind
+ * the shape), as 0..255 (255 = fully inside; the same geometry as mc_world_render). mask holds
  * MC_WORLD_SIZE*MC_WORLD_SIZE bytes. */
 void mc_world_render_mask(const mc_world_sample *s, uint8_t *mask);
 /* Reads DIR/world.json (written by mc_world_write_lists) into *p, so that the attributes of any

@@ -2,13 +2,25 @@
  * generator is MPI-free; this command splits its images over the ranks and agrees on errors and
  * stop signals. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "miclip/log.h"
 #include "miclip/world.h"
 
-enum { OPT_OUT = 2, OPT_SEED, OPT_PER_CLASS, OPT_VAL_PER_CLASS, OPT_UNSEEN_PER_CLASS, OPT_MASKS };
+enum {
+    OPT_OUT = 2,
+    OPT_SEED,
+    OPT_PER_CLASS,
+    OPT_VAL_PER_CLASS,
+    OPT_UNSEEN_PER_CLASS,
+    OPT_HARD_PER_CLASS,
+    OPT_MASKS,
+    OPT_HARD_FADE,
+    OPT_HARD_OCCLUSION,
+    OPT_HARD_DISTRACTORS
+};
 
 static const mc_cli_opt opts[] = {
     {"out", MC_CLI_VALUE, OPT_OUT, "DIR", "output folder (created)"},
@@ -17,6 +29,19 @@ static const mc_cli_opt opts[] = {
     {"val-per-class", MC_CLI_VALUE, OPT_VAL_PER_CLASS, "N", "val images per class (default 20)"},
     {"unseen-per-class", MC_CLI_VALUE, OPT_UNSEEN_PER_CLASS, "N",
      "unseen images per texture (default 20)"},
+    {"hard-per-class", MC_CLI_VALUE, OPT_HARD_PER_CLASS, "N",
+     "hard images per class (default 0: no DIR/hard/); val's\n"
+     "recipe made harder by the three knobs below"},
+    {"hard-fade", MC_CLI_VALUE, OPT_HARD_FADE, "F",
+     "low contrast: each hard image's shape colours move\n"
+     "towards the background's mean by U(0, F) (default 0)"},
+    {"hard-occlusion", MC_CLI_VALUE, OPT_HARD_OCCLUSION, "F",
+     "occlusion: a grey bar of width U(0, F) x the shape's\n"
+     "diameter across the shape, on top (default 0)"},
+    {"hard-distractors", MC_CLI_VALUE, OPT_HARD_DISTRACTORS, "N",
+     "clutter: up to N (uniform 0..N per image) smaller\n"
+     "shapes (0.35-0.6 x its size) of another colour and\n"
+     "another shape behind the shape (0..8, default 0)"},
     {"masks", MC_CLI_FLAG, OPT_MASKS, NULL,
      "also write the shapes' ground-truth masks as 8-bit grey\n"
      "PNGs (255 = covered) under DIR/masks/<split>/..."},
@@ -26,13 +51,16 @@ const mc_cli_cmd mc_cmd_world_cli = {
     .name = "world",
     .action = "make",
     .usage = "miclip world make --out DIR --seed S [--per-class N] [--val-per-class N]\n"
-             "                         [--unseen-per-class N] [--masks]",
+             "                         [--unseen-per-class N] [--masks] [--hard-per-class N\n"
+             "                         --hard-fade F --hard-occlusion F --hard-distractors N]",
     .about = "Writes the tiny world: 64x64 PNG images of one coloured shape on a textured\n"
              "background, as ImageFolder splits DIR/train/<colour>_<shape>/, DIR/val/...,\n"
              "DIR/unseen/<texture>/, with attributes.jsonl per split and classes.txt,\n"
              "textures.txt, colours.txt, shapes.txt, concepts.txt and world.json.\n"
              "The same seed gives the same bytes, for any number of MPI ranks (images are\n"
-             "split over ranks by index).\n",
+             "split over ranks by index). --hard-per-class adds DIR/hard/<colour>_<shape>/: an\n"
+             "evaluation split with low contrast, occlusion and clutter; the ground truth\n"
+             "(attributes, masks) stays exact and the other splits keep their bytes.\n",
     .opts = opts};
 
 /* Collective: writes the whole world under out_dir. Images are rendered by index shard on every
@@ -86,10 +114,11 @@ static mc_status world_make(const mc_comm *c, const char *out_dir, const mc_worl
     if (s == MC_OK && !failed && c->rank == 0) s = mc_world_write_lists(out_dir, p, err);
     s = mc_comm_agree(c, s, err);
     if (s == MC_OK)
-        mc_info0("world: wrote %lld train, %lld val, %lld unseen images to %s",
+        mc_info0("world: wrote %lld train, %lld val, %lld unseen, %lld hard images to %s",
                  (long long)mc_world_split_count(p, MC_WORLD_TRAIN),
                  (long long)mc_world_split_count(p, MC_WORLD_VAL),
-                 (long long)mc_world_split_count(p, MC_WORLD_UNSEEN), out_dir);
+                 (long long)mc_world_split_count(p, MC_WORLD_UNSEEN),
+                 (long long)mc_world_split_count(p, MC_WORLD_HARD), out_dir);
     return s;
 }
 
@@ -107,6 +136,24 @@ int mc_cmd_world(const mc_comm *c, int argc, char **argv) {
         case MC_CLI_ARG: return mc_cli_usage_error(c, "world", "unexpected argument '%s'", v);
         case OPT_MASKS: p.masks = 1; break;
         case OPT_OUT: out = v; break;
+        case OPT_HARD_FADE:
+        case OPT_HARD_OCCLUSION: {
+            char *end = NULL;
+            double x = strtod(v, &end);
+            if (end == v || *end || !(x >= 0 && x <= 1))
+                return mc_cli_usage_error(c, "world", "%s takes a number from 0 to 1",
+                                          id == OPT_HARD_FADE ? "--hard-fade" : "--hard-occlusion");
+            *(id == OPT_HARD_FADE ? &p.hard_fade : &p.hard_occlusion) = x;
+            break;
+        }
+        case OPT_HARD_DISTRACTORS:
+            if (!mc_cli_parse_int(v, 0, MC_WORLD_MAX_DISTRACTORS, &n))
+                return mc_cli_usage_error(c, "world",
+                                          "--hard-distractors takes a whole number "
+                                          "from 0 to %d",
+                                          MC_WORLD_MAX_DISTRACTORS);
+            p.hard_distractors = (int)n;
+            break;
         case OPT_SEED:
             if (!mc_cli_parse_int(v, 0, 0x7fffffffffffffffLL, &n))
                 return mc_cli_usage_error(c, "world", "--seed takes a whole number >= 0");
@@ -114,9 +161,10 @@ int mc_cmd_world(const mc_comm *c, int argc, char **argv) {
             have_seed = 1;
             break;
         default: {
-            const char *a = id == OPT_PER_CLASS       ? "--per-class"
-                            : id == OPT_VAL_PER_CLASS ? "--val-per-class"
-                                                      : "--unseen-per-class";
+            const char *a = id == OPT_PER_CLASS        ? "--per-class"
+                            : id == OPT_VAL_PER_CLASS  ? "--val-per-class"
+                            : id == OPT_HARD_PER_CLASS ? "--hard-per-class"
+                                                       : "--unseen-per-class";
             long long lo = id == OPT_PER_CLASS ? 1 : 0;
             if (!mc_cli_parse_int(v, lo, MC_WORLD_MAX_PER_CLASS, &n))
                 return mc_cli_usage_error(c, "world", "%s takes a whole number from %lld to %d", a,
@@ -125,6 +173,8 @@ int mc_cmd_world(const mc_comm *c, int argc, char **argv) {
                 p.per_class = n;
             else if (id == OPT_VAL_PER_CLASS)
                 p.val_per_class = n;
+            else if (id == OPT_HARD_PER_CLASS)
+                p.hard_per_class = n;
             else
                 p.unseen_per_class = n;
         }

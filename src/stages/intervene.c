@@ -31,6 +31,7 @@
 #include "method/concepts.h"
 #include "method/extract_key.h"
 #include "method/keys.h"
+#include "method/precision.h"
 #include "method/prefix_cache.h"
 #include "method/task_index.h"
 #include "method/method_task.h"
@@ -404,6 +405,7 @@ static mc_status edited_rows(const mc_config *cfg, mc_runner *R, mc_prefix_set *
 typedef struct {
     double delta, spec, clean; /* percentage points; clean accuracy in percent */
     double dprob;              /* change of the class's mean probability, percentage points */
+    double precision;          /* localization precision, percent (group_precision) */
     int64_t n_classes;         /* classes with images */
 } group_result;
 
@@ -508,6 +510,77 @@ static mc_status group_metrics(const mc_comm *c, const mc_config *cfg, const mc_
     return s;
 }
 
+/* The edited tokens [t0, t1) of the state (intervene.tokens; a feature map's positions all). */
+static void edited_tokens(const mc_config *cfg, const mc_runner *R, int64_t *t0, int64_t *t1) {
+    *t0 = 0, *t1 = R->tokens;
+    if (!R->map && cfg->intervene.tokens == MC_TOKENS_CLS) *t1 = 1;
+    if (!R->map && cfg->intervene.tokens == MC_TOKENS_PATCHES) *t0 = 1;
+}
+
+/* Localization precision of one (dataset, kind) group (docs/intervene.md): each image's value of
+ * every unit is its mean over the edited tokens (a neuron: the state's entry; an SAE feature:
+ * its top-k code, 0 where it does not fire), read from the prefix cache in row order, then
+ * mc_unit_precision. Every rank computes the same numbers; rank 0 writes <g>/precision [C] and
+ * the group's attribute "precision" (percent). Collective. */
+static mc_status group_precision(const mc_comm *c, const mc_config *cfg, const mc_runner *R,
+                                 mc_prefix_set *p, mc_store *st, const char *g,
+                                 const kind_units *ku, sae_units *sae, double *mean,
+                                 mc_error *err) {
+    const int64_t N = p->n, C = p->C, D = R->dim, nu = ku->n_units, bs = cfg->intervene.batch_size,
+                  tau = cfg->intervene.tau;
+    int64_t t0, t1;
+    edited_tokens(cfg, R, &t0, &t1);
+    const int64_t nt = t1 - t0;
+    const bool is_sae = ku->kind == MC_UNIT_SAE;
+    const int k = is_sae ? sae->k : 0;
+    float *acts = calloc((size_t)(N > 0 ? N : 1) * (size_t)nu, sizeof(float));
+    float *state = mc_alloc_array((size_t)bs, (size_t)R->per * sizeof(float));
+    float *rows = mc_alloc_array((size_t)bs * (size_t)nt, (size_t)D * sizeof(float));
+    int32_t *idx = mc_alloc_array((size_t)bs * (size_t)nt, (size_t)(k > 0 ? k : 1) * 4);
+    float *val = mc_alloc_array((size_t)bs * (size_t)nt, (size_t)(k > 0 ? k : 1) * 4);
+    double *prec = mc_alloc_array((size_t)(C > 0 ? C : 1), sizeof(double));
+    mc_status s = acts && state && rows && idx && val && prec
+                      ? MC_OK
+                      : MC_FAIL(err, MC_ERR_NOMEM, "out of memory for the precision of %s", g);
+    const float inv = 1.0f / (float)nt;
+    for (int64_t r = 0; s == MC_OK && r < N; r += bs) {
+        const int64_t B = r + bs < N ? bs : N - r;
+        int64_t start[4] = {r, 0, 0, 0}, count[4] = {B, R->shape[0], R->shape[1], R->shape[2]};
+        s = mc_store_read_slice(p->st, "state", MC_DTYPE_F32, start, count, state, false, err);
+        for (int64_t b = 0; s == MC_OK && b < B; b++)
+            for (int64_t t = 0; t < nt; t++)
+                for (int64_t i = 0; i < D; i++) {
+                    const int64_t tt = t0 + t;
+                    float x = R->map ? state[(b * D + i) * R->tokens + tt]
+                                     : state[(b * R->tokens + tt) * D + i];
+                    if (is_sae)
+                        rows[(b * nt + t) * D + i] = x;
+                    else
+                        acts[(r + b) * nu + i] += x * inv;
+                }
+        if (s != MC_OK || !is_sae) continue;
+        mc_sae_encode(sae->sae, rows, B * nt, idx, val);
+        for (int64_t q = 0; q < B * nt; q++)
+            for (int j = 0; j < k; j++)
+                acts[(r + q / nt) * nu + idx[q * k + j]] += val[q * k + j] * inv;
+    }
+    if (s == MC_OK)
+        s = mc_unit_precision(acts, N, nu, p->first, C, ku->units, tau, prec, mean, err);
+    if (s == MC_OK) *mean *= 100.0;
+    s = mc_comm_agree(c, s, err);
+    char name[600];
+    mc_snprintf(name, sizeof name, "%s/precision", g);
+    if (s == MC_OK && !mc_store_exists(st, name)) {
+        int64_t sh[1] = {C};
+        s = mc_store_create_dataset(st, name, MC_DTYPE_F64, 1, sh, 0, err);
+    }
+    if (s == MC_OK)
+        s = mc_store_write_rows(st, name, MC_DTYPE_F64, 0, c->rank == 0 ? C : 0, prec, err);
+    if (s == MC_OK) s = mc_store_set_attr_f64(st, g, "precision", *mean, err);
+    free(acts), free(state), free(rows), free(idx), free(val), free(prec);
+    return s;
+}
+
 /* Runs (or resumes) one (dataset, kind) group: class by class, round-robin over ranks. */
 static mc_status run_group(const mc_comm *c, const mc_config *cfg, const mc_task *task,
                            mc_runner *R, mc_prefix_set *p, mc_store *st, const char *g,
@@ -523,9 +596,7 @@ static mc_status run_group(const mc_comm *c, const mc_config *cfg, const mc_task
                    .tau = tau,
                    .sae = sae,
                    .mu = task->mode == MC_MODE_ADD ? ku->mu : NULL};
-    ec.t0 = 0, ec.t1 = R->tokens;
-    if (!R->map && cfg->intervene.tokens == MC_TOKENS_CLS) ec.t1 = 1;
-    if (!R->map && cfg->intervene.tokens == MC_TOKENS_PATCHES) ec.t0 = 1;
+    edited_tokens(cfg, R, &ec.t0, &ec.t1);
     float *state = mc_alloc_array((size_t)bs, (size_t)R->per * sizeof(float));
     float *logits = mc_alloc_array((size_t)bs, (size_t)R->out_dim * sizeof(float));
     float *first = calloc((size_t)R->out_dim, sizeof(float));
@@ -1345,11 +1416,14 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
                 s = group_metrics(c, cfg, task, &R, &ps[d], st, g, &ku[d][k], tables, &gr[d][k],
                                   err);
             if (s == MC_OK)
+                s = group_precision(c, cfg, &R, &ps[d], st, g, &ku[d][k], &sae, &gr[d][k].precision,
+                                    err);
+            if (s == MC_OK)
                 mc_info0("intervene %s %s: Delta-Acc %+.2f pp, Delta-P %+.2f pp, other class %+.2f "
                          "pp (clean %.1f%%, "
-                         "%lld classes)",
+                         "%lld classes), precision %.1f%%",
                          task->id, g, gr[d][k].delta, gr[d][k].dprob, gr[d][k].spec, gr[d][k].clean,
-                         (long long)gr[d][k].n_classes);
+                         (long long)gr[d][k].n_classes, gr[d][k].precision);
         }
     if (s == MC_OK && !complete) {
         const struct {
@@ -1383,16 +1457,16 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
                           "### %s\n\n%s units, %s, beta %g%s, tokens %s, seed %lld.\n\n| units | "
                           "dataset | classes | "
                           "Delta-Acc (pp) | Delta-P (pp) | other class (pp) | clean acc (%%) "
-                          "|\n|---|---|---|---|---|---|---|\n",
+                          "| precision (%%) |\n|---|---|---|---|---|---|---|---|\n",
                           task->id, who, mc_mode_name(task->mode), task->beta,
                           use_mu ? " x mu_i" : "", tokens_name(cfg->intervene.tokens),
                           (long long)task->seed);
             for (int d = 0; d < nd; d++)
                 for (int k = 0; k < nk && !ps[d].skip; k++)
-                    mc_buf_printf(&b, "| %s | %s | %lld | %+.2f | %+.2f | %+.2f | %.1f |\n",
+                    mc_buf_printf(&b, "| %s | %s | %lld | %+.2f | %+.2f | %+.2f | %.1f | %.1f |\n",
                                   mc_unit_kind_name(ku[d][k].kind), mc_split_name(ps[d].split),
                                   (long long)gr[d][k].n_classes, gr[d][k].delta, gr[d][k].dprob,
-                                  gr[d][k].spec, gr[d][k].clean);
+                                  gr[d][k].spec, gr[d][k].clean, gr[d][k].precision);
             char path[MC_PATH_CAP];
             mc_snprintf(path, sizeof path, "%s/report/interventions/%s.md", cfg->output_dir,
                         task->id);

@@ -395,6 +395,7 @@ static int64_t known_size(const mc_dataset_cfg *d) {
         if (!strcmp(d->split, "train")) return 100 * MC_WORLD_NUM_CLASSES;
         if (!strcmp(d->split, "val")) return 20 * MC_WORLD_NUM_CLASSES;
         if (!strcmp(d->split, "unseen")) return 20 * MC_WORLD_NUM_TEXTURES;
+        if (!strcmp(d->split, "hard")) return 20 * MC_WORLD_NUM_CLASSES; /* the main job's */
     }
     return 0;
 }

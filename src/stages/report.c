@@ -235,11 +235,11 @@ static const char *rel_path(const mc_config *cfg, const char *path) {
 
 /* One task's numbers for one row of a summary: the row's identity as tab-separated display fields
  * (describe: layer, variant, set; baselines: layer, method, set; intervene: method, mode, beta,
- * units, dataset), the seed and up to four values. */
+ * units, dataset), the seed and up to five values. */
 typedef struct {
     char key[4 * NAME_CAP];
     int64_t seed;
-    double v[4];
+    double v[5];
 } result;
 
 typedef struct {
@@ -320,9 +320,12 @@ static mc_status read_results(const mc_comm *c, const mc_config *cfg, int stage,
                     mc_snprintf(g, sizeof g, "%s/%s", split, kind);
                     if (!mc_store_exists(st, g))
                         continue; /* a dataset without any of the target's classes */
-                    double v[4];
+                    double v[5] = {0, 0, 0, 0, NAN};
                     for (int q = 0; s == MC_OK && q < 4; q++)
                         s = mc_store_get_attr_f64(st, g, attrs[q], &v[q], err);
+                    /* the localization precision (stores written before it have none) */
+                    if (s == MC_OK && mc_store_has_attr(st, g, "precision"))
+                        s = mc_store_get_attr_f64(st, g, "precision", &v[4], err);
                     /* miclip's other E_n variants (intervene.variants) are rows of their own. */
                     char meth[NAME_CAP];
                     if (task->variant >= 0)
@@ -332,7 +335,7 @@ static mc_status read_results(const mc_comm *c, const mc_config *cfg, int stage,
                         mc_snprintf(meth, sizeof meth, "%s", mc_method_name(task->method));
                     mc_snprintf(row, sizeof row, "%s\t%s\t%g\t%s\t%s", meth,
                                 mc_mode_name(task->mode), task->beta, kind, split);
-                    if (s == MC_OK) s = results_add(out, row, task->seed, v, 4, err);
+                    if (s == MC_OK) s = results_add(out, row, task->seed, v, 5, err);
                 }
         } else {
             /* The description accuracy of the logit neurons, per concept set. */
@@ -416,6 +419,24 @@ static mc_status table2_add(section *t2, const results *r, mc_error *err) {
                            err));
         MC_TRY(section_add(&t2[1], f[0], col, dir, r->v[i].seed, r->v[i].v[1], "intervene results",
                            err));
+    }
+    return MC_OK;
+}
+
+/* The localization precision table: columns "units, dataset", one record per (method, seed) from
+ * the first edit of the sweep (a method's units do not depend on the edit). */
+static mc_status precision_add(section *tp, const results *r, mc_error *err) {
+    char first[2 * NAME_CAP] = "";
+    for (int i = 0; i < r->n; i++) {
+        char buf[sizeof r->v[i].key], *f[5], col[NAME_CAP], edit[2 * NAME_CAP];
+        if (key_fields(r->v[i].key, buf, sizeof buf, f, 5) != 5 || !isfinite(r->v[i].v[4]))
+            continue;
+        mc_snprintf(edit, sizeof edit, "%s %s", f[1], f[2]);
+        if (!first[0]) mc_strlcpy(first, edit, sizeof first);
+        if (strcmp(edit, first)) continue;
+        mc_snprintf(col, sizeof col, "%s, %s", f[3], f[4]);
+        MC_TRY(
+            section_add(tp, f[0], col, +1, r->v[i].seed, r->v[i].v[4], "intervene results", err));
     }
     return MC_OK;
 }
@@ -1165,6 +1186,9 @@ static mc_status report_tables(const mc_config *cfg, const results *desc, const 
     mc_snprintf(t2[1].title, sizeof t2[1].title, "Delta-P");
     mc_snprintf(t2[1].unit, sizeof t2[1].unit, "pp");
     section t4[2] = {{.ref = T4_REF}, {.ref = T4_REF}};
+    section tp = {.ref = REF_T2};
+    mc_snprintf(tp.title, sizeof tp.title, "Localization precision");
+    mc_snprintf(tp.unit, sizeof tp.unit, "%%");
     mc_snprintf(t4[0].title, sizeof t4[0].title, "Neurons, Delta-Acc");
     mc_snprintf(t4[1].title, sizeof t4[1].title, "SAE features, Delta-Acc");
     mc_snprintf(t4[0].unit, sizeof t4[0].unit, "pp");
@@ -1174,6 +1198,7 @@ static mc_status report_tables(const mc_config *cfg, const results *desc, const 
     if (s == MC_OK) s = table1_scores(&t1s[0], &t1s[1], scores, err);
     if (s == MC_OK) s = table2_add(t2, inter, err);
     if (s == MC_OK) s = table3_add(t3, inter, cfg->intervene.add_beta == 1, err);
+    if (s == MC_OK) s = precision_add(&tp, inter, err);
     /* Table 4 compares E_n variants: only with more than one in intervene.variants. */
     const bool t4_on = cfg->intervene.variants.n > 1 && inter->n > 0;
     if (s == MC_OK && t4_on) s = table4_add(t4, cfg, inter, err);
@@ -1368,6 +1393,28 @@ static mc_status report_tables(const mc_config *cfg, const results *desc, const 
         mc_info0("report: intervene.variants lists %s: Table 4 (ablation) omitted",
                  cfg->intervene.variants.n > 1 ? "variants without records" : "one E_n variant");
     }
+    if (s == MC_OK && tp.n_recs) {
+        section_order(&tp);
+        char intro[1600];
+        mc_snprintf(intro, sizeof intro,
+                    "How well each method's top-%lld units of class c pick out c's images "
+                    "(docs/intervene.md, \"Localization precision\"): for each unit, the fraction "
+                    "of its n_c most activating images of the dataset (n_c = the number of c's "
+                    "images; ties at the threshold shared out as under uniform tie-breaking) whose "
+                    "object is c, a unit's value on an image being its mean over the edited tokens "
+                    "at layer `%s` (a neuron's entry, an SAE feature's top-k code). Averaged over "
+                    "c's units, then over the classes, in percent; chance is 1/C. On the tiny "
+                    "world an image's class is the generator's ground truth of its object's colour "
+                    "and shape. Mean ± sample standard deviation (n - 1) over seeds.",
+                    (long long)cfg->intervene.tau, cfg->intervene.layer);
+        table_spec ts = {.file = "table_precision",
+                         .title = "Localization precision of the units",
+                         .intro = intro,
+                         .secs = &tp,
+                         .n_secs = 1};
+        s = write_table(cfg, &ts, readme, err);
+    }
+    section_free(&tp);
     section_free(&t1), section_free(&t2[0]), section_free(&t2[1]), section_free(&t1s[0]),
         section_free(&t1s[1]);
     for (int i = 0; i < 4; i++) section_free(&t3[i]);

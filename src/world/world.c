@@ -28,7 +28,7 @@ static const char *const texture_names[MC_WORLD_NUM_TEXTURES] = {"checkered", "d
                                                                  "plain",     "striped", "wavy"};
 enum { T_CHECKERED, T_DOTTED, T_NOISY, T_PLAIN, T_STRIPED, T_WAVY };
 enum { S_CIRCLE, S_CROSS, S_RING, S_SQUARE, S_STAR, S_TRIANGLE };
-static const char *const split_names[MC_WORLD_NUM_SPLITS] = {"train", "val", "unseen"};
+static const char *const split_names[MC_WORLD_NUM_SPLITS] = {"train", "val", "unseen", "hard"};
 
 const char *mc_world_colour_name(int i) {
     return i >= 0 && i < MC_WORLD_NUM_COLOURS ? colour_names[i] : NULL;
@@ -96,6 +96,18 @@ mc_status mc_world_params_check(const mc_world_params *p, mc_error *err) {
     if (p->unseen_per_class < 0 || p->unseen_per_class > MC_WORLD_MAX_PER_CLASS)
         return MC_FAIL(err, MC_ERR_ARG, "world: --unseen-per-class must be 0..%d, got %lld",
                        MC_WORLD_MAX_PER_CLASS, (long long)p->unseen_per_class);
+    if (p->hard_per_class < 0 || p->hard_per_class > MC_WORLD_MAX_PER_CLASS)
+        return MC_FAIL(err, MC_ERR_ARG, "world: --hard-per-class must be 0..%d, got %lld",
+                       MC_WORLD_MAX_PER_CLASS, (long long)p->hard_per_class);
+    if (!(p->hard_fade >= 0 && p->hard_fade <= 1))
+        return MC_FAIL(err, MC_ERR_ARG, "world: --hard-fade must be in [0, 1], got %g",
+                       p->hard_fade);
+    if (!(p->hard_occlusion >= 0 && p->hard_occlusion <= 1))
+        return MC_FAIL(err, MC_ERR_ARG, "world: --hard-occlusion must be in [0, 1], got %g",
+                       p->hard_occlusion);
+    if (p->hard_distractors < 0 || p->hard_distractors > MC_WORLD_MAX_DISTRACTORS)
+        return MC_FAIL(err, MC_ERR_ARG, "world: --hard-distractors must be 0..%d, got %d",
+                       MC_WORLD_MAX_DISTRACTORS, p->hard_distractors);
     return MC_OK;
 }
 
@@ -104,11 +116,49 @@ int64_t mc_world_split_count(const mc_world_params *p, int split) {
     case MC_WORLD_TRAIN: return p->per_class * MC_WORLD_NUM_CLASSES;
     case MC_WORLD_VAL: return p->val_per_class * MC_WORLD_NUM_CLASSES;
     case MC_WORLD_UNSEEN: return p->unseen_per_class * MC_WORLD_NUM_TEXTURES;
+    case MC_WORLD_HARD: return p->hard_per_class * MC_WORLD_NUM_CLASSES;
     default: return 0;
     }
 }
 
 static double clamp01(double v) { return v < 0 ? 0 : v > 1 ? 1 : v; }
+
+/* The hard split's extra draws, after all of val's (so an image's base draws follow val's
+ * recipe under the hard split's own key). Each knob at 0 still draws, so turning one knob never
+ * moves the others' numbers. */
+static void hard_draws(const mc_world_params *p, rng *r, mc_world_sample *s) {
+    /* Low contrast: the shape's colour moves towards the background's mean colour. */
+    s->fade = rng_range(r, 0.0, p->hard_fade);
+    for (int ch = 0; ch < 3; ch++) {
+        double bgm = 0.5 * (s->bg[ch] + s->bg2[ch]);
+        s->fg[ch] += s->fade * (bgm - s->fg[ch]);
+    }
+    /* Occlusion: a grey bar across the shape, width a fraction of its diameter, its centre line
+     * within half a radius of the shape's centre. */
+    s->occ_width = rng_range(r, 0.0, p->hard_occlusion) * 2.0 * s->scale;
+    s->occ_angle = rng_range(r, 0.0, 180.0);
+    s->occ_offset = rng_range(r, -0.5, 0.5) * s->scale;
+    double grey = rng_range(r, 0.30, 0.80);
+    for (int ch = 0; ch < 3; ch++) s->occ_rgb[ch] = clamp01(grey + rng_range(r, -0.04, 0.04));
+    mc_world_distractor unused;
+    /* Clutter: 0..hard_distractors (uniform) smaller shapes of another colour and another
+     * shape, anywhere in the image; every slot draws, so the count never moves later numbers. */
+    s->n_distractors = rng_int(r, p->hard_distractors + 1);
+    for (int i = 0; i < p->hard_distractors; i++) {
+        mc_world_distractor *d = i < s->n_distractors ? &s->distractors[i] : &unused;
+        d->colour = (s->colour + 1 + rng_int(r, MC_WORLD_NUM_COLOURS - 1)) % MC_WORLD_NUM_COLOURS;
+        d->shape = (s->shape + 1 + rng_int(r, MC_WORLD_NUM_SHAPES - 1)) % MC_WORLD_NUM_SHAPES;
+        d->scale = rng_range(r, 0.35, 0.6) * s->scale;
+        d->x = rng_range(r, d->scale + 1.0, MC_WORLD_SIZE - d->scale - 1.0);
+        d->y = rng_range(r, d->scale + 1.0, MC_WORLD_SIZE - d->scale - 1.0);
+        d->rotation = rng_range(r, 0.0, 360.0);
+        double bright = rng_range(r, 0.85, 1.10);
+        for (int ch = 0; ch < 3; ch++) {
+            double c = clamp01(colour_rgb[d->colour][ch] * bright + rng_range(r, -0.07, 0.07));
+            d->fg[ch] = c + s->fade * (0.5 * (s->bg[ch] + s->bg2[ch]) - c);
+        }
+    }
+}
 
 void mc_world_sample_at(const mc_world_params *p, int split, int64_t index, mc_world_sample *s) {
     MC_ASSERT(split >= 0 && split < MC_WORLD_NUM_SPLITS);
@@ -123,7 +173,9 @@ void mc_world_sample_at(const mc_world_params *p, int split, int64_t index, mc_w
         s->k = index % p->unseen_per_class;
         s->cls = rng_int(&r, MC_WORLD_NUM_CLASSES);
     } else {
-        int64_t per = split == MC_WORLD_TRAIN ? p->per_class : p->val_per_class;
+        int64_t per = split == MC_WORLD_TRAIN ? p->per_class
+                      : split == MC_WORLD_VAL ? p->val_per_class
+                                              : p->hard_per_class;
         s->cls = (int)(index / per);
         s->k = index % per;
         s->texture = rng_int(&r, MC_WORLD_NUM_TEXTURES);
@@ -162,6 +214,7 @@ void mc_world_sample_at(const mc_world_params *p, int split, int64_t index, mc_w
     }
     s->noise = rng_range(&r, 0.0, 0.03);
     s->noise_key = rng_u64(&r);
+    if (split == MC_WORLD_HARD) hard_draws(p, &r, s);
 }
 
 /* ---- rendering --------------------------------------------------------------------------- */
@@ -235,24 +288,49 @@ static int inside_shape(int shape, double x, double y) {
     }
 }
 
+/* One shape's placement: centre, 1 / circumradius and rotation. */
+typedef struct {
+    int shape;
+    double x, y, inv, cr, sr;
+} placed;
+
+static placed place(int shape, double x, double y, double scale, double rotation) {
+    double ra = rotation * PI / 180.0;
+    return (placed){shape, x, y, 1.0 / scale, cos(ra), sin(ra)};
+}
+
 /* Per-image constants of the render. */
 typedef struct {
     double ca, sa; /* texture rotation */
-    double cr, sr; /* shape rotation */
-    double inv;    /* 1 / scale */
+    placed obj;    /* the object */
+    placed dis[MC_WORLD_MAX_DISTRACTORS];
+    double on_x, on_y; /* the occluding bar's unit normal */
 } render_frame;
 
 static render_frame frame_of(const mc_world_sample *s) {
-    double ta = s->tex_angle * PI / 180.0, ra = s->rotation * PI / 180.0;
-    return (render_frame){cos(ta), sin(ta), cos(ra), sin(ra), 1.0 / s->scale};
+    double ta = s->tex_angle * PI / 180.0, oa = s->occ_angle * PI / 180.0;
+    render_frame f = {cos(ta), sin(ta),  place(s->shape, s->x, s->y, s->scale, s->rotation),
+                      {{0}},   -sin(oa), cos(oa)};
+    for (int i = 0; i < s->n_distractors; i++) {
+        const mc_world_distractor *d = &s->distractors[i];
+        f.dis[i] = place(d->shape, d->x, d->y, d->scale, d->rotation);
+    }
+    return f;
 }
 
-/* Does the shape cover the image point (fx, fy) (pixel coordinates, y down)? */
-static int covers(const mc_world_sample *s, const render_frame *f, double fx, double fy) {
+/* Does the placed shape cover the image point (fx, fy) (pixel coordinates, y down)? */
+static int covers(const placed *p, double fx, double fy) {
     /* Local shape coordinates: y up, rotated by -rotation. */
-    double dx = (fx - s->x) * f->inv, dy = (s->y - fy) * f->inv;
-    double lx = dx * f->cr + dy * f->sr, ly = -dx * f->sr + dy * f->cr;
-    return dx * dx + dy * dy < 1.0 && inside_shape(s->shape, lx, ly);
+    double dx = (fx - p->x) * p->inv, dy = (p->y - fy) * p->inv;
+    double lx = dx * p->cr + dy * p->sr, ly = -dx * p->sr + dy * p->cr;
+    return dx * dx + dy * dy < 1.0 && inside_shape(p->shape, lx, ly);
+}
+
+/* Does the hard image's occluding bar cover (fx, fy)? */
+static int occluded(const mc_world_sample *s, const render_frame *f, double fx, double fy) {
+    if (s->occ_width <= 0) return 0;
+    double d = (fx - s->x) * f->on_x + (fy - s->y) * f->on_y - s->occ_offset;
+    return fabs(d) < 0.5 * s->occ_width;
 }
 
 void mc_world_render(const mc_world_sample *s, uint8_t *rgb) {
@@ -264,11 +342,18 @@ void mc_world_render(const mc_world_sample *s, uint8_t *rgb) {
             for (int sy = 0; sy < SUPERSAMPLE; sy++) {
                 for (int sx = 0; sx < SUPERSAMPLE; sx++) {
                     double fx = px + (sx + 0.5) / SUPERSAMPLE, fy = py + (sy + 0.5) / SUPERSAMPLE;
-                    const double *col;
+                    const double *col = NULL;
                     double mixed[3];
-                    if (covers(s, &f, fx, fy)) {
+                    /* Front to back: the bar, the object, the distractors (the last on top). */
+                    if (occluded(s, &f, fx, fy)) {
+                        col = s->occ_rgb;
+                    } else if (covers(&f.obj, fx, fy)) {
                         col = s->fg;
                     } else {
+                        for (int i = s->n_distractors - 1; i >= 0 && !col; i--)
+                            if (covers(&f.dis[i], fx, fy)) col = s->distractors[i].fg;
+                    }
+                    if (!col) {
                         double t = texture_at(s, fx, fy, f.ca, f.sa);
                         for (int ch = 0; ch < 3; ch++)
                             mixed[ch] = s->bg[ch] + t * (s->bg2[ch] - s->bg[ch]);
@@ -298,10 +383,32 @@ void mc_world_render_mask(const mc_world_sample *s, uint8_t *mask) {
         for (int px = 0; px < N; px++) {
             int n = 0;
             for (int sy = 0; sy < SUPERSAMPLE; sy++)
-                for (int sx = 0; sx < SUPERSAMPLE; sx++)
-                    n +=
-                        covers(s, &f, px + (sx + 0.5) / SUPERSAMPLE, py + (sy + 0.5) / SUPERSAMPLE);
+                for (int sx = 0; sx < SUPERSAMPLE; sx++) {
+                    double fx = px + (sx + 0.5) / SUPERSAMPLE, fy = py + (sy + 0.5) / SUPERSAMPLE;
+                    n += covers(&f.obj, fx, fy) && !occluded(s, &f, fx, fy);
+                }
             mask[py * N + px] = (uint8_t)((n * 255 + S2 / 2) / S2);
+        }
+    }
+}
+
+/* Binary (0/255) mask of the pixels where the background texture shows on more than half of the
+ * render samples (the complement of the object, the bar and the distractors). */
+static void background_mask(const mc_world_sample *s, uint8_t *mask) {
+    const int N = MC_WORLD_SIZE, S2 = SUPERSAMPLE * SUPERSAMPLE;
+    render_frame f = frame_of(s);
+    for (int py = 0; py < N; py++) {
+        for (int px = 0; px < N; px++) {
+            int n = 0;
+            for (int sy = 0; sy < SUPERSAMPLE; sy++)
+                for (int sx = 0; sx < SUPERSAMPLE; sx++) {
+                    double fx = px + (sx + 0.5) / SUPERSAMPLE, fy = py + (sy + 0.5) / SUPERSAMPLE;
+                    int hit = occluded(s, &f, fx, fy) || covers(&f.obj, fx, fy);
+                    for (int i = 0; i < s->n_distractors && !hit; i++)
+                        hit = covers(&f.dis[i], fx, fy);
+                    n += !hit;
+                }
+            mask[py * N + px] = 2 * n > S2 ? 255 : 0; /* as 255 - fg where nothing else lies */
         }
     }
 }
@@ -336,6 +443,31 @@ int mc_world_sample_json(const mc_world_sample *s, char *buf, size_t cap) {
         s->x - r, s->y - r, s->x + r, s->y + r, s->fg[0], s->fg[1], s->fg[2], s->bg[0], s->bg[1],
         s->bg[2], s->bg2[0], s->bg2[1], s->bg2[2], s->tex_period, s->tex_angle, s->tex_aux,
         s->noise);
+}
+
+/* sample_json plus, for a hard image, what made it hard (docs/world.md, "The hard split"). */
+static int sample_json_full(const mc_world_sample *s, char *buf, size_t cap) {
+    if (!mc_world_sample_json(s, buf, cap)) return 0;
+    if (s->split != MC_WORLD_HARD) return 1;
+    size_t n = strlen(buf) - 1; /* overwrite the closing brace */
+    if (!mc_snprintf(buf + n, cap - n,
+                     ",\"fade\":%.4f,\"occluder\":{\"width\":%.4f,\"angle\":%.4f,"
+                     "\"offset\":%.4f,\"rgb\":[%.4f,%.4f,%.4f]},\"distractors\":[",
+                     s->fade, s->occ_width, s->occ_angle, s->occ_offset, s->occ_rgb[0],
+                     s->occ_rgb[1], s->occ_rgb[2]))
+        return 0;
+    for (int i = 0; i < s->n_distractors; i++) {
+        const mc_world_distractor *d = &s->distractors[i];
+        n = strlen(buf);
+        if (!mc_snprintf(buf + n, cap - n,
+                         "%s{\"colour\":\"%s\",\"shape\":\"%s\",\"x\":%.4f,\"y\":%.4f,"
+                         "\"scale\":%.4f,\"rotation\":%.4f,\"fg\":[%.4f,%.4f,%.4f]}",
+                         i ? "," : "", colour_names[d->colour], shape_names[d->shape], d->x, d->y,
+                         d->scale, d->rotation, d->fg[0], d->fg[1], d->fg[2]))
+            return 0;
+    }
+    n = strlen(buf);
+    return mc_snprintf(buf + n, cap - n, "]}");
 }
 
 /* A growing text buffer for the list files and attributes. */
@@ -378,7 +510,7 @@ static const char *const distractors[] = {
 mc_status mc_world_write_lists(const char *out, const mc_world_params *p, mc_error *err) {
     text_buf b = {0};
     mc_status s = MC_OK;
-    char line[256], name[64];
+    char line[512], name[64];
 #define APPEND(str)                                                                                \
     do {                                                                                           \
         if ((s = text_append(&b, (str), err)) != MC_OK) goto done;                                 \
@@ -444,16 +576,24 @@ mc_status mc_world_write_lists(const char *out, const mc_world_params *p, mc_err
              (unsigned long long)p->seed, MC_WORLD_SIZE, (long long)p->per_class,
              (long long)p->val_per_class, (long long)p->unseen_per_class, MC_WORLD_NUM_CLASSES,
              MC_WORLD_NUM_TEXTURES);
+    /* The hard split's fields only when it has images, so other worlds keep their bytes. */
+    if (p->hard_per_class > 0)
+        snprintf(line + strlen(line) - 2, sizeof line - strlen(line) + 2,
+                 ",\"hard_per_class\":%lld,\"hard_fade\":%.17g,\"hard_occlusion\":%.17g,"
+                 "\"hard_distractors\":%d}\n",
+                 (long long)p->hard_per_class, p->hard_fade, p->hard_occlusion,
+                 p->hard_distractors);
     APPEND(line);
     FLUSH("world.json");
     /* attributes.jsonl per split, in index order. */
     for (int split = 0; split < MC_WORLD_NUM_SPLITS; split++) {
         int64_t n = mc_world_split_count(p, split);
-        char js[1024], fname[128];
+        char js[4096], fname[128];
+        if (split == MC_WORLD_HARD && n == 0) continue; /* no hard split unless asked */
         for (int64_t i = 0; i < n; i++) {
             mc_world_sample smp;
             mc_world_sample_at(p, split, i, &smp);
-            MC_ASSERT(mc_world_sample_json(&smp, js, sizeof js - 1));
+            MC_ASSERT(sample_json_full(&smp, js, sizeof js - 1));
             strcat(js, "\n");
             APPEND(js);
         }
@@ -471,6 +611,7 @@ mc_status mc_world_make_dirs(const char *out, const mc_world_params *p, mc_error
     char path[4096], dir[64];
     for (int split = 0; split < MC_WORLD_NUM_SPLITS; split++) {
         /* An empty split still gets its folder and an empty attributes.jsonl. */
+        if (split == MC_WORLD_HARD && mc_world_split_count(p, split) == 0) continue;
         if (!mc_path_join(path, sizeof path, out, split_names[split]))
             return MC_FAIL(err, MC_ERR_ARG, "world: output path too long: %s", out);
         MC_TRY(mc_mkdir_p(path, err));
@@ -504,6 +645,8 @@ static mc_status write_concept_masks(const char *out_dir, const char *rel,
     enum { NP = MC_WORLD_SIZE * MC_WORLD_SIZE };
     uint8_t fg[NP], bg[NP];
     for (int i = 0; i < NP; i++) fg[i] = cover[i] >= 128 ? 255 : 0, bg[i] = (uint8_t)(255 - fg[i]);
+    /* A hard image's texture shows only where neither the bar nor a distractor lies. */
+    if (smp->split == MC_WORLD_HARD) background_mask(smp, bg);
     char dir[4096], path[4400], names[5][96];
     size_t n = strlen(rel);
     if (n < 4 || strcmp(rel + n - 4, ".png") ||

@@ -30,10 +30,24 @@ mc_status mc_world_load_params(const char *dir, mc_world_params *p, mc_error *er
     if (st == MC_OK && seed < 0)
         st = MC_FAIL(err, MC_ERR_FORMAT, "%s: field 'seed' is negative (%lld)", path,
                      (long long)seed);
+    /* The hard split's fields (absent: no hard split). */
+    int64_t hard = 0, distract = 0;
+    double fade = 0, occ = 0;
+    if (st == MC_OK) st = mc_json_get_int(j, "hard_per_class", false, 0, &hard, path, err);
+    if (st == MC_OK) st = mc_json_get_num(j, "hard_fade", false, 0, &fade, path, err);
+    if (st == MC_OK) st = mc_json_get_num(j, "hard_occlusion", false, 0, &occ, path, err);
+    if (st == MC_OK) st = mc_json_get_int(j, "hard_distractors", false, 0, &distract, path, err);
     json_decref(j);
     if (st != MC_OK) return st;
-    *p = (mc_world_params){
-        .seed = (uint64_t)seed, .per_class = per, .val_per_class = val, .unseen_per_class = unseen};
+    if (distract < 0 || distract > MC_WORLD_MAX_DISTRACTORS) distract = -1; /* params_check says */
+    *p = (mc_world_params){.seed = (uint64_t)seed,
+                           .per_class = per,
+                           .val_per_class = val,
+                           .unseen_per_class = unseen,
+                           .hard_per_class = hard,
+                           .hard_fade = fade,
+                           .hard_occlusion = occ,
+                           .hard_distractors = (int)distract};
     st = mc_world_params_check(p, err);
     if (st != MC_OK) mc_error_prefix(err, "%s", path);
     return st;

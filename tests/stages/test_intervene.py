@@ -31,7 +31,9 @@
                             bitwise equal; the oracle's ablation scores of two classes against a
                             numpy forward of the suffix with each single unit removed (within 1e-5);
                             its units the top 5 of its scores; its Delta-Acc and Delta-P for removal
-                            at most random's (neurons and SAE features)
+                            at most random's (neurons and SAE features); the localization
+                            precision of both methods' units (per class, neuron and SAE) against a
+                            numpy recomputation, and its table in the report
   test_intervene.py bad     intervene.layer not in extract.layers, a missing localize output, SAE
                             units off sae.layer, a baseline method: one error line, exit 1 on
                             every rank
@@ -711,6 +713,37 @@ def test_oracle(tmp):
             check(o["delta_acc"] <= r_["delta_acc"] and o["delta_prob"] <= r_["delta_prob"],
                   "%s: the oracle's removal costs at least random's (Delta-Acc %+.2f vs %+.2f pp)"
                   % (kind, o["delta_acc"], r_["delta_acc"]))
+    # Localization precision (docs/intervene.md) against an independent numpy recomputation, for
+    # the oracle's and random's units (the same stores at 1, 2 and 4 ranks: bitwise above).
+    for kind, nu in (("neuron", 64), ("sae", 96)):
+        if kind == "neuron":
+            acts = state.mean(1)  # every token is edited (intervene.tokens all): [N, D]
+        else:
+            idx, val = sae_encode(state, W_enc, b_enc, b_pre, k)  # [N, T, k]
+            acts = np.zeros((state.shape[0], nu))
+            for t in range(state.shape[1]):
+                np.add.at(acts, (np.arange(state.shape[0])[:, None], idx[:, t]), val[:, t] / state.shape[1])
+        for store, who in ((st, "oracle"), (rs, "random")):
+            with h5py.File(store, "r") as f:
+                units, got = f["eval/%s/units" % kind][()], f["eval/%s/precision" % kind][()]
+                got_mean = f["eval/" + kind].attrs["precision"]
+            want = np.zeros(36)
+            for c in range(36):
+                n_c = first[c + 1] - first[c]
+                for u in units[c]:
+                    v = acts[:, u]
+                    t = np.sort(v)[::-1][n_c - 1]  # the n_c-th largest value
+                    p_in = np.where(v > t, 1.0, np.where(v == t, (n_c - (v > t).sum()) / (v == t).sum(), 0.0))
+                    want[c] += p_in[first[c]:first[c + 1]].sum() / n_c / len(units[c])
+            err = np.abs(got - want).max()
+            print("precision %s %s: %.1f%% (numpy %.1f%%), worst class error %.2e"
+                  % (who, kind, got_mean, 100 * want.mean(), err))
+            check(err < 1e-9 and abs(got_mean - 100 * want.mean()) < 1e-7,
+                  "%s %s units: localization precision per class equals numpy's (worst %.2e)" % (who, kind, err))
+    t = os.path.join(out, "report", "tables", "table_precision.md")
+    txt = open(t).read() if os.path.exists(t) else ""
+    check("\n| oracle |" in txt and "\n| random |" in txt and "sae, eval" in txt and "neuron, eval" in txt,
+          "report: the localization precision table with the oracle and random rows")
 
 
 def one_error(r, want, what):
