@@ -768,12 +768,15 @@ void mc_plan_fmt_bytes(double b, char *buf, size_t cap) {
 }
 
 void mc_plan_fmt_time(double s, char *buf, size_t cap) {
-    if (s < 60)
-        snprintf(buf, cap, "%.0f s", s);
-    else if (s < 3600)
-        snprintf(buf, cap, "%.0f min %02.0f s", floor(s / 60), fmod(s, 60));
+    /* Round once to whole seconds, then split: rounding each part alone printed 359.6 s as
+     * "5 min 60 s". */
+    long long t = s > 0 ? (s < 1e15 ? llround(s) : 1000000000000000LL) : 0;
+    if (t < 60)
+        snprintf(buf, cap, "%lld s", t);
+    else if (t < 3600)
+        snprintf(buf, cap, "%lld min %02lld s", t / 60, t % 60);
     else
-        snprintf(buf, cap, "%.0f h %02.0f min", floor(s / 3600), floor(fmod(s, 3600) / 60));
+        snprintf(buf, cap, "%lld h %02lld min", t / 3600, t % 3600 / 60);
 }
 
 static const char *fam(int f) { return mc_hf_family_name((mc_hf_family)f); }
