@@ -927,12 +927,13 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
         if (k->kind == MC_UNIT_SAE)
             s = mc_sae_load_store(c, cfg, k->sae_path, acts.dim, task->seed, &sae, err);
         /* SAE units: every valid image encoded once, shared over the ranks; the passes read the
-         * codes, and the weights are not needed after that. */
+         * codes, and the weights are not needed after that (a token-level SAE keeps them: each
+         * pass encodes its chunk's tokens). */
         sae_codes codes;
         memset(&codes, 0, sizeof codes);
         const sae_codes *kc = sae ? &codes : NULL;
         if (s == MC_OK && sae) s = sae_codes_compute(c, &bt, &acts, sae, &codes, err);
-        mc_sae_free(&sae);
+        if (!codes.token_sae) mc_sae_free(&sae);
         unit_stats us;
         memset(&us, 0, sizeof us);
         /* netdissect: every set's IoU in one pass over the maps and masks. */
@@ -1007,6 +1008,7 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
         free(ndS), free(use);
         unit_stats_free(&us);
         sae_codes_free(&codes);
+        mc_sae_free(&sae); /* a token-level SAE's, kept for the passes (NULL otherwise) */
     }
     /* V-Interp's index of every unit (grid, manifest, images, description) and the descriptions in
      * the format baselines.vinterp.descriptions reads. */

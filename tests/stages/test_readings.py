@@ -267,7 +267,7 @@ def test_tokens(tmp):
                          stages="[extract, sae, align, localize%s]" % (", baselines, intervene" if full else ""))
             r = fixture.mpirun(n, ["--quiet", "run", c], capture_output=True, text=True)
             check(r.returncode == 0, "token SAE, %s: localize, baselines, intervene at %d rank(s) exit 0 (%s)"
-                  % (want, n, r.stderr.strip()[-400:]))
+                  % (want, n, "\n".join(l for l in r.stderr.splitlines() if "error" in l)[-600:] or r.stderr.strip()[-400:]))
             outs[n] = out
         for n in (2, 4):
             for sub in ("localize", "baselines", "intervene") if want.endswith("(all)") else ("localize",):
