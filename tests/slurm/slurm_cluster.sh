@@ -115,6 +115,9 @@ JobCompType=jobcomp/filetxt
 JobCompLoc=$SLURM_TEST_DIR/log/jobcomp.txt
 DependencyParameters=kill_invalid_depend
 KillWait=5
+# Finished jobs stay visible to scontrol for an hour, not Slurm's 300 s: test_submit reads every
+# array task's state after the last stage, which on a loaded machine ends long after the first.
+MinJobAge=3600
 SchedulerParameters=sched_interval=1
 TmpFS=$SLURM_TEST_DIR/tmp
 $node NodeAddr=127.0.0.1 State=UNKNOWN
