@@ -269,7 +269,7 @@ static void miclip_label(const mc_config *cfg, int variant, int reading, char *o
     else if (variant >= 0 || rd[0])
         mc_snprintf(out, cap, "miclip (%s)", variant >= 0 ? mc_variant_name(variant) : rd);
     else
-        mc_snprintf(out, cap, "miclip");
+        mc_snprintf(out, cap, "%s", REF_T2);
 }
 
 static mc_status results_add(results *r, const char *key, int64_t seed, const double *v, int nv,
@@ -1191,8 +1191,12 @@ static mc_status table1_scores(section *t1c, section *t1m, const mc_report_score
 static mc_status report_tables(const mc_config *cfg, const results *desc, const results *bl,
                                const mc_report_scores *scores, const results *inter, mc_buf *readme,
                                mc_error *err) {
-    section t1 = {.ref = REF_T1}, t2[2] = {{.ref = REF_T2}, {.ref = REF_T2}};
-    section t3[4] = {{.ref = REF_T2}, {.ref = REF_T2}, {.ref = REF_T2}, {.ref = REF_T2}};
+    /* The reference row: miclip at the configured reading ("miclip (algorithm2)" with
+     * intervene.readings, REF_T2 otherwise). */
+    char ref2[NAME_CAP];
+    miclip_label(cfg, -1, -1, ref2, sizeof ref2);
+    section t1 = {.ref = REF_T1}, t2[2] = {{.ref = ref2}, {.ref = ref2}};
+    section t3[4] = {{.ref = ref2}, {.ref = ref2}, {.ref = ref2}, {.ref = ref2}};
     static const char *t3_titles[4] = {"(a) Intervention on neurons, Delta-Acc",
                                        "(b) Intervention on SAE features, "
                                        "Delta-Acc",
@@ -1215,7 +1219,7 @@ static mc_status report_tables(const mc_config *cfg, const results *desc, const 
     mc_snprintf(t2[1].title, sizeof t2[1].title, "Delta-P");
     mc_snprintf(t2[1].unit, sizeof t2[1].unit, "pp");
     section t4[2] = {{.ref = T4_REF}, {.ref = T4_REF}};
-    section tp = {.ref = REF_T2};
+    section tp = {.ref = ref2};
     mc_snprintf(tp.title, sizeof tp.title, "Localization precision");
     mc_snprintf(tp.unit, sizeof tp.unit, "%%");
     mc_snprintf(t4[0].title, sizeof t4[0].title, "Neurons, Delta-Acc");
