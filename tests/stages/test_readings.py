@@ -270,6 +270,16 @@ def test_addmu(tmp):
     after = sorted(os.listdir(os.path.join(outs[1], "localize")) + os.listdir(os.path.join(outs[1], "intervene")))
     check(r.returncode == 0 and before == after,
           "without intervene.readings the default reading's stores are found complete (no new store)")
+    # The report names the reading in every miclip row; the configured one is the reference.
+    cfg = os.path.join(tmp, "mu1-report.yaml")
+    write_config(cfg, world, outs[1], intervene=iv, stages="[extract, sae, align, localize, intervene, report]")
+    r = fixture.mpirun(1, ["--quiet", "run", cfg], capture_output=True, text=True)
+    t2 = os.path.join(outs[1], "report", "tables", "table2_interventions.md")
+    md = open(t2).read() if os.path.exists(t2) else ""
+    rows = [ln.split("|")[1].strip() for ln in md.splitlines() if ln.startswith("| miclip")]
+    check(r.returncode == 0 and "miclip (algorithm2)" in rows and "miclip (section3.2)" in rows
+          and "miclip" not in rows and "| method vs miclip (algorithm2) |" in md,
+          "report: Table 2 rows per reading, reference miclip (algorithm2): %s" % sorted(set(rows)))
     for kind in ("neuron", "sae"):
         check(dp[("", -1.0, kind)] < dp[("", 1.0, kind)],
               "%s: Delta-P with -mu (%+.2f pp) below +mu (%+.2f pp)" % (
