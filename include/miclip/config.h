@@ -90,8 +90,11 @@ typedef enum { MC_STORE_F32, MC_STORE_F16 } mc_store_dtype;                   /*
 typedef enum { MC_BAD_IMAGE_FAIL, MC_BAD_IMAGE_SKIP } mc_bad_image;           /* fail skip */
 typedef enum { MC_SAE_INPUT_POOLED, MC_SAE_INPUT_ALL } mc_sae_input;          /* pooled all */
 typedef enum { MC_ALIGN_STOP_CONVERGED, MC_ALIGN_STOP_EPOCHS } mc_align_stop; /* converged epochs */
-typedef enum { MC_VARIANT_INOUT, MC_VARIANT_IN, MC_VARIANT_OUT } mc_variant;  /* in+out in out */
-typedef enum { MC_UNIT_NEURON, MC_UNIT_SAE } mc_unit_kind;                    /* neuron sae */
+typedef enum { MC_VARIANT_INOUT, MC_VARIANT_IN, MC_VARIANT_OUT } mc_variant;
+/* The paper's two readings of a unit's embedding (docs/stages.md): Algorithm 2 (SAE algorithm2,
+ * neurons basis) and Section 3.2 (SAE atom, neurons activation). */
+typedef enum { MC_READING_ALGORITHM2, MC_READING_SECTION32 } mc_reading; /* in+out in out */
+typedef enum { MC_UNIT_NEURON, MC_UNIT_SAE } mc_unit_kind;               /* neuron sae */
 
 typedef enum {
     MC_METHOD_MICLIP,
@@ -218,6 +221,7 @@ typedef struct {
     struct {
         mc_enum_list methods;  /* mc_method */
         mc_enum_list variants; /* mc_variant: miclip's E_n variants (resolved: never empty) */
+        mc_enum_list readings; /* mc_reading: miclip's unit readings; empty: localize.* only */
         mc_enum_list units;    /* mc_unit_kind */
         mc_enum_list modes;    /* mc_mode */
         mc_f64_list betas;
@@ -276,6 +280,11 @@ const char *mc_variant_name(int v);
 /* The spellings task ids and file names use: "in+out" -> "inout" (others as mc_variant_name);
  * a layer name with every byte outside [A-Za-z0-9._-] replaced by '_'. */
 const char *mc_variant_tag(int v);
+const char *mc_reading_name(int v);
+/* The reading localize.sae_unit / neuron_unit spell, or -1 when they mix the two. */
+int mc_config_reading(const mc_config *cfg);
+/* Sets localize.sae_unit and neuron_unit to reading r's (r < 0: unchanged). */
+void mc_config_set_reading(mc_config *cfg, int r);
 void mc_layer_tag(const char *layer, char *out, size_t cap);
 const char *mc_method_name(int v);
 const char *mc_mode_name(int v);
@@ -300,6 +309,7 @@ typedef struct {
     int64_t seed;
     const char *layer;       /* borrowed from the config; NULL when the stage has no layer axis */
     int variant;             /* mc_variant, or -1 (intervene: -1 is the first of align.variants) */
+    int reading;             /* mc_reading, or -1: the localize.* settings (localize, intervene) */
     int method;              /* mc_method, or -1 */
     int mode;                /* mc_mode, or -1 */
     double beta;             /* intervene only */

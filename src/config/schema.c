@@ -19,6 +19,7 @@ static const char *const dtype_names[] = {"f32", "f16", NULL};
 static const char *const bad_image_names[] = {"fail", "skip", NULL};
 static const char *const sae_input_names[] = {"pooled", "all", NULL};
 static const char *const variant_names[] = {"in+out", "in", "out", NULL};
+static const char *const reading_names[] = {"algorithm2", "section3.2", NULL};
 static const char *const align_stop_names[] = {"converged", "epochs", NULL};
 static const char *const unit_names[] = {"neuron", "sae", NULL};
 static const char *const method_names[] = {"miclip",  "act_values", "clip_dissect", "netdissect",
@@ -41,6 +42,19 @@ static const char *enum_name(const char *const *names, int count, int v) {
 }
 const char *mc_stage_name(int v) { return enum_name(stage_names, MC_STAGE_COUNT, v); }
 const char *mc_variant_name(int v) { return enum_name(variant_names, 3, v); }
+const char *mc_reading_name(int v) { return enum_name(reading_names, 2, v); }
+
+int mc_config_reading(const mc_config *cfg) {
+    if (cfg->localize.sae_unit == 0 && cfg->localize.neuron_unit == 0) return MC_READING_ALGORITHM2;
+    if (cfg->localize.sae_unit == 1 && cfg->localize.neuron_unit == 1) return MC_READING_SECTION32;
+    return -1;
+}
+
+void mc_config_set_reading(mc_config *cfg, int r) {
+    if (r < 0) return;
+    cfg->localize.sae_unit = r == MC_READING_SECTION32;    /* atom : algorithm2 */
+    cfg->localize.neuron_unit = r == MC_READING_SECTION32; /* activation : basis */
+}
 const char *mc_method_name(int v) { return enum_name(method_names, 7, v); }
 const char *mc_mode_name(int v) { return enum_name(mode_names, 2, v); }
 const char *mc_unit_kind_name(int v) { return enum_name(unit_names, 2, v); }
@@ -338,6 +352,12 @@ const mc_schema_entry mc_schema[] = {
           "E_n variants (of `align.variants`) whose units miclip edits; empty (the default): the "
           "first of "
           "`align.variants`. More than one fills the ablation (report Table 4). Swept (miclip "
+          "only)."),
+    ELIST("intervene.readings", "[]", MC_F_UNIQUE, reading_names, intervene.readings,
+          "The paper's unit readings whose units miclip edits: `algorithm2` (SAE `algorithm2`, "
+          "neurons `basis`) and `section3.2` (SAE `atom`, neurons `activation`); empty (the "
+          "default): the `localize.sae_unit` / `neuron_unit` settings only. Each other reading "
+          "adds localize tasks at `intervene.layer` and a report row per reading. Swept (miclip "
           "only)."),
     ELIST("intervene.units", "[neuron]", MC_F_NONEMPTY | MC_F_UNIQUE | MC_F_SORTED, unit_names,
           intervene.units, "Intervene on neurons, SAE features, or both."),

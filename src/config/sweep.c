@@ -48,7 +48,7 @@ static mc_task base_task(mc_stage stage, int64_t seed) {
     memset(&t, 0, sizeof t);
     t.stage = stage;
     t.seed = seed;
-    t.variant = t.method = t.mode = -1;
+    t.variant = t.reading = t.method = t.mode = -1;
     return t;
 }
 
@@ -63,6 +63,8 @@ static void set_id(mc_task *t) {
     }
     if (t->variant >= 0 && o < sizeof t->id)
         o += (size_t)snprintf(t->id + o, sizeof t->id - o, "-%s", mc_variant_tag(t->variant));
+    if (t->reading >= 0 && o < sizeof t->id)
+        o += (size_t)snprintf(t->id + o, sizeof t->id - o, "-%s", mc_reading_name(t->reading));
     if (t->method >= 0 && o < sizeof t->id)
         o += (size_t)snprintf(t->id + o, sizeof t->id - o, "-%s", mc_method_name(t->method));
     if (t->mode >= 0 && o < sizeof t->id) {
@@ -119,6 +121,22 @@ mc_status mc_config_tasks(const mc_config *cfg, mc_stage stage, mc_task **tasks,
                     set_id(&k);
                     s = push(&t, k);
                 }
+            /* miclip's other readings (intervene.readings): only what intervene reads, the
+             * intervene.layer stores of its E_n variants, after the unchanged tasks above. */
+            for (int ri = 0; stage == MC_STAGE_LOCALIZE && cfg->intervene.layer &&
+                             ri < cfg->intervene.readings.n;
+                 ri++) {
+                const int r = cfg->intervene.readings.v[ri];
+                if (r == mc_config_reading(cfg)) continue;
+                for (int vi = 0; vi < cfg->intervene.variants.n && s == MC_OK; vi++) {
+                    mc_task k = base_task(stage, seed);
+                    k.layer = cfg->intervene.layer;
+                    k.variant = cfg->intervene.variants.v[vi];
+                    k.reading = r;
+                    set_id(&k);
+                    s = push(&t, k);
+                }
+            }
             break;
         case MC_STAGE_BASELINES:
             for (int li = 0; li < cfg->extract.layers.n && s == MC_OK; li++)
@@ -136,26 +154,34 @@ mc_status mc_config_tasks(const mc_config *cfg, mc_stage stage, mc_task **tasks,
                 /* miclip sweeps its E_n variants; the first align variant keeps variant -1, so
                  * its tasks keep the ids (and keys) they had before the axis. */
                 const int nv = method == MC_METHOD_MICLIP ? cfg->intervene.variants.n : 1;
+                /* ... and its readings; the localize.* reading keeps reading -1 (the same ids). */
+                const int nr = method == MC_METHOD_MICLIP && cfg->intervene.readings.n > 0
+                                   ? cfg->intervene.readings.n
+                                   : 1;
                 for (int vi = 0; vi < nv && s == MC_OK; vi++)
-                    for (int oi = 0; oi < cfg->intervene.modes.n && s == MC_OK; oi++) {
-                        /* The add mode has its own betas when intervene.add_betas is given. */
-                        const mc_f64_list *bl = cfg->intervene.modes.v[oi] == MC_MODE_ADD &&
-                                                        cfg->intervene.add_betas.n > 0
-                                                    ? &cfg->intervene.add_betas
-                                                    : &cfg->intervene.betas;
-                        for (int bi = 0; bi < bl->n && s == MC_OK; bi++) {
-                            mc_task k = base_task(stage, seed);
-                            k.layer = cfg->intervene.layer;
-                            k.method = method;
-                            const int v = cfg->intervene.variants.v[vi];
-                            if (method == MC_METHOD_MICLIP && v != cfg->align.variants.v[0])
-                                k.variant = v;
-                            k.mode = cfg->intervene.modes.v[oi];
-                            k.beta = bl->v[bi];
-                            set_id(&k);
-                            s = push(&t, k);
+                    for (int ri = 0; ri < nr && s == MC_OK; ri++)
+                        for (int oi = 0; oi < cfg->intervene.modes.n && s == MC_OK; oi++) {
+                            /* The add mode has its own betas when intervene.add_betas is given. */
+                            const mc_f64_list *bl = cfg->intervene.modes.v[oi] == MC_MODE_ADD &&
+                                                            cfg->intervene.add_betas.n > 0
+                                                        ? &cfg->intervene.add_betas
+                                                        : &cfg->intervene.betas;
+                            for (int bi = 0; bi < bl->n && s == MC_OK; bi++) {
+                                mc_task k = base_task(stage, seed);
+                                k.layer = cfg->intervene.layer;
+                                k.method = method;
+                                const int v = cfg->intervene.variants.v[vi];
+                                if (method == MC_METHOD_MICLIP && v != cfg->align.variants.v[0])
+                                    k.variant = v;
+                                if (method == MC_METHOD_MICLIP && cfg->intervene.readings.n > 0 &&
+                                    cfg->intervene.readings.v[ri] != mc_config_reading(cfg))
+                                    k.reading = cfg->intervene.readings.v[ri];
+                                k.mode = cfg->intervene.modes.v[oi];
+                                k.beta = bl->v[bi];
+                                set_id(&k);
+                                s = push(&t, k);
+                            }
                         }
-                    }
             }
             break;
         default: break;

@@ -188,8 +188,8 @@ typedef struct {
  * store of (seed, intervene.layer, the task's E_n variant), or the baselines store of (seed,
  * intervene.layer, method); it must be complete. Metadata only (issue 16). Collective. */
 static mc_status units_source(const mc_comm *c, const mc_config *cfg, int64_t seed, int method,
-                              int variant, char *store, size_t cap, char key[MC_KEY_HEX],
-                              mc_error *err) {
+                              int variant, int reading, char *store, size_t cap,
+                              char key[MC_KEY_HEX], mc_error *err) {
     if (method != MC_METHOD_MICLIP)
         return mc_baselines_store(c, cfg, seed, cfg->intervene.layer, method, store, cap, key,
                                   MC_KEY_HEX, err);
@@ -198,19 +198,22 @@ static mc_status units_source(const mc_comm *c, const mc_config *cfg, int64_t se
     MC_TRY(mc_config_tasks(cfg, MC_STAGE_LOCALIZE, &tasks, &n, err));
     for (int t = 0; t < n; t++)
         if (tasks[t].seed == seed && !strcmp(tasks[t].layer, cfg->intervene.layer) &&
-            tasks[t].variant == variant && found < 0)
+            tasks[t].variant == variant && tasks[t].reading == reading && found < 0)
             found = t;
     mc_status s = MC_OK;
     if (found < 0)
         s = MC_FAIL(err, MC_ERR_CONFIG,
                     "%s: intervene (miclip) needs the localize output of seed %lld, layer '%s', "
-                    "variant %s; add localize to 'stages'",
+                    "variant %s, reading %s; add localize to 'stages'",
                     cfg->source_path, (long long)seed, cfg->intervene.layer,
-                    mc_variant_name(variant));
+                    mc_variant_name(variant),
+                    mc_reading_name(reading >= 0 ? reading : mc_config_reading(cfg)));
     mc_method_task mt;
     memset(&mt, 0, sizeof mt);
+    mc_config rcfg = *cfg; /* the localize task's reading decides its key */
+    mc_config_set_reading(&rcfg, reading);
     if (s == MC_OK)
-        s = mc_method_task_find(c, cfg, &tasks[found], MC_STAGE_LOCALIZE, &mt,
+        s = mc_method_task_find(c, &rcfg, &tasks[found], MC_STAGE_LOCALIZE, &mt,
                                 err); /* key, store */
     bool complete = false;
     if (s == MC_OK) s = mc_store_peek_complete(c, mt.store, &complete, err);
@@ -232,8 +235,9 @@ static mc_status units_source(const mc_comm *c, const mc_config *cfg, int64_t se
  * the `source: classes` set first, then in the other localized sets (unseen classes). Fills
  * ku[d][k].units for the datasets not skipped. Collective. */
 static mc_status miclip_units(const mc_comm *c, const mc_config *cfg, int64_t seed, int method,
-                              int variant, const mc_prefix_set *ps, int nd, kind_units (*ku)[2],
-                              int nk, char *source_key, size_t key_cap, mc_error *err) {
+                              int variant, int reading, const mc_prefix_set *ps, int nd,
+                              kind_units (*ku)[2], int nk, char *source_key, size_t key_cap,
+                              mc_error *err) {
     const char *set = NULL;
     for (int i = 0; i < cfg->concepts.n; i++)
         if (cfg->concepts.v[i].source == MC_CONCEPTS_CLASSES && !set) set = cfg->concepts.v[i].name;
@@ -247,7 +251,8 @@ static mc_status miclip_units(const mc_comm *c, const mc_config *cfg, int64_t se
                           ? "localize/"
                           : ""; /* the baselines store holds the localize layout under localize/ */
     char store[MC_PATH_CAP], key[MC_KEY_HEX];
-    mc_status s = units_source(c, cfg, seed, method, variant, store, sizeof store, key, err);
+    mc_status s =
+        units_source(c, cfg, seed, method, variant, reading, store, sizeof store, key, err);
     mc_store *st = NULL;
     if (s == MC_OK) s = mc_store_open(c, store, MC_STORE_READ, &st, err);
     /* The localized sets, `set` first. */
@@ -1103,8 +1108,8 @@ static mc_status task_source(const mc_comm *c, const mc_config *cfg, const mc_ta
     if (task->method != MC_METHOD_ORACLE) {
         char path[MC_PATH_CAP];
         return units_source(c, cfg, task->seed, task->method,
-                            task->variant >= 0 ? task->variant : cfg->align.variants.v[0], path,
-                            sizeof path, source, err);
+                            task->variant >= 0 ? task->variant : cfg->align.variants.v[0],
+                            task->reading, path, sizeof path, source, err);
     }
     mc_buf b = {0};
     mc_status s = MC_OK;
@@ -1156,7 +1161,7 @@ static mc_status intervene_complete(const mc_comm *c, const mc_config *cfg, cons
      * store): cached per (method, variant), variant -1 (the first align variant) in slot 0. A
      * cache keyed by the method alone gave the other variants' tasks the first variant's key, so
      * they were never found complete here and each paid the whole intervene_find. */
-    enum { N_METHODS = 16, N_VARIANTS = 4 };
+    enum { N_METHODS = 16, N_VARIANTS = 12 }; /* (variant + 1) + 4 * (reading + 1) */
     char src[N_METHODS][N_VARIANTS][MC_KEY_HEX];
     bool have_src[N_METHODS][N_VARIANTS];
     mc_status s = MC_OK;
@@ -1171,7 +1176,7 @@ static mc_status intervene_complete(const mc_comm *c, const mc_config *cfg, cons
             memset(have_src, 0, sizeof have_src);
         }
         char source[MC_KEY_HEX], key[MC_KEY_HEX], store[MC_PATH_CAP];
-        const int mi = task->method, vi = task->variant + 1;
+        const int mi = task->method, vi = task->variant + 1 + 4 * (task->reading + 1);
         const bool cacheable = mi >= 0 && mi < N_METHODS && vi >= 0 && vi < N_VARIANTS;
         if (cacheable && have_src[mi][vi]) {
             mc_strlcpy(source, src[mi][vi], sizeof source);
@@ -1259,8 +1264,8 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
     } else if (s == MC_OK && task->method != MC_METHOD_RANDOM) {
         /* variant -1: the first align variant (the task id without the variant axis). */
         const int variant = task->variant >= 0 ? task->variant : cfg->align.variants.v[0];
-        s = miclip_units(c, cfg, task->seed, task->method, variant, ps, nd, ku, nk, source,
-                         sizeof source, err);
+        s = miclip_units(c, cfg, task->seed, task->method, variant, task->reading, ps, nd, ku, nk,
+                         source, sizeof source, err);
     } else if (s == MC_OK) {
         for (int d = 0; d < nd; d++)
             for (int k = 0; k < nk; k++)
@@ -1443,6 +1448,9 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
         /* Only the other variants name theirs: the first variant's store stays as it was. */
         if (s == MC_OK && task->variant >= 0)
             s = mc_store_set_attr_str(st, "/", "variant", mc_variant_name(task->variant), err);
+        /* Likewise only the other readings name theirs. */
+        if (s == MC_OK && task->reading >= 0)
+            s = mc_store_set_attr_str(st, "/", "reading", mc_reading_name(task->reading), err);
         /* The task's section of report/interventions.md (rank 0; the report stage assembles the file). */
         mc_status ws = MC_OK;
         if (s == MC_OK && c->rank == 0) {
@@ -1453,6 +1461,9 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
                             mc_variant_name(task->variant));
             else
                 mc_snprintf(who, sizeof who, "%s", mc_method_name(task->method));
+            if (task->reading >= 0)
+                mc_snprintf(who + strlen(who), sizeof who - strlen(who), " (reading %s)",
+                            mc_reading_name(task->reading));
             mc_buf_printf(&b,
                           "### %s\n\n%s units, %s, beta %g%s, tokens %s, seed %lld.\n\n| units | "
                           "dataset | classes | "

@@ -64,8 +64,12 @@ static mc_status localize_one(const mc_comm *c, const mc_task *task, mc_method_t
     return s;
 }
 
-mc_status mc_stage_localize(const mc_comm *c, const mc_config *cfg, const mc_task *task,
+mc_status mc_stage_localize(const mc_comm *c, const mc_config *cfg_in, const mc_task *task,
                             mc_error *err) {
+    /* Another reading (intervene.readings) is the config with that reading's localize.* units. */
+    mc_config rcfg = *cfg_in;
+    mc_config_set_reading(&rcfg, task->reading);
+    const mc_config *cfg = &rcfg;
     mc_method_task mt;
     mc_store *st = NULL;
     bool done;

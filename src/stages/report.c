@@ -253,6 +253,25 @@ static void results_free(results *r) {
     memset(r, 0, sizeof *r);
 }
 
+/* A miclip record's method: "miclip", "miclip (in)" for another E_n variant and, with
+ * intervene.readings, the reading ("miclip (section3.2)", "miclip (in, section3.2)"); reading -1
+ * is the localize.* one (its pair of names when they mix the paper's two readings). */
+static void miclip_label(const mc_config *cfg, int variant, int reading, char *out, size_t cap) {
+    char rd[64] = "";
+    const int r = reading >= 0 ? reading : mc_config_reading(cfg);
+    if (cfg->intervene.readings.n > 0 && r >= 0)
+        mc_snprintf(rd, sizeof rd, "%s", mc_reading_name(r));
+    else if (cfg->intervene.readings.n > 0)
+        mc_snprintf(rd, sizeof rd, "%s/%s", cfg->localize.sae_unit ? "atom" : "algorithm2",
+                    cfg->localize.neuron_unit ? "activation" : "basis");
+    if (variant >= 0 && rd[0])
+        mc_snprintf(out, cap, "miclip (%s, %s)", mc_variant_name(variant), rd);
+    else if (variant >= 0 || rd[0])
+        mc_snprintf(out, cap, "miclip (%s)", variant >= 0 ? mc_variant_name(variant) : rd);
+    else
+        mc_snprintf(out, cap, "%s", REF_T2);
+}
+
 static mc_status results_add(results *r, const char *key, int64_t seed, const double *v, int nv,
                              mc_error *err) {
     if (r->n == r->cap) {
@@ -326,11 +345,11 @@ static mc_status read_results(const mc_comm *c, const mc_config *cfg, int stage,
                     /* the localization precision (stores written before it have none) */
                     if (s == MC_OK && mc_store_has_attr(st, g, "precision"))
                         s = mc_store_get_attr_f64(st, g, "precision", &v[4], err);
-                    /* miclip's other E_n variants (intervene.variants) are rows of their own. */
+                    /* miclip's other E_n variants (intervene.variants) and, with
+                     * intervene.readings, each reading are rows of their own. */
                     char meth[NAME_CAP];
-                    if (task->variant >= 0)
-                        mc_snprintf(meth, sizeof meth, "%s (%s)", mc_method_name(task->method),
-                                    mc_variant_name(task->variant));
+                    if (task->method == MC_METHOD_MICLIP)
+                        miclip_label(cfg, task->variant, task->reading, meth, sizeof meth);
                     else
                         mc_snprintf(meth, sizeof meth, "%s", mc_method_name(task->method));
                     mc_snprintf(row, sizeof row, "%s\t%s\t%g\t%s\t%s", meth,
@@ -402,8 +421,16 @@ static mc_status table1_add(section *t1, const results *r, bool baseline, mc_err
     return MC_OK;
 }
 
-/* A record of one of miclip's other E_n variants ("miclip (in)"): Table 4 only. */
-static bool variant_row(const char *method) { return !strncmp(method, "miclip (", 8); }
+/* A record of one of miclip's other E_n variants ("miclip (in)"): Table 4 only. A reading's row
+ * ("miclip (section3.2)") is not one. */
+static bool variant_row(const char *method) {
+    for (int v = 0; v < 3; v++) {
+        char name[NAME_CAP];
+        mc_snprintf(name, sizeof name, "miclip (%s)", mc_variant_name(v));
+        if (!strcmp(method, name)) return true;
+    }
+    return false;
+}
 
 /* Table 2 columns: "units, mode beta, dataset"; Delta-Acc in t2[0], Delta-P in t2[1]. The unseen
  * dataset's records go to Table 3 instead. */
@@ -500,7 +527,9 @@ static mc_status table4_add(section *t4, const mc_config *cfg, const results *r,
     for (int i = 0; i < r->n; i++) {
         char buf[sizeof r->v[i].key], *f[5], name[NAME_CAP];
         if (key_fields(r->v[i].key, buf, sizeof buf, f, 5) != 5 || strcmp(f[1], "scale")) continue;
-        if (!strcmp(f[0], "miclip"))
+        char def[NAME_CAP]; /* the first variant's row at the localize.* reading */
+        miclip_label(cfg, -1, -1, def, sizeof def);
+        if (!strcmp(f[0], def))
             mc_snprintf(name, sizeof name, "miclip (%s)",
                         mc_variant_name(cfg->align.variants.v[0]));
         else if (variant_row(f[0]))
@@ -1162,8 +1191,12 @@ static mc_status table1_scores(section *t1c, section *t1m, const mc_report_score
 static mc_status report_tables(const mc_config *cfg, const results *desc, const results *bl,
                                const mc_report_scores *scores, const results *inter, mc_buf *readme,
                                mc_error *err) {
-    section t1 = {.ref = REF_T1}, t2[2] = {{.ref = REF_T2}, {.ref = REF_T2}};
-    section t3[4] = {{.ref = REF_T2}, {.ref = REF_T2}, {.ref = REF_T2}, {.ref = REF_T2}};
+    /* The reference row: miclip at the configured reading ("miclip (algorithm2)" with
+     * intervene.readings, REF_T2 otherwise). */
+    char ref2[NAME_CAP];
+    miclip_label(cfg, -1, -1, ref2, sizeof ref2);
+    section t1 = {.ref = REF_T1}, t2[2] = {{.ref = ref2}, {.ref = ref2}};
+    section t3[4] = {{.ref = ref2}, {.ref = ref2}, {.ref = ref2}, {.ref = ref2}};
     static const char *t3_titles[4] = {"(a) Intervention on neurons, Delta-Acc",
                                        "(b) Intervention on SAE features, "
                                        "Delta-Acc",
@@ -1186,7 +1219,7 @@ static mc_status report_tables(const mc_config *cfg, const results *desc, const 
     mc_snprintf(t2[1].title, sizeof t2[1].title, "Delta-P");
     mc_snprintf(t2[1].unit, sizeof t2[1].unit, "pp");
     section t4[2] = {{.ref = T4_REF}, {.ref = T4_REF}};
-    section tp = {.ref = REF_T2};
+    section tp = {.ref = ref2};
     mc_snprintf(tp.title, sizeof tp.title, "Localization precision");
     mc_snprintf(tp.unit, sizeof tp.unit, "%%");
     mc_snprintf(t4[0].title, sizeof t4[0].title, "Neurons, Delta-Acc");

@@ -128,7 +128,8 @@ static mc_status task_store(const mc_comm *c, const mc_config *cfg, int stage, c
     const mc_task *task = NULL;
     for (int t = 0; t < nt && !task; t++)
         if (tasks[t].seed == cfg->seeds.v[0] && tasks[t].layer &&
-            !strcmp(tasks[t].layer, cfg->sae.layer) && tasks[t].variant == cfg->align.variants.v[0])
+            !strcmp(tasks[t].layer, cfg->sae.layer) &&
+            tasks[t].variant == cfg->align.variants.v[0] && tasks[t].reading < 0)
             task = &tasks[t];
     char key[MC_KEY_HEX];
     mc_status s = task ? MC_OK

@@ -89,7 +89,7 @@ mc_status mc_report_tsne(const mc_comm *c, const mc_config *cfg, mc_buf *readme,
     const mc_task *task = NULL;
     for (int t = 0; t < nt && !task; t++)
         if (tasks[t].seed == seed && !strcmp(tasks[t].layer, cfg->sae.layer) &&
-            tasks[t].variant == variant)
+            tasks[t].variant == variant && tasks[t].reading < 0)
             task = &tasks[t];
     char path[MC_PATH_CAP], key[MC_KEY_HEX];
     mc_status s = task ? MC_OK

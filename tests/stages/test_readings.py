@@ -15,7 +15,10 @@ world with the trained tiny ViT and CLIP (experiments/world/{vit,clip}).
                              equal; each class's units_mu within 1e-5 (relative) of numpy's mean of
                              the unit's positive values over the valid training images (SAE codes
                              re-encoded in numpy); +mu and -mu move the class's probability in
-                             opposite directions on average
+                             opposite directions on average; with intervene.readings
+                             [algorithm2, section3.2]: each reading's localize store against numpy,
+                             each task's units its reading's top 3, both stages bitwise across
+                             ranks, the default reading's ids and keys as without the key
   test_readings.py tokens    a token-level SAE (extract.pool: all, sae.input: all, tokens_per_image
                              5): the SAE store's training rows are 5 tokens per training image;
                              localize (algorithm2 over all inputs and over the class's own),
@@ -175,7 +178,9 @@ def test_readings(tmp):
 
 def test_addmu(tmp):
     world = make_world(os.path.join(tmp, "world"), 10, 2)
-    iv = ", methods: [miclip], units: [neuron, sae], modes: [add], add_beta: mu, add_betas: [-1.0, 1.0]"
+    # Both of the paper's readings (intervene.readings): each its own localize store and tasks.
+    iv = (", methods: [miclip], units: [neuron, sae], modes: [add], add_beta: mu, add_betas: [-1.0, 1.0]"
+          ", readings: [algorithm2, section3.2]")
     outs = {}
     for n in (1, 2, 4):
         out = os.path.join(tmp, "mu%d" % n)
@@ -185,15 +190,48 @@ def test_addmu(tmp):
         check(r.returncode == 0, "add mu: the chain at %d rank(s) exits 0 (%s)" % (n, r.stderr.strip()[-400:]))
         outs[n] = out
     for n in (2, 4):
-        ok, why = same_outputs_sub(outs[1], outs[n], "intervene")
-        check(ok, "add mu: %d-rank intervene stores equal the 1-rank ones bitwise %s" % (n, why))
+        for stage in ("localize", "intervene"):
+            ok, why = same_outputs_sub(outs[1], outs[n], stage)
+            check(ok, "add mu: %d-rank %s stores equal the 1-rank ones bitwise %s" % (n, stage, why))
+    # Each reading's localize store against numpy; its tasks edit that store's top units.
+    locs = sorted(glob.glob(os.path.join(outs[1], "localize", "*.h5")))
+    check(len(locs) == 2, "two localize stores (one per reading): %d" % len(locs))
+    concepts = {}
+    for p in glob.glob(os.path.join(outs[1], "concepts", "*.h5")):
+        with h5py.File(p, "r") as f:
+            concepts[f.attrs["set"]] = (strings(f, "names"), f["embeds"][()].astype(np.float64))
+    top = {}
+    want = {"": {"neuron": "basis", "sae": "algorithm2 (all)"},
+            "-section3.2": {"neuron": "activation (all)", "sae": "atom"}}
+    for p in locs:
+        tag = "-section3.2" if "-section3.2-" in os.path.basename(p) else ""
+        names, E = concepts["classes"]
+        for kind in ("neuron", "sae"):
+            reading, S = reference_scores(p, kind, "classes", names, E)
+            check(reading == want[tag][kind], "localize%s %s: reading '%s' recorded (%s)" % (
+                tag, kind, want[tag][kind], reading))
+            with h5py.File(p, "r") as f:
+                idx = f["classes/%s/top_units" % kind][()]
+                sc = f["classes/%s/top_scores" % kind][()]
+            err = max(np.abs(sc[c] - S[idx[c], c]).max() for c in range(len(names)))
+            bad = sum(not ranking_ok(idx[c], sc[c], S[:, c], TOL) for c in range(len(names)))
+            check(err < TOL and bad == 0, "localize%s %s: top scores within %.0e of numpy (%.2e), "
+                  "%d rankings differ" % (tag, kind, TOL, err, bad))
+            top[(tag, kind)] = {n.lower(): idx[c] for c, n in enumerate(names)}
     stores = sorted(glob.glob(os.path.join(outs[1], "intervene", "intervene-*.h5")))
-    check(len(stores) == 2, "two tasks (beta -1, +1): %d" % len(stores))
+    ids = sorted(os.path.basename(p).rsplit("-", 1)[0] for p in stores)
+    check(ids == ["intervene-s0-l3-miclip-add-b-1", "intervene-s0-l3-miclip-add-b1",
+                  "intervene-s0-l3-section3.2-miclip-add-b-1", "intervene-s0-l3-section3.2-miclip-add-b1"],
+          "four tasks (2 readings x beta -1, +1), the default reading's ids without a reading: %s" % ids)
     dp = {}
     for p in stores:
         with h5py.File(p, "r") as f:
             check(f.attrs["add_beta"] in (b"mu", "mu"), "%s: add_beta = mu recorded" % os.path.basename(p))
             beta = float(f.attrs["beta"])
+            tag = "-section3.2" if "-section3.2-" in os.path.basename(p) else ""
+            rd = f.attrs.get("reading", b"")
+            rd = rd.decode() if isinstance(rd, bytes) else str(rd)
+            check(rd == tag[1:], "%s: reading attribute '%s' (%s)" % (os.path.basename(p), tag[1:], rd))
             with h5py.File(f["eval/sae"].attrs["sae_store"], "r") as s:
                 loc = sorted(glob.glob(os.path.join(outs[1], "localize", "*.h5")))[0]
                 with h5py.File(loc, "r") as lf, h5py.File(lf.attrs["align_store"], "r") as a:
@@ -202,6 +240,7 @@ def test_addmu(tmp):
                 with h5py.File(train, "r") as t:
                     valid = t["images/valid"][()].astype(bool)
                     x = t["acts/3"][()][valid].astype(np.float32)
+                    cls = strings(t, "classes/names")
                 vals = {"neuron": x.astype(np.float64), "sae": sae_codes(x, s)}
             for kind in ("neuron", "sae"):
                 v = vals[kind]
@@ -212,10 +251,39 @@ def test_addmu(tmp):
                 got = f["eval/%s/units_mu" % kind][()]
                 err = np.abs(got - mu[units]).max() / max(np.abs(mu[units]).max(), 1e-12)
                 check(err < 1e-5, "beta %+g, %s: units_mu within 1e-5 of numpy (relative %.2e)" % (beta, kind, err))
-                dp[(beta, kind)] = float(f["eval/%s" % kind].attrs["delta_prob"])
+                # the class's tau = 3 top units of this reading's localize store
+                exp = np.stack([top[(tag, kind)][c.lower()][:3] for c in cls])
+                check(units.size == exp.size and np.array_equal(units.reshape(exp.shape), exp),
+                      "reading%s %s: the units are the reading's localize top 3" % (tag, kind))
+                dp[(tag, beta, kind)] = float(f["eval/%s" % kind].attrs["delta_prob"])
+    for tag in ("", "-section3.2"):
+        for kind in ("neuron", "sae"):
+            print("reading%s %s: Delta-P -mu %+.2f pp, +mu %+.2f pp" % (
+                tag, kind, dp[(tag, -1.0, kind)], dp[(tag, 1.0, kind)]))
+    # Without intervene.readings the same config finds the default reading's stores complete
+    # (same ids and keys): no new store appears.
+    before = sorted(os.listdir(os.path.join(outs[1], "localize")) + os.listdir(os.path.join(outs[1], "intervene")))
+    cfg = os.path.join(tmp, "mu1-plain.yaml")
+    write_config(cfg, world, outs[1], intervene=iv.replace(", readings: [algorithm2, section3.2]", ""),
+                 stages="[extract, sae, align, localize, intervene]")
+    r = fixture.mpirun(1, ["--quiet", "run", cfg], capture_output=True, text=True)
+    after = sorted(os.listdir(os.path.join(outs[1], "localize")) + os.listdir(os.path.join(outs[1], "intervene")))
+    check(r.returncode == 0 and before == after,
+          "without intervene.readings the default reading's stores are found complete (no new store)")
+    # The report names the reading in every miclip row; the configured one is the reference.
+    cfg = os.path.join(tmp, "mu1-report.yaml")
+    write_config(cfg, world, outs[1], intervene=iv, stages="[extract, sae, align, localize, intervene, report]")
+    r = fixture.mpirun(1, ["--quiet", "run", cfg], capture_output=True, text=True)
+    t2 = os.path.join(outs[1], "report", "tables", "table2_interventions.md")
+    md = open(t2).read() if os.path.exists(t2) else ""
+    rows = [ln.split("|")[1].strip() for ln in md.splitlines() if ln.startswith("| miclip")]
+    check(r.returncode == 0 and "miclip (algorithm2)" in rows and "miclip (section3.2)" in rows
+          and "miclip" not in rows and "| method vs miclip (algorithm2) |" in md,
+          "report: Table 2 rows per reading, reference miclip (algorithm2): %s" % sorted(set(rows)))
     for kind in ("neuron", "sae"):
-        check(dp[(-1.0, kind)] < dp[(1.0, kind)], "%s: Delta-P with -mu (%+.2f pp) below +mu (%+.2f pp)" % (
-            kind, dp[(-1.0, kind)], dp[(1.0, kind)]))
+        check(dp[("", -1.0, kind)] < dp[("", 1.0, kind)],
+              "%s: Delta-P with -mu (%+.2f pp) below +mu (%+.2f pp)" % (
+                  kind, dp[("", -1.0, kind)], dp[("", 1.0, kind)]))
 
 
 def token_codes(x, f, tol=2e-5):
