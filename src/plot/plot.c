@@ -619,6 +619,27 @@ static mc_status svg_finish(const mc_plot *p, const bytes *in, bytes *out, mc_er
     return out->oom ? MC_FAIL(err, MC_ERR_NOMEM, "out of memory drawing '%s'", p->title) : MC_OK;
 }
 
+/* The cairo surface a figure of w x h points is drawn on, for one format: PNG an image of scale
+ * pixels per point, SVG and PDF streams into b (PDF with fixed dates, so equal figures have equal
+ * bytes). The caller checks cairo_surface_status. */
+static cairo_surface_t *surface_create(int format, int w, int h, int scale, const char *title,
+                                       bytes *b) {
+    if (format == MC_FIG_PNG)
+        return cairo_image_surface_create(CAIRO_FORMAT_RGB24, w * scale, h * scale);
+    if (format == MC_FIG_SVG) {
+        cairo_surface_t *sf = cairo_svg_surface_create_for_stream(bytes_write, b, w, h);
+        cairo_svg_surface_restrict_to_version(sf, CAIRO_SVG_VERSION_1_1);
+        cairo_svg_surface_set_document_unit(sf, CAIRO_SVG_UNIT_USER);
+        return sf;
+    }
+    cairo_surface_t *sf = cairo_pdf_surface_create_for_stream(bytes_write, b, w, h);
+    cairo_pdf_surface_set_metadata(sf, CAIRO_PDF_METADATA_TITLE, title);
+    cairo_pdf_surface_set_metadata(sf, CAIRO_PDF_METADATA_CREATOR, "miclip");
+    cairo_pdf_surface_set_metadata(sf, CAIRO_PDF_METADATA_CREATE_DATE, PDF_DATE);
+    cairo_pdf_surface_set_metadata(sf, CAIRO_PDF_METADATA_MOD_DATE, PDF_DATE);
+    return sf;
+}
+
 mc_status mc_plot_render(const mc_plot *p, int format, uint8_t **out, size_t *len, mc_error *err) {
     *out = NULL, *len = 0;
     if (!mc_plot_format_ext(format))
@@ -626,22 +647,8 @@ mc_status mc_plot_render(const mc_plot *p, int format, uint8_t **out, size_t *le
     int w = 0, h = 0;
     mc_plot_size(p, &w, &h);
     bytes b = {0};
-    cairo_surface_t *surface = NULL;
+    cairo_surface_t *surface = surface_create(format, w, h, MC_PLOT_PNG_SCALE, p->title, &b);
     mc_status s = MC_OK;
-    if (format == MC_FIG_PNG) {
-        surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w * MC_PLOT_PNG_SCALE,
-                                             h * MC_PLOT_PNG_SCALE);
-    } else if (format == MC_FIG_SVG) {
-        surface = cairo_svg_surface_create_for_stream(bytes_write, &b, w, h);
-        cairo_svg_surface_restrict_to_version(surface, CAIRO_SVG_VERSION_1_1);
-        cairo_svg_surface_set_document_unit(surface, CAIRO_SVG_UNIT_USER);
-    } else {
-        surface = cairo_pdf_surface_create_for_stream(bytes_write, &b, w, h);
-        cairo_pdf_surface_set_metadata(surface, CAIRO_PDF_METADATA_TITLE, p->title);
-        cairo_pdf_surface_set_metadata(surface, CAIRO_PDF_METADATA_CREATOR, "miclip");
-        cairo_pdf_surface_set_metadata(surface, CAIRO_PDF_METADATA_CREATE_DATE, PDF_DATE);
-        cairo_pdf_surface_set_metadata(surface, CAIRO_PDF_METADATA_MOD_DATE, PDF_DATE);
-    }
     cairo_status_t cs = cairo_surface_status(surface);
     if (cs != CAIRO_STATUS_SUCCESS)
         s = MC_FAIL(err, cs == CAIRO_STATUS_NO_MEMORY ? MC_ERR_NOMEM : MC_ERR_INTERNAL,
@@ -825,20 +832,7 @@ mc_status mc_grid_render(const mc_grid *g, int format, uint8_t **out, size_t *le
     int w = 0, h = 0;
     mc_grid_size(g, &w, &h);
     bytes b = {0};
-    cairo_surface_t *surface = NULL;
-    if (format == MC_FIG_PNG) {
-        surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
-    } else if (format == MC_FIG_SVG) {
-        surface = cairo_svg_surface_create_for_stream(bytes_write, &b, w, h);
-        cairo_svg_surface_restrict_to_version(surface, CAIRO_SVG_VERSION_1_1);
-        cairo_svg_surface_set_document_unit(surface, CAIRO_SVG_UNIT_USER);
-    } else {
-        surface = cairo_pdf_surface_create_for_stream(bytes_write, &b, w, h);
-        cairo_pdf_surface_set_metadata(surface, CAIRO_PDF_METADATA_TITLE, g->title);
-        cairo_pdf_surface_set_metadata(surface, CAIRO_PDF_METADATA_CREATOR, "miclip");
-        cairo_pdf_surface_set_metadata(surface, CAIRO_PDF_METADATA_CREATE_DATE, PDF_DATE);
-        cairo_pdf_surface_set_metadata(surface, CAIRO_PDF_METADATA_MOD_DATE, PDF_DATE);
-    }
+    cairo_surface_t *surface = surface_create(format, w, h, 1, g->title, &b);
     cairo_status_t cs = cairo_surface_status(surface);
     mc_status s = cs == CAIRO_STATUS_SUCCESS
                       ? MC_OK

@@ -388,17 +388,9 @@ mc_status mc_report_attention(const mc_comm *c, const mc_config *cfg, mc_buf *re
 
     /* The eval store: labels, validity, paths, the pooled vectors at sae.layer (Figure 6). */
     char epath[MC_PATH_CAP];
-    if (s == MC_OK)
-        s = mc_extract_store_path(c, cfg, MC_SPLIT_EVAL, seed, epath, sizeof epath, err);
-    bool complete = false;
-    if (s == MC_OK) s = mc_store_peek_complete(c, epath, &complete, err);
-    if (s == MC_OK && !complete)
-        s = MC_FAIL(err, MC_ERR_ARG,
-                    "report: attention_maps: %s is missing or incomplete: run the extract stage "
-                    "first (it extracts the eval split for this figure)",
-                    epath);
     mc_store *st = NULL;
-    if (s == MC_OK) s = mc_store_open(c, epath, MC_STORE_READ, &st, err);
+    if (s == MC_OK)
+        s = mc_report_open_eval(c, cfg, seed, "attention_maps", epath, sizeof epath, &st, err);
     int64_t NI = 0, C = 0, n_paths = 0;
     char **cls_names = NULL, **paths = NULL;
     int32_t *lab = NULL;

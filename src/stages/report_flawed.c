@@ -48,6 +48,21 @@ static int64_t find_class(const mc_concepts *cs, const char *name) {
     return -1;
 }
 
+mc_status mc_report_open_eval(const mc_comm *c, const mc_config *cfg, int64_t seed,
+                              const char *figure, char *epath, size_t cap, mc_store **st,
+                              mc_error *err) {
+    *st = NULL;
+    MC_TRY(mc_extract_store_path(c, cfg, MC_SPLIT_EVAL, seed, epath, cap, err));
+    bool complete = false;
+    MC_TRY(mc_store_peek_complete(c, epath, &complete, err));
+    if (!complete)
+        return MC_FAIL(err, MC_ERR_ARG,
+                       "report: %s: %s is missing or incomplete: run the extract stage first (it "
+                       "extracts the eval split for this figure)",
+                       figure, epath);
+    return mc_store_open(c, epath, MC_STORE_READ, st, err);
+}
+
 mc_status mc_report_flawed(const mc_comm *c, const mc_config *cfg, mc_buf *readme, mc_error *err) {
     if (!mc_config_has_stage(cfg, MC_STAGE_ALIGN) || !cfg->datasets.eval.kind) {
         mc_info0("report: flawed_reasoning omitted: it needs the align stage and datasets.eval");
@@ -79,17 +94,9 @@ mc_status mc_report_flawed(const mc_comm *c, const mc_config *cfg, mc_buf *readm
                     n_sets, set);
     /* The eval store (extracted when the intervene stage lists eval). */
     char epath[MC_PATH_CAP];
-    if (s == MC_OK)
-        s = mc_extract_store_path(c, cfg, MC_SPLIT_EVAL, seed, epath, sizeof epath, err);
-    bool complete = false;
-    if (s == MC_OK) s = mc_store_peek_complete(c, epath, &complete, err);
-    if (s == MC_OK && !complete)
-        s = MC_FAIL(err, MC_ERR_ARG,
-                    "report: flawed_reasoning: %s is missing or incomplete: run the extract stage "
-                    "first (it extracts the eval split for this figure)",
-                    epath);
     mc_store *st = NULL;
-    if (s == MC_OK) s = mc_store_open(c, epath, MC_STORE_READ, &st, err);
+    if (s == MC_OK)
+        s = mc_report_open_eval(c, cfg, seed, "flawed_reasoning", epath, sizeof epath, &st, err);
     int64_t N = 0, C = 0;
     char **cls_names = NULL;
     int32_t *lab = NULL, *pred = NULL;

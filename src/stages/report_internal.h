@@ -18,6 +18,7 @@
 #include "miclip/config.h"
 #include "miclip/plot.h"
 #include "miclip/status.h"
+#include "miclip/store.h"
 
 /* --- the stage ----------------------------------------------------------------------------------- */
 /* Collective. The report stage's one task: tables, figures and OUTPUT_DIR/report/README.md. */
@@ -40,6 +41,12 @@ mc_status mc_report_tsne(const mc_comm *c, const mc_config *cfg, mc_buf *readme,
 mc_status mc_report_read_localized(const mc_comm *c, const char *path, const char *set,
                                    char ***names, int64_t *C, int32_t **top, float **score,
                                    int64_t *tau, mc_error *err);
+/* Collective (report_flawed.c). Opens the eval extraction store of `seed` for reading, its path
+ * in epath; refuses a missing or incomplete one with one line naming `figure` and the stage that
+ * makes it. */
+mc_status mc_report_open_eval(const mc_comm *c, const mc_config *cfg, int64_t seed,
+                              const char *figure, char *epath, size_t cap, mc_store **st,
+                              mc_error *err);
 /* Collective. Figures 4 and 6 (report_attention.c): the CLS-to-patch attention of the block after
  * sae.layer when the patch tokens keep only chosen SAE features (paper D.2.2), for the first eval
  * images of a class (its localized features) and the top eval images of the feature described by
