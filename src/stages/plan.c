@@ -447,8 +447,9 @@ static int64_t count_lines(const char *path) {
 
 /* Images of d (n of them, count_images) that intervene edits: a classifier target keeps the
  * images of the classes whose names are its labels and skips a split with none (prefix_cache.c);
- * a CLIP target classifies every class zero-shot. With the folder absent, a DTD split under a
- * classifier counts as none (textures are not ImageNet-style labels); any other split as all. */
+ * a CLIP target classifies every class zero-shot. With the folder absent, a DTD split or the
+ * world's unseen split under a classifier counts as none (textures are not its labels); any other
+ * split as all. */
 static int64_t intervened_images(const mc_dataset_cfg *d, int64_t n, const mc_plan_model *target,
                                  char *note, size_t cap) {
     if (n <= 0 || target->family == MC_HF_CLIP) return n;
@@ -460,7 +461,10 @@ static int64_t intervened_images(const mc_dataset_cfg *d, int64_t n, const mc_pl
     }
     int64_t keep = n;
     if (!mc_dir_exists(d->root)) {
-        if (d->kind == MC_DS_DTD) keep = 0;
+        /* textures: DTD's, and the tiny world's unseen split, whose classes are its textures */
+        if (d->kind == MC_DS_DTD ||
+            (d->kind == MC_DS_WORLD && d->split && !strcmp(d->split, "unseen")))
+            keep = 0;
     } else {
         mc_dataset ds = {0};
         if (mc_dataset_list(d, (const char *const *)hc->labels, (int)hc->num_labels, &ds, &e) ==
