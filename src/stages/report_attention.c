@@ -244,16 +244,8 @@ static mc_status draw(const mc_config *cfg, const mc_preproc *pp, char **paths, 
         for (int64_t p = 0; p < P; p++) heat[(size_t)j * P + p] = (float)(m[p] - lo);
     }
     for (int j = 0; j < f->n && s == MC_OK; j++) {
-        mc_image img = {0};
         int oh = 0, ow = 0;
-        s = mc_image_load(paths[f->img[j]], NULL, &img, err);
-        if (s == MC_OK) s = mc_preproc_output_size(pp, img.w, img.h, &oh, &ow, err);
-        float *fl = s == MC_OK ? mc_alloc_array((size_t)(3 * oh * ow), sizeof *fl) : NULL;
-        pix[j] = s == MC_OK ? mc_alloc_array((size_t)(3 * oh * ow), 1) : NULL;
-        if (s == MC_OK && (!fl || !pix[j])) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-        if (s == MC_OK) s = mc_preprocess(pp, &img, fl, pix[j], err);
-        free(fl);
-        mc_image_free(&img);
+        s = mc_report_tile_image(pp, paths[f->img[j]], &pix[j], &ow, &oh, err);
         mc_grid_tile *t = &tiles[j];
         t->rgb = pix[j], t->w = ow, t->h = oh;
         /* Each map on its own scale (DINO shows each image's map so), patches as blocks. */

@@ -16,6 +16,7 @@
 #include "miclip/buf.h"
 #include "miclip/comm.h"
 #include "miclip/config.h"
+#include "miclip/image.h"
 #include "miclip/plot.h"
 #include "miclip/status.h"
 #include "miclip/store.h"
@@ -41,6 +42,10 @@ mc_status mc_report_tsne(const mc_comm *c, const mc_config *cfg, mc_buf *readme,
 mc_status mc_report_read_localized(const mc_comm *c, const char *path, const char *set,
                                    char ***names, int64_t *C, int32_t **top, float **score,
                                    int64_t *tau, mc_error *err);
+/* Local (report_site.c). Decodes the image at path and preprocesses it as the target sees it:
+ * *rgb (malloc'd, the caller's, also on failure) holds *oh x *ow x 3 bytes, a grid tile's pixels. */
+mc_status mc_report_tile_image(const mc_preproc *pp, const char *path, uint8_t **rgb, int *ow,
+                               int *oh, mc_error *err);
 /* Collective (report_flawed.c). Opens the eval extraction store of `seed` for reading, its path
  * in epath; refuses a missing or incomplete one with one line naming `figure` and the stage that
  * makes it. */

@@ -777,6 +777,21 @@ static void fmt_pp(mc_buf *b, double v) {
         mc_buf_printf(b, "<td>--</td>");
 }
 
+mc_status mc_report_tile_image(const mc_preproc *pp, const char *path, uint8_t **rgb, int *ow,
+                               int *oh, mc_error *err) {
+    *rgb = NULL, *ow = *oh = 0;
+    mc_image img = {0};
+    mc_status s = mc_image_load(path, NULL, &img, err);
+    if (s == MC_OK) s = mc_preproc_output_size(pp, img.w, img.h, oh, ow, err);
+    float *fl = s == MC_OK ? mc_alloc_array((size_t)(3 * *oh * *ow), sizeof *fl) : NULL;
+    *rgb = s == MC_OK ? mc_alloc_array((size_t)(3 * *oh * *ow), 1) : NULL;
+    if (s == MC_OK && (!fl || !*rgb)) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    if (s == MC_OK) s = mc_preprocess(pp, &img, fl, *rgb, err);
+    free(fl);
+    mc_image_free(&img);
+    return s;
+}
+
 /* The unit's grid: its top images as the target's preprocessor crops them, its map over each. */
 static mc_status write_grid(const site *S, const mc_preproc *pp, const unit_ev *u, const char *rel,
                             int *changed, mc_error *err) {
@@ -790,16 +805,8 @@ static mc_status write_grid(const site *S, const mc_preproc *pp, const unit_ev *
             mx = u->heat[j * S->P + p] > mx ? u->heat[j * S->P + p] : mx;
     for (int j = 0; j < u->n && s == MC_OK; j++) {
         const int64_t row = u->rows[j], im = S->image_index[row];
-        mc_image img = {0};
         int oh = 0, ow = 0;
-        s = mc_image_load(S->paths[im], NULL, &img, err);
-        if (s == MC_OK) s = mc_preproc_output_size(pp, img.w, img.h, &oh, &ow, err);
-        float *fl = s == MC_OK ? mc_alloc_array((size_t)(3 * oh * ow), sizeof *fl) : NULL;
-        pix[j] = s == MC_OK ? mc_alloc_array((size_t)(3 * oh * ow), 1) : NULL;
-        if (s == MC_OK && (!fl || !pix[j])) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-        if (s == MC_OK) s = mc_preprocess(pp, &img, fl, pix[j], err);
-        free(fl);
-        mc_image_free(&img);
+        s = mc_report_tile_image(pp, S->paths[im], &pix[j], &ow, &oh, err);
         mc_grid_tile *t = &tiles[j];
         t->rgb = pix[j], t->w = ow, t->h = oh;
         if (u->heat)
