@@ -50,7 +50,7 @@ fi
 PER_CLASS=2
 [ "$part" = signal ] && PER_CLASS=16  # ~580 images at batch 1 (one flush per image): long enough to be interrupted even on an idle machine
 "$MICLIP" --quiet world make --out "$W/world" --seed 1 --per-class $PER_CLASS --val-per-class 1 \
-    --unseen-per-class 1 || { bad "world make"; finish; exit 1; }
+    --unseen-per-class 1 --hard-per-class 1 || { bad "world make"; finish; exit 1; }
 
 # write_cfg FILE OUTPUT_DIR SEEDS BATCH
 write_cfg() {
