@@ -109,11 +109,13 @@ typedef enum {
 
 /* Collective. Classifies path without taking the lock and without changing it. Files that are
  * not stores (no HDF5 signature and not empty, no store-id, another format version) are still
- * errors, as with mc_store_open: a rebuild never deletes a file miclip did not write. */
+ * errors, as with mc_store_open: a rebuild never deletes a file miclip did not write. A store
+ * another run is writing (it holds the lock) is MC_ERR_LOCKED, unopened. */
 mc_status mc_store_probe(const mc_comm *c, const char *path, mc_store_state *state, mc_error *err);
 
-/* Collective. The entry point of a resumable stage's writer: opens path read-write when its
- * state is COMPLETE or PARTIAL (*created = false); creates it when ABSENT, and removes and
+/* Collective. The entry point of a resumable stage's writer: takes the lock (MC_ERR_LOCKED when
+ * another run holds it), then, by the state it probes under the lock, opens path read-write
+ * when COMPLETE or PARTIAL (*created = false); creates it when ABSENT, and removes and
  * recreates it (a warning says why) when REBUILD (*created = true). A stage that gets
  * *created creates its whole layout, then calls mc_store_mark_layout before any unit; on a
  * reopened store it may trust only units marked complete. Check completeness first

@@ -342,6 +342,17 @@ static mc_status write_unit(mc_store *st, const mc_config *cfg, extractor *x, in
     return MC_OK;
 }
 
+/* A store shared by several seeds (a whole split, or a shared sample) that another task is
+ * writing: it is that task's. Under a Slurm array the next stage starts after every task of this
+ * one (afterok), so nothing reads it before its writer completes it; a reader that comes early
+ * finds it incomplete and says so. */
+static mc_status left_to_writer(const mc_extract_plan *p, mc_error *err) {
+    mc_info0("extract %s: another task is writing this store (%s); left to it",
+             mc_split_name(p->split), err->msg);
+    *err = (mc_error){0};
+    return MC_OK;
+}
+
 /* Runs (or resumes, or skips) one split. */
 static mc_status extract_split(const mc_comm *c, const mc_config *cfg, extractor *x,
                                mc_extract_plan *p, int64_t seed, mc_error *err) {
@@ -355,7 +366,9 @@ static mc_status extract_split(const mc_comm *c, const mc_config *cfg, extractor
 
     /* A complete store is left untouched (a requeued finished job exits at once). */
     mc_store_state state;
-    MC_TRY(mc_store_probe(c, p->path, &state, err));
+    s = mc_store_probe(c, p->path, &state, err);
+    if (s == MC_ERR_LOCKED) return left_to_writer(p, err);
+    MC_TRY(s);
     if (state == MC_STORE_COMPLETE) {
         mc_info0("extract %s: complete, skipping (%s)", mc_split_name(p->split), p->path);
         return MC_OK;
@@ -381,15 +394,8 @@ static mc_status extract_split(const mc_comm *c, const mc_config *cfg, extractor
     bool created = false;
     s = mc_store_resume(c, p->path, &st, &created, err); /* rebuilds an unusable store */
     if (s == MC_ERR_LOCKED) {
-        /* A store shared by several seeds (a whole split, or a shared sample) that another task is
-         * writing: it is that task's. Under a Slurm array the next stage starts after every task
-         * of this one (afterok), so nothing reads it before its writer completes it; a reader that
-         * comes early finds it incomplete and says so. */
-        mc_info0("extract %s: another task is writing this store (%s); left to it",
-                 mc_split_name(p->split), err->msg);
         free(class_emb);
-        *err = (mc_error){0};
-        return MC_OK;
+        return left_to_writer(p, err);
     }
     if (s != MC_OK) {
         free(class_emb);

@@ -292,8 +292,10 @@ static mc_status open_and_check(mc_store *s, mc_error *err) {
 
 /* --- files ------------------------------------------------------------------------------- */
 
+/* held_lock: NULL, or (a writer's rank 0) the lock fd the caller already holds, which the store
+ * then owns (*held_lock = -1), so its lock is never released between a probe and the open. */
 static mc_status open_store(const mc_comm *c, const char *path, mc_store_mode mode, bool tolerant,
-                            mc_store **out, mc_error *err) {
+                            int *held_lock, mc_store **out, mc_error *err) {
     *out = NULL;
     mc_store_h5_quiet();
     mc_store *s = NULL;
@@ -302,7 +304,10 @@ static mc_status open_store(const mc_comm *c, const char *path, mc_store_mode mo
     s->tolerant = tolerant;
     mc_status st = MC_OK;
     if (c->rank == 0) {
-        if (s->writable) st = mc_store_lock_acquire(path, &s->lock_fd, err);
+        if (s->writable && held_lock && *held_lock >= 0)
+            s->lock_fd = *held_lock, *held_lock = -1;
+        else if (s->writable)
+            st = mc_store_lock_acquire(path, &s->lock_fd, err);
         if (st == MC_OK) st = check_signature(path, err);
     }
     st = mc_store_agree(s, st, err);
@@ -318,16 +323,21 @@ static mc_status open_store(const mc_comm *c, const char *path, mc_store_mode mo
 
 mc_status mc_store_open(const mc_comm *c, const char *path, mc_store_mode mode, mc_store **out,
                         mc_error *err) {
-    return open_store(c, path, mode, false, out, err);
+    return open_store(c, path, mode, false, NULL, out, err);
 }
 
 mc_status mc_store_open_tolerant(const mc_comm *c, const char *path, mc_store **out,
                                  mc_error *err) {
-    return open_store(c, path, MC_STORE_READ, true, out, err);
+    return open_store(c, path, MC_STORE_READ, true, NULL, out, err);
 }
 
-mc_status mc_store_create(const mc_comm *c, const char *path, int flags, mc_store **out,
-                          mc_error *err) {
+mc_status mc_store_open_locked(const mc_comm *c, const char *path, int *held_lock, mc_store **out,
+                               mc_error *err) {
+    return open_store(c, path, MC_STORE_WRITE, false, held_lock, out, err);
+}
+
+static mc_status create_store(const mc_comm *c, const char *path, int flags, int *held_lock,
+                              mc_store **out, mc_error *err) {
     *out = NULL;
     mc_store_h5_quiet();
     mc_store *s = NULL;
@@ -338,7 +348,10 @@ mc_status mc_store_create(const mc_comm *c, const char *path, int flags, mc_stor
     if (!mc_snprintf(tmp, sizeof tmp, "%s.creating", path))
         st = MC_FAIL(err, MC_ERR_ARG, "store path too long: %s", path);
     if (st == MC_OK && c->rank == 0) {
-        st = mc_store_lock_acquire(path, &s->lock_fd, err);
+        if (held_lock && *held_lock >= 0)
+            s->lock_fd = *held_lock, *held_lock = -1;
+        else
+            st = mc_store_lock_acquire(path, &s->lock_fd, err);
         struct stat stt;
         if (st == MC_OK && !(flags & MC_STORE_OVERWRITE) && lstat(path, &stt) == 0)
             st = MC_FAIL(err, MC_ERR_IO, "store '%s' already exists (open it, or remove it first)",
@@ -388,6 +401,16 @@ mc_status mc_store_create(const mc_comm *c, const char *path, int flags, mc_stor
     *out = s;
     mc_store_hook(s, "create", "/");
     return MC_OK;
+}
+
+mc_status mc_store_create(const mc_comm *c, const char *path, int flags, mc_store **out,
+                          mc_error *err) {
+    return create_store(c, path, flags, NULL, out, err);
+}
+
+mc_status mc_store_create_locked(const mc_comm *c, const char *path, int flags, int *held_lock,
+                                 mc_store **out, mc_error *err) {
+    return create_store(c, path, flags, held_lock, out, err);
 }
 
 mc_status mc_store_open_or_create(const mc_comm *c, const char *path, mc_store **out, bool *created,

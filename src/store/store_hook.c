@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "store_int.h"
 
@@ -45,4 +46,18 @@ void mc_store_hook(const mc_store *s, const char *what, const char *obj) {
         fflush(stderr);
         raise(SIGKILL);
     }
+}
+
+/* MICLIP_TEST_STOP_AFTER_RESUME_PROBE=S: rank 0 stops itself (SIGSTOP), once, right after
+ * mc_store_resume has probed a store whose path contains S, so a test can have another run
+ * write that store meanwhile and then continue this one (SIGCONT): the moment is the program's
+ * own progress, not a delay. */
+void mc_store_stop_hook(int rank, const char *path) {
+    static bool stopped;
+    const char *want = getenv("MICLIP_TEST_STOP_AFTER_RESUME_PROBE");
+    if (stopped || rank != 0 || !want || !*want || !path || !strstr(path, want)) return;
+    stopped = true;
+    fflush(stdout);
+    fflush(stderr);
+    raise(SIGSTOP);
 }

@@ -69,6 +69,9 @@ bool mc_store_is_sealed(hid_t d);
  * under MICLIP_TEST_KILL_AT_STORE_CALL=N, raises SIGKILL after the Nth. Call it when a counted
  * call succeeds, with the call's name and the object it touched. */
 void mc_store_hook(const mc_store *s, const char *what, const char *obj);
+/* The stop-point test hook (store_hook.c): under MICLIP_TEST_STOP_AFTER_RESUME_PROBE=S, rank 0
+ * raises SIGSTOP once after mc_store_resume probed a path containing S. */
+void mc_store_stop_hook(int rank, const char *path);
 
 /* Layout record (store_layout.c). record_layout writes "layout_datasets" and "layout_complete"
  * on / (Collective, no flush). layout_check (Local): 0 without a record, 1 when every recorded
@@ -77,6 +80,13 @@ void mc_store_hook(const mc_store *s, const char *what, const char *obj);
 mc_status mc_store_record_layout(mc_store *s, mc_error *err);
 int mc_store_layout_check(mc_store *s, char *missing, size_t cap);
 mc_status mc_store_damaged(mc_store *s, const char *missing, mc_error *err);
+/* Collective. mc_store_open(MC_STORE_WRITE) and mc_store_create with the lock rank 0 already
+ * holds (*held_lock, which the store then owns: set to -1; other ranks pass -1), for
+ * mc_store_resume, which locks before it probes. On failure the lock is released. */
+mc_status mc_store_open_locked(const mc_comm *c, const char *path, int *held_lock, mc_store **out,
+                               mc_error *err);
+mc_status mc_store_create_locked(const mc_comm *c, const char *path, int flags, int *held_lock,
+                                 mc_store **out, mc_error *err);
 /* Collective. mc_store_open(MC_STORE_READ) without the layout check (for the resume probe). */
 mc_status mc_store_open_tolerant(const mc_comm *c, const char *path, mc_store **out, mc_error *err);
 

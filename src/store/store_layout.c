@@ -247,6 +247,11 @@ static mc_status probe(const mc_comm *c, const char *path, mc_store_state *state
 }
 
 mc_status mc_store_probe(const mc_comm *c, const char *path, mc_store_state *state, mc_error *err) {
+    *state = MC_STORE_ABSENT;
+    int busy = c->rank == 0 && path && mc_store_lock_busy(path);
+    MPI_Bcast(&busy, 1, MPI_INT, 0, c->comm);
+    if (busy) /* half-written by another run: not a file to open, let alone judge */
+        return MC_FAIL(err, MC_ERR_LOCKED, "store '%s' is being written by another run", path);
     char why[1600];
     return probe(c, path, state, why, sizeof why, err);
 }
@@ -255,13 +260,26 @@ mc_status mc_store_resume(const mc_comm *c, const char *path, mc_store **out, bo
                           mc_error *err) {
     *out = NULL;
     if (created) *created = false;
-    mc_store_state state;
+    /* Lock first, then probe: a store another run (a task sharing it) writes is then refused
+     * as MC_ERR_LOCKED, never read half-written, and one that run completed between our probe
+     * and our lock is seen complete instead of "already exists" or rebuilt. */
+    int lock_fd = -1;
+    mc_status st = MC_OK;
+    if (c->rank == 0) st = mc_store_lock_acquire(path ? path : "", &lock_fd, err);
+    st = mc_comm_agree(c, st, err);
+    mc_store_state state = MC_STORE_ABSENT;
     char why[1600];
-    MC_TRY(probe(c, path, &state, why, sizeof why, err));
-    if (state == MC_STORE_COMPLETE || state == MC_STORE_PARTIAL)
-        return mc_store_open(c, path, MC_STORE_WRITE, out, err);
-    if (state == MC_STORE_REBUILD && c->rank == 0)
-        mc_warn("store '%s': %s; rebuilding it from scratch", path, why);
-    if (created) *created = true;
-    return mc_store_create(c, path, state == MC_STORE_REBUILD ? MC_STORE_OVERWRITE : 0, out, err);
+    if (st == MC_OK) st = probe(c, path, &state, why, sizeof why, err);
+    mc_store_stop_hook(c->rank, path);
+    if (st == MC_OK && (state == MC_STORE_COMPLETE || state == MC_STORE_PARTIAL))
+        st = mc_store_open_locked(c, path, &lock_fd, out, err);
+    else if (st == MC_OK) {
+        if (state == MC_STORE_REBUILD && c->rank == 0)
+            mc_warn("store '%s': %s; rebuilding it from scratch", path, why);
+        if (created) *created = true;
+        st = mc_store_create_locked(c, path, state == MC_STORE_REBUILD ? MC_STORE_OVERWRITE : 0,
+                                    &lock_fd, out, err);
+    }
+    mc_store_lock_release(path ? path : "", &lock_fd); /* still ours only where we failed */
+    return st;
 }

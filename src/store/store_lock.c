@@ -113,8 +113,9 @@ mc_status mc_store_lock_acquire(const char *store_path, int *out_fd, mc_error *e
                            reg ? "hard-linked to another name" : "not a regular file");
         }
         int got = flock(fd, LOCK_EX | LOCK_NB);
-        /* A sweeper (mc_store_lock_sweep) holds an unheld lock for an instant: retry briefly. */
-        for (int i = 0; got != 0 && errno == EWOULDBLOCK && i < 10; i++) {
+        /* A sweeper (mc_store_lock_sweep) or a reader's look (mc_store_lock_busy) holds an
+         * unheld lock for an instant, which a loaded machine may stretch: retry up to 1 s. */
+        for (int i = 0; got != 0 && errno == EWOULDBLOCK && i < 100; i++) {
             nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
             got = flock(fd, LOCK_EX | LOCK_NB);
         }

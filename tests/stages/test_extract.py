@@ -494,7 +494,9 @@ def test_shared(tmp, fx):
                             cfg, "--task", str(t)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
           for t, n in ((0, 1), (1, 2))]
     res = [p.communicate() + (p.returncode,) for p in ps]
-    check(all(r[2] == 0 for r in res), "two seeds' extract tasks at once exit 0 (%s)" % [r[1][-300:] for r in res])
+    # miclip's own lines, not mpiexec's trailer, say why a task failed
+    why = [[ln for ln in r[1].splitlines() if ln.startswith("miclip")][-3:] for r in res]
+    check(all(r[2] == 0 for r in res), "two seeds' extract tasks at once exit 0 (%s)" % why)
     names = sorted(os.path.basename(x).rsplit("-", 1)[0] for x in glob.glob(os.path.join(out, "extract", "*.h5")))
     check(names == ["eval", "train-s0", "train-s1", "unseen"],
           "per-seed samples: 4 stores (one eval, one unseen, a train store per seed): %s" % names)
@@ -542,6 +544,75 @@ def test_shared(tmp, fx):
                       "%s store at %d ranks equals the 1-rank one %s" % (split, n, why))
 
 
+def stopped_child(root_pid):
+    """The pid of a stopped (state T) process under root_pid, or None."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    st = f.read().rsplit(")", 1)[1].split()
+                kids.setdefault(int(st[1]), []).append((int(d), st[0]))
+            except (OSError, IndexError):
+                pass
+    todo = [root_pid]
+    while todo:
+        for pid, state in kids.get(todo.pop(), []):
+            if state == "T":
+                return pid
+            todo.append(pid)
+    return None
+
+
+def test_shared_race(tmp, fx):
+    # Seed 1's task probes the shared eval store (absent), then stops right there (a hook at that
+    # point of its progress). Seed 0's task starts meanwhile; once it has either finished or said
+    # it waits for the store, seed 1's goes on. The writer locks before it probes, so seed 0's
+    # finds the store locked and waits for it: neither may fail ("already exists") or make the
+    # store twice. (Before the lock came first, seed 0's wrote it, and seed 1's then failed.)
+    out = os.path.join(tmp, "race")
+    cfg = os.path.join(tmp, "race.yaml")
+    write_shared_config(cfg, *fx, out)
+    env = dict(os.environ, MICLIP_TEST_STOP_AFTER_RESUME_PROBE="/eval-")
+    b = subprocess.Popen([fixture.MPIEXEC, "--oversubscribe", "-n", "1", fixture.MICLIP, "--quiet", "extract", cfg,
+                          "--task", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    pid = None
+    while b.poll() is None and pid is None:  # it stops once its own extract reaches the eval store
+        pid = stopped_child(b.pid)
+        time.sleep(0.1)
+    check(pid is not None, "seed 1's task stops after probing the eval store (the test hook)")
+    if pid is None:
+        b.communicate()
+        return
+    a_log = os.path.join(tmp, "race-a.log")
+    with open(a_log, "w") as log:
+        a = subprocess.Popen([fixture.MPIEXEC, "--oversubscribe", "-n", "2", fixture.MICLIP, "extract", cfg, "--task",
+                              "0"], stdout=subprocess.DEVNULL, stderr=log, text=True)
+        waiting = False
+        while a.poll() is None and not waiting:
+            with open(a_log) as f:
+                waiting = "being written by another run; waiting" in f.read()
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGCONT)
+        a.wait()
+    bo, be = b.communicate()
+    with open(a_log) as f:
+        ae = f.read()
+    why = lambda e: [ln for ln in e.splitlines() if ln.startswith("miclip") and "error" in ln][-3:]
+    check(waiting, "seed 0's task waits for the eval store seed 1's holds (locked before it was probed)")
+    check(a.returncode == 0, "seed 0's task exits 0 %s" % why(ae))
+    check(b.returncode == 0, "seed 1's task, continued, exits 0 %s" % why(be))
+    for split in ("eval", "unseen"):
+        x, y = manifest_store(out, split, 0), manifest_store(out, split, 1)
+        check(x == y and complete(x), "both seeds' %s manifests name one complete store" % split)
+    stores = sorted(os.path.basename(x).rsplit("-", 1)[0] for x in glob.glob(os.path.join(out, "extract", "*.h5")))
+    check(stores == ["eval", "train-s0", "train-s1", "unseen"], "no store left half-made or twice: %s" % stores)
+    ref = os.path.join(tmp, "perseed")
+    for split in ("eval", "unseen"):
+        ok, why_ = same_store(manifest_store(ref, split, 0), manifest_store(out, split, 0))
+        check(ok, "the raced %s store equals the one made without a race %s" % (split, why_))
+
+
 def main():
     what = sys.argv[1]
     tmp = os.path.abspath("extract_" + what)
@@ -568,6 +639,7 @@ def main():
         test_damaged(tmp, fx)
     elif what == "shared":
         test_shared(tmp, fx)
+        test_shared_race(tmp, fx)
     return fixture.summary()
 
 
