@@ -81,6 +81,11 @@ typedef struct {
     float *rows;   /* [B * tokens, dim] gathered tokens (SAE) */
     int32_t *idx;  /* [B * tokens, k] */
     float *val;
+    /* oracle: the SAE codes of the class's images, encoded once ([image * tokens + t, k]), and
+     * batch row b's image code_row[b]; NULL: encode the batch (the stage's edits) */
+    const int32_t *code_idx;
+    const float *code_val;
+    const int64_t *code_row;
 } edit_ctx;
 
 /* Element (b, t, i) of the state: token t's value of unit i. */
@@ -120,14 +125,19 @@ static bool edit_fn(const mc_hook_view *v, void *user) {
             for (int64_t i = 0; i < D; i++)
                 e->rows[(b * nt + t) * D + i] = *elem(e, v->data, b, e->t0 + t, i);
     const int k = e->sae->k;
-    if (e->mode == MC_MODE_SCALE) mc_sae_encode(e->sae->sae, e->rows, rows, e->idx, e->val);
+    if (e->mode == MC_MODE_SCALE && !e->code_idx)
+        mc_sae_encode(e->sae->sae, e->rows, rows, e->idx, e->val);
     for (int64_t r = 0; r < rows; r++) {
         float *a = e->rows + r * D;
         if (e->mode == MC_MODE_SCALE) {
+            /* the code of this row: the batch's own encoding, or the oracle's per-image one */
+            const int64_t cr = e->code_idx ? e->code_row[r / nt] * nt + r % nt : r;
+            const int32_t *idx = e->code_idx ? e->code_idx : e->idx;
+            const float *val = e->code_idx ? e->code_val : e->val;
             for (int j = 0; j < k; j++) {
-                int32_t f = e->idx[r * k + j];
+                int32_t f = idx[cr * k + j];
                 if (e->row_unit ? f != e->row_unit[r / nt] : !e->mask[f]) continue;
-                float coef = (e->beta - 1.0f) * e->val[r * k + j];
+                float coef = (e->beta - 1.0f) * val[cr * k + j];
                 const float *atom = e->sae->w_dec_t + (int64_t)f * D;
                 for (int64_t i = 0; i < D; i++) a[i] += coef * atom[i];
             }
@@ -785,11 +795,13 @@ static mc_status oracle_class(const mc_config *cfg, mc_runner *R, mc_prefix_set 
         }
         if (B == 0) break;
         ec->row_unit = row_unit;
+        if (ec->kind == MC_UNIT_SAE) /* every pair's image was encoded above: reuse its code */
+            ec->code_idx = sidx, ec->code_val = sval, ec->code_row = pair_row;
         mc_hook hk = {.name = R->layer, .mode = MC_HOOK_WRITE, .fn = edit_fn, .user = ec};
         mc_forward_opts o = {
             .hooks = &hk, .n_hooks = 1, .start_at = R->layer, .start_state = state};
         mc_status s = mc_model_forward(R->m, NULL, B, R->th, R->tw, &o, logits, NULL, err);
-        ec->row_unit = NULL;
+        ec->row_unit = NULL, ec->code_idx = NULL, ec->code_val = NULL, ec->code_row = NULL;
         if (s != MC_OK) return s;
         mc_runner_predict(R, p->class_of_target, p->class_emb, p->C, cl, logits, B, pred, prob,
                           scores);
@@ -816,8 +828,8 @@ static mc_status oracle_key(const mc_config *cfg, const mc_prefix_set *p, int ki
                             const char *sae_key, char key[MC_KEY_HEX], mc_error *err) {
     mc_buf kb = {0};
     mc_buf_printf(&kb,
-                  "miclip-intervene-oracle/"
-                  "1\ncode=%s\nprefix=%s\nkind=%s\nsae=%s\ntokens=%s\nbatch_size=%lld\n"
+                  "miclip-intervene-oracle/" /* 2: an SAE pair reuses its image's code */
+                  "2\ncode=%s\nprefix=%s\nkind=%s\nsae=%s\ntokens=%s\nbatch_size=%lld\n"
                   "candidates=%lld\nbeta=0\n",
                   MICLIP_CACHE_VERSION, p->key, mc_unit_kind_name(kind),
                   kind == MC_UNIT_SAE ? sae_key : "", tokens_name(cfg->intervene.tokens),
