@@ -275,6 +275,17 @@ static void topk_row(const float *row, const int32_t *cand, int64_t ncand, int k
                      float *val) {
     int hn = 0;
     for (int64_t t = 0; t < ncand; t++) {
+        /* Once the heap is full, skip 16 values at a time whose maximum is below the worst kept
+         * (none of them could enter; a vectorised max): most of a wide row, so the selection no
+         * longer costs more than the encoder's product. Equal or NaN maxima take the exact path. */
+        if (!cand && hn == kk && (t & 15) == 0 && t + 16 <= ncand) {
+            float mx = row[t];
+            for (int u = 1; u < 16; u++) mx = mx > row[t + u] ? mx : row[t + u];
+            if (mx < val[0]) {
+                t += 15;
+                continue;
+            }
+        }
         int32_t j = cand ? cand[t] : (int32_t)t;
         float v = row[j];
         if (hn == kk) {
