@@ -421,16 +421,19 @@ static mc_status table1_add(section *t1, const results *r, bool baseline, mc_err
     return MC_OK;
 }
 
-/* A record of one of miclip's other E_n variants ("miclip (in)"): Table 4 only. A reading's row
- * ("miclip (section3.2)") is not one. */
-static bool variant_row(const char *method) {
+/* The E_n variant of a record of one of miclip's other variants ("miclip (in)", or with
+ * intervene.readings "miclip (in, algorithm2)"), else -1: such records are Table 4's only. A
+ * reading's row of the first variant ("miclip (section3.2)") is not one. */
+static int variant_of_row(const char *method) {
     for (int v = 0; v < 3; v++) {
         char name[NAME_CAP];
-        mc_snprintf(name, sizeof name, "miclip (%s)", mc_variant_name(v));
-        if (!strcmp(method, name)) return true;
+        mc_snprintf(name, sizeof name, "miclip (%s", mc_variant_name(v));
+        const size_t n = strlen(name);
+        if (!strncmp(method, name, n) && (method[n] == ')' || method[n] == ',')) return v;
     }
-    return false;
+    return -1;
 }
+static bool variant_row(const char *method) { return variant_of_row(method) >= 0; }
 
 /* Table 2 columns: "units, mode beta, dataset"; Delta-Acc in t2[0], Delta-P in t2[1]. The unseen
  * dataset's records go to Table 3 instead. */
@@ -529,11 +532,14 @@ static mc_status table4_add(section *t4, const mc_config *cfg, const results *r,
         if (key_fields(r->v[i].key, buf, sizeof buf, f, 5) != 5 || strcmp(f[1], "scale")) continue;
         char def[NAME_CAP]; /* the first variant's row at the localize.* reading */
         miclip_label(cfg, -1, -1, def, sizeof def);
+        const int v = variant_of_row(f[0]);
+        char at_default[NAME_CAP]; /* the variant's row at the localize.* reading */
+        if (v >= 0) miclip_label(cfg, v, -1, at_default, sizeof at_default);
         if (!strcmp(f[0], def))
             mc_snprintf(name, sizeof name, "miclip (%s)",
                         mc_variant_name(cfg->align.variants.v[0]));
-        else if (variant_row(f[0]))
-            mc_snprintf(name, sizeof name, "%s", f[0]);
+        else if (v >= 0 && !strcmp(f[0], at_default)) /* its other readings: interventions.md */
+            mc_snprintf(name, sizeof name, "miclip (%s)", mc_variant_name(v));
         else
             continue;
         const double beta = strtod(f[2], NULL);

@@ -51,7 +51,7 @@ TOL = 1e-5
 
 
 def write_config(path, world, out, localize="", intervene="", stages="[extract, sae, align, localize]",
-                 extract="", sae="", baselines="[]"):
+                 extract="", sae="", baselines="[]", variants="[in+out]"):
     with open(path, "w") as f:
         f.write(f"""name: rd
 output_dir: {out}
@@ -66,7 +66,7 @@ concepts:
 extract: {{layers: ["3"], batch_size: 64{extract}}}
 sae: {{layer: "3", features: 96, k: 6, batch_size: 64, epochs: 2{sae}}}
 baselines: {{methods: {baselines}}}
-align: {{batch_size: 256, stop: epochs, epochs: 3, lr: 0.15, variants: [in+out]}}
+align: {{batch_size: 256, stop: epochs, epochs: 3, lr: 0.15, variants: {variants}}}
 localize: {{tau: 5{localize}}}
 intervene: {{layer: "3", tau: 3, datasets: [eval], batch_size: 8{intervene}}}
 report: {{figures: []}}
@@ -280,6 +280,29 @@ def test_addmu(tmp):
     check(r.returncode == 0 and "miclip (algorithm2)" in rows and "miclip (section3.2)" in rows
           and "miclip" not in rows and "| method vs miclip (algorithm2) |" in md,
           "report: Table 2 rows per reading, reference miclip (algorithm2): %s" % sorted(set(rows)))
+    # With readings and a second E_n variant, Table 4 takes each variant's row at the configured
+    # reading, and Table 2 keeps the variants out (they once landed in Table 2 and left Table 4
+    # empty, because with readings a variant's row is named "miclip (out, algorithm2)").
+    out = os.path.join(tmp, "t4")
+    cfg = os.path.join(tmp, "t4.yaml")
+    write_config(cfg, world, out, variants="[in+out, out]",
+                 intervene=", methods: [miclip], units: [neuron], modes: [scale], betas: [0.0], "
+                           "variants: [in+out, out], readings: [algorithm2, section3.2]",
+                 stages="[extract, sae, align, localize, intervene, report]")
+    r = fixture.mpirun(1, ["--quiet", "run", cfg], capture_output=True, text=True)
+    tabs = {}
+    for t in ("table2_interventions", "table4_ablation"):
+        p = os.path.join(out, "report", "tables", t + ".md")
+        md = open(p).read() if os.path.exists(p) else ""
+        first = md[md.find("| method |"):].split("\n\n")[0] if "| method |" in md else ""  # means
+        tabs[t] = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]]
+                   for ln in first.splitlines() if ln.startswith("| miclip")}
+    t4 = tabs["table4_ablation"]
+    check(r.returncode == 0 and sorted(t4) == ["miclip (in+out)", "miclip (out)"]
+          and all(v[1] not in ("", "--") for v in t4.values()),
+          "readings + variants: Table 4's rows hold the seen removal of each variant: %s" % t4)
+    check(sorted(tabs["table2_interventions"]) == ["miclip (algorithm2)", "miclip (section3.2)"],
+          "readings + variants: Table 2's miclip rows are the readings only: %s" % sorted(tabs["table2_interventions"]))
     for kind in ("neuron", "sae"):
         check(dp[("", -1.0, kind)] < dp[("", 1.0, kind)],
               "%s: Delta-P with -mu (%+.2f pp) below +mu (%+.2f pp)" % (

@@ -29,8 +29,8 @@ static void one_case(int64_t m, int k, int pattern) {
     float *b = mc_sae_b_enc(s);
     for (int64_t j = 0; j < m; j++) {
         double u = mc_rng_uniform(9, (uint64_t)pattern, (uint64_t)j);
-        b[j] = pattern == 0   ? (float)(u - 0.3)                 /* distinct, some negative */
-               : pattern == 1 ? (float)(int)(u * 5.0) - 1.0f     /* five values: ties everywhere */
+        b[j] = pattern == 0   ? (float)(u - 0.3)                  /* distinct, some negative */
+               : pattern == 1 ? (float)(int)(u * 5.0) - 1.0f      /* five values: ties everywhere */
                               : (float)j * 1e-4f - (j % 97 == 0); /* rising, a dip every 97 */
     }
     float x[2 * 4] = {0};
