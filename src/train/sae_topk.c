@@ -38,6 +38,8 @@ struct mc_sae {
     int64_t *lat_start;
     double *mean;
     float *enc_x, *enc_pre; /* mc_sae_encode's chunk buffers */
+    float *enc_bm;          /* topk_wide's block maxima and their copy: 2 * (m / 16) + 1 */
+    int32_t *enc_cand;      /* topk_wide's candidates: m */
     int32_t *idx_all, *aidx_all, *dead_list;
     int64_t *last_fire;
     int64_t *order;
@@ -94,6 +96,8 @@ void mc_sae_free(mc_sae **ps) {
     free(s->order);
     free(s->enc_x);
     free(s->enc_pre);
+    free(s->enc_bm);
+    free(s->enc_cand);
     mc_adam_free(&s->adam);
     free(s);
     *ps = NULL;
@@ -142,8 +146,10 @@ mc_status mc_sae_create(const mc_sae_config *cfg, mc_sae **out, mc_error *err) {
         s->enc_x = mc_train_falloc(cn);
         s->enc_pre = mc_train_falloc(cm);
     }
+    s->enc_bm = mc_alloc_array((size_t)(2 * (cfg->m / 16) + 1), sizeof(float));
+    s->enc_cand = mc_alloc_array((size_t)cfg->m, sizeof(int32_t));
     if (!s->params || !s->grad || !s->since_fire || !s->dead_list || !s->last_fire || !s->enc_x ||
-        !s->enc_pre) {
+        !s->enc_pre || !s->enc_bm || !s->enc_cand) {
         mc_sae_free(&s);
         return MC_FAIL(err, MC_ERR_NOMEM, "sae: out of memory for %zu parameters", np);
     }
@@ -275,17 +281,6 @@ static void topk_row(const float *row, const int32_t *cand, int64_t ncand, int k
                      float *val) {
     int hn = 0;
     for (int64_t t = 0; t < ncand; t++) {
-        /* Once the heap is full, skip 16 values at a time whose maximum is below the worst kept
-         * (none of them could enter; a vectorised max): most of a wide row, so the selection no
-         * longer costs more than the encoder's product. Equal or NaN maxima take the exact path. */
-        if (!cand && hn == kk && (t & 15) == 0 && t + 16 <= ncand) {
-            float mx = row[t];
-            for (int u = 1; u < 16; u++) mx = mx > row[t + u] ? mx : row[t + u];
-            if (mx < val[0]) {
-                t += 15;
-                continue;
-            }
-        }
         int32_t j = cand ? cand[t] : (int32_t)t;
         float v = row[j];
         if (hn == kk) {
@@ -355,6 +350,69 @@ static void topk_row(const float *row, const int32_t *cand, int64_t ncand, int k
     }
 }
 
+/* k-th largest of v[0..n) (0 < k <= n), reordering v: Hoare quickselect, middle pivot. */
+static float kth_largest(float *v, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1, want = k - 1;
+    while (lo < hi) {
+        const float piv = v[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] > piv) i++;
+            while (v[j] < piv) j--;
+            if (i <= j) {
+                float t = v[i];
+                v[i] = v[j], v[j] = t;
+                i++, j--;
+            }
+        }
+        if (want <= j)
+            hi = j;
+        else if (want >= i)
+            lo = i;
+        else
+            return v[want];
+    }
+    return v[want];
+}
+
+enum { TOPK_BLOCK = 16 };
+
+/* topk_row over all m entries of a wide row, same result: the k-th largest of the 16-value block
+ * maxima, tau, is a lower bound of the k-th largest value (k blocks hold a value >= tau), so only
+ * values >= tau can be kept; the heap then runs over those few candidates (in index order, so
+ * ties break as before). The block maxima ignore NaN; a row that yields fewer than k candidates
+ * or too few blocks takes topk_row's full scan. bm: m / 16 floats, cand: m int32. */
+static void topk_wide(const float *row, int64_t m, int k, float *bm, int32_t *cand, int32_t *idx,
+                      float *val) {
+    const int64_t nb = m / TOPK_BLOCK;
+    if (nb < 2 * (int64_t)k) {
+        topk_row(row, NULL, m, k, idx, val);
+        return;
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const float *x = row + b * TOPK_BLOCK;
+        float mx = -INFINITY;
+        for (int u = 0; u < TOPK_BLOCK; u++) mx = x[u] > mx ? x[u] : mx;
+        bm[b] = mx;
+    }
+    float *sel = bm + nb; /* a copy the selection may reorder */
+    memcpy(sel, bm, (size_t)nb * sizeof *sel);
+    const float tau = kth_largest(sel, nb, k);
+    int64_t nc = 0;
+    if (tau > -INFINITY) {
+        for (int64_t b = 0; b < nb; b++)
+            if (bm[b] >= tau)
+                for (int u = 0; u < TOPK_BLOCK; u++)
+                    if (row[b * TOPK_BLOCK + u] >= tau) cand[nc++] = (int32_t)(b * TOPK_BLOCK + u);
+        for (int64_t j = nb * TOPK_BLOCK; j < m; j++)
+            if (row[j] >= tau) cand[nc++] = (int32_t)j;
+    }
+    if (nc >= k)
+        topk_row(row, cand, nc, k, idx, val);
+    else
+        topk_row(row, NULL, m, k, idx, val);
+}
+
 void mc_sae_encode(mc_sae *s, const float *acts, int64_t rows, int32_t *idx, float *val) {
     const int64_t n = s->cfg.n, m = s->cfg.m, C = s->cfg.chunk_rows;
     const int k = s->cfg.k;
@@ -368,7 +426,7 @@ void mc_sae_encode(mc_sae *s, const float *acts, int64_t rows, int32_t *idx, flo
         for (int64_t r = 0; r < len; r++) {
             float *pr = pre + r * m;
             for (int64_t j = 0; j < m; j++) pr[j] += s->b_enc[j];
-            topk_row(pr, NULL, m, k, idx + (a + r) * k, val + (a + r) * k);
+            topk_wide(pr, m, k, s->enc_bm, s->enc_cand, idx + (a + r) * k, val + (a + r) * k);
             for (int t = 0; t < k; t++) val[(a + r) * k + t] = fmaxf(val[(a + r) * k + t], 0.0f);
         }
     }
@@ -407,7 +465,7 @@ static mc_status sae_pass(const mc_comm *c, mc_sae *s, int64_t B, const float *a
             for (int64_t j = 0; j < m; j++) pr[j] += s->b_enc[j];
             int32_t *ix = s->idx_all + (a + r) * k;
             float *vx = s->val_all + (a + r) * k;
-            topk_row(pr, NULL, m, k, ix, vx);
+            topk_wide(pr, m, k, s->enc_bm, s->enc_cand, ix, vx);
             for (int t = 0; t < k; t++) vx[t] = fmaxf(vx[t], 0.0f);
             if (kaux > 0) {
                 int32_t *ia = s->aidx_all + (a + r) * kaux;

@@ -3,7 +3,8 @@
  * W_enc = 0, b_pre = 0 and zero inputs make the pre-activations exactly b_enc, so the expected
  * codes come from sorting b_enc, with no floating-point question. Rows mix distinct values with
  * heavy ties (a handful of integers) and negatives (cut to 0 by the ReLU after selection); widths
- * 2048 and 300 (not a multiple of the selection's 16-value blocks), k 1, 8 and 32. */
+ * 2048 and 300 (not a multiple of the selection's 16-value blocks), k 1, 8 and 32: the block
+ * path (topk_wide) and, where the blocks are too few, the plain heap. */
 #include <stdlib.h>
 #include <string.h>
 
