@@ -72,4 +72,7 @@ mc_status mc_check_finite_rows(const float *x, size_t rows, size_t per,
 /* Formats a shape as "[2, 3, 4]" into buf. */
 void mc_shape_str(const int64_t *shape, int ndim, char *buf, size_t cap);
 
+/* The k-th smallest of v[0..n) (0 <= k < n; no NaN), reordering v. Local. */
+float mc_select_kth(float *v, int64_t n, int64_t k);
+
 #endif

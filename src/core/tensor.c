@@ -213,3 +213,30 @@ mc_status mc_check_finite_rows(const float *x, size_t rows, size_t per,
         bad_rows, rows, rows == 1 ? "" : "s", names, more,
         nonfinite_kind(x[first_row * per + first_el]), first_row, first_el);
 }
+
+/* Deterministic quickselect, median-of-three pivot. */
+float mc_select_kth(float *v, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1;
+    while (hi > lo) {
+        int64_t mid = lo + (hi - lo) / 2;
+        float a = v[lo], b = v[mid], c = v[hi];
+        float piv = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < piv) i++;
+            while (v[j] > piv) j--;
+            if (i <= j) {
+                float t = v[i];
+                v[i] = v[j], v[j] = t;
+                i++, j--;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return v[k];
+    }
+    return v[k];
+}

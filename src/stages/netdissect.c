@@ -27,6 +27,7 @@
 #include "miclip/image.h"
 #include "miclip/log.h"
 #include "miclip/miclip.h"
+#include "miclip/tensor.h"
 
 /* ---- where the masks are ------------------------------------------------------------------------ */
 
@@ -74,39 +75,12 @@ mc_status mc_netdissect_check(const mc_config *cfg, mc_error *err) {
 
 /* ---- exact quantile ------------------------------------------------------------------------------- */
 
-/* The k-th smallest of v[0..n) (v reordered): a deterministic quickselect (median of three). */
-static float select_kth(float *v, int64_t n, int64_t k) {
-    int64_t lo = 0, hi = n - 1;
-    while (hi > lo) {
-        int64_t mid = lo + (hi - lo) / 2;
-        float a = v[lo], b = v[mid], c = v[hi];
-        float piv = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
-        int64_t i = lo, j = hi;
-        while (i <= j) {
-            while (v[i] < piv) i++;
-            while (v[j] > piv) j--;
-            if (i <= j) {
-                float t = v[i];
-                v[i] = v[j], v[j] = t;
-                i++, j--;
-            }
-        }
-        if (k <= j)
-            hi = j;
-        else if (k >= i)
-            lo = i;
-        else
-            return v[k];
-    }
-    return v[k];
-}
-
 /* The q quantile of v[0..n) with numpy's default (linear) interpolation; v is reordered. */
 static double quantile_linear(float *v, int64_t n, double q) {
     double h = (double)(n - 1) * q;
     int64_t lo = (int64_t)floor(h);
     double t = h - (double)lo;
-    double a = select_kth(v, n, lo);
+    double a = mc_select_kth(v, n, lo);
     if (lo + 1 >= n || t == 0) return a;
     float b = v[lo + 1]; /* after selection every value right of lo is >= v[lo]: their minimum */
     for (int64_t i = lo + 2; i < n; i++) b = v[i] < b ? v[i] : b;

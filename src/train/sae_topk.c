@@ -19,6 +19,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "miclip/tensor.h"
 #include "train_internal.h"
 
 struct mc_sae {
@@ -350,31 +351,6 @@ static void topk_row(const float *row, const int32_t *cand, int64_t ncand, int k
     }
 }
 
-/* k-th largest of v[0..n) (0 < k <= n), reordering v: Hoare quickselect, middle pivot. */
-static float kth_largest(float *v, int64_t n, int64_t k) {
-    int64_t lo = 0, hi = n - 1, want = k - 1;
-    while (lo < hi) {
-        const float piv = v[lo + (hi - lo) / 2];
-        int64_t i = lo, j = hi;
-        while (i <= j) {
-            while (v[i] > piv) i++;
-            while (v[j] < piv) j--;
-            if (i <= j) {
-                float t = v[i];
-                v[i] = v[j], v[j] = t;
-                i++, j--;
-            }
-        }
-        if (want <= j)
-            hi = j;
-        else if (want >= i)
-            lo = i;
-        else
-            return v[want];
-    }
-    return v[want];
-}
-
 enum { TOPK_BLOCK = 16 };
 
 /* topk_row over all m entries of a wide row, same result: the k-th largest of the 16-value block
@@ -397,7 +373,7 @@ static void topk_wide(const float *row, int64_t m, int k, float *bm, int32_t *ca
     }
     float *sel = bm + nb; /* a copy the selection may reorder */
     memcpy(sel, bm, (size_t)nb * sizeof *sel);
-    const float tau = kth_largest(sel, nb, k);
+    const float tau = mc_select_kth(sel, nb, nb - k); /* the k-th largest */
     int64_t nc = 0;
     if (tau > -INFINITY) {
         for (int64_t b = 0; b < nb; b++)
