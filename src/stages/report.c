@@ -527,11 +527,11 @@ static mc_status table4_add(section *t4, const mc_config *cfg, const results *r,
         for (int c = 0; c < 4; c++)
             MC_TRY(section_col(&t4[sec], t4_cols[c], c % 2 ? -1 : +1, &k, err));
     }
+    char def[NAME_CAP]; /* the first variant's row at the localize.* reading */
+    miclip_label(cfg, -1, -1, def, sizeof def);
     for (int i = 0; i < r->n; i++) {
         char buf[sizeof r->v[i].key], *f[5], name[NAME_CAP];
         if (key_fields(r->v[i].key, buf, sizeof buf, f, 5) != 5 || strcmp(f[1], "scale")) continue;
-        char def[NAME_CAP]; /* the first variant's row at the localize.* reading */
-        miclip_label(cfg, -1, -1, def, sizeof def);
         const int v = variant_of_row(f[0]);
         char at_default[NAME_CAP]; /* the variant's row at the localize.* reading */
         if (v >= 0) miclip_label(cfg, v, -1, at_default, sizeof at_default);

@@ -292,8 +292,17 @@ static mc_status open_and_check(mc_store *s, mc_error *err) {
 
 /* --- files ------------------------------------------------------------------------------- */
 
-/* held_lock: NULL, or (a writer's rank 0) the lock fd the caller already holds, which the store
- * then owns (*held_lock = -1), so its lock is never released between a probe and the open. */
+/* Rank 0 of a writer: the lock the caller already holds (held_lock non-NULL and >= 0: the store
+ * then owns it, *held_lock = -1, so it is never released between a probe and the open), else a
+ * newly acquired one. */
+static mc_status writer_lock(const char *path, int *held_lock, int *lock_fd, mc_error *err) {
+    if (held_lock && *held_lock >= 0) {
+        *lock_fd = *held_lock, *held_lock = -1;
+        return MC_OK;
+    }
+    return mc_store_lock_acquire(path, lock_fd, err);
+}
+
 static mc_status open_store(const mc_comm *c, const char *path, mc_store_mode mode, bool tolerant,
                             int *held_lock, mc_store **out, mc_error *err) {
     *out = NULL;
@@ -304,10 +313,7 @@ static mc_status open_store(const mc_comm *c, const char *path, mc_store_mode mo
     s->tolerant = tolerant;
     mc_status st = MC_OK;
     if (c->rank == 0) {
-        if (s->writable && held_lock && *held_lock >= 0)
-            s->lock_fd = *held_lock, *held_lock = -1;
-        else if (s->writable)
-            st = mc_store_lock_acquire(path, &s->lock_fd, err);
+        if (s->writable) st = writer_lock(path, held_lock, &s->lock_fd, err);
         if (st == MC_OK) st = check_signature(path, err);
     }
     st = mc_store_agree(s, st, err);
@@ -336,8 +342,8 @@ mc_status mc_store_open_locked(const mc_comm *c, const char *path, int *held_loc
     return open_store(c, path, MC_STORE_WRITE, false, held_lock, out, err);
 }
 
-static mc_status create_store(const mc_comm *c, const char *path, int flags, int *held_lock,
-                              mc_store **out, mc_error *err) {
+mc_status mc_store_create_locked(const mc_comm *c, const char *path, int flags, int *held_lock,
+                                 mc_store **out, mc_error *err) {
     *out = NULL;
     mc_store_h5_quiet();
     mc_store *s = NULL;
@@ -348,10 +354,7 @@ static mc_status create_store(const mc_comm *c, const char *path, int flags, int
     if (!mc_snprintf(tmp, sizeof tmp, "%s.creating", path))
         st = MC_FAIL(err, MC_ERR_ARG, "store path too long: %s", path);
     if (st == MC_OK && c->rank == 0) {
-        if (held_lock && *held_lock >= 0)
-            s->lock_fd = *held_lock, *held_lock = -1;
-        else
-            st = mc_store_lock_acquire(path, &s->lock_fd, err);
+        st = writer_lock(path, held_lock, &s->lock_fd, err);
         struct stat stt;
         if (st == MC_OK && !(flags & MC_STORE_OVERWRITE) && lstat(path, &stt) == 0)
             st = MC_FAIL(err, MC_ERR_IO, "store '%s' already exists (open it, or remove it first)",
@@ -405,12 +408,7 @@ static mc_status create_store(const mc_comm *c, const char *path, int flags, int
 
 mc_status mc_store_create(const mc_comm *c, const char *path, int flags, mc_store **out,
                           mc_error *err) {
-    return create_store(c, path, flags, NULL, out, err);
-}
-
-mc_status mc_store_create_locked(const mc_comm *c, const char *path, int flags, int *held_lock,
-                                 mc_store **out, mc_error *err) {
-    return create_store(c, path, flags, held_lock, out, err);
+    return mc_store_create_locked(c, path, flags, NULL, out, err);
 }
 
 mc_status mc_store_open_or_create(const mc_comm *c, const char *path, mc_store **out, bool *created,

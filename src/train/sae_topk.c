@@ -22,6 +22,8 @@
 #include "miclip/tensor.h"
 #include "train_internal.h"
 
+enum { TOPK_BLOCK = 16 }; /* topk_wide's block of values */
+
 struct mc_sae {
     mc_sae_config cfg;
     size_t np;            /* parameter count */
@@ -39,7 +41,7 @@ struct mc_sae {
     int64_t *lat_start;
     double *mean;
     float *enc_x, *enc_pre; /* mc_sae_encode's chunk buffers */
-    float *enc_bm;          /* topk_wide's block maxima and their copy: 2 * (m / 16) + 1 */
+    float *enc_bm;          /* topk_wide's block maxima and their copy: 2 * (m / 16) */
     int32_t *enc_cand;      /* topk_wide's candidates: m */
     int32_t *idx_all, *aidx_all, *dead_list;
     int64_t *last_fire;
@@ -147,7 +149,7 @@ mc_status mc_sae_create(const mc_sae_config *cfg, mc_sae **out, mc_error *err) {
         s->enc_x = mc_train_falloc(cn);
         s->enc_pre = mc_train_falloc(cm);
     }
-    s->enc_bm = mc_alloc_array((size_t)(2 * (cfg->m / 16) + 1), sizeof(float));
+    s->enc_bm = mc_alloc_array((size_t)(2 * (cfg->m / TOPK_BLOCK) + 1), sizeof(float));
     s->enc_cand = mc_alloc_array((size_t)cfg->m, sizeof(int32_t));
     if (!s->params || !s->grad || !s->since_fire || !s->dead_list || !s->last_fire || !s->enc_x ||
         !s->enc_pre || !s->enc_bm || !s->enc_cand) {
@@ -350,8 +352,6 @@ static void topk_row(const float *row, const int32_t *cand, int64_t ncand, int k
         idx[end] = ti;
     }
 }
-
-enum { TOPK_BLOCK = 16 };
 
 /* topk_row over all m entries of a wide row, same result: the k-th largest of the 16-value block
  * maxima, tau, is a lower bound of the k-th largest value (k blocks hold a value >= tau), so only
