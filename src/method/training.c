@@ -181,3 +181,49 @@ mc_status mc_sae_load_store(const mc_comm *c, const mc_config *cfg, const char *
         mc_sae_free(&sae);
     return s;
 }
+
+mc_status mc_train_store_common(mc_store *st, bool root, const mc_train_curve *curve,
+                                const char *const names[4], const char *stage, const mc_config *cfg,
+                                const mc_train_data *td, int64_t seed, mc_error *err) {
+    const float *v[4] = {curve->loss, curve->loss_a, curve->loss_b, curve->extra};
+    const int64_t sh[1] = {curve->count};
+    mc_status s = MC_OK;
+    for (int i = 0; s == MC_OK && i < 4; i++) {
+        s = mc_store_create_dataset(st, names[i], MC_DTYPE_F32, 1, sh, 0, err);
+        if (s == MC_OK)
+            s = mc_store_write_rows(st, names[i], MC_DTYPE_F32, 0, root ? curve->count : 0, v[i],
+                                    err);
+    }
+    mc_store_provenance prov = {.stage = stage,
+                                .config_hash = cfg->hash,
+                                .model = td->extract_key,
+                                .dataset = td->path,
+                                .seed = seed,
+                                .has_seed = true};
+    if (s == MC_OK) s = mc_store_write_provenance(st, "/", &prov, err);
+    return s;
+}
+
+mc_status mc_heldout_split(const int64_t *imgs, int64_t n, int64_t nh, int64_t seed,
+                           uint64_t stream, int64_t **train, int64_t *n_train, int64_t **ho,
+                           int64_t *n_ho, mc_error *err) {
+    int64_t *perm = mc_alloc_array((size_t)n + 1, sizeof(int64_t));
+    uint8_t *is_ho = mc_calloc_array((size_t)n + 1, 1);
+    *train = mc_alloc_array((size_t)n + 1, sizeof(int64_t));
+    *ho = mc_alloc_array((size_t)n + 1, sizeof(int64_t));
+    *n_train = *n_ho = 0;
+    mc_status s = MC_OK;
+    if (!perm || !is_ho || !*train || !*ho) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    if (s == MC_OK) {
+        mc_rng_permutation((uint64_t)seed, stream, n, perm);
+        for (int64_t j = 0; j < nh; j++) is_ho[perm[j]] = 1;
+        for (int64_t j = 0; j < n; j++) {
+            if (is_ho[j])
+                (*ho)[(*n_ho)++] = imgs[j];
+            else
+                (*train)[(*n_train)++] = imgs[j];
+        }
+    }
+    free(perm), free(is_ho);
+    return s;
+}

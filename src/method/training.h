@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "method/keys.h"
+#include "method/train_data.h"
 #include "miclip/comm.h"
 #include "miclip/config.h"
 #include "miclip/train.h"
@@ -31,6 +32,21 @@ mc_status mc_curve_save(const mc_train_curve *curve, const char *path, mc_error 
 /* Local. Loads path into curve (emptied first), keeping the first `keep` entries; a file with
  * fewer is MC_ERR_FORMAT. A missing file with keep == 0 gives an empty curve. */
 mc_status mc_curve_load(mc_train_curve *curve, const char *path, int64_t keep, mc_error *err);
+
+/* Local. Splits imgs[0..n) (ascending) into held-out rows, the first nh of the permutation of
+ * (seed, stream), and training rows, both ascending in *ho and *train (each allocated n + 1 long,
+ * the caller's to free, also on failure). A pure function of its arguments: the same on every
+ * rank and at any rank count. */
+mc_status mc_heldout_split(const int64_t *imgs, int64_t n, int64_t nh, int64_t seed,
+                           uint64_t stream, int64_t **train, int64_t *n_train, int64_t **ho,
+                           int64_t *n_ho, mc_error *err);
+
+/* Collective. What the sae and align stores share, in this order: the four arrays of curve as 1-D
+ * float32 datasets names[0..3] (rank 0's values) and the provenance of stage (training data td,
+ * seed). The datasets and attributes that follow are each stage's own. */
+mc_status mc_train_store_common(mc_store *st, bool root, const mc_train_curve *curve,
+                                const char *const names[4], const char *stage, const mc_config *cfg,
+                                const mc_train_data *td, int64_t seed, mc_error *err);
 
 /* A step hook for the training loops: every `every` steps, and when a stop signal reached
  * any rank, rank 0 writes the curve and then the checkpoint (curve first, so a curve is never

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "miclip/checked.h"
 #include "miclip/fsutil.h"
@@ -112,4 +113,22 @@ mc_status mc_describe_set_accuracy(const mc_comm *c, mc_store *st, const char *g
     /* Rank 0 computed it: every rank learns the value, then all set the attribute together. */
     MPI_Bcast(&acc, 1, MPI_DOUBLE, 0, c->comm);
     return isnan(acc) ? MC_OK : mc_store_set_attr_f64(st, g, "description_accuracy", acc, err);
+}
+
+int64_t mc_concept_index(const mc_concepts *cs, const char *text) {
+    for (int64_t j = 0; j < cs->n; j++)
+        if (!strcasecmp(cs->texts[j], text)) return j;
+    return -1;
+}
+
+double mc_describe_accuracy(const mc_concepts *cs, char *const *class_names, int64_t n_units,
+                            const mc_scored *all, int64_t tau, int64_t *known, int64_t *hits) {
+    *known = *hits = 0;
+    for (int64_t i = 0; i < n_units; i++) {
+        int64_t own = mc_concept_index(cs, class_names[i]);
+        if (own < 0) continue;
+        ++*known;
+        *hits += all[i * tau].index == own;
+    }
+    return *known ? (double)*hits / (double)*known : NAN;
 }

@@ -27,6 +27,13 @@ mc_status mc_localize_write(const mc_comm *c, mc_store *st, const char *g, const
 mc_status mc_describe_write(const mc_comm *c, mc_store *st, const char *g, const mc_sim_result *r,
                             const float *sim, const mc_concepts *cs, int kind, const char *sae_path,
                             const char *csv_path, mc_scored **all, mc_error *err);
+/* Local. The description accuracy on logit neurons (the paper's Table 1): of the n_units neurons
+ * whose class name class_names[i] is in cs (case-insensitive), the share whose top concept
+ * all[i * tau] is that name. *known and *hits are those counts; NAN when none is known. */
+double mc_describe_accuracy(const mc_concepts *cs, char *const *class_names, int64_t n_units,
+                            const mc_scored *all, int64_t tau, int64_t *known, int64_t *hits);
+/* Local. Index of text in cs (case-insensitive), or -1. */
+int64_t mc_concept_index(const mc_concepts *cs, const char *text);
 /* Collective. Sets g's description_accuracy to rank 0's acc, unless it is NaN (no unit has a
  * known own class). */
 mc_status mc_describe_set_accuracy(const mc_comm *c, mc_store *st, const char *g, double acc,

@@ -88,26 +88,7 @@ static mc_status split_heldout(const int64_t *imgs, int64_t n, double frac, int6
             "align: %lld usable training images are too few to hold out %lld "
             "(align.heldout %g) and train on at least 2; HINT: more images or align.stop: epochs",
             (long long)n, (long long)nh, frac);
-    int64_t *perm = mc_alloc_array((size_t)n, sizeof(int64_t));
-    uint8_t *is_ho = mc_calloc_array((size_t)n, 1);
-    *train = mc_alloc_array((size_t)n, sizeof(int64_t));
-    *ho = mc_alloc_array((size_t)nh, sizeof(int64_t));
-    mc_status s = MC_OK;
-    if (!perm || !is_ho || !*train || !*ho) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-    if (s == MC_OK) {
-        mc_rng_permutation((uint64_t)seed, HELDOUT_STREAM, n, perm);
-        for (int64_t j = 0; j < nh; j++) is_ho[perm[j]] = 1;
-        *n_train = *n_ho = 0;
-        for (int64_t j = 0; j < n; j++) {
-            if (is_ho[j])
-                (*ho)[(*n_ho)++] = imgs[j];
-            else
-                (*train)[(*n_train)++] = imgs[j];
-        }
-    }
-    free(perm);
-    free(is_ho);
-    return s;
+    return mc_heldout_split(imgs, n, nh, seed, HELDOUT_STREAM, train, n_train, ho, n_ho, err);
 }
 
 /* The held-out loss: the training loss (same variant, scale and targets) over the held-out rows
@@ -349,26 +330,15 @@ static mc_status write_align_store(const mc_comm *c, const mc_config *cfg, const
     bool root = c->rank == 0;
     mc_store *st = NULL;
     MC_TRY(mc_store_fresh(c, p->store, &st, err));
-    int64_t sh[2] = {ac->d, ac->n}, sh1[1] = {curve->count};
+    int64_t sh[2] = {ac->d, ac->n};
     mc_status s = mc_store_create_dataset(st, "W", MC_DTYPE_F32, 2, sh, 0, err);
     if (s == MC_OK)
         s = mc_store_write_rows(st, "W", MC_DTYPE_F32, 0, root ? ac->d : 0, mc_encoder_weight(enc),
                                 err);
-    const char *cn[4] = {"curves/loss", "curves/loss_out", "curves/loss_in", "curves/logit_scale"};
-    const float *cv[4] = {curve->loss, curve->loss_a, curve->loss_b, curve->extra};
-    for (int i = 0; s == MC_OK && i < 4; i++) {
-        s = mc_store_create_dataset(st, cn[i], MC_DTYPE_F32, 1, sh1, 0, err);
-        if (s == MC_OK)
-            s = mc_store_write_rows(st, cn[i], MC_DTYPE_F32, 0, root ? curve->count : 0, cv[i],
-                                    err);
-    }
-    mc_store_provenance prov = {.stage = "align",
-                                .config_hash = cfg->hash,
-                                .model = td->extract_key,
-                                .dataset = td->path,
-                                .seed = task->seed,
-                                .has_seed = true};
-    if (s == MC_OK) s = mc_store_write_provenance(st, "/", &prov, err);
+    const char *const cn[4] = {"curves/loss", "curves/loss_out", "curves/loss_in",
+                               "curves/logit_scale"};
+    if (s == MC_OK)
+        s = mc_train_store_common(st, root, curve, cn, "align", cfg, td, task->seed, err);
     struct {
         const char *k;
         const char *v;

@@ -752,16 +752,9 @@ static double report_table(mc_buf *b, const mc_task *task, const bl_task *bt, co
                         : task->method == MC_METHOD_VINTERP ? "cosine with the unit's description"
                                                             : "soft-WPMI";
     int64_t known = 0, hits = 0;
-    if (logits)
-        for (int64_t i = 0; i < k->n_units; i++) {
-            int64_t own = -1;
-            for (int64_t j = 0; j < cs->n && own < 0; j++)
-                if (!strcasecmp(cs->texts[j], bt->td.class_names[i])) own = j;
-            if (own < 0) continue;
-            known++;
-            hits += all[i * tau].index == own;
-        }
-    double acc = known ? (double)hits / (double)known : NAN;
+    double acc =
+        logits ? mc_describe_accuracy(cs, bt->td.class_names, k->n_units, all, tau, &known, &hits)
+               : NAN;
     mc_buf_printf(b, "\n### %s, concept set `%s` (%lld concepts)\n\n",
                   k->kind == MC_UNIT_SAE ? "SAE features" : "neurons", cs->name, (long long)cs->n);
     if (known) {

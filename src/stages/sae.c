@@ -185,32 +185,17 @@ static mc_status split_images(const mc_train_data *td, double heldout, int64_t s
     int64_t nv = 0;
     for (int64_t i = 0; i < td->n_img; i++) nv += td->valid[i] != 0;
     int64_t *valid = mc_alloc_array((size_t)nv + 1, sizeof(int64_t));
-    int64_t *perm = mc_alloc_array((size_t)nv + 1, sizeof(int64_t));
-    uint8_t *is_ho = mc_calloc_array((size_t)nv + 1, 1);
-    *train = mc_alloc_array((size_t)nv + 1, sizeof(int64_t));
-    *ho = mc_alloc_array((size_t)nv + 1, sizeof(int64_t));
-    mc_status s = MC_OK;
-    if (!valid || !perm || !is_ho || !*train || !*ho)
-        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
-    if (s == MC_OK) {
-        nv = 0;
-        for (int64_t i = 0; i < td->n_img; i++)
-            if (td->valid[i]) valid[nv++] = i;
-        int64_t nh = (int64_t)floor(heldout * (double)nv);
-        if (heldout > 0 && nh == 0 && nv >= 2) nh = 1;
-        mc_rng_permutation((uint64_t)seed, HELDOUT_STREAM, nv, perm);
-        for (int64_t j = 0; j < nh; j++) is_ho[perm[j]] = 1;
-        *n_train = *n_ho = 0;
-        for (int64_t j = 0; j < nv; j++) {
-            if (is_ho[j])
-                (*ho)[(*n_ho)++] = valid[j];
-            else
-                (*train)[(*n_train)++] = valid[j];
-        }
-        if (*n_train < 1)
-            s = MC_FAIL(err, MC_ERR_ARG, "sae: no valid training images in %s", td->path);
-    }
-    free(valid), free(perm), free(is_ho);
+    if (!valid) return MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    nv = 0;
+    for (int64_t i = 0; i < td->n_img; i++)
+        if (td->valid[i]) valid[nv++] = i;
+    int64_t nh = (int64_t)floor(heldout * (double)nv);
+    if (heldout > 0 && nh == 0 && nv >= 2) nh = 1;
+    mc_status s =
+        mc_heldout_split(valid, nv, nh, seed, HELDOUT_STREAM, train, n_train, ho, n_ho, err);
+    if (s == MC_OK && *n_train < 1)
+        s = MC_FAIL(err, MC_ERR_ARG, "sae: no valid training images in %s", td->path);
+    free(valid);
     return s;
 }
 
@@ -249,25 +234,11 @@ static mc_status write_sae_store(const mc_comm *c, const mc_config *cfg, const m
     if (s == MC_OK) s = mc_store_create_dataset(st, "heldout/images", MC_DTYPE_I64, 1, sh1, 0, err);
     if (s == MC_OK)
         s = mc_store_write_rows(st, "heldout/images", MC_DTYPE_I64, 0, root ? n_ho : 0, ho, err);
-    const char *cn[4] = {"curves/loss", "curves/fvu", "curves/auxk", "curves/dead_frac"};
-    const float *cv[4] = {curve->loss, curve->loss_a, curve->loss_b, curve->extra};
-    sh1[0] = curve->count;
-    for (int i = 0; s == MC_OK && i < 4; i++) {
-        s = mc_store_create_dataset(st, cn[i], MC_DTYPE_F32, 1, sh1, 0, err);
-        if (s == MC_OK)
-            s = mc_store_write_rows(st, cn[i], MC_DTYPE_F32, 0, root ? curve->count : 0, cv[i],
-                                    err);
-    }
+    const char *const cn[4] = {"curves/loss", "curves/fvu", "curves/auxk", "curves/dead_frac"};
+    if (s == MC_OK) s = mc_train_store_common(st, root, curve, cn, "sae", cfg, td, task->seed, err);
     int64_t dead = 0;
     const int64_t *since = mc_sae_since_fire(sae);
     for (int64_t j = 0; j < m; j++) dead += since[j] >= sc->dead_samples;
-    mc_store_provenance prov = {.stage = "sae",
-                                .config_hash = cfg->hash,
-                                .model = td->extract_key,
-                                .dataset = td->path,
-                                .seed = task->seed,
-                                .has_seed = true};
-    if (s == MC_OK) s = mc_store_write_provenance(st, "/", &prov, err);
     struct {
         const char *k;
         const char *v;
