@@ -64,8 +64,17 @@ void mc_concept_classes(const mc_unit_set *u, const char *const *texts, int64_t 
     }
 }
 
+void mc_concept_qdots(const mc_unit_set *u, const float *cn, int64_t Cn, int64_t d, double *qc) {
+    for (int64_t j = 0; j < Cn; j++) {
+        double v = 0;
+        for (int64_t k = 0; u->q && k < d; k++) v += (double)u->q[k] * cn[j * d + k];
+        qc[j] = v;
+    }
+}
+
 void mc_unit_scores_block(const mc_unit_set *u, int64_t d, float *p, int64_t len, int64_t unit0,
-                          const float *cn, const int64_t *cls, int64_t Cn, float *S) {
+                          const float *cn, const int64_t *cls, const double *qc, int64_t Cn,
+                          float *S) {
     if (u->reading == MC_READ_PLAIN) {
         /* cos(p_i, c): normalised directions, one sgemm (the stage's numbers since 0.x). */
         mc_normalize_rows_f(p, len, d);
@@ -90,13 +99,11 @@ void mc_unit_scores_block(const mc_unit_set *u, int64_t d, float *p, int64_t len
             if (u->q) pq += (double)pi[k] * u->q[k];
         }
         for (int64_t j = 0; j < Cn; j++) {
-            double qc = 0;
-            for (int64_t k = 0; u->q && k < d; k++) qc += (double)u->q[k] * cn[j * d + k];
             double g = cls[j] >= 0 ? u->g_class[cls[j] * U + unit0 + i] : u->g_all[unit0 + i];
             if (isnan(g)) g = u->g_all[unit0 + i]; /* a class without training images */
             double nrm = sqrt(fmax(g * g * pp + 2 * g * pq + qq, 0.0));
             if (nrm < 1e-12) nrm = 1e-12;
-            S[i * Cn + j] = (float)((g * S[i * Cn + j] + qc) / nrm);
+            S[i * Cn + j] = (float)((g * S[i * Cn + j] + qc[j]) / nrm);
         }
     }
 }
@@ -118,14 +125,15 @@ mc_status mc_similarity(const mc_comm *c, const mc_unit_set *u, const mc_encoder
     float *S = mc_alloc_array(MC_UNIT_BLOCK, (size_t)Cn * sizeof(float));
     int64_t *cnt = mc_calloc_array((size_t)Cn + 1, sizeof(int64_t));
     int64_t *cls = mc_alloc_array((size_t)Cn + 1, sizeof(int64_t));
+    double *qc = mc_alloc_array((size_t)Cn + 1, sizeof(double));
     if (tau_u > 0) r->loc = mc_alloc_array((size_t)Cn, (size_t)tau_u * sizeof(mc_scored));
     if (tau_c > 0)
         r->desc = mc_alloc_array((size_t)(rows > 0 ? rows : 1), (size_t)tau_c * sizeof(mc_scored));
     if (keep_sim)
         r->sim = mc_alloc_array((size_t)(rows > 0 ? rows : 1), (size_t)Cn * sizeof(float));
     mc_status s = MC_OK;
-    if (!emb || !cn || !S || !cnt || !cls || (tau_u > 0 && !r->loc) || (tau_c > 0 && !r->desc) ||
-        (keep_sim && !r->sim))
+    if (!emb || !cn || !S || !cnt || !cls || !qc || (tau_u > 0 && !r->loc) ||
+        (tau_c > 0 && !r->desc) || (keep_sim && !r->sim))
         s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for %lld units x %lld concepts", (long long)U,
                     (long long)Cn);
     s = mc_comm_agree(c, s, err);
@@ -134,10 +142,11 @@ mc_status mc_similarity(const mc_comm *c, const mc_unit_set *u, const mc_encoder
         memcpy(cn, concept_emb, (size_t)(Cn * d) * sizeof(float));
         mc_normalize_rows_f(cn, Cn, d);
         mc_concept_classes(u, concept_texts, Cn, cls);
+        mc_concept_qdots(u, cn, Cn, d, qc);
         for (int64_t i = 0; tau_u > 0 && i < Cn * tau_u; i++) r->loc[i] = EMPTY;
         for (int64_t b = 0; b < rows; b += MC_UNIT_BLOCK) {
             int64_t len = rows - b < MC_UNIT_BLOCK ? rows - b : MC_UNIT_BLOCK;
-            mc_unit_scores_block(u, d, emb + b * d, len, r->u0 + b, cn, cls, Cn, S);
+            mc_unit_scores_block(u, d, emb + b * d, len, r->u0 + b, cn, cls, qc, Cn, S);
             if (keep_sim) memcpy(r->sim + b * Cn, S, (size_t)(len * Cn) * sizeof(float));
             for (int64_t i = 0; i < len; i++) {
                 const float *row = S + i * Cn;
@@ -166,7 +175,7 @@ mc_status mc_similarity(const mc_comm *c, const mc_unit_set *u, const mc_encoder
                 s = MC_FAIL(err, MC_ERR_MPI, "MPI_Allreduce of the top-unit lists failed");
         }
     }
-    free(emb), free(cn), free(S), free(cnt), free(cls);
+    free(emb), free(cn), free(S), free(cnt), free(cls), free(qc);
     if (s != MC_OK) mc_sim_result_free(r);
     return s;
 }

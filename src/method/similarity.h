@@ -30,12 +30,18 @@ mc_status mc_similarity(const mc_comm *c, const mc_unit_set *u, const mc_encoder
 /* Local. The class whose images are a concept's input set under u's reading, or -1 (all
  * inputs): cls[n_concepts]. */
 void mc_concept_classes(const mc_unit_set *u, const char *const *texts, int64_t n, int64_t *cls);
+/* Local. <q, c_j> in double for each of the Cn normalised concept embeddings cn[Cn x d], q the
+ * INPUTS reading's shared term (zeros without one): qc[Cn]. It does not depend on the unit, so
+ * it is computed once per concept set, not once per (unit, concept). */
+void mc_concept_qdots(const mc_unit_set *u, const float *cn, int64_t Cn, int64_t d, double *qc);
 /* Local. Scores S[len x Cn] of units [unit0, unit0 + len) (one block, len <= MC_UNIT_BLOCK) from
  * their raw directions p[len x d] (mc_unit_embed, normalize = false; overwritten) and the
- * normalised concept embeddings cn[Cn x d], cls from mc_concept_classes. The arithmetic of
- * mc_similarity, so a query prints the stage's numbers. */
+ * normalised concept embeddings cn[Cn x d], cls from mc_concept_classes and qc from
+ * mc_concept_qdots (read by the INPUTS reading only). The arithmetic of mc_similarity, so a
+ * query prints the stage's numbers. */
 void mc_unit_scores_block(const mc_unit_set *u, int64_t d, float *p, int64_t len, int64_t unit0,
-                          const float *cn, const int64_t *cls, int64_t Cn, float *S);
+                          const float *cn, const int64_t *cls, const double *qc, int64_t Cn,
+                          float *S);
 void mc_sim_result_free(mc_sim_result *r);
 /* Collective: rank 0 receives every unit's desc rows, [n_units * tau_c] (*all NULL elsewhere). */
 mc_status mc_sim_gather_desc(const mc_comm *c, const mc_sim_result *r, mc_scored **all,

@@ -37,13 +37,6 @@
 #define REPORT_MAX_UNITS 16      /* units listed per table in the report (all logit neurons) */
 #define KEEP_SIM_MAX (1ll << 24) /* the full similarity matrix is stored up to this size */
 
-/* Index of text in the concept set (case-insensitive), or -1. */
-static int64_t concept_index(const mc_concepts *cs, const char *text) {
-    for (int64_t j = 0; j < cs->n; j++)
-        if (!strcasecmp(cs->texts[j], text)) return j;
-    return -1;
-}
-
 /* The report section of one (set, kind) on rank 0. Returns the description accuracy (NAN when
  * no unit has a known own class). */
 static double report_table(mc_buf *b, const mc_task *task, const mc_method_task *mt,
@@ -52,14 +45,9 @@ static double report_table(mc_buf *b, const mc_task *task, const mc_method_task 
     const bool logits = !strcmp(task->layer, "logits") && u->kind == MC_UNIT_NEURON &&
                         u->n_units == mt->td.n_classes;
     int64_t known = 0, hits = 0;
-    if (logits)
-        for (int64_t i = 0; i < u->n_units; i++) {
-            int64_t own = concept_index(cs, mt->td.class_names[i]);
-            if (own < 0) continue;
-            known++;
-            hits += all[i * tau].index == own;
-        }
-    double acc = known ? (double)hits / (double)known : NAN;
+    double acc =
+        logits ? mc_describe_accuracy(cs, mt->td.class_names, u->n_units, all, tau, &known, &hits)
+               : NAN;
     mc_buf_printf(b, "\n### %s, concept set `%s` (%lld concepts)\n\n",
                   u->kind == MC_UNIT_SAE ? "SAE features" : "neurons", cs->name, (long long)cs->n);
     if (logits && known) {
@@ -74,7 +62,7 @@ static double report_table(mc_buf *b, const mc_task *task, const mc_method_task 
     for (int64_t i = 0; i < shown; i++) {
         mc_buf_printf(b, "| %lld |", (long long)i);
         if (logits) {
-            int64_t own = concept_index(cs, mt->td.class_names[i]);
+            int64_t own = mc_concept_index(cs, mt->td.class_names[i]);
             mc_buf_printf(b, " %s | %s |", mt->td.class_names[i],
                           own < 0                     ? "n/a"
                           : all[i * tau].index == own ? "yes"
@@ -193,8 +181,9 @@ mc_status mc_query_describe(const mc_comm *c, const mc_config *cfg, const int64_
             float *p = mc_alloc_array((size_t)len, (size_t)d * sizeof(float));
             float *S = mc_alloc_array((size_t)len, (size_t)cs->n * sizeof(float));
             int64_t *cls = mc_alloc_array((size_t)cs->n, sizeof(int64_t));
-            if (!top || !cn || !p || !S || !cls) {
-                free(top), free(cn), free(p), free(S), free(cls);
+            double *qc = mc_alloc_array((size_t)cs->n, sizeof(double));
+            if (!top || !cn || !p || !S || !cls || !qc) {
+                free(top), free(cn), free(p), free(S), free(cls), free(qc);
                 s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
                 break;
             }
@@ -203,11 +192,12 @@ mc_status mc_query_describe(const mc_comm *c, const mc_config *cfg, const int64_
             mc_normalize_rows_f(cn, cs->n, d);
             memcpy(p, blk, (size_t)(len * d) * sizeof(float));
             mc_concept_classes(&u, (const char *const *)cs->texts, cs->n, cls);
-            mc_unit_scores_block(&u, d, p, len, b0, cn, cls, cs->n, S);
+            mc_concept_qdots(&u, cn, cs->n, d, qc);
+            mc_unit_scores_block(&u, d, p, len, b0, cn, cls, qc, cs->n, S);
             int64_t cnt = 0;
             for (int64_t j = 0; j < cs->n; j++)
                 mc_top_insert(top, &cnt, tau, S[(units[i] - b0) * cs->n + j], (int32_t)j);
-            free(p), free(S), free(cls);
+            free(p), free(S), free(cls), free(qc);
             if (c->rank == 0) {
                 bool named = !strcmp(r.layer, "logits") && r.units == MC_UNIT_NEURON &&
                              u.n_units == td.n_classes;
