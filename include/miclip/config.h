@@ -108,6 +108,7 @@ typedef enum {
 
 typedef enum { MC_MODE_SCALE, MC_MODE_ADD } mc_mode;                         /* scale add */
 typedef enum { MC_TOKENS_ALL, MC_TOKENS_CLS, MC_TOKENS_PATCHES } mc_tokens;  /* all cls patches */
+typedef enum { MC_PREFIX_CACHE, MC_PREFIX_RECOMPUTE } mc_prefix_mode;        /* cache recompute */
 typedef enum { MC_CONCEPTS_FILE, MC_CONCEPTS_CLASSES } mc_concept_source;    /* file classes */
 typedef enum { MC_EVAL_SET_EVAL, MC_EVAL_SET_UNSEEN } mc_eval_set;           /* eval unseen */
 typedef enum { MC_FORMAT_MD, MC_FORMAT_CSV, MC_FORMAT_TEX } mc_table_format; /* md csv tex */
@@ -233,6 +234,7 @@ typedef struct {
         mc_enum_list datasets; /* mc_eval_set */
         int64_t batch_size;
         int cache_dtype; /* 0 f32, 1 f16: the prefix cache's state (docs/intervene.md) */
+        int prefix;      /* 0 cache, 1 recompute: where edited forwards start (MC_PREFIX_*) */
         int64_t
             oracle_candidates; /* oracle: ablate only each class's top-N units by mean activation; 0 = all */
     } intervene;

@@ -16,6 +16,7 @@ static const char *const ds_names[] = {"none",     "imagefolder", "imagenet", "d
                                        "filelist", "world",       NULL};
 static const char *const pool_names[] = {"auto", "cls", "mean", "spatial_mean", "all", NULL};
 static const char *const dtype_names[] = {"f32", "f16", NULL};
+static const char *const prefix_names[] = {"cache", "recompute", NULL};
 static const char *const bad_image_names[] = {"fail", "skip", NULL};
 static const char *const sae_input_names[] = {"pooled", "all", NULL};
 static const char *const variant_names[] = {"in+out", "in", "out", NULL};
@@ -397,6 +398,11 @@ const mc_schema_entry mc_schema[] = {
     ENUM("intervene.cache_dtype", "f32", dtype_names, intervene.cache_dtype,
          "Storage type of the prefix cache's state: `f16` halves its size; the clean and edited "
          "runs both start from the rounded state (docs/intervene.md, \"Float16 cache\")."),
+    ENUM("intervene.prefix", "cache", prefix_names, intervene.prefix,
+         "Where the edited forwards start: `cache` stores the state at intervene.layer once and "
+         "runs every edit from it; `recompute` stores no state and runs the layers before it "
+         "again for every edited batch (same results; `miclip plan` prints both costs, "
+         "docs/intervene.md, \"Cache or recompute\")."),
     INT("intervene.oracle_candidates", "0", 0, 100000000, intervene.oracle_candidates,
         "The `oracle` measures single-unit removal only on each class's top-N units by mean "
         "absolute activation "

@@ -163,6 +163,10 @@ void mc_prefix_close(mc_prefix_set *p) {
     free(p->labels);
     free(p->clean_pred);
     free(p->clean_prob);
+    mc_strings_free(&p->paths, p->n_paths);
+    free(p->image);
+    free(p->pix);
+    free(p->batch);
     memset(p, 0, sizeof *p);
 }
 
@@ -186,13 +190,10 @@ static bool capture_fn(const mc_hook_view *v, void *user) {
     return true;
 }
 
-/* Rows [b, e) of the prefix: images, state, clean logits and predictions. half != NULL
- * (intervene.cache_dtype f16): the state is rounded to float16 (stored in half) and the clean
- * suffix runs from the rounded state, the one every edited run reads back. */
-static mc_status prefix_unit(mc_runner *R, const mc_prefix_set *p, char **paths,
-                             const int64_t *image, int64_t b, int64_t e, float *pix, float *state,
-                             uint16_t *half, float *logits, int32_t *pred, float *prob,
-                             float *scores, mc_error *err) {
+/* The state at the layer of rows [b, e) (one fixed batch): decode, preprocess and the forward up
+ * to the layer. */
+static mc_status batch_state(const mc_runner *R, char **paths, const int64_t *image, int64_t b,
+                             int64_t e, float *pix, float *state, mc_error *err) {
     const int64_t B = e - b;
     const size_t per_px = (size_t)3 * (size_t)R->th * (size_t)R->tw;
     for (int64_t i = 0; i < B; i++) {
@@ -213,6 +214,39 @@ static mc_status prefix_unit(mc_runner *R, const mc_prefix_set *p, char **paths,
         if (!isfinite(state[j]))
             return MC_FAIL(err, MC_ERR_NUMERIC, "non-finite state at layer '%s' for image %s",
                            R->layer, paths[image[b + j / R->per]]);
+    return MC_OK;
+}
+
+mc_status mc_prefix_state(const mc_runner *R, mc_prefix_set *p, int64_t b, int64_t e, float *state,
+                          mc_error *err) {
+    if (!p->recompute) {
+        int64_t start[4] = {b, 0, 0, 0}, count[4] = {e - b, R->shape[0], R->shape[1], R->shape[2]};
+        return mc_store_read_slice(p->st, "state", MC_DTYPE_F32, start, count, state, false, err);
+    }
+    /* The batches that hold rows [b, e): class c's rows [first[c], first[c+1]) in pieces of bs
+     * from first[c] (mc_class_batches). */
+    for (int64_t r = b; r < e;) {
+        const int64_t c = p->labels[r], f = p->first[c];
+        const int64_t u0 = f + (r - f) / p->bs * p->bs;
+        const int64_t u1 = u0 + p->bs < p->first[c + 1] ? u0 + p->bs : p->first[c + 1];
+        MC_TRY(batch_state(R, p->paths, p->image, u0, u1, p->pix, p->batch, err));
+        const int64_t to = u1 < e ? u1 : e;
+        memcpy(state + (r - b) * R->per, p->batch + (r - u0) * R->per,
+               (size_t)((to - r) * R->per) * sizeof(float));
+        r = to;
+    }
+    return MC_OK;
+}
+
+/* Rows [b, e) of the prefix: images, state, clean logits and predictions. half != NULL
+ * (intervene.cache_dtype f16): the state is rounded to float16 (stored in half) and the clean
+ * suffix runs from the rounded state, the one every edited run reads back. */
+static mc_status prefix_unit(mc_runner *R, const mc_prefix_set *p, char **paths,
+                             const int64_t *image, int64_t b, int64_t e, float *pix, float *state,
+                             uint16_t *half, float *logits, int32_t *pred, float *prob,
+                             float *scores, mc_error *err) {
+    const int64_t B = e - b;
+    MC_TRY(batch_state(R, paths, image, b, e, pix, state, err));
     for (int64_t j = 0; half && j < B * R->per; j++) {
         const float x = state[j];
         half[j] = mc_f32_to_f16(x);
@@ -253,11 +287,14 @@ static mc_status prefix_build(const mc_comm *c, const mc_config *cfg, mc_runner 
     }
     bool root = c->rank == 0;
     const int64_t N = p->n;
+    const bool keep_state = !p->recompute;
     if (created) {
         int64_t sh[4] = {N, R->shape[0], R->shape[1], R->shape[2]};
-        s = mc_store_create_dataset(st, "state", f16 ? MC_DTYPE_F16 : MC_DTYPE_F32, 1 + R->ndim, sh,
-                                    bs, err);
-        if (s == MC_OK) s = mc_store_set_attr_str(st, "state", "layer", R->layer, err);
+        if (keep_state)
+            s = mc_store_create_dataset(st, "state", f16 ? MC_DTYPE_F16 : MC_DTYPE_F32, 1 + R->ndim,
+                                        sh, bs, err);
+        if (s == MC_OK && keep_state)
+            s = mc_store_set_attr_str(st, "state", "layer", R->layer, err);
         if (s == MC_OK) s = mc_store_create_dataset(st, "labels", MC_DTYPE_I32, 1, sh, 0, err);
         if (s == MC_OK)
             s = mc_store_write_rows(st, "labels", MC_DTYPE_I32, 0, root ? N : 0, p->labels, err);
@@ -326,7 +363,7 @@ static mc_status prefix_build(const mc_comm *c, const mc_config *cfg, mc_runner 
                              err);
         }
         s = mc_comm_agree(c, ls, err);
-        if (s == MC_OK)
+        if (s == MC_OK && keep_state)
             s = f16 ? mc_store_write_rows(st, "state", MC_DTYPE_F16, b, e, half, err)
                     : mc_store_write_rows(st, "state", MC_DTYPE_F32, b, e, state, err);
         if (s == MC_OK)
@@ -372,6 +409,8 @@ static mc_status prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *
                              int64_t seed, bool find_only, mc_prefix_set *p, mc_error *err) {
     memset(p, 0, sizeof *p);
     p->split = split;
+    p->recompute = cfg->intervene.prefix == MC_PREFIX_RECOMPUTE;
+    p->bs = cfg->intervene.batch_size;
     char xpath[MC_PATH_CAP];
     MC_TRY(mc_extract_store_path(c, cfg, split, seed, xpath, sizeof xpath, err));
     bool complete = false;
@@ -456,6 +495,8 @@ static mc_status prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *
         if (R->zeroshot) mc_buf_printf(&b, "logit_scale=%.17g\n", R->logit_scale);
         /* Only f16 names its dtype: the float32 caches keep the keys they had. */
         if (cfg->intervene.cache_dtype == 1) mc_buf_printf(&b, "state_dtype=f16\n");
+        /* A store without the state is another store: a cache run must not take it. */
+        if (cfg->intervene.prefix == MC_PREFIX_RECOMPUTE) mc_buf_printf(&b, "state=recompute\n");
         char tag[256];
         mc_layer_tag(R->layer, tag, sizeof tag);
         if (b.oom)
@@ -514,6 +555,14 @@ static mc_status prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *
         s = mc_store_read_rows(p->st, "clean_pred", MC_DTYPE_I32, 0, p->n, p->clean_pred, err);
     if (s == MC_OK)
         s = mc_store_read_rows(p->st, "clean_prob", MC_DTYPE_F32, 0, p->n, p->clean_prob, err);
+    if (s == MC_OK && p->recompute) { /* the images stay, for mc_prefix_state */
+        p->paths = paths, p->n_paths = N, p->image = image;
+        paths = NULL, image = NULL, N = 0;
+        p->pix = mc_alloc_array((size_t)p->bs, (size_t)3 * R->th * R->tw * sizeof(float));
+        p->batch = mc_alloc_array((size_t)p->bs, (size_t)R->per * sizeof(float));
+        if (!p->pix || !p->batch) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    }
+    s = mc_comm_agree(c, s, err);
     free(xkey), free(lab), free(valid), free(image);
     mc_strings_free(&paths, N);
     if (s != MC_OK) mc_prefix_close(p);

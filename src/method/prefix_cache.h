@@ -76,6 +76,14 @@ typedef struct {
     int32_t *clean_pred;      /* [n] */
     float *clean_prob;        /* [n]: probability of the image's class */
     mc_store *st;             /* open read-only once complete */
+    /* intervene.prefix: recompute: the store holds no state; mc_prefix_state runs the layers
+     * before intervene.layer again, from the images, in the cache's own fixed batches. */
+    bool recompute;
+    int64_t bs;   /* intervene.batch_size */
+    char **paths; /* [n_paths] the extraction store's image paths (recompute) */
+    int64_t n_paths;
+    int64_t *image;     /* [n] each row's image index (recompute) */
+    float *pix, *batch; /* scratch: one batch's pixels and state (recompute) */
 } mc_prefix_set;
 
 /* Collective. Finds the split's extraction store, lists its valid images by class, and builds (or
@@ -87,6 +95,11 @@ mc_status mc_prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *R, m
 mc_status mc_prefix_find(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_split split,
                          int64_t seed, mc_prefix_set *p, mc_error *err);
 void mc_prefix_close(mc_prefix_set *p);
+/* Local. The state at intervene.layer of rows [b, e) of p into state[(e - b) * R->per], float32:
+ * read from the cache, or (p->recompute) computed from the images by the forward to the layer,
+ * each row in the fixed batch the cache computes it in, so both give the same floats. */
+mc_status mc_prefix_state(const mc_runner *R, mc_prefix_set *p, int64_t b, int64_t e, float *state,
+                          mc_error *err);
 
 /* One work unit: rows [b, e) of class c. */
 typedef struct {

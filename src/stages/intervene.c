@@ -380,6 +380,11 @@ mc_status mc_intervene_check(const mc_config *cfg, mc_error *err) {
                 "add baselines to 'stages'",
                 cfg->source_path, mc_method_name(m));
     }
+    if (cfg->intervene.prefix == MC_PREFIX_RECOMPUTE && cfg->intervene.cache_dtype == 1)
+        return MC_FAIL(err, MC_ERR_CONFIG,
+                       "%s: intervene.cache_dtype: f16 rounds a cached state, and "
+                       "intervene.prefix: recompute caches none: use one or the other",
+                       cfg->source_path);
     for (int i = 0; i < cfg->intervene.units.n; i++)
         if (cfg->intervene.units.v[i] == MC_UNIT_SAE &&
             (!mc_config_has_stage(cfg, MC_STAGE_SAE) ||
@@ -404,8 +409,7 @@ static mc_status edited_rows(const mc_config *cfg, mc_runner *R, mc_prefix_set *
     const int64_t bs = cfg->intervene.batch_size;
     for (int64_t r = b; r < e; r += bs) {
         int64_t re = r + bs < e ? r + bs : e, B = re - r;
-        int64_t start[4] = {r, 0, 0, 0}, count[4] = {B, R->shape[0], R->shape[1], R->shape[2]};
-        MC_TRY(mc_store_read_slice(p->st, "state", MC_DTYPE_F32, start, count, state, false, err));
+        MC_TRY(mc_prefix_state(R, p, r, re, state, err));
         mc_hook hk = {.name = R->layer, .mode = MC_HOOK_WRITE, .fn = edit_fn, .user = ec};
         mc_forward_opts o = {
             .hooks = &hk, .n_hooks = 1, .start_at = R->layer, .start_state = state};
@@ -560,8 +564,7 @@ static mc_status group_precision(const mc_comm *c, const mc_config *cfg, const m
     const float inv = 1.0f / (float)nt;
     for (int64_t r = 0; s == MC_OK && r < N; r += bs) {
         const int64_t B = r + bs < N ? bs : N - r;
-        int64_t start[4] = {r, 0, 0, 0}, count[4] = {B, R->shape[0], R->shape[1], R->shape[2]};
-        s = mc_store_read_slice(p->st, "state", MC_DTYPE_F32, start, count, state, false, err);
+        s = mc_prefix_state(R, p, r, r + B, state, err);
         for (int64_t b = 0; s == MC_OK && b < B; b++)
             for (int64_t t = 0; t < nt; t++)
                 for (int64_t i = 0; i < D; i++) {
@@ -733,8 +736,7 @@ static mc_status oracle_class(const mc_config *cfg, mc_runner *R, mc_prefix_set 
     *nf = 0;
     for (int64_t u = 0; u < n_units; u++) drop[u] = 0, hit[u] = 0, act[u] = 0;
     if (n == 0) return MC_OK;
-    int64_t start[4] = {f0, 0, 0, 0}, count[4] = {n, R->shape[0], R->shape[1], R->shape[2]};
-    MC_TRY(mc_store_read_slice(p->st, "state", MC_DTYPE_F32, start, count, cstate, false, err));
+    MC_TRY(mc_prefix_state(R, p, f0, f0 + n, cstate, err));
     /* Which units act on which image, and each unit's mean absolute activation over the class's edited
      * tokens (x0 removes |a|: a strongly negative neuron matters as much as a positive one). */
     if (ec->kind == MC_UNIT_SAE) {

@@ -746,6 +746,73 @@ def test_oracle(tmp):
           "report: the localization precision table with the oracle and random rows")
 
 
+def store_data(path):
+    """Every dataset of a store: {name: array}."""
+    with h5py.File(path, "r") as f:
+        return {n: f[n][()] for n in h5_datasets(f)}
+
+
+def task_stores(out):
+    """Each intervene task store and the oracle's scores by name without their key: {stem: path}."""
+    got = {}
+    for q in glob.glob(os.path.join(out, "intervene", "*.h5")):
+        b = os.path.basename(q)
+        if not b.startswith("prefix-"):
+            got[b.rsplit("-", 1)[0]] = q
+    return got
+
+
+def test_recompute(tmp):
+    """intervene.prefix: recompute stores no state and runs the layers before intervene.layer again
+    for every edited batch, in the cache's own batches: every number of every task (the oracle's
+    scores, the precision, the edited predictions, probabilities and logits) equals the cached
+    run's bitwise, at 1 and 4 ranks."""
+    world = make_world(os.path.join(tmp, "world"), 20, 4)
+    base = os.path.join(tmp, "cache")
+    iv = ", methods: [miclip, oracle], units: [neuron, sae], modes: [scale], betas: [0.0], datasets: [eval], batch_size: 7"
+    cfg = os.path.join(tmp, "cache.yaml")
+    write_config(cfg, world, base, intervene=iv)
+    r = run(2, ["run", cfg])
+    check(r.returncode == 0, "the chain with the prefix cache exits 0 (%s)" % r.stderr.strip()[-400:])
+    cached = task_stores(base)
+    n_tasks = sum(k.startswith("intervene-") for k in cached)
+    check(n_tasks == 2 and len(cached) > n_tasks, "2 task stores and the oracle's scores: %s" % sorted(cached))
+    pre = one(base, "prefix-eval-*")
+    for n in (1, 4):
+        out = os.path.join(tmp, "recompute%d" % n)
+        shutil.copytree(base, out)
+        shutil.rmtree(os.path.join(out, "intervene"))
+        cfg = os.path.join(tmp, "recompute%d.yaml" % n)
+        write_config(cfg, world, out, intervene=iv + ", prefix: recompute")
+        r = run(n, ["intervene", cfg])
+        check(r.returncode == 0, "prefix: recompute at %d rank(s) exits 0 (%s)" % (n, r.stderr.strip()[-400:]))
+        rp = one(out, "prefix-eval-*")
+        if not (rp and pre):
+            check(False, "a prefix store at %d rank(s)" % n)
+            continue
+        with h5py.File(pre, "r") as a, h5py.File(rp, "r") as b:
+            same = all(np.array_equal(a[k][()], b[k][()]) for k in
+                       ("clean_pred", "clean_prob", "clean_logits", "labels", "image_index", "clean_class_acc"))
+            check("state" not in b and same and os.path.getsize(rp) < os.path.getsize(pre) / 4,
+                  "recompute's prefix store: no state (%d vs %d bytes), the same clean run" %
+                  (os.path.getsize(rp), os.path.getsize(pre)))
+        got = task_stores(out)
+        check(sorted(got) == sorted(cached), "the same tasks at %d rank(s): %s" % (n, sorted(set(got) ^ set(cached))))
+        diff = []
+        for stem in sorted(set(got) & set(cached)):
+            da, db = store_data(cached[stem]), store_data(got[stem])
+            if sorted(da) != sorted(db):
+                diff.append("%s: datasets %s" % (stem, sorted(set(da) ^ set(db))))
+            diff += ["%s: %s" % (stem, k) for k in sorted(set(da) & set(db)) if not (
+                np.asarray(da[k]).dtype == np.asarray(db[k]).dtype and np.shape(da[k]) == np.shape(db[k])
+                and np.asarray(da[k]).tobytes() == np.asarray(db[k]).tobytes())]
+        check(not diff, "prefix: recompute at %d rank(s): every dataset of the %d task stores equals the cached "
+              "run's bitwise %s" % (n, len(got), diff[:5]))
+    cfg = os.path.join(tmp, "f16.yaml")
+    write_config(cfg, world, os.path.join(tmp, "f16"), intervene=iv + ", prefix: recompute, cache_dtype: f16")
+    one_error(bad_run(2, ["run", cfg]), "intervene.prefix", "prefix: recompute with cache_dtype: f16")
+
+
 def one_error(r, want, what):
     errs = [l for l in r.stderr.splitlines() if "error" in l]
     codes = [l for l in r.stderr.splitlines() if l.startswith("rank-exit=")]
@@ -783,7 +850,7 @@ def main():
         check(False, "the trained tiny models exist under experiments/world")
         return fixture.summary()
     {"ranks": test_ranks, "ref": test_ref, "causal": test_causal, "resume": test_resume, "bad": test_bad,
-     "oracle": test_oracle, "clip": test_clip, "resnet": test_resnet}[what](tmp)
+     "oracle": test_oracle, "clip": test_clip, "resnet": test_resnet, "recompute": test_recompute}[what](tmp)
     return fixture.summary()
 
 
