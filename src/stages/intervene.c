@@ -1557,24 +1557,26 @@ static void intervene_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_pl
     int units = 2 * cfg->intervene.units.n;
     S->items = (double)n * units;
     mc_strlcpy(S->item_name, "forwards", sizeof S->item_name);
-    /* An SAE-feature edit in scale mode encodes every edited token of the state through the
-     * SAE first (edit_fn: mc_sae_encode, one [tokens x n] x [n x m] product per image) */
+    /* SAE features: the SAE's top-k code of every edited token of the clean state (one
+     * [tokens x n] x [n x m] product per image), which the scale edits, the precision and the
+     * oracle read, is encoded once per seed's SAE and eval set into the code store
+     * (method/sae_codes.c) and amortized over the tasks like the prefix. */
     const double width = in->sae_dim > 0 ? (double)in->sae_dim : 1,
                  all_toks = (double)in->int_T / width;
     const double toks = cfg->intervene.tokens == MC_TOKENS_CLS       ? 1
                         : cfg->intervene.tokens == MC_TOKENS_PATCHES ? all_toks - 1
                                                                      : all_toks;
-    double sae_fwd = 0; /* SAE-kind forwards per task */
+    bool has_sae = false;
     for (int k = 0; k < cfg->intervene.units.n; k++)
-        if (cfg->intervene.units.v[k] == MC_UNIT_SAE) sae_fwd = 2.0 * (double)n;
-    double scale = 0; /* the share of tasks in scale mode (a task has one mode) */
-    for (int i = 0; i < cfg->intervene.modes.n; i++)
-        scale += cfg->intervene.modes.v[i] == MC_MODE_SCALE ? 1.0 / cfg->intervene.modes.n : 0;
-    const double enc_gmac = scale * toks * (double)cfg->sae.features * width / 1e9;
+        has_sae |= cfg->intervene.units.v[k] == MC_UNIT_SAE;
+    const double tasks = S->n_tasks > 0 ? S->n_tasks : 1;
+    /* encodes per task: each seed's images once, shared by the tasks */
+    const double enc_imgs = has_sae ? (double)n * (double)cfg->seeds.n / tasks : 0;
+    const double enc_gmac = toks * (double)cfg->sae.features * width / 1e9;
     S->gmac_per_item =
-        suffix + enc_gmac * sae_fwd / ((double)n * units > 0 ? (double)n * units : 1);
-    *flop = 2e9 * suffix * (double)n * units + 2e9 * enc_gmac * sae_fwd;
-    *core_s = 2e9 * suffix * (double)n * units / in->fwd + 2e9 * enc_gmac * sae_fwd / in->gemm;
+        suffix + enc_gmac * enc_imgs / ((double)n * units > 0 ? (double)n * units : 1);
+    *flop = 2e9 * suffix * (double)n * units + 2e9 * enc_gmac * enc_imgs;
+    *core_s = 2e9 * suffix * (double)n * units / in->fwd + 2e9 * enc_gmac * enc_imgs / in->gemm;
     *mem_b += in->tgt_w + mc_plan_arena_bytes(&p->target, cfg->intervene.batch_size) +
               (double)cfg->intervene.batch_size * (double)in->int_T * 4 +
               (double)cfg->sae.features * (double)in->sae_dim * 4;
@@ -1582,6 +1584,10 @@ static void intervene_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_pl
     const double state_b = cfg->intervene.cache_dtype == 1 ? 2 : 4; /* intervene.cache_dtype */
     mc_plan_add_store(p, S->stage, "intervene/prefix-<set>.h5 (cached hidden states)", 1,
                       (double)n * (double)in->int_T * state_b + MC_PLAN_STORE_OVERHEAD_BYTES);
+    if (has_sae) /* idx int32 and val float32 per (image, edited token, k) */
+        mc_plan_add_store(p, S->stage, "intervene/codes-<set>.h5 (SAE top-k codes of the prefix)",
+                          cfg->seeds.n,
+                          (double)n * toks * (double)cfg->sae.k * 8 + MC_PLAN_STORE_OVERHEAD_BYTES);
     mc_plan_add_store(p, S->stage, "intervene/<task>.h5 (per-class accuracy)", S->n_tasks,
                       (double)in->n_classes * 16 + MC_PLAN_STORE_OVERHEAD_BYTES);
     /* computing the prefix itself once: decode, the forward to the layer and the clean suffix
@@ -1615,8 +1621,8 @@ static void intervene_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_pl
 const mc_stage_desc mc_intervene_stage = {
     .stage = MC_STAGE_INTERVENE,
     .summary = "Delta-Acc of scaling or shifting each class's top units, from a cached prefix",
-    .outputs =
-        "intervene/prefix-*.h5, intervene/<task>-<key16>.h5, tables/, report/interventions.md",
+    .outputs = "intervene/prefix-*.h5, intervene/codes-*.h5, intervene/<task>-<key16>.h5, tables/, "
+               "report/interventions.md",
     .check = mc_intervene_check,
     .run = mc_stage_intervene,
     .complete = intervene_complete,
