@@ -550,8 +550,8 @@ static void edited_tokens(const mc_config *cfg, const mc_runner *R, int64_t *t0,
 /* Localization precision of one (dataset, kind) group (docs/intervene.md): each image's value of
  * every unit is its mean over the edited tokens (a neuron: the state's entry, read from the
  * prefix cache; an SAE feature: its top-k code, 0 where it does not fire, read from the code
- * store), in row order, then mc_unit_precision. Every rank computes the same numbers; rank 0 writes <g>/precision [C] and
- * the group's attribute "precision" (percent). Collective. */
+ * store), in row order, then mc_unit_precision. Every rank computes the same numbers; rank 0
+ * writes <g>/precision [C] and the group's attribute "precision" (percent). Collective. */
 static mc_status group_precision(const mc_comm *c, const mc_config *cfg, const mc_runner *R,
                                  mc_prefix_set *p, mc_store *st, const char *g,
                                  const kind_units *ku, sae_units *sae, mc_sae_codes *codes,
