@@ -17,6 +17,11 @@
  * and round; each class's rows are written collectively and marked done. Output:
  * OUTPUT_DIR/intervene/<task>-<key16>.h5, OUTPUT_DIR/tables/<task>-<dataset>-<units>.csv and
  * OUTPUT_DIR/report/interventions.md (docs/intervene.md).
+ *
+ * Code store. The SAE's top-k code of the edited tokens depends only on the clean cached state
+ * and the SAE: it is encoded once per (prefix cache, SAE, tokens) into
+ * OUTPUT_DIR/intervene/codes-<split>-l<layer>-<key16>.h5 (method/sae_codes.c) by the first task
+ * that needs it, and the SAE scale edits, the precision and the oracle read it from there.
  */
 #include <math.h>
 #include <mpi.h>
@@ -33,6 +38,7 @@
 #include "method/keys.h"
 #include "method/precision.h"
 #include "method/prefix_cache.h"
+#include "method/sae_codes.h"
 #include "method/task_index.h"
 #include "method/method_task.h"
 #include "method/similarity.h"
@@ -79,13 +85,16 @@ typedef struct {
     sae_units *sae;
     uint8_t *mask; /* [m]: unit i is edited (SAE scale) */
     float *rows;   /* [B * tokens, dim] gathered tokens (SAE) */
-    int32_t *idx;  /* [B * tokens, k] */
+    int32_t *idx;  /* [B * tokens, k]: a batch's codes, read from the code store */
     float *val;
-    /* oracle: the SAE codes of the class's images, encoded once ([image * tokens + t, k]), and
-     * batch row b's image code_row[b]; NULL: encode the batch (the stage's edits) */
+    /* SAE scale: the top-k codes of the edited tokens ([image * tokens + t, k]) and batch row b's
+     * image code_row[b]: the batch's rows of the code store (edited_rows), or the class's
+     * (oracle_class) */
     const int32_t *code_idx;
     const float *code_val;
     const int64_t *code_row;
+    mc_sae_codes *codes; /* the code store of the prefix (SAE units), else NULL */
+    int64_t *code_ident; /* [batch_size]: 0, 1, ... (edited_rows' code_row) */
 } edit_ctx;
 
 /* Element (b, t, i) of the state: token t's value of unit i. */
@@ -125,15 +134,14 @@ static bool edit_fn(const mc_hook_view *v, void *user) {
             for (int64_t i = 0; i < D; i++)
                 e->rows[(b * nt + t) * D + i] = *elem(e, v->data, b, e->t0 + t, i);
     const int k = e->sae->k;
-    if (e->mode == MC_MODE_SCALE && !e->code_idx)
-        mc_sae_encode(e->sae->sae, e->rows, rows, e->idx, e->val);
+    MC_ASSERT(e->mode != MC_MODE_SCALE || e->code_idx);
     for (int64_t r = 0; r < rows; r++) {
         float *a = e->rows + r * D;
         if (e->mode == MC_MODE_SCALE) {
-            /* the code of this row: the batch's own encoding, or the oracle's per-image one */
-            const int64_t cr = e->code_idx ? e->code_row[r / nt] * nt + r % nt : r;
-            const int32_t *idx = e->code_idx ? e->code_idx : e->idx;
-            const float *val = e->code_idx ? e->code_val : e->val;
+            /* the code of this row, from the code store (the clean state's, computed once) */
+            const int64_t cr = e->code_row[r / nt] * nt + r % nt;
+            const int32_t *idx = e->code_idx;
+            const float *val = e->code_val;
             for (int j = 0; j < k; j++) {
                 int32_t f = idx[cr * k + j];
                 if (e->row_unit ? f != e->row_unit[r / nt] : !e->mask[f]) continue;
@@ -410,10 +418,17 @@ static mc_status edited_rows(const mc_config *cfg, mc_runner *R, mc_prefix_set *
     for (int64_t r = b; r < e; r += bs) {
         int64_t re = r + bs < e ? r + bs : e, B = re - r;
         MC_TRY(mc_prefix_state(R, p, r, re, state, err));
+        const bool coded = ec->kind == MC_UNIT_SAE && ec->mode == MC_MODE_SCALE;
+        if (coded) { /* the batch's codes: those the edit would encode, read once computed */
+            MC_TRY(mc_sae_codes_read(ec->codes, r, re, ec->idx, ec->val, err));
+            ec->code_idx = ec->idx, ec->code_val = ec->val, ec->code_row = ec->code_ident;
+        }
         mc_hook hk = {.name = R->layer, .mode = MC_HOOK_WRITE, .fn = edit_fn, .user = ec};
         mc_forward_opts o = {
             .hooks = &hk, .n_hooks = 1, .start_at = R->layer, .start_state = state};
-        MC_TRY(mc_model_forward(R->m, NULL, B, R->th, R->tw, &o, logits, NULL, err));
+        mc_status s = mc_model_forward(R->m, NULL, B, R->th, R->tw, &o, logits, NULL, err);
+        ec->code_idx = NULL, ec->code_val = NULL, ec->code_row = NULL;
+        MC_TRY(s);
         mc_runner_predict(R, p->class_of_target, p->class_emb, p->C, p->labels[b], logits, B,
                           pred + (r - b), prob + (r - b), scores);
         if (first && r == b) memcpy(first, logits, (size_t)R->out_dim * sizeof(float));
@@ -537,14 +552,14 @@ static void edited_tokens(const mc_config *cfg, const mc_runner *R, int64_t *t0,
 }
 
 /* Localization precision of one (dataset, kind) group (docs/intervene.md): each image's value of
- * every unit is its mean over the edited tokens (a neuron: the state's entry; an SAE feature:
- * its top-k code, 0 where it does not fire), read from the prefix cache in row order, then
- * mc_unit_precision. Every rank computes the same numbers; rank 0 writes <g>/precision [C] and
- * the group's attribute "precision" (percent). Collective. */
+ * every unit is its mean over the edited tokens (a neuron: the state's entry, read from the
+ * prefix cache; an SAE feature: its top-k code, 0 where it does not fire, read from the code
+ * store), in row order, then mc_unit_precision. Every rank computes the same numbers; rank 0
+ * writes <g>/precision [C] and the group's attribute "precision" (percent). Collective. */
 static mc_status group_precision(const mc_comm *c, const mc_config *cfg, const mc_runner *R,
                                  mc_prefix_set *p, mc_store *st, const char *g,
-                                 const kind_units *ku, sae_units *sae, double *mean,
-                                 mc_error *err) {
+                                 const kind_units *ku, sae_units *sae, mc_sae_codes *codes,
+                                 double *mean, mc_error *err) {
     const int64_t N = p->n, C = p->C, D = R->dim, nu = ku->n_units, bs = cfg->intervene.batch_size,
                   tau = cfg->intervene.tau;
     int64_t t0, t1;
@@ -553,17 +568,26 @@ static mc_status group_precision(const mc_comm *c, const mc_config *cfg, const m
     const bool is_sae = ku->kind == MC_UNIT_SAE;
     const int k = is_sae ? sae->k : 0;
     float *acts = calloc((size_t)(N > 0 ? N : 1) * (size_t)nu, sizeof(float));
-    float *state = mc_alloc_array((size_t)bs, (size_t)R->per * sizeof(float));
-    float *rows = mc_alloc_array((size_t)bs * (size_t)nt, (size_t)D * sizeof(float));
+    float *state = is_sae ? NULL : mc_alloc_array((size_t)bs, (size_t)R->per * sizeof(float));
     int32_t *idx = mc_alloc_array((size_t)bs * (size_t)nt, (size_t)(k > 0 ? k : 1) * 4);
     float *val = mc_alloc_array((size_t)bs * (size_t)nt, (size_t)(k > 0 ? k : 1) * 4);
     double *prec = mc_alloc_array((size_t)(C > 0 ? C : 1), sizeof(double));
-    mc_status s = acts && state && rows && idx && val && prec
+    mc_status s = acts && (state || is_sae) && idx && val && prec
                       ? MC_OK
                       : MC_FAIL(err, MC_ERR_NOMEM, "out of memory for the precision of %s", g);
     const float inv = 1.0f / (float)nt;
     for (int64_t r = 0; s == MC_OK && r < N; r += bs) {
         const int64_t B = r + bs < N ? bs : N - r;
+        if (is_sae) {
+            /* the codes of rows [r, r + B): mc_sae_encode's codes of these tokens (a row's code
+             * does not depend on the rows encoded with it where the BLAS rounds each row alike,
+             * as OpenBLAS does here: docs/intervene.md, "Code store") */
+            s = mc_sae_codes_read(codes, r, r + B, idx, val, err);
+            for (int64_t q = 0; s == MC_OK && q < B * nt; q++)
+                for (int j = 0; j < k; j++)
+                    acts[(r + q / nt) * nu + idx[q * k + j]] += val[q * k + j] * inv;
+            continue;
+        }
         s = mc_prefix_state(R, p, r, r + B, state, err);
         for (int64_t b = 0; s == MC_OK && b < B; b++)
             for (int64_t t = 0; t < nt; t++)
@@ -571,16 +595,8 @@ static mc_status group_precision(const mc_comm *c, const mc_config *cfg, const m
                     const int64_t tt = t0 + t;
                     float x = R->map ? state[(b * D + i) * R->tokens + tt]
                                      : state[(b * R->tokens + tt) * D + i];
-                    if (is_sae)
-                        rows[(b * nt + t) * D + i] = x;
-                    else
-                        acts[(r + b) * nu + i] += x * inv;
+                    acts[(r + b) * nu + i] += x * inv;
                 }
-        if (s != MC_OK || !is_sae) continue;
-        mc_sae_encode(sae->sae, rows, B * nt, idx, val);
-        for (int64_t q = 0; q < B * nt; q++)
-            for (int j = 0; j < k; j++)
-                acts[(r + q / nt) * nu + idx[q * k + j]] += val[q * k + j] * inv;
     }
     if (s == MC_OK)
         s = mc_unit_precision(acts, N, nu, p->first, C, ku->units, tau, prec, mean, err);
@@ -595,14 +611,15 @@ static mc_status group_precision(const mc_comm *c, const mc_config *cfg, const m
     if (s == MC_OK)
         s = mc_store_write_rows(st, name, MC_DTYPE_F64, 0, c->rank == 0 ? C : 0, prec, err);
     if (s == MC_OK) s = mc_store_set_attr_f64(st, g, "precision", *mean, err);
-    free(acts), free(state), free(rows), free(idx), free(val), free(prec);
+    free(acts), free(state), free(idx), free(val), free(prec);
     return s;
 }
 
 /* Runs (or resumes) one (dataset, kind) group: class by class, round-robin over ranks. */
 static mc_status run_group(const mc_comm *c, const mc_config *cfg, const mc_task *task,
                            mc_runner *R, mc_prefix_set *p, mc_store *st, const char *g,
-                           const kind_units *ku, sae_units *sae, mc_error *err) {
+                           const kind_units *ku, sae_units *sae, mc_sae_codes *codes,
+                           mc_error *err) {
     const int64_t C = p->C, tau = cfg->intervene.tau, bs = cfg->intervene.batch_size;
     int64_t maxn = 1;
     for (int64_t k = 0; k < C; k++)
@@ -613,6 +630,7 @@ static mc_status run_group(const mc_comm *c, const mc_config *cfg, const mc_task
                    .beta = (float)task->beta,
                    .tau = tau,
                    .sae = sae,
+                   .codes = codes,
                    .mu = task->mode == MC_MODE_ADD ? ku->mu : NULL};
     edited_tokens(cfg, R, &ec.t0, &ec.t1);
     float *state = mc_alloc_array((size_t)bs, (size_t)R->per * sizeof(float));
@@ -631,10 +649,12 @@ static mc_status run_group(const mc_comm *c, const mc_config *cfg, const mc_task
         ec.rows = mc_alloc_array((size_t)bs * (size_t)R->tokens, (size_t)R->dim * sizeof(float));
         ec.idx = mc_alloc_array((size_t)bs * (size_t)R->tokens, (size_t)sae->k * sizeof(int32_t));
         ec.val = mc_alloc_array((size_t)bs * (size_t)R->tokens, (size_t)sae->k * sizeof(float));
+        ec.code_ident = mc_alloc_array((size_t)bs, sizeof(int64_t));
+        for (int64_t b = 0; ec.code_ident && b < bs; b++) ec.code_ident[b] = b;
     }
     mc_status s = MC_OK;
     if (!state || !logits || !first || !ep || !xp || !eprob || !xprob || !scores || !done ||
-        !pending || (need_sae && (!ec.mask || !ec.rows || !ec.idx || !ec.val)))
+        !pending || (need_sae && (!ec.mask || !ec.rows || !ec.idx || !ec.val || !ec.code_ident)))
         s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for a batch of %lld images", (long long)bs);
     s = mc_comm_agree(c, s, err);
     int64_t n_pending = 0, n_done = 0;
@@ -698,7 +718,7 @@ static mc_status run_group(const mc_comm *c, const mc_config *cfg, const mc_task
     free(state), free(logits), free(first), free(ep), free(xp), free(eprob), free(xprob),
         free(scores), free(done);
     free(pending);
-    free(ec.mask), free(ec.rows), free(ec.idx), free(ec.val);
+    free(ec.mask), free(ec.rows), free(ec.idx), free(ec.val), free(ec.code_ident);
     return s;
 }
 
@@ -729,8 +749,8 @@ static mc_status oracle_class(const mc_config *cfg, mc_runner *R, mc_prefix_set 
                               int64_t cl, int64_t n_units, float *cstate, float *state,
                               float *logits, float *scores, int32_t *pred, float *prob,
                               int32_t *row_unit, int64_t *pair_row, uint8_t *active, double *act,
-                              int64_t *order, float *srows, int32_t *sidx, float *sval,
-                              double *drop, double *hit, int64_t *nf, mc_error *err) {
+                              int64_t *order, int32_t *sidx, float *sval, double *drop, double *hit,
+                              int64_t *nf, mc_error *err) {
     const int64_t f0 = p->first[cl], n = p->first[cl + 1] - f0, bs = cfg->intervene.batch_size;
     const int64_t D = R->dim, nt = ec->t1 - ec->t0, per = R->per;
     *nf = 0;
@@ -741,11 +761,9 @@ static mc_status oracle_class(const mc_config *cfg, mc_runner *R, mc_prefix_set 
      * tokens (x0 removes |a|: a strongly negative neuron matters as much as a positive one). */
     if (ec->kind == MC_UNIT_SAE) {
         memset(active, 0, (size_t)(n_units * n));
-        for (int64_t b = 0; b < n; b++)
-            for (int64_t t = 0; t < nt; t++)
-                for (int64_t i = 0; i < D; i++)
-                    srows[(b * nt + t) * D + i] = *elem(ec, cstate, b, ec->t0 + t, i);
-        mc_sae_encode(ec->sae->sae, srows, n * nt, sidx, sval);
+        /* the class's codes from the code store (the same codes an encode of its rows gives
+         * where the BLAS rounds each row alike: docs/intervene.md, "Code store") */
+        MC_TRY(mc_sae_codes_read(ec->codes, f0, f0 + n, sidx, sval, err));
         const int k = ec->sae->k;
         for (int64_t r = 0; r < n * nt; r++)
             for (int j = 0; j < k; j++) {
@@ -845,7 +863,7 @@ static mc_status oracle_key(const mc_config *cfg, const mc_prefix_set *p, int ki
 
 static mc_status oracle_scores_get(const mc_comm *c, const mc_config *cfg, mc_runner *R,
                                    mc_prefix_set *p, int kind, int64_t n_units, sae_units *sae,
-                                   oracle_scores *o, mc_error *err) {
+                                   mc_sae_codes *codes, oracle_scores *o, mc_error *err) {
     memset(o, 0, sizeof *o);
     const int64_t C = p->C, bs = cfg->intervene.batch_size;
     o->C = C, o->n_units = n_units;
@@ -917,6 +935,7 @@ static mc_status oracle_scores_get(const mc_comm *c, const mc_config *cfg, mc_ru
             if (p->first[k + 1] - p->first[k] > maxn) maxn = p->first[k + 1] - p->first[k];
         edit_ctx ec = {
             .R = R, .kind = kind, .mode = MC_MODE_SCALE, .beta = 0.0f, .tau = 1, .sae = sae};
+        ec.codes = codes;
         ec.t0 = 0, ec.t1 = R->tokens;
         if (!R->map && cfg->intervene.tokens == MC_TOKENS_CLS) ec.t1 = 1;
         if (!R->map && cfg->intervene.tokens == MC_TOKENS_PATCHES) ec.t0 = 1;
@@ -935,8 +954,6 @@ static mc_status oracle_scores_get(const mc_comm *c, const mc_config *cfg, mc_ru
         double *act = mc_alloc_array((size_t)n_units, sizeof(double));
         double *drop = mc_alloc_array((size_t)n_units, sizeof(double)),
                *hit = mc_alloc_array((size_t)n_units, sizeof(double));
-        float *srows =
-            need_sae ? mc_alloc_array((size_t)(maxn * nt), (size_t)R->dim * sizeof(float)) : NULL;
         int32_t *sidx =
             need_sae ? mc_alloc_array((size_t)(maxn * nt), (size_t)k * sizeof(int32_t)) : NULL;
         float *sval =
@@ -952,7 +969,7 @@ static mc_status oracle_scores_get(const mc_comm *c, const mc_config *cfg, mc_ru
         int64_t *pending = mc_alloc_array((size_t)(C > 0 ? C : 1), sizeof(int64_t));
         if (!cstate || !state || !logits || !scores || !pred || !row_unit || !prob || !pair_row ||
             !order || !active || !act || !drop || !hit || !done || !pending ||
-            (need_sae && (!srows || !sidx || !sval || !ec.rows || !ec.idx || !ec.val)))
+            (need_sae && (!sidx || !sval || !ec.rows || !ec.idx || !ec.val)))
             s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for the oracle's ablations");
         s = mc_comm_agree(c, s, err);
         int64_t n_pending = 0, n_done = 0;
@@ -975,8 +992,8 @@ static mc_status oracle_scores_get(const mc_comm *c, const mc_config *cfg, mc_ru
             if (slot < n_pending) {
                 cl = pending[slot];
                 ls = oracle_class(cfg, R, p, &ec, cl, n_units, cstate, state, logits, scores, pred,
-                                  prob, row_unit, pair_row, active, act, order, srows, sidx, sval,
-                                  drop, hit, &nf, err);
+                                  prob, row_unit, pair_row, active, act, order, sidx, sval, drop,
+                                  hit, &nf, err);
             }
             s = mc_comm_agree(c, ls, err);
             bool mine = cl >= 0;
@@ -1001,8 +1018,8 @@ static mc_status oracle_scores_get(const mc_comm *c, const mc_config *cfg, mc_ru
         mc_progress_finish(&prog);
         free(cstate), free(state), free(logits), free(scores), free(pred), free(row_unit),
             free(prob), free(pair_row);
-        free(order), free(active), free(act), free(drop), free(hit), free(srows), free(sidx),
-            free(sval), free(done);
+        free(order), free(active), free(act), free(drop), free(hit), free(sidx), free(sval),
+            free(done);
         free(pending), free(ec.rows), free(ec.idx), free(ec.val);
     }
     if (s == MC_OK) s = mc_store_read_rows(st, "drop_prob", MC_DTYPE_F64, 0, C, o->drop, err);
@@ -1258,6 +1275,17 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
         }
         s = mc_comm_agree(c, s, err);
     }
+    /* SAE units: the top-k code of each dataset's edited tokens, computed once per (prefix, SAE,
+     * tokens) by the first task that needs it and read by every edit, precision and oracle. */
+    mc_sae_codes codes[2];
+    memset(codes, 0, sizeof codes);
+    if (s == MC_OK && sae.sae) {
+        int64_t t0, t1;
+        edited_tokens(cfg, &R, &t0, &t1);
+        const mc_sae_codes_sae cs = {.sae = sae.sae, .path = sae.path, .key = sae.key};
+        for (int d = 0; s == MC_OK && d < nd; d++)
+            if (!ps[d].skip) s = mc_sae_codes_open(c, cfg, &R, &ps[d], &cs, t0, t1, &codes[d], err);
+    }
     oracle_scores os[2][2];
     memset(os, 0, sizeof os);
     if (s == MC_OK && task->method == MC_METHOD_ORACLE) {
@@ -1267,7 +1295,7 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
         for (int d = 0; s == MC_OK && d < nd; d++)
             for (int k = 0; s == MC_OK && k < nk && !ps[d].skip; k++) {
                 s = oracle_scores_get(c, cfg, &R, &ps[d], ku[d][k].kind, ku[d][k].n_units, &sae,
-                                      &os[d][k], err);
+                                      &codes[d], &os[d][k], err);
                 if (s == MC_OK) oracle_pick(&os[d][k], tau, ku[d][k].units);
                 mc_buf_printf(&b, "%s/%s:%s\n", mc_split_name(ps[d].split),
                               mc_unit_kind_name(ku[d][k].kind), os[d][k].key);
@@ -1430,13 +1458,13 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
             char g[300];
             mc_snprintf(g, sizeof g, "%s/%s", mc_split_name(ps[d].split),
                         mc_unit_kind_name(ku[d][k].kind));
-            s = run_group(c, cfg, task, &R, &ps[d], st, g, &ku[d][k], &sae, err);
+            s = run_group(c, cfg, task, &R, &ps[d], st, g, &ku[d][k], &sae, &codes[d], err);
             if (s == MC_OK)
                 s = group_metrics(c, cfg, task, &R, &ps[d], st, g, &ku[d][k], tables, &gr[d][k],
                                   err);
             if (s == MC_OK)
-                s = group_precision(c, cfg, &R, &ps[d], st, g, &ku[d][k], &sae, &gr[d][k].precision,
-                                    err);
+                s = group_precision(c, cfg, &R, &ps[d], st, g, &ku[d][k], &sae, &codes[d],
+                                    &gr[d][k].precision, err);
             if (s == MC_OK)
                 mc_info0("intervene %s %s: Delta-Acc %+.2f pp, Delta-P %+.2f pp, other class %+.2f "
                          "pp (clean %.1f%%, "
@@ -1509,7 +1537,7 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
     }
     if (s == MC_OK && !complete) mc_info0("intervene %s: -> %s", task->id, store);
     if (s == MC_OK) s = mc_task_index_write(c, cfg, MC_STAGE_INTERVENE, task, store, key, err);
-    for (int d = 0; d < 2; d++) mc_prefix_close(&ps[d]);
+    for (int d = 0; d < 2; d++) mc_prefix_close(&ps[d]), mc_sae_codes_close(&codes[d]);
     for (int d = 0; d < 2; d++)
         for (int k = 0; k < 2; k++) free(ku[d][k].units);
     for (int k = 0; k < 2; k++) free(ku[0][k].mu);
@@ -1531,24 +1559,26 @@ static void intervene_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_pl
     int units = 2 * cfg->intervene.units.n;
     S->items = (double)n * units;
     mc_strlcpy(S->item_name, "forwards", sizeof S->item_name);
-    /* An SAE-feature edit in scale mode encodes every edited token of the state through the
-     * SAE first (edit_fn: mc_sae_encode, one [tokens x n] x [n x m] product per image) */
+    /* SAE features: the SAE's top-k code of every edited token of the clean state (one
+     * [tokens x n] x [n x m] product per image), which the scale edits, the precision and the
+     * oracle read, is encoded once per seed's SAE and eval set into the code store
+     * (method/sae_codes.c) and amortized over the tasks like the prefix. */
     const double width = in->sae_dim > 0 ? (double)in->sae_dim : 1,
                  all_toks = (double)in->int_T / width;
     const double toks = cfg->intervene.tokens == MC_TOKENS_CLS       ? 1
                         : cfg->intervene.tokens == MC_TOKENS_PATCHES ? all_toks - 1
                                                                      : all_toks;
-    double sae_fwd = 0; /* SAE-kind forwards per task */
+    bool has_sae = false;
     for (int k = 0; k < cfg->intervene.units.n; k++)
-        if (cfg->intervene.units.v[k] == MC_UNIT_SAE) sae_fwd = 2.0 * (double)n;
-    double scale = 0; /* the share of tasks in scale mode (a task has one mode) */
-    for (int i = 0; i < cfg->intervene.modes.n; i++)
-        scale += cfg->intervene.modes.v[i] == MC_MODE_SCALE ? 1.0 / cfg->intervene.modes.n : 0;
-    const double enc_gmac = scale * toks * (double)cfg->sae.features * width / 1e9;
+        has_sae |= cfg->intervene.units.v[k] == MC_UNIT_SAE;
+    const double tasks = S->n_tasks > 0 ? S->n_tasks : 1;
+    /* encodes per task: each seed's images once, shared by the tasks */
+    const double enc_imgs = has_sae ? (double)n * (double)cfg->seeds.n / tasks : 0;
+    const double enc_gmac = toks * (double)cfg->sae.features * width / 1e9;
     S->gmac_per_item =
-        suffix + enc_gmac * sae_fwd / ((double)n * units > 0 ? (double)n * units : 1);
-    *flop = 2e9 * suffix * (double)n * units + 2e9 * enc_gmac * sae_fwd;
-    *core_s = 2e9 * suffix * (double)n * units / in->fwd + 2e9 * enc_gmac * sae_fwd / in->gemm;
+        suffix + enc_gmac * enc_imgs / ((double)n * units > 0 ? (double)n * units : 1);
+    *flop = 2e9 * suffix * (double)n * units + 2e9 * enc_gmac * enc_imgs;
+    *core_s = 2e9 * suffix * (double)n * units / in->fwd + 2e9 * enc_gmac * enc_imgs / in->gemm;
     *mem_b += in->tgt_w + mc_plan_arena_bytes(&p->target, cfg->intervene.batch_size) +
               (double)cfg->intervene.batch_size * (double)in->int_T * 4 +
               (double)cfg->sae.features * (double)in->sae_dim * 4;
@@ -1556,6 +1586,10 @@ static void intervene_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_pl
     const double state_b = cfg->intervene.cache_dtype == 1 ? 2 : 4; /* intervene.cache_dtype */
     mc_plan_add_store(p, S->stage, "intervene/prefix-<set>.h5 (cached hidden states)", 1,
                       (double)n * (double)in->int_T * state_b + MC_PLAN_STORE_OVERHEAD_BYTES);
+    if (has_sae) /* idx int32 and val float32 per (image, edited token, k) */
+        mc_plan_add_store(p, S->stage, "intervene/codes-<set>.h5 (SAE top-k codes of the prefix)",
+                          cfg->seeds.n,
+                          (double)n * toks * (double)cfg->sae.k * 8 + MC_PLAN_STORE_OVERHEAD_BYTES);
     mc_plan_add_store(p, S->stage, "intervene/<task>.h5 (per-class accuracy)", S->n_tasks,
                       (double)in->n_classes * 16 + MC_PLAN_STORE_OVERHEAD_BYTES);
     /* computing the prefix itself once: decode, the forward to the layer and the clean suffix
@@ -1589,8 +1623,8 @@ static void intervene_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_pl
 const mc_stage_desc mc_intervene_stage = {
     .stage = MC_STAGE_INTERVENE,
     .summary = "Delta-Acc of scaling or shifting each class's top units, from a cached prefix",
-    .outputs =
-        "intervene/prefix-*.h5, intervene/<task>-<key16>.h5, tables/, report/interventions.md",
+    .outputs = "intervene/prefix-*.h5, intervene/codes-*.h5, intervene/<task>-<key16>.h5, tables/, "
+               "report/interventions.md",
     .check = mc_intervene_check,
     .run = mc_stage_intervene,
     .complete = intervene_complete,

@@ -34,6 +34,14 @@
                             at most random's (neurons and SAE features); the localization
                             precision of both methods' units (per class, neuron and SAE) against a
                             numpy recomputation, and its table in the report
+  test_intervene.py codes   the SAE code store (docs/intervene.md, "Code store"): methods random
+                            and oracle, SAE units, scale x0/x2 and add, tokens patches, batches of
+                            3, at 1, 2 and 4 ranks: one codes-eval-*.h5 store written once for
+                            every task, every output bitwise equal; its codes against numpy's
+                            top-k encoding (float64) of the prefix state; a second config that
+                            shares the prefix and the SAE reuses the store untouched; a SIGKILL
+                            while the store is written (a store call of its own), rerun at 4 ranks:
+                            it resumes and every output equals the uninterrupted run's
   test_intervene.py bad     intervene.layer not in extract.layers, a missing localize output, SAE
                             units off sae.layer, a baseline method: one error line, exit 1 on
                             every rank
@@ -612,6 +620,95 @@ def test_resume(tmp):
     check(ok, "resumed outputs equal the uninterrupted run's bitwise %s" % why)
 
 
+def codes_store(out):
+    f = sorted(glob.glob(os.path.join(out, "intervene", "codes-eval-*.h5")))
+    return f[0] if len(f) == 1 else None
+
+
+def test_codes(tmp):
+    world = make_world(os.path.join(tmp, "world"), 20, 4)
+    cfg_kw = dict(stages="[extract, sae, intervene]",
+                  intervene=", methods: [random, oracle], units: [sae], modes: [scale, add], betas: [0.0, 2.0], "
+                  "add_betas: [1.0], datasets: [eval], batch_size: 3, tokens: patches")
+    out, tasks = ranks_identical(tmp, "codes", world, 6, **cfg_kw)
+    store = codes_store(out)
+    check(store is not None, "one code store intervene/codes-eval-*.h5 beside the prefix cache")
+    if store is None:
+        return
+    with h5py.File(one(out, "prefix-eval-*"), "r") as f:
+        state = f["state"][()].astype(np.float64)
+    W_enc, b_enc, _, b_pre, k = read_sae(out)
+    with h5py.File(store, "r") as f:
+        idx, val = f["idx"][()], f["val"][()]
+        attrs = dict(f.attrs)
+    n, T = state.shape[0], state.shape[1]
+    check(idx.shape == (n, T - 1, k) and val.shape == idx.shape and idx.dtype == np.int32 and val.dtype == np.float32,
+          "idx / val are [images, patch tokens, k] int32 / float32: %s %s" % (idx.shape, val.dtype))
+    check(attrs.get("complete") == 1 and attrs.get("token_begin") == 1 and attrs.get("token_end") == T
+          and attrs.get("k") == k, "the store is complete and names its tokens [1, %d) and k %d" % (T, k))
+    # numpy's top-k of the same rows in float64. The float32 encoder may order two pre-activations
+    # closer than its rounding (~1e-6 here) the other way: such near-ties at the k-th place are
+    # left out of the index check (counted and printed); the values agree within 1e-5.
+    pre = (state[:, 1:, :] - b_pre) @ W_enc.T + b_enc
+    order = np.sort(pre, axis=-1)[..., ::-1]
+    ref_idx, ref_val = sae_encode(state[:, 1:, :], W_enc, b_enc, b_pre, k)
+    clear = (order[..., k - 1] - order[..., k]) > 1e-5
+    same_sets = np.all(np.sort(idx, -1) == np.sort(ref_idx, -1), axis=-1)
+    check(bool(np.all(same_sets[clear])), "the code's features equal numpy's top %d on every token without a near-tie "
+          "(%d of %d tokens; %d near-ties)" % (k, int(same_sets[clear].sum()), int(clear.sum()), int((~clear).sum())))
+    got = np.take_along_axis(pre, idx.astype(np.int64), -1)
+    err_v = float(np.max(np.abs(val - np.maximum(got, 0))))
+    ref_sorted = np.sort(ref_val, -1)
+    err_s = float(np.max(np.abs(np.sort(val, -1) - ref_sorted)))
+    print("code store against numpy: worst |val - relu(pre)| %.2e, sorted values %.2e" % (err_v, err_s))
+    check(err_v < 1e-5 and err_s < 1e-5, "each code value is numpy's relu(pre-activation) of its feature within 1e-5 "
+          "(%.2e), the sorted values numpy's top-k within 1e-5 (%.2e)" % (err_v, err_s))
+    # Written once: a second config with other edits over the same prefix and SAE reads it.
+    before = (os.stat(store).st_mtime_ns, open(store, "rb").read())
+    cfg2 = os.path.join(tmp, "codes_more.yaml")
+    write_config(cfg2, world, out, **dict(cfg_kw, intervene=cfg_kw["intervene"].replace("betas: [0.0, 2.0]",
+                                                                                       "betas: [0.5]")))
+    loud = dict(os.environ, MICLIP_LOG_TASKS="1")  # the tasks' info lines, where "SAE codes of" would be
+    r = fixture.mpirun(2, ["intervene", cfg2], capture_output=True, text=True, env=loud)
+    check(r.returncode == 0 and "SAE codes of eval complete, reusing" in r.stderr and "images x" not in r.stderr,
+          "a second sweep (scale x0.5) runs without writing codes (%s)" % r.stderr.strip()[-300:])
+    check((os.stat(store).st_mtime_ns, open(store, "rb").read()) == before, "and leaves the code store untouched")
+    # SIGKILL while the code store is written (one of its own store calls, from an uninterrupted
+    # run's trace), then a rerun at 4 ranks resumes it: every output equals the uninterrupted run's.
+    base = os.path.join(tmp, "kill")
+    cfg_k = os.path.join(tmp, "codes_kill.yaml")
+    write_config(cfg_k, world, base, **cfg_kw)
+    shutil.copytree(out, base)
+    for p in glob.glob(os.path.join(base, "intervene", "*")):
+        if not os.path.basename(p).startswith("prefix-"):
+            os.remove(p)
+    shutil.rmtree(os.path.join(base, "tables"), ignore_errors=True)
+    ref = os.path.join(tmp, "kill_ref")
+    shutil.copytree(base, ref)
+    cfg_r = os.path.join(tmp, "codes_kill_ref.yaml")
+    write_config(cfg_r, world, ref, **cfg_kw)
+    r = fixture.mpirun(2, ["intervene", cfg_r], capture_output=True, text=True,
+                       env=dict(os.environ, MICLIP_TEST_STORE_TRACE="1"))
+    calls = [int(l.split()[3].rstrip(":")) for l in r.stderr.splitlines()
+             if l.startswith("miclip[0] store call ") and "/codes-eval-" in l and "units_mark" in l]
+    check(r.returncode == 0 and len(calls) > 4, "uninterrupted run: %d batches marked in the code store" % len(calls))
+    if len(calls) <= 4:
+        return
+    kill_at = calls[len(calls) // 2]
+    k_ = subprocess.run([fixture.MPIEXEC, "--oversubscribe", "-n", "2", fixture.MICLIP, "intervene", cfg_k],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        env=dict(os.environ, MICLIP_TEST_KILL_AT_STORE_CALL=str(kill_at)))
+    st = codes_store(base)
+    partial = st is not None and h5py.File(st, "r").attrs.get("complete") != 1
+    check(k_.returncode != 0 and partial, "SIGKILL after store call %d (a batch of the code store) leaves it "
+          "incomplete (exit %d)" % (kill_at, k_.returncode))
+    r = fixture.mpirun(4, ["intervene", cfg_k], capture_output=True, text=True, env=loud)
+    check(r.returncode == 0 and "SAE codes of eval resuming" in r.stderr,
+          "the rerun at 4 ranks resumes the code store (%s)" % r.stderr.strip()[-300:])
+    ok, why = same_outputs(base, ref)
+    check(ok, "resumed outputs (code store, task stores, CSV) equal the uninterrupted run's bitwise %s" % why)
+
+
 def bad_run(np_, args):
     """Runs every rank under sh to see each rank's exit code."""
     cmd = "%s --quiet %s; echo rank-exit=$? >&2" % (fixture.MICLIP, " ".join(args))
@@ -850,7 +947,8 @@ def main():
         check(False, "the trained tiny models exist under experiments/world")
         return fixture.summary()
     {"ranks": test_ranks, "ref": test_ref, "causal": test_causal, "resume": test_resume, "bad": test_bad,
-     "oracle": test_oracle, "clip": test_clip, "resnet": test_resnet, "recompute": test_recompute}[what](tmp)
+     "oracle": test_oracle, "clip": test_clip, "resnet": test_resnet, "codes": test_codes,
+     "recompute": test_recompute}[what](tmp)
     return fixture.summary()
 
 
