@@ -1582,10 +1582,40 @@ static void intervene_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_pl
     *mem_b += in->tgt_w + mc_plan_arena_bytes(&p->target, cfg->intervene.batch_size) +
               (double)cfg->intervene.batch_size * (double)in->int_T * 4 +
               (double)cfg->sae.features * (double)in->sae_dim * 4;
-    /* the prefix cache: hidden states at the intervened layer, once per eval set */
+    /* Where the edited forwards start (intervene.prefix), both costed per task. cache: the state
+     * is written once and read back by every edited forward, and once by a neuron task's
+     * precision (bytes at the calibrated memory rate: optimistic for a shared filesystem);
+     * recompute: each of those decodes its image and runs the layers before intervene.layer
+     * again. The stage's note names the configured one and what the other would cost. */
     const double state_b = cfg->intervene.cache_dtype == 1 ? 2 : 4; /* intervene.cache_dtype */
-    mc_plan_add_store(p, S->stage, "intervene/prefix-<set>.h5 (cached hidden states)", 1,
-                      (double)n * (double)in->int_T * state_b + MC_PLAN_STORE_OVERHEAD_BYTES);
+    const double state_bytes = (double)in->int_T * state_b;
+    bool has_neuron = false;
+    for (int k = 0; k < cfg->intervene.units.n; k++)
+        has_neuron |= cfg->intervene.units.v[k] == MC_UNIT_NEURON;
+    const double reads = (double)n * units + (has_neuron ? (double)n : 0);
+    const double cache_s =
+        reads * state_bytes / in->mem + (double)n * state_bytes / in->mem / tasks;
+    const double redo_s = reads * (2e9 * in->int_prefix / in->fwd + 1.0 / in->dec);
+    const bool recompute = cfg->intervene.prefix == MC_PREFIX_RECOMPUTE;
+    *core_s += recompute ? redo_s : cache_s;
+    *flop += recompute ? 2e9 * in->int_prefix * reads : 0;
+    {
+        const double other_h = (recompute ? cache_s - redo_s : redo_s - cache_s) * tasks / 3600;
+        snprintf(S->note, sizeof S->note, "prefix: %s; %s would cost %s%.4g core-h%s",
+                 recompute ? "recompute" : "cache", recompute ? "a cache" : "recompute",
+                 other_h >= 0 ? "+" : "", other_h,
+                 other_h < 0 ? (recompute ? " (set intervene.prefix: cache)"
+                                          : " (set intervene.prefix: recompute)")
+                             : "");
+    }
+    /* the prefix store: the hidden states at the intervened layer (cache), once per eval set,
+     * and the clean logits */
+    mc_plan_add_store(p, S->stage,
+                      recompute ? "intervene/prefix-<set>.h5 (clean run, no state)"
+                                : "intervene/prefix-<set>.h5 (cached hidden states)",
+                      1,
+                      (double)n * ((recompute ? 0 : state_bytes) + (double)p->target.out_dim * 4) +
+                          MC_PLAN_STORE_OVERHEAD_BYTES);
     if (has_sae) /* idx int32 and val float32 per (image, edited token, k) */
         mc_plan_add_store(p, S->stage, "intervene/codes-<set>.h5 (SAE top-k codes of the prefix)",
                           cfg->seeds.n,
