@@ -1601,7 +1601,7 @@ static void intervene_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_pl
     *flop += recompute ? 2e9 * in->int_prefix * reads : 0;
     {
         const double other_h = (recompute ? cache_s - redo_s : redo_s - cache_s) * tasks / 3600;
-        snprintf(S->note, sizeof S->note, "prefix: %s; %s would cost %s%.4g core-h%s",
+        snprintf(S->note, sizeof S->note, "prefix: %s; %s would cost %s%.1f core-h%s",
                  recompute ? "recompute" : "cache", recompute ? "a cache" : "recompute",
                  other_h >= 0 ? "+" : "", other_h,
                  other_h < 0 ? (recompute ? " (set intervene.prefix: cache)"
