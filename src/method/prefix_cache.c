@@ -217,6 +217,16 @@ static mc_status batch_state(const mc_runner *R, char **paths, const int64_t *im
     return MC_OK;
 }
 
+mc_status mc_prefix_provenance(mc_store *st, const mc_config *cfg, const mc_runner *R,
+                               const mc_prefix_set *p, mc_error *err) {
+    mc_store_provenance prov = {.stage = "intervene",
+                                .config_hash = cfg->hash,
+                                .model = R->hash,
+                                .dataset = mc_split_name(p->split),
+                                .has_seed = false};
+    return mc_store_write_provenance(st, "/", &prov, err);
+}
+
 mc_status mc_prefix_state(const mc_runner *R, mc_prefix_set *p, int64_t b, int64_t e, float *state,
                           mc_error *err) {
     if (!p->recompute) {
@@ -315,12 +325,7 @@ static mc_status prefix_build(const mc_comm *c, const mc_config *cfg, mc_runner 
         if (s == MC_OK)
             s = mc_store_write_rows(st, "class_first_row", MC_DTYPE_I64, 0, root ? C + 1 : 0,
                                     p->first, err);
-        mc_store_provenance prov = {.stage = "intervene",
-                                    .config_hash = cfg->hash,
-                                    .model = R->hash,
-                                    .dataset = mc_split_name(p->split),
-                                    .has_seed = false};
-        if (s == MC_OK) s = mc_store_write_provenance(st, "/", &prov, err);
+        if (s == MC_OK) s = mc_prefix_provenance(st, cfg, R, p, err);
         if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "prefix_key", p->key, err);
         if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "split", mc_split_name(p->split), err);
         if (s == MC_OK) s = mc_store_set_attr_str(st, "/", "layer", R->layer, err);

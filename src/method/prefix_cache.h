@@ -95,6 +95,10 @@ mc_status mc_prefix_open(const mc_comm *c, const mc_config *cfg, mc_runner *R, m
 mc_status mc_prefix_find(const mc_comm *c, const mc_config *cfg, mc_runner *R, mc_split split,
                          int64_t seed, mc_prefix_set *p, mc_error *err);
 void mc_prefix_close(mc_prefix_set *p);
+/* Collective. The provenance of a store derived from p's prefix (the prefix itself, the SAE
+ * codes, the oracle's scores): stage intervene, the target's hash, p's split, no seed. */
+mc_status mc_prefix_provenance(mc_store *st, const mc_config *cfg, const mc_runner *R,
+                               const mc_prefix_set *p, mc_error *err);
 /* Local. The state at intervene.layer of rows [b, e) of p into state[(e - b) * R->per], float32:
  * read from the cache, or (p->recompute) computed from the images by the forward to the layer,
  * each row in the fixed batch the cache computes it in, so both give the same floats. */

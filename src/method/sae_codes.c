@@ -67,12 +67,7 @@ static mc_status codes_build(const mc_comm *c, const mc_config *cfg, const mc_ru
         int64_t sh[3] = {N, nt, k};
         s = mc_store_create_dataset(st, "idx", MC_DTYPE_I32, 3, sh, bs, err);
         if (s == MC_OK) s = mc_store_create_dataset(st, "val", MC_DTYPE_F32, 3, sh, bs, err);
-        mc_store_provenance prov = {.stage = "intervene",
-                                    .config_hash = cfg->hash,
-                                    .model = R->hash,
-                                    .dataset = mc_split_name(p->split),
-                                    .has_seed = false};
-        if (s == MC_OK) s = mc_store_write_provenance(st, "/", &prov, err);
+        if (s == MC_OK) s = mc_prefix_provenance(st, cfg, R, p, err);
         const struct {
             const char *k, *v;
         } sa[] = {{"codes_key", sc->key},   {"prefix_store", p->path}, {"prefix_key", p->key},

@@ -906,12 +906,7 @@ static mc_status oracle_scores_get(const mc_comm *c, const mc_config *cfg, mc_ru
         s = mc_store_create_dataset(st, "drop_prob", MC_DTYPE_F64, 2, sh, 0, err);
         if (s == MC_OK) s = mc_store_create_dataset(st, "drop_acc", MC_DTYPE_F64, 2, sh, 0, err);
         if (s == MC_OK) s = mc_store_create_dataset(st, "n_forward", MC_DTYPE_I64, 1, sh, 0, err);
-        mc_store_provenance prov = {.stage = "intervene",
-                                    .config_hash = cfg->hash,
-                                    .model = R->hash,
-                                    .dataset = mc_split_name(p->split),
-                                    .has_seed = false};
-        if (s == MC_OK) s = mc_store_write_provenance(st, "/", &prov, err);
+        if (s == MC_OK) s = mc_prefix_provenance(st, cfg, R, p, err);
         const struct {
             const char *k, *v;
         } sa[] = {{"oracle_key", o->key},
