@@ -213,6 +213,25 @@ mc_status mc_store_set_attr_i64(mc_store *s, const char *obj, const char *key, i
                                 mc_error *err);
 mc_status mc_store_set_attr_f64(mc_store *s, const char *obj, const char *key, double value,
                                 mc_error *err);
+/* Collective. Tables of attributes, set in order; the first failure stops and is returned. */
+typedef struct {
+    const char *key, *value;
+} mc_store_attr_str;
+typedef struct {
+    const char *key;
+    int64_t value;
+} mc_store_attr_i64;
+typedef struct {
+    const char *key;
+    double value;
+} mc_store_attr_f64;
+#define MC_STORE_ATTRS(a) (a), sizeof(a) / sizeof((a)[0])
+mc_status mc_store_set_attrs_str(mc_store *s, const char *obj, const mc_store_attr_str *a, size_t n,
+                                 mc_error *err);
+mc_status mc_store_set_attrs_i64(mc_store *s, const char *obj, const mc_store_attr_i64 *a, size_t n,
+                                 mc_error *err);
+mc_status mc_store_set_attrs_f64(mc_store *s, const char *obj, const mc_store_attr_f64 *a, size_t n,
+                                 mc_error *err);
 /* *out is malloc'd (caller frees). Fixed-length string attributes are read too. */
 mc_status mc_store_get_attr_str(mc_store *s, const char *obj, const char *key, char **out,
                                 mc_error *err);

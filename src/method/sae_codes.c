@@ -68,18 +68,13 @@ static mc_status codes_build(const mc_comm *c, const mc_config *cfg, const mc_ru
         s = mc_store_create_dataset(st, "idx", MC_DTYPE_I32, 3, sh, bs, err);
         if (s == MC_OK) s = mc_store_create_dataset(st, "val", MC_DTYPE_F32, 3, sh, bs, err);
         if (s == MC_OK) s = mc_prefix_provenance(st, cfg, R, p, err);
-        const struct {
-            const char *k, *v;
-        } sa[] = {{"codes_key", sc->key},   {"prefix_store", p->path}, {"prefix_key", p->key},
-                  {"sae_store", sae->path}, {"sae_key", sae->key},     {"layer", R->layer}};
-        for (size_t i = 0; s == MC_OK && i < sizeof sa / sizeof sa[0]; i++)
-            s = mc_store_set_attr_str(st, "/", sa[i].k, sa[i].v, err);
-        const struct {
-            const char *k;
-            int64_t v;
-        } ia[] = {{"token_begin", sc->t0}, {"token_end", sc->t1}, {"k", k}, {"batch_size", bs}};
-        for (size_t i = 0; s == MC_OK && i < sizeof ia / sizeof ia[0]; i++)
-            s = mc_store_set_attr_i64(st, "/", ia[i].k, ia[i].v, err);
+        const mc_store_attr_str sa[] = {{"codes_key", sc->key}, {"prefix_store", p->path},
+                                        {"prefix_key", p->key}, {"sae_store", sae->path},
+                                        {"sae_key", sae->key},  {"layer", R->layer}};
+        if (s == MC_OK) s = mc_store_set_attrs_str(st, "/", MC_STORE_ATTRS(sa), err);
+        const mc_store_attr_i64 ia[] = {
+            {"token_begin", sc->t0}, {"token_end", sc->t1}, {"k", k}, {"batch_size", bs}};
+        if (s == MC_OK) s = mc_store_set_attrs_i64(st, "/", MC_STORE_ATTRS(ia), err);
     }
     const int64_t nu = n_units > 0 ? n_units : 1;
     if (s == MC_OK) s = mc_store_units_init(st, "/", nu, err);

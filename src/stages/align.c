@@ -339,40 +339,28 @@ static mc_status write_align_store(const mc_comm *c, const mc_config *cfg, const
                                "curves/logit_scale"};
     if (s == MC_OK)
         s = mc_train_store_common(st, root, curve, cn, "align", cfg, td, task->seed, err);
-    struct {
-        const char *k;
-        const char *v;
-    } sa[] = {{"align_key", p->key},
-              {"extract_key", td->extract_key},
-              {"extract_store", td->path},
-              {"layer", task->layer},
-              {"variant", mc_variant_name(task->variant)},
-              {"config", cfg->canonical}};
-    for (size_t i = 0; s == MC_OK && i < sizeof sa / sizeof sa[0]; i++)
-        s = mc_store_set_attr_str(st, "/", sa[i].k, sa[i].v, err);
+    const mc_store_attr_str sa[] = {{"align_key", p->key},
+                                    {"extract_key", td->extract_key},
+                                    {"extract_store", td->path},
+                                    {"layer", task->layer},
+                                    {"variant", mc_variant_name(task->variant)},
+                                    {"config", cfg->canonical}};
+    if (s == MC_OK) s = mc_store_set_attrs_str(st, "/", MC_STORE_ATTRS(sa), err);
     float ls = mc_encoder_log_scale(enc);
-    struct {
-        const char *k;
-        int64_t v;
-    } ia[] = {{"n_samples", n_samples},
-              {"n_skipped_images", n_skipped},
-              {"steps", pos->global_step},
-              {"n", ac->n},
-              {"d", ac->d},
-              {"learn_scale", ac->learn_scale}};
-    for (size_t i = 0; s == MC_OK && i < sizeof ia / sizeof ia[0]; i++)
-        s = mc_store_set_attr_i64(st, "/", ia[i].k, ia[i].v, err);
+    const mc_store_attr_i64 ia[] = {{"n_samples", n_samples},
+                                    {"n_skipped_images", n_skipped},
+                                    {"steps", pos->global_step},
+                                    {"n", ac->n},
+                                    {"d", ac->d},
+                                    {"learn_scale", ac->learn_scale}};
+    if (s == MC_OK) s = mc_store_set_attrs_i64(st, "/", MC_STORE_ATTRS(ia), err);
     int64_t last = curve->count - 1;
-    struct {
-        const char *k;
-        double v;
-    } fa[] = {{"log_logit_scale", ls},
-              {"logit_scale", expf(ls)},
-              {"final_loss", last >= 0 ? curve->loss[last] : NAN},
-              {"final_loss_out", last >= 0 ? curve->loss_a[last] : NAN},
-              {"final_loss_in", last >= 0 ? curve->loss_b[last] : NAN}};
-    for (size_t i = 0; s == MC_OK && i < sizeof fa / sizeof fa[0]; i++)
-        s = mc_store_set_attr_f64(st, "/", fa[i].k, fa[i].v, err);
+    const mc_store_attr_f64 fa[] = {{"log_logit_scale", ls},
+                                    {"logit_scale", expf(ls)},
+                                    {"final_loss", last >= 0 ? curve->loss[last] : NAN},
+                                    {"final_loss_out", last >= 0 ? curve->loss_a[last] : NAN},
+                                    {"final_loss_in", last >= 0 ? curve->loss_b[last] : NAN}};
+    if (s == MC_OK) s = mc_store_set_attrs_f64(st, "/", MC_STORE_ATTRS(fa), err);
     if (s == MC_OK) s = write_conv(st, root, rec, err);
     s = mc_store_finish(&st, s, err);
     return s;

@@ -1049,27 +1049,20 @@ mc_status mc_stage_baselines(const mc_comm *c, const mc_config *cfg, const mc_ta
                                 .seed = task->seed,
                                 .has_seed = true};
     if (s == MC_OK) s = mc_store_write_provenance(st, "/", &prov, err);
-    const struct {
-        const char *k, *v;
-    } attrs[] = {{"baselines_key", bt.key},
-                 {"method", mc_method_name(task->method)},
-                 {"layer", task->layer},
-                 {"extract_store", bt.td.path},
-                 {"class_of_image", "target prediction"}};
-    for (size_t i = 0; s == MC_OK && i < sizeof attrs / sizeof attrs[0]; i++)
-        s = mc_store_set_attr_str(st, "/", attrs[i].k, attrs[i].v, err);
+    const mc_store_attr_str attrs[] = {{"baselines_key", bt.key},
+                                       {"method", mc_method_name(task->method)},
+                                       {"layer", task->layer},
+                                       {"extract_store", bt.td.path},
+                                       {"class_of_image", "target prediction"}};
+    if (s == MC_OK) s = mc_store_set_attrs_str(st, "/", MC_STORE_ATTRS(attrs), err);
     if (s == MC_OK && cd) {
         s = mc_store_set_attr_i64(st, "/", "clip_dissect_top_k", top_k, err);
-        const struct {
-            const char *k;
-            double v;
-        } hp[] = {{"clip_dissect_a", CD_A},
-                  {"clip_dissect_lambda", CD_LAMBDA},
-                  {"clip_dissect_min_prob", CD_MIN_PROB},
-                  {"clip_dissect_p_start", CD_P_START},
-                  {"clip_dissect_p_end", CD_P_END}};
-        for (size_t i = 0; s == MC_OK && i < sizeof hp / sizeof hp[0]; i++)
-            s = mc_store_set_attr_f64(st, "/", hp[i].k, hp[i].v, err);
+        const mc_store_attr_f64 hp[] = {{"clip_dissect_a", CD_A},
+                                        {"clip_dissect_lambda", CD_LAMBDA},
+                                        {"clip_dissect_min_prob", CD_MIN_PROB},
+                                        {"clip_dissect_p_start", CD_P_START},
+                                        {"clip_dissect_p_end", CD_P_END}};
+        if (s == MC_OK) s = mc_store_set_attrs_f64(st, "/", MC_STORE_ATTRS(hp), err);
     }
     if (s == MC_OK && vi) {
         s = mc_store_set_attr_str(st, "/",

@@ -907,17 +907,14 @@ static mc_status oracle_scores_get(const mc_comm *c, const mc_config *cfg, mc_ru
         if (s == MC_OK) s = mc_store_create_dataset(st, "drop_acc", MC_DTYPE_F64, 2, sh, 0, err);
         if (s == MC_OK) s = mc_store_create_dataset(st, "n_forward", MC_DTYPE_I64, 1, sh, 0, err);
         if (s == MC_OK) s = mc_prefix_provenance(st, cfg, R, p, err);
-        const struct {
-            const char *k, *v;
-        } sa[] = {{"oracle_key", o->key},
-                  {"prefix_store", p->path},
-                  {"kind", mc_unit_kind_name(kind)},
-                  {"sae_store", kind == MC_UNIT_SAE ? sae->path : ""},
-                  {"layer", R->layer},
-                  {"tokens", tokens_name(cfg->intervene.tokens)},
-                  {"criterion", "drop_prob"}};
-        for (size_t i = 0; s == MC_OK && i < sizeof sa / sizeof sa[0]; i++)
-            s = mc_store_set_attr_str(st, "/", sa[i].k, sa[i].v, err);
+        const mc_store_attr_str sa[] = {{"oracle_key", o->key},
+                                        {"prefix_store", p->path},
+                                        {"kind", mc_unit_kind_name(kind)},
+                                        {"sae_store", kind == MC_UNIT_SAE ? sae->path : ""},
+                                        {"layer", R->layer},
+                                        {"tokens", tokens_name(cfg->intervene.tokens)},
+                                        {"criterion", "drop_prob"}};
+        if (s == MC_OK) s = mc_store_set_attrs_str(st, "/", MC_STORE_ATTRS(sa), err);
         if (s == MC_OK)
             s = mc_store_set_attr_i64(st, "/", "candidates", cfg->intervene.oracle_candidates, err);
     }
@@ -1468,16 +1465,13 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
                          (long long)gr[d][k].n_classes, gr[d][k].precision);
         }
     if (s == MC_OK && !complete) {
-        const struct {
-            const char *k, *v;
-        } sa[] = {{"intervene_key", key},
-                  {"method", mc_method_name(task->method)},
-                  {"mode", mc_mode_name(task->mode)},
-                  {"layer", R.layer},
-                  {"tokens", tokens_name(cfg->intervene.tokens)},
-                  {"units_source", source}};
-        for (size_t i = 0; s == MC_OK && i < sizeof sa / sizeof sa[0]; i++)
-            s = mc_store_set_attr_str(st, "/", sa[i].k, sa[i].v, err);
+        const mc_store_attr_str sa[] = {{"intervene_key", key},
+                                        {"method", mc_method_name(task->method)},
+                                        {"mode", mc_mode_name(task->mode)},
+                                        {"layer", R.layer},
+                                        {"tokens", tokens_name(cfg->intervene.tokens)},
+                                        {"units_source", source}};
+        if (s == MC_OK) s = mc_store_set_attrs_str(st, "/", MC_STORE_ATTRS(sa), err);
         if (s == MC_OK) s = mc_store_set_attr_f64(st, "/", "beta", task->beta, err);
         if (s == MC_OK)
             s = mc_store_set_attr_str(st, "/", "add_beta", use_mu ? "mu" : "value", err);

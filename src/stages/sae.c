@@ -239,48 +239,37 @@ static mc_status write_sae_store(const mc_comm *c, const mc_config *cfg, const m
     int64_t dead = 0;
     const int64_t *since = mc_sae_since_fire(sae);
     for (int64_t j = 0; j < m; j++) dead += since[j] >= sc->dead_samples;
-    struct {
-        const char *k;
-        const char *v;
-    } sa[] = {{"sae_key", p->key},
-              {"extract_key", td->extract_key},
-              {"extract_store", td->path},
-              {"layer", cfg->sae.layer},
-              {"input", cfg->sae.input == MC_SAE_INPUT_ALL ? "all" : "pooled"},
-              {"config", cfg->canonical}};
-    for (size_t i = 0; s == MC_OK && i < sizeof sa / sizeof sa[0]; i++)
-        s = mc_store_set_attr_str(st, "/", sa[i].k, sa[i].v, err);
-    struct {
-        const char *k;
-        int64_t v;
-    } ia[] = {{"n_train_images", n_train},
-              {"n_heldout_images", n_ho},
-              {"n_train_samples", n_samples},
-              {"steps", pos->global_step},
-              {"features", m},
-              {"k", sc->k},
-              {"n", n},
-              {"dead_latents", dead},
-              {"train_eval_rows", tr->rows},
-              {"heldout_eval_rows", he->rows}};
-    for (size_t i = 0; s == MC_OK && i < sizeof ia / sizeof ia[0]; i++)
-        s = mc_store_set_attr_i64(st, "/", ia[i].k, ia[i].v, err);
+    const mc_store_attr_str sa[] = {
+        {"sae_key", p->key},
+        {"extract_key", td->extract_key},
+        {"extract_store", td->path},
+        {"layer", cfg->sae.layer},
+        {"input", cfg->sae.input == MC_SAE_INPUT_ALL ? "all" : "pooled"},
+        {"config", cfg->canonical}};
+    if (s == MC_OK) s = mc_store_set_attrs_str(st, "/", MC_STORE_ATTRS(sa), err);
+    const mc_store_attr_i64 ia[] = {{"n_train_images", n_train},
+                                    {"n_heldout_images", n_ho},
+                                    {"n_train_samples", n_samples},
+                                    {"steps", pos->global_step},
+                                    {"features", m},
+                                    {"k", sc->k},
+                                    {"n", n},
+                                    {"dead_latents", dead},
+                                    {"train_eval_rows", tr->rows},
+                                    {"heldout_eval_rows", he->rows}};
+    if (s == MC_OK) s = mc_store_set_attrs_i64(st, "/", MC_STORE_ATTRS(ia), err);
     int64_t last = curve->count - 1;
-    struct {
-        const char *k;
-        double v;
-    } fa[] = {{"train_fvu", tr->fvu},
-              {"train_l0", tr->l0},
-              {"train_never_fired_frac", tr->never_fired},
-              {"dead_frac", (double)dead / (double)m},
-              {"heldout_fvu", he->fvu},
-              {"heldout_l0", he->l0},
-              {"heldout_never_fired_frac", he->never_fired},
-              {"final_loss", last >= 0 ? curve->loss[last] : NAN},
-              {"final_fvu", last >= 0 ? curve->loss_a[last] : NAN},
-              {"final_auxk", last >= 0 ? curve->loss_b[last] : NAN}};
-    for (size_t i = 0; s == MC_OK && i < sizeof fa / sizeof fa[0]; i++)
-        s = mc_store_set_attr_f64(st, "/", fa[i].k, fa[i].v, err);
+    const mc_store_attr_f64 fa[] = {{"train_fvu", tr->fvu},
+                                    {"train_l0", tr->l0},
+                                    {"train_never_fired_frac", tr->never_fired},
+                                    {"dead_frac", (double)dead / (double)m},
+                                    {"heldout_fvu", he->fvu},
+                                    {"heldout_l0", he->l0},
+                                    {"heldout_never_fired_frac", he->never_fired},
+                                    {"final_loss", last >= 0 ? curve->loss[last] : NAN},
+                                    {"final_fvu", last >= 0 ? curve->loss_a[last] : NAN},
+                                    {"final_auxk", last >= 0 ? curve->loss_b[last] : NAN}};
+    if (s == MC_OK) s = mc_store_set_attrs_f64(st, "/", MC_STORE_ATTRS(fa), err);
     s = mc_store_finish(&st, s, err);
     return s;
 }

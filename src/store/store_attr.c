@@ -85,6 +85,30 @@ mc_status mc_store_set_attr_f64(mc_store *s, const char *obj, const char *key, d
     return attr_write(s, obj, key, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value, MC_OK, err);
 }
 
+mc_status mc_store_set_attrs_str(mc_store *s, const char *obj, const mc_store_attr_str *a, size_t n,
+                                 mc_error *err) {
+    mc_status st = MC_OK;
+    for (size_t i = 0; st == MC_OK && i < n; i++)
+        st = mc_store_set_attr_str(s, obj, a[i].key, a[i].value, err);
+    return st;
+}
+
+mc_status mc_store_set_attrs_i64(mc_store *s, const char *obj, const mc_store_attr_i64 *a, size_t n,
+                                 mc_error *err) {
+    mc_status st = MC_OK;
+    for (size_t i = 0; st == MC_OK && i < n; i++)
+        st = mc_store_set_attr_i64(s, obj, a[i].key, a[i].value, err);
+    return st;
+}
+
+mc_status mc_store_set_attrs_f64(mc_store *s, const char *obj, const mc_store_attr_f64 *a, size_t n,
+                                 mc_error *err) {
+    mc_status st = MC_OK;
+    for (size_t i = 0; st == MC_OK && i < n; i++)
+        st = mc_store_set_attr_f64(s, obj, a[i].key, a[i].value, err);
+    return st;
+}
+
 bool mc_store_has_attr(mc_store *s, const char *obj, const char *key) {
     char p[MC_STORE_NAME_MAX + 2];
     if (!key || mc_store_norm_name(s, obj, p, NULL) != MC_OK || !mc_store_exists(s, p))
