@@ -239,7 +239,12 @@ mc_status mc_prefix_state(const mc_runner *R, mc_prefix_set *p, int64_t b, int64
         const int64_t c = p->labels[r], f = p->first[c];
         const int64_t u0 = f + (r - f) / p->bs * p->bs;
         const int64_t u1 = u0 + p->bs < p->first[c + 1] ? u0 + p->bs : p->first[c + 1];
-        MC_TRY(batch_state(R, p->paths, p->image, u0, u1, p->pix, p->batch, err));
+        /* reads that are not batch-aligned (the precision's) meet a batch twice: keep the last */
+        if (p->batch_b != u0 || p->batch_e != u1) {
+            p->batch_b = p->batch_e = 0;
+            MC_TRY(batch_state(R, p->paths, p->image, u0, u1, p->pix, p->batch, err));
+            p->batch_b = u0, p->batch_e = u1;
+        }
         const int64_t to = u1 < e ? u1 : e;
         memcpy(state + (r - b) * R->per, p->batch + (r - u0) * R->per,
                (size_t)((to - r) * R->per) * sizeof(float));

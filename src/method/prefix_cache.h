@@ -82,8 +82,9 @@ typedef struct {
     int64_t bs;   /* intervene.batch_size */
     char **paths; /* [n_paths] the extraction store's image paths (recompute) */
     int64_t n_paths;
-    int64_t *image;     /* [n] each row's image index (recompute) */
-    float *pix, *batch; /* scratch: one batch's pixels and state (recompute) */
+    int64_t *image;           /* [n] each row's image index (recompute) */
+    float *pix, *batch;       /* scratch: one batch's pixels and state (recompute) */
+    int64_t batch_b, batch_e; /* the rows batch holds (recompute; 0, 0: none yet) */
 } mc_prefix_set;
 
 /* Collective. Finds the split's extraction store, lists its valid images by class, and builds (or
