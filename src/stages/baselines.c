@@ -46,13 +46,14 @@
 #include "method/unit_tables.h"
 #include "method/units.h"
 #include "miclip/checked.h"
+#include "miclip/fixsum.h"
 #include "miclip/fsutil.h"
 #include "miclip/log.h"
 #include "miclip/miclip.h"
 #include "stages_internal.h"
 
-#define KEY_VERSION "miclip-baselines/2"
-#define VI_KEY_VERSION "vinterp/1" /* V-Interp's part of the key (grid, explainer protocol) */
+#define KEY_VERSION "miclip-baselines/3" /* 3: CLIP-Dissect cut totals (cut_totals) */
+#define VI_KEY_VERSION "vinterp/1"       /* V-Interp's part of the key (grid, explainer protocol) */
 #define BASELINE_PROMPT "{}"     /* concept texts embedded bare (the CLIP-Dissect authors' code) */
 #define KEEP_SIM_MAX (1ll << 24) /* the full score matrix is stored up to this size (as describe) */
 #define IMG_CHUNK 256            /* images per activation pass */
@@ -275,12 +276,14 @@ typedef struct {
     int64_t *class_n;  /* [C] */
     int64_t top_k;     /* CLIP-Dissect's probe images per unit (0: not needed) */
     mc_scored *top;    /* [rows * top_k]: (activation, image), best first */
+    float *lo;         /* [rows]: the lowest activation over the valid images (top_k > 0) */
 } unit_stats;
 
 static void unit_stats_free(unit_stats *us) {
     free(us->class_sum);
     free(us->class_n);
     free(us->top);
+    free(us->lo);
     memset(us, 0, sizeof *us);
 }
 
@@ -294,6 +297,18 @@ static void unit_rows(int64_t U, int rank, int size, int64_t *u0, int64_t *u1) {
 
 void mc_baselines_unit_rows(int64_t U, int rank, int size, int64_t *u0, int64_t *u1) {
     unit_rows(U, rank, size, u0, u1);
+}
+
+/* The valid training images in index order: *n of them, into a new array *img. */
+static mc_status valid_images(const mc_train_data *td, int64_t **img, int64_t *n, mc_error *err) {
+    *n = 0;
+    for (int64_t i = 0; i < td->n_img; i++) *n += td->valid[i] != 0;
+    *img = mc_alloc_array((size_t)*n + 1, sizeof(int64_t));
+    if (!*img)
+        return MC_FAIL(err, MC_ERR_NOMEM, "out of memory for %lld image indices", (long long)*n);
+    for (int64_t i = 0, j = 0; i < td->n_img; i++)
+        if (td->valid[i]) (*img)[j++] = i;
+    return MC_OK;
 }
 
 /* The SAE codes of every valid training image, valid images in index order, k (index, value)
@@ -326,21 +341,17 @@ static mc_status sae_codes_compute(const mc_comm *c, const bl_task *bt, mc_acts 
     }
     const mc_train_data *td = &bt->td;
     const int k = mc_sae_get_config(sae)->k;
-    int64_t n = 0;
-    for (int64_t i = 0; i < td->n_img; i++) n += td->valid[i] != 0;
-    int64_t *img = mc_alloc_array((size_t)n + 1, sizeof(int64_t));
+    int64_t n = 0, *img = NULL;
+    mc_status s = valid_images(td, &img, &n, err);
     float *x = mc_alloc_array(IMG_CHUNK, (size_t)acts->dim * sizeof(float));
     sc->n = n, sc->k = k;
     sc->idx = mc_alloc_array((size_t)(n * k + 1), sizeof(int32_t));
     sc->val = mc_alloc_array((size_t)(n * k + 1), sizeof(float));
-    mc_status s = img && x && sc->idx && sc->val
-                      ? MC_OK
-                      : MC_FAIL(err, MC_ERR_NOMEM, "out of memory for the SAE codes of %lld images",
-                                (long long)n);
+    if (s == MC_OK && !(x && sc->idx && sc->val))
+        s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for the SAE codes of %lld images",
+                    (long long)n);
     if ((double)IMG_CHUNK * k > 2147483647.0)
         s = MC_FAIL(err, MC_ERR_UNSUPPORTED, "SAE k %d too large", k);
-    for (int64_t i = 0, j = 0; s == MC_OK && i < td->n_img; i++)
-        if (td->valid[i]) img[j++] = i;
     const int64_t nchunk = (n + IMG_CHUNK - 1) / IMG_CHUNK;
     for (int64_t q = c->rank; s == MC_OK && q < nchunk; q += c->size) {
         int64_t r0 = q * IMG_CHUNK, len = n - r0 < IMG_CHUNK ? n - r0 : IMG_CHUNK;
@@ -447,9 +458,10 @@ static mc_status unit_stats_compute(const mc_comm *c, const bl_task *bt, mc_acts
     us->class_sum = mc_calloc_array((size_t)(rows * C + 1), sizeof(double));
     us->class_n = mc_calloc_array((size_t)C + 1, sizeof(int64_t));
     if (top_k > 0) us->top = mc_alloc_array((size_t)(rows * top_k + 1), sizeof(mc_scored));
+    if (top_k > 0) us->lo = mc_alloc_array((size_t)rows + 1, sizeof(float));
     int64_t *cnt = mc_calloc_array((size_t)rows + 1, sizeof(int64_t));
     mc_status s = MC_OK;
-    if (!us->class_sum || !us->class_n || (top_k > 0 && !us->top) || !cnt)
+    if (!us->class_sum || !us->class_n || (top_k > 0 && (!us->top || !us->lo)) || !cnt)
         s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory for the statistics of %lld units",
                     (long long)U);
     act_pass p;
@@ -457,6 +469,7 @@ static mc_status unit_stats_compute(const mc_comm *c, const bl_task *bt, mc_acts
     if (s == MC_OK) s = act_pass_open(bt, acts, codes, us->u0, rows, &p, err);
     s = mc_comm_agree(c, s, err);
     for (int64_t i = 0; s == MC_OK && i < rows * top_k; i++) us->top[i] = EMPTY;
+    for (int64_t u = 0; s == MC_OK && top_k > 0 && u < rows; u++) us->lo[u] = INFINITY;
     /* A rank without units has nothing to accumulate (the pass has no collective inside). */
     for (int64_t n = 1; s == MC_OK && rows > 0 && n > 0;) {
         s = act_pass_next(&p, &n, err);
@@ -467,8 +480,10 @@ static mc_status unit_stats_compute(const mc_comm *c, const bl_task *bt, mc_acts
             for (int64_t u = 0; u < rows; u++) {
                 float v = p.a[r * rows + u];
                 if (in) us->class_sum[u * C + cl] += v;
-                if (top_k > 0)
+                if (top_k > 0) {
                     mc_top_insert(us->top + u * top_k, &cnt[u], top_k, v, (int32_t)p.img[r]);
+                    if (v < us->lo[u]) us->lo[u] = v;
+                }
             }
         }
     }
@@ -566,6 +581,67 @@ static inline double slot_term(double wi, double p) {
     return log(1.0 + wi * (p - 1.0) + CD_MIN_PROB);
 }
 
+/* Collective. The cut totals Z[(i - a0) * Cn + j] = sum over every valid training image x of
+ * R_x[i, j], R_x[i, j] = sum over slots s >= i of slot_term(w_s, P[x, j]), for i in [a0, K).
+ * A unit whose cut value is its lowest activation has every image outside its top list in its
+ * cut group (an SAE feature firing on fewer than K images: all its zeros), so its cut sum is
+ * Z minus its top images' terms instead of a sum over ~all images per unit: the units x images
+ * x concepts product becomes images x slots x concepts, once per task, split over the ranks.
+ * The images go in the chunks of an activation pass (the same cosines as its sgemm), chunk q on
+ * rank q mod P; each chunk is summed in double in image order and added in fixed point
+ * (fixsum.h), so Z is the same bits at any rank count. */
+static mc_status cut_totals(const mc_comm *c, const bl_task *bt, mc_acts *emb, const float *T,
+                            int64_t Cn, int64_t K, int64_t a0, const double *w, double *Z,
+                            mc_error *err) {
+    const int64_t D = emb->dim, na = K - a0;
+    int64_t n = 0, *img = NULL;
+    mc_status s = valid_images(&bt->td, &img, &n, err);
+    float *E = mc_alloc_array(IMG_CHUNK, (size_t)D * sizeof(float));
+    float *Q = mc_alloc_array(IMG_CHUNK, (size_t)Cn * sizeof(float));
+    double *g = mc_alloc_array((size_t)Cn, sizeof(double));
+    double *R = mc_alloc_array((size_t)(na + 1), (size_t)Cn * sizeof(double));
+    double *part = mc_alloc_array((size_t)na, (size_t)Cn * sizeof(double));
+    mc_fix *acc = mc_calloc_array((size_t)na, (size_t)Cn * sizeof(mc_fix));
+    if (s == MC_OK && !(E && Q && g && R && part && acc))
+        s = MC_FAIL(err, MC_ERR_NOMEM,
+                    "out of memory for the cut totals (%lld slots x %lld concepts)", (long long)na,
+                    (long long)Cn);
+    s = mc_comm_agree(c, s, err);
+    const int64_t nchunk = (n + IMG_CHUNK - 1) / IMG_CHUNK;
+    for (int64_t q = c->rank; s == MC_OK && q < nchunk; q += c->size) {
+        const int64_t r0 = q * IMG_CHUNK, len = n - r0 < IMG_CHUNK ? n - r0 : IMG_CHUNK;
+        s = mc_acts_vectors(emb, img + r0, len, E, err);
+        if (s != MC_OK) break;
+        mc_normalize_rows_f(E, len, D);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)len, (int)Cn, (int)D, 1.0f, E,
+                    (int)D, T, (int)D, 0.0f, Q, (int)Cn);
+        memset(part, 0, (size_t)(na * Cn) * sizeof(double));
+        memset(R + na * Cn, 0, (size_t)Cn * sizeof(double));
+        for (int64_t r = 0; r < len; r++) {
+            concept_softmax(Q + r * Cn, Cn, g);
+            for (int64_t i = na - 1; i >= 0; i--)
+                for (int64_t j = 0; j < Cn; j++) {
+                    R[i * Cn + j] = R[(i + 1) * Cn + j] + slot_term(w[a0 + i], g[j]);
+                    part[i * Cn + j] += R[i * Cn + j];
+                }
+        }
+        for (int64_t i = 0; i < na * Cn; i++) {
+            mc_fix f;
+            if (!mc_fix_from_double(part[i], &f)) {
+                s = MC_FAIL(err, MC_ERR_INTERNAL, "clip_dissect: cut total %g out of range",
+                            part[i]);
+                break;
+            }
+            acc[i] += f;
+        }
+    }
+    s = mc_comm_agree(c, s, err);
+    if (s == MC_OK) s = mc_comm_agree(c, mc_fix_allreduce(c, acc, na * Cn, err), err);
+    for (int64_t i = 0; s == MC_OK && i < na * Cn; i++) Z[i] = mc_fix_to_double(acc[i]);
+    free(img), free(E), free(Q), free(g), free(R), free(part), free(acc);
+    return s;
+}
+
 /* clip_dissect: soft-WPMI of this rank's units with the concepts of cs. Collective.
  *
  * The authors' soft_wpmi takes each unit's top_k images with torch.topk, which leaves the order
@@ -575,14 +651,18 @@ static inline double slot_term(double wi, double p) {
  * value over a uniformly random order of the probe images: slot i, held by a group G, adds the
  * mean over x in G of log(1 + p_i (P[x, d] - 1) + min_prob). A unit without ties gets exactly the
  * authors' sum; the result does not depend on the order of the store. The group at the cut (the
- * value of the top_k-th image) can reach beyond the top list, so a second pass over the images
- * sums its members' terms (the suffix sums R_x[a] = sum_{i >= a} of each member's slot terms,
- * a = the group's first slot) and counts them. */
+ * value of the top_k-th image, from slot a on) can reach beyond the top list: its members'
+ * suffix sums R_x[a] = sum_{i >= a} of their slot terms are summed and counted. When the cut
+ * value is the unit's lowest, the group is every image outside the slots [0, a), and its sum is
+ * the cut total of cut_totals minus those images' suffix sums; otherwise (a neuron: one image,
+ * or a few, at the cut) a second pass over the images sums the group's members directly. */
 static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const mc_concepts *cs,
                                      mc_acts *emb, mc_acts *acts, const sae_codes *codes,
                                      const unit_stats *us, float *S, mc_error *err) {
     const int64_t Cn = cs->n, P = emb->dim, K = us->top_k, rows = us->rows;
     const int64_t NE = K > IMG_CHUNK ? K : IMG_CHUNK;
+    int64_t n_valid = 0;
+    for (int64_t i = 0; i < bt->td.n_img; i++) n_valid += bt->td.valid[i] != 0;
     float *T = mc_alloc_array((size_t)Cn, (size_t)P * sizeof(float));
     float *E = mc_alloc_array((size_t)NE, (size_t)P * sizeof(float));
     float *Q = mc_alloc_array((size_t)NE, (size_t)Cn * sizeof(float));
@@ -590,17 +670,20 @@ static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const 
     double *R = mc_alloc_array((size_t)(K + 1), (size_t)Cn * sizeof(double));
     double *g = mc_alloc_array((size_t)Cn, sizeof(double));
     double *lpde = mc_alloc_array((size_t)(rows * Cn + 1), sizeof(double));
-    double *cut = mc_calloc_array((size_t)(rows * Cn + 1), sizeof(double));
+    int64_t *dix = mc_alloc_array((size_t)rows + 1, sizeof(int64_t)); /* row of cut, or -1 */
+    double *cut = NULL; /* [direct units x Cn]: the cut sums of the second pass */
     int64_t *cut_n = mc_calloc_array((size_t)rows + 1, sizeof(int64_t));
     int64_t *cut_a = mc_alloc_array((size_t)rows + 1, sizeof(int64_t));
     float *cut_v = mc_alloc_array((size_t)rows + 1, sizeof(float));
+    bool *whole = mc_alloc_array((size_t)rows + 1, sizeof(bool)); /* cut group = all but top */
     double *lpd = mc_alloc_array((size_t)Cn, sizeof(double));
     double *w = mc_alloc_array((size_t)K, sizeof(double));
     int64_t *img = mc_alloc_array((size_t)K, sizeof(int64_t));
-    mc_status s =
-        T && E && Q && Pr && R && g && lpde && cut && cut_n && cut_a && cut_v && lpd && w && img
-            ? MC_OK
-            : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+    double *Z = NULL;
+    mc_status s = T && E && Q && Pr && R && g && lpde && dix && cut_n && cut_a && cut_v && whole &&
+                          lpd && w && img
+                      ? MC_OK
+                      : MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
     if (s == MC_OK && cs->dim != P)
         s = MC_FAIL(err, MC_ERR_SHAPE,
                     "concept set '%s': text embeddings of width %lld, image embeddings %lld",
@@ -609,28 +692,50 @@ static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const 
     memset(&ap, 0, sizeof ap);
     if (s == MC_OK) s = act_pass_open(bt, acts, codes, us->u0, rows, &ap, err);
     s = mc_comm_agree(c, s, err);
+    /* Each unit's cut: its first slot a and value; the lowest a of the whole-group units. */
+    int64_t a0 = K, n_direct = 0;
     if (s == MC_OK) {
         memcpy(T, cs->emb, (size_t)(Cn * P) * sizeof(float));
         mc_normalize_rows_f(T, Cn, P);
         for (int64_t i = 0; i < K; i++)
             w[i] = CD_P_START - (double)i / (double)K * (CD_P_START - CD_P_END);
+        for (int64_t u = 0; u < rows; u++) {
+            const mc_scored *top = us->top + u * K;
+            int64_t a = K - 1;
+            while (a > 0 && top[a - 1].score == top[K - 1].score) a--;
+            cut_a[u] = a, cut_v[u] = top[K - 1].score;
+            whole[u] = cut_v[u] == us->lo[u];
+            dix[u] = whole[u] ? -1 : n_direct++;
+            if (whole[u] && a < a0) a0 = a;
+        }
+        cut = mc_calloc_array((size_t)(n_direct * Cn + 1), sizeof(double));
+        if (!cut) s = MC_FAIL(err, MC_ERR_NOMEM, "out of memory");
+        long long l = a0, m = K;
+        if (MPI_Allreduce(&l, &m, 1, MPI_LONG_LONG, MPI_MIN, c->comm) != MPI_SUCCESS)
+            s = MC_FAIL(err, MC_ERR_MPI, "MPI_Allreduce of the cut slots failed");
+        a0 = m;
+    }
+    s = mc_comm_agree(c, s, err);
+    if (s == MC_OK && a0 < K) {
+        Z = mc_alloc_array((size_t)(K - a0), (size_t)Cn * sizeof(double));
+        s = mc_comm_agree(c, Z ? MC_OK : MC_FAIL(err, MC_ERR_NOMEM, "out of memory"), err);
+        if (s == MC_OK) s = cut_totals(c, bt, emb, T, Cn, K, a0, w, Z, err);
     }
     /* Slots [0, cut_a): the groups of equal activations wholly inside the top list. */
     for (int64_t u = 0; s == MC_OK && u < rows; u++) {
         const mc_scored *top = us->top + u * K;
-        int64_t a = K - 1;
-        while (a > 0 && top[a - 1].score == top[K - 1].score) a--;
-        cut_a[u] = a, cut_v[u] = top[K - 1].score;
+        const int64_t a = cut_a[u];
         double *l = lpde + u * Cn;
         for (int64_t j = 0; j < Cn; j++) l[j] = 0;
-        if (a == 0) continue;
-        for (int64_t i = 0; i < a; i++) img[i] = top[i].index;
-        s = mc_acts_vectors(emb, img, a, E, err);
-        if (s != MC_OK) break;
-        mc_normalize_rows_f(E, a, P);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)a, (int)Cn, (int)P, 1.0f, E,
-                    (int)P, T, (int)P, 0.0f, Q, (int)Cn);
-        for (int64_t i = 0; i < a; i++) concept_softmax(Q + i * Cn, Cn, Pr + i * Cn);
+        if (a > 0) {
+            for (int64_t i = 0; i < a; i++) img[i] = top[i].index;
+            s = mc_acts_vectors(emb, img, a, E, err);
+            if (s != MC_OK) break;
+            mc_normalize_rows_f(E, a, P);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)a, (int)Cn, (int)P, 1.0f, E,
+                        (int)P, T, (int)P, 0.0f, Q, (int)Cn);
+            for (int64_t i = 0; i < a; i++) concept_softmax(Q + i * Cn, Cn, Pr + i * Cn);
+        }
         for (int64_t g0 = 0, g1; g0 < a; g0 = g1) {
             for (g1 = g0 + 1; g1 < a && top[g1].score == top[g0].score;) g1++;
             if (g1 == g0 + 1) { /* one image in its slot: the authors' term */
@@ -643,12 +748,25 @@ static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const 
                     for (int64_t j = 0; j < Cn; j++) g[j] += slot_term(w[i], Pr[x * Cn + j]);
             for (int64_t j = 0; j < Cn; j++) l[j] += g[j] / (double)(g1 - g0);
         }
+        if (!whole[u]) continue;
+        /* The cut group is every other image: the cut total less the top images' suffix sums. */
+        for (int64_t j = 0; j < Cn; j++) g[j] = 0;
+        for (int64_t x = 0; x < a; x++)
+            for (int64_t i = K - 1; i >= a; i--)
+                for (int64_t j = 0; j < Cn; j++) g[j] += slot_term(w[i], Pr[x * Cn + j]);
+        cut_n[u] = n_valid - a;
+        for (int64_t j = 0; j < Cn; j++) l[j] += (Z[(a - a0) * Cn + j] - g[j]) / (double)cut_n[u];
     }
     s = mc_comm_agree(c, s, err);
-    /* Slots [cut_a, K): every image whose activation equals the cut value. */
+    /* Slots [cut_a, K) of the other units: every image whose activation equals the cut value. */
     for (int64_t n = 1; s == MC_OK && rows > 0 && n > 0;) {
         s = act_pass_next(&ap, &n, err);
         if (s != MC_OK || n == 0) break;
+        bool any = false;
+        for (int64_t r = 0; r < n && !any; r++)
+            for (int64_t u = 0; u < rows && !any; u++)
+                any = !whole[u] && ap.a[r * rows + u] == cut_v[u];
+        if (!any) continue; /* no image of this chunk is at a direct unit's cut */
         s = mc_acts_vectors(emb, ap.img, n, E, err);
         if (s != MC_OK) break;
         mc_normalize_rows_f(E, n, P);
@@ -657,7 +775,7 @@ static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const 
         for (int64_t r = 0; r < n; r++) {
             int64_t amin = K;
             for (int64_t u = 0; u < rows; u++)
-                if (ap.a[r * rows + u] == cut_v[u] && cut_a[u] < amin) amin = cut_a[u];
+                if (!whole[u] && ap.a[r * rows + u] == cut_v[u] && cut_a[u] < amin) amin = cut_a[u];
             if (amin == K) continue;
             concept_softmax(Q + r * Cn, Cn, g);
             for (int64_t j = 0; j < Cn; j++) R[K * Cn + j] = 0;
@@ -665,9 +783,9 @@ static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const 
                 for (int64_t j = 0; j < Cn; j++)
                     R[i * Cn + j] = R[(i + 1) * Cn + j] + slot_term(w[i], g[j]);
             for (int64_t u = 0; u < rows; u++) {
-                if (ap.a[r * rows + u] != cut_v[u]) continue;
+                if (whole[u] || ap.a[r * rows + u] != cut_v[u]) continue;
                 cut_n[u]++;
-                for (int64_t j = 0; j < Cn; j++) cut[u * Cn + j] += R[cut_a[u] * Cn + j];
+                for (int64_t j = 0; j < Cn; j++) cut[dix[u] * Cn + j] += R[cut_a[u] * Cn + j];
             }
         }
     }
@@ -678,7 +796,9 @@ static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const 
                         (long long)(us->u0 + u), (long long)cut_n[u], (long long)(K - cut_a[u]));
             break;
         }
-        for (int64_t j = 0; j < Cn; j++) lpde[u * Cn + j] += cut[u * Cn + j] / (double)cut_n[u];
+        if (whole[u]) continue; /* added above */
+        for (int64_t j = 0; j < Cn; j++)
+            lpde[u * Cn + j] += cut[dix[u] * Cn + j] / (double)cut_n[u];
     }
     act_pass_close(&ap);
     s = mc_comm_agree(c, s, err);
@@ -687,8 +807,8 @@ static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const 
         for (int64_t j = 0; j < Cn; j++)
             S[u * Cn + j] = (float)(lpde[u * Cn + j] - CD_LAMBDA * lpd[j]);
     free(T), free(E), free(Q), free(Pr), free(R), free(g), free(lpde), free(cut), free(cut_n),
-        free(cut_a), free(cut_v);
-    free(lpd), free(w), free(img);
+        free(cut_a), free(cut_v), free(whole), free(dix);
+    free(lpd), free(w), free(img), free(Z);
     return s;
 }
 

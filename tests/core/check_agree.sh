@@ -37,5 +37,13 @@ for N in 0 1 7 100; do
   [ "$expect" -eq "$N" ] && [ $good -eq 1 ] && ok || bad "shards of $N do not tile: $out"
 done
 
+# Fixed-point sums: the same bits as rank 0's serial sum (checked inside), and as the 1-rank
+# total this test computes itself (the bits do not depend on the rank count).
+out=$(run fixsum 2>&1); rc=$?
+one=$(timeout 20 "$mpiexec" --oversubscribe -n 1 "$exe" fixsum 2>&1)
+[ $rc -eq 0 ] && grep -q '^fixsum ' <<<"$out" && ok || bad "fixsum exited $rc: $out"
+[ "$(grep '^fixsum ' <<<"$out")" = "$(grep '^fixsum ' <<<"$one")" ] && ok ||
+  bad "fixsum at $np ranks ($out) differs from 1 rank ($one)"
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
