@@ -1251,6 +1251,66 @@ mc_status mc_baselines_store(const mc_comm *c, const mc_config *cfg, int64_t see
     return s;
 }
 
+/* ---- the plan's cost model (plan.h) -------------------------------------------------------- */
+
+/* Per task (seed x layer x method): the SAE codes of every training image (split over the ranks
+ * and threads) where SAE features are units, and for clip_dissect the work of
+ * clip_dissect_scores over all concept sets (Cn in all), U = neurons + SAE features, N training
+ * images, K = min(100, N) probe slots, e = CLIP's embedding width, P ranks:
+ *   slot terms (a double log each, on one thread per rank):
+ *     top lists   U K Cn / P (unit rows),
+ *     cut totals  N K Cn / P (image chunks),
+ *     whole-group units' top images  U_sae K^2/4 Cn / P (a (K - a) per unit, at most K^2 / 4);
+ *   cosines (sgemm): e Cn (U K + N) / P, and e Cn N on every rank (the direct units' pass).
+ * The units x images x concepts cut product it used to do is gone (cut_totals). Act-Values and
+ * V-Interp cost the table of mc_plan_unit_table_cost; V-Interp's explainer is the user's. */
+static void baselines_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p,
+                           mc_plan_stage *S, double *flop, double *core_s, double *mem_b) {
+    mc_plan_unit_table_cost(cfg, in, p, S, flop, core_s, mem_b); /* texts, tables, the store */
+    const double N = (double)p->n_train, K = N < CD_TOP_K ? N : CD_TOP_K, e = (double)in->proj,
+                 Cn = (double)in->n_concepts, P = p->ranks, T = p->threads;
+    const bool sae_units = list_has_enum(&cfg->localize.units, MC_UNIT_SAE) ||
+                           list_has_enum(&cfg->describe.units, MC_UNIT_SAE);
+    const double text_s = *core_s; /* the unit tables and texts, per task */
+    double all_s = 0, max_s = 0, max_flop = 0, max_mem = 0;
+    for (int l = 0; l < cfg->extract.layers.n; l++) {
+        double pre = 0;
+        int64_t el = 0;
+        mc_error e2 = {0};
+        if (mc_plan_layer(&p->target, cfg->extract.layers.v[l], cfg->extract.pool, &pre, &el,
+                          &e2) != MC_OK)
+            continue; /* plan_make has refused such a layer already */
+        for (int m = 0; m < cfg->baselines.methods.n; m++) {
+            const int method = cfg->baselines.methods.v[m];
+            const double Us = sae_units && method != MC_METHOD_NETDISSECT &&
+                                      !strcmp(cfg->extract.layers.v[l], cfg->sae.layer)
+                                  ? (double)cfg->sae.features
+                                  : 0,
+                         U = (double)el + Us;
+            double fl = 0, wall = 0, mem = 0;
+            if (Us > 0) { /* the codes: every image through the SAE encoder once */
+                const double f = 2.0 * N * (double)in->sae_dim * Us;
+                fl += f, wall += f / (in->gemm * in->cores);
+                mem += N * (double)cfg->sae.k * 8 + Us * (double)in->sae_dim * 8;
+            }
+            if (method == MC_METHOD_CLIP_DISSECT) {
+                const double terms = (U * K * Cn + N * K * Cn + Us * K * K / 4 * Cn) / P;
+                const double cos = 2 * e * Cn * ((U * K + N) / P + N);
+                fl += cos, wall += terms / in->logs + cos / (in->gemm * T);
+                mem += U / P * Cn * 20 + K * Cn * 40;
+            }
+            const double cs = wall * in->cores + text_s;
+            all_s += cs * (double)in->seeds;
+            if (cs > max_s) max_s = cs, max_flop = fl;
+            if (mem > max_mem) max_mem = mem;
+        }
+    }
+    *flop += max_flop; /* the longest task's */
+    *core_s = max_s;
+    S->core_s_all = all_s;
+    *mem_b += max_mem;
+}
+
 /* ---- the registry entry ----------------------------------------------------------------------- */
 
 const mc_stage_desc mc_baselines_stage = {
@@ -1260,5 +1320,5 @@ const mc_stage_desc mc_baselines_stage = {
     .outputs = "baselines/<task>-<key16>.h5, tables/, report/baselines.md",
     .check = mc_baselines_check,
     .run = mc_stage_baselines,
-    .cost = mc_plan_unit_table_cost,
+    .cost = baselines_cost,
 };

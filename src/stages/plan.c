@@ -133,6 +133,7 @@ void mc_calibration_defaults(mc_calibration *cal) {
     cal->sgemm_gflops = MC_PLAN_DEFAULT_SGEMM_GFLOPS;
     cal->mem_gbps = MC_PLAN_DEFAULT_MEM_GBPS;
     cal->decode_ips = MC_PLAN_DEFAULT_DECODE_IPS;
+    cal->log_terms_ps = MC_PLAN_DEFAULT_LOG_TERMS_PS;
     mc_strlcpy(cal->host, "(defaults)", sizeof cal->host);
 }
 
@@ -165,10 +166,13 @@ mc_status mc_calibration_read(const char *path, mc_calibration *cal, mc_error *e
           (s = mc_json_get_num(j, "sgemm_gflops", true, 0, &cal->sgemm_gflops, path, err)) ||
           (s = mc_json_get_num(j, "mem_gbps", true, 0, &cal->mem_gbps, path, err)) ||
           (s = mc_json_get_num(j, "decode_images_per_s", true, 0, &cal->decode_ips, path, err)) ||
+          /* optional: calibrations written before it was measured plan with the default */
+          (s = mc_json_get_num(j, "log_terms_per_s", false, MC_PLAN_DEFAULT_LOG_TERMS_PS,
+                               &cal->log_terms_ps, path, err)) ||
           (s = mc_json_get_obj(j, "forward", false, &fw, path, err)))) {
         if (threads < 1 || threads > 4096 || !(cal->sgemm_gflops > 0) || !(cal->mem_gbps > 0) ||
             !(cal->decode_ips > 0) || !isfinite(cal->sgemm_gflops) || !isfinite(cal->mem_gbps) ||
-            !isfinite(cal->decode_ips))
+            !isfinite(cal->decode_ips) || !(cal->log_terms_ps > 0) || !isfinite(cal->log_terms_ps))
             s = MC_FAIL(err, MC_ERR_FORMAT, "%s: rates must be positive and threads 1..4096", path);
     }
     if (s == MC_OK && fw) {
@@ -210,6 +214,7 @@ mc_status mc_calibration_write(const char *path, const mc_calibration *cal, mc_e
     json_object_set_new(j, "sgemm_gflops", json_real(cal->sgemm_gflops));
     json_object_set_new(j, "mem_gbps", json_real(cal->mem_gbps));
     json_object_set_new(j, "decode_images_per_s", json_real(cal->decode_ips));
+    json_object_set_new(j, "log_terms_per_s", json_real(cal->log_terms_ps));
     if (cal->fwd_ips > 0) {
         json_t *fw = json_object();
         json_object_set_new(fw, "model", json_string(cal->fwd_model));
@@ -283,6 +288,18 @@ static void decode_once(void *u) {
     mc_image_free(&img);
     mc_image_free(&out);
 }
+/* CLIP-Dissect's slot terms as baselines.c computes them: one double log per (slot, concept). */
+typedef struct {
+    int64_t n;
+    double *p, *acc;
+} log_job;
+static void logs_once(void *u) {
+    log_job *l = u;
+    for (int i = 0; i < 100; i++) {
+        const double w = 0.998 - (double)i / 100.0 * (0.998 - 0.97);
+        for (int64_t j = 0; j < l->n; j++) l->acc[j] += log(1.0 + w * (l->p[j] - 1.0) + 1e-7);
+    }
+}
 typedef struct {
     mc_model *m;
     float *pix, *out;
@@ -327,6 +344,16 @@ mc_status mc_calibration_measure(int threads, const char *model_dir, mc_calibrat
     memset(c.b, 2, c.n);
     cal->mem_gbps = rate_of(copy_once, &c, 0.5) * 2.0 * (double)c.n / 1e9;
     free(c.a), free(c.b);
+    /* slot terms over 4096 concepts of softmax-like probabilities (one thread: as the stage) */
+    log_job lj = {.n = 4096};
+    lj.p = malloc((size_t)lj.n * sizeof(double)), lj.acc = calloc((size_t)lj.n, sizeof(double));
+    if (!lj.p || !lj.acc) {
+        free(lj.p), free(lj.acc);
+        return MC_FAIL(err, MC_ERR_NOMEM, "calibration: out of memory");
+    }
+    for (int64_t j = 0; j < lj.n; j++) lj.p[j] = (double)(j % 97 + 1) / (97.0 * (double)lj.n);
+    cal->log_terms_ps = rate_of(logs_once, &lj, 0.5) * 100.0 * (double)lj.n;
+    free(lj.p), free(lj.acc);
     /* decode + bicubic resize of a 500x375 PNG of smooth noise (ImageNet's typical size) */
     int W = 500, H = 375;
     uint8_t *px = malloc((size_t)W * H * 3);
@@ -541,11 +568,8 @@ void mc_plan_unit_table_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_
     double units = 0, e = (double)in->proj;
     for (int u = 0; u < uk->n; u++)
         units += uk->v[u] == MC_UNIT_SAE ? (double)cfg->sae.features : (double)in->align_dim;
-    if (S->stage == MC_STAGE_BASELINES) units = (double)in->align_dim; /* baselines rank neurons */
     if (units < 1) units = 1;
     double mac = units * (double)in->n_concepts * e;
-    if (S->stage == MC_STAGE_BASELINES)
-        mac = units * (double)in->n_concepts * (double)p->n_train / 64.0 + units * e * 100;
     S->items = units;
     mc_strlcpy(S->item_name, "units", sizeof S->item_name);
     S->gmac_per_item = mac / units / 1e9;
@@ -725,6 +749,7 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
         .gemm = gemm,
         .mem = mem,
         .dec = dec,
+        .logs = cal->log_terms_ps,
         .tgt_w = tgt_w,
         .clip_w = clip_w,
         .text_w = text_w,
@@ -792,9 +817,9 @@ void mc_plan_print(FILE *f, const mc_config *cfg, const mc_plan *p) {
     if (p->cal.from_file)
         fprintf(f,
                 "calibration: %s (host %s, %d thread(s)): sgemm %.1f GFLOP/s, memory %.1f GB/s, "
-                "decode %.0f img/s",
+                "decode %.0f img/s, log terms %.0f M/s",
                 p->cal.path, p->cal.host, p->cal.threads, p->cal.sgemm_gflops, p->cal.mem_gbps,
-                p->cal.decode_ips);
+                p->cal.decode_ips, p->cal.log_terms_ps / 1e6);
     else
         fprintf(f,
                 "calibration: NONE - conservative defaults per core (sgemm %.0f GFLOP/s, memory "

@@ -11,6 +11,10 @@ a DTD folder of 2 textures x 2 images. From the files the test writes:
     ones (a ViT's labels are not textures; prefix_cache.c skips that split); with a CLIP target,
     which classifies any class zero-shot, all 10; with the class names not among the target's
     labels, none of the val images either;
+  - baselines with clip_dissect costs, over act_values, CLIP-Dissect's cosines as
+    clip_dissect_scores computes them: 2 e Cn ((U K + N) / P + N) flops for U = the layer's 768
+    neurons + 64 SAE features, K = min(100, N) = 4 probe slots, N = 4 training images, e = 512,
+    Cn = 1000 concepts, P = 2 ranks (docs/performance.md);
   - `run_seconds` (the stage inside one `miclip run`) is the tasks' sum without the per-task
     job start-up: for every stage core_hours x 3600 / cores - tasks x 10 s, where extract's tasks
     differ (a per-seed train sample, shared eval and unseen stores extracted once).
@@ -51,7 +55,7 @@ def touch(path):
     open(path, "wb").close()
 
 
-def plan(tmp, name, target, names_file):
+def plan(tmp, name, target, names_file, methods="[act_values]"):
     cn = ", class_names: %s" % names_file if names_file else ""
     cfg = os.path.join(tmp, name + ".yaml")
     with open(cfg, "w") as f:
@@ -68,7 +72,7 @@ extract: {{layers: ["10"], pool: cls}}
 sae: {{layer: "10", features: 64, k: 4}}
 align: {{stop: epochs}}
 intervene: {{methods: [act_values], units: [neuron], layer: "10", datasets: [eval, unseen]}}
-baselines: {{methods: [act_values]}}
+baselines: {{methods: {methods}}}
 stages: [extract, sae, align, baselines, intervene]
 """)
     r = subprocess.run([MICLIP, "--quiet", "plan", cfg, "--json", "--ranks", "2", "--threads", "2"],
@@ -121,6 +125,15 @@ def main():
         check(ex["tasks"] == 3 and ex["run_seconds"] < ex["tasks"] * (ex["wall_seconds_per_task"] - START_S),
               "extract: the shared stores counted once, below 3 x the longest task (%.1f < %.1f)"
               % (ex["run_seconds"], 3 * (ex["wall_seconds_per_task"] - START_S)))
+
+        bl_av = [s for s in p["stages"] if s["stage"] == "baselines"][0]
+        q = plan(tmp, "mapped-cd", os.path.join(tmp, "vit"), names, "[act_values, clip_dissect]")
+        bl_cd = q and [s for s in q["stages"] if s["stage"] == "baselines"][0]
+        U, K, N, e, Cn, P = 768 + 64, 4, 4, 512, 1000, 2
+        want = 2.0 * e * Cn * ((U * K + N) / P + N) / 1e12
+        got = bl_cd and bl_cd["tflop_per_task"] - bl_av["tflop_per_task"]
+        check(bl_cd is not None and abs(got - want) <= 1e-9 * want,
+              "baselines: clip_dissect's cosines on top of act_values, %.6g TFLOP (got %s)" % (want, got))
 
         p = plan(tmp, "folders", os.path.join(tmp, "vit"), None)
         check(p is not None and p["classes"] == len(WNIDS),
