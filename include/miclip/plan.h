@@ -45,6 +45,7 @@
 #define MC_PLAN_DEFAULT_LOG_TERMS_PS                                                               \
     1e8 /* CLIP-Dissect slot terms (a double log each) per second, \
                                            * one thread; glibc's log does ~2e8 on a current core */
+#define MC_PLAN_DEFAULT_PRODUCT_TERMS_PS 5e8 /* its slot-product factors per second, one thread */
 #define MC_PLAN_RUNTIME_BYTES                                                                      \
     (64.0 * 1024 * 1024) /* MPI + HDF5 + BLAS + code, per rank (a tiny
                                                       * extraction peaks at ~31 MB RSS here) */
@@ -73,8 +74,9 @@ typedef struct {
     double fwd_gmac; /* GMAC per image of that model */
     double fwd_ips;  /* images per second per rank at `threads` */
     int fwd_batch;
-    double log_terms_ps; /* CLIP-Dissect's slot terms log(1 + w (p - 1) + 1e-7) per second, one
+    double log_terms_ps;     /* CLIP-Dissect's slot terms log(1 + w (p - 1) + 1e-7) per second, one
                           * thread (the stage computes them on one thread per rank) */
+    double product_terms_ps; /* its slot-product factors (1 + w (p - 1) + 1e-7) per second */
 } mc_calibration;
 
 /* Sizes of one model read from config.json (no weights). */
@@ -162,6 +164,7 @@ typedef struct mc_plan_inputs {
     double cores;               /* ranks x threads */
     double fwd, gemm, mem, dec; /* flop/s in forwards and in sgemm, bytes/s, images/s */
     double logs;                /* CLIP-Dissect slot terms per second on one thread */
+    double products;            /* CLIP-Dissect slot-product factors per second on one thread */
     double tgt_w, clip_w,
         text_w; /* weight bytes of the target, the CLIP vision side, its text tower */
     int64_t eb; /* extract.batch_size */

@@ -99,9 +99,10 @@ int mc_cmd_plan(const mc_comm *c, int argc, char **argv) {
             if (s == MC_OK) s = mc_calibration_write(out ? out : def, &cal, &err);
             if (s == MC_OK) {
                 printf("calibration of %s at %d thread(s) -> %s\n  sgemm %.1f GFLOP/s, memory %.1f "
-                       "GB/s, decode+resize %.0f images/s",
+                       "GB/s, decode+resize %.0f images/s, CLIP-Dissect slot terms %.0f M/s and "
+                       "factors %.0f M/s (1 thread)",
                        cal.host, cal.threads, out ? out : def, cal.sgemm_gflops, cal.mem_gbps,
-                       cal.decode_ips);
+                       cal.decode_ips, cal.log_terms_ps / 1e6, cal.product_terms_ps / 1e6);
                 if (cal.fwd_ips > 0)
                     printf(", forward of %s: %.2f images/s (batch %d)", cal.fwd_model, cal.fwd_ips,
                            cal.fwd_batch);

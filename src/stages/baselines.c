@@ -642,6 +642,20 @@ static mc_status cut_totals(const mc_comm *c, const bl_task *bt, mc_acts *emb, c
     return s;
 }
 
+/* prod[j] = the product over slots i in [a, K) of 1 + w_i (p[j] - 1) + min_prob, so that log(prod)
+ * is the suffix sum of slot_term at a with one log instead of K - a. Each factor lies in
+ * [1 - p_start + min_prob, 1 + min_prob] = [0.0020001, 1.0000001] and there are at most
+ * CD_TOP_K = 100 of them: the product stays above 0.002^100 ~ 1e-270, a normal double. */
+_Static_assert(CD_TOP_K <= 100, "slot_product: more than 100 factors of 0.002 may underflow");
+static void slot_product(const double *w, int64_t a, int64_t K, const double *p, int64_t Cn,
+                         double *prod) {
+    for (int64_t j = 0; j < Cn; j++) prod[j] = 1.0;
+    for (int64_t i = K - 1; i >= a; i--) {
+        const double wi = w[i];
+        for (int64_t j = 0; j < Cn; j++) prod[j] *= 1.0 + wi * (p[j] - 1.0) + CD_MIN_PROB;
+    }
+}
+
 /* clip_dissect: soft-WPMI of this rank's units with the concepts of cs. Collective.
  *
  * The authors' soft_wpmi takes each unit's top_k images with torch.topk, which leaves the order
@@ -749,11 +763,13 @@ static mc_status clip_dissect_scores(const mc_comm *c, const bl_task *bt, const 
             for (int64_t j = 0; j < Cn; j++) l[j] += g[j] / (double)(g1 - g0);
         }
         if (!whole[u]) continue;
-        /* The cut group is every other image: the cut total less the top images' suffix sums. */
+        /* The cut group is every other image: the cut total less the top images' suffix sums,
+         * each the log of a product (slot_product), one log per image and concept. */
         for (int64_t j = 0; j < Cn; j++) g[j] = 0;
-        for (int64_t x = 0; x < a; x++)
-            for (int64_t i = K - 1; i >= a; i--)
-                for (int64_t j = 0; j < Cn; j++) g[j] += slot_term(w[i], Pr[x * Cn + j]);
+        for (int64_t x = 0; x < a; x++) {
+            slot_product(w, a, K, Pr + x * Cn, Cn, R);
+            for (int64_t j = 0; j < Cn; j++) g[j] += log(R[j]);
+        }
         cut_n[u] = n_valid - a;
         for (int64_t j = 0; j < Cn; j++) l[j] += (Z[(a - a0) * Cn + j] - g[j]) / (double)cut_n[u];
     }
@@ -1260,7 +1276,9 @@ mc_status mc_baselines_store(const mc_comm *c, const mc_config *cfg, int64_t see
  *   slot terms (a double log each, on one thread per rank):
  *     top lists   U K Cn / P (unit rows),
  *     cut totals  N K Cn / P (image chunks),
- *     whole-group units' top images  U_sae K^2/4 Cn / P (a (K - a) per unit, at most K^2 / 4);
+ *     whole-group units' top images  U_sae K Cn / P (a per unit, at most K);
+ *   their slot products (a (K - a) factors per unit and concept, at most K^2 / 4, one thread):
+ *     U_sae K^2/4 Cn / P;
  *   cosines (sgemm): e Cn (U K + N) / P, and e Cn N on every rank (the direct units' pass).
  * The units x images x concepts cut product it used to do is gone (cut_totals). Act-Values and
  * V-Interp cost the table of mc_plan_unit_table_cost; V-Interp's explainer is the user's. */
@@ -1294,9 +1312,10 @@ static void baselines_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_pl
                 mem += N * (double)cfg->sae.k * 8 + Us * (double)in->sae_dim * 8;
             }
             if (method == MC_METHOD_CLIP_DISSECT) {
-                const double terms = (U * K * Cn + N * K * Cn + Us * K * K / 4 * Cn) / P;
+                const double terms = (U * K * Cn + N * K * Cn + Us * K * Cn) / P,
+                             factors = Us * K * K / 4 * Cn / P;
                 const double cos = 2 * e * Cn * ((U * K + N) / P + N);
-                fl += cos, wall += terms / in->logs + cos / (in->gemm * T);
+                fl += cos, wall += terms / in->logs + factors / in->products + cos / (in->gemm * T);
                 mem += U / P * Cn * 20 + K * Cn * 40;
             }
             const double cs = wall * in->cores + text_s;

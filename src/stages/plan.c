@@ -134,6 +134,7 @@ void mc_calibration_defaults(mc_calibration *cal) {
     cal->mem_gbps = MC_PLAN_DEFAULT_MEM_GBPS;
     cal->decode_ips = MC_PLAN_DEFAULT_DECODE_IPS;
     cal->log_terms_ps = MC_PLAN_DEFAULT_LOG_TERMS_PS;
+    cal->product_terms_ps = MC_PLAN_DEFAULT_PRODUCT_TERMS_PS;
     mc_strlcpy(cal->host, "(defaults)", sizeof cal->host);
 }
 
@@ -169,10 +170,14 @@ mc_status mc_calibration_read(const char *path, mc_calibration *cal, mc_error *e
           /* optional: calibrations written before it was measured plan with the default */
           (s = mc_json_get_num(j, "log_terms_per_s", false, MC_PLAN_DEFAULT_LOG_TERMS_PS,
                                &cal->log_terms_ps, path, err)) ||
+          (s = mc_json_get_num(j, "product_terms_per_s", false, MC_PLAN_DEFAULT_PRODUCT_TERMS_PS,
+                               &cal->product_terms_ps, path, err)) ||
           (s = mc_json_get_obj(j, "forward", false, &fw, path, err)))) {
         if (threads < 1 || threads > 4096 || !(cal->sgemm_gflops > 0) || !(cal->mem_gbps > 0) ||
             !(cal->decode_ips > 0) || !isfinite(cal->sgemm_gflops) || !isfinite(cal->mem_gbps) ||
-            !isfinite(cal->decode_ips) || !(cal->log_terms_ps > 0) || !isfinite(cal->log_terms_ps))
+            !isfinite(cal->decode_ips) || !(cal->log_terms_ps > 0) ||
+            !isfinite(cal->log_terms_ps) || !(cal->product_terms_ps > 0) ||
+            !isfinite(cal->product_terms_ps))
             s = MC_FAIL(err, MC_ERR_FORMAT, "%s: rates must be positive and threads 1..4096", path);
     }
     if (s == MC_OK && fw) {
@@ -215,6 +220,7 @@ mc_status mc_calibration_write(const char *path, const mc_calibration *cal, mc_e
     json_object_set_new(j, "mem_gbps", json_real(cal->mem_gbps));
     json_object_set_new(j, "decode_images_per_s", json_real(cal->decode_ips));
     json_object_set_new(j, "log_terms_per_s", json_real(cal->log_terms_ps));
+    json_object_set_new(j, "product_terms_per_s", json_real(cal->product_terms_ps));
     if (cal->fwd_ips > 0) {
         json_t *fw = json_object();
         json_object_set_new(fw, "model", json_string(cal->fwd_model));
@@ -300,6 +306,15 @@ static void logs_once(void *u) {
         for (int64_t j = 0; j < l->n; j++) l->acc[j] += log(1.0 + w * (l->p[j] - 1.0) + 1e-7);
     }
 }
+/* ... and its slot products: the same factors multiplied (baselines.c, slot_product) */
+static void products_once(void *u) {
+    log_job *l = u;
+    for (int64_t j = 0; j < l->n; j++) l->acc[j] = 1.0;
+    for (int i = 0; i < 100; i++) {
+        const double w = 0.998 - (double)i / 100.0 * (0.998 - 0.97);
+        for (int64_t j = 0; j < l->n; j++) l->acc[j] *= 1.0 + w * (l->p[j] - 1.0) + 1e-7;
+    }
+}
 typedef struct {
     mc_model *m;
     float *pix, *out;
@@ -353,6 +368,7 @@ mc_status mc_calibration_measure(int threads, const char *model_dir, mc_calibrat
     }
     for (int64_t j = 0; j < lj.n; j++) lj.p[j] = (double)(j % 97 + 1) / (97.0 * (double)lj.n);
     cal->log_terms_ps = rate_of(logs_once, &lj, 0.5) * 100.0 * (double)lj.n;
+    cal->product_terms_ps = rate_of(products_once, &lj, 0.5) * 100.0 * (double)lj.n;
     free(lj.p), free(lj.acc);
     /* decode + bicubic resize of a 500x375 PNG of smooth noise (ImageNet's typical size) */
     int W = 500, H = 375;
@@ -750,6 +766,7 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
         .mem = mem,
         .dec = dec,
         .logs = cal->log_terms_ps,
+        .products = cal->product_terms_ps,
         .tgt_w = tgt_w,
         .clip_w = clip_w,
         .text_w = text_w,
@@ -817,9 +834,9 @@ void mc_plan_print(FILE *f, const mc_config *cfg, const mc_plan *p) {
     if (p->cal.from_file)
         fprintf(f,
                 "calibration: %s (host %s, %d thread(s)): sgemm %.1f GFLOP/s, memory %.1f GB/s, "
-                "decode %.0f img/s, log terms %.0f M/s",
+                "decode %.0f img/s, slot terms %.0f M/s, factors %.0f M/s",
                 p->cal.path, p->cal.host, p->cal.threads, p->cal.sgemm_gflops, p->cal.mem_gbps,
-                p->cal.decode_ips, p->cal.log_terms_ps / 1e6);
+                p->cal.decode_ips, p->cal.log_terms_ps / 1e6, p->cal.product_terms_ps / 1e6);
     else
         fprintf(f,
                 "calibration: NONE - conservative defaults per core (sgemm %.0f GFLOP/s, memory "
