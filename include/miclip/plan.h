@@ -77,6 +77,7 @@ typedef struct {
     double log_terms_ps;     /* CLIP-Dissect's slot terms log(1 + w (p - 1) + 1e-7) per second, one
                           * thread (the stage computes them on one thread per rank) */
     double product_terms_ps; /* its slot-product factors (1 + w (p - 1) + 1e-7) per second */
+    bool cd_defaults;        /* the two rates above are the defaults (a file without them) */
 } mc_calibration;
 
 /* Sizes of one model read from config.json (no weights). */

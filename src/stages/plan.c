@@ -195,6 +195,7 @@ mc_status mc_calibration_read(const char *path, mc_calibration *cal, mc_error *e
         }
     }
     if (s == MC_OK) {
+        cal->cd_defaults = !json_object_get(j, "log_terms_per_s");
         cal->threads = (int)threads;
         cal->from_file = true;
         mc_strlcpy(cal->path, path, sizeof cal->path);
@@ -834,9 +835,10 @@ void mc_plan_print(FILE *f, const mc_config *cfg, const mc_plan *p) {
     if (p->cal.from_file)
         fprintf(f,
                 "calibration: %s (host %s, %d thread(s)): sgemm %.1f GFLOP/s, memory %.1f GB/s, "
-                "decode %.0f img/s, slot terms %.0f M/s, factors %.0f M/s",
+                "decode %.0f img/s, slot terms %.0f M/s, factors %.0f M/s%s",
                 p->cal.path, p->cal.host, p->cal.threads, p->cal.sgemm_gflops, p->cal.mem_gbps,
-                p->cal.decode_ips, p->cal.log_terms_ps / 1e6, p->cal.product_terms_ps / 1e6);
+                p->cal.decode_ips, p->cal.log_terms_ps / 1e6, p->cal.product_terms_ps / 1e6,
+                p->cal.cd_defaults ? " (defaults: not in the file)" : "");
     else
         fprintf(f,
                 "calibration: NONE - conservative defaults per core (sgemm %.0f GFLOP/s, memory "
