@@ -23,6 +23,7 @@ concepts=$(realpath "${4:-$here/data/concepts/common3k.txt}")
 old=${5:-}
 exe="$build/miclip"
 [ -x "$exe" ] || { echo "bench/baselines.sh: $exe not found (build first)" >&2; exit 2; }
+[ -x /usr/bin/time ] || { echo "bench/baselines.sh: needs GNU time (apt-get install time)" >&2; exit 2; }
 work=${BENCH_DIR:-$(mktemp -d)}
 [ -n "${BENCH_DIR:-}" ] || trap 'rm -rf "$work"' EXIT
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MICLIP_THREADS=1
@@ -58,7 +59,7 @@ run() { # LABEL NP EXE
     "$mpiexec" --oversubscribe -n "$2" /usr/bin/time -f "rank peak RSS %M KiB, CPU %U s user + %S s sys" \
         "$3" --quiet baselines "$work/bench.yaml" 2>&1 | grep -E "^rank|error" || true
     t1=$(date +%s.%N)
-    echo "wall $(echo "$t1 - $t0" | bc) s"
+    echo "wall $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s"
     mkdir -p "$work/stores/$1-np$2"
     cp "$work"/out/baselines/*.h5 "$work/stores/$1-np$2/"
 }
