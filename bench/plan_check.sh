@@ -97,13 +97,15 @@ sed -e "s#^output_dir: .*#output_dir: $work/out#" \
     -e "s#root: /data/dtd#root: $work/data/dtd#" \
     -e "s#{name: imagenet, file: \.\./\.\./data/concepts/imagenet_labels.txt}#{name: imagenet, source: classes}#" \
     -e "s#file: \.\./\.\./data/concepts/#file: $work/concepts/#" \
-    -e "s#^  variants: \[in+out\]#  variants: [in+out]\n  stop: epochs#" \
+    -e "s#^align:#align:\n  stop: epochs#" \
+    -e "s#methods: \[act_values, clip_dissect, vinterp\]#methods: [act_values, clip_dissect]#" \
+    -e "s#methods: \[miclip, act_values, clip_dissect, vinterp\]#methods: [miclip, act_values, clip_dissect]#" \
     "$src/experiments/paper/vit_b16_imagenet.yaml" >"$cfg"
 for want in "output_dir: $work/out" "target: $work/vit-b16" "clip: $work/clip-b16" \
-    "n_samples: $n_samples, class_names" "split: val, class_names" "root: $work/data/dtd" "stop: epochs"; do
+    "n_samples: $n_samples, class_names" "split: val, class_names" "stop: epochs"; do
     grep -qF "$want" "$cfg" || { echo "plan_check.sh: the paper config changed; '$want' not set" >&2; exit 1; }
 done
-! grep -q " /data/\|mpnet:" "$cfg" || { echo "plan_check.sh: $cfg still names /data or mpnet" >&2; exit 1; }
+! grep -q " /data/\|mpnet:\|vinterp\]" "$cfg" || { echo "plan_check.sh: $cfg still names /data, mpnet or vinterp" >&2; exit 1; }
 [ "$(grep -c "file: $work/concepts/" "$cfg")" = 3 ] && grep -q "source: classes" "$cfg" || { echo "plan_check.sh: concept sets not replaced" >&2; exit 1; }
 
 # 3. calibrate, plan, run: back to back, under the same load
