@@ -6,9 +6,10 @@
 #    --concepts lines each;
 # 2. writes a copy of experiments/paper/vit_b16_imagenet.yaml pointed at them: the paper's model
 #    shapes, layers, SAE width, methods and sweeps, with the rows scaled down (images, concepts,
-#    seeds) and three changes needed for a check: `align.stop: epochs` (the default `converged`
+#    seeds) and the changes a check needs: `align.stop: epochs` (the default `converged`
 #    is planned at its cap, max_epochs, an upper bound a measurement cannot match), no
-#    `models.mpnet` (there is no random MPNet writer; the report skips that score) and the
+#    `models.mpnet` (there is no random MPNet writer; the report skips that score), no V-Interp
+#    in the methods (the config's explainer is a placeholder) and, in older configs, the
 #    ImageNet concept set as `source: classes` (intervene's miclip method needs one; the word
 #    file of the paper config stops the run at intervene);
 # 3. calibrates (`miclip plan CONFIG --calibrate`), plans that exact config with that calibration
@@ -35,7 +36,7 @@ while [ $# -gt 0 ]; do
     --ranks) ranks=$2 ;; --threads) threads=$2 ;; --seeds) seeds=$2 ;;
     --classes) classes=$2 ;; --train) train=$2 ;; --val) val=$2 ;;
     --textures) textures=$2 ;; --dtd) dtd=$2 ;; --concepts) concepts=$2 ;; --work) work=$2 ;;
-    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "plan_check.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift 2
