@@ -4,17 +4,15 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "miclip/buf.h"
 #include "miclip/checked.h"
 #include "miclip/fsutil.h"
 #include "miclip/log.h"
 #include "miclip/miclip.h"
+#include "method/shared_store.h"
 
 #define CODES_KEY_VERSION "miclip-intervene-codes/1"
-
-enum { CODES_WAIT_TRIES = 600 }; /* 2 s apart: a concurrent writer gets 20 minutes */
 
 mc_status mc_sae_codes_key(const mc_config *cfg, const mc_prefix_set *p, const char *sae_key,
                            int64_t t0, int64_t t1, char key[MC_KEY_HEX], char *path, size_t cap,
@@ -132,6 +130,21 @@ static mc_status codes_build(const mc_comm *c, const mc_config *cfg, const mc_ru
     return s;
 }
 
+/* codes_build's inputs, for mc_shared_store_ensure. */
+typedef struct {
+    const mc_config *cfg;
+    const mc_runner *R;
+    mc_prefix_set *p;
+    const mc_sae_codes_sae *sae;
+    mc_sae_codes *sc;
+} codes_job;
+
+static mc_status codes_job_build(const mc_comm *c, mc_store *st, bool created, void *user,
+                                 mc_error *err) {
+    codes_job *j = user;
+    return codes_build(c, j->cfg, j->R, j->p, j->sae, j->sc, st, created, err);
+}
+
 mc_status mc_sae_codes_open(const mc_comm *c, const mc_config *cfg, const mc_runner *R,
                             mc_prefix_set *p, const mc_sae_codes_sae *sae, int64_t t0, int64_t t1,
                             mc_sae_codes *sc, mc_error *err) {
@@ -139,36 +152,10 @@ mc_status mc_sae_codes_open(const mc_comm *c, const mc_config *cfg, const mc_run
     sc->n = p->n, sc->t0 = t0, sc->t1 = t1, sc->k = mc_sae_get_config(sae->sae)->k;
     mc_status s =
         mc_sae_codes_key(cfg, p, sae->key, t0, t1, sc->key, sc->path, sizeof sc->path, err);
-    /* Tasks of a Slurm array share the store: one writes it, the others wait for that writer
-     * (as for the prefix cache); a writer that died leaves no lock, and the next attempt resumes
-     * its store. */
-    for (int attempt = 0; s == MC_OK; attempt++) {
-        bool complete = false, created = false;
-        mc_store *st = NULL;
-        s = mc_store_peek_complete(c, sc->path, &complete, err);
-        if (s == MC_OK && complete)
-            mc_info0("intervene: SAE codes of %s complete, reusing (%s)", mc_split_name(p->split),
-                     sc->path);
-        if (s != MC_OK || complete) break;
-        char dir[MC_PATH_CAP];
-        mc_snprintf(dir, sizeof dir, "%s/intervene", cfg->output_dir);
-        s = mc_comm_agree(c, c->rank == 0 ? mc_mkdir_p(dir, err) : MC_OK, err);
-        if (s == MC_OK) s = mc_store_resume(c, sc->path, &st, &created, err);
-        /* Another task finished it between our peek and our lock: leave a complete store as it
-         * is (the array's other tasks may be reading it). */
-        if (s == MC_OK && !created && mc_store_is_complete(st, "/")) {
-            s = mc_store_close(&st, err);
-            break;
-        }
-        if (s == MC_OK) {
-            s = codes_build(c, cfg, R, p, sae, sc, st, created, err);
-            break;
-        }
-        if (s != MC_ERR_LOCKED || attempt >= CODES_WAIT_TRIES) break;
-        if (attempt == 0) mc_info0("intervene: another run is writing %s; waiting", sc->path);
-        sleep(2);
-        s = MC_OK;
-    }
+    char what[64];
+    mc_snprintf(what, sizeof what, "intervene: SAE codes of %s", mc_split_name(p->split));
+    codes_job job = {cfg, R, p, sae, sc};
+    if (s == MC_OK) s = mc_shared_store_ensure(c, sc->path, what, codes_job_build, &job, err);
     if (s == MC_OK) s = mc_store_open(c, sc->path, MC_STORE_READ, &sc->st, err);
     const char *ds[2] = {"idx", "val"};
     for (int q = 0; s == MC_OK && q < 2; q++) {

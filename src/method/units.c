@@ -71,10 +71,11 @@ mc_status mc_encoder_weights_load(const mc_comm *c, const mc_config *cfg, const 
 }
 
 /* g_all (and g_class) of the INPUTS reading from the unit statistics of the training images. */
-static mc_status unit_set_means(const mc_comm *c, const mc_train_data *td, const char *layer,
-                                mc_sae *sae, bool tokens, mc_unit_set *u, mc_error *err) {
+static mc_status unit_set_means(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
+                                const char *layer, mc_sae *sae, bool tokens, mc_unit_set *u,
+                                mc_error *err) {
     mc_unit_stats us;
-    MC_TRY(mc_unit_stats_compute(c, td, layer, sae, tokens, &us, err));
+    MC_TRY(mc_unit_stats_get(c, cfg, td, layer, sae, u->sae_key, tokens, &us, err));
     mc_status s = MC_OK;
     const int64_t U = us.n_units, C = us.n_classes;
     if (U != u->n_units)
@@ -135,7 +136,8 @@ mc_status mc_unit_set_open(const mc_comm *c, const mc_config *cfg, const mc_trai
     if (kind == MC_UNIT_NEURON) {
         u->n_units = w->n;
         mc_status s = MC_OK;
-        if (u->reading == MC_READ_INPUTS) s = unit_set_means(c, td, layer, NULL, false, u, err);
+        if (u->reading == MC_READ_INPUTS)
+            s = unit_set_means(c, cfg, td, layer, NULL, false, u, err);
         return s;
     }
     mc_store *st = NULL;
@@ -164,7 +166,7 @@ mc_status mc_unit_set_open(const mc_comm *c, const mc_config *cfg, const mc_trai
             s = mc_comm_agree(c, s, err);
         }
         if (s == MC_OK)
-            s = unit_set_means(c, td, layer, sae, cfg->sae.input == MC_SAE_INPUT_ALL, u, err);
+            s = unit_set_means(c, cfg, td, layer, sae, cfg->sae.input == MC_SAE_INPUT_ALL, u, err);
         mc_sae_free(&sae);
     }
     if (s != MC_OK) mc_unit_set_free(u);

@@ -58,6 +58,13 @@ typedef struct {
 struct mc_sae;
 mc_status mc_unit_stats_compute(const mc_comm *c, const mc_train_data *td, const char *layer,
                                 struct mc_sae *sae, bool tokens, mc_unit_stats *us, mc_error *err);
+/* Collective. The same statistics, computed once per (training extraction, layer, SAE, tokens)
+ * into OUTPUT_DIR/unit-stats/<neuron|sae>-l<layer>-<key16>.h5 (a shared store: the first task
+ * writes it, the others wait for it and read it) and read from there by every later task, bit for
+ * bit what mc_unit_stats_compute returns. sae_key: the SAE store's key (with sae). */
+mc_status mc_unit_stats_get(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
+                            const char *layer, struct mc_sae *sae, const char *sae_key, bool tokens,
+                            mc_unit_stats *us, mc_error *err);
 /* Local. What one image "activates" an SAE feature, for the methods that need one value per
  * image and unit (Algorithm 2's mean code, Act-Values, CLIP-Dissect, mu): out[n * m] (dense)
  * for images img[0..n) of acts a. tokens false: the SAE code of the image's E_n input vector

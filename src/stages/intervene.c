@@ -1308,14 +1308,14 @@ mc_status mc_stage_intervene(const mc_comm *c, const mc_config *cfg, const mc_ta
                                  ku[d][k].units);
     }
     /* add_beta mu: mu_i = the unit's mean value over the valid training images where it is > 0
-     * (the E_n input vector's entry / the SAE code; mc_unit_stats_compute, image order); a
+     * (the E_n input vector's entry / the SAE code; mc_unit_stats_get: computed once, image order); a
      * token-level SAE's feature: over the training tokens where its code is > 0. */
     const bool use_mu = task->mode == MC_MODE_ADD && cfg->intervene.add_beta == 1;
     for (int k = 0; s == MC_OK && use_mu && k < nk; k++) {
         mc_unit_stats us;
-        s = mc_unit_stats_compute(c, &td, cfg->intervene.layer,
-                                  ku[0][k].kind == MC_UNIT_SAE ? sae.sae : NULL,
-                                  cfg->sae.input == MC_SAE_INPUT_ALL, &us, err);
+        s = mc_unit_stats_get(c, cfg, &td, cfg->intervene.layer,
+                              ku[0][k].kind == MC_UNIT_SAE ? sae.sae : NULL, sae.key,
+                              cfg->sae.input == MC_SAE_INPUT_ALL, &us, err);
         if (s == MC_OK && us.n_units != ku[0][k].n_units)
             s = MC_FAIL(err, MC_ERR_SHAPE,
                         "intervene %s: %lld units in the training activations, %lld expected",
