@@ -45,7 +45,7 @@ sys.path.insert(0, HERE)
 import fixture  # noqa: E402
 from fixture import check  # noqa: E402
 from test_intervene import VIT, CLIP, make_world, run  # noqa: E402
-from test_method import ranking_ok, same_outputs_sub, strings  # noqa: E402
+from test_method import h5_datasets, ranking_ok, same_outputs_sub, strings  # noqa: E402
 
 TOL = 1e-5
 
@@ -260,6 +260,42 @@ def test_addmu(tmp):
         for kind in ("neuron", "sae"):
             print("reading%s %s: Delta-P -mu %+.2f pp, +mu %+.2f pp" % (
                 tag, kind, dp[(tag, -1.0, kind)], dp[(tag, 1.0, kind)]))
+    # The unit statistics behind mu and the algorithm2/activation readings: one shared store per
+    # unit kind (unit-stats/), equal to numpy's sums, bitwise the same at 1, 2 and 4 ranks, and
+    # read, not recomputed, by a later task (docs/store.md, "Shared stores").
+    us = sorted(glob.glob(os.path.join(outs[1], "unit-stats", "*.h5")))
+    check([os.path.basename(p).split("-l")[0] for p in us] == ["neuron", "sae"],
+          "one unit-stats store per unit kind: %s" % [os.path.basename(p) for p in us])
+    for n in (2, 4):
+        ok, why = same_outputs_sub(outs[1], outs[n], "unit-stats")
+        check(ok, "unit-stats at %d ranks equal the 1-rank stores bitwise %s" % (n, why))
+    for p in us:
+        kind = os.path.basename(p).split("-l")[0]
+        v = vals[kind]
+        with h5py.File(p, "r") as f:
+            check(np.array_equal(f["fire_n"][()], (v > 0).sum(axis=0)) and int(f.attrs["n_img"]) == len(v),
+                  "unit-stats %s: firing counts and n_img are numpy's" % kind)
+            for name, ref in (("sum", v.sum(axis=0)), ("fire_sum", np.where(v > 0, v, 0).sum(axis=0))):
+                err = np.abs(f[name][()] - ref).max() / max(np.abs(ref).max(), 1e-12)
+                check(err < 1e-5, "unit-stats %s: %s within 1e-5 of numpy (relative %.2e)" % (kind, name, err))
+    stamp = [os.stat(p).st_mtime_ns for p in us]
+    again = os.path.join(outs[1], "intervene", "intervene-s0-l3-miclip-add-b1-*.h5")
+    kept = {}
+    for p in glob.glob(again):
+        with h5py.File(p, "r") as f:
+            kept = {n: f[n][()] for n in h5_datasets(f)}
+        os.remove(p)
+    r = fixture.mpirun(1, ["run", os.path.join(tmp, "mu1.yaml"), "--stage", "intervene"],
+                       capture_output=True, text=True)
+    redo = glob.glob(again)
+    same = len(redo) == 1 and bool(kept)
+    if same:
+        with h5py.File(redo[0], "r") as f:
+            same = h5_datasets(f) == sorted(kept) and all(np.array_equal(kept[n], f[n][()]) for n in kept)
+    check(r.returncode == 0 and same, "a deleted add task is rewritten bitwise the same (%s)" % r.stderr.strip()[-300:])
+    reused = [l for l in r.stderr.splitlines() if "unit statistics" in l and "complete, reusing" in l]
+    check(len(reused) == 2 and [os.stat(p).st_mtime_ns for p in us] == stamp,
+          "the rerun task reads both unit-stats stores and rewrites neither (%d reuse lines)" % len(reused))
     # Without intervene.readings the same config finds the default reading's stores complete
     # (same ids and keys): no new store appears.
     before = sorted(os.listdir(os.path.join(outs[1], "localize")) + os.listdir(os.path.join(outs[1], "intervene")))
