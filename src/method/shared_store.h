@@ -16,8 +16,8 @@
 
 /* Collective. Writes the store st, opened by mc_store_resume (created: a fresh store whose layout
  * is still to be made), and ends it with mc_store_finish (which closes it, also on failure). */
-typedef mc_status (*mc_shared_store_build)(const mc_comm *c, mc_store *st, bool created,
-                                           void *user, mc_error *err);
+typedef mc_status (*mc_shared_store_build)(const mc_comm *c, mc_store *st, bool created, void *user,
+                                           mc_error *err);
 
 /* Collective. Leaves a complete store at path: reuses it when complete (what names it in the
  * log line), else creates path's folder, takes the writer lock and calls build, or waits for the

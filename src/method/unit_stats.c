@@ -38,7 +38,7 @@ static mc_status stats_build(const mc_comm *c, mc_store *st, bool created, void 
     if (s == MC_OK) s = mc_store_create_dataset(st, "class_sum", MC_DTYPE_F64, 2, sh, 0, err);
     if (s == MC_OK) s = mc_store_create_dataset(st, "class_n", MC_DTYPE_I64, 1, sh, 0, err);
     if (s == MC_OK && created) {
-        const mc_store_attr_str sa[] = {{"train_store", j->td->path},
+        const mc_store_attr_str sa[] = {{"extract_store", j->td->path},
                                         {"extract_key", j->td->extract_key},
                                         {"layer", j->layer},
                                         {"units", j->sae ? "sae" : "neuron"},
@@ -64,8 +64,7 @@ static mc_status stats_build(const mc_comm *c, mc_store *st, bool created, void 
 }
 
 /* Reads the complete store at path into us (every rank reads all). */
-static mc_status stats_read(const mc_comm *c, const char *path, mc_unit_stats *us,
-                            mc_error *err) {
+static mc_status stats_read(const mc_comm *c, const char *path, mc_unit_stats *us, mc_error *err) {
     memset(us, 0, sizeof *us);
     mc_store *st = NULL;
     MC_TRY(mc_store_open(c, path, MC_STORE_READ, &st, err));
@@ -93,8 +92,7 @@ static mc_status stats_read(const mc_comm *c, const char *path, mc_unit_stats *u
     if (s == MC_OK) s = mc_store_read_rows(st, "sum", MC_DTYPE_F64, 0, U, us->sum, err);
     if (s == MC_OK) s = mc_store_read_rows(st, "fire_n", MC_DTYPE_I64, 0, U, us->fire_n, err);
     if (s == MC_OK) s = mc_store_read_rows(st, "fire_sum", MC_DTYPE_F64, 0, U, us->fire_sum, err);
-    if (s == MC_OK)
-        s = mc_store_read_rows(st, "class_sum", MC_DTYPE_F64, 0, C, us->class_sum, err);
+    if (s == MC_OK) s = mc_store_read_rows(st, "class_sum", MC_DTYPE_F64, 0, C, us->class_sum, err);
     if (s == MC_OK) s = mc_store_read_rows(st, "class_n", MC_DTYPE_I64, 0, C, us->class_n, err);
     mc_store_close(&st, NULL);
     if (s != MC_OK) mc_unit_stats_free(us);
@@ -102,8 +100,8 @@ static mc_status stats_read(const mc_comm *c, const char *path, mc_unit_stats *u
 }
 
 mc_status mc_unit_stats_get(const mc_comm *c, const mc_config *cfg, const mc_train_data *td,
-                            const char *layer, struct mc_sae *sae, const char *sae_key,
-                            bool tokens, mc_unit_stats *us, mc_error *err) {
+                            const char *layer, struct mc_sae *sae, const char *sae_key, bool tokens,
+                            mc_unit_stats *us, mc_error *err) {
     memset(us, 0, sizeof *us);
     mc_buf b = {0};
     mc_buf_printf(&b, "%s\ncode=%s\ntrain=%s\nlayer=%s\nsae=%s\ntokens=%d\n", STATS_KEY_VERSION,
