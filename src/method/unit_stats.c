@@ -14,6 +14,7 @@
 
 /* The statistics' inputs, for the builder. */
 typedef struct {
+    const mc_config *cfg;
     const mc_train_data *td;
     const char *layer;
     struct mc_sae *sae;
@@ -45,6 +46,11 @@ static mc_status stats_build(const mc_comm *c, mc_store *st, bool created, void 
                                         {"sae_key", j->sae ? j->sae_key : ""}};
         s = mc_store_set_attrs_str(st, "/", MC_STORE_ATTRS(sa), err);
         if (s == MC_OK) s = mc_store_set_attr_i64(st, "/", "tokens", j->tokens, err);
+        /* the provenance set every store carries (the Slurm job that wrote it, ...); no seed:
+         * the seeds that share the training extraction share the store */
+        const mc_store_provenance prov = {
+            .stage = "unit-stats", .config_hash = j->cfg->hash, .dataset = "train"};
+        if (s == MC_OK) s = mc_store_write_provenance(st, "/", &prov, err);
         if (s == MC_OK) s = mc_store_mark_layout(st, err);
     }
     /* Every rank computed the same doubles (image order); rank 0 writes them. */
@@ -117,7 +123,7 @@ mc_status mc_unit_stats_get(const mc_comm *c, const mc_config *cfg, const mc_tra
         return MC_FAIL(err, MC_ERR_ARG, "output path too long under %s", cfg->output_dir);
     mc_snprintf(what, sizeof what, "unit statistics of layer '%s' (%s)", layer,
                 sae ? "SAE features" : "neurons");
-    stats_job job = {td, layer, sae, sae_key, tokens};
+    stats_job job = {cfg, td, layer, sae, sae_key, tokens};
     MC_TRY(mc_shared_store_ensure(c, path, what, stats_build, &job, err));
     return stats_read(c, path, us, err);
 }
