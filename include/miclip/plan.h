@@ -46,6 +46,8 @@
     1e8 /* CLIP-Dissect slot terms (a double log each) per second, \
                                            * one thread; glibc's log does ~2e8 on a current core */
 #define MC_PLAN_DEFAULT_PRODUCT_TERMS_PS 5e8 /* its slot-product factors per second, one thread */
+#define MC_PLAN_DEFAULT_NORMALS_PS 2e7   /* normal draws (mc_rng_normal) per second, one thread */
+#define MC_PLAN_DEFAULT_WRITE_MBPS 200.0 /* MB/s written to a file and fsync'd */
 #define MC_PLAN_RUNTIME_BYTES                                                                      \
     (64.0 * 1024 * 1024) /* MPI + HDF5 + BLAS + code, per rank (a tiny
                                                       * extraction peaks at ~31 MB RSS here) */
@@ -78,6 +80,10 @@ typedef struct {
                           * thread (the stage computes them on one thread per rank) */
     double product_terms_ps; /* its slot-product factors (1 + w (p - 1) + 1e-7) per second */
     bool cd_defaults;        /* the two rates above are the defaults (a file without them) */
+    double normals_ps;       /* standard normal draws (mc_rng_normal, the SAE's initialisation) per
+                        * second, one thread */
+    double write_mbps;   /* MB/s written to a file in the output folder and fsync'd (checkpoints) */
+    bool fixed_defaults; /* the two rates above are the defaults (a file without them) */
 } mc_calibration;
 
 /* Sizes of one model read from config.json (no weights). */
@@ -166,6 +172,8 @@ typedef struct mc_plan_inputs {
     double fwd, gemm, mem, dec; /* flop/s in forwards and in sgemm, bytes/s, images/s */
     double logs;                /* CLIP-Dissect slot terms per second on one thread */
     double products;            /* CLIP-Dissect slot-product factors per second on one thread */
+    double normals;             /* normal draws per second on one thread */
+    double write;               /* bytes per second written and fsync'd */
     double tgt_w, clip_w,
         text_w; /* weight bytes of the target, the CLIP vision side, its text tower */
     int64_t eb; /* extract.batch_size */
@@ -203,9 +211,10 @@ void mc_calibration_defaults(mc_calibration *cal);
 mc_status mc_calibration_read(const char *path, mc_calibration *cal, mc_error *err);
 mc_status mc_calibration_write(const char *path, const mc_calibration *cal, mc_error *err);
 /* Measures with `threads` threads; model_dir (may be NULL) is forwarded at a small batch when
- * its weights are present. Takes a few seconds. */
-mc_status mc_calibration_measure(int threads, const char *model_dir, mc_calibration *cal,
-                                 mc_error *err);
+ * its weights are present; the write rate is measured with a temporary file in scratch_dir (the
+ * output folder; NULL or unwritable: the default rate stays, flagged). Takes a few seconds. */
+mc_status mc_calibration_measure(int threads, const char *model_dir, const char *scratch_dir,
+                                 mc_calibration *cal, mc_error *err);
 /* The default file: $MICLIP_CALIBRATION, else ~/.cache/miclip/calibration.json. */
 void mc_calibration_default_path(char *buf, size_t cap);
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "miclip/checked.h"
 #include "miclip/config.h"
 #include "miclip/fsutil.h"
 #include "miclip/log.h"
@@ -95,7 +96,18 @@ int mc_cmd_plan(const mc_comm *c, int argc, char **argv) {
         mc_calibration cal;
         int th = threads > 0 ? (int)threads : (cfg->threads > 0 ? (int)cfg->threads : 1);
         if (c->rank == 0) {
-            s = mc_calibration_measure(th, tdir ? tdir : cfg->models.target, &cal, &err);
+            /* the write rate in the output folder when it exists, else the calibration's */
+            char scratch[MC_PLAN_TEXT_MAX];
+            mc_strlcpy(scratch, out ? out : def, sizeof scratch);
+            char *slash = strrchr(scratch, '/');
+            if (slash) *slash = '\0';
+            s = slash && slash != scratch ? mc_mkdir_p(scratch, &err) : MC_OK;
+            if (s == MC_OK)
+                s = mc_calibration_measure(th, tdir ? tdir : cfg->models.target,
+                                           mc_dir_exists(cfg->output_dir) ? cfg->output_dir
+                                           : slash                        ? scratch
+                                                                          : ".",
+                                           &cal, &err);
             if (s == MC_OK) s = mc_calibration_write(out ? out : def, &cal, &err);
             if (s == MC_OK) {
                 printf("calibration of %s at %d thread(s) -> %s\n  sgemm %.1f GFLOP/s, memory %.1f "
@@ -103,6 +115,9 @@ int mc_cmd_plan(const mc_comm *c, int argc, char **argv) {
                        "factors %.0f M/s (1 thread)",
                        cal.host, cal.threads, out ? out : def, cal.sgemm_gflops, cal.mem_gbps,
                        cal.decode_ips, cal.log_terms_ps / 1e6, cal.product_terms_ps / 1e6);
+                printf(", normal draws %.0f M/s (1 thread), fsync'd writes %.0f MB/s%s",
+                       cal.normals_ps / 1e6, cal.write_mbps,
+                       cal.fixed_defaults ? " (the default: no writable folder)" : "");
                 if (cal.fwd_ips > 0)
                     printf(", forward of %s: %.2f images/s (batch %d)", cal.fwd_model, cal.fwd_ips,
                            cal.fwd_batch);

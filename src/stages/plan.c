@@ -28,6 +28,7 @@
 #include "miclip/json.h"
 #include "miclip/plan.h"
 #include "miclip/stages.h"
+#include "miclip/train.h"
 #include "miclip/world.h"
 
 #define TEXT_TOKENS 16 /* average prompt length in tokens ("a photo of a {}." + BOS/EOS) */
@@ -135,6 +136,9 @@ void mc_calibration_defaults(mc_calibration *cal) {
     cal->decode_ips = MC_PLAN_DEFAULT_DECODE_IPS;
     cal->log_terms_ps = MC_PLAN_DEFAULT_LOG_TERMS_PS;
     cal->product_terms_ps = MC_PLAN_DEFAULT_PRODUCT_TERMS_PS;
+    cal->normals_ps = MC_PLAN_DEFAULT_NORMALS_PS;
+    cal->write_mbps = MC_PLAN_DEFAULT_WRITE_MBPS;
+    cal->cd_defaults = cal->fixed_defaults = true;
     mc_strlcpy(cal->host, "(defaults)", sizeof cal->host);
 }
 
@@ -172,12 +176,17 @@ mc_status mc_calibration_read(const char *path, mc_calibration *cal, mc_error *e
                                &cal->log_terms_ps, path, err)) ||
           (s = mc_json_get_num(j, "product_terms_per_s", false, MC_PLAN_DEFAULT_PRODUCT_TERMS_PS,
                                &cal->product_terms_ps, path, err)) ||
+          (s = mc_json_get_num(j, "normal_draws_per_s", false, MC_PLAN_DEFAULT_NORMALS_PS,
+                               &cal->normals_ps, path, err)) ||
+          (s = mc_json_get_num(j, "write_mb_per_s", false, MC_PLAN_DEFAULT_WRITE_MBPS,
+                               &cal->write_mbps, path, err)) ||
           (s = mc_json_get_obj(j, "forward", false, &fw, path, err)))) {
         if (threads < 1 || threads > 4096 || !(cal->sgemm_gflops > 0) || !(cal->mem_gbps > 0) ||
             !(cal->decode_ips > 0) || !isfinite(cal->sgemm_gflops) || !isfinite(cal->mem_gbps) ||
             !isfinite(cal->decode_ips) || !(cal->log_terms_ps > 0) ||
             !isfinite(cal->log_terms_ps) || !(cal->product_terms_ps > 0) ||
-            !isfinite(cal->product_terms_ps))
+            !isfinite(cal->product_terms_ps) || !(cal->normals_ps > 0) ||
+            !isfinite(cal->normals_ps) || !(cal->write_mbps > 0) || !isfinite(cal->write_mbps))
             s = MC_FAIL(err, MC_ERR_FORMAT, "%s: rates must be positive and threads 1..4096", path);
     }
     if (s == MC_OK && fw) {
@@ -196,6 +205,7 @@ mc_status mc_calibration_read(const char *path, mc_calibration *cal, mc_error *e
     }
     if (s == MC_OK) {
         cal->cd_defaults = !json_object_get(j, "log_terms_per_s");
+        cal->fixed_defaults = !json_object_get(j, "normal_draws_per_s");
         cal->threads = (int)threads;
         cal->from_file = true;
         mc_strlcpy(cal->path, path, sizeof cal->path);
@@ -222,6 +232,10 @@ mc_status mc_calibration_write(const char *path, const mc_calibration *cal, mc_e
     json_object_set_new(j, "decode_images_per_s", json_real(cal->decode_ips));
     json_object_set_new(j, "log_terms_per_s", json_real(cal->log_terms_ps));
     json_object_set_new(j, "product_terms_per_s", json_real(cal->product_terms_ps));
+    if (!cal->fixed_defaults) {
+        json_object_set_new(j, "normal_draws_per_s", json_real(cal->normals_ps));
+        json_object_set_new(j, "write_mb_per_s", json_real(cal->write_mbps));
+    }
     if (cal->fwd_ips > 0) {
         json_t *fw = json_object();
         json_object_set_new(fw, "model", json_string(cal->fwd_model));
@@ -316,6 +330,34 @@ static void products_once(void *u) {
         for (int64_t j = 0; j < l->n; j++) l->acc[j] *= 1.0 + w * (l->p[j] - 1.0) + 1e-7;
     }
 }
+/* The SAE's initialisation: one normal draw per encoder weight (sae_topk.c). */
+static void normals_once(void *u) {
+    double *acc = u;
+    for (uint64_t i = 0; i < 100000; i++) *acc += mc_rng_normal(1, 2, i);
+}
+/* A checkpoint's write: 64 MiB into a file, then fsync (fsutil.c, mc_write_file_atomic). */
+typedef struct {
+    int fd;
+    size_t n;
+    char *buf;
+    bool failed;
+} write_job;
+static void write_once(void *u) {
+    write_job *w = u;
+    if (w->failed || lseek(w->fd, 0, SEEK_SET) != 0) {
+        w->failed = true;
+        return;
+    }
+    for (size_t o = 0; o < w->n;) {
+        ssize_t k = write(w->fd, w->buf + o, w->n - o);
+        if (k <= 0) {
+            w->failed = true;
+            return;
+        }
+        o += (size_t)k;
+    }
+    if (fsync(w->fd) != 0) w->failed = true;
+}
 typedef struct {
     mc_model *m;
     float *pix, *out;
@@ -330,8 +372,8 @@ static void forward_once(void *u) {
         f->s = mc_model_forward(f->m, f->pix, f->B, f->h, f->w, NULL, f->out, NULL, &f->err);
 }
 
-mc_status mc_calibration_measure(int threads, const char *model_dir, mc_calibration *cal,
-                                 mc_error *err) {
+mc_status mc_calibration_measure(int threads, const char *model_dir, const char *scratch_dir,
+                                 mc_calibration *cal, mc_error *err) {
     mc_calibration_defaults(cal);
     if (threads < 1) threads = 1;
     mc_set_threads(threads);
@@ -371,6 +413,23 @@ mc_status mc_calibration_measure(int threads, const char *model_dir, mc_calibrat
     cal->log_terms_ps = rate_of(logs_once, &lj, 0.5) * 100.0 * (double)lj.n;
     cal->product_terms_ps = rate_of(products_once, &lj, 0.5) * 100.0 * (double)lj.n;
     free(lj.p), free(lj.acc);
+    double acc = 0;
+    cal->normals_ps = rate_of(normals_once, &acc, 0.5) * 100000.0;
+    /* fsync'd writes in the output folder (skipped, default kept, where it cannot be written) */
+    char tmp[MC_PLAN_TEXT_MAX + 32];
+    write_job wj = {.fd = -1, .n = (size_t)64 << 20};
+    if (scratch_dir &&
+        snprintf(tmp, sizeof tmp, "%s/.miclip-calibrate-XXXXXX", scratch_dir) < (int)sizeof tmp &&
+        (wj.buf = malloc(wj.n)) != NULL && (wj.fd = mkstemp(tmp)) >= 0) {
+        memset(wj.buf, 7, wj.n);
+        const double r = rate_of(write_once, &wj, 1.0) * (double)wj.n / 1e6;
+        close(wj.fd);
+        unlink(tmp);
+        if (!wj.failed) cal->write_mbps = r;
+    }
+    free(wj.buf);
+    cal->fixed_defaults = wj.fd < 0 || wj.failed;
+    cal->cd_defaults = false;
     /* decode + bicubic resize of a 500x375 PNG of smooth noise (ImageNet's typical size) */
     int W = 500, H = 375;
     uint8_t *px = malloc((size_t)W * H * 3);
@@ -592,6 +651,32 @@ void mc_plan_unit_table_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_
     S->gmac_per_item = mac / units / 1e9;
     *flop = 2.0 * mac;
     *core_s = *flop / in->gemm;
+    if (S->stage == MC_STAGE_LOCALIZE || S->stage == MC_STAGE_DESCRIBE) {
+        /* What the E_n methods add to the scores (units.c, similarity.c), counted for the
+         * config's reading: an SAE feature's direction E_n W_dec[:, i] (m n e MAC, W_dec read);
+         * the INPUTS reading (algorithm2 for SAE features, activation for neurons) loads the
+         * whole SAE for q and finishes every (unit, concept) score in double with a square root
+         * and a division, costed as one CLIP-Dissect slot term each (a log: the calibrated
+         * scalar rate nearest to it); and its per-unit means, once per seed for all tasks from
+         * the unit-stats store, cost one SAE encode of every training vector on every rank. */
+        const double m = (double)cfg->sae.features, n = (double)in->sae_dim;
+        for (int u = 0; u < uk->n; u++) {
+            const bool sae = uk->v[u] == MC_UNIT_SAE;
+            const bool inputs = sae ? cfg->localize.sae_unit == 0 : cfg->localize.neuron_unit == 1;
+            const double nu = sae ? m : (double)in->align_dim;
+            if (sae) {
+                *flop += 2.0 * m * n * e;
+                *core_s += 2.0 * m * n * e / in->gemm + m * n * 4 / in->mem;
+            }
+            if (inputs) *core_s += nu * (double)in->n_concepts / in->logs;
+            if (inputs && sae) {
+                *core_s += 2.0 * m * n * 4 / in->mem;
+                if (S->n_tasks > 0)
+                    *core_s += 2.0 * (double)p->n_train * n * m / in->gemm * p->ranks *
+                               (double)in->seeds / S->n_tasks;
+            }
+        }
+    }
     /* The concept sets' CLIP text embeddings, once for the run (method/concepts.c keeps them in
      * a store the later tasks read): billed to the first stage of the three that runs. */
     int first = -1;
@@ -768,6 +853,8 @@ mc_status mc_plan_make(const mc_config *cfg, int ranks, int threads, const mc_ca
         .dec = dec,
         .logs = cal->log_terms_ps,
         .products = cal->product_terms_ps,
+        .normals = cal->normals_ps,
+        .write = cal->write_mbps * 1e6,
         .tgt_w = tgt_w,
         .clip_w = clip_w,
         .text_w = text_w,
@@ -835,10 +922,12 @@ void mc_plan_print(FILE *f, const mc_config *cfg, const mc_plan *p) {
     if (p->cal.from_file)
         fprintf(f,
                 "calibration: %s (host %s, %d thread(s)): sgemm %.1f GFLOP/s, memory %.1f GB/s, "
-                "decode %.0f img/s, slot terms %.0f M/s, factors %.0f M/s%s",
+                "decode %.0f img/s, slot terms %.0f M/s, factors %.0f M/s%s, normal draws %.0f "
+                "M/s, writes %.0f MB/s%s",
                 p->cal.path, p->cal.host, p->cal.threads, p->cal.sgemm_gflops, p->cal.mem_gbps,
                 p->cal.decode_ips, p->cal.log_terms_ps / 1e6, p->cal.product_terms_ps / 1e6,
-                p->cal.cd_defaults ? " (defaults: not in the file)" : "");
+                p->cal.cd_defaults ? " (defaults: not in the file)" : "", p->cal.normals_ps / 1e6,
+                p->cal.write_mbps, p->cal.fixed_defaults ? " (defaults: not in the file)" : "");
     else
         fprintf(f,
                 "calibration: NONE - conservative defaults per core (sgemm %.0f GFLOP/s, memory "

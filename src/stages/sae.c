@@ -399,9 +399,23 @@ static void sae_cost(const mc_config *cfg, const mc_plan_inputs *in, mc_plan *p,
     double adam_s = np * 32.0 / (in->mem * p->threads);
     double wall_step =
         2.0 * enc / (in->gemm * in->cores) + 2.0 * sparse / (in->gemm * p->threads) + adam_s;
-    S->wall_s_task = (double)steps * wall_step;
+    /* Beside the steps, what every task does once (mc_stage_sae): the initialisation, one normal
+     * draw per encoder weight on every rank; each checkpoint (every sae.checkpoint_every steps
+     * and the last: the weights and Adam's two moments, fsync'd) and the store's weights, written
+     * by rank 0; the two evaluations, up to EVAL_MAX_ROWS rows each through the dense encoder,
+     * split over the ranks. */
+    const int64_t n_ho = (int64_t)((double)p->n_train * cfg->sae.heldout);
+    const int64_t all_tok = cfg->sae.input == MC_SAE_INPUT_ALL ? p->target.T : 1;
+    const double eval_rows =
+        (double)(train_rows < EVAL_MAX_ROWS ? train_rows : EVAL_MAX_ROWS) +
+        (double)(n_ho * all_tok < EVAL_MAX_ROWS ? n_ho * all_tok : EVAL_MAX_ROWS);
+    const double ckpts =
+        1.0 + (cfg->sae.checkpoint_every > 0 ? (double)(steps / cfg->sae.checkpoint_every) : 0.0);
+    const double once = (double)m * n / in->normals + (ckpts * 3.0 + 1.0) * np * 4.0 / in->write +
+                        2.0 * eval_rows * (double)m * n / (in->gemm * in->cores);
+    S->wall_s_task = (double)steps * wall_step + once;
     *core_s = S->wall_s_task * in->cores;
-    *flop = 2.0 * (enc + sparse) * (double)steps;
+    *flop = 2.0 * (enc + sparse) * (double)steps + 2.0 * eval_rows * (double)m * n;
     *mem_b += np * 4.0 * 4 + (double)m * 8 + (double)B * (double)m * 4 +
               (double)rows * n * 4 / p->ranks + (double)B * n * 8;
     /* the store keeps the weights and the curves; the checkpoint (weights + Adam state,

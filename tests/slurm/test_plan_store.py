@@ -140,6 +140,30 @@ def calibration(tmp, world, vit, clip):
           "--calibrate writes sgemm, memory, decode and a forward of the target (%s)" % r.stdout.strip())
     r = subprocess.run([MICLIP, "--quiet", "plan", cfg, "--calibration", path, "--json"], capture_output=True, text=True)
     check(r.returncode == 0 and json.loads(r.stdout)["calibration"] == path, "plan --calibration uses the file")
+    left = [n for n in os.listdir(os.path.dirname(path)) if n.startswith(".miclip-calibrate-")]
+    check(ok and c.get("normal_draws_per_s", 0) > 0 and c.get("write_mb_per_s", 0) > 0 and not left,
+          "--calibrate measures normal draws and fsync'd writes, leaving no temporary (%s)" % left)
+    # The SAE stage's once-per-task work follows the two rates: with the write rate halved, a
+    # task's wall grows by exactly (checkpoints x 3 + 1) x the SAE's parameters x 4 bytes / rate.
+    sae_cfg = os.path.join(tmp, "cal_sae.yaml")
+    with open(sae_cfg, "w") as f:
+        f.write(open(cfg).read().replace("stages: [extract]", "stages: [extract, sae]")
+                + "sae: {layer: \"1\", features: 512, k: 8, steps: 2500, checkpoint_every: 1000}\n")
+    walls = []
+    for rate in (100.0, 50.0):
+        c2 = dict(c, write_mb_per_s=rate)
+        p2 = os.path.join(tmp, "calib", "w%d.json" % rate)
+        json.dump(c2, open(p2, "w"))
+        r = subprocess.run([MICLIP, "--quiet", "plan", sae_cfg, "--calibration", p2, "--json"],
+                           capture_output=True, text=True)
+        st = {x["stage"]: x for x in json.loads(r.stdout)["stages"]} if r.returncode == 0 else {}
+        walls.append(st.get("sae", {}).get("wall_seconds_per_task", 0.0))
+    n = 64  # the world ViT's width at layer 1 (config.json hidden_size)
+    params = 2 * 512 * n + 512 + n
+    want = (3 * 3 + 1) * params * 4 / 1e6 * (1 / 50.0 - 1 / 100.0)  # 2 periodic checkpoints + the last
+    check(walls[0] > 0 and abs((walls[1] - walls[0]) - want) < 1e-6 * max(want, 1),
+          "the SAE task's wall grows by its checkpoint and store bytes / the write rate (%.6f s, want %.6f)"
+          % (walls[1] - walls[0], want))
     r = subprocess.run([MICLIP, "--quiet", "plan", cfg], capture_output=True, text=True,
                        env=dict(os.environ, MICLIP_CALIBRATION=os.path.join(tmp, "none.json")))
     check(r.returncode == 0 and "conservative defaults" in r.stdout, "without a file the plan says it uses defaults")
