@@ -395,8 +395,9 @@ static mc_status conv_section(ctx *C, const char *section, const char *path, con
 /* Suggests a key for an unknown one: a close sibling, or the same name in another section. */
 static void suggest_key(const char *section, const char *word, char *out, size_t cap) {
     out[0] = '\0';
-    const char *cands[128];
-    const char *full[128];
+    /* Zeroed: gcc -O2 -g (RelWithDebInfo) cannot see that nearest() reads only the first nc. */
+    const char *cands[128] = {0};
+    const char *full[128] = {0};
     int nc = 0;
     for (int i = 0; i < mc_schema_count && nc < 128; i++)
         if (mc_schema_is_child(&mc_schema[i], section)) {

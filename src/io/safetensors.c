@@ -460,7 +460,8 @@ mc_status mc_st_get(const mc_st_file *f, const char *name, int ndim, const int64
     if (ndim < 0 || ndim > MC_MAX_DIMS)
         return MC_FAIL(err, MC_ERR_ARG, "%s: tensor '%s': expected rank %d is out of range",
                        f->path, name, ndim);
-    int64_t any[MC_MAX_DIMS];
+    /* Zeroed: gcc -O2 -g (RelWithDebInfo) cannot see that only the first ndim are read. */
+    int64_t any[MC_MAX_DIMS] = {0};
     if (!expect) { /* NULL: any size in each of the ndim dimensions */
         for (int i = 0; i < ndim; i++) any[i] = -1;
         expect = any;
