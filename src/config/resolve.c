@@ -397,13 +397,10 @@ static void suggest_key(const char *section, const char *word, char *out, size_t
     out[0] = '\0';
     /* Zeroed: gcc -O2 -g (RelWithDebInfo) cannot see that nearest() reads only the first nc. */
     const char *cands[128] = {0};
-    const char *full[128] = {0};
     int nc = 0;
     for (int i = 0; i < mc_schema_count && nc < 128; i++)
-        if (mc_schema_is_child(&mc_schema[i], section)) {
-            cands[nc] = mc_schema_leaf(mc_schema[i].key);
-            full[nc++] = mc_schema[i].key;
-        }
+        if (mc_schema_is_child(&mc_schema[i], section))
+            cands[nc++] = mc_schema_leaf(mc_schema[i].key);
     const char *near = nearest(word, cands, nc, 0);
     if (near) {
         snprintf(out, cap, " (did you mean '%s'?)", near);
@@ -418,7 +415,6 @@ static void suggest_key(const char *section, const char *word, char *out, size_t
     size_t o = (size_t)snprintf(out, cap, "; known keys here:");
     for (int i = 0; i < nc && o < cap; i++)
         o += (size_t)snprintf(out + o, cap - o, " %s", cands[i]);
-    (void)full;
 }
 
 static void *field_at(void *base, const mc_schema_entry *e) { return (char *)base + e->offset; }
